@@ -1,0 +1,7 @@
+module github.com/pleiades-db/pleiades/services
+
+go 1.26
+
+require github.com/pleiades-db/pleiades/shared v0.0.0
+
+replace github.com/pleiades-db/pleiades/shared => ../shared

@@ -1,0 +1,162 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pleiades-db/pleiades/shared/proto/buspb"
+)
+
+// Code classifies a failed call; it travels on the wire.
+type Code = buspb.Code
+
+// The codes a handler's error maps to. See buspb.Code for their meaning.
+const (
+	CodeOK                 = buspb.Code_OK
+	CodeInvalidArgument    = buspb.Code_INVALID_ARGUMENT
+	CodeNotFound           = buspb.Code_NOT_FOUND
+	CodeAlreadyExists      = buspb.Code_ALREADY_EXISTS
+	CodeFailedPrecondition = buspb.Code_FAILED_PRECONDITION
+	CodeUnavailable        = buspb.Code_UNAVAILABLE
+	CodeDeadlineExceeded   = buspb.Code_DEADLINE_EXCEEDED
+	CodeNotLeader          = buspb.Code_NOT_LEADER
+	CodeInternal           = buspb.Code_INTERNAL
+	CodeCanceled           = buspb.Code_CANCELED
+	CodeUnimplemented      = buspb.Code_UNIMPLEMENTED
+	CodeResourceExhausted  = buspb.Code_RESOURCE_EXHAUSTED
+)
+
+// Error is a failure with a wire code. Handlers return one (directly or
+// wrapped) to choose the code the caller sees; callers get one back from
+// every failed call and can test it with errors.Is against the sentinels
+// below, which match on code alone.
+type Error struct {
+	// Code is the failure class.
+	Code Code
+	// Message explains the failure for humans.
+	Message string
+	// LeaderHint is the leader's address when Code is CodeNotLeader, if known.
+	LeaderHint string
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	name := codeName(e.Code)
+	switch {
+	case e.Message == "" && e.LeaderHint == "":
+		return "bus: " + name
+	case e.Code == CodeNotLeader && e.LeaderHint != "":
+		if e.Message == "" {
+			return fmt.Sprintf("bus: %s (leader %s)", name, e.LeaderHint)
+		}
+		return fmt.Sprintf("bus: %s: %s (leader %s)", name, e.Message, e.LeaderHint)
+	default:
+		return fmt.Sprintf("bus: %s: %s", name, e.Message)
+	}
+}
+
+// Is reports whether target is an *Error with the same code, so that
+// errors.Is(err, bus.ErrNotFound) holds for every not-found failure.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+func codeName(c Code) string {
+	switch c {
+	case CodeOK:
+		return "ok"
+	case CodeInvalidArgument:
+		return "invalid argument"
+	case CodeNotFound:
+		return "not found"
+	case CodeAlreadyExists:
+		return "already exists"
+	case CodeFailedPrecondition:
+		return "failed precondition"
+	case CodeUnavailable:
+		return "unavailable"
+	case CodeDeadlineExceeded:
+		return "deadline exceeded"
+	case CodeNotLeader:
+		return "not leader"
+	case CodeInternal:
+		return "internal"
+	case CodeCanceled:
+		return "canceled"
+	case CodeUnimplemented:
+		return "unimplemented"
+	case CodeResourceExhausted:
+		return "resource exhausted"
+	}
+	return fmt.Sprintf("code(%d)", int32(c))
+}
+
+// Sentinels for errors.Is; they match any *Error of their code.
+var (
+	ErrInvalidArgument    = &Error{Code: CodeInvalidArgument}
+	ErrNotFound           = &Error{Code: CodeNotFound}
+	ErrAlreadyExists      = &Error{Code: CodeAlreadyExists}
+	ErrFailedPrecondition = &Error{Code: CodeFailedPrecondition}
+	ErrUnavailable        = &Error{Code: CodeUnavailable}
+	ErrDeadlineExceeded   = &Error{Code: CodeDeadlineExceeded}
+	ErrNotLeader          = &Error{Code: CodeNotLeader}
+	ErrInternal           = &Error{Code: CodeInternal}
+	ErrCanceled           = &Error{Code: CodeCanceled}
+	ErrUnimplemented      = &Error{Code: CodeUnimplemented}
+	ErrResourceExhausted  = &Error{Code: CodeResourceExhausted}
+)
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// NotLeader returns a CodeNotLeader error naming the leader's address (empty if unknown).
+func NotLeader(hint string) error {
+	return &Error{Code: CodeNotLeader, LeaderHint: hint}
+}
+
+// CodeOf returns the wire code for err: the code of the outermost *Error in
+// its chain, CodeDeadlineExceeded or CodeCanceled for context errors,
+// CodeOK for nil and CodeInternal for anything else. This is the one table
+// that maps internal errors to wire codes.
+func CodeOf(err error) Code {
+	if err == nil {
+		return CodeOK
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return CodeCanceled
+	}
+	return CodeInternal
+}
+
+// LeaderHint returns the leader hint carried by err, if any.
+func LeaderHint(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.LeaderHint
+	}
+	return ""
+}
+
+// toWire converts a handler's error to the fields of a Response.
+func toWire(err error) (Code, string, string) {
+	code := CodeOf(err)
+	return code, err.Error(), LeaderHint(err)
+}
+
+// fromWire rebuilds a caller-side error from a Response's fields.
+func fromWire(code Code, msg, hint string) error {
+	if code == CodeOK {
+		return nil
+	}
+	return &Error{Code: code, Message: msg, LeaderHint: hint}
+}
