@@ -1,0 +1,42 @@
+# Pleiades developer entry points. Each target is a thin wrapper over a
+# script in scripts/ so CI and developers run the same thing.
+SHELL := /bin/bash
+DATA ?= ./data
+NODES ?= 3
+
+.PHONY: all deps build test run dev proto bench clean verify
+
+all: build
+
+## deps: install missing apt packages (librocksdb-dev, ...) and Go modules
+deps:
+	@./scripts/deps.sh
+
+## build: every daemon and the pleiades CLI into ./bin
+build: deps
+	@./scripts/build.sh >/dev/null
+
+## test: deps, gofmt, vet, standalone module builds, go test -race everywhere
+test: deps
+	@./scripts/test.sh
+
+## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
+run: build
+	./bin/pleiades up --data-dir $(DATA)
+
+## dev: a local cluster of $(NODES) nodes on loopback (Ctrl-C stops it)
+dev: build
+	./bin/pleiades dev --nodes $(NODES) --data-dir $(DATA)/dev
+
+## proto: regenerate Go code from shared/proto (needs protoc 3.21.12)
+proto:
+	@WITH_PROTOC=1 ./scripts/deps.sh
+	@./scripts/genproto.sh
+
+## bench: the Go benchmarks of every module (long; not part of test)
+bench: deps
+	@./scripts/bench.sh
+
+## clean: remove binaries and the default data dir
+clean:
+	rm -rf ./bin $(DATA)
