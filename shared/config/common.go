@@ -1,0 +1,172 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Names of the flags every daemon has.
+const (
+	FlagConfig          = "config"
+	FlagNodeID          = "node-id"
+	FlagDataDir         = "data-dir"
+	FlagBusAddr         = "bus-addr"
+	FlagAdminAddr       = "admin-addr"
+	FlagCertsDir        = "certs-dir"
+	FlagDev             = "dev"
+	FlagMaxFrameSize    = "max-frame-size"
+	FlagLogFormat       = "log-format"
+	FlagLogLevel        = "log-level"
+	FlagShutdownTimeout = "shutdown-timeout"
+)
+
+// Defaults of the common flags that do not depend on the daemon.
+const (
+	DefaultDataDir         = "./data"
+	DefaultMaxFrameSize    = 16 << 20
+	DefaultLogFormat       = "text"
+	DefaultLogLevel        = "info"
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Common is the configuration every daemon shares. Build it with
+// CommonFrom; it is passed by value and never changed afterwards.
+type Common struct {
+	// NodeID identifies the node; 0 means "load <DataDir>/node-id, or
+	// create and persist a random non-zero one".
+	NodeID uint64
+	// DataDir is the node's data directory, shared by its daemons. Default ./data.
+	DataDir string
+	// BusAddr is the UDP address of the daemon's QUIC bus endpoint.
+	BusAddr string
+	// AdminAddr is the TCP address of the daemon's HTTP admin endpoint.
+	AdminAddr string
+	// CertsDir holds ca.crt, node.crt and node.key. Default <DataDir>/certs.
+	CertsDir string
+	// Dev creates a CA and a node certificate in CertsDir when missing.
+	Dev bool
+	// MaxFrameSize bounds every bus frame, in bytes. Default 16 MiB.
+	MaxFrameSize int
+	// LogFormat is "text" or "json". Default text.
+	LogFormat string
+	// LogLevel is the minimum level logged. Default info.
+	LogLevel slog.Level
+	// ShutdownTimeout bounds a graceful stop. Default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// CommonFlags returns the flags every daemon has, with the daemon's own
+// default bus and admin addresses. The --config flag is added by NewApp
+// and Prepare, not here.
+func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
+	return []cli.Flag{
+		&cli.Uint64Flag{Name: FlagNodeID, Usage: "node id; 0 loads <data-dir>/node-id or creates a random one"},
+		&cli.StringFlag{Name: FlagDataDir, Value: DefaultDataDir, Usage: "node data directory, shared by the node's daemons"},
+		&cli.StringFlag{Name: FlagBusAddr, Value: defaultBusAddr, Usage: "UDP `ADDR` of the QUIC bus endpoint"},
+		&cli.StringFlag{Name: FlagAdminAddr, Value: defaultAdminAddr, Usage: "TCP `ADDR` of the HTTP admin endpoint"},
+		&cli.StringFlag{Name: FlagCertsDir, Usage: "directory with ca.crt, node.crt, node.key (default: <data-dir>/certs)"},
+		&cli.BoolFlag{Name: FlagDev, Usage: "create a CA and node certificate in the certs dir when missing"},
+		&cli.IntFlag{Name: FlagMaxFrameSize, Value: DefaultMaxFrameSize, Usage: "largest bus frame, in bytes"},
+		&cli.StringFlag{Name: FlagLogFormat, Value: DefaultLogFormat, Usage: "log format: text or json"},
+		&cli.StringFlag{Name: FlagLogLevel, Value: DefaultLogLevel, Usage: "minimum log level: debug, info, warn or error"},
+		&cli.DurationFlag{Name: FlagShutdownTimeout, Value: DefaultShutdownTimeout, Usage: "bound on a graceful stop"},
+	}
+}
+
+// FlagError is an invalid configuration value; its message names the flag.
+type FlagError struct {
+	// Flag is the flag's name, without dashes.
+	Flag string
+	// Value is the rejected value.
+	Value string
+	// Err says what is wrong with it.
+	Err error
+}
+
+// Error implements error.
+func (e *FlagError) Error() string {
+	return fmt.Sprintf("invalid value %q for flag --%s: %v", e.Value, e.Flag, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// CommonFrom reads and validates the common flags from c. Its errors are
+// *FlagError values naming the flag.
+func CommonFrom(c *cli.Context) (Common, error) {
+	cm := Common{
+		NodeID:          c.Uint64(FlagNodeID),
+		DataDir:         c.String(FlagDataDir),
+		BusAddr:         c.String(FlagBusAddr),
+		AdminAddr:       c.String(FlagAdminAddr),
+		CertsDir:        c.String(FlagCertsDir),
+		Dev:             c.Bool(FlagDev),
+		MaxFrameSize:    c.Int(FlagMaxFrameSize),
+		LogFormat:       c.String(FlagLogFormat),
+		ShutdownTimeout: c.Duration(FlagShutdownTimeout),
+	}
+	if cm.DataDir == "" {
+		return Common{}, &FlagError{Flag: FlagDataDir, Value: "", Err: fmt.Errorf("must not be empty")}
+	}
+	if cm.CertsDir == "" {
+		cm.CertsDir = filepath.Join(cm.DataDir, "certs")
+	}
+	if err := ValidateAddr(cm.BusAddr); err != nil {
+		return Common{}, &FlagError{Flag: FlagBusAddr, Value: cm.BusAddr, Err: err}
+	}
+	if err := ValidateAddr(cm.AdminAddr); err != nil {
+		return Common{}, &FlagError{Flag: FlagAdminAddr, Value: cm.AdminAddr, Err: err}
+	}
+	if cm.MaxFrameSize < 1024 {
+		return Common{}, &FlagError{Flag: FlagMaxFrameSize, Value: strconv.Itoa(cm.MaxFrameSize), Err: fmt.Errorf("must be at least 1024")}
+	}
+	switch cm.LogFormat {
+	case "text", "json":
+	default:
+		return Common{}, &FlagError{Flag: FlagLogFormat, Value: cm.LogFormat, Err: fmt.Errorf("want text or json")}
+	}
+	lvl, err := ParseLevel(c.String(FlagLogLevel))
+	if err != nil {
+		return Common{}, &FlagError{Flag: FlagLogLevel, Value: c.String(FlagLogLevel), Err: err}
+	}
+	cm.LogLevel = lvl
+	if cm.ShutdownTimeout <= 0 {
+		return Common{}, &FlagError{Flag: FlagShutdownTimeout, Value: cm.ShutdownTimeout.String(), Err: fmt.Errorf("must be positive")}
+	}
+	return cm, nil
+}
+
+// ValidateAddr checks that addr is host:port with a numeric port in
+// 0..65535 (0 picks a free port). The host may be empty (all interfaces).
+func ValidateAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number in 0..65535", port)
+	}
+	return nil
+}
+
+// ParseLevel parses a log level name: debug, info, warn or error (any case).
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("want debug, info, warn or error")
+}
