@@ -1,0 +1,335 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
+)
+
+// DefaultCheckTimeout bounds one run of one check.
+const DefaultCheckTimeout = 2 * time.Second
+
+// Config configures the admin server.
+type Config struct {
+	// Addr is the TCP address to listen on, e.g. "127.0.0.1:7501"; port 0
+	// picks a free port (read it back with Addr). Required.
+	Addr string
+	// CheckTimeout bounds each health or readiness check. Default 2s.
+	CheckTimeout time.Duration
+}
+
+// Deps are the server's injected dependencies.
+type Deps struct {
+	// Logger receives lifecycle and error logs. Required.
+	Logger *slog.Logger
+	// Gatherer is the registry /metrics serves; nil serves an empty one.
+	Gatherer prometheus.Gatherer
+}
+
+// Info identifies the daemon in its status.
+type Info struct {
+	// Daemon is the daemon's name, e.g. "stored".
+	Daemon string
+	// NodeID is the node's identity.
+	NodeID uint64
+	// Version is the build version of the binary.
+	Version string
+}
+
+// CheckFunc is a health or readiness check: nil means healthy or ready.
+type CheckFunc func(ctx context.Context) error
+
+// Server is a daemon's HTTP admin endpoint.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	info    Info
+	started time.Time
+	mux     *http.ServeMux
+	errc    chan error
+
+	mu struct {
+		sync.Mutex
+		ready     map[string]CheckFunc
+		health    map[string]CheckFunc
+		addresses map[string]string
+		srv       *http.Server
+		ln        net.Listener
+		done      chan struct{} // closed when Serve returns
+		stopped   bool
+	}
+}
+
+// New validates cfg and returns an unstarted server.
+func New(cfg Config, deps Deps, info Info) (*Server, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("admin: Config.Addr is required")
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("admin: Deps.Logger is required")
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = DefaultCheckTimeout
+	}
+	g := deps.Gatherer
+	if g == nil {
+		g = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     deps.Logger,
+		info:    info,
+		started: time.Now(),
+		mux:     http.NewServeMux(),
+		errc:    make(chan error, 1),
+	}
+	s.mu.ready = map[string]CheckFunc{}
+	s.mu.health = map[string]CheckFunc{}
+	s.mu.addresses = map[string]string{}
+
+	s.mux.Handle("/healthz", s.checksHandler("healthz", func() map[string]CheckFunc { return s.checks(false) }))
+	s.mux.Handle("/readyz", s.checksHandler("readyz", func() map[string]CheckFunc { return s.checks(true) }))
+	s.mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.mux.Handle("/v1/status", JSON(func(r *http.Request) (any, error) {
+		st, err := s.Status(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		return StatusJSON(st), nil
+	}))
+	return s, nil
+}
+
+// AddReadyCheck registers (or replaces) a readiness check.
+func (s *Server) AddReadyCheck(name string, check CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.ready[name] = check
+}
+
+// AddHealthCheck registers (or replaces) a liveness check.
+func (s *Server) AddHealthCheck(name string, check CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.health[name] = check
+}
+
+// SetAddress records a bound address under name ("bus", "nats", ...) for
+// the status. The admin address itself is recorded by Start.
+func (s *Server) SetAddress(name, addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.addresses[name] = addr
+}
+
+// Handle mounts h at pattern (net/http.ServeMux syntax), for a daemon's
+// own /v1/... views. It panics if pattern is already taken, like ServeMux.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// Handler returns the server's routes, e.g. for httptest.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) checks(ready bool) map[string]CheckFunc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ready {
+		return maps.Clone(s.mu.ready)
+	}
+	return maps.Clone(s.mu.health)
+}
+
+// runChecks runs every check concurrently, each under the check timeout,
+// and returns each one's error (nil when it passed).
+func (s *Server) runChecks(ctx context.Context, checks map[string]CheckFunc) map[string]error {
+	out := make(map[string]error, len(checks))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range checks {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+			defer cancel()
+			err := runCheck(cctx, check)
+			mu.Lock()
+			out[name] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// runCheck runs check, returning early with ctx's error if the check
+// ignores its deadline (the check's goroutine then finishes on its own).
+func runCheck(ctx context.Context, check CheckFunc) error {
+	done := make(chan error, 1)
+	go func() { done <- check(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("check timed out: %w", ctx.Err())
+	}
+}
+
+// Ready runs the readiness checks and reports whether all passed, with
+// the error of each failed check.
+func (s *Server) Ready(ctx context.Context) (bool, map[string]error) {
+	res := s.runChecks(ctx, s.checks(true))
+	failed := map[string]error{}
+	for name, err := range res {
+		if err != nil {
+			failed[name] = err
+		}
+	}
+	return len(failed) == 0, failed
+}
+
+// Status runs the readiness checks and returns the daemon's status.
+func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
+	res := s.runChecks(ctx, s.checks(true))
+	s.mu.Lock()
+	addrs := maps.Clone(s.mu.addresses)
+	s.mu.Unlock()
+	st := &adminpb.Status{
+		Daemon:            s.info.Daemon,
+		NodeId:            s.info.NodeID,
+		Version:           s.info.Version,
+		UptimeSeconds:     time.Since(s.started).Seconds(),
+		StartedAtUnixNano: s.started.UnixNano(),
+		Addresses:         addrs,
+		Ready:             true,
+		Checks:            make(map[string]*adminpb.Check, len(res)),
+	}
+	for name, err := range res {
+		c := &adminpb.Check{Ok: err == nil}
+		if err != nil {
+			c.Error = err.Error()
+			st.Ready = false
+		}
+		st.Checks[name] = c
+	}
+	return st, nil
+}
+
+// checksHandler serves /healthz or /readyz.
+func (s *Server) checksHandler(what string, get func() map[string]CheckFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		_, verbose := q["verbose"]
+		checks := get()
+		for _, name := range q["exclude"] {
+			delete(checks, name)
+		}
+		res := s.runChecks(r.Context(), checks)
+		names := slices.Sorted(maps.Keys(res))
+		var body []byte
+		failed := false
+		for _, name := range names {
+			if err := res[name]; err != nil {
+				failed = true
+				body = fmt.Appendf(body, "[-]%s failed: %v\n", name, err)
+			} else if verbose {
+				body = fmt.Appendf(body, "[+]%s ok\n", name)
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if failed {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			body = fmt.Appendf(body, "%s check failed\n", what)
+		} else {
+			body = fmt.Appendf(body, "ok\n")
+		}
+		_, _ = w.Write(body)
+	})
+}
+
+// Start listens on Config.Addr and serves in the background. ctx bounds
+// start-up only. Serving failures after start arrive on Err.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.srv != nil || s.mu.stopped {
+		return errors.New("admin: already started or stopped")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.mu.ln = ln
+	s.mu.addresses["admin"] = ln.Addr().String()
+	s.mu.srv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.done = make(chan struct{})
+	srv, done := s.mu.srv, s.mu.done
+	// The serve goroutine exits when Stop shuts the server down (or the
+	// listener fails); Stop waits for it via done.
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case s.errc <- fmt.Errorf("admin: serve: %w", err):
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// Addr returns the bound address (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ln == nil {
+		return nil
+	}
+	return s.mu.ln.Addr()
+}
+
+// Err delivers a serving failure after Start, at most once.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Stop shuts the server down gracefully: it stops accepting, waits for
+// in-flight requests until ctx ends, then closes what is left. It is
+// idempotent.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.mu.stopped = true
+	srv, done := s.mu.srv, s.mu.done
+	s.mu.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+		err = fmt.Errorf("admin: shutdown: %w", err)
+	}
+	<-done
+	return err
+}

@@ -1,0 +1,244 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// startServer starts a server on 127.0.0.1:0 and stops it at cleanup.
+func startServer(t *testing.T, reg *prometheus.Registry) *Server {
+	t.Helper()
+	s, err := New(Config{Addr: "127.0.0.1:0", CheckTimeout: 200 * time.Millisecond},
+		Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Gatherer: reg},
+		Info{Daemon: "testd", NodeID: 12, Version: "v1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return s
+}
+
+func get(t *testing.T, s *Server, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.Addr().String() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestChecks(t *testing.T) {
+	s := startServer(t, nil)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	s.AddReadyCheck("good", func(context.Context) error { return nil })
+	s.AddReadyCheck("bad", func(context.Context) error { return errors.New("disk on fire") })
+	s.AddReadyCheck("stuck", func(context.Context) error { <-release; return nil })
+	s.AddHealthCheck("alive", func(context.Context) error { return nil })
+
+	tests := []struct {
+		path      string
+		wantCode  int
+		want      []string
+		wantNotIn []string
+	}{
+		{"/healthz", 200, []string{"ok"}, nil},
+		{"/healthz?verbose", 200, []string{"[+]alive ok"}, nil},
+		{"/readyz", 503, []string{"[-]bad failed: disk on fire", "[-]stuck failed: check timed out", "readyz check failed"}, []string{"good"}},
+		{"/readyz?verbose", 503, []string{"[+]good ok", "[-]bad failed"}, nil},
+		{"/readyz?exclude=bad", 503, []string{"[-]stuck failed"}, []string{"bad"}},
+		{"/readyz?exclude=bad&exclude=stuck", 200, []string{"ok"}, []string{"failed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			code, body := get(t, s, tt.path)
+			if code != tt.wantCode {
+				t.Errorf("GET %s = %d; want %d (body %q)", tt.path, code, tt.wantCode, body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("GET %s body %q lacks %q", tt.path, body, w)
+				}
+			}
+			for _, w := range tt.wantNotIn {
+				if strings.Contains(body, w) {
+					t.Errorf("GET %s body %q contains %q", tt.path, body, w)
+				}
+			}
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	s := startServer(t, nil)
+	s.SetAddress("bus", "127.0.0.1:7401")
+	s.AddReadyCheck("bus", func(context.Context) error { return nil })
+	code, body := get(t, s, "/v1/status")
+	if code != 200 {
+		t.Fatalf("GET /v1/status = %d %s", code, body)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+	if st.Daemon != "testd" || st.NodeID != 12 || st.Version != "v1.2.3" || !st.Ready {
+		t.Errorf("status = %+v; want testd/12/v1.2.3 ready", st)
+	}
+	if st.Addresses["bus"] != "127.0.0.1:7401" || st.Addresses["admin"] != s.Addr().String() {
+		t.Errorf("addresses = %v; want bus and admin", st.Addresses)
+	}
+	if !st.Checks["bus"].OK || st.UptimeSeconds < 0 || time.Since(st.StartedAt) > time.Minute {
+		t.Errorf("status = %+v", st)
+	}
+	for _, key := range []string{`"uptime_seconds"`, `"started_at"`, `"node_id"`, `"checks"`} {
+		if !strings.Contains(body, key) {
+			t.Errorf("status JSON lacks %s: %s", key, body)
+		}
+	}
+
+	s.AddReadyCheck("raft", func(context.Context) error { return errors.New("no leader") })
+	pst, err := s.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pst.Ready || pst.Checks["raft"].GetError() != "no leader" || !pst.Checks["bus"].GetOk() {
+		t.Errorf("Status() = %v; want not ready with raft failing", pst)
+	}
+}
+
+func TestMetricsAndPprof(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "pleiades_test_things_total", Help: "Things."})
+	reg.MustRegister(c)
+	c.Add(3)
+	s := startServer(t, reg)
+	code, body := get(t, s, "/metrics")
+	if code != 200 || !strings.Contains(body, "pleiades_test_things_total 3") {
+		t.Errorf("GET /metrics = %d %q; want the registry's counter", code, body)
+	}
+	if strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics serves the default registry, not the daemon's")
+	}
+	code, body = get(t, s, "/debug/pprof/")
+	if code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("GET /debug/pprof/ = %d", code)
+	}
+}
+
+func TestHandleJSON(t *testing.T) {
+	s := startServer(t, nil)
+	s.Handle("/v1/things", JSON(func(r *http.Request) (any, error) {
+		switch r.URL.Query().Get("k") {
+		case "missing":
+			return nil, bus.Errorf(bus.CodeNotFound, "thing missing")
+		case "bad":
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "bad k")
+		case "boom":
+			return nil, errors.New("boom")
+		}
+		return map[string]int{"n": 1}, nil
+	}))
+	tests := []struct {
+		q        string
+		wantCode int
+		want     string
+	}{
+		{"", 200, `"n": 1`},
+		{"?k=missing", 404, "thing missing"},
+		{"?k=bad", 400, "bad k"},
+		{"?k=boom", 500, "boom"},
+	}
+	for _, tt := range tests {
+		code, body := get(t, s, "/v1/things"+tt.q)
+		if code != tt.wantCode || !strings.Contains(body, tt.want) {
+			t.Errorf("GET /v1/things%s = %d %q; want %d containing %q", tt.q, code, body, tt.wantCode, tt.want)
+		}
+	}
+}
+
+func TestStopGraceful(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0"}, Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, Info{Daemon: "testd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{})
+	s.Handle("/v1/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(100 * time.Millisecond) // an in-flight request Stop must wait for
+		_, _ = io.WriteString(w, "done")
+	}))
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr().String()
+	result := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/v1/slow")
+		if err != nil {
+			result <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		result <- string(b)
+	}()
+	<-entered
+	if err := s.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if got := <-result; got != "done" {
+		t.Errorf("in-flight request got %q; want done", got)
+	}
+	if err := s.Stop(t.Context()); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Errorf("server still answers after Stop")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{}, Deps{Logger: slog.New(slog.DiscardHandler)}, Info{}); err == nil {
+		t.Error("New without Addr succeeded")
+	}
+	if _, err := New(Config{Addr: ":0"}, Deps{}, Info{}); err == nil {
+		t.Error("New without Logger succeeded")
+	}
+}
