@@ -170,3 +170,13 @@ func ParseLevel(s string) (slog.Level, error) {
 	}
 	return 0, fmt.Errorf("want debug, info, warn or error")
 }
+
+// Addr returns the value of the address flag name, validated with
+// ValidateAddr; a bad value is a *FlagError naming the flag.
+func Addr(c *cli.Context, name string) (string, error) {
+	v := c.String(name)
+	if err := ValidateAddr(v); err != nil {
+		return "", &FlagError{Flag: name, Value: v, Err: err}
+	}
+	return v, nil
+}

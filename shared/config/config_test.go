@@ -266,3 +266,30 @@ func TestEnvName(t *testing.T) {
 		}
 	}
 }
+
+func TestAddr(t *testing.T) {
+	flags := []cli.Flag{&cli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:7402"}}
+	for _, tt := range []struct {
+		args    []string
+		want    string
+		wantErr bool
+	}{
+		{nil, "127.0.0.1:7402", false},
+		{[]string{"--raft-addr", "10.0.0.1:9"}, "10.0.0.1:9", false},
+		{[]string{"--raft-addr", "10.0.0.1"}, "", true},
+	} {
+		var got string
+		var gotErr error
+		app := NewApp("x", "", flags, func(c *cli.Context) error {
+			got, gotErr = Addr(c, "raft-addr")
+			return nil
+		})
+		if err := app.Run(append([]string{"x"}, tt.args...)); err != nil {
+			t.Fatal(err)
+		}
+		var fe *FlagError
+		if tt.wantErr != (gotErr != nil) || (gotErr != nil && (!errors.As(gotErr, &fe) || fe.Flag != "raft-addr")) || got != tt.want {
+			t.Errorf("Addr(%q) = %q, %v; want %q (error %v)", tt.args, got, gotErr, tt.want, tt.wantErr)
+		}
+	}
+}
