@@ -1,0 +1,124 @@
+// Package daemontest starts in-process daemon runtimes for tests: bus and
+// admin on 127.0.0.1:0, an in-memory test CA shared by every runtime of the
+// test binary (so they can call each other), a t.TempDir data dir, logs
+// through t.Log, and Stop at t.Cleanup.
+package daemontest
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+// sharedCA is the CA of every runtime NewRuntime starts in one test binary.
+var sharedCA = sync.OnceValues(tlsutil.NewTestCA)
+
+// CA returns the test CA shared by the runtimes of this test binary.
+func CA(t testing.TB) *tlsutil.TestCA {
+	t.Helper()
+	ca, err := sharedCA()
+	if err != nil {
+		t.Fatalf("daemontest: test CA: %v", err)
+	}
+	return ca
+}
+
+// Common returns the common configuration of a test runtime: loopback
+// port-0 addresses, a fresh data dir, debug logs.
+func Common(t testing.TB) config.Common {
+	t.Helper()
+	dir := t.TempDir()
+	return config.Common{
+		DataDir:         dir,
+		BusAddr:         "127.0.0.1:0",
+		AdminAddr:       "127.0.0.1:0",
+		CertsDir:        dir + "/certs",
+		MaxFrameSize:    config.DefaultMaxFrameSize,
+		LogFormat:       "text",
+		LogLevel:        slog.LevelDebug,
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// NewRuntime returns a started runtime for daemon name, signed by the
+// shared test CA and stopped at cleanup.
+func NewRuntime(t testing.TB, name string) *daemon.Runtime {
+	t.Helper()
+	return NewRuntimeWithCA(t, name, CA(t), Common(t))
+}
+
+// NewRuntimeWithCA is NewRuntime with an explicit CA and configuration
+// (e.g. a CA of its own to test refusal, or a fixed NodeID/DataDir).
+func NewRuntimeWithCA(t testing.TB, name string, ca *tlsutil.TestCA, c config.Common) *daemon.Runtime {
+	t.Helper()
+	rt := NewUnstartedRuntime(t, name, ca, c)
+	if err := rt.Start(t.Context()); err != nil {
+		t.Fatalf("daemontest: start %s runtime: %v", name, err)
+	}
+	return rt
+}
+
+// NewUnstartedRuntime builds the runtime without starting it, so that a
+// test can register handlers first; it is still stopped at cleanup.
+func NewUnstartedRuntime(t testing.TB, name string, ca *tlsutil.TestCA, c config.Common) *daemon.Runtime {
+	t.Helper()
+	tc, err := ca.Config(name)
+	if err != nil {
+		t.Fatalf("daemontest: TLS config for %s: %v", name, err)
+	}
+	return newRuntime(t, name, tc, c)
+}
+
+func newRuntime(t testing.TB, name string, tc *tls.Config, c config.Common) *daemon.Runtime {
+	t.Helper()
+	rt, err := daemon.NewRuntimeWithTLS(name, c, tc, Logger(t, c.LogLevel))
+	if err != nil {
+		t.Fatalf("daemontest: new %s runtime: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rt.Stop(ctx); err != nil {
+			t.Errorf("daemontest: stop %s runtime: %v", name, err)
+		}
+	})
+	return rt
+}
+
+// Logger returns a logger writing through t.Log. Lines logged after the
+// test has finished are dropped rather than panicking.
+func Logger(t testing.TB, level slog.Leveler) *slog.Logger {
+	t.Helper()
+	w := &tWriter{t: t}
+	t.Cleanup(w.close) // registered first, so it runs after every later cleanup
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *tWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}

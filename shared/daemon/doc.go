@@ -1,0 +1,40 @@
+// Package daemon is the common main of every Pleiades daemon and the
+// runtime they share.
+//
+// A daemon's cmd/<name>/main.go is one call:
+//
+//	func main() {
+//		daemon.Main(daemon.Spec{
+//			Name: "raftd", Usage: "multi-raft KV daemon",
+//			DefaultBusAddr: "127.0.0.1:7402", DefaultAdminAddr: "127.0.0.1:7502",
+//			Flags: []cli.Flag{&cli.StringFlag{Name: "stored-addr", Value: "127.0.0.1:7401"}},
+//			Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
+//				return raftd.New(raftd.Config{...from c...}, raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus})
+//			},
+//		})
+//	}
+//
+// Main parses the configuration (flags, PLEIADES_* env, --config file; see
+// package config), builds the logger, loads or creates the node id, loads
+// TLS (creating dev certificates with --dev), builds the Runtime (bus,
+// admin server, Prometheus registry), calls Build (which registers bus
+// handlers, ready checks and admin views), starts the runtime then the
+// service, logs "ready" once every readiness check passes, and waits for
+// SIGTERM/SIGINT or a failure on the service's Err channel. It then stops
+// the service and the runtime, in that order, within --shutdown-timeout.
+//
+// Exit status: 0 after a clean stop, 1 when the runtime or service fails
+// (start-up or Err) or the stop overruns its timeout, 2 for a bad
+// configuration (the message names the flag).
+//
+// The Runtime serves, on its bus, protocol wire.ProtoAdmin method "Status"
+// (adminpb.StatusRequest → adminpb.Status), the same value as the admin
+// endpoint's /v1/status, and registers the readiness check "bus".
+//
+// Node identity: --node-id, or the decimal uint64 in <data-dir>/node-id,
+// created with a random non-zero value on first start. Creation is atomic
+// (write a temporary file, then hard-link it into place), so daemons of one
+// node starting together agree on a single id.
+//
+// Package daemontest starts in-process runtimes for tests.
+package daemon
