@@ -1,0 +1,135 @@
+package workflowd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/config"
+)
+
+// Name is the daemon's name.
+const Name = "workflowd"
+
+// Default addresses (see the ports table).
+const (
+	DefaultBusAddr    = "127.0.0.1:7405"
+	DefaultAdminAddr  = "127.0.0.1:7505"
+	DefaultRaftAddr   = "127.0.0.1:7402"
+	DefaultGossipAddr = "127.0.0.1:7403"
+)
+
+// ReadyCheck is the name of the readiness check the server registers.
+const ReadyCheck = Name
+
+// Config configures the workflow server.
+type Config struct {
+	// RaftAddr is the bus address of the node's raftd (KV for durable
+	// workflow state). Default 127.0.0.1:7402.
+	RaftAddr string
+	// GossipAddr is the bus address of the node's gossipd (membership
+	// events); optional at start-up. Default 127.0.0.1:7403.
+	GossipAddr string
+}
+
+// DefaultConfig returns the production configuration.
+func DefaultConfig() Config {
+	return Config{RaftAddr: DefaultRaftAddr, GossipAddr: DefaultGossipAddr}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	if err := config.ValidateAddr(c.RaftAddr); err != nil {
+		return fmt.Errorf("workflowd: RaftAddr %q: %w", c.RaftAddr, err)
+	}
+	if err := config.ValidateAddr(c.GossipAddr); err != nil {
+		return fmt.Errorf("workflowd: GossipAddr %q: %w", c.GossipAddr, err)
+	}
+	return nil
+}
+
+// Deps are the server's injected dependencies.
+type Deps struct {
+	// Logger is the daemon's logger. Required.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Bus is the daemon's bus endpoint, for the host API to come. Required.
+	Bus *bus.Bus
+	// Admin receives the readiness check and, later, /v1 views. Required.
+	Admin *admin.Server
+}
+
+// Server is the workflow daemon.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+	errc  chan error
+
+	mu struct {
+		sync.Mutex
+		started, stopped bool
+	}
+}
+
+// New validates cfg, registers the readiness check on deps.Admin and
+// returns an unstarted server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil {
+		return nil, errors.New("workflowd: Deps.Logger, Bus and Admin are required")
+	}
+	s := &Server{cfg: cfg, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1)}
+	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
+	deps.Admin.SetAddress("raft", cfg.RaftAddr)
+	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
+	return s, nil
+}
+
+func (s *Server) readyCheck(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.mu.stopped:
+		return errors.New("stopped")
+	case !s.mu.started:
+		return errors.New("not started")
+	}
+	return nil
+}
+
+// Start starts the server; it does not block.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.started || s.mu.stopped {
+		return errors.New("workflowd: already started or stopped")
+	}
+	s.mu.started = true
+	close(s.ready)
+	s.log.Info("workflow server started", slog.String("raft_addr", s.cfg.RaftAddr), slog.String("gossip_addr", s.cfg.GossipAddr))
+	return nil
+}
+
+// Ready is closed once the server has started.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Err delivers a fatal failure after Start.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Stop stops the server; it is idempotent.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.stopped = true
+	return nil
+}
