@@ -13,8 +13,11 @@ import (
 	"github.com/pleiades-db/pleiades/shared/daemon"
 )
 
-func main() {
-	daemon.Main(daemon.Spec{
+func main() { daemon.Main(spec()) }
+
+// spec describes msgd to daemon.Main.
+func spec() daemon.Spec {
+	return daemon.Spec{
 		Name:             msgd.Name,
 		Usage:            "messaging daemon (embedded NATS)",
 		DefaultBusAddr:   msgd.DefaultBusAddr,
@@ -39,5 +42,5 @@ func main() {
 			}
 			return msgd.New(cfg, msgd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},
-	})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ func Common(t testing.TB) config.Common {
 		DataDir:         dir,
 		BusAddr:         "127.0.0.1:0",
 		AdminAddr:       "127.0.0.1:0",
-		CertsDir:        dir + "/certs",
+		CertsDir:        filepath.Join(dir, "certs"),
 		MaxFrameSize:    config.DefaultMaxFrameSize,
 		LogFormat:       "text",
 		LogLevel:        slog.LevelDebug,
@@ -77,19 +78,42 @@ func NewUnstartedRuntime(t testing.TB, name string, ca *tlsutil.TestCA, c config
 	return newRuntime(t, name, tc, c)
 }
 
+// NewDevRuntime returns a started runtime for daemon name that uses (and
+// creates if missing) the dev certificates under dataDir/certs, like a
+// daemon started with --dev --data-dir dataDir, so that it can call such a
+// daemon. Its own ports are 127.0.0.1:0; it is stopped at cleanup.
+func NewDevRuntime(t testing.TB, name, dataDir string) *daemon.Runtime {
+	t.Helper()
+	c := Common(t)
+	c.DataDir, c.CertsDir, c.Dev = dataDir, filepath.Join(dataDir, "certs"), true
+	rt, err := daemon.NewRuntime(name, c, Logger(t, c.LogLevel))
+	if err != nil {
+		t.Fatalf("daemontest: new %s runtime: %v", name, err)
+	}
+	stopAtCleanup(t, rt)
+	if err := rt.Start(t.Context()); err != nil {
+		t.Fatalf("daemontest: start %s runtime: %v", name, err)
+	}
+	return rt
+}
+
+func stopAtCleanup(t testing.TB, rt *daemon.Runtime) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rt.Stop(ctx); err != nil {
+			t.Errorf("daemontest: stop %s runtime: %v", rt.Name, err)
+		}
+	})
+}
+
 func newRuntime(t testing.TB, name string, tc *tls.Config, c config.Common) *daemon.Runtime {
 	t.Helper()
 	rt, err := daemon.NewRuntimeWithTLS(name, c, tc, Logger(t, c.LogLevel))
 	if err != nil {
 		t.Fatalf("daemontest: new %s runtime: %v", name, err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := rt.Stop(ctx); err != nil {
-			t.Errorf("daemontest: stop %s runtime: %v", name, err)
-		}
-	})
+	stopAtCleanup(t, rt)
 	return rt
 }
 

@@ -10,8 +10,11 @@ import (
 	"github.com/pleiades-db/pleiades/workflowd"
 )
 
-func main() {
-	daemon.Main(daemon.Spec{
+func main() { daemon.Main(spec()) }
+
+// spec describes workflowd to daemon.Main.
+func spec() daemon.Spec {
+	return daemon.Spec{
 		Name:             workflowd.Name,
 		Usage:            "durable workflow daemon",
 		DefaultBusAddr:   workflowd.DefaultBusAddr,
@@ -31,5 +34,5 @@ func main() {
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},
-	})
+	}
 }
