@@ -20,6 +20,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 )
 
 // childEnv makes the test binary run childSpec through daemon.Main instead
@@ -165,6 +166,7 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 func TestProcessSIGTERM(t *testing.T) {
+	daemontest.RequireBus(t)
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -216,6 +218,7 @@ func TestProcessBadFlag(t *testing.T) {
 }
 
 func TestProcessEnvAndConfigFile(t *testing.T) {
+	daemontest.RequireBus(t)
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
