@@ -179,7 +179,8 @@ func (s *Server) runChecks(ctx context.Context, checks map[string]CheckFunc) map
 }
 
 // runCheck runs check, returning early with ctx's error if the check
-// ignores its deadline (the check's goroutine then finishes on its own).
+// ignores its deadline. HAZARD: such a check's goroutine is abandoned and
+// finishes on its own; checks must honour ctx so that none outlives Stop.
 func runCheck(ctx context.Context, check CheckFunc) error {
 	done := make(chan error, 1)
 	go func() { done <- check(ctx) }()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/goleak"
 
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/daemon"
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		daemon.Main(childSpec())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // idleService does nothing until stopped.
