@@ -86,6 +86,10 @@ func createNodeID(dataDir, path string, want uint64) (uint64, error) {
 		tmp.Close()
 		return 0, fmt.Errorf("write node id: %w", err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return 0, fmt.Errorf("chmod node id: %w", err)
+	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return 0, fmt.Errorf("sync node id: %w", err)
