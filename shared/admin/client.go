@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 // maxClientBody bounds the bodies the client functions read.
@@ -58,4 +62,18 @@ func fetch(ctx context.Context, client *http.Client, url string) ([]byte, int, e
 		return nil, 0, fmt.Errorf("admin: read %s: %w", url, err)
 	}
 	return body, resp.StatusCode, nil
+}
+
+// StatusMethod is the bus method, on protocol wire.ProtoAdmin, by which
+// every daemon runtime serves its status: adminpb.StatusRequest →
+// adminpb.Status.
+const StatusMethod = "Status"
+
+// CallStatus asks the daemon whose bus listens at addr for its status.
+func CallStatus(ctx context.Context, b *bus.Bus, addr string) (*adminpb.Status, error) {
+	st := &adminpb.Status{}
+	if err := b.Call(ctx, addr, wire.ProtoAdmin, StatusMethod, &adminpb.StatusRequest{}, st); err != nil {
+		return nil, fmt.Errorf("admin: status of %s: %w", addr, err)
+	}
+	return st, nil
 }

@@ -11,11 +11,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
-	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -38,8 +37,8 @@ func TestRuntimeStatusOverBusAndHTTP(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, daemon.StatusMethod, &adminpb.StatusRequest{}, &st); err != nil {
+	st, err := admin.CallStatus(ctx, client.Bus, rt.Bus.Addr().String())
+	if err != nil {
 		t.Fatalf("bus Status: %v", err)
 	}
 	if st.GetDaemon() != "testd" || st.GetNodeId() != rt.NodeID || !st.GetReady() || !st.GetChecks()["bus"].GetOk() {

@@ -24,8 +24,9 @@ import (
 )
 
 // StatusMethod is the bus method (on wire.ProtoAdmin) every runtime
-// serves: adminpb.StatusRequest → adminpb.Status.
-const StatusMethod = "Status"
+// serves: adminpb.StatusRequest → adminpb.Status. Callers use
+// admin.CallStatus.
+const StatusMethod = admin.StatusMethod
 
 // Runtime is what every daemon runs on: identity, logger, metrics
 // registry, bus endpoint and admin server. Build registers its handlers,
