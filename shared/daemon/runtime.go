@@ -16,9 +16,9 @@ import (
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
-	"github.com/pleiades-db/pleiades/shared/daemon/internal/devtls"
 	"github.com/pleiades-db/pleiades/shared/logkey"
 	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/version"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -66,11 +66,11 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 	}
 	c.NodeID = id
 	if c.Dev {
-		if err := devtls.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts()); err != nil {
+		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts()); err != nil {
 			return nil, fmt.Errorf("dev certificates in %s: %w", c.CertsDir, err)
 		}
 	}
-	tc, err := devtls.Load(c.CertsDir)
+	tc, err := tlsutil.Load(c.CertsDir)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS from %s (use --dev to create dev certificates): %w", c.CertsDir, err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
-	"github.com/pleiades-db/pleiades/shared/daemon/internal/devtls"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 // Issuer issues TLS configurations signed by one CA.
@@ -27,7 +27,7 @@ type Issuer interface {
 }
 
 // sharedCA is the CA of every runtime NewRuntime starts in one test binary.
-var sharedCA = sync.OnceValues(func() (Issuer, error) { return devtls.NewTestCA() })
+var sharedCA = sync.OnceValues(func() (Issuer, error) { return tlsutil.NewTestCA() })
 
 // CA returns the test CA shared by the runtimes of this test binary.
 func CA(t testing.TB) Issuer {
@@ -42,7 +42,7 @@ func CA(t testing.TB) Issuer {
 // NewCA returns a fresh CA, distinct from CA's (e.g. to test refusal).
 func NewCA(t testing.TB) Issuer {
 	t.Helper()
-	ca, err := devtls.NewTestCA()
+	ca, err := tlsutil.NewTestCA()
 	if err != nil {
 		t.Fatalf("daemontest: test CA: %v", err)
 	}
