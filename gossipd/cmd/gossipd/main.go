@@ -1,0 +1,55 @@
+// Command gossipd runs the Pleiades gossipd daemon. See package gossipd;
+// flags: gossipd --help.
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/gossipd"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
+)
+
+func main() { daemon.Main(spec()) }
+
+// spec describes gossipd to daemon.Main.
+func spec() daemon.Spec {
+	return daemon.Spec{
+		Name:             gossipd.Name,
+		Usage:            "the node's membership daemon (SWIM + Vivaldi)",
+		DefaultBusAddr:   gossipd.DefaultBusAddr,
+		DefaultAdminAddr: gossipd.DefaultAdminAddr,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "join", Usage: "comma-separated bus `ADDRS` of gossipds to join"},
+		},
+		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
+			cfg := gossipd.DefaultConfig()
+			var err error
+			if cfg.Join, err = addrList(c, "join"); err != nil {
+				return nil, err
+			}
+			return gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+		},
+	}
+}
+
+// addrList reads a comma-separated address list flag (also accepted
+// repeated) and validates each address.
+func addrList(c *cli.Context, name string) ([]string, error) {
+	var out []string
+	for _, v := range c.StringSlice(name) {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if err := config.ValidateAddr(a); err != nil {
+				return nil, fmt.Errorf("invalid value %q for flag --%s: %w", a, name, err)
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
