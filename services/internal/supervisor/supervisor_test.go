@@ -1,0 +1,289 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// The test binary doubles as the fake daemon: with FAKE_CHILD set it runs
+// fakeChild instead of the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("FAKE_CHILD") != "" {
+		fakeChild()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// fakeChild serves /readyz on FAKE_ADMIN after FAKE_READY_DELAY, records
+// "start NAME", "ready NAME" and "stop NAME" lines in FAKE_EVENTS, exits 0
+// on SIGTERM unless FAKE_IGNORE_TERM is set.
+func fakeChild() {
+	name, events := os.Getenv("FAKE_CHILD"), os.Getenv("FAKE_EVENTS")
+	record := func(what string) {
+		f, err := os.OpenFile(events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			os.Exit(3)
+		}
+		fmt.Fprintf(f, "%s %s\n", what, name)
+		f.Close()
+	}
+	record("start")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	delay, _ := time.ParseDuration(os.Getenv("FAKE_READY_DELAY"))
+	readyAt := time.Now().Add(delay)
+	var once sync.Once
+	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().Before(readyAt) || os.Getenv("FAKE_NEVER_READY") != "" {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		once.Do(func() { record("ready") })
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", os.Getenv("FAKE_ADMIN"))
+	if err != nil {
+		os.Exit(4)
+	}
+	go http.Serve(ln, nil)
+	for range sigs {
+		if os.Getenv("FAKE_IGNORE_TERM") != "" {
+			continue
+		}
+		record("stop")
+		os.Exit(0)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func fake(t *testing.T, name, events string, env ...string) Child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	return Child{
+		Name:      name,
+		Path:      exe,
+		AdminAddr: addr,
+		Env:       append([]string{"FAKE_CHILD=" + name, "FAKE_EVENTS=" + events, "FAKE_ADMIN=" + addr}, env...),
+		LogFile:   filepath.Join(filepath.Dir(events), "logs", name+".log"),
+	}
+}
+
+func testConfig(children ...Child) Config {
+	return Config{
+		Children:     children,
+		ReadyTimeout: 10 * time.Second,
+		StopGrace:    5 * time.Second,
+		BackoffMin:   50 * time.Millisecond,
+		BackoffMax:   200 * time.Millisecond,
+		PollInterval: 20 * time.Millisecond,
+	}
+}
+
+func logger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func readEvents(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Fields(strings.ReplaceAll(string(b), " ", "_"))
+}
+
+// run starts a supervisor in the background and returns a stop function
+// that cancels it and returns Run's error.
+func run(t *testing.T, s *Supervisor) (ready <-chan struct{}, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx, func() { close(r) }) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return r, stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestStartOrderReadinessAndReverseStop(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	s, err := New(testConfig(
+		fake(t, "a", events, "FAKE_READY_DELAY=300ms"),
+		fake(t, "b", events, "FAKE_READY_DELAY=100ms"),
+		fake(t, "c", events),
+	), Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready")
+	}
+	if err := s.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready() = %v after onReady", err)
+	}
+	for _, st := range s.Status() {
+		if st.State != StateReady || st.PID == 0 || !st.Ready {
+			t.Errorf("status %+v; want ready with a pid", st)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	got := strings.Join(readEvents(t, events), " ")
+	want := "start_a ready_a start_b ready_b start_c ready_c stop_c stop_b stop_a"
+	if got != want {
+		t.Fatalf("events = %q; want %q", got, want)
+	}
+	for _, st := range s.Status() {
+		if st.State != StateStopped || st.PID != 0 {
+			t.Errorf("after stop: %+v", st)
+		}
+	}
+}
+
+func TestRestartWithBackoff(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	s, err := New(testConfig(fake(t, "a", events)), Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	for kill := 1; kill <= 2; kill++ {
+		pid := s.Status()[0].PID
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "restart", func() bool {
+			st := s.Status()[0]
+			return st.Restarts == kill && st.Ready && st.PID != pid
+		})
+	}
+	st := s.Status()[0]
+	if !strings.Contains(st.LastExit, "killed") {
+		t.Errorf("LastExit = %q; want the kill recorded", st.LastExit)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKillAfterGrace(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "stubborn", events, "FAKE_IGNORE_TERM=1"))
+	cfg.StopGrace = 200 * time.Millisecond
+	s, err := New(cfg, Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	pid := s.Status()[0].PID
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took < cfg.StopGrace {
+		t.Errorf("stopped after %v; the child ignores SIGTERM, so it should take the grace period", took)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("pid %d still alive after stop", pid)
+	}
+	if st := s.Status()[0]; !strings.Contains(st.LastExit, "killed") {
+		t.Errorf("LastExit = %q; want killed", st.LastExit)
+	}
+}
+
+func TestReadyTimeout(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "slow", events, "FAKE_NEVER_READY=1"), fake(t, "never-started", events))
+	cfg.ReadyTimeout = 300 * time.Millisecond
+	s, err := New(cfg, Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "slow not ready") {
+		t.Fatalf("Run = %v; want a readiness timeout naming the child", err)
+	}
+	if got := strings.Join(readEvents(t, events), " "); strings.Contains(got, "never-started") {
+		t.Errorf("events = %q: the second child started although the first never got ready", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Child{Name: "a", Path: "/bin/true", AdminAddr: "127.0.0.1:1"}
+	for _, tt := range []struct {
+		name     string
+		children []Child
+		wantErr  string
+	}{
+		{"none", nil, "no children"},
+		{"no name", []Child{{Path: "x", AdminAddr: "y"}}, "no name"},
+		{"duplicate", []Child{ok, ok}, "twice"},
+		{"no path", []Child{{Name: "a", AdminAddr: "y"}}, "no executable"},
+		{"no admin", []Child{{Name: "a", Path: "x"}}, "no admin address"},
+	} {
+		_, err := New(Config{Children: tt.children}, Deps{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s: New = %v; want error containing %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
