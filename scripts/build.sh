@@ -4,7 +4,7 @@
 cd "$ROOT"
 mkdir -p bin
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
-ldflags="-X github.com/pleiades-db/pleiades/shared/version.Version=$version"
+ldflags="-X github.com/pleiades-db/pleiades/shared/version.version=$version"
 for m in $(modules); do
   [ -d "$m/cmd" ] || continue
   for c in "$m"/cmd/*/; do

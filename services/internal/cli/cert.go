@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+func certCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "cert",
+		Usage: "create the cluster CA and node certificates for the bus (mutual TLS)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create-ca",
+				Usage: "create a cluster CA (ca.crt, ca.key) in --certs-dir",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "certs-dir", Required: true, Usage: "`DIR` for ca.crt and ca.key (keep ca.key private)"},
+					outputFlag(),
+				},
+				Action: action(func(c *cli.Context) error {
+					if _, err := format(c); err != nil {
+						return err
+					}
+					dir := c.String("certs-dir")
+					if err := tlsutil.CreateCA(dir); err != nil {
+						return err
+					}
+					return report(e, c, map[string]string{"ca_dir": dir, "ca_cert": dir + "/" + tlsutil.CACert})
+				}),
+			},
+			{
+				Name:  "create-node",
+				Usage: "issue a node certificate signed by the CA in --ca-dir into --out-dir",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` holding ca.crt and ca.key"},
+					&cli.StringFlag{Name: "out-dir", Required: true, Usage: "`DIR` for node.crt, node.key and a copy of ca.crt (a node's --certs-dir)"},
+					&cli.StringFlag{Name: "name", Required: true, Usage: "the certificate's common `NAME`, e.g. the host name"},
+					&cli.StringSliceFlag{Name: "hosts", Usage: "extra IP addresses or DNS names the certificate is valid for"},
+					outputFlag(),
+				},
+				Action: action(func(c *cli.Context) error {
+					if _, err := format(c); err != nil {
+						return err
+					}
+					out := c.String("out-dir")
+					if err := tlsutil.CreateNode(c.String("ca-dir"), out, c.String("name"), splitList(c.StringSlice("hosts"))); err != nil {
+						return err
+					}
+					return report(e, c, map[string]string{"certs_dir": out, "name": c.String("name")})
+				}),
+			},
+		},
+	}
+}
+
+// report prints a small result as JSON or as key: value lines.
+func report(e *env, c *cli.Context, kv map[string]string) error {
+	if c.String("output") == "json" {
+		return printJSON(e.stdout, kv)
+	}
+	t := newTable(e.stdout, "KEY", "VALUE")
+	for _, k := range sortedKeys(kv) {
+		t.row(k, kv[k])
+	}
+	if err := t.flush(); err != nil {
+		return fmt.Errorf("print: %w", err)
+	}
+	return nil
+}

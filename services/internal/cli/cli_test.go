@@ -1,0 +1,214 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pleiades-db/pleiades/services/internal/supervisor"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), append([]string{"pleiades"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestNodeChildren(t *testing.T) {
+	n := node{index: 2, dataDir: "/d/node2", certsDir: "/d/node2/certs", nodeID: 42, offset: 10, binDir: "/bin",
+		join: []string{"127.0.0.1:7403"}, clockPeers: []string{"127.0.0.1:7404"}, raftPeers: []string{"127.0.0.1:7402", "127.0.0.1:7422"}}
+	ch := n.children()
+	var names []string
+	for _, c := range ch {
+		names = append(names, c.Name)
+	}
+	want := []string{"node2/stored", "node2/clockd", "node2/gossipd", "node2/raftd", "node2/workflowd", "node2/msgd"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("children = %v; want %v", names, want)
+	}
+	byName := map[string]supervisor.Child{}
+	for _, c := range ch {
+		byName[strings.TrimPrefix(c.Name, "node2/")] = c
+	}
+	for _, tt := range []struct {
+		daemon, bus, admin string
+		args               []string
+	}{
+		{"stored", "127.0.0.1:7411", "127.0.0.1:7511", []string{"--node-id 42", "--data-dir /d/node2", "--certs-dir /d/node2/certs"}},
+		{"clockd", "127.0.0.1:7414", "127.0.0.1:7514", []string{"--stored-addr 127.0.0.1:7411", "--gossip-addr 127.0.0.1:7413", "--peers 127.0.0.1:7404"}},
+		{"gossipd", "127.0.0.1:7413", "127.0.0.1:7513", []string{"--join 127.0.0.1:7403"}},
+		{"raftd", "127.0.0.1:7412", "127.0.0.1:7512", []string{"--clock-addr 127.0.0.1:7414", "--peers 127.0.0.1:7402,127.0.0.1:7422"}},
+		{"workflowd", "127.0.0.1:7415", "127.0.0.1:7515", []string{"--raft-addr 127.0.0.1:7412"}},
+		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232"}},
+	} {
+		c := byName[tt.daemon]
+		if c.BusAddr != tt.bus || c.AdminAddr != tt.admin {
+			t.Errorf("%s: bus %s admin %s; want %s %s", tt.daemon, c.BusAddr, c.AdminAddr, tt.bus, tt.admin)
+		}
+		if c.Path != "/bin/"+tt.daemon || c.LogFile != "/d/node2/logs/"+tt.daemon+".log" {
+			t.Errorf("%s: path %s log %s", tt.daemon, c.Path, c.LogFile)
+		}
+		args := strings.Join(c.Args, " ")
+		for _, a := range append(tt.args, "--bus-addr "+tt.bus, "--admin-addr "+tt.admin) {
+			if !strings.Contains(args, a) {
+				t.Errorf("%s args %q lack %q", tt.daemon, args, a)
+			}
+		}
+	}
+	only := node{only: map[string]bool{"stored": true, "raftd": true}}
+	if got := len(only.children()); got != 2 {
+		t.Errorf("--daemons stored,raftd gives %d children; want 2", got)
+	}
+}
+
+func TestDevNodes(t *testing.T) {
+	root := t.TempDir()
+	nodes, err := devNodes(root, 3, "/bin", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("%d nodes", len(nodes))
+	}
+	ids := map[uint64]bool{}
+	for i, n := range nodes {
+		if n.offset != 10*i || ids[n.nodeID] || n.nodeID == 0 {
+			t.Errorf("node %d: offset %d id %d", i+1, n.offset, n.nodeID)
+		}
+		ids[n.nodeID] = true
+		if len(n.raftPeers) != 2 || len(n.clockPeers) != 2 {
+			t.Errorf("node %d peers %v %v", i+1, n.raftPeers, n.clockPeers)
+		}
+		if _, err := tlsutil.Load(n.certsDir); err != nil {
+			t.Errorf("node %d certs: %v", i+1, err)
+		}
+	}
+	if len(nodes[0].join) != 0 || nodes[2].join[0] != "127.0.0.1:7403" {
+		t.Errorf("join: node1 %v node3 %v", nodes[0].join, nodes[2].join)
+	}
+	// A second preparation keeps ids and certificates.
+	again, err := devNodes(root, 3, "/bin", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes {
+		if again[i].nodeID != nodes[i].nodeID {
+			t.Errorf("node %d id changed: %d -> %d", i+1, nodes[i].nodeID, again[i].nodeID)
+		}
+	}
+	cl := clusterFile(root, "127.0.0.1:7500", nodes)
+	if got := cl.Nodes[1].Daemons["raftd"]; got.Bus != "127.0.0.1:7412" || got.Admin != "127.0.0.1:7512" {
+		t.Errorf("cluster node2 raftd = %+v", got)
+	}
+}
+
+func TestCertCommands(t *testing.T) {
+	dir := t.TempDir()
+	ca, out := filepath.Join(dir, "ca"), filepath.Join(dir, "n1")
+	if code, _, stderr := run(t, "cert", "create-ca", "--certs-dir", ca); code != 0 {
+		t.Fatalf("create-ca exit %d: %s", code, stderr)
+	}
+	if code, _, _ := run(t, "cert", "create-ca", "--certs-dir", ca); code != ExitFailed {
+		t.Errorf("second create-ca exit %d; want %d", code, ExitFailed)
+	}
+	code, stdout, stderr := run(t, "cert", "create-node", "--ca-dir", ca, "--out-dir", out, "--name", "n1", "--hosts", "127.0.0.1,localhost", "--output", "json")
+	if code != 0 {
+		t.Fatalf("create-node exit %d: %s", code, stderr)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || got["certs_dir"] != out {
+		t.Errorf("create-node json = %q (%v)", stdout, err)
+	}
+	if _, err := tlsutil.Load(out); err != nil {
+		t.Errorf("load issued certs: %v", err)
+	}
+	if code, _, _ := run(t, "cert", "create-node", "--ca-dir", filepath.Join(dir, "nope"), "--out-dir", out, "--name", "x"); code != ExitFailed {
+		t.Errorf("create-node without CA exit %d; want 1", code)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"status", "--output", "yaml"},
+		{"status", "--no-such-flag"},
+		{"cert", "create-ca"},
+		{"dev", "--nodes", "12", "--bin-dir", "/nonexistent"},
+		{"up", "--daemons", "stored,nosuchd", "--bin-dir", "/nonexistent"},
+		{"up", "--port-offset", "-5"},
+		{"up", "--join", "nohost", "--bin-dir", "/nonexistent"},
+	} {
+		if code, _, stderr := run(t, args...); code != ExitUsage {
+			t.Errorf("%q exit %d; want %d (%s)", args, code, ExitUsage, stderr)
+		}
+	}
+	// A bin dir without the daemons is named.
+	_, _, stderr := run(t, "up", "--bin-dir", t.TempDir(), "--data-dir", t.TempDir())
+	if !strings.Contains(stderr, "lacks stored") {
+		t.Errorf("missing binaries not named: %q", stderr)
+	}
+}
+
+func TestStatusFromSupervisor(t *testing.T) {
+	view := daemonsView{Daemons: []supervisor.ChildStatus{
+		{Name: "stored", State: supervisor.StateReady, PID: 100, Ready: true, AdminAddr: "127.0.0.1:7501", BusAddr: "127.0.0.1:7401"},
+		{Name: "raftd", State: supervisor.StateBackoff, Restarts: 3, AdminAddr: "127.0.0.1:7502", LastExit: "signal: killed"},
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/daemons" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(view)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	code, stdout, stderr := run(t, "status", "--addr", addr, "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got statusView
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, stdout)
+	}
+	if got.Supervisor != addr || len(got.Daemons) != 2 || got.Daemons[1].Restarts != 3 || !got.Daemons[0].Ready {
+		t.Errorf("status json = %+v", got)
+	}
+	code, stdout, _ = run(t, "status", "--addr", addr)
+	if code != 0 {
+		t.Fatalf("table exit %d", code)
+	}
+	for _, want := range []string{"DAEMON", "stored", "ready", "100", "raftd", "backoff", "signal: killed"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestStatusWithoutSupervisor(t *testing.T) {
+	// Nothing listens on this port; status falls back to probing and says so.
+	code, stdout, _ := run(t, "status", "--addr", "127.0.0.1:1", "--output", "json", "--timeout", "2s")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var got statusView
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Note == "" || len(got.Daemons) != 6 {
+		t.Errorf("fallback view = %+v", got)
+	}
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}

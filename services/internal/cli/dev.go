@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/services/internal/supervisor"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+func devCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run a local cluster of N nodes on loopback, supervised, in the foreground",
+		Description: "Node k uses the default ports plus 10*(k-1) and the data dir <data-dir>/nodeK; node 1 has\n" +
+			"the default ports, so every command works against it without flags. One dev CA\n" +
+			"(<data-dir>/certs) signs every node's certificate. The nodes' addresses are printed and\n" +
+			"written to <data-dir>/cluster.json. Ctrl-C stops everything.",
+		Flags: append([]cli.Flag{
+			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes (1-9)"},
+			&cli.StringFlag{Name: "data-dir", Value: "./data/dev", Usage: "`DIR` holding every node's data dir"},
+			&cli.StringFlag{Name: "admin-addr", Value: hostPort(supervisorAdminPort), Usage: "the supervisor's admin `ADDR`"},
+			outputFlag(),
+		}, supervisorFlags()...),
+		Action: action(func(c *cli.Context) error {
+			f, err := format(c)
+			if err != nil {
+				return err
+			}
+			count := c.Int("nodes")
+			if count < 1 || count > maxDevNodes {
+				return usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
+			}
+			if err := config.ValidateAddr(c.String("admin-addr")); err != nil {
+				return usagef("invalid value %q for flag --admin-addr: %v", c.String("admin-addr"), err)
+			}
+			root, err := filepath.Abs(c.String("data-dir"))
+			if err != nil {
+				return usagef("invalid value for flag --data-dir: %v", err)
+			}
+			bin, err := binDir(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(e, c)
+			if err != nil {
+				return err
+			}
+			nodes, err := devNodes(root, count, bin, c.String("log-format"))
+			if err != nil {
+				return err
+			}
+			cl := clusterFile(root, c.String("admin-addr"), nodes)
+			b, err := json.MarshalIndent(cl, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(root, "cluster.json"), append(b, '\n'), 0o644); err != nil {
+				return fmt.Errorf("write cluster.json: %w", err)
+			}
+			var children []supervisor.Child
+			for _, n := range nodes {
+				children = append(children, n.children()...)
+			}
+			return supervise(e.ctx, c, log, children, c.String("admin-addr"), func() {
+				log.Info("cluster ready", slog.Int("nodes", count), slog.String("cluster_file", filepath.Join(root, "cluster.json")))
+				if f == "json" {
+					_ = printJSON(e.stdout, cl)
+					return
+				}
+				printCluster(e, cl)
+			})
+		}),
+	}
+}
+
+// devNodes prepares count nodes under root: one dev CA, a data dir, node
+// id and certificate per node.
+func devNodes(root string, count int, bin, logFormat string) ([]node, error) {
+	caDir := filepath.Join(root, "certs")
+	if _, err := os.Stat(filepath.Join(caDir, tlsutil.CAKey)); os.IsNotExist(err) {
+		if err := tlsutil.CreateCA(caDir); err != nil {
+			return nil, err
+		}
+	}
+	var nodes []node
+	for k := 1; k <= count; k++ {
+		dir := filepath.Join(root, "node"+strconv.Itoa(k))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+		id, err := daemon.LoadOrCreateNodeID(dir, 0)
+		if err != nil {
+			return nil, err
+		}
+		certs := filepath.Join(dir, "certs")
+		if _, err := os.Stat(filepath.Join(certs, tlsutil.NodeCert)); os.IsNotExist(err) {
+			if err := tlsutil.CreateNode(caDir, certs, "node-"+strconv.FormatUint(id, 10), []string{loopback, "localhost"}); err != nil {
+				return nil, err
+			}
+		}
+		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: nodePortStride * (k - 1), binDir: bin, logFormat: logFormat})
+	}
+	for i := range nodes {
+		for j, o := range nodes {
+			if i == j {
+				continue
+			}
+			nodes[i].clockPeers = append(nodes[i].clockPeers, o.busAddr("clockd"))
+			nodes[i].raftPeers = append(nodes[i].raftPeers, o.busAddr("raftd"))
+		}
+		if i > 0 {
+			nodes[i].join = []string{nodes[0].busAddr("gossipd")}
+		}
+	}
+	return nodes, nil
+}
+
+// cluster is the JSON of cluster.json.
+type cluster struct {
+	SupervisorAdmin string        `json:"supervisor_admin"`
+	Nodes           []clusterNode `json:"nodes"`
+}
+
+type clusterNode struct {
+	Node    int                      `json:"node"`
+	NodeID  uint64                   `json:"node_id"`
+	DataDir string                   `json:"data_dir"`
+	Daemons map[string]daemonAddress `json:"daemons"`
+}
+
+type daemonAddress struct {
+	Bus   string `json:"bus"`
+	Admin string `json:"admin"`
+}
+
+func clusterFile(root, adminAddr string, nodes []node) cluster {
+	cl := cluster{SupervisorAdmin: adminAddr}
+	for _, n := range nodes {
+		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, Daemons: map[string]daemonAddress{}}
+		for _, d := range daemonOrder {
+			cn.Daemons[d.name] = daemonAddress{Bus: n.busAddr(d.name), Admin: n.adminAddr(d.name)}
+		}
+		cl.Nodes = append(cl.Nodes, cn)
+	}
+	return cl
+}
+
+func printCluster(e *env, cl cluster) {
+	t := newTable(e.stdout, "NODE", "DAEMON", "BUS", "ADMIN")
+	for _, n := range cl.Nodes {
+		for _, d := range daemonNames() {
+			a := n.Daemons[d]
+			t.row(strconv.Itoa(n.Node), d, a.Bus, a.Admin)
+		}
+	}
+	_ = t.flush()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,12 @@
+// Package cli is the pleiades command line: the operator's and developer's
+// front door. One file per command group; app.go holds the command list.
+//
+// The CLI links no daemon code. It reaches daemons through their admin
+// HTTP endpoints and the bus (shared clients), and runs them as child
+// processes through package supervisor (`up`, `dev`).
+//
+// Every command takes --output table|json; commands that talk to a running
+// node take --addr to aim somewhere other than node 1's default address.
+// Flags follow shared/config: each is also PLEIADES_<FLAG> in the
+// environment or a key of the file given with --config.
+package cli

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pleiades-db/pleiades/services/internal/supervisor"
+)
+
+// Default ports of node 1 (README's ports table). Node k of `dev` adds
+// nodePortStride*(k-1) to each.
+const (
+	supervisorAdminPort = 7500
+	nodePortStride      = 10
+	maxDevNodes         = 9
+	loopback            = "127.0.0.1"
+)
+
+// daemonSpec is one daemon of a node as the supervisor runs it.
+type daemonSpec struct {
+	name      string
+	busPort   int
+	adminPort int
+}
+
+// daemons lists a node's daemons in start order; they stop in reverse.
+var daemonOrder = []daemonSpec{
+	{"stored", 7401, 7501},
+	{"clockd", 7404, 7504},
+	{"gossipd", 7403, 7503},
+	{"raftd", 7402, 7502},
+	{"workflowd", 7405, 7505},
+	{"msgd", 7406, 7506},
+}
+
+// daemonNames returns the names in start order.
+func daemonNames() []string {
+	out := make([]string, len(daemonOrder))
+	for i, d := range daemonOrder {
+		out[i] = d.name
+	}
+	return out
+}
+
+// node describes one node's suite: where its data lives and its ports.
+type node struct {
+	// index is 1-based; 0 for a standalone `up`.
+	index    int
+	dataDir  string
+	certsDir string
+	nodeID   uint64
+	offset   int
+	binDir   string
+	// join lists gossipd bus addresses of other nodes.
+	join []string
+	// clockPeers and raftPeers list other nodes' clockd and raftd addresses.
+	clockPeers, raftPeers []string
+	// only, if not empty, restricts the daemons started.
+	only map[string]bool
+	// logFormat is passed to every daemon.
+	logFormat string
+}
+
+func hostPort(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
+
+// busAddr and adminAddr return a daemon's addresses on node n.
+func (n node) busAddr(d string) string   { return hostPort(spec(d).busPort + n.offset) }
+func (n node) adminAddr(d string) string { return hostPort(spec(d).adminPort + n.offset) }
+
+func spec(name string) daemonSpec {
+	for _, d := range daemonOrder {
+		if d.name == name {
+			return d
+		}
+	}
+	panic("cli: unknown daemon " + name) // names come from daemonOrder only
+}
+
+// children returns the supervisor's children for node n, in start order.
+func (n node) children() []supervisor.Child {
+	var out []supervisor.Child
+	for _, d := range daemonOrder {
+		if len(n.only) > 0 && !n.only[d.name] {
+			continue
+		}
+		args := []string{
+			"--data-dir", n.dataDir,
+			"--certs-dir", n.certsDir,
+			"--node-id", strconv.FormatUint(n.nodeID, 10),
+			"--bus-addr", n.busAddr(d.name),
+			"--admin-addr", n.adminAddr(d.name),
+		}
+		if n.logFormat != "" {
+			args = append(args, "--log-format", n.logFormat)
+		}
+		args = append(args, n.daemonArgs(d.name)...)
+		name := d.name
+		if n.index > 0 {
+			name = fmt.Sprintf("node%d/%s", n.index, d.name)
+		}
+		out = append(out, supervisor.Child{
+			Name:      name,
+			Path:      filepath.Join(n.binDir, d.name),
+			Args:      args,
+			AdminAddr: n.adminAddr(d.name),
+			BusAddr:   n.busAddr(d.name),
+			LogFile:   filepath.Join(n.dataDir, "logs", d.name+".log"),
+		})
+	}
+	return out
+}
+
+// daemonArgs are the cross-daemon flags of one daemon.
+func (n node) daemonArgs(d string) []string {
+	list := func(flag string, addrs []string) []string {
+		if len(addrs) == 0 {
+			return nil
+		}
+		return []string{flag, strings.Join(addrs, ",")}
+	}
+	switch d {
+	case "clockd":
+		return append([]string{"--stored-addr", n.busAddr("stored"), "--gossip-addr", n.busAddr("gossipd")}, list("--peers", n.clockPeers)...)
+	case "gossipd":
+		return list("--join", n.join)
+	case "raftd":
+		return append([]string{"--stored-addr", n.busAddr("stored"), "--gossip-addr", n.busAddr("gossipd"), "--clock-addr", n.busAddr("clockd")}, list("--peers", n.raftPeers)...)
+	case "workflowd":
+		return []string{"--raft-addr", n.busAddr("raftd"), "--gossip-addr", n.busAddr("gossipd")}
+	case "msgd":
+		return []string{"--gossip-addr", n.busAddr("gossipd"),
+			"--nats-port", strconv.Itoa(4222 + n.offset), "--nats-cluster-port", strconv.Itoa(6222 + n.offset)}
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/services/internal/supervisor"
+	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/logkey"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/version"
+)
+
+// supervisorFlags are the flags `up` and `dev` share.
+func supervisorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "bin-dir", Usage: "`DIR` holding the daemon binaries (default: the directory of this pleiades binary)"},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format of the supervisor and its daemons: text or json"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "supervisor log level: debug, info, warn or error"},
+		&cli.DurationFlag{Name: "ready-timeout", Value: 60 * time.Second, Usage: "how long each daemon may take to become ready at start"},
+		&cli.DurationFlag{Name: "stop-grace", Value: 10 * time.Second, Usage: "how long a daemon may take to stop after SIGTERM before SIGKILL"},
+	}
+}
+
+func upCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "run one node's daemons, supervised, in the foreground",
+		Description: "Starts stored, clockd, gossipd, raftd, workflowd and msgd in that order, each once the\n" +
+			"previous answers /readyz; restarts a daemon that dies (with backoff); SIGTERM or Ctrl-C\n" +
+			"stops them in reverse order. The supervisor's own admin endpoint lists the daemons.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "the node's data `DIR`"},
+			&cli.IntFlag{Name: "port-offset", Usage: "added to every default port (bus, admin, NATS)"},
+			&cli.BoolFlag{Name: "dev", Value: true, Usage: "create a dev CA and node certificate in <data-dir>/certs when missing"},
+			&cli.StringFlag{Name: "certs-dir", Usage: "certificates `DIR` (default <data-dir>/certs)"},
+			&cli.StringSliceFlag{Name: "join", Usage: "gossipd bus `ADDRS` of other nodes to join"},
+			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons (default all: " + strings.Join(daemonNames(), ",") + ")"},
+			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
+		}, supervisorFlags()...),
+		Action: action(func(c *cli.Context) error {
+			offset := c.Int("port-offset")
+			if offset < 0 || offset > 20000 {
+				return usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
+			}
+			dataDir, err := filepath.Abs(c.String("data-dir"))
+			if err != nil {
+				return usagef("invalid value for flag --data-dir: %v", err)
+			}
+			certsDir := c.String("certs-dir")
+			if certsDir == "" {
+				certsDir = filepath.Join(dataDir, "certs")
+			}
+			only := map[string]bool{}
+			for _, d := range splitList(c.StringSlice("daemons")) {
+				if !isDaemon(d) {
+					return usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
+				}
+				only[d] = true
+			}
+			join := splitList(c.StringSlice("join"))
+			for _, a := range join {
+				if err := config.ValidateAddr(a); err != nil {
+					return usagef("invalid value %q for flag --join: %v", a, err)
+				}
+			}
+			adminAddr := c.String("admin-addr")
+			if adminAddr == "" {
+				adminAddr = hostPort(supervisorAdminPort + offset)
+			} else if err := config.ValidateAddr(adminAddr); err != nil {
+				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
+			}
+			binDir, err := binDir(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(e, c)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return fmt.Errorf("create data dir: %w", err)
+			}
+			id, err := daemon.LoadOrCreateNodeID(dataDir, 0)
+			if err != nil {
+				return err
+			}
+			if c.Bool("dev") {
+				if err := tlsutil.EnsureDev(certsDir, "node-"+strconv.FormatUint(id, 10), []string{loopback, "localhost"}); err != nil {
+					return fmt.Errorf("dev certificates: %w", err)
+				}
+			}
+			n := node{dataDir: dataDir, certsDir: certsDir, nodeID: id, offset: offset, binDir: binDir, join: join, only: only, logFormat: c.String("log-format")}
+			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
+				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
+			})
+		}),
+	}
+}
+
+func isDaemon(name string) bool {
+	for _, d := range daemonOrder {
+		if d.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// splitList flattens repeated and comma-separated list flag values.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// binDir returns --bin-dir, or the directory of the running executable,
+// after checking that it holds every daemon binary.
+func binDir(c *cli.Context) (string, error) {
+	dir := c.String("bin-dir")
+	if dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("locate the pleiades binary: %w", err)
+		}
+		dir = filepath.Dir(exe)
+	}
+	var missing []string
+	for _, d := range daemonOrder {
+		if _, err := os.Stat(filepath.Join(dir, d.name)); err != nil {
+			missing = append(missing, d.name)
+		}
+	}
+	if len(missing) > 0 {
+		return "", usagef("--bin-dir %s lacks %s (run `make build`)", dir, strings.Join(missing, ", "))
+	}
+	return dir, nil
+}
+
+func newLogger(e *env, c *cli.Context) (*slog.Logger, error) {
+	level, err := config.ParseLevel(c.String("log-level"))
+	if err != nil {
+		return nil, usagef("invalid value for flag --log-level: %v", err)
+	}
+	log, err := logkey.New(e.stderr, c.String("log-format"), level)
+	if err != nil {
+		return nil, usagef("invalid value for flag --log-format: %v", err)
+	}
+	return log.With(slog.String("daemon", "supervisor")), nil
+}
+
+// supervise runs children under a supervisor with its admin endpoint at
+// adminAddr until ctx ends or SIGTERM/SIGINT arrives; SIGHUP is forwarded
+// to the children.
+func supervise(ctx context.Context, c *cli.Context, log *slog.Logger, children []supervisor.Child, adminAddr string, onReady func()) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sup, err := supervisor.New(supervisor.Config{
+		Children:     children,
+		ReadyTimeout: c.Duration("ready-timeout"),
+		StopGrace:    c.Duration("stop-grace"),
+	}, supervisor.Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	adm, err := admin.New(admin.Config{Addr: adminAddr}, admin.Deps{Logger: log}, admin.Info{Daemon: "supervisor", Version: version.String()})
+	if err != nil {
+		return err
+	}
+	adm.AddReadyCheck("daemons", sup.Ready)
+	adm.Handle("/v1/daemons", admin.JSON(func(*http.Request) (any, error) {
+		return daemonsView{Daemons: sup.Status()}, nil
+	}))
+	if err := adm.Start(ctx); err != nil {
+		return fmt.Errorf("supervisor admin endpoint: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = adm.Stop(sctx)
+	}()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-hup:
+				sup.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	log.Info("supervisor starting", slog.String("admin_addr", adminAddr), slog.Int("daemons", len(children)))
+	err = sup.Run(ctx, onReady)
+	if err != nil {
+		return err
+	}
+	if errors.Is(context.Cause(ctx), context.Canceled) {
+		log.Info("supervisor stopped")
+	}
+	return nil
+}
+
+// daemonsView is the JSON of the supervisor's /v1/daemons.
+type daemonsView struct {
+	Daemons []supervisor.ChildStatus `json:"daemons"`
+}
