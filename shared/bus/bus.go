@@ -1,17 +1,19 @@
 package bus
 
-// NOTE: this file fixes the public API of the bus. Bodies marked
-// "pending" are being written; the signatures are the contract.
-
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -51,24 +53,246 @@ type Deps struct {
 	Registerer prometheus.Registerer
 }
 
+// preambleTimeout bounds how long an accepted stream may take to send its
+// preamble and first frame.
+const preambleTimeout = 5 * time.Second
+
 // Bus is one daemon's QUIC endpoint: one UDP socket for listening and
 // dialing, handlers per protocol and method, and cached connections to peers.
-type Bus struct{}
+type Bus struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	qconf   *quic.Config
+	srvTLS  *tls.Config
+	cliTLS  *tls.Config
+	maxSize int
+
+	// handlers and dgram are written only before Start.
+	handlers map[hkey]*handler
+	dgram    [256]func(Peer, []byte)
+
+	mu       sync.Mutex
+	started  bool
+	stopping bool // no new calls or handlers
+	closed   bool // no new goroutines
+	active   int  // running handlers
+	drained  chan struct{}
+	peers    map[string]*peerConn
+	conns    map[*quic.Conn]struct{}
+	batches  map[batchKey]*batchStream
+	udp      *net.UDPConn
+	tr       *quic.Transport
+	ln       *quic.Listener
+	ctx      context.Context // cancelled when handlers must give up
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
 
 // New validates cfg and returns an unstarted Bus.
-func New(cfg Config, deps Deps) (*Bus, error) { return nil, errPending }
+func New(cfg Config, deps Deps) (*Bus, error) {
+	if cfg.ListenAddr == "" {
+		return nil, errors.New("bus: Config.ListenAddr is required")
+	}
+	if cfg.TLS == nil {
+		return nil, errors.New("bus: Config.TLS is required")
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("bus: Deps.Logger is required")
+	}
+	if cfg.MaxFrameSize < 0 || cfg.DialTimeout < 0 || cfg.IdleTimeout < 0 || cfg.KeepAlivePeriod < 0 ||
+		cfg.RedialBackoffMin < 0 || cfg.RedialBackoffMax < 0 {
+		return nil, errors.New("bus: negative size or duration in Config")
+	}
+	if cfg.MaxFrameSize == 0 {
+		cfg.MaxFrameSize = wire.DefaultMaxFrameSize
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.KeepAlivePeriod == 0 {
+		cfg.KeepAlivePeriod = 10 * time.Second
+	}
+	if cfg.RedialBackoffMin == 0 {
+		cfg.RedialBackoffMin = 50 * time.Millisecond
+	}
+	if cfg.RedialBackoffMax == 0 {
+		cfg.RedialBackoffMax = 5 * time.Second
+	}
+	if cfg.RedialBackoffMax < cfg.RedialBackoffMin {
+		cfg.RedialBackoffMax = cfg.RedialBackoffMin
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	srv := cfg.TLS.Clone()
+	srv.NextProtos = []string{ALPN}
+	srv.MinVersion = tls.VersionTLS13
+	cli := cfg.TLS.Clone()
+	cli.NextProtos = []string{ALPN}
+	cli.MinVersion = tls.VersionTLS13
+	if cli.ClientSessionCache == nil {
+		cli.ClientSessionCache = tls.NewLRUClientSessionCache(256)
+	}
+	return &Bus{
+		cfg:     cfg,
+		log:     deps.Logger,
+		m:       m,
+		srvTLS:  srv,
+		cliTLS:  cli,
+		maxSize: cfg.MaxFrameSize,
+		qconf: &quic.Config{
+			HandshakeIdleTimeout:       cfg.DialTimeout,
+			MaxIdleTimeout:             cfg.IdleTimeout,
+			KeepAlivePeriod:            cfg.KeepAlivePeriod,
+			EnableDatagrams:            true,
+			MaxIncomingStreams:         1 << 12,
+			MaxIncomingUniStreams:      -1,
+			InitialStreamReceiveWindow: 1 << 20,
+			MaxStreamReceiveWindow:     8 << 20,
+		},
+		handlers: make(map[hkey]*handler),
+		drained:  make(chan struct{}),
+		peers:    make(map[string]*peerConn),
+		conns:    make(map[*quic.Conn]struct{}),
+		batches:  make(map[batchKey]*batchStream),
+	}, nil
+}
 
-var errPending = errors.New("bus: pending")
+// resetKey derives the stateless reset key from the node's private key so
+// that a restarted node on the same address can tell its peers at once that
+// their old connections are gone. Without a key resets are disabled.
+func resetKey(c *tls.Config) *quic.StatelessResetKey {
+	if len(c.Certificates) == 0 || c.Certificates[0].PrivateKey == nil {
+		return nil
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(c.Certificates[0].PrivateKey)
+	if err != nil {
+		return nil
+	}
+	h := sha256.New()
+	h.Write([]byte("pleiades bus stateless reset\x00"))
+	h.Write(der)
+	var k quic.StatelessResetKey
+	copy(k[:], h.Sum(nil))
+	return &k
+}
 
 // Start binds the socket and starts accepting. ctx bounds start-up only.
-func (b *Bus) Start(ctx context.Context) error { return errPending }
+func (b *Bus) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		return errors.New("bus: already started")
+	}
+	if b.stopping {
+		return errors.New("bus: stopped")
+	}
+	ua, err := net.ResolveUDPAddr("udp", b.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("bus: listen address %q: %w", b.cfg.ListenAddr, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("bus: bind %s: %w", b.cfg.ListenAddr, err)
+	}
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: resetKey(b.cfg.TLS)}
+	ln, err := tr.Listen(b.srvTLS, b.qconf)
+	if err != nil {
+		_ = tr.Close()
+		_ = udp.Close()
+		return fmt.Errorf("bus: listen %s: %w", b.cfg.ListenAddr, err)
+	}
+	b.udp, b.tr, b.ln = udp, tr, ln
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.started = true
+	b.wg.Add(1)
+	go b.acceptLoop()
+	b.log.Info("bus started", "addr", udp.LocalAddr().String())
+	return nil
+}
 
 // Addr returns the bound UDP address (valid after Start).
-func (b *Bus) Addr() net.Addr { return nil }
+func (b *Bus) Addr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.udp == nil {
+		return nil
+	}
+	return b.udp.LocalAddr()
+}
 
 // Stop refuses new calls, waits for in-flight handlers until ctx ends,
 // closes every connection and the socket. It is idempotent.
-func (b *Bus) Stop(ctx context.Context) error { return errPending }
+func (b *Bus) Stop(ctx context.Context) error {
+	b.stopOnce.Do(func() { b.stopErr = b.stop(ctx) })
+	return b.stopErr
+}
+
+func (b *Bus) stop(ctx context.Context) error {
+	b.mu.Lock()
+	b.stopping = true
+	started := b.started
+	if b.active == 0 {
+		close(b.drained)
+	}
+	b.mu.Unlock()
+	if !started {
+		return nil
+	}
+	var err error
+	select {
+	case <-b.drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("bus: stop: handlers still running: %w", ctx.Err())
+	}
+	b.cancel()
+	b.mu.Lock()
+	b.closed = true
+	conns := make([]*quic.Conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		_ = c.CloseWithError(connCodeStopping, "bus stopping")
+	}
+	_ = b.ln.Close()
+	_ = b.tr.Close()
+	_ = b.udp.Close()
+	b.wg.Wait()
+	b.log.Info("bus stopped")
+	return err
+}
+
+// enterHandler counts a handler in; it fails once Stop has begun.
+func (b *Bus) enterHandler() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping {
+		return false
+	}
+	b.active++
+	return true
+}
+
+func (b *Bus) exitHandler() {
+	b.mu.Lock()
+	b.active--
+	if b.active == 0 && b.stopping {
+		close(b.drained)
+	}
+	b.mu.Unlock()
+}
 
 // Peer describes the remote end of a call as seen by a handler.
 type Peer struct {
@@ -79,8 +303,16 @@ type Peer struct {
 	Name string
 }
 
+type peerKey struct{}
+
 // PeerFromContext returns the calling peer inside a handler.
-func PeerFromContext(ctx context.Context) (Peer, bool) { return Peer{}, false }
+func PeerFromContext(ctx context.Context) (Peer, bool) {
+	p, ok := ctx.Value(peerKey{}).(*Peer)
+	if !ok {
+		return Peer{}, false
+	}
+	return *p, true
+}
 
 // message constrains a type parameter to pointers to generated protobuf structs.
 type message[T any] interface {
@@ -92,49 +324,119 @@ type message[T any] interface {
 // handler's ctx carries the caller's deadline and is cancelled if the
 // caller gives up. Its error is mapped with CodeOf.
 func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(context.Context, PReq) (Resp, error)) {
+	b.register(p, method, &handler{kind: kindUnary, unary: func(ctx context.Context, payload []byte) (proto.Message, error) {
+		req := PReq(new(Req))
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return nil, Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
+		}
+		resp, err := h(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}})
 }
 
 // HandleStream registers h for server-streaming calls of method on p. h
 // calls send for each response; returning ends the stream (with the error's
 // code if non-nil). send fails once the caller has gone away.
 func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, req PReq, send func(Resp) error) error) {
+	b.register(p, method, &handler{kind: kindStream, stream: func(ctx context.Context, payload []byte, send func(proto.Message) error) error {
+		req := PReq(new(Req))
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
+		}
+		return h(ctx, req, func(r Resp) error { return send(r) })
+	}})
 }
 
 // HandleBatch registers h for one-way batches of method on p. Batches from
 // one peer arrive in the order sent, one h call at a time per stream.
 func HandleBatch[Msg any, PMsg message[Msg]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, from Peer, batch []PMsg)) {
+	b.register(p, method, &handler{kind: kindBatch, batch: func(ctx context.Context, from Peer, msgs [][]byte) error {
+		batch := make([]PMsg, len(msgs))
+		for i, raw := range msgs {
+			m := PMsg(new(Msg))
+			if err := proto.Unmarshal(raw, m); err != nil {
+				return fmt.Errorf("decode %T: %w", m, err)
+			}
+			batch[i] = m
+		}
+		h(ctx, from, batch)
+		return nil
+	}})
 }
 
 // HandleDatagram registers h for unreliable datagrams of protocol p. h runs
 // on the connection's receive goroutine: it must not block.
-func (b *Bus) HandleDatagram(p wire.Protocol, h func(from Peer, payload []byte)) {}
+func (b *Bus) HandleDatagram(p wire.Protocol, h func(from Peer, payload []byte)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		panic("bus: HandleDatagram after Start")
+	}
+	b.dgram[p] = h
+}
 
 // Call makes a unary call to the daemon at addr and unmarshals the answer
 // into resp. Failures are *Error values (use errors.Is with the sentinels).
 func (b *Bus) Call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
-	return errPending
+	start := time.Now()
+	err := b.call(ctx, addr, p, method, req, resp)
+	b.m.observeCall(p, method, err, start)
+	return err
 }
 
 // ClientStream is the caller's side of a server-streaming call.
-type ClientStream struct{}
+type ClientStream struct {
+	b      *Bus
+	str    *quic.Stream
+	ctx    context.Context
+	stop   func() bool
+	rd     frameReader
+	p      wire.Protocol
+	method string
+	start  time.Time
+	mu     sync.Mutex
+	err    error // sticky result once finished
+}
 
 // Stream opens a server-streaming call.
 func (b *Bus) Stream(ctx context.Context, addr string, p wire.Protocol, method string, req proto.Message) (*ClientStream, error) {
-	return nil, errPending
+	start := time.Now()
+	s, err := b.openStream(ctx, addr, p, method, req)
+	if err != nil {
+		b.m.observeCall(p, method, err, start)
+		return nil, err
+	}
+	s.start = start
+	return s, nil
 }
 
 // Recv reads the next response into m. It returns io.EOF after the last
 // one, or the stream's error.
-func (s *ClientStream) Recv(m proto.Message) error { return errPending }
+func (s *ClientStream) Recv(m proto.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	err := s.recv(m)
+	if err != nil {
+		s.finish(err)
+		return s.err
+	}
+	return nil
+}
 
 // Close abandons the stream; the handler's context is cancelled.
-func (s *ClientStream) Close() error { return errPending }
-
-// SendBatch sends msgs as one frame on the long-lived one-way stream to
-// addr for (p, method), opening it if needed. An error means the batch may
-// not have been delivered; the next call reopens the stream.
-func (b *Bus) SendBatch(ctx context.Context, addr string, p wire.Protocol, method string, msgs ...proto.Message) error {
-	return errPending
+func (s *ClientStream) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.finish(Errorf(CodeCanceled, "stream closed by caller"))
+	}
+	return nil
 }
 
 // MaxDatagramPayload is the largest payload SendDatagram accepts, in bytes.
@@ -143,5 +445,22 @@ const MaxDatagramPayload = 1100
 // SendDatagram sends payload to addr unreliably. It dials if no
 // connection is open (the dial is not unreliable: it waits up to ctx).
 func (b *Bus) SendDatagram(ctx context.Context, addr string, p wire.Protocol, payload []byte) error {
-	return errPending
+	if len(payload) > MaxDatagramPayload {
+		return Errorf(CodeInvalidArgument, "datagram payload of %d bytes exceeds %d", len(payload), MaxDatagramPayload)
+	}
+	if !p.Valid() {
+		return Errorf(CodeInvalidArgument, "unknown protocol %d", byte(p))
+	}
+	conn, err := b.getConn(ctx, addr)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, wire.PreambleLen+len(payload))
+	buf = wire.AppendPreamble(buf, p)
+	buf = append(buf, payload...)
+	if err := conn.SendDatagram(buf); err != nil {
+		return Errorf(CodeUnavailable, "send datagram to %s: %v", addr, err)
+	}
+	b.m.sent.Add(float64(len(buf)))
+	return nil
 }

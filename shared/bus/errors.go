@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pleiades-db/pleiades/shared/proto/buspb"
 )
@@ -147,10 +148,30 @@ func LeaderHint(err error) string {
 	return ""
 }
 
-// toWire converts a handler's error to the fields of a Response.
+// toWire converts a handler's error to the fields of a Response. The
+// message is the error text without the "bus: <code>" part of the *Error in
+// it, because the caller's *Error adds that back.
 func toWire(err error) (Code, string, string) {
-	code := CodeOf(err)
-	return code, err.Error(), LeaderHint(err)
+	if err == nil {
+		return CodeOK, "", ""
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		return CodeOf(err), err.Error(), ""
+	}
+	if e == err {
+		return e.Code, e.Message, e.LeaderHint
+	}
+	// Wrapped: keep the wrapping context, drop the inner prefix.
+	msg := err.Error()
+	if inner := e.Error(); inner != "" {
+		if e.Message != "" {
+			msg = strings.Replace(msg, inner, e.Message, 1)
+		} else {
+			msg = strings.TrimSuffix(strings.Replace(msg, inner, "", 1), ": ")
+		}
+	}
+	return e.Code, msg, e.LeaderHint
 }
 
 // fromWire rebuilds a caller-side error from a Response's fields.

@@ -1,0 +1,707 @@
+package bus_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	caOnce sync.Once
+	testCA *tlsutil.TestCA
+	caErr  error
+)
+
+func tlsConfig(t testing.TB, name string) *tls.Config {
+	t.Helper()
+	caOnce.Do(func() { testCA, caErr = tlsutil.NewTestCA() })
+	if caErr != nil {
+		t.Fatal(caErr)
+	}
+	c, err := testCA.Config(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type opt func(*bus.Config)
+
+// newBus returns an unstarted bus on a free loopback port; it is stopped in
+// cleanup.
+func newBus(t testing.TB, name string, opts ...opt) *bus.Bus {
+	t.Helper()
+	cfg := bus.Config{ListenAddr: "127.0.0.1:0", TLS: tlsConfig(t, name), DialTimeout: 2 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := bus.New(cfg, bus.Deps{Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Stop(ctx)
+	})
+	return b
+}
+
+func start(t testing.TB, b *bus.Bus) string {
+	t.Helper()
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return b.Addr().String()
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// echo registers KV "Echo" (returns its input) on b.
+func echo(b *bus.Bus) {
+	bus.HandleUnary(b, wire.ProtoKV, "Echo", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		return r, nil
+	})
+}
+
+func TestUnaryEcho(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	bus.HandleUnary(srv, wire.ProtoKV, "Who", func(ctx context.Context, r *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		p, ok := bus.PeerFromContext(ctx)
+		if !ok {
+			return nil, errors.New("no peer")
+		}
+		return wrapperspb.String(p.Name + "@" + p.Addr), nil
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	caddr := start(t, cli)
+	for _, size := range []int{0, 1, 64, 4096, 64 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			in := make([]byte, size)
+			for i := range in {
+				in[i] = byte(i)
+			}
+			var out wrapperspb.BytesValue
+			if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes(in), &out); err != nil {
+				t.Fatal(err)
+			}
+			if string(out.Value) != string(in) {
+				t.Fatalf("echo of %d bytes came back as %d bytes", size, len(out.Value))
+			}
+		})
+	}
+	var who wrapperspb.StringValue
+	if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Who", wrapperspb.String(""), &who); err != nil {
+		t.Fatal(err)
+	}
+	if want := "cli@" + caddr; who.Value != want {
+		t.Fatalf("peer = %q, want %q", who.Value, want)
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	srv := newBus(t, "srv")
+	wrapped := fmt.Errorf("stored: get k: %w", bus.Errorf(bus.CodeNotFound, "key %q", "k"))
+	cases := []struct {
+		name     string
+		err      error
+		code     bus.Code
+		sentinel error
+		text     string
+		hint     string
+	}{
+		{"invalid", bus.Errorf(bus.CodeInvalidArgument, "key is empty"), bus.CodeInvalidArgument, bus.ErrInvalidArgument, "bus: invalid argument: key is empty", ""},
+		{"notfound", bus.Errorf(bus.CodeNotFound, "x"), bus.CodeNotFound, bus.ErrNotFound, "bus: not found: x", ""},
+		{"wrapped", wrapped, bus.CodeNotFound, bus.ErrNotFound, `bus: not found: stored: get k: key "k"`, ""},
+		{"exists", bus.Errorf(bus.CodeAlreadyExists, "y"), bus.CodeAlreadyExists, bus.ErrAlreadyExists, "bus: already exists: y", ""},
+		{"precondition", bus.Errorf(bus.CodeFailedPrecondition, "z"), bus.CodeFailedPrecondition, bus.ErrFailedPrecondition, "bus: failed precondition: z", ""},
+		{"unavailable", bus.Errorf(bus.CodeUnavailable, "later"), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: later", ""},
+		{"notleader", bus.NotLeader("10.0.0.1:7402"), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader (leader 10.0.0.1:7402)", "10.0.0.1:7402"},
+		{"notleader-nohint", bus.NotLeader(""), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader", ""},
+		{"plain", errors.New("boom"), bus.CodeInternal, bus.ErrInternal, "bus: internal: boom", ""},
+		{"ctx", fmt.Errorf("wait: %w", context.DeadlineExceeded), bus.CodeDeadlineExceeded, bus.ErrDeadlineExceeded, "bus: deadline exceeded: wait: context deadline exceeded", ""},
+	}
+	for _, c := range cases {
+		bus.HandleUnary(srv, wire.ProtoStore, c.name, func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+			return nil, c.err
+		})
+	}
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := cli.Call(ctxT(t), addr, wire.ProtoStore, c.name, &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+			if bus.CodeOf(err) != c.code || !errors.Is(err, c.sentinel) {
+				t.Fatalf("err = %v (code %v), want code %v", err, bus.CodeOf(err), c.code)
+			}
+			if err.Error() != c.text {
+				t.Fatalf("text = %q, want %q", err.Error(), c.text)
+			}
+			if bus.LeaderHint(err) != c.hint {
+				t.Fatalf("hint = %q, want %q", bus.LeaderHint(err), c.hint)
+			}
+		})
+	}
+}
+
+func TestUnknownMethod(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	for _, c := range []struct {
+		p      wire.Protocol
+		method string
+	}{{wire.ProtoKV, "Nope"}, {wire.ProtoRaft, "Echo"}} {
+		err := cli.Call(ctxT(t), addr, c.p, c.method, &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		if !errors.Is(err, bus.ErrUnimplemented) {
+			t.Fatalf("%v/%s: err = %v, want unimplemented", c.p, c.method, err)
+		}
+	}
+	// The connection still serves.
+	if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blocker registers KV "Block": it reports its ctx's deadline on started,
+// then waits for ctx and reports ctx.Err() on done.
+func blocker(b *bus.Bus, started chan<- time.Time, done chan<- error) {
+	bus.HandleUnary(b, wire.ProtoKV, "Block", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		d, _ := ctx.Deadline()
+		started <- d
+		<-ctx.Done()
+		done <- ctx.Err()
+		return nil, ctx.Err()
+	})
+}
+
+func TestDeadlineAndCancel(t *testing.T) {
+	srv := newBus(t, "srv")
+	started := make(chan time.Time, 1)
+	done := make(chan error, 1)
+	blocker(srv, started, done)
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+
+	t.Run("deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		want, _ := ctx.Deadline()
+		err := cli.Call(ctx, addr, wire.ProtoKV, "Block", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		if !errors.Is(err, bus.ErrDeadlineExceeded) {
+			t.Fatalf("err = %v, want deadline exceeded", err)
+		}
+		if got := <-started; !got.Equal(want) {
+			t.Fatalf("handler deadline %v, want %v", got, want)
+		}
+		if herr := <-done; herr == nil {
+			t.Fatal("handler ctx not done")
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			errc <- cli.Call(ctx, addr, wire.ProtoKV, "Block", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		}()
+		if d := <-started; !d.IsZero() {
+			t.Fatalf("handler has deadline %v, want none", d)
+		}
+		cancel()
+		if err := <-errc; !errors.Is(err, bus.ErrCanceled) {
+			t.Fatalf("err = %v, want canceled", err)
+		}
+		select {
+		case herr := <-done:
+			if !errors.Is(herr, context.Canceled) {
+				t.Fatalf("handler ctx err = %v", herr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("handler ctx not cancelled after the caller cancelled")
+		}
+	})
+}
+
+func TestServerStream(t *testing.T) {
+	srv := newBus(t, "srv")
+	bus.HandleStream(srv, wire.ProtoStore, "Count", func(ctx context.Context, r *wrapperspb.Int32Value, send func(*wrapperspb.Int32Value) error) error {
+		for i := range r.Value {
+			if err := send(wrapperspb.Int32(i)); err != nil {
+				return err
+			}
+		}
+		if r.Value == 3 {
+			return bus.NotLeader("elsewhere:1")
+		}
+		return nil
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	for _, n := range []int32{0, 1, 3, 100} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s, err := cli.Stream(ctxT(t), addr, wire.ProtoStore, "Count", wrapperspb.Int32(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var got int32
+			for {
+				var m wrapperspb.Int32Value
+				err := s.Recv(&m)
+				if err == io.EOF {
+					break
+				}
+				if n == 3 && got == 3 {
+					if !errors.Is(err, bus.ErrNotLeader) || bus.LeaderHint(err) != "elsewhere:1" {
+						t.Fatalf("end err = %v", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Value != got {
+					t.Fatalf("got %d, want %d", m.Value, got)
+				}
+				got++
+			}
+			if got != n || n == 3 {
+				t.Fatalf("got %d messages, want %d", got, n)
+			}
+			if err := s.Recv(&wrapperspb.Int32Value{}); err != io.EOF {
+				t.Fatalf("Recv after end = %v", err)
+			}
+		})
+	}
+}
+
+func TestStreamCloseCancelsHandler(t *testing.T) {
+	srv := newBus(t, "srv")
+	done := make(chan error, 1)
+	bus.HandleStream(srv, wire.ProtoStore, "Forever", func(ctx context.Context, r *wrapperspb.Int32Value, send func(*wrapperspb.Int32Value) error) error {
+		for i := int32(0); ; i++ {
+			if err := send(wrapperspb.Int32(i)); err != nil {
+				done <- err
+				return err
+			}
+		}
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	s, err := cli.Stream(ctxT(t), addr, wire.ProtoStore, "Forever", wrapperspb.Int32(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := s.Recv(&wrapperspb.Int32Value{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler's send did not fail after Close")
+	}
+}
+
+func TestBatch(t *testing.T) {
+	srv := newBus(t, "srv")
+	var mu sync.Mutex
+	var got []int32
+	var frames int
+	var from string
+	bus.HandleBatch(srv, wire.ProtoRaft, "Msgs", func(ctx context.Context, p bus.Peer, batch []*wrapperspb.Int32Value) {
+		mu.Lock()
+		defer mu.Unlock()
+		frames++
+		from = p.Name
+		for _, m := range batch {
+			got = append(got, m.Value)
+		}
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	const frames0, per = 50, 7
+	var next int32
+	for range frames0 {
+		msgs := make([]proto.Message, per)
+		for j := range msgs {
+			msgs[j] = wrapperspb.Int32(next)
+			next++
+		}
+		if err := cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == frames0*per })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range got {
+		if v != int32(i) {
+			t.Fatalf("message %d = %d: out of order", i, v)
+		}
+	}
+	if frames != frames0 || from != "cli" {
+		t.Fatalf("frames = %d from %q", frames, from)
+	}
+}
+
+func TestBatchConcurrentSenders(t *testing.T) {
+	srv := newBus(t, "srv")
+	var n atomic.Int64
+	bus.HandleBatch(srv, wire.ProtoRaft, "Msgs", func(ctx context.Context, p bus.Peer, batch []*wrapperspb.Int32Value) {
+		n.Add(int64(len(batch)))
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				if err := cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1), wrapperspb.Int32(2)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return n.Load() == 16*20*2 })
+}
+
+func TestDatagram(t *testing.T) {
+	srv := newBus(t, "srv")
+	got := make(chan string, 100)
+	srv.HandleDatagram(wire.ProtoGossip, func(from bus.Peer, payload []byte) {
+		select {
+		case got <- from.Name + ":" + string(payload):
+		default:
+		}
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	if err := cli.SendDatagram(ctxT(t), addr, wire.ProtoGossip, make([]byte, bus.MaxDatagramPayload+1)); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Fatalf("oversized datagram: err = %v", err)
+	}
+	// Datagrams are unreliable: resend until one arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := cli.SendDatagram(ctxT(t), addr, wire.ProtoGossip, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if s != "cli:ping" {
+				t.Fatalf("got %q", s)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no datagram arrived")
+		}
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestConcurrentCallers(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			for j := range 20 {
+				in := fmt.Sprintf("%d-%d", i, j)
+				var out wrapperspb.BytesValue
+				if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes([]byte(in)), &out); err != nil {
+					t.Error(err)
+					return
+				}
+				if string(out.Value) != in {
+					t.Errorf("got %q want %q", out.Value, in)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestOtherCARefused(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	other, err := tlsutil.NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := other.Config("intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := newBus(t, "intruder", func(c *bus.Config) { c.TLS = oc })
+	start(t, cli)
+	err = cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("call with a foreign certificate: err = %v, want unavailable", err)
+	}
+	// And the reverse: a good client refuses a server of another CA.
+	bad := newBus(t, "srv2", func(c *bus.Config) { c.TLS = oc })
+	echo(bad)
+	baddr := start(t, bad)
+	good := newBus(t, "good")
+	start(t, good)
+	err = good.Call(ctxT(t), baddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("call to a foreign server: err = %v", err)
+	}
+}
+
+func TestOversized(t *testing.T) {
+	const limit = 64 << 10
+	srv := newBus(t, "srv", func(c *bus.Config) { c.MaxFrameSize = limit })
+	echo(srv)
+	addr := start(t, srv)
+	big := newBus(t, "big", func(c *bus.Config) { c.MaxFrameSize = 4 * limit })
+	start(t, big)
+
+	// Send side: refused before anything is sent.
+	small := newBus(t, "small", func(c *bus.Config) { c.MaxFrameSize = limit })
+	start(t, small)
+	err := small.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes(make([]byte, 2*limit)), &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrResourceExhausted) {
+		t.Fatalf("send side: err = %v", err)
+	}
+	// Receive side: the server refuses the frame, the connection keeps serving.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range 20 {
+			if err := big.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes([]byte("ok")), &wrapperspb.BytesValue{}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	err = big.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes(make([]byte, 2*limit)), &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrResourceExhausted) {
+		t.Fatalf("receive side: err = %v", err)
+	}
+	wg.Wait()
+	if err := big.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes([]byte("ok")), &wrapperspb.BytesValue{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadPreamble opens streams from a raw QUIC client and sends garbage.
+func TestBadPreamble(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	tc := tlsConfig(t, "raw").Clone()
+	tc.NextProtos = []string{bus.ALPN}
+	conn, err := quic.DialAddr(ctxT(t), addr, tc, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	cases := map[string][]byte{
+		"magic":     []byte("HTTP/1.1"),
+		"version":   {'P', 'L', 'D', 'S', 9, byte(wire.ProtoKV)},
+		"protocol":  {'P', 'L', 'D', 'S', 1, 200},
+		"truncated": append(wire.AppendPreamble(nil, wire.ProtoKV), 0, 0, 1, 0, 1, 2),
+		"oversized": append(wire.AppendPreamble(nil, wire.ProtoKV), 0xff, 0xff, 0xff, 0xff),
+		"garbage":   append(wire.AppendPreamble(nil, wire.ProtoKV), 0, 0, 0, 3, 0xff, 0xff, 0xff),
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			str, err := conn.OpenStreamSync(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := str.Write(raw); err != nil {
+				t.Fatal(err)
+			}
+			str.Close()
+			_ = str.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, err := io.ReadAll(str)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if len(b) == 0 {
+				t.Fatal("no reason sent")
+			}
+		})
+	}
+	// The connection still serves a well-formed call.
+	str, err := conn.OpenStreamSync(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := wire.AppendPreamble(nil, wire.ProtoKV)
+	body := []byte{0x0a, 4, 'E', 'c', 'h', 'o'}
+	req = wire.AppendFrame(req, body)
+	if _, err := str.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	str.Close()
+	_ = str.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(str); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPeerRestart(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = 500 * time.Millisecond })
+	start(t, cli)
+	call := func() error {
+		return cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return call() != nil })
+	srv2 := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
+	echo(srv2)
+	start(t, srv2)
+	waitFor(t, func() bool { return call() == nil })
+}
+
+func TestStopDrains(t *testing.T) {
+	srv := newBus(t, "srv")
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	bus.HandleUnary(srv, wire.ProtoKV, "Slow", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		entered <- struct{}{}
+		<-release
+		return wrapperspb.Bytes([]byte("done")), nil
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	errc := make(chan error, 1)
+	var out wrapperspb.BytesValue
+	go func() { errc <- cli.Call(ctxT(t), addr, wire.ProtoKV, "Slow", &wrapperspb.BytesValue{}, &out) }()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop(ctxT(t)) }()
+	// New calls are refused while draining.
+	waitFor(t, func() bool {
+		err := srv.Call(ctxT(t), addr, wire.ProtoKV, "Slow", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		return errors.Is(err, bus.ErrUnavailable)
+	})
+	close(release)
+	if err := <-errc; err != nil || string(out.Value) != "done" {
+		t.Fatalf("in-flight call: %v %q", err, out.Value)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStopTimeoutCancelsHandlers(t *testing.T) {
+	srv := newBus(t, "srv")
+	started := make(chan time.Time, 1)
+	done := make(chan error, 1)
+	blocker(srv, started, done)
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- cli.Call(ctxT(t), addr, wire.ProtoKV, "Block", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.Stop(ctx); err == nil {
+		t.Fatal("Stop with a stuck handler returned nil")
+	}
+	if err := <-done; err == nil {
+		t.Fatal("handler ctx not cancelled")
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("call succeeded")
+	}
+	if err := srv.Stop(context.Background()); err == nil {
+		t.Fatal("second Stop should return the first result")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for name, c := range map[string]struct {
+		cfg  bus.Config
+		deps bus.Deps
+	}{
+		"no addr":   {bus.Config{TLS: &tls.Config{}}, bus.Deps{Logger: log}},
+		"no tls":    {bus.Config{ListenAddr: ":0"}, bus.Deps{Logger: log}},
+		"no logger": {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{}},
+		"negative":  {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}, MaxFrameSize: -1}, bus.Deps{Logger: log}},
+	} {
+		if _, err := bus.New(c.cfg, c.deps); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{Logger: log, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{Logger: log, Registerer: reg}); err == nil {
+		t.Fatal("second Bus on one registry succeeded")
+	}
+}

@@ -1,0 +1,257 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// streamErr converts a failure on a call stream to an *Error, preferring
+// the caller's ctx error when it caused the failure.
+func streamErr(ctx context.Context, what string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return ctxError(cerr)
+	}
+	var be *Error
+	if errors.As(err, &be) {
+		return err
+	}
+	var se *quic.StreamError
+	if errors.As(err, &se) && se.Remote {
+		switch se.ErrorCode {
+		case streamCodeTooLarge:
+			return Errorf(CodeResourceExhausted, "%s: refused by the peer: frame too large", what)
+		case streamCodeStopping:
+			return Errorf(CodeUnavailable, "%s: peer stopping", what)
+		case streamCodeProtocol:
+			return Errorf(CodeInternal, "%s: refused by the peer: protocol error", what)
+		}
+	}
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		return Errorf(CodeResourceExhausted, "%s: %v", what, err)
+	case errors.Is(err, wire.ErrTruncated), errors.Is(err, errMalformed):
+		return Errorf(CodeInternal, "%s: %v", what, err)
+	}
+	return Errorf(CodeUnavailable, "%s: %v", what, err)
+}
+
+// openCall opens a stream to addr and sends the preamble and Request. The
+// returned stop func detaches ctx from the stream.
+func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method string, req proto.Message) (*quic.Stream, func() bool, error) {
+	if !p.Valid() {
+		return nil, nil, Errorf(CodeInvalidArgument, "unknown protocol %d", byte(p))
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixNano()
+	}
+	out := wire.AppendPreamble((*buf)[:0], p)
+	out, off := beginFrame(out)
+	out, err := appendRequest(out, method, deadline, req)
+	*buf = out
+	if err != nil {
+		return nil, nil, Errorf(CodeInvalidArgument, "%s/%s: %v", p, method, err)
+	}
+	if err := endFrame(out, off, b.maxSize); err != nil {
+		return nil, nil, Errorf(CodeResourceExhausted, "%s/%s request: %v", p, method, err)
+	}
+	conn, err := b.getConn(ctx, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, nil, streamErr(ctx, "open stream to "+addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		str.CancelWrite(streamCodeCanceled)
+		str.CancelRead(streamCodeCanceled)
+	})
+	if _, err := str.Write(out); err != nil {
+		stop()
+		str.CancelWrite(streamCodeCanceled)
+		str.CancelRead(streamCodeCanceled)
+		return nil, nil, streamErr(ctx, "send request to "+addr, err)
+	}
+	b.m.sent.Add(float64(len(out)))
+	return str, stop, nil
+}
+
+func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
+	str, stop, err := b.openCall(ctx, addr, p, method, req)
+	if err != nil {
+		return err
+	}
+	_ = str.Close()
+	fr := frameReader{r: str, max: b.maxSize}
+	defer fr.release()
+	body, err := fr.read()
+	stopped := stop()
+	if err != nil {
+		str.CancelRead(streamCodeCanceled)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		if !stopped {
+			return ctxError(ctx.Err())
+		}
+		return streamErr(ctx, fmt.Sprintf("%s/%s on %s", p, method, addr), err)
+	}
+	b.m.received.Add(float64(wire.FrameHeaderLen + len(body)))
+	r, err := decodeResponse(body)
+	str.CancelRead(0) // nothing more is expected; frees the stream at once
+	if err != nil {
+		return Errorf(CodeInternal, "%s/%s on %s: response: %v", p, method, addr, err)
+	}
+	if r.code != CodeOK {
+		return fromWire(r.code, r.message, r.hint)
+	}
+	if err := proto.Unmarshal(r.payload, resp); err != nil {
+		return Errorf(CodeInternal, "%s/%s on %s: decode %T: %v", p, method, addr, resp, err)
+	}
+	return nil
+}
+
+func (b *Bus) openStream(ctx context.Context, addr string, p wire.Protocol, method string, req proto.Message) (*ClientStream, error) {
+	str, stop, err := b.openCall(ctx, addr, p, method, req)
+	if err != nil {
+		return nil, err
+	}
+	_ = str.Close()
+	return &ClientStream{b: b, str: str, ctx: ctx, stop: stop, rd: frameReader{r: str, max: b.maxSize}, p: p, method: method}, nil
+}
+
+func (s *ClientStream) recv(m proto.Message) error {
+	body, err := s.rd.read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return streamErr(s.ctx, fmt.Sprintf("%s/%s", s.p, s.method), err)
+	}
+	s.b.m.received.Add(float64(wire.FrameHeaderLen + len(body)))
+	r, err := decodeResponse(body)
+	if err != nil {
+		return Errorf(CodeInternal, "%s/%s: response: %v", s.p, s.method, err)
+	}
+	if r.end {
+		if r.code != CodeOK {
+			return fromWire(r.code, r.message, r.hint)
+		}
+		return io.EOF
+	}
+	if r.code != CodeOK {
+		return fromWire(r.code, r.message, r.hint)
+	}
+	if err := proto.Unmarshal(r.payload, m); err != nil {
+		return Errorf(CodeInternal, "%s/%s: decode %T: %v", s.p, s.method, m, err)
+	}
+	return nil
+}
+
+// finish records the stream's result and releases it; s.mu is held.
+func (s *ClientStream) finish(err error) {
+	s.err = err
+	s.stop()
+	s.str.CancelRead(streamCodeCanceled)
+	s.str.CancelWrite(streamCodeCanceled)
+	s.rd.release()
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	s.b.m.observeCall(s.p, s.method, err, s.start)
+}
+
+type batchKey struct {
+	addr   string
+	p      wire.Protocol
+	method string
+}
+
+// batchStream is the long-lived one-way stream for one batchKey.
+type batchStream struct {
+	mu   sync.Mutex
+	conn *quic.Conn
+	str  *quic.Stream
+}
+
+// SendBatch sends msgs as one frame on the long-lived one-way stream to
+// addr for (p, method), opening it if needed. An error means the batch may
+// not have been delivered; the next call reopens the stream.
+func (b *Bus) SendBatch(ctx context.Context, addr string, p wire.Protocol, method string, msgs ...proto.Message) error {
+	if !p.Valid() {
+		return Errorf(CodeInvalidArgument, "unknown protocol %d", byte(p))
+	}
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	k := batchKey{addr, p, method}
+	b.mu.Lock()
+	bs := b.batches[k]
+	if bs == nil {
+		bs = &batchStream{}
+		b.batches[k] = bs
+	}
+	b.mu.Unlock()
+
+	buf := getBuf()
+	defer putBuf(buf)
+	out, off := beginFrame((*buf)[:0])
+	out, err := appendBatch(out, method, msgs)
+	*buf = out
+	if err != nil {
+		return Errorf(CodeInvalidArgument, "%s/%s batch: %v", p, method, err)
+	}
+	if err := endFrame(out, off, b.maxSize); err != nil {
+		return Errorf(CodeResourceExhausted, "%s/%s batch: %v", p, method, err)
+	}
+
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.str != nil && (bs.conn.Context().Err() != nil || bs.str.Context().Err() != nil) {
+		bs.str.CancelWrite(streamCodeCanceled)
+		bs.str = nil
+	}
+	var pre []byte
+	if bs.str == nil {
+		conn, err := b.getConn(ctx, addr)
+		if err != nil {
+			return err
+		}
+		str, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			return streamErr(ctx, "open batch stream to "+addr, err)
+		}
+		str.CancelRead(0) // nothing comes back
+		bs.conn, bs.str = conn, str
+		pre = wire.AppendPreamble(make([]byte, 0, wire.PreambleLen), p)
+	}
+	str := bs.str
+	stop := context.AfterFunc(ctx, func() { str.CancelWrite(streamCodeCanceled) })
+	if pre != nil {
+		_, err = str.Write(pre)
+	}
+	if err == nil {
+		_, err = str.Write(out)
+	}
+	if !stop() || err != nil {
+		str.CancelWrite(streamCodeCanceled)
+		bs.str = nil
+		if err == nil {
+			err = ctx.Err()
+		}
+		return streamErr(ctx, fmt.Sprintf("send batch %s/%s to %s", p, method, addr), err)
+	}
+	b.m.sent.Add(float64(len(pre) + len(out)))
+	return nil
+}

@@ -1,0 +1,77 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+type metrics struct {
+	calls      *prometheus.CounterVec
+	callDur    *prometheus.HistogramVec
+	handled    *prometheus.CounterVec
+	handledDur *prometheus.HistogramVec
+	sent       prometheus.Counter
+	received   prometheus.Counter
+	conns      prometheus.Gauge
+	dials      *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	buckets := prometheus.ExponentialBuckets(25e-6, 2, 18) // 25µs .. ~3.3s
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pleiades_bus_calls_total", Help: "Calls made (unary and stream), by protocol, method and result code.",
+		}, []string{"protocol", "method", "code"}),
+		callDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pleiades_bus_call_duration_seconds", Help: "Caller-side duration of calls.", Buckets: buckets,
+		}, []string{"protocol", "method"}),
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pleiades_bus_handled_total", Help: "Calls and batches handled, by protocol, method and result code.",
+		}, []string{"protocol", "method", "code"}),
+		handledDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pleiades_bus_handler_duration_seconds", Help: "Handler duration.", Buckets: buckets,
+		}, []string{"protocol", "method"}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pleiades_bus_sent_bytes_total", Help: "Bytes of preambles and frames sent, datagrams included.",
+		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pleiades_bus_received_bytes_total", Help: "Bytes of preambles and frames received, datagrams included.",
+		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pleiades_bus_connections", Help: "Open QUIC connections (dialed and accepted).",
+		}),
+		dials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pleiades_bus_dials_total", Help: "Connection attempts by result (ok, error).",
+		}, []string{"result"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("bus: metrics already registered (one Bus per registry): %w", err)
+			}
+			return nil, fmt.Errorf("bus: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observeCall(p wire.Protocol, method string, err error, start time.Time) {
+	ps := p.String()
+	m.calls.WithLabelValues(ps, method, CodeOf(err).String()).Inc()
+	m.callDur.WithLabelValues(ps, method).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) observeHandled(p wire.Protocol, method string, code Code, start time.Time) {
+	ps := p.String()
+	m.handled.WithLabelValues(ps, method, code.String()).Inc()
+	m.handledDur.WithLabelValues(ps, method).Observe(time.Since(start).Seconds())
+}
