@@ -2,16 +2,6 @@ module github.com/pleiades-db/pleiades/deploy
 
 go 1.26
 
-require (
-	github.com/pleiades-db/pleiades/clockd v0.0.0
-	github.com/pleiades-db/pleiades/gossipd v0.0.0
-	github.com/pleiades-db/pleiades/raftd v0.0.0
-	github.com/pleiades-db/pleiades/services v0.0.0
-	github.com/pleiades-db/pleiades/shared v0.0.0
-	github.com/pleiades-db/pleiades/stored v0.0.0
-	github.com/pleiades-db/pleiades/workflowd v0.0.0
-)
-
 replace github.com/pleiades-db/pleiades/shared => ../shared
 
 replace github.com/pleiades-db/pleiades/stored => ../stored

@@ -72,7 +72,7 @@ func TestNodeChildren(t *testing.T) {
 
 func TestDevNodes(t *testing.T) {
 	root := t.TempDir()
-	nodes, err := devNodes(root, 3, "/bin", "text")
+	nodes, err := devNodes(root, 3, 0, "/bin", "text")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestDevNodes(t *testing.T) {
 		t.Errorf("join: node1 %v node3 %v", nodes[0].join, nodes[2].join)
 	}
 	// A second preparation keeps ids and certificates.
-	again, err := devNodes(root, 3, "/bin", "text")
+	again, err := devNodes(root, 3, 0, "/bin", "text")
 	if err != nil {
 		t.Fatal(err)
 	}

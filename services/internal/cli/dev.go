@@ -28,7 +28,8 @@ func devCommand(e *env) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes (1-9)"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data/dev", Usage: "`DIR` holding every node's data dir"},
-			&cli.StringFlag{Name: "admin-addr", Value: hostPort(supervisorAdminPort), Usage: "the supervisor's admin `ADDR`"},
+			&cli.IntFlag{Name: "port-offset", Usage: "added to every node's ports (to run beside another cluster)"},
+			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
 			outputFlag(),
 		}, supervisorFlags()...),
 		Action: action(func(c *cli.Context) error {
@@ -40,8 +41,15 @@ func devCommand(e *env) *cli.Command {
 			if count < 1 || count > maxDevNodes {
 				return usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
 			}
-			if err := config.ValidateAddr(c.String("admin-addr")); err != nil {
-				return usagef("invalid value %q for flag --admin-addr: %v", c.String("admin-addr"), err)
+			base := c.Int("port-offset")
+			if base < 0 || base > 20000 {
+				return usagef("invalid value %d for flag --port-offset: want 0..20000", base)
+			}
+			adminAddr := c.String("admin-addr")
+			if adminAddr == "" {
+				adminAddr = hostPort(supervisorAdminPort + base)
+			} else if err := config.ValidateAddr(adminAddr); err != nil {
+				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
 			root, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
@@ -55,11 +63,11 @@ func devCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			nodes, err := devNodes(root, count, bin, c.String("log-format"))
+			nodes, err := devNodes(root, count, base, bin, c.String("log-format"))
 			if err != nil {
 				return err
 			}
-			cl := clusterFile(root, c.String("admin-addr"), nodes)
+			cl := clusterFile(root, adminAddr, nodes)
 			b, err := json.MarshalIndent(cl, "", "  ")
 			if err != nil {
 				return err
@@ -71,7 +79,7 @@ func devCommand(e *env) *cli.Command {
 			for _, n := range nodes {
 				children = append(children, n.children()...)
 			}
-			return supervise(e.ctx, c, log, children, c.String("admin-addr"), func() {
+			return supervise(e.ctx, c, log, children, adminAddr, func() {
 				log.Info("cluster ready", slog.Int("nodes", count), slog.String("cluster_file", filepath.Join(root, "cluster.json")))
 				if f == "json" {
 					_ = printJSON(e.stdout, cl)
@@ -84,8 +92,9 @@ func devCommand(e *env) *cli.Command {
 }
 
 // devNodes prepares count nodes under root: one dev CA, a data dir, node
-// id and certificate per node.
-func devNodes(root string, count int, bin, logFormat string) ([]node, error) {
+// id and certificate per node; node k's ports are the defaults plus
+// base + 10*(k-1).
+func devNodes(root string, count, base int, bin, logFormat string) ([]node, error) {
 	caDir := filepath.Join(root, "certs")
 	if _, err := os.Stat(filepath.Join(caDir, tlsutil.CAKey)); os.IsNotExist(err) {
 		if err := tlsutil.CreateCA(caDir); err != nil {
@@ -108,7 +117,7 @@ func devNodes(root string, count int, bin, logFormat string) ([]node, error) {
 				return nil, err
 			}
 		}
-		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: nodePortStride * (k - 1), binDir: bin, logFormat: logFormat})
+		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: base + nodePortStride*(k-1), binDir: bin, logFormat: logFormat})
 	}
 	for i := range nodes {
 		for j, o := range nodes {

@@ -1,0 +1,9 @@
+// Package e2e holds the end-to-end tests of Pleiades: they build the real
+// binaries (every daemon and the pleiades CLI) into a temporary directory
+// and drive them as an operator would — `pleiades up`, `pleiades dev`,
+// `pleiades status`, kill -9, SIGTERM — on loopback ports chosen away from
+// the defaults, so they can run beside a developer's own cluster.
+//
+// The tests skip under -short. Longer fault suites (partitions, compose
+// clusters) will live here behind build tags of their own.
+package e2e

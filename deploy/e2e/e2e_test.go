@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemons are the node's daemons in start order.
+var daemons = []string{"stored", "clockd", "gossipd", "raftd", "workflowd", "msgd"}
+
+// binDir holds the binaries TestMain built.
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "pleiades-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		if err := build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build:", err)
+			return 1
+		}
+		binDir = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// build compiles every command of the suite into dir.
+func build(dir string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	cmds := map[string]string{
+		"stored": "stored", "clockd": "clockd", "gossipd": "gossipd", "raftd": "raftd",
+		"workflowd": "workflowd", "msgd": "services", "pleiades": "services",
+	}
+	for name, mod := range cmds {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		cmd.Dir = filepath.Join(root, mod)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running pleiades command.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e tests run real processes; skipped under -short")
+	}
+	p := &proc{cmd: exec.Command(filepath.Join(binDir, "pleiades"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("pleiades %s output:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// pleiades runs a short CLI command and returns its stdout.
+func pleiades(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pleiades"), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("pleiades %v: %w: %s", args, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+type daemonStatus struct {
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	PID       int    `json:"pid"`
+	Restarts  int    `json:"restarts"`
+	Ready     bool   `json:"ready"`
+	AdminAddr string `json:"admin_addr"`
+}
+
+type statusView struct {
+	Supervisor string         `json:"supervisor"`
+	Daemons    []daemonStatus `json:"daemons"`
+}
+
+func status(t *testing.T, supervisorAddr string) (statusView, error) {
+	t.Helper()
+	out, err := pleiades(t, "status", "--addr", supervisorAddr, "--output", "json")
+	if err != nil {
+		return statusView{}, err
+	}
+	var v statusView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return statusView{}, fmt.Errorf("decode status: %w: %s", err, out)
+	}
+	return v, nil
+}
+
+// eventually polls cond until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func allReady(v statusView, want int) error {
+	if v.Supervisor == "" {
+		return fmt.Errorf("no supervisor answered")
+	}
+	if len(v.Daemons) != want {
+		return fmt.Errorf("%d daemons listed; want %d", len(v.Daemons), want)
+	}
+	for _, d := range v.Daemons {
+		if !d.Ready || d.State != "ready" || d.PID == 0 {
+			return fmt.Errorf("%s is %s (ready=%v pid=%d)", d.Name, d.State, d.Ready, d.PID)
+		}
+	}
+	return nil
+}
+
+func readyz(addr string) error {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/readyz: %d %s", addr, resp.StatusCode, body)
+	}
+	return nil
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func waitExit(t *testing.T, p *proc, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("pleiades did not exit within %v", timeout)
+	}
+}
+
+// TestUpNode is the foundation's acceptance test: `pleiades up` brings up
+// all six daemons ready; a daemon killed with SIGKILL is restarted; SIGTERM
+// stops everything and leaves no process behind.
+func TestUpNode(t *testing.T) {
+	const offset = 1200
+	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
+	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+
+	var v statusView
+	eventually(t, 90*time.Second, "all daemons ready", func() (err error) {
+		if v, err = status(t, sup); err != nil {
+			return err
+		}
+		return allReady(v, len(daemons))
+	})
+	for i, d := range v.Daemons {
+		if d.Name != daemons[i] {
+			t.Errorf("daemon %d is %s; want %s", i, d.Name, daemons[i])
+		}
+		if err := readyz(d.AdminAddr); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := readyz(sup); err != nil {
+		t.Errorf("supervisor: %v", err)
+	}
+
+	// kill -9 raftd: the supervisor restarts it.
+	victim := v.Daemons[3]
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "raftd restarted", func() error {
+		v2, err := status(t, sup)
+		if err != nil {
+			return err
+		}
+		d := v2.Daemons[3]
+		if d.Restarts < 1 || !d.Ready || d.PID == victim.PID || d.PID == 0 {
+			return fmt.Errorf("raftd: %+v", d)
+		}
+		return nil
+	})
+
+	v, err := status(t, sup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, d := range v.Daemons {
+		pids = append(pids, d.PID)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, p, 60*time.Second)
+	if p.err != nil {
+		t.Errorf("pleiades up exit: %v", p.err)
+	}
+	for i, pid := range pids {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) still alive after SIGTERM to up", v.Daemons[i].Name, pid)
+		}
+	}
+	out := p.stderr.String()
+	for _, want := range []string{"daemon exited; restarting", "supervisor stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("supervisor log lacks %q", want)
+		}
+	}
+}
+
+// TestUpKilledLeavesNoOrphans: SIGKILL to `pleiades up` takes every daemon
+// with it.
+func TestUpKilledLeavesNoOrphans(t *testing.T) {
+	const offset = 1300
+	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
+	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
+		"--daemons", "stored,clockd,gossipd")
+	var v statusView
+	eventually(t, 60*time.Second, "daemons ready", func() (err error) {
+		if v, err = status(t, sup); err != nil {
+			return err
+		}
+		return allReady(v, 3)
+	})
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, p, 10*time.Second)
+	eventually(t, 10*time.Second, "children gone", func() error {
+		for _, d := range v.Daemons {
+			if alive(d.PID) {
+				return fmt.Errorf("%s (pid %d) alive", d.Name, d.PID)
+			}
+		}
+		return nil
+	})
+}
+
+// TestDevCluster: `pleiades dev --nodes 3` brings up three nodes whose 18
+// admin endpoints are ready, and writes cluster.json.
+func TestDevCluster(t *testing.T) {
+	const offset = 1400
+	dir := t.TempDir()
+	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
+	p := start(t, "dev", "--nodes", "3", "--data-dir", dir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+	eventually(t, 120*time.Second, "cluster ready", func() error {
+		v, err := status(t, sup)
+		if err != nil {
+			return err
+		}
+		return allReady(v, 3*len(daemons))
+	})
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl struct {
+		Nodes []struct {
+			Node    int    `json:"node"`
+			NodeID  uint64 `json:"node_id"`
+			Daemons map[string]struct {
+				Bus   string `json:"bus"`
+				Admin string `json:"admin"`
+			} `json:"daemons"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &cl); err != nil {
+		t.Fatal(err)
+	}
+	if len(cl.Nodes) != 3 {
+		t.Fatalf("cluster.json has %d nodes", len(cl.Nodes))
+	}
+	ids := map[uint64]bool{}
+	for _, n := range cl.Nodes {
+		ids[n.NodeID] = true
+		for _, d := range daemons {
+			a := n.Daemons[d]
+			if err := readyz(a.Admin); err != nil {
+				t.Errorf("node %d %s: %v", n.Node, d, err)
+			}
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("node ids not distinct: %v", ids)
+	}
+	if want := fmt.Sprintf("127.0.0.1:%d", 7412+offset); cl.Nodes[1].Daemons["raftd"].Bus != want {
+		t.Errorf("node 2 raftd bus = %s; want %s", cl.Nodes[1].Daemons["raftd"].Bus, want)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, p, 60*time.Second)
+	if p.err != nil {
+		t.Errorf("pleiades dev exit: %v", p.err)
+	}
+}
