@@ -92,13 +92,13 @@ func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method str
 	if err != nil {
 		return err
 	}
-	_ = str.Close()
 	fr := frameReader{r: str, max: b.maxSize}
 	defer fr.release()
 	body, err := fr.read()
 	stopped := stop()
 	if err != nil {
 		str.CancelRead(streamCodeCanceled)
+		str.CancelWrite(streamCodeCanceled)
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -109,7 +109,10 @@ func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method str
 	}
 	b.m.received.Add(float64(wire.FrameHeaderLen + len(body)))
 	r, err := decodeResponse(body)
-	str.CancelRead(0) // nothing more is expected; frees the stream at once
+	// Closing our side tells the handler the answer arrived; nothing more
+	// is expected on the read side.
+	_ = str.Close()
+	str.CancelRead(0)
 	if err != nil {
 		return Errorf(CodeInternal, "%s/%s on %s: response: %v", p, method, addr, err)
 	}
@@ -127,7 +130,6 @@ func (b *Bus) openStream(ctx context.Context, addr string, p wire.Protocol, meth
 	if err != nil {
 		return nil, err
 	}
-	_ = str.Close()
 	return &ClientStream{b: b, str: str, ctx: ctx, stop: stop, rd: frameReader{r: str, max: b.maxSize}, p: p, method: method}, nil
 }
 
@@ -163,12 +165,15 @@ func (s *ClientStream) recv(m proto.Message) error {
 func (s *ClientStream) finish(err error) {
 	s.err = err
 	s.stop()
-	s.str.CancelRead(streamCodeCanceled)
-	s.str.CancelWrite(streamCodeCanceled)
-	s.rd.release()
 	if errors.Is(err, io.EOF) {
 		err = nil
+		_ = s.str.Close()
+		s.str.CancelRead(0)
+	} else {
+		s.str.CancelRead(streamCodeCanceled)
+		s.str.CancelWrite(streamCodeCanceled)
 	}
+	s.rd.release()
 	s.b.m.observeCall(s.p, s.method, err, s.start)
 }
 

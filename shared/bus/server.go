@@ -136,8 +136,26 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 		}
 		stop()
 		cancel()
+		b.m.observeHandled(p, method, code, start)
+		awaitCallerDone(str)
 	}
-	b.m.observeHandled(p, method, code, start)
+}
+
+// callerDoneTimeout bounds awaitCallerDone.
+const callerDoneTimeout = 2 * time.Second
+
+// awaitCallerDone waits until the caller has closed or reset its side of
+// the stream, which it does once it has read the last response. Holding the
+// handler slot until then lets Stop drain: closing the connection right
+// after writing could discard a response not yet delivered.
+func awaitCallerDone(str *quic.Stream) {
+	_ = str.SetReadDeadline(time.Now().Add(callerDoneTimeout))
+	var one [64]byte
+	for {
+		if _, err := str.Read(one[:]); err != nil {
+			return
+		}
+	}
 }
 
 // writeResponse writes one Response frame. It returns the send error.
