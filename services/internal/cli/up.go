@@ -166,7 +166,7 @@ func newLogger(e *env, c *cli.Context) (*slog.Logger, error) {
 	if err != nil {
 		return nil, usagef("invalid value for flag --log-format: %v", err)
 	}
-	return log.With(slog.String("daemon", "supervisor")), nil
+	return log.With(slog.String("component", "supervisor")), nil
 }
 
 // supervise runs children under a supervisor with its admin endpoint at
