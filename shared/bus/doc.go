@@ -1,0 +1,86 @@
+// Package bus is the Pleiades inter-daemon transport: QUIC (quic-go) with
+// mutual TLS 1.3 and protobuf messages framed by package wire.
+//
+// # Endpoint
+//
+// A Bus owns one UDP socket and one quic.Transport, used both to accept
+// connections and to dial peers, so a peer's source address is also the
+// address to call it back on (Peer.Addr). TLS comes from Config.TLS (see
+// package tlsutil): both sides present a certificate of the cluster CA and
+// negotiate ALPN "pleiades/1". Client session tickets are cached, so a
+// reconnect resumes the TLS session instead of running a full handshake.
+//
+// 0-RTT is deliberately off. 0-RTT data can be replayed by an attacker on
+// the path, and the first stream of a connection may be any call, including
+// non-idempotent ones; resumption without 0-RTT still saves the certificate
+// exchange and signature work, which is the larger part of a handshake's cost
+// on loopback and LAN links.
+//
+// The transport's stateless reset key is derived from the node's private
+// key, so a node restarted on the same address answers packets of its old
+// connections with a stateless reset and peers drop them at once instead of
+// waiting for the idle timeout.
+//
+// # Connections
+//
+// The Bus keeps at most one dialed connection per peer address. The first
+// caller dials; concurrent callers wait for that dial (single flight). A
+// failed dial starts a backoff, from RedialBackoffMin doubling up to
+// RedialBackoffMax, during which calls to that peer fail fast with
+// CodeUnavailable; a dead connection is dropped and the next call redials.
+// Connections idle for IdleTimeout close; KeepAlivePeriod keeps used ones up.
+//
+// # Shapes
+//
+// Every call opens a bidirectional QUIC stream that starts with the wire
+// preamble (magic, version, protocol id) followed by frames (4-byte length,
+// protobuf body) holding buspb envelope messages:
+//
+//   - Unary: the caller sends a Request (method, deadline, payload) and
+//     reads one Response (code, message, leader hint, payload). Then it
+//     closes its side, which tells the handler the answer arrived.
+//   - Server stream: a Request, then Responses; the last has end set and
+//     carries the handler's error code, if any.
+//   - One-way batches: SendBatch keeps one long-lived stream per (peer,
+//     protocol, method); each call writes one Batch frame, the receiver calls
+//     the handler once per frame, in order. Concurrent senders are
+//     serialized. After an error the stream is dropped and the next call
+//     opens a new one.
+//   - Datagrams: a QUIC datagram holding the preamble then the payload
+//     (at most MaxDatagramPayload bytes), dispatched by protocol.
+//
+// The caller's deadline travels in the Request; the handler's context
+// expires then, and is cancelled when the caller gives up (the caller
+// resets the stream) or when Stop gives up waiting.
+//
+// # Errors
+//
+// Handlers return *Error values (Errorf, NotLeader, the sentinels) or any
+// error; CodeOf maps them to wire codes (context errors become
+// CodeDeadlineExceeded or CodeCanceled, anything else CodeInternal). The
+// caller gets an *Error with the same code, message and leader hint; test
+// it with errors.Is against the sentinels.
+//
+// A stream that cannot be served — wrong magic, version or protocol, a
+// truncated or oversized frame, an unknown method — gets a Response frame
+// with the code (CodeInvalidArgument, CodeResourceExhausted,
+// CodeUnimplemented) and the reason, and is closed; the connection and all
+// other streams keep working. Frames over MaxFrameSize are refused before
+// sending (CodeResourceExhausted) and on receipt.
+//
+// # Shutdown
+//
+// Stop refuses new calls and new incoming streams (CodeUnavailable), waits
+// for running handlers until its ctx ends, then cancels their contexts,
+// closes every connection and the socket, and waits for every goroutine.
+//
+// # Metrics
+//
+// With a Registerer: pleiades_bus_calls_total{protocol,method,code} and
+// pleiades_bus_call_duration_seconds{protocol,method} (caller side),
+// pleiades_bus_handled_total{protocol,method,code} and
+// pleiades_bus_handler_duration_seconds{protocol,method} (handler side),
+// pleiades_bus_sent_bytes_total, pleiades_bus_received_bytes_total,
+// pleiades_bus_connections and pleiades_bus_dials_total{result}. One Bus per
+// registry.
+package bus
