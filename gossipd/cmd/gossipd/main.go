@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -46,7 +45,7 @@ func addrList(c *cli.Context, name string) ([]string, error) {
 				continue
 			}
 			if err := config.ValidateAddr(a); err != nil {
-				return nil, fmt.Errorf("invalid value %q for flag --%s: %w", a, name, err)
+				return nil, &config.FlagError{Flag: name, Value: a, Err: err}
 			}
 			out = append(out, a)
 		}
