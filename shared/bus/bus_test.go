@@ -532,7 +532,7 @@ func TestOversized(t *testing.T) {
 		}
 	})
 	err = big.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes(make([]byte, 2*limit)), &wrapperspb.BytesValue{})
-	if !errors.Is(err, bus.ErrResourceExhausted) {
+	if !errors.Is(err, bus.ErrResourceExhausted) || !strings.Contains(err.Error(), "frame too large") {
 		t.Fatalf("receive side: err = %v", err)
 	}
 	wg.Wait()
@@ -703,5 +703,125 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{Logger: log, Registerer: reg}); err == nil {
 		t.Fatal("second Bus on one registry succeeded")
+	}
+}
+
+// metricValue returns the value of the metric name with the given labels.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+func TestSingleDialAndMetrics(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	reg := prometheus.NewRegistry()
+	cli, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tlsConfig(t, "cli")},
+		bus.Deps{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, cli)
+	defer cli.Stop(context.Background())
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes([]byte("x")), &wrapperspb.BytesValue{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	_ = cli.Call(ctxT(t), addr, wire.ProtoKV, "Nope", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"pleiades_bus_dials_total", map[string]string{"result": "ok"}, 1},
+		{"pleiades_bus_calls_total", map[string]string{"protocol": "kv", "method": "Echo", "code": "OK"}, 64},
+		{"pleiades_bus_calls_total", map[string]string{"method": "Nope", "code": "UNIMPLEMENTED"}, 1},
+		{"pleiades_bus_call_duration_seconds", map[string]string{"method": "Echo"}, 64},
+		{"pleiades_bus_connections", nil, 1},
+	} {
+		if got := metricValue(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := metricValue(t, reg, "pleiades_bus_sent_bytes_total", nil); got < 64*10 {
+		t.Errorf("sent bytes = %v", got)
+	}
+	if got := metricValue(t, reg, "pleiades_bus_received_bytes_total", nil); got < 64*9 {
+		t.Errorf("received bytes = %v", got)
+	}
+}
+
+func TestRedialBackoff(t *testing.T) {
+	// A bound UDP socket that never answers: dials time out.
+	dead := newBus(t, "dead")
+	deadAddr := start(t, dead)
+	if err := dead.Stop(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	cli := newBus(t, "cli", func(c *bus.Config) {
+		c.DialTimeout = 200 * time.Millisecond
+		c.RedialBackoffMin = time.Hour
+		c.RedialBackoffMax = time.Hour
+	})
+	start(t, cli)
+	err := cli.Call(ctxT(t), deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("first call: %v", err)
+	}
+	// Within the backoff, calls fail at once without dialing.
+	t0 := time.Now()
+	err = cli.Call(ctxT(t), deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "next attempt") {
+		t.Fatalf("second call: %v", err)
+	}
+	if d := time.Since(t0); d > 150*time.Millisecond {
+		t.Logf("fail-fast call took %v", d)
+	}
+}
+
+func TestCallerCancelWhileDialing(t *testing.T) {
+	dead := newBus(t, "dead")
+	deadAddr := start(t, dead)
+	if err := dead.Stop(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = 10 * time.Second })
+	start(t, cli)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := cli.Call(ctx, deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v", err)
 	}
 }

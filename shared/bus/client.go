@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
@@ -78,13 +79,38 @@ func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method
 		str.CancelRead(streamCodeCanceled)
 	})
 	if _, err := str.Write(out); err != nil {
-		stop()
+		stopped := stop()
 		str.CancelWrite(streamCodeCanceled)
+		if rerr := b.refusal(str, err); stopped && rerr != nil {
+			return nil, nil, rerr
+		}
 		str.CancelRead(streamCodeCanceled)
 		return nil, nil, streamErr(ctx, "send request to "+addr, err)
 	}
 	b.m.sent.Add(float64(len(out)))
 	return str, stop, nil
+}
+
+// refusal reads the reason a peer sent when it refused a stream while the
+// request was still being written (werr is the write error). It returns
+// nil if there is none.
+func (b *Bus) refusal(str *quic.Stream, werr error) error {
+	var se *quic.StreamError
+	if !errors.As(werr, &se) || !se.Remote {
+		return nil
+	}
+	_ = str.SetReadDeadline(time.Now().Add(time.Second))
+	fr := frameReader{r: str, max: b.maxSize}
+	defer fr.release()
+	body, err := fr.read()
+	if err != nil {
+		return nil
+	}
+	r, err := decodeResponse(body)
+	if err != nil || r.code == CodeOK {
+		return nil
+	}
+	return fromWire(r.code, r.message, r.hint)
 }
 
 func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {

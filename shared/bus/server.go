@@ -229,7 +229,6 @@ func (b *Bus) serveServerStream(ctx context.Context, str *quic.Stream, h *handle
 		return code
 	}
 	_ = str.Close()
-	str.CancelRead(streamCodeCanceled)
 	return code
 }
 
