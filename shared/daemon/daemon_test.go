@@ -125,7 +125,6 @@ func newFake() *fakeService {
 }
 
 func TestRunStopsOnSignal(t *testing.T) {
-	daemontest.RequireBus(t)
 	svc := newFake()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
@@ -150,7 +149,6 @@ func TestRunStopsOnSignal(t *testing.T) {
 }
 
 func TestRunServiceFailure(t *testing.T) {
-	daemontest.RequireBus(t)
 	svc := newFake()
 	svc.errc <- errors.New("disk gone")
 	var stderr lockedWriter
@@ -169,19 +167,15 @@ func TestRunBadConfig(t *testing.T) {
 		args     []string
 		env      map[string]string
 		wantFlag string
-		needsBus bool // the value is checked by Build, after the runtime exists
 	}{
-		{"bad duration", []string{"--shutdown-timeout", "soon"}, nil, "shutdown-timeout", false},
-		{"bad env", nil, map[string]string{"PLEIADES_LOG_FORMAT": "xml"}, "log-format", false},
-		{"daemon flag env", nil, map[string]string{"PLEIADES_WIDGETS": "lots"}, "widgets", false},
-		{"build rejects", []string{"--widgets", "-1"}, nil, "widgets", true},
-		{"stray argument", []string{"extra"}, nil, "extra", false},
+		{"bad duration", []string{"--shutdown-timeout", "soon"}, nil, "shutdown-timeout"},
+		{"bad env", nil, map[string]string{"PLEIADES_LOG_FORMAT": "xml"}, "log-format"},
+		{"daemon flag env", nil, map[string]string{"PLEIADES_WIDGETS": "lots"}, "widgets"},
+		{"build rejects", []string{"--widgets", "-1"}, nil, "widgets"},
+		{"stray argument", []string{"extra"}, nil, "extra"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.needsBus {
-				daemontest.RequireBus(t)
-			}
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/daemon"
-	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 )
 
 // childEnv makes the test binary run childSpec through daemon.Main instead
@@ -167,7 +166,6 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 func TestProcessSIGTERM(t *testing.T) {
-	daemontest.RequireBus(t)
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -219,7 +217,6 @@ func TestProcessBadFlag(t *testing.T) {
 }
 
 func TestProcessEnvAndConfigFile(t *testing.T) {
-	daemontest.RequireBus(t)
 	if testing.Short() {
 		t.Skip("starts processes")
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
@@ -47,16 +46,6 @@ func NewCA(t testing.TB) Issuer {
 		t.Fatalf("daemontest: test CA: %v", err)
 	}
 	return ca
-}
-
-// RequireBus skips the test while package bus is only its API (its
-// constructor reports "bus: pending"); runtimes cannot start without it.
-func RequireBus(t testing.TB) {
-	t.Helper()
-	_, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: &tls.Config{}}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil && strings.Contains(err.Error(), "pending") {
-		t.Skip("daemontest: the bus implementation is not in the tree yet")
-	}
 }
 
 // Common returns the common configuration of a test runtime: loopback
@@ -111,7 +100,6 @@ func NewUnstartedRuntime(t testing.TB, name string, ca Issuer, c config.Common) 
 // daemon. Its own ports are 127.0.0.1:0; it is stopped at cleanup.
 func NewDevRuntime(t testing.TB, name, dataDir string) *daemon.Runtime {
 	t.Helper()
-	RequireBus(t)
 	c := Common(t)
 	c.DataDir, c.CertsDir, c.Dev = dataDir, filepath.Join(dataDir, "certs"), true
 	rt, err := daemon.NewRuntime(name, c, Logger(t, c.LogLevel))
@@ -137,7 +125,6 @@ func stopAtCleanup(t testing.TB, rt *daemon.Runtime) {
 
 func newRuntime(t testing.TB, name string, tc *tls.Config, c config.Common) *daemon.Runtime {
 	t.Helper()
-	RequireBus(t)
 	rt, err := daemon.NewRuntimeWithTLS(name, c, tc, Logger(t, c.LogLevel))
 	if err != nil {
 		t.Fatalf("daemontest: new %s runtime: %v", name, err)

@@ -50,7 +50,6 @@ func TestHelp(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	daemontest.RequireBus(t)
 	for _, tt := range []struct {
 		args []string
 		flag string
@@ -69,7 +68,6 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestServe(t *testing.T) {
-	daemontest.RequireBus(t)
 	s := spec()
 	rts := make(chan *daemon.Runtime, 1)
 	build := s.Build
