@@ -78,7 +78,7 @@ type Bus struct {
 	closed   bool // no new goroutines
 	active   int  // running handlers
 	drained  chan struct{}
-	peers    map[string]*peerConn
+	peers    map[string]*peerSet
 	conns    map[*quic.Conn]struct{}
 	batches  map[batchKey]*batchStream
 	udp      *net.UDPConn
@@ -148,18 +148,20 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		cliTLS:  cli,
 		maxSize: cfg.MaxFrameSize,
 		qconf: &quic.Config{
-			HandshakeIdleTimeout:       cfg.DialTimeout,
-			MaxIdleTimeout:             cfg.IdleTimeout,
-			KeepAlivePeriod:            cfg.KeepAlivePeriod,
-			EnableDatagrams:            true,
-			MaxIncomingStreams:         1 << 12,
-			MaxIncomingUniStreams:      -1,
-			InitialStreamReceiveWindow: 1 << 20,
-			MaxStreamReceiveWindow:     8 << 20,
+			HandshakeIdleTimeout:           cfg.DialTimeout,
+			MaxIdleTimeout:                 cfg.IdleTimeout,
+			KeepAlivePeriod:                cfg.KeepAlivePeriod,
+			EnableDatagrams:                true,
+			MaxIncomingStreams:             1 << 12,
+			MaxIncomingUniStreams:          -1,
+			InitialStreamReceiveWindow:     1 << 20,
+			MaxStreamReceiveWindow:         8 << 20,
+			InitialConnectionReceiveWindow: 16 << 20,
+			MaxConnectionReceiveWindow:     64 << 20,
 		},
 		handlers: make(map[hkey]*handler),
 		drained:  make(chan struct{}),
-		peers:    make(map[string]*peerConn),
+		peers:    make(map[string]*peerSet),
 		conns:    make(map[*quic.Conn]struct{}),
 		batches:  make(map[batchKey]*batchStream),
 	}, nil

@@ -66,7 +66,7 @@ func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method
 	if err := endFrame(out, off, b.maxSize); err != nil {
 		return nil, nil, Errorf(CodeResourceExhausted, "%s/%s request: %v", p, method, err)
 	}
-	conn, err := b.getConn(ctx, addr)
+	conn, err := b.getConnSlot(ctx, addr, true)
 	if err != nil {
 		return nil, nil, err
 	}

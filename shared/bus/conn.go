@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -25,24 +26,75 @@ const (
 
 // peerConn is the cached connection to one peer address.
 type peerConn struct {
-	addr     string
+	addr    string
+	set     *peerSet
+	mu      sync.Mutex
+	conn    *quic.Conn
+	dialing chan struct{} // closed when the dial in flight ends
+}
+
+// connsPerPeer is the number of connections kept to one peer. One QUIC
+// connection is processed by one goroutine on each side, which caps a single
+// connection at about one core; calls are spread over the connections round
+// robin. Batch streams and datagrams use the first.
+const connsPerPeer = 4
+
+// peerSet holds the connection slots to one peer address.
+type peerSet struct {
+	next  atomic.Uint32
+	slots [connsPerPeer]peerConn
+
+	// Dial backoff, shared by the slots; mu is taken after a slot's mu.
 	mu       sync.Mutex
-	conn     *quic.Conn
-	dialing  chan struct{} // closed when the dial in flight ends
 	failures int
 	nextDial time.Time
 	lastErr  error
 }
 
-func (b *Bus) peer(addr string) *peerConn {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.peers[addr]
-	if p == nil {
-		p = &peerConn{addr: addr}
-		b.peers[addr] = p
+// backoff returns the error to fail fast with while a redial waits.
+func (ps *peerSet) backoff(addr string) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if wait := time.Until(ps.nextDial); wait > 0 && ps.lastErr != nil {
+		return Errorf(CodeUnavailable, "dial %s: %v (next attempt in %v)", addr, ps.lastErr, wait.Round(time.Millisecond))
 	}
-	return p
+	return nil
+}
+
+// dialed records the result of a dial.
+func (ps *peerSet) dialed(err error, lo, hi time.Duration) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if err == nil {
+		ps.failures, ps.lastErr = 0, nil
+		return
+	}
+	ps.failures++
+	back := lo << min(ps.failures-1, 20)
+	if back > hi || back <= 0 {
+		back = hi
+	}
+	ps.nextDial, ps.lastErr = time.Now().Add(back), err
+}
+
+// peer returns the slot to use for addr; any picks round robin, otherwise
+// slot 0.
+func (b *Bus) peer(addr string, any bool) *peerConn {
+	b.mu.Lock()
+	ps := b.peers[addr]
+	if ps == nil {
+		ps = &peerSet{}
+		for i := range ps.slots {
+			ps.slots[i].addr = addr
+			ps.slots[i].set = ps
+		}
+		b.peers[addr] = ps
+	}
+	b.mu.Unlock()
+	if !any {
+		return &ps.slots[0]
+	}
+	return &ps.slots[ps.next.Add(1)%connsPerPeer]
 }
 
 func ctxError(err error) error {
@@ -68,10 +120,14 @@ func (b *Bus) checkOpen() error {
 // Concurrent callers share one dial; after a failed dial, callers fail fast
 // until the backoff has passed.
 func (b *Bus) getConn(ctx context.Context, addr string) (*quic.Conn, error) {
+	return b.getConnSlot(ctx, addr, false)
+}
+
+func (b *Bus) getConnSlot(ctx context.Context, addr string, any bool) (*quic.Conn, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
-	p := b.peer(addr)
+	p := b.peer(addr, any)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, ctxError(err)
@@ -93,10 +149,9 @@ func (b *Bus) getConn(ctx context.Context, addr string) (*quic.Conn, error) {
 				return nil, ctxError(ctx.Err())
 			}
 		}
-		if wait := time.Until(p.nextDial); wait > 0 && p.lastErr != nil {
-			err := p.lastErr
+		if err := p.set.backoff(addr); err != nil {
 			p.mu.Unlock()
-			return nil, Errorf(CodeUnavailable, "dial %s: %v (next attempt in %v)", addr, err, wait.Round(time.Millisecond))
+			return nil, err
 		}
 		ch := make(chan struct{})
 		p.dialing = ch
@@ -109,7 +164,8 @@ func (b *Bus) getConn(ctx context.Context, addr string) (*quic.Conn, error) {
 		close(ch)
 		switch {
 		case err == nil:
-			p.conn, p.failures, p.lastErr = c, 0, nil
+			p.conn = c
+			p.set.dialed(nil, 0, 0)
 			p.mu.Unlock()
 			return c, nil
 		case ctx.Err() != nil:
@@ -117,12 +173,7 @@ func (b *Bus) getConn(ctx context.Context, addr string) (*quic.Conn, error) {
 			p.mu.Unlock()
 			return nil, ctxError(ctx.Err())
 		default:
-			p.failures++
-			back := b.cfg.RedialBackoffMin << min(p.failures-1, 20)
-			if back > b.cfg.RedialBackoffMax || back <= 0 {
-				back = b.cfg.RedialBackoffMax
-			}
-			p.nextDial, p.lastErr = time.Now().Add(back), err
+			p.set.dialed(err, b.cfg.RedialBackoffMin, b.cfg.RedialBackoffMax)
 			p.mu.Unlock()
 			var be *Error
 			if errors.As(err, &be) {

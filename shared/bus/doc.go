@@ -23,8 +23,13 @@
 //
 // # Connections
 //
-// The Bus keeps at most one dialed connection per peer address. The first
-// caller dials; concurrent callers wait for that dial (single flight). A
+// The Bus keeps a small fixed set of dialed connections per peer address
+// (connsPerPeer, 4), used round robin by calls; batch streams and datagrams
+// use the first. One connection would be simpler, but quic-go processes a
+// connection on one goroutine per side, which capped 64 concurrent callers
+// at about half the TCP baseline for small calls and a third for 4 KiB ones
+// (see shared/BENCHMARKS.md). Each connection slot is dialed on demand: the
+// first caller dials; concurrent callers wait for that dial (single flight). A
 // failed dial starts a backoff, from RedialBackoffMin doubling up to
 // RedialBackoffMax, during which calls to that peer fail fast with
 // CodeUnavailable; a dead connection is dropped and the next call redials.
