@@ -66,18 +66,29 @@ func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method
 	if err := endFrame(out, off, b.maxSize); err != nil {
 		return nil, nil, Errorf(CodeResourceExhausted, "%s/%s request: %v", p, method, err)
 	}
-	conn, err := b.getConnSlot(ctx, addr, true)
+	if err := b.checkOpen(); err != nil {
+		return nil, nil, err
+	}
+	slot := b.peer(addr, true)
+	slot.inflight.Add(1)
+	conn, err := slot.get(ctx, b)
 	if err != nil {
+		slot.inflight.Add(-1)
 		return nil, nil, err
 	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
+		slot.inflight.Add(-1)
 		return nil, nil, streamErr(ctx, "open stream to "+addr, err)
 	}
-	stop := context.AfterFunc(ctx, func() {
+	detach := context.AfterFunc(ctx, func() {
 		str.CancelWrite(streamCodeCanceled)
 		str.CancelRead(streamCodeCanceled)
 	})
+	stop := func() bool {
+		slot.inflight.Add(-1)
+		return detach()
+	}
 	if _, err := str.Write(out); err != nil {
 		stopped := stop()
 		str.CancelWrite(streamCodeCanceled)

@@ -26,22 +26,22 @@ const (
 
 // peerConn is the cached connection to one peer address.
 type peerConn struct {
-	addr    string
-	set     *peerSet
-	mu      sync.Mutex
-	conn    *quic.Conn
-	dialing chan struct{} // closed when the dial in flight ends
+	addr     string
+	set      *peerSet
+	inflight atomic.Int32 // calls using this slot
+	mu       sync.Mutex
+	conn     *quic.Conn
+	dialing  chan struct{} // closed when the dial in flight ends
 }
 
 // connsPerPeer is the number of connections kept to one peer. One QUIC
 // connection is processed by one goroutine on each side, which caps a single
 // connection at about one core; calls are spread over the connections round
-// robin. Batch streams and datagrams use the first.
+// to the least loaded one. Batch streams and datagrams use the first.
 const connsPerPeer = 4
 
 // peerSet holds the connection slots to one peer address.
 type peerSet struct {
-	next  atomic.Uint32
 	slots [connsPerPeer]peerConn
 
 	// Dial backoff, shared by the slots; mu is taken after a slot's mu.
@@ -94,7 +94,16 @@ func (b *Bus) peer(addr string, any bool) *peerConn {
 	if !any {
 		return &ps.slots[0]
 	}
-	return &ps.slots[ps.next.Add(1)%connsPerPeer]
+	// The least loaded slot, lowest first: a lightly used peer keeps all
+	// calls on one warm connection.
+	best := &ps.slots[0]
+	bn := best.inflight.Load()
+	for i := 1; i < connsPerPeer && bn > 0; i++ {
+		if n := ps.slots[i].inflight.Load(); n < bn {
+			best, bn = &ps.slots[i], n
+		}
+	}
+	return best
 }
 
 func ctxError(err error) error {
@@ -127,7 +136,11 @@ func (b *Bus) getConnSlot(ctx context.Context, addr string, any bool) (*quic.Con
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
-	p := b.peer(addr, any)
+	return b.peer(addr, any).get(ctx, b)
+}
+
+func (p *peerConn) get(ctx context.Context, b *Bus) (*quic.Conn, error) {
+	addr := p.addr
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, ctxError(err)
