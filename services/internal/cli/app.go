@@ -27,6 +27,7 @@ func commands(env *env) []*cli.Command {
 		devCommand(env),
 		statusCommand(env),
 		certCommand(env),
+		clockCommand(env),
 	}
 }
 

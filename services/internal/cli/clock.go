@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/clockclient"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+func clockCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "clock",
+		Usage: "show a node's clock: now, health, and the offset of each peer clockd",
+		Description: "Calls the clockd at --addr over the bus (mutual TLS with the node certificate in\n" +
+			"--certs-dir). The table lists each peer's estimated offset (peer minus this node), the\n" +
+			"round trip of the last probe and the estimate's uncertainty. --output json prints one\n" +
+			"object with now, health and \"peers\": one object per peer (offset_ns, rtt_ns, uncertainty_ns, ...).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: hostPort(spec("clockd").busPort), Usage: "the clockd's bus `ADDR`"},
+			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
+			outputFlag(),
+		},
+		Action: action(func(c *cli.Context) error {
+			f, err := format(c)
+			if err != nil {
+				return err
+			}
+			addr := c.String("addr")
+			if err := config.ValidateAddr(addr); err != nil {
+				return &config.FlagError{Flag: "addr", Value: addr, Err: err}
+			}
+			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+			defer cancel()
+			view, err := fetchClock(ctx, c.String("certs-dir"), addr)
+			if err != nil {
+				return err
+			}
+			if f == "json" {
+				return printJSON(e.stdout, view)
+			}
+			return printClock(e.stdout, view)
+		}),
+	}
+}
+
+// clockView is what `clock` prints.
+type clockView struct {
+	Addr           string          `json:"addr"`
+	Now            string          `json:"now"`
+	NowWallNs      int64           `json:"now_wall_ns"`
+	MaxOffsetNs    int64           `json:"max_offset_ns"`
+	Healthy        bool            `json:"healthy"`
+	Reason         string          `json:"reason,omitempty"`
+	PeersReachable int32           `json:"peers_reachable"`
+	PeersFar       int32           `json:"peers_far"`
+	ForwardJumps   uint64          `json:"forward_jumps"`
+	Peers          []clockPeerView `json:"peers"`
+}
+
+// clockPeerView is one peer of clockView.
+type clockPeerView struct {
+	Peer          string `json:"peer"`
+	NodeID        uint64 `json:"node_id,omitempty"`
+	OffsetNs      int64  `json:"offset_ns"`
+	RTTNs         int64  `json:"rtt_ns"`
+	UncertaintyNs int64  `json:"uncertainty_ns"`
+	LastProbe     string `json:"last_probe,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
+// cliBus starts a client-only bus endpoint on 127.0.0.1:0 with the node
+// certificate in certsDir; stop it when done.
+func cliBus(ctx context.Context, certsDir string) (*bus.Bus, error) {
+	tc, err := tlsutil.Load(certsDir)
+	if err != nil {
+		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+	}
+	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fetchClock asks the clockd at addr for its status and offsets.
+func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err error) {
+	b, err := cliBus(ctx, certsDir)
+	if err != nil {
+		return clockView{}, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = b.Stop(sctx)
+	}()
+	cl := clockclient.New(b, addr)
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return clockView{}, fmt.Errorf("clockd at %s: %w", addr, err)
+	}
+	peers, err := cl.Offsets(ctx)
+	if err != nil {
+		return clockView{}, fmt.Errorf("clockd at %s: %w", addr, err)
+	}
+	return makeClockView(addr, st, peers), nil
+}
+
+func makeClockView(addr string, st *clockpb.StatusResponse, peers []*clockpb.PeerOffset) clockView {
+	h := st.GetHealth()
+	v := clockView{
+		Addr:           addr,
+		NowWallNs:      st.GetNow().GetWallTime(),
+		Now:            fmt.Sprintf("%d.%09d,%d", st.GetNow().GetWallTime()/1e9, st.GetNow().GetWallTime()%1e9, st.GetNow().GetLogical()),
+		MaxOffsetNs:    st.GetMaxOffsetNs(),
+		Healthy:        h.GetHealthy(),
+		Reason:         h.GetReason(),
+		PeersReachable: h.GetPeersReachable(),
+		PeersFar:       h.GetPeersFar(),
+		ForwardJumps:   st.GetForwardJumps(),
+		Peers:          []clockPeerView{},
+	}
+	for _, p := range peers {
+		pv := clockPeerView{
+			Peer: p.GetPeer(), NodeID: p.GetNodeId(), OffsetNs: p.GetOffsetNs(), RTTNs: p.GetRttNs(),
+			UncertaintyNs: p.GetUncertaintyNs(), Error: p.GetError(),
+		}
+		if p.GetLastProbeNs() > 0 {
+			pv.LastProbe = time.Unix(0, p.GetLastProbeNs()).UTC().Format(time.RFC3339Nano)
+		}
+		v.Peers = append(v.Peers, pv)
+	}
+	return v
+}
+
+func printClock(w io.Writer, v clockView) error {
+	fmt.Fprintf(w, "clockd %s\n", v.Addr)
+	fmt.Fprintf(w, "now         %s (%s)\n", v.Now, time.Unix(0, v.NowWallNs).UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(w, "max offset  %v\n", time.Duration(v.MaxOffsetNs))
+	health := "healthy"
+	if !v.Healthy {
+		health = "UNHEALTHY: " + v.Reason
+	}
+	fmt.Fprintf(w, "health      %s (%d reachable peers, %d too far)\n", health, v.PeersReachable, v.PeersFar)
+	fmt.Fprintf(w, "fwd jumps   %d\n", v.ForwardJumps)
+	if len(v.Peers) == 0 {
+		fmt.Fprintln(w, "no peers")
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := newTable(w, "PEER", "NODE", "OFFSET", "RTT", "UNCERTAINTY", "LAST PROBE", "ERROR")
+	for _, p := range v.Peers {
+		node := "-"
+		if p.NodeID != 0 {
+			node = strconv.FormatUint(p.NodeID, 10)
+		}
+		t.row(p.Peer, node, time.Duration(p.OffsetNs).String(), time.Duration(p.RTTNs).String(),
+			"±"+time.Duration(p.UncertaintyNs).String(), dash(p.LastProbe), dash(p.Error))
+	}
+	return t.flush()
+}
