@@ -133,3 +133,78 @@ func BenchmarkBusNow(b *testing.B) {
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 	})
 }
+
+// exchange runs one four-timestamp probe of cl with the local system
+// clock and returns the offset estimate and its uncertainty, computed as
+// clockd's monitor does: offset = ((t2-t1)+(t3-t4))/2, rtt = (t4-t1)-(t3-t2),
+// uncertainty = rtt/2 (+ clockd's small read error, left out here).
+func exchange(ctx context.Context, cl *clockclient.Client) (offset, uncertainty int64, err error) {
+	t1 := hlc.SystemTime()
+	p, err := cl.Probe(ctx, t1)
+	t4 := hlc.SystemTime()
+	if err != nil {
+		return 0, 0, err
+	}
+	t2, t3 := p.GetReceivedNs(), p.GetRepliedNs()
+	rtt := max((t4-t1)-(t3-t2), 0)
+	return ((t2 - t1) + (t3 - t4)) / 2, rtt/2 + rtt%2, nil
+}
+
+func skewed(skew time.Duration) *hlc.Clock {
+	return hlc.NewClock(hlc.Config{Physical: func() int64 { return hlc.SystemTime() + int64(skew) }})
+}
+
+func TestProbeOffsetWithinUncertainty(t *testing.T) {
+	// readErr covers reading the two clocks around the exchange.
+	const readErr = int64(50 * time.Microsecond)
+	for _, skew := range []time.Duration{200 * time.Millisecond, -300 * time.Millisecond} {
+		cl := serve(t, skewed(skew))
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		for i := range 20 {
+			off, unc, err := exchange(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := off - int64(skew); d > unc+readErr || -d > unc+readErr {
+				t.Errorf("skew %v probe %d: offset %v, error %v beyond uncertainty %v", skew, i, time.Duration(off), time.Duration(d), time.Duration(unc))
+			}
+		}
+		cancel()
+	}
+}
+
+// BenchmarkProbeOffsetError reports the error of the four-timestamp
+// offset estimate over the bus on loopback against a peer skewed by
+// +200ms: mean and max |estimate - skew|, the mean uncertainty, and the
+// largest error minus its sample's uncertainty (negative when every
+// estimate was within its uncertainty).
+func BenchmarkProbeOffsetError(b *testing.B) {
+	const skew = 200 * time.Millisecond
+	cl := serve(b, skewed(skew))
+	ctx := context.Background()
+	if _, _, err := exchange(ctx, cl); err != nil {
+		b.Fatal(err)
+	}
+	var sumErr, maxErr, sumUnc, n int64
+	maxExcess := int64(-1 << 62)
+	for b.Loop() {
+		off, unc, err := exchange(ctx, cl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := off - int64(skew)
+		if d < 0 {
+			d = -d
+		}
+		sumErr += d
+		maxExcess = max(maxExcess, d-unc)
+		maxErr = max(maxErr, d)
+		sumUnc += unc
+		n++
+	}
+	b.ReportMetric(float64(sumErr)/float64(n), "mean-err-ns")
+	b.ReportMetric(float64(maxErr), "max-err-ns")
+	b.ReportMetric(float64(sumUnc)/float64(n), "mean-uncertainty-ns")
+	// Negative: every estimate was within its uncertainty.
+	b.ReportMetric(float64(maxExcess), "max-err-minus-uncertainty-ns")
+}
