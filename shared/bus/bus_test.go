@@ -828,3 +828,33 @@ func TestCallerCancelWhileDialing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestBatchReopensAfterPeerRestart(t *testing.T) {
+	var n atomic.Int64
+	serve := func(b *bus.Bus) {
+		bus.HandleBatch(b, wire.ProtoRaft, "Msgs", func(ctx context.Context, p bus.Peer, batch []*wrapperspb.Int32Value) {
+			n.Add(int64(len(batch)))
+		})
+	}
+	srv := newBus(t, "srv")
+	serve(srv)
+	addr := start(t, srv)
+	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = 500 * time.Millisecond })
+	start(t, cli)
+	if err := cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.Load() == 1 })
+	if err := srv.Stop(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
+	serve(srv2)
+	start(t, srv2)
+	// Batches are best effort across a restart: keep sending until one
+	// arrives on the new server.
+	waitFor(t, func() bool {
+		_ = cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1))
+		return n.Load() >= 2
+	})
+}
