@@ -54,8 +54,9 @@
 //   - Datagrams: a QUIC datagram holding the preamble then the payload
 //     (at most MaxDatagramPayload bytes), dispatched by protocol.
 //
-// The caller's deadline travels in the Request; the handler's context
-// expires then, and is cancelled when the caller gives up (the caller
+// The caller's deadline travels in the Request as absolute Unix time (so
+// the handler's view of it is off by the clock skew between the nodes); the
+// handler's context expires then, and is cancelled when the caller gives up (the caller
 // resets the stream) or when Stop gives up waiting.
 //
 // # Errors
