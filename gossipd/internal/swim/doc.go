@@ -9,7 +9,11 @@
 // Lifeguard (Dadgar, Phillips, Currey, 2018) as implemented by HashiCorp
 // memberlist, which is the reference; the code is our own.
 //
-// The protocol engine that drives State (probe loop, indirect and stream
-// fallback probes, buddy system, gossip rounds, push-pull) is not in this
-// package yet.
+// Engine drives State over a small Transport (datagrams plus a
+// request/response push-pull) and an injected Clock: shuffled round-robin
+// probes stretched by the health score, indirect probes with nacks, the
+// buddy system, gossip rounds and push-pull. The stream fallback probe is
+// not implemented yet. Tests run whole clusters in virtual time over a
+// simulated network (sim_test.go) with per-link delay, loss, partitions,
+// crashes and stalled nodes; the seed is logged.
 package swim

@@ -1,0 +1,192 @@
+package swim
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
+)
+
+func without(nodes []*simNode, x *simNode) []*simNode {
+	return slices.DeleteFunc(slices.Clone(nodes), func(n *simNode) bool { return n == x })
+}
+
+func TestJoinConvergence(t *testing.T) {
+	for _, n := range []int{2, 8, 32} {
+		s := newSim(t, DefaultLANConfig())
+		start := s.Now()
+		s.cluster(n)
+		t.Logf("%d nodes converged in %v of virtual time", n, s.Now().Sub(start))
+	}
+}
+
+func TestCrashDetectedByAll(t *testing.T) {
+	cfg := DefaultLANConfig()
+	for _, loss := range []float64{0, 0.05, 0.10} {
+		s := newSim(t, cfg)
+		nodes := s.cluster(16)
+		s.loss = loss
+		victim := nodes[5]
+		victim.crashed = true
+		// Bound: a full probe round over 15 members under worst health
+		// scaling is far below this; the suspicion maximum for n=16 is
+		// 6 * 4 * log10(16) s = 28.9 s.
+		bound := 60 * time.Second
+		took, ok := s.runUntil(bound, func() bool {
+			return s.allSee(without(nodes, victim), []*simNode{victim}, gossippb.MemberState_MEMBER_STATE_DEAD)
+		})
+		if !ok {
+			t.Fatalf("loss %.0f%%: crashed node not dead everywhere within %v", loss*100, bound)
+		}
+		t.Logf("loss %.0f%%: crash seen dead by all in %v", loss*100, took)
+		for _, r := range s.events {
+			if r.ev.Type == gossippb.EventType_EVENT_TYPE_DEAD && r.ev.Member.ID != victim.id {
+				t.Errorf("loss %.0f%%: node %d falsely declared %d dead", loss*100, r.observer, r.ev.Member.ID)
+			}
+		}
+	}
+}
+
+func TestLeaveVersusFailure(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(8)
+	leaver := nodes[3]
+	leaver.e.Leave()
+	if _, ok := s.runUntil(5*time.Second, func() bool {
+		return s.allSee(without(nodes, leaver), []*simNode{leaver}, gossippb.MemberState_MEMBER_STATE_LEFT)
+	}); !ok {
+		t.Fatal("leave not seen as left by all within 5s")
+	}
+	leaver.e.Stop()
+	s.run(40 * time.Second)
+	if !s.allSee(without(nodes, leaver), []*simNode{leaver}, gossippb.MemberState_MEMBER_STATE_LEFT) {
+		t.Fatal("a left node turned into another state after it stopped")
+	}
+}
+
+func TestRejoinWithHigherIncarnation(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(6)
+	victim := nodes[2]
+	victim.crashed = true
+	if _, ok := s.runUntil(60*time.Second, func() bool {
+		return s.allSee(without(nodes, victim), []*simNode{victim}, gossippb.MemberState_MEMBER_STATE_DEAD)
+	}); !ok {
+		t.Fatal("victim not declared dead")
+	}
+	// The node comes back (same id, same address, fresh process): it
+	// learns it was declared dead and refutes with a higher incarnation.
+	victim.crashed = false
+	victim.e.Stop()
+	delete(s.nodes, victim.addr)
+	back := s.add(victim.id, nil)
+	back.e.Join([]string{nodes[0].addr}, nil)
+	rest := append(without(nodes, victim), back)
+	if _, ok := s.runUntil(30*time.Second, func() bool { return s.allSee(rest, rest, gossippb.MemberState_MEMBER_STATE_ALIVE) }); !ok {
+		t.Fatal("restarted node not alive everywhere")
+	}
+	if inc := back.e.Self().Incarnation; inc < 2 {
+		t.Fatalf("restarted node at incarnation %d; want a refutation above 1", inc)
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(8)
+	a, b := nodes[:4], nodes[4:]
+	for _, x := range a {
+		for _, y := range b {
+			s.blocked[[2]string{x.addr, y.addr}] = true
+			s.blocked[[2]string{y.addr, x.addr}] = true
+		}
+	}
+	if _, ok := s.runUntil(90*time.Second, func() bool {
+		return s.allSee(a, b, gossippb.MemberState_MEMBER_STATE_DEAD) && s.allSee(b, a, gossippb.MemberState_MEMBER_STATE_DEAD)
+	}); !ok {
+		t.Fatal("the two sides did not declare each other dead")
+	}
+	s.blocked = map[[2]string]bool{}
+	// Heal: an operator (or the daemon's retry of its join list) joins
+	// across the former partition.
+	b[0].e.Join([]string{a[0].addr}, nil)
+	if _, ok := s.runUntil(60*time.Second, func() bool { return s.allSee(nodes, nodes, gossippb.MemberState_MEMBER_STATE_ALIVE) }); !ok {
+		t.Fatal("cluster did not heal")
+	}
+}
+
+func TestStalledNodeNotFalselyDead(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(16)
+	slow := nodes[7]
+	// The slow node processes every inbound message 700 ms late: its acks
+	// miss the probe timeout, so it gets suspected, but it refutes.
+	slow.stall = 700 * time.Millisecond
+	s.run(120 * time.Second)
+	for _, r := range s.events {
+		if r.ev.Type == gossippb.EventType_EVENT_TYPE_DEAD {
+			t.Errorf("node %d declared %d dead at %v", r.observer, r.ev.Member.ID, r.at)
+		}
+	}
+}
+
+func TestMetadataPropagation(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(8)
+	md := &gossippb.Metadata{Addresses: map[string]string{"raftd": "10.0.0.3:7402"}, Labels: map[string]string{"zone": "a"}, Capacity: map[string]float64{"ranges": 12}}
+	if err := nodes[2].e.SetMetadata(md); err != nil {
+		t.Fatal(err)
+	}
+	// Gossip carries it to most nodes within a second; a node the
+	// retransmit-limited gossip missed gets it from the next push-pull.
+	took, ok := s.runUntil(2*s.cfg.PushPullInterval, func() bool {
+		for _, n := range nodes {
+			m, _ := n.e.Member(nodes[2].id)
+			if m.Metadata.GetLabels()["zone"] != "a" {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatal("metadata did not reach every node")
+	}
+	t.Logf("metadata reached all 8 nodes in %v", took)
+	big := &gossippb.Metadata{Labels: map[string]string{"x": string(make([]byte, 600))}}
+	if err := nodes[2].e.SetMetadata(big); err == nil {
+		t.Fatal("SetMetadata of 600 bytes succeeded; want ErrMetadataTooLarge")
+	}
+}
+
+func TestUserEventReachesAll(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(16)
+	s.loss = 0.1
+	nodes[0].e.Broadcast("hello", []byte("x"))
+	if _, ok := s.runUntil(10*time.Second, func() bool {
+		for _, n := range nodes[1:] {
+			if len(n.user) != 1 {
+				return false
+			}
+		}
+		return true
+	}); !ok {
+		t.Fatal("user event did not reach every node exactly once at 10% loss")
+	}
+}
+
+func TestVivaldiFromProbes(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	s.delay = 5 * time.Millisecond
+	nodes := s.cluster(8)
+	s.run(120 * time.Second)
+	est, ok := nodes[0].e.PeerCoordinate(nodes[1].id)
+	if !ok {
+		t.Fatal("no coordinate learned from acks")
+	}
+	d := nodes[0].e.Coordinate().DistanceTo(est)
+	// True RTT is 2 * (5 ms + up to 0.5 ms jitter).
+	if d < 6*time.Millisecond || d > 16*time.Millisecond {
+		t.Fatalf("estimated RTT %v; want within 6-16 ms of a true 10-11 ms", d)
+	}
+}

@@ -1,0 +1,237 @@
+package swim
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
+)
+
+// simEvent is one scheduled action of the simulation.
+type simEvent struct {
+	at   time.Time
+	seq  uint64
+	f    func()
+	dead bool
+}
+
+type eventHeap []*simEvent
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(*simEvent)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// sim is a virtual clock plus a network of engines with per-link delay,
+// loss, partitions and crashed or stalled nodes. Everything runs on the
+// test goroutine in virtual time, so runs are fast and repeatable for a
+// seed.
+type sim struct {
+	t    *testing.T
+	seed uint64
+	rng  *rand.Rand
+	mu   sync.Mutex
+	now  time.Time
+	seq  uint64
+	q    eventHeap
+
+	cfg     Config
+	nodes   map[string]*simNode
+	byID    map[uint64]*simNode
+	delay   time.Duration
+	jitter  time.Duration
+	loss    float64
+	blocked map[[2]string]bool
+	events  []simRecord
+}
+
+type simRecord struct {
+	at       time.Time
+	observer uint64
+	ev       Event
+}
+
+type simNode struct {
+	s       *sim
+	id      uint64
+	addr    string
+	e       *Engine
+	crashed bool
+	stall   time.Duration // extra inbound processing delay
+	user    []*gossippb.UserEvent
+}
+
+func newSim(t *testing.T, cfg Config) *sim {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("sim seed %d", seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("reproduce with sim seed %d", seed)
+		}
+	})
+	return &sim{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 1)), now: time.Unix(1_700_000_000, 0),
+		cfg: cfg, nodes: map[string]*simNode{}, byID: map[uint64]*simNode{}, delay: time.Millisecond, jitter: 500 * time.Microsecond, blocked: map[[2]string]bool{}}
+}
+
+func (s *sim) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now
+}
+
+func (s *sim) AfterFunc(d time.Duration, f func()) func() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	ev := &simEvent{at: s.now.Add(d), seq: s.seq, f: f}
+	heap.Push(&s.q, ev)
+	return func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		was := !ev.dead
+		ev.dead = true
+		return was
+	}
+}
+
+// run advances virtual time by d, running due events in order.
+func (s *sim) run(d time.Duration) {
+	end := s.Now().Add(d)
+	for {
+		s.mu.Lock()
+		if len(s.q) == 0 || s.q[0].at.After(end) {
+			s.now = end
+			s.mu.Unlock()
+			return
+		}
+		ev := heap.Pop(&s.q).(*simEvent)
+		s.now = ev.at
+		s.mu.Unlock()
+		if !ev.dead {
+			ev.f()
+		}
+	}
+}
+
+// runUntil advances in steps until cond holds or limit passes.
+func (s *sim) runUntil(limit time.Duration, cond func() bool) (time.Duration, bool) {
+	start := s.Now()
+	for s.Now().Sub(start) < limit {
+		if cond() {
+			return s.Now().Sub(start), true
+		}
+		s.run(50 * time.Millisecond)
+	}
+	return s.Now().Sub(start), cond()
+}
+
+func (s *sim) linkDelay() time.Duration {
+	return s.delay + time.Duration(s.rng.Int64N(int64(s.jitter)+1))
+}
+
+func (s *sim) deliverable(from, to string) bool {
+	src, dst := s.nodes[from], s.nodes[to]
+	if src == nil || dst == nil || src.crashed || dst.crashed || s.blocked[[2]string{from, to}] {
+		return false
+	}
+	return true
+}
+
+func (n *simNode) SendPacket(addr string, b []byte) {
+	s := n.s
+	if len(b) > s.cfg.MaxPacketSize {
+		s.t.Errorf("node %d sent %d bytes > %d", n.id, len(b), s.cfg.MaxPacketSize)
+	}
+	if !s.deliverable(n.addr, addr) || s.rng.Float64() < s.loss {
+		return
+	}
+	dst := s.nodes[addr]
+	buf := append([]byte(nil), b...)
+	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+		if !dst.crashed {
+			dst.e.Receive(buf)
+		}
+	})
+}
+
+func (n *simNode) PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error)) {
+	s := n.s
+	fail := func() { s.AfterFunc(time.Second, func() { done(nil, fmt.Errorf("sim: %s unreachable", addr)) }) }
+	if !s.deliverable(n.addr, addr) || !s.deliverable(addr, n.addr) {
+		fail()
+		return
+	}
+	dst := s.nodes[addr]
+	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+		if dst.crashed {
+			fail()
+			return
+		}
+		resp, err := dst.e.HandlePushPull(req)
+		s.AfterFunc(s.linkDelay()+n.stall, func() { done(resp, err) })
+	})
+}
+
+func (s *sim) add(id uint64, md *gossippb.Metadata) *simNode {
+	s.t.Helper()
+	n := &simNode{s: s, id: id, addr: fmt.Sprintf("10.0.0.%d:7403", id)}
+	e, err := NewEngine(s.cfg, "test", id, n.addr, md, EngineDeps{Clock: s, Transport: n, Seed: s.seed + id,
+		OnEvent: func(ev Event) { s.events = append(s.events, simRecord{at: s.now, observer: id, ev: ev}) },
+		OnUser:  func(u *gossippb.UserEvent) { n.user = append(n.user, u) }})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n.e = e
+	s.nodes[n.addr] = n
+	s.byID[id] = n
+	e.Start()
+	return n
+}
+
+// cluster starts n nodes, each joining node 1, and waits for convergence.
+func (s *sim) cluster(n int) []*simNode {
+	s.t.Helper()
+	var nodes []*simNode
+	for i := 1; i <= n; i++ {
+		node := s.add(uint64(i), nil)
+		if i > 1 {
+			node.e.Join([]string{nodes[0].addr}, nil)
+		}
+		nodes = append(nodes, node)
+	}
+	if took, ok := s.runUntil(60*time.Second, func() bool { return s.allSee(nodes, nodes, gossippb.MemberState_MEMBER_STATE_ALIVE) }); !ok {
+		s.t.Fatalf("%d nodes did not converge within %v", n, took)
+	}
+	return nodes
+}
+
+// allSee reports whether every live observer sees every target in state.
+func (s *sim) allSee(observers, targets []*simNode, st gossippb.MemberState) bool {
+	for _, o := range observers {
+		if o.crashed {
+			continue
+		}
+		for _, tg := range targets {
+			m, ok := o.e.Member(tg.id)
+			if !ok || m.State != st {
+				return false
+			}
+		}
+	}
+	return true
+}
