@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +18,7 @@ func main() { daemon.Main(spec()) }
 
 // spec describes clockd to daemon.Main.
 func spec() daemon.Spec {
+	def := clockd.DefaultConfig()
 	return daemon.Spec{
 		Name:             clockd.Name,
 		Usage:            "the node's hybrid logical clock daemon",
@@ -24,7 +27,13 @@ func spec() daemon.Spec {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "stored-addr", Value: clockd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored"},
 			&cli.StringFlag{Name: "gossip-addr", Value: clockd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd"},
-			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds"},
+			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds to probe"},
+			&cli.DurationFlag{Name: "max-offset", Value: def.MaxOffset, Usage: "largest tolerated clock offset between nodes"},
+			&cli.Float64Flag{Name: "offset-fraction", Value: def.OffsetFraction, Usage: "unhealthy when the offset from a majority of peers exceeds this fraction of --max-offset"},
+			&cli.BoolFlag{Name: "fatal-on-unhealthy", Usage: "exit non-zero when the clock turns unhealthy"},
+			&cli.DurationFlag{Name: "probe-interval", Value: def.ProbeInterval, Usage: "period of the peer offset probes"},
+			&cli.DurationFlag{Name: "forward-jump-threshold", Value: def.ForwardJumpThreshold, Usage: "log forward jumps of the physical clock larger than this (0 = off)"},
+			&cli.BoolFlag{Name: "fatal-on-forward-jump", Usage: "exit non-zero on a forward jump beyond --forward-jump-threshold"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := clockd.DefaultConfig()
@@ -38,7 +47,21 @@ func spec() daemon.Spec {
 			if cfg.Peers, err = addrList(c, "peers"); err != nil {
 				return nil, err
 			}
-			return clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+			cfg.MaxOffset = c.Duration("max-offset")
+			cfg.OffsetFraction = c.Float64("offset-fraction")
+			cfg.FatalOnUnhealthy = c.Bool("fatal-on-unhealthy")
+			cfg.ProbeInterval = c.Duration("probe-interval")
+			cfg.ForwardJumpThreshold = c.Duration("forward-jump-threshold")
+			cfg.FatalOnForwardJump = c.Bool("fatal-on-forward-jump")
+			if err := checkClockFlags(cfg); err != nil {
+				return nil, err
+			}
+			// The bound lives in clockd's data directory until the stored
+			// client is wired in (see package clockd).
+			return clockd.New(cfg, clockd.Deps{
+				Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
+				Bound: clockd.NewFileBound(rt.DataDir), NodeID: rt.NodeID,
+			})
 		},
 	}
 }
@@ -59,4 +82,22 @@ func addrList(c *cli.Context, name string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkClockFlags names the flag of an invalid clock setting.
+func checkClockFlags(cfg clockd.Config) error {
+	bad := func(flag string, v any, why string) error {
+		return &config.FlagError{Flag: flag, Value: fmt.Sprint(v), Err: errors.New(why)}
+	}
+	switch {
+	case cfg.MaxOffset <= 0:
+		return bad("max-offset", cfg.MaxOffset, "must be positive")
+	case !(cfg.OffsetFraction > 0 && cfg.OffsetFraction <= 1):
+		return bad("offset-fraction", cfg.OffsetFraction, "must be in (0, 1]")
+	case cfg.ProbeInterval <= 0:
+		return bad("probe-interval", cfg.ProbeInterval, "must be positive")
+	case cfg.ForwardJumpThreshold < 0:
+		return bad("forward-jump-threshold", cfg.ForwardJumpThreshold, "must not be negative")
+	}
+	return nil
 }

@@ -1,0 +1,139 @@
+package clockd
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// BoundStore persists the wall-time upper bound: a wall time (Unix ns)
+// above every timestamp clockd has handed out. Its home is the `local`
+// column family of the node's stored; FileBound keeps it in clockd's data
+// directory until the stored client is wired in.
+type BoundStore interface {
+	// LoadBound returns the persisted bound, 0 if none was ever saved.
+	LoadBound(ctx context.Context) (int64, error)
+	// SaveBound durably replaces the bound.
+	SaveBound(ctx context.Context, wallNs int64) error
+}
+
+// MemoryBound is an in-memory BoundStore for tests; it survives a Server
+// restart when the same value is handed to the next Server.
+type MemoryBound struct {
+	mu    sync.Mutex
+	bound int64
+	saves int
+	err   error
+}
+
+// LoadBound implements BoundStore.
+func (m *MemoryBound) LoadBound(context.Context) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bound, m.err
+}
+
+// SaveBound implements BoundStore.
+func (m *MemoryBound) SaveBound(_ context.Context, wallNs int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	m.bound = wallNs
+	m.saves++
+	return nil
+}
+
+// SetErr makes every later call fail with err (nil heals).
+func (m *MemoryBound) SetErr(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.err = err
+}
+
+// Saves returns how many times the bound was saved.
+func (m *MemoryBound) Saves() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.saves
+}
+
+// boundFileName is the file FileBound keeps the bound in.
+const boundFileName = "wall-bound"
+
+// FileBound keeps the bound in dir/wall-bound as 8 big-endian bytes,
+// replaced atomically (write, fsync, rename, fsync dir).
+type FileBound struct {
+	dir string
+}
+
+// NewFileBound returns a FileBound in dir, which must exist.
+func NewFileBound(dir string) *FileBound { return &FileBound{dir: dir} }
+
+// LoadBound implements BoundStore.
+func (f *FileBound) LoadBound(context.Context) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(f.dir, boundFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clockd: read bound: %w", err)
+	}
+	return decodeBound(b)
+}
+
+// decodeBound decodes the bound file's contents.
+func decodeBound(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("clockd: bound file has %d bytes, want 8", len(b))
+	}
+	v := int64(binary.BigEndian.Uint64(b))
+	if v < 0 {
+		return 0, fmt.Errorf("clockd: negative bound %d in bound file", v)
+	}
+	return v, nil
+}
+
+// SaveBound implements BoundStore.
+func (f *FileBound) SaveBound(_ context.Context, wallNs int64) error {
+	if wallNs < 0 {
+		return fmt.Errorf("clockd: negative bound %d", wallNs)
+	}
+	tmp := filepath.Join(f.dir, boundFileName+".tmp")
+	if err := writeSync(tmp, binary.BigEndian.AppendUint64(nil, uint64(wallNs))); err != nil {
+		return fmt.Errorf("clockd: save bound: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(f.dir, boundFileName)); err != nil {
+		return fmt.Errorf("clockd: save bound: %w", err)
+	}
+	d, err := os.Open(f.dir)
+	if err != nil {
+		return fmt.Errorf("clockd: save bound: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("clockd: save bound: sync dir: %w", err)
+	}
+	return nil
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
