@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
@@ -125,7 +126,7 @@ func makeClockView(addr string, st *clockpb.StatusResponse, peers []*clockpb.Pee
 	v := clockView{
 		Addr:           addr,
 		NowWallNs:      st.GetNow().GetWallTime(),
-		Now:            fmt.Sprintf("%d.%09d,%d", st.GetNow().GetWallTime()/1e9, st.GetNow().GetWallTime()%1e9, st.GetNow().GetLogical()),
+		Now:            hlc.Timestamp{WallTime: st.GetNow().GetWallTime(), Logical: st.GetNow().GetLogical()}.String(),
 		MaxOffsetNs:    st.GetMaxOffsetNs(),
 		Healthy:        h.GetHealthy(),
 		Reason:         h.GetReason(),
