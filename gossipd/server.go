@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/gossipclient"
+	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
+	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 // Name is the daemon's name.
@@ -29,13 +35,22 @@ const ReadyCheck = Name
 // Config configures the gossipd server.
 type Config struct {
 	// Join are the bus addresses of gossipds to join at start;
-	// empty for the first node. Default none.
+	// empty for the first node. Joining is retried in the background every
+	// JoinRetry until one answers. Default none.
 	Join []string
+	// Cluster names the cluster; packets of another cluster are dropped.
+	// Default "pleiades".
+	Cluster string
+	// Protocol holds the SWIM/Lifeguard timers. Default
+	// swim.DefaultLANConfig() (see gossipd/internal/swim for each field).
+	Protocol swim.Config
+	// JoinRetry is the pause between join attempts. Default 2 s.
+	JoinRetry time.Duration
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
-	return Config{}
+	return Config{Cluster: "pleiades", Protocol: swim.DefaultLANConfig(), JoinRetry: 2 * time.Second}
 }
 
 // Validate reports the first invalid field.
@@ -44,6 +59,12 @@ func (c Config) Validate() error {
 		if err := config.ValidateAddr(a); err != nil {
 			return fmt.Errorf("gossipd: Join %q: %w", a, err)
 		}
+	}
+	if err := c.Protocol.Validate(); err != nil {
+		return fmt.Errorf("gossipd: Protocol: %w", err)
+	}
+	if c.JoinRetry <= 0 {
+		return fmt.Errorf("gossipd: JoinRetry %v must be positive", c.JoinRetry)
 	}
 	return nil
 }
@@ -58,32 +79,51 @@ type Deps struct {
 	Bus *bus.Bus
 	// Admin receives the readiness check and the daemon's /v1 views. Required.
 	Admin *admin.Server
+	// NodeID is this node's id. Required (non-zero).
+	NodeID uint64
 }
 
 // Server is the gossipd daemon.
 type Server struct {
 	cfg   Config
+	deps  Deps
 	log   *slog.Logger
 	ready chan struct{}
 	errc  chan error
 
+	eng    *swim.Engine
+	sendq  chan outPacket
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	ctx    context.Context
+
 	mu struct {
 		sync.Mutex
-		started, stopped bool
+		started, stopped, joined bool
+		subs                     map[chan *gossippb.Event]struct{}
 	}
 }
 
-// New validates cfg, registers the readiness check on deps.Admin and
-// returns an unstarted server.
+type outPacket struct {
+	addr string
+	b    []byte
+}
+
+// New validates cfg, registers the bus handlers and the readiness check
+// and returns an unstarted server.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil {
-		return nil, errors.New("gossipd: Deps.Logger, Bus and Admin are required")
+	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil || deps.NodeID == 0 {
+		return nil, errors.New("gossipd: Deps.Logger, Bus, Admin and NodeID are required")
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1)}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1), sendq: make(chan outPacket, 1024)}
+	s.mu.subs = map[chan *gossippb.Event]struct{}{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.registerHandlers()
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
+	deps.Admin.Handle("/v1/members", http.HandlerFunc(s.serveMembers))
 	return s, nil
 }
 
@@ -95,21 +135,149 @@ func (s *Server) readyCheck(context.Context) error {
 		return errors.New("stopped")
 	case !s.mu.started:
 		return errors.New("not started")
+	case len(s.cfg.Join) > 0 && !s.mu.joined:
+		return errors.New("not joined yet")
 	}
 	return nil
 }
 
-// Start starts the server; it does not block.
+// realClock is the production swim.Clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
+// busTransport carries engine messages over the bus.
+type busTransport struct{ s *Server }
+
+func (t busTransport) SendPacket(addr string, b []byte) {
+	select {
+	case t.s.sendq <- outPacket{addr: addr, b: b}:
+	default: // queue full: drop, as the network would
+	}
+}
+
+func (t busTransport) PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error)) {
+	s := t.s
+	s.mu.Lock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		var resp gossippb.PushPullState
+		err := s.deps.Bus.Call(ctx, addr, wire.ProtoGossip, gossipclient.MethodPushPull, req, &resp)
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		done(&resp, nil)
+	}()
+}
+
+// Start starts the protocol and, with Config.Join, joins in the
+// background; it does not block.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.started || s.mu.stopped {
 		return fmt.Errorf("gossipd: already started or stopped")
 	}
+	addr := s.deps.Bus.Addr().String()
+	eng, err := swim.NewEngine(s.cfg.Protocol, s.cfg.Cluster, s.deps.NodeID, addr, &gossippb.Metadata{}, swim.EngineDeps{
+		Clock: realClock{}, Transport: busTransport{s}, Seed: uint64(time.Now().UnixNano()),
+		OnEvent: s.onEvent, OnUser: s.onUser,
+	})
+	if err != nil {
+		return fmt.Errorf("gossipd: %w", err)
+	}
+	s.eng = eng
 	s.mu.started = true
+	s.wg.Add(1)
+	go s.sendLoop()
+	eng.Start()
+	if len(s.cfg.Join) > 0 {
+		s.wg.Add(1)
+		go s.joinLoop()
+	}
 	close(s.ready)
-	s.log.Info("gossipd server started", slog.Any("join", s.cfg.Join))
+	s.log.Info("gossipd server started", slog.Any("join", s.cfg.Join), slog.String("addr", addr))
 	return nil
+}
+
+// sendLoop sends queued datagrams; it exits when the server stops.
+func (s *Server) sendLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case p := <-s.sendq:
+			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+			if err := s.deps.Bus.SendDatagram(ctx, p.addr, wire.ProtoGossip, p.b); err != nil {
+				s.log.Debug("gossip datagram not sent", slog.String("to", p.addr), slog.Any("err", err))
+			}
+			cancel()
+		}
+	}
+}
+
+// joinLoop retries the join list until one address answers or the server
+// stops.
+func (s *Server) joinLoop() {
+	defer s.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		res := make(chan int, 1)
+		s.eng.Join(s.cfg.Join, func(n int) { res <- n })
+		select {
+		case <-s.ctx.Done():
+			return
+		case n := <-res:
+			if n > 0 {
+				s.mu.Lock()
+				s.mu.joined = true
+				s.mu.Unlock()
+				s.log.Info("joined cluster", slog.Int("answered", n))
+				return
+			}
+		}
+		t.Reset(s.cfg.JoinRetry)
+	}
+}
+
+func (s *Server) onEvent(ev swim.Event) {
+	s.publish(&gossippb.Event{Type: ev.Type, Member: swim.MemberToProto(ev.Member, nil)})
+}
+
+func (s *Server) onUser(u *gossippb.UserEvent) {
+	s.publish(&gossippb.Event{Type: gossippb.EventType_EVENT_TYPE_USER, User: u})
+}
+
+// publish hands an event to every subscriber without blocking; a slow
+// subscriber loses events.
+func (s *Server) publish(ev *gossippb.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.mu.subs {
+		select {
+		case c <- ev:
+		default:
+		}
+	}
 }
 
 // Ready is closed once the server has started.
@@ -118,10 +286,26 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Err delivers a fatal failure after Start.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop stops the server; it is idempotent.
+// Stop stops the protocol (without announcing a leave; use the Leave
+// method for that) and waits for the server's goroutines; it is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return nil
+	}
 	s.mu.stopped = true
-	return nil
+	s.mu.Unlock()
+	if s.eng != nil {
+		s.eng.Stop()
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gossipd: stop: %w", ctx.Err())
+	}
 }

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, gossipd.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := gossipd.New(gossipd.DefaultConfig(), gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+	srv, err := gossipd.New(gossipd.DefaultConfig(), gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func spec() daemon.Spec {
 			if cfg.Join, err = addrList(c, "join"); err != nil {
 				return nil, err
 			}
-			return gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+			return gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}
 }
