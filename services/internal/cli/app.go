@@ -28,6 +28,7 @@ func commands(env *env) []*cli.Command {
 		statusCommand(env),
 		certCommand(env),
 		clockCommand(env),
+		membersCommand(env),
 	}
 }
 
