@@ -1,13 +1,28 @@
 // Package gossipd is the membership daemon of Pleiades, as an importable
 // server (Config, DefaultConfig, Deps, New, Server).
 //
-// Today the server is the operable shell every daemon shares: it runs on
-// the daemon runtime (bus with the admin Status method, admin endpoint,
-// metrics), validates its configuration (the gossipds to join) and reports
-// readiness through the "gossipd" check once started.
+// The server runs SWIM with Lifeguard (gossipd/internal/swim) over the bus:
+// probes, acks, nacks, indirect probes and piggybacked broadcasts travel as
+// datagrams of protocol wire.ProtoGossip (at most bus.MaxDatagramPayload
+// bytes), push-pull anti-entropy and join as unary calls ("PushPull").
+// Each ack carries the responder's Vivaldi coordinate
+// (gossipd/internal/vivaldi), updated from probe round trips.
 //
-// Still to come, in its own issue: SWIM with Lifeguard over bus datagrams,
-// dissemination and push-pull anti-entropy, node metadata, Vivaldi
-// coordinates, the gossip protocol for local daemons (Members, Subscribe,
-// SetMetadata, Coordinate, EstimateRTT, Broadcast) and /v1/members.
+// Local daemons use the same protocol through shared/gossipclient: Members,
+// Member, Join, Leave, Subscribe (server stream of join / update / suspect /
+// dead / leave / user events), SetMetadata (daemon addresses, labels,
+// capacity; at most Protocol.MaxMetadataSize encoded bytes, else
+// InvalidArgument), Coordinate, EstimateRTT and Broadcast. The admin
+// endpoint serves /v1/members as JSON.
+//
+// Readiness ("gossipd" check): started, and joined when Config.Join is not
+// empty (the first node is ready at once). Joining is retried every
+// Config.JoinRetry until one address answers.
+//
+// Lock order: the engine's lock, then Server.mu. Stop stops the protocol
+// without announcing a leave (call Leave first for a graceful exit).
+//
+// Not yet done: the stream fallback probe ("Ping" method), connection
+// idle management and QUIC session resumption for probes to cold peers,
+// metrics, and the comparison benchmark against memberlist.
 package gossipd

@@ -202,11 +202,15 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.started = true
 	s.wg.Add(1)
 	go s.sendLoop()
-	eng.Start()
 	if len(s.cfg.Join) > 0 {
 		s.wg.Add(1)
 		go s.joinLoop()
 	}
+	s.mu.Unlock()
+	// Lock order: the engine's lock, then s.mu (events are published with
+	// the engine's lock held), so the engine starts without s.mu.
+	eng.Start()
+	s.mu.Lock()
 	close(s.ready)
 	s.log.Info("gossipd server started", slog.Any("join", s.cfg.Join), slog.String("addr", addr))
 	return nil
