@@ -68,6 +68,17 @@ func (s *Server) registerHandlers() {
 		}
 		return resp, nil
 	})
+	bus.HandleUnary(b, p, gossipclient.MethodPing, func(ctx context.Context, r *gossippb.Ping) (*gossippb.Ack, error) {
+		e := s.engine()
+		if e == nil {
+			return nil, errNotStarted
+		}
+		ack, err := e.HandlePing(r)
+		if err != nil {
+			return nil, bus.Errorf(bus.CodeFailedPrecondition, "gossipd: %v", err)
+		}
+		return ack, nil
+	})
 	bus.HandleUnary(b, p, gossipclient.MethodMembers, func(ctx context.Context, r *gossippb.MembersRequest) (*gossippb.MembersResponse, error) {
 		return s.members(r.GetIncludeDead())
 	})

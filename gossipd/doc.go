@@ -4,7 +4,8 @@
 // The server runs SWIM with Lifeguard (gossipd/internal/swim) over the bus:
 // probes, acks, nacks, indirect probes and piggybacked broadcasts travel as
 // datagrams of protocol wire.ProtoGossip (at most bus.MaxDatagramPayload
-// bytes), push-pull anti-entropy and join as unary calls ("PushPull").
+// bytes), push-pull anti-entropy and join as unary calls ("PushPull"), and
+// the stream fallback probe as a unary call ("Ping").
 // Each ack carries the responder's Vivaldi coordinate
 // (gossipd/internal/vivaldi), updated from probe round trips.
 //
@@ -22,7 +23,6 @@
 // Lock order: the engine's lock, then Server.mu. Stop stops the protocol
 // without announcing a leave (call Leave first for a graceful exit).
 //
-// Not yet done: the stream fallback probe ("Ping" method), connection
-// idle management and QUIC session resumption for probes to cold peers,
+// Not yet done: connection idle management and QUIC session resumption for probes to cold peers,
 // metrics, and the comparison benchmark against memberlist.
 package gossipd

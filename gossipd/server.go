@@ -182,6 +182,28 @@ func (t busTransport) PushPull(addr string, req *gossippb.PushPullState, done fu
 	}()
 }
 
+func (t busTransport) PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error)) {
+	s := t.s
+	s.mu.Lock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, timeout)
+		defer cancel()
+		var ack gossippb.Ack
+		if err := s.deps.Bus.Call(ctx, addr, wire.ProtoGossip, gossipclient.MethodPing, ping, &ack); err != nil {
+			done(nil, err)
+			return
+		}
+		done(&ack, nil)
+	}()
+}
+
 // Start starts the protocol and, with Config.Join, joins in the
 // background; it does not block.
 func (s *Server) Start(ctx context.Context) error {

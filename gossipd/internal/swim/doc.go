@@ -12,8 +12,8 @@
 // Engine drives State over a small Transport (datagrams plus a
 // request/response push-pull) and an injected Clock: shuffled round-robin
 // probes stretched by the health score, indirect probes with nacks, the
-// buddy system, gossip rounds and push-pull. The stream fallback probe is
-// not implemented yet. Tests run whole clusters in virtual time over a
+// buddy system, the stream fallback probe, gossip rounds and push-pull.
+// Tests run whole clusters in virtual time over a
 // simulated network (sim_test.go) with per-link delay, loss, partitions,
 // crashes and stalled nodes; the seed is logged.
 package swim

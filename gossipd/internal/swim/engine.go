@@ -28,6 +28,9 @@ type Transport interface {
 	// PushPull sends the local state to addr over a reliable stream and
 	// calls done with the peer's state or an error.
 	PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error))
+	// PingStream sends a ping over a reliable stream (the fallback probe)
+	// and calls done with the ack or an error; it gives up after timeout.
+	PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error))
 }
 
 // EngineDeps are an engine's collaborators.
@@ -328,6 +331,17 @@ func (e *Engine) probeTick() {
 			return
 		}
 		expectedNacks = e.indirectLocked(seq, target)
+		if e.cfg.StreamFallback {
+			ping := &gossippb.Ping{Seq: seq, Target: target.ID, SourceId: self.ID, SourceAddr: self.Addr}
+			e.deps.Transport.PingStream(target.Addr, ping, interval-timeout, func(ack *gossippb.Ack, err error) {
+				if err != nil || ack.GetFromId() != target.ID {
+					return
+				}
+				e.mu.Lock()
+				defer e.mu.Unlock()
+				p.acked = true
+			})
+		}
 	})
 	e.afterLocked(interval, func() {
 		e.mu.Lock()
@@ -453,6 +467,18 @@ func (e *Engine) HandlePushPull(req *gossippb.PushPullState) (*gossippb.PushPull
 	e.mu.Unlock()
 	e.MergeState(req)
 	return resp, nil
+}
+
+// HandlePing answers a stream ping: an ack if the ping is meant for this
+// node, else an error.
+func (e *Engine) HandlePing(ping *gossippb.Ping) (*gossippb.Ack, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	self := e.mu.state.Self()
+	if !e.mu.running || (ping.GetTarget() != 0 && ping.GetTarget() != self.ID) {
+		return nil, fmt.Errorf("swim: ping for node %d reached node %d", ping.GetTarget(), self.ID)
+	}
+	return &gossippb.Ack{Seq: ping.GetSeq(), FromId: self.ID}, nil
 }
 
 // MergeState merges a peer's full state: alive and suspect entries as

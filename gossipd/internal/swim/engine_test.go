@@ -190,3 +190,28 @@ func TestVivaldiFromProbes(t *testing.T) {
 		t.Fatalf("estimated RTT %v; want within 6-16 ms of a true 10-11 ms", d)
 	}
 }
+
+// TestStreamFallbackAvoidsSuspicion: with all datagrams to one node lost,
+// the stream fallback probe still reaches it, so no one suspects it.
+func TestStreamFallbackAvoidsSuspicion(t *testing.T) {
+	cfg := DefaultLANConfig()
+	cfg.PushPullInterval = 0
+	s := newSim(t, cfg)
+	nodes := s.cluster(6)
+	deaf := nodes[4]
+	for _, n := range nodes {
+		s.blocked[[2]string{n.addr, deaf.addr}] = true
+	}
+	// Streams are modelled as a separate, reliable path: unblock them by
+	// letting PingStream ignore datagram blocks.
+	s.streamsIgnoreBlocks = true
+	s.run(30 * time.Second)
+	for _, r := range s.events {
+		if r.ev.Type == gossippb.EventType_EVENT_TYPE_DEAD {
+			t.Errorf("node %d declared %d dead", r.observer, r.ev.Member.ID)
+		}
+	}
+	if s.streamPings == 0 {
+		t.Fatal("no stream fallback probe was sent")
+	}
+}

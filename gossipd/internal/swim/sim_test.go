@@ -58,6 +58,9 @@ type sim struct {
 	loss    float64
 	blocked map[[2]string]bool
 	events  []simRecord
+
+	streamPings         int
+	streamsIgnoreBlocks bool
 }
 
 type simRecord struct {
@@ -184,6 +187,28 @@ func (n *simNode) PushPull(addr string, req *gossippb.PushPullState, done func(*
 		}
 		resp, err := dst.e.HandlePushPull(req)
 		s.AfterFunc(s.linkDelay()+n.stall, func() { done(resp, err) })
+	})
+}
+
+func (n *simNode) PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error)) {
+	s := n.s
+	fail := func() { s.AfterFunc(timeout, func() { done(nil, fmt.Errorf("sim: %s unreachable", addr)) }) }
+	s.streamPings++
+	if !s.streamsIgnoreBlocks && (!s.deliverable(n.addr, addr) || !s.deliverable(addr, n.addr)) {
+		fail()
+		return
+	}
+	dst := s.nodes[addr]
+	if dst == nil || dst.crashed || n.crashed {
+		fail()
+		return
+	}
+	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+		if dst.crashed {
+			return
+		}
+		ack, err := dst.e.HandlePing(ping)
+		s.AfterFunc(s.linkDelay()+n.stall, func() { done(ack, err) })
 	})
 }
 
