@@ -257,7 +257,10 @@ func (b *Bus) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("bus: stop: handlers still running: %w", ctx.Err())
 	}
-	b.cancel()
+	// Snapshot the connections before cancelling b.ctx: cancelling ends the
+	// accept loops, which untrack their connections, and an untracked
+	// connection would only be destroyed with the transport, without the
+	// CONNECTION_CLOSE that tells its peer to redial at once.
 	b.mu.Lock()
 	b.closed = true
 	conns := make([]*quic.Conn, 0, len(b.conns))
@@ -265,6 +268,7 @@ func (b *Bus) stop(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
+	b.cancel()
 	for _, c := range conns {
 		_ = c.CloseWithError(connCodeStopping, "bus stopping")
 	}
