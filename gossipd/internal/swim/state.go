@@ -220,11 +220,12 @@ func (s *State) applyDead(d *gossippb.Dead, now time.Time) []Event {
 	return []Event{{Type: ev, Member: *m}}
 }
 
-// Suspect raises a local suspicion of id (a failed probe) and returns the
-// events.
+// Suspect raises a local suspicion of id (a failed probe), or confirms an
+// existing one (an independent confirmation that shortens the timeout and
+// is re-broadcast), and returns the events.
 func (s *State) Suspect(id uint64, now time.Time) []Event {
 	m, ok := s.members[id]
-	if !ok || m.State != gossippb.MemberState_MEMBER_STATE_ALIVE {
+	if !ok || gone(m.State) || id == s.self.ID {
 		return nil
 	}
 	return s.applySuspect(&gossippb.Suspect{NodeId: id, Incarnation: m.Incarnation, FromId: s.self.ID}, now)

@@ -135,3 +135,22 @@ func TestMetadataUpdateEvent(t *testing.T) {
 		t.Fatalf("metadata change events %v; want UPDATE", evs)
 	}
 }
+
+// TestLocalSuspectConfirms: a failed probe of a member already suspected
+// by someone else counts as a confirmation and is re-broadcast.
+func TestLocalSuspectConfirms(t *testing.T) {
+	s, q := newState(t, 10)
+	s.Apply(suspectB(5, 1, 2), t0)
+	for q.Len() > 0 {
+		q.Take(0, 1<<20)
+	}
+	s.Suspect(5, t0)
+	m, _ := s.Member(5)
+	if m.suspicion.Confirmations() != 1 {
+		t.Fatalf("confirmations %d; want 1", m.suspicion.Confirmations())
+	}
+	out := q.Take(0, 1<<20)
+	if len(out) != 1 || out[0].GetSuspect().GetFromId() != 1 {
+		t.Fatalf("queued %v; want our own suspect message", out)
+	}
+}
