@@ -6,9 +6,15 @@
 
 // Package pleiades.store.v1 is stored's bus protocol (wire.ProtoStore).
 // Unary methods: Get, MultiGet, Scan, Write, OpenSnapshot, ReleaseSnapshot,
-// ApproximateSize, Compact, Checkpoint, Stats. Server streams: StreamRange.
-// Client-to-server stream: IngestRange (a sequence of IngestRangeRequest
-// frames; see below).
+// IngestRange, ApproximateSize, Compact, Checkpoint, Stats. Server streams:
+// StreamRange. The bus has no client-to-server stream, so IngestRange is a
+// session of unary calls, one IngestRangeRequest frame each (see below).
+//
+// Errors: a malformed request (unknown column family, empty key, key or
+// value over the server's limits, start > end, a key outside its span)
+// fails with INVALID_ARGUMENT; an unknown, released or expired snapshot or
+// ingest session with FAILED_PRECONDITION. A failed Write or IngestRange
+// changes nothing.
 //
 // Every key lives in one column family: local, raft or data. Spans are
 // half-open [start, end); an empty end means "to the end of the family".
@@ -429,8 +435,11 @@ type ScanRequest struct {
 	// reverse scans from the end of the span down.
 	Reverse bool `protobuf:"varint,3,opt,name=reverse,proto3" json:"reverse,omitempty"`
 	// keys_only leaves values empty.
-	KeysOnly      bool   `protobuf:"varint,4,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
-	SnapshotId    uint64 `protobuf:"varint,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	KeysOnly   bool   `protobuf:"varint,4,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	SnapshotId uint64 `protobuf:"varint,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	// max_bytes caps the page's key and value bytes (at least one entry is
+	// always returned); 0 means the server default (1 MiB).
+	MaxBytes      uint32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +505,13 @@ func (x *ScanRequest) GetKeysOnly() bool {
 func (x *ScanRequest) GetSnapshotId() uint64 {
 	if x != nil {
 		return x.SnapshotId
+	}
+	return 0
+}
+
+func (x *ScanRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
 	}
 	return 0
 }
@@ -1212,15 +1228,38 @@ func (x *RangeChunk) GetKvs() []*KeyValue {
 	return nil
 }
 
-// IngestRangeRequest is one frame of an IngestRange call. The first frame
-// carries span (the span to replace); each frame may carry kvs; the last
-// has done set. On done the server atomically deletes the span and writes
-// every streamed entry, synced. All keys must lie within the span.
+// IngestRangeRequest is one frame of an IngestRange session, each sent as
+// its own unary call:
+//
+//  1. Begin: ingest_id 0 and span set (the span to replace; its end must be
+//     set). The answer carries the new ingest_id. lease_ms bounds how long
+//     the session may stay idle (0: the server default); an idle session
+//     expires and its staged entries are dropped.
+//  2. Chunks: ingest_id and seq (1, 2, 3, ... with no gaps) set, kvs holding
+//     entries in strictly ascending key order across the whole session, all
+//     within the span. A chunk whose seq is not the next one is refused
+//     (FAILED_PRECONDITION) and the session is unchanged.
+//  3. Finish: ingest_id set and done set (a finishing frame may also carry a
+//     last chunk, with its seq). The server then atomically deletes the
+//     span and writes every staged entry in one synced batch: readers see
+//     either the old span or the new one, never a mix.
+//
+// abort set with ingest_id drops the session. Entries are staged in the
+// server's memory (bounded by its ingest limit), not on disk, so a session
+// does not survive a restart of stored; nothing is written before Finish.
 type IngestRangeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Span          *Span                  `protobuf:"bytes,1,opt,name=span,proto3" json:"span,omitempty"`
-	Kvs           []*KeyValue            `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty"`
-	Done          bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Span  *Span                  `protobuf:"bytes,1,opt,name=span,proto3" json:"span,omitempty"`
+	Kvs   []*KeyValue            `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	Done  bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// ingest_id names the session; 0 begins a new one.
+	IngestId uint64 `protobuf:"varint,4,opt,name=ingest_id,json=ingestId,proto3" json:"ingest_id,omitempty"`
+	// seq numbers chunks from 1.
+	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	// abort drops the session.
+	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	// lease_ms is the idle lease of a new session; 0 means the server default.
+	LeaseMs       uint32 `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1276,10 +1315,43 @@ func (x *IngestRangeRequest) GetDone() bool {
 	return false
 }
 
+func (x *IngestRangeRequest) GetIngestId() uint64 {
+	if x != nil {
+		return x.IngestId
+	}
+	return 0
+}
+
+func (x *IngestRangeRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *IngestRangeRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
+func (x *IngestRangeRequest) GetLeaseMs() uint32 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+// IngestRangeResponse answers every IngestRange frame: keys and bytes are
+// the totals staged so far (written, once done).
 type IngestRangeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keys          uint64                 `protobuf:"varint,1,opt,name=keys,proto3" json:"keys,omitempty"`
-	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keys     uint64                 `protobuf:"varint,1,opt,name=keys,proto3" json:"keys,omitempty"`
+	Bytes    uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	IngestId uint64                 `protobuf:"varint,3,opt,name=ingest_id,json=ingestId,proto3" json:"ingest_id,omitempty"`
+	// sequence is RocksDB's sequence number after the final write (done only).
+	Sequence      uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1324,6 +1396,20 @@ func (x *IngestRangeResponse) GetKeys() uint64 {
 func (x *IngestRangeResponse) GetBytes() uint64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *IngestRangeResponse) GetIngestId() uint64 {
+	if x != nil {
+		return x.IngestId
+	}
+	return 0
+}
+
+func (x *IngestRangeResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
 	}
 	return 0
 }
@@ -1730,8 +1816,16 @@ type StatsResponse struct {
 	WriteStopped  bool   `protobuf:"varint,10,opt,name=write_stopped,json=writeStopped,proto3" json:"write_stopped,omitempty"`
 	MaxKeyBytes   uint64 `protobuf:"varint,11,opt,name=max_key_bytes,json=maxKeyBytes,proto3" json:"max_key_bytes,omitempty"`
 	MaxValueBytes uint64 `protobuf:"varint,12,opt,name=max_value_bytes,json=maxValueBytes,proto3" json:"max_value_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// open_ingests counts IngestRange sessions in progress.
+	OpenIngests uint64 `protobuf:"varint,13,opt,name=open_ingests,json=openIngests,proto3" json:"open_ingests,omitempty"`
+	// write_stall_micros is RocksDB's cumulative write stall time.
+	WriteStallMicros uint64 `protobuf:"varint,14,opt,name=write_stall_micros,json=writeStallMicros,proto3" json:"write_stall_micros,omitempty"`
+	// block_cache_hits and block_cache_misses are RocksDB's cumulative
+	// block cache counters.
+	BlockCacheHits   uint64 `protobuf:"varint,15,opt,name=block_cache_hits,json=blockCacheHits,proto3" json:"block_cache_hits,omitempty"`
+	BlockCacheMisses uint64 `protobuf:"varint,16,opt,name=block_cache_misses,json=blockCacheMisses,proto3" json:"block_cache_misses,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -1848,6 +1942,34 @@ func (x *StatsResponse) GetMaxValueBytes() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetOpenIngests() uint64 {
+	if x != nil {
+		return x.OpenIngests
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetWriteStallMicros() uint64 {
+	if x != nil {
+		return x.WriteStallMicros
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetBlockCacheHits() uint64 {
+	if x != nil {
+		return x.BlockCacheHits
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetBlockCacheMisses() uint64 {
+	if x != nil {
+		return x.BlockCacheMisses
+	}
+	return 0
+}
+
 var File_storepb_store_proto protoreflect.FileDescriptor
 
 const file_storepb_store_proto_rawDesc = "" +
@@ -1875,14 +1997,15 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x03 \x01(\x04R\n" +
 	"snapshotId\"L\n" +
 	"\x10MultiGetResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.pleiades.store.v1.GetResponseR\aresults\"\xa8\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.pleiades.store.v1.GetResponseR\aresults\"\xc5\x01\n" +
 	"\vScanRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x18\n" +
 	"\areverse\x18\x03 \x01(\bR\areverse\x12\x1b\n" +
 	"\tkeys_only\x18\x04 \x01(\bR\bkeysOnly\x12\x1f\n" +
 	"\vsnapshot_id\x18\x05 \x01(\x04R\n" +
-	"snapshotId\"p\n" +
+	"snapshotId\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\rR\bmaxBytes\"p\n" +
 	"\fScanResponse\x12-\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x1d\n" +
 	"\n" +
@@ -1926,14 +2049,20 @@ const file_storepb_store_proto_rawDesc = "" +
 	"chunkBytes\";\n" +
 	"\n" +
 	"RangeChunk\x12-\n" +
-	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\"\x84\x01\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\"\xe4\x01\n" +
 	"\x12IngestRangeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12-\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x12\n" +
-	"\x04done\x18\x03 \x01(\bR\x04done\"?\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12\x1b\n" +
+	"\tingest_id\x18\x04 \x01(\x04R\bingestId\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x19\n" +
+	"\blease_ms\x18\a \x01(\rR\aleaseMs\"x\n" +
 	"\x13IngestRangeResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"E\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1b\n" +
+	"\tingest_id\x18\x03 \x01(\x04R\bingestId\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\"E\n" +
 	"\x16ApproximateSizeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"/\n" +
 	"\x17ApproximateSizeResponse\x12\x14\n" +
@@ -1953,7 +2082,7 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\tsst_bytes\x18\x04 \x01(\x04R\bsstBytes\x12%\n" +
 	"\x0ememtable_bytes\x18\x05 \x01(\x04R\rmemtableBytes\x12\x19\n" +
 	"\bl0_files\x18\x06 \x01(\x04R\al0Files\x128\n" +
-	"\x18pending_compaction_bytes\x18\a \x01(\x04R\x16pendingCompactionBytes\"\x85\x04\n" +
+	"\x18pending_compaction_bytes\x18\a \x01(\x04R\x16pendingCompactionBytes\"\xae\x05\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12M\n" +
 	"\x0fcolumn_families\x18\x02 \x03(\v2$.pleiades.store.v1.ColumnFamilyStatsR\x0ecolumnFamilies\x125\n" +
@@ -1968,7 +2097,11 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\rwrite_stopped\x18\n" +
 	" \x01(\bR\fwriteStopped\x12\"\n" +
 	"\rmax_key_bytes\x18\v \x01(\x04R\vmaxKeyBytes\x12&\n" +
-	"\x0fmax_value_bytes\x18\f \x01(\x04R\rmaxValueBytes*v\n" +
+	"\x0fmax_value_bytes\x18\f \x01(\x04R\rmaxValueBytes\x12!\n" +
+	"\fopen_ingests\x18\r \x01(\x04R\vopenIngests\x12,\n" +
+	"\x12write_stall_micros\x18\x0e \x01(\x04R\x10writeStallMicros\x12(\n" +
+	"\x10block_cache_hits\x18\x0f \x01(\x04R\x0eblockCacheHits\x12,\n" +
+	"\x12block_cache_misses\x18\x10 \x01(\x04R\x10blockCacheMisses*v\n" +
 	"\fColumnFamily\x12\x1d\n" +
 	"\x19COLUMN_FAMILY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13COLUMN_FAMILY_LOCAL\x10\x01\x12\x16\n" +

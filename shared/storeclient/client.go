@@ -1,0 +1,475 @@
+package storeclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// Method names of stored's bus protocol (wire.ProtoStore).
+const (
+	MethodGet             = "Get"
+	MethodMultiGet        = "MultiGet"
+	MethodScan            = "Scan"
+	MethodWrite           = "Write"
+	MethodOpenSnapshot    = "OpenSnapshot"
+	MethodReleaseSnapshot = "ReleaseSnapshot"
+	MethodStreamRange     = "StreamRange"
+	MethodIngestRange     = "IngestRange"
+	MethodApproximateSize = "ApproximateSize"
+	MethodCompact         = "Compact"
+	MethodCheckpoint      = "Checkpoint"
+	MethodStats           = "Stats"
+)
+
+// CF names a column family.
+type CF = storepb.ColumnFamily
+
+// The column families of stored.
+const (
+	Local = storepb.ColumnFamily_COLUMN_FAMILY_LOCAL
+	Raft  = storepb.ColumnFamily_COLUMN_FAMILY_RAFT
+	Data  = storepb.ColumnFamily_COLUMN_FAMILY_DATA
+)
+
+// Span is the half-open key interval [Start, End) of one column family.
+// An empty Start is the family's beginning, an empty End its end.
+type Span struct {
+	CF         CF
+	Start, End []byte
+}
+
+func (s Span) proto() *storepb.Span {
+	return &storepb.Span{Cf: s.CF, Start: s.Start, End: s.End}
+}
+
+// KV is one entry.
+type KV struct {
+	Key, Value []byte
+}
+
+// Result is the outcome of reading one key.
+type Result struct {
+	Value []byte
+	Found bool
+}
+
+// ScanOptions shape one Scan page.
+type ScanOptions struct {
+	// Limit caps the entries of a page; 0 means the server default.
+	Limit int
+	// MaxBytes caps the key and value bytes of a page; 0 means the server
+	// default. A page always holds at least one entry.
+	MaxBytes int
+	// Reverse scans from the end of the span down.
+	Reverse bool
+	// KeysOnly leaves values empty.
+	KeysOnly bool
+}
+
+// Page is one Scan answer.
+type Page struct {
+	KVs []KV
+	// More reports that the span holds further entries; Resume is where
+	// the next page starts (the next span's Start for a forward scan, its
+	// End for a reverse one).
+	More   bool
+	Resume []byte
+}
+
+// Client calls one stored over a bus. It is safe for concurrent use.
+type Client struct {
+	b    *bus.Bus
+	addr string
+}
+
+// New returns a client of the stored at addr, calling through b.
+func New(b *bus.Bus, addr string) *Client { return &Client{b: b, addr: addr} }
+
+// Addr returns the stored's bus address.
+func (c *Client) Addr() string { return c.addr }
+
+func (c *Client) call(ctx context.Context, method string, req, resp proto.Message) error {
+	if err := c.b.Call(ctx, c.addr, wire.ProtoStore, method, req, resp); err != nil {
+		return fmt.Errorf("storeclient: %s: %w", method, err)
+	}
+	return nil
+}
+
+// Get reads key of cf at the latest state.
+func (c *Client) Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error) {
+	return c.get(ctx, 0, cf, key)
+}
+
+func (c *Client) get(ctx context.Context, snap uint64, cf CF, key []byte) ([]byte, bool, error) {
+	var resp storepb.GetResponse
+	if err := c.call(ctx, MethodGet, &storepb.GetRequest{Cf: cf, Key: key, SnapshotId: snap}, &resp); err != nil {
+		return nil, false, err
+	}
+	return resp.Value, resp.Found, nil
+}
+
+// MultiGet reads keys of cf at the latest state; the results are in the
+// order of keys.
+func (c *Client) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([]Result, error) {
+	return c.multiGet(ctx, 0, cf, keys)
+}
+
+func (c *Client) multiGet(ctx context.Context, snap uint64, cf CF, keys [][]byte) ([]Result, error) {
+	var resp storepb.MultiGetResponse
+	if err := c.call(ctx, MethodMultiGet, &storepb.MultiGetRequest{Cf: cf, Keys: keys, SnapshotId: snap}, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Results) != len(keys) {
+		return nil, fmt.Errorf("storeclient: MultiGet: %d results for %d keys", len(resp.Results), len(keys))
+	}
+	out := make([]Result, len(keys))
+	for i, r := range resp.Results {
+		out[i] = Result{Value: r.Value, Found: r.Found}
+	}
+	return out, nil
+}
+
+// Scan reads one page of span at the latest state.
+func (c *Client) Scan(ctx context.Context, span Span, opts ScanOptions) (Page, error) {
+	return c.scan(ctx, 0, span, opts)
+}
+
+func (c *Client) scan(ctx context.Context, snap uint64, span Span, opts ScanOptions) (Page, error) {
+	if opts.Limit < 0 || opts.MaxBytes < 0 {
+		return Page{}, errors.New("storeclient: Scan: negative limit")
+	}
+	req := storepb.ScanRequest{
+		Span: span.proto(), Limit: uint32(opts.Limit), MaxBytes: uint32(opts.MaxBytes),
+		Reverse: opts.Reverse, KeysOnly: opts.KeysOnly, SnapshotId: snap,
+	}
+	var resp storepb.ScanResponse
+	if err := c.call(ctx, MethodScan, &req, &resp); err != nil {
+		return Page{}, err
+	}
+	return Page{KVs: kvsFromProto(resp.Kvs), More: resp.More, Resume: resp.ResumeKey}, nil
+}
+
+func kvsFromProto(kvs []*storepb.KeyValue) []KV {
+	out := make([]KV, len(kvs))
+	for i, kv := range kvs {
+		out[i] = KV{Key: kv.Key, Value: kv.Value}
+	}
+	return out
+}
+
+// Iterator walks every entry of a span page by page:
+//
+//	it := c.Iterator(span, storeclient.ScanOptions{})
+//	for it.Next(ctx) {
+//		kv := it.KV()
+//	}
+//	if err := it.Err(); err != nil { ... }
+//
+// Without a snapshot, each page reads the latest state, so entries written
+// during the walk may or may not be seen; iterate a Snapshot for one view.
+type Iterator struct {
+	c    *Client
+	snap uint64
+	span Span
+	opts ScanOptions
+	page []KV
+	i    int
+	more bool
+	err  error
+	kv   KV
+}
+
+// Iterator returns an iterator over span at the latest state.
+func (c *Client) Iterator(span Span, opts ScanOptions) *Iterator {
+	return &Iterator{c: c, span: span, opts: opts, more: true, i: -1}
+}
+
+// Next advances to the next entry, fetching a page when needed; it returns
+// false at the end of the span or on an error (see Err).
+func (it *Iterator) Next(ctx context.Context) bool {
+	if it.err != nil {
+		return false
+	}
+	it.i++
+	for it.i >= len(it.page) {
+		if !it.more {
+			return false
+		}
+		p, err := it.c.scan(ctx, it.snap, it.span, it.opts)
+		if err != nil {
+			it.err = err
+			return false
+		}
+		it.page, it.i, it.more = p.KVs, 0, p.More
+		if p.More {
+			if it.opts.Reverse {
+				it.span.End = p.Resume
+			} else {
+				it.span.Start = p.Resume
+			}
+		}
+	}
+	it.kv = it.page[it.i]
+	return true
+}
+
+// KV returns the current entry.
+func (it *Iterator) KV() KV { return it.kv }
+
+// Err returns the error that stopped the iteration, if any.
+func (it *Iterator) Err() error { return it.err }
+
+// Write applies b atomically: every operation or none. With sync the write
+// is durable (WAL fsync, shared with concurrent sync writes) before Write
+// returns. It returns RocksDB's sequence number after the write. b may be
+// reset and reused once Write returns.
+func (c *Client) Write(ctx context.Context, b *Batch, sync bool) (uint64, error) {
+	b.req.Ops = b.ops
+	b.req.Sync = sync
+	var resp storepb.WriteResponse
+	err := c.call(ctx, MethodWrite, &b.req, &resp)
+	b.req.Ops = nil
+	if err != nil {
+		return 0, err
+	}
+	return resp.Sequence, nil
+}
+
+// Snapshot is a consistent view of the whole store held open by a lease
+// on the server. Every read at it renews the lease. It is safe for
+// concurrent use.
+type Snapshot struct {
+	c       *Client
+	id, seq uint64
+	expires time.Time
+}
+
+// OpenSnapshot opens a snapshot whose lease lasts lease after each use;
+// 0 means the server default.
+func (c *Client) OpenSnapshot(ctx context.Context, lease time.Duration) (*Snapshot, error) {
+	if lease < 0 {
+		return nil, errors.New("storeclient: OpenSnapshot: negative lease")
+	}
+	var resp storepb.OpenSnapshotResponse
+	if err := c.call(ctx, MethodOpenSnapshot, &storepb.OpenSnapshotRequest{LeaseMs: uint32(lease / time.Millisecond)}, &resp); err != nil {
+		return nil, err
+	}
+	return &Snapshot{c: c, id: resp.SnapshotId, seq: resp.Sequence, expires: time.UnixMilli(resp.ExpiresUnixMs)}, nil
+}
+
+// ID returns the snapshot's server-side id.
+func (s *Snapshot) ID() uint64 { return s.id }
+
+// Sequence returns RocksDB's sequence number at the snapshot.
+func (s *Snapshot) Sequence() uint64 { return s.seq }
+
+// Expires returns when the lease ran out as of opening (reads renew it).
+func (s *Snapshot) Expires() time.Time { return s.expires }
+
+// Get reads key of cf at the snapshot.
+func (s *Snapshot) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) {
+	return s.c.get(ctx, s.id, cf, key)
+}
+
+// MultiGet reads keys of cf at the snapshot.
+func (s *Snapshot) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([]Result, error) {
+	return s.c.multiGet(ctx, s.id, cf, keys)
+}
+
+// Scan reads one page of span at the snapshot.
+func (s *Snapshot) Scan(ctx context.Context, span Span, opts ScanOptions) (Page, error) {
+	return s.c.scan(ctx, s.id, span, opts)
+}
+
+// Iterator returns an iterator over span at the snapshot.
+func (s *Snapshot) Iterator(span Span, opts ScanOptions) *Iterator {
+	it := s.c.Iterator(span, opts)
+	it.snap = s.id
+	return it
+}
+
+// StreamRange streams span at the snapshot; see Client.StreamRange.
+func (s *Snapshot) StreamRange(ctx context.Context, span Span, chunkBytes int, fn func(chunk []KV) error) error {
+	return s.c.streamRange(ctx, s.id, span, chunkBytes, fn)
+}
+
+// Release closes the snapshot; later reads at it fail with
+// bus.ErrFailedPrecondition. Releasing twice is an error of that kind too.
+func (s *Snapshot) Release(ctx context.Context) error {
+	return s.c.call(ctx, MethodReleaseSnapshot, &storepb.ReleaseSnapshotRequest{SnapshotId: s.id}, &storepb.ReleaseSnapshotResponse{})
+}
+
+// StreamRange streams every entry of span, at a snapshot the server takes
+// when the stream starts, calling fn once per chunk of about chunkBytes
+// (0: the server default) in ascending key order. An error from fn ends
+// the stream and is returned. chunk and its entries belong to fn's caller
+// after fn returns.
+func (c *Client) StreamRange(ctx context.Context, span Span, chunkBytes int, fn func(chunk []KV) error) error {
+	return c.streamRange(ctx, 0, span, chunkBytes, fn)
+}
+
+func (c *Client) streamRange(ctx context.Context, snap uint64, span Span, chunkBytes int, fn func([]KV) error) error {
+	if chunkBytes < 0 {
+		return errors.New("storeclient: StreamRange: negative chunk size")
+	}
+	st, err := c.b.Stream(ctx, c.addr, wire.ProtoStore, MethodStreamRange,
+		&storepb.StreamRangeRequest{Span: span.proto(), SnapshotId: snap, ChunkBytes: uint32(chunkBytes)})
+	if err != nil {
+		return fmt.Errorf("storeclient: StreamRange: %w", err)
+	}
+	defer st.Close()
+	for {
+		var chunk storepb.RangeChunk
+		if err := st.Recv(&chunk); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("storeclient: StreamRange: %w", err)
+		}
+		if err := fn(kvsFromProto(chunk.Kvs)); err != nil {
+			return err
+		}
+	}
+}
+
+// Ingest is an IngestRange session: the entries added replace span
+// atomically at Finish. It is not safe for concurrent use.
+type Ingest struct {
+	c         *Client
+	id, seq   uint64
+	pending   []*storepb.KeyValue
+	pendBytes int
+	chunk     int
+	keys      uint64
+	bytes     uint64
+	done      bool
+}
+
+// IngestResult summarises a finished ingest.
+type IngestResult struct {
+	Keys, Bytes uint64
+	// Sequence is RocksDB's sequence number after the replacing write.
+	Sequence uint64
+}
+
+// DefaultIngestChunkBytes is the size at which Ingest.Add sends a chunk.
+const DefaultIngestChunkBytes = 1 << 20
+
+// IngestRange begins a session that will replace span (whose End must be
+// set). lease bounds how long the session may stay idle on the server; 0
+// means the server default.
+func (c *Client) IngestRange(ctx context.Context, span Span, lease time.Duration) (*Ingest, error) {
+	if lease < 0 {
+		return nil, errors.New("storeclient: IngestRange: negative lease")
+	}
+	var resp storepb.IngestRangeResponse
+	if err := c.call(ctx, MethodIngestRange, &storepb.IngestRangeRequest{Span: span.proto(), LeaseMs: uint32(lease / time.Millisecond)}, &resp); err != nil {
+		return nil, err
+	}
+	return &Ingest{c: c, id: resp.IngestId, chunk: DefaultIngestChunkBytes}, nil
+}
+
+// ID returns the session's server-side id.
+func (in *Ingest) ID() uint64 { return in.id }
+
+// Add queues entries (in strictly ascending key order across the session)
+// and sends a chunk whenever DefaultIngestChunkBytes have accumulated. The
+// keys and values must not change until the session ends.
+func (in *Ingest) Add(ctx context.Context, kvs ...KV) error {
+	if in.done {
+		return errors.New("storeclient: IngestRange: session ended")
+	}
+	for _, kv := range kvs {
+		in.pending = append(in.pending, &storepb.KeyValue{Key: kv.Key, Value: kv.Value})
+		in.pendBytes += len(kv.Key) + len(kv.Value)
+		if in.pendBytes >= in.chunk {
+			if _, err := in.send(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (in *Ingest) send(ctx context.Context, done bool) (*storepb.IngestRangeResponse, error) {
+	req := storepb.IngestRangeRequest{IngestId: in.id, Done: done}
+	if len(in.pending) > 0 {
+		in.seq++
+		req.Seq, req.Kvs = in.seq, in.pending
+	}
+	var resp storepb.IngestRangeResponse
+	if err := in.c.call(ctx, MethodIngestRange, &req, &resp); err != nil {
+		in.done = true
+		return nil, err
+	}
+	in.pending, in.pendBytes = in.pending[:0], 0
+	in.keys, in.bytes = resp.Keys, resp.Bytes
+	return &resp, nil
+}
+
+// Finish sends the remaining entries and replaces the span: one synced
+// atomic write deletes the span and writes every entry of the session.
+func (in *Ingest) Finish(ctx context.Context) (IngestResult, error) {
+	if in.done {
+		return IngestResult{}, errors.New("storeclient: IngestRange: session ended")
+	}
+	resp, err := in.send(ctx, true)
+	in.done = true
+	if err != nil {
+		return IngestResult{}, err
+	}
+	return IngestResult{Keys: resp.Keys, Bytes: resp.Bytes, Sequence: resp.Sequence}, nil
+}
+
+// Abort drops the session; nothing is written. Aborting an ended session
+// does nothing.
+func (in *Ingest) Abort(ctx context.Context) error {
+	if in.done {
+		return nil
+	}
+	in.done = true
+	return in.c.call(ctx, MethodIngestRange, &storepb.IngestRangeRequest{IngestId: in.id, Abort: true}, &storepb.IngestRangeResponse{})
+}
+
+// ApproximateSize returns the approximate on-disk size of span, memtables
+// included.
+func (c *Client) ApproximateSize(ctx context.Context, span Span) (uint64, error) {
+	var resp storepb.ApproximateSizeResponse
+	if err := c.call(ctx, MethodApproximateSize, &storepb.ApproximateSizeRequest{Span: span.proto()}, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Bytes, nil
+}
+
+// Compact compacts span down to the bottom level; it returns when done.
+func (c *Client) Compact(ctx context.Context, span Span) error {
+	return c.call(ctx, MethodCompact, &storepb.CompactRequest{Span: span.proto()}, &storepb.CompactResponse{})
+}
+
+// Checkpoint makes a RocksDB checkpoint of the whole store in dir, which
+// must not exist (a relative dir is taken under the server's checkpoint
+// directory), and returns its absolute path on the server.
+func (c *Client) Checkpoint(ctx context.Context, dir string) (string, error) {
+	var resp storepb.CheckpointResponse
+	if err := c.call(ctx, MethodCheckpoint, &storepb.CheckpointRequest{Dir: dir}, &resp); err != nil {
+		return "", err
+	}
+	return resp.Dir, nil
+}
+
+// Stats returns the store's statistics.
+func (c *Client) Stats(ctx context.Context) (*storepb.StatsResponse, error) {
+	var resp storepb.StatsResponse
+	if err := c.call(ctx, MethodStats, &storepb.StatsRequest{}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}

@@ -1,0 +1,33 @@
+// Package storeclient is the typed client of stored's bus protocol
+// (wire.ProtoStore, messages in package storepb). raftd, clockd and the
+// tools of services use it; none of them builds store protobuf by hand.
+//
+//	c := storeclient.New(b, "127.0.0.1:7401")
+//	var wb storeclient.Batch
+//	wb.Put(storeclient.Raft, key, entry).Delete(storeclient.Local, old)
+//	seq, err := c.Write(ctx, &wb, true) // durable once it returns
+//	wb.Reset()                           // reuse the batch's memory
+//
+// Reads: Get, MultiGet, Scan (one page) and Iterator (every page of a
+// span); each also exists on a Snapshot, a consistent view opened with
+// OpenSnapshot and held by a lease that every read renews. Release it when
+// done; an expired snapshot fails with bus.ErrFailedPrecondition.
+//
+// Spans are half-open [Start, End) within one column family; an empty End
+// means the end of the family, an empty Start its beginning.
+//
+// StreamRange delivers a span in chunks (what raft snapshots are made of)
+// and IngestRange atomically replaces a span with streamed entries: Begin
+// an Ingest, Add entries in ascending key order, Finish. Nothing is
+// written before Finish, and Finish replaces the span in one synced batch.
+//
+// Memory: a Batch keeps references to the keys and values passed to it
+// (it does not copy them) until Reset; results returned by the client are
+// owned by the caller. A Client is safe for concurrent use; a Batch, an
+// Iterator and an Ingest are not.
+//
+// Errors are wrapped *bus.Error values: test them with errors.Is against
+// bus.ErrInvalidArgument (bad input, nothing changed),
+// bus.ErrFailedPrecondition (unknown or expired snapshot or ingest
+// session), bus.ErrUnavailable and so on.
+package storeclient
