@@ -238,17 +238,72 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// sendLoop sends queued datagrams; it exits when the server stops.
+// Per-peer datagram senders: a send to a peer without a live connection
+// dials first, which may take up to sendTimeout when the peer is gone, so
+// each peer address gets its own sender goroutine and queue and a dead
+// member cannot delay probes and acks to the others. A sender idle for
+// senderIdle ends.
+const (
+	sendTimeout    = time.Second
+	senderIdle     = 30 * time.Second
+	senderQueueLen = 64
+)
+
+// sendLoop hands queued datagrams to per-peer senders and retires idle
+// senders; it exits when the server stops, after which the senders exit
+// too (they watch s.ctx).
 func (s *Server) sendLoop() {
+	defer s.wg.Done()
+	type sender struct {
+		ch   chan []byte
+		used time.Time
+	}
+	senders := map[string]*sender{}
+	tick := time.NewTicker(senderIdle / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			for addr, sd := range senders {
+				if now.Sub(sd.used) > senderIdle {
+					close(sd.ch)
+					delete(senders, addr)
+				}
+			}
+		case p := <-s.sendq:
+			sd := senders[p.addr]
+			if sd == nil {
+				sd = &sender{ch: make(chan []byte, senderQueueLen)}
+				senders[p.addr] = sd
+				s.wg.Add(1)
+				go s.peerSender(p.addr, sd.ch)
+			}
+			sd.used = time.Now()
+			select {
+			case sd.ch <- p.b:
+			default: // this peer is slow (dialing): drop, as the network would
+			}
+		}
+	}
+}
+
+// peerSender sends one peer's datagrams in order until ch is closed or
+// the server stops.
+func (s *Server) peerSender(addr string, ch <-chan []byte) {
 	defer s.wg.Done()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case p := <-s.sendq:
-			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-			if err := s.deps.Bus.SendDatagram(ctx, p.addr, wire.ProtoGossip, p.b); err != nil {
-				s.log.Debug("gossip datagram not sent", slog.String("to", p.addr), slog.Any("err", err))
+		case b, ok := <-ch:
+			if !ok {
+				return
+			}
+			ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+			if err := s.deps.Bus.SendDatagram(ctx, addr, wire.ProtoGossip, b); err != nil {
+				s.log.Debug("gossip datagram not sent", slog.String("to", addr), slog.Any("err", err))
 			}
 			cancel()
 		}

@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -227,4 +228,144 @@ func TestStreamFallbackAvoidsSuspicion(t *testing.T) {
 	if s.streamPings == 0 {
 		t.Fatal("no stream fallback probe was sent")
 	}
+}
+
+// deaths returns the dead and left events about any member of ids (all
+// members when ids is empty).
+func (s *sim) deaths(ids ...uint64) []simRecord {
+	var out []simRecord
+	for _, r := range s.events {
+		if r.ev.Type != gossippb.EventType_EVENT_TYPE_DEAD && r.ev.Type != gossippb.EventType_EVENT_TYPE_LEAVE {
+			continue
+		}
+		if len(ids) == 0 || slices.Contains(ids, r.ev.Member.ID) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *sim) count(typ gossippb.EventType, id uint64) int {
+	n := 0
+	for _, r := range s.events {
+		if r.ev.Type == typ && r.ev.Member.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNoFalseDeathUnderLoss: a healthy cluster runs for five virtual
+// minutes at 0, 5 and 10% datagram loss, with and without the stream
+// fallback probe, and no member is ever declared dead.
+func TestNoFalseDeathUnderLoss(t *testing.T) {
+	for _, tc := range []struct {
+		loss     float64
+		fallback bool
+	}{{0, true}, {0.05, true}, {0.10, true}, {0.05, false}, {0.10, false}} {
+		t.Run(fmt.Sprintf("loss=%.0f%%/fallback=%v", tc.loss*100, tc.fallback), func(t *testing.T) {
+			cfg := DefaultLANConfig()
+			cfg.StreamFallback = tc.fallback
+			s := newSim(t, cfg)
+			nodes := s.cluster(16)
+			s.loss = tc.loss
+			s.run(5 * time.Minute)
+			suspects := 0
+			for _, r := range s.events {
+				if r.ev.Type == gossippb.EventType_EVENT_TYPE_SUSPECT {
+					suspects++
+				}
+			}
+			t.Logf("%d suspicions, 0 allowed deaths, in 5 min of 16 nodes", suspects)
+			for _, r := range s.deaths() {
+				t.Errorf("node %d declared %d %v at %v", r.observer, r.ev.Member.ID, r.ev.Type, r.at)
+			}
+			if !s.allSee(nodes, nodes, gossippb.MemberState_MEMBER_STATE_ALIVE) {
+				t.Error("not every node sees every node alive at the end")
+			}
+		})
+	}
+}
+
+// TestCPUStallSuspectedAndRefutes: a node that stops processing anything
+// (timers and messages) for 3 s, three times, is suspected while frozen,
+// refutes when it wakes up, and is never declared dead; nor does it
+// declare anyone dead on waking with stale probe timers.
+func TestCPUStallSuspectedAndRefutes(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(16)
+	frozen := nodes[9]
+	for range 3 {
+		frozen.pause(3 * time.Second)
+		s.run(20 * time.Second)
+	}
+	if got := s.count(gossippb.EventType_EVENT_TYPE_SUSPECT, frozen.id); got == 0 {
+		t.Fatal("the stalled node was never suspected: the stall was not seen")
+	}
+	for _, r := range s.deaths() {
+		t.Errorf("node %d declared %d %v at %v", r.observer, r.ev.Member.ID, r.ev.Type, r.at)
+	}
+	if inc := frozen.e.Self().Incarnation; inc < 2 {
+		t.Errorf("stalled node at incarnation %d; want a refutation", inc)
+	}
+	if !s.allSee(nodes, nodes, gossippb.MemberState_MEMBER_STATE_ALIVE) {
+		t.Error("not every node sees every node alive after the stalls")
+	}
+}
+
+// TestLongStallIsDeathThenRejoin: a node frozen for far longer than the
+// suspicion timeout is declared dead (that is a failure), and on waking it
+// learns of it, refutes with a higher incarnation and is alive again
+// everywhere.
+func TestLongStallIsDeathThenRejoin(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(8)
+	frozen := nodes[2]
+	frozen.pause(60 * time.Second)
+	if _, ok := s.runUntil(59*time.Second, func() bool {
+		return s.allSee(without(nodes, frozen), []*simNode{frozen}, gossippb.MemberState_MEMBER_STATE_DEAD)
+	}); !ok {
+		t.Fatal("a node frozen for 60 s was not declared dead by all")
+	}
+	s.run(frozen.pausedUntil.Sub(s.Now()))
+	// Gossip to the dead (30 s) has run out; the woken node hears of its
+	// death through push-pull at the latest.
+	took, ok := s.runUntil(2*s.cfg.PushPullInterval, func() bool { return s.allSee(nodes, nodes, gossippb.MemberState_MEMBER_STATE_ALIVE) })
+	if !ok {
+		t.Fatal("woken node not alive again everywhere")
+	}
+	t.Logf("woken node alive everywhere again after %v at incarnation %d", took, frozen.e.Self().Incarnation)
+}
+
+// TestDeadNodeReclaimAtNewAddress: a crashed node restarts with the same
+// id at another address; every member takes the new address.
+func TestDeadNodeReclaimAtNewAddress(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	nodes := s.cluster(8)
+	victim := nodes[4]
+	victim.crashed = true
+	if _, ok := s.runUntil(60*time.Second, func() bool {
+		return s.allSee(without(nodes, victim), []*simNode{victim}, gossippb.MemberState_MEMBER_STATE_DEAD)
+	}); !ok {
+		t.Fatal("victim not declared dead")
+	}
+	victim.e.Stop()
+	back := s.addAt(victim.id, "10.0.1.5:7403", nil)
+	back.e.Join([]string{nodes[0].addr}, nil)
+	rest := append(without(nodes, victim), back)
+	took, ok := s.runUntil(30*time.Second, func() bool {
+		if !s.allSee(rest, rest, gossippb.MemberState_MEMBER_STATE_ALIVE) {
+			return false
+		}
+		for _, n := range rest {
+			if m, _ := n.e.Member(back.id); m.Addr != back.addr {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatal("restarted node not alive at its new address everywhere")
+	}
+	t.Logf("reclaimed at the new address everywhere in %v", took)
 }

@@ -3,7 +3,10 @@ package swim
 import (
 	"container/heap"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -76,15 +79,33 @@ type simNode struct {
 	e       *Engine
 	crashed bool
 	stall   time.Duration // extra inbound processing delay
-	user    []*gossippb.UserEvent
+	// pausedUntil freezes the node (a CPU stall or a long GC pause): its
+	// timers and inbound messages wait until then, in their order.
+	pausedUntil time.Time
+	user        []*gossippb.UserEvent
+}
+
+// simSeed is fixed per test (a hash of its name) so runs repeat exactly;
+// SWIM_SEED overrides it to explore other schedules.
+func simSeed(t *testing.T) uint64 {
+	if v := os.Getenv("SWIM_SEED"); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("SWIM_SEED=%q: %v", v, err)
+		}
+		return seed
+	}
+	h := fnv.New64a()
+	h.Write([]byte(t.Name()))
+	return h.Sum64()
 }
 
 func newSim(t *testing.T, cfg Config) *sim {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("sim seed %d", seed)
+	seed := simSeed(t)
+	t.Logf("sim seed %d (set SWIM_SEED to change)", seed)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("reproduce with sim seed %d", seed)
+			t.Logf("reproduce with SWIM_SEED=%d", seed)
 		}
 	})
 	return &sim{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 1)), now: time.Unix(1_700_000_000, 0),
@@ -165,11 +186,11 @@ func (n *simNode) SendPacket(addr string, b []byte) {
 	}
 	dst := s.nodes[addr]
 	buf := append([]byte(nil), b...)
-	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
 		if !dst.crashed {
 			dst.e.Receive(buf)
 		}
-	})
+	}, nil))
 }
 
 func (n *simNode) PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error)) {
@@ -180,14 +201,14 @@ func (n *simNode) PushPull(addr string, req *gossippb.PushPullState, done func(*
 		return
 	}
 	dst := s.nodes[addr]
-	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
 		if dst.crashed {
 			fail()
 			return
 		}
 		resp, err := dst.e.HandlePushPull(req)
-		s.AfterFunc(s.linkDelay()+n.stall, func() { done(resp, err) })
-	})
+		s.AfterFunc(s.linkDelay()+n.stall, n.gate(func() { done(resp, err) }, nil))
+	}, nil))
 }
 
 func (n *simNode) PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error)) {
@@ -203,19 +224,61 @@ func (n *simNode) PingStream(addr string, ping *gossippb.Ping, timeout time.Dura
 		fail()
 		return
 	}
-	s.AfterFunc(s.linkDelay()+dst.stall, func() {
+	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
 		if dst.crashed {
 			return
 		}
 		ack, err := dst.e.HandlePing(ping)
-		s.AfterFunc(s.linkDelay()+n.stall, func() { done(ack, err) })
-	})
+		s.AfterFunc(s.linkDelay()+n.stall, n.gate(func() { done(ack, err) }, nil))
+	}, nil))
 }
+
+// gate wraps f so that it waits while the node is paused; stopped, if
+// not nil, cancels a postponed call.
+func (n *simNode) gate(f func(), stopped *bool) func() {
+	var g func()
+	g = func() {
+		if stopped != nil && *stopped {
+			return
+		}
+		if now := n.s.Now(); now.Before(n.pausedUntil) {
+			n.s.AfterFunc(n.pausedUntil.Sub(now), g)
+			return
+		}
+		f()
+	}
+	return g
+}
+
+// nodeClock is the node's view of the virtual clock: its timers wait
+// while the node is paused.
+type nodeClock struct{ n *simNode }
+
+func (c nodeClock) Now() time.Time { return c.n.s.Now() }
+
+func (c nodeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	stopped := new(bool)
+	stop := c.n.s.AfterFunc(d, c.n.gate(f, stopped))
+	return func() bool {
+		was := !*stopped
+		*stopped = true
+		stop()
+		return was
+	}
+}
+
+// pause freezes the node for d from now.
+func (n *simNode) pause(d time.Duration) { n.pausedUntil = n.s.Now().Add(d) }
 
 func (s *sim) add(id uint64, md *gossippb.Metadata) *simNode {
 	s.t.Helper()
-	n := &simNode{s: s, id: id, addr: fmt.Sprintf("10.0.0.%d:7403", id)}
-	e, err := NewEngine(s.cfg, "test", id, n.addr, md, EngineDeps{Clock: s, Transport: n, Seed: s.seed + id,
+	return s.addAt(id, fmt.Sprintf("10.0.0.%d:7403", id), md)
+}
+
+func (s *sim) addAt(id uint64, addr string, md *gossippb.Metadata) *simNode {
+	s.t.Helper()
+	n := &simNode{s: s, id: id, addr: addr}
+	e, err := NewEngine(s.cfg, "test", id, n.addr, md, EngineDeps{Clock: nodeClock{n}, Transport: n, Seed: s.seed + id,
 		OnEvent: func(ev Event) { s.events = append(s.events, simRecord{at: s.now, observer: id, ev: ev}) },
 		OnUser:  func(u *gossippb.UserEvent) { n.user = append(n.user, u) }})
 	if err != nil {

@@ -115,7 +115,7 @@ func TestLatencyFilterDropsOutlier(t *testing.T) {
 // per-node access delays and 5%% jitter and reports the median relative
 // RTT-prediction error.
 func TestSyntheticMatrix(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
+	seed := uint64(20240917) // fixed so the figures repeat; any seed passes
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const n = 32
