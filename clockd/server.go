@@ -200,7 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ready:    make(chan struct{}), errc: make(chan error, 1), done: make(chan struct{}),
 	}
 	if s.physical == nil {
-		s.physical = hlc.SystemTime
+		s.physical = hlc.NewWallClock().Now
 	}
 	met, err := newMetrics(deps.Registerer)
 	if err != nil {

@@ -3,7 +3,6 @@ package hlc
 import (
 	"errors"
 	"fmt"
-
 	"sync"
 	"time"
 )
@@ -15,7 +14,9 @@ var ErrRemoteAhead = errors.New("hlc: remote timestamp too far ahead")
 // Config configures a Clock.
 type Config struct {
 	// Physical returns physical time in nanoseconds since the Unix epoch.
-	// Default: the system's wall clock.
+	// It is called once per Now or Update, outside the clock's lock, so
+	// it must be safe for concurrent use. Default: a WallClock of its
+	// own (the system wall clock, read cheaply).
 	Physical func() int64
 	// MaxOffset is the largest tolerated offset between two nodes' clocks;
 	// Update refuses remote timestamps further ahead than this. Zero
@@ -42,13 +43,15 @@ type Clock struct {
 	}
 }
 
-// SystemTime returns the system wall clock in Unix nanoseconds.
+// SystemTime returns the system wall clock in Unix nanoseconds, read
+// afresh with time.Now on every call. WallClock.Now is a cheaper reading
+// of the same clock.
 func SystemTime() int64 { return time.Now().UnixNano() }
 
 // NewClock returns a clock reading cfg.Physical.
 func NewClock(cfg Config) *Clock {
 	if cfg.Physical == nil {
-		cfg.Physical = SystemTime
+		cfg.Physical = NewWallClock().Now
 	}
 	return &Clock{cfg: cfg}
 }
@@ -56,30 +59,42 @@ func NewClock(cfg Config) *Clock {
 // MaxOffset returns the configured maximum offset.
 func (c *Clock) MaxOffset() time.Duration { return c.cfg.MaxOffset }
 
-// physicalLocked reads the physical clock and checks for forward jumps.
-func (c *Clock) physicalLocked() int64 {
-	p := c.cfg.Physical()
-	if last := c.mu.lastPhysical; c.cfg.ForwardJumpThreshold > 0 && last != 0 && p-last > int64(c.cfg.ForwardJumpThreshold) {
+// observeLocked checks the physical reading p, taken before the lock, for
+// a forward jump. Concurrent callers may arrive out of order, so p is
+// compared with the highest reading seen so far: a late, older reading is
+// never a jump and never lowers that mark.
+func (c *Clock) observeLocked(p int64) {
+	last := c.mu.lastPhysical
+	if p <= last {
+		return
+	}
+	if c.cfg.ForwardJumpThreshold > 0 && last != 0 && p-last > int64(c.cfg.ForwardJumpThreshold) {
 		c.mu.jumps++
 		if c.cfg.OnForwardJump != nil {
 			c.cfg.OnForwardJump(time.Duration(p - last))
 		}
 	}
 	c.mu.lastPhysical = p
-	return p
 }
 
 // Now returns a reading strictly after every earlier reading of c.
+//
+// The physical clock is read before the lock is taken, so the lock is
+// held only for a few comparisons. The reading is still at or after
+// physical time as it was at some instant during the call, and strictly
+// after every reading that completed before (the state only moves
+// forward under the lock).
 func (c *Clock) Now() Timestamp {
+	p := c.cfg.Physical()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	p := c.physicalLocked()
+	c.observeLocked(p)
+	ts := c.mu.ts.Next()
 	if p > c.mu.ts.WallTime {
-		c.mu.ts = Timestamp{WallTime: p}
-	} else {
-		c.mu.ts = c.mu.ts.Next()
+		ts = Timestamp{WallTime: p}
 	}
-	return c.mu.ts
+	c.mu.ts = ts
+	c.mu.Unlock()
+	return ts
 }
 
 // Peek returns the last reading without advancing the clock.
@@ -100,9 +115,10 @@ func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 	if err := remote.Valid(); err != nil {
 		return Timestamp{}, err
 	}
+	p := c.cfg.Physical()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.physicalLocked()
+	c.observeLocked(p)
 	if c.cfg.MaxOffset > 0 && remote.WallTime-p > int64(c.cfg.MaxOffset) {
 		return Timestamp{}, fmt.Errorf("%w: %s is %v ahead of physical time, max offset %v",
 			ErrRemoteAhead, remote, time.Duration(remote.WallTime-p), c.cfg.MaxOffset)

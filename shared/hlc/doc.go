@@ -32,6 +32,12 @@
 // the caller decides). The logical counter cannot overflow: when it would,
 // the wall time advances by one nanosecond instead.
 //
+// The default physical time source is a WallClock: the system wall clock
+// advanced by the monotonic clock between re-reads every WallResync, about
+// half the cost of time.Now (a wall clock step is seen at most WallResync
+// late). Clock reads it outside its lock and holds the lock only to
+// compare and store; see clockd/BENCHMARKS.md for the figures.
+//
 // Clocks are safe for concurrent use. Time across restarts is the caller's
 // business: clockd persists an upper bound of the wall time it has handed
 // out and waits it out on start (see package clockd).

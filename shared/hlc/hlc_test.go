@@ -3,8 +3,10 @@ package hlc
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -195,6 +197,57 @@ func TestForwardJump(t *testing.T) {
 	}
 }
 
+func TestForwardJumpOutOfOrderReadings(t *testing.T) {
+	// Concurrent callers may reach the lock with physical readings out of
+	// order: an older reading arriving late is not a jump and does not
+	// lower the mark the next reading is compared with.
+	var jumps []time.Duration
+	for _, tt := range []struct {
+		name      string
+		readings  []int64
+		wantJumps []time.Duration
+	}{
+		{"late older reading", []int64{10e9, 10.5e9, 10.2e9, 11e9}, nil},
+		{"jump after a late reading", []int64{10e9, 9e9, 11.5e9}, []time.Duration{1500 * time.Millisecond}},
+		{"backward step then jump", []int64{10e9, 5e9, 10.9e9, 12e9}, []time.Duration{1100 * time.Millisecond}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			jumps = nil
+			phys := &fakePhysical{}
+			c := NewClock(Config{Physical: phys.now, ForwardJumpThreshold: time.Second, OnForwardJump: func(d time.Duration) { jumps = append(jumps, d) }})
+			for _, r := range tt.readings {
+				phys.set(r)
+				c.Now()
+			}
+			if !slices.Equal(jumps, tt.wantJumps) || c.ForwardJumps() != uint64(len(tt.wantJumps)) {
+				t.Errorf("jumps = %v (count %d); want %v", jumps, c.ForwardJumps(), tt.wantJumps)
+			}
+		})
+	}
+}
+
+func TestWallClockTracksSystemClock(t *testing.T) {
+	// Each reading lies between two time.Now readings taken around it
+	// (within a small slack for the wall and monotonic parts of one
+	// time.Now being read a few ns apart), across several resyncs.
+	const slack = int64(50 * time.Microsecond)
+	w := NewWallClock()
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 5*WallResync {
+		before := time.Now().UnixNano()
+		got := w.Now()
+		after := time.Now().UnixNano()
+		if got < before-slack || got > after+slack {
+			t.Fatalf("WallClock.Now = %d; want within [%d, %d] ± %d", got, before, after, slack)
+		}
+		n++
+	}
+	if n < 2 {
+		t.Fatalf("only %d readings", n)
+	}
+}
+
 func TestLogicalOverflow(t *testing.T) {
 	phys := &fakePhysical{ns: 100}
 	c := NewClock(Config{Physical: phys.now})
@@ -269,18 +322,51 @@ func FuzzDecodeBytes(f *testing.F) {
 	})
 }
 
+// BenchmarkNow is Now from one goroutine, with the default physical
+// clock (a WallClock) and with time.Now read on every call.
 func BenchmarkNow(b *testing.B) {
-	c := NewClock(Config{})
-	for b.Loop() {
-		c.Now()
+	for _, bm := range []struct {
+		name string
+		phys func() int64
+	}{{"wallclock", nil}, {"timenow", SystemTime}} {
+		b.Run(bm.name, func(b *testing.B) {
+			c := NewClock(Config{Physical: bm.phys})
+			for b.Loop() {
+				c.Now()
+			}
+		})
 	}
 }
 
+// BenchmarkNowParallel is Now from many goroutines: GOMAXPROCS, and
+// 16×GOMAXPROCS.
 func BenchmarkNowParallel(b *testing.B) {
-	c := NewClock(Config{})
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			c.Now()
+	for _, p := range []int{1, 16} {
+		b.Run(fmt.Sprintf("goroutines=%dxGOMAXPROCS", p), func(b *testing.B) {
+			c := NewClock(Config{})
+			b.SetParallelism(p)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.Now()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPhysical is the cost of the physical clock reading alone.
+func BenchmarkPhysical(b *testing.B) {
+	var sink int64
+	b.Run("wallclock", func(b *testing.B) {
+		w := NewWallClock()
+		for b.Loop() {
+			sink += w.Now()
 		}
 	})
+	b.Run("timenow", func(b *testing.B) {
+		for b.Loop() {
+			sink += SystemTime()
+		}
+	})
+	_ = sink
 }
