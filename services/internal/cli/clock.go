@@ -25,8 +25,14 @@ func clockCommand(e *env) *cli.Command {
 		Usage: "show a node's clock: now, health, and the offset of each peer clockd",
 		Description: "Calls the clockd at --addr over the bus (mutual TLS with the node certificate in\n" +
 			"--certs-dir). The table lists each peer's estimated offset (peer minus this node), the\n" +
-			"round trip of the last probe and the estimate's uncertainty. --output json prints one\n" +
-			"object with now, health and \"peers\": one object per peer (offset_ns, rtt_ns, uncertainty_ns, ...).",
+			"round trip of the last probe and the estimate's uncertainty.\n\n" +
+			"--output json prints a JSON array with one object per clock, all with peer, self,\n" +
+			"offset_ns, rtt_ns and uncertainty_ns. The first object is the answering clockd itself\n" +
+			"(\"self\": true, offsets 0) and also carries now, now_wall_ns, max_offset_ns, serving,\n" +
+			"persisted_bound_ns, healthy, reason, peers_reachable, peers_far and forward_jumps; then one\n" +
+			"object per peer (\"self\": false) with node_id, last_probe and error. For example:\n" +
+			"  pleiades clock -o json | jq '.[] | select(.self | not) | [.peer, .offset_ns]'\n" +
+			"  pleiades clock -o json | jq '.[0].healthy'",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("clockd").busPort), Usage: "the clockd's bus `ADDR`"},
 			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
@@ -49,36 +55,83 @@ func clockCommand(e *env) *cli.Command {
 				return err
 			}
 			if f == "json" {
-				return printJSON(e.stdout, view)
+				return printJSON(e.stdout, view.jsonRows())
 			}
 			return printClock(e.stdout, view)
 		}),
 	}
 }
 
-// clockView is what `clock` prints.
+// clockView is what `clock` shows.
 type clockView struct {
-	Addr           string          `json:"addr"`
-	Now            string          `json:"now"`
-	NowWallNs      int64           `json:"now_wall_ns"`
-	MaxOffsetNs    int64           `json:"max_offset_ns"`
-	Healthy        bool            `json:"healthy"`
-	Reason         string          `json:"reason,omitempty"`
-	PeersReachable int32           `json:"peers_reachable"`
-	PeersFar       int32           `json:"peers_far"`
-	ForwardJumps   uint64          `json:"forward_jumps"`
-	Peers          []clockPeerView `json:"peers"`
+	Addr             string
+	Now              string
+	NowWallNs        int64
+	MaxOffsetNs      int64
+	Serving          bool
+	PersistedBoundNs int64
+	Healthy          bool
+	Reason           string
+	PeersReachable   int32
+	PeersFar         int32
+	ForwardJumps     uint64
+	Peers            []clockPeerView
 }
 
 // clockPeerView is one peer of clockView.
 type clockPeerView struct {
+	Peer          string
+	NodeID        uint64
+	OffsetNs      int64
+	RTTNs         int64
+	UncertaintyNs int64
+	LastProbe     string
+	Error         string
+}
+
+// clockJSONRow is one object of `clock --output json`: the answering
+// clockd (Self, with the node fields set) or one of its peers. Every row
+// has Peer, Self, OffsetNs, RTTNs and UncertaintyNs; the node fields are
+// pointers so that peer rows leave them out.
+type clockJSONRow struct {
 	Peer          string `json:"peer"`
+	Self          bool   `json:"self"`
 	NodeID        uint64 `json:"node_id,omitempty"`
 	OffsetNs      int64  `json:"offset_ns"`
 	RTTNs         int64  `json:"rtt_ns"`
 	UncertaintyNs int64  `json:"uncertainty_ns"`
 	LastProbe     string `json:"last_probe,omitempty"`
 	Error         string `json:"error,omitempty"`
+
+	Now              *string `json:"now,omitempty"`
+	NowWallNs        *int64  `json:"now_wall_ns,omitempty"`
+	MaxOffsetNs      *int64  `json:"max_offset_ns,omitempty"`
+	Serving          *bool   `json:"serving,omitempty"`
+	PersistedBoundNs *int64  `json:"persisted_bound_ns,omitempty"`
+	Healthy          *bool   `json:"healthy,omitempty"`
+	Reason           string  `json:"reason,omitempty"`
+	PeersReachable   *int32  `json:"peers_reachable,omitempty"`
+	PeersFar         *int32  `json:"peers_far,omitempty"`
+	ForwardJumps     *uint64 `json:"forward_jumps,omitempty"`
+}
+
+// jsonRows returns the rows of `clock --output json`: the answering
+// clockd first, then its peers in address order.
+func (v clockView) jsonRows() []clockJSONRow {
+	rows := make([]clockJSONRow, 0, 1+len(v.Peers))
+	rows = append(rows, clockJSONRow{
+		Peer: v.Addr, Self: true,
+		Now: &v.Now, NowWallNs: &v.NowWallNs, MaxOffsetNs: &v.MaxOffsetNs, Serving: &v.Serving,
+		PersistedBoundNs: &v.PersistedBoundNs, Healthy: &v.Healthy, Reason: v.Reason,
+		PeersReachable: &v.PeersReachable, PeersFar: &v.PeersFar, ForwardJumps: &v.ForwardJumps,
+	})
+	for _, p := range v.Peers {
+		rows = append(rows, clockJSONRow{
+			Peer: p.Peer, NodeID: p.NodeID, OffsetNs: p.OffsetNs, RTTNs: p.RTTNs,
+			UncertaintyNs: p.UncertaintyNs, LastProbe: p.LastProbe, Error: p.Error,
+		})
+	}
+	return rows
 }
 
 // cliBus starts a client-only bus endpoint on 127.0.0.1:0 with the node
@@ -124,16 +177,17 @@ func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err er
 func makeClockView(addr string, st *clockpb.StatusResponse, peers []*clockpb.PeerOffset) clockView {
 	h := st.GetHealth()
 	v := clockView{
-		Addr:           addr,
-		NowWallNs:      st.GetNow().GetWallTime(),
-		Now:            hlc.Timestamp{WallTime: st.GetNow().GetWallTime(), Logical: st.GetNow().GetLogical()}.String(),
-		MaxOffsetNs:    st.GetMaxOffsetNs(),
-		Healthy:        h.GetHealthy(),
-		Reason:         h.GetReason(),
-		PeersReachable: h.GetPeersReachable(),
-		PeersFar:       h.GetPeersFar(),
-		ForwardJumps:   st.GetForwardJumps(),
-		Peers:          []clockPeerView{},
+		Addr:             addr,
+		NowWallNs:        st.GetNow().GetWallTime(),
+		Now:              hlc.Timestamp{WallTime: st.GetNow().GetWallTime(), Logical: st.GetNow().GetLogical()}.String(),
+		MaxOffsetNs:      st.GetMaxOffsetNs(),
+		Serving:          st.GetServing(),
+		PersistedBoundNs: st.GetPersistedBoundNs(),
+		Healthy:          h.GetHealthy(),
+		Reason:           h.GetReason(),
+		PeersReachable:   h.GetPeersReachable(),
+		PeersFar:         h.GetPeersFar(),
+		ForwardJumps:     st.GetForwardJumps(),
 	}
 	for _, p := range peers {
 		pv := clockPeerView{

@@ -57,35 +57,67 @@ func fakeClockd(t *testing.T, certsDir string, healthy bool) string {
 }
 
 func TestClockJSON(t *testing.T) {
-	certs := filepath.Join(t.TempDir(), "certs")
-	addr := fakeClockd(t, certs, true)
-	code, out, errOut := run(t, "clock", "--addr", addr, "--certs-dir", certs, "--output", "json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
+	// Every row has the peer fields; only the first, the answering
+	// clockd, has the node fields.
+	type row struct {
+		Peer           string  `json:"peer"`
+		Self           *bool   `json:"self"`
+		NodeID         uint64  `json:"node_id"`
+		OffsetNs       *int64  `json:"offset_ns"`
+		RTTNs          *int64  `json:"rtt_ns"`
+		UncertaintyNs  *int64  `json:"uncertainty_ns"`
+		LastProbe      string  `json:"last_probe"`
+		Error          string  `json:"error"`
+		Now            *string `json:"now"`
+		Healthy        *bool   `json:"healthy"`
+		Reason         string  `json:"reason"`
+		PeersReachable *int32  `json:"peers_reachable"`
+		PeersFar       *int32  `json:"peers_far"`
+		MaxOffsetNs    *int64  `json:"max_offset_ns"`
 	}
-	var v struct {
-		Now     string `json:"now"`
-		Healthy bool   `json:"healthy"`
-		Peers   []struct {
-			Peer          string `json:"peer"`
-			OffsetNs      *int64 `json:"offset_ns"`
-			RTTNs         *int64 `json:"rtt_ns"`
-			UncertaintyNs *int64 `json:"uncertainty_ns"`
-			Error         string `json:"error"`
-		} `json:"peers"`
-	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out)
-	}
-	if v.Now != "1700000000.000000123,4" || !v.Healthy || len(v.Peers) != 2 {
-		t.Fatalf("view = %+v", v)
-	}
-	p := v.Peers[0]
-	if p.Peer != "127.0.0.1:7414" || p.OffsetNs == nil || *p.OffsetNs != 200_000_000 || p.RTTNs == nil || *p.RTTNs != 300_000 || p.UncertaintyNs == nil || *p.UncertaintyNs != 151_000 {
-		t.Errorf("peer 0 = %+v", p)
-	}
-	if v.Peers[1].OffsetNs == nil || v.Peers[1].Error == "" {
-		t.Errorf("peer 1 = %+v; want offset_ns present and the probe error", v.Peers[1])
+	for _, tt := range []struct {
+		name    string
+		healthy bool
+	}{{"healthy", true}, {"unhealthy", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			certs := filepath.Join(t.TempDir(), "certs")
+			addr := fakeClockd(t, certs, tt.healthy)
+			code, out, errOut := run(t, "clock", "--addr", addr, "--certs-dir", certs, "--output", "json")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var rows []row
+			if err := json.Unmarshal([]byte(out), &rows); err != nil {
+				t.Fatalf("output is not a JSON array: %v\n%s", err, out)
+			}
+			if len(rows) != 3 {
+				t.Fatalf("got %d rows; want self and 2 peers:\n%s", len(rows), out)
+			}
+			for i, r := range rows {
+				if r.Self == nil || *r.Self != (i == 0) || r.OffsetNs == nil || r.RTTNs == nil || r.UncertaintyNs == nil {
+					t.Errorf("row %d = %+v; want self=%v and offset_ns, rtt_ns, uncertainty_ns present", i, r, i == 0)
+				}
+				if (r.Now != nil) != (i == 0) || (r.Healthy != nil) != (i == 0) {
+					t.Errorf("row %d: node fields present = %v; want %v", i, r.Now != nil, i == 0)
+				}
+			}
+			self := rows[0]
+			if self.Peer != addr || *self.Now != "1700000000.000000123,4" || *self.Healthy != tt.healthy ||
+				*self.MaxOffsetNs != int64(500*time.Millisecond) || *self.OffsetNs != 0 || *self.PeersReachable != 2 {
+				t.Errorf("self = %+v", self)
+			}
+			if !tt.healthy && (*self.PeersFar != 2 || !strings.Contains(self.Reason, "offset beyond")) {
+				t.Errorf("unhealthy self = %+v; want peers_far 2 and the reason", self)
+			}
+			p := rows[1]
+			if p.Peer != "127.0.0.1:7414" || p.NodeID != 2 || *p.OffsetNs != 200_000_000 || *p.RTTNs != 300_000 ||
+				*p.UncertaintyNs != 151_000 || p.LastProbe != "2023-11-14T22:13:20Z" || p.Error != "" {
+				t.Errorf("peer 1 = %+v", p)
+			}
+			if p := rows[2]; p.Peer != "127.0.0.1:7424" || *p.OffsetNs != 0 || !strings.Contains(p.Error, "unavailable") || p.LastProbe != "" {
+				t.Errorf("peer 2 = %+v; want offset_ns present and the probe error", p)
+			}
+		})
 	}
 }
 
