@@ -1,0 +1,171 @@
+package client
+
+import (
+	"bytes"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// rangeCache maps keys to ranges and ranges to the leader's raftd address,
+// as learnt from Descriptors answers and NotLeader hints. It is safe for
+// concurrent use.
+type rangeCache struct {
+	mu struct {
+		sync.Mutex
+		// ranges is sorted by start key and non-overlapping.
+		ranges []cachedRange
+		// leaders maps range id to the leader's raftd bus address.
+		leaders map[uint64]string
+		// lastRefresh is when the last Descriptors refresh started.
+		lastRefresh time.Time
+		// refreshing is set while one refresh is running.
+		refreshing bool
+		// unsupported is set when the server does not implement
+		// Descriptors; the cache then only holds nothing.
+		unsupported bool
+	}
+}
+
+type cachedRange struct {
+	id         uint64
+	start, end []byte // end empty: end of keyspace
+	generation uint64
+}
+
+func newRangeCache() *rangeCache {
+	rc := &rangeCache{}
+	rc.mu.leaders = make(map[uint64]string)
+	return rc
+}
+
+func (r cachedRange) contains(key []byte) bool {
+	return bytes.Compare(key, r.start) >= 0 && (len(r.end) == 0 || bytes.Compare(key, r.end) < 0)
+}
+
+// lookup returns the range holding key and its leader ("" if unknown).
+func (rc *rangeCache) lookup(key []byte) (id uint64, leader string, ok bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rs := rc.mu.ranges
+	// The first range whose end is past key (ends are ordered like starts).
+	i := sort.Search(len(rs), func(i int) bool {
+		return len(rs[i].end) == 0 || bytes.Compare(rs[i].end, key) > 0
+	})
+	if i == len(rs) || !rs[i].contains(key) {
+		return 0, "", false
+	}
+	return rs[i].id, rc.mu.leaders[rs[i].id], true
+}
+
+// setLeader records addr as the leader of range id.
+func (rc *rangeCache) setLeader(id uint64, addr string) {
+	if id == 0 || addr == "" {
+		return
+	}
+	rc.mu.Lock()
+	rc.mu.leaders[id] = addr
+	rc.mu.Unlock()
+}
+
+// clearLeader forgets the leader of range id if it is still addr.
+func (rc *rangeCache) clearLeader(id uint64, addr string) {
+	rc.mu.Lock()
+	if rc.mu.leaders[id] == addr {
+		delete(rc.mu.leaders, id)
+	}
+	rc.mu.Unlock()
+}
+
+// beginRefresh reports whether the caller should refresh now: no refresh
+// is running, the server supports Descriptors, and the last refresh began
+// at least every ago. It marks a refresh as running; call endRefresh.
+func (rc *rangeCache) beginRefresh(now time.Time, every time.Duration) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.mu.refreshing || rc.mu.unsupported || (!rc.mu.lastRefresh.IsZero() && now.Sub(rc.mu.lastRefresh) < every) {
+		return false
+	}
+	rc.mu.refreshing = true
+	rc.mu.lastRefresh = now
+	return true
+}
+
+// endRefresh installs the descriptors of a refresh (resp nil: it failed;
+// unsupported: the server lacks the method).
+func (rc *rangeCache) endRefresh(resp *kvpb.DescriptorsResponse, unsupported bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.mu.refreshing = false
+	if unsupported {
+		rc.mu.unsupported = true
+		return
+	}
+	if resp != nil {
+		rc.installRespLocked(resp)
+	}
+}
+
+// install adds the descriptors and leaders of resp.
+func (rc *rangeCache) install(resp *kvpb.DescriptorsResponse) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.installRespLocked(resp)
+}
+
+func (rc *rangeCache) installRespLocked(resp *kvpb.DescriptorsResponse) {
+	rc.installLocked(resp.GetDescriptors())
+	for id, addr := range resp.GetLeaders() {
+		if addr != "" {
+			rc.mu.leaders[id] = addr
+		}
+	}
+}
+
+// installLocked replaces the cached ranges overlapping the given
+// descriptors with them.
+func (rc *rangeCache) installLocked(descs []*kvpb.RangeDescriptor) {
+	if len(descs) == 0 {
+		return
+	}
+	fresh := make([]cachedRange, 0, len(descs))
+	for _, d := range descs {
+		fresh = append(fresh, cachedRange{id: d.GetRangeId(), start: d.GetStartKey(), end: d.GetEndKey(), generation: d.GetGeneration()})
+	}
+	kept := rc.mu.ranges[:0:0]
+	for _, old := range rc.mu.ranges {
+		overlaps := false
+		for _, f := range fresh {
+			if spansOverlap(old.start, old.end, f.start, f.end) {
+				overlaps = true
+				break
+			}
+		}
+		if !overlaps {
+			kept = append(kept, old)
+		} else if !containsID(fresh, old.id) {
+			delete(rc.mu.leaders, old.id)
+		}
+	}
+	all := append(kept, fresh...)
+	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].start, all[j].start) < 0 })
+	rc.mu.ranges = all
+}
+
+func containsID(rs []cachedRange, id uint64) bool {
+	for _, r := range rs {
+		if r.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// spansOverlap reports whether [s1, e1) and [s2, e2) intersect; an empty
+// end is the end of the keyspace.
+func spansOverlap(s1, e1, s2, e2 []byte) bool {
+	before := func(end, start []byte) bool { return len(end) != 0 && bytes.Compare(end, start) <= 0 }
+	return !before(e1, s2) && !before(e2, s1)
+}

@@ -1,0 +1,260 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// Method names of raftd's client protocol (wire.ProtoKV, messages in
+// shared/proto/kvpb).
+const (
+	MethodGet            = "Get"
+	MethodPut            = "Put"
+	MethodDelete         = "Delete"
+	MethodScan           = "Scan"
+	MethodDeleteRange    = "DeleteRange"
+	MethodCompareAndSwap = "CompareAndSwap"
+	MethodBatch          = "Batch"
+	MethodInit           = "Init"
+	MethodRanges         = "Ranges"
+	MethodDescriptors    = "Descriptors"
+)
+
+// Client calls raftd's KV protocol. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	bus     *bus.Bus
+	ownsBus bool
+	cache   *rangeCache
+	// next picks the next address round robin.
+	next atomic.Uint64
+	// closed refuses calls after Close.
+	closed atomic.Bool
+}
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("client: closed")
+
+// New validates cfg, starts the client's bus endpoint unless cfg.Bus is
+// given (ctx bounds that start only) and returns the client. Close it.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, bus: cfg.Bus, cache: newRangeCache()}
+	c.next.Store(rand.Uint64N(uint64(len(cfg.Addrs))))
+	if c.bus != nil {
+		return c, nil
+	}
+	tc := cfg.TLS
+	if tc == nil {
+		var err error
+		if tc, err = tlsutil.Load(cfg.CertsDir); err != nil {
+			return nil, fmt.Errorf("client: load certificates from %s: %w", cfg.CertsDir, err)
+		}
+	}
+	b, err := bus.New(bus.Config{ListenAddr: cfg.ListenAddr, TLS: tc}, bus.Deps{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("client: bus: %w", err)
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, fmt.Errorf("client: start bus: %w", err)
+	}
+	c.bus, c.ownsBus = b, true
+	return c, nil
+}
+
+// Close stops the client's own bus endpoint (not a Config.Bus), waiting
+// for running calls until ctx ends. Calls after Close fail with ErrClosed.
+// Close is idempotent.
+func (c *Client) Close(ctx context.Context) error {
+	if c.closed.Swap(true) || !c.ownsBus {
+		return nil
+	}
+	return c.bus.Stop(ctx)
+}
+
+// Addrs returns the configured raftd addresses.
+func (c *Client) Addrs() []string { return append([]string(nil), c.cfg.Addrs...) }
+
+// route says where an operation goes.
+type route struct {
+	// key routes to the leader of key's range when the cache knows it.
+	key []byte
+	// pointOp sends no_forward to a known leader, so that a stale cache
+	// entry is corrected by the NotLeader hint instead of a forward.
+	pointOp bool
+	// any sends to any node, round robin (stale reads, Init).
+	any bool
+	// addr pins the call to one node (Ranges), with retries there only.
+	addr string
+}
+
+// invoke calls method with req until it succeeds, fails with an error not
+// worth retrying, MaxAttempts is reached or ctx ends. h, when not nil, is
+// req's header; invoke sets its no_forward per attempt.
+func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Header, req, resp proto.Message) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	var (
+		hint     string // leader address from the last NotLeader
+		hops     int    // hints followed in a row without backing off
+		backoffs int
+		avoid    string // address that just failed, skipped once
+		lastErr  error
+	)
+	if r.key != nil && !r.any && r.addr == "" {
+		if _, leader, _ := c.cache.lookup(r.key); leader == "" {
+			c.maybeRefresh(ctx)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		addr, rangeID, noForward := c.pick(r, hint, avoid)
+		if h != nil {
+			h.NoForward = noForward
+		}
+		err := c.callOnce(ctx, addr, method, req, resp)
+		if err == nil {
+			if noForward && rangeID != 0 {
+				c.cache.setLeader(rangeID, addr)
+			}
+			return nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return fmt.Errorf("client: %s: %w (last attempt at %s: %w)", method, ctx.Err(), addr, err)
+		}
+		code := bus.CodeOf(err)
+		if !retryable(code) {
+			return fmt.Errorf("client: %s at %s: %w", method, addr, err)
+		}
+		if c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts {
+			return fmt.Errorf("client: %s: gave up after %d attempts: %w", method, attempt, lastErr)
+		}
+		hint, avoid = "", ""
+		if code == bus.CodeNotLeader {
+			hint = bus.LeaderHint(err)
+		}
+		if rangeID != 0 {
+			if hint != "" {
+				c.cache.setLeader(rangeID, hint)
+			} else {
+				c.cache.clearLeader(rangeID, addr)
+			}
+		}
+		if hint != "" && hint != addr && r.addr == "" && hops < c.cfg.MaxHintHops {
+			hops++
+			c.cfg.Logger.Debug("client: following leader hint", "method", method, "from", addr, "to", hint)
+			continue
+		}
+		hops, hint = 0, ""
+		avoid = addr
+		wait := c.backoff(backoffs)
+		backoffs++
+		c.cfg.Logger.Debug("client: retrying", "method", method, "addr", addr, "code", code.String(), "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("client: %s: %w (last attempt at %s: %w)", method, ctx.Err(), addr, lastErr)
+		case <-t.C:
+		}
+	}
+}
+
+// callOnce makes one attempt, bounded by AttemptTimeout.
+func (c *Client) callOnce(ctx context.Context, addr, method string, req, resp proto.Message) error {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+	defer cancel()
+	return c.bus.Call(actx, addr, wire.ProtoKV, method, req, resp)
+}
+
+// retryable reports whether a failed attempt is worth another: the node is
+// not (or no longer) serving, is not the leader, or the attempt timed out
+// while the caller's context still allows more.
+func retryable(code bus.Code) bool {
+	switch code {
+	case bus.CodeUnavailable, bus.CodeNotLeader, bus.CodeDeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// pick chooses the next attempt's address, the range it targets (0 when
+// unknown) and whether to ask the node not to forward.
+func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64, noForward bool) {
+	if r.addr != "" {
+		return r.addr, 0, false
+	}
+	if !r.any && r.key != nil {
+		id, leader, ok := c.cache.lookup(r.key)
+		if ok {
+			rangeID = id
+		}
+		if hint != "" {
+			return hint, rangeID, r.pointOp
+		}
+		if leader != "" && leader != avoid {
+			return leader, rangeID, r.pointOp
+		}
+	} else if hint != "" {
+		return hint, 0, false
+	}
+	return c.roundRobin(avoid), rangeID, false
+}
+
+// roundRobin returns the next configured address, skipping avoid when
+// there is another.
+func (c *Client) roundRobin(avoid string) string {
+	n := uint64(len(c.cfg.Addrs))
+	a := c.cfg.Addrs[c.next.Add(1)%n]
+	if a == avoid && n > 1 {
+		a = c.cfg.Addrs[c.next.Add(1)%n]
+	}
+	return a
+}
+
+// backoff returns the n-th wait: RetryBackoffMin doubling up to
+// RetryBackoffMax, with full jitter over its upper half.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.RetryBackoffMin
+	for i := 0; i < n && d < c.cfg.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.RetryBackoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// maybeRefresh reloads the range cache from Descriptors when it is due
+// (the cache lacks the key's range or its leader).
+// It runs on the calling goroutine; concurrent callers do not wait for it.
+func (c *Client) maybeRefresh(ctx context.Context) {
+	if !c.cache.beginRefresh(time.Now(), c.cfg.DescriptorsEvery) {
+		return
+	}
+	var resp kvpb.DescriptorsResponse
+	err := c.callOnce(ctx, c.roundRobin(""), MethodDescriptors, &kvpb.DescriptorsRequest{Header: &kvpb.Header{}}, &resp)
+	switch {
+	case err == nil:
+		c.cache.endRefresh(&resp, false)
+	case errors.Is(err, bus.ErrUnimplemented):
+		c.cfg.Logger.Debug("client: server lacks Descriptors; following hints only")
+		c.cache.endRefresh(nil, true)
+	default:
+		c.cfg.Logger.Debug("client: refresh descriptors", "err", err)
+		c.cache.endRefresh(nil, false)
+	}
+}

@@ -1,0 +1,381 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/services/client/clienttest"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newClient returns a client of fc with its own bus endpoint, closed at
+// cleanup; mod adjusts the configuration.
+func newClient(t *testing.T, fc *clienttest.Cluster, mod func(*client.Config)) *client.Client {
+	t.Helper()
+	tc, err := daemontest.CA(t).Config("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := client.Config{Addrs: fc.Addrs(), TLS: tc, RetryBackoffMin: time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
+		Logger: daemontest.Logger(t, nil)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := client.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestPointOperations(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+
+	ts1, err := c.Put(ctx, []byte("a"), []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2, err := c.Put(ctx, []byte("a"), []byte("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts1.IsZero() || !ts1.Less(ts2) {
+		t.Errorf("Put timestamps %v then %v; want increasing, non-zero", ts1, ts2)
+	}
+	v, found, err := c.Get(ctx, []byte("a"))
+	if err != nil || !found || string(v.Value) != "2" || v.Timestamp != ts2 {
+		t.Errorf("Get(a) = %q %v %v %v; want 2 at %v", v.Value, v.Timestamp, found, err, ts2)
+	}
+	if _, found, err := c.Get(ctx, []byte("zz")); err != nil || found {
+		t.Errorf("Get(zz) found=%v err=%v; want not found", found, err)
+	}
+	if del, err := c.Delete(ctx, []byte("a")); err != nil || !del {
+		t.Errorf("Delete(a) = %v, %v; want true", del, err)
+	}
+	if del, err := c.Delete(ctx, []byte("a")); err != nil || del {
+		t.Errorf("second Delete(a) = %v, %v; want false", del, err)
+	}
+
+	casTests := []struct {
+		name      string
+		cas       client.CAS
+		succeeded bool
+		current   string // value reported on failure ("" absent)
+		after     string // stored value afterwards ("" absent)
+	}{
+		{"create absent", client.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v1")}, true, "", "v1"},
+		{"create present", client.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v9")}, false, "v1", "v1"},
+		{"swap match", client.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v2")}, true, "", "v2"},
+		{"swap mismatch", client.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v3")}, false, "v2", "v2"},
+		{"delete match", client.CAS{Key: []byte("k"), Expected: []byte("v2"), Delete: true}, true, "", ""},
+		{"swap absent", client.CAS{Key: []byte("k"), Expected: []byte("v2"), NewValue: []byte("v4")}, false, "", ""},
+	}
+	for _, tt := range casTests {
+		res, err := c.CompareAndSwap(ctx, tt.cas)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if res.Succeeded != tt.succeeded || string(res.Current.Value) != tt.current || res.CurrentFound != (tt.current != "") {
+			t.Errorf("%s: CompareAndSwap = %+v; want succeeded %v current %q", tt.name, res, tt.succeeded, tt.current)
+		}
+		if res.Succeeded && res.Timestamp.IsZero() {
+			t.Errorf("%s: no timestamp", tt.name)
+		}
+		if got, _ := fc.Value("k"); got != tt.after {
+			t.Errorf("%s: stored %q; want %q", tt.name, got, tt.after)
+		}
+	}
+}
+
+func TestBatch(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	if _, err := c.Put(ctx, []byte("b"), []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Batch(ctx, client.NewBatch().Put([]byte("a"), []byte("1")).Delete([]byte("b")).
+		CompareAndSwap(client.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("3")}))
+	if err != nil || !res.Succeeded || res.Timestamp.IsZero() {
+		t.Fatalf("Batch = %+v, %v; want success", res, err)
+	}
+	for k, want := range map[string]string{"a": "1", "b": "", "c": "3"} {
+		if got, _ := fc.Value(k); got != want {
+			t.Errorf("after batch %s = %q; want %q", k, got, want)
+		}
+	}
+	res, err = c.Batch(ctx, client.NewBatch().Put([]byte("d"), []byte("4")).
+		CompareAndSwap(client.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("x")}))
+	if err != nil || res.Succeeded || res.FailedOp != 1 {
+		t.Fatalf("failing Batch = %+v, %v; want failed op 1", res, err)
+	}
+	if _, ok := fc.Value("d"); ok {
+		t.Error("failed batch applied its put")
+	}
+	_, err = c.Batch(ctx, client.NewBatch().Put([]byte("a"), nil).Put([]byte("z"), nil))
+	if !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Errorf("Batch across ranges: %v; want InvalidArgument", err)
+	}
+	if _, err := c.Batch(ctx, client.NewBatch()); err == nil {
+		t.Error("empty Batch succeeded")
+	}
+}
+
+func TestScan(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("k05"), []byte("k12")}, PageSize: 4})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	var all []string
+	for i := range 20 {
+		k := fmt.Sprintf("k%02d", i)
+		all = append(all, k)
+		if _, err := c.Put(ctx, []byte(k), []byte("v"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := slices.Clone(all)
+	slices.Reverse(rev)
+	tests := []struct {
+		name       string
+		start, end string
+		opts       client.ScanOptions
+		want       []string
+	}{
+		{"all forward", "", "", client.ScanOptions{}, all},
+		{"all reverse", "", "", client.ScanOptions{Reverse: true}, rev},
+		{"span", "k03", "k15", client.ScanOptions{}, all[3:15]},
+		{"span reverse", "k03", "k15", client.ScanOptions{Reverse: true}, rev[5:17]},
+		{"limit", "k03", "", client.ScanOptions{Limit: 7}, all[3:10]},
+		{"limit reverse", "", "k15", client.ScanOptions{Limit: 7, Reverse: true}, rev[5:12]},
+		{"page size", "", "", client.ScanOptions{PageSize: 3, Limit: 11}, all[:11]},
+		{"keys only stale", "k10", "k13", client.ScanOptions{KeysOnly: true, Consistency: client.Stale}, all[10:13]},
+		{"empty span", "k07", "k07", client.ScanOptions{}, nil},
+		{"past data", "x", "", client.ScanOptions{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kvs, err := c.Scan(ctx, []byte(tt.start), []byte(tt.end), tt.opts).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, kv := range kvs {
+				got = append(got, string(kv.Key))
+				wantV := "v" + string(kv.Key)
+				if tt.opts.KeysOnly {
+					wantV = ""
+				}
+				if string(kv.Value) != wantV || kv.Timestamp.IsZero() {
+					t.Errorf("%s = %q at %v; want %q with a timestamp", kv.Key, kv.Value, kv.Timestamp, wantV)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Scan(%q, %q, %+v) = %v; want %v", tt.start, tt.end, tt.opts, got, tt.want)
+			}
+		})
+	}
+	n, err := c.DeleteRange(ctx, []byte("k05"), []byte("k15"))
+	if err != nil || n != 10 {
+		t.Errorf("DeleteRange = %d, %v; want 10", n, err)
+	}
+	if fc.Len() != 10 {
+		t.Errorf("%d keys left; want 10", fc.Len())
+	}
+	if _, err := c.Scan(ctx, nil, nil, client.ScanOptions{Limit: -1}).Collect(); err == nil {
+		t.Error("negative limit accepted")
+	}
+}
+
+func TestLeaderCacheFollowsHints(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	id := fc.RangeIDs()[0]
+	fc.SetLeader(id, 1)
+	if _, err := c.Put(ctx, []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fc.Calls(1, client.MethodPut); got != 1 {
+		t.Fatalf("leader node got %d puts; want 1 (routed by descriptors)", got)
+	}
+	// The leader moves: the old one answers NotLeader with a hint, which
+	// the client follows and remembers.
+	fc.SetLeader(id, 2)
+	for range 3 {
+		if _, err := c.Put(ctx, []byte("a"), []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p1, p2 := fc.Calls(1, client.MethodPut), fc.Calls(2, client.MethodPut); p1 != 2 || p2 != 3 {
+		t.Errorf("puts on old leader %d, new leader %d; want 2 and 3", p1, p2)
+	}
+	if fc.Forwarded() != 0 {
+		t.Errorf("%d requests were forwarded; want 0", fc.Forwarded())
+	}
+	// Stale reads go to any node and are never refused.
+	for range 6 {
+		if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(client.Stale)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fc.Calls(0, client.MethodGet) == 0 || fc.Calls(1, client.MethodGet) == 0 {
+		t.Errorf("stale gets per node %d %d %d; want spread", fc.Calls(0, client.MethodGet), fc.Calls(1, client.MethodGet), fc.Calls(2, client.MethodGet))
+	}
+}
+
+func TestWithoutDescriptorsOrHints(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{NoDescriptors: true, NoHints: true})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	for i := range 5 {
+		if _, err := c.Put(ctx, []byte("a"), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fc.Calls(0, client.MethodDescriptors)+fc.Calls(1, client.MethodDescriptors)+fc.Calls(2, client.MethodDescriptors) != 1 {
+		t.Error("Descriptors asked again after Unimplemented")
+	}
+	if fc.Forwarded() == 0 {
+		t.Error("no request was forwarded; want the nodes to forward when the client knows no leader")
+	}
+}
+
+func TestRetries(t *testing.T) {
+	unavailable := bus.Errorf(bus.CodeUnavailable, "stopping")
+	tests := []struct {
+		name     string
+		inject   map[int][]error
+		maxTries int
+		wantErr  error // nil: success
+		wantCall int   // total Put calls
+	}{
+		{"unavailable everywhere twice", map[int][]error{0: {unavailable, unavailable}, 1: {unavailable, unavailable}, 2: {unavailable, unavailable}}, 0, nil, 7},
+		{"not leader without hint", map[int][]error{0: {bus.NotLeader("")}, 1: {bus.NotLeader("")}, 2: {bus.NotLeader("")}}, 0, nil, 4},
+		{"max attempts", map[int][]error{0: {unavailable, unavailable}, 1: {unavailable, unavailable}, 2: {unavailable, unavailable}}, 3, bus.ErrUnavailable, 3},
+		{"invalid argument not retried", map[int][]error{0: {bus.Errorf(bus.CodeInvalidArgument, "no")}, 1: {bus.Errorf(bus.CodeInvalidArgument, "no")}, 2: {bus.Errorf(bus.CodeInvalidArgument, "no")}}, 0, bus.ErrInvalidArgument, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := clienttest.Start(t, clienttest.Options{NoDescriptors: true})
+			for n, errs := range tt.inject {
+				fc.Inject(n, client.MethodPut, errs...)
+			}
+			c := newClient(t, fc, func(cfg *client.Config) { cfg.MaxAttempts = tt.maxTries })
+			_, err := c.Put(ctxT(t), []byte("a"), []byte("1"))
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Put: %v; want %v", err, tt.wantErr)
+			}
+			calls := fc.Calls(0, client.MethodPut) + fc.Calls(1, client.MethodPut) + fc.Calls(2, client.MethodPut)
+			if calls != tt.wantCall {
+				t.Errorf("%d Put calls; want %d", calls, tt.wantCall)
+			}
+		})
+	}
+}
+
+func TestContextDeadline(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
+	errs := make([]error, 1000)
+	for i := range errs {
+		errs[i] = bus.Errorf(bus.CodeUnavailable, "down")
+	}
+	fc.Inject(0, client.MethodGet, errs...)
+	c := newClient(t, fc, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+	defer cancel()
+	_, _, err := c.Get(ctx, []byte("a"))
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("Get past the deadline: %v; want DeadlineExceeded wrapping the last Unavailable", err)
+	}
+}
+
+func TestInitAndRanges(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	if _, err := c.Put(ctx, []byte("a"), nil); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("Put before Init: %v; want FailedPrecondition", err)
+	}
+	res, err := c.Init(ctx, client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("g")}, ReplicationFactor: 3})
+	if err != nil || res.AlreadyInitialized || len(res.Descriptors) != 4 {
+		t.Fatalf("Init = %+v, %v; want 4 new descriptors (meta + 3)", res, err)
+	}
+	again, err := c.Init(ctx, client.InitOptions{InitialRanges: 8})
+	if err != nil || !again.AlreadyInitialized || len(again.Descriptors) != 4 {
+		t.Fatalf("second Init = %+v, %v; want already initialized, same descriptors", again, err)
+	}
+	rs, err := c.Ranges(ctx, fc.Addrs()[1])
+	if err != nil || rs.GetNodeId() != 2 || len(rs.GetReplicas()) != 3 {
+		t.Fatalf("Ranges = %v, %v", rs, err)
+	}
+	if _, err := c.Put(ctx, []byte("a"), nil); err != nil {
+		t.Errorf("Put after Init: %v", err)
+	}
+	if _, err := c.Init(ctx, client.InitOptions{InitialRanges: -1}); err == nil {
+		t.Error("negative initial ranges accepted")
+	}
+}
+
+func TestConfigAndClose(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  client.Config
+		want string
+	}{
+		{client.Config{CertsDir: "x"}, "Addrs"},
+		{client.Config{Addrs: []string{"nohost"}, CertsDir: "x"}, "host:port"},
+		{client.Config{Addrs: []string{"127.0.0.1:7402"}}, "CertsDir"},
+		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", RetryBackoffMin: time.Second, RetryBackoffMax: time.Millisecond}, "RetryBackoffMin"},
+		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", MaxAttempts: -1}, "MaxAttempts"},
+		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: t.TempDir()}, "load certificates"},
+	} {
+		_, err := client.New(t.Context(), tt.cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) = %v; want an error naming %s", tt.cfg, err, tt.want)
+		}
+	}
+	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
+	rt := daemontest.NewRuntime(t, "client")
+	c, err := client.New(t.Context(), client.Config{Addrs: fc.Addrs(), Bus: rt.Bus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctxT(t), []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctxT(t), []byte("a"), []byte("1")); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("Put after Close: %v; want ErrClosed", err)
+	}
+	// The shared bus still works.
+	if _, err := client.New(t.Context(), client.Config{Addrs: fc.Addrs(), Bus: rt.Bus}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,534 @@
+// Package clienttest runs an in-memory stand-in for a raftd cluster on
+// real bus endpoints, for tests of package client and its callers (the
+// pleiades kv, ranges, init and bench commands).
+//
+// A Cluster has Nodes bus endpoints serving raftd's KV protocol
+// (wire.ProtoKV) over one shared in-memory map. Its ranges each have a
+// leader node; a point request (Get, Put, Delete, CompareAndSwap, Batch)
+// reaching another node with Header.no_forward set gets NotLeader with the
+// leader's address as hint, and without it is served as if forwarded.
+// Stale reads, Scan and DeleteRange are served by any node. Tests can move
+// leaders (SetLeader), inject errors per node and method (Inject) and
+// count calls (Calls).
+//
+// It models routing and the protocol's answers, not replication: there is
+// one copy of the data, and nothing is durable.
+package clienttest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// userStart is the first user key of the fake keyspace; keys below it
+// (beginning with 0x00) belong to the meta range.
+var userStart = []byte{0x01}
+
+// Options configure a Cluster.
+type Options struct {
+	// Nodes is the number of raftd endpoints. Default 3.
+	Nodes int
+	// SplitPoints are the user range boundaries of an initialized
+	// cluster.
+	SplitPoints [][]byte
+	// Uninitialized starts the cluster without ranges: KV requests fail
+	// with FailedPrecondition until Init.
+	Uninitialized bool
+	// PageSize is the default Scan page. Default 100.
+	PageSize int
+	// NoDescriptors answers Descriptors with Unimplemented.
+	NoDescriptors bool
+	// NoHints sends NotLeader without a leader address.
+	NoHints bool
+	// CA issues the endpoints' TLS configurations. Default
+	// daemontest.CA.
+	CA daemontest.Issuer
+}
+
+// Cluster is the fake raftd cluster.
+type Cluster struct {
+	opts  Options
+	clock *hlc.Clock
+	addrs []string
+	mu    struct {
+		sync.Mutex
+		initialized bool
+		data        map[string]*kvpb.Value
+		ranges      []*kvpb.RangeDescriptor // user ranges, ordered
+		leaders     map[uint64]int          // range id to node index
+		inject      map[callKey][]error
+		calls       map[callKey]int
+		forwarded   int
+		writes      uint64
+	}
+}
+
+type callKey struct {
+	node   int
+	method string
+}
+
+// Start starts a cluster whose endpoints stop at test cleanup.
+func Start(tb testing.TB, o Options) *Cluster {
+	tb.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 100
+	}
+	if o.CA == nil {
+		o.CA = daemontest.CA(tb)
+	}
+	c := &Cluster{opts: o, clock: hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond})}
+	c.mu.data = make(map[string]*kvpb.Value)
+	c.mu.leaders = make(map[uint64]int)
+	c.mu.inject = make(map[callKey][]error)
+	c.mu.calls = make(map[callKey]int)
+	if !o.Uninitialized {
+		if _, err := c.initLocked(&kvpb.InitRequest{SplitPoints: o.SplitPoints}); err != nil {
+			tb.Fatalf("clienttest: %v", err)
+		}
+	}
+	for i := range o.Nodes {
+		rt := daemontest.NewUnstartedRuntime(tb, fmt.Sprintf("raftd-%d", i+1), o.CA, daemontest.Common(tb))
+		c.register(rt.Bus, i)
+		if err := rt.Start(tb.Context()); err != nil {
+			tb.Fatalf("clienttest: start node %d: %v", i+1, err)
+		}
+		c.addrs = append(c.addrs, rt.Bus.Addr().String())
+	}
+	return c
+}
+
+// Addrs returns the nodes' bus addresses, node 0 first.
+func (c *Cluster) Addrs() []string { return append([]string(nil), c.addrs...) }
+
+// RangeIDs returns the user ranges' ids in key order.
+func (c *Cluster) RangeIDs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	for _, r := range c.mu.ranges {
+		ids = append(ids, r.GetRangeId())
+	}
+	return ids
+}
+
+// SetLeader makes node the leader of range id.
+func (c *Cluster) SetLeader(id uint64, node int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.leaders[id] = node
+}
+
+// Inject makes the next len(errs) calls of method on node fail with errs,
+// in order, before anything else happens.
+func (c *Cluster) Inject(node int, method string, errs ...error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := callKey{node, method}
+	c.mu.inject[k] = append(c.mu.inject[k], errs...)
+}
+
+// Calls returns how many calls of method node received.
+func (c *Cluster) Calls(node int, method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.calls[callKey{node, method}]
+}
+
+// Forwarded returns how many point requests were served by a node that
+// was not their range's leader.
+func (c *Cluster) Forwarded() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.forwarded
+}
+
+// Value returns the stored value of key.
+func (c *Cluster) Value(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.mu.data[key]
+	return string(v.GetValue()), ok
+}
+
+// Len returns the number of stored keys.
+func (c *Cluster) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mu.data)
+}
+
+// beginLocked counts a call and returns an injected error, if any.
+func (c *Cluster) beginLocked(node int, method string) error {
+	k := callKey{node, method}
+	c.mu.calls[k]++
+	if errs := c.mu.inject[k]; len(errs) > 0 {
+		c.mu.inject[k] = errs[1:]
+		return errs[0]
+	}
+	return nil
+}
+
+// rangeLocked returns the user range holding key.
+func (c *Cluster) rangeLocked(key []byte) *kvpb.RangeDescriptor {
+	for _, r := range c.mu.ranges {
+		if bytes.Compare(key, r.GetStartKey()) >= 0 && (len(r.GetEndKey()) == 0 || bytes.Compare(key, r.GetEndKey()) < 0) {
+			return r
+		}
+	}
+	return nil
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 {
+		return bus.Errorf(bus.CodeInvalidArgument, "empty key")
+	}
+	if key[0] == 0 {
+		return bus.Errorf(bus.CodeInvalidArgument, "key %q is in the system keyspace", key)
+	}
+	return nil
+}
+
+// routeLocked decides whether node serves a point request on keys: the
+// range's leader does; another node answers NotLeader when asked not to
+// forward, else serves it as forwarded.
+func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
+	if !c.mu.initialized {
+		return bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+	}
+	var rng *kvpb.RangeDescriptor
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+		r := c.rangeLocked(k)
+		if rng != nil && r != rng {
+			return bus.Errorf(bus.CodeInvalidArgument, "batch spans ranges %d and %d", rng.GetRangeId(), r.GetRangeId())
+		}
+		rng = r
+	}
+	if h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE {
+		return nil
+	}
+	leader := c.mu.leaders[rng.GetRangeId()]
+	if leader == node {
+		return nil
+	}
+	if h.GetNoForward() {
+		hint := c.addrs[leader]
+		if c.opts.NoHints {
+			hint = ""
+		}
+		return bus.NotLeader(hint)
+	}
+	c.mu.forwarded++
+	return nil
+}
+
+func (c *Cluster) writeLocked(key, value []byte) *kvpb.Value {
+	v := &kvpb.Value{Value: bytes.Clone(value), Timestamp: c.clock.Now().Proto()}
+	c.mu.data[string(key)] = v
+	c.mu.writes++
+	return v
+}
+
+// unary registers one method of node that runs f under the lock, after
+// counting the call and returning an injected error if one is queued.
+func unary[Req any, Resp proto.Message, PReq interface {
+	*Req
+	proto.Message
+}](c *Cluster, b *bus.Bus, node int, method string, f func(PReq) (Resp, error)) {
+	bus.HandleUnary(b, wire.ProtoKV, method, func(_ context.Context, req PReq) (Resp, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err := c.beginLocked(node, method); err != nil {
+			var zero Resp
+			return zero, err
+		}
+		return f(req)
+	})
+}
+
+func (c *Cluster) register(b *bus.Bus, node int) {
+	unary(c, b, node, client.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
+			return nil, err
+		}
+		v, ok := c.mu.data[string(r.GetKey())]
+		return &kvpb.GetResponse{Found: ok, Value: v}, nil
+	})
+	unary(c, b, node, client.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
+			return nil, err
+		}
+		return &kvpb.PutResponse{Timestamp: c.writeLocked(r.GetKey(), r.GetValue()).GetTimestamp()}, nil
+	})
+	unary(c, b, node, client.MethodDelete, func(r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
+			return nil, err
+		}
+		_, ok := c.mu.data[string(r.GetKey())]
+		delete(c.mu.data, string(r.GetKey()))
+		return &kvpb.DeleteResponse{Deleted: ok}, nil
+	})
+	unary(c, b, node, client.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
+			return nil, err
+		}
+		if cur, ok := c.casFailsLocked(r); ok {
+			return &kvpb.CompareAndSwapResponse{Current: cur}, nil
+		}
+		return &kvpb.CompareAndSwapResponse{Succeeded: true, Timestamp: c.casApplyLocked(r).GetTimestamp()}, nil
+	})
+	unary(c, b, node, client.MethodBatch, func(r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+		var keys [][]byte
+		for _, op := range r.GetOps() {
+			switch {
+			case op.GetPut() != nil:
+				keys = append(keys, op.GetPut().GetKey())
+			case op.GetDelete() != nil:
+				keys = append(keys, op.GetDelete().GetKey())
+			case op.GetCas() != nil:
+				keys = append(keys, op.GetCas().GetKey())
+			default:
+				return nil, bus.Errorf(bus.CodeInvalidArgument, "empty batch op")
+			}
+		}
+		if len(keys) == 0 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "empty batch")
+		}
+		if err := c.routeLocked(node, r.GetHeader(), keys...); err != nil {
+			return nil, err
+		}
+		for i, op := range r.GetOps() {
+			if cas := op.GetCas(); cas != nil {
+				if _, fails := c.casFailsLocked(cas); fails {
+					return &kvpb.BatchResponse{FailedOp: uint32(i)}, nil
+				}
+			}
+		}
+		ts := c.clock.Now()
+		for _, op := range r.GetOps() {
+			switch {
+			case op.GetPut() != nil:
+				c.mu.data[string(op.GetPut().GetKey())] = &kvpb.Value{Value: op.GetPut().GetValue(), Timestamp: ts.Proto()}
+			case op.GetDelete() != nil:
+				delete(c.mu.data, string(op.GetDelete().GetKey()))
+			default:
+				c.casApplyLocked(op.GetCas())
+			}
+		}
+		c.mu.writes++
+		return &kvpb.BatchResponse{Succeeded: true, Timestamp: ts.Proto()}, nil
+	})
+	unary(c, b, node, client.MethodScan, func(r *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+		if !c.mu.initialized {
+			return nil, bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+		}
+		return c.scanLocked(r), nil
+	})
+	unary(c, b, node, client.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+		if !c.mu.initialized {
+			return nil, bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+		}
+		var n uint64
+		for _, k := range c.keysLocked(r.GetStart(), r.GetEnd()) {
+			delete(c.mu.data, k)
+			n++
+		}
+		return &kvpb.DeleteRangeResponse{Deleted: n}, nil
+	})
+	unary(c, b, node, client.MethodInit, func(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+		return c.initLocked(r)
+	})
+	unary(c, b, node, client.MethodRanges, func(*kvpb.RangesRequest) (*kvpb.RangesResponse, error) {
+		return c.rangesLocked(node), nil
+	})
+	unary(c, b, node, client.MethodDescriptors, func(r *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
+		if c.opts.NoDescriptors {
+			return nil, bus.Errorf(bus.CodeUnimplemented, "unknown method Descriptors")
+		}
+		resp := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}}
+		for _, d := range c.mu.ranges {
+			end := d.GetEndKey()
+			if (len(r.GetEnd()) == 0 || bytes.Compare(d.GetStartKey(), r.GetEnd()) < 0) && (len(end) == 0 || bytes.Compare(r.GetStart(), end) < 0) {
+				resp.Descriptors = append(resp.Descriptors, d)
+				resp.Leaders[d.GetRangeId()] = c.addrs[c.mu.leaders[d.GetRangeId()]]
+			}
+		}
+		return resp, nil
+	})
+}
+
+// casFailsLocked reports whether the comparison of r fails, with the
+// current value (nil when absent).
+func (c *Cluster) casFailsLocked(r *kvpb.CompareAndSwapRequest) (*kvpb.Value, bool) {
+	cur, ok := c.mu.data[string(r.GetKey())]
+	if r.GetExpectAbsent() {
+		return cur, ok
+	}
+	if !ok || !bytes.Equal(cur.GetValue(), r.GetExpectedValue()) {
+		return cur, true
+	}
+	return nil, false
+}
+
+func (c *Cluster) casApplyLocked(r *kvpb.CompareAndSwapRequest) *kvpb.Value {
+	if r.GetDelete() {
+		delete(c.mu.data, string(r.GetKey()))
+		c.mu.writes++
+		return &kvpb.Value{Timestamp: c.clock.Now().Proto()}
+	}
+	return c.writeLocked(r.GetKey(), r.GetNewValue())
+}
+
+// keysLocked returns the stored keys in [start, end), sorted.
+func (c *Cluster) keysLocked(start, end []byte) []string {
+	var ks []string
+	for k := range c.mu.data {
+		if k >= string(start) && (len(end) == 0 || k < string(end)) {
+			ks = append(ks, k)
+		}
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// scanLocked serves one page; a page never crosses a range boundary, as
+// a real raftd's may not.
+func (c *Cluster) scanLocked(r *kvpb.ScanRequest) *kvpb.ScanResponse {
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = c.opts.PageSize
+	}
+	start := r.GetStart()
+	if bytes.Compare(start, userStart) < 0 {
+		start = userStart
+	}
+	ks := c.keysLocked(start, r.GetEnd())
+	resp := &kvpb.ScanResponse{}
+	if len(ks) == 0 {
+		return resp
+	}
+	add := func(k string) {
+		kv := &kvpb.KeyValue{Key: []byte(k), Value: c.mu.data[k]}
+		if r.GetKeysOnly() {
+			kv.Value = &kvpb.Value{Timestamp: c.mu.data[k].GetTimestamp()}
+		}
+		resp.Kvs = append(resp.Kvs, kv)
+	}
+	if !r.GetReverse() {
+		rng := c.rangeLocked(start)
+		for i, k := range ks {
+			if end := rng.GetEndKey(); len(end) > 0 && k >= string(end) {
+				resp.ResumeKey = end
+				return resp
+			}
+			if len(resp.Kvs) == limit {
+				resp.ResumeKey = []byte(ks[i])
+				return resp
+			}
+			add(k)
+		}
+		return resp
+	}
+	rng := c.rangeLocked([]byte(ks[len(ks)-1]))
+	for i := len(ks) - 1; i >= 0; i-- {
+		k := ks[i]
+		if k < string(rng.GetStartKey()) {
+			resp.ResumeKey = rng.GetStartKey()
+			return resp
+		}
+		if len(resp.Kvs) == limit {
+			resp.ResumeKey = []byte(ks[i+1])
+			return resp
+		}
+		add(k)
+	}
+	return resp
+}
+
+// initLocked bootstraps the ranges unless they exist.
+func (c *Cluster) initLocked(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+	if c.mu.initialized {
+		return &kvpb.InitResponse{AlreadyInitialized: true, Descriptors: c.descriptorsLocked()}, nil
+	}
+	splits := r.GetSplitPoints()
+	if len(splits) == 0 && r.GetInitialRanges() > 1 {
+		n := int(r.GetInitialRanges())
+		if n > 255 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "initial_ranges %d above 255", n)
+		}
+		for i := 1; i < n; i++ {
+			splits = append(splits, []byte{byte(1 + i*255/n)})
+		}
+	}
+	splits = append([][]byte(nil), splits...)
+	sort.Slice(splits, func(i, j int) bool { return bytes.Compare(splits[i], splits[j]) < 0 })
+	for i, s := range splits {
+		if err := checkKey(s); err != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "split point: %v", err)
+		}
+		if i > 0 && bytes.Equal(s, splits[i-1]) {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "duplicate split point %q", s)
+		}
+	}
+	rf := int(r.GetReplicationFactor())
+	if rf == 0 {
+		rf = 3
+	}
+	rf = min(rf, c.opts.Nodes)
+	bounds := append(append([][]byte{userStart}, splits...), nil)
+	for i := range len(bounds) - 1 {
+		d := &kvpb.RangeDescriptor{RangeId: uint64(i + 2), StartKey: bounds[i], EndKey: bounds[i+1], Generation: 1, NextReplicaId: uint64(rf + 1)}
+		for n := range rf {
+			d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: uint64(n + 1), ReplicaId: uint64(n + 1)})
+		}
+		c.mu.ranges = append(c.mu.ranges, d)
+		c.mu.leaders[d.GetRangeId()] = i % c.opts.Nodes
+	}
+	c.mu.initialized = true
+	return &kvpb.InitResponse{Descriptors: c.descriptorsLocked()}, nil
+}
+
+// descriptorsLocked returns the meta range's descriptor and the user
+// ranges'.
+func (c *Cluster) descriptorsLocked() []*kvpb.RangeDescriptor {
+	meta := &kvpb.RangeDescriptor{RangeId: 1, StartKey: []byte{0}, EndKey: userStart, Generation: 1}
+	return append([]*kvpb.RangeDescriptor{meta}, c.mu.ranges...)
+}
+
+func (c *Cluster) rangesLocked(node int) *kvpb.RangesResponse {
+	resp := &kvpb.RangesResponse{NodeId: uint64(node + 1)}
+	for _, d := range c.mu.ranges {
+		leader := c.mu.leaders[d.GetRangeId()]
+		state := "follower"
+		if leader == node {
+			state = "leader"
+		}
+		resp.Replicas = append(resp.Replicas, &kvpb.ReplicaStatus{
+			Descriptor_: d, ReplicaId: uint64(node + 1), RaftState: state, Term: 2,
+			LeaderReplicaId: uint64(leader + 1), LeaderNodeId: uint64(leader + 1),
+			CommitIndex: 10 + c.mu.writes, AppliedIndex: 10 + c.mu.writes, FirstIndex: 1, LastIndex: 10 + c.mu.writes,
+			LogBytes: 100 * (10 + c.mu.writes), Quiesced: c.mu.writes == 0, LeaseValid: leader == node,
+		})
+	}
+	return resp
+}

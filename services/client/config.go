@@ -1,0 +1,123 @@
+package client
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+)
+
+// Defaults of Config.
+const (
+	DefaultAttemptTimeout   = 5 * time.Second
+	DefaultRetryBackoffMin  = 10 * time.Millisecond
+	DefaultRetryBackoffMax  = time.Second
+	DefaultDescriptorsEvery = time.Second
+	DefaultMaxHintHops      = 3
+)
+
+// Config configures a Client. The zero value of each optional field means
+// its default.
+type Config struct {
+	// Addrs lists raftd bus addresses ("host:port"); any of them serves any
+	// request (forwarding to the leader), the client prefers leaders it
+	// knows. Required, at least one.
+	Addrs []string
+	// Bus is an existing, started bus endpoint to call through; the client
+	// does not stop it. When nil the client starts its own endpoint with
+	// TLS (or the certificates in CertsDir) and stops it on Close.
+	Bus *bus.Bus
+	// TLS is the mutual TLS configuration of the client's own endpoint
+	// (node certificate and cluster CA). Used when Bus is nil; when TLS is
+	// also nil, it is loaded from CertsDir.
+	TLS *tls.Config
+	// CertsDir holds node.crt, node.key and ca.crt (see package tlsutil).
+	// Used when Bus and TLS are nil.
+	CertsDir string
+	// ListenAddr is the UDP address of the client's own endpoint. Default
+	// "127.0.0.1:0" when every address in Addrs is a loopback IP, else ":0".
+	ListenAddr string
+	// AttemptTimeout bounds one call to one node; a call that times out is
+	// retried on another node while the caller's context allows.
+	// Default 5s.
+	AttemptTimeout time.Duration
+	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
+	// wait between attempts after Unavailable, NotLeader without a hint
+	// or an attempt timeout. Defaults 10ms and 1s.
+	RetryBackoffMin, RetryBackoffMax time.Duration
+	// MaxAttempts caps the attempts of one operation; 0 means no cap
+	// (the caller's context deadline bounds it).
+	MaxAttempts int
+	// MaxHintHops is how many NotLeader hints in a row are followed at
+	// once before backing off. Default 3.
+	MaxHintHops int
+	// DescriptorsEvery is the least time between two refreshes of the
+	// range cache from the Descriptors method. Default 1s.
+	DescriptorsEvery time.Duration
+	// Logger receives debug logs of retries. Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.RetryBackoffMin == 0 {
+		c.RetryBackoffMin = DefaultRetryBackoffMin
+	}
+	if c.RetryBackoffMax == 0 {
+		c.RetryBackoffMax = DefaultRetryBackoffMax
+	}
+	if c.MaxHintHops == 0 {
+		c.MaxHintHops = DefaultMaxHintHops
+	}
+	if c.DescriptorsEvery == 0 {
+		c.DescriptorsEvery = DefaultDescriptorsEvery
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:0"
+		for _, a := range c.Addrs {
+			host, _, _ := net.SplitHostPort(a)
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				c.ListenAddr = ":0"
+				break
+			}
+		}
+	}
+	return c
+}
+
+// Validate checks c and names the first bad field.
+func (c Config) Validate() error {
+	if len(c.Addrs) == 0 {
+		return errors.New("client: Config.Addrs: at least one raftd address is required")
+	}
+	for _, a := range c.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || port == "" || port == "0" {
+			return fmt.Errorf("client: Config.Addrs: %q is not host:port", a)
+		}
+		_ = host
+	}
+	if c.Bus == nil && c.TLS == nil && c.CertsDir == "" {
+		return errors.New("client: Config: one of Bus, TLS or CertsDir is required")
+	}
+	if c.AttemptTimeout < 0 || c.RetryBackoffMin < 0 || c.RetryBackoffMax < 0 || c.DescriptorsEvery < 0 {
+		return errors.New("client: Config: durations must not be negative")
+	}
+	if c.RetryBackoffMax != 0 && c.RetryBackoffMin > c.RetryBackoffMax {
+		return fmt.Errorf("client: Config.RetryBackoffMin %v exceeds RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax)
+	}
+	if c.MaxAttempts < 0 || c.MaxHintHops < 0 {
+		return errors.New("client: Config: MaxAttempts and MaxHintHops must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package client is the Go client of Pleiades' KV service: raftd's client
+// protocol (wire.ProtoKV, messages in shared/proto/kvpb) over the bus.
+//
+// # Use
+//
+//	c, err := client.New(ctx, client.Config{
+//		Addrs:    []string{"127.0.0.1:7402", "127.0.0.1:7412", "127.0.0.1:7422"},
+//		CertsDir: "data/certs",
+//	})
+//	if err != nil { ... }
+//	defer c.Close(context.Background())
+//
+//	ts, err := c.Put(ctx, []byte("greeting"), []byte("hello"))
+//	v, found, err := c.Get(ctx, []byte("greeting"))           // v.Value, v.Timestamp
+//	v, found, err = c.Get(ctx, []byte("greeting"), client.WithConsistency(client.Stale))
+//	res, err := c.CompareAndSwap(ctx, client.CAS{Key: k, Expected: old, NewValue: nu})
+//	br, err := c.Batch(ctx, client.NewBatch().Put(k1, v1).Delete(k2))
+//
+//	it := c.Scan(ctx, []byte("a"), []byte("b"), client.ScanOptions{Limit: 100})
+//	for it.Next() {
+//		kv := it.KV() // kv.Key, kv.Value, kv.Timestamp
+//	}
+//	if err := it.Err(); err != nil { ... }
+//
+// Values come back with the HLC timestamp (shared/hlc) of the write that
+// made them; writes return theirs.
+//
+// # Routing and retries
+//
+// Any raftd serves any request: a node that does not lead the key's range
+// forwards it. The client avoids that hop when it can. It loads range
+// descriptors and known leaders from the Descriptors method (lazily, on a
+// key whose range or leader it does not know, at most once per
+// Config.DescriptorsEvery) and sends point requests (Get, Put, Delete,
+// CompareAndSwap, Batch) straight to the leader with Header.no_forward set.
+// A NotLeader answer's hint (the leader's raftd address) updates the cache
+// and is followed at once, up to Config.MaxHintHops in a row. When it knows
+// no leader, or the server lacks Descriptors, it sends to the configured
+// addresses round robin and lets the node forward.
+//
+// Unavailable, NotLeader without a hint and an attempt that exceeds
+// Config.AttemptTimeout are retried on another node after a jittered
+// exponential backoff (Config.RetryBackoffMin..Max) until the operation
+// succeeds, Config.MaxAttempts is reached or the caller's context ends;
+// other errors (InvalidArgument for a bad key, a Batch spanning ranges,
+// FailedPrecondition...) return at once. Errors wrap the bus error, so
+// errors.Is(err, bus.ErrInvalidArgument) and friends work, and a context
+// that ended wraps ctx.Err() as well.
+//
+// HAZARD: a write whose attempt timed out or lost its connection may have
+// been applied; its retry may apply a Put twice (same value, later
+// timestamp) or report a CompareAndSwap as failed because the first attempt
+// already changed the value. Callers needing exactly-once outcomes read
+// back after an error.
+//
+// Scan pages through [start, end) across ranges, forward or reverse, with
+// a total limit, following the server's resume key; each page is read at
+// its own time. Init (idempotent) bootstraps a cluster and Ranges lists a
+// node's local replicas, for `pleiades init` and `pleiades ranges`.
+//
+// A Client is safe for concurrent use. Package clienttest runs an in-memory
+// stand-in for a raftd cluster on real bus endpoints for tests.
+package client

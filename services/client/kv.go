@@ -1,0 +1,192 @@
+package client
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// Consistency chooses how a read is served.
+type Consistency int
+
+const (
+	// Linearizable reads (the default) see every write acknowledged
+	// before they started: served by the leaseholder, or through ReadIndex.
+	Linearizable Consistency = iota
+	// Stale reads are served by whichever replica receives them, from its
+	// applied state; they may miss recent writes, but any node answers.
+	Stale
+)
+
+// String returns "linearizable" or "stale".
+func (c Consistency) String() string {
+	if c == Stale {
+		return "stale"
+	}
+	return "linearizable"
+}
+
+// ParseConsistency parses "linearizable" (or "l") and "stale" (or "s",
+// "serializable").
+func ParseConsistency(s string) (Consistency, error) {
+	switch s {
+	case "linearizable", "l", "":
+		return Linearizable, nil
+	case "stale", "s", "serializable":
+		return Stale, nil
+	}
+	return 0, errors.New("client: consistency must be linearizable or stale")
+}
+
+func (c Consistency) proto() kvpb.ReadConsistency {
+	if c == Stale {
+		return kvpb.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	return kvpb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+}
+
+// Value is a stored value and the HLC timestamp of the write that made it.
+type Value struct {
+	Value     []byte
+	Timestamp hlc.Timestamp
+}
+
+// KeyValue is one entry of a scan. Value is nil for keys-only scans.
+type KeyValue struct {
+	Key       []byte
+	Value     []byte
+	Timestamp hlc.Timestamp
+}
+
+// ReadOption changes how a read is served.
+type ReadOption func(*readOptions)
+
+type readOptions struct{ consistency Consistency }
+
+// WithConsistency sets a read's consistency (default Linearizable).
+func WithConsistency(c Consistency) ReadOption {
+	return func(o *readOptions) { o.consistency = c }
+}
+
+func readOpts(opts []ReadOption) readOptions {
+	var o readOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// readRoute routes a read of key: to its leader when linearizable, to
+// any node when stale.
+func readRoute(key []byte, c Consistency) route {
+	if c == Stale {
+		return route{any: true}
+	}
+	return route{key: key, pointOp: true}
+}
+
+func timestamp(p *hlcpb.Timestamp) hlc.Timestamp {
+	return hlc.Timestamp{WallTime: p.GetWallTime(), Logical: p.GetLogical()}
+}
+
+// Get reads key. found is false when the key does not exist.
+func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (v Value, found bool, err error) {
+	o := readOpts(opts)
+	h := &kvpb.Header{ReadConsistency: o.consistency.proto()}
+	var resp kvpb.GetResponse
+	if err := c.invoke(ctx, MethodGet, readRoute(key, o.consistency), h, &kvpb.GetRequest{Header: h, Key: key}, &resp); err != nil {
+		return Value{}, false, err
+	}
+	if !resp.GetFound() {
+		return Value{}, false, nil
+	}
+	return Value{Value: resp.GetValue().GetValue(), Timestamp: timestamp(resp.GetValue().GetTimestamp())}, true, nil
+}
+
+// Put writes value under key and returns the write's HLC timestamp.
+//
+// HAZARD: a Put retried after an attempt whose outcome is unknown (timeout,
+// connection loss) may be applied twice; the value is the same, the
+// timestamp the later one.
+func (c *Client) Put(ctx context.Context, key, value []byte) (hlc.Timestamp, error) {
+	h := &kvpb.Header{}
+	var resp kvpb.PutResponse
+	if err := c.invoke(ctx, MethodPut, route{key: key, pointOp: true}, h, &kvpb.PutRequest{Header: h, Key: key, Value: value}, &resp); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	return timestamp(resp.GetTimestamp()), nil
+}
+
+// Delete deletes key; deleted is false when it did not exist (or, after a
+// retried attempt, when the first attempt deleted it).
+func (c *Client) Delete(ctx context.Context, key []byte) (deleted bool, err error) {
+	h := &kvpb.Header{}
+	var resp kvpb.DeleteResponse
+	if err := c.invoke(ctx, MethodDelete, route{key: key, pointOp: true}, h, &kvpb.DeleteRequest{Header: h, Key: key}, &resp); err != nil {
+		return false, err
+	}
+	return resp.GetDeleted(), nil
+}
+
+// DeleteRange deletes every key in [start, end) across ranges (end empty:
+// to the end of the keyspace) and returns how many it deleted.
+func (c *Client) DeleteRange(ctx context.Context, start, end []byte) (uint64, error) {
+	h := &kvpb.Header{}
+	var resp kvpb.DeleteRangeResponse
+	if err := c.invoke(ctx, MethodDeleteRange, route{key: start}, h, &kvpb.DeleteRangeRequest{Header: h, Start: start, End: end}, &resp); err != nil {
+		return 0, err
+	}
+	return resp.GetDeleted(), nil
+}
+
+// CAS is a conditional write of one key: when the key's current value
+// matches the expectation, write NewValue (or delete the key).
+type CAS struct {
+	Key []byte
+	// ExpectAbsent requires the key not to exist; otherwise its value
+	// must equal Expected.
+	ExpectAbsent bool
+	Expected     []byte
+	// Delete deletes the key on success instead of writing NewValue.
+	Delete   bool
+	NewValue []byte
+}
+
+func (x CAS) proto(h *kvpb.Header) *kvpb.CompareAndSwapRequest {
+	return &kvpb.CompareAndSwapRequest{Header: h, Key: x.Key, ExpectAbsent: x.ExpectAbsent, ExpectedValue: x.Expected, Delete: x.Delete, NewValue: x.NewValue}
+}
+
+// CASResult is the outcome of a CompareAndSwap.
+type CASResult struct {
+	// Succeeded is true when the comparison held and the write happened.
+	Succeeded bool
+	// Current is the value found when the comparison failed;
+	// CurrentFound is false when the key did not exist.
+	Current      Value
+	CurrentFound bool
+	// Timestamp is the write's HLC timestamp when it succeeded.
+	Timestamp hlc.Timestamp
+}
+
+// CompareAndSwap writes or deletes x.Key if its current value matches.
+// A failed comparison is not an error: see CASResult.Succeeded.
+//
+// HAZARD: when an attempt's outcome is unknown (timeout, connection loss)
+// and the retry finds the value the first attempt wrote, the result says
+// the comparison failed, with Current showing that value.
+func (c *Client) CompareAndSwap(ctx context.Context, x CAS) (CASResult, error) {
+	h := &kvpb.Header{}
+	var resp kvpb.CompareAndSwapResponse
+	if err := c.invoke(ctx, MethodCompareAndSwap, route{key: x.Key, pointOp: true}, h, x.proto(h), &resp); err != nil {
+		return CASResult{}, err
+	}
+	r := CASResult{Succeeded: resp.GetSucceeded(), Timestamp: timestamp(resp.GetTimestamp())}
+	if cur := resp.GetCurrent(); cur != nil {
+		r.Current = Value{Value: cur.GetValue(), Timestamp: timestamp(cur.GetTimestamp())}
+		r.CurrentFound = true
+	}
+	return r, nil
+}

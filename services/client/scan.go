@@ -1,0 +1,138 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// ScanOptions shape a Scan.
+type ScanOptions struct {
+	// Limit caps the number of entries returned in all; 0 means no cap.
+	Limit int
+	// PageSize caps each page (one call); 0 means the server's default.
+	PageSize int
+	// Reverse returns keys in descending order.
+	Reverse bool
+	// KeysOnly returns keys without values.
+	KeysOnly bool
+	// Consistency of every page (default Linearizable).
+	Consistency Consistency
+}
+
+// Iterator walks the entries of a Scan, fetching one page at a time:
+//
+//	it := c.Scan(ctx, start, end, client.ScanOptions{})
+//	for it.Next() {
+//		kv := it.KV()
+//		...
+//	}
+//	if err := it.Err(); err != nil { ... }
+//
+// Each page is read at its own time: a scan over many pages is not one
+// snapshot. An Iterator is not safe for concurrent use.
+type Iterator struct {
+	c          *Client
+	ctx        context.Context
+	start, end []byte
+	opts       ScanOptions
+	page       []*kvpb.KeyValue
+	pos        int
+	cur        KeyValue
+	returned   int
+	done       bool
+	err        error
+}
+
+// Scan returns an iterator over [start, end) (end empty: to the end of the
+// keyspace), across ranges. Nothing is fetched until the first Next.
+func (c *Client) Scan(ctx context.Context, start, end []byte, opts ScanOptions) *Iterator {
+	it := &Iterator{c: c, ctx: ctx, start: start, end: end, opts: opts}
+	if opts.Limit < 0 || opts.PageSize < 0 {
+		it.err, it.done = fmt.Errorf("client: Scan: negative limit or page size"), true
+	}
+	if len(end) > 0 && bytes.Compare(start, end) >= 0 {
+		it.done = true
+	}
+	return it
+}
+
+// Next advances to the next entry; it returns false at the end or on an
+// error (see Err).
+func (it *Iterator) Next() bool {
+	for it.pos >= len(it.page) {
+		if it.done || it.err != nil {
+			return false
+		}
+		it.fetch()
+	}
+	kv := it.page[it.pos]
+	it.pos++
+	it.returned++
+	it.cur = KeyValue{Key: kv.GetKey(), Value: kv.GetValue().GetValue(), Timestamp: timestamp(kv.GetValue().GetTimestamp())}
+	if it.opts.Limit > 0 && it.returned >= it.opts.Limit {
+		it.done = true
+		it.page = it.page[:it.pos]
+	}
+	return true
+}
+
+// KV returns the current entry; valid after Next returned true, until the
+// next call of Next.
+func (it *Iterator) KV() KeyValue { return it.cur }
+
+// Err returns the error that ended the iteration, if any.
+func (it *Iterator) Err() error { return it.err }
+
+// fetch reads the next page.
+func (it *Iterator) fetch() {
+	limit := it.opts.PageSize
+	if it.opts.Limit > 0 {
+		rest := it.opts.Limit - it.returned
+		if limit == 0 || rest < limit {
+			limit = rest
+		}
+	}
+	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto()}
+	req := &kvpb.ScanRequest{Header: h, Start: it.start, End: it.end, Limit: uint32(limit), Reverse: it.opts.Reverse, KeysOnly: it.opts.KeysOnly}
+	r := route{key: it.start}
+	if it.opts.Reverse || it.opts.Consistency == Stale {
+		r = route{any: true}
+	}
+	var resp kvpb.ScanResponse
+	if err := it.c.invoke(it.ctx, MethodScan, r, h, req, &resp); err != nil {
+		it.err = err
+		return
+	}
+	it.page, it.pos = resp.GetKvs(), 0
+	resume := resp.GetResumeKey()
+	if len(resume) == 0 {
+		it.done = true
+		return
+	}
+	// A resume key must move the scan on, or the iteration would loop.
+	if it.opts.Reverse {
+		if len(it.end) > 0 && bytes.Compare(resume, it.end) >= 0 {
+			it.err = fmt.Errorf("client: Scan: reverse resume key %q does not precede end %q", resume, it.end)
+			return
+		}
+		it.end = resume
+	} else {
+		if bytes.Compare(resume, it.start) <= 0 {
+			it.err = fmt.Errorf("client: Scan: resume key %q does not follow start %q", resume, it.start)
+			return
+		}
+		it.start = resume
+	}
+}
+
+// Collect runs the scan to its end and returns every entry.
+func (it *Iterator) Collect() ([]KeyValue, error) {
+	var out []KeyValue
+	for it.Next() {
+		out = append(out, it.KV())
+	}
+	return out, it.Err()
+}
