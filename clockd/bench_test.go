@@ -15,7 +15,7 @@ import (
 // runtime through clockclient. It reports calls/s.
 func BenchmarkBusNow(b *testing.B) {
 	rt := daemontest.NewUnstartedRuntime(b, clockd.Name, daemontest.CA(b), daemontest.Common(b))
-	srv, err := clockd.New(clockd.DefaultConfig(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
+	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
 		Bound: &clockd.MemoryBound{}, NodeID: rt.NodeID})
 	if err != nil {
 		b.Fatal(err)

@@ -31,10 +31,18 @@
 //
 // # Remote clock monitor
 //
-// Every ProbeInterval clockd probes each peer clockd (--peers; the node's
-// own address may be listed, it is recognised by node id) with a
-// four-timestamp exchange and keeps per peer the offset estimate, the
-// round trip and the uncertainty (RTT/2 plus ReadError). A peer is far
+// Every ProbeInterval clockd probes each peer clockd with a
+// four-timestamp exchange. The peers come from gossipd's membership when
+// gossipd runs (Config.GossipAddr): clockd publishes its bus address in
+// the node's gossip metadata under MetadataKey ("clockd"), subscribes to
+// membership events, and on each event (and every 10 probe intervals)
+// re-reads the members and probes the clockd address of every alive or
+// suspect member but itself. Before gossipd first answers, and always
+// without a gossip address, it probes Config.Peers (--peers; the node's
+// own address may be listed, it is recognised by node id). If gossipd
+// goes away later, the peers last learned stay in use while clockd
+// reconnects (and re-publishes its address). Per peer clockd keeps the
+// offset estimate, the round trip and the uncertainty (RTT/2 plus ReadError). A peer is far
 // when its offset exceeds OffsetFraction*MaxOffset even after granting it
 // its uncertainty; the node is unhealthy when a strict majority of the
 // peers probed successfully within the last three intervals are far. A

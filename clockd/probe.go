@@ -74,6 +74,9 @@ func (s *Server) probe(ctx context.Context, addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.mu.peers[addr]
+	if p == nil {
+		return // dropped by SetPeers while the probe ran
+	}
 	p.lastProbe = t4
 	if err != nil {
 		if ctx.Err() == nil || p.ok {

@@ -42,10 +42,18 @@ type Config struct {
 	// StoredAddr is the bus address of the node's stored, the eventual
 	// home of the persisted wall-time bound. Default 127.0.0.1:7401.
 	StoredAddr string
-	// GossipAddr is the bus address of the node's gossipd; optional.
-	// Default 127.0.0.1:7403.
+	// GossipAddr is the bus address of the node's gossipd. When set,
+	// clockd publishes AdvertiseAddr in the node's gossip metadata (key
+	// MetadataKey) and probes the clockd address every alive or suspect
+	// member publishes, in place of Peers, once gossipd answers. Empty
+	// disables gossip. Default 127.0.0.1:7403.
 	GossipAddr string
-	// Peers are the bus addresses of the peer clockds the monitor probes.
+	// AdvertiseAddr is the bus address other nodes reach this clockd at,
+	// published in gossip metadata. Empty means the bus's bound address
+	// (set it when the bus listens on a wildcard address). Default empty.
+	AdvertiseAddr string
+	// Peers are the bus addresses of the peer clockds the monitor probes
+	// until gossipd's membership is known (or always, without GossipAddr).
 	// The node's own address may be listed: it is recognised by node id
 	// and skipped. Default none.
 	Peers []string
@@ -98,8 +106,15 @@ func (c Config) Validate() error {
 	if err := config.ValidateAddr(c.StoredAddr); err != nil {
 		return fmt.Errorf("clockd: StoredAddr %q: %w", c.StoredAddr, err)
 	}
-	if err := config.ValidateAddr(c.GossipAddr); err != nil {
-		return fmt.Errorf("clockd: GossipAddr %q: %w", c.GossipAddr, err)
+	if c.GossipAddr != "" {
+		if err := config.ValidateAddr(c.GossipAddr); err != nil {
+			return fmt.Errorf("clockd: GossipAddr %q: %w", c.GossipAddr, err)
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if err := config.ValidateAddr(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("clockd: AdvertiseAddr %q: %w", c.AdvertiseAddr, err)
+		}
 	}
 	for _, a := range c.Peers {
 		if err := config.ValidateAddr(a); err != nil {
@@ -167,6 +182,7 @@ type Server struct {
 		cancel           context.CancelFunc
 		startErr         error // last failure while waiting to serve
 		peerAddrs        []string
+		fromGossip       bool // peerAddrs come from gossip membership
 		peers            map[string]*peerState
 		verdict          monitor.Verdict
 		verdictAt        hlc.Timestamp
@@ -284,8 +300,15 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.monitorLoop(rctx)
 	}()
+	if s.cfg.GossipAddr != "" {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.gossipLoop(rctx)
+		}()
+	}
 	s.log.Info("clockd server started", slog.String("stored_addr", s.cfg.StoredAddr),
-		slog.Any("peers", s.cfg.Peers), slog.Duration("max_offset", s.cfg.MaxOffset))
+		slog.String("gossip_addr", s.cfg.GossipAddr), slog.Any("peers", s.cfg.Peers), slog.Duration("max_offset", s.cfg.MaxOffset))
 	return nil
 }
 

@@ -86,7 +86,7 @@ func skewed(skew time.Duration) func() int64 {
 
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := clockd.New(clockd.DefaultConfig(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}})
+	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestServeStatusAndReady(t *testing.T) {
 }
 
 func TestNowAndUpdateOverBus(t *testing.T) {
-	cfg := clockd.DefaultConfig()
+	cfg := baseCfg()
 	n := startNode(t, cfg, &clockd.MemoryBound{}, nil)
 	waitReady(t, n.srv)
 	client := daemontest.NewRuntime(t, "client")
@@ -200,7 +200,7 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 	phys.Store(int64(1_700_000_000) * 1e9)
 	physical := phys.Load
 	bound := &clockd.MemoryBound{}
-	cfg := clockd.DefaultConfig()
+	cfg := baseCfg()
 	cfg.BoundWindow = 200 * time.Millisecond
 
 	first := startNode(t, cfg, bound, physical)
@@ -262,7 +262,7 @@ func TestBoundStoreFailureRefusesTimestamps(t *testing.T) {
 	var phys atomic.Int64
 	phys.Store(int64(1_700_000_000) * 1e9)
 	bound := &clockd.MemoryBound{}
-	cfg := clockd.DefaultConfig()
+	cfg := baseCfg()
 	cfg.BoundWindow = time.Hour // no background renewal during the test
 	n := startNode(t, cfg, bound, phys.Load)
 	waitReady(t, n.srv)
@@ -322,7 +322,7 @@ func probedAll(t *testing.T, nodes []*node) {
 }
 
 func fastCfg() clockd.Config {
-	cfg := clockd.DefaultConfig()
+	cfg := baseCfg()
 	cfg.ProbeInterval = 50 * time.Millisecond
 	return cfg
 }

@@ -26,8 +26,9 @@ func spec() daemon.Spec {
 		DefaultAdminAddr: clockd.DefaultAdminAddr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "stored-addr", Value: clockd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored"},
-			&cli.StringFlag{Name: "gossip-addr", Value: clockd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd"},
-			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds to probe"},
+			&cli.StringFlag{Name: "gossip-addr", Value: clockd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd; peers come from its membership once it answers (empty: --peers only)"},
+			&cli.StringFlag{Name: "advertise-addr", Usage: "bus `ADDR` other nodes reach this clockd at, published in gossip metadata (default: the bound --bus-addr)"},
+			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds to probe until gossipd's membership is known"},
 			&cli.DurationFlag{Name: "max-offset", Value: def.MaxOffset, Usage: "largest tolerated clock offset between nodes"},
 			&cli.Float64Flag{Name: "offset-fraction", Value: def.OffsetFraction, Usage: "unhealthy when the offset from a majority of peers exceeds this fraction of --max-offset"},
 			&cli.BoolFlag{Name: "fatal-on-unhealthy", Usage: "exit non-zero when the clock turns unhealthy"},
@@ -41,7 +42,10 @@ func spec() daemon.Spec {
 			if cfg.StoredAddr, err = config.Addr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.GossipAddr, err = config.Addr(c, "gossip-addr"); err != nil {
+			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
+				return nil, err
+			}
+			if cfg.AdvertiseAddr, err = optionalAddr(c, "advertise-addr"); err != nil {
 				return nil, err
 			}
 			if cfg.Peers, err = addrList(c, "peers"); err != nil {
@@ -64,6 +68,14 @@ func spec() daemon.Spec {
 			})
 		},
 	}
+}
+
+// optionalAddr reads an address flag that may be empty.
+func optionalAddr(c *cli.Context, name string) (string, error) {
+	if c.String(name) == "" {
+		return "", nil
+	}
+	return config.Addr(c, name)
 }
 
 // addrList reads a comma-separated address list flag (also accepted
