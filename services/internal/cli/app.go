@@ -29,6 +29,9 @@ func commands(env *env) []*cli.Command {
 		certCommand(env),
 		clockCommand(env),
 		membersCommand(env),
+		initCommand(env),
+		kvCommand(env),
+		rangesCommand(env),
 	}
 }
 

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/services/client"
+)
+
+func initCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "bootstrap a new cluster's ranges (idempotent)",
+		Description: "Asks a raftd at --addr to create the meta range and the user ranges, each on up to\n" +
+			"--replicas nodes. The user keyspace is split at --split-points (comma separated keys)\n" +
+			"or into --initial-ranges evenly spaced one-byte boundaries; by default it is one range.\n" +
+			"On an initialized cluster nothing changes and the existing ranges are listed.",
+		Flags: append(kvFlags(),
+			&cli.StringFlag{Name: "split-points", Usage: "comma separated user `KEYS` where ranges begin"},
+			&cli.IntFlag{Name: "initial-ranges", Usage: "split the keyspace into `N` ranges (instead of --split-points)"},
+			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist)"},
+		),
+		Action: action(func(c *cli.Context) error {
+			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			o, err := initOptions(c)
+			if err != nil {
+				return err
+			}
+			s, err := openKV(e, c)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			res, err := s.cl.Init(s.ctx, o)
+			if err != nil {
+				return err
+			}
+			view := initView{AlreadyInitialized: res.AlreadyInitialized, Ranges: []rangeDescView{}}
+			for _, d := range res.Descriptors {
+				view.Ranges = append(view.Ranges, rangeDescView{RangeID: d.GetRangeId(), StartKey: string(d.GetStartKey()),
+					EndKey: string(d.GetEndKey()), Generation: d.GetGeneration(), Replicas: replicaDescs(d)})
+			}
+			if s.format == "json" {
+				return printJSON(e.stdout, view)
+			}
+			if view.AlreadyInitialized {
+				fmt.Fprintf(e.stdout, "cluster already initialized: %d ranges\n", len(view.Ranges))
+			} else {
+				fmt.Fprintf(e.stdout, "cluster initialized: %d ranges\n", len(view.Ranges))
+			}
+			t := newTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
+			for _, r := range view.Ranges {
+				var reps []string
+				for _, d := range r.Replicas {
+					reps = append(reps, fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID))
+				}
+				t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.StartKey, r.EndKey), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
+			}
+			return t.flush()
+		}),
+	}
+}
+
+// initView is what `init` prints.
+type initView struct {
+	AlreadyInitialized bool            `json:"already_initialized"`
+	Ranges             []rangeDescView `json:"ranges"`
+}
+
+// rangeDescView is one range descriptor.
+type rangeDescView struct {
+	RangeID    uint64            `json:"range_id"`
+	StartKey   string            `json:"start_key"`
+	EndKey     string            `json:"end_key"`
+	Generation uint64            `json:"generation"`
+	Replicas   []replicaDescView `json:"replicas"`
+}
+
+// initOptions reads and checks init's flags.
+func initOptions(c *cli.Context) (client.InitOptions, error) {
+	var o client.InitOptions
+	if c.IsSet("split-points") && c.IsSet("initial-ranges") {
+		return o, usagef("give --split-points or --initial-ranges, not both")
+	}
+	o.InitialRanges, o.ReplicationFactor = c.Int("initial-ranges"), c.Int("replicas")
+	if o.InitialRanges < 0 || o.InitialRanges > 256 {
+		return o, usagef("invalid value %d for flag --initial-ranges: want 1 to 256 (one-byte boundaries)", o.InitialRanges)
+	}
+	if o.ReplicationFactor < 1 {
+		return o, usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
+	}
+	if raw := c.String("split-points"); raw != "" {
+		seen := map[string]bool{}
+		for _, p := range strings.Split(raw, ",") {
+			if err := checkKeyArg("a split point", p); err != nil {
+				return o, usagef("invalid value %q for flag --split-points: %v", raw, err)
+			}
+			if seen[p] {
+				return o, usagef("invalid value %q for flag --split-points: %q given twice", raw, p)
+			}
+			seen[p] = true
+			o.SplitPoints = append(o.SplitPoints, []byte(p))
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/services/client/clienttest"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+// devCA issues the dev certificates of one directory to every endpoint.
+type devCA string
+
+func (d devCA) Config(string) (*tls.Config, error) { return tlsutil.Load(string(d)) }
+
+// fakeRaftd starts a fake raftd cluster with dev certificates in a fresh
+// certs dir and returns it with the flags that reach it.
+func fakeRaftd(t *testing.T, o clienttest.Options) (*clienttest.Cluster, []string) {
+	t.Helper()
+	certs := filepath.Join(t.TempDir(), "certs")
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	o.CA = devCA(certs)
+	fc := clienttest.Start(t, o)
+	return fc, []string{"--addr", strings.Join(fc.Addrs(), ","), "--certs-dir", certs}
+}
+
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := run(t, args...)
+	if code != 0 {
+		t.Fatalf("%q: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
+func TestKVCommands(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}, PageSize: 2})
+	// kv builds "kv SUB <conn flags> ARGS...": flags go before arguments.
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+
+	out := runOK(t, kv("put", "--output", "json", "alpha", "one")...)
+	var put struct{ Key, Timestamp string }
+	if err := json.Unmarshal([]byte(out), &put); err != nil || put.Key != "alpha" || put.Timestamp == "" {
+		t.Fatalf("put json = %q (%v)", out, err)
+	}
+	if got, _ := fc.Value("alpha"); got != "one" {
+		t.Fatalf("stored alpha = %q", got)
+	}
+	out = runOK(t, kv("get", "--output", "json", "alpha")...)
+	var get struct {
+		Key, Value, Timestamp string
+		Found                 *bool
+	}
+	if err := json.Unmarshal([]byte(out), &get); err != nil || get.Value != "one" || get.Timestamp != put.Timestamp || get.Found == nil || !*get.Found {
+		t.Fatalf("get json = %q (%v); want value one at %s", out, err, put.Timestamp)
+	}
+	out = runOK(t, kv("get", "--consistency", "stale", "alpha")...)
+	for _, want := range []string{"KEY", "alpha", "one", put.Timestamp} {
+		if !strings.Contains(out, want) {
+			t.Errorf("get table lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut := run(t, kv("get", "--output", "json", "nope")...)
+	if code != ExitFailed || !strings.Contains(errOut, "not found") || !strings.Contains(out, `"found": false`) {
+		t.Errorf("get missing: exit %d out %q err %q; want 1, found false, not found", code, out, errOut)
+	}
+
+	for _, k := range []string{"b", "c", "d", "n", "o", "p"} {
+		runOK(t, kv("put", k, "v"+k)...)
+	}
+	out = runOK(t, kv("scan", "--start", "b", "--end", "o", "--output", "json")...)
+	var scan struct {
+		KVs   []struct{ Key, Value, Timestamp string }
+		Count int
+		More  bool
+	}
+	if err := json.Unmarshal([]byte(out), &scan); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, kv := range scan.KVs {
+		keys = append(keys, kv.Key)
+	}
+	if strings.Join(keys, ",") != "b,c,d,n" || scan.Count != 4 || scan.More || scan.KVs[0].Value != "vb" {
+		t.Errorf("scan [b, o) = %+v", scan)
+	}
+	out = runOK(t, kv("scan", "--reverse", "--limit", "3", "--keys-only")...)
+	if lines := strings.Fields(out); strings.Join(lines, " ") != "KEY p o n (3 shown; more past --limit)" {
+		t.Errorf("reverse keys-only scan:\n%s", out)
+	}
+
+	out = runOK(t, kv("cas", "--expect", "one", "alpha", "two")...)
+	if !strings.HasPrefix(out, "OK alpha at ") {
+		t.Errorf("cas = %q", out)
+	}
+	code, out, errOut = run(t, kv("cas", "--expect", "one", "--output", "json", "alpha", "three")...)
+	var cas struct {
+		Succeeded bool
+		Current   *struct{ Value string }
+	}
+	if code != ExitFailed || json.Unmarshal([]byte(out), &cas) != nil || cas.Succeeded || cas.Current == nil || cas.Current.Value != "two" {
+		t.Errorf("failing cas: exit %d %q %q", code, out, errOut)
+	}
+	runOK(t, kv("cas", "--expect-absent", "fresh", "new")...)
+	runOK(t, kv("cas", "--expect", "new", "--delete", "fresh")...)
+	if _, ok := fc.Value("fresh"); ok {
+		t.Error("cas --delete left the key")
+	}
+
+	out = runOK(t, kv("del", "alpha")...)
+	if out != "deleted 1\n" {
+		t.Errorf("del = %q", out)
+	}
+	out = runOK(t, kv("del", "--end", "o", "--output", "json", "b")...)
+	if !strings.Contains(out, `"deleted": 4`) {
+		t.Errorf("del span = %q", out)
+	}
+	if fc.Len() != 2 {
+		t.Errorf("%d keys left; want 2 (o, p)", fc.Len())
+	}
+}
+
+func TestKVRetriesThroughFailures(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{Nodes: 2, NoDescriptors: true})
+	fc.Inject(0, client.MethodPut, bus.Errorf(bus.CodeUnavailable, "starting"))
+	fc.Inject(1, client.MethodPut, bus.NotLeader(""))
+	runOK(t, append(append([]string{"kv", "put"}, conn...), "k", "v")...)
+	if got, _ := fc.Value("k"); got != "v" {
+		t.Errorf("stored %q", got)
+	}
+}
+
+func TestKVUsageErrors(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{Nodes: 1})
+	for _, args := range [][]string{
+		{"kv", "get"},
+		{"kv", "get", "a", "b"},
+		{"kv", "get", ""},
+		{"kv", "get", "\x00sys"},
+		{"kv", "get", "--consistency", "eventual", "a"},
+		{"kv", "get", "--output", "yaml", "a"},
+		{"kv", "get", "a", "--output", "json"},
+		{"kv", "put", "a"},
+		{"kv", "del", "--end", "a", "b"},
+		{"kv", "scan", "--start", "b", "--end", "a"},
+		{"kv", "scan", "--limit", "-1"},
+		{"kv", "scan", "extra"},
+		{"kv", "cas", "a", "v"},
+		{"kv", "cas", "--expect", "x", "--expect-absent", "a", "v"},
+		{"kv", "cas", "--expect", "x", "--delete", "a", "v"},
+		{"kv", "cas", "--expect-absent", "--delete", "a"},
+		{"init", "--split-points", "a,b", "--initial-ranges", "4"},
+		{"init", "--split-points", "a,,b"},
+		{"init", "--split-points", "a,a"},
+		{"init", "--replicas", "0"},
+		{"init", "--initial-ranges", "-2"},
+		{"ranges", "extra"},
+	} {
+		// Connection flags go right after the (sub)command name.
+		n := 1
+		if args[0] == "kv" {
+			n = 2
+		}
+		full := append(append(append([]string{}, args[:n]...), conn...), args[n:]...)
+		code, _, errOut := run(t, full...)
+		if code != ExitUsage {
+			t.Errorf("%q: exit %d; want %d (%s)", args, code, ExitUsage, errOut)
+		}
+	}
+	code, _, errOut := run(t, "kv", "get", "--addr", "raftd", "--certs-dir", conn[3], "a")
+	if code != ExitUsage || !strings.Contains(errOut, "--addr") {
+		t.Errorf("bad --addr: exit %d %q; want 2 naming --addr", code, errOut)
+	}
+	code, _, errOut = run(t, "kv", "get", "--addr", fc.Addrs()[0], "--certs-dir", t.TempDir(), "a")
+	if code != ExitFailed || !strings.Contains(errOut, "--certs-dir") {
+		t.Errorf("missing certs: exit %d %q; want 1 naming --certs-dir", code, errOut)
+	}
+	code, _, errOut = run(t, "kv", "put", "--addr", "127.0.0.1:1", "--certs-dir", conn[3], "--timeout", "300ms", "a", "b")
+	if code != ExitFailed || !strings.Contains(errOut, "deadline") {
+		t.Errorf("no raftd: exit %d %q; want 1 after the deadline", code, errOut)
+	}
+	if fc.Len() != 0 {
+		t.Errorf("bad command lines wrote %d keys", fc.Len())
+	}
+}
+
+func TestInitAndRanges(t *testing.T) {
+	_, conn := fakeRaftd(t, clienttest.Options{Uninitialized: true})
+	out := runOK(t, append([]string{"init", "--split-points", "g,p", "--output", "json"}, conn...)...)
+	var v struct {
+		AlreadyInitialized bool `json:"already_initialized"`
+		Ranges             []struct {
+			RangeID  uint64                    `json:"range_id"`
+			StartKey string                    `json:"start_key"`
+			EndKey   string                    `json:"end_key"`
+			Replicas []struct{ NodeID uint64 } `json:"replicas"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("init json: %v\n%s", err, out)
+	}
+	if v.AlreadyInitialized || len(v.Ranges) != 4 || v.Ranges[2].StartKey != "g" || v.Ranges[2].EndKey != "p" || len(v.Ranges[2].Replicas) != 3 {
+		t.Fatalf("init = %+v", v)
+	}
+	out = runOK(t, append([]string{"init", "--initial-ranges", "16"}, conn...)...)
+	if !strings.Contains(out, "already initialized: 4 ranges") || !strings.Contains(out, "[g, p)") || !strings.Contains(out, "[p, +∞)") {
+		t.Errorf("second init:\n%s", out)
+	}
+
+	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
+	var rv struct {
+		NodeID   uint64 `json:"node_id"`
+		Replicas []struct {
+			RangeID   uint64 `json:"range_id"`
+			RaftState string `json:"raft_state"`
+			Term      uint64
+			LogBytes  uint64 `json:"log_bytes"`
+			Quiesced  bool
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rv); err != nil {
+		t.Fatalf("ranges json: %v\n%s", err, out)
+	}
+	if rv.NodeID != 1 || len(rv.Replicas) != 3 || rv.Replicas[0].RaftState != "leader" || rv.Replicas[1].RaftState != "follower" || rv.Replicas[0].Term != 2 || rv.Replicas[0].LogBytes == 0 {
+		t.Errorf("ranges = %+v", rv)
+	}
+	out = runOK(t, append([]string{"ranges"}, conn...)...)
+	for _, want := range []string{"node 1: 3 replicas", "RANGE", "SPAN", "QUIESCED", "leader", "follower", "n1/r1", "[\"\\x01\", g)", "10 entries, 1000 B"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ranges table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+func rangesCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "ranges",
+		Usage: "list a raftd's local replicas: span, raft state, term, leader, commit/applied, log size",
+		Description: "Calls the raftd at --addr (the first, if several) over the bus. One row per local replica:\n" +
+			"range id and span [start, end), the replica's raft state and term, the leader's node\n" +
+			"and replica ids, commit and applied indexes, the log's entries and bytes, whether the\n" +
+			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
+			"one object with node_id and \"replicas\".",
+		Flags: kvFlags(),
+		Action: action(func(c *cli.Context) error {
+			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			s, err := openKV(e, c)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			addr := s.cl.Addrs()[0]
+			resp, err := s.cl.Ranges(s.ctx, addr)
+			if err != nil {
+				return err
+			}
+			view := makeRangesView(addr, resp)
+			if s.format == "json" {
+				return printJSON(e.stdout, view)
+			}
+			return printRanges(e, view)
+		}),
+	}
+}
+
+// rangesView is what `ranges` prints.
+type rangesView struct {
+	Addr     string        `json:"addr"`
+	NodeID   uint64        `json:"node_id"`
+	Replicas []replicaView `json:"replicas"`
+}
+
+// replicaView is one local replica.
+type replicaView struct {
+	RangeID         uint64            `json:"range_id"`
+	StartKey        string            `json:"start_key"`
+	EndKey          string            `json:"end_key"`
+	Generation      uint64            `json:"generation"`
+	Replicas        []replicaDescView `json:"replicas"`
+	ReplicaID       uint64            `json:"replica_id"`
+	RaftState       string            `json:"raft_state"`
+	Term            uint64            `json:"term"`
+	LeaderNodeID    uint64            `json:"leader_node_id"`
+	LeaderReplicaID uint64            `json:"leader_replica_id"`
+	CommitIndex     uint64            `json:"commit_index"`
+	AppliedIndex    uint64            `json:"applied_index"`
+	FirstIndex      uint64            `json:"first_index"`
+	LastIndex       uint64            `json:"last_index"`
+	LogEntries      uint64            `json:"log_entries"`
+	LogBytes        uint64            `json:"log_bytes"`
+	Quiesced        bool              `json:"quiesced"`
+	LeaseValid      bool              `json:"lease_valid"`
+}
+
+// replicaDescView is one replica of a range descriptor.
+type replicaDescView struct {
+	NodeID    uint64 `json:"node_id"`
+	ReplicaID uint64 `json:"replica_id"`
+	Type      string `json:"type"`
+}
+
+func replicaDescs(d *kvpb.RangeDescriptor) []replicaDescView {
+	out := []replicaDescView{}
+	for _, r := range d.GetReplicas() {
+		typ := "voter"
+		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+			typ = "learner"
+		}
+		out = append(out, replicaDescView{NodeID: r.GetNodeId(), ReplicaID: r.GetReplicaId(), Type: typ})
+	}
+	return out
+}
+
+func makeRangesView(addr string, resp *kvpb.RangesResponse) rangesView {
+	v := rangesView{Addr: addr, NodeID: resp.GetNodeId(), Replicas: []replicaView{}}
+	for _, r := range resp.GetReplicas() {
+		d := r.GetDescriptor_()
+		rv := replicaView{
+			RangeID: d.GetRangeId(), StartKey: string(d.GetStartKey()), EndKey: string(d.GetEndKey()), Generation: d.GetGeneration(),
+			Replicas: replicaDescs(d), ReplicaID: r.GetReplicaId(), RaftState: r.GetRaftState(), Term: r.GetTerm(),
+			LeaderNodeID: r.GetLeaderNodeId(), LeaderReplicaID: r.GetLeaderReplicaId(),
+			CommitIndex: r.GetCommitIndex(), AppliedIndex: r.GetAppliedIndex(), FirstIndex: r.GetFirstIndex(), LastIndex: r.GetLastIndex(),
+			LogBytes: r.GetLogBytes(), Quiesced: r.GetQuiesced(), LeaseValid: r.GetLeaseValid(),
+		}
+		if r.GetLastIndex() >= r.GetFirstIndex() && r.GetLastIndex() > 0 {
+			rv.LogEntries = r.GetLastIndex() - r.GetFirstIndex() + 1
+		}
+		v.Replicas = append(v.Replicas, rv)
+	}
+	return v
+}
+
+// spanString shows [start, end) with empty bounds as the keyspace's ends.
+func spanString(start, end string) string {
+	s, e := printable(start), printable(end)
+	if start == "" {
+		s = "-∞"
+	}
+	if end == "" {
+		e = "+∞"
+	}
+	return "[" + s + ", " + e + ")"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printRanges(e *env, v rangesView) error {
+	fmt.Fprintf(e.stdout, "raftd %s, node %d: %d replicas\n", v.Addr, v.NodeID, len(v.Replicas))
+	if len(v.Replicas) == 0 {
+		return nil
+	}
+	t := newTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
+	for _, r := range v.Replicas {
+		leader := "-"
+		if r.LeaderNodeID != 0 {
+			leader = fmt.Sprintf("n%d/r%d", r.LeaderNodeID, r.LeaderReplicaID)
+		}
+		var reps []string
+		for _, d := range r.Replicas {
+			s := fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID)
+			if d.Type == "learner" {
+				s += "(l)"
+			}
+			reps = append(reps, s)
+		}
+		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.StartKey, r.EndKey), strconv.FormatUint(r.ReplicaID, 10),
+			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
+			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
+	}
+	return t.flush()
+}
+
+// byteSize formats n bytes with a binary unit.
+func byteSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
