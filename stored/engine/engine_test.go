@@ -91,7 +91,9 @@ func TestRejectedBatchLeavesNoTrace(t *testing.T) {
 				b.Put(engine.Data, []byte{byte('a' + i)}, make([]byte, 60))
 			}
 		}},
-		{"range start > end", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: engine.Data, Start: []byte("z"), End: []byte("a")}) }},
+		{"range start > end", func(b *engine.Batch) {
+			b.DeleteRange(engine.Span{CF: engine.Data, Start: []byte("z"), End: []byte("a")})
+		}},
 		{"range without end", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: engine.Data, Start: []byte("a")}) }},
 		{"range unknown cf", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: 7, End: []byte("a")}) }},
 		{"range bound over limit", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: engine.Data, End: long}) }},
@@ -133,7 +135,10 @@ func TestReadValidation(t *testing.T) {
 			return err
 		}},
 		{"scan unknown cf", func() error { _, err := e.Scan(engine.Span{CF: 0}, engine.ScanOptions{}); return err }},
-		{"scan negative limit", func() error { _, err := e.Scan(engine.Span{CF: engine.Data}, engine.ScanOptions{Limit: -1}); return err }},
+		{"scan negative limit", func() error {
+			_, err := e.Scan(engine.Span{CF: engine.Data}, engine.ScanOptions{Limit: -1})
+			return err
+		}},
 		{"size start > end", func() error {
 			_, err := e.ApproximateSize(engine.Span{CF: engine.Data, Start: []byte("b"), End: []byte("a")})
 			return err
