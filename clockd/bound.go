@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
 
 // BoundStore persists the wall-time upper bound: a wall time (Unix ns)
 // above every timestamp clockd has handed out. Its home is the `local`
-// column family of the node's stored; FileBound keeps it in clockd's data
-// directory until the stored client is wired in.
+// column family of the node's stored (StoreBound); FileBound keeps it in
+// clockd's data directory when no stored address is configured.
 type BoundStore interface {
 	// LoadBound returns the persisted bound, 0 if none was ever saved.
 	LoadBound(ctx context.Context) (int64, error)
@@ -63,6 +65,48 @@ func (m *MemoryBound) Saves() int {
 	return m.saves
 }
 
+// BoundKey is the key of the wall-time bound in stored's `local` column
+// family; its value is 8 big-endian bytes, as in the bound file.
+const BoundKey = "clockd/wall-bound"
+
+// StoreBound keeps the bound in the node's stored: key BoundKey of the
+// `local` column family, written with a synced batch.
+type StoreBound struct {
+	c *storeclient.Client
+}
+
+// NewStoreBound returns a StoreBound calling the stored of c.
+func NewStoreBound(c *storeclient.Client) *StoreBound { return &StoreBound{c: c} }
+
+// LoadBound implements BoundStore.
+func (s *StoreBound) LoadBound(ctx context.Context) (int64, error) {
+	v, found, err := s.c.Get(ctx, storeclient.Local, []byte(BoundKey))
+	if err != nil {
+		return 0, fmt.Errorf("clockd: read bound from stored: %w", err)
+	}
+	if !found {
+		return 0, nil
+	}
+	b, err := decodeBound(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w (stored key %s)", err, BoundKey)
+	}
+	return b, nil
+}
+
+// SaveBound implements BoundStore.
+func (s *StoreBound) SaveBound(ctx context.Context, wallNs int64) error {
+	if wallNs < 0 {
+		return fmt.Errorf("clockd: negative bound %d", wallNs)
+	}
+	var b storeclient.Batch
+	b.Put(storeclient.Local, []byte(BoundKey), binary.BigEndian.AppendUint64(nil, uint64(wallNs)))
+	if _, err := s.c.Write(ctx, &b, true); err != nil {
+		return fmt.Errorf("clockd: save bound in stored: %w", err)
+	}
+	return nil
+}
+
 // boundFileName is the file FileBound keeps the bound in.
 const boundFileName = "wall-bound"
 
@@ -87,14 +131,15 @@ func (f *FileBound) LoadBound(context.Context) (int64, error) {
 	return decodeBound(b)
 }
 
-// decodeBound decodes the bound file's contents.
+// decodeBound decodes a persisted bound (the file's contents, or the
+// value of BoundKey in stored).
 func decodeBound(b []byte) (int64, error) {
 	if len(b) != 8 {
-		return 0, fmt.Errorf("clockd: bound file has %d bytes, want 8", len(b))
+		return 0, fmt.Errorf("clockd: persisted bound has %d bytes, want 8", len(b))
 	}
 	v := int64(binary.BigEndian.Uint64(b))
 	if v < 0 {
-		return 0, fmt.Errorf("clockd: negative bound %d in bound file", v)
+		return 0, fmt.Errorf("clockd: negative persisted bound %d", v)
 	}
 	return v, nil
 }

@@ -25,9 +25,14 @@
 // physical time has passed it before serving, with the "clockd" ready
 // check failing meanwhile; so a restart, even onto a clock that was set
 // back, never hands out a timestamp below one handed out before. The
-// bound's home is the `local` column family of the node's stored
-// (BoundStore); until the stored client is wired in, the daemon keeps it
-// in <data-dir>/clockd/wall-bound (FileBound).
+// bound's home is the `local` column family of the node's stored, key
+// BoundKey ("clockd/wall-bound", 8 big-endian bytes), written with a
+// synced batch through shared/storeclient (StoreBound); while stored is
+// unreachable at start clockd retries and does not serve. Only when no
+// stored address is configured (--stored-addr "") does the daemon keep the
+// bound in <data-dir>/clockd/wall-bound (FileBound) instead; the two are
+// not merged, so switching between them on a node whose clock was set
+// back loses the protection once.
 //
 // # Remote clock monitor
 //

@@ -39,8 +39,10 @@ const OffsetsPath = "/v1/offsets"
 
 // Config configures the clockd server.
 type Config struct {
-	// StoredAddr is the bus address of the node's stored, the eventual
-	// home of the persisted wall-time bound. Default 127.0.0.1:7401.
+	// StoredAddr is the bus address of the node's stored, the home of the
+	// persisted wall-time bound (see StoreBound). The daemon keeps the
+	// bound in a file of its data directory instead when it is empty
+	// (FileBound). Default 127.0.0.1:7401.
 	StoredAddr string
 	// GossipAddr is the bus address of the node's gossipd. When set,
 	// clockd publishes AdvertiseAddr in the node's gossip metadata (key
@@ -103,8 +105,10 @@ func DefaultConfig() Config {
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if err := config.ValidateAddr(c.StoredAddr); err != nil {
-		return fmt.Errorf("clockd: StoredAddr %q: %w", c.StoredAddr, err)
+	if c.StoredAddr != "" {
+		if err := config.ValidateAddr(c.StoredAddr); err != nil {
+			return fmt.Errorf("clockd: StoredAddr %q: %w", c.StoredAddr, err)
+		}
 	}
 	if c.GossipAddr != "" {
 		if err := config.ValidateAddr(c.GossipAddr); err != nil {
@@ -146,7 +150,8 @@ type Deps struct {
 	Bus *bus.Bus
 	// Admin receives the readiness check and /v1/offsets. Required.
 	Admin *admin.Server
-	// Bound persists the wall-time upper bound. Required.
+	// Bound persists the wall-time upper bound: a StoreBound over the
+	// node's stored, or a FileBound without one. Required.
 	Bound BoundStore
 	// NodeID is this node's id; probes answered with it are the node's
 	// own and skipped.

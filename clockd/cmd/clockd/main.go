@@ -12,6 +12,7 @@ import (
 	"github.com/pleiades-db/pleiades/clockd"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
 
 func main() { daemon.Main(spec()) }
@@ -25,7 +26,7 @@ func spec() daemon.Spec {
 		DefaultBusAddr:   clockd.DefaultBusAddr,
 		DefaultAdminAddr: clockd.DefaultAdminAddr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "stored-addr", Value: clockd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored"},
+			&cli.StringFlag{Name: "stored-addr", Value: clockd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored, which keeps the wall-time bound (empty: a file in the data directory)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: clockd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd; peers come from its membership once it answers (empty: --peers only)"},
 			&cli.StringFlag{Name: "advertise-addr", Usage: "bus `ADDR` other nodes reach this clockd at, published in gossip metadata (default: the bound --bus-addr)"},
 			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds to probe until gossipd's membership is known"},
@@ -39,7 +40,7 @@ func spec() daemon.Spec {
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := clockd.DefaultConfig()
 			var err error
-			if cfg.StoredAddr, err = config.Addr(c, "stored-addr"); err != nil {
+			if cfg.StoredAddr, err = optionalAddr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
 			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
@@ -60,11 +61,15 @@ func spec() daemon.Spec {
 			if err := checkClockFlags(cfg); err != nil {
 				return nil, err
 			}
-			// The bound lives in clockd's data directory until the stored
-			// client is wired in (see package clockd).
+			// The bound lives in stored; in a file of the data directory
+			// only when no stored address is given (see package clockd).
+			var bound clockd.BoundStore = clockd.NewFileBound(rt.DataDir)
+			if cfg.StoredAddr != "" {
+				bound = clockd.NewStoreBound(storeclient.New(rt.Bus, cfg.StoredAddr))
+			}
 			return clockd.New(cfg, clockd.Deps{
 				Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
-				Bound: clockd.NewFileBound(rt.DataDir), NodeID: rt.NodeID,
+				Bound: bound, NodeID: rt.NodeID,
 			})
 		},
 	}

@@ -24,6 +24,7 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestServe(t *testing.T) {
-	// No gossipd in this test: --peers only.
-	daemontest.CheckServe(t, spec(), "--gossip-addr", "")
+	// No gossipd and no stored in this test: --peers only, the bound in
+	// a file.
+	daemontest.CheckServe(t, spec(), "--gossip-addr", "", "--stored-addr", "")
 }
