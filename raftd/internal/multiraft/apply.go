@@ -1,0 +1,452 @@
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+// Result is the outcome of one applied command.
+type Result struct {
+	// Timestamp is the HLC timestamp the command's writes carry.
+	Timestamp hlc.Timestamp
+	// Succeeded is false when a compare-and-swap failed; nothing was
+	// written then.
+	Succeeded bool
+	// FailedOp is the index of the failed comparison.
+	FailedOp int
+	// Current is the value found by the failed comparison (nil: absent).
+	Current *kvpb.Value
+	// Deleted tells, per op, whether a delete removed an existing key.
+	Deleted []bool
+	// Count is the number of keys a DeleteRange removed.
+	Count uint64
+}
+
+type overlayVal struct {
+	value   []byte
+	ts      hlc.Timestamp
+	deleted bool
+}
+
+// applier accumulates the writes of one apply pass; reads see earlier
+// writes of the pass through the overlay.
+type applier struct {
+	r       *Replica
+	ops     []storage.Op
+	overlay map[string]overlayVal
+}
+
+func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
+	if v, ok := a.overlay[string(key)]; ok {
+		return v.value, v.ts, !v.deleted, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.r.s.cfg.StorageTimeout)
+	defer cancel()
+	b, ok, err := a.r.s.d.Engine.Get(ctx, storage.Data, key)
+	if err != nil || !ok {
+		return nil, hlc.Timestamp{}, false, err
+	}
+	ts, v, err := storage.DecodeValue(b)
+	if err != nil {
+		return nil, hlc.Timestamp{}, false, fmt.Errorf("key %q: %w", key, err)
+	}
+	return v, ts, true, nil
+}
+
+func (a *applier) put(key, value []byte, ts hlc.Timestamp) {
+	a.ops = append(a.ops, storage.Put(storage.Data, key, storage.EncodeValue(ts, value)))
+	a.overlay[string(key)] = overlayVal{value: value, ts: ts}
+}
+
+func (a *applier) del(key []byte) {
+	a.ops = append(a.ops, storage.Delete(storage.Data, key))
+	a.overlay[string(key)] = overlayVal{deleted: true}
+}
+
+// flush writes the pass's data together with the applied state (unsynced:
+// the log is durable, so a crash replays from the applied index).
+func (a *applier) flush() error {
+	r := a.r
+	b, err := proto.Marshal(r.mu.applied)
+	if err != nil {
+		return err
+	}
+	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+	defer cancel()
+	if err := r.s.d.Engine.Write(ctx, ops, false); err != nil {
+		return fmt.Errorf("multiraft: apply to range %d: %w", r.rangeID, err)
+	}
+	a.ops = a.ops[:0]
+	clear(a.overlay)
+	return nil
+}
+
+type doneProposal struct {
+	p   *proposal
+	res *Result
+}
+
+// applyLocked applies committed entries in order.
+func (r *Replica) applyLocked(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	a := &applier{r: r, overlay: map[string]overlayVal{}}
+	var done []doneProposal
+	var repropose []*proposal
+	for _, e := range ents {
+		if e.GetIndex() <= r.mu.applied.GetIndex() {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) == 0 {
+				break
+			}
+			cmd := &raftmsgpb.Command{}
+			if err := proto.Unmarshal(e.GetData(), cmd); err != nil {
+				r.log.Error("undecodable command skipped", slog.Uint64("index", e.GetIndex()), slog.Any("error", err))
+				break
+			}
+			mine := cmd.GetNodeId() == r.s.d.NodeID && cmd.GetIncarnation() == r.s.incarnation
+			if !r.acceptLocked(cmd) {
+				// A duplicate or out-of-order copy: if our proposal is still
+				// waiting, propose it again under a fresh sequence.
+				if p := r.mu.pending[cmd.GetSeq()]; mine && p != nil {
+					delete(r.mu.pending, cmd.GetSeq())
+					repropose = append(repropose, p)
+				}
+				break
+			}
+			if hasDeleteRange(cmd) && len(a.ops) > 0 {
+				if err := a.flush(); err != nil {
+					return err
+				}
+			}
+			res, err := r.evalLocked(a, cmd)
+			if err != nil {
+				return err
+			}
+			if p := r.mu.pending[cmd.GetSeq()]; mine && p != nil {
+				delete(r.mu.pending, cmd.GetSeq())
+				done = append(done, doneProposal{p, res})
+			}
+		case raftpb.EntryConfChange:
+			cc := &raftpb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("multiraft: decode conf change: %w", err)
+			}
+			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
+		case raftpb.EntryConfChangeV2:
+			cc := &raftpb.ConfChangeV2{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("multiraft: decode conf change: %w", err)
+			}
+			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
+		}
+		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
+	}
+	if err := a.flush(); err != nil {
+		return err
+	}
+	r.mu.log.applied, r.mu.log.appliedTerm = r.mu.applied.GetIndex(), r.mu.applied.GetTerm()
+	r.applied.Store(r.mu.applied.GetIndex())
+	for _, d := range done {
+		d.p.done <- proposalResult{res: d.res}
+	}
+	if len(repropose) > 0 {
+		r.in.Lock()
+		r.in.props = append(r.in.props, repropose...)
+		r.in.Unlock()
+		r.s.enqueue(r.rangeID)
+	}
+	return nil
+}
+
+func hasDeleteRange(cmd *raftmsgpb.Command) bool {
+	for _, op := range cmd.GetOps() {
+		if op.GetDeleteRange() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptLocked decides, identically on every replica, whether a command
+// applies: each proposer's sequence must grow within one incarnation.
+func (r *Replica) acceptLocked(cmd *raftmsgpb.Command) bool {
+	as := r.mu.applied
+	for _, ps := range as.Proposers {
+		if ps.GetNodeId() != cmd.GetNodeId() {
+			continue
+		}
+		switch {
+		case cmd.GetIncarnation() > ps.GetIncarnation():
+		case cmd.GetIncarnation() == ps.GetIncarnation() && cmd.GetSeq() > ps.GetSeq():
+		default:
+			return false
+		}
+		ps.Incarnation, ps.Seq = cmd.GetIncarnation(), cmd.GetSeq()
+		return true
+	}
+	as.Proposers = append(as.Proposers, &raftmsgpb.ProposerSeq{NodeId: cmd.GetNodeId(), Incarnation: cmd.GetIncarnation(), Seq: cmd.GetSeq()})
+	return true
+}
+
+// evalLocked applies one command: comparisons first (all or nothing), then
+// the mutations, at a timestamp above every earlier write of the range.
+func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command) (*Result, error) {
+	ts, err := hlc.FromProto(cmd.GetTimestamp())
+	if err != nil {
+		ts = hlc.Timestamp{}
+	}
+	maxTS, _ := hlc.FromProto(r.mu.applied.GetMaxTimestamp())
+	if !maxTS.Less(ts) {
+		ts = maxTS.Next()
+	}
+	r.mu.applied.MaxTimestamp = ts.Proto()
+	_, _ = r.s.d.Clock.Update(ts)
+	res := &Result{Timestamp: ts, Succeeded: true, Deleted: make([]bool, len(cmd.GetOps()))}
+	for i, op := range cmd.GetOps() {
+		c := op.GetCas()
+		if c == nil {
+			continue
+		}
+		cur, curTS, found, err := a.get(c.GetKey())
+		if err != nil {
+			return nil, err
+		}
+		ok := !found
+		if !c.GetExpectAbsent() {
+			ok = found && bytes.Equal(cur, c.GetExpectedValue())
+		}
+		if !ok {
+			res.Succeeded, res.FailedOp = false, i
+			if found {
+				res.Current = &kvpb.Value{Value: bytes.Clone(cur), Timestamp: curTS.Proto()}
+			}
+			return res, nil
+		}
+	}
+	desc := r.desc.Load()
+	for i, op := range cmd.GetOps() {
+		switch {
+		case op.GetPut() != nil:
+			a.put(op.GetPut().GetKey(), op.GetPut().GetValue(), ts)
+		case op.GetDelete() != nil:
+			_, _, found, err := a.get(op.GetDelete().GetKey())
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				a.del(op.GetDelete().GetKey())
+				res.Deleted[i] = true
+			}
+		case op.GetCas() != nil:
+			c := op.GetCas()
+			if c.GetDelete() {
+				a.del(c.GetKey())
+			} else {
+				a.put(c.GetKey(), c.GetNewValue(), ts)
+			}
+		case op.GetDeleteRange() != nil:
+			start, end := clipSpan(op.GetDeleteRange().GetStart(), op.GetDeleteRange().GetEnd(), desc)
+			ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+			kvs, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+			for _, kv := range kvs {
+				a.del(kv.Key)
+			}
+			res.Count += uint64(len(kvs))
+		}
+	}
+	return res, nil
+}
+
+// clipSpan intersects [start, end) (empty end: unbounded) with the range.
+func clipSpan(start, end []byte, d *kvpb.RangeDescriptor) ([]byte, []byte) {
+	if bytes.Compare(start, d.GetStartKey()) < 0 {
+		start = d.GetStartKey()
+	}
+	if len(d.GetEndKey()) > 0 && (len(end) == 0 || bytes.Compare(end, d.GetEndKey()) > 0) {
+		end = d.GetEndKey()
+	}
+	if len(end) == 0 {
+		end = nil
+	}
+	return start, end
+}
+
+// snapshotOpsLocked turns a received snapshot into writes: the range's data
+// replaced, the log reset to the snapshot, applied state and descriptor.
+func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error) {
+	ps := r.mu.pendingSnap
+	r.mu.pendingSnap = nil
+	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	if ps == nil || ps.msg.GetSnapshot().GetMetadata().GetIndex() != idx {
+		return nil, fmt.Errorf("range %d snapshot %d: %w", r.rangeID, idx, errSnapshotMismatch)
+	}
+	desc := r.desc.Load()
+	if ps.desc != nil {
+		desc = ps.desc
+	}
+	start, end := clipSpan(nil, nil, desc)
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+	old, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	var ops []storage.Op
+	for _, kv := range old {
+		ops = append(ops, storage.Delete(storage.Data, kv.Key))
+	}
+	for _, kv := range ps.kvs {
+		ops = append(ops, storage.Put(storage.Data, kv.GetKey(), storage.EncodeValue(tsOf(kv.GetValue()), kv.GetValue().GetValue())))
+	}
+	lops, err := r.mu.log.snapshotOps(idx, term)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, lops...)
+	applied := proto.Clone(ps.applied).(*raftmsgpb.AppliedState)
+	applied.Index, applied.Term = idx, term
+	b, err := proto.Marshal(applied)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
+	db, err := proto.Marshal(desc)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), db))
+	r.mu.applied = applied
+	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
+	r.mu.log.cs = snap.GetMetadata().GetConfState()
+	r.applied.Store(idx)
+	r.desc.Store(desc)
+	return ops, nil
+}
+
+func tsOf(v *kvpb.Value) hlc.Timestamp {
+	ts, _ := hlc.FromProto(v.GetTimestamp())
+	return ts
+}
+
+// sendSnapshotLocked builds the range's data at the applied index (which
+// the MsgSnap describes) and ships it on a store goroutine; the outcome
+// is reported to raft.
+func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
+	to := m.GetTo()
+	if r.mu.snapSending[to] {
+		return
+	}
+	report := func(ok bool) {
+		r.in.Lock()
+		r.in.reports = append(r.in.reports, snapReport{to: to, ok: ok})
+		r.in.Unlock()
+		r.s.enqueue(r.rangeID)
+	}
+	node := r.nodeOfReplica(to)
+	if node == 0 || m.GetSnapshot().GetMetadata().GetIndex() != r.mu.applied.GetIndex() {
+		r.mu.rn.ReportSnapshot(to, 1)
+		return
+	}
+	desc := r.desc.Load()
+	start, end := clipSpan(nil, nil, desc)
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+	kvs, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+	cancel()
+	msgBytes, merr := proto.Marshal(m)
+	if err != nil || merr != nil {
+		r.log.Warn("snapshot build failed", slog.Any("error", err))
+		r.mu.rn.ReportSnapshot(to, 1)
+		return
+	}
+	id := r.s.snapSeq.Add(1)
+	var chunks []*raftmsgpb.SnapshotChunk
+	cur := &raftmsgpb.SnapshotChunk{SnapshotId: id, RangeId: r.rangeID, FromNode: r.s.d.NodeID}
+	size := 0
+	for _, kv := range kvs {
+		ts, v, err := storage.DecodeValue(kv.Value)
+		if err != nil {
+			r.mu.rn.ReportSnapshot(to, 1)
+			return
+		}
+		cur.Kvs = append(cur.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: &kvpb.Value{Value: v, Timestamp: ts.Proto()}})
+		size += len(kv.Key) + len(kv.Value)
+		if size >= r.s.cfg.SnapshotChunkBytes {
+			chunks = append(chunks, cur)
+			cur = &raftmsgpb.SnapshotChunk{SnapshotId: id, RangeId: r.rangeID, FromNode: r.s.d.NodeID}
+			size = 0
+		}
+	}
+	cur.Done, cur.Message, cur.RangeDescriptor = true, msgBytes, desc
+	cur.Applied = proto.Clone(r.mu.applied).(*raftmsgpb.AppliedState)
+	chunks = append(chunks, cur)
+	r.mu.snapSending[to] = true
+	if !r.s.goAsync(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*r.s.cfg.StorageTimeout)
+		defer cancel()
+		err := r.s.d.Transport.SendSnapshot(ctx, node, chunks)
+		if err != nil {
+			r.log.Warn("snapshot send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+		}
+		report(err == nil)
+	}) {
+		delete(r.mu.snapSending, to)
+		r.mu.rn.ReportSnapshot(to, 1)
+	}
+}
+
+type snapKey struct{ from, id uint64 }
+
+// HandleSnapshot receives one snapshot chunk. The last chunk hands the
+// data and the MsgSnap to the replica, which installs both in its next
+// round.
+func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) error {
+	k := snapKey{c.GetFromNode(), c.GetSnapshotId()}
+	s.snaps.Lock()
+	sn := s.snaps.in[k]
+	if sn == nil {
+		sn = &inboundSnapshot{}
+		s.snaps.in[k] = sn
+	}
+	sn.kvs = append(sn.kvs, c.GetKvs()...)
+	if !c.GetDone() {
+		s.snaps.Unlock()
+		return nil
+	}
+	delete(s.snaps.in, k)
+	s.snaps.Unlock()
+	r := s.Replica(c.GetRangeId())
+	if r == nil {
+		return fmt.Errorf("multiraft: no replica of range %d", c.GetRangeId())
+	}
+	msg, err := decodeMessage(c.GetMessage())
+	if err != nil || msg.GetType() != raftpb.MsgSnap {
+		return fmt.Errorf("multiraft: snapshot of range %d without a MsgSnap", c.GetRangeId())
+	}
+	sn.desc, sn.applied, sn.msg = c.GetRangeDescriptor(), c.GetApplied(), msg
+	r.in.Lock()
+	r.in.snaps = append(r.in.snaps, sn)
+	r.in.msgs = append(r.in.msgs, inMsg{msg: msg})
+	r.in.Unlock()
+	s.enqueue(r.rangeID)
+	return nil
+}

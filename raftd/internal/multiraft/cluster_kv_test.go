@@ -1,0 +1,229 @@
+package multiraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+func TestElectReplicateRead(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if err := c.put(ctx, fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i)); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	// Every node answers a linearizable read (forwarding to the leader).
+	for _, id := range c.ids {
+		resp, err := c.store(id).Get(ctx, &kvpb.GetRequest{Key: []byte("k07")})
+		if err != nil || string(resp.GetValue().GetValue()) != "v7" || resp.GetValue().GetTimestamp().GetWallTime() == 0 {
+			t.Errorf("node %d Get(k07) = %v, %v; want v7 with a timestamp", id, resp, err)
+		}
+	}
+	// Every replica applies every write.
+	waitFor(t, 5*time.Second, "replication to all nodes", func() bool {
+		for _, id := range c.ids {
+			if v, ok := c.staleGet(id, "k19"); !ok || v != "v19" {
+				return false
+			}
+		}
+		return true
+	})
+	// no_forward on a follower answers NotLeader with the leader's address.
+	leader := c.leaderOf(2)
+	for _, id := range c.ids {
+		if id == leader {
+			continue
+		}
+		_, err := c.store(id).Get(ctx, &kvpb.GetRequest{Header: &kvpb.Header{NoForward: true}, Key: []byte("k01")})
+		if !errors.Is(err, bus.ErrNotLeader) || bus.LeaderHint(err) != c.addr(leader) {
+			t.Errorf("node %d no_forward Get = %v (hint %q); want NotLeader hinting %s", id, err, bus.LeaderHint(err), c.addr(leader))
+		}
+		// A stale read is served locally.
+		resp, err := c.store(id).Get(ctx, &kvpb.GetRequest{Header: &kvpb.Header{NoForward: true, ReadConsistency: kvpb.ReadConsistency_READ_CONSISTENCY_STALE}, Key: []byte("k01")})
+		if err != nil || !resp.GetFound() {
+			t.Errorf("node %d stale Get = %v, %v", id, resp, err)
+		}
+		break
+	}
+}
+
+func TestKVSemantics(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("c"), []byte("m"), []byte("t")}})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var s *Store
+	run := func(f func(ctx context.Context, s *Store) error) error { return c.do(ctx, f) }
+	for _, k := range []string{"a", "b", "d", "k", "m", "n", "s", "t", "z"} {
+		if err := c.put(ctx, k, "v"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = c.store(1)
+	t.Run("scan across ranges", func(t *testing.T) {
+		var got []string
+		err := run(func(ctx context.Context, s *Store) error {
+			resp, err := s.Scan(ctx, &kvpb.ScanRequest{Start: []byte("b"), End: []byte("u")})
+			got = nil
+			for _, kv := range resp.GetKvs() {
+				got = append(got, string(kv.GetKey()))
+			}
+			return err
+		})
+		if want := "[b d k m n s t]"; err != nil || fmt.Sprint(got) != want {
+			t.Errorf("Scan = %v, %v; want %s", got, err, want)
+		}
+	})
+	t.Run("reverse paged scan", func(t *testing.T) {
+		var got []string
+		end := []byte(nil)
+		for page := 0; page < 10; page++ {
+			var resp *kvpb.ScanResponse
+			err := run(func(ctx context.Context, s *Store) error {
+				var err error
+				resp, err = s.Scan(ctx, &kvpb.ScanRequest{End: end, Limit: 4, Reverse: true, KeysOnly: true})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, kv := range resp.GetKvs() {
+				got = append(got, string(kv.GetKey()))
+				if len(kv.GetValue().GetValue()) != 0 {
+					t.Errorf("keys_only returned a value for %q", kv.GetKey())
+				}
+			}
+			if resp.GetResumeKey() == nil {
+				break
+			}
+			end = resp.GetResumeKey()
+		}
+		if want := "[z t s n m k d b a]"; fmt.Sprint(got) != want {
+			t.Errorf("reverse scan = %v; want %s", got, want)
+		}
+	})
+	t.Run("cas", func(t *testing.T) {
+		var resp *kvpb.CompareAndSwapResponse
+		cas := func(req *kvpb.CompareAndSwapRequest) {
+			t.Helper()
+			if err := run(func(ctx context.Context, s *Store) error {
+				var err error
+				resp, err = s.CompareAndSwap(ctx, req)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cas(&kvpb.CompareAndSwapRequest{Key: []byte("a"), ExpectedValue: []byte("wrong"), NewValue: []byte("x")})
+		if resp.GetSucceeded() || string(resp.GetCurrent().GetValue()) != "va" {
+			t.Errorf("failed CAS = %v; want current va", resp)
+		}
+		cas(&kvpb.CompareAndSwapRequest{Key: []byte("a"), ExpectedValue: []byte("va"), NewValue: []byte("x")})
+		if !resp.GetSucceeded() {
+			t.Errorf("CAS = %v; want success", resp)
+		}
+		cas(&kvpb.CompareAndSwapRequest{Key: []byte("new"), ExpectAbsent: true, NewValue: []byte("y")})
+		if !resp.GetSucceeded() {
+			t.Errorf("CAS absent = %v; want success", resp)
+		}
+		cas(&kvpb.CompareAndSwapRequest{Key: []byte("new"), ExpectAbsent: true, NewValue: []byte("z")})
+		if resp.GetSucceeded() || string(resp.GetCurrent().GetValue()) != "y" {
+			t.Errorf("second CAS absent = %v; want failure with y", resp)
+		}
+		cas(&kvpb.CompareAndSwapRequest{Key: []byte("new"), ExpectedValue: []byte("y"), Delete: true})
+		if v, ok, _ := c.get(ctx, "new"); !resp.GetSucceeded() || ok {
+			t.Errorf("CAS delete = %v; key still %q", resp, v)
+		}
+	})
+	t.Run("batch", func(t *testing.T) {
+		var resp *kvpb.BatchResponse
+		batch := func(ops ...*kvpb.BatchOp) error {
+			return run(func(ctx context.Context, s *Store) error {
+				var err error
+				resp, err = s.Batch(ctx, &kvpb.BatchRequest{Ops: ops})
+				return err
+			})
+		}
+		put := func(k, v string) *kvpb.BatchOp {
+			return &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte(v)}}}
+		}
+		if err := batch(put("d1", "1"), put("d2", "2"), &kvpb.BatchOp{Op: &kvpb.BatchOp_Cas{Cas: &kvpb.CompareAndSwapRequest{Key: []byte("d"), ExpectedValue: []byte("nope")}}}); err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetSucceeded() || resp.GetFailedOp() != 2 {
+			t.Errorf("batch with failing CAS = %v; want failed op 2", resp)
+		}
+		if _, ok, _ := c.get(ctx, "d1"); ok {
+			t.Error("failed batch wrote d1")
+		}
+		if err := batch(put("d1", "1"), &kvpb.BatchOp{Op: &kvpb.BatchOp_Delete{Delete: &kvpb.DeleteRequest{Key: []byte("d")}}}); err != nil || !resp.GetSucceeded() {
+			t.Fatalf("batch = %v, %v", resp, err)
+		}
+		if v, _, _ := c.get(ctx, "d1"); v != "1" {
+			t.Errorf("d1 = %q after batch", v)
+		}
+		if _, ok, _ := c.get(ctx, "d"); ok {
+			t.Error("batch delete left d")
+		}
+		err := batch(put("a1", "1"), put("z1", "2"))
+		if !errors.Is(err, bus.ErrInvalidArgument) {
+			t.Errorf("batch across ranges = %v; want InvalidArgument", err)
+		}
+	})
+	t.Run("delete and delete range", func(t *testing.T) {
+		var dr *kvpb.DeleteRangeResponse
+		if err := run(func(ctx context.Context, s *Store) error {
+			var err error
+			dr, err = s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Start: []byte("k"), End: []byte("u")})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if dr.GetDeleted() != 5 {
+			t.Errorf("DeleteRange deleted %d; want 5 (k m n s t)", dr.GetDeleted())
+		}
+		var del *kvpb.DeleteResponse
+		for _, want := range []bool{true, false} {
+			if err := run(func(ctx context.Context, s *Store) error {
+				var err error
+				del, err = s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte("z")})
+				return err
+			}); err != nil || del.GetDeleted() != want {
+				t.Errorf("Delete(z) = %v, %v; want deleted=%v", del, err, want)
+			}
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		for _, tt := range []struct {
+			name string
+			f    func() error
+		}{
+			{"empty key", func() error { _, err := s.Put(ctx, &kvpb.PutRequest{Value: []byte("v")}); return err }},
+			{"system key", func() error { _, err := s.Put(ctx, &kvpb.PutRequest{Key: []byte{0, 1}}); return err }},
+			{"key too long", func() error {
+				_, err := s.Get(ctx, &kvpb.GetRequest{Key: make([]byte, c.cfg.MaxKeyBytes+1)})
+				return err
+			}},
+			{"value too long", func() error {
+				_, err := s.Put(ctx, &kvpb.PutRequest{Key: []byte("x"), Value: make([]byte, c.cfg.MaxValueBytes+1)})
+				return err
+			}},
+			{"inverted scan", func() error {
+				_, err := s.Scan(ctx, &kvpb.ScanRequest{Start: []byte("b"), End: []byte("a")})
+				return err
+			}},
+			{"empty batch", func() error { _, err := s.Batch(ctx, &kvpb.BatchRequest{}); return err }},
+		} {
+			if err := tt.f(); !errors.Is(err, bus.ErrInvalidArgument) {
+				t.Errorf("%s: err = %v; want InvalidArgument", tt.name, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,220 @@
+package multiraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testCluster is an in-process cluster over a LocalNetwork with in-memory
+// engines that survive restarts (and can crash).
+type testCluster struct {
+	t       testing.TB
+	cfg     Config
+	net     *LocalNetwork
+	ids     []uint64
+	mu      sync.Mutex
+	engines map[uint64]*storage.Mem
+	stores  map[uint64]*Store
+	clocks  map[uint64]*hlc.Clock
+	log     *slog.Logger
+}
+
+func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, cfg: TestConfig(), net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{},
+		stores: map[uint64]*Store{}, clocks: map[uint64]*hlc.Clock{}, log: daemontest.Logger(t, slog.LevelWarn)}
+	for i := 1; i <= n; i++ {
+		id := uint64(i)
+		c.ids = append(c.ids, id)
+		c.engines[id] = storage.NewMem()
+		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond})
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		for _, id := range c.ids {
+			c.stop(id)
+		}
+		c.net.Close()
+	})
+	if req != nil {
+		c.bootstrap(req)
+	}
+	return c
+}
+
+func (c *testCluster) addr(id uint64) string { return fmt.Sprintf("node-%d", id) }
+
+func (c *testCluster) start(id uint64) {
+	c.t.Helper()
+	s, err := NewStore(c.cfg, Deps{NodeID: id, Addr: c.addr(id), Engine: c.engines[id], Transport: c.net.Transport(id),
+		Forwarder: c.net.Forwarder(id), Clock: c.clocks[id], Logger: c.log.With(slog.Uint64("node", id))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, o := range c.ids {
+		s.SetNodeAddr(o, c.addr(o))
+	}
+	if err := s.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.stores[id] = s
+	c.mu.Unlock()
+	c.net.Register(id, s)
+}
+
+func (c *testCluster) stop(id uint64) {
+	c.mu.Lock()
+	s := c.stores[id]
+	delete(c.stores, id)
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	c.net.Unregister(id)
+	s.Stop()
+}
+
+// crash stops a node and drops every unsynced write of its engine.
+func (c *testCluster) crash(id uint64) {
+	c.stop(id)
+	c.engines[id].Crash()
+}
+
+func (c *testCluster) store(id uint64) *Store {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stores[id]
+}
+
+func (c *testCluster) bootstrap(req *kvpb.InitRequest) []*kvpb.RangeDescriptor {
+	c.t.Helper()
+	descs, err := PlanCluster(req, c.ids)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nodes := map[uint64]string{}
+	for _, id := range c.ids {
+		nodes[id] = c.addr(id)
+	}
+	for _, id := range c.ids {
+		if _, err := c.store(id).Bootstrap(context.Background(), &raftmsgpb.BootstrapRequest{Descriptors: descs, Nodes: nodes}); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return descs
+}
+
+// retryable reports errors a client retries: no leader yet, leader moved,
+// peer unreachable, a timed-out attempt.
+func retryable(err error) bool {
+	return errors.Is(err, bus.ErrUnavailable) || errors.Is(err, bus.ErrNotLeader) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, bus.ErrDeadlineExceeded) || errors.Is(err, ErrStopped)
+}
+
+// do runs f against live nodes in turn until it succeeds or fails for good.
+func (c *testCluster) do(ctx context.Context, f func(ctx context.Context, s *Store) error) error {
+	var err error
+	for i := 0; ; i++ {
+		id := c.ids[i%len(c.ids)]
+		s := c.store(id)
+		if s == nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 20*c.cfg.TickInterval)
+		err = f(actx, s)
+		cancel()
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last error %v)", ctx.Err(), err)
+		}
+		time.Sleep(c.cfg.TickInterval)
+	}
+}
+
+func (c *testCluster) put(ctx context.Context, key, value string) error {
+	return c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.Put(ctx, &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)})
+		return err
+	})
+}
+
+func (c *testCluster) get(ctx context.Context, key string) (string, bool, error) {
+	var resp *kvpb.GetResponse
+	err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		var err error
+		resp, err = s.Get(ctx, &kvpb.GetRequest{Key: []byte(key)})
+		return err
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return string(resp.GetValue().GetValue()), resp.GetFound(), nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// leaderOf returns the node whose replica of rangeID leads, or 0.
+func (c *testCluster) leaderOf(rangeID uint64) uint64 {
+	for _, id := range c.ids {
+		if s := c.store(id); s != nil {
+			if r := s.Replica(rangeID); r != nil && r.IsLeader() {
+				return id
+			}
+		}
+	}
+	return 0
+}
+
+func (c *testCluster) waitLeaders(descs []*kvpb.RangeDescriptor) {
+	c.t.Helper()
+	waitFor(c.t, 10*time.Second, "every range to elect a leader", func() bool {
+		for _, d := range descs {
+			if c.leaderOf(d.GetRangeId()) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// staleGet reads key from node's own applied state.
+func (c *testCluster) staleGet(id uint64, key string) (string, bool) {
+	s := c.store(id)
+	if s == nil {
+		return "", false
+	}
+	v, ok, err := s.readValue(context.Background(), []byte(key))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(v.GetValue()), ok
+}

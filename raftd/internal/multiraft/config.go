@@ -1,0 +1,124 @@
+package multiraft
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Config tunes the multi-raft host. The zero value of a field means its
+// default (see DefaultConfig).
+type Config struct {
+	// TickInterval is the raft tick. Default 100ms.
+	TickInterval time.Duration
+	// ElectionTicks is raft's election timeout in ticks (randomized up to
+	// twice that by raft). Default 10.
+	ElectionTicks int
+	// HeartbeatTicks is the leader's heartbeat interval in ticks. Default 1.
+	HeartbeatTicks int
+	// Workers bounds the goroutines that process ranges in a scheduler
+	// round. Default min(8*GOMAXPROCS, 64).
+	Workers int
+	// MaxSizePerMsg caps the entries bytes of one MsgApp. Default 1 MiB.
+	MaxSizePerMsg uint64
+	// MaxInflightMsgs caps unacknowledged MsgApps per follower. Default 256.
+	MaxInflightMsgs int
+	// MaxInflightBytes caps unacknowledged MsgApp bytes per follower.
+	// Default 32 MiB.
+	MaxInflightBytes uint64
+	// MaxUncommittedEntriesSize caps the bytes of uncommitted entries of a
+	// leader; further proposals are dropped (and re-proposed). Default 64 MiB.
+	MaxUncommittedEntriesSize uint64
+	// MaxCommittedSizePerReady caps the committed entries bytes handed to
+	// one apply. Default 64 MiB.
+	MaxCommittedSizePerReady uint64
+	// EntryCacheEntries is how many entries of each log's tail stay in
+	// memory. Default 256.
+	EntryCacheEntries int
+	// LogTruncateEntries truncates a log once it holds more entries than
+	// this beyond the applied index's safe point. Default 1000.
+	LogTruncateEntries uint64
+	// LogKeepEntries is how many applied entries stay after a truncation,
+	// for followers that are a little behind. Default 200.
+	LogKeepEntries uint64
+	// ReproposeTicks is how long a proposal waits for its entry to apply
+	// before it is proposed again. Default 2*ElectionTicks.
+	ReproposeTicks int
+	// QuiesceAfterTicks is how long a leader stays idle and caught up
+	// before it quiesces its range. Default 2*ElectionTicks.
+	QuiesceAfterTicks int
+	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
+	SnapshotChunkBytes int
+	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
+	// 64 KiB and 16 MiB.
+	MaxKeyBytes, MaxValueBytes int
+	// StorageTimeout bounds one storage call made on behalf of raft.
+	// Default 10s.
+	StorageTimeout time.Duration
+}
+
+// DefaultConfig returns the production configuration.
+func DefaultConfig() Config {
+	c := Config{}
+	c.fill()
+	return c
+}
+
+// TestConfig returns fast timers for in-process tests.
+func TestConfig() Config {
+	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
+		LogTruncateEntries: 50, LogKeepEntries: 10, EntryCacheEntries: 32}
+	c.fill()
+	return c
+}
+
+func (c *Config) fill() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def64 := func(p *uint64, v uint64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.StorageTimeout == 0 {
+		c.StorageTimeout = 10 * time.Second
+	}
+	def(&c.ElectionTicks, 10)
+	def(&c.HeartbeatTicks, 1)
+	def(&c.Workers, min(8*runtime.GOMAXPROCS(0), 64))
+	def64(&c.MaxSizePerMsg, 1<<20)
+	def(&c.MaxInflightMsgs, 256)
+	def64(&c.MaxInflightBytes, 32<<20)
+	def64(&c.MaxUncommittedEntriesSize, 64<<20)
+	def64(&c.MaxCommittedSizePerReady, 64<<20)
+	def(&c.EntryCacheEntries, 256)
+	def64(&c.LogTruncateEntries, 1000)
+	def64(&c.LogKeepEntries, 200)
+	def(&c.ReproposeTicks, 2*c.ElectionTicks)
+	def(&c.QuiesceAfterTicks, 2*c.ElectionTicks)
+	def(&c.SnapshotChunkBytes, 1<<20)
+	def(&c.MaxKeyBytes, 64<<10)
+	def(&c.MaxValueBytes, 16<<20)
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.TickInterval < 0:
+		return errors.New("multiraft: TickInterval must be positive")
+	case c.ElectionTicks < 0 || c.HeartbeatTicks < 0:
+		return errors.New("multiraft: ElectionTicks and HeartbeatTicks must be positive")
+	case c.ElectionTicks != 0 && c.HeartbeatTicks != 0 && c.HeartbeatTicks >= c.ElectionTicks:
+		return fmt.Errorf("multiraft: HeartbeatTicks %d must be below ElectionTicks %d", c.HeartbeatTicks, c.ElectionTicks)
+	case c.Workers < 0:
+		return errors.New("multiraft: Workers must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,619 @@
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+// DefaultScanLimit is the page size of a Scan without a limit.
+const DefaultScanLimit = 1000
+
+// KV method names (wire.ProtoKV).
+const (
+	MethodGet            = "Get"
+	MethodPut            = "Put"
+	MethodDelete         = "Delete"
+	MethodScan           = "Scan"
+	MethodDeleteRange    = "DeleteRange"
+	MethodCompareAndSwap = "CompareAndSwap"
+	MethodBatch          = "Batch"
+	MethodDescriptors    = "Descriptors"
+	MethodRanges         = "Ranges"
+)
+
+// HandleKV serves one KV request by method name; the bus server and the
+// local test network both dispatch through it.
+func (s *Store) HandleKV(ctx context.Context, method string, req proto.Message) (proto.Message, error) {
+	switch method {
+	case MethodGet:
+		return call(ctx, req, s.Get)
+	case MethodPut:
+		return call(ctx, req, s.Put)
+	case MethodDelete:
+		return call(ctx, req, s.Delete)
+	case MethodScan:
+		return call(ctx, req, s.Scan)
+	case MethodDeleteRange:
+		return call(ctx, req, s.DeleteRange)
+	case MethodCompareAndSwap:
+		return call(ctx, req, s.CompareAndSwap)
+	case MethodBatch:
+		return call(ctx, req, s.Batch)
+	case MethodDescriptors:
+		return call(ctx, req, s.Descriptors)
+	case MethodRanges:
+		return call(ctx, req, s.Ranges)
+	}
+	return nil, bus.Errorf(bus.CodeUnimplemented, "kv: unknown method %q", method)
+}
+
+func call[Req proto.Message, Resp proto.Message](ctx context.Context, req proto.Message, f func(context.Context, Req) (Resp, error)) (proto.Message, error) {
+	r, ok := req.(Req)
+	if !ok {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: wrong request type %T", req)
+	}
+	return f(ctx, r)
+}
+
+// checkKey validates a user key.
+func (s *Store) checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: empty key")
+	case key[0] == 0x00:
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: key %q begins with 0x00 (reserved for system keys)", key)
+	case len(key) > s.cfg.MaxKeyBytes:
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: key of %d bytes exceeds %d", len(key), s.cfg.MaxKeyBytes)
+	}
+	return nil
+}
+
+func (s *Store) checkValue(v []byte) error {
+	if len(v) > s.cfg.MaxValueBytes {
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: value of %d bytes exceeds %d", len(v), s.cfg.MaxValueBytes)
+	}
+	return nil
+}
+
+// wireErr maps internal errors to bus errors.
+func (s *Store) wireErr(err error) error {
+	var nl *NotLeaderError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nl):
+		return bus.NotLeader(s.NodeAddr(nl.LeaderNode))
+	case errors.Is(err, ErrStopped):
+		return bus.Errorf(bus.CodeUnavailable, "%v", err)
+	}
+	return err
+}
+
+// target is where a request for one range goes: a local replica that
+// serves it, or a node to forward to.
+type target struct {
+	r    *Replica
+	desc *kvpb.RangeDescriptor
+	node uint64
+}
+
+// route picks who serves a request on the range holding key.
+func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write bool) (target, error) {
+	desc, err := s.lookup(ctx, key)
+	if err != nil {
+		return target{}, err
+	}
+	r := s.Replica(desc.GetRangeId())
+	if r != nil && (r.IsLeader() || (!write && h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE)) {
+		return target{r: r, desc: desc}, nil
+	}
+	leader := uint64(0)
+	if r != nil {
+		leader = r.LeaderNode()
+	}
+	if h.GetNoForward() || h.GetForwarded() {
+		return target{}, bus.NotLeader(s.NodeAddr(leader))
+	}
+	if leader == 0 || leader == s.d.NodeID {
+		if r != nil {
+			return target{}, bus.Errorf(bus.CodeUnavailable, "kv: range %d has no leader yet", desc.GetRangeId())
+		}
+		for _, rd := range desc.GetReplicas() {
+			if rd.GetNodeId() != s.d.NodeID {
+				leader = rd.GetNodeId()
+				break
+			}
+		}
+	}
+	return target{desc: desc, node: leader}, nil
+}
+
+// lookup returns the descriptor of the range holding key.
+func (s *Store) lookup(ctx context.Context, key []byte) (*kvpb.RangeDescriptor, error) {
+	if r := s.ReplicaForKey(key); r != nil {
+		return r.Descriptor(), nil
+	}
+	if !s.Initialized() {
+		return nil, bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+	}
+	descs, err := s.metaDescriptors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range descs {
+		if bytes.Compare(key, d.GetStartKey()) >= 0 && (len(d.GetEndKey()) == 0 || bytes.Compare(key, d.GetEndKey()) < 0) {
+			return d, nil
+		}
+	}
+	return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: no range holds key %q", key)
+}
+
+// metaDescriptors reads every descriptor: from the local meta replica, or
+// from a node that has one.
+func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
+	if s.Replica(MetaRangeID) != nil {
+		start, end := storage.MetaSpan()
+		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*kvpb.RangeDescriptor, 0, len(kvs))
+		for _, kv := range kvs {
+			_, v, err := storage.DecodeValue(kv.Value)
+			if err != nil {
+				return nil, err
+			}
+			d := &kvpb.RangeDescriptor{}
+			if err := proto.Unmarshal(v, d); err != nil {
+				return nil, fmt.Errorf("kv: decode descriptor: %w", err)
+			}
+			out = append(out, d)
+		}
+		return out, nil
+	}
+	var lastErr error = bus.Errorf(bus.CodeUnavailable, "kv: no node with the meta range known")
+	for node := range s.Nodes() {
+		if node == s.d.NodeID || s.d.Forwarder == nil {
+			continue
+		}
+		resp := &kvpb.DescriptorsResponse{}
+		if err := s.d.Forwarder.Forward(ctx, node, MethodDescriptors, &kvpb.DescriptorsRequest{Header: &kvpb.Header{Forwarded: true}}, resp); err != nil {
+			lastErr = err
+			continue
+		}
+		return resp.GetDescriptors(), nil
+	}
+	return nil, lastErr
+}
+
+func (s *Store) forward(ctx context.Context, t target, method string, req, resp proto.Message) error {
+	if s.d.Forwarder == nil {
+		return bus.Errorf(bus.CodeUnavailable, "kv: no forwarder")
+	}
+	return s.d.Forwarder.Forward(ctx, t.node, method, req, resp)
+}
+
+func forwardedHeader(h *kvpb.Header) *kvpb.Header {
+	out := &kvpb.Header{}
+	if h != nil {
+		out = proto.Clone(h).(*kvpb.Header)
+	}
+	out.Forwarded = true
+	return out
+}
+
+// readBarrier makes a local read of r linearizable unless stale is asked.
+func (s *Store) readBarrier(ctx context.Context, r *Replica, h *kvpb.Header) error {
+	if h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE {
+		return nil
+	}
+	return s.wireErr(r.ReadBarrier(ctx))
+}
+
+func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, error) {
+	b, ok, err := s.d.Engine.Get(ctx, storage.Data, key)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	ts, v, err := storage.DecodeValue(b)
+	if err != nil {
+		return nil, false, err
+	}
+	return &kvpb.Value{Value: v, Timestamp: ts.Proto()}, true, nil
+}
+
+// Get reads one key.
+func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+	if err := s.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	t, err := s.route(ctx, req.GetKey(), req.GetHeader(), false)
+	if err != nil {
+		return nil, err
+	}
+	if t.r == nil {
+		resp := &kvpb.GetResponse{}
+		fr := proto.Clone(req).(*kvpb.GetRequest)
+		fr.Header = forwardedHeader(req.GetHeader())
+		return resp, s.forward(ctx, t, MethodGet, fr, resp)
+	}
+	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
+		return nil, err
+	}
+	v, ok, err := s.readValue(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return &kvpb.GetResponse{Found: ok, Value: v}, nil
+}
+
+// propose runs ops on the range holding key, forwarding when needed.
+func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops []*raftmsgpb.Op, method string, req, resp proto.Message) (*Result, error) {
+	t, err := s.route(ctx, key, h, true)
+	if err != nil {
+		return nil, err
+	}
+	if t.r == nil {
+		return nil, s.forward(ctx, t, method, req, resp)
+	}
+	res, err := t.r.Propose(ctx, ops)
+	return res, s.wireErr(err)
+}
+
+// Put writes one key.
+func (s *Store) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	if err := s.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	if err := s.checkValue(req.GetValue()); err != nil {
+		return nil, err
+	}
+	resp := &kvpb.PutResponse{}
+	fr := proto.Clone(req).(*kvpb.PutRequest)
+	fr.Header = forwardedHeader(req.GetHeader())
+	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: req.GetKey(), Value: req.GetValue()}}}}, MethodPut, fr, resp)
+	if err != nil || res == nil {
+		return resp, err
+	}
+	resp.Timestamp = res.Timestamp.Proto()
+	return resp, nil
+}
+
+// Delete removes one key.
+func (s *Store) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	if err := s.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	resp := &kvpb.DeleteResponse{}
+	fr := proto.Clone(req).(*kvpb.DeleteRequest)
+	fr.Header = forwardedHeader(req.GetHeader())
+	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: req.GetKey()}}}}, MethodDelete, fr, resp)
+	if err != nil || res == nil {
+		return resp, err
+	}
+	resp.Deleted = res.Deleted[0]
+	return resp, nil
+}
+
+func (s *Store) checkCAS(c *kvpb.CompareAndSwapRequest) error {
+	if err := s.checkKey(c.GetKey()); err != nil {
+		return err
+	}
+	if err := s.checkValue(c.GetNewValue()); err != nil {
+		return err
+	}
+	return s.checkValue(c.GetExpectedValue())
+}
+
+func casOp(c *kvpb.CompareAndSwapRequest) *raftmsgpb.Op {
+	return &raftmsgpb.Op{Op: &raftmsgpb.Op_Cas{Cas: &kvpb.CompareAndSwapRequest{Key: c.GetKey(), ExpectAbsent: c.GetExpectAbsent(),
+		ExpectedValue: c.GetExpectedValue(), Delete: c.GetDelete(), NewValue: c.GetNewValue()}}}
+}
+
+// CompareAndSwap writes or deletes a key if its current value matches.
+func (s *Store) CompareAndSwap(ctx context.Context, req *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	if err := s.checkCAS(req); err != nil {
+		return nil, err
+	}
+	resp := &kvpb.CompareAndSwapResponse{}
+	fr := proto.Clone(req).(*kvpb.CompareAndSwapRequest)
+	fr.Header = forwardedHeader(req.GetHeader())
+	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{casOp(req)}, MethodCompareAndSwap, fr, resp)
+	if err != nil || res == nil {
+		return resp, err
+	}
+	resp.Succeeded, resp.Current, resp.Timestamp = res.Succeeded, res.Current, res.Timestamp.Proto()
+	return resp, nil
+}
+
+// Batch applies ops atomically within one range.
+func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	if len(req.GetOps()) == 0 {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: empty batch")
+	}
+	var ops []*raftmsgpb.Op
+	var keys [][]byte
+	for i, op := range req.GetOps() {
+		switch {
+		case op.GetPut() != nil:
+			p := op.GetPut()
+			if err := s.checkKey(p.GetKey()); err != nil {
+				return nil, err
+			}
+			if err := s.checkValue(p.GetValue()); err != nil {
+				return nil, err
+			}
+			ops = append(ops, &raftmsgpb.Op{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: p.GetKey(), Value: p.GetValue()}}})
+			keys = append(keys, p.GetKey())
+		case op.GetDelete() != nil:
+			if err := s.checkKey(op.GetDelete().GetKey()); err != nil {
+				return nil, err
+			}
+			ops = append(ops, &raftmsgpb.Op{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: op.GetDelete().GetKey()}}})
+			keys = append(keys, op.GetDelete().GetKey())
+		case op.GetCas() != nil:
+			if err := s.checkCAS(op.GetCas()); err != nil {
+				return nil, err
+			}
+			ops = append(ops, casOp(op.GetCas()))
+			keys = append(keys, op.GetCas().GetKey())
+		default:
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: batch op %d is empty", i)
+		}
+	}
+	desc, err := s.lookup(ctx, keys[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys[1:] {
+		if bytes.Compare(k, desc.GetStartKey()) < 0 || (len(desc.GetEndKey()) > 0 && bytes.Compare(k, desc.GetEndKey()) >= 0) {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: batch spans ranges: key %q is outside range %d [%q, %q)", k, desc.GetRangeId(), desc.GetStartKey(), desc.GetEndKey())
+		}
+	}
+	resp := &kvpb.BatchResponse{}
+	fr := proto.Clone(req).(*kvpb.BatchRequest)
+	fr.Header = forwardedHeader(req.GetHeader())
+	res, err := s.proposeOn(ctx, keys[0], req.GetHeader(), ops, MethodBatch, fr, resp)
+	if err != nil || res == nil {
+		return resp, err
+	}
+	resp.Succeeded, resp.FailedOp, resp.Timestamp = res.Succeeded, uint32(res.FailedOp), res.Timestamp.Proto()
+	return resp, nil
+}
+
+func (s *Store) checkSpan(start, end []byte) error {
+	if len(start) > 0 && start[0] == 0x00 {
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: span start %q is a system key", start)
+	}
+	if len(end) > 0 && bytes.Compare(end, start) <= 0 {
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: span end %q is not after start %q", end, start)
+	}
+	return nil
+}
+
+// userStart is the first user key.
+var userStart = []byte{0x01}
+
+// DeleteRange deletes [start, end) range by range (atomic per range only).
+func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+	start, end := req.GetStart(), req.GetEnd()
+	if bytes.Compare(start, userStart) < 0 {
+		start = userStart
+	}
+	if err := s.checkSpan(start, end); err != nil {
+		return nil, err
+	}
+	total := &kvpb.DeleteRangeResponse{}
+	for cur := start; ; {
+		desc, err := s.lookup(ctx, cur)
+		if err != nil {
+			return total, err
+		}
+		cs, ce := clipSpan(cur, end, desc)
+		sub := &kvpb.DeleteRangeRequest{Header: forwardedHeader(req.GetHeader()), Start: cs, End: ce}
+		resp := &kvpb.DeleteRangeResponse{}
+		res, err := s.proposeOn(ctx, cur, req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, sub, resp)
+		if err != nil {
+			return total, err
+		}
+		if res != nil {
+			total.Deleted += res.Count
+		} else {
+			total.Deleted += resp.GetDeleted()
+		}
+		if len(desc.GetEndKey()) == 0 || (len(end) > 0 && bytes.Compare(desc.GetEndKey(), end) >= 0) {
+			return total, nil
+		}
+		cur = desc.GetEndKey()
+	}
+}
+
+// Scan reads one page of [start, end), across ranges.
+func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+	start, end := req.GetStart(), req.GetEnd()
+	if bytes.Compare(start, userStart) < 0 {
+		start = userStart
+	}
+	if err := s.checkSpan(start, end); err != nil {
+		return nil, err
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = DefaultScanLimit
+	}
+	out := &kvpb.ScanResponse{}
+	// key is the range-locating key: start going forward; going
+	// backwards, the last range is the one holding the key before end.
+	var cur []byte
+	if req.GetReverse() {
+		cur = end
+	} else {
+		cur = start
+	}
+	for {
+		var desc *kvpb.RangeDescriptor
+		var err error
+		if req.GetReverse() {
+			desc, err = s.lookupBefore(ctx, cur)
+		} else {
+			desc, err = s.lookup(ctx, cur)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cs, ce := clipSpan(start, end, desc)
+		if !req.GetReverse() {
+			cs, ce = clipSpan(cur, end, desc)
+		} else if len(cur) > 0 {
+			cs, ce = clipSpan(start, cur, desc)
+		}
+		kvs, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs))
+		if err != nil {
+			return nil, err
+		}
+		out.Kvs = append(out.Kvs, kvs...)
+		if len(out.Kvs) >= limit {
+			last := out.Kvs[len(out.Kvs)-1].GetKey()
+			if req.GetReverse() {
+				out.ResumeKey = bytes.Clone(last)
+			} else {
+				out.ResumeKey = append(bytes.Clone(last), 0)
+			}
+			return out, nil
+		}
+		if req.GetReverse() {
+			if bytes.Compare(desc.GetStartKey(), start) <= 0 {
+				return out, nil
+			}
+			cur = desc.GetStartKey()
+		} else {
+			if len(desc.GetEndKey()) == 0 || (len(end) > 0 && bytes.Compare(desc.GetEndKey(), end) >= 0) {
+				return out, nil
+			}
+			cur = desc.GetEndKey()
+		}
+	}
+}
+
+// lookupBefore returns the range holding the last key before end (empty:
+// the last range).
+func (s *Store) lookupBefore(ctx context.Context, end []byte) (*kvpb.RangeDescriptor, error) {
+	if len(end) == 0 {
+		descs, err := s.allDescriptors(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range descs {
+			if len(d.GetEndKey()) == 0 {
+				return d, nil
+			}
+		}
+		return nil, bus.Errorf(bus.CodeInternal, "kv: no last range")
+	}
+	descs, err := s.allDescriptors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range descs {
+		if bytes.Compare(d.GetStartKey(), end) < 0 && (len(d.GetEndKey()) == 0 || bytes.Compare(end, d.GetEndKey()) <= 0) {
+			return d, nil
+		}
+	}
+	return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: no range before %q", end)
+}
+
+func (s *Store) allDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
+	if !s.Initialized() {
+		return nil, bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+	}
+	return s.metaDescriptors(ctx)
+}
+
+// scanRange reads up to limit entries of [start, end) from one range.
+func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit int) ([]*kvpb.KeyValue, error) {
+	key := start
+	if req.GetReverse() {
+		key = desc.GetStartKey()
+		if bytes.Compare(key, userStart) < 0 {
+			key = userStart
+		}
+	}
+	t, err := s.route(ctx, key, req.GetHeader(), false)
+	if err != nil {
+		return nil, err
+	}
+	if t.r == nil {
+		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(), KeysOnly: req.GetKeysOnly()}
+		resp := &kvpb.ScanResponse{}
+		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
+			return nil, err
+		}
+		return resp.GetKvs(), nil
+	}
+	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
+		return nil, err
+	}
+	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, limit, req.GetReverse())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*kvpb.KeyValue, 0, len(kvs))
+	for _, kv := range kvs {
+		ts, v, err := storage.DecodeValue(kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		val := &kvpb.Value{Timestamp: ts.Proto()}
+		if !req.GetKeysOnly() {
+			val.Value = v
+		}
+		out = append(out, &kvpb.KeyValue{Key: kv.Key, Value: val})
+	}
+	return out, nil
+}
+
+// Descriptors returns the descriptors overlapping [start, end) and the
+// leaders this node knows.
+func (s *Store) Descriptors(ctx context.Context, req *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
+	descs, err := s.allDescriptors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}}
+	for _, d := range descs {
+		if len(req.GetEnd()) > 0 && bytes.Compare(d.GetStartKey(), req.GetEnd()) >= 0 {
+			continue
+		}
+		if len(d.GetEndKey()) > 0 && bytes.Compare(d.GetEndKey(), req.GetStart()) <= 0 {
+			continue
+		}
+		out.Descriptors = append(out.Descriptors, d)
+		if r := s.Replica(d.GetRangeId()); r != nil {
+			if a := s.NodeAddr(r.LeaderNode()); a != "" {
+				out.Leaders[d.GetRangeId()] = a
+			}
+		}
+	}
+	return out, nil
+}
+
+// Ranges lists the local replicas.
+func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.RangesResponse, error) {
+	out := &kvpb.RangesResponse{NodeId: s.d.NodeID}
+	for _, r := range s.Replicas() {
+		out.Replicas = append(out.Replicas, r.Status())
+	}
+	return out, nil
+}
+
+var _ = hlc.Timestamp{}

@@ -1,0 +1,743 @@
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+// MetaRangeID is the range id of the meta range, which holds every range
+// descriptor under storage.MetaKey.
+const MetaRangeID = 1
+
+// A bootstrapped range's log starts after this entry, so no replica ever
+// needs the (empty) entries before it.
+const (
+	initialIndex = 10
+	initialTerm  = 5
+)
+
+// NotLeaderError is returned by a replica that is not its range's leader.
+type NotLeaderError struct {
+	RangeID uint64
+	// LeaderNode is the node of the leader this replica knows, or 0.
+	LeaderNode uint64
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("multiraft: range %d: not leader (leader node %d)", e.RangeID, e.LeaderNode)
+}
+
+type inMsg struct {
+	msg     *raftpb.Message
+	quiesce bool
+}
+
+type proposalResult struct {
+	res *Result
+	err error
+}
+
+type proposal struct {
+	ops        []*raftmsgpb.Op
+	ts         hlc.Timestamp
+	seq        uint64
+	data       []byte
+	proposedAt uint64
+	done       chan proposalResult
+	abandoned  atomic.Bool
+}
+
+type readReq struct {
+	done chan error
+}
+
+type readBatch struct {
+	id       uint64
+	reqs     []*readReq
+	issuedAt uint64
+	index    uint64
+}
+
+type snapReport struct {
+	to uint64
+	ok bool
+}
+
+type inboundSnapshot struct {
+	kvs     []*kvpb.KeyValue
+	desc    *kvpb.RangeDescriptor
+	applied *raftmsgpb.AppliedState
+	msg     *raftpb.Message
+}
+
+type readyWork struct {
+	rd         raft.Ready
+	ops        []storage.Op
+	sync       bool
+	sentEarly  bool
+	snapshotIn *inboundSnapshot
+}
+
+// Replica is this node's replica of one range: a RawNode, its log and its
+// state machine. All raft state is guarded by mu and touched only by the
+// store's scheduler rounds; callers hand work in through the inbox.
+type Replica struct {
+	s       *Store
+	rangeID uint64
+	log     *slog.Logger
+
+	desc       atomic.Pointer[kvpb.RangeDescriptor]
+	quiesced   atomic.Bool
+	isLeader   atomic.Bool
+	leaderNode atomic.Uint64
+	applied    atomic.Uint64
+
+	in struct {
+		sync.Mutex
+		msgs    []inMsg
+		props   []*proposal
+		reads   []*readReq
+		ticks   int
+		reports []snapReport
+		snaps   []*inboundSnapshot
+		wake    bool
+	}
+	mu struct {
+		sync.Mutex
+		rn          *raft.RawNode
+		replicaID   uint64
+		log         *raftLog
+		applied     *raftmsgpb.AppliedState
+		pending     map[uint64]*proposal
+		nextSeq     uint64
+		readsIssued map[uint64]*readBatch
+		readsReady  []*readBatch
+		nextReadID  uint64
+		ticks       uint64
+		idleTicks   int
+		pendingSnap *inboundSnapshot
+		snapSending map[uint64]bool
+	}
+}
+
+func replicaOf(d *kvpb.RangeDescriptor, node uint64) *kvpb.ReplicaDescriptor {
+	for _, r := range d.GetReplicas() {
+		if r.GetNodeId() == node {
+			return r
+		}
+	}
+	return nil
+}
+
+func confStateOf(d *kvpb.RangeDescriptor) *raftpb.ConfState {
+	cs := &raftpb.ConfState{}
+	for _, r := range d.GetReplicas() {
+		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+			cs.Learners = append(cs.Learners, r.GetReplicaId())
+		} else {
+			cs.Voters = append(cs.Voters, r.GetReplicaId())
+		}
+	}
+	return cs
+}
+
+// bootstrapOps writes the initial raft state of a new replica: an empty
+// log truncated at initialIndex, committed and applied there.
+func bootstrapOps(d *kvpb.RangeDescriptor) ([]storage.Op, error) {
+	id := d.GetRangeId()
+	var ops []storage.Op
+	for _, kv := range []struct {
+		key []byte
+		m   proto.Message
+	}{
+		{storage.HardStateKey(id), &raftpb.HardState{Term: proto.Uint64(initialTerm), Commit: proto.Uint64(initialIndex)}},
+		{storage.TruncatedStateKey(id), &raftmsgpb.TruncatedState{Index: initialIndex, Term: initialTerm}},
+		{storage.AppliedStateKey(id), &raftmsgpb.AppliedState{Index: initialIndex, Term: initialTerm}},
+	} {
+		b, err := proto.Marshal(kv.m)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, storage.Put(storage.Raft, kv.key, b))
+	}
+	b, err := proto.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, storage.Put(storage.Local, storage.ReplicaKey(id), b)), nil
+}
+
+func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica, error) {
+	me := replicaOf(desc, s.d.NodeID)
+	if me == nil {
+		return nil, fmt.Errorf("multiraft: range %d has no replica on node %d", desc.GetRangeId(), s.d.NodeID)
+	}
+	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId()))}
+	r.desc.Store(desc)
+	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.StorageTimeout)
+	if err != nil {
+		return nil, err
+	}
+	applied := &raftmsgpb.AppliedState{}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
+	v, ok, err := s.d.Engine.Get(ctx, storage.Raft, storage.AppliedStateKey(r.rangeID))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: load applied state of range %d: %w", r.rangeID, err)
+	}
+	if ok {
+		if err := proto.Unmarshal(v, applied); err != nil {
+			return nil, fmt.Errorf("multiraft: decode applied state of range %d: %w", r.rangeID, err)
+		}
+	}
+	l.applied, l.appliedTerm = applied.GetIndex(), applied.GetTerm()
+	cfg := s.cfg
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        me.GetReplicaId(),
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   l,
+		Applied:                   applied.GetIndex(),
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedEntriesSize,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          cfg.MaxInflightBytes,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    raftLogger{r.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: raft for range %d: %w", r.rangeID, err)
+	}
+	r.mu.rn = rn
+	r.mu.replicaID = me.GetReplicaId()
+	r.mu.log = l
+	r.mu.applied = applied
+	r.mu.pending = map[uint64]*proposal{}
+	r.mu.readsIssued = map[uint64]*readBatch{}
+	r.mu.snapSending = map[uint64]bool{}
+	r.applied.Store(applied.GetIndex())
+	if bootstrap && len(desc.GetReplicas()) > 0 && desc.GetReplicas()[0].GetNodeId() == s.d.NodeID {
+		if err := rn.Campaign(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// RangeID returns the replica's range id.
+func (r *Replica) RangeID() uint64 { return r.rangeID }
+
+// Descriptor returns the range descriptor this replica knows.
+func (r *Replica) Descriptor() *kvpb.RangeDescriptor { return r.desc.Load() }
+
+func (r *Replica) startKey() []byte { return r.desc.Load().GetStartKey() }
+
+func (r *Replica) containsKey(key []byte) bool {
+	d := r.desc.Load()
+	return bytes.Compare(key, d.GetStartKey()) >= 0 && (len(d.GetEndKey()) == 0 || bytes.Compare(key, d.GetEndKey()) < 0)
+}
+
+// IsLeader reports whether this replica is its range's raft leader.
+func (r *Replica) IsLeader() bool { return r.isLeader.Load() }
+
+// LeaderNode returns the node of the leader this replica knows, or 0.
+func (r *Replica) LeaderNode() uint64 { return r.leaderNode.Load() }
+
+func (r *Replica) nodeOfReplica(id uint64) uint64 {
+	for _, rd := range r.desc.Load().GetReplicas() {
+		if rd.GetReplicaId() == id {
+			return rd.GetNodeId()
+		}
+	}
+	return 0
+}
+
+func (r *Replica) deliver(m inMsg) {
+	r.in.Lock()
+	r.in.msgs = append(r.in.msgs, m)
+	r.in.Unlock()
+	r.s.enqueue(r.rangeID)
+}
+
+// tick is called by the store's ticker; it reports whether the range has
+// work. Quiesced replicas are not ticked unless their leader's node looks
+// dead, which wakes them.
+func (r *Replica) tick() bool {
+	if r.quiesced.Load() {
+		if ln := r.leaderNode.Load(); ln == 0 || r.s.nodeLive(ln) {
+			return false
+		}
+		r.in.Lock()
+		r.in.wake = true
+		r.in.Unlock()
+		return true
+	}
+	r.in.Lock()
+	r.in.ticks++
+	r.in.Unlock()
+	return true
+}
+
+func (r *Replica) unquiesceLocked() {
+	if r.quiesced.Load() {
+		r.quiesced.Store(false)
+		r.mu.idleTicks = 0
+	}
+}
+
+// phase1 steps the inbox into raft, ticks, and takes the Ready; it returns
+// the log writes for the round's synced batch. A leader's messages go to
+// out at once (sent before its own write, as raft allows).
+func (r *Replica) phase1(out *outbox) (*readyWork, error) {
+	r.in.Lock()
+	msgs, props, reads, ticks, reports, snaps, wake := r.in.msgs, r.in.props, r.in.reads, r.in.ticks, r.in.reports, r.in.snaps, r.in.wake
+	r.in.msgs, r.in.props, r.in.reads, r.in.ticks, r.in.reports, r.in.snaps, r.in.wake = nil, nil, nil, 0, nil, nil, false
+	r.in.Unlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn := r.mu.rn
+	if wake {
+		r.unquiesceLocked()
+	}
+	for _, sn := range snaps {
+		r.mu.pendingSnap = sn
+	}
+	for _, m := range msgs {
+		if !m.quiesce {
+			r.unquiesceLocked()
+		}
+		_ = rn.Step(m.msg)
+		if m.quiesce {
+			r.maybeQuiesceFollowerLocked(m.msg)
+		}
+	}
+	for _, rep := range reports {
+		st := raft.SnapshotFinish
+		if !rep.ok {
+			st = raft.SnapshotFailure
+		}
+		delete(r.mu.snapSending, rep.to)
+		rn.ReportSnapshot(rep.to, st)
+	}
+	for _, p := range props {
+		r.unquiesceLocked()
+		r.proposeLocked(p)
+	}
+	if len(reads) > 0 {
+		r.unquiesceLocked()
+		if rn.BasicStatus().RaftState != raft.StateLeader {
+			err := &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
+			for _, rr := range reads {
+				rr.done <- err
+			}
+		} else {
+			r.mu.nextReadID++
+			b := &readBatch{id: r.mu.nextReadID, reqs: reads, issuedAt: r.mu.ticks}
+			r.mu.readsIssued[b.id] = b
+			rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+		}
+	}
+	for range ticks {
+		if r.quiesced.Load() {
+			break
+		}
+		rn.Tick()
+		r.mu.ticks++
+		r.onTickLocked()
+	}
+	if !rn.HasReady() {
+		r.maybeQuiesceLeaderLocked(out)
+		return nil, nil
+	}
+	rd := rn.Ready()
+	w := &readyWork{rd: rd, sync: rd.MustSync}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		ops, err := r.snapshotOpsLocked(rd.Snapshot)
+		if err != nil {
+			return nil, err
+		}
+		w.ops = append(w.ops, ops...)
+		w.sync = true
+	}
+	ops, err := r.mu.log.appendOps(rd.Entries)
+	if err != nil {
+		return nil, err
+	}
+	w.ops = append(w.ops, ops...)
+	if !raft.IsEmptyHardState(rd.HardState) {
+		op, err := r.mu.log.hardStateOp(rd.HardState)
+		if err != nil {
+			return nil, err
+		}
+		w.ops = append(w.ops, op)
+	}
+	if rn.BasicStatus().RaftState == raft.StateLeader {
+		r.sendLocked(out, rd.Messages)
+		w.sentEarly = true
+	}
+	return w, nil
+}
+
+// phase2 runs after the round's write is durable: send, apply, serve
+// reads, advance.
+func (r *Replica) phase2(w *readyWork, out *outbox) error {
+	r.mu.Lock()
+	defer func() {
+		more := r.mu.rn.HasReady()
+		r.mu.Unlock()
+		if more {
+			r.s.enqueue(r.rangeID)
+		}
+	}()
+	rd := w.rd
+	rn := r.mu.rn
+	if !w.sentEarly {
+		r.sendLocked(out, rd.Messages)
+	}
+	if len(rd.CommittedEntries) > 0 || len(rd.Entries) > 0 {
+		r.mu.idleTicks = 0
+	}
+	if err := r.applyLocked(rd.CommittedEntries); err != nil {
+		return err
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		id := binary.BigEndian.Uint64(rs.RequestCtx)
+		if b := r.mu.readsIssued[id]; b != nil {
+			delete(r.mu.readsIssued, id)
+			b.index = rs.Index
+			r.mu.readsReady = append(r.mu.readsReady, b)
+		}
+	}
+	rn.Advance(rd)
+	r.serveReadsLocked()
+	st := rn.BasicStatus()
+	r.isLeader.Store(st.RaftState == raft.StateLeader)
+	r.leaderNode.Store(r.nodeOfReplica(st.Lead))
+	if err := r.maybeTruncateLocked(); err != nil {
+		return err
+	}
+	r.maybeQuiesceLeaderLocked(out)
+	return nil
+}
+
+func (r *Replica) serveReadsLocked() {
+	applied := r.mu.applied.GetIndex()
+	kept := r.mu.readsReady[:0]
+	for _, b := range r.mu.readsReady {
+		if b.index <= applied {
+			for _, rr := range b.reqs {
+				rr.done <- nil
+			}
+			continue
+		}
+		kept = append(kept, b)
+	}
+	r.mu.readsReady = kept
+}
+
+func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			r.sendSnapshotLocked(m)
+			continue
+		}
+		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
+			out.add(node, r.rangeID, m, false)
+		}
+	}
+}
+
+func (r *Replica) proposeLocked(p *proposal) {
+	r.mu.nextSeq++
+	p.seq = r.mu.nextSeq
+	cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops}
+	b, err := proto.Marshal(cmd)
+	if err != nil {
+		p.done <- proposalResult{err: err}
+		return
+	}
+	p.data = b
+	p.proposedAt = r.mu.ticks
+	r.mu.pending[p.seq] = p
+	_ = r.mu.rn.Propose(b) // a dropped proposal is proposed again by onTickLocked
+}
+
+func (r *Replica) onTickLocked() {
+	r.mu.idleTicks++
+	for seq, p := range r.mu.pending {
+		if p.abandoned.Load() {
+			delete(r.mu.pending, seq)
+			continue
+		}
+		if r.mu.ticks-p.proposedAt >= uint64(r.s.cfg.ReproposeTicks) {
+			p.proposedAt = r.mu.ticks
+			_ = r.mu.rn.Propose(p.data)
+		}
+	}
+	if len(r.mu.pending) > 0 {
+		r.mu.idleTicks = 0
+	}
+	leader := r.mu.rn.BasicStatus().RaftState == raft.StateLeader
+	for id, b := range r.mu.readsIssued {
+		if !leader {
+			delete(r.mu.readsIssued, id)
+			err := &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
+			for _, rr := range b.reqs {
+				rr.done <- err
+			}
+			continue
+		}
+		if r.mu.ticks-b.issuedAt >= uint64(r.s.cfg.ElectionTicks) {
+			delete(r.mu.readsIssued, id)
+			r.mu.nextReadID++
+			b.id, b.issuedAt = r.mu.nextReadID, r.mu.ticks
+			r.mu.readsIssued[b.id] = b
+			r.mu.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+		}
+	}
+}
+
+// maybeQuiesceLeaderLocked quiesces an idle leader whose followers are all
+// caught up, telling them with a quiesce heartbeat.
+func (r *Replica) maybeQuiesceLeaderLocked(out *outbox) {
+	if r.quiesced.Load() || r.mu.idleTicks < r.s.cfg.QuiesceAfterTicks {
+		return
+	}
+	rn := r.mu.rn
+	st := rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || len(r.mu.pending) > 0 || len(r.mu.readsIssued) > 0 || len(r.mu.readsReady) > 0 ||
+		st.GetCommit() != r.mu.log.last || r.mu.applied.GetIndex() != st.GetCommit() || len(r.mu.snapSending) > 0 || rn.HasReady() {
+		return
+	}
+	caughtUp := true
+	rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id != r.mu.replicaID && (pr.Match != r.mu.log.last || !r.s.nodeLive(r.nodeOfReplica(id))) {
+			caughtUp = false
+		}
+	})
+	if !caughtUp {
+		return
+	}
+	r.quiesced.Store(true)
+	for _, rd := range r.desc.Load().GetReplicas() {
+		if rd.GetReplicaId() == r.mu.replicaID {
+			continue
+		}
+		m := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(r.mu.replicaID), To: proto.Uint64(rd.GetReplicaId()),
+			Term: proto.Uint64(st.GetTerm()), Commit: proto.Uint64(st.GetCommit())}
+		out.add(rd.GetNodeId(), r.rangeID, m, true)
+	}
+}
+
+func (r *Replica) maybeQuiesceFollowerLocked(m *raftpb.Message) {
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() &&
+		r.mu.log.last >= m.GetCommit() && st.GetCommit() >= m.GetCommit() && !r.mu.rn.HasReady() {
+		r.quiesced.Store(true)
+	}
+}
+
+func (r *Replica) maybeTruncateLocked() error {
+	l := r.mu.log
+	cfg := r.s.cfg
+	if l.last-l.trunc.GetIndex() <= cfg.LogTruncateEntries {
+		return nil
+	}
+	applied := r.mu.applied.GetIndex()
+	if applied <= cfg.LogKeepEntries {
+		return nil
+	}
+	target := applied - cfg.LogKeepEntries
+	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
+		// Keep what live, recently active followers still need, unless
+		// they are so far behind that a snapshot is cheaper.
+		r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id == r.mu.replicaID || !pr.RecentActive || pr.Match+10*cfg.LogTruncateEntries < applied {
+				return
+			}
+			if pr.Match < target {
+				target = pr.Match
+			}
+		})
+	}
+	ops, err := l.truncateOps(target)
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout)
+	defer cancel()
+	if err := r.s.d.Engine.Write(ctx, ops, false); err != nil {
+		return fmt.Errorf("multiraft: truncate log of range %d: %w", r.rangeID, err)
+	}
+	return nil
+}
+
+// failAll fails every waiting proposal and read.
+func (r *Replica) failAll(err error) {
+	r.in.Lock()
+	props, reads := r.in.props, r.in.reads
+	r.in.props, r.in.reads = nil, nil
+	r.in.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range props {
+		p.done <- proposalResult{err: err}
+	}
+	for _, p := range r.mu.pending {
+		p.done <- proposalResult{err: err}
+	}
+	clear(r.mu.pending)
+	for _, rr := range reads {
+		rr.done <- err
+	}
+	for _, b := range r.mu.readsIssued {
+		for _, rr := range b.reqs {
+			rr.done <- err
+		}
+	}
+	clear(r.mu.readsIssued)
+	for _, b := range r.mu.readsReady {
+		for _, rr := range b.reqs {
+			rr.done <- err
+		}
+	}
+	r.mu.readsReady = nil
+}
+
+// Status returns the replica's status for /v1/ranges and Ranges.
+func (r *Replica) Status() *kvpb.ReplicaStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.mu.rn.BasicStatus()
+	first, _ := r.mu.log.FirstIndex()
+	return &kvpb.ReplicaStatus{
+		Descriptor_:     r.desc.Load(),
+		ReplicaId:       r.mu.replicaID,
+		RaftState:       raftStateName(st.RaftState),
+		Term:            st.GetTerm(),
+		LeaderReplicaId: st.Lead,
+		LeaderNodeId:    r.nodeOfReplica(st.Lead),
+		CommitIndex:     st.GetCommit(),
+		AppliedIndex:    r.mu.applied.GetIndex(),
+		FirstIndex:      first,
+		LastIndex:       r.mu.log.last,
+		LogBytes:        r.mu.log.bytes,
+		Quiesced:        r.quiesced.Load(),
+	}
+}
+
+func raftStateName(s raft.StateType) string {
+	switch s {
+	case raft.StateLeader:
+		return "leader"
+	case raft.StateFollower:
+		return "follower"
+	case raft.StateCandidate:
+		return "candidate"
+	case raft.StatePreCandidate:
+		return "pre-candidate"
+	}
+	return s.String()
+}
+
+// waitProposal hands p to the scheduler and waits for its result.
+func (r *Replica) waitProposal(ctx context.Context, p *proposal) (*Result, error) {
+	r.in.Lock()
+	r.in.props = append(r.in.props, p)
+	r.in.Unlock()
+	r.s.enqueue(r.rangeID)
+	select {
+	case pr := <-p.done:
+		return pr.res, pr.err
+	case <-ctx.Done():
+		p.abandoned.Store(true)
+		return nil, ctx.Err()
+	case <-r.s.stopc:
+		return nil, ErrStopped
+	}
+}
+
+// Propose replicates ops as one atomic command and returns its result once
+// applied locally. Only the leader proposes.
+func (r *Replica) Propose(ctx context.Context, ops []*raftmsgpb.Op) (*Result, error) {
+	if !r.isLeader.Load() {
+		return nil, &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
+	}
+	p := &proposal{ops: ops, ts: r.s.d.Clock.Now(), done: make(chan proposalResult, 1)}
+	return r.waitProposal(ctx, p)
+}
+
+// ReadBarrier returns once this replica's applied state reflects every
+// write acknowledged before the call (ReadIndex; concurrent callers share
+// one round). Only the leader serves it.
+func (r *Replica) ReadBarrier(ctx context.Context) error {
+	if !r.isLeader.Load() {
+		return &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
+	}
+	rr := &readReq{done: make(chan error, 1)}
+	r.in.Lock()
+	r.in.reads = append(r.in.reads, rr)
+	r.in.Unlock()
+	r.s.enqueue(r.rangeID)
+	select {
+	case err := <-rr.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.s.stopc:
+		return ErrStopped
+	}
+}
+
+// Campaign makes the replica start an election (tests, leadership moves).
+func (r *Replica) Campaign() {
+	r.mu.Lock()
+	_ = r.mu.rn.Campaign()
+	r.mu.Unlock()
+	r.s.enqueue(r.rangeID)
+}
+
+var errSnapshotMismatch = errors.New("multiraft: snapshot in Ready does not match the received data")
+
+// raftLogger sends raft's logs to slog (info and below at debug level).
+type raftLogger struct{ l *slog.Logger }
+
+func (l raftLogger) Debug(v ...any)              { l.l.Debug(fmt.Sprint(v...)) }
+func (l raftLogger) Debugf(f string, v ...any)   { l.l.Debug(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Info(v ...any)               { l.l.Debug(fmt.Sprint(v...)) }
+func (l raftLogger) Infof(f string, v ...any)    { l.l.Debug(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Warning(v ...any)            { l.l.Warn(fmt.Sprint(v...)) }
+func (l raftLogger) Warningf(f string, v ...any) { l.l.Warn(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Error(v ...any)              { l.l.Error(fmt.Sprint(v...)) }
+func (l raftLogger) Errorf(f string, v ...any)   { l.l.Error(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
+func (l raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
+func (l raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+
+var _ = time.Second

@@ -1,0 +1,553 @@
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+// Deps are the Store's dependencies.
+type Deps struct {
+	// NodeID is this node's id (non-zero, never reused). Required.
+	NodeID uint64
+	// Addr is this node's raftd bus address, handed to peers as hints.
+	Addr string
+	// Engine is the node's storage. Required.
+	Engine storage.Engine
+	// Transport carries raft traffic. Required.
+	Transport Transport
+	// Forwarder sends KV requests to leaders on other nodes. Required for
+	// the KV methods.
+	Forwarder Forwarder
+	// Clock stamps writes. Required.
+	Clock *hlc.Clock
+	// Logger receives lifecycle logs. Required.
+	Logger *slog.Logger
+}
+
+// ErrStopped is returned for work refused because the store is stopping.
+var ErrStopped = errors.New("multiraft: store stopped")
+
+// Store hosts every replica of one node and drives them with one scheduler:
+// a round processes every range with pending work (messages, ticks,
+// proposals, reads) on a bounded worker pool, writes all their log appends
+// in one synced engine write, then sends, applies and advances.
+type Store struct {
+	cfg         Config
+	d           Deps
+	log         *slog.Logger
+	incarnation int64
+
+	stopc chan struct{}
+	wake  chan struct{}
+	tasks chan func()
+	wg    sync.WaitGroup
+	fatal chan error
+
+	sched struct {
+		sync.Mutex
+		pending map[uint64]struct{}
+	}
+	mu struct {
+		sync.RWMutex
+		replicas map[uint64]*Replica
+		// sorted by start key, for routing.
+		sorted      []*Replica
+		nodes       map[uint64]string
+		initialized bool
+		stopped     bool
+	}
+	live struct {
+		sync.Mutex
+		heard map[uint64]time.Time
+	}
+	snaps struct {
+		sync.Mutex
+		in map[snapKey]*inboundSnapshot
+	}
+	snapSeq atomic.Uint64
+	ticks   atomic.Uint64
+	metrics storeMetrics
+}
+
+type storeMetrics struct {
+	rounds, syncWrites, rangesProcessed atomic.Uint64
+}
+
+// NewStore validates its inputs and returns an unstarted store.
+func NewStore(cfg Config, d Deps) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fill()
+	if d.NodeID == 0 || d.Engine == nil || d.Transport == nil || d.Clock == nil || d.Logger == nil {
+		return nil, errors.New("multiraft: Deps.NodeID, Engine, Transport, Clock and Logger are required")
+	}
+	s := &Store{cfg: cfg, d: d, log: d.Logger, incarnation: time.Now().UnixNano(),
+		stopc: make(chan struct{}), wake: make(chan struct{}, 1), tasks: make(chan func()), fatal: make(chan error, 1)}
+	s.sched.pending = map[uint64]struct{}{}
+	s.mu.replicas = map[uint64]*Replica{}
+	s.mu.nodes = map[uint64]string{}
+	if d.Addr != "" {
+		s.mu.nodes[d.NodeID] = d.Addr
+	}
+	s.live.heard = map[uint64]time.Time{}
+	s.snaps.in = map[snapKey]*inboundSnapshot{}
+	return s, nil
+}
+
+// NodeID returns this node's id.
+func (s *Store) NodeID() uint64 { return s.d.NodeID }
+
+// Err delivers a fatal storage failure; the store stops processing.
+func (s *Store) Err() <-chan error { return s.fatal }
+
+// Start loads the replicas persisted on this node and starts the
+// scheduler and ticker.
+func (s *Store) Start(ctx context.Context) error {
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	for range s.cfg.Workers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				select {
+				case f := <-s.tasks:
+					f()
+				case <-s.stopc:
+					return
+				}
+			}
+		}()
+	}
+	s.wg.Add(2)
+	go s.runLoop()
+	go s.tickLoop()
+	return nil
+}
+
+// Stop stops the scheduler, ticker and snapshot senders and waits for
+// them; waiting proposals and reads fail with ErrStopped.
+func (s *Store) Stop() {
+	s.mu.Lock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.stopped = true
+	reps := make([]*Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		reps = append(reps, r)
+	}
+	s.mu.Unlock()
+	close(s.stopc)
+	s.wg.Wait()
+	for _, r := range reps {
+		r.failAll(ErrStopped)
+	}
+}
+
+func (s *Store) stopping() bool {
+	select {
+	case <-s.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// goAsync runs f on a goroutine owned by the store.
+func (s *Store) goAsync(f func()) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.mu.stopped {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (s *Store) load(ctx context.Context) error {
+	eng := s.d.Engine
+	if v, ok, err := eng.Get(ctx, storage.Local, storage.BootstrapKey); err != nil {
+		return fmt.Errorf("multiraft: load bootstrap record: %w", err)
+	} else if ok {
+		req := &raftmsgpb.BootstrapRequest{}
+		if err := proto.Unmarshal(v, req); err != nil {
+			return fmt.Errorf("multiraft: decode bootstrap record: %w", err)
+		}
+		s.mu.Lock()
+		s.mu.initialized = true
+		for id, a := range req.GetNodes() {
+			if _, ok := s.mu.nodes[id]; !ok {
+				s.mu.nodes[id] = a
+			}
+		}
+		s.mu.Unlock()
+	}
+	start, end := storage.ReplicaSpan()
+	kvs, err := eng.Scan(ctx, storage.Local, start, end, 0, false)
+	if err != nil {
+		return fmt.Errorf("multiraft: load replicas: %w", err)
+	}
+	for _, kv := range kvs {
+		desc := &kvpb.RangeDescriptor{}
+		if err := proto.Unmarshal(kv.Value, desc); err != nil {
+			return fmt.Errorf("multiraft: decode descriptor: %w", err)
+		}
+		r, err := newReplica(s, desc, false)
+		if err != nil {
+			return err
+		}
+		s.addReplica(r)
+	}
+	s.log.Info("replicas loaded", slog.Int("replicas", len(kvs)))
+	return nil
+}
+
+func (s *Store) addReplica(r *Replica) {
+	s.mu.Lock()
+	s.mu.replicas[r.rangeID] = r
+	s.mu.sorted = append(s.mu.sorted, r)
+	sort.Slice(s.mu.sorted, func(i, j int) bool {
+		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
+	})
+	s.mu.Unlock()
+	s.enqueue(r.rangeID)
+}
+
+// Replica returns the local replica of a range, or nil.
+func (s *Store) Replica(rangeID uint64) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.replicas[rangeID]
+}
+
+// Replicas returns every local replica ordered by start key.
+func (s *Store) Replicas() []*Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]*Replica(nil), s.mu.sorted...)
+}
+
+// ReplicaForKey returns the local replica whose span holds key, or nil.
+func (s *Store) ReplicaForKey(key []byte) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.Search(len(s.mu.sorted), func(i int) bool {
+		return bytes.Compare(s.mu.sorted[i].startKey(), key) > 0
+	})
+	if i == 0 {
+		return nil
+	}
+	r := s.mu.sorted[i-1]
+	if r.containsKey(key) {
+		return r
+	}
+	return nil
+}
+
+// Initialized reports whether this node holds a bootstrapped cluster.
+func (s *Store) Initialized() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.initialized
+}
+
+// SetNodeAddr records a peer's raftd bus address.
+func (s *Store) SetNodeAddr(node uint64, addr string) {
+	if node == 0 || addr == "" {
+		return
+	}
+	s.mu.Lock()
+	s.mu.nodes[node] = addr
+	s.mu.Unlock()
+}
+
+// NodeAddr returns the raftd bus address of a node, if known.
+func (s *Store) NodeAddr(node uint64) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.nodes[node]
+}
+
+// Nodes returns every known node and its address.
+func (s *Store) Nodes() map[uint64]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[uint64]string, len(s.mu.nodes))
+	for k, v := range s.mu.nodes {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Store) heard(node uint64) {
+	s.live.Lock()
+	s.live.heard[node] = time.Now()
+	s.live.Unlock()
+}
+
+// nodeLive reports whether node was heard from within an election timeout.
+func (s *Store) nodeLive(node uint64) bool {
+	if node == s.d.NodeID {
+		return true
+	}
+	s.live.Lock()
+	defer s.live.Unlock()
+	t, ok := s.live.heard[node]
+	return ok && time.Since(t) < time.Duration(s.cfg.ElectionTicks)*s.cfg.TickInterval
+}
+
+// Bootstrap creates this node's replicas of a new cluster. It is
+// idempotent: a node that is already initialized changes nothing and
+// reports it.
+func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) (already bool, err error) {
+	s.mu.Lock()
+	if s.mu.initialized {
+		s.mu.Unlock()
+		return true, nil
+	}
+	s.mu.initialized = true
+	s.mu.Unlock()
+	var ops []storage.Op
+	var mine []*kvpb.RangeDescriptor
+	for _, d := range req.GetDescriptors() {
+		if replicaOf(d, s.d.NodeID) == nil {
+			continue
+		}
+		mine = append(mine, d)
+		dops, err := bootstrapOps(d)
+		if err != nil {
+			return false, err
+		}
+		ops = append(ops, dops...)
+		if d.GetRangeId() == MetaRangeID {
+			ts := s.d.Clock.Now()
+			for _, od := range req.GetDescriptors() {
+				b, err := proto.Marshal(od)
+				if err != nil {
+					return false, err
+				}
+				ops = append(ops, storage.Put(storage.Data, storage.MetaKey(od.GetEndKey()), storage.EncodeValue(ts, b)))
+			}
+		}
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return false, err
+	}
+	ops = append(ops, storage.Put(storage.Local, storage.BootstrapKey, b))
+	if err := s.d.Engine.Write(ctx, ops, true); err != nil {
+		s.mu.Lock()
+		s.mu.initialized = false
+		s.mu.Unlock()
+		return false, fmt.Errorf("multiraft: bootstrap write: %w", err)
+	}
+	for id, a := range req.GetNodes() {
+		s.SetNodeAddr(id, a)
+	}
+	for _, d := range mine {
+		r, err := newReplica(s, d, true)
+		if err != nil {
+			return false, err
+		}
+		s.addReplica(r)
+	}
+	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
+	return false, nil
+}
+
+// enqueue marks a range as having work for the next round.
+func (s *Store) enqueue(rangeID uint64) {
+	s.sched.Lock()
+	s.sched.pending[rangeID] = struct{}{}
+	s.sched.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runLoop runs scheduler rounds until Stop.
+func (s *Store) runLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.wake:
+		case <-s.stopc:
+			return
+		}
+		s.sched.Lock()
+		ids := make([]uint64, 0, len(s.sched.pending))
+		for id := range s.sched.pending {
+			ids = append(ids, id)
+		}
+		clear(s.sched.pending)
+		s.sched.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		if err := s.round(ids); err != nil {
+			s.log.Error("scheduler round failed; raft processing stopped", slog.Any("error", err))
+			select {
+			case s.fatal <- err:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// parallel runs f(0..n-1) on the worker pool and waits.
+func (s *Store) parallel(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		task := func() {
+			defer wg.Done()
+			f(i)
+		}
+		select {
+		case s.tasks <- task:
+		case <-s.stopc:
+			task()
+		}
+	}
+	wg.Wait()
+}
+
+// round processes the given ranges once. See Store.
+func (s *Store) round(ids []uint64) error {
+	s.metrics.rounds.Add(1)
+	reps := make([]*Replica, 0, len(ids))
+	s.mu.RLock()
+	for _, id := range ids {
+		if r := s.mu.replicas[id]; r != nil {
+			reps = append(reps, r)
+		}
+	}
+	s.mu.RUnlock()
+	s.metrics.rangesProcessed.Add(uint64(len(reps)))
+	works := make([]*readyWork, len(reps))
+	early, late := newOutbox(s), newOutbox(s)
+	errs := make([]error, len(reps))
+	s.parallel(len(reps), func(i int) { works[i], errs[i] = reps[i].phase1(early) })
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	early.flush()
+	var ops []storage.Op
+	sync := false
+	for _, w := range works {
+		if w != nil {
+			ops = append(ops, w.ops...)
+			sync = sync || w.sync
+		}
+	}
+	if len(ops) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
+		err := s.d.Engine.Write(ctx, ops, sync)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("multiraft: log write of %d ranges: %w", len(reps), err)
+		}
+		if sync {
+			s.metrics.syncWrites.Add(1)
+		}
+	}
+	s.parallel(len(reps), func(i int) {
+		if works[i] != nil {
+			errs[i] = reps[i].phase2(works[i], late)
+		}
+	})
+	late.flush()
+	return errors.Join(errs...)
+}
+
+// tickLoop ticks every unquiesced replica once per TickInterval and pings
+// every peer node (node liveness for quiesced ranges).
+func (s *Store) tickLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.stopc:
+			return
+		}
+		s.ticks.Add(1)
+		for _, r := range s.Replicas() {
+			if r.tick() {
+				s.enqueue(r.rangeID)
+			}
+		}
+		for node := range s.Nodes() {
+			if node != s.d.NodeID {
+				s.d.Transport.Send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr})
+			}
+		}
+	}
+}
+
+// HandleBatch delivers one inbound batch. It never blocks on raft work.
+func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
+	if b.GetToNode() != s.d.NodeID && b.GetToNode() != 0 {
+		return
+	}
+	s.heard(b.GetFromNode())
+	if b.GetFromAddr() != "" && s.NodeAddr(b.GetFromNode()) != b.GetFromAddr() {
+		s.SetNodeAddr(b.GetFromNode(), b.GetFromAddr())
+	}
+	for _, m := range b.GetMessages() {
+		if r := s.Replica(m.GetRangeId()); r != nil {
+			if msg, err := decodeMessage(m.GetMessage()); err == nil {
+				r.deliver(inMsg{msg: msg})
+			}
+		}
+	}
+	for _, h := range b.GetHeartbeats() {
+		if r := s.Replica(h.GetRangeId()); r != nil {
+			r.deliver(inMsg{msg: heartbeatToMsg(h, false), quiesce: h.GetQuiesce()})
+		}
+	}
+	for _, h := range b.GetHeartbeatResponses() {
+		if r := s.Replica(h.GetRangeId()); r != nil {
+			r.deliver(inMsg{msg: heartbeatToMsg(h, true)})
+		}
+	}
+}
+
+// Stats are scheduler counters.
+type Stats struct {
+	Rounds, SyncWrites, RangesProcessed uint64
+}
+
+// Stats returns scheduler counters.
+func (s *Store) Stats() Stats {
+	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load()}
+}

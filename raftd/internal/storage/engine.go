@@ -1,0 +1,81 @@
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// CF names a column family; the values match storepb.ColumnFamily.
+type CF uint8
+
+// Column families.
+const (
+	Local CF = 1
+	Raft  CF = 2
+	Data  CF = 3
+)
+
+func (c CF) String() string {
+	switch c {
+	case Local:
+		return "local"
+	case Raft:
+		return "raft"
+	case Data:
+		return "data"
+	}
+	return "unknown"
+}
+
+// OpKind is the kind of a write operation.
+type OpKind uint8
+
+// Operation kinds.
+const (
+	OpPut OpKind = iota + 1
+	OpDelete
+	// OpDeleteRange deletes [Key, End); End must be set.
+	OpDeleteRange
+)
+
+// Op is one mutation of an atomic write.
+type Op struct {
+	Kind  OpKind
+	CF    CF
+	Key   []byte
+	Value []byte
+	End   []byte
+}
+
+// Put returns a put operation.
+func Put(cf CF, key, value []byte) Op { return Op{Kind: OpPut, CF: cf, Key: key, Value: value} }
+
+// Delete returns a point delete.
+func Delete(cf CF, key []byte) Op { return Op{Kind: OpDelete, CF: cf, Key: key} }
+
+// DeleteRange returns a delete of [start, end).
+func DeleteRange(cf CF, start, end []byte) Op {
+	return Op{Kind: OpDeleteRange, CF: cf, Key: start, End: end}
+}
+
+// KV is one key and its value.
+type KV struct {
+	Key, Value []byte
+}
+
+// ErrClosed is returned by an engine after Close.
+var ErrClosed = errors.New("storage: engine closed")
+
+// Engine is the storage raftd runs on. Implementations are safe for
+// concurrent use; a Write is atomic and, once it returns, visible to every
+// later read. With sync, the write and every earlier write are durable when
+// Write returns.
+type Engine interface {
+	// Write applies ops atomically.
+	Write(ctx context.Context, ops []Op, sync bool) error
+	// Get reads one key.
+	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
+	// Scan reads [start, end) in key order (reverse: descending), at most
+	// limit entries (0: no limit). A nil end means unbounded.
+	Scan(ctx context.Context, cf CF, start, end []byte, limit int, reverse bool) ([]KV, error)
+}

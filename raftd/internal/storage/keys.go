@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/pleiades-db/pleiades/shared/hlc"
+)
+
+// Raft column family layout: 'r' + range id (8 bytes, big-endian) + suffix.
+const (
+	raftPrefix      = 'r'
+	suffixHardState = 'h'
+	suffixTruncated = 't'
+	suffixApplied   = 'a'
+	suffixLog       = 'l'
+)
+
+func rangePrefix(rangeID uint64, suffix byte) []byte {
+	k := make([]byte, 0, 18)
+	k = append(k, raftPrefix)
+	k = binary.BigEndian.AppendUint64(k, rangeID)
+	return append(k, suffix)
+}
+
+// HardStateKey is the raft CF key of a range's raft hard state.
+func HardStateKey(rangeID uint64) []byte { return rangePrefix(rangeID, suffixHardState) }
+
+// TruncatedStateKey is the raft CF key of a range's truncated state.
+func TruncatedStateKey(rangeID uint64) []byte { return rangePrefix(rangeID, suffixTruncated) }
+
+// AppliedStateKey is the raft CF key of a range's applied state.
+func AppliedStateKey(rangeID uint64) []byte { return rangePrefix(rangeID, suffixApplied) }
+
+// LogKey is the raft CF key of a range's log entry at index.
+func LogKey(rangeID, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(rangePrefix(rangeID, suffixLog), index)
+}
+
+// LogIndex decodes the index of a LogKey of rangeID.
+func LogIndex(rangeID uint64, key []byte) (uint64, error) {
+	p := rangePrefix(rangeID, suffixLog)
+	if len(key) != len(p)+8 || string(key[:len(p)]) != string(p) {
+		return 0, fmt.Errorf("storage: %x is not a log key of range %d", key, rangeID)
+	}
+	return binary.BigEndian.Uint64(key[len(p):]), nil
+}
+
+// RangeRaftSpan is the raft CF span of every key of a range.
+func RangeRaftSpan(rangeID uint64) (start, end []byte) {
+	s := make([]byte, 0, 9)
+	s = append(s, raftPrefix)
+	s = binary.BigEndian.AppendUint64(s, rangeID)
+	e := make([]byte, 0, 9)
+	e = append(e, raftPrefix)
+	return s, binary.BigEndian.AppendUint64(e, rangeID+1)
+}
+
+// Local column family keys.
+var (
+	// BootstrapKey holds the cluster bootstrap record of this node.
+	BootstrapKey  = []byte("bootstrap")
+	replicaPrefix = []byte("replica/")
+)
+
+// ReplicaKey is the local CF key of the descriptor of a replica hosted by
+// this node.
+func ReplicaKey(rangeID uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), replicaPrefix...), rangeID)
+}
+
+// ReplicaSpan is the local CF span of every ReplicaKey.
+func ReplicaSpan() (start, end []byte) {
+	e := append([]byte(nil), replicaPrefix...)
+	e[len(e)-1]++
+	return append([]byte(nil), replicaPrefix...), e
+}
+
+// Data column family: system keys begin with 0x00. The meta range holds
+// range descriptors under MetaPrefix + end key.
+var MetaPrefix = []byte{0x00, 'm', 'e', 't', 'a', '/'}
+
+// MetaKey is the data key of the descriptor of the range ending at end
+// (empty end: the last range, encoded as 0xff so it sorts last).
+func MetaKey(end []byte) []byte {
+	if len(end) == 0 {
+		end = []byte{0xff, 0xff}
+	}
+	return append(append([]byte(nil), MetaPrefix...), end...)
+}
+
+// MetaSpan is the data span of every MetaKey.
+func MetaSpan() (start, end []byte) {
+	e := append([]byte(nil), MetaPrefix...)
+	e[len(e)-1]++
+	return append([]byte(nil), MetaPrefix...), e
+}
+
+// Value envelope: version byte, 12-byte HLC timestamp, value bytes.
+const envelopeVersion = 1
+
+// ErrBadEnvelope is returned for values that are not a valid envelope.
+var ErrBadEnvelope = errors.New("storage: bad value envelope")
+
+// EncodeValue wraps a value with the HLC timestamp of its write.
+func EncodeValue(ts hlc.Timestamp, value []byte) []byte {
+	b := make([]byte, 0, 1+hlc.EncodedLen+len(value))
+	b = append(b, envelopeVersion)
+	b = ts.AppendBytes(b)
+	return append(b, value...)
+}
+
+// DecodeValue unwraps an EncodeValue envelope. The value aliases b.
+func DecodeValue(b []byte) (hlc.Timestamp, []byte, error) {
+	if len(b) < 1+hlc.EncodedLen || b[0] != envelopeVersion {
+		return hlc.Timestamp{}, nil, ErrBadEnvelope
+	}
+	ts, err := hlc.DecodeBytes(b[1 : 1+hlc.EncodedLen])
+	if err != nil {
+		return hlc.Timestamp{}, nil, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+	}
+	return ts, b[1+hlc.EncodedLen:], nil
+}

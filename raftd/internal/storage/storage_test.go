@@ -1,0 +1,132 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/pleiades-db/pleiades/shared/hlc"
+)
+
+func TestMemScan(t *testing.T) {
+	ctx := context.Background()
+	m := NewMem()
+	var ops []Op
+	for i := range 10 {
+		ops = append(ops, Put(Data, fmt.Appendf(nil, "k%d", i), []byte{byte(i)}))
+	}
+	if err := m.Write(ctx, ops, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		start, end string
+		limit      int
+		reverse    bool
+		want       string
+	}{
+		{"", "", 0, false, "k0k1k2k3k4k5k6k7k8k9"},
+		{"k2", "k5", 0, false, "k2k3k4"},
+		{"k2", "k5", 2, false, "k2k3"},
+		{"k2", "k5", 0, true, "k4k3k2"},
+		{"k2", "", 2, true, "k9k8"},
+		{"", "k1", 0, true, "k0"},
+	} {
+		var end []byte
+		if tt.end != "" {
+			end = []byte(tt.end)
+		}
+		kvs, err := m.Scan(ctx, Data, []byte(tt.start), end, tt.limit, tt.reverse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		for _, kv := range kvs {
+			got = append(got, kv.Key...)
+		}
+		if string(got) != tt.want {
+			t.Errorf("Scan(%q, %q, %d, %v) = %q; want %q", tt.start, tt.end, tt.limit, tt.reverse, got, tt.want)
+		}
+	}
+	if err := m.Write(ctx, []Op{DeleteRange(Data, []byte("k3"), []byte("k8"))}, false); err != nil {
+		t.Fatal(err)
+	}
+	kvs, _ := m.Scan(ctx, Data, nil, nil, 0, false)
+	if len(kvs) != 5 {
+		t.Errorf("after delete range: %d keys; want 5", len(kvs))
+	}
+	if err := m.Write(ctx, []Op{{Kind: OpPut, CF: 9, Key: []byte("x")}}, false); err == nil {
+		t.Error("write to unknown family succeeded")
+	}
+}
+
+func TestMemCrashKeepsOnlySynced(t *testing.T) {
+	ctx := context.Background()
+	m := NewMem()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(m.Write(ctx, []Op{Put(Raft, []byte("a"), []byte("1"))}, false))
+	must(m.Write(ctx, []Op{Put(Raft, []byte("b"), []byte("2"))}, true))
+	must(m.Write(ctx, []Op{Put(Raft, []byte("c"), []byte("3")), Delete(Raft, []byte("a"))}, false))
+	m.Crash()
+	for _, tt := range []struct {
+		key   string
+		found bool
+	}{{"a", true}, {"b", true}, {"c", false}} {
+		_, ok, err := m.Get(ctx, Raft, []byte(tt.key))
+		must(err)
+		if ok != tt.found {
+			t.Errorf("after crash Get(%q) found=%v; want %v", tt.key, ok, tt.found)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	k := LogKey(7, 42)
+	if i, err := LogIndex(7, k); err != nil || i != 42 {
+		t.Errorf("LogIndex = %d, %v; want 42", i, err)
+	}
+	if _, err := LogIndex(8, k); err == nil {
+		t.Error("LogIndex of another range's key succeeded")
+	}
+	s, e := RangeRaftSpan(7)
+	for _, key := range [][]byte{HardStateKey(7), TruncatedStateKey(7), AppliedStateKey(7), k} {
+		if bytes.Compare(key, s) < 0 || bytes.Compare(key, e) >= 0 {
+			t.Errorf("key %x outside the range span [%x, %x)", key, s, e)
+		}
+	}
+	if bytes.Compare(LogKey(7, 255), LogKey(7, 256)) >= 0 {
+		t.Error("log keys do not sort by index")
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	ts := hlc.Timestamp{WallTime: 1700000000000000000, Logical: 3}
+	got, v, err := DecodeValue(EncodeValue(ts, []byte("hello")))
+	if err != nil || got != ts || string(v) != "hello" {
+		t.Errorf("round trip = %v %q %v", got, v, err)
+	}
+	for _, bad := range [][]byte{nil, {1, 2}, append([]byte{2}, make([]byte, 12)...)} {
+		if _, _, err := DecodeValue(bad); err == nil {
+			t.Errorf("DecodeValue(%x) succeeded", bad)
+		}
+	}
+}
+
+func FuzzDecodeValue(f *testing.F) {
+	f.Add(EncodeValue(hlc.Timestamp{WallTime: 5, Logical: 1}, []byte("v")))
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, v, err := DecodeValue(b)
+		if err != nil {
+			return
+		}
+		if again := EncodeValue(ts, v); !bytes.Equal(again, b) {
+			t.Fatalf("re-encode %x != %x", again, b)
+		}
+	})
+}
