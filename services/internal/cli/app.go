@@ -29,6 +29,7 @@ func commands(env *env) []*cli.Command {
 		certCommand(env),
 		clockCommand(env),
 		membersCommand(env),
+		storeCommand(env),
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
+)
+
+func storeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "store",
+		Usage: "inspect a node's stored",
+		Subcommands: []*cli.Command{
+			storeStatsCommand(e),
+		},
+	}
+}
+
+func storeStatsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "stats",
+		Usage: "show a stored's statistics: column families, block cache, writes and group commit",
+		Description: "Calls Stats on the stored at --addr over the bus (mutual TLS with the node certificate\n" +
+			"in --certs-dir). The table shows the database path, the block cache, write and WAL sync\n" +
+			"counters (sync writes per WAL sync is the group commit factor), open snapshots and ingests,\n" +
+			"write stalls, the key and value limits, and one row per column family. --output json\n" +
+			"prints one object with the same fields in snake_case (bytes as integers) and\n" +
+			"\"column_families\": one object per column family.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: hostPort(spec("stored").busPort), Usage: "the stored's bus `ADDR`"},
+			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
+			outputFlag(),
+		},
+		Action: action(func(c *cli.Context) error {
+			f, err := format(c)
+			if err != nil {
+				return err
+			}
+			addr := c.String("addr")
+			if err := config.ValidateAddr(addr); err != nil {
+				return &config.FlagError{Flag: "addr", Value: addr, Err: err}
+			}
+			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+			defer cancel()
+			st, err := fetchStoreStats(ctx, c.String("certs-dir"), addr)
+			if err != nil {
+				return err
+			}
+			v := makeStoreStatsView(addr, st)
+			if f == "json" {
+				return printJSON(e.stdout, v)
+			}
+			return printStoreStats(e.stdout, v)
+		}),
+	}
+}
+
+// fetchStoreStats calls Stats on the stored at addr.
+func fetchStoreStats(ctx context.Context, certsDir, addr string) (*storepb.StatsResponse, error) {
+	b, err := cliBus(ctx, certsDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = b.Stop(sctx)
+	}()
+	st, err := storeclient.New(b, addr).Stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stored at %s: %w", addr, err)
+	}
+	return st, nil
+}
+
+// storeStatsView is what `store stats` prints.
+type storeStatsView struct {
+	Addr                    string        `json:"addr"`
+	Path                    string        `json:"path"`
+	BlockCacheUsageBytes    uint64        `json:"block_cache_usage_bytes"`
+	BlockCacheCapacityBytes uint64        `json:"block_cache_capacity_bytes"`
+	BlockCacheHitRate       float64       `json:"block_cache_hit_rate"`
+	BlockCacheHits          uint64        `json:"block_cache_hits"`
+	BlockCacheMisses        uint64        `json:"block_cache_misses"`
+	Writes                  uint64        `json:"writes"`
+	SyncWrites              uint64        `json:"sync_writes"`
+	WALSyncs                uint64        `json:"wal_syncs"`
+	SyncWritesPerWALSync    float64       `json:"sync_writes_per_wal_sync"`
+	OpenSnapshots           uint64        `json:"open_snapshots"`
+	OpenIngests             uint64        `json:"open_ingests"`
+	WriteStopped            bool          `json:"write_stopped"`
+	WriteStallMicros        uint64        `json:"write_stall_micros"`
+	MaxKeyBytes             uint64        `json:"max_key_bytes"`
+	MaxValueBytes           uint64        `json:"max_value_bytes"`
+	ColumnFamilies          []storeCFView `json:"column_families"`
+}
+
+// storeCFView is one column family of storeStatsView.
+type storeCFView struct {
+	Name                   string `json:"name"`
+	EstimatedKeys          uint64 `json:"estimated_keys"`
+	LiveDataBytes          uint64 `json:"live_data_bytes"`
+	SSTBytes               uint64 `json:"sst_bytes"`
+	MemtableBytes          uint64 `json:"memtable_bytes"`
+	L0Files                uint64 `json:"l0_files"`
+	PendingCompactionBytes uint64 `json:"pending_compaction_bytes"`
+}
+
+func makeStoreStatsView(addr string, st *storepb.StatsResponse) storeStatsView {
+	v := storeStatsView{
+		Addr: addr, Path: st.GetPath(),
+		BlockCacheUsageBytes: st.GetBlockCacheUsageBytes(), BlockCacheCapacityBytes: st.GetBlockCacheCapacityBytes(),
+		BlockCacheHitRate: st.GetBlockCacheHitRate(), BlockCacheHits: st.GetBlockCacheHits(), BlockCacheMisses: st.GetBlockCacheMisses(),
+		Writes: st.GetWrites(), SyncWrites: st.GetSyncWrites(), WALSyncs: st.GetWalSyncs(),
+		OpenSnapshots: st.GetOpenSnapshots(), OpenIngests: st.GetOpenIngests(),
+		WriteStopped: st.GetWriteStopped(), WriteStallMicros: st.GetWriteStallMicros(),
+		MaxKeyBytes: st.GetMaxKeyBytes(), MaxValueBytes: st.GetMaxValueBytes(),
+		ColumnFamilies: []storeCFView{},
+	}
+	if v.WALSyncs > 0 {
+		v.SyncWritesPerWALSync = float64(v.SyncWrites) / float64(v.WALSyncs)
+	}
+	for _, cf := range st.GetColumnFamilies() {
+		v.ColumnFamilies = append(v.ColumnFamilies, storeCFView{
+			Name: cf.GetName(), EstimatedKeys: cf.GetEstimatedKeys(), LiveDataBytes: cf.GetLiveDataBytes(),
+			SSTBytes: cf.GetSstBytes(), MemtableBytes: cf.GetMemtableBytes(), L0Files: cf.GetL0Files(),
+			PendingCompactionBytes: cf.GetPendingCompactionBytes(),
+		})
+	}
+	return v
+}
+
+func printStoreStats(w io.Writer, v storeStatsView) error {
+	fmt.Fprintf(w, "stored %s\n", v.Addr)
+	fmt.Fprintf(w, "path          %s\n", v.Path)
+	fmt.Fprintf(w, "block cache   %s of %s, hit rate %.1f%% (%d hits, %d misses)\n",
+		humanBytes(v.BlockCacheUsageBytes), humanBytes(v.BlockCacheCapacityBytes), 100*v.BlockCacheHitRate, v.BlockCacheHits, v.BlockCacheMisses)
+	gc := "-"
+	if v.WALSyncs > 0 {
+		gc = strconv.FormatFloat(v.SyncWritesPerWALSync, 'f', 2, 64)
+	}
+	fmt.Fprintf(w, "writes        %d (%d sync, %d WAL syncs, %s sync writes per WAL sync)\n", v.Writes, v.SyncWrites, v.WALSyncs, gc)
+	stopped := "no"
+	if v.WriteStopped {
+		stopped = "YES"
+	}
+	fmt.Fprintf(w, "write stalls  %v in total; writes stopped now: %s\n", time.Duration(v.WriteStallMicros)*time.Microsecond, stopped)
+	fmt.Fprintf(w, "open          %d snapshots, %d ingests\n", v.OpenSnapshots, v.OpenIngests)
+	fmt.Fprintf(w, "limits        key %s, value %s\n", humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes))
+	fmt.Fprintln(w)
+	t := newTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
+	for _, cf := range v.ColumnFamilies {
+		t.row(cf.Name, strconv.FormatUint(cf.EstimatedKeys, 10), humanBytes(cf.LiveDataBytes), humanBytes(cf.SSTBytes),
+			humanBytes(cf.MemtableBytes), strconv.FormatUint(cf.L0Files, 10), humanBytes(cf.PendingCompactionBytes))
+	}
+	return t.flush()
+}
+
+// humanBytes formats n bytes with a binary unit: 512 B, 1.5 KiB, 64.0 MiB.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
