@@ -30,6 +30,7 @@ func commands(env *env) []*cli.Command {
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
+		benchCommand(env),
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
