@@ -319,8 +319,12 @@ func TestInitAndRanges(t *testing.T) {
 	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
-	if _, err := c.Put(ctx, []byte("a"), nil); !errors.Is(err, bus.ErrFailedPrecondition) {
-		t.Errorf("Put before Init: %v; want FailedPrecondition", err)
+	// Before Init every node answers Unavailable: the client retries until
+	// its context ends.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Put(short, []byte("a"), nil); !errors.Is(err, bus.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not initialized") {
+		t.Errorf("Put before Init: %v; want the deadline after Unavailable: not initialized", err)
 	}
 	res, err := c.Init(ctx, client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("g")}, ReplicationFactor: 3})
 	if err != nil || res.AlreadyInitialized || len(res.Descriptors) != 4 {

@@ -34,6 +34,9 @@ import (
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
+// errNotInitialized answers KV requests before Init.
+var errNotInitialized = bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+
 // userStart is the first user key of the fake keyspace; keys below it
 // (beginning with 0x00) belong to the meta range.
 var userStart = []byte{0x01}
@@ -46,7 +49,7 @@ type Options struct {
 	// cluster.
 	SplitPoints [][]byte
 	// Uninitialized starts the cluster without ranges: KV requests fail
-	// with FailedPrecondition until Init.
+	// with Unavailable until Init, as raftd's do.
 	Uninitialized bool
 	// PageSize is the default Scan page. Default 100.
 	PageSize int
@@ -211,7 +214,7 @@ func checkKey(key []byte) error {
 // forward, else serves it as forwarded.
 func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 	if !c.mu.initialized {
-		return bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+		return errNotInitialized
 	}
 	var rng *kvpb.RangeDescriptor
 	for _, k := range keys {
@@ -340,13 +343,13 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 	})
 	unary(c, b, node, client.MethodScan, func(r *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
 		if !c.mu.initialized {
-			return nil, bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+			return nil, errNotInitialized
 		}
 		return c.scanLocked(r), nil
 	})
 	unary(c, b, node, client.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
 		if !c.mu.initialized {
-			return nil, bus.Errorf(bus.CodeFailedPrecondition, "cluster not initialized")
+			return nil, errNotInitialized
 		}
 		var n uint64
 		for _, k := range c.keysLocked(r.GetStart(), r.GetEnd()) {
