@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,7 +27,7 @@ func benchKVCommand(e *env) *cli.Command {
 			"one object with requests_per_sec, p50_ms, p99_ms, p999_ms and errors.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
-			&cli.StringFlag{Name: "certs-dir", Value: "./data/certs", Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
 			&cli.IntFlag{Name: "conns", Value: 1, Usage: "client endpoints (each with its own connections)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent requesters"},
 			&cli.IntFlag{Name: "total", Value: 10000, Usage: "timed requests"},
