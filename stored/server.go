@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/stored/engine"
 )
 
 // Name is the daemon's name.
@@ -25,26 +29,6 @@ const (
 // ReadyCheck is the name of the readiness check the server registers.
 const ReadyCheck = Name
 
-// Config configures the stored server.
-type Config struct {
-	// Dir is the daemon's own directory, normally <data-dir>/stored (the
-	// runtime's DataDir). Required.
-	Dir string
-}
-
-// DefaultConfig returns the production configuration.
-func DefaultConfig() Config {
-	return Config{}
-}
-
-// Validate reports the first invalid field.
-func (c Config) Validate() error {
-	if c.Dir == "" {
-		return errors.New("stored: Dir is empty")
-	}
-	return nil
-}
-
 // Deps are the server's injected dependencies.
 type Deps struct {
 	// Logger is the daemon's logger. Required.
@@ -53,16 +37,31 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Bus is the daemon's bus endpoint. Required.
 	Bus *bus.Bus
-	// Admin receives the readiness check and the daemon's /v1 views. Required.
+	// Admin receives the readiness check and the /v1/store view. Required.
 	Admin *admin.Server
+	// Now is the clock of leases; nil means time.Now.
+	Now func() time.Time
 }
 
-// Server is the stored daemon.
+// Server is the stored daemon: the engine served on the bus.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	ready chan struct{}
-	errc  chan error
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	ready   chan struct{}
+	errc    chan error
+	metrics *metrics
+
+	// eng is the open engine between Start and Stop, nil otherwise;
+	// handlers load it once per call.
+	eng atomic.Pointer[engine.Engine]
+
+	snaps   leaseTable[*engine.Snapshot]
+	ingests leaseTable[*ingest]
+
+	// stopc is closed by Stop: it ends the reaper and running streams.
+	stopc chan struct{}
+	wg    sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -70,8 +69,9 @@ type Server struct {
 	}
 }
 
-// New validates cfg, registers the readiness check on deps.Admin and
-// returns an unstarted server.
+// New validates cfg, registers the store protocol on deps.Bus, the
+// readiness check and the /v1/store view on deps.Admin and the metrics,
+// and returns an unstarted server. The database opens in Start.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -79,8 +79,25 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil {
 		return nil, errors.New("stored: Deps.Logger, Bus and Admin are required")
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1)}
+	s := &Server{
+		cfg: cfg, log: deps.Logger, now: deps.Now,
+		ready: make(chan struct{}), errc: make(chan error, 1), stopc: make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	seed := uint64(s.now().UnixMicro()) // ids never repeat across restarts
+	s.snaps.init(cfg.MaxSnapshots, seed, func(sn *engine.Snapshot) { sn.Release() })
+	s.ingests.init(cfg.MaxIngests, seed, func(in *ingest) { in.close() })
+	s.metrics = newMetrics(s)
+	if deps.Registerer != nil {
+		if err := s.metrics.register(deps.Registerer); err != nil {
+			return nil, fmt.Errorf("stored: register metrics: %w", err)
+		}
+	}
+	s.register(deps.Bus)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
+	deps.Admin.Handle("/v1/store", admin.JSON(func(*http.Request) (any, error) { return s.Status() }))
 	return s, nil
 }
 
@@ -96,17 +113,47 @@ func (s *Server) readyCheck(context.Context) error {
 	return nil
 }
 
-// Start starts the server; it does not block.
+// Start opens the database in Config.DBDir and starts the lease reaper;
+// it does not block.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.started || s.mu.stopped {
-		return fmt.Errorf("stored: already started or stopped")
+		return errors.New("stored: already started or stopped")
 	}
+	e, err := engine.Open(s.cfg.DBDir(), s.cfg.Engine)
+	if err != nil {
+		return fmt.Errorf("stored: %w", err)
+	}
+	s.eng.Store(e)
 	s.mu.started = true
+	s.wg.Add(1)
+	go s.reapLoop()
 	close(s.ready)
-	s.log.Info("stored server started", slog.String("dir", s.cfg.Dir))
+	s.log.Info("stored server started", slog.String("db", s.cfg.DBDir()))
 	return nil
+}
+
+// reapLoop drops expired snapshots and ingest sessions every
+// ReapInterval; it exits when Stop closes stopc.
+func (s *Server) reapLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+			now := s.now()
+			if n := s.snaps.reap(now); n > 0 {
+				s.log.Debug("snapshots expired", slog.Int("count", n))
+			}
+			if n := s.ingests.reap(now); n > 0 {
+				s.log.Debug("ingest sessions expired", slog.Int("count", n))
+			}
+		}
+	}
 }
 
 // Ready is closed once the server has started.
@@ -115,10 +162,33 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Err delivers a fatal failure after Start.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop stops the server; it is idempotent.
+// Engine returns the open engine, nil before Start and after Stop. It is
+// meant for in-process tools and tests; daemons use the bus.
+func (s *Server) Engine() *engine.Engine { return s.eng.Load() }
+
+// Stop refuses new calls (CodeUnavailable), ends running streams, stops
+// the reaper, releases every snapshot and ingest session and closes the
+// database once the calls in flight are done. It is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mu.stopped {
+		return nil
+	}
 	s.mu.stopped = true
+	e := s.eng.Swap(nil)
+	close(s.stopc)
+	s.wg.Wait()
+	s.snaps.closeAll()
+	s.ingests.closeAll()
+	if e == nil {
+		return nil
+	}
+	// Close waits for the engine calls in flight; each is short (a
+	// stream checks stopc between chunks).
+	if err := e.Close(); err != nil {
+		return fmt.Errorf("stored: %w", err)
+	}
+	s.log.Info("stored server stopped")
 	return nil
 }

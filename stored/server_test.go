@@ -1,25 +1,126 @@
 package stored_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
 	"github.com/pleiades-db/pleiades/stored"
+	"github.com/pleiades-db/pleiades/stored/engine"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+func testConfig(dir string) stored.Config {
+	c := stored.DefaultConfig()
+	c.Dir = dir
+	c.Engine.BlockCacheBytes = 8 << 20
+	c.Engine.WriteBufferBytes = 4 << 20
+	c.Engine.MaxKeyBytes = 32
+	c.Engine.MaxValueBytes = 1024
+	c.Engine.MaxBatchBytes = 64 << 10
+	c.ReapInterval = 5 * time.Millisecond
+	return c
+}
+
+// fakeClock is a settable lease clock.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+type node struct {
+	rt  *daemon.Runtime
+	srv *stored.Server
+	c   *storeclient.Client
+}
+
+// startNode starts a stored server on its own runtime and returns it with
+// a client calling it from another runtime. Both stop at cleanup.
+func startNode(t *testing.T, cfg stored.Config, clock *fakeClock) *node {
+	t.Helper()
+	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
+	deps := stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin}
+	if clock != nil {
+		deps.Now = clock.Now
+	}
+	srv, err := stored.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	client := daemontest.NewRuntime(t, "client")
+	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String())}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dump lists every entry of every family over the bus, paging through.
+func dump(t *testing.T, c *storeclient.Client) string {
+	t.Helper()
+	var sb strings.Builder
+	for _, cf := range []storeclient.CF{storeclient.Local, storeclient.Raft, storeclient.Data} {
+		it := c.Iterator(storeclient.Span{CF: cf}, storeclient.ScanOptions{Limit: 7})
+		for it.Next(ctxT(t)) {
+			fmt.Fprintf(&sb, "%v/%s=%s\n", cf, it.KV().Key, it.KV().Value)
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sb.String()
+}
+
+func mustWrite(t *testing.T, c *storeclient.Client, sync bool, fill func(b *storeclient.Batch)) uint64 {
+	t.Helper()
+	var b storeclient.Batch
+	fill(&b)
+	seq, err := c.Write(ctxT(t), &b, sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := stored.New(func() stored.Config { c := stored.DefaultConfig(); c.Dir = t.TempDir(); return c }(), stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+	cfg := testConfig(t.TempDir())
+	srv, err := stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,12 +132,16 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err := rt.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	client := daemontest.NewRuntime(t, "client")
+	sc := storeclient.New(client.Bus, rt.Bus.Addr().String())
+	if _, _, err := sc.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("Get before Start = %v; want Unavailable", err)
+	}
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	<-srv.Ready()
 
-	client := daemontest.NewRuntime(t, "client")
 	var st adminpb.Status
 	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
 		t.Fatalf("bus Status: %v", err)
@@ -44,41 +149,533 @@ func TestServeStatusAndReady(t *testing.T) {
 	if st.GetDaemon() != stored.Name || !st.GetReady() || !st.GetChecks()[stored.ReadyCheck].GetOk() {
 		t.Errorf("Status = %v; want stored ready", &st)
 	}
-	resp, err := http.Get("http://" + rt.Admin.Addr().String() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d %q", resp.StatusCode, body)
+	mustWrite(t, sc, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("k"), []byte("v")) })
+	for path, wants := range map[string][]string{
+		"/readyz":   {"ok"},
+		"/v1/store": {`"path": "` + cfg.DBDir() + `"`, `"name": "data"`, `"sync_writes": 1`},
+		"/metrics": {
+			`pleiades_stored_memtable_bytes{cf="raft"}`, "pleiades_stored_block_cache_hit_ratio",
+			"pleiades_stored_pending_compaction_bytes", `pleiades_stored_l0_files{cf="data"}`,
+			"pleiades_stored_write_stopped 0", "pleiades_stored_wal_syncs_total 1",
+			`pleiades_stored_request_duration_seconds_count{method="Write"} 1`,
+		},
+	} {
+		resp, err := http.Get("http://" + rt.Admin.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s = %d %q", path, resp.StatusCode, body)
+		}
+		for _, w := range wants {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("%s lacks %q:\n%s", path, w, body)
+			}
+		}
 	}
 	http.DefaultClient.CloseIdleConnections()
 
 	if err := srv.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
 	if ok, failed := rt.Admin.Ready(ctx); ok || failed[stored.ReadyCheck] == nil {
 		t.Errorf("after Stop: ready=%v failed=%v; want the stored check failing", ok, failed)
+	}
+	if _, _, err := sc.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("Get after Stop = %v; want Unavailable", err)
 	}
 	if err := rt.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
+func TestReadWrite(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()), nil)
+	ctx := ctxT(t)
+	var keys []string
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) {
+		for i := 0; i < 30; i++ {
+			k := fmt.Sprintf("k%02d", i)
+			keys = append(keys, k)
+			b.Put(storeclient.Data, []byte(k), []byte("v"+k))
+		}
+		b.Put(storeclient.Raft, []byte("k00"), []byte("raft"))
+		b.Put(storeclient.Local, []byte("id"), []byte("1"))
+	})
+	seq := mustWrite(t, n.c, false, func(b *storeclient.Batch) {
+		b.Delete(storeclient.Data, []byte("k01"))
+		b.DeleteRange(storeclient.Data, []byte("k10"), []byte("k20"))
+	})
+	if seq == 0 {
+		t.Error("Write sequence = 0")
+	}
+	if v, ok, err := n.c.Get(ctx, storeclient.Data, []byte("k05")); err != nil || !ok || string(v) != "vk05" {
+		t.Errorf("Get(k05) = %q, %v, %v", v, ok, err)
+	}
+	if _, ok, err := n.c.Get(ctx, storeclient.Data, []byte("k15")); err != nil || ok {
+		t.Errorf("Get(k15) found=%v err=%v; want range-deleted", ok, err)
+	}
+	res, err := n.c.MultiGet(ctx, storeclient.Data, [][]byte{[]byte("k00"), []byte("k01"), []byte("k29")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Found || res[1].Found || string(res[2].Value) != "vk29" {
+		t.Errorf("MultiGet = %+v", res)
+	}
+	var want []string
+	for _, k := range keys {
+		if k != "k01" && (k < "k10" || k >= "k20") {
+			want = append(want, k)
+		}
+	}
 	for _, tt := range []struct {
 		name string
-		mod  func(*stored.Config)
-		ok   bool
+		opts storeclient.ScanOptions
+		want []string
 	}{
-		{"default", func(c *stored.Config) { c.Dir = "x" }, true},
-		{"empty dir", func(*stored.Config) {}, false},
+		{"forward pages of 3", storeclient.ScanOptions{Limit: 3}, want},
+		{"byte-capped pages", storeclient.ScanOptions{MaxBytes: 10}, want},
+		{"reverse pages of 4", storeclient.ScanOptions{Limit: 4, Reverse: true}, reversed(want)},
+		{"keys only", storeclient.ScanOptions{KeysOnly: true}, want},
 	} {
-		c := stored.DefaultConfig()
-		tt.mod(&c)
-		if err := c.Validate(); (err == nil) != tt.ok {
-			t.Errorf("%s: Validate() = %v; want ok=%v", tt.name, err, tt.ok)
+		it := n.c.Iterator(storeclient.Span{CF: storeclient.Data}, tt.opts)
+		var got []string
+		for it.Next(ctx) {
+			got = append(got, string(it.KV().Key))
+			if v := it.KV().Value; tt.opts.KeysOnly != (len(v) == 0) {
+				t.Errorf("%s: value %q", tt.name, v)
+			}
 		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
+		}
+	}
+	p, err := n.c.Scan(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("k02"), End: []byte("k05")}, storeclient.ScanOptions{Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.KVs) != 2 || !p.More || string(p.Resume) != "k04" {
+		t.Errorf("Scan page = %d entries, more %v, resume %q; want 2, true, k04", len(p.KVs), p.More, p.Resume)
+	}
+}
+
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()), nil)
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("keep"), []byte("v")) })
+	before := dump(t, n.c)
+	long := bytes.Repeat([]byte("k"), 33)
+	raw := func(req *storepb.WriteRequest) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			return n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodWrite, req, &storepb.WriteResponse{})
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		call func(ctx context.Context) error
+		want error
+	}{
+		{"unknown cf", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), nil).Put(9, []byte("b"), nil), true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"empty key", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), nil).Delete(storeclient.Raft, nil), false)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"key over limit", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), nil).Put(storeclient.Data, long, nil), true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"value over limit", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), make([]byte, 1025)), true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"batch over limit", func(ctx context.Context) error {
+			var b storeclient.Batch
+			for i := 0; i < 100; i++ {
+				b.Put(storeclient.Data, []byte(fmt.Sprint(i)), make([]byte, 1000))
+			}
+			_, err := n.c.Write(ctx, &b, true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"delete range start > end", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), nil).DeleteRange(storeclient.Data, []byte("z"), []byte("a")), true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"delete range without end", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).DeleteRange(storeclient.Data, nil, nil), true)
+			return err
+		}, bus.ErrInvalidArgument},
+		{"empty op", raw(&storepb.WriteRequest{Ops: []*storepb.Op{{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: 3, Key: []byte("a")}}}, {}}}), bus.ErrInvalidArgument},
+		{"delete range without span", raw(&storepb.WriteRequest{Ops: []*storepb.Op{{Op: &storepb.Op_DeleteRange{DeleteRange: &storepb.DeleteRange{}}}}}), bus.ErrInvalidArgument},
+		{"get empty key", func(ctx context.Context) error { _, _, err := n.c.Get(ctx, storeclient.Data, nil); return err }, bus.ErrInvalidArgument},
+		{"scan start > end", func(ctx context.Context) error {
+			_, err := n.c.Scan(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("b"), End: []byte("a")}, storeclient.ScanOptions{})
+			return err
+		}, bus.ErrInvalidArgument},
+		{"get at unknown snapshot", func(ctx context.Context) error {
+			return n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodGet,
+				&storepb.GetRequest{Cf: 3, Key: []byte("a"), SnapshotId: 12345}, &storepb.GetResponse{})
+		}, bus.ErrFailedPrecondition},
+		{"checkpoint escaping", func(ctx context.Context) error { _, err := n.c.Checkpoint(ctx, "../x"); return err }, bus.ErrInvalidArgument},
+		{"frame over the bus limit", func(ctx context.Context) error {
+			_, err := n.c.Write(ctx, new(storeclient.Batch).Put(storeclient.Data, []byte("a"), make([]byte, 17<<20)), true)
+			return err
+		}, bus.ErrResourceExhausted},
+	} {
+		if err := tt.call(ctxT(t)); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if got := dump(t, n.c); got != before {
+		t.Errorf("after refused calls the store holds\n%s\nwant\n%s", got, before)
+	}
+}
+
+func TestSnapshotIsolationAndLease(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	n := startNode(t, testConfig(t.TempDir()), clock)
+	ctx := ctxT(t)
+	mustWrite(t, n.c, false, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("k"), []byte("old")) })
+	snap, err := n.c.OpenSnapshot(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) {
+		b.Put(storeclient.Data, []byte("k"), []byte("new")).Put(storeclient.Data, []byte("k2"), []byte("new"))
+	})
+	if v, _, err := snap.Get(ctx, storeclient.Data, []byte("k")); err != nil || string(v) != "old" {
+		t.Errorf("snapshot Get = %q, %v; want old", v, err)
+	}
+	if res, err := snap.MultiGet(ctx, storeclient.Data, [][]byte{[]byte("k2")}); err != nil || res[0].Found {
+		t.Errorf("snapshot MultiGet(k2) = %+v, %v; want not found", res, err)
+	}
+	if p, err := snap.Scan(ctx, storeclient.Span{CF: storeclient.Data}, storeclient.ScanOptions{}); err != nil || len(p.KVs) != 1 {
+		t.Errorf("snapshot Scan = %v, %v; want only k=old", p.KVs, err)
+	}
+	var streamed int
+	if err := snap.StreamRange(ctx, storeclient.Span{CF: storeclient.Data}, 0, func(kvs []storeclient.KV) error {
+		streamed += len(kvs)
+		return nil
+	}); err != nil || streamed != 1 {
+		t.Errorf("snapshot StreamRange: %d entries, %v; want 1", streamed, err)
+	}
+	if v, _, _ := n.c.Get(ctx, storeclient.Data, []byte("k")); string(v) != "new" {
+		t.Errorf("latest Get = %q; want new", v)
+	}
+
+	// Reads renew the lease: 8s idle, a read, 8s idle again is within it.
+	clock.Advance(8 * time.Second)
+	if _, _, err := snap.Get(ctx, storeclient.Data, []byte("k")); err != nil {
+		t.Fatalf("Get after 8s of a 10s lease: %v", err)
+	}
+	clock.Advance(8 * time.Second)
+	if _, _, err := snap.Get(ctx, storeclient.Data, []byte("k")); err != nil {
+		t.Fatalf("Get 8s after a renewing read: %v", err)
+	}
+	if err := snap.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := snap.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("Get at released snapshot = %v; want FailedPrecondition", err)
+	}
+	if err := snap.Release(ctx); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("second Release = %v; want FailedPrecondition", err)
+	}
+
+	// An idle snapshot expires: the reaper drops it.
+	idle, err := n.c.OpenSnapshot(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.c.Stats(ctx); st.GetOpenSnapshots() != 1 {
+		t.Fatalf("open snapshots = %d; want 1", st.GetOpenSnapshots())
+	}
+	clock.Advance(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := n.c.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.OpenSnapshots == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expired snapshot still open: %v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, _, err := idle.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("Get at expired snapshot = %v; want FailedPrecondition", err)
+	}
+}
+
+func TestStreamRangeIngestRangeReproducesSpan(t *testing.T) {
+	src := startNode(t, testConfig(t.TempDir()), nil)
+	dst := startNode(t, testConfig(t.TempDir()), nil)
+	ctx := ctxT(t)
+	span := storeclient.Span{CF: storeclient.Data, Start: []byte("b"), End: []byte("m")}
+	// Source: the span plus keys on both sides and in other families.
+	mustWrite(t, src.c, true, func(b *storeclient.Batch) {
+		b.Put(storeclient.Data, []byte("a"), []byte("outside"))
+		b.Put(storeclient.Data, []byte("m"), []byte("outside (end is exclusive)"))
+		for i := 0; i < 300; i++ {
+			b.Put(storeclient.Data, []byte(fmt.Sprintf("b%04d", i)), bytes.Repeat([]byte{byte(i)}, i%50))
+		}
+		b.Put(storeclient.Data, []byte("b"), nil) // empty value, on the start bound
+	})
+	// Destination: stale keys in the span (to be removed) and keys around.
+	mustWrite(t, dst.c, true, func(b *storeclient.Batch) {
+		b.Put(storeclient.Data, []byte("a"), []byte("dst keeps"))
+		b.Put(storeclient.Data, []byte("b0001"), []byte("stale"))
+		b.Put(storeclient.Data, []byte("czz"), []byte("stale"))
+		b.Put(storeclient.Data, []byte("m"), []byte("dst keeps"))
+		b.Put(storeclient.Raft, []byte("b5"), []byte("other family"))
+	})
+	snap, err := src.c.OpenSnapshot(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release(ctx)
+	// A write after the snapshot must not travel.
+	mustWrite(t, src.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("c-late"), []byte("x")) })
+
+	in, err := dst.c.IngestRange(ctx, span, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	if err := snap.StreamRange(ctx, span, 512, func(kvs []storeclient.KV) error {
+		chunks++
+		return in.Add(ctx, kvs...)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is visible before Finish.
+	if _, ok, _ := dst.c.Get(ctx, storeclient.Data, []byte("czz")); !ok {
+		t.Error("stale key gone before Finish")
+	}
+	res, err := in.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Keys != 301 || chunks < 10 {
+		t.Errorf("ingested %d keys in %d stream chunks; want 301 in at least 10", res.Keys, chunks)
+	}
+	read := func(c *storeclient.Client, s *storeclient.Snapshot) string {
+		var sb strings.Builder
+		it := c.Iterator(span, storeclient.ScanOptions{Limit: 50})
+		if s != nil {
+			it = s.Iterator(span, storeclient.ScanOptions{Limit: 50})
+		}
+		for it.Next(ctx) {
+			fmt.Fprintf(&sb, "%x=%x\n", it.KV().Key, it.KV().Value)
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return sb.String()
+	}
+	if got, want := read(dst.c, nil), read(src.c, snap); got != want {
+		t.Errorf("destination span differs from the source's:\n%s\nwant\n%s", got, want)
+	}
+	for _, k := range []struct {
+		cf  storeclient.CF
+		key string
+	}{{storeclient.Data, "a"}, {storeclient.Data, "m"}, {storeclient.Raft, "b5"}} {
+		if v, ok, err := dst.c.Get(ctx, k.cf, []byte(k.key)); err != nil || !ok {
+			t.Errorf("key %v/%s outside the span: %q %v %v; want kept", k.cf, k.key, v, ok, err)
+		}
+	}
+}
+
+func TestIngestRefusals(t *testing.T) {
+	clock := &fakeClock{}
+	n := startNode(t, testConfig(t.TempDir()), clock)
+	ctx := ctxT(t)
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("c"), []byte("before")) })
+	before := dump(t, n.c)
+	span := storeclient.Span{CF: storeclient.Data, Start: []byte("b"), End: []byte("m")}
+	call := func(req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+		var resp storepb.IngestRangeResponse
+		err := n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodIngestRange, req, &resp)
+		return &resp, err
+	}
+	kv := func(k string) *storepb.KeyValue { return &storepb.KeyValue{Key: []byte(k), Value: []byte("new")} }
+	begin, err := call(&storepb.IngestRangeRequest{Span: &storepb.Span{Cf: storeclient.Data, Start: span.Start, End: span.End}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := begin.IngestId
+	if _, err := call(&storepb.IngestRangeRequest{IngestId: id, Seq: 1, Kvs: []*storepb.KeyValue{kv("c"), kv("d")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		req  *storepb.IngestRangeRequest
+		want error
+	}{
+		{"begin without end", &storepb.IngestRangeRequest{Span: &storepb.Span{Cf: storeclient.Data, Start: []byte("b")}}, bus.ErrInvalidArgument},
+		{"begin unknown cf", &storepb.IngestRangeRequest{Span: &storepb.Span{Cf: 8, End: []byte("b")}}, bus.ErrInvalidArgument},
+		{"begin without span", &storepb.IngestRangeRequest{}, bus.ErrInvalidArgument},
+		{"unknown session", &storepb.IngestRangeRequest{IngestId: id + 1000, Seq: 1}, bus.ErrFailedPrecondition},
+		{"replayed chunk", &storepb.IngestRangeRequest{IngestId: id, Seq: 1, Kvs: []*storepb.KeyValue{kv("e")}}, bus.ErrFailedPrecondition},
+		{"skipped chunk", &storepb.IngestRangeRequest{IngestId: id, Seq: 3, Kvs: []*storepb.KeyValue{kv("e")}}, bus.ErrFailedPrecondition},
+		{"key below previous", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e"), kv("d")}}, bus.ErrInvalidArgument},
+		{"key repeated", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("d")}}, bus.ErrInvalidArgument},
+		{"key outside span", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e"), kv("z")}}, bus.ErrInvalidArgument},
+		{"empty key", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{{}}}, bus.ErrInvalidArgument},
+		{"value over limit", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{{Key: []byte("e"), Value: make([]byte, 1025)}}}, bus.ErrInvalidArgument},
+	} {
+		if _, err := call(tt.req); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if got := dump(t, n.c); got != before {
+		t.Errorf("refused frames wrote:\n%s\nwant\n%s", got, before)
+	}
+	// The session survived the refusals unchanged: chunk 2 follows chunk 1.
+	resp, err := call(&storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e")}, Done: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Keys != 3 {
+		t.Errorf("finished with %d keys; want 3", resp.Keys)
+	}
+	if got, want := dump(t, n.c), "COLUMN_FAMILY_DATA/c=new\nCOLUMN_FAMILY_DATA/d=new\nCOLUMN_FAMILY_DATA/e=new\n"; !strings.HasSuffix(got, want) || strings.Contains(got, "before") {
+		t.Errorf("after ingest:\n%s\nwant\n%s", got, want)
+	}
+	if _, err := call(&storepb.IngestRangeRequest{IngestId: id, Done: true}); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("finish twice = %v; want FailedPrecondition", err)
+	}
+
+	// Abort and expiry drop a session without writing.
+	after := dump(t, n.c)
+	ab, err := n.c.IngestRange(ctx, span, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ab.Add(ctx, storeclient.KV{Key: []byte("f"), Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ab.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := n.c.IngestRange(ctx, span, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Second)
+	if _, err := ex.Finish(ctx); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("Finish of an expired session = %v; want FailedPrecondition", err)
+	}
+	if got := dump(t, n.c); got != after {
+		t.Errorf("aborted or expired sessions wrote:\n%s\nwant\n%s", got, after)
+	}
+}
+
+func TestConcurrentSyncWriters(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()), nil)
+	ctx := ctxT(t)
+	const writers, each = 8, 15
+	var wg sync.WaitGroup
+	errc := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b storeclient.Batch
+			for i := 0; i < each; i++ {
+				b.Reset()
+				b.Put(storeclient.Raft, []byte(fmt.Sprintf("w%d/%02d", w, i)), []byte("entry"))
+				if _, err := n.c.Write(ctx, &b, true); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	st, err := n.c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SyncWrites != writers*each || st.WalSyncs == 0 || st.WalSyncs > st.SyncWrites {
+		t.Errorf("sync writes %d, WAL syncs %d; want %d and 1..%d", st.SyncWrites, st.WalSyncs, writers*each, writers*each)
+	}
+	p, err := n.c.Scan(ctx, storeclient.Span{CF: storeclient.Raft}, storeclient.ScanOptions{Limit: 1000})
+	if err != nil || len(p.KVs) != writers*each {
+		t.Errorf("raft family holds %d entries (%v); want %d", len(p.KVs), err, writers*each)
+	}
+}
+
+func TestReopenAfterStopAndCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, testConfig(dir), nil)
+	ctx := ctxT(t)
+	mustWrite(t, n.c, false, func(b *storeclient.Batch) { b.Put(storeclient.Local, []byte("node"), []byte("1")) })
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) {
+		for i := 0; i < 200; i++ {
+			b.Put(storeclient.Data, []byte(fmt.Sprintf("d%03d", i)), bytes.Repeat([]byte("x"), 100))
+		}
+	})
+	if err := n.c.Compact(ctx, storeclient.Span{CF: storeclient.Data}); err != nil {
+		t.Fatal(err)
+	}
+	if sz, err := n.c.ApproximateSize(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("d"), End: []byte("e")}); err != nil || sz == 0 {
+		t.Errorf("ApproximateSize = %d, %v; want > 0 after compaction", sz, err)
+	}
+	cpDir, err := n.c.Checkpoint(ctx, "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "checkpoints", "cp1"); cpDir != want {
+		t.Errorf("checkpoint dir = %s; want %s", cpDir, want)
+	}
+	if _, err := n.c.Checkpoint(ctx, "cp1"); !errors.Is(err, bus.ErrAlreadyExists) {
+		t.Errorf("second checkpoint to cp1 = %v; want AlreadyExists", err)
+	}
+	want := dump(t, n.c)
+	if err := n.srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := startNode(t, testConfig(dir), nil)
+	if got := dump(t, again.c); got != want {
+		t.Errorf("after reopen:\n%s\nwant\n%s", got, want)
+	}
+	// A checkpoint is a database of its own.
+	cp, err := engine.Open(cpDir, testConfig("x").Engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	p, err := cp.Scan(engine.Span{CF: engine.Data}, engine.ScanOptions{Limit: 1000})
+	if err != nil || len(p.KVs) != 200 {
+		t.Errorf("checkpoint data family: %d entries, %v; want 200", len(p.KVs), err)
+	}
+	if v, ok, err := cp.Get(engine.Local, []byte("node"), nil); err != nil || !ok || string(v) != "1" {
+		t.Errorf("checkpoint local/node = %q %v %v; want 1", v, ok, err)
 	}
 }

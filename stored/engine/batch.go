@@ -14,15 +14,20 @@ import (
 // is not safe for concurrent use.
 type Batch struct {
 	e     *Engine
+	limit int
 	wb    *grocksdb.WriteBatch
 	err   error
 	bytes int
 	n     int
 }
 
-// NewBatch returns an empty batch for e.
-func (e *Engine) NewBatch() *Batch {
-	return &Batch{e: e, wb: grocksdb.NewWriteBatch()}
+// NewBatch returns an empty batch for e, bounded by Options.MaxBatchBytes.
+func (e *Engine) NewBatch() *Batch { return e.NewBatchLimit(e.opts.MaxBatchBytes) }
+
+// NewBatchLimit returns an empty batch bounded by maxBytes instead of
+// Options.MaxBatchBytes, for bulk writes such as a range ingest.
+func (e *Engine) NewBatchLimit(maxBytes int) *Batch {
+	return &Batch{e: e, limit: maxBytes, wb: grocksdb.NewWriteBatch()}
 }
 
 func (b *Batch) fail(err error) {
@@ -33,8 +38,8 @@ func (b *Batch) fail(err error) {
 
 func (b *Batch) grow(n int) bool {
 	b.bytes += n
-	if b.bytes > b.e.opts.MaxBatchBytes {
-		b.fail(invalidf("batch exceeds the limit of %d bytes", b.e.opts.MaxBatchBytes))
+	if b.bytes > b.limit {
+		b.fail(invalidf("batch exceeds the limit of %d bytes", b.limit))
 		return false
 	}
 	return true

@@ -1,0 +1,95 @@
+package stored
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/pleiades-db/pleiades/stored/engine"
+)
+
+// Config configures the stored server.
+type Config struct {
+	// Dir is the daemon's own directory, normally <data-dir>/stored (the
+	// runtime's DataDir). The database lives in Dir/db, checkpoints with a
+	// relative name under Dir/checkpoints. Required.
+	Dir string
+	// Engine tunes RocksDB and sets the key, value and batch limits.
+	// Default engine.DefaultOptions().
+	Engine engine.Options
+	// SnapshotLease is a snapshot's lease when the opener asks for none;
+	// every read at the snapshot renews it. Default 1m.
+	SnapshotLease time.Duration
+	// MaxSnapshotLease caps the lease an opener may ask for. Default 10m.
+	MaxSnapshotLease time.Duration
+	// MaxSnapshots caps the snapshots open at once. Default 1024.
+	MaxSnapshots int
+	// IngestLease is how long an IngestRange session may stay idle when
+	// its opener asks for no lease (capped by MaxSnapshotLease). Default 1m.
+	IngestLease time.Duration
+	// MaxIngests caps the IngestRange sessions open at once. Default 16.
+	MaxIngests int
+	// MaxIngestBytes caps the keys and values one IngestRange session
+	// stages in memory. Default 256 MiB.
+	MaxIngestBytes int
+	// ReapInterval is how often expired snapshots and ingest sessions are
+	// dropped. Default 1s.
+	ReapInterval time.Duration
+	// MaxScanLimit caps a Scan page's entries whatever the caller asks.
+	// Default 10000.
+	MaxScanLimit int
+	// MaxScanBytes caps a Scan page's bytes, and a StreamRange chunk's.
+	// Default 4 MiB (under the bus frame limit of 16 MiB).
+	MaxScanBytes int
+}
+
+// DefaultConfig returns the production configuration (Dir still to set).
+func DefaultConfig() Config {
+	return Config{
+		Engine:           engine.DefaultOptions(),
+		SnapshotLease:    time.Minute,
+		MaxSnapshotLease: 10 * time.Minute,
+		MaxSnapshots:     1024,
+		IngestLease:      time.Minute,
+		MaxIngests:       16,
+		MaxIngestBytes:   256 << 20,
+		ReapInterval:     time.Second,
+		MaxScanLimit:     10000,
+		MaxScanBytes:     4 << 20,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("stored: Dir is empty")
+	case c.SnapshotLease <= 0 || c.MaxSnapshotLease < c.SnapshotLease:
+		return fmt.Errorf("stored: SnapshotLease %v must be positive and at most MaxSnapshotLease %v", c.SnapshotLease, c.MaxSnapshotLease)
+	case c.IngestLease <= 0 || c.IngestLease > c.MaxSnapshotLease:
+		return fmt.Errorf("stored: IngestLease %v must be positive and at most MaxSnapshotLease %v", c.IngestLease, c.MaxSnapshotLease)
+	case c.MaxSnapshots < 1:
+		return fmt.Errorf("stored: MaxSnapshots %d is under 1", c.MaxSnapshots)
+	case c.MaxIngests < 1:
+		return fmt.Errorf("stored: MaxIngests %d is under 1", c.MaxIngests)
+	case c.MaxIngestBytes < 1<<20:
+		return fmt.Errorf("stored: MaxIngestBytes %d is under 1 MiB", c.MaxIngestBytes)
+	case c.ReapInterval <= 0:
+		return fmt.Errorf("stored: ReapInterval %v is not positive", c.ReapInterval)
+	case c.MaxScanLimit < 1:
+		return fmt.Errorf("stored: MaxScanLimit %d is under 1", c.MaxScanLimit)
+	case c.MaxScanBytes < 1<<10:
+		return fmt.Errorf("stored: MaxScanBytes %d is under 1 KiB", c.MaxScanBytes)
+	}
+	if err := c.Engine.Validate(); err != nil {
+		return fmt.Errorf("stored: %w", err)
+	}
+	return nil
+}
+
+// DBDir returns the database directory, Dir/db.
+func (c Config) DBDir() string { return filepath.Join(c.Dir, "db") }
+
+// CheckpointDir returns where checkpoints with a relative name go.
+func (c Config) CheckpointDir() string { return filepath.Join(c.Dir, "checkpoints") }

@@ -1,0 +1,430 @@
+package stored
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
+	"github.com/pleiades-db/pleiades/shared/wire"
+	"github.com/pleiades-db/pleiades/stored/engine"
+)
+
+// errUnavailable answers calls before Start and after Stop.
+var errUnavailable = bus.Errorf(bus.CodeUnavailable, "stored: not serving")
+
+// wireErr gives engine errors their wire codes.
+func wireErr(err error) error {
+	var be *bus.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &be):
+		return err
+	case errors.Is(err, engine.ErrInvalid):
+		return bus.Errorf(bus.CodeInvalidArgument, "%v", err)
+	case errors.Is(err, engine.ErrReleased):
+		return bus.Errorf(bus.CodeFailedPrecondition, "%v", err)
+	case errors.Is(err, engine.ErrClosed):
+		return errUnavailable
+	}
+	return err
+}
+
+// unary registers a timed unary handler that gets the open engine.
+func unary[Req any, Resp proto.Message, PReq interface {
+	*Req
+	proto.Message
+}](s *Server, b *bus.Bus, method string, h func(context.Context, *engine.Engine, PReq) (Resp, error)) {
+	obs := s.metrics.latency.WithLabelValues(method)
+	bus.HandleUnary(b, wire.ProtoStore, method, func(ctx context.Context, req PReq) (Resp, error) {
+		start := time.Now()
+		defer func() { obs.Observe(time.Since(start).Seconds()) }()
+		e := s.eng.Load()
+		if e == nil {
+			var zero Resp
+			return zero, errUnavailable
+		}
+		resp, err := h(ctx, e, req)
+		return resp, wireErr(err)
+	})
+}
+
+func (s *Server) register(b *bus.Bus) {
+	unary(s, b, storeclient.MethodGet, s.get)
+	unary(s, b, storeclient.MethodMultiGet, s.multiGet)
+	unary(s, b, storeclient.MethodScan, s.scan)
+	unary(s, b, storeclient.MethodWrite, s.write)
+	unary(s, b, storeclient.MethodOpenSnapshot, s.openSnapshot)
+	unary(s, b, storeclient.MethodReleaseSnapshot, s.releaseSnapshot)
+	unary(s, b, storeclient.MethodIngestRange, s.ingestRange)
+	unary(s, b, storeclient.MethodApproximateSize, s.approximateSize)
+	unary(s, b, storeclient.MethodCompact, s.compact)
+	unary(s, b, storeclient.MethodCheckpoint, s.checkpoint)
+	unary(s, b, storeclient.MethodStats, s.stats)
+	obs := s.metrics.latency.WithLabelValues(storeclient.MethodStreamRange)
+	bus.HandleStream(b, wire.ProtoStore, storeclient.MethodStreamRange, func(ctx context.Context, req *storepb.StreamRangeRequest, send func(*storepb.RangeChunk) error) error {
+		start := time.Now()
+		defer func() { obs.Observe(time.Since(start).Seconds()) }()
+		e := s.eng.Load()
+		if e == nil {
+			return errUnavailable
+		}
+		return wireErr(s.streamRange(ctx, e, req, send))
+	})
+}
+
+func spanOf(p *storepb.Span) engine.Span {
+	return engine.Span{CF: engine.CF(p.GetCf()), Start: p.GetStart(), End: p.GetEnd()}
+}
+
+// snapshot returns the open snapshot id (renewing its lease), nil for 0.
+func (s *Server) snapshot(id uint64) (*engine.Snapshot, error) {
+	if id == 0 {
+		return nil, nil
+	}
+	return s.snaps.get(id, s.now(), "snapshot")
+}
+
+func (s *Server) get(_ context.Context, e *engine.Engine, req *storepb.GetRequest) (*storepb.GetResponse, error) {
+	snap, err := s.snapshot(req.SnapshotId)
+	if err != nil {
+		return nil, err
+	}
+	v, ok, err := e.Get(engine.CF(req.Cf), req.Key, snap)
+	if err != nil {
+		return nil, err
+	}
+	return &storepb.GetResponse{Found: ok, Value: v}, nil
+}
+
+func (s *Server) multiGet(_ context.Context, e *engine.Engine, req *storepb.MultiGetRequest) (*storepb.MultiGetResponse, error) {
+	snap, err := s.snapshot(req.SnapshotId)
+	if err != nil {
+		return nil, err
+	}
+	vals, found, err := e.MultiGet(engine.CF(req.Cf), req.Keys, snap)
+	if err != nil {
+		return nil, err
+	}
+	resp := &storepb.MultiGetResponse{Results: make([]*storepb.GetResponse, len(req.Keys))}
+	all := make([]storepb.GetResponse, len(req.Keys))
+	for i := range all {
+		all[i].Found, all[i].Value = found[i], vals[i]
+		resp.Results[i] = &all[i]
+	}
+	return resp, nil
+}
+
+func (s *Server) scan(_ context.Context, e *engine.Engine, req *storepb.ScanRequest) (*storepb.ScanResponse, error) {
+	if req.Span == nil {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: scan: no span")
+	}
+	snap, err := s.snapshot(req.SnapshotId)
+	if err != nil {
+		return nil, err
+	}
+	limit := min(int(req.Limit), s.cfg.MaxScanLimit)
+	maxBytes := min(int(req.MaxBytes), s.cfg.MaxScanBytes)
+	p, err := e.Scan(spanOf(req.Span), engine.ScanOptions{
+		Limit: limit, MaxBytes: maxBytes, Reverse: req.Reverse, KeysOnly: req.KeysOnly, Snapshot: snap,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &storepb.ScanResponse{Kvs: kvsProto(p.KVs), ResumeKey: p.Resume, More: p.More}, nil
+}
+
+func kvsProto(kvs []engine.KV) []*storepb.KeyValue {
+	out := make([]*storepb.KeyValue, len(kvs))
+	all := make([]storepb.KeyValue, len(kvs))
+	for i, kv := range kvs {
+		all[i].Key, all[i].Value = kv.Key, kv.Value
+		out[i] = &all[i]
+	}
+	return out
+}
+
+// fillBatch adds ops to b; b's error records the first invalid one.
+func fillBatch(b *engine.Batch, ops []*storepb.Op) error {
+	for i, op := range ops {
+		switch o := op.GetOp().(type) {
+		case *storepb.Op_Put:
+			b.Put(engine.CF(o.Put.GetCf()), o.Put.GetKey(), o.Put.GetValue())
+		case *storepb.Op_Delete:
+			b.Delete(engine.CF(o.Delete.GetCf()), o.Delete.GetKey())
+		case *storepb.Op_DeleteRange:
+			if o.DeleteRange.GetSpan() == nil {
+				return bus.Errorf(bus.CodeInvalidArgument, "stored: write: operation %d: delete range without span", i)
+			}
+			b.DeleteRange(spanOf(o.DeleteRange.Span))
+		default:
+			return bus.Errorf(bus.CodeInvalidArgument, "stored: write: operation %d is empty", i)
+		}
+	}
+	return b.Err()
+}
+
+func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRequest) (*storepb.WriteResponse, error) {
+	b := e.NewBatch()
+	defer b.Close()
+	if err := fillBatch(b, req.Ops); err != nil {
+		return nil, err
+	}
+	seq, err := e.Write(b, req.Sync)
+	if err != nil {
+		return nil, err
+	}
+	return &storepb.WriteResponse{Sequence: seq}, nil
+}
+
+func (s *Server) openSnapshot(_ context.Context, e *engine.Engine, req *storepb.OpenSnapshotRequest) (*storepb.OpenSnapshotResponse, error) {
+	snap, err := e.NewSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	id, expires, err := s.snaps.add(snap, leaseFor(req.LeaseMs, s.cfg.SnapshotLease, s.cfg.MaxSnapshotLease), s.now())
+	if err != nil {
+		snap.Release()
+		return nil, err
+	}
+	return &storepb.OpenSnapshotResponse{SnapshotId: id, Sequence: snap.Sequence(), ExpiresUnixMs: expires.UnixMilli()}, nil
+}
+
+func (s *Server) releaseSnapshot(_ context.Context, _ *engine.Engine, req *storepb.ReleaseSnapshotRequest) (*storepb.ReleaseSnapshotResponse, error) {
+	if !s.snaps.remove(req.SnapshotId) {
+		return nil, bus.Errorf(bus.CodeFailedPrecondition, "stored: snapshot %d is unknown, released or expired", req.SnapshotId)
+	}
+	return &storepb.ReleaseSnapshotResponse{}, nil
+}
+
+func (s *Server) streamRange(ctx context.Context, e *engine.Engine, req *storepb.StreamRangeRequest, send func(*storepb.RangeChunk) error) error {
+	if req.Span == nil {
+		return bus.Errorf(bus.CodeInvalidArgument, "stored: stream range: no span")
+	}
+	snap, err := s.snapshot(req.SnapshotId)
+	if err != nil {
+		return err
+	}
+	chunk := int(req.ChunkBytes)
+	if chunk == 0 {
+		chunk = engine.DefaultScanBytes
+	}
+	chunk = min(chunk, s.cfg.MaxScanBytes)
+	stop := func() error {
+		select {
+		case <-s.stopc:
+			return errUnavailable
+		default:
+		}
+		if req.SnapshotId != 0 {
+			// Renew the lease: a long stream must not lose its snapshot.
+			if _, err := s.snapshot(req.SnapshotId); err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
+	}
+	return e.Stream(spanOf(req.Span), snap, chunk, stop, func(kvs []engine.KV) error {
+		return send(&storepb.RangeChunk{Kvs: kvsProto(kvs)})
+	})
+}
+
+// ingest is one IngestRange session: the span's replacement staged in a
+// batch that begins with the span's deletion.
+type ingest struct {
+	span engine.Span
+
+	mu     sync.Mutex
+	b      *engine.Batch
+	seq    uint64
+	last   []byte
+	keys   uint64
+	bytes  uint64
+	closed bool
+}
+
+func (in *ingest) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.closed {
+		in.closed = true
+		in.b.Close()
+	}
+}
+
+func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+	if req.IngestId == 0 {
+		return s.beginIngest(e, req)
+	}
+	in, err := s.ingests.get(req.IngestId, s.now(), "ingest session")
+	if err != nil {
+		return nil, err
+	}
+	if req.Abort {
+		s.ingests.remove(req.IngestId)
+		return &storepb.IngestRangeResponse{IngestId: req.IngestId}, nil
+	}
+	resp, finish, err := in.addChunk(e, req, s.cfg.MaxIngestBytes)
+	if err != nil || !finish {
+		return resp, err
+	}
+	// Finish: the session ends whatever the write's outcome.
+	defer s.ingests.remove(req.IngestId)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d expired", req.IngestId)
+	}
+	seq, err := e.Write(in.b, true)
+	if err != nil {
+		return nil, err
+	}
+	resp.Sequence = seq
+	return resp, nil
+}
+
+func (s *Server) beginIngest(e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+	if req.Span == nil || len(req.Kvs) > 0 || req.Done || req.Abort || req.Seq != 0 {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest range: a session begins with a span alone")
+	}
+	span := spanOf(req.Span)
+	in := &ingest{span: span, b: e.NewBatchLimit(s.cfg.MaxIngestBytes + 2*len(span.End) + 2*len(span.Start))}
+	in.b.DeleteRange(span)
+	if err := in.b.Err(); err != nil {
+		in.b.Close()
+		return nil, err
+	}
+	id, _, err := s.ingests.add(in, leaseFor(req.LeaseMs, s.cfg.IngestLease, s.cfg.MaxSnapshotLease), s.now())
+	if err != nil {
+		in.b.Close()
+		return nil, err
+	}
+	return &storepb.IngestRangeResponse{IngestId: id}, nil
+}
+
+// addChunk validates the frame's entries whole, then stages them; an
+// invalid chunk leaves the session as it was. finish reports done.
+func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, maxBytes int) (*storepb.IngestRangeResponse, bool, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, false, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d expired", req.IngestId)
+	}
+	if len(req.Kvs) > 0 || req.Seq != 0 {
+		if req.Seq != in.seq+1 {
+			return nil, false, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d: chunk %d, want %d", req.IngestId, req.Seq, in.seq+1)
+		}
+		opts := e.Options()
+		last, size := in.last, in.bytes
+		for i, kv := range req.Kvs {
+			switch {
+			case len(kv.Key) == 0 || len(kv.Key) > opts.MaxKeyBytes:
+				return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d entry %d: key of %d bytes (limit %d, not empty)", req.Seq, i, len(kv.Key), opts.MaxKeyBytes)
+			case len(kv.Value) > opts.MaxValueBytes:
+				return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d entry %d: value of %d bytes exceeds the limit of %d", req.Seq, i, len(kv.Value), opts.MaxValueBytes)
+			case !in.span.Contains(kv.Key):
+				return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d entry %d: key %q outside the span", req.Seq, i, kv.Key)
+			case last != nil && bytes.Compare(kv.Key, last) <= 0:
+				return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d entry %d: key %q not above the previous %q", req.Seq, i, kv.Key, last)
+			}
+			last = kv.Key
+			size += uint64(len(kv.Key) + len(kv.Value))
+		}
+		if size > uint64(maxBytes) {
+			return nil, false, bus.Errorf(bus.CodeResourceExhausted, "stored: ingest session %d exceeds the limit of %d bytes", req.IngestId, maxBytes)
+		}
+		for _, kv := range req.Kvs {
+			in.b.Put(in.span.CF, kv.Key, kv.Value)
+		}
+		if err := in.b.Err(); err != nil {
+			// Unreachable after the checks above; the session is unusable.
+			in.closed = true
+			in.b.Close()
+			return nil, false, fmt.Errorf("stored: ingest staging: %w", err)
+		}
+		in.seq, in.last, in.bytes = req.Seq, bytes.Clone(last), size
+		in.keys += uint64(len(req.Kvs))
+	}
+	return &storepb.IngestRangeResponse{IngestId: req.IngestId, Keys: in.keys, Bytes: in.bytes}, req.Done, nil
+}
+
+func (s *Server) approximateSize(_ context.Context, e *engine.Engine, req *storepb.ApproximateSizeRequest) (*storepb.ApproximateSizeResponse, error) {
+	if req.Span == nil {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: approximate size: no span")
+	}
+	n, err := e.ApproximateSize(spanOf(req.Span))
+	if err != nil {
+		return nil, err
+	}
+	return &storepb.ApproximateSizeResponse{Bytes: n}, nil
+}
+
+func (s *Server) compact(_ context.Context, e *engine.Engine, req *storepb.CompactRequest) (*storepb.CompactResponse, error) {
+	if req.Span == nil {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: compact: no span")
+	}
+	return &storepb.CompactResponse{}, e.Compact(spanOf(req.Span))
+}
+
+func (s *Server) checkpoint(_ context.Context, e *engine.Engine, req *storepb.CheckpointRequest) (*storepb.CheckpointResponse, error) {
+	dir := req.Dir
+	switch {
+	case dir == "":
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: checkpoint: empty directory")
+	case filepath.IsAbs(dir):
+		dir = filepath.Clean(dir)
+	case filepath.IsLocal(dir):
+		dir = filepath.Join(s.cfg.CheckpointDir(), dir)
+	default:
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: checkpoint: relative directory %q leaves the checkpoint directory", dir)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil, bus.Errorf(bus.CodeAlreadyExists, "stored: checkpoint: %s exists", dir)
+	}
+	if err := e.Checkpoint(dir); err != nil {
+		return nil, err
+	}
+	return &storepb.CheckpointResponse{Dir: dir}, nil
+}
+
+func (s *Server) stats(_ context.Context, e *engine.Engine, _ *storepb.StatsRequest) (*storepb.StatsResponse, error) {
+	st, err := e.Stats()
+	if err != nil {
+		return nil, err
+	}
+	resp := &storepb.StatsResponse{
+		Path:                    st.Dir,
+		BlockCacheUsageBytes:    st.BlockCacheUsage,
+		BlockCacheCapacityBytes: st.BlockCacheCapacity,
+		BlockCacheHitRate:       st.HitRate(),
+		BlockCacheHits:          st.BlockCacheHits,
+		BlockCacheMisses:        st.BlockCacheMisses,
+		OpenSnapshots:           uint64(s.snaps.len()),
+		OpenIngests:             uint64(s.ingests.len()),
+		Writes:                  st.Writes,
+		SyncWrites:              st.SyncWrites,
+		WalSyncs:                st.WALSyncs,
+		WriteStopped:            st.WriteStopped,
+		WriteStallMicros:        st.WriteStallMicros,
+		MaxKeyBytes:             uint64(st.MaxKeyBytes),
+		MaxValueBytes:           uint64(st.MaxValueBytes),
+	}
+	for _, c := range st.CFs {
+		resp.ColumnFamilies = append(resp.ColumnFamilies, &storepb.ColumnFamilyStats{
+			Name: c.CF.String(), EstimatedKeys: c.EstimatedKeys, LiveDataBytes: c.LiveDataBytes,
+			SstBytes: c.SSTBytes, MemtableBytes: c.MemtableBytes, L0Files: c.L0Files,
+			PendingCompactionBytes: c.PendingCompactionBytes,
+		})
+	}
+	return resp, nil
+}
