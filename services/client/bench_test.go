@@ -1,0 +1,36 @@
+package client_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/services/client/clienttest"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+)
+
+// BenchmarkPut measures the client's own cost per Put against the
+// in-memory fake (one bus round trip on loopback, routed to the cached
+// leader): the floor under any raftd figure.
+func BenchmarkPut(b *testing.B) {
+	fc := clienttest.Start(b, clienttest.Options{})
+	tc, err := daemontest.CA(b).Config("client")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(b.Context(), client.Config{Addrs: fc.Addrs(), TLS: tc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(context.Background()) })
+	key, val := []byte("bench-key"), make([]byte, 256)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Put(b.Context(), key, val); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
