@@ -101,11 +101,9 @@ func (c Config) Validate() error {
 		return errors.New("client: Config.Addrs: at least one raftd address is required")
 	}
 	for _, a := range c.Addrs {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil || port == "" || port == "0" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" || port == "0" {
 			return fmt.Errorf("client: Config.Addrs: %q is not host:port", a)
 		}
-		_ = host
 	}
 	if c.Bus == nil && c.TLS == nil && c.CertsDir == "" {
 		return errors.New("client: Config: one of Bus, TLS or CertsDir is required")
