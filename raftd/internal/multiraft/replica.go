@@ -325,7 +325,9 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		r.mu.pendingSnap = sn
 	}
 	for _, m := range msgs {
-		if !m.quiesce {
+		// Any message but a heartbeat (response) wakes a quiesced replica;
+		// the answers to the quiesce heartbeat must not.
+		if !m.quiesce && m.msg.GetType() != raftpb.MsgHeartbeatResp {
 			r.unquiesceLocked()
 		}
 		_ = rn.Step(m.msg)
@@ -557,7 +559,7 @@ func (r *Replica) maybeQuiesceLeaderLocked(out *outbox) {
 func (r *Replica) maybeQuiesceFollowerLocked(m *raftpb.Message) {
 	st := r.mu.rn.BasicStatus()
 	if st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() &&
-		r.mu.log.last >= m.GetCommit() && st.GetCommit() >= m.GetCommit() && !r.mu.rn.HasReady() {
+		r.mu.log.last >= m.GetCommit() && st.GetCommit() >= m.GetCommit() {
 		r.quiesced.Store(true)
 	}
 }
