@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/pleiades-db/pleiades/shared v0.0.0
+	github.com/pleiades-db/pleiades/stored v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/urfave/cli/v2 v2.27.7
 	go.uber.org/goleak v1.3.0
@@ -24,6 +25,7 @@ require (
 	github.com/hashicorp/golang-lru v1.0.2 // indirect
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/kr/text v0.2.0 // indirect
+	github.com/linxGnu/grocksdb v1.7.15 // indirect
 	github.com/miekg/dns v1.1.73 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pleiades-db/pleiades/gossipd v0.0.0
@@ -44,3 +46,5 @@ require (
 replace github.com/pleiades-db/pleiades/shared => ../shared
 
 replace github.com/pleiades-db/pleiades/gossipd => ../gossipd
+
+replace github.com/pleiades-db/pleiades/stored => ../stored

@@ -11,6 +11,7 @@ func benchCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			benchGossipCommand(e),
 			benchKVCommand(e),
+			benchStoreCommand(e),
 		},
 	}
 }

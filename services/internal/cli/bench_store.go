@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/services/internal/bench/store"
+	"github.com/pleiades-db/pleiades/shared/config"
+)
+
+func benchStoreCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "store",
+		Usage: "compare stored over the bus with its engine in-process",
+		Description: "Runs the same workload against stored over the bus and against stored's engine opened\n" +
+			"in this process, one timed phase (--phase) each: sync batches of --batch-ops puts of\n" +
+			"--value-bytes from each of --concurrency writers; point reads of preloaded keys (hits)\n" +
+			"and of absent keys (misses); scans of --scan-keys keys; reads from --read-concurrency\n" +
+			"readers. Without --addr it starts a temporary stored in this process; with --addr it\n" +
+			"uses that stored (certificate in --certs-dir), writing under a per-run key prefix of the\n" +
+			"data column family that it deletes at the end.\n\n" +
+			"--output json prints one object: the bus/in-process ratios batch_write (the lowest over\n" +
+			"the writer counts; batch_write_by_concurrency has each), point_read (the lower of\n" +
+			"point_read_hits and point_read_misses) and scan; group_commit_gain (the bus's sync\n" +
+			"batches/s at the most writers over the fewest, c64 over c1 by default) and\n" +
+			"in_process_group_commit_gain; then \"bus\" and \"in_process\" with each phase's ops,\n" +
+			"ops_per_sec, p50_us, p99_us and, for sync batches, sync_writes_per_wal_sync.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Usage: "bus `ADDR` of a stored to measure (default: start a temporary one)"},
+			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt), with --addr"},
+			&cli.StringFlag{Name: "dir", Usage: "`DIR` for the temporary stored and the in-process engine (default: a temporary directory, removed)"},
+			&cli.DurationFlag{Name: "phase", Value: store.DefaultPhase, Usage: "length of each timed phase"},
+			&cli.StringFlag{Name: "concurrency", Value: "1,16,64", Usage: "comma-separated sync batch writer counts, ascending"},
+			&cli.IntFlag{Name: "batch-ops", Value: store.DefaultBatchOps, Usage: "puts per sync batch"},
+			&cli.IntFlag{Name: "value-bytes", Value: store.DefaultValueBytes, Usage: "bytes per value"},
+			&cli.IntFlag{Name: "keys", Value: store.DefaultKeys, Usage: "keys preloaded for reads and scans"},
+			&cli.IntFlag{Name: "read-concurrency", Value: store.DefaultReadConcurrency, Usage: "readers for point reads and scans"},
+			&cli.IntFlag{Name: "scan-keys", Value: store.DefaultScanKeys, Usage: "keys per scan"},
+			outputFlag(),
+		},
+		Action: action(func(c *cli.Context) error {
+			f, err := format(c)
+			if err != nil {
+				return err
+			}
+			if a := c.String("addr"); a != "" {
+				if err := config.ValidateAddr(a); err != nil {
+					return &config.FlagError{Flag: "addr", Value: a, Err: err}
+				}
+			}
+			var conc []int
+			for _, s := range strings.Split(c.String("concurrency"), ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil {
+					return usagef("invalid value %q for flag --concurrency: %v", c.String("concurrency"), err)
+				}
+				conc = append(conc, n)
+			}
+			o := store.Options{
+				Addr: c.String("addr"), CertsDir: c.String("certs-dir"), Dir: c.String("dir"), Phase: c.Duration("phase"),
+				Concurrency: conc, BatchOps: c.Int("batch-ops"), ValueBytes: c.Int("value-bytes"), Keys: c.Int("keys"),
+				ReadConcurrency: c.Int("read-concurrency"), ScanKeys: c.Int("scan-keys"),
+			}
+			// Zero means "default" in store.Options; on the command line it
+			// is an error.
+			if c.Duration("phase") <= 0 {
+				return usagef("invalid value %v for flag --phase: must be positive", c.Duration("phase"))
+			}
+			for _, n := range []string{"batch-ops", "value-bytes", "keys", "read-concurrency", "scan-keys"} {
+				if c.Int(n) <= 0 {
+					return usagef("invalid value %d for flag --%s: must be positive", c.Int(n), n)
+				}
+			}
+			if err := o.Check(); err != nil {
+				return usagef("%v", err)
+			}
+			if f != "json" {
+				o.Progress = func(s string) { fmt.Fprintln(e.stderr, s) }
+			}
+			res, err := store.Run(e.ctx, o)
+			if err != nil {
+				return err
+			}
+			if f == "json" {
+				return printJSON(e.stdout, res)
+			}
+			return printStoreBench(e, res)
+		}),
+	}
+}
+
+func printStoreBench(e *env, r *store.Result) error {
+	where := r.Addr
+	if r.Temporary {
+		where += " (temporary)"
+	}
+	fmt.Fprintf(e.stdout, "stored %s vs in-process engine; %.1f s phases, batches of %d x %d B, %d keys, %d readers, scans of %d keys\n\n",
+		where, r.PhaseSec, r.BatchOps, r.ValueBytes, r.Keys, r.ReadConcurrency, r.ScanKeys)
+	t := newTable(e.stdout, "PHASE", "BUS OPS/S", "IN-PROCESS OPS/S", "RATIO", "BUS P50/P99 µs", "IN-PROCESS P50/P99 µs")
+	row := func(name string, b, p store.Phase) {
+		ratio := "-"
+		if p.OpsPerSec > 0 {
+			ratio = fmt.Sprintf("%.2fx", b.OpsPerSec/p.OpsPerSec)
+		}
+		t.row(name, fmt.Sprintf("%.0f", b.OpsPerSec), fmt.Sprintf("%.0f", p.OpsPerSec), ratio,
+			fmt.Sprintf("%.0f / %.0f", b.P50Us, b.P99Us), fmt.Sprintf("%.0f / %.0f", p.P50Us, p.P99Us))
+	}
+	for i, b := range r.Bus.SyncBatches {
+		row(fmt.Sprintf("sync batches, %d writers", b.Concurrency), b, r.InProcess.SyncBatches[i])
+	}
+	row("point reads, hits", r.Bus.PointReadHits, r.InProcess.PointReadHits)
+	row("point reads, misses", r.Bus.PointReadMisses, r.InProcess.PointReadMisses)
+	row("scans", r.Bus.Scans, r.InProcess.Scans)
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "\nbus/in-process: batch_write %.2fx (goal 0.6x), point_read %.2fx (goal 0.4x), scan %.2fx (goal 0.6x)\n",
+		r.BatchWrite, r.PointRead, r.Scan)
+	fmt.Fprintf(e.stdout, "group commit gain: bus %.1fx (goal 5x), in-process %.1fx\n", r.GroupCommitGain, r.InProcessGroupCommitGain)
+	return nil
+}
