@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -207,7 +208,7 @@ func (b *Bus) dial(ctx context.Context, addr string) (*quic.Conn, error) {
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel)
 	defer stop()
-	c, err := b.tr.Dial(dctx, ua, b.cliTLS, b.qconf)
+	c, err := b.tr.Dial(dctx, ua, b.peerTLS(addr), b.qconf)
 	if err != nil {
 		b.m.dials.WithLabelValues("error").Inc()
 		return nil, err
@@ -218,6 +219,32 @@ func (b *Bus) dial(ctx context.Context, addr string) (*quic.Conn, error) {
 	}
 	b.m.dials.WithLabelValues("ok").Inc()
 	return c, nil
+}
+
+// peerTLS returns the client TLS configuration for dialing addr. Every
+// node certificate carries the same server name, which is what crypto/tls
+// keys its session cache by, so with one shared key each new ticket would
+// replace the last peer's and a redial would resume only with the peer
+// dialed most recently. Keying the cache by peer address keeps one ticket
+// per peer.
+func (b *Bus) peerTLS(addr string) *tls.Config {
+	c := b.cliTLS.Clone()
+	c.ClientSessionCache = peerSessionCache{addr: addr, c: b.cliTLS.ClientSessionCache}
+	return c
+}
+
+// peerSessionCache prefixes session cache keys with a peer address.
+type peerSessionCache struct {
+	addr string
+	c    tls.ClientSessionCache
+}
+
+func (p peerSessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return p.c.Get(p.addr + "|" + key)
+}
+
+func (p peerSessionCache) Put(key string, cs *tls.ClientSessionState) {
+	p.c.Put(p.addr+"|"+key, cs)
 }
 
 // addConn tracks c and starts its goroutines.

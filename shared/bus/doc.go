@@ -7,8 +7,11 @@
 // connections and to dial peers, so a peer's source address is also the
 // address to call it back on (Peer.Addr). TLS comes from Config.TLS (see
 // package tlsutil): both sides present a certificate of the cluster CA and
-// negotiate ALPN "pleiades/1". Client session tickets are cached, so a
-// reconnect resumes the TLS session instead of running a full handshake.
+// negotiate ALPN "pleiades/1". Client session tickets are cached per peer
+// address (every node certificate has the same server name, the key
+// crypto/tls would use, so one shared key would keep only the last peer's
+// ticket), so a reconnect to any peer resumes the TLS session instead of
+// running a full handshake.
 //
 // 0-RTT is deliberately off. 0-RTT data can be replayed by an attacker on
 // the path, and the first stream of a connection may be any call, including
