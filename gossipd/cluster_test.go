@@ -24,9 +24,14 @@ type node struct {
 
 func startNode(t *testing.T, join []string) node {
 	t.Helper()
+	return startNodeWith(t, join, swim.DefaultLocalConfig())
+}
+
+func startNodeWith(t *testing.T, join []string, p swim.Config) node {
+	t.Helper()
 	rt := daemontest.NewUnstartedRuntime(t, gossipd.Name, daemontest.CA(t), daemontest.Common(t))
 	cfg := gossipd.DefaultConfig()
-	cfg.Protocol = swim.DefaultLocalConfig()
+	cfg.Protocol = p
 	cfg.Join = join
 	cfg.JoinRetry = 200 * time.Millisecond
 	srv, err := gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})

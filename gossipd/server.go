@@ -361,6 +361,17 @@ func (s *Server) publish(ev *gossippb.Event) {
 	}
 }
 
+// Members returns this node's membership table; nil before Start.
+func (s *Server) Members() []Member {
+	s.mu.Lock()
+	eng := s.eng
+	s.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	return eng.Members()
+}
+
 // Ready is closed once the server has started.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
