@@ -23,6 +23,12 @@
 // Lock order: the engine's lock, then Server.mu. Stop stops the protocol
 // without announcing a leave (call Leave first for a graceful exit).
 //
-// Not yet done: connection idle management and QUIC session resumption for probes to cold peers,
-// metrics, and the comparison benchmark against memberlist.
+// Datagrams leave through one sender goroutine per peer address, so a
+// dial to a member that is gone (up to a second) delays nothing else.
+// Connections come from the bus: dialed on first use, TLS sessions resumed
+// per peer on a redial. BENCHMARKS.md has the comparison with
+// hashicorp/memberlist (`pleiades bench gossip`) and the QUIC cost.
+//
+// Not yet done: metrics, and closing idle connections (the bus's
+// keep-alives hold every connection open; see BENCHMARKS.md).
 package gossipd

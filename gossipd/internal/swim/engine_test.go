@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -158,8 +159,12 @@ func TestMetadataPropagation(t *testing.T) {
 	}
 	t.Logf("metadata reached all 8 nodes in %v", took)
 	big := &gossippb.Metadata{Labels: map[string]string{"x": string(make([]byte, 600))}}
-	if err := nodes[2].e.SetMetadata(big); err == nil {
-		t.Fatal("SetMetadata of 600 bytes succeeded; want ErrMetadataTooLarge")
+	before := nodes[2].e.Self()
+	if err := nodes[2].e.SetMetadata(big); !errors.Is(err, ErrMetadataTooLarge) {
+		t.Fatalf("SetMetadata of 600 bytes: %v; want ErrMetadataTooLarge", err)
+	}
+	if after := nodes[2].e.Self(); after.Incarnation != before.Incarnation || after.Metadata.GetLabels()["zone"] != "a" {
+		t.Fatal("a refused SetMetadata changed the local member")
 	}
 }
 
