@@ -2,15 +2,91 @@
 // server (Config, DefaultConfig, Deps, New, Server): every replica of every
 // key range on this node, and the client KV API.
 //
-// Today the server is the operable shell every daemon shares: it runs on
-// the daemon runtime (bus with the admin Status method, admin endpoint,
-// metrics), validates its configuration (the stored, gossipd and clockd
-// addresses and the static peer list it will use) and reports readiness
-// through the "raftd" check once started.
+// # Engine
 //
-// Still to come, in its own issue: the multi-raft engine on etcd raft (one
-// host-wide scheduler, log and state machine in stored, batched transport,
-// quiescence, truncation and snapshots), range descriptors in a meta range,
-// the KV protocol (Get, Put, Delete, Scan, DeleteRange, CompareAndSwap,
-// Batch) and /v1/ranges.
+// internal/multiraft hosts one etcd raft RawNode (go.etcd.io/raft/v3
+// v3.7.0) per replica, with CheckQuorum, PreVote and StepDownOnRemoval on
+// and ReadIndex reads. No goroutine per range: one scheduler runs rounds.
+// A round takes every range with pending work (inbound messages, ticks,
+// proposals, reads, snapshot reports), and on a bounded worker pool
+//
+//  1. steps the inbox into raft, ticks and takes the Ready; a leader's
+//     messages are sent at once (raft allows the leader to send appends in
+//     parallel with its own write);
+//  2. writes the hard states, log entries and received snapshots of every
+//     range of the round in ONE synced engine write;
+//  3. then sends the followers' messages (never before their entries are
+//     durable), applies committed entries (data and applied index in one
+//     write, unsynced: the log is durable, a crash replays from the applied
+//     index), answers ReadIndex reads, and calls Advance.
+//
+// Flow control (multiraft.Config): MaxSizePerMsg 1 MiB, MaxInflightMsgs
+// 256, MaxInflightBytes 32 MiB, MaxUncommittedEntriesSize 64 MiB (further
+// proposals are dropped by raft and proposed again after ReproposeTicks),
+// MaxCommittedSizePerReady 64 MiB.
+//
+// # Storage
+//
+// internal/storage defines the Engine raftd consumes (atomic batch writes
+// with a sync flag, Get, Scan per column family). Production uses the
+// node's stored through shared/storeclient; Config.StoredAddr "" uses a
+// volatile in-memory engine (tests). Raft CF keys: 'r' + range id +
+// h (hard state) | t (truncated state) | a (applied state, with the
+// per-proposer sequence used for idempotent apply) | l + index (entries).
+// Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
+// Data CF: the user key itself; values are storage.EncodeValue envelopes
+// (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
+// in memory (EntryCacheEntries).
+//
+// # Transport
+//
+// Raft traffic uses wire.ProtoRaft (shared/proto/raftmsgpb): every message
+// of one round for one node goes in one MessageBatch on the bus's
+// long-lived one-way stream; heartbeats and their responses are coalesced
+// into compact Heartbeat records. Each peer has its own bounded queue and
+// sender goroutine, so a slow or dead peer only drops its own batches.
+// Snapshots are built from the range's data at the applied index and sent
+// as SnapshotChunk unary calls apart from the raft stream; the outcome is
+// reported to raft. Every tick each node pings every known node (empty
+// batch), which is the liveness quiesced ranges rely on.
+//
+// # Quiescence, truncation, snapshots
+//
+// An idle leader whose followers are all caught up and live stops ticking
+// after QuiesceAfterTicks and tells followers with a quiesce heartbeat; any
+// proposal, read or message (but heartbeat responses) wakes the range, and
+// a quiesced follower wakes when its leader's node stops pinging. Logs are
+// truncated below the applied index (keeping what recently active
+// followers need) past LogTruncateEntries; followers behind the truncation
+// get a snapshot.
+//
+// # Ranges and KV
+//
+// Range descriptors live in the meta range (range 1, span ["", 0x01)),
+// under storage.MetaKey(end key). Init (kvpb.InitRequest, method "Init" on
+// wire.ProtoKV) asks every --peers raftd for its node id (Hello), lays out
+// the meta range and user ranges (split points or initial_ranges) on up to
+// 3 nodes each, and has every node bootstrap its replicas (log starting at
+// index 10, term 5). It is idempotent. The node id is the daemon runtime's
+// persisted id.
+//
+// The KV protocol (kvpb) is served by every node: a request is served by
+// the local leader of the key's range, forwarded to the leader otherwise,
+// or answered NotLeader with the leader's raftd bus address when the
+// header sets no_forward (or the request was already forwarded). Writes
+// are proposals carrying (node, incarnation, sequence); a replica applies a
+// command only if its sequence grows for that proposer, so duplicates of a
+// re-proposed command are no-ops, and the proposer re-proposes one rejected
+// out of order. Writes are stamped with the proposer's HLC reading, raised
+// above the range's last write timestamp at apply. Linearizable reads use
+// ReadIndex (concurrent reads share one round); STALE reads come from the
+// local applied state. Batch is atomic within one range; Scan and
+// DeleteRange walk ranges in order (DeleteRange is atomic per range only).
+//
+// # Not yet
+//
+// Leader-lease reads (every linearizable read takes a ReadIndex round),
+// replica changes and splits, replica GC, snapshot streaming through
+// stored's StreamRange/IngestRange (snapshots are built from a scan and
+// applied in the round's batch), gossip-based discovery.
 package raftd

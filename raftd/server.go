@@ -2,16 +2,29 @@ package raftd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
+	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 // Name is the daemon's name.
@@ -29,10 +42,14 @@ const (
 // ReadyCheck is the name of the readiness check the server registers.
 const ReadyCheck = Name
 
+// MethodInit is the KV protocol's cluster bootstrap method.
+const MethodInit = "Init"
+
 // Config configures the raftd server.
 type Config struct {
 	// StoredAddr is the bus address of the node's stored (raft log and
-	// range data).
+	// range data). Empty runs on a volatile in-memory engine that loses
+	// everything on exit (tests and demos only).
 	// Default 127.0.0.1:7401.
 	StoredAddr string
 	// GossipAddr is the bus address of the node's gossipd (who is alive,
@@ -46,20 +63,38 @@ type Config struct {
 	// Peers are the bus addresses of other nodes' raftds, for
 	// clusters without gossipd. Default none.
 	Peers []string
+	// TickInterval is the raft tick. Default 100ms.
+	TickInterval time.Duration
+	// ElectionTicks is the raft election timeout in ticks. Default 10.
+	ElectionTicks int
+	// HeartbeatTicks is the leader heartbeat interval in ticks. Default 1.
+	HeartbeatTicks int
+	// MaxOffset is the largest clock offset tolerated between nodes.
+	// Default 500ms.
+	MaxOffset time.Duration
+	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
+	// 64 KiB and 16 MiB.
+	MaxKeyBytes, MaxValueBytes int
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
-	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr}
+	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
+		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
+		MaxKeyBytes: 64 << 10, MaxValueBytes: 16 << 20}
 }
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if err := config.ValidateAddr(c.StoredAddr); err != nil {
-		return fmt.Errorf("raftd: StoredAddr %q: %w", c.StoredAddr, err)
+	if c.StoredAddr != "" {
+		if err := config.ValidateAddr(c.StoredAddr); err != nil {
+			return fmt.Errorf("raftd: StoredAddr %q: %w", c.StoredAddr, err)
+		}
 	}
-	if err := config.ValidateAddr(c.GossipAddr); err != nil {
-		return fmt.Errorf("raftd: GossipAddr %q: %w", c.GossipAddr, err)
+	if c.GossipAddr != "" {
+		if err := config.ValidateAddr(c.GossipAddr); err != nil {
+			return fmt.Errorf("raftd: GossipAddr %q: %w", c.GossipAddr, err)
+		}
 	}
 	if err := config.ValidateAddr(c.ClockAddr); err != nil {
 		return fmt.Errorf("raftd: ClockAddr %q: %w", c.ClockAddr, err)
@@ -68,6 +103,16 @@ func (c Config) Validate() error {
 		if err := config.ValidateAddr(a); err != nil {
 			return fmt.Errorf("raftd: Peers %q: %w", a, err)
 		}
+	}
+	switch {
+	case c.TickInterval < 0:
+		return fmt.Errorf("raftd: TickInterval %v must not be negative", c.TickInterval)
+	case c.ElectionTicks < 0 || c.HeartbeatTicks < 0:
+		return errors.New("raftd: ElectionTicks and HeartbeatTicks must not be negative")
+	case c.ElectionTicks > 0 && c.HeartbeatTicks >= c.ElectionTicks:
+		return fmt.Errorf("raftd: HeartbeatTicks %d must be below ElectionTicks %d", c.HeartbeatTicks, c.ElectionTicks)
+	case c.MaxOffset < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0:
+		return errors.New("raftd: MaxOffset, MaxKeyBytes and MaxValueBytes must not be negative")
 	}
 	return nil
 }
@@ -82,36 +127,138 @@ type Deps struct {
 	Bus *bus.Bus
 	// Admin receives the readiness check and the daemon's /v1 views. Required.
 	Admin *admin.Server
+	// NodeID is the node's id (daemon.Runtime.NodeID). Required.
+	NodeID uint64
+	// Engine overrides the storage engine (tests); nil uses stored at
+	// Config.StoredAddr.
+	Engine storage.Engine
 }
 
-// Server is the raftd daemon.
+// Server is the raftd daemon: the multi-raft store of this node and the
+// KV protocol on the bus.
 type Server struct {
 	cfg   Config
+	d     Deps
 	log   *slog.Logger
+	clock *hlc.Clock
 	ready chan struct{}
 	errc  chan error
+	stopc chan struct{}
+	wg    sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
 		started, stopped bool
+		store            *multiraft.Store
+		transport        *busTransport
 	}
+	initMu sync.Mutex
 }
 
-// New validates cfg, registers the readiness check on deps.Admin and
-// returns an unstarted server.
+// New validates cfg, registers the bus handlers, the readiness check and
+// /v1/ranges, and returns an unstarted server.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil {
-		return nil, errors.New("raftd: Deps.Logger, Bus and Admin are required")
+	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil || deps.NodeID == 0 {
+		return nil, errors.New("raftd: Deps.Logger, Bus, Admin and NodeID are required")
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1)}
+	maxOffset := cfg.MaxOffset
+	if maxOffset == 0 {
+		maxOffset = 500 * time.Millisecond
+	}
+	s := &Server{cfg: cfg, d: deps, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1), stopc: make(chan struct{}),
+		clock: hlc.NewClock(hlc.Config{MaxOffset: maxOffset})}
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.SetAddress("stored", cfg.StoredAddr)
 	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
 	deps.Admin.SetAddress("clock", cfg.ClockAddr)
+	deps.Admin.Handle("/v1/ranges", admin.JSON(func(r *http.Request) (any, error) {
+		resp, err := s.Ranges(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(resp)
+		return json.RawMessage(b), err
+	}))
+	s.registerHandlers()
+	if deps.Registerer != nil {
+		s.registerMetrics(deps.Registerer)
+	}
 	return s, nil
+}
+
+func (s *Server) store() *multiraft.Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.store
+}
+
+var errNotStarted = bus.Errorf(bus.CodeUnavailable, "raftd: not started")
+
+func kvHandler[Req any, Resp proto.Message, PReq interface {
+	*Req
+	proto.Message
+}](s *Server, method string, f func(*multiraft.Store, context.Context, PReq) (Resp, error)) {
+	bus.HandleUnary(s.d.Bus, wire.ProtoKV, method, func(ctx context.Context, req PReq) (Resp, error) {
+		st := s.store()
+		if st == nil {
+			var zero Resp
+			return zero, errNotStarted
+		}
+		return f(st, ctx, req)
+	})
+}
+
+func (s *Server) registerHandlers() {
+	kvHandler(s, multiraft.MethodGet, (*multiraft.Store).Get)
+	kvHandler(s, multiraft.MethodPut, (*multiraft.Store).Put)
+	kvHandler(s, multiraft.MethodDelete, (*multiraft.Store).Delete)
+	kvHandler(s, multiraft.MethodScan, (*multiraft.Store).Scan)
+	kvHandler(s, multiraft.MethodDeleteRange, (*multiraft.Store).DeleteRange)
+	kvHandler(s, multiraft.MethodCompareAndSwap, (*multiraft.Store).CompareAndSwap)
+	kvHandler(s, multiraft.MethodBatch, (*multiraft.Store).Batch)
+	kvHandler(s, multiraft.MethodDescriptors, (*multiraft.Store).Descriptors)
+	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
+	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
+	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
+		if st := s.store(); st != nil {
+			for _, b := range batch {
+				st.HandleBatch(b)
+			}
+		}
+	})
+	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodSnapshot, func(ctx context.Context, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {
+		st := s.store()
+		if st == nil {
+			return nil, errNotStarted
+		}
+		return &raftmsgpb.SnapshotAck{}, st.HandleSnapshot(ctx, c)
+	})
+	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodHello, func(ctx context.Context, req *raftmsgpb.HelloRequest) (*raftmsgpb.HelloResponse, error) {
+		st := s.store()
+		if st == nil {
+			return nil, errNotStarted
+		}
+		st.SetNodeAddr(req.GetNodeId(), req.GetAddr())
+		return &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized()}, nil
+	})
+	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodBootstrap, func(ctx context.Context, req *raftmsgpb.BootstrapRequest) (*raftmsgpb.BootstrapResponse, error) {
+		st := s.store()
+		if st == nil {
+			return nil, errNotStarted
+		}
+		already, err := st.Bootstrap(ctx, req)
+		return &raftmsgpb.BootstrapResponse{AlreadyInitialized: already}, err
+	})
+}
+
+func (s *Server) addr() string {
+	if a := s.d.Bus.Addr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 func (s *Server) readyCheck(context.Context) error {
@@ -122,11 +269,15 @@ func (s *Server) readyCheck(context.Context) error {
 		return errors.New("stopped")
 	case !s.mu.started:
 		return errors.New("not started")
+	case s.mu.store == nil:
+		return errors.New("loading replicas")
 	}
 	return nil
 }
 
-// Start starts the server; it does not block.
+// Start starts the server; it does not block. Replicas are loaded from
+// storage in the background (retrying while stored is unreachable); the
+// readiness check passes once they are.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,21 +285,249 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("raftd: already started or stopped")
 	}
 	s.mu.started = true
-	close(s.ready)
-	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("gossip_addr", s.cfg.GossipAddr), slog.String("clock_addr", s.cfg.ClockAddr), slog.Any("peers", s.cfg.Peers))
+	eng := s.d.Engine
+	if eng == nil && s.cfg.StoredAddr == "" {
+		s.log.Warn("no stored address: running on a volatile in-memory engine; nothing survives a restart")
+		eng = storage.NewMem()
+	} else if eng == nil {
+		eng = storage.NewStored(storeclient.New(s.d.Bus, s.cfg.StoredAddr))
+	}
+	s.wg.Add(1)
+	go s.run(eng)
+	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("clock_addr", s.cfg.ClockAddr), slog.Any("peers", s.cfg.Peers))
 	return nil
 }
 
-// Ready is closed once the server has started.
+// run opens the store, then exchanges addresses with peers until Stop.
+func (s *Server) run(eng storage.Engine) {
+	defer s.wg.Done()
+	var st *multiraft.Store
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		var err error
+		st, err = s.openStore(eng)
+		if err == nil {
+			break
+		}
+		s.log.Warn("opening the raft store failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
+		select {
+		case <-time.After(backoff):
+		case <-s.stopc:
+			return
+		}
+	}
+	s.mu.Lock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		st.Stop()
+		return
+	}
+	s.mu.store = st
+	s.mu.Unlock()
+	close(s.ready)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case err := <-st.Err():
+			select {
+			case s.errc <- err:
+			default:
+			}
+		case <-s.stopc:
+		}
+	}()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		s.hello(st)
+		select {
+		case <-t.C:
+		case <-s.stopc:
+			return
+		}
+	}
+}
+
+func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
+	mc := multiraft.DefaultConfig()
+	if s.cfg.TickInterval > 0 {
+		mc.TickInterval = s.cfg.TickInterval
+	}
+	if s.cfg.ElectionTicks > 0 {
+		mc.ElectionTicks = s.cfg.ElectionTicks
+		mc.ReproposeTicks, mc.QuiesceAfterTicks = 2*mc.ElectionTicks, 2*mc.ElectionTicks
+	}
+	if s.cfg.HeartbeatTicks > 0 {
+		mc.HeartbeatTicks = s.cfg.HeartbeatTicks
+	}
+	if s.cfg.MaxKeyBytes > 0 {
+		mc.MaxKeyBytes = s.cfg.MaxKeyBytes
+	}
+	if s.cfg.MaxValueBytes > 0 {
+		mc.MaxValueBytes = s.cfg.MaxValueBytes
+	}
+	var st *multiraft.Store
+	addrOf := func(node uint64) string { return st.NodeAddr(node) }
+	tr := newBusTransport(s.d.Bus, addrOf, s.log)
+	var err error
+	st, err = multiraft.NewStore(mc, multiraft.Deps{NodeID: s.d.NodeID, Addr: s.addr(), Engine: eng, Transport: tr,
+		Forwarder: busForwarder{b: s.d.Bus, addrOf: addrOf}, Clock: s.clock, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		tr.close()
+		return nil, err
+	}
+	s.mu.Lock()
+	s.mu.transport = tr
+	s.mu.Unlock()
+	return st, nil
+}
+
+// hello exchanges node ids and addresses with every configured peer.
+func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse {
+	out := map[string]*raftmsgpb.HelloResponse{}
+	for _, p := range s.cfg.Peers {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp := &raftmsgpb.HelloResponse{}
+		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr()}, resp)
+		cancel()
+		if err != nil {
+			continue
+		}
+		st.SetNodeAddr(resp.GetNodeId(), p)
+		out[p] = resp
+	}
+	return out
+}
+
+// Init bootstraps the cluster over this node and every peer (all must be
+// reachable). It is idempotent: on an initialized cluster it returns the
+// existing descriptors with already_initialized set.
+func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+	st := s.store()
+	if st == nil {
+		return nil, errNotStarted
+	}
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	existing := func(st *multiraft.Store) (*kvpb.InitResponse, error) {
+		var d *kvpb.DescriptorsResponse
+		var err error
+		for i := 0; i < 50; i++ {
+			if d, err = st.Descriptors(ctx, &kvpb.DescriptorsRequest{}); err == nil {
+				return &kvpb.InitResponse{AlreadyInitialized: true, Descriptors: d.GetDescriptors()}, nil
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return nil, err
+	}
+	if st.Initialized() {
+		return existing(st)
+	}
+	answers := s.hello(st)
+	nodes := map[uint64]string{s.d.NodeID: s.addr()}
+	for _, p := range s.cfg.Peers {
+		a, ok := answers[p]
+		if !ok {
+			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: peer %s unreachable; every peer must be up", p)
+		}
+		if a.GetInitialized() {
+			return existing(st)
+		}
+		nodes[a.GetNodeId()] = p
+	}
+	ids := make([]uint64, 0, len(nodes))
+	for id := range nodes {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	descs, err := multiraft.PlanCluster(req, ids)
+	if err != nil {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "%v", err)
+	}
+	breq := &raftmsgpb.BootstrapRequest{Descriptors: descs, Nodes: nodes}
+	for _, id := range ids {
+		if id == s.d.NodeID {
+			continue
+		}
+		resp := &raftmsgpb.BootstrapResponse{}
+		if err := s.d.Bus.Call(ctx, nodes[id], wire.ProtoRaft, methodBootstrap, breq, resp); err != nil {
+			return nil, fmt.Errorf("raftd: init: bootstrap node %d: %w", id, err)
+		}
+	}
+	if _, err := st.Bootstrap(ctx, breq); err != nil {
+		return nil, err
+	}
+	s.log.Info("cluster initialized", slog.Int("ranges", len(descs)), slog.Int("nodes", len(ids)))
+	return &kvpb.InitResponse{Descriptors: descs}, nil
+}
+
+// Ranges lists the local replicas (the bus Ranges method and /v1/ranges).
+func (s *Server) Ranges(ctx context.Context) (*kvpb.RangesResponse, error) {
+	st := s.store()
+	if st == nil {
+		return nil, errNotStarted
+	}
+	return st.Ranges(ctx, &kvpb.RangesRequest{})
+}
+
+// Ready is closed once the replicas are loaded and the server serves.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Err delivers a fatal failure after Start.
+// Err delivers a fatal failure after Start (a storage write failed: the
+// node stops processing raft and must be restarted).
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Stop stops the server; it is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return nil
+	}
 	s.mu.stopped = true
+	st, tr := s.mu.store, s.mu.transport
+	s.mu.Unlock()
+	close(s.stopc)
+	s.wg.Wait()
+	if st != nil {
+		st.Stop()
+	}
+	if tr != nil {
+		tr.close()
+	}
 	return nil
+}
+
+func (s *Server) registerMetrics(reg prometheus.Registerer) {
+	stat := func(f func(multiraft.Stats) uint64) func() float64 {
+		return func() float64 {
+			if st := s.store(); st != nil {
+				return float64(f(st.Stats()))
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_scheduler_rounds_total", Help: "Scheduler rounds run."},
+			stat(func(x multiraft.Stats) uint64 { return x.Rounds })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_sync_writes_total", Help: "Synced log writes (one per round with appends)."},
+			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
+			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
+			if st := s.store(); st != nil {
+				return float64(len(st.Replicas()))
+			}
+			return 0
+		}),
+	)
 }

@@ -19,7 +19,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := raftd.New(raftd.DefaultConfig(), raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+	cfg := raftd.DefaultConfig()
+	cfg.StoredAddr = ""
+	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +78,11 @@ func TestConfigValidate(t *testing.T) {
 		ok   bool
 	}{
 		{"default", func(*raftd.Config) {}, true},
-		{"bad stored", func(c *raftd.Config) { c.StoredAddr = "" }, false},
+		{"bad stored", func(c *raftd.Config) { c.StoredAddr = "stored" }, false},
 		{"bad peer", func(c *raftd.Config) { c.Peers = []string{"raftd:x"} }, false},
+		{"no stored", func(c *raftd.Config) { c.StoredAddr = "" }, true},
+		{"heartbeat above election", func(c *raftd.Config) { c.HeartbeatTicks = 10 }, false},
+		{"negative tick", func(c *raftd.Config) { c.TickInterval = -1 }, false},
 	} {
 		c := raftd.DefaultConfig()
 		tt.mod(&c)

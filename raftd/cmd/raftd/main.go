@@ -3,7 +3,9 @@
 package main
 
 import (
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,18 +24,21 @@ func spec() daemon.Spec {
 		DefaultBusAddr:   raftd.DefaultBusAddr,
 		DefaultAdminAddr: raftd.DefaultAdminAddr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "stored-addr", Value: raftd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored"},
-			&cli.StringFlag{Name: "gossip-addr", Value: raftd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd"},
+			&cli.StringFlag{Name: "stored-addr", Value: raftd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored (empty: a volatile in-memory engine, for tests only)"},
+			&cli.StringFlag{Name: "gossip-addr", Value: raftd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd (empty: none)"},
 			&cli.StringFlag{Name: "clock-addr", Value: raftd.DefaultClockAddr, Usage: "bus `ADDR` of the node's clockd"},
 			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer raftds"},
+			&cli.DurationFlag{Name: "tick-interval", Value: 100 * time.Millisecond, Usage: "raft tick `DURATION`"},
+			&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "raft election timeout in ticks"},
+			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := raftd.DefaultConfig()
 			var err error
-			if cfg.StoredAddr, err = config.Addr(c, "stored-addr"); err != nil {
+			if cfg.StoredAddr, err = optionalAddr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.GossipAddr, err = config.Addr(c, "gossip-addr"); err != nil {
+			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
 				return nil, err
 			}
 			if cfg.ClockAddr, err = config.Addr(c, "clock-addr"); err != nil {
@@ -42,9 +47,23 @@ func spec() daemon.Spec {
 			if cfg.Peers, err = addrList(c, "peers"); err != nil {
 				return nil, err
 			}
-			return raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+			cfg.TickInterval = c.Duration("tick-interval")
+			cfg.ElectionTicks = c.Int("election-ticks")
+			cfg.MaxOffset = c.Duration("max-offset")
+			if err := cfg.Validate(); err != nil {
+				return nil, &config.FlagError{Flag: "election-ticks", Value: fmt.Sprint(cfg.ElectionTicks), Err: err}
+			}
+			return raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}
+}
+
+// optionalAddr reads an address flag that may be empty.
+func optionalAddr(c *cli.Context, name string) (string, error) {
+	if c.String(name) == "" {
+		return "", nil
+	}
+	return config.Addr(c, name)
 }
 
 // addrList reads a comma-separated address list flag (also accepted

@@ -22,5 +22,5 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestServe(t *testing.T) {
-	daemontest.CheckServe(t, spec())
+	daemontest.CheckServe(t, spec(), "--stored-addr", "")
 }

@@ -1,0 +1,142 @@
+package raftd
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// Bus methods of raftd's node-to-node protocol (wire.ProtoRaft).
+const (
+	methodRaft      = "Raft"
+	methodSnapshot  = "Snapshot"
+	methodHello     = "Hello"
+	methodBootstrap = "Bootstrap"
+)
+
+// peerQueueLen bounds the batches queued for one peer; beyond it batches
+// are dropped (raft retransmits), so a slow or dead peer holds no one up.
+const peerQueueLen = 1024
+
+// busTransport sends raft batches over the bus: one queue and one sender
+// goroutine per peer node, each send one frame on the peer's long-lived
+// one-way stream; queued batches are coalesced into one frame.
+type busTransport struct {
+	b      *bus.Bus
+	addrOf func(node uint64) string
+	log    *slog.Logger
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	peers  map[uint64]chan *raftmsgpb.MessageBatch
+	closed bool
+
+	dropped, sendErrors atomic.Uint64
+}
+
+func newBusTransport(b *bus.Bus, addrOf func(uint64) string, log *slog.Logger) *busTransport {
+	return &busTransport{b: b, addrOf: addrOf, log: log, stopc: make(chan struct{}), peers: map[uint64]chan *raftmsgpb.MessageBatch{}}
+}
+
+func (t *busTransport) Send(batch *raftmsgpb.MessageBatch) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	ch := t.peers[batch.GetToNode()]
+	if ch == nil {
+		ch = make(chan *raftmsgpb.MessageBatch, peerQueueLen)
+		t.peers[batch.GetToNode()] = ch
+		t.wg.Add(1)
+		go t.run(batch.GetToNode(), ch)
+	}
+	t.mu.Unlock()
+	select {
+	case ch <- batch:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// run sends one peer's batches until close.
+func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
+	defer t.wg.Done()
+	var msgs []proto.Message
+	for {
+		select {
+		case b := <-ch:
+			msgs = append(msgs[:0], b)
+		drain:
+			for len(msgs) < 64 {
+				select {
+				case b := <-ch:
+					msgs = append(msgs, b)
+				default:
+					break drain
+				}
+			}
+		case <-t.stopc:
+			return
+		}
+		addr := t.addrOf(node)
+		if addr == "" {
+			t.dropped.Add(uint64(len(msgs)))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := t.b.SendBatch(ctx, addr, wire.ProtoRaft, methodRaft, msgs...)
+		cancel()
+		if err != nil {
+			t.sendErrors.Add(1)
+			t.log.Debug("raft batch send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+		}
+	}
+}
+
+func (t *busTransport) SendSnapshot(ctx context.Context, to uint64, chunks []*raftmsgpb.SnapshotChunk) error {
+	addr := t.addrOf(to)
+	if addr == "" {
+		return bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
+	}
+	for _, c := range chunks {
+		if err := t.b.Call(ctx, addr, wire.ProtoRaft, methodSnapshot, c, &raftmsgpb.SnapshotAck{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *busTransport) close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	t.mu.Unlock()
+	close(t.stopc)
+	t.wg.Wait()
+}
+
+// busForwarder forwards KV requests to other raftds.
+type busForwarder struct {
+	b      *bus.Bus
+	addrOf func(uint64) string
+}
+
+func (f busForwarder) Forward(ctx context.Context, to uint64, method string, req, resp proto.Message) error {
+	addr := f.addrOf(to)
+	if addr == "" {
+		return bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
+	}
+	return f.b.Call(ctx, addr, wire.ProtoKV, method, req, resp)
+}
