@@ -55,7 +55,7 @@ type node struct {
 
 // startNode starts a stored server on its own runtime and returns it with
 // a client calling it from another runtime. Both stop at cleanup.
-func startNode(t *testing.T, cfg stored.Config, clock *fakeClock) *node {
+func startNode(t testing.TB, cfg stored.Config, clock *fakeClock) *node {
 	t.Helper()
 	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
 	deps := stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin}
@@ -84,7 +84,7 @@ func startNode(t *testing.T, cfg stored.Config, clock *fakeClock) *node {
 	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String())}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
