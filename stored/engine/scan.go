@@ -69,25 +69,22 @@ func (e *Engine) Scan(span Span, o ScanOptions) (Page, error) {
 	}
 	defer it.close()
 	var p Page
+	var a arena
 	size := 0
 	for it.first(o.Reverse); it.it.Valid(); it.next(o.Reverse) {
 		k := it.it.Key()
 		if len(p.KVs) >= limit || (len(p.KVs) > 0 && size >= maxBytes) {
 			p.More = true
 			if o.Reverse {
-				p.Resume = bytes.Clone(p.KVs[len(p.KVs)-1].Key)
+				p.Resume = p.KVs[len(p.KVs)-1].Key
 			} else {
 				p.Resume = bytes.Clone(k.Data())
 			}
-			k.Free()
 			break
 		}
-		kv := KV{Key: bytes.Clone(k.Data())}
-		k.Free()
+		kv := KV{Key: a.copy(k.Data())}
 		if !o.KeysOnly {
-			v := it.it.Value()
-			kv.Value = bytes.Clone(v.Data())
-			v.Free()
+			kv.Value = a.copy(it.it.Value().Data())
 		}
 		size += len(kv.Key) + len(kv.Value)
 		p.KVs = append(p.KVs, kv)
@@ -195,12 +192,10 @@ func (e *Engine) Stream(span Span, snap *Snapshot, chunkBytes int, stop func() e
 	}
 	defer it.close()
 	var chunk []KV
+	var a arena
 	size := 0
 	for it.first(false); it.it.Valid(); it.it.Next() {
-		k, v := it.it.Key(), it.it.Value()
-		kv := KV{Key: bytes.Clone(k.Data()), Value: bytes.Clone(v.Data())}
-		k.Free()
-		v.Free()
+		kv := KV{Key: a.copy(it.it.Key().Data()), Value: a.copy(it.it.Value().Data())}
 		chunk = append(chunk, kv)
 		size += len(kv.Key) + len(kv.Value)
 		if size >= chunkBytes {
@@ -210,7 +205,7 @@ func (e *Engine) Stream(span Span, snap *Snapshot, chunkBytes int, stop func() e
 			if err := fn(chunk); err != nil {
 				return err
 			}
-			chunk, size = nil, 0
+			chunk, size, a = nil, 0, arena{}
 		}
 	}
 	if err := it.it.Err(); err != nil {
@@ -220,4 +215,25 @@ func (e *Engine) Stream(span Span, snap *Snapshot, chunkBytes int, stop func() e
 		return fn(chunk)
 	}
 	return nil
+}
+
+// arena copies many small byte slices into a few large allocations; the
+// copies stay valid after the arena grows (they keep the old buffer).
+type arena struct{ buf []byte }
+
+const arenaBlock = 32 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > arenaBlock/4 {
+		return bytes.Clone(b)
+	}
+	if len(a.buf)+len(b) > cap(a.buf) {
+		a.buf = make([]byte, 0, arenaBlock)
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[n : n+len(b) : n+len(b)]
 }
