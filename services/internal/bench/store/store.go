@@ -11,7 +11,9 @@
 //     from ReadConcurrency readers.
 //
 // Each figure is the operations completed in one timed phase of Phase,
-// with latency percentiles. The ratios compare the bus with in-process:
+// with latency percentiles; each phase runs on the bus, then in-process,
+// before the next phase, so both sides of a ratio see about the same load
+// on a shared machine. The ratios compare the bus with in-process:
 // BatchWrite is the lowest bus/in-process ratio of sync batches/s over
 // the writer counts, PointRead the lower of the hit and miss ratios, Scan
 // the scan ratio; GroupCommitGain is the bus's sync batches/s at the most
@@ -263,14 +265,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		Keys: o.Keys, ReadConcurrency: o.ReadConcurrency, ScanKeys: o.ScanKeys,
 		BatchWriteByConcurrency: map[string]float64{},
 	}
-	for _, side := range []struct {
-		name string
-		t    target
-		f    *Figures
-	}{{"bus", busT, &res.Bus}, {"in-process", &engineTarget{e: eng}, &res.InProcess}} {
-		if err := r.measure(ctx, side.name, side.t, side.f); err != nil {
-			return nil, fmt.Errorf("%s: %w", side.name, err)
-		}
+	if err := r.measure(ctx, []side{{"bus", busT, &res.Bus}, {"in-process", &engineTarget{e: eng}, &res.InProcess}}); err != nil {
+		return nil, err
 	}
 	res.ratios()
 	return res, nil
@@ -330,93 +326,119 @@ func (r *runner) readSpanEnd() []byte {
 	return append(slices.Clip(r.prefix), "r0"...) // '0' follows '/'
 }
 
-// measure preloads t, then runs every phase against it.
-func (r *runner) measure(ctx context.Context, name string, t target, f *Figures) error {
+// side is one target and the figures measured on it.
+type side struct {
+	name string
+	t    target
+	f    *Figures
+}
+
+// measure preloads every side, then runs each phase on every side in
+// turn (bus, then in-process, phase by phase), so that both sides of a
+// ratio are measured minutes apart at most on a shared machine.
+func (r *runner) measure(ctx context.Context, sides []side) error {
 	val := make([]byte, r.o.ValueBytes)
 	for i := range val {
 		val[i] = byte('a' + i%26)
 	}
-	r.progress("%s: preloading %d keys", name, r.o.Keys)
-	for i := 0; i < r.o.Keys; i += 1000 {
-		var keys, vals [][]byte
-		for j := i; j < min(i+1000, r.o.Keys); j++ {
-			keys, vals = append(keys, r.readKey(j)), append(vals, val)
-		}
-		if err := t.write(ctx, keys, vals, false); err != nil {
-			return fmt.Errorf("preload: %w", err)
-		}
-	}
-
-	for _, c := range r.o.Concurrency {
-		var seq atomic.Int64
-		sync0, wal0, err := t.counters(ctx)
-		if err != nil {
-			return err
-		}
-		p, err := r.phase(ctx, c, func(ctx context.Context, worker int, rng *rand.Rand) (func() error, func()) {
-			keys, vals := make([][]byte, r.o.BatchOps), make([][]byte, r.o.BatchOps)
-			for i := range vals {
-				vals[i] = val
+	for _, sd := range sides {
+		r.progress("%s: preloading %d keys", sd.name, r.o.Keys)
+		for i := 0; i < r.o.Keys; i += 1000 {
+			var keys, vals [][]byte
+			for j := i; j < min(i+1000, r.o.Keys); j++ {
+				keys, vals = append(keys, r.readKey(j)), append(vals, val)
 			}
-			return func() error {
-				n := seq.Add(1)
-				for i := range keys {
-					keys[i] = fmt.Appendf(keys[i][:0], "%sw/%04d/%010d/%03d", r.prefix, worker, n, i)
-				}
-				return t.write(ctx, keys, vals, true)
-			}, nil
-		})
-		if err != nil {
-			return fmt.Errorf("sync batches at concurrency %d: %w", c, err)
+			if err := sd.t.write(ctx, keys, vals, false); err != nil {
+				return fmt.Errorf("%s: preload: %w", sd.name, err)
+			}
 		}
-		if sync1, wal1, err := t.counters(ctx); err == nil && wal1 > wal0 {
-			p.SyncWritesPerWALSync = float64(sync1-sync0) / float64(wal1-wal0)
-		}
-		f.SyncBatches = append(f.SyncBatches, p)
-		r.progress("%s: sync batches of %d x %d B, %d writers: %.0f batches/s (p50 %.0f µs, p99 %.0f µs, %.1f sync writes per WAL sync)",
-			name, r.o.BatchOps, r.o.ValueBytes, c, p.OpsPerSec, p.P50Us, p.P99Us, p.SyncWritesPerWALSync)
 	}
-
-	var err error
+	for _, c := range r.o.Concurrency {
+		for _, sd := range sides {
+			if err := r.syncBatches(ctx, sd, c, val); err != nil {
+				return fmt.Errorf("%s: sync batches at concurrency %d: %w", sd.name, c, err)
+			}
+		}
+	}
 	for _, rd := range []struct {
 		what string
 		hit  bool
-		out  *Phase
-	}{{"point reads (hits)", true, &f.PointReadHits}, {"point reads (misses)", false, &f.PointReadMisses}} {
-		*rd.out, err = r.phase(ctx, r.o.ReadConcurrency, func(ctx context.Context, _ int, rng *rand.Rand) (func() error, func()) {
+	}{{"point reads (hits)", true}, {"point reads (misses)", false}} {
+		for _, sd := range sides {
+			out := &sd.f.PointReadHits
+			if !rd.hit {
+				out = &sd.f.PointReadMisses
+			}
+			var err error
+			*out, err = r.phase(ctx, r.o.ReadConcurrency, func(ctx context.Context, _ int, rng *rand.Rand) (func() error, func()) {
+				return func() error {
+					i := rng.IntN(r.o.Keys)
+					if !rd.hit {
+						i += r.o.Keys
+					}
+					found, err := sd.t.get(ctx, r.readKey(i))
+					if err == nil && found != rd.hit {
+						err = fmt.Errorf("key %d: found %v, want %v", i, found, rd.hit)
+					}
+					return err
+				}, nil
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", sd.name, rd.what, err)
+			}
+			r.progress("%s: %s, %d readers: %.0f reads/s (p50 %.0f µs, p99 %.0f µs)", sd.name, rd.what, r.o.ReadConcurrency, out.OpsPerSec, out.P50Us, out.P99Us)
+		}
+	}
+	end := r.readSpanEnd()
+	for _, sd := range sides {
+		var err error
+		sd.f.Scans, err = r.phase(ctx, r.o.ReadConcurrency, func(ctx context.Context, _ int, rng *rand.Rand) (func() error, func()) {
 			return func() error {
-				i := rng.IntN(r.o.Keys)
-				if !rd.hit {
-					i += r.o.Keys
-				}
-				found, err := t.get(ctx, r.readKey(i))
-				if err == nil && found != rd.hit {
-					err = fmt.Errorf("key %d: found %v, want %v", i, found, rd.hit)
+				start := rng.IntN(r.o.Keys - r.o.ScanKeys + 1)
+				n, err := sd.t.scan(ctx, r.readKey(start), end, r.o.ScanKeys)
+				if err == nil && n != r.o.ScanKeys {
+					err = fmt.Errorf("scan from key %d returned %d keys, want %d", start, n, r.o.ScanKeys)
 				}
 				return err
 			}, nil
 		})
 		if err != nil {
-			return fmt.Errorf("%s: %w", rd.what, err)
+			return fmt.Errorf("%s: scans: %w", sd.name, err)
 		}
-		r.progress("%s: %s, %d readers: %.0f reads/s (p50 %.0f µs, p99 %.0f µs)", name, rd.what, r.o.ReadConcurrency, rd.out.OpsPerSec, rd.out.P50Us, rd.out.P99Us)
+		r.progress("%s: scans of %d keys, %d readers: %.0f scans/s (p50 %.0f µs, p99 %.0f µs)", sd.name, r.o.ScanKeys, r.o.ReadConcurrency, sd.f.Scans.OpsPerSec, sd.f.Scans.P50Us, sd.f.Scans.P99Us)
 	}
+	return nil
+}
 
-	end := r.readSpanEnd()
-	f.Scans, err = r.phase(ctx, r.o.ReadConcurrency, func(ctx context.Context, _ int, rng *rand.Rand) (func() error, func()) {
+// syncBatches runs the sync batch phase with c writers on sd.
+func (r *runner) syncBatches(ctx context.Context, sd side, c int, val []byte) error {
+	var seq atomic.Int64
+	sync0, wal0, err := sd.t.counters(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := r.phase(ctx, c, func(ctx context.Context, worker int, rng *rand.Rand) (func() error, func()) {
+		keys, vals := make([][]byte, r.o.BatchOps), make([][]byte, r.o.BatchOps)
+		for i := range vals {
+			vals[i] = val
+		}
 		return func() error {
-			start := rng.IntN(r.o.Keys - r.o.ScanKeys + 1)
-			n, err := t.scan(ctx, r.readKey(start), end, r.o.ScanKeys)
-			if err == nil && n != r.o.ScanKeys {
-				err = fmt.Errorf("scan from key %d returned %d keys, want %d", start, n, r.o.ScanKeys)
+			n := seq.Add(1)
+			for i := range keys {
+				keys[i] = fmt.Appendf(keys[i][:0], "%sw/%04d/%010d/%03d", r.prefix, worker, n, i)
 			}
-			return err
+			return sd.t.write(ctx, keys, vals, true)
 		}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("scans: %w", err)
+		return err
 	}
-	r.progress("%s: scans of %d keys, %d readers: %.0f scans/s (p50 %.0f µs, p99 %.0f µs)", name, r.o.ScanKeys, r.o.ReadConcurrency, f.Scans.OpsPerSec, f.Scans.P50Us, f.Scans.P99Us)
+	if sync1, wal1, err := sd.t.counters(ctx); err == nil && wal1 > wal0 {
+		p.SyncWritesPerWALSync = float64(sync1-sync0) / float64(wal1-wal0)
+	}
+	sd.f.SyncBatches = append(sd.f.SyncBatches, p)
+	r.progress("%s: sync batches of %d x %d B, %d writers: %.0f batches/s (p50 %.0f µs, p99 %.0f µs, %.1f sync writes per WAL sync)",
+		sd.name, r.o.BatchOps, r.o.ValueBytes, c, p.OpsPerSec, p.P50Us, p.P99Us, p.SyncWritesPerWALSync)
 	return nil
 }
 
