@@ -294,10 +294,10 @@ func clipSpan(start, end []byte, d *kvpb.RangeDescriptor) ([]byte, []byte) {
 // snapshotOpsLocked turns a received snapshot into writes: the range's data
 // replaced, the log reset to the snapshot, applied state and descriptor.
 func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error) {
-	ps := r.mu.pendingSnap
-	r.mu.pendingSnap = nil
 	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
-	if ps == nil || ps.msg.GetSnapshot().GetMetadata().GetIndex() != idx {
+	ps := r.mu.pendingSnaps[idx]
+	clear(r.mu.pendingSnaps)
+	if ps == nil {
 		return nil, fmt.Errorf("range %d snapshot %d: %w", r.rangeID, idx, errSnapshotMismatch)
 	}
 	desc := r.desc.Load()

@@ -297,7 +297,9 @@ func TestQuiescence(t *testing.T) {
 }
 
 func TestManyRanges(t *testing.T) {
-	c := newTestCluster(t, 3, &kvpb.InitRequest{InitialRanges: 120})
+	// A slower tick: 360 replicas on a small machine under the race
+	// detector cannot heartbeat every 10ms.
+	c := newTestCluster(t, 3, &kvpb.InitRequest{InitialRanges: 120}, func(c *Config) { c.TickInterval = 50 * time.Millisecond })
 	descs, _ := PlanCluster(&kvpb.InitRequest{InitialRanges: 120}, c.ids)
 	c.waitLeaders(descs)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -55,6 +55,41 @@ func TestElectReplicateRead(t *testing.T) {
 	}
 }
 
+func TestLeaseReads(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.leaderOf(2)
+	s := c.store(leader)
+	for range 50 {
+		resp, err := s.Get(ctx, &kvpb.GetRequest{Key: []byte("k")})
+		if err != nil || string(resp.GetValue().GetValue()) != "v" {
+			t.Fatalf("Get = %v, %v", resp, err)
+		}
+	}
+	st := s.Stats()
+	if st.LeaseReads == 0 {
+		t.Errorf("stats %+v: no read used the lease", st)
+	}
+	if !s.Replica(2).Status().GetLeaseValid() {
+		t.Error("lease not valid on a leader being read from")
+	}
+	// A leader cut off from its followers loses its lease within the
+	// lease duration and stops serving reads.
+	c.net.Isolate(leader, c.ids)
+	time.Sleep(s.leaseDuration() + 2*c.cfg.TickInterval)
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err := s.Get(sctx, &kvpb.GetRequest{Key: []byte("k"), Header: &kvpb.Header{NoForward: true}})
+	scancel()
+	if err == nil {
+		t.Error("isolated former leader served a linearizable read after its lease")
+	}
+	c.net.Heal()
+}
+
 func TestKVSemantics(t *testing.T) {
 	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("c"), []byte("m"), []byte("t")}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -35,15 +35,19 @@ type testCluster struct {
 	log     *slog.Logger
 }
 
-func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest) *testCluster {
+func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, cfg: TestConfig(), net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{},
+	cfg := TestConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c := &testCluster{t: t, cfg: cfg, net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{},
 		stores: map[uint64]*Store{}, clocks: map[uint64]*hlc.Clock{}, log: daemontest.Logger(t, slog.LevelWarn)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		c.ids = append(c.ids, id)
 		c.engines[id] = storage.NewMem()
-		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond})
+		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond})
 		c.start(id)
 	}
 	t.Cleanup(func() {
@@ -196,7 +200,7 @@ func (c *testCluster) leaderOf(rangeID uint64) uint64 {
 
 func (c *testCluster) waitLeaders(descs []*kvpb.RangeDescriptor) {
 	c.t.Helper()
-	waitFor(c.t, 10*time.Second, "every range to elect a leader", func() bool {
+	waitFor(c.t, 30*time.Second, "every range to elect a leader", func() bool {
 		for _, d := range descs {
 			if c.leaderOf(d.GetRangeId()) == 0 {
 				return false

@@ -53,6 +53,11 @@ type Config struct {
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
 	// 64 KiB and 16 MiB.
 	MaxKeyBytes, MaxValueBytes int
+	// DisableLeaseReads makes every linearizable read take a ReadIndex
+	// round. Default false: a leader whose leadership a ReadIndex round
+	// confirmed at time t serves reads locally until t + election timeout
+	// - the clock's MaxOffset.
+	DisableLeaseReads bool
 	// StorageTimeout bounds one storage call made on behalf of raft.
 	// Default 10s.
 	StorageTimeout time.Duration

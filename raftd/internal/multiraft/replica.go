@@ -72,7 +72,11 @@ type readBatch struct {
 	id       uint64
 	reqs     []*readReq
 	issuedAt uint64
-	index    uint64
+	// started is when the round began: its quorum of heartbeat answers
+	// proves leadership from then on.
+	started time.Time
+	term    uint64
+	index   uint64
 }
 
 type snapReport struct {
@@ -103,11 +107,12 @@ type Replica struct {
 	rangeID uint64
 	log     *slog.Logger
 
-	desc       atomic.Pointer[kvpb.RangeDescriptor]
-	quiesced   atomic.Bool
-	isLeader   atomic.Bool
-	leaderNode atomic.Uint64
-	applied    atomic.Uint64
+	noVotesUntil time.Time
+	desc         atomic.Pointer[kvpb.RangeDescriptor]
+	quiesced     atomic.Bool
+	isLeader     atomic.Bool
+	leaderNode   atomic.Uint64
+	applied      atomic.Uint64
 
 	in struct {
 		sync.Mutex
@@ -121,19 +126,24 @@ type Replica struct {
 	}
 	mu struct {
 		sync.Mutex
-		rn          *raft.RawNode
-		replicaID   uint64
-		log         *raftLog
-		applied     *raftmsgpb.AppliedState
-		pending     map[uint64]*proposal
-		nextSeq     uint64
-		readsIssued map[uint64]*readBatch
-		readsReady  []*readBatch
-		nextReadID  uint64
-		ticks       uint64
-		idleTicks   int
-		pendingSnap *inboundSnapshot
-		snapSending map[uint64]bool
+		rn           *raft.RawNode
+		replicaID    uint64
+		log          *raftLog
+		applied      *raftmsgpb.AppliedState
+		pending      map[uint64]*proposal
+		nextSeq      uint64
+		readsIssued  map[uint64]*readBatch
+		readsReady   []*readBatch
+		nextReadID   uint64
+		ticks        uint64
+		idleTicks    int
+		pendingSnaps map[uint64]*inboundSnapshot
+		// lease: a leader may serve linearizable reads without a ReadIndex
+		// round until leaseExpiry, in leaseTerm.
+		leaseExpiry   time.Time
+		leaseTerm     uint64
+		lastLeaseRead time.Time
+		snapSending   map[uint64]bool
 	}
 }
 
@@ -236,6 +246,13 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica,
 	r.mu.pending = map[uint64]*proposal{}
 	r.mu.readsIssued = map[uint64]*readBatch{}
 	r.mu.snapSending = map[uint64]bool{}
+	r.mu.pendingSnaps = map[uint64]*inboundSnapshot{}
+	if !bootstrap {
+		// A restarted replica may have acknowledged heartbeats that back a
+		// leader's lease it no longer remembers: it refuses votes until
+		// any such lease has expired.
+		r.noVotesUntil = time.Now().Add(s.leaseDuration())
+	}
 	r.applied.Store(applied.GetIndex())
 	if bootstrap && len(desc.GetReplicas()) > 0 && desc.GetReplicas()[0].GetNodeId() == s.d.NodeID {
 		if err := rn.Campaign(); err != nil {
@@ -322,13 +339,16 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		r.unquiesceLocked()
 	}
 	for _, sn := range snaps {
-		r.mu.pendingSnap = sn
+		r.mu.pendingSnaps[sn.msg.GetSnapshot().GetMetadata().GetIndex()] = sn
 	}
 	for _, m := range msgs {
 		// Any message but a heartbeat (response) wakes a quiesced replica;
 		// the answers to the quiesce heartbeat must not.
 		if !m.quiesce && m.msg.GetType() != raftpb.MsgHeartbeatResp {
 			r.unquiesceLocked()
+		}
+		if t := m.msg.GetType(); (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && time.Now().Before(r.noVotesUntil) {
+			continue
 		}
 		_ = rn.Step(m.msg)
 		if m.quiesce {
@@ -355,10 +375,7 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 				rr.done <- err
 			}
 		} else {
-			r.mu.nextReadID++
-			b := &readBatch{id: r.mu.nextReadID, reqs: reads, issuedAt: r.mu.ticks}
-			r.mu.readsIssued[b.id] = b
-			rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+			r.issueReadLocked(reads)
 		}
 	}
 	for range ticks {
@@ -432,6 +449,7 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 		if b := r.mu.readsIssued[id]; b != nil {
 			delete(r.mu.readsIssued, id)
 			b.index = rs.Index
+			r.extendLeaseLocked(b)
 			r.mu.readsReady = append(r.mu.readsReady, b)
 		}
 	}
@@ -445,6 +463,53 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 	}
 	r.maybeQuiesceLeaderLocked(out)
 	return nil
+}
+
+// issueReadLocked starts one ReadIndex round for reqs (possibly none: a
+// lease renewal).
+func (r *Replica) issueReadLocked(reqs []*readReq) {
+	r.mu.nextReadID++
+	b := &readBatch{id: r.mu.nextReadID, reqs: reqs, issuedAt: r.mu.ticks, started: time.Now(), term: r.mu.rn.BasicStatus().GetTerm()}
+	r.mu.readsIssued[b.id] = b
+	r.mu.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+}
+
+// extendLeaseLocked extends the leader lease after a ReadIndex round
+// confirmed leadership: no other leader can be elected before started plus
+// the election timeout, as followers that answered refuse votes (CheckQuorum)
+// until then; the lease ends MaxOffset earlier for clock-rate error.
+func (r *Replica) extendLeaseLocked(b *readBatch) {
+	d := r.s.leaseDuration()
+	if d <= 0 || b.term != r.mu.rn.BasicStatus().GetTerm() {
+		return
+	}
+	if exp := b.started.Add(d); exp.After(r.mu.leaseExpiry) || r.mu.leaseTerm != b.term {
+		r.mu.leaseExpiry, r.mu.leaseTerm = exp, b.term
+	}
+}
+
+// leaseReadIndexLocked returns the index a lease read must wait for, or
+// false if the lease does not hold (the caller then takes a ReadIndex round).
+func (r *Replica) leaseReadIndexLocked(now time.Time) (uint64, bool) {
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.GetTerm() != r.mu.leaseTerm || !now.Before(r.mu.leaseExpiry) {
+		return 0, false
+	}
+	// The leader must have committed an entry of its term, or its commit
+	// index may trail writes acknowledged by its predecessor.
+	if t, err := r.mu.log.Term(st.GetCommit()); err != nil || t != st.GetTerm() {
+		return 0, false
+	}
+	r.mu.lastLeaseRead = now
+	return st.GetCommit(), true
+}
+
+// LeaseValid reports whether the leader lease currently holds.
+func (r *Replica) LeaseValid() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.mu.rn.BasicStatus()
+	return st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry)
 }
 
 func (r *Replica) serveReadsLocked() {
@@ -505,6 +570,14 @@ func (r *Replica) onTickLocked() {
 		r.mu.idleTicks = 0
 	}
 	leader := r.mu.rn.BasicStatus().RaftState == raft.StateLeader
+	if d := r.s.leaseDuration(); leader && d > 0 && len(r.mu.readsIssued) == 0 {
+		// Keep the lease of a range being read from: renew it when half
+		// of it is left, riding on the next heartbeat.
+		now := time.Now()
+		if now.Sub(r.mu.lastLeaseRead) < d && r.mu.leaseExpiry.Sub(now) < d/2 {
+			r.issueReadLocked(nil)
+		}
+	}
 	for id, b := range r.mu.readsIssued {
 		if !leader {
 			delete(r.mu.readsIssued, id)
@@ -516,10 +589,7 @@ func (r *Replica) onTickLocked() {
 		}
 		if r.mu.ticks-b.issuedAt >= uint64(r.s.cfg.ElectionTicks) {
 			delete(r.mu.readsIssued, id)
-			r.mu.nextReadID++
-			b.id, b.issuedAt = r.mu.nextReadID, r.mu.ticks
-			r.mu.readsIssued[b.id] = b
-			r.mu.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+			r.issueReadLocked(b.reqs)
 		}
 	}
 }
@@ -650,6 +720,7 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 		LastIndex:       r.mu.log.last,
 		LogBytes:        r.mu.log.bytes,
 		Quiesced:        r.quiesced.Load(),
+		LeaseValid:      st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry),
 	}
 }
 
@@ -701,11 +772,42 @@ func (r *Replica) ReadBarrier(ctx context.Context) error {
 	if !r.isLeader.Load() {
 		return &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
 	}
+	r.mu.Lock()
+	idx, ok := r.leaseReadIndexLocked(time.Now())
+	r.mu.Unlock()
+	if ok {
+		r.s.metrics.leaseReads.Add(1)
+		return r.waitApplied(ctx, idx)
+	}
+	r.s.metrics.readIndexReads.Add(1)
 	rr := &readReq{done: make(chan error, 1)}
 	r.in.Lock()
 	r.in.reads = append(r.in.reads, rr)
 	r.in.Unlock()
 	r.s.enqueue(r.rangeID)
+	select {
+	case err := <-rr.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.s.stopc:
+		return ErrStopped
+	}
+}
+
+// waitApplied waits until the applied index reaches idx.
+func (r *Replica) waitApplied(ctx context.Context, idx uint64) error {
+	if r.applied.Load() >= idx {
+		return nil
+	}
+	rr := &readReq{done: make(chan error, 1)}
+	r.mu.Lock()
+	if r.mu.applied.GetIndex() >= idx {
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.readsReady = append(r.mu.readsReady, &readBatch{reqs: []*readReq{rr}, index: idx})
+	r.mu.Unlock()
 	select {
 	case err := <-rr.done:
 		return err

@@ -85,6 +85,7 @@ type Store struct {
 
 type storeMetrics struct {
 	rounds, syncWrites, rangesProcessed atomic.Uint64
+	leaseReads, readIndexReads          atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -542,12 +543,25 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	}
 }
 
+// leaseDuration is how long a confirmed leadership stays valid for reads:
+// the election timeout less the maximum clock offset (0: no leases).
+func (s *Store) leaseDuration() time.Duration {
+	d := time.Duration(s.cfg.ElectionTicks)*s.cfg.TickInterval - s.d.Clock.MaxOffset()
+	if s.cfg.DisableLeaseReads || d < 0 {
+		return 0
+	}
+	return d
+}
+
 // Stats are scheduler counters.
 type Stats struct {
 	Rounds, SyncWrites, RangesProcessed uint64
+	// LeaseReads and ReadIndexReads count linearizable reads by path.
+	LeaseReads, ReadIndexReads uint64
 }
 
 // Stats returns scheduler counters.
 func (s *Store) Stats() Stats {
-	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load()}
+	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load()}
 }
