@@ -54,7 +54,10 @@
 // bloom filters at 10 bits per key, 16 KiB blocks, 32 MiB memtables (3 per
 // family), dynamic level sizes with no compression on L0-L1, lz4 on L2-L4
 // and zstd below, 2 background jobs, incremental file syncs (1 MiB, WAL
-// 512 KiB) and a 256 MiB WAL cap. stored exposes each as a flag.
+// 512 KiB) and a 256 MiB WAL cap. stored exposes each as a flag. Writers
+// queued in RocksDB's write thread block instead of spinning (adaptive
+// yield off): with a few cores and many writers, spinning steals the CPU
+// the group's leader needs.
 //
 // # Concurrency
 //

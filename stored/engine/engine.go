@@ -143,6 +143,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	// A torn last WAL record (a crash mid-write) is dropped; every record
 	// before it is replayed, so a batch is recovered whole or not at all.
 	e.dbOpts.SetWALRecoveryMode(grocksdb.PointInTimeRecovery)
+	e.dbOpts.SetEnableWriteThreadAdaptiveYield(false)
 	names := cfNames[:]
 	e.cfOpts = make([]*grocksdb.Options, len(names))
 	for i := range e.cfOpts {
