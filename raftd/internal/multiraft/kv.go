@@ -94,7 +94,7 @@ func (s *Store) wireErr(err error) error {
 	case errors.As(err, &nl):
 		return bus.NotLeader(s.NodeAddr(nl.LeaderNode))
 	case errors.Is(err, ErrStopped):
-		return bus.Errorf(bus.CodeUnavailable, "%v", err)
+		return fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeUnavailable, "kv: node stopping"), err)
 	}
 	return err
 }

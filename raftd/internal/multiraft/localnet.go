@@ -205,7 +205,8 @@ func (t localTransport) Forward(ctx context.Context, to uint64, method string, r
 		return err
 	}
 	if _, ok := t.n.pass(to, t.from); !ok {
-		return bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
+		// The request ran; only its answer is lost.
+		return bus.Errorf(bus.CodeDeadlineExceeded, "answer from node %d lost", to)
 	}
 	proto.Merge(resp, out)
 	return nil
