@@ -110,7 +110,11 @@ func printStoreBench(e *env, r *store.Result) error {
 			fmt.Sprintf("%.0f / %.0f", b.P50Us, b.P99Us), fmt.Sprintf("%.0f / %.0f", p.P50Us, p.P99Us))
 	}
 	for i, b := range r.Bus.SyncBatches {
-		row(fmt.Sprintf("sync batches, %d writers", b.Concurrency), b, r.InProcess.SyncBatches[i])
+		plural := "s"
+		if b.Concurrency == 1 {
+			plural = ""
+		}
+		row(fmt.Sprintf("sync batches, %d writer%s", b.Concurrency, plural), b, r.InProcess.SyncBatches[i])
 	}
 	row("point reads, hits", r.Bus.PointReadHits, r.InProcess.PointReadHits)
 	row("point reads, misses", r.Bus.PointReadMisses, r.InProcess.PointReadMisses)

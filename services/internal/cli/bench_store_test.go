@@ -36,7 +36,7 @@ func TestBenchStoreTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"(temporary)", "sync batches, 2 writers", "point reads, misses", "scans", "batch_write", "group commit gain"} {
+	for _, want := range []string{"(temporary)", "sync batches, 1 writer ", "sync batches, 2 writers", "point reads, misses", "scans", "batch_write", "group commit gain"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
