@@ -3,6 +3,8 @@ package swim
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -373,4 +375,63 @@ func TestDeadNodeReclaimAtNewAddress(t *testing.T) {
 		t.Fatal("restarted node not alive at its new address everywhere")
 	}
 	t.Logf("reclaimed at the new address everywhere in %v", took)
+}
+
+// TestVivaldiOnLatencyMatrix: 16 members in two regions (one-way 0.5 ms
+// plus a per-member access delay of 0-2 ms at each end, plus 10 ms
+// between regions) learn coordinates from probe round trips alone; after
+// five virtual minutes the median relative error of the estimated RTT over
+// all pairs is reported and bounded, and each member's nearest peer by
+// estimate is in its own region.
+func TestVivaldiOnLatencyMatrix(t *testing.T) {
+	s := newSim(t, DefaultLANConfig())
+	s.jitter = 100 * time.Microsecond
+	const n = 16
+	access := map[string]time.Duration{}
+	region := map[string]int{}
+	rng := rand.New(rand.NewPCG(s.seed, 2))
+	for i := 1; i <= n; i++ {
+		a := fmt.Sprintf("10.0.0.%d:7403", i)
+		access[a] = time.Duration(rng.Int64N(int64(2 * time.Millisecond)))
+		region[a] = i % 2
+	}
+	oneWay := func(from, to string) time.Duration {
+		d := 500*time.Microsecond + access[from] + access[to]
+		if region[from] != region[to] {
+			d += 10 * time.Millisecond
+		}
+		return d
+	}
+	s.latency = oneWay
+	nodes := s.cluster(n)
+	s.run(5 * time.Minute)
+	var rel []float64
+	nearestOK := 0
+	for _, a := range nodes {
+		best, bestD := (*simNode)(nil), time.Duration(math.MaxInt64)
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			est := a.e.Coordinate().DistanceTo(b.e.Coordinate())
+			truth := 2*oneWay(a.addr, b.addr) + s.jitter/2
+			rel = append(rel, math.Abs(float64(est-truth))/float64(truth))
+			if est < bestD {
+				best, bestD = b, est
+			}
+		}
+		if region[best.addr] == region[a.addr] {
+			nearestOK++
+		}
+	}
+	slices.Sort(rel)
+	med, p90 := rel[len(rel)/2], rel[len(rel)*9/10]
+	t.Logf("after 5 min of probes: median relative RTT error %.1f%%, p90 %.1f%%; nearest peer in own region for %d/%d",
+		100*med, 100*p90, nearestOK, n)
+	if med > 0.25 {
+		t.Errorf("median relative error %.3f; want <= 0.25", med)
+	}
+	if nearestOK < n-1 {
+		t.Errorf("nearest peer in own region for %d/%d members", nearestOK, n)
+	}
 }

@@ -53,11 +53,13 @@ type sim struct {
 	seq  uint64
 	q    eventHeap
 
-	cfg     Config
-	nodes   map[string]*simNode
-	byID    map[uint64]*simNode
-	delay   time.Duration
-	jitter  time.Duration
+	cfg    Config
+	nodes  map[string]*simNode
+	byID   map[uint64]*simNode
+	delay  time.Duration
+	jitter time.Duration
+	// latency, if set, gives the one-way delay between two addresses.
+	latency func(from, to string) time.Duration
 	loss    float64
 	blocked map[[2]string]bool
 	events  []simRecord
@@ -164,8 +166,14 @@ func (s *sim) runUntil(limit time.Duration, cond func() bool) (time.Duration, bo
 	return s.Now().Sub(start), cond()
 }
 
-func (s *sim) linkDelay() time.Duration {
-	return s.delay + time.Duration(s.rng.Int64N(int64(s.jitter)+1))
+// linkDelay is the one-way delay of one message from one node to another:
+// the latency matrix if set, else the uniform delay, plus jitter.
+func (s *sim) linkDelay(from, to string) time.Duration {
+	d := s.delay
+	if s.latency != nil {
+		d = s.latency(from, to)
+	}
+	return d + time.Duration(s.rng.Int64N(int64(s.jitter)+1))
 }
 
 func (s *sim) deliverable(from, to string) bool {
@@ -186,7 +194,7 @@ func (n *simNode) SendPacket(addr string, b []byte) {
 	}
 	dst := s.nodes[addr]
 	buf := append([]byte(nil), b...)
-	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
+	s.AfterFunc(s.linkDelay(n.addr, addr)+dst.stall, dst.gate(func() {
 		if !dst.crashed {
 			dst.e.Receive(buf)
 		}
@@ -201,13 +209,13 @@ func (n *simNode) PushPull(addr string, req *gossippb.PushPullState, done func(*
 		return
 	}
 	dst := s.nodes[addr]
-	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
+	s.AfterFunc(s.linkDelay(n.addr, addr)+dst.stall, dst.gate(func() {
 		if dst.crashed {
 			fail()
 			return
 		}
 		resp, err := dst.e.HandlePushPull(req)
-		s.AfterFunc(s.linkDelay()+n.stall, n.gate(func() { done(resp, err) }, nil))
+		s.AfterFunc(s.linkDelay(addr, n.addr)+n.stall, n.gate(func() { done(resp, err) }, nil))
 	}, nil))
 }
 
@@ -224,12 +232,12 @@ func (n *simNode) PingStream(addr string, ping *gossippb.Ping, timeout time.Dura
 		fail()
 		return
 	}
-	s.AfterFunc(s.linkDelay()+dst.stall, dst.gate(func() {
+	s.AfterFunc(s.linkDelay(n.addr, addr)+dst.stall, dst.gate(func() {
 		if dst.crashed {
 			return
 		}
 		ack, err := dst.e.HandlePing(ping)
-		s.AfterFunc(s.linkDelay()+n.stall, n.gate(func() { done(ack, err) }, nil))
+		s.AfterFunc(s.linkDelay(addr, n.addr)+n.stall, n.gate(func() { done(ack, err) }, nil))
 	}, nil))
 }
 
