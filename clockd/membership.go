@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -61,15 +62,17 @@ func (s *Server) gossipLoop(ctx context.Context) {
 func (s *Server) followGossip(ctx context.Context, gc *gossipclient.Client) (answered bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	adv := s.advertiseAddr()
-	md := &gossippb.Metadata{Addresses: map[string]string{MetadataKey: adv}}
-	if _, err := gc.SetMetadata(ctx, md, false); err != nil {
-		cancel()
-		return false, fmt.Errorf("publish the clockd address: %w", err)
+	if adv != "" {
+		md := &gossippb.Metadata{Addresses: map[string]string{MetadataKey: adv}}
+		if _, err := gc.SetMetadata(ctx, md, false); err != nil {
+			cancel()
+			return false, fmt.Errorf("publish the clockd address: %w", err)
+		}
 	}
 	sub, err := gc.Subscribe(ctx, false)
 	if err != nil {
 		cancel()
-		return true, err
+		return adv != "", err
 	}
 	kick := make(chan struct{}, 1)
 	ended := make(chan error, 1)
@@ -99,6 +102,10 @@ func (s *Server) followGossip(ctx context.Context, gc *gossipclient.Client) (ans
 	}()
 	if err := s.refreshMembers(ctx, gc); err != nil {
 		return true, err
+	}
+	if adv == "" {
+		s.log.Warn("not publishing this clockd's address in gossip: the bus listens on a wildcard address; set --advertise-addr",
+			slog.Any("bus_addr", s.bus.Addr()))
 	}
 	s.log.Info("following gossipd's membership", slog.String("gossip_addr", s.cfg.GossipAddr), slog.String("advertise_addr", adv))
 	t := time.NewTicker(membershipRefresh * s.cfg.ProbeInterval)
@@ -171,13 +178,16 @@ func peersOf(members []*gossippb.Member, gossipSelf, nodeID uint64, selfAddr str
 	return slices.Compact(out)
 }
 
-// advertiseAddr is the address this clockd publishes in gossip metadata.
+// advertiseAddr is the address this clockd publishes in gossip metadata:
+// AdvertiseAddr, else the bus's bound address unless that is a wildcard
+// (0.0.0.0, ::), which other nodes cannot dial; "" publishes nothing.
 func (s *Server) advertiseAddr() string {
 	if s.cfg.AdvertiseAddr != "" {
 		return s.cfg.AdvertiseAddr
 	}
-	if a := s.bus.Addr(); a != nil {
-		return a.String()
+	a, ok := s.bus.Addr().(*net.UDPAddr)
+	if !ok || a == nil || a.IP.IsUnspecified() {
+		return ""
 	}
-	return ""
+	return a.String()
 }

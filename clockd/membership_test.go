@@ -265,6 +265,40 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 	}
 }
 
+func TestWildcardBusNotPublished(t *testing.T) {
+	// A bus bound to 0.0.0.0 has no address other nodes can dial: clockd
+	// publishes nothing but still learns its peers.
+	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	g := newFakeGossip(t, 1000)
+	g.setUp(true)
+	g.set(2, gossippb.MemberState_MEMBER_STATE_ALIVE, b.addr)
+	cfg := fastCfg()
+	cfg.GossipAddr = g.addr
+	c := daemontest.Common(t)
+	c.BusAddr = "0.0.0.0:0"
+	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), c)
+	srv, err := clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}, NodeID: rt.NodeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	})
+	a := &node{srv: srv, rt: rt}
+	waitFor(t, "peer b from membership", 20*time.Second, func() bool { return probing(a, b.addr) })
+	if n, addr := g.published(); n != 0 || addr != "" {
+		t.Errorf("published %d times (%q); want nothing for a wildcard bus address", n, addr)
+	}
+}
+
 func TestGossipConfigValidation(t *testing.T) {
 	for _, tt := range []struct {
 		name string

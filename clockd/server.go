@@ -51,8 +51,9 @@ type Config struct {
 	// disables gossip. Default 127.0.0.1:7403.
 	GossipAddr string
 	// AdvertiseAddr is the bus address other nodes reach this clockd at,
-	// published in gossip metadata. Empty means the bus's bound address
-	// (set it when the bus listens on a wildcard address). Default empty.
+	// published in gossip metadata. Empty means the bus's bound address;
+	// when that is a wildcard (0.0.0.0, ::) nothing is published, so set
+	// it then. Default empty.
 	AdvertiseAddr string
 	// Peers are the bus addresses of the peer clockds the monitor probes
 	// until gossipd's membership is known (or always, without GossipAddr).
