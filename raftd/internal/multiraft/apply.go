@@ -340,6 +340,7 @@ func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error)
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
 	r.applied.Store(idx)
 	r.desc.Store(desc)
+	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
 }
 
@@ -400,6 +401,7 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 	cur.Applied = proto.Clone(r.mu.applied).(*raftmsgpb.AppliedState)
 	chunks = append(chunks, cur)
 	r.mu.snapSending[to] = true
+	r.s.metrics.snapshotsSent.Add(1)
 	if !r.s.goAsync(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*r.s.cfg.StorageTimeout)
 		defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -27,6 +28,7 @@ type LocalNetwork struct {
 	stopc   chan struct{}
 	wg      sync.WaitGroup
 	closed  bool
+	dropped atomic.Uint64
 }
 
 // NewLocalNetwork returns an empty network; seed makes loss reproducible.
@@ -179,6 +181,7 @@ func (t localTransport) Send(b *raftmsgpb.MessageBatch) {
 	select {
 	case ch <- proto.Clone(b).(*raftmsgpb.MessageBatch):
 	default: // queue full: drop, as a congested network would
+		t.n.dropped.Add(1)
 	}
 }
 

@@ -646,10 +646,11 @@ func (r *Replica) maybeTruncateLocked() error {
 	}
 	target := applied - cfg.LogKeepEntries
 	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
-		// Keep what live, recently active followers still need, unless
-		// they are so far behind that a snapshot is cheaper.
+		// Keep what followers on live nodes still need, unless they are
+		// so far behind that a snapshot is cheaper. (Progress.RecentActive
+		// is reset every election timeout, so it cannot tell.)
 		r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-			if id == r.mu.replicaID || !pr.RecentActive || pr.Match+10*cfg.LogTruncateEntries < applied {
+			if id == r.mu.replicaID || !r.s.nodeLive(r.nodeOfReplica(id)) || pr.Match+10*cfg.LogTruncateEntries < applied {
 				return
 			}
 			if pr.Match < target {

@@ -86,6 +86,7 @@ type Store struct {
 type storeMetrics struct {
 	rounds, syncWrites, rangesProcessed atomic.Uint64
 	leaseReads, readIndexReads          atomic.Uint64
+	snapshotsSent, snapshotsApplied     atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -558,10 +559,13 @@ type Stats struct {
 	Rounds, SyncWrites, RangesProcessed uint64
 	// LeaseReads and ReadIndexReads count linearizable reads by path.
 	LeaseReads, ReadIndexReads uint64
+	// SnapshotsSent and SnapshotsApplied count range snapshots.
+	SnapshotsSent, SnapshotsApplied uint64
 }
 
 // Stats returns scheduler counters.
 func (s *Store) Stats() Stats {
 	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
-		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load()}
+		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
+		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load()}
 }
