@@ -226,11 +226,10 @@ func (s *Server) streamRange(ctx context.Context, e *engine.Engine, req *storepb
 			return errUnavailable
 		default:
 		}
-		if req.SnapshotId != 0 {
-			// Renew the lease: a long stream must not lose its snapshot.
-			if _, err := s.snapshot(req.SnapshotId); err != nil {
-				return err
-			}
+		// Renew the lease: a long stream must not lose its snapshot. (A
+		// release here would wait for this very stream's read.)
+		if req.SnapshotId != 0 && !s.snaps.renew(req.SnapshotId, s.now()) {
+			return bus.Errorf(bus.CodeFailedPrecondition, "stored: snapshot %d expired during the stream", req.SnapshotId)
 		}
 		return ctx.Err()
 	}

@@ -75,6 +75,20 @@ func (t *leaseTable[T]) get(id uint64, now time.Time, what string) (T, error) {
 	return l.v, nil
 }
 
+// renew extends id's lease and reports whether it is still open. Unlike
+// get it never releases an expired entry (the caller may be reading at
+// it, and a release waits for its reads); the reaper will.
+func (t *leaseTable[T]) renew(id uint64, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.mu.entries[id]
+	if !ok || now.After(l.expires) {
+		return false
+	}
+	l.expires = now.Add(l.lease)
+	return true
+}
+
 // remove drops id, releasing its value; false if it was not there.
 func (t *leaseTable[T]) remove(id uint64) bool {
 	t.mu.Lock()

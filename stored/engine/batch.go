@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/linxGnu/grocksdb"
@@ -10,16 +11,30 @@ import (
 // column families, applied in order by Engine.Write. Each operation is
 // validated when added; the first invalid one marks the batch, and Write
 // refuses a marked batch whole, so a rejected batch leaves no trace.
-// Close a batch when done (it holds C memory); Reset reuses it. A Batch
-// is not safe for concurrent use.
+//
+// A Batch is encoded in Go memory in RocksDB's WriteBatch format and
+// handed to RocksDB in one call by Write, so building one costs no cgo
+// calls and touches no RocksDB state (it is safe even while the engine
+// closes). Reset reuses its memory. A Batch is not safe for concurrent
+// use.
 type Batch struct {
 	e     *Engine
 	limit int
-	wb    *grocksdb.WriteBatch
+	rep   []byte
 	err   error
 	bytes int
 	n     int
 }
+
+// WriteBatch record tags (RocksDB db/dbformat.h, ValueType) for records
+// naming their column family.
+const (
+	tagCFDeletion      = 0x4
+	tagCFValue         = 0x5
+	tagCFRangeDeletion = 0xE
+	// batchHeader is the 8-byte sequence number and the 4-byte count.
+	batchHeader = 12
+)
 
 // NewBatch returns an empty batch for e, bounded by Options.MaxBatchBytes.
 func (e *Engine) NewBatch() *Batch { return e.NewBatchLimit(e.opts.MaxBatchBytes) }
@@ -27,7 +42,16 @@ func (e *Engine) NewBatch() *Batch { return e.NewBatchLimit(e.opts.MaxBatchBytes
 // NewBatchLimit returns an empty batch bounded by maxBytes instead of
 // Options.MaxBatchBytes, for bulk writes such as a range ingest.
 func (e *Engine) NewBatchLimit(maxBytes int) *Batch {
-	return &Batch{e: e, limit: maxBytes, wb: grocksdb.NewWriteBatch()}
+	return &Batch{e: e, limit: maxBytes, rep: make([]byte, batchHeader, 256)}
+}
+
+// open reports whether operations may be added: no error yet and not
+// closed.
+func (b *Batch) open() bool {
+	if b.err == nil && b.rep == nil {
+		b.fail(invalidf("batch is closed"))
+	}
+	return b.err == nil
 }
 
 func (b *Batch) fail(err error) {
@@ -45,10 +69,22 @@ func (b *Batch) grow(n int) bool {
 	return true
 }
 
+// record appends one record: tag, column family id, then each field as a
+// length-prefixed string, and counts it in the header.
+func (b *Batch) record(tag byte, cf CF, fields ...[]byte) {
+	b.rep = append(b.rep, tag)
+	b.rep = binary.AppendUvarint(b.rep, uint64(b.e.cfIDs[cf]))
+	for _, f := range fields {
+		b.rep = binary.AppendUvarint(b.rep, uint64(len(f)))
+		b.rep = append(b.rep, f...)
+	}
+	binary.LittleEndian.PutUint32(b.rep[8:batchHeader], binary.LittleEndian.Uint32(b.rep[8:batchHeader])+1)
+}
+
 // Put sets key of cf to value.
 func (b *Batch) Put(cf CF, key, value []byte) {
 	defer func() { b.n++ }()
-	if b.err != nil {
+	if !b.open() {
 		return
 	}
 	if err := checkCF("put", cf); err != nil {
@@ -64,14 +100,14 @@ func (b *Batch) Put(cf CF, key, value []byte) {
 		return
 	}
 	if b.grow(len(key) + len(value)) {
-		b.wb.PutCF(b.e.cfs[cf], key, value)
+		b.record(tagCFValue, cf, key, value)
 	}
 }
 
 // Delete removes key of cf.
 func (b *Batch) Delete(cf CF, key []byte) {
 	defer func() { b.n++ }()
-	if b.err != nil {
+	if !b.open() {
 		return
 	}
 	if err := checkCF("delete", cf); err != nil {
@@ -83,7 +119,7 @@ func (b *Batch) Delete(cf CF, key []byte) {
 		return
 	}
 	if b.grow(len(key)) {
-		b.wb.DeleteCF(b.e.cfs[cf], key)
+		b.record(tagCFDeletion, cf, key)
 	}
 }
 
@@ -91,7 +127,7 @@ func (b *Batch) Delete(cf CF, key []byte) {
 // empty Start means the family's beginning.
 func (b *Batch) DeleteRange(span Span) {
 	defer func() { b.n++ }()
-	if b.err != nil {
+	if !b.open() {
 		return
 	}
 	if err := b.e.checkSpan("delete range", span, true); err != nil {
@@ -99,7 +135,7 @@ func (b *Batch) DeleteRange(span Span) {
 		return
 	}
 	if b.grow(len(span.Start) + len(span.End)) {
-		b.wb.DeleteRangeCF(b.e.cfs[span.CF], span.Start, span.End)
+		b.record(tagCFRangeDeletion, span.CF, span.Start, span.End)
 	}
 }
 
@@ -112,18 +148,21 @@ func (b *Batch) Len() int { return b.n }
 // Bytes returns the key and value bytes added.
 func (b *Batch) Bytes() int { return b.bytes }
 
-// Reset empties the batch and clears its error.
+// Reset empties the batch and clears its error, keeping its memory; a
+// closed batch becomes usable again.
 func (b *Batch) Reset() {
-	b.wb.Clear()
+	if b.rep == nil {
+		b.rep = make([]byte, batchHeader, 256)
+	}
+	clear(b.rep[:batchHeader])
+	b.rep = b.rep[:batchHeader]
 	b.err, b.bytes, b.n = nil, 0, 0
 }
 
-// Close frees the batch; it is idempotent.
+// Close drops the batch's memory; later operations on it are refused.
+// Calling it is optional (a Batch holds Go memory only).
 func (b *Batch) Close() {
-	if b.wb != nil {
-		b.wb.Destroy()
-		b.wb = nil
-	}
+	b.rep = nil
 }
 
 // Write applies b atomically. With sync it returns once the write is in
@@ -141,7 +180,7 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 	if b.err != nil {
 		return 0, fmt.Errorf("write: %w", b.err)
 	}
-	if b.wb == nil {
+	if b.rep == nil {
 		return 0, invalidf("write: batch is closed")
 	}
 	if err := e.enter(); err != nil {
@@ -151,7 +190,10 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 	if err := e.syncer.failed(); err != nil {
 		return 0, err
 	}
-	if err := e.db.Write(e.woAsync, b.wb); err != nil {
+	wb := grocksdb.WriteBatchFrom(b.rep)
+	err := e.db.Write(e.woAsync, wb)
+	wb.Destroy()
+	if err != nil {
 		return 0, fmt.Errorf("engine: write: %w", err)
 	}
 	seq := e.db.GetLatestSequenceNumber()

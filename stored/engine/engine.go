@@ -76,6 +76,7 @@ type Engine struct {
 
 	db      *grocksdb.DB
 	cfs     [len(cfNames)]*grocksdb.ColumnFamilyHandle
+	cfIDs   [len(cfNames)]uint32 // RocksDB's ids of the families
 	dbOpts  *grocksdb.Options
 	cfOpts  []*grocksdb.Options
 	bbto    *grocksdb.BlockBasedTableOptions
@@ -156,6 +157,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	e.db = db
 	copy(e.cfs[:], handles)
+	for i, h := range handles {
+		e.cfIDs[i] = h.ID()
+	}
 	e.ro = grocksdb.NewDefaultReadOptions()
 	e.woAsync = grocksdb.NewDefaultWriteOptions()
 	e.woAsync.SetSync(false)
@@ -380,7 +384,9 @@ func (e *Engine) NewSnapshot() (*Snapshot, error) {
 	return snap, nil
 }
 
-// Sequence returns the RocksDB sequence number when the snapshot was taken.
+// Sequence returns RocksDB's latest sequence number read just after the
+// snapshot was taken: the view holds every write up to it, except writes
+// racing with NewSnapshot, which may be counted yet not visible.
 func (s *Snapshot) Sequence() uint64 { return s.seq }
 
 // Release frees the snapshot after the reads in flight at it; it is

@@ -97,6 +97,7 @@ func TestRejectedBatchLeavesNoTrace(t *testing.T) {
 		{"range without end", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: engine.Data, Start: []byte("a")}) }},
 		{"range unknown cf", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: 7, End: []byte("a")}) }},
 		{"range bound over limit", func(b *engine.Batch) { b.DeleteRange(engine.Span{CF: engine.Data, End: long}) }},
+		{"closed batch", func(b *engine.Batch) { b.Close() }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := e.NewBatch()
