@@ -72,26 +72,41 @@ const BoundKey = "clockd/wall-bound"
 // StoreBound keeps the bound in the node's stored: key BoundKey of the
 // `local` column family, written with a synced batch.
 type StoreBound struct {
-	c *storeclient.Client
+	c      *storeclient.Client
+	legacy BoundStore
 }
 
-// NewStoreBound returns a StoreBound calling the stored of c.
-func NewStoreBound(c *storeclient.Client) *StoreBound { return &StoreBound{c: c} }
+// NewStoreBound returns a StoreBound calling the stored of c. legacy, if
+// not nil, is where an earlier run may have kept the bound (the FileBound
+// of a node that ran without stored): LoadBound answers the higher of the
+// two, so moving the bound into stored keeps restarts monotonic. Only
+// stored is written.
+func NewStoreBound(c *storeclient.Client, legacy BoundStore) *StoreBound {
+	return &StoreBound{c: c, legacy: legacy}
+}
 
 // LoadBound implements BoundStore.
 func (s *StoreBound) LoadBound(ctx context.Context) (int64, error) {
+	var old int64
+	if s.legacy != nil {
+		b, err := s.legacy.LoadBound(ctx)
+		if err != nil {
+			return 0, err
+		}
+		old = b
+	}
 	v, found, err := s.c.Get(ctx, storeclient.Local, []byte(BoundKey))
 	if err != nil {
 		return 0, fmt.Errorf("clockd: read bound from stored: %w", err)
 	}
 	if !found {
-		return 0, nil
+		return old, nil
 	}
 	b, err := decodeBound(v)
 	if err != nil {
 		return 0, fmt.Errorf("%w (stored key %s)", err, BoundKey)
 	}
-	return b, nil
+	return max(b, old), nil
 }
 
 // SaveBound implements BoundStore.

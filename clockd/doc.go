@@ -30,9 +30,9 @@
 // synced batch through shared/storeclient (StoreBound); while stored is
 // unreachable at start clockd retries and does not serve. Only when no
 // stored address is configured (--stored-addr "") does the daemon keep the
-// bound in <data-dir>/clockd/wall-bound (FileBound) instead; the two are
-// not merged, so switching between them on a node whose clock was set
-// back loses the protection once.
+// bound in <data-dir>/clockd/wall-bound (FileBound) instead. With stored,
+// a bound file left by an earlier run without it is still read at start
+// (the higher of the two is waited out); it is no longer written.
 //
 // # Remote clock monitor
 //

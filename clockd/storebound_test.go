@@ -98,7 +98,7 @@ func (f *fakeStored) bound(t *testing.T) int64 {
 func storeBound(t *testing.T, f *fakeStored) *clockd.StoreBound {
 	t.Helper()
 	rt := daemontest.NewRuntime(t, "clockd-store-client")
-	return clockd.NewStoreBound(storeclient.New(rt.Bus, f.addr))
+	return clockd.NewStoreBound(storeclient.New(rt.Bus, f.addr), nil)
 }
 
 func TestStoreBoundRoundTrip(t *testing.T) {
@@ -135,6 +135,41 @@ func TestStoreBoundRoundTrip(t *testing.T) {
 	}
 	if err := sb.SaveBound(ctx, 9); !errors.Is(err, bus.ErrUnavailable) {
 		t.Errorf("SaveBound with stored down = %v; want Unavailable", err)
+	}
+}
+
+func TestStoreBoundReadsLegacyFile(t *testing.T) {
+	f := newFakeStored(t)
+	rt := daemontest.NewRuntime(t, "clockd-store-client")
+	file := clockd.NewFileBound(t.TempDir())
+	ctx := t.Context()
+	sb := clockd.NewStoreBound(storeclient.New(rt.Bus, f.addr), file)
+	for _, tt := range []struct {
+		name         string
+		file, stored int64
+		want         int64
+	}{
+		{"neither", 0, 0, 0},
+		{"file only", 500, 0, 500},
+		{"file above stored", 500, 300, 500},
+		{"stored above file", 500, 900, 900},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := file.SaveBound(ctx, tt.file); err != nil {
+				t.Fatal(err)
+			}
+			if tt.stored != 0 {
+				if err := sb.SaveBound(ctx, tt.stored); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := sb.LoadBound(ctx); err != nil || got != tt.want {
+				t.Errorf("LoadBound = %d, %v; want %d", got, err, tt.want)
+			}
+		})
+	}
+	if b, _ := file.LoadBound(ctx); b != 500 {
+		t.Errorf("the file bound changed to %d; stored alone is written", b)
 	}
 }
 

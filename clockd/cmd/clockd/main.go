@@ -65,7 +65,8 @@ func spec() daemon.Spec {
 			// only when no stored address is given (see package clockd).
 			var bound clockd.BoundStore = clockd.NewFileBound(rt.DataDir)
 			if cfg.StoredAddr != "" {
-				bound = clockd.NewStoreBound(storeclient.New(rt.Bus, cfg.StoredAddr))
+				// A bound file left by a run without stored is still read.
+				bound = clockd.NewStoreBound(storeclient.New(rt.Bus, cfg.StoredAddr), bound)
 			}
 			return clockd.New(cfg, clockd.Deps{
 				Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
