@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -418,6 +419,9 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 
 type snapKey struct{ from, id uint64 }
 
+// snapshotIdleTimeout drops a partly received snapshot without news.
+const snapshotIdleTimeout = time.Minute
+
 // HandleSnapshot receives one snapshot chunk. The last chunk hands the
 // data and the MsgSnap to the replica, which installs both in its next
 // round.
@@ -426,9 +430,16 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 	s.snaps.Lock()
 	sn := s.snaps.in[k]
 	if sn == nil {
+		// Forget snapshots whose sender went quiet.
+		for ok, o := range s.snaps.in {
+			if time.Since(o.started) > snapshotIdleTimeout {
+				delete(s.snaps.in, ok)
+			}
+		}
 		sn = &inboundSnapshot{}
 		s.snaps.in[k] = sn
 	}
+	sn.started = time.Now()
 	sn.kvs = append(sn.kvs, c.GetKvs()...)
 	if !c.GetDone() {
 		s.snaps.Unlock()

@@ -59,6 +59,22 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
+// BenchmarkPutSerial measures the latency of one client's puts on the
+// leader: a proposal, the leader's and a follower's rounds, the commit
+// round and the apply.
+func BenchmarkPutSerial(b *testing.B) {
+	c, descs := benchCluster(b, 1)
+	s := c.store(c.leaderOf(descs[1].GetRangeId()))
+	value := make([]byte, 256)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.Put(ctx, &kvpb.PutRequest{Key: fmt.Appendf(nil, "\x01%07d", i), Value: value}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkGet measures linearizable gets on the leader (lease path).
 func BenchmarkGet(b *testing.B) {
 	c, descs := benchCluster(b, 1)

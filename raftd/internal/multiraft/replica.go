@@ -85,6 +85,7 @@ type snapReport struct {
 }
 
 type inboundSnapshot struct {
+	started time.Time
 	kvs     []*kvpb.KeyValue
 	desc    *kvpb.RangeDescriptor
 	applied *raftmsgpb.AppliedState
@@ -107,12 +108,13 @@ type Replica struct {
 	rangeID uint64
 	log     *slog.Logger
 
-	noVotesUntil time.Time
-	desc         atomic.Pointer[kvpb.RangeDescriptor]
-	quiesced     atomic.Bool
-	isLeader     atomic.Bool
-	leaderNode   atomic.Uint64
-	applied      atomic.Uint64
+	noVotesUntil   time.Time
+	campaignOnTick bool
+	desc           atomic.Pointer[kvpb.RangeDescriptor]
+	quiesced       atomic.Bool
+	isLeader       atomic.Bool
+	leaderNode     atomic.Uint64
+	applied        atomic.Uint64
 
 	in struct {
 		sync.Mutex
@@ -254,11 +256,10 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica,
 		r.noVotesUntil = time.Now().Add(s.leaseDuration())
 	}
 	r.applied.Store(applied.GetIndex())
-	if bootstrap && len(desc.GetReplicas()) > 0 && desc.GetReplicas()[0].GetNodeId() == s.d.NodeID {
-		if err := rn.Campaign(); err != nil {
-			return nil, err
-		}
-	}
+	// The first replica of a new range campaigns on its first tick, by
+	// when the other nodes have bootstrapped too (a vote request to a node
+	// without the replica is lost, costing a whole election timeout).
+	r.campaignOnTick = bootstrap && len(desc.GetReplicas()) > 0 && desc.GetReplicas()[0].GetNodeId() == s.d.NodeID
 	return r, nil
 }
 
@@ -381,6 +382,10 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 	for range ticks {
 		if r.quiesced.Load() {
 			break
+		}
+		if r.campaignOnTick {
+			r.campaignOnTick = false
+			_ = rn.Campaign()
 		}
 		rn.Tick()
 		r.mu.ticks++
