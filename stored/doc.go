@@ -57,7 +57,10 @@
 // a WAL fsync begun after it, and one fsync serves every sync write that
 // reached the WAL before it began. A write without sync never waits for
 // an fsync. Stats and /metrics count writes, sync writes and WAL fsyncs;
-// see package engine for the details and the visibility hazard.
+// see package engine for the details and the visibility hazard. A failed
+// WAL fsync is fatal: writes fail from then on, the readiness check fails
+// and the error is delivered on Err, so the daemon exits and a restart
+// replays the WAL.
 //
 // # Validation and limits
 //

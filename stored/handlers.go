@@ -182,9 +182,21 @@ func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRe
 	}
 	seq, err := e.Write(b, req.Sync)
 	if err != nil {
+		s.checkFailed(e)
 		return nil, err
 	}
 	return &storepb.WriteResponse{Sequence: seq}, nil
+}
+
+// checkFailed reports a failed WAL fsync on Err: the daemon must restart
+// (reopening replays the WAL) before it takes writes again.
+func (s *Server) checkFailed(e *engine.Engine) {
+	if err := e.Failed(); err != nil {
+		select {
+		case s.errc <- fmt.Errorf("stored: %w", err):
+		default:
+		}
+	}
 }
 
 func (s *Server) openSnapshot(_ context.Context, e *engine.Engine, req *storepb.OpenSnapshotRequest) (*storepb.OpenSnapshotResponse, error) {
@@ -286,6 +298,7 @@ func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.I
 	}
 	seq, err := e.Write(in.b, true)
 	if err != nil {
+		s.checkFailed(e)
 		return nil, err
 	}
 	resp.Sequence = seq

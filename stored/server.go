@@ -110,6 +110,9 @@ func (s *Server) readyCheck(context.Context) error {
 	case !s.mu.started:
 		return errors.New("not started")
 	}
+	if e := s.eng.Load(); e != nil {
+		return e.Failed()
+	}
 	return nil
 }
 
@@ -159,7 +162,8 @@ func (s *Server) reapLoop() {
 // Ready is closed once the server has started.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Err delivers a fatal failure after Start.
+// Err delivers a fatal failure after Start: a failed WAL fsync, after
+// which the database refuses writes until the daemon restarts.
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Engine returns the open engine, nil before Start and after Stop. It is

@@ -201,7 +201,6 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 	if !sync {
 		return seq, nil
 	}
-	e.syncWrites.Add(1)
 	if err := e.syncer.sync(); err != nil {
 		return 0, err
 	}

@@ -94,7 +94,7 @@ type Engine struct {
 	snapMu    sync.Mutex
 	openSnaps map[*Snapshot]struct{}
 
-	writes, syncWrites atomic.Uint64
+	writes atomic.Uint64
 }
 
 // Open opens (creating if missing) the RocksDB instance in dir.
@@ -163,7 +163,11 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.ro = grocksdb.NewDefaultReadOptions()
 	e.woAsync = grocksdb.NewDefaultWriteOptions()
 	e.woAsync.SetSync(false)
-	e.syncer.init(e.db)
+	var beforeSync func()
+	if opts.Knobs != nil {
+		beforeSync = opts.Knobs.BeforeWALSync
+	}
+	e.syncer.init(e.db, beforeSync)
 	return e, nil
 }
 

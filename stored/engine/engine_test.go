@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -441,4 +442,63 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v; want ok=%v", tt.name, err, tt.ok)
 		}
 	}
+}
+
+// TestGroupCommit holds the first WAL fsync, queues sync writers behind
+// it and checks that one more fsync serves them all, and that an unsynced
+// write completes while the fsync is held.
+func TestGroupCommit(t *testing.T) {
+	entered := make(chan struct{}, 100)
+	hold := make(chan struct{})
+	o := testOptions()
+	var first sync.Once
+	o.Knobs = &engine.Knobs{BeforeWALSync: func() {
+		entered <- struct{}{}
+		first.Do(func() { <-hold })
+	}}
+	e := open(t, t.TempDir(), o)
+	put := func(key string, sync bool) error {
+		b := e.NewBatch()
+		b.Put(engine.Raft, []byte(key), []byte("v"))
+		_, err := e.Write(b, sync)
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	wg.Add(1)
+	go func() { defer wg.Done(); errs <- put("leader", true) }()
+	<-entered // the leader's fsync is held
+
+	// An unsynced write does not wait for the held fsync.
+	if err := put("async", false); err != nil {
+		t.Fatal(err)
+	}
+	const followers = 10
+	for i := 0; i < followers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- put(fmt.Sprintf("f%d", i), true) }()
+	}
+	// Wait until every follower holds its ticket behind the held fsync.
+	for {
+		if _, syncWrites, _ := e.Counters(); syncWrites == followers+1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(hold)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes, syncWrites, walSyncs := e.Counters()
+	if writes != followers+2 || syncWrites != followers+1 {
+		t.Errorf("writes %d, sync writes %d; want %d, %d", writes, syncWrites, followers+2, followers+1)
+	}
+	if walSyncs != 2 {
+		t.Errorf("%d WAL fsyncs for 1 leader and %d queued followers; want 2 (one for the queue)", walSyncs, followers)
+	}
+	t.Logf("%d WAL fsyncs for %d sync writes", walSyncs, syncWrites)
 }

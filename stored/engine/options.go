@@ -46,6 +46,15 @@ type Options struct {
 	// MaxBatchBytes is the largest write batch accepted (keys and values
 	// of every operation). Default 64 MiB.
 	MaxBatchBytes int
+	// Knobs holds test hooks; nil in production.
+	Knobs *Knobs
+}
+
+// Knobs are test hooks of the engine.
+type Knobs struct {
+	// BeforeWALSync, if set, runs before each WAL fsync, on the goroutine
+	// of the sync writer leading it.
+	BeforeWALSync func()
 }
 
 // DefaultOptions returns the options for a small machine.

@@ -49,8 +49,13 @@ func (s Stats) HitRate() float64 {
 // Counters returns the write counters alone, without touching RocksDB:
 // writes, sync writes and WAL fsyncs since Open.
 func (e *Engine) Counters() (writes, syncWrites, walSyncs uint64) {
-	return e.writes.Load(), e.syncWrites.Load(), e.syncer.syncs.Load()
+	return e.writes.Load(), e.syncer.requests.Load(), e.syncer.syncs.Load()
 }
+
+// Failed returns the sticky error of a failed WAL fsync, nil while the
+// engine is healthy. Once it is set every write fails until the engine is
+// reopened.
+func (e *Engine) Failed() error { return e.syncer.failed() }
 
 // Stats reads the engine's properties.
 func (e *Engine) Stats() (Stats, error) {

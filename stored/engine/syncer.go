@@ -20,7 +20,8 @@ import (
 // A failed fsync is sticky: the WAL's state on disk is unknown, so every
 // later write fails until the engine is reopened.
 type syncer struct {
-	db *grocksdb.DB
+	db     *grocksdb.DB
+	before func() // test knob, may be nil
 
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -29,11 +30,13 @@ type syncer struct {
 	running bool
 	err     error
 
-	syncs atomic.Uint64
+	// syncs counts fsyncs; requests counts sync writes, each once it
+	// holds its ticket.
+	syncs, requests atomic.Uint64
 }
 
-func (s *syncer) init(db *grocksdb.DB) {
-	s.db = db
+func (s *syncer) init(db *grocksdb.DB, before func()) {
+	s.db, s.before = db, before
 	s.cond.L = &s.mu
 }
 
@@ -50,6 +53,7 @@ func (s *syncer) sync() error {
 	defer s.mu.Unlock()
 	s.issued++
 	ticket := s.issued
+	s.requests.Add(1)
 	for s.synced < ticket && s.err == nil {
 		if s.running {
 			s.cond.Wait()
@@ -60,6 +64,9 @@ func (s *syncer) sync() error {
 		target := s.issued
 		s.running = true
 		s.mu.Unlock()
+		if s.before != nil {
+			s.before()
+		}
 		err := s.db.FlushWAL(true)
 		s.mu.Lock()
 		s.running = false
