@@ -90,6 +90,45 @@ func TestLeaseReads(t *testing.T) {
 	c.net.Heal()
 }
 
+// TestFiveNodes places 3 replicas of each range on 5 nodes: nodes without
+// a replica of a key's range find it through the meta range and forward.
+func TestFiveNodes(t *testing.T) {
+	c := newTestCluster(t, 5, &kvpb.InitRequest{InitialRanges: 5})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	keys := []string{"\x10a", "Ab", "\x90c", "\xc0d", "\xf0e"}
+	for _, id := range c.ids {
+		for _, k := range keys {
+			if err := c.do(ctx, func(ctx context.Context, _ *Store) error {
+				_, err := c.store(id).Put(ctx, &kvpb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(id))})
+				return err
+			}); err != nil {
+				t.Fatalf("node %d put %q: %v", id, k, err)
+			}
+		}
+	}
+	for _, id := range c.ids {
+		var resp *kvpb.ScanResponse
+		if err := c.do(ctx, func(ctx context.Context, _ *Store) error {
+			var err error
+			resp, err = c.store(id).Scan(ctx, &kvpb.ScanRequest{})
+			return err
+		}); err != nil || len(resp.GetKvs()) != len(keys) {
+			t.Fatalf("node %d scan = %v, %v; want %d keys", id, resp, err, len(keys))
+		}
+		for _, kv := range resp.GetKvs() {
+			if string(kv.GetValue().GetValue()) != "5" {
+				t.Errorf("node %d: %q = %q; want 5 (last writer)", id, kv.GetKey(), kv.GetValue().GetValue())
+			}
+		}
+	}
+	old := c.leaderOf(3)
+	c.stop(old)
+	if err := c.put(ctx, "Ab", "after"); err != nil {
+		t.Fatalf("put after stopping node %d: %v", old, err)
+	}
+}
+
 func TestKVSemantics(t *testing.T) {
 	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("c"), []byte("m"), []byte("t")}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

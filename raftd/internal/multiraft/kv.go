@@ -585,6 +585,9 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 // Descriptors returns the descriptors overlapping [start, end) and the
 // leaders this node knows.
 func (s *Store) Descriptors(ctx context.Context, req *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
+	if req.GetHeader().GetForwarded() && s.Replica(MetaRangeID) == nil {
+		return nil, bus.Errorf(bus.CodeUnavailable, "kv: no meta replica on this node")
+	}
 	descs, err := s.allDescriptors(ctx)
 	if err != nil {
 		return nil, err

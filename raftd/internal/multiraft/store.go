@@ -3,6 +3,7 @@ package multiraft
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,7 +99,7 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 	if d.NodeID == 0 || d.Engine == nil || d.Transport == nil || d.Clock == nil || d.Logger == nil {
 		return nil, errors.New("multiraft: Deps.NodeID, Engine, Transport, Clock and Logger are required")
 	}
-	s := &Store{cfg: cfg, d: d, log: d.Logger, incarnation: time.Now().UnixNano(),
+	s := &Store{cfg: cfg, d: d, log: d.Logger,
 		stopc: make(chan struct{}), wake: make(chan struct{}, 1), tasks: make(chan func()), fatal: make(chan error, 1)}
 	s.sched.pending = map[uint64]struct{}{}
 	s.mu.replicas = map[uint64]*Replica{}
@@ -190,6 +191,20 @@ func (s *Store) goAsync(f func()) bool {
 
 func (s *Store) load(ctx context.Context) error {
 	eng := s.d.Engine
+	// Each run proposes under a new incarnation, persisted before use, so
+	// the per-proposer sequences applied by ranges never go backwards
+	// across restarts, whatever the wall clock does.
+	var inc int64
+	if v, ok, err := eng.Get(ctx, storage.Local, storage.IncarnationKey); err != nil {
+		return fmt.Errorf("multiraft: load incarnation: %w", err)
+	} else if ok && len(v) == 8 {
+		inc = int64(binary.BigEndian.Uint64(v))
+	}
+	inc++
+	if err := eng.Write(ctx, []storage.Op{storage.Put(storage.Local, storage.IncarnationKey, binary.BigEndian.AppendUint64(nil, uint64(inc)))}, true); err != nil {
+		return fmt.Errorf("multiraft: persist incarnation: %w", err)
+	}
+	s.incarnation = inc
 	if v, ok, err := eng.Get(ctx, storage.Local, storage.BootstrapKey); err != nil {
 		return fmt.Errorf("multiraft: load bootstrap record: %w", err)
 	} else if ok {

@@ -60,8 +60,10 @@ func RangeRaftSpan(rangeID uint64) (start, end []byte) {
 // Local column family keys.
 var (
 	// BootstrapKey holds the cluster bootstrap record of this node.
-	BootstrapKey  = []byte("bootstrap")
-	replicaPrefix = []byte("replica/")
+	BootstrapKey = []byte("bootstrap")
+	// IncarnationKey holds the count of raftd runs on this node.
+	IncarnationKey = []byte("incarnation")
+	replicaPrefix  = []byte("replica/")
 )
 
 // ReplicaKey is the local CF key of the descriptor of a replica hosted by
