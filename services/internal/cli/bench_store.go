@@ -19,7 +19,8 @@ func benchStoreCommand(e *env) *cli.Command {
 		Description: "Runs the same workload against stored over the bus and against stored's engine opened\n" +
 			"in this process, one timed phase (--phase) each: sync batches of --batch-ops puts of\n" +
 			"--value-bytes from each of --concurrency writers; point reads of preloaded keys (hits)\n" +
-			"and of absent keys (misses); scans of --scan-keys keys; reads from --read-concurrency\n" +
+			"and of absent keys (misses); scans of --scan-keys keys; MultiGet calls of --multi-get-keys\n" +
+			"keys (counted in keys/s, to show what batching recovers); reads from --read-concurrency\n" +
 			"readers. Without --addr it starts a temporary stored in this process; with --addr it\n" +
 			"uses that stored (certificate in --certs-dir), writing under a per-run key prefix of the\n" +
 			"data column family that it deletes at the end.\n\n" +
@@ -27,7 +28,7 @@ func benchStoreCommand(e *env) *cli.Command {
 			"the writer counts; batch_write_by_concurrency has each), point_read (the lower of\n" +
 			"point_read_hits and point_read_misses) and scan; group_commit_gain (the bus's sync\n" +
 			"batches/s at the most writers over the fewest, c64 over c1 by default) and\n" +
-			"in_process_group_commit_gain; then \"bus\" and \"in_process\" with each phase's ops,\n" +
+			"in_process_group_commit_gain; point_read_multi_get (keys/s with MultiGet); then \"bus\" and \"in_process\" with each phase's ops,\n" +
 			"ops_per_sec, p50_us, p99_us and, for sync batches, sync_writes_per_wal_sync.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Usage: "bus `ADDR` of a stored to measure (default: start a temporary one)"},
@@ -40,6 +41,7 @@ func benchStoreCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "keys", Value: store.DefaultKeys, Usage: "keys preloaded for reads and scans"},
 			&cli.IntFlag{Name: "read-concurrency", Value: store.DefaultReadConcurrency, Usage: "readers for point reads and scans"},
 			&cli.IntFlag{Name: "scan-keys", Value: store.DefaultScanKeys, Usage: "keys per scan"},
+			&cli.IntFlag{Name: "multi-get-keys", Value: store.DefaultMultiGetKeys, Usage: "keys per MultiGet call"},
 			outputFlag(),
 		},
 		Action: action(func(c *cli.Context) error {
@@ -63,14 +65,14 @@ func benchStoreCommand(e *env) *cli.Command {
 			o := store.Options{
 				Addr: c.String("addr"), CertsDir: c.String("certs-dir"), Dir: c.String("dir"), Phase: c.Duration("phase"),
 				Concurrency: conc, BatchOps: c.Int("batch-ops"), ValueBytes: c.Int("value-bytes"), Keys: c.Int("keys"),
-				ReadConcurrency: c.Int("read-concurrency"), ScanKeys: c.Int("scan-keys"),
+				ReadConcurrency: c.Int("read-concurrency"), ScanKeys: c.Int("scan-keys"), MultiGetKeys: c.Int("multi-get-keys"),
 			}
 			// Zero means "default" in store.Options; on the command line it
 			// is an error.
 			if c.Duration("phase") <= 0 {
 				return usagef("invalid value %v for flag --phase: must be positive", c.Duration("phase"))
 			}
-			for _, n := range []string{"batch-ops", "value-bytes", "keys", "read-concurrency", "scan-keys"} {
+			for _, n := range []string{"batch-ops", "value-bytes", "keys", "read-concurrency", "scan-keys", "multi-get-keys"} {
 				if c.Int(n) <= 0 {
 					return usagef("invalid value %d for flag --%s: must be positive", c.Int(n), n)
 				}
@@ -119,11 +121,13 @@ func printStoreBench(e *env, r *store.Result) error {
 	row("point reads, hits", r.Bus.PointReadHits, r.InProcess.PointReadHits)
 	row("point reads, misses", r.Bus.PointReadMisses, r.InProcess.PointReadMisses)
 	row("scans", r.Bus.Scans, r.InProcess.Scans)
+	row(fmt.Sprintf("multi-get keys, %d per call", r.MultiGetKeys), r.Bus.MultiGetKeys, r.InProcess.MultiGetKeys)
 	if err := t.flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\nbus/in-process: batch_write %.2fx (goal 0.6x), point_read %.2fx (goal 0.4x), scan %.2fx (goal 0.6x)\n",
 		r.BatchWrite, r.PointRead, r.Scan)
 	fmt.Fprintf(e.stdout, "group commit gain: bus %.1fx (goal 5x), in-process %.1fx\n", r.GroupCommitGain, r.InProcessGroupCommitGain)
+	fmt.Fprintf(e.stdout, "point reads batched with MultiGet: %.2fx\n", r.PointReadMultiGet)
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 
 func TestBenchStoreJSON(t *testing.T) {
 	code, out, errOut := run(t, "bench", "store", "--phase", "30ms", "--concurrency", "1,4", "--batch-ops", "5",
-		"--value-bytes", "10", "--keys", "200", "--read-concurrency", "2", "--scan-keys", "20", "--dir", t.TempDir(), "-o", "json")
+		"--value-bytes", "10", "--keys", "200", "--read-concurrency", "2", "--scan-keys", "20", "--multi-get-keys", "4", "--dir", t.TempDir(), "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -16,7 +16,7 @@ func TestBenchStoreJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
 	}
-	for _, k := range []string{"batch_write", "point_read", "scan", "group_commit_gain"} {
+	for _, k := range []string{"batch_write", "point_read", "scan", "group_commit_gain", "point_read_multi_get"} {
 		if x, ok := v[k].(float64); !ok || x <= 0 {
 			t.Errorf("%s = %v; want a positive ratio", k, v[k])
 		}
@@ -36,7 +36,7 @@ func TestBenchStoreTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"(temporary)", "sync batches, 1 writer ", "sync batches, 2 writers", "point reads, misses", "scans", "batch_write", "group commit gain"} {
+	for _, want := range []string{"(temporary)", "sync batches, 1 writer ", "sync batches, 2 writers", "point reads, misses", "scans", "multi-get keys, 100 per call", "batch_write", "group commit gain", "batched with MultiGet"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -55,6 +55,7 @@ func TestBenchStoreBadFlags(t *testing.T) {
 		{[]string{"--concurrency", "1,x"}, "--concurrency"},
 		{[]string{"--concurrency", "16,1"}, "ascending"},
 		{[]string{"--keys", "0"}, "--keys"},
+		{[]string{"--multi-get-keys", "-1"}, "--multi-get-keys"},
 		{[]string{"--phase", "0s"}, "--phase"},
 		{[]string{"--keys", "10", "--scan-keys", "100"}, "scan keys"},
 		{[]string{"-o", "yaml"}, "--output"},

@@ -8,7 +8,9 @@
 //   - point reads of preloaded keys (hits) and of absent keys in the same
 //     key range (misses), from ReadConcurrency readers;
 //   - scans of ScanKeys consecutive keys from a random preloaded key,
-//     from ReadConcurrency readers.
+//     from ReadConcurrency readers;
+//   - for scale, point reads of MultiGetKeys random preloaded keys per
+//     MultiGet call, counted in keys per second.
 //
 // Each figure is the operations completed in one timed phase of Phase,
 // with latency percentiles; each phase runs on the bus, then in-process,
@@ -58,6 +60,7 @@ const (
 	DefaultKeys            = 50_000
 	DefaultReadConcurrency = 16
 	DefaultScanKeys        = 1000
+	DefaultMultiGetKeys    = 100
 )
 
 // DefaultConcurrency lists the default sync batch writer counts.
@@ -88,6 +91,9 @@ type Options struct {
 	ReadConcurrency int
 	// ScanKeys is the length of one scan. Default 1,000.
 	ScanKeys int
+	// MultiGetKeys is the keys per MultiGet call of the batched read
+	// phase. Default 100.
+	MultiGetKeys int
 	// Seed makes key choices repeatable. Default 1.
 	Seed uint64
 	// Logger receives the temporary stored's log; nil discards it.
@@ -119,6 +125,9 @@ func (o Options) withDefaults() Options {
 	if o.ScanKeys == 0 {
 		o.ScanKeys = DefaultScanKeys
 	}
+	if o.MultiGetKeys == 0 {
+		o.MultiGetKeys = DefaultMultiGetKeys
+	}
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
@@ -139,8 +148,10 @@ func (o Options) Check() error {
 	switch {
 	case o.Phase < 0:
 		return fmt.Errorf("phase %v must be positive", o.Phase)
-	case o.BatchOps < 0 || o.ValueBytes < 0 || o.Keys < 0 || o.ReadConcurrency < 0 || o.ScanKeys < 0:
-		return errors.New("batch ops, value bytes, keys, read concurrency and scan keys must be positive")
+	case o.BatchOps < 0 || o.ValueBytes < 0 || o.Keys < 0 || o.ReadConcurrency < 0 || o.ScanKeys < 0 || o.MultiGetKeys < 0:
+		return errors.New("batch ops, value bytes, keys, read concurrency, scan keys and multi-get keys must be positive")
+	case o.MultiGetKeys > 10_000:
+		return fmt.Errorf("multi-get keys %d over 10,000", o.MultiGetKeys)
 	case o.ScanKeys > o.Keys:
 		return fmt.Errorf("scan keys %d exceed the %d preloaded keys", o.ScanKeys, o.Keys)
 	case o.Keys > 100_000_000:
@@ -175,6 +186,9 @@ type Figures struct {
 	PointReadHits   Phase   `json:"point_read_hits"`
 	PointReadMisses Phase   `json:"point_read_misses"`
 	Scans           Phase   `json:"scans"`
+	// MultiGetKeys counts keys, MultiGetKeys per call; its latencies are
+	// per call.
+	MultiGetKeys Phase `json:"multi_get_keys"`
 }
 
 // Result is a run's outcome; `--output json` prints it.
@@ -199,6 +213,10 @@ type Result struct {
 	PointReadMisses float64 `json:"point_read_misses"`
 	// Scan is the bus/in-process ratio of scans/s.
 	Scan float64 `json:"scan"`
+	// PointReadMultiGet is the bus/in-process ratio of keys/s read with
+	// MultiGet: what batching point reads recovers.
+	PointReadMultiGet float64 `json:"point_read_multi_get"`
+	MultiGetKeys      int     `json:"multi_get_keys"`
 	// GroupCommitGain is the bus's sync batches/s at the most writers
 	// over the fewest; InProcessGroupCommitGain the same in-process.
 	GroupCommitGain          float64 `json:"group_commit_gain"`
@@ -262,7 +280,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}()
 	res = &Result{
 		Addr: addr, Temporary: o.Addr == "", PhaseSec: o.Phase.Seconds(), BatchOps: o.BatchOps, ValueBytes: o.ValueBytes,
-		Keys: o.Keys, ReadConcurrency: o.ReadConcurrency, ScanKeys: o.ScanKeys,
+		Keys: o.Keys, ReadConcurrency: o.ReadConcurrency, ScanKeys: o.ScanKeys, MultiGetKeys: o.MultiGetKeys,
 		BatchWriteByConcurrency: map[string]float64{},
 	}
 	if err := r.measure(ctx, []side{{"bus", busT, &res.Bus}, {"in-process", &engineTarget{e: eng}, &res.InProcess}}); err != nil {
@@ -293,6 +311,7 @@ func (r *Result) ratios() {
 	r.PointReadMisses = ratio(r.Bus.PointReadMisses.OpsPerSec, r.InProcess.PointReadMisses.OpsPerSec)
 	r.PointRead = min(r.PointReadHits, r.PointReadMisses)
 	r.Scan = ratio(r.Bus.Scans.OpsPerSec, r.InProcess.Scans.OpsPerSec)
+	r.PointReadMultiGet = ratio(r.Bus.MultiGetKeys.OpsPerSec, r.InProcess.MultiGetKeys.OpsPerSec)
 	gain := func(ps []Phase) float64 {
 		if len(ps) == 0 {
 			return 0
@@ -406,6 +425,28 @@ func (r *runner) measure(ctx context.Context, sides []side) error {
 			return fmt.Errorf("%s: scans: %w", sd.name, err)
 		}
 		r.progress("%s: scans of %d keys, %d readers: %.0f scans/s (p50 %.0f µs, p99 %.0f µs)", sd.name, r.o.ScanKeys, r.o.ReadConcurrency, sd.f.Scans.OpsPerSec, sd.f.Scans.P50Us, sd.f.Scans.P99Us)
+	}
+	for _, sd := range sides {
+		p, err := r.phase(ctx, r.o.ReadConcurrency, func(ctx context.Context, _ int, rng *rand.Rand) (func() error, func()) {
+			keys := make([][]byte, r.o.MultiGetKeys)
+			return func() error {
+				for i := range keys {
+					keys[i] = r.readKey(rng.IntN(r.o.Keys))
+				}
+				n, err := sd.t.multiGet(ctx, keys)
+				if err == nil && n != len(keys) {
+					err = fmt.Errorf("multi-get found %d of %d preloaded keys", n, len(keys))
+				}
+				return err
+			}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: multi-get: %w", sd.name, err)
+		}
+		p.Ops *= int64(r.o.MultiGetKeys)
+		p.OpsPerSec *= float64(r.o.MultiGetKeys)
+		sd.f.MultiGetKeys = p
+		r.progress("%s: multi-gets of %d keys, %d readers: %.0f keys/s (p50 %.0f µs, p99 %.0f µs per call)", sd.name, r.o.MultiGetKeys, r.o.ReadConcurrency, p.OpsPerSec, p.P50Us, p.P99Us)
 	}
 	return nil
 }
@@ -552,6 +593,8 @@ type target interface {
 	// write applies one batch of puts in the data column family.
 	write(ctx context.Context, keys, vals [][]byte, sync bool) error
 	get(ctx context.Context, key []byte) (bool, error)
+	// multiGet reads keys in one call and returns how many were found.
+	multiGet(ctx context.Context, keys [][]byte) (int, error)
 	// scan reads up to n keys of [start, end) and returns how many.
 	scan(ctx context.Context, start, end []byte, n int) (int, error)
 	// counters returns the sync writes and WAL fsyncs so far.
@@ -586,6 +629,17 @@ func (t *busTarget) write(ctx context.Context, keys, vals [][]byte, sync bool) e
 func (t *busTarget) get(ctx context.Context, key []byte) (bool, error) {
 	_, found, err := t.c.Get(ctx, storeclient.Data, key)
 	return found, err
+}
+
+func (t *busTarget) multiGet(ctx context.Context, keys [][]byte) (int, error) {
+	res, err := t.c.MultiGet(ctx, storeclient.Data, keys)
+	n := 0
+	for _, r := range res {
+		if r.Found {
+			n++
+		}
+	}
+	return n, err
 }
 
 func (t *busTarget) scan(ctx context.Context, start, end []byte, n int) (int, error) {
@@ -646,6 +700,17 @@ func (t *engineTarget) write(_ context.Context, keys, vals [][]byte, sync bool) 
 func (t *engineTarget) get(_ context.Context, key []byte) (bool, error) {
 	_, found, err := t.e.Get(engine.Data, key, nil)
 	return found, err
+}
+
+func (t *engineTarget) multiGet(_ context.Context, keys [][]byte) (int, error) {
+	_, found, err := t.e.MultiGet(engine.Data, keys, nil)
+	n := 0
+	for _, f := range found {
+		if f {
+			n++
+		}
+	}
+	return n, err
 }
 
 func (t *engineTarget) scan(_ context.Context, start, end []byte, n int) (int, error) {

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // tiny is a run in miniature: a few milliseconds per phase, small counts.
 func tiny() Options {
-	return Options{Phase: 40 * time.Millisecond, Concurrency: []int{1, 4}, BatchOps: 5, ValueBytes: 10, Keys: 300, ReadConcurrency: 2, ScanKeys: 25}
+	return Options{Phase: 40 * time.Millisecond, Concurrency: []int{1, 4}, BatchOps: 5, ValueBytes: 10, Keys: 300, ReadConcurrency: 2, ScanKeys: 25, MultiGetKeys: 7}
 }
 
 func checkResult(t *testing.T, r *Result, o Options) {
@@ -30,7 +30,7 @@ func checkResult(t *testing.T, r *Result, o Options) {
 		if len(side.f.SyncBatches) != len(o.Concurrency) {
 			t.Fatalf("%s: %d sync batch phases; want %d", side.name, len(side.f.SyncBatches), len(o.Concurrency))
 		}
-		for i, p := range append(side.f.SyncBatches, side.f.PointReadHits, side.f.PointReadMisses, side.f.Scans) {
+		for i, p := range append(side.f.SyncBatches, side.f.PointReadHits, side.f.PointReadMisses, side.f.Scans, side.f.MultiGetKeys) {
 			if p.Ops == 0 || p.OpsPerSec <= 0 || p.P50Us <= 0 || p.P99Us < p.P50Us {
 				t.Errorf("%s phase %d = %+v; want operations and ordered percentiles", side.name, i, p)
 			}
@@ -64,6 +64,14 @@ func checkResult(t *testing.T, r *Result, o Options) {
 	if want := r.Bus.Scans.OpsPerSec / r.InProcess.Scans.OpsPerSec; r.Scan != want || r.Scan <= 0 {
 		t.Errorf("scan = %v; want %v", r.Scan, want)
 	}
+	if want := r.Bus.MultiGetKeys.OpsPerSec / r.InProcess.MultiGetKeys.OpsPerSec; r.PointReadMultiGet != want || r.PointReadMultiGet <= 0 {
+		t.Errorf("point_read_multi_get = %v; want %v", r.PointReadMultiGet, want)
+	}
+	for _, f := range []Figures{r.Bus, r.InProcess} {
+		if f.MultiGetKeys.Ops%int64(o.MultiGetKeys) != 0 {
+			t.Errorf("multi-get keys %d not a multiple of %d", f.MultiGetKeys.Ops, o.MultiGetKeys)
+		}
+	}
 	if want := r.Bus.SyncBatches[1].OpsPerSec / r.Bus.SyncBatches[0].OpsPerSec; r.GroupCommitGain != want {
 		t.Errorf("group_commit_gain = %v; want %v", r.GroupCommitGain, want)
 	}
@@ -81,7 +89,7 @@ func TestRunTemporaryStored(t *testing.T) {
 		t.Errorf("result header = %+v", r)
 	}
 	checkResult(t, r, o)
-	if len(lines) < 2*(1+len(o.Concurrency)+3) {
+	if len(lines) < 2*(1+len(o.Concurrency)+4) {
 		t.Errorf("progress lines = %q", lines)
 	}
 	b, err := json.Marshal(r)
@@ -92,7 +100,7 @@ func TestRunTemporaryStored(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"batch_write", "point_read", "scan", "group_commit_gain", "bus", "in_process"} {
+	for _, k := range []string{"batch_write", "point_read", "scan", "group_commit_gain", "point_read_multi_get", "bus", "in_process"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, b)
 		}
@@ -148,6 +156,7 @@ func TestOptionsCheck(t *testing.T) {
 		{"zero writers", func(o *Options) { o.Concurrency = []int{0, 4} }, "concurrency"},
 		{"scan longer than the keys", func(o *Options) { o.Keys, o.ScanKeys = 10, 20 }, "scan keys"},
 		{"negative batch", func(o *Options) { o.BatchOps = -1 }, "positive"},
+		{"huge multi-get", func(o *Options) { o.MultiGetKeys = 20_000 }, "multi-get"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var o Options
