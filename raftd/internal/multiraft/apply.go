@@ -74,23 +74,33 @@ func (a *applier) del(key []byte) {
 	a.overlay[string(key)] = overlayVal{deleted: true}
 }
 
-// flush writes the pass's data together with the applied state (unsynced:
-// the log is durable, so a crash replays from the applied index).
-func (a *applier) flush() error {
-	r := a.r
-	b, err := proto.Marshal(r.mu.applied)
-	if err != nil {
-		return err
-	}
-	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
-	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+// scanLive returns the live keys of [start, end) (nil end: unbounded) as
+// the pass sees them: the engine merged with the pass's own writes.
+func (a *applier) scanLive(start, end []byte) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.r.s.cfg.StorageTimeout)
 	defer cancel()
-	if err := r.s.d.Engine.Write(ctx, ops, false); err != nil {
-		return fmt.Errorf("multiraft: apply to range %d: %w", r.rangeID, err)
+	kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+	if err != nil {
+		return nil, err
 	}
-	a.ops = a.ops[:0]
-	clear(a.overlay)
-	return nil
+	live := map[string]bool{}
+	for _, kv := range kvs {
+		live[string(kv.Key)] = true
+	}
+	for k, v := range a.overlay {
+		kb := []byte(k)
+		if bytes.Compare(kb, start) < 0 || (end != nil && bytes.Compare(kb, end) >= 0) {
+			continue
+		}
+		live[k] = !v.deleted
+	}
+	var out [][]byte
+	for k, ok := range live {
+		if ok {
+			out = append(out, []byte(k))
+		}
+	}
+	return out, nil
 }
 
 type doneProposal struct {
@@ -98,10 +108,12 @@ type doneProposal struct {
 	res *Result
 }
 
-// applyLocked applies committed entries in order.
-func (r *Replica) applyLocked(ents []*raftpb.Entry) error {
+// applyLocked applies committed entries in order, in memory: it returns
+// the writes (data and the applied state, to go in the round's batch) and
+// the proposals to answer once that batch is durable.
+func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposal, error) {
 	if len(ents) == 0 {
-		return nil
+		return nil, nil, nil
 	}
 	a := &applier{r: r, overlay: map[string]overlayVal{}}
 	var done []doneProposal
@@ -130,14 +142,9 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) error {
 				}
 				break
 			}
-			if hasDeleteRange(cmd) && len(a.ops) > 0 {
-				if err := a.flush(); err != nil {
-					return err
-				}
-			}
 			res, err := r.evalLocked(a, cmd)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			if p := r.mu.pending[cmd.GetSeq()]; mine && p != nil {
 				delete(r.mu.pending, cmd.GetSeq())
@@ -146,33 +153,31 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) error {
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}
-	if err := a.flush(); err != nil {
-		return err
+	b, err := proto.Marshal(r.mu.applied)
+	if err != nil {
+		return nil, nil, err
 	}
+	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
 	r.mu.log.applied, r.mu.log.appliedTerm = r.mu.applied.GetIndex(), r.mu.applied.GetTerm()
-	r.applied.Store(r.mu.applied.GetIndex())
-	for _, d := range done {
-		d.p.done <- proposalResult{res: d.res}
-	}
 	if len(repropose) > 0 {
 		r.in.Lock()
 		r.in.props = append(r.in.props, repropose...)
 		r.in.Unlock()
 		r.s.enqueue(r.rangeID)
 	}
-	return nil
+	return ops, done, nil
 }
 
 func hasDeleteRange(cmd *raftmsgpb.Command) bool {
@@ -263,16 +268,14 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command) (*Result, error
 			}
 		case op.GetDeleteRange() != nil:
 			start, end := clipSpan(op.GetDeleteRange().GetStart(), op.GetDeleteRange().GetEnd(), desc)
-			ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
-			kvs, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
-			cancel()
+			keys, err := a.scanLive(start, end)
 			if err != nil {
 				return nil, err
 			}
-			for _, kv := range kvs {
-				a.del(kv.Key)
+			for _, k := range keys {
+				a.del(k)
 			}
-			res.Count += uint64(len(kvs))
+			res.Count += uint64(len(keys))
 		}
 	}
 	return res, nil
@@ -339,7 +342,6 @@ func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error)
 	r.mu.applied = applied
 	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
-	r.applied.Store(idx)
 	r.desc.Store(desc)
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil

@@ -93,11 +93,11 @@ type inboundSnapshot struct {
 }
 
 type readyWork struct {
-	rd         raft.Ready
-	ops        []storage.Op
-	sync       bool
-	sentEarly  bool
-	snapshotIn *inboundSnapshot
+	rd        raft.Ready
+	ops       []storage.Op
+	sync      bool
+	sentEarly bool
+	done      []doneProposal
 }
 
 // Replica is this node's replica of one range: a RawNode, its log and its
@@ -421,6 +421,16 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		r.sendLocked(out, rd.Messages)
 		w.sentEarly = true
 	}
+	// Apply now, into the same batch: the data and applied index become
+	// durable (or not) atomically with the entries, and are published and
+	// answered in phase2, once written. (Snapshots for followers are sent
+	// above, before this changes the applied index.)
+	aops, done, err := r.applyLocked(rd.CommittedEntries)
+	if err != nil {
+		return nil, err
+	}
+	w.ops = append(w.ops, aops...)
+	w.done = done
 	return w, nil
 }
 
@@ -443,8 +453,9 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 	if len(rd.CommittedEntries) > 0 || len(rd.Entries) > 0 {
 		r.mu.idleTicks = 0
 	}
-	if err := r.applyLocked(rd.CommittedEntries); err != nil {
-		return err
+	r.applied.Store(r.mu.applied.GetIndex())
+	for _, d := range w.done {
+		d.p.done <- proposalResult{res: d.res}
 	}
 	for _, rs := range rd.ReadStates {
 		if len(rs.RequestCtx) != 8 {
@@ -518,7 +529,7 @@ func (r *Replica) LeaseValid() bool {
 }
 
 func (r *Replica) serveReadsLocked() {
-	applied := r.mu.applied.GetIndex()
+	applied := r.applied.Load()
 	kept := r.mu.readsReady[:0]
 	for _, b := range r.mu.readsReady {
 		if b.index <= applied {
@@ -808,7 +819,7 @@ func (r *Replica) waitApplied(ctx context.Context, idx uint64) error {
 	}
 	rr := &readReq{done: make(chan error, 1)}
 	r.mu.Lock()
-	if r.mu.applied.GetIndex() >= idx {
+	if r.applied.Load() >= idx {
 		r.mu.Unlock()
 		return nil
 	}
