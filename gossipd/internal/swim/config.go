@@ -46,7 +46,8 @@ type Config struct {
 	// that they can refute. LAN 30 s, WAN 60 s, Local 15 s.
 	GossipToTheDead time.Duration
 	// PushPullInterval is the time between full-state exchanges with a
-	// random member; 0 disables them. LAN 30 s, WAN 60 s, Local 15 s.
+	// random member, stretched above 32 members by PushPullScale; 0
+	// disables them. LAN 30 s, WAN 60 s, Local 15 s.
 	PushPullInterval time.Duration
 	// DeadNodeReclaim is how long after a member's death another address
 	// may take its node id; 0 means at once (a restarted node reclaims its

@@ -430,7 +430,7 @@ func (e *Engine) pushPullTick() {
 	if !e.mu.running {
 		return
 	}
-	e.afterLocked(e.cfg.PushPullInterval, e.pushPullTick)
+	e.afterLocked(PushPullScale(e.cfg.PushPullInterval, e.mu.state.NumAlive()), e.pushPullTick)
 	self := e.mu.state.Self()
 	var cands []Member
 	for _, m := range e.mu.state.Members() {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -14,6 +15,18 @@ import (
 // members: mult * ceil(log10(n+1)).
 func RetransmitLimit(mult, n int) int {
 	return mult * int(math.Ceil(math.Log10(float64(n)+1)))
+}
+
+// PushPullScale stretches the push-pull interval above 32 members by
+// ceil(log2(n) - log2(32)) + 1, as memberlist does, so that the full-state
+// traffic per member grows with log n rather than n.
+func PushPullScale(interval time.Duration, n int) time.Duration {
+	const threshold = 32
+	if n <= threshold {
+		return interval
+	}
+	mult := math.Ceil(math.Log2(float64(n))-math.Log2(threshold)) + 1
+	return time.Duration(mult) * interval
 }
 
 // Queue holds broadcasts waiting to be piggybacked. A membership message

@@ -101,6 +101,22 @@ func (s *State) refute(accused uint64) {
 	s.queue.Push(s.aliveBroadcast(s.self))
 }
 
+// answerAccusation handles a suspicion or death of the local node at
+// incarnation inc: at or above the local incarnation it is refuted. Below
+// it, the node has refuted already but the accuser has not heard yet (the
+// refutation ran out of retransmits before reaching it, typically while
+// this node was stalled): the current alive is queued again, so the ack to
+// the accuser's next probe, which carries the stale suspicion by the buddy
+// system, also carries the refutation. Memberlist ignores such stale
+// accusations and leaves the accuser to gossip or push-pull.
+func (s *State) answerAccusation(inc uint64) {
+	if inc >= s.self.Incarnation {
+		s.refute(inc)
+		return
+	}
+	s.queue.Push(s.aliveBroadcast(s.self))
+}
+
 // SetMetadata replaces the local metadata and announces it with a higher
 // incarnation.
 func (s *State) SetMetadata(md *gossippb.Metadata) {
@@ -171,8 +187,8 @@ func (s *State) applyAlive(a *gossippb.Alive, now time.Time) []Event {
 
 func (s *State) applySuspect(sp *gossippb.Suspect, now time.Time) []Event {
 	if sp.GetNodeId() == s.self.ID {
-		if s.self.State == gossippb.MemberState_MEMBER_STATE_ALIVE && sp.GetIncarnation() >= s.self.Incarnation {
-			s.refute(sp.GetIncarnation())
+		if s.self.State == gossippb.MemberState_MEMBER_STATE_ALIVE {
+			s.answerAccusation(sp.GetIncarnation())
 		}
 		return nil
 	}
@@ -201,8 +217,8 @@ func (s *State) applySuspect(sp *gossippb.Suspect, now time.Time) []Event {
 
 func (s *State) applyDead(d *gossippb.Dead, now time.Time) []Event {
 	if d.GetNodeId() == s.self.ID {
-		if d.GetFromId() != s.self.ID && s.self.State == gossippb.MemberState_MEMBER_STATE_ALIVE && d.GetIncarnation() >= s.self.Incarnation {
-			s.refute(d.GetIncarnation())
+		if d.GetFromId() != s.self.ID && s.self.State == gossippb.MemberState_MEMBER_STATE_ALIVE {
+			s.answerAccusation(d.GetIncarnation())
 		}
 		return nil
 	}

@@ -154,3 +154,39 @@ func TestLocalSuspectConfirms(t *testing.T) {
 		t.Fatalf("queued %v; want our own suspect message", out)
 	}
 }
+
+// TestStaleAccusationReannounces: a suspicion or death of the local node
+// at an incarnation it has already refuted queues the current alive
+// again, without raising the incarnation.
+func TestStaleAccusationReannounces(t *testing.T) {
+	for name, b := range map[string]*gossippb.Broadcast{"suspect": suspectB(1, 1, 2), "dead": deadB(1, 1, 2)} {
+		s, q := newState(t, 3)
+		s.Apply(suspectB(1, 1, 2), t0) // refuted: incarnation 2
+		if s.Self().Incarnation != 2 {
+			t.Fatalf("%s: incarnation %d after refuting; want 2", name, s.Self().Incarnation)
+		}
+		q.Take(broadcastOverhead, 1<<20)
+		for q.Len() > 0 {
+			q.Take(broadcastOverhead, 1<<20)
+		}
+		s.Apply(b, t0)
+		if s.Self().Incarnation != 2 {
+			t.Fatalf("%s: stale accusation raised the incarnation to %d", name, s.Self().Incarnation)
+		}
+		out := q.Take(broadcastOverhead, 1<<20)
+		if len(out) != 1 || out[0].GetAlive().GetNodeId() != 1 || out[0].GetAlive().GetIncarnation() != 2 {
+			t.Fatalf("%s: queue after a stale accusation = %v; want the current alive of node 1", name, out)
+		}
+	}
+}
+
+func TestPushPullScale(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{1, 30 * time.Second}, {32, 30 * time.Second}, {33, 60 * time.Second}, {64, 60 * time.Second}, {65, 90 * time.Second}, {128, 90 * time.Second}, {1000, 180 * time.Second}} {
+		if got := PushPullScale(30*time.Second, tc.n); got != tc.want {
+			t.Errorf("PushPullScale(30s, %d) = %v; want %v", tc.n, got, tc.want)
+		}
+	}
+}
