@@ -3,6 +3,7 @@ package stored
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -141,7 +142,26 @@ func (s *Server) scan(_ context.Context, e *engine.Engine, req *storepb.ScanRequ
 	if err != nil {
 		return nil, err
 	}
-	return &storepb.ScanResponse{Kvs: kvsProto(p.KVs), ResumeKey: p.Resume, More: p.More}, nil
+	resp := &storepb.ScanResponse{ResumeKey: p.Resume, More: p.More}
+	if req.Packed {
+		resp.Packed = pack(p.KVs)
+	} else {
+		resp.Kvs = kvsProto(p.KVs)
+	}
+	return resp, nil
+}
+
+// pack encodes kvs as a packed entry list (see store.proto).
+func pack(kvs []engine.KV) []byte {
+	size := 0
+	for _, kv := range kvs {
+		size += len(kv.Key) + len(kv.Value) + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, size)
+	for _, kv := range kvs {
+		b = storepb.AppendPacked(b, kv.Key, kv.Value)
+	}
+	return b
 }
 
 func kvsProto(kvs []engine.KV) []*storepb.KeyValue {
@@ -246,6 +266,9 @@ func (s *Server) streamRange(ctx context.Context, e *engine.Engine, req *storepb
 		return ctx.Err()
 	}
 	return e.Stream(spanOf(req.Span), snap, chunk, stop, func(kvs []engine.KV) error {
+		if req.Packed {
+			return send(&storepb.RangeChunk{Packed: pack(kvs)})
+		}
 		return send(&storepb.RangeChunk{Kvs: kvsProto(kvs)})
 	})
 }

@@ -265,6 +265,20 @@ func TestReadWrite(t *testing.T) {
 	if len(p.KVs) != 2 || !p.More || string(p.Resume) != "k04" {
 		t.Errorf("Scan page = %d entries, more %v, resume %q; want 2, true, k04", len(p.KVs), p.More, p.Resume)
 	}
+	// Callers that do not ask for packed entries get messages.
+	for _, packed := range []bool{false, true} {
+		var resp storepb.ScanResponse
+		req := &storepb.ScanRequest{Span: &storepb.Span{Cf: storeclient.Data, Start: []byte("k02"), End: []byte("k05")}, Packed: packed}
+		if err := n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodScan, req, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(resp.Kvs); packed == (got != 0) || (!packed && (got != 3 || string(resp.Kvs[2].Value) != "vk04")) {
+			t.Errorf("raw Scan(packed=%v): %d message entries %v", packed, got, resp.Kvs)
+		}
+		if n, err := storepb.CountPacked(resp.Packed); err != nil || (packed && n != 3) || (!packed && n != 0) {
+			t.Errorf("raw Scan(packed=%v): %d packed entries, %v", packed, n, err)
+		}
+	}
 }
 
 func reversed(s []string) []string {

@@ -149,21 +149,39 @@ func (c *Client) scan(ctx context.Context, snap uint64, span Span, opts ScanOpti
 	}
 	req := storepb.ScanRequest{
 		Span: span.proto(), Limit: uint32(opts.Limit), MaxBytes: uint32(opts.MaxBytes),
-		Reverse: opts.Reverse, KeysOnly: opts.KeysOnly, SnapshotId: snap,
+		Reverse: opts.Reverse, KeysOnly: opts.KeysOnly, SnapshotId: snap, Packed: true,
 	}
 	var resp storepb.ScanResponse
 	if err := c.call(ctx, MethodScan, &req, &resp); err != nil {
 		return Page{}, err
 	}
-	return Page{KVs: kvsFromProto(resp.Kvs), More: resp.More, Resume: resp.ResumeKey}, nil
+	kvs, err := kvsFrom(resp.Kvs, resp.Packed)
+	if err != nil {
+		return Page{}, fmt.Errorf("storeclient: Scan: %w", err)
+	}
+	return Page{KVs: kvs, More: resp.More, Resume: resp.ResumeKey}, nil
 }
 
-func kvsFromProto(kvs []*storepb.KeyValue) []KV {
-	out := make([]KV, len(kvs))
-	for i, kv := range kvs {
-		out[i] = KV{Key: kv.Key, Value: kv.Value}
+// kvsFrom returns the entries of an answer: packed if the server packed
+// them (it does when asked), else the message list. Packed entries alias
+// packed, which the answer owns.
+func kvsFrom(kvs []*storepb.KeyValue, packed []byte) ([]KV, error) {
+	if len(packed) == 0 {
+		out := make([]KV, len(kvs))
+		for i, kv := range kvs {
+			out[i] = KV{Key: kv.Key, Value: kv.Value}
+		}
+		return out, nil
 	}
-	return out
+	n, err := storepb.CountPacked(packed)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KV, n)
+	for i := range out {
+		out[i].Key, out[i].Value, packed, _ = storepb.NextPacked(packed)
+	}
+	return out, nil
 }
 
 // Iterator walks every entry of a span page by page:
@@ -322,7 +340,7 @@ func (c *Client) streamRange(ctx context.Context, snap uint64, span Span, chunkB
 		return errors.New("storeclient: StreamRange: negative chunk size")
 	}
 	st, err := c.b.Stream(ctx, c.addr, wire.ProtoStore, MethodStreamRange,
-		&storepb.StreamRangeRequest{Span: span.proto(), SnapshotId: snap, ChunkBytes: uint32(chunkBytes)})
+		&storepb.StreamRangeRequest{Span: span.proto(), SnapshotId: snap, ChunkBytes: uint32(chunkBytes), Packed: true})
 	if err != nil {
 		return fmt.Errorf("storeclient: StreamRange: %w", err)
 	}
@@ -334,7 +352,11 @@ func (c *Client) streamRange(ctx context.Context, snap uint64, span Span, chunkB
 		} else if err != nil {
 			return fmt.Errorf("storeclient: StreamRange: %w", err)
 		}
-		if err := fn(kvsFromProto(chunk.Kvs)); err != nil {
+		kvs, err := kvsFrom(chunk.Kvs, chunk.Packed)
+		if err != nil {
+			return fmt.Errorf("storeclient: StreamRange: %w", err)
+		}
+		if err := fn(kvs); err != nil {
 			return err
 		}
 	}

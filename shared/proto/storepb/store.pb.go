@@ -439,7 +439,9 @@ type ScanRequest struct {
 	SnapshotId uint64 `protobuf:"varint,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
 	// max_bytes caps the page's key and value bytes (at least one entry is
 	// always returned); 0 means the server default (1 MiB).
-	MaxBytes      uint32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes uint32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// packed asks for the entries in ScanResponse.packed instead of kvs.
+	Packed        bool `protobuf:"varint,7,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,13 +518,22 @@ func (x *ScanRequest) GetMaxBytes() uint32 {
 	return 0
 }
 
+func (x *ScanRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
+}
+
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kvs   []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
 	// resume_key, when set, is where the next page starts: for a forward
 	// scan the next request's span.start, for a reverse scan its span.end.
-	ResumeKey     []byte `protobuf:"bytes,2,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
-	More          bool   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	ResumeKey []byte `protobuf:"bytes,2,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	More      bool   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// packed holds the entries, packed, when the request set packed.
+	Packed        []byte `protobuf:"bytes,4,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +587,13 @@ func (x *ScanResponse) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *ScanResponse) GetPacked() []byte {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
 }
 
 // Op is one mutation of a write batch.
@@ -1127,7 +1145,9 @@ type StreamRangeRequest struct {
 	Span       *Span                  `protobuf:"bytes,1,opt,name=span,proto3" json:"span,omitempty"`
 	SnapshotId uint64                 `protobuf:"varint,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
 	// chunk_bytes is the target chunk size; 0 means the server default.
-	ChunkBytes    uint32 `protobuf:"varint,3,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
+	ChunkBytes uint32 `protobuf:"varint,3,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
+	// packed asks for the chunks' entries in RangeChunk.packed.
+	Packed        bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1183,10 +1203,19 @@ func (x *StreamRangeRequest) GetChunkBytes() uint32 {
 	return 0
 }
 
+func (x *StreamRangeRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
+}
+
 // RangeChunk is one chunk of a span stream.
 type RangeChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kvs           []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kvs   []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	// packed holds the entries, packed, when the request set packed.
+	Packed        []byte `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1224,6 +1253,13 @@ func (*RangeChunk) Descriptor() ([]byte, []int) {
 func (x *RangeChunk) GetKvs() []*KeyValue {
 	if x != nil {
 		return x.Kvs
+	}
+	return nil
+}
+
+func (x *RangeChunk) GetPacked() []byte {
+	if x != nil {
+		return x.Packed
 	}
 	return nil
 }
@@ -1997,7 +2033,7 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x03 \x01(\x04R\n" +
 	"snapshotId\"L\n" +
 	"\x10MultiGetResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.pleiades.store.v1.GetResponseR\aresults\"\xc5\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.pleiades.store.v1.GetResponseR\aresults\"\xdd\x01\n" +
 	"\vScanRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x18\n" +
@@ -2005,12 +2041,14 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\tkeys_only\x18\x04 \x01(\bR\bkeysOnly\x12\x1f\n" +
 	"\vsnapshot_id\x18\x05 \x01(\x04R\n" +
 	"snapshotId\x12\x1b\n" +
-	"\tmax_bytes\x18\x06 \x01(\rR\bmaxBytes\"p\n" +
+	"\tmax_bytes\x18\x06 \x01(\rR\bmaxBytes\x12\x16\n" +
+	"\x06packed\x18\a \x01(\bR\x06packed\"\x88\x01\n" +
 	"\fScanResponse\x12-\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x1d\n" +
 	"\n" +
 	"resume_key\x18\x02 \x01(\fR\tresumeKey\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\"\xb0\x01\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x12\x16\n" +
+	"\x06packed\x18\x04 \x01(\fR\x06packed\"\xb0\x01\n" +
 	"\x02Op\x12*\n" +
 	"\x03put\x18\x01 \x01(\v2\x16.pleiades.store.v1.PutH\x00R\x03put\x123\n" +
 	"\x06delete\x18\x02 \x01(\v2\x19.pleiades.store.v1.DeleteH\x00R\x06delete\x12C\n" +
@@ -2040,16 +2078,18 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x16ReleaseSnapshotRequest\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\"\x19\n" +
-	"\x17ReleaseSnapshotResponse\"\x83\x01\n" +
+	"\x17ReleaseSnapshotResponse\"\x9b\x01\n" +
 	"\x12StreamRangeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\x04R\n" +
 	"snapshotId\x12\x1f\n" +
 	"\vchunk_bytes\x18\x03 \x01(\rR\n" +
-	"chunkBytes\";\n" +
+	"chunkBytes\x12\x16\n" +
+	"\x06packed\x18\x04 \x01(\bR\x06packed\"S\n" +
 	"\n" +
 	"RangeChunk\x12-\n" +
-	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\"\xe4\x01\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x16\n" +
+	"\x06packed\x18\x02 \x01(\fR\x06packed\"\xe4\x01\n" +
 	"\x12IngestRangeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12-\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x12\n" +
