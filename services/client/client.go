@@ -133,10 +133,15 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 			}
 			return nil
 		}
-		lastErr = err
 		if ctx.Err() != nil {
-			return fmt.Errorf("client: %s: %w (last attempt at %s: %w)", method, ctx.Err(), addr, err)
+			// The caller's deadline cut this attempt: the error of the
+			// previous one, if any, says more about why it took so long.
+			if c := bus.CodeOf(err); lastErr == nil || (c != bus.CodeDeadlineExceeded && c != bus.CodeCanceled) {
+				lastErr = fmt.Errorf("%s: %w", addr, err)
+			}
+			return fmt.Errorf("client: %s: %w (last error: %w)", method, ctx.Err(), lastErr)
 		}
+		lastErr = fmt.Errorf("%s: %w", addr, err)
 		code := bus.CodeOf(err)
 		if !retryable(code) {
 			return fmt.Errorf("client: %s at %s: %w", method, addr, err)
@@ -169,7 +174,7 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("client: %s: %w (last attempt at %s: %w)", method, ctx.Err(), addr, lastErr)
+			return fmt.Errorf("client: %s: %w (last error: %w)", method, ctx.Err(), lastErr)
 		case <-t.C:
 		}
 	}
