@@ -43,10 +43,15 @@ type State struct {
 }
 
 // NewState returns a table holding only the local node, alive at
-// incarnation 1.
+// incarnation 1, and queues the node's alive announcement.
 func NewState(cfg Config, id uint64, addr string, md *gossippb.Metadata, q *Queue, a *Awareness, now time.Time) *State {
 	self := &Member{ID: id, Addr: addr, Incarnation: 1, State: gossippb.MemberState_MEMBER_STATE_ALIVE, Metadata: md, Changed: now}
-	return &State{cfg: cfg, self: self, members: map[uint64]*Member{id: self}, queue: q, awareness: a}
+	s := &State{cfg: cfg, self: self, members: map[uint64]*Member{id: self}, queue: q, awareness: a}
+	// The node announces itself: once it has joined, its own gossip
+	// spreads its alive alongside the seed's, instead of leaving that to
+	// the seed alone (whose retransmits may all miss some member).
+	q.Push(s.aliveBroadcast(self))
+	return s
 }
 
 // Self returns a copy of the local member.

@@ -190,3 +190,12 @@ func TestPushPullScale(t *testing.T) {
 		}
 	}
 }
+
+func TestNewStateAnnouncesItself(t *testing.T) {
+	q := NewQueue(4, func() int { return 1 })
+	NewState(DefaultLANConfig(), 7, "a:7", nil, q, NewAwareness(8), t0)
+	out := q.Take(broadcastOverhead, 1<<20)
+	if len(out) != 1 || out[0].GetAlive().GetNodeId() != 7 || out[0].GetAlive().GetIncarnation() != 1 {
+		t.Fatalf("queue of a new state = %v; want its own alive", out)
+	}
+}
