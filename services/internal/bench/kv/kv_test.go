@@ -122,3 +122,30 @@ func TestValidate(t *testing.T) {
 		t.Error("a refused run wrote keys")
 	}
 }
+
+// TestRunAgainstRaftd runs a miniature put and get benchmark against
+// three real raftd servers in this process, with 4 initial ranges.
+func TestRunAgainstRaftd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node raftd cluster")
+	}
+	rc := clienttest.StartRaftd(t, 3)
+	tc, err := daemontest.CA(t).Config("bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	o := Options{Addrs: rc.Addrs(), TLS: tc, Conns: 2, Clients: 8, Total: 300, ValSize: 64, SequentialKeys: true, Ranges: 4}
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.RequestsPerSec <= 0 || res.P50Ms <= 0 || !strings.Contains(res.InitNote, "created 5") {
+		t.Errorf("put result = %+v; want no errors and 4 user ranges created", res)
+	}
+	o.Op, o.KeySpace = "get", 50
+	if res, err = Run(ctx, o); err != nil || res.Errors != 0 {
+		t.Errorf("get result = %+v, %v", res, err)
+	}
+}
