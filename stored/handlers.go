@@ -194,10 +194,39 @@ func fillBatch(b *engine.Batch, ops []*storepb.Op) error {
 	return b.Err()
 }
 
+// fillPacked adds packed operations to b.
+func fillPacked(b *engine.Batch, packed []byte) error {
+	for i := 0; len(packed) > 0; i++ {
+		op, rest, err := storepb.NextOp(packed)
+		if err != nil {
+			return bus.Errorf(bus.CodeInvalidArgument, "stored: write: packed operation %d: %v", i, err)
+		}
+		switch op.Kind {
+		case storepb.OpPut:
+			b.Put(engine.CF(op.CF), op.Key, op.Value)
+		case storepb.OpDelete:
+			b.Delete(engine.CF(op.CF), op.Key)
+		case storepb.OpDeleteRange:
+			b.DeleteRange(engine.Span{CF: engine.CF(op.CF), Start: op.Key, End: op.Value})
+		}
+		packed = rest
+	}
+	return b.Err()
+}
+
 func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRequest) (*storepb.WriteResponse, error) {
 	b := e.NewBatch()
 	defer b.Close()
-	if err := fillBatch(b, req.Ops); err != nil {
+	var err error
+	switch {
+	case len(req.Ops) > 0 && len(req.PackedOps) > 0:
+		err = bus.Errorf(bus.CodeInvalidArgument, "stored: write: both ops and packed_ops are set")
+	case len(req.PackedOps) > 0:
+		err = fillPacked(b, req.PackedOps)
+	default:
+		err = fillBatch(b, req.Ops)
+	}
+	if err != nil {
 		return nil, err
 	}
 	seq, err := e.Write(b, req.Sync)

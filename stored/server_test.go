@@ -265,6 +265,24 @@ func TestReadWrite(t *testing.T) {
 	if len(p.KVs) != 2 || !p.More || string(p.Resume) != "k04" {
 		t.Errorf("Scan page = %d entries, more %v, resume %q; want 2, true, k04", len(p.KVs), p.More, p.Resume)
 	}
+	// Operations as messages (rather than packed) are applied too.
+	opsReq := &storepb.WriteRequest{Sync: true, Ops: []*storepb.Op{
+		{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: storeclient.Local, Key: []byte("msg"), Value: []byte("put")}}},
+		{Op: &storepb.Op_Delete{Delete: &storepb.Delete{Cf: storeclient.Local, Key: []byte("id")}}},
+		{Op: &storepb.Op_DeleteRange{DeleteRange: &storepb.DeleteRange{Span: &storepb.Span{Cf: storeclient.Raft, End: []byte("z")}}}},
+	}}
+	if err := n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodWrite, opsReq, &storepb.WriteResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct {
+		cf    storeclient.CF
+		key   string
+		found bool
+	}{{storeclient.Local, "msg", true}, {storeclient.Local, "id", false}, {storeclient.Raft, "k00", false}} {
+		if _, ok, err := n.c.Get(ctx, k.cf, []byte(k.key)); err != nil || ok != k.found {
+			t.Errorf("after a message write, %v/%s found=%v (%v); want %v", k.cf, k.key, ok, err, k.found)
+		}
+	}
 	// Callers that do not ask for packed entries get messages.
 	for _, packed := range []bool{false, true} {
 		var resp storepb.ScanResponse
@@ -336,6 +354,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 			_, err := n.c.Write(ctx, new(storeclient.Batch).DeleteRange(storeclient.Data, nil, nil), true)
 			return err
 		}, bus.ErrInvalidArgument},
+		{"malformed packed ops", raw(&storepb.WriteRequest{PackedOps: append(storepb.AppendPut(nil, 3, []byte("a"), nil), 1, 3, 9)}), bus.ErrInvalidArgument},
+		{"unknown packed kind", raw(&storepb.WriteRequest{PackedOps: append(storepb.AppendPut(nil, 3, []byte("a"), nil), 7, 3, 0)}), bus.ErrInvalidArgument},
+		{"ops and packed ops", raw(&storepb.WriteRequest{
+			Ops:       []*storepb.Op{{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: 3, Key: []byte("a")}}}},
+			PackedOps: storepb.AppendPut(nil, 3, []byte("b"), nil),
+		}), bus.ErrInvalidArgument},
 		{"empty op", raw(&storepb.WriteRequest{Ops: []*storepb.Op{{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: 3, Key: []byte("a")}}}, {}}}), bus.ErrInvalidArgument},
 		{"delete range without span", raw(&storepb.WriteRequest{Ops: []*storepb.Op{{Op: &storepb.Op_DeleteRange{DeleteRange: &storepb.DeleteRange{}}}}}), bus.ErrInvalidArgument},
 		{"get empty key", func(ctx context.Context) error { _, _, err := n.c.Get(ctx, storeclient.Data, nil); return err }, bus.ErrInvalidArgument},

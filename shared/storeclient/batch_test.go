@@ -1,52 +1,55 @@
 package storeclient
 
 import (
+	"bytes"
 	"testing"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 )
 
-func TestBatchBuildsOpsInOrderAndResets(t *testing.T) {
+func TestBatchPacksOpsInOrderAndResets(t *testing.T) {
 	var b Batch
+	key := []byte("a")
 	for round := 0; round < 3; round++ {
-		b.Put(Raft, []byte("a"), []byte("1")).
+		b.Put(Raft, key, []byte("1")).
 			Delete(Local, []byte("b")).
 			DeleteRange(Data, []byte("c"), []byte("d"))
-		for i := 0; i < 40; i++ { // grow the pools past their first size
+		key[0] = 'x' // the batch copied the key
+		for i := 0; i < 40; i++ {
 			b.Put(Data, []byte{byte(i)}, []byte("v"))
 		}
+		key[0] = 'a'
 		if b.Len() != 43 {
 			t.Fatalf("round %d: Len() = %d; want 43", round, b.Len())
 		}
-		want := []*storepb.Op{
-			{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: Raft, Key: []byte("a"), Value: []byte("1")}}},
-			{Op: &storepb.Op_Delete{Delete: &storepb.Delete{Cf: Local, Key: []byte("b")}}},
-			{Op: &storepb.Op_DeleteRange{DeleteRange: &storepb.DeleteRange{Span: &storepb.Span{Cf: Data, Start: []byte("c"), End: []byte("d")}}}},
+		want := []storepb.PackedOp{
+			{Kind: storepb.OpPut, CF: Raft, Key: []byte("a"), Value: []byte("1")},
+			{Kind: storepb.OpDelete, CF: Local, Key: []byte("b")},
+			{Kind: storepb.OpDeleteRange, CF: Data, Key: []byte("c"), Value: []byte("d")},
 		}
 		for i := 0; i < 40; i++ {
-			want = append(want, &storepb.Op{Op: &storepb.Op_Put{Put: &storepb.Put{Cf: Data, Key: []byte{byte(i)}, Value: []byte("v")}}})
+			want = append(want, storepb.PackedOp{Kind: storepb.OpPut, CF: Data, Key: []byte{byte(i)}, Value: []byte("v")})
 		}
-		got := &storepb.WriteRequest{Ops: b.ops}
-		// Round trip through the wire encoding, as Write sends it.
-		raw, err := proto.Marshal(got)
-		if err != nil {
-			t.Fatal(err)
+		rest := b.packed
+		for i, w := range want {
+			op, r, err := storepb.NextOp(rest)
+			if err != nil {
+				t.Fatalf("round %d op %d: %v", round, i, err)
+			}
+			if op.Kind != w.Kind || op.CF != w.CF || !bytes.Equal(op.Key, w.Key) || !bytes.Equal(op.Value, w.Value) {
+				t.Fatalf("round %d op %d = %+v; want %+v", round, i, op, w)
+			}
+			rest = r
 		}
-		var dec storepb.WriteRequest
-		if err := proto.Unmarshal(raw, &dec); err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(&dec, &storepb.WriteRequest{Ops: want}) {
-			t.Fatalf("round %d: batch = %v; want %v", round, &dec, want)
+		if len(rest) != 0 {
+			t.Fatalf("round %d: %d bytes after the last op", round, len(rest))
 		}
 		if got, want := b.Bytes(), 2+1+2+40*2; got != want {
 			t.Errorf("Bytes() = %d; want %d", got, want)
 		}
 		b.Reset()
-		if b.Len() != 0 || b.Bytes() != 0 {
-			t.Fatalf("after Reset: Len %d Bytes %d; want 0", b.Len(), b.Bytes())
+		if b.Len() != 0 || b.Bytes() != 0 || len(b.packed) != 0 {
+			t.Fatalf("after Reset: Len %d Bytes %d packed %d; want 0", b.Len(), b.Bytes(), len(b.packed))
 		}
 	}
 }

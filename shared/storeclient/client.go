@@ -251,12 +251,9 @@ func (it *Iterator) Err() error { return it.err }
 // returns. It returns RocksDB's sequence number after the write. b may be
 // reset and reused once Write returns.
 func (c *Client) Write(ctx context.Context, b *Batch, sync bool) (uint64, error) {
-	b.req.Ops = b.ops
-	b.req.Sync = sync
+	req := storepb.WriteRequest{PackedOps: b.packed, Sync: sync}
 	var resp storepb.WriteResponse
-	err := c.call(ctx, MethodWrite, &b.req, &resp)
-	b.req.Ops = nil
-	if err != nil {
+	if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
 		return 0, err
 	}
 	return resp.Sequence, nil

@@ -21,9 +21,9 @@
 // an Ingest, Add entries in ascending key order, Finish. Nothing is
 // written before Finish, and Finish replaces the span in one synced batch.
 //
-// Memory: a Batch keeps references to the keys and values passed to it
-// (it does not copy them) until Reset; results returned by the client are
-// owned by the caller. A Client is safe for concurrent use; a Batch, an
+// Memory: a Batch copies the keys and values passed to it into one
+// packed buffer (storepb's packed operations), which Reset keeps for
+// reuse; results returned by the client are owned by the caller. A Client is safe for concurrent use; a Batch, an
 // Iterator and an Ingest are not.
 //
 // Errors are wrapped *bus.Error values: test them with errors.Is against

@@ -857,7 +857,14 @@ type WriteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ops   []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
 	// sync makes the write durable (WAL fsync) before the answer.
-	Sync          bool `protobuf:"varint,2,opt,name=sync,proto3" json:"sync,omitempty"`
+	Sync bool `protobuf:"varint,2,opt,name=sync,proto3" json:"sync,omitempty"`
+	// packed_ops carries the operations packed instead of in ops (a request
+	// may not use both): records back to back, each a kind byte (1 put,
+	// 2 delete, 3 delete range), uvarint(column family), then its fields
+	// (put: key, value; delete: key; delete range: start, end), each as
+	// uvarint(length) bytes. storepb.AppendPut, AppendDelete,
+	// AppendDeleteRange and NextOp implement it.
+	PackedOps     []byte `protobuf:"bytes,3,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +911,13 @@ func (x *WriteRequest) GetSync() bool {
 		return x.Sync
 	}
 	return false
+}
+
+func (x *WriteRequest) GetPackedOps() []byte {
+	if x != nil {
+		return x.PackedOps
+	}
+	return nil
 }
 
 type WriteResponse struct {
@@ -2062,10 +2076,12 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x02cf\x18\x01 \x01(\x0e2\x1f.pleiades.store.v1.ColumnFamilyR\x02cf\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\":\n" +
 	"\vDeleteRange\x12+\n" +
-	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"K\n" +
+	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"j\n" +
 	"\fWriteRequest\x12'\n" +
 	"\x03ops\x18\x01 \x03(\v2\x15.pleiades.store.v1.OpR\x03ops\x12\x12\n" +
-	"\x04sync\x18\x02 \x01(\bR\x04sync\"+\n" +
+	"\x04sync\x18\x02 \x01(\bR\x04sync\x12\x1d\n" +
+	"\n" +
+	"packed_ops\x18\x03 \x01(\fR\tpackedOps\"+\n" +
 	"\rWriteResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"0\n" +
 	"\x13OpenSnapshotRequest\x12\x19\n" +
