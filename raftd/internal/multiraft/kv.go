@@ -135,6 +135,11 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 			}
 		}
 	}
+	if !s.nodeLive(leader) {
+		// Its pings stopped: forwarding would wait for a dial timeout.
+		// Fail fast; the client retries once a new leader is elected.
+		return target{}, bus.Errorf(bus.CodeUnavailable, "kv: range %d: leader node %d is not responding", desc.GetRangeId(), leader)
+	}
 	return target{desc: desc, node: leader}, nil
 }
 
