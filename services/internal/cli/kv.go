@@ -26,7 +26,8 @@ func kvCommand(e *env) *cli.Command {
 		Description: "Each subcommand calls the raftd(s) at --addr over the bus (mutual TLS with the node\n" +
 			"certificate in --certs-dir) through the Go client, which finds range leaders and retries\n" +
 			"on Unavailable / NotLeader until --timeout. Values are printed with the HLC timestamp\n" +
-			"of the write that made them. A missing key (get) or a failed comparison (cas) exits 1.",
+			"of the write that made them. A missing key (get) or a failed comparison (cas) exits 1.\n" +
+			"Flags go before the arguments: pleiades kv put --addr ADDR KEY VALUE.",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "get",
