@@ -358,7 +358,7 @@ func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.I
 }
 
 func (s *Server) beginIngest(e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
-	if req.Span == nil || len(req.Kvs) > 0 || req.Done || req.Abort || req.Seq != 0 {
+	if req.Span == nil || len(req.Kvs) > 0 || len(req.Packed) > 0 || req.Done || req.Abort || req.Seq != 0 {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest range: a session begins with a span alone")
 	}
 	span := spanOf(req.Span)
@@ -384,13 +384,20 @@ func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, ma
 	if in.closed {
 		return nil, false, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d expired", req.IngestId)
 	}
-	if len(req.Kvs) > 0 || req.Seq != 0 {
+	if len(req.Kvs) > 0 && len(req.Packed) > 0 {
+		return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d: both kvs and packed are set", req.Seq)
+	}
+	if len(req.Kvs) > 0 || len(req.Packed) > 0 || req.Seq != 0 {
 		if req.Seq != in.seq+1 {
 			return nil, false, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d: chunk %d, want %d", req.IngestId, req.Seq, in.seq+1)
 		}
+		entries, err := chunkEntries(req)
+		if err != nil {
+			return nil, false, err
+		}
 		opts := e.Options()
 		last, size := in.last, in.bytes
-		for i, kv := range req.Kvs {
+		for i, kv := range entries {
 			switch {
 			case len(kv.Key) == 0 || len(kv.Key) > opts.MaxKeyBytes:
 				return nil, false, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d entry %d: key of %d bytes (limit %d, not empty)", req.Seq, i, len(kv.Key), opts.MaxKeyBytes)
@@ -407,7 +414,7 @@ func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, ma
 		if size > uint64(maxBytes) {
 			return nil, false, bus.Errorf(bus.CodeResourceExhausted, "stored: ingest session %d exceeds the limit of %d bytes", req.IngestId, maxBytes)
 		}
-		for _, kv := range req.Kvs {
+		for _, kv := range entries {
 			in.b.Put(in.span.CF, kv.Key, kv.Value)
 		}
 		if err := in.b.Err(); err != nil {
@@ -417,9 +424,30 @@ func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, ma
 			return nil, false, fmt.Errorf("stored: ingest staging: %w", err)
 		}
 		in.seq, in.last, in.bytes = req.Seq, bytes.Clone(last), size
-		in.keys += uint64(len(req.Kvs))
+		in.keys += uint64(len(entries))
 	}
 	return &storepb.IngestRangeResponse{IngestId: req.IngestId, Keys: in.keys, Bytes: in.bytes}, req.Done, nil
+}
+
+// chunkEntries returns the entries of an ingest chunk, packed or not.
+func chunkEntries(req *storepb.IngestRangeRequest) ([]engine.KV, error) {
+	if len(req.Packed) == 0 {
+		out := make([]engine.KV, len(req.Kvs))
+		for i, kv := range req.Kvs {
+			out[i] = engine.KV{Key: kv.Key, Value: kv.Value}
+		}
+		return out, nil
+	}
+	n, err := storepb.CountPacked(req.Packed)
+	if err != nil {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest chunk %d: %v", req.Seq, err)
+	}
+	out := make([]engine.KV, n)
+	b := req.Packed
+	for i := range out {
+		out[i].Key, out[i].Value, b, _ = storepb.NextPacked(b)
+	}
+	return out, nil
 }
 
 func (s *Server) approximateSize(_ context.Context, e *engine.Engine, req *storepb.ApproximateSizeRequest) (*storepb.ApproximateSizeResponse, error) {

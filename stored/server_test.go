@@ -581,6 +581,9 @@ func TestIngestRefusals(t *testing.T) {
 		{"key repeated", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("d")}}, bus.ErrInvalidArgument},
 		{"key outside span", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e"), kv("z")}}, bus.ErrInvalidArgument},
 		{"empty key", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{{}}}, bus.ErrInvalidArgument},
+		{"malformed packed", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Packed: []byte{1, 'e', 5}}, bus.ErrInvalidArgument},
+		{"packed key below previous", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Packed: storepb.AppendPacked(nil, []byte("c"), nil)}, bus.ErrInvalidArgument},
+		{"kvs and packed", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e")}, Packed: storepb.AppendPacked(nil, []byte("f"), nil)}, bus.ErrInvalidArgument},
 		{"value over limit", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{{Key: []byte("e"), Value: make([]byte, 1025)}}}, bus.ErrInvalidArgument},
 	} {
 		if _, err := call(tt.req); !errors.Is(err, tt.want) {

@@ -362,14 +362,13 @@ func (c *Client) streamRange(ctx context.Context, snap uint64, span Span, chunkB
 // Ingest is an IngestRange session: the entries added replace span
 // atomically at Finish. It is not safe for concurrent use.
 type Ingest struct {
-	c         *Client
-	id, seq   uint64
-	pending   []*storepb.KeyValue
-	pendBytes int
-	chunk     int
-	keys      uint64
-	bytes     uint64
-	done      bool
+	c       *Client
+	id, seq uint64
+	pending []byte // packed entries not sent yet
+	chunk   int
+	keys    uint64
+	bytes   uint64
+	done    bool
 }
 
 // IngestResult summarises a finished ingest.
@@ -400,16 +399,15 @@ func (c *Client) IngestRange(ctx context.Context, span Span, lease time.Duration
 func (in *Ingest) ID() uint64 { return in.id }
 
 // Add queues entries (in strictly ascending key order across the session)
-// and sends a chunk whenever DefaultIngestChunkBytes have accumulated. The
-// keys and values must not change until the session ends.
+// and sends a chunk whenever DefaultIngestChunkBytes have accumulated. It
+// copies the entries: the caller may reuse their memory at once.
 func (in *Ingest) Add(ctx context.Context, kvs ...KV) error {
 	if in.done {
 		return errors.New("storeclient: IngestRange: session ended")
 	}
 	for _, kv := range kvs {
-		in.pending = append(in.pending, &storepb.KeyValue{Key: kv.Key, Value: kv.Value})
-		in.pendBytes += len(kv.Key) + len(kv.Value)
-		if in.pendBytes >= in.chunk {
+		in.pending = storepb.AppendPacked(in.pending, kv.Key, kv.Value)
+		if len(in.pending) >= in.chunk {
 			if _, err := in.send(ctx, false); err != nil {
 				return err
 			}
@@ -422,14 +420,14 @@ func (in *Ingest) send(ctx context.Context, done bool) (*storepb.IngestRangeResp
 	req := storepb.IngestRangeRequest{IngestId: in.id, Done: done}
 	if len(in.pending) > 0 {
 		in.seq++
-		req.Seq, req.Kvs = in.seq, in.pending
+		req.Seq, req.Packed = in.seq, in.pending
 	}
 	var resp storepb.IngestRangeResponse
 	if err := in.c.call(ctx, MethodIngestRange, &req, &resp); err != nil {
 		in.done = true
 		return nil, err
 	}
-	in.pending, in.pendBytes = in.pending[:0], 0
+	in.pending = in.pending[:0]
 	in.keys, in.bytes = resp.Keys, resp.Bytes
 	return &resp, nil
 }

@@ -1309,7 +1309,10 @@ type IngestRangeRequest struct {
 	// abort drops the session.
 	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
 	// lease_ms is the idle lease of a new session; 0 means the server default.
-	LeaseMs       uint32 `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	LeaseMs uint32 `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	// packed carries a chunk's entries packed instead of in kvs (a frame
+	// may not use both).
+	Packed        []byte `protobuf:"bytes,8,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1391,6 +1394,13 @@ func (x *IngestRangeRequest) GetLeaseMs() uint32 {
 		return x.LeaseMs
 	}
 	return 0
+}
+
+func (x *IngestRangeRequest) GetPacked() []byte {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
 }
 
 // IngestRangeResponse answers every IngestRange frame: keys and bytes are
@@ -2105,7 +2115,7 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\n" +
 	"RangeChunk\x12-\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x16\n" +
-	"\x06packed\x18\x02 \x01(\fR\x06packed\"\xe4\x01\n" +
+	"\x06packed\x18\x02 \x01(\fR\x06packed\"\xfc\x01\n" +
 	"\x12IngestRangeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\x12-\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x1b.pleiades.store.v1.KeyValueR\x03kvs\x12\x12\n" +
@@ -2113,7 +2123,8 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\tingest_id\x18\x04 \x01(\x04R\bingestId\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x19\n" +
-	"\blease_ms\x18\a \x01(\rR\aleaseMs\"x\n" +
+	"\blease_ms\x18\a \x01(\rR\aleaseMs\x12\x16\n" +
+	"\x06packed\x18\b \x01(\fR\x06packed\"x\n" +
 	"\x13IngestRangeResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1b\n" +
