@@ -144,7 +144,10 @@ type Server struct {
 	ready chan struct{}
 	errc  chan error
 	stopc chan struct{}
-	wg    sync.WaitGroup
+	// ctx is the server's lifetime context, cancelled by Stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -170,6 +173,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, d: deps, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1), stopc: make(chan struct{}),
 		clock: hlc.NewClock(hlc.Config{MaxOffset: maxOffset})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.SetAddress("stored", cfg.StoredAddr)
 	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
@@ -375,7 +379,7 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	if err := st.Start(ctx); err != nil {
 		tr.close()
@@ -391,7 +395,7 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse {
 	out := map[string]*raftmsgpb.HelloResponse{}
 	for _, p := range s.cfg.Peers {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
 		resp := &raftmsgpb.HelloResponse{}
 		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr()}, resp)
 		cancel()
@@ -497,6 +501,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	st, tr := s.mu.store, s.mu.transport
 	s.mu.Unlock()
 	close(s.stopc)
+	s.cancel()
 	s.wg.Wait()
 	if st != nil {
 		st.Stop()

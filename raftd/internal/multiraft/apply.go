@@ -406,7 +406,7 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 	r.mu.snapSending[to] = true
 	r.s.metrics.snapshotsSent.Add(1)
 	if !r.s.goAsync(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*r.s.cfg.StorageTimeout)
+		ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
 		defer cancel()
 		err := r.s.d.Transport.SendSnapshot(ctx, node, chunks)
 		if err != nil {

@@ -53,7 +53,10 @@ type Store struct {
 	incarnation int64
 
 	stopc chan struct{}
-	wake  chan struct{}
+	// ctx is cancelled by Stop; background sends derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wake   chan struct{}
 	tasks chan func()
 	wg    sync.WaitGroup
 	fatal chan error
@@ -101,6 +104,7 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, d: d, log: d.Logger,
 		stopc: make(chan struct{}), wake: make(chan struct{}, 1), tasks: make(chan func()), fatal: make(chan error, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sched.pending = map[uint64]struct{}{}
 	s.mu.replicas = map[uint64]*Replica{}
 	s.mu.nodes = map[uint64]string{}
@@ -159,6 +163,7 @@ func (s *Store) Stop() {
 	}
 	s.mu.Unlock()
 	close(s.stopc)
+	s.cancel()
 	s.wg.Wait()
 	for _, r := range reps {
 		r.failAll(ErrStopped)
