@@ -57,9 +57,9 @@ type Store struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wake   chan struct{}
-	tasks chan func()
-	wg    sync.WaitGroup
-	fatal chan error
+	tasks  chan func()
+	wg     sync.WaitGroup
+	fatal  chan error
 
 	sched struct {
 		sync.Mutex
