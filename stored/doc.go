@@ -46,6 +46,12 @@
 //     RocksDB checkpoint in a new directory; a relative name goes under
 //     <Dir>/checkpoints) and Stats.
 //
+// Packed forms: Write may carry its operations, Scan and StreamRange their
+// entries and IngestRange its chunks as one bytes field in storepb's packed
+// encodings (storepb.AppendPut, NextOp, AppendPacked, NextPacked) instead
+// of a message per entry; storeclient always uses them, and stored serves
+// both forms. They spare a message allocation per key on both sides.
+//
 // Server stream: StreamRange sends a span in chunks of about chunk_bytes
 // at a snapshot (the caller's, whose lease each chunk renews, or one taken
 // when the stream starts): what raft snapshots are made of, and the input

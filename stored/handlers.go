@@ -222,6 +222,8 @@ func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRe
 	case len(req.Ops) > 0 && len(req.PackedOps) > 0:
 		err = bus.Errorf(bus.CodeInvalidArgument, "stored: write: both ops and packed_ops are set")
 	case len(req.PackedOps) > 0:
+		// The packed form is about as long as RocksDB's encoding.
+		b.Grow(len(req.PackedOps) + len(req.PackedOps)/8)
 		err = fillPacked(b, req.PackedOps)
 	default:
 		err = fillBatch(b, req.Ops)

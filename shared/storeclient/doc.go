@@ -21,6 +21,10 @@
 // an Ingest, Add entries in ascending key order, Finish. Nothing is
 // written before Finish, and Finish replaces the span in one synced batch.
 //
+// On the wire, batches, scan pages, stream chunks and ingest chunks
+// travel in storepb's packed encodings (one bytes field, not a message
+// per key).
+//
 // Memory: a Batch copies the keys and values passed to it into one
 // packed buffer (storepb's packed operations), which Reset keeps for
 // reuse; results returned by the client are owned by the caller. A Client is safe for concurrent use; a Batch, an

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/linxGnu/grocksdb"
 )
@@ -136,6 +137,15 @@ func (b *Batch) DeleteRange(span Span) {
 	}
 	if b.grow(len(span.Start) + len(span.End)) {
 		b.record(tagCFRangeDeletion, span.CF, span.Start, span.End)
+	}
+}
+
+// Grow makes room for about n more bytes of operations (each costs its key
+// and value plus a few bytes), sparing reallocations while a batch of
+// known size is built.
+func (b *Batch) Grow(n int) {
+	if b.rep != nil && n > 0 {
+		b.rep = slices.Grow(b.rep, n)
 	}
 }
 
