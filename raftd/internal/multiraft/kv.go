@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -205,7 +207,38 @@ func (s *Store) forward(ctx context.Context, t target, method string, req, resp 
 	if s.d.Forwarder == nil {
 		return bus.Errorf(bus.CodeUnavailable, "kv: no forwarder")
 	}
-	return s.d.Forwarder.Forward(ctx, t.node, method, req, resp)
+	// A leader that dies mid-call never answers: give up as soon as its
+	// node stops pinging rather than at the caller's deadline.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(done)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t0 := time.NewTicker(s.cfg.TickInterval)
+		defer t0.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t0.C:
+				if !s.nodeLive(t.node) {
+					cancel(bus.Errorf(bus.CodeUnavailable, "kv: node %d stopped responding", t.node))
+					return
+				}
+			}
+		}
+	}()
+	err := s.d.Forwarder.Forward(ctx, t.node, method, req, resp)
+	if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+		if c := context.Cause(ctx); c != context.Canceled && c != context.DeadlineExceeded {
+			return c
+		}
+	}
+	return err
 }
 
 func forwardedHeader(h *kvpb.Header) *kvpb.Header {
