@@ -71,21 +71,19 @@ func (e *Engine) Scan(span Span, o ScanOptions) (Page, error) {
 	var p Page
 	var a arena
 	size := 0
-	for it.first(o.Reverse); it.it.Valid(); it.next(o.Reverse) {
-		k := it.it.Key()
+	it.first(o.Reverse)
+	c := newCursor(it.it, o.Reverse, o.KeysOnly)
+	for ok := c.load(); ok; ok = c.step() {
 		if len(p.KVs) >= limit || (len(p.KVs) > 0 && size >= maxBytes) {
 			p.More = true
 			if o.Reverse {
 				p.Resume = p.KVs[len(p.KVs)-1].Key
 			} else {
-				p.Resume = bytes.Clone(k.Data())
+				p.Resume = bytes.Clone(c.key())
 			}
 			break
 		}
-		kv := KV{Key: a.copy(k.Data())}
-		if !o.KeysOnly {
-			kv.Value = a.copy(it.it.Value().Data())
-		}
+		kv := KV{Key: a.copy(c.key()), Value: a.copy(c.value())}
 		size += len(kv.Key) + len(kv.Value)
 		p.KVs = append(p.KVs, kv)
 	}
@@ -140,14 +138,6 @@ func (it *iter) first(reverse bool) {
 	}
 }
 
-func (it *iter) next(reverse bool) {
-	if reverse {
-		it.it.Prev()
-	} else {
-		it.it.Next()
-	}
-}
-
 func (it *iter) close() {
 	it.it.Close()
 	it.ro.Destroy()
@@ -194,8 +184,10 @@ func (e *Engine) Stream(span Span, snap *Snapshot, chunkBytes int, stop func() e
 	var chunk []KV
 	var a arena
 	size := 0
-	for it.first(false); it.it.Valid(); it.it.Next() {
-		kv := KV{Key: a.copy(it.it.Key().Data()), Value: a.copy(it.it.Value().Data())}
+	it.first(false)
+	c := newCursor(it.it, false, false)
+	for ok := c.load(); ok; ok = c.step() {
+		kv := KV{Key: a.copy(c.key()), Value: a.copy(c.value())}
 		chunk = append(chunk, kv)
 		size += len(kv.Key) + len(kv.Value)
 		if size >= chunkBytes {
