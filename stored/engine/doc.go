@@ -16,7 +16,10 @@
 // consistent earlier view (NewSnapshot; Release when done, an open
 // snapshot pins old versions). Scan returns one page bounded by entries
 // and bytes with a resume key; Stream walks a whole span in chunks at a
-// snapshot. Values returned are copies owned by the caller.
+// snapshot. Values returned are copies owned by the caller. Scans read
+// entries with one cgo call each (cursor.go), which reads grocksdb's
+// iterator handle through unsafe: HAZARD when upgrading grocksdb (pinned
+// at v1.7.15; the scan tests catch a layout change).
 //
 // # Group commit
 //
