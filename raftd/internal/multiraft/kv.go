@@ -226,7 +226,8 @@ func (s *Store) forward(ctx context.Context, t target, method string, req, resp 
 				return
 			case <-t0.C:
 				if !s.nodeLive(t.node) {
-					cancel(bus.Errorf(bus.CodeUnavailable, "kv: node %d stopped responding", t.node))
+					// The request may have run: its outcome is unknown.
+					cancel(bus.Errorf(bus.CodeDeadlineExceeded, "kv: node %d stopped responding", t.node))
 					return
 				}
 			}
