@@ -1,6 +1,7 @@
 package clockd_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -50,15 +51,28 @@ func newFakeStored(t *testing.T) *fakeStored {
 		if f.down {
 			return nil, bus.Errorf(bus.CodeUnavailable, "fake stored: down")
 		}
+		// Puts only, as messages or packed; decoded whole before any is
+		// applied.
+		var puts []storepb.PackedOp
 		for _, op := range r.GetOps() {
 			p := op.GetPut()
 			if p == nil {
 				return nil, bus.Errorf(bus.CodeInvalidArgument, "fake stored: only puts")
 			}
-			if f.data[p.GetCf()] == nil {
-				f.data[p.GetCf()] = map[string][]byte{}
+			puts = append(puts, storepb.PackedOp{Kind: storepb.OpPut, CF: p.GetCf(), Key: p.GetKey(), Value: p.GetValue()})
+		}
+		for b := r.GetPackedOps(); len(b) > 0; {
+			op, rest, err := storepb.NextOp(b)
+			if err != nil || op.Kind != storepb.OpPut {
+				return nil, bus.Errorf(bus.CodeInvalidArgument, "fake stored: only puts (%v)", err)
 			}
-			f.data[p.GetCf()][string(p.GetKey())] = p.GetValue()
+			puts, b = append(puts, op), rest
+		}
+		for _, p := range puts {
+			if f.data[p.CF] == nil {
+				f.data[p.CF] = map[string][]byte{}
+			}
+			f.data[p.CF][string(p.Key)] = bytes.Clone(p.Value)
 		}
 		f.writes++
 		if !r.GetSync() {
