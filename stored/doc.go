@@ -59,10 +59,10 @@
 //
 // # Group commit
 //
-// Every write reaches RocksDB's WAL unsynced; a sync write then waits for
-// a WAL fsync begun after it, and one fsync serves every sync write that
-// reached the WAL before it began. A write without sync never waits for
-// an fsync. Stats and /metrics count writes, sync writes and WAL fsyncs;
+// Sync writes queue; one of them at a time leads a group, writing every
+// batch queued so far as one merged RocksDB batch and fsyncing the WAL
+// once for all of them, while the next group queues. A write without sync
+// bypasses the queue and never waits for an fsync. Stats and /metrics count writes, sync writes and WAL fsyncs;
 // see package engine for the details and the visibility hazard. A failed
 // WAL fsync is fatal: writes fail from then on, the readiness check fails
 // and the error is delivered on Err, so the daemon exits and a restart

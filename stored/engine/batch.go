@@ -176,9 +176,11 @@ func (b *Batch) Close() {
 }
 
 // Write applies b atomically. With sync it returns once the write is in
-// the fsynced WAL; concurrent sync writes share one fsync (see the
-// package doc on group commit). A write without sync never waits for an
-// fsync. It returns the sequence number after the write.
+// the fsynced WAL; concurrent sync writes are merged into one RocksDB
+// write and share one fsync (see the package doc on group commit). A
+// write without sync never waits for an fsync. It returns RocksDB's
+// latest sequence number after the write (concurrent writes may have
+// raised it further).
 //
 // HAZARD: a sync write becomes visible to readers when it is applied,
 // just before its WAL fsync; a crash in between loses a write that a
@@ -197,22 +199,22 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 		return 0, err
 	}
 	defer e.closeMu.RUnlock()
-	if err := e.syncer.failed(); err != nil {
-		return 0, err
+	if sync {
+		if err := e.syncer.commit(b.rep); err != nil {
+			return 0, err
+		}
+	} else {
+		if err := e.syncer.failed(); err != nil {
+			return 0, err
+		}
+		wb := grocksdb.WriteBatchFrom(b.rep)
+		err := e.db.Write(e.woAsync, wb)
+		wb.Destroy()
+		if err != nil {
+			return 0, fmt.Errorf("engine: write: %w", err)
+		}
 	}
-	wb := grocksdb.WriteBatchFrom(b.rep)
-	err := e.db.Write(e.woAsync, wb)
-	wb.Destroy()
-	if err != nil {
-		return 0, fmt.Errorf("engine: write: %w", err)
-	}
-	seq := e.db.GetLatestSequenceNumber()
 	e.writes.Add(1)
-	if !sync {
-		return seq, nil
-	}
-	if err := e.syncer.sync(); err != nil {
-		return 0, err
-	}
+	seq := e.db.GetLatestSequenceNumber()
 	return seq, nil
 }

@@ -23,21 +23,24 @@
 //
 // # Group commit
 //
-// Write applies a batch through RocksDB unsynced, so it reaches the WAL
-// file (the OS page cache) and the memtable at once. A sync write then
-// waits for a WAL fsync that began after it: the first such writer with
-// no fsync in progress runs one (FlushWAL(true)) on behalf of every sync
-// write already in the WAL, and writers arriving during it are served by
-// the next one. Concurrent sync writers so share fsyncs; a write without
-// sync never waits for one. Counters reports writes, sync writes and WAL
-// fsyncs (sync writes per fsync is the group commit factor). A failed
-// fsync is sticky: later writes fail until the engine is reopened.
+// Sync writes go through a commit queue: a sync writer queues its batch,
+// and the first queued writer finding no leader leads one group. It takes
+// every batch queued so far (up to 16 MiB), writes them to RocksDB as one
+// merged batch (concatenating their encodings), fsyncs the WAL once
+// (FlushWAL(true)) and wakes the group; writers queueing meanwhile form
+// the next group. One RocksDB write and one fsync so serve many sync
+// writes. Writes without sync bypass the queue and never wait for an
+// fsync. Counters reports writes, sync writes and WAL fsyncs (sync writes
+// per fsync is the group commit factor). A failed fsync is sticky: later
+// writes fail until the engine is reopened.
 //
-// HAZARD: a sync write is visible to readers from the moment it is
-// applied, slightly before its fsync ends; a crash in that window loses a
-// write a reader may have seen, never one whose Write returned. Crash
-// recovery uses RocksDB's point-in-time WAL recovery: a batch is one WAL
-// record, recovered whole or not at all.
+// A merged batch is one WAL record, so each batch in it stays atomic, and
+// crash recovery (RocksDB's point-in-time WAL recovery) restores a record
+// whole or not at all.
+//
+// HAZARD: a sync write is visible to readers from the moment its group is
+// applied, slightly before the group's fsync ends; a crash in that window
+// loses a write a reader may have seen, never one whose Write returned.
 //
 // # Validation and limits
 //

@@ -167,7 +167,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if opts.Knobs != nil {
 		beforeSync = opts.Knobs.BeforeWALSync
 	}
-	e.syncer.init(e.db, beforeSync)
+	e.syncer.init(e.db, e.woAsync, beforeSync)
 	return e, nil
 }
 
