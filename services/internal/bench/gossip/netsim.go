@@ -176,8 +176,8 @@ func (ep *endpoint) enqueue(from string, b []byte) {
 	}
 }
 
-// reachable reports whether a reliable exchange with to can start, and
-// how long to wait first for stalls on either side to end.
+// reachable returns to's endpoint if a reliable exchange with it can start
+// (neither side crashed); callers wait out stalls themselves.
 func (ep *endpoint) reachable(to string) (*endpoint, bool) {
 	dst := ep.n.lookup(to)
 	if dst == nil || dst.crashed.Load() || ep.crashed.Load() {
