@@ -1,0 +1,431 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/services/client"
+)
+
+// raftd's default raft timing (raftd.Config): 100ms ticks, 10 ticks to an
+// election.
+const electionTimeout = time.Second
+
+// TestKVLeaderFailover: writers put keys through the Go client on a
+// three-node `pleiades dev` cluster; the raftd leading their range gets
+// SIGKILL; writes resume, the supervisor restarts the raftd, it catches
+// up, and every acknowledged write reads back with its value.
+func TestKVLeaderFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e tests run real processes; skipped under -short")
+	}
+	c := startDev(t, t.TempDir(), 3, 3100)
+	// A short attempt timeout lets the client give up on the dead leader
+	// soon; a retried Put writes the same value again.
+	cl := c.client(t, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := cl.Init(ctx, client.InitOptions{}); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+
+	const prefix = "failover"
+	ws := startWriters(cl, 8, prefix, 30*time.Second)
+	halted := false
+	defer func() {
+		if !halted {
+			ws.halt()
+		}
+	}()
+	eventually(t, 30*time.Second, "first writes acknowledged", func() error {
+		if n, _ := ws.log.counts(); n < 50 {
+			return fmt.Errorf("%d writes acknowledged", n)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+
+	var node int
+	var rangeID uint64
+	eventually(t, 30*time.Second, "leader of the writers' range", func() (err error) {
+		node, rangeID, err = c.leaderOf(cl, []byte(prefix+"/"))
+		return err
+	})
+	name := fmt.Sprintf("node%d/raftd", node)
+	victim, err := c.daemon(t, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := ws.log.counts()
+	killed := time.Now()
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SIGKILL %s (pid %d), leader of range %d, after %d acknowledged writes", name, victim.PID, rangeID, before)
+
+	var resumed time.Time
+	eventually(t, 30*time.Second, "writes resume after the leader's SIGKILL", func() error {
+		var ok bool
+		if resumed, ok = ws.log.firstAckStartedAfter(killed); !ok {
+			return fmt.Errorf("no write started after the kill was acknowledged")
+		}
+		return nil
+	})
+	took := resumed.Sub(killed)
+	t.Logf("writes resumed %v after the SIGKILL (two election timeouts: %v; the client's attempt timeout: %v)", took.Round(time.Millisecond), 2*electionTimeout, time.Second)
+
+	restarted := c.waitRestarted(t, name, victim.PID)
+	t.Logf("supervisor restarted %s as pid %d", name, restarted.PID)
+	newLeader := 0
+	eventually(t, 30*time.Second, "a leader after the restart", func() (err error) {
+		newLeader, _, err = c.leaderOf(cl, []byte(prefix+"/"))
+		return err
+	})
+	// Keep writing a moment with the restarted raftd in the group.
+	time.Sleep(time.Second)
+	ws.halt()
+	halted = true
+	t.Logf("longest time without an acknowledged write around the kill: %v; range %d now led by node %d",
+		ws.log.longestGap(killed.Add(-time.Second), resumed.Add(time.Second)).Round(time.Millisecond), rangeID, newLeader)
+
+	acked, errs := ws.log.counts()
+	t.Logf("%d writes acknowledged, %d failed or timed out (last error: %v)", acked, errs, ws.log.lastErr)
+	c.waitCaughtUp(t, cl, node)
+	verify(t, cl, prefix, ws.log.acked, ws.log.unknown, nil)
+}
+
+// TestKVClusterRestart: data written to a three-node cluster survives
+// SIGTERM of the whole `pleiades dev` and a start over the same data dir,
+// then SIGKILL of one node's stored and raftd together. The killed node's
+// own replicas, read with stale reads served by that node alone, hold
+// everything once caught up.
+func TestKVClusterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e tests run real processes; skipped under -short")
+	}
+	dir := t.TempDir()
+	c := startDev(t, dir, 3, 3200)
+	const prefix = "restart"
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cl := c.client(t, 5*time.Second)
+	// Four user ranges, each round of writes spread over two of them.
+	split := [][]byte{[]byte(prefix + "/a/w04"), []byte(prefix + "/b"), []byte(prefix + "/b/w04")}
+	if _, err := cl.Init(ctx, client.InitOptions{SplitPoints: split}); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	acked, unknown := map[string]string{}, map[string]string{}
+	// write puts fresh keys under prefix/<round> until n are acknowledged.
+	write := func(round string, n int) {
+		t.Helper()
+		ws := startWriters(cl, 8, prefix+"/"+round, 60*time.Second)
+		eventually(t, 60*time.Second, round+" writes", func() error {
+			if a, _ := ws.log.counts(); a < n {
+				return fmt.Errorf("%d of %d writes acknowledged", a, n)
+			}
+			return nil
+		})
+		ws.halt()
+		a, errs := ws.log.counts()
+		t.Logf("round %s: %d writes acknowledged, %d failed", round, a, errs)
+		for k, v := range ws.log.acked {
+			acked[k] = v
+		}
+		for k, v := range ws.log.unknown {
+			unknown[k] = v
+		}
+	}
+	write("a", 400)
+
+	// Delete every tenth acknowledged key.
+	deleted := map[string]bool{}
+	keys := make([]string, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i%10 != 0 {
+			continue
+		}
+		if _, err := cl.Delete(ctx, []byte(k)); err != nil {
+			t.Fatalf("delete %q: %v", k, err)
+		}
+		deleted[k] = true
+		delete(acked, k)
+	}
+
+	start := time.Now()
+	c.stop(t)
+	t.Logf("whole cluster stopped with SIGTERM in %v", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	c.start(t)
+	t.Logf("cluster restarted over the same data dir, ready in %v", time.Since(start).Round(time.Millisecond))
+	verify(t, cl, prefix, acked, unknown, deleted)
+
+	// SIGKILL stored and raftd of the node leading the first range.
+	node, _, err := c.leaderOf(cl, []byte(prefix+"/"))
+	if err != nil {
+		node = 2
+		t.Logf("no leader found (%v); killing node 2", err)
+	}
+	var victims []daemonStatus
+	for _, d := range []string{"raftd", "stored"} {
+		v, err := c.daemon(t, fmt.Sprintf("node%d/%s", node, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		victims = append(victims, v)
+	}
+	for _, v := range victims {
+		if err := syscall.Kill(v.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("SIGKILL node %d raftd (pid %d) and stored (pid %d)", node, victims[0].PID, victims[1].PID)
+	// Write while the node is down and restarting.
+	write("b", 400)
+	for _, v := range victims {
+		c.waitRestarted(t, v.Name, v.PID)
+	}
+	verify(t, cl, prefix, acked, unknown, deleted)
+
+	// The restarted node's own replicas hold every write once caught up.
+	c.waitCaughtUp(t, cl, node)
+	local := c.client(t, 5*time.Second, c.nodes[node-1].RaftAddr)
+	eventually(t, 30*time.Second, fmt.Sprintf("node %d serves every key from its own replicas", node), func() error {
+		kvs, err := local.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), client.ScanOptions{Consistency: client.Stale}).Collect()
+		if err != nil {
+			return err
+		}
+		got := map[string]string{}
+		for _, kv := range kvs {
+			got[string(kv.Key)] = string(kv.Value)
+		}
+		var wrong []string
+		for k, v := range acked {
+			if got[k] != v {
+				wrong = append(wrong, k)
+			}
+		}
+		for k := range deleted {
+			if _, ok := got[k]; ok {
+				wrong = append(wrong, k+" (deleted)")
+			}
+		}
+		if len(wrong) > 0 {
+			sort.Strings(wrong)
+			return fmt.Errorf("%d keys wrong on node %d, e.g. %s", len(wrong), node, strings.Join(wrong[:min(5, len(wrong))], ", "))
+		}
+		return nil
+	})
+}
+
+// TestKVThousandRanges: a three-node cluster initialized with 1,000 user
+// ranges elects a leader in each and serves a put and a get in each; once
+// quiesced, raftd's CPU and resident memory per node are logged.
+func TestKVThousandRanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e tests run real processes; skipped under -short")
+	}
+	const userRanges = 1000
+	c := startDev(t, t.TempDir(), 3, 3300)
+	// Generous attempts: bootstrapping 1,000 ranges takes seconds on a
+	// loaded machine, and a retried Init reports the cluster as existing.
+	cl := c.client(t, 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+
+	raftPIDs := map[int]int{}
+	idleBefore := map[int]procSample{}
+	for _, n := range c.nodes {
+		d, err := c.daemon(t, fmt.Sprintf("node%d/raftd", n.Index))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raftPIDs[n.Index] = d.PID
+		if idleBefore[n.Index], err = sampleProc(d.PID); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Split points r0001..r0999 after the first user range [0x01, r0001).
+	var split [][]byte
+	keys := []string{"a/x"}
+	for i := 1; i < userRanges; i++ {
+		split = append(split, fmt.Appendf(nil, "r%04d", i))
+		keys = append(keys, fmt.Sprintf("r%04d/x", i))
+	}
+	start := time.Now()
+	res, err := cl.Init(ctx, client.InitOptions{SplitPoints: split})
+	if err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	if res.AlreadyInitialized {
+		t.Errorf("init of a new cluster says it was initialized already")
+	}
+	if len(res.Descriptors) != userRanges+1 {
+		t.Fatalf("init made %d ranges; want %d user ranges and the meta range", len(res.Descriptors), userRanges)
+	}
+	t.Logf("init of %d ranges took %v", len(res.Descriptors), time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	commitAtElection := map[uint64]uint64{}
+	eventually(t, 90*time.Second, "every range has a leader that every replica knows", func() error {
+		reps, err := c.replicas(cl, 20*time.Second)
+		if err != nil {
+			return err
+		}
+		leaders := map[uint64]uint64{}
+		for idx, rs := range reps {
+			if len(rs) != userRanges+1 {
+				return fmt.Errorf("node %d lists %d replicas", idx, len(rs))
+			}
+			for _, r := range rs {
+				id := r.GetDescriptor_().GetRangeId()
+				if r.GetLeaderNodeId() == 0 {
+					return fmt.Errorf("range %d: node %d knows no leader (%s)", id, idx, r.GetRaftState())
+				}
+				if r.GetRaftState() == "leader" {
+					leaders[id] = r.GetCommitIndex()
+				}
+			}
+		}
+		if len(leaders) != userRanges+1 {
+			return fmt.Errorf("%d of %d ranges have a leader", len(leaders), userRanges+1)
+		}
+		commitAtElection = leaders
+		return nil
+	})
+	t.Logf("all %d ranges led after %v", userRanges+1, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	var (
+		mu   sync.Mutex
+		bad  []string
+		next int
+		wg   sync.WaitGroup
+	)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(keys) {
+					return
+				}
+				k, want := []byte(keys[i]), fmt.Appendf(nil, "value of range %d", i)
+				err := func() error {
+					if _, err := cl.Put(ctx, k, want); err != nil {
+						return fmt.Errorf("put %s: %w", k, err)
+					}
+					v, found, err := cl.Get(ctx, k)
+					switch {
+					case err != nil:
+						return fmt.Errorf("get %s: %w", k, err)
+					case !found || string(v.Value) != string(want):
+						return fmt.Errorf("get %s = %q, %v; want %q", k, v.Value, found, want)
+					}
+					return nil
+				}()
+				if err != nil {
+					mu.Lock()
+					bad = append(bad, err.Error())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("%d of %d ranges failed a put and get; first: %s", len(bad), len(keys), strings.Join(bad[:min(5, len(bad))], "; "))
+	}
+	t.Logf("put and get in each of %d ranges took %v", len(keys), time.Since(start).Round(time.Millisecond))
+
+	// Each user range committed the put: its commit index moved.
+	reps, err := c.replicas(cl, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitNow := map[uint64]uint64{}
+	for _, rs := range reps {
+		for _, r := range rs {
+			id := r.GetDescriptor_().GetRangeId()
+			commitNow[id] = max(commitNow[id], r.GetCommitIndex())
+		}
+	}
+	moved := 0
+	for id, c0 := range commitAtElection {
+		if commitNow[id] > c0 {
+			moved++
+		}
+	}
+	// Every user range took a write; the meta range may or may not.
+	if moved < userRanges {
+		t.Errorf("%d ranges committed a write; want every one of the %d user ranges", moved, userRanges)
+	}
+
+	start = time.Now()
+	eventually(t, 90*time.Second, "every replica quiesced", func() error {
+		reps, err := c.replicas(cl, 20*time.Second)
+		if err != nil {
+			return err
+		}
+		for idx, rs := range reps {
+			n := 0
+			for _, r := range rs {
+				if !r.GetQuiesced() {
+					n++
+				}
+			}
+			if n > 0 {
+				return fmt.Errorf("node %d: %d of %d replicas not quiesced", idx, n, len(rs))
+			}
+		}
+		return nil
+	})
+	t.Logf("all replicas quiesced %v after the last put", time.Since(start).Round(time.Millisecond))
+
+	// Idle cost: CPU over a 10 s window and resident memory per raftd.
+	const window = 10 * time.Second
+	first := map[int]procSample{}
+	for idx, pid := range raftPIDs {
+		if first[idx], err = sampleProc(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(window)
+	for _, n := range c.nodes {
+		idx := n.Index
+		last, err := sampleProc(raftPIDs[idx])
+		if err != nil {
+			t.Fatal(err)
+		}
+		perRange := (float64(last.rssKiB) - float64(idleBefore[idx].rssKiB)) / float64(userRanges+1)
+		t.Logf("node %d raftd idle with %d replicas: CPU %.2f%% of one core over %v; RSS %.1f MiB (%.1f MiB before init), %.1f KiB per replica above the empty node",
+			idx, userRanges+1, 100*cpuShare(first[idx], last), window, float64(last.rssKiB)/1024, float64(idleBefore[idx].rssKiB)/1024, perRange)
+	}
+	reps, err = c.replicas(cl, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for idx, rs := range reps {
+		n := 0
+		for _, r := range rs {
+			if !r.GetQuiesced() {
+				n++
+			}
+		}
+		t.Logf("node %d: %d of %d replicas awake after the idle window", idx, n, len(rs))
+	}
+}
