@@ -14,7 +14,8 @@
 // dead.
 //
 // Both sides run the same protocol timers (Options.Protocol, mapped onto
-// memberlist.Config). Bytes are protocol payload as handed to the network
+// memberlist.Config), and memberlist's acks carry a payload of the size of
+// gossipd's Vivaldi coordinate, as Serf's coordinates do. Bytes are protocol payload as handed to the network
 // (datagrams plus stream bytes); gossipd over QUIC adds per-datagram
 // framing not counted here (see gossipd/BENCHMARKS.md).
 package gossip

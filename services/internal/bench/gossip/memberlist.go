@@ -41,6 +41,8 @@ type mlNode struct {
 
 	metaMu sync.Mutex
 	meta   []byte
+
+	ackPayload []byte
 }
 
 func newMLCluster(cfg gossipd.ProtocolConfig, net *network, obs *observer) *mlCluster {
@@ -82,6 +84,8 @@ func (c *mlCluster) start(n int) error {
 		mc.Transport = nd
 		mc.Events = nd
 		mc.Delegate = nd
+		mc.Ping = nd
+		nd.ackPayload = make([]byte, coordinateBytes())
 		c.mu.Lock()
 		c.nodes = append(c.nodes, nd)
 		c.names[nd.name] = i
@@ -287,6 +291,15 @@ func (nd *mlNode) LocalState(bool) []byte { return nil }
 
 // MergeRemoteState implements memberlist.Delegate.
 func (nd *mlNode) MergeRemoteState([]byte, bool) {}
+
+// AckPayload implements memberlist.PingDelegate: every ack carries as many
+// bytes as gossipd's acks spend on the Vivaldi coordinate, as Serf's
+// coordinate does with memberlist, so that bandwidth compares like with
+// like.
+func (nd *mlNode) AckPayload() []byte { return nd.ackPayload }
+
+// NotifyPingComplete implements memberlist.PingDelegate.
+func (nd *mlNode) NotifyPingComplete(*memberlist.Node, time.Duration, []byte) {}
 
 // NotifyJoin implements memberlist.EventDelegate.
 func (nd *mlNode) NotifyJoin(*memberlist.Node) {}

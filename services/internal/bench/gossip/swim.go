@@ -11,6 +11,13 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
 
+// coordinateBytes is the encoded size of the Vivaldi coordinate in a
+// gossipd ack (8 dimensions plus error, adjustment and height).
+func coordinateBytes() int {
+	return proto.Size(&gossippb.Ack{Coordinate: &gossippb.Coordinate{
+		Vec: make([]float64, 8), Error: 1.5, Adjustment: 1e-3, Height: 1e-5}})
+}
+
 // swimCluster runs gossipd's engines over the in-memory network.
 type swimCluster struct {
 	cfg   gossipd.ProtocolConfig
