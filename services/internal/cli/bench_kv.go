@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -27,7 +26,7 @@ func benchKVCommand(e *env) *cli.Command {
 			"one object with requests_per_sec, p50_ms, p99_ms, p999_ms and errors.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
-			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			certsDirFlag(),
 			&cli.IntFlag{Name: "conns", Value: 1, Usage: "client endpoints (each with its own connections)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent requesters"},
 			&cli.IntFlag{Name: "total", Value: 10000, Usage: "timed requests"},
@@ -83,7 +82,7 @@ func benchKVCommand(e *env) *cli.Command {
 			if err := o.Validate(); err != nil {
 				return usagef("%v", err)
 			}
-			certsDir := c.String("certs-dir")
+			certsDir := certsDir(c)
 			tc, err := tlsutil.Load(certsDir)
 			if err != nil {
 				return fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -32,7 +31,7 @@ func benchStoreCommand(e *env) *cli.Command {
 			"ops_per_sec, p50_us, p99_us and, for sync batches, sync_writes_per_wal_sync.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Usage: "bus `ADDR` of a stored to measure (default: start a temporary one)"},
-			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt), with --addr"},
+			certsDirFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "`DIR` for the temporary stored and the in-process engine (default: a temporary directory, removed)"},
 			&cli.DurationFlag{Name: "phase", Value: store.DefaultPhase, Usage: "length of each timed phase"},
 			&cli.StringFlag{Name: "concurrency", Value: "1,16,64", Usage: "comma-separated sync batch writer counts, ascending"},
@@ -63,7 +62,7 @@ func benchStoreCommand(e *env) *cli.Command {
 				conc = append(conc, n)
 			}
 			o := store.Options{
-				Addr: c.String("addr"), CertsDir: c.String("certs-dir"), Dir: c.String("dir"), Phase: c.Duration("phase"),
+				Addr: c.String("addr"), CertsDir: certsDir(c), Dir: c.String("dir"), Phase: c.Duration("phase"),
 				Concurrency: conc, BatchOps: c.Int("batch-ops"), ValueBytes: c.Int("value-bytes"), Keys: c.Int("keys"),
 				ReadConcurrency: c.Int("read-concurrency"), ScanKeys: c.Int("scan-keys"), MultiGetKeys: c.Int("multi-get-keys"),
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -35,7 +34,7 @@ func clockCommand(e *env) *cli.Command {
 			"  pleiades clock -o json | jq '.[0].healthy'",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("clockd").busPort), Usage: "the clockd's bus `ADDR`"},
-			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			certsDirFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
 			outputFlag(),
 		},
@@ -50,7 +49,7 @@ func clockCommand(e *env) *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
-			view, err := fetchClock(ctx, c.String("certs-dir"), addr)
+			view, err := fetchClock(ctx, certsDir(c), addr)
 			if err != nil {
 				return err
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +91,7 @@ func kvCommand(e *env) *cli.Command {
 func kvFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
-		&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+		certsDirFlag(),
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "bound on the whole command, retries included"},
 		outputFlag(),
 	}
@@ -186,7 +185,7 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	certsDir := c.String("certs-dir")
+	certsDir := certsDir(c)
 	tc, err := tlsutil.Load(certsDir)
 	if err != nil {
 		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)

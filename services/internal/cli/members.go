@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +26,7 @@ func membersCommand(e *env) *cli.Command {
 			"and \"coordinate\".",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("gossipd").busPort), Usage: "the gossipd's bus `ADDR`"},
-			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			certsDirFlag(),
 			&cli.BoolFlag{Name: "all", Value: true, Usage: "include dead and left members"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
 			outputFlag(),
@@ -43,7 +42,7 @@ func membersCommand(e *env) *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
-			views, err := fetchMembers(ctx, c.String("certs-dir"), addr, c.Bool("all"))
+			views, err := fetchMembers(ctx, certsDir(c), addr, c.Bool("all"))
 			if err != nil {
 				return err
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -37,7 +36,7 @@ func storeStatsCommand(e *env) *cli.Command {
 			"\"column_families\": one object per column family.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(spec("stored").busPort), Usage: "the stored's bus `ADDR`"},
-			&cli.StringFlag{Name: "certs-dir", Value: filepath.Join(".", "data", "certs"), Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt)"},
+			certsDirFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
 			outputFlag(),
 		},
@@ -52,7 +51,7 @@ func storeStatsCommand(e *env) *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
-			st, err := fetchStoreStats(ctx, c.String("certs-dir"), addr)
+			st, err := fetchStoreStats(ctx, certsDir(c), addr)
 			if err != nil {
 				return err
 			}

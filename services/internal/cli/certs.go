@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+// certsDirFlag is the --certs-dir flag of every command that calls a
+// daemon over the bus. Left unset, certsDir picks the certificates of the
+// node the default addresses point at.
+func certsDirFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name: "certs-dir",
+		Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt); default ./data/certs " +
+			"(`make run`), else ./data/dev/node1/certs (`make dev`)",
+	}
+}
+
+// defaultCertsDirs are where certsDir looks, in order, when --certs-dir is
+// unset: the node of `make run`, then node 1 of `make dev` (which uses the
+// default ports).
+func defaultCertsDirs() []string {
+	return []string{
+		filepath.Join(".", "data", "certs"),
+		filepath.Join(".", "data", "dev", "node1", "certs"),
+	}
+}
+
+// certsDir returns --certs-dir, or the first default dir holding a node
+// certificate (the first default when none does, so the error names it).
+func certsDir(c *cli.Context) string {
+	if d := c.String("certs-dir"); d != "" {
+		return d
+	}
+	dirs := defaultCertsDirs()
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, tlsutil.NodeCert)); err == nil {
+			return d
+		}
+	}
+	return dirs[0]
+}
