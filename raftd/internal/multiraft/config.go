@@ -73,7 +73,7 @@ func DefaultConfig() Config {
 // TestConfig returns fast timers for in-process tests.
 func TestConfig() Config {
 	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
-		LogTruncateEntries: 50, LogKeepEntries: 10, EntryCacheEntries: 32}
+		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4}
 	c.fill()
 	return c
 }
