@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -125,6 +127,12 @@ func TestKVClusterRestart(t *testing.T) {
 	write := func(round string, n int) {
 		t.Helper()
 		ws := startWriters(cl, 8, prefix+"/"+round, 60*time.Second)
+		halted := false
+		defer func() {
+			if !halted {
+				ws.halt()
+			}
+		}()
 		eventually(t, 60*time.Second, round+" writes", func() error {
 			if a, _ := ws.log.counts(); a < n {
 				return fmt.Errorf("%d of %d writes acknowledged", a, n)
@@ -132,6 +140,7 @@ func TestKVClusterRestart(t *testing.T) {
 			return nil
 		})
 		ws.halt()
+		halted = true
 		a, errs := ws.log.counts()
 		t.Logf("round %s: %d writes acknowledged, %d failed", round, a, errs)
 		for k, v := range ws.log.acked {
@@ -169,12 +178,50 @@ func TestKVClusterRestart(t *testing.T) {
 	t.Logf("cluster restarted over the same data dir, ready in %v", time.Since(start).Round(time.Millisecond))
 	verify(t, cl, prefix, acked, unknown, deleted)
 
-	// SIGKILL stored and raftd of the node leading the first range.
-	node, _, err := c.leaderOf(cl, []byte(prefix+"/"))
+	// The CLI reads what the Go client wrote.
+	certs := "--certs-dir=" + filepath.Join(dir, "node1", "certs")
+	k := keys[1] // keys[0] was deleted
+	out, err := pleiades(t, "kv", "get", certs, "--addr="+strings.Join(c.raftAddrs(), ","), k)
 	if err != nil {
-		node = 2
-		t.Logf("no leader found (%v); killing node 2", err)
+		t.Fatal(err)
 	}
+	if !strings.Contains(out, acked[k]) {
+		t.Errorf("pleiades kv get %s printed %q; want the value %q", k, out, acked[k])
+	}
+
+	// SIGKILL stored and raftd of the node leading the first range, found
+	// with `pleiades ranges --output json` on each node.
+	node := 0
+	eventually(t, 30*time.Second, "leader of the first range", func() error {
+		var term uint64
+		for _, n := range c.nodes {
+			out, err := pleiades(t, "ranges", certs, "--addr="+n.RaftAddr, "--output=json")
+			if err != nil {
+				return err
+			}
+			var v struct {
+				Replicas []struct {
+					StartKey  string `json:"start_key"`
+					EndKey    string `json:"end_key"`
+					RaftState string `json:"raft_state"`
+					Term      uint64 `json:"term"`
+				} `json:"replicas"`
+			}
+			if err := json.Unmarshal([]byte(out), &v); err != nil {
+				return fmt.Errorf("pleiades ranges: %w: %s", err, out)
+			}
+			key := prefix + "/a/w00"
+			for _, r := range v.Replicas {
+				if key >= r.StartKey && (r.EndKey == "" || key < r.EndKey) && r.RaftState == "leader" && r.Term >= term {
+					node, term = n.Index, r.Term
+				}
+			}
+		}
+		if node == 0 {
+			return fmt.Errorf("no node leads the range of %s/a/w00", prefix)
+		}
+		return nil
+	})
 	var victims []daemonStatus
 	for _, d := range []string{"raftd", "stored"} {
 		v, err := c.daemon(t, fmt.Sprintf("node%d/%s", node, d))
@@ -242,15 +289,23 @@ func TestKVThousandRanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
+	// The empty node's cost, for comparison: 5 s before init.
 	raftPIDs := map[int]int{}
-	idleBefore := map[int]procSample{}
+	emptyStart, idleBefore := map[int]procSample{}, map[int]procSample{}
 	for _, n := range c.nodes {
 		d, err := c.daemon(t, fmt.Sprintf("node%d/raftd", n.Index))
 		if err != nil {
 			t.Fatal(err)
 		}
 		raftPIDs[n.Index] = d.PID
-		if idleBefore[n.Index], err = sampleProc(d.PID); err != nil {
+		if emptyStart[n.Index], err = sampleProc(d.PID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Second)
+	for idx, pid := range raftPIDs {
+		var err error
+		if idleBefore[idx], err = sampleProc(pid); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -307,10 +362,11 @@ func TestKVThousandRanges(t *testing.T) {
 
 	start = time.Now()
 	var (
-		mu   sync.Mutex
-		bad  []string
-		next int
-		wg   sync.WaitGroup
+		mu         sync.Mutex
+		bad        []string
+		next       int
+		wg         sync.WaitGroup
+		puts, gets []time.Duration
 	)
 	for range 16 {
 		wg.Add(1)
@@ -326,10 +382,15 @@ func TestKVThousandRanges(t *testing.T) {
 				}
 				k, want := []byte(keys[i]), fmt.Appendf(nil, "value of range %d", i)
 				err := func() error {
+					t0 := time.Now()
 					if _, err := cl.Put(ctx, k, want); err != nil {
 						return fmt.Errorf("put %s: %w", k, err)
 					}
+					t1 := time.Now()
 					v, found, err := cl.Get(ctx, k)
+					mu.Lock()
+					puts, gets = append(puts, t1.Sub(t0)), append(gets, time.Since(t1))
+					mu.Unlock()
 					switch {
 					case err != nil:
 						return fmt.Errorf("get %s: %w", k, err)
@@ -350,7 +411,8 @@ func TestKVThousandRanges(t *testing.T) {
 	if len(bad) > 0 {
 		t.Fatalf("%d of %d ranges failed a put and get; first: %s", len(bad), len(keys), strings.Join(bad[:min(5, len(bad))], "; "))
 	}
-	t.Logf("put and get in each of %d ranges took %v", len(keys), time.Since(start).Round(time.Millisecond))
+	t.Logf("put and get in each of %d ranges took %v (16 at a time); put latency %s; get latency %s",
+		len(keys), time.Since(start).Round(time.Millisecond), latencies(puts), latencies(gets))
 
 	// Each user range committed the put: its commit index moved.
 	reps, err := c.replicas(cl, 20*time.Second)
@@ -412,8 +474,9 @@ func TestKVThousandRanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		perRange := (float64(last.rssKiB) - float64(idleBefore[idx].rssKiB)) / float64(userRanges+1)
-		t.Logf("node %d raftd idle with %d replicas: CPU %.2f%% of one core over %v; RSS %.1f MiB (%.1f MiB before init), %.1f KiB per replica above the empty node",
-			idx, userRanges+1, 100*cpuShare(first[idx], last), window, float64(last.rssKiB)/1024, float64(idleBefore[idx].rssKiB)/1024, perRange)
+		t.Logf("node %d raftd idle with %d replicas: CPU %.2f%% of one core over %v (%.2f%% before init); RSS %.1f MiB (%.1f MiB before init), %.1f KiB per replica above the empty node",
+			idx, userRanges+1, 100*cpuShare(first[idx], last), window, 100*cpuShare(emptyStart[idx], idleBefore[idx]),
+			float64(last.rssKiB)/1024, float64(idleBefore[idx].rssKiB)/1024, perRange)
 	}
 	reps, err = c.replicas(cl, 20*time.Second)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -531,4 +532,15 @@ func cpuShare(a, b procSample) float64 {
 		return 0
 	}
 	return float64(b.cpuTicks-a.cpuTicks) / userHZ / secs
+}
+
+// latencies summarizes durations: median, 99th percentile and maximum.
+func latencies(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return fmt.Sprintf("p50 %v, p99 %v, max %v", at(0.5).Round(time.Millisecond), at(0.99).Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
 }
