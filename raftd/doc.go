@@ -83,10 +83,25 @@
 // local applied state. Batch is atomic within one range; Scan and
 // DeleteRange walk ranges in order (DeleteRange is atomic per range only).
 //
+// Leases: a ReadIndex round that a quorum answered proves leadership from
+// the moment it started; the leader then serves linearizable reads locally
+// until that moment plus the election timeout less the clock's MaxOffset
+// (followers that answered refuse votes for an election timeout under
+// CheckQuorum), renewing the lease on heartbeats while it is being read
+// from. A restarted replica refuses votes for one lease duration, since it
+// may have backed a lease it no longer remembers. Leases are off when
+// MaxOffset is not below the election timeout.
+//
+// HAZARD: committed entries are applied in the same round they are
+// written (phase 1), into the round's batch; their effects are published
+// (applied index, proposal answers, reads) only in phase 2. Code that
+// reads the state machine must use the published applied index
+// (Replica.applied), not r.mu.applied, between the phases.
+//
 // # Not yet
 //
-// Leader-lease reads (every linearizable read takes a ReadIndex round),
-// replica changes and splits, replica GC, snapshot streaming through
-// stored's StreamRange/IngestRange (snapshots are built from a scan and
-// applied in the round's batch), gossip-based discovery.
+// Replica changes and splits, replica GC, snapshot streaming through
+// stored's StreamRange/IngestRange (snapshots are built from a scan of the
+// range and installed in the round's batch), AsyncStorageWrites, gossip
+// discovery. See BENCHMARKS.md for figures.
 package raftd
