@@ -12,13 +12,15 @@
 //
 //  1. steps the inbox into raft, ticks and takes the Ready; a leader's
 //     messages are sent at once (raft allows the leader to send appends in
-//     parallel with its own write);
-//  2. writes the hard states, log entries and received snapshots of every
-//     range of the round in ONE synced engine write;
+//     parallel with its own write); committed entries are applied in
+//     memory into the same batch (data, then the applied index);
+//  2. writes the hard states, log entries, received snapshots and applied
+//     data of every range of the round in ONE engine write, synced when any
+//     range needs it (atomic: a crash keeps all of it or none, and a
+//     restart replays from the durable applied index);
 //  3. then sends the followers' messages (never before their entries are
-//     durable), applies committed entries (data and applied index in one
-//     write, unsynced: the log is durable, a crash replays from the applied
-//     index), answers ReadIndex reads, and calls Advance.
+//     durable), publishes the applied index, answers proposals and
+//     ReadIndex reads, truncates logs, and calls Advance.
 //
 // Flow control (multiraft.Config): MaxSizePerMsg 1 MiB, MaxInflightMsgs
 // 256, MaxInflightBytes 32 MiB, MaxUncommittedEntriesSize 64 MiB (further

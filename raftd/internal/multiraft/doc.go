@@ -1,0 +1,25 @@
+// Package multiraft is raftd's engine: a Store hosts every replica of one
+// node (one etcd raft RawNode each) and drives them with one scheduler
+// whose rounds batch the log writes of every active range into one engine
+// write (see package raftd for the round, lease and storage contracts).
+//
+// Files by concern: store.go (Store, scheduler rounds, ticker, bootstrap),
+// replica.go (Replica: inbox, Ready handling, proposals, reads, leases,
+// quiescence, truncation), apply.go (state machine, snapshots), raftlog.go
+// (raft.Storage over the engine with an entry cache), outbox.go (per-node
+// batching and heartbeat coalescing), kv.go (the kvpb methods: routing,
+// forwarding, cross-range Scan and DeleteRange), plan.go (initial range
+// layout), localnet.go (LocalNetwork, the fault-injecting in-process
+// transport for tests).
+//
+// Concurrency: a Replica's raft state (mu) is touched only by scheduler
+// rounds, one round at a time; API callers hand work in through the inbox
+// (its own lock) and wait on channels. Lock order: Replica.mu, then
+// Replica.in, then Store locks; Store.enqueue takes only the scheduler
+// lock and may be called anywhere.
+//
+// Errors: NotLeaderError from a replica that does not lead; the KV methods
+// return bus errors (InvalidArgument for bad input, NotLeader with the
+// leader's address as hint, Unavailable for "retry later, nothing done",
+// DeadlineExceeded when a forwarded request's outcome is unknown).
+package multiraft
