@@ -32,40 +32,17 @@ func newBusCluster(t *testing.T, n int) *busCluster {
 	defer cancel()
 	c := &busCluster{}
 	ca := daemontest.CA(t)
-	var addrs []string
-	for range n {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, pc.LocalAddr().String())
-		pc.Close()
-	}
+	addrs := freeAddrs(t, n)
 	for i := range n {
-		common := daemontest.Common(t)
-		common.BusAddr = addrs[i]
-		rt := daemontest.NewUnstartedRuntime(t, raftd.Name, ca, common)
-		cfg := raftd.DefaultConfig()
-		cfg.StoredAddr = ""
-		cfg.TickInterval = 20 * time.Millisecond
+		var peers []string
 		for j, a := range addrs {
 			if j != i {
-				cfg.Peers = append(cfg.Peers, a)
+				peers = append(peers, a)
 			}
 		}
-		srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, Engine: storage.NewMem()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+		rt, srv := startServer(t, ctx, ca, addrs[i], peers)
 		c.rts = append(c.rts, rt)
 		c.srvs = append(c.srvs, srv)
-		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	}
 	for _, srv := range c.srvs {
 		select {
@@ -76,6 +53,88 @@ func newBusCluster(t *testing.T, n int) *busCluster {
 	}
 	c.cli = daemontest.NewRuntime(t, "client")
 	return c
+}
+
+// freeAddrs returns n free loopback UDP addresses.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, pc.LocalAddr().String())
+		pc.Close()
+	}
+	return addrs
+}
+
+// startServer runs one raftd with an in-memory engine on addr.
+func startServer(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr string, peers []string) (*daemon.Runtime, *raftd.Server) {
+	t.Helper()
+	common := daemontest.Common(t)
+	common.BusAddr = addr
+	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, ca, common)
+	cfg := raftd.DefaultConfig()
+	cfg.StoredAddr = ""
+	cfg.TickInterval = 20 * time.Millisecond
+	cfg.Peers = peers
+	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, Engine: storage.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	return rt, srv
+}
+
+// TestLateNodeAdoptsLayout initializes a two-node cluster, then starts a
+// third node pointed at it: it adopts the cluster's layout from a peer
+// and serves KV requests by forwarding (it holds no replica).
+func TestLateNodeAdoptsLayout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ca := daemontest.CA(t)
+	addrs := freeAddrs(t, 3)
+	_, _ = startServer(t, ctx, ca, addrs[0], []string{addrs[1]})
+	_, _ = startServer(t, ctx, ca, addrs[1], []string{addrs[0]})
+	cli := daemontest.NewRuntime(t, "client")
+	retry := func(f func() error) error {
+		for {
+			err := f()
+			if err == nil || !(errors.Is(err, bus.ErrUnavailable) || errors.Is(err, bus.ErrNotLeader)) || ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := retry(func() error {
+		return cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, raftd.MethodInit, &kvpb.InitRequest{}, &kvpb.InitResponse{})
+	}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	if err := retry(func() error {
+		return cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, "Put", &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}, &kvpb.PutResponse{})
+	}); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	_, _ = startServer(t, ctx, ca, addrs[2], addrs[:2])
+	var resp kvpb.GetResponse
+	if err := retry(func() error {
+		return cli.Bus.Call(ctx, addrs[2], wire.ProtoKV, "Get", &kvpb.GetRequest{Key: []byte("k")}, &resp)
+	}); err != nil || string(resp.GetValue().GetValue()) != "v" {
+		t.Fatalf("Get on the late node = %v, %v; want v", &resp, err)
+	}
+	var again kvpb.InitResponse
+	if err := cli.Bus.Call(ctx, addrs[2], wire.ProtoKV, raftd.MethodInit, &kvpb.InitRequest{}, &again); err != nil || !again.GetAlreadyInitialized() {
+		t.Errorf("Init on the late node = %v, %v; want already initialized", &again, err)
+	}
 }
 
 func TestBusClusterInitAndKV(t *testing.T) {

@@ -246,7 +246,7 @@ func (s *Server) registerHandlers() {
 			return nil, errNotStarted
 		}
 		st.SetNodeAddr(req.GetNodeId(), req.GetAddr())
-		return &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized()}, nil
+		return &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized(), Bootstrap: st.BootstrapRecord()}, nil
 	})
 	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodBootstrap, func(ctx context.Context, req *raftmsgpb.BootstrapRequest) (*raftmsgpb.BootstrapResponse, error) {
 		st := s.store()
@@ -343,7 +343,7 @@ func (s *Server) run(eng storage.Engine) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		s.hello(st)
+		s.adopt(st, s.hello(st))
 		select {
 		case <-t.C:
 		case <-s.stopc:
@@ -408,6 +408,24 @@ func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse 
 	return out
 }
 
+// adopt bootstraps this node from a peer's bootstrap record when it missed
+// the cluster's Init (down at the time, or an Init that failed part way).
+func (s *Server) adopt(st *multiraft.Store, answers map[string]*raftmsgpb.HelloResponse) {
+	if st.Initialized() {
+		return
+	}
+	for _, a := range answers {
+		if rec := a.GetBootstrap(); rec != nil {
+			if _, err := st.Bootstrap(s.ctx, rec); err != nil {
+				s.log.Warn("adopting the cluster layout failed", slog.Any("error", err))
+				return
+			}
+			s.log.Info("adopted the cluster layout of a peer", slog.Uint64("peer", a.GetNodeId()))
+			return
+		}
+	}
+}
+
 // Init bootstraps the cluster over this node and every peer (all must be
 // reachable). It is idempotent: on an initialized cluster it returns the
 // existing descriptors with already_initialized set.
@@ -437,14 +455,23 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		return existing(st)
 	}
 	answers := s.hello(st)
+	// A peer already initialized (an earlier Init that did not reach
+	// every node): complete its layout here and report it.
+	if s.adopt(st, answers); st.Initialized() {
+		for p, a := range answers {
+			if !a.GetInitialized() {
+				if err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodBootstrap, st.BootstrapRecord(), &raftmsgpb.BootstrapResponse{}); err != nil {
+					return nil, fmt.Errorf("raftd: init: complete bootstrap of %s: %w", p, err)
+				}
+			}
+		}
+		return existing(st)
+	}
 	nodes := map[uint64]string{s.d.NodeID: s.addr()}
 	for _, p := range s.cfg.Peers {
 		a, ok := answers[p]
 		if !ok {
 			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: peer %s unreachable; every peer must be up", p)
-		}
-		if a.GetInitialized() {
-			return existing(st)
 		}
 		nodes[a.GetNodeId()] = p
 	}

@@ -72,6 +72,7 @@ type Store struct {
 		sorted      []*Replica
 		nodes       map[uint64]string
 		initialized bool
+		bootstrap   *raftmsgpb.BootstrapRequest
 		stopped     bool
 	}
 	live struct {
@@ -219,6 +220,7 @@ func (s *Store) load(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		s.mu.initialized = true
+		s.mu.bootstrap = req
 		for id, a := range req.GetNodes() {
 			if _, ok := s.mu.nodes[id]; !ok {
 				s.mu.nodes[id] = a
@@ -293,6 +295,14 @@ func (s *Store) Initialized() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.mu.initialized
+}
+
+// BootstrapRecord returns the cluster layout this node was bootstrapped
+// with, or nil.
+func (s *Store) BootstrapRecord() *raftmsgpb.BootstrapRequest {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.bootstrap
 }
 
 // SetNodeAddr records a peer's raftd bus address.
@@ -385,6 +395,9 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		s.mu.Unlock()
 		return false, fmt.Errorf("multiraft: bootstrap write: %w", err)
 	}
+	s.mu.Lock()
+	s.mu.bootstrap = proto.Clone(req).(*raftmsgpb.BootstrapRequest)
+	s.mu.Unlock()
 	for id, a := range req.GetNodes() {
 		s.SetNodeAddr(id, a)
 	}

@@ -475,7 +475,10 @@ type HelloResponse struct {
 	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Addr   string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	// initialized tells whether the node holds bootstrapped replicas.
-	Initialized   bool `protobuf:"varint,3,opt,name=initialized,proto3" json:"initialized,omitempty"`
+	Initialized bool `protobuf:"varint,3,opt,name=initialized,proto3" json:"initialized,omitempty"`
+	// bootstrap is the node's bootstrap record when initialized, so a node
+	// that missed Init (or a retried Init) completes the same layout.
+	Bootstrap     *BootstrapRequest `protobuf:"bytes,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +532,13 @@ func (x *HelloResponse) GetInitialized() bool {
 		return x.Initialized
 	}
 	return false
+}
+
+func (x *HelloResponse) GetBootstrap() *BootstrapRequest {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return nil
 }
 
 type BootstrapRequest struct {
@@ -1048,11 +1058,12 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\vSnapshotAck\";\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"^\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xa3\x01\n" +
 	"\rHelloResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
-	"\vinitialized\x18\x03 \x01(\bR\vinitialized\"\xd7\x01\n" +
+	"\vinitialized\x18\x03 \x01(\bR\vinitialized\x12C\n" +
+	"\tbootstrap\x18\x04 \x01(\v2%.pleiades.raftmsg.v1.BootstrapRequestR\tbootstrap\"\xd7\x01\n" +
 	"\x10BootstrapRequest\x12A\n" +
 	"\vdescriptors\x18\x01 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\x12F\n" +
 	"\x05nodes\x18\x02 \x03(\v20.pleiades.raftmsg.v1.BootstrapRequest.NodesEntryR\x05nodes\x1a8\n" +
@@ -1131,21 +1142,22 @@ var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	15, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
 	16, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
 	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
-	16, // 6: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	14, // 7: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	10, // 8: pleiades.raftmsg.v1.AppliedState.proposers:type_name -> pleiades.raftmsg.v1.ProposerSeq
-	17, // 9: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	18, // 10: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	19, // 11: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	20, // 12: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	21, // 13: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	17, // 14: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	12, // 15: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	7,  // 6: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
+	16, // 7: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	14, // 8: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	10, // 9: pleiades.raftmsg.v1.AppliedState.proposers:type_name -> pleiades.raftmsg.v1.ProposerSeq
+	17, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	18, // 11: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	19, // 12: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	20, // 13: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	21, // 14: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	17, // 15: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	12, // 16: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
