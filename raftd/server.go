@@ -539,6 +539,16 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
+func (s *Server) transportStat(f func(*busTransport) uint64) uint64 {
+	s.mu.Lock()
+	t := s.mu.transport
+	s.mu.Unlock()
+	if t == nil {
+		return 0
+	}
+	return f(t)
+}
+
 func (s *Server) registerMetrics(reg prometheus.Registerer) {
 	stat := func(f func(multiraft.Stats) uint64) func() float64 {
 		return func() float64 {
@@ -555,6 +565,18 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_lease_reads_total", Help: "Linearizable reads served under the leader lease."},
+			stat(func(x multiraft.Stats) uint64 { return x.LeaseReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_read_index_reads_total", Help: "Linearizable reads that took a ReadIndex round."},
+			stat(func(x multiraft.Stats) uint64 { return x.ReadIndexReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshots_sent_total", Help: "Range snapshots sent to lagging followers."},
+			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsSent })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshots_applied_total", Help: "Range snapshots installed."},
+			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsApplied })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_transport_dropped_batches_total", Help: "Raft batches dropped because a peer's queue was full or its address unknown."},
+			func() float64 { return float64(s.transportStat(func(t *busTransport) uint64 { return t.dropped.Load() })) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_transport_send_errors_total", Help: "Failed raft batch sends."},
+			func() float64 { return float64(s.transportStat(func(t *busTransport) uint64 { return t.sendErrors.Load() })) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))
