@@ -574,9 +574,13 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshots_applied_total", Help: "Range snapshots installed."},
 			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsApplied })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_transport_dropped_batches_total", Help: "Raft batches dropped because a peer's queue was full or its address unknown."},
-			func() float64 { return float64(s.transportStat(func(t *busTransport) uint64 { return t.dropped.Load() })) }),
+			func() float64 {
+				return float64(s.transportStat(func(t *busTransport) uint64 { return t.dropped.Load() }))
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_transport_send_errors_total", Help: "Failed raft batch sends."},
-			func() float64 { return float64(s.transportStat(func(t *busTransport) uint64 { return t.sendErrors.Load() })) }),
+			func() float64 {
+				return float64(s.transportStat(func(t *busTransport) uint64 { return t.sendErrors.Load() }))
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))
