@@ -275,10 +275,12 @@ func TestQuiescence(t *testing.T) {
 		return true
 	}
 	waitFor(t, 10*time.Second, "every replica to quiesce", allQuiet)
-	rounds := c.store(1).Stats().Rounds
-	time.Sleep(10 * c.cfg.TickInterval)
-	if d := c.store(1).Stats().Rounds - rounds; d > 2 {
-		t.Errorf("%d scheduler rounds while quiesced; want none", d)
+	// Ticking 9 ranges for 20 ticks would process 180 ranges; quiesced,
+	// none (a few if a loaded machine delays pings and wakes a follower).
+	processed := c.store(1).Stats().RangesProcessed
+	time.Sleep(20 * c.cfg.TickInterval)
+	if d := c.store(1).Stats().RangesProcessed - processed; d > 30 {
+		t.Errorf("%d ranges processed while quiesced; want next to none", d)
 	}
 	// A write wakes the range and succeeds.
 	if err := c.put(ctx, "a", "2"); err != nil {
