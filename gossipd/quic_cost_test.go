@@ -242,10 +242,12 @@ func TestQUICCostAtScale(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	conns := sumMetric(t, nodes, "pleiades_bus_connections")
-	dials := sumMetric(t, nodes, "pleiades_bus_dials_total")
+	dials := sumMetric(t, nodes, "pleiades_bus_dials_total", "result", "ok")
+	failed := sumMetric(t, nodes, "pleiades_bus_dials_total", "result", "error")
 	fn := float64(n)
-	t.Logf("N=%d after %v: per member %.1f open connections, %.1f dials, heap %.0f KiB, %.0f goroutines, %.0f B/s sent on the bus",
-		n, dur, conns/fn, dials/fn, float64(after.HeapInuse-before.HeapInuse)/fn/1024, float64(runtime.NumGoroutine()-g0)/fn, sent/fn/secs)
+	t.Logf("N=%d after %v: per member %.1f open connections, %.1f dials (%.1f failed), heap %.0f KiB, stacks %.0f KiB, %.0f goroutines, %.0f B/s sent on the bus",
+		n, dur, conns/fn, dials/fn, failed/fn, float64(after.HeapInuse-before.HeapInuse)/fn/1024,
+		float64(after.StackInuse-before.StackInuse)/fn/1024, float64(runtime.NumGoroutine()-g0)/fn, sent/fn/secs)
 	if conns == 0 || dials == 0 {
 		t.Fatalf("no connections (%v) or dials (%v) counted", conns, dials)
 	}
@@ -262,7 +264,9 @@ func alive(t *testing.T, nd node) int {
 	return k
 }
 
-func sumMetric(t *testing.T, nodes []node, name string) float64 {
+// sumMetric adds up a metric over every node's registry; label, value
+// (optional) keep only the series with that label value.
+func sumMetric(t *testing.T, nodes []node, name string, labelValue ...string) float64 {
 	t.Helper()
 	total := 0.0
 	for _, nd := range nodes {
@@ -275,11 +279,23 @@ func sumMetric(t *testing.T, nodes []node, name string) float64 {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
+				if len(labelValue) == 2 && !hasLabel(m, labelValue[0], labelValue[1]) {
+					continue
+				}
 				total += metricValue(m)
 			}
 		}
 	}
 	return total
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
 }
 
 func metricValue(m *dto.Metric) float64 {
