@@ -480,6 +480,15 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	// One coordinator, the lowest node id, runs every Init, so concurrent
+	// Inits on different nodes cannot lay out two different clusters.
+	if ids[0] != s.d.NodeID {
+		resp := &kvpb.InitResponse{}
+		if err := s.d.Bus.Call(ctx, nodes[ids[0]], wire.ProtoKV, MethodInit, req, resp); err != nil {
+			return nil, fmt.Errorf("raftd: init via node %d: %w", ids[0], err)
+		}
+		return resp, nil
+	}
 	descs, err := multiraft.PlanCluster(req, ids)
 	if err != nil {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "%v", err)
@@ -492,6 +501,11 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		resp := &raftmsgpb.BootstrapResponse{}
 		if err := s.d.Bus.Call(ctx, nodes[id], wire.ProtoRaft, methodBootstrap, breq, resp); err != nil {
 			return nil, fmt.Errorf("raftd: init: bootstrap node %d: %w", id, err)
+		}
+		if resp.GetAlreadyInitialized() {
+			// Another Init, on another node, got there first; its layout
+			// wins: a retry adopts it.
+			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: node %d was initialized by a concurrent Init; retry", id)
 		}
 	}
 	if _, err := st.Bootstrap(ctx, breq); err != nil {
