@@ -73,7 +73,7 @@ type Config struct {
 	// Default 500ms.
 	MaxOffset time.Duration
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
-	// 64 KiB and 16 MiB.
+	// 64 KiB and 8 MiB (below the 16 MiB bus frame an entry travels in).
 	MaxKeyBytes, MaxValueBytes int
 }
 
@@ -81,7 +81,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: 64 << 10, MaxValueBytes: 16 << 20}
+		MaxKeyBytes: 64 << 10, MaxValueBytes: 8 << 20}
 }
 
 // Validate reports the first invalid field.

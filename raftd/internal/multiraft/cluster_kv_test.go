@@ -294,6 +294,14 @@ func TestKVSemantics(t *testing.T) {
 				return err
 			}},
 			{"empty batch", func() error { _, err := s.Batch(ctx, &kvpb.BatchRequest{}); return err }},
+			{"batch too large", func() error {
+				var ops []*kvpb.BatchOp
+				for i := 0; i*c.cfg.MaxValueBytes <= c.cfg.MaxCommandBytes; i++ {
+					ops = append(ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: fmt.Appendf(nil, "big%d", i), Value: make([]byte, c.cfg.MaxValueBytes)}}})
+				}
+				_, err := s.Batch(ctx, &kvpb.BatchRequest{Ops: ops})
+				return err
+			}},
 		} {
 			if err := tt.f(); !errors.Is(err, bus.ErrInvalidArgument) {
 				t.Errorf("%s: err = %v; want InvalidArgument", tt.name, err)

@@ -51,8 +51,12 @@ type Config struct {
 	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
 	SnapshotChunkBytes int
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
-	// 64 KiB and 16 MiB.
+	// 64 KiB and 8 MiB (a raft entry travels in one bus frame, at most
+	// 16 MiB).
 	MaxKeyBytes, MaxValueBytes int
+	// MaxCommandBytes bounds one replicated command (a Batch's ops
+	// together). Default 12 MiB.
+	MaxCommandBytes int
 	// DisableLeaseReads makes every linearizable read take a ReadIndex
 	// round. Default false: a leader whose leadership a ReadIndex round
 	// confirmed at time t serves reads locally until t + election timeout
@@ -110,7 +114,8 @@ func (c *Config) fill() {
 	def(&c.QuiesceAfterTicks, 2*c.ElectionTicks)
 	def(&c.SnapshotChunkBytes, 1<<20)
 	def(&c.MaxKeyBytes, 64<<10)
-	def(&c.MaxValueBytes, 16<<20)
+	def(&c.MaxValueBytes, 8<<20)
+	def(&c.MaxCommandBytes, 12<<20)
 }
 
 // Validate reports the first invalid field.

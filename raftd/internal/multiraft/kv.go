@@ -302,6 +302,13 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 	if err != nil {
 		return nil, err
 	}
+	size := 0
+	for _, op := range ops {
+		size += proto.Size(op)
+	}
+	if size > s.cfg.MaxCommandBytes {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: command of %d bytes exceeds %d", size, s.cfg.MaxCommandBytes)
+	}
 	if t.r == nil {
 		return nil, s.forward(ctx, t, method, req, resp)
 	}
