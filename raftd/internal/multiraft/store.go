@@ -578,9 +578,11 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 }
 
 // leaseDuration is how long a confirmed leadership stays valid for reads:
-// the election timeout less the maximum clock offset (0: no leases).
+// the shortest time a follower that acknowledged refuses votes, which is
+// ElectionTicks-1 whole ticks (its first tick may come at once), less the
+// maximum clock offset (0: no leases).
 func (s *Store) leaseDuration() time.Duration {
-	d := time.Duration(s.cfg.ElectionTicks)*s.cfg.TickInterval - s.d.Clock.MaxOffset()
+	d := time.Duration(s.cfg.ElectionTicks-1)*s.cfg.TickInterval - s.d.Clock.MaxOffset()
 	if s.cfg.DisableLeaseReads || d < 0 {
 		return 0
 	}
