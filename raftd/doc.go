@@ -87,9 +87,9 @@
 //
 // Leases: a ReadIndex round that a quorum answered proves leadership from
 // the moment it started; the leader then serves linearizable reads locally
-// until that moment plus the election timeout less the clock's MaxOffset
+// until that moment plus ElectionTicks-1 ticks less the clock's MaxOffset
 // (followers that answered refuse votes for an election timeout under
-// CheckQuorum), renewing the lease on heartbeats while it is being read
+// CheckQuorum, their first tick possibly at once), renewing the lease on heartbeats while it is being read
 // from. A restarted replica refuses votes for one lease duration, since it
 // may have backed a lease it no longer remembers. Leases are off when
 // MaxOffset is not below the election timeout.
