@@ -59,8 +59,8 @@ type Config struct {
 	MaxCommandBytes int
 	// DisableLeaseReads makes every linearizable read take a ReadIndex
 	// round. Default false: a leader whose leadership a ReadIndex round
-	// confirmed at time t serves reads locally until t + election timeout
-	// - the clock's MaxOffset.
+	// confirmed at time t serves reads locally until t + (ElectionTicks-1)
+	// ticks - the clock's MaxOffset.
 	DisableLeaseReads bool
 	// StorageTimeout bounds one storage call made on behalf of raft.
 	// Default 10s.

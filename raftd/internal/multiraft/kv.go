@@ -298,16 +298,16 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 
 // propose runs ops on the range holding key, forwarding when needed.
 func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops []*raftmsgpb.Op, method string, req, resp proto.Message) (*Result, error) {
-	t, err := s.route(ctx, key, h, true)
-	if err != nil {
-		return nil, err
-	}
 	size := 0
 	for _, op := range ops {
 		size += proto.Size(op)
 	}
 	if size > s.cfg.MaxCommandBytes {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: command of %d bytes exceeds %d", size, s.cfg.MaxCommandBytes)
+	}
+	t, err := s.route(ctx, key, h, true)
+	if err != nil {
+		return nil, err
 	}
 	if t.r == nil {
 		return nil, s.forward(ctx, t, method, req, resp)

@@ -430,7 +430,13 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		return nil, err
 	}
 	w.ops = append(w.ops, aops...)
-	w.done = done
+	// The commands are committed (durable on a quorum) and applying them
+	// is deterministic, so their results are final: answer now, before
+	// the round's write. Reads still wait for the published applied index
+	// (phase2, after the write), so none can miss these writes.
+	for _, d := range done {
+		d.p.done <- proposalResult{res: d.res}
+	}
 	return w, nil
 }
 
@@ -454,9 +460,6 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 		r.mu.idleTicks = 0
 	}
 	r.applied.Store(r.mu.applied.GetIndex())
-	for _, d := range w.done {
-		d.p.done <- proposalResult{res: d.res}
-	}
 	for _, rs := range rd.ReadStates {
 		if len(rs.RequestCtx) != 8 {
 			continue
