@@ -13,14 +13,16 @@
 //  1. steps the inbox into raft, ticks and takes the Ready; a leader's
 //     messages are sent at once (raft allows the leader to send appends in
 //     parallel with its own write); committed entries are applied in
-//     memory into the same batch (data, then the applied index);
+//     memory into the same batch (data, then the applied index), and
+//     their proposers are answered (the entries are committed and applying
+//     is deterministic, so the results are final);
 //  2. writes the hard states, log entries, received snapshots and applied
 //     data of every range of the round in ONE engine write, synced when any
 //     range needs it (atomic: a crash keeps all of it or none, and a
 //     restart replays from the durable applied index);
 //  3. then sends the followers' messages (never before their entries are
-//     durable), publishes the applied index, answers proposals and
-//     ReadIndex reads, truncates logs, and calls Advance.
+//     durable), publishes the applied index, answers reads waiting for it,
+//     truncates logs, and calls Advance.
 //
 // Flow control (multiraft.Config): MaxSizePerMsg 1 MiB, MaxInflightMsgs
 // 256, MaxInflightBytes 32 MiB, MaxUncommittedEntriesSize 64 MiB (further
@@ -95,10 +97,11 @@
 // MaxOffset is not below the election timeout.
 //
 // HAZARD: committed entries are applied in the same round they are
-// written (phase 1), into the round's batch; their effects are published
-// (applied index, proposal answers, reads) only in phase 2. Code that
-// reads the state machine must use the published applied index
-// (Replica.applied), not r.mu.applied, between the phases.
+// written (phase 1), into the round's batch, and proposals are answered
+// then; the applied index reads wait for is published only in phase 2,
+// after the write. Code that reads the state machine must wait for the
+// published applied index (Replica.applied), never r.mu.applied: a client
+// may hold an answer for a write that is not in the engine yet.
 //
 // # Not yet
 //
