@@ -12,7 +12,6 @@ import (
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
-	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -665,4 +664,3 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 	return out, nil
 }
 
-var _ = hlc.Timestamp{}
