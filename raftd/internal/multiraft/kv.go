@@ -663,4 +663,3 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 	}
 	return out, nil
 }
-
