@@ -359,7 +359,7 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.ElectionTicks > 0 {
 		mc.ElectionTicks = s.cfg.ElectionTicks
-		mc.ReproposeTicks, mc.QuiesceAfterTicks = 2*mc.ElectionTicks, 2*mc.ElectionTicks
+		mc.ReproposeTicks, mc.QuiesceAfterTicks = 2*mc.ElectionTicks, max(2, mc.ElectionTicks/2)
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks

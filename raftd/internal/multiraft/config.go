@@ -46,7 +46,7 @@ type Config struct {
 	// before it is proposed again. Default 2*ElectionTicks.
 	ReproposeTicks int
 	// QuiesceAfterTicks is how long a leader stays idle and caught up
-	// before it quiesces its range. Default 2*ElectionTicks.
+	// before it quiesces its range. Default ElectionTicks/2 (at least 2).
 	QuiesceAfterTicks int
 	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
 	SnapshotChunkBytes int
@@ -111,7 +111,7 @@ func (c *Config) fill() {
 	def64(&c.LogTruncateEntries, 1000)
 	def64(&c.LogKeepEntries, 200)
 	def(&c.ReproposeTicks, 2*c.ElectionTicks)
-	def(&c.QuiesceAfterTicks, 2*c.ElectionTicks)
+	def(&c.QuiesceAfterTicks, max(2, c.ElectionTicks/2))
 	def(&c.SnapshotChunkBytes, 1<<20)
 	def(&c.MaxKeyBytes, 64<<10)
 	def(&c.MaxValueBytes, 8<<20)
