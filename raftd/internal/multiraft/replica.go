@@ -848,17 +848,30 @@ func (r *Replica) Campaign() {
 
 var errSnapshotMismatch = errors.New("multiraft: snapshot in Ready does not match the received data")
 
-// raftLogger sends raft's logs to slog (info and below at debug level).
+// raftLogger sends raft's logs to slog (info and below at debug level),
+// formatting only what the handler keeps.
 type raftLogger struct{ l *slog.Logger }
 
-func (l raftLogger) Debug(v ...any)              { l.l.Debug(fmt.Sprint(v...)) }
-func (l raftLogger) Debugf(f string, v ...any)   { l.l.Debug(fmt.Sprintf(f, v...)) }
-func (l raftLogger) Info(v ...any)               { l.l.Debug(fmt.Sprint(v...)) }
-func (l raftLogger) Infof(f string, v ...any)    { l.l.Debug(fmt.Sprintf(f, v...)) }
-func (l raftLogger) Warning(v ...any)            { l.l.Warn(fmt.Sprint(v...)) }
-func (l raftLogger) Warningf(f string, v ...any) { l.l.Warn(fmt.Sprintf(f, v...)) }
-func (l raftLogger) Error(v ...any)              { l.l.Error(fmt.Sprint(v...)) }
-func (l raftLogger) Errorf(f string, v ...any)   { l.l.Error(fmt.Sprintf(f, v...)) }
+func (l raftLogger) logf(level slog.Level, f string, v ...any) {
+	if l.l.Enabled(context.Background(), level) {
+		l.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
+	}
+}
+
+func (l raftLogger) log(level slog.Level, v ...any) {
+	if l.l.Enabled(context.Background(), level) {
+		l.l.Log(context.Background(), level, fmt.Sprint(v...))
+	}
+}
+
+func (l raftLogger) Debug(v ...any)              { l.log(slog.LevelDebug, v...) }
+func (l raftLogger) Debugf(f string, v ...any)   { l.logf(slog.LevelDebug, f, v...) }
+func (l raftLogger) Info(v ...any)               { l.log(slog.LevelDebug, v...) }
+func (l raftLogger) Infof(f string, v ...any)    { l.logf(slog.LevelDebug, f, v...) }
+func (l raftLogger) Warning(v ...any)            { l.log(slog.LevelWarn, v...) }
+func (l raftLogger) Warningf(f string, v ...any) { l.logf(slog.LevelWarn, f, v...) }
+func (l raftLogger) Error(v ...any)              { l.log(slog.LevelError, v...) }
+func (l raftLogger) Errorf(f string, v ...any)   { l.logf(slog.LevelError, f, v...) }
 func (l raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
 func (l raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
 func (l raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
