@@ -233,6 +233,7 @@ func (s *Store) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("multiraft: load replicas: %w", err)
 	}
+	var rs []*Replica
 	for _, kv := range kvs {
 		desc := &kvpb.RangeDescriptor{}
 		if err := proto.Unmarshal(kv.Value, desc); err != nil {
@@ -242,21 +243,28 @@ func (s *Store) load(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.addReplica(r)
+		rs = append(rs, r)
 	}
+	s.addReplicas(rs)
 	s.log.Info("replicas loaded", slog.Int("replicas", len(kvs)))
 	return nil
 }
 
-func (s *Store) addReplica(r *Replica) {
+// addReplicas registers replicas (sorting the routing table once) and
+// schedules them.
+func (s *Store) addReplicas(rs []*Replica) {
 	s.mu.Lock()
-	s.mu.replicas[r.rangeID] = r
-	s.mu.sorted = append(s.mu.sorted, r)
+	for _, r := range rs {
+		s.mu.replicas[r.rangeID] = r
+		s.mu.sorted = append(s.mu.sorted, r)
+	}
 	sort.Slice(s.mu.sorted, func(i, j int) bool {
 		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
 	})
 	s.mu.Unlock()
-	s.enqueue(r.rangeID)
+	for _, r := range rs {
+		s.enqueue(r.rangeID)
+	}
 }
 
 // Replica returns the local replica of a range, or nil.
@@ -401,13 +409,15 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 	for id, a := range req.GetNodes() {
 		s.SetNodeAddr(id, a)
 	}
+	var rs []*Replica
 	for _, d := range mine {
 		r, err := newReplica(s, d, true)
 		if err != nil {
 			return false, err
 		}
-		s.addReplica(r)
+		rs = append(rs, r)
 	}
+	s.addReplicas(rs)
 	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
 	return false, nil
 }
