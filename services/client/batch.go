@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
@@ -65,8 +67,9 @@ func (c *Client) Batch(ctx context.Context, b *Batch) (BatchResult, error) {
 		return BatchResult{}, errors.New("client: Batch: no operations")
 	}
 	h := &kvpb.Header{}
+	req := &kvpb.BatchRequest{Header: h, Ops: b.ops}
 	var resp kvpb.BatchResponse
-	if err := c.invoke(ctx, MethodBatch, route{key: b.key, pointOp: true}, h, &kvpb.BatchRequest{Header: h, Ops: b.ops}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodBatch, pointRoute(b.key, proto.Size(req)), h, req, &resp); err != nil {
 		return BatchResult{}, err
 	}
 	return BatchResult{Succeeded: resp.GetSucceeded(), FailedOp: int(resp.GetFailedOp()), Timestamp: timestamp(resp.GetTimestamp())}, nil

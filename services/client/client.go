@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,12 @@ type Client struct {
 	next atomic.Uint64
 	// closed refuses calls after Close.
 	closed atomic.Bool
+	// suspects holds nodes whose last attempt timed out, with the time
+	// until which they are avoided.
+	suspects struct {
+		sync.Mutex
+		until map[string]time.Time
+	}
 }
 
 // ErrClosed is returned by calls on a closed Client.
@@ -54,6 +61,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, bus: cfg.Bus, cache: newRangeCache()}
+	c.suspects.until = make(map[string]time.Time)
 	c.next.Store(rand.Uint64N(uint64(len(cfg.Addrs))))
 	if c.bus != nil {
 		return c, nil
@@ -100,6 +108,9 @@ type route struct {
 	any bool
 	// addr pins the call to one node (Ranges), with retries there only.
 	addr string
+	// slow bounds attempts by SlowAttemptTimeout instead of
+	// AttemptTimeout.
+	slow bool
 }
 
 // invoke calls method with req until it succeeds, fails with an error not
@@ -116,17 +127,23 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		avoid    string // address that just failed, skipped once
 		lastErr  error
 	)
-	if r.key != nil && !r.any && r.addr == "" {
-		if _, leader, _ := c.cache.lookup(r.key); leader == "" {
-			c.maybeRefresh(ctx)
-		}
+	timeout := c.cfg.AttemptTimeout
+	if r.slow {
+		timeout = c.cfg.SlowAttemptTimeout
 	}
 	for attempt := 1; ; attempt++ {
+		if r.key != nil && !r.any && r.addr == "" && hint == "" {
+			// Before the first attempt and after a failure that cleared
+			// the leader: learn the range and its leader (rate limited).
+			if _, leader, _ := c.cache.lookup(r.key); leader == "" || c.suspect(leader) {
+				c.maybeRefresh(ctx)
+			}
+		}
 		addr, rangeID, noForward := c.pick(r, hint, avoid)
 		if h != nil {
 			h.NoForward = noForward
 		}
-		err := c.callOnce(ctx, addr, method, req, resp)
+		err := c.callOnce(ctx, addr, method, timeout, req, resp)
 		if err == nil {
 			if noForward && rangeID != 0 {
 				c.cache.setLeader(rangeID, addr)
@@ -143,6 +160,11 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		}
 		lastErr = fmt.Errorf("%s: %w", addr, err)
 		code := bus.CodeOf(err)
+		if code == bus.CodeDeadlineExceeded {
+			// The attempt's own timeout expired (the caller's context has
+			// not): the node may be dead. Avoid it for a while.
+			c.markSuspect(addr)
+		}
 		if !retryable(code) {
 			return fmt.Errorf("client: %s at %s: %w", method, addr, err)
 		}
@@ -180,9 +202,9 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 	}
 }
 
-// callOnce makes one attempt, bounded by AttemptTimeout.
-func (c *Client) callOnce(ctx context.Context, addr, method string, req, resp proto.Message) error {
-	actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+// callOnce makes one attempt, bounded by timeout.
+func (c *Client) callOnce(ctx context.Context, addr, method string, timeout time.Duration, req, resp proto.Message) error {
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.bus.Call(actx, addr, wire.ProtoKV, method, req, resp)
 }
@@ -204,6 +226,11 @@ func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64,
 	if r.addr != "" {
 		return r.addr, 0, false
 	}
+	if hint != "" && c.suspect(hint) {
+		// A node that just timed out is not followed: the hint is likely
+		// stale (the old leader died); any node forwards to the new one.
+		hint = ""
+	}
 	if !r.any && r.key != nil {
 		id, leader, ok := c.cache.lookup(r.key)
 		if ok {
@@ -212,7 +239,7 @@ func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64,
 		if hint != "" {
 			return hint, rangeID, r.pointOp
 		}
-		if leader != "" && leader != avoid {
+		if leader != "" && leader != avoid && !c.suspect(leader) {
 			return leader, rangeID, r.pointOp
 		}
 	} else if hint != "" {
@@ -221,15 +248,52 @@ func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64,
 	return c.roundRobin(avoid), rangeID, false
 }
 
-// roundRobin returns the next configured address, skipping avoid when
-// there is another.
+// roundRobin returns the next configured address, passing over avoid and
+// suspect nodes while there is another; when every other node is suspect
+// it returns one of them rather than avoid.
 func (c *Client) roundRobin(avoid string) string {
 	n := uint64(len(c.cfg.Addrs))
-	a := c.cfg.Addrs[c.next.Add(1)%n]
-	if a == avoid && n > 1 {
-		a = c.cfg.Addrs[c.next.Add(1)%n]
+	first := c.next.Add(1)
+	fallback := ""
+	for i := range n {
+		a := c.cfg.Addrs[(first+i)%n]
+		if a == avoid {
+			continue
+		}
+		if !c.suspect(a) {
+			return a
+		}
+		if fallback == "" {
+			fallback = a
+		}
 	}
-	return a
+	if fallback != "" {
+		return fallback
+	}
+	return c.cfg.Addrs[first%n]
+}
+
+// markSuspect makes addr suspect for SuspectFor.
+func (c *Client) markSuspect(addr string) {
+	c.suspects.Lock()
+	defer c.suspects.Unlock()
+	c.suspects.until[addr] = time.Now().Add(c.cfg.SuspectFor)
+	c.cfg.Logger.Debug("client: node suspect after a timed out attempt", "addr", addr, "for", c.cfg.SuspectFor)
+}
+
+// suspect reports whether addr is avoided now.
+func (c *Client) suspect(addr string) bool {
+	c.suspects.Lock()
+	defer c.suspects.Unlock()
+	until, ok := c.suspects.until[addr]
+	if !ok {
+		return false
+	}
+	if time.Now().After(until) {
+		delete(c.suspects.until, addr)
+		return false
+	}
+	return true
 }
 
 // backoff returns the n-th wait: RetryBackoffMin doubling up to
@@ -251,7 +315,8 @@ func (c *Client) maybeRefresh(ctx context.Context) {
 		return
 	}
 	var resp kvpb.DescriptorsResponse
-	err := c.callOnce(ctx, c.roundRobin(""), MethodDescriptors, &kvpb.DescriptorsRequest{Header: &kvpb.Header{}}, &resp)
+	addr := c.roundRobin("")
+	err := c.callOnce(ctx, addr, MethodDescriptors, c.cfg.AttemptTimeout, &kvpb.DescriptorsRequest{Header: &kvpb.Header{}}, &resp)
 	switch {
 	case err == nil:
 		c.cache.endRefresh(&resp, false)
@@ -259,7 +324,10 @@ func (c *Client) maybeRefresh(ctx context.Context) {
 		c.cfg.Logger.Debug("client: server lacks Descriptors; following hints only")
 		c.cache.endRefresh(nil, true)
 	default:
-		c.cfg.Logger.Debug("client: refresh descriptors", "err", err)
+		if bus.CodeOf(err) == bus.CodeDeadlineExceeded && ctx.Err() == nil {
+			c.markSuspect(addr)
+		}
+		c.cfg.Logger.Debug("client: refresh descriptors", "addr", addr, "err", err)
 		c.cache.endRefresh(nil, false)
 	}
 }

@@ -36,7 +36,7 @@ func (c *Client) Init(ctx context.Context, o InitOptions) (InitResult, error) {
 	}
 	req := &kvpb.InitRequest{SplitPoints: o.SplitPoints, InitialRanges: uint32(o.InitialRanges), ReplicationFactor: uint32(o.ReplicationFactor)}
 	var resp kvpb.InitResponse
-	if err := c.invoke(ctx, MethodInit, route{any: true}, nil, req, &resp); err != nil {
+	if err := c.invoke(ctx, MethodInit, route{any: true, slow: true}, nil, req, &resp); err != nil {
 		return InitResult{}, err
 	}
 	return InitResult{AlreadyInitialized: resp.GetAlreadyInitialized(), Descriptors: resp.GetDescriptors()}, nil
@@ -49,7 +49,7 @@ func (c *Client) Ranges(ctx context.Context, addr string) (*kvpb.RangesResponse,
 		addr = c.cfg.Addrs[0]
 	}
 	var resp kvpb.RangesResponse
-	if err := c.invoke(ctx, MethodRanges, route{addr: addr}, nil, &kvpb.RangesRequest{}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodRanges, route{addr: addr, slow: true}, nil, &kvpb.RangesRequest{}, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -13,12 +13,19 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultAttemptTimeout   = 5 * time.Second
-	DefaultRetryBackoffMin  = 10 * time.Millisecond
-	DefaultRetryBackoffMax  = time.Second
-	DefaultDescriptorsEvery = time.Second
-	DefaultMaxHintHops      = 3
+	DefaultAttemptTimeout     = time.Second
+	DefaultSlowAttemptTimeout = 10 * time.Second
+	DefaultSuspectFor         = 3 * time.Second
+	DefaultRetryBackoffMin    = 10 * time.Millisecond
+	DefaultRetryBackoffMax    = time.Second
+	DefaultDescriptorsEvery   = time.Second
+	DefaultMaxHintHops        = 3
 )
+
+// LargeRequestBytes is the encoded size above which a point request
+// (a Put of a large value, a big Batch) is bounded by SlowAttemptTimeout
+// instead of AttemptTimeout.
+const LargeRequestBytes = 256 << 10
 
 // Config configures a Client. The zero value of each optional field means
 // its default.
@@ -41,10 +48,22 @@ type Config struct {
 	// ListenAddr is the UDP address of the client's own endpoint. Default
 	// "127.0.0.1:0" when every address in Addrs is a loopback IP, else ":0".
 	ListenAddr string
-	// AttemptTimeout bounds one call to one node; a call that times out is
-	// retried on another node while the caller's context allows.
-	// Default 5s.
+	// AttemptTimeout bounds one attempt of a quick call to one node: Get,
+	// Put, Delete, CompareAndSwap and Batch requests of at most
+	// LargeRequestBytes, and Descriptors. An attempt that times out is
+	// retried on another node while the caller's context allows, and its
+	// node becomes suspect (see SuspectFor). It is the failover time of
+	// a call sent to a node that stopped answering. Default 1s.
 	AttemptTimeout time.Duration
+	// SlowAttemptTimeout bounds one attempt of calls whose work grows
+	// with the data or the cluster: Init, DeleteRange, Scan pages,
+	// Ranges and point requests above LargeRequestBytes. Default 10s.
+	SlowAttemptTimeout time.Duration
+	// SuspectFor is how long a node whose attempt timed out is avoided:
+	// its cached leaderships and NotLeader hints naming it are skipped,
+	// and round robin passes it over while another node is not suspect.
+	// Calls pinned to it (Ranges) still go there. Default 3s.
+	SuspectFor time.Duration
 	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
 	// wait between attempts after Unavailable, NotLeader without a hint
 	// or an attempt timeout. Defaults 10ms and 1s.
@@ -66,6 +85,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.AttemptTimeout == 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.SlowAttemptTimeout == 0 {
+		c.SlowAttemptTimeout = DefaultSlowAttemptTimeout
+	}
+	if c.SuspectFor == 0 {
+		c.SuspectFor = DefaultSuspectFor
 	}
 	if c.RetryBackoffMin == 0 {
 		c.RetryBackoffMin = DefaultRetryBackoffMin
@@ -108,7 +133,7 @@ func (c Config) Validate() error {
 	if c.Bus == nil && c.TLS == nil && c.CertsDir == "" {
 		return errors.New("client: Config: one of Bus, TLS or CertsDir is required")
 	}
-	if c.AttemptTimeout < 0 || c.RetryBackoffMin < 0 || c.RetryBackoffMax < 0 || c.DescriptorsEvery < 0 {
+	if c.AttemptTimeout < 0 || c.SlowAttemptTimeout < 0 || c.SuspectFor < 0 || c.RetryBackoffMin < 0 || c.RetryBackoffMax < 0 || c.DescriptorsEvery < 0 {
 		return errors.New("client: Config: durations must not be negative")
 	}
 	if c.RetryBackoffMax != 0 && c.RetryBackoffMin > c.RetryBackoffMax {

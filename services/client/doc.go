@@ -38,20 +38,37 @@
 // no leader, or the server lacks Descriptors, it sends to the configured
 // addresses round robin and lets the node forward.
 //
-// Unavailable, NotLeader without a hint and an attempt that exceeds
-// Config.AttemptTimeout are retried on another node after a jittered
-// exponential backoff (Config.RetryBackoffMin..Max) until the operation
-// succeeds, Config.MaxAttempts is reached or the caller's context ends;
-// other errors (InvalidArgument for a bad key, a Batch spanning ranges,
+// Unavailable, NotLeader without a hint and an attempt that times out are
+// retried on another node after a jittered exponential backoff
+// (Config.RetryBackoffMin..Max) until the operation succeeds,
+// Config.MaxAttempts is reached or the caller's context ends; other errors
+// (InvalidArgument for a bad key, a Batch spanning ranges,
 // FailedPrecondition...) return at once. Errors wrap the bus error, so
 // errors.Is(err, bus.ErrInvalidArgument) and friends work, and a context
 // that ended wraps ctx.Err() as well.
 //
+// # Failover
+//
+// A node that died without closing its connections does not answer: only
+// the attempt's timeout ends the call. Quick calls (Get, Put, Delete,
+// CompareAndSwap and Batch up to LargeRequestBytes, Descriptors) are bounded
+// by Config.AttemptTimeout (default 1s), so a call sent to a dead leader
+// fails over after about that long. Calls whose work grows with the data or
+// the cluster (Init, DeleteRange, Scan pages, Ranges, larger point
+// requests) get Config.SlowAttemptTimeout (default 10s), so that slow but
+// healthy calls are not cut and retried. A node whose attempt timed out is
+// suspect for Config.SuspectFor: the client skips cached leaderships and
+// NotLeader hints naming it, passes it over in round robin while another
+// node is not suspect, and reloads descriptors to learn the new leader, so
+// only the first call after a node's death waits for the timeout.
+//
 // HAZARD: a write whose attempt timed out or lost its connection may have
 // been applied; its retry may apply a Put twice (same value, later
 // timestamp) or report a CompareAndSwap as failed because the first attempt
-// already changed the value. Callers needing exactly-once outcomes read
-// back after an error.
+// already changed the value. A short AttemptTimeout makes such retries
+// more frequent when a healthy leader is merely slow (a loaded machine,
+// a long fsync). Callers needing exactly-once outcomes read back after an
+// error, or raise AttemptTimeout.
 //
 // Scan pages through [start, end) across ranges, forward or reverse, with
 // a total limit, following the server's resume key; each page is read at

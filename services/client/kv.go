@@ -88,6 +88,12 @@ func readRoute(key []byte, c Consistency) route {
 	return route{key: key, pointOp: true}
 }
 
+// pointRoute routes a point write of key whose request carries about
+// size bytes: to the leader, and bounded by SlowAttemptTimeout when large.
+func pointRoute(key []byte, size int) route {
+	return route{key: key, pointOp: true, slow: size > LargeRequestBytes}
+}
+
 func timestamp(p *hlcpb.Timestamp) hlc.Timestamp {
 	return hlc.Timestamp{WallTime: p.GetWallTime(), Logical: p.GetLogical()}
 }
@@ -114,7 +120,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (v Val
 func (c *Client) Put(ctx context.Context, key, value []byte) (hlc.Timestamp, error) {
 	h := &kvpb.Header{}
 	var resp kvpb.PutResponse
-	if err := c.invoke(ctx, MethodPut, route{key: key, pointOp: true}, h, &kvpb.PutRequest{Header: h, Key: key, Value: value}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodPut, pointRoute(key, len(key)+len(value)), h, &kvpb.PutRequest{Header: h, Key: key, Value: value}, &resp); err != nil {
 		return hlc.Timestamp{}, err
 	}
 	return timestamp(resp.GetTimestamp()), nil
@@ -136,7 +142,7 @@ func (c *Client) Delete(ctx context.Context, key []byte) (deleted bool, err erro
 func (c *Client) DeleteRange(ctx context.Context, start, end []byte) (uint64, error) {
 	h := &kvpb.Header{}
 	var resp kvpb.DeleteRangeResponse
-	if err := c.invoke(ctx, MethodDeleteRange, route{key: start}, h, &kvpb.DeleteRangeRequest{Header: h, Start: start, End: end}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodDeleteRange, route{key: start, slow: true}, h, &kvpb.DeleteRangeRequest{Header: h, Start: start, End: end}, &resp); err != nil {
 		return 0, err
 	}
 	return resp.GetDeleted(), nil
@@ -180,7 +186,7 @@ type CASResult struct {
 func (c *Client) CompareAndSwap(ctx context.Context, x CAS) (CASResult, error) {
 	h := &kvpb.Header{}
 	var resp kvpb.CompareAndSwapResponse
-	if err := c.invoke(ctx, MethodCompareAndSwap, route{key: x.Key, pointOp: true}, h, x.proto(h), &resp); err != nil {
+	if err := c.invoke(ctx, MethodCompareAndSwap, pointRoute(x.Key, len(x.Key)+len(x.Expected)+len(x.NewValue)), h, x.proto(h), &resp); err != nil {
 		return CASResult{}, err
 	}
 	r := CASResult{Succeeded: resp.GetSucceeded(), Timestamp: timestamp(resp.GetTimestamp())}

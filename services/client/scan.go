@@ -97,9 +97,9 @@ func (it *Iterator) fetch() {
 	}
 	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto()}
 	req := &kvpb.ScanRequest{Header: h, Start: it.start, End: it.end, Limit: uint32(limit), Reverse: it.opts.Reverse, KeysOnly: it.opts.KeysOnly}
-	r := route{key: it.start}
+	r := route{key: it.start, slow: true}
 	if it.opts.Reverse || it.opts.Consistency == Stale {
-		r = route{any: true}
+		r = route{any: true, slow: true}
 	}
 	var resp kvpb.ScanResponse
 	if err := it.c.invoke(it.ctx, MethodScan, r, h, req, &resp); err != nil {

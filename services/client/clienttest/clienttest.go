@@ -8,8 +8,8 @@
 // reaching another node with Header.no_forward set gets NotLeader with the
 // leader's address as hint, and without it is served as if forwarded.
 // Stale reads, Scan and DeleteRange are served by any node. Tests can move
-// leaders (SetLeader), inject errors per node and method (Inject) and
-// count calls (Calls).
+// leaders (SetLeader), inject errors per node and method (Inject), make a
+// node stop answering (Stall) and count calls (Calls).
 //
 // It models routing and the protocol's answers, not replication: there is
 // one copy of the data, and nothing is durable.
@@ -67,13 +67,17 @@ type Cluster struct {
 	opts  Options
 	clock *hlc.Clock
 	addrs []string
-	mu    struct {
+	// done is closed at test cleanup, before the endpoints stop; it
+	// releases stalled calls.
+	done chan struct{}
+	mu   struct {
 		sync.Mutex
 		initialized bool
 		data        map[string]*kvpb.Value
 		ranges      []*kvpb.RangeDescriptor // user ranges, ordered
 		leaders     map[uint64]int          // range id to node index
 		inject      map[callKey][]error
+		stalled     map[int]bool
 		calls       map[callKey]int
 		forwarded   int
 		writes      uint64
@@ -97,7 +101,8 @@ func Start(tb testing.TB, o Options) *Cluster {
 	if o.CA == nil {
 		o.CA = daemontest.CA(tb)
 	}
-	c := &Cluster{opts: o, clock: hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond})}
+	c := &Cluster{opts: o, clock: hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond}), done: make(chan struct{})}
+	c.mu.stalled = make(map[int]bool)
 	c.mu.data = make(map[string]*kvpb.Value)
 	c.mu.leaders = make(map[uint64]int)
 	c.mu.inject = make(map[callKey][]error)
@@ -115,6 +120,8 @@ func Start(tb testing.TB, o Options) *Cluster {
 		}
 		c.addrs = append(c.addrs, rt.Bus.Addr().String())
 	}
+	// Registered after the endpoints' cleanups, so it runs before them.
+	tb.Cleanup(func() { close(c.done) })
 	return c
 }
 
@@ -146,6 +153,16 @@ func (c *Cluster) Inject(node int, method string, errs ...error) {
 	defer c.mu.Unlock()
 	k := callKey{node, method}
 	c.mu.inject[k] = append(c.mu.inject[k], errs...)
+}
+
+// Stall makes node stop answering (stalled true), like a process that
+// died without closing its connections: its calls are counted, then hang
+// until the caller gives up; injected errors are not consumed. Stall(node,
+// false) makes it answer again.
+func (c *Cluster) Stall(node int, stalled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.stalled[node] = stalled
 }
 
 // Calls returns how many calls of method node received.
@@ -258,8 +275,18 @@ func unary[Req any, Resp proto.Message, PReq interface {
 	*Req
 	proto.Message
 }](c *Cluster, b *bus.Bus, node int, method string, f func(PReq) (Resp, error)) {
-	bus.HandleUnary(b, wire.ProtoKV, method, func(_ context.Context, req PReq) (Resp, error) {
+	bus.HandleUnary(b, wire.ProtoKV, method, func(ctx context.Context, req PReq) (Resp, error) {
 		c.mu.Lock()
+		if c.mu.stalled[node] {
+			c.mu.calls[callKey{node, method}]++
+			c.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-c.done:
+			}
+			var zero Resp
+			return zero, bus.Errorf(bus.CodeUnavailable, "clienttest: node %d stalled", node)
+		}
 		defer c.mu.Unlock()
 		if err := c.beginLocked(node, method); err != nil {
 			var zero Resp

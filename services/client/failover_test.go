@@ -1,0 +1,149 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/services/client/clienttest"
+)
+
+// calls sums the calls of method over nodes.
+func calls(fc *clienttest.Cluster, method string, nodes ...int) int {
+	n := 0
+	for _, i := range nodes {
+		n += fc.Calls(i, method)
+	}
+	return n
+}
+
+// TestFailoverFromStalledLeader stops the leader of a range from
+// answering, as a killed process does, and moves the leadership: with the
+// default attempt timeout the next write fails over after one timed-out
+// attempt, and later calls avoid the stalled node altogether.
+func TestFailoverFromStalledLeader(t *testing.T) {
+	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	// Default AttemptTimeout, SlowAttemptTimeout and SuspectFor.
+	c := newClient(t, fc, nil)
+	ctx := ctxT(t)
+	id := fc.RangeIDs()[0]
+	fc.SetLeader(id, 0)
+	if _, err := c.Put(ctx, []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fc.Calls(0, client.MethodPut); got != 1 {
+		t.Fatalf("node 0 got %d Puts; want 1 (the leader)", got)
+	}
+
+	fc.Stall(0, true)
+	fc.SetLeader(id, 1)
+	start := time.Now()
+	if _, err := c.Put(ctx, []byte("a"), []byte("2")); err != nil {
+		t.Fatalf("Put with the leader stalled: %v", err)
+	}
+	// One attempt timed out; the old default (5s) would be well past this
+	// generous bound.
+	if d := time.Since(start); d >= 4*time.Second {
+		t.Errorf("Put took %v with the leader stalled; want one short attempt timeout", d)
+	}
+	if got := fc.Calls(0, client.MethodPut); got != 2 {
+		t.Errorf("stalled node got %d Puts in all; want 2 (one before, one timed out)", got)
+	}
+	if got := calls(fc, client.MethodPut, 1, 2); got != 1 {
+		t.Errorf("other nodes got %d Puts; want 1", got)
+	}
+	if v, _ := fc.Value("a"); v != "2" {
+		t.Errorf("a = %q; want 2", v)
+	}
+
+	// Later calls, of every routing kind, skip the suspect node: none
+	// reaches it, and each needs one attempt.
+	before := calls(fc, client.MethodPut, 1, 2) + calls(fc, client.MethodGet, 1, 2)
+	for range 5 {
+		if _, err := c.Put(ctx, []byte("a"), []byte("3")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Get(ctx, []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(client.Stale)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fc.Calls(0, client.MethodPut) + fc.Calls(0, client.MethodGet); got != 2 {
+		t.Errorf("stalled node got %d Puts and Gets; want the 2 Puts of before", got)
+	}
+	if got := calls(fc, client.MethodPut, 1, 2) + calls(fc, client.MethodGet, 1, 2) - before; got != 15 {
+		t.Errorf("15 operations took %d attempts; want 15", got)
+	}
+	if fc.Calls(0, client.MethodDescriptors) > 1 {
+		t.Errorf("stalled node got %d Descriptors calls; want at most the first", fc.Calls(0, client.MethodDescriptors))
+	}
+}
+
+// TestAttemptTimeoutClasses checks which calls use the short attempt
+// timeout: on a one-node cluster that stopped answering, a quick call is
+// retried after each short attempt, while a call bounded by
+// SlowAttemptTimeout makes one attempt that the caller's deadline ends.
+func TestAttemptTimeoutClasses(t *testing.T) {
+	big := bytes.Repeat([]byte("v"), client.LargeRequestBytes+1)
+	tests := []struct {
+		name string
+		call func(context.Context, *client.Client) error
+		// method is the one counted; slow: one attempt expected.
+		method string
+		slow   bool
+	}{
+		{"get", func(ctx context.Context, c *client.Client) error {
+			_, _, err := c.Get(ctx, []byte("a"))
+			return err
+		}, client.MethodGet, false},
+		{"small put", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Put(ctx, []byte("a"), []byte("1"))
+			return err
+		}, client.MethodPut, false},
+		{"large put", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Put(ctx, []byte("a"), big)
+			return err
+		}, client.MethodPut, true},
+		{"large batch", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Batch(ctx, client.NewBatch().Put([]byte("a"), big[:len(big)/2]).Put([]byte("b"), big[:len(big)/2]))
+			return err
+		}, client.MethodBatch, true},
+		{"delete range", func(ctx context.Context, c *client.Client) error {
+			_, err := c.DeleteRange(ctx, []byte("a"), []byte("b"))
+			return err
+		}, client.MethodDeleteRange, true},
+		{"init", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Init(ctx, client.InitOptions{})
+			return err
+		}, client.MethodInit, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fc := clienttest.Start(t, clienttest.Options{Nodes: 1, NoDescriptors: true})
+			fc.Stall(0, true)
+			c := newClient(t, fc, func(cfg *client.Config) {
+				cfg.AttemptTimeout = 50 * time.Millisecond
+				cfg.SlowAttemptTimeout = time.Minute
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), 600*time.Millisecond)
+			defer cancel()
+			err := tt.call(ctx, c)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v; want the caller's deadline", err)
+			}
+			got := fc.Calls(0, tt.method)
+			if tt.slow && got != 1 {
+				t.Errorf("%d attempts; want 1 (bounded by SlowAttemptTimeout)", got)
+			}
+			if !tt.slow && got < 2 {
+				t.Errorf("%d attempts; want several (bounded by AttemptTimeout)", got)
+			}
+		})
+	}
+}
