@@ -149,3 +149,51 @@ func TestThreeNodesOverBus(t *testing.T) {
 		return err == nil && m.GetState() == gossippb.MemberState_MEMBER_STATE_LEFT
 	})
 }
+
+// TestCrashOverBus: a member whose process goes away (server and bus
+// stopped without a leave) is declared dead by the others over real QUIC
+// buses; their datagrams to it fail to dial without holding up the rest.
+func TestCrashOverBus(t *testing.T) {
+	a := startNode(t, nil)
+	seed := a.rt.Bus.Addr().String()
+	nodes := []node{a}
+	for range 3 {
+		nodes = append(nodes, startNode(t, []string{seed}))
+	}
+	eventually(t, 15*time.Second, "all see 4 alive members", func() bool {
+		for _, nd := range nodes {
+			if alive(t, nd) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	victim := nodes[3]
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := victim.srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.rt.Bus.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 40*time.Second, "crashed member dead everywhere", func() bool {
+		for _, nd := range nodes[:3] {
+			found := false
+			for _, m := range nd.srv.Members() {
+				if m.ID == victim.rt.NodeID {
+					found = m.State == gossippb.MemberState_MEMBER_STATE_DEAD
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	})
+	for _, nd := range nodes[:3] {
+		if got := alive(t, nd); got != 3 {
+			t.Errorf("node %d sees %d alive; want the 3 live members", nd.rt.NodeID, got)
+		}
+	}
+}
