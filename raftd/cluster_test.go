@@ -73,6 +73,13 @@ func freeAddrs(t *testing.T, n int) []string {
 // startServer runs one raftd with an in-memory engine on addr.
 func startServer(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr string, peers []string) (*daemon.Runtime, *raftd.Server) {
 	t.Helper()
+	return startServerWith(t, ctx, ca, addr, peers, storage.NewMem(), true)
+}
+
+// startServerWith runs one raftd on eng; adopt false stops it adopting a
+// peer's layout in the background (only Init bootstraps it).
+func startServerWith(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr string, peers []string, eng storage.Engine, adopt bool) (*daemon.Runtime, *raftd.Server) {
+	t.Helper()
 	common := daemontest.Common(t)
 	common.BusAddr = addr
 	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, ca, common)
@@ -80,10 +87,11 @@ func startServer(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr s
 	cfg.StoredAddr = ""
 	cfg.TickInterval = 20 * time.Millisecond
 	cfg.Peers = peers
-	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, Engine: storage.NewMem()})
+	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, Engine: eng})
 	if err != nil {
 		t.Fatal(err)
 	}
+	raftd.SetBackgroundAdopt(srv, adopt)
 	if err := rt.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -71,8 +71,14 @@
 // wire.ProtoKV) asks every --peers raftd for its node id (Hello), lays out
 // the meta range and user ranges (split points or initial_ranges) on up to
 // 3 nodes each, and has every node bootstrap its replicas (log starting at
-// index 10, term 5). It is idempotent. The node id is the daemon runtime's
-// persisted id.
+// index 10, term 5). It is idempotent. The node with the lowest id
+// coordinates (others forward to it). The work runs detached from the
+// caller (bounded by initTimeout and Stop), so a caller that gives up
+// leaves no cluster half-bootstrapped; an Init that stopped part way
+// anyway (a node's bootstrap failed) is completed by the next Init, which
+// sends the layout recorded on a bootstrapped node to the nodes that lack
+// it (Bootstrap is idempotent). Nodes also adopt a peer's layout in the
+// background. The node id is the daemon runtime's persisted id.
 //
 // The KV protocol (kvpb) is served by every node: a request is served by
 // the local leader of the key's range, forwarded to the leader otherwise,

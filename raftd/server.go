@@ -155,7 +155,17 @@ type Server struct {
 		store            *multiraft.Store
 		transport        *busTransport
 	}
-	initMu sync.Mutex
+	// initSem admits one Init at a time (a channel, so waiting honours
+	// the caller's context).
+	initSem chan struct{}
+	// lostInit is the last Init this node ran to the end after its
+	// caller had given up, with its answer; guarded by initSem.
+	lostInit struct {
+		req  *kvpb.InitRequest
+		resp *kvpb.InitResponse
+	}
+	// adoptInBackground lets run adopt a peer's layout (tests turn it off).
+	adoptInBackground bool
 }
 
 // New validates cfg, registers the bus handlers, the readiness check and
@@ -172,7 +182,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		maxOffset = 500 * time.Millisecond
 	}
 	s := &Server{cfg: cfg, d: deps, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1), stopc: make(chan struct{}),
-		clock: hlc.NewClock(hlc.Config{MaxOffset: maxOffset})}
+		initSem: make(chan struct{}, 1), adoptInBackground: true, clock: hlc.NewClock(hlc.Config{MaxOffset: maxOffset})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.SetAddress("stored", cfg.StoredAddr)
@@ -253,7 +263,11 @@ func (s *Server) registerHandlers() {
 		if st == nil {
 			return nil, errNotStarted
 		}
-		already, err := st.Bootstrap(ctx, req)
+		// Not the caller's context: a bootstrap write is not abandoned
+		// half way because the caller gave up.
+		bctx, cancel := context.WithTimeout(s.ctx, initTimeout)
+		defer cancel()
+		already, err := st.Bootstrap(bctx, req)
 		return &raftmsgpb.BootstrapResponse{AlreadyInitialized: already}, err
 	})
 }
@@ -343,7 +357,9 @@ func (s *Server) run(eng storage.Engine) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		s.adopt(st, s.hello(st))
+		if answers := s.hello(st); s.adoptInBackground {
+			s.adopt(st, answers)
+		}
 		select {
 		case <-t.C:
 		case <-s.stopc:
@@ -410,62 +426,119 @@ func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse 
 
 // adopt bootstraps this node from a peer's bootstrap record when it missed
 // the cluster's Init (down at the time, or an Init that failed part way).
-func (s *Server) adopt(st *multiraft.Store, answers map[string]*raftmsgpb.HelloResponse) {
+// It reports whether this call bootstrapped the node.
+func (s *Server) adopt(st *multiraft.Store, answers map[string]*raftmsgpb.HelloResponse) bool {
 	if st.Initialized() {
-		return
+		return false
 	}
 	for _, a := range answers {
 		if rec := a.GetBootstrap(); rec != nil {
-			if _, err := st.Bootstrap(s.ctx, rec); err != nil {
+			already, err := st.Bootstrap(s.ctx, rec)
+			if err != nil {
 				s.log.Warn("adopting the cluster layout failed", slog.Any("error", err))
-				return
+				return false
+			}
+			if already {
+				return false
 			}
 			s.log.Info("adopted the cluster layout of a peer", slog.Uint64("peer", a.GetNodeId()))
-			return
+			return true
 		}
+	}
+	return false
+}
+
+// initTimeout bounds the work of one Init (peer exchanges, forwarding to
+// the coordinator, the bootstrap of every node). That work runs detached
+// from the caller: a caller that gives up part way leaves no node
+// half-bootstrapped because of it.
+const initTimeout = 2 * time.Minute
+
+// Init bootstraps the cluster over this node and every peer (all must be
+// reachable). It is idempotent and completes an Init that stopped part
+// way: when some node already holds the layout, Init sends that layout to
+// the nodes that lack it and returns the existing descriptors. See
+// kvpb.InitResponse for already_initialized.
+//
+// The work runs on a goroutine owned by the server, bounded by
+// initTimeout and Stop, not by ctx: when the caller gives up, the
+// bootstrap still finishes, and a retry of the same request on this node
+// gets the answer the caller missed.
+func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+	if s.store() == nil {
+		return nil, errNotStarted
+	}
+	select {
+	case s.initSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("raftd: init: waiting for another Init: %w", ctx.Err())
+	}
+	type result struct {
+		resp *kvpb.InitResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	if !s.goOwned(func() {
+		defer func() { <-s.initSem }()
+		ictx, cancel := context.WithTimeout(s.ctx, initTimeout)
+		defer cancel()
+		resp, err := s.init(ictx, req)
+		if err == nil && ctx.Err() != nil && !resp.GetAlreadyInitialized() {
+			// The caller is gone: keep its answer for its retry.
+			s.lostInit.req, s.lostInit.resp = proto.Clone(req).(*kvpb.InitRequest), resp
+		}
+		done <- result{resp, err}
+	}) {
+		<-s.initSem
+		return nil, bus.Errorf(bus.CodeUnavailable, "raftd: stopping")
+	}
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("raftd: init: %w (the bootstrap goes on; retry for its outcome)", ctx.Err())
 	}
 }
 
-// Init bootstraps the cluster over this node and every peer (all must be
-// reachable). It is idempotent: on an initialized cluster it returns the
-// existing descriptors with already_initialized set.
-func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+// init runs one Init; the caller holds initSem.
+func (s *Server) init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitResponse, error) {
 	st := s.store()
-	if st == nil {
-		return nil, errNotStarted
-	}
-	s.initMu.Lock()
-	defer s.initMu.Unlock()
-	existing := func(st *multiraft.Store) (*kvpb.InitResponse, error) {
-		var d *kvpb.DescriptorsResponse
-		var err error
-		for i := 0; i < 50; i++ {
-			if d, err = st.Descriptors(ctx, &kvpb.DescriptorsRequest{}); err == nil {
-				return &kvpb.InitResponse{AlreadyInitialized: true, Descriptors: d.GetDescriptors()}, nil
-			}
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return nil, err
-	}
-	if st.Initialized() {
-		return existing(st)
-	}
 	answers := s.hello(st)
-	// A peer already initialized (an earlier Init that did not reach
-	// every node): complete its layout here and report it.
-	if s.adopt(st, answers); st.Initialized() {
-		for p, a := range answers {
-			if !a.GetInitialized() {
-				if err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodBootstrap, st.BootstrapRecord(), &raftmsgpb.BootstrapResponse{}); err != nil {
-					return nil, fmt.Errorf("raftd: init: complete bootstrap of %s: %w", p, err)
-				}
-			}
+	// A node already holds the layout (an earlier Init, maybe one that
+	// stopped part way): adopt it here, complete it on every reachable
+	// peer that lacks it, and report it.
+	changed := s.adopt(st, answers)
+	if st.Initialized() {
+		rec := st.BootstrapRecord()
+		if rec == nil {
+			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: this node is bootstrapping; retry")
 		}
-		return existing(st)
+		peers := make([]string, 0, len(answers))
+		for p := range answers {
+			peers = append(peers, p)
+		}
+		sort.Strings(peers)
+		for _, p := range peers {
+			if answers[p].GetInitialized() {
+				continue
+			}
+			resp := &raftmsgpb.BootstrapResponse{}
+			if err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodBootstrap, rec, resp); err != nil {
+				return nil, fmt.Errorf("raftd: init: complete the bootstrap of %s: %w", p, err)
+			}
+			changed = changed || !resp.GetAlreadyInitialized()
+		}
+		descs, err := s.existing(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		already := !changed
+		if s.lostInit.req != nil && proto.Equal(s.lostInit.req, req) {
+			// The retry of an Init whose caller gave up before its answer.
+			already = s.lostInit.resp.GetAlreadyInitialized()
+			s.lostInit.req, s.lostInit.resp = nil, nil
+		}
+		return &kvpb.InitResponse{AlreadyInitialized: already, Descriptors: descs}, nil
 	}
 	nodes := map[uint64]string{s.d.NodeID: s.addr()}
 	for _, p := range s.cfg.Peers {
@@ -513,6 +586,40 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 	}
 	s.log.Info("cluster initialized", slog.Int("ranges", len(descs)), slog.Int("nodes", len(ids)))
 	return &kvpb.InitResponse{Descriptors: descs}, nil
+}
+
+// existing returns the descriptors of an initialized cluster, waiting a
+// while for the meta range to elect a leader.
+func (s *Server) existing(ctx context.Context, st *multiraft.Store) ([]*kvpb.RangeDescriptor, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	for {
+		var d *kvpb.DescriptorsResponse
+		if d, err = st.Descriptors(ctx, &kvpb.DescriptorsRequest{}); err == nil {
+			return d.GetDescriptors(), nil
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("raftd: init: reading the descriptors: %w", err)
+		}
+	}
+}
+
+// goOwned runs f on a goroutine that Stop waits for; false when stopped.
+func (s *Server) goOwned(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.stopped {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Ranges lists the local replicas (the bus Ranges method and /v1/ranges).

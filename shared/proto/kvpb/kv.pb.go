@@ -1370,7 +1370,9 @@ func (x *RangeDescriptor) GetNextReplicaId() uint64 {
 // InitRequest bootstraps a cluster: the meta range plus user ranges at the
 // split points, each replicated on up to replication_factor of the given
 // nodes. Idempotent: on an initialized cluster it returns the existing
-// descriptors with already_initialized set.
+// descriptors. An Init that stopped part way (some nodes bootstrapped,
+// others not) is completed by the next Init, with the layout already
+// chosen.
 type InitRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	SplitPoints [][]byte               `protobuf:"bytes,1,rep,name=split_points,json=splitPoints,proto3" json:"split_points,omitempty"`
@@ -1434,9 +1436,17 @@ func (x *InitRequest) GetReplicationFactor() uint32 {
 }
 
 type InitResponse struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	AlreadyInitialized bool                   `protobuf:"varint,1,opt,name=already_initialized,json=alreadyInitialized,proto3" json:"already_initialized,omitempty"`
-	Descriptors        []*RangeDescriptor     `protobuf:"bytes,2,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// already_initialized is true when this call changed nothing: every
+	// reachable node already held the cluster's layout, and descriptors are
+	// the existing ranges (the request's split points played no part).
+	// It is false when this call bootstrapped any node: a new cluster, or
+	// the completion of an Init that stopped part way. A retry, on the same
+	// node and with an equal request, of an Init whose caller gave up
+	// before the answer (the bootstrap goes on without the caller) gets
+	// that Init's answer, false.
+	AlreadyInitialized bool               `protobuf:"varint,1,opt,name=already_initialized,json=alreadyInitialized,proto3" json:"already_initialized,omitempty"`
+	Descriptors        []*RangeDescriptor `protobuf:"bytes,2,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }

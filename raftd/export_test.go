@@ -1,0 +1,5 @@
+package raftd
+
+// SetBackgroundAdopt turns the periodic adoption of a peer's layout on or
+// off; call it before Start.
+func SetBackgroundAdopt(s *Server, on bool) { s.adoptInBackground = on }

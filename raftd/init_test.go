@@ -1,0 +1,220 @@
+package raftd_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/raftd"
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// faultEngine wraps an engine: the next fail writes fail, and while hold
+// is set every write waits for it to close (signalling entered first).
+type faultEngine struct {
+	storage.Engine
+	mu      sync.Mutex
+	fail    int
+	hold    chan struct{}
+	entered chan struct{}
+}
+
+func (e *faultEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
+	e.mu.Lock()
+	fail, hold := e.fail > 0, e.hold
+	if fail {
+		e.fail--
+	}
+	e.mu.Unlock()
+	if fail {
+		return errors.New("injected write failure")
+	}
+	if hold != nil {
+		select {
+		case e.entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return e.Engine.Write(ctx, ops, sync)
+}
+
+// initCluster runs three raftds that adopt no layout in the background;
+// the node with the highest id writes through the returned faultEngine.
+// It returns the bus addresses ordered by node id (lowest first: the Init
+// coordinator).
+func initCluster(t *testing.T, ctx context.Context) (addrs []string, fe *faultEngine, cli *daemon.Runtime) {
+	t.Helper()
+	ca := daemontest.CA(t)
+	free := freeAddrs(t, 3)
+	type node struct {
+		id   uint64
+		addr string
+		eng  *faultEngine
+	}
+	var nodes []node
+	for i, a := range free {
+		var peers []string
+		for j, b := range free {
+			if j != i {
+				peers = append(peers, b)
+			}
+		}
+		eng := &faultEngine{Engine: storage.NewMem(), entered: make(chan struct{}, 1)}
+		rt, _ := startServerWith(t, ctx, ca, a, peers, eng, false)
+		nodes = append(nodes, node{rt.NodeID, a, eng})
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].id < nodes[j].id })
+	for _, n := range nodes {
+		addrs = append(addrs, n.addr)
+	}
+	return addrs, nodes[2].eng, daemontest.NewRuntime(t, "client")
+}
+
+// initialized asks each node (Hello) whether it holds the layout.
+func initialized(t *testing.T, ctx context.Context, cli *daemon.Runtime, addrs []string) []bool {
+	t.Helper()
+	var out []bool
+	for _, a := range addrs {
+		var h raftmsgpb.HelloResponse
+		if err := cli.Bus.Call(ctx, a, wire.ProtoRaft, "Hello", &raftmsgpb.HelloRequest{}, &h); err != nil {
+			t.Fatalf("Hello %s: %v", a, err)
+		}
+		out = append(out, h.GetInitialized())
+	}
+	return out
+}
+
+// retryUnavailable retries f while it fails with Unavailable or NotLeader.
+func retryUnavailable(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !(errors.Is(err, bus.ErrUnavailable) || errors.Is(err, bus.ErrNotLeader)) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkServes writes and reads a key through every node.
+func checkServes(t *testing.T, ctx context.Context, cli *daemon.Runtime, addrs []string) {
+	t.Helper()
+	if err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, "Put", &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}, &kvpb.PutResponse{})
+	}); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	for _, a := range addrs {
+		var resp kvpb.GetResponse
+		if err := retryUnavailable(ctx, func() error {
+			return cli.Bus.Call(ctx, a, wire.ProtoKV, "Get", &kvpb.GetRequest{Key: []byte("k")}, &resp)
+		}); err != nil || string(resp.GetValue().GetValue()) != "v" {
+			t.Errorf("Get on %s = %v, %v; want v", a, &resp, err)
+		}
+	}
+}
+
+// TestInitCompletesPartialBootstrap: the bootstrap of one node fails, so
+// the Init fails with only part of the cluster bootstrapped; the retried
+// Init completes the layout on every node itself (nothing adopts in the
+// background here), reports it as a new cluster, and the cluster serves.
+func TestInitCompletesPartialBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	addrs, fe, cli := initCluster(t, ctx)
+	fe.mu.Lock()
+	fe.fail = 1
+	fe.mu.Unlock()
+	req := &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}
+	// Ask the middle node: it forwards to the coordinator.
+	err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, addrs[1], wire.ProtoKV, raftd.MethodInit, req, &kvpb.InitResponse{})
+	})
+	if err == nil {
+		t.Fatal("Init succeeded although a node's bootstrap write failed")
+	}
+	if got := initialized(t, ctx, cli, addrs); got[2] {
+		t.Fatalf("initialized = %v after the failed Init; want the failing node uninitialized", got)
+	}
+	var resp kvpb.InitResponse
+	if err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, addrs[2], wire.ProtoKV, raftd.MethodInit, req, &resp)
+	}); err != nil {
+		t.Fatalf("retried Init: %v", err)
+	}
+	if resp.GetAlreadyInitialized() || len(resp.GetDescriptors()) != 3 {
+		t.Errorf("retried Init = %v; want 3 descriptors, not already initialized (it completed the bootstrap)", &resp)
+	}
+	if got := initialized(t, ctx, cli, addrs); got[0] != true || got[1] != true || got[2] != true {
+		t.Fatalf("initialized = %v after the retried Init; want every node", got)
+	}
+	checkServes(t, ctx, cli, addrs)
+	var again kvpb.InitResponse
+	if err := cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, raftd.MethodInit, req, &again); err != nil || !again.GetAlreadyInitialized() {
+		t.Errorf("Init of the complete cluster = %v, %v; want already initialized", &again, err)
+	}
+}
+
+// TestInitOutlivesCaller: the caller gives up while a node's bootstrap
+// write is in progress; the bootstrap of every node still completes, and
+// the caller's retry gets the answer it missed.
+func TestInitOutlivesCaller(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	addrs, fe, cli := initCluster(t, ctx)
+	hold := make(chan struct{})
+	fe.mu.Lock()
+	fe.hold = hold
+	fe.mu.Unlock()
+	req := &kvpb.InitRequest{InitialRanges: 4}
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-fe.entered:
+		case <-ctx.Done():
+		}
+		ccancel()
+	}()
+	err := retryUnavailable(cctx, func() error {
+		return cli.Bus.Call(cctx, addrs[1], wire.ProtoKV, raftd.MethodInit, req, &kvpb.InitResponse{})
+	})
+	ccancel()
+	if err == nil {
+		t.Fatal("Init returned although its caller gave up in the middle")
+	}
+	fe.mu.Lock()
+	fe.hold = nil
+	fe.mu.Unlock()
+	close(hold)
+	for {
+		got := initialized(t, ctx, cli, addrs)
+		if got[0] && got[1] && got[2] {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("initialized = %v: the Init stopped with its caller", got)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var resp kvpb.InitResponse
+	if err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, addrs[1], wire.ProtoKV, raftd.MethodInit, req, &resp)
+	}); err != nil || resp.GetAlreadyInitialized() || len(resp.GetDescriptors()) != 5 {
+		t.Errorf("retried Init = %v, %v; want the 5 new descriptors, not already initialized", &resp, err)
+	}
+	checkServes(t, ctx, cli, addrs)
+}
