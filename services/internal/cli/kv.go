@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,13 +29,16 @@ func kvCommand(e *env) *cli.Command {
 			"certificate in --certs-dir) through the Go client, which finds range leaders and retries\n" +
 			"on Unavailable / NotLeader until --timeout. Values are printed with the HLC timestamp\n" +
 			"of the write that made them. A missing key (get) or a failed comparison (cas) exits 1.\n" +
+			"--encoding hex or base64 reads keys and values in that encoding and prints them so; with the\n" +
+			"default text, JSON output gives keys and values that are not valid UTF-8 in base64, marked by\n" +
+			"key_encoding / value_encoding \"base64\".\n" +
 			"Flags go before the arguments: pleiades kv put --addr ADDR KEY VALUE.",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "get",
 				Usage:     "read one key",
 				ArgsUsage: "KEY",
-				Flags:     append(kvFlags(), consistencyFlag()),
+				Flags:     append(kvFlags(), consistencyFlag(), encodingFlag()),
 				Action: action(func(c *cli.Context) error {
 					return kvGet(e, c)
 				}),
@@ -41,7 +47,7 @@ func kvCommand(e *env) *cli.Command {
 				Name:      "put",
 				Usage:     "write one key",
 				ArgsUsage: "KEY VALUE",
-				Flags:     kvFlags(),
+				Flags:     append(kvFlags(), encodingFlag()),
 				Action: action(func(c *cli.Context) error {
 					return kvPut(e, c)
 				}),
@@ -50,7 +56,7 @@ func kvCommand(e *env) *cli.Command {
 				Name:      "del",
 				Usage:     "delete one key, or every key in [KEY, --end)",
 				ArgsUsage: "KEY",
-				Flags: append(kvFlags(),
+				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "end", Usage: "delete the span [KEY, `END`) instead of KEY"}),
 				Action: action(func(c *cli.Context) error {
 					return kvDel(e, c)
@@ -59,7 +65,7 @@ func kvCommand(e *env) *cli.Command {
 			{
 				Name:  "scan",
 				Usage: "list the keys of [--start, --end) in order (or reverse)",
-				Flags: append(kvFlags(), consistencyFlag(),
+				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
 					&cli.StringFlag{Name: "start", Usage: "first `KEY` (default: the first key)"},
 					&cli.StringFlag{Name: "end", Usage: "exclusive end `KEY` (default: past the last key)"},
 					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most `N` entries; 0 for all"},
@@ -74,7 +80,7 @@ func kvCommand(e *env) *cli.Command {
 				Name:      "cas",
 				Usage:     "compare and swap: write (or delete) KEY only if its value is --expect (or it is absent)",
 				ArgsUsage: "KEY [NEW_VALUE]",
-				Flags: append(kvFlags(),
+				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "expect", Usage: "required current `VALUE`"},
 					&cli.BoolFlag{Name: "expect-absent", Usage: "require the key not to exist"},
 					&cli.BoolFlag{Name: "delete", Usage: "delete the key on success instead of writing NEW_VALUE"},
@@ -129,6 +135,16 @@ func consistency(c *cli.Context) (client.Consistency, error) {
 		return 0, usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
 	}
 	return cons, nil
+}
+
+// keyArg decodes a key given on the command line and refuses keys raftd
+// would refuse, before any call.
+func keyArg(enc byteEncoding, what, raw string) ([]byte, error) {
+	k, err := enc.decode(what, raw)
+	if err != nil {
+		return nil, err
+	}
+	return k, checkKeyArg(what, string(k))
 }
 
 // checkKeyArg refuses keys raftd would refuse, before any call.
@@ -204,12 +220,26 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	}}, nil
 }
 
-// kvView is one key as the kv commands print it.
+// kvView is one key as the kv commands print it. KeyEncoding and
+// ValueEncoding name the encoding of Key and Value when they are not
+// plain text (see byteEncoding.forJSON).
 type kvView struct {
-	Key       string `json:"key"`
-	Found     *bool  `json:"found,omitempty"`
-	Value     string `json:"value,omitempty"`
-	Timestamp string `json:"timestamp,omitempty"`
+	Key           string `json:"key"`
+	KeyEncoding   string `json:"key_encoding,omitempty"`
+	Found         *bool  `json:"found,omitempty"`
+	Value         string `json:"value,omitempty"`
+	ValueEncoding string `json:"value_encoding,omitempty"`
+	Timestamp     string `json:"timestamp,omitempty"`
+}
+
+// newKVView builds the JSON view of key and, unless value is nil, value.
+func newKVView(enc byteEncoding, key, value []byte, ts hlc.Timestamp) kvView {
+	v := kvView{Timestamp: tsString(ts)}
+	v.Key, v.KeyEncoding = enc.forJSON(key)
+	if len(value) > 0 {
+		v.Value, v.ValueEncoding = enc.forJSON(value)
+	}
+	return v
 }
 
 func tsString(ts hlc.Timestamp) string {
@@ -219,21 +249,17 @@ func tsString(ts hlc.Timestamp) string {
 	return ts.String()
 }
 
-// printable shows a key or value as is when it is printable UTF-8, else
-// Go-quoted.
-func printable(s string) string {
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
-		return strconv.Quote(s)
-	}
-	return s
-}
-
 func kvGet(e *env, c *cli.Context) error {
 	a, err := posArgs(c, 1, 1, "KEY")
 	if err != nil {
 		return err
 	}
-	if err := checkKeyArg("KEY", a[0]); err != nil {
+	enc, err := encodingOf(c)
+	if err != nil {
+		return err
+	}
+	key, err := keyArg(enc, "KEY", a[0])
+	if err != nil {
 		return err
 	}
 	cons, err := consistency(c)
@@ -245,24 +271,29 @@ func kvGet(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	v, found, err := s.cl.Get(s.ctx, []byte(a[0]), client.WithConsistency(cons))
+	v, found, err := s.cl.Get(s.ctx, key, client.WithConsistency(cons))
 	if err != nil {
 		return err
 	}
-	view := kvView{Key: a[0], Found: &found, Value: string(v.Value), Timestamp: tsString(v.Timestamp)}
 	if s.format == "json" {
+		view := newKVView(enc, key, v.Value, v.Timestamp)
+		view.Found = &found
 		if err := printJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if found {
 		t := newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
-		t.row(printable(view.Key), printable(view.Value), view.Timestamp)
+		t.row(enc.show(key), enc.show(v.Value), tsString(v.Timestamp))
 		if err := t.flush(); err != nil {
 			return err
 		}
 	}
 	if !found {
-		return fmt.Errorf("key %s not found", strconv.Quote(a[0]))
+		shown := strconv.Quote(string(key))
+		if enc != encText {
+			shown = enc.show(key)
+		}
+		return fmt.Errorf("key %s not found", shown)
 	}
 	return nil
 }
@@ -272,7 +303,16 @@ func kvPut(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKeyArg("KEY", a[0]); err != nil {
+	enc, err := encodingOf(c)
+	if err != nil {
+		return err
+	}
+	key, err := keyArg(enc, "KEY", a[0])
+	if err != nil {
+		return err
+	}
+	value, err := enc.decode("VALUE", a[1])
+	if err != nil {
 		return err
 	}
 	s, err := openKV(e, c)
@@ -280,22 +320,24 @@ func kvPut(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	ts, err := s.cl.Put(s.ctx, []byte(a[0]), []byte(a[1]))
+	ts, err := s.cl.Put(s.ctx, key, value)
 	if err != nil {
 		return err
 	}
 	if s.format == "json" {
-		return printJSON(e.stdout, kvView{Key: a[0], Timestamp: tsString(ts)})
+		return printJSON(e.stdout, newKVView(enc, key, nil, ts))
 	}
-	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", printable(a[0]), ts)
+	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), ts)
 	return err
 }
 
 // delView is what `kv del` prints.
 type delView struct {
-	Key     string `json:"key"`
-	End     string `json:"end,omitempty"`
-	Deleted uint64 `json:"deleted"`
+	Key         string `json:"key"`
+	KeyEncoding string `json:"key_encoding,omitempty"`
+	End         string `json:"end,omitempty"`
+	EndEncoding string `json:"end_encoding,omitempty"`
+	Deleted     uint64 `json:"deleted"`
 }
 
 func kvDel(e *env, c *cli.Context) error {
@@ -303,24 +345,37 @@ func kvDel(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKeyArg("KEY", a[0]); err != nil {
+	enc, err := encodingOf(c)
+	if err != nil {
 		return err
 	}
-	end, span := c.String("end"), c.IsSet("end")
-	if span && end != "" && end <= a[0] {
-		return usagef("--end %q must sort after KEY %q", end, a[0])
+	key, err := keyArg(enc, "KEY", a[0])
+	if err != nil {
+		return err
+	}
+	end, err := enc.decode("--end", c.String("end"))
+	if err != nil {
+		return err
+	}
+	span := c.IsSet("end")
+	if span && len(end) > 0 && bytes.Compare(end, key) <= 0 {
+		return usagef("--end %s must sort after KEY %s", enc.show(end), enc.show(key))
 	}
 	s, err := openKV(e, c)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	view := delView{Key: a[0], End: end}
+	var view delView
+	view.Key, view.KeyEncoding = enc.forJSON(key)
+	if len(end) > 0 {
+		view.End, view.EndEncoding = enc.forJSON(end)
+	}
 	if span {
-		view.Deleted, err = s.cl.DeleteRange(s.ctx, []byte(a[0]), []byte(end))
+		view.Deleted, err = s.cl.DeleteRange(s.ctx, key, end)
 	} else {
 		var ok bool
-		ok, err = s.cl.Delete(s.ctx, []byte(a[0]))
+		ok, err = s.cl.Delete(s.ctx, key)
 		if ok {
 			view.Deleted = 1
 		}
@@ -347,12 +402,23 @@ func kvScan(e *env, c *cli.Context) error {
 	if _, err := posArgs(c, 0, 0, "no arguments (use --start and --end)"); err != nil {
 		return err
 	}
-	start, end := c.String("start"), c.String("end")
-	if start != "" && start[0] == 0 || end != "" && end[0] == 0 {
+	enc, err := encodingOf(c)
+	if err != nil {
+		return err
+	}
+	start, err := enc.decode("--start", c.String("start"))
+	if err != nil {
+		return err
+	}
+	end, err := enc.decode("--end", c.String("end"))
+	if err != nil {
+		return err
+	}
+	if len(start) > 0 && start[0] == 0 || len(end) > 0 && end[0] == 0 {
 		return usagef("--start and --end must not begin with a 0x00 byte (system keys)")
 	}
-	if start != "" && end != "" && start >= end {
-		return usagef("--start %q must sort before --end %q", start, end)
+	if len(start) > 0 && len(end) > 0 && bytes.Compare(start, end) >= 0 {
+		return usagef("--start %s must sort before --end %s", enc.show(start), enc.show(end))
 	}
 	limit := c.Int("limit")
 	if limit < 0 {
@@ -371,7 +437,7 @@ func kvScan(e *env, c *cli.Context) error {
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
 	}
-	kvs, err := s.cl.Scan(s.ctx, []byte(start), []byte(end), opts).Collect()
+	kvs, err := s.cl.Scan(s.ctx, start, end, opts).Collect()
 	if err != nil {
 		return err
 	}
@@ -380,7 +446,7 @@ func kvScan(e *env, c *cli.Context) error {
 		kvs, view.More = kvs[:limit], true
 	}
 	for _, kv := range kvs {
-		view.KVs = append(view.KVs, kvView{Key: string(kv.Key), Value: string(kv.Value), Timestamp: tsString(kv.Timestamp)})
+		view.KVs = append(view.KVs, newKVView(enc, kv.Key, kv.Value, kv.Timestamp))
 	}
 	view.Count = len(view.KVs)
 	if s.format == "json" {
@@ -392,11 +458,11 @@ func kvScan(e *env, c *cli.Context) error {
 	} else {
 		t = newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
 	}
-	for _, kv := range view.KVs {
+	for _, kv := range kvs {
 		if opts.KeysOnly {
-			t.row(printable(kv.Key))
+			t.row(enc.show(kv.Key))
 		} else {
-			t.row(printable(kv.Key), printable(kv.Value), kv.Timestamp)
+			t.row(enc.show(kv.Key), enc.show(kv.Value), tsString(kv.Timestamp))
 		}
 	}
 	if err := t.flush(); err != nil {
@@ -410,10 +476,11 @@ func kvScan(e *env, c *cli.Context) error {
 
 // casView is what `kv cas` prints.
 type casView struct {
-	Key       string  `json:"key"`
-	Succeeded bool    `json:"succeeded"`
-	Timestamp string  `json:"timestamp,omitempty"`
-	Current   *kvView `json:"current,omitempty"`
+	Key         string  `json:"key"`
+	KeyEncoding string  `json:"key_encoding,omitempty"`
+	Succeeded   bool    `json:"succeeded"`
+	Timestamp   string  `json:"timestamp,omitempty"`
+	Current     *kvView `json:"current,omitempty"`
 }
 
 func kvCAS(e *env, c *cli.Context) error {
@@ -428,7 +495,12 @@ func kvCAS(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKeyArg("KEY", a[0]); err != nil {
+	enc, err := encodingOf(c)
+	if err != nil {
+		return err
+	}
+	key, err := keyArg(enc, "KEY", a[0])
+	if err != nil {
 		return err
 	}
 	expect, absent := c.IsSet("expect"), c.Bool("expect-absent")
@@ -438,31 +510,38 @@ func kvCAS(e *env, c *cli.Context) error {
 	if del && absent {
 		return usagef("kv cas: --delete with --expect-absent deletes nothing")
 	}
+	x := client.CAS{Key: key, ExpectAbsent: absent, Delete: del}
+	if x.Expected, err = enc.decode("--expect", c.String("expect")); err != nil {
+		return err
+	}
+	if !del {
+		if x.NewValue, err = enc.decode("NEW_VALUE", a[1]); err != nil {
+			return err
+		}
+	}
 	s, err := openKV(e, c)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	x := client.CAS{Key: []byte(a[0]), ExpectAbsent: absent, Expected: []byte(c.String("expect")), Delete: del}
-	if !del {
-		x.NewValue = []byte(a[1])
-	}
 	res, err := s.cl.CompareAndSwap(s.ctx, x)
 	if err != nil {
 		return err
 	}
-	view := casView{Key: a[0], Succeeded: res.Succeeded, Timestamp: tsString(res.Timestamp)}
+	view := casView{Succeeded: res.Succeeded, Timestamp: tsString(res.Timestamp)}
+	view.Key, view.KeyEncoding = enc.forJSON(key)
 	if res.CurrentFound {
-		view.Current = &kvView{Key: a[0], Value: string(res.Current.Value), Timestamp: tsString(res.Current.Timestamp)}
+		cur := newKVView(enc, key, res.Current.Value, res.Current.Timestamp)
+		view.Current = &cur
 	}
 	if s.format == "json" {
 		if err := printJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if res.Succeeded {
-		fmt.Fprintf(e.stdout, "OK %s at %s\n", printable(a[0]), res.Timestamp)
+		fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), res.Timestamp)
 	} else if res.CurrentFound {
-		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", printable(view.Current.Value), view.Current.Timestamp)
+		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", enc.show(res.Current.Value), tsString(res.Current.Timestamp))
 	} else {
 		fmt.Fprintln(e.stdout, "FAILED: key absent")
 	}
@@ -470,4 +549,87 @@ func kvCAS(e *env, c *cli.Context) error {
 		return errors.New("comparison failed")
 	}
 	return nil
+}
+
+// byteEncoding is how the kv commands read keys and values from the
+// command line and print them: text (as is), hex or base64 (standard,
+// padded).
+type byteEncoding string
+
+const (
+	encText   byteEncoding = "text"
+	encHex    byteEncoding = "hex"
+	encBase64 byteEncoding = "base64"
+)
+
+func encodingFlag() cli.Flag {
+	return &cli.StringFlag{Name: "encoding", Value: string(encText),
+		Usage: "how keys and values are given (arguments, --start, --end, --expect) and printed: text, hex or base64;\n" +
+			"\tin JSON output each key and value that is not plain text has a *_encoding field (text that is not\n" +
+			"\tvalid UTF-8 is printed in base64 with key_encoding or value_encoding \"base64\")"}
+}
+
+// encodingOf reads and checks --encoding.
+func encodingOf(c *cli.Context) (byteEncoding, error) {
+	switch e := byteEncoding(c.String("encoding")); e {
+	case encText, encHex, encBase64:
+		return e, nil
+	default:
+		return "", usagef("invalid value %q for flag --encoding: want text, hex or base64", e)
+	}
+}
+
+// decode reads a key or value given on the command line; what names it
+// in errors.
+func (e byteEncoding) decode(what, s string) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	switch e {
+	case encHex:
+		b, err = hex.DecodeString(s)
+	case encBase64:
+		b, err = base64.StdEncoding.DecodeString(s)
+	default:
+		return []byte(s), nil
+	}
+	if err != nil {
+		return nil, usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
+	}
+	return b, nil
+}
+
+// show formats b for a table: hex or base64, or with text the bytes as is
+// when printable UTF-8, else Go-quoted.
+func (e byteEncoding) show(b []byte) string {
+	switch e {
+	case encHex:
+		return hex.EncodeToString(b)
+	case encBase64:
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	return printable(string(b))
+}
+
+// forJSON formats b for JSON output and names its encoding ("" for plain
+// text). Text that is not valid UTF-8 would be mangled by JSON (invalid
+// bytes become U+FFFD), so it is given in base64 instead.
+func (e byteEncoding) forJSON(b []byte) (s, enc string) {
+	switch {
+	case e == encHex:
+		return hex.EncodeToString(b), string(encHex)
+	case e == encBase64 || !utf8.Valid(b):
+		return base64.StdEncoding.EncodeToString(b), string(encBase64)
+	}
+	return string(b), ""
+}
+
+// printable shows a key or value as is when it is printable UTF-8, else
+// Go-quoted.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

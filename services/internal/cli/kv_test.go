@@ -158,6 +158,15 @@ func TestKVUsageErrors(t *testing.T) {
 		{"kv", "cas", "--expect", "x", "--expect-absent", "a", "v"},
 		{"kv", "cas", "--expect", "x", "--delete", "a", "v"},
 		{"kv", "cas", "--expect-absent", "--delete", "a"},
+		{"kv", "get", "--encoding", "rot13", "a"},
+		{"kv", "get", "--encoding", "hex", "zz"},
+		{"kv", "get", "--encoding", "hex", "0061"},
+		{"kv", "put", "--encoding", "base64", "YQ==", "!!"},
+		{"kv", "del", "--encoding", "hex", "--end", "6161", "6262"},
+		{"kv", "scan", "--encoding", "hex", "--start", "6262", "--end", "6161"},
+		{"kv", "scan", "--encoding", "base64", "--start", "%"},
+		{"kv", "cas", "--encoding", "hex", "--expect", "zz", "6161", "6161"},
+		{"kv", "cas", "--encoding", "hex", "--expect", "6161", "6161", "zz"},
 		{"init", "--split-points", "a,b", "--initial-ranges", "4"},
 		{"init", "--split-points", "a,,b"},
 		{"init", "--split-points", "a,a"},
@@ -238,5 +247,92 @@ func TestInitAndRanges(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("ranges table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestKVEncodings(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{})
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+	// Key ff01 and value 80ff are not UTF-8; "plain" and "text" are.
+	binKey, binVal := "\xff\x01", "\x80\xff"
+	runOK(t, kv("put", "--encoding", "hex", "ff01", "80ff")...)
+	if got, ok := fc.Value(binKey); !ok || got != binVal {
+		t.Fatalf("stored %q %v; want %q", got, ok, binVal)
+	}
+	runOK(t, kv("put", "--encoding", "base64", "cGxhaW4=", "dGV4dA==")...)
+	if got, _ := fc.Value("plain"); got != "text" {
+		t.Fatalf("stored plain = %q; want text", got)
+	}
+
+	type view struct {
+		Key           string `json:"key"`
+		KeyEncoding   string `json:"key_encoding"`
+		Value         string `json:"value"`
+		ValueEncoding string `json:"value_encoding"`
+	}
+	getJSON := func(args ...string) view {
+		t.Helper()
+		out := runOK(t, kv("get", append([]string{"--output", "json"}, args...)...)...)
+		var v view
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		return v
+	}
+	tests := []struct {
+		name string
+		args []string
+		want view
+	}{
+		{"text marks non-UTF-8 as base64", []string{binKey}, view{"/wE=", "base64", "gP8=", "base64"}},
+		{"hex", []string{"--encoding", "hex", "ff01"}, view{"ff01", "hex", "80ff", "hex"}},
+		{"base64", []string{"--encoding", "base64", "/wE="}, view{"/wE=", "base64", "gP8=", "base64"}},
+		{"text stays text", []string{"plain"}, view{"plain", "", "text", ""}},
+		{"hex of text", []string{"--encoding", "hex", "706c61696e"}, view{"706c61696e", "hex", "74657874", "hex"}},
+	}
+	for _, tt := range tests {
+		if got := getJSON(tt.args...); got != tt.want {
+			t.Errorf("%s: get %q = %+v; want %+v", tt.name, tt.args, got, tt.want)
+		}
+	}
+
+	out := runOK(t, kv("get", "--encoding", "base64", "/wE=")...)
+	if !strings.Contains(out, "/wE=") || !strings.Contains(out, "gP8=") {
+		t.Errorf("base64 table lacks the encoded key and value:\n%s", out)
+	}
+	out = runOK(t, kv("scan", "--output", "json")...)
+	var scan struct{ KVs []view }
+	if err := json.Unmarshal([]byte(out), &scan); err != nil {
+		t.Fatal(err)
+	}
+	wantScan := []view{{"plain", "", "text", ""}, {"/wE=", "base64", "gP8=", "base64"}}
+	if len(scan.KVs) != 2 || scan.KVs[0] != wantScan[0] || scan.KVs[1] != wantScan[1] {
+		t.Errorf("scan = %+v; want %+v", scan.KVs, wantScan)
+	}
+	out = runOK(t, kv("scan", "--encoding", "hex", "--start", "ff", "--keys-only")...)
+	if f := strings.Fields(out); strings.Join(f, " ") != "KEY ff01" {
+		t.Errorf("hex scan from ff:\n%s", out)
+	}
+
+	runOK(t, kv("cas", "--encoding", "base64", "--expect", "gP8=", "/wE=", "AAE=")...)
+	if got, _ := fc.Value(binKey); got != "\x00\x01" {
+		t.Errorf("after cas %s = %q; want 0001", binKey, got)
+	}
+	code, out, _ := run(t, kv("cas", "--encoding", "hex", "--output", "json", "--expect", "80ff", "ff01", "00")...)
+	var cas struct {
+		KeyEncoding string `json:"key_encoding"`
+		Current     *view
+	}
+	if code != ExitFailed || json.Unmarshal([]byte(out), &cas) != nil || cas.KeyEncoding != "hex" || cas.Current == nil || cas.Current.Value != "0001" {
+		t.Errorf("failing hex cas: exit %d %q; want current 0001 in hex", code, out)
+	}
+	out = runOK(t, kv("del", "--encoding", "hex", "--end", "ff02", "--output", "json", "ff01")...)
+	if !strings.Contains(out, `"deleted": 1`) || !strings.Contains(out, `"end": "ff02"`) {
+		t.Errorf("hex del span = %q", out)
+	}
+	if _, ok := fc.Value(binKey); ok {
+		t.Error("del left the binary key")
 	}
 }
