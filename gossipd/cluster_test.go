@@ -160,7 +160,7 @@ func TestCrashOverBus(t *testing.T) {
 	for range 3 {
 		nodes = append(nodes, startNode(t, []string{seed}))
 	}
-	eventually(t, 15*time.Second, "all see 4 alive members", func() bool {
+	eventually(t, 30*time.Second, "all see 4 alive members", func() bool {
 		for _, nd := range nodes {
 			if alive(t, nd) != 4 {
 				return false
@@ -177,7 +177,7 @@ func TestCrashOverBus(t *testing.T) {
 	if err := victim.rt.Bus.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 40*time.Second, "crashed member dead everywhere", func() bool {
+	eventually(t, 60*time.Second, "crashed member dead everywhere", func() bool {
 		for _, nd := range nodes[:3] {
 			found := false
 			for _, m := range nd.srv.Members() {
