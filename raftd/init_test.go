@@ -5,10 +5,12 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd"
+	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon"
@@ -53,10 +55,9 @@ func (e *faultEngine) Write(ctx context.Context, ops []storage.Op, sync bool) er
 }
 
 // initCluster runs three raftds that adopt no layout in the background;
-// the node with the highest id writes through the returned faultEngine.
-// It returns the bus addresses ordered by node id (lowest first: the Init
-// coordinator).
-func initCluster(t *testing.T, ctx context.Context) (addrs []string, fe *faultEngine, cli *daemon.Runtime) {
+// each writes through a faultEngine. It returns the bus addresses and
+// engines ordered by node id (lowest first: the Init coordinator).
+func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faultEngine, cli *daemon.Runtime) {
 	t.Helper()
 	ca := daemontest.CA(t)
 	free := freeAddrs(t, 3)
@@ -80,8 +81,9 @@ func initCluster(t *testing.T, ctx context.Context) (addrs []string, fe *faultEn
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].id < nodes[j].id })
 	for _, n := range nodes {
 		addrs = append(addrs, n.addr)
+		fes = append(fes, n.eng)
 	}
-	return addrs, nodes[2].eng, daemontest.NewRuntime(t, "client")
+	return addrs, fes, daemontest.NewRuntime(t, "client")
 }
 
 // initialized asks each node (Hello) whether it holds the layout.
@@ -134,7 +136,8 @@ func checkServes(t *testing.T, ctx context.Context, cli *daemon.Runtime, addrs [
 func TestInitCompletesPartialBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	addrs, fe, cli := initCluster(t, ctx)
+	addrs, fes, cli := initCluster(t, ctx)
+	fe := fes[2]
 	fe.mu.Lock()
 	fe.fail = 1
 	fe.mu.Unlock()
@@ -174,7 +177,8 @@ func TestInitCompletesPartialBootstrap(t *testing.T) {
 func TestInitOutlivesCaller(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	addrs, fe, cli := initCluster(t, ctx)
+	addrs, fes, cli := initCluster(t, ctx)
+	fe := fes[2]
 	hold := make(chan struct{})
 	fe.mu.Lock()
 	fe.hold = hold
@@ -215,6 +219,72 @@ func TestInitOutlivesCaller(t *testing.T) {
 		return cli.Bus.Call(ctx, addrs[1], wire.ProtoKV, raftd.MethodInit, req, &resp)
 	}); err != nil || resp.GetAlreadyInitialized() || len(resp.GetDescriptors()) != 5 {
 		t.Errorf("retried Init = %v, %v; want the 5 new descriptors, not already initialized", &resp, err)
+	}
+	checkServes(t, ctx, cli, addrs)
+}
+
+// TestInitAcceptsItsOwnLayout: a node that holds exactly the layout the
+// Init plans by the time the Init reaches it (it adopted it from a peer
+// the Init bootstrapped first) does not fail the Init.
+func TestInitAcceptsItsOwnLayout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	addrs, fes, cli := initCluster(t, ctx)
+	req := &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}
+	nodes := map[uint64]string{}
+	var ids []uint64
+	for _, a := range addrs {
+		var h raftmsgpb.HelloResponse
+		if err := retryUnavailable(ctx, func() error {
+			return cli.Bus.Call(ctx, a, wire.ProtoRaft, "Hello", &raftmsgpb.HelloRequest{}, &h)
+		}); err != nil {
+			t.Fatalf("Hello %s: %v", a, err)
+		}
+		nodes[h.GetNodeId()] = a
+		ids = append(ids, h.GetNodeId())
+	}
+	descs, err := multiraft.PlanCluster(req, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the coordinator's first bootstrap (the middle node); meanwhile
+	// the last node gets the same layout from elsewhere.
+	hold := make(chan struct{})
+	fes[1].mu.Lock()
+	fes[1].hold = hold
+	fes[1].mu.Unlock()
+	var reached atomic.Bool
+	go func() {
+		select {
+		case <-fes[1].entered:
+			reached.Store(true)
+			var br raftmsgpb.BootstrapResponse
+			if err := cli.Bus.Call(ctx, addrs[2], wire.ProtoRaft, "Bootstrap", &raftmsgpb.BootstrapRequest{Descriptors: descs, Nodes: nodes}, &br); err != nil || br.GetAlreadyInitialized() {
+				t.Errorf("Bootstrap = %v, %v", &br, err)
+			}
+		case <-ctx.Done():
+		}
+		fes[1].mu.Lock()
+		fes[1].hold = nil
+		fes[1].mu.Unlock()
+		close(hold)
+	}()
+	var resp kvpb.InitResponse
+	for {
+		// Retry only while the coordinator has not reached the bootstrap
+		// (peers still exchanging addresses): a retry after it would hide
+		// a failure of the first Init.
+		err := cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, raftd.MethodInit, req, &resp)
+		if err == nil || reached.Load() || !errors.Is(err, bus.ErrUnavailable) || ctx.Err() != nil {
+			if err != nil || resp.GetAlreadyInitialized() || len(resp.GetDescriptors()) != 3 {
+				t.Fatalf("Init = %v, %v; want 3 new descriptors", &resp, err)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := initialized(t, ctx, cli, addrs); !got[0] || !got[1] || !got[2] {
+		t.Fatalf("initialized = %v; want every node", got)
 	}
 	checkServes(t, ctx, cli, addrs)
 }

@@ -575,17 +575,40 @@ func (s *Server) init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		if err := s.d.Bus.Call(ctx, nodes[id], wire.ProtoRaft, methodBootstrap, breq, resp); err != nil {
 			return nil, fmt.Errorf("raftd: init: bootstrap node %d: %w", id, err)
 		}
-		if resp.GetAlreadyInitialized() {
+		if resp.GetAlreadyInitialized() && !s.holdsLayout(ctx, nodes[id], breq) {
 			// Another Init, on another node, got there first; its layout
-			// wins: a retry adopts it.
+			// wins: a retry adopts it. (A node that adopted this Init's
+			// layout from a peer already bootstrapped holds the same.)
 			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: node %d was initialized by a concurrent Init; retry", id)
 		}
 	}
-	if _, err := st.Bootstrap(ctx, breq); err != nil {
+	if already, err := st.Bootstrap(ctx, breq); err != nil {
 		return nil, err
+	} else if already && !proto.Equal(st.BootstrapRecord(), breq) {
+		return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: this node adopted another Init's layout; retry")
 	}
 	s.log.Info("cluster initialized", slog.Int("ranges", len(descs)), slog.Int("nodes", len(ids)))
 	return &kvpb.InitResponse{Descriptors: descs}, nil
+}
+
+// holdsLayout reports whether the raftd at addr was bootstrapped with
+// exactly rec.
+func (s *Server) holdsLayout(ctx context.Context, addr string, rec *raftmsgpb.BootstrapRequest) bool {
+	for {
+		resp := &raftmsgpb.HelloResponse{}
+		if err := s.d.Bus.Call(ctx, addr, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr()}, resp); err != nil {
+			return false
+		}
+		if resp.GetBootstrap() != nil || !resp.GetInitialized() {
+			return proto.Equal(resp.GetBootstrap(), rec)
+		}
+		// Its bootstrap write is in progress: wait for the record.
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // existing returns the descriptors of an initialized cluster, waiting a
