@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,19 @@ type Client struct {
 
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("client: closed")
+
+// ErrNotInitialized is matched (errors.Is) by the error of an operation
+// that every configured node refused because the cluster has no ranges
+// yet: run Init (`pleiades init`). The error also matches
+// bus.ErrUnavailable.
+var ErrNotInitialized = errors.New("cluster not initialized")
+
+// notInitialized reports whether err is a node's answer that the cluster
+// has no ranges yet (raftd: Unavailable "cluster not initialized").
+func notInitialized(err error) bool {
+	var e *bus.Error
+	return errors.As(err, &e) && e.Code == bus.CodeUnavailable && strings.Contains(e.Message, "not initialized")
+}
 
 // New validates cfg, starts the client's bus endpoint unless cfg.Bus is
 // given (ctx bounds that start only) and returns the client. Close it.
@@ -126,6 +140,8 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		backoffs int
 		avoid    string // address that just failed, skipped once
 		lastErr  error
+		// uninit holds the nodes that answered "not initialized".
+		uninit map[string]bool
 	)
 	timeout := c.cfg.AttemptTimeout
 	if r.slow {
@@ -167,6 +183,15 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		}
 		if !retryable(code) {
 			return fmt.Errorf("client: %s at %s: %w", method, addr, err)
+		}
+		if notInitialized(err) && r.addr == "" {
+			if uninit == nil {
+				uninit = make(map[string]bool)
+			}
+			uninit[addr] = true
+			if len(uninit) >= len(c.cfg.Addrs) {
+				return fmt.Errorf("client: %s: %w: every node says so (run Init): %w", method, ErrNotInitialized, lastErr)
+			}
 		}
 		if c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts {
 			return fmt.Errorf("client: %s: gave up after %d attempts: %w", method, attempt, lastErr)

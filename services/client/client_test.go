@@ -319,12 +319,15 @@ func TestInitAndRanges(t *testing.T) {
 	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
-	// Before Init every node answers Unavailable: the client retries until
-	// its context ends.
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if _, err := c.Put(short, []byte("a"), nil); !errors.Is(err, bus.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not initialized") {
-		t.Errorf("Put before Init: %v; want the deadline after Unavailable: not initialized", err)
+	// Before Init every node answers Unavailable "not initialized": once
+	// each has, the client gives up.
+	if _, err := c.Put(ctx, []byte("a"), nil); !errors.Is(err, client.ErrNotInitialized) || !errors.Is(err, bus.ErrUnavailable) || ctx.Err() != nil {
+		t.Errorf("Put before Init: %v; want ErrNotInitialized, before the deadline", err)
+	}
+	for n := range 3 {
+		if got := fc.Calls(n, client.MethodPut); got != 1 {
+			t.Errorf("node %d got %d Puts before Init; want 1", n, got)
+		}
 	}
 	res, err := c.Init(ctx, client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("g")}, ReplicationFactor: 3})
 	if err != nil || res.AlreadyInitialized || len(res.Descriptors) != 4 {
@@ -333,6 +336,26 @@ func TestInitAndRanges(t *testing.T) {
 	again, err := c.Init(ctx, client.InitOptions{InitialRanges: 8})
 	if err != nil || !again.AlreadyInitialized || len(again.Descriptors) != 4 {
 		t.Fatalf("second Init = %+v, %v; want already initialized, same descriptors", again, err)
+	}
+	layouts := []struct {
+		o    client.InitOptions
+		want string // in LayoutDiffers; "" for none
+	}{
+		{client.InitOptions{}, ""},
+		{client.InitOptions{SplitPoints: [][]byte{[]byte("g"), []byte("m")}, ReplicationFactor: 3}, ""},
+		{client.InitOptions{SplitPoints: [][]byte{[]byte("m")}}, ""},
+		{client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("x")}}, `split points "x" are not boundaries of its 3 user ranges`},
+		{client.InitOptions{InitialRanges: 8}, "it has 3 user ranges, not the 8 initial ranges asked for"},
+		{client.InitOptions{ReplicationFactor: 1}, "has 3 replicas, not 1"},
+	}
+	for _, l := range layouts {
+		res, err := c.Init(ctx, l.o)
+		if err != nil || !res.AlreadyInitialized {
+			t.Fatalf("Init(%+v) = %+v, %v; want already initialized", l.o, res, err)
+		}
+		if l.want == "" && res.LayoutDiffers != "" || !strings.Contains(res.LayoutDiffers, l.want) {
+			t.Errorf("Init(%+v).LayoutDiffers = %q; want %q", l.o, res.LayoutDiffers, l.want)
+		}
 	}
 	rs, err := c.Ranges(ctx, fc.Addrs()[1])
 	if err != nil || rs.GetNodeId() != 2 || len(rs.GetReplicas()) != 3 {

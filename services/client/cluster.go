@@ -1,8 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
@@ -26,10 +30,19 @@ type InitResult struct {
 	// changed and Descriptors are the existing ranges.
 	AlreadyInitialized bool
 	Descriptors        []*kvpb.RangeDescriptor
+	// LayoutDiffers, when AlreadyInitialized, says how the existing
+	// layout lacks what the InitOptions asked for: a split point that is
+	// not a range boundary, another number of initial ranges, more
+	// replicas than ReplicationFactor. Empty when the options asked for
+	// nothing in particular or the existing layout has it.
+	LayoutDiffers string
 }
 
 // Init bootstraps the cluster through any node: the meta range plus the
-// user ranges. It is idempotent.
+// user ranges. It is idempotent: on an initialized cluster nothing changes,
+// and the result is AlreadyInitialized with the existing descriptors and,
+// when they lack the layout asked for, LayoutDiffers saying how (not an
+// error: callers that need the asked layout check it).
 func (c *Client) Init(ctx context.Context, o InitOptions) (InitResult, error) {
 	if o.InitialRanges < 0 || o.ReplicationFactor < 0 {
 		return InitResult{}, errors.New("client: Init: negative initial ranges or replication factor")
@@ -39,7 +52,67 @@ func (c *Client) Init(ctx context.Context, o InitOptions) (InitResult, error) {
 	if err := c.invoke(ctx, MethodInit, route{any: true, slow: true}, nil, req, &resp); err != nil {
 		return InitResult{}, err
 	}
-	return InitResult{AlreadyInitialized: resp.GetAlreadyInitialized(), Descriptors: resp.GetDescriptors()}, nil
+	res := InitResult{AlreadyInitialized: resp.GetAlreadyInitialized(), Descriptors: resp.GetDescriptors()}
+	if res.AlreadyInitialized {
+		res.LayoutDiffers = layoutDiff(o, res.Descriptors)
+	}
+	return res, nil
+}
+
+// userStart is the first key of the user keyspace; the meta range holds
+// the keys below it.
+var userStart = []byte{0x01}
+
+// evenSplits returns the boundaries of n initial ranges, as raftd plans
+// them: n-1 one-byte keys evenly spaced over 0x01..0xff.
+func evenSplits(n int) [][]byte {
+	var out [][]byte
+	for i := 1; i < n; i++ {
+		out = append(out, []byte{byte(1 + i*255/n)})
+	}
+	return out
+}
+
+// layoutDiff says how the user ranges of descs lack the layout o asks for
+// ("" when they have it). Ranges split since Init still hold the asked
+// boundaries, so only missing boundaries count, not extra ones.
+func layoutDiff(o InitOptions, descs []*kvpb.RangeDescriptor) string {
+	bounds := make(map[string]bool)
+	users := 0
+	var diffs []string
+	for _, d := range descs {
+		if bytes.Compare(d.GetStartKey(), userStart) < 0 {
+			continue // the meta range
+		}
+		users++
+		bounds[string(d.GetStartKey())] = true
+		if rf := o.ReplicationFactor; rf > 0 && len(d.GetReplicas()) > rf && len(diffs) == 0 {
+			diffs = append(diffs, fmt.Sprintf("range %d has %d replicas, not %d", d.GetRangeId(), len(d.GetReplicas()), rf))
+		}
+	}
+	switch {
+	case len(o.SplitPoints) > 0:
+		var missing []string
+		for _, s := range o.SplitPoints {
+			if !bounds[string(s)] {
+				missing = append(missing, strconv.Quote(string(s)))
+			}
+		}
+		if len(missing) > 0 {
+			if len(missing) > 5 {
+				missing = append(missing[:5], fmt.Sprintf("and %d more", len(missing)-5))
+			}
+			diffs = append([]string{fmt.Sprintf("split points %s are not boundaries of its %d user ranges", strings.Join(missing, ", "), users)}, diffs...)
+		}
+	case o.InitialRanges > 1:
+		for _, s := range evenSplits(o.InitialRanges) {
+			if !bounds[string(s)] {
+				diffs = append([]string{fmt.Sprintf("it has %d user ranges, not the %d initial ranges asked for", users, o.InitialRanges)}, diffs...)
+				break
+			}
+		}
+	}
+	return strings.Join(diffs, "; ")
 }
 
 // Ranges lists the local replicas of the raftd at addr ("" means the first

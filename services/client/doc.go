@@ -43,7 +43,9 @@
 // (Config.RetryBackoffMin..Max) until the operation succeeds,
 // Config.MaxAttempts is reached or the caller's context ends; other errors
 // (InvalidArgument for a bad key, a Batch spanning ranges,
-// FailedPrecondition...) return at once. Errors wrap the bus error, so
+// FailedPrecondition...) return at once. An operation that every
+// configured node refuses as "cluster not initialized" also returns at
+// once, with an error matching ErrNotInitialized. Errors wrap the bus error, so
 // errors.Is(err, bus.ErrInvalidArgument) and friends work, and a context
 // that ended wraps ctx.Err() as well.
 //
@@ -72,8 +74,10 @@
 //
 // Scan pages through [start, end) across ranges, forward or reverse, with
 // a total limit, following the server's resume key; each page is read at
-// its own time. Init (idempotent) bootstraps a cluster and Ranges lists a
-// node's local replicas, for `pleiades init` and `pleiades ranges`.
+// its own time. Init (idempotent) bootstraps a cluster, or on an
+// initialized one reports its layout and how it differs from the one
+// asked for (InitResult.LayoutDiffers); Ranges lists a node's local
+// replicas. They serve `pleiades init` and `pleiades ranges`.
 //
 // A Client is safe for concurrent use. Package clienttest runs an in-memory
 // stand-in for a raftd cluster on real bus endpoints for tests.
