@@ -120,11 +120,20 @@ func (e *Engine) Start() {
 		return
 	}
 	e.mu.running = true
-	e.afterLocked(e.cfg.ProbeInterval, e.probeTick)
-	e.afterLocked(e.cfg.GossipInterval, e.gossipTick)
+	// The first tick of each loop comes at a random point of its
+	// interval, as in memberlist: members started together would otherwise
+	// gossip in lockstep, and a message received just after a member's
+	// gossip round would always wait a whole interval there.
+	e.afterLocked(e.staggerLocked(e.cfg.ProbeInterval), e.probeTick)
+	e.afterLocked(e.staggerLocked(e.cfg.GossipInterval), e.gossipTick)
 	if e.cfg.PushPullInterval > 0 {
-		e.afterLocked(e.cfg.PushPullInterval, e.pushPullTick)
+		e.afterLocked(e.staggerLocked(e.cfg.PushPullInterval), e.pushPullTick)
 	}
+}
+
+// staggerLocked returns a random duration in (0, d].
+func (e *Engine) staggerLocked(d time.Duration) time.Duration {
+	return time.Duration(e.mu.rng.Int64N(int64(d))) + 1
 }
 
 // Stop cancels every timer; the engine then stays silent (a crash, from
