@@ -92,7 +92,7 @@ func benchKVCommand(e *env) *cli.Command {
 			defer cancel()
 			res, err := kv.Run(ctx, o)
 			if err != nil {
-				return err
+				return initHint(err)
 			}
 			if f == "json" {
 				return printJSON(e.stdout, res)

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,7 +23,7 @@ func initCommand(e *env) *cli.Command {
 		Flags: append(kvFlags(),
 			&cli.StringFlag{Name: "split-points", Usage: "comma separated user `KEYS` where ranges begin"},
 			&cli.IntFlag{Name: "initial-ranges", Usage: "split the keyspace into `N` ranges (instead of --split-points)"},
-			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist)"},
+			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist); the server's default when unset"},
 		),
 		Action: action(func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
@@ -40,13 +42,18 @@ func initCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			view := initView{AlreadyInitialized: res.AlreadyInitialized, Ranges: []rangeDescView{}}
+			view := initView{AlreadyInitialized: res.AlreadyInitialized, LayoutDiffers: res.LayoutDiffers, Ranges: []rangeDescView{}}
 			for _, d := range res.Descriptors {
-				view.Ranges = append(view.Ranges, rangeDescView{RangeID: d.GetRangeId(), StartKey: string(d.GetStartKey()),
-					EndKey: string(d.GetEndKey()), Generation: d.GetGeneration(), Replicas: replicaDescs(d)})
+				r := rangeDescView{RangeID: d.GetRangeId(), start: d.GetStartKey(), end: d.GetEndKey(), Generation: d.GetGeneration(), Replicas: replicaDescs(d)}
+				r.StartKey, r.StartEncoding = encText.forJSON(r.start)
+				r.EndKey, r.EndEncoding = encText.forJSON(r.end)
+				view.Ranges = append(view.Ranges, r)
 			}
 			if s.format == "json" {
-				return printJSON(e.stdout, view)
+				if err := printJSON(e.stdout, view); err != nil {
+					return err
+				}
+				return layoutErr(view.LayoutDiffers)
 			}
 			if view.AlreadyInitialized {
 				fmt.Fprintf(e.stdout, "cluster already initialized: %d ranges\n", len(view.Ranges))
@@ -59,26 +66,45 @@ func initCommand(e *env) *cli.Command {
 				for _, d := range r.Replicas {
 					reps = append(reps, fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID))
 				}
-				t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.StartKey, r.EndKey), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
+				t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
 			}
-			return t.flush()
+			if err := t.flush(); err != nil {
+				return err
+			}
+			return layoutErr(view.LayoutDiffers)
 		}),
 	}
 }
 
+// layoutErr fails an init whose flags asked for a layout the initialized
+// cluster lacks (diff says how).
+func layoutErr(diff string) error {
+	if diff == "" {
+		return nil
+	}
+	return fmt.Errorf("cluster already initialized with another layout (%s); nothing changed. "+
+		"Init cannot change an existing layout: omit --split-points, --initial-ranges and --replicas to accept it", diff)
+}
+
 // initView is what `init` prints.
 type initView struct {
-	AlreadyInitialized bool            `json:"already_initialized"`
-	Ranges             []rangeDescView `json:"ranges"`
+	AlreadyInitialized bool `json:"already_initialized"`
+	// LayoutDiffers says how an existing layout lacks the one asked for.
+	LayoutDiffers string          `json:"layout_differs,omitempty"`
+	Ranges        []rangeDescView `json:"ranges"`
 }
 
 // rangeDescView is one range descriptor.
 type rangeDescView struct {
-	RangeID    uint64            `json:"range_id"`
-	StartKey   string            `json:"start_key"`
-	EndKey     string            `json:"end_key"`
-	Generation uint64            `json:"generation"`
-	Replicas   []replicaDescView `json:"replicas"`
+	RangeID       uint64            `json:"range_id"`
+	StartKey      string            `json:"start_key"`
+	StartEncoding string            `json:"start_key_encoding,omitempty"`
+	EndKey        string            `json:"end_key"`
+	EndEncoding   string            `json:"end_key_encoding,omitempty"`
+	Generation    uint64            `json:"generation"`
+	Replicas      []replicaDescView `json:"replicas"`
+	// start and end are the span's bounds as stored, for tables.
+	start, end []byte
 }
 
 // initOptions reads and checks init's flags.
@@ -106,6 +132,13 @@ func initOptions(c *cli.Context) (client.InitOptions, error) {
 			seen[p] = true
 			o.SplitPoints = append(o.SplitPoints, []byte(p))
 		}
+	}
+	// raftd wants split points in increasing order.
+	slices.SortFunc(o.SplitPoints, bytes.Compare)
+	if !c.IsSet("replicas") {
+		// The server's default (3) applies, and a cluster laid out with
+		// another factor is not reported as differing.
+		o.ReplicationFactor = 0
 	}
 	return o, nil
 }

@@ -40,7 +40,7 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags:     append(kvFlags(), consistencyFlag(), encodingFlag()),
 				Action: action(func(c *cli.Context) error {
-					return kvGet(e, c)
+					return initHint(kvGet(e, c))
 				}),
 			},
 			{
@@ -49,7 +49,7 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY VALUE",
 				Flags:     append(kvFlags(), encodingFlag()),
 				Action: action(func(c *cli.Context) error {
-					return kvPut(e, c)
+					return initHint(kvPut(e, c))
 				}),
 			},
 			{
@@ -59,7 +59,7 @@ func kvCommand(e *env) *cli.Command {
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "end", Usage: "delete the span [KEY, `END`) instead of KEY"}),
 				Action: action(func(c *cli.Context) error {
-					return kvDel(e, c)
+					return initHint(kvDel(e, c))
 				}),
 			},
 			{
@@ -73,7 +73,7 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
 				),
 				Action: action(func(c *cli.Context) error {
-					return kvScan(e, c)
+					return initHint(kvScan(e, c))
 				}),
 			},
 			{
@@ -86,11 +86,20 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "delete", Usage: "delete the key on success instead of writing NEW_VALUE"},
 				),
 				Action: action(func(c *cli.Context) error {
-					return kvCAS(e, c)
+					return initHint(kvCAS(e, c))
 				}),
 			},
 		},
 	}
+}
+
+// initHint adds a one-line hint to the error of a call that every node
+// refused because the cluster is not initialized.
+func initHint(err error) error {
+	if errors.Is(err, client.ErrNotInitialized) {
+		return fmt.Errorf("%w\nhint: the cluster has no ranges yet: run `pleiades init` (see `pleiades init --help`)", err)
+	}
+	return err
 }
 
 // kvFlags are the connection flags of every command that talks to raftd.

@@ -220,9 +220,26 @@ func TestInitAndRanges(t *testing.T) {
 	if v.AlreadyInitialized || len(v.Ranges) != 4 || v.Ranges[2].StartKey != "g" || v.Ranges[2].EndKey != "p" || len(v.Ranges[2].Replicas) != 3 {
 		t.Fatalf("init = %+v", v)
 	}
-	out = runOK(t, append([]string{"init", "--initial-ranges", "16"}, conn...)...)
-	if !strings.Contains(out, "already initialized: 4 ranges") || !strings.Contains(out, "[g, p)") || !strings.Contains(out, "[p, +∞)") {
-		t.Errorf("second init:\n%s", out)
+	// Init again: with the same layout (in any order) or none asked for, it
+	// succeeds; asking for another one fails and says why.
+	for _, args := range [][]string{{"init"}, {"init", "--split-points", "p,g"}, {"init", "--split-points", "g", "--replicas", "3"}} {
+		out = runOK(t, append(args, conn...)...)
+		if !strings.Contains(out, "already initialized: 4 ranges") || !strings.Contains(out, "[g, p)") || !strings.Contains(out, "[p, +∞)") {
+			t.Errorf("%q again:\n%s", args, out)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"init", "--initial-ranges", "16"}, "it has 3 user ranges, not the 16 initial ranges asked for"},
+		{[]string{"init", "--split-points", "g,x"}, `split points "x" are not boundaries`},
+		{[]string{"init", "--replicas", "1", "--output", "json"}, "has 3 replicas, not 1"},
+	} {
+		code, out, errOut := run(t, append(tt.args, conn...)...)
+		if code != ExitFailed || !strings.Contains(errOut, "already initialized with another layout") || !strings.Contains(errOut, tt.want) || !strings.Contains(out, "g") {
+			t.Errorf("%q: exit %d, out %q, err %q; want 1, the ranges, and %q", tt.args, code, out, errOut, tt.want)
+		}
 	}
 
 	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
@@ -334,5 +351,42 @@ func TestKVEncodings(t *testing.T) {
 	}
 	if _, ok := fc.Value(binKey); ok {
 		t.Error("del left the binary key")
+	}
+}
+
+func TestKVBeforeInit(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{Uninitialized: true})
+	code, _, errOut := run(t, append(append([]string{"kv", "get"}, conn...), "--timeout", "30s", "a")...)
+	if code != ExitFailed || !strings.Contains(errOut, "run `pleiades init`") || strings.Contains(errOut, "deadline") {
+		t.Errorf("get before init: exit %d %q; want 1 with the init hint, before the deadline", code, errOut)
+	}
+	if n := fc.Calls(0, client.MethodGet) + fc.Calls(1, client.MethodGet) + fc.Calls(2, client.MethodGet); n != 3 {
+		t.Errorf("%d Get attempts; want one per node", n)
+	}
+
+	// Boundaries that are not UTF-8 (0x80 of 4 initial ranges) stay intact
+	// in JSON, in base64.
+	out := runOK(t, append([]string{"init", "--initial-ranges", "4", "--output", "json"}, conn...)...)
+	var v struct {
+		Ranges []struct {
+			StartKey         string `json:"start_key"`
+			StartKeyEncoding string `json:"start_key_encoding"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range v.Ranges {
+		if r.StartKeyEncoding == "base64" && r.StartKey == "gA==" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("init json lacks start key 0x80 in base64:\n%s", out)
+	}
+	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
+	if !strings.Contains(out, `"start_key": "gA=="`) || !strings.Contains(out, `"start_key_encoding": "base64"`) {
+		t.Errorf("ranges json lacks start key 0x80 in base64:\n%s", out)
 	}
 }

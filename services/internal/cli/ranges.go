@@ -54,7 +54,9 @@ type rangesView struct {
 type replicaView struct {
 	RangeID         uint64            `json:"range_id"`
 	StartKey        string            `json:"start_key"`
+	StartEncoding   string            `json:"start_key_encoding,omitempty"`
 	EndKey          string            `json:"end_key"`
+	EndEncoding     string            `json:"end_key_encoding,omitempty"`
 	Generation      uint64            `json:"generation"`
 	Replicas        []replicaDescView `json:"replicas"`
 	ReplicaID       uint64            `json:"replica_id"`
@@ -70,6 +72,8 @@ type replicaView struct {
 	LogBytes        uint64            `json:"log_bytes"`
 	Quiesced        bool              `json:"quiesced"`
 	LeaseValid      bool              `json:"lease_valid"`
+	// start and end are the span's bounds as stored, for tables.
+	start, end []byte
 }
 
 // replicaDescView is one replica of a range descriptor.
@@ -96,12 +100,14 @@ func makeRangesView(addr string, resp *kvpb.RangesResponse) rangesView {
 	for _, r := range resp.GetReplicas() {
 		d := r.GetDescriptor_()
 		rv := replicaView{
-			RangeID: d.GetRangeId(), StartKey: string(d.GetStartKey()), EndKey: string(d.GetEndKey()), Generation: d.GetGeneration(),
+			RangeID: d.GetRangeId(), start: d.GetStartKey(), end: d.GetEndKey(), Generation: d.GetGeneration(),
 			Replicas: replicaDescs(d), ReplicaID: r.GetReplicaId(), RaftState: r.GetRaftState(), Term: r.GetTerm(),
 			LeaderNodeID: r.GetLeaderNodeId(), LeaderReplicaID: r.GetLeaderReplicaId(),
 			CommitIndex: r.GetCommitIndex(), AppliedIndex: r.GetAppliedIndex(), FirstIndex: r.GetFirstIndex(), LastIndex: r.GetLastIndex(),
 			LogBytes: r.GetLogBytes(), Quiesced: r.GetQuiesced(), LeaseValid: r.GetLeaseValid(),
 		}
+		rv.StartKey, rv.StartEncoding = encText.forJSON(rv.start)
+		rv.EndKey, rv.EndEncoding = encText.forJSON(rv.end)
 		if r.GetLastIndex() >= r.GetFirstIndex() && r.GetLastIndex() > 0 {
 			rv.LogEntries = r.GetLastIndex() - r.GetFirstIndex() + 1
 		}
@@ -111,12 +117,12 @@ func makeRangesView(addr string, resp *kvpb.RangesResponse) rangesView {
 }
 
 // spanString shows [start, end) with empty bounds as the keyspace's ends.
-func spanString(start, end string) string {
-	s, e := printable(start), printable(end)
-	if start == "" {
+func spanString(start, end []byte) string {
+	s, e := printable(string(start)), printable(string(end))
+	if len(start) == 0 {
 		s = "-∞"
 	}
-	if end == "" {
+	if len(end) == 0 {
 		e = "+∞"
 	}
 	return "[" + s + ", " + e + ")"
@@ -148,7 +154,7 @@ func printRanges(e *env, v rangesView) error {
 			}
 			reps = append(reps, s)
 		}
-		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.StartKey, r.EndKey), strconv.FormatUint(r.ReplicaID, 10),
+		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
 			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
 			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}

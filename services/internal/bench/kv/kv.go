@@ -202,6 +202,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.InitNote = fmt.Sprintf("created %d descriptors", len(ir.Descriptors))
 		if ir.AlreadyInitialized {
 			res.InitNote = fmt.Sprintf("cluster already initialized with %d descriptors; --ranges had no effect", len(ir.Descriptors))
+			if ir.LayoutDiffers != "" {
+				res.InitNote += " (" + ir.LayoutDiffers + ")"
+			}
 		}
 		o.Logger.Info("bench kv: init", "note", res.InitNote)
 	}
