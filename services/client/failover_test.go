@@ -26,8 +26,9 @@ func calls(fc *clienttest.Cluster, method string, nodes ...int) int {
 // attempt, and later calls avoid the stalled node altogether.
 func TestFailoverFromStalledLeader(t *testing.T) {
 	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
-	// Default AttemptTimeout, SlowAttemptTimeout and SuspectFor.
-	c := newClient(t, fc, nil)
+	// Default AttemptTimeout; a SuspectFor that outlasts the test on a
+	// loaded machine.
+	c := newClient(t, fc, func(cfg *client.Config) { cfg.SuspectFor = time.Minute })
 	ctx := ctxT(t)
 	id := fc.RangeIDs()[0]
 	fc.SetLeader(id, 0)
