@@ -28,11 +28,14 @@ type faultEngine struct {
 	fail    int
 	hold    chan struct{}
 	entered chan struct{}
+	// ignoreCtx makes a held write wait for hold even when its context
+	// ends (a storage call that does not honour cancellation).
+	ignoreCtx bool
 }
 
 func (e *faultEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
 	e.mu.Lock()
-	fail, hold := e.fail > 0, e.hold
+	fail, hold, ignoreCtx := e.fail > 0, e.hold, e.ignoreCtx
 	if fail {
 		e.fail--
 	}
@@ -45,9 +48,13 @@ func (e *faultEngine) Write(ctx context.Context, ops []storage.Op, sync bool) er
 		case e.entered <- struct{}{}:
 		default:
 		}
+		done := ctx.Done()
+		if ignoreCtx {
+			done = nil
+		}
 		select {
 		case <-hold:
-		case <-ctx.Done():
+		case <-done:
 			return ctx.Err()
 		}
 	}

@@ -158,6 +158,8 @@ type Server struct {
 	// initSem admits one Init at a time (a channel, so waiting honours
 	// the caller's context).
 	initSem chan struct{}
+	// stopDone is closed when Stop has stopped everything.
+	stopDone chan struct{}
 	// lostInit is the last Init this node ran to the end after its
 	// caller had given up, with its answer; guarded by initSem.
 	lostInit struct {
@@ -661,26 +663,41 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // node stops processing raft and must be restarted).
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop stops the server; it is idempotent.
+// Stop stops the server and waits for its goroutines, or until ctx is
+// done: then it returns ctx's error while the stopping completes in the
+// background. Everything the server waits on (peer exchanges, Init,
+// storage calls of the store, transport sends) is cancelled first, so it
+// normally returns at once. It is idempotent; a later call waits again.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	if s.mu.stopped {
-		s.mu.Unlock()
-		return nil
+	if !s.mu.stopped {
+		s.mu.stopped = true
+		s.stopDone = make(chan struct{})
+		close(s.stopc)
+		s.cancel()
+		go func() {
+			defer close(s.stopDone)
+			s.wg.Wait()
+			// run has returned: the store and transport are final.
+			s.mu.Lock()
+			st, tr := s.mu.store, s.mu.transport
+			s.mu.Unlock()
+			if st != nil {
+				st.Stop()
+			}
+			if tr != nil {
+				tr.close()
+			}
+		}()
 	}
-	s.mu.stopped = true
-	st, tr := s.mu.store, s.mu.transport
+	done := s.stopDone
 	s.mu.Unlock()
-	close(s.stopc)
-	s.cancel()
-	s.wg.Wait()
-	if st != nil {
-		st.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("raftd: stop: %w", ctx.Err())
 	}
-	if tr != nil {
-		tr.close()
-	}
-	return nil
 }
 
 func (s *Server) transportStat(f func(*busTransport) uint64) uint64 {

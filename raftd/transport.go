@@ -34,6 +34,10 @@ type busTransport struct {
 	addrOf func(node uint64) string
 	log    *slog.Logger
 	stopc  chan struct{}
+	// ctx is cancelled by close: it aborts sends in flight, so close does
+	// not wait on a slow or dead peer.
+	ctx    context.Context
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	peers  map[uint64]chan *raftmsgpb.MessageBatch
@@ -43,7 +47,9 @@ type busTransport struct {
 }
 
 func newBusTransport(b *bus.Bus, addrOf func(uint64) string, log *slog.Logger) *busTransport {
-	return &busTransport{b: b, addrOf: addrOf, log: log, stopc: make(chan struct{}), peers: map[uint64]chan *raftmsgpb.MessageBatch{}}
+	t := &busTransport{b: b, addrOf: addrOf, log: log, stopc: make(chan struct{}), peers: map[uint64]chan *raftmsgpb.MessageBatch{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
 }
 
 func (t *busTransport) Send(batch *raftmsgpb.MessageBatch) {
@@ -72,6 +78,13 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 	defer t.wg.Done()
 	var msgs []proto.Message
 	for {
+		// Stop first: with a full queue the select below would otherwise
+		// keep picking batches after close.
+		select {
+		case <-t.stopc:
+			return
+		default:
+		}
 		select {
 		case b := <-ch:
 			msgs = append(msgs[:0], b)
@@ -92,7 +105,7 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 			t.dropped.Add(uint64(len(msgs)))
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
 		err := t.b.SendBatch(ctx, addr, wire.ProtoRaft, methodRaft, msgs...)
 		cancel()
 		if err != nil {
@@ -103,6 +116,10 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 }
 
 func (t *busTransport) SendSnapshot(ctx context.Context, to uint64, chunks []*raftmsgpb.SnapshotChunk) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(t.ctx, cancel)
+	defer stop()
 	addr := t.addrOf(to)
 	if addr == "" {
 		return bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
@@ -124,6 +141,7 @@ func (t *busTransport) close() {
 	t.closed = true
 	t.mu.Unlock()
 	close(t.stopc)
+	t.cancel()
 	t.wg.Wait()
 }
 

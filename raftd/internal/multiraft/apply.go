@@ -51,7 +51,7 @@ func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
 	if v, ok := a.overlay[string(key)]; ok {
 		return v.value, v.ts, !v.deleted, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.r.s.cfg.StorageTimeout)
+	ctx, cancel := a.r.s.storageCtx()
 	defer cancel()
 	b, ok, err := a.r.s.d.Engine.Get(ctx, storage.Data, key)
 	if err != nil || !ok {
@@ -77,7 +77,7 @@ func (a *applier) del(key []byte) {
 // scanLive returns the live keys of [start, end) (nil end: unbounded) as
 // the pass sees them: the engine merged with the pass's own writes.
 func (a *applier) scanLive(start, end []byte) ([][]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.r.s.cfg.StorageTimeout)
+	ctx, cancel := a.r.s.storageCtx()
 	defer cancel()
 	kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
 	if err != nil {
@@ -309,7 +309,7 @@ func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error)
 		desc = ps.desc
 	}
 	start, end := clipSpan(nil, nil, desc)
-	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+	ctx, cancel := r.s.storageCtx()
 	old, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
 	cancel()
 	if err != nil {
@@ -373,7 +373,7 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 	}
 	desc := r.desc.Load()
 	start, end := clipSpan(nil, nil, desc)
-	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.StorageTimeout)
+	ctx, cancel := r.s.storageCtx()
 	kvs, err := r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
 	cancel()
 	msgBytes, merr := proto.Marshal(m)

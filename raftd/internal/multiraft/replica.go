@@ -681,7 +681,7 @@ func (r *Replica) maybeTruncateLocked() error {
 	if err != nil || len(ops) == 0 {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout)
+	ctx, cancel := r.s.storageCtx()
 	defer cancel()
 	if err := r.s.d.Engine.Write(ctx, ops, false); err != nil {
 		return fmt.Errorf("multiraft: truncate log of range %d: %w", r.rangeID, err)

@@ -171,6 +171,14 @@ func (s *Store) Stop() {
 	}
 }
 
+// storageCtx bounds one storage call made on behalf of raft (apply, the
+// round's write, truncation, snapshots) by StorageTimeout and by Stop, so
+// Stop does not wait on a slow or unreachable stored. (raft.Storage reads
+// keep their own bound: raft cannot take their failure.)
+func (s *Store) storageCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.cfg.StorageTimeout)
+}
+
 func (s *Store) stopping() bool {
 	select {
 	case <-s.stopc:
@@ -453,6 +461,10 @@ func (s *Store) runLoop() {
 			continue
 		}
 		if err := s.round(ids); err != nil {
+			if s.stopping() {
+				// Stop cancelled the round's storage calls.
+				return
+			}
 			s.log.Error("scheduler round failed; raft processing stopped", slog.Any("error", err))
 			select {
 			case s.fatal <- err:
@@ -514,7 +526,7 @@ func (s *Store) round(ids []uint64) error {
 		}
 	}
 	if len(ops) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
+		ctx, cancel := s.storageCtx()
 		err := s.d.Engine.Write(ctx, ops, sync)
 		cancel()
 		if err != nil {
