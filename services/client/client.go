@@ -166,6 +166,11 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 			}
 			return nil
 		}
+		if d, ok := ctx.Deadline(); ok && ctx.Err() == nil && !time.Now().Before(d) {
+			// The node's answer that the deadline passed can beat the
+			// caller's own timer: wait for it.
+			<-ctx.Done()
+		}
 		if ctx.Err() != nil {
 			// The caller's deadline cut this attempt: the error of the
 			// previous one, if any, says more about why it took so long.

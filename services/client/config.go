@@ -57,7 +57,8 @@ type Config struct {
 	AttemptTimeout time.Duration
 	// SlowAttemptTimeout bounds one attempt of calls whose work grows
 	// with the data or the cluster: Init, DeleteRange, Scan pages,
-	// Ranges and point requests above LargeRequestBytes. Default 10s.
+	// Ranges and point requests above LargeRequestBytes. Default 10s, or
+	// AttemptTimeout when that is longer.
 	SlowAttemptTimeout time.Duration
 	// SuspectFor is how long a node whose attempt timed out is avoided:
 	// its cached leaderships and NotLeader hints naming it are skipped,
@@ -87,7 +88,7 @@ func (c Config) withDefaults() Config {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if c.SlowAttemptTimeout == 0 {
-		c.SlowAttemptTimeout = DefaultSlowAttemptTimeout
+		c.SlowAttemptTimeout = max(DefaultSlowAttemptTimeout, c.AttemptTimeout)
 	}
 	if c.SuspectFor == 0 {
 		c.SuspectFor = DefaultSuspectFor

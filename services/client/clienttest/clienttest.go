@@ -280,12 +280,16 @@ func unary[Req any, Resp proto.Message, PReq interface {
 		if c.mu.stalled[node] {
 			c.mu.calls[callKey{node, method}]++
 			c.mu.Unlock()
+			var zero Resp
 			select {
 			case <-ctx.Done():
+				// The caller's deadline passed or it gave up; should this
+				// answer beat the caller's own timer, it still says the
+				// deadline passed, never that the node is unavailable.
+				return zero, ctx.Err()
 			case <-c.done:
+				return zero, bus.Errorf(bus.CodeUnavailable, "clienttest: node %d stalled", node)
 			}
-			var zero Resp
-			return zero, bus.Errorf(bus.CodeUnavailable, "clienttest: node %d stalled", node)
 		}
 		defer c.mu.Unlock()
 		if err := c.beginLocked(node, method); err != nil {
