@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pleiades-db/pleiades/services/client"
 	"github.com/pleiades-db/pleiades/services/client/clienttest"
@@ -33,4 +34,40 @@ func BenchmarkPut(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkGet measures a linearizable Get's client cost against the fake,
+// with hedging armed (the default) and off: the hedge timer is the
+// difference when no hedge fires.
+func BenchmarkGet(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		hedge time.Duration
+	}{{"hedge-armed", 0}, {"hedge-off", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			fc := clienttest.Start(b, clienttest.Options{})
+			tc, err := daemontest.CA(b).Config("client")
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := client.New(b.Context(), client.Config{Addrs: fc.Addrs(), TLS: tc, HedgeAfter: bc.hedge})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close(context.Background()) })
+			key := []byte("bench-key")
+			if _, err := c.Put(b.Context(), key, make([]byte, 256)); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := c.Get(b.Context(), key); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

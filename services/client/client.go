@@ -125,6 +125,9 @@ type route struct {
 	// slow bounds attempts by SlowAttemptTimeout instead of
 	// AttemptTimeout.
 	slow bool
+	// hedge allows a second attempt on another node after HedgeAfter
+	// (idempotent reads only).
+	hedge bool
 }
 
 // invoke calls method with req until it succeeds, fails with an error not
@@ -159,7 +162,21 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		if h != nil {
 			h.NoForward = noForward
 		}
-		err := c.callOnce(ctx, addr, method, timeout, req, resp)
+		var err error
+		if r.hedge && c.cfg.HedgeAfter > 0 && r.addr == "" {
+			var winner string
+			winner, err = c.hedgedCall(ctx, addr, method, timeout, req, resp)
+			if err == nil && winner != addr {
+				// The first node did not answer in time: route around it.
+				if rangeID != 0 {
+					c.cache.clearLeader(rangeID, addr)
+				}
+				c.markSuspect(addr)
+				return nil
+			}
+		} else {
+			err = c.callOnce(ctx, addr, method, timeout, req, resp)
+		}
 		if err == nil {
 			if noForward && rangeID != 0 {
 				c.cache.setLeader(rangeID, addr)
@@ -237,6 +254,59 @@ func (c *Client) callOnce(ctx context.Context, addr, method string, timeout time
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.bus.Call(actx, addr, wire.ProtoKV, method, req, resp)
+}
+
+// hedgedCall makes one attempt at addr and, when it has not answered
+// after HedgeAfter, a second one at another node that is not suspect, with
+// forwarding allowed; the first success wins and cancels the other. It
+// returns the address whose answer is in resp, or addr's error when
+// neither succeeded. Both attempts have ended when it returns. Use it for
+// idempotent reads only: both attempts may be served.
+func (c *Client) hedgedCall(ctx context.Context, addr, method string, timeout time.Duration, req, resp proto.Message) (string, error) {
+	actx, cancelA := context.WithTimeout(ctx, timeout)
+	defer cancelA()
+	bctx, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	type result struct {
+		addr string
+		resp proto.Message
+		err  error
+	}
+	errNoHedge := errors.New("no hedge")
+	hedged := make(chan result, 1)
+	t := time.AfterFunc(c.cfg.HedgeAfter, func() {
+		other := c.roundRobin(addr)
+		if other == addr || c.suspect(other) {
+			hedged <- result{err: errNoHedge}
+			return
+		}
+		hreq := proto.Clone(req)
+		if hr, ok := hreq.(interface{ GetHeader() *kvpb.Header }); ok && hr.GetHeader() != nil {
+			hr.GetHeader().NoForward = false
+		}
+		hresp := resp.ProtoReflect().New().Interface()
+		c.cfg.Logger.Debug("client: hedging", "method", method, "slow", addr, "to", other)
+		err := c.callOnce(bctx, other, method, timeout, hreq, hresp)
+		hedged <- result{other, hresp, err}
+		if err == nil {
+			cancelA()
+		}
+	})
+	errA := c.bus.Call(actx, addr, wire.ProtoKV, method, req, resp)
+	if t.Stop() {
+		return addr, errA // no hedge started
+	}
+	if errA == nil {
+		cancelB()
+		<-hedged
+		return addr, nil
+	}
+	if r := <-hedged; r.err == nil {
+		proto.Reset(resp)
+		proto.Merge(resp, r.resp)
+		return r.addr, nil
+	}
+	return addr, errA
 }
 
 // retryable reports whether a failed attempt is worth another: the node is

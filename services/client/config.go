@@ -16,6 +16,7 @@ const (
 	DefaultAttemptTimeout     = time.Second
 	DefaultSlowAttemptTimeout = 10 * time.Second
 	DefaultSuspectFor         = 3 * time.Second
+	DefaultHedgeAfter         = 250 * time.Millisecond
 	DefaultRetryBackoffMin    = 10 * time.Millisecond
 	DefaultRetryBackoffMax    = time.Second
 	DefaultDescriptorsEvery   = time.Second
@@ -65,6 +66,12 @@ type Config struct {
 	// and round robin passes it over while another node is not suspect.
 	// Calls pinned to it (Ranges) still go there. Default 3s.
 	SuspectFor time.Duration
+	// HedgeAfter is how long a Get waits for its node before it also
+	// asks another node (not suspect, forwarding allowed) and takes the
+	// first answer; the node that was passed over becomes suspect. Reads
+	// only: they are safe to serve twice. Negative: never hedge.
+	// Default 250ms.
+	HedgeAfter time.Duration
 	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
 	// wait between attempts after Unavailable, NotLeader without a hint
 	// or an attempt timeout. Defaults 10ms and 1s.
@@ -89,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SlowAttemptTimeout == 0 {
 		c.SlowAttemptTimeout = max(DefaultSlowAttemptTimeout, c.AttemptTimeout)
+	}
+	if c.HedgeAfter == 0 {
+		c.HedgeAfter = DefaultHedgeAfter
 	}
 	if c.SuspectFor == 0 {
 		c.SuspectFor = DefaultSuspectFor

@@ -62,7 +62,11 @@
 // suspect for Config.SuspectFor: the client skips cached leaderships and
 // NotLeader hints naming it, passes it over in round robin while another
 // node is not suspect, and reloads descriptors to learn the new leader, so
-// only the first call after a node's death waits for the timeout.
+// only the first call after a node's death waits for the timeout. Reads
+// do not even wait that long: a Get whose node has not answered after
+// Config.HedgeAfter (default 250ms) is also sent to another node, the
+// first answer wins, and the slow node becomes suspect. Writes are never
+// hedged, as a write sent twice could apply twice.
 //
 // HAZARD: a write whose attempt timed out or lost its connection may have
 // been applied; its retry may apply a Put twice (same value, later

@@ -148,3 +148,63 @@ func TestAttemptTimeoutClasses(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgedReads stalls a range's leader: a Get sent there is hedged to
+// another node after HedgeAfter and answered by it, although the attempt
+// timeout would wait a minute; without hedging it waits.
+func TestHedgedReads(t *testing.T) {
+	tests := []struct {
+		name       string
+		hedgeAfter time.Duration
+		want       bool // the Get succeeds, through another node
+	}{
+		{"hedged", 20 * time.Millisecond, true},
+		{"hedging off", -1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := clienttest.Start(t, clienttest.Options{})
+			id := fc.RangeIDs()[0]
+			fc.SetLeader(id, 0)
+			c := newClient(t, fc, func(cfg *client.Config) {
+				cfg.AttemptTimeout = time.Minute
+				cfg.HedgeAfter = tt.hedgeAfter
+			})
+			if _, err := c.Put(ctxT(t), []byte("a"), []byte("1")); err != nil {
+				t.Fatal(err)
+			}
+			fc.Stall(0, true)
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			v, found, err := c.Get(ctx, []byte("a"))
+			if !tt.want {
+				if !errors.Is(err, context.DeadlineExceeded) || calls(fc, client.MethodGet, 1, 2) != 0 {
+					t.Errorf("Get = %v; want the deadline, no call to other nodes", err)
+				}
+				return
+			}
+			if err != nil || !found || string(v.Value) != "1" {
+				t.Fatalf("Get = %q %v %v; want 1 through another node", v.Value, found, err)
+			}
+			if got := fc.Calls(0, client.MethodGet); got != 1 {
+				t.Errorf("stalled leader got %d Gets; want 1", got)
+			}
+			if got := calls(fc, client.MethodGet, 1, 2); got != 1 {
+				t.Errorf("other nodes got %d Gets; want 1 (the hedge)", got)
+			}
+			// The passed-over node is suspect: later reads of either
+			// consistency go elsewhere at once.
+			for _, cons := range []client.Consistency{client.Linearizable, client.Stale, client.Linearizable} {
+				if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(cons)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := fc.Calls(0, client.MethodGet); got != 1 {
+				t.Errorf("stalled leader got %d Gets in all; want 1", got)
+			}
+			if got := calls(fc, client.MethodGet, 1, 2); got != 4 {
+				t.Errorf("other nodes got %d Gets; want 4", got)
+			}
+		})
+	}
+}

@@ -83,9 +83,9 @@ func readOpts(opts []ReadOption) readOptions {
 // any node when stale.
 func readRoute(key []byte, c Consistency) route {
 	if c == Stale {
-		return route{any: true}
+		return route{any: true, hedge: true}
 	}
-	return route{key: key, pointOp: true}
+	return route{key: key, pointOp: true, hedge: true}
 }
 
 // pointRoute routes a point write of key whose request carries about
