@@ -118,7 +118,11 @@ func Start(tb testing.TB, o Options) *Cluster {
 		if err := rt.Start(tb.Context()); err != nil {
 			tb.Fatalf("clienttest: start node %d: %v", i+1, err)
 		}
+		// Under the lock: the started nodes may already serve calls
+		// (handlers read addrs), answering Unavailable until all are up.
+		c.mu.Lock()
 		c.addrs = append(c.addrs, rt.Bus.Addr().String())
+		c.mu.Unlock()
 	}
 	// Registered after the endpoints' cleanups, so it runs before them.
 	tb.Cleanup(func() { close(c.done) })
@@ -126,7 +130,11 @@ func Start(tb testing.TB, o Options) *Cluster {
 }
 
 // Addrs returns the nodes' bus addresses, node 0 first.
-func (c *Cluster) Addrs() []string { return append([]string(nil), c.addrs...) }
+func (c *Cluster) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.addrs...)
+}
 
 // RangeIDs returns the user ranges' ids in key order.
 func (c *Cluster) RangeIDs() []uint64 {
@@ -197,6 +205,9 @@ func (c *Cluster) Len() int {
 
 // beginLocked counts a call and returns an injected error, if any.
 func (c *Cluster) beginLocked(node int, method string) error {
+	if len(c.addrs) < c.opts.Nodes {
+		return bus.Errorf(bus.CodeUnavailable, "clienttest: cluster starting")
+	}
 	k := callKey{node, method}
 	c.mu.calls[k]++
 	if errs := c.mu.inject[k]; len(errs) > 0 {
