@@ -49,6 +49,8 @@
 // long-lived one-way stream; heartbeats and their responses are coalesced
 // into compact Heartbeat records. Each peer has its own bounded queue and
 // sender goroutine, so a slow or dead peer only drops its own batches.
+// Stop cancels sends in flight and the store's storage calls rather than
+// waiting for their timeouts, and returns when its context ends.
 // Snapshots are built from the range's data at the applied index and sent
 // as SnapshotChunk unary calls apart from the raft stream; the outcome is
 // reported to raft. Every tick each node pings every known node (empty
