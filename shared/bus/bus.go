@@ -36,9 +36,15 @@ type Config struct {
 	MaxFrameSize int
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout time.Duration
-	// IdleTimeout closes a connection with no traffic for this long. Default 30s.
+	// IdleTimeout closes a dialed connection that no call, batch send or
+	// datagram has used for this long (the next use redials, resuming the
+	// TLS session); it is also the QUIC idle timeout for connections that
+	// carry no packets at all. A batch stream with no batch for this long
+	// counts as idle. Default 30s.
 	IdleTimeout time.Duration
-	// KeepAlivePeriod sends keep-alives on open connections. Default 10s.
+	// KeepAlivePeriod sends keep-alives on open connections, so that NATs
+	// and peers do not drop a connection in use between calls; they do
+	// not count as use. Default 10s.
 	KeepAlivePeriod time.Duration
 	// RedialBackoffMin and RedialBackoffMax bound the wait before redialing
 	// a peer whose last dial failed. Defaults 50ms and 5s.
@@ -217,8 +223,9 @@ func (b *Bus) Start(ctx context.Context) error {
 	b.udp, b.tr, b.ln = udp, tr, ln
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.started = true
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.acceptLoop()
+	go b.reapLoop()
 	b.log.Info("bus started", "addr", udp.LocalAddr().String())
 	return nil
 }
@@ -457,7 +464,13 @@ func (b *Bus) SendDatagram(ctx context.Context, addr string, p wire.Protocol, pa
 	if !p.Valid() {
 		return Errorf(CodeInvalidArgument, "unknown protocol %d", byte(p))
 	}
-	conn, err := b.getConn(ctx, addr)
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	slot := b.peer(addr, false)
+	slot.acquire()
+	defer slot.release()
+	conn, err := slot.get(ctx, b)
 	if err != nil {
 		return err
 	}

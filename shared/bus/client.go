@@ -70,15 +70,15 @@ func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method
 		return nil, nil, err
 	}
 	slot := b.peer(addr, true)
-	slot.inflight.Add(1)
+	slot.acquire()
 	conn, err := slot.get(ctx, b)
 	if err != nil {
-		slot.inflight.Add(-1)
+		slot.release()
 		return nil, nil, err
 	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		slot.inflight.Add(-1)
+		slot.release()
 		return nil, nil, streamErr(ctx, "open stream to "+addr, err)
 	}
 	detach := context.AfterFunc(ctx, func() {
@@ -86,7 +86,7 @@ func (b *Bus) openCall(ctx context.Context, addr string, p wire.Protocol, method
 		str.CancelRead(streamCodeCanceled)
 	})
 	stop := func() bool {
-		slot.inflight.Add(-1)
+		slot.release()
 		return detach()
 	}
 	if _, err := str.Write(out); err != nil {
@@ -260,16 +260,22 @@ func (b *Bus) SendBatch(ctx context.Context, addr string, p wire.Protocol, metho
 
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	if bs.str != nil && (bs.conn.Context().Err() != nil || bs.str.Context().Err() != nil) {
+	// The send is a use of slot 0's connection: acquired, the reaper
+	// cannot close it between the check below and the write. A stream
+	// left on another connection (closed as idle or dead) is dropped.
+	slot := b.peer(addr, false)
+	slot.acquire()
+	defer slot.release()
+	conn, err := slot.get(ctx, b)
+	if err != nil {
+		return err
+	}
+	if bs.str != nil && (bs.conn != conn || bs.str.Context().Err() != nil) {
 		bs.str.CancelWrite(streamCodeCanceled)
 		bs.str = nil
 	}
 	var pre []byte
 	if bs.str == nil {
-		conn, err := b.getConn(ctx, addr)
-		if err != nil {
-			return err
-		}
 		str, err := conn.OpenStreamSync(ctx)
 		if err != nil {
 			return streamErr(ctx, "open batch stream to "+addr, err)

@@ -23,13 +23,15 @@ const (
 	streamCodeTooLarge quic.StreamErrorCode = 4 // frame over the limit
 
 	connCodeStopping quic.ApplicationErrorCode = 1
+	connCodeIdle     quic.ApplicationErrorCode = 2 // no calls for IdleTimeout
 )
 
 // peerConn is the cached connection to one peer address.
 type peerConn struct {
 	addr     string
 	set      *peerSet
-	inflight atomic.Int32 // calls using this slot
+	inflight atomic.Int32 // uses in progress (acquire to release)
+	lastUsed atomic.Int64 // when a use last ended, in set.clock units
 	mu       sync.Mutex
 	conn     *quic.Conn
 	dialing  chan struct{} // closed when the dial in flight ends
@@ -44,6 +46,7 @@ const connsPerPeer = 4
 // peerSet holds the connection slots to one peer address.
 type peerSet struct {
 	slots [connsPerPeer]peerConn
+	epoch time.Time // origin of the slots' lastUsed (monotonic)
 
 	// Dial backoff, shared by the slots; mu is taken after a slot's mu.
 	mu       sync.Mutex
@@ -51,6 +54,25 @@ type peerSet struct {
 	nextDial time.Time
 	lastErr  error
 }
+
+// now returns the time since ps.epoch in nanoseconds; it only moves forward.
+func (ps *peerSet) now() int64 { return int64(time.Since(ps.epoch)) }
+
+// acquire marks the start of a use of the slot's connection: a call, a
+// batch send or a datagram send. Until the matching release the idle
+// reaper leaves the slot's connection open. Acquire before get: the reaper
+// checks inflight under p.mu, so a connection get returns after acquire is
+// never closed as idle before release.
+func (p *peerConn) acquire() { p.inflight.Add(1) }
+
+// release ends a use begun by acquire and restarts the idle clock.
+func (p *peerConn) release() {
+	p.touch()
+	p.inflight.Add(-1)
+}
+
+// touch records application traffic on the slot's connection.
+func (p *peerConn) touch() { p.lastUsed.Store(p.set.now()) }
 
 // backoff returns the error to fail fast with while a redial waits.
 func (ps *peerSet) backoff(addr string) error {
@@ -84,7 +106,7 @@ func (b *Bus) peer(addr string, any bool) *peerConn {
 	b.mu.Lock()
 	ps := b.peers[addr]
 	if ps == nil {
-		ps = &peerSet{}
+		ps = &peerSet{epoch: time.Now()}
 		for i := range ps.slots {
 			ps.slots[i].addr = addr
 			ps.slots[i].set = ps
@@ -126,20 +148,9 @@ func (b *Bus) checkOpen() error {
 	return nil
 }
 
-// getConn returns the live connection to addr, dialing it if needed.
+// get returns the slot's live connection, dialing it if needed.
 // Concurrent callers share one dial; after a failed dial, callers fail fast
 // until the backoff has passed.
-func (b *Bus) getConn(ctx context.Context, addr string) (*quic.Conn, error) {
-	return b.getConnSlot(ctx, addr, false)
-}
-
-func (b *Bus) getConnSlot(ctx context.Context, addr string, any bool) (*quic.Conn, error) {
-	if err := b.checkOpen(); err != nil {
-		return nil, err
-	}
-	return b.peer(addr, any).get(ctx, b)
-}
-
 func (p *peerConn) get(ctx context.Context, b *Bus) (*quic.Conn, error) {
 	addr := p.addr
 	for {
@@ -171,13 +182,14 @@ func (p *peerConn) get(ctx context.Context, b *Bus) (*quic.Conn, error) {
 		p.dialing = ch
 		p.mu.Unlock()
 
-		c, err := b.dial(ctx, addr)
+		c, err := b.dial(ctx, p)
 
 		p.mu.Lock()
 		p.dialing = nil
 		close(ch)
 		switch {
 		case err == nil:
+			p.touch()
 			p.conn = c
 			p.set.dialed(nil, 0, 0)
 			p.mu.Unlock()
@@ -198,7 +210,8 @@ func (p *peerConn) get(ctx context.Context, b *Bus) (*quic.Conn, error) {
 	}
 }
 
-func (b *Bus) dial(ctx context.Context, addr string) (*quic.Conn, error) {
+func (b *Bus) dial(ctx context.Context, p *peerConn) (*quic.Conn, error) {
+	addr := p.addr
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		b.m.dials.WithLabelValues("error").Inc()
@@ -213,7 +226,7 @@ func (b *Bus) dial(ctx context.Context, addr string) (*quic.Conn, error) {
 		b.m.dials.WithLabelValues("error").Inc()
 		return nil, err
 	}
-	if err := b.addConn(c); err != nil {
+	if err := b.addConn(c, p); err != nil {
 		b.m.dials.WithLabelValues("error").Inc()
 		return nil, err
 	}
@@ -247,8 +260,9 @@ func (p peerSessionCache) Put(key string, cs *tls.ClientSessionState) {
 	p.c.Put(p.addr+"|"+key, cs)
 }
 
-// addConn tracks c and starts its goroutines.
-func (b *Bus) addConn(c *quic.Conn) error {
+// addConn tracks c and starts its goroutines; slot is the slot that
+// dialed c, nil for an accepted connection.
+func (b *Bus) addConn(c *quic.Conn, slot *peerConn) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed || b.stopping {
@@ -259,7 +273,7 @@ func (b *Bus) addConn(c *quic.Conn) error {
 	b.m.conns.Inc()
 	b.wg.Add(2)
 	go b.serveConn(c)
-	go b.serveDatagrams(c)
+	go b.serveDatagrams(c, slot)
 	return nil
 }
 
@@ -279,7 +293,7 @@ func (b *Bus) acceptLoop() {
 		if err != nil {
 			return
 		}
-		if err := b.addConn(c); err != nil {
+		if err := b.addConn(c, nil); err != nil {
 			return
 		}
 	}
@@ -308,8 +322,9 @@ func (b *Bus) serveConn(c *quic.Conn) {
 	}
 }
 
-// serveDatagrams dispatches c's datagrams by protocol.
-func (b *Bus) serveDatagrams(c *quic.Conn) {
+// serveDatagrams dispatches c's datagrams by protocol. On a dialed
+// connection (slot non-nil) each datagram counts as use.
+func (b *Bus) serveDatagrams(c *quic.Conn, slot *peerConn) {
 	defer b.wg.Done()
 	peer := peerOf(c)
 	for {
@@ -318,6 +333,9 @@ func (b *Bus) serveDatagrams(c *quic.Conn) {
 			return
 		}
 		b.m.received.Add(float64(len(d)))
+		if slot != nil {
+			slot.touch()
+		}
 		p, payload, err := wire.ParsePreamble(d)
 		if err != nil {
 			b.log.Debug("bus: dropped datagram", "peer", peer.Addr, "err", err)
@@ -328,5 +346,61 @@ func (b *Bus) serveDatagrams(c *quic.Conn) {
 		} else {
 			b.log.Debug("bus: dropped datagram for unhandled protocol", "peer", peer.Addr, "protocol", p.String())
 		}
+	}
+}
+
+// reapInterval is how often the reaper looks for idle connections: a
+// connection closes between IdleTimeout and 1.25*IdleTimeout after its last
+// use.
+func reapInterval(idle time.Duration) time.Duration {
+	return max(idle/4, time.Millisecond)
+}
+
+// reapLoop closes dialed connections that no call, batch or datagram has
+// used for IdleTimeout. Keep-alives only stop NATs and peers from dropping
+// a connection in use; without the reaper they would keep every dialed
+// connection open forever. It runs until b.ctx is cancelled.
+func (b *Bus) reapLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(reapInterval(b.cfg.IdleTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.reapIdle()
+		}
+	}
+}
+
+// reapIdle closes the dialed connections idle for IdleTimeout. A slot is
+// emptied under its mu only while no use is in progress, so a caller that
+// acquired the slot either keeps the connection open or finds the slot
+// empty and redials; no caller holds a connection the reaper closes.
+func (b *Bus) reapIdle() {
+	b.mu.Lock()
+	sets := make([]*peerSet, 0, len(b.peers))
+	for _, ps := range b.peers {
+		sets = append(sets, ps)
+	}
+	b.mu.Unlock()
+	idle := int64(b.cfg.IdleTimeout)
+	var closing []*quic.Conn
+	for _, ps := range sets {
+		for i := range ps.slots {
+			p := &ps.slots[i]
+			p.mu.Lock()
+			if p.conn != nil && p.inflight.Load() == 0 && ps.now()-p.lastUsed.Load() >= idle {
+				closing = append(closing, p.conn)
+				p.conn = nil
+			}
+			p.mu.Unlock()
+		}
+	}
+	for _, c := range closing {
+		b.log.Debug("bus: closing idle connection", "peer", c.RemoteAddr().String(), "idle_timeout", b.cfg.IdleTimeout)
+		b.m.idleCloses.Inc()
+		_ = c.CloseWithError(connCodeIdle, "idle")
 	}
 }

@@ -36,7 +36,34 @@
 // failed dial starts a backoff, from RedialBackoffMin doubling up to
 // RedialBackoffMax, during which calls to that peer fail fast with
 // CodeUnavailable; a dead connection is dropped and the next call redials.
-// Connections idle for IdleTimeout close; KeepAlivePeriod keeps used ones up.
+//
+// # Idle connections
+//
+// A dialed connection closes once no application traffic has used it for
+// IdleTimeout: no unary or stream call in flight or started, no batch sent,
+// no datagram sent or received on it. QUIC keep-alives (KeepAlivePeriod) do
+// not count; they only keep a connection that is in use from being dropped
+// by NATs or by the peer's QUIC idle timeout between calls. Without the
+// reaper a node would keep a connection to every peer it ever called open
+// for good, paying keep-alives on each. One goroutine, stopped by Stop,
+// checks the connection slots every IdleTimeout/4, so a connection closes
+// between IdleTimeout and 1.25*IdleTimeout after its last use. It closes
+// with a CONNECTION_CLOSE (application code 2, reason "idle"), so the peer
+// drops its end at once. The next use redials, resuming the TLS session.
+// pleiades_bus_idle_closes_total counts these closes.
+//
+// Every call, batch send and datagram send marks its slot in use before
+// taking the slot's connection and until it ends (a server stream until
+// its last Recv or Close, however long it is silent). The reaper empties a
+// slot only while nothing uses it, under the slot's lock, so a use racing
+// with it either keeps the connection open or finds the slot empty and
+// redials; no caller sees an error caused by an idle close.
+//
+// A long-lived batch stream with no batch for IdleTimeout counts as idle:
+// its connection closes with the stream, and the next SendBatch redials
+// and opens a new stream, as after any error. Accepted connections are not
+// reaped by their acceptor: the dialer closes them, or the QUIC idle
+// timeout does when the dialer is gone.
 //
 // # Shapes
 //

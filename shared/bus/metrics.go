@@ -19,6 +19,7 @@ type metrics struct {
 	received   prometheus.Counter
 	conns      prometheus.Gauge
 	dials      *prometheus.CounterVec
+	idleCloses prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,11 +49,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pleiades_bus_dials_total", Help: "Connection attempts by result (ok, error).",
 		}, []string{"result"}),
+		idleCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pleiades_bus_idle_closes_total", Help: "Dialed connections closed after IdleTimeout without calls, batches or datagrams.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials} {
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
