@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -43,4 +48,26 @@ func certsDir(c *cli.Context) string {
 		}
 	}
 	return dirs[0]
+}
+
+// withBus runs fn with a client-only bus endpoint on 127.0.0.1:0 that
+// presents the node certificate in certsDir, and stops the endpoint after.
+func withBus(ctx context.Context, certsDir string, fn func(*bus.Bus) error) error {
+	tc, err := tlsutil.Load(certsDir)
+	if err != nil {
+		return fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+	}
+	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = b.Stop(sctx)
+	}()
+	return fn(b)
 }

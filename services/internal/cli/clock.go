@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 func clockCommand(e *env) *cli.Command {
@@ -133,44 +131,22 @@ func (v clockView) jsonRows() []clockJSONRow {
 	return rows
 }
 
-// cliBus starts a client-only bus endpoint on 127.0.0.1:0 with the node
-// certificate in certsDir; stop it when done.
-func cliBus(ctx context.Context, certsDir string) (*bus.Bus, error) {
-	tc, err := tlsutil.Load(certsDir)
-	if err != nil {
-		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
-	}
-	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Start(ctx); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
 // fetchClock asks the clockd at addr for its status and offsets.
 func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err error) {
-	b, err := cliBus(ctx, certsDir)
-	if err != nil {
-		return clockView{}, err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = b.Stop(sctx)
-	}()
-	cl := clockclient.New(b, addr)
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return clockView{}, fmt.Errorf("clockd at %s: %w", addr, err)
-	}
-	peers, err := cl.Offsets(ctx)
-	if err != nil {
-		return clockView{}, fmt.Errorf("clockd at %s: %w", addr, err)
-	}
-	return makeClockView(addr, st, peers), nil
+	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+		cl := clockclient.New(b, addr)
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("clockd at %s: %w", addr, err)
+		}
+		peers, err := cl.Offsets(ctx)
+		if err != nil {
+			return fmt.Errorf("clockd at %s: %w", addr, err)
+		}
+		v = makeClockView(addr, st, peers)
+		return nil
+	})
+	return v, err
 }
 
 func makeClockView(addr string, st *clockpb.StatusResponse, peers []*clockpb.PeerOffset) clockView {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
@@ -124,33 +125,27 @@ func joinMap(m map[string]string) string {
 
 // fetchMembers asks the gossipd at addr for its members and the estimated
 // RTT to each.
-func fetchMembers(ctx context.Context, certsDir, addr string, all bool) ([]memberView, error) {
-	b, err := cliBus(ctx, certsDir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = b.Stop(sctx)
-	}()
-	cl := gossipclient.New(b, addr)
-	ms, self, err := cl.Members(ctx, all)
-	if err != nil {
-		return nil, fmt.Errorf("gossipd at %s: %w", addr, err)
-	}
-	views := make([]memberView, 0, len(ms))
-	for _, m := range ms {
-		v := memberView{NodeID: m.GetNodeId(), Self: m.GetNodeId() == self, State: stateName(m.GetState()), Incarnation: m.GetIncarnation(),
-			Addr: m.GetAddr(), Addresses: m.GetMetadata().GetAddresses(), Labels: m.GetMetadata().GetLabels(), Capacity: m.GetMetadata().GetCapacity()}
-		if c := m.GetCoordinate(); c != nil {
-			v.Coordinate = &coordinateView{Vec: c.GetVec(), Error: c.GetError(), Adjustment: c.GetAdjustment(), Height: c.GetHeight()}
-			if d, err := cl.EstimateRTT(ctx, 0, m.GetNodeId()); err == nil {
-				ns := int64(d)
-				v.EstimatedRTTNs = &ns
-			}
+func fetchMembers(ctx context.Context, certsDir, addr string, all bool) (views []memberView, err error) {
+	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+		cl := gossipclient.New(b, addr)
+		ms, self, err := cl.Members(ctx, all)
+		if err != nil {
+			return fmt.Errorf("gossipd at %s: %w", addr, err)
 		}
-		views = append(views, v)
-	}
-	return views, nil
+		views = make([]memberView, 0, len(ms))
+		for _, m := range ms {
+			v := memberView{NodeID: m.GetNodeId(), Self: m.GetNodeId() == self, State: stateName(m.GetState()), Incarnation: m.GetIncarnation(),
+				Addr: m.GetAddr(), Addresses: m.GetMetadata().GetAddresses(), Labels: m.GetMetadata().GetLabels(), Capacity: m.GetMetadata().GetCapacity()}
+			if c := m.GetCoordinate(); c != nil {
+				v.Coordinate = &coordinateView{Vec: c.GetVec(), Error: c.GetError(), Adjustment: c.GetAdjustment(), Height: c.GetHeight()}
+				if d, err := cl.EstimateRTT(ctx, 0, m.GetNodeId()); err == nil {
+					ns := int64(d)
+					v.EstimatedRTTNs = &ns
+				}
+			}
+			views = append(views, v)
+		}
+		return nil
+	})
+	return views, err
 }

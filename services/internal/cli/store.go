@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
@@ -65,21 +66,15 @@ func storeStatsCommand(e *env) *cli.Command {
 }
 
 // fetchStoreStats calls Stats on the stored at addr.
-func fetchStoreStats(ctx context.Context, certsDir, addr string) (*storepb.StatsResponse, error) {
-	b, err := cliBus(ctx, certsDir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = b.Stop(sctx)
-	}()
-	st, err := storeclient.New(b, addr).Stats(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("stored at %s: %w", addr, err)
-	}
-	return st, nil
+func fetchStoreStats(ctx context.Context, certsDir, addr string) (st *storepb.StatsResponse, err error) {
+	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+		st, err = storeclient.New(b, addr).Stats(ctx)
+		if err != nil {
+			return fmt.Errorf("stored at %s: %w", addr, err)
+		}
+		return nil
+	})
+	return st, err
 }
 
 // storeStatsView is what `store stats` prints.
