@@ -32,11 +32,14 @@
 // # Storage
 //
 // internal/storage defines the Engine raftd consumes (atomic batch writes
-// with a sync flag, Get, Scan per column family). Production uses the
+// with a sync flag, Get, Scan per column family, consistent snapshots with
+// chunked StreamRange, and IngestRange sessions that replace a span in one
+// synced write). Production uses the
 // node's stored through shared/storeclient; Config.StoredAddr "" uses a
 // volatile in-memory engine (tests). Raft CF keys: 'r' + range id +
 // h (hard state) | t (truncated state) | a (applied state, with the
-// per-proposer sequence used for idempotent apply) | l + index (entries).
+// per-proposer sequence used for idempotent apply) | l + index (entries) |
+// s (snapshot install in progress, see below).
 // Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
 // Data CF: the user key itself; values are storage.EncodeValue envelopes
 // (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
@@ -51,9 +54,16 @@
 // sender goroutine, so a slow or dead peer only drops its own batches.
 // Stop cancels sends in flight and the store's storage calls rather than
 // waiting for their timeouts, and returns when its context ends.
-// Snapshots are built from the range's data at the applied index and sent
-// as SnapshotChunk unary calls apart from the raft stream; the outcome is
-// reported to raft. Every tick each node pings every known node (empty
+// Snapshots travel apart from the raft stream as SnapshotChunk unary
+// calls, one chunk in flight: the sender opens an engine snapshot
+// (stored's OpenSnapshot), reads the applied state and descriptor recorded
+// in it, sets the MsgSnap's index and term to that applied state, and
+// streams the range's data from the same snapshot (StreamRange, chunks of
+// about SnapshotChunkBytes): a start chunk (descriptor, not done), data
+// chunks, a done chunk (MsgSnap, descriptor, applied state). The receiver
+// adds each chunk to an IngestRange session over its data span, so neither
+// side holds the snapshot in memory. The outcome is always reported to
+// raft. Every tick each node pings every known node (empty
 // batch), which is the liveness quiesced ranges rely on.
 //
 // # Quiescence, truncation, snapshots
@@ -65,6 +75,21 @@
 // truncated below the applied index (keeping what recently active
 // followers need) past LogTruncateEntries; followers behind the truncation
 // get a snapshot.
+//
+// A snapshot is installed in the round whose Ready carries it, in this
+// order: (1) a synced write of a marker (raft CF 's': the snapshot's
+// applied state, descriptor and a SHA-256 of its data entries); (2) the
+// ingest's Finish, replacing the data span atomically and durably; (3) the
+// round's synced batch: log reset to the snapshot, hard state, applied
+// state, descriptor, marker deleted. A crash before (1) or after (3)
+// leaves a consistent old or new state. Between them the marker is
+// present and the data is either the old or the snapshot's; at start the
+// replica hashes its data span: a match means the data is the snapshot's,
+// and (3) is completed from the marker (raft had already replaced its log
+// with the snapshot); otherwise the marker is dropped and the old state,
+// whose applied index matches the old data, stands. So the applied index
+// never claims data the engine lacks, nor the reverse. A failure of (1) or
+// (2) while running stops the store, like a failed round write.
 //
 // # Ranges and KV
 //
@@ -113,8 +138,7 @@
 //
 // # Not yet
 //
-// Replica changes and splits, replica GC, snapshot streaming through
-// stored's StreamRange/IngestRange (snapshots are built from a scan of the
-// range and installed in the round's batch), AsyncStorageWrites, gossip
-// discovery. See BENCHMARKS.md for figures.
+// Replica changes and splits, replica GC, AsyncStorageWrites, gossip
+// discovery. Snapshot installs run in the receiver's round (the ingest's
+// Finish is a synced stored call made with the replica's lock held). See BENCHMARKS.md for figures.
 package raftd

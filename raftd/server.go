@@ -734,6 +734,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsSent })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshots_applied_total", Help: "Range snapshots installed."},
 			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsApplied })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshot_installs_recovered_total", Help: "Range snapshot installs interrupted by a crash after the data was replaced, completed at start."},
+			stat(func(x multiraft.Stats) uint64 { return x.SnapshotsRecovered })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_transport_dropped_batches_total", Help: "Raft batches dropped because a peer's queue was full or its address unknown."},
 			func() float64 {
 				return float64(s.transportStat(func(t *busTransport) uint64 { return t.dropped.Load() }))

@@ -115,7 +115,10 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 	}
 }
 
-func (t *busTransport) SendSnapshot(ctx context.Context, to uint64, chunks []*raftmsgpb.SnapshotChunk) error {
+// SendSnapshotChunk sends one snapshot chunk as a unary call (apart from
+// the raft stream) and waits for the receiver's acknowledgement, so a
+// snapshot has at most one chunk in flight.
+func (t *busTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
@@ -124,12 +127,7 @@ func (t *busTransport) SendSnapshot(ctx context.Context, to uint64, chunks []*ra
 	if addr == "" {
 		return bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
 	}
-	for _, c := range chunks {
-		if err := t.b.Call(ctx, addr, wire.ProtoRaft, methodSnapshot, c, &raftmsgpb.SnapshotAck{}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.b.Call(ctx, addr, wire.ProtoRaft, methodSnapshot, c, &raftmsgpb.SnapshotAck{})
 }
 
 func (t *busTransport) close() {

@@ -185,17 +185,12 @@ func (t localTransport) Send(b *raftmsgpb.MessageBatch) {
 	}
 }
 
-func (t localTransport) SendSnapshot(ctx context.Context, to uint64, chunks []*raftmsgpb.SnapshotChunk) error {
-	for _, c := range chunks {
-		s, ok := t.n.pass(t.from, to)
-		if !ok {
-			return bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
-		}
-		if err := s.HandleSnapshot(ctx, proto.Clone(c).(*raftmsgpb.SnapshotChunk)); err != nil {
-			return err
-		}
+func (t localTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error {
+	s, ok := t.n.pass(t.from, to)
+	if !ok {
+		return bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
 	}
-	return nil
+	return s.HandleSnapshot(ctx, proto.Clone(c).(*raftmsgpb.SnapshotChunk))
 }
 
 func (t localTransport) Forward(ctx context.Context, to uint64, method string, req, resp proto.Message) error {

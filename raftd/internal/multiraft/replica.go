@@ -84,14 +84,6 @@ type snapReport struct {
 	ok bool
 }
 
-type inboundSnapshot struct {
-	started time.Time
-	kvs     []*kvpb.KeyValue
-	desc    *kvpb.RangeDescriptor
-	applied *raftmsgpb.AppliedState
-	msg     *raftpb.Message
-}
-
 type readyWork struct {
 	rd        raft.Ready
 	ops       []storage.Op
@@ -202,6 +194,12 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica,
 		return nil, fmt.Errorf("multiraft: range %d has no replica on node %d", desc.GetRangeId(), s.d.NodeID)
 	}
 	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId()))}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*s.cfg.StorageTimeout)
+	err := s.recoverSnapshotInstall(rctx, r.rangeID)
+	rcancel()
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: recover snapshot install of range %d: %w", r.rangeID, err)
+	}
 	r.desc.Store(desc)
 	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.StorageTimeout)
 	if err != nil {
@@ -339,8 +337,15 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 	if wake {
 		r.unquiesceLocked()
 	}
+	// Received snapshots that the Ready of this round does not install
+	// are dropped at its end.
+	defer r.dropPendingSnapsLocked()
 	for _, sn := range snaps {
-		r.mu.pendingSnaps[sn.msg.GetSnapshot().GetMetadata().GetIndex()] = sn
+		idx := sn.msg.GetSnapshot().GetMetadata().GetIndex()
+		if old := r.mu.pendingSnaps[idx]; old != nil {
+			r.s.abortIngest(old)
+		}
+		r.mu.pendingSnaps[idx] = sn
 	}
 	for _, m := range msgs {
 		// Any message but a heartbeat (response) wakes a quiesced replica;

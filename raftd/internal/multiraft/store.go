@@ -84,14 +84,18 @@ type Store struct {
 		in map[snapKey]*inboundSnapshot
 	}
 	snapSeq atomic.Uint64
-	ticks   atomic.Uint64
-	metrics storeMetrics
+	// snapshotHook, set by tests, runs at each step of a snapshot install
+	// (stage "marker", then "ingest") with the replica's lock held.
+	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
+	ticks        atomic.Uint64
+	metrics      storeMetrics
 }
 
 type storeMetrics struct {
 	rounds, syncWrites, rangesProcessed atomic.Uint64
 	leaseReads, readIndexReads          atomic.Uint64
 	snapshotsSent, snapshotsApplied     atomic.Uint64
+	snapshotChunksRecv, snapshotsRecov  atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -114,6 +118,9 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 	}
 	s.live.heard = map[uint64]time.Time{}
 	s.snaps.in = map[snapKey]*inboundSnapshot{}
+	// Snapshot ids differ across restarts, so a receiver never mistakes a
+	// new snapshot for one it was receiving from this node's last run.
+	s.snapSeq.Store(uint64(time.Now().UnixNano()))
 	return s, nil
 }
 
@@ -618,11 +625,16 @@ type Stats struct {
 	LeaseReads, ReadIndexReads uint64
 	// SnapshotsSent and SnapshotsApplied count range snapshots.
 	SnapshotsSent, SnapshotsApplied uint64
+	// SnapshotChunksReceived counts snapshot chunks taken in;
+	// SnapshotsRecovered counts snapshot installs that a crash interrupted
+	// after the data was replaced, completed at start.
+	SnapshotChunksReceived, SnapshotsRecovered uint64
 }
 
 // Stats returns scheduler counters.
 func (s *Store) Stats() Stats {
 	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
-		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load()}
+		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
+		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load()}
 }

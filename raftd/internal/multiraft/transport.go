@@ -14,9 +14,10 @@ import (
 type Transport interface {
 	// Send queues one batch for batch.ToNode.
 	Send(batch *raftmsgpb.MessageBatch)
-	// SendSnapshot delivers the chunks of one snapshot to node to, in
-	// order, and returns once the receiver accepted the last one.
-	SendSnapshot(ctx context.Context, to uint64, chunks []*raftmsgpb.SnapshotChunk) error
+	// SendSnapshotChunk delivers one chunk of a snapshot to node to and
+	// returns once the receiver accepted it (Store.HandleSnapshot
+	// returned). A snapshot's chunks are sent one at a time, in order.
+	SendSnapshotChunk(ctx context.Context, to uint64, chunk *raftmsgpb.SnapshotChunk) error
 }
 
 // Forwarder sends a KV request to another node's raftd (method is a kvpb

@@ -78,4 +78,38 @@ type Engine interface {
 	// Scan reads [start, end) in key order (reverse: descending), at most
 	// limit entries (0: no limit). A nil end means unbounded.
 	Scan(ctx context.Context, cf CF, start, end []byte, limit int, reverse bool) ([]KV, error)
+	// OpenSnapshot opens a consistent view of the whole engine, held until
+	// Release.
+	OpenSnapshot(ctx context.Context) (Snapshot, error)
+	// IngestRange begins a session that replaces [start, end) of cf (nil
+	// end: the end of the family) with the entries added to it: nothing is
+	// written before Finish, which deletes the span and writes every entry
+	// in one synced atomic write.
+	IngestRange(ctx context.Context, cf CF, start, end []byte) (Ingest, error)
+}
+
+// Snapshot is a consistent read-only view of an engine. It is safe for
+// concurrent use.
+type Snapshot interface {
+	// Get reads one key at the snapshot.
+	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
+	// StreamRange calls fn with the entries of [start, end) (nil end:
+	// unbounded) in ascending key order, in chunks of about chunkBytes
+	// (0: the engine's default). An error from fn ends the stream and is
+	// returned. The chunk belongs to fn.
+	StreamRange(ctx context.Context, cf CF, start, end []byte, chunkBytes int, fn func(chunk []KV) error) error
+	// Release frees the snapshot.
+	Release(ctx context.Context) error
+}
+
+// Ingest is an IngestRange session. It is not safe for concurrent use.
+type Ingest interface {
+	// Add queues entries, in strictly ascending key order across the
+	// session, within the span. The caller may reuse their memory.
+	Add(ctx context.Context, kvs ...KV) error
+	// Finish replaces the span with the entries added, in one synced
+	// atomic write.
+	Finish(ctx context.Context) error
+	// Abort drops the session; nothing is written.
+	Abort(ctx context.Context) error
 }

@@ -15,6 +15,7 @@ const (
 	suffixTruncated = 't'
 	suffixApplied   = 'a'
 	suffixLog       = 'l'
+	suffixSnapshot  = 's'
 )
 
 func rangePrefix(rangeID uint64, suffix byte) []byte {
@@ -32,6 +33,11 @@ func TruncatedStateKey(rangeID uint64) []byte { return rangePrefix(rangeID, suff
 
 // AppliedStateKey is the raft CF key of a range's applied state.
 func AppliedStateKey(rangeID uint64) []byte { return rangePrefix(rangeID, suffixApplied) }
+
+// SnapshotMarkerKey is the raft CF key of a range's snapshot install in
+// progress: present while the range's data span may hold a snapshot that
+// its raft and applied state do not describe yet.
+func SnapshotMarkerKey(rangeID uint64) []byte { return rangePrefix(rangeID, suffixSnapshot) }
 
 // LogKey is the raft CF key of a range's log entry at index.
 func LogKey(rangeID, index uint64) []byte {

@@ -156,3 +156,145 @@ func (m *Mem) Stats() (writes, syncs int) {
 	defer m.mu.Unlock()
 	return m.mu.writes, m.mu.syncs
 }
+
+// memChunkBytes is Mem's default StreamRange chunk size.
+const memChunkBytes = 64 << 10
+
+type memSnapshot struct {
+	trees map[CF]*btree.BTreeG[item]
+}
+
+// OpenSnapshot implements Engine: a copy-on-write clone of the current
+// state.
+func (m *Mem) OpenSnapshot(ctx context.Context) (Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &memSnapshot{trees: map[CF]*btree.BTreeG[item]{}}
+	for cf, t := range m.mu.cur {
+		s.trees[cf] = t.Clone()
+	}
+	return s, nil
+}
+
+func (s *memSnapshot) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) {
+	if err := validCF(cf); err != nil {
+		return nil, false, err
+	}
+	it, ok := s.trees[cf].Get(item{key: key})
+	if !ok {
+		return nil, false, nil
+	}
+	return bytes.Clone(it.value), true, nil
+}
+
+func (s *memSnapshot) StreamRange(ctx context.Context, cf CF, start, end []byte, chunkBytes int, fn func([]KV) error) error {
+	if err := validCF(cf); err != nil {
+		return err
+	}
+	if chunkBytes <= 0 {
+		chunkBytes = memChunkBytes
+	}
+	var chunk []KV
+	size := 0
+	var ferr error
+	s.trees[cf].AscendGreaterOrEqual(item{key: start}, func(it item) bool {
+		if end != nil && bytes.Compare(it.key, end) >= 0 {
+			return false
+		}
+		if err := ctx.Err(); err != nil {
+			ferr = err
+			return false
+		}
+		chunk = append(chunk, KV{Key: bytes.Clone(it.key), Value: bytes.Clone(it.value)})
+		size += len(it.key) + len(it.value)
+		if size >= chunkBytes {
+			ferr = fn(chunk)
+			chunk, size = nil, 0
+		}
+		return ferr == nil
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if len(chunk) > 0 {
+		return fn(chunk)
+	}
+	return nil
+}
+
+func (s *memSnapshot) Release(ctx context.Context) error { return nil }
+
+type memIngest struct {
+	m          *Mem
+	cf         CF
+	start, end []byte
+	kvs        []KV
+	done       bool
+}
+
+// IngestRange implements Engine. Finish respects FailWrites and is synced.
+func (m *Mem) IngestRange(ctx context.Context, cf CF, start, end []byte) (Ingest, error) {
+	if err := validCF(cf); err != nil {
+		return nil, err
+	}
+	if end != nil && bytes.Compare(start, end) >= 0 {
+		return nil, fmt.Errorf("storage: empty ingest span [%q, %q)", start, end)
+	}
+	return &memIngest{m: m, cf: cf, start: bytes.Clone(start), end: bytes.Clone(end)}, nil
+}
+
+func (in *memIngest) Add(ctx context.Context, kvs ...KV) error {
+	if in.done {
+		return fmt.Errorf("storage: ingest session ended")
+	}
+	for _, kv := range kvs {
+		if bytes.Compare(kv.Key, in.start) < 0 || (in.end != nil && bytes.Compare(kv.Key, in.end) >= 0) {
+			return fmt.Errorf("storage: ingest key %q outside the span", kv.Key)
+		}
+		if n := len(in.kvs); n > 0 && bytes.Compare(in.kvs[n-1].Key, kv.Key) >= 0 {
+			return fmt.Errorf("storage: ingest key %q not above %q", kv.Key, in.kvs[n-1].Key)
+		}
+		in.kvs = append(in.kvs, KV{Key: bytes.Clone(kv.Key), Value: bytes.Clone(kv.Value)})
+	}
+	return nil
+}
+
+func (in *memIngest) Finish(ctx context.Context) error {
+	if in.done {
+		return fmt.Errorf("storage: ingest session ended")
+	}
+	in.done = true
+	m := in.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.failErr != nil {
+		return m.mu.failErr
+	}
+	m.mu.writes++
+	t := m.mu.cur[in.cf]
+	var del [][]byte
+	t.AscendGreaterOrEqual(item{key: in.start}, func(it item) bool {
+		if in.end != nil && bytes.Compare(it.key, in.end) >= 0 {
+			return false
+		}
+		del = append(del, it.key)
+		return true
+	})
+	for _, k := range del {
+		t.Delete(item{key: k})
+	}
+	for _, kv := range in.kvs {
+		t.ReplaceOrInsert(item{key: kv.Key, value: kv.Value})
+	}
+	in.kvs = nil
+	m.mu.syncs++
+	for cf, t := range m.mu.cur {
+		m.mu.durable[cf] = t.Clone()
+	}
+	return nil
+}
+
+func (in *memIngest) Abort(ctx context.Context) error {
+	in.done, in.kvs = true, nil
+	return nil
+}

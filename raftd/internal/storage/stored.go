@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -89,3 +91,93 @@ func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, limit int, 
 	}
 	return out, nil
 }
+
+// storedLease bounds how long an idle ingest session or snapshot
+// stays open on stored.
+const storedLease = time.Minute
+
+// maxKeyEnd is the ingest end used for an unbounded span (stored's
+// IngestRange needs an end): stored's default key limit (64 KiB) of 0xff
+// bytes, above every key stored accepts but that one.
+var maxKeyEnd = bytes.Repeat([]byte{0xff}, 64<<10)
+
+// OpenSnapshot implements Engine with stored's OpenSnapshot.
+func (s *Stored) OpenSnapshot(ctx context.Context) (Snapshot, error) {
+	sn, err := s.c.OpenSnapshot(ctx, storedLease)
+	if err != nil {
+		return nil, fmt.Errorf("storage: stored snapshot: %w", err)
+	}
+	return storedSnapshot{sn}, nil
+}
+
+type storedSnapshot struct{ sn *storeclient.Snapshot }
+
+func (s storedSnapshot) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) {
+	scf, err := storeCF(cf)
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok, err := s.sn.Get(ctx, scf, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: stored snapshot get: %w", err)
+	}
+	return v, ok, nil
+}
+
+func (s storedSnapshot) StreamRange(ctx context.Context, cf CF, start, end []byte, chunkBytes int, fn func([]KV) error) error {
+	scf, err := storeCF(cf)
+	if err != nil {
+		return err
+	}
+	err = s.sn.StreamRange(ctx, storeclient.Span{CF: scf, Start: start, End: end}, chunkBytes, func(chunk []storeclient.KV) error {
+		kvs := make([]KV, 0, len(chunk))
+		for _, kv := range chunk {
+			kvs = append(kvs, KV{Key: kv.Key, Value: kv.Value})
+		}
+		return fn(kvs)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: stored stream: %w", err)
+	}
+	return nil
+}
+
+func (s storedSnapshot) Release(ctx context.Context) error { return s.sn.Release(ctx) }
+
+// IngestRange implements Engine with stored's IngestRange.
+func (s *Stored) IngestRange(ctx context.Context, cf CF, start, end []byte) (Ingest, error) {
+	scf, err := storeCF(cf)
+	if err != nil {
+		return nil, err
+	}
+	if end == nil {
+		end = maxKeyEnd
+	}
+	in, err := s.c.IngestRange(ctx, storeclient.Span{CF: scf, Start: start, End: end}, storedLease)
+	if err != nil {
+		return nil, fmt.Errorf("storage: stored ingest: %w", err)
+	}
+	return storedIngest{in}, nil
+}
+
+type storedIngest struct{ in *storeclient.Ingest }
+
+func (s storedIngest) Add(ctx context.Context, kvs ...KV) error {
+	skvs := make([]storeclient.KV, len(kvs))
+	for i, kv := range kvs {
+		skvs[i] = storeclient.KV{Key: kv.Key, Value: kv.Value}
+	}
+	if err := s.in.Add(ctx, skvs...); err != nil {
+		return fmt.Errorf("storage: stored ingest add: %w", err)
+	}
+	return nil
+}
+
+func (s storedIngest) Finish(ctx context.Context) error {
+	if _, err := s.in.Finish(ctx); err != nil {
+		return fmt.Errorf("storage: stored ingest finish: %w", err)
+	}
+	return nil
+}
+
+func (s storedIngest) Abort(ctx context.Context) error { return s.in.Abort(ctx) }

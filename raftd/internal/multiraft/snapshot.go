@@ -1,0 +1,500 @@
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
+)
+
+// Snapshots
+//
+// Sending: on a MsgSnap the leader opens an engine snapshot (stored's
+// OpenSnapshot) and reads the applied state and descriptor recorded in
+// it, so the data streamed from the same snapshot is exactly the state
+// at that applied index; the MsgSnap's metadata is set to it (raft copes
+// with an index other than the one it asked for). The range's data span
+// is streamed (StreamRange) in chunks of about SnapshotChunkBytes, each
+// sent and acknowledged before the next is read: a start chunk (range
+// descriptor set, not done), data chunks, and a done chunk carrying the
+// MsgSnap, descriptor and applied state. The outcome always reaches raft
+// (ReportSnapshot).
+//
+// Receiving: the start chunk opens an engine IngestRange session over
+// the local replica's data span; each chunk's entries are added to it
+// (nothing is written yet; memory is bounded by the session's buffer),
+// and a digest of the entries is kept. The done chunk hands the MsgSnap
+// to raft; when raft's Ready carries the snapshot, the install runs in
+// that round, in this order:
+//
+//  1. a synced write of the snapshot marker (raft CF, SnapshotMarkerKey):
+//     the applied state, descriptor and digest of the snapshot;
+//  2. Finish of the ingest: one synced atomic replacement of the span;
+//  3. the round's synced batch: log reset to the snapshot (truncated
+//     state), hard state, applied state, descriptor, marker deleted.
+//
+// A crash before 1 leaves the old state. A crash after 3 leaves the new
+// one. A crash between 1 and 3 leaves the marker, and the data either
+// old or the snapshot's (the ingest is atomic): at start the replica
+// hashes its data span; if it matches the marker's digest, the data is
+// the snapshot's and step 3 is completed from the marker (raft had
+// already committed to this snapshot: its Ready replaced the log); if
+// not, the ingest never happened and the marker is deleted, leaving the
+// old, consistent state. Either way the applied index recorded is the
+// one the data is at. A failure of step 1 or 2 while running is fatal
+// for the store, like any failed round write; a restart recovers as
+// above.
+
+// snapshotIdleTimeout drops a partly received snapshot without news.
+const snapshotIdleTimeout = time.Minute
+
+type snapKey struct{ from, id uint64 }
+
+type inboundSnapshot struct {
+	last atomic.Int64 // unix nanos of the last chunk
+
+	// mu serializes the chunks of one session and guards what follows
+	// until the session is handed to its replica.
+	mu         sync.Mutex
+	ingest     storage.Ingest
+	digest     hash.Hash
+	start, end []byte
+
+	desc    *kvpb.RangeDescriptor
+	applied *raftmsgpb.AppliedState
+	msg     *raftpb.Message
+}
+
+// hashKV adds one data entry to a snapshot digest.
+func hashKV(h hash.Hash, key, value []byte) {
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
+	h.Write(key)
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(value)))])
+	h.Write(value)
+}
+
+// encodeMarker encodes a snapshot marker: the digest (32 bytes), the
+// length of the applied state (uvarint), the applied state, the
+// descriptor.
+func encodeMarker(digest []byte, applied *raftmsgpb.AppliedState, desc *kvpb.RangeDescriptor) ([]byte, error) {
+	ab, err := proto.Marshal(applied)
+	if err != nil {
+		return nil, err
+	}
+	db, err := proto.Marshal(desc)
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte(nil), digest...)
+	b = binary.AppendUvarint(b, uint64(len(ab)))
+	b = append(b, ab...)
+	return append(b, db...), nil
+}
+
+func decodeMarker(b []byte) (digest []byte, applied *raftmsgpb.AppliedState, desc *kvpb.RangeDescriptor, err error) {
+	if len(b) < sha256.Size {
+		return nil, nil, nil, errors.New("snapshot marker too short")
+	}
+	digest, b = b[:sha256.Size], b[sha256.Size:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, nil, errors.New("snapshot marker: bad applied state length")
+	}
+	applied, desc = &raftmsgpb.AppliedState{}, &kvpb.RangeDescriptor{}
+	if err := proto.Unmarshal(b[k:k+int(n)], applied); err != nil {
+		return nil, nil, nil, fmt.Errorf("snapshot marker applied state: %w", err)
+	}
+	if err := proto.Unmarshal(b[k+int(n):], desc); err != nil {
+		return nil, nil, nil, fmt.Errorf("snapshot marker descriptor: %w", err)
+	}
+	return digest, applied, desc, nil
+}
+
+func sameSpan(a, b *kvpb.RangeDescriptor) bool {
+	return bytes.Equal(a.GetStartKey(), b.GetStartKey()) && bytes.Equal(a.GetEndKey(), b.GetEndKey())
+}
+
+func (s *Store) hook(rangeID uint64, stage string) {
+	if f := s.snapshotHook.Load(); f != nil {
+		(*f)(rangeID, stage)
+	}
+}
+
+// snapshotOpsLocked installs a received snapshot (see Snapshots above):
+// marker, ingest, then the writes for the round's batch.
+func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error) {
+	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	ps := r.mu.pendingSnaps[idx]
+	delete(r.mu.pendingSnaps, idx)
+	if ps == nil {
+		return nil, fmt.Errorf("range %d snapshot %d: %w", r.rangeID, idx, errSnapshotMismatch)
+	}
+	desc := ps.desc
+	applied := proto.Clone(ps.applied).(*raftmsgpb.AppliedState)
+	applied.Index, applied.Term = idx, term
+	marker, err := encodeMarker(ps.digest.Sum(nil), applied, desc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
+	defer cancel()
+	mk := storage.SnapshotMarkerKey(r.rangeID)
+	if err := r.s.d.Engine.Write(ctx, []storage.Op{storage.Put(storage.Raft, mk, marker)}, true); err != nil {
+		r.s.abortIngest(ps)
+		return nil, fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
+	}
+	r.s.hook(r.rangeID, "marker")
+	if err := ps.ingest.Finish(ctx); err != nil {
+		return nil, fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
+	}
+	ps.ingest = nil
+	r.s.hook(r.rangeID, "ingest")
+	ops, err := r.mu.log.snapshotOps(idx, term)
+	if err != nil {
+		return nil, err
+	}
+	ab, err := proto.Marshal(applied)
+	if err != nil {
+		return nil, err
+	}
+	db, err := proto.Marshal(desc)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), ab),
+		storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), db),
+		storage.Delete(storage.Raft, mk))
+	r.mu.applied = applied
+	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
+	r.mu.log.cs = snap.GetMetadata().GetConfState()
+	r.desc.Store(desc)
+	r.s.metrics.snapshotsApplied.Add(1)
+	return ops, nil
+}
+
+// dropPendingSnapsLocked aborts the received snapshots no Ready took.
+func (r *Replica) dropPendingSnapsLocked() {
+	for idx, ps := range r.mu.pendingSnaps {
+		r.s.abortIngest(ps)
+		delete(r.mu.pendingSnaps, idx)
+	}
+}
+
+// abortIngest drops a snapshot's ingest session (stored would also expire
+// it).
+func (s *Store) abortIngest(sn *inboundSnapshot) {
+	in := sn.ingest
+	sn.ingest = nil
+	if in == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.StorageTimeout)
+	defer cancel()
+	if err := in.Abort(ctx); err != nil {
+		s.log.Debug("snapshot ingest abort failed", slog.Any("error", err))
+	}
+}
+
+// sendSnapshotLocked streams a snapshot to the replica m is for, on a
+// store goroutine; the outcome is reported to raft.
+func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
+	to := m.GetTo()
+	if r.mu.snapSending[to] {
+		return
+	}
+	node := r.nodeOfReplica(to)
+	if node == 0 {
+		r.mu.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		return
+	}
+	msg := proto.Clone(m).(*raftpb.Message)
+	r.mu.snapSending[to] = true
+	r.s.metrics.snapshotsSent.Add(1)
+	if !r.s.goAsync(func() {
+		err := r.streamSnapshot(r.s.ctx, node, msg)
+		if err != nil {
+			r.log.Warn("snapshot send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+		}
+		r.in.Lock()
+		r.in.reports = append(r.in.reports, snapReport{to: to, ok: err == nil})
+		r.in.Unlock()
+		r.s.enqueue(r.rangeID)
+	}) {
+		delete(r.mu.snapSending, to)
+		r.mu.rn.ReportSnapshot(to, raft.SnapshotFailure)
+	}
+}
+
+// streamSnapshot sends the range's data at a consistent engine snapshot,
+// chunk by chunk, and last the MsgSnap describing it.
+func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.Message) error {
+	eng := r.s.d.Engine
+	octx, cancel := r.s.storageCtx()
+	snap, err := eng.OpenSnapshot(octx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.StorageTimeout)
+		_ = snap.Release(rctx)
+		cancel()
+	}()
+	applied, desc := &raftmsgpb.AppliedState{}, &kvpb.RangeDescriptor{}
+	for _, x := range []struct {
+		cf  storage.CF
+		key []byte
+		m   proto.Message
+	}{{storage.Raft, storage.AppliedStateKey(r.rangeID), applied}, {storage.Local, storage.ReplicaKey(r.rangeID), desc}} {
+		gctx, cancel := r.s.storageCtx()
+		v, ok, err := snap.Get(gctx, x.cf, x.key)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("range %d: no %s key %x in the engine", r.rangeID, x.cf, x.key)
+		}
+		if err := proto.Unmarshal(v, x.m); err != nil {
+			return fmt.Errorf("range %d: decode %s key %x: %w", r.rangeID, x.cf, x.key, err)
+		}
+	}
+	md := msg.GetSnapshot().GetMetadata()
+	md.Index, md.Term = proto.Uint64(applied.GetIndex()), proto.Uint64(applied.GetTerm())
+	msgBytes, err := proto.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	id := r.s.snapSeq.Add(1)
+	send := func(c *raftmsgpb.SnapshotChunk) error {
+		c.SnapshotId, c.RangeId, c.FromNode = id, r.rangeID, r.s.d.NodeID
+		sctx, cancel := context.WithTimeout(ctx, 10*r.s.cfg.StorageTimeout)
+		defer cancel()
+		return r.s.d.Transport.SendSnapshotChunk(sctx, node, c)
+	}
+	if err := send(&raftmsgpb.SnapshotChunk{RangeDescriptor: desc}); err != nil {
+		return err
+	}
+	start, end := clipSpan(nil, nil, desc)
+	err = snap.StreamRange(ctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+		c := &raftmsgpb.SnapshotChunk{Kvs: make([]*kvpb.KeyValue, 0, len(kvs))}
+		for _, kv := range kvs {
+			ts, v, err := storage.DecodeValue(kv.Value)
+			if err != nil {
+				return fmt.Errorf("range %d key %q: %w", r.rangeID, kv.Key, err)
+			}
+			c.Kvs = append(c.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: &kvpb.Value{Value: v, Timestamp: ts.Proto()}})
+		}
+		return send(c)
+	})
+	if err != nil {
+		return err
+	}
+	return send(&raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied})
+}
+
+// HandleSnapshot receives one snapshot chunk. A start chunk (descriptor
+// set, not done) opens an ingest session over the local replica's data
+// span; every chunk's entries go into it; the done chunk hands the
+// session and the MsgSnap to the replica, which installs both in its next
+// round (see Snapshots above).
+func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) error {
+	s.metrics.snapshotChunksRecv.Add(1)
+	k := snapKey{c.GetFromNode(), c.GetSnapshotId()}
+	isStart := c.GetRangeDescriptor() != nil && !c.GetDone()
+	now := time.Now()
+	var stale []*inboundSnapshot
+	s.snaps.Lock()
+	sn := s.snaps.in[k]
+	if isStart && sn != nil {
+		delete(s.snaps.in, k)
+		stale = append(stale, sn)
+		sn = nil
+	}
+	// Forget snapshots whose sender went quiet.
+	for ok, o := range s.snaps.in {
+		if now.Sub(time.Unix(0, o.last.Load())) > snapshotIdleTimeout {
+			delete(s.snaps.in, ok)
+			stale = append(stale, o)
+		}
+	}
+	if isStart {
+		sn = &inboundSnapshot{}
+		sn.mu.Lock()
+		s.snaps.in[k] = sn
+	}
+	s.snaps.Unlock()
+	for _, o := range stale {
+		o.mu.Lock()
+		s.abortIngest(o)
+		o.mu.Unlock()
+	}
+	if sn == nil {
+		return fmt.Errorf("multiraft: chunk of unknown snapshot %d from node %d", c.GetSnapshotId(), c.GetFromNode())
+	}
+	if !isStart {
+		sn.mu.Lock()
+	}
+	defer sn.mu.Unlock()
+	sn.last.Store(now.UnixNano())
+	fail := func(err error) error {
+		s.snaps.Lock()
+		if s.snaps.in[k] == sn {
+			delete(s.snaps.in, k)
+		}
+		s.snaps.Unlock()
+		s.abortIngest(sn)
+		return err
+	}
+	r := s.Replica(c.GetRangeId())
+	if r == nil {
+		return fail(fmt.Errorf("multiraft: no replica of range %d", c.GetRangeId()))
+	}
+	if isStart {
+		local := r.desc.Load()
+		if !sameSpan(local, c.GetRangeDescriptor()) {
+			return fail(fmt.Errorf("multiraft: snapshot of range %d has span [%q, %q), replica has [%q, %q)", r.rangeID,
+				c.GetRangeDescriptor().GetStartKey(), c.GetRangeDescriptor().GetEndKey(), local.GetStartKey(), local.GetEndKey()))
+		}
+		sn.start, sn.end = clipSpan(nil, nil, local)
+		in, err := s.d.Engine.IngestRange(ctx, storage.Data, sn.start, sn.end)
+		if err != nil {
+			return fail(err)
+		}
+		sn.ingest, sn.digest = in, sha256.New()
+	}
+	if sn.ingest == nil {
+		return fail(fmt.Errorf("multiraft: snapshot %d from node %d was dropped", c.GetSnapshotId(), c.GetFromNode()))
+	}
+	if len(c.GetKvs()) > 0 {
+		kvs := make([]storage.KV, len(c.GetKvs()))
+		for i, kv := range c.GetKvs() {
+			kvs[i] = storage.KV{Key: kv.GetKey(), Value: storage.EncodeValue(tsOf(kv.GetValue()), kv.GetValue().GetValue())}
+			hashKV(sn.digest, kvs[i].Key, kvs[i].Value)
+		}
+		if err := sn.ingest.Add(ctx, kvs...); err != nil {
+			return fail(err)
+		}
+	}
+	if !c.GetDone() {
+		return nil
+	}
+	s.snaps.Lock()
+	delete(s.snaps.in, k)
+	s.snaps.Unlock()
+	msg, err := decodeMessage(c.GetMessage())
+	if err != nil || msg.GetType() != raftpb.MsgSnap {
+		return fail(fmt.Errorf("multiraft: snapshot of range %d without a MsgSnap", c.GetRangeId()))
+	}
+	if c.GetApplied() == nil || !sameSpan(c.GetRangeDescriptor(), r.desc.Load()) {
+		return fail(fmt.Errorf("multiraft: snapshot of range %d without applied state or with another span", c.GetRangeId()))
+	}
+	sn.desc, sn.applied, sn.msg = c.GetRangeDescriptor(), c.GetApplied(), msg
+	r.in.Lock()
+	r.in.snaps = append(r.in.snaps, sn)
+	r.in.msgs = append(r.in.msgs, inMsg{msg: msg})
+	r.in.Unlock()
+	s.enqueue(r.rangeID)
+	return nil
+}
+
+// recoverSnapshotInstall finishes or rolls back a snapshot install that a
+// crash interrupted (see Snapshots above). It runs before the replica's
+// raft state is loaded.
+func (s *Store) recoverSnapshotInstall(ctx context.Context, rangeID uint64) error {
+	eng := s.d.Engine
+	mk := storage.SnapshotMarkerKey(rangeID)
+	v, ok, err := eng.Get(ctx, storage.Raft, mk)
+	if err != nil || !ok {
+		return err
+	}
+	digest, applied, desc, err := decodeMarker(v)
+	if err != nil {
+		return fmt.Errorf("range %d: %w", rangeID, err)
+	}
+	snap, err := eng.OpenSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	start, end := clipSpan(nil, nil, desc)
+	err = snap.StreamRange(ctx, storage.Data, start, end, 0, func(kvs []storage.KV) error {
+		for _, kv := range kvs {
+			hashKV(h, kv.Key, kv.Value)
+		}
+		return nil
+	})
+	_ = snap.Release(ctx)
+	if err != nil {
+		return err
+	}
+	ops := []storage.Op{storage.Delete(storage.Raft, mk)}
+	installed := bytes.Equal(h.Sum(nil), digest)
+	if installed {
+		hs := &raftpb.HardState{}
+		hv, ok, err := eng.Get(ctx, storage.Raft, storage.HardStateKey(rangeID))
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := proto.Unmarshal(hv, hs); err != nil {
+				return fmt.Errorf("range %d: decode hard state: %w", rangeID, err)
+			}
+		}
+		// The log restarts at the snapshot: the hard state must not be
+		// behind it (a higher term drops the vote, as a message of that
+		// term would).
+		if hs.GetTerm() < applied.GetTerm() {
+			hs.Term, hs.Vote = proto.Uint64(applied.GetTerm()), proto.Uint64(0)
+		}
+		if hs.GetCommit() < applied.GetIndex() {
+			hs.Commit = proto.Uint64(applied.GetIndex())
+		}
+		hb, err := proto.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		tb, err := proto.Marshal(&raftmsgpb.TruncatedState{Index: applied.GetIndex(), Term: applied.GetTerm()})
+		if err != nil {
+			return err
+		}
+		ab, err := proto.Marshal(applied)
+		if err != nil {
+			return err
+		}
+		db, err := proto.Marshal(desc)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, storage.DeleteRange(storage.Raft, storage.LogKey(rangeID, 0), storage.LogKey(rangeID, ^uint64(0))),
+			storage.Put(storage.Raft, storage.TruncatedStateKey(rangeID), tb),
+			storage.Put(storage.Raft, storage.HardStateKey(rangeID), hb),
+			storage.Put(storage.Raft, storage.AppliedStateKey(rangeID), ab),
+			storage.Put(storage.Local, storage.ReplicaKey(rangeID), db))
+	}
+	if err := eng.Write(ctx, ops, true); err != nil {
+		return err
+	}
+	if installed {
+		s.metrics.snapshotsRecov.Add(1)
+	}
+	s.log.Info("interrupted snapshot install recovered", slog.Uint64("range", rangeID),
+		slog.Uint64("index", applied.GetIndex()), slog.Bool("data_installed", installed))
+	return nil
+}
