@@ -336,6 +336,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 	}
 	if isStart {
 		sn = &inboundSnapshot{}
+		sn.last.Store(now.UnixNano()) // before others can see it, or they would expire it
 		sn.mu.Lock()
 		s.snaps.in[k] = sn
 	}
