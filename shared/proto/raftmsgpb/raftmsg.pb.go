@@ -12,8 +12,10 @@
 //   - "Raft" (one-way batches, bus.SendBatch): MessageBatch frames, one per
 //     destination node per scheduler round.
 //   - "Snapshot" (unary): SnapshotChunk -> SnapshotAck; the chunks of one
-//     snapshot share snapshot_id and are sent in order, the last has done
-//     set and carries the raft MsgSnap.
+//     snapshot share snapshot_id and are sent in order, each acknowledged
+//     before the next: a start chunk (range_descriptor set, done unset)
+//     opens the receiver's ingest, data chunks carry kvs, the last has done
+//     set and carries the raft MsgSnap, descriptor and applied state.
 //   - "Hello" (unary): HelloRequest -> HelloResponse, node id and address
 //     exchange between peers.
 //   - "Bootstrap" (unary): BootstrapRequest -> BootstrapResponse, creates
@@ -288,7 +290,8 @@ type SnapshotChunk struct {
 	Done bool             `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
 	// message is the marshalled raft MsgSnap (last chunk only).
 	Message []byte `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	// descriptor is the range descriptor at the snapshot (last chunk only).
+	// range_descriptor is the range descriptor at the snapshot: on the start
+	// chunk (which it marks as the start) and on the last.
 	RangeDescriptor *kvpb.RangeDescriptor `protobuf:"bytes,7,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
 	// applied is the range's applied state at the snapshot (last chunk only).
 	Applied       *AppliedState `protobuf:"bytes,8,opt,name=applied,proto3" json:"applied,omitempty"`
