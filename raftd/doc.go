@@ -29,6 +29,17 @@
 // proposals are dropped by raft and proposed again after ReproposeTicks),
 // MaxCommittedSizePerReady 64 MiB.
 //
+// Ticks and first elections: the ticker gives each unquiesced replica at
+// most one pending tick; a replica whose last tick no round has taken yet
+// gets no second one, so when rounds fall behind the tick interval raft's
+// timers slow down with them instead of firing a backlog of ticks (and
+// elections, CheckQuorum step-downs) at once. Slower timers only delay
+// elections and step-downs, so leases stay safe (they count wall time).
+// A new cluster's ranges start their raft timers staggered: range i of the
+// layout after i/BootstrapCampaignsPerTick ticks (default 100 per tick),
+// the same on every node; its first replica campaigns on its first tick
+// and the others' election timeouts start then too.
+//
 // # Storage
 //
 // internal/storage defines the Engine raftd consumes (atomic batch writes

@@ -48,6 +48,11 @@ type Config struct {
 	// QuiesceAfterTicks is how long a leader stays idle and caught up
 	// before it quiesces its range. Default ElectionTicks/2 (at least 2).
 	QuiesceAfterTicks int
+	// BootstrapCampaignsPerTick is how many ranges of a new cluster's
+	// layout start their first election per tick: range i of the layout
+	// starts its raft timers after i/BootstrapCampaignsPerTick ticks.
+	// Default 100 (10,000 ranges elect over 100 ticks).
+	BootstrapCampaignsPerTick int
 	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
 	SnapshotChunkBytes int
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
@@ -112,6 +117,7 @@ func (c *Config) fill() {
 	def64(&c.LogKeepEntries, 200)
 	def(&c.ReproposeTicks, 2*c.ElectionTicks)
 	def(&c.QuiesceAfterTicks, max(2, c.ElectionTicks/2))
+	def(&c.BootstrapCampaignsPerTick, 100)
 	def(&c.SnapshotChunkBytes, 1<<20)
 	def(&c.MaxKeyBytes, 64<<10)
 	def(&c.MaxValueBytes, 8<<20)
@@ -129,6 +135,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("multiraft: HeartbeatTicks %d must be below ElectionTicks %d", c.HeartbeatTicks, c.ElectionTicks)
 	case c.Workers < 0:
 		return errors.New("multiraft: Workers must be positive")
+	case c.BootstrapCampaignsPerTick < 0:
+		return errors.New("multiraft: BootstrapCampaignsPerTick must be positive")
 	}
 	return nil
 }

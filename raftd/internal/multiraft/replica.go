@@ -102,11 +102,15 @@ type Replica struct {
 
 	noVotesUntil   time.Time
 	campaignOnTick bool
-	desc           atomic.Pointer[kvpb.RangeDescriptor]
-	quiesced       atomic.Bool
-	isLeader       atomic.Bool
-	leaderNode     atomic.Uint64
-	applied        atomic.Uint64
+	// holdTicks is how many store ticks a newly bootstrapped replica lets
+	// pass before its raft timers start (staggered first campaigns, see
+	// Config.BootstrapCampaignsPerTick). Only the ticker touches it.
+	holdTicks  int
+	desc       atomic.Pointer[kvpb.RangeDescriptor]
+	quiesced   atomic.Bool
+	isLeader   atomic.Bool
+	leaderNode atomic.Uint64
+	applied    atomic.Uint64
 
 	in struct {
 		sync.Mutex
@@ -188,7 +192,7 @@ func bootstrapOps(d *kvpb.RangeDescriptor) ([]storage.Op, error) {
 	return append(ops, storage.Put(storage.Local, storage.ReplicaKey(id), b)), nil
 }
 
-func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica, error) {
+func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks int) (*Replica, error) {
 	me := replicaOf(desc, s.d.NodeID)
 	if me == nil {
 		return nil, fmt.Errorf("multiraft: range %d has no replica on node %d", desc.GetRangeId(), s.d.NodeID)
@@ -257,7 +261,10 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool) (*Replica,
 	// The first replica of a new range campaigns on its first tick, by
 	// when the other nodes have bootstrapped too (a vote request to a node
 	// without the replica is lost, costing a whole election timeout).
+	// Its first tick comes after holdTicks ticks, on every node alike, so
+	// the other replicas' election timeouts start with that campaign.
 	r.campaignOnTick = bootstrap && len(desc.GetReplicas()) > 0 && desc.GetReplicas()[0].GetNodeId() == s.d.NodeID
+	r.holdTicks = holdTicks
 	return r, nil
 }
 
@@ -297,11 +304,19 @@ func (r *Replica) deliver(m inMsg) {
 }
 
 // tick is called by the store's ticker; it reports whether the range has
-// work. Quiesced replicas are not ticked unless their leader's node looks
-// dead, which wakes them.
-func (r *Replica) tick() bool {
+// work. Quiesced replicas are not ticked unless their leader's node is not
+// in live (the nodes heard from lately, taken once per tick), which wakes
+// them. Ticks do not pile up: a replica whose previous tick a round has not
+// yet taken gets no second one, so a backlog of slow rounds cannot fire
+// several ticks (and elections) at once; raft's timers then run slower
+// than the wall clock, which only delays elections and step-downs.
+func (r *Replica) tick(live map[uint64]bool) bool {
+	if r.holdTicks > 0 {
+		r.holdTicks--
+		return false
+	}
 	if r.quiesced.Load() {
-		if ln := r.leaderNode.Load(); ln == 0 || r.s.nodeLive(ln) {
+		if ln := r.leaderNode.Load(); ln == 0 || live[ln] {
 			return false
 		}
 		r.in.Lock()
@@ -310,7 +325,7 @@ func (r *Replica) tick() bool {
 		return true
 	}
 	r.in.Lock()
-	r.in.ticks++
+	r.in.ticks = 1
 	r.in.Unlock()
 	return true
 }

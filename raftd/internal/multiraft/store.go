@@ -254,7 +254,7 @@ func (s *Store) load(ctx context.Context) error {
 		if err := proto.Unmarshal(kv.Value, desc); err != nil {
 			return fmt.Errorf("multiraft: decode descriptor: %w", err)
 		}
-		r, err := newReplica(s, desc, false)
+		r, err := newReplica(s, desc, false, 0)
 		if err != nil {
 			return err
 		}
@@ -373,6 +373,21 @@ func (s *Store) nodeLive(node uint64) bool {
 	return ok && time.Since(t) < time.Duration(s.cfg.ElectionTicks)*s.cfg.TickInterval
 }
 
+// liveNodes returns the nodes nodeLive reports live, this one included.
+func (s *Store) liveNodes() map[uint64]bool {
+	cut := time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
+	s.live.Lock()
+	defer s.live.Unlock()
+	out := make(map[uint64]bool, len(s.live.heard)+1)
+	out[s.d.NodeID] = true
+	for n, t := range s.live.heard {
+		if time.Since(t) < cut {
+			out[n] = true
+		}
+	}
+	return out
+}
+
 // Bootstrap creates this node's replicas of a new cluster. It is
 // idempotent: a node that is already initialized changes nothing and
 // reports it.
@@ -386,11 +401,17 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 	s.mu.Unlock()
 	var ops []storage.Op
 	var mine []*kvpb.RangeDescriptor
-	for _, d := range req.GetDescriptors() {
+	// The i-th range of the layout starts its raft timers (and its first
+	// replica campaigns) after i/BootstrapCampaignsPerTick ticks, the same
+	// on every node: elections of a large layout are spread out instead of
+	// all landing on the first tick.
+	var hold []int
+	for i, d := range req.GetDescriptors() {
 		if replicaOf(d, s.d.NodeID) == nil {
 			continue
 		}
 		mine = append(mine, d)
+		hold = append(hold, i/s.cfg.BootstrapCampaignsPerTick)
 		dops, err := bootstrapOps(d)
 		if err != nil {
 			return false, err
@@ -425,8 +446,8 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		s.SetNodeAddr(id, a)
 	}
 	var rs []*Replica
-	for _, d := range mine {
-		r, err := newReplica(s, d, true)
+	for i, d := range mine {
+		r, err := newReplica(s, d, true, hold[i])
 		if err != nil {
 			return false, err
 		}
@@ -565,8 +586,9 @@ func (s *Store) tickLoop() {
 			return
 		}
 		s.ticks.Add(1)
+		live := s.liveNodes()
 		for _, r := range s.Replicas() {
-			if r.tick() {
+			if r.tick(live) {
 				s.enqueue(r.rangeID)
 			}
 		}
