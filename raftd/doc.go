@@ -36,7 +36,7 @@
 // elections, CheckQuorum step-downs) at once. Slower timers only delay
 // elections and step-downs, so leases stay safe (they count wall time).
 // A new cluster's ranges start their raft timers staggered: range i of the
-// layout after i/BootstrapCampaignsPerTick ticks (default 100 per tick),
+// layout after i/BootstrapCampaignsPerTick ticks (default 1000 per tick),
 // the same on every node; its first replica campaigns on its first tick
 // and the others' election timeouts start then too.
 //
