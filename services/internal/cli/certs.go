@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -70,4 +71,40 @@ func withBus(ctx context.Context, certsDir string, fn func(*bus.Bus) error) erro
 		_ = b.Stop(sctx)
 	}()
 	return fn(b)
+}
+
+// daemonFlags are the flags of a command that calls one daemon over the
+// bus: --addr (node 1's bus address of daemon by default), --certs-dir,
+// --timeout and --output, then extra.
+func daemonFlags(daemon string, extra ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "addr", Value: hostPort(spec(daemon).busPort), Usage: "the " + daemon + "'s bus `ADDR`"},
+		certsDirFlag(),
+		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
+		outputFlag(),
+	}, extra...)
+}
+
+// daemonCall is what daemonFlags give a command once checked.
+type daemonCall struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	addr     string
+	format   string
+	certsDir string
+}
+
+// newDaemonCall checks --output and --addr and bounds the call by
+// --timeout; the caller must call cancel.
+func newDaemonCall(e *env, c *cli.Context) (*daemonCall, error) {
+	f, err := format(c)
+	if err != nil {
+		return nil, err
+	}
+	addr := c.String("addr")
+	if err := config.ValidateAddr(addr); err != nil {
+		return nil, &config.FlagError{Flag: "addr", Value: addr, Err: err}
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+	return &daemonCall{ctx: ctx, cancel: cancel, addr: addr, format: f, certsDir: certsDir(c)}, nil
 }

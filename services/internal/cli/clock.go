@@ -11,7 +11,6 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
-	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 )
@@ -30,28 +29,18 @@ func clockCommand(e *env) *cli.Command {
 			"object per peer (\"self\": false) with node_id, last_probe and error. For example:\n" +
 			"  pleiades clock -o json | jq '.[] | select(.self | not) | [.peer, .offset_ns]'\n" +
 			"  pleiades clock -o json | jq '.[0].healthy'",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("clockd").busPort), Usage: "the clockd's bus `ADDR`"},
-			certsDirFlag(),
-			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
-		},
+		Flags: daemonFlags("clockd"),
 		Action: action(func(c *cli.Context) error {
-			f, err := format(c)
+			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
-			addr := c.String("addr")
-			if err := config.ValidateAddr(addr); err != nil {
-				return &config.FlagError{Flag: "addr", Value: addr, Err: err}
-			}
-			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-			defer cancel()
-			view, err := fetchClock(ctx, certsDir(c), addr)
+			defer dc.cancel()
+			view, err := fetchClock(dc.ctx, dc.certsDir, dc.addr)
 			if err != nil {
 				return err
 			}
-			if f == "json" {
+			if dc.format == "json" {
 				return printJSON(e.stdout, view.jsonRows())
 			}
 			return printClock(e.stdout, view)

@@ -11,7 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
-	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
@@ -25,29 +24,18 @@ func membersCommand(e *env) *cli.Command {
 			"addresses, labels, coordinate error and the estimated RTT from the answering node.\n" +
 			"--output json prints one object per member with \"state\" (alive, suspect, dead, left)\n" +
 			"and \"coordinate\".",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("gossipd").busPort), Usage: "the gossipd's bus `ADDR`"},
-			certsDirFlag(),
-			&cli.BoolFlag{Name: "all", Value: true, Usage: "include dead and left members"},
-			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
-		},
+		Flags: daemonFlags("gossipd", &cli.BoolFlag{Name: "all", Value: true, Usage: "include dead and left members"}),
 		Action: action(func(c *cli.Context) error {
-			f, err := format(c)
+			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
-			addr := c.String("addr")
-			if err := config.ValidateAddr(addr); err != nil {
-				return &config.FlagError{Flag: "addr", Value: addr, Err: err}
-			}
-			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-			defer cancel()
-			views, err := fetchMembers(ctx, certsDir(c), addr, c.Bool("all"))
+			defer dc.cancel()
+			views, err := fetchMembers(dc.ctx, dc.certsDir, dc.addr, c.Bool("all"))
 			if err != nil {
 				return err
 			}
-			if f == "json" {
+			if dc.format == "json" {
 				return printJSON(e.stdout, views)
 			}
 			t := newTable(e.stdout, "NODE", "STATE", "INC", "ADDR", "DAEMONS", "LABELS", "COORD ERR", "RTT")

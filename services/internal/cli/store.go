@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
-	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -35,29 +34,19 @@ func storeStatsCommand(e *env) *cli.Command {
 			"write stalls, the key and value limits, and one row per column family. --output json\n" +
 			"prints one object with the same fields in snake_case (bytes as integers) and\n" +
 			"\"column_families\": one object per column family.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("stored").busPort), Usage: "the stored's bus `ADDR`"},
-			certsDirFlag(),
-			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
-		},
+		Flags: daemonFlags("stored"),
 		Action: action(func(c *cli.Context) error {
-			f, err := format(c)
+			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
-			addr := c.String("addr")
-			if err := config.ValidateAddr(addr); err != nil {
-				return &config.FlagError{Flag: "addr", Value: addr, Err: err}
-			}
-			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-			defer cancel()
-			st, err := fetchStoreStats(ctx, certsDir(c), addr)
+			defer dc.cancel()
+			st, err := fetchStoreStats(dc.ctx, dc.certsDir, dc.addr)
 			if err != nil {
 				return err
 			}
-			v := makeStoreStatsView(addr, st)
-			if f == "json" {
+			v := makeStoreStatsView(dc.addr, st)
+			if dc.format == "json" {
 				return printJSON(e.stdout, v)
 			}
 			return printStoreStats(e.stdout, v)
