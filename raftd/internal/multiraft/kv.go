@@ -202,7 +202,45 @@ func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, e
 	return nil, lastErr
 }
 
+// maxForwardHops bounds how many NotLeader hints one forwarded request
+// follows.
+const maxForwardHops = 3
+
+// forward sends a request to t.node. A node that does not lead the range
+// refuses a forwarded request with NotLeader before doing anything (its
+// hint names the leader it knows), so forward follows the hint: a node
+// without a replica of the range picks one of the descriptor's replicas,
+// which need not be the leader.
 func (s *Store) forward(ctx context.Context, t target, method string, req, resp proto.Message) error {
+	for hop := 0; ; hop++ {
+		err := s.forwardOnce(ctx, t, method, req, resp)
+		if err == nil || hop == maxForwardHops || !errors.Is(err, bus.ErrNotLeader) {
+			return err
+		}
+		next := s.nodeAt(bus.LeaderHint(err))
+		if next == 0 || next == t.node || next == s.d.NodeID || !s.nodeLive(next) {
+			return err
+		}
+		t.node = next
+	}
+}
+
+// nodeAt returns the id of the node whose raftd listens at addr, or 0.
+func (s *Store) nodeAt(addr string) uint64 {
+	if addr == "" {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, a := range s.mu.nodes {
+		if a == addr {
+			return id
+		}
+	}
+	return 0
+}
+
+func (s *Store) forwardOnce(ctx context.Context, t target, method string, req, resp proto.Message) error {
 	if s.d.Forwarder == nil {
 		return bus.Errorf(bus.CodeUnavailable, "kv: no forwarder")
 	}
