@@ -64,7 +64,7 @@ func (e *faultEngine) Write(ctx context.Context, ops []storage.Op, sync bool) er
 // initCluster runs three raftds that adopt no layout in the background;
 // each writes through a faultEngine. It returns the bus addresses and
 // engines ordered by node id (lowest first: the Init coordinator).
-func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faultEngine, cli *daemon.Runtime) {
+func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faultEngine, cli *daemon.Runtime, srvs []*raftd.Server) {
 	t.Helper()
 	ca := daemontest.CA(t)
 	free := freeAddrs(t, 3)
@@ -72,6 +72,7 @@ func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faul
 		id   uint64
 		addr string
 		eng  *faultEngine
+		srv  *raftd.Server
 	}
 	var nodes []node
 	for i, a := range free {
@@ -82,15 +83,16 @@ func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faul
 			}
 		}
 		eng := &faultEngine{Engine: storage.NewMem(), entered: make(chan struct{}, 1)}
-		rt, _ := startServerWith(t, ctx, ca, a, peers, eng, false)
-		nodes = append(nodes, node{rt.NodeID, a, eng})
+		rt, srv := startServerWith(t, ctx, ca, a, peers, eng, false)
+		nodes = append(nodes, node{rt.NodeID, a, eng, srv})
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].id < nodes[j].id })
 	for _, n := range nodes {
 		addrs = append(addrs, n.addr)
 		fes = append(fes, n.eng)
+		srvs = append(srvs, n.srv)
 	}
-	return addrs, fes, daemontest.NewRuntime(t, "client")
+	return addrs, fes, daemontest.NewRuntime(t, "client"), srvs
 }
 
 // initialized asks each node (Hello) whether it holds the layout.
@@ -143,16 +145,23 @@ func checkServes(t *testing.T, ctx context.Context, cli *daemon.Runtime, addrs [
 func TestInitCompletesPartialBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	addrs, fes, cli := initCluster(t, ctx)
+	addrs, fes, cli, _ := initCluster(t, ctx)
 	fe := fes[2]
+	// Every write of the last node fails until the first Init has failed:
+	// an attempt that ends Unavailable (a forward timing out on a loaded
+	// machine) may have bootstrapped the others, and its retry must meet
+	// the failure too.
 	fe.mu.Lock()
-	fe.fail = 1
+	fe.fail = 1 << 30
 	fe.mu.Unlock()
 	req := &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}
 	// Ask the middle node: it forwards to the coordinator.
 	err := retryUnavailable(ctx, func() error {
 		return cli.Bus.Call(ctx, addrs[1], wire.ProtoKV, raftd.MethodInit, req, &kvpb.InitResponse{})
 	})
+	fe.mu.Lock()
+	fe.fail = 0
+	fe.mu.Unlock()
 	if err == nil {
 		t.Fatal("Init succeeded although a node's bootstrap write failed")
 	}
@@ -184,7 +193,7 @@ func TestInitCompletesPartialBootstrap(t *testing.T) {
 func TestInitOutlivesCaller(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	addrs, fes, cli := initCluster(t, ctx)
+	addrs, fes, cli, srvs := initCluster(t, ctx)
 	fe := fes[2]
 	hold := make(chan struct{})
 	fe.mu.Lock()
@@ -205,6 +214,16 @@ func TestInitOutlivesCaller(t *testing.T) {
 	ccancel()
 	if err == nil {
 		t.Fatal("Init returned although its caller gave up in the middle")
+	}
+	// The node asked learns of the cancel asynchronously; it can keep the
+	// answer only for a caller it knows is gone, so let the bootstrap
+	// finish once it knows.
+	for raftd.InitCallersGone(srvs[1]) == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the node asked never saw its caller give up")
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	fe.mu.Lock()
 	fe.hold = nil
@@ -236,7 +255,7 @@ func TestInitOutlivesCaller(t *testing.T) {
 func TestInitAcceptsItsOwnLayout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	addrs, fes, cli := initCluster(t, ctx)
+	addrs, fes, cli, _ := initCluster(t, ctx)
 	req := &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}
 	nodes := map[uint64]string{}
 	var ids []uint64

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,6 +167,8 @@ type Server struct {
 		req  *kvpb.InitRequest
 		resp *kvpb.InitResponse
 	}
+	// initCallersGone counts Init calls whose caller left before the answer.
+	initCallersGone atomic.Uint64
 	// adoptInBackground lets run adopt a peer's layout (tests turn it off).
 	adoptInBackground bool
 }
@@ -498,6 +501,7 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 	case r := <-done:
 		return r.resp, r.err
 	case <-ctx.Done():
+		s.initCallersGone.Add(1)
 		return nil, fmt.Errorf("raftd: init: %w (the bootstrap goes on; retry for its outcome)", ctx.Err())
 	}
 }
@@ -722,10 +726,23 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_scheduler_rounds_total", Help: "Scheduler rounds run."},
 			stat(func(x multiraft.Stats) uint64 { return x.Rounds })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_sync_writes_total", Help: "Synced log writes (one per round with appends)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_writes_total", Help: "Engine writes of the log writer (each merges the scheduler rounds queued meanwhile)."},
+			stat(func(x multiraft.Stats) uint64 { return x.Writes })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_sync_writes_total", Help: "Synced engine writes of the log writer."},
 			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_write_seconds_total", Help: "Time the log writer spent waiting on engine writes."},
+			func() float64 {
+				if st := s.store(); st != nil {
+					return st.Stats().WriteSeconds
+				}
+				return 0
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_value_cache_hits_total", Help: "Reads served by the value cache."},
+			stat(func(x multiraft.Stats) uint64 { return x.ValueCacheHits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_value_cache_misses_total", Help: "Reads the value cache could not serve (read from stored)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ValueCacheMisses })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_lease_reads_total", Help: "Linearizable reads served under the leader lease."},
 			stat(func(x multiraft.Stats) uint64 { return x.LeaseReads })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_read_index_reads_total", Help: "Linearizable reads that took a ReadIndex round."},

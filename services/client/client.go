@@ -274,6 +274,9 @@ func (c *Client) hedgedCall(ctx context.Context, addr, method string, timeout ti
 	}
 	errNoHedge := errors.New("no hedge")
 	hedged := make(chan result, 1)
+	// The hedge's response is made here: the first call is decoding into
+	// resp (Reset included) while the hedge starts.
+	hresp := resp.ProtoReflect().New().Interface()
 	t := time.AfterFunc(c.cfg.HedgeAfter, func() {
 		other := c.roundRobin(addr)
 		if other == addr || c.suspect(other) {
@@ -284,7 +287,6 @@ func (c *Client) hedgedCall(ctx context.Context, addr, method string, timeout ti
 		if hr, ok := hreq.(interface{ GetHeader() *kvpb.Header }); ok && hr.GetHeader() != nil {
 			hr.GetHeader().NoForward = false
 		}
-		hresp := resp.ProtoReflect().New().Interface()
 		c.cfg.Logger.Debug("client: hedging", "method", method, "slow", addr, "to", other)
 		err := c.callOnce(bctx, other, method, timeout, hreq, hresp)
 		hedged <- result{other, hresp, err}

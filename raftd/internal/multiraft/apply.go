@@ -51,7 +51,7 @@ func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
 	}
 	ctx, cancel := a.r.s.storageCtx()
 	defer cancel()
-	b, ok, err := a.r.s.d.Engine.Get(ctx, storage.Data, key)
+	b, ok, err := a.r.s.cachedGet(ctx, key)
 	if err != nil || !ok {
 		return nil, hlc.Timestamp{}, false, err
 	}

@@ -129,6 +129,13 @@ func TestCrashRestartReplaysExactly(t *testing.T) {
 	}
 	if got, _, err := c.get(ctx, "counter"); err != nil || got != "10" {
 		t.Errorf("counter = %q, %v; want 10", got, err)
+		for _, id := range c.ids {
+			for _, r := range c.store(id).Replicas() {
+				if r.containsKey([]byte("counter")) {
+					t.Logf("node %d replica of counter: %v", id, r.Status())
+				}
+			}
+		}
 	}
 	waitFor(t, 10*time.Second, "all replicas to replay", func() bool {
 		for _, id := range c.ids {

@@ -53,6 +53,10 @@ type Config struct {
 	// starts its raft timers after i/BootstrapCampaignsPerTick ticks.
 	// Default 1000 (10,000 ranges start over 10 ticks).
 	BootstrapCampaignsPerTick int
+	// ValueCacheBytes bounds the cache of recently written and read user
+	// values that serves reads without a stored round trip (valuecache.go).
+	// Default 64 MiB; negative disables it.
+	ValueCacheBytes int
 	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
 	SnapshotChunkBytes int
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
@@ -113,6 +117,7 @@ func (c *Config) fill() {
 	def64(&c.MaxUncommittedEntriesSize, 64<<20)
 	def64(&c.MaxCommittedSizePerReady, 64<<20)
 	def(&c.EntryCacheEntries, 256)
+	def(&c.ValueCacheBytes, 64<<20)
 	def64(&c.LogTruncateEntries, 1000)
 	def64(&c.LogKeepEntries, 200)
 	def(&c.ReproposeTicks, 2*c.ElectionTicks)

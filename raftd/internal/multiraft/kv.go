@@ -296,8 +296,9 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, h *kvpb.Header) err
 	return s.wireErr(r.ReadBarrier(ctx))
 }
 
+// readValue reads key's value from the value cache or the engine.
 func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, error) {
-	b, ok, err := s.d.Engine.Get(ctx, storage.Data, key)
+	b, ok, err := s.cachedGet(ctx, key)
 	if err != nil || !ok {
 		return nil, false, err
 	}
@@ -306,6 +307,23 @@ func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, e
 		return nil, false, err
 	}
 	return &kvpb.Value{Value: v, Timestamp: ts.Proto()}, true, nil
+}
+
+// cachedGet returns key's engine value, through the value cache.
+func (s *Store) cachedGet(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if b, found, hit := s.vcache.get(key); hit {
+		return b, found, nil
+	}
+	var epoch uint64
+	if s.vcache != nil {
+		epoch = s.vcache.epoch.Load()
+	}
+	b, ok, err := s.d.Engine.Get(ctx, storage.Data, key)
+	if err != nil {
+		return nil, false, err
+	}
+	s.vcache.fill(epoch, key, b, ok)
+	return b, ok, nil
 }
 
 // Get reads one key.

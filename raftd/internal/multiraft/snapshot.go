@@ -160,7 +160,10 @@ func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error)
 		return nil, fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
 	r.s.hook(r.rangeID, "marker")
-	if err := ps.ingest.Finish(ctx); err != nil {
+	err = ps.ingest.Finish(ctx)
+	// The span's data changed (or may have) outside the round's write.
+	r.s.vcache.clear()
+	if err != nil {
 		return nil, fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
 	}
 	ps.ingest = nil

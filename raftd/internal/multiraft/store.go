@@ -84,6 +84,7 @@ type Store struct {
 		in map[snapKey]*inboundSnapshot
 	}
 	snapSeq atomic.Uint64
+	vcache  *valueCache
 	// snapshotHook, set by tests, runs at each step of a snapshot install
 	// (stage "marker", then "ingest") with the replica's lock held.
 	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
@@ -92,10 +93,11 @@ type Store struct {
 }
 
 type storeMetrics struct {
-	rounds, syncWrites, rangesProcessed atomic.Uint64
-	leaseReads, readIndexReads          atomic.Uint64
-	snapshotsSent, snapshotsApplied     atomic.Uint64
-	snapshotChunksRecv, snapshotsRecov  atomic.Uint64
+	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
+	writeNanos                                  atomic.Uint64
+	leaseReads, readIndexReads                  atomic.Uint64
+	snapshotsSent, snapshotsApplied             atomic.Uint64
+	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -110,6 +112,7 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 	s := &Store{cfg: cfg, d: d, log: d.Logger,
 		stopc: make(chan struct{}), wake: make(chan struct{}, 1), tasks: make(chan func()), fatal: make(chan error, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.vcache = newValueCache(cfg.ValueCacheBytes)
 	s.sched.pending = map[uint64]struct{}{}
 	s.mu.replicas = map[uint64]*Replica{}
 	s.mu.nodes = map[uint64]string{}
@@ -555,14 +558,20 @@ func (s *Store) round(ids []uint64) error {
 	}
 	if len(ops) > 0 {
 		ctx, cancel := s.storageCtx()
+		start := time.Now()
 		err := s.d.Engine.Write(ctx, ops, sync)
+		s.metrics.writeNanos.Add(uint64(time.Since(start)))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("multiraft: log write of %d ranges: %w", len(reps), err)
 		}
+		s.metrics.writes.Add(1)
 		if sync {
 			s.metrics.syncWrites.Add(1)
 		}
+		// The value cache follows the engine before phase2 publishes any
+		// applied index.
+		s.vcache.applyWrite(ops)
 	}
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
@@ -642,7 +651,12 @@ func (s *Store) leaseDuration() time.Duration {
 
 // Stats are scheduler counters.
 type Stats struct {
-	Rounds, SyncWrites, RangesProcessed uint64
+	// Writes counts the rounds' engine writes, SyncWrites those synced;
+	// WriteSeconds is the time rounds spent waiting on them.
+	Rounds, Writes, SyncWrites, RangesProcessed uint64
+	WriteSeconds                                float64
+	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
+	ValueCacheHits, ValueCacheMisses uint64
 	// LeaseReads and ReadIndexReads count linearizable reads by path.
 	LeaseReads, ReadIndexReads uint64
 	// SnapshotsSent and SnapshotsApplied count range snapshots.
@@ -655,7 +669,12 @@ type Stats struct {
 
 // Stats returns scheduler counters.
 func (s *Store) Stats() Stats {
-	return Stats{Rounds: s.metrics.rounds.Load(), SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+	var hits, misses uint64
+	if s.vcache != nil {
+		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
+	}
+	return Stats{ValueCacheHits: hits, ValueCacheMisses: misses,
+		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load()}
