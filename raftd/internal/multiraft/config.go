@@ -45,6 +45,12 @@ type Config struct {
 	// ReproposeTicks is how long a proposal waits for its entry to apply
 	// before it is proposed again. Default 2*ElectionTicks.
 	ReproposeTicks int
+	// LivenessPingTicks is how often (in ticks) the store pings a peer
+	// node it sent nothing to meanwhile: node liveness, which wakes the
+	// quiesced ranges of a node that went silent, needs some traffic from
+	// each peer within an election timeout. Default ElectionTicks/3 (at
+	// least 1), so a peer is heard about 3 times per election timeout.
+	LivenessPingTicks int
 	// QuiesceAfterTicks is how long a leader stays idle and caught up
 	// before it quiesces its range. Default ElectionTicks/2 (at least 2).
 	QuiesceAfterTicks int
@@ -122,6 +128,7 @@ func (c *Config) fill() {
 	def64(&c.LogKeepEntries, 200)
 	def(&c.ReproposeTicks, 2*c.ElectionTicks)
 	def(&c.QuiesceAfterTicks, max(2, c.ElectionTicks/2))
+	def(&c.LivenessPingTicks, max(1, c.ElectionTicks/3))
 	def(&c.BootstrapCampaignsPerTick, 1000)
 	def(&c.SnapshotChunkBytes, 1<<20)
 	def(&c.MaxKeyBytes, 64<<10)

@@ -68,7 +68,7 @@ func (o *outbox) flush() {
 			o.s.HandleBatch(b)
 			continue
 		}
-		o.s.d.Transport.Send(b)
+		o.s.send(b)
 	}
 }
 

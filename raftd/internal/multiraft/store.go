@@ -78,6 +78,9 @@ type Store struct {
 	live struct {
 		sync.Mutex
 		heard map[uint64]time.Time
+		// sent is when a batch last went to each node (liveness pings
+		// skip nodes that had traffic).
+		sent map[uint64]time.Time
 	}
 	snaps struct {
 		sync.Mutex
@@ -120,6 +123,7 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 		s.mu.nodes[d.NodeID] = d.Addr
 	}
 	s.live.heard = map[uint64]time.Time{}
+	s.live.sent = map[uint64]time.Time{}
 	s.snaps.in = map[snapKey]*inboundSnapshot{}
 	// Snapshot ids differ across restarts, so a receiver never mistakes a
 	// new snapshot for one it was receiving from this node's last run.
@@ -357,6 +361,23 @@ func (s *Store) Nodes() map[uint64]string {
 		out[k] = v
 	}
 	return out
+}
+
+// send hands b to the transport and notes the traffic to its node.
+func (s *Store) send(b *raftmsgpb.MessageBatch) {
+	now := time.Now()
+	s.live.Lock()
+	s.live.sent[b.GetToNode()] = now
+	s.live.Unlock()
+	s.d.Transport.Send(b)
+}
+
+// sentWithin reports whether anything was sent to node within d.
+func (s *Store) sentWithin(node uint64, d time.Duration) bool {
+	s.live.Lock()
+	defer s.live.Unlock()
+	t, ok := s.live.sent[node]
+	return ok && time.Since(t) < d
 }
 
 func (s *Store) heard(node uint64) {
@@ -601,9 +622,13 @@ func (s *Store) tickLoop() {
 				s.enqueue(r.rangeID)
 			}
 		}
+		if s.ticks.Load()%uint64(s.cfg.LivenessPingTicks) != 0 {
+			continue
+		}
+		quiet := time.Duration(s.cfg.LivenessPingTicks-1) * s.cfg.TickInterval
 		for node := range s.Nodes() {
-			if node != s.d.NodeID {
-				s.d.Transport.Send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr})
+			if node != s.d.NodeID && !s.sentWithin(node, quiet) {
+				s.send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr})
 			}
 		}
 	}
