@@ -314,3 +314,34 @@ func TestInitAcceptsItsOwnLayout(t *testing.T) {
 	}
 	checkServes(t, ctx, cli, addrs)
 }
+
+// TestHelloOmitsBootstrapOnRequest: an initialized node's Hello carries
+// its bootstrap record (for nodes that may adopt it) unless the caller
+// asks to omit it, as initialized peers do on their periodic hello.
+func TestHelloOmitsBootstrapOnRequest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	addrs, _, cli, _ := initCluster(t, ctx)
+	req := &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}
+	if err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, raftd.MethodInit, req, &kvpb.InitResponse{})
+	}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	for _, omit := range []bool{false, true} {
+		var h raftmsgpb.HelloResponse
+		if err := cli.Bus.Call(ctx, addrs[1], wire.ProtoRaft, "Hello", &raftmsgpb.HelloRequest{OmitBootstrap: omit}, &h); err != nil {
+			t.Fatalf("Hello: %v", err)
+		}
+		if !h.GetInitialized() {
+			t.Fatalf("Hello after Init = %v; want initialized", &h)
+		}
+		want := 3
+		if omit {
+			want = 0
+		}
+		if got := len(h.GetBootstrap().GetDescriptors()); got != want {
+			t.Errorf("Hello with omit_bootstrap %v carries %d descriptors; want %d", omit, got, want)
+		}
+	}
+}

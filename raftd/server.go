@@ -261,7 +261,11 @@ func (s *Server) registerHandlers() {
 			return nil, errNotStarted
 		}
 		st.SetNodeAddr(req.GetNodeId(), req.GetAddr())
-		return &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized(), Bootstrap: st.BootstrapRecord()}, nil
+		resp := &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized()}
+		if !req.GetOmitBootstrap() {
+			resp.Bootstrap = st.BootstrapRecord()
+		}
+		return resp, nil
 	})
 	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodBootstrap, func(ctx context.Context, req *raftmsgpb.BootstrapRequest) (*raftmsgpb.BootstrapResponse, error) {
 		st := s.store()
@@ -415,10 +419,12 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 // hello exchanges node ids and addresses with every configured peer.
 func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse {
 	out := map[string]*raftmsgpb.HelloResponse{}
+	// Only a node that may adopt a layout needs the peers' records.
+	omit := st.Initialized()
 	for _, p := range s.cfg.Peers {
 		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
 		resp := &raftmsgpb.HelloResponse{}
-		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr()}, resp)
+		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr(), OmitBootstrap: omit}, resp)
 		cancel()
 		if err != nil {
 			continue

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,18 +277,28 @@ func TestKVClusterRestart(t *testing.T) {
 }
 
 // TestKVThousandRanges: a three-node cluster initialized with 1,000 user
-// ranges elects a leader in each and serves a put and a get in each; once
-// quiesced, raftd's CPU and resident memory per node are logged.
+// ranges (PLEIADES_E2E_RANGES overrides it, e.g. 10000 to measure a node
+// with 10,000 replicas) elects a leader in each and serves a put and a get
+// in each; once quiesced, raftd's CPU and resident memory per node are
+// logged.
 func TestKVThousandRanges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e tests run real processes; skipped under -short")
 	}
-	const userRanges = 1000
+	userRanges := 1000
+	if v := os.Getenv("PLEIADES_E2E_RANGES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 99999 {
+			t.Fatalf("PLEIADES_E2E_RANGES=%q: want 2..99999", v)
+		}
+		userRanges = n
+	}
+	scale := time.Duration(max(1, userRanges/1000))
 	c := startDev(t, t.TempDir(), 3, 3300)
 	// Generous attempts: bootstrapping 1,000 ranges takes seconds on a
 	// loaded machine, and a retried Init reports the cluster as existing.
-	cl := c.client(t, 60*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	cl := c.client(t, scale*60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), scale*150*time.Second)
 	defer cancel()
 
 	// The empty node's cost, for comparison: 5 s before init.
@@ -310,12 +322,12 @@ func TestKVThousandRanges(t *testing.T) {
 		}
 	}
 
-	// Split points r0001..r0999 after the first user range [0x01, r0001).
+	// Split points r00001..r00999 after the first user range [0x01, r00001).
 	var split [][]byte
 	keys := []string{"a/x"}
 	for i := 1; i < userRanges; i++ {
-		split = append(split, fmt.Appendf(nil, "r%04d", i))
-		keys = append(keys, fmt.Sprintf("r%04d/x", i))
+		split = append(split, fmt.Appendf(nil, "r%05d", i))
+		keys = append(keys, fmt.Sprintf("r%05d/x", i))
 	}
 	start := time.Now()
 	res, err := cl.Init(ctx, client.InitOptions{SplitPoints: split})
@@ -332,7 +344,7 @@ func TestKVThousandRanges(t *testing.T) {
 
 	start = time.Now()
 	commitAtElection := map[uint64]uint64{}
-	eventually(t, 90*time.Second, "every range has a leader that every replica knows", func() error {
+	eventually(t, scale*90*time.Second, "every range has a leader that every replica knows", func() error {
 		reps, err := c.replicas(cl, 20*time.Second)
 		if err != nil {
 			return err

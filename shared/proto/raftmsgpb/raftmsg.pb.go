@@ -422,9 +422,13 @@ func (*SnapshotAck) Descriptor() ([]byte, []int) {
 }
 
 type HelloRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr   string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// omit_bootstrap asks for the answer without the bootstrap record: an
+	// initialized caller's periodic hello does not need it (with thousands
+	// of ranges it is large).
+	OmitBootstrap bool `protobuf:"varint,3,opt,name=omit_bootstrap,json=omitBootstrap,proto3" json:"omit_bootstrap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +475,13 @@ func (x *HelloRequest) GetAddr() string {
 		return x.Addr
 	}
 	return ""
+}
+
+func (x *HelloRequest) GetOmitBootstrap() bool {
+	if x != nil {
+		return x.OmitBootstrap
+	}
+	return false
 }
 
 type HelloResponse struct {
@@ -1058,10 +1069,11 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\fR\amessage\x12J\n" +
 	"\x10range_descriptor\x18\a \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x0frangeDescriptor\x12;\n" +
 	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\"\r\n" +
-	"\vSnapshotAck\";\n" +
+	"\vSnapshotAck\"b\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xa3\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12%\n" +
+	"\x0eomit_bootstrap\x18\x03 \x01(\bR\romitBootstrap\"\xa3\x01\n" +
 	"\rHelloResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
