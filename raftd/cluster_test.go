@@ -78,7 +78,7 @@ func startServer(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr s
 
 // startServerWith runs one raftd on eng; adopt false stops it adopting a
 // peer's layout in the background (only Init bootstraps it).
-func startServerWith(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr string, peers []string, eng storage.Engine, adopt bool) (*daemon.Runtime, *raftd.Server) {
+func startServerWith(t *testing.T, ctx context.Context, ca daemontest.Issuer, addr string, peers []string, eng storage.Engine, adopt bool, opts ...func(*raftd.Config)) (*daemon.Runtime, *raftd.Server) {
 	t.Helper()
 	common := daemontest.Common(t)
 	common.BusAddr = addr
@@ -87,6 +87,9 @@ func startServerWith(t *testing.T, ctx context.Context, ca daemontest.Issuer, ad
 	cfg.StoredAddr = ""
 	cfg.TickInterval = 20 * time.Millisecond
 	cfg.Peers = peers
+	for _, o := range opts {
+		o(&cfg)
+	}
 	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, Engine: eng})
 	if err != nil {
 		t.Fatal(err)

@@ -74,8 +74,9 @@
 // chunks, a done chunk (MsgSnap, descriptor, applied state). The receiver
 // adds each chunk to an IngestRange session over its data span, so neither
 // side holds the snapshot in memory. The outcome is always reported to
-// raft. Every tick each node pings every known node (empty
-// batch), which is the liveness quiesced ranges rely on.
+// raft. Every LivenessPingTicks ticks (default ElectionTicks/3) each node
+// pings (empty batch) every known node it sent nothing to meanwhile; that
+// traffic is the liveness quiesced ranges rely on.
 //
 // # Quiescence, truncation, snapshots
 //
@@ -140,6 +141,13 @@
 // may have backed a lease it no longer remembers. Leases are off when
 // MaxOffset is not below the election timeout.
 //
+// Clock: raftd stamps writes with its own HLC, which it syncs with the
+// node's clockd (--clock-addr) every second in both directions (clockd's
+// Update), so stamps never fall behind the node's clock authority. Leases
+// are suspended while clockd's health stream reports the node's clock too
+// far from its peers' (reads then take ReadIndex rounds); an unreachable
+// clockd leaves the last verdict in force (clocksync.go).
+//
 // HAZARD: committed entries are applied in the same round they are
 // written (phase 1), into the round's batch, and proposals are answered
 // then; the applied index reads wait for is published only in phase 2,
@@ -147,9 +155,19 @@
 // published applied index (Replica.applied), never r.mu.applied: a client
 // may hold an answer for a write that is not in the engine yet.
 //
+// Value cache: reads (Get, and the compares of CAS at apply) go through a
+// store-wide cache of engine values (ValueCacheBytes, default 64 MiB,
+// random eviction). The round applies its write to the cache after the
+// engine write returns and before phase 2 publishes any applied index, so
+// a read past its barrier finds the cache at least as new as the engine
+// state it waited for; a read that missed fills the cache only if no data
+// write completed since it read the engine; a snapshot install clears it.
+// Absent keys are cached too.
+//
 // # Not yet
 //
-// Replica changes and splits, replica GC, AsyncStorageWrites, gossip
+// Replica changes and splits, replica GC, AsyncStorageWrites (tried: see
+// BENCHMARKS.md), gossip
 // discovery. Snapshot installs run in the receiver's round (the ingest's
 // Finish is a synced stored call made with the replica's lock held). See BENCHMARKS.md for figures.
 package raftd

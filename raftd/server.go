@@ -363,6 +363,8 @@ func (s *Server) run(eng storage.Engine) {
 		case <-s.stopc:
 		}
 	}()
+	s.wg.Add(1)
+	go s.syncClock(st)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

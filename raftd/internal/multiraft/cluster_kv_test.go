@@ -77,6 +77,26 @@ func TestLeaseReads(t *testing.T) {
 	if !s.Replica(2).Status().GetLeaseValid() {
 		t.Error("lease not valid on a leader being read from")
 	}
+	// Suspended leases (an unhealthy clock): reads take ReadIndex rounds
+	// until they are back.
+	for _, off := range []bool{true, false} {
+		s.SuspendLeases(off)
+		before := s.Stats()
+		for range 20 {
+			resp, err := s.Get(ctx, &kvpb.GetRequest{Key: []byte("k")})
+			if err != nil || string(resp.GetValue().GetValue()) != "v" {
+				t.Fatalf("Get with leases suspended %v = %v, %v", off, resp, err)
+			}
+		}
+		after := s.Stats()
+		lease, ri := after.LeaseReads-before.LeaseReads, after.ReadIndexReads-before.ReadIndexReads
+		if off && (lease != 0 || ri != 20 || s.Replica(2).Status().GetLeaseValid()) {
+			t.Errorf("leases suspended: %d lease reads, %d ReadIndex reads, lease valid %v; want 0, 20, false", lease, ri, s.Replica(2).Status().GetLeaseValid())
+		}
+		if !off && lease == 0 {
+			t.Errorf("leases back on: %d lease reads, %d ReadIndex reads; want lease reads", lease, ri)
+		}
+	}
 	// A leader cut off from its followers loses its lease within the
 	// lease duration and stops serving reads.
 	c.net.Isolate(leader, c.ids)

@@ -531,7 +531,7 @@ func (r *Replica) extendLeaseLocked(b *readBatch) {
 // false if the lease does not hold (the caller then takes a ReadIndex round).
 func (r *Replica) leaseReadIndexLocked(now time.Time) (uint64, bool) {
 	st := r.mu.rn.BasicStatus()
-	if st.RaftState != raft.StateLeader || st.GetTerm() != r.mu.leaseTerm || !now.Before(r.mu.leaseExpiry) {
+	if r.s.leasesOff.Load() || st.RaftState != raft.StateLeader || st.GetTerm() != r.mu.leaseTerm || !now.Before(r.mu.leaseExpiry) {
 		return 0, false
 	}
 	// The leader must have committed an entry of its term, or its commit
@@ -548,7 +548,7 @@ func (r *Replica) LeaseValid() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.mu.rn.BasicStatus()
-	return st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry)
+	return !r.s.leasesOff.Load() && st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry)
 }
 
 func (r *Replica) serveReadsLocked() {
@@ -760,7 +760,7 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 		LastIndex:       r.mu.log.last,
 		LogBytes:        r.mu.log.bytes,
 		Quiesced:        r.quiesced.Load(),
-		LeaseValid:      st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry),
+		LeaseValid:      !r.s.leasesOff.Load() && st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry),
 	}
 }
 

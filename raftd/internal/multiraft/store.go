@@ -88,6 +88,8 @@ type Store struct {
 	}
 	snapSeq atomic.Uint64
 	vcache  *valueCache
+	// leasesOff suspends lease reads (SuspendLeases).
+	leasesOff atomic.Bool
 	// snapshotHook, set by tests, runs at each step of a snapshot install
 	// (stage "marker", then "ingest") with the replica's lock held.
 	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
@@ -666,6 +668,12 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 // the shortest time a follower that acknowledged refuses votes, which is
 // ElectionTicks-1 whole ticks (its first tick may come at once), less the
 // maximum clock offset (0: no leases).
+// SuspendLeases turns lease reads off (linearizable reads then take a
+// ReadIndex round) or back on, and returns the previous setting. raftd
+// suspends them while clockd reports the node's clock unhealthy. Votes
+// keep their lease-based restrictions either way.
+func (s *Store) SuspendLeases(off bool) (was bool) { return s.leasesOff.Swap(off) }
+
 func (s *Store) leaseDuration() time.Duration {
 	d := time.Duration(s.cfg.ElectionTicks-1)*s.cfg.TickInterval - s.d.Clock.MaxOffset()
 	if s.cfg.DisableLeaseReads || d < 0 {
