@@ -76,13 +76,17 @@ type Config struct {
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
 	// 64 KiB and 8 MiB (below the 16 MiB bus frame an entry travels in).
 	MaxKeyBytes, MaxValueBytes int
+	// ValueCacheBytes bounds the cache of recently written and read values
+	// that serves reads without a stored round trip. Default 64 MiB;
+	// negative disables it.
+	ValueCacheBytes int
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: 64 << 10, MaxValueBytes: 8 << 20}
+		MaxKeyBytes: 64 << 10, MaxValueBytes: 8 << 20, ValueCacheBytes: 64 << 20}
 }
 
 // Validate reports the first invalid field.
@@ -387,6 +391,10 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	if s.cfg.ElectionTicks > 0 {
 		mc.ElectionTicks = s.cfg.ElectionTicks
 		mc.ReproposeTicks, mc.QuiesceAfterTicks = 2*mc.ElectionTicks, max(2, mc.ElectionTicks/2)
+		mc.LivenessPingTicks = max(1, mc.ElectionTicks/3)
+	}
+	if s.cfg.ValueCacheBytes != 0 {
+		mc.ValueCacheBytes = s.cfg.ValueCacheBytes
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks

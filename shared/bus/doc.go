@@ -27,8 +27,9 @@
 // # Connections
 //
 // The Bus keeps a small fixed set of dialed connections per peer address
-// (connsPerPeer, 4), used round robin by calls; batch streams and datagrams
-// use the first. One connection would be simpler, but quic-go processes a
+// (connsPerPeer, 4); a call takes the first unless spreadAt (16) uses are
+// in flight on it, then the least loaded; batch streams and datagrams use
+// the first. One connection would be simpler, but quic-go processes a
 // connection on one goroutine per side, which capped 64 concurrent callers
 // at about half the TCP baseline for small calls and a third for 4 KiB ones
 // (see shared/BENCHMARKS.md). Each connection slot is dialed on demand: the

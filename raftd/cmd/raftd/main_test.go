@@ -18,6 +18,7 @@ func TestBadFlags(t *testing.T) {
 	daemontest.CheckBadFlags(t, spec(),
 		daemontest.BadFlag{Args: []string{"--clock-addr", "clockd"}, Flag: "clock-addr"},
 		daemontest.BadFlag{Args: []string{"--peers", "raftd"}, Flag: "peers"},
+		daemontest.BadFlag{Args: []string{"--value-cache-bytes", "0"}, Flag: "value-cache-bytes"},
 	)
 }
 
