@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench clean verify
+.PHONY: all deps build test run dev proto bench bench-kv clean verify
 
 all: build
 
@@ -36,6 +36,10 @@ proto:
 ## bench: the Go benchmarks of every module (long; not part of test)
 bench: deps
 	@./scripts/bench.sh
+
+## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
+bench-kv: build
+	@./scripts/bench-kv.sh $(or $(RANGES),1)
 
 ## clean: remove binaries and the default data dir
 clean:
