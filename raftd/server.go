@@ -755,6 +755,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},
+			stat(func(x multiraft.Stats) uint64 { return x.InboxDrops })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_value_cache_hits_total", Help: "Reads served by the value cache."},
 			stat(func(x multiraft.Stats) uint64 { return x.ValueCacheHits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_value_cache_misses_total", Help: "Reads the value cache could not serve (read from stored)."},

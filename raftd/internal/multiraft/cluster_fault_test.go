@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -324,4 +327,25 @@ func TestManyRanges(t *testing.T) {
 		leaders[c.leaderOf(d.GetRangeId())]++
 	}
 	t.Logf("leaders per node: %v; rounds %+v", leaders, c.store(1).Stats())
+}
+
+// TestInboxBounded: a replica whose rounds do not run (here: its store is
+// stopped) keeps at most MaxInboxMessages raft messages and drops the rest.
+func TestInboxBounded(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.MaxInboxMessages = 10 })
+	s := c.store(c.ids[0])
+	r := s.Replica(MetaRangeID)
+	c.stop(c.ids[0])
+	for i := range 25 {
+		r.deliver(inMsg{msg: &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), Term: proto.Uint64(uint64(i))}})
+	}
+	r.in.Lock()
+	n := len(r.in.msgs)
+	r.in.Unlock()
+	if n > 10 {
+		t.Errorf("%d messages queued; want at most 10", n)
+	}
+	if d := s.Stats().InboxDrops; d < 15 {
+		t.Errorf("%d messages dropped; want at least 15", d)
+	}
 }

@@ -59,6 +59,11 @@ type Config struct {
 	// starts its raft timers after i/BootstrapCampaignsPerTick ticks.
 	// Default 1000 (10,000 ranges start over 10 ticks).
 	BootstrapCampaignsPerTick int
+	// MaxInboxMessages bounds the raft messages waiting in one replica's
+	// inbox for its next round; beyond it messages are dropped (raft
+	// retransmits), so a flood from a peer cannot grow memory without
+	// bound. Default 4096.
+	MaxInboxMessages int
 	// ValueCacheBytes bounds the cache of recently written and read user
 	// values that serves reads without a stored round trip (valuecache.go).
 	// Default 64 MiB; negative disables it.
@@ -124,6 +129,7 @@ func (c *Config) fill() {
 	def64(&c.MaxCommittedSizePerReady, 64<<20)
 	def(&c.EntryCacheEntries, 256)
 	def(&c.ValueCacheBytes, 64<<20)
+	def(&c.MaxInboxMessages, 4096)
 	def64(&c.LogTruncateEntries, 1000)
 	def64(&c.LogKeepEntries, 200)
 	def(&c.ReproposeTicks, 2*c.ElectionTicks)

@@ -296,8 +296,15 @@ func (r *Replica) nodeOfReplica(id uint64) uint64 {
 	return 0
 }
 
+// deliver queues a message for the replica's next round, or drops it when
+// MaxInboxMessages are waiting already.
 func (r *Replica) deliver(m inMsg) {
 	r.in.Lock()
+	if len(r.in.msgs) >= r.s.cfg.MaxInboxMessages {
+		r.in.Unlock()
+		r.s.metrics.inboxDrops.Add(1)
+		return
+	}
 	r.in.msgs = append(r.in.msgs, m)
 	r.in.Unlock()
 	r.s.enqueue(r.rangeID)

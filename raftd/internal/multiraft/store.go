@@ -99,7 +99,7 @@ type Store struct {
 
 type storeMetrics struct {
 	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
-	writeNanos                                  atomic.Uint64
+	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
 	snapshotsSent, snapshotsApplied             atomic.Uint64
 	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
@@ -690,6 +690,8 @@ type Stats struct {
 	WriteSeconds                                float64
 	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
 	ValueCacheHits, ValueCacheMisses uint64
+	// InboxDrops counts raft messages dropped on a full replica inbox.
+	InboxDrops uint64
 	// LeaseReads and ReadIndexReads count linearizable reads by path.
 	LeaseReads, ReadIndexReads uint64
 	// SnapshotsSent and SnapshotsApplied count range snapshots.
@@ -706,7 +708,7 @@ func (s *Store) Stats() Stats {
 	if s.vcache != nil {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
-	return Stats{ValueCacheHits: hits, ValueCacheMisses: misses,
+	return Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
 		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
