@@ -731,28 +731,26 @@ func (s *Server) transportStat(f func(*busTransport) uint64) uint64 {
 }
 
 func (s *Server) registerMetrics(reg prometheus.Registerer) {
-	stat := func(f func(multiraft.Stats) uint64) func() float64 {
+	statf := func(f func(multiraft.Stats) float64) func() float64 {
 		return func() float64 {
 			if st := s.store(); st != nil {
-				return float64(f(st.Stats()))
+				return f(st.Stats())
 			}
 			return 0
 		}
 	}
+	stat := func(f func(multiraft.Stats) uint64) func() float64 {
+		return statf(func(x multiraft.Stats) float64 { return float64(f(x)) })
+	}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_scheduler_rounds_total", Help: "Scheduler rounds run."},
 			stat(func(x multiraft.Stats) uint64 { return x.Rounds })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_writes_total", Help: "Engine writes of the log writer (each merges the scheduler rounds queued meanwhile)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_writes_total", Help: "Engine writes of the scheduler rounds (one per round with anything to write)."},
 			stat(func(x multiraft.Stats) uint64 { return x.Writes })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_sync_writes_total", Help: "Synced engine writes of the log writer."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_sync_writes_total", Help: "Synced engine writes of the scheduler rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_write_seconds_total", Help: "Time the log writer spent waiting on engine writes."},
-			func() float64 {
-				if st := s.store(); st != nil {
-					return st.Stats().WriteSeconds
-				}
-				return 0
-			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_write_seconds_total", Help: "Time scheduler rounds spent waiting on their engine writes."},
+			statf(func(x multiraft.Stats) float64 { return x.WriteSeconds })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},
