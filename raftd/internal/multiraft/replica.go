@@ -538,7 +538,7 @@ func (r *Replica) extendLeaseLocked(b *readBatch) {
 // false if the lease does not hold (the caller then takes a ReadIndex round).
 func (r *Replica) leaseReadIndexLocked(now time.Time) (uint64, bool) {
 	st := r.mu.rn.BasicStatus()
-	if r.s.leasesOff.Load() || st.RaftState != raft.StateLeader || st.GetTerm() != r.mu.leaseTerm || !now.Before(r.mu.leaseExpiry) {
+	if !r.leaseHeldLocked(st, now) {
 		return 0, false
 	}
 	// The leader must have committed an entry of its term, or its commit
@@ -554,8 +554,13 @@ func (r *Replica) leaseReadIndexLocked(now time.Time) (uint64, bool) {
 func (r *Replica) LeaseValid() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.mu.rn.BasicStatus()
-	return !r.s.leasesOff.Load() && st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry)
+	return r.leaseHeldLocked(r.mu.rn.BasicStatus(), time.Now())
+}
+
+// leaseHeldLocked reports whether a leader in status st holds its lease at
+// now (and leases are not suspended).
+func (r *Replica) leaseHeldLocked(st raft.BasicStatus, now time.Time) bool {
+	return !r.s.leasesOff.Load() && st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && now.Before(r.mu.leaseExpiry)
 }
 
 func (r *Replica) serveReadsLocked() {
@@ -767,7 +772,7 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 		LastIndex:       r.mu.log.last,
 		LogBytes:        r.mu.log.bytes,
 		Quiesced:        r.quiesced.Load(),
-		LeaseValid:      !r.s.leasesOff.Load() && st.RaftState == raft.StateLeader && st.GetTerm() == r.mu.leaseTerm && time.Now().Before(r.mu.leaseExpiry),
+		LeaseValid:      r.leaseHeldLocked(st, time.Now()),
 	}
 }
 

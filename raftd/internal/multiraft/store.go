@@ -664,16 +664,16 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	}
 }
 
-// leaseDuration is how long a confirmed leadership stays valid for reads:
-// the shortest time a follower that acknowledged refuses votes, which is
-// ElectionTicks-1 whole ticks (its first tick may come at once), less the
-// maximum clock offset (0: no leases).
 // SuspendLeases turns lease reads off (linearizable reads then take a
 // ReadIndex round) or back on, and returns the previous setting. raftd
 // suspends them while clockd reports the node's clock unhealthy. Votes
 // keep their lease-based restrictions either way.
 func (s *Store) SuspendLeases(off bool) (was bool) { return s.leasesOff.Swap(off) }
 
+// leaseDuration is how long a confirmed leadership stays valid for reads:
+// the shortest time a follower that acknowledged refuses votes, which is
+// ElectionTicks-1 whole ticks (its first tick may come at once), less the
+// maximum clock offset (0: no leases).
 func (s *Store) leaseDuration() time.Duration {
 	d := time.Duration(s.cfg.ElectionTicks-1)*s.cfg.TickInterval - s.d.Clock.MaxOffset()
 	if s.cfg.DisableLeaseReads || d < 0 {
