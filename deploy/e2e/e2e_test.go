@@ -207,6 +207,32 @@ func readyz(addr string) error {
 	return nil
 }
 
+// inParallel calls f(0..n-1) on workers goroutines and waits.
+func inParallel(workers, n int, f func(i int)) {
+	var (
+		mu   sync.Mutex
+		next int
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func waitExit(t *testing.T, p *proc, timeout time.Duration) {

@@ -376,50 +376,34 @@ func TestKVThousandRanges(t *testing.T) {
 	var (
 		mu         sync.Mutex
 		bad        []string
-		next       int
-		wg         sync.WaitGroup
 		puts, gets []time.Duration
 	)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(keys) {
-					return
-				}
-				k, want := []byte(keys[i]), fmt.Appendf(nil, "value of range %d", i)
-				err := func() error {
-					t0 := time.Now()
-					if _, err := cl.Put(ctx, k, want); err != nil {
-						return fmt.Errorf("put %s: %w", k, err)
-					}
-					t1 := time.Now()
-					v, found, err := cl.Get(ctx, k)
-					mu.Lock()
-					puts, gets = append(puts, t1.Sub(t0)), append(gets, time.Since(t1))
-					mu.Unlock()
-					switch {
-					case err != nil:
-						return fmt.Errorf("get %s: %w", k, err)
-					case !found || string(v.Value) != string(want):
-						return fmt.Errorf("get %s = %q, %v; want %q", k, v.Value, found, want)
-					}
-					return nil
-				}()
-				if err != nil {
-					mu.Lock()
-					bad = append(bad, err.Error())
-					mu.Unlock()
-				}
+	inParallel(16, len(keys), func(i int) {
+		k, want := []byte(keys[i]), fmt.Appendf(nil, "value of range %d", i)
+		err := func() error {
+			t0 := time.Now()
+			if _, err := cl.Put(ctx, k, want); err != nil {
+				return fmt.Errorf("put %s: %w", k, err)
 			}
+			t1 := time.Now()
+			v, found, err := cl.Get(ctx, k)
+			mu.Lock()
+			puts, gets = append(puts, t1.Sub(t0)), append(gets, time.Since(t1))
+			mu.Unlock()
+			switch {
+			case err != nil:
+				return fmt.Errorf("get %s: %w", k, err)
+			case !found || string(v.Value) != string(want):
+				return fmt.Errorf("get %s = %q, %v; want %q", k, v.Value, found, want)
+			}
+			return nil
 		}()
-	}
-	wg.Wait()
+		if err != nil {
+			mu.Lock()
+			bad = append(bad, err.Error())
+			mu.Unlock()
+		}
+	})
 	if len(bad) > 0 {
 		t.Fatalf("%d of %d ranges failed a put and get; first: %s", len(bad), len(keys), strings.Join(bad[:min(5, len(bad))], "; "))
 	}

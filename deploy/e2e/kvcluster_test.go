@@ -402,45 +402,29 @@ func verify(t *testing.T, cl *client.Client, prefix string, acked, unknown map[s
 	}
 	sort.Strings(keys)
 	var (
-		mu   sync.Mutex
-		bad  []string
-		next int
-		wg   sync.WaitGroup
+		mu  sync.Mutex
+		bad []string
 	)
 	fail := func(s string) {
 		mu.Lock()
 		bad = append(bad, s)
 		mu.Unlock()
 	}
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(keys) {
-					return
-				}
-				k := keys[i]
-				v, found, err := cl.Get(ctx, []byte(k))
-				switch {
-				case err != nil:
-					fail(fmt.Sprintf("get %q: %v", k, err))
-				case deleted[k] && found:
-					fail(fmt.Sprintf("get %q: deleted key found with %q", k, v.Value))
-				case deleted[k]:
-				case !found:
-					fail(fmt.Sprintf("get %q: acknowledged write lost (want %q)", k, acked[k]))
-				case string(v.Value) != acked[k]:
-					fail(fmt.Sprintf("get %q = %q; want %q", k, v.Value, acked[k]))
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(8, len(keys), func(i int) {
+		k := keys[i]
+		v, found, err := cl.Get(ctx, []byte(k))
+		switch {
+		case err != nil:
+			fail(fmt.Sprintf("get %q: %v", k, err))
+		case deleted[k] && found:
+			fail(fmt.Sprintf("get %q: deleted key found with %q", k, v.Value))
+		case deleted[k]:
+		case !found:
+			fail(fmt.Sprintf("get %q: acknowledged write lost (want %q)", k, acked[k]))
+		case string(v.Value) != acked[k]:
+			fail(fmt.Sprintf("get %q = %q; want %q", k, v.Value, acked[k]))
+		}
+	})
 	if len(bad) > 0 {
 		t.Errorf("%d of %d keys wrong; first: %s", len(bad), len(keys), strings.Join(bad[:min(len(bad), 10)], "; "))
 	}
