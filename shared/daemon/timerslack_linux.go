@@ -49,9 +49,12 @@ func applyTimerSlack(d time.Duration) error {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_TIMERSLACK, uintptr(d), 0); errno != 0 {
 		return fmt.Errorf("prctl(PR_SET_TIMERSLACK, %v): %w", d, errno)
 	}
-	// /proc/self/exe is this very binary, even if its file was replaced
-	// or removed since the start.
-	const exe = "/proc/self/exe"
+	// Not /proc/self/exe: the kernel names the process after the file
+	// executed (ps, top and pgrep would show "exe").
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("re-execute to apply timer slack: %w", err)
+	}
 	env := append(os.Environ(), slackExecEnv+"=1")
 	err = syscall.Exec(exe, os.Args, env)
 	// Still here: the exec failed. Undo the change on this thread.

@@ -59,6 +59,16 @@ func TestProcessTimerSlack(t *testing.T) {
 					t.Errorf("thread %s: timer slack %v; want %v (all: %v)", tid, d, tt.want, got)
 				}
 			}
+			comm := func(pid int) string {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(b)
+			}
+			if got, want := comm(c.cmd.Process.Pid), comm(os.Getpid()); got != want {
+				t.Errorf("process name %q; want %q (the binary's)", got, want)
+			}
 			if strings.Contains(c.output(), "timer slack not applied") {
 				t.Errorf("warned:\n%s", c.output())
 			}
