@@ -391,9 +391,9 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		delete(r.mu.snapSending, rep.to)
 		rn.ReportSnapshot(rep.to, st)
 	}
-	for _, p := range props {
+	if len(props) > 0 {
 		r.unquiesceLocked()
-		r.proposeLocked(p)
+		r.proposeLocked(props)
 	}
 	if len(reads) > 0 {
 		r.unquiesceLocked()
@@ -590,19 +590,35 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 	}
 }
 
-func (r *Replica) proposeLocked(p *proposal) {
-	r.mu.nextSeq++
-	p.seq = r.mu.nextSeq
-	cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops}
-	b, err := proto.Marshal(cmd)
-	if err != nil {
-		p.done <- proposalResult{err: err}
+// proposeLocked assigns each proposal its sequence number, tracks it until
+// applied and proposes them all in one raft message.
+func (r *Replica) proposeLocked(props []*proposal) {
+	ents := make([]*raftpb.Entry, 0, len(props))
+	for _, p := range props {
+		r.mu.nextSeq++
+		p.seq = r.mu.nextSeq
+		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops}
+		b, err := proto.Marshal(cmd)
+		if err != nil {
+			p.done <- proposalResult{err: err}
+			continue
+		}
+		p.data = b
+		p.proposedAt = r.mu.ticks
+		r.mu.pending[p.seq] = p
+		ents = append(ents, &raftpb.Entry{Data: b})
+	}
+	if len(ents) == 0 {
 		return
 	}
-	p.data = b
-	p.proposedAt = r.mu.ticks
-	r.mu.pending[p.seq] = p
-	_ = r.mu.rn.Propose(b) // a dropped proposal is proposed again by onTickLocked
+	// One MsgProp for the round's proposals: the leader appends them
+	// together and sends each follower one MsgApp for all of them (one
+	// Propose each would mean one MsgApp, and one MsgAppResp back, per
+	// proposal). A dropped batch is proposed again, one by one, by
+	// onTickLocked.
+	r.s.metrics.proposals.Add(uint64(len(ents)))
+	r.s.metrics.proposalBatches.Add(1)
+	_ = r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(r.mu.replicaID), Entries: ents})
 }
 
 func (r *Replica) onTickLocked() {

@@ -103,6 +103,7 @@ type storeMetrics struct {
 	leaseReads, readIndexReads                  atomic.Uint64
 	snapshotsSent, snapshotsApplied             atomic.Uint64
 	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
+	proposals, proposalBatches                  atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -700,6 +701,10 @@ type Stats struct {
 	// SnapshotsRecovered counts snapshot installs that a crash interrupted
 	// after the data was replaced, completed at start.
 	SnapshotChunksReceived, SnapshotsRecovered uint64
+	// Proposals counts commands proposed (first proposals, not
+	// re-proposals); ProposalBatches the raft proposals that carried
+	// them: the proposals of one range in one round go together.
+	Proposals, ProposalBatches uint64
 }
 
 // Stats returns scheduler counters.
@@ -712,5 +717,6 @@ func (s *Store) Stats() Stats {
 		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
-		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load()}
+		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
+		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load()}
 }
