@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pleiades-db/pleiades/shared/storeclient"
@@ -12,6 +13,10 @@ import (
 // Stored is the production Engine: the node's stored over the bus.
 type Stored struct {
 	c *storeclient.Client
+	// batches recycles the write buffers: the rounds' writes are tens of
+	// KiB each, and growing a fresh one per write was a large share of
+	// raftd's allocation.
+	batches sync.Pool
 }
 
 // NewStored returns an Engine calling stored through c.
@@ -31,7 +36,14 @@ func storeCF(cf CF) (storeclient.CF, error) {
 
 // Write implements Engine.
 func (s *Stored) Write(ctx context.Context, ops []Op, sync bool) error {
-	var b storeclient.Batch
+	b, _ := s.batches.Get().(*storeclient.Batch)
+	if b == nil {
+		b = new(storeclient.Batch)
+	}
+	defer func() {
+		b.Reset()
+		s.batches.Put(b)
+	}()
 	for _, op := range ops {
 		cf, err := storeCF(op.CF)
 		if err != nil {
@@ -51,7 +63,7 @@ func (s *Stored) Write(ctx context.Context, ops []Op, sync bool) error {
 			return fmt.Errorf("storage: unknown op kind %d", op.Kind)
 		}
 	}
-	if _, err := s.c.Write(ctx, &b, sync); err != nil {
+	if _, err := s.c.Write(ctx, b, sync); err != nil {
 		return fmt.Errorf("storage: stored write of %d ops: %w", len(ops), err)
 	}
 	return nil
