@@ -118,8 +118,11 @@ type route struct {
 	// pointOp sends no_forward to a known leader, so that a stale cache
 	// entry is corrected by the NotLeader hint instead of a forward.
 	pointOp bool
-	// any sends to any node, round robin (stale reads, Init).
+	// any sends to any node, round robin (Init, descriptors).
 	any bool
+	// near sends to the first listed node that is not suspect (stale
+	// reads: one node serves them all, with the others as fallback).
+	near bool
 	// addr pins the call to one node (Ranges), with retries there only.
 	addr string
 	// slow bounds attempts by SlowAttemptTimeout instead of
@@ -328,6 +331,9 @@ func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64,
 	if r.addr != "" {
 		return r.addr, 0, false
 	}
+	if r.near {
+		return c.nearest(avoid), 0, false
+	}
 	if hint != "" && c.suspect(hint) {
 		// A node that just timed out is not followed: the hint is likely
 		// stale (the old leader died); any node forwards to the new one.
@@ -373,6 +379,28 @@ func (c *Client) roundRobin(avoid string) string {
 		return fallback
 	}
 	return c.cfg.Addrs[first%n]
+}
+
+// nearest returns the first configured address that is neither avoid nor
+// suspect; when every other one is suspect it returns the first of those
+// rather than avoid.
+func (c *Client) nearest(avoid string) string {
+	fallback := ""
+	for _, a := range c.cfg.Addrs {
+		if a == avoid {
+			continue
+		}
+		if !c.suspect(a) {
+			return a
+		}
+		if fallback == "" {
+			fallback = a
+		}
+	}
+	if fallback != "" {
+		return fallback
+	}
+	return c.cfg.Addrs[0]
 }
 
 // markSuspect makes addr suspect for SuspectFor.

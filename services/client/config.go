@@ -33,7 +33,8 @@ const LargeRequestBytes = 256 << 10
 type Config struct {
 	// Addrs lists raftd bus addresses ("host:port"); any of them serves any
 	// request (forwarding to the leader), the client prefers leaders it
-	// knows. Required, at least one.
+	// knows, and stale reads go to the first one that answers. Required,
+	// at least one.
 	Addrs []string
 	// Bus is an existing, started bus endpoint to call through; the client
 	// does not stop it. When nil the client starts its own endpoint with

@@ -36,7 +36,11 @@
 // A NotLeader answer's hint (the leader's raftd address) updates the cache
 // and is followed at once, up to Config.MaxHintHops in a row. When it knows
 // no leader, or the server lacks Descriptors, it sends to the configured
-// addresses round robin and lets the node forward.
+// addresses round robin and lets the node forward. Stale reads (Get and
+// Scan with Stale) need no leader: they go to the first configured address
+// that is not suspect, so list the nearest node first; spreading clients
+// over the nodes is then a matter of giving them different first
+// addresses.
 //
 // Unavailable, NotLeader without a hint and an attempt that times out are
 // retried on another node after a jittered exponential backoff

@@ -80,10 +80,10 @@ func readOpts(opts []ReadOption) readOptions {
 }
 
 // readRoute routes a read of key: to its leader when linearizable, to
-// any node when stale.
+// the nearest node when stale.
 func readRoute(key []byte, c Consistency) route {
 	if c == Stale {
-		return route{any: true, hedge: true}
+		return route{near: true, hedge: true}
 	}
 	return route{key: key, pointOp: true, hedge: true}
 }

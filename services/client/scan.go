@@ -98,7 +98,10 @@ func (it *Iterator) fetch() {
 	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto()}
 	req := &kvpb.ScanRequest{Header: h, Start: it.start, End: it.end, Limit: uint32(limit), Reverse: it.opts.Reverse, KeysOnly: it.opts.KeysOnly}
 	r := route{key: it.start, slow: true}
-	if it.opts.Reverse || it.opts.Consistency == Stale {
+	switch {
+	case it.opts.Consistency == Stale:
+		r = route{near: true, slow: true}
+	case it.opts.Reverse:
 		r = route{any: true, slow: true}
 	}
 	var resp kvpb.ScanResponse

@@ -187,8 +187,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			_ = c.Close(sctx)
 		}
 	}()
-	for range o.Conns {
-		c, err := client.New(ctx, client.Config{Addrs: o.Addrs, TLS: o.TLS, Logger: o.Logger})
+	for i := range o.Conns {
+		// Connection i lists node i first, as etcd's benchmark gives
+		// connection i endpoint i: stale reads are spread over the nodes
+		// by connection, each connection's on one node.
+		addrs := append(append([]string(nil), o.Addrs[i%len(o.Addrs):]...), o.Addrs[:i%len(o.Addrs)]...)
+		c, err := client.New(ctx, client.Config{Addrs: addrs, TLS: o.TLS, Logger: o.Logger})
 		if err != nil {
 			return res, err
 		}
