@@ -25,7 +25,6 @@ const (
 	FlagLogFormat       = "log-format"
 	FlagLogLevel        = "log-level"
 	FlagShutdownTimeout = "shutdown-timeout"
-	FlagTimerSlack      = "timer-slack"
 )
 
 // Defaults of the common flags that do not depend on the daemon.
@@ -35,10 +34,6 @@ const (
 	DefaultLogFormat       = "text"
 	DefaultLogLevel        = "info"
 	DefaultShutdownTimeout = 10 * time.Second
-	DefaultTimerSlack      = time.Millisecond
-	// MaxTimerSlack bounds --timer-slack: timers of the bus and raft run
-	// at millisecond scale, and a larger slack would delay them.
-	MaxTimerSlack = 100 * time.Millisecond
 )
 
 // Common is the configuration every daemon shares. Build it with
@@ -65,14 +60,6 @@ type Common struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds a graceful stop. Default 10s.
 	ShutdownTimeout time.Duration
-	// TimerSlack is the Linux timer slack of every thread of the daemon:
-	// how much later than asked the kernel may end a timed sleep, to
-	// merge wake-ups. 0 keeps the value the process inherited (the
-	// kernel's default is 50µs). Default 1ms. The Go runtime's monitor
-	// thread sleeps 20µs at a time while the process is busy; on virtual
-	// machines each such wake-up is a costly context switch, and a
-	// millisecond of slack removes most of them (see raftd/BENCHMARKS.md).
-	TimerSlack time.Duration
 }
 
 // CommonFlags returns the flags every daemon has, with the daemon's own
@@ -90,7 +77,6 @@ func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
 		&cli.StringFlag{Name: FlagLogFormat, Value: DefaultLogFormat, Usage: "log format: text or json"},
 		&cli.StringFlag{Name: FlagLogLevel, Value: DefaultLogLevel, Usage: "minimum log level: debug, info, warn or error"},
 		&cli.DurationFlag{Name: FlagShutdownTimeout, Value: DefaultShutdownTimeout, Usage: "bound on a graceful stop"},
-		&cli.DurationFlag{Name: FlagTimerSlack, Value: DefaultTimerSlack, Usage: "Linux timer slack of the daemon's threads (fewer wake-ups; 0 keeps the inherited value)"},
 	}
 }
 
@@ -125,7 +111,6 @@ func CommonFrom(c *cli.Context) (Common, error) {
 		MaxFrameSize:    c.Int(FlagMaxFrameSize),
 		LogFormat:       c.String(FlagLogFormat),
 		ShutdownTimeout: c.Duration(FlagShutdownTimeout),
-		TimerSlack:      c.Duration(FlagTimerSlack),
 	}
 	if cm.DataDir == "" {
 		return Common{}, &FlagError{Flag: FlagDataDir, Value: "", Err: fmt.Errorf("must not be empty")}
@@ -154,9 +139,6 @@ func CommonFrom(c *cli.Context) (Common, error) {
 	cm.LogLevel = lvl
 	if cm.ShutdownTimeout <= 0 {
 		return Common{}, &FlagError{Flag: FlagShutdownTimeout, Value: cm.ShutdownTimeout.String(), Err: fmt.Errorf("must be positive")}
-	}
-	if cm.TimerSlack < 0 || cm.TimerSlack > MaxTimerSlack {
-		return Common{}, &FlagError{Flag: FlagTimerSlack, Value: cm.TimerSlack.String(), Err: fmt.Errorf("want 0 to %v", MaxTimerSlack)}
 	}
 	return cm, nil
 }

@@ -60,7 +60,7 @@ func TestDefaults(t *testing.T) {
 	want := Common{
 		DataDir: "./data", BusAddr: "127.0.0.1:7401", AdminAddr: "127.0.0.1:7501",
 		CertsDir: filepath.Join("data", "certs"), MaxFrameSize: 16 << 20, LogFormat: "text",
-		LogLevel: slog.LevelInfo, ShutdownTimeout: 10 * time.Second, TimerSlack: time.Millisecond,
+		LogLevel: slog.LevelInfo, ShutdownTimeout: 10 * time.Second,
 	}
 	if got.common != want {
 		t.Errorf("CommonFrom() = %+v; want %+v", got.common, want)
@@ -178,8 +178,6 @@ func TestBadValues(t *testing.T) {
 		{name: "bad duration flag", args: []string{"--shutdown-timeout", "soon"}, wantFlag: "shutdown-timeout"},
 		{name: "bad duration env", env: map[string]string{"PLEIADES_SHUTDOWN_TIMEOUT": "soon"}, wantFlag: "shutdown-timeout"},
 		{name: "negative timeout", args: []string{"--shutdown-timeout", "-1s"}, wantFlag: "shutdown-timeout"},
-		{name: "negative timer slack", args: []string{"--timer-slack", "-1ms"}, wantFlag: "timer-slack"},
-		{name: "huge timer slack", args: []string{"--timer-slack", "1s"}, wantFlag: "timer-slack"},
 		{name: "unknown log format", args: []string{"--log-format", "xml"}, wantFlag: "log-format"},
 		{name: "unknown log level", args: []string{"--log-level", "loud"}, wantFlag: "log-level"},
 		{name: "bad bus address", args: []string{"--bus-addr", "localhost"}, wantFlag: "bus-addr"},

@@ -15,9 +15,7 @@
 //	}
 //
 // Main parses the configuration (flags, PLEIADES_* env, --config file; see
-// package config), builds the logger, applies --timer-slack to every
-// thread (on Linux, by re-executing itself once with the slack set on its
-// first thread; Run, the in-process form, leaves it alone), loads or creates the node id, loads
+// package config), builds the logger, loads or creates the node id, loads
 // TLS (creating dev certificates with --dev), builds the Runtime (bus,
 // admin server, Prometheus registry), calls Build (which registers bus
 // handlers, ready checks and admin views), starts the runtime then the

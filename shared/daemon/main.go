@@ -63,7 +63,7 @@ type Spec struct {
 // exits the process; it never returns.
 func Main(spec Spec) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	code := run(ctx, spec, os.Args, os.Stdout, os.Stderr, true)
+	code := Run(ctx, spec, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -77,17 +77,10 @@ func (e *runError) Unwrap() error { return e.err }
 // Run is Main without the process: it runs the daemon with args (args[0]
 // is the program name) until ctx is done, writing help to stdout and logs
 // and errors to stderr, and returns the exit status.
-// The process-wide --timer-slack is applied by Main only.
 func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
-	return run(ctx, spec, args, stdout, stderr, false)
-}
-
-// run is Run; process says it runs as the process (Main), which may then
-// re-execute itself to apply --timer-slack.
-func run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer, process bool) int {
 	flags := append(config.CommonFlags(spec.DefaultBusAddr, spec.DefaultAdminAddr), spec.Flags...)
 	app := config.NewApp(spec.Name, spec.Usage, flags, func(c *cli.Context) error {
-		return serve(ctx, c, spec, stderr, process)
+		return serve(ctx, c, spec, stderr)
 	})
 	app.Version = version.String()
 	app.Writer, app.ErrWriter = stdout, stderr
@@ -112,7 +105,7 @@ func run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 // serve is the app's action: everything after flag parsing. Errors it
 // returns as *runError exit 1 (or 2 for a wrapped *config.FlagError);
 // others exit 2.
-func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer, process bool) error {
+func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", c.Args().Slice())
 	}
@@ -123,12 +116,6 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer, pro
 	logger, err := logkey.New(stderr, cm.LogFormat, cm.LogLevel)
 	if err != nil {
 		return err
-	}
-	if process {
-		// Before anything is opened: this may re-execute the process.
-		if err := applyTimerSlack(cm.TimerSlack); err != nil {
-			logger.Warn("timer slack not applied", slog.Duration("timer_slack", cm.TimerSlack), slog.Any(logkey.Err, err))
-		}
 	}
 	rt, err := NewRuntime(spec.Name, cm, logger)
 	if err != nil {
