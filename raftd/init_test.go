@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pleiades-db/pleiades/raftd"
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
@@ -342,6 +344,28 @@ func TestHelloOmitsBootstrapOnRequest(t *testing.T) {
 		}
 		if got := len(h.GetBootstrap().GetDescriptors()); got != want {
 			t.Errorf("Hello with omit_bootstrap %v carries %d descriptors; want %d", omit, got, want)
+		}
+	}
+}
+
+// TestNotInitializedReason checks that a node of a cluster without ranges
+// refuses KV calls as Unavailable with the reason clients act on.
+func TestNotInitializedReason(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	addrs, _, cli, _ := initCluster(t, ctx)
+	calls := []struct {
+		method    string
+		req, resp proto.Message
+	}{
+		{multiraft.MethodPut, &kvpb.PutRequest{Key: []byte("a"), Value: []byte("1")}, &kvpb.PutResponse{}},
+		{multiraft.MethodGet, &kvpb.GetRequest{Key: []byte("a")}, &kvpb.GetResponse{}},
+		{multiraft.MethodScan, &kvpb.ScanRequest{Start: []byte("a")}, &kvpb.ScanResponse{}},
+	}
+	for _, c := range calls {
+		err := cli.Bus.Call(ctx, addrs[0], wire.ProtoKV, c.method, c.req, c.resp)
+		if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != kvpb.ReasonNotInitialized {
+			t.Errorf("%s before Init: %v (reason %q); want Unavailable, reason %q", c.method, err, bus.ReasonOf(err), kvpb.ReasonNotInitialized)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,10 +60,9 @@ var ErrClosed = errors.New("client: closed")
 var ErrNotInitialized = errors.New("cluster not initialized")
 
 // notInitialized reports whether err is a node's answer that the cluster
-// has no ranges yet (raftd: Unavailable "cluster not initialized").
+// has no ranges yet (Unavailable with reason kvpb.ReasonNotInitialized).
 func notInitialized(err error) bool {
-	var e *bus.Error
-	return errors.As(err, &e) && e.Code == bus.CodeUnavailable && strings.Contains(e.Message, "not initialized")
+	return bus.CodeOf(err) == bus.CodeUnavailable && bus.ReasonOf(err) == kvpb.ReasonNotInitialized
 }
 
 // New validates cfg, starts the client's bus endpoint unless cfg.Bus is

@@ -121,7 +121,7 @@ func (b *Bus) refusal(str *quic.Stream, werr error) error {
 	if err != nil || r.code == CodeOK {
 		return nil
 	}
-	return fromWire(r.code, r.message, r.hint)
+	return fromWire(r)
 }
 
 func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
@@ -154,7 +154,7 @@ func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method str
 		return Errorf(CodeInternal, "%s/%s on %s: response: %v", p, method, addr, err)
 	}
 	if r.code != CodeOK {
-		return fromWire(r.code, r.message, r.hint)
+		return fromWire(r)
 	}
 	if err := proto.Unmarshal(r.payload, resp); err != nil {
 		return Errorf(CodeInternal, "%s/%s on %s: decode %T: %v", p, method, addr, resp, err)
@@ -185,12 +185,12 @@ func (s *ClientStream) recv(m proto.Message) error {
 	}
 	if r.end {
 		if r.code != CodeOK {
-			return fromWire(r.code, r.message, r.hint)
+			return fromWire(r)
 		}
 		return io.EOF
 	}
 	if r.code != CodeOK {
-		return fromWire(r.code, r.message, r.hint)
+		return fromWire(r)
 	}
 	if err := proto.Unmarshal(r.payload, m); err != nil {
 		return Errorf(CodeInternal, "%s/%s: decode %T: %v", s.p, s.method, m, err)

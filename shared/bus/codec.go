@@ -28,6 +28,7 @@ const (
 	fHint      = 3 // Response.leader_hint
 	fRespPay   = 4 // Response.payload
 	fEnd       = 5 // Response.end
+	fReason    = 6 // Response.reason
 	fBatchMsgs = 2 // Batch.messages
 )
 
@@ -92,19 +93,20 @@ func appendRequest(b []byte, method string, deadline int64, req proto.Message) (
 	return appendMessage(b, fReqPay, req)
 }
 
-// appendResponse appends a buspb.Response body; m may be nil.
-func appendResponse(b []byte, code Code, msg, hint string, m proto.Message, end bool) ([]byte, error) {
-	if code != CodeOK {
+// appendResponse appends a buspb.Response body with the status e (code
+// OK: success); m may be nil.
+func appendResponse(b []byte, e Error, m proto.Message, end bool) ([]byte, error) {
+	if e.Code != CodeOK {
 		b = protowire.AppendTag(b, fCode, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(code))
+		b = protowire.AppendVarint(b, uint64(e.Code))
 	}
-	if msg != "" {
+	if e.Message != "" {
 		b = protowire.AppendTag(b, fMessage, protowire.BytesType)
-		b = protowire.AppendString(b, msg)
+		b = protowire.AppendString(b, e.Message)
 	}
-	if hint != "" {
+	if e.LeaderHint != "" {
 		b = protowire.AppendTag(b, fHint, protowire.BytesType)
-		b = protowire.AppendString(b, hint)
+		b = protowire.AppendString(b, e.LeaderHint)
 	}
 	if m != nil {
 		var err error
@@ -115,6 +117,10 @@ func appendResponse(b []byte, code Code, msg, hint string, m proto.Message, end 
 	if end {
 		b = protowire.AppendTag(b, fEnd, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
+	}
+	if e.Reason != "" {
+		b = protowire.AppendTag(b, fReason, protowire.BytesType)
+		b = protowire.AppendString(b, e.Reason)
 	}
 	return b, nil
 }
@@ -206,6 +212,7 @@ type response struct {
 	code    Code
 	message string
 	hint    string
+	reason  string
 	payload []byte
 	end     bool
 }
@@ -218,7 +225,7 @@ func decodeResponse(b []byte) (response, error) {
 		if num == fCode || num == fEnd {
 			want = protowire.VarintType
 		}
-		if num >= fCode && num <= fEnd && typ != want {
+		if num >= fCode && num <= fReason && typ != want {
 			return wrongType(num)
 		}
 		switch num {
@@ -228,6 +235,8 @@ func decodeResponse(b []byte) (response, error) {
 			r.message = string(data)
 		case fHint:
 			r.hint = string(data)
+		case fReason:
+			r.reason = string(data)
 		case fRespPay:
 			r.payload = data
 		case fEnd:

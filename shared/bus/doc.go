@@ -73,7 +73,7 @@
 // protobuf body) holding buspb envelope messages:
 //
 //   - Unary: the caller sends a Request (method, deadline, payload) and
-//     reads one Response (code, message, leader hint, payload). Then it
+//     reads one Response (code, message, leader hint, reason, payload). Then it
 //     closes its side, which tells the handler the answer arrived.
 //   - Server stream: a Request, then Responses; the last has end set and
 //     carries the handler's error code, if any.
@@ -92,11 +92,13 @@
 //
 // # Errors
 //
-// Handlers return *Error values (Errorf, NotLeader, the sentinels) or any
-// error; CodeOf maps them to wire codes (context errors become
-// CodeDeadlineExceeded or CodeCanceled, anything else CodeInternal). The
-// caller gets an *Error with the same code, message and leader hint; test
-// it with errors.Is against the sentinels.
+// Handlers return *Error values (Errorf, WithReason, NotLeader, the
+// sentinels) or any error; CodeOf maps them to wire codes (context errors
+// become CodeDeadlineExceeded or CodeCanceled, anything else
+// CodeInternal). The caller gets an *Error with the same code, message,
+// leader hint and reason; test it with errors.Is against the sentinels,
+// and ReasonOf for a protocol's finer cause (the message is for humans
+// and may change).
 //
 // A stream that cannot be served — wrong magic, version or protocol, a
 // truncated or oversized frame, an unknown method — gets a Response frame

@@ -39,6 +39,10 @@ type Error struct {
 	Message string
 	// LeaderHint is the leader's address when Code is CodeNotLeader, if known.
 	LeaderHint string
+	// Reason names the cause within the code for programs to act on (for
+	// example kvpb.ReasonNotInitialized), where the message is for humans;
+	// empty when the code says it all.
+	Reason string
 }
 
 // Error implements error.
@@ -114,6 +118,21 @@ func Errorf(code Code, format string, args ...any) error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// WithReason returns an *Error with the given code and reason and a
+// formatted message.
+func WithReason(code Code, reason, format string, args ...any) error {
+	return &Error{Code: code, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// ReasonOf returns the reason carried by err (see Error.Reason), if any.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
 // NotLeader returns a CodeNotLeader error naming the leader's address (empty if unknown).
 func NotLeader(hint string) error {
 	return &Error{Code: CodeNotLeader, LeaderHint: hint}
@@ -148,19 +167,20 @@ func LeaderHint(err error) string {
 	return ""
 }
 
-// toWire converts a handler's error to the fields of a Response. The
-// message is the error text without the "bus: <code>" part of the *Error in
-// it, because the caller's *Error adds that back.
-func toWire(err error) (Code, string, string) {
+// toWire converts a handler's error to the fields of a Response (the zero
+// Error, code OK, for nil). The message is the error text without the
+// "bus: <code>" part of the *Error in it, because the caller's *Error adds
+// that back.
+func toWire(err error) Error {
 	if err == nil {
-		return CodeOK, "", ""
+		return Error{}
 	}
 	var e *Error
 	if !errors.As(err, &e) {
-		return CodeOf(err), err.Error(), ""
+		return Error{Code: CodeOf(err), Message: err.Error()}
 	}
 	if e == err {
-		return e.Code, e.Message, e.LeaderHint
+		return *e
 	}
 	// Wrapped: keep the wrapping context, drop the inner prefix.
 	msg := err.Error()
@@ -171,13 +191,13 @@ func toWire(err error) (Code, string, string) {
 			msg = strings.TrimSuffix(strings.Replace(msg, inner, "", 1), ": ")
 		}
 	}
-	return e.Code, msg, e.LeaderHint
+	return Error{Code: e.Code, Message: msg, LeaderHint: e.LeaderHint, Reason: e.Reason}
 }
 
 // fromWire rebuilds a caller-side error from a Response's fields.
-func fromWire(code Code, msg, hint string) error {
-	if code == CodeOK {
+func fromWire(r response) error {
+	if r.code == CodeOK {
 		return nil
 	}
-	return &Error{Code: code, Message: msg, LeaderHint: hint}
+	return &Error{Code: r.code, Message: r.message, LeaderHint: r.hint, Reason: r.reason}
 }

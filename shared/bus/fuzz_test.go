@@ -56,6 +56,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		{},
 		{Code: buspb.Code_NOT_LEADER, LeaderHint: "10.0.0.1:7402", End: true},
 		{Code: buspb.Code_NOT_FOUND, Message: "no such key"},
+		{Code: buspb.Code_UNAVAILABLE, Message: "cluster not initialized", Reason: "not_initialized"},
 		{Payload: []byte{1, 2, 3}},
 	} {
 		b, _ := proto.Marshal(r)
@@ -68,7 +69,7 @@ func FuzzDecodeResponse(f *testing.F) {
 			return
 		}
 		if got.code != want.Code || got.message != want.Message || got.hint != want.LeaderHint ||
-			!bytes.Equal(got.payload, want.Payload) || got.end != want.End {
+			got.reason != want.Reason || !bytes.Equal(got.payload, want.Payload) || got.end != want.End {
 			t.Fatalf("decodeResponse = %+v, generated = %v", got, &want)
 		}
 	})
@@ -112,14 +113,19 @@ func TestEnvelopeEncodingMatchesGenerated(t *testing.T) {
 		t.Fatalf("request: %v %v", &req, err)
 	}
 
-	b, err = appendResponse(nil, CodeNotLeader, "msg", "hint", payload, true)
+	b, err = appendResponse(nil, Error{Code: CodeNotLeader, Message: "msg", LeaderHint: "hint", Reason: "why"}, payload, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var resp buspb.Response
 	if err := proto.Unmarshal(b, &resp); err != nil || resp.Code != CodeNotLeader || resp.Message != "msg" ||
-		resp.LeaderHint != "hint" || !resp.End || !bytes.Equal(resp.Payload, pb) {
+		resp.LeaderHint != "hint" || resp.Reason != "why" || !resp.End || !bytes.Equal(resp.Payload, pb) {
 		t.Fatalf("response: %v %v", &resp, err)
+	}
+	gen, _ := proto.Marshal(&resp)
+	r, err := decodeResponse(gen)
+	if err != nil || r.code != CodeNotLeader || r.message != "msg" || r.hint != "hint" || r.reason != "why" || !r.end {
+		t.Fatalf("decoded generated response: %+v %v", r, err)
 	}
 
 	b, err = appendBatch(nil, "M", []proto.Message{payload, &buspb.Batch{}})

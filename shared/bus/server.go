@@ -57,7 +57,7 @@ func (b *Bus) reject(str *quic.Stream, peer *Peer, scode quic.StreamErrorCode, c
 	str.CancelRead(scode)
 	buf := getBuf()
 	body, off := beginFrame(*buf)
-	body, err := appendResponse(body, code, reason, "", nil, true)
+	body, err := appendResponse(body, Error{Code: code, Message: reason}, nil, true)
 	if err == nil && endFrame(body, off, b.maxSize) == nil {
 		_ = str.SetWriteDeadline(time.Now().Add(preambleTimeout))
 		_, _ = str.Write(body)
@@ -159,11 +159,11 @@ func awaitCallerDone(str *quic.Stream) {
 }
 
 // writeResponse writes one Response frame. It returns the send error.
-func (b *Bus) writeResponse(str *quic.Stream, code Code, msg, hint string, m proto.Message, end bool) error {
+func (b *Bus) writeResponse(str *quic.Stream, status Error, m proto.Message, end bool) error {
 	buf := getBuf()
 	defer putBuf(buf)
 	body, off := beginFrame(*buf)
-	body, err := appendResponse(body, code, msg, hint, m, end)
+	body, err := appendResponse(body, status, m, end)
 	if err == nil {
 		err = endFrame(body, off, b.maxSize)
 	}
@@ -175,7 +175,7 @@ func (b *Bus) writeResponse(str *quic.Stream, code Code, msg, hint string, m pro
 		if errors.Is(err, wire.ErrFrameTooLarge) {
 			c = CodeResourceExhausted
 		}
-		body, _ = appendResponse(body, c, "response: "+err.Error(), "", nil, end)
+		body, _ = appendResponse(body, Error{Code: c, Message: "response: " + err.Error()}, nil, end)
 		_ = endFrame(body, off, b.maxSize)
 		*buf = body
 	}
@@ -191,11 +191,12 @@ func (b *Bus) writeResponse(str *quic.Stream, code Code, msg, hint string, m pro
 
 func (b *Bus) serveUnary(ctx context.Context, str *quic.Stream, h *handler, payload []byte) Code {
 	resp, err := h.unary(ctx, payload)
-	code, msg, hint := toWire(err)
+	status := toWire(err)
+	code := status.Code
 	if err != nil {
 		resp = nil
 	}
-	if werr := b.writeResponse(str, code, msg, hint, resp, false); werr != nil {
+	if werr := b.writeResponse(str, status, resp, false); werr != nil {
 		str.CancelWrite(streamCodeProtocol)
 		str.CancelRead(streamCodeProtocol)
 		if code == CodeOK {
@@ -212,7 +213,7 @@ func (b *Bus) serveServerStream(ctx context.Context, str *quic.Stream, h *handle
 		if err := ctx.Err(); err != nil {
 			return ctxError(err)
 		}
-		if err := b.writeResponse(str, CodeOK, "", "", m, false); err != nil {
+		if err := b.writeResponse(str, Error{}, m, false); err != nil {
 			var se *quic.StreamError
 			if errors.As(err, &se) {
 				return Errorf(CodeCanceled, "caller went away: %v", err)
@@ -222,8 +223,9 @@ func (b *Bus) serveServerStream(ctx context.Context, str *quic.Stream, h *handle
 		return nil
 	}
 	err := h.stream(ctx, payload, send)
-	code, msg, hint := toWire(err)
-	if werr := b.writeResponse(str, code, msg, hint, nil, true); werr != nil {
+	status := toWire(err)
+	code := status.Code
+	if werr := b.writeResponse(str, status, nil, true); werr != nil {
 		str.CancelWrite(streamCodeCanceled)
 		str.CancelRead(streamCodeCanceled)
 		return code

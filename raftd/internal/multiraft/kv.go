@@ -150,7 +150,7 @@ func (s *Store) lookup(ctx context.Context, key []byte) (*kvpb.RangeDescriptor, 
 		return r.Descriptor(), nil
 	}
 	if !s.Initialized() {
-		return nil, bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+		return nil, bus.WithReason(bus.CodeUnavailable, kvpb.ReasonNotInitialized, "kv: cluster not initialized")
 	}
 	descs, err := s.metaDescriptors(ctx)
 	if err != nil {
@@ -635,7 +635,7 @@ func (s *Store) lookupBefore(ctx context.Context, end []byte) (*kvpb.RangeDescri
 
 func (s *Store) allDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
 	if !s.Initialized() {
-		return nil, bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+		return nil, bus.WithReason(bus.CodeUnavailable, kvpb.ReasonNotInitialized, "kv: cluster not initialized")
 	}
 	return s.metaDescriptors(ctx)
 }

@@ -35,7 +35,7 @@ import (
 )
 
 // errNotInitialized answers KV requests before Init.
-var errNotInitialized = bus.Errorf(bus.CodeUnavailable, "kv: cluster not initialized")
+var errNotInitialized = bus.WithReason(bus.CodeUnavailable, kvpb.ReasonNotInitialized, "kv: cluster not initialized")
 
 // userStart is the first user key of the fake keyspace; keys below it
 // (beginning with 0x00) belong to the meta range.

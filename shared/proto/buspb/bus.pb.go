@@ -192,7 +192,11 @@ type Response struct {
 	// payload is the marshalled response message (absent on error and on a stream's end).
 	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// end marks the last response of a server stream.
-	End           bool `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	End bool `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	// reason names the cause of a failure within its code, for programs to act
+	// on (message is for humans); empty when the code says it all. Protocols
+	// define their reasons (kv: "not_initialized").
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,6 +266,13 @@ func (x *Response) GetEnd() bool {
 	return false
 }
 
+func (x *Response) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Batch is one frame of a one-way stream: messages for one method, applied
 // in order by the receiver. Nothing is sent back.
 type Batch struct {
@@ -326,14 +337,15 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12.\n" +
 	"\x13deadline_unix_nanos\x18\x02 \x01(\x03R\x11deadlineUnixNanos\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\x9c\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xb4\x01\n" +
 	"\bResponse\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.pleiades.bus.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\tR\n" +
 	"leaderHint\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x10\n" +
-	"\x03end\x18\x05 \x01(\bR\x03end\";\n" +
+	"\x03end\x18\x05 \x01(\bR\x03end\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\";\n" +
 	"\x05Batch\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages*\xdf\x01\n" +
