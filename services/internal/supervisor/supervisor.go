@@ -56,6 +56,14 @@ type Config struct {
 	// PollInterval is how often readiness is polled. Default 100ms while
 	// starting, and ten times that once ready.
 	PollInterval time.Duration
+	// TimerSlack is the Linux timer slack the children start with (every
+	// thread of a child inherits it): how much later than asked the kernel
+	// may end a timed sleep, to merge wake-ups. The Go runtime's monitor
+	// thread sleeps 20µs at a time while a process is busy; on virtual
+	// machines each wake-up is a costly context switch, and a millisecond
+	// of slack removes most of them (raftd/BENCHMARKS.md). 0 leaves the
+	// slack the supervisor has (the kernel's default is 50µs).
+	TimerSlack time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -94,8 +102,15 @@ func (c Config) Validate() error {
 	if c.BackoffMax < c.BackoffMin {
 		return errors.New("supervisor: BackoffMax is below BackoffMin")
 	}
+	if c.TimerSlack < 0 || c.TimerSlack > MaxTimerSlack {
+		return fmt.Errorf("supervisor: TimerSlack %v: want 0 to %v", c.TimerSlack, MaxTimerSlack)
+	}
 	return nil
 }
+
+// MaxTimerSlack bounds Config.TimerSlack: the daemons' own timers (raft
+// ticks, QUIC loss detection) run at millisecond scale.
+const MaxTimerSlack = 100 * time.Millisecond
 
 // Deps are the supervisor's injected dependencies.
 type Deps struct {
@@ -394,7 +409,7 @@ func (s *Supervisor) start(p *proc) (*exec.Cmd, error) {
 	} else {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
-	err := cmd.Start()
+	err := startWithTimerSlack(cmd, s.cfg.TimerSlack)
 	if logf != nil {
 		logf.Close() // the child holds its own descriptor
 	}

@@ -273,15 +273,18 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		children []Child
+		slack    time.Duration
 		wantErr  string
 	}{
-		{"none", nil, "no children"},
-		{"no name", []Child{{Path: "x", AdminAddr: "y"}}, "no name"},
-		{"duplicate", []Child{ok, ok}, "twice"},
-		{"no path", []Child{{Name: "a", AdminAddr: "y"}}, "no executable"},
-		{"no admin", []Child{{Name: "a", Path: "x"}}, "no admin address"},
+		{"none", nil, 0, "no children"},
+		{"no name", []Child{{Path: "x", AdminAddr: "y"}}, 0, "no name"},
+		{"duplicate", []Child{ok, ok}, 0, "twice"},
+		{"no path", []Child{{Name: "a", AdminAddr: "y"}}, 0, "no executable"},
+		{"no admin", []Child{{Name: "a", Path: "x"}}, 0, "no admin address"},
+		{"negative timer slack", []Child{ok}, -time.Millisecond, "TimerSlack"},
+		{"huge timer slack", []Child{ok}, time.Second, "TimerSlack"},
 	} {
-		_, err := New(Config{Children: tt.children}, Deps{Logger: slog.New(slog.DiscardHandler)})
+		_, err := New(Config{Children: tt.children, TimerSlack: tt.slack}, Deps{Logger: slog.New(slog.DiscardHandler)})
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("%s: New = %v; want error containing %q", tt.name, err, tt.wantErr)
 		}
