@@ -358,33 +358,21 @@ func (c *Client) pick(r route, hint, avoid string) (addr string, rangeID uint64,
 // suspect nodes while there is another; when every other node is suspect
 // it returns one of them rather than avoid.
 func (c *Client) roundRobin(avoid string) string {
-	n := uint64(len(c.cfg.Addrs))
-	first := c.next.Add(1)
-	fallback := ""
-	for i := range n {
-		a := c.cfg.Addrs[(first+i)%n]
-		if a == avoid {
-			continue
-		}
-		if !c.suspect(a) {
-			return a
-		}
-		if fallback == "" {
-			fallback = a
-		}
-	}
-	if fallback != "" {
-		return fallback
-	}
-	return c.cfg.Addrs[first%n]
+	return c.firstUsable(c.next.Add(1), avoid)
 }
 
-// nearest returns the first configured address that is neither avoid nor
-// suspect; when every other one is suspect it returns the first of those
-// rather than avoid.
-func (c *Client) nearest(avoid string) string {
+// nearest is roundRobin always starting from the first configured
+// address: the first that is neither avoid nor suspect.
+func (c *Client) nearest(avoid string) string { return c.firstUsable(0, avoid) }
+
+// firstUsable scans the configured addresses from index from (modulo
+// their number) for one that is neither avoid nor suspect; failing that,
+// the first suspect one other than avoid; failing that, the one at from.
+func (c *Client) firstUsable(from uint64, avoid string) string {
+	n := uint64(len(c.cfg.Addrs))
 	fallback := ""
-	for _, a := range c.cfg.Addrs {
+	for i := range n {
+		a := c.cfg.Addrs[(from+i)%n]
 		if a == avoid {
 			continue
 		}
@@ -398,7 +386,7 @@ func (c *Client) nearest(avoid string) string {
 	if fallback != "" {
 		return fallback
 	}
-	return c.cfg.Addrs[0]
+	return c.cfg.Addrs[from%n]
 }
 
 // markSuspect makes addr suspect for SuspectFor.

@@ -144,6 +144,18 @@ func run(t *testing.T, s *Supervisor) (ready <-chan struct{}, stop func() error)
 	return r, stop
 }
 
+// runReady is run, returning once every child is ready.
+func runReady(t *testing.T, s *Supervisor) (stop func() error) {
+	t.Helper()
+	ready, stop := run(t, s)
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready")
+	}
+	return stop
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -166,12 +178,7 @@ func TestStartOrderReadinessAndReverseStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready, stop := run(t, s)
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("not ready")
-	}
+	stop := runReady(t, s)
 	if err := s.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready() = %v after onReady", err)
 	}

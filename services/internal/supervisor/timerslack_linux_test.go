@@ -51,12 +51,7 @@ func TestChildrenTimerSlack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ready, stop := run(t, s)
-			select {
-			case <-ready:
-			case <-time.After(20 * time.Second):
-				t.Fatal("not ready")
-			}
+			stop := runReady(t, s)
 			got := threadSlacks(t, s.Status()[0].PID)
 			if len(got) < 3 {
 				t.Fatalf("only %d threads seen: %v", len(got), got)
