@@ -18,7 +18,9 @@ type Config struct {
 	// HeartbeatTicks is the leader's heartbeat interval in ticks. Default 1.
 	HeartbeatTicks int
 	// Workers bounds the goroutines that process ranges in a scheduler
-	// round. Default min(8*GOMAXPROCS, 64).
+	// round: its ranges are split into at most this many contiguous
+	// chunks, processed in parallel. Default 2*GOMAXPROCS (a chunk may
+	// wait on storage now and then, e.g. installing a snapshot).
 	Workers int
 	// MaxSizePerMsg caps the entries bytes of one MsgApp. Default 1 MiB.
 	MaxSizePerMsg uint64
@@ -121,7 +123,7 @@ func (c *Config) fill() {
 	}
 	def(&c.ElectionTicks, 10)
 	def(&c.HeartbeatTicks, 1)
-	def(&c.Workers, min(8*runtime.GOMAXPROCS(0), 64))
+	def(&c.Workers, 2*runtime.GOMAXPROCS(0))
 	def64(&c.MaxSizePerMsg, 1<<20)
 	def(&c.MaxInflightMsgs, 256)
 	def64(&c.MaxInflightBytes, 32<<20)

@@ -530,18 +530,29 @@ func (s *Store) runLoop() {
 	}
 }
 
-// parallel runs f(0..n-1) on the worker pool and waits.
+// parallel runs f(0..n-1) and waits: in at most Workers contiguous
+// chunks, the first on the calling goroutine and the others on the worker
+// pool. Handing each range to a worker of its own would cost a goroutine
+// wake-up per range and phase, for no more parallelism than the cores.
 func (s *Store) parallel(n int, f func(i int)) {
-	if n == 1 {
-		f(0)
+	chunks := min(n, s.cfg.Workers)
+	if chunks <= 1 {
+		for i := range n {
+			f(i)
+		}
 		return
 	}
+	run := func(c int) {
+		for i := c * n / chunks; i < (c+1)*n/chunks; i++ {
+			f(i)
+		}
+	}
 	var wg sync.WaitGroup
-	wg.Add(n)
-	for i := range n {
+	wg.Add(chunks - 1)
+	for c := 1; c < chunks; c++ {
 		task := func() {
 			defer wg.Done()
-			f(i)
+			run(c)
 		}
 		select {
 		case s.tasks <- task:
@@ -549,6 +560,7 @@ func (s *Store) parallel(n int, f func(i int)) {
 			task()
 		}
 	}
+	run(0)
 	wg.Wait()
 }
 
