@@ -88,8 +88,10 @@
 // followers need) past LogTruncateEntries; followers behind the truncation
 // get a snapshot.
 //
-// A snapshot is installed in the round whose Ready carries it, in this
-// order: (1) a synced write of a marker (raft CF 's': the snapshot's
+// A snapshot is installed when a Ready carries it, in this order (steps 1
+// and 2 on a goroutine of their own, while the rounds serve the other
+// ranges and the replica sits them out holding the Ready; the round after
+// completes it): (1) a synced write of a marker (raft CF 's': the snapshot's
 // applied state, descriptor and a SHA-256 of its data entries); (2) the
 // ingest's Finish, replacing the data span atomically and durably; (3) the
 // round's synced batch: log reset to the snapshot, hard state, applied
@@ -167,7 +169,5 @@
 // # Not yet
 //
 // Replica changes and splits, replica GC, AsyncStorageWrites (tried: see
-// BENCHMARKS.md), gossip
-// discovery. Snapshot installs run in the receiver's round (the ingest's
-// Finish is a synced stored call made with the replica's lock held). See BENCHMARKS.md for figures.
+// BENCHMARKS.md), gossip discovery. See BENCHMARKS.md for figures.
 package raftd

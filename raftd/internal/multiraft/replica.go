@@ -111,6 +111,9 @@ type Replica struct {
 	isLeader   atomic.Bool
 	leaderNode atomic.Uint64
 	applied    atomic.Uint64
+	// install is the snapshot being installed, off the rounds; the
+	// replica sits the rounds out until it is finished (see phase1).
+	install atomic.Pointer[snapInstall]
 
 	in struct {
 		sync.Mutex
@@ -348,6 +351,29 @@ func (r *Replica) unquiesceLocked() {
 // the log writes for the round's synced batch. A leader's messages go to
 // out at once (sent before its own write, as raft allows).
 func (r *Replica) phase1(out *outbox) (*readyWork, error) {
+	if in := r.install.Load(); in != nil {
+		if !in.finished.Load() {
+			return nil, nil // the inbox waits for the install
+		}
+		r.install.Store(nil)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if in.err != nil {
+			return nil, in.err
+		}
+		ops, err := r.installOpsLocked(in.rd.Snapshot, in.ps)
+		if err != nil {
+			return nil, err
+		}
+		// What arrived meanwhile is for the next round, but not the ticks:
+		// the leader was busy sending the snapshot, and the time the
+		// install took must not count as its silence.
+		r.in.Lock()
+		r.in.ticks = 0
+		r.in.Unlock()
+		r.s.enqueue(r.rangeID)
+		return r.readyWorkLocked(out, in.rd, ops)
+	}
 	r.in.Lock()
 	msgs, props, reads, ticks, reports, snaps, wake := r.in.msgs, r.in.props, r.in.reads, r.in.ticks, r.in.reports, r.in.snaps, r.in.wake
 	r.in.msgs, r.in.props, r.in.reads, r.in.ticks, r.in.reports, r.in.snaps, r.in.wake = nil, nil, nil, 0, nil, nil, false
@@ -423,13 +449,22 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		return nil, nil
 	}
 	rd := rn.Ready()
-	w := &readyWork{rd: rd, sync: rd.MustSync}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		ops, err := r.snapshotOpsLocked(rd.Snapshot)
-		if err != nil {
-			return nil, err
-		}
-		w.ops = append(w.ops, ops...)
+		// Replacing the span's data may take long: it runs off the round,
+		// and this Ready is finished by the round after it.
+		return nil, r.startInstallLocked(rd)
+	}
+	return r.readyWorkLocked(out, rd, nil)
+}
+
+// readyWorkLocked turns rd into the round's work: snapOps (an installed
+// snapshot's writes, if any), then the log and hard state writes, the
+// leader's early sends and the applied commands.
+func (r *Replica) readyWorkLocked(out *outbox, rd raft.Ready, snapOps []storage.Op) (*readyWork, error) {
+	rn := r.mu.rn
+	w := &readyWork{rd: rd, sync: rd.MustSync}
+	if len(snapOps) > 0 {
+		w.ops = append(w.ops, snapOps...)
 		w.sync = true
 	}
 	ops, err := r.mu.log.appendOps(rd.Entries)

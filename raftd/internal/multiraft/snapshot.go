@@ -39,14 +39,19 @@ import (
 // the local replica's data span; each chunk's entries are added to it
 // (nothing is written yet; memory is bounded by the session's buffer),
 // and a digest of the entries is kept. The done chunk hands the MsgSnap
-// to raft; when raft's Ready carries the snapshot, the install runs in
-// that round, in this order:
+// to raft; when raft's Ready carries the snapshot, the install starts, in
+// this order:
 //
 //  1. a synced write of the snapshot marker (raft CF, SnapshotMarkerKey):
 //     the applied state, descriptor and digest of the snapshot;
 //  2. Finish of the ingest: one synced atomic replacement of the span;
 //  3. the round's synced batch: log reset to the snapshot (truncated
 //     state), hard state, applied state, descriptor, marker deleted.
+//
+// Steps 1 and 2 run on a goroutine of their own, as replacing a large
+// span takes long and the rounds serve every other range meanwhile; the
+// replica sits the rounds out (its inbox waits) and holds the Ready until
+// then. The round after that completes the Ready with step 3.
 //
 // A crash before 1 leaves the old state. A crash after 3 leaves the new
 // one. A crash between 1 and 3 leaves the marker, and the data either
@@ -136,38 +141,80 @@ func (s *Store) hook(rangeID uint64, stage string) {
 	}
 }
 
-// snapshotOpsLocked installs a received snapshot (see Snapshots above):
-// marker, ingest, then the writes for the round's batch.
-func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error) {
-	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+// snapInstall is a snapshot install in progress: the Ready that carries
+// the snapshot waits in it while the data is replaced off the rounds.
+type snapInstall struct {
+	rd       raft.Ready
+	ps       *inboundSnapshot
+	err      error // set before finished
+	finished atomic.Bool
+}
+
+// startInstallLocked starts installing the snapshot of rd (see Snapshots
+// above): the marker and the ingest run on a goroutine of the store,
+// which then schedules the replica; its next phase1 completes the Ready.
+func (r *Replica) startInstallLocked(rd raft.Ready) error {
+	idx := rd.Snapshot.GetMetadata().GetIndex()
 	ps := r.mu.pendingSnaps[idx]
 	delete(r.mu.pendingSnaps, idx)
 	if ps == nil {
-		return nil, fmt.Errorf("range %d snapshot %d: %w", r.rangeID, idx, errSnapshotMismatch)
+		return fmt.Errorf("range %d snapshot %d: %w", r.rangeID, idx, errSnapshotMismatch)
 	}
-	desc := ps.desc
+	in := &snapInstall{rd: rd, ps: ps}
+	r.install.Store(in)
+	if !r.s.goAsync(func() {
+		in.err = r.ingestSnapshot(rd.Snapshot, ps)
+		in.finished.Store(true)
+		r.s.enqueue(r.rangeID)
+	}) {
+		r.install.Store(nil)
+		r.s.abortIngest(ps)
+		return ErrStopped
+	}
+	return nil
+}
+
+// snapshotApplied is the applied state a snapshot installs.
+func snapshotApplied(snap *raftpb.Snapshot, ps *inboundSnapshot) *raftmsgpb.AppliedState {
 	applied := proto.Clone(ps.applied).(*raftmsgpb.AppliedState)
-	applied.Index, applied.Term = idx, term
-	marker, err := encodeMarker(ps.digest.Sum(nil), applied, desc)
+	applied.Index, applied.Term = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	return applied
+}
+
+// ingestSnapshot writes the snapshot's marker, then has the engine replace
+// the span's data with the received chunks (steps 1 and 2 above). It runs
+// off the rounds and touches no raft state.
+func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) error {
+	idx := snap.GetMetadata().GetIndex()
+	marker, err := encodeMarker(ps.digest.Sum(nil), snapshotApplied(snap, ps), ps.desc)
 	if err != nil {
-		return nil, err
+		r.s.abortIngest(ps)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
 	defer cancel()
 	mk := storage.SnapshotMarkerKey(r.rangeID)
 	if err := r.s.d.Engine.Write(ctx, []storage.Op{storage.Put(storage.Raft, mk, marker)}, true); err != nil {
 		r.s.abortIngest(ps)
-		return nil, fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
+		return fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
 	r.s.hook(r.rangeID, "marker")
 	err = ps.ingest.Finish(ctx)
-	// The span's data changed (or may have) outside the round's write.
+	// The span's data changed (or may have) outside the rounds' writes.
 	r.s.vcache.clear()
 	if err != nil {
-		return nil, fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
+		return fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
 	}
 	ps.ingest = nil
 	r.s.hook(r.rangeID, "ingest")
+	return nil
+}
+
+// installOpsLocked returns the round's writes that complete an ingested
+// snapshot's install (step 3 above) and adopts its state.
+func (r *Replica) installOpsLocked(snap *raftpb.Snapshot, ps *inboundSnapshot) ([]storage.Op, error) {
+	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	applied := snapshotApplied(snap, ps)
 	ops, err := r.mu.log.snapshotOps(idx, term)
 	if err != nil {
 		return nil, err
@@ -176,17 +223,17 @@ func (r *Replica) snapshotOpsLocked(snap *raftpb.Snapshot) ([]storage.Op, error)
 	if err != nil {
 		return nil, err
 	}
-	db, err := proto.Marshal(desc)
+	db, err := proto.Marshal(ps.desc)
 	if err != nil {
 		return nil, err
 	}
 	ops = append(ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), ab),
 		storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), db),
-		storage.Delete(storage.Raft, mk))
+		storage.Delete(storage.Raft, storage.SnapshotMarkerKey(r.rangeID)))
 	r.mu.applied = applied
 	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
-	r.desc.Store(desc)
+	r.desc.Store(ps.desc)
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
 }

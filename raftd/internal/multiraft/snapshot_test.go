@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,10 +108,12 @@ func TestSnapshotStreamedInChunks(t *testing.T) {
 		v, ok := c.staleGet(lagger, fmt.Sprintf("k%04d", n-1))
 		return ok && v == fmt.Sprintf("value-%d", n-1)
 	})
+	// The data is in place once ingested; the round after records the
+	// install.
+	waitFor(t, 10*time.Second, "the snapshot install to be recorded", func() bool {
+		return c.store(lagger).Stats().SnapshotsApplied > 0
+	})
 	st := c.store(lagger).Stats()
-	if st.SnapshotsApplied == 0 {
-		t.Fatal("the follower caught up without a snapshot")
-	}
 	// start + data chunks of ~128 bytes + done: many for n keys.
 	if st.SnapshotChunksReceived < uint64(n)/10 {
 		t.Errorf("snapshot came in %d chunks, want many (chunk size 128 bytes, %d keys)", st.SnapshotChunksReceived, n)
@@ -228,4 +231,50 @@ func TestSnapshotInstallCrash(t *testing.T) {
 			c.waitSameData(lagger)
 		})
 	}
+}
+
+// TestSnapshotInstallOffTheRounds holds a follower's snapshot install of
+// range 2 between the marker and the ingest, as a large span would, and
+// checks that the follower's other range keeps applying writes meanwhile,
+// and that the install then completes.
+func TestSnapshotInstallOffTheRounds(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}, func(cfg *Config) { cfg.SnapshotChunkBytes = 256 })
+	lagger, n := laggingFollower(t, c)
+	reached, release := make(chan struct{}), make(chan struct{})
+	var reachOnce, releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	hook := func(rangeID uint64, stage string) {
+		if rangeID == 2 && stage == "marker" {
+			reachOnce.Do(func() { close(reached) })
+			<-release
+		}
+	}
+	c.store(lagger).snapshotHook.Store(&hook)
+	c.net.Heal()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot install started")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "zz", "during"); err != nil { // range 3
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the installing node to apply a write of its other range", func() bool {
+		v, ok := c.staleGet(lagger, "zz")
+		return ok && v == "during"
+	})
+	if _, ok := c.staleGet(lagger, fmt.Sprintf("k%04d", n-1)); ok {
+		t.Fatal("range 2 serves the snapshot's data before its ingest")
+	}
+	releaseOnce.Do(func() { close(release) })
+	waitFor(t, 10*time.Second, "the install to complete", func() bool {
+		v, ok := c.staleGet(lagger, fmt.Sprintf("k%04d", n-1))
+		return ok && v == fmt.Sprintf("value-%d", n-1)
+	})
+	c.waitSameData(lagger)
+	waitFor(t, 10*time.Second, "one snapshot install recorded", func() bool {
+		return c.store(lagger).Stats().SnapshotsApplied == 1
+	})
 }
