@@ -27,7 +27,9 @@
 // and the first queued writer finding no leader leads one group. It takes
 // every batch queued so far (up to 16 MiB), writes them to RocksDB as one
 // merged batch (concatenating their encodings), fsyncs the WAL once
-// (FlushWAL(true)) and wakes the group; writers queueing meanwhile form
+// (FlushWAL(true); write and fsync are one cgo call, commitc.go, which
+// reads grocksdb's DB and WriteOptions handles through unsafe like the
+// cursor) and wakes the group; writers queueing meanwhile form
 // the next group. One RocksDB write and one fsync so serve many sync
 // writes. Writes without sync bypass the queue and never wait for an
 // fsync. Counters reports writes, sync writes and WAL fsyncs (sync writes

@@ -52,8 +52,8 @@ type Options struct {
 
 // Knobs are test hooks of the engine.
 type Knobs struct {
-	// BeforeWALSync, if set, runs before each WAL fsync, on the goroutine
-	// of the sync writer leading it.
+	// BeforeWALSync, if set, runs before each group's write and WAL fsync,
+	// on the goroutine of the sync writer leading it.
 	BeforeWALSync func()
 }
 

@@ -25,9 +25,8 @@ import (
 // on disk is unknown), so every later write fails until the engine is
 // reopened.
 type syncer struct {
-	db     *grocksdb.DB
-	wo     *grocksdb.WriteOptions // unsynced: the fsync follows
-	before func()                 // test knob, may be nil
+	w      groupWriter // unsynced write options: the fsync follows
+	before func()      // test knob, may be nil
 
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -51,7 +50,7 @@ type commit struct {
 const maxGroupBytes = 16 << 20
 
 func (s *syncer) init(db *grocksdb.DB, wo *grocksdb.WriteOptions, before func()) {
-	s.db, s.wo, s.before = db, wo, before
+	s.w, s.before = newGroupWriter(db, wo), before
 	s.cond.L = &s.mu
 }
 
@@ -132,17 +131,14 @@ func (s *syncer) apply(group []*commit) (err error, sticky bool) {
 			rep = append(rep, g.rep[batchHeader:]...)
 		}
 	}
-	wb := grocksdb.WriteBatchFrom(rep)
-	err = s.db.Write(s.wo, wb)
-	wb.Destroy()
-	s.groups.Add(1)
-	if err != nil {
-		return fmt.Errorf("engine: write: %w", err), false
-	}
 	if s.before != nil {
 		s.before()
 	}
-	err = s.db.FlushWAL(true)
+	wrote, err := s.w.writeSync(rep)
+	s.groups.Add(1)
+	if !wrote {
+		return fmt.Errorf("engine: write: %w", err), false
+	}
 	s.syncs.Add(1)
 	if err != nil {
 		return fmt.Errorf("engine: WAL sync failed, writes refused until reopen: %w", err), true
