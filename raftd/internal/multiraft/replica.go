@@ -356,6 +356,13 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 			return nil, nil // the inbox waits for the install
 		}
 		r.install.Store(nil)
+		// What arrived meanwhile is for the next round, but not the ticks:
+		// the leader was busy sending the snapshot, and the time the
+		// install took must not count as its silence.
+		r.in.Lock()
+		r.in.ticks = 0
+		r.in.Unlock()
+		r.s.enqueue(r.rangeID)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if in.err != nil {
@@ -365,13 +372,6 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		if err != nil {
 			return nil, err
 		}
-		// What arrived meanwhile is for the next round, but not the ticks:
-		// the leader was busy sending the snapshot, and the time the
-		// install took must not count as its silence.
-		r.in.Lock()
-		r.in.ticks = 0
-		r.in.Unlock()
-		r.s.enqueue(r.rangeID)
 		return r.readyWorkLocked(out, in.rd, ops)
 	}
 	r.in.Lock()
