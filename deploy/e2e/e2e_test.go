@@ -266,6 +266,7 @@ func TestUpNode(t *testing.T) {
 		if err := readyz(d.AdminAddr); err != nil {
 			t.Error(err)
 		}
+		checkTimerSlack(t, d)
 	}
 	if err := readyz(sup); err != nil {
 		t.Errorf("supervisor: %v", err)
@@ -285,6 +286,7 @@ func TestUpNode(t *testing.T) {
 		if d.Restarts < 1 || !d.Ready || d.PID == victim.PID || d.PID == 0 {
 			return fmt.Errorf("raftd: %+v", d)
 		}
+		checkTimerSlack(t, d)
 		return nil
 	})
 
@@ -312,6 +314,26 @@ func TestUpNode(t *testing.T) {
 	for _, want := range []string{"daemon exited; restarting", "supervisor stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("supervisor log lacks %q", want)
+		}
+	}
+}
+
+// checkTimerSlack checks that every thread of daemon d has the 1ms timer
+// slack `pleiades up` starts its daemons with.
+func checkTimerSlack(t *testing.T, d daemonStatus) {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", d.PID))
+	if err != nil {
+		t.Errorf("%s: %v", d.Name, err)
+		return
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/" + task.Name() + "/timerslack_ns")
+		if err != nil {
+			continue // the thread exited
+		}
+		if got := strings.TrimSpace(string(b)); got != "1000000" {
+			t.Errorf("%s thread %s: timer slack %s ns; want 1000000", d.Name, task.Name(), got)
 		}
 	}
 }
