@@ -144,6 +144,8 @@ func TestUsageErrors(t *testing.T) {
 		{"dev", "--nodes", "12", "--bin-dir", "/nonexistent"},
 		{"up", "--daemons", "stored,nosuchd", "--bin-dir", "/nonexistent"},
 		{"up", "--port-offset", "-5"},
+		{"up", "--timer-slack", "1s"},
+		{"dev", "--timer-slack", "-1ms"},
 		{"up", "--join", "nohost", "--bin-dir", "/nonexistent"},
 	} {
 		if code, _, stderr := run(t, args...); code != ExitUsage {

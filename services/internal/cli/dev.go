@@ -45,6 +45,9 @@ func devCommand(e *env) *cli.Command {
 			if base < 0 || base > 20000 {
 				return usagef("invalid value %d for flag --port-offset: want 0..20000", base)
 			}
+			if err := checkSupervisorFlags(c); err != nil {
+				return err
+			}
 			adminAddr := c.String("admin-addr")
 			if adminAddr == "" {
 				adminAddr = hostPort(supervisorAdminPort + base)

@@ -25,6 +25,15 @@ import (
 	"github.com/pleiades-db/pleiades/shared/version"
 )
 
+// checkSupervisorFlags validates the flags of supervisorFlags that the
+// supervisor would otherwise refuse later, naming the flag.
+func checkSupervisorFlags(c *cli.Context) error {
+	if d := c.Duration("timer-slack"); d < 0 || d > supervisor.MaxTimerSlack {
+		return usagef("invalid value %v for flag --timer-slack: want 0 to %v", d, supervisor.MaxTimerSlack)
+	}
+	return nil
+}
+
 // supervisorFlags are the flags `up` and `dev` share.
 func supervisorFlags() []cli.Flag {
 	return []cli.Flag{
@@ -57,6 +66,9 @@ func upCommand(e *env) *cli.Command {
 			offset := c.Int("port-offset")
 			if offset < 0 || offset > 20000 {
 				return usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
+			}
+			if err := checkSupervisorFlags(c); err != nil {
+				return err
 			}
 			dataDir, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
