@@ -144,12 +144,16 @@ func TestUsageErrors(t *testing.T) {
 		{"dev", "--nodes", "12", "--bin-dir", "/nonexistent"},
 		{"up", "--daemons", "stored,nosuchd", "--bin-dir", "/nonexistent"},
 		{"up", "--port-offset", "-5"},
-		{"up", "--timer-slack", "1s"},
-		{"dev", "--timer-slack", "-1ms"},
 		{"up", "--join", "nohost", "--bin-dir", "/nonexistent"},
 	} {
 		if code, _, stderr := run(t, args...); code != ExitUsage {
 			t.Errorf("%q exit %d; want %d (%s)", args, code, ExitUsage, stderr)
+		}
+	}
+	// A bad timer slack is named (before the bin dir is looked at).
+	for _, args := range [][]string{{"up", "--timer-slack", "1s"}, {"dev", "--timer-slack", "-1ms"}} {
+		if code, _, stderr := run(t, args...); code != ExitUsage || !strings.Contains(stderr, "--timer-slack") {
+			t.Errorf("%q exit %d; want %d naming --timer-slack (%s)", args, code, ExitUsage, stderr)
 		}
 	}
 	// A bin dir without the daemons is named.
