@@ -87,6 +87,7 @@ type Bus struct {
 	peers    map[string]*peerSet
 	conns    map[*quic.Conn]struct{}
 	batches  map[batchKey]*batchStream
+	callsSrv map[*callsServer]struct{} // served calls streams, for Stop
 	udp      *net.UDPConn
 	tr       *quic.Transport
 	ln       *quic.Listener
@@ -170,6 +171,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		peers:    make(map[string]*peerSet),
 		conns:    make(map[*quic.Conn]struct{}),
 		batches:  make(map[batchKey]*batchStream),
+		callsSrv: make(map[*callsServer]struct{}),
 	}, nil
 }
 
@@ -264,6 +266,7 @@ func (b *Bus) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("bus: stop: handlers still running: %w", ctx.Err())
 	}
+	b.drainCalls(ctx)
 	// Snapshot the connections before cancelling b.ctx: cancelling ends the
 	// accept loops, which untrack their connections, and an untracked
 	// connection would only be destroyed with the transport, without the
@@ -398,6 +401,16 @@ func (b *Bus) Call(ctx context.Context, addr string, p wire.Protocol, method str
 	err := b.call(ctx, addr, p, method, req, resp)
 	b.m.observeCall(p, method, err, start)
 	return err
+}
+
+func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
+	if !p.Valid() {
+		return Errorf(CodeInvalidArgument, "unknown protocol %d", byte(p))
+	}
+	if ok, err := b.callOnCalls(ctx, addr, p, method, req, resp); ok {
+		return err
+	}
+	return b.streamCall(ctx, addr, p, method, req, resp)
 }
 
 // ClientStream is the caller's side of a server-streaming call.

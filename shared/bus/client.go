@@ -124,7 +124,8 @@ func (b *Bus) refusal(str *quic.Stream, werr error) error {
 	return fromWire(r)
 }
 
-func (b *Bus) call(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
+// streamCall makes a unary call on a stream of its own.
+func (b *Bus) streamCall(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) error {
 	str, stop, err := b.openCall(ctx, addr, p, method, req)
 	if err != nil {
 		return err

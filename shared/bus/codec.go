@@ -30,6 +30,12 @@ const (
 	fEnd       = 5 // Response.end
 	fReason    = 6 // Response.reason
 	fBatchMsgs = 2 // Batch.messages
+
+	// The fields of calls streams.
+	fCallID     = 4 // Request.call_id (fixed64)
+	fProtocol   = 5 // Request.protocol
+	fCancel     = 6 // Request.cancel
+	fRespCallID = 7 // Response.call_id (fixed64)
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -93,6 +99,38 @@ func appendRequest(b []byte, method string, deadline int64, req proto.Message) (
 	return appendMessage(b, fReqPay, req)
 }
 
+// appendCallRequest appends a buspb.Request body for a calls stream, its
+// call_id first and zero; it returns b and the offset of the call_id's
+// eight bytes, to be filled in with setCallID once the call has its id.
+func appendCallRequest(b []byte, p wire.Protocol, method string, deadline int64, req proto.Message) ([]byte, int, error) {
+	b = protowire.AppendTag(b, fCallID, protowire.Fixed64Type)
+	off := len(b)
+	b = protowire.AppendFixed64(b, 0)
+	b = protowire.AppendTag(b, fProtocol, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(p))
+	b, err := appendRequest(b, method, deadline, req)
+	return b, off, err
+}
+
+// setCallID fills in the call_id reserved by appendCallRequest at off.
+func setCallID(b []byte, off int, id uint64) { binary.LittleEndian.PutUint64(b[off:], id) }
+
+// appendCancel appends a buspb.Request body that cancels call id.
+func appendCancel(b []byte, id uint64) []byte {
+	b = protowire.AppendTag(b, fCallID, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, id)
+	b = protowire.AppendTag(b, fCancel, protowire.VarintType)
+	return protowire.AppendVarint(b, 1)
+}
+
+// appendCallResponse appends a buspb.Response body answering call id of
+// a calls stream.
+func appendCallResponse(b []byte, id uint64, e Error, m proto.Message) ([]byte, error) {
+	b = protowire.AppendTag(b, fRespCallID, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, id)
+	return appendResponse(b, e, m, false)
+}
+
 // appendResponse appends a buspb.Response body with the status e (code
 // OK: success); m may be nil.
 func appendResponse(b []byte, e Error, m proto.Message, end bool) ([]byte, error) {
@@ -141,7 +179,8 @@ func appendBatch(b []byte, method string, msgs []proto.Message) ([]byte, error) 
 var errMalformed = errors.New("malformed envelope")
 
 // fields walks the top-level fields of a protobuf message body, calling f
-// with each field's number, type, and value (varint in v, bytes in data).
+// with each field's number, type, and value (varint or fixed64 in v, bytes
+// in data).
 func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v uint64, data []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -156,6 +195,8 @@ func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v uint64,
 			v, n = protowire.ConsumeVarint(b)
 		case protowire.BytesType:
 			data, n = protowire.ConsumeBytes(b)
+		case protowire.Fixed64Type:
+			v, n = protowire.ConsumeFixed64(b)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
@@ -179,6 +220,9 @@ type request struct {
 	method   string
 	deadline int64
 	payload  []byte
+	callID   uint64
+	protocol uint64 // raw; wire.Protocol when it fits a byte
+	cancel   bool
 }
 
 // decodeRequest decodes a buspb.Request body.
@@ -201,6 +245,21 @@ func decodeRequest(b []byte) (request, error) {
 				return wrongType(num)
 			}
 			r.payload = data
+		case fCallID:
+			if typ != protowire.Fixed64Type {
+				return wrongType(num)
+			}
+			r.callID = v
+		case fProtocol:
+			if typ != protowire.VarintType {
+				return wrongType(num)
+			}
+			r.protocol = uint64(uint32(v))
+		case fCancel:
+			if typ != protowire.VarintType {
+				return wrongType(num)
+			}
+			r.cancel = v != 0
 		}
 		return nil
 	})
@@ -215,6 +274,7 @@ type response struct {
 	reason  string
 	payload []byte
 	end     bool
+	callID  uint64
 }
 
 // decodeResponse decodes a buspb.Response body.
@@ -226,6 +286,9 @@ func decodeResponse(b []byte) (response, error) {
 			want = protowire.VarintType
 		}
 		if num >= fCode && num <= fReason && typ != want {
+			return wrongType(num)
+		}
+		if num == fRespCallID && typ != protowire.Fixed64Type {
 			return wrongType(num)
 		}
 		switch num {
@@ -241,6 +304,8 @@ func decodeResponse(b []byte) (response, error) {
 			r.payload = data
 		case fEnd:
 			r.end = v != 0
+		case fRespCallID:
+			r.callID = v
 		}
 		return nil
 	})

@@ -35,6 +35,8 @@ type peerConn struct {
 	mu       sync.Mutex
 	conn     *quic.Conn
 	dialing  chan struct{} // closed when the dial in flight ends
+	cc       *callsClient  // the calls stream on conn, if open
+	noCalls  *quic.Conn    // a connection whose peer refused calls streams
 }
 
 // connsPerPeer is the number of connections kept to one peer. One QUIC

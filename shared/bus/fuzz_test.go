@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/proto/buspb"
+	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 // The hand-written envelope codec must agree with the generated buspb code:
@@ -18,6 +19,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		{Method: "Get"},
 		{Method: "Put", DeadlineUnixNanos: 1700000000000000000, Payload: []byte("\x0a\x03key")},
 		{Method: "x", DeadlineUnixNanos: -1},
+		{CallId: 7, Protocol: 3, Method: "Get", Payload: []byte{1}},
+		{CallId: 1 << 63, Cancel: true},
 	} {
 		b, _ := proto.Marshal(r)
 		f.Add(b)
@@ -34,7 +37,8 @@ func FuzzDecodeRequest(f *testing.F) {
 			// The generated decoder also checks UTF-8 of strings; ours does not.
 			return
 		}
-		if got.method != want.Method || got.deadline != want.DeadlineUnixNanos || !bytes.Equal(got.payload, want.Payload) {
+		if got.method != want.Method || got.deadline != want.DeadlineUnixNanos || !bytes.Equal(got.payload, want.Payload) ||
+			got.callID != want.CallId || got.protocol != uint64(want.Protocol) || got.cancel != want.Cancel {
 			t.Fatalf("decodeRequest = %+v, generated = %v", got, &want)
 		}
 		if m, err := frameMethod(b); err == nil && m != got.method {
@@ -58,6 +62,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		{Code: buspb.Code_NOT_FOUND, Message: "no such key"},
 		{Code: buspb.Code_UNAVAILABLE, Message: "cluster not initialized", Reason: "not_initialized"},
 		{Payload: []byte{1, 2, 3}},
+		{CallId: 42, Code: buspb.Code_CANCELED, Message: "gave up"},
 	} {
 		b, _ := proto.Marshal(r)
 		f.Add(b)
@@ -69,7 +74,7 @@ func FuzzDecodeResponse(f *testing.F) {
 			return
 		}
 		if got.code != want.Code || got.message != want.Message || got.hint != want.LeaderHint ||
-			got.reason != want.Reason || !bytes.Equal(got.payload, want.Payload) || got.end != want.End {
+			got.reason != want.Reason || !bytes.Equal(got.payload, want.Payload) || got.end != want.End || got.callID != want.CallId {
 			t.Fatalf("decodeResponse = %+v, generated = %v", got, &want)
 		}
 	})
@@ -126,6 +131,32 @@ func TestEnvelopeEncodingMatchesGenerated(t *testing.T) {
 	r, err := decodeResponse(gen)
 	if err != nil || r.code != CodeNotLeader || r.message != "msg" || r.hint != "hint" || r.reason != "why" || !r.end {
 		t.Fatalf("decoded generated response: %+v %v", r, err)
+	}
+
+	b, off, err := appendCallRequest(nil, wire.ProtoStore, "Write", 43, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setCallID(b, off, 1<<40+5)
+	req.Reset()
+	if err := proto.Unmarshal(b, &req); err != nil || req.CallId != 1<<40+5 || req.Protocol != uint32(wire.ProtoStore) ||
+		req.Method != "Write" || req.DeadlineUnixNanos != 43 || req.Cancel || !bytes.Equal(req.Payload, pb) {
+		t.Fatalf("call request: %v %v", &req, err)
+	}
+	req.Reset()
+	if err := proto.Unmarshal(appendCancel(nil, 99), &req); err != nil || req.CallId != 99 || !req.Cancel || req.Method != "" {
+		t.Fatalf("cancel: %v %v", &req, err)
+	}
+	b, err = appendCallResponse(nil, 77, Error{Code: CodeUnavailable, Message: "m"}, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Reset()
+	if err := proto.Unmarshal(b, &resp); err != nil || resp.CallId != 77 || resp.Code != CodeUnavailable || resp.End || !bytes.Equal(resp.Payload, pb) {
+		t.Fatalf("call response: %v %v", &resp, err)
+	}
+	if r, err := decodeResponse(b); err != nil || r.callID != 77 || r.code != CodeUnavailable {
+		t.Fatalf("decoded call response: %+v %v", r, err)
 	}
 
 	b, err = appendBatch(nil, "M", []proto.Message{payload, &buspb.Batch{}})

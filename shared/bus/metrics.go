@@ -20,6 +20,7 @@ type metrics struct {
 	conns      prometheus.Gauge
 	dials      *prometheus.CounterVec
 	idleCloses prometheus.Counter
+	callsSrv   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,11 +53,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		idleCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pleiades_bus_idle_closes_total", Help: "Dialed connections closed after IdleTimeout without calls, batches or datagrams.",
 		}),
+		callsSrv: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pleiades_bus_calls_streams", Help: "Calls streams served: one per connection on which a peer makes unary calls.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses} {
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -75,6 +75,11 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 		b.reject(str, peer, streamCodeProtocol, CodeInvalidArgument, err.Error())
 		return
 	}
+	if p == wire.ProtoCalls {
+		_ = str.SetReadDeadline(time.Time{})
+		b.serveCalls(peer, str)
+		return
+	}
 	fr := frameReader{r: str, max: b.maxSize}
 	defer fr.release()
 	body, err := fr.read()

@@ -9,8 +9,9 @@
 // The magic bytes tell a Pleiades peer from anything else that reached the
 // port, the version byte announces incompatible framing changes, and the
 // protocol byte routes the stream to the handlers of one daemon protocol
-// (store, raft, kv, gossip, clock, workflow, admin). Datagrams carry the same
-// preamble followed by their payload.
+// (store, raft, kv, gossip, clock, workflow, admin, msg), or marks a calls
+// stream (ProtoCalls) whose frames each name their own protocol. Datagrams
+// carry the same preamble followed by their payload.
 //
 // After the preamble a stream carries frames: a four-byte big-endian length
 // followed by that many bytes of protobuf. A frame longer than the reader's

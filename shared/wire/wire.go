@@ -41,6 +41,12 @@ const (
 	ProtoMsg      Protocol = 8
 )
 
+// ProtoCalls marks a calls stream: a long-lived stream that carries many
+// unary calls of any protocol, each Request naming its protocol and call.
+// It is not a daemon protocol (Valid reports false); a preamble may carry
+// it on a stream, and datagrams with it are dropped.
+const ProtoCalls Protocol = 0x80
+
 // maxProtocol is the highest protocol id this build knows.
 const maxProtocol = ProtoMsg
 
@@ -59,6 +65,9 @@ var protocolNames = [...]string{
 func (p Protocol) String() string {
 	if p.Valid() {
 		return protocolNames[p]
+	}
+	if p == ProtoCalls {
+		return "calls"
 	}
 	return fmt.Sprintf("protocol(%d)", byte(p))
 }
@@ -96,7 +105,7 @@ func AppendPreamble(b []byte, p Protocol) []byte {
 }
 
 // ParsePreamble decodes a preamble from the start of b and returns the
-// protocol and the rest of b.
+// protocol (a valid one or ProtoCalls) and the rest of b.
 func ParsePreamble(b []byte) (Protocol, []byte, error) {
 	if len(b) < PreambleLen {
 		if len(b) > 0 && string(b) != Magic[:min(len(b), len(Magic))] {
@@ -111,7 +120,7 @@ func ParsePreamble(b []byte) (Protocol, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: %d (this build speaks %d)", ErrUnsupportedVersion, v, Version)
 	}
 	p := Protocol(b[len(Magic)+1])
-	if !p.Valid() {
+	if !p.Valid() && p != ProtoCalls {
 		return 0, nil, fmt.Errorf("%w: %d", ErrUnknownProtocol, byte(p))
 	}
 	return p, b[PreambleLen:], nil

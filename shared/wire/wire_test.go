@@ -27,6 +27,7 @@ func TestParsePreamble(t *testing.T) {
 		{"version", []byte{'P', 'L', 'D', 'S', 2, 1}, wire.ErrUnsupportedVersion, 0},
 		{"protocol 0", []byte{'P', 'L', 'D', 'S', 1, 0}, wire.ErrUnknownProtocol, 0},
 		{"protocol 255", []byte{'P', 'L', 'D', 'S', 1, 255}, wire.ErrUnknownProtocol, 0},
+		{"calls", append(wire.AppendPreamble(nil, wire.ProtoCalls), 'x'), nil, wire.ProtoCalls},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, rest, err := wire.ParsePreamble(c.in)
@@ -54,6 +55,9 @@ func TestParsePreamble(t *testing.T) {
 		if err != nil || got != p || p.String() == "" {
 			t.Fatalf("round trip of %v: %v %v", p, got, err)
 		}
+	}
+	if wire.ProtoCalls.Valid() || wire.ProtoCalls.String() != "calls" {
+		t.Fatalf("ProtoCalls: valid %v, name %q; want a named preamble marker, not a daemon protocol", wire.ProtoCalls.Valid(), wire.ProtoCalls.String())
 	}
 }
 

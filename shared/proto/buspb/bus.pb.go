@@ -113,7 +113,9 @@ func (Code) EnumDescriptor() ([]byte, []int) {
 }
 
 // Request opens a unary or server-streaming call. It is the first frame of a
-// call stream, after the preamble.
+// call stream, after the preamble. On a calls stream (preamble protocol
+// CALLS) every frame is a Request naming its call and protocol, or
+// cancelling a call.
 type Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// method names the handler within the stream's protocol, e.g. "Get".
@@ -122,7 +124,16 @@ type Request struct {
 	// handler context expires then.
 	DeadlineUnixNanos int64 `protobuf:"varint,2,opt,name=deadline_unix_nanos,json=deadlineUnixNanos,proto3" json:"deadline_unix_nanos,omitempty"`
 	// payload is the marshalled request message of the method.
-	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// call_id numbers the call on a calls stream (unique per stream while the
+	// call runs); its Response carries it back. Unset on a call's own stream.
+	CallId uint64 `protobuf:"fixed64,4,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// protocol is the wire protocol id of the method, on a calls stream (a
+	// call's own stream names it in its preamble).
+	Protocol uint32 `protobuf:"varint,5,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// cancel, on a calls stream, says the caller gave up on call_id; the
+	// frame has no method or payload.
+	Cancel        bool `protobuf:"varint,6,opt,name=cancel,proto3" json:"cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +189,27 @@ func (x *Request) GetPayload() []byte {
 	return nil
 }
 
+func (x *Request) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *Request) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *Request) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
 // Response answers a Request. A unary call gets exactly one; a server stream
 // gets any number with end unset, then one with end set (which may carry an
 // error and no payload).
@@ -196,7 +228,9 @@ type Response struct {
 	// reason names the cause of a failure within its code, for programs to act
 	// on (message is for humans); empty when the code says it all. Protocols
 	// define their reasons (kv: "not_initialized").
-	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// call_id is the Request's call_id on a calls stream.
+	CallId        uint64 `protobuf:"fixed64,7,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,6 +307,13 @@ func (x *Response) GetReason() string {
 	return ""
 }
 
+func (x *Response) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
 // Batch is one frame of a one-way stream: messages for one method, applied
 // in order by the receiver. Nothing is sent back.
 type Batch struct {
@@ -333,11 +374,14 @@ var File_buspb_bus_proto protoreflect.FileDescriptor
 
 const file_buspb_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x0fbuspb/bus.proto\x12\x0fpleiades.bus.v1\"k\n" +
+	"\x0fbuspb/bus.proto\x12\x0fpleiades.bus.v1\"\xb8\x01\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12.\n" +
 	"\x13deadline_unix_nanos\x18\x02 \x01(\x03R\x11deadlineUnixNanos\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xb4\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x17\n" +
+	"\acall_id\x18\x04 \x01(\x06R\x06callId\x12\x1a\n" +
+	"\bprotocol\x18\x05 \x01(\rR\bprotocol\x12\x16\n" +
+	"\x06cancel\x18\x06 \x01(\bR\x06cancel\"\xcd\x01\n" +
 	"\bResponse\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.pleiades.bus.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -345,7 +389,8 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"leaderHint\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x10\n" +
 	"\x03end\x18\x05 \x01(\bR\x03end\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\";\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x17\n" +
+	"\acall_id\x18\a \x01(\x06R\x06callId\";\n" +
 	"\x05Batch\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages*\xdf\x01\n" +
