@@ -373,7 +373,15 @@ func (s *Server) run(eng storage.Engine) {
 	defer t.Stop()
 	for {
 		if answers := s.hello(st); s.adoptInBackground {
-			s.adopt(st, answers)
+			// Not while an Init runs here: it may be the coordinator,
+			// whose peers hold its layout before it does, and its own
+			// bootstrap must not find a write of that layout half done.
+			select {
+			case s.initSem <- struct{}{}:
+				s.adopt(st, answers)
+				<-s.initSem
+			default:
+			}
 		}
 		select {
 		case <-t.C:
@@ -531,7 +539,7 @@ func (s *Server) init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 	// peer that lacks it, and report it.
 	changed := s.adopt(st, answers)
 	if st.Initialized() {
-		rec := st.BootstrapRecord()
+		rec := s.bootstrapRecord(ctx, st)
 		if rec == nil {
 			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: this node is bootstrapping; retry")
 		}
@@ -606,11 +614,30 @@ func (s *Server) init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 	}
 	if already, err := st.Bootstrap(ctx, breq); err != nil {
 		return nil, err
-	} else if already && !proto.Equal(st.BootstrapRecord(), breq) {
+	} else if already && !proto.Equal(s.bootstrapRecord(ctx, st), breq) {
 		return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: this node adopted another Init's layout; retry")
 	}
 	s.log.Info("cluster initialized", slog.Int("ranges", len(descs)), slog.Int("nodes", len(ids)))
 	return &kvpb.InitResponse{Descriptors: descs}, nil
+}
+
+// bootstrapRecord returns the layout this initialized node was
+// bootstrapped with, waiting while its bootstrap write is in progress (a
+// peer's Bootstrap call or the adoption of a peer's layout); nil if ctx
+// ends first.
+func (s *Server) bootstrapRecord(ctx context.Context, st *multiraft.Store) *raftmsgpb.BootstrapRequest {
+	for {
+		if rec := st.BootstrapRecord(); rec != nil {
+			return rec
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		case <-s.stopc:
+			return nil
+		}
+	}
 }
 
 // holdsLayout reports whether the raftd at addr was bootstrapped with
