@@ -222,3 +222,65 @@ func TestCallsFallBackToStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCallsCancelStorm races answers against callers giving up: every call
+// either gets its own answer or its context's error, never another call's
+// answer, and every handler ends.
+func TestCallsCancelStorm(t *testing.T) {
+	srv := newBus(t, "srv")
+	var running atomic.Int64
+	bus.HandleUnary(srv, wire.ProtoKV, "Nap", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		running.Add(1)
+		defer running.Add(-1)
+		d := time.Duration(r.Value[0]%8) * time.Millisecond
+		select {
+		case <-time.After(d):
+			return r, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	var wg sync.WaitGroup
+	var answered, gaveUp atomic.Int64
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 100 {
+				v := []byte(fmt.Sprintf("%c%d/%d", byte(g*7+i), g, i))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+i%10*5)*time.Millisecond)
+				if i%5 == 0 {
+					go func() { time.Sleep(time.Duration(i%3) * time.Millisecond); cancel() }()
+				}
+				var out wrapperspb.BytesValue
+				err := cli.Call(ctx, addr, wire.ProtoKV, "Nap", wrapperspb.Bytes(v), &out)
+				cancel()
+				switch {
+				case err == nil:
+					if string(out.Value) != string(v) {
+						t.Errorf("call %q answered with %q", v, out.Value)
+						return
+					}
+					answered.Add(1)
+				case errors.Is(err, bus.ErrDeadlineExceeded) || errors.Is(err, bus.ErrCanceled):
+					gaveUp.Add(1)
+				default:
+					t.Errorf("call %q: %v", v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return running.Load() == 0 })
+	if answered.Load() == 0 || gaveUp.Load() == 0 {
+		t.Fatalf("answered %d, gave up %d: want both to happen", answered.Load(), gaveUp.Load())
+	}
+	// The stream is still good.
+	var out wrapperspb.BytesValue
+	if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Nap", wrapperspb.Bytes([]byte{0}), &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("answered %d, gave up %d", answered.Load(), gaveUp.Load())
+}
