@@ -110,7 +110,11 @@
 // raftd benchmark with 16 ranges this took datagrams per put from 5.8 to
 // 4.1 (see raftd/BENCHMARKS.md). Concurrent writers to one stream go
 // through a combining writer: the goroutine that finds no write in progress
-// writes what all others queued meanwhile in one Write.
+// yields once, so that goroutines made ready together with it (the answers
+// of one raft round, callers woken together) queue their frames, then
+// writes everything queued in one Write, usually one packet. That took
+// raftd's puts at 64 clients from 3.4 to 1.8 datagrams each and its
+// linearizable gets from 2.5 to 0.8.
 //
 // A peer of an older build refuses the calls stream as an unknown
 // protocol (CodeInvalidArgument); the caller remembers that for the

@@ -1,0 +1,52 @@
+package bus
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// countingStream counts the Writes that reach it.
+type countingStream struct {
+	mu     sync.Mutex
+	writes int
+	bytes  int
+}
+
+func (c *countingStream) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	c.bytes += len(p)
+	return len(p), nil
+}
+
+func (c *countingStream) Close() error { return nil }
+
+// TestFrameWriterCoalesces: frames of goroutines that become ready together
+// go out in one Write, not one each.
+func TestFrameWriterCoalesces(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const n = 16
+	cs := &countingStream{}
+	w := frameWriter{str: cs}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			<-start
+			if err := w.write([]byte("0123456789")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if cs.bytes != n*10 {
+		t.Fatalf("%d bytes written, want %d", cs.bytes, n*10)
+	}
+	if cs.writes > n/4 {
+		t.Fatalf("%d frames ready together took %d writes; want them coalesced", n, cs.writes)
+	}
+	t.Logf("%d frames in %d writes", n, cs.writes)
+}
