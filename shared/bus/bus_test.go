@@ -456,8 +456,10 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
+// TestConcurrentCallers: concurrent calls each get their own answer, and
+// travel on the calls stream of their connection, one per connection.
 func TestConcurrentCallers(t *testing.T) {
-	srv := newBus(t, "srv")
+	srv, reg := newBusReg(t, "srv")
 	echo(srv)
 	addr := start(t, srv)
 	cli := newBus(t, "cli")
@@ -480,6 +482,10 @@ func TestConcurrentCallers(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	conns := metricValue(t, reg, "pleiades_bus_connections", nil)
+	if got := metricValue(t, reg, "pleiades_bus_calls_streams", nil); got != conns || got < 1 {
+		t.Fatalf("calls streams served = %v for %v connections; want one per connection", got, conns)
+	}
 }
 
 func TestOtherCARefused(t *testing.T) {
@@ -547,18 +553,26 @@ func TestOversized(t *testing.T) {
 	}
 }
 
-// TestBadPreamble opens streams from a raw QUIC client and sends garbage.
-func TestBadPreamble(t *testing.T) {
-	srv := newBus(t, "srv")
-	echo(srv)
-	addr := start(t, srv)
+// rawDial opens a bare QUIC connection to a bus at addr, with a cluster
+// certificate and the bus's ALPN; it is closed in cleanup.
+func rawDial(t *testing.T, addr string) *quic.Conn {
+	t.Helper()
 	tc := tlsConfig(t, "raw").Clone()
 	tc.NextProtos = []string{bus.ALPN}
 	conn, err := quic.DialAddr(ctxT(t), addr, tc, &quic.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseWithError(0, "")
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	return conn
+}
+
+// TestBadPreamble opens streams from a raw QUIC client and sends garbage.
+func TestBadPreamble(t *testing.T) {
+	srv := newBus(t, "srv")
+	echo(srv)
+	addr := start(t, srv)
+	conn := rawDial(t, addr)
 	cases := map[string][]byte{
 		"magic":     []byte("HTTP/1.1"),
 		"version":   {'P', 'L', 'D', 'S', 9, byte(wire.ProtoKV)},

@@ -19,34 +19,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
-// TestCallsShareOneStream: unary calls travel on the calls stream of their
-// connection, one per connection, however many calls there are.
-func TestCallsShareOneStream(t *testing.T) {
-	srv, reg := newBusReg(t, "srv")
-	echo(srv)
-	addr := start(t, srv)
-	cli := newBus(t, "cli")
-	start(t, cli)
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Go(func() {
-			for j := range 20 {
-				v := fmt.Sprintf("%d/%d", i, j)
-				var out wrapperspb.BytesValue
-				if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes([]byte(v)), &out); err != nil || string(out.Value) != v {
-					t.Errorf("call %s: %q %v", v, out.Value, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	conns := metricValue(t, reg, "pleiades_bus_connections", nil)
-	if got := metricValue(t, reg, "pleiades_bus_calls_streams", nil); got != conns || got < 1 {
-		t.Fatalf("calls streams served = %v for %v connections; want one per connection", got, conns)
-	}
-}
-
 // rawCalls is a calls stream opened by hand on a raw QUIC connection.
 type rawCalls struct {
 	t   *testing.T
@@ -99,13 +71,7 @@ func TestCallsStreamWire(t *testing.T) {
 	done := make(chan error, 1)
 	blocker(srv, started, done)
 	addr := start(t, srv)
-	tc := tlsConfig(t, "raw").Clone()
-	tc.NextProtos = []string{bus.ALPN}
-	conn, err := quic.DialAddr(ctxT(t), addr, tc, &quic.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	conn := rawDial(t, addr)
 	kv := uint32(wire.ProtoKV)
 	payload := func(m proto.Message) []byte { b, _ := proto.Marshal(m); return b }
 
