@@ -161,7 +161,13 @@ func (p *peerConn) calls(b *Bus, conn *quic.Conn) *callsClient {
 		str.CancelRead(streamCodeStopping)
 		return nil
 	}
-	_ = cc.w.write(wire.AppendPreamble(make([]byte, 0, wire.PreambleLen), wire.ProtoCalls))
+	// No call can reach cc before p.cc is set: the preamble goes first,
+	// straight to the stream (the writer's yield is for frames that may
+	// have company, and p.mu is held here).
+	if _, err := str.Write(wire.AppendPreamble(make([]byte, 0, wire.PreambleLen), wire.ProtoCalls)); err != nil {
+		cc.fail(err)
+		return nil
+	}
 	p.cc = cc
 	return cc
 }
