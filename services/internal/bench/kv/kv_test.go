@@ -79,6 +79,11 @@ func TestRunPutAndGet(t *testing.T) {
 	gets := 0
 	for n := range 3 {
 		gets += fc.Calls(n, client.MethodGet)
+		// Every client met every node before the clock started, once
+		// per run.
+		if got := fc.Calls(n, client.MethodRanges); got != 2*o.Conns {
+			t.Errorf("node %d: %d Ranges calls over two runs; want %d (each client connects to each node)", n, got, 2*o.Conns)
+		}
 	}
 	if gets != 200 {
 		t.Errorf("%d Get calls; want 200", gets)
