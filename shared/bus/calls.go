@@ -19,7 +19,7 @@ import (
 // stream (see "Calls streams" in doc.go): no stream is opened, tracked and
 // retired per call, and the frames of concurrent calls share packets.
 
-// maxCallsRequest is the largest request payload sent on a calls stream;
+// maxCallsRequest is the largest Request body sent on a calls stream;
 // a larger one gets a stream of its own, so that it neither delays the
 // small calls behind it nor, if the peer refuses its size, fails them.
 const maxCallsRequest = 64 << 10
@@ -288,9 +288,6 @@ func (cc *callsClient) do(ctx context.Context, frame []byte, idOff int) (callRes
 // addr. ok is false if the call was not sent and should take a stream of
 // its own (request too large, peer without calls streams).
 func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, method string, req, resp proto.Message) (ok bool, err error) {
-	if proto.Size(req) > maxCallsRequest {
-		return false, nil
-	}
 	buf := getBuf()
 	defer putBuf(buf)
 	var deadline int64
@@ -305,6 +302,9 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 	}
 	if err := endFrame(out, off, b.maxSize); err != nil {
 		return true, Errorf(CodeResourceExhausted, "%s/%s request: %v", p, method, err)
+	}
+	if len(out)-wire.FrameHeaderLen > maxCallsRequest {
+		return false, nil // encoded once more by streamCall; rare
 	}
 	if err := b.checkOpen(); err != nil {
 		return true, err
