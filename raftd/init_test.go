@@ -88,6 +88,16 @@ func initCluster(t *testing.T, ctx context.Context) (addrs []string, fes []*faul
 		rt, srv := startServerWith(t, ctx, ca, a, peers, eng, false)
 		nodes = append(nodes, node{rt.NodeID, a, eng, srv})
 	}
+	// Every store open first: a test that makes a node's writes fail must
+	// fail its Init's writes, not the open's (a node still opening answers
+	// Unavailable, which the tests retry).
+	for _, n := range nodes {
+		select {
+		case <-n.srv.Ready():
+		case <-ctx.Done():
+			t.Fatal("a node never opened its store")
+		}
+	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].id < nodes[j].id })
 	for _, n := range nodes {
 		addrs = append(addrs, n.addr)
