@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -487,4 +490,167 @@ func TestKVThousandRanges(t *testing.T) {
 		}
 		t.Logf("node %d: %d of %d replicas awake after the idle window", idx, n, len(rs))
 	}
+}
+
+// TestKVSnapshotCatchUp: a follower's raftd is frozen (SIGSTOP) while
+// writes to its range go on until the leader truncates its log past the
+// follower; thawed, the follower can only catch up by a snapshot, which
+// real processes build with stored's StreamRange and install with its
+// IngestRange. The follower then holds exactly the leader's data.
+func TestKVSnapshotCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e tests run real processes; skipped under -short")
+	}
+	c := startDev(t, t.TempDir(), 3, 3500)
+	cl := c.client(t, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	if _, err := cl.Init(ctx, client.InitOptions{}); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	const prefix = "snap"
+	acked, unknown := map[string]string{}, map[string]string{}
+	write := func(cl *client.Client, round string, until func(acks int) error) {
+		t.Helper()
+		ws := startWriters(cl, 8, prefix+"/"+round, 30*time.Second)
+		defer func() {
+			ws.halt()
+			maps.Copy(acked, ws.log.acked)
+			maps.Copy(unknown, ws.log.unknown)
+		}()
+		eventually(t, 90*time.Second, round+" writes", func() error {
+			a, _ := ws.log.counts()
+			return until(a)
+		})
+	}
+	write(cl, "a", func(a int) error {
+		if a < 100 {
+			return fmt.Errorf("%d of 100 writes acknowledged", a)
+		}
+		return nil
+	})
+
+	var leader, follower int
+	var rangeID, frozenAt uint64
+	eventually(t, 30*time.Second, "a follower of the user range", func() (err error) {
+		if leader, rangeID, err = c.leaderOf(cl, []byte(prefix+"/a")); err != nil {
+			return err
+		}
+		reps, err := c.replicas(cl, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		for idx, rs := range reps {
+			for _, r := range rs {
+				if idx != leader && r.GetDescriptor_().GetRangeId() == rangeID {
+					follower, frozenAt = idx, r.GetAppliedIndex()
+				}
+			}
+		}
+		if follower == 0 {
+			return fmt.Errorf("no follower of range %d listed", rangeID)
+		}
+		return nil
+	})
+	d, err := c.daemon(t, fmt.Sprintf("node%d/raftd", follower))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(d.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			if err := syscall.Kill(d.PID, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer thaw()
+	t.Logf("node %d raftd (pid %d) frozen at applied index %d of range %d (leader: node %d)", follower, d.PID, frozenAt, rangeID, leader)
+
+	// Write through the other nodes until the leader's log starts past
+	// the follower's last entry (raftd truncates past LogTruncateEntries,
+	// default 1,000, ignoring followers on nodes it no longer hears).
+	var others []string
+	for _, n := range c.nodes {
+		if n.Index != follower {
+			others = append(others, n.RaftAddr)
+		}
+	}
+	live := c.client(t, 5*time.Second, others...)
+	leaderAddr := c.nodes[leader-1].RaftAddr
+	write(live, "b", func(int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := live.Ranges(ctx, leaderAddr)
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.GetReplicas() {
+			if r.GetDescriptor_().GetRangeId() == rangeID {
+				if r.GetFirstIndex() <= frozenAt+1 {
+					return fmt.Errorf("leader's log starts at %d; the follower has %d", r.GetFirstIndex(), frozenAt)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d lists no replica of range %d", leader, rangeID)
+	})
+	thaw()
+	c.waitCaughtUp(t, cl, follower)
+	if n := metric(t, d.AdminAddr, "pleiades_raftd_snapshots_applied_total"); n < 1 {
+		t.Errorf("node %d installed %v snapshots; want at least 1 (it was behind the leader's log)", follower, n)
+	}
+	verify(t, cl, prefix, acked, unknown, nil)
+
+	// The follower's own replica holds exactly what the leader's does.
+	local := func(addr string) (map[string]string, error) {
+		kvs, err := c.client(t, 5*time.Second, addr).Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), client.ScanOptions{Consistency: client.Stale}).Collect()
+		out := map[string]string{}
+		for _, kv := range kvs {
+			out[string(kv.Key)] = string(kv.Value)
+		}
+		return out, err
+	}
+	want, err := local(leaderAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := local(c.nodes[follower-1].RaftAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("node %d holds %d keys, its leader %d; they differ", follower, len(got), len(want))
+	}
+	t.Logf("node %d caught up by snapshot: %d keys, %d writes acknowledged", follower, len(got), len(acked))
+}
+
+// metric reads one unlabelled metric from a daemon's admin /metrics.
+func metric(t *testing.T, adminAddr, name string) float64 {
+	t.Helper()
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", name, line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s/metrics has no %s", adminAddr, name)
+	return 0
 }
