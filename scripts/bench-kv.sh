@@ -4,7 +4,8 @@
 # RANGES user ranges (default 1), runs put with 1 and 64 clients and
 # linearizable and stale gets with 64 clients, prints one line per workload,
 # and stops the cluster. Compare with ../shared/tools/etcd-baseline.sh run
-# right before or after. Needs `make build` first (BIN overrides ./bin).
+# right before or after: the workloads and totals are its own. Needs
+# `make build` first (BIN overrides ./bin).
 #
 #   scripts/bench-kv.sh [RANGES]
 . "$(dirname "$0")/lib.sh"
@@ -33,7 +34,7 @@ run() {
     python3 -c 'import json,sys; d=json.load(sys.stdin); print("%8.0f/s  p50 %6.1f ms  p99 %6.1f ms  p99.9 %6.1f ms  errors %d" % (d["requests_per_sec"], d["p50_ms"], d["p99_ms"], d["p999_ms"], d["errors"]))'
 }
 log "3 nodes, $ranges user range(s), load average $(cut -d' ' -f1 /proc/loadavg)"
-run "put, 1 client" --conns 1 --clients 1 --total 1000 --val-size 256 --sequential-keys
-run "put, 64 clients" --conns 16 --clients 64 --total 20000 --val-size 256 --sequential-keys
-run "get linearizable, 64" --conns 16 --clients 64 --total 20000 --op get
-run "get stale, 64" --conns 16 --clients 64 --total 20000 --op get --consistency stale
+run "put, 1 client" --conns 1 --clients 1 --total 5000 --val-size 256 --sequential-keys
+run "put, 64 clients" --conns 16 --clients 64 --total 50000 --val-size 256 --sequential-keys
+run "get linearizable, 64" --conns 16 --clients 64 --total 50000 --op get
+run "get stale, 64" --conns 16 --clients 64 --total 50000 --op get --consistency stale
