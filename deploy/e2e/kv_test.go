@@ -531,6 +531,8 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 	})
 
 	var leader, follower int
+	// frozenAt is the follower's last log index: no writes run now, so
+	// its log does not grow before the freeze.
 	var rangeID, frozenAt uint64
 	eventually(t, 30*time.Second, "a follower of the user range", func() (err error) {
 		if leader, rangeID, err = c.leaderOf(cl, []byte(prefix+"/a")); err != nil {
@@ -543,7 +545,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 		for idx, rs := range reps {
 			for _, r := range rs {
 				if idx != leader && r.GetDescriptor_().GetRangeId() == rangeID {
-					follower, frozenAt = idx, r.GetAppliedIndex()
+					follower, frozenAt = idx, r.GetLastIndex()
 				}
 			}
 		}
@@ -569,7 +571,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 		}
 	}
 	defer thaw()
-	t.Logf("node %d raftd (pid %d) frozen at applied index %d of range %d (leader: node %d)", follower, d.PID, frozenAt, rangeID, leader)
+	t.Logf("node %d raftd (pid %d) frozen with log index %d of range %d (leader: node %d)", follower, d.PID, frozenAt, rangeID, leader)
 
 	// Write through the other nodes until the leader's log starts past
 	// the follower's last entry (raftd truncates past LogTruncateEntries,
@@ -592,7 +594,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 		for _, r := range resp.GetReplicas() {
 			if r.GetDescriptor_().GetRangeId() == rangeID {
 				if r.GetFirstIndex() <= frozenAt+1 {
-					return fmt.Errorf("leader's log starts at %d; the follower has %d", r.GetFirstIndex(), frozenAt)
+					return fmt.Errorf("leader's log starts at %d; the follower's ends at %d", r.GetFirstIndex(), frozenAt)
 				}
 				return nil
 			}
