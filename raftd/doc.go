@@ -63,6 +63,9 @@
 // long-lived one-way stream; heartbeats and their responses are coalesced
 // into compact Heartbeat records. Each peer has its own bounded queue and
 // sender goroutine, so a slow or dead peer only drops its own batches.
+// The appends without entries raft sends each follower it replicates to
+// whenever the commit index moves are not sent: followers learn the index
+// from the next append or heartbeat (at most a tick later) and apply then.
 // Stop cancels sends in flight and the store's storage calls rather than
 // waiting for their timeouts, and returns when its context ends.
 // Snapshots travel apart from the raft stream as SnapshotChunk unary

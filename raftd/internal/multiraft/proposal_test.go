@@ -6,6 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -58,5 +63,96 @@ func TestProposalsOfARoundGoTogether(t *testing.T) {
 		if err != nil || !found || v != fmt.Sprintf("v%d", i) {
 			t.Errorf("get b%02d = %q, %v, %v; want v%d", i, v, found, err, i)
 		}
+	}
+}
+
+// TestCommitOnlyAppendsNotSent checks that the leader does not send an
+// append without entries to a follower it replicates to (raft sends one to
+// every follower each time the commit index moves; the follower learns the
+// index from the next append or heartbeat instead), and that every other
+// append goes: with entries, empty to a follower it probes, and empty in
+// answer to a heartbeat response (raft's recovery of lost appends).
+func TestCommitOnlyAppendsNotSent(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "up"); err != nil {
+		t.Fatal(err)
+	}
+	const rangeID = 2 // the user range
+	s := c.store(c.leaderOf(rangeID))
+	r := s.Replica(rangeID)
+	var followers []uint64
+	for _, rd := range r.desc.Load().GetReplicas() {
+		if rd.GetNodeId() != s.d.NodeID {
+			followers = append(followers, rd.GetReplicaId())
+		}
+	}
+	replicating, probed := followers[0], followers[1]
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		t.Skip("leadership moved")
+	}
+	var match uint64
+	r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == replicating {
+			if pr.State != tracker.StateReplicate {
+				t.Fatalf("follower %d is %v; want replicate", id, pr.State)
+			}
+			match = pr.Match
+		}
+	})
+	r.mu.rn.ReportUnreachable(probed) // a replicating follower goes back to probing
+	term, commit := st.GetTerm(), st.GetCommit()
+	msg := func(to uint64, typ raftpb.MessageType, index uint64, ents int) *raftpb.Message {
+		m := &raftpb.Message{Type: typ.Enum(), From: proto.Uint64(r.mu.replicaID), To: proto.Uint64(to),
+			Term: proto.Uint64(term), Index: proto.Uint64(index), LogTerm: proto.Uint64(term), Commit: proto.Uint64(commit)}
+		for i := range ents {
+			m.Entries = append(m.Entries, &raftpb.Entry{Term: proto.Uint64(term), Index: proto.Uint64(index + 1 + uint64(i))})
+		}
+		return m
+	}
+	sent := func(out *outbox, id uint64) (apps []string, hbs int) {
+		b := out.m[r.nodeOfReplica(id)]
+		for _, rm := range b.GetMessages() {
+			m, err := decodeMessage(rm.GetMessage())
+			if err != nil {
+				t.Fatal(err)
+			}
+			apps = append(apps, fmt.Sprintf("%v@%d+%d", m.GetType(), m.GetIndex()-match, len(m.GetEntries())))
+		}
+		return apps, len(b.GetHeartbeats())
+	}
+
+	out := newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{
+		msg(replicating, raftpb.MsgApp, match, 0),   // the commit index only: not sent
+		msg(replicating, raftpb.MsgApp, match+1, 0), // the same, entries in flight: not sent
+		msg(replicating, raftpb.MsgApp, match, 1),
+		msg(replicating, raftpb.MsgHeartbeat, 0, 0),
+		msg(probed, raftpb.MsgApp, commit, 0), // a probe
+	})
+	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 1 {
+		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 1", apps, hbs)
+	}
+	if apps, _ := sent(out, probed); len(apps) != 1 {
+		t.Errorf("to the probed follower: appends %v; want its empty probe", apps)
+	}
+
+	// A heartbeat response from the follower was stepped: raft's empty
+	// append in answer goes (once).
+	r.mu.heartbeatResps = map[uint64]bool{replicating: true}
+	out = newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{msg(replicating, raftpb.MsgApp, match+1, 0)})
+	if apps, _ := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@1+0]" {
+		t.Errorf("after a heartbeat response: appends %v; want [MsgApp@1+0]", apps)
+	}
+	out = newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{msg(replicating, raftpb.MsgApp, match+1, 0)})
+	if apps, _ := sent(out, replicating); len(apps) != 0 {
+		t.Errorf("the Ready after: appends %v; want none", apps)
 	}
 }

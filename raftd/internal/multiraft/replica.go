@@ -145,6 +145,9 @@ type Replica struct {
 		leaseTerm     uint64
 		lastLeaseRead time.Time
 		snapSending   map[uint64]bool
+		// heartbeatResps are the replicas whose heartbeat responses were
+		// stepped since the last Ready's messages went out (see sendLocked).
+		heartbeatResps map[uint64]bool
 	}
 }
 
@@ -404,6 +407,12 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		if t := m.msg.GetType(); (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && time.Now().Before(r.noVotesUntil) {
 			continue
 		}
+		if m.msg.GetType() == raftpb.MsgHeartbeatResp {
+			if r.mu.heartbeatResps == nil {
+				r.mu.heartbeatResps = map[uint64]bool{}
+			}
+			r.mu.heartbeatResps[m.msg.GetFrom()] = true
+		}
 		_ = rn.Step(m.msg)
 		if m.quiesce {
 			r.maybeQuiesceFollowerLocked(m.msg)
@@ -614,10 +623,34 @@ func (r *Replica) serveReadsLocked() {
 }
 
 func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
+	var replicating map[uint64]bool
+	defer clear(r.mu.heartbeatResps)
 	for _, m := range msgs {
 		if m.GetType() == raftpb.MsgSnap {
 			r.sendSnapshotLocked(m)
 			continue
+		}
+		// raft sends every follower an append without entries each time
+		// the commit index moves; to a follower being replicated to it
+		// carries nothing but that index, which the next append or
+		// heartbeat (every tick) brings anyway. At one client these were
+		// a third of a put's packets (the append, its acknowledgement,
+		// the follower's apply write). Not sending one is a message lost,
+		// which raft tolerates. The empty appends that are raft's
+		// recovery go: a probe (StateProbe), and the append raft sends in
+		// answer to a heartbeat response, so that a follower whose
+		// appends were lost rejects it and is caught up. Followers apply
+		// up to a tick later; reads are served by leaders.
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && !r.mu.heartbeatResps[m.GetTo()] {
+			if replicating == nil {
+				replicating = map[uint64]bool{}
+				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+					replicating[id] = pr.State == tracker.StateReplicate
+				})
+			}
+			if replicating[m.GetTo()] {
+				continue
+			}
 		}
 		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
 			out.add(node, r.rangeID, m, false)
