@@ -15,20 +15,27 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
 
-// TestProposalsOfARoundGoTogether checks that the proposals a round finds
-// in a replica's inbox reach raft as one proposal (so the leader sends each
-// follower one append for all of them), and that each is applied and
-// answered.
-func TestProposalsOfARoundGoTogether(t *testing.T) {
+// warmUserRange starts a 3-node cluster with one user range, writes to it
+// and returns the store leading it and its replica there.
+func warmUserRange(t *testing.T, ctx context.Context) (*testCluster, *Store, *Replica) {
+	t.Helper()
 	c := newTestCluster(t, 3, &kvpb.InitRequest{})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
 	if err := c.put(ctx, "warm", "up"); err != nil {
 		t.Fatal(err)
 	}
 	const rangeID = 2 // the user range
 	s := c.store(c.leaderOf(rangeID))
-	r := s.Replica(rangeID)
+	return c, s, s.Replica(rangeID)
+}
+
+// TestProposalsOfARoundGoTogether checks that the proposals a round finds
+// in a replica's inbox reach raft as one proposal (so the leader sends each
+// follower one append for all of them), and that each is applied and
+// answered.
+func TestProposalsOfARoundGoTogether(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, s, r := warmUserRange(t, ctx)
 	before := s.Stats()
 
 	const n = 20
@@ -40,7 +47,7 @@ func TestProposalsOfARoundGoTogether(t *testing.T) {
 		r.in.props = append(r.in.props, props[i])
 	}
 	r.in.Unlock()
-	s.enqueue(rangeID)
+	s.enqueue(r.rangeID)
 	for i, p := range props {
 		select {
 		case res := <-p.done:
@@ -73,15 +80,9 @@ func TestProposalsOfARoundGoTogether(t *testing.T) {
 // append goes: with entries, empty to a follower it probes, and empty in
 // answer to a heartbeat response (raft's recovery of lost appends).
 func TestCommitOnlyAppendsNotSent(t *testing.T) {
-	c := newTestCluster(t, 3, &kvpb.InitRequest{})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := c.put(ctx, "warm", "up"); err != nil {
-		t.Fatal(err)
-	}
-	const rangeID = 2 // the user range
-	s := c.store(c.leaderOf(rangeID))
-	r := s.Replica(rangeID)
+	_, s, r := warmUserRange(t, ctx)
 	var followers []uint64
 	for _, rd := range r.desc.Load().GetReplicas() {
 		if rd.GetNodeId() != s.d.NodeID {
