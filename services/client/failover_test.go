@@ -202,8 +202,10 @@ func TestHedgedReads(t *testing.T) {
 			if got := fc.Calls(0, client.MethodGet); got != 1 {
 				t.Errorf("stalled leader got %d Gets in all; want 1", got)
 			}
-			if got := calls(fc, client.MethodGet, 1, 2); got != 4 {
-				t.Errorf("other nodes got %d Gets; want 4", got)
+			// The hedge and the three reads; a read the loaded machine
+			// kept past HedgeAfter is hedged to the third node too.
+			if got := calls(fc, client.MethodGet, 1, 2); got < 4 || got > 7 {
+				t.Errorf("other nodes got %d Gets; want 4 to 7", got)
 			}
 		})
 	}
