@@ -533,7 +533,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 	var leader, follower int
 	// frozenAt is the follower's last log index: no writes run now, so
 	// its log does not grow before the freeze.
-	var rangeID, frozenAt uint64
+	var rangeID, frozenAt, followerReplica uint64
 	eventually(t, 30*time.Second, "a follower of the user range", func() (err error) {
 		if leader, rangeID, err = c.leaderOf(cl, []byte(prefix+"/a")); err != nil {
 			return err
@@ -545,7 +545,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 		for idx, rs := range reps {
 			for _, r := range rs {
 				if idx != leader && r.GetDescriptor_().GetRangeId() == rangeID {
-					follower, frozenAt = idx, r.GetLastIndex()
+					follower, frozenAt, followerReplica = idx, r.GetLastIndex(), r.GetReplicaId()
 				}
 			}
 		}
@@ -592,12 +592,22 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 			return err
 		}
 		for _, r := range resp.GetReplicas() {
-			if r.GetDescriptor_().GetRangeId() == rangeID {
-				if r.GetFirstIndex() <= frozenAt+1 {
-					return fmt.Errorf("leader's log starts at %d; the follower's ends at %d", r.GetFirstIndex(), frozenAt)
-				}
-				return nil
+			if r.GetDescriptor_().GetRangeId() != rangeID {
+				continue
 			}
+			if r.GetFirstIndex() <= frozenAt+1 {
+				return fmt.Errorf("leader's log starts at %d; the follower's ends at %d", r.GetFirstIndex(), frozenAt)
+			}
+			// Appends the leader sent before it stopped hearing from the
+			// follower wait in the follower's buffers and land when it is
+			// thawed: the leader's log must start past all of them too
+			// (everything below its next index for the follower).
+			for _, f := range r.GetFollowers() {
+				if f.GetReplicaId() == followerReplica && r.GetFirstIndex() <= f.GetNext() {
+					return fmt.Errorf("leader's log starts at %d; it has sent the follower up to %d", r.GetFirstIndex(), f.GetNext()-1)
+				}
+			}
+			return nil
 		}
 		return fmt.Errorf("node %d lists no replica of range %d", leader, rangeID)
 	})

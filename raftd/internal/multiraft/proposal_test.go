@@ -3,6 +3,7 @@ package multiraft
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,6 +91,15 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 		}
 	}
 	replicating, probed := followers[0], followers[1]
+	// A quorum acknowledged the warm-up write; the other follower may still
+	// be probed (its first append answer not yet in). Wait for both.
+	for !allReplicating(r, followers) {
+		select {
+		case <-ctx.Done():
+			t.Fatal("followers never all replicated to")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -155,5 +165,65 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 	r.sendLocked(out, []*raftpb.Message{msg(replicating, raftpb.MsgApp, match+1, 0)})
 	if apps, _ := sent(out, replicating); len(apps) != 0 {
 		t.Errorf("the Ready after: appends %v; want none", apps)
+	}
+}
+
+// allReplicating reports whether the leader r replicates to every one of
+// followers (each is in StateReplicate), or is no longer leader (the
+// caller's own check skips then).
+func allReplicating(r *Replica, followers []uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		return true
+	}
+	n := 0
+	r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		for _, f := range followers {
+			if id == f && pr.State == tracker.StateReplicate {
+				n++
+			}
+		}
+	})
+	return n == len(followers)
+}
+
+// TestStatusFollowers checks that a leader's status lists its view of each
+// follower's log, and that a follower's lists none.
+func TestStatusFollowers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, s, r := warmUserRange(t, ctx)
+	var want []uint64
+	for _, rd := range r.desc.Load().GetReplicas() {
+		if rd.GetNodeId() != s.d.NodeID {
+			want = append(want, rd.GetReplicaId())
+		}
+	}
+	slices.Sort(want)
+	var last *kvpb.ReplicaStatus
+	waitFor(t, 10*time.Second, "followers caught up in the leader's status", func() bool {
+		last = r.Status()
+		fs := last.GetFollowers()
+		if len(fs) != len(want) {
+			return false
+		}
+		for i, f := range fs {
+			if f.GetReplicaId() != want[i] || f.GetState() != "replicate" || f.GetMatch() != last.GetLastIndex() || f.GetNext() != last.GetLastIndex()+1 {
+				return false
+			}
+		}
+		return true
+	})
+	if last.GetRaftState() != "leader" {
+		t.Skip("leadership moved")
+	}
+	for _, rd := range r.desc.Load().GetReplicas() {
+		if rd.GetNodeId() == s.d.NodeID {
+			continue
+		}
+		if st := c.store(rd.GetNodeId()).Replica(r.rangeID).Status(); st.GetRaftState() == "follower" && len(st.GetFollowers()) != 0 {
+			t.Errorf("follower on node %d lists followers %v", rd.GetNodeId(), st.GetFollowers())
+		}
 	}
 }

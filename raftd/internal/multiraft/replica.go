@@ -2,11 +2,13 @@ package multiraft
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -843,6 +845,16 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 	defer r.mu.Unlock()
 	st := r.mu.rn.BasicStatus()
 	first, _ := r.mu.log.FirstIndex()
+	var followers []*kvpb.FollowerProgress
+	if st.RaftState == raft.StateLeader {
+		r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != r.mu.replicaID {
+				followers = append(followers, &kvpb.FollowerProgress{ReplicaId: id, Match: pr.Match, Next: pr.Next,
+					State: progressStateName(pr.State), RecentActive: pr.RecentActive})
+			}
+		})
+		slices.SortFunc(followers, func(a, b *kvpb.FollowerProgress) int { return cmp.Compare(a.GetReplicaId(), b.GetReplicaId()) })
+	}
 	return &kvpb.ReplicaStatus{
 		Descriptor_:     r.desc.Load(),
 		ReplicaId:       r.mu.replicaID,
@@ -857,7 +869,20 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 		LogBytes:        r.mu.log.bytes,
 		Quiesced:        r.quiesced.Load(),
 		LeaseValid:      r.leaseHeldLocked(st, time.Now()),
+		Followers:       followers,
 	}
+}
+
+func progressStateName(s tracker.StateType) string {
+	switch s {
+	case tracker.StateProbe:
+		return "probe"
+	case tracker.StateReplicate:
+		return "replicate"
+	case tracker.StateSnapshot:
+		return "snapshot"
+	}
+	return s.String()
 }
 
 func raftStateName(s raft.StateType) string {

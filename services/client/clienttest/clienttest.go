@@ -568,12 +568,30 @@ func (c *Cluster) rangesLocked(node int) *kvpb.RangesResponse {
 		if leader == node {
 			state = "leader"
 		}
-		resp.Replicas = append(resp.Replicas, &kvpb.ReplicaStatus{
+		last := 10 + c.mu.writes
+		rs := &kvpb.ReplicaStatus{
 			Descriptor_: d, ReplicaId: uint64(node + 1), RaftState: state, Term: 2,
 			LeaderReplicaId: uint64(leader + 1), LeaderNodeId: uint64(leader + 1),
-			CommitIndex: 10 + c.mu.writes, AppliedIndex: 10 + c.mu.writes, FirstIndex: 1, LastIndex: 10 + c.mu.writes,
-			LogBytes: 100 * (10 + c.mu.writes), Quiesced: c.mu.writes == 0, LeaseValid: leader == node,
-		})
+			CommitIndex: last, AppliedIndex: last, FirstIndex: 1, LastIndex: last,
+			LogBytes: 100 * last, Quiesced: c.mu.writes == 0, LeaseValid: leader == node,
+		}
+		if leader == node {
+			// The leader's view of its followers: the last listed replica
+			// trails by 3 entries, the others are caught up.
+			reps := d.GetReplicas()
+			for i, rd := range reps {
+				if rd.GetNodeId() == uint64(node+1) {
+					continue
+				}
+				match := last
+				if i == len(reps)-1 {
+					match = last - 3
+				}
+				rs.Followers = append(rs.Followers, &kvpb.FollowerProgress{ReplicaId: rd.GetReplicaId(), Match: match, Next: match + 1,
+					State: "replicate", RecentActive: true})
+			}
+		}
+		resp.Replicas = append(resp.Replicas, rs)
 	}
 	return resp
 }

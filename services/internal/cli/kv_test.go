@@ -251,6 +251,11 @@ func TestInitAndRanges(t *testing.T) {
 			Term      uint64
 			LogBytes  uint64 `json:"log_bytes"`
 			Quiesced  bool
+			Followers []struct {
+				ReplicaID uint64 `json:"replica_id"`
+				Match     uint64
+				State     string
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &rv); err != nil {
@@ -259,8 +264,11 @@ func TestInitAndRanges(t *testing.T) {
 	if rv.NodeID != 1 || len(rv.Replicas) != 3 || rv.Replicas[0].RaftState != "leader" || rv.Replicas[1].RaftState != "follower" || rv.Replicas[0].Term != 2 || rv.Replicas[0].LogBytes == 0 {
 		t.Errorf("ranges = %+v", rv)
 	}
+	if f := rv.Replicas[0].Followers; len(f) != 2 || f[0].ReplicaID != 2 || f[0].Match != 10 || f[1].Match != 7 || f[1].State != "replicate" || rv.Replicas[1].Followers != nil {
+		t.Errorf("leader's followers = %+v, a follower's %+v; want r2 at 10, r3 at 7 replicating, none", f, rv.Replicas[1].Followers)
+	}
 	out = runOK(t, append([]string{"ranges"}, conn...)...)
-	for _, want := range []string{"node 1: 3 replicas", "RANGE", "SPAN", "QUIESCED", "leader", "follower", "n1/r1", "[\"\\x01\", g)", "10 entries, 1000 B"} {
+	for _, want := range []string{"node 1: 3 replicas", "RANGE", "SPAN", "QUIESCED", "leader", "follower", "n1/r1", "[\"\\x01\", g)", "10 entries, 1000 B", "n1/r1,n2/r2,n3/r3(-3)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ranges table lacks %q:\n%s", want, out)
 		}

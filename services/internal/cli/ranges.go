@@ -72,8 +72,19 @@ type replicaView struct {
 	LogBytes        uint64            `json:"log_bytes"`
 	Quiesced        bool              `json:"quiesced"`
 	LeaseValid      bool              `json:"lease_valid"`
+	// Followers is, on a leader, its view of each follower's log.
+	Followers []followerView `json:"followers,omitempty"`
 	// start and end are the span's bounds as stored, for tables.
 	start, end []byte
+}
+
+// followerView is a leader's view of one follower's log.
+type followerView struct {
+	ReplicaID    uint64 `json:"replica_id"`
+	Match        uint64 `json:"match"`
+	Next         uint64 `json:"next"`
+	State        string `json:"state"`
+	RecentActive bool   `json:"recent_active"`
 }
 
 // replicaDescView is one replica of a range descriptor.
@@ -105,6 +116,10 @@ func makeRangesView(addr string, resp *kvpb.RangesResponse) rangesView {
 			LeaderNodeID: r.GetLeaderNodeId(), LeaderReplicaID: r.GetLeaderReplicaId(),
 			CommitIndex: r.GetCommitIndex(), AppliedIndex: r.GetAppliedIndex(), FirstIndex: r.GetFirstIndex(), LastIndex: r.GetLastIndex(),
 			LogBytes: r.GetLogBytes(), Quiesced: r.GetQuiesced(), LeaseValid: r.GetLeaseValid(),
+		}
+		for _, f := range r.GetFollowers() {
+			rv.Followers = append(rv.Followers, followerView{ReplicaID: f.GetReplicaId(), Match: f.GetMatch(), Next: f.GetNext(),
+				State: f.GetState(), RecentActive: f.GetRecentActive()})
 		}
 		rv.StartKey, rv.StartEncoding = encText.forJSON(rv.start)
 		rv.EndKey, rv.EndEncoding = encText.forJSON(rv.end)
@@ -152,6 +167,7 @@ func printRanges(e *env, v rangesView) error {
 			if d.Type == "learner" {
 				s += "(l)"
 			}
+			s += r.lag(d.ReplicaID)
 			reps = append(reps, s)
 		}
 		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
@@ -159,6 +175,25 @@ func printRanges(e *env, v rangesView) error {
 			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}
 	return t.flush()
+}
+
+// lag annotates a follower on a leader's row: "(snap)" while a snapshot
+// is on its way to it, "(-N)" when its log is known to end N entries
+// before the leader's; nothing when it is caught up or the row is not a
+// leader's.
+func (r replicaView) lag(replicaID uint64) string {
+	for _, f := range r.Followers {
+		if f.ReplicaID != replicaID {
+			continue
+		}
+		switch {
+		case f.State == "snapshot":
+			return "(snap)"
+		case f.Match < r.LastIndex:
+			return fmt.Sprintf("(-%d)", r.LastIndex-f.Match)
+		}
+	}
+	return ""
 }
 
 // byteSize formats n bytes with a binary unit.

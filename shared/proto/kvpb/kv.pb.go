@@ -1548,8 +1548,11 @@ type ReplicaStatus struct {
 	LogBytes        uint64 `protobuf:"varint,11,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
 	Quiesced        bool   `protobuf:"varint,12,opt,name=quiesced,proto3" json:"quiesced,omitempty"`
 	LeaseValid      bool   `protobuf:"varint,13,opt,name=lease_valid,json=leaseValid,proto3" json:"lease_valid,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// followers is, on a leader, what it knows of each other replica's log
+	// (empty on other replicas).
+	Followers     []*FollowerProgress `protobuf:"bytes,14,rep,name=followers,proto3" json:"followers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -1673,6 +1676,96 @@ func (x *ReplicaStatus) GetLeaseValid() bool {
 	return false
 }
 
+func (x *ReplicaStatus) GetFollowers() []*FollowerProgress {
+	if x != nil {
+		return x.Followers
+	}
+	return nil
+}
+
+// FollowerProgress is a leader's view of one follower's log.
+type FollowerProgress struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ReplicaId uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// match is the highest index known to be in the follower's log.
+	Match uint64 `protobuf:"varint,2,opt,name=match,proto3" json:"match,omitempty"`
+	// next is the index of the next entry the leader will send it.
+	Next uint64 `protobuf:"varint,3,opt,name=next,proto3" json:"next,omitempty"`
+	// state: "probe" (finding where the logs agree), "replicate" (appends
+	// stream), "snapshot" (a snapshot is on its way).
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// recent_active: the leader heard from it within the last election
+	// timeout.
+	RecentActive  bool `protobuf:"varint,5,opt,name=recent_active,json=recentActive,proto3" json:"recent_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowerProgress) Reset() {
+	*x = FollowerProgress{}
+	mi := &file_kvpb_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowerProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowerProgress) ProtoMessage() {}
+
+func (x *FollowerProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowerProgress.ProtoReflect.Descriptor instead.
+func (*FollowerProgress) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *FollowerProgress) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *FollowerProgress) GetMatch() uint64 {
+	if x != nil {
+		return x.Match
+	}
+	return 0
+}
+
+func (x *FollowerProgress) GetNext() uint64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *FollowerProgress) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *FollowerProgress) GetRecentActive() bool {
+	if x != nil {
+		return x.RecentActive
+	}
+	return false
+}
+
 type RangesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -1683,7 +1776,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[24]
+	mi := &file_kvpb_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1788,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[24]
+	mi := &file_kvpb_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1801,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{24}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RangesResponse) GetNodeId() uint64 {
@@ -1738,7 +1831,7 @@ type DescriptorsRequest struct {
 
 func (x *DescriptorsRequest) Reset() {
 	*x = DescriptorsRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[25]
+	mi := &file_kvpb_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1843,7 @@ func (x *DescriptorsRequest) String() string {
 func (*DescriptorsRequest) ProtoMessage() {}
 
 func (x *DescriptorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[25]
+	mi := &file_kvpb_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1856,7 @@ func (x *DescriptorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescriptorsRequest.ProtoReflect.Descriptor instead.
 func (*DescriptorsRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{25}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DescriptorsRequest) GetHeader() *Header {
@@ -1799,7 +1892,7 @@ type DescriptorsResponse struct {
 
 func (x *DescriptorsResponse) Reset() {
 	*x = DescriptorsResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[26]
+	mi := &file_kvpb_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1904,7 @@ func (x *DescriptorsResponse) String() string {
 func (*DescriptorsResponse) ProtoMessage() {}
 
 func (x *DescriptorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[26]
+	mi := &file_kvpb_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1917,7 @@ func (x *DescriptorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescriptorsResponse.ProtoReflect.Descriptor instead.
 func (*DescriptorsResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{26}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DescriptorsResponse) GetDescriptors() []*RangeDescriptor {
@@ -1937,7 +2030,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\fInitResponse\x12/\n" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\x12A\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0f\n" +
-	"\rRangesRequest\"\xd6\x03\n" +
+	"\rRangesRequest\"\x96\x04\n" +
 	"\rReplicaStatus\x12?\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
@@ -1959,7 +2052,15 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\tlog_bytes\x18\v \x01(\x04R\blogBytes\x12\x1a\n" +
 	"\bquiesced\x18\f \x01(\bR\bquiesced\x12\x1f\n" +
 	"\vlease_valid\x18\r \x01(\bR\n" +
-	"leaseValid\"d\n" +
+	"leaseValid\x12>\n" +
+	"\tfollowers\x18\x0e \x03(\v2 .pleiades.kv.v1.FollowerProgressR\tfollowers\"\x96\x01\n" +
+	"\x10FollowerProgress\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x14\n" +
+	"\x05match\x18\x02 \x01(\x04R\x05match\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\x04R\x04next\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12#\n" +
+	"\rrecent_active\x18\x05 \x01(\bR\frecentActive\"d\n" +
 	"\x0eRangesResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x129\n" +
 	"\breplicas\x18\x02 \x03(\v2\x1d.pleiades.kv.v1.ReplicaStatusR\breplicas\"l\n" +
@@ -1993,7 +2094,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),           // 0: pleiades.kv.v1.ReadConsistency
 	(ReplicaType)(0),               // 1: pleiades.kv.v1.ReplicaType
@@ -2021,46 +2122,48 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*InitResponse)(nil),           // 23: pleiades.kv.v1.InitResponse
 	(*RangesRequest)(nil),          // 24: pleiades.kv.v1.RangesRequest
 	(*ReplicaStatus)(nil),          // 25: pleiades.kv.v1.ReplicaStatus
-	(*RangesResponse)(nil),         // 26: pleiades.kv.v1.RangesResponse
-	(*DescriptorsRequest)(nil),     // 27: pleiades.kv.v1.DescriptorsRequest
-	(*DescriptorsResponse)(nil),    // 28: pleiades.kv.v1.DescriptorsResponse
-	nil,                            // 29: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	(*hlcpb.Timestamp)(nil),        // 30: pleiades.hlc.v1.Timestamp
+	(*FollowerProgress)(nil),       // 26: pleiades.kv.v1.FollowerProgress
+	(*RangesResponse)(nil),         // 27: pleiades.kv.v1.RangesResponse
+	(*DescriptorsRequest)(nil),     // 28: pleiades.kv.v1.DescriptorsRequest
+	(*DescriptorsResponse)(nil),    // 29: pleiades.kv.v1.DescriptorsResponse
+	nil,                            // 30: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	(*hlcpb.Timestamp)(nil),        // 31: pleiades.hlc.v1.Timestamp
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
-	30, // 1: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	31, // 1: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	3,  // 2: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
 	2,  // 3: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
 	3,  // 4: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
 	2,  // 5: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	30, // 6: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	31, // 6: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	2,  // 7: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 8: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
 	4,  // 9: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
 	2,  // 10: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 11: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
 	3,  // 12: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	30, // 13: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	31, // 13: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	7,  // 14: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
 	9,  // 15: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
 	15, // 16: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
 	2,  // 17: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
 	17, // 18: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	30, // 19: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	31, // 19: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	1,  // 20: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
 	20, // 21: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
 	21, // 22: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
 	21, // 23: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	25, // 24: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 25: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	21, // 26: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	29, // 27: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	26, // 24: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	25, // 25: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 26: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	21, // 27: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	30, // 28: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2079,7 +2182,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
