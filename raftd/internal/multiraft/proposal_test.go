@@ -117,6 +117,9 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 		}
 	})
 	r.mu.rn.ReportUnreachable(probed) // a replicating follower goes back to probing
+	// No heartbeat response stepped since the last Ready (one stepped in
+	// a round without a Ready stays recorded until the next send).
+	r.mu.heartbeatResps = nil
 	term, commit := st.GetTerm(), st.GetCommit()
 	msg := func(to uint64, typ raftpb.MessageType, index uint64, ents int) *raftpb.Message {
 		m := &raftpb.Message{Type: typ.Enum(), From: proto.Uint64(r.mu.replicaID), To: proto.Uint64(to),
