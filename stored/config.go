@@ -33,8 +33,13 @@ type Config struct {
 	// MaxIngestBytes caps the keys and values one IngestRange session
 	// stages in memory. Default 256 MiB.
 	MaxIngestBytes int
-	// ReapInterval is how often expired snapshots and ingest sessions are
-	// dropped. Default 1s.
+	// MaxStagedWrites caps the staged writes (batches larger than one bus
+	// frame, sent in parts; WriteRequest.stage) open at once. Each holds
+	// up to Engine.MaxBatchBytes and lasts IngestLease when left idle.
+	// Default 16.
+	MaxStagedWrites int
+	// ReapInterval is how often expired snapshots, ingest sessions and
+	// staged writes are dropped. Default 1s.
 	ReapInterval time.Duration
 	// MaxScanLimit caps a Scan page's entries whatever the caller asks.
 	// Default 10000.
@@ -54,6 +59,7 @@ func DefaultConfig() Config {
 		IngestLease:      time.Minute,
 		MaxIngests:       16,
 		MaxIngestBytes:   256 << 20,
+		MaxStagedWrites:  16,
 		ReapInterval:     time.Second,
 		MaxScanLimit:     10000,
 		MaxScanBytes:     4 << 20,
@@ -73,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stored: MaxSnapshots %d is under 1", c.MaxSnapshots)
 	case c.MaxIngests < 1:
 		return fmt.Errorf("stored: MaxIngests %d is under 1", c.MaxIngests)
+	case c.MaxStagedWrites < 1:
+		return fmt.Errorf("stored: MaxStagedWrites %d is under 1", c.MaxStagedWrites)
 	case c.MaxIngestBytes < 1<<20:
 		return fmt.Errorf("stored: MaxIngestBytes %d is under 1 MiB", c.MaxIngestBytes)
 	case c.ReapInterval <= 0:

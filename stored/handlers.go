@@ -215,20 +215,15 @@ func fillPacked(b *engine.Batch, packed []byte) error {
 }
 
 func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRequest) (*storepb.WriteResponse, error) {
+	if len(req.Ops) > 0 && len(req.PackedOps) > 0 {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: write: both ops and packed_ops are set")
+	}
+	if req.Stage || req.StageId != 0 || req.Abort {
+		return s.stagedWrite(e, req)
+	}
 	b := e.NewBatch()
 	defer b.Close()
-	var err error
-	switch {
-	case len(req.Ops) > 0 && len(req.PackedOps) > 0:
-		err = bus.Errorf(bus.CodeInvalidArgument, "stored: write: both ops and packed_ops are set")
-	case len(req.PackedOps) > 0:
-		// The packed form is about as long as RocksDB's encoding.
-		b.Grow(len(req.PackedOps) + len(req.PackedOps)/8)
-		err = fillPacked(b, req.PackedOps)
-	default:
-		err = fillBatch(b, req.Ops)
-	}
-	if err != nil {
+	if err := fillWrite(b, req); err != nil {
 		return nil, err
 	}
 	seq, err := e.Write(b, req.Sync)
@@ -237,6 +232,91 @@ func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRe
 		return nil, err
 	}
 	return &storepb.WriteResponse{Sequence: seq}, nil
+}
+
+// fillWrite adds req's operations to b; on an error b is left unusable
+// (the engine batch keeps its first error).
+func fillWrite(b *engine.Batch, req *storepb.WriteRequest) error {
+	if len(req.PackedOps) > 0 {
+		// The packed form is about as long as RocksDB's encoding.
+		b.Grow(len(req.PackedOps) + len(req.PackedOps)/8)
+		return fillPacked(b, req.PackedOps)
+	}
+	return fillBatch(b, req.Ops)
+}
+
+// staged is a write batch built over several requests (WriteRequest.stage).
+type staged struct {
+	mu     sync.Mutex
+	b      *engine.Batch
+	closed bool
+}
+
+func (st *staged) close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.closed {
+		st.closed = true
+		st.b.Close()
+	}
+}
+
+// stagedWrite adds to, writes or aborts a staged write. A request whose
+// operations are invalid or over the batch limit ends the staged write
+// (its caller cannot know how much of it was taken).
+func (s *Server) stagedWrite(e *engine.Engine, req *storepb.WriteRequest) (*storepb.WriteResponse, error) {
+	if req.Abort {
+		if req.Stage || len(req.Ops) > 0 || len(req.PackedOps) > 0 || req.StageId == 0 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: write: an abort names a staged write and carries nothing else")
+		}
+		if !s.stages.remove(req.StageId) {
+			return nil, bus.Errorf(bus.CodeFailedPrecondition, "stored: staged write %d is unknown, written or expired", req.StageId)
+		}
+		return &storepb.WriteResponse{StageId: req.StageId}, nil
+	}
+	id := req.StageId
+	var st *staged
+	if id == 0 {
+		st = &staged{b: e.NewBatch()}
+		var err error
+		if id, _, err = s.stages.add(st, s.cfg.IngestLease, s.now()); err != nil {
+			st.b.Close()
+			return nil, err
+		}
+	} else {
+		var err error
+		if st, err = s.stages.get(id, s.now(), "staged write"); err != nil {
+			return nil, err
+		}
+	}
+	resp, end, err := s.addStaged(e, st, id, req)
+	if end {
+		// Written, failed or refused, the staged write ends here.
+		s.stages.remove(id)
+	}
+	return resp, err
+}
+
+// addStaged adds req's operations to st and, on the last part, writes it.
+// end reports that the staged write is over.
+func (s *Server) addStaged(e *engine.Engine, st *staged, id uint64, req *storepb.WriteRequest) (resp *storepb.WriteResponse, end bool, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil, true, bus.Errorf(bus.CodeFailedPrecondition, "stored: staged write %d expired", id)
+	}
+	if err := fillWrite(st.b, req); err != nil {
+		return nil, true, fmt.Errorf("stored: staged write %d: %w", id, err)
+	}
+	if req.Stage {
+		return &storepb.WriteResponse{StageId: id}, false, nil
+	}
+	seq, err := e.Write(st.b, req.Sync)
+	if err != nil {
+		s.checkFailed(e)
+		return nil, true, err
+	}
+	return &storepb.WriteResponse{Sequence: seq, StageId: id}, true, nil
 }
 
 // checkFailed reports a failed WAL fsync on Err: the daemon must restart

@@ -58,6 +58,7 @@ type Server struct {
 
 	snaps   leaseTable[*engine.Snapshot]
 	ingests leaseTable[*ingest]
+	stages  leaseTable[*staged]
 
 	// stopc is closed by Stop: it ends the reaper and running streams.
 	stopc chan struct{}
@@ -89,6 +90,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	seed := uint64(s.now().UnixMicro()) // ids never repeat across restarts
 	s.snaps.init(cfg.MaxSnapshots, seed, func(sn *engine.Snapshot) { sn.Release() })
 	s.ingests.init(cfg.MaxIngests, seed, func(in *ingest) { in.close() })
+	s.stages.init(cfg.MaxStagedWrites, seed, func(st *staged) { st.close() })
 	s.metrics = newMetrics(s)
 	if deps.Registerer != nil {
 		if err := s.metrics.register(deps.Registerer); err != nil {
@@ -155,6 +157,9 @@ func (s *Server) reapLoop() {
 			if n := s.ingests.reap(now); n > 0 {
 				s.log.Debug("ingest sessions expired", slog.Int("count", n))
 			}
+			if n := s.stages.reap(now); n > 0 {
+				s.log.Warn("staged writes expired unwritten", slog.Int("count", n))
+			}
 		}
 	}
 }
@@ -185,6 +190,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.wg.Wait()
 	s.snaps.closeAll()
 	s.ingests.closeAll()
+	s.stages.closeAll()
 	if e == nil {
 		return nil
 	}

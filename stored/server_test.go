@@ -804,3 +804,115 @@ func TestStopDuringTraffic(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes before Stop, all present after reopen", len(acked))
 }
+
+// TestStagedWrites checks writes larger than one bus frame: the client
+// sends them in parts that stored stages and writes as one batch with the
+// last part; nothing is visible before, a refused part or an abort leaves
+// nothing behind, and an idle staged write expires unwritten.
+func TestStagedWrites(t *testing.T) {
+	clock := &fakeClock{}
+	cfg := testConfig(t.TempDir())
+	cfg.Engine.MaxBatchBytes = 1 << 20
+	cfg.MaxStagedWrites = 2
+	n := startNode(t, cfg, clock)
+	// A client whose frames hold 64 KiB writes in parts of 32 KiB.
+	cc := daemontest.Common(t)
+	cc.MaxFrameSize = 64 << 10
+	small := storeclient.New(daemontest.NewRuntimeWithCA(t, "small", daemontest.CA(t), cc).Bus, n.c.Addr())
+	ctx := ctxT(t)
+
+	var b storeclient.Batch
+	for i := range 300 { // ~300 KiB: ten parts
+		b.Put(storeclient.Data, fmt.Appendf(nil, "k%03d", i), bytes.Repeat([]byte{byte(i)}, 1000))
+	}
+	b.DeleteRange(storeclient.Data, []byte("k100"), []byte("k200"))
+	if _, err := small.Write(ctx, &b, true); err != nil {
+		t.Fatal(err)
+	}
+	var kvs []storeclient.KV
+	it := n.c.Iterator(storeclient.Span{CF: storeclient.Data}, storeclient.ScanOptions{})
+	for it.Next(ctx) {
+		kvs = append(kvs, it.KV())
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs) != 200 || string(kvs[99].Key) != "k099" || string(kvs[100].Key) != "k200" || !bytes.Equal(kvs[199].Value, bytes.Repeat([]byte{43}, 1000)) {
+		t.Fatalf("after a staged write: %d keys; want 200 (k000-k099, k200-k299)", len(kvs))
+	}
+	before := dump(t, n.c)
+
+	raw := func(req *storepb.WriteRequest) (*storepb.WriteResponse, error) {
+		var resp storepb.WriteResponse
+		err := n.rt.Bus.Call(ctx, n.c.Addr(), wire.ProtoStore, storeclient.MethodWrite, req, &resp)
+		return &resp, err
+	}
+	put := func(k string) []byte { return storepb.AppendPut(nil, 3, []byte(k), []byte("v")) }
+	stage := func() uint64 {
+		t.Helper()
+		resp, err := raw(&storepb.WriteRequest{Stage: true, PackedOps: put("staged")})
+		if err != nil || resp.StageId == 0 {
+			t.Fatalf("stage: %v, id %d", err, resp.GetStageId())
+		}
+		return resp.StageId
+	}
+
+	// Staged, not written: invisible; an abort drops it.
+	id := stage()
+	if _, found, _ := n.c.Get(ctx, storeclient.Data, []byte("staged")); found {
+		t.Error("a staged operation is visible before the last part")
+	}
+	if _, err := raw(&storepb.WriteRequest{StageId: id, Abort: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw(&storepb.WriteRequest{StageId: id, PackedOps: put("x")}); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("last part of an aborted staged write: %v; want FailedPrecondition", err)
+	}
+
+	// A malformed part ends the staged write.
+	id = stage()
+	if _, err := raw(&storepb.WriteRequest{StageId: id, Stage: true, PackedOps: []byte{7, 3, 0}}); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Errorf("malformed part: %v; want InvalidArgument", err)
+	}
+	if _, err := raw(&storepb.WriteRequest{StageId: id, PackedOps: put("x")}); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("last part after a refused one: %v; want FailedPrecondition", err)
+	}
+
+	// Over the batch limit in total (each part is fine): refused whole.
+	var big storeclient.Batch
+	for i := range 1100 {
+		big.Put(storeclient.Data, fmt.Appendf(nil, "b%04d", i), make([]byte, 1000))
+	}
+	if _, err := small.Write(ctx, &big, true); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Errorf("staged write over MaxBatchBytes: %v; want InvalidArgument", err)
+	}
+
+	// At most MaxStagedWrites at once; an idle one expires.
+	stage()
+	stage()
+	if _, err := raw(&storepb.WriteRequest{Stage: true, PackedOps: put("third")}); !errors.Is(err, bus.ErrResourceExhausted) {
+		t.Errorf("a third staged write: %v; want ResourceExhausted", err)
+	}
+	clock.Advance(cfg.IngestLease + time.Second)
+	for { // the reaper runs every 5 ms
+		if _, err := raw(&storepb.WriteRequest{Stage: true, PackedOps: put("later")}); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("expired staged writes still count: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	for _, req := range []*storepb.WriteRequest{
+		{Abort: true},
+		{Abort: true, StageId: 99, PackedOps: put("x")},
+		{StageId: 12345, PackedOps: put("x")},
+	} {
+		if _, err := raw(req); err == nil {
+			t.Errorf("%v accepted", req)
+		}
+	}
+	if got := dump(t, n.c); got != before {
+		t.Errorf("after staged writes not completed the store holds\n%s\nwant\n%s", got, before)
+	}
+}

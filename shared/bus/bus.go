@@ -232,6 +232,11 @@ func (b *Bus) Start(ctx context.Context) error {
 	return nil
 }
 
+// MaxFrameSize returns the largest frame this bus sends or accepts
+// (Config.MaxFrameSize with its default applied). Peers are expected to
+// run with the same limit.
+func (b *Bus) MaxFrameSize() int { return b.maxSize }
+
 // Addr returns the bound UDP address (valid after Start).
 func (b *Bus) Addr() net.Addr {
 	b.mu.Lock()

@@ -250,13 +250,81 @@ func (it *Iterator) Err() error { return it.err }
 // is durable (WAL fsync, shared with concurrent sync writes) before Write
 // returns. It returns RocksDB's sequence number after the write. b may be
 // reset and reused once Write returns.
+//
+// A batch larger than fits one bus frame goes in parts of about
+// WritePartBytes, staged in stored and written there as one batch with the
+// last part (WriteRequest.stage); atomicity and durability are the same.
+// A single operation must still fit one frame.
 func (c *Client) Write(ctx context.Context, b *Batch, sync bool) (uint64, error) {
-	req := storepb.WriteRequest{PackedOps: b.packed, Sync: sync}
-	var resp storepb.WriteResponse
-	if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
-		return 0, err
+	limit := c.writePartBytes()
+	if len(b.packed) <= limit {
+		req := storepb.WriteRequest{PackedOps: b.packed, Sync: sync}
+		var resp storepb.WriteResponse
+		if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
+			return 0, err
+		}
+		return resp.Sequence, nil
 	}
-	return resp.Sequence, nil
+	parts, err := splitPacked(b.packed, limit)
+	if err != nil {
+		return 0, fmt.Errorf("storeclient: %s: %w", MethodWrite, err)
+	}
+	var id uint64
+	for i, part := range parts {
+		last := i == len(parts)-1
+		req := storepb.WriteRequest{PackedOps: part, Stage: !last, StageId: id, Sync: sync && last}
+		var resp storepb.WriteResponse
+		if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
+			if id != 0 && !last {
+				c.abortStaged(ctx, id)
+			}
+			return 0, fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+		}
+		if last {
+			return resp.Sequence, nil
+		}
+		id = resp.StageId
+	}
+	panic("unreachable")
+}
+
+// WritePartBytes is the largest part of a staged write (less when the
+// bus frame limit is lower).
+const WritePartBytes = 4 << 20
+
+func (c *Client) writePartBytes() int {
+	// Half a frame leaves room for the envelope and for a part that ends
+	// with an operation over the target.
+	return min(WritePartBytes, c.b.MaxFrameSize()/2)
+}
+
+// abortStaged drops a staged write a failed part left behind (best
+// effort: stored drops it anyway once its lease runs out).
+func (c *Client) abortStaged(ctx context.Context, id uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = c.call(ctx, MethodWrite, &storepb.WriteRequest{StageId: id, Abort: true}, &storepb.WriteResponse{})
+}
+
+// splitPacked cuts packed operations into parts of at most limit bytes at
+// operation boundaries (an operation over limit is a part of its own).
+func splitPacked(packed []byte, limit int) ([][]byte, error) {
+	var parts [][]byte
+	start, off := 0, 0
+	for rest := packed; len(rest) > 0; {
+		_, next, err := storepb.NextOp(rest)
+		if err != nil {
+			return nil, err
+		}
+		n := len(rest) - len(next)
+		if off > start && off+n-start > limit {
+			parts = append(parts, packed[start:off])
+			start = off
+		}
+		off += n
+		rest = next
+	}
+	return append(parts, packed[start:off]), nil
 }
 
 // Snapshot is a consistent view of the whole store held open by a lease

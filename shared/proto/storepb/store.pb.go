@@ -864,7 +864,18 @@ type WriteRequest struct {
 	// (put: key, value; delete: key; delete range: start, end), each as
 	// uvarint(length) bytes. storepb.AppendPut, AppendDelete,
 	// AppendDeleteRange and NextOp implement it.
-	PackedOps     []byte `protobuf:"bytes,3,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
+	PackedOps []byte `protobuf:"bytes,3,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
+	// stage holds the operations in stored instead of writing them: how a
+	// batch larger than one bus frame is written. The answer names the
+	// staged write (stage_id). A request with that stage_id adds its
+	// operations to it; the first with stage false writes everything staged
+	// and its own operations as one atomic batch (sync as it asks) and ends
+	// the staged write, whatever the outcome. A staged write left idle for
+	// the ingest lease is dropped unwritten.
+	Stage   bool   `protobuf:"varint,4,opt,name=stage,proto3" json:"stage,omitempty"`
+	StageId uint64 `protobuf:"varint,5,opt,name=stage_id,json=stageId,proto3" json:"stage_id,omitempty"`
+	// abort drops the staged write stage_id unwritten (no operations).
+	Abort         bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -920,10 +931,34 @@ func (x *WriteRequest) GetPackedOps() []byte {
 	return nil
 }
 
+func (x *WriteRequest) GetStage() bool {
+	if x != nil {
+		return x.Stage
+	}
+	return false
+}
+
+func (x *WriteRequest) GetStageId() uint64 {
+	if x != nil {
+		return x.StageId
+	}
+	return 0
+}
+
+func (x *WriteRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
 type WriteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// sequence is RocksDB's sequence number after the write.
-	Sequence      uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// sequence is RocksDB's sequence number after the write (0 when the
+	// request only staged or aborted).
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// stage_id names the staged write a staging request added to.
+	StageId       uint64 `protobuf:"varint,2,opt,name=stage_id,json=stageId,proto3" json:"stage_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -961,6 +996,13 @@ func (*WriteResponse) Descriptor() ([]byte, []int) {
 func (x *WriteResponse) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WriteResponse) GetStageId() uint64 {
+	if x != nil {
+		return x.StageId
 	}
 	return 0
 }
@@ -2086,14 +2128,18 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x02cf\x18\x01 \x01(\x0e2\x1f.pleiades.store.v1.ColumnFamilyR\x02cf\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\":\n" +
 	"\vDeleteRange\x12+\n" +
-	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"j\n" +
+	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"\xb1\x01\n" +
 	"\fWriteRequest\x12'\n" +
 	"\x03ops\x18\x01 \x03(\v2\x15.pleiades.store.v1.OpR\x03ops\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\bR\x04sync\x12\x1d\n" +
 	"\n" +
-	"packed_ops\x18\x03 \x01(\fR\tpackedOps\"+\n" +
+	"packed_ops\x18\x03 \x01(\fR\tpackedOps\x12\x14\n" +
+	"\x05stage\x18\x04 \x01(\bR\x05stage\x12\x19\n" +
+	"\bstage_id\x18\x05 \x01(\x04R\astageId\x12\x14\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\"F\n" +
 	"\rWriteResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"0\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x19\n" +
+	"\bstage_id\x18\x02 \x01(\x04R\astageId\"0\n" +
 	"\x13OpenSnapshotRequest\x12\x19\n" +
 	"\blease_ms\x18\x01 \x01(\rR\aleaseMs\"{\n" +
 	"\x14OpenSnapshotResponse\x12\x1f\n" +
