@@ -17,9 +17,11 @@
 //     their proposers are answered (the entries are committed and applying
 //     is deterministic, so the results are final);
 //  2. writes the hard states, log entries, received snapshots and applied
-//     data of every range of the round in ONE engine write, synced when any
-//     range needs it (atomic: a crash keeps all of it or none, and a
-//     restart replays from the durable applied index);
+//     data of every range of the round in one engine write, synced when any
+//     range needs it (atomic for each range: a crash keeps all of a range's
+//     writes or none, and a restart replays from the durable applied
+//     index; a round over MaxRoundWriteBytes is cut into several writes
+//     between ranges);
 //  3. then sends the followers' messages (never before their entries are
 //     durable), publishes the applied index, answers reads waiting for it,
 //     truncates logs, and calls Advance.
@@ -27,7 +29,12 @@
 // Flow control (multiraft.Config): MaxSizePerMsg 1 MiB, MaxInflightMsgs
 // 256, MaxInflightBytes 32 MiB, MaxUncommittedEntriesSize 64 MiB (further
 // proposals are dropped by raft and proposed again after ReproposeTicks),
-// MaxCommittedSizePerReady 64 MiB.
+// MaxCommittedSizePerReady 8 MiB. A range takes at most MaxRangeRoundBytes
+// (8 MiB) of proposals and of appended entries into one round, the rest
+// waiting for the next; a round's write over MaxRoundWriteBytes (32 MiB)
+// goes to stored as several batches cut between ranges; and stored takes a
+// batch over one bus frame in parts, staged and written as one. So many
+// large values at once never make a write stored must refuse.
 //
 // Ticks and first elections: the ticker gives each unquiesced replica at
 // most one pending tick; a replica whose last tick no round has taken yet

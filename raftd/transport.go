@@ -85,34 +85,89 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 			return
 		default:
 		}
+		var b *raftmsgpb.MessageBatch
 		select {
-		case b := <-ch:
-			msgs = append(msgs[:0], b)
-		drain:
-			for len(msgs) < 64 {
-				select {
-				case b := <-ch:
-					msgs = append(msgs, b)
-				default:
-					break drain
-				}
-			}
+		case b = <-ch:
 		case <-t.stopc:
 			return
 		}
-		addr := t.addrOf(node)
-		if addr == "" {
-			t.dropped.Add(uint64(len(msgs)))
-			continue
+		// Coalesce what is queued into frames of at most budget bytes;
+		// a batch over it goes in pieces.
+		budget := t.b.MaxFrameSize() / 2
+		msgs = msgs[:0]
+		size := 0
+		for b != nil {
+			for _, piece := range splitBatch(b, budget) {
+				n := proto.Size(piece)
+				if n > t.b.MaxFrameSize()-1024 {
+					// One raft message over the frame limit (a command of
+					// MaxCommandBytes fits the default limit): never sent.
+					t.dropped.Add(1)
+					t.log.Warn("raft message over the bus frame limit dropped", slog.Uint64("to_node", node), slog.Int("bytes", n))
+					continue
+				}
+				if len(msgs) > 0 && size+n > budget {
+					t.sendBatch(node, msgs)
+					msgs, size = msgs[:0], 0
+				}
+				msgs = append(msgs, piece)
+				size += n
+			}
+			b = nil
+			if len(msgs) < 64 {
+				select {
+				case b = <-ch:
+				default:
+				}
+			}
 		}
-		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
-		err := t.b.SendBatch(ctx, addr, wire.ProtoRaft, methodRaft, msgs...)
-		cancel()
-		if err != nil {
-			t.sendErrors.Add(1)
-			t.log.Debug("raft batch send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+		if len(msgs) > 0 {
+			t.sendBatch(node, msgs)
 		}
 	}
+}
+
+// sendBatch sends msgs to node in one frame.
+func (t *busTransport) sendBatch(node uint64, msgs []proto.Message) {
+	addr := t.addrOf(node)
+	if addr == "" {
+		t.dropped.Add(uint64(len(msgs)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
+	err := t.b.SendBatch(ctx, addr, wire.ProtoRaft, methodRaft, msgs...)
+	cancel()
+	if err != nil {
+		t.sendErrors.Add(1)
+		t.log.Debug("raft batch send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+	}
+}
+
+// splitBatch returns b, or when it is over budget bytes, b's messages in
+// several batches of about budget bytes each (heartbeats in the first; a
+// message over budget in a batch of its own).
+func splitBatch(b *raftmsgpb.MessageBatch, budget int) []*raftmsgpb.MessageBatch {
+	if proto.Size(b) <= budget {
+		return []*raftmsgpb.MessageBatch{b}
+	}
+	piece := func() *raftmsgpb.MessageBatch {
+		return &raftmsgpb.MessageBatch{FromNode: b.GetFromNode(), ToNode: b.GetToNode(), FromAddr: b.GetFromAddr()}
+	}
+	cur := piece()
+	cur.Heartbeats, cur.HeartbeatResponses = b.GetHeartbeats(), b.GetHeartbeatResponses()
+	out := []*raftmsgpb.MessageBatch{cur}
+	size := proto.Size(cur)
+	for _, m := range b.GetMessages() {
+		n := proto.Size(m) + 8
+		if len(cur.Messages) > 0 && size+n > budget {
+			cur = piece()
+			out = append(out, cur)
+			size = proto.Size(cur)
+		}
+		cur.Messages = append(cur.Messages, m)
+		size += n
+	}
+	return out
 }
 
 // SendSnapshotChunk sends one snapshot chunk as a unary call (apart from

@@ -26,6 +26,11 @@
 //     Config.MaxScanBytes, 1 MiB by default); it returns a resume key.
 //   - Write: one atomic batch of put, delete and delete-range over any
 //     families; with sync it answers once the batch is in the fsynced WAL.
+//     A batch larger than one bus frame is sent in parts (stage set):
+//     stored builds it in memory (at most Engine.MaxBatchBytes, with
+//     MaxStagedWrites open at once, dropped by the reaper after
+//     IngestLease idle, or by an abort) and writes it whole with the last
+//     part; a refused part ends it unwritten.
 //   - OpenSnapshot, ReleaseSnapshot: a consistent view held by a lease
 //     (Config.SnapshotLease by default, at most MaxSnapshotLease) that
 //     every read at it renews. The reaper, a goroutine owned by the server

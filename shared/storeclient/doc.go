@@ -21,6 +21,11 @@
 // an Ingest, Add entries in ascending key order, Finish. Nothing is
 // written before Finish, and Finish replaces the span in one synced batch.
 //
+// Write takes a batch of any size up to stored's batch limit: one larger
+// than half a bus frame (at most WritePartBytes a part) goes in parts that
+// stored stages and writes as one batch with the last, so atomicity and
+// durability do not depend on the size.
+//
 // On the wire, batches, scan pages, stream chunks and ingest chunks
 // travel in storepb's packed encodings (one bytes field, not a message
 // per key).

@@ -33,8 +33,20 @@ type Config struct {
 	// leader; further proposals are dropped (and re-proposed). Default 64 MiB.
 	MaxUncommittedEntriesSize uint64
 	// MaxCommittedSizePerReady caps the committed entries bytes handed to
-	// one apply. Default 64 MiB.
+	// one apply (at least one entry). Default 8 MiB.
 	MaxCommittedSizePerReady uint64
+	// MaxRangeRoundBytes caps what one range takes into a round: the
+	// commands of the proposals it steps into raft, and the entries of the
+	// appends it steps (at least one of each; the rest wait for the next
+	// round). With MaxCommittedSizePerReady and MaxCommandBytes it bounds a
+	// range's share of a round's write (here under 48 MiB, within stored's
+	// batch limit of 64 MiB) however many large values arrive at once.
+	// Default 8 MiB.
+	MaxRangeRoundBytes uint64
+	// MaxRoundWriteBytes: a round's writes larger than this go to stored
+	// as several batches, cut between ranges (each range's writes stay in
+	// one batch, so each range's state stays atomic). Default 32 MiB.
+	MaxRoundWriteBytes uint64
 	// EntryCacheEntries is how many entries of each log's tail stay in
 	// memory. Default 256.
 	EntryCacheEntries int
@@ -128,7 +140,9 @@ func (c *Config) fill() {
 	def(&c.MaxInflightMsgs, 256)
 	def64(&c.MaxInflightBytes, 32<<20)
 	def64(&c.MaxUncommittedEntriesSize, 64<<20)
-	def64(&c.MaxCommittedSizePerReady, 64<<20)
+	def64(&c.MaxCommittedSizePerReady, 8<<20)
+	def64(&c.MaxRangeRoundBytes, 8<<20)
+	def64(&c.MaxRoundWriteBytes, 32<<20)
 	def(&c.EntryCacheEntries, 256)
 	def(&c.ValueCacheBytes, 64<<20)
 	def(&c.MaxInboxMessages, 4096)

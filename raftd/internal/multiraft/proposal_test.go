@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +19,9 @@ import (
 
 // warmUserRange starts a 3-node cluster with one user range, writes to it
 // and returns the store leading it and its replica there.
-func warmUserRange(t *testing.T, ctx context.Context) (*testCluster, *Store, *Replica) {
+func warmUserRange(t *testing.T, ctx context.Context, opts ...func(*Config)) (*testCluster, *Store, *Replica) {
 	t.Helper()
-	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, opts...)
 	if err := c.put(ctx, "warm", "up"); err != nil {
 		t.Fatal(err)
 	}
@@ -31,19 +32,43 @@ func warmUserRange(t *testing.T, ctx context.Context) (*testCluster, *Store, *Re
 
 // TestProposalsOfARoundGoTogether checks that the proposals a round finds
 // in a replica's inbox reach raft as one proposal (so the leader sends each
-// follower one append for all of them), and that each is applied and
-// answered.
+// follower one append for all of them), up to MaxRangeRoundBytes a round
+// (the rest wait for the next), and that each is applied and answered.
 func TestProposalsOfARoundGoTogether(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	c, s, r := warmUserRange(t, ctx)
+	for _, tt := range []struct {
+		name                   string
+		roundCap               uint64
+		value                  int
+		minBatches, maxBatches uint64
+	}{
+		{"one round's worth", 0, 10, 1, 1},
+		// 20 commands of ~1 KiB, at most 4 KiB per round: 5 or more rounds.
+		{"over MaxRangeRoundBytes", 4 << 10, 1000, 5, 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			proposalsOfARound(t, ctx, tt.roundCap, tt.value, tt.minBatches, tt.maxBatches)
+		})
+	}
+}
+
+// proposalsOfARound queues 20 proposals of value bytes at once and checks
+// they reach raft in minBatches to maxBatches proposals, and are applied.
+func proposalsOfARound(t *testing.T, ctx context.Context, roundCap uint64, value int, minBatches, maxBatches uint64) {
+	c, s, r := warmUserRange(t, ctx, func(c *Config) {
+		if roundCap > 0 {
+			c.MaxRangeRoundBytes = roundCap
+		}
+	})
 	before := s.Stats()
 
 	const n = 20
+	val := func(i int) string { return fmt.Sprintf("v%d", i) + strings.Repeat("x", value) }
 	props := make([]*proposal, n)
 	r.in.Lock()
 	for i := range props {
-		put := &kvpb.PutRequest{Key: fmt.Appendf(nil, "b%02d", i), Value: fmt.Appendf(nil, "v%d", i)}
+		put := &kvpb.PutRequest{Key: fmt.Appendf(nil, "b%02d", i), Value: []byte(val(i))}
 		props[i] = &proposal{ops: []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: put}}}, ts: s.d.Clock.Now(), done: make(chan proposalResult, 1)}
 		r.in.props = append(r.in.props, props[i])
 	}
@@ -63,13 +88,13 @@ func TestProposalsOfARoundGoTogether(t *testing.T) {
 	if got := after.Proposals - before.Proposals; got != n {
 		t.Errorf("%d proposals counted; want %d", got, n)
 	}
-	if got := after.ProposalBatches - before.ProposalBatches; got != 1 {
-		t.Errorf("%d raft proposals for %d commands of one round; want 1", got, n)
+	if got := after.ProposalBatches - before.ProposalBatches; got < minBatches || got > maxBatches {
+		t.Errorf("%d raft proposals for %d commands queued at once; want %d to %d", got, n, minBatches, maxBatches)
 	}
 	for i := range n {
 		v, found, err := c.get(ctx, fmt.Sprintf("b%02d", i))
-		if err != nil || !found || v != fmt.Sprintf("v%d", i) {
-			t.Errorf("get b%02d = %q, %v, %v; want v%d", i, v, found, err, i)
+		if err != nil || !found || v != val(i) {
+			t.Errorf("get b%02d = %.10q, %v, %v; want %.10q", i, v, found, err, val(i))
 		}
 	}
 }

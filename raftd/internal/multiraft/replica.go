@@ -400,7 +400,18 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		}
 		r.mu.pendingSnaps[idx] = sn
 	}
-	for _, m := range msgs {
+	var appended uint64
+	for i, m := range msgs {
+		if m.msg.GetType() == raftpb.MsgApp {
+			// At most MaxRangeRoundBytes of appended entries per round
+			// (at least one append): the rest waits for the next.
+			n := entriesBytes(m.msg.GetEntries())
+			if appended > 0 && appended+n > r.s.cfg.MaxRangeRoundBytes {
+				r.requeueLocked(msgs[i:], nil)
+				break
+			}
+			appended += n
+		}
 		// Any message but a heartbeat (response) wakes a quiesced replica;
 		// the answers to the quiesce heartbeat must not.
 		if !m.quiesce && m.msg.GetType() != raftpb.MsgHeartbeatResp {
@@ -664,7 +675,14 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 // applied and proposes them all in one raft message.
 func (r *Replica) proposeLocked(props []*proposal) {
 	ents := make([]*raftpb.Entry, 0, len(props))
-	for _, p := range props {
+	var size uint64
+	for i, p := range props {
+		if size >= r.s.cfg.MaxRangeRoundBytes {
+			// The rest waits for the next round (a round's write stays
+			// bounded however many large values arrive at once).
+			r.requeueLocked(nil, props[i:])
+			break
+		}
 		r.mu.nextSeq++
 		p.seq = r.mu.nextSeq
 		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops}
@@ -674,6 +692,7 @@ func (r *Replica) proposeLocked(props []*proposal) {
 			continue
 		}
 		p.data = b
+		size += uint64(len(b))
 		p.proposedAt = r.mu.ticks
 		r.mu.pending[p.seq] = p
 		ents = append(ents, &raftpb.Entry{Data: b})
@@ -691,15 +710,42 @@ func (r *Replica) proposeLocked(props []*proposal) {
 	_ = r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(r.mu.replicaID), Entries: ents})
 }
 
+// requeueLocked puts messages and proposals a round did not take back at
+// the front of the inbox, for the next round.
+func (r *Replica) requeueLocked(msgs []inMsg, props []*proposal) {
+	r.in.Lock()
+	if len(msgs) > 0 {
+		r.in.msgs = append(slices.Clip(msgs), r.in.msgs...)
+	}
+	if len(props) > 0 {
+		r.in.props = append(slices.Clip(props), r.in.props...)
+	}
+	r.in.Unlock()
+	r.s.enqueue(r.rangeID)
+}
+
+// entriesBytes is the data size of ents.
+func entriesBytes(ents []*raftpb.Entry) uint64 {
+	var n uint64
+	for _, e := range ents {
+		n += uint64(len(e.GetData()))
+	}
+	return n
+}
+
 func (r *Replica) onTickLocked() {
 	r.mu.idleTicks++
+	var reproposed uint64
 	for seq, p := range r.mu.pending {
 		if p.abandoned.Load() {
 			delete(r.mu.pending, seq)
 			continue
 		}
-		if r.mu.ticks-p.proposedAt >= uint64(r.s.cfg.ReproposeTicks) {
+		// At most MaxRangeRoundBytes again per tick; the rest are due
+		// at the next.
+		if r.mu.ticks-p.proposedAt >= uint64(r.s.cfg.ReproposeTicks) && reproposed < r.s.cfg.MaxRangeRoundBytes {
 			p.proposedAt = r.mu.ticks
+			reproposed += uint64(len(p.data))
 			_ = r.mu.rn.Propose(p.data)
 		}
 	}

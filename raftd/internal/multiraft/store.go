@@ -585,29 +585,28 @@ func (s *Store) round(ids []uint64) error {
 	}
 	early.flush()
 	var ops []storage.Op
+	var size uint64
 	sync := false
 	for _, w := range works {
-		if w != nil {
-			ops = append(ops, w.ops...)
-			sync = sync || w.sync
+		if w == nil {
+			continue
 		}
+		n := opsBytes(w.ops)
+		if len(ops) > 0 && size+n > s.cfg.MaxRoundWriteBytes {
+			// Cut between ranges: each range's writes stay atomic.
+			if err := s.writeRound(ops, sync, len(reps)); err != nil {
+				return err
+			}
+			ops, size, sync = nil, 0, false
+		}
+		ops = append(ops, w.ops...)
+		size += n
+		sync = sync || w.sync
 	}
 	if len(ops) > 0 {
-		ctx, cancel := s.storageCtx()
-		start := time.Now()
-		err := s.d.Engine.Write(ctx, ops, sync)
-		s.metrics.writeNanos.Add(uint64(time.Since(start)))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("multiraft: log write of %d ranges: %w", len(reps), err)
+		if err := s.writeRound(ops, sync, len(reps)); err != nil {
+			return err
 		}
-		s.metrics.writes.Add(1)
-		if sync {
-			s.metrics.syncWrites.Add(1)
-		}
-		// The value cache follows the engine before phase2 publishes any
-		// applied index.
-		s.vcache.applyWrite(ops)
 	}
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
@@ -616,6 +615,35 @@ func (s *Store) round(ids []uint64) error {
 	})
 	late.flush()
 	return errors.Join(errs...)
+}
+
+// writeRound writes ops of a round (of ranges ranges) to the engine.
+func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int) error {
+	ctx, cancel := s.storageCtx()
+	defer cancel()
+	start := time.Now()
+	err := s.d.Engine.Write(ctx, ops, sync)
+	s.metrics.writeNanos.Add(uint64(time.Since(start)))
+	if err != nil {
+		return fmt.Errorf("multiraft: log write of %d ranges: %w", ranges, err)
+	}
+	s.metrics.writes.Add(1)
+	if sync {
+		s.metrics.syncWrites.Add(1)
+	}
+	// The value cache follows the engine before phase2 publishes any
+	// applied index.
+	s.vcache.applyWrite(ops)
+	return nil
+}
+
+// opsBytes is about the size of ops in a write.
+func opsBytes(ops []storage.Op) uint64 {
+	var n uint64
+	for _, op := range ops {
+		n += uint64(len(op.Key)+len(op.Value)+len(op.End)) + 8
+	}
+	return n
 }
 
 // tickLoop ticks every unquiesced replica once per TickInterval and pings
