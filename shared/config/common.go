@@ -29,8 +29,10 @@ const (
 
 // Defaults of the common flags that do not depend on the daemon.
 const (
-	DefaultDataDir         = "./data"
-	DefaultMaxFrameSize    = 16 << 20
+	DefaultDataDir      = "./data"
+	DefaultMaxFrameSize = 16 << 20
+	// MinMaxFrameSize is the smallest --max-frame-size accepted.
+	MinMaxFrameSize        = 128 << 10
 	DefaultLogFormat       = "text"
 	DefaultLogLevel        = "info"
 	DefaultShutdownTimeout = 10 * time.Second
@@ -124,8 +126,10 @@ func CommonFrom(c *cli.Context) (Common, error) {
 	if err := ValidateAddr(cm.AdminAddr); err != nil {
 		return Common{}, &FlagError{Flag: FlagAdminAddr, Value: cm.AdminAddr, Err: err}
 	}
-	if cm.MaxFrameSize < 1024 {
-		return Common{}, &FlagError{Flag: FlagMaxFrameSize, Value: strconv.Itoa(cm.MaxFrameSize), Err: fmt.Errorf("must be at least 1024")}
+	if cm.MaxFrameSize < MinMaxFrameSize {
+		// Unary requests up to 64 KiB share a connection's calls stream:
+		// every daemon must take frames a little over that.
+		return Common{}, &FlagError{Flag: FlagMaxFrameSize, Value: strconv.Itoa(cm.MaxFrameSize), Err: fmt.Errorf("must be at least %d (128 KiB)", MinMaxFrameSize)}
 	}
 	switch cm.LogFormat {
 	case "text", "json":

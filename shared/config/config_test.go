@@ -84,7 +84,7 @@ dev: true
 node-id = 43
 data-dir = "/tmp/toml"
 log-level = "debug"
-max-frame-size = 2048
+max-frame-size = 262144
 peers = ["c:3"]
 `)
 	tests := []struct {
@@ -123,7 +123,7 @@ peers = ["c:3"]
 			env:  map[string]string{"PLEIADES_CONFIG": tomlFile},
 			check: func(t *testing.T, r result) {
 				c := r.common
-				if c.NodeID != 43 || c.DataDir != "/tmp/toml" || c.LogLevel != slog.LevelDebug || c.MaxFrameSize != 2048 {
+				if c.NodeID != 43 || c.DataDir != "/tmp/toml" || c.LogLevel != slog.LevelDebug || c.MaxFrameSize != 262144 {
 					t.Errorf("got %+v; want toml values", c)
 				}
 				if !reflect.DeepEqual(r.peers, []string{"c:3"}) {
@@ -183,6 +183,7 @@ func TestBadValues(t *testing.T) {
 		{name: "bad bus address", args: []string{"--bus-addr", "localhost"}, wantFlag: "bus-addr"},
 		{name: "bad admin port", args: []string{"--admin-addr", "127.0.0.1:http99"}, wantFlag: "admin-addr"},
 		{name: "tiny frame", args: []string{"--max-frame-size", "10"}, wantFlag: "max-frame-size"},
+		{name: "frame under the calls stream's requests", args: []string{"--max-frame-size", "65536"}, wantFlag: "max-frame-size"},
 		{name: "bad node id", args: []string{"--node-id", "-3"}, wantFlag: "node-id"},
 		{name: "unknown flag", args: []string{"--nope"}, wantFlag: "nope"},
 		{name: "unknown key in file", file: "c.yaml", body: "data-dir: x\nbogus-key: 1\n", wantFlag: "bogus-key"},
