@@ -97,8 +97,9 @@ func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
 		msgs = msgs[:0]
 		size := 0
 		for b != nil {
-			for _, piece := range splitBatch(b, budget) {
-				n := proto.Size(piece)
+			pieces, sizes := splitBatch(b, budget)
+			for i, piece := range pieces {
+				n := sizes[i]
 				if n > t.b.MaxFrameSize()-1024 {
 					// One raft message over the frame limit (a command of
 					// MaxCommandBytes fits the default limit): never sent.
@@ -145,10 +146,10 @@ func (t *busTransport) sendBatch(node uint64, msgs []proto.Message) {
 
 // splitBatch returns b, or when it is over budget bytes, b's messages in
 // several batches of about budget bytes each (heartbeats in the first; a
-// message over budget in a batch of its own).
-func splitBatch(b *raftmsgpb.MessageBatch, budget int) []*raftmsgpb.MessageBatch {
-	if proto.Size(b) <= budget {
-		return []*raftmsgpb.MessageBatch{b}
+// message over budget in a batch of its own), with their encoded sizes.
+func splitBatch(b *raftmsgpb.MessageBatch, budget int) ([]*raftmsgpb.MessageBatch, []int) {
+	if n := proto.Size(b); n <= budget {
+		return []*raftmsgpb.MessageBatch{b}, []int{n}
 	}
 	piece := func() *raftmsgpb.MessageBatch {
 		return &raftmsgpb.MessageBatch{FromNode: b.GetFromNode(), ToNode: b.GetToNode(), FromAddr: b.GetFromAddr()}
@@ -167,7 +168,11 @@ func splitBatch(b *raftmsgpb.MessageBatch, budget int) []*raftmsgpb.MessageBatch
 		cur.Messages = append(cur.Messages, m)
 		size += n
 	}
-	return out
+	sizes := make([]int, len(out))
+	for i, p := range out {
+		sizes[i] = proto.Size(p)
+	}
+	return out, sizes
 }
 
 // SendSnapshotChunk sends one snapshot chunk as a unary call (apart from

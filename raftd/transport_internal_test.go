@@ -23,7 +23,12 @@ func TestSplitBatch(t *testing.T) {
 		{1000, []int{2, 1, 1}},
 		{500, []int{1, 1, 1, 1}},
 	} {
-		pieces := splitBatch(b, tt.budget)
+		pieces, sizes := splitBatch(b, tt.budget)
+		for i, p := range pieces {
+			if sizes[i] != proto.Size(p) {
+				t.Errorf("budget %d: piece %d of %d bytes reported as %d", tt.budget, i, proto.Size(p), sizes[i])
+			}
+		}
 		var got []int
 		var all []*raftmsgpb.RaftMessage
 		for i, p := range pieces {
