@@ -143,6 +143,10 @@
 // ReadIndex (concurrent reads share one round); STALE reads come from the
 // local applied state. Batch is atomic within one range; Scan and
 // DeleteRange walk ranges in order (DeleteRange is atomic per range only).
+// A Scan page ends at its limit of entries (default 1,000) or with the
+// entry that brings its keys and values to MaxScanBytes (4 MiB, or less as
+// asked), so a page of large values fits a bus frame; the resume key
+// continues it.
 //
 // Leases: a ReadIndex round that a quorum answered proves leadership from
 // the moment it started; the leader then serves linearizable reads locally

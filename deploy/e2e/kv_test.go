@@ -672,8 +672,9 @@ func metric(t *testing.T, adminAddr, name string) float64 {
 // TestKVLargeValuesAtOnce: many large values written at once make rounds
 // whose writes exceed one bus frame and whose appends exceed one raft
 // frame (once a crash loop of every raftd: stored refused the round's
-// write), over several ranges. Every put succeeds, every node serves every value, and each
-// raftd is still the process it was.
+// write), over several ranges. Every put succeeds, every node serves every
+// value, a scan of them all comes in pages, and each raftd is still the
+// process it was.
 func TestKVLargeValuesAtOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e tests run real processes; skipped under -short")
@@ -723,6 +724,25 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// A scan of them all (36 MiB, over a frame) comes in pages, both ways.
+	for _, reverse := range []bool{false, true} {
+		kvs, err := cl.Scan(ctx, []byte("big/"), []byte("big0"), client.ScanOptions{Reverse: reverse}).Collect()
+		if err != nil {
+			t.Fatalf("scan (reverse %v): %v", reverse, err)
+		}
+		if len(kvs) != writers {
+			t.Fatalf("scan (reverse %v): %d entries; want %d", reverse, len(kvs), writers)
+		}
+		for j, kv := range kvs {
+			i := j
+			if reverse {
+				i = writers - 1 - j
+			}
+			if string(kv.Key) != fmt.Sprintf("big/%02d", i) || !bytes.Equal(kv.Value, value(i)) {
+				t.Errorf("scan (reverse %v) entry %d: %q, %d bytes", reverse, j, kv.Key, len(kv.Value))
+			}
+		}
 	}
 	for name, pid := range pids {
 		d, err := c.daemon(t, name)

@@ -12,7 +12,9 @@ import (
 type ScanOptions struct {
 	// Limit caps the number of entries returned in all; 0 means no cap.
 	Limit int
-	// PageSize caps each page (one call); 0 means the server's default.
+	// PageSize caps each page (one call) in entries; 0 means the server's
+	// default. Pages also end at the server's byte cap (4 MiB of keys and
+	// values, at least one entry).
 	PageSize int
 	// Reverse returns keys in descending order.
 	Reverse bool

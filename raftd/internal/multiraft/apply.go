@@ -77,7 +77,7 @@ func (a *applier) del(key []byte) {
 func (a *applier) scanLive(start, end []byte) ([][]byte, error) {
 	ctx, cancel := a.r.s.storageCtx()
 	defer cancel()
-	kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+	kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, 0, false)
 	if err != nil {
 		return nil, err
 	}

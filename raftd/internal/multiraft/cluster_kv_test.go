@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,6 +203,73 @@ func TestKVSemantics(t *testing.T) {
 		}
 		if want := "[z t s n m k d b a]"; fmt.Sprint(got) != want {
 			t.Errorf("reverse scan = %v; want %s", got, want)
+		}
+	})
+	t.Run("pages bounded by bytes", func(t *testing.T) {
+		// Ten values of 1,000 bytes over ranges [m, t) and [t, ∞): pages
+		// of at most 2,500 bytes end with the entry that reaches it, 3
+		// large entries each, forward and back, whichever node is asked
+		// (followers forward), and keys only as well.
+		var keys []string
+		for i := range 10 {
+			k := string(rune('p'+i)) + "big"
+			keys = append(keys, k)
+			if err := c.put(ctx, k, strings.Repeat("x", 1000)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer func() { // the later subtests count keys
+			for _, k := range keys {
+				if err := run(func(ctx context.Context, s *Store) error {
+					_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte(k)})
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}()
+		for _, id := range c.ids {
+			for _, reverse := range []bool{false, true} {
+				for _, keysOnly := range []bool{false, true} {
+					var got []string
+					var sizes []int
+					start, end := []byte("pbig"), []byte("zz")
+					for page := 0; page < 20; page++ {
+						var resp *kvpb.ScanResponse
+						err := run(func(ctx context.Context, _ *Store) error {
+							var err error
+							resp, err = c.store(id).Scan(ctx, &kvpb.ScanRequest{Start: start, End: end, MaxBytes: 2500, Reverse: reverse, KeysOnly: keysOnly})
+							return err
+						})
+						if err != nil {
+							t.Fatal(err)
+						}
+						big := 0 // small values of other subtests lie between
+						for _, kv := range resp.GetKvs() {
+							if k := string(kv.GetKey()); strings.HasSuffix(k, "big") {
+								got = append(got, k)
+								big++
+							}
+						}
+						sizes = append(sizes, big)
+						if resp.GetResumeKey() == nil {
+							break
+						}
+						if reverse {
+							end = resp.GetResumeKey()
+						} else {
+							start = resp.GetResumeKey()
+						}
+					}
+					want := slices.Clone(keys)
+					if reverse {
+						slices.Reverse(want)
+					}
+					if !slices.Equal(got, want) || sizes[0] != 3 {
+						t.Errorf("node %d, reverse %v, keys only %v: pages of %v large entries, keys %v; want pages of 3, keys %v", id, reverse, keysOnly, sizes, got, want)
+					}
+				}
+			}
 		}
 	})
 	t.Run("cas", func(t *testing.T) {

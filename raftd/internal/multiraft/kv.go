@@ -19,6 +19,10 @@ import (
 // DefaultScanLimit is the page size of a Scan without a limit.
 const DefaultScanLimit = 1000
 
+// MaxScanBytes caps a Scan page's keys and values (ScanRequest.max_bytes):
+// a page of large values must fit one bus frame.
+const MaxScanBytes = 4 << 20
+
 // KV method names (wire.ProtoKV).
 const (
 	MethodGet            = "Get"
@@ -169,7 +173,7 @@ func (s *Store) lookup(ctx context.Context, key []byte) (*kvpb.RangeDescriptor, 
 func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
 	if s.Replica(MetaRangeID) != nil {
 		start, end := storage.MetaSpan()
-		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, 0, false)
+		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, 0, 0, false)
 		if err != nil {
 			return nil, err
 		}
@@ -552,6 +556,11 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 	if limit == 0 {
 		limit = DefaultScanLimit
 	}
+	budget := MaxScanBytes
+	if b := int(req.GetMaxBytes()); b > 0 && b < budget {
+		budget = b
+	}
+	size := 0 // keys and values read, as the engine counts them
 	out := &kvpb.ScanResponse{}
 	// key is the range-locating key: start going forward; going
 	// backwards, the last range is the one holding the key before end.
@@ -578,12 +587,13 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 		} else if len(cur) > 0 {
 			cs, ce = clipSpan(start, cur, desc)
 		}
-		kvs, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs))
+		kvs, read, full, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs), max(budget-size, 1))
 		if err != nil {
 			return nil, err
 		}
 		out.Kvs = append(out.Kvs, kvs...)
-		if len(out.Kvs) >= limit {
+		size += read
+		if full && len(out.Kvs) > 0 {
 			last := out.Kvs[len(out.Kvs)-1].GetKey()
 			if req.GetReverse() {
 				out.ResumeKey = bytes.Clone(last)
@@ -640,8 +650,12 @@ func (s *Store) allDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, er
 	return s.metaDescriptors(ctx)
 }
 
-// scanRange reads up to limit entries of [start, end) from one range.
-func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit int) ([]*kvpb.KeyValue, error) {
+// scanRange reads up to limit entries of [start, end) from one range,
+// ending with the one that brings the keys and values read to maxBytes
+// (values count even for keys only). read is their size; full reports
+// that the page ended there, at the limit or the bytes, so the range may
+// hold more.
+func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit, maxBytes int) (_ []*kvpb.KeyValue, read int, full bool, _ error) {
 	key := start
 	if req.GetReverse() {
 		key = desc.GetStartKey()
@@ -651,28 +665,33 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	}
 	t, err := s.route(ctx, key, req.GetHeader(), false)
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
 	if t.r == nil {
-		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(), KeysOnly: req.GetKeysOnly()}
+		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(),
+			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes)}
 		resp := &kvpb.ScanResponse{}
 		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
-		return resp.GetKvs(), nil
+		for _, kv := range resp.GetKvs() {
+			read += len(kv.GetKey()) + len(kv.GetValue().GetValue())
+		}
+		return resp.GetKvs(), read, resp.GetResumeKey() != nil, nil
 	}
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
-	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, limit, req.GetReverse())
+	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, limit, maxBytes, req.GetReverse())
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
 	out := make([]*kvpb.KeyValue, 0, len(kvs))
 	for _, kv := range kvs {
+		read += len(kv.Key) + len(kv.Value)
 		ts, v, err := storage.DecodeValue(kv.Value)
 		if err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 		val := &kvpb.Value{Timestamp: ts.Proto()}
 		if !req.GetKeysOnly() {
@@ -680,7 +699,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		}
 		out = append(out, &kvpb.KeyValue{Key: kv.Key, Value: val})
 	}
-	return out, nil
+	return out, read, len(kvs) >= limit || read >= maxBytes, nil
 }
 
 // Descriptors returns the descriptors overlapping [start, end) and the

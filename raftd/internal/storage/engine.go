@@ -76,8 +76,10 @@ type Engine interface {
 	// Get reads one key.
 	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
 	// Scan reads [start, end) in key order (reverse: descending), at most
-	// limit entries (0: no limit). A nil end means unbounded.
-	Scan(ctx context.Context, cf CF, start, end []byte, limit int, reverse bool) ([]KV, error)
+	// limit entries (0: no limit), stopping after the entry that brings
+	// the keys and values read to maxBytes (0: no limit). A nil end means
+	// unbounded.
+	Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error)
 	// OpenSnapshot opens a consistent view of the whole engine, held until
 	// Release.
 	OpenSnapshot(ctx context.Context) (Snapshot, error)

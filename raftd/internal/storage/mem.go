@@ -106,19 +106,21 @@ func (m *Mem) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) 
 }
 
 // Scan implements Engine.
-func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, limit int, reverse bool) ([]KV, error) {
+func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error) {
 	if err := validCF(cf); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []KV
+	size := 0
 	visit := func(it item) bool {
 		if bytes.Compare(it.key, start) < 0 || (end != nil && bytes.Compare(it.key, end) >= 0) {
 			return !reverse || bytes.Compare(it.key, start) >= 0
 		}
 		out = append(out, KV{Key: bytes.Clone(it.key), Value: bytes.Clone(it.value)})
-		return limit == 0 || len(out) < limit
+		size += len(it.key) + len(it.value)
+		return (limit == 0 || len(out) < limit) && (maxBytes == 0 || size < maxBytes)
 	}
 	t := m.mu.cur[cf]
 	if reverse {

@@ -20,23 +20,27 @@ func TestMemScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		start, end string
-		limit      int
-		reverse    bool
-		want       string
+		start, end      string
+		limit, maxBytes int
+		reverse         bool
+		want            string
 	}{
-		{"", "", 0, false, "k0k1k2k3k4k5k6k7k8k9"},
-		{"k2", "k5", 0, false, "k2k3k4"},
-		{"k2", "k5", 2, false, "k2k3"},
-		{"k2", "k5", 0, true, "k4k3k2"},
-		{"k2", "", 2, true, "k9k8"},
-		{"", "k1", 0, true, "k0"},
+		{"", "", 0, 0, false, "k0k1k2k3k4k5k6k7k8k9"},
+		{"k2", "k5", 0, 0, false, "k2k3k4"},
+		{"k2", "k5", 2, 0, false, "k2k3"},
+		{"k2", "k5", 0, 0, true, "k4k3k2"},
+		{"k2", "", 2, 0, true, "k9k8"},
+		{"", "k1", 0, 0, true, "k0"},
+		// Each entry is 3 bytes: the page ends with the one reaching 7.
+		{"", "", 0, 7, false, "k0k1k2"},
+		{"", "", 0, 6, true, "k9k8"},
+		{"", "", 0, 1, false, "k0"},
 	} {
 		var end []byte
 		if tt.end != "" {
 			end = []byte(tt.end)
 		}
-		kvs, err := m.Scan(ctx, Data, []byte(tt.start), end, tt.limit, tt.reverse)
+		kvs, err := m.Scan(ctx, Data, []byte(tt.start), end, tt.limit, tt.maxBytes, tt.reverse)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +55,7 @@ func TestMemScan(t *testing.T) {
 	if err := m.Write(ctx, []Op{DeleteRange(Data, []byte("k3"), []byte("k8"))}, false); err != nil {
 		t.Fatal(err)
 	}
-	kvs, _ := m.Scan(ctx, Data, nil, nil, 0, false)
+	kvs, _ := m.Scan(ctx, Data, nil, nil, 0, 0, false)
 	if len(kvs) != 5 {
 		t.Errorf("after delete range: %d keys; want 5", len(kvs))
 	}

@@ -83,7 +83,7 @@ func (s *Stored) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, erro
 }
 
 // Scan implements Engine, paging through stored as needed.
-func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, limit int, reverse bool) ([]KV, error) {
+func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error) {
 	scf, err := storeCF(cf)
 	if err != nil {
 		return nil, err
@@ -94,9 +94,11 @@ func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, limit int, 
 	}
 	it := s.c.Iterator(storeclient.Span{CF: scf, Start: start, End: end}, opts)
 	var out []KV
-	for (limit == 0 || len(out) < limit) && it.Next(ctx) {
+	size := 0
+	for (limit == 0 || len(out) < limit) && (maxBytes == 0 || size < maxBytes) && it.Next(ctx) {
 		kv := it.KV()
 		out = append(out, KV{Key: kv.Key, Value: kv.Value})
+		size += len(kv.Key) + len(kv.Value)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("storage: stored scan: %w", err)

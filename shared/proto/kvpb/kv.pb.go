@@ -616,9 +616,13 @@ type ScanRequest struct {
 	// end is exclusive; empty means the end of the user keyspace.
 	End []byte `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
 	// limit caps the page; 0 means the server default.
-	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Reverse       bool   `protobuf:"varint,5,opt,name=reverse,proto3" json:"reverse,omitempty"`
-	KeysOnly      bool   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	Limit    uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Reverse  bool   `protobuf:"varint,5,opt,name=reverse,proto3" json:"reverse,omitempty"`
+	KeysOnly bool   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	// max_bytes caps the page's keys and values: the page ends with the
+	// entry that reaches it (at least one entry). 0 means the server
+	// default (4 MiB); more than the default is taken as the default.
+	MaxBytes      uint32 `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -693,6 +697,13 @@ func (x *ScanRequest) GetKeysOnly() bool {
 		return x.KeysOnly
 	}
 	return false
+}
+
+func (x *ScanRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
 }
 
 type ScanResponse struct {
@@ -1968,14 +1979,15 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\bR\adeleted\"\xb2\x01\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"\xcf\x01\n" +
 	"\vScanRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\fR\x03end\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x18\n" +
 	"\areverse\x18\x05 \x01(\bR\areverse\x12\x1b\n" +
-	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\"Y\n" +
+	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1b\n" +
+	"\tmax_bytes\x18\a \x01(\rR\bmaxBytes\"Y\n" +
 	"\fScanResponse\x12*\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x18.pleiades.kv.v1.KeyValueR\x03kvs\x12\x1d\n" +
 	"\n" +
