@@ -142,7 +142,9 @@
 // above the range's last write timestamp at apply. Linearizable reads use
 // ReadIndex (concurrent reads share one round); STALE reads come from the
 // local applied state. Batch is atomic within one range; Scan and
-// DeleteRange walk ranges in order (DeleteRange is atomic per range only).
+// DeleteRange walk ranges in order (DeleteRange is atomic per range only;
+// each range applies it as one range delete, counting the keys it removes
+// from a keys-only scan, a page at a time).
 // A Scan page ends at its limit of entries (default 1,000) or with the
 // entry that brings its keys and values to MaxScanBytes (4 MiB, or less as
 // asked), so a page of large values fits a bus frame; the resume key

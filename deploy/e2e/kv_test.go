@@ -673,8 +673,8 @@ func metric(t *testing.T, adminAddr, name string) float64 {
 // whose writes exceed one bus frame and whose appends exceed one raft
 // frame (once a crash loop of every raftd: stored refused the round's
 // write), over several ranges. Every put succeeds, every node serves every
-// value, a scan of them all comes in pages, and each raftd is still the
-// process it was.
+// value, a scan of them all comes in pages, one DeleteRange removes them,
+// and each raftd is still the process it was.
 func TestKVLargeValuesAtOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e tests run real processes; skipped under -short")
@@ -743,6 +743,15 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 				t.Errorf("scan (reverse %v) entry %d: %q, %d bytes", reverse, j, kv.Key, len(kv.Value))
 			}
 		}
+	}
+	// And one DeleteRange removes them all, range by range; the last
+	// range's span is open-ended.
+	n, err := cl.DeleteRange(ctx, []byte("big/"), nil)
+	if err != nil || n != writers {
+		t.Fatalf("DeleteRange = %d, %v; want %d", n, err, writers)
+	}
+	if kvs, err := cl.Scan(ctx, []byte("big/"), nil, client.ScanOptions{KeysOnly: true}).Collect(); err != nil || len(kvs) != 0 {
+		t.Fatalf("after DeleteRange: %d keys, %v; want none", len(kvs), err)
 	}
 	for name, pid := range pids {
 		d, err := c.daemon(t, name)

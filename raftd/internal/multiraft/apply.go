@@ -43,11 +43,33 @@ type applier struct {
 	r       *Replica
 	ops     []storage.Op
 	overlay map[string]overlayVal
+	// cleared are the spans DeleteRanges of the pass removed (the overlay
+	// forgets its keys there): a key in one and not in the overlay is
+	// absent, whatever the engine holds.
+	cleared []clearedSpan
+}
+
+type clearedSpan struct{ start, end []byte } // nil end: unbounded
+
+func (s clearedSpan) contains(key []byte) bool {
+	return bytes.Compare(key, s.start) >= 0 && (s.end == nil || bytes.Compare(key, s.end) < 0)
+}
+
+func (a *applier) inCleared(key []byte) bool {
+	for _, s := range a.cleared {
+		if s.contains(key) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
 	if v, ok := a.overlay[string(key)]; ok {
 		return v.value, v.ts, !v.deleted, nil
+	}
+	if a.inCleared(key) {
+		return nil, hlc.Timestamp{}, false, nil
 	}
 	ctx, cancel := a.r.s.storageCtx()
 	defer cancel()
@@ -72,33 +94,58 @@ func (a *applier) del(key []byte) {
 	a.overlay[string(key)] = overlayVal{deleted: true}
 }
 
-// scanLive returns the live keys of [start, end) (nil end: unbounded) as
-// the pass sees them: the engine merged with the pass's own writes.
-func (a *applier) scanLive(start, end []byte) ([][]byte, error) {
-	ctx, cancel := a.r.s.storageCtx()
-	defer cancel()
-	kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, start, end, 0, 0, false)
+// delRange deletes [start, end) (nil end: unbounded) with one range
+// delete, not a delete per key (a batch of those could outgrow what
+// stored takes in one write), and returns how many live keys it removed.
+func (a *applier) delRange(start, end []byte) (int, error) {
+	n, err := a.countLive(start, end)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	live := map[string]bool{}
-	for _, kv := range kvs {
-		live[string(kv.Key)] = true
+	a.ops = append(a.ops, storage.DeleteRange(storage.Data, start, end))
+	sp := clearedSpan{start: start, end: end}
+	for k := range a.overlay {
+		if sp.contains([]byte(k)) {
+			delete(a.overlay, k)
+		}
 	}
+	a.cleared = append(a.cleared, sp)
+	return n, nil
+}
+
+// countPage is how many keys countLive reads at a time.
+const countPage = 10000
+
+// countLive counts the live keys of [start, end) (nil end: unbounded) as
+// the pass sees them: the engine's keys merged with the pass's own writes.
+func (a *applier) countLive(start, end []byte) (int, error) {
+	n := 0
+	for from := start; ; {
+		// Keys only, a page at a time: a span of many keys costs no
+		// more memory than a page.
+		ctx, cancel := a.r.s.storageCtx()
+		kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, from, end, storage.ScanOptions{Limit: countPage, KeysOnly: true})
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		for _, kv := range kvs {
+			if _, ok := a.overlay[string(kv.Key)]; !ok && !a.inCleared(kv.Key) {
+				n++
+			}
+		}
+		if len(kvs) < countPage {
+			break
+		}
+		from = append(bytes.Clone(kvs[len(kvs)-1].Key), 0)
+	}
+	sp := clearedSpan{start: start, end: end}
 	for k, v := range a.overlay {
-		kb := []byte(k)
-		if bytes.Compare(kb, start) < 0 || (end != nil && bytes.Compare(kb, end) >= 0) {
-			continue
-		}
-		live[k] = !v.deleted
-	}
-	var out [][]byte
-	for k, ok := range live {
-		if ok {
-			out = append(out, []byte(k))
+		if !v.deleted && sp.contains([]byte(k)) {
+			n++
 		}
 	}
-	return out, nil
+	return n, nil
 }
 
 type doneProposal struct {
@@ -176,15 +223,6 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		r.s.enqueue(r.rangeID)
 	}
 	return ops, done, nil
-}
-
-func hasDeleteRange(cmd *raftmsgpb.Command) bool {
-	for _, op := range cmd.GetOps() {
-		if op.GetDeleteRange() != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // acceptLocked decides, identically on every replica, whether a command
@@ -266,14 +304,11 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command) (*Result, error
 			}
 		case op.GetDeleteRange() != nil:
 			start, end := clipSpan(op.GetDeleteRange().GetStart(), op.GetDeleteRange().GetEnd(), desc)
-			keys, err := a.scanLive(start, end)
+			n, err := a.delRange(start, end)
 			if err != nil {
 				return nil, err
 			}
-			for _, k := range keys {
-				a.del(k)
-			}
-			res.Count += uint64(len(keys))
+			res.Count += uint64(n)
 		}
 	}
 	return res, nil

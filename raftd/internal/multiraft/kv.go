@@ -173,7 +173,7 @@ func (s *Store) lookup(ctx context.Context, key []byte) (*kvpb.RangeDescriptor, 
 func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
 	if s.Replica(MetaRangeID) != nil {
 		start, end := storage.MetaSpan()
-		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, 0, 0, false)
+		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -682,7 +682,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
 		return nil, 0, false, err
 	}
-	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, limit, maxBytes, req.GetReverse())
+	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
 	if err != nil {
 		return nil, 0, false, err
 	}

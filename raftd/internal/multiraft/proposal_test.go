@@ -255,3 +255,79 @@ func TestStatusFollowers(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteRangeInOnePass checks a DeleteRange applied in the same pass
+// as writes before and after it (one round's proposals, applied together):
+// it removes the engine's keys of its span and the pass's earlier writes
+// there, counts each live key once, and leaves the later writes; an open
+// end reaches past the last key.
+func TestDeleteRangeInOnePass(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, s, r := warmUserRange(t, ctx)
+	for _, k := range []string{"m0", "m1", "m5", "n0", "zz"} {
+		if err := c.put(ctx, k, "old"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(k string) *raftmsgpb.Op {
+		return &raftmsgpb.Op{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte("new")}}}
+	}
+	del := func(k string) *raftmsgpb.Op {
+		return &raftmsgpb.Op{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: []byte(k)}}}
+	}
+	delRange := func(start, end string) *raftmsgpb.Op {
+		dr := &kvpb.DeleteRangeRequest{Start: []byte(start)}
+		if end != "" {
+			dr.End = []byte(end)
+		}
+		return &raftmsgpb.Op{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: dr}}
+	}
+	cmds := [][]*raftmsgpb.Op{
+		{put("m2")}, {del("m1")}, {put("m1"), put("m3")}, // m0 m1 m2 m3 m5 live in [m, n)
+		{delRange("m", "n")},             // 5 removed
+		{del("m2"), del("m5")},           // gone already: not deleted
+		{put("m4")},                      // after it: stays
+		{delRange("m4", "m5")},           // 1 removed
+		{put("m6")}, {delRange("n", "")}, // n0, warm, zz: to the end
+	}
+	props := make([]*proposal, len(cmds))
+	r.in.Lock()
+	for i, ops := range cmds {
+		props[i] = &proposal{ops: ops, ts: s.d.Clock.Now(), done: make(chan proposalResult, 1)}
+		r.in.props = append(r.in.props, props[i])
+	}
+	r.in.Unlock()
+	s.enqueue(r.rangeID)
+	var counts []uint64
+	for i, p := range props {
+		select {
+		case res := <-p.done:
+			if res.err != nil {
+				t.Fatalf("command %d: %v", i, res.err)
+			}
+			if cmds[i][0].GetDeleteRange() != nil {
+				counts = append(counts, res.res.Count)
+			}
+			if d := cmds[i][0].GetDelete(); d != nil && string(d.GetKey()) == "m2" && (res.res.Deleted[0] || res.res.Deleted[1]) {
+				t.Errorf("m2 (the pass's write) and m5 (the engine's), removed by the DeleteRange before, reported deleted again: %v", res.res.Deleted)
+			}
+		case <-ctx.Done():
+			t.Fatalf("command %d not answered", i)
+		}
+	}
+	if fmt.Sprint(counts) != "[5 1 3]" {
+		t.Errorf("DeleteRange counts %v; want [5 1 3]", counts)
+	}
+	resp, err := s.Scan(ctx, &kvpb.ScanRequest{Start: []byte("m"), Header: &kvpb.Header{ReadConsistency: kvpb.ReadConsistency_READ_CONSISTENCY_STALE}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range resp.GetKvs() {
+		got = append(got, string(kv.GetKey()))
+	}
+	if fmt.Sprint(got) != "[m6]" {
+		t.Errorf("keys from m on the leader: %v; want [m6]", got)
+	}
+}

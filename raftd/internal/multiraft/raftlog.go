@@ -60,7 +60,7 @@ func loadRaftLog(eng storage.Engine, rangeID uint64, cs *raftpb.ConfState, cache
 		}
 	}
 	l.last, l.lastTerm = l.trunc.GetIndex(), l.trunc.GetTerm()
-	kvs, err := eng.Scan(ctx, storage.Raft, storage.LogKey(rangeID, 0), storage.LogKey(rangeID, ^uint64(0)), cacheMax, 0, true)
+	kvs, err := eng.Scan(ctx, storage.Raft, storage.LogKey(rangeID, 0), storage.LogKey(rangeID, ^uint64(0)), storage.ScanOptions{Limit: cacheMax, Reverse: true})
 	if err != nil {
 		return nil, fmt.Errorf("load log tail of range %d: %w", rangeID, err)
 	}
@@ -145,7 +145,7 @@ func (l *raftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 			end = l.cache[0].GetIndex()
 		}
 		ctx, cancel := l.ctx()
-		kvs, err := l.eng.Scan(ctx, storage.Raft, storage.LogKey(l.rangeID, lo), storage.LogKey(l.rangeID, end), 0, 0, false)
+		kvs, err := l.eng.Scan(ctx, storage.Raft, storage.LogKey(l.rangeID, lo), storage.LogKey(l.rangeID, end), storage.ScanOptions{})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("read log of range %d: %w", l.rangeID, err)

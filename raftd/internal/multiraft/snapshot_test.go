@@ -56,7 +56,7 @@ func (c *testCluster) dataOf(id uint64) []storage.KV {
 		c.t.Fatalf("node %d is down", id)
 	}
 	start, end := clipSpan(nil, nil, s.Replica(2).desc.Load())
-	kvs, err := c.engines[id].Scan(context.Background(), storage.Data, start, end, 0, 0, false)
+	kvs, err := c.engines[id].Scan(context.Background(), storage.Data, start, end, storage.ScanOptions{})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -254,7 +254,7 @@ func (s *Store) load(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	start, end := storage.ReplicaSpan()
-	kvs, err := eng.Scan(ctx, storage.Local, start, end, 0, 0, false)
+	kvs, err := eng.Scan(ctx, storage.Local, start, end, storage.ScanOptions{})
 	if err != nil {
 		return fmt.Errorf("multiraft: load replicas: %w", err)
 	}

@@ -53,9 +53,24 @@ func Put(cf CF, key, value []byte) Op { return Op{Kind: OpPut, CF: cf, Key: key,
 // Delete returns a point delete.
 func Delete(cf CF, key []byte) Op { return Op{Kind: OpDelete, CF: cf, Key: key} }
 
-// DeleteRange returns a delete of [start, end).
+// DeleteRange returns a delete of [start, end); a nil end deletes to the
+// end of the family.
 func DeleteRange(cf CF, start, end []byte) Op {
 	return Op{Kind: OpDeleteRange, CF: cf, Key: start, End: end}
+}
+
+// ScanOptions shape a Scan; the zero value reads everything in key order.
+type ScanOptions struct {
+	// Limit caps the entries (0: no limit).
+	Limit int
+	// MaxBytes ends the scan after the entry that brings the keys and
+	// values read to it (0: no limit).
+	MaxBytes int
+	// Reverse reads in descending key order.
+	Reverse bool
+	// KeysOnly leaves the values out (they still count for MaxBytes on
+	// engines that read them).
+	KeysOnly bool
 }
 
 // KV is one key and its value.
@@ -75,11 +90,8 @@ type Engine interface {
 	Write(ctx context.Context, ops []Op, sync bool) error
 	// Get reads one key.
 	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
-	// Scan reads [start, end) in key order (reverse: descending), at most
-	// limit entries (0: no limit), stopping after the entry that brings
-	// the keys and values read to maxBytes (0: no limit). A nil end means
-	// unbounded.
-	Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error)
+	// Scan reads [start, end) as opts asks. A nil end means unbounded.
+	Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error)
 	// OpenSnapshot opens a consistent view of the whole engine, held until
 	// Release.
 	OpenSnapshot(ctx context.Context) (Snapshot, error)

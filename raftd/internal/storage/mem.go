@@ -52,9 +52,6 @@ func (m *Mem) Write(ctx context.Context, ops []Op, sync bool) error {
 		if err := validCF(op.CF); err != nil {
 			return err
 		}
-		if op.Kind == OpDeleteRange && op.End == nil {
-			return fmt.Errorf("storage: delete range without end")
-		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -71,10 +68,15 @@ func (m *Mem) Write(ctx context.Context, ops []Op, sync bool) error {
 			t.Delete(item{key: op.Key})
 		case OpDeleteRange:
 			var del [][]byte
-			t.AscendRange(item{key: op.Key}, item{key: op.End}, func(it item) bool {
+			collect := func(it item) bool {
 				del = append(del, it.key)
 				return true
-			})
+			}
+			if op.End == nil {
+				t.AscendGreaterOrEqual(item{key: op.Key}, collect)
+			} else {
+				t.AscendRange(item{key: op.Key}, item{key: op.End}, collect)
+			}
 			for _, k := range del {
 				t.Delete(item{key: k})
 			}
@@ -106,7 +108,8 @@ func (m *Mem) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) 
 }
 
 // Scan implements Engine.
-func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error) {
+func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error) {
+	limit, maxBytes, reverse := opts.Limit, opts.MaxBytes, opts.Reverse
 	if err := validCF(cf); err != nil {
 		return nil, err
 	}
@@ -118,7 +121,11 @@ func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, limit, maxByte
 		if bytes.Compare(it.key, start) < 0 || (end != nil && bytes.Compare(it.key, end) >= 0) {
 			return !reverse || bytes.Compare(it.key, start) >= 0
 		}
-		out = append(out, KV{Key: bytes.Clone(it.key), Value: bytes.Clone(it.value)})
+		kv := KV{Key: bytes.Clone(it.key)}
+		if !opts.KeysOnly {
+			kv.Value = bytes.Clone(it.value)
+		}
+		out = append(out, kv)
 		size += len(it.key) + len(it.value)
 		return (limit == 0 || len(out) < limit) && (maxBytes == 0 || size < maxBytes)
 	}

@@ -125,7 +125,7 @@ func TestMemIngest(t *testing.T) {
 					m.FailWrites(errors.New("fail"))
 				}
 				// Nothing is visible before Finish.
-				if kvs, _ := m.Scan(ctx, Data, nil, nil, 0, 0, false); keysOf(kvs) != "abcde" {
+				if kvs, _ := m.Scan(ctx, Data, nil, nil, ScanOptions{}); keysOf(kvs) != "abcde" {
 					t.Fatalf("before Finish: %q", keysOf(kvs))
 				}
 				if err := in.Finish(ctx); (err != nil) != tt.wantErr {
@@ -134,7 +134,7 @@ func TestMemIngest(t *testing.T) {
 				m.FailWrites(nil)
 			}
 			m.Crash() // Finish is durable
-			kvs, err := m.Scan(ctx, Data, nil, nil, 0, 0, false)
+			kvs, err := m.Scan(ctx, Data, nil, nil, ScanOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -40,7 +40,7 @@ func TestMemScan(t *testing.T) {
 		if tt.end != "" {
 			end = []byte(tt.end)
 		}
-		kvs, err := m.Scan(ctx, Data, []byte(tt.start), end, tt.limit, tt.maxBytes, tt.reverse)
+		kvs, err := m.Scan(ctx, Data, []byte(tt.start), end, ScanOptions{Limit: tt.limit, MaxBytes: tt.maxBytes, Reverse: tt.reverse})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestMemScan(t *testing.T) {
 	if err := m.Write(ctx, []Op{DeleteRange(Data, []byte("k3"), []byte("k8"))}, false); err != nil {
 		t.Fatal(err)
 	}
-	kvs, _ := m.Scan(ctx, Data, nil, nil, 0, 0, false)
+	kvs, _ := m.Scan(ctx, Data, nil, nil, ScanOptions{})
 	if len(kvs) != 5 {
 		t.Errorf("after delete range: %d keys; want 5", len(kvs))
 	}

@@ -55,10 +55,11 @@ func (s *Stored) Write(ctx context.Context, ops []Op, sync bool) error {
 		case OpDelete:
 			b.Delete(cf, op.Key)
 		case OpDeleteRange:
-			if op.End == nil {
-				return fmt.Errorf("storage: delete range without end")
+			end := op.End
+			if end == nil {
+				end = maxKeyEnd
 			}
-			b.DeleteRange(cf, op.Key, op.End)
+			b.DeleteRange(cf, op.Key, end)
 		default:
 			return fmt.Errorf("storage: unknown op kind %d", op.Kind)
 		}
@@ -83,16 +84,17 @@ func (s *Stored) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, erro
 }
 
 // Scan implements Engine, paging through stored as needed.
-func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, limit, maxBytes int, reverse bool) ([]KV, error) {
+func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error) {
 	scf, err := storeCF(cf)
 	if err != nil {
 		return nil, err
 	}
-	opts := storeclient.ScanOptions{Reverse: reverse}
+	limit, maxBytes := opts.Limit, opts.MaxBytes
+	so := storeclient.ScanOptions{Reverse: opts.Reverse, KeysOnly: opts.KeysOnly}
 	if limit > 0 {
-		opts.Limit = limit
+		so.Limit = limit
 	}
-	it := s.c.Iterator(storeclient.Span{CF: scf, Start: start, End: end}, opts)
+	it := s.c.Iterator(storeclient.Span{CF: scf, Start: start, End: end}, so)
 	var out []KV
 	size := 0
 	for (limit == 0 || len(out) < limit) && (maxBytes == 0 || size < maxBytes) && it.Next(ctx) {
