@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -40,13 +41,14 @@ func commands(env *env) []*cli.Command {
 // env is what commands share: output streams and the process context.
 type env struct {
 	ctx            context.Context
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
 // NewApp returns the pleiades app writing to stdout and stderr; ctx ends
 // long-running commands (up, dev) when cancelled.
 func NewApp(ctx context.Context, stdout, stderr io.Writer) *cli.App {
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	app := &cli.App{
 		Name:                 "pleiades",
 		Usage:                "operate and develop against a Pleiades cluster",

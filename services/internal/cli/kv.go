@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -45,9 +47,10 @@ func kvCommand(e *env) *cli.Command {
 			},
 			{
 				Name:      "put",
-				Usage:     "write one key",
-				ArgsUsage: "KEY VALUE",
-				Flags:     append(kvFlags(), encodingFlag()),
+				Usage:     "write one key (the value given, or read from --value-file)",
+				ArgsUsage: "KEY [VALUE]",
+				Flags: append(kvFlags(), encodingFlag(),
+					&cli.StringFlag{Name: "value-file", Usage: "write the bytes of `FILE` as the value (- for standard input), as they are (no --encoding)"}),
 				Action: action(func(c *cli.Context) error {
 					return initHint(kvPut(e, c))
 				}),
@@ -308,7 +311,12 @@ func kvGet(e *env, c *cli.Context) error {
 }
 
 func kvPut(e *env, c *cli.Context) error {
-	a, err := posArgs(c, 2, 2, "KEY VALUE")
+	file := c.String("value-file")
+	n := 2
+	if file != "" {
+		n = 1
+	}
+	a, err := posArgs(c, n, n, "KEY VALUE, or KEY and --value-file")
 	if err != nil {
 		return err
 	}
@@ -320,7 +328,12 @@ func kvPut(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	value, err := enc.decode("VALUE", a[1])
+	var value []byte
+	if file != "" {
+		value, err = readValueFile(e, file)
+	} else {
+		value, err = enc.decode("VALUE", a[1])
+	}
 	if err != nil {
 		return err
 	}
@@ -641,4 +654,20 @@ func printable(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// readValueFile reads a value from path ("-": standard input).
+func readValueFile(e *env, path string) ([]byte, error) {
+	if path == "-" {
+		b, err := io.ReadAll(e.stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading the value from standard input: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--value-file: %v", err)
+	}
+	return b, nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/tls"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -396,5 +397,52 @@ func TestKVBeforeInit(t *testing.T) {
 	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
 	if !strings.Contains(out, `"start_key": "gA=="`) || !strings.Contains(out, `"start_key_encoding": "base64"`) {
 		t.Errorf("ranges json lacks start key 0x80 in base64:\n%s", out)
+	}
+}
+
+func TestKVPutValueFile(t *testing.T) {
+	fc, conn := fakeRaftd(t, clienttest.Options{})
+	put := func(args ...string) []string { return append(append([]string{"kv", "put"}, conn...), args...) }
+	big := make([]byte, 200<<10) // binary, over any argument limit
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	path := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(path, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, put("--value-file", path, "blob")...)
+	if got, ok := fc.Value("blob"); !ok || got != string(big) {
+		t.Fatalf("stored %d bytes, found %v; want the file's %d", len(got), ok, len(big))
+	}
+
+	// "-" reads standard input.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = stdin }()
+	go func() {
+		_, _ = w.Write([]byte("from stdin"))
+		_ = w.Close()
+	}()
+	runOK(t, put("--value-file", "-", "piped")...)
+	if got, _ := fc.Value("piped"); got != "from stdin" {
+		t.Errorf("stored %q; want the piped value", got)
+	}
+
+	for _, args := range [][]string{
+		put("--value-file", path, "k", "v"), // both
+		put("k"),                            // neither
+		put("--value-file", filepath.Join(t.TempDir(), "none"), "k"), // missing file
+	} {
+		if code, _, errOut := run(t, args...); code != ExitUsage || !strings.Contains(errOut, "pleiades:") {
+			t.Errorf("%q: exit %d, %q; want a usage error", args, code, errOut)
+		}
+	}
+	if _, ok := fc.Value("k"); ok {
+		t.Error("a refused put wrote k")
 	}
 }
