@@ -31,7 +31,8 @@ type Config struct {
 	// MaxIngests caps the IngestRange sessions open at once. Default 16.
 	MaxIngests int
 	// MaxIngestBytes caps the keys and values one IngestRange session
-	// stages in memory. Default 256 MiB.
+	// stages (in a file beside the database, not in memory). Default
+	// 64 GiB.
 	MaxIngestBytes int
 	// MaxStagedWrites caps the staged writes (batches larger than one bus
 	// frame, sent in parts; WriteRequest.stage) open at once. Each holds
@@ -58,7 +59,7 @@ func DefaultConfig() Config {
 		MaxSnapshots:     1024,
 		IngestLease:      time.Minute,
 		MaxIngests:       16,
-		MaxIngestBytes:   256 << 20,
+		MaxIngestBytes:   64 << 30,
 		MaxStagedWrites:  16,
 		ReapInterval:     time.Second,
 		MaxScanLimit:     10000,

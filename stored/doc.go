@@ -40,13 +40,15 @@
 //   - IngestRange: the bus has no client-to-server stream, so a range
 //     ingest is a session of unary calls. The first frame names the span
 //     and gets an ingest id; chunk frames carry entries in strictly
-//     ascending key order within the span, numbered 1, 2, ...; the done
-//     frame applies, in one synced batch, the span's deletion followed by
-//     every staged entry, so readers see the old span or the new one. An
-//     invalid chunk is refused whole and leaves the session as it was;
-//     entries are staged in memory (Config.MaxIngestBytes per session,
-//     MaxIngests sessions), nothing is written before done, and an idle
-//     session expires like a snapshot.
+//     ascending key order within the span, numbered 1, 2, ...; entries
+//     are staged in an SST file beside the database (engine.Ingester: the
+//     span's deletion, then the entries), so a range of any size is
+//     bounded by the disk, not by memory (Config.MaxIngestBytes per
+//     session, MaxIngests sessions); the done frame ingests the file in
+//     one step, so readers see the old span or the new one. An invalid
+//     chunk is refused whole and leaves the session as it was; nothing
+//     is written before done, an idle session expires like a snapshot
+//     (its file removed), and files a crash left are removed at start.
 //   - ApproximateSize (SST bytes of a span), Compact, Checkpoint (a
 //     RocksDB checkpoint in a new directory; a relative name goes under
 //     <Dir>/checkpoints) and Stats.

@@ -384,13 +384,13 @@ func (s *Server) streamRange(ctx context.Context, e *engine.Engine, req *storepb
 	})
 }
 
-// ingest is one IngestRange session: the span's replacement staged in a
-// batch that begins with the span's deletion.
+// ingest is one IngestRange session: the span's replacement staged in an
+// SST file (engine.Ingester) that begins with the span's deletion.
 type ingest struct {
 	span engine.Span
 
 	mu     sync.Mutex
-	b      *engine.Batch
+	w      *engine.Ingester
 	seq    uint64
 	last   []byte
 	keys   uint64
@@ -403,7 +403,7 @@ func (in *ingest) close() {
 	defer in.mu.Unlock()
 	if !in.closed {
 		in.closed = true
-		in.b.Close()
+		in.w.Close()
 	}
 }
 
@@ -430,9 +430,8 @@ func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.I
 	if in.closed {
 		return nil, bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest session %d expired", req.IngestId)
 	}
-	seq, err := e.Write(in.b, true)
+	seq, err := in.w.Ingest()
 	if err != nil {
-		s.checkFailed(e)
 		return nil, err
 	}
 	resp.Sequence = seq
@@ -444,15 +443,14 @@ func (s *Server) beginIngest(e *engine.Engine, req *storepb.IngestRangeRequest) 
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: ingest range: a session begins with a span alone")
 	}
 	span := spanOf(req.Span)
-	in := &ingest{span: span, b: e.NewBatchLimit(s.cfg.MaxIngestBytes + 2*len(span.End) + 2*len(span.Start))}
-	in.b.DeleteRange(span)
-	if err := in.b.Err(); err != nil {
-		in.b.Close()
+	w, err := e.NewIngester(span)
+	if err != nil {
 		return nil, err
 	}
+	in := &ingest{span: span, w: w}
 	id, _, err := s.ingests.add(in, leaseFor(req.LeaseMs, s.cfg.IngestLease, s.cfg.MaxSnapshotLease), s.now())
 	if err != nil {
-		in.b.Close()
+		w.Close()
 		return nil, err
 	}
 	return &storepb.IngestRangeResponse{IngestId: id}, nil
@@ -497,13 +495,13 @@ func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, ma
 			return nil, false, bus.Errorf(bus.CodeResourceExhausted, "stored: ingest session %d exceeds the limit of %d bytes", req.IngestId, maxBytes)
 		}
 		for _, kv := range entries {
-			in.b.Put(in.span.CF, kv.Key, kv.Value)
-		}
-		if err := in.b.Err(); err != nil {
-			// Unreachable after the checks above; the session is unusable.
-			in.closed = true
-			in.b.Close()
-			return nil, false, fmt.Errorf("stored: ingest staging: %w", err)
+			if err := in.w.Put(kv.Key, kv.Value); err != nil {
+				// Unreachable after the checks above; the session is
+				// unusable (part of the chunk is in its file).
+				in.closed = true
+				in.w.Close()
+				return nil, false, fmt.Errorf("stored: ingest staging: %w", err)
+			}
 		}
 		in.seq, in.last, in.bytes = req.Seq, bytes.Clone(last), size
 		in.keys += uint64(len(entries))

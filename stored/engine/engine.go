@@ -105,6 +105,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("engine: create %s: %w", dir, err)
 	}
+	if err := clearIngestDir(ingestDirOf(dir)); err != nil {
+		return nil, fmt.Errorf("engine: clear interrupted ingests: %w", err)
+	}
 	e := &Engine{dir: dir, opts: opts, openSnaps: make(map[*Snapshot]struct{})}
 	e.cache = grocksdb.NewLRUCache(opts.BlockCacheBytes)
 	e.bbto = grocksdb.NewDefaultBlockBasedTableOptions()

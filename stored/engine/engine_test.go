@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -501,4 +502,106 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("%d WAL fsyncs for 1 leader and %d queued followers; want 2 (one for the queue)", walSyncs, followers)
 	}
 	t.Logf("%d WAL fsyncs for %d sync writes", walSyncs, syncWrites)
+}
+
+func TestIngesterReplacesSpan(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	e := open(t, dir, testOptions())
+	write(t, e, true, func(b *engine.Batch) {
+		for _, k := range []string{"a", "b", "c", "m", "x"} {
+			b.Put(engine.Data, []byte(k), []byte("old"))
+		}
+		b.Put(engine.Raft, []byte("b"), []byte("other family"))
+	})
+	snap, err := e.NewSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+
+	in, err := e.NewIngester(engine.Span{CF: engine.Data, Start: []byte("b"), End: []byte("m")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for _, k := range []string{"b", "d"} {
+		if err := in.Put([]byte(k), []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ key, value string }{
+		{"c", "v"},                      // not above d
+		{"n", "v"},                      // outside the span
+		{"e", strings.Repeat("v", 100)}, // over the value limit
+	} {
+		if err := in.Put([]byte(tt.key), []byte(tt.value)); !errors.Is(err, engine.ErrInvalid) {
+			t.Errorf("Put(%q): %v; want ErrInvalid", tt.key, err)
+		}
+	}
+	if v, _ := get(t, e, engine.Data, "c", nil); v != "old" {
+		t.Fatalf("c = %q before the ingest; want old", v)
+	}
+	if _, err := in.Ingest(); err != nil {
+		t.Fatal(err)
+	}
+	want := "|raft/b=other family|data/a=old,data/b=new,data/d=new,data/m=old,data/x=old"
+	if got := dumpLine(t, e); got != want {
+		t.Errorf("after the ingest:\n%s\nwant\n%s", got, want)
+	}
+	if v, ok := get(t, e, engine.Data, "c", snap); !ok || v != "old" {
+		t.Errorf("c at the snapshot taken before = %q, %v; want old", v, ok)
+	}
+
+	// Nothing added: the span is emptied. Closed without Ingest: nothing
+	// changes and no file is left.
+	empty, err := e.NewIngester(engine.Span{CF: engine.Data, Start: []byte("a"), End: []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := empty.Ingest(); err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	dropped, err := e.NewIngester(engine.Span{CF: engine.Data, Start: []byte("m"), End: []byte("z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dropped.Put([]byte("n"), []byte("never")); err != nil {
+		t.Fatal(err)
+	}
+	dropped.Close()
+	want = "|raft/b=other family|data/d=new,data/m=old,data/x=old"
+	if got := dumpLine(t, e); got != want {
+		t.Errorf("after an empty and a dropped ingest:\n%s\nwant\n%s", got, want)
+	}
+	if ents, _ := os.ReadDir(dir + ".ingest"); len(ents) != 0 {
+		t.Errorf("%d files left in the ingest directory", len(ents))
+	}
+
+	// Durable: a reopened engine has it.
+	e.Close()
+	e = open(t, dir, testOptions())
+	if got := dumpLine(t, e); got != want {
+		t.Errorf("reopened:\n%s\nwant\n%s", got, want)
+	}
+	if _, err := e.NewIngester(engine.Span{CF: engine.Data, Start: []byte("a")}); !errors.Is(err, engine.ErrInvalid) {
+		t.Errorf("ingest without a span end: %v; want ErrInvalid", err)
+	}
+}
+
+// dumpLine is dump on one line: families separated by |, entries by ,.
+func dumpLine(t testing.TB, e *engine.Engine) string {
+	var fams []string
+	for _, cf := range []engine.CF{engine.Local, engine.Raft, engine.Data} {
+		page, err := e.Scan(engine.Span{CF: cf}, engine.ScanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kvs []string
+		for _, kv := range page.KVs {
+			kvs = append(kvs, fmt.Sprintf("%v/%s=%s", cf, kv.Key, kv.Value))
+		}
+		fams = append(fams, strings.Join(kvs, ","))
+	}
+	return strings.Join(fams, "|")
 }
