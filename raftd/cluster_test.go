@@ -13,6 +13,7 @@ import (
 	"github.com/pleiades-db/pleiades/raftd"
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
@@ -82,6 +83,12 @@ func startServerWith(t *testing.T, ctx context.Context, ca daemontest.Issuer, ad
 	t.Helper()
 	common := daemontest.Common(t)
 	common.BusAddr = addr
+	return startServerCommon(t, ctx, ca, common, peers, eng, adopt, opts...)
+}
+
+// startServerCommon is startServerWith with the daemon's common config.
+func startServerCommon(t *testing.T, ctx context.Context, ca daemontest.Issuer, common config.Common, peers []string, eng storage.Engine, adopt bool, opts ...func(*raftd.Config)) (*daemon.Runtime, *raftd.Server) {
+	t.Helper()
 	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, ca, common)
 	cfg := raftd.DefaultConfig()
 	cfg.StoredAddr = ""

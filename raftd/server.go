@@ -413,6 +413,11 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	if s.cfg.MaxValueBytes > 0 {
 		mc.MaxValueBytes = s.cfg.MaxValueBytes
 	}
+	// A command travels whole in one raft message: keep it well inside a
+	// bus frame (the default 16 MiB frame gives multiraft's own 12 MiB).
+	if limit := s.d.Bus.MaxFrameSize() * 3 / 4; mc.MaxCommandBytes == 0 || mc.MaxCommandBytes > limit {
+		mc.MaxCommandBytes = limit
+	}
 	var st *multiraft.Store
 	addrOf := func(node uint64) string { return st.NodeAddr(node) }
 	tr := newBusTransport(s.d.Bus, addrOf, s.log)

@@ -2,16 +2,22 @@ package raftd_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/pleiades-db/pleiades/raftd"
+	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -89,5 +95,34 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v; want ok=%v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// TestCommandLimitFollowsFrameSize checks that raftd refuses a command
+// that could not travel in one raft message under its bus frame limit
+// (3/4 of it), with a clear error, and takes one under it.
+func TestCommandLimitFollowsFrameSize(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	common := daemontest.Common(t)
+	common.BusAddr = freeAddrs(t, 1)[0]
+	common.MaxFrameSize = 256 << 10 // commands up to 192 KiB
+	startServerCommon(t, ctx, daemontest.CA(t), common, nil, storage.NewMem(), true)
+	cli := daemontest.NewRuntime(t, "client")
+	if err := retryUnavailable(ctx, func() error {
+		return cli.Bus.Call(ctx, common.BusAddr, wire.ProtoKV, raftd.MethodInit, &kvpb.InitRequest{}, &kvpb.InitResponse{})
+	}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	put := func(n int) error {
+		return retryUnavailable(ctx, func() error {
+			return cli.Bus.Call(ctx, common.BusAddr, wire.ProtoKV, multiraft.MethodPut, &kvpb.PutRequest{Key: []byte("k"), Value: make([]byte, n)}, &kvpb.PutResponse{})
+		})
+	}
+	if err := put(150 << 10); err != nil {
+		t.Errorf("put of 150 KiB: %v", err)
+	}
+	if err := put(200 << 10); !errors.Is(err, bus.ErrInvalidArgument) || !strings.Contains(err.Error(), "196608") {
+		t.Errorf("put of 200 KiB under a 256 KiB frame: %v; want InvalidArgument naming the 196608-byte limit", err)
 	}
 }
