@@ -86,6 +86,7 @@ type Bus struct {
 	drained  chan struct{}
 	peers    map[string]*peerSet
 	conns    map[*quic.Conn]struct{}
+	accepted map[string]*quic.Conn // latest accepted connection by remote address
 	batches  map[batchKey]*batchStream
 	callsSrv map[*callsServer]struct{} // served calls streams, for Stop
 	udp      *net.UDPConn
@@ -170,6 +171,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		drained:  make(chan struct{}),
 		peers:    make(map[string]*peerSet),
 		conns:    make(map[*quic.Conn]struct{}),
+		accepted: make(map[string]*quic.Conn),
 		batches:  make(map[batchKey]*batchStream),
 		callsSrv: make(map[*callsServer]struct{}),
 	}, nil

@@ -878,3 +878,73 @@ func TestBatchReopensAfterPeerRestart(t *testing.T) {
 		return n.Load() >= 2
 	})
 }
+
+// TestBatchesShareTheLowerPeersConnection checks that between two buses
+// batches both ways travel on the connection the bus with the lower
+// address dialed: the other one sends on the connection it accepted, and
+// dials only while there is none.
+func TestBatchesShareTheLowerPeersConnection(t *testing.T) {
+	type node struct {
+		b   *bus.Bus
+		reg *prometheus.Registry
+		mu  sync.Mutex
+		got []int32
+	}
+	var nodes [2]*node
+	for i := range nodes {
+		n := &node{reg: prometheus.NewRegistry()}
+		b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tlsConfig(t, fmt.Sprint("n", i))},
+			bus.Deps{Logger: slog.New(slog.DiscardHandler), Registerer: n.reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.b = b
+		bus.HandleBatch(b, wire.ProtoRaft, "Msgs", func(ctx context.Context, p bus.Peer, batch []*wrapperspb.Int32Value) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			for _, m := range batch {
+				n.got = append(n.got, m.Value)
+			}
+		})
+		start(t, b)
+		t.Cleanup(func() { _ = b.Stop(context.Background()) })
+		nodes[i] = n
+	}
+	lo, hi := nodes[0], nodes[1]
+	if lo.b.Addr().String() > hi.b.Addr().String() {
+		lo, hi = hi, lo
+	}
+	send := func(from, to *node, v int32) {
+		t.Helper()
+		if err := from.b.SendBatch(ctxT(t), to.b.Addr().String(), wire.ProtoRaft, "Msgs", wrapperspb.Int32(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := func(n *node, want int) {
+		t.Helper()
+		waitFor(t, func() bool { n.mu.Lock(); defer n.mu.Unlock(); return len(n.got) == want })
+	}
+	dials := func(n *node) float64 {
+		return metricValue(t, n.reg, "pleiades_bus_dials_total", map[string]string{"result": "ok"})
+	}
+
+	send(lo, hi, 0) // lo dials
+	received(hi, 1)
+	for i := range 20 {
+		send(hi, lo, int32(i))
+	}
+	received(lo, 20)
+	if d := dials(hi); d != 0 {
+		t.Errorf("the higher bus dialed %v times; want 0 (it sends on the lower one's connection)", d)
+	}
+	if c := metricValue(t, hi.reg, "pleiades_bus_connections", nil); c != 1 {
+		t.Errorf("the higher bus has %v connections; want 1", c)
+	}
+	lo.mu.Lock()
+	for i, v := range lo.got {
+		if v != int32(i) {
+			t.Errorf("batch %d = %d: out of order", i, v)
+		}
+	}
+	lo.mu.Unlock()
+}

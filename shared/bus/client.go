@@ -261,18 +261,29 @@ func (b *Bus) SendBatch(ctx context.Context, addr string, p wire.Protocol, metho
 
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	// The send is a use of slot 0's connection: acquired, the reaper
-	// cannot close it between the check below and the write. A stream
-	// left on another connection (closed as idle or dead) is dropped.
-	slot := b.peer(addr, false)
-	slot.acquire()
-	defer slot.release()
-	conn, err := slot.get(ctx, b)
-	if err != nil {
-		return err
+	// The peer's own connection to this bus when it is the one both send
+	// on (sharedConn); else a use of slot 0's connection: acquired, the
+	// reaper cannot close it between the check below and the write. A
+	// stream left on another connection (closed as idle or dead, or
+	// replaced by the shared one) is dropped.
+	conn := b.sharedConn(addr)
+	if conn == nil {
+		slot := b.peer(addr, false)
+		slot.acquire()
+		defer slot.release()
+		var err error
+		if conn, err = slot.get(ctx, b); err != nil {
+			return err
+		}
 	}
 	if bs.str != nil && (bs.conn != conn || bs.str.Context().Err() != nil) {
-		bs.str.CancelWrite(streamCodeCanceled)
+		if bs.str.Context().Err() == nil {
+			// Moved to another live connection: what was written still
+			// gets delivered.
+			_ = bs.str.Close()
+		} else {
+			bs.str.CancelWrite(streamCodeCanceled)
+		}
 		bs.str = nil
 	}
 	var pre []byte

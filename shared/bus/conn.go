@@ -294,6 +294,9 @@ func (b *Bus) removeConn(c *quic.Conn) {
 		delete(b.conns, c)
 		b.m.conns.Dec()
 	}
+	if ra := c.RemoteAddr().String(); b.accepted[ra] == c {
+		delete(b.accepted, ra)
+	}
 	b.mu.Unlock()
 }
 
@@ -307,7 +310,32 @@ func (b *Bus) acceptLoop() {
 		if err := b.addConn(c, nil); err != nil {
 			return
 		}
+		b.mu.Lock()
+		b.accepted[c.RemoteAddr().String()] = c
+		b.mu.Unlock()
 	}
+}
+
+// sharedConn returns the connection a peer at addr dialed to this bus,
+// for sending batches to that peer on it, when the peer's address sorts
+// below this bus's own: between two buses the one with the lower address
+// dials and both send on its connection, so each direction's packets carry
+// the other's acknowledgements (two connections, one dialed each way,
+// cost a packet of acknowledgements per two received). A peer dials from
+// its listening socket, so an accepted connection's remote address is the
+// peer's own. Nil when there is no such connection, or this bus dials.
+func (b *Bus) sharedConn(addr string) *quic.Conn {
+	la := b.Addr()
+	if la == nil || addr >= la.String() {
+		return nil
+	}
+	b.mu.Lock()
+	c := b.accepted[addr]
+	b.mu.Unlock()
+	if c == nil || c.Context().Err() != nil {
+		return nil
+	}
+	return c
 }
 
 func peerOf(c *quic.Conn) *Peer {

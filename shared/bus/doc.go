@@ -84,7 +84,12 @@
 //     protocol, method); each call writes one Batch frame, the receiver calls
 //     the handler once per frame, in order. Concurrent senders are
 //     serialized. After an error the stream is dropped and the next call
-//     opens a new one.
+//     opens a new one. Between two buses, batches both ways travel on the
+//     connection dialed by the one whose address sorts lower (the other
+//     sends on the connection it accepted, dialing only while there is
+//     none), so each direction's packets carry the other's
+//     acknowledgements: raftd's put at one client went from 16.5 to 14.7
+//     UDP datagrams per put.
 //   - Datagrams: a QUIC datagram holding the preamble then the payload
 //     (at most MaxDatagramPayload bytes), dispatched by protocol.
 //
