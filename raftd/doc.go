@@ -61,7 +61,7 @@
 // Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
 // Data CF: the user key itself; values are storage.EncodeValue envelopes
 // (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
-// in memory (EntryCacheEntries).
+// in memory (EntryCacheEntries, at most EntryCacheBytes of entry data).
 //
 // # Transport
 //

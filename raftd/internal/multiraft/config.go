@@ -50,6 +50,10 @@ type Config struct {
 	// EntryCacheEntries is how many entries of each log's tail stay in
 	// memory. Default 256.
 	EntryCacheEntries int
+	// EntryCacheBytes caps the entry data each log's cache holds (it
+	// keeps at least the last entry): a tail of large values is read
+	// back from the engine instead of held. Default 4 MiB.
+	EntryCacheBytes int
 	// LogTruncateEntries truncates a log once it holds more entries than
 	// this beyond the applied index's safe point. Default 1000.
 	LogTruncateEntries uint64
@@ -144,6 +148,7 @@ func (c *Config) fill() {
 	def64(&c.MaxRangeRoundBytes, 8<<20)
 	def64(&c.MaxRoundWriteBytes, 32<<20)
 	def(&c.EntryCacheEntries, 256)
+	def(&c.EntryCacheBytes, 4<<20)
 	def(&c.ValueCacheBytes, 64<<20)
 	def(&c.MaxInboxMessages, 4096)
 	def64(&c.LogTruncateEntries, 1000)

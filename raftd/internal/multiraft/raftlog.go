@@ -25,9 +25,11 @@ type raftLog struct {
 	trunc    *raftmsgpb.TruncatedState
 	last     uint64
 	lastTerm uint64
-	// cache holds entries [cache[0].Index, last], at most cacheMax.
-	cache    []*raftpb.Entry
-	cacheMax int
+	// cache holds entries [cache[0].Index, last]: at most cacheMax, and
+	// about cacheBytes of entry data (at least the last entry).
+	cache      []*raftpb.Entry
+	cacheMax   int
+	cacheBytes int
 	// applied and appliedTerm describe the state machine, for Snapshot.
 	applied, appliedTerm uint64
 	// bytes estimates the log's size.
@@ -41,8 +43,9 @@ func (l *raftLog) ctx() (context.Context, context.CancelFunc) {
 }
 
 // load reads the durable state of the range's log.
-func loadRaftLog(eng storage.Engine, rangeID uint64, cs *raftpb.ConfState, cacheMax int, timeout time.Duration) (*raftLog, error) {
-	l := &raftLog{rangeID: rangeID, eng: eng, timeout: timeout, cs: cs, cacheMax: cacheMax, hs: &raftpb.HardState{}, trunc: &raftmsgpb.TruncatedState{}}
+func loadRaftLog(eng storage.Engine, rangeID uint64, cs *raftpb.ConfState, cacheMax, cacheBytes int, timeout time.Duration) (*raftLog, error) {
+	l := &raftLog{rangeID: rangeID, eng: eng, timeout: timeout, cs: cs, cacheMax: cacheMax, cacheBytes: cacheBytes,
+		hs: &raftpb.HardState{}, trunc: &raftmsgpb.TruncatedState{}}
 	ctx, cancel := l.ctx()
 	defer cancel()
 	if v, ok, err := eng.Get(ctx, storage.Raft, storage.HardStateKey(rangeID)); err != nil {
@@ -60,7 +63,7 @@ func loadRaftLog(eng storage.Engine, rangeID uint64, cs *raftpb.ConfState, cache
 		}
 	}
 	l.last, l.lastTerm = l.trunc.GetIndex(), l.trunc.GetTerm()
-	kvs, err := eng.Scan(ctx, storage.Raft, storage.LogKey(rangeID, 0), storage.LogKey(rangeID, ^uint64(0)), storage.ScanOptions{Limit: cacheMax, Reverse: true})
+	kvs, err := eng.Scan(ctx, storage.Raft, storage.LogKey(rangeID, 0), storage.LogKey(rangeID, ^uint64(0)), storage.ScanOptions{Limit: cacheMax, MaxBytes: cacheBytes, Reverse: true})
 	if err != nil {
 		return nil, fmt.Errorf("load log tail of range %d: %w", rangeID, err)
 	}
@@ -209,11 +212,25 @@ func (l *raftLog) appendOps(ents []*raftpb.Entry) ([]storage.Op, error) {
 		l.cache = l.cache[:0]
 	}
 	l.cache = append(l.cache, ents...)
-	if over := len(l.cache) - l.cacheMax; over > 0 {
-		l.cache = append([]*raftpb.Entry(nil), l.cache[over:]...)
-	}
+	l.trimCache()
 	l.last, l.lastTerm = lastNew, ents[len(ents)-1].GetTerm()
 	return ops, nil
+}
+
+// trimCache drops the cache's oldest entries beyond cacheMax entries or
+// cacheBytes of entry data, keeping at least the last entry.
+func (l *raftLog) trimCache() {
+	keep, size := 0, 0
+	for i := len(l.cache) - 1; i >= 0 && keep < l.cacheMax; i-- {
+		size += len(l.cache[i].GetData())
+		if keep > 0 && size > l.cacheBytes {
+			break
+		}
+		keep++
+	}
+	if keep < len(l.cache) {
+		l.cache = append([]*raftpb.Entry(nil), l.cache[len(l.cache)-keep:]...)
+	}
 }
 
 // truncateOps removes entries up to and including index.

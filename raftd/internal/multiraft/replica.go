@@ -213,7 +213,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		return nil, fmt.Errorf("multiraft: recover snapshot install of range %d: %w", r.rangeID, err)
 	}
 	r.desc.Store(desc)
-	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.StorageTimeout)
+	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.EntryCacheBytes, s.cfg.StorageTimeout)
 	if err != nil {
 		return nil, err
 	}
