@@ -28,6 +28,7 @@ type raftLog struct {
 	// cache holds entries [cache[0].Index, last]: at most cacheMax, and
 	// about cacheBytes of entry data (at least the last entry).
 	cache      []*raftpb.Entry
+	cacheData  int // entry data bytes in cache
 	cacheMax   int
 	cacheBytes int
 	// applied and appliedTerm describe the state machine, for Snapshot.
@@ -76,6 +77,7 @@ func loadRaftLog(eng storage.Engine, rangeID uint64, cs *raftpb.ConfState, cache
 			continue
 		}
 		l.cache = append(l.cache, e)
+		l.cacheData += len(e.GetData())
 		l.bytes += uint64(len(kvs[i].Value))
 	}
 	if n := len(l.cache); n > 0 {
@@ -207,9 +209,16 @@ func (l *raftLog) appendOps(ents []*raftpb.Entry) ([]storage.Op, error) {
 	}
 	// Cache: keep the contiguous prefix before first, then the new entries.
 	if len(l.cache) > 0 && first > l.cache[0].GetIndex() && first <= l.last+1 {
-		l.cache = l.cache[:first-l.cache[0].GetIndex()]
+		keep := first - l.cache[0].GetIndex()
+		for _, e := range l.cache[keep:] {
+			l.cacheData -= len(e.GetData())
+		}
+		l.cache = l.cache[:keep]
 	} else {
-		l.cache = l.cache[:0]
+		l.cache, l.cacheData = l.cache[:0], 0
+	}
+	for _, e := range ents {
+		l.cacheData += len(e.GetData())
 	}
 	l.cache = append(l.cache, ents...)
 	l.trimCache()
@@ -220,17 +229,17 @@ func (l *raftLog) appendOps(ents []*raftpb.Entry) ([]storage.Op, error) {
 // trimCache drops the cache's oldest entries beyond cacheMax entries or
 // cacheBytes of entry data, keeping at least the last entry.
 func (l *raftLog) trimCache() {
-	keep, size := 0, 0
-	for i := len(l.cache) - 1; i >= 0 && keep < l.cacheMax; i-- {
-		size += len(l.cache[i].GetData())
-		if keep > 0 && size > l.cacheBytes {
-			break
-		}
-		keep++
+	for len(l.cache) > l.cacheMax || (len(l.cache) > 1 && l.cacheData > l.cacheBytes) {
+		l.dropCacheFront()
 	}
-	if keep < len(l.cache) {
-		l.cache = append([]*raftpb.Entry(nil), l.cache[len(l.cache)-keep:]...)
-	}
+}
+
+// dropCacheFront drops the cache's oldest entry (appends reallocate the
+// array as it is consumed from the front, so it does not grow).
+func (l *raftLog) dropCacheFront() {
+	l.cacheData -= len(l.cache[0].GetData())
+	l.cache[0] = nil
+	l.cache = l.cache[1:]
 }
 
 // truncateOps removes entries up to and including index.
@@ -257,7 +266,7 @@ func (l *raftLog) truncateOps(index uint64) ([]storage.Op, error) {
 	}
 	l.trunc = ts
 	for len(l.cache) > 0 && l.cache[0].GetIndex() <= index {
-		l.cache = l.cache[1:]
+		l.dropCacheFront()
 	}
 	return ops, nil
 }
@@ -274,7 +283,7 @@ func (l *raftLog) snapshotOps(index, term uint64) ([]storage.Op, error) {
 	ops := []storage.Op{storage.DeleteRange(storage.Raft, s, e), storage.Put(storage.Raft, storage.TruncatedStateKey(l.rangeID), b)}
 	l.trunc = ts
 	l.last, l.lastTerm = index, term
-	l.cache = nil
+	l.cache, l.cacheData = nil, 0
 	l.bytes = 0
 	return ops, nil
 }

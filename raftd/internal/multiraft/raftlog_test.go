@@ -42,6 +42,14 @@ func TestEntryCacheBounds(t *testing.T) {
 		}
 	}
 	cachedRange := func(l *raftLog) (first, n int) {
+		t.Helper()
+		sum := 0
+		for _, e := range l.cache {
+			sum += len(e.GetData())
+		}
+		if sum != l.cacheData {
+			t.Errorf("cache holds %d bytes of data, counted %d", sum, l.cacheData)
+		}
 		if len(l.cache) == 0 {
 			return 0, 0
 		}
@@ -68,9 +76,21 @@ func TestEntryCacheBounds(t *testing.T) {
 			t.Errorf("%s: loaded cache starts at %d; want %d", tt.name, first, tt.loadedFirst)
 		}
 	}
+	// A conflicting append replaces the tail; a truncation drops the head.
+	appendEnts(15, 100, 100)
+	if first, n := cachedRange(l); first != 15 || n != 2 {
+		t.Errorf("after a conflicting append: cache holds %d entries from %d; want 2 from 15", n, first)
+	}
+	if _, err := l.truncateOps(15); err != nil { // (its ops are not written)
+		t.Fatal(err)
+	}
+	if first, n := cachedRange(l); first != 16 || n != 1 {
+		t.Errorf("after truncating to 15: cache holds %d entries from %d; want 1 from 16", n, first)
+	}
+	l = load()
 	// Entries out of the cache come from the engine.
-	ents, err := l.Entries(1, 16, 1<<30)
-	if err != nil || len(ents) != 15 || len(ents[12].GetData()) != 1000 || len(ents[14].GetData()) != 5000 {
-		t.Fatalf("Entries(1, 16) = %d entries, %v; want 15", len(ents), err)
+	ents, err := l.Entries(1, 17, 1<<30)
+	if err != nil || len(ents) != 16 || len(ents[12].GetData()) != 1000 || len(ents[14].GetData()) != 100 {
+		t.Fatalf("Entries(1, 17) = %d entries, %v; want 16", len(ents), err)
 	}
 }
