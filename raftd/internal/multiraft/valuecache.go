@@ -88,6 +88,9 @@ func (c *valueCache) setLocked(k string, v []byte) {
 	}
 	c.m[k] = v
 	c.bytes += len(k) + len(v) + cacheEntryOverhead
+	if c.bytes <= c.max {
+		return // (starting an iteration of a large map is not free)
+	}
 	for k2, v2 := range c.m {
 		if c.bytes <= c.max {
 			break
