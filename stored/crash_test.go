@@ -1,10 +1,11 @@
 package stored_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
-
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -26,7 +27,10 @@ const keysPerBatch = 5
 // process, writes sync batches from several goroutines recording each
 // acknowledgement, kills it with SIGKILL mid-stream, restarts it and
 // checks that every acknowledged batch is present whole and that no
-// batch is present in part. It then stops the daemon with SIGTERM and
+// batch is present in part; an IngestRange finished and a staged write
+// (a batch over half a frame) acknowledged before the kill are present
+// too, and an ingest left unfinished left nothing, not even its file. It
+// then stops the daemon with SIGTERM and
 // checks a clean exit. It takes about 5 s with a warm build cache, so it
 // runs under -short too.
 //
@@ -81,6 +85,38 @@ func TestCrashKeepsEveryAcknowledgedBatchWhole(t *testing.T) {
 	}
 
 	cmd := start()
+
+	// An acknowledged ingest and an acknowledged staged write (a batch
+	// over half a frame, sent in parts) must survive the kill; an ingest
+	// left unfinished must leave nothing, not even its file.
+	in, err := c.IngestRange(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("i/"), End: []byte("i0")}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range 100 {
+		if err := in.Add(ctx, storeclient.KV{Key: fmt.Appendf(nil, "i/%03d", j), Value: []byte("ingested")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	open, err := c.IngestRange(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("u/"), End: []byte("u0")}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open.Add(ctx, storeclient.KV{Key: []byte("u/1"), Value: bytes.Repeat([]byte("u"), 5<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	bigValue := func(j int) []byte { return bytes.Repeat([]byte{byte('a' + j)}, 3<<20) }
+	var big storeclient.Batch
+	for j := range 4 { // 12 MiB: staged in parts
+		big.Put(storeclient.Data, fmt.Appendf(nil, "s/%d", j), bigValue(j))
+	}
+	if _, err := c.Write(ctx, &big, true); err != nil {
+		t.Fatal(err)
+	}
+
 	var (
 		mu    sync.Mutex
 		acked = make(map[int]bool)
@@ -161,6 +197,38 @@ func TestCrashKeepsEveryAcknowledgedBatchWhole(t *testing.T) {
 		}
 	}
 	t.Logf("%d batches acknowledged before SIGKILL, %d present after restart", ackedAtKill, len(present))
+	for _, tt := range []struct {
+		prefix string
+		want   func(kvs []storeclient.KV) bool
+	}{
+		{"i/", func(kvs []storeclient.KV) bool {
+			return len(kvs) == 100 && string(kvs[99].Key) == "i/099" && string(kvs[0].Value) == "ingested"
+		}},
+		{"u/", func(kvs []storeclient.KV) bool { return len(kvs) == 0 }},
+		{"s/", func(kvs []storeclient.KV) bool {
+			for j, kv := range kvs {
+				if !bytes.Equal(kv.Value, bigValue(j)) {
+					return false
+				}
+			}
+			return len(kvs) == 4
+		}},
+	} {
+		var kvs []storeclient.KV
+		it := c.Iterator(storeclient.Span{CF: storeclient.Data, Start: []byte(tt.prefix), End: append([]byte(tt.prefix[:1]), '0')}, storeclient.ScanOptions{})
+		for it.Next(ctx) {
+			kvs = append(kvs, it.KV())
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if !tt.want(kvs) {
+			t.Errorf("after the crash, %s holds %d entries, not what was acknowledged", tt.prefix, len(kvs))
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(dataDir, "stored", "db.ingest")); err != nil || len(ents) != 0 {
+		t.Errorf("ingest directory after the restart: %d files, %v; want empty", len(ents), err)
+	}
 
 	// A clean stop exits 0, and a restart still holds everything.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
