@@ -38,9 +38,10 @@ func kvCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "get",
-				Usage:     "read one key",
+				Usage:     "read one key (printed, or its value written to --value-file)",
 				ArgsUsage: "KEY",
-				Flags:     append(kvFlags(), consistencyFlag(), encodingFlag()),
+				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
+					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"}),
 				Action: action(func(c *cli.Context) error {
 					return initHint(kvGet(e, c))
 				}),
@@ -286,6 +287,9 @@ func kvGet(e *env, c *cli.Context) error {
 	v, found, err := s.cl.Get(s.ctx, key, client.WithConsistency(cons))
 	if err != nil {
 		return err
+	}
+	if file := c.String("value-file"); file != "" && found {
+		return writeValueFile(e, file, v.Value)
 	}
 	if s.format == "json" {
 		view := newKVView(enc, key, v.Value, v.Timestamp)
@@ -654,6 +658,18 @@ func printable(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// writeValueFile writes a value to path ("-": standard output).
+func writeValueFile(e *env, path string, value []byte) error {
+	if path == "-" {
+		_, err := e.stdout.Write(value)
+		return err
+	}
+	if err := os.WriteFile(path, value, 0o600); err != nil {
+		return fmt.Errorf("--value-file: %w", err)
+	}
+	return nil
 }
 
 // readValueFile reads a value from path ("-": standard input).

@@ -400,7 +400,7 @@ func TestKVBeforeInit(t *testing.T) {
 	}
 }
 
-func TestKVPutValueFile(t *testing.T) {
+func TestKVValueFile(t *testing.T) {
 	fc, conn := fakeRaftd(t, clienttest.Options{})
 	put := func(args ...string) []string { return append(append([]string{"kv", "put"}, conn...), args...) }
 	big := make([]byte, 200<<10) // binary, over any argument limit
@@ -414,6 +414,21 @@ func TestKVPutValueFile(t *testing.T) {
 	runOK(t, put("--value-file", path, "blob")...)
 	if got, ok := fc.Value("blob"); !ok || got != string(big) {
 		t.Fatalf("stored %d bytes, found %v; want the file's %d", len(got), ok, len(big))
+	}
+	// And back: get writes the value as it is, to a file or to stdout.
+	get := func(args ...string) []string { return append(append([]string{"kv", "get"}, conn...), args...) }
+	out := filepath.Join(t.TempDir(), "out")
+	if stdout := runOK(t, get("--value-file", out, "blob")...); stdout != "" {
+		t.Errorf("get --value-file printed %q", stdout)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != string(big) {
+		t.Errorf("get --value-file wrote %d bytes, %v; want the %d put", len(got), err, len(big))
+	}
+	if stdout := runOK(t, get("--value-file", "-", "blob")...); stdout != string(big) {
+		t.Errorf("get --value-file - printed %d bytes; want the %d put", len(stdout), len(big))
+	}
+	if code, _, errOut := run(t, get("--value-file", out, "absent")...); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Errorf("get --value-file of an absent key: exit %d, %q; want not found", code, errOut)
 	}
 
 	// "-" reads standard input.
