@@ -40,9 +40,7 @@ func TestKVLeaderFailover(t *testing.T) {
 	cl := c.client(t, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := cl.Init(ctx, client.InitOptions{}); err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	mustInit(t, ctx, cl, client.InitOptions{})
 
 	const prefix = "failover"
 	ws := startWriters(cl, 8, prefix, 30*time.Second)
@@ -126,9 +124,7 @@ func TestKVClusterRestart(t *testing.T) {
 	cl := c.client(t, 5*time.Second)
 	// Four user ranges, each round of writes spread over two of them.
 	split := [][]byte{[]byte(prefix + "/a/w04"), []byte(prefix + "/b"), []byte(prefix + "/b/w04")}
-	if _, err := cl.Init(ctx, client.InitOptions{SplitPoints: split}); err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	mustInit(t, ctx, cl, client.InitOptions{SplitPoints: split})
 	acked, unknown := map[string]string{}, map[string]string{}
 	// write puts fresh keys under prefix/<round> until n are acknowledged.
 	write := func(round string, n int) {
@@ -507,9 +503,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 	cl := c.client(t, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	if _, err := cl.Init(ctx, client.InitOptions{}); err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	mustInit(t, ctx, cl, client.InitOptions{})
 	const prefix = "snap"
 	acked, unknown := map[string]string{}, map[string]string{}
 	write := func(cl *client.Client, round string, until func(acks int) error) {
@@ -686,9 +680,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 	// Four ranges of three values each: a node's round may carry several
 	// ranges' worth.
 	split := [][]byte{[]byte("big/03"), []byte("big/06"), []byte("big/09")}
-	if _, err := cl.Init(ctx, client.InitOptions{SplitPoints: split}); err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	mustInit(t, ctx, cl, client.InitOptions{SplitPoints: split})
 	pids := map[string]int{}
 	for _, n := range c.nodes {
 		d, err := c.daemon(t, fmt.Sprintf("node%d/raftd", n.Index))

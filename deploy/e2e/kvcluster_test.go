@@ -127,6 +127,14 @@ func (c *devCluster) daemon(t *testing.T, name string) (daemonStatus, error) {
 	return daemonStatus{}, fmt.Errorf("supervisor lists no %s", name)
 }
 
+// mustInit initializes the cluster cl reaches, or fails the test.
+func mustInit(t *testing.T, ctx context.Context, cl *client.Client, opts client.InitOptions) {
+	t.Helper()
+	if _, err := cl.Init(ctx, opts); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+}
+
 // waitRestarted waits until the supervisor has restarted the daemon that
 // had pid old and the new process is ready.
 func (c *devCluster) waitRestarted(t *testing.T, name string, old int) daemonStatus {
