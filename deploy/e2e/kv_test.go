@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 // raftd's default raft timing (raftd.Config): 100ms ticks, 10 ticks to an
@@ -40,7 +40,7 @@ func TestKVLeaderFailover(t *testing.T) {
 	cl := c.client(t, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	mustInit(t, ctx, cl, client.InitOptions{})
+	mustInit(t, ctx, cl, kvclient.InitOptions{})
 
 	const prefix = "failover"
 	ws := startWriters(cl, 8, prefix, 30*time.Second)
@@ -124,7 +124,7 @@ func TestKVClusterRestart(t *testing.T) {
 	cl := c.client(t, 5*time.Second)
 	// Four user ranges, each round of writes spread over two of them.
 	split := [][]byte{[]byte(prefix + "/a/w04"), []byte(prefix + "/b"), []byte(prefix + "/b/w04")}
-	mustInit(t, ctx, cl, client.InitOptions{SplitPoints: split})
+	mustInit(t, ctx, cl, kvclient.InitOptions{SplitPoints: split})
 	acked, unknown := map[string]string{}, map[string]string{}
 	// write puts fresh keys under prefix/<round> until n are acknowledged.
 	write := func(round string, n int) {
@@ -250,7 +250,7 @@ func TestKVClusterRestart(t *testing.T) {
 	c.waitCaughtUp(t, cl, node)
 	local := c.client(t, 5*time.Second, c.nodes[node-1].RaftAddr)
 	eventually(t, 30*time.Second, fmt.Sprintf("node %d serves every key from its own replicas", node), func() error {
-		kvs, err := local.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), client.ScanOptions{Consistency: client.Stale}).Collect()
+		kvs, err := local.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), kvclient.ScanOptions{Consistency: kvclient.Stale}).Collect()
 		if err != nil {
 			return err
 		}
@@ -331,7 +331,7 @@ func TestKVThousandRanges(t *testing.T) {
 		keys = append(keys, fmt.Sprintf("r%05d/x", i))
 	}
 	start := time.Now()
-	res, err := cl.Init(ctx, client.InitOptions{SplitPoints: split})
+	res, err := cl.Init(ctx, kvclient.InitOptions{SplitPoints: split})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
@@ -503,10 +503,10 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 	cl := c.client(t, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	mustInit(t, ctx, cl, client.InitOptions{})
+	mustInit(t, ctx, cl, kvclient.InitOptions{})
 	const prefix = "snap"
 	acked, unknown := map[string]string{}, map[string]string{}
-	write := func(cl *client.Client, round string, until func(acks int) error) {
+	write := func(cl *kvclient.Client, round string, until func(acks int) error) {
 		t.Helper()
 		ws := startWriters(cl, 8, prefix+"/"+round, 30*time.Second)
 		defer func() {
@@ -616,7 +616,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 
 	// The follower's own replica holds exactly what the leader's does.
 	local := func(addr string) (map[string]string, error) {
-		kvs, err := c.client(t, 5*time.Second, addr).Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), client.ScanOptions{Consistency: client.Stale}).Collect()
+		kvs, err := c.client(t, 5*time.Second, addr).Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), kvclient.ScanOptions{Consistency: kvclient.Stale}).Collect()
 		out := map[string]string{}
 		for _, kv := range kvs {
 			out[string(kv.Key)] = string(kv.Value)
@@ -680,7 +680,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 	// Four ranges of three values each: a node's round may carry several
 	// ranges' worth.
 	split := [][]byte{[]byte("big/03"), []byte("big/06"), []byte("big/09")}
-	mustInit(t, ctx, cl, client.InitOptions{SplitPoints: split})
+	mustInit(t, ctx, cl, kvclient.InitOptions{SplitPoints: split})
 	pids := map[string]int{}
 	for _, n := range c.nodes {
 		d, err := c.daemon(t, fmt.Sprintf("node%d/raftd", n.Index))
@@ -706,7 +706,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 		local := c.client(t, 5*time.Second, n.RaftAddr)
 		eventually(t, 30*time.Second, fmt.Sprintf("node %d holds every value", n.Index), func() error {
 			for i := range writers {
-				v, found, err := local.Get(ctx, fmt.Appendf(nil, "big/%02d", i), client.WithConsistency(client.Stale))
+				v, found, err := local.Get(ctx, fmt.Appendf(nil, "big/%02d", i), kvclient.WithConsistency(kvclient.Stale))
 				if err != nil {
 					return err
 				}
@@ -719,7 +719,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 	}
 	// A scan of them all (36 MiB, over a frame) comes in pages, both ways.
 	for _, reverse := range []bool{false, true} {
-		kvs, err := cl.Scan(ctx, []byte("big/"), []byte("big0"), client.ScanOptions{Reverse: reverse}).Collect()
+		kvs, err := cl.Scan(ctx, []byte("big/"), []byte("big0"), kvclient.ScanOptions{Reverse: reverse}).Collect()
 		if err != nil {
 			t.Fatalf("scan (reverse %v): %v", reverse, err)
 		}
@@ -742,7 +742,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 	if err != nil || n != writers {
 		t.Fatalf("DeleteRange = %d, %v; want %d", n, err, writers)
 	}
-	if kvs, err := cl.Scan(ctx, []byte("big/"), nil, client.ScanOptions{KeysOnly: true}).Collect(); err != nil || len(kvs) != 0 {
+	if kvs, err := cl.Scan(ctx, []byte("big/"), nil, kvclient.ScanOptions{KeysOnly: true}).Collect(); err != nil || len(kvs) != 0 {
 		t.Fatalf("after DeleteRange: %d keys, %v; want none", len(kvs), err)
 	}
 	for name, pid := range pids {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -128,7 +128,7 @@ func (c *devCluster) daemon(t *testing.T, name string) (daemonStatus, error) {
 }
 
 // mustInit initializes the cluster cl reaches, or fails the test.
-func mustInit(t *testing.T, ctx context.Context, cl *client.Client, opts client.InitOptions) {
+func mustInit(t *testing.T, ctx context.Context, cl *kvclient.Client, opts kvclient.InitOptions) {
 	t.Helper()
 	if _, err := cl.Init(ctx, opts); err != nil {
 		t.Fatalf("init: %v", err)
@@ -173,14 +173,14 @@ func (c *devCluster) raftAddrs() []string {
 
 // client opens a Go client on addrs (default: every node's raftd) with
 // node 1's certificate.
-func (c *devCluster) client(t *testing.T, attempt time.Duration, addrs ...string) *client.Client {
+func (c *devCluster) client(t *testing.T, attempt time.Duration, addrs ...string) *kvclient.Client {
 	t.Helper()
 	if len(addrs) == 0 {
 		addrs = c.raftAddrs()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.New(ctx, client.Config{
+	cl, err := kvclient.New(ctx, kvclient.Config{
 		Addrs:          addrs,
 		CertsDir:       filepath.Join(c.dir, "node1", "certs"),
 		AttemptTimeout: attempt,
@@ -200,7 +200,7 @@ func (c *devCluster) client(t *testing.T, attempt time.Duration, addrs ...string
 
 // replicas lists every node's local replicas; nodes that do not answer
 // within the timeout are missing from the map.
-func (c *devCluster) replicas(cl *client.Client, timeout time.Duration) (map[int][]*kvpb.ReplicaStatus, error) {
+func (c *devCluster) replicas(cl *kvclient.Client, timeout time.Duration) (map[int][]*kvpb.ReplicaStatus, error) {
 	out := map[int][]*kvpb.ReplicaStatus{}
 	var errs []error
 	for _, n := range c.nodes {
@@ -224,7 +224,7 @@ func spanHas(r *kvpb.ReplicaStatus, key []byte) bool {
 
 // leaderOf finds the node whose replica of key's range says it leads,
 // with the highest term, and that range's id.
-func (c *devCluster) leaderOf(cl *client.Client, key []byte) (node int, rangeID uint64, err error) {
+func (c *devCluster) leaderOf(cl *kvclient.Client, key []byte) (node int, rangeID uint64, err error) {
 	reps, rerr := c.replicas(cl, 5*time.Second)
 	var term uint64
 	for idx, rs := range reps {
@@ -242,7 +242,7 @@ func (c *devCluster) leaderOf(cl *client.Client, key []byte) (node int, rangeID 
 
 // waitCaughtUp waits until node's replicas of every range have applied
 // at least the commit index their leader reports.
-func (c *devCluster) waitCaughtUp(t *testing.T, cl *client.Client, node int) {
+func (c *devCluster) waitCaughtUp(t *testing.T, cl *kvclient.Client, node int) {
 	t.Helper()
 	eventually(t, 60*time.Second, fmt.Sprintf("node %d caught up", node), func() error {
 		reps, err := c.replicas(cl, 5*time.Second)
@@ -353,7 +353,7 @@ type writers struct {
 	wg   sync.WaitGroup
 }
 
-func startWriters(cl *client.Client, n int, prefix string, opTimeout time.Duration) *writers {
+func startWriters(cl *kvclient.Client, n int, prefix string, opTimeout time.Duration) *writers {
 	ws := &writers{log: newWriteLog(), stop: make(chan struct{})}
 	runCtx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -397,7 +397,7 @@ func (ws *writers) halt() {
 // (linearizable Gets, in parallel), that a linearizable Scan of prefix
 // finds every acknowledged key with its value and no key that was never
 // written, and that keys in deleted read as absent.
-func verify(t *testing.T, cl *client.Client, prefix string, acked, unknown map[string]string, deleted map[string]bool) {
+func verify(t *testing.T, cl *kvclient.Client, prefix string, acked, unknown map[string]string, deleted map[string]bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -438,7 +438,7 @@ func verify(t *testing.T, cl *client.Client, prefix string, acked, unknown map[s
 	}
 	t.Logf("%d acknowledged writes and %d deletions read back with linearizable gets", len(acked), len(deleted))
 
-	kvs, err := cl.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), client.ScanOptions{PageSize: 500}).Collect()
+	kvs, err := cl.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), kvclient.ScanOptions{PageSize: 500}).Collect()
 	if err != nil {
 		t.Fatalf("scan %s: %v", prefix, err)
 	}

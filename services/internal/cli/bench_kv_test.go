@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
 
 func TestBenchKV(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{Uninitialized: true})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{Uninitialized: true})
 	args := append(append([]string{"bench", "kv"}, conn...), "--conns", "2", "--clients", "4", "--total", "100",
 		"--key-size", "8", "--val-size", "32", "--sequential-keys", "--ranges", "4", "--output", "json")
 	out := runOK(t, args...)
@@ -37,7 +37,7 @@ func TestBenchKV(t *testing.T) {
 }
 
 func TestBenchKVUsageErrors(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{Nodes: 1})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{Nodes: 1})
 	for _, extra := range [][]string{
 		{"--op", "range"},
 		{"--clients", "0"},

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 func initCommand(e *env) *cli.Command {
@@ -108,8 +108,8 @@ type rangeDescView struct {
 }
 
 // initOptions reads and checks init's flags.
-func initOptions(c *cli.Context) (client.InitOptions, error) {
-	var o client.InitOptions
+func initOptions(c *cli.Context) (kvclient.InitOptions, error) {
+	var o kvclient.InitOptions
 	if c.IsSet("split-points") && c.IsSet("initial-ranges") {
 		return o, usagef("give --split-points or --initial-ranges, not both")
 	}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pleiades-db/pleiades/services/client"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -100,7 +100,7 @@ func kvCommand(e *env) *cli.Command {
 // initHint adds a one-line hint to the error of a call that every node
 // refused because the cluster is not initialized.
 func initHint(err error) error {
-	if errors.Is(err, client.ErrNotInitialized) {
+	if errors.Is(err, kvclient.ErrNotInitialized) {
 		return fmt.Errorf("%w\nhint: the cluster has no ranges yet: run `pleiades init` (see `pleiades init --help`)", err)
 	}
 	return err
@@ -141,9 +141,9 @@ func addrList(c *cli.Context, flag string) ([]string, error) {
 }
 
 // consistency reads and checks --consistency.
-func consistency(c *cli.Context) (client.Consistency, error) {
+func consistency(c *cli.Context) (kvclient.Consistency, error) {
 	v := c.String("consistency")
-	cons, err := client.ParseConsistency(v)
+	cons, err := kvclient.ParseConsistency(v)
 	if err != nil {
 		return 0, usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
 	}
@@ -199,7 +199,7 @@ func posArgs(c *cli.Context, lo, hi int, usage string) ([]string, error) {
 type kvSession struct {
 	format string
 	ctx    context.Context
-	cl     *client.Client
+	cl     *kvclient.Client
 	close  func()
 }
 
@@ -220,7 +220,7 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-	cl, err := client.New(ctx, client.Config{Addrs: addrs, TLS: tc})
+	cl, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: tc})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -284,7 +284,7 @@ func kvGet(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	v, found, err := s.cl.Get(s.ctx, key, client.WithConsistency(cons))
+	v, found, err := s.cl.Get(s.ctx, key, kvclient.WithConsistency(cons))
 	if err != nil {
 		return err
 	}
@@ -459,7 +459,7 @@ func kvScan(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	opts := client.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
+	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
 	}
@@ -536,7 +536,7 @@ func kvCAS(e *env, c *cli.Context) error {
 	if del && absent {
 		return usagef("kv cas: --delete with --expect-absent deletes nothing")
 	}
-	x := client.CAS{Key: key, ExpectAbsent: absent, Delete: del}
+	x := kvclient.CAS{Key: key, ExpectAbsent: absent, Delete: del}
 	if x.Expected, err = enc.decode("--expect", c.String("expect")); err != nil {
 		return err
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -21,14 +21,14 @@ func (d devCA) Config(string) (*tls.Config, error) { return tlsutil.Load(string(
 
 // fakeRaftd starts a fake raftd cluster with dev certificates in a fresh
 // certs dir and returns it with the flags that reach it.
-func fakeRaftd(t *testing.T, o clienttest.Options) (*clienttest.Cluster, []string) {
+func fakeRaftd(t *testing.T, o kvclienttest.Options) (*kvclienttest.Cluster, []string) {
 	t.Helper()
 	certs := filepath.Join(t.TempDir(), "certs")
 	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	o.CA = devCA(certs)
-	fc := clienttest.Start(t, o)
+	fc := kvclienttest.Start(t, o)
 	return fc, []string{"--addr", strings.Join(fc.Addrs(), ","), "--certs-dir", certs}
 }
 
@@ -42,7 +42,7 @@ func runOK(t *testing.T, args ...string) string {
 }
 
 func TestKVCommands(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}, PageSize: 2})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}, PageSize: 2})
 	// kv builds "kv SUB <conn flags> ARGS...": flags go before arguments.
 	kv := func(sub string, args ...string) []string {
 		return append(append([]string{"kv", sub}, conn...), args...)
@@ -131,9 +131,9 @@ func TestKVCommands(t *testing.T) {
 }
 
 func TestKVRetriesThroughFailures(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{Nodes: 2, NoDescriptors: true})
-	fc.Inject(0, client.MethodPut, bus.Errorf(bus.CodeUnavailable, "starting"))
-	fc.Inject(1, client.MethodPut, bus.NotLeader(""))
+	fc, conn := fakeRaftd(t, kvclienttest.Options{Nodes: 2, NoDescriptors: true})
+	fc.Inject(0, kvclient.MethodPut, bus.Errorf(bus.CodeUnavailable, "starting"))
+	fc.Inject(1, kvclient.MethodPut, bus.NotLeader(""))
 	runOK(t, append(append([]string{"kv", "put"}, conn...), "k", "v")...)
 	if got, _ := fc.Value("k"); got != "v" {
 		t.Errorf("stored %q", got)
@@ -141,7 +141,7 @@ func TestKVRetriesThroughFailures(t *testing.T) {
 }
 
 func TestKVUsageErrors(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{Nodes: 1})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{Nodes: 1})
 	for _, args := range [][]string{
 		{"kv", "get"},
 		{"kv", "get", "a", "b"},
@@ -204,7 +204,7 @@ func TestKVUsageErrors(t *testing.T) {
 }
 
 func TestInitAndRanges(t *testing.T) {
-	_, conn := fakeRaftd(t, clienttest.Options{Uninitialized: true})
+	_, conn := fakeRaftd(t, kvclienttest.Options{Uninitialized: true})
 	out := runOK(t, append([]string{"init", "--split-points", "g,p", "--output", "json"}, conn...)...)
 	var v struct {
 		AlreadyInitialized bool `json:"already_initialized"`
@@ -277,7 +277,7 @@ func TestInitAndRanges(t *testing.T) {
 }
 
 func TestKVEncodings(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{})
 	kv := func(sub string, args ...string) []string {
 		return append(append([]string{"kv", sub}, conn...), args...)
 	}
@@ -364,12 +364,12 @@ func TestKVEncodings(t *testing.T) {
 }
 
 func TestKVBeforeInit(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{Uninitialized: true})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{Uninitialized: true})
 	code, _, errOut := run(t, append(append([]string{"kv", "get"}, conn...), "--timeout", "30s", "a")...)
 	if code != ExitFailed || !strings.Contains(errOut, "run `pleiades init`") || strings.Contains(errOut, "deadline") {
 		t.Errorf("get before init: exit %d %q; want 1 with the init hint, before the deadline", code, errOut)
 	}
-	if n := fc.Calls(0, client.MethodGet) + fc.Calls(1, client.MethodGet) + fc.Calls(2, client.MethodGet); n != 3 {
+	if n := fc.Calls(0, kvclient.MethodGet) + fc.Calls(1, kvclient.MethodGet) + fc.Calls(2, kvclient.MethodGet); n != 3 {
 		t.Errorf("%d Get attempts; want one per node", n)
 	}
 
@@ -401,7 +401,7 @@ func TestKVBeforeInit(t *testing.T) {
 }
 
 func TestKVValueFile(t *testing.T) {
-	fc, conn := fakeRaftd(t, clienttest.Options{})
+	fc, conn := fakeRaftd(t, kvclienttest.Options{})
 	put := func(args ...string) []string { return append(append([]string{"kv", "put"}, conn...), args...) }
 	big := make([]byte, 200<<10) // binary, over any argument limit
 	for i := range big {

@@ -1,7 +1,7 @@
 // Package kv is the KV benchmark behind `pleiades bench kv`: the put and
 // get workloads of etcd's benchmark tool (tools/benchmark: --conns,
 // --clients, --total, --key-size, --val-size, --sequential-keys,
-// --key-space-size) run against raftd through package client, so that
+// --key-space-size) run against raftd through package kvclient, so that
 // shared/tools/etcd-baseline.sh gives directly comparable figures.
 //
 // Clients goroutines share Conns client endpoints (each its own bus
@@ -35,7 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 // Options configure a run.
@@ -62,7 +62,7 @@ type Options struct {
 	// Op is "put" or "get". Default "put".
 	Op string
 	// Consistency of gets.
-	Consistency client.Consistency
+	Consistency kvclient.Consistency
 	// Ranges, when above 0, first calls Init with that many initial
 	// ranges (a no-op on an initialized cluster) and Replicas replicas.
 	Ranges, Replicas int
@@ -184,7 +184,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Op == "get" {
 		res.Consistency = o.Consistency.String()
 	}
-	clients := make([]*client.Client, 0, o.Conns)
+	clients := make([]*kvclient.Client, 0, o.Conns)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -197,14 +197,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		// connection i endpoint i: stale reads are spread over the nodes
 		// by connection, each connection's on one node.
 		addrs := append(append([]string(nil), o.Addrs[i%len(o.Addrs):]...), o.Addrs[:i%len(o.Addrs)]...)
-		c, err := client.New(ctx, client.Config{Addrs: addrs, TLS: o.TLS, Logger: o.Logger})
+		c, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: o.TLS, Logger: o.Logger})
 		if err != nil {
 			return res, err
 		}
 		clients = append(clients, c)
 	}
 	if o.Ranges > 0 {
-		ir, err := clients[0].Init(ctx, client.InitOptions{InitialRanges: o.Ranges, ReplicationFactor: o.Replicas})
+		ir, err := clients[0].Init(ctx, kvclient.InitOptions{InitialRanges: o.Ranges, ReplicationFactor: o.Replicas})
 		if err != nil {
 			return res, fmt.Errorf("bench kv: init %d ranges: %w", o.Ranges, err)
 		}
@@ -260,7 +260,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				if o.Op == "put" {
 					_, err = c.Put(ctx, k, val)
 				} else {
-					_, _, err = c.Get(ctx, k, client.WithConsistency(o.Consistency))
+					_, _, err = c.Get(ctx, k, kvclient.WithConsistency(o.Consistency))
 				}
 				if err != nil {
 					nerr++
@@ -306,7 +306,7 @@ const connectTimeout = 10 * time.Second
 // pay for them, which on a 2-core machine took ~150 ms for 16 clients
 // and dominated p99.9 of a one-second run (etcd's benchmark pays a TCP
 // connect). A node that does not answer is left to the timed requests.
-func connect(ctx context.Context, clients []*client.Client, o Options) {
+func connect(ctx context.Context, clients []*kvclient.Client, o Options) {
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Go(func() {
@@ -326,7 +326,7 @@ func connect(ctx context.Context, clients []*client.Client, o Options) {
 }
 
 // warm writes every key of the key space, untimed, for the get workload.
-func warm(ctx context.Context, clients []*client.Client, o Options, val []byte) error {
+func warm(ctx context.Context, clients []*kvclient.Client, o Options, val []byte) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex

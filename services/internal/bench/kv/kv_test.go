@@ -9,10 +9,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -42,7 +42,7 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-func options(t *testing.T, fc *clienttest.Cluster) Options {
+func options(t *testing.T, fc *kvclienttest.Cluster) Options {
 	tc, err := daemontest.CA(t).Config("bench")
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func options(t *testing.T, fc *clienttest.Cluster) Options {
 }
 
 func TestRunPutAndGet(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Uninitialized: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	o := options(t, fc)
@@ -68,7 +68,7 @@ func TestRunPutAndGet(t *testing.T) {
 		t.Errorf("fake holds %d keys in %d ranges; want 200 in 4", fc.Len(), len(fc.RangeIDs()))
 	}
 
-	o.Op, o.Consistency, o.KeySpace, o.SequentialKeys = "get", client.Stale, 10, false
+	o.Op, o.Consistency, o.KeySpace, o.SequentialKeys = "get", kvclient.Stale, 10, false
 	res, err = Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -78,10 +78,10 @@ func TestRunPutAndGet(t *testing.T) {
 	}
 	gets := 0
 	for n := range 3 {
-		gets += fc.Calls(n, client.MethodGet)
+		gets += fc.Calls(n, kvclient.MethodGet)
 		// Every client met every node before the clock started, once
 		// per run.
-		if got := fc.Calls(n, client.MethodRanges); got != 2*o.Conns {
+		if got := fc.Calls(n, kvclient.MethodRanges); got != 2*o.Conns {
 			t.Errorf("node %d: %d Ranges calls over two runs; want %d (each client connects to each node)", n, got, 2*o.Conns)
 		}
 	}
@@ -91,8 +91,8 @@ func TestRunPutAndGet(t *testing.T) {
 }
 
 func TestRunCountsErrors(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
-	fc.Inject(0, client.MethodPut, bus.Errorf(bus.CodeInvalidArgument, "too big"), bus.Errorf(bus.CodeInvalidArgument, "too big"))
+	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1})
+	fc.Inject(0, kvclient.MethodPut, bus.Errorf(bus.CodeInvalidArgument, "too big"), bus.Errorf(bus.CodeInvalidArgument, "too big"))
 	o := options(t, fc)
 	o.Conns, o.Clients, o.Total = 1, 1, 20
 	res, err := Run(t.Context(), o)
@@ -105,7 +105,7 @@ func TestRunCountsErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1})
 	base := options(t, fc)
 	for _, tt := range []struct {
 		mod  func(*Options)
@@ -125,32 +125,5 @@ func TestValidate(t *testing.T) {
 	}
 	if fc.Len() != 0 {
 		t.Error("a refused run wrote keys")
-	}
-}
-
-// TestRunAgainstRaftd runs a miniature put and get benchmark against
-// three real raftd servers in this process, with 4 initial ranges.
-func TestRunAgainstRaftd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node raftd cluster")
-	}
-	rc := clienttest.StartRaftd(t, 3)
-	tc, err := daemontest.CA(t).Config("bench")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	o := Options{Addrs: rc.Addrs(), TLS: tc, Conns: 2, Clients: 8, Total: 300, ValSize: 64, SequentialKeys: true, Ranges: 4}
-	res, err := Run(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Errors != 0 || res.RequestsPerSec <= 0 || res.P50Ms <= 0 || !strings.Contains(res.InitNote, "created 5") {
-		t.Errorf("put result = %+v; want no errors and 4 user ranges created", res)
-	}
-	o.Op, o.KeySpace = "get", 50
-	if res, err = Run(ctx, o); err != nil || res.Errors != 0 {
-		t.Errorf("get result = %+v, %v", res, err)
 	}
 }

@@ -1,4 +1,4 @@
-package client_test
+package integration_test
 
 import (
 	"bytes"
@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 // TestAgainstRaftd runs the client against three real raftd servers in
@@ -21,12 +20,12 @@ func TestAgainstRaftd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node raftd cluster")
 	}
-	rc := clienttest.StartRaftd(t, 3)
+	rc := StartRaftd(t, 3)
 	tc, err := daemontest.CA(t).Config("client")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(t.Context(), client.Config{Addrs: rc.Addrs(), TLS: tc, AttemptTimeout: time.Second,
+	c, err := kvclient.New(t.Context(), kvclient.Config{Addrs: rc.Addrs(), TLS: tc, AttemptTimeout: time.Second,
 		Logger: daemontest.Logger(t, nil)})
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +36,11 @@ func TestAgainstRaftd(t *testing.T) {
 
 	// Peers may still be exchanging node ids: Init is retried on
 	// Unavailable by the client.
-	res, err := c.Init(ctx, client.InitOptions{SplitPoints: [][]byte{[]byte("m")}})
+	res, err := c.Init(ctx, kvclient.InitOptions{SplitPoints: [][]byte{[]byte("m")}})
 	if err != nil || res.AlreadyInitialized || len(res.Descriptors) != 3 {
 		t.Fatalf("Init = %+v, %v; want meta + 2 new ranges", res, err)
 	}
-	if again, err := c.Init(ctx, client.InitOptions{InitialRanges: 4}); err != nil || !again.AlreadyInitialized {
+	if again, err := c.Init(ctx, kvclient.InitOptions{InitialRanges: 4}); err != nil || !again.AlreadyInitialized {
 		t.Fatalf("second Init = %+v, %v; want already initialized", again, err)
 	}
 
@@ -61,7 +60,7 @@ func TestAgainstRaftd(t *testing.T) {
 	if err != nil || !found || string(v.Value) != "new" || v.Timestamp != ts {
 		t.Errorf("Get(a00) = %q at %v, %v, %v; want new at %v", v.Value, v.Timestamp, found, err, ts)
 	}
-	kvs, err := c.Scan(ctx, nil, nil, client.ScanOptions{PageSize: 3}).Collect()
+	kvs, err := c.Scan(ctx, nil, nil, kvclient.ScanOptions{PageSize: 3}).Collect()
 	if err != nil || len(kvs) != 20 {
 		t.Fatalf("Scan = %d entries, %v; want 20", len(kvs), err)
 	}
@@ -70,20 +69,20 @@ func TestAgainstRaftd(t *testing.T) {
 			t.Fatalf("Scan out of order at %d: %q then %q", i, kvs[i-1].Key, kvs[i].Key)
 		}
 	}
-	rev, err := c.Scan(ctx, []byte("a05"), []byte("u10"), client.ScanOptions{Reverse: true, Limit: 6, PageSize: 4}).Collect()
+	rev, err := c.Scan(ctx, []byte("a05"), []byte("u10"), kvclient.ScanOptions{Reverse: true, Limit: 6, PageSize: 4}).Collect()
 	if err != nil || len(rev) != 6 || string(rev[0].Key) != "u09" || string(rev[5].Key) != "a18" {
 		t.Errorf("reverse Scan = %v, %v", rev, err)
 	}
-	cas, err := c.CompareAndSwap(ctx, client.CAS{Key: []byte("a00"), Expected: []byte("old"), NewValue: []byte("x")})
+	cas, err := c.CompareAndSwap(ctx, kvclient.CAS{Key: []byte("a00"), Expected: []byte("old"), NewValue: []byte("x")})
 	if err != nil || cas.Succeeded || string(cas.Current.Value) != "new" {
 		t.Errorf("failing CAS = %+v, %v", cas, err)
 	}
-	br, err := c.Batch(ctx, client.NewBatch().Put([]byte("b1"), []byte("1")).Delete([]byte("a02")).
-		CompareAndSwap(client.CAS{Key: []byte("a00"), Expected: []byte("new"), NewValue: []byte("newer")}))
+	br, err := c.Batch(ctx, kvclient.NewBatch().Put([]byte("b1"), []byte("1")).Delete([]byte("a02")).
+		CompareAndSwap(kvclient.CAS{Key: []byte("a00"), Expected: []byte("new"), NewValue: []byte("newer")}))
 	if err != nil || !br.Succeeded {
 		t.Errorf("Batch = %+v, %v", br, err)
 	}
-	if _, err := c.Batch(ctx, client.NewBatch().Put([]byte("b"), nil).Put([]byte("z"), nil)); !errors.Is(err, bus.ErrInvalidArgument) {
+	if _, err := c.Batch(ctx, kvclient.NewBatch().Put([]byte("b"), nil).Put([]byte("z"), nil)); !errors.Is(err, bus.ErrInvalidArgument) {
 		t.Errorf("Batch across ranges: %v; want InvalidArgument", err)
 	}
 	if n, err := c.DeleteRange(ctx, []byte("u"), nil); err != nil || n != 10 {
@@ -93,7 +92,7 @@ func TestAgainstRaftd(t *testing.T) {
 		t.Errorf("Get(u01) found=%v err=%v; want deleted", found, err)
 	}
 	// A stale read is served by whichever node gets it, maybe behind.
-	if _, _, err := c.Get(ctx, []byte("a04"), client.WithConsistency(client.Stale)); err != nil {
+	if _, _, err := c.Get(ctx, []byte("a04"), kvclient.WithConsistency(kvclient.Stale)); err != nil {
 		t.Errorf("stale Get(a04): %v", err)
 	}
 	if _, err := c.Put(ctx, []byte("\x00sys"), nil); !errors.Is(err, bus.ErrInvalidArgument) {

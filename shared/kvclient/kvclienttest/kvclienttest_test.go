@@ -1,4 +1,4 @@
-package clienttest_test
+package kvclienttest_test
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -36,24 +36,24 @@ func (c caller) call(addr, method string, req, resp proto.Message, timeout time.
 }
 
 func TestUninitializedThenInit(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Uninitialized: true})
 	c := newCaller(t)
 	put := &kvpb.PutRequest{Key: []byte("a"), Value: []byte("1")}
-	err := c.call(fc.Addrs()[1], client.MethodPut, put, &kvpb.PutResponse{}, 5*time.Second)
+	err := c.call(fc.Addrs()[1], kvclient.MethodPut, put, &kvpb.PutResponse{}, 5*time.Second)
 	if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != kvpb.ReasonNotInitialized {
 		t.Fatalf("Put before Init: %v; want Unavailable, reason %q", err, kvpb.ReasonNotInitialized)
 	}
 	var ir kvpb.InitResponse
-	if err := c.call(fc.Addrs()[2], client.MethodInit, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}, &ir, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[2], kvclient.MethodInit, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}}, &ir, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if ir.GetAlreadyInitialized() || len(ir.GetDescriptors()) != 3 || len(fc.RangeIDs()) != 2 {
 		t.Fatalf("Init = %v, ranges %v; want meta + 2 user ranges", &ir, fc.RangeIDs())
 	}
-	if err := c.call(fc.Addrs()[0], client.MethodInit, &kvpb.InitRequest{}, &ir, 5*time.Second); err != nil || !ir.GetAlreadyInitialized() {
+	if err := c.call(fc.Addrs()[0], kvclient.MethodInit, &kvpb.InitRequest{}, &ir, 5*time.Second); err != nil || !ir.GetAlreadyInitialized() {
 		t.Fatalf("second Init = %v, %v; want already initialized", &ir, err)
 	}
-	if err := c.call(fc.Addrs()[1], client.MethodPut, put, &kvpb.PutResponse{}, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[1], kvclient.MethodPut, put, &kvpb.PutResponse{}, 5*time.Second); err != nil {
 		t.Fatalf("Put after Init: %v", err)
 	}
 	if v, ok := fc.Value("a"); !ok || v != "1" || fc.Len() != 1 {
@@ -62,64 +62,64 @@ func TestUninitializedThenInit(t *testing.T) {
 }
 
 func TestLeadersHintsAndForwarding(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
 	c := newCaller(t)
 	ids := fc.RangeIDs()
 	fc.SetLeader(ids[0], 0)
 	fc.SetLeader(ids[1], 2)
 	noForward := &kvpb.PutRequest{Header: &kvpb.Header{NoForward: true}, Key: []byte("z"), Value: []byte("1")}
-	err := c.call(fc.Addrs()[0], client.MethodPut, noForward, &kvpb.PutResponse{}, 5*time.Second)
+	err := c.call(fc.Addrs()[0], kvclient.MethodPut, noForward, &kvpb.PutResponse{}, 5*time.Second)
 	if !errors.Is(err, bus.ErrNotLeader) || bus.LeaderHint(err) != fc.Addrs()[2] {
 		t.Fatalf("no_forward Put at a follower: %v; want NotLeader with hint %s", err, fc.Addrs()[2])
 	}
-	if err := c.call(fc.Addrs()[2], client.MethodPut, noForward, &kvpb.PutResponse{}, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[2], kvclient.MethodPut, noForward, &kvpb.PutResponse{}, 5*time.Second); err != nil {
 		t.Fatalf("no_forward Put at the leader: %v", err)
 	}
 	if fc.Forwarded() != 0 {
 		t.Fatalf("Forwarded = %d; want 0", fc.Forwarded())
 	}
 	forward := &kvpb.PutRequest{Key: []byte("b"), Value: []byte("2")}
-	if err := c.call(fc.Addrs()[1], client.MethodPut, forward, &kvpb.PutResponse{}, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[1], kvclient.MethodPut, forward, &kvpb.PutResponse{}, 5*time.Second); err != nil {
 		t.Fatalf("Put at a follower: %v", err)
 	}
 	if fc.Forwarded() != 1 {
 		t.Fatalf("Forwarded = %d; want 1", fc.Forwarded())
 	}
 	var dr kvpb.DescriptorsResponse
-	if err := c.call(fc.Addrs()[1], client.MethodDescriptors, &kvpb.DescriptorsRequest{}, &dr, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[1], kvclient.MethodDescriptors, &kvpb.DescriptorsRequest{}, &dr, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if len(dr.GetDescriptors()) < 2 || dr.GetLeaders()[ids[0]] != fc.Addrs()[0] || dr.GetLeaders()[ids[1]] != fc.Addrs()[2] {
 		t.Fatalf("Descriptors = %v; want the user ranges, led by nodes 0 and 2", &dr)
 	}
-	if got := fc.Calls(0, client.MethodPut) + fc.Calls(1, client.MethodPut) + fc.Calls(2, client.MethodPut); got != 3 {
+	if got := fc.Calls(0, kvclient.MethodPut) + fc.Calls(1, kvclient.MethodPut) + fc.Calls(2, kvclient.MethodPut); got != 3 {
 		t.Fatalf("%d Puts counted; want 3", got)
 	}
 }
 
 func TestInjectAndStall(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{})
+	fc := kvclienttest.Start(t, kvclienttest.Options{})
 	c := newCaller(t)
 	injected := bus.Errorf(bus.CodeInternal, "injected")
-	fc.Inject(1, client.MethodGet, injected)
+	fc.Inject(1, kvclient.MethodGet, injected)
 	get := &kvpb.GetRequest{Key: []byte("a"), Header: &kvpb.Header{ReadConsistency: kvpb.ReadConsistency_READ_CONSISTENCY_STALE}}
-	if err := c.call(fc.Addrs()[1], client.MethodGet, get, &kvpb.GetResponse{}, 5*time.Second); !errors.Is(err, bus.ErrInternal) {
+	if err := c.call(fc.Addrs()[1], kvclient.MethodGet, get, &kvpb.GetResponse{}, 5*time.Second); !errors.Is(err, bus.ErrInternal) {
 		t.Fatalf("first Get: %v; want the injected error", err)
 	}
 	var gr kvpb.GetResponse
-	if err := c.call(fc.Addrs()[1], client.MethodGet, get, &gr, 5*time.Second); err != nil || gr.GetFound() {
+	if err := c.call(fc.Addrs()[1], kvclient.MethodGet, get, &gr, 5*time.Second); err != nil || gr.GetFound() {
 		t.Fatalf("second Get = %v, %v; want not found, no error", &gr, err)
 	}
 
 	fc.Stall(2, true)
-	if err := c.call(fc.Addrs()[2], client.MethodGet, get, &kvpb.GetResponse{}, 200*time.Millisecond); !errors.Is(err, bus.ErrDeadlineExceeded) {
+	if err := c.call(fc.Addrs()[2], kvclient.MethodGet, get, &kvpb.GetResponse{}, 200*time.Millisecond); !errors.Is(err, bus.ErrDeadlineExceeded) {
 		t.Fatalf("Get at a stalled node: %v; want deadline exceeded", err)
 	}
-	if got := fc.Calls(2, client.MethodGet); got != 1 {
+	if got := fc.Calls(2, kvclient.MethodGet); got != 1 {
 		t.Fatalf("stalled node counted %d Gets; want 1", got)
 	}
 	fc.Stall(2, false)
-	if err := c.call(fc.Addrs()[2], client.MethodGet, get, &kvpb.GetResponse{}, 5*time.Second); err != nil {
+	if err := c.call(fc.Addrs()[2], kvclient.MethodGet, get, &kvpb.GetResponse{}, 5*time.Second); err != nil {
 		t.Fatalf("Get after the stall: %v", err)
 	}
 }

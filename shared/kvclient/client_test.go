@@ -1,4 +1,4 @@
-package client_test
+package kvclient_test
 
 import (
 	"context"
@@ -11,28 +11,28 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newClient returns a client of fc with its own bus endpoint, closed at
 // cleanup; mod adjusts the configuration.
-func newClient(t *testing.T, fc *clienttest.Cluster, mod func(*client.Config)) *client.Client {
+func newClient(t *testing.T, fc *kvclienttest.Cluster, mod func(*kvclient.Config)) *kvclient.Client {
 	t.Helper()
 	tc, err := daemontest.CA(t).Config("client")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := client.Config{Addrs: fc.Addrs(), TLS: tc, RetryBackoffMin: time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
+	cfg := kvclient.Config{Addrs: fc.Addrs(), TLS: tc, RetryBackoffMin: time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
 		Logger: daemontest.Logger(t, nil)}
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := client.New(t.Context(), cfg)
+	c, err := kvclient.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestPointOperations(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 
@@ -84,17 +84,17 @@ func TestPointOperations(t *testing.T) {
 
 	casTests := []struct {
 		name      string
-		cas       client.CAS
+		cas       kvclient.CAS
 		succeeded bool
 		current   string // value reported on failure ("" absent)
 		after     string // stored value afterwards ("" absent)
 	}{
-		{"create absent", client.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v1")}, true, "", "v1"},
-		{"create present", client.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v9")}, false, "v1", "v1"},
-		{"swap match", client.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v2")}, true, "", "v2"},
-		{"swap mismatch", client.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v3")}, false, "v2", "v2"},
-		{"delete match", client.CAS{Key: []byte("k"), Expected: []byte("v2"), Delete: true}, true, "", ""},
-		{"swap absent", client.CAS{Key: []byte("k"), Expected: []byte("v2"), NewValue: []byte("v4")}, false, "", ""},
+		{"create absent", kvclient.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v1")}, true, "", "v1"},
+		{"create present", kvclient.CAS{Key: []byte("k"), ExpectAbsent: true, NewValue: []byte("v9")}, false, "v1", "v1"},
+		{"swap match", kvclient.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v2")}, true, "", "v2"},
+		{"swap mismatch", kvclient.CAS{Key: []byte("k"), Expected: []byte("v1"), NewValue: []byte("v3")}, false, "v2", "v2"},
+		{"delete match", kvclient.CAS{Key: []byte("k"), Expected: []byte("v2"), Delete: true}, true, "", ""},
+		{"swap absent", kvclient.CAS{Key: []byte("k"), Expected: []byte("v2"), NewValue: []byte("v4")}, false, "", ""},
 	}
 	for _, tt := range casTests {
 		res, err := c.CompareAndSwap(ctx, tt.cas)
@@ -114,14 +114,14 @@ func TestPointOperations(t *testing.T) {
 }
 
 func TestBatch(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 	if _, err := c.Put(ctx, []byte("b"), []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Batch(ctx, client.NewBatch().Put([]byte("a"), []byte("1")).Delete([]byte("b")).
-		CompareAndSwap(client.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("3")}))
+	res, err := c.Batch(ctx, kvclient.NewBatch().Put([]byte("a"), []byte("1")).Delete([]byte("b")).
+		CompareAndSwap(kvclient.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("3")}))
 	if err != nil || !res.Succeeded || res.Timestamp.IsZero() {
 		t.Fatalf("Batch = %+v, %v; want success", res, err)
 	}
@@ -130,25 +130,25 @@ func TestBatch(t *testing.T) {
 			t.Errorf("after batch %s = %q; want %q", k, got, want)
 		}
 	}
-	res, err = c.Batch(ctx, client.NewBatch().Put([]byte("d"), []byte("4")).
-		CompareAndSwap(client.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("x")}))
+	res, err = c.Batch(ctx, kvclient.NewBatch().Put([]byte("d"), []byte("4")).
+		CompareAndSwap(kvclient.CAS{Key: []byte("c"), ExpectAbsent: true, NewValue: []byte("x")}))
 	if err != nil || res.Succeeded || res.FailedOp != 1 {
 		t.Fatalf("failing Batch = %+v, %v; want failed op 1", res, err)
 	}
 	if _, ok := fc.Value("d"); ok {
 		t.Error("failed batch applied its put")
 	}
-	_, err = c.Batch(ctx, client.NewBatch().Put([]byte("a"), nil).Put([]byte("z"), nil))
+	_, err = c.Batch(ctx, kvclient.NewBatch().Put([]byte("a"), nil).Put([]byte("z"), nil))
 	if !errors.Is(err, bus.ErrInvalidArgument) {
 		t.Errorf("Batch across ranges: %v; want InvalidArgument", err)
 	}
-	if _, err := c.Batch(ctx, client.NewBatch()); err == nil {
+	if _, err := c.Batch(ctx, kvclient.NewBatch()); err == nil {
 		t.Error("empty Batch succeeded")
 	}
 }
 
 func TestScan(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("k05"), []byte("k12")}, PageSize: 4})
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("k05"), []byte("k12")}, PageSize: 4})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 	var all []string
@@ -164,19 +164,19 @@ func TestScan(t *testing.T) {
 	tests := []struct {
 		name       string
 		start, end string
-		opts       client.ScanOptions
+		opts       kvclient.ScanOptions
 		want       []string
 	}{
-		{"all forward", "", "", client.ScanOptions{}, all},
-		{"all reverse", "", "", client.ScanOptions{Reverse: true}, rev},
-		{"span", "k03", "k15", client.ScanOptions{}, all[3:15]},
-		{"span reverse", "k03", "k15", client.ScanOptions{Reverse: true}, rev[5:17]},
-		{"limit", "k03", "", client.ScanOptions{Limit: 7}, all[3:10]},
-		{"limit reverse", "", "k15", client.ScanOptions{Limit: 7, Reverse: true}, rev[5:12]},
-		{"page size", "", "", client.ScanOptions{PageSize: 3, Limit: 11}, all[:11]},
-		{"keys only stale", "k10", "k13", client.ScanOptions{KeysOnly: true, Consistency: client.Stale}, all[10:13]},
-		{"empty span", "k07", "k07", client.ScanOptions{}, nil},
-		{"past data", "x", "", client.ScanOptions{}, nil},
+		{"all forward", "", "", kvclient.ScanOptions{}, all},
+		{"all reverse", "", "", kvclient.ScanOptions{Reverse: true}, rev},
+		{"span", "k03", "k15", kvclient.ScanOptions{}, all[3:15]},
+		{"span reverse", "k03", "k15", kvclient.ScanOptions{Reverse: true}, rev[5:17]},
+		{"limit", "k03", "", kvclient.ScanOptions{Limit: 7}, all[3:10]},
+		{"limit reverse", "", "k15", kvclient.ScanOptions{Limit: 7, Reverse: true}, rev[5:12]},
+		{"page size", "", "", kvclient.ScanOptions{PageSize: 3, Limit: 11}, all[:11]},
+		{"keys only stale", "k10", "k13", kvclient.ScanOptions{KeysOnly: true, Consistency: kvclient.Stale}, all[10:13]},
+		{"empty span", "k07", "k07", kvclient.ScanOptions{}, nil},
+		{"past data", "x", "", kvclient.ScanOptions{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,13 +207,13 @@ func TestScan(t *testing.T) {
 	if fc.Len() != 10 {
 		t.Errorf("%d keys left; want 10", fc.Len())
 	}
-	if _, err := c.Scan(ctx, nil, nil, client.ScanOptions{Limit: -1}).Collect(); err == nil {
+	if _, err := c.Scan(ctx, nil, nil, kvclient.ScanOptions{Limit: -1}).Collect(); err == nil {
 		t.Error("negative limit accepted")
 	}
 }
 
 func TestLeaderCacheFollowsHints(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{})
+	fc := kvclienttest.Start(t, kvclienttest.Options{})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 	id := fc.RangeIDs()[0]
@@ -221,7 +221,7 @@ func TestLeaderCacheFollowsHints(t *testing.T) {
 	if _, err := c.Put(ctx, []byte("a"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	if got := fc.Calls(1, client.MethodPut); got != 1 {
+	if got := fc.Calls(1, kvclient.MethodPut); got != 1 {
 		t.Fatalf("leader node got %d puts; want 1 (routed by descriptors)", got)
 	}
 	// The leader moves: the old one answers NotLeader with a hint, which
@@ -232,7 +232,7 @@ func TestLeaderCacheFollowsHints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if p1, p2 := fc.Calls(1, client.MethodPut), fc.Calls(2, client.MethodPut); p1 != 2 || p2 != 3 {
+	if p1, p2 := fc.Calls(1, kvclient.MethodPut), fc.Calls(2, kvclient.MethodPut); p1 != 2 || p2 != 3 {
 		t.Errorf("puts on old leader %d, new leader %d; want 2 and 3", p1, p2)
 	}
 	if fc.Forwarded() != 0 {
@@ -241,17 +241,17 @@ func TestLeaderCacheFollowsHints(t *testing.T) {
 	// Stale reads go to the first listed node, leader or not, and are
 	// never refused.
 	for range 6 {
-		if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(client.Stale)); err != nil {
+		if _, _, err := c.Get(ctx, []byte("a"), kvclient.WithConsistency(kvclient.Stale)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if g0, g1, g2 := fc.Calls(0, client.MethodGet), fc.Calls(1, client.MethodGet), fc.Calls(2, client.MethodGet); g0 != 6 || g1+g2 != 0 {
+	if g0, g1, g2 := fc.Calls(0, kvclient.MethodGet), fc.Calls(1, kvclient.MethodGet), fc.Calls(2, kvclient.MethodGet); g0 != 6 || g1+g2 != 0 {
 		t.Errorf("stale gets per node %d %d %d; want all 6 on the first", g0, g1, g2)
 	}
 }
 
 func TestWithoutDescriptorsOrHints(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{NoDescriptors: true, NoHints: true})
+	fc := kvclienttest.Start(t, kvclienttest.Options{NoDescriptors: true, NoHints: true})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 	for i := range 5 {
@@ -259,7 +259,7 @@ func TestWithoutDescriptorsOrHints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fc.Calls(0, client.MethodDescriptors)+fc.Calls(1, client.MethodDescriptors)+fc.Calls(2, client.MethodDescriptors) != 1 {
+	if fc.Calls(0, kvclient.MethodDescriptors)+fc.Calls(1, kvclient.MethodDescriptors)+fc.Calls(2, kvclient.MethodDescriptors) != 1 {
 		t.Error("Descriptors asked again after Unimplemented")
 	}
 	if fc.Forwarded() == 0 {
@@ -283,16 +283,16 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fc := clienttest.Start(t, clienttest.Options{NoDescriptors: true})
+			fc := kvclienttest.Start(t, kvclienttest.Options{NoDescriptors: true})
 			for n, errs := range tt.inject {
-				fc.Inject(n, client.MethodPut, errs...)
+				fc.Inject(n, kvclient.MethodPut, errs...)
 			}
-			c := newClient(t, fc, func(cfg *client.Config) { cfg.MaxAttempts = tt.maxTries })
+			c := newClient(t, fc, func(cfg *kvclient.Config) { cfg.MaxAttempts = tt.maxTries })
 			_, err := c.Put(ctxT(t), []byte("a"), []byte("1"))
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Put: %v; want %v", err, tt.wantErr)
 			}
-			calls := fc.Calls(0, client.MethodPut) + fc.Calls(1, client.MethodPut) + fc.Calls(2, client.MethodPut)
+			calls := fc.Calls(0, kvclient.MethodPut) + fc.Calls(1, kvclient.MethodPut) + fc.Calls(2, kvclient.MethodPut)
 			if calls != tt.wantCall {
 				t.Errorf("%d Put calls; want %d", calls, tt.wantCall)
 			}
@@ -301,12 +301,12 @@ func TestRetries(t *testing.T) {
 }
 
 func TestContextDeadline(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1})
 	errs := make([]error, 1000)
 	for i := range errs {
 		errs[i] = bus.Errorf(bus.CodeUnavailable, "down")
 	}
-	fc.Inject(0, client.MethodGet, errs...)
+	fc.Inject(0, kvclient.MethodGet, errs...)
 	c := newClient(t, fc, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
 	defer cancel()
@@ -317,37 +317,37 @@ func TestContextDeadline(t *testing.T) {
 }
 
 func TestInitAndRanges(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{Uninitialized: true})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Uninitialized: true})
 	c := newClient(t, fc, nil)
 	ctx := ctxT(t)
 	// Before Init every node answers Unavailable "not initialized": once
 	// each has, the client gives up.
-	if _, err := c.Put(ctx, []byte("a"), nil); !errors.Is(err, client.ErrNotInitialized) || !errors.Is(err, bus.ErrUnavailable) || ctx.Err() != nil {
+	if _, err := c.Put(ctx, []byte("a"), nil); !errors.Is(err, kvclient.ErrNotInitialized) || !errors.Is(err, bus.ErrUnavailable) || ctx.Err() != nil {
 		t.Errorf("Put before Init: %v; want ErrNotInitialized, before the deadline", err)
 	}
 	for n := range 3 {
-		if got := fc.Calls(n, client.MethodPut); got != 1 {
+		if got := fc.Calls(n, kvclient.MethodPut); got != 1 {
 			t.Errorf("node %d got %d Puts before Init; want 1", n, got)
 		}
 	}
-	res, err := c.Init(ctx, client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("g")}, ReplicationFactor: 3})
+	res, err := c.Init(ctx, kvclient.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("g")}, ReplicationFactor: 3})
 	if err != nil || res.AlreadyInitialized || len(res.Descriptors) != 4 {
 		t.Fatalf("Init = %+v, %v; want 4 new descriptors (meta + 3)", res, err)
 	}
-	again, err := c.Init(ctx, client.InitOptions{InitialRanges: 8})
+	again, err := c.Init(ctx, kvclient.InitOptions{InitialRanges: 8})
 	if err != nil || !again.AlreadyInitialized || len(again.Descriptors) != 4 {
 		t.Fatalf("second Init = %+v, %v; want already initialized, same descriptors", again, err)
 	}
 	layouts := []struct {
-		o    client.InitOptions
+		o    kvclient.InitOptions
 		want string // in LayoutDiffers; "" for none
 	}{
-		{client.InitOptions{}, ""},
-		{client.InitOptions{SplitPoints: [][]byte{[]byte("g"), []byte("m")}, ReplicationFactor: 3}, ""},
-		{client.InitOptions{SplitPoints: [][]byte{[]byte("m")}}, ""},
-		{client.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("x")}}, `split points "x" are not boundaries of its 3 user ranges`},
-		{client.InitOptions{InitialRanges: 8}, "it has 3 user ranges, not the 8 initial ranges asked for"},
-		{client.InitOptions{ReplicationFactor: 1}, "has 3 replicas, not 1"},
+		{kvclient.InitOptions{}, ""},
+		{kvclient.InitOptions{SplitPoints: [][]byte{[]byte("g"), []byte("m")}, ReplicationFactor: 3}, ""},
+		{kvclient.InitOptions{SplitPoints: [][]byte{[]byte("m")}}, ""},
+		{kvclient.InitOptions{SplitPoints: [][]byte{[]byte("m"), []byte("x")}}, `split points "x" are not boundaries of its 3 user ranges`},
+		{kvclient.InitOptions{InitialRanges: 8}, "it has 3 user ranges, not the 8 initial ranges asked for"},
+		{kvclient.InitOptions{ReplicationFactor: 1}, "has 3 replicas, not 1"},
 	}
 	for _, l := range layouts {
 		res, err := c.Init(ctx, l.o)
@@ -365,31 +365,31 @@ func TestInitAndRanges(t *testing.T) {
 	if _, err := c.Put(ctx, []byte("a"), nil); err != nil {
 		t.Errorf("Put after Init: %v", err)
 	}
-	if _, err := c.Init(ctx, client.InitOptions{InitialRanges: -1}); err == nil {
+	if _, err := c.Init(ctx, kvclient.InitOptions{InitialRanges: -1}); err == nil {
 		t.Error("negative initial ranges accepted")
 	}
 }
 
 func TestConfigAndClose(t *testing.T) {
 	for _, tt := range []struct {
-		cfg  client.Config
+		cfg  kvclient.Config
 		want string
 	}{
-		{client.Config{CertsDir: "x"}, "Addrs"},
-		{client.Config{Addrs: []string{"nohost"}, CertsDir: "x"}, "host:port"},
-		{client.Config{Addrs: []string{"127.0.0.1:7402"}}, "CertsDir"},
-		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", RetryBackoffMin: time.Second, RetryBackoffMax: time.Millisecond}, "RetryBackoffMin"},
-		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", MaxAttempts: -1}, "MaxAttempts"},
-		{client.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: t.TempDir()}, "load certificates"},
+		{kvclient.Config{CertsDir: "x"}, "Addrs"},
+		{kvclient.Config{Addrs: []string{"nohost"}, CertsDir: "x"}, "host:port"},
+		{kvclient.Config{Addrs: []string{"127.0.0.1:7402"}}, "CertsDir"},
+		{kvclient.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", RetryBackoffMin: time.Second, RetryBackoffMax: time.Millisecond}, "RetryBackoffMin"},
+		{kvclient.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: "x", MaxAttempts: -1}, "MaxAttempts"},
+		{kvclient.Config{Addrs: []string{"127.0.0.1:7402"}, CertsDir: t.TempDir()}, "load certificates"},
 	} {
-		_, err := client.New(t.Context(), tt.cfg)
+		_, err := kvclient.New(t.Context(), tt.cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v; want an error naming %s", tt.cfg, err, tt.want)
 		}
 	}
-	fc := clienttest.Start(t, clienttest.Options{Nodes: 1})
+	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1})
 	rt := daemontest.NewRuntime(t, "client")
-	c, err := client.New(t.Context(), client.Config{Addrs: fc.Addrs(), Bus: rt.Bus})
+	c, err := kvclient.New(t.Context(), kvclient.Config{Addrs: fc.Addrs(), Bus: rt.Bus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,11 +399,11 @@ func TestConfigAndClose(t *testing.T) {
 	if err := c.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Put(ctxT(t), []byte("a"), []byte("1")); !errors.Is(err, client.ErrClosed) {
+	if _, err := c.Put(ctxT(t), []byte("a"), []byte("1")); !errors.Is(err, kvclient.ErrClosed) {
 		t.Errorf("Put after Close: %v; want ErrClosed", err)
 	}
 	// The shared bus still works.
-	if _, err := client.New(t.Context(), client.Config{Addrs: fc.Addrs(), Bus: rt.Bus}); err != nil {
+	if _, err := kvclient.New(t.Context(), kvclient.Config{Addrs: fc.Addrs(), Bus: rt.Bus}); err != nil {
 		t.Fatal(err)
 	}
 }

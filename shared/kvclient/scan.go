@@ -1,4 +1,4 @@
-package client
+package kvclient
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ type ScanOptions struct {
 
 // Iterator walks the entries of a Scan, fetching one page at a time:
 //
-//	it := c.Scan(ctx, start, end, client.ScanOptions{})
+//	it := c.Scan(ctx, start, end, kvclient.ScanOptions{})
 //	for it.Next() {
 //		kv := it.KV()
 //		...

@@ -1,9 +1,9 @@
-// Package client is the Go client of Pleiades' KV service: raftd's client
+// Package kvclient is the Go client of Pleiades' KV service: raftd's client
 // protocol (wire.ProtoKV, messages in shared/proto/kvpb) over the bus.
 //
 // # Use
 //
-//	c, err := client.New(ctx, client.Config{
+//	c, err := kvclient.New(ctx, kvclient.Config{
 //		Addrs:    []string{"127.0.0.1:7402", "127.0.0.1:7412", "127.0.0.1:7422"},
 //		CertsDir: "data/certs",
 //	})
@@ -12,11 +12,11 @@
 //
 //	ts, err := c.Put(ctx, []byte("greeting"), []byte("hello"))
 //	v, found, err := c.Get(ctx, []byte("greeting"))           // v.Value, v.Timestamp
-//	v, found, err = c.Get(ctx, []byte("greeting"), client.WithConsistency(client.Stale))
-//	res, err := c.CompareAndSwap(ctx, client.CAS{Key: k, Expected: old, NewValue: nu})
-//	br, err := c.Batch(ctx, client.NewBatch().Put(k1, v1).Delete(k2))
+//	v, found, err = c.Get(ctx, []byte("greeting"), kvclient.WithConsistency(kvclient.Stale))
+//	res, err := c.CompareAndSwap(ctx, kvclient.CAS{Key: k, Expected: old, NewValue: nu})
+//	br, err := c.Batch(ctx, kvclient.NewBatch().Put(k1, v1).Delete(k2))
 //
-//	it := c.Scan(ctx, []byte("a"), []byte("b"), client.ScanOptions{Limit: 100})
+//	it := c.Scan(ctx, []byte("a"), []byte("b"), kvclient.ScanOptions{Limit: 100})
 //	for it.Next() {
 //		kv := it.KV() // kv.Key, kv.Value, kv.Timestamp
 //	}
@@ -87,6 +87,6 @@
 // asked for (InitResult.LayoutDiffers); Ranges lists a node's local
 // replicas. They serve `pleiades init` and `pleiades ranges`.
 //
-// A Client is safe for concurrent use. Package clienttest runs an in-memory
+// A Client is safe for concurrent use. Package kvclienttest runs an in-memory
 // stand-in for a raftd cluster on real bus endpoints for tests.
-package client
+package kvclient

@@ -1,25 +1,25 @@
-package client_test
+package kvclient_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
 
 // BenchmarkPut measures the client's own cost per Put against the
 // in-memory fake (one bus round trip on loopback, routed to the cached
 // leader): the floor under any raftd figure.
 func BenchmarkPut(b *testing.B) {
-	fc := clienttest.Start(b, clienttest.Options{})
+	fc := kvclienttest.Start(b, kvclienttest.Options{})
 	tc, err := daemontest.CA(b).Config("client")
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := client.New(b.Context(), client.Config{Addrs: fc.Addrs(), TLS: tc})
+	c, err := kvclient.New(b.Context(), kvclient.Config{Addrs: fc.Addrs(), TLS: tc})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,12 +45,12 @@ func BenchmarkGet(b *testing.B) {
 		hedge time.Duration
 	}{{"hedge-armed", 0}, {"hedge-off", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			fc := clienttest.Start(b, clienttest.Options{})
+			fc := kvclienttest.Start(b, kvclienttest.Options{})
 			tc, err := daemontest.CA(b).Config("client")
 			if err != nil {
 				b.Fatal(err)
 			}
-			c, err := client.New(b.Context(), client.Config{Addrs: fc.Addrs(), TLS: tc, HedgeAfter: bc.hedge})
+			c, err := kvclient.New(b.Context(), kvclient.Config{Addrs: fc.Addrs(), TLS: tc, HedgeAfter: bc.hedge})
 			if err != nil {
 				b.Fatal(err)
 			}

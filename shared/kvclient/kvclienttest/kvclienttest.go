@@ -13,7 +13,7 @@
 //
 // It models routing and the protocol's answers, not replication: there is
 // one copy of the data, and nothing is durable.
-package clienttest
+package kvclienttest
 
 import (
 	"bytes"
@@ -26,10 +26,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pleiades-db/pleiades/services/client"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -312,20 +312,20 @@ func unary[Req any, Resp proto.Message, PReq interface {
 }
 
 func (c *Cluster) register(b *bus.Bus, node int) {
-	unary(c, b, node, client.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
 		v, ok := c.mu.data[string(r.GetKey())]
 		return &kvpb.GetResponse{Found: ok, Value: v}, nil
 	})
-	unary(c, b, node, client.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	unary(c, b, node, kvclient.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
 		return &kvpb.PutResponse{Timestamp: c.writeLocked(r.GetKey(), r.GetValue()).GetTimestamp()}, nil
 	})
-	unary(c, b, node, client.MethodDelete, func(r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	unary(c, b, node, kvclient.MethodDelete, func(r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
@@ -333,7 +333,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		delete(c.mu.data, string(r.GetKey()))
 		return &kvpb.DeleteResponse{Deleted: ok}, nil
 	})
-	unary(c, b, node, client.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	unary(c, b, node, kvclient.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
@@ -342,7 +342,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		return &kvpb.CompareAndSwapResponse{Succeeded: true, Timestamp: c.casApplyLocked(r).GetTimestamp()}, nil
 	})
-	unary(c, b, node, client.MethodBatch, func(r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	unary(c, b, node, kvclient.MethodBatch, func(r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
 		var keys [][]byte
 		for _, op := range r.GetOps() {
 			switch {
@@ -383,13 +383,13 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		c.mu.writes++
 		return &kvpb.BatchResponse{Succeeded: true, Timestamp: ts.Proto()}, nil
 	})
-	unary(c, b, node, client.MethodScan, func(r *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+	unary(c, b, node, kvclient.MethodScan, func(r *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
 		if !c.mu.initialized {
 			return nil, errNotInitialized
 		}
 		return c.scanLocked(r), nil
 	})
-	unary(c, b, node, client.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+	unary(c, b, node, kvclient.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
 		if !c.mu.initialized {
 			return nil, errNotInitialized
 		}
@@ -400,13 +400,13 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		return &kvpb.DeleteRangeResponse{Deleted: n}, nil
 	})
-	unary(c, b, node, client.MethodInit, func(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
+	unary(c, b, node, kvclient.MethodInit, func(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
 		return c.initLocked(r)
 	})
-	unary(c, b, node, client.MethodRanges, func(*kvpb.RangesRequest) (*kvpb.RangesResponse, error) {
+	unary(c, b, node, kvclient.MethodRanges, func(*kvpb.RangesRequest) (*kvpb.RangesResponse, error) {
 		return c.rangesLocked(node), nil
 	})
-	unary(c, b, node, client.MethodDescriptors, func(r *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
+	unary(c, b, node, kvclient.MethodDescriptors, func(r *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
 		if c.opts.NoDescriptors {
 			return nil, bus.Errorf(bus.CodeUnimplemented, "unknown method Descriptors")
 		}

@@ -1,4 +1,4 @@
-package clienttest
+package integration_test
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func StartRaftd(tb testing.TB, n int) *Raftd {
 		select {
 		case <-srv.Ready():
 		case <-ctx.Done():
-			tb.Fatal("clienttest: raftd not ready")
+			tb.Fatal("integration: raftd not ready")
 		}
 	}
 	return c

@@ -1,4 +1,4 @@
-package client_test
+package kvclient_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"log"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 // Example writes, reads and scans keys of a three-node cluster started
@@ -14,7 +14,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.New(ctx, client.Config{
+	c, err := kvclient.New(ctx, kvclient.Config{
 		Addrs:    []string{"127.0.0.1:7402", "127.0.0.1:7412", "127.0.0.1:7422"},
 		CertsDir: "data/dev/node1/certs",
 	})
@@ -32,13 +32,13 @@ func Example() {
 	}
 	fmt.Println(found, string(v.Value), v.Timestamp)
 
-	res, err := c.CompareAndSwap(ctx, client.CAS{Key: []byte("greeting"), Expected: []byte("hello"), NewValue: []byte("hi")})
+	res, err := c.CompareAndSwap(ctx, kvclient.CAS{Key: []byte("greeting"), Expected: []byte("hello"), NewValue: []byte("hi")})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("swapped:", res.Succeeded)
 
-	it := c.Scan(ctx, []byte("a"), []byte("z"), client.ScanOptions{Limit: 10})
+	it := c.Scan(ctx, []byte("a"), []byte("z"), kvclient.ScanOptions{Limit: 10})
 	for it.Next() {
 		kv := it.KV()
 		fmt.Printf("%s = %s (%v)\n", kv.Key, kv.Value, kv.Timestamp)

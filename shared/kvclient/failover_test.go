@@ -1,4 +1,4 @@
-package client_test
+package kvclient_test
 
 import (
 	"bytes"
@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pleiades-db/pleiades/services/client"
-	"github.com/pleiades-db/pleiades/services/client/clienttest"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
 
 // calls sums the calls of method over nodes.
-func calls(fc *clienttest.Cluster, method string, nodes ...int) int {
+func calls(fc *kvclienttest.Cluster, method string, nodes ...int) int {
 	n := 0
 	for _, i := range nodes {
 		n += fc.Calls(i, method)
@@ -25,17 +25,17 @@ func calls(fc *clienttest.Cluster, method string, nodes ...int) int {
 // default attempt timeout the next write fails over after one timed-out
 // attempt, and later calls avoid the stalled node altogether.
 func TestFailoverFromStalledLeader(t *testing.T) {
-	fc := clienttest.Start(t, clienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
 	// Default AttemptTimeout; a SuspectFor that outlasts the test on a
 	// loaded machine.
-	c := newClient(t, fc, func(cfg *client.Config) { cfg.SuspectFor = time.Minute })
+	c := newClient(t, fc, func(cfg *kvclient.Config) { cfg.SuspectFor = time.Minute })
 	ctx := ctxT(t)
 	id := fc.RangeIDs()[0]
 	fc.SetLeader(id, 0)
 	if _, err := c.Put(ctx, []byte("a"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	if got := fc.Calls(0, client.MethodPut); got != 1 {
+	if got := fc.Calls(0, kvclient.MethodPut); got != 1 {
 		t.Fatalf("node 0 got %d Puts; want 1 (the leader)", got)
 	}
 
@@ -50,10 +50,10 @@ func TestFailoverFromStalledLeader(t *testing.T) {
 	if d := time.Since(start); d >= 4*time.Second {
 		t.Errorf("Put took %v with the leader stalled; want one short attempt timeout", d)
 	}
-	if got := fc.Calls(0, client.MethodPut); got != 2 {
+	if got := fc.Calls(0, kvclient.MethodPut); got != 2 {
 		t.Errorf("stalled node got %d Puts in all; want 2 (one before, one timed out)", got)
 	}
-	if got := calls(fc, client.MethodPut, 1, 2); got != 1 {
+	if got := calls(fc, kvclient.MethodPut, 1, 2); got != 1 {
 		t.Errorf("other nodes got %d Puts; want 1", got)
 	}
 	if v, _ := fc.Value("a"); v != "2" {
@@ -62,7 +62,7 @@ func TestFailoverFromStalledLeader(t *testing.T) {
 
 	// Later calls, of every routing kind, skip the suspect node: none
 	// reaches it, and each needs one attempt.
-	before := calls(fc, client.MethodPut, 1, 2) + calls(fc, client.MethodGet, 1, 2)
+	before := calls(fc, kvclient.MethodPut, 1, 2) + calls(fc, kvclient.MethodGet, 1, 2)
 	for range 5 {
 		if _, err := c.Put(ctx, []byte("a"), []byte("3")); err != nil {
 			t.Fatal(err)
@@ -70,18 +70,18 @@ func TestFailoverFromStalledLeader(t *testing.T) {
 		if _, _, err := c.Get(ctx, []byte("a")); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(client.Stale)); err != nil {
+		if _, _, err := c.Get(ctx, []byte("a"), kvclient.WithConsistency(kvclient.Stale)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := fc.Calls(0, client.MethodPut) + fc.Calls(0, client.MethodGet); got != 2 {
+	if got := fc.Calls(0, kvclient.MethodPut) + fc.Calls(0, kvclient.MethodGet); got != 2 {
 		t.Errorf("stalled node got %d Puts and Gets; want the 2 Puts of before", got)
 	}
-	if got := calls(fc, client.MethodPut, 1, 2) + calls(fc, client.MethodGet, 1, 2) - before; got != 15 {
+	if got := calls(fc, kvclient.MethodPut, 1, 2) + calls(fc, kvclient.MethodGet, 1, 2) - before; got != 15 {
 		t.Errorf("15 operations took %d attempts; want 15", got)
 	}
-	if fc.Calls(0, client.MethodDescriptors) > 1 {
-		t.Errorf("stalled node got %d Descriptors calls; want at most the first", fc.Calls(0, client.MethodDescriptors))
+	if fc.Calls(0, kvclient.MethodDescriptors) > 1 {
+		t.Errorf("stalled node got %d Descriptors calls; want at most the first", fc.Calls(0, kvclient.MethodDescriptors))
 	}
 }
 
@@ -90,45 +90,45 @@ func TestFailoverFromStalledLeader(t *testing.T) {
 // retried after each short attempt, while a call bounded by
 // SlowAttemptTimeout makes one attempt that the caller's deadline ends.
 func TestAttemptTimeoutClasses(t *testing.T) {
-	big := bytes.Repeat([]byte("v"), client.LargeRequestBytes+1)
+	big := bytes.Repeat([]byte("v"), kvclient.LargeRequestBytes+1)
 	tests := []struct {
 		name string
-		call func(context.Context, *client.Client) error
+		call func(context.Context, *kvclient.Client) error
 		// method is the one counted; slow: one attempt expected.
 		method string
 		slow   bool
 	}{
-		{"get", func(ctx context.Context, c *client.Client) error {
+		{"get", func(ctx context.Context, c *kvclient.Client) error {
 			_, _, err := c.Get(ctx, []byte("a"))
 			return err
-		}, client.MethodGet, false},
-		{"small put", func(ctx context.Context, c *client.Client) error {
+		}, kvclient.MethodGet, false},
+		{"small put", func(ctx context.Context, c *kvclient.Client) error {
 			_, err := c.Put(ctx, []byte("a"), []byte("1"))
 			return err
-		}, client.MethodPut, false},
-		{"large put", func(ctx context.Context, c *client.Client) error {
+		}, kvclient.MethodPut, false},
+		{"large put", func(ctx context.Context, c *kvclient.Client) error {
 			_, err := c.Put(ctx, []byte("a"), big)
 			return err
-		}, client.MethodPut, true},
-		{"large batch", func(ctx context.Context, c *client.Client) error {
-			_, err := c.Batch(ctx, client.NewBatch().Put([]byte("a"), big[:len(big)/2]).Put([]byte("b"), big[:len(big)/2]))
+		}, kvclient.MethodPut, true},
+		{"large batch", func(ctx context.Context, c *kvclient.Client) error {
+			_, err := c.Batch(ctx, kvclient.NewBatch().Put([]byte("a"), big[:len(big)/2]).Put([]byte("b"), big[:len(big)/2]))
 			return err
-		}, client.MethodBatch, true},
-		{"delete range", func(ctx context.Context, c *client.Client) error {
+		}, kvclient.MethodBatch, true},
+		{"delete range", func(ctx context.Context, c *kvclient.Client) error {
 			_, err := c.DeleteRange(ctx, []byte("a"), []byte("b"))
 			return err
-		}, client.MethodDeleteRange, true},
-		{"init", func(ctx context.Context, c *client.Client) error {
-			_, err := c.Init(ctx, client.InitOptions{})
+		}, kvclient.MethodDeleteRange, true},
+		{"init", func(ctx context.Context, c *kvclient.Client) error {
+			_, err := c.Init(ctx, kvclient.InitOptions{})
 			return err
-		}, client.MethodInit, true},
+		}, kvclient.MethodInit, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fc := clienttest.Start(t, clienttest.Options{Nodes: 1, NoDescriptors: true})
+			fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1, NoDescriptors: true})
 			fc.Stall(0, true)
-			c := newClient(t, fc, func(cfg *client.Config) {
+			c := newClient(t, fc, func(cfg *kvclient.Config) {
 				cfg.AttemptTimeout = 50 * time.Millisecond
 				cfg.SlowAttemptTimeout = time.Minute
 			})
@@ -163,10 +163,10 @@ func TestHedgedReads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fc := clienttest.Start(t, clienttest.Options{})
+			fc := kvclienttest.Start(t, kvclienttest.Options{})
 			id := fc.RangeIDs()[0]
 			fc.SetLeader(id, 0)
-			c := newClient(t, fc, func(cfg *client.Config) {
+			c := newClient(t, fc, func(cfg *kvclient.Config) {
 				cfg.AttemptTimeout = time.Minute
 				cfg.HedgeAfter = tt.hedgeAfter
 			})
@@ -178,7 +178,7 @@ func TestHedgedReads(t *testing.T) {
 			defer cancel()
 			v, found, err := c.Get(ctx, []byte("a"))
 			if !tt.want {
-				if !errors.Is(err, context.DeadlineExceeded) || calls(fc, client.MethodGet, 1, 2) != 0 {
+				if !errors.Is(err, context.DeadlineExceeded) || calls(fc, kvclient.MethodGet, 1, 2) != 0 {
 					t.Errorf("Get = %v; want the deadline, no call to other nodes", err)
 				}
 				return
@@ -186,25 +186,25 @@ func TestHedgedReads(t *testing.T) {
 			if err != nil || !found || string(v.Value) != "1" {
 				t.Fatalf("Get = %q %v %v; want 1 through another node", v.Value, found, err)
 			}
-			if got := fc.Calls(0, client.MethodGet); got != 1 {
+			if got := fc.Calls(0, kvclient.MethodGet); got != 1 {
 				t.Errorf("stalled leader got %d Gets; want 1", got)
 			}
-			if got := calls(fc, client.MethodGet, 1, 2); got != 1 {
+			if got := calls(fc, kvclient.MethodGet, 1, 2); got != 1 {
 				t.Errorf("other nodes got %d Gets; want 1 (the hedge)", got)
 			}
 			// The passed-over node is suspect: later reads of either
 			// consistency go elsewhere at once.
-			for _, cons := range []client.Consistency{client.Linearizable, client.Stale, client.Linearizable} {
-				if _, _, err := c.Get(ctx, []byte("a"), client.WithConsistency(cons)); err != nil {
+			for _, cons := range []kvclient.Consistency{kvclient.Linearizable, kvclient.Stale, kvclient.Linearizable} {
+				if _, _, err := c.Get(ctx, []byte("a"), kvclient.WithConsistency(cons)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if got := fc.Calls(0, client.MethodGet); got != 1 {
+			if got := fc.Calls(0, kvclient.MethodGet); got != 1 {
 				t.Errorf("stalled leader got %d Gets in all; want 1", got)
 			}
 			// The hedge and the three reads; a read the loaded machine
 			// kept past HedgeAfter is hedged to the third node too.
-			if got := calls(fc, client.MethodGet, 1, 2); got < 4 || got > 7 {
+			if got := calls(fc, kvclient.MethodGet, 1, 2); got < 4 || got > 7 {
 				t.Errorf("other nodes got %d Gets; want 4 to 7", got)
 			}
 		})
