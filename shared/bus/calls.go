@@ -400,6 +400,13 @@ func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
 		case req.protocol > 0xff || h == nil || h.kind != kindUnary:
 			sc.respond(b, req.callID, Error{Code: CodeUnimplemented, Message: fmt.Sprintf("no unary handler for %s/%s", p, req.method)}, nil)
 			continue
+		case expired(req.deadline):
+			// The caller gave up already (the request waited in a queue,
+			// or this process was paused): serving it is wasted work, and
+			// for a write, work that may surprise a caller who retried.
+			sc.respond(b, req.callID, errExpired, nil)
+			b.m.observeHandled(p, req.method, CodeDeadlineExceeded, time.Now())
+			continue
 		case !b.enterHandler():
 			sc.respond(b, req.callID, Error{Code: CodeUnavailable, Message: "bus stopping"}, nil)
 			continue

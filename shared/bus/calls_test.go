@@ -250,3 +250,62 @@ func TestCallsCancelStorm(t *testing.T) {
 	}
 	t.Logf("answered %d, gave up %d", answered.Load(), gaveUp.Load())
 }
+
+// TestExpiredRequestRefused: a request whose deadline passed before the
+// server read it (it waited in a queue, or the server was paused) is
+// answered DeadlineExceeded and its handler never runs, on the calls
+// stream and on a stream of its own; a request with time left is served.
+func TestExpiredRequestRefused(t *testing.T) {
+	srv := newBus(t, "srv")
+	var served atomic.Int32
+	bus.HandleUnary(srv, wire.ProtoKV, "Count", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		served.Add(1)
+		return r, nil
+	})
+	addr := start(t, srv)
+	conn := rawDial(t, addr)
+	kv := uint32(wire.ProtoKV)
+	past := time.Now().Add(-time.Second).UnixNano()
+	future := time.Now().Add(time.Minute).UnixNano()
+
+	c := openRawCalls(t, conn)
+	c.send(&buspb.Request{CallId: 1, Protocol: kv, Method: "Count", DeadlineUnixNanos: past})
+	if r := c.recv(); r.CallId != 1 || r.Code != buspb.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("calls stream, deadline passed: %v; want DEADLINE_EXCEEDED", r)
+	}
+	c.send(&buspb.Request{CallId: 2, Protocol: kv, Method: "Count", DeadlineUnixNanos: future})
+	if r := c.recv(); r.CallId != 2 || r.Code != buspb.Code_OK {
+		t.Fatalf("calls stream, time left: %v; want OK", r)
+	}
+
+	own := func(deadline int64) *buspb.Response {
+		t.Helper()
+		str, err := conn.OpenStreamSync(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(&buspb.Request{Method: "Count", DeadlineUnixNanos: deadline})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := str.Write(wire.AppendFrame(wire.AppendPreamble(nil, wire.ProtoKV), b)); err != nil {
+			t.Fatal(err)
+		}
+		_ = str.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var r buspb.Response
+		if err := wire.NewReader(str, wire.DefaultMaxFrameSize).ReadMessage(&r); err != nil {
+			t.Fatal(err)
+		}
+		str.Close()
+		return &r
+	}
+	if r := own(past); r.Code != buspb.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("own stream, deadline passed: %v; want DEADLINE_EXCEEDED", r)
+	}
+	if r := own(future); r.Code != buspb.Code_OK {
+		t.Fatalf("own stream, time left: %v; want OK", r)
+	}
+	if n := served.Load(); n != 2 {
+		t.Fatalf("handler ran %d times; want 2 (only the requests with time left)", n)
+	}
+}

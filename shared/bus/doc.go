@@ -134,7 +134,11 @@
 // The caller's deadline travels in the Request as absolute Unix time (so
 // the handler's view of it is off by the clock skew between the nodes); the
 // handler's context expires then, and is cancelled when the caller gives up (the caller
-// resets the stream) or when Stop gives up waiting.
+// resets the stream) or when Stop gives up waiting. A request whose deadline
+// has passed when the server reads it (it waited in a socket or a stream's
+// buffer, or the server was paused) is answered DeadlineExceeded and its
+// handler never runs: nobody waits for that work, and a write done then
+// could surprise a caller that has retried it meanwhile.
 //
 // # Errors
 //

@@ -127,6 +127,18 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 			b.reject(str, peer, streamCodeProtocol, CodeInvalidArgument, err.Error())
 			return
 		}
+		if expired(req.deadline) {
+			// The caller gave up already: see serveCalls.
+			if err := b.writeResponse(str, errExpired, nil, h.kind == kindStream); err != nil {
+				str.CancelWrite(streamCodeProtocol)
+				str.CancelRead(streamCodeProtocol)
+			} else {
+				_ = str.Close()
+			}
+			b.m.observeHandled(p, method, CodeDeadlineExceeded, start)
+			awaitCallerDone(str)
+			return
+		}
 		var cancel context.CancelFunc
 		if req.deadline != 0 {
 			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, req.deadline))
@@ -145,6 +157,14 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 		awaitCallerDone(str)
 	}
 }
+
+// errExpired answers a request whose deadline passed before it was
+// served; its handler never runs.
+var errExpired = Error{Code: CodeDeadlineExceeded, Message: "deadline passed before the call was served"}
+
+// expired reports whether a request's deadline (Unix ns, 0: none) has
+// passed.
+func expired(deadline int64) bool { return deadline != 0 && time.Now().UnixNano() >= deadline }
 
 // callerDoneTimeout bounds awaitCallerDone.
 const callerDoneTimeout = 2 * time.Second
