@@ -55,9 +55,11 @@
 // synced write). Production uses the
 // node's stored through shared/storeclient; Config.StoredAddr "" uses a
 // volatile in-memory engine (tests). Raft CF keys: 'r' + range id +
-// h (hard state) | t (truncated state) | a (applied state, with the
-// per-proposer sequence used for idempotent apply) | l + index (entries) |
-// s (snapshot install in progress, see below).
+// h (hard state) | t (truncated state) | a (applied state: index, term,
+// highest write timestamp, last sweep of client sessions) | l + index
+// (entries) | s (snapshot install in progress, see below) | c + session
+// id + seq (client sessions, see Exactly-once writes) | d + session id +
+// seq (a snapshot's session records, staged during its install).
 // Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
 // Data CF: the user key itself; values are storage.EncodeValue envelopes
 // (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
@@ -81,10 +83,12 @@
 // in it, sets the MsgSnap's index and term to that applied state, and
 // streams the range's data from the same snapshot (StreamRange, chunks of
 // about SnapshotChunkBytes): a start chunk (descriptor, not done), data
-// chunks, a done chunk (MsgSnap, descriptor, applied state). The receiver
-// adds each chunk to an IngestRange session over its data span, so neither
-// side holds the snapshot in memory. The outcome is always reported to
-// raft. Every LivenessPingTicks ticks (default ElectionTicks/3) each node
+// chunks, chunks of the range's client session records (from the same
+// engine snapshot), a done chunk (MsgSnap, descriptor, applied state). The
+// receiver adds each data chunk to an IngestRange session over its data
+// span, so neither side holds the data in memory; it keeps the session
+// records (bounded by the sessions' limits) to install them. The outcome
+// is always reported to raft. Every LivenessPingTicks ticks (default ElectionTicks/3) each node
 // pings (empty batch) every known node it sent nothing to meanwhile; that
 // traffic is the liveness quiesced ranges rely on.
 //
@@ -102,16 +106,19 @@
 // and 2 on a goroutine of their own, while the rounds serve the other
 // ranges and the replica sits them out holding the Ready; the round after
 // completes it): (1) a synced write of a marker (raft CF 's': the snapshot's
-// applied state, descriptor and a SHA-256 of its data entries); (2) the
+// applied state, descriptor and a SHA-256 of its data entries) with the
+// snapshot's client session records, staged (raft CF 'd'); (2) the
 // ingest's Finish, replacing the data span atomically and durably; (3) the
 // round's synced batch: log reset to the snapshot, hard state, applied
-// state, descriptor, marker deleted. A crash before (1) or after (3)
-// leaves a consistent old or new state. Between them the marker is
-// present and the data is either the old or the snapshot's; at start the
-// replica hashes its data span: a match means the data is the snapshot's,
-// and (3) is completed from the marker (raft had already replaced its log
-// with the snapshot); otherwise the marker is dropped and the old state,
-// whose applied index matches the old data, stands. So the applied index
+// state, descriptor, session records replaced by the staged ones, marker
+// deleted. A crash before (1) or after (3) leaves a consistent old or new
+// state. Between them the marker is present and the data is either the
+// old or the snapshot's; at start the replica hashes its data span: a
+// match means the data is the snapshot's, and (3) is completed from the
+// marker and the staged records (raft had already replaced its log with
+// the snapshot); otherwise the marker and staged records are dropped and
+// the old state, whose applied index and sessions match the old data,
+// stands. So the applied index
 // never claims data the engine lacks, nor the reverse. A failure of (1) or
 // (2) while running stops the store, like a failed round write.
 //
@@ -135,11 +142,11 @@
 // the local leader of the key's range, forwarded to the leader otherwise,
 // or answered NotLeader with the leader's raftd bus address when the
 // header sets no_forward (or the request was already forwarded). Writes
-// are proposals carrying (node, incarnation, sequence); a replica applies a
-// command only if its sequence grows for that proposer, so duplicates of a
-// re-proposed command are no-ops, and the proposer re-proposes one rejected
-// out of order. Writes are stamped with the proposer's HLC reading, raised
-// above the range's last write timestamp at apply. Linearizable reads use
+// are proposals that carry a client session and apply at most once (see
+// Exactly-once writes); the proposal's (node, incarnation, sequence) only
+// tells the proposer which caller to answer. Writes are stamped with the
+// proposer's HLC reading, raised above the range's last write timestamp
+// at apply. Linearizable reads use
 // ReadIndex (concurrent reads share one round); STALE reads come from the
 // local applied state. Batch is atomic within one range; Scan and
 // DeleteRange walk ranges in order (DeleteRange is atomic per range only;
@@ -181,6 +188,88 @@
 // state it waited for; a read that missed fills the cache only if no data
 // write completed since it read the engine; a snapshot install clears it.
 // Absent keys are cached too.
+//
+// # Exactly-once writes
+//
+// Every write (Put, Delete, DeleteRange, CompareAndSwap, Batch) carries a
+// client session (kvpb.Session): a 16-byte id, a seq that numbers the
+// session's writes (every attempt of one write carries the same one),
+// first_unacked (the lowest seq whose answer the client may still wait
+// for) and issued (when the write was first sent, on the cluster's HLC).
+// The Go client (shared/kvclient) gives each Client a session with many
+// writes in flight at once, as in the Raft dissertation (§6.3). A write
+// that comes without one gets a session of the raftd that received it
+// (node id and incarnation; a seq per write), so that raftd's own
+// re-proposals of a command and its forwards to the leader apply once;
+// the caller's own retries are new writes then. This replaced the
+// per-proposer sequences ranges used to keep for re-proposals: one
+// mechanism covers both.
+//
+// Each range keeps, in its replicated state, a record per session (the
+// apply timestamp of its last write, its highest first_unacked) and the
+// answers of its applied writes at or above first_unacked, one raft CF
+// key each (c + session id + seq), written in the round's batch with the
+// data and the applied index, only when they change; every replica holds
+// the table in memory (loaded at start). At apply
+// (internal/multiraft/session.go), with T the command's apply timestamp:
+// a seq whose answer is kept gets that answer again and changes nothing
+// (a retried CompareAndSwap that succeeded reports that success, with its
+// original timestamp); a seq below first_unacked is refused
+// (FailedPrecondition, reason session_stale); a write issued more than
+// SessionMaxAge (1 minute) before T, or that far after it, is refused
+// (FailedPrecondition, request_too_old); a write beyond the range's limits
+// is refused (ResourceExhausted, sessions_full); otherwise it applies, its
+// answer is kept and the answers below its first_unacked are dropped.
+// Every decision depends on the log and the replicated table only, so
+// every replica decides the same, and a refused write changes nothing.
+// The client's retries are therefore linearizable: a write applies once,
+// between its first attempt and its answer, and every attempt answers as
+// that one did.
+//
+// Expiry: a session without a write for SessionIdle (10 minutes) is
+// forgotten by the next sweep, which a command runs when T is
+// SessionMaxAge past the last one (AppliedState.sessions_swept_at), so
+// every replica forgets it at the same point of the log. Forgetting
+// cannot let an old copy of a write apply as new: a write w applied at
+// T_w ≥ issued_w - SessionMaxAge while its session was active; a session
+// is forgotten only after 2*SessionMaxAge without writes, so any later
+// copy of w finds T - issued_w > SessionMaxAge and is refused as too old.
+// (The same holds for a write that never applied and whose session moved
+// first_unacked past it.) Hence SessionIdle ≥ 2*SessionMaxAge. A client
+// reads the cluster's HLC from Descriptors answers and advances it with
+// its own monotonic clock for at most 30 seconds, so issued is off by
+// little more than the nodes' clock offset.
+//
+// Limits per range: MaxSessions (10,000), MaxSessionBytes (32 MiB of
+// records), MaxSessionAnswers (8,192 per session; the Go client starts a
+// new session once its seqs run 4,096 past its first unacknowledged
+// write). A write beyond them first makes room by forgetting the sessions
+// idle for 2*SessionMaxAge (safe, as above), and is refused if that is
+// not enough. Counted per replica in /v1/ranges (sessions,
+// session_bytes; `pleiades ranges`) and in the metrics
+// pleiades_raftd_client_sessions, pleiades_raftd_client_session_bytes,
+// pleiades_raftd_session_repeats_total,
+// pleiades_raftd_session_refusals_total and
+// pleiades_raftd_sessions_forgotten_total. These limits and times decide
+// what applies, so every node must use the same (multiraft.Config; there
+// are no flags for them).
+//
+// Where the table goes: to disk with the applied index (same batch), so
+// it survives restarts; with snapshots (streamed from the same engine
+// snapshot as the data and installed with it, crash-safe, see above);
+// across leader changes and forwards, being replicated state rather than
+// the leader's. A split must copy every session record, and the range's
+// highest write timestamp, to both sides (a session's next write may go
+// to either, and apply timestamps must not go back on either side); a
+// replica move is a snapshot.
+//
+// Work nobody waits for: the bus refuses a request whose deadline passed
+// before it was read (DeadlineExceeded, the handler never runs); raftd
+// neither proposes nor forwards a write whose caller's context has ended;
+// and a proposal waiting in a replica's inbox whose caller gave up is
+// dropped before it is proposed (pleiades_raftd_proposals_dropped_total).
+// An entry already in the log may still commit after its caller gave up:
+// sessions make the caller's retry of it safe.
 //
 // # Not yet
 //

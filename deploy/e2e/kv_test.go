@@ -36,7 +36,7 @@ func TestKVLeaderFailover(t *testing.T) {
 	}
 	c := startDev(t, t.TempDir(), 3, 3100)
 	// A short attempt timeout lets the client give up on the dead leader
-	// soon; a retried Put writes the same value again.
+	// soon; a retried Put applies once (client sessions).
 	cl := c.client(t, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -3,6 +3,7 @@ package kvclient
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
@@ -66,11 +67,18 @@ func (c *Client) Batch(ctx context.Context, b *Batch) (BatchResult, error) {
 	if b == nil || len(b.ops) == 0 {
 		return BatchResult{}, errors.New("client: Batch: no operations")
 	}
-	h := &kvpb.Header{}
+	w, err := c.beginWrite(ctx)
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("client: %s: %w", MethodBatch, err)
+	}
+	defer w.end()
+	h := w.header()
 	req := &kvpb.BatchRequest{Header: h, Ops: b.ops}
 	var resp kvpb.BatchResponse
-	if err := c.invoke(ctx, MethodBatch, pointRoute(b.key, proto.Size(req)), h, req, &resp); err != nil {
+	if err := c.invoke(ctx, MethodBatch, pointRoute(b.key, proto.Size(req)).with(w), h, req, &resp); err != nil {
 		return BatchResult{}, err
 	}
-	return BatchResult{Succeeded: resp.GetSucceeded(), FailedOp: int(resp.GetFailedOp()), Timestamp: timestamp(resp.GetTimestamp())}, nil
+	res := BatchResult{Succeeded: resp.GetSucceeded(), FailedOp: int(resp.GetFailedOp()), Timestamp: timestamp(resp.GetTimestamp())}
+	c.observeClock(res.Timestamp, false)
+	return res, nil
 }

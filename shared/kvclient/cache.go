@@ -108,6 +108,14 @@ func (rc *rangeCache) endRefresh(resp *kvpb.DescriptorsResponse, unsupported boo
 	}
 }
 
+// markUnsupported notes that the servers lack Descriptors: no refresh is
+// tried again.
+func (rc *rangeCache) markUnsupported() {
+	rc.mu.Lock()
+	rc.mu.unsupported = true
+	rc.mu.Unlock()
+}
+
 // install adds the descriptors and leaders of resp.
 func (rc *rangeCache) install(resp *kvpb.DescriptorsResponse) {
 	rc.mu.Lock()

@@ -48,6 +48,8 @@ type Client struct {
 		sync.Mutex
 		until map[string]time.Time
 	}
+	// sess numbers the writes (session.go).
+	sess sessions
 }
 
 // ErrClosed is returned by calls on a closed Client.
@@ -129,6 +131,8 @@ type route struct {
 	// hedge allows a second attempt on another node after HedgeAfter
 	// (idempotent reads only).
 	hedge bool
+	// w is the write the call makes (its session), or nil.
+	w *write
 }
 
 // invoke calls method with req until it succeeds, fails with an error not
@@ -163,6 +167,7 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		if h != nil {
 			h.NoForward = noForward
 		}
+		r.w.refresh()
 		var err error
 		if r.hedge && c.cfg.HedgeAfter > 0 && r.addr == "" {
 			var winner string
@@ -436,9 +441,11 @@ func (c *Client) maybeRefresh(ctx context.Context) {
 	switch {
 	case err == nil:
 		c.cache.endRefresh(&resp, false)
+		c.observeClock(timestamp(resp.GetNow()), true)
 	case errors.Is(err, bus.ErrUnimplemented):
 		c.cfg.Logger.Debug("client: server lacks Descriptors; following hints only")
 		c.cache.endRefresh(nil, true)
+		c.descriptorsUnsupported()
 	default:
 		if bus.CodeOf(err) == bus.CodeDeadlineExceeded && ctx.Err() == nil {
 			c.markSuspect(addr)

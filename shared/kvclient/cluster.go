@@ -138,5 +138,6 @@ func (c *Client) Descriptors(ctx context.Context, start, end []byte) (*kvpb.Desc
 		return nil, err
 	}
 	c.cache.install(&resp)
+	c.observeClock(timestamp(resp.GetNow()), true)
 	return &resp, nil
 }

@@ -69,16 +69,39 @@
 // only the first call after a node's death waits for the timeout. Reads
 // do not even wait that long: a Get whose node has not answered after
 // Config.HedgeAfter (default 250ms) is also sent to another node, the
-// first answer wins, and the slow node becomes suspect. Writes are never
-// hedged, as a write sent twice could apply twice.
+// first answer wins, and the slow node becomes suspect. Writes are not
+// hedged: their attempts go one at a time.
 //
-// HAZARD: a write whose attempt timed out or lost its connection may have
-// been applied; its retry may apply a Put twice (same value, later
-// timestamp) or report a CompareAndSwap as failed because the first attempt
-// already changed the value. A short AttemptTimeout makes such retries
-// more frequent when a healthy leader is merely slow (a loaded machine,
-// a long fsync). Callers needing exactly-once outcomes read back after an
-// error, or raise AttemptTimeout.
+// # Exactly-once writes
+//
+// Every write (Put, Delete, DeleteRange, CompareAndSwap, Batch) belongs
+// to the Client's session: a random 16-byte id and a seq per write, the
+// same for every attempt of that write (kvpb.Session). The range that
+// applies a write keeps its answer until the client says (with the
+// lowest seq it still waits for, sent with each write) that it has it;
+// an attempt of a write that already applied gets that answer again and
+// changes nothing. So a write whose attempt timed out or lost its
+// connection, and is retried on another node, applies once: a retried
+// Put returns the timestamp it was written with, a retried
+// CompareAndSwap that succeeded reports its success, a retried Delete
+// that it deleted, a retried DeleteRange its count. With the default
+// retries the client's operations are linearizable; an operation that
+// returns an error (its context ended, MaxAttempts) may or may not have
+// applied, and if it did, it applied once, before the error.
+//
+// Writes carry when they were first sent, on the cluster's HLC: the
+// client reads that clock from Descriptors (once per 30 seconds at most;
+// write answers keep it current) and advances it with its monotonic
+// clock. A range refuses a write issued more than a minute before it
+// could apply (FailedPrecondition, reason kvpb.ReasonRequestTooOld: that
+// attempt did nothing, an earlier one may have applied), which is what
+// lets ranges forget a session idle for 10 minutes safely. A write whose
+// context outlives a minute of failures therefore ends with that error.
+// Many writes of one Client may be in flight at once; when its seqs run
+// 4,096 past the oldest write still in flight, the Client starts a new
+// session, so a stuck write does not make ranges keep every later answer.
+// Against servers without Descriptors (they predate sessions) writes go
+// without a session and a retried write may apply twice.
 //
 // Scan pages through [start, end) across ranges, forward or reverse, with
 // a total limit, following the server's resume key; each page is read at

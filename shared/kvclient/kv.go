@@ -3,6 +3,7 @@ package kvclient
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
@@ -94,6 +95,12 @@ func pointRoute(key []byte, size int) route {
 	return route{key: key, pointOp: true, slow: size > LargeRequestBytes}
 }
 
+// with returns r making write w.
+func (r route) with(w *write) route {
+	r.w = w
+	return r
+}
+
 func timestamp(p *hlcpb.Timestamp) hlc.Timestamp {
 	return hlc.Timestamp{WallTime: p.GetWallTime(), Logical: p.GetLogical()}
 }
@@ -113,36 +120,52 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (v Val
 }
 
 // Put writes value under key and returns the write's HLC timestamp.
-//
-// HAZARD: a Put retried after an attempt whose outcome is unknown (timeout,
-// connection loss) may be applied twice; the value is the same, the
-// timestamp the later one.
+// However often the client retries it, the write applies once; a retry
+// of an applied Put returns its original timestamp.
 func (c *Client) Put(ctx context.Context, key, value []byte) (hlc.Timestamp, error) {
-	h := &kvpb.Header{}
+	w, err := c.beginWrite(ctx)
+	if err != nil {
+		return hlc.Timestamp{}, fmt.Errorf("client: %s: %w", MethodPut, err)
+	}
+	defer w.end()
+	h := w.header()
 	var resp kvpb.PutResponse
-	if err := c.invoke(ctx, MethodPut, pointRoute(key, len(key)+len(value)), h, &kvpb.PutRequest{Header: h, Key: key, Value: value}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodPut, pointRoute(key, len(key)+len(value)).with(w), h, &kvpb.PutRequest{Header: h, Key: key, Value: value}, &resp); err != nil {
 		return hlc.Timestamp{}, err
 	}
-	return timestamp(resp.GetTimestamp()), nil
+	ts := timestamp(resp.GetTimestamp())
+	c.observeClock(ts, false)
+	return ts, nil
 }
 
-// Delete deletes key; deleted is false when it did not exist (or, after a
-// retried attempt, when the first attempt deleted it).
+// Delete deletes key; deleted is false when it did not exist.
 func (c *Client) Delete(ctx context.Context, key []byte) (deleted bool, err error) {
-	h := &kvpb.Header{}
+	w, err := c.beginWrite(ctx)
+	if err != nil {
+		return false, fmt.Errorf("client: %s: %w", MethodDelete, err)
+	}
+	defer w.end()
+	h := w.header()
 	var resp kvpb.DeleteResponse
-	if err := c.invoke(ctx, MethodDelete, route{key: key, pointOp: true}, h, &kvpb.DeleteRequest{Header: h, Key: key}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodDelete, route{key: key, pointOp: true, w: w}, h, &kvpb.DeleteRequest{Header: h, Key: key}, &resp); err != nil {
 		return false, err
 	}
 	return resp.GetDeleted(), nil
 }
 
 // DeleteRange deletes every key in [start, end) across ranges (end empty:
-// to the end of the keyspace) and returns how many it deleted.
+// to the end of the keyspace) and returns how many it deleted. It is
+// atomic per range only; retried, each range deletes once and the count
+// is the original one.
 func (c *Client) DeleteRange(ctx context.Context, start, end []byte) (uint64, error) {
-	h := &kvpb.Header{}
+	w, err := c.beginWrite(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("client: %s: %w", MethodDeleteRange, err)
+	}
+	defer w.end()
+	h := w.header()
 	var resp kvpb.DeleteRangeResponse
-	if err := c.invoke(ctx, MethodDeleteRange, route{key: start, slow: true}, h, &kvpb.DeleteRangeRequest{Header: h, Start: start, End: end}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodDeleteRange, route{key: start, slow: true, w: w}, h, &kvpb.DeleteRangeRequest{Header: h, Start: start, End: end}, &resp); err != nil {
 		return 0, err
 	}
 	return resp.GetDeleted(), nil
@@ -178,15 +201,18 @@ type CASResult struct {
 }
 
 // CompareAndSwap writes or deletes x.Key if its current value matches.
-// A failed comparison is not an error: see CASResult.Succeeded.
-//
-// HAZARD: when an attempt's outcome is unknown (timeout, connection loss)
-// and the retry finds the value the first attempt wrote, the result says
-// the comparison failed, with Current showing that value.
+// A failed comparison is not an error: see CASResult.Succeeded. However
+// often the client retries it, it applies once: a retry of an applied
+// CompareAndSwap returns the original result.
 func (c *Client) CompareAndSwap(ctx context.Context, x CAS) (CASResult, error) {
-	h := &kvpb.Header{}
+	w, err := c.beginWrite(ctx)
+	if err != nil {
+		return CASResult{}, fmt.Errorf("client: %s: %w", MethodCompareAndSwap, err)
+	}
+	defer w.end()
+	h := w.header()
 	var resp kvpb.CompareAndSwapResponse
-	if err := c.invoke(ctx, MethodCompareAndSwap, pointRoute(x.Key, len(x.Key)+len(x.Expected)+len(x.NewValue)), h, x.proto(h), &resp); err != nil {
+	if err := c.invoke(ctx, MethodCompareAndSwap, pointRoute(x.Key, len(x.Key)+len(x.Expected)+len(x.NewValue)).with(w), h, x.proto(h), &resp); err != nil {
 		return CASResult{}, err
 	}
 	r := CASResult{Succeeded: resp.GetSucceeded(), Timestamp: timestamp(resp.GetTimestamp())}
@@ -194,5 +220,6 @@ func (c *Client) CompareAndSwap(ctx context.Context, x CAS) (CASResult, error) {
 		r.Current = Value{Value: cur.GetValue(), Timestamp: timestamp(cur.GetTimestamp())}
 		r.CurrentFound = true
 	}
+	c.observeClock(r.Timestamp, false)
 	return r, nil
 }

@@ -47,6 +47,8 @@ type applier struct {
 	// forgets its keys there): a key in one and not in the overlay is
 	// absent, whatever the engine holds.
 	cleared []clearedSpan
+	// sessions tracks the pass's client session writes.
+	sessions sessionOps
 }
 
 type clearedSpan struct{ start, end []byte } // nil end: unbounded
@@ -151,18 +153,19 @@ func (a *applier) countLive(start, end []byte) (int, error) {
 type doneProposal struct {
 	p   *proposal
 	res *Result
+	// err refuses the command: it changed nothing.
+	err error
 }
 
 // applyLocked applies committed entries in order, in memory: it returns
-// the writes (data and the applied state, to go in the round's batch) and
-// the proposals to answer once that batch is durable.
+// the writes (data, client sessions and the applied state, to go in the
+// round's batch) and the proposals to answer once that batch is durable.
 func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposal, error) {
 	if len(ents) == 0 {
 		return nil, nil, nil
 	}
 	a := &applier{r: r, overlay: map[string]overlayVal{}}
 	var done []doneProposal
-	var repropose []*proposal
 	for _, e := range ents {
 		if e.GetIndex() <= r.mu.applied.GetIndex() {
 			continue
@@ -177,23 +180,17 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 				r.log.Error("undecodable command skipped", slog.Uint64("index", e.GetIndex()), slog.Any("error", err))
 				break
 			}
-			mine := cmd.GetNodeId() == r.s.d.NodeID && cmd.GetIncarnation() == r.s.incarnation
-			if !r.acceptLocked(cmd) {
-				// A duplicate or out-of-order copy: if our proposal is still
-				// waiting, propose it again under a fresh sequence.
-				if p := r.mu.pending[cmd.GetSeq()]; mine && p != nil {
-					delete(r.mu.pending, cmd.GetSeq())
-					repropose = append(repropose, p)
-				}
-				break
-			}
-			res, err := r.evalLocked(a, cmd)
+			res, refusal, err := r.applyCommandLocked(a, cmd)
 			if err != nil {
 				return nil, nil, err
 			}
-			if p := r.mu.pending[cmd.GetSeq()]; mine && p != nil {
-				delete(r.mu.pending, cmd.GetSeq())
-				done = append(done, doneProposal{p, res})
+			// The proposer answers its caller; a copy of the command
+			// applied again (a re-proposal) finds no one waiting.
+			if cmd.GetNodeId() == r.s.d.NodeID && cmd.GetIncarnation() == r.s.incarnation {
+				if p := r.mu.pending[cmd.GetSeq()]; p != nil {
+					delete(r.mu.pending, cmd.GetSeq())
+					done = append(done, doneProposal{p, res, refusal})
+				}
 			}
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
@@ -210,45 +207,23 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}
+	if err := r.flushSessionsLocked(a); err != nil {
+		return nil, nil, err
+	}
 	b, err := proto.Marshal(r.mu.applied)
 	if err != nil {
 		return nil, nil, err
 	}
 	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
 	r.mu.log.applied, r.mu.log.appliedTerm = r.mu.applied.GetIndex(), r.mu.applied.GetTerm()
-	if len(repropose) > 0 {
-		r.in.Lock()
-		r.in.props = append(r.in.props, repropose...)
-		r.in.Unlock()
-		r.s.enqueue(r.rangeID)
-	}
 	return ops, done, nil
 }
 
-// acceptLocked decides, identically on every replica, whether a command
-// applies: each proposer's sequence must grow within one incarnation.
-func (r *Replica) acceptLocked(cmd *raftmsgpb.Command) bool {
-	as := r.mu.applied
-	for _, ps := range as.Proposers {
-		if ps.GetNodeId() != cmd.GetNodeId() {
-			continue
-		}
-		switch {
-		case cmd.GetIncarnation() > ps.GetIncarnation():
-		case cmd.GetIncarnation() == ps.GetIncarnation() && cmd.GetSeq() > ps.GetSeq():
-		default:
-			return false
-		}
-		ps.Incarnation, ps.Seq = cmd.GetIncarnation(), cmd.GetSeq()
-		return true
-	}
-	as.Proposers = append(as.Proposers, &raftmsgpb.ProposerSeq{NodeId: cmd.GetNodeId(), Incarnation: cmd.GetIncarnation(), Seq: cmd.GetSeq()})
-	return true
-}
-
-// evalLocked applies one command: comparisons first (all or nothing), then
-// the mutations, at a timestamp above every earlier write of the range.
-func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command) (*Result, error) {
+// applyCommandLocked applies one command at a timestamp above every
+// earlier write of the range: through its client session (session.go)
+// when it has one. refusal is the answer of a command that changed
+// nothing; err a storage failure.
+func (r *Replica) applyCommandLocked(a *applier, cmd *raftmsgpb.Command) (res *Result, refusal, err error) {
 	ts, err := hlc.FromProto(cmd.GetTimestamp())
 	if err != nil {
 		ts = hlc.Timestamp{}
@@ -259,6 +234,17 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command) (*Result, error
 	}
 	r.mu.applied.MaxTimestamp = ts.Proto()
 	_, _ = r.s.d.Clock.Update(ts)
+	r.maybeSweepSessionsLocked(a, ts)
+	if cmd.GetSession() == nil {
+		res, err := r.evalLocked(a, cmd, ts)
+		return res, nil, err
+	}
+	return r.applySessionLocked(a, cmd, ts)
+}
+
+// evalLocked applies one command's ops at ts: comparisons first (all or
+// nothing), then the mutations.
+func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestamp) (*Result, error) {
 	res := &Result{Timestamp: ts, Succeeded: true, Deleted: make([]bool, len(cmd.GetOps()))}
 	for i, op := range cmd.GetOps() {
 		c := op.GetCas()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,9 @@ type testCluster struct {
 	stores  map[uint64]*Store
 	clocks  map[uint64]*hlc.Clock
 	log     *slog.Logger
+	// skew is added to every node's physical clock (nanoseconds): tests
+	// move the cluster's time forward with it.
+	skew atomic.Int64
 }
 
 func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {
@@ -47,7 +51,7 @@ func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Co
 		id := uint64(i)
 		c.ids = append(c.ids, id)
 		c.engines[id] = storage.NewMem()
-		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond})
+		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond, Physical: func() int64 { return time.Now().UnixNano() + c.skew.Load() }})
 		c.start(id)
 	}
 	t.Cleanup(func() {

@@ -103,6 +103,25 @@ type Config struct {
 	// StorageTimeout bounds one storage call made on behalf of raft.
 	// Default 10s.
 	StorageTimeout time.Duration
+
+	// Client sessions (session.go). These decide what a command does at
+	// apply, so every node of a cluster must use the same values; raftd
+	// has no flags for them.
+	//
+	// SessionMaxAge: a write of a session that would apply more than this
+	// after it was issued (kvpb.Session.issued; or issued more than this
+	// in the future) is refused, changing nothing. Default 1 minute.
+	SessionMaxAge time.Duration
+	// SessionIdle: a session without a write for this long is forgotten
+	// (at a sweep, at most SessionMaxAge later). At least
+	// 2*SessionMaxAge, which makes forgetting safe. Default 10 minutes.
+	SessionIdle time.Duration
+	// MaxSessions, MaxSessionBytes and MaxSessionAnswers bound one
+	// range's sessions: how many, the bytes of their records, and the
+	// answers one session keeps. A write that would go beyond, when no
+	// session has been idle for 2*SessionMaxAge to make room, is refused
+	// with ResourceExhausted. Defaults 10,000, 32 MiB and 8,192.
+	MaxSessions, MaxSessionBytes, MaxSessionAnswers int
 }
 
 // DefaultConfig returns the production configuration.
@@ -137,6 +156,15 @@ func (c *Config) fill() {
 	if c.StorageTimeout == 0 {
 		c.StorageTimeout = 10 * time.Second
 	}
+	if c.SessionMaxAge == 0 {
+		c.SessionMaxAge = time.Minute
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = max(10*time.Minute, 2*c.SessionMaxAge)
+	}
+	def(&c.MaxSessions, 10000)
+	def(&c.MaxSessionBytes, 32<<20)
+	def(&c.MaxSessionAnswers, 8192)
 	def(&c.ElectionTicks, 10)
 	def(&c.HeartbeatTicks, 1)
 	def(&c.Workers, 2*runtime.GOMAXPROCS(0))
@@ -176,6 +204,15 @@ func (c Config) Validate() error {
 		return errors.New("multiraft: Workers must be positive")
 	case c.BootstrapCampaignsPerTick < 0:
 		return errors.New("multiraft: BootstrapCampaignsPerTick must be positive")
+	case c.SessionMaxAge < 0 || c.SessionIdle < 0 || c.MaxSessions < 0 || c.MaxSessionBytes < 0 || c.MaxSessionAnswers < 0:
+		return errors.New("multiraft: session limits must be positive")
+	}
+	maxAge := c.SessionMaxAge
+	if maxAge == 0 {
+		maxAge = DefaultConfig().SessionMaxAge
+	}
+	if c.SessionIdle != 0 && c.SessionIdle < 2*maxAge {
+		return fmt.Errorf("multiraft: SessionIdle %v must be at least twice SessionMaxAge %v", c.SessionIdle, maxAge)
 	}
 	return nil
 }

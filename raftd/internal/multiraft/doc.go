@@ -5,7 +5,8 @@
 //
 // Files by concern: store.go (Store, scheduler rounds, ticker, bootstrap),
 // replica.go (Replica: inbox, Ready handling, proposals, reads, leases,
-// quiescence, truncation), apply.go (state machine), snapshot.go
+// quiescence, truncation), apply.go (state machine), session.go (client
+// sessions: exactly-once writes, their expiry and limits), snapshot.go
 // (snapshot streaming, ingest, crash-safe install and its recovery), raftlog.go
 // (raft.Storage over the engine with an entry cache), outbox.go (per-node
 // batching and heartbeat coalescing), kv.go (the kvpb methods: routing,

@@ -245,6 +245,9 @@ func (s *Store) nodeAt(addr string) uint64 {
 }
 
 func (s *Store) forwardOnce(ctx context.Context, t target, method string, req, resp proto.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err // nobody waits for the answer
+	}
 	if s.d.Forwarder == nil {
 		return bus.Errorf(bus.CodeUnavailable, "kv: no forwarder")
 	}
@@ -355,8 +358,29 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 	return &kvpb.GetResponse{Found: ok, Value: v}, nil
 }
 
-// propose runs ops on the range holding key, forwarding when needed.
+// writeHeader returns the header of a write: h, with a session of this
+// raftd (Store.proxy) when h has none, so that its re-proposals and
+// forwards apply once; end releases that session's seq once the write is
+// answered.
+func (s *Store) writeHeader(h *kvpb.Header) (out *kvpb.Header, end func(), err error) {
+	if sess := h.GetSession(); sess != nil {
+		return h, func() {}, checkSession(sess)
+	}
+	out = &kvpb.Header{}
+	if h != nil {
+		out = proto.Clone(h).(*kvpb.Header)
+	}
+	seq := s.proxy.seqs.Begin()
+	out.Session = &kvpb.Session{Id: s.proxy.id[:], Seq: seq, FirstUnacked: s.proxy.seqs.FirstUnacked(), Issued: s.d.Clock.Now().Proto()}
+	return out, func() { s.proxy.seqs.End(seq) }, nil
+}
+
+// proposeOn runs ops on the range holding key, forwarding when needed.
 func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops []*raftmsgpb.Op, method string, req, resp proto.Message) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		// Nobody waits for the answer: do nothing.
+		return nil, err
+	}
 	size := 0
 	for _, op := range ops {
 		size += proto.Size(op)
@@ -371,7 +395,7 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 	if t.r == nil {
 		return nil, s.forward(ctx, t, method, req, resp)
 	}
-	res, err := t.r.Propose(ctx, ops)
+	res, err := t.r.Propose(ctx, ops, h.GetSession())
 	return res, s.wireErr(err)
 }
 
@@ -383,10 +407,15 @@ func (s *Store) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespons
 	if err := s.checkValue(req.GetValue()); err != nil {
 		return nil, err
 	}
+	h, end, err := s.writeHeader(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	resp := &kvpb.PutResponse{}
 	fr := proto.Clone(req).(*kvpb.PutRequest)
-	fr.Header = forwardedHeader(req.GetHeader())
-	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: req.GetKey(), Value: req.GetValue()}}}}, MethodPut, fr, resp)
+	fr.Header = forwardedHeader(h)
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: req.GetKey(), Value: req.GetValue()}}}}, MethodPut, fr, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -399,10 +428,15 @@ func (s *Store) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.Dele
 	if err := s.checkKey(req.GetKey()); err != nil {
 		return nil, err
 	}
+	h, end, err := s.writeHeader(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	resp := &kvpb.DeleteResponse{}
 	fr := proto.Clone(req).(*kvpb.DeleteRequest)
-	fr.Header = forwardedHeader(req.GetHeader())
-	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: req.GetKey()}}}}, MethodDelete, fr, resp)
+	fr.Header = forwardedHeader(h)
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: req.GetKey()}}}}, MethodDelete, fr, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -430,10 +464,15 @@ func (s *Store) CompareAndSwap(ctx context.Context, req *kvpb.CompareAndSwapRequ
 	if err := s.checkCAS(req); err != nil {
 		return nil, err
 	}
+	h, end, err := s.writeHeader(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	resp := &kvpb.CompareAndSwapResponse{}
 	fr := proto.Clone(req).(*kvpb.CompareAndSwapRequest)
-	fr.Header = forwardedHeader(req.GetHeader())
-	res, err := s.proposeOn(ctx, req.GetKey(), req.GetHeader(), []*raftmsgpb.Op{casOp(req)}, MethodCompareAndSwap, fr, resp)
+	fr.Header = forwardedHeader(h)
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{casOp(req)}, MethodCompareAndSwap, fr, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -485,10 +524,15 @@ func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchR
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: batch spans ranges: key %q is outside range %d [%q, %q)", k, desc.GetRangeId(), desc.GetStartKey(), desc.GetEndKey())
 		}
 	}
+	h, end, err := s.writeHeader(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	resp := &kvpb.BatchResponse{}
 	fr := proto.Clone(req).(*kvpb.BatchRequest)
-	fr.Header = forwardedHeader(req.GetHeader())
-	res, err := s.proposeOn(ctx, keys[0], req.GetHeader(), ops, MethodBatch, fr, resp)
+	fr.Header = forwardedHeader(h)
+	res, err := s.proposeOn(ctx, keys[0], h, ops, MethodBatch, fr, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -518,6 +562,12 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 	if err := s.checkSpan(start, end); err != nil {
 		return nil, err
 	}
+	// One session seq for every range: each range applies its part once.
+	h, release, err := s.writeHeader(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	total := &kvpb.DeleteRangeResponse{}
 	for cur := start; ; {
 		desc, err := s.lookup(ctx, cur)
@@ -525,9 +575,9 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 			return total, err
 		}
 		cs, ce := clipSpan(cur, end, desc)
-		sub := &kvpb.DeleteRangeRequest{Header: forwardedHeader(req.GetHeader()), Start: cs, End: ce}
+		sub := &kvpb.DeleteRangeRequest{Header: forwardedHeader(h), Start: cs, End: ce}
 		resp := &kvpb.DeleteRangeResponse{}
-		res, err := s.proposeOn(ctx, cur, req.GetHeader(), []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, sub, resp)
+		res, err := s.proposeOn(ctx, cur, h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, sub, resp)
 		if err != nil {
 			return total, err
 		}
@@ -712,7 +762,7 @@ func (s *Store) Descriptors(ctx context.Context, req *kvpb.DescriptorsRequest) (
 	if err != nil {
 		return nil, err
 	}
-	out := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}}
+	out := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}, Now: s.d.Clock.Now().Proto()}
 	for _, d := range descs {
 		if len(req.GetEnd()) > 0 && bytes.Compare(d.GetStartKey(), req.GetEnd()) >= 0 {
 			continue

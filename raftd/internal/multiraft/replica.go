@@ -58,12 +58,29 @@ type proposalResult struct {
 
 type proposal struct {
 	ops        []*raftmsgpb.Op
+	session    *kvpb.Session
 	ts         hlc.Timestamp
 	seq        uint64
 	data       []byte
 	proposedAt uint64
 	done       chan proposalResult
-	abandoned  atomic.Bool
+	// gone is closed when the caller stops waiting (its context's Done);
+	// abandoned is set when it has stopped.
+	gone      <-chan struct{}
+	abandoned atomic.Bool
+}
+
+// callerGone reports whether no one waits for p any more.
+func (p *proposal) callerGone() bool {
+	if p.abandoned.Load() {
+		return true
+	}
+	select {
+	case <-p.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 type readReq struct {
@@ -116,6 +133,8 @@ type Replica struct {
 	// install is the snapshot being installed, off the rounds; the
 	// replica sits the rounds out until it is finished (see phase1).
 	install atomic.Pointer[snapInstall]
+	// sessionCount and sessionBytes mirror mu.sessions for metrics.
+	sessionCount, sessionBytes atomic.Int64
 
 	in struct {
 		sync.Mutex
@@ -133,6 +152,7 @@ type Replica struct {
 		replicaID    uint64
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
+		sessions     *sessionTable
 		pending      map[uint64]*proposal
 		nextSeq      uint64
 		readsIssued  map[uint64]*readBatch
@@ -230,6 +250,10 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		}
 	}
 	l.applied, l.appliedTerm = applied.GetIndex(), applied.GetTerm()
+	sessions, err := loadSessions(s, r.rangeID)
+	if err != nil {
+		return nil, err
+	}
 	cfg := s.cfg
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        me.GetReplicaId(),
@@ -255,6 +279,9 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 	r.mu.replicaID = me.GetReplicaId()
 	r.mu.log = l
 	r.mu.applied = applied
+	r.mu.sessions = sessions
+	r.sessionCount.Store(int64(len(sessions.m)))
+	r.sessionBytes.Store(int64(sessions.bytes))
 	r.mu.pending = map[uint64]*proposal{}
 	r.mu.readsIssued = map[uint64]*readBatch{}
 	r.mu.snapSending = map[uint64]bool{}
@@ -519,7 +546,7 @@ func (r *Replica) readyWorkLocked(out *outbox, rd raft.Ready, snapOps []storage.
 	// the round's write. Reads still wait for the published applied index
 	// (phase2, after the write), so none can miss these writes.
 	for _, d := range done {
-		d.p.done <- proposalResult{res: d.res}
+		d.p.done <- proposalResult{res: d.res, err: d.err}
 	}
 	return w, nil
 }
@@ -683,9 +710,16 @@ func (r *Replica) proposeLocked(props []*proposal) {
 			r.requeueLocked(nil, props[i:])
 			break
 		}
+		if p.callerGone() {
+			// Its caller gave up while it waited in the inbox: it is not
+			// proposed (the client retries it, or gave up on it).
+			r.s.metrics.proposalsDropped.Add(1)
+			p.done <- proposalResult{err: errCallerGone}
+			continue
+		}
 		r.mu.nextSeq++
 		p.seq = r.mu.nextSeq
-		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops}
+		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops, Session: p.session}
 		b, err := proto.Marshal(cmd)
 		if err != nil {
 			p.done <- proposalResult{err: err}
@@ -737,7 +771,7 @@ func (r *Replica) onTickLocked() {
 	r.mu.idleTicks++
 	var reproposed uint64
 	for seq, p := range r.mu.pending {
-		if p.abandoned.Load() {
+		if p.callerGone() {
 			delete(r.mu.pending, seq)
 			continue
 		}
@@ -916,6 +950,8 @@ func (r *Replica) Status() *kvpb.ReplicaStatus {
 		Quiesced:        r.quiesced.Load(),
 		LeaseValid:      r.leaseHeldLocked(st, time.Now()),
 		Followers:       followers,
+		Sessions:        uint64(len(r.mu.sessions.m)),
+		SessionBytes:    uint64(r.mu.sessions.bytes),
 	}
 }
 
@@ -945,8 +981,15 @@ func raftStateName(s raft.StateType) string {
 	return s.String()
 }
 
+// errCallerGone answers a proposal dropped because its caller gave up.
+var errCallerGone = errors.New("multiraft: caller gone; not proposed")
+
 // waitProposal hands p to the scheduler and waits for its result.
 func (r *Replica) waitProposal(ctx context.Context, p *proposal) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.gone = ctx.Done()
 	r.in.Lock()
 	r.in.props = append(r.in.props, p)
 	r.in.Unlock()
@@ -962,13 +1005,16 @@ func (r *Replica) waitProposal(ctx context.Context, p *proposal) (*Result, error
 	}
 }
 
-// Propose replicates ops as one atomic command and returns its result once
-// applied locally. Only the leader proposes.
-func (r *Replica) Propose(ctx context.Context, ops []*raftmsgpb.Op) (*Result, error) {
+// Propose replicates ops as one atomic command of session (nil: none, no
+// protection against applying twice) and returns its result once applied
+// locally. Only the leader proposes. A command its session refuses
+// returns the refusal (a bus error); a caller whose ctx ends before the
+// command is proposed leaves it unproposed.
+func (r *Replica) Propose(ctx context.Context, ops []*raftmsgpb.Op, session *kvpb.Session) (*Result, error) {
 	if !r.isLeader.Load() {
 		return nil, &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}
 	}
-	p := &proposal{ops: ops, ts: r.s.d.Clock.Now(), done: make(chan proposalResult, 1)}
+	p := &proposal{ops: ops, session: session, ts: r.s.d.Clock.Now(), done: make(chan proposalResult, 1)}
 	return r.waitProposal(ctx, p)
 }
 

@@ -31,22 +31,27 @@ import (
 // with an index other than the one it asked for). The range's data span
 // is streamed (StreamRange) in chunks of about SnapshotChunkBytes, each
 // sent and acknowledged before the next is read: a start chunk (range
-// descriptor set, not done), data chunks, and a done chunk carrying the
-// MsgSnap, descriptor and applied state. The outcome always reaches raft
-// (ReportSnapshot).
+// descriptor set, not done), data chunks, chunks of the range's client
+// session records (raft CF, from the same engine snapshot), and a done
+// chunk carrying the MsgSnap, descriptor and applied state. The outcome
+// always reaches raft (ReportSnapshot).
 //
 // Receiving: the start chunk opens an engine IngestRange session over
 // the local replica's data span; each chunk's entries are added to it
 // (nothing is written yet; memory is bounded by the session's buffer),
-// and a digest of the entries is kept. The done chunk hands the MsgSnap
-// to raft; when raft's Ready carries the snapshot, the install starts, in
-// this order:
+// and a digest of the entries is kept. The client session records are
+// kept in memory (checked by decodeSessionRecords; bounded by the
+// sessions' limits). The done chunk hands the MsgSnap to raft; when
+// raft's Ready carries the snapshot, the install starts, in this order:
 //
 //  1. a synced write of the snapshot marker (raft CF, SnapshotMarkerKey):
-//     the applied state, descriptor and digest of the snapshot;
+//     the applied state, descriptor and digest of the snapshot, and in
+//     the same write the session records, staged (StagedSessionKey);
 //  2. Finish of the ingest: one synced atomic replacement of the span;
 //  3. the round's synced batch: log reset to the snapshot (truncated
-//     state), hard state, applied state, descriptor, marker deleted.
+//     state), hard state, applied state, descriptor, the range's session
+//     records replaced by the snapshot's, staged records and marker
+//     deleted.
 //
 // Steps 1 and 2 run on a goroutine of their own, as replacing a large
 // span takes long and the rounds serve every other range meanwhile; the
@@ -83,6 +88,11 @@ type inboundSnapshot struct {
 	desc    *kvpb.RangeDescriptor
 	applied *raftmsgpb.AppliedState
 	msg     *raftpb.Message
+	// sessions are the client session records received, sessionBytes
+	// their size; sessionTable is what they decode to (done chunk).
+	sessions     []sessionRecord
+	sessionBytes int
+	sessionTable *sessionTable
 }
 
 // hashKV adds one data entry to a snapshot digest.
@@ -194,7 +204,13 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 	ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
 	defer cancel()
 	mk := storage.SnapshotMarkerKey(r.rangeID)
-	if err := r.s.d.Engine.Write(ctx, []storage.Op{storage.Put(storage.Raft, mk, marker)}, true); err != nil {
+	ops := []storage.Op{storage.Put(storage.Raft, mk, marker)}
+	sstart, send := storage.StagedSessionSpan(r.rangeID)
+	ops = append(ops, storage.DeleteRange(storage.Raft, sstart, send))
+	for _, rec := range ps.sessions {
+		ops = append(ops, storage.Put(storage.Raft, storage.StagedSessionKey(r.rangeID, rec.id, rec.seq), rec.value))
+	}
+	if err := r.s.d.Engine.Write(ctx, ops, true); err != nil {
 		r.s.abortIngest(ps)
 		return fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
@@ -228,14 +244,30 @@ func (r *Replica) installOpsLocked(snap *raftpb.Snapshot, ps *inboundSnapshot) (
 		return nil, err
 	}
 	ops = append(ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), ab),
-		storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), db),
-		storage.Delete(storage.Raft, storage.SnapshotMarkerKey(r.rangeID)))
+		storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), db))
+	ops = append(ops, replaceSessionsOps(r.rangeID, ps.sessions)...)
+	ops = append(ops, storage.Delete(storage.Raft, storage.SnapshotMarkerKey(r.rangeID)))
 	r.mu.applied = applied
+	r.mu.sessions = ps.sessionTable
+	r.sessionCount.Store(int64(len(ps.sessionTable.m)))
+	r.sessionBytes.Store(int64(ps.sessionTable.bytes))
 	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
 	r.desc.Store(ps.desc)
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
+}
+
+// replaceSessionsOps replaces a range's client session records with recs
+// and drops its staged ones.
+func replaceSessionsOps(rangeID uint64, recs []sessionRecord) []storage.Op {
+	start, end := storage.SessionSpan(rangeID)
+	ops := []storage.Op{storage.DeleteRange(storage.Raft, start, end)}
+	for _, rec := range recs {
+		ops = append(ops, storage.Put(storage.Raft, storage.SessionKey(rangeID, rec.id, rec.seq), rec.value))
+	}
+	start, end = storage.StagedSessionSpan(rangeID)
+	return append(ops, storage.DeleteRange(storage.Raft, start, end))
 }
 
 // dropPendingSnapsLocked aborts the received snapshots no Ready took.
@@ -356,6 +388,21 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 	if err != nil {
 		return err
 	}
+	sstart, send2 := storage.SessionSpan(r.rangeID)
+	err = snap.StreamRange(ctx, storage.Raft, sstart, send2, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+		recs, err := sessionRecordsOf(r.rangeID, kvs)
+		if err != nil {
+			return err
+		}
+		c := &raftmsgpb.SnapshotChunk{Sessions: make([]*raftmsgpb.SessionEntry, 0, len(recs))}
+		for _, rec := range recs {
+			c.Sessions = append(c.Sessions, &raftmsgpb.SessionEntry{SessionId: rec.id, Seq: rec.seq, Value: rec.value})
+		}
+		return send(c)
+	})
+	if err != nil {
+		return err
+	}
 	return send(&raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied})
 }
 
@@ -443,9 +490,21 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 			return fail(err)
 		}
 	}
+	for _, e := range c.GetSessions() {
+		sn.sessions = append(sn.sessions, sessionRecord{id: e.GetSessionId(), seq: e.GetSeq(), value: e.GetValue()})
+		sn.sessionBytes += sessionKeyBytes + len(e.GetValue())
+	}
+	if limit := 2*s.cfg.MaxSessionBytes + s.cfg.MaxCommandBytes; sn.sessionBytes > limit {
+		return fail(fmt.Errorf("multiraft: snapshot of range %d carries over %d bytes of client sessions", c.GetRangeId(), limit))
+	}
 	if !c.GetDone() {
 		return nil
 	}
+	st, err := decodeSessionRecords(sn.sessions)
+	if err != nil {
+		return fail(fmt.Errorf("multiraft: snapshot of range %d: %w", c.GetRangeId(), err))
+	}
+	sn.sessionTable = st
 	s.snaps.Lock()
 	delete(s.snaps.in, k)
 	s.snaps.Unlock()
@@ -497,7 +556,22 @@ func (s *Store) recoverSnapshotInstall(ctx context.Context, rangeID uint64) erro
 	}
 	ops := []storage.Op{storage.Delete(storage.Raft, mk)}
 	installed := bytes.Equal(h.Sum(nil), digest)
-	if installed {
+	sstart, send := storage.StagedSessionSpan(rangeID)
+	if !installed {
+		ops = append(ops, storage.DeleteRange(storage.Raft, sstart, send))
+	} else {
+		staged, err := eng.Scan(ctx, storage.Raft, sstart, send, storage.ScanOptions{})
+		if err != nil {
+			return err
+		}
+		recs, err := sessionRecordsOf(rangeID, staged)
+		if err != nil {
+			return err
+		}
+		if _, err := decodeSessionRecords(recs); err != nil {
+			return fmt.Errorf("range %d: staged client sessions: %w", rangeID, err)
+		}
+		ops = append(ops, replaceSessionsOps(rangeID, recs)...)
 		hs := &raftpb.HardState{}
 		hv, ok, err := eng.Get(ctx, storage.Raft, storage.HardStateKey(rangeID))
 		if err != nil {

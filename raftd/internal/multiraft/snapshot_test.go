@@ -113,6 +113,9 @@ func TestSnapshotStreamedInChunks(t *testing.T) {
 	waitFor(t, 10*time.Second, "the snapshot install to be recorded", func() bool {
 		return c.store(lagger).Stats().SnapshotsApplied > 0
 	})
+	// The range's client sessions (the puts' raftd sessions) came with
+	// the data.
+	c.waitSameSessions(lagger)
 	st := c.store(lagger).Stats()
 	// start + data chunks of ~128 bytes + done: many for n keys.
 	if st.SnapshotChunksReceived < uint64(n)/10 {
@@ -213,6 +216,17 @@ func TestSnapshotInstallCrash(t *testing.T) {
 				}
 				if _, ok := c.staleGet(lagger, fmt.Sprintf("k%04d", n-1)); ok {
 					t.Error("rolled back replica serves snapshot data")
+				}
+			}
+			start, end := storage.StagedSessionSpan(2)
+			if staged, err := eng.Scan(context.Background(), storage.Raft, start, end, storage.ScanOptions{}); err != nil || len(staged) > 0 {
+				t.Errorf("%d staged session records left after recovery (%v)", len(staged), err)
+			}
+			c.checkSessionsLoaded(lagger)
+			if tc.installed {
+				leader := c.leaderOf(2)
+				if got, want := c.sessionsOf(lagger), c.sessionsOf(leader); !reflect.DeepEqual(got, want) || len(got) == 0 {
+					t.Errorf("recovered replica holds %d session records, its leader %d; want the snapshot's", len(got), len(want))
 				}
 			}
 			if r := c.store(lagger).Stats().SnapshotsRecovered; r != wantRecovered {

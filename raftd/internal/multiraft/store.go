@@ -95,6 +95,13 @@ type Store struct {
 	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
 	ticks        atomic.Uint64
 	metrics      storeMetrics
+	// proxy is the client session of this run of raftd, given to the
+	// writes that come without one (writeHeader): node id and
+	// incarnation, 8 bytes each.
+	proxy struct {
+		id   sessionID
+		seqs kvpb.Seqs
+	}
 }
 
 type storeMetrics struct {
@@ -104,6 +111,9 @@ type storeMetrics struct {
 	snapshotsSent, snapshotsApplied             atomic.Uint64
 	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
 	proposals, proposalBatches                  atomic.Uint64
+	proposalsDropped                            atomic.Uint64
+	sessionRepeats, sessionRefusals             atomic.Uint64
+	sessionsForgotten                           atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -236,6 +246,8 @@ func (s *Store) load(ctx context.Context) error {
 		return fmt.Errorf("multiraft: persist incarnation: %w", err)
 	}
 	s.incarnation = inc
+	binary.BigEndian.PutUint64(s.proxy.id[:8], s.d.NodeID)
+	binary.BigEndian.PutUint64(s.proxy.id[8:], uint64(inc))
 	if v, ok, err := eng.Get(ctx, storage.Local, storage.BootstrapKey); err != nil {
 		return fmt.Errorf("multiraft: load bootstrap record: %w", err)
 	} else if ok {
@@ -745,6 +757,18 @@ type Stats struct {
 	// re-proposals); ProposalBatches the raft proposals that carried
 	// them: the proposals of one range in one round go together.
 	Proposals, ProposalBatches uint64
+	// ProposalsDropped counts writes not proposed because their caller
+	// had gone (its deadline passed or it cancelled) while they waited.
+	ProposalsDropped uint64
+	// Sessions and SessionBytes are the client sessions the local
+	// replicas remember and the size of their records. SessionRepeats
+	// counts writes answered from a session (another copy or attempt of
+	// an applied write); SessionRefusals writes refused by their session
+	// (too old, stale, tables full); SessionsForgotten sessions forgotten
+	// after their idle time or to make room. The counters count every
+	// replica's apply, followers' included.
+	Sessions, SessionBytes                             int64
+	SessionRepeats, SessionRefusals, SessionsForgotten uint64
 }
 
 // Stats returns scheduler counters.
@@ -753,10 +777,16 @@ func (s *Store) Stats() Stats {
 	if s.vcache != nil {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
-	return Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
+	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
 		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
-		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load()}
+		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
+		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load()}
+	for _, r := range s.Replicas() {
+		st.Sessions += r.sessionCount.Load()
+		st.SessionBytes += r.sessionBytes.Load()
+	}
+	return st
 }

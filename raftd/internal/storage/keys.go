@@ -16,7 +16,12 @@ const (
 	suffixApplied   = 'a'
 	suffixLog       = 'l'
 	suffixSnapshot  = 's'
+	suffixSession   = 'c'
+	suffixStaged    = 'd'
 )
+
+// SessionIDLen is the length of a client session id.
+const SessionIDLen = 16
 
 func rangePrefix(rangeID uint64, suffix byte) []byte {
 	k := make([]byte, 0, 18)
@@ -51,6 +56,48 @@ func LogIndex(rangeID uint64, key []byte) (uint64, error) {
 		return 0, fmt.Errorf("storage: %x is not a log key of range %d", key, rangeID)
 	}
 	return binary.BigEndian.Uint64(key[len(p):]), nil
+}
+
+// SessionKey is the raft CF key of a record of a range's client session:
+// seq 0 holds the session's state, seq > 0 the answer of its write seq.
+// A session's records are contiguous and sort by seq.
+func SessionKey(rangeID uint64, id []byte, seq uint64) []byte {
+	return sessionKey(rangeID, suffixSession, id, seq)
+}
+
+// StagedSessionKey is SessionKey for the records of a snapshot being
+// installed, staged until the install completes.
+func StagedSessionKey(rangeID uint64, id []byte, seq uint64) []byte {
+	return sessionKey(rangeID, suffixStaged, id, seq)
+}
+
+func sessionKey(rangeID uint64, suffix byte, id []byte, seq uint64) []byte {
+	k := make([]byte, 0, 10+SessionIDLen+8)
+	k = append(k, raftPrefix)
+	k = binary.BigEndian.AppendUint64(k, rangeID)
+	k = append(append(k, suffix), id...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// SessionSpan is the raft CF span of a range's SessionKeys.
+func SessionSpan(rangeID uint64) (start, end []byte) { return suffixSpan(rangeID, suffixSession) }
+
+// StagedSessionSpan is the raft CF span of a range's StagedSessionKeys.
+func StagedSessionSpan(rangeID uint64) (start, end []byte) { return suffixSpan(rangeID, suffixStaged) }
+
+func suffixSpan(rangeID uint64, suffix byte) (start, end []byte) {
+	return rangePrefix(rangeID, suffix), rangePrefix(rangeID, suffix+1)
+}
+
+// ParseSessionKey returns the session id (aliasing key) and seq of a
+// SessionKey or StagedSessionKey of rangeID.
+func ParseSessionKey(rangeID uint64, key []byte) (id []byte, seq uint64, err error) {
+	p := rangePrefix(rangeID, suffixSession)
+	if len(key) != len(p)+SessionIDLen+8 || string(key[:len(p)-1]) != string(p[:len(p)-1]) ||
+		(key[len(p)-1] != suffixSession && key[len(p)-1] != suffixStaged) {
+		return nil, 0, fmt.Errorf("storage: %x is not a session key of range %d", key, rangeID)
+	}
+	return key[len(p) : len(p)+SessionIDLen], binary.BigEndian.Uint64(key[len(p)+SessionIDLen:]), nil
 }
 
 // RangeRaftSpan is the raft CF span of every key of a range.

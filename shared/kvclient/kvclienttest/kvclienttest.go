@@ -1,4 +1,4 @@
-// Package clienttest runs an in-memory stand-in for a raftd cluster on
+// Package kvclienttest runs an in-memory stand-in for a raftd cluster on
 // real bus endpoints, for tests of package client and its callers (the
 // pleiades kv, ranges, init and bench commands).
 //
@@ -9,7 +9,11 @@
 // leader's address as hint, and without it is served as if forwarded.
 // Stale reads, Scan and DeleteRange are served by any node. Tests can move
 // leaders (SetLeader), inject errors per node and method (Inject), make a
-// node stop answering (Stall) and count calls (Calls).
+// node stop answering (Stall), lose the answers of writes it served
+// (LoseAnswers) and count calls (Calls). A write with a session
+// (Header.session) is served once: another attempt with the same session
+// id and seq gets the first answer again, as from raftd (answers are kept
+// until the cluster stops).
 //
 // It models routing and the protocol's answers, not replication: there is
 // one copy of the data, and nothing is durable.
@@ -77,6 +81,8 @@ type Cluster struct {
 		ranges      []*kvpb.RangeDescriptor // user ranges, ordered
 		leaders     map[uint64]int          // range id to node index
 		inject      map[callKey][]error
+		lose        map[callKey]int
+		answers     map[answerKey]proto.Message
 		stalled     map[int]bool
 		calls       map[callKey]int
 		forwarded   int
@@ -87,6 +93,12 @@ type Cluster struct {
 type callKey struct {
 	node   int
 	method string
+}
+
+// answerKey names one write of a session.
+type answerKey struct {
+	session string
+	seq     uint64
 }
 
 // Start starts a cluster whose endpoints stop at test cleanup.
@@ -106,6 +118,8 @@ func Start(tb testing.TB, o Options) *Cluster {
 	c.mu.data = make(map[string]*kvpb.Value)
 	c.mu.leaders = make(map[uint64]int)
 	c.mu.inject = make(map[callKey][]error)
+	c.mu.lose = make(map[callKey]int)
+	c.mu.answers = make(map[answerKey]proto.Message)
 	c.mu.calls = make(map[callKey]int)
 	if !o.Uninitialized {
 		if _, err := c.initLocked(&kvpb.InitRequest{SplitPoints: o.SplitPoints}); err != nil {
@@ -161,6 +175,15 @@ func (c *Cluster) Inject(node int, method string, errs ...error) {
 	defer c.mu.Unlock()
 	k := callKey{node, method}
 	c.mu.inject[k] = append(c.mu.inject[k], errs...)
+}
+
+// LoseAnswers makes the next n calls of the write method on node apply
+// (or find their session's answer) and then fail with DeadlineExceeded,
+// as an attempt whose answer was lost or came too late.
+func (c *Cluster) LoseAnswers(node int, method string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.lose[callKey{node, method}] += n
 }
 
 // Stall makes node stop answering (stalled true), like a process that
@@ -311,6 +334,37 @@ func unary[Req any, Resp proto.Message, PReq interface {
 	})
 }
 
+// write registers a write method: f serves it unless its session's
+// answer is kept already; LoseAnswers applies.
+func write[Req any, Resp proto.Message, PReq interface {
+	*Req
+	proto.Message
+	GetHeader() *kvpb.Header
+}](c *Cluster, b *bus.Bus, node int, method string, f func(PReq) (Resp, error)) {
+	unary(c, b, node, method, func(r PReq) (Resp, error) {
+		var zero Resp
+		s := r.GetHeader().GetSession()
+		k := answerKey{string(s.GetId()), s.GetSeq()}
+		var resp Resp
+		if prev, ok := c.mu.answers[k]; ok && s != nil {
+			resp = proto.Clone(prev).(Resp)
+		} else {
+			var err error
+			if resp, err = f(r); err != nil {
+				return zero, err
+			}
+			if s != nil {
+				c.mu.answers[k] = proto.Clone(resp)
+			}
+		}
+		if ck := (callKey{node, method}); c.mu.lose[ck] > 0 {
+			c.mu.lose[ck]--
+			return zero, bus.Errorf(bus.CodeDeadlineExceeded, "clienttest: answer of node %d lost", node)
+		}
+		return resp, nil
+	})
+}
+
 func (c *Cluster) register(b *bus.Bus, node int) {
 	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
@@ -319,13 +373,13 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		v, ok := c.mu.data[string(r.GetKey())]
 		return &kvpb.GetResponse{Found: ok, Value: v}, nil
 	})
-	unary(c, b, node, kvclient.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	write(c, b, node, kvclient.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
 		return &kvpb.PutResponse{Timestamp: c.writeLocked(r.GetKey(), r.GetValue()).GetTimestamp()}, nil
 	})
-	unary(c, b, node, kvclient.MethodDelete, func(r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	write(c, b, node, kvclient.MethodDelete, func(r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
@@ -333,7 +387,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		delete(c.mu.data, string(r.GetKey()))
 		return &kvpb.DeleteResponse{Deleted: ok}, nil
 	})
-	unary(c, b, node, kvclient.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	write(c, b, node, kvclient.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
@@ -342,7 +396,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		return &kvpb.CompareAndSwapResponse{Succeeded: true, Timestamp: c.casApplyLocked(r).GetTimestamp()}, nil
 	})
-	unary(c, b, node, kvclient.MethodBatch, func(r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	write(c, b, node, kvclient.MethodBatch, func(r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
 		var keys [][]byte
 		for _, op := range r.GetOps() {
 			switch {
@@ -389,7 +443,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		return c.scanLocked(r), nil
 	})
-	unary(c, b, node, kvclient.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+	write(c, b, node, kvclient.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
 		if !c.mu.initialized {
 			return nil, errNotInitialized
 		}
@@ -410,7 +464,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		if c.opts.NoDescriptors {
 			return nil, bus.Errorf(bus.CodeUnimplemented, "unknown method Descriptors")
 		}
-		resp := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}}
+		resp := &kvpb.DescriptorsResponse{Leaders: map[uint64]string{}, Now: c.clock.Now().Proto()}
 		for _, d := range c.mu.ranges {
 			end := d.GetEndKey()
 			if (len(r.GetEnd()) == 0 || bytes.Compare(d.GetStartKey(), r.GetEnd()) < 0) && (len(end) == 0 || bytes.Compare(r.GetStart(), end) < 0) {

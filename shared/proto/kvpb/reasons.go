@@ -6,4 +6,19 @@ const (
 	// ReasonNotInitialized comes with code Unavailable when the cluster has
 	// no ranges yet: run Init (`pleiades init`).
 	ReasonNotInitialized = "not_initialized"
+	// ReasonRequestTooOld comes with code FailedPrecondition for a write
+	// of a session (Session) that would apply more than the range's
+	// maximum age after it was issued, or was issued that far in the
+	// future: this attempt changed nothing, but an earlier attempt of the
+	// same write may have applied.
+	ReasonRequestTooOld = "request_too_old"
+	// ReasonSessionStale comes with code FailedPrecondition for a write
+	// below its session's first_unacked: the client had stopped waiting
+	// for it. It changed nothing.
+	ReasonSessionStale = "session_stale"
+	// ReasonSessionsFull comes with code ResourceExhausted when a range
+	// cannot remember another session or answer (its limits of sessions,
+	// answers per session or bytes are reached, with no session idle long
+	// enough to forget). The write changed nothing.
+	ReasonSessionsFull = "sessions_full"
 )

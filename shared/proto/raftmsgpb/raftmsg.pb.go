@@ -294,7 +294,10 @@ type SnapshotChunk struct {
 	// chunk (which it marks as the start) and on the last.
 	RangeDescriptor *kvpb.RangeDescriptor `protobuf:"bytes,7,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
 	// applied is the range's applied state at the snapshot (last chunk only).
-	Applied       *AppliedState `protobuf:"bytes,8,opt,name=applied,proto3" json:"applied,omitempty"`
+	Applied *AppliedState `protobuf:"bytes,8,opt,name=applied,proto3" json:"applied,omitempty"`
+	// sessions are records of the range's client sessions (SessionEntry):
+	// after the data chunks, before the last.
+	Sessions      []*SessionEntry `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +384,13 @@ func (x *SnapshotChunk) GetRangeDescriptor() *kvpb.RangeDescriptor {
 func (x *SnapshotChunk) GetApplied() *AppliedState {
 	if x != nil {
 		return x.Applied
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSessions() []*SessionEntry {
+	if x != nil {
+		return x.Sessions
 	}
 	return nil
 }
@@ -707,84 +717,24 @@ func (x *TruncatedState) GetTerm() uint64 {
 	return 0
 }
 
-// ProposerSeq is the highest applied sequence of one proposer.
-type ProposerSeq struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// incarnation identifies one run of the proposing process.
-	Incarnation   int64  `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ProposerSeq) Reset() {
-	*x = ProposerSeq{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ProposerSeq) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ProposerSeq) ProtoMessage() {}
-
-func (x *ProposerSeq) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ProposerSeq.ProtoReflect.Descriptor instead.
-func (*ProposerSeq) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *ProposerSeq) GetNodeId() uint64 {
-	if x != nil {
-		return x.NodeId
-	}
-	return 0
-}
-
-func (x *ProposerSeq) GetIncarnation() int64 {
-	if x != nil {
-		return x.Incarnation
-	}
-	return 0
-}
-
-func (x *ProposerSeq) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
 // AppliedState is a range's state machine position, written atomically
 // with the data the applied entries changed.
 type AppliedState struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Index     uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Term      uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
-	Proposers []*ProposerSeq         `protobuf:"bytes,3,rep,name=proposers,proto3" json:"proposers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
 	// max_timestamp is the highest write timestamp applied.
-	MaxTimestamp  *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=max_timestamp,json=maxTimestamp,proto3" json:"max_timestamp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxTimestamp *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=max_timestamp,json=maxTimestamp,proto3" json:"max_timestamp,omitempty"`
+	// sessions_swept_at is the apply timestamp of the last sweep of idle
+	// client sessions.
+	SessionsSweptAt *hlcpb.Timestamp `protobuf:"bytes,5,opt,name=sessions_swept_at,json=sessionsSweptAt,proto3" json:"sessions_swept_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +746,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +759,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -826,16 +776,226 @@ func (x *AppliedState) GetTerm() uint64 {
 	return 0
 }
 
-func (x *AppliedState) GetProposers() []*ProposerSeq {
+func (x *AppliedState) GetMaxTimestamp() *hlcpb.Timestamp {
 	if x != nil {
-		return x.Proposers
+		return x.MaxTimestamp
 	}
 	return nil
 }
 
-func (x *AppliedState) GetMaxTimestamp() *hlcpb.Timestamp {
+func (x *AppliedState) GetSessionsSweptAt() *hlcpb.Timestamp {
 	if x != nil {
-		return x.MaxTimestamp
+		return x.SessionsSweptAt
+	}
+	return nil
+}
+
+// SessionState is the record of one client session of a range (raft CF,
+// storage.SessionKey with seq 0).
+type SessionState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// last_active is the apply timestamp of the session's last write.
+	LastActive *hlcpb.Timestamp `protobuf:"bytes,1,opt,name=last_active,json=lastActive,proto3" json:"last_active,omitempty"`
+	// first_unacked is the highest Session.first_unacked applied: writes
+	// below it are refused, their answers forgotten.
+	FirstUnacked  uint64 `protobuf:"varint,2,opt,name=first_unacked,json=firstUnacked,proto3" json:"first_unacked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionState) Reset() {
+	*x = SessionState{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionState) ProtoMessage() {}
+
+func (x *SessionState) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
+func (*SessionState) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SessionState) GetLastActive() *hlcpb.Timestamp {
+	if x != nil {
+		return x.LastActive
+	}
+	return nil
+}
+
+func (x *SessionState) GetFirstUnacked() uint64 {
+	if x != nil {
+		return x.FirstUnacked
+	}
+	return 0
+}
+
+// SessionResponse is the answer of one applied write of a client session
+// (raft CF, storage.SessionKey with the write's seq), returned again to a
+// retry of it.
+type SessionResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Timestamp *hlcpb.Timestamp       `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// failed: a comparison failed, nothing was written.
+	Failed   bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	FailedOp uint32 `protobuf:"varint,3,opt,name=failed_op,json=failedOp,proto3" json:"failed_op,omitempty"`
+	// current is the value the failed comparison found (absent: none).
+	Current *kvpb.Value `protobuf:"bytes,4,opt,name=current,proto3" json:"current,omitempty"`
+	// deleted lists the ops whose delete removed a key.
+	Deleted []uint32 `protobuf:"varint,5,rep,packed,name=deleted,proto3" json:"deleted,omitempty"`
+	// count is the number of keys a DeleteRange removed.
+	Count         uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SessionResponse) GetTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *SessionResponse) GetFailedOp() uint32 {
+	if x != nil {
+		return x.FailedOp
+	}
+	return 0
+}
+
+func (x *SessionResponse) GetCurrent() *kvpb.Value {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetDeleted() []uint32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// SessionEntry is one record of a range's client sessions in a snapshot:
+// seq 0 holds a SessionState, others a SessionResponse.
+type SessionEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEntry) Reset() {
+	*x = SessionEntry{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEntry) ProtoMessage() {}
+
+func (x *SessionEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
+func (*SessionEntry) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SessionEntry) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *SessionEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SessionEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
 	}
 	return nil
 }
@@ -856,7 +1016,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1028,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1041,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -956,21 +1116,25 @@ func (*Op_Cas) isOp_Op() {}
 func (*Op_DeleteRange) isOp_Op() {}
 
 // Command is the payload of a normal raft entry: an atomic group of
-// mutations on one range, written at timestamp.
+// mutations on one range, written at timestamp (or later).
 type Command struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Incarnation   int64                  `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Timestamp     *hlcpb.Timestamp       `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Ops           []*Op                  `protobuf:"bytes,5,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id, incarnation and seq identify the proposal, so that the
+	// proposing node answers its caller when the command applies.
+	NodeId      uint64           `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Incarnation int64            `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Seq         uint64           `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Timestamp   *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Ops         []*Op            `protobuf:"bytes,5,rep,name=ops,proto3" json:"ops,omitempty"`
+	// session makes the command apply at most once (see kv.Session).
+	Session       *kvpb.Session `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1146,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1159,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1033,6 +1197,13 @@ func (x *Command) GetOps() []*Op {
 	return nil
 }
 
+func (x *Command) GetSession() *kvpb.Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 var File_raftmsgpb_raftmsg_proto protoreflect.FileDescriptor
 
 const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
@@ -1058,7 +1229,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"heartbeats\x18\x04 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\n" +
 	"heartbeats\x12O\n" +
 	"\x13heartbeat_responses\x18\x05 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\x12heartbeatResponses\x12\x1b\n" +
-	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\xcb\x02\n" +
+	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\x8a\x03\n" +
 	"\rSnapshotChunk\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\x12\x19\n" +
@@ -1068,7 +1239,8 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x04done\x18\x05 \x01(\bR\x04done\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\fR\amessage\x12J\n" +
 	"\x10range_descriptor\x18\a \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x0frangeDescriptor\x12;\n" +
-	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\"\r\n" +
+	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\x12=\n" +
+	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\"\r\n" +
 	"\vSnapshotAck\"b\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -1090,28 +1262,41 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\":\n" +
 	"\x0eTruncatedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"Z\n" +
-	"\vProposerSeq\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12 \n" +
-	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xb9\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"\xc7\x01\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\x12>\n" +
-	"\tproposers\x18\x03 \x03(\v2 .pleiades.raftmsg.v1.ProposerSeqR\tproposers\x12?\n" +
-	"\rmax_timestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\fmaxTimestamp\"\xf7\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12?\n" +
+	"\rmax_timestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\fmaxTimestamp\x12F\n" +
+	"\x11sessions_swept_at\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fsessionsSweptAtJ\x04\b\x03\x10\x04\"p\n" +
+	"\fSessionState\x12;\n" +
+	"\vlast_active\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\n" +
+	"lastActive\x12#\n" +
+	"\rfirst_unacked\x18\x02 \x01(\x04R\ffirstUnacked\"\xe1\x01\n" +
+	"\x0fSessionResponse\x128\n" +
+	"\ttimestamp\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x1b\n" +
+	"\tfailed_op\x18\x03 \x01(\rR\bfailedOp\x12/\n" +
+	"\acurrent\x18\x04 \x01(\v2\x15.pleiades.kv.v1.ValueR\acurrent\x12\x18\n" +
+	"\adeleted\x18\x05 \x03(\rR\adeleted\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\"U\n" +
+	"\fSessionEntry\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\xf7\x01\n" +
 	"\x02Op\x12.\n" +
 	"\x03put\x18\x01 \x01(\v2\x1a.pleiades.kv.v1.PutRequestH\x00R\x03put\x127\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1d.pleiades.kv.v1.DeleteRequestH\x00R\x06delete\x129\n" +
 	"\x03cas\x18\x03 \x01(\v2%.pleiades.kv.v1.CompareAndSwapRequestH\x00R\x03cas\x12G\n" +
 	"\fdelete_range\x18\x04 \x01(\v2\".pleiades.kv.v1.DeleteRangeRequestH\x00R\vdeleteRangeB\x04\n" +
-	"\x02op\"\xbb\x01\n" +
+	"\x02op\"\xee\x01\n" +
 	"\aCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12)\n" +
-	"\x03ops\x18\x05 \x03(\v2\x17.pleiades.raftmsg.v1.OpR\x03opsB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
+	"\x03ops\x18\x05 \x03(\v2\x17.pleiades.raftmsg.v1.OpR\x03ops\x121\n" +
+	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asessionB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
 
 var (
 	file_raftmsgpb_raftmsg_proto_rawDescOnce sync.Once
@@ -1125,7 +1310,7 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
@@ -1137,42 +1322,51 @@ var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*BootstrapRequest)(nil),           // 7: pleiades.raftmsg.v1.BootstrapRequest
 	(*BootstrapResponse)(nil),          // 8: pleiades.raftmsg.v1.BootstrapResponse
 	(*TruncatedState)(nil),             // 9: pleiades.raftmsg.v1.TruncatedState
-	(*ProposerSeq)(nil),                // 10: pleiades.raftmsg.v1.ProposerSeq
-	(*AppliedState)(nil),               // 11: pleiades.raftmsg.v1.AppliedState
-	(*Op)(nil),                         // 12: pleiades.raftmsg.v1.Op
-	(*Command)(nil),                    // 13: pleiades.raftmsg.v1.Command
-	nil,                                // 14: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 15: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 16: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 17: pleiades.hlc.v1.Timestamp
-	(*kvpb.PutRequest)(nil),            // 18: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 19: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 20: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 21: pleiades.kv.v1.DeleteRangeRequest
+	(*AppliedState)(nil),               // 10: pleiades.raftmsg.v1.AppliedState
+	(*SessionState)(nil),               // 11: pleiades.raftmsg.v1.SessionState
+	(*SessionResponse)(nil),            // 12: pleiades.raftmsg.v1.SessionResponse
+	(*SessionEntry)(nil),               // 13: pleiades.raftmsg.v1.SessionEntry
+	(*Op)(nil),                         // 14: pleiades.raftmsg.v1.Op
+	(*Command)(nil),                    // 15: pleiades.raftmsg.v1.Command
+	nil,                                // 16: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 17: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 18: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 19: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 20: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 21: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 22: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 23: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 24: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 25: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	15, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	16, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
-	7,  // 6: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	16, // 7: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	14, // 8: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	10, // 9: pleiades.raftmsg.v1.AppliedState.proposers:type_name -> pleiades.raftmsg.v1.ProposerSeq
-	17, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	18, // 11: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	19, // 12: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	20, // 13: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	21, // 14: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	17, // 15: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	12, // 16: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	18, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	10, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
+	13, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
+	7,  // 7: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
+	18, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	16, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	19, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	19, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	19, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	19, // 13: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	20, // 14: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	21, // 15: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	22, // 16: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	23, // 17: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	24, // 18: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	19, // 19: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	14, // 20: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	25, // 21: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1180,7 +1374,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 	if File_raftmsgpb_raftmsg_proto != nil {
 		return
 	}
-	file_raftmsgpb_raftmsg_proto_msgTypes[12].OneofWrappers = []any{
+	file_raftmsgpb_raftmsg_proto_msgTypes[14].OneofWrappers = []any{
 		(*Op_Put)(nil),
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
@@ -1192,7 +1386,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
