@@ -16,8 +16,9 @@ func rangesCommand(e *env) *cli.Command {
 		Usage: "list a raftd's local replicas: span, raft state, term, leader, commit/applied, log size",
 		Description: "Calls the raftd at --addr (the first, if several) over the bus. One row per local replica:\n" +
 			"range id and span [start, end), the replica's raft state and term, the leader's node\n" +
-			"and replica ids, commit and applied indexes, the log's entries and bytes, whether the\n" +
-			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
+			"and replica ids, commit and applied indexes, the log's entries and bytes, the client\n" +
+			"sessions it remembers for exactly-once writes and their bytes, whether the range is\n" +
+			"quiesced and whether this replica holds a valid lease. --output json prints\n" +
 			"one object with node_id and \"replicas\".",
 		Flags: kvFlags(),
 		Action: action(func(c *cli.Context) error {
@@ -72,6 +73,10 @@ type replicaView struct {
 	LogBytes        uint64            `json:"log_bytes"`
 	Quiesced        bool              `json:"quiesced"`
 	LeaseValid      bool              `json:"lease_valid"`
+	// Sessions are the client sessions the replica remembers for
+	// exactly-once writes; SessionBytes the size of their records.
+	Sessions     uint64 `json:"sessions"`
+	SessionBytes uint64 `json:"session_bytes"`
 	// Followers is, on a leader, its view of each follower's log.
 	Followers []followerView `json:"followers,omitempty"`
 	// start and end are the span's bounds as stored, for tables.
@@ -116,6 +121,7 @@ func makeRangesView(addr string, resp *kvpb.RangesResponse) rangesView {
 			LeaderNodeID: r.GetLeaderNodeId(), LeaderReplicaID: r.GetLeaderReplicaId(),
 			CommitIndex: r.GetCommitIndex(), AppliedIndex: r.GetAppliedIndex(), FirstIndex: r.GetFirstIndex(), LastIndex: r.GetLastIndex(),
 			LogBytes: r.GetLogBytes(), Quiesced: r.GetQuiesced(), LeaseValid: r.GetLeaseValid(),
+			Sessions: r.GetSessions(), SessionBytes: r.GetSessionBytes(),
 		}
 		for _, f := range r.GetFollowers() {
 			rv.Followers = append(rv.Followers, followerView{ReplicaID: f.GetReplicaId(), Match: f.GetMatch(), Next: f.GetNext(),
@@ -155,7 +161,7 @@ func printRanges(e *env, v rangesView) error {
 	if len(v.Replicas) == 0 {
 		return nil
 	}
-	t := newTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
+	t := newTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "SESSIONS", "QUIESCED", "LEASE", "REPLICAS")
 	for _, r := range v.Replicas {
 		leader := "-"
 		if r.LeaderNodeID != 0 {
@@ -172,7 +178,7 @@ func printRanges(e *env, v rangesView) error {
 		}
 		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
 			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
-			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
+			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), fmt.Sprintf("%d, %s", r.Sessions, byteSize(r.SessionBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}
 	return t.flush()
 }
