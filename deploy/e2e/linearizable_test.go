@@ -185,6 +185,14 @@ func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, f line
 		}
 		t.Errorf("history not linearizable on %d of %d keys (%s); view it: %s", len(bad), len(keys), strings.Join(bad, ", "), path)
 	}
+	var repeats, refused, dropped float64
+	for _, n := range c.nodes {
+		d := c.raftd(t, n.Index)
+		repeats += metric(t, d.AdminAddr, "pleiades_raftd_session_repeats_total")
+		refused += metric(t, d.AdminAddr, "pleiades_raftd_session_refusals_total")
+		dropped += metric(t, d.AdminAddr, "pleiades_raftd_proposals_dropped_total")
+	}
+	t.Logf("so far, over the raftds' lives: %v writes answered from their session (each counted by every replica), %v refused by it, %v dropped as their callers had gone", repeats, refused, dropped)
 	acked, errs := ws.log.counts()
 	t.Logf("writers: %d writes acknowledged, %d failed (last error: %v)", acked, errs, ws.log.lastErr)
 	verify(t, admin, prefix+"/w", ws.log.acked, ws.log.unknown, nil)

@@ -286,6 +286,7 @@ func (s *Store) forwardOnce(ctx context.Context, t target, method string, req, r
 	return err
 }
 
+// forwardedHeader is a copy of h for a forwarded request.
 func forwardedHeader(h *kvpb.Header) *kvpb.Header {
 	out := &kvpb.Header{}
 	if h != nil {
@@ -376,7 +377,9 @@ func (s *Store) writeHeader(h *kvpb.Header) (out *kvpb.Header, end func(), err e
 }
 
 // proposeOn runs ops on the range holding key, forwarding when needed.
-func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops []*raftmsgpb.Op, method string, req, resp proto.Message) (*Result, error) {
+// fwd builds the request to forward (only when forwarding: the leader's
+// path copies nothing).
+func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops []*raftmsgpb.Op, method string, fwd func() proto.Message, resp proto.Message) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		// Nobody waits for the answer: do nothing.
 		return nil, err
@@ -393,7 +396,7 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 		return nil, err
 	}
 	if t.r == nil {
-		return nil, s.forward(ctx, t, method, req, resp)
+		return nil, s.forward(ctx, t, method, fwd(), resp)
 	}
 	res, err := t.r.Propose(ctx, ops, h.GetSession())
 	return res, s.wireErr(err)
@@ -413,9 +416,10 @@ func (s *Store) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespons
 	}
 	defer end()
 	resp := &kvpb.PutResponse{}
-	fr := proto.Clone(req).(*kvpb.PutRequest)
-	fr.Header = forwardedHeader(h)
-	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: req.GetKey(), Value: req.GetValue()}}}}, MethodPut, fr, resp)
+	fwd := func() proto.Message {
+		return &kvpb.PutRequest{Header: forwardedHeader(h), Key: req.GetKey(), Value: req.GetValue()}
+	}
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: req.GetKey(), Value: req.GetValue()}}}}, MethodPut, fwd, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -434,9 +438,8 @@ func (s *Store) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.Dele
 	}
 	defer end()
 	resp := &kvpb.DeleteResponse{}
-	fr := proto.Clone(req).(*kvpb.DeleteRequest)
-	fr.Header = forwardedHeader(h)
-	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: req.GetKey()}}}}, MethodDelete, fr, resp)
+	fwd := func() proto.Message { return &kvpb.DeleteRequest{Header: forwardedHeader(h), Key: req.GetKey()} }
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: req.GetKey()}}}}, MethodDelete, fwd, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -470,9 +473,12 @@ func (s *Store) CompareAndSwap(ctx context.Context, req *kvpb.CompareAndSwapRequ
 	}
 	defer end()
 	resp := &kvpb.CompareAndSwapResponse{}
-	fr := proto.Clone(req).(*kvpb.CompareAndSwapRequest)
-	fr.Header = forwardedHeader(h)
-	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{casOp(req)}, MethodCompareAndSwap, fr, resp)
+	fwd := func() proto.Message {
+		fr := casOp(req).GetCas()
+		fr.Header = forwardedHeader(h)
+		return fr
+	}
+	res, err := s.proposeOn(ctx, req.GetKey(), h, []*raftmsgpb.Op{casOp(req)}, MethodCompareAndSwap, fwd, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -530,9 +536,8 @@ func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchR
 	}
 	defer end()
 	resp := &kvpb.BatchResponse{}
-	fr := proto.Clone(req).(*kvpb.BatchRequest)
-	fr.Header = forwardedHeader(h)
-	res, err := s.proposeOn(ctx, keys[0], h, ops, MethodBatch, fr, resp)
+	fwd := func() proto.Message { return &kvpb.BatchRequest{Header: forwardedHeader(h), Ops: req.GetOps()} }
+	res, err := s.proposeOn(ctx, keys[0], h, ops, MethodBatch, fwd, resp)
 	if err != nil || res == nil {
 		return resp, err
 	}
@@ -575,9 +580,9 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 			return total, err
 		}
 		cs, ce := clipSpan(cur, end, desc)
-		sub := &kvpb.DeleteRangeRequest{Header: forwardedHeader(h), Start: cs, End: ce}
+		fwd := func() proto.Message { return &kvpb.DeleteRangeRequest{Header: forwardedHeader(h), Start: cs, End: ce} }
 		resp := &kvpb.DeleteRangeResponse{}
-		res, err := s.proposeOn(ctx, cur, h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, sub, resp)
+		res, err := s.proposeOn(ctx, cur, h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, fwd, resp)
 		if err != nil {
 			return total, err
 		}

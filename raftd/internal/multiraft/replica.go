@@ -982,7 +982,7 @@ func raftStateName(s raft.StateType) string {
 }
 
 // errCallerGone answers a proposal dropped because its caller gave up.
-var errCallerGone = errors.New("multiraft: caller gone; not proposed")
+var errCallerGone = fmt.Errorf("multiraft: caller gone; not proposed: %w", context.Canceled)
 
 // waitProposal hands p to the scheduler and waits for its result.
 func (r *Replica) waitProposal(ctx context.Context, p *proposal) (*Result, error) {

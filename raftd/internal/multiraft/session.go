@@ -1,11 +1,14 @@
 package multiraft
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
@@ -19,12 +22,13 @@ import (
 //
 // Every write carries a kvpb.Session (the client's, or one of the raftd
 // that received it, see Store.writeHeader): id, seq, first_unacked and
-// issued. Each range keeps, per session, a record (SessionState: the
-// apply timestamp of its last write, the highest first_unacked applied)
-// and the answers (SessionResponse) of its applied writes at or above
-// first_unacked, in the raft column family under storage.SessionKey, so
-// they are written in the round's batch with the applied index and the
-// data: a session's records change only when one of its writes applies.
+// issued. Each range keeps, per session, one record (SessionState: the
+// apply timestamp of its last write, the highest first_unacked applied,
+// the answers of its applied writes from first_unacked on) in the raft
+// column family under storage.SessionKey, written in the round's batch
+// with the applied index and the data, once per apply pass in which one
+// of the session's writes applied (a session's answers are about as many
+// as its client's writes in flight).
 // Every replica holds the same table in memory (loaded at start, carried
 // by snapshots) and decides the same at apply, from the command and the
 // table only. A session command applies as follows, at apply timestamp
@@ -62,13 +66,27 @@ type sessionID [storage.SessionIDLen]byte
 type clientSession struct {
 	lastActive   hlc.Timestamp
 	firstUnacked uint64
-	answers      map[uint64]*raftmsgpb.SessionResponse
-	// bytes is the size of the session's records (keys and values) in
-	// the engine, as counted by sessionTable.bytes.
-	bytes      int
-	stateBytes int
-	answerSize map[uint64]int
+	// answers are the kept answers, by seq.
+	answers []sessionAnswer
+	// bytes is the session's share of sessionTable.bytes: its record's
+	// size, give or take a few bytes, computed the same way on every
+	// replica (limits are decided on it).
+	bytes int
 }
+
+// sessionAnswer is one kept answer: an encoded SessionResponse, decoded
+// only for a repeated write.
+type sessionAnswer struct {
+	seq uint64
+	enc []byte
+}
+
+// Size of a session record: key and state, plus each answer's encoding
+// and its tag.
+const (
+	sessionStateBytes = 10 + storage.SessionIDLen + 32
+	answerOverhead    = 4
+)
 
 // sessionTable is a range's client sessions (Replica.mu.sessions).
 type sessionTable struct {
@@ -78,16 +96,61 @@ type sessionTable struct {
 
 func newSessionTable() *sessionTable { return &sessionTable{m: map[sessionID]*clientSession{}} }
 
-// sessionKeyBytes is the length of a storage.SessionKey.
-var sessionKeyBytes = len(storage.SessionKey(0, make([]byte, storage.SessionIDLen), 0))
+func newClientSession() *clientSession { return &clientSession{bytes: sessionStateBytes} }
 
-// sessionRecord is one record of a session table, as stored and as a
-// snapshot carries it: seq 0 holds a SessionState, others a
-// SessionResponse.
+// sessionRecord is the record of one session, as stored and as a snapshot
+// carries it: an encoded SessionState.
 type sessionRecord struct {
 	id    []byte
-	seq   uint64
 	value []byte
+}
+
+// size is an answer's share of its session's bytes.
+func (a sessionAnswer) size() int { return len(a.enc) + answerOverhead }
+
+// find returns the index of seq's answer, or where it would go.
+func (s *clientSession) find(seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(s.answers, seq, func(a sessionAnswer, seq uint64) int {
+		switch {
+		case a.seq < seq:
+			return -1
+		case a.seq > seq:
+			return 1
+		}
+		return 0
+	})
+}
+
+// keptAbove returns how many answers have seqs at or above fu.
+func (s *clientSession) keptAbove(fu uint64) int {
+	i, _ := s.find(fu)
+	return len(s.answers) - i
+}
+
+// appendRecord appends the session's record, an encoded SessionState.
+// It writes the wire format by hand: the answers are encoded already.
+func (s *clientSession) appendRecord(b []byte) []byte {
+	var ts [2 * binary.MaxVarintLen64]byte
+	t := ts[:0]
+	if s.lastActive.WallTime != 0 {
+		t = protowire.AppendTag(t, 1, protowire.VarintType)
+		t = protowire.AppendVarint(t, uint64(s.lastActive.WallTime))
+	}
+	if s.lastActive.Logical != 0 {
+		t = protowire.AppendTag(t, 2, protowire.VarintType)
+		t = protowire.AppendVarint(t, uint64(s.lastActive.Logical))
+	}
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, t)
+	if s.firstUnacked != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, s.firstUnacked)
+	}
+	for _, a := range s.answers {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, a.enc)
+	}
+	return b
 }
 
 // decodeSessionRecords builds a session table from its records, checking
@@ -100,103 +163,65 @@ func decodeSessionRecords(recs []sessionRecord) (*sessionTable, error) {
 			return nil, fmt.Errorf("session record: id of %d bytes", len(rec.id))
 		}
 		id := sessionID(rec.id)
-		s := t.m[id]
-		if s == nil {
-			s = &clientSession{answers: map[uint64]*raftmsgpb.SessionResponse{}, answerSize: map[uint64]int{}}
-			t.m[id] = s
+		if t.m[id] != nil {
+			return nil, fmt.Errorf("session %x: two records", rec.id)
 		}
-		size := sessionKeyBytes + len(rec.value)
-		if rec.seq == 0 {
-			if s.stateBytes != 0 {
-				return nil, fmt.Errorf("session %x: two state records", rec.id)
-			}
-			st := &raftmsgpb.SessionState{}
-			if err := proto.Unmarshal(rec.value, st); err != nil {
-				return nil, fmt.Errorf("session %x state: %w", rec.id, err)
-			}
-			ts, err := hlc.FromProto(st.GetLastActive())
-			if err != nil {
-				return nil, fmt.Errorf("session %x last activity: %w", rec.id, err)
-			}
-			s.lastActive, s.firstUnacked, s.stateBytes = ts, st.GetFirstUnacked(), size
-		} else {
-			if _, dup := s.answers[rec.seq]; dup {
-				return nil, fmt.Errorf("session %x: two answers of seq %d", rec.id, rec.seq)
-			}
-			a := &raftmsgpb.SessionResponse{}
-			if err := proto.Unmarshal(rec.value, a); err != nil {
-				return nil, fmt.Errorf("session %x answer %d: %w", rec.id, rec.seq, err)
+		st := &raftmsgpb.SessionState{}
+		if err := proto.Unmarshal(rec.value, st); err != nil {
+			return nil, fmt.Errorf("session %x: %w", rec.id, err)
+		}
+		ts, err := hlc.FromProto(st.GetLastActive())
+		if err != nil {
+			return nil, fmt.Errorf("session %x last activity: %w", rec.id, err)
+		}
+		s := newClientSession()
+		s.lastActive, s.firstUnacked = ts, st.GetFirstUnacked()
+		for i, a := range st.GetAnswers() {
+			if a.GetSeq() < max(s.firstUnacked, 1) || (i > 0 && a.GetSeq() <= st.GetAnswers()[i-1].GetSeq()) {
+				return nil, fmt.Errorf("session %x: answer of seq %d out of order (first unacknowledged %d)", rec.id, a.GetSeq(), s.firstUnacked)
 			}
 			if _, err := hlc.FromProto(a.GetTimestamp()); err != nil {
-				return nil, fmt.Errorf("session %x answer %d: %w", rec.id, rec.seq, err)
+				return nil, fmt.Errorf("session %x answer %d: %w", rec.id, a.GetSeq(), err)
 			}
-			s.answers[rec.seq], s.answerSize[rec.seq] = a, size
-		}
-		s.bytes += size
-		t.bytes += size
-	}
-	for id, s := range t.m {
-		if s.stateBytes == 0 {
-			return nil, fmt.Errorf("session %x: answers without a state record", id[:])
-		}
-		for seq := range s.answers {
-			if seq < s.firstUnacked {
-				return nil, fmt.Errorf("session %x: answer of seq %d below first unacknowledged %d", id[:], seq, s.firstUnacked)
+			enc, err := proto.Marshal(a)
+			if err != nil {
+				return nil, err
 			}
+			ans := sessionAnswer{seq: a.GetSeq(), enc: enc}
+			s.answers = append(s.answers, ans)
+			s.bytes += ans.size()
 		}
+		t.m[id] = s
+		t.bytes += s.bytes
 	}
 	return t, nil
 }
 
-// records returns the table's records in key order (sessions by id, each
-// state first, then answers by seq).
+// records returns the table's records by session id.
 func (t *sessionTable) records() ([]sessionRecord, error) {
 	ids := make([]sessionID, 0, len(t.m))
 	for id := range t.m {
 		ids = append(ids, id)
 	}
-	slices.SortFunc(ids, func(a, b sessionID) int { return compareIDs(a, b) })
-	var out []sessionRecord
+	slices.SortFunc(ids, compareIDs)
+	out := make([]sessionRecord, 0, len(ids))
 	for _, id := range ids {
-		s := t.m[id]
-		b, err := s.stateValue()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sessionRecord{id: id[:], value: b})
-		seqs := make([]uint64, 0, len(s.answers))
-		for seq := range s.answers {
-			seqs = append(seqs, seq)
-		}
-		slices.Sort(seqs)
-		for _, seq := range seqs {
-			b, err := proto.Marshal(s.answers[seq])
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sessionRecord{id: id[:], seq: seq, value: b})
-		}
+		out = append(out, sessionRecord{id: bytes.Clone(id[:]), value: t.m[id].appendRecord(nil)})
 	}
 	return out, nil
 }
 
-func compareIDs(a, b sessionID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
+func compareIDs(a, b sessionID) int { return bytes.Compare(a[:], b[:]) }
+
+// answerOf records res as a session answer of seq.
+func answerOf(seq uint64, res *Result) (sessionAnswer, error) {
+	b, err := proto.Marshal(responseOf(seq, res))
+	return sessionAnswer{seq: seq, enc: b}, err
 }
 
-func (s *clientSession) stateValue() ([]byte, error) {
-	return proto.Marshal(&raftmsgpb.SessionState{LastActive: s.lastActive.Proto(), FirstUnacked: s.firstUnacked})
-}
-
-// answerOf records res, the outcome of a command of n ops, as a session
-// answer.
-func answerOf(res *Result) *raftmsgpb.SessionResponse {
-	a := &raftmsgpb.SessionResponse{Timestamp: res.Timestamp.Proto(), Failed: !res.Succeeded, Current: res.Current, Count: res.Count}
+// responseOf is the SessionResponse of res, seq's result.
+func responseOf(seq uint64, res *Result) *raftmsgpb.SessionResponse {
+	a := &raftmsgpb.SessionResponse{Seq: seq, Timestamp: res.Timestamp.Proto(), Failed: !res.Succeeded, Current: res.Current, Count: res.Count}
 	if !res.Succeeded {
 		a.FailedOp = uint32(res.FailedOp)
 	}
@@ -208,8 +233,12 @@ func answerOf(res *Result) *raftmsgpb.SessionResponse {
 	return a
 }
 
-// result rebuilds the Result of a command of n ops from its answer.
-func resultOf(a *raftmsgpb.SessionResponse, n int) *Result {
+// resultOf rebuilds the Result of a command of n ops from its answer.
+func resultOf(ans sessionAnswer, n int) (*Result, error) {
+	a := &raftmsgpb.SessionResponse{}
+	if err := proto.Unmarshal(ans.enc, a); err != nil {
+		return nil, fmt.Errorf("session answer %d: %w", ans.seq, err)
+	}
 	ts, _ := hlc.FromProto(a.GetTimestamp())
 	res := &Result{Timestamp: ts, Succeeded: !a.GetFailed(), FailedOp: int(a.GetFailedOp()), Current: a.GetCurrent(),
 		Deleted: make([]bool, n), Count: a.GetCount()}
@@ -218,14 +247,12 @@ func resultOf(a *raftmsgpb.SessionResponse, n int) *Result {
 			res.Deleted[i] = true
 		}
 	}
-	return res
+	return res, nil
 }
 
 // Refusals of session commands at apply.
-var (
-	errSessionStale = bus.WithReason(bus.CodeFailedPrecondition, kvpb.ReasonSessionStale,
-		"kv: the write is below its session's first unacknowledged write; not applied")
-)
+var errSessionStale = bus.WithReason(bus.CodeFailedPrecondition, kvpb.ReasonSessionStale,
+	"kv: the write is below its session's first unacknowledged write; not applied")
 
 func errTooOld(age, maxAge time.Duration) error {
 	return bus.WithReason(bus.CodeFailedPrecondition, kvpb.ReasonRequestTooOld,
@@ -263,7 +290,7 @@ func checkSession(p *kvpb.Session) error {
 
 // sessionOps tracks the session writes of one apply pass.
 type sessionOps struct {
-	// dirty are the sessions whose state record the pass changed.
+	// dirty are the sessions whose record the pass changed.
 	dirty map[sessionID]bool
 }
 
@@ -280,11 +307,15 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 	s := t.m[id]
 	seq := sp.GetSeq()
 	if s != nil {
-		if ans, ok := s.answers[seq]; ok {
+		if i, ok := s.find(seq); ok {
+			res, err := resultOf(s.answers[i], len(cmd.GetOps()))
+			if err != nil {
+				return nil, nil, err
+			}
 			s.lastActive = ts
 			a.touchSession(id)
 			r.s.metrics.sessionRepeats.Add(1)
-			return resultOf(ans, len(cmd.GetOps())), nil, nil
+			return res, nil, nil
 		}
 		if seq < s.firstUnacked {
 			r.s.metrics.sessionRefusals.Add(1)
@@ -296,11 +327,12 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 		r.s.metrics.sessionRefusals.Add(1)
 		return nil, errTooOld(age, cfg.SessionMaxAge), nil
 	}
-	if full := r.sessionsFullLocked(id, s, sp.GetFirstUnacked()); full != "" {
+	fu := sp.GetFirstUnacked()
+	if full := r.sessionsFullLocked(id, s, fu); full != "" {
 		// Sessions idle for twice the maximum age can go (see above).
 		r.forgetIdleSessionsLocked(a, ts, 2*cfg.SessionMaxAge)
 		s = t.m[id]
-		if full = r.sessionsFullLocked(id, s, sp.GetFirstUnacked()); full != "" {
+		if full = r.sessionsFullLocked(id, s, fu); full != "" {
 			r.s.metrics.sessionRefusals.Add(1)
 			return nil, errSessionsFull(r.rangeID, full), nil
 		}
@@ -310,30 +342,29 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 		return nil, nil, err
 	}
 	if s == nil {
-		s = &clientSession{answers: map[uint64]*raftmsgpb.SessionResponse{}, answerSize: map[uint64]int{}}
+		s = newClientSession()
 		t.m[id] = s
+		t.bytes += s.bytes
 	}
 	s.lastActive = ts
-	if fu := sp.GetFirstUnacked(); fu > s.firstUnacked {
+	if fu > s.firstUnacked {
 		s.firstUnacked = fu
-		for q := range s.answers {
-			if q < fu {
-				a.ops = append(a.ops, storage.Delete(storage.Raft, storage.SessionKey(r.rangeID, id[:], q)))
-				t.dropAnswer(s, q)
-			}
+		i, _ := s.find(fu)
+		for _, gone := range s.answers[:i] {
+			s.bytes -= gone.size()
+			t.bytes -= gone.size()
 		}
+		s.answers = slices.Delete(s.answers, 0, i)
 	}
 	if seq >= s.firstUnacked {
-		ans := answerOf(res)
-		b, err := proto.Marshal(ans)
+		ans, err := answerOf(seq, res)
 		if err != nil {
 			return nil, nil, err
 		}
-		a.ops = append(a.ops, storage.Put(storage.Raft, storage.SessionKey(r.rangeID, id[:], seq), b))
-		size := sessionKeyBytes + len(b)
-		s.answers[seq], s.answerSize[seq] = ans, size
-		s.bytes += size
-		t.bytes += size
+		i, _ := s.find(seq)
+		s.answers = slices.Insert(s.answers, i, ans)
+		s.bytes += ans.size()
+		t.bytes += ans.size()
 	}
 	a.touchSession(id)
 	return res, nil, nil
@@ -343,40 +374,20 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 // with first_unacked fu would go beyond the range's limits, or "".
 func (r *Replica) sessionsFullLocked(id sessionID, s *clientSession, fu uint64) string {
 	t, cfg := r.mu.sessions, r.s.cfg
-	kept := 0
-	if s != nil {
-		kept = len(s.answers)
-		if fu > s.firstUnacked {
-			// The write drops the answers below fu.
-			kept = 0
-			for q := range s.answers {
-				if q >= fu {
-					kept++
-				}
-			}
-		}
-	}
 	switch {
 	case s == nil && len(t.m) >= cfg.MaxSessions:
 		return fmt.Sprintf("%d client sessions (at most %d), none idle for long enough to forget", len(t.m), cfg.MaxSessions)
 	case t.bytes >= cfg.MaxSessionBytes:
 		return fmt.Sprintf("client sessions hold %d bytes (at most %d)", t.bytes, cfg.MaxSessionBytes)
-	case s != nil && kept >= cfg.MaxSessionAnswers:
-		return fmt.Sprintf("session %x keeps %d answers (at most %d; its first unacknowledged write is %d)", id[:], kept, cfg.MaxSessionAnswers, max(fu, s.firstUnacked))
+	case s != nil && len(s.answers) >= cfg.MaxSessionAnswers && s.keptAbove(max(fu, s.firstUnacked)) >= cfg.MaxSessionAnswers:
+		return fmt.Sprintf("session %x keeps %d answers (at most %d; its first unacknowledged write is %d)",
+			id[:], s.keptAbove(max(fu, s.firstUnacked)), cfg.MaxSessionAnswers, max(fu, s.firstUnacked))
 	}
 	return ""
 }
 
-func (t *sessionTable) dropAnswer(s *clientSession, seq uint64) {
-	size := s.answerSize[seq]
-	delete(s.answers, seq)
-	delete(s.answerSize, seq)
-	s.bytes -= size
-	t.bytes -= size
-}
-
-// touchSession notes that id's state record must be written at the end of
-// the pass.
+// touchSession notes that id's record must be written at the end of the
+// pass.
 func (a *applier) touchSession(id sessionID) {
 	if a.sessions.dirty == nil {
 		a.sessions.dirty = map[sessionID]bool{}
@@ -384,7 +395,7 @@ func (a *applier) touchSession(id sessionID) {
 	a.sessions.dirty[id] = true
 }
 
-// flushSessionsLocked writes the state records of the sessions the pass
+// flushSessionsLocked writes the records of the sessions the pass
 // changed.
 func (r *Replica) flushSessionsLocked(a *applier) error {
 	t := r.mu.sessions
@@ -393,15 +404,7 @@ func (r *Replica) flushSessionsLocked(a *applier) error {
 		if s == nil {
 			continue // forgotten later in the pass
 		}
-		b, err := s.stateValue()
-		if err != nil {
-			return err
-		}
-		size := sessionKeyBytes + len(b)
-		s.bytes += size - s.stateBytes
-		t.bytes += size - s.stateBytes
-		s.stateBytes = size
-		a.ops = append(a.ops, storage.Put(storage.Raft, storage.SessionKey(r.rangeID, id[:], 0), b))
+		a.ops = append(a.ops, storage.Put(storage.Raft, storage.SessionKey(r.rangeID, id[:]), s.appendRecord(nil)))
 	}
 	r.sessionCount.Store(int64(len(t.m)))
 	r.sessionBytes.Store(int64(t.bytes))
@@ -412,7 +415,7 @@ func (r *Replica) flushSessionsLocked(a *applier) error {
 // ts is SessionMaxAge past the last sweep (rule 1).
 func (r *Replica) maybeSweepSessionsLocked(a *applier, ts hlc.Timestamp) {
 	last, _ := hlc.FromProto(r.mu.applied.GetSessionsSweptAt())
-	if ts.WallTime-last.WallTime < int64(r.s.cfg.SessionMaxAge) {
+	if time.Duration(ts.WallTime-last.WallTime) < r.s.cfg.SessionMaxAge {
 		return
 	}
 	r.mu.applied.SessionsSweptAt = ts.Proto()
@@ -420,7 +423,7 @@ func (r *Replica) maybeSweepSessionsLocked(a *applier, ts hlc.Timestamp) {
 }
 
 // forgetIdleSessionsLocked forgets the sessions idle for longer than idle
-// at ts, in id order.
+// at ts.
 func (r *Replica) forgetIdleSessionsLocked(a *applier, ts hlc.Timestamp, idle time.Duration) {
 	t := r.mu.sessions
 	var gone []sessionID
@@ -431,16 +434,10 @@ func (r *Replica) forgetIdleSessionsLocked(a *applier, ts hlc.Timestamp, idle ti
 	}
 	slices.SortFunc(gone, compareIDs)
 	for _, id := range gone {
-		s := t.m[id]
-		a.ops = append(a.ops, storage.Delete(storage.Raft, storage.SessionKey(r.rangeID, id[:], 0)))
-		for seq := range s.answers {
-			a.ops = append(a.ops, storage.Delete(storage.Raft, storage.SessionKey(r.rangeID, id[:], seq)))
-		}
-		t.bytes -= s.bytes
+		a.ops = append(a.ops, storage.Delete(storage.Raft, storage.SessionKey(r.rangeID, id[:])))
+		t.bytes -= t.m[id].bytes
 		delete(t.m, id)
-		if a.sessions.dirty != nil {
-			delete(a.sessions.dirty, id)
-		}
+		delete(a.sessions.dirty, id)
 	}
 	r.s.metrics.sessionsForgotten.Add(uint64(len(gone)))
 }
@@ -470,11 +467,11 @@ func loadSessions(s *Store, rangeID uint64) (*sessionTable, error) {
 func sessionRecordsOf(rangeID uint64, kvs []storage.KV) ([]sessionRecord, error) {
 	recs := make([]sessionRecord, 0, len(kvs))
 	for _, kv := range kvs {
-		id, seq, err := storage.ParseSessionKey(rangeID, kv.Key)
+		id, err := storage.ParseSessionKey(rangeID, kv.Key)
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, sessionRecord{id: id, seq: seq, value: kv.Value})
+		recs = append(recs, sessionRecord{id: id, value: kv.Value})
 	}
 	return recs, nil
 }

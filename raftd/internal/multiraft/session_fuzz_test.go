@@ -1,6 +1,7 @@
 package multiraft
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -13,21 +14,15 @@ import (
 
 // FuzzDecodeSessionRecords feeds arbitrary session records (as the
 // engine or a snapshot may hold them) to decodeSessionRecords: it never
-// panics, and what it accepts encodes back to records it decodes to the
+// panics, and what it accepts encodes back to records that decode to the
 // same table.
 func FuzzDecodeSessionRecords(f *testing.F) {
-	state := func(first uint64) []byte {
-		b, _ := (&clientSession{lastActive: hlc.Timestamp{WallTime: 5}, firstUnacked: first}).stateValue()
-		return b
+	for _, recs := range fuzzSeeds() {
+		f.Add(encodeFuzzRecords(recs))
 	}
-	ans, _ := proto.Marshal(&raftmsgpb.SessionResponse{Timestamp: hlc.Timestamp{WallTime: 9}.Proto(), Failed: true, Current: &kvpb.Value{Value: []byte("v")}})
-	f.Add(encodeFuzzRecords([]sessionRecord{{id: make([]byte, 16), value: state(1)}, {id: make([]byte, 16), seq: 1, value: ans}}))
-	f.Add(encodeFuzzRecords([]sessionRecord{{id: make([]byte, 16), seq: 3, value: ans}}))
-	f.Add(encodeFuzzRecords([]sessionRecord{{id: make([]byte, 5), value: state(1)}}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		recs := decodeFuzzRecords(b)
-		tab, err := decodeSessionRecords(recs)
+		tab, err := decodeSessionRecords(decodeFuzzRecords(b))
 		if err != nil {
 			return
 		}
@@ -43,27 +38,42 @@ func FuzzDecodeSessionRecords(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		size := 0
-		for _, r := range again {
-			size += sessionKeyBytes + len(r.value)
-		}
-		if !reflect.DeepEqual(again, again2) || tab2.bytes != size {
-			t.Fatalf("table changed through its records (%d bytes counted, %d in its records)", tab2.bytes, size)
+		if !reflect.DeepEqual(again, again2) || tab.bytes != tab2.bytes || len(tab.m) != len(tab2.m) {
+			t.Fatalf("table changed through its records: %d sessions of %d bytes, then %d of %d", len(tab.m), tab.bytes, len(tab2.m), tab2.bytes)
 		}
 	})
 }
 
+// fuzzSeeds are the seed corpus (testdata/fuzz/FuzzDecodeSessionRecords).
+func fuzzSeeds() map[string][]sessionRecord {
+	state := func(first uint64, seqs ...uint64) []byte {
+		st := &raftmsgpb.SessionState{LastActive: hlc.Timestamp{WallTime: 5}.Proto(), FirstUnacked: first}
+		for _, q := range seqs {
+			st.Answers = append(st.Answers, &raftmsgpb.SessionResponse{Seq: q, Timestamp: hlc.Timestamp{WallTime: 9}.Proto(), Failed: true,
+				Current: &kvpb.Value{Value: []byte("v")}, Deleted: []uint32{0, 2}, Count: 3})
+		}
+		b, _ := proto.Marshal(st)
+		return b
+	}
+	id, id2 := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+	return map[string][]sessionRecord{
+		"seed-session":       {{id: id, value: state(1, 1, 2)}},
+		"seed-two-sessions":  {{id: id, value: state(1)}, {id: id2, value: state(7, 7, 9)}},
+		"seed-same-id-twice": {{id: id, value: state(1)}, {id: id, value: state(2)}},
+		"seed-short-id":      {{id: id[:5], value: state(1)}},
+		"seed-below-first":   {{id: id, value: state(4, 2)}},
+		"seed-out-of-order":  {{id: id, value: state(1, 3, 2)}},
+		"seed-garbage-value": {{id: id, value: []byte{0xff, 0xff, 0xff}}},
+	}
+}
+
 // encodeFuzzRecords lays records out for the fuzzer: per record, one
-// byte of id length, the id, 8 bytes of seq, 2 bytes of value length,
-// the value.
+// byte of id length, the id, 2 bytes of value length, the value.
 func encodeFuzzRecords(recs []sessionRecord) []byte {
 	var b []byte
 	for _, r := range recs {
 		b = append(b, byte(len(r.id)))
 		b = append(b, r.id...)
-		for i := range 8 {
-			b = append(b, byte(r.seq>>(8*(7-i))))
-		}
 		b = append(b, byte(len(r.value)>>8), byte(len(r.value)))
 		b = append(b, r.value...)
 	}
@@ -75,21 +85,58 @@ func decodeFuzzRecords(b []byte) []sessionRecord {
 	for len(b) > 0 {
 		n := int(b[0])
 		b = b[1:]
-		if len(b) < n+10 {
+		if len(b) < n+2 {
 			return out
 		}
-		r := sessionRecord{id: b[:n]}
-		b = b[n:]
-		for i := range 8 {
-			r.seq = r.seq<<8 | uint64(b[i])
-		}
-		vn := int(b[8])<<8 | int(b[9])
-		b = b[10:]
-		if len(b) < vn {
-			vn = len(b)
-		}
+		r := sessionRecord{id: bytes.Clone(b[:n])}
+		vn := int(b[n])<<8 | int(b[n+1])
+		b = b[n+2:]
+		vn = min(vn, len(b))
 		r.value, b = b[:vn], b[vn:]
 		out = append(out, r)
 	}
 	return out
+}
+
+// TestSessionRecordEncoding: the hand-written record of a session is the
+// protobuf encoding of its SessionState.
+func TestSessionRecordEncoding(t *testing.T) {
+	s := newClientSession()
+	s.lastActive, s.firstUnacked = hlc.Timestamp{WallTime: 1 << 40, Logical: 3}, 4
+	want := &raftmsgpb.SessionState{LastActive: s.lastActive.Proto(), FirstUnacked: 4}
+	for _, res := range []*Result{
+		{Timestamp: hlc.Timestamp{WallTime: 7}, Succeeded: true, Deleted: []bool{false, true}},
+		{Timestamp: hlc.Timestamp{WallTime: 8, Logical: 1}, FailedOp: 1, Current: &kvpb.Value{Value: []byte("v"), Timestamp: hlc.Timestamp{WallTime: 2}.Proto()}},
+		{Timestamp: hlc.Timestamp{WallTime: 9}, Succeeded: true, Count: 12},
+	} {
+		seq := uint64(4 + len(s.answers))
+		a, err := answerOf(seq, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.answers = append(s.answers, a)
+		want.Answers = append(want.Answers, responseOf(seq, res))
+		back, err := resultOf(a, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Timestamp != res.Timestamp || back.Succeeded != res.Succeeded || back.Count != res.Count || back.FailedOp != res.FailedOp ||
+			!proto.Equal(back.Current, res.Current) || (len(res.Deleted) == 2 && back.Deleted[1] != res.Deleted[1]) {
+			t.Errorf("answer %d decodes to %+v; want %+v", seq, back, res)
+		}
+	}
+	got := &raftmsgpb.SessionState{}
+	if err := proto.Unmarshal(s.appendRecord(nil), got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("record decodes to %v; want %v", got, want)
+	}
+	wantBytes, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := s.appendRecord(nil); !bytes.Equal(rec, wantBytes) {
+		t.Errorf("record %x; proto.Marshal gives %x", rec, wantBytes)
+	}
 }

@@ -76,24 +76,29 @@ func (c *testCluster) checkSessionsLoaded(id uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	kvs := c.sessionsOf(id)
-	want, err := sessionRecordsOf(2, kvs)
+	want, err := sessionRecordsOf(2, c.sessionsOf(id))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if len(recs) != len(want) {
-		c.t.Fatalf("node %d: %d session records in memory, %d in the engine", id, len(recs), len(want))
+	loaded, err := decodeSessionRecords(want)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	size := 0
-	for i := range recs {
-		size += len(kvs[i].Key) + len(kvs[i].Value)
-		if !bytes.Equal(recs[i].id, want[i].id) || recs[i].seq != want[i].seq {
-			c.t.Fatalf("node %d: session record %d is %x/%d in memory, %x/%d in the engine", id, i, recs[i].id, recs[i].seq, want[i].id, want[i].seq)
-		}
+	if !reflect.DeepEqual(recordsOf(c.t, loaded), recs) {
+		c.t.Fatalf("node %d: %d session records in memory differ from the %d in the engine", id, len(recs), len(want))
 	}
-	if total != size {
-		c.t.Errorf("node %d: session table counts %d bytes; its records take %d", id, total, size)
+	if total != loaded.bytes {
+		c.t.Errorf("node %d: session table counts %d bytes; loaded from the engine, %d", id, total, loaded.bytes)
 	}
+}
+
+func recordsOf(t testing.TB, tab *sessionTable) []sessionRecord {
+	t.Helper()
+	recs, err := tab.records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }
 
 // waitSameSessions waits until node id's session records of range 2 equal
@@ -501,28 +506,28 @@ func TestQueuedProposalDroppedWhenCallerGone(t *testing.T) {
 					entry = c.ids[1]
 				}
 			}
-			r := c.store(lid).Replica(2)
-			before := c.store(lid).Stats()
-			// Hold the leader's raft state: its next round takes the
-			// proposal from the inbox, then waits.
-			r.mu.Lock()
+			st := c.store(lid)
+			r := st.Replica(2)
+			before := st.Stats()
+			// Hold the leader's scheduler: the write waits in the
+			// replica's inbox (its caller in enqueue) until released.
+			st.sched.Lock()
 			pctx, pcancel := context.WithCancel(ctx)
 			errc := make(chan error, 1)
 			go func() {
 				_, err := c.store(entry).Put(pctx, &kvpb.PutRequest{Key: []byte("gone"), Value: []byte("x")})
 				errc <- err
 			}()
-			waitFor(t, 10*time.Second, "the write to reach the leader's round", func() bool {
+			waitFor(t, 10*time.Second, "the write to wait in the leader's inbox", func() bool {
 				r.in.Lock()
 				defer r.in.Unlock()
-				return len(r.in.props) == 0 && c.store(lid).Stats().RangesProcessed > before.RangesProcessed
+				return len(r.in.props) == 1
 			})
 			pcancel()
+			st.sched.Unlock()
 			if err := <-errc; !errors.Is(err, context.Canceled) {
-				r.mu.Unlock()
 				t.Fatalf("Put whose caller gave up: %v; want Canceled", err)
 			}
-			r.mu.Unlock()
 			waitFor(t, 10*time.Second, "the write to be dropped", func() bool {
 				return c.store(lid).Stats().ProposalsDropped > before.ProposalsDropped
 			})

@@ -208,7 +208,7 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 	sstart, send := storage.StagedSessionSpan(r.rangeID)
 	ops = append(ops, storage.DeleteRange(storage.Raft, sstart, send))
 	for _, rec := range ps.sessions {
-		ops = append(ops, storage.Put(storage.Raft, storage.StagedSessionKey(r.rangeID, rec.id, rec.seq), rec.value))
+		ops = append(ops, storage.Put(storage.Raft, storage.StagedSessionKey(r.rangeID, rec.id), rec.value))
 	}
 	if err := r.s.d.Engine.Write(ctx, ops, true); err != nil {
 		r.s.abortIngest(ps)
@@ -264,7 +264,7 @@ func replaceSessionsOps(rangeID uint64, recs []sessionRecord) []storage.Op {
 	start, end := storage.SessionSpan(rangeID)
 	ops := []storage.Op{storage.DeleteRange(storage.Raft, start, end)}
 	for _, rec := range recs {
-		ops = append(ops, storage.Put(storage.Raft, storage.SessionKey(rangeID, rec.id, rec.seq), rec.value))
+		ops = append(ops, storage.Put(storage.Raft, storage.SessionKey(rangeID, rec.id), rec.value))
 	}
 	start, end = storage.StagedSessionSpan(rangeID)
 	return append(ops, storage.DeleteRange(storage.Raft, start, end))
@@ -396,7 +396,7 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 		}
 		c := &raftmsgpb.SnapshotChunk{Sessions: make([]*raftmsgpb.SessionEntry, 0, len(recs))}
 		for _, rec := range recs {
-			c.Sessions = append(c.Sessions, &raftmsgpb.SessionEntry{SessionId: rec.id, Seq: rec.seq, Value: rec.value})
+			c.Sessions = append(c.Sessions, &raftmsgpb.SessionEntry{SessionId: rec.id, State: rec.value})
 		}
 		return send(c)
 	})
@@ -491,8 +491,8 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		}
 	}
 	for _, e := range c.GetSessions() {
-		sn.sessions = append(sn.sessions, sessionRecord{id: e.GetSessionId(), seq: e.GetSeq(), value: e.GetValue()})
-		sn.sessionBytes += sessionKeyBytes + len(e.GetValue())
+		sn.sessions = append(sn.sessions, sessionRecord{id: e.GetSessionId(), value: e.GetState()})
+		sn.sessionBytes += len(e.GetSessionId()) + len(e.GetState())
 	}
 	if limit := 2*s.cfg.MaxSessionBytes + s.cfg.MaxCommandBytes; sn.sessionBytes > limit {
 		return fail(fmt.Errorf("multiraft: snapshot of range %d carries over %d bytes of client sessions", c.GetRangeId(), limit))

@@ -58,25 +58,19 @@ func LogIndex(rangeID uint64, key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(key[len(p):]), nil
 }
 
-// SessionKey is the raft CF key of a record of a range's client session:
-// seq 0 holds the session's state, seq > 0 the answer of its write seq.
-// A session's records are contiguous and sort by seq.
-func SessionKey(rangeID uint64, id []byte, seq uint64) []byte {
-	return sessionKey(rangeID, suffixSession, id, seq)
-}
+// SessionKey is the raft CF key of the record of a range's client
+// session.
+func SessionKey(rangeID uint64, id []byte) []byte { return sessionKey(rangeID, suffixSession, id) }
 
 // StagedSessionKey is SessionKey for the records of a snapshot being
 // installed, staged until the install completes.
-func StagedSessionKey(rangeID uint64, id []byte, seq uint64) []byte {
-	return sessionKey(rangeID, suffixStaged, id, seq)
-}
+func StagedSessionKey(rangeID uint64, id []byte) []byte { return sessionKey(rangeID, suffixStaged, id) }
 
-func sessionKey(rangeID uint64, suffix byte, id []byte, seq uint64) []byte {
-	k := make([]byte, 0, 10+SessionIDLen+8)
+func sessionKey(rangeID uint64, suffix byte, id []byte) []byte {
+	k := make([]byte, 0, 10+SessionIDLen)
 	k = append(k, raftPrefix)
 	k = binary.BigEndian.AppendUint64(k, rangeID)
-	k = append(append(k, suffix), id...)
-	return binary.BigEndian.AppendUint64(k, seq)
+	return append(append(k, suffix), id...)
 }
 
 // SessionSpan is the raft CF span of a range's SessionKeys.
@@ -89,15 +83,15 @@ func suffixSpan(rangeID uint64, suffix byte) (start, end []byte) {
 	return rangePrefix(rangeID, suffix), rangePrefix(rangeID, suffix+1)
 }
 
-// ParseSessionKey returns the session id (aliasing key) and seq of a
-// SessionKey or StagedSessionKey of rangeID.
-func ParseSessionKey(rangeID uint64, key []byte) (id []byte, seq uint64, err error) {
+// ParseSessionKey returns the session id (aliasing key) of a SessionKey
+// or StagedSessionKey of rangeID.
+func ParseSessionKey(rangeID uint64, key []byte) (id []byte, err error) {
 	p := rangePrefix(rangeID, suffixSession)
-	if len(key) != len(p)+SessionIDLen+8 || string(key[:len(p)-1]) != string(p[:len(p)-1]) ||
+	if len(key) != len(p)+SessionIDLen || string(key[:len(p)-1]) != string(p[:len(p)-1]) ||
 		(key[len(p)-1] != suffixSession && key[len(p)-1] != suffixStaged) {
-		return nil, 0, fmt.Errorf("storage: %x is not a session key of range %d", key, rangeID)
+		return nil, fmt.Errorf("storage: %x is not a session key of range %d", key, rangeID)
 	}
-	return key[len(p) : len(p)+SessionIDLen], binary.BigEndian.Uint64(key[len(p)+SessionIDLen:]), nil
+	return key[len(p):], nil
 }
 
 // RangeRaftSpan is the raft CF span of every key of a range.

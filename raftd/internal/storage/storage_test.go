@@ -137,27 +137,27 @@ func FuzzDecodeValue(f *testing.F) {
 
 func TestSessionKeys(t *testing.T) {
 	id := bytes.Repeat([]byte{7}, SessionIDLen)
-	for _, k := range [][]byte{SessionKey(3, id, 9), StagedSessionKey(3, id, 9)} {
-		gotID, seq, err := ParseSessionKey(3, k)
-		if err != nil || !bytes.Equal(gotID, id) || seq != 9 {
-			t.Errorf("ParseSessionKey(%x) = %x, %d, %v; want %x, 9", k, gotID, seq, err, id)
+	for _, k := range [][]byte{SessionKey(3, id), StagedSessionKey(3, id)} {
+		gotID, err := ParseSessionKey(3, k)
+		if err != nil || !bytes.Equal(gotID, id) {
+			t.Errorf("ParseSessionKey(%x) = %x, %v; want %x", k, gotID, err, id)
 		}
-		if _, _, err := ParseSessionKey(4, k); err == nil {
+		if _, err := ParseSessionKey(4, k); err == nil {
 			t.Errorf("ParseSessionKey of range 4 accepted %x, a key of range 3", k)
 		}
-		if _, _, err := ParseSessionKey(3, k[:len(k)-1]); err == nil {
+		if _, err := ParseSessionKey(3, k[:len(k)-1]); err == nil {
 			t.Errorf("ParseSessionKey accepted a truncated key")
 		}
 	}
-	if _, _, err := ParseSessionKey(3, AppliedStateKey(3)); err == nil {
+	if _, err := ParseSessionKey(3, AppliedStateKey(3)); err == nil {
 		t.Error("ParseSessionKey accepted an applied state key")
 	}
-	// A range's records sort by session, state (seq 0) first, inside its
-	// span and its range's raft span.
+	// A range's session records lie in their span, inside the range's
+	// raft span, apart from the staged ones.
 	start, end := SessionSpan(3)
 	rs, re := RangeRaftSpan(3)
-	a, b := SessionKey(3, id, 0), SessionKey(3, id, 1)
-	if !(bytes.Compare(start, a) <= 0 && bytes.Compare(a, b) < 0 && bytes.Compare(b, end) < 0 && bytes.Compare(rs, start) <= 0 && bytes.Compare(end, re) <= 0) {
+	a := SessionKey(3, id)
+	if !(bytes.Compare(start, a) <= 0 && bytes.Compare(a, end) < 0 && bytes.Compare(rs, start) <= 0 && bytes.Compare(end, re) <= 0) {
 		t.Error("session keys out of their spans")
 	}
 	if s2, _ := StagedSessionSpan(3); bytes.Compare(s2, end) < 0 {

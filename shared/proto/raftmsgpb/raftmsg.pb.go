@@ -14,8 +14,9 @@
 //   - "Snapshot" (unary): SnapshotChunk -> SnapshotAck; the chunks of one
 //     snapshot share snapshot_id and are sent in order, each acknowledged
 //     before the next: a start chunk (range_descriptor set, done unset)
-//     opens the receiver's ingest, data chunks carry kvs, the last has done
-//     set and carries the raft MsgSnap, descriptor and applied state.
+//     opens the receiver's ingest, data chunks carry kvs, then chunks of
+//     the range's client sessions, and the last has done set and carries
+//     the raft MsgSnap, descriptor and applied state.
 //   - "Hello" (unary): HelloRequest -> HelloResponse, node id and address
 //     exchange between peers.
 //   - "Bootstrap" (unary): BootstrapRequest -> BootstrapResponse, creates
@@ -791,14 +792,17 @@ func (x *AppliedState) GetSessionsSweptAt() *hlcpb.Timestamp {
 }
 
 // SessionState is the record of one client session of a range (raft CF,
-// storage.SessionKey with seq 0).
+// storage.SessionKey), rewritten when one of its writes applies.
 type SessionState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// last_active is the apply timestamp of the session's last write.
 	LastActive *hlcpb.Timestamp `protobuf:"bytes,1,opt,name=last_active,json=lastActive,proto3" json:"last_active,omitempty"`
 	// first_unacked is the highest Session.first_unacked applied: writes
 	// below it are refused, their answers forgotten.
-	FirstUnacked  uint64 `protobuf:"varint,2,opt,name=first_unacked,json=firstUnacked,proto3" json:"first_unacked,omitempty"`
+	FirstUnacked uint64 `protobuf:"varint,2,opt,name=first_unacked,json=firstUnacked,proto3" json:"first_unacked,omitempty"`
+	// answers are the answers of the session's applied writes from
+	// first_unacked on, by seq.
+	Answers       []*SessionResponse `protobuf:"bytes,3,rep,name=answers,proto3" json:"answers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -847,12 +851,20 @@ func (x *SessionState) GetFirstUnacked() uint64 {
 	return 0
 }
 
-// SessionResponse is the answer of one applied write of a client session
-// (raft CF, storage.SessionKey with the write's seq), returned again to a
-// retry of it.
+func (x *SessionState) GetAnswers() []*SessionResponse {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+// SessionResponse is the answer of one applied write of a client session,
+// returned again to a retry of it.
 type SessionResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Timestamp *hlcpb.Timestamp       `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is the write's Session.seq.
+	Seq       uint64           `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	Timestamp *hlcpb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// failed: a comparison failed, nothing was written.
 	Failed   bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
 	FailedOp uint32 `protobuf:"varint,3,opt,name=failed_op,json=failedOp,proto3" json:"failed_op,omitempty"`
@@ -894,6 +906,13 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
 	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SessionResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 func (x *SessionResponse) GetTimestamp() *hlcpb.Timestamp {
@@ -938,13 +957,13 @@ func (x *SessionResponse) GetCount() uint64 {
 	return 0
 }
 
-// SessionEntry is one record of a range's client sessions in a snapshot:
-// seq 0 holds a SessionState, others a SessionResponse.
+// SessionEntry is the record of one client session of a range in a
+// snapshot.
 type SessionEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// state is the encoded SessionState.
+	State         []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -986,16 +1005,9 @@ func (x *SessionEntry) GetSessionId() []byte {
 	return nil
 }
 
-func (x *SessionEntry) GetSeq() uint64 {
+func (x *SessionEntry) GetState() []byte {
 	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
-func (x *SessionEntry) GetValue() []byte {
-	if x != nil {
-		return x.Value
+		return x.State
 	}
 	return nil
 }
@@ -1267,23 +1279,24 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12?\n" +
 	"\rmax_timestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\fmaxTimestamp\x12F\n" +
-	"\x11sessions_swept_at\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fsessionsSweptAtJ\x04\b\x03\x10\x04\"p\n" +
+	"\x11sessions_swept_at\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fsessionsSweptAtJ\x04\b\x03\x10\x04\"\xb0\x01\n" +
 	"\fSessionState\x12;\n" +
 	"\vlast_active\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\n" +
 	"lastActive\x12#\n" +
-	"\rfirst_unacked\x18\x02 \x01(\x04R\ffirstUnacked\"\xe1\x01\n" +
-	"\x0fSessionResponse\x128\n" +
+	"\rfirst_unacked\x18\x02 \x01(\x04R\ffirstUnacked\x12>\n" +
+	"\aanswers\x18\x03 \x03(\v2$.pleiades.raftmsg.v1.SessionResponseR\aanswers\"\xf3\x01\n" +
+	"\x0fSessionResponse\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x1b\n" +
 	"\tfailed_op\x18\x03 \x01(\rR\bfailedOp\x12/\n" +
 	"\acurrent\x18\x04 \x01(\v2\x15.pleiades.kv.v1.ValueR\acurrent\x12\x18\n" +
 	"\adeleted\x18\x05 \x03(\rR\adeleted\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\x04R\x05count\"U\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\"C\n" +
 	"\fSessionEntry\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"\xf7\x01\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"\xf7\x01\n" +
 	"\x02Op\x12.\n" +
 	"\x03put\x18\x01 \x01(\v2\x1a.pleiades.kv.v1.PutRequestH\x00R\x03put\x127\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1d.pleiades.kv.v1.DeleteRequestH\x00R\x06delete\x129\n" +
@@ -1353,20 +1366,21 @@ var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	19, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	19, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
 	19, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
-	19, // 13: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	20, // 14: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	21, // 15: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	22, // 16: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	23, // 17: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	24, // 18: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	19, // 19: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	14, // 20: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	25, // 21: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	12, // 13: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
+	19, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	20, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	21, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	22, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	23, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	24, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	19, // 20: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	14, // 21: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	25, // 22: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
