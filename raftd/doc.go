@@ -58,8 +58,8 @@
 // h (hard state) | t (truncated state) | a (applied state: index, term,
 // highest write timestamp, last sweep of client sessions) | l + index
 // (entries) | s (snapshot install in progress, see below) | c + session
-// id + seq (client sessions, see Exactly-once writes) | d + session id +
-// seq (a snapshot's session records, staged during its install).
+// id (a client session's record, see Exactly-once writes) | d + session
+// id (a snapshot's session records, staged during its install).
 // Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
 // Data CF: the user key itself; values are storage.EncodeValue envelopes
 // (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
@@ -205,12 +205,14 @@
 // per-proposer sequences ranges used to keep for re-proposals: one
 // mechanism covers both.
 //
-// Each range keeps, in its replicated state, a record per session (the
-// apply timestamp of its last write, its highest first_unacked) and the
-// answers of its applied writes at or above first_unacked, one raft CF
-// key each (c + session id + seq), written in the round's batch with the
-// data and the applied index, only when they change; every replica holds
-// the table in memory (loaded at start). At apply
+// Each range keeps, in its replicated state, one record per session (raft
+// CF key c + session id): the apply timestamp of its last write, its
+// highest first_unacked, and the answers of its applied writes from
+// first_unacked on (about as many as the client has writes in flight).
+// A record is rewritten, in the round's batch with the data and the
+// applied index, once per apply pass in which a write of its session
+// applied, and not otherwise; answers are encoded once, when their write
+// applies. Every replica holds the table in memory (loaded at start). At apply
 // (internal/multiraft/session.go), with T the command's apply timestamp:
 // a seq whose answer is kept gets that answer again and changes nothing
 // (a retried CompareAndSwap that succeeded reports that success, with its
