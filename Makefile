@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv clean verify
+.PHONY: all deps build test run dev proto bench bench-kv e2e-faults clean verify
 
 all: build
 
@@ -40,6 +40,10 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
+e2e-faults: deps
+	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run TestKVLinearizableUnderFaults -count=1 -v -timeout 60m
 
 ## clean: remove binaries and the default data dir
 clean:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +41,9 @@ type linearizableFault struct {
 // per key (porcupine: a register with compare-and-swap), and writers of
 // fresh keys beside them must lose no acknowledged write. Before writes
 // carried client sessions, a write retried after a timed-out attempt was
-// applied twice and every pause broke linearizability.
+// applied twice and each of the three broke linearizability.
+// PLEIADES_E2E_FAULT_ROUNDS=N runs the three N times on the same cluster
+// (make e2e-faults runs 5).
 func TestKVLinearizableUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e tests run real processes; skipped under -short")
@@ -82,8 +85,22 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 			p.heal(t)
 		}},
 	}
-	for _, f := range faults {
-		t.Run(f.name, func(t *testing.T) { runLinearizable(t, c, admin, f) })
+	rounds := 1
+	if v := os.Getenv("PLEIADES_E2E_FAULT_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("PLEIADES_E2E_FAULT_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	for round := 1; round <= rounds; round++ {
+		for _, f := range faults {
+			name := f.name
+			if rounds > 1 {
+				name = fmt.Sprintf("%s-%d", f.name, round)
+			}
+			t.Run(name, func(t *testing.T) { runLinearizable(t, c, admin, name, f) })
+		}
 	}
 }
 
@@ -103,9 +120,9 @@ func (c *devCluster) raftd(t *testing.T, node int) daemonStatus {
 
 // runLinearizable runs the clients of TestKVLinearizableUnderFaults
 // around one fault and checks what they saw.
-func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, f linearizableFault) {
+func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, name string, f linearizableFault) {
 	started := time.Now()
-	prefix := "lin-" + f.name
+	prefix := "lin-" + name
 	// Default client configuration: retries as applications get them.
 	clients := []*kvclient.Client{c.client(t, 0), c.client(t, 0)}
 	keys := make([]string, 8)
