@@ -22,7 +22,7 @@ test: deps
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build
-	./bin/pleiades up --data-dir $(DATA)
+	./bin/pleiades up --dev --data-dir $(DATA)
 
 ## dev: a local cluster of $(NODES) nodes on loopback (Ctrl-C stops it)
 dev: build
