@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv clean verify
+.PHONY: all deps build test run dev proto bench bench-kv clean verify images compose e2e-docker
 
 all: build
 
@@ -40,6 +40,18 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## images: FROM scratch images of every daemon, the CLI and hostns (static binaries, nothing pulled)
+images: deps
+	@./scripts/images.sh
+
+## compose: regenerate docker-compose.yml (HOSTS=3)
+compose: build
+	./bin/pleiades deploy compose --hosts $(or $(HOSTS),3) > docker-compose.yml
+
+## e2e-docker: the fault suite across containers (builds the images, drives docker-compose)
+e2e-docker: images
+	@./scripts/e2e-docker.sh
 
 ## clean: remove binaries and the default data dir
 clean:

@@ -28,6 +28,7 @@ func commands(env *env) []*cli.Command {
 		devCommand(env),
 		statusCommand(env),
 		certCommand(env),
+		deployCommand(env),
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
