@@ -29,6 +29,7 @@ func commands(env *env) []*cli.Command {
 		statusCommand(env),
 		certCommand(env),
 		deployCommand(env),
+		healthCommand(env),
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
