@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 

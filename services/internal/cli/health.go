@@ -74,9 +74,9 @@ func healthCommand(e *env) *cli.Command {
 
 // healthRow is one endpoint's answer.
 type healthRow struct {
-	Addr    string `json:"admin_addr"`
-	Ready   bool   `json:"ready"`
-	Error   string `json:"error,omitempty"`
+	Addr  string `json:"admin_addr"`
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
 	*admin.Status
 }
 
