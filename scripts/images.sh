@@ -6,13 +6,14 @@
 #   stored        cgo, RocksDB linked statically (librocksdb.a from librocksdb-dev)
 #   others        CGO_ENABLED=0
 #
-# Images are tagged pleiades/<name>:<version> and pleiades/<name>:latest.
+# Images are tagged pleiades/<name>:<version> (PLEIADES_VERSION, else git
+# describe) and pleiades/<name>:latest (unless LATEST=0).
 # IMAGES="raftd stored" limits the set; the binaries stay in bin/static.
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 command -v docker >/dev/null || { echo "images: docker is required" >&2; exit 1; }
-version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+version=${PLEIADES_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 ldflags="-s -w -X github.com/pleiades-db/pleiades/shared/version.version=$version"
 out="$ROOT/bin/static"
@@ -77,8 +78,10 @@ for name in $images; do
   log "image pleiades/$name:$version"
   # The legacy builder's deprecation notice is noise here: show the
   # output only when the build fails.
+  tags=(-t "pleiades/$name:$version")
+  [ "${LATEST:-1}" = 0 ] || tags+=(-t "pleiades/$name:latest")
   if ! docker build -q --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-    -t "pleiades/$name:$version" -t "pleiades/$name:latest" "$ctx" >"$ctx.log" 2>&1; then
+    "${tags[@]}" "$ctx" >"$ctx.log" 2>&1; then
     cat "$ctx.log" >&2
     exit 1
   fi

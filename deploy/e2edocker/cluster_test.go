@@ -24,6 +24,8 @@ type cluster struct {
 	hosts   int
 	// subnet is "a.b.c." of the /24 the hosts live on: host k at .(10+k).
 	subnet string
+	// tag is the tag of the images under test.
+	tag string
 }
 
 // docker runs the docker CLI and returns its trimmed standard output.
@@ -49,8 +51,8 @@ func (c *cluster) compose(ctx context.Context, args ...string) (string, error) {
 // generate writes the project's compose file with the pleiades image's
 // own generator, so the file matches the images under test.
 func (c *cluster) generate(ctx context.Context, dir string) error {
-	out, err := docker(ctx, "run", "--rm", "pleiades/pleiades:latest", "deploy", "compose",
-		"--hosts", fmt.Sprint(c.hosts), "--subnet", c.subnet+"0/24", "--publish-admin=false", "--tag", "latest")
+	out, err := docker(ctx, "run", "--rm", "pleiades/pleiades:"+c.tag, "deploy", "compose",
+		"--hosts", fmt.Sprint(c.hosts), "--subnet", c.subnet+"0/24", "--publish-admin=false", "--tag", c.tag)
 	if err != nil {
 		return err
 	}

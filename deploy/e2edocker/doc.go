@@ -15,4 +15,5 @@
 // Every container, network and volume of the run carries the compose
 // project label; the suite removes them when it ends, failed or not, and
 // scripts/e2e-docker.sh removes them again if the test binary itself dies.
+// E2E_DOCKER_TAG picks the images (default latest).
 package e2edocker

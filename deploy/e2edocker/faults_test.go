@@ -75,7 +75,10 @@ func TestFaultsAcrossContainers(t *testing.T) {
 	if v := os.Getenv("E2E_DOCKER_SUBNET_BYTE"); v != "" {
 		third, _ = strconv.Atoi(v)
 	}
-	c := &cluster{project: project, hosts: 3, subnet: fmt.Sprintf("172.28.%d.", third)}
+	c := &cluster{project: project, hosts: 3, subnet: fmt.Sprintf("172.28.%d.", third), tag: "latest"}
+	if v := os.Getenv("E2E_DOCKER_TAG"); v != "" {
+		c.tag = v
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpLogs(t)
