@@ -89,8 +89,8 @@ func routeURLs(addrs []string) ([]*url.URL, error) {
 // the node's; the same pointers go into every reload so that NATS sees no
 // TLS change.
 type tlsConfigs struct {
-	once           sync.Once
-	route, client  *tls.Config
+	once          sync.Once
+	route, client *tls.Config
 }
 
 func (s *Server) tlsFor() (route, client *tls.Config) {

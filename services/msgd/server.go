@@ -241,20 +241,20 @@ func ServerName(id uint64) string { return "node-" + strconv.FormatUint(id, 10) 
 
 // Server is the messaging daemon.
 type Server struct {
-	cfg     Config
-	d       Deps
-	log     *slog.Logger
-	opts    *natsserver.Options // the options the server started with
-	auth    *authConfig
-	tls     tlsConfigs
+	cfg  Config
+	d    Deps
+	log  *slog.Logger
+	opts *natsserver.Options // the options the server started with
+	auth *authConfig
+	tls  tlsConfigs
 	// reloadMu serializes NATS reloads (routes, JetStream).
 	reloadMu sync.Mutex
-	metrics *metrics
-	ready   chan struct{}
-	errc    chan error
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	metrics  *metrics
+	ready    chan struct{}
+	errc     chan error
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu struct {
 		sync.Mutex

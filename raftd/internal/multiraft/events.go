@@ -15,7 +15,7 @@ import (
 
 // MethodWatchRanges is the server stream (kvpb.WatchRangesRequest →
 // kvpb.RangeEvent) of this node's range events.
-const MethodWatchRanges = "WatchRanges"
+const MethodWatchRanges = "WatchRanges" // = kvclient.MethodWatchRanges
 
 // rangeEventBuffer is how many events a watcher may have queued; a watcher
 // further behind is cut off (its stream ends with Unavailable) rather than
