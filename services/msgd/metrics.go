@@ -7,7 +7,6 @@ type metrics struct {
 	routes       prometheus.Gauge
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
-	jetStream    prometheus.Gauge
 	published    *prometheus.CounterVec
 	sourceErrors *prometheus.CounterVec
 }
@@ -20,15 +19,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "NATS configuration reloads (route or JetStream changes)."}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pleiades_msgd_reload_errors_total",
 			Help: "NATS configuration reloads that failed."}),
-		jetStream: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pleiades_msgd_jetstream_enabled",
-			Help: "1 once JetStream is on."}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pleiades_msgd_events_published_total",
 			Help: "Cluster events published on NATS, by source."}, []string{"source"}),
 		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pleiades_msgd_event_source_errors_total",
 			Help: "Broken or refused event streams from the node's daemons, by source."}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.routes, m.reloads, m.reloadErrors, m.jetStream, m.published, m.sourceErrors)
+		reg.MustRegister(m.routes, m.reloads, m.reloadErrors, m.published, m.sourceErrors)
 	}
 	return m
 }

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -63,15 +61,6 @@ func loadAuth(path string) (*authConfig, error) {
 	return a, nil
 }
 
-// natsPort maps a configured port to NATS's: 0 (any free port) is NATS's
-// RANDOM_PORT.
-func natsPort(p int) int {
-	if p == 0 {
-		return natsserver.RANDOM_PORT
-	}
-	return p
-}
-
 // routeURLs turns host:port route addresses into NATS route URLs.
 func routeURLs(addrs []string) ([]*url.URL, error) {
 	out := make([]*url.URL, 0, len(addrs))
@@ -109,24 +98,23 @@ func (s *Server) tlsFor() (route, client *tls.Config) {
 	return s.tls.route, s.tls.client
 }
 
-// options builds the NATS options for the given routes, with or without
-// JetStream. Every call builds the same options but for those two, as
-// ReloadOptions requires.
-func (s *Server) options(routes []string, jetStream bool) (*natsserver.Options, error) {
+// options builds the NATS options for the given routes. Every call builds
+// the same options but for the routes, as ReloadOptions requires.
+func (s *Server) options(routes []string) (*natsserver.Options, error) {
 	c := s.cfg
 	o := &natsserver.Options{
 		ServerName:             ServerName(s.d.NodeID),
 		Host:                   c.NATSHost,
-		Port:                   natsPort(c.NATSPort),
+		Port:                   c.NATSPort,
 		MaxPayload:             c.MaxPayload,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
-		JetStream:              jetStream,
+		JetStream:              c.JetStream,
 		StoreDir:               c.DataDir,
 		JetStreamMaxMemory:     c.JetStreamMaxMemory,
 		JetStreamMaxStore:      c.JetStreamMaxStore,
 	}
-	if c.AdvertiseHost != "" && c.NATSPort != 0 {
+	if c.AdvertiseHost != "" {
 		o.ClientAdvertise = net.JoinHostPort(c.AdvertiseHost, strconv.Itoa(c.NATSPort))
 	}
 	routeTLS, clientTLS := s.tlsFor()
@@ -151,10 +139,10 @@ func (s *Server) options(routes []string, jetStream bool) (*natsserver.Options, 
 	}
 	if !c.NoCluster {
 		o.Cluster = natsserver.ClusterOpts{
-			Name: c.ClusterName, Host: c.NATSHost, Port: natsPort(c.NATSClusterPort),
+			Name: c.ClusterName, Host: c.NATSHost, Port: c.NATSClusterPort,
 			TLSConfig: routeTLS, TLSTimeout: tlsTimeout,
 		}
-		if c.AdvertiseHost != "" && c.NATSClusterPort != 0 {
+		if c.AdvertiseHost != "" {
 			o.Cluster.Advertise = net.JoinHostPort(c.AdvertiseHost, strconv.Itoa(c.NATSClusterPort))
 		}
 		urls, err := routeURLs(routes)
@@ -166,12 +154,14 @@ func (s *Server) options(routes []string, jetStream bool) (*natsserver.Options, 
 	return o, nil
 }
 
-// clusteredBefore reports whether this msgd's JetStream was part of a
-// cluster before (its meta group's state is on disk): it then rejoins as
-// soon as it has a route, whatever the count of peers.
-func (s *Server) clusteredBefore() bool {
-	_, err := os.Stat(filepath.Join(s.cfg.DataDir, natsserver.JetStreamStoreDir, "$SYS", "_js_", "_meta_"))
-	return err == nil
+// freePort returns a TCP port free on host now (for a configured 0).
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // natsLogger sends the NATS server's logs to slog. Notices are Info,

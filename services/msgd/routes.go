@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
@@ -223,20 +221,35 @@ func (s *Server) refreshMembers(ctx context.Context, gc *gossipclient.Client) er
 	return nil
 }
 
-// routes returns the routes NATS should have: the static ones and those
-// learned from gossip, sorted, without duplicates.
+// routes returns the routes NATS should have, sorted, without
+// duplicates: the static ones, those learned from gossip, and this msgd's
+// own route address (NATS recognises and skips a route to itself; as in
+// NATS's usual configuration, the same list serves every server, and
+// JetStream's clustering wants at least one route from the start).
 func (s *Server) routes() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := append(slices.Clone(s.cfg.Routes), s.mu.gossipRoutes...)
+	out = append(out, s.selfRoute())
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
+// selfRoute is this msgd's own route address.
+func (s *Server) selfRoute() string {
+	host := s.cfg.AdvertiseHost
+	if host == "" {
+		host = s.cfg.NATSHost
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(s.cfg.NATSClusterPort))
+}
+
 // applyRoutes gives NATS the current routes through its configuration
 // reload (ReloadOptions: routes added are dialled, routes removed are
-// closed and not redialled), then turns JetStream on if it is due.
-// Callers are serialized by reloadMu.
+// closed and not redialled). Callers are serialized by reloadMu.
 func (s *Server) applyRoutes() {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -247,80 +260,25 @@ func (s *Server) applyRoutes() {
 	routes := s.routes()
 	s.mu.Lock()
 	same := slices.Equal(routes, s.mu.applied)
-	js := s.mu.jetStream
 	s.mu.Unlock()
-	if !same {
-		if err := s.reloadLocked(ns, routes, js); err != nil {
-			s.log.Warn("reloading NATS routes failed", slog.Any("err", err))
-			return
-		}
-		s.mu.Lock()
-		s.mu.applied = routes
-		s.mu.Unlock()
-		s.metrics.routes.Set(float64(len(routes)))
-		s.log.Info("NATS routes set", slog.Any("routes", routes))
+	if same {
+		return
 	}
-	s.maybeEnableJetStreamLocked(ns, routes)
-}
-
-// reloadLocked reloads NATS with routes and jetStream; reloadMu is held.
-func (s *Server) reloadLocked(ns *natsserver.Server, routes []string, jetStream bool) error {
-	o, err := s.options(routes, jetStream)
+	o, err := s.options(routes)
+	if err == nil {
+		s.metrics.reloads.Inc()
+		err = ns.ReloadOptions(o)
+	}
 	if err != nil {
-		return err
-	}
-	s.metrics.reloads.Inc()
-	if err := ns.ReloadOptions(o); err != nil {
 		s.metrics.reloadErrors.Inc()
-		return err
-	}
-	return nil
-}
-
-// maybeEnableJetStream turns JetStream on when it is due (standalone
-// servers: at once).
-func (s *Server) maybeEnableJetStream() {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	if ns := s.nats(); ns != nil {
-		s.maybeEnableJetStreamLocked(ns, s.routes())
-	}
-}
-
-// maybeEnableJetStreamLocked turns JetStream on, once, when configured and
-// due: at once without clustering; clustered once there is a route and
-// either JetStreamPeers msgd are known (this one included) or this msgd
-// was clustered before. NATS sizes its JetStream meta group from the
-// routes it is given, so starting it with fewer peers would make a group
-// too small to survive the loss of one.
-func (s *Server) maybeEnableJetStreamLocked(ns *natsserver.Server, routes []string) {
-	s.mu.Lock()
-	on := s.mu.jetStream
-	s.mu.Unlock()
-	if !s.cfg.JetStream || on {
-		return
-	}
-	if !s.cfg.NoCluster {
-		if len(routes) == 0 || (len(routes)+1 < s.cfg.JetStreamPeers && !s.clusteredBefore()) {
-			return
-		}
-	}
-	if err := s.reloadLocked(ns, routes, true); err != nil {
-		s.log.Warn("turning JetStream on failed", slog.Any("err", err))
-		return
-	}
-	if !ns.JetStreamEnabled() {
-		s.log.Warn("JetStream did not start; retrying at the next membership change")
-		// Back to the options NATS actually runs with.
-		_ = s.reloadLocked(ns, routes, false)
+		s.log.Warn("reloading NATS routes failed", slog.Any("err", err))
 		return
 	}
 	s.mu.Lock()
-	s.mu.jetStream = true
+	s.mu.applied = routes
 	s.mu.Unlock()
-	s.metrics.jetStream.Set(1)
-	s.log.Info("JetStream on", slog.Bool("clustered", !s.cfg.NoCluster), slog.Int("routes", len(routes)),
-		slog.String("store_dir", s.cfg.DataDir))
+	s.metrics.routes.Set(float64(len(routes)))
+	s.log.Info("NATS routes set", slog.Any("routes", routes))
 }
 
 // withdraw removes msgd's addresses from the node's gossip metadata, so

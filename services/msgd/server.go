@@ -41,9 +41,6 @@ const (
 	DefaultJetStreamMaxMemory = 256 << 20
 	// DefaultJetStreamMaxStore bounds file-backed streams (8 GiB).
 	DefaultJetStreamMaxStore = 8 << 30
-	// DefaultJetStreamPeers is how many msgd (this one included) must be
-	// known before JetStream starts clustered.
-	DefaultJetStreamPeers = 3
 )
 
 // ReadyCheck is the name of the readiness check the server registers.
@@ -114,10 +111,6 @@ type Config struct {
 	// memory- and file-backed stream data, in bytes. Defaults 256 MiB and
 	// 8 GiB.
 	JetStreamMaxMemory, JetStreamMaxStore int64
-	// JetStreamPeers is how many msgd (this one included) must be known
-	// before JetStream starts clustered, unless this one was clustered
-	// before. Default 3.
-	JetStreamPeers int
 	// RefreshInterval is how often the membership is re-read even without
 	// an event. Default 5s.
 	RefreshInterval time.Duration
@@ -130,7 +123,7 @@ func DefaultConfig() Config {
 		ClusterName: DefaultClusterName, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr, RaftAddr: DefaultRaftAddr,
 		ClientTLS: ClientTLSOff, MaxPayload: DefaultMaxPayload, JetStream: true,
 		JetStreamMaxMemory: DefaultJetStreamMaxMemory, JetStreamMaxStore: DefaultJetStreamMaxStore,
-		JetStreamPeers: DefaultJetStreamPeers, RefreshInterval: 5 * time.Second,
+		RefreshInterval: 5 * time.Second,
 	}
 }
 
@@ -197,9 +190,6 @@ func (c Config) Validate() error {
 	}
 	if c.JetStreamMaxStore < 0 {
 		return fieldErr("JetStreamMaxStore", "%d is negative", c.JetStreamMaxStore)
-	}
-	if c.JetStreamPeers < 1 {
-		return fieldErr("JetStreamPeers", "%d: want at least 1", c.JetStreamPeers)
 	}
 	if c.RefreshInterval <= 0 {
 		return fieldErr("RefreshInterval", "%v must be positive", c.RefreshInterval)
@@ -268,8 +258,6 @@ type Server struct {
 		fromGossip   bool
 		// applied is the route list last given to NATS.
 		applied []string
-		// jetStream is true once JetStream was turned on.
-		jetStream bool
 	}
 }
 
@@ -290,7 +278,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.auth = a
 	}
-	opts, err := s.options(nil, false)
+	// Ports 0 are resolved now: the route list holds this msgd's own
+	// route address from the start.
+	for _, p := range []*int{&s.cfg.NATSPort, &s.cfg.NATSClusterPort} {
+		if *p == 0 && (p == &s.cfg.NATSPort || !cfg.NoCluster) {
+			port, err := freePort(cfg.NATSHost)
+			if err != nil {
+				return nil, fmt.Errorf("msgd: pick a free port: %w", err)
+			}
+			*p = port
+		}
+	}
+	s.mu.applied = s.routes()
+	opts, err := s.options(s.mu.applied)
 	if err != nil {
 		return nil, err
 	}
@@ -350,12 +350,6 @@ func (s *Server) Start(ctx context.Context) error {
 		s.d.Admin.SetAddress("nats-cluster", ca.String())
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.cfg.NoCluster {
-		s.maybeEnableJetStream()
-	} else {
-		// Static routes alone may be enough for JetStream.
-		s.applyRoutes()
-	}
 	if s.cfg.GossipAddr != "" && !s.cfg.NoCluster {
 		s.wg.Go(func() { s.gossipLoop(s.ctx) })
 	}

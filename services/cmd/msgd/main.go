@@ -43,7 +43,6 @@ func spec() daemon.Spec {
 			&cli.BoolFlag{Name: "jetstream", Value: d.JetStream, Usage: "run JetStream (file storage under <data-dir>/msgd/jetstream)"},
 			&cli.Int64Flag{Name: "jetstream-max-memory", Value: d.JetStreamMaxMemory, Usage: "`BYTES` of memory-backed stream data"},
 			&cli.Int64Flag{Name: "jetstream-max-store", Value: d.JetStreamMaxStore, Usage: "`BYTES` of file-backed stream data"},
-			&cli.IntFlag{Name: "jetstream-peers", Value: d.JetStreamPeers, Usage: "msgd (this one included) known before JetStream starts clustered"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := msgd.DefaultConfig()
@@ -74,7 +73,6 @@ func spec() daemon.Spec {
 			cfg.JetStream = c.Bool("jetstream")
 			cfg.JetStreamMaxMemory = c.Int64("jetstream-max-memory")
 			cfg.JetStreamMaxStore = c.Int64("jetstream-max-store")
-			cfg.JetStreamPeers = c.Int("jetstream-peers")
 			if err := cfg.Validate(); err != nil {
 				var fe *msgd.FieldError
 				if errors.As(err, &fe) && flags[fe.Field] != "" {
@@ -93,7 +91,7 @@ var flags = map[string]string{
 	"AdvertiseHost": "nats-advertise-host", "ClusterName": "nats-cluster-name", "Routes": "routes",
 	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr",
 	"ClientTLS": "nats-client-tls", "MaxPayload": "nats-max-payload",
-	"JetStreamMaxMemory": "jetstream-max-memory", "JetStreamMaxStore": "jetstream-max-store", "JetStreamPeers": "jetstream-peers",
+	"JetStreamMaxMemory": "jetstream-max-memory", "JetStreamMaxStore": "jetstream-max-store",
 }
 
 // optionalAddr reads an address flag that may be empty.

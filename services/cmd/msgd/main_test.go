@@ -23,7 +23,7 @@ func TestBadFlags(t *testing.T) {
 		daemontest.BadFlag{Args: []string{"--nats-client-tls", "maybe"}, Flag: "nats-client-tls"},
 		daemontest.BadFlag{Args: []string{"--nats-host", "localhost"}, Flag: "nats-host"},
 		daemontest.BadFlag{Args: []string{"--nats-port", "5000", "--nats-cluster-port", "5000"}, Flag: "nats-cluster-port"},
-		daemontest.BadFlag{Args: []string{"--jetstream-peers", "0"}, Flag: "jetstream-peers"},
+		daemontest.BadFlag{Args: []string{"--jetstream-max-store", "-1"}, Flag: "jetstream-max-store"},
 	)
 }
 
