@@ -177,15 +177,20 @@ func (m *membership) setState(id uint64, st gossippb.MemberState) {
 	m.broadcastLocked(typ, mem)
 }
 
+// join adds node id as an alive member (without a gossipd of its own).
+func (m *membership) join(id uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.members[id] = &gossippb.Member{NodeId: id, Addr: fmt.Sprintf("gossip-%d", id), State: gossippb.MemberState_MEMBER_STATE_ALIVE,
+		Incarnation: 1, Metadata: &gossippb.Metadata{Addresses: map[string]string{}}}
+	m.broadcastLocked(gossippb.EventType_EVENT_TYPE_JOIN, m.members[id])
+}
+
 // gossipd starts node id's fake gossipd (alive) and returns its bus
 // address.
 func (m *membership) gossipd(t *testing.T, id uint64) string {
 	t.Helper()
-	m.mu.Lock()
-	m.members[id] = &gossippb.Member{NodeId: id, Addr: fmt.Sprintf("gossip-%d", id), State: gossippb.MemberState_MEMBER_STATE_ALIVE,
-		Incarnation: 1, Metadata: &gossippb.Metadata{Addresses: map[string]string{}}}
-	m.broadcastLocked(gossippb.EventType_EVENT_TYPE_JOIN, m.members[id])
-	m.mu.Unlock()
+	m.join(id)
 	rt := daemontest.NewUnstartedRuntime(t, "gossipd", daemontest.CA(t), common(t))
 	p := wire.ProtoGossip
 	bus.HandleUnary(rt.Bus, p, gossipclient.MethodMembers, func(_ context.Context, r *gossippb.MembersRequest) (*gossippb.MembersResponse, error) {
