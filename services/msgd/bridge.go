@@ -164,7 +164,8 @@ var memberKinds = map[gossippb.EventType]string{
 
 // followMembers bridges gossipd's membership events. Every gossipd sees
 // them, so only the reporter publishes: the alive member with the lowest
-// node id that advertises a msgd route (read afresh for each event).
+// node id that advertises a msgd route, other than the member concerned
+// (the view is read afresh for each event).
 func (s *Server) followMembers(ctx context.Context, addr string, emit func(*events.Event)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -190,18 +191,19 @@ func (s *Server) followMembers(ctx context.Context, addr string, emit func(*even
 		if err != nil {
 			return err
 		}
-		if reporter(members, selfID) {
+		if reporter(members, selfID, e.NodeID) {
 			emit(e)
 		}
 	}
 }
 
-// reporter reports whether this node reports membership events: it is the
-// alive member with the lowest node id among those advertising a msgd
-// route.
-func reporter(members []*gossippb.Member, selfID uint64) bool {
+// reporter reports whether this node reports a membership event about
+// node about: it is the alive member with the lowest node id among those
+// advertising a msgd route, leaving out the member concerned (a node does
+// not see its own death or return).
+func reporter(members []*gossippb.Member, selfID, about uint64) bool {
 	for _, m := range members { // ordered by node id
-		if m.GetState() != gossippb.MemberState_MEMBER_STATE_ALIVE || m.GetMetadata().GetAddresses()[MetadataRoute] == "" {
+		if m.GetNodeId() == about || m.GetState() != gossippb.MemberState_MEMBER_STATE_ALIVE || m.GetMetadata().GetAddresses()[MetadataRoute] == "" {
 			continue
 		}
 		return m.GetNodeId() == selfID

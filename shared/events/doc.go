@@ -45,5 +45,5 @@
 // that cares deduplicates on it. Each msgd bridges the events of its own
 // node's daemons (clockd, raftd); membership, which every gossipd sees,
 // is published by one msgd: the live member with the lowest node id whose
-// msgd advertises a route.
+// msgd advertises a route, other than the member the event is about.
 package events
