@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv clean verify
+.PHONY: all deps build test run dev proto bench bench-kv bench-msg clean verify
 
 all: build
 
@@ -40,6 +40,10 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## bench-msg: NATS pub/sub through msgd vs a plain nats-server, and JetStream R3, on a fresh 3-node local cluster
+bench-msg: build
+	@./scripts/bench-msg.sh $(ARGS)
 
 ## clean: remove binaries and the default data dir
 clean:

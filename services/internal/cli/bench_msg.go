@@ -121,7 +121,7 @@ func benchMsgCommand(e *env) *cli.Command {
 				return err
 			}
 			for _, s := range out.Medians {
-				fmt.Fprintf(e.stdout, "median %-24s %9.0f msgs/s  p99 %5.0f µs  (%.2fx msgd's msgs/s)\n", s.Target, s.MsgsPerSec, s.LatencyP99Us, s.VsMsgd)
+				fmt.Fprintf(e.stdout, "median %-24s %9.0f msgs/s  p99 %5.0f µs  msgd/this %.2fx\n", s.Target, s.MsgsPerSec, s.LatencyP99Us, s.VsMsgd)
 			}
 			if j := out.JetStream; j != nil {
 				fmt.Fprintf(e.stdout, "jetstream R%d: %.0f acked publishes/s (window %d); one at a time %.0f/s, p99 %.0f µs\n",
