@@ -69,8 +69,10 @@
 // good must be removed from JetStream by the operator (NATS's
 // $JS.API.SERVER.REMOVE, e.g. `nats server raft peer-remove`), after which
 // its stream replicas are placed elsewhere. msgd does not remove peers by
-// itself: gossip cannot tell a long outage from a retirement. NoCluster
-// runs one server alone, JetStream standalone.
+// itself: gossip cannot tell a long outage from a retirement. A lone
+// msgd with clustering on therefore has no JetStream yet (its meta group
+// waits for a second msgd); for a single host for good, NoCluster
+// (--nats-no-cluster) runs one server alone, JetStream standalone.
 //
 // # Cluster events
 //
@@ -93,7 +95,7 @@
 // # Concurrency
 //
 // Start runs the NATS server, then one goroutine following gossip and one
-// per event source; Stop withdraws the gossip metadata, cancels and waits
-// for them, then shuts NATS down (closing client connections). NATS
+// per event source; Stop cancels and waits for them, withdraws the gossip
+// metadata, then shuts NATS down (closing client connections). NATS
 // reloads are serialized by reloadMu; Server.mu guards the route state.
 package msgd

@@ -380,8 +380,8 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Err delivers a fatal failure after Start.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop withdraws msgd's addresses from gossip, stops following gossip and
-// bridging, and shuts the NATS server down (closing every client
+// Stop stops following gossip and bridging, withdraws msgd's addresses
+// from gossip, and shuts the NATS server down (closing every client
 // connection); it is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
@@ -395,9 +395,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.cancel == nil {
 		return nil
 	}
-	s.withdraw(ctx)
 	s.cancel()
 	s.wg.Wait()
+	// After the gossip loop ended, so that it cannot publish them again.
+	s.withdraw(ctx)
 	if ns != nil {
 		// Shutdown closes every connection and waits for the server's
 		// goroutines.
