@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv clean verify images compose e2e-docker
+.PHONY: all deps build test run dev proto bench bench-kv bench-msg clean verify images compose e2e-docker
 
 all: build
 
@@ -52,6 +52,10 @@ compose: build
 ## e2e-docker: the fault suite across containers (builds the images, drives docker-compose)
 e2e-docker: images
 	@./scripts/e2e-docker.sh
+
+## bench-msg: NATS pub/sub through msgd vs a plain nats-server, and JetStream R3, on a fresh 3-node local cluster
+bench-msg: build
+	@./scripts/bench-msg.sh $(ARGS)
 
 ## clean: remove binaries and the default data dir
 clean:

@@ -199,6 +199,15 @@
 // write completed since it read the engine; a snapshot install clears it.
 // Absent keys are cached too.
 //
+// # Range events
+//
+// WatchRanges (server stream on wire.ProtoKV, kvpb.RangeEvent) reports this
+// node's replicas' changes as they happen: a replica here won its range's
+// leadership (with the leader it took over from), a replica was created
+// here (bootstrap), and, from the leader, an applied conf change. The
+// rounds publish without blocking; a reader more than 256 events behind
+// is cut off with Unavailable. msgd bridges the stream to NATS.
+//
 // # Not yet
 //
 // Replica changes and splits, replica GC, AsyncStorageWrites (tried: see

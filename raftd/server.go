@@ -259,6 +259,7 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodDescriptors, (*multiraft.Store).Descriptors)
 	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
+	s.registerEvents()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
 		if st := s.store(); st != nil {
 			for _, b := range batch {

@@ -47,6 +47,9 @@ type Runtime struct {
 	Bus *bus.Bus
 	// Admin is the daemon's HTTP admin server.
 	Admin *admin.Server
+	// TLS is the node's mutual TLS configuration from the cluster CA (the
+	// bus's); a daemon serving another protocol with it clones it first.
+	TLS *tls.Config
 
 	common config.Common
 	mu     struct {
@@ -136,7 +139,7 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	}
 	rt := &Runtime{
 		Name: name, NodeID: c.NodeID, DataDir: dir, Logger: log,
-		Registry: reg, Bus: b, Admin: adm, common: c,
+		Registry: reg, Bus: b, Admin: adm, TLS: tc, common: c,
 	}
 	bus.HandleUnary(b, wire.ProtoAdmin, StatusMethod, func(ctx context.Context, _ *adminpb.StatusRequest) (*adminpb.Status, error) {
 		return adm.Status(ctx)

@@ -37,6 +37,7 @@ func commands(env *env) []*cli.Command {
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
+		eventsCommand(env),
 	}
 }
 

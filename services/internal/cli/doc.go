@@ -2,8 +2,9 @@
 // front door. One file per command group; app.go holds the command list.
 //
 // The CLI links no daemon code. It reaches daemons through their admin
-// HTTP endpoints and the bus (shared clients), and runs them as child
-// processes through package supervisor (`up`, `dev`).
+// HTTP endpoints and the bus (shared clients), msgd as a NATS client
+// (nats.go: `events`, `bench msg`), and runs them as child processes
+// through package supervisor (`up`, `dev`).
 //
 // Every command takes --output table|json; commands that talk to a running
 // node take --addr to aim somewhere other than node 1's default address.

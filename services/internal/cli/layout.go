@@ -123,6 +123,17 @@ func (n node) children() []supervisor.Child {
 	return out
 }
 
+// NATS ports of node 1 (msgd's client and route listeners); they shift
+// with the node's offset like the other ports, and stay clear of every
+// bus and admin port of the cluster (TestPortsDisjoint).
+const (
+	natsPort        = 4222
+	natsClusterPort = 6222
+)
+
+func (n node) natsPort() int        { return natsPort + n.offset }
+func (n node) natsClusterPort() int { return natsClusterPort + n.offset }
+
 // daemonArgs are the cross-daemon flags of one daemon.
 func (n node) daemonArgs(d string) []string {
 	list := func(flag string, addrs []string) []string {
@@ -141,8 +152,8 @@ func (n node) daemonArgs(d string) []string {
 	case "workflowd":
 		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":
-		return []string{"--gossip-addr", n.localBus("gossipd"),
-			"--nats-port", strconv.Itoa(4222 + n.offset), "--nats-cluster-port", strconv.Itoa(6222 + n.offset)}
+		return []string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"),
+			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}
 	}
 	return nil
 }
