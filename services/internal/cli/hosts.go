@@ -140,6 +140,20 @@ func (h hostAddrs) advertised(d string, port int) string {
 	return ""
 }
 
+// natsArgs are msgd's NATS listen and advertised hosts (its client and
+// route listeners are not on the bus): the node's, when they are not
+// loopback.
+func (h hostAddrs) natsArgs() []string {
+	var out []string
+	if h.listen != "" && h.listen != loopback {
+		out = append(out, "--nats-host", h.listen)
+	}
+	if h.advertise != "" && h.advertise != h.listen && h.advertise != loopback {
+		out = append(out, "--nats-advertise-host", h.advertise)
+	}
+	return out
+}
+
 // admin returns daemon d's admin address with port.
 func (h hostAddrs) adminAt(d string, port int) string {
 	if a, ok := h.adminAddr[d]; ok {

@@ -34,7 +34,8 @@ func TestNodeChildrenOnAHost(t *testing.T) {
 		{"raftd", []string{"--bus-addr 0.0.0.0:7402 ", "--advertise-addr 10.0.0.5:7402 ", "--admin-addr 0.0.0.0:9502 ",
 			"--stored-addr 127.0.0.1:7401 ", "--gossip-addr 127.0.0.1:7403 ", "--clock-addr 127.0.0.1:7404 "}, []string{"--peers"}},
 		{"workflowd", []string{"--raft-addr 127.0.0.1:7402 "}, nil},
-		{"msgd", []string{"--advertise-addr msg.example:7406 "}, nil},
+		{"msgd", []string{"--advertise-addr msg.example:7406 ", "--nats-host 0.0.0.0 ", "--nats-advertise-host 10.0.0.5 ",
+			"--clock-addr 127.0.0.1:7404 ", "--raft-addr 127.0.0.1:7402 "}, nil},
 	} {
 		for _, w := range tt.want {
 			if !strings.Contains(args[tt.daemon], w) {

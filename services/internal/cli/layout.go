@@ -152,8 +152,8 @@ func (n node) daemonArgs(d string) []string {
 	case "workflowd":
 		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":
-		return []string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"),
-			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}
+		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"),
+			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}, n.hosts.natsArgs()...)
 	}
 	return nil
 }
