@@ -55,6 +55,9 @@ type figure struct {
 	// stall is the longest time without an acknowledged write from the
 	// fault until the host caught up.
 	stall time.Duration
+	// heal is how long the heal itself took (a whole host restarts in
+	// order, each daemon once those it needs are healthy).
+	heal time.Duration
 	// served is the time from the heal (restart, reconnect, unpause)
 	// until the host's raftd answered a linearizable read.
 	served time.Duration
@@ -169,7 +172,7 @@ func TestFaultsAcrossContainers(t *testing.T) {
 		if err := f.heal(ctx, victim); err != nil {
 			t.Fatalf("heal %s host%d: %v", f.name, victim, err)
 		}
-		fig := figure{fault: f.name, host: victim}
+		fig := figure{fault: f.name, host: victim, heal: time.Since(healed)}
 		sctx, scancel := context.WithTimeout(ctx, 3*time.Minute)
 		err = probe.waitServes(sctx, c.raftAddr(victim))
 		fig.served = time.Since(healed)
@@ -183,8 +186,8 @@ func TestFaultsAcrossContainers(t *testing.T) {
 		}
 		fig.stall = h.longestStall(injected, time.Now())
 		figures = append(figures, fig)
-		t.Logf("%s host%d: writes stalled at most %v; host served %v and caught up %v after the heal",
-			f.name, victim, fig.stall.Round(time.Millisecond), fig.served.Round(time.Millisecond), fig.caughtUp.Round(time.Millisecond))
+		t.Logf("%s host%d: writes stalled at most %v; the heal took %v, the host served %v and caught up %v after it began",
+			f.name, victim, fig.stall.Round(time.Millisecond), fig.heal.Round(time.Millisecond), fig.served.Round(time.Millisecond), fig.caughtUp.Round(time.Millisecond))
 	}
 	time.Sleep(settle)
 	ld.halt()
@@ -212,8 +215,8 @@ func TestFaultsAcrossContainers(t *testing.T) {
 	res, info := h.check(10 * time.Minute)
 	t.Logf("linearizability per key (porcupine): %s", res)
 	for _, f := range figures {
-		t.Logf("figure: %-40s host%d  stall %8v  served %8v  caught up %8v", f.fault, f.host,
-			f.stall.Round(time.Millisecond), f.served.Round(time.Millisecond), f.caughtUp.Round(time.Millisecond))
+		t.Logf("figure: %-40s host%d  stall %8v  heal %8v  served %8v  caught up %8v", f.fault, f.host,
+			f.stall.Round(time.Millisecond), f.heal.Round(time.Millisecond), f.served.Round(time.Millisecond), f.caughtUp.Round(time.Millisecond))
 	}
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged writes lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
