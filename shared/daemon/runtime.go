@@ -175,7 +175,7 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("start bus on %s: %w", rt.common.BusAddr, err)
 	}
 	rt.Admin.SetAddress("bus", rt.Bus.Addr().String())
-	if adv := rt.AdvertiseAddr(); adv != "" {
+	if adv := rt.AdvertiseAddr(); adv != "" && adv != rt.Bus.Addr().String() {
 		rt.Admin.SetAddress("advertise", adv)
 	}
 	if err := rt.Admin.Start(ctx); err != nil {
