@@ -133,12 +133,12 @@ func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, name s
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, k := range keys {
-		call := h.Now()
+		call := time.Now()
 		_, err := admin.Put(ctx, []byte(k), []byte(k+"-init"))
 		if err != nil {
 			t.Fatalf("put %s: %v", k, err)
 		}
-		h.Add(0, kvclienttest.Op{Kind: kvclienttest.OpPut, Key: k, Value: k + "-init"}, call, kvclienttest.Outcome{})
+		h.Add(0, kvclienttest.Op{Kind: kvclienttest.OpPut, Key: k, Value: k + "-init"}, kvclienttest.Outcome{}, call, time.Now())
 	}
 	ws := startWriters(clients[0], 4, prefix+"/w", 30*time.Second)
 	wsHalted := false
@@ -178,12 +178,12 @@ func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, name s
 	// The final value of every key closes the history: a write lost after
 	// its acknowledgement makes it fail.
 	for _, k := range keys {
-		call := h.Now()
+		call := time.Now()
 		v, found, err := admin.Get(ctx, []byte(k))
 		if err != nil {
 			t.Fatalf("final get %s: %v", k, err)
 		}
-		h.Add(0, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: k}, call, kvclienttest.Outcome{Found: found, Value: string(v.Value)})
+		h.Add(0, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: k}, kvclienttest.Outcome{Found: found, Value: string(v.Value)}, call, time.Now())
 	}
 	gets, puts, cases, unknown := h.Counts()
 	t.Logf("history: %d gets, %d puts, %d compare-and-swaps (%d with unknown outcome)", gets, puts, cases, unknown)
@@ -244,7 +244,7 @@ func linearizableClient(ctx context.Context, cl *kvclient.Client, id int, keys [
 		// Long enough for any fault: an operation still failing then has
 		// an unknown outcome.
 		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		call := h.Now()
+		call := time.Now()
 		var out kvclienttest.Outcome
 		var err error
 		switch op.Kind {
@@ -259,9 +259,10 @@ func linearizableClient(ctx context.Context, cl *kvclient.Client, id int, keys [
 			res, err = cl.CompareAndSwap(octx, kvclient.CAS{Key: []byte(k), Expected: []byte(op.Expected), NewValue: []byte(op.Value)})
 			out.Succeeded, out.Found, out.Value = res.Succeeded, res.CurrentFound, string(res.Current.Value)
 		}
+		ret := time.Now()
 		cancel()
 		out.Unknown = err != nil
-		h.Add(id, op, call, out)
+		h.Add(id, op, out, call, ret)
 		switch {
 		case err != nil:
 			time.Sleep(10 * time.Millisecond)

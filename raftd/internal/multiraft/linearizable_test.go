@@ -57,7 +57,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					op.Kind, op.Value = kvclienttest.OpPut, fmt.Sprintf("c%d-%d", client, seq)
 				}
 				actx, acancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				call := h.Now()
+				call := time.Now()
 				var out kvclienttest.Outcome
 				var err error
 				if op.Kind == kvclienttest.OpPut {
@@ -67,6 +67,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					resp, err = s.Get(actx, &kvpb.GetRequest{Key: []byte(op.Key)})
 					out = kvclienttest.Outcome{Value: string(resp.GetValue().GetValue()), Found: resp.GetFound()}
 				}
+				ret := time.Now()
 				acancel()
 				if err != nil {
 					// Refused before proposing (no leader, not leader,
@@ -78,7 +79,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					}
 					out.Unknown = true // a put may have applied
 				}
-				h.Add(client, op, call, out)
+				h.Add(client, op, out, call, ret)
 			}
 		}()
 	}

@@ -102,6 +102,8 @@ type Store struct {
 		id   sessionID
 		seqs kvpb.Seqs
 	}
+	// events fans range events out to WatchRanges streams (events.go).
+	events rangeEvents
 }
 
 type storeMetrics struct {
@@ -493,6 +495,7 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	s.noteReplicasAdded(rs)
 	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
 	return false, nil
 }

@@ -2,8 +2,10 @@ package kvclienttest
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -143,26 +145,23 @@ type History struct {
 	ops   []porcupine.Operation
 }
 
-// NewHistory returns an empty history whose clock starts now.
+// NewHistory returns an empty history.
 func NewHistory() *History { return &History{start: time.Now()} }
 
-// Now is the history's clock: pass its reading before an operation's call
-// to Add.
-func (h *History) Now() int64 { return time.Since(h.start).Nanoseconds() }
-
-// Add records one operation of client, called at call (a Now reading) and
-// returning now. An Unknown outcome returns never; a Get with an Unknown
-// outcome is dropped (it changed nothing).
-func (h *History) Add(client int, op Op, call int64, out Outcome) {
-	ret := h.Now()
+// Add records one operation of client, called at call and returning at
+// ret. An Unknown outcome returns never (it may apply at any time after
+// its call); a Get with an Unknown outcome is dropped (it changed
+// nothing).
+func (h *History) Add(client int, op Op, out Outcome, call, ret time.Time) {
+	r := ret.Sub(h.start).Nanoseconds()
 	if out.Unknown {
 		if op.Kind == OpGet {
 			return
 		}
-		ret = math.MaxInt64
+		r = math.MaxInt64
 	}
 	h.mu.Lock()
-	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: op, Call: call, Output: out, Return: ret})
+	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: op, Call: call.Sub(h.start).Nanoseconds(), Output: out, Return: r})
 	h.mu.Unlock()
 }
 
@@ -205,6 +204,30 @@ func (h *History) Check(timeout time.Duration) (porcupine.CheckResult, []string)
 		}
 	}
 	return res, bad
+}
+
+// Dump writes key's operations, by call time, as text (times in
+// microseconds since the history began; an unknown return as "inf").
+func (h *History) Dump(w io.Writer, key string) error {
+	h.mu.Lock()
+	var ops []porcupine.Operation
+	for _, o := range h.ops {
+		if o.Input.(Op).Key == key {
+			ops = append(ops, o)
+		}
+	}
+	h.mu.Unlock()
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Call < ops[j].Call })
+	for _, o := range ops {
+		ret := "inf"
+		if o.Return != math.MaxInt64 {
+			ret = strconv.FormatInt(o.Return/1e3, 10)
+		}
+		if _, err := fmt.Fprintf(w, "client %3d  call %12dus  return %12sus  %s\n", o.ClientId, o.Call/1e3, ret, Model.DescribeOperation(o.Input, o.Output)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Visualize writes an HTML view of the history's check to path (see

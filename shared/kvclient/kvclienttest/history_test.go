@@ -1,7 +1,9 @@
 package kvclienttest_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 
@@ -51,17 +53,24 @@ func TestModel(t *testing.T) {
 func TestHistory(t *testing.T) {
 	h := kvclienttest.NewHistory()
 	for _, k := range []string{"a", "b"} {
-		call := h.Now()
-		h.Add(1, kvclienttest.Op{Kind: kvclienttest.OpPut, Key: k, Value: "1"}, call, kvclienttest.Outcome{})
+		call := time.Now()
+		h.Add(1, kvclienttest.Op{Kind: kvclienttest.OpPut, Key: k, Value: "1"}, kvclienttest.Outcome{}, call, time.Now())
 	}
-	call := h.Now()
-	h.Add(2, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: "b"}, call, kvclienttest.Outcome{Found: true, Value: "0"})
-	h.Add(2, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: "a"}, call, kvclienttest.Outcome{Unknown: true})
+	call := time.Now()
+	h.Add(2, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: "b"}, kvclienttest.Outcome{Found: true, Value: "0"}, call, time.Now())
+	h.Add(2, kvclienttest.Op{Kind: kvclienttest.OpGet, Key: "a"}, kvclienttest.Outcome{Unknown: true}, call, time.Now())
 	if gets, puts, _, _ := h.Counts(); gets != 1 || puts != 2 {
 		t.Errorf("Counts = %d gets, %d puts; want 1, 2 (a failed get is not recorded)", gets, puts)
 	}
 	res, bad := h.Check(0)
 	if res != porcupine.Illegal || len(bad) != 1 || bad[0] != "b" {
 		t.Errorf("Check = %v, %v; want Illegal on key b", res, bad)
+	}
+	var sb strings.Builder
+	if err := h.Dump(&sb, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if out := sb.String(); strings.Count(out, "\n") != 2 || !strings.Contains(out, `put(b, "1")`) || !strings.Contains(out, `get(b) -> "0"`) {
+		t.Errorf("Dump of b:\n%s", out)
 	}
 }
