@@ -216,7 +216,7 @@
 // The Go client (shared/kvclient) gives each Client a session with many
 // writes in flight at once, as in the Raft dissertation (§6.3). A write
 // that comes without one gets a session of the raftd that received it
-// (node id and incarnation; a seq per write), so that raftd's own
+// (its id: node id, incarnation and a count; a seq per write), so that raftd's own
 // re-proposals of a command and its forwards to the leader apply once;
 // the caller's own retries are new writes then. This replaced the
 // per-proposer sequences ranges used to keep for re-proposals: one

@@ -3,6 +3,7 @@ package multiraft
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -371,9 +372,37 @@ func (s *Store) writeHeader(h *kvpb.Header) (out *kvpb.Header, end func(), err e
 	if h != nil {
 		out = proto.Clone(h).(*kvpb.Header)
 	}
-	seq := s.proxy.seqs.Begin()
-	out.Session = &kvpb.Session{Id: s.proxy.id[:], Seq: seq, FirstUnacked: s.proxy.seqs.FirstUnacked(), Issued: s.d.Clock.Now().Proto()}
-	return out, func() { s.proxy.seqs.End(seq) }, nil
+	ps := s.proxySession()
+	seq := ps.seqs.Begin()
+	out.Session = &kvpb.Session{Id: ps.id[:], Seq: seq, FirstUnacked: ps.seqs.FirstUnacked(), Issued: s.d.Clock.Now().Proto()}
+	return out, func() { ps.seqs.End(seq) }, nil
+}
+
+// proxyWindow is how far a proxy session's seqs may run past its first
+// write in flight before a new one starts (see kvclient's sessionWindow).
+const proxyWindow = 4096
+
+// proxySession is a client session of this raftd (Store.proxy).
+type proxySession struct {
+	// id is the node id, the low 32 bits of the incarnation and a count
+	// of this run's proxy sessions.
+	id   sessionID
+	seqs kvpb.Seqs
+}
+
+// proxySession returns the current proxy session.
+func (s *Store) proxySession() *proxySession {
+	s.proxy.Lock()
+	defer s.proxy.Unlock()
+	if s.proxy.cur == nil || s.proxy.cur.seqs.Span() >= proxyWindow {
+		s.proxy.n++
+		ps := &proxySession{}
+		binary.BigEndian.PutUint64(ps.id[:8], s.d.NodeID)
+		binary.BigEndian.PutUint32(ps.id[8:12], uint32(s.incarnation))
+		binary.BigEndian.PutUint32(ps.id[12:], s.proxy.n)
+		s.proxy.cur = ps
+	}
+	return s.proxy.cur
 }
 
 // proposeOn runs ops on the range holding key, forwarding when needed.

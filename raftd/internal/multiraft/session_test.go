@@ -3,6 +3,7 @@ package multiraft
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -539,4 +540,43 @@ func TestQueuedProposalDroppedWhenCallerGone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSessionlessWritesGetRaftdSession: a write that comes without a
+// session gets one of the raftd that received it, so that its
+// re-proposals and forwards apply once; that session moves on to a new
+// one when a write stays in flight for proxyWindow later writes.
+func TestSessionlessWritesGetRaftdSession(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	entry := c.ids[0]
+	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := c.store(entry).Put(ctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st := c.store(entry)
+	id := st.proxySession().id
+	if binary.BigEndian.Uint64(id[:8]) != entry {
+		t.Fatalf("proxy session id %x does not begin with node %d", id, entry)
+	}
+	r := c.store(c.leaderOf(2)).Replica(2)
+	r.mu.Lock()
+	_, ok := r.mu.sessions.m[id]
+	r.mu.Unlock()
+	if !ok {
+		t.Fatalf("range 2 holds no session %x after a write without one through node %d", id[:], entry)
+	}
+
+	ps := st.proxySession()
+	held := ps.seqs.Begin()
+	for range proxyWindow - 1 {
+		ps.seqs.End(ps.seqs.Begin())
+	}
+	if next := st.proxySession(); next == ps || next.id == ps.id {
+		t.Fatalf("proxy session kept after its seqs ran %d past a write in flight", proxyWindow)
+	}
+	ps.seqs.End(held)
 }

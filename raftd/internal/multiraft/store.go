@@ -95,12 +95,14 @@ type Store struct {
 	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
 	ticks        atomic.Uint64
 	metrics      storeMetrics
-	// proxy is the client session of this run of raftd, given to the
-	// writes that come without one (writeHeader): node id and
-	// incarnation, 8 bytes each.
+	// proxy is the client session of this run of raftd given to the
+	// writes that come without one (writeHeader); a new one starts when
+	// the current one's seqs run proxyWindow past its first write in
+	// flight, as the Go client's do.
 	proxy struct {
-		id   sessionID
-		seqs kvpb.Seqs
+		sync.Mutex
+		cur *proxySession
+		n   uint32
 	}
 	// events fans range events out to WatchRanges streams (events.go).
 	events rangeEvents
@@ -248,8 +250,6 @@ func (s *Store) load(ctx context.Context) error {
 		return fmt.Errorf("multiraft: persist incarnation: %w", err)
 	}
 	s.incarnation = inc
-	binary.BigEndian.PutUint64(s.proxy.id[:8], s.d.NodeID)
-	binary.BigEndian.PutUint64(s.proxy.id[8:], uint64(inc))
 	if v, ok, err := eng.Get(ctx, storage.Local, storage.BootstrapKey); err != nil {
 		return fmt.Errorf("multiraft: load bootstrap record: %w", err)
 	} else if ok {
