@@ -216,11 +216,11 @@
 // The Go client (shared/kvclient) gives each Client a session with many
 // writes in flight at once, as in the Raft dissertation (§6.3). A write
 // that comes without one gets a session of the raftd that received it
-// (its id: node id, incarnation and a count; a seq per write), so that raftd's own
-// re-proposals of a command and its forwards to the leader apply once;
-// the caller's own retries are new writes then. This replaced the
-// per-proposer sequences ranges used to keep for re-proposals: one
-// mechanism covers both.
+// (its id: node id, incarnation and a count; a seq per write), so that
+// raftd's own re-proposals of a command and its forwards to the leader
+// apply once; the caller's own retries are new writes then. This
+// replaced the per-proposer sequences ranges used to keep for
+// re-proposals: one mechanism covers both.
 //
 // Each range keeps, in its replicated state, one record per session (raft
 // CF key c + session id): the apply timestamp of its last write, its
