@@ -130,18 +130,7 @@ func (s *clientSession) keptAbove(fu uint64) int {
 // appendRecord appends the session's record, an encoded SessionState.
 // It writes the wire format by hand: the answers are encoded already.
 func (s *clientSession) appendRecord(b []byte) []byte {
-	var ts [2 * binary.MaxVarintLen64]byte
-	t := ts[:0]
-	if s.lastActive.WallTime != 0 {
-		t = protowire.AppendTag(t, 1, protowire.VarintType)
-		t = protowire.AppendVarint(t, uint64(s.lastActive.WallTime))
-	}
-	if s.lastActive.Logical != 0 {
-		t = protowire.AppendTag(t, 2, protowire.VarintType)
-		t = protowire.AppendVarint(t, uint64(s.lastActive.Logical))
-	}
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendBytes(b, t)
+	b = appendTimestamp(b, 1, s.lastActive)
 	if s.firstUnacked != 0 {
 		b = protowire.AppendTag(b, 2, protowire.VarintType)
 		b = protowire.AppendVarint(b, s.firstUnacked)
@@ -213,10 +202,68 @@ func (t *sessionTable) records() ([]sessionRecord, error) {
 
 func compareIDs(a, b sessionID) int { return bytes.Compare(a[:], b[:]) }
 
-// answerOf records res as a session answer of seq.
-func answerOf(seq uint64, res *Result) (sessionAnswer, error) {
-	b, err := proto.Marshal(responseOf(seq, res))
-	return sessionAnswer{seq: seq, enc: b}, err
+// answerOf records res as a session answer of seq: the encoding of
+// responseOf(seq, res), written by hand (one allocation; it runs for
+// every write on every replica).
+func answerOf(seq uint64, res *Result) sessionAnswer {
+	b := make([]byte, 0, 32+len(res.Current.GetValue()))
+	b = appendTimestamp(b, 1, res.Timestamp)
+	if !res.Succeeded {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+		if res.FailedOp != 0 {
+			b = protowire.AppendTag(b, 3, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(uint32(res.FailedOp)))
+		}
+	}
+	if c := res.Current; c != nil {
+		var cur []byte
+		if len(c.GetValue()) > 0 {
+			cur = protowire.AppendTag(cur, 1, protowire.BytesType)
+			cur = protowire.AppendBytes(cur, c.GetValue())
+		}
+		if ts := c.GetTimestamp(); ts != nil {
+			cur = appendTimestamp(cur, 2, hlc.Timestamp{WallTime: ts.GetWallTime(), Logical: ts.GetLogical()})
+		}
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, cur)
+	}
+	var del []byte
+	for i, d := range res.Deleted {
+		if d {
+			del = protowire.AppendVarint(del, uint64(i))
+		}
+	}
+	if len(del) > 0 {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendBytes(b, del)
+	}
+	if res.Count != 0 {
+		b = protowire.AppendTag(b, 6, protowire.VarintType)
+		b = protowire.AppendVarint(b, res.Count)
+	}
+	if seq != 0 {
+		b = protowire.AppendTag(b, 7, protowire.VarintType)
+		b = protowire.AppendVarint(b, seq)
+	}
+	return sessionAnswer{seq: seq, enc: b}
+}
+
+// appendTimestamp appends ts as field num, an hlcpb.Timestamp (always
+// present, empty when zero, as proto.Marshal writes a set message).
+func appendTimestamp(b []byte, num protowire.Number, ts hlc.Timestamp) []byte {
+	var t [2 + 2*binary.MaxVarintLen64]byte
+	m := t[:0]
+	if ts.WallTime != 0 {
+		m = protowire.AppendTag(m, 1, protowire.VarintType)
+		m = protowire.AppendVarint(m, uint64(ts.WallTime))
+	}
+	if ts.Logical != 0 {
+		m = protowire.AppendTag(m, 2, protowire.VarintType)
+		m = protowire.AppendVarint(m, uint64(ts.Logical))
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, m)
 }
 
 // responseOf is the SessionResponse of res, seq's result.
@@ -290,8 +337,9 @@ func checkSession(p *kvpb.Session) error {
 
 // sessionOps tracks the session writes of one apply pass.
 type sessionOps struct {
-	// dirty are the sessions whose record the pass changed.
-	dirty map[sessionID]bool
+	// dirty are the sessions whose record the pass changed (a pass has
+	// few: a slice, searched from its end).
+	dirty []sessionID
 }
 
 // applySessionLocked applies cmd, a command with a session, at apply
@@ -357,10 +405,7 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 		s.answers = slices.Delete(s.answers, 0, i)
 	}
 	if seq >= s.firstUnacked {
-		ans, err := answerOf(seq, res)
-		if err != nil {
-			return nil, nil, err
-		}
+		ans := answerOf(seq, res)
 		i, _ := s.find(seq)
 		s.answers = slices.Insert(s.answers, i, ans)
 		s.bytes += ans.size()
@@ -381,7 +426,7 @@ func (r *Replica) sessionsFullLocked(id sessionID, s *clientSession, fu uint64) 
 		return fmt.Sprintf("client sessions hold %d bytes (at most %d)", t.bytes, cfg.MaxSessionBytes)
 	case s != nil && len(s.answers) >= cfg.MaxSessionAnswers && s.keptAbove(max(fu, s.firstUnacked)) >= cfg.MaxSessionAnswers:
 		return fmt.Sprintf("session %x keeps %d answers (at most %d; its first unacknowledged write is %d)",
-			id[:], s.keptAbove(max(fu, s.firstUnacked)), cfg.MaxSessionAnswers, max(fu, s.firstUnacked))
+			string(id[:]), s.keptAbove(max(fu, s.firstUnacked)), cfg.MaxSessionAnswers, max(fu, s.firstUnacked))
 	}
 	return ""
 }
@@ -389,17 +434,19 @@ func (r *Replica) sessionsFullLocked(id sessionID, s *clientSession, fu uint64) 
 // touchSession notes that id's record must be written at the end of the
 // pass.
 func (a *applier) touchSession(id sessionID) {
-	if a.sessions.dirty == nil {
-		a.sessions.dirty = map[sessionID]bool{}
+	for i := len(a.sessions.dirty) - 1; i >= 0; i-- {
+		if a.sessions.dirty[i] == id {
+			return
+		}
 	}
-	a.sessions.dirty[id] = true
+	a.sessions.dirty = append(a.sessions.dirty, id)
 }
 
 // flushSessionsLocked writes the records of the sessions the pass
 // changed.
 func (r *Replica) flushSessionsLocked(a *applier) error {
 	t := r.mu.sessions
-	for id := range a.sessions.dirty {
+	for _, id := range a.sessions.dirty {
 		s := t.m[id]
 		if s == nil {
 			continue // forgotten later in the pass
@@ -437,7 +484,6 @@ func (r *Replica) forgetIdleSessionsLocked(a *applier, ts hlc.Timestamp, idle ti
 		a.ops = append(a.ops, storage.Delete(storage.Raft, storage.SessionKey(r.rangeID, id[:])))
 		t.bytes -= t.m[id].bytes
 		delete(t.m, id)
-		delete(a.sessions.dirty, id)
 	}
 	r.s.metrics.sessionsForgotten.Add(uint64(len(gone)))
 }

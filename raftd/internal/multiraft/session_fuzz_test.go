@@ -107,12 +107,14 @@ func TestSessionRecordEncoding(t *testing.T) {
 	for _, res := range []*Result{
 		{Timestamp: hlc.Timestamp{WallTime: 7}, Succeeded: true, Deleted: []bool{false, true}},
 		{Timestamp: hlc.Timestamp{WallTime: 8, Logical: 1}, FailedOp: 1, Current: &kvpb.Value{Value: []byte("v"), Timestamp: hlc.Timestamp{WallTime: 2}.Proto()}},
+		{Timestamp: hlc.Timestamp{WallTime: 10}, Current: &kvpb.Value{Timestamp: hlc.Timestamp{WallTime: 3, Logical: -1}.Proto()}},
+		{Timestamp: hlc.Timestamp{}, Succeeded: true},
 		{Timestamp: hlc.Timestamp{WallTime: 9}, Succeeded: true, Count: 12},
 	} {
 		seq := uint64(4 + len(s.answers))
-		a, err := answerOf(seq, res)
-		if err != nil {
-			t.Fatal(err)
+		a := answerOf(seq, res)
+		if want, err := proto.Marshal(responseOf(seq, res)); err != nil || !bytes.Equal(a.enc, want) {
+			t.Errorf("answer %d encodes as %x; proto.Marshal gives %x (%v)", seq, a.enc, want, err)
 		}
 		s.answers = append(s.answers, a)
 		want.Answers = append(want.Answers, responseOf(seq, res))
