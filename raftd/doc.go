@@ -212,7 +212,8 @@
 // client session (kvpb.Session): a 16-byte id, a seq that numbers the
 // session's writes (every attempt of one write carries the same one),
 // first_unacked (the lowest seq whose answer the client may still wait
-// for) and issued (when the write was first sent, on the cluster's HLC).
+// for) and issued_nanos (when the write was first sent, the wall time
+// of the cluster's HLC).
 // The Go client (shared/kvclient) gives each Client a session with many
 // writes in flight at once, as in the Raft dissertation (§6.3). A write
 // that comes without one gets a session of the raftd that received it

@@ -82,7 +82,7 @@ func (c *Client) beginWrite(ctx context.Context) (*write, error) {
 	}
 	c.sess.mu.Unlock()
 	seq := s.seqs.Begin()
-	return &write{s: s, pb: &kvpb.Session{Id: s.id[:], Seq: seq, FirstUnacked: s.seqs.FirstUnacked(), Issued: hlc.Timestamp{WallTime: issued}.Proto()}}, nil
+	return &write{s: s, pb: &kvpb.Session{Id: s.id[:], Seq: seq, FirstUnacked: s.seqs.FirstUnacked(), IssuedNanos: issued}}, nil
 }
 
 // endWrite ends w: its session no longer waits for it.

@@ -374,7 +374,7 @@ func (s *Store) writeHeader(h *kvpb.Header) (out *kvpb.Header, end func(), err e
 	}
 	ps := s.proxySession()
 	seq := ps.seqs.Begin()
-	out.Session = &kvpb.Session{Id: ps.id[:], Seq: seq, FirstUnacked: ps.seqs.FirstUnacked(), Issued: s.d.Clock.Now().Proto()}
+	out.Session = &kvpb.Session{Id: ps.id[:], Seq: seq, FirstUnacked: ps.seqs.FirstUnacked(), IssuedNanos: s.d.Clock.Now().WallTime}
 	return out, func() { ps.seqs.End(seq) }, nil
 }
 

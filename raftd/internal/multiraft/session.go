@@ -329,8 +329,8 @@ func checkSession(p *kvpb.Session) error {
 	case p.GetFirstUnacked() > p.GetSeq():
 		return bus.Errorf(bus.CodeInvalidArgument, "kv: session first_unacked %d above seq %d", p.GetFirstUnacked(), p.GetSeq())
 	}
-	if ts, err := hlc.FromProto(p.GetIssued()); err != nil || ts.IsZero() {
-		return bus.Errorf(bus.CodeInvalidArgument, "kv: session without a valid issue time")
+	if p.GetIssuedNanos() <= 0 {
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: session without an issue time")
 	}
 	return nil
 }
@@ -370,8 +370,7 @@ func (r *Replica) applySessionLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.
 			return nil, errSessionStale, nil
 		}
 	}
-	issued, _ := hlc.FromProto(sp.GetIssued())
-	if age := time.Duration(ts.WallTime - issued.WallTime); age > cfg.SessionMaxAge || -age > cfg.SessionMaxAge {
+	if age := time.Duration(ts.WallTime - sp.GetIssuedNanos()); age > cfg.SessionMaxAge || -age > cfg.SessionMaxAge {
 		r.s.metrics.sessionRefusals.Add(1)
 		return nil, errTooOld(age, cfg.SessionMaxAge), nil
 	}

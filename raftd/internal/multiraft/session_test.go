@@ -20,7 +20,7 @@ import (
 // session returns the kvpb.Session of write seq of the session whose id
 // is 16 bytes of b, issued at issued.
 func session(b byte, seq, firstUnacked uint64, issued hlc.Timestamp) *kvpb.Session {
-	return &kvpb.Session{Id: bytes.Repeat([]byte{b}, storage.SessionIDLen), Seq: seq, FirstUnacked: firstUnacked, Issued: issued.Proto()}
+	return &kvpb.Session{Id: bytes.Repeat([]byte{b}, storage.SessionIDLen), Seq: seq, FirstUnacked: firstUnacked, IssuedNanos: issued.WallTime}
 }
 
 func hdr(s *kvpb.Session) *kvpb.Header { return &kvpb.Header{Session: s} }

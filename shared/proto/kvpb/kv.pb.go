@@ -227,10 +227,11 @@ type Session struct {
 	// wait for (at most seq): ranges forget the answers below it and refuse
 	// (FailedPrecondition, reason session_stale) a write below it.
 	FirstUnacked uint64 `protobuf:"varint,3,opt,name=first_unacked,json=firstUnacked,proto3" json:"first_unacked,omitempty"`
-	// issued is when the write was first sent, on the cluster's HLC (a
-	// client reads the HLC from Descriptors and write answers, and advances
-	// it by its own monotonic clock).
-	Issued        *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=issued,proto3" json:"issued,omitempty"`
+	// issued_nanos is when the write was first sent: the wall time of the
+	// cluster's HLC, in Unix nanoseconds (a client reads the HLC from
+	// Descriptors and write answers, and advances it by its own monotonic
+	// clock).
+	IssuedNanos   int64 `protobuf:"varint,4,opt,name=issued_nanos,json=issuedNanos,proto3" json:"issued_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,11 +287,11 @@ func (x *Session) GetFirstUnacked() uint64 {
 	return 0
 }
 
-func (x *Session) GetIssued() *hlcpb.Timestamp {
+func (x *Session) GetIssuedNanos() int64 {
 	if x != nil {
-		return x.Issued
+		return x.IssuedNanos
 	}
-	return nil
+	return 0
 }
 
 // Value is a stored value with the HLC timestamp of the write that made it.
@@ -2092,12 +2093,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
 	"\x10read_consistency\x18\x02 \x01(\x0e2\x1f.pleiades.kv.v1.ReadConsistencyR\x0freadConsistency\x12\x1c\n" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x121\n" +
-	"\asession\x18\x04 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"\x84\x01\n" +
+	"\asession\x18\x04 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"s\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
-	"\rfirst_unacked\x18\x03 \x01(\x04R\ffirstUnacked\x122\n" +
-	"\x06issued\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06issued\"W\n" +
+	"\rfirst_unacked\x18\x03 \x01(\x04R\ffirstUnacked\x12!\n" +
+	"\fissued_nanos\x18\x04 \x01(\x03R\vissuedNanos\"W\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"I\n" +
@@ -2292,41 +2293,40 @@ var file_kvpb_kv_proto_goTypes = []any{
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
 	3,  // 1: pleiades.kv.v1.Header.session:type_name -> pleiades.kv.v1.Session
-	32, // 2: pleiades.kv.v1.Session.issued:type_name -> pleiades.hlc.v1.Timestamp
-	32, // 3: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 4: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
-	2,  // 5: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 6: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
-	2,  // 7: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	32, // 8: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 9: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 10: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	5,  // 11: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
-	2,  // 12: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 13: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 14: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	32, // 15: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	8,  // 16: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
-	10, // 17: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	16, // 18: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	2,  // 19: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
-	18, // 20: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	32, // 21: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	1,  // 22: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
-	21, // 23: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
-	22, // 24: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 25: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	27, // 26: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
-	26, // 27: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 28: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 29: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	31, // 30: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	32, // 31: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	32, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 3: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
+	2,  // 4: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 5: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
+	2,  // 6: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
+	32, // 7: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 8: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 9: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
+	5,  // 10: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
+	2,  // 11: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 12: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 13: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
+	32, // 14: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	8,  // 15: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
+	10, // 16: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	16, // 17: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	2,  // 18: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
+	18, // 19: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
+	32, // 20: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	1,  // 21: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
+	21, // 22: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
+	22, // 23: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 24: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 25: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	26, // 26: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 27: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 28: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	31, // 29: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	32, // 30: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
