@@ -5,7 +5,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -40,16 +39,16 @@ func spec() daemon.Spec {
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := clockd.DefaultConfig()
 			var err error
-			if cfg.StoredAddr, err = optionalAddr(c, "stored-addr"); err != nil {
+			if cfg.StoredAddr, err = config.OptionalAddr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
+			if cfg.GossipAddr, err = config.OptionalAddr(c, "gossip-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.AdvertiseAddr, err = optionalAddr(c, "advertise-addr"); err != nil {
+			if cfg.AdvertiseAddr, err = config.OptionalAddr(c, "advertise-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.Peers, err = addrList(c, "peers"); err != nil {
+			if cfg.Peers, err = config.AddrList(c, "peers"); err != nil {
 				return nil, err
 			}
 			cfg.MaxOffset = c.Duration("max-offset")
@@ -74,32 +73,6 @@ func spec() daemon.Spec {
 			})
 		},
 	}
-}
-
-// optionalAddr reads an address flag that may be empty.
-func optionalAddr(c *cli.Context, name string) (string, error) {
-	if c.String(name) == "" {
-		return "", nil
-	}
-	return config.Addr(c, name)
-}
-
-// addrList reads a comma-separated address list flag (also accepted
-// repeated) and validates each address.
-func addrList(c *cli.Context, name string) ([]string, error) {
-	var out []string
-	for _, v := range c.StringSlice(name) {
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a == "" {
-				continue
-			}
-			if err := config.ValidateAddr(a); err != nil {
-				return nil, &config.FlagError{Flag: name, Value: a, Err: err}
-			}
-			out = append(out, a)
-		}
-	}
-	return out, nil
 }
 
 // checkClockFlags names the flag of an invalid clock setting.

@@ -120,24 +120,14 @@ func consistencyFlag() cli.Flag {
 	return &cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "read consistency: linearizable or stale"}
 }
 
-// addrList reads and checks a comma separated --addr.
+// addrList reads and checks a comma separated address list flag that
+// needs at least one address.
 func addrList(c *cli.Context, flag string) ([]string, error) {
-	raw := c.String(flag)
-	var addrs []string
-	for _, a := range strings.Split(raw, ",") {
-		a = strings.TrimSpace(a)
-		if a == "" {
-			continue
-		}
-		if err := config.ValidateAddr(a); err != nil {
-			return nil, &config.FlagError{Flag: flag, Value: raw, Err: err}
-		}
-		addrs = append(addrs, a)
+	addrs, err := config.AddrList(c, flag)
+	if err == nil && len(addrs) == 0 {
+		err = &config.FlagError{Flag: flag, Value: c.String(flag), Err: errors.New("no address")}
 	}
-	if len(addrs) == 0 {
-		return nil, &config.FlagError{Flag: flag, Value: raw, Err: errors.New("no address")}
-	}
-	return addrs, nil
+	return addrs, err
 }
 
 // consistency reads and checks --consistency.
