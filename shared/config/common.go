@@ -201,8 +201,8 @@ func OptionalAddr(c *cli.Context, name string) (string, error) {
 // flag gives nil.
 func AddrList(c *cli.Context, name string) ([]string, error) {
 	vals := c.StringSlice(name)
-	if len(vals) == 0 && c.String(name) != "" {
-		vals = []string{c.String(name)}
+	if s, ok := c.Value(name).(string); ok && s != "" {
+		vals = []string{s}
 	}
 	var out []string
 	for _, v := range vals {
