@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 )
 
@@ -55,11 +56,11 @@ func (s *Server) syncClock(st *multiraft.Store) {
 // leases, resubscribing with backoff when the stream breaks.
 func (s *Server) watchClockHealth(cc *clockclient.Client, st *multiraft.Store) {
 	defer s.wg.Done()
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		hs, err := cc.WatchHealth(s.ctx)
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			for {
 				h, err := hs.Recv()
 				if err != nil {
@@ -71,10 +72,7 @@ func (s *Server) watchClockHealth(cc *clockclient.Client, st *multiraft.Store) {
 			}
 			_ = hs.Close()
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 5*time.Second)
-		case <-s.stopc:
+		if !retry.Wait(s.ctx) {
 			return
 		}
 	}

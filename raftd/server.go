@@ -19,6 +19,7 @@ import (
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
@@ -333,16 +334,15 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) run(eng storage.Engine) {
 	defer s.wg.Done()
 	var st *multiraft.Store
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
 		var err error
 		st, err = s.openStore(eng)
 		if err == nil {
 			break
 		}
-		s.log.Warn("opening the raft store failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
-		select {
-		case <-time.After(backoff):
-		case <-s.stopc:
+		s.log.Warn("opening the raft store failed; retrying", slog.Any("error", err), slog.Int("failures", retry.Failures()+1))
+		if !retry.Wait(s.ctx) {
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -103,10 +104,7 @@ func (ps *peerSet) dialed(err error, lo, hi time.Duration) {
 		return
 	}
 	ps.failures++
-	back := lo << min(ps.failures-1, 20)
-	if back > hi || back <= 0 {
-		back = hi
-	}
+	back := backoff.Policy{Min: lo, Max: hi}.Delay(ps.failures - 1)
 	ps.nextDial, ps.lastErr = time.Now().Add(back), err
 }
 

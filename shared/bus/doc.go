@@ -35,8 +35,9 @@
 // (see shared/BENCHMARKS.md). Each connection slot is dialed on demand: the
 // first caller dials; concurrent callers wait for that dial (single flight). A
 // failed dial starts a backoff, from RedialBackoffMin doubling up to
-// RedialBackoffMax, during which calls to that peer fail fast with
-// CodeUnavailable; a dead connection is dropped and the next call redials.
+// RedialBackoffMax (jittered, see shared/backoff), during which calls to
+// that peer fail fast with CodeUnavailable; a dead connection is dropped
+// and the next call redials.
 //
 // # Idle connections
 //

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
@@ -413,14 +414,9 @@ func (c *Client) suspect(addr string) bool {
 }
 
 // backoff returns the n-th wait: RetryBackoffMin doubling up to
-// RetryBackoffMax, with full jitter over its upper half.
+// RetryBackoffMax, jittered (see package backoff).
 func (c *Client) backoff(n int) time.Duration {
-	d := c.cfg.RetryBackoffMin
-	for i := 0; i < n && d < c.cfg.RetryBackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.RetryBackoffMax)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Min: c.cfg.RetryBackoffMin, Max: c.cfg.RetryBackoffMax}.Delay(n)
 }
 
 // maybeRefresh reloads the range cache from Descriptors when it is due

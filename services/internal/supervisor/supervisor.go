@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 )
 
 // Child describes one daemon process.
@@ -321,16 +322,18 @@ func (s *Supervisor) manage(p *proc) {
 	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
 	defer close(p.exited)
 	log := s.log.With(slog.String("daemon", p.child.Name))
-	backoff := s.cfg.BackoffMin
+	retry := backoff.New(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	first := true
 	for {
 		cmd, err := s.start(p)
+		var wait time.Duration
 		if first {
 			close(p.started)
 			first = false
 		}
 		if err != nil {
-			log.Error("start failed", slog.Any("err", err))
+			wait = retry.Next()
+			log.Error("start failed", slog.Any("err", err), slog.Duration("backoff", wait))
 			p.set(func(st *ChildStatus) { st.State = StateFailed; st.LastExit = err.Error(); st.Ready = false })
 		} else {
 			log.Info("daemon started", slog.Int("pid", cmd.Process.Pid))
@@ -340,11 +343,11 @@ func (s *Supervisor) manage(p *proc) {
 			pollEvery := s.cfg.PollInterval
 			tick := time.NewTicker(pollEvery)
 			var werr error
-		wait:
+		running:
 			for {
 				select {
 				case werr = <-done:
-					break wait
+					break running
 				case <-tick.C:
 					s.poll(context.Background(), p)
 					if p.isReady() && pollEvery == s.cfg.PollInterval {
@@ -360,9 +363,10 @@ func (s *Supervisor) manage(p *proc) {
 			tick.Stop()
 			exit := describeExit(werr, cmd)
 			if time.Since(began) >= s.cfg.StableAfter {
-				backoff = s.cfg.BackoffMin
+				retry.Reset()
 			}
-			log.Warn("daemon exited; restarting", slog.String("exit", exit), slog.Duration("backoff", backoff))
+			wait = retry.Next()
+			log.Warn("daemon exited; restarting", slog.String("exit", exit), slog.Duration("backoff", wait))
 			p.set(func(st *ChildStatus) {
 				st.State, st.PID, st.Ready, st.LastExit = StateBackoff, 0, false, exit
 			})
@@ -371,9 +375,8 @@ func (s *Supervisor) manage(p *proc) {
 		case <-p.stop:
 			p.set(func(st *ChildStatus) { st.State = StateStopped })
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, s.cfg.BackoffMax)
 		p.set(func(st *ChildStatus) { st.Restarts++ })
 	}
 }
