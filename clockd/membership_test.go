@@ -12,6 +12,7 @@ import (
 	"github.com/pleiades-db/pleiades/clockd"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -207,7 +208,7 @@ func TestPeersFromGossipMembership(t *testing.T) {
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{d.addr} // replaced by the membership once gossipd answers
 	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "peers b and c from membership", 20*time.Second, func() bool { return probing(a, b.addr, c.addr) })
+	eventually.True(t, 20*time.Second, "peers b and c from membership", func() bool { return probing(a, b.addr, c.addr) })
 	if n, addr := g.published(); n == 0 || addr != a.addr {
 		t.Errorf("published %d times, clockd address %q; want %q", n, addr, a.addr)
 	}
@@ -215,23 +216,23 @@ func TestPeersFromGossipMembership(t *testing.T) {
 	// A member joins, another dies: the peers follow the events.
 	g.set(7, alive, d.addr)
 	g.set(2, dead, b.addr)
-	waitFor(t, "peers c and d after join and death", 20*time.Second, func() bool { return probing(a, c.addr, d.addr) })
+	eventually.True(t, 20*time.Second, "peers c and d after join and death", func() bool { return probing(a, c.addr, d.addr) })
 
 	// gossipd restarts: it forgets this node's metadata and ends the
 	// stream. clockd keeps its peers meanwhile and publishes again.
 	n0, _ := g.published()
 	g.setUp(false)
-	waitFor(t, "a call while gossipd is down", 20*time.Second, func() bool { return g.downCalls() > 0 })
+	eventually.True(t, 20*time.Second, "a call while gossipd is down", func() bool { return g.downCalls() > 0 })
 	if !probing(a, c.addr, d.addr) {
 		t.Errorf("peers while gossipd is down = %v; want the last learned", a.srv.Offsets())
 	}
 	g.setUp(true)
-	waitFor(t, "the address published again", 20*time.Second, func() bool {
+	eventually.True(t, 20*time.Second, "the address published again", func() bool {
 		n, addr := g.published()
 		return n > n0 && addr == a.addr
 	})
 	g.set(8, alive, b.addr)
-	waitFor(t, "peers after reconnecting", 20*time.Second, func() bool { return probing(a, b.addr, c.addr, d.addr) })
+	eventually.True(t, 20*time.Second, "peers after reconnecting", func() bool { return probing(a, b.addr, c.addr, d.addr) })
 }
 
 func TestPeersStaticUntilGossipAnswers(t *testing.T) {
@@ -242,14 +243,14 @@ func TestPeersStaticUntilGossipAnswers(t *testing.T) {
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{b.addr}
 	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "static peer b probed", 20*time.Second, func() bool { return probing(a, b.addr) })
-	waitFor(t, "gossipd asked", 20*time.Second, func() bool { return g.downCalls() > 0 })
+	eventually.True(t, 20*time.Second, "static peer b probed", func() bool { return probing(a, b.addr) })
+	eventually.True(t, 20*time.Second, "gossipd asked", func() bool { return g.downCalls() > 0 })
 	if !probing(a, b.addr) {
 		t.Fatalf("peers with gossipd down = %v; want the static list", a.srv.Offsets())
 	}
 	g.set(3, gossippb.MemberState_MEMBER_STATE_ALIVE, c.addr)
 	g.setUp(true)
-	waitFor(t, "peer c from membership", 20*time.Second, func() bool { return probing(a, c.addr) })
+	eventually.True(t, 20*time.Second, "peer c from membership", func() bool { return probing(a, c.addr) })
 }
 
 func TestAdvertiseAddrPublished(t *testing.T) {
@@ -259,7 +260,7 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 	cfg.GossipAddr = g.addr
 	cfg.AdvertiseAddr = "10.1.2.3:7404"
 	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "the advertised address published", 20*time.Second, func() bool { _, addr := g.published(); return addr == cfg.AdvertiseAddr })
+	eventually.True(t, 20*time.Second, "the advertised address published", func() bool { _, addr := g.published(); return addr == cfg.AdvertiseAddr })
 	if offs := a.srv.Offsets(); len(offs) != 0 {
 		t.Errorf("peers of a lone node = %v; want none (itself excluded)", offs)
 	}
@@ -293,7 +294,7 @@ func TestWildcardBusNotPublished(t *testing.T) {
 		_ = srv.Stop(ctx)
 	})
 	a := &node{srv: srv, rt: rt}
-	waitFor(t, "peer b from membership", 20*time.Second, func() bool { return probing(a, b.addr) })
+	eventually.True(t, 20*time.Second, "peer b from membership", func() bool { return probing(a, b.addr) })
 	if n, addr := g.published(); n != 0 || addr != "" {
 		t.Errorf("published %d times (%q); want nothing for a wildcard bus address", n, addr)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
@@ -58,18 +59,6 @@ func startNode(t *testing.T, cfg clockd.Config, bound clockd.BoundStore, physica
 		}
 	})
 	return &node{srv: srv, rt: rt, addr: rt.Bus.Addr().String()}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func waitReady(t *testing.T, s *clockd.Server) {
@@ -256,7 +245,7 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 	if !last.Less(ts) || ts.WallTime <= saved {
 		t.Fatalf("after restart Now = %v; want after %v and past bound %d", ts, last, saved)
 	}
-	waitFor(t, "readyz after restart", 5*time.Second, func() bool { ok, _ := second.rt.Admin.Ready(ctx); return ok })
+	eventually.True(t, 5*time.Second, "readyz after restart", func() bool { ok, _ := second.rt.Admin.Ready(ctx); return ok })
 }
 
 func TestBoundStoreFailureRefusesTimestamps(t *testing.T) {
@@ -305,7 +294,7 @@ func probedAll(t *testing.T, nodes []*node) {
 	t.Helper()
 	for round := 0; round < 2; round++ {
 		since := time.Now().UnixNano()
-		waitFor(t, "a full probe round", 20*time.Second, func() bool {
+		eventually.True(t, 20*time.Second, "a full probe round", func() bool {
 			for _, n := range nodes {
 				offs := n.srv.Offsets()
 				if len(offs) != len(nodes)-1 {
@@ -423,7 +412,7 @@ func TestSkewedNodeFlagsItself(t *testing.T) {
 			// Verdicts rest on the probes of the last three intervals; a
 			// loaded machine may delay one, so poll for the settled state.
 			var problems []string
-			waitFor(t, "every node's settled verdict", 20*time.Second, func() bool {
+			eventually.True(t, 20*time.Second, "every node's settled verdict", func() bool {
 				problems = problems[:0]
 				for i, n := range nodes {
 					h := n.srv.Health()

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // daemons are the node's daemons in start order.
@@ -162,22 +164,6 @@ func status(t *testing.T, supervisorAddr string) (statusView, error) {
 	return v, nil
 }
 
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func allReady(v statusView, want int) error {
 	if v.Supervisor == "" {
 		return fmt.Errorf("no supervisor answered")
@@ -253,7 +239,7 @@ func TestUpNode(t *testing.T) {
 	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
 
 	var v statusView
-	eventually(t, 90*time.Second, "all daemons ready", func() (err error) {
+	eventually.NoError(t, 90*time.Second, "all daemons ready", func() (err error) {
 		if v, err = status(t, sup); err != nil {
 			return err
 		}
@@ -277,7 +263,7 @@ func TestUpNode(t *testing.T) {
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "raftd restarted", func() error {
+	eventually.NoError(t, 60*time.Second, "raftd restarted", func() error {
 		v2, err := status(t, sup)
 		if err != nil {
 			return err
@@ -346,7 +332,7 @@ func TestUpKilledLeavesNoOrphans(t *testing.T) {
 	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
 		"--daemons", "stored,clockd,gossipd")
 	var v statusView
-	eventually(t, 60*time.Second, "daemons ready", func() (err error) {
+	eventually.NoError(t, 60*time.Second, "daemons ready", func() (err error) {
 		if v, err = status(t, sup); err != nil {
 			return err
 		}
@@ -356,7 +342,7 @@ func TestUpKilledLeavesNoOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExit(t, p, 10*time.Second)
-	eventually(t, 10*time.Second, "children gone", func() error {
+	eventually.NoError(t, 10*time.Second, "children gone", func() error {
 		for _, d := range v.Daemons {
 			if alive(d.PID) {
 				return fmt.Errorf("%s (pid %d) alive", d.Name, d.PID)
@@ -373,7 +359,7 @@ func TestDevCluster(t *testing.T) {
 	dir := t.TempDir()
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
 	p := start(t, "dev", "--nodes", "3", "--data-dir", dir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
-	eventually(t, 120*time.Second, "cluster ready", func() error {
+	eventually.NoError(t, 120*time.Second, "cluster ready", func() error {
 		v, err := status(t, sup)
 		if err != nil {
 			return err

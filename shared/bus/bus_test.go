@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -373,7 +374,7 @@ func TestBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == frames0*per })
+	eventually.True(t, 10*time.Second, "every batch delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == frames0*per })
 	mu.Lock()
 	defer mu.Unlock()
 	for i, v := range got {
@@ -407,7 +408,7 @@ func TestBatchConcurrentSenders(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, func() bool { return n.Load() == 16*20*2 })
+	eventually.True(t, 10*time.Second, "every concurrent batch delivered", func() bool { return n.Load() == 16*20*2 })
 }
 
 func TestDatagram(t *testing.T) {
@@ -442,17 +443,6 @@ func TestDatagram(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no datagram arrived")
 		}
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -634,11 +624,11 @@ func TestPeerRestart(t *testing.T) {
 	if err := srv.Stop(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return call() != nil })
+	eventually.True(t, 10*time.Second, "calls failing once the server stopped", func() bool { return call() != nil })
 	srv2 := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
 	echo(srv2)
 	start(t, srv2)
-	waitFor(t, func() bool { return call() == nil })
+	eventually.True(t, 10*time.Second, "calls succeeding on the restarted server", func() bool { return call() == nil })
 }
 
 func TestStopDrains(t *testing.T) {
@@ -660,7 +650,7 @@ func TestStopDrains(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Stop(ctxT(t)) }()
 	// New calls are refused while draining.
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "new calls refused while draining", func() bool {
 		err := srv.Call(ctxT(t), addr, wire.ProtoKV, "Slow", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
 		return errors.Is(err, bus.ErrUnavailable)
 	})
@@ -864,7 +854,7 @@ func TestBatchReopensAfterPeerRestart(t *testing.T) {
 	if err := cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return n.Load() == 1 })
+	eventually.True(t, 10*time.Second, "the first batch delivered", func() bool { return n.Load() == 1 })
 	if err := srv.Stop(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -873,7 +863,7 @@ func TestBatchReopensAfterPeerRestart(t *testing.T) {
 	start(t, srv2)
 	// Batches are best effort across a restart: keep sending until one
 	// arrives on the new server.
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "a batch delivered to the restarted server", func() bool {
 		_ = cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1))
 		return n.Load() >= 2
 	})
@@ -922,7 +912,7 @@ func TestBatchesShareTheLowerPeersConnection(t *testing.T) {
 	}
 	received := func(n *node, want int) {
 		t.Helper()
-		waitFor(t, func() bool { n.mu.Lock(); defer n.mu.Unlock(); return len(n.got) == want })
+		eventually.True(t, 10*time.Second, "every batch delivered", func() bool { n.mu.Lock(); defer n.mu.Unlock(); return len(n.got) == want })
 	}
 	dials := func(n *node) float64 {
 		return metricValue(t, n.reg, "pleiades_bus_dials_total", map[string]string{"result": "ok"})

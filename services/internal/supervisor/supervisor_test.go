@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // The test binary doubles as the fake daemon: with FAKE_CHILD set it runs
@@ -156,17 +158,6 @@ func runReady(t *testing.T, s *Supervisor) (stop func() error) {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestStartOrderReadinessAndReverseStop(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events")
@@ -216,7 +207,7 @@ func TestRestartWithBackoff(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "restart", func() bool {
+		eventually.True(t, 15*time.Second, "restart", func() bool {
 			st := s.Status()[0]
 			return st.Restarts == kill && st.Ready && st.PID != pid
 		})
