@@ -27,10 +27,8 @@ const clockSyncInterval = time.Second
 //     bound holds). An unreachable clockd changes nothing: its last verdict
 //     stands (initially healthy), since clock health is clockd's to judge.
 func (s *Server) syncClock(st *multiraft.Store) {
-	defer s.wg.Done()
 	cc := clockclient.New(s.d.Bus, s.cfg.ClockAddr)
-	s.wg.Add(1)
-	go s.watchClockHealth(cc, st)
+	s.tasks.Go(func() { s.watchClockHealth(cc, st) })
 	t := time.NewTicker(clockSyncInterval)
 	defer t.Stop()
 	for {
@@ -55,7 +53,6 @@ func (s *Server) syncClock(st *multiraft.Store) {
 // watchClockHealth applies clockd's health verdicts to the store's
 // leases, resubscribing with backoff when the stream breaks.
 func (s *Server) watchClockHealth(cc *clockclient.Client, st *multiraft.Store) {
-	defer s.wg.Done()
 	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		hs, err := cc.WatchHealth(s.ctx)

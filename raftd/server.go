@@ -22,6 +22,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
@@ -153,7 +154,8 @@ type Server struct {
 	// ctx is the server's lifetime context, cancelled by Stop.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// tasks are the server's goroutines; Stop closes and waits for them.
+	tasks daemon.Tasks
 
 	mu struct {
 		sync.Mutex
@@ -324,15 +326,13 @@ func (s *Server) Start(ctx context.Context) error {
 	} else if eng == nil {
 		eng = storage.NewStored(storeclient.New(s.d.Bus, s.cfg.StoredAddr))
 	}
-	s.wg.Add(1)
-	go s.run(eng)
+	s.tasks.Go(func() { s.run(eng) })
 	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("clock_addr", s.cfg.ClockAddr), slog.Any("peers", s.cfg.Peers))
 	return nil
 }
 
 // run opens the store, then exchanges addresses with peers until Stop.
 func (s *Server) run(eng storage.Engine) {
-	defer s.wg.Done()
 	var st *multiraft.Store
 	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
@@ -355,9 +355,7 @@ func (s *Server) run(eng storage.Engine) {
 	s.mu.store = st
 	s.mu.Unlock()
 	close(s.ready)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.tasks.Go(func() {
 		select {
 		case err := <-st.Err():
 			select {
@@ -366,9 +364,8 @@ func (s *Server) run(eng storage.Engine) {
 			}
 		case <-s.stopc:
 		}
-	}()
-	s.wg.Add(1)
-	go s.syncClock(st)
+	})
+	s.tasks.Go(func() { s.syncClock(st) })
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -512,7 +509,7 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		err  error
 	}
 	done := make(chan result, 1)
-	if !s.goOwned(func() {
+	if !s.tasks.Go(func() {
 		defer func() { <-s.initSem }()
 		ictx, cancel := context.WithTimeout(s.ctx, initTimeout)
 		defer cancel()
@@ -684,21 +681,6 @@ func (s *Server) existing(ctx context.Context, st *multiraft.Store) ([]*kvpb.Ran
 	}
 }
 
-// goOwned runs f on a goroutine that Stop waits for; false when stopped.
-func (s *Server) goOwned(f func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.stopped {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // Ranges lists the local replicas (the bus Ranges method and /v1/ranges).
 func (s *Server) Ranges(ctx context.Context) (*kvpb.RangesResponse, error) {
 	st := s.store()
@@ -724,12 +706,13 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.mu.stopped {
 		s.mu.stopped = true
+		s.tasks.Close()
 		s.stopDone = make(chan struct{})
 		close(s.stopc)
 		s.cancel()
 		go func() {
 			defer close(s.stopDone)
-			s.wg.Wait()
+			_ = s.tasks.Wait(context.Background())
 			// run has returned: the store and transport are final.
 			s.mu.Lock()
 			st, tr := s.mu.store, s.mu.transport
