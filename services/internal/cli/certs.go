@@ -12,6 +12,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -81,7 +82,7 @@ func daemonFlags(daemon string, extra ...cli.Flag) []cli.Flag {
 		&cli.StringFlag{Name: "addr", Value: hostPort(spec(daemon).busPort), Usage: "the " + daemon + "'s bus `ADDR`"},
 		certsDirFlag(),
 		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-		outputFlag(),
+		output.Flag(),
 	}, extra...)
 }
 

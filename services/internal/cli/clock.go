@@ -12,6 +12,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 )
 
@@ -30,7 +31,7 @@ func clockCommand(e *env) *cli.Command {
 			"  pleiades clock -o json | jq '.[] | select(.self | not) | [.peer, .offset_ns]'\n" +
 			"  pleiades clock -o json | jq '.[0].healthy'",
 		Flags: daemonFlags("clockd"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
@@ -41,10 +42,10 @@ func clockCommand(e *env) *cli.Command {
 				return err
 			}
 			if dc.format == "json" {
-				return printJSON(e.stdout, view.jsonRows())
+				return output.PrintJSON(e.stdout, view.jsonRows())
 			}
 			return printClock(e.stdout, view)
-		}),
+		},
 	}
 }
 
@@ -181,14 +182,14 @@ func printClock(w io.Writer, v clockView) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	t := newTable(w, "PEER", "NODE", "OFFSET", "RTT", "UNCERTAINTY", "LAST PROBE", "ERROR")
+	t := output.NewTable(w, "PEER", "NODE", "OFFSET", "RTT", "UNCERTAINTY", "LAST PROBE", "ERROR")
 	for _, p := range v.Peers {
 		node := "-"
 		if p.NodeID != 0 {
 			node = strconv.FormatUint(p.NodeID, 10)
 		}
-		t.row(p.Peer, node, time.Duration(p.OffsetNs).String(), time.Duration(p.RTTNs).String(),
+		t.Row(p.Peer, node, time.Duration(p.OffsetNs).String(), time.Duration(p.RTTNs).String(),
 			"±"+time.Duration(p.UncertaintyNs).String(), dash(p.LastProbe), dash(p.Error))
 	}
-	return t.flush()
+	return t.Flush()
 }

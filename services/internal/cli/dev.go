@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -30,20 +31,20 @@ func devCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "./data/dev", Usage: "`DIR` holding every node's data dir"},
 			&cli.IntFlag{Name: "port-offset", Usage: "added to every node's ports (to run beside another cluster)"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
-			outputFlag(),
+			output.Flag(),
 		}, supervisorFlags()...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
 			}
 			count := c.Int("nodes")
 			if count < 1 || count > maxDevNodes {
-				return usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
+				return config.Usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
 			}
 			base := c.Int("port-offset")
 			if base < 0 || base > 20000 {
-				return usagef("invalid value %d for flag --port-offset: want 0..20000", base)
+				return config.Usagef("invalid value %d for flag --port-offset: want 0..20000", base)
 			}
 			if err := checkSupervisorFlags(c); err != nil {
 				return err
@@ -52,11 +53,11 @@ func devCommand(e *env) *cli.Command {
 			if adminAddr == "" {
 				adminAddr = hostPort(supervisorAdminPort + base)
 			} else if err := config.ValidateAddr(adminAddr); err != nil {
-				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
+				return config.Usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
 			root, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
-				return usagef("invalid value for flag --data-dir: %v", err)
+				return config.Usagef("invalid value for flag --data-dir: %v", err)
 			}
 			bin, err := binDir(c)
 			if err != nil {
@@ -85,12 +86,12 @@ func devCommand(e *env) *cli.Command {
 			return supervise(e.ctx, c, log, children, adminAddr, func() {
 				log.Info("cluster ready", slog.Int("nodes", count), slog.String("cluster_file", filepath.Join(root, "cluster.json")))
 				if f == "json" {
-					_ = printJSON(e.stdout, cl)
+					_ = output.PrintJSON(e.stdout, cl)
 					return
 				}
 				printCluster(e, cl)
 			})
-		}),
+		},
 	}
 }
 
@@ -168,14 +169,14 @@ func clusterFile(root, adminAddr string, nodes []node) cluster {
 }
 
 func printCluster(e *env, cl cluster) {
-	t := newTable(e.stdout, "NODE", "DAEMON", "BUS", "ADMIN")
+	t := output.NewTable(e.stdout, "NODE", "DAEMON", "BUS", "ADMIN")
 	for _, n := range cl.Nodes {
 		for _, d := range daemonNames() {
 			a := n.Daemons[d]
-			t.row(strconv.Itoa(n.Node), d, a.Bus, a.Admin)
+			t.Row(strconv.Itoa(n.Node), d, a.Bus, a.Admin)
 		}
 	}
-	_ = t.flush()
+	_ = t.Flush()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -9,7 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func initCommand(e *env) *cli.Command {
@@ -25,7 +27,7 @@ func initCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "initial-ranges", Usage: "split the keyspace into `N` ranges (instead of --split-points)"},
 			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist); the server's default when unset"},
 		),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
 			}
@@ -50,7 +52,7 @@ func initCommand(e *env) *cli.Command {
 				view.Ranges = append(view.Ranges, r)
 			}
 			if s.format == "json" {
-				if err := printJSON(e.stdout, view); err != nil {
+				if err := output.PrintJSON(e.stdout, view); err != nil {
 					return err
 				}
 				return layoutErr(view.LayoutDiffers)
@@ -60,19 +62,19 @@ func initCommand(e *env) *cli.Command {
 			} else {
 				fmt.Fprintf(e.stdout, "cluster initialized: %d ranges\n", len(view.Ranges))
 			}
-			t := newTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
+			t := output.NewTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
 			for _, r := range view.Ranges {
 				var reps []string
 				for _, d := range r.Replicas {
 					reps = append(reps, fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID))
 				}
-				t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
+				t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
 			}
-			if err := t.flush(); err != nil {
+			if err := t.Flush(); err != nil {
 				return err
 			}
 			return layoutErr(view.LayoutDiffers)
-		}),
+		},
 	}
 }
 
@@ -111,23 +113,23 @@ type rangeDescView struct {
 func initOptions(c *cli.Context) (kvclient.InitOptions, error) {
 	var o kvclient.InitOptions
 	if c.IsSet("split-points") && c.IsSet("initial-ranges") {
-		return o, usagef("give --split-points or --initial-ranges, not both")
+		return o, config.Usagef("give --split-points or --initial-ranges, not both")
 	}
 	o.InitialRanges, o.ReplicationFactor = c.Int("initial-ranges"), c.Int("replicas")
 	if o.InitialRanges < 0 || o.InitialRanges > 256 {
-		return o, usagef("invalid value %d for flag --initial-ranges: want 1 to 256 (one-byte boundaries)", o.InitialRanges)
+		return o, config.Usagef("invalid value %d for flag --initial-ranges: want 1 to 256 (one-byte boundaries)", o.InitialRanges)
 	}
 	if o.ReplicationFactor < 1 {
-		return o, usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
+		return o, config.Usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
 	}
 	if raw := c.String("split-points"); raw != "" {
 		seen := map[string]bool{}
 		for _, p := range strings.Split(raw, ",") {
 			if err := checkKeyArg("a split point", p); err != nil {
-				return o, usagef("invalid value %q for flag --split-points: %v", raw, err)
+				return o, config.Usagef("invalid value %q for flag --split-points: %v", raw, err)
 			}
 			if seen[p] {
-				return o, usagef("invalid value %q for flag --split-points: %q given twice", raw, p)
+				return o, config.Usagef("invalid value %q for flag --split-points: %q given twice", raw, p)
 			}
 			seen[p] = true
 			o.SplitPoints = append(o.SplitPoints, []byte(p))

@@ -20,6 +20,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -42,9 +43,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"}),
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					return initHint(kvGet(e, c))
-				}),
+				},
 			},
 			{
 				Name:      "put",
@@ -52,9 +53,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY [VALUE]",
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the bytes of `FILE` as the value (- for standard input), as they are (no --encoding)"}),
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					return initHint(kvPut(e, c))
-				}),
+				},
 			},
 			{
 				Name:      "del",
@@ -62,9 +63,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "end", Usage: "delete the span [KEY, `END`) instead of KEY"}),
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					return initHint(kvDel(e, c))
-				}),
+				},
 			},
 			{
 				Name:  "scan",
@@ -76,9 +77,9 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "reverse", Usage: "descending key order"},
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
 				),
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					return initHint(kvScan(e, c))
-				}),
+				},
 			},
 			{
 				Name:      "cas",
@@ -89,9 +90,9 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "expect-absent", Usage: "require the key not to exist"},
 					&cli.BoolFlag{Name: "delete", Usage: "delete the key on success instead of writing NEW_VALUE"},
 				),
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					return initHint(kvCAS(e, c))
-				}),
+				},
 			},
 		},
 	}
@@ -112,7 +113,7 @@ func kvFlags() []cli.Flag {
 		&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
 		certsDirFlag(),
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "bound on the whole command, retries included"},
-		outputFlag(),
+		output.Flag(),
 	}
 }
 
@@ -135,7 +136,7 @@ func consistency(c *cli.Context) (kvclient.Consistency, error) {
 	v := c.String("consistency")
 	cons, err := kvclient.ParseConsistency(v)
 	if err != nil {
-		return 0, usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
+		return 0, config.Usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
 	}
 	return cons, nil
 }
@@ -153,10 +154,10 @@ func keyArg(enc byteEncoding, what, raw string) ([]byte, error) {
 // checkKeyArg refuses keys raftd would refuse, before any call.
 func checkKeyArg(what, k string) error {
 	if k == "" {
-		return usagef("%s must not be empty", what)
+		return config.Usagef("%s must not be empty", what)
 	}
 	if k[0] == 0 {
-		return usagef("%s must not begin with a 0x00 byte (system keys)", what)
+		return config.Usagef("%s must not begin with a 0x00 byte (system keys)", what)
 	}
 	return nil
 }
@@ -173,13 +174,13 @@ func posArgs(c *cli.Context, lo, hi int, usage string) ([]string, error) {
 		for _, f := range c.Command.Flags {
 			for _, n := range f.Names() {
 				if n == name {
-					return nil, usagef("%s: flag %s comes after the arguments; give flags first", c.Command.FullName(), arg)
+					return nil, config.Usagef("%s: flag %s comes after the arguments; give flags first", c.Command.FullName(), arg)
 				}
 			}
 		}
 	}
 	if len(a) < lo || len(a) > hi {
-		return nil, usagef("%s: want %s, got %d argument(s)", c.Command.FullName(), usage, len(a))
+		return nil, config.Usagef("%s: want %s, got %d argument(s)", c.Command.FullName(), usage, len(a))
 	}
 	return a, nil
 }
@@ -284,13 +285,13 @@ func kvGet(e *env, c *cli.Context) error {
 	if s.format == "json" {
 		view := newKVView(enc, key, v.Value, v.Timestamp)
 		view.Found = &found
-		if err := printJSON(e.stdout, view); err != nil {
+		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if found {
-		t := newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
-		t.row(enc.show(key), enc.show(v.Value), tsString(v.Timestamp))
-		if err := t.flush(); err != nil {
+		t := output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
+		t.Row(enc.show(key), enc.show(v.Value), tsString(v.Timestamp))
+		if err := t.Flush(); err != nil {
 			return err
 		}
 	}
@@ -341,7 +342,7 @@ func kvPut(e *env, c *cli.Context) error {
 		return err
 	}
 	if s.format == "json" {
-		return printJSON(e.stdout, newKVView(enc, key, nil, ts))
+		return output.PrintJSON(e.stdout, newKVView(enc, key, nil, ts))
 	}
 	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), ts)
 	return err
@@ -375,7 +376,7 @@ func kvDel(e *env, c *cli.Context) error {
 	}
 	span := c.IsSet("end")
 	if span && len(end) > 0 && bytes.Compare(end, key) <= 0 {
-		return usagef("--end %s must sort after KEY %s", enc.show(end), enc.show(key))
+		return config.Usagef("--end %s must sort after KEY %s", enc.show(end), enc.show(key))
 	}
 	s, err := openKV(e, c)
 	if err != nil {
@@ -400,7 +401,7 @@ func kvDel(e *env, c *cli.Context) error {
 		return err
 	}
 	if s.format == "json" {
-		return printJSON(e.stdout, view)
+		return output.PrintJSON(e.stdout, view)
 	}
 	_, err = fmt.Fprintf(e.stdout, "deleted %d\n", view.Deleted)
 	return err
@@ -431,14 +432,14 @@ func kvScan(e *env, c *cli.Context) error {
 		return err
 	}
 	if len(start) > 0 && start[0] == 0 || len(end) > 0 && end[0] == 0 {
-		return usagef("--start and --end must not begin with a 0x00 byte (system keys)")
+		return config.Usagef("--start and --end must not begin with a 0x00 byte (system keys)")
 	}
 	if len(start) > 0 && len(end) > 0 && bytes.Compare(start, end) >= 0 {
-		return usagef("--start %s must sort before --end %s", enc.show(start), enc.show(end))
+		return config.Usagef("--start %s must sort before --end %s", enc.show(start), enc.show(end))
 	}
 	limit := c.Int("limit")
 	if limit < 0 {
-		return usagef("invalid value %d for flag --limit: want 0 (all) or more", limit)
+		return config.Usagef("invalid value %d for flag --limit: want 0 (all) or more", limit)
 	}
 	cons, err := consistency(c)
 	if err != nil {
@@ -466,22 +467,22 @@ func kvScan(e *env, c *cli.Context) error {
 	}
 	view.Count = len(view.KVs)
 	if s.format == "json" {
-		return printJSON(e.stdout, view)
+		return output.PrintJSON(e.stdout, view)
 	}
-	var t *table
+	var t *output.TableWriter
 	if opts.KeysOnly {
-		t = newTable(e.stdout, "KEY")
+		t = output.NewTable(e.stdout, "KEY")
 	} else {
-		t = newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
+		t = output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
 	}
 	for _, kv := range kvs {
 		if opts.KeysOnly {
-			t.row(enc.show(kv.Key))
+			t.Row(enc.show(kv.Key))
 		} else {
-			t.row(enc.show(kv.Key), enc.show(kv.Value), tsString(kv.Timestamp))
+			t.Row(enc.show(kv.Key), enc.show(kv.Value), tsString(kv.Timestamp))
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if view.More {
@@ -521,10 +522,10 @@ func kvCAS(e *env, c *cli.Context) error {
 	}
 	expect, absent := c.IsSet("expect"), c.Bool("expect-absent")
 	if expect == absent {
-		return usagef("kv cas: give exactly one of --expect VALUE and --expect-absent")
+		return config.Usagef("kv cas: give exactly one of --expect VALUE and --expect-absent")
 	}
 	if del && absent {
-		return usagef("kv cas: --delete with --expect-absent deletes nothing")
+		return config.Usagef("kv cas: --delete with --expect-absent deletes nothing")
 	}
 	x := kvclient.CAS{Key: key, ExpectAbsent: absent, Delete: del}
 	if x.Expected, err = enc.decode("--expect", c.String("expect")); err != nil {
@@ -551,7 +552,7 @@ func kvCAS(e *env, c *cli.Context) error {
 		view.Current = &cur
 	}
 	if s.format == "json" {
-		if err := printJSON(e.stdout, view); err != nil {
+		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if res.Succeeded {
@@ -591,7 +592,7 @@ func encodingOf(c *cli.Context) (byteEncoding, error) {
 	case encText, encHex, encBase64:
 		return e, nil
 	default:
-		return "", usagef("invalid value %q for flag --encoding: want text, hex or base64", e)
+		return "", config.Usagef("invalid value %q for flag --encoding: want text, hex or base64", e)
 	}
 }
 
@@ -611,7 +612,7 @@ func (e byteEncoding) decode(what, s string) ([]byte, error) {
 		return []byte(s), nil
 	}
 	if err != nil {
-		return nil, usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
+		return nil, config.Usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
 	}
 	return b, nil
 }
@@ -673,7 +674,7 @@ func readValueFile(e *env, path string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, usagef("--value-file: %v", err)
+		return nil, config.Usagef("--value-file: %v", err)
 	}
 	return b, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
 
@@ -25,7 +26,7 @@ func membersCommand(e *env) *cli.Command {
 			"--output json prints one object per member with \"state\" (alive, suspect, dead, left)\n" +
 			"and \"coordinate\".",
 		Flags: daemonFlags("gossipd", &cli.BoolFlag{Name: "all", Value: true, Usage: "include dead and left members"}),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
@@ -36,9 +37,9 @@ func membersCommand(e *env) *cli.Command {
 				return err
 			}
 			if dc.format == "json" {
-				return printJSON(e.stdout, views)
+				return output.PrintJSON(e.stdout, views)
 			}
-			t := newTable(e.stdout, "NODE", "STATE", "INC", "ADDR", "DAEMONS", "LABELS", "COORD ERR", "RTT")
+			t := output.NewTable(e.stdout, "NODE", "STATE", "INC", "ADDR", "DAEMONS", "LABELS", "COORD ERR", "RTT")
 			for _, v := range views {
 				cerr, rtt := "-", "-"
 				if v.Coordinate != nil {
@@ -51,11 +52,11 @@ func membersCommand(e *env) *cli.Command {
 				if v.Self {
 					self = "*"
 				}
-				t.row(fmt.Sprintf("%d%s", v.NodeID, self), v.State, strconv.FormatUint(v.Incarnation, 10), v.Addr,
+				t.Row(fmt.Sprintf("%d%s", v.NodeID, self), v.State, strconv.FormatUint(v.Incarnation, 10), v.Addr,
 					joinMap(v.Addresses), joinMap(v.Labels), cerr, rtt)
 			}
-			return t.flush()
-		}),
+			return t.Flush()
+		},
 	}
 }
 

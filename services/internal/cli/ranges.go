@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -20,7 +21,7 @@ func rangesCommand(e *env) *cli.Command {
 			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
 			"one object with node_id and \"replicas\".",
 		Flags: kvFlags(),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
 			}
@@ -36,10 +37,10 @@ func rangesCommand(e *env) *cli.Command {
 			}
 			view := makeRangesView(addr, resp)
 			if s.format == "json" {
-				return printJSON(e.stdout, view)
+				return output.PrintJSON(e.stdout, view)
 			}
 			return printRanges(e, view)
-		}),
+		},
 	}
 }
 
@@ -155,7 +156,7 @@ func printRanges(e *env, v rangesView) error {
 	if len(v.Replicas) == 0 {
 		return nil
 	}
-	t := newTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
+	t := output.NewTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
 	for _, r := range v.Replicas {
 		leader := "-"
 		if r.LeaderNodeID != 0 {
@@ -170,11 +171,11 @@ func printRanges(e *env, v rangesView) error {
 			s += r.lag(d.ReplicaID)
 			reps = append(reps, s)
 		}
-		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
+		t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
 			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
 			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 // lag annotates a follower on a leader's row: "(snap)" while a snapshot

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func statusCommand(e *env) *cli.Command {
@@ -24,9 +25,9 @@ func statusCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: hostPort(supervisorAdminPort), Usage: "the supervisor's admin `ADDR`"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
+			output.Flag(),
 		},
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -40,10 +41,10 @@ func statusCommand(e *env) *cli.Command {
 				view.Note = fmt.Sprintf("no supervisor at %s (%v); probed default admin endpoints", c.String("addr"), err)
 			}
 			if f == "json" {
-				return printJSON(e.stdout, view)
+				return output.PrintJSON(e.stdout, view)
 			}
 			return printStatus(e.stdout, view)
-		}),
+		},
 	}
 }
 
@@ -106,7 +107,7 @@ func printStatus(w io.Writer, v statusView) error {
 	if v.Note != "" {
 		fmt.Fprintln(w, v.Note)
 	}
-	t := newTable(w, "DAEMON", "STATE", "PID", "RESTARTS", "READY", "BUS", "ADMIN", "LAST EXIT")
+	t := output.NewTable(w, "DAEMON", "STATE", "PID", "RESTARTS", "READY", "BUS", "ADMIN", "LAST EXIT")
 	for _, d := range v.Daemons {
 		pid, restarts := "-", "-"
 		if v.Supervisor != "" {
@@ -115,9 +116,9 @@ func printStatus(w io.Writer, v statusView) error {
 				pid = strconv.Itoa(d.PID)
 			}
 		}
-		t.row(d.Name, string(d.State), pid, restarts, strconv.FormatBool(d.Ready), dash(d.BusAddr), d.AdminAddr, dash(d.LastExit))
+		t.Row(d.Name, string(d.State), pid, restarts, strconv.FormatBool(d.Ready), dash(d.BusAddr), d.AdminAddr, dash(d.LastExit))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 func dash(s string) string {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -35,7 +36,7 @@ func storeStatsCommand(e *env) *cli.Command {
 			"prints one object with the same fields in snake_case (bytes as integers) and\n" +
 			"\"column_families\": one object per column family.",
 		Flags: daemonFlags("stored"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
@@ -47,10 +48,10 @@ func storeStatsCommand(e *env) *cli.Command {
 			}
 			v := makeStoreStatsView(dc.addr, st)
 			if dc.format == "json" {
-				return printJSON(e.stdout, v)
+				return output.PrintJSON(e.stdout, v)
 			}
 			return printStoreStats(e.stdout, v)
-		}),
+		},
 	}
 }
 
@@ -141,12 +142,12 @@ func printStoreStats(w io.Writer, v storeStatsView) error {
 	fmt.Fprintf(w, "open          %d snapshots, %d ingests\n", v.OpenSnapshots, v.OpenIngests)
 	fmt.Fprintf(w, "limits        key %s, value %s\n", humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes))
 	fmt.Fprintln(w)
-	t := newTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
+	t := output.NewTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
 	for _, cf := range v.ColumnFamilies {
-		t.row(cf.Name, strconv.FormatUint(cf.EstimatedKeys, 10), humanBytes(cf.LiveDataBytes), humanBytes(cf.SSTBytes),
+		t.Row(cf.Name, strconv.FormatUint(cf.EstimatedKeys, 10), humanBytes(cf.LiveDataBytes), humanBytes(cf.SSTBytes),
 			humanBytes(cf.MemtableBytes), strconv.FormatUint(cf.L0Files, 10), humanBytes(cf.PendingCompactionBytes))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 // humanBytes formats n bytes with a binary unit: 512 B, 1.5 KiB, 64.0 MiB.

@@ -29,7 +29,7 @@ import (
 // supervisor would otherwise refuse later, naming the flag.
 func checkSupervisorFlags(c *cli.Context) error {
 	if d := c.Duration("timer-slack"); d < 0 || d > supervisor.MaxTimerSlack {
-		return usagef("invalid value %v for flag --timer-slack: want 0 to %v", d, supervisor.MaxTimerSlack)
+		return config.Usagef("invalid value %v for flag --timer-slack: want 0 to %v", d, supervisor.MaxTimerSlack)
 	}
 	return nil
 }
@@ -62,17 +62,17 @@ func upCommand(e *env) *cli.Command {
 			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons (default all: " + strings.Join(daemonNames(), ",") + ")"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
 		}, supervisorFlags()...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			offset := c.Int("port-offset")
 			if offset < 0 || offset > 20000 {
-				return usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
+				return config.Usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
 			}
 			if err := checkSupervisorFlags(c); err != nil {
 				return err
 			}
 			dataDir, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
-				return usagef("invalid value for flag --data-dir: %v", err)
+				return config.Usagef("invalid value for flag --data-dir: %v", err)
 			}
 			certsDir := c.String("certs-dir")
 			if certsDir == "" {
@@ -81,21 +81,21 @@ func upCommand(e *env) *cli.Command {
 			only := map[string]bool{}
 			for _, d := range splitList(c.StringSlice("daemons")) {
 				if !isDaemon(d) {
-					return usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
+					return config.Usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
 				}
 				only[d] = true
 			}
 			join := splitList(c.StringSlice("join"))
 			for _, a := range join {
 				if err := config.ValidateAddr(a); err != nil {
-					return usagef("invalid value %q for flag --join: %v", a, err)
+					return config.Usagef("invalid value %q for flag --join: %v", a, err)
 				}
 			}
 			adminAddr := c.String("admin-addr")
 			if adminAddr == "" {
 				adminAddr = hostPort(supervisorAdminPort + offset)
 			} else if err := config.ValidateAddr(adminAddr); err != nil {
-				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
+				return config.Usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
 			binDir, err := binDir(c)
 			if err != nil {
@@ -121,7 +121,7 @@ func upCommand(e *env) *cli.Command {
 			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
 				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
 			})
-		}),
+		},
 	}
 }
 
@@ -165,7 +165,7 @@ func binDir(c *cli.Context) (string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return "", usagef("--bin-dir %s lacks %s (run `make build`)", dir, strings.Join(missing, ", "))
+		return "", config.Usagef("--bin-dir %s lacks %s (run `make build`)", dir, strings.Join(missing, ", "))
 	}
 	return dir, nil
 }
@@ -173,11 +173,11 @@ func binDir(c *cli.Context) (string, error) {
 func newLogger(e *env, c *cli.Context) (*slog.Logger, error) {
 	level, err := config.ParseLevel(c.String("log-level"))
 	if err != nil {
-		return nil, usagef("invalid value for flag --log-level: %v", err)
+		return nil, config.Usagef("invalid value for flag --log-level: %v", err)
 	}
 	log, err := logkey.New(e.stderr, c.String("log-format"), level)
 	if err != nil {
-		return nil, usagef("invalid value for flag --log-format: %v", err)
+		return nil, config.Usagef("invalid value for flag --log-format: %v", err)
 	}
 	return log.With(slog.String("component", "supervisor")), nil
 }

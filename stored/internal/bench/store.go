@@ -1,6 +1,6 @@
-// Package store is the benchmark behind `pleiades bench store`: stored
-// over the bus against the same engine (stored/engine) opened in this
-// process, in one run, with the same workload:
+// Package bench is the benchmark of stored-bench (`pleiades bench store`
+// runs it): stored over the bus against the same engine (stored/engine)
+// opened in this process, in one run, with the same workload:
 //
 //   - sync batches of BatchOps puts of ValueBytes each, from each of the
 //     Concurrency writers (default 1, 16 and 64): batches per second, and
@@ -26,7 +26,7 @@
 // directory of its own; with Addr it uses that stored and writes only
 // under a per-run key prefix of the data column family, deleted at the
 // end. The in-process engine always opens in a temporary directory.
-package store
+package bench
 
 import (
 	"context"

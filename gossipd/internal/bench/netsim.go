@@ -1,4 +1,4 @@
-package gossip
+package bench
 
 import (
 	"errors"

@@ -1,13 +1,29 @@
-package cli
+package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/pleiades-db/pleiades/shared/config"
 )
 
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// runArgs runs stored-bench with args and returns its exit status,
+// standard output and standard error.
+func runArgs(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := run(context.Background(), append([]string{"stored-bench"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
 func TestBenchStoreJSON(t *testing.T) {
-	code, out, errOut := run(t, "bench", "store", "--phase", "30ms", "--concurrency", "1,4", "--batch-ops", "5",
+	code, out, errOut := runArgs(t, "--phase", "30ms", "--concurrency", "1,4", "--batch-ops", "5",
 		"--value-bytes", "10", "--keys", "200", "--read-concurrency", "2", "--scan-keys", "20", "--multi-get-keys", "4", "--dir", t.TempDir(), "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -31,7 +47,7 @@ func TestBenchStoreJSON(t *testing.T) {
 }
 
 func TestBenchStoreTable(t *testing.T) {
-	code, out, errOut := run(t, "bench", "store", "--phase", "20ms", "--concurrency", "1,2", "--batch-ops", "2",
+	code, out, errOut := runArgs(t, "--phase", "20ms", "--concurrency", "1,2", "--batch-ops", "2",
 		"--value-bytes", "8", "--keys", "50", "--read-concurrency", "1", "--scan-keys", "10")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -60,9 +76,9 @@ func TestBenchStoreBadFlags(t *testing.T) {
 		{[]string{"--keys", "10", "--scan-keys", "100"}, "scan keys"},
 		{[]string{"-o", "yaml"}, "--output"},
 	} {
-		code, _, errOut := run(t, append([]string{"bench", "store"}, tt.args...)...)
-		if code != ExitUsage || !strings.Contains(errOut, tt.want) {
-			t.Errorf("bench store %v: exit %d %q; want 2 naming %q", tt.args, code, errOut, tt.want)
+		code, _, errOut := runArgs(t, tt.args...)
+		if code != config.ExitUsage || !strings.Contains(errOut, tt.want) {
+			t.Errorf("stored-bench %v: exit %d %q; want 2 naming %q", tt.args, code, errOut, tt.want)
 		}
 	}
 }

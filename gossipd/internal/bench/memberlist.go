@@ -1,4 +1,4 @@
-package gossip
+package bench
 
 import (
 	"bytes"
@@ -13,13 +13,13 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
 
-	"github.com/pleiades-db/pleiades/gossipd"
+	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 )
 
 // mlCluster runs hashicorp/memberlist nodes over the same in-memory
 // network, through a memberlist.Transport of our own.
 type mlCluster struct {
-	cfg   gossipd.ProtocolConfig
+	cfg   swim.Config
 	net   *network
 	obs   *observer
 	mu    sync.Mutex
@@ -45,7 +45,7 @@ type mlNode struct {
 	ackPayload []byte
 }
 
-func newMLCluster(cfg gossipd.ProtocolConfig, net *network, obs *observer) *mlCluster {
+func newMLCluster(cfg swim.Config, net *network, obs *observer) *mlCluster {
 	return &mlCluster{cfg: cfg, net: net, obs: obs, names: map[string]int{}}
 }
 
@@ -53,7 +53,7 @@ func (c *mlCluster) name() string { return "memberlist" }
 
 // mlConfig maps our protocol timers onto memberlist's configuration, so
 // both sides run the same protocol period, timeouts and multipliers.
-func mlConfig(p gossipd.ProtocolConfig) *memberlist.Config {
+func mlConfig(p swim.Config) *memberlist.Config {
 	mc := memberlist.DefaultLANConfig()
 	mc.ProbeInterval = p.ProbeInterval
 	mc.ProbeTimeout = p.ProbeTimeout

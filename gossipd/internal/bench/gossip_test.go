@@ -1,4 +1,4 @@
-package gossip
+package bench
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/pleiades-db/pleiades/gossipd"
+	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 )
 
 func TestMain(m *testing.M) {
@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 
 // fast returns a short protocol period so the miniature run takes
 // seconds.
-func fast() gossipd.ProtocolConfig {
-	p := gossipd.LANProtocol()
+func fast() swim.Config {
+	p := swim.DefaultLANConfig()
 	p.ProbeInterval = 200 * time.Millisecond
 	p.ProbeTimeout = 100 * time.Millisecond
 	p.SuspicionMult = 2

@@ -1,6 +1,7 @@
-// Package gossip is the membership benchmark behind `pleiades bench
-// gossip`: the same scenario run by gossipd's SWIM + Lifeguard engine and
-// by hashicorp/memberlist, N members each, in this process, over one
+// Package bench is the membership benchmark of gossipd-bench (`pleiades
+// bench gossip` runs it): the same scenario run by gossipd's SWIM +
+// Lifeguard engine (package swim, the code the daemon runs) and by
+// hashicorp/memberlist, N members each, in this process, over one
 // in-memory datagram network (with reliable streams) in real time that
 // injects the same loss, crashes and stalls into both.
 //
@@ -18,7 +19,7 @@
 // gossipd's Vivaldi coordinate, as Serf's coordinates do. Bytes are protocol payload as handed to the network
 // (datagrams plus stream bytes); gossipd over QUIC adds per-datagram
 // framing not counted here (see gossipd/BENCHMARKS.md).
-package gossip
+package bench
 
 import (
 	"context"
@@ -29,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pleiades-db/pleiades/gossipd"
+	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 )
 
 // Options configure a run.
@@ -39,8 +40,8 @@ type Options struct {
 	// Runs is the number of detection and dissemination trials. Default 5.
 	Runs int
 	// Protocol holds the timers both implementations use. Default
-	// gossipd.LANProtocol() (memberlist's LAN profile).
-	Protocol gossipd.ProtocolConfig
+	// swim.DefaultLANConfig() (memberlist's LAN profile).
+	Protocol swim.Config
 	// Idle is the window for idle bandwidth. Default 30 s (one push-pull
 	// interval).
 	Idle time.Duration
@@ -78,8 +79,8 @@ func (o *Options) defaults() error {
 	if o.Runs == 0 {
 		o.Runs = 5
 	}
-	if o.Protocol == (gossipd.ProtocolConfig{}) {
-		o.Protocol = gossipd.LANProtocol()
+	if o.Protocol == (swim.Config{}) {
+		o.Protocol = swim.DefaultLANConfig()
 	}
 	if o.Idle == 0 {
 		o.Idle = DefaultIdle

@@ -1,10 +1,30 @@
-package cli
+package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// memberlist's package-level metrics sink runs a ticker goroutine
+		// for the life of the process.
+		goleak.IgnoreTopFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),
+	)
+}
+
+// runArgs runs gossipd-bench with args and returns its exit status,
+// standard output and standard error.
+func runArgs(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := run(context.Background(), append([]string{"gossipd-bench"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
 
 func TestBenchGossipBadFlags(t *testing.T) {
 	for _, args := range [][]string{
@@ -14,9 +34,9 @@ func TestBenchGossipBadFlags(t *testing.T) {
 		{"--loss", "1.5"},
 		{"--nodes", "8", "--runs", "9"},
 	} {
-		code, _, stderr := run(t, append([]string{"bench", "gossip"}, args...)...)
+		code, _, stderr := runArgs(t, args...)
 		if code != 2 || stderr == "" {
-			t.Errorf("bench gossip %v: exit %d, stderr %q; want 2 and a message", args, code, stderr)
+			t.Errorf("gossipd-bench %v: exit %d, stderr %q; want 2 and a message", args, code, stderr)
 		}
 	}
 }
@@ -27,7 +47,7 @@ func TestBenchGossipJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real-time membership scenario (about 10 s)")
 	}
-	code, stdout, stderr := run(t, "bench", "gossip", "--nodes", "4", "--runs", "1", "--profile", "local",
+	code, stdout, stderr := runArgs(t, "--nodes", "4", "--runs", "1", "--profile", "local",
 		"--idle", "200ms", "--fault-time", "1s", "--stall", "200ms", "--stall-every", "500ms", "--impl", "gossipd", "--output", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

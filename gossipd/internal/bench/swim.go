@@ -1,4 +1,4 @@
-package gossip
+package bench
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pleiades-db/pleiades/gossipd"
+	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
 
@@ -20,7 +20,7 @@ func coordinateBytes() int {
 
 // swimCluster runs gossipd's engines over the in-memory network.
 type swimCluster struct {
-	cfg   gossipd.ProtocolConfig
+	cfg   swim.Config
 	net   *network
 	obs   *observer
 	seed  uint64
@@ -36,10 +36,10 @@ type swimNode struct {
 	idx  int
 	addr string
 	ep   *endpoint
-	e    *gossipd.Engine
+	e    *swim.Engine
 }
 
-func newSwimCluster(cfg gossipd.ProtocolConfig, net *network, obs *observer, seed uint64) *swimCluster {
+func newSwimCluster(cfg swim.Config, net *network, obs *observer, seed uint64) *swimCluster {
 	return &swimCluster{cfg: cfg, net: net, obs: obs, seed: seed, byAdr: map[string]*swimNode{}, done: make(chan struct{})}
 }
 
@@ -48,9 +48,9 @@ func (c *swimCluster) name() string { return "gossipd" }
 func (c *swimCluster) start(n int) error {
 	for i := range n {
 		nd := &swimNode{c: c, idx: i, addr: fmt.Sprintf("127.1.%d.%d:7403", i/250, i%250+1)}
-		e, err := gossipd.NewEngine(c.cfg, "bench", uint64(i+1), nd.addr, &gossippb.Metadata{}, gossipd.EngineDeps{
-			Clock: gossipd.RealClock(), Transport: nd, Seed: c.seed + uint64(i),
-			OnEvent: func(ev gossipd.Event) { nd.onEvent(ev) },
+		e, err := swim.NewEngine(c.cfg, "bench", uint64(i+1), nd.addr, &gossippb.Metadata{}, swim.EngineDeps{
+			Clock: swim.WallClock{}, Transport: nd, Seed: c.seed + uint64(i),
+			OnEvent: func(ev swim.Event) { nd.onEvent(ev) },
 		})
 		if err != nil {
 			return err
@@ -69,7 +69,7 @@ func (c *swimCluster) start(n int) error {
 	return nil
 }
 
-func (nd *swimNode) onEvent(ev gossipd.Event) {
+func (nd *swimNode) onEvent(ev swim.Event) {
 	subj := int(ev.Member.ID) - 1
 	switch ev.Type {
 	case gossippb.EventType_EVENT_TYPE_SUSPECT:
@@ -119,7 +119,7 @@ func (c *swimCluster) close() {
 	c.wg.Wait()
 }
 
-// SendPacket implements gossipd.Transport.
+// SendPacket implements swim.Transport.
 func (nd *swimNode) SendPacket(addr string, b []byte) { nd.ep.send(addr, b) }
 
 // async runs f on a goroutine the cluster waits for on close.
@@ -143,7 +143,7 @@ func (c *swimCluster) sleep(d time.Duration) bool {
 	}
 }
 
-// PushPull implements gossipd.Transport: a reliable exchange (no loss),
+// PushPull implements swim.Transport: a reliable exchange (no loss),
 // held while either side is stalled, failing after 1 s to a crashed peer.
 func (nd *swimNode) PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error)) {
 	c := nd.c
@@ -174,7 +174,7 @@ func (c *swimCluster) byAddr(a string) *swimNode {
 	return c.byAdr[a]
 }
 
-// PingStream implements gossipd.Transport: the stream fallback probe,
+// PingStream implements swim.Transport: the stream fallback probe,
 // reliable, failing at timeout when the peer is crashed or stalled past
 // it.
 func (nd *swimNode) PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error)) {
