@@ -16,9 +16,13 @@ deps:
 build: deps
 	@./scripts/build.sh >/dev/null
 
-## test: deps, gofmt, vet, standalone module builds, go test -race everywhere
+## test: deps, verify, vet, standalone module builds, go test -race everywhere
 test: deps
 	@./scripts/test.sh
+
+## verify: gofmt, tidy go.mod files, module boundaries (seconds; part of test)
+verify:
+	@./scripts/verify.sh
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build

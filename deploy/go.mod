@@ -19,6 +19,7 @@ replace github.com/pleiades-db/pleiades/services => ../services
 require (
 	github.com/pleiades-db/pleiades/raftd v0.0.0
 	github.com/pleiades-db/pleiades/shared v0.0.0
+	golang.org/x/mod v0.37.0
 )
 
 require (

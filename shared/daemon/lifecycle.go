@@ -47,7 +47,7 @@ type Lifecycle struct {
 	mu struct {
 		sync.Mutex
 		started, stopped, ready bool
-		cancel              context.CancelFunc
+		cancel                  context.CancelFunc
 	}
 }
 
