@@ -192,9 +192,9 @@ func probing(n *node, want ...string) bool {
 }
 
 func TestPeersFromGossipMembership(t *testing.T) {
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	c := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	d := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
+	c := startNode(t, fastCfg(), &memoryBound{}, nil)
+	d := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000)
 	g.setUp(true)
 	alive, suspect, dead := gossippb.MemberState_MEMBER_STATE_ALIVE, gossippb.MemberState_MEMBER_STATE_SUSPECT, gossippb.MemberState_MEMBER_STATE_DEAD
@@ -207,7 +207,7 @@ func TestPeersFromGossipMembership(t *testing.T) {
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{d.addr} // replaced by the membership once gossipd answers
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
+	a := startNode(t, cfg, &memoryBound{}, nil)
 	eventually.True(t, 20*time.Second, "peers b and c from membership", func() bool { return probing(a, b.addr, c.addr) })
 	if n, addr := g.published(); n == 0 || addr != a.addr {
 		t.Errorf("published %d times, clockd address %q; want %q", n, addr, a.addr)
@@ -236,13 +236,13 @@ func TestPeersFromGossipMembership(t *testing.T) {
 }
 
 func TestPeersStaticUntilGossipAnswers(t *testing.T) {
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	c := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
+	c := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000) // down: answers Unavailable
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{b.addr}
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
+	a := startNode(t, cfg, &memoryBound{}, nil)
 	eventually.True(t, 20*time.Second, "static peer b probed", func() bool { return probing(a, b.addr) })
 	eventually.True(t, 20*time.Second, "gossipd asked", func() bool { return g.downCalls() > 0 })
 	if !probing(a, b.addr) {
@@ -259,7 +259,7 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.AdvertiseAddr = "10.1.2.3:7404"
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
+	a := startNode(t, cfg, &memoryBound{}, nil)
 	eventually.True(t, 20*time.Second, "the advertised address published", func() bool { _, addr := g.published(); return addr == cfg.AdvertiseAddr })
 	if offs := a.srv.Offsets(); len(offs) != 0 {
 		t.Errorf("peers of a lone node = %v; want none (itself excluded)", offs)
@@ -269,7 +269,7 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 func TestWildcardBusNotPublished(t *testing.T) {
 	// A bus bound to 0.0.0.0 has no address other nodes can dial: clockd
 	// publishes nothing but still learns its peers.
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000)
 	g.setUp(true)
 	g.set(2, gossippb.MemberState_MEMBER_STATE_ALIVE, b.addr)
@@ -278,7 +278,7 @@ func TestWildcardBusNotPublished(t *testing.T) {
 	c := daemontest.Common(t)
 	c.BusAddr = "0.0.0.0:0"
 	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), c)
-	srv, err := clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}, NodeID: rt.NodeID})
+	srv, err := clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, Bound: &memoryBound{}, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func skewed(skew time.Duration) func() int64 {
 
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}})
+	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &memoryBound{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestServeStatusAndReady(t *testing.T) {
 
 func TestNowAndUpdateOverBus(t *testing.T) {
 	cfg := baseCfg()
-	n := startNode(t, cfg, &clockd.MemoryBound{}, nil)
+	n := startNode(t, cfg, &memoryBound{}, nil)
 	waitReady(t, n.srv)
 	client := daemontest.NewRuntime(t, "client")
 	c := clockclient.New(client.Bus, n.addr)
@@ -189,7 +189,7 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 	var phys atomic.Int64
 	phys.Store(int64(1_700_000_000) * 1e9)
 	physical := phys.Load
-	bound := &clockd.MemoryBound{}
+	bound := &memoryBound{}
 	cfg := baseCfg()
 	cfg.BoundWindow = 200 * time.Millisecond
 
@@ -251,7 +251,7 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 func TestBoundStoreFailureRefusesTimestamps(t *testing.T) {
 	var phys atomic.Int64
 	phys.Store(int64(1_700_000_000) * 1e9)
-	bound := &clockd.MemoryBound{}
+	bound := &memoryBound{}
 	cfg := baseCfg()
 	cfg.BoundWindow = time.Hour // no background renewal during the test
 	n := startNode(t, cfg, bound, phys.Load)
@@ -277,7 +277,7 @@ func cluster(t *testing.T, cfg clockd.Config, skews []time.Duration) []*node {
 	nodes := make([]*node, len(skews))
 	var addrs []string
 	for i, s := range skews {
-		nodes[i] = startNode(t, cfg, &clockd.MemoryBound{}, skewed(s))
+		nodes[i] = startNode(t, cfg, &memoryBound{}, skewed(s))
 		addrs = append(addrs, nodes[i].addr)
 	}
 	for _, n := range nodes {
@@ -372,7 +372,7 @@ func TestSkewedNodeFlagsItself(t *testing.T) {
 			for i, s := range skews {
 				c := cfg
 				c.FatalOnUnhealthy = i == bad
-				nodes[i] = startNode(t, c, &clockd.MemoryBound{}, skewed(s))
+				nodes[i] = startNode(t, c, &memoryBound{}, skewed(s))
 				addrs = append(addrs, nodes[i].addr)
 			}
 			client := daemontest.NewRuntime(t, "client")

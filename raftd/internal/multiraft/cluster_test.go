@@ -38,7 +38,7 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {
 	t.Helper()
-	cfg := TestConfig()
+	cfg := testConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -112,14 +112,6 @@ func DefaultConfig() Config {
 	return c
 }
 
-// TestConfig returns fast timers for in-process tests.
-func TestConfig() Config {
-	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
-		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4}
-	c.fill()
-	return c
-}
-
 func (c *Config) fill() {
 	def := func(p *int, v int) {
 		if *p == 0 {

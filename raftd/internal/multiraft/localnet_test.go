@@ -13,6 +13,14 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
 
+// testConfig returns fast timers for in-process tests.
+func testConfig() Config {
+	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
+		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4}
+	c.fill()
+	return c
+}
+
 // LocalNetwork connects in-process stores for tests, with injectable
 // faults: one-way drops between node pairs (partitions), random loss and
 // delivery delay. Each directed link delivers in order on its own
