@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/hlc"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -80,55 +78,17 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, srv)
-
-	client := daemontest.NewRuntime(t, "client")
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != clockd.Name || !st.GetReady() || !st.GetChecks()[clockd.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want clockd ready", &st)
-	}
-	cs, err := clockclient.New(client.Bus, rt.Bus.Addr().String()).Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cs.GetServing() || !cs.GetHealth().GetHealthy() || cs.GetMaxOffsetNs() != int64(500*time.Millisecond) ||
-		cs.GetPersistedBoundNs() <= cs.GetNow().GetWallTime() {
-		t.Errorf("clock Status = %v", cs)
-	}
-	resp, err := http.Get("http://" + rt.Admin.Addr().String() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d %q", resp.StatusCode, body)
-	}
-	http.DefaultClient.CloseIdleConnections()
-
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[clockd.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the clockd check failing", ok, failed)
-	}
-	if err := rt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: clockd.ReadyCheck,
+		Serving: func(ctx context.Context, client *daemon.Runtime) {
+			cs, err := clockclient.New(client.Bus, rt.Bus.Addr().String()).Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cs.GetServing() || !cs.GetHealth().GetHealthy() || cs.GetMaxOffsetNs() != int64(500*time.Millisecond) ||
+				cs.GetPersistedBoundNs() <= cs.GetNow().GetWallTime() {
+				t.Errorf("clock Status = %v", cs)
+			}
+		}})
 }
 
 func TestNowAndUpdateOverBus(t *testing.T) {
