@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -493,8 +494,9 @@ func TestOtherCARefused(t *testing.T) {
 	cli := newBus(t, "intruder", func(c *bus.Config) { c.TLS = oc })
 	start(t, cli)
 	err = cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
-	if !errors.Is(err, bus.ErrUnavailable) {
-		t.Fatalf("call with a foreign certificate: err = %v, want unavailable", err)
+	t.Logf("intruder: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) {
+		t.Fatalf("call with a foreign certificate: err = %v, want unauthenticated", err)
 	}
 	// And the reverse: a good client refuses a server of another CA.
 	bad := newBus(t, "srv2", func(c *bus.Config) { c.TLS = oc })
@@ -503,8 +505,20 @@ func TestOtherCARefused(t *testing.T) {
 	good := newBus(t, "good")
 	start(t, good)
 	err = good.Call(ctxT(t), baddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
-	if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("call to a foreign server: err = %v", err)
+	t.Logf("foreign server: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("call to a foreign server: err = %v, want unauthenticated naming the certificate", err)
+	}
+	// A client that trusts the server's CA but presents a certificate of
+	// another: the server refuses it, and the client learns why.
+	mixed := tlsConfig(t, "mixed").Clone()
+	mixed.Certificates = oc.Certificates
+	half := newBus(t, "mixed", func(c *bus.Config) { c.TLS = mixed })
+	start(t, half)
+	err = half.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	t.Logf("refused client certificate: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) {
+		t.Fatalf("call with a certificate the server refuses: err = %v, want unauthenticated", err)
 	}
 }
 
@@ -824,16 +838,19 @@ func TestRedialBackoff(t *testing.T) {
 }
 
 func TestCallerCancelWhileDialing(t *testing.T) {
-	dead := newBus(t, "dead")
-	deadAddr := start(t, dead)
-	if err := dead.Stop(ctxT(t)); err != nil {
+	// A socket that reads nothing: the dial hears no answer at all (a
+	// port with nothing on it would answer the probe at once).
+	hole, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer hole.Close()
+	deadAddr := hole.LocalAddr().String()
 	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = 10 * time.Second })
 	start(t, cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := cli.Call(ctx, deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	err = cli.Call(ctx, deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
 	if !errors.Is(err, bus.ErrDeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -937,4 +954,26 @@ func TestBatchesShareTheLowerPeersConnection(t *testing.T) {
 		}
 	}
 	lo.mu.Unlock()
+}
+
+// TestNoListenerFailsFast: a call to a port nothing listens on fails with
+// ReasonNoListener (the dial's probe heard the port unreachable) rather
+// than waiting out the dial timeout, here an hour; so does a call made
+// during the redial backoff that follows.
+func TestNoListenerFailsFast(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = time.Hour })
+	start(t, cli)
+	for i := range 2 {
+		err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != bus.ReasonNoListener {
+			t.Fatalf("call %d to %s with nothing listening: %v; want unavailable, reason %s", i, addr, err, bus.ReasonNoListener)
+		}
+		t.Logf("call %d: %v", i, err)
+	}
 }

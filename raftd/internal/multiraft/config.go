@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
 // Config tunes the multi-raft host. The zero value of a field means its
@@ -150,8 +152,8 @@ func (c *Config) fill() {
 	def(&c.LivenessPingTicks, max(1, c.ElectionTicks/3))
 	def(&c.BootstrapCampaignsPerTick, 1000)
 	def(&c.SnapshotChunkBytes, 1<<20)
-	def(&c.MaxKeyBytes, 64<<10)
-	def(&c.MaxValueBytes, 8<<20)
+	def(&c.MaxKeyBytes, kvpb.MaxKeyBytes)
+	def(&c.MaxValueBytes, kvpb.MaxValueBytes)
 	def(&c.MaxCommandBytes, 12<<20)
 }
 
