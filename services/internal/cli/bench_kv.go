@@ -10,7 +10,6 @@ import (
 	"github.com/pleiades-db/pleiades/services/internal/bench/kv"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/output"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 func benchKVCommand(e *env) *cli.Command {
@@ -84,17 +83,17 @@ func benchKVCommand(e *env) *cli.Command {
 			if err := o.Validate(); err != nil {
 				return config.Usagef("%v", err)
 			}
-			certsDir := certsDir(c)
-			tc, err := tlsutil.Load(certsDir)
+			certs := pickCerts(c, o.Addrs)
+			tc, err := certs.load()
 			if err != nil {
-				return fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+				return err
 			}
 			o.TLS = tc
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
 			res, err := kv.Run(ctx, o)
 			if err != nil {
-				return initHint(err)
+				return certs.explain(err, o.Addrs)
 			}
 			if f == "json" {
 				return output.PrintJSON(e.stdout, res)

@@ -105,9 +105,12 @@ func TestDevNodes(t *testing.T) {
 			t.Errorf("node %d id changed: %d -> %d", i+1, nodes[i].nodeID, again[i].nodeID)
 		}
 	}
-	cl := clusterFile(root, "127.0.0.1:7500", nodes)
+	cl := clusterFile("127.0.0.1:7500", nodes)
 	if got := cl.Nodes[1].Daemons["raftd"]; got.Bus != "127.0.0.1:7412" || got.Admin != "127.0.0.1:7512" {
 		t.Errorf("cluster node2 raftd = %+v", got)
+	}
+	if cl.Nodes[1].CertsDir != nodes[1].certsDir || cl.SupervisorPID != os.Getpid() {
+		t.Errorf("cluster node2 certs %q, supervisor pid %d; want %q and this process", cl.Nodes[1].CertsDir, cl.SupervisorPID, nodes[1].certsDir)
 	}
 }
 
@@ -202,9 +205,9 @@ func TestStatusFromSupervisor(t *testing.T) {
 
 func TestStatusWithoutSupervisor(t *testing.T) {
 	// Nothing listens on this port; status falls back to probing and says so.
-	code, stdout, _ := run(t, "status", "--addr", "127.0.0.1:1", "--output", "json", "--timeout", "2s")
-	if code != 0 {
-		t.Fatalf("exit %d", code)
+	code, stdout, stderr := run(t, "status", "--addr", "127.0.0.1:1", "--output", "json", "--timeout", "2s")
+	if code != ExitFailed || !strings.Contains(stderr, "no supervisor at 127.0.0.1:1") || !strings.Contains(stderr, "hint:") {
+		t.Fatalf("exit %d, stderr %q; want 1 saying no supervisor answered, with a hint", code, stderr)
 	}
 	var got statusView
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {

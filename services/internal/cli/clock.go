@@ -37,9 +37,9 @@ func clockCommand(e *env) *cli.Command {
 				return err
 			}
 			defer dc.cancel()
-			view, err := fetchClock(dc.ctx, dc.certsDir, dc.addr)
+			view, err := fetchClock(dc.ctx, dc.certs, dc.addr)
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			if dc.format == "json" {
 				return output.PrintJSON(e.stdout, view.jsonRows())
@@ -122,8 +122,8 @@ func (v clockView) jsonRows() []clockJSONRow {
 }
 
 // fetchClock asks the clockd at addr for its status and offsets.
-func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+func fetchClock(ctx context.Context, certs certsChoice, addr string) (v clockView, err error) {
+	err = withBus(ctx, certs, func(b *bus.Bus) error {
 		cl := clockclient.New(b, addr)
 		st, err := cl.Status(ctx)
 		if err != nil {

@@ -71,13 +71,9 @@ func devCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl := clusterFile(root, adminAddr, nodes)
-			b, err := json.MarshalIndent(cl, "", "  ")
-			if err != nil {
+			cl := clusterFile(adminAddr, nodes)
+			if err := writeClusterFile(filepath.Join(root, clusterFileName), cl); err != nil {
 				return err
-			}
-			if err := os.WriteFile(filepath.Join(root, "cluster.json"), append(b, '\n'), 0o644); err != nil {
-				return fmt.Errorf("write cluster.json: %w", err)
 			}
 			var children []supervisor.Child
 			for _, n := range nodes {
@@ -138,17 +134,24 @@ func devNodes(root string, count, base int, bin, logFormat string) ([]node, erro
 	return nodes, nil
 }
 
-// cluster is the JSON of cluster.json.
+// cluster is the JSON of cluster.json (pleiades dev) and node.json
+// (pleiades up): what a supervisor runs. The CLI reads it to pick the
+// certificates of the cluster it talks to (pickCerts).
 type cluster struct {
-	SupervisorAdmin string        `json:"supervisor_admin"`
-	Nodes           []clusterNode `json:"nodes"`
+	SupervisorAdmin string `json:"supervisor_admin"`
+	// SupervisorPID is the process id of the supervisor that wrote the
+	// file, to tell a running cluster from a stopped one.
+	SupervisorPID int           `json:"supervisor_pid"`
+	Nodes         []clusterNode `json:"nodes"`
 }
 
 type clusterNode struct {
-	Node    int                      `json:"node"`
-	NodeID  uint64                   `json:"node_id"`
-	DataDir string                   `json:"data_dir"`
-	Daemons map[string]daemonAddress `json:"daemons"`
+	// Node is the node's number in a dev cluster (omitted for up).
+	Node     int                      `json:"node,omitempty"`
+	NodeID   uint64                   `json:"node_id,string"`
+	DataDir  string                   `json:"data_dir"`
+	CertsDir string                   `json:"certs_dir"`
+	Daemons  map[string]daemonAddress `json:"daemons"`
 }
 
 type daemonAddress struct {
@@ -156,16 +159,33 @@ type daemonAddress struct {
 	Admin string `json:"admin"`
 }
 
-func clusterFile(root, adminAddr string, nodes []node) cluster {
-	cl := cluster{SupervisorAdmin: adminAddr}
+func clusterFile(adminAddr string, nodes []node) cluster {
+	cl := cluster{SupervisorAdmin: adminAddr, SupervisorPID: os.Getpid()}
 	for _, n := range nodes {
-		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, Daemons: map[string]daemonAddress{}}
+		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, CertsDir: n.certsDir, Daemons: map[string]daemonAddress{}}
 		for _, d := range daemonOrder {
 			cn.Daemons[d.name] = daemonAddress{Bus: n.busAddr(d.name), Admin: n.adminAddr(d.name)}
 		}
 		cl.Nodes = append(cl.Nodes, cn)
 	}
 	return cl
+}
+
+// writeClusterFile writes cl to path (atomically: a reader never sees half
+// a file).
+func writeClusterFile(path string, cl cluster) error {
+	b, err := json.MarshalIndent(cl, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 func printCluster(e *env, cl cluster) {

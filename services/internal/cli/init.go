@@ -42,7 +42,7 @@ func initCommand(e *env) *cli.Command {
 			defer s.close()
 			res, err := s.cl.Init(s.ctx, o)
 			if err != nil {
-				return err
+				return s.explain(err)
 			}
 			view := initView{AlreadyInitialized: res.AlreadyInitialized, LayoutDiffers: res.LayoutDiffers, Ranges: []rangeDescView{}}
 			for _, d := range res.Descriptors {

@@ -21,7 +21,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/output"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 func kvCommand(e *env) *cli.Command {
@@ -44,7 +43,7 @@ func kvCommand(e *env) *cli.Command {
 				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"}),
 				Action: func(c *cli.Context) error {
-					return initHint(kvGet(e, c))
+					return kvGet(e, c)
 				},
 			},
 			{
@@ -54,7 +53,7 @@ func kvCommand(e *env) *cli.Command {
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the bytes of `FILE` as the value (- for standard input), as they are (no --encoding)"}),
 				Action: func(c *cli.Context) error {
-					return initHint(kvPut(e, c))
+					return kvPut(e, c)
 				},
 			},
 			{
@@ -64,7 +63,7 @@ func kvCommand(e *env) *cli.Command {
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "end", Usage: "delete the span [KEY, `END`) instead of KEY"}),
 				Action: func(c *cli.Context) error {
-					return initHint(kvDel(e, c))
+					return kvDel(e, c)
 				},
 			},
 			{
@@ -78,7 +77,7 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
 				),
 				Action: func(c *cli.Context) error {
-					return initHint(kvScan(e, c))
+					return kvScan(e, c)
 				},
 			},
 			{
@@ -91,7 +90,7 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "delete", Usage: "delete the key on success instead of writing NEW_VALUE"},
 				),
 				Action: func(c *cli.Context) error {
-					return initHint(kvCAS(e, c))
+					return kvCAS(e, c)
 				},
 			},
 		},
@@ -191,8 +190,13 @@ type kvSession struct {
 	format string
 	ctx    context.Context
 	cl     *kvclient.Client
+	certs  certsChoice
+	addrs  []string
 	close  func()
 }
+
+// explain adds the hint of a failed call (see certsChoice.explain).
+func (s *kvSession) explain(err error) error { return s.certs.explain(err, s.addrs) }
 
 // openKV checks the common flags and starts a client; flag checks happen
 // before anything is dialed.
@@ -205,10 +209,10 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	certsDir := certsDir(c)
-	tc, err := tlsutil.Load(certsDir)
+	certs := pickCerts(c, addrs)
+	tc, err := certs.load()
 	if err != nil {
-		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 	cl, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: tc})
@@ -216,7 +220,7 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 		cancel()
 		return nil, err
 	}
-	return &kvSession{format: f, ctx: ctx, cl: cl, close: func() {
+	return &kvSession{format: f, ctx: ctx, cl: cl, certs: certs, addrs: addrs, close: func() {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer scancel()
 		_ = cl.Close(sctx)
@@ -253,7 +257,7 @@ func tsString(ts hlc.Timestamp) string {
 	return ts.String()
 }
 
-func kvGet(e *env, c *cli.Context) error {
+func kvGet(e *env, c *cli.Context) (err error) {
 	a, err := posArgs(c, 1, 1, "KEY")
 	if err != nil {
 		return err
@@ -275,6 +279,7 @@ func kvGet(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	v, found, err := s.cl.Get(s.ctx, key, kvclient.WithConsistency(cons))
 	if err != nil {
 		return err
@@ -305,7 +310,7 @@ func kvGet(e *env, c *cli.Context) error {
 	return nil
 }
 
-func kvPut(e *env, c *cli.Context) error {
+func kvPut(e *env, c *cli.Context) (err error) {
 	file := c.String("value-file")
 	n := 2
 	if file != "" {
@@ -337,6 +342,7 @@ func kvPut(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	ts, err := s.cl.Put(s.ctx, key, value)
 	if err != nil {
 		return err
@@ -357,7 +363,7 @@ type delView struct {
 	Deleted     uint64 `json:"deleted"`
 }
 
-func kvDel(e *env, c *cli.Context) error {
+func kvDel(e *env, c *cli.Context) (err error) {
 	a, err := posArgs(c, 1, 1, "KEY")
 	if err != nil {
 		return err
@@ -383,6 +389,7 @@ func kvDel(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	var view delView
 	view.Key, view.KeyEncoding = enc.forJSON(key)
 	if len(end) > 0 {
@@ -415,7 +422,7 @@ type scanView struct {
 	More bool `json:"more,omitempty"`
 }
 
-func kvScan(e *env, c *cli.Context) error {
+func kvScan(e *env, c *cli.Context) (err error) {
 	if _, err := posArgs(c, 0, 0, "no arguments (use --start and --end)"); err != nil {
 		return err
 	}
@@ -450,6 +457,7 @@ func kvScan(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
@@ -500,10 +508,9 @@ type casView struct {
 	Current     *kvView `json:"current,omitempty"`
 }
 
-func kvCAS(e *env, c *cli.Context) error {
+func kvCAS(e *env, c *cli.Context) (err error) {
 	del := c.Bool("delete")
 	var a []string
-	var err error
 	if del {
 		a, err = posArgs(c, 1, 1, "KEY (no NEW_VALUE with --delete)")
 	} else {
@@ -541,6 +548,7 @@ func kvCAS(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	res, err := s.cl.CompareAndSwap(s.ctx, x)
 	if err != nil {
 		return err

@@ -194,9 +194,12 @@ func TestKVUsageErrors(t *testing.T) {
 	if code != ExitFailed || !strings.Contains(errOut, "--certs-dir") {
 		t.Errorf("missing certs: exit %d %q; want 1 naming --certs-dir", code, errOut)
 	}
-	code, _, errOut = run(t, "kv", "put", "--addr", "127.0.0.1:1", "--certs-dir", conn[3], "--timeout", "300ms", "a", "b")
-	if code != ExitFailed || !strings.Contains(errOut, "deadline") {
-		t.Errorf("no raftd: exit %d %q; want 1 after the deadline", code, errOut)
+	// Nothing listens: the command fails at once (well before its 1m
+	// timeout, which would say "deadline") with a hint.
+	code, _, errOut = run(t, "kv", "put", "--addr", "127.0.0.1:1", "--certs-dir", conn[3], "--timeout", "1m", "a", "b")
+	if code != ExitFailed || !strings.Contains(errOut, "no raftd listening") || !strings.Contains(errOut, "hint: nothing listens at 127.0.0.1:1") ||
+		!strings.Contains(errOut, "pleiades status") || strings.Contains(errOut, "deadline") {
+		t.Errorf("no raftd: exit %d %q; want 1 at once, with a hint", code, errOut)
 	}
 	if fc.Len() != 0 {
 		t.Errorf("bad command lines wrote %d keys", fc.Len())

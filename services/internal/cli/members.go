@@ -32,9 +32,9 @@ func membersCommand(e *env) *cli.Command {
 				return err
 			}
 			defer dc.cancel()
-			views, err := fetchMembers(dc.ctx, dc.certsDir, dc.addr, c.Bool("all"))
+			views, err := fetchMembers(dc.ctx, dc.certs, dc.addr, c.Bool("all"))
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			if dc.format == "json" {
 				return output.PrintJSON(e.stdout, views)
@@ -114,8 +114,8 @@ func joinMap(m map[string]string) string {
 
 // fetchMembers asks the gossipd at addr for its members and the estimated
 // RTT to each.
-func fetchMembers(ctx context.Context, certsDir, addr string, all bool) (views []memberView, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+func fetchMembers(ctx context.Context, certs certsChoice, addr string, all bool) (views []memberView, err error) {
+	err = withBus(ctx, certs, func(b *bus.Bus) error {
 		cl := gossipclient.New(b, addr)
 		ms, self, err := cl.Members(ctx, all)
 		if err != nil {

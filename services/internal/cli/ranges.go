@@ -33,7 +33,7 @@ func rangesCommand(e *env) *cli.Command {
 			addr := s.cl.Addrs()[0]
 			resp, err := s.cl.Ranges(s.ctx, addr)
 			if err != nil {
-				return err
+				return s.explain(err)
 			}
 			view := makeRangesView(addr, resp)
 			if s.format == "json" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,9 +22,10 @@ func statusCommand(e *env) *cli.Command {
 		Name:  "status",
 		Usage: "show each daemon of a node: state, pid, restarts, readiness, addresses",
 		Description: "Asks the node's supervisor (`pleiades up`) at --addr. When no supervisor answers, it\n" +
-			"probes each daemon's default admin endpoint instead (pid and restarts are then unknown).",
+			"probes each daemon's default admin endpoint instead (pid and restarts are then unknown),\n" +
+			"prints what it found, and exits 1.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(supervisorAdminPort), Usage: "the supervisor's admin `ADDR`"},
+			addrFlag("supervisor", hostPort(supervisorAdminPort), "the supervisor's admin `ADDR`"),
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
 			output.Flag(),
 		},
@@ -35,15 +37,19 @@ func statusCommand(e *env) *cli.Command {
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
 			view, err := fetchDaemons(ctx, c.String("addr"))
+			var noSupervisor error
 			if err != nil {
 				view = probeDaemons(ctx)
 				view.Supervisor = ""
 				view.Note = fmt.Sprintf("no supervisor at %s (%v); probed default admin endpoints", c.String("addr"), err)
+				noSupervisor = fmt.Errorf("no supervisor at %s: %w\nhint: `make run` (pleiades up) starts a node, `make dev` (pleiades dev) a local cluster; --addr names another supervisor's admin address", c.String("addr"), err)
 			}
 			if f == "json" {
-				return output.PrintJSON(e.stdout, view)
+				err = output.PrintJSON(e.stdout, view)
+			} else {
+				err = printStatus(e.stdout, view)
 			}
-			return printStatus(e.stdout, view)
+			return errors.Join(noSupervisor, err)
 		},
 	}
 }

@@ -42,9 +42,9 @@ func storeStatsCommand(e *env) *cli.Command {
 				return err
 			}
 			defer dc.cancel()
-			st, err := fetchStoreStats(dc.ctx, dc.certsDir, dc.addr)
+			st, err := fetchStoreStats(dc.ctx, dc.certs, dc.addr)
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			v := makeStoreStatsView(dc.addr, st)
 			if dc.format == "json" {
@@ -56,8 +56,8 @@ func storeStatsCommand(e *env) *cli.Command {
 }
 
 // fetchStoreStats calls Stats on the stored at addr.
-func fetchStoreStats(ctx context.Context, certsDir, addr string) (st *storepb.StatsResponse, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+func fetchStoreStats(ctx context.Context, certs certsChoice, addr string) (st *storepb.StatsResponse, err error) {
+	err = withBus(ctx, certs, func(b *bus.Bus) error {
 		st, err = storeclient.New(b, addr).Stats(ctx)
 		if err != nil {
 			return fmt.Errorf("stored at %s: %w", addr, err)

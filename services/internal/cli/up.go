@@ -118,6 +118,9 @@ func upCommand(e *env) *cli.Command {
 				}
 			}
 			n := node{dataDir: dataDir, certsDir: certsDir, nodeID: id, offset: offset, binDir: binDir, join: join, only: only, logFormat: c.String("log-format")}
+			if err := writeClusterFile(filepath.Join(dataDir, nodeFileName), clusterFile(adminAddr, []node{n})); err != nil {
+				return err
+			}
 			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
 				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
 			})
