@@ -26,7 +26,7 @@ func benchKVCommand(e *env) *cli.Command {
 			"shared/tools/etcd-baseline.sh runs the same workloads against etcd. --output json prints\n" +
 			"one object with requests_per_sec, p50_ms, p99_ms, p999_ms and errors.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
+			addrFlag("raftd", hostPort(spec("raftd").busPort), "raftd bus `ADDRS`, comma separated"),
 			certsDirFlag(),
 			&cli.IntFlag{Name: "conns", Value: 1, Usage: "client endpoints (each with its own connections)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent requesters"},

@@ -221,3 +221,33 @@ func TestStatusWithoutSupervisor(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// TestAddrEnvPerDaemon: PLEIADES_<DAEMON>_ADDR aims the commands that call
+// that daemon, and only them (PLEIADES_ADDR used to mean raftd for kv,
+// gossipd for members, clockd for clock...).
+func TestAddrEnvPerDaemon(t *testing.T) {
+	certs := filepath.Join(t.TempDir(), "certs")
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PLEIADES_RAFT_ADDR", "127.0.0.1:2")
+	t.Setenv("PLEIADES_GOSSIP_ADDR", "127.0.0.1:3")
+	t.Setenv("PLEIADES_CLOCK_ADDR", "127.0.0.1:4")
+	t.Setenv("PLEIADES_STORED_ADDR", "127.0.0.1:5")
+	t.Setenv("PLEIADES_ADDR", "127.0.0.1:6")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kv", "get", "--certs-dir", certs, "k"}, "127.0.0.1:2"},
+		{[]string{"ranges", "--certs-dir", certs}, "127.0.0.1:2"},
+		{[]string{"members", "--certs-dir", certs}, "127.0.0.1:3"},
+		{[]string{"clock", "--certs-dir", certs}, "127.0.0.1:4"},
+		{[]string{"store", "stats", "--certs-dir", certs}, "127.0.0.1:5"},
+	} {
+		_, _, errOut := run(t, tt.args...)
+		if !strings.Contains(errOut, "nothing listens at "+tt.want) {
+			t.Errorf("%q: %q; want a call to %s", tt.args, errOut, tt.want)
+		}
+	}
+}

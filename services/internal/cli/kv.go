@@ -109,7 +109,7 @@ func initHint(err error) error {
 // kvFlags are the connection flags of every command that talks to raftd.
 func kvFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
+		addrFlag("raftd", hostPort(spec("raftd").busPort), "raftd bus `ADDRS`, comma separated"),
 		certsDirFlag(),
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "bound on the whole command, retries included"},
 		output.Flag(),
