@@ -83,7 +83,7 @@ type clockPeerView struct {
 type clockJSONRow struct {
 	Peer          string `json:"peer"`
 	Self          bool   `json:"self"`
-	NodeID        uint64 `json:"node_id,omitempty"`
+	NodeID        uint64 `json:"node_id,omitempty,string"`
 	OffsetNs      int64  `json:"offset_ns"`
 	RTTNs         int64  `json:"rtt_ns"`
 	UncertaintyNs int64  `json:"uncertainty_ns"`

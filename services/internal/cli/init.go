@@ -62,11 +62,21 @@ func initCommand(e *env) *cli.Command {
 			} else {
 				fmt.Fprintf(e.stdout, "cluster initialized: %d ranges\n", len(view.Ranges))
 			}
+			var ids []uint64
+			for _, r := range view.Ranges {
+				for _, d := range r.Replicas {
+					ids = append(ids, d.NodeID)
+				}
+			}
+			names := newNodeNames(ids...)
+			if l := names.legend(); l != "" {
+				fmt.Fprintln(e.stdout, l)
+			}
 			t := output.NewTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
 			for _, r := range view.Ranges {
 				var reps []string
 				for _, d := range r.Replicas {
-					reps = append(reps, fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID))
+					reps = append(reps, fmt.Sprintf("%s/r%d", names.name(d.NodeID), d.ReplicaID))
 				}
 				t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
 			}
@@ -98,7 +108,7 @@ type initView struct {
 
 // rangeDescView is one range descriptor.
 type rangeDescView struct {
-	RangeID       uint64            `json:"range_id"`
+	RangeID       uint64            `json:"range_id,string"`
 	StartKey      string            `json:"start_key"`
 	StartEncoding string            `json:"start_key_encoding,omitempty"`
 	EndKey        string            `json:"end_key"`

@@ -212,10 +212,12 @@ func TestInitAndRanges(t *testing.T) {
 	var v struct {
 		AlreadyInitialized bool `json:"already_initialized"`
 		Ranges             []struct {
-			RangeID  uint64                    `json:"range_id"`
-			StartKey string                    `json:"start_key"`
-			EndKey   string                    `json:"end_key"`
-			Replicas []struct{ NodeID uint64 } `json:"replicas"`
+			RangeID  uint64 `json:"range_id,string"`
+			StartKey string `json:"start_key"`
+			EndKey   string `json:"end_key"`
+			Replicas []struct {
+				NodeID uint64 `json:"node_id,string"`
+			} `json:"replicas"`
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
@@ -248,15 +250,15 @@ func TestInitAndRanges(t *testing.T) {
 
 	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
 	var rv struct {
-		NodeID   uint64 `json:"node_id"`
+		NodeID   uint64 `json:"node_id,string"`
 		Replicas []struct {
-			RangeID   uint64 `json:"range_id"`
+			RangeID   uint64 `json:"range_id,string"`
 			RaftState string `json:"raft_state"`
 			Term      uint64
 			LogBytes  uint64 `json:"log_bytes"`
 			Quiesced  bool
 			Followers []struct {
-				ReplicaID uint64 `json:"replica_id"`
+				ReplicaID uint64 `json:"replica_id,string"`
 				Match     uint64
 				State     string
 			}

@@ -62,7 +62,7 @@ func membersCommand(e *env) *cli.Command {
 
 // memberView is one member as `members` prints it.
 type memberView struct {
-	NodeID         uint64             `json:"node_id"`
+	NodeID         uint64             `json:"node_id,string"`
 	Self           bool               `json:"self,omitempty"`
 	State          string             `json:"state"`
 	Incarnation    uint64             `json:"incarnation"`

@@ -62,7 +62,7 @@ func TestMembersJSONAndTable(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	var v []struct {
-		NodeID     uint64           `json:"node_id"`
+		NodeID     uint64           `json:"node_id,string"`
 		State      string           `json:"state"`
 		Coordinate *json.RawMessage `json:"coordinate"`
 		RTT        *int64           `json:"estimated_rtt_ns"`
