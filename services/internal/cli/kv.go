@@ -295,7 +295,7 @@ func kvGet(e *env, c *cli.Context) (err error) {
 		}
 	} else if found {
 		t := output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
-		t.Row(enc.show(key), enc.show(v.Value), tsString(v.Timestamp))
+		t.Row(enc.brief(key), enc.brief(v.Value), tsString(v.Timestamp))
 		if err := t.Flush(); err != nil {
 			return err
 		}
@@ -303,7 +303,7 @@ func kvGet(e *env, c *cli.Context) (err error) {
 	if !found {
 		shown := strconv.Quote(string(key))
 		if enc != encText {
-			shown = enc.show(key)
+			shown = enc.brief(key)
 		}
 		return fmt.Errorf("key %s not found", shown)
 	}
@@ -350,7 +350,7 @@ func kvPut(e *env, c *cli.Context) (err error) {
 	if s.format == "json" {
 		return output.PrintJSON(e.stdout, newKVView(enc, key, nil, ts))
 	}
-	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), ts)
+	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.brief(key), ts)
 	return err
 }
 
@@ -382,7 +382,7 @@ func kvDel(e *env, c *cli.Context) (err error) {
 	}
 	span := c.IsSet("end")
 	if span && len(end) > 0 && bytes.Compare(end, key) <= 0 {
-		return config.Usagef("--end %s must sort after KEY %s", enc.show(end), enc.show(key))
+		return config.Usagef("--end %s must sort after KEY %s", enc.brief(end), enc.brief(key))
 	}
 	s, err := openKV(e, c)
 	if err != nil {
@@ -442,7 +442,7 @@ func kvScan(e *env, c *cli.Context) (err error) {
 		return config.Usagef("--start and --end must not begin with a 0x00 byte (system keys)")
 	}
 	if len(start) > 0 && len(end) > 0 && bytes.Compare(start, end) >= 0 {
-		return config.Usagef("--start %s must sort before --end %s", enc.show(start), enc.show(end))
+		return config.Usagef("--start %s must sort before --end %s", enc.brief(start), enc.brief(end))
 	}
 	limit := c.Int("limit")
 	if limit < 0 {
@@ -485,9 +485,9 @@ func kvScan(e *env, c *cli.Context) (err error) {
 	}
 	for _, kv := range kvs {
 		if opts.KeysOnly {
-			t.Row(enc.show(kv.Key))
+			t.Row(enc.brief(kv.Key))
 		} else {
-			t.Row(enc.show(kv.Key), enc.show(kv.Value), tsString(kv.Timestamp))
+			t.Row(enc.brief(kv.Key), enc.brief(kv.Value), tsString(kv.Timestamp))
 		}
 	}
 	if err := t.Flush(); err != nil {
@@ -564,9 +564,13 @@ func kvCAS(e *env, c *cli.Context) (err error) {
 			return err
 		}
 	} else if res.Succeeded {
-		fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), res.Timestamp)
+		if del {
+			fmt.Fprintf(e.stdout, "deleted %s at %s\n", enc.brief(key), res.Timestamp)
+		} else {
+			fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.brief(key), res.Timestamp)
+		}
 	} else if res.CurrentFound {
-		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", enc.show(res.Current.Value), tsString(res.Current.Timestamp))
+		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", enc.brief(res.Current.Value), tsString(res.Current.Timestamp))
 	} else {
 		fmt.Fprintln(e.stdout, "FAILED: key absent")
 	}
@@ -623,6 +627,23 @@ func (e byteEncoding) decode(what, s string) ([]byte, error) {
 		return nil, config.Usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
 	}
 	return b, nil
+}
+
+// tableBytes bounds what a table or a one-line message shows of one key or
+// value: a longer one is cut there and followed by its size. JSON output
+// and --value-file keep every byte.
+const tableBytes = 64
+
+// brief is show for tables and messages: at most tableBytes characters of
+// the shown form, then "…" and the size in bytes when cut (a 100 KB value
+// printed a 523 KB line, and kv scan padded every row to the widest).
+func (e byteEncoding) brief(b []byte) string {
+	s := e.show(b)
+	if utf8.RuneCountInString(s) <= tableBytes {
+		return s
+	}
+	r := []rune(s)
+	return fmt.Sprintf("%s… (%s)", string(r[:tableBytes]), byteSize(uint64(len(b))))
 }
 
 // show formats b for a table: hex or base64, or with text the bytes as is

@@ -112,7 +112,9 @@ func TestKVCommands(t *testing.T) {
 		t.Errorf("failing cas: exit %d %q %q", code, out, errOut)
 	}
 	runOK(t, kv("cas", "--expect-absent", "fresh", "new")...)
-	runOK(t, kv("cas", "--expect", "new", "--delete", "fresh")...)
+	if out := runOK(t, kv("cas", "--expect", "new", "--delete", "fresh")...); !strings.HasPrefix(out, "deleted fresh at ") {
+		t.Errorf("cas --delete printed %q; want it to say it deleted", out)
+	}
 	if _, ok := fc.Value("fresh"); ok {
 		t.Error("cas --delete left the key")
 	}
@@ -464,5 +466,42 @@ func TestKVValueFile(t *testing.T) {
 	}
 	if _, ok := fc.Value("k"); ok {
 		t.Error("a refused put wrote k")
+	}
+}
+
+// TestLargeValuesInTables: tables show a bounded prefix of a large value
+// with its size (a 100 KB value printed a 523 KB line, and scan padded
+// every row to it); JSON and --value-file keep every byte.
+func TestLargeValuesInTables(t *testing.T) {
+	_, conn := fakeRaftd(t, kvclienttest.Options{})
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+	big := strings.Repeat("0123456789", 10240) // 102,400 bytes
+	file := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(file, []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, kv("put", "--value-file", file, "big")...)
+	runOK(t, kv("put", "small", "v")...)
+	for _, args := range [][]string{kv("get", "big"), kv("scan")} {
+		out := runOK(t, args...)
+		if !strings.Contains(out, "… (100.0 KiB)") {
+			t.Errorf("%q lacks the cut value's size:\n%.300s", args, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if len(line) > 200 {
+				t.Errorf("%q: a line of %d bytes: %.120s...", args, len(line), line)
+			}
+		}
+	}
+	var v struct{ Value string }
+	if err := json.Unmarshal([]byte(runOK(t, kv("get", "-o", "json", "big")...)), &v); err != nil || v.Value != big {
+		t.Errorf("json value of %d bytes (%v); want all %d", len(v.Value), err, len(big))
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	runOK(t, kv("get", "--value-file", out, "big")...)
+	if b, err := os.ReadFile(out); err != nil || string(b) != big {
+		t.Errorf("--value-file holds %d bytes (%v); want all %d", len(b), err, len(big))
 	}
 }
