@@ -139,15 +139,23 @@ func isRoot(c *cli.Context) bool {
 // commandPath is the command line that leads to c's command, e.g.
 // "pleiades kv get".
 func commandPath(c *cli.Context) string {
-	if isRoot(c) {
-		return c.App.Name
+	var names []string
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" && x.Command.Name != c.App.Name {
+			names = append(names, x.Command.Name)
+		}
 	}
-	return c.App.Name + " " + c.Command.FullName()
+	path := c.App.Name
+	for i := len(names) - 1; i >= 0; i-- {
+		path += " " + names[i]
+	}
+	return path
 }
 
 var (
 	reUndefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
 	reBadValue      = regexp.MustCompile(`^invalid value "(.*)" for flag -+([^:]+): (.*)$`)
+	reBadBool       = regexp.MustCompile(`^invalid boolean value "(.*)" for -+([^:]+): (.*)$`)
 	reNeedsArg      = regexp.MustCompile(`^flag needs an argument: -+(.+)$`)
 )
 
@@ -162,6 +170,9 @@ func describeUsage(c *cli.Context, err error) error {
 	}
 	if m := reNeedsArg.FindStringSubmatch(msg); m != nil {
 		return &FlagError{Flag: m[1], Value: "", Err: fmt.Errorf("needs a value: %s", accepted(c, m[1], "give one after the flag"))}
+	}
+	if m := reBadBool.FindStringSubmatch(msg); m != nil {
+		return &FlagError{Flag: m[2], Value: m[1], Err: errors.New(accepted(c, m[2], m[3]))}
 	}
 	if m := reBadValue.FindStringSubmatch(msg); m != nil {
 		return &FlagError{Flag: m[2], Value: m[1], Err: errors.New(accepted(c, m[2], m[3]))}

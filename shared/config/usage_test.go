@@ -21,6 +21,7 @@ func testTool(out *strings.Builder) *cli.App {
 					&cli.DurationFlag{Name: "timeout", Value: time.Second},
 					&cli.IntFlag{Name: "limit"},
 					&cli.StringFlag{Name: "mode"},
+					&cli.BoolFlag{Name: "all"},
 				},
 				Action: func(c *cli.Context) error {
 					switch c.String("mode") {
@@ -57,6 +58,8 @@ func TestRunExitStatusesAndMessages(t *testing.T) {
 		{[]string{"get", "--bogus"}, ExitUsage, "unknown flag --bogus for `tool get` (see `tool get --help`)"},
 		{[]string{"get", "--timeout", "abc"}, ExitUsage, `invalid value "abc" for flag --timeout: want a duration such as 500ms, 5s or 1m30s`},
 		{[]string{"get", "--limit", "x"}, ExitUsage, `invalid value "x" for flag --limit: want a whole number`},
+		{[]string{"get", "--all=maybe"}, ExitUsage, `invalid value "maybe" for flag --all: want true or false`},
+		{[]string{"group", "one", "--bogus"}, ExitUsage, "unknown flag --bogus for `tool group one`"},
 		{[]string{"get", "--timeout"}, ExitUsage, `invalid value "" for flag --timeout: needs a value: want a duration`},
 	} {
 		var out strings.Builder

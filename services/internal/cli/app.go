@@ -33,6 +33,7 @@ func commands(env *env) []*cli.Command {
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
+		versionCommand(env),
 	}
 }
 

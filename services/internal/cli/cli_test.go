@@ -251,3 +251,31 @@ func TestAddrEnvPerDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageErrorsSayWhatIsAccepted: a mistyped command, flag or value is
+// named as typed, with what is accepted, and exits 2.
+func TestUsageErrorsSayWhatIsAccepted(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, dev, init, kv, members, ranges, status, store, up, version`},
+		{[]string{"kv", "frob"}, `unknown command "frob" for ` + "`pleiades kv`" + `; commands: cas, del, get, put, scan`},
+		{[]string{"kv", "get", "--bogus", "k"}, "unknown flag --bogus for `pleiades kv get` (see `pleiades kv get --help`)"},
+		{[]string{"kv", "get", "--timeout", "abc", "k"}, `invalid value "abc" for flag --timeout: want a duration such as 500ms, 5s or 1m30s`},
+		{[]string{"kv", "scan", "--limit", "many"}, `invalid value "many" for flag --limit: want a whole number`},
+		{[]string{"members", "--all=maybe"}, `invalid value "maybe" for flag --all: want true or false`},
+	} {
+		code, _, stderr := run(t, tt.args...)
+		if code != ExitUsage || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%q: exit %d, %q; want %d and %q", tt.args, code, stderr, ExitUsage, tt.want)
+		}
+	}
+	code, stdout, stderr := run(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "pleiades ") {
+		t.Errorf("version: exit %d, %q %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := run(t, "version", "-o", "json"); code != 0 || !strings.Contains(stdout, `"version"`) {
+		t.Errorf("version -o json: exit %d, %q", code, stdout)
+	}
+}
