@@ -11,6 +11,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/output"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -32,7 +33,8 @@ func storeStatsCommand(e *env) *cli.Command {
 		Description: "Calls Stats on the stored at --addr over the bus (mutual TLS with the node certificate\n" +
 			"in --certs-dir). The table shows the database path, the block cache, write and WAL sync\n" +
 			"counters (sync writes per WAL sync is the group commit factor), open snapshots and ingests,\n" +
-			"write stalls, the key and value limits, and one row per column family. --output json\n" +
+			"write stalls, stored's own key and value limits (the KV's are lower: 64 KiB keys, 8 MiB values),\n" +
+			"and one row per column family. --output json\n" +
 			"prints one object with the same fields in snake_case (bytes as integers) and\n" +
 			"\"column_families\": one object per column family.",
 		Flags: daemonFlags("stored"),
@@ -140,7 +142,8 @@ func printStoreStats(w io.Writer, v storeStatsView) error {
 	}
 	fmt.Fprintf(w, "write stalls  %v in total; writes stopped now: %s\n", time.Duration(v.WriteStallMicros)*time.Microsecond, stopped)
 	fmt.Fprintf(w, "open          %d snapshots, %d ingests\n", v.OpenSnapshots, v.OpenIngests)
-	fmt.Fprintf(w, "limits        key %s, value %s\n", humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes))
+	fmt.Fprintf(w, "limits        key %s, value %s: stored's own, for any daemon's writes; the KV (raftd) takes keys up to %s and values up to %s\n",
+		humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes), humanBytes(kvpb.MaxKeyBytes), humanBytes(kvpb.MaxValueBytes))
 	fmt.Fprintln(w)
 	t := output.NewTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
 	for _, cf := range v.ColumnFamilies {
