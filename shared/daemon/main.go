@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,9 @@ const (
 // readyPollInterval is how often Main checks readiness until it first
 // holds, to log "ready".
 const readyPollInterval = 100 * time.Millisecond
+
+// slowStop is how long a stop may take before Main logs what it waits for.
+const slowStop = time.Second
 
 // Service is what a daemon's Build returns: its server, started after the
 // runtime and stopped before it.
@@ -134,10 +138,19 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cm.ShutdownTimeout)
 		defer cancel()
 		start := time.Now()
+		// A stop slower than a second says which part it waits for (the
+		// admin endpoint's own log says which requests).
+		var waiting atomic.Value
+		waiting.Store("the " + spec.Name + " service")
+		slow := time.AfterFunc(slowStop, func() {
+			log.Warn("still stopping", slog.String("waiting_for", waiting.Load().(string)), slog.Duration("after", slowStop))
+		})
+		defer slow.Stop()
 		errs := []error{cause}
 		if err := svc.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", spec.Name, err))
 		}
+		waiting.Store("the runtime (bus, then admin endpoint)")
 		if err := rt.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop runtime: %w", err))
 		}

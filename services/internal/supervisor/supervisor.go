@@ -109,6 +109,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// slowStop is how long a child may take to stop after SIGTERM before the
+// supervisor logs that it is still waiting for it.
+const slowStop = time.Second
+
 // MaxTimerSlack bounds Config.TimerSlack: the daemons' own timers (raft
 // ticks, QUIC loss detection) run at millisecond scale.
 const MaxTimerSlack = 100 * time.Millisecond
@@ -168,6 +172,7 @@ type proc struct {
 		stopping bool
 	}
 	started chan struct{} // closed after the first start attempt
+	ready   chan struct{} // closed when a poll first finds it ready
 	exited  chan struct{} // closed when the manage goroutine returns
 	stop    chan struct{} // closed to ask the manage goroutine to stop
 }
@@ -187,7 +192,7 @@ func New(cfg Config, deps Deps) (*Supervisor, error) {
 	}
 	s := &Supervisor{cfg: cfg, log: deps.Logger, client: client}
 	for _, ch := range cfg.Children {
-		p := &proc{child: ch, started: make(chan struct{}), exited: make(chan struct{}), stop: make(chan struct{})}
+		p := &proc{child: ch, started: make(chan struct{}), ready: make(chan struct{}), exited: make(chan struct{}), stop: make(chan struct{})}
 		p.mu.st = ChildStatus{Name: ch.Name, State: StatePending, BusAddr: ch.BusAddr, AdminAddr: ch.AdminAddr}
 		s.procs = append(s.procs, p)
 	}
@@ -264,26 +269,26 @@ func (s *Supervisor) Run(ctx context.Context, onReady func()) error {
 	return nil
 }
 
-// waitReady polls p's /readyz until 200, ctx's end or ReadyTimeout.
+// waitReady waits until p's manage goroutine, the only one that polls
+// p's /readyz (two pollers of one endpoint made Go's HTTP client dial
+// spare connections, which held the endpoint's shutdown), first finds it
+// ready, or ctx's end or ReadyTimeout.
 func (s *Supervisor) waitReady(ctx context.Context, p *proc) error {
 	deadline := time.NewTimer(s.cfg.ReadyTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(s.cfg.PollInterval)
-	defer tick.Stop()
-	var last string
-	for {
-		ok, detail := s.poll(ctx, p)
-		if ok {
-			return nil
+	select {
+	case <-p.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-deadline.C:
+		p.mu.Lock()
+		last := p.mu.st.Detail
+		if last == "" {
+			last = string(p.mu.st.State)
 		}
-		last = detail
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("supervisor: %s not ready after %v: %s (log: %s)", p.child.Name, s.cfg.ReadyTimeout, last, p.child.LogFile)
-		case <-tick.C:
-		}
+		p.mu.Unlock()
+		return fmt.Errorf("supervisor: %s not ready after %v: %s (log: %s)", p.child.Name, s.cfg.ReadyTimeout, last, p.child.LogFile)
 	}
 }
 
@@ -305,6 +310,11 @@ func (s *Supervisor) poll(ctx context.Context, p *proc) (bool, string) {
 			p.mu.st.State = StateReady
 			if !was {
 				s.log.Info("daemon ready", slog.String("daemon", p.child.Name), slog.Int("pid", p.mu.st.PID))
+			}
+			select {
+			case <-p.ready:
+			default:
+				close(p.ready)
 			}
 		} else {
 			p.mu.st.State = StateStarting
@@ -429,19 +439,31 @@ func (s *Supervisor) start(p *proc) (*exec.Cmd, error) {
 // terminate stops a running child: SIGTERM, then SIGKILL after StopGrace.
 func (s *Supervisor) terminate(p *proc, cmd *exec.Cmd, done <-chan error, log *slog.Logger) {
 	p.set(func(st *ChildStatus) { st.State, st.Ready = StateStopping, false })
+	began := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	grace := time.NewTimer(s.cfg.StopGrace)
 	defer grace.Stop()
+	slow := time.NewTimer(slowStop)
+	defer slow.Stop()
 	var werr error
-	select {
-	case werr = <-done:
-	case <-grace.C:
-		log.Warn("daemon did not stop in time; killing", slog.Duration("grace", s.cfg.StopGrace))
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		werr = <-done
+wait:
+	for {
+		select {
+		case werr = <-done:
+			break wait
+		case <-slow.C:
+			// The daemon's own log says what its stop waits for.
+			log.Warn("daemon still stopping", slog.Int("pid", cmd.Process.Pid), slog.Duration("after", slowStop),
+				slog.Duration("kill_after", s.cfg.StopGrace), slog.String("log", p.child.LogFile))
+		case <-grace.C:
+			log.Warn("daemon did not stop in time; killing", slog.Duration("grace", s.cfg.StopGrace))
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			werr = <-done
+			break wait
+		}
 	}
 	exit := describeExit(werr, cmd)
-	log.Info("daemon stopped", slog.String("exit", exit))
+	log.Info("daemon stopped", slog.String("exit", exit), slog.Duration("took", time.Since(began)))
 	p.set(func(st *ChildStatus) { st.State, st.PID, st.LastExit = StateStopped, 0, exit })
 }
 

@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 }
 
 // fakeChild serves /readyz on FAKE_ADMIN after FAKE_READY_DELAY, records
-// "start NAME", "ready NAME" and "stop NAME" lines in FAKE_EVENTS, exits 0
+// "start NAME", "ready NAME", "stop NAME" and, for each connection to it,
+// "conn NAME" lines in FAKE_EVENTS, exits 0
 // on SIGTERM unless FAKE_IGNORE_TERM is set.
 func fakeChild() {
 	name, events := os.Getenv("FAKE_CHILD"), os.Getenv("FAKE_EVENTS")
@@ -50,6 +51,9 @@ func fakeChild() {
 	readyAt := time.Now().Add(delay)
 	var once sync.Once
 	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("FAKE_RECORD_POLLS") != "" {
+			record("poll")
+		}
 		if time.Now().Before(readyAt) || os.Getenv("FAKE_NEVER_READY") != "" {
 			http.Error(w, "warming up", http.StatusServiceUnavailable)
 			return
@@ -61,7 +65,12 @@ func fakeChild() {
 	if err != nil {
 		os.Exit(4)
 	}
-	go http.Serve(ln, nil)
+	srv := &http.Server{ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			record("conn")
+		}
+	}}
+	go srv.Serve(ln)
 	for range sigs {
 		if os.Getenv("FAKE_IGNORE_TERM") != "" {
 			continue
@@ -287,4 +296,79 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: New = %v; want error containing %q", tt.name, err, tt.wantErr)
 		}
 	}
+}
+
+// TestOnePollerPerChild: a child's /readyz is polled by one goroutine, on
+// one kept-alive connection. Two pollers (start-up's wait and the child's
+// manager) made Go's HTTP client dial spare connections that carried no
+// request, and an HTTP server's shutdown waits up to five seconds for such
+// a connection: a 3-node dev cluster took 5-10 s to stop.
+func TestOnePollerPerChild(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "a", events, "FAKE_READY_DELAY=300ms", "FAKE_RECORD_POLLS=1"))
+	cfg.PollInterval = 20 * time.Millisecond
+	s, err := New(cfg, Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	// A few more polls once ready (every 10 poll intervals).
+	polls := func() int {
+		b, _ := os.ReadFile(events)
+		_, after, _ := strings.Cut(string(b), "ready a\n")
+		return strings.Count(after, "poll a\n")
+	}
+	eventually.True(t, 10*time.Second, "three more polls", func() bool { return polls() >= 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "conn a\n"); n != 1 {
+		t.Errorf("%d connections to the child's admin endpoint; want 1:\n%s", n, b)
+	}
+}
+
+// TestSlowStopLogged: a child that takes longer than a second to stop is
+// named in a log line while the supervisor waits.
+func TestSlowStopLogged(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "stubborn", events, "FAKE_IGNORE_TERM=1"))
+	cfg.StopGrace = 1500 * time.Millisecond
+	var logs lockedBuffer
+	s, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, `msg="daemon still stopping" daemon=stubborn`) {
+		t.Errorf("no log of the slow stop:\n%s", l)
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
