@@ -17,11 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // daemons are the node's daemons in start order.
-var daemons = []string{"stored", "clockd", "gossipd", "raftd", "workflowd", "msgd"}
+var daemons = []string{"stored", "gossipd", "clockd", "raftd", "workflowd", "msgd"}
 
 // binDir holds the binaries TestMain built.
 var binDir string
@@ -236,7 +237,8 @@ func waitExit(t *testing.T, p *proc, timeout time.Duration) {
 func TestUpNode(t *testing.T) {
 	const offset = 1200
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
-	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+	dataDir := t.TempDir()
+	p := start(t, "up", "--data-dir", dataDir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
 
 	var v statusView
 	eventually.NoError(t, 90*time.Second, "all daemons ready", func() (err error) {
@@ -276,7 +278,25 @@ func TestUpNode(t *testing.T) {
 		return nil
 	})
 
-	v, err := status(t, sup)
+	// The supervisor's own endpoint: its node's id, and the daemons'
+	// states, restarts and exits as metrics.
+	id, err := os.ReadFile(filepath.Join(dataDir, "node-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := admin.FetchStatus(t.Context(), nil, sup)
+	if err != nil || st.NodeID == 0 || fmt.Sprint(st.NodeID) != strings.TrimSpace(string(id)) {
+		t.Errorf("supervisor /v1/status node_id %d (%v); want the node's %s", st.NodeID, err, id)
+	}
+	metrics := get(t, sup, "/metrics")
+	for _, want := range []string{`pleiades_supervisor_daemon_ready{daemon="raftd"} 1`, `pleiades_supervisor_daemon_ready{daemon="stored"} 1`,
+		`pleiades_supervisor_daemon_exits_total{daemon="raftd",kind="signal"} 1`, `pleiades_supervisor_daemon_state{daemon="msgd",state="ready"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("supervisor /metrics lacks %q", want)
+		}
+	}
+
+	v, err = status(t, sup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,10 +317,19 @@ func TestUpNode(t *testing.T) {
 		}
 	}
 	out := p.stderr.String()
-	for _, want := range []string{"daemon exited; restarting", "supervisor stopped"} {
+	for _, want := range []string{"daemon exited; restarting", "supervisor stopped", "daemon logs go to <data-dir>/logs/<daemon>.log"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("supervisor log lacks %q", want)
 		}
+	}
+	// gossipd starts before and stops after clockd, which follows it:
+	// clockd never loses it (it used to warn at every shutdown).
+	clockLog, err := os.ReadFile(filepath.Join(dataDir, "logs", "clockd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(clockLog), "membership failed") {
+		t.Errorf("clockd lost gossipd:\n%s", clockLog)
 	}
 }
 
@@ -373,7 +402,7 @@ func TestDevCluster(t *testing.T) {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Bus   string `json:"bus"`
 				Admin string `json:"admin"`
@@ -402,6 +431,34 @@ func TestDevCluster(t *testing.T) {
 	if want := fmt.Sprintf("127.0.0.1:%d", 7412+offset); cl.Nodes[1].Daemons["raftd"].Bus != want {
 		t.Errorf("node 2 raftd bus = %s; want %s", cl.Nodes[1].Daemons["raftd"].Bus, want)
 	}
+	// Every member advertises its daemons' bus addresses in gossip.
+	eventually.NoError(t, 30*time.Second, "daemon addresses in gossip", func() error {
+		out, err := pleiades(t, "members", "--addr", cl.Nodes[0].Daemons["gossipd"].Bus, "--certs-dir", filepath.Join(dir, "node1", "certs"), "-o", "json")
+		if err != nil {
+			return err
+		}
+		var ms []struct {
+			NodeID    uint64            `json:"node_id,string"`
+			Addresses map[string]string `json:"addresses"`
+		}
+		if err := json.Unmarshal([]byte(out), &ms); err != nil {
+			return fmt.Errorf("members json: %w: %s", err, out)
+		}
+		for _, n := range cl.Nodes {
+			var got map[string]string
+			for _, m := range ms {
+				if m.NodeID == n.NodeID {
+					got = m.Addresses
+				}
+			}
+			for _, d := range []string{"clockd", "raftd", "workflowd", "msgd"} {
+				if got[d] != n.Daemons[d].Bus {
+					return fmt.Errorf("node %d advertises %s at %q; want %s (all: %v)", n.Node, d, got[d], n.Daemons[d].Bus, got)
+				}
+			}
+		}
+		return nil
+	})
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -409,4 +466,21 @@ func TestDevCluster(t *testing.T) {
 	if p.err != nil {
 		t.Errorf("pleiades dev exit: %v", p.err)
 	}
+}
+
+// get returns the body of GET http://addr/path, failing t unless it
+// answers 200.
+func get(t *testing.T, addr, path string) string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s%s: %d %v", addr, path, resp.StatusCode, err)
+	}
+	return string(body)
 }

@@ -73,7 +73,7 @@ func (c *devCluster) start(t *testing.T) {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Bus string `json:"bus"`
 			} `json:"daemons"`

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/logkey"
 	"github.com/pleiades-db/pleiades/shared/version"
 )
@@ -56,6 +59,13 @@ type Spec struct {
 	// Flags are the daemon's own flags, declared as plain urfave/cli
 	// flags; each gets a PLEIADES_* env var and a --config file key.
 	Flags []cli.Flag
+	// AdvertisesItself tells Main that the service publishes its own
+	// address in gossip metadata (clockd, whose --advertise-addr may differ
+	// from its bus address). Otherwise, when the daemon has a non-empty
+	// --gossip-addr flag, Main keeps "<Name>: <bus address>" in the node's
+	// gossip metadata while the daemon runs (gossipclient.Advertise), so
+	// that `pleiades members` shows where each daemon listens.
+	AdvertisesItself bool
 	// Build creates the service from the parsed flags and the runtime. It
 	// registers bus handlers, ready checks and admin views, and must not
 	// start anything. A *config.FlagError (or one wrapped) exits with
@@ -70,6 +80,34 @@ func Main(spec Spec) {
 	code := Run(ctx, spec, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// gossipAddr returns the daemon's --gossip-addr when Main should advertise
+// its address there (see Spec.AdvertisesItself), else "".
+func gossipAddr(c *cli.Context, spec Spec) string {
+	if spec.AdvertisesItself {
+		return ""
+	}
+	for _, f := range spec.Flags {
+		if slices.Contains(f.Names(), flagGossipAddr) {
+			return c.String(flagGossipAddr)
+		}
+	}
+	return ""
+}
+
+// flagGossipAddr is the flag naming a daemon's gossipd.
+const flagGossipAddr = "gossip-addr"
+
+// advertisable reports whether a bound address can be given to other
+// nodes as is: not when its host is unspecified (0.0.0.0, ::).
+func advertisable(addr string) (string, bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, false
+	}
+	ip := net.ParseIP(host)
+	return addr, ip == nil || !ip.IsUnspecified()
 }
 
 // runError marks a failure after the configuration was accepted.
@@ -134,7 +172,14 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 		return &runError{errors.New("build returned no service")}
 	}
 
+	// The advertising goroutine (see Spec.AdvertisesItself) ends first at
+	// a stop, so that it never sees its gossipd go.
+	actx, stopAdvertising := context.WithCancel(ctx)
+	advertised := make(chan struct{})
+	close(advertised)
 	stopAll := func(what string, cause error) error {
+		stopAdvertising()
+		<-advertised
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cm.ShutdownTimeout)
 		defer cancel()
 		start := time.Now()
@@ -171,6 +216,17 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 	}
 	if err := svc.Start(ctx); err != nil {
 		return stopAll("start failed", fmt.Errorf("start %s: %w", spec.Name, err))
+	}
+	if gossip := gossipAddr(c, spec); gossip != "" {
+		if addr, ok := advertisable(rt.Bus.Addr().String()); ok {
+			advertised = make(chan struct{})
+			go func() { // owned by stopAll, which waits for it
+				defer close(advertised)
+				gossipclient.New(rt.Bus, gossip).Advertise(actx, spec.Name, addr, log)
+			}()
+		} else {
+			log.Info("bus address not advertised in gossip: bound to every interface", slog.String("bus_addr", addr))
+		}
 	}
 
 	tick := time.NewTicker(readyPollInterval)

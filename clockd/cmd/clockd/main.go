@@ -20,8 +20,10 @@ func main() { daemon.Main(spec()) }
 func spec() daemon.Spec {
 	def := clockd.DefaultConfig()
 	return daemon.Spec{
-		Name:             clockd.Name,
-		Usage:            "the node's hybrid logical clock daemon",
+		Name:  clockd.Name,
+		Usage: "the node's hybrid logical clock daemon",
+		// clockd publishes its --advertise-addr itself (see package clockd).
+		AdvertisesItself: true,
 		DefaultBusAddr:   clockd.DefaultBusAddr,
 		DefaultAdminAddr: clockd.DefaultAdminAddr,
 		Flags: []cli.Flag{

@@ -31,7 +31,7 @@ func TestNodeChildren(t *testing.T) {
 	for _, c := range ch {
 		names = append(names, c.Name)
 	}
-	want := []string{"node2/stored", "node2/clockd", "node2/gossipd", "node2/raftd", "node2/workflowd", "node2/msgd"}
+	want := []string{"node2/stored", "node2/gossipd", "node2/clockd", "node2/raftd", "node2/workflowd", "node2/msgd"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("children = %v; want %v", names, want)
 	}

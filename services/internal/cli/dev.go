@@ -79,7 +79,8 @@ func devCommand(e *env) *cli.Command {
 			for _, n := range nodes {
 				children = append(children, n.children()...)
 			}
-			return supervise(e.ctx, c, log, children, adminAddr, func() {
+			log.Info("daemon logs go to <data-dir>/nodeK/logs/<daemon>.log", slog.String("dir", filepath.Join(root, "node*", "logs")))
+			return supervise(e.ctx, c, log, children, adminAddr, 0, func() {
 				log.Info("cluster ready", slog.Int("nodes", count), slog.String("cluster_file", filepath.Join(root, "cluster.json")))
 				if f == "json" {
 					_ = output.PrintJSON(e.stdout, cl)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
@@ -50,7 +52,7 @@ func upCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "up",
 		Usage: "run one node's daemons, supervised, in the foreground",
-		Description: "Starts stored, clockd, gossipd, raftd, workflowd and msgd in that order, each once the\n" +
+		Description: "Starts stored, gossipd, clockd, raftd, workflowd and msgd in that order, each once the\n" +
 			"previous answers /readyz; restarts a daemon that dies (with backoff); SIGTERM or Ctrl-C\n" +
 			"stops them in reverse order. The supervisor's own admin endpoint lists the daemons.",
 		Flags: append([]cli.Flag{
@@ -121,8 +123,10 @@ func upCommand(e *env) *cli.Command {
 			if err := writeClusterFile(filepath.Join(dataDir, nodeFileName), clusterFile(adminAddr, []node{n})); err != nil {
 				return err
 			}
-			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
-				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
+			log.Info("daemon logs go to <data-dir>/logs/<daemon>.log", slog.String("dir", filepath.Join(dataDir, "logs")))
+			return supervise(e.ctx, c, log, n.children(), adminAddr, id, func() {
+				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id),
+					slog.String("logs", filepath.Join(dataDir, "logs")))
 			})
 		},
 	}
@@ -187,20 +191,24 @@ func newLogger(e *env, c *cli.Context) (*slog.Logger, error) {
 
 // supervise runs children under a supervisor with its admin endpoint at
 // adminAddr until ctx ends or SIGTERM/SIGINT arrives; SIGHUP is forwarded
-// to the children.
-func supervise(ctx context.Context, c *cli.Context, log *slog.Logger, children []supervisor.Child, adminAddr string, onReady func()) error {
+// to the children. nodeID is the node the supervisor runs (0 for a dev
+// cluster of several), reported on /v1/status. The admin endpoint's
+// /metrics has the daemons' readiness, states, restarts and exits.
+func supervise(ctx context.Context, c *cli.Context, log *slog.Logger, children []supervisor.Child, adminAddr string, nodeID uint64, onReady func()) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sup, err := supervisor.New(supervisor.Config{
 		Children:     children,
 		ReadyTimeout: c.Duration("ready-timeout"),
 		StopGrace:    c.Duration("stop-grace"),
 		TimerSlack:   c.Duration("timer-slack"),
-	}, supervisor.Deps{Logger: log})
+	}, supervisor.Deps{Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Addr: adminAddr}, admin.Deps{Logger: log}, admin.Info{Daemon: "supervisor", Version: version.String()})
+	adm, err := admin.New(admin.Config{Addr: adminAddr}, admin.Deps{Logger: log, Gatherer: reg}, admin.Info{Daemon: "supervisor", NodeID: nodeID, Version: version.String()})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/backoff"
 )
@@ -123,6 +125,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// HTTPClient polls /readyz; nil means a client with a 2s timeout.
 	HTTPClient *http.Client
+	// Registerer receives the supervisor's metrics (see Collector); nil
+	// registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // State is a child's lifecycle state.
@@ -148,9 +153,12 @@ type ChildStatus struct {
 	Ready     bool      `json:"ready"`
 	LastExit  string    `json:"last_exit,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
-	BusAddr   string    `json:"bus_addr,omitempty"`
-	AdminAddr string    `json:"admin_addr"`
-	Detail    string    `json:"detail,omitempty"`
+	// Exits counts the times the child exited or could not be started
+	// while it was meant to run (its restarts follow them).
+	Exits     int    `json:"exits"`
+	BusAddr   string `json:"bus_addr,omitempty"`
+	AdminAddr string `json:"admin_addr"`
+	Detail    string `json:"detail,omitempty"`
 }
 
 // Supervisor runs children; see the package doc.
@@ -170,6 +178,8 @@ type proc struct {
 		st       ChildStatus
 		cmd      *exec.Cmd
 		stopping bool
+		// exits counts unwanted exits by kind (see exitKind).
+		exits map[string]int
 	}
 	started chan struct{} // closed after the first start attempt
 	ready   chan struct{} // closed when a poll first finds it ready
@@ -194,7 +204,13 @@ func New(cfg Config, deps Deps) (*Supervisor, error) {
 	for _, ch := range cfg.Children {
 		p := &proc{child: ch, started: make(chan struct{}), ready: make(chan struct{}), exited: make(chan struct{}), stop: make(chan struct{})}
 		p.mu.st = ChildStatus{Name: ch.Name, State: StatePending, BusAddr: ch.BusAddr, AdminAddr: ch.AdminAddr}
+		p.mu.exits = map[string]int{}
 		s.procs = append(s.procs, p)
+	}
+	if deps.Registerer != nil {
+		if err := deps.Registerer.Register(collector{s}); err != nil {
+			return nil, fmt.Errorf("supervisor: register metrics: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -345,6 +361,7 @@ func (s *Supervisor) manage(p *proc) {
 			wait = retry.Next()
 			log.Error("start failed", slog.Any("err", err), slog.Duration("backoff", wait))
 			p.set(func(st *ChildStatus) { st.State = StateFailed; st.LastExit = err.Error(); st.Ready = false })
+			p.countExit(exitStartFailed)
 		} else {
 			log.Info("daemon started", slog.Int("pid", cmd.Process.Pid))
 			began := time.Now()
@@ -380,6 +397,7 @@ func (s *Supervisor) manage(p *proc) {
 			p.set(func(st *ChildStatus) {
 				st.State, st.PID, st.Ready, st.LastExit = StateBackoff, 0, false, exit
 			})
+			p.countExit(exitKind(cmd))
 		}
 		select {
 		case <-p.stop:
@@ -389,6 +407,30 @@ func (s *Supervisor) manage(p *proc) {
 		}
 		p.set(func(st *ChildStatus) { st.Restarts++ })
 	}
+}
+
+// The kinds of an unwanted exit, the kind label of
+// pleiades_supervisor_daemon_exits_total.
+const (
+	exitStartFailed = "start_failed" // the process could not be started
+	exitCode        = "exit"         // it exited by itself
+	exitSignal      = "signal"       // a signal killed it
+)
+
+// exitKind classifies how cmd's process ended.
+func exitKind(cmd *exec.Cmd) string {
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return exitSignal
+	}
+	return exitCode
+}
+
+// countExit records an unwanted exit of kind.
+func (p *proc) countExit(kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.exits[kind]++
+	p.mu.st.Exits++
 }
 
 func (p *proc) set(f func(*ChildStatus)) {

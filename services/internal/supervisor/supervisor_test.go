@@ -17,6 +17,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
@@ -31,8 +33,9 @@ func TestMain(m *testing.M) {
 }
 
 // fakeChild serves /readyz on FAKE_ADMIN after FAKE_READY_DELAY, records
-// "start NAME", "ready NAME", "stop NAME" and, for each connection to it,
-// "conn NAME" lines in FAKE_EVENTS, exits 0
+// "start NAME", "ready NAME", "stop NAME" and, with FAKE_RECORD_CONNS and
+// FAKE_RECORD_POLLS, "conn NAME" per connection and "poll NAME" per
+// /readyz lines in FAKE_EVENTS, exits 0
 // on SIGTERM unless FAKE_IGNORE_TERM is set.
 func fakeChild() {
 	name, events := os.Getenv("FAKE_CHILD"), os.Getenv("FAKE_EVENTS")
@@ -66,7 +69,7 @@ func fakeChild() {
 		os.Exit(4)
 	}
 	srv := &http.Server{ConnState: func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
+		if st == http.StateNew && os.Getenv("FAKE_RECORD_CONNS") != "" {
 			record("conn")
 		}
 	}}
@@ -205,12 +208,24 @@ func TestStartOrderReadinessAndReverseStop(t *testing.T) {
 func TestRestartWithBackoff(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events")
-	s, err := New(testConfig(fake(t, "a", events)), Deps{Logger: logger(t)})
+	reg := prometheus.NewRegistry()
+	s, err := New(testConfig(fake(t, "a", events)), Deps{Logger: logger(t), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready, stop := run(t, s)
 	<-ready
+	for name, want := range map[string]float64{
+		`pleiades_supervisor_daemon_ready{daemon="a"}`:                     1,
+		`pleiades_supervisor_daemon_state{daemon="a",state="ready"}`:       1,
+		`pleiades_supervisor_daemon_state{daemon="a",state="starting"}`:    0,
+		`pleiades_supervisor_daemon_restarts_total{daemon="a"}`:            0,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="signal"}`: 0,
+	} {
+		if got := metric(t, reg, name); got != want {
+			t.Errorf("%s = %v before any kill; want %v", name, got, want)
+		}
+	}
 	for kill := 1; kill <= 2; kill++ {
 		pid := s.Status()[0].PID
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -222,8 +237,18 @@ func TestRestartWithBackoff(t *testing.T) {
 		})
 	}
 	st := s.Status()[0]
-	if !strings.Contains(st.LastExit, "killed") {
-		t.Errorf("LastExit = %q; want the kill recorded", st.LastExit)
+	if !strings.Contains(st.LastExit, "killed") || st.Exits != 2 {
+		t.Errorf("LastExit = %q, exits %d; want the kills recorded", st.LastExit, st.Exits)
+	}
+	for name, want := range map[string]float64{
+		`pleiades_supervisor_daemon_ready{daemon="a"}`:                     1,
+		`pleiades_supervisor_daemon_restarts_total{daemon="a"}`:            2,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="signal"}`: 2,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="exit"}`:   0,
+	} {
+		if got := metric(t, reg, name); got != want {
+			t.Errorf("%s = %v after two kills; want %v", name, got, want)
+		}
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -306,7 +331,7 @@ func TestConfigValidate(t *testing.T) {
 func TestOnePollerPerChild(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events")
-	cfg := testConfig(fake(t, "a", events, "FAKE_READY_DELAY=300ms", "FAKE_RECORD_POLLS=1"))
+	cfg := testConfig(fake(t, "a", events, "FAKE_READY_DELAY=300ms", "FAKE_RECORD_POLLS=1", "FAKE_RECORD_CONNS=1"))
 	cfg.PollInterval = 20 * time.Millisecond
 	s, err := New(cfg, Deps{Logger: logger(t)})
 	if err != nil {
@@ -371,4 +396,36 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// metric returns the value of the series named like
+// `name{label="value",...}` (labels in name order) in reg, failing t when
+// there is none.
+func metric(t *testing.T, reg *prometheus.Registry, series string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := mf.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			if name != series {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }
