@@ -4,6 +4,8 @@
 // `pleiades status`, kill -9, SIGTERM — on loopback ports chosen away from
 // the defaults, so they can run beside a developer's own cluster.
 //
-// The tests skip under -short. Longer fault suites (partitions, compose
-// clusters) will live here behind build tags of their own.
+// There are no build tags: `make test` runs these tests with everything
+// else, and
+// `go test -short` skips them. Each test uses its own port offset, away
+// from the defaults and from other tests.
 package e2e

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
@@ -365,7 +366,7 @@ func TestSlowStopLogged(t *testing.T) {
 	events := filepath.Join(dir, "events")
 	cfg := testConfig(fake(t, "stubborn", events, "FAKE_IGNORE_TERM=1"))
 	cfg.StopGrace = 1500 * time.Millisecond
-	var logs lockedBuffer
+	var logs daemontest.Buffer
 	s, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -378,24 +379,6 @@ func TestSlowStopLogged(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, `msg="daemon still stopping" daemon=stubborn`) {
 		t.Errorf("no log of the slow stop:\n%s", l)
 	}
-}
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // metric returns the value of the series named like
