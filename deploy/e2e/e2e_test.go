@@ -451,7 +451,7 @@ func TestDevCluster(t *testing.T) {
 					got = m.Addresses
 				}
 			}
-			for _, d := range []string{"clockd", "raftd", "workflowd", "msgd"} {
+			for _, d := range []string{"clockd", "raftd", "msgd"} {
 				if got[d] != n.Daemons[d].Bus {
 					return fmt.Errorf("node %d advertises %s at %q; want %s (all: %v)", n.Node, d, got[d], n.Daemons[d].Bus, got)
 				}

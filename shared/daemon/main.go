@@ -59,13 +59,13 @@ type Spec struct {
 	// Flags are the daemon's own flags, declared as plain urfave/cli
 	// flags; each gets a PLEIADES_* env var and a --config file key.
 	Flags []cli.Flag
-	// AdvertisesItself tells Main that the service publishes its own
-	// address in gossip metadata (clockd, whose --advertise-addr may differ
-	// from its bus address). Otherwise, when the daemon has a non-empty
-	// --gossip-addr flag, Main keeps "<Name>: <bus address>" in the node's
-	// gossip metadata while the daemon runs (gossipclient.Advertise), so
-	// that `pleiades members` shows where each daemon listens.
-	AdvertisesItself bool
+	// Advertise makes Main keep "<Name>: <address>" in the node's gossip
+	// metadata while the daemon runs (gossipclient.Advertise, to the
+	// gossipd named by the daemon's --gossip-addr flag), so that other
+	// nodes and `pleiades members` see where it listens. It is for daemons
+	// that do not follow gossip themselves (raftd, clockd and msgd publish
+	// their address in their own membership loops).
+	Advertise bool
 	// Build creates the service from the parsed flags and the runtime. It
 	// registers bus handlers, ready checks and admin views, and must not
 	// start anything. A *config.FlagError (or one wrapped) exits with
@@ -83,9 +83,9 @@ func Main(spec Spec) {
 }
 
 // gossipAddr returns the daemon's --gossip-addr when Main should advertise
-// its address there (see Spec.AdvertisesItself), else "".
+// its address there (see Spec.Advertise), else "".
 func gossipAddr(c *cli.Context, spec Spec) string {
-	if spec.AdvertisesItself {
+	if !spec.Advertise {
 		return ""
 	}
 	for _, f := range spec.Flags {
@@ -172,7 +172,7 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 		return &runError{errors.New("build returned no service")}
 	}
 
-	// The advertising goroutine (see Spec.AdvertisesItself) ends first at
+	// The advertising goroutine (see Spec.Advertise) ends first at
 	// a stop, so that it never sees its gossipd go.
 	actx, stopAdvertising := context.WithCancel(ctx)
 	advertised := make(chan struct{})

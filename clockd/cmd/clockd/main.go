@@ -20,10 +20,8 @@ func main() { daemon.Main(spec()) }
 func spec() daemon.Spec {
 	def := clockd.DefaultConfig()
 	return daemon.Spec{
-		Name:  clockd.Name,
-		Usage: "the node's hybrid logical clock daemon",
-		// clockd publishes its --advertise-addr itself (see package clockd).
-		AdvertisesItself: true,
+		Name:             clockd.Name,
+		Usage:            "the node's hybrid logical clock daemon",
 		DefaultBusAddr:   clockd.DefaultBusAddr,
 		DefaultAdminAddr: clockd.DefaultAdminAddr,
 		Flags: []cli.Flag{
