@@ -11,8 +11,9 @@
 //
 // Each rule holds for every .go file, tests included, and for each
 // go.mod's requirements. The pleiades binary must also build without cgo
-// and link no daemon code, RocksDB binding or memberlist: `go list -deps`
-// of services/cmd/pleiades with CGO_ENABLED=0 must resolve every package.
+// and link no daemon code, RocksDB binding, memberlist or NATS server (the
+// NATS client is fine): `go list -deps` of services/cmd/pleiades with
+// CGO_ENABLED=0 must resolve every package.
 //
 // `make test` runs it with every other test; `make verify` runs it alone.
 package boundaries

@@ -238,7 +238,7 @@ func TestUpNode(t *testing.T) {
 	const offset = 1200
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
 	dataDir := t.TempDir()
-	p := start(t, "up", "--data-dir", dataDir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+	p := start(t, "up", "--dev", "--data-dir", dataDir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
 
 	var v statusView
 	eventually.NoError(t, 90*time.Second, "all daemons ready", func() (err error) {
@@ -358,7 +358,7 @@ func checkTimerSlack(t *testing.T, d daemonStatus) {
 func TestUpKilledLeavesNoOrphans(t *testing.T) {
 	const offset = 1300
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
-	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
+	p := start(t, "up", "--dev", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
 		"--daemons", "stored,clockd,gossipd")
 	var v statusView
 	eventually.NoError(t, 60*time.Second, "daemons ready", func() (err error) {

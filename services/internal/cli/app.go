@@ -26,6 +26,8 @@ func commands(env *env) []*cli.Command {
 		devCommand(env),
 		statusCommand(env),
 		certCommand(env),
+		deployCommand(env),
+		healthCommand(env),
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
@@ -33,6 +35,7 @@ func commands(env *env) []*cli.Command {
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
+		eventsCommand(env),
 		versionCommand(env),
 	}
 }

@@ -22,6 +22,7 @@ func benchCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			benchToolCommand(e, "gossip", "gossipd-bench", "compare gossipd's membership protocol with hashicorp/memberlist"),
 			benchKVCommand(e),
+			benchMsgCommand(e),
 			benchToolCommand(e, "store", "stored-bench", "compare stored over the bus with its engine in-process"),
 		},
 	}

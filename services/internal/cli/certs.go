@@ -96,7 +96,7 @@ func pickCerts(c *cli.Context, addrs []string) certsChoice {
 			}
 			others = append(others, n.CertsDir)
 			for _, d := range sortedKeys(n.Daemons) {
-				if slices.Contains(addrs, n.Daemons[d].Bus) {
+				if a := n.Daemons[d]; slices.Contains(addrs, a.Bus) || (a.NATS != "" && slices.Contains(addrs, a.NATS)) {
 					state := "its supervisor is not running"
 					if live {
 						state = "its supervisor is running"
@@ -206,14 +206,15 @@ func (cc certsChoice) explain(err error, addrs []string) error {
 	return initHint(err)
 }
 
-// withBus runs fn with a client-only bus endpoint on 127.0.0.1:0 that
-// presents the certificates cc chose, and stops the endpoint after.
-func withBus(ctx context.Context, cc certsChoice, fn func(*bus.Bus) error) error {
+// withBus runs fn with a client-only bus endpoint (on loopback when addr
+// is) that presents the certificates cc chose, and stops the endpoint
+// after.
+func withBus(ctx context.Context, cc certsChoice, addr string, fn func(*bus.Bus) error) error {
 	tc, err := cc.load()
 	if err != nil {
 		return err
 	}
-	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
+	b, err := bus.New(bus.Config{ListenAddr: bus.ClientListenAddr(addr), TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -48,7 +49,7 @@ func TestNodeChildren(t *testing.T) {
 		{"gossipd", "127.0.0.1:7413", "127.0.0.1:7513", []string{"--join 127.0.0.1:7403"}},
 		{"raftd", "127.0.0.1:7412", "127.0.0.1:7512", []string{"--clock-addr 127.0.0.1:7414", "--peers 127.0.0.1:7402,127.0.0.1:7422"}},
 		{"workflowd", "127.0.0.1:7415", "127.0.0.1:7515", []string{"--raft-addr 127.0.0.1:7412"}},
-		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232"}},
+		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232", "--gossip-addr 127.0.0.1:7413", "--clock-addr 127.0.0.1:7414", "--raft-addr 127.0.0.1:7412"}},
 	} {
 		c := byName[tt.daemon]
 		if c.BusAddr != tt.bus || c.AdminAddr != tt.admin {
@@ -111,6 +112,34 @@ func TestDevNodes(t *testing.T) {
 	}
 	if cl.Nodes[1].CertsDir != nodes[1].certsDir || cl.SupervisorPID != os.Getpid() {
 		t.Errorf("cluster node2 certs %q, supervisor pid %d; want %q and this process", cl.Nodes[1].CertsDir, cl.SupervisorPID, nodes[1].certsDir)
+	}
+	if got := cl.Nodes[2].Daemons["msgd"]; got.NATS != "127.0.0.1:4242" || got.NATSCluster != "127.0.0.1:6242" {
+		t.Errorf("cluster node3 msgd = %+v; want NATS 4242, routes 6242", got)
+	}
+}
+
+// TestPortsDisjoint: for any base offset, no two nodes of a dev cluster
+// (up to the maximum) share a port, NATS ports included.
+func TestPortsDisjoint(t *testing.T) {
+	for _, base := range []int{0, 1400, 3400, 6000, 6900, 20000} {
+		seen := map[int]string{}
+		for k := range maxDevNodes {
+			n := node{index: k + 1, offset: base + nodePortStride*k}
+			ports := map[string]int{"supervisor": supervisorAdminPort + base, "nats": n.natsPort(), "nats-cluster": n.natsClusterPort()}
+			for _, d := range daemonOrder {
+				ports[d.name+" bus"], ports[d.name+" admin"] = d.busPort+n.offset, d.adminPort+n.offset
+			}
+			for what, p := range ports {
+				if what == "supervisor" && k > 0 {
+					continue
+				}
+				id := fmt.Sprintf("node%d %s", k+1, what)
+				if other, dup := seen[p]; dup {
+					t.Errorf("base %d: port %d is both %s and %s", base, p, other, id)
+				}
+				seen[p] = id
+			}
+		}
 	}
 }
 
@@ -259,7 +288,7 @@ func TestUsageErrorsSayWhatIsAccepted(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, dev, init, kv, members, ranges, status, store, up, version`},
+		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, deploy, dev, events, health, init, kv, members, ranges, status, store, up, version`},
 		{[]string{"kv", "frob"}, `unknown command "frob" for ` + "`pleiades kv`" + `; commands: cas, del, get, put, scan`},
 		{[]string{"kv", "get", "--bogus", "k"}, "unknown flag --bogus for `pleiades kv get` (see `pleiades kv get --help`)"},
 		{[]string{"kv", "get", "--timeout", "abc", "k"}, `invalid value "abc" for flag --timeout: want a duration such as 500ms, 5s or 1m30s`},

@@ -123,7 +123,7 @@ func (v clockView) jsonRows() []clockJSONRow {
 
 // fetchClock asks the clockd at addr for its status and offsets.
 func fetchClock(ctx context.Context, certs certsChoice, addr string) (v clockView, err error) {
-	err = withBus(ctx, certs, func(b *bus.Bus) error {
+	err = withBus(ctx, certs, addr, func(b *bus.Bus) error {
 		cl := clockclient.New(b, addr)
 		st, err := cl.Status(ctx)
 		if err != nil {

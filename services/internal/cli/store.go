@@ -59,7 +59,7 @@ func storeStatsCommand(e *env) *cli.Command {
 
 // fetchStoreStats calls Stats on the stored at addr.
 func fetchStoreStats(ctx context.Context, certs certsChoice, addr string) (st *storepb.StatsResponse, err error) {
-	err = withBus(ctx, certs, func(b *bus.Bus) error {
+	err = withBus(ctx, certs, addr, func(b *bus.Bus) error {
 		st, err = storeclient.New(b, addr).Stats(ctx)
 		if err != nil {
 			return fmt.Errorf("stored at %s: %w", addr, err)
