@@ -118,7 +118,7 @@ func TestThreeNodesOverBus(t *testing.T) {
 	}
 	var view struct {
 		Members []struct {
-			NodeID uint64 `json:"node_id"`
+			NodeID uint64 `json:"node_id,string"`
 			State  string `json:"state"`
 		} `json:"members"`
 	}

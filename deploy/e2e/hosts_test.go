@@ -107,7 +107,7 @@ func TestNodesOnHosts(t *testing.T) {
 	var iv struct {
 		Ranges []struct {
 			Replicas []struct {
-				NodeID uint64 `json:"node_id"`
+				NodeID uint64 `json:"node_id,string"`
 			} `json:"replicas"`
 		} `json:"ranges"`
 	}

@@ -42,7 +42,7 @@ func msgNodes(t *testing.T, c *devCluster) []msgNode {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Admin string `json:"admin"`
 				NATS  string `json:"nats"`

@@ -977,3 +977,21 @@ func TestNoListenerFailsFast(t *testing.T) {
 		t.Logf("call %d: %v", i, err)
 	}
 }
+
+// TestNoListenerDoesNotTravel: a handler whose own dial found nothing
+// listening (a forward, say) answers Unavailable, but not with
+// ReasonNoListener: its caller reached it, and would otherwise take the
+// handler's address for one where nothing listens.
+func TestNoListenerDoesNotTravel(t *testing.T) {
+	srv := newBus(t, "srv")
+	bus.HandleUnary(srv, wire.ProtoKV, "Forward", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		return nil, fmt.Errorf("forward: %w", &bus.Error{Code: bus.CodeUnavailable, Reason: bus.ReasonNoListener, Message: "dial 127.0.0.1:1: nothing listens there"})
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Forward", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != "" || !strings.Contains(err.Error(), "nothing listens") {
+		t.Fatalf("a handler's own no-listener failure reached the caller as %v (reason %q); want Unavailable without the reason", err, bus.ReasonOf(err))
+	}
+}

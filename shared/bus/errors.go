@@ -181,8 +181,18 @@ func LeaderHint(err error) string {
 // toWire converts a handler's error to the fields of a Response (the zero
 // Error, code OK, for nil). The message is the error text without the
 // "bus: <code>" part of the *Error in it, because the caller's *Error adds
-// that back.
+// that back. ReasonNoListener does not travel: it describes a dial the
+// handler made (to forward, say), and its caller would take it for its own
+// dial to the handler, which answered.
 func toWire(err error) Error {
+	w := toWireKeepReason(err)
+	if w.Reason == ReasonNoListener {
+		w.Reason = ""
+	}
+	return w
+}
+
+func toWireKeepReason(err error) Error {
 	if err == nil {
 		return Error{}
 	}
