@@ -349,7 +349,9 @@ func (q *Seq[D]) Delay(name string, d func(d *D) time.Duration) *Seq[D] {
 // is reached still counts). OnEvent maps the event into the data.
 func (q *Seq[D]) WaitFor(name, event string, key func(d *D) string) *Seq[D] {
 	return q.append(&flow.Step{Name: name, Kind: flow.WaitFor,
-		Event: func(_ *Context, d any) (string, string, time.Time, error) { return event, key(data[D](d)), time.Time{}, nil }})
+		Event: func(_ *Context, d any) (string, string, time.Time, error) {
+			return event, key(data[D](d)), time.Time{}, nil
+		}})
 }
 
 // EffectiveAt sets the last WaitFor's effective time.

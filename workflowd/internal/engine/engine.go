@@ -560,11 +560,11 @@ func (e *Engine) Get(ctx context.Context, id string) (*workflowpb.InstanceRecord
 
 // ListFilter selects instances.
 type ListFilter struct {
-	Status                workflowpb.Status
-	Definition            string
-	CreatedAfter, Before  int64
-	Limit                 int
-	PageToken             string
+	Status               workflowpb.Status
+	Definition           string
+	CreatedAfter, Before int64
+	Limit                int
+	PageToken            string
 }
 
 var listOrder = []workflowpb.Status{workflowpb.Status_STATUS_RUNNING, workflowpb.Status_STATUS_SUSPENDED, workflowpb.Status_STATUS_COMPLETED,

@@ -83,8 +83,8 @@ func (e *Engine) publish(ctx context.Context, name, key string, data []byte) err
 // services adapts the engine to flow.Services.
 type services struct{ e *Engine }
 
-func (s services) KV() flow.KV         { return s.e.userKV }
-func (s services) HTTP() *http.Client  { return s.e.http }
+func (s services) KV() flow.KV        { return s.e.userKV }
+func (s services) HTTP() *http.Client { return s.e.http }
 func (s services) PublishEvent(ctx context.Context, name, key string, data []byte) error {
 	return s.e.publish(ctx, name, key, data)
 }

@@ -35,6 +35,8 @@ type runner struct {
 	events   map[uint32]*flow.Event
 	dirty    bool
 	reclaim  bool
+	// exclusive: an in-place task runs; nothing else moves meanwhile.
+	exclusive bool
 	kickc    chan struct{}
 	results  chan taskResult
 	tasks    sync.WaitGroup
@@ -98,6 +100,24 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
+// stopTasks cancels the tasks in flight and waits for them: their
+// results no longer count, and no body touches the data any more.
+func (r *runner) stopTasks() {
+	for _, c := range r.inflight {
+		c()
+	}
+	r.tasks.Wait()
+	clear(r.inflight)
+	r.exclusive = false
+	for {
+		select {
+		case <-r.results:
+		default:
+			return
+		}
+	}
+}
+
 // loop returns true when the instance was parked or finished (released).
 func (r *runner) loop(ctx context.Context) bool {
 	data, err := r.def.Codec.Decode(r.st.GetData())
@@ -123,6 +143,7 @@ func (r *runner) loop(ctx context.Context) bool {
 		r.applyRequest()
 		switch {
 		case terminal(r.st.GetStatus()):
+			r.stopTasks()
 			return r.finish(ctx)
 		case r.st.GetStatus() == workflowpb.Status_STATUS_SUSPENDED:
 			if len(r.inflight) == 0 {
@@ -322,10 +343,10 @@ func (r *runner) stepContext(p *workflowpb.Pointer, s *flow.Step, now time.Time)
 
 // advance moves every pointer that can move now, until none can.
 func (r *runner) advance(ctx context.Context) {
-	for r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && ctx.Err() == nil {
+	for r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && ctx.Err() == nil && !r.exclusive {
 		progress := false
 		now := r.e.now()
-		for i := 0; i < len(r.st.Pointers) && !progress; i++ {
+		for i := 0; i < len(r.st.Pointers) && !progress && !r.exclusive; i++ {
 			p := r.st.Pointers[i]
 			if _, busy := r.inflight[p.GetId()]; busy {
 				continue
@@ -375,10 +396,13 @@ func (r *runner) start(ctx context.Context, p *workflowpb.Pointer, s *flow.Step,
 		r.fail(p, s, err, now)
 		return true
 	}
+	if s.Kind == flow.Task {
+		// Launching changes nothing stored: the pointer stays pending
+		// until its result is written.
+		return r.launchTask(ctx, p, s, c)
+	}
 	r.dirty = true
 	switch s.Kind {
-	case flow.Task:
-		return r.launchTask(ctx, p, s, c)
 	case flow.If:
 		ok, err := s.Cond(c, r.data)
 		if err != nil {
@@ -509,22 +533,31 @@ func (r *runner) launchTask(ctx context.Context, p *workflowpb.Pointer, s *flow.
 	if !r.ensureLease(ctx) {
 		return false
 	}
+	if s.InPlace && len(r.inflight) > 0 {
+		// It changes the data in place: it runs alone.
+		return false
+	}
 	r.e.emit(r.st, "step_started", s.Name, p.GetId(), p.GetAttempt()+1, "")
 	started := r.e.now()
 	if s.InPlace {
-		_, err := s.Exec(ctx, c, r.data)
-		if ctx.Err() != nil && err != nil {
-			// Stopping: the step runs again after the instance is taken.
-			return false
-		}
-		r.taskDone(p, s, c, nil, err, started)
-		return true
+		// Persisting while it runs writes the data as it was before.
+		r.encodeData()
+		r.exclusive = true
+		r.spawnTask(ctx, p, s, c, r.data, started)
+		return false
 	}
 	in, err := s.Prepare(c, r.data)
 	if err != nil {
 		r.fail(p, s, fmt.Errorf("input: %w", err), started)
 		return true
 	}
+	r.spawnTask(ctx, p, s, c, in, started)
+	return false
+}
+
+// spawnTask runs a task's body on its own goroutine; its result comes
+// back on r.results.
+func (r *runner) spawnTask(ctx context.Context, p *workflowpb.Pointer, s *flow.Step, c *flow.Context, in any, started time.Time) {
 	tctx, cancel := context.WithCancel(ctx)
 	r.inflight[p.GetId()] = cancel
 	r.tasks.Add(1)
@@ -537,7 +570,6 @@ func (r *runner) launchTask(ctx context.Context, p *workflowpb.Pointer, s *flow.
 		case <-tctx.Done():
 		}
 	}()
-	return false
 }
 
 func (r *runner) applyResult(res taskResult) {
@@ -547,6 +579,7 @@ func (r *runner) applyResult(res taskResult) {
 	}
 	cancel()
 	delete(r.inflight, res.ptr)
+	r.exclusive = false
 	p := r.pointer(res.ptr)
 	if p == nil {
 		return // dropped by a compensation or a termination
@@ -944,12 +977,9 @@ func (r *runner) persist(ctx context.Context, extra func(*kvclient.Batch), relea
 	if r.e.knobs.BeforePersist != nil {
 		r.e.knobs.BeforePersist(r.id)
 	}
-	data, err := r.def.Codec.Encode(r.data)
-	if err != nil {
-		r.failInstance(fmt.Sprintf("data does not encode: %v", err))
-		data = r.st.GetData()
+	if !r.exclusive {
+		r.encodeData()
 	}
-	r.st.Data = data
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for attempt := 0; ; attempt++ {
@@ -1034,6 +1064,16 @@ func (r *runner) persist(ctx context.Context, extra func(*kvclient.Batch), relea
 			return false
 		}
 	}
+}
+
+// encodeData writes the live data into the record.
+func (r *runner) encodeData() {
+	data, err := r.def.Codec.Encode(r.data)
+	if err != nil {
+		r.failInstance(fmt.Sprintf("data does not encode: %v", err))
+		return
+	}
+	r.st.Data = data
 }
 
 func (r *runner) saved(raw []byte) {
