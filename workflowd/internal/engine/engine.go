@@ -94,8 +94,11 @@ type Deps struct {
 
 // Knobs are test hooks.
 type Knobs struct {
-	// BeforePersist runs before every write of an owned record.
+	// BeforePersist runs before every write of an owned record (step
+	// results, parking, finishing).
 	BeforePersist func(id string)
+	// BeforeRenew runs before every lease renewal.
+	BeforeRenew func(id string)
 }
 
 // Sentinel errors, mapped to bus codes by the server.

@@ -35,13 +35,16 @@ type runner struct {
 	events   map[uint32]*flow.Event
 	dirty    bool
 	reclaim  bool
-	// exclusive: an in-place task runs; nothing else moves meanwhile.
-	exclusive bool
-	kickc    chan struct{}
-	results  chan taskResult
-	tasks    sync.WaitGroup
-	fenced   atomic.Bool
-	epoch    uint64
+	// exclusive is the pointer of the in-place task running, if any:
+	// meanwhile nothing else touches the data (typed tasks' results wait
+	// in held).
+	exclusive uint32
+	held      []taskResult
+	kickc     chan struct{}
+	results   chan taskResult
+	tasks     sync.WaitGroup
+	fenced    atomic.Bool
+	epoch     uint64
 
 	mu struct {
 		sync.Mutex
@@ -108,7 +111,7 @@ func (r *runner) stopTasks() {
 	}
 	r.tasks.Wait()
 	clear(r.inflight)
-	r.exclusive = false
+	r.exclusive, r.held = 0, nil
 	for {
 		select {
 		case <-r.results:
@@ -141,6 +144,10 @@ func (r *runner) loop(ctx context.Context) bool {
 		}
 		r.mergeRequest()
 		r.applyRequest()
+		// Step results are written before any further step starts.
+		if r.dirty && !terminal(r.st.GetStatus()) && !r.persist(ctx, nil, false) {
+			return false
+		}
 		switch {
 		case terminal(r.st.GetStatus()):
 			r.stopTasks()
@@ -343,10 +350,10 @@ func (r *runner) stepContext(p *workflowpb.Pointer, s *flow.Step, now time.Time)
 
 // advance moves every pointer that can move now, until none can.
 func (r *runner) advance(ctx context.Context) {
-	for r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && ctx.Err() == nil && !r.exclusive {
+	for r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && ctx.Err() == nil && r.exclusive == 0 {
 		progress := false
 		now := r.e.now()
-		for i := 0; i < len(r.st.Pointers) && !progress && !r.exclusive; i++ {
+		for i := 0; i < len(r.st.Pointers) && !progress && r.exclusive == 0; i++ {
 			p := r.st.Pointers[i]
 			if _, busy := r.inflight[p.GetId()]; busy {
 				continue
@@ -533,8 +540,8 @@ func (r *runner) launchTask(ctx context.Context, p *workflowpb.Pointer, s *flow.
 	if !r.ensureLease(ctx) {
 		return false
 	}
-	if s.InPlace && len(r.inflight) > 0 {
-		// It changes the data in place: it runs alone.
+	if s.InPlace && r.exclusive != 0 {
+		// It changes the data in place: one at a time.
 		return false
 	}
 	r.e.emit(r.st, "step_started", s.Name, p.GetId(), p.GetAttempt()+1, "")
@@ -542,7 +549,7 @@ func (r *runner) launchTask(ctx context.Context, p *workflowpb.Pointer, s *flow.
 	if s.InPlace {
 		// Persisting while it runs writes the data as it was before.
 		r.encodeData()
-		r.exclusive = true
+		r.exclusive = p.GetId()
 		r.spawnTask(ctx, p, s, c, r.data, started)
 		return false
 	}
@@ -573,13 +580,26 @@ func (r *runner) spawnTask(ctx context.Context, p *workflowpb.Pointer, s *flow.S
 }
 
 func (r *runner) applyResult(res taskResult) {
+	if r.exclusive != 0 && res.ptr != r.exclusive {
+		r.held = append(r.held, res)
+		return
+	}
 	cancel, ok := r.inflight[res.ptr]
 	if !ok {
 		return
 	}
 	cancel()
 	delete(r.inflight, res.ptr)
-	r.exclusive = false
+	if r.exclusive == res.ptr {
+		r.exclusive = 0
+		defer func() {
+			held := r.held
+			r.held = nil
+			for _, h := range held {
+				r.applyResult(h)
+			}
+		}()
+	}
 	p := r.pointer(res.ptr)
 	if p == nil {
 		return // dropped by a compensation or a termination
@@ -977,7 +997,7 @@ func (r *runner) persist(ctx context.Context, extra func(*kvclient.Batch), relea
 	if r.e.knobs.BeforePersist != nil {
 		r.e.knobs.BeforePersist(r.id)
 	}
-	if !r.exclusive {
+	if r.exclusive == 0 {
 		r.encodeData()
 	}
 	r.mu.Lock()
@@ -1129,6 +1149,9 @@ func (r *runner) renewLoop(ctx context.Context, cancel context.CancelFunc) {
 
 // renew rewrites the last written record with a later lease end.
 func (r *runner) renew(ctx context.Context) bool {
+	if r.e.knobs.BeforeRenew != nil {
+		r.e.knobs.BeforeRenew(r.id)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for attempt := 0; attempt < 5; attempt++ {

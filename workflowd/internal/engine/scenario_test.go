@@ -3,8 +3,8 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -69,7 +69,9 @@ type addOut struct{ Sum int }
 
 func TestDataInOut(t *testing.T) {
 	v := newEnv(t)
-	add := func(_ context.Context, c *workflow.Context, in addIn) (addOut, error) { return addOut{in.A + in.B}, nil }
+	add := func(_ context.Context, c *workflow.Context, in addIn) (addOut, error) {
+		return addOut{in.A + in.B}, nil
+	}
 	b := workflow.New[counter]("data", 1)
 	b.Task(workflow.Task[counter]("add", add).
 		In(func(d *counter, _ *workflow.Context) addIn { return addIn{d.N, 10} }).
@@ -576,5 +578,258 @@ func TestTerminate(t *testing.T) {
 	// Nothing is left in the indexes.
 	if _, woken, err := e.PublishEvent(ctx, "never", "k", nil, time.Time{}, ""); err != nil || woken != 0 {
 		t.Errorf("event for the terminated waiter woke %d (%v); want 0", woken, err)
+	}
+}
+
+func failing(_ context.Context, _ *workflow.Context, _ *counter) error { return errors.New("card declined") }
+
+func TestSagaCompensation(t *testing.T) {
+	noRetry := workflow.ErrorPolicy{Behavior: workflow.Compensate}
+	t.Run("reverse order", func(t *testing.T) {
+		v := newEnv(t)
+		b := workflow.New[counter]("saga", 1)
+		b.Saga("book", func(s *workflow.Seq[counter]) {
+			s.Then("flight", logStep("flight")).CompensateWith("cancel flight", logStep("undo flight")).
+				Then("hotel", logStep("hotel")).CompensateWith("cancel hotel", logStep("undo hotel")).
+				Then("no-undo", logStep("no-undo")).
+				Then("pay", failing).OnError(noRetry).CompensateWith("refund", logStep("refund"))
+		}).Then("after saga", logStep("after saga"))
+		e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+		d := decode(t, waitStatus(t, e, start(t, e, "saga", `{}`), workflowpb.Status_STATUS_COMPLETED))
+		want := []string{"flight", "hotel", "no-undo", "undo hotel", "undo flight", "after saga"}
+		if !slices.Equal(d.Log, want) {
+			t.Errorf("log %v; want %v", d.Log, want)
+		}
+	})
+	t.Run("nested", func(t *testing.T) {
+		v := newEnv(t)
+		b := workflow.New[counter]("nested", 1)
+		b.Saga("outer", func(s *workflow.Seq[counter]) {
+			s.Then("a", logStep("a")).CompensateWith("undo a", logStep("undo a")).
+				Saga("inner", func(s *workflow.Seq[counter]) {
+					s.Then("b", logStep("b")).CompensateWith("undo b", logStep("undo b")).
+						Then("c", failing).OnError(noRetry)
+				}).Propagate().
+				Then("never", logStep("never"))
+		}).Then("after", logStep("after"))
+		e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+		d := decode(t, waitStatus(t, e, start(t, e, "nested", `{}`), workflowpb.Status_STATUS_COMPLETED))
+		want := []string{"a", "b", "undo b", "undo a", "after"}
+		if !slices.Equal(d.Log, want) {
+			t.Errorf("log %v; want %v", d.Log, want)
+		}
+	})
+	t.Run("completed inner saga undone by the outer one", func(t *testing.T) {
+		v := newEnv(t)
+		b := workflow.New[counter]("nested2", 1)
+		b.Saga("outer", func(s *workflow.Seq[counter]) {
+			s.Saga("inner", func(s *workflow.Seq[counter]) {
+				s.Then("x", logStep("x")).CompensateWith("undo x", logStep("undo x"))
+			}).Then("y", logStep("y")).CompensateWith("undo y", logStep("undo y")).
+				Then("z", failing).OnError(noRetry)
+		})
+		e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+		d := decode(t, waitStatus(t, e, start(t, e, "nested2", `{}`), workflowpb.Status_STATUS_COMPLETED))
+		if want := []string{"x", "y", "undo y", "undo x"}; !slices.Equal(d.Log, want) {
+			t.Errorf("log %v; want %v", d.Log, want)
+		}
+	})
+	t.Run("outside any saga", func(t *testing.T) {
+		v := newEnv(t)
+		b := workflow.New[counter]("bare", 1)
+		b.Then("a", logStep("a")).CompensateWith("undo a", logStep("undo a")).
+			ForEach("each", func(*counter) any { return []int{1, 2} }, false, func(s *workflow.Seq[counter]) {
+				s.Then("item", func(_ context.Context, c *workflow.Context, d *counter) error {
+					d.Log = append(d.Log, fmt.Sprint("item ", c.Index))
+					return nil
+				}).CompensateWith("undo item", func(_ context.Context, c *workflow.Context, d *counter) error {
+					d.Log = append(d.Log, fmt.Sprint("undo item ", c.Index))
+					return nil
+				})
+			}).
+			Then("b", failing).OnError(workflow.RetryPolicy(time.Millisecond, 1, 2, workflow.Compensate))
+		e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+		rec := waitStatus(t, e, start(t, e, "bare", `{}`), workflowpb.Status_STATUS_COMPENSATED)
+		want := []string{"a", "item 0", "item 1", "undo item 1", "undo item 0", "undo a"}
+		if d := decode(t, rec); !slices.Equal(d.Log, want) {
+			t.Errorf("log %v; want %v", d.Log, want)
+		}
+		if !strings.Contains(rec.GetError(), "card declined") {
+			t.Errorf("error %q", rec.GetError())
+		}
+	})
+	t.Run("parallel branches cancelled", func(t *testing.T) {
+		v := newEnv(t)
+		b := workflow.New[counter]("par", 1)
+		b.Saga("s", func(s *workflow.Seq[counter]) {
+			s.Then("a", logStep("a")).CompensateWith("undo a", logStep("undo a")).
+				Parallel("fan",
+					func(s *workflow.Seq[counter]) {
+						s.Task(workflow.Task[counter]("slow", func(ctx context.Context, _ *workflow.Context, _ struct{}) (struct{}, error) {
+							<-ctx.Done()
+							return struct{}{}, ctx.Err()
+						}))
+					},
+					func(s *workflow.Seq[counter]) { s.Then("bad", failing).OnError(noRetry) })
+		})
+		e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+		d := decode(t, waitStatus(t, e, start(t, e, "par", `{}`), workflowpb.Status_STATUS_COMPLETED))
+		if want := []string{"a", "undo a"}; !slices.Equal(d.Log, want) {
+			t.Errorf("log %v; want %v", d.Log, want)
+		}
+	})
+}
+
+func TestVersions(t *testing.T) {
+	v := newEnv(t)
+	mk := func(ver uint32, gate chan struct{}) *workflow.Definition {
+		b := workflow.New[counter]("versioned", ver)
+		b.Then("first", func(ctx context.Context, c *workflow.Context, d *counter) error {
+			d.Log = append(d.Log, fmt.Sprintf("v%d first", c.Version))
+			if gate != nil {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}).Then("second", func(_ context.Context, c *workflow.Context, d *counter) error {
+			d.Log = append(d.Log, fmt.Sprintf("v%d second", c.Version))
+			return nil
+		})
+		return b.MustBuild()
+	}
+	gate := make(chan struct{})
+	e := v.engine(1, []*workflow.Definition{mk(1, gate)})
+	old := start(t, e, "versioned", `{}`)
+	if err := e.Register(mk(2, nil).Compiled()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Register(mk(2, nil).Compiled()); err == nil {
+		t.Error("registering v2 twice succeeded")
+	}
+	nu := start(t, e, "versioned", `{}`)
+	close(gate)
+	if d := decode(t, waitStatus(t, e, old, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"v1 first", "v1 second"}) {
+		t.Errorf("old instance ran %v; want v1 throughout", d.Log)
+	}
+	rec := waitStatus(t, e, nu, workflowpb.Status_STATUS_COMPLETED)
+	if d := decode(t, rec); rec.GetVersion() != 2 || !slices.Equal(d.Log, []string{"v2 first", "v2 second"}) {
+		t.Errorf("new instance: version %d ran %v; want v2", rec.GetVersion(), d.Log)
+	}
+	id, ver, _, err := e.Start(t.Context(), "versioned", engine.StartOptions{Version: 1})
+	if err != nil || ver != 1 {
+		t.Fatalf("start v1 explicitly = %v, %v", ver, err)
+	}
+	waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)
+}
+
+func TestSubWorkflow(t *testing.T) {
+	v := newEnv(t)
+	child := workflow.New[counter]("child", 1)
+	child.Then("double", func(_ context.Context, _ *workflow.Context, d *counter) error {
+		d.N *= 2
+		return nil
+	}).WaitFor("go", "go", func(*counter) string { return "child" })
+	parent := workflow.New[counter]("parent", 1)
+	parent.SubWorkflow("call", "child", 0, func(d *counter) any { return map[string]int{"n": d.N} },
+		func(d *counter, out json.RawMessage) error {
+			var c counter
+			if err := json.Unmarshal(out, &c); err != nil {
+				return err
+			}
+			d.Value = c.N
+			return nil
+		}).Then("after", logStep("after"))
+	e := v.engine(1, []*workflow.Definition{child.MustBuild(), parent.MustBuild()})
+	ctx := t.Context()
+	id := start(t, e, "parent", `{"n": 21}`)
+	var childID string
+	waitFor(t, "child started and parked", func() bool {
+		rec, _ := e.Get(ctx, id)
+		for _, p := range rec.GetPointers() {
+			if p.GetChildInstance() != "" {
+				childID = p.GetChildInstance()
+			}
+		}
+		if childID == "" {
+			return false
+		}
+		c, err := e.Get(ctx, childID)
+		return err == nil && c.GetOwner() == 0 && len(c.GetSubscriptions()) == 1
+	})
+	if c, _ := e.Get(ctx, childID); c.GetParentId() != id {
+		t.Errorf("child's parent = %q; want %s", c.GetParentId(), id)
+	}
+	if _, _, err := e.PublishEvent(ctx, "go", "child", nil, time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED))
+	if d.Value != 42 || !slices.Equal(d.Log, []string{"after"}) {
+		t.Errorf("parent data %+v; want value 42 from the child, then after", d)
+	}
+	t.Run("failed child fails the step", func(t *testing.T) {
+		bad := workflow.New[counter]("badchild", 1)
+		bad.Then("boom", failing).OnError(workflow.ErrorPolicy{Behavior: workflow.Terminate})
+		p := workflow.New[counter]("badparent", 1)
+		p.SubWorkflow("call", "badchild", 1, nil, nil).OnError(workflow.ErrorPolicy{Behavior: workflow.Terminate})
+		for _, d := range []*workflow.Definition{bad.MustBuild(), p.MustBuild()} {
+			if err := e.Register(d.Compiled()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec := waitStatus(t, e, start(t, e, "badparent", `{}`), workflowpb.Status_STATUS_FAILED)
+		if !strings.Contains(rec.GetError(), "card declined") {
+			t.Errorf("parent error %q; want the child's", rec.GetError())
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	v := newEnv(t)
+	b := workflow.New[counter]("ok", 1)
+	b.Then("a", logStep("a"))
+	e := v.engine(1, []*workflow.Definition{b.MustBuild()})
+	ctx := t.Context()
+	for _, tt := range []struct {
+		name string
+		def  string
+		ver  uint32
+		data string
+		want error
+	}{
+		{"unknown definition", "nope", 0, `{}`, engine.ErrNotFound},
+		{"unknown version", "ok", 7, `{}`, engine.ErrNotFound},
+		{"no definition", "", 0, `{}`, engine.ErrInvalid},
+		{"not JSON", "ok", 0, `{"n": `, engine.ErrInvalid},
+		{"not an object", "ok", 0, `[1, 2]`, engine.ErrInvalid},
+		{"wrong type", "ok", 0, `{"n": "ten"}`, engine.ErrInvalid},
+	} {
+		if _, _, _, err := e.Start(ctx, tt.def, engine.StartOptions{Version: tt.ver, Data: []byte(tt.data)}); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Start = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if list, _, err := e.List(ctx, engine.ListFilter{}); err != nil || len(list) != 0 {
+		t.Errorf("after refused starts, List = %v, %v; want nothing stored", list, err)
+	}
+	id := start(t, e, "ok", `{}`)
+	waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)
+	if _, _, err := e.PublishEvent(ctx, "x", "k", nil, time.Time{}, id); !errors.Is(err, engine.ErrPrecondition) {
+		t.Errorf("event for a finished instance = %v; want a precondition error", err)
+	}
+	if _, _, err := e.PublishEvent(ctx, "x", "k", nil, time.Time{}, "nosuch"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("event for an unknown instance = %v; want not found", err)
+	}
+	if _, _, err := e.PublishEvent(ctx, "", "k", nil, time.Time{}, ""); !errors.Is(err, engine.ErrInvalid) {
+		t.Errorf("event without a name = %v; want invalid", err)
+	}
+	if _, err := e.Get(ctx, "nosuch"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Get(nosuch) = %v; want not found", err)
+	}
+	for _, op := range []string{"suspend", "resume", "terminate"} {
+		if _, err := e.Control(ctx, id, op, ""); !errors.Is(err, engine.ErrPrecondition) {
+			t.Errorf("%s of a completed instance = %v; want a precondition error", op, err)
+		}
 	}
 }
