@@ -581,7 +581,9 @@ func TestTerminate(t *testing.T) {
 	}
 }
 
-func failing(_ context.Context, _ *workflow.Context, _ *counter) error { return errors.New("card declined") }
+func failing(_ context.Context, _ *workflow.Context, _ *counter) error {
+	return errors.New("card declined")
+}
 
 func TestSagaCompensation(t *testing.T) {
 	noRetry := workflow.ErrorPolicy{Behavior: workflow.Compensate}
