@@ -1106,3 +1106,28 @@ func (e *Engine) poll(ctx context.Context) {
 
 // maxDuration caps timer arithmetic.
 const maxDuration = time.Duration(math.MaxInt64)
+
+// ActiveSteps names the steps rec's pointers are at (pending, sleeping or
+// waiting), as "step" or "step (waiting)".
+func (e *Engine) ActiveSteps(ctx context.Context, rec *workflowpb.InstanceRecord) []string {
+	d, _ := e.definition(ctx, rec.GetDefinition(), rec.GetVersion())
+	var out []string
+	for _, p := range rec.GetPointers() {
+		name := fmt.Sprintf("step %d", p.GetStep())
+		if d != nil && int(p.GetStep()) < len(d.Steps) {
+			s := d.Steps[p.GetStep()]
+			if s.Kind.Container() {
+				continue
+			}
+			name = s.Name
+		}
+		switch p.GetState() {
+		case workflowpb.PointerState_POINTER_STATE_SLEEPING:
+			name += " (sleeping)"
+		case workflowpb.PointerState_POINTER_STATE_WAITING_EVENT:
+			name += " (waiting)"
+		}
+		out = append(out, name)
+	}
+	return out
+}
