@@ -254,7 +254,10 @@ steps:
 		}(), bus.ErrFailedPrecondition},
 		{"resume a completed instance", func() error { _, err := f.c.Resume(ctx, id); return err }(), bus.ErrFailedPrecondition},
 		{"get unknown", func() error { _, err := f.c.Get(ctx, "nope"); return err }(), bus.ErrNotFound},
-		{"malformed document", func() error { _, err := f.c.Define(ctx, []byte("id: x\nversion: 1\nsteps:\n  - name: a\n    sett: {}\n")); return err }(), bus.ErrInvalidArgument},
+		{"malformed document", func() error {
+			_, err := f.c.Define(ctx, []byte("id: x\nversion: 1\nsteps:\n  - name: a\n    sett: {}\n"))
+			return err
+		}(), bus.ErrInvalidArgument},
 	} {
 		if !errors.Is(tt.err, tt.want) {
 			t.Errorf("%s: %v; want %v", tt.name, tt.err, tt.want)

@@ -569,4 +569,3 @@ func (k KV) CompareAndSwap(ctx context.Context, key []byte, expectAbsent bool, e
 	r, err := k.C.CompareAndSwap(ctx, kvclient.CAS{Key: key, ExpectAbsent: expectAbsent, Expected: expected, NewValue: value})
 	return r.Succeeded, err
 }
-
