@@ -330,6 +330,9 @@ func (c *compiler) step(n *yaml.Node) (*flow.Step, error) {
 	}
 	var kind string
 	for _, k := range kinds {
+		if k == "parallel" && f["foreach"] != nil {
+			continue // a ForEach's option
+		}
 		if f[k] != nil {
 			if kind != "" {
 				return nil, errAt(f[k], "step has two kinds, %s and %s", kind, k)
@@ -411,7 +414,7 @@ func compileExpr(n *yaml.Node) (program, error) {
 	if strings.TrimSpace(s) == "" {
 		return program{}, errAt(n, "empty expression")
 	}
-	p, err := expr.Compile(s, expr.Env(env(nil, map[string]any{})), expr.AllowUndefinedVariables())
+	p, err := expr.Compile(s, expr.AllowUndefinedVariables())
 	if err != nil {
 		return program{}, errAt(n, "expression %q: %s", s, firstLine(err.Error()))
 	}
