@@ -48,7 +48,6 @@ func TestCompileRefusesMalformed(t *testing.T) {
 	}
 }
 
-
 func TestCompileJSON(t *testing.T) {
 	d, err := Compile([]byte(`{"id": "j", "version": 2, "steps": [{"name": "a", "set": {"x": "1"}}, {"delay": "'1s'"}]}`))
 	if err != nil {
