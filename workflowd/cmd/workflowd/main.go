@@ -26,7 +26,7 @@ func spec() daemon.Spec {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "raft-addr", Value: workflowd.DefaultRaftAddr, Usage: "bus `ADDR` of the node's raftd (comma-separated for several, the node's own first)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: workflowd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd"},
-			&cli.DurationFlag{Name: "lease-duration", Value: def.LeaseDuration, Usage: "how long a claim on an instance lasts unrenewed; a dead owner's instances are taken over after it"},
+			&cli.DurationFlag{Name: "instance-lease", Value: def.LeaseDuration, Usage: "how long a claim on an instance lasts unrenewed; a dead owner's instances are taken over after it"},
 			&cli.DurationFlag{Name: "poll-interval", Value: def.PollInterval, Usage: "how often the runnable and timer indexes are scanned (precision of parked timers)"},
 			&cli.IntFlag{Name: "max-running", Value: def.MaxRunning, Usage: "instances run at once"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
@@ -46,12 +46,12 @@ func spec() daemon.Spec {
 				return nil, err
 			}
 			cfg.NodeID = rt.NodeID
-			cfg.LeaseDuration = c.Duration("lease-duration")
+			cfg.LeaseDuration = c.Duration("instance-lease")
 			cfg.PollInterval = c.Duration("poll-interval")
 			cfg.MaxRunning = c.Int("max-running")
 			cfg.MaxClockOffset = c.Duration("max-clock-offset")
 			if err := cfg.Validate(); err != nil {
-				return nil, &config.FlagError{Flag: "lease-duration, poll-interval or max-running", Err: err}
+				return nil, &config.FlagError{Flag: "instance-lease, poll-interval or max-running", Err: err}
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},

@@ -48,7 +48,9 @@
 // fail, workflow) may have compensate (one step). The environment: data
 // (the instance's data, a JSON object), item and index (ForEach; index is
 // also a While's iteration), event ({name, key, data} in a wait's
-// output), instance (the id), key (the step's idempotency key), attempt.
+// output), instance (the id), key (the step's idempotency key), attempt,
+// step (the step's name) and epoch (the fencing epoch of the workflowd
+// running it).
 //
 // Compile refuses a malformed document with the line of the offending
 // node and the reason; expressions are compiled then, so a syntax error
@@ -387,11 +389,12 @@ func (c *compiler) step(n *yaml.Node) (*flow.Step, error) {
 
 // env is the environment expressions see.
 func env(c *flow.Context, data any) map[string]any {
-	m := map[string]any{"data": data, "index": 0, "item": nil, "event": nil, "instance": "", "key": "", "attempt": 0}
+	m := map[string]any{"data": data, "index": 0, "item": nil, "event": nil, "instance": "", "key": "", "attempt": 0, "epoch": 0, "step": ""}
 	if c == nil {
 		return m
 	}
 	m["index"], m["instance"], m["key"], m["attempt"] = c.Index, c.InstanceID, c.IdempotencyKey, c.Attempt
+	m["epoch"], m["step"] = int(c.Epoch), c.Step
 	if c.Item != nil {
 		var it any
 		if json.Unmarshal(c.Item, &it) == nil {
