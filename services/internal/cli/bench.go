@@ -12,6 +12,7 @@ func benchCommand(e *env) *cli.Command {
 			benchGossipCommand(e),
 			benchKVCommand(e),
 			benchStoreCommand(e),
+			benchWorkflowsCommand(e),
 		},
 	}
 }

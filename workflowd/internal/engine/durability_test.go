@@ -112,9 +112,9 @@ func TestTakeoverAndFencing(t *testing.T) {
 	e1 := v.engine(1, []*workflow.Definition{mk()}, func(_ *engine.Config, d *engine.Deps) {
 		d.Knobs = &engine.Knobs{
 			BeforePersist: func(string) {
-				// Freeze before the write of s1's result (the first write is the root saga's start)
+				// Freeze before the write of s1's result (the second write)
 				// (as SIGSTOP would: renewals stop too).
-				if writes.Add(1) == 3 {
+				if writes.Add(1) == 2 {
 					isFrozen.Store(true)
 					frozen <- struct{}{}
 					<-freeze

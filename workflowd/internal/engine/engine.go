@@ -453,9 +453,13 @@ func (e *Engine) Start(ctx context.Context, defID string, o StartOptions) (strin
 	id := e.newID()
 	rec := &workflowpb.InstanceRecord{
 		Id: id, Definition: d.ID, Version: d.Version, Status: workflowpb.Status_STATUS_RUNNING, Data: data,
-		NextPointer: 2, Revision: 1, CreatedUnixNano: now.UnixNano(), UpdatedUnixNano: now.UnixNano(),
+		NextPointer: 3, Revision: 1, CreatedUnixNano: now.UnixNano(), UpdatedUnixNano: now.UnixNano(),
 		IdempotencyKey: o.IdempotencyKey, ParentId: o.ParentID, ParentPointer: o.ParentPointer,
-		Pointers: []*workflowpb.Pointer{{Id: 1, Step: uint32(d.Root)}},
+		// The root saga already runs its body: the first step is pending.
+		Pointers: []*workflowpb.Pointer{
+			{Id: 1, Step: uint32(d.Root), State: workflowpb.PointerState_POINTER_STATE_WAITING_CHILDREN, ActiveChildren: 1, StartedUnixNano: now.UnixNano()},
+			{Id: 2, Step: uint32(d.Steps[d.Root].Branches[0]), Parent: 1, StartedUnixNano: now.UnixNano()},
+		},
 	}
 	local := e.reserve(id)
 	if local {

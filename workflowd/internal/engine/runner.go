@@ -69,7 +69,7 @@ func newRunner(e *Engine, rec *workflowpb.InstanceRecord, raw []byte, d *flow.De
 	r := &runner{e: e, def: d, id: rec.GetId(), st: rec, epoch: rec.GetEpoch(),
 		log:      e.log.With(slog.String("instance", rec.GetId())),
 		inflight: make(map[uint32]context.CancelFunc), events: make(map[uint32]*flow.Event),
-		kickc: make(chan struct{}, 1), results: make(chan taskResult, e.cfg.MaxTasks)}
+		kickc: make(chan struct{}, 1), results: make(chan taskResult, e.cfg.MaxTasks+1)}
 	r.mu.savedRaw, r.mu.savedRev, r.mu.savedStatus, r.mu.lease = raw, rec.GetRevision(), rec.GetStatus(), rec.GetLeaseUnixNano()
 	return r
 }
@@ -145,7 +145,8 @@ func (r *runner) loop(ctx context.Context) bool {
 		r.mergeRequest()
 		r.applyRequest()
 		// Step results are written before any further step starts.
-		if r.dirty && !terminal(r.st.GetStatus()) && !r.persist(ctx, nil, false) {
+		// (A finished instance's last result is written with its end.)
+		if r.dirty && !terminal(r.st.GetStatus()) && len(r.st.GetPointers()) > 0 && !r.persist(ctx, nil, false) {
 			return false
 		}
 		switch {
@@ -572,10 +573,9 @@ func (r *runner) spawnTask(ctx context.Context, p *workflowpb.Pointer, s *flow.S
 		defer r.tasks.Done()
 		defer cancel()
 		out, err := s.Exec(tctx, c, in)
-		select {
-		case r.results <- taskResult{ptr: c.Pointer, out: out, err: err, started: started}:
-		case <-tctx.Done():
-		}
+		// Never blocks: results has room for every task in flight, and a
+		// task stays in flight (even cancelled) until its result is taken.
+		r.results <- taskResult{ptr: c.Pointer, out: out, err: err, started: started}
 	}()
 }
 
