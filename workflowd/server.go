@@ -65,12 +65,15 @@ type Config struct {
 	// MaxClockOffset is the cluster's max clock offset, added to a lease
 	// before another owner takes it. Default 500ms.
 	MaxClockOffset time.Duration
+	// HistoryLen is how many recent step records an instance keeps (in
+	// its record, so each costs bytes on every step's write). Default 16.
+	HistoryLen int
 }
 
 // DefaultConfig returns the production configuration (NodeID unset).
 func DefaultConfig() Config {
 	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
-		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond}
+		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16}
 }
 
 // Validate reports the first invalid field.
@@ -99,6 +102,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("workflowd: CountsInterval %v must be positive", c.CountsInterval)
 	case c.MaxClockOffset < 0:
 		return fmt.Errorf("workflowd: MaxClockOffset %v is negative", c.MaxClockOffset)
+	case c.HistoryLen < 0:
+		return fmt.Errorf("workflowd: HistoryLen %d is negative", c.HistoryLen)
 	}
 	return nil
 }
@@ -161,7 +166,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.m = engine.NewMetrics(deps.Registerer)
 	s.eng, err = engine.New(engine.Config{NodeID: cfg.NodeID, LeaseDuration: cfg.LeaseDuration, PollInterval: cfg.PollInterval,
-		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset},
+		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset, HistoryLen: cfg.HistoryLen},
 		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
 	if err != nil {
 		return nil, fmt.Errorf("workflowd: %w", err)

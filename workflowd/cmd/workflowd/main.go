@@ -29,6 +29,7 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "instance-lease", Value: def.LeaseDuration, Usage: "how long a claim on an instance lasts unrenewed; a dead owner's instances are taken over after it"},
 			&cli.DurationFlag{Name: "poll-interval", Value: def.PollInterval, Usage: "how often the runnable and timer indexes are scanned (precision of parked timers)"},
 			&cli.IntFlag{Name: "max-running", Value: def.MaxRunning, Usage: "instances run at once"},
+			&cli.IntFlag{Name: "history", Value: def.HistoryLen, Usage: "recent step records each instance keeps (each costs bytes on every step's write)"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -50,6 +51,7 @@ func spec() daemon.Spec {
 			cfg.PollInterval = c.Duration("poll-interval")
 			cfg.MaxRunning = c.Int("max-running")
 			cfg.MaxClockOffset = c.Duration("max-clock-offset")
+			cfg.HistoryLen = c.Int("history")
 			if err := cfg.Validate(); err != nil {
 				return nil, &config.FlagError{Flag: "instance-lease, poll-interval or max-running", Err: err}
 			}

@@ -41,7 +41,8 @@ type Config struct {
 	MaxRunning int
 	// MaxTasks caps the concurrent typed tasks of one instance. Default 16.
 	MaxTasks int
-	// HistoryLen is how many step records an instance keeps. Default 32.
+	// HistoryLen is how many step records an instance keeps; 0 means the
+	// default 16, negative none.
 	HistoryLen int
 	// ClockSkew is added to a lease's end before another owner takes it
 	// (the cluster's max clock offset). Default 500ms.
@@ -65,7 +66,7 @@ func (c Config) withDefaults() Config {
 		c.MaxTasks = 16
 	}
 	if c.HistoryLen == 0 {
-		c.HistoryLen = 32
+		c.HistoryLen = 16
 	}
 	return c
 }
@@ -475,7 +476,7 @@ func (e *Engine) Start(ctx context.Context, defID string, o StartOptions) (strin
 	if o.IdempotencyKey != "" {
 		b.CompareAndSwap(kvclient.CAS{Key: idemKey(o.IdempotencyKey), ExpectAbsent: true, NewValue: []byte(id)})
 	}
-	b.CompareAndSwap(kvclient.CAS{Key: instanceKey(id), ExpectAbsent: true, NewValue: raw}).
+	writeRecord(b, id, 0, raw, rec.GetRevision()).
 		Put(runKey(id), nil).
 		Put(listKey(rec.Status, id), summary(rec))
 	res, err := e.kv.Batch(ctx, b)
@@ -676,7 +677,7 @@ func (e *Engine) owned(rec *workflowpb.InstanceRecord, now time.Time) bool {
 // at once; an owned one gets the request, which its owner applies.
 func (e *Engine) Control(ctx context.Context, id, op, reason string) (workflowpb.Status, error) {
 	for attempt := 0; ; attempt++ {
-		rec, raw, err := e.load(ctx, id)
+		rec, _, err := e.load(ctx, id)
 		if err != nil {
 			return 0, err
 		}
@@ -733,7 +734,7 @@ func (e *Engine) Control(ctx context.Context, id, op, reason string) (workflowpb
 		if err != nil {
 			return 0, err
 		}
-		b.CompareAndSwap(kvclient.CAS{Key: instanceKey(id), Expected: raw, NewValue: nraw})
+		writeRecord(b, id, rec.GetRevision(), nraw, nu.GetRevision())
 		res, err := e.kv.Batch(ctx, b)
 		if err == nil && res.Succeeded {
 			if newStatus != st {
@@ -953,7 +954,7 @@ func (e *Engine) tryClaim(ctx context.Context, id string) {
 		}
 	}()
 	for attempt := 0; attempt < 3; attempt++ {
-		rec, raw, err := e.load(ctx, id)
+		rec, _, err := e.load(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			_, _ = e.kv.Delete(ctx, runKey(id))
 			return
@@ -999,7 +1000,7 @@ func (e *Engine) tryClaim(ctx context.Context, id string) {
 		if err != nil {
 			return
 		}
-		res, err := e.kv.CompareAndSwap(ctx, kvclient.CAS{Key: instanceKey(id), Expected: raw, NewValue: nraw})
+		res, err := e.kv.Batch(ctx, writeRecord(kvclient.NewBatch(), id, rec.GetRevision(), nraw, nu.GetRevision()))
 		if err != nil {
 			cur, found, gerr := e.kv.Get(ctx, instanceKey(id))
 			if gerr != nil || !casApplied(cur, found, nraw) {

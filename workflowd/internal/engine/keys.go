@@ -31,6 +31,7 @@ type KV interface {
 // range, so any set of them can change in one atomic Batch:
 //
 //	i/<id>                         InstanceRecord
+//	f/<id>                         the record's revision (8 bytes): its fence
 //	run/<id>                       runnable: has work now (or is running)
 //	due/<time 8B>/<id>             earliest timer of a parked instance
 //	sub/<name>\0<key>\0<id>        a parked instance waits for (name, key)
@@ -40,6 +41,7 @@ type KV interface {
 //	def/<id>\0<version 4B>         DefinitionRecord
 const (
 	nsInstance = "i/"
+	nsFence    = "f/"
 	nsRun      = "run/"
 	nsDue      = "due/"
 	nsSub      = "sub/"
@@ -76,7 +78,29 @@ func be64(t int64) []byte {
 func unbe64(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
 func instanceKey(id string) []byte { return key(nsInstance, []byte(id)) }
-func runKey(id string) []byte      { return key(nsRun, []byte(id)) }
+func fenceKey(id string) []byte    { return key(nsFence, []byte(id)) }
+
+func fenceValue(rev uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rev)
+	return b[:]
+}
+
+// writeRecord adds to b the write of an instance record of revision rev,
+// fenced by a compare-and-swap of its revision key from old (0: the
+// instance must not exist). Every write of a record goes through it: any
+// concurrent write moves the revision, so the later one fails, and only
+// the 8-byte revision, not the whole record, is compared.
+func writeRecord(b *kvclient.Batch, id string, old uint64, raw []byte, rev uint64) *kvclient.Batch {
+	x := kvclient.CAS{Key: fenceKey(id), NewValue: fenceValue(rev)}
+	if old == 0 {
+		x.ExpectAbsent = true
+	} else {
+		x.Expected = fenceValue(old)
+	}
+	return b.CompareAndSwap(x).Put(instanceKey(id), raw)
+}
+func runKey(id string) []byte { return key(nsRun, []byte(id)) }
 func dueKey(at int64, id string) []byte {
 	return key(nsDue, be64(at), []byte(id))
 }

@@ -897,6 +897,9 @@ func (r *runner) sagaCompensated(sg *workflowpb.Pointer) {
 }
 
 func (r *runner) history(p *workflowpb.Pointer, s *flow.Step, outcome string, started time.Time, errMsg string) {
+	if r.e.cfg.HistoryLen < 0 {
+		return
+	}
 	h := &workflowpb.StepRecord{Pointer: p.GetId(), Step: s.Name, Outcome: outcome, Attempt: p.GetAttempt(),
 		StartedUnixNano: started.UnixNano(), EndedUnixNano: r.e.now().UnixNano(), Error: errMsg, Epoch: r.epoch}
 	if outcome == "completed" {
@@ -1020,26 +1023,17 @@ func (r *runner) persist(ctx context.Context, extra func(*kvclient.Batch), relea
 			r.log.Error("encode instance record", slog.Any("err", err))
 			return false
 		}
-		cas := kvclient.CAS{Key: instanceKey(r.id), Expected: r.mu.savedRaw, NewValue: raw}
 		old := r.mu.savedStatus
-		var ok bool
-		if extra == nil && old == r.st.GetStatus() {
-			var res kvclient.CASResult
-			res, err = r.e.kv.CompareAndSwap(ctx, cas)
-			ok = err == nil && res.Succeeded
-		} else {
-			b := kvclient.NewBatch()
-			if extra != nil {
-				extra(b)
-			}
-			if old != r.st.GetStatus() {
-				b.Delete(listKey(old, r.id)).Put(listKey(r.st.GetStatus(), r.id), summary(r.st))
-			}
-			b.CompareAndSwap(cas)
-			var res kvclient.BatchResult
-			res, err = r.e.kv.Batch(ctx, b)
-			ok = err == nil && res.Succeeded
+		b := kvclient.NewBatch()
+		if extra != nil {
+			extra(b)
 		}
+		if old != r.st.GetStatus() {
+			b.Delete(listKey(old, r.id)).Put(listKey(r.st.GetStatus(), r.id), summary(r.st))
+		}
+		writeRecord(b, r.id, r.mu.savedRev, raw, r.st.GetRevision())
+		res, err := r.e.kv.Batch(ctx, b)
+		ok := err == nil && res.Succeeded
 		if ok {
 			r.saved(raw)
 			return true
@@ -1168,7 +1162,7 @@ func (r *runner) renew(ctx context.Context) bool {
 		if err != nil {
 			return false
 		}
-		res, err := r.e.kv.CompareAndSwap(ctx, kvclient.CAS{Key: instanceKey(r.id), Expected: r.mu.savedRaw, NewValue: raw})
+		res, err := r.e.kv.Batch(ctx, writeRecord(kvclient.NewBatch(), r.id, r.mu.savedRev, raw, rec.GetRevision()))
 		if err == nil && res.Succeeded {
 			r.mu.savedRaw, r.mu.savedRev, r.mu.lease = raw, rec.GetRevision(), lease
 			return true
