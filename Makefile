@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv clean verify
+.PHONY: all deps build test run dev proto bench bench-kv bench-workflows clean verify
 
 all: build
 
@@ -40,6 +40,10 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
+bench-workflows: build
+	@./scripts/bench-workflows.sh $(or $(INSTANCES),1000) $(or $(WAITING),0)
 
 ## clean: remove binaries and the default data dir
 clean:

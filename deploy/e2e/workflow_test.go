@@ -336,6 +336,50 @@ func TestWorkflowKill9Resumes(t *testing.T) {
 	if got := metric(t, w.admin, "pleiades_workflowd_lease_takeovers_total"); got < 1 {
 		t.Errorf("lease takeovers %v; want the restart's", got)
 	}
+
+	// The control commands, on an instance waiting for an event.
+	waiter := filepath.Join(t.TempDir(), "waiter.yaml")
+	if err := os.WriteFile(waiter, []byte("id: waiter\nversion: 1\nsteps:\n  - wait: {event: '\"go\"', key: 'data.k', output: got}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli("define", waiter)
+	a := strings.TrimSpace(cli("start", "--data", `{"k": "a"}`, "waiter"))
+	b := strings.TrimSpace(cli("start", "--data", `{"k": "b"}`, "waiter"))
+	for _, id := range []string{a, b} {
+		eventually(t, 30*time.Second, "parked on its event", func() error {
+			in, err := w.client.Get(t.Context(), id)
+			if err != nil || in.GetOwner() != 0 || len(in.GetWaiting()) != 1 {
+				return fmt.Errorf("%v, %v", in, err)
+			}
+			return nil
+		})
+	}
+	if out := cli("suspend", a); !strings.Contains(out, "suspended") {
+		t.Errorf("suspend: %q", out)
+	}
+	if out := cli("event", "--key", "a", "--data", `{"v": 1}`, "go"); !strings.Contains(out, "1 waiting instance(s) woken") {
+		t.Errorf("event: %q", out)
+	}
+	if out := cli("show", a); !strings.Contains(out, "status:      suspended") {
+		t.Errorf("show of the suspended instance:\n%s", out)
+	}
+	cli("resume", a)
+	if out := cli("terminate", "--reason", "not needed", b); !strings.Contains(out, "terminated") {
+		t.Errorf("terminate: %q", out)
+	}
+	eventually(t, 30*time.Second, "resumed instance completed with its event", func() error {
+		in, err := w.client.Get(t.Context(), a)
+		if err != nil || in.GetStatus() != workflowpb.Status_STATUS_COMPLETED || !strings.Contains(string(in.GetData()), `"v":1`) {
+			return fmt.Errorf("%v, %v", in, err)
+		}
+		return nil
+	})
+	if _, err := pleiades(t, "workflows", "event", "--addr", w.bus, "--certs-dir", certs, "--instance", b, "--key", "b", "go"); err == nil || !strings.Contains(err.Error(), "finished") {
+		t.Errorf("event for the terminated instance: %v; want refused", err)
+	}
+	if out := cli("list", "--status=terminated"); !strings.Contains(out, b) {
+		t.Errorf("list --status terminated:\n%s", out)
+	}
 }
 
 // TestWorkflowOwnerNodeKilled: two workflowds on two nodes; the owner's
