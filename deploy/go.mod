@@ -17,6 +17,8 @@ replace github.com/pleiades-db/pleiades/workflowd => ../workflowd
 replace github.com/pleiades-db/pleiades/services => ../services
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
+	github.com/nats-io/nats.go v1.56.0
 	github.com/pleiades-db/pleiades/raftd v0.0.0
 	github.com/pleiades-db/pleiades/shared v0.0.0
 )
@@ -27,7 +29,10 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/google/btree v1.1.3 // indirect
+	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect

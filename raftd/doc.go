@@ -115,6 +115,21 @@
 // never claims data the engine lacks, nor the reverse. A failure of (1) or
 // (2) while running stops the store, like a failed round write.
 //
+// # Peers
+//
+// Every raftd publishes its advertised address (Config.AdvertiseAddr, the
+// common --advertise-addr, else the bound bus address; a wildcard bus
+// without one fails Start) under MetadataKey in the node's gossip metadata
+// and follows gossipd's membership (discovery.go, through
+// gossipclient.Follow): the raftd address of each alive or suspect
+// member goes into the node id → address map that the raft transport,
+// snapshot sends and KV forwarding resolve at every send, so a node that
+// comes back at a new address is found again once gossip lists it there
+// (its raft messages and Hello calls carry it too). The peers of Hello
+// and Init are Config.Peers plus those members' raftds; an Init takes the
+// alive members only, and every one of them must answer. No static
+// --peers list is needed with gossipd.
+//
 // # Ranges and KV
 //
 // Range descriptors live in the meta range (range 1, span ["", 0x01)),
@@ -128,8 +143,12 @@
 // range 1 next to descriptor reads and writes (about one per step, see
 // workflowd's doc), and a meta snapshot carries them. Any bus peer holding
 // a cluster certificate may set system today; limiting it to daemon
-// certificates is the certificate-role issue's work. Init (kvpb.InitRequest, method "Init" on
-// wire.ProtoKV) asks every --peers raftd for its node id (Hello), lays out
+// certificates is the certificate-role issue's work.
+//
+// Init (kvpb.InitRequest, method "Init" on
+// wire.ProtoKV) asks every peer raftd (below) for its node id (Hello),
+// refuses with Unavailable while fewer nodes than the request's min_nodes
+// are live, lays out
 // the meta range and user ranges (split points or initial_ranges) on up to
 // 3 nodes each, and has every node bootstrap its replicas (log starting at
 // index 10, term 5). It is idempotent. The node with the lowest id
@@ -192,8 +211,17 @@
 // write completed since it read the engine; a snapshot install clears it.
 // Absent keys are cached too.
 //
+// # Range events
+//
+// WatchRanges (server stream on wire.ProtoKV, kvpb.RangeEvent) reports this
+// node's replicas' changes as they happen: a replica here won its range's
+// leadership (with the leader it took over from), a replica was created
+// here (bootstrap), and, from the leader, an applied conf change. The
+// rounds publish without blocking; a reader more than 256 events behind
+// is cut off with Unavailable. msgd bridges the stream to NATS.
+//
 // # Not yet
 //
 // Replica changes and splits, replica GC, AsyncStorageWrites (tried: see
-// BENCHMARKS.md), gossip discovery. See BENCHMARKS.md for figures.
+// BENCHMARKS.md). See BENCHMARKS.md for figures.
 package raftd

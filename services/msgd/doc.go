@@ -1,16 +1,101 @@
 // Package msgd is the application messaging daemon of Pleiades, as an
-// importable server (Config, DefaultConfig, Deps, New, Server).
+// importable server (Config, DefaultConfig, Deps, New, Server): an
+// embedded NATS server (github.com/nats-io/nats-server/v2 v2.15.3) on each
+// host, clustered with the other hosts' msgd through gossip, with
+// JetStream, and the bridge that publishes the cluster's own events on
+// NATS. Applications use the standard NATS clients (nats.go v1.56.0 for
+// Go); nothing here changes NATS's protocol or semantics.
 //
-// Today the server is the operable shell every daemon shares: it runs on
-// the daemon runtime (bus with the admin Status method, admin endpoint,
-// metrics), validates its configuration (NATS client and route ports, the
-// gossipd address) and reports readiness through the "msgd" check once
-// started. Its cmd/msgd main is one daemon.Main call.
+// # Listeners and security
 //
-// Still to come, in its own issue: the embedded NATS server listening on
-// NATSPort for clients and NATSClusterPort for routes, clustered with the
-// other hosts' msgd whose route addresses are discovered through gossipd
-// node metadata (retried in the background while gossipd is not up), its
-// readiness and metrics folded into the admin endpoint, and the bound NATS
-// addresses reported in the status.
+// Clients connect to NATSHost:NATSPort (default 127.0.0.1:4222), other
+// msgd to NATSHost:NATSClusterPort (6222). Routes always use mutual TLS
+// with the node's certificate from the cluster CA (Deps.TLS, the bus's),
+// so only nodes of the cluster can route. Clients use plain TCP, TLS with
+// the node certificate (ClientTLS on: verify the server with the cluster
+// CA, server name node.pleiades or the host's address) or TLS with client
+// certificates from the cluster CA (verify). AuthFile is a NATS
+// configuration file whose authorization block lists users (plain or
+// bcrypt passwords) and nkeys with NATS permissions; a token or accounts
+// are refused. The server is named ServerName(node id), "node-<id>",
+// stable across restarts as JetStream requires; the cluster is named
+// ClusterName ("pleiades").
+//
+// # Routes from gossip
+//
+// msgd publishes in its node's gossip metadata its bus address (key
+// "msgd"), its route address ("msgd-route") and its client address
+// ("msgd-client"), then follows gossipd's membership: on each event (and
+// every RefreshInterval) its routes become the route addresses of the
+// alive and suspect members, plus the static Routes, plus its own
+// address (NATS skips a route to itself; the same list on every server is
+// NATS's usual configuration). The route list changes through NATS's
+// configuration reload (Server.ReloadOptions): new routes are dialled,
+// removed ones closed and not redialled, without restarting the server or
+// dropping clients. So a host that joins is routed to, one declared dead
+// or gone is dropped, one that returns is routed again. On Stop msgd
+// withdraws its metadata, so the others drop it at once; after a crash
+// the others keep dialling it until gossip declares the node dead or it
+// returns. A wildcard NATSHost publishes no route address unless
+// AdvertiseHost is set.
+//
+// # Readiness, status, monitoring
+//
+// The "msgd" ready check passes when NATS accepts clients and has a route
+// to every msgd gossip lists as alive or suspect (routes from static
+// Routes alone are not waited for). /v1/status lists the nats and
+// nats-cluster addresses. NATS's monitoring views are served on msgd's
+// admin endpoint, with NATS's query parameters and JSON, at
+// /v1/nats/{varz,connz,routez,subsz,accountz,jsz,healthz,raftz}; no NATS
+// monitoring port is opened. Metrics: pleiades_msgd_routes,
+// pleiades_msgd_reloads_total, pleiades_msgd_reload_errors_total,
+// pleiades_msgd_events_published_total{source},
+// pleiades_msgd_event_source_errors_total{source}.
+//
+// # JetStream
+//
+// JetStream (on by default) stores under DataDir/jetstream (the node's
+// <data-dir>/msgd/jetstream) on files, within JetStreamMaxStore (8 GiB)
+// of file-backed and JetStreamMaxMemory (256 MiB) of memory-backed stream
+// data per server; MaxPayload (1 MiB) bounds a message. With clustering
+// (the default) JetStream runs clustered from the start: its meta group
+// (which places streams and consumers) elects a leader once a quorum of
+// its expected size is routed (2 for a new cluster whose msgd start one
+// by one, as NATS sizes it from the routes it starts with) and grows as
+// msgd join. A stream with 3 replicas needs 3 routed msgd and survives
+// the loss of one. Membership changes: a msgd that dies or is stopped
+// stays a member of the meta group and of its streams' groups, offline,
+// so that it can return with its data and catch up; a host retired for
+// good must be removed from JetStream by the operator (NATS's
+// $JS.API.SERVER.REMOVE, e.g. `nats server raft peer-remove`), after which
+// its stream replicas are placed elsewhere. msgd does not remove peers by
+// itself: gossip cannot tell a long outage from a retirement. A lone
+// msgd with clustering on therefore has no JetStream yet (its meta group
+// waits for a second msgd); for a single host for good, NoCluster
+// (--nats-no-cluster) runs one server alone, JetStream standalone.
+//
+// # Cluster events
+//
+// msgd publishes the cluster's events on pleiades.events.> as JSON (see
+// package shared/events for the subjects and schema), bridged from its
+// node's daemons' bus streams, so no other daemon depends on NATS:
+// gossipd's Subscribe (membership: join, update, suspect, dead, leave;
+// published only by the lowest-id alive msgd other than the member
+// concerned), clockd's WatchHealth (the node's clock health verdicts),
+// raftd's WatchRanges (a replica of this node won its range's
+// leadership; a replica was created here; a conf change, from the
+// leader). Each source is one entry of Server.sources; a broken stream is
+// reopened with backoff (100ms doubling to 5s). Workflow lifecycle events
+// join as one more entry once workflowd serves a Subscribe stream. Events
+// are core NATS messages: at most once, to the subscribers present;
+// duplicates carry the same id. With AuthFile set, the bridge connects
+// in process with a generated nkey allowed to publish pleiades.events.>
+// only.
+//
+// # Concurrency
+//
+// Start runs the NATS server, then one goroutine following gossip and one
+// per event source; Stop cancels and waits for them, withdraws the gossip
+// metadata, then shuts NATS down (closing client connections). NATS
+// reloads are serialized by reloadMu; Server.mu guards the route state.
 package msgd

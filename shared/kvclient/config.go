@@ -125,14 +125,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.ListenAddr == "" {
-		c.ListenAddr = "127.0.0.1:0"
-		for _, a := range c.Addrs {
-			host, _, _ := net.SplitHostPort(a)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				c.ListenAddr = ":0"
-				break
-			}
-		}
+		c.ListenAddr = bus.ClientListenAddr(c.Addrs...)
 	}
 	return c
 }

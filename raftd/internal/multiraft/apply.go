@@ -201,12 +201,14 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
+			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
+			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}

@@ -112,6 +112,8 @@ type Replica struct {
 	quiesced   atomic.Bool
 	isLeader   atomic.Bool
 	leaderNode atomic.Uint64
+	// lastLeader is the last non-zero leader node seen (events.go).
+	lastLeader atomic.Uint64
 	applied    atomic.Uint64
 	// install is the snapshot being installed, off the rounds; the
 	// replica sits the rounds out until it is finished (see phase1).
@@ -559,6 +561,7 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 	rn.Advance(rd)
 	r.serveReadsLocked()
 	st := rn.BasicStatus()
+	r.noteLeadershipLocked(st)
 	r.isLeader.Store(st.RaftState == raft.StateLeader)
 	r.leaderNode.Store(r.nodeOfReplica(st.Lead))
 	if err := r.maybeTruncateLocked(); err != nil {

@@ -95,6 +95,8 @@ type Store struct {
 	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
 	ticks        atomic.Uint64
 	metrics      storeMetrics
+	// events fans range events out to WatchRanges streams (events.go).
+	events rangeEvents
 }
 
 type storeMetrics struct {
@@ -481,6 +483,7 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	s.noteReplicasAdded(rs)
 	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
 	return false, nil
 }

@@ -28,6 +28,8 @@ func commands(env *env) []*cli.Command {
 		devCommand(env),
 		statusCommand(env),
 		certCommand(env),
+		deployCommand(env),
+		healthCommand(env),
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
@@ -36,6 +38,7 @@ func commands(env *env) []*cli.Command {
 		kvCommand(env),
 		rangesCommand(env),
 		workflowsCommand(env),
+		eventsCommand(env),
 	}
 }
 

@@ -11,6 +11,8 @@ func benchCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			benchGossipCommand(e),
 			benchKVCommand(e),
+			benchMsgCommand(e),
+			benchNATSServerCommand(e),
 			benchStoreCommand(e),
 			benchWorkflowsCommand(e),
 		},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -48,7 +49,7 @@ func TestNodeChildren(t *testing.T) {
 		{"gossipd", "127.0.0.1:7413", "127.0.0.1:7513", []string{"--join 127.0.0.1:7403"}},
 		{"raftd", "127.0.0.1:7412", "127.0.0.1:7512", []string{"--clock-addr 127.0.0.1:7414", "--peers 127.0.0.1:7402,127.0.0.1:7422"}},
 		{"workflowd", "127.0.0.1:7415", "127.0.0.1:7515", []string{"--raft-addr 127.0.0.1:7412"}},
-		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232"}},
+		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232", "--gossip-addr 127.0.0.1:7413", "--clock-addr 127.0.0.1:7414", "--raft-addr 127.0.0.1:7412"}},
 	} {
 		c := byName[tt.daemon]
 		if c.BusAddr != tt.bus || c.AdminAddr != tt.admin {
@@ -108,6 +109,34 @@ func TestDevNodes(t *testing.T) {
 	cl := clusterFile(root, "127.0.0.1:7500", nodes)
 	if got := cl.Nodes[1].Daemons["raftd"]; got.Bus != "127.0.0.1:7412" || got.Admin != "127.0.0.1:7512" {
 		t.Errorf("cluster node2 raftd = %+v", got)
+	}
+	if got := cl.Nodes[2].Daemons["msgd"]; got.NATS != "127.0.0.1:4242" || got.NATSCluster != "127.0.0.1:6242" {
+		t.Errorf("cluster node3 msgd = %+v; want NATS 4242, routes 6242", got)
+	}
+}
+
+// TestPortsDisjoint: for any base offset, no two nodes of a dev cluster
+// (up to the maximum) share a port, NATS ports included.
+func TestPortsDisjoint(t *testing.T) {
+	for _, base := range []int{0, 1400, 3400, 6000, 6900, 20000} {
+		seen := map[int]string{}
+		for k := range maxDevNodes {
+			n := node{index: k + 1, offset: base + nodePortStride*k}
+			ports := map[string]int{"supervisor": supervisorAdminPort + base, "nats": n.natsPort(), "nats-cluster": n.natsClusterPort()}
+			for _, d := range daemonOrder {
+				ports[d.name+" bus"], ports[d.name+" admin"] = d.busPort+n.offset, d.adminPort+n.offset
+			}
+			for what, p := range ports {
+				if what == "supervisor" && k > 0 {
+					continue
+				}
+				id := fmt.Sprintf("node%d %s", k+1, what)
+				if other, dup := seen[p]; dup {
+					t.Errorf("base %d: port %d is both %s and %s", base, p, other, id)
+				}
+				seen[p] = id
+			}
+		}
 	}
 }
 

@@ -165,6 +165,9 @@ type clusterNode struct {
 type daemonAddress struct {
 	Bus   string `json:"bus"`
 	Admin string `json:"admin"`
+	// NATS and NATSCluster are msgd's client and route addresses.
+	NATS        string `json:"nats,omitempty"`
+	NATSCluster string `json:"nats_cluster,omitempty"`
 }
 
 func clusterFile(root, adminAddr string, nodes []node) cluster {
@@ -172,7 +175,11 @@ func clusterFile(root, adminAddr string, nodes []node) cluster {
 	for _, n := range nodes {
 		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, Daemons: map[string]daemonAddress{}}
 		for _, d := range daemonOrder {
-			cn.Daemons[d.name] = daemonAddress{Bus: n.busAddr(d.name), Admin: n.adminAddr(d.name)}
+			a := daemonAddress{Bus: n.busAddr(d.name), Admin: n.adminAddr(d.name)}
+			if d.name == "msgd" {
+				a.NATS, a.NATSCluster = hostPort(n.natsPort()), hostPort(n.natsClusterPort())
+			}
+			cn.Daemons[d.name] = a
 		}
 		cl.Nodes = append(cl.Nodes, cn)
 	}

@@ -42,7 +42,7 @@ func withWorkflows(e *env, c *cli.Context, fn func(dc *daemonCall, wc *workflowc
 		return err
 	}
 	defer dc.cancel()
-	return withBus(dc.ctx, dc.certsDir, func(b *bus.Bus) error {
+	return withBus(dc.ctx, dc.certsDir, dc.addr, func(b *bus.Bus) error {
 		return fn(dc, workflowclient.New(b, dc.addr))
 	})
 }
@@ -387,7 +387,7 @@ func wfWatch(e *env) *cli.Command {
 				ctx, cancel = context.WithTimeout(ctx, d)
 			}
 			defer cancel()
-			return withBus(ctx, certsDir(c), func(b *bus.Bus) error {
+			return withBus(ctx, certsDir(c), c.String("addr"), func(b *bus.Bus) error {
 				s, err := workflowclient.New(b, c.String("addr")).Subscribe(ctx, &workflowpb.SubscribeRequest{InstanceId: c.String("instance"), Definition: c.String("definition")})
 				if err != nil {
 					return err

@@ -1408,8 +1408,13 @@ type InitRequest struct {
 	// into that many ranges at evenly spaced one-byte boundaries.
 	InitialRanges     uint32 `protobuf:"varint,2,opt,name=initial_ranges,json=initialRanges,proto3" json:"initial_ranges,omitempty"`
 	ReplicationFactor uint32 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// min_nodes, when set, refuses with Unavailable an Init that would lay
+	// out a new cluster over fewer nodes (this one and the live peers), so
+	// a caller started with the cluster can retry until every node joined.
+	// It plays no part once the cluster is initialized.
+	MinNodes      uint32 `protobuf:"varint,4,opt,name=min_nodes,json=minNodes,proto3" json:"min_nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
@@ -1459,6 +1464,13 @@ func (x *InitRequest) GetInitialRanges() uint32 {
 func (x *InitRequest) GetReplicationFactor() uint32 {
 	if x != nil {
 		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *InitRequest) GetMinNodes() uint32 {
+	if x != nil {
+		return x.MinNodes
 	}
 	return 0
 }
@@ -2052,11 +2064,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12&\n" +
-	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\x86\x01\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xa3\x01\n" +
 	"\vInitRequest\x12!\n" +
 	"\fsplit_points\x18\x01 \x03(\fR\vsplitPoints\x12%\n" +
 	"\x0einitial_ranges\x18\x02 \x01(\rR\rinitialRanges\x12-\n" +
-	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\"\x82\x01\n" +
+	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12\x1b\n" +
+	"\tmin_nodes\x18\x04 \x01(\rR\bminNodes\"\x82\x01\n" +
 	"\fInitResponse\x12/\n" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\x12A\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0f\n" +

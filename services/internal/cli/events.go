@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/events"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
+)
+
+// defaultNATSURL is node 1's msgd (`make run`, `make dev`).
+const defaultNATSURL = "nats://127.0.0.1:4222"
+
+// natsFlags are the flags of commands that connect to msgd as a NATS
+// client.
+func natsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "nats-url", Value: defaultNATSURL, Usage: "comma-separated NATS `URLS` of msgd (cluster.json lists each node's)"},
+		&cli.StringFlag{Name: "nats-user", Usage: "NATS user `NAME` (msgd --nats-auth-file)"},
+		&cli.StringFlag{Name: "nats-password", Usage: "NATS `PASSWORD`"},
+		&cli.BoolFlag{Name: "nats-tls", Usage: "use TLS, verifying msgd with the cluster CA and presenting the node certificate of --certs-dir"},
+		certsDirFlag(),
+	}
+}
+
+// natsOptions builds the client options the natsFlags ask for.
+func natsOptions(c *cli.Context, name string) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}
+	if u := c.String("nats-user"); u != "" {
+		opts = append(opts, nats.UserInfo(u, c.String("nats-password")))
+	}
+	if c.Bool("nats-tls") {
+		dir := certsDir(c)
+		tc, err := tlsutil.Load(dir)
+		if err != nil {
+			return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", dir, err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}
+
+func eventsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "events",
+		Usage: "tail the cluster's events (membership, clock health, range leadership) from msgd",
+		Description: "Subscribes through msgd's NATS to the events msgd publishes under pleiades.events.>\n" +
+			"(see shared/events for the subjects and the JSON schema) and prints each as it arrives:\n" +
+			"one line per event, or with --output json the event's JSON, one per line. --subject\n" +
+			"narrows the subscription (repeatable, wildcards allowed, e.g. pleiades.events.member.>\n" +
+			"or pleiades.events.range.leader.*). Runs until Ctrl-C, or until --count events arrived;\n" +
+			"with --timeout, exits 1 if they did not arrive in time.",
+		Flags: append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "subject", Value: cli.NewStringSlice(events.SubjectAll), Usage: "`SUBJECT` to follow (repeatable)"},
+			&cli.IntFlag{Name: "count", Usage: "exit after `N` events (0: never)"},
+			&cli.DurationFlag{Name: "timeout", Usage: "give up after `DURATION` (0: never)"},
+			outputFlag(),
+		}, natsFlags()...),
+		Action: action(func(c *cli.Context) error {
+			f, err := format(c)
+			if err != nil {
+				return err
+			}
+			subjects := c.StringSlice("subject")
+			for _, s := range subjects {
+				if s != events.SubjectAll && !strings.HasPrefix(s, events.Prefix+".") {
+					return usagef("invalid value %q for flag --subject: events are under %s", s, events.SubjectAll)
+				}
+			}
+			if c.Int("count") < 0 || c.Duration("timeout") < 0 {
+				return usagef("--count and --timeout must not be negative")
+			}
+			opts, err := natsOptions(c, "pleiades events")
+			if err != nil {
+				return err
+			}
+			nc, err := nats.Connect(c.String("nats-url"), opts...)
+			if err != nil {
+				return fmt.Errorf("connect to %s (--nats-url): %w", c.String("nats-url"), err)
+			}
+			defer nc.Close()
+			msgs := make(chan *nats.Msg, 1024)
+			for _, s := range subjects {
+				if _, err := nc.ChanSubscribe(s, msgs); err != nil {
+					return fmt.Errorf("subscribe to %q: %w", s, err)
+				}
+			}
+			if err := nc.Flush(); err != nil {
+				return fmt.Errorf("subscribe: %w", err)
+			}
+			var timeout <-chan time.Time
+			if d := c.Duration("timeout"); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				timeout = t.C
+			}
+			for n := 0; c.Int("count") == 0 || n < c.Int("count"); n++ {
+				select {
+				case <-e.ctx.Done():
+					return nil
+				case <-timeout:
+					return fmt.Errorf("%d events within --timeout %v", n, c.Duration("timeout"))
+				case m := <-msgs:
+					printEvent(e.stdout, f, m)
+				}
+			}
+			return nil
+		}),
+	}
+}
+
+// printEvent writes one event: its JSON as published (json), or a line.
+func printEvent(w io.Writer, f string, m *nats.Msg) {
+	if f == "json" {
+		fmt.Fprintf(w, "%s\n", m.Data)
+		return
+	}
+	ev, err := events.Decode(m.Data)
+	if err != nil {
+		fmt.Fprintf(w, "%s  (undecodable: %v)\n", m.Subject, err)
+		return
+	}
+	fmt.Fprintf(w, "%s  %-14s  node %-20d  %s\n", ev.Time.Local().Format("15:04:05.000"), ev.Type, ev.NodeID, eventDetails(ev))
+}
+
+func eventDetails(ev *events.Event) string {
+	switch {
+	case ev.Member != nil:
+		return fmt.Sprintf("%s incarnation %d at %s", ev.Member.State, ev.Member.Incarnation, ev.Member.Addr)
+	case ev.Clock != nil:
+		h := "healthy"
+		if !ev.Clock.Healthy {
+			h = "UNHEALTHY: " + ev.Clock.Reason
+		}
+		return fmt.Sprintf("%s (%d peers reachable, %d far)", h, ev.Clock.PeersReachable, ev.Clock.PeersFar)
+	case ev.Range != nil:
+		r := ev.Range
+		var reps []string
+		for _, rp := range r.Replicas {
+			reps = append(reps, fmt.Sprintf("n%d", rp.NodeID))
+		}
+		switch ev.Type {
+		case events.RangeLeader:
+			return fmt.Sprintf("range %d: leader n%d (was n%d), term %d", r.RangeID, r.LeaderNodeID, r.PreviousLeaderNodeID, r.Term)
+		case events.RangeConf:
+			return fmt.Sprintf("range %d: voters %v learners %v", r.RangeID, r.Voters, r.Learners)
+		default:
+			return fmt.Sprintf("range %d: replica on n%d; replicas %s", r.RangeID, ev.NodeID, strings.Join(reps, ","))
+		}
+	}
+	return ""
+}

@@ -1,0 +1,150 @@
+package msgd_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/clockclient"
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/events"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
+	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
+	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+)
+
+// fakeStream serves one server-stream method that sends what the test
+// puts on its channel.
+func fakeStream[Req any, Ev proto.Message, PReq interface {
+	*Req
+	proto.Message
+}](t *testing.T, p wire.Protocol, method string) (string, chan Ev) {
+	t.Helper()
+	ch := make(chan Ev, 16)
+	rt := daemontest.NewUnstartedRuntime(t, "fake", daemontest.CA(t), common(t))
+	bus.HandleStream(rt.Bus, p, method, func(ctx context.Context, _ PReq, send func(Ev) error) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case ev := <-ch:
+				if err := send(ev); err != nil {
+					return err
+				}
+			}
+		}
+	})
+	if err := rt.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return rt.Bus.Addr().String(), ch
+}
+
+// nextEvent returns the next event on sub of the given type.
+func nextEvent(t *testing.T, sub *nats.Subscription, typ string) (*events.Event, string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("event on %s does not decode: %v: %s", m.Subject, err, m.Data)
+		}
+		if m.Subject != e.Subject() {
+			t.Errorf("event %s published on %s", e.Subject(), m.Subject)
+		}
+		if e.Type == typ {
+			return e, m.Subject
+		}
+	}
+	t.Fatalf("no %s event", typ)
+	return nil, ""
+}
+
+// TestEventBridge: membership, clock health and range events from the
+// node's daemons arrive on their subjects under pleiades.events.>, as
+// valid JSON; membership is reported once, by the msgd with the lowest
+// node id.
+func TestEventBridge(t *testing.T) {
+	m := newMembership()
+	clockAddr, clockCh := fakeStream[clockpb.WatchHealthRequest, *clockpb.Health](t, wire.ProtoClock, clockclient.MethodWatchHealth)
+	raftAddr, raftCh := fakeStream[kvpb.WatchRangesRequest, *kvpb.RangeEvent](t, wire.ProtoKV, kvclient.MethodWatchRanges)
+	var nodes []*node
+	for i := range 2 {
+		c := common(t)
+		c.NodeID = uint64(201 + i)
+		cfg := testConfig()
+		cfg.GossipAddr = m.gossipd(t, c.NodeID)
+		if i == 1 {
+			cfg.ClockAddr, cfg.RaftAddr = clockAddr, raftAddr
+		}
+		nodes = append(nodes, startNode(t, c, cfg))
+	}
+	eventually(t, 20*time.Second, "both ready and routed", func() error {
+		for _, n := range nodes {
+			if err := ready(n); err != nil {
+				return err
+			}
+		}
+		if len(routedTo(t, nodes[0])) == 0 {
+			return fmt.Errorf("not routed")
+		}
+		return nil
+	})
+	nc := connect(t, nodes[1])
+	sub, err := nc.SubscribeSync(events.SubjectAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until node 0 (the reporter) knows the subscription: its own
+	// join events for node 203 must reach us.
+	var join *events.Event
+	eventually(t, 20*time.Second, "a join event through the reporter", func() error {
+		m.join(203)
+		for {
+			msg, err := sub.NextMsg(300 * time.Millisecond)
+			if err != nil {
+				return err
+			}
+			if e, _ := events.Decode(msg.Data); e != nil && e.Type == events.MemberJoin && e.NodeID == 203 {
+				join = e
+				return nil
+			}
+		}
+	})
+	if join.Reporter != 201 || join.Member.State != "alive" || join.ID == "" {
+		t.Errorf("join = %+v; want reported by 201, alive", join)
+	}
+	m.setState(203, gossippb.MemberState_MEMBER_STATE_DEAD)
+	dead, subj := nextEvent(t, sub, events.MemberDead)
+	if dead.NodeID != 203 || dead.Reporter != 201 || subj != "pleiades.events.member.dead.203" {
+		t.Errorf("dead = %+v on %s", dead, subj)
+	}
+
+	clockCh <- &clockpb.Health{Healthy: false, Reason: "far from 2 of 2 peers", PeersReachable: 2, PeersFar: 2, At: &hlcpb.Timestamp{WallTime: 1_700_000_000_000_000_000}}
+	ch, subj := nextEvent(t, sub, events.ClockHealth)
+	if ch.Clock.Healthy || ch.Clock.PeersFar != 2 || ch.NodeID != 202 || subj != "pleiades.events.clock.health.202" {
+		t.Errorf("clock event %+v on %s", ch.Clock, subj)
+	}
+	raftCh <- &kvpb.RangeEvent{Type: kvpb.RangeEventType_RANGE_EVENT_TYPE_LEADER, RangeId: 7, NodeId: 202, Term: 9, LeaderNodeId: 202, PreviousLeaderNodeId: 201,
+		Descriptor_: &kvpb.RangeDescriptor{RangeId: 7, StartKey: []byte("a"), Generation: 1, Replicas: []*kvpb.ReplicaDescriptor{{NodeId: 201, ReplicaId: 1}, {NodeId: 202, ReplicaId: 2}}}}
+	le, subj := nextEvent(t, sub, events.RangeLeader)
+	if le.Range.RangeID != 7 || le.Range.LeaderNodeID != 202 || le.Range.PreviousLeaderNodeID != 201 || len(le.Range.Replicas) != 2 ||
+		subj != "pleiades.events.range.leader.7" || le.ID != "range.leader.7.9" {
+		t.Errorf("leader event %+v on %s", le.Range, subj)
+	}
+}

@@ -1,0 +1,203 @@
+package msgd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/pleiades-db/pleiades/shared/events"
+)
+
+// tlsTimeout bounds a TLS handshake with a client or a route, in seconds.
+const tlsTimeout = 2
+
+// authConfig is what msgd takes from the auth file: NATS's own users and
+// nkeys, plus the internal user of the event bridge.
+type authConfig struct {
+	users       []*natsserver.User
+	nkeys       []*natsserver.NkeyUser
+	noAuthUser  string
+	authTimeout float64
+	// bridge is the event bridge's own nkey, allowed to publish events
+	// only.
+	bridge nkeys.KeyPair
+}
+
+// loadAuth reads the authorization block of a NATS configuration file.
+// Only users (passwords plain or bcrypt), nkeys, their permissions,
+// no_auth_user and timeout are taken; a token, accounts, or a file
+// without users are refused, so a mistake never leaves NATS open.
+func loadAuth(path string) (*authConfig, error) {
+	o, err := natsserver.ProcessConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("msgd: auth file %s: %w", path, err)
+	}
+	if o.Authorization != "" {
+		return nil, fmt.Errorf("msgd: auth file %s: token authorization is not supported; use users or nkeys", path)
+	}
+	if len(o.Accounts) > 0 {
+		return nil, fmt.Errorf("msgd: auth file %s: accounts are not supported; use users or nkeys with permissions", path)
+	}
+	a := &authConfig{users: o.Users, nkeys: o.Nkeys, noAuthUser: o.NoAuthUser, authTimeout: o.AuthTimeout}
+	if o.Username != "" {
+		a.users = append(a.users, &natsserver.User{Username: o.Username, Password: o.Password})
+	}
+	if len(a.users) == 0 && len(a.nkeys) == 0 {
+		return nil, fmt.Errorf("msgd: auth file %s: no users or nkeys in its authorization block", path)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("msgd: bridge nkey: %w", err)
+	}
+	a.bridge = kp
+	return a, nil
+}
+
+// routeURLs turns host:port route addresses into NATS route URLs.
+func routeURLs(addrs []string) ([]*url.URL, error) {
+	out := make([]*url.URL, 0, len(addrs))
+	for _, a := range addrs {
+		u, err := url.Parse("nats-route://" + a)
+		if err != nil {
+			return nil, fmt.Errorf("msgd: route %q: %w", a, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// tlsConfigs derives, once, the route and client TLS configurations from
+// the node's; the same pointers go into every reload so that NATS sees no
+// TLS change.
+type tlsConfigs struct {
+	once          sync.Once
+	route, client *tls.Config
+}
+
+func (s *Server) tlsFor() (route, client *tls.Config) {
+	s.tls.once.Do(func() {
+		s.tls.route = s.d.TLS.Clone()
+		s.tls.route.ClientAuth = tls.RequireAndVerifyClientCert
+		if s.cfg.ClientTLS != ClientTLSOff {
+			c := s.d.TLS.Clone()
+			c.ClientAuth = tls.NoClientCert
+			if s.cfg.ClientTLS == ClientTLSVerify {
+				c.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+			s.tls.client = c
+		}
+	})
+	return s.tls.route, s.tls.client
+}
+
+// options builds the NATS options for the given routes. Every call builds
+// the same options but for the routes, as ReloadOptions requires.
+func (s *Server) options(routes []string) (*natsserver.Options, error) {
+	c := s.cfg
+	o := &natsserver.Options{
+		ServerName:             ServerName(s.d.NodeID),
+		Host:                   c.NATSHost,
+		Port:                   c.NATSPort,
+		MaxPayload:             c.MaxPayload,
+		NoSigs:                 true,
+		DisableJetStreamBanner: true,
+		JetStream:              c.JetStream,
+		StoreDir:               c.DataDir,
+		JetStreamMaxMemory:     c.JetStreamMaxMemory,
+		JetStreamMaxStore:      c.JetStreamMaxStore,
+	}
+	if c.AdvertiseHost != "" {
+		o.ClientAdvertise = net.JoinHostPort(c.AdvertiseHost, strconv.Itoa(c.NATSPort))
+	}
+	routeTLS, clientTLS := s.tlsFor()
+	if clientTLS != nil {
+		o.TLSConfig, o.TLSTimeout = clientTLS, tlsTimeout
+		o.TLSVerify = c.ClientTLS == ClientTLSVerify
+	}
+	if a := s.auth; a != nil {
+		o.Users = a.users
+		o.NoAuthUser, o.AuthTimeout = a.noAuthUser, a.authTimeout
+		pub, err := a.bridge.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		o.Nkeys = append(append([]*natsserver.NkeyUser(nil), a.nkeys...), &natsserver.NkeyUser{
+			Nkey: pub,
+			Permissions: &natsserver.Permissions{
+				Publish:   &natsserver.SubjectPermission{Allow: []string{events.SubjectAll}},
+				Subscribe: &natsserver.SubjectPermission{Deny: []string{">"}},
+			},
+		})
+	}
+	if !c.NoCluster {
+		o.Cluster = natsserver.ClusterOpts{
+			Name: c.ClusterName, Host: c.NATSHost, Port: c.NATSClusterPort,
+			TLSConfig: routeTLS, TLSTimeout: tlsTimeout,
+		}
+		if c.AdvertiseHost != "" {
+			o.Cluster.Advertise = net.JoinHostPort(c.AdvertiseHost, strconv.Itoa(c.NATSClusterPort))
+		}
+		urls, err := routeURLs(routes)
+		if err != nil {
+			return nil, err
+		}
+		o.Routes = urls
+	}
+	return o, nil
+}
+
+// freePort returns a TCP port free on host now (for a configured 0).
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// natsLogger sends the NATS server's logs to slog. Notices are Info,
+// traces are dropped; a fatal report is logged as an error and delivered
+// to onFatal instead of exiting the process.
+type natsLogger struct {
+	log     *slog.Logger
+	onFatal func(error)
+	mu      sync.Mutex
+	fatal   string
+}
+
+func newNATSLogger(log *slog.Logger, onFatal func(error)) *natsLogger {
+	return &natsLogger{log: log.With(slog.String("component", "nats")), onFatal: onFatal}
+}
+
+func (l *natsLogger) Noticef(f string, v ...any) { l.log.Info(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Tracef(string, ...any)      {}
+
+func (l *natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	l.log.Error(msg, slog.Bool("fatal", true))
+	l.mu.Lock()
+	if l.fatal == "" {
+		l.fatal = msg
+	}
+	l.mu.Unlock()
+	l.onFatal(errors.New("msgd: nats server: " + msg))
+}
+
+// failed returns the first fatal report, or "".
+func (l *natsLogger) failed() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}

@@ -1,0 +1,181 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the schema version of Event this package writes.
+const Version = 1
+
+// Prefix is the subject prefix of every event; SubjectAll matches them
+// all.
+const (
+	Prefix     = "pleiades.events"
+	SubjectAll = Prefix + ".>"
+)
+
+// Event types (Event.Type), "<source>.<kind>".
+const (
+	MemberJoin    = "member.join"
+	MemberUpdate  = "member.update"
+	MemberSuspect = "member.suspect"
+	MemberDead    = "member.dead"
+	MemberLeave   = "member.leave"
+	ClockHealth   = "clock.health"
+	RangeLeader   = "range.leader"
+	RangeReplica  = "range.replica"
+	RangeConf     = "range.conf"
+)
+
+// Types lists every event type of this version.
+var Types = []string{MemberJoin, MemberUpdate, MemberSuspect, MemberDead, MemberLeave, ClockHealth, RangeLeader, RangeReplica, RangeConf}
+
+// Event is one cluster event as published (JSON).
+type Event struct {
+	// V is the schema version (Version).
+	V int `json:"v"`
+	// ID identifies the occurrence: two publications of the same
+	// occurrence carry the same id.
+	ID string `json:"id"`
+	// Type is "<source>.<kind>", one of Types.
+	Type string `json:"type"`
+	// Time is when the source daemon observed the change (UTC).
+	Time time.Time `json:"time"`
+	// Reporter is the node id of the msgd that published the event.
+	Reporter uint64 `json:"reporter"`
+	// NodeID is the node the event is about: the member (member.*), the
+	// node whose clock it judges (clock.*), the node whose replica it
+	// concerns (range.*).
+	NodeID uint64 `json:"node_id"`
+	// Member details member.* events.
+	Member *Member `json:"member,omitempty"`
+	// Clock details clock.* events.
+	Clock *Clock `json:"clock,omitempty"`
+	// Range details range.* events.
+	Range *Range `json:"range,omitempty"`
+}
+
+// Member is a member as gossipd saw it at the event.
+type Member struct {
+	// State is alive, suspect, dead or left.
+	State string `json:"state"`
+	// Incarnation is the member's SWIM incarnation number.
+	Incarnation uint64 `json:"incarnation"`
+	// Addr is the member's gossipd bus address.
+	Addr string `json:"addr"`
+	// Addresses maps daemon names to the addresses the member publishes
+	// (bus addresses; "msgd-route" and "msgd-client" for NATS).
+	Addresses map[string]string `json:"addresses,omitempty"`
+	// Labels are the member's operator labels.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Clock is a clock health verdict of clockd's remote clock monitor.
+type Clock struct {
+	// Healthy is false when a majority of the peers reached are further
+	// than the allowed offset.
+	Healthy bool `json:"healthy"`
+	// Reason explains an unhealthy verdict.
+	Reason string `json:"reason,omitempty"`
+	// PeersReachable and PeersFar count the peers probed recently and
+	// those beyond the offset bound.
+	PeersReachable int `json:"peers_reachable"`
+	PeersFar       int `json:"peers_far"`
+}
+
+// Range describes a range event.
+type Range struct {
+	// RangeID is the range.
+	RangeID uint64 `json:"range_id"`
+	// StartKey and EndKey are the range's span (base64 in JSON; an empty
+	// EndKey is the end of the keyspace).
+	StartKey []byte `json:"start_key"`
+	EndKey   []byte `json:"end_key"`
+	// Generation is the descriptor's generation.
+	Generation uint64 `json:"generation"`
+	// Term is the raft term of the reporting replica.
+	Term uint64 `json:"term,omitempty"`
+	// LeaderNodeID is the leader's node (range.leader, range.conf).
+	LeaderNodeID uint64 `json:"leader_node_id,omitempty"`
+	// PreviousLeaderNodeID is the leader before (range.leader; 0 if
+	// none was known).
+	PreviousLeaderNodeID uint64 `json:"previous_leader_node_id,omitempty"`
+	// Replicas are the range's replicas per its descriptor.
+	Replicas []Replica `json:"replicas"`
+	// Voters and Learners are the replica ids of the new configuration
+	// (range.conf).
+	Voters   []uint64 `json:"voters,omitempty"`
+	Learners []uint64 `json:"learners,omitempty"`
+}
+
+// Replica is one replica of a range.
+type Replica struct {
+	NodeID    uint64 `json:"node_id"`
+	ReplicaID uint64 `json:"replica_id"`
+	// Learner is true for a non-voting replica.
+	Learner bool `json:"learner,omitempty"`
+}
+
+// Source returns the part of the type before the dot ("member").
+func (e *Event) Source() string {
+	s, _, _ := strings.Cut(e.Type, ".")
+	return s
+}
+
+// subjectID is the last token of the event's subject.
+func (e *Event) subjectID() uint64 {
+	if e.Range != nil {
+		return e.Range.RangeID
+	}
+	return e.NodeID
+}
+
+// Subject is the NATS subject the event is published on.
+func (e *Event) Subject() string {
+	return Prefix + "." + e.Type + "." + strconv.FormatUint(e.subjectID(), 10)
+}
+
+// Validate reports the first way e breaks the schema.
+func (e *Event) Validate() error {
+	if e.V != Version {
+		return fmt.Errorf("events: version %d; want %d", e.V, Version)
+	}
+	known := false
+	for _, t := range Types {
+		known = known || t == e.Type
+	}
+	if !known {
+		return fmt.Errorf("events: unknown type %q", e.Type)
+	}
+	if e.ID == "" || e.Time.IsZero() || e.Reporter == 0 || e.NodeID == 0 {
+		return errors.New("events: id, time, reporter and node_id are required")
+	}
+	details := 0
+	for _, set := range []bool{e.Member != nil, e.Clock != nil, e.Range != nil} {
+		if set {
+			details++
+		}
+	}
+	want := map[string]bool{"member": e.Member != nil, "clock": e.Clock != nil, "range": e.Range != nil}
+	if details != 1 || !want[e.Source()] {
+		return fmt.Errorf("events: a %s event carries exactly its %q details", e.Type, e.Source())
+	}
+	return nil
+}
+
+// Decode parses and validates one published event.
+func Decode(b []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("events: decode: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}

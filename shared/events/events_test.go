@@ -1,0 +1,139 @@
+package events_test
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/events"
+)
+
+func sample() events.Event {
+	return events.Event{V: 1, ID: "member.dead.7.3", Type: events.MemberDead, Time: time.Unix(1700000000, 5).UTC(), Reporter: 2, NodeID: 7,
+		Member: &events.Member{State: "dead", Incarnation: 3, Addr: "127.0.0.1:7403", Addresses: map[string]string{"msgd-route": "127.0.0.1:6222"}}}
+}
+
+func TestSubjectAndRoundTrip(t *testing.T) {
+	tests := []struct {
+		ev   events.Event
+		want string
+	}{
+		{sample(), "pleiades.events.member.dead.7"},
+		{events.Event{V: 1, ID: "c", Type: events.ClockHealth, Time: time.Now(), Reporter: 2, NodeID: 2, Clock: &events.Clock{Healthy: true}}, "pleiades.events.clock.health.2"},
+		{events.Event{V: 1, ID: "r", Type: events.RangeLeader, Time: time.Now(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 12, LeaderNodeID: 2}}, "pleiades.events.range.leader.12"},
+	}
+	for _, tt := range tests {
+		if got := tt.ev.Subject(); got != tt.want {
+			t.Errorf("Subject(%s) = %q; want %q", tt.ev.Type, got, tt.want)
+		}
+		b, err := json.Marshal(&tt.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := events.Decode(b)
+		if err != nil {
+			t.Fatalf("Decode(%s) = %v", b, err)
+		}
+		if got.Subject() != tt.want || got.ID != tt.ev.ID || !got.Time.Equal(tt.ev.Time) {
+			t.Errorf("Decode(%s) = %+v", b, got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*events.Event)
+	}{
+		{"version", func(e *events.Event) { e.V = 2 }},
+		{"type", func(e *events.Event) { e.Type = "member.exploded" }},
+		{"no id", func(e *events.Event) { e.ID = "" }},
+		{"no reporter", func(e *events.Event) { e.Reporter = 0 }},
+		{"no details", func(e *events.Event) { e.Member = nil }},
+		{"wrong details", func(e *events.Event) { e.Member, e.Clock = nil, &events.Clock{} }},
+		{"two details", func(e *events.Event) { e.Clock = &events.Clock{} }},
+	}
+	ok := sample()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("Validate(sample) = %v", err)
+	}
+	for _, tt := range tests {
+		e := sample()
+		tt.mod(&e)
+		if err := e.Validate(); err == nil {
+			t.Errorf("%s: Validate() = nil; want an error", tt.name)
+		}
+	}
+	if _, err := events.Decode([]byte(`{"v":1,`)); err == nil {
+		t.Error("Decode(truncated) = nil error")
+	}
+}
+
+// TestSchemaMatchesTypes: schema.json names exactly the JSON fields of the
+// Go types, and lists exactly Types.
+func TestSchemaMatchesTypes(t *testing.T) {
+	b, err := os.ReadFile("schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type object struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	var s struct {
+		object
+		Defs map[string]object `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, typ reflect.Type, props map[string]json.RawMessage) {
+		var fields, keys []string
+		for f := range typ.Fields() {
+			fields = append(fields, strings.Split(f.Tag.Get("json"), ",")[0])
+		}
+		for k := range props {
+			keys = append(keys, k)
+		}
+		slices.Sort(fields)
+		slices.Sort(keys)
+		if !slices.Equal(fields, keys) {
+			t.Errorf("%s: Go fields %v; schema properties %v", name, fields, keys)
+		}
+	}
+	check("event", reflect.TypeFor[events.Event](), s.Properties)
+	check("member", reflect.TypeFor[events.Member](), s.Defs["member"].Properties)
+	check("clock", reflect.TypeFor[events.Clock](), s.Defs["clock"].Properties)
+	check("range", reflect.TypeFor[events.Range](), s.Defs["range"].Properties)
+	check("replica", reflect.TypeFor[events.Replica](), s.Defs["replica"].Properties)
+	var typ struct {
+		Enum []string `json:"enum"`
+	}
+	if err := json.Unmarshal(s.Properties["type"], &typ); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(typ.Enum, events.Types) {
+		t.Errorf("schema types %v; Types %v", typ.Enum, events.Types)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	b, _ := json.Marshal(sample())
+	f.Add(b)
+	f.Add([]byte(`{"v":1,"id":"x","type":"clock.health","time":"2024-01-01T00:00:00Z","reporter":1,"node_id":1,"clock":{"healthy":false}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := events.Decode(b)
+		if err != nil {
+			return
+		}
+		if err := e.Validate(); err != nil {
+			t.Fatalf("Decode accepted an invalid event: %v", err)
+		}
+		if !strings.HasPrefix(e.Subject(), events.Prefix+"."+e.Type+".") {
+			t.Fatalf("Subject %q", e.Subject())
+		}
+	})
+}
