@@ -1,6 +1,7 @@
 package workflowd_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 )
 
@@ -248,5 +250,41 @@ steps:
 	defer mu.Unlock()
 	if len(keys) != 3 || keys[0] == "" || keys[1] != keys[2] || keys[0] == keys[1] {
 		t.Errorf("idempotency keys %q; want one for the charge, the same for both attempts of the failing call", keys)
+	}
+}
+
+// TestDocumentVersions: an instance finishes on the version it started
+// with; a stored version is immutable; the latest is the default.
+func TestDocumentVersions(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	v1 := "id: ver\nversion: 1\nsteps:\n  - wait: {event: '\"go\"', key: 'instance'}\n  - set: {v: '1'}\n"
+	f.define(v1)
+	old := f.start("ver", `{}`)
+	waitFor(t, "v1 instance waiting", func() bool {
+		in, _ := f.c.Get(ctx, old)
+		return len(in.GetWaiting()) == 1
+	})
+	r, err := f.c.Define(ctx, []byte(v1))
+	if err != nil || !r.GetUnchanged() {
+		t.Errorf("defining v1 again = %v, %v; want unchanged", r, err)
+	}
+	if _, err := f.c.Define(ctx, []byte("id: ver\nversion: 1\nsteps:\n  - set: {v: '9'}\n")); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("another document as v1: %v; want a precondition error", err)
+	}
+	f.define("id: ver\nversion: 2\nsteps:\n  - set: {v: '2'}\n")
+	nu, err := f.c.Start(ctx, &workflowpb.StartRequest{Definition: "ver"})
+	if err != nil || nu.GetVersion() != 2 {
+		t.Fatalf("start after v2 = %v, %v; want version 2", nu, err)
+	}
+	if d := data(t, f.wait(nu.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)); d["v"] != 2.0 {
+		t.Errorf("v2 instance data %v", d)
+	}
+	if _, err := f.c.PublishEvent(ctx, &workflowpb.PublishEventRequest{Name: "go", Key: old}); err != nil {
+		t.Fatal(err)
+	}
+	in := f.wait(old, workflowpb.Status_STATUS_COMPLETED)
+	if d := data(t, in); in.GetVersion() != 1 || d["v"] != 1.0 {
+		t.Errorf("v1 instance: version %d, data %v; want v1's steps", in.GetVersion(), d)
 	}
 }

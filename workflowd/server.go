@@ -356,7 +356,7 @@ func (s *Server) register(b *bus.Bus) {
 		return &workflowpb.PublishEventResponse{EventId: id, Woken: uint32(woken)}, nil
 	})
 	bus.HandleStream(b, p, workflowclient.MethodSubscribe, func(ctx context.Context, req *workflowpb.SubscribeRequest, send func(*workflowpb.LifecycleEvent) error) error {
-		sub := s.eng.Subscribe(req.GetInstanceId(), req.GetDefinition(), 1024)
+		sub := s.eng.Subscribe(req.GetInstanceId(), req.GetDefinition(), req.GetTypes(), 1024)
 		defer sub.Close()
 		for {
 			select {

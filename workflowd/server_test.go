@@ -189,6 +189,11 @@ steps:
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	done, err := f.c.Subscribe(ctx, &workflowpb.SubscribeRequest{Types: []string{"completed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done.Close()
 	st, err := f.c.Start(ctx, &workflowpb.StartRequest{Definition: "order", Data: []byte(`{"id": "o1"}`), IdempotencyKey: "req-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +241,9 @@ steps:
 	}
 	if strings.Join(types, " ") != "started step_started step_completed suspended resumed step_completed step_started step_completed completed" {
 		t.Errorf("events %v", types)
+	}
+	if ev, err := done.Recv(); err != nil || ev.GetType() != "completed" || ev.GetInstanceId() != id {
+		t.Errorf("first event of the completed-only stream = %v, %v", ev, err)
 	}
 	// Bad input, clear errors, nothing changed.
 	for _, tt := range []struct {

@@ -366,6 +366,7 @@ func wfWatch(e *env) *cli.Command {
 	flags := daemonFlags("workflowd",
 		&cli.StringFlag{Name: "instance", Usage: "only this instance `ID`"},
 		&cli.StringFlag{Name: "definition", Usage: "only instances of this definition `ID`"},
+		&cli.StringSliceFlag{Name: "type", Usage: "only these event `TYPES` (started, step_completed, completed, ...)"},
 	)
 	for _, f := range flags {
 		if d, ok := f.(*cli.DurationFlag); ok && d.Name == "timeout" {
@@ -388,7 +389,7 @@ func wfWatch(e *env) *cli.Command {
 			}
 			defer cancel()
 			return withBus(ctx, certsDir(c), c.String("addr"), func(b *bus.Bus) error {
-				s, err := workflowclient.New(b, c.String("addr")).Subscribe(ctx, &workflowpb.SubscribeRequest{InstanceId: c.String("instance"), Definition: c.String("definition")})
+				s, err := workflowclient.New(b, c.String("addr")).Subscribe(ctx, &workflowpb.SubscribeRequest{InstanceId: c.String("instance"), Definition: c.String("definition"), Types: splitList(c.StringSlice("type"))})
 				if err != nil {
 					return err
 				}

@@ -1370,8 +1370,10 @@ func (x *PublishEventResponse) GetWoken() uint32 {
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// instance_id / definition filter; empty: all.
-	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Definition    string `protobuf:"bytes,2,opt,name=definition,proto3" json:"definition,omitempty"`
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Definition string `protobuf:"bytes,2,opt,name=definition,proto3" json:"definition,omitempty"`
+	// types filters by LifecycleEvent.type; empty: all.
+	Types         []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1420,13 @@ func (x *SubscribeRequest) GetDefinition() string {
 		return x.Definition
 	}
 	return ""
+}
+
+func (x *SubscribeRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
 }
 
 // LifecycleEvent is one lifecycle event. Stable: msgd bridges it to NATS
@@ -2362,13 +2371,14 @@ const file_workflowpb_workflow_proto_rawDesc = "" +
 	"instanceId\"G\n" +
 	"\x14PublishEventResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x14\n" +
-	"\x05woken\x18\x02 \x01(\rR\x05woken\"S\n" +
+	"\x05woken\x18\x02 \x01(\rR\x05woken\"i\n" +
 	"\x10SubscribeRequest\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x02 \x01(\tR\n" +
-	"definition\"\xad\x02\n" +
+	"definition\x12\x14\n" +
+	"\x05types\x18\x03 \x03(\tR\x05types\"\xad\x02\n" +
 	"\x0eLifecycleEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +

@@ -137,7 +137,15 @@ type Engine struct {
 		// their lease ends.
 		skip map[string]time.Time
 		subs map[*Subscription]struct{}
+		// latest caches the latest stored version of each document
+		// definition (see definition).
+		latest map[string]latestDef
 	}
+}
+
+type latestDef struct {
+	version uint32
+	at      time.Time
 }
 
 // New returns an unstarted engine.
@@ -167,6 +175,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	e.mu.running = make(map[string]*runner)
 	e.mu.skip = make(map[string]time.Time)
 	e.mu.subs = make(map[*Subscription]struct{})
+	e.mu.latest = make(map[string]latestDef)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }
@@ -251,6 +260,17 @@ func (e *Engine) definition(ctx context.Context, id string, version uint32) (*fl
 			}
 		}
 	}
+	if version == 0 && e.docs != nil {
+		// The latest stored document version, as last looked up: another
+		// workflowd's new version is seen within a PollInterval.
+		if l, ok := e.mu.latest[id]; ok && e.now().Sub(l.at) < e.cfg.PollInterval {
+			if d := vs[l.version]; d != nil && (best == nil || d.Version >= best.Version) {
+				best = d
+				e.mu.Unlock()
+				return best, nil
+			}
+		}
+	}
 	e.mu.Unlock()
 	if best != nil && (version != 0 || best.Source == "go") {
 		if version != 0 || e.docs == nil {
@@ -300,6 +320,11 @@ func (e *Engine) definition(ctx context.Context, id string, version uint32) (*fl
 		return nil, fmt.Errorf("%w: definition %q version %d", ErrNotFound, id, version)
 	}
 	if best != nil && best.Version >= rec.GetVersion() {
+		if version == 0 {
+			e.mu.Lock()
+			e.mu.latest[id] = latestDef{version: best.Version, at: e.now()}
+			e.mu.Unlock()
+		}
 		return best, nil
 	}
 	d, err := e.docs(rec.GetDocument())
@@ -307,6 +332,9 @@ func (e *Engine) definition(ctx context.Context, id string, version uint32) (*fl
 		return nil, fmt.Errorf("stored definition %q v%d: %w", id, rec.GetVersion(), err)
 	}
 	e.mu.Lock()
+	if version == 0 {
+		e.mu.latest[id] = latestDef{version: d.Version, at: e.now()}
+	}
 	vs = e.mu.defs[id]
 	if vs == nil {
 		vs = make(map[uint32]*flow.Def)
@@ -355,6 +383,18 @@ func (e *Engine) Define(ctx context.Context, doc []byte) (*flow.Def, bool, error
 		}
 		return nil, false, fmt.Errorf("%w: definition %q v%d is already stored with another document (bump the version)", ErrPrecondition, d.ID, d.Version)
 	}
+	// Known here at once: a Start right after uses it.
+	e.mu.Lock()
+	if e.mu.defs[d.ID] == nil {
+		e.mu.defs[d.ID] = make(map[uint32]*flow.Def)
+	}
+	if _, ok := e.mu.defs[d.ID][d.Version]; !ok {
+		e.mu.defs[d.ID][d.Version] = d
+	}
+	if l, ok := e.mu.latest[d.ID]; !ok || l.version <= d.Version {
+		e.mu.latest[d.ID] = latestDef{version: d.Version, at: e.now()}
+	}
+	e.mu.Unlock()
 	return d, false, nil
 }
 

@@ -21,13 +21,20 @@ type Subscription struct {
 	e          *Engine
 	instance   string
 	definition string
+	types      map[string]bool
 	closed     bool
 }
 
-// Subscribe returns a subscription filtered by instance and definition
-// (empty: any), with a buffer of n events.
-func (e *Engine) Subscribe(instance, definition string, n int) *Subscription {
+// Subscribe returns a subscription filtered by instance, definition and
+// event types (empty: any), with a buffer of n events.
+func (e *Engine) Subscribe(instance, definition string, types []string, n int) *Subscription {
 	s := &Subscription{C: make(chan *workflowpb.LifecycleEvent, n), e: e, instance: instance, definition: definition}
+	if len(types) > 0 {
+		s.types = map[string]bool{}
+		for _, t := range types {
+			s.types[t] = true
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.mu.stopped {
@@ -60,10 +67,17 @@ func (e *Engine) emit(rec *workflowpb.InstanceRecord, typ, step string, ptr, att
 	if len(e.mu.subs) == 0 {
 		return
 	}
+	want := false
+	for s := range e.mu.subs {
+		want = want || s.types == nil || s.types[typ]
+	}
+	if !want {
+		return
+	}
 	ev := &workflowpb.LifecycleEvent{Type: typ, InstanceId: rec.GetId(), Definition: rec.GetDefinition(), Version: rec.GetVersion(),
 		Step: step, Pointer: ptr, Attempt: attempt, Error: errMsg, TimeUnixNano: e.now().UnixNano(), Node: e.cfg.NodeID, Epoch: rec.GetEpoch()}
 	for s := range e.mu.subs {
-		if (s.instance != "" && s.instance != ev.InstanceId) || (s.definition != "" && s.definition != ev.Definition) {
+		if (s.instance != "" && s.instance != ev.InstanceId) || (s.definition != "" && s.definition != ev.Definition) || (s.types != nil && !s.types[typ]) {
 			continue
 		}
 		select {

@@ -248,7 +248,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		streams.Wait()
 	}()
 	for _, c := range clients {
-		s, err := c.Subscribe(sctx, &workflowpb.SubscribeRequest{Definition: "bench-tensteps"})
+		s, err := c.Subscribe(sctx, &workflowpb.SubscribeRequest{Definition: "bench-tensteps",
+			Types: []string{"started", "step_completed", "completed", "failed", "terminated", "compensated"}})
 		if err != nil {
 			return Result{}, fmt.Errorf("subscribe to %s: %w", c.Addr(), err)
 		}
