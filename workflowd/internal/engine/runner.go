@@ -149,6 +149,9 @@ func (r *runner) loop(ctx context.Context) bool {
 		if r.dirty && !terminal(r.st.GetStatus()) && len(r.st.GetPointers()) > 0 && !r.persist(ctx, nil, false) {
 			return false
 		}
+		// A control request found by that write applies before any
+		// further step starts.
+		r.applyRequest()
 		switch {
 		case terminal(r.st.GetStatus()):
 			r.stopTasks()

@@ -547,6 +547,25 @@ func TestSuspendResume(t *testing.T) {
 		}
 		waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)
 	})
+	t.Run("from another workflowd", func(t *testing.T) {
+		gate := make(chan struct{})
+		b := workflow.New[counter]("busy2", 1)
+		b.Then("busy", gated(gate)).Then("after", logStep("after"))
+		if err := e.Register(b.MustBuild().Compiled()); err != nil {
+			t.Fatal(err)
+		}
+		other := v.engine(2, nil)
+		id := start(t, e, "busy2", `{}`)
+		// The owner is not told: it finds the request when it writes
+		// the busy step's result, and applies it before the next step.
+		if st, err := other.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_RUNNING {
+			t.Fatalf("suspend from another engine = %v, %v", st, err)
+		}
+		close(gate)
+		if d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_SUSPENDED)); !slices.Equal(d.Log, []string{"gated"}) {
+			t.Errorf("log %v; want the busy step done, after not run", d.Log)
+		}
+	})
 }
 
 func TestTerminate(t *testing.T) {
