@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/workflowd/internal/engine"
@@ -151,5 +152,41 @@ func TestTakeoverAndFencing(t *testing.T) {
 	}
 	if d := decode(t, after); !slices.Equal(d.Log, []string{"s0", "s1", "s2", "s3", "s4"}) {
 		t.Errorf("data log %v; want each step once", d.Log)
+	}
+}
+
+// TestTimersAndEventsSurviveRestart: instances parked on a timer and on
+// an event, with every engine stopped, complete under a new engine.
+func TestTimersAndEventsSurviveRestart(t *testing.T) {
+	v := newEnv(t)
+	mk := func() []*workflow.Definition {
+		timer := workflow.New[counter]("timer", 1)
+		timer.Delay("nap", func(*counter) time.Duration { return 800 * time.Millisecond }).Then("after", logStep("after"))
+		event := workflow.New[counter]("event", 1)
+		event.WaitFor("wait", "ping", func(*counter) string { return "k" }).Then("after", logStep("after"))
+		return []*workflow.Definition{timer.MustBuild(), event.MustBuild()}
+	}
+	e1 := v.engine(1, mk())
+	tid, eid := start(t, e1, "timer", `{}`), start(t, e1, "event", `{}`)
+	for _, id := range []string{tid, eid} {
+		waitFor(t, "parked", func() bool {
+			rec, err := e1.Get(t.Context(), id)
+			return err == nil && rec.GetOwner() == 0 && (rec.GetDueUnixNano() != 0 || len(rec.GetSubscriptions()) == 1)
+		})
+	}
+	if err := e1.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e2 := v.engine(2, mk())
+	if _, woken, err := e2.PublishEvent(t.Context(), "ping", "k", nil, time.Time{}, ""); err != nil || woken != 1 {
+		t.Fatalf("PublishEvent = %d, %v", woken, err)
+	}
+	for _, id := range []string{tid, eid} {
+		if d := decode(t, waitStatus(t, e2, id, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"after"}) {
+			t.Errorf("%s: log %v", id, d.Log)
+		}
+	}
+	if rec, _ := e2.Get(t.Context(), tid); time.Duration(rec.GetEndedUnixNano()-rec.GetCreatedUnixNano()) < 800*time.Millisecond {
+		t.Errorf("timer instance ended %v after its start; want at least its 800ms delay", time.Duration(rec.GetEndedUnixNano()-rec.GetCreatedUnixNano()))
 	}
 }
