@@ -319,7 +319,7 @@ func TestWorkflowKill9Resumes(t *testing.T) {
 	}
 	waitProgress(t, w, ids, 7)
 	w.signal(t, syscall.SIGKILL)
-	t.Logf("SIGKILL workflowd (pid %d) with every instance past step 2", w.p.cmd.Process.Pid)
+	t.Logf("SIGKILL workflowd (pid %d) with every instance past 7 steps of 20", w.p.cmd.Process.Pid)
 	w.start(t)
 	epochs := checkCompleted(t, c, w, ids)
 	for id, eps := range epochs {
