@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"sort"
@@ -1148,9 +1147,6 @@ func (e *Engine) poll(ctx context.Context) {
 	}
 	wg.Wait()
 }
-
-// maxDuration caps timer arithmetic.
-const maxDuration = time.Duration(math.MaxInt64)
 
 // ActiveSteps names the steps rec's pointers are at (pending, sleeping or
 // waiting), as "step" or "step (waiting)".

@@ -14,7 +14,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/workflowd/internal/engine"
-	"github.com/pleiades-db/pleiades/workflowd/internal/flow"
 	"github.com/pleiades-db/pleiades/workflowd/workflow"
 )
 
@@ -136,5 +135,3 @@ func start(t *testing.T, e *engine.Engine, def string, data string) string {
 	}
 	return id
 }
-
-var _ = flow.None

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"math"
 
 	"google.golang.org/protobuf/proto"
 
@@ -142,12 +140,8 @@ func splitSub(s string) (name, k string) {
 // idFromKey returns the instance id ending key after prefix p.
 func idFromKey(k, p []byte) string { return string(k[len(p):]) }
 
-// errLost reports that an owner's compare-and-swap found another epoch:
-// it lost the instance and must not write it again.
-var errLost = errors.New("workflow: instance lease lost (fenced)")
-
-// casOutcome resolves a failed compare-and-swap of an instance record:
-// applied is true when the current value is the one we meant to write (an
+// casApplied resolves a failed or unanswered write of an instance record:
+// it is true when the current value is the one we meant to write (an
 // attempt whose answer was lost did apply).
 func casApplied(cur kvclient.Value, found bool, want []byte) bool {
 	return found && bytes.Equal(cur.Value, want)
@@ -160,6 +154,3 @@ func decodeRecord(b []byte) (*workflowpb.InstanceRecord, error) {
 	}
 	return rec, nil
 }
-
-// maxTime is the end of the due index.
-const maxTime = math.MaxInt64
