@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv bench-msg clean verify images compose e2e-docker
+.PHONY: all deps build test run dev proto bench bench-kv bench-msg bench-workflows clean verify images compose e2e-docker
 
 all: build
 
@@ -45,6 +45,9 @@ bench: deps
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
 
+## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
+bench-workflows: build
+	@./scripts/bench-workflows.sh $(or $(INSTANCES),1000) $(or $(WAITING),0)
 ## images: FROM scratch images of every daemon, the CLI and hostns (static binaries, nothing pulled)
 images: deps
 	@./scripts/images.sh

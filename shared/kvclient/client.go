@@ -151,6 +151,9 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 	if err := checkLimits(req, c.bus.MaxFrameSize()); err != nil {
 		return fmt.Errorf("client: %s: %w", method, err)
 	}
+	if h != nil && c.cfg.System {
+		h.System = true
+	}
 	var (
 		hint     string // leader address from the last NotLeader
 		hops     int    // hints followed in a row without backing off

@@ -37,6 +37,8 @@ func addrEnv(daemon string) string {
 		return "PLEIADES_CLOCK_ADDR"
 	case "stored":
 		return "PLEIADES_STORED_ADDR"
+	case "workflowd":
+		return "PLEIADES_WORKFLOW_ADDR"
 	case "supervisor":
 		return "PLEIADES_SUPERVISOR_ADDR"
 	}

@@ -18,7 +18,8 @@
 // are at most 64 KiB; values at most 8 MiB (raftd's defaults, configurable
 // in its Config; kvpb.MaxKeyBytes and kvpb.MaxValueBytes, which the Go
 // client checks before sending). A request over a limit fails with
-// InvalidArgument.
+// InvalidArgument. A request whose header sets system may use keys under
+// a daemon system prefix instead (see Header.system).
 
 package kvpb
 
@@ -143,7 +144,15 @@ type Header struct {
 	ReadConsistency ReadConsistency `protobuf:"varint,2,opt,name=read_consistency,json=readConsistency,proto3,enum=pleiades.kv.v1.ReadConsistency" json:"read_consistency,omitempty"`
 	// forwarded is set by a raftd that forwarded the request, so it is not
 	// forwarded again.
-	Forwarded     bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// system lets a daemon read and write keys under a daemon system prefix
+	// (DaemonPrefixes in keys.go: today 0x00 "wf/", workflowd's state).
+	// Without it, keys beginning with 0x00 are refused; with it, a 0x00 key
+	// outside those prefixes (the meta prefix 0x00 "meta/" included) is
+	// refused as well, and a Scan or DeleteRange must stay inside one
+	// prefix. Any bus peer may set it today (the cluster CA is the trust
+	// boundary); limiting it to daemon certificates is later work.
+	System        bool `protobuf:"varint,4,opt,name=system,proto3" json:"system,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +204,13 @@ func (x *Header) GetReadConsistency() ReadConsistency {
 func (x *Header) GetForwarded() bool {
 	if x != nil {
 		return x.Forwarded
+	}
+	return false
+}
+
+func (x *Header) GetSystem() bool {
+	if x != nil {
+		return x.System
 	}
 	return false
 }
@@ -1964,12 +1980,13 @@ var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\x91\x01\n" +
+	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xa9\x01\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
 	"\x10read_consistency\x18\x02 \x01(\x0e2\x1f.pleiades.kv.v1.ReadConsistencyR\x0freadConsistency\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"W\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x16\n" +
+	"\x06system\x18\x04 \x01(\bR\x06system\"W\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"I\n" +
