@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv bench-msg e2e-faults clean verify images compose e2e-docker
+.PHONY: all deps build test run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
 
 all: build
 
@@ -16,9 +16,13 @@ deps:
 build: deps
 	@./scripts/build.sh >/dev/null
 
-## test: deps, gofmt, vet, standalone module builds, go test -race everywhere
+## test: deps, verify, vet, standalone module builds, go test -race everywhere
 test: deps
 	@./scripts/test.sh
+
+## verify: gofmt, tidy go.mod files, module boundaries (seconds; part of test)
+verify:
+	@./scripts/verify.sh
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build
@@ -44,6 +48,10 @@ bench-kv: build
 ## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
 e2e-faults: deps
 	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run TestKVLinearizableUnderFaults -count=1 -v -timeout 60m
+
+## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
+bench-workflows: build
+	@./scripts/bench-workflows.sh $(or $(INSTANCES),1000) $(or $(WAITING),0)
 
 ## images: FROM scratch images of every daemon, the CLI and hostns (static binaries, nothing pulled)
 images: deps

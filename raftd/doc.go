@@ -140,7 +140,19 @@
 // # Ranges and KV
 //
 // Range descriptors live in the meta range (range 1, span ["", 0x01)),
-// under storage.MetaKey(end key). Init (kvpb.InitRequest, method "Init" on
+// under storage.MetaKey(end key). Keys beginning with 0x00 are refused
+// from clients, except for requests whose header sets system (daemons:
+// kvclient.Config.System) on keys under a daemon system prefix
+// (kvpb.DaemonPrefixes: today only 0x00 "wf/", workflowd's instances,
+// indexes, events and definitions); the meta prefix 0x00 "meta/" never
+// is one, and a system Scan or DeleteRange stays inside its prefix. Those
+// keys live in the meta range, so every workflow step is a proposal on
+// range 1 next to descriptor reads and writes (about one per step, see
+// workflowd's doc), and a meta snapshot carries them. Any bus peer holding
+// a cluster certificate may set system today; limiting it to daemon
+// certificates is the certificate-role issue's work.
+//
+// Init (kvpb.InitRequest, method "Init" on
 // wire.ProtoKV) asks every peer raftd (below) for its node id (Hello),
 // refuses with Unavailable while fewer nodes than the request's min_nodes
 // are live, lays out

@@ -18,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
 )
@@ -154,7 +155,7 @@ func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, name s
 	}
 	time.Sleep(2 * time.Second)
 	var leader int
-	eventually(t, 30*time.Second, "leader of the clients' range", func() (err error) {
+	eventually.NoError(t, 30*time.Second, "leader of the clients' range", func() (err error) {
 		leader, _, err = c.leaderOf(admin, []byte(keys[0]))
 		return err
 	})
@@ -164,7 +165,7 @@ func runLinearizable(t *testing.T, c *devCluster, admin *kvclient.Client, name s
 	t.Logf("%s of node %d's raftd over after %v (%d gets recorded before it)", f.name, leader, time.Since(faultAt).Round(time.Millisecond), before)
 	// Go on until every client has had writes acknowledged after the
 	// fault, then a little longer.
-	eventually(t, 30*time.Second, "writes acknowledged after the fault", func() error {
+	eventually.NoError(t, 30*time.Second, "writes acknowledged after the fault", func() error {
 		if _, ok := ws.log.firstAckStartedAfter(time.Now().Add(-time.Second)); !ok {
 			return errors.New("no recent write acknowledged")
 		}

@@ -407,7 +407,7 @@ func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
 			sc.respond(b, req.callID, errExpired, nil)
 			b.m.observeHandled(p, req.method, CodeDeadlineExceeded, time.Now())
 			continue
-		case !b.enterHandler():
+		case !b.enterHandler(p, req.method):
 			sc.respond(b, req.callID, Error{Code: CodeUnavailable, Message: "bus stopping"}, nil)
 			continue
 		}
@@ -438,7 +438,7 @@ func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
 				resp = nil
 			}
 			sc.respond(b, req.callID, status, resp)
-			b.exitHandler()
+			b.exitHandler(p, req.method)
 			b.m.observeHandled(p, req.method, status.Code, start)
 		}()
 	}
@@ -527,7 +527,7 @@ func (b *Bus) drainCalls(ctx context.Context) {
 		scs = append(scs, sc)
 	}
 	b.mu.Unlock()
-	t := time.NewTimer(callerDoneTimeout)
+	t := time.NewTimer(stoppingCallerDoneTimeout)
 	defer t.Stop()
 	for _, sc := range scs {
 		sc.w.closeSend()

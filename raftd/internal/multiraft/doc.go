@@ -11,8 +11,9 @@
 // (raft.Storage over the engine with an entry cache), outbox.go (per-node
 // batching and heartbeat coalescing), kv.go (the kvpb methods: routing,
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
-// layout), valuecache.go (the read cache of engine values), localnet.go
-// (LocalNetwork, the fault-injecting in-process transport for tests).
+// layout), valuecache.go (the read cache of engine values). The tests'
+// doubles live in test files: localnet_test.go (LocalNetwork, the
+// fault-injecting in-process transport, and testConfig's fast timers).
 //
 // Concurrency: a Replica's raft state (mu) is touched only by scheduler
 // rounds, one round at a time; API callers hand work in through the inbox

@@ -15,7 +15,11 @@
 // fails with InvalidArgument.
 //
 // User keys must be non-empty, must not begin with 0x00 (system keys) and
-// are at most 64 KiB; values at most 16 MiB (server configurable).
+// are at most 64 KiB; values at most 8 MiB (raftd's defaults, configurable
+// in its Config; kvpb.MaxKeyBytes and kvpb.MaxValueBytes, which the Go
+// client checks before sending). A request over a limit fails with
+// InvalidArgument. A request whose header sets system may use keys under
+// a daemon system prefix instead (see Header.system).
 
 package kvpb
 
@@ -141,12 +145,20 @@ type Header struct {
 	// forwarded is set by a raftd that forwarded the request, so it is not
 	// forwarded again.
 	Forwarded bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// system lets a daemon read and write keys under a daemon system prefix
+	// (DaemonPrefixes in keys.go: today 0x00 "wf/", workflowd's state).
+	// Without it, keys beginning with 0x00 are refused; with it, a 0x00 key
+	// outside those prefixes (the meta prefix 0x00 "meta/" included) is
+	// refused as well, and a Scan or DeleteRange must stay inside one
+	// prefix. Any bus peer may set it today (the cluster CA is the trust
+	// boundary); limiting it to daemon certificates is later work.
+	System bool `protobuf:"varint,4,opt,name=system,proto3" json:"system,omitempty"`
 	// session makes a write (Put, Delete, DeleteRange, CompareAndSwap,
 	// Batch) apply at most once however often it is sent; reads ignore it.
 	// A write without one gets a session of the raftd that receives it, so
 	// raftd's own re-proposals and forwards apply once, but a caller's
 	// retry is then a new write.
-	Session       *Session `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	Session       *Session `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +210,13 @@ func (x *Header) GetReadConsistency() ReadConsistency {
 func (x *Header) GetForwarded() bool {
 	if x != nil {
 		return x.Forwarded
+	}
+	return false
+}
+
+func (x *Header) GetSystem() bool {
+	if x != nil {
+		return x.System
 	}
 	return false
 }
@@ -2087,13 +2106,14 @@ var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xc4\x01\n" +
+	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xdc\x01\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
 	"\x10read_consistency\x18\x02 \x01(\x0e2\x1f.pleiades.kv.v1.ReadConsistencyR\x0freadConsistency\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x121\n" +
-	"\asession\x18\x04 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"s\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x16\n" +
+	"\x06system\x18\x04 \x01(\bR\x06system\x121\n" +
+	"\asession\x18\x05 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"s\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
