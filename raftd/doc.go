@@ -278,7 +278,7 @@
 // write). A write beyond them first makes room by forgetting the sessions
 // idle for 2*SessionMaxAge (safe, as above), and is refused if that is
 // not enough. Counted per replica in /v1/ranges (sessions,
-// session_bytes; `pleiades ranges`) and in the metrics
+// session_bytes; `pleiades ranges --output json`) and in the metrics
 // pleiades_raftd_client_sessions, pleiades_raftd_client_session_bytes,
 // pleiades_raftd_session_repeats_total,
 // pleiades_raftd_session_refusals_total and

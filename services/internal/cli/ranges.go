@@ -17,10 +17,10 @@ func rangesCommand(e *env) *cli.Command {
 		Usage: "list a raftd's local replicas: span, raft state, term, leader, commit/applied, log size",
 		Description: "Calls the raftd at --addr (the first, if several) over the bus. One row per local replica:\n" +
 			"range id and span [start, end), the replica's raft state and term, the leader's node\n" +
-			"and replica ids, commit and applied indexes, the log's entries and bytes, the client\n" +
-			"sessions it remembers for exactly-once writes and their bytes, whether the range is\n" +
-			"quiesced and whether this replica holds a valid lease. --output json prints\n" +
-			"one object with node_id and \"replicas\".",
+			"and replica ids, commit and applied indexes, the log's entries and bytes, whether the\n" +
+			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
+			"one object with node_id and \"replicas\", which also give the client sessions each\n" +
+			"replica remembers for exactly-once writes (sessions, session_bytes).",
 		Flags: kvFlags(),
 		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
@@ -173,7 +173,7 @@ func printRanges(e *env, v rangesView) error {
 	if l := names.legend(); l != "" {
 		fmt.Fprintln(e.stdout, l)
 	}
-	t := output.NewTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "SESSIONS", "QUIESCED", "LEASE", "REPLICAS")
+	t := output.NewTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
 	for _, r := range v.Replicas {
 		leader := "-"
 		if r.LeaderNodeID != 0 {
@@ -190,7 +190,7 @@ func printRanges(e *env, v rangesView) error {
 		}
 		t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
 			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
-			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), fmt.Sprintf("%d, %s", r.Sessions, byteSize(r.SessionBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
+			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}
 	return t.Flush()
 }
