@@ -70,6 +70,10 @@ type Server struct {
 		ln        net.Listener
 		done      chan struct{} // closed when Serve returns
 		stopped   bool
+
+		// conditions are readiness checks whose failure degrades the
+		// daemon without making it unready (AddCondition).
+		conditions map[string]CheckFunc
 	}
 }
 
@@ -98,10 +102,11 @@ func New(cfg Config, deps Deps, info Info) (*Server, error) {
 	}
 	s.mu.ready = map[string]CheckFunc{}
 	s.mu.health = map[string]CheckFunc{}
+	s.mu.conditions = map[string]CheckFunc{}
 	s.mu.addresses = map[string]string{}
 
-	s.mux.Handle("/healthz", s.checksHandler("healthz", func() map[string]CheckFunc { return s.checks(false) }))
-	s.mux.Handle("/readyz", s.checksHandler("readyz", func() map[string]CheckFunc { return s.checks(true) }))
+	s.mux.Handle("/healthz", s.checksHandler("healthz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(false), nil }))
+	s.mux.Handle("/readyz", s.checksHandler("readyz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(true), s.conditions() }))
 	s.mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -123,6 +128,26 @@ func (s *Server) AddReadyCheck(name string, check CheckFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.ready[name] = check
+}
+
+// AddCondition registers (or replaces) a condition: a check whose failure
+// degrades the daemon without making it unready. The daemon still serves,
+// with a limitation the error names (stored refusing writes on a full
+// disk, while reads go on), so supervisors and load balancers keep it in
+// service. /readyz still answers 200, listing each failing condition as a
+// "[!]name degraded: error" line; /v1/status reports it in checks (ok
+// false, degraded true) and sets degraded. A name used by a readiness
+// check must not be reused for a condition.
+func (s *Server) AddCondition(name string, check CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.conditions[name] = check
+}
+
+func (s *Server) conditions() map[string]CheckFunc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.mu.conditions)
 }
 
 // AddHealthCheck registers (or replaces) a liveness check.
@@ -205,9 +230,11 @@ func (s *Server) Ready(ctx context.Context) (bool, map[string]error) {
 	return len(failed) == 0, failed
 }
 
-// Status runs the readiness checks and returns the daemon's status.
+// Status runs the readiness checks and conditions and returns the
+// daemon's status.
 func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 	res := s.runChecks(ctx, s.checks(true))
+	conds := s.runChecks(ctx, s.conditions())
 	s.mu.Lock()
 	addrs := maps.Clone(s.mu.addresses)
 	s.mu.Unlock()
@@ -229,27 +256,44 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 		}
 		st.Checks[name] = c
 	}
+	for name, err := range conds {
+		c := &adminpb.Check{Ok: err == nil}
+		if err != nil {
+			c.Error, c.Degraded = err.Error(), true
+			st.Degraded = true
+		}
+		st.Checks[name] = c
+	}
 	return st, nil
 }
 
-// checksHandler serves /healthz or /readyz.
-func (s *Server) checksHandler(what string, get func() map[string]CheckFunc) http.Handler {
+// checksHandler serves /healthz or /readyz: get returns the checks, whose
+// failure fails the answer, and the conditions, whose failure is listed
+// only (see AddCondition).
+func (s *Server) checksHandler(what string, get func() (checks, conditions map[string]CheckFunc)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		_, verbose := q["verbose"]
-		checks := get()
+		checks, conds := get()
 		for _, name := range q["exclude"] {
 			delete(checks, name)
+			delete(conds, name)
 		}
-		res := s.runChecks(r.Context(), checks)
+		all := maps.Clone(checks)
+		maps.Copy(all, conds)
+		res := s.runChecks(r.Context(), all)
 		names := slices.Sorted(maps.Keys(res))
 		var body []byte
 		failed := false
 		for _, name := range names {
-			if err := res[name]; err != nil {
+			_, cond := conds[name]
+			switch err := res[name]; {
+			case err != nil && cond:
+				body = fmt.Appendf(body, "[!]%s degraded: %v\n", name, err)
+			case err != nil:
 				failed = true
 				body = fmt.Appendf(body, "[-]%s failed: %v\n", name, err)
-			} else if verbose {
+			case verbose:
 				body = fmt.Appendf(body, "[+]%s ok\n", name)
 			}
 		}
