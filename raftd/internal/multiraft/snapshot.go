@@ -194,7 +194,9 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 	ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
 	defer cancel()
 	mk := storage.SnapshotMarkerKey(r.rangeID)
-	if err := r.s.d.Engine.Write(ctx, []storage.Op{storage.Put(storage.Raft, mk, marker)}, true); err != nil {
+	// The marker is small, and the data it stands for is staged already:
+	// a reserve write, so an install under way completes on a full disk.
+	if err := r.s.d.Engine.WriteReserve(ctx, []storage.Op{storage.Put(storage.Raft, mk, marker)}, true); err != nil {
 		r.s.abortIngest(ps)
 		return fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
@@ -539,7 +541,7 @@ func (s *Store) recoverSnapshotInstall(ctx context.Context, rangeID uint64) erro
 			storage.Put(storage.Raft, storage.AppliedStateKey(rangeID), ab),
 			storage.Put(storage.Local, storage.ReplicaKey(rangeID), db))
 	}
-	if err := eng.Write(ctx, ops, true); err != nil {
+	if err := eng.WriteReserve(ctx, ops, true); err != nil {
 		return err
 	}
 	if installed {

@@ -97,6 +97,8 @@ type Store struct {
 	metrics      storeMetrics
 	// events fans range events out to WatchRanges streams (events.go).
 	events rangeEvents
+	// disk is what the store knows of its node's disk (disk.go).
+	disk diskState
 }
 
 type storeMetrics struct {
@@ -106,6 +108,10 @@ type storeMetrics struct {
 	snapshotsSent, snapshotsApplied             atomic.Uint64
 	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
 	proposals, proposalBatches                  atomic.Uint64
+	// diskRefusals counts round writes refused for want of space;
+	// heldReplicas the replicas holding one (disk.go).
+	diskRefusals atomic.Uint64
+	heldReplicas atomic.Int64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -234,7 +240,8 @@ func (s *Store) load(ctx context.Context) error {
 		inc = int64(binary.BigEndian.Uint64(v))
 	}
 	inc++
-	if err := eng.Write(ctx, []storage.Op{storage.Put(storage.Local, storage.IncarnationKey, binary.BigEndian.AppendUint64(nil, uint64(inc)))}, true); err != nil {
+	// A reserve write: raftd starts, and serves reads, on a full disk.
+	if err := eng.WriteReserve(ctx, []storage.Op{storage.Put(storage.Local, storage.IncarnationKey, binary.BigEndian.AppendUint64(nil, uint64(inc)))}, true); err != nil {
 		return fmt.Errorf("multiraft: persist incarnation: %w", err)
 	}
 	s.incarnation = inc
@@ -587,29 +594,10 @@ func (s *Store) round(ids []uint64) error {
 		return err
 	}
 	early.flush()
-	var ops []storage.Op
-	var size uint64
-	sync := false
-	for _, w := range works {
-		if w == nil {
-			continue
-		}
-		n := opsBytes(w.ops)
-		if len(ops) > 0 && size+n > s.cfg.MaxRoundWriteBytes {
-			// Cut between ranges: each range's writes stay atomic.
-			if err := s.writeRound(ops, sync, len(reps)); err != nil {
-				return err
-			}
-			ops, size, sync = nil, 0, false
-		}
-		ops = append(ops, w.ops...)
-		size += n
-		sync = sync || w.sync
-	}
-	if len(ops) > 0 {
-		if err := s.writeRound(ops, sync, len(reps)); err != nil {
-			return err
-		}
+	// A write refused for want of space holds its replicas' works (they
+	// sit the next rounds out) instead of failing the round (disk.go).
+	if err := s.writeWorks(reps, works); err != nil {
+		return err
 	}
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
@@ -620,12 +608,17 @@ func (s *Store) round(ids []uint64) error {
 	return errors.Join(errs...)
 }
 
-// writeRound writes ops of a round (of ranges ranges) to the engine.
-func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int) error {
+// writeRound writes ops of a round (of ranges ranges) to the engine, as
+// a reserve write if asked.
+func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool) error {
 	ctx, cancel := s.storageCtx()
 	defer cancel()
 	start := time.Now()
-	err := s.d.Engine.Write(ctx, ops, sync)
+	write := s.d.Engine.Write
+	if reserve {
+		write = s.d.Engine.WriteReserve
+	}
+	err := write(ctx, ops, sync)
 	s.metrics.writeNanos.Add(uint64(time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("multiraft: log write of %d ranges: %w", ranges, err)
@@ -748,6 +741,10 @@ type Stats struct {
 	// re-proposals); ProposalBatches the raft proposals that carried
 	// them: the proposals of one range in one round go together.
 	Proposals, ProposalBatches uint64
+	// DiskRefusals counts round writes stored refused for want of space;
+	// HeldReplicas is how many replicas hold a write until it has room.
+	DiskRefusals uint64
+	HeldReplicas int64
 }
 
 // Stats returns scheduler counters.
@@ -761,5 +758,6 @@ func (s *Store) Stats() Stats {
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
-		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load()}
+		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(),
+		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load()}
 }
