@@ -142,7 +142,7 @@ func (n node) daemonArgs(d string) []string {
 	case "workflowd":
 		return []string{"--raft-addr", n.busAddr("raftd"), "--gossip-addr", n.busAddr("gossipd")}
 	case "msgd":
-		return []string{"--gossip-addr", n.busAddr("gossipd"), "--clock-addr", n.busAddr("clockd"), "--raft-addr", n.busAddr("raftd"),
+		return []string{"--gossip-addr", n.busAddr("gossipd"), "--clock-addr", n.busAddr("clockd"), "--raft-addr", n.busAddr("raftd"), "--store-addr", n.busAddr("stored"),
 			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}
 	}
 	return nil
