@@ -69,6 +69,15 @@ func unmountOrphans(t testing.TB) {
 	}
 }
 
+// Resize changes the size of the tmpfs Mount made at dir, as an operator
+// growing a full filesystem would; its files stay.
+func Resize(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT|syscall.MS_NOSUID|syscall.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		t.Fatalf("disktest: resize %s to %d bytes: %v", dir, size, err)
+	}
+}
+
 // Unmount removes the mount at dir, detaching it lazily when it is busy.
 func Unmount(t testing.TB, dir string) {
 	t.Helper()

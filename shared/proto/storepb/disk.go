@@ -12,8 +12,10 @@ import (
 const ReasonDiskFull = "disk_full"
 
 // Describe says what d means for writes, for messages and logs: "disk full
-// on node 3 (free 31.0 MiB of 256.0 MiB, floor 32.0 MiB)" while full, the
-// same without "full" otherwise.
+// on node 3 (free 31.0 MiB of 256.0 MiB, floor 32.0 MiB, ballast 2.5 MiB
+// held)" while full ("disk has room" otherwise); once the ballast is
+// released, the floor reads "floor 32.0 MiB plus 2.5 MiB for the released
+// ballast": the free space writes need to resume.
 func (d *DiskStatus) Describe() string {
 	state := "disk full"
 	if !d.GetFull() {
@@ -23,9 +25,10 @@ func (d *DiskStatus) Describe() string {
 		formatBytes(d.GetFreeBytes()), formatBytes(d.GetTotalBytes()), formatBytes(d.GetFloorBytes()))
 	if d.GetBallastBytes() > 0 {
 		if d.GetBallastPresent() {
-			s += ", ballast " + formatBytes(d.GetBallastBytes())
+			s += ", ballast " + formatBytes(d.GetBallastBytes()) + " held"
 		} else {
-			s += ", ballast released"
+			// Writes resume once the floor and the ballast fit.
+			s += " plus " + formatBytes(d.GetBallastBytes()) + " for the released ballast"
 		}
 	}
 	return s + ")"
