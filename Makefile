@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv bench-msg clean verify
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg clean verify
 
 all: build
 
@@ -19,6 +19,10 @@ build: deps
 ## test: deps, gofmt, vet, standalone module builds, go test -race everywhere
 test: deps
 	@./scripts/test.sh
+
+## test-fulldisk: the full-disk suite, e2e faults on a full follower included (root mounts tmpfs; figures in its log)
+test-fulldisk: deps
+	@./scripts/test-fulldisk.sh
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build

@@ -17,6 +17,7 @@ replace github.com/pleiades-db/pleiades/workflowd => ../workflowd
 replace github.com/pleiades-db/pleiades/services => ../services
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/nats-io/nats.go v1.56.0
 	github.com/pleiades-db/pleiades/raftd v0.0.0
 	github.com/pleiades-db/pleiades/shared v0.0.0
