@@ -62,7 +62,9 @@ import (
 // not, the ingest never happened and the marker is deleted, leaving the
 // old, consistent state. Either way the applied index recorded is the
 // one the data is at. A failure of step 1 or 2 while running is fatal
-// for the store, like any failed round write; a restart recovers as
+// for the store, like any failed round write (the marker is a reserve
+// write, and stored takes the ingest's last frame from its reserve, so a
+// full disk does not fail them); a restart recovers as
 // above.
 
 // snapshotIdleTimeout drops a partly received snapshot without news.
