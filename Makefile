@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg clean verify
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-workflows clean verify images compose e2e-docker
 
 all: build
 
@@ -26,7 +26,7 @@ test-fulldisk: deps
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build
-	./bin/pleiades up --data-dir $(DATA)
+	./bin/pleiades up --dev --data-dir $(DATA)
 
 ## dev: a local cluster of $(NODES) nodes on loopback (Ctrl-C stops it)
 dev: build
@@ -44,6 +44,21 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
+bench-workflows: build
+	@./scripts/bench-workflows.sh $(or $(INSTANCES),1000) $(or $(WAITING),0)
+## images: FROM scratch images of every daemon, the CLI and hostns (static binaries, nothing pulled)
+images: deps
+	@./scripts/images.sh
+
+## compose: regenerate docker-compose.yml (HOSTS=3)
+compose: build
+	./bin/pleiades deploy compose --hosts $(or $(HOSTS),3) > docker-compose.yml
+
+## e2e-docker: the fault suite across containers (builds the images, drives docker-compose)
+e2e-docker: images
+	@./scripts/e2e-docker.sh
 
 ## bench-msg: NATS pub/sub through msgd vs a plain nats-server, and JetStream R3, on a fresh 3-node local cluster
 bench-msg: build

@@ -16,6 +16,10 @@
 // InvalidArgument), Coordinate, EstimateRTT and Broadcast. The admin
 // endpoint serves /v1/members as JSON.
 //
+// A member is known by its advertised bus address (Config.AdvertiseAddr,
+// the common --advertise-addr flag), else by the bound bus address; a bus
+// on a wildcard address without an advertised one fails Start.
+//
 // Readiness ("gossipd" check): started, and joined when Config.Join is not
 // empty (the first node is ready at once). Joining is retried every
 // Config.JoinRetry until one address answers.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -46,6 +47,11 @@ type Config struct {
 	Protocol swim.Config
 	// JoinRetry is the pause between join attempts. Default 2 s.
 	JoinRetry time.Duration
+	// AdvertiseAddr is the bus address other members reach this gossipd
+	// at (the member's address in everyone's table). Empty means the
+	// bound bus address; a bus on a wildcard address (0.0.0.0, ::) then
+	// fails Start, since no one could dial it. Default empty.
+	AdvertiseAddr string
 }
 
 // DefaultConfig returns the production configuration.
@@ -65,6 +71,11 @@ func (c Config) Validate() error {
 	}
 	if c.JoinRetry <= 0 {
 		return fmt.Errorf("gossipd: JoinRetry %v must be positive", c.JoinRetry)
+	}
+	if c.AdvertiseAddr != "" {
+		if err := config.ValidateAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("gossipd: AdvertiseAddr %q: %w", c.AdvertiseAddr, err)
+		}
 	}
 	return nil
 }
@@ -212,7 +223,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.mu.started || s.mu.stopped {
 		return fmt.Errorf("gossipd: already started or stopped")
 	}
-	addr := s.deps.Bus.Addr().String()
+	addr, err := s.advertiseAddr()
+	if err != nil {
+		return err
+	}
 	eng, err := swim.NewEngine(s.cfg.Protocol, s.cfg.Cluster, s.deps.NodeID, addr, &gossippb.Metadata{}, swim.EngineDeps{
 		Clock: realClock{}, Transport: busTransport{s}, Seed: uint64(time.Now().UnixNano()),
 		OnEvent: s.onEvent, OnUser: s.onUser,
@@ -236,6 +250,19 @@ func (s *Server) Start(ctx context.Context) error {
 	close(s.ready)
 	s.log.Info("gossipd server started", slog.Any("join", s.cfg.Join), slog.String("addr", addr))
 	return nil
+}
+
+// advertiseAddr is this member's address: Config.AdvertiseAddr, else the
+// bound bus address, which must not be a wildcard.
+func (s *Server) advertiseAddr() (string, error) {
+	if s.cfg.AdvertiseAddr != "" {
+		return s.cfg.AdvertiseAddr, nil
+	}
+	a := s.deps.Bus.Addr()
+	if ua, ok := a.(*net.UDPAddr); ok && ua.IP.IsUnspecified() {
+		return "", fmt.Errorf("gossipd: the bus listens on the wildcard address %s, which other members cannot dial: set --advertise-addr", a)
+	}
+	return a.String(), nil
 }
 
 // Per-peer datagram senders: a send to a peer without a live connection

@@ -75,6 +75,8 @@ func TestConfigValidate(t *testing.T) {
 		{"default", func(*gossipd.Config) {}, true},
 		{"good join", func(c *gossipd.Config) { c.Join = []string{"127.0.0.1:7413"} }, true},
 		{"bad join", func(c *gossipd.Config) { c.Join = []string{"gossipd"} }, false},
+		{"advertise", func(c *gossipd.Config) { c.AdvertiseAddr = "host1:7403" }, true},
+		{"wildcard advertise", func(c *gossipd.Config) { c.AdvertiseAddr = "0.0.0.0:7403" }, false},
 	} {
 		c := gossipd.DefaultConfig()
 		tt.mod(&c)

@@ -91,7 +91,7 @@ func startServerCommon(t *testing.T, ctx context.Context, ca daemontest.Issuer, 
 	t.Helper()
 	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, ca, common)
 	cfg := raftd.DefaultConfig()
-	cfg.StoredAddr = ""
+	cfg.StoredAddr, cfg.GossipAddr = "", ""
 	cfg.TickInterval = 20 * time.Millisecond
 	cfg.Peers = peers
 	for _, o := range opts {

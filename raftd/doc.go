@@ -117,11 +117,40 @@
 // refused for want of space excepted: (1) is a reserve write, and stored
 // lets (2), whose data is staged already, use its reserve too).
 //
+// # Peers
+//
+// Every raftd publishes its advertised address (Config.AdvertiseAddr, the
+// common --advertise-addr, else the bound bus address; a wildcard bus
+// without one fails Start) under MetadataKey in the node's gossip metadata
+// and follows gossipd's membership (discovery.go, through
+// gossipclient.Follow): the raftd address of each alive or suspect
+// member goes into the node id → address map that the raft transport,
+// snapshot sends and KV forwarding resolve at every send, so a node that
+// comes back at a new address is found again once gossip lists it there
+// (its raft messages and Hello calls carry it too). The peers of Hello
+// and Init are Config.Peers plus those members' raftds; an Init takes the
+// alive members only, and every one of them must answer. No static
+// --peers list is needed with gossipd.
+//
 // # Ranges and KV
 //
 // Range descriptors live in the meta range (range 1, span ["", 0x01)),
-// under storage.MetaKey(end key). Init (kvpb.InitRequest, method "Init" on
-// wire.ProtoKV) asks every --peers raftd for its node id (Hello), lays out
+// under storage.MetaKey(end key). Keys beginning with 0x00 are refused
+// from clients, except for requests whose header sets system (daemons:
+// kvclient.Config.System) on keys under a daemon system prefix
+// (kvpb.DaemonPrefixes: today only 0x00 "wf/", workflowd's instances,
+// indexes, events and definitions); the meta prefix 0x00 "meta/" never
+// is one, and a system Scan or DeleteRange stays inside its prefix. Those
+// keys live in the meta range, so every workflow step is a proposal on
+// range 1 next to descriptor reads and writes (about one per step, see
+// workflowd's doc), and a meta snapshot carries them. Any bus peer holding
+// a cluster certificate may set system today; limiting it to daemon
+// certificates is the certificate-role issue's work.
+//
+// Init (kvpb.InitRequest, method "Init" on
+// wire.ProtoKV) asks every peer raftd (below) for its node id (Hello),
+// refuses with Unavailable while fewer nodes than the request's min_nodes
+// are live, lays out
 // the meta range and user ranges (split points or initial_ranges) on up to
 // 3 nodes each, and has every node bootstrap its replicas (log starting at
 // index 10, term 5). It is idempotent. The node with the lowest id
@@ -232,5 +261,5 @@
 // # Not yet
 //
 // Replica changes and splits, replica GC, AsyncStorageWrites (tried: see
-// BENCHMARKS.md), gossip discovery. See BENCHMARKS.md for figures.
+// BENCHMARKS.md). See BENCHMARKS.md for figures.
 package raftd

@@ -62,8 +62,14 @@ type Config struct {
 	// Default 127.0.0.1:7404.
 	ClockAddr string
 	// Peers are the bus addresses of other nodes' raftds, for
-	// clusters without gossipd. Default none.
+	// clusters without gossipd; with gossipd the peers are learned from
+	// its membership (discovery.go) and these are added. Default none.
 	Peers []string
+	// AdvertiseAddr is the bus address other nodes reach this raftd at,
+	// published in gossip metadata, sent with raft messages and recorded
+	// in the cluster layout. Empty means the bound bus address; a bus on
+	// a wildcard address (0.0.0.0, ::) then fails Start. Default empty.
+	AdvertiseAddr string
 	// TickInterval is the raft tick. Default 100ms.
 	TickInterval time.Duration
 	// ElectionTicks is the raft election timeout in ticks. Default 10.
@@ -107,6 +113,11 @@ func (c Config) Validate() error {
 	for _, a := range c.Peers {
 		if err := config.ValidateAddr(a); err != nil {
 			return fmt.Errorf("raftd: Peers %q: %w", a, err)
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if err := config.ValidateAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("raftd: AdvertiseAddr %q: %w", c.AdvertiseAddr, err)
 		}
 	}
 	switch {
@@ -159,6 +170,9 @@ type Server struct {
 		started, stopped bool
 		store            *multiraft.Store
 		transport        *busTransport
+		// gossipPeers are the other nodes' raftds by node id, as gossip
+		// last listed them (discovery.go).
+		gossipPeers map[uint64]gossipPeer
 	}
 	// initSem admits one Init at a time (a channel, so waiting honours
 	// the caller's context).
@@ -267,7 +281,7 @@ func (s *Server) registerHandlers() {
 			return nil, errNotStarted
 		}
 		st.SetNodeAddr(req.GetNodeId(), req.GetAddr())
-		resp := &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.addr(), Initialized: st.Initialized()}
+		resp := &raftmsgpb.HelloResponse{NodeId: s.d.NodeID, Addr: s.advertiseAddr(), Initialized: st.Initialized()}
 		if !req.GetOmitBootstrap() {
 			resp.Bootstrap = st.BootstrapRecord()
 		}
@@ -285,13 +299,6 @@ func (s *Server) registerHandlers() {
 		already, err := st.Bootstrap(bctx, req)
 		return &raftmsgpb.BootstrapResponse{AlreadyInitialized: already}, err
 	})
-}
-
-func (s *Server) addr() string {
-	if a := s.d.Bus.Addr(); a != nil {
-		return a.String()
-	}
-	return ""
 }
 
 func (s *Server) readyCheck(context.Context) error {
@@ -317,6 +324,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.mu.started || s.mu.stopped {
 		return fmt.Errorf("raftd: already started or stopped")
 	}
+	if s.advertiseAddr() == "" {
+		return fmt.Errorf("raftd: the bus listens on the wildcard address %s, which other nodes cannot dial: set --advertise-addr", s.d.Bus.Addr())
+	}
 	s.mu.started = true
 	eng := s.d.Engine
 	if eng == nil && s.cfg.StoredAddr == "" {
@@ -327,7 +337,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.run(eng)
-	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("clock_addr", s.cfg.ClockAddr), slog.Any("peers", s.cfg.Peers))
+	if s.cfg.GossipAddr != "" {
+		s.wg.Add(1)
+		go s.followGossip()
+	}
+	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("clock_addr", s.cfg.ClockAddr),
+		slog.String("gossip_addr", s.cfg.GossipAddr), slog.String("advertise_addr", s.advertiseAddr()), slog.Any("peers", s.cfg.Peers))
 	return nil
 }
 
@@ -355,6 +370,7 @@ func (s *Server) run(eng storage.Engine) {
 		return
 	}
 	s.mu.store = st
+	setNodeAddrs(st, s.mu.gossipPeers)
 	s.mu.Unlock()
 	close(s.ready)
 	s.wg.Add(1)
@@ -428,7 +444,7 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	addrOf := func(node uint64) string { return st.NodeAddr(node) }
 	tr := newBusTransport(s.d.Bus, addrOf, s.log)
 	var err error
-	st, err = multiraft.NewStore(mc, multiraft.Deps{NodeID: s.d.NodeID, Addr: s.addr(), Engine: eng, Transport: tr,
+	st, err = multiraft.NewStore(mc, multiraft.Deps{NodeID: s.d.NodeID, Addr: s.advertiseAddr(), Engine: eng, Transport: tr,
 		Forwarder: busForwarder{b: s.d.Bus, addrOf: addrOf}, Clock: s.clock, Logger: s.log})
 	if err != nil {
 		return nil, err
@@ -445,15 +461,17 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	return st, nil
 }
 
-// hello exchanges node ids and addresses with every configured peer.
+// hello exchanges node ids and addresses with every peer (configured or
+// learned from gossip, suspect members included) and returns the answers
+// by address.
 func (s *Server) hello(st *multiraft.Store) map[string]*raftmsgpb.HelloResponse {
 	out := map[string]*raftmsgpb.HelloResponse{}
 	// Only a node that may adopt a layout needs the peers' records.
 	omit := st.Initialized()
-	for _, p := range s.cfg.Peers {
+	for _, p := range s.peerAddrs(false) {
 		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
 		resp := &raftmsgpb.HelloResponse{}
-		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr(), OmitBootstrap: omit}, resp)
+		err := s.d.Bus.Call(ctx, p, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.advertiseAddr(), OmitBootstrap: omit}, resp)
 		cancel()
 		if err != nil {
 			continue
@@ -494,8 +512,10 @@ func (s *Server) adopt(st *multiraft.Store, answers map[string]*raftmsgpb.HelloR
 // half-bootstrapped because of it.
 const initTimeout = 2 * time.Minute
 
-// Init bootstraps the cluster over this node and every peer (all must be
-// reachable). It is idempotent and completes an Init that stopped part
+// Init bootstraps the cluster over this node and every peer: the
+// configured ones and the alive members gossip lists (all must be
+// reachable), and refuses with Unavailable while they are fewer than the
+// request's min_nodes. It is idempotent and completes an Init that stopped part
 // way: when some node already holds the layout, Init sends that layout to
 // the nodes that lack it and returns the existing descriptors. See
 // kvpb.InitResponse for already_initialized.
@@ -581,13 +601,16 @@ func (s *Server) init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		}
 		return &kvpb.InitResponse{AlreadyInitialized: already, Descriptors: descs}, nil
 	}
-	nodes := map[uint64]string{s.d.NodeID: s.addr()}
-	for _, p := range s.cfg.Peers {
+	nodes := map[uint64]string{s.d.NodeID: s.advertiseAddr()}
+	for _, p := range s.peerAddrs(true) {
 		a, ok := answers[p]
 		if !ok {
 			return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: peer %s unreachable; every peer must be up", p)
 		}
 		nodes[a.GetNodeId()] = p
+	}
+	if n := uint32(len(nodes)); n < req.GetMinNodes() {
+		return nil, bus.Errorf(bus.CodeUnavailable, "raftd: init: %d nodes live, fewer than the %d asked for; waiting for more to join", n, req.GetMinNodes())
 	}
 	ids := make([]uint64, 0, len(nodes))
 	for id := range nodes {
@@ -656,7 +679,7 @@ func (s *Server) bootstrapRecord(ctx context.Context, st *multiraft.Store) *raft
 func (s *Server) holdsLayout(ctx context.Context, addr string, rec *raftmsgpb.BootstrapRequest) bool {
 	for {
 		resp := &raftmsgpb.HelloResponse{}
-		if err := s.d.Bus.Call(ctx, addr, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.addr()}, resp); err != nil {
+		if err := s.d.Bus.Call(ctx, addr, wire.ProtoRaft, methodHello, &raftmsgpb.HelloRequest{NodeId: s.d.NodeID, Addr: s.advertiseAddr()}, resp); err != nil {
 			return false
 		}
 		if resp.GetBootstrap() != nil || !resp.GetInitialized() {

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, daemontest.CA(t), daemontest.Common(t))
 	cfg := raftd.DefaultConfig()
-	cfg.StoredAddr = ""
+	cfg.StoredAddr, cfg.GossipAddr = "", ""
 	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
@@ -89,12 +89,38 @@ func TestConfigValidate(t *testing.T) {
 		{"no stored", func(c *raftd.Config) { c.StoredAddr = "" }, true},
 		{"heartbeat above election", func(c *raftd.Config) { c.HeartbeatTicks = 10 }, false},
 		{"negative tick", func(c *raftd.Config) { c.TickInterval = -1 }, false},
+		{"advertise", func(c *raftd.Config) { c.AdvertiseAddr = "host1:7402" }, true},
+		{"wildcard advertise", func(c *raftd.Config) { c.AdvertiseAddr = "[::]:7402" }, false},
 	} {
 		c := raftd.DefaultConfig()
 		tt.mod(&c)
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v; want ok=%v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// TestWildcardBusNeedsAdvertiseAddr: a raftd listening on a wildcard
+// address could not tell other nodes where to reach it: Start refuses
+// without an advertised address.
+func TestWildcardBusNeedsAdvertiseAddr(t *testing.T) {
+	common := daemontest.Common(t)
+	common.BusAddr = "0.0.0.0:0"
+	rt := daemontest.NewUnstartedRuntime(t, raftd.Name, daemontest.CA(t), common)
+	cfg := raftd.DefaultConfig()
+	cfg.StoredAddr, cfg.GossipAddr = "", ""
+	srv, err := raftd.New(cfg, raftd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Stop(ctx) }()
+	if err := srv.Start(ctx); err == nil || !strings.Contains(err.Error(), "--advertise-addr") {
+		t.Fatalf("Start on a wildcard bus = %v; want an error naming --advertise-addr", err)
 	}
 }
 

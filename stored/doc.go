@@ -3,7 +3,8 @@
 // RocksDB instance (package engine), holding node-local state (column
 // family local), every range's raft log (raft) and every range's data
 // (data), served on the bus as protocol wire.ProtoStore. Its bus endpoint
-// binds loopback by default: stored serves the daemons of its own host.
+// binds loopback only: stored serves the daemons of its own host (the
+// stored command refuses any other --bus-addr, and --advertise-addr).
 // Callers use package shared/storeclient.
 //
 // # Layout and lifecycle

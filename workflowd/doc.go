@@ -1,17 +1,114 @@
 // Package workflowd is the durable workflow daemon of Pleiades, as an
-// importable server (Config, DefaultConfig, Deps, New, Server).
+// importable server (Config, DefaultConfig, Deps, New, Server), with a
+// workflow engine in the manner of Workflow Core whose instances live in
+// the replicated KV, so that any host's workflowd resumes any instance.
 //
-// Today the server is the operable shell every daemon shares: it runs on
-// the daemon runtime (bus with the admin Status method, admin endpoint,
-// metrics), validates its configuration (the raftd and gossipd addresses it
-// will use) and reports readiness through the "workflowd" check once
-// started. Its cmd/workflowd main is one daemon.Main call.
+// # Definitions
 //
-// Still to come, in their own issues: the workflow engine (definitions
-// built in Go: steps, if/while/foreach/parallel, delays, events, schedules,
-// saga compensation, retries), instances persisted in the replicated KV
-// through raftd so that another host's workflowd can resume them, the host
-// API over the bus (protocol wire.ProtoWorkflow), the CLI and /v1/workflows,
-// and the built-in cluster lifecycle workflows (re-replication,
-// decommission, rebalancing) driven by gossipd events.
+// In Go, with package workflow's fluent builder (typed step inputs and
+// outputs mapped from and to the instance's data; Then, Task, If/Else,
+// While, ForEach sequential or parallel, Parallel, Decide/Branch, Delay,
+// WaitFor with event name, key and effective time, Schedule, Recur,
+// SubWorkflow, Saga with per-step CompensateWith, End; per-step OnError:
+// retry with interval, backoff and max attempts then suspend, terminate or
+// compensate), passed in Deps.Definitions or Server.Register. As YAML or
+// JSON documents (internal/document: the same control flow over built-in
+// steps — set, kv.get/put/cas/delete, http, delay, wait, publish, fail,
+// workflow — with expr-lang mapping expressions), registered at run time
+// with Define (`pleiades workflows define FILE`) and stored in the KV; a
+// malformed document is refused with its line and reason and nothing is
+// stored. A definition is identified by id and version; a stored version
+// is immutable, and an instance runs to its end on the version it started
+// with (every workflowd must know the Go definitions still running).
+//
+// # Where the state lives, and its cost
+//
+// Everything is under the daemon system prefix 0x00 "wf/" (kvpb
+// WorkflowPrefix; requests carry kvpb.Header.system), which lies in the
+// meta range ["", 0x01), so any set of workflow keys changes in one atomic
+// Batch:
+//
+//	wf/i/<id>                  InstanceRecord (workflowpb): data (JSON), execution
+//	                           pointers, timers, subscriptions, owner, epoch, lease,
+//	                           revision, recent step history
+//	wf/f/<id>                  the record's revision: every record write is a Batch
+//	                           {compare-and-swap of this key from the revision read,
+//	                           put of the record}
+//	wf/run/<id>                has work now (started, woken by an event, resumed)
+//	wf/due/<time>/<id>         earliest timer of a parked instance
+//	wf/sub/<name>\0<key>\0<id> a parked instance waits for this event
+//	wf/ev/<name>\0<key>\0<time><eid>  published events
+//	wf/ls/<status>/<id>        summaries for List
+//	wf/idem/<key>              Start idempotency keys
+//	wf/def/<id>\0<version>     definition documents
+//
+// Cost on the meta range: every step is one raft proposal on range 1 (a
+// 10-step instance makes about 12 writes: its start, one per step with the
+// last one folded into its end, and its end), next to the range
+// descriptors; a meta snapshot carries the workflow keys; instances and
+// events are kept after they finish (there is no purge yet). Workflow
+// state competes with descriptor lookups; giving it a range of its own
+// (a split at 0x00 "wf/") is later work.
+//
+// # Execution
+//
+// An instance is a set of execution pointers (one per thread: a container
+// step's body runs under its pointer; an implicit root saga holds the
+// whole definition). The workflowd running an instance owns it through a
+// lease in its record: the claim is a fenced write that raises the epoch
+// and sets the owner and the lease's end; every later write of that owner
+// is a compare-and-swap on the revision it last wrote, so once another
+// workflowd has claimed the instance (after the lease ran out: another
+// epoch), the old owner's writes fail and it stops — even if it wakes up
+// late from a pause. A step runs only while the lease has a quarter left
+// (else it is renewed first); renewals run every quarter lease while a
+// step is in flight. Step results are written before any later step
+// starts (one write per step; a finished instance's last result goes with
+// its end). Steps run at least once: after a crash or a takeover the step
+// in flight runs again, with the same Context.IdempotencyKey
+// (<instance>/<pointer>), which built-in HTTP steps send as the
+// Idempotency-Key header.
+//
+// Instances with nothing to do but wait are parked: lease given up, the
+// earliest timer in wf/due and each awaited event in wf/sub. Every
+// workflowd scans wf/run and the due part of wf/due every PollInterval
+// (only what is runnable now is read) and claims what has no live owner:
+// a dead owner's instances are taken over once its lease and the max
+// clock offset have passed; a restarted workflowd (same node id) takes its
+// own back at once. An instance whose next timer is within 2s is kept in
+// memory instead of parked. PublishEvent stores the event, then marks the
+// subscribers runnable; a wait looks for stored events at or after its
+// effective time (default: the instance's creation time, so an event
+// published before the wait is reached counts), and a wait in a loop
+// never takes the same event twice.
+//
+// Control: Suspend, Resume and Terminate change a parked instance at once;
+// for an owned one they record a request that its owner applies after the
+// step in flight (Terminate cancels it). Sub-workflows are instances with
+// a parent; a finished child wakes its parent with an internal event.
+//
+// # Host API, views, metrics
+//
+// The bus protocol wire.ProtoWorkflow (shared/proto/workflowpb; Go client
+// shared/workflowclient): Define, Definitions, Start (optional
+// idempotency key), Get, List (by status, definition, creation time,
+// paged), Suspend, Resume, Terminate, PublishEvent (optionally addressed
+// to one instance: refused when it has finished), and Subscribe, a stream
+// of LifecycleEvent (started, step_started, step_completed, step_failed,
+// suspended, resumed, completed, terminated, failed, compensated) of the
+// instances this workflowd runs. The admin endpoint serves /v1/workflows
+// (counts by status, definitions, a page of instances; ?status=
+// &definition= &limit= &page=) and /v1/workflows/<id>. Metrics
+// (pleiades_workflowd_*): instances by status (from the list index, every
+// CountsInterval), instances owned, instances started, steps completed,
+// step duration, step retries and failures, lease takeovers, leases lost,
+// events published, status transitions.
+//
+// HAZARDS: any bus peer holding a cluster certificate may set
+// kvpb.Header.system today (limiting it to daemon certificates is the
+// certificate-role issue's work). A Subscribe sees only the instances of
+// the workflowd it is sent to. A step body that ignores its context keeps
+// its instance from stopping or being compensated until it returns.
+// The built-in cluster lifecycle workflows (re-replication, decommission,
+// rebalancing, driven by gossipd) are still to come.
 package workflowd

@@ -5,13 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
+	"github.com/pleiades-db/pleiades/shared/wire"
+	"github.com/pleiades-db/pleiades/shared/workflowclient"
+	"github.com/pleiades-db/pleiades/workflowd/internal/document"
+	"github.com/pleiades-db/pleiades/workflowd/internal/engine"
+	"github.com/pleiades-db/pleiades/workflowd/workflow"
 )
 
 // Name is the daemon's name.
@@ -30,26 +41,69 @@ const ReadyCheck = Name
 
 // Config configures the workflow server.
 type Config struct {
-	// RaftAddr is the bus address of the node's raftd (KV for durable
-	// workflow state). Default 127.0.0.1:7402.
-	RaftAddr string
+	// RaftAddrs are bus addresses of raftds (the KV holding workflow
+	// state); the node's own first. Default 127.0.0.1:7402.
+	RaftAddrs []string
 	// GossipAddr is the bus address of the node's gossipd (membership
-	// events); optional at start-up. Default 127.0.0.1:7403.
+	// events, for the lifecycle workflows to come). Default
+	// 127.0.0.1:7403.
 	GossipAddr string
+	// NodeID identifies this workflowd as an instance owner. Required
+	// (the daemon runtime's node id).
+	NodeID uint64
+	// LeaseDuration: how long a claim on an instance lasts unrenewed; a
+	// dead owner's instances are taken over after it. Default 10s.
+	LeaseDuration time.Duration
+	// PollInterval: how often the runnable and timer indexes are
+	// scanned (the precision of parked timers). Default 1s.
+	PollInterval time.Duration
+	// MaxRunning caps the instances run at once. Default 1024.
+	MaxRunning int
+	// CountsInterval: how often the instances-by-status gauge is
+	// recomputed from the list index. Default 30s.
+	CountsInterval time.Duration
+	// MaxClockOffset is the cluster's max clock offset, added to a lease
+	// before another owner takes it. Default 500ms.
+	MaxClockOffset time.Duration
+	// HistoryLen is how many recent step records an instance keeps (in
+	// its record, so each costs bytes on every step's write). Default 16.
+	HistoryLen int
 }
 
-// DefaultConfig returns the production configuration.
+// DefaultConfig returns the production configuration (NodeID unset).
 func DefaultConfig() Config {
-	return Config{RaftAddr: DefaultRaftAddr, GossipAddr: DefaultGossipAddr}
+	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
+		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16}
 }
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if err := config.ValidateAddr(c.RaftAddr); err != nil {
-		return fmt.Errorf("workflowd: RaftAddr %q: %w", c.RaftAddr, err)
+	if len(c.RaftAddrs) == 0 {
+		return errors.New("workflowd: RaftAddrs is empty")
+	}
+	for _, a := range c.RaftAddrs {
+		if err := config.ValidateAddr(a); err != nil {
+			return fmt.Errorf("workflowd: RaftAddrs %q: %w", a, err)
+		}
 	}
 	if err := config.ValidateAddr(c.GossipAddr); err != nil {
 		return fmt.Errorf("workflowd: GossipAddr %q: %w", c.GossipAddr, err)
+	}
+	switch {
+	case c.NodeID == 0:
+		return errors.New("workflowd: NodeID is required")
+	case c.LeaseDuration < 100*time.Millisecond:
+		return fmt.Errorf("workflowd: LeaseDuration %v is below 100ms", c.LeaseDuration)
+	case c.PollInterval <= 0 || c.PollInterval > c.LeaseDuration:
+		return fmt.Errorf("workflowd: PollInterval %v must be positive and at most LeaseDuration", c.PollInterval)
+	case c.MaxRunning < 1:
+		return fmt.Errorf("workflowd: MaxRunning %d is below 1", c.MaxRunning)
+	case c.CountsInterval <= 0:
+		return fmt.Errorf("workflowd: CountsInterval %v must be positive", c.CountsInterval)
+	case c.MaxClockOffset < 0:
+		return fmt.Errorf("workflowd: MaxClockOffset %v is negative", c.MaxClockOffset)
+	case c.HistoryLen < 0:
+		return fmt.Errorf("workflowd: HistoryLen %d is negative", c.HistoryLen)
 	}
 	return nil
 }
@@ -60,18 +114,29 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// Bus is the daemon's bus endpoint, for the host API to come. Required.
+	// Bus is the daemon's bus endpoint: the host API is served on it and
+	// the KV is reached through it. Required.
 	Bus *bus.Bus
-	// Admin receives the readiness check and, later, /v1 views. Required.
+	// Admin receives the readiness check and /v1/workflows. Required.
 	Admin *admin.Server
+	// Definitions are Go definitions to register (see package workflow).
+	Definitions []*workflow.Definition
+	// Knobs are test hooks; nil in production.
+	Knobs *engine.Knobs
 }
 
 // Server is the workflow daemon.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	ready chan struct{}
-	errc  chan error
+	cfg    Config
+	log    *slog.Logger
+	eng    *engine.Engine
+	kv     *kvclient.Client
+	userKV *kvclient.Client
+	m      *engine.Metrics
+	ready  chan struct{}
+	errc   chan error
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -79,8 +144,9 @@ type Server struct {
 	}
 }
 
-// New validates cfg, registers the readiness check on deps.Admin and
-// returns an unstarted server.
+// New validates cfg, builds the engine, registers the host API on
+// deps.Bus and the readiness check and views on deps.Admin, and returns
+// an unstarted server.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,11 +155,38 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("workflowd: Deps.Logger, Bus and Admin are required")
 	}
 	s := &Server{cfg: cfg, log: deps.Logger, ready: make(chan struct{}), errc: make(chan error, 1)}
+	var err error
+	s.kv, err = kvclient.New(context.Background(), kvclient.Config{Addrs: cfg.RaftAddrs, Bus: deps.Bus, System: true, Logger: deps.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("workflowd: KV client: %w", err)
+	}
+	s.userKV, err = kvclient.New(context.Background(), kvclient.Config{Addrs: cfg.RaftAddrs, Bus: deps.Bus, Logger: deps.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("workflowd: KV client: %w", err)
+	}
+	s.m = engine.NewMetrics(deps.Registerer)
+	s.eng, err = engine.New(engine.Config{NodeID: cfg.NodeID, LeaseDuration: cfg.LeaseDuration, PollInterval: cfg.PollInterval,
+		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset, HistoryLen: cfg.HistoryLen},
+		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
+	if err != nil {
+		return nil, fmt.Errorf("workflowd: %w", err)
+	}
+	for _, d := range deps.Definitions {
+		if err := s.eng.Register(d.Compiled()); err != nil {
+			return nil, fmt.Errorf("workflowd: %w", err)
+		}
+	}
+	s.register(deps.Bus)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
-	deps.Admin.SetAddress("raft", cfg.RaftAddr)
+	deps.Admin.SetAddress("raft", cfg.RaftAddrs[0])
 	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
+	deps.Admin.Handle("/v1/workflows", admin.JSON(s.workflowsView))
+	deps.Admin.Handle("/v1/workflows/", admin.JSON(s.instanceView))
 	return s, nil
 }
+
+// Register adds a Go definition (before or after Start).
+func (s *Server) Register(d *workflow.Definition) error { return s.eng.Register(d.Compiled()) }
 
 func (s *Server) readyCheck(context.Context) error {
 	s.mu.Lock()
@@ -107,7 +200,8 @@ func (s *Server) readyCheck(context.Context) error {
 	return nil
 }
 
-// Start starts the server; it does not block.
+// Start starts the engine's pollers and the status counter; it does not
+// block.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,10 +209,43 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("workflowd: already started or stopped")
 	}
 	s.mu.started = true
+	s.eng.StartWorkers()
+	cctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.countLoop(cctx)
+	}()
 	close(s.ready)
-	s.log.Info("workflow server started", slog.String("raft_addr", s.cfg.RaftAddr), slog.String("gossip_addr", s.cfg.GossipAddr))
+	s.log.Info("workflow server started", slog.Any("raft_addrs", s.cfg.RaftAddrs), slog.Duration("lease", s.cfg.LeaseDuration))
 	return nil
 }
+
+// countLoop refreshes the instances-by-status gauge until ctx ends.
+func (s *Server) countLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CountsInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CountsInterval)
+		counts, err := s.eng.Counts(cctx)
+		cancel()
+		if err == nil {
+			for st, name := range workflowpb.Status_name {
+				if st != 0 {
+					s.m.Instances.WithLabelValues(statusLabel(name)).Set(float64(counts[workflowpb.Status(st)]))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func statusLabel(name string) string { return strings.ToLower(strings.TrimPrefix(name, "STATUS_")) }
 
 // Ready is closed once the server has started.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -126,10 +253,202 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Err delivers a fatal failure after Start.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop stops the server; it is idempotent.
+// Stop stops the engine (each running instance is handed back, so
+// another workflowd takes it at once); it is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return nil
+	}
 	s.mu.stopped = true
-	return nil
+	started := s.mu.started
+	s.mu.Unlock()
+	var errs []error
+	if err := s.eng.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if started {
+		s.cancel()
+		s.wg.Wait()
+	}
+	for _, c := range []*kvclient.Client{s.kv, s.userKV} {
+		if err := c.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wireErr maps engine errors to bus codes.
+func wireErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, engine.ErrNotFound):
+		return bus.Errorf(bus.CodeNotFound, "%v", err)
+	case errors.Is(err, engine.ErrInvalid):
+		return bus.Errorf(bus.CodeInvalidArgument, "%v", err)
+	case errors.Is(err, engine.ErrPrecondition):
+		return bus.Errorf(bus.CodeFailedPrecondition, "%v", err)
+	}
+	return err
+}
+
+func (s *Server) register(b *bus.Bus) {
+	p := wire.ProtoWorkflow
+	bus.HandleUnary(b, p, workflowclient.MethodDefine, func(ctx context.Context, req *workflowpb.DefineRequest) (*workflowpb.DefineResponse, error) {
+		d, unchanged, err := s.eng.Define(ctx, req.GetDocument())
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.DefineResponse{Id: d.ID, Version: d.Version, Unchanged: unchanged}, nil
+	})
+	bus.HandleUnary(b, p, workflowclient.MethodDefinitions, func(ctx context.Context, _ *workflowpb.DefinitionsRequest) (*workflowpb.DefinitionsResponse, error) {
+		defs, err := s.eng.Definitions(ctx)
+		return &workflowpb.DefinitionsResponse{Definitions: defs}, wireErr(err)
+	})
+	bus.HandleUnary(b, p, workflowclient.MethodStart, func(ctx context.Context, req *workflowpb.StartRequest) (*workflowpb.StartResponse, error) {
+		id, ver, existing, err := s.eng.Start(ctx, req.GetDefinition(), engine.StartOptions{Version: req.GetVersion(), Data: req.GetData(), IdempotencyKey: req.GetIdempotencyKey()})
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.StartResponse{InstanceId: id, Existing: existing, Version: ver}, nil
+	})
+	bus.HandleUnary(b, p, workflowclient.MethodGet, func(ctx context.Context, req *workflowpb.GetRequest) (*workflowpb.Instance, error) {
+		rec, err := s.eng.Get(ctx, req.GetInstanceId())
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		v := View(rec)
+		v.ActiveSteps = s.eng.ActiveSteps(ctx, rec)
+		return v, nil
+	})
+	bus.HandleUnary(b, p, workflowclient.MethodList, func(ctx context.Context, req *workflowpb.ListRequest) (*workflowpb.ListResponse, error) {
+		list, next, err := s.eng.List(ctx, engine.ListFilter{Status: req.GetStatus(), Definition: req.GetDefinition(),
+			CreatedAfter: req.GetCreatedAfterUnixNano(), Before: req.GetCreatedBeforeUnixNano(), Limit: int(req.GetLimit()), PageToken: req.GetPageToken()})
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.ListResponse{Instances: list, NextPageToken: next}, nil
+	})
+	control := func(op string) func(context.Context, *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
+		return func(ctx context.Context, req *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
+			st, err := s.eng.Control(ctx, req.GetInstanceId(), op, req.GetReason())
+			if err != nil {
+				return nil, wireErr(err)
+			}
+			return &workflowpb.ControlResponse{Status: st}, nil
+		}
+	}
+	bus.HandleUnary(b, p, workflowclient.MethodSuspend, control("suspend"))
+	bus.HandleUnary(b, p, workflowclient.MethodResume, control("resume"))
+	bus.HandleUnary(b, p, workflowclient.MethodTerminate, control("terminate"))
+	bus.HandleUnary(b, p, workflowclient.MethodPublishEvent, func(ctx context.Context, req *workflowpb.PublishEventRequest) (*workflowpb.PublishEventResponse, error) {
+		var at time.Time
+		if req.GetEffectiveUnixNano() != 0 {
+			at = time.Unix(0, req.GetEffectiveUnixNano())
+		}
+		id, woken, err := s.eng.PublishEvent(ctx, req.GetName(), req.GetKey(), req.GetData(), at, req.GetInstanceId())
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.PublishEventResponse{EventId: id, Woken: uint32(woken)}, nil
+	})
+	bus.HandleStream(b, p, workflowclient.MethodSubscribe, func(ctx context.Context, req *workflowpb.SubscribeRequest, send func(*workflowpb.LifecycleEvent) error) error {
+		sub := s.eng.Subscribe(req.GetInstanceId(), req.GetDefinition(), req.GetTypes(), 1024)
+		defer sub.Close()
+		for {
+			select {
+			case ev, ok := <-sub.C:
+				if !ok {
+					return nil
+				}
+				if err := send(ev); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
+}
+
+// View is the public view of an instance record.
+func View(rec *workflowpb.InstanceRecord) *workflowpb.Instance {
+	v := &workflowpb.Instance{Id: rec.GetId(), Definition: rec.GetDefinition(), Version: rec.GetVersion(), Status: rec.GetStatus(),
+		Data: rec.GetData(), CreatedUnixNano: rec.GetCreatedUnixNano(), UpdatedUnixNano: rec.GetUpdatedUnixNano(),
+		EndedUnixNano: rec.GetEndedUnixNano(), Error: rec.GetError(), StepsCompleted: rec.GetStepsCompleted(), History: rec.GetHistory(),
+		Owner: rec.GetOwner(), Epoch: rec.GetEpoch(), LeaseUnixNano: rec.GetLeaseUnixNano(), ParentId: rec.GetParentId()}
+	for _, p := range rec.GetPointers() {
+		switch p.GetState() {
+		case workflowpb.PointerState_POINTER_STATE_WAITING_EVENT:
+			v.Waiting = append(v.Waiting, p.GetEventName()+"/"+p.GetEventKey())
+		case workflowpb.PointerState_POINTER_STATE_SLEEPING:
+			if v.WakeUnixNano == 0 || p.GetWakeUnixNano() < v.WakeUnixNano {
+				v.WakeUnixNano = p.GetWakeUnixNano()
+			}
+		}
+	}
+	return v
+}
+
+// WorkflowsView is the JSON of /v1/workflows.
+type WorkflowsView struct {
+	Node        uint64                        `json:"node"`
+	Owned       int                           `json:"owned"`
+	Counts      map[string]int                `json:"counts"`
+	Definitions []*workflowpb.DefinitionInfo  `json:"definitions"`
+	Instances   []*workflowpb.InstanceSummary `json:"instances"`
+	NextPage    string                        `json:"next_page,omitempty"`
+}
+
+// workflowsView serves /v1/workflows?status=running&definition=x&limit=n&page=t.
+func (s *Server) workflowsView(r *http.Request) (any, error) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	f := engine.ListFilter{Definition: q.Get("definition"), PageToken: q.Get("page"), Limit: 50}
+	if v := q.Get("status"); v != "" {
+		st, ok := workflowpb.Status_value["STATUS_"+strings.ToUpper(v)]
+		if !ok {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "unknown status %q", v)
+		}
+		f.Status = workflowpb.Status(st)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "limit %q: %v", v, err)
+		}
+		f.Limit = n
+	}
+	list, next, err := s.eng.List(ctx, f)
+	if err != nil {
+		return nil, wireErr(err)
+	}
+	counts, err := s.eng.Counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defs, err := s.eng.Definitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := WorkflowsView{Node: s.cfg.NodeID, Owned: s.eng.Running(), Counts: map[string]int{}, Definitions: defs, Instances: list, NextPage: next}
+	for st, n := range counts {
+		v.Counts[statusLabel(st.String())] = n
+	}
+	return v, nil
+}
+
+// instanceView serves /v1/workflows/<id>.
+func (s *Server) instanceView(r *http.Request) (any, error) {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/workflows/")
+	rec, err := s.eng.Get(r.Context(), id)
+	if err != nil {
+		return nil, wireErr(err)
+	}
+	v := View(rec)
+	v.ActiveSteps = s.eng.ActiveSteps(r.Context(), rec)
+	return v, nil
 }

@@ -4,6 +4,9 @@
 // `pleiades status`, kill -9, SIGTERM — on loopback ports chosen away from
 // the defaults, so they can run beside a developer's own cluster.
 //
-// The tests skip under -short. Longer fault suites (partitions, compose
-// clusters) will live here behind build tags of their own.
+// The tests skip under -short. TestNodesOnHosts runs nodes as on separate
+// hosts (wildcard buses, advertised addresses, gossip seeds only,
+// certificates from `pleiades cert`); the systemd units are checked
+// against the daemons' flags here. The fault suite across containers is
+// deploy/e2edocker (`make e2e-docker`).
 package e2e

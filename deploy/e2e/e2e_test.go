@@ -252,7 +252,7 @@ func waitExit(t *testing.T, p *proc, timeout time.Duration) {
 func TestUpNode(t *testing.T) {
 	const offset = 1200
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
-	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+	p := start(t, "up", "--dev", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
 
 	var v statusView
 	eventually(t, 90*time.Second, "all daemons ready", func() (err error) {
@@ -345,7 +345,7 @@ func checkTimerSlack(t *testing.T, d daemonStatus) {
 func TestUpKilledLeavesNoOrphans(t *testing.T) {
 	const offset = 1300
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
-	p := start(t, "up", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
+	p := start(t, "up", "--dev", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
 		"--daemons", "stored,clockd,gossipd")
 	var v statusView
 	eventually(t, 60*time.Second, "daemons ready", func() (err error) {

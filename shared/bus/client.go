@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -314,4 +315,17 @@ func (b *Bus) SendBatch(ctx context.Context, addr string, p wire.Protocol, metho
 	}
 	b.m.sent.Add(float64(len(pre) + len(out)))
 	return nil
+}
+
+// ClientListenAddr is the UDP address for an endpoint that only calls the
+// given addresses: "127.0.0.1:0" when every one is a loopback IP, else
+// ":0" (a socket bound to loopback cannot reach other hosts).
+func ClientListenAddr(addrs ...string) string {
+	for _, a := range addrs {
+		host, _, _ := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return ":0"
+		}
+	}
+	return "127.0.0.1:0"
 }

@@ -19,6 +19,7 @@ const (
 	FlagDataDir         = "data-dir"
 	FlagBusAddr         = "bus-addr"
 	FlagAdminAddr       = "admin-addr"
+	FlagAdvertiseAddr   = "advertise-addr"
 	FlagCertsDir        = "certs-dir"
 	FlagDev             = "dev"
 	FlagMaxFrameSize    = "max-frame-size"
@@ -50,6 +51,11 @@ type Common struct {
 	BusAddr string
 	// AdminAddr is the TCP address of the daemon's HTTP admin endpoint.
 	AdminAddr string
+	// AdvertiseAddr is the bus address other hosts reach this daemon at,
+	// published in gossip metadata. Empty means the bound bus address,
+	// unless that is a wildcard (0.0.0.0, ::), which is never advertised.
+	// Its host must not be a wildcard and its port not 0.
+	AdvertiseAddr string
 	// CertsDir holds ca.crt, node.crt and node.key. Default <DataDir>/certs.
 	CertsDir string
 	// Dev creates a CA and a node certificate in CertsDir when missing.
@@ -73,6 +79,7 @@ func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
 		&cli.StringFlag{Name: FlagDataDir, Value: DefaultDataDir, Usage: "node data directory, shared by the node's daemons"},
 		&cli.StringFlag{Name: FlagBusAddr, Value: defaultBusAddr, Usage: "UDP `ADDR` of the QUIC bus endpoint"},
 		&cli.StringFlag{Name: FlagAdminAddr, Value: defaultAdminAddr, Usage: "TCP `ADDR` of the HTTP admin endpoint"},
+		&cli.StringFlag{Name: FlagAdvertiseAddr, Usage: "bus `ADDR` other hosts reach this daemon at (default: --bus-addr unless it is a wildcard); the node certificate must be valid for its host"},
 		&cli.StringFlag{Name: FlagCertsDir, Usage: "directory with ca.crt, node.crt, node.key (default: <data-dir>/certs)"},
 		&cli.BoolFlag{Name: FlagDev, Usage: "create a CA and node certificate in the certs dir when missing"},
 		&cli.IntFlag{Name: FlagMaxFrameSize, Value: DefaultMaxFrameSize, Usage: "largest bus frame, in bytes"},
@@ -108,6 +115,7 @@ func CommonFrom(c *cli.Context) (Common, error) {
 		DataDir:         c.String(FlagDataDir),
 		BusAddr:         c.String(FlagBusAddr),
 		AdminAddr:       c.String(FlagAdminAddr),
+		AdvertiseAddr:   c.String(FlagAdvertiseAddr),
 		CertsDir:        c.String(FlagCertsDir),
 		Dev:             c.Bool(FlagDev),
 		MaxFrameSize:    c.Int(FlagMaxFrameSize),
@@ -125,6 +133,11 @@ func CommonFrom(c *cli.Context) (Common, error) {
 	}
 	if err := ValidateAddr(cm.AdminAddr); err != nil {
 		return Common{}, &FlagError{Flag: FlagAdminAddr, Value: cm.AdminAddr, Err: err}
+	}
+	if cm.AdvertiseAddr != "" {
+		if err := ValidateAdvertiseAddr(cm.AdvertiseAddr); err != nil {
+			return Common{}, &FlagError{Flag: FlagAdvertiseAddr, Value: cm.AdvertiseAddr, Err: err}
+		}
 	}
 	if cm.MaxFrameSize < MinMaxFrameSize {
 		// Unary requests up to 64 KiB share a connection's calls stream:
@@ -156,6 +169,23 @@ func ValidateAddr(addr string) error {
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("port %q: want a number in 0..65535", port)
+	}
+	return nil
+}
+
+// ValidateAdvertiseAddr checks an address other hosts are to dial:
+// host:port with a host that is not a wildcard (0.0.0.0, ::, empty) and a
+// port that is not 0.
+func ValidateAdvertiseAddr(addr string) error {
+	if err := ValidateAddr(addr); err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("host %q is a wildcard: give an address other hosts can dial", host)
+	}
+	if port == "0" {
+		return fmt.Errorf("port 0: give the port the daemon listens on")
 	}
 	return nil
 }

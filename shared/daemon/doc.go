@@ -23,6 +23,24 @@
 // SIGTERM/SIGINT or a failure on the service's Err channel. It then stops
 // the service and the runtime, in that order, within --shutdown-timeout.
 //
+// Under systemd (Type=notify) Main reports on the datagram socket named by
+// NOTIFY_SOCKET (sd_notify(3), spoken directly: one datagram per message):
+// "READY=1" when every readiness check first passes, "STOPPING=1" when it
+// starts to stop. Without NOTIFY_SOCKET nothing is sent.
+//
+// Addresses: --bus-addr is where the bus listens, --advertise-addr where
+// other hosts dial it (Runtime.AdvertiseAddr; default the bus address
+// unless it is a wildcard). When the advertised host, or failing that the
+// bus host, is neither loopback nor a wildcard, the node certificate must
+// be valid for it (an IP or DNS name given to `pleiades cert create-node
+// --hosts`), else start-up fails saying what to run; --dev certificates
+// carry it.
+//
+// `<daemon> health [--admin-addr ADDR]` is the health check of an image
+// without a shell: it asks the admin endpoint (the daemon's own through
+// the same flag, PLEIADES_ADMIN_ADDR or --config key; a wildcard host is
+// dialed on loopback) for /readyz and exits 0 when ready, 1 otherwise.
+//
 // Exit status: 0 after a clean stop, 1 when the runtime or service fails
 // (start-up or Err) or the stop overruns its timeout, 2 for a bad
 // configuration (the message names the flag).

@@ -79,9 +79,17 @@ func (e *runError) Unwrap() error { return e.err }
 // and errors to stderr, and returns the exit status.
 func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
 	flags := append(config.CommonFlags(spec.DefaultBusAddr, spec.DefaultAdminAddr), spec.Flags...)
-	app := config.NewApp(spec.Name, spec.Usage, flags, func(c *cli.Context) error {
-		return serve(ctx, c, spec, stderr)
-	})
+	ntf := notifier{socket: os.Getenv(notifySocketEnv)}
+	app := &cli.App{
+		Name:  spec.Name,
+		Usage: spec.Usage,
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			return serve(ctx, c, spec, ntf, stderr)
+		},
+		Commands: []*cli.Command{healthCommand(spec)},
+	}
+	config.Prepare(app)
 	app.Version = version.String()
 	app.Writer, app.ErrWriter = stdout, stderr
 	app.HideHelpCommand = true
@@ -105,7 +113,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 // serve is the app's action: everything after flag parsing. Errors it
 // returns as *runError exit 1 (or 2 for a wrapped *config.FlagError);
 // others exit 2.
-func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) error {
+func serve(ctx context.Context, c *cli.Context, spec Spec, ntf notifier, stderr io.Writer) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", c.Args().Slice())
 	}
@@ -131,6 +139,9 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 	}
 
 	stopAll := func(what string, cause error) error {
+		if err := ntf.send("STOPPING=1"); err != nil {
+			log.Warn("systemd notification failed", slog.Any(logkey.Err, err))
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cm.ShutdownTimeout)
 		defer cancel()
 		start := time.Now()
@@ -175,6 +186,9 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, stderr io.Writer) err
 			if ok, _ := rt.Admin.Ready(ctx); ok {
 				log.Info("ready")
 				tick.Stop()
+				if err := ntf.send("READY=1\nSTATUS=ready"); err != nil {
+					log.Warn("systemd notification failed", slog.Any(logkey.Err, err))
+				}
 			}
 		}
 	}

@@ -69,21 +69,29 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 	}
 	c.NodeID = id
 	if c.Dev {
-		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts()); err != nil {
+		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts(c)); err != nil {
 			return nil, fmt.Errorf("dev certificates in %s: %w", c.CertsDir, err)
 		}
 	}
 	tc, err := tlsutil.Load(c.CertsDir)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS from %s (use --dev to create dev certificates): %w", c.CertsDir, err)
+		return nil, fmt.Errorf("load TLS from %s: %w (create the cluster CA once with `pleiades cert create-ca`, "+
+			"then this host's certificate with `pleiades cert create-node --hosts <advertised host>`; or --dev for a throwaway one)", c.CertsDir, err)
+	}
+	if err := checkCertificate(c, tc); err != nil {
+		return nil, fmt.Errorf("certificate in %s does not match the advertised address: %w", c.CertsDir, err)
 	}
 	return NewRuntimeWithTLS(name, c, tc, logger)
 }
 
-// devHosts lists the host names a dev certificate carries.
-func devHosts() []string {
+// devHosts lists the host names a dev certificate carries: loopback, the
+// machine's host name and the advertised host.
+func devHosts(c config.Common) []string {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	if h := advertisedHost(c); h != "" {
 		hosts = append(hosts, h)
 	}
 	return hosts
@@ -167,6 +175,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("start bus on %s: %w", rt.common.BusAddr, err)
 	}
 	rt.Admin.SetAddress("bus", rt.Bus.Addr().String())
+	if adv := rt.AdvertiseAddr(); adv != "" && adv != rt.Bus.Addr().String() {
+		rt.Admin.SetAddress("advertise", adv)
+	}
 	if err := rt.Admin.Start(ctx); err != nil {
 		_ = rt.Bus.Stop(ctx)
 		return fmt.Errorf("start admin: %w", err)

@@ -138,6 +138,9 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if h != nil && c.cfg.System {
+		h.System = true
+	}
 	var (
 		hint     string // leader address from the last NotLeader
 		hops     int    // hints followed in a row without backing off

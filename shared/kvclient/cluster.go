@@ -22,6 +22,11 @@ type InitOptions struct {
 	// ReplicationFactor is the replicas per range (0: the server's
 	// default, 3); fewer when fewer nodes exist.
 	ReplicationFactor int
+	// MinNodes, when positive, makes raftd refuse (Unavailable, which the
+	// client retries while ctx allows) to lay out a new cluster over fewer
+	// live nodes, so an Init started with the cluster waits for every
+	// node to join instead of leaving some out.
+	MinNodes int
 }
 
 // InitResult is the outcome of Init.
@@ -44,10 +49,11 @@ type InitResult struct {
 // when they lack the layout asked for, LayoutDiffers saying how (not an
 // error: callers that need the asked layout check it).
 func (c *Client) Init(ctx context.Context, o InitOptions) (InitResult, error) {
-	if o.InitialRanges < 0 || o.ReplicationFactor < 0 {
-		return InitResult{}, errors.New("client: Init: negative initial ranges or replication factor")
+	if o.InitialRanges < 0 || o.ReplicationFactor < 0 || o.MinNodes < 0 {
+		return InitResult{}, errors.New("client: Init: negative initial ranges, replication factor or minimum of nodes")
 	}
-	req := &kvpb.InitRequest{SplitPoints: o.SplitPoints, InitialRanges: uint32(o.InitialRanges), ReplicationFactor: uint32(o.ReplicationFactor)}
+	req := &kvpb.InitRequest{SplitPoints: o.SplitPoints, InitialRanges: uint32(o.InitialRanges), ReplicationFactor: uint32(o.ReplicationFactor),
+		MinNodes: uint32(o.MinNodes)}
 	var resp kvpb.InitResponse
 	if err := c.invoke(ctx, MethodInit, route{any: true, slow: true}, nil, req, &resp); err != nil {
 		return InitResult{}, err

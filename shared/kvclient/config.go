@@ -86,6 +86,11 @@ type Config struct {
 	// DescriptorsEvery is the least time between two refreshes of the
 	// range cache from the Descriptors method. Default 1s.
 	DescriptorsEvery time.Duration
+	// System sets kvpb.Header.system on every request: the client may then
+	// use keys under the daemon system prefixes (kvpb.DaemonPrefixes, e.g.
+	// workflowd's 0x00 "wf/") and no other key beginning with 0x00. For
+	// daemons; a Scan or DeleteRange must then stay inside one prefix.
+	System bool
 	// Logger receives debug logs of retries. Default: discard.
 	Logger *slog.Logger
 }
@@ -120,14 +125,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.ListenAddr == "" {
-		c.ListenAddr = "127.0.0.1:0"
-		for _, a := range c.Addrs {
-			host, _, _ := net.SplitHostPort(a)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				c.ListenAddr = ":0"
-				break
-			}
-		}
+		c.ListenAddr = bus.ClientListenAddr(c.Addrs...)
 	}
 	return c
 }

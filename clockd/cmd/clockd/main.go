@@ -28,7 +28,6 @@ func spec() daemon.Spec {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "stored-addr", Value: clockd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored, which keeps the wall-time bound (empty: a file in the data directory)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: clockd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd; peers come from its membership once it answers (empty: --peers only)"},
-			&cli.StringFlag{Name: "advertise-addr", Usage: "bus `ADDR` other nodes reach this clockd at, published in gossip metadata (default: the bound --bus-addr)"},
 			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer clockds to probe until gossipd's membership is known"},
 			&cli.DurationFlag{Name: "max-offset", Value: def.MaxOffset, Usage: "largest tolerated clock offset between nodes"},
 			&cli.Float64Flag{Name: "offset-fraction", Value: def.OffsetFraction, Usage: "unhealthy when the offset from a majority of peers exceeds this fraction of --max-offset"},
@@ -46,9 +45,8 @@ func spec() daemon.Spec {
 			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.AdvertiseAddr, err = optionalAddr(c, "advertise-addr"); err != nil {
-				return nil, err
-			}
+			// --advertise-addr is a common flag, checked by the runtime.
+			cfg.AdvertiseAddr = rt.Common().AdvertiseAddr
 			if cfg.Peers, err = addrList(c, "peers"); err != nil {
 				return nil, err
 			}

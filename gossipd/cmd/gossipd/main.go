@@ -30,6 +30,8 @@ func spec() daemon.Spec {
 			if cfg.Join, err = addrList(c, "join"); err != nil {
 				return nil, err
 			}
+			// --advertise-addr is a common flag, checked by the runtime.
+			cfg.AdvertiseAddr = rt.Common().AdvertiseAddr
 			return gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}

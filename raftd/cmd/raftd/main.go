@@ -28,7 +28,7 @@ func spec() daemon.Spec {
 			&cli.StringFlag{Name: "stored-addr", Value: raftd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored (empty: a volatile in-memory engine, for tests only)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: raftd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd (empty: none)"},
 			&cli.StringFlag{Name: "clock-addr", Value: raftd.DefaultClockAddr, Usage: "bus `ADDR` of the node's clockd"},
-			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer raftds"},
+			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer raftds, besides those gossipd's members publish"},
 			&cli.DurationFlag{Name: "tick-interval", Value: 100 * time.Millisecond, Usage: "raft tick `DURATION`"},
 			&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "raft election timeout in ticks"},
 			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
@@ -49,6 +49,8 @@ func spec() daemon.Spec {
 			if cfg.Peers, err = addrList(c, "peers"); err != nil {
 				return nil, err
 			}
+			// --advertise-addr is a common flag, checked by the runtime.
+			cfg.AdvertiseAddr = rt.Common().AdvertiseAddr
 			cfg.TickInterval = c.Duration("tick-interval")
 			cfg.ElectionTicks = c.Int("election-ticks")
 			cfg.MaxOffset = c.Duration("max-offset")

@@ -1,6 +1,7 @@
 package multiraft
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -360,6 +361,83 @@ func TestKVSemantics(t *testing.T) {
 				return err
 			}); err != nil || del.GetDeleted() != want {
 				t.Errorf("Delete(z) = %v, %v; want deleted=%v", del, err, want)
+			}
+		}
+	})
+	t.Run("system keys", func(t *testing.T) {
+		sys := &kvpb.Header{System: true}
+		wf := func(k string) []byte { return append(bytes.Clone(kvpb.WorkflowPrefix), k...) }
+		for _, k := range []string{"i/2", "i/1", "j"} {
+			if err := run(func(ctx context.Context, s *Store) error {
+				_, err := s.Put(ctx, &kvpb.PutRequest{Header: sys, Key: wf(k), Value: []byte(k)})
+				return err
+			}); err != nil {
+				t.Fatalf("system put %q: %v", k, err)
+			}
+		}
+		var batch *kvpb.BatchResponse
+		if err := run(func(ctx context.Context, s *Store) error {
+			var err error
+			batch, err = s.Batch(ctx, &kvpb.BatchRequest{Header: sys, Ops: []*kvpb.BatchOp{
+				{Op: &kvpb.BatchOp_Cas{Cas: &kvpb.CompareAndSwapRequest{Key: wf("j"), ExpectedValue: []byte("j"), NewValue: []byte("j2")}}},
+				{Op: &kvpb.BatchOp_Delete{Delete: &kvpb.DeleteRequest{Key: wf("i/2")}}},
+			}})
+			return err
+		}); err != nil || !batch.GetSucceeded() {
+			t.Fatalf("system batch = %v, %v", batch, err)
+		}
+		var scan *kvpb.ScanResponse
+		if err := run(func(ctx context.Context, s *Store) error {
+			var err error
+			scan, err = s.Scan(ctx, &kvpb.ScanRequest{Header: sys, Start: kvpb.WorkflowPrefix, End: kvpb.PrefixEnd(kvpb.WorkflowPrefix)})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, kv := range scan.GetKvs() {
+			got = append(got, fmt.Sprintf("%s=%s", kv.GetKey()[len(kvpb.WorkflowPrefix):], kv.GetValue().GetValue()))
+		}
+		if want := []string{"i/1=i/1", "j=j2"}; !slices.Equal(got, want) {
+			t.Errorf("system scan = %q; want %q", got, want)
+		}
+		// A user scan from the start never sees them.
+		if err := run(func(ctx context.Context, s *Store) error {
+			var err error
+			scan, err = s.Scan(ctx, &kvpb.ScanRequest{Header: sys})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range scan.GetKvs() {
+			if kv.GetKey()[0] == 0 {
+				t.Errorf("user scan returned system key %q", kv.GetKey())
+			}
+		}
+		for _, tt := range []struct {
+			name string
+			f    func() error
+		}{
+			{"no header", func() error { _, err := s.Get(ctx, &kvpb.GetRequest{Key: wf("j")}); return err }},
+			{"meta prefix", func() error {
+				_, err := s.Put(ctx, &kvpb.PutRequest{Header: sys, Key: []byte("\x00meta/x"), Value: []byte("v")})
+				return err
+			}},
+			{"meta in batch", func() error {
+				_, err := s.Batch(ctx, &kvpb.BatchRequest{Header: sys, Ops: []*kvpb.BatchOp{{Op: &kvpb.BatchOp_Delete{Delete: &kvpb.DeleteRequest{Key: []byte("\x00meta/x")}}}}})
+				return err
+			}},
+			{"scan leaving the prefix", func() error {
+				_, err := s.Scan(ctx, &kvpb.ScanRequest{Header: sys, Start: kvpb.WorkflowPrefix})
+				return err
+			}},
+			{"delete range of meta", func() error {
+				_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Header: sys, Start: []byte("\x00meta/"), End: []byte("\x00meta0")})
+				return err
+			}},
+		} {
+			if err := tt.f(); !errors.Is(err, bus.ErrInvalidArgument) {
+				t.Errorf("%s: err = %v; want InvalidArgument", tt.name, err)
 			}
 		}
 	})

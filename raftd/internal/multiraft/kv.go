@@ -70,13 +70,16 @@ func call[Req proto.Message, Resp proto.Message](ctx context.Context, req proto.
 	return f(ctx, r)
 }
 
-// checkKey validates a user key.
-func (s *Store) checkKey(key []byte) error {
+// checkKey validates a user key, or with h.system a key under a daemon
+// system prefix (kvpb.DaemonPrefixes).
+func (s *Store) checkKey(h *kvpb.Header, key []byte) error {
 	switch {
 	case len(key) == 0:
 		return bus.Errorf(bus.CodeInvalidArgument, "kv: empty key")
-	case key[0] == 0x00:
+	case key[0] == 0x00 && !h.GetSystem():
 		return bus.Errorf(bus.CodeInvalidArgument, "kv: key %q begins with 0x00 (reserved for system keys)", key)
+	case key[0] == 0x00 && kvpb.DaemonPrefix(key) == nil:
+		return bus.Errorf(bus.CodeInvalidArgument, "kv: system key %q is outside the daemon system prefixes", key)
 	case len(key) > s.cfg.MaxKeyBytes:
 		return bus.Errorf(bus.CodeInvalidArgument, "kv: key of %d bytes exceeds %d", len(key), s.cfg.MaxKeyBytes)
 	}
@@ -335,7 +338,7 @@ func (s *Store) cachedGet(ctx context.Context, key []byte) ([]byte, bool, error)
 
 // Get reads one key.
 func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetResponse, error) {
-	if err := s.checkKey(req.GetKey()); err != nil {
+	if err := s.checkKey(req.GetHeader(), req.GetKey()); err != nil {
 		return nil, err
 	}
 	t, err := s.route(ctx, req.GetKey(), req.GetHeader(), false)
@@ -380,7 +383,7 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 
 // Put writes one key.
 func (s *Store) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
-	if err := s.checkKey(req.GetKey()); err != nil {
+	if err := s.checkKey(req.GetHeader(), req.GetKey()); err != nil {
 		return nil, err
 	}
 	if err := s.checkValue(req.GetValue()); err != nil {
@@ -399,7 +402,7 @@ func (s *Store) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespons
 
 // Delete removes one key.
 func (s *Store) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
-	if err := s.checkKey(req.GetKey()); err != nil {
+	if err := s.checkKey(req.GetHeader(), req.GetKey()); err != nil {
 		return nil, err
 	}
 	resp := &kvpb.DeleteResponse{}
@@ -413,8 +416,8 @@ func (s *Store) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.Dele
 	return resp, nil
 }
 
-func (s *Store) checkCAS(c *kvpb.CompareAndSwapRequest) error {
-	if err := s.checkKey(c.GetKey()); err != nil {
+func (s *Store) checkCAS(h *kvpb.Header, c *kvpb.CompareAndSwapRequest) error {
+	if err := s.checkKey(h, c.GetKey()); err != nil {
 		return err
 	}
 	if err := s.checkValue(c.GetNewValue()); err != nil {
@@ -430,7 +433,7 @@ func casOp(c *kvpb.CompareAndSwapRequest) *raftmsgpb.Op {
 
 // CompareAndSwap writes or deletes a key if its current value matches.
 func (s *Store) CompareAndSwap(ctx context.Context, req *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
-	if err := s.checkCAS(req); err != nil {
+	if err := s.checkCAS(req.GetHeader(), req); err != nil {
 		return nil, err
 	}
 	resp := &kvpb.CompareAndSwapResponse{}
@@ -455,7 +458,7 @@ func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchR
 		switch {
 		case op.GetPut() != nil:
 			p := op.GetPut()
-			if err := s.checkKey(p.GetKey()); err != nil {
+			if err := s.checkKey(req.GetHeader(), p.GetKey()); err != nil {
 				return nil, err
 			}
 			if err := s.checkValue(p.GetValue()); err != nil {
@@ -464,13 +467,13 @@ func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchR
 			ops = append(ops, &raftmsgpb.Op{Op: &raftmsgpb.Op_Put{Put: &kvpb.PutRequest{Key: p.GetKey(), Value: p.GetValue()}}})
 			keys = append(keys, p.GetKey())
 		case op.GetDelete() != nil:
-			if err := s.checkKey(op.GetDelete().GetKey()); err != nil {
+			if err := s.checkKey(req.GetHeader(), op.GetDelete().GetKey()); err != nil {
 				return nil, err
 			}
 			ops = append(ops, &raftmsgpb.Op{Op: &raftmsgpb.Op_Delete{Delete: &kvpb.DeleteRequest{Key: op.GetDelete().GetKey()}}})
 			keys = append(keys, op.GetDelete().GetKey())
 		case op.GetCas() != nil:
-			if err := s.checkCAS(op.GetCas()); err != nil {
+			if err := s.checkCAS(req.GetHeader(), op.GetCas()); err != nil {
 				return nil, err
 			}
 			ops = append(ops, casOp(op.GetCas()))
@@ -499,8 +502,28 @@ func (s *Store) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchR
 	return resp, nil
 }
 
+// spanStart returns where a Scan or DeleteRange of [start, end) begins:
+// at the first user key at the earliest, unless h.system asks for a span
+// inside one daemon system prefix.
+func spanStart(h *kvpb.Header, start, end []byte) ([]byte, error) {
+	if h.GetSystem() && len(start) > 0 && start[0] == 0x00 {
+		p := kvpb.DaemonPrefix(start)
+		if p == nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: span start %q is outside the daemon system prefixes", start)
+		}
+		if pe := kvpb.PrefixEnd(p); len(end) == 0 || bytes.Compare(end, pe) > 0 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: system span [%q, %q) leaves its prefix %q", start, end, p)
+		}
+		return start, nil
+	}
+	if bytes.Compare(start, userStart) < 0 {
+		return userStart, nil
+	}
+	return start, nil
+}
+
 func (s *Store) checkSpan(start, end []byte) error {
-	if len(start) > 0 && start[0] == 0x00 {
+	if len(start) > 0 && start[0] == 0x00 && kvpb.DaemonPrefix(start) == nil {
 		return bus.Errorf(bus.CodeInvalidArgument, "kv: span start %q is a system key", start)
 	}
 	if len(end) > 0 && bytes.Compare(end, start) <= 0 {
@@ -515,8 +538,9 @@ var userStart = []byte{0x01}
 // DeleteRange deletes [start, end) range by range (atomic per range only).
 func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
 	start, end := req.GetStart(), req.GetEnd()
-	if bytes.Compare(start, userStart) < 0 {
-		start = userStart
+	start, err := spanStart(req.GetHeader(), start, end)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.checkSpan(start, end); err != nil {
 		return nil, err
@@ -549,8 +573,9 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 // Scan reads one page of [start, end), across ranges.
 func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
 	start, end := req.GetStart(), req.GetEnd()
-	if bytes.Compare(start, userStart) < 0 {
-		start = userStart
+	start, err := spanStart(req.GetHeader(), start, end)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.checkSpan(start, end); err != nil {
 		return nil, err
@@ -662,8 +687,8 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	key := start
 	if req.GetReverse() {
 		key = desc.GetStartKey()
-		if bytes.Compare(key, userStart) < 0 {
-			key = userStart
+		if bytes.Compare(key, start) < 0 {
+			key = start
 		}
 	}
 	t, err := s.route(ctx, key, req.GetHeader(), false)

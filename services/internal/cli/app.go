@@ -28,6 +28,8 @@ func commands(env *env) []*cli.Command {
 		devCommand(env),
 		statusCommand(env),
 		certCommand(env),
+		deployCommand(env),
+		healthCommand(env),
 		clockCommand(env),
 		membersCommand(env),
 		storeCommand(env),
@@ -35,6 +37,7 @@ func commands(env *env) []*cli.Command {
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
+		workflowsCommand(env),
 		eventsCommand(env),
 	}
 }

@@ -14,6 +14,7 @@ func benchCommand(e *env) *cli.Command {
 			benchMsgCommand(e),
 			benchNATSServerCommand(e),
 			benchStoreCommand(e),
+			benchWorkflowsCommand(e),
 		},
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,6 +19,7 @@ func certCommand(e *env) *cli.Command {
 				Usage: "create a cluster CA (ca.crt, ca.key) in --certs-dir",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "certs-dir", Required: true, Usage: "`DIR` for ca.crt and ca.key (keep ca.key private)"},
+					keepExistingFlag(),
 					outputFlag(),
 				},
 				Action: action(func(c *cli.Context) error {
@@ -25,10 +27,11 @@ func certCommand(e *env) *cli.Command {
 						return err
 					}
 					dir := c.String("certs-dir")
-					if err := tlsutil.CreateCA(dir); err != nil {
+					kept, err := createCA(dir, c.Bool("keep-existing"))
+					if err != nil {
 						return err
 					}
-					return report(e, c, map[string]string{"ca_dir": dir, "ca_cert": dir + "/" + tlsutil.CACert})
+					return report(e, c, map[string]string{"ca_dir": dir, "ca_cert": dir + "/" + tlsutil.CACert, "kept": strconv.FormatBool(kept)})
 				}),
 			},
 			{
@@ -38,7 +41,8 @@ func certCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` holding ca.crt and ca.key"},
 					&cli.StringFlag{Name: "out-dir", Required: true, Usage: "`DIR` for node.crt, node.key and a copy of ca.crt (a node's --certs-dir)"},
 					&cli.StringFlag{Name: "name", Required: true, Usage: "the certificate's common `NAME`, e.g. the host name"},
-					&cli.StringSliceFlag{Name: "hosts", Usage: "extra IP addresses or DNS names the certificate is valid for"},
+					&cli.StringSliceFlag{Name: "hosts", Usage: "IP addresses or DNS names the certificate is valid for: every address the node is advertised at"},
+					keepExistingFlag(),
 					outputFlag(),
 				},
 				Action: action(func(c *cli.Context) error {
@@ -46,10 +50,11 @@ func certCommand(e *env) *cli.Command {
 						return err
 					}
 					out := c.String("out-dir")
-					if err := tlsutil.CreateNode(c.String("ca-dir"), out, c.String("name"), splitList(c.StringSlice("hosts"))); err != nil {
+					kept, err := createNode(c.String("ca-dir"), out, c.String("name"), splitList(c.StringSlice("hosts")), c.Bool("keep-existing"))
+					if err != nil {
 						return err
 					}
-					return report(e, c, map[string]string{"certs_dir": out, "name": c.String("name")})
+					return report(e, c, map[string]string{"certs_dir": out, "name": c.String("name"), "kept": strconv.FormatBool(kept)})
 				}),
 			},
 		},

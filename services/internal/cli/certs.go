@@ -51,14 +51,15 @@ func certsDir(c *cli.Context) string {
 	return dirs[0]
 }
 
-// withBus runs fn with a client-only bus endpoint on 127.0.0.1:0 that
-// presents the node certificate in certsDir, and stops the endpoint after.
-func withBus(ctx context.Context, certsDir string, fn func(*bus.Bus) error) error {
+// withBus runs fn with a client-only bus endpoint (on loopback when addr
+// is) that presents the node certificate in certsDir, and stops the
+// endpoint after.
+func withBus(ctx context.Context, certsDir, addr string, fn func(*bus.Bus) error) error {
 	tc, err := tlsutil.Load(certsDir)
 	if err != nil {
 		return fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
 	}
-	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
+	b, err := bus.New(bus.Config{ListenAddr: bus.ClientListenAddr(addr), TLS: tc}, bus.Deps{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}

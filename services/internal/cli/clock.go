@@ -122,7 +122,7 @@ func (v clockView) jsonRows() []clockJSONRow {
 
 // fetchClock asks the clockd at addr for its status and offsets.
 func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
 		cl := clockclient.New(b, addr)
 		st, err := cl.Status(ctx)
 		if err != nil {

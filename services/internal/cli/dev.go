@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -30,6 +31,7 @@ func devCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "./data/dev", Usage: "`DIR` holding every node's data dir"},
 			&cli.IntFlag{Name: "port-offset", Usage: "added to every node's ports (to run beside another cluster)"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
+			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons on each node (default all: " + strings.Join(daemonNames(), ",") + ")"},
 			outputFlag(),
 		}, supervisorFlags()...),
 		Action: action(func(c *cli.Context) error {
@@ -66,9 +68,19 @@ func devCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			only := map[string]bool{}
+			for _, d := range splitList(c.StringSlice("daemons")) {
+				if !isDaemon(d) {
+					return usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
+				}
+				only[d] = true
+			}
 			nodes, err := devNodes(root, count, base, bin, c.String("log-format"))
 			if err != nil {
 				return err
+			}
+			for i := range nodes {
+				nodes[i].only = only
 			}
 			cl := clusterFile(root, adminAddr, nodes)
 			b, err := json.MarshalIndent(cl, "", "  ")

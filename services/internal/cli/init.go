@@ -16,14 +16,17 @@ func initCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "bootstrap a new cluster's ranges (idempotent)",
-		Description: "Asks a raftd at --addr to create the meta range and the user ranges, each on up to\n" +
-			"--replicas nodes. The user keyspace is split at --split-points (comma separated keys)\n" +
-			"or into --initial-ranges evenly spaced one-byte boundaries; by default it is one range.\n" +
+		Description: "Asks a raftd at --addr to create the meta range and the user ranges over the live\n" +
+			"nodes (the members gossip lists, and the raftd's --peers), each range on up to --replicas\n" +
+			"of them; with --min-nodes it waits (within --timeout) until that many are live. The user\n" +
+			"keyspace is split at --split-points (comma separated keys) or into --initial-ranges evenly\n" +
+			"spaced one-byte boundaries; by default it is one range.\n" +
 			"On an initialized cluster nothing changes and the existing ranges are listed.",
 		Flags: append(kvFlags(),
 			&cli.StringFlag{Name: "split-points", Usage: "comma separated user `KEYS` where ranges begin"},
 			&cli.IntFlag{Name: "initial-ranges", Usage: "split the keyspace into `N` ranges (instead of --split-points)"},
 			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist); the server's default when unset"},
+			&cli.IntFlag{Name: "min-nodes", Usage: "wait (within --timeout) until at least `N` nodes are live before laying out a new cluster"},
 		),
 		Action: action(func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
@@ -119,6 +122,9 @@ func initOptions(c *cli.Context) (kvclient.InitOptions, error) {
 	}
 	if o.ReplicationFactor < 1 {
 		return o, usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
+	}
+	if o.MinNodes = c.Int("min-nodes"); o.MinNodes < 0 {
+		return o, usagef("invalid value %d for flag --min-nodes: want 0 or more", o.MinNodes)
 	}
 	if raw := c.String("split-points"); raw != "" {
 		seen := map[string]bool{}

@@ -62,13 +62,20 @@ type node struct {
 	only map[string]bool
 	// logFormat is passed to every daemon.
 	logFormat string
+	// hosts are the listen, advertised and admin hosts (zero: loopback).
+	hosts hostAddrs
 }
 
 func hostPort(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
 
-// busAddr and adminAddr return a daemon's addresses on node n.
-func (n node) busAddr(d string) string   { return hostPort(spec(d).busPort + n.offset) }
-func (n node) adminAddr(d string) string { return hostPort(spec(d).adminPort + n.offset) }
+// busAddr, advertiseAddr and adminAddr return a daemon's addresses on
+// node n (advertiseAddr "" when it is the bus address).
+func (n node) busAddr(d string) string       { return n.hosts.busAddr(d, spec(d).busPort+n.offset) }
+func (n node) advertiseAddr(d string) string { return n.hosts.advertised(d, spec(d).busPort+n.offset) }
+func (n node) adminAddr(d string) string     { return n.hosts.adminAt(d, spec(d).adminPort+n.offset) }
+
+// localBus is the address another daemon of node n dials d's bus at.
+func (n node) localBus(d string) string { return local(n.busAddr(d)) }
 
 func spec(name string) daemonSpec {
 	for _, d := range daemonOrder {
@@ -93,6 +100,9 @@ func (n node) children() []supervisor.Child {
 			"--bus-addr", n.busAddr(d.name),
 			"--admin-addr", n.adminAddr(d.name),
 		}
+		if a := n.advertiseAddr(d.name); a != "" {
+			args = append(args, "--advertise-addr", a)
+		}
 		if n.logFormat != "" {
 			args = append(args, "--log-format", n.logFormat)
 		}
@@ -105,7 +115,7 @@ func (n node) children() []supervisor.Child {
 			Name:      name,
 			Path:      filepath.Join(n.binDir, d.name),
 			Args:      args,
-			AdminAddr: n.adminAddr(d.name),
+			AdminAddr: local(n.adminAddr(d.name)),
 			BusAddr:   n.busAddr(d.name),
 			LogFile:   filepath.Join(n.dataDir, "logs", d.name+".log"),
 		})
@@ -134,16 +144,16 @@ func (n node) daemonArgs(d string) []string {
 	}
 	switch d {
 	case "clockd":
-		return append([]string{"--stored-addr", n.busAddr("stored"), "--gossip-addr", n.busAddr("gossipd")}, list("--peers", n.clockPeers)...)
+		return append([]string{"--stored-addr", n.localBus("stored"), "--gossip-addr", n.localBus("gossipd")}, list("--peers", n.clockPeers)...)
 	case "gossipd":
 		return list("--join", n.join)
 	case "raftd":
-		return append([]string{"--stored-addr", n.busAddr("stored"), "--gossip-addr", n.busAddr("gossipd"), "--clock-addr", n.busAddr("clockd")}, list("--peers", n.raftPeers)...)
+		return append([]string{"--stored-addr", n.localBus("stored"), "--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd")}, list("--peers", n.raftPeers)...)
 	case "workflowd":
-		return []string{"--raft-addr", n.busAddr("raftd"), "--gossip-addr", n.busAddr("gossipd")}
+		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":
-		return []string{"--gossip-addr", n.busAddr("gossipd"), "--clock-addr", n.busAddr("clockd"), "--raft-addr", n.busAddr("raftd"), "--store-addr", n.busAddr("stored"),
-			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}
+		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"), "--store-addr", n.localBus("stored"),
+			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}, n.hosts.natsArgs()...)
 	}
 	return nil
 }

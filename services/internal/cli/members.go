@@ -114,7 +114,7 @@ func joinMap(m map[string]string) string {
 // fetchMembers asks the gossipd at addr for its members and the estimated
 // RTT to each.
 func fetchMembers(ctx context.Context, certsDir, addr string, all bool) (views []memberView, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
 		cl := gossipclient.New(b, addr)
 		ms, self, err := cl.Members(ctx, all)
 		if err != nil {

@@ -56,7 +56,7 @@ func storeStatsCommand(e *env) *cli.Command {
 
 // fetchStoreStats calls Stats on the stored at addr.
 func fetchStoreStats(ctx context.Context, certsDir, addr string) (st *storepb.StatsResponse, err error) {
-	err = withBus(ctx, certsDir, func(b *bus.Bus) error {
+	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
 		st, err = storeclient.New(b, addr).Stats(ctx)
 		if err != nil {
 			return fmt.Errorf("stored at %s: %w", addr, err)

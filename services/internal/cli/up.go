@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -52,16 +53,19 @@ func upCommand(e *env) *cli.Command {
 		Usage: "run one node's daemons, supervised, in the foreground",
 		Description: "Starts stored, clockd, gossipd, raftd, workflowd and msgd in that order, each once the\n" +
 			"previous answers /readyz; restarts a daemon that dies (with backoff); SIGTERM or Ctrl-C\n" +
-			"stops them in reverse order. The supervisor's own admin endpoint lists the daemons.",
+			"stops them in reverse order. The supervisor's own admin endpoint lists the daemons.\n\n" +
+			"On a real host: --listen-host 0.0.0.0 --advertise-host <this host's IP or name> --join <another\n" +
+			"host>:7403; raftd learns the other nodes from gossip. The certificates come from `pleiades cert`\n" +
+			"(create-ca once, create-node per host with --hosts <advertised host>); --dev makes throwaway ones.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "the node's data `DIR`"},
 			&cli.IntFlag{Name: "port-offset", Usage: "added to every default port (bus, admin, NATS)"},
-			&cli.BoolFlag{Name: "dev", Value: true, Usage: "create a dev CA and node certificate in <data-dir>/certs when missing"},
-			&cli.StringFlag{Name: "certs-dir", Usage: "certificates `DIR` (default <data-dir>/certs)"},
-			&cli.StringSliceFlag{Name: "join", Usage: "gossipd bus `ADDRS` of other nodes to join"},
+			&cli.BoolFlag{Name: "dev", Usage: "create a throwaway CA and node certificate in the certs dir when missing (without it, `pleiades cert` must have made them)"},
+			&cli.StringFlag{Name: "certs-dir", Usage: "certificates `DIR`: ca.crt, node.crt, node.key (default <data-dir>/certs)"},
+			&cli.StringSliceFlag{Name: "join", Usage: "gossip seeds: `HOST:PORT,...` of other nodes' gossipd buses (port 7403 by default)"},
 			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons (default all: " + strings.Join(daemonNames(), ",") + ")"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
-		}, supervisorFlags()...),
+		}, append(hostFlags(), supervisorFlags()...)...),
 		Action: action(func(c *cli.Context) error {
 			offset := c.Int("port-offset")
 			if offset < 0 || offset > 20000 {
@@ -91,9 +95,13 @@ func upCommand(e *env) *cli.Command {
 					return usagef("invalid value %q for flag --join: %v", a, err)
 				}
 			}
+			hosts, err := hostAddrsFrom(c)
+			if err != nil {
+				return err
+			}
 			adminAddr := c.String("admin-addr")
 			if adminAddr == "" {
-				adminAddr = hostPort(supervisorAdminPort + offset)
+				adminAddr = net.JoinHostPort(hosts.admin, strconv.Itoa(supervisorAdminPort+offset))
 			} else if err := config.ValidateAddr(adminAddr); err != nil {
 				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
@@ -105,6 +113,12 @@ func upCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if !c.Bool("dev") {
+				// Before anything is created: a refused start changes nothing.
+				if err := checkCertificates(certsDir, hosts); err != nil {
+					return err
+				}
+			}
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("create data dir: %w", err)
 			}
@@ -113,11 +127,16 @@ func upCommand(e *env) *cli.Command {
 				return err
 			}
 			if c.Bool("dev") {
-				if err := tlsutil.EnsureDev(certsDir, "node-"+strconv.FormatUint(id, 10), []string{loopback, "localhost"}); err != nil {
+				if err := tlsutil.EnsureDev(certsDir, "node-"+strconv.FormatUint(id, 10), append([]string{loopback, "localhost"}, hosts.advertisedHosts()...)); err != nil {
 					return fmt.Errorf("dev certificates: %w", err)
 				}
+				// Certificates kept from an earlier run may lack a new
+				// advertised host.
+				if err := checkCertificates(certsDir, hosts); err != nil {
+					return err
+				}
 			}
-			n := node{dataDir: dataDir, certsDir: certsDir, nodeID: id, offset: offset, binDir: binDir, join: join, only: only, logFormat: c.String("log-format")}
+			n := node{dataDir: dataDir, certsDir: certsDir, nodeID: id, offset: offset, binDir: binDir, join: join, only: only, logFormat: c.String("log-format"), hosts: hosts}
 			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
 				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
 			})

@@ -16,6 +16,10 @@
 // to the thread that started the child, so each child's goroutine keeps its
 // OS thread locked for as long as it manages that child.
 //
+// Children inherit the supervisor's environment, except NOTIFY_SOCKET:
+// under a systemd Type=notify unit only the supervisor may report
+// readiness, not each daemon.
+//
 // Status is safe to call from any goroutine; it is what /v1/daemons on the
 // supervisor's admin endpoint and `pleiades status` show.
 package supervisor

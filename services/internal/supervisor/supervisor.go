@@ -411,7 +411,7 @@ func (p *proc) isReady() bool {
 // start launches p's process.
 func (s *Supervisor) start(p *proc) (*exec.Cmd, error) {
 	cmd := exec.Command(p.child.Path, p.child.Args...)
-	cmd.Env = append(os.Environ(), p.child.Env...)
+	cmd.Env = childEnviron(os.Environ(), p.child.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var logf *os.File
 	if p.child.LogFile != "" {

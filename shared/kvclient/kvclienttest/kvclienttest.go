@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -227,15 +228,22 @@ func (c *Cluster) rangeLocked(key []byte) *kvpb.RangeDescriptor {
 	return nil
 }
 
-func checkKey(key []byte) error {
+// checkKey refuses what raftd refuses: an empty key, and a key beginning
+// with 0x00 unless h.system is set and the key is under a daemon system
+// prefix.
+func checkKey(h *kvpb.Header, key []byte) error {
 	if len(key) == 0 {
 		return bus.Errorf(bus.CodeInvalidArgument, "empty key")
 	}
-	if key[0] == 0 {
+	if key[0] == 0 && (!h.GetSystem() || kvpb.DaemonPrefix(key) == nil) {
 		return bus.Errorf(bus.CodeInvalidArgument, "key %q is in the system keyspace", key)
 	}
 	return nil
 }
+
+// metaRange is the fake meta range: it holds the daemon system keys
+// (Header.system), and node 0 leads it.
+var metaRange = &kvpb.RangeDescriptor{RangeId: 1, StartKey: []byte{0}, EndKey: userStart, Generation: 1}
 
 // routeLocked decides whether node serves a point request on keys: the
 // range's leader does; another node answers NotLeader when asked not to
@@ -246,10 +254,13 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 	}
 	var rng *kvpb.RangeDescriptor
 	for _, k := range keys {
-		if err := checkKey(k); err != nil {
+		if err := checkKey(h, k); err != nil {
 			return err
 		}
 		r := c.rangeLocked(k)
+		if k[0] == 0 {
+			r = metaRange
+		}
 		if rng != nil && r != rng {
 			return bus.Errorf(bus.CodeInvalidArgument, "batch spans ranges %d and %d", rng.GetRangeId(), r.GetRangeId())
 		}
@@ -394,7 +405,8 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 			return nil, errNotInitialized
 		}
 		var n uint64
-		for _, k := range c.keysLocked(r.GetStart(), r.GetEnd()) {
+		start, end := spanLocked(r.GetHeader(), r.GetStart(), r.GetEnd())
+		for _, k := range c.keysLocked(start, end) {
 			delete(c.mu.data, k)
 			n++
 		}
@@ -463,11 +475,8 @@ func (c *Cluster) scanLocked(r *kvpb.ScanRequest) *kvpb.ScanResponse {
 	if limit == 0 {
 		limit = c.opts.PageSize
 	}
-	start := r.GetStart()
-	if bytes.Compare(start, userStart) < 0 {
-		start = userStart
-	}
-	ks := c.keysLocked(start, r.GetEnd())
+	start, end := spanLocked(r.GetHeader(), r.GetStart(), r.GetEnd())
+	ks := c.keysLocked(start, end)
 	resp := &kvpb.ScanResponse{}
 	if len(ks) == 0 {
 		return resp
@@ -478,6 +487,24 @@ func (c *Cluster) scanLocked(r *kvpb.ScanRequest) *kvpb.ScanResponse {
 			kv.Value = &kvpb.Value{Timestamp: c.mu.data[k].GetTimestamp()}
 		}
 		resp.Kvs = append(resp.Kvs, kv)
+	}
+	if start[0] == 0 {
+		// A system span stays inside one daemon prefix (see spanLocked).
+		if r.GetReverse() {
+			slices.Reverse(ks)
+		}
+		for i, k := range ks {
+			if len(resp.Kvs) == limit {
+				if r.GetReverse() {
+					resp.ResumeKey = []byte(ks[i-1])
+				} else {
+					resp.ResumeKey = []byte(k)
+				}
+				return resp
+			}
+			add(k)
+		}
+		return resp
 	}
 	if !r.GetReverse() {
 		rng := c.rangeLocked(start)
@@ -510,6 +537,24 @@ func (c *Cluster) scanLocked(r *kvpb.ScanRequest) *kvpb.ScanResponse {
 	return resp
 }
 
+// spanLocked returns the span a Scan or DeleteRange covers: from the first
+// user key at the earliest, or, for a request with Header.system starting
+// under a daemon system prefix, no further than that prefix's end.
+func spanLocked(h *kvpb.Header, start, end []byte) ([]byte, []byte) {
+	if h.GetSystem() && len(start) > 0 && start[0] == 0 {
+		if p := kvpb.DaemonPrefix(start); p != nil {
+			if pe := kvpb.PrefixEnd(p); len(end) == 0 || bytes.Compare(end, pe) > 0 {
+				end = pe
+			}
+			return start, end
+		}
+	}
+	if bytes.Compare(start, userStart) < 0 {
+		start = userStart
+	}
+	return start, end
+}
+
 // initLocked bootstraps the ranges unless they exist.
 func (c *Cluster) initLocked(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
 	if c.mu.initialized {
@@ -528,7 +573,7 @@ func (c *Cluster) initLocked(r *kvpb.InitRequest) (*kvpb.InitResponse, error) {
 	splits = append([][]byte(nil), splits...)
 	sort.Slice(splits, func(i, j int) bool { return bytes.Compare(splits[i], splits[j]) < 0 })
 	for i, s := range splits {
-		if err := checkKey(s); err != nil {
+		if err := checkKey(nil, s); err != nil {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "split point: %v", err)
 		}
 		if i > 0 && bytes.Equal(s, splits[i-1]) {

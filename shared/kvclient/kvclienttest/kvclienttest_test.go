@@ -3,6 +3,7 @@ package kvclienttest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -121,5 +122,54 @@ func TestInjectAndStall(t *testing.T) {
 	fc.Stall(2, false)
 	if err := c.call(fc.Addrs()[2], kvclient.MethodGet, get, &kvpb.GetResponse{}, 5*time.Second); err != nil {
 		t.Fatalf("Get after the stall: %v", err)
+	}
+}
+
+// TestSystemKeys: keys under a daemon system prefix need Header.system,
+// as raftd's do, and scans of them stay inside the prefix.
+func TestSystemKeys(t *testing.T) {
+	fc := kvclienttest.Start(t, kvclienttest.Options{SplitPoints: [][]byte{[]byte("m")}})
+	ctx := t.Context()
+	user, err := kvclient.New(ctx, kvclient.Config{Addrs: fc.Addrs(), Bus: daemontest.NewRuntime(t, "user").Bus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := kvclient.New(ctx, kvclient.Config{Addrs: fc.Addrs(), Bus: daemontest.NewRuntime(t, "sys").Bus, System: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(s string) []byte { return append(append([]byte(nil), kvpb.WorkflowPrefix...), s...) }
+	if _, err := user.Put(ctx, key("a"), []byte("1")); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Errorf("user Put of a system key = %v; want InvalidArgument", err)
+	}
+	if _, err := sys.Put(ctx, []byte("\x00meta/x"), []byte("1")); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Errorf("system Put under the meta prefix = %v; want InvalidArgument", err)
+	}
+	for _, k := range []string{"b", "a", "c"} {
+		if _, err := sys.Put(ctx, key(k), []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sys.Put(ctx, []byte("user"), []byte("u")); err != nil {
+		t.Fatal(err)
+	}
+	br, err := sys.Batch(ctx, kvclient.NewBatch().Delete(key("c")).CompareAndSwap(kvclient.CAS{Key: key("a"), Expected: []byte("a"), NewValue: []byte("a2")}))
+	if err != nil || !br.Succeeded {
+		t.Fatalf("system batch = %+v, %v", br, err)
+	}
+	kvs, err := sys.Scan(ctx, kvpb.WorkflowPrefix, kvpb.PrefixEnd(kvpb.WorkflowPrefix), kvclient.ScanOptions{PageSize: 1}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range kvs {
+		got = append(got, string(kv.Key[len(kvpb.WorkflowPrefix):])+"="+string(kv.Value))
+	}
+	if want := "[a=a2 b=b]"; fmt.Sprint(got) != want {
+		t.Errorf("system scan = %v; want %s", got, want)
+	}
+	kvs, err = user.Scan(ctx, nil, nil, kvclient.ScanOptions{}).Collect()
+	if err != nil || len(kvs) != 1 || string(kvs[0].Key) != "user" {
+		t.Errorf("user scan = %v, %v; want only the user key", kvs, err)
 	}
 }

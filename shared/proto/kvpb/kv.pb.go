@@ -15,7 +15,9 @@
 // fails with InvalidArgument.
 //
 // User keys must be non-empty, must not begin with 0x00 (system keys) and
-// are at most 64 KiB; values at most 16 MiB (server configurable).
+// are at most 64 KiB; values at most 16 MiB (server configurable). A
+// request whose header sets system may use keys under a daemon system
+// prefix instead (see Header.system).
 
 package kvpb
 
@@ -140,7 +142,15 @@ type Header struct {
 	ReadConsistency ReadConsistency `protobuf:"varint,2,opt,name=read_consistency,json=readConsistency,proto3,enum=pleiades.kv.v1.ReadConsistency" json:"read_consistency,omitempty"`
 	// forwarded is set by a raftd that forwarded the request, so it is not
 	// forwarded again.
-	Forwarded     bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// system lets a daemon read and write keys under a daemon system prefix
+	// (DaemonPrefixes in keys.go: today 0x00 "wf/", workflowd's state).
+	// Without it, keys beginning with 0x00 are refused; with it, a 0x00 key
+	// outside those prefixes (the meta prefix 0x00 "meta/" included) is
+	// refused as well, and a Scan or DeleteRange must stay inside one
+	// prefix. Any bus peer may set it today (the cluster CA is the trust
+	// boundary); limiting it to daemon certificates is later work.
+	System        bool `protobuf:"varint,4,opt,name=system,proto3" json:"system,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +202,13 @@ func (x *Header) GetReadConsistency() ReadConsistency {
 func (x *Header) GetForwarded() bool {
 	if x != nil {
 		return x.Forwarded
+	}
+	return false
+}
+
+func (x *Header) GetSystem() bool {
+	if x != nil {
+		return x.System
 	}
 	return false
 }
@@ -1391,8 +1408,13 @@ type InitRequest struct {
 	// into that many ranges at evenly spaced one-byte boundaries.
 	InitialRanges     uint32 `protobuf:"varint,2,opt,name=initial_ranges,json=initialRanges,proto3" json:"initial_ranges,omitempty"`
 	ReplicationFactor uint32 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// min_nodes, when set, refuses with Unavailable an Init that would lay
+	// out a new cluster over fewer nodes (this one and the live peers), so
+	// a caller started with the cluster can retry until every node joined.
+	// It plays no part once the cluster is initialized.
+	MinNodes      uint32 `protobuf:"varint,4,opt,name=min_nodes,json=minNodes,proto3" json:"min_nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
@@ -1442,6 +1464,13 @@ func (x *InitRequest) GetInitialRanges() uint32 {
 func (x *InitRequest) GetReplicationFactor() uint32 {
 	if x != nil {
 		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *InitRequest) GetMinNodes() uint32 {
+	if x != nil {
+		return x.MinNodes
 	}
 	return 0
 }
@@ -1949,12 +1978,13 @@ var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\x91\x01\n" +
+	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xa9\x01\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
 	"\x10read_consistency\x18\x02 \x01(\x0e2\x1f.pleiades.kv.v1.ReadConsistencyR\x0freadConsistency\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"W\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x16\n" +
+	"\x06system\x18\x04 \x01(\bR\x06system\"W\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"I\n" +
@@ -2034,11 +2064,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12&\n" +
-	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\x86\x01\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xa3\x01\n" +
 	"\vInitRequest\x12!\n" +
 	"\fsplit_points\x18\x01 \x03(\fR\vsplitPoints\x12%\n" +
 	"\x0einitial_ranges\x18\x02 \x01(\rR\rinitialRanges\x12-\n" +
-	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\"\x82\x01\n" +
+	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12\x1b\n" +
+	"\tmin_nodes\x18\x04 \x01(\rR\bminNodes\"\x82\x01\n" +
 	"\fInitResponse\x12/\n" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\x12A\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0f\n" +

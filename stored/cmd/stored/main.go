@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -49,6 +50,9 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "disk-check-interval", Value: def.DiskCheckInterval, Usage: "how often the free space is read"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
+			if err := checkLocal(rt.Common()); err != nil {
+				return nil, err
+			}
 			cfg, err := configFrom(c, rt.DataDir)
 			if err != nil {
 				return nil, err
@@ -56,6 +60,21 @@ func spec() daemon.Spec {
 			return stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}
+}
+
+// checkLocal keeps stored reachable from its own host only: its bus must
+// listen on a loopback address and is never advertised.
+func checkLocal(cm config.Common) error {
+	host, _, _ := net.SplitHostPort(cm.BusAddr)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return &config.FlagError{Flag: config.FlagBusAddr, Value: cm.BusAddr,
+			Err: errors.New("stored serves its own host only: give a loopback address (127.0.0.1 or ::1)")}
+	}
+	if cm.AdvertiseAddr != "" {
+		return &config.FlagError{Flag: config.FlagAdvertiseAddr, Value: cm.AdvertiseAddr,
+			Err: errors.New("stored serves its own host only and is never advertised")}
+	}
+	return nil
 }
 
 // configFrom reads the flags into a Config; a bad value is a

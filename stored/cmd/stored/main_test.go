@@ -17,6 +17,9 @@ func TestHelp(t *testing.T) {
 func TestBadFlags(t *testing.T) {
 	daemontest.CheckBadFlags(t, spec(),
 		daemontest.BadFlag{Args: []string{"--bus-addr", "stored"}, Flag: "bus-addr"},
+		daemontest.BadFlag{Args: []string{"--bus-addr", "0.0.0.0:0"}, Flag: "bus-addr"},
+		daemontest.BadFlag{Args: []string{"--bus-addr", "192.0.2.1:0"}, Flag: "bus-addr"},
+		daemontest.BadFlag{Args: []string{"--advertise-addr", "192.0.2.1:7401"}, Flag: "advertise-addr"},
 		daemontest.BadFlag{Args: []string{"--block-cache-bytes", "10"}, Flag: "block-cache-bytes"},
 		daemontest.BadFlag{Args: []string{"--compression", "lz4,brotli"}, Flag: "compression"},
 		daemontest.BadFlag{Args: []string{"--max-key-bytes", "0"}, Flag: "max-key-bytes"},

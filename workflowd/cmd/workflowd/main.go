@@ -3,6 +3,9 @@
 package main
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/config"
@@ -14,23 +17,43 @@ func main() { daemon.Main(spec()) }
 
 // spec describes workflowd to daemon.Main.
 func spec() daemon.Spec {
+	def := workflowd.DefaultConfig()
 	return daemon.Spec{
 		Name:             workflowd.Name,
 		Usage:            "durable workflow daemon",
 		DefaultBusAddr:   workflowd.DefaultBusAddr,
 		DefaultAdminAddr: workflowd.DefaultAdminAddr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "raft-addr", Value: workflowd.DefaultRaftAddr, Usage: "bus `ADDR` of the node's raftd"},
+			&cli.StringFlag{Name: "raft-addr", Value: workflowd.DefaultRaftAddr, Usage: "bus `ADDR` of the node's raftd (comma-separated for several, the node's own first)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: workflowd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd"},
+			&cli.DurationFlag{Name: "instance-lease", Value: def.LeaseDuration, Usage: "how long a claim on an instance lasts unrenewed; a dead owner's instances are taken over after it"},
+			&cli.DurationFlag{Name: "poll-interval", Value: def.PollInterval, Usage: "how often the runnable and timer indexes are scanned (precision of parked timers)"},
+			&cli.IntFlag{Name: "max-running", Value: def.MaxRunning, Usage: "instances run at once"},
+			&cli.IntFlag{Name: "history", Value: def.HistoryLen, Usage: "recent step records each instance keeps (each costs bytes on every step's write)"},
+			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := workflowd.DefaultConfig()
-			var err error
-			if cfg.RaftAddr, err = config.Addr(c, "raft-addr"); err != nil {
-				return nil, err
+			cfg.RaftAddrs = nil
+			for _, a := range strings.Split(c.String("raft-addr"), ",") {
+				a = strings.TrimSpace(a)
+				if err := config.ValidateAddr(a); err != nil {
+					return nil, &config.FlagError{Flag: "raft-addr", Err: fmt.Errorf("%q: %w", a, err)}
+				}
+				cfg.RaftAddrs = append(cfg.RaftAddrs, a)
 			}
+			var err error
 			if cfg.GossipAddr, err = config.Addr(c, "gossip-addr"); err != nil {
 				return nil, err
+			}
+			cfg.NodeID = rt.NodeID
+			cfg.LeaseDuration = c.Duration("instance-lease")
+			cfg.PollInterval = c.Duration("poll-interval")
+			cfg.MaxRunning = c.Int("max-running")
+			cfg.MaxClockOffset = c.Duration("max-clock-offset")
+			cfg.HistoryLen = c.Int("history")
+			if err := cfg.Validate(); err != nil {
+				return nil, &config.FlagError{Flag: "instance-lease, poll-interval or max-running", Err: err}
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},

@@ -11,13 +11,14 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHelp(t *testing.T) {
-	daemontest.CheckHelp(t, spec(), "--raft-addr", "PLEIADES_RAFT_ADDR", "127.0.0.1:7402", "--gossip-addr", "PLEIADES_GOSSIP_ADDR")
+	daemontest.CheckHelp(t, spec(), "--raft-addr", "PLEIADES_RAFT_ADDR", "127.0.0.1:7402", "--gossip-addr", "PLEIADES_GOSSIP_ADDR", "--instance-lease", "PLEIADES_INSTANCE_LEASE", "--poll-interval")
 }
 
 func TestBadFlags(t *testing.T) {
 	daemontest.CheckBadFlags(t, spec(),
 		daemontest.BadFlag{Args: []string{"--raft-addr", "raftd"}, Flag: "raft-addr"},
 		daemontest.BadFlag{Args: []string{"--gossip-addr", "gossipd"}, Flag: "gossip-addr"},
+		daemontest.BadFlag{Args: []string{"--instance-lease", "1ms"}, Flag: "instance-lease"},
 	)
 }
 
