@@ -16,13 +16,17 @@ deps:
 build: deps
 	@./scripts/build.sh >/dev/null
 
-## test: deps, gofmt, vet, standalone module builds, go test -race everywhere
+## test: deps, verify, vet, standalone module builds, go test -race everywhere
 test: deps
 	@./scripts/test.sh
 
 ## test-fulldisk: the full-disk suite, e2e faults on a full follower included (root mounts tmpfs; figures in its log)
 test-fulldisk: deps
 	@./scripts/test-fulldisk.sh
+
+## verify: gofmt, tidy go.mod files, module boundaries (seconds; part of test)
+verify:
+	@./scripts/verify.sh
 
 ## run: one node's whole suite in the foreground, data in ./data (Ctrl-C stops it)
 run: build

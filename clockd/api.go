@@ -143,7 +143,7 @@ func (s *Server) Offsets() []*clockpb.PeerOffset {
 // offsetJSON is one row of /v1/offsets.
 type offsetJSON struct {
 	Peer          string `json:"peer"`
-	NodeID        uint64 `json:"node_id,omitempty"`
+	NodeID        uint64 `json:"node_id,omitempty,string"`
 	OffsetNs      int64  `json:"offset_ns"`
 	RTTNs         int64  `json:"rtt_ns"`
 	UncertaintyNs int64  `json:"uncertainty_ns"`

@@ -16,7 +16,7 @@ import (
 func BenchmarkBusNow(b *testing.B) {
 	rt := daemontest.NewUnstartedRuntime(b, clockd.Name, daemontest.CA(b), daemontest.Common(b))
 	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin,
-		Bound: &clockd.MemoryBound{}, NodeID: rt.NodeID})
+		Bound: &memoryBound{}, NodeID: rt.NodeID})
 	if err != nil {
 		b.Fatal(err)
 	}

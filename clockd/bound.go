@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -21,48 +20,6 @@ type BoundStore interface {
 	LoadBound(ctx context.Context) (int64, error)
 	// SaveBound durably replaces the bound.
 	SaveBound(ctx context.Context, wallNs int64) error
-}
-
-// MemoryBound is an in-memory BoundStore for tests; it survives a Server
-// restart when the same value is handed to the next Server.
-type MemoryBound struct {
-	mu    sync.Mutex
-	bound int64
-	saves int
-	err   error
-}
-
-// LoadBound implements BoundStore.
-func (m *MemoryBound) LoadBound(context.Context) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.bound, m.err
-}
-
-// SaveBound implements BoundStore.
-func (m *MemoryBound) SaveBound(_ context.Context, wallNs int64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.err != nil {
-		return m.err
-	}
-	m.bound = wallNs
-	m.saves++
-	return nil
-}
-
-// SetErr makes every later call fail with err (nil heals).
-func (m *MemoryBound) SetErr(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.err = err
-}
-
-// Saves returns how many times the bound was saved.
-func (m *MemoryBound) Saves() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.saves
 }
 
 // BoundKey is the key of the wall-time bound in stored's `local` column

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
@@ -33,7 +34,7 @@ const membershipRefresh = 10
 // the monitor probes Config.Peers.
 func (s *Server) gossipLoop(ctx context.Context) {
 	gc := gossipclient.New(s.bus, s.cfg.GossipAddr)
-	retry := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	warned := false
 	for {
 		answered, err := s.followGossip(ctx, gc)
@@ -41,7 +42,8 @@ func (s *Server) gossipLoop(ctx context.Context) {
 			return
 		}
 		if answered {
-			retry, warned = 100*time.Millisecond, false
+			warned = false
+			retry.Reset()
 		}
 		if !warned {
 			s.log.Warn("following gossipd's membership failed; retrying", slog.String("gossip_addr", s.cfg.GossipAddr), slog.Any("err", err))
@@ -49,10 +51,9 @@ func (s *Server) gossipLoop(ctx context.Context) {
 		} else {
 			s.log.Debug("following gossipd's membership failed; retrying", slog.Any("err", err))
 		}
-		if !s.pause(ctx, retry) {
+		if !retry.Wait(ctx) {
 			return
 		}
-		retry = min(2*retry, 5*time.Second)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/pleiades-db/pleiades/clockd"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -191,9 +192,9 @@ func probing(n *node, want ...string) bool {
 }
 
 func TestPeersFromGossipMembership(t *testing.T) {
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	c := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	d := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
+	c := startNode(t, fastCfg(), &memoryBound{}, nil)
+	d := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000)
 	g.setUp(true)
 	alive, suspect, dead := gossippb.MemberState_MEMBER_STATE_ALIVE, gossippb.MemberState_MEMBER_STATE_SUSPECT, gossippb.MemberState_MEMBER_STATE_DEAD
@@ -206,8 +207,8 @@ func TestPeersFromGossipMembership(t *testing.T) {
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{d.addr} // replaced by the membership once gossipd answers
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "peers b and c from membership", 20*time.Second, func() bool { return probing(a, b.addr, c.addr) })
+	a := startNode(t, cfg, &memoryBound{}, nil)
+	eventually.True(t, 20*time.Second, "peers b and c from membership", func() bool { return probing(a, b.addr, c.addr) })
 	if n, addr := g.published(); n == 0 || addr != a.addr {
 		t.Errorf("published %d times, clockd address %q; want %q", n, addr, a.addr)
 	}
@@ -215,41 +216,41 @@ func TestPeersFromGossipMembership(t *testing.T) {
 	// A member joins, another dies: the peers follow the events.
 	g.set(7, alive, d.addr)
 	g.set(2, dead, b.addr)
-	waitFor(t, "peers c and d after join and death", 20*time.Second, func() bool { return probing(a, c.addr, d.addr) })
+	eventually.True(t, 20*time.Second, "peers c and d after join and death", func() bool { return probing(a, c.addr, d.addr) })
 
 	// gossipd restarts: it forgets this node's metadata and ends the
 	// stream. clockd keeps its peers meanwhile and publishes again.
 	n0, _ := g.published()
 	g.setUp(false)
-	waitFor(t, "a call while gossipd is down", 20*time.Second, func() bool { return g.downCalls() > 0 })
+	eventually.True(t, 20*time.Second, "a call while gossipd is down", func() bool { return g.downCalls() > 0 })
 	if !probing(a, c.addr, d.addr) {
 		t.Errorf("peers while gossipd is down = %v; want the last learned", a.srv.Offsets())
 	}
 	g.setUp(true)
-	waitFor(t, "the address published again", 20*time.Second, func() bool {
+	eventually.True(t, 20*time.Second, "the address published again", func() bool {
 		n, addr := g.published()
 		return n > n0 && addr == a.addr
 	})
 	g.set(8, alive, b.addr)
-	waitFor(t, "peers after reconnecting", 20*time.Second, func() bool { return probing(a, b.addr, c.addr, d.addr) })
+	eventually.True(t, 20*time.Second, "peers after reconnecting", func() bool { return probing(a, b.addr, c.addr, d.addr) })
 }
 
 func TestPeersStaticUntilGossipAnswers(t *testing.T) {
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
-	c := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
+	c := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000) // down: answers Unavailable
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.Peers = []string{b.addr}
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "static peer b probed", 20*time.Second, func() bool { return probing(a, b.addr) })
-	waitFor(t, "gossipd asked", 20*time.Second, func() bool { return g.downCalls() > 0 })
+	a := startNode(t, cfg, &memoryBound{}, nil)
+	eventually.True(t, 20*time.Second, "static peer b probed", func() bool { return probing(a, b.addr) })
+	eventually.True(t, 20*time.Second, "gossipd asked", func() bool { return g.downCalls() > 0 })
 	if !probing(a, b.addr) {
 		t.Fatalf("peers with gossipd down = %v; want the static list", a.srv.Offsets())
 	}
 	g.set(3, gossippb.MemberState_MEMBER_STATE_ALIVE, c.addr)
 	g.setUp(true)
-	waitFor(t, "peer c from membership", 20*time.Second, func() bool { return probing(a, c.addr) })
+	eventually.True(t, 20*time.Second, "peer c from membership", func() bool { return probing(a, c.addr) })
 }
 
 func TestAdvertiseAddrPublished(t *testing.T) {
@@ -258,8 +259,8 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 	cfg := fastCfg()
 	cfg.GossipAddr = g.addr
 	cfg.AdvertiseAddr = "10.1.2.3:7404"
-	a := startNode(t, cfg, &clockd.MemoryBound{}, nil)
-	waitFor(t, "the advertised address published", 20*time.Second, func() bool { _, addr := g.published(); return addr == cfg.AdvertiseAddr })
+	a := startNode(t, cfg, &memoryBound{}, nil)
+	eventually.True(t, 20*time.Second, "the advertised address published", func() bool { _, addr := g.published(); return addr == cfg.AdvertiseAddr })
 	if offs := a.srv.Offsets(); len(offs) != 0 {
 		t.Errorf("peers of a lone node = %v; want none (itself excluded)", offs)
 	}
@@ -268,7 +269,7 @@ func TestAdvertiseAddrPublished(t *testing.T) {
 func TestWildcardBusNotPublished(t *testing.T) {
 	// A bus bound to 0.0.0.0 has no address other nodes can dial: clockd
 	// publishes nothing but still learns its peers.
-	b := startNode(t, fastCfg(), &clockd.MemoryBound{}, nil)
+	b := startNode(t, fastCfg(), &memoryBound{}, nil)
 	g := newFakeGossip(t, 1000)
 	g.setUp(true)
 	g.set(2, gossippb.MemberState_MEMBER_STATE_ALIVE, b.addr)
@@ -277,7 +278,7 @@ func TestWildcardBusNotPublished(t *testing.T) {
 	c := daemontest.Common(t)
 	c.BusAddr = "0.0.0.0:0"
 	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), c)
-	srv, err := clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}, NodeID: rt.NodeID})
+	srv, err := clockd.New(cfg, clockd.Deps{Logger: rt.Logger, Bus: rt.Bus, Admin: rt.Admin, Bound: &memoryBound{}, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestWildcardBusNotPublished(t *testing.T) {
 		_ = srv.Stop(ctx)
 	})
 	a := &node{srv: srv, rt: rt}
-	waitFor(t, "peer b from membership", 20*time.Second, func() bool { return probing(a, b.addr) })
+	eventually.True(t, 20*time.Second, "peer b from membership", func() bool { return probing(a, b.addr) })
 	if n, addr := g.published(); n != 0 || addr != "" {
 		t.Errorf("published %d times (%q); want nothing for a wildcard bus address", n, addr)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/clockd/internal/monitor"
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
@@ -350,7 +351,7 @@ func (s *Server) waitBound(ctx context.Context) bool {
 		s.mu.startErr = err
 		s.mu.Unlock()
 	}
-	retry := 10 * time.Millisecond
+	retry := backoff.New(10*time.Millisecond, time.Second)
 	var old int64
 	for {
 		b, err := s.store.LoadBound(ctx)
@@ -360,10 +361,9 @@ func (s *Server) waitBound(ctx context.Context) bool {
 		}
 		setErr(fmt.Errorf("load the wall-time bound: %w", err))
 		s.log.Warn("loading the wall-time bound failed; retrying", slog.Any("err", err))
-		if !s.pause(ctx, retry) {
+		if !retry.Wait(ctx) {
 			return false
 		}
-		retry = min(2*retry, time.Second)
 	}
 	if p := s.physical(); p <= old {
 		s.log.Info("waiting for physical time to pass the persisted bound", slog.Duration("wait", time.Duration(old-p)))
@@ -380,7 +380,7 @@ func (s *Server) waitBound(ctx context.Context) bool {
 		}
 	}
 	s.clock.Forward(hlc.Timestamp{WallTime: old})
-	retry = 10 * time.Millisecond
+	retry.Reset()
 	for {
 		err := s.persist(ctx, s.physical())
 		if err == nil {
@@ -389,10 +389,9 @@ func (s *Server) waitBound(ctx context.Context) bool {
 		}
 		setErr(err)
 		s.log.Warn("persisting the wall-time bound failed; retrying", slog.Any("err", err))
-		if !s.pause(ctx, retry) {
+		if !retry.Wait(ctx) {
 			return false
 		}
-		retry = min(2*retry, time.Second)
 	}
 }
 

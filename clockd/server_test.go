@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -19,8 +18,8 @@ import (
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/hlc"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -60,18 +59,6 @@ func startNode(t *testing.T, cfg clockd.Config, bound clockd.BoundStore, physica
 	return &node{srv: srv, rt: rt, addr: rt.Bus.Addr().String()}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func waitReady(t *testing.T, s *clockd.Server) {
 	t.Helper()
 	select {
@@ -87,64 +74,26 @@ func skewed(skew time.Duration) func() int64 {
 
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, clockd.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &clockd.MemoryBound{}})
+	srv, err := clockd.New(baseCfg(), clockd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, Bound: &memoryBound{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, srv)
-
-	client := daemontest.NewRuntime(t, "client")
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != clockd.Name || !st.GetReady() || !st.GetChecks()[clockd.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want clockd ready", &st)
-	}
-	cs, err := clockclient.New(client.Bus, rt.Bus.Addr().String()).Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cs.GetServing() || !cs.GetHealth().GetHealthy() || cs.GetMaxOffsetNs() != int64(500*time.Millisecond) ||
-		cs.GetPersistedBoundNs() <= cs.GetNow().GetWallTime() {
-		t.Errorf("clock Status = %v", cs)
-	}
-	resp, err := http.Get("http://" + rt.Admin.Addr().String() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d %q", resp.StatusCode, body)
-	}
-	http.DefaultClient.CloseIdleConnections()
-
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[clockd.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the clockd check failing", ok, failed)
-	}
-	if err := rt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: clockd.ReadyCheck,
+		Serving: func(ctx context.Context, client *daemon.Runtime) {
+			cs, err := clockclient.New(client.Bus, rt.Bus.Addr().String()).Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cs.GetServing() || !cs.GetHealth().GetHealthy() || cs.GetMaxOffsetNs() != int64(500*time.Millisecond) ||
+				cs.GetPersistedBoundNs() <= cs.GetNow().GetWallTime() {
+				t.Errorf("clock Status = %v", cs)
+			}
+		}})
 }
 
 func TestNowAndUpdateOverBus(t *testing.T) {
 	cfg := baseCfg()
-	n := startNode(t, cfg, &clockd.MemoryBound{}, nil)
+	n := startNode(t, cfg, &memoryBound{}, nil)
 	waitReady(t, n.srv)
 	client := daemontest.NewRuntime(t, "client")
 	c := clockclient.New(client.Bus, n.addr)
@@ -200,7 +149,7 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 	var phys atomic.Int64
 	phys.Store(int64(1_700_000_000) * 1e9)
 	physical := phys.Load
-	bound := &clockd.MemoryBound{}
+	bound := &memoryBound{}
 	cfg := baseCfg()
 	cfg.BoundWindow = 200 * time.Millisecond
 
@@ -256,13 +205,13 @@ func TestRestartWaitsOutPersistedBound(t *testing.T) {
 	if !last.Less(ts) || ts.WallTime <= saved {
 		t.Fatalf("after restart Now = %v; want after %v and past bound %d", ts, last, saved)
 	}
-	waitFor(t, "readyz after restart", 5*time.Second, func() bool { ok, _ := second.rt.Admin.Ready(ctx); return ok })
+	eventually.True(t, 5*time.Second, "readyz after restart", func() bool { ok, _ := second.rt.Admin.Ready(ctx); return ok })
 }
 
 func TestBoundStoreFailureRefusesTimestamps(t *testing.T) {
 	var phys atomic.Int64
 	phys.Store(int64(1_700_000_000) * 1e9)
-	bound := &clockd.MemoryBound{}
+	bound := &memoryBound{}
 	cfg := baseCfg()
 	cfg.BoundWindow = time.Hour // no background renewal during the test
 	n := startNode(t, cfg, bound, phys.Load)
@@ -288,7 +237,7 @@ func cluster(t *testing.T, cfg clockd.Config, skews []time.Duration) []*node {
 	nodes := make([]*node, len(skews))
 	var addrs []string
 	for i, s := range skews {
-		nodes[i] = startNode(t, cfg, &clockd.MemoryBound{}, skewed(s))
+		nodes[i] = startNode(t, cfg, &memoryBound{}, skewed(s))
 		addrs = append(addrs, nodes[i].addr)
 	}
 	for _, n := range nodes {
@@ -305,7 +254,7 @@ func probedAll(t *testing.T, nodes []*node) {
 	t.Helper()
 	for round := 0; round < 2; round++ {
 		since := time.Now().UnixNano()
-		waitFor(t, "a full probe round", 20*time.Second, func() bool {
+		eventually.True(t, 20*time.Second, "a full probe round", func() bool {
 			for _, n := range nodes {
 				offs := n.srv.Offsets()
 				if len(offs) != len(nodes)-1 {
@@ -383,7 +332,7 @@ func TestSkewedNodeFlagsItself(t *testing.T) {
 			for i, s := range skews {
 				c := cfg
 				c.FatalOnUnhealthy = i == bad
-				nodes[i] = startNode(t, c, &clockd.MemoryBound{}, skewed(s))
+				nodes[i] = startNode(t, c, &memoryBound{}, skewed(s))
 				addrs = append(addrs, nodes[i].addr)
 			}
 			client := daemontest.NewRuntime(t, "client")
@@ -423,7 +372,7 @@ func TestSkewedNodeFlagsItself(t *testing.T) {
 			// Verdicts rest on the probes of the last three intervals; a
 			// loaded machine may delay one, so poll for the settled state.
 			var problems []string
-			waitFor(t, "every node's settled verdict", 20*time.Second, func() bool {
+			eventually.True(t, 20*time.Second, "every node's settled verdict", func() bool {
 				problems = problems[:0]
 				for i, n := range nodes {
 					h := n.srv.Health()

@@ -13,6 +13,7 @@ import (
 	"github.com/pleiades-db/pleiades/clockd"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
@@ -225,7 +226,7 @@ func TestRestartMonotonicWithStoredBound(t *testing.T) {
 	phys.Add(-int64(10 * time.Second))
 	f.setDown(true)
 	second := startNode(t, cfg, storeBound(t, f), phys.Load)
-	waitFor(t, "the ready check to name stored", 10*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, "the ready check to name stored", func() bool {
 		_, failed := second.rt.Admin.Ready(ctx)
 		return failed[clockd.ReadyCheck] != nil && errors.Is(failed[clockd.ReadyCheck], bus.ErrUnavailable)
 	})

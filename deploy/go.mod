@@ -21,6 +21,7 @@ require (
 	github.com/nats-io/nats.go v1.56.0
 	github.com/pleiades-db/pleiades/raftd v0.0.0
 	github.com/pleiades-db/pleiades/shared v0.0.0
+	golang.org/x/mod v0.37.0
 )
 
 require (

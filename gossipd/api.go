@@ -253,7 +253,7 @@ func mergeMetadata(cur, upd *gossippb.Metadata, replace bool) *gossippb.Metadata
 
 // memberView is one member in /v1/members.
 type memberView struct {
-	NodeID      uint64               `json:"node_id"`
+	NodeID      uint64               `json:"node_id,string"`
 	Addr        string               `json:"addr"`
 	State       string               `json:"state"`
 	Incarnation uint64               `json:"incarnation"`

@@ -13,6 +13,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
@@ -56,19 +57,6 @@ func startNodeWith(t *testing.T, join []string, p swim.Config) node {
 	return node{rt: rt, srv: srv}
 }
 
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		<-tick.C
-	}
-}
-
 // TestThreeNodesOverBus joins three gossipds over real QUIC buses and
 // exercises the local API through gossipclient.
 func TestThreeNodesOverBus(t *testing.T) {
@@ -83,7 +71,7 @@ func TestThreeNodesOverBus(t *testing.T) {
 	for i, n := range nodes {
 		clients[i] = gossipclient.New(n.rt.Bus, n.rt.Bus.Addr().String())
 	}
-	eventually(t, 15*time.Second, "all see 3 alive members", func() bool {
+	eventually.True(t, 15*time.Second, "all see 3 alive members", func() bool {
 		for _, cl := range clients {
 			ms, _, err := cl.Members(ctx, false)
 			if err != nil || len(ms) != 3 {
@@ -119,7 +107,7 @@ func TestThreeNodesOverBus(t *testing.T) {
 		t.Fatalf("oversized metadata err = %v; want ErrInvalidArgument", err)
 	}
 
-	eventually(t, 15*time.Second, "coordinates learned", func() bool {
+	eventually.True(t, 15*time.Second, "coordinates learned", func() bool {
 		_, err := clients[0].EstimateRTT(ctx, 0, b.rt.NodeID)
 		return err == nil
 	})
@@ -130,7 +118,7 @@ func TestThreeNodesOverBus(t *testing.T) {
 	}
 	var view struct {
 		Members []struct {
-			NodeID uint64 `json:"node_id"`
+			NodeID uint64 `json:"node_id,string"`
 			State  string `json:"state"`
 		} `json:"members"`
 	}
@@ -144,7 +132,7 @@ func TestThreeNodesOverBus(t *testing.T) {
 	if err := clients[2].Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "leave seen as left", func() bool {
+	eventually.True(t, 10*time.Second, "leave seen as left", func() bool {
 		m, err := clients[0].Member(ctx, c.rt.NodeID)
 		return err == nil && m.GetState() == gossippb.MemberState_MEMBER_STATE_LEFT
 	})
@@ -160,7 +148,7 @@ func TestCrashOverBus(t *testing.T) {
 	for range 3 {
 		nodes = append(nodes, startNode(t, []string{seed}))
 	}
-	eventually(t, 30*time.Second, "all see 4 alive members", func() bool {
+	eventually.True(t, 30*time.Second, "all see 4 alive members", func() bool {
 		for _, nd := range nodes {
 			if alive(t, nd) != 4 {
 				return false
@@ -177,7 +165,7 @@ func TestCrashOverBus(t *testing.T) {
 	if err := victim.rt.Bus.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "crashed member dead everywhere", func() bool {
+	eventually.True(t, 60*time.Second, "crashed member dead everywhere", func() bool {
 		for _, nd := range nodes[:3] {
 			found := false
 			for _, m := range nd.srv.Members() {

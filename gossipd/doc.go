@@ -31,7 +31,10 @@
 // dial to a member that is gone (up to a second) delays nothing else.
 // Connections come from the bus: dialed on first use, TLS sessions resumed
 // per peer on a redial. BENCHMARKS.md has the comparison with
-// hashicorp/memberlist (`pleiades bench gossip`) and the QUIC cost.
+// hashicorp/memberlist (cmd/gossipd-bench, code in internal/bench; `pleiades
+// bench gossip` runs it) and the QUIC cost. The SWIM engine is internal:
+// the root package exports the protocol's timers (ProtocolConfig) and the
+// membership entries (Member), not the engine.
 //
 // Not yet done: metrics, and closing idle connections (the bus's
 // keep-alives hold every connection open; see BENCHMARKS.md).

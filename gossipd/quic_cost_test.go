@@ -19,6 +19,7 @@ import (
 	"github.com/pleiades-db/pleiades/gossipd/internal/swim"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -225,7 +226,7 @@ func TestQUICCostAtScale(t *testing.T) {
 		}
 		nodes = append(nodes, startNodeWith(t, join, swim.DefaultLANConfig()))
 	}
-	eventually(t, 2*time.Minute, "all members alive everywhere", func() bool {
+	eventually.True(t, 2*time.Minute, "all members alive everywhere", func() bool {
 		for _, nd := range nodes {
 			if alive(t, nd) != n {
 				return false

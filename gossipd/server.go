@@ -16,6 +16,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -102,9 +103,10 @@ type Server struct {
 	ready chan struct{}
 	errc  chan error
 
-	eng    *swim.Engine
-	sendq  chan outPacket
-	wg     sync.WaitGroup
+	eng   *swim.Engine
+	sendq chan outPacket
+	// tasks are the server's goroutines; Stop closes and waits for them.
+	tasks  daemon.Tasks
 	cancel context.CancelFunc
 	ctx    context.Context
 
@@ -152,14 +154,6 @@ func (s *Server) readyCheck(context.Context) error {
 	return nil
 }
 
-// realClock is the production swim.Clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
-}
-
 // busTransport carries engine messages over the bus.
 type busTransport struct{ s *Server }
 
@@ -172,15 +166,7 @@ func (t busTransport) SendPacket(addr string, b []byte) {
 
 func (t busTransport) PushPull(addr string, req *gossippb.PushPullState, done func(*gossippb.PushPullState, error)) {
 	s := t.s
-	s.mu.Lock()
-	if s.mu.stopped {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
+	s.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		defer cancel()
 		var resp gossippb.PushPullState
@@ -190,20 +176,12 @@ func (t busTransport) PushPull(addr string, req *gossippb.PushPullState, done fu
 			return
 		}
 		done(&resp, nil)
-	}()
+	})
 }
 
 func (t busTransport) PingStream(addr string, ping *gossippb.Ping, timeout time.Duration, done func(*gossippb.Ack, error)) {
 	s := t.s
-	s.mu.Lock()
-	if s.mu.stopped {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
+	s.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, timeout)
 		defer cancel()
 		var ack gossippb.Ack
@@ -212,7 +190,7 @@ func (t busTransport) PingStream(addr string, ping *gossippb.Ping, timeout time.
 			return
 		}
 		done(&ack, nil)
-	}()
+	})
 }
 
 // Start starts the protocol and, with Config.Join, joins in the
@@ -228,7 +206,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	eng, err := swim.NewEngine(s.cfg.Protocol, s.cfg.Cluster, s.deps.NodeID, addr, &gossippb.Metadata{}, swim.EngineDeps{
-		Clock: realClock{}, Transport: busTransport{s}, Seed: uint64(time.Now().UnixNano()),
+		Clock: swim.WallClock{}, Transport: busTransport{s}, Seed: uint64(time.Now().UnixNano()),
 		OnEvent: s.onEvent, OnUser: s.onUser,
 	})
 	if err != nil {
@@ -236,11 +214,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.eng = eng
 	s.mu.started = true
-	s.wg.Add(1)
-	go s.sendLoop()
+	s.tasks.Go(s.sendLoop)
 	if len(s.cfg.Join) > 0 {
-		s.wg.Add(1)
-		go s.joinLoop()
+		s.tasks.Go(s.joinLoop)
 	}
 	s.mu.Unlock()
 	// Lock order: the engine's lock, then s.mu (events are published with
@@ -280,7 +256,6 @@ const (
 // senders; it exits when the server stops, after which the senders exit
 // too (they watch s.ctx).
 func (s *Server) sendLoop() {
-	defer s.wg.Done()
 	type sender struct {
 		ch   chan []byte
 		used time.Time
@@ -304,8 +279,8 @@ func (s *Server) sendLoop() {
 			if sd == nil {
 				sd = &sender{ch: make(chan []byte, senderQueueLen)}
 				senders[p.addr] = sd
-				s.wg.Add(1)
-				go s.peerSender(p.addr, sd.ch)
+				addr, ch := p.addr, sd.ch
+				s.tasks.Go(func() { s.peerSender(addr, ch) })
 			}
 			sd.used = time.Now()
 			select {
@@ -319,7 +294,6 @@ func (s *Server) sendLoop() {
 // peerSender sends one peer's datagrams in order until ch is closed or
 // the server stops.
 func (s *Server) peerSender(addr string, ch <-chan []byte) {
-	defer s.wg.Done()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -340,7 +314,6 @@ func (s *Server) peerSender(addr string, ch <-chan []byte) {
 // joinLoop retries the join list until one address answers or the server
 // stops.
 func (s *Server) joinLoop() {
-	defer s.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -414,17 +387,14 @@ func (s *Server) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.mu.stopped = true
+	s.tasks.Close()
 	s.mu.Unlock()
 	if s.eng != nil {
 		s.eng.Stop()
 	}
 	s.cancel()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("gossipd: stop: %w", ctx.Err())
+	if err := s.tasks.Wait(ctx); err != nil {
+		return fmt.Errorf("gossipd: stop: %w", err)
 	}
+	return nil
 }

@@ -1,18 +1,12 @@
 package gossipd_test
 
 import (
-	"context"
-	"io"
-	"net/http"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/pleiades-db/pleiades/gossipd"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
-	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -23,47 +17,7 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	<-srv.Ready()
-
-	client := daemontest.NewRuntime(t, "client")
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != gossipd.Name || !st.GetReady() || !st.GetChecks()[gossipd.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want gossipd ready", &st)
-	}
-	resp, err := http.Get("http://" + rt.Admin.Addr().String() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d %q", resp.StatusCode, body)
-	}
-	http.DefaultClient.CloseIdleConnections()
-
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[gossipd.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the gossipd check failing", ok, failed)
-	}
-	if err := rt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: gossipd.ReadyCheck})
 }
 
 func TestConfigValidate(t *testing.T) {

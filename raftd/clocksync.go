@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 )
 
@@ -26,10 +27,8 @@ const clockSyncInterval = time.Second
 //     bound holds). An unreachable clockd changes nothing: its last verdict
 //     stands (initially healthy), since clock health is clockd's to judge.
 func (s *Server) syncClock(st *multiraft.Store) {
-	defer s.wg.Done()
 	cc := clockclient.New(s.d.Bus, s.cfg.ClockAddr)
-	s.wg.Add(1)
-	go s.watchClockHealth(cc, st)
+	s.tasks.Go(func() { s.watchClockHealth(cc, st) })
 	t := time.NewTicker(clockSyncInterval)
 	defer t.Stop()
 	for {
@@ -54,12 +53,11 @@ func (s *Server) syncClock(st *multiraft.Store) {
 // watchClockHealth applies clockd's health verdicts to the store's
 // leases, resubscribing with backoff when the stream breaks.
 func (s *Server) watchClockHealth(cc *clockclient.Client, st *multiraft.Store) {
-	defer s.wg.Done()
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		hs, err := cc.WatchHealth(s.ctx)
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			for {
 				h, err := hs.Recv()
 				if err != nil {
@@ -71,10 +69,7 @@ func (s *Server) watchClockHealth(cc *clockclient.Client, st *multiraft.Store) {
 			}
 			_ = hs.Close()
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 5*time.Second)
-		case <-s.stopc:
+		if !retry.Wait(s.ctx) {
 			return
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
@@ -53,17 +54,17 @@ func (s *Server) advertiseAddr() string {
 // is unreachable or its stream breaks it retries with backoff, keeping
 // the peers last learned.
 func (s *Server) followGossip() {
-	defer s.wg.Done()
 	gc := gossipclient.New(s.d.Bus, s.cfg.GossipAddr)
 	md := &gossippb.Metadata{Addresses: map[string]string{MetadataKey: s.advertiseAddr()}}
-	retry, warned := 100*time.Millisecond, false
+	retry, warned := backoff.New(100*time.Millisecond, 5*time.Second), false
 	for {
 		answered, err := gc.Follow(s.ctx, md, gossipRefresh, s.gossipMembers)
 		if s.ctx.Err() != nil {
 			return
 		}
 		if answered {
-			retry, warned = 100*time.Millisecond, false
+			retry.Reset()
+			warned = false
 		}
 		if !warned {
 			s.log.Warn("following gossipd's membership failed; retrying", slog.String("gossip_addr", s.cfg.GossipAddr), slog.Any("error", err))
@@ -71,12 +72,9 @@ func (s *Server) followGossip() {
 		} else {
 			s.log.Debug("following gossipd's membership failed; retrying", slog.Any("error", err))
 		}
-		select {
-		case <-time.After(retry):
-		case <-s.stopc:
+		if !retry.Wait(s.ctx) {
 			return
 		}
-		retry = min(2*retry, 5*time.Second)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
 
@@ -23,14 +24,13 @@ const DiskCondition = "disk"
 // backoff when it breaks (stored restarting); meanwhile the refusals
 // themselves tell the store (see multiraft's disk.go).
 func (s *Server) watchDisk(st *multiraft.Store) {
-	defer s.wg.Done()
 	sc := storeclient.New(s.d.Bus, s.cfg.StoredAddr)
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	full := false
 	for {
 		ds, err := sc.WatchDisk(s.ctx)
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			for {
 				d, err := ds.Recv()
 				if err != nil {
@@ -49,10 +49,7 @@ func (s *Server) watchDisk(st *multiraft.Store) {
 		} else if !errors.Is(err, context.Canceled) {
 			s.log.Debug("stored's disk status unavailable", slog.Any("error", err))
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 5*time.Second)
-		case <-s.stopc:
+		if !retry.Wait(s.ctx) {
 			return
 		}
 	}

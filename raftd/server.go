@@ -19,8 +19,10 @@ import (
 	"github.com/pleiades-db/pleiades/raftd/internal/multiraft"
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
@@ -92,7 +94,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: 64 << 10, MaxValueBytes: 8 << 20, ValueCacheBytes: 64 << 20}
+		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20}
 }
 
 // Validate reports the first invalid field.
@@ -163,7 +165,8 @@ type Server struct {
 	// ctx is the server's lifetime context, cancelled by Stop.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// tasks are the server's goroutines; Stop closes and waits for them.
+	tasks daemon.Tasks
 
 	mu struct {
 		sync.Mutex
@@ -335,11 +338,9 @@ func (s *Server) Start(ctx context.Context) error {
 	} else if eng == nil {
 		eng = storage.NewStored(storeclient.New(s.d.Bus, s.cfg.StoredAddr))
 	}
-	s.wg.Add(1)
-	go s.run(eng)
+	s.tasks.Go(func() { s.run(eng) })
 	if s.cfg.GossipAddr != "" {
-		s.wg.Add(1)
-		go s.followGossip()
+		s.tasks.Go(s.followGossip)
 	}
 	s.log.Info("raftd server started", slog.String("stored_addr", s.cfg.StoredAddr), slog.String("clock_addr", s.cfg.ClockAddr),
 		slog.String("gossip_addr", s.cfg.GossipAddr), slog.String("advertise_addr", s.advertiseAddr()), slog.Any("peers", s.cfg.Peers))
@@ -348,18 +349,16 @@ func (s *Server) Start(ctx context.Context) error {
 
 // run opens the store, then exchanges addresses with peers until Stop.
 func (s *Server) run(eng storage.Engine) {
-	defer s.wg.Done()
 	var st *multiraft.Store
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
 		var err error
 		st, err = s.openStore(eng)
 		if err == nil {
 			break
 		}
-		s.log.Warn("opening the raft store failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
-		select {
-		case <-time.After(backoff):
-		case <-s.stopc:
+		s.log.Warn("opening the raft store failed; retrying", slog.Any("error", err), slog.Int("failures", retry.Failures()+1))
+		if !retry.Wait(s.ctx) {
 			return
 		}
 	}
@@ -373,9 +372,7 @@ func (s *Server) run(eng storage.Engine) {
 	setNodeAddrs(st, s.mu.gossipPeers)
 	s.mu.Unlock()
 	close(s.ready)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.tasks.Go(func() {
 		select {
 		case err := <-st.Err():
 			select {
@@ -384,12 +381,10 @@ func (s *Server) run(eng storage.Engine) {
 			}
 		case <-s.stopc:
 		}
-	}()
-	s.wg.Add(1)
-	go s.syncClock(st)
+	})
+	s.tasks.Go(func() { s.syncClock(st) })
 	if s.cfg.StoredAddr != "" {
-		s.wg.Add(1)
-		go s.watchDisk(st)
+		s.tasks.Go(func() { s.watchDisk(st) })
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -538,7 +533,7 @@ func (s *Server) Init(ctx context.Context, req *kvpb.InitRequest) (*kvpb.InitRes
 		err  error
 	}
 	done := make(chan result, 1)
-	if !s.goOwned(func() {
+	if !s.tasks.Go(func() {
 		defer func() { <-s.initSem }()
 		ictx, cancel := context.WithTimeout(s.ctx, initTimeout)
 		defer cancel()
@@ -713,21 +708,6 @@ func (s *Server) existing(ctx context.Context, st *multiraft.Store) ([]*kvpb.Ran
 	}
 }
 
-// goOwned runs f on a goroutine that Stop waits for; false when stopped.
-func (s *Server) goOwned(f func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.stopped {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // Ranges lists the local replicas (the bus Ranges method and /v1/ranges).
 func (s *Server) Ranges(ctx context.Context) (*kvpb.RangesResponse, error) {
 	st := s.store()
@@ -753,12 +733,13 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.mu.stopped {
 		s.mu.stopped = true
+		s.tasks.Close()
 		s.stopDone = make(chan struct{})
 		close(s.stopc)
 		s.cancel()
 		go func() {
 			defer close(s.stopDone)
-			s.wg.Wait()
+			_ = s.tasks.Wait(context.Background())
 			// run has returned: the store and transport are final.
 			s.mu.Lock()
 			st, tr := s.mu.store, s.mu.transport

@@ -3,8 +3,6 @@ package raftd_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -31,50 +28,8 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	<-srv.Ready()
-
-	client := daemontest.NewRuntime(t, "client")
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != raftd.Name || !st.GetReady() || !st.GetChecks()[raftd.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want raftd ready", &st)
-	}
-	if st.GetAddresses()["clock"] != raftd.DefaultClockAddr {
-		t.Errorf("addresses = %v", st.GetAddresses())
-	}
-	resp, err := http.Get("http://" + rt.Admin.Addr().String() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d %q", resp.StatusCode, body)
-	}
-	http.DefaultClient.CloseIdleConnections()
-
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[raftd.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the raftd check failing", ok, failed)
-	}
-	if err := rt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: raftd.ReadyCheck,
+		Admin: map[string][]string{"/v1/status": {`"clock": "` + raftd.DefaultClockAddr + `"`}}})
 }
 
 func TestConfigValidate(t *testing.T) {

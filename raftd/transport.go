@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -38,7 +39,7 @@ type busTransport struct {
 	// not wait on a slow or dead peer.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	tasks  daemon.Tasks
 	mu     sync.Mutex
 	peers  map[uint64]chan *raftmsgpb.MessageBatch
 	closed bool
@@ -62,8 +63,8 @@ func (t *busTransport) Send(batch *raftmsgpb.MessageBatch) {
 	if ch == nil {
 		ch = make(chan *raftmsgpb.MessageBatch, peerQueueLen)
 		t.peers[batch.GetToNode()] = ch
-		t.wg.Add(1)
-		go t.run(batch.GetToNode(), ch)
+		node := batch.GetToNode()
+		t.tasks.Go(func() { t.run(node, ch) })
 	}
 	t.mu.Unlock()
 	select {
@@ -75,7 +76,6 @@ func (t *busTransport) Send(batch *raftmsgpb.MessageBatch) {
 
 // run sends one peer's batches until close.
 func (t *busTransport) run(node uint64, ch chan *raftmsgpb.MessageBatch) {
-	defer t.wg.Done()
 	var msgs []proto.Message
 	for {
 		// Stop first: with a full queue the select below would otherwise
@@ -197,10 +197,11 @@ func (t *busTransport) close() {
 		return
 	}
 	t.closed = true
+	t.tasks.Close()
 	t.mu.Unlock()
 	close(t.stopc)
 	t.cancel()
-	t.wg.Wait()
+	_ = t.tasks.Wait(context.Background())
 }
 
 // busForwarder forwards KV requests to other raftds.

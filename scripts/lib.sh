@@ -17,3 +17,27 @@ gomodules() {
 }
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# now prints the time in seconds with milliseconds.
+now() { date +%s.%3N; }
+
+# since T0 prints the seconds elapsed since T0 (from now), e.g. "12.3s".
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# step NAME COMMAND... runs COMMAND, saying what it does before and how
+# long it took after (on stderr), so that a slow phase (apt, a module
+# download, the first cgo build of RocksDB's binding) is never silent.
+# It returns COMMAND's status.
+step() {
+  local name=$1 t0 rc=0
+  shift
+  t0=$(now)
+  log "$name ..."
+  "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    log "$name: done in $(since "$t0")"
+  else
+    log "$name: FAILED (status $rc) after $(since "$t0")"
+  fi
+  return "$rc"
+}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +17,6 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
@@ -127,74 +124,31 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	client := daemontest.NewRuntime(t, "client")
-	sc := storeclient.New(client.Bus, rt.Bus.Addr().String())
-	if _, _, err := sc.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrUnavailable) {
-		t.Errorf("Get before Start = %v; want Unavailable", err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	<-srv.Ready()
-
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != stored.Name || !st.GetReady() || !st.GetChecks()[stored.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want stored ready", &st)
-	}
-	mustWrite(t, sc, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("k"), []byte("v")) })
-	for path, wants := range map[string][]string{
-		"/readyz":   {"ok"},
-		"/v1/store": {`"path": "` + cfg.DBDir() + `"`, `"name": "data"`, `"sync_writes": 1`},
-		"/metrics": {
-			`pleiades_stored_memtable_bytes{cf="raft"}`, "pleiades_stored_block_cache_hit_ratio",
-			"pleiades_stored_pending_compaction_bytes", `pleiades_stored_l0_files{cf="data"}`,
-			"pleiades_stored_write_stopped 0", "pleiades_stored_wal_syncs_total 1",
-			`pleiades_stored_request_duration_seconds_count{method="Write"} 1`,
-		},
-	} {
-		resp, err := http.Get("http://" + rt.Admin.Addr().String() + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s = %d %q", path, resp.StatusCode, body)
-		}
-		for _, w := range wants {
-			if !strings.Contains(string(body), w) {
-				t.Errorf("%s lacks %q:\n%s", path, w, body)
+	client := func(c *daemon.Runtime) *storeclient.Client { return storeclient.New(c.Bus, rt.Bus.Addr().String()) }
+	unavailable := func(when string) func(context.Context, *daemon.Runtime) {
+		return func(ctx context.Context, c *daemon.Runtime) {
+			if _, _, err := client(c).Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrUnavailable) {
+				t.Errorf("Get %s = %v; want Unavailable", when, err)
 			}
 		}
 	}
-	http.DefaultClient.CloseIdleConnections()
-
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatalf("second Stop: %v", err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[stored.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the stored check failing", ok, failed)
-	}
-	if _, _, err := sc.Get(ctx, storeclient.Data, []byte("k")); !errors.Is(err, bus.ErrUnavailable) {
-		t.Errorf("Get after Stop = %v; want Unavailable", err)
-	}
-	if err := rt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{
+		Runtime: rt, Service: srv, ReadyCheck: stored.ReadyCheck,
+		RuntimeStarted: unavailable("before Start"),
+		Serving: func(ctx context.Context, c *daemon.Runtime) {
+			mustWrite(t, client(c), true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("k"), []byte("v")) })
+		},
+		Admin: map[string][]string{
+			"/v1/store": {`"path": "` + cfg.DBDir() + `"`, `"name": "data"`, `"sync_writes": 1`},
+			"/metrics": {
+				`pleiades_stored_memtable_bytes{cf="raft"}`, "pleiades_stored_block_cache_hit_ratio",
+				"pleiades_stored_pending_compaction_bytes", `pleiades_stored_l0_files{cf="data"}`,
+				"pleiades_stored_write_stopped 0", "pleiades_stored_wal_syncs_total 1",
+				`pleiades_stored_request_duration_seconds_count{method="Write"} 1`,
+			},
+		},
+		Stopped: unavailable("after Stop"),
+	})
 }
 
 func TestReadWrite(t *testing.T) {

@@ -4,9 +4,11 @@
 // `pleiades status`, kill -9, SIGTERM — on loopback ports chosen away from
 // the defaults, so they can run beside a developer's own cluster.
 //
-// The tests skip under -short. TestNodesOnHosts runs nodes as on separate
-// hosts (wildcard buses, advertised addresses, gossip seeds only,
-// certificates from `pleiades cert`); the systemd units are checked
-// against the daemons' flags here. The fault suite across containers is
-// deploy/e2edocker (`make e2e-docker`).
+// There are no build tags: `make test` runs these tests with everything
+// else, and `go test -short` skips them. Each test uses its own port
+// offset, away from the defaults and from other tests. TestNodesOnHosts
+// runs nodes as on separate hosts (wildcard buses, advertised addresses,
+// gossip seeds only, certificates from `pleiades cert`); the systemd units
+// are checked against the daemons' flags here. The fault suite across
+// containers is deploy/e2edocker (`make e2e-docker`).
 package e2e

@@ -16,10 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // daemons are the node's daemons in start order.
-var daemons = []string{"stored", "clockd", "gossipd", "raftd", "workflowd", "msgd"}
+var daemons = []string{"stored", "gossipd", "clockd", "raftd", "workflowd", "msgd"}
 
 // binDir holds the binaries TestMain built.
 var binDir string
@@ -164,22 +167,6 @@ func status(t *testing.T, supervisorAddr string) (statusView, error) {
 	return v, nil
 }
 
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func allReady(v statusView, want int) error {
 	if v.Supervisor == "" {
 		return fmt.Errorf("no supervisor answered")
@@ -252,10 +239,11 @@ func waitExit(t *testing.T, p *proc, timeout time.Duration) {
 func TestUpNode(t *testing.T) {
 	const offset = 1200
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
-	p := start(t, "up", "--dev", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
+	dataDir := t.TempDir()
+	p := start(t, "up", "--dev", "--data-dir", dataDir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
 
 	var v statusView
-	eventually(t, 90*time.Second, "all daemons ready", func() (err error) {
+	eventually.NoError(t, 90*time.Second, "all daemons ready", func() (err error) {
 		if v, err = status(t, sup); err != nil {
 			return err
 		}
@@ -279,7 +267,7 @@ func TestUpNode(t *testing.T) {
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "raftd restarted", func() error {
+	eventually.NoError(t, 60*time.Second, "raftd restarted", func() error {
 		v2, err := status(t, sup)
 		if err != nil {
 			return err
@@ -292,7 +280,25 @@ func TestUpNode(t *testing.T) {
 		return nil
 	})
 
-	v, err := status(t, sup)
+	// The supervisor's own endpoint: its node's id, and the daemons'
+	// states, restarts and exits as metrics.
+	id, err := os.ReadFile(filepath.Join(dataDir, "node-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := admin.FetchStatus(t.Context(), nil, sup)
+	if err != nil || st.NodeID == 0 || fmt.Sprint(st.NodeID) != strings.TrimSpace(string(id)) {
+		t.Errorf("supervisor /v1/status node_id %d (%v); want the node's %s", st.NodeID, err, id)
+	}
+	metrics := get(t, sup, "/metrics")
+	for _, want := range []string{`pleiades_supervisor_daemon_ready{daemon="raftd"} 1`, `pleiades_supervisor_daemon_ready{daemon="stored"} 1`,
+		`pleiades_supervisor_daemon_exits_total{daemon="raftd",kind="signal"} 1`, `pleiades_supervisor_daemon_state{daemon="msgd",state="ready"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("supervisor /metrics lacks %q", want)
+		}
+	}
+
+	v, err = status(t, sup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,10 +319,19 @@ func TestUpNode(t *testing.T) {
 		}
 	}
 	out := p.stderr.String()
-	for _, want := range []string{"daemon exited; restarting", "supervisor stopped"} {
+	for _, want := range []string{"daemon exited; restarting", "supervisor stopped", "daemon logs go to <data-dir>/logs/<daemon>.log"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("supervisor log lacks %q", want)
 		}
+	}
+	// gossipd starts before and stops after clockd, which follows it:
+	// clockd never loses it (it used to warn at every shutdown).
+	clockLog, err := os.ReadFile(filepath.Join(dataDir, "logs", "clockd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(clockLog), "membership failed") {
+		t.Errorf("clockd lost gossipd:\n%s", clockLog)
 	}
 }
 
@@ -348,7 +363,7 @@ func TestUpKilledLeavesNoOrphans(t *testing.T) {
 	p := start(t, "up", "--dev", "--data-dir", t.TempDir(), "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir,
 		"--daemons", "stored,clockd,gossipd")
 	var v statusView
-	eventually(t, 60*time.Second, "daemons ready", func() (err error) {
+	eventually.NoError(t, 60*time.Second, "daemons ready", func() (err error) {
 		if v, err = status(t, sup); err != nil {
 			return err
 		}
@@ -358,7 +373,7 @@ func TestUpKilledLeavesNoOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExit(t, p, 10*time.Second)
-	eventually(t, 10*time.Second, "children gone", func() error {
+	eventually.NoError(t, 10*time.Second, "children gone", func() error {
 		for _, d := range v.Daemons {
 			if alive(d.PID) {
 				return fmt.Errorf("%s (pid %d) alive", d.Name, d.PID)
@@ -375,7 +390,7 @@ func TestDevCluster(t *testing.T) {
 	dir := t.TempDir()
 	sup := fmt.Sprintf("127.0.0.1:%d", 7500+offset)
 	p := start(t, "dev", "--nodes", "3", "--data-dir", dir, "--port-offset", fmt.Sprint(offset), "--bin-dir", binDir)
-	eventually(t, 120*time.Second, "cluster ready", func() error {
+	eventually.NoError(t, 120*time.Second, "cluster ready", func() error {
 		v, err := status(t, sup)
 		if err != nil {
 			return err
@@ -389,7 +404,7 @@ func TestDevCluster(t *testing.T) {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Bus   string `json:"bus"`
 				Admin string `json:"admin"`
@@ -418,6 +433,34 @@ func TestDevCluster(t *testing.T) {
 	if want := fmt.Sprintf("127.0.0.1:%d", 7412+offset); cl.Nodes[1].Daemons["raftd"].Bus != want {
 		t.Errorf("node 2 raftd bus = %s; want %s", cl.Nodes[1].Daemons["raftd"].Bus, want)
 	}
+	// Every member advertises its daemons' bus addresses in gossip.
+	eventually.NoError(t, 30*time.Second, "daemon addresses in gossip", func() error {
+		out, err := pleiades(t, "members", "--addr", cl.Nodes[0].Daemons["gossipd"].Bus, "--certs-dir", filepath.Join(dir, "node1", "certs"), "-o", "json")
+		if err != nil {
+			return err
+		}
+		var ms []struct {
+			NodeID    uint64            `json:"node_id,string"`
+			Addresses map[string]string `json:"addresses"`
+		}
+		if err := json.Unmarshal([]byte(out), &ms); err != nil {
+			return fmt.Errorf("members json: %w: %s", err, out)
+		}
+		for _, n := range cl.Nodes {
+			var got map[string]string
+			for _, m := range ms {
+				if m.NodeID == n.NodeID {
+					got = m.Addresses
+				}
+			}
+			for _, d := range []string{"clockd", "raftd", "msgd"} {
+				if got[d] != n.Daemons[d].Bus {
+					return fmt.Errorf("node %d advertises %s at %q; want %s (all: %v)", n.Node, d, got[d], n.Daemons[d].Bus, got)
+				}
+			}
+		}
+		return nil
+	})
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -425,4 +468,21 @@ func TestDevCluster(t *testing.T) {
 	if p.err != nil {
 		t.Errorf("pleiades dev exit: %v", p.err)
 	}
+}
+
+// get returns the body of GET http://addr/path, failing t unless it
+// answers 200.
+func get(t *testing.T, addr, path string) string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s%s: %d %v", addr, path, resp.StatusCode, err)
+	}
+	return string(body)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/pleiades-db/pleiades/shared/events"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
@@ -160,7 +161,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 
 	// A prefix whose range node 2 does not lead, and one it leads if any.
 	var prefix, ledByFull string
-	eventually(t, 30*time.Second, "range leaders", func() error {
+	eventually.NoError(t, 30*time.Second, "range leaders", func() error {
 		prefix, ledByFull = "", ""
 		for _, p := range []string{"a", "b", "c", "d"} {
 			n, _, err := c.leaderOf(cl, []byte(p+"/"))
@@ -188,7 +189,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 	stopHist := make(chan struct{})
 	var histWG sync.WaitGroup
 	h.run(cl, 4, []string{prefix + "/r1", prefix + "/r2", prefix + "/r3"}, stopHist, &histWG)
-	eventually(t, 60*time.Second, "writes acknowledged before the fill", func() error {
+	eventually.NoError(t, 60*time.Second, "writes acknowledged before the fill", func() error {
 		if a, _ := ws.log.counts(); a < 50 {
 			return fmt.Errorf("%d acknowledged", a)
 		}
@@ -208,7 +209,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "node 2's stored full", func() error {
+	eventually.NoError(t, 30*time.Second, "node 2's stored full", func() error {
 		if v := metric(t, sd.AdminAddr, "pleiades_stored_disk_full"); v != 1 {
 			return fmt.Errorf("pleiades_stored_disk_full = %v", v)
 		}
@@ -227,7 +228,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 		}
 		t.Logf("put to a range led by the full node refused in %v: %v", time.Since(start).Round(time.Microsecond), err)
 	}
-	eventually(t, 30*time.Second, "node 2's replicas holding their appends", func() error {
+	eventually.NoError(t, 30*time.Second, "node 2's replicas holding their appends", func() error {
 		if v := metric(t, rd.AdminAddr, "pleiades_raftd_replicas_held"); v < 1 {
 			return fmt.Errorf("pleiades_raftd_replicas_held = %v", v)
 		}
@@ -235,7 +236,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 	})
 	// Writes keep being acknowledged while node 2 falls behind.
 	mark := time.Now()
-	eventually(t, 30*time.Second, "acknowledgements with node 2 full", func() error {
+	eventually.NoError(t, 30*time.Second, "acknowledgements with node 2 full", func() error {
 		if _, ok := ws.log.firstAckStartedAfter(mark); !ok {
 			return errors.New("no write acknowledged since node 2 filled")
 		}
@@ -245,7 +246,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 	acks, errs := ws.log.counts()
 	t.Logf("with node 2 full: longest gap between acknowledgements %v; %d acknowledged, %d failed so far",
 		ws.log.longestGap(filled, time.Now()).Round(time.Millisecond), acks, errs)
-	eventually(t, 10*time.Second, "pleiades status naming node 2's full disk", func() error {
+	eventually.NoError(t, 10*time.Second, "pleiades status naming node 2's full disk", func() error {
 		out, err := pleiades(t, "status", "--addr", c.sup)
 		if err != nil {
 			return err
@@ -280,7 +281,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 	if caughtUp != nil {
 		caughtUp(c)
 	}
-	eventually(t, 30*time.Second, "node 2 holds nothing", func() error {
+	eventually.NoError(t, 30*time.Second, "node 2 holds nothing", func() error {
 		if v := metric(t, rd.AdminAddr, "pleiades_raftd_replicas_held"); v != 0 {
 			return fmt.Errorf("pleiades_raftd_replicas_held = %v", v)
 		}
@@ -290,7 +291,7 @@ func diskFullFollower(t *testing.T, offset int, whileFull func(c *devCluster, cl
 		return e.NodeID == full.NodeID && !e.Disk.Full
 	})
 	if ledByFull != "" {
-		eventually(t, 30*time.Second, "writes accepted by node 2's ranges", func() error {
+		eventually.NoError(t, 30*time.Second, "writes accepted by node 2's ranges", func() error {
 			_, err := cl.Put(ctx, []byte(ledByFull+"/after"), []byte("x"))
 			return err
 		})

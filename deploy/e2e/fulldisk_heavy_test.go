@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
@@ -55,7 +56,7 @@ func TestDiskFullFollowerHeavy(t *testing.T) {
 				t.Fatal(err)
 			}
 			resumed := time.Now()
-			eventually(t, 60*time.Second, "writes after SIGCONT", func() error {
+			eventually.NoError(t, 60*time.Second, "writes after SIGCONT", func() error {
 				if _, ok := ws.log.firstAckStartedAfter(resumed); !ok {
 					return errors.New("none yet")
 				}
@@ -68,7 +69,7 @@ func TestDiskFullFollowerHeavy(t *testing.T) {
 		}
 
 		// Keep writing until the leader's log starts past node 2's.
-		eventually(t, 180*time.Second, "the leader's log truncated past node 2", func() error {
+		eventually.NoError(t, 180*time.Second, "the leader's log truncated past node 2", func() error {
 			reps, err := c.replicas(cl, 5*time.Second)
 			if err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/disktest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
@@ -174,7 +175,7 @@ func TestDiskFullNode(t *testing.T) {
 		t.Errorf("pleiades_stored_disk_full = %v; want 1", got)
 	}
 	// The supervisor polls a ready daemon's /readyz every second.
-	eventually(t, 10*time.Second, "pleiades status naming the full disk", func() error {
+	eventually.NoError(t, 10*time.Second, "pleiades status naming the full disk", func() error {
 		out, err := pleiades(t, "status", "--addr", c.sup)
 		if err != nil || !strings.Contains(out, "node1/stored: disk degraded: disk full on node") || !strings.Contains(out, "node1/raftd: disk degraded: disk full on node") {
 			return fmt.Errorf("pleiades status = %v\n%s\nwant stored's and raftd's disk condition named", err, out)
@@ -206,7 +207,7 @@ func TestDiskFullNode(t *testing.T) {
 		}
 		c.waitRestarted(t, name, d.PID)
 	}
-	eventually(t, 60*time.Second, "raftd ready after the restarts", func() error {
+	eventually.NoError(t, 60*time.Second, "raftd ready after the restarts", func() error {
 		d, err := c.daemon(t, "node1/raftd")
 		if err != nil {
 			return err
@@ -225,7 +226,7 @@ func TestDiskFullNode(t *testing.T) {
 	stopFill()
 	disktest.Resize(t, mnt, 400*mib)
 	grown := time.Now()
-	eventually(t, 30*time.Second, "writes accepted once the filesystem grew", func() error {
+	eventually.NoError(t, 30*time.Second, "writes accepted once the filesystem grew", func() error {
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer pcancel()
 		_, err := cl.Put(pctx, []byte("big/after-grow"), []byte("x"))
@@ -233,7 +234,7 @@ func TestDiskFullNode(t *testing.T) {
 	})
 	t.Logf("writes accepted %v after the filesystem grew", time.Since(grown).Round(time.Millisecond))
 	readAll("reads after recovery", cl)
-	eventually(t, 10*time.Second, "pleiades status without the condition", func() error {
+	eventually.NoError(t, 10*time.Second, "pleiades status without the condition", func() error {
 		out, err := pleiades(t, "status", "--addr", c.sup)
 		if err != nil || strings.Contains(out, "degraded") {
 			return fmt.Errorf("pleiades status after recovery = %v\n%s", err, out)

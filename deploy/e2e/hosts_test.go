@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // hostNode is one `pleiades up` of TestNodesOnHosts.
@@ -30,7 +32,7 @@ func (n *hostNode) up(t *testing.T, seeds []string) {
 	t.Helper()
 	n.proc = start(t, "up", "--data-dir", n.dir, "--certs-dir", n.certs, "--port-offset", strconv.Itoa(n.offset), "--bin-dir", binDir,
 		"--listen-host", "0.0.0.0", "--advertise-host", "127.0.0.1", "--join", strings.Join(seeds, ","))
-	eventually(t, 120*time.Second, "node at offset "+strconv.Itoa(n.offset)+" ready", func() error {
+	eventually.NoError(t, 120*time.Second, "node at offset "+strconv.Itoa(n.offset)+" ready", func() error {
 		select {
 		case <-n.proc.done:
 			return fmt.Errorf("pleiades up exited: %v", n.proc.err)
@@ -105,7 +107,7 @@ func TestNodesOnHosts(t *testing.T) {
 	var iv struct {
 		Ranges []struct {
 			Replicas []struct {
-				NodeID uint64 `json:"node_id"`
+				NodeID uint64 `json:"node_id,string"`
 			} `json:"replicas"`
 		} `json:"ranges"`
 	}
@@ -139,7 +141,7 @@ func TestNodesOnHosts(t *testing.T) {
 	if _, err := pleiades(t, "kv", "put", certs, "--addr", nodes[0].raft(), "--timeout", "30s", "after-move", "found"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "node 2 applies a write at its new address", func() error {
+	eventually.NoError(t, 60*time.Second, "node 2 applies a write at its new address", func() error {
 		got, err := pleiades(t, "kv", "get", certs, "--addr", moved.raft(), "--consistency", "stale", "--timeout", "5s", "--value-file", "-", "after-move")
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
@@ -50,7 +51,7 @@ func TestKVLeaderFailover(t *testing.T) {
 			ws.halt()
 		}
 	}()
-	eventually(t, 30*time.Second, "first writes acknowledged", func() error {
+	eventually.NoError(t, 30*time.Second, "first writes acknowledged", func() error {
 		if n, _ := ws.log.counts(); n < 50 {
 			return fmt.Errorf("%d writes acknowledged", n)
 		}
@@ -60,7 +61,7 @@ func TestKVLeaderFailover(t *testing.T) {
 
 	var node int
 	var rangeID uint64
-	eventually(t, 30*time.Second, "leader of the writers' range", func() (err error) {
+	eventually.NoError(t, 30*time.Second, "leader of the writers' range", func() (err error) {
 		node, rangeID, err = c.leaderOf(cl, []byte(prefix+"/"))
 		return err
 	})
@@ -77,7 +78,7 @@ func TestKVLeaderFailover(t *testing.T) {
 	t.Logf("SIGKILL %s (pid %d), leader of range %d, after %d acknowledged writes", name, victim.PID, rangeID, before)
 
 	var resumed time.Time
-	eventually(t, 30*time.Second, "writes resume after the leader's SIGKILL", func() error {
+	eventually.NoError(t, 30*time.Second, "writes resume after the leader's SIGKILL", func() error {
 		var ok bool
 		if resumed, ok = ws.log.firstAckStartedAfter(killed); !ok {
 			return fmt.Errorf("no write started after the kill was acknowledged")
@@ -90,7 +91,7 @@ func TestKVLeaderFailover(t *testing.T) {
 	restarted := c.waitRestarted(t, name, victim.PID)
 	t.Logf("supervisor restarted %s as pid %d", name, restarted.PID)
 	newLeader := 0
-	eventually(t, 30*time.Second, "a leader after the restart", func() (err error) {
+	eventually.NoError(t, 30*time.Second, "a leader after the restart", func() (err error) {
 		newLeader, _, err = c.leaderOf(cl, []byte(prefix+"/"))
 		return err
 	})
@@ -136,7 +137,7 @@ func TestKVClusterRestart(t *testing.T) {
 				ws.halt()
 			}
 		}()
-		eventually(t, 60*time.Second, round+" writes", func() error {
+		eventually.NoError(t, 60*time.Second, round+" writes", func() error {
 			if a, _ := ws.log.counts(); a < n {
 				return fmt.Errorf("%d of %d writes acknowledged", a, n)
 			}
@@ -195,7 +196,7 @@ func TestKVClusterRestart(t *testing.T) {
 	// SIGKILL stored and raftd of the node leading the first range, found
 	// with `pleiades ranges --output json` on each node.
 	node := 0
-	eventually(t, 30*time.Second, "leader of the first range", func() error {
+	eventually.NoError(t, 30*time.Second, "leader of the first range", func() error {
 		var term uint64
 		for _, n := range c.nodes {
 			out, err := pleiades(t, "ranges", certs, "--addr="+n.RaftAddr, "--output=json")
@@ -249,7 +250,7 @@ func TestKVClusterRestart(t *testing.T) {
 	// The restarted node's own replicas hold every write once caught up.
 	c.waitCaughtUp(t, cl, node)
 	local := c.client(t, 5*time.Second, c.nodes[node-1].RaftAddr)
-	eventually(t, 30*time.Second, fmt.Sprintf("node %d serves every key from its own replicas", node), func() error {
+	eventually.NoError(t, 30*time.Second, fmt.Sprintf("node %d serves every key from its own replicas", node), func() error {
 		kvs, err := local.Scan(ctx, []byte(prefix+"/"), []byte(prefix+"0"), kvclient.ScanOptions{Consistency: kvclient.Stale}).Collect()
 		if err != nil {
 			return err
@@ -345,7 +346,7 @@ func TestKVThousandRanges(t *testing.T) {
 
 	start = time.Now()
 	commitAtElection := map[uint64]uint64{}
-	eventually(t, scale*90*time.Second, "every range has a leader that every replica knows", func() error {
+	eventually.NoError(t, scale*90*time.Second, "every range has a leader that every replica knows", func() error {
 		reps, err := c.replicas(cl, 20*time.Second)
 		if err != nil {
 			return err
@@ -435,7 +436,7 @@ func TestKVThousandRanges(t *testing.T) {
 	}
 
 	start = time.Now()
-	eventually(t, 90*time.Second, "every replica quiesced", func() error {
+	eventually.NoError(t, 90*time.Second, "every replica quiesced", func() error {
 		reps, err := c.replicas(cl, 20*time.Second)
 		if err != nil {
 			return err
@@ -514,7 +515,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 			maps.Copy(acked, ws.log.acked)
 			maps.Copy(unknown, ws.log.unknown)
 		}()
-		eventually(t, 90*time.Second, round+" writes", func() error {
+		eventually.NoError(t, 90*time.Second, round+" writes", func() error {
 			a, _ := ws.log.counts()
 			return until(a)
 		})
@@ -530,7 +531,7 @@ func TestKVSnapshotCatchUp(t *testing.T) {
 	// frozenAt is the follower's last log index: no writes run now, so
 	// its log does not grow before the freeze.
 	var rangeID, frozenAt, followerReplica uint64
-	eventually(t, 30*time.Second, "a follower of the user range", func() (err error) {
+	eventually.NoError(t, 30*time.Second, "a follower of the user range", func() (err error) {
 		if leader, rangeID, err = c.leaderOf(cl, []byte(prefix+"/a")); err != nil {
 			return err
 		}
@@ -704,7 +705,7 @@ func TestKVLargeValuesAtOnce(t *testing.T) {
 	}
 	for _, n := range c.nodes {
 		local := c.client(t, 5*time.Second, n.RaftAddr)
-		eventually(t, 30*time.Second, fmt.Sprintf("node %d holds every value", n.Index), func() error {
+		eventually.NoError(t, 30*time.Second, fmt.Sprintf("node %d holds every value", n.Index), func() error {
 			for i := range writers {
 				v, found, err := local.Get(ctx, fmt.Appendf(nil, "big/%02d", i), kvclient.WithConsistency(kvclient.Stale))
 				if err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
@@ -53,7 +54,7 @@ func (c *devCluster) start(t *testing.T) {
 	t.Helper()
 	c.proc = start(t, "dev", "--nodes", strconv.Itoa(c.count), "--data-dir", c.dir,
 		"--port-offset", strconv.Itoa(c.offset), "--bin-dir", binDir)
-	eventually(t, 120*time.Second, "dev cluster ready", func() error {
+	eventually.NoError(t, 120*time.Second, "dev cluster ready", func() error {
 		select {
 		case <-c.proc.done:
 			return fmt.Errorf("pleiades dev exited: %v", c.proc.err)
@@ -72,7 +73,7 @@ func (c *devCluster) start(t *testing.T) {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Bus string `json:"bus"`
 			} `json:"daemons"`
@@ -140,7 +141,7 @@ func mustInit(t *testing.T, ctx context.Context, cl *kvclient.Client, opts kvcli
 func (c *devCluster) waitRestarted(t *testing.T, name string, old int) daemonStatus {
 	t.Helper()
 	var d daemonStatus
-	eventually(t, 60*time.Second, name+" restarted by the supervisor", func() (err error) {
+	eventually.NoError(t, 60*time.Second, name+" restarted by the supervisor", func() (err error) {
 		if d, err = c.daemon(t, name); err != nil {
 			return err
 		}
@@ -244,7 +245,7 @@ func (c *devCluster) leaderOf(cl *kvclient.Client, key []byte) (node int, rangeI
 // at least the commit index their leader reports.
 func (c *devCluster) waitCaughtUp(t *testing.T, cl *kvclient.Client, node int) {
 	t.Helper()
-	eventually(t, 60*time.Second, fmt.Sprintf("node %d caught up", node), func() error {
+	eventually.NoError(t, 60*time.Second, fmt.Sprintf("node %d caught up", node), func() error {
 		reps, err := c.replicas(cl, 5*time.Second)
 		if err != nil {
 			return err

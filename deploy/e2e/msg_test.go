@@ -21,6 +21,8 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/events"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // msgNode is one node's msgd, from cluster.json.
@@ -40,7 +42,7 @@ func msgNodes(t *testing.T, c *devCluster) []msgNode {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Admin string `json:"admin"`
 				NATS  string `json:"nats"`
@@ -157,7 +159,7 @@ func meshed(ns []msgNode) error {
 func TestMsgCluster(t *testing.T) {
 	c := startDev(t, t.TempDir(), 3, 6100)
 	ns := msgNodes(t, c)
-	eventually(t, 30*time.Second, "msgd meshed through gossip", func() error { return meshed(ns) })
+	eventually.NoError(t, 30*time.Second, "msgd meshed through gossip", func() error { return meshed(ns) })
 	nc1, nc2, nc3 := natsConnect(t, ns[0]), natsConnect(t, ns[1]), natsConnect(t, ns[2])
 
 	evSub, err := nc1.SubscribeSync(events.SubjectAll)
@@ -168,7 +170,7 @@ func TestMsgCluster(t *testing.T) {
 
 	// Pub/sub, queue group and request/reply across hosts.
 	sub, _ := nc3.SubscribeSync("orders.new")
-	eventually(t, 10*time.Second, "node 1 -> node 3", func() error {
+	eventually.NoError(t, 10*time.Second, "node 1 -> node 3", func() error {
 		if err := nc1.Publish("orders.new", []byte("o1")); err != nil {
 			return err
 		}
@@ -178,7 +180,7 @@ func TestMsgCluster(t *testing.T) {
 	q2, _ := nc2.QueueSubscribeSync("jobs", "w")
 	q3, _ := nc3.QueueSubscribeSync("jobs", "w")
 	probe, _ := nc3.SubscribeSync("jobs")
-	eventually(t, 10*time.Second, "queue interest at node 1", func() error {
+	eventually.NoError(t, 10*time.Second, "queue interest at node 1", func() error {
 		if err := nc1.Publish("jobs", nil); err != nil {
 			return err
 		}
@@ -210,7 +212,7 @@ func TestMsgCluster(t *testing.T) {
 	if _, err := nc2.Subscribe("quote", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "request node 3 -> node 2", func() error {
+	eventually.NoError(t, 10*time.Second, "request node 3 -> node 2", func() error {
 		_, err := nc3.Request("quote", nil, 500*time.Millisecond)
 		return err
 	})
@@ -228,7 +230,7 @@ func TestMsgCluster(t *testing.T) {
 	evs.wait(t, 10*time.Second, "range.replica", func(e *events.Event) bool { return e.Type == events.RangeReplica })
 	var leader int
 	var rangeID uint64
-	eventually(t, 30*time.Second, "leader of the user range", func() (err error) {
+	eventually.NoError(t, 30*time.Second, "leader of the user range", func() (err error) {
 		leader, rangeID, err = c.leaderOf(cl, []byte("k"))
 		return err
 	})
@@ -249,7 +251,7 @@ func TestMsgCluster(t *testing.T) {
 	// JetStream R3 through the loss and return of one msgd.
 	js1, _ := jetstream.New(nc1)
 	var stream jetstream.Stream
-	eventually(t, 60*time.Second, "R3 stream", func() (err error) {
+	eventually.NoError(t, 60*time.Second, "R3 stream", func() (err error) {
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 		defer scancel()
 		stream, err = js1.CreateOrUpdateStream(sctx, jetstream.StreamConfig{Name: "E2E", Subjects: []string{"e2e.>"}, Replicas: 3, Storage: jetstream.FileStorage})
@@ -257,7 +259,7 @@ func TestMsgCluster(t *testing.T) {
 	})
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
-			eventually(t, 30*time.Second, fmt.Sprintf("message %d acknowledged", i), func() error {
+			eventually.NoError(t, 30*time.Second, fmt.Sprintf("message %d acknowledged", i), func() error {
 				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 				defer pcancel()
 				_, err := js1.Publish(pctx, fmt.Sprintf("e2e.%d", i), []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
@@ -275,8 +277,8 @@ func TestMsgCluster(t *testing.T) {
 	}
 	publish(50, 100)
 	c.waitRestarted(t, "node2/msgd", m2.PID)
-	eventually(t, 60*time.Second, "routes re-formed after the restart", func() error { return meshed(ns) })
-	eventually(t, 60*time.Second, "every replica current", func() error {
+	eventually.NoError(t, 60*time.Second, "routes re-formed after the restart", func() error { return meshed(ns) })
+	eventually.NoError(t, 60*time.Second, "every replica current", func() error {
 		info, err := stream.Info(ctx)
 		if err != nil {
 			return err
@@ -312,7 +314,7 @@ func TestMsgCluster(t *testing.T) {
 	n3 := ns[2].nodeID
 	tail := start(t, "events", "--nats-url", "nats://"+ns[0].nats, "--subject", fmt.Sprintf("pleiades.events.member.dead.%d", n3),
 		"--count", "1", "--timeout", "90s", "--output", "json")
-	eventually(t, 20*time.Second, "pleiades events subscribed", func() error {
+	eventually.NoError(t, 20*time.Second, "pleiades events subscribed", func() error {
 		var cz struct {
 			Conns []struct {
 				Name    string `json:"name"`

@@ -21,6 +21,8 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
+
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // tenSteps is the workflow the fault tests run: ten logical steps, each
@@ -56,7 +58,7 @@ func startWFCluster(t *testing.T, offset int) *wfCluster {
 	c := &wfCluster{dir: t.TempDir(), offset: offset, sup: fmt.Sprintf("127.0.0.1:%d", 7500+offset)}
 	c.proc = start(t, "dev", "--nodes", "3", "--data-dir", c.dir, "--port-offset", strconv.Itoa(offset), "--bin-dir", binDir,
 		"--daemons", "stored,clockd,gossipd,raftd")
-	eventually(t, 120*time.Second, "dev cluster ready", func() error {
+	eventually.NoError(t, 120*time.Second, "dev cluster ready", func() error {
 		select {
 		case <-c.proc.done:
 			return fmt.Errorf("pleiades dev exited: %v", c.proc.err)
@@ -75,7 +77,7 @@ func startWFCluster(t *testing.T, offset int) *wfCluster {
 	var cl struct {
 		Nodes []struct {
 			Node    int    `json:"node"`
-			NodeID  uint64 `json:"node_id"`
+			NodeID  uint64 `json:"node_id,string"`
 			Daemons map[string]struct {
 				Bus string `json:"bus"`
 			} `json:"daemons"`
@@ -158,7 +160,7 @@ func (w *wfd) start(t *testing.T) {
 		}
 	})
 	w.p = p
-	eventually(t, 30*time.Second, "workflowd ready", func() error { return readyz(w.admin) })
+	eventually.NoError(t, 30*time.Second, "workflowd ready", func() error { return readyz(w.admin) })
 }
 
 func (w *wfd) signal(t *testing.T, sig syscall.Signal) {
@@ -189,7 +191,7 @@ func startInstances(t *testing.T, w *wfd, n int) []string {
 // steps (of 30 document steps).
 func waitProgress(t *testing.T, w *wfd, ids []string, steps uint64) {
 	t.Helper()
-	eventually(t, 60*time.Second, fmt.Sprintf("every instance past %d steps", steps), func() error {
+	eventually.NoError(t, 60*time.Second, fmt.Sprintf("every instance past %d steps", steps), func() error {
 		for _, id := range ids {
 			in, err := w.client.Get(t.Context(), id)
 			if err != nil {
@@ -211,7 +213,7 @@ func waitProgress(t *testing.T, w *wfd, ids []string, steps uint64) {
 // it mid-step).
 func checkCompleted(t *testing.T, c *wfCluster, w *wfd, ids []string) (epochs map[string][]int) {
 	t.Helper()
-	eventually(t, 120*time.Second, "every instance completed", func() error {
+	eventually.NoError(t, 120*time.Second, "every instance completed", func() error {
 		for _, id := range ids {
 			in, err := w.client.Get(t.Context(), id)
 			if err != nil {
@@ -346,7 +348,7 @@ func TestWorkflowKill9Resumes(t *testing.T) {
 	a := strings.TrimSpace(cli("start", "--data", `{"k": "a"}`, "waiter"))
 	b := strings.TrimSpace(cli("start", "--data", `{"k": "b"}`, "waiter"))
 	for _, id := range []string{a, b} {
-		eventually(t, 30*time.Second, "parked on its event", func() error {
+		eventually.NoError(t, 30*time.Second, "parked on its event", func() error {
 			in, err := w.client.Get(t.Context(), id)
 			if err != nil || in.GetOwner() != 0 || len(in.GetWaiting()) != 1 {
 				return fmt.Errorf("%v, %v", in, err)
@@ -367,7 +369,7 @@ func TestWorkflowKill9Resumes(t *testing.T) {
 	if out := cli("terminate", "--reason", "not needed", b); !strings.Contains(out, "terminated") {
 		t.Errorf("terminate: %q", out)
 	}
-	eventually(t, 30*time.Second, "resumed instance completed with its event", func() error {
+	eventually.NoError(t, 30*time.Second, "resumed instance completed with its event", func() error {
 		in, err := w.client.Get(t.Context(), a)
 		if err != nil || in.GetStatus() != workflowpb.Status_STATUS_COMPLETED || !strings.Contains(string(in.GetData()), `"v":1`) {
 			return fmt.Errorf("%v, %v", in, err)
@@ -450,7 +452,7 @@ func TestWorkflowFrozenOwnerFenced(t *testing.T) {
 		revs[id] = in.GetUpdatedUnixNano()
 	}
 	w1.signal(t, syscall.SIGCONT)
-	eventually(t, 30*time.Second, "the resumed owner finds its leases lost", func() error {
+	eventually.NoError(t, 30*time.Second, "the resumed owner finds its leases lost", func() error {
 		if n := metric(t, w1.admin, "pleiades_workflowd_leases_lost_total"); n < float64(len(ids)) {
 			return fmt.Errorf("%v leases lost", n)
 		}

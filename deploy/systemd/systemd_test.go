@@ -118,8 +118,8 @@ func (u unit) words(section, key string) []string {
 func TestUnitShape(t *testing.T) {
 	after := map[string][]string{
 		"stored":    nil,
-		"clockd":    {"stored"},
-		"gossipd":   {"clockd"},
+		"clockd":    {"stored", "gossipd"},
+		"gossipd":   nil,
 		"raftd":     {"stored", "clockd", "gossipd"},
 		"workflowd": {"raftd", "gossipd"},
 		"msgd":      {"gossipd"},

@@ -13,7 +13,7 @@ import (
 // Status is the JSON shape of /v1/status.
 type Status struct {
 	Daemon        string            `json:"daemon"`
-	NodeID        uint64            `json:"node_id"`
+	NodeID        uint64            `json:"node_id,string"`
 	Version       string            `json:"version"`
 	UptimeSeconds float64           `json:"uptime_seconds"`
 	StartedAt     time.Time         `json:"started_at"`

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,12 @@ type Server struct {
 	mux     *http.ServeMux
 	errc    chan error
 
+	// base is every request's parent context; Stop cancels it, so that
+	// handlers still running (a readiness check waiting on something that
+	// is stopping, a profile) end instead of holding the shutdown.
+	base       context.Context
+	cancelBase context.CancelFunc
+
 	mu struct {
 		sync.Mutex
 		ready     map[string]CheckFunc
@@ -70,6 +77,11 @@ type Server struct {
 		ln        net.Listener
 		done      chan struct{} // closed when Serve returns
 		stopped   bool
+		// inflight are the requests being served, for the log of a slow
+		// stop.
+		inflight map[*http.Request]time.Time
+		// conns are the open connections and their states.
+		conns map[net.Conn]connState
 
 		// conditions are readiness checks whose failure degrades the
 		// daemon without making it unready (AddCondition).
@@ -104,6 +116,9 @@ func New(cfg Config, deps Deps, info Info) (*Server, error) {
 	s.mu.health = map[string]CheckFunc{}
 	s.mu.conditions = map[string]CheckFunc{}
 	s.mu.addresses = map[string]string{}
+	s.mu.inflight = map[*http.Request]time.Time{}
+	s.mu.conns = map[net.Conn]connState{}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 
 	s.mux.Handle("/healthz", s.checksHandler("healthz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(false), nil }))
 	s.mux.Handle("/readyz", s.checksHandler("readyz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(true), s.conditions() }))
@@ -325,9 +340,11 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.ln = ln
 	s.mu.addresses["admin"] = ln.Addr().String()
 	s.mu.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.track(s.mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ConnState:         s.connState,
 	}
 	s.mu.done = make(chan struct{})
 	srv, done := s.mu.srv, s.mu.done
@@ -358,22 +375,138 @@ func (s *Server) Addr() net.Addr {
 // Err delivers a serving failure after Start, at most once.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop shuts the server down gracefully: it stops accepting, waits for
-// in-flight requests until ctx ends, then closes what is left. It is
-// idempotent.
+// slowStop is how long a stop may take before the server logs what it
+// waits for.
+const slowStop = time.Second
+
+// connState is a connection's state and since when.
+type connState struct {
+	state http.ConnState
+	since time.Time
+}
+
+// connState records each connection's state (http.Server.ConnState).
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(s.mu.conns, c)
+	default:
+		s.mu.conns[c] = connState{st, time.Now()}
+	}
+}
+
+// connStates counts the open connections by state, e.g. "new:1 idle:2".
+func (s *Server) connStates() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := map[string]int{}
+	for _, cs := range s.mu.conns {
+		n[cs.state.String()]++
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, n[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// track wraps h to record the requests in flight.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.mu.inflight[r] = time.Now()
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.mu.inflight, r)
+			s.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// inflight describes the requests in flight, oldest first, e.g.
+// "GET /readyz from 127.0.0.1:40612 for 1.2s".
+func (s *Server) inflight() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type req struct {
+		desc  string
+		since time.Time
+	}
+	var rs []req
+	for r, t := range s.mu.inflight {
+		rs = append(rs, req{fmt.Sprintf("%s %s from %s", r.Method, r.URL.Path, r.RemoteAddr), t})
+	}
+	slices.SortFunc(rs, func(a, b req) int { return a.since.Compare(b.since) })
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = fmt.Sprintf("%s for %v", r.desc, time.Since(r.since).Round(time.Millisecond))
+	}
+	return out
+}
+
+// closeUnused closes the connections on which no request has begun: a
+// client opened them and sent nothing yet. http.Server.Shutdown counts
+// such a connection as busy until it is five seconds old, which made the
+// stop of a daemon polled by the supervisor wait up to five seconds for
+// nothing (Go's HTTP client dials a spare connection when two requests to
+// one host overlap, and may never use it).
+func (s *Server) closeUnused() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, cs := range s.mu.conns {
+		if cs.state == http.StateNew {
+			_ = c.Close()
+		}
+	}
+}
+
+// sweepEvery is how often a stop closes the unused connections that
+// arrived meanwhile (until Shutdown has closed the listener).
+const sweepEvery = 10 * time.Millisecond
+
+// Stop shuts the server down: it stops accepting, cancels the context of
+// the requests in flight (their handlers see ctx.Done and answer at once),
+// waits for them until ctx ends, then closes what is left. Idle keep-alive
+// connections, and connections that never carried a request, close at
+// once. A stop that takes longer than a second logs what it still waits
+// for. It is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	s.mu.stopped = true
 	srv, done := s.mu.srv, s.mu.done
 	s.mu.srv = nil
 	s.mu.Unlock()
+	s.cancelBase()
 	if srv == nil {
 		return nil
 	}
-	err := srv.Shutdown(ctx)
+	s.closeUnused()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }() // ends by ctx at the latest; waited for below
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
+	slow := time.NewTimer(slowStop)
+	defer slow.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-shut:
+			break wait
+		case <-sweep.C:
+			s.closeUnused()
+		case <-slow.C:
+			s.log.Warn("admin server still stopping", slog.Duration("after", slowStop),
+				slog.Any("waiting_for", s.inflight()), slog.String("connections", s.connStates()))
+		}
+	}
 	if err != nil {
+		err = fmt.Errorf("admin: shutdown: %w (requests in flight: %v)", err, s.inflight())
 		_ = srv.Close()
-		err = fmt.Errorf("admin: shutdown: %w", err)
 	}
 	<-done
 	return err

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -289,5 +292,132 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Addr: ":0"}, Deps{}, Info{}); err == nil {
 		t.Error("New without Logger succeeded")
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStopCancelsRequests: a readiness check still waiting when the
+// server stops (its daemon's dependencies are stopping too) sees its
+// context end, so Stop does not wait out the check's timeout (an hour
+// here; a daemon's shutdown waited seconds on such a request).
+func TestStopCancelsRequests(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0", CheckTimeout: time.Hour}, Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, Info{Daemon: "testd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{})
+	s.AddReadyCheck("waits", func(ctx context.Context) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	done := make(chan int, 1)
+	go func() {
+		resp, err := client.Get("http://" + s.Addr().String() + "/readyz")
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop with a check in flight: %v; want it cancelled and Stop done", err)
+	}
+	if code := <-done; code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz in flight at Stop = %d; want 503 (the check was cancelled)", code)
+	}
+}
+
+// TestSlowStopSaysWhatItWaitsFor: a handler that ignores cancellation
+// holds the stop; after a second the server logs the request it waits
+// for.
+func TestSlowStopSaysWhatItWaitsFor(t *testing.T) {
+	var logs syncBuffer
+	s, err := New(Config{Addr: "127.0.0.1:0"}, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, Info{Daemon: "testd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.Handle("/v1/stuck", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+	}))
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	go func() {
+		if resp, err := client.Get("http://" + s.Addr().String() + "/v1/stuck"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(context.Background()) }()
+	eventually.True(t, 10*time.Second, "the slow stop logged", func() bool {
+		return strings.Contains(logs.String(), "admin server still stopping")
+	})
+	if l := logs.String(); !strings.Contains(l, "GET /v1/stuck from 127.0.0.1:") {
+		t.Errorf("the slow stop's log does not name the request:\n%s", l)
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}
+
+// TestStopClosesUnusedConnections: a connection a client opened without
+// sending a request (Go's HTTP client dials a spare one when two requests
+// overlap) does not hold the stop: http.Server.Shutdown alone waits until
+// such a connection is five seconds old, so a stop bounded by four
+// seconds would fail.
+func TestStopClosesUnusedConnections(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0"}, Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, Info{Daemon: "testd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually.True(t, 10*time.Second, "the connection accepted", func() bool { return s.connStates() == "new:1" })
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop with an unused connection open: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the unused connection is still open after Stop")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,20 +85,29 @@ type Bus struct {
 	stopping bool // no new calls or handlers
 	closed   bool // no new goroutines
 	active   int  // running handlers
-	drained  chan struct{}
-	peers    map[string]*peerSet
-	conns    map[*quic.Conn]struct{}
-	accepted map[string]*quic.Conn // latest accepted connection by remote address
-	batches  map[batchKey]*batchStream
-	callsSrv map[*callsServer]struct{} // served calls streams, for Stop
-	udp      *net.UDPConn
-	tr       *quic.Transport
-	ln       *quic.Listener
-	ctx      context.Context // cancelled when handlers must give up
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
-	stopErr  error
+	// running counts the running handlers by method, for the log of a
+	// slow stop.
+	running map[hkey]int
+	// stopBegun ends when Stop begins. It is the parent context of
+	// server-stream handlers (subscriptions), which would otherwise run
+	// until their callers leave (unary calls drain instead), and it cuts
+	// short the waits on callers that may be gone (see awaitCallerDone).
+	stopBegun       context.Context
+	cancelStopBegun context.CancelFunc
+	drained         chan struct{}
+	peers           map[string]*peerSet
+	conns           map[*quic.Conn]struct{}
+	accepted        map[string]*quic.Conn // latest accepted connection by remote address
+	batches         map[batchKey]*batchStream
+	callsSrv        map[*callsServer]struct{} // served calls streams, for Stop
+	udp             *net.UDPConn
+	tr              *quic.Transport
+	ln              *quic.Listener
+	ctx             context.Context // cancelled when handlers must give up
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+	stopOnce        sync.Once
+	stopErr         error
 }
 
 // New validates cfg and returns an unstarted Bus.
@@ -168,6 +179,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 			MaxConnectionReceiveWindow:     64 << 20,
 		},
 		handlers: make(map[hkey]*handler),
+		running:  make(map[hkey]int),
 		drained:  make(chan struct{}),
 		peers:    make(map[string]*peerSet),
 		conns:    make(map[*quic.Conn]struct{}),
@@ -226,6 +238,7 @@ func (b *Bus) Start(ctx context.Context) error {
 	}
 	b.udp, b.tr, b.ln = udp, tr, ln
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.stopBegun, b.cancelStopBegun = context.WithCancel(b.ctx)
 	b.started = true
 	b.wg.Add(2)
 	go b.acceptLoop()
@@ -267,11 +280,23 @@ func (b *Bus) stop(ctx context.Context) error {
 	if !started {
 		return nil
 	}
+	// Subscriptions end now (their callers see the stream end and
+	// resubscribe elsewhere or later); unary calls drain.
+	b.cancelStopBegun()
+	slow := time.NewTimer(slowStop)
+	defer slow.Stop()
 	var err error
-	select {
-	case <-b.drained:
-	case <-ctx.Done():
-		err = fmt.Errorf("bus: stop: handlers still running: %w", ctx.Err())
+drain:
+	for {
+		select {
+		case <-b.drained:
+			break drain
+		case <-slow.C:
+			b.log.Warn("bus still stopping: handlers running", slog.Duration("after", slowStop), slog.String("handlers", b.runningHandlers()))
+		case <-ctx.Done():
+			err = fmt.Errorf("bus: stop: handlers still running (%s): %w", b.runningHandlers(), ctx.Err())
+			break drain
+		}
 	}
 	b.drainCalls(ctx)
 	// Snapshot the connections before cancelling b.ctx: cancelling ends the
@@ -297,20 +322,42 @@ func (b *Bus) stop(ctx context.Context) error {
 	return err
 }
 
-// enterHandler counts a handler in; it fails once Stop has begun.
-func (b *Bus) enterHandler() bool {
+// slowStop is how long Stop may drain before it logs what it waits for.
+const slowStop = time.Second
+
+// runningHandlers describes the handlers running, e.g. "kv/Get:2".
+func (b *Bus) runningHandlers() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var parts []string
+	for k, n := range b.running {
+		parts = append(parts, fmt.Sprintf("%s/%s:%d", k.p, k.method, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
+
+// enterHandler counts a handler of p/method in; it fails once Stop has
+// begun.
+func (b *Bus) enterHandler(p wire.Protocol, method string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopping {
 		return false
 	}
 	b.active++
+	b.running[hkey{p, method}]++
 	return true
 }
 
-func (b *Bus) exitHandler() {
+func (b *Bus) exitHandler(p wire.Protocol, method string) {
 	b.mu.Lock()
 	b.active--
+	if k := (hkey{p, method}); b.running[k] > 1 {
+		b.running[k]--
+	} else {
+		delete(b.running, k)
+	}
 	if b.active == 0 && b.stopping {
 		close(b.drained)
 	}

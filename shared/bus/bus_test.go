@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -373,7 +375,7 @@ func TestBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == frames0*per })
+	eventually.True(t, 10*time.Second, "every batch delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == frames0*per })
 	mu.Lock()
 	defer mu.Unlock()
 	for i, v := range got {
@@ -407,7 +409,7 @@ func TestBatchConcurrentSenders(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, func() bool { return n.Load() == 16*20*2 })
+	eventually.True(t, 10*time.Second, "every concurrent batch delivered", func() bool { return n.Load() == 16*20*2 })
 }
 
 func TestDatagram(t *testing.T) {
@@ -442,17 +444,6 @@ func TestDatagram(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no datagram arrived")
 		}
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -503,8 +494,9 @@ func TestOtherCARefused(t *testing.T) {
 	cli := newBus(t, "intruder", func(c *bus.Config) { c.TLS = oc })
 	start(t, cli)
 	err = cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
-	if !errors.Is(err, bus.ErrUnavailable) {
-		t.Fatalf("call with a foreign certificate: err = %v, want unavailable", err)
+	t.Logf("intruder: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) {
+		t.Fatalf("call with a foreign certificate: err = %v, want unauthenticated", err)
 	}
 	// And the reverse: a good client refuses a server of another CA.
 	bad := newBus(t, "srv2", func(c *bus.Config) { c.TLS = oc })
@@ -513,8 +505,20 @@ func TestOtherCARefused(t *testing.T) {
 	good := newBus(t, "good")
 	start(t, good)
 	err = good.Call(ctxT(t), baddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
-	if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("call to a foreign server: err = %v", err)
+	t.Logf("foreign server: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("call to a foreign server: err = %v, want unauthenticated naming the certificate", err)
+	}
+	// A client that trusts the server's CA but presents a certificate of
+	// another: the server refuses it, and the client learns why.
+	mixed := tlsConfig(t, "mixed").Clone()
+	mixed.Certificates = oc.Certificates
+	half := newBus(t, "mixed", func(c *bus.Config) { c.TLS = mixed })
+	start(t, half)
+	err = half.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	t.Logf("refused client certificate: %v", err)
+	if !errors.Is(err, bus.ErrUnauthenticated) {
+		t.Fatalf("call with a certificate the server refuses: err = %v, want unauthenticated", err)
 	}
 }
 
@@ -634,11 +638,11 @@ func TestPeerRestart(t *testing.T) {
 	if err := srv.Stop(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return call() != nil })
+	eventually.True(t, 10*time.Second, "calls failing once the server stopped", func() bool { return call() != nil })
 	srv2 := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
 	echo(srv2)
 	start(t, srv2)
-	waitFor(t, func() bool { return call() == nil })
+	eventually.True(t, 10*time.Second, "calls succeeding on the restarted server", func() bool { return call() == nil })
 }
 
 func TestStopDrains(t *testing.T) {
@@ -660,7 +664,7 @@ func TestStopDrains(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Stop(ctxT(t)) }()
 	// New calls are refused while draining.
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "new calls refused while draining", func() bool {
 		err := srv.Call(ctxT(t), addr, wire.ProtoKV, "Slow", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
 		return errors.Is(err, bus.ErrUnavailable)
 	})
@@ -834,16 +838,19 @@ func TestRedialBackoff(t *testing.T) {
 }
 
 func TestCallerCancelWhileDialing(t *testing.T) {
-	dead := newBus(t, "dead")
-	deadAddr := start(t, dead)
-	if err := dead.Stop(ctxT(t)); err != nil {
+	// A socket that reads nothing: the dial hears no answer at all (a
+	// port with nothing on it would answer the probe at once).
+	hole, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer hole.Close()
+	deadAddr := hole.LocalAddr().String()
 	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = 10 * time.Second })
 	start(t, cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := cli.Call(ctx, deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	err = cli.Call(ctx, deadAddr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
 	if !errors.Is(err, bus.ErrDeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -864,7 +871,7 @@ func TestBatchReopensAfterPeerRestart(t *testing.T) {
 	if err := cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return n.Load() == 1 })
+	eventually.True(t, 10*time.Second, "the first batch delivered", func() bool { return n.Load() == 1 })
 	if err := srv.Stop(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -873,7 +880,7 @@ func TestBatchReopensAfterPeerRestart(t *testing.T) {
 	start(t, srv2)
 	// Batches are best effort across a restart: keep sending until one
 	// arrives on the new server.
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "a batch delivered to the restarted server", func() bool {
 		_ = cli.SendBatch(ctxT(t), addr, wire.ProtoRaft, "Msgs", wrapperspb.Int32(1))
 		return n.Load() >= 2
 	})
@@ -922,7 +929,7 @@ func TestBatchesShareTheLowerPeersConnection(t *testing.T) {
 	}
 	received := func(n *node, want int) {
 		t.Helper()
-		waitFor(t, func() bool { n.mu.Lock(); defer n.mu.Unlock(); return len(n.got) == want })
+		eventually.True(t, 10*time.Second, "every batch delivered", func() bool { n.mu.Lock(); defer n.mu.Unlock(); return len(n.got) == want })
 	}
 	dials := func(n *node) float64 {
 		return metricValue(t, n.reg, "pleiades_bus_dials_total", map[string]string{"result": "ok"})
@@ -947,4 +954,44 @@ func TestBatchesShareTheLowerPeersConnection(t *testing.T) {
 		}
 	}
 	lo.mu.Unlock()
+}
+
+// TestNoListenerFailsFast: a call to a port nothing listens on fails with
+// ReasonNoListener (the dial's probe heard the port unreachable) rather
+// than waiting out the dial timeout, here an hour; so does a call made
+// during the redial backoff that follows.
+func TestNoListenerFailsFast(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	cli := newBus(t, "cli", func(c *bus.Config) { c.DialTimeout = time.Hour })
+	start(t, cli)
+	for i := range 2 {
+		err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+		if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != bus.ReasonNoListener {
+			t.Fatalf("call %d to %s with nothing listening: %v; want unavailable, reason %s", i, addr, err, bus.ReasonNoListener)
+		}
+		t.Logf("call %d: %v", i, err)
+	}
+}
+
+// TestNoListenerDoesNotTravel: a handler whose own dial found nothing
+// listening (a forward, say) answers Unavailable, but not with
+// ReasonNoListener: its caller reached it, and would otherwise take the
+// handler's address for one where nothing listens.
+func TestNoListenerDoesNotTravel(t *testing.T) {
+	srv := newBus(t, "srv")
+	bus.HandleUnary(srv, wire.ProtoKV, "Forward", func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		return nil, fmt.Errorf("forward: %w", &bus.Error{Code: bus.CodeUnavailable, Reason: bus.ReasonNoListener, Message: "dial 127.0.0.1:1: nothing listens there"})
+	})
+	addr := start(t, srv)
+	cli := newBus(t, "cli")
+	start(t, cli)
+	err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Forward", &wrapperspb.BytesValue{}, &wrapperspb.BytesValue{})
+	if !errors.Is(err, bus.ErrUnavailable) || bus.ReasonOf(err) != "" || !strings.Contains(err.Error(), "nothing listens") {
+		t.Fatalf("a handler's own no-listener failure reached the caller as %v (reason %q); want Unavailable without the reason", err, bus.ReasonOf(err))
+	}
 }

@@ -400,7 +400,7 @@ func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
 		case req.protocol > 0xff || h == nil || h.kind != kindUnary:
 			sc.respond(b, req.callID, Error{Code: CodeUnimplemented, Message: fmt.Sprintf("no unary handler for %s/%s", p, req.method)}, nil)
 			continue
-		case !b.enterHandler():
+		case !b.enterHandler(p, req.method):
 			sc.respond(b, req.callID, Error{Code: CodeUnavailable, Message: "bus stopping"}, nil)
 			continue
 		}
@@ -431,7 +431,7 @@ func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
 				resp = nil
 			}
 			sc.respond(b, req.callID, status, resp)
-			b.exitHandler()
+			b.exitHandler(p, req.method)
 			b.m.observeHandled(p, req.method, status.Code, start)
 		}()
 	}
@@ -520,7 +520,7 @@ func (b *Bus) drainCalls(ctx context.Context) {
 		scs = append(scs, sc)
 	}
 	b.mu.Unlock()
-	t := time.NewTimer(callerDoneTimeout)
+	t := time.NewTimer(stoppingCallerDoneTimeout)
 	defer t.Stop()
 	for _, sc := range scs {
 		sc.w.closeSend()

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/proto/buspb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
@@ -239,7 +240,7 @@ func TestCallsCancelStorm(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, func() bool { return running.Load() == 0 })
+	eventually.True(t, 10*time.Second, "every handler finished", func() bool { return running.Load() == 0 })
 	if answered.Load() == 0 || gaveUp.Load() == 0 {
 		t.Fatalf("answered %d, gave up %d: want both to happen", answered.Load(), gaveUp.Load())
 	}

@@ -36,6 +36,9 @@ func streamErr(ctx context.Context, what string, err error) error {
 			return Errorf(CodeInternal, "%s: refused by the peer: protocol error", what)
 		}
 	}
+	if ae := authError(what, err); ae != nil {
+		return ae
+	}
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge):
 		return Errorf(CodeResourceExhausted, "%s: %v", what, err)

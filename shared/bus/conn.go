@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -89,7 +90,10 @@ func (ps *peerSet) backoff(addr string) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if wait := time.Until(ps.nextDial); wait > 0 && ps.lastErr != nil {
-		return Errorf(CodeUnavailable, "dial %s: %v (next attempt in %v)", addr, ps.lastErr, wait.Round(time.Millisecond))
+		// The last dial's code and reason stand until the next dial.
+		e := &Error{Code: CodeUnavailable, Message: ps.lastErr.Error()}
+		errors.As(ps.lastErr, &e)
+		return &Error{Code: e.Code, Reason: e.Reason, Message: fmt.Sprintf("%s (next attempt in %v)", e.Message, wait.Round(time.Millisecond))}
 	}
 	return nil
 }
@@ -103,10 +107,7 @@ func (ps *peerSet) dialed(err error, lo, hi time.Duration) {
 		return
 	}
 	ps.failures++
-	back := lo << min(ps.failures-1, 20)
-	if back > hi || back <= 0 {
-		back = hi
-	}
+	back := backoff.Policy{Min: lo, Max: hi}.Delay(ps.failures - 1)
 	ps.nextDial, ps.lastErr = time.Now().Add(back), err
 }
 
@@ -210,13 +211,10 @@ func (p *peerConn) get(ctx context.Context, b *Bus) (*quic.Conn, error) {
 			p.mu.Unlock()
 			return nil, ctxError(ctx.Err())
 		default:
+			err = dialError(addr, err, false)
 			p.set.dialed(err, b.cfg.RedialBackoffMin, b.cfg.RedialBackoffMax)
 			p.mu.Unlock()
-			var be *Error
-			if errors.As(err, &be) {
-				return nil, err
-			}
-			return nil, Errorf(CodeUnavailable, "dial %s: %v", addr, err)
+			return nil, err
 		}
 	}
 }
@@ -232,10 +230,26 @@ func (b *Bus) dial(ctx context.Context, p *peerConn) (*quic.Conn, error) {
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel)
 	defer stop()
+	// The probe runs beside the handshake and ends with it: a port
+	// unreachable answer cancels the handshake at once (see probeRefused).
+	refused := make(chan bool, 1)
+	pctx, pcancel := context.WithCancel(dctx)
+	go func() {
+		r := probeRefused(pctx, ua)
+		if r {
+			cancel()
+		}
+		refused <- r
+	}()
 	c, err := b.tr.Dial(dctx, ua, b.peerTLS(addr), b.qconf)
+	pcancel()
+	wasRefused := <-refused
 	if err != nil {
 		b.m.dials.WithLabelValues("error").Inc()
-		return nil, err
+		if ctx.Err() != nil && !wasRefused {
+			return nil, err
+		}
+		return nil, dialError(addr, err, wasRefused)
 	}
 	if err := b.addConn(c, p); err != nil {
 		b.m.dials.WithLabelValues("error").Inc()

@@ -35,8 +35,29 @@
 // (see shared/BENCHMARKS.md). Each connection slot is dialed on demand: the
 // first caller dials; concurrent callers wait for that dial (single flight). A
 // failed dial starts a backoff, from RedialBackoffMin doubling up to
-// RedialBackoffMax, during which calls to that peer fail fast with
-// CodeUnavailable; a dead connection is dropped and the next call redials.
+// RedialBackoffMax (jittered, see shared/backoff), during which calls to
+// that peer fail fast with the dial's error; a dead connection is dropped
+// and the next call redials.
+//
+// # Failed dials
+//
+// A dial fails in one of three ways, which callers can tell apart:
+//
+//   - Nothing listens at the address (the daemon is down): over TCP that is
+//     "connection refused"; over UDP it is an ICMP port unreachable, which
+//     Linux reports only to connected sockets, while QUIC shares one
+//     unconnected socket: quic-go never hears it and the handshake would
+//     wait out DialTimeout. So each dial also sends one empty datagram from
+//     a connected socket of its own (QUIC ignores empty datagrams); when the
+//     host answers port unreachable, the dial ends at once with
+//     CodeUnavailable and reason ReasonNoListener. Without an answer (a
+//     firewall, a lost ICMP) the dial waits as before.
+//   - The TLS handshake fails (a certificate of another cluster CA, say):
+//     CodeUnauthenticated, which retrying will not change. With TLS 1.3 a
+//     server's refusal of the client's certificate arrives after the
+//     client's handshake completed, on its first stream, so a call's stream
+//     error can carry CodeUnauthenticated too.
+//   - Anything else (the timeout): CodeUnavailable.
 //
 // # Idle connections
 //

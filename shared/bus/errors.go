@@ -26,7 +26,15 @@ const (
 	CodeCanceled           = buspb.Code_CANCELED
 	CodeUnimplemented      = buspb.Code_UNIMPLEMENTED
 	CodeResourceExhausted  = buspb.Code_RESOURCE_EXHAUSTED
+	CodeUnauthenticated    = buspb.Code_UNAUTHENTICATED
 )
+
+// ReasonNoListener comes with CodeUnavailable when nothing listens at the
+// peer's address: the dial was answered by an ICMP port unreachable (the
+// UDP form of "connection refused"; see the package doc). The call was
+// never delivered, so it is safe to retry anywhere; a caller with other
+// addresses should try them rather than wait for this one.
+const ReasonNoListener = "no_listener"
 
 // Error is a failure with a wire code. Handlers return one (directly or
 // wrapped) to choose the code the caller sees; callers get one back from
@@ -94,6 +102,8 @@ func codeName(c Code) string {
 		return "unimplemented"
 	case CodeResourceExhausted:
 		return "resource exhausted"
+	case CodeUnauthenticated:
+		return "unauthenticated"
 	}
 	return fmt.Sprintf("code(%d)", int32(c))
 }
@@ -111,6 +121,7 @@ var (
 	ErrCanceled           = &Error{Code: CodeCanceled}
 	ErrUnimplemented      = &Error{Code: CodeUnimplemented}
 	ErrResourceExhausted  = &Error{Code: CodeResourceExhausted}
+	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.
@@ -170,8 +181,18 @@ func LeaderHint(err error) string {
 // toWire converts a handler's error to the fields of a Response (the zero
 // Error, code OK, for nil). The message is the error text without the
 // "bus: <code>" part of the *Error in it, because the caller's *Error adds
-// that back.
+// that back. ReasonNoListener does not travel: it describes a dial the
+// handler made (to forward, say), and its caller would take it for its own
+// dial to the handler, which answered.
 func toWire(err error) Error {
+	w := toWireKeepReason(err)
+	if w.Reason == ReasonNoListener {
+		w.Reason = ""
+	}
+	return w
+}
+
+func toWireKeepReason(err error) Error {
 	if err == nil {
 		return Error{}
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -104,7 +105,7 @@ func TestIdleConnectionCloses(t *testing.T) {
 			if hs.full.Load() != 1 {
 				t.Fatalf("%d full handshakes, want 1", hs.full.Load())
 			}
-			waitFor(t, func() bool {
+			eventually.True(t, 10*time.Second, "the idle connection closed on both sides", func() bool {
 				return metricValue(t, creg, "pleiades_bus_idle_closes_total", nil) == 1 &&
 					metricValue(t, creg, "pleiades_bus_connections", nil) == 0 &&
 					metricValue(t, sreg, "pleiades_bus_connections", nil) == 0
@@ -112,14 +113,14 @@ func TestIdleConnectionCloses(t *testing.T) {
 			before := got.Load()
 			// The first use after the close redials at once; datagrams are
 			// unreliable, so send until one arrives.
-			waitFor(t, func() bool {
+			eventually.True(t, 10*time.Second, "a use after the idle close", func() bool {
 				if err := u.use(ctxT(t), cli, addr); err != nil {
 					t.Fatal(err)
 				}
 				return u.name != "datagram" || got.Load() > before
 			})
 			if u.name == "batch" {
-				waitFor(t, func() bool { return got.Load() == 2 })
+				eventually.True(t, 10*time.Second, "the second batch delivered", func() bool { return got.Load() == 2 })
 			}
 			if hs.full.Load() != 1 || hs.resumed.Load() != 1 {
 				t.Fatalf("after the redial: %d full and %d resumed handshakes, want 1 and 1", hs.full.Load(), hs.resumed.Load())
@@ -196,7 +197,7 @@ func TestLongStreamNotCut(t *testing.T) {
 		t.Fatalf("%v idle closes during the stream", n)
 	}
 	// Once the stream is over the connection is idle.
-	waitFor(t, func() bool { return metricValue(t, creg, "pleiades_bus_idle_closes_total", nil) == 1 })
+	eventually.True(t, 10*time.Second, "one idle close counted", func() bool { return metricValue(t, creg, "pleiades_bus_idle_closes_total", nil) == 1 })
 }
 
 // TestUsesRacingReaper: callers whose pauses straddle IdleTimeout race

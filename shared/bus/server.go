@@ -112,13 +112,17 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 		b.serveBatch(b.ctx, str, peer, &fr, body, p, method, h)
 		return
 	}
-	if !b.enterHandler() {
+	if !b.enterHandler(p, method) {
 		b.reject(str, peer, streamCodeStopping, CodeUnavailable, "bus stopping")
 		return
 	}
-	defer b.exitHandler()
+	defer b.exitHandler(p, method)
 	start := time.Now()
-	ctx := context.WithValue(b.ctx, peerKey{}, peer)
+	parent := b.ctx
+	if h.kind == kindStream {
+		parent = b.stopBegun
+	}
+	ctx := context.WithValue(parent, peerKey{}, peer)
 	var code Code
 	switch h.kind {
 	case kindUnary, kindStream:
@@ -142,19 +146,28 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 		stop()
 		cancel()
 		b.m.observeHandled(p, method, code, start)
-		awaitCallerDone(str)
+		b.awaitCallerDone(str)
 	}
 }
 
-// callerDoneTimeout bounds awaitCallerDone.
-const callerDoneTimeout = 2 * time.Second
+// callerDoneTimeout bounds awaitCallerDone; stoppingCallerDoneTimeout
+// bounds it, and the wait for callers to close their calls streams, once
+// the bus stops: a caller that is gone (killed, its connection not yet
+// known dead) would otherwise hold the stop for the full timeout, while a
+// live caller answers within a round trip.
+const (
+	callerDoneTimeout         = 2 * time.Second
+	stoppingCallerDoneTimeout = 250 * time.Millisecond
+)
 
 // awaitCallerDone waits until the caller has closed or reset its side of
 // the stream, which it does once it has read the last response. Holding the
 // handler slot until then lets Stop drain: closing the connection right
 // after writing could discard a response not yet delivered.
-func awaitCallerDone(str *quic.Stream) {
+func (b *Bus) awaitCallerDone(str *quic.Stream) {
 	_ = str.SetReadDeadline(time.Now().Add(callerDoneTimeout))
+	shorten := context.AfterFunc(b.stopBegun, func() { _ = str.SetReadDeadline(time.Now().Add(stoppingCallerDoneTimeout)) })
+	defer shorten()
 	var one [64]byte
 	for {
 		if _, err := str.Read(one[:]); err != nil {
@@ -196,6 +209,9 @@ func (b *Bus) writeResponse(str *quic.Stream, status Error, m proto.Message, end
 
 func (b *Bus) serveUnary(ctx context.Context, str *quic.Stream, h *handler, payload []byte) Code {
 	resp, err := h.unary(ctx, payload)
+	// A caller that is gone must not hold the stop (see awaitCallerDone).
+	unblock := context.AfterFunc(b.stopBegun, func() { _ = str.SetWriteDeadline(time.Now().Add(stoppingCallerDoneTimeout)) })
+	defer unblock()
 	status := toWire(err)
 	code := status.Code
 	if err != nil {
@@ -214,6 +230,11 @@ func (b *Bus) serveUnary(ctx context.Context, str *quic.Stream, h *handler, payl
 }
 
 func (b *Bus) serveServerStream(ctx context.Context, str *quic.Stream, h *handler, payload []byte) Code {
+	// A write to a caller that is gone without a word (killed) blocks
+	// until QUIC gives the connection up; once ctx ends (the caller reset
+	// the stream, or the bus stops) no write waits any longer.
+	unblock := context.AfterFunc(ctx, func() { _ = str.SetWriteDeadline(time.Now()) })
+	defer unblock()
 	send := func(m proto.Message) error {
 		if err := ctx.Err(); err != nil {
 			return ctxError(err)
@@ -252,13 +273,13 @@ func (b *Bus) serveBatch(ctx context.Context, str *quic.Stream, peer *Peer, fr *
 			err = fmt.Errorf("batch for %q on a stream of %q", m, method)
 		}
 		if err == nil {
-			if !b.enterHandler() {
+			if !b.enterHandler(p, method) {
 				str.CancelRead(streamCodeStopping)
 				return
 			}
 			start := time.Now()
 			err = h.batch(ctx, *peer, msgs)
-			b.exitHandler()
+			b.exitHandler(p, method)
 			b.m.observeHandled(p, method, CodeOf(err), start)
 		}
 		if err != nil {

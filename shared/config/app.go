@@ -54,7 +54,9 @@ func NewApp(name, usage string, flags []cli.Flag, action cli.ActionFunc) *cli.Ap
 // loads the file named by --config before any action runs (applying each
 // key to the flag of the same name unless that flag was set on the command
 // line or in the environment) and makes usage errors returned values
-// instead of printed help, so that the caller chooses the exit status.
+// instead of printed help, so that the caller chooses the exit status:
+// an unknown command or flag, or a flag value that does not parse, is an
+// error that names it as typed and says what is accepted (see Run).
 //
 // Call it once, after the app's flags and commands are declared. Hooks the
 // app already had (Before, OnUsageError) still run after Prepare's.
@@ -86,6 +88,9 @@ func Prepare(app *cli.App) {
 	}
 	app.OnUsageError = usageError(app.OnUsageError)
 	app.ExitErrHandler = func(*cli.Context, error) {}
+	if app.Action == nil && len(app.Commands) > 0 {
+		app.Action = unknownCommand
+	}
 	prepareCommands(app.Commands)
 }
 
@@ -106,12 +111,16 @@ func prepareCommands(cmds []*cli.Command) {
 			return nil
 		}
 		cmd.OnUsageError = usageError(cmd.OnUsageError)
+		if cmd.Action == nil && len(cmd.Subcommands) > 0 {
+			cmd.Action = unknownCommand
+		}
 		prepareCommands(cmd.Subcommands)
 	}
 }
 
 func usageError(next cli.OnUsageErrorFunc) cli.OnUsageErrorFunc {
 	return func(c *cli.Context, err error, isSubcommand bool) error {
+		err = describeUsage(c, err)
 		if next != nil {
 			return next(c, err, isSubcommand)
 		}

@@ -214,3 +214,37 @@ func Addr(c *cli.Context, name string) (string, error) {
 	}
 	return v, nil
 }
+
+// OptionalAddr is Addr for a flag that may be empty (the feature it
+// names is then off): "" is returned as is.
+func OptionalAddr(c *cli.Context, name string) (string, error) {
+	if c.String(name) == "" {
+		return "", nil
+	}
+	return Addr(c, name)
+}
+
+// AddrList reads a list-of-addresses flag (a string slice flag, or a
+// string flag): comma separated, a slice flag also repeatable, blanks
+// ignored. Each address is checked with ValidateAddr;
+// a bad one is a *FlagError naming the flag and the address. An unset
+// flag gives nil.
+func AddrList(c *cli.Context, name string) ([]string, error) {
+	vals := c.StringSlice(name)
+	if s, ok := c.Value(name).(string); ok && s != "" {
+		vals = []string{s}
+	}
+	var out []string
+	for _, v := range vals {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if err := ValidateAddr(a); err != nil {
+				return nil, &FlagError{Flag: name, Value: a, Err: err}
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,5 +293,64 @@ func TestAddr(t *testing.T) {
 		if tt.wantErr != (gotErr != nil) || (gotErr != nil && (!errors.As(gotErr, &fe) || fe.Flag != "raft-addr")) || got != tt.want {
 			t.Errorf("Addr(%q) = %q, %v; want %q (error %v)", tt.args, got, gotErr, tt.want, tt.wantErr)
 		}
+	}
+}
+
+func TestOptionalAddrAndAddrList(t *testing.T) {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "stored-addr", Value: "127.0.0.1:7401"},
+		&cli.StringSliceFlag{Name: "peers"},
+	}
+	for _, tt := range []struct {
+		args      []string
+		wantAddr  string
+		wantPeers []string
+		badFlag   string
+	}{
+		{args: nil, wantAddr: "127.0.0.1:7401"},
+		{args: []string{"--stored-addr", ""}, wantAddr: ""},
+		{args: []string{"--stored-addr", "stored"}, badFlag: "stored-addr"},
+		{args: []string{"--peers", "10.0.0.1:1, 10.0.0.2:2,", "--peers", "10.0.0.3:3"}, wantAddr: "127.0.0.1:7401",
+			wantPeers: []string{"10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"}},
+		{args: []string{"--peers", "10.0.0.1:1,raftd"}, badFlag: "peers"},
+	} {
+		var addr string
+		var peers []string
+		var err error
+		app := NewApp("x", "", flags, func(c *cli.Context) error {
+			if addr, err = OptionalAddr(c, "stored-addr"); err != nil {
+				return nil
+			}
+			peers, err = AddrList(c, "peers")
+			return nil
+		})
+		if rerr := app.Run(append([]string{"x"}, tt.args...)); rerr != nil {
+			t.Fatal(rerr)
+		}
+		var fe *FlagError
+		if tt.badFlag != "" {
+			if !errors.As(err, &fe) || fe.Flag != tt.badFlag {
+				t.Errorf("%q: error %v; want a FlagError naming --%s", tt.args, err, tt.badFlag)
+			}
+			continue
+		}
+		if err != nil || addr != tt.wantAddr || !slices.Equal(peers, tt.wantPeers) {
+			t.Errorf("%q: addr %q, peers %q, error %v; want %q, %q", tt.args, addr, peers, err, tt.wantAddr, tt.wantPeers)
+		}
+	}
+}
+
+func TestAddrListOfStringFlag(t *testing.T) {
+	var got []string
+	var err error
+	app := NewApp("x", "", []cli.Flag{&cli.StringFlag{Name: "addr"}}, func(c *cli.Context) error {
+		got, err = AddrList(c, "addr")
+		return nil
+	})
+	if rerr := app.Run([]string{"x", "--addr", "127.0.0.1:1, 127.0.0.1:2"}); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if want := []string{"127.0.0.1:1", "127.0.0.1:2"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("AddrList = %q, %v; want %q", got, err, want)
 	}
 }

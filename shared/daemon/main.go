@@ -6,14 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/logkey"
 	"github.com/pleiades-db/pleiades/shared/version"
 )
@@ -28,6 +32,9 @@ const (
 // readyPollInterval is how often Main checks readiness until it first
 // holds, to log "ready".
 const readyPollInterval = 100 * time.Millisecond
+
+// slowStop is how long a stop may take before Main logs what it waits for.
+const slowStop = time.Second
 
 // Service is what a daemon's Build returns: its server, started after the
 // runtime and stopped before it.
@@ -52,6 +59,13 @@ type Spec struct {
 	// Flags are the daemon's own flags, declared as plain urfave/cli
 	// flags; each gets a PLEIADES_* env var and a --config file key.
 	Flags []cli.Flag
+	// Advertise makes Main keep "<Name>: <address>" in the node's gossip
+	// metadata while the daemon runs (gossipclient.Advertise, to the
+	// gossipd named by the daemon's --gossip-addr flag), so that other
+	// nodes and `pleiades members` see where it listens. It is for daemons
+	// that do not follow gossip themselves (raftd, clockd and msgd publish
+	// their address in their own membership loops).
+	Advertise bool
 	// Build creates the service from the parsed flags and the runtime. It
 	// registers bus handlers, ready checks and admin views, and must not
 	// start anything. A *config.FlagError (or one wrapped) exits with
@@ -66,6 +80,34 @@ func Main(spec Spec) {
 	code := Run(ctx, spec, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// gossipAddr returns the daemon's --gossip-addr when Main should advertise
+// its address there (see Spec.Advertise), else "".
+func gossipAddr(c *cli.Context, spec Spec) string {
+	if !spec.Advertise {
+		return ""
+	}
+	for _, f := range spec.Flags {
+		if slices.Contains(f.Names(), flagGossipAddr) {
+			return c.String(flagGossipAddr)
+		}
+	}
+	return ""
+}
+
+// flagGossipAddr is the flag naming a daemon's gossipd.
+const flagGossipAddr = "gossip-addr"
+
+// advertisable reports whether a bound address can be given to other
+// nodes as is: not when its host is unspecified (0.0.0.0, ::).
+func advertisable(addr string) (string, bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, false
+	}
+	ip := net.ParseIP(host)
+	return addr, ip == nil || !ip.IsUnspecified()
 }
 
 // runError marks a failure after the configuration was accepted.
@@ -138,17 +180,33 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, ntf notifier, stderr 
 		return &runError{errors.New("build returned no service")}
 	}
 
+	// The advertising goroutine (see Spec.Advertise) ends first at
+	// a stop, so that it never sees its gossipd go.
+	actx, stopAdvertising := context.WithCancel(ctx)
+	advertised := make(chan struct{})
+	close(advertised)
 	stopAll := func(what string, cause error) error {
 		if err := ntf.send("STOPPING=1"); err != nil {
 			log.Warn("systemd notification failed", slog.Any(logkey.Err, err))
 		}
+		stopAdvertising()
+		<-advertised
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cm.ShutdownTimeout)
 		defer cancel()
 		start := time.Now()
+		// A stop slower than a second says which part it waits for (the
+		// admin endpoint's own log says which requests).
+		var waiting atomic.Value
+		waiting.Store("the " + spec.Name + " service")
+		slow := time.AfterFunc(slowStop, func() {
+			log.Warn("still stopping", slog.String("waiting_for", waiting.Load().(string)), slog.Duration("after", slowStop))
+		})
+		defer slow.Stop()
 		errs := []error{cause}
 		if err := svc.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", spec.Name, err))
 		}
+		waiting.Store("the runtime (bus, then admin endpoint)")
 		if err := rt.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop runtime: %w", err))
 		}
@@ -169,6 +227,17 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, ntf notifier, stderr 
 	}
 	if err := svc.Start(ctx); err != nil {
 		return stopAll("start failed", fmt.Errorf("start %s: %w", spec.Name, err))
+	}
+	if gossip := gossipAddr(c, spec); gossip != "" {
+		if addr, ok := advertisable(rt.Bus.Addr().String()); ok {
+			advertised = make(chan struct{})
+			go func() { // owned by stopAll, which waits for it
+				defer close(advertised)
+				gossipclient.New(rt.Bus, gossip).Advertise(actx, spec.Name, addr, log)
+			}()
+		} else {
+			log.Info("bus address not advertised in gossip: bound to every interface", slog.String("bus_addr", addr))
+		}
 	}
 
 	tick := time.NewTicker(readyPollInterval)

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/backoff"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
@@ -52,6 +53,15 @@ type Client struct {
 
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("client: closed")
+
+// ErrNoListener is matched (errors.Is) by the error of an operation that
+// found nothing listening at any configured address (or at the one it is
+// pinned to, for Ranges): every raftd is down, or the addresses are
+// wrong. The operation fails at once instead of retrying until its
+// deadline (an earlier attempt may still have reached a node before it
+// went down). The error also matches bus.ErrUnavailable and carries
+// reason bus.ReasonNoListener.
+var ErrNoListener = errors.New("no raftd listening")
 
 // ErrNotInitialized is matched (errors.Is) by the error of an operation
 // that every configured node refused because the cluster has no ranges
@@ -138,6 +148,9 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if err := checkLimits(req, c.bus.MaxFrameSize()); err != nil {
+		return fmt.Errorf("client: %s: %w", method, err)
+	}
 	if h != nil && c.cfg.System {
 		h.System = true
 	}
@@ -149,6 +162,8 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		lastErr  error
 		// uninit holds the nodes that answered "not initialized".
 		uninit map[string]bool
+		// refused holds the nodes where nothing listens.
+		refused map[string]bool
 	)
 	timeout := c.cfg.AttemptTimeout
 	if r.slow {
@@ -219,19 +234,33 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 				return fmt.Errorf("client: %s: %w: every node says so (run Init): %w", method, ErrNotInitialized, lastErr)
 			}
 		}
-		if c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts {
-			return fmt.Errorf("client: %s: gave up after %d attempts: %w", method, attempt, lastErr)
+		if bus.ReasonOf(err) == bus.ReasonNoListener {
+			// Nothing listens there: the node is down. Route around it,
+			// and stop once no configured address listens.
+			c.markSuspect(addr)
+			if refused == nil {
+				refused = make(map[string]bool)
+			}
+			refused[addr] = true
+			if r.addr != "" || len(refused) >= len(c.cfg.Addrs) {
+				return fmt.Errorf("client: %s: %w: %w", method, ErrNoListener, lastErr)
+			}
 		}
 		hint, avoid = "", ""
 		if code == bus.CodeNotLeader {
 			hint = bus.LeaderHint(err)
 		}
+		// What this attempt taught is recorded even when it was the last
+		// one, so that the next operation goes to the new leader.
 		if rangeID != 0 {
 			if hint != "" {
 				c.cache.setLeader(rangeID, hint)
 			} else {
 				c.cache.clearLeader(rangeID, addr)
 			}
+		}
+		if c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts {
+			return fmt.Errorf("client: %s: gave up after %d attempts: %w", method, attempt, lastErr)
 		}
 		if hint != "" && hint != addr && r.addr == "" && hops < c.cfg.MaxHintHops {
 			hops++
@@ -416,14 +445,9 @@ func (c *Client) suspect(addr string) bool {
 }
 
 // backoff returns the n-th wait: RetryBackoffMin doubling up to
-// RetryBackoffMax, with full jitter over its upper half.
+// RetryBackoffMax, jittered (see package backoff).
 func (c *Client) backoff(n int) time.Duration {
-	d := c.cfg.RetryBackoffMin
-	for i := 0; i < n && d < c.cfg.RetryBackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.RetryBackoffMax)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Min: c.cfg.RetryBackoffMin, Max: c.cfg.RetryBackoffMax}.Delay(n)
 }
 
 // maybeRefresh reloads the range cache from Descriptors when it is due

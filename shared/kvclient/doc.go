@@ -49,7 +49,20 @@
 // (InvalidArgument for a bad key, a Batch spanning ranges,
 // FailedPrecondition...) return at once. An operation that every
 // configured node refuses as "cluster not initialized" also returns at
-// once, with an error matching ErrNotInitialized. Errors wrap the bus error, so
+// once, with an error matching ErrNotInitialized. A node where nothing
+// listens (the bus hears the dial's port unreachable: bus.ReasonNoListener)
+// becomes suspect and the next attempt goes elsewhere; once every
+// configured address (or the one a call is pinned to) had nothing
+// listening, the operation returns at once with ErrNoListener instead of
+// retrying until its deadline. A failed TLS handshake
+// (bus.ErrUnauthenticated: certificates of another cluster CA) is never
+// retried. Keys and values over the KV's limits (kvpb.MaxKeyBytes,
+// kvpb.MaxValueBytes) and requests over the bus frame are refused before
+// anything is sent, with InvalidArgument.
+//
+// Every attempt's lesson is kept, the last one's included: a NotLeader
+// hint updates the leader cache even when MaxAttempts ends the operation,
+// so the next one goes to the new leader. Errors wrap the bus error, so
 // errors.Is(err, bus.ErrInvalidArgument) and friends work, and a context
 // that ended wraps ctx.Err() as well.
 //

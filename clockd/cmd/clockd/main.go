@@ -5,7 +5,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,15 +38,15 @@ func spec() daemon.Spec {
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := clockd.DefaultConfig()
 			var err error
-			if cfg.StoredAddr, err = optionalAddr(c, "stored-addr"); err != nil {
+			if cfg.StoredAddr, err = config.OptionalAddr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
-			if cfg.GossipAddr, err = optionalAddr(c, "gossip-addr"); err != nil {
+			if cfg.GossipAddr, err = config.OptionalAddr(c, "gossip-addr"); err != nil {
 				return nil, err
 			}
 			// --advertise-addr is a common flag, checked by the runtime.
 			cfg.AdvertiseAddr = rt.Common().AdvertiseAddr
-			if cfg.Peers, err = addrList(c, "peers"); err != nil {
+			if cfg.Peers, err = config.AddrList(c, "peers"); err != nil {
 				return nil, err
 			}
 			cfg.MaxOffset = c.Duration("max-offset")
@@ -72,32 +71,6 @@ func spec() daemon.Spec {
 			})
 		},
 	}
-}
-
-// optionalAddr reads an address flag that may be empty.
-func optionalAddr(c *cli.Context, name string) (string, error) {
-	if c.String(name) == "" {
-		return "", nil
-	}
-	return config.Addr(c, name)
-}
-
-// addrList reads a comma-separated address list flag (also accepted
-// repeated) and validates each address.
-func addrList(c *cli.Context, name string) ([]string, error) {
-	var out []string
-	for _, v := range c.StringSlice(name) {
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a == "" {
-				continue
-			}
-			if err := config.ValidateAddr(a); err != nil {
-				return nil, &config.FlagError{Flag: name, Value: a, Err: err}
-			}
-			out = append(out, a)
-		}
-	}
-	return out, nil
 }
 
 // checkClockFlags names the flag of an invalid clock setting.

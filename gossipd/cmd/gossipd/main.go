@@ -3,8 +3,6 @@
 package main
 
 import (
-	"strings"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/gossipd"
@@ -27,7 +25,7 @@ func spec() daemon.Spec {
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := gossipd.DefaultConfig()
 			var err error
-			if cfg.Join, err = addrList(c, "join"); err != nil {
+			if cfg.Join, err = config.AddrList(c, "join"); err != nil {
 				return nil, err
 			}
 			// --advertise-addr is a common flag, checked by the runtime.
@@ -35,22 +33,4 @@ func spec() daemon.Spec {
 			return gossipd.New(cfg, gossipd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}
-}
-
-// addrList reads a comma-separated address list flag (also accepted
-// repeated) and validates each address.
-func addrList(c *cli.Context, name string) ([]string, error) {
-	var out []string
-	for _, v := range c.StringSlice(name) {
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a == "" {
-				continue
-			}
-			if err := config.ValidateAddr(a); err != nil {
-				return nil, &config.FlagError{Flag: name, Value: a, Err: err}
-			}
-			out = append(out, a)
-		}
-	}
-	return out, nil
 }

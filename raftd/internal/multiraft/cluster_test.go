@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
@@ -41,7 +42,7 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {
 	t.Helper()
-	cfg := TestConfig()
+	cfg := testConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -182,13 +183,7 @@ func (c *testCluster) get(ctx context.Context, key string) (string, bool, error)
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, d, what, cond)
 }
 
 // leaderOf returns the node whose replica of rangeID leads, or 0.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
 // Config tunes the multi-raft host. The zero value of a field means its
@@ -112,14 +114,6 @@ func DefaultConfig() Config {
 	return c
 }
 
-// TestConfig returns fast timers for in-process tests.
-func TestConfig() Config {
-	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
-		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4}
-	c.fill()
-	return c
-}
-
 func (c *Config) fill() {
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -158,8 +152,8 @@ func (c *Config) fill() {
 	def(&c.LivenessPingTicks, max(1, c.ElectionTicks/3))
 	def(&c.BootstrapCampaignsPerTick, 1000)
 	def(&c.SnapshotChunkBytes, 1<<20)
-	def(&c.MaxKeyBytes, 64<<10)
-	def(&c.MaxValueBytes, 8<<20)
+	def(&c.MaxKeyBytes, kvpb.MaxKeyBytes)
+	def(&c.MaxValueBytes, kvpb.MaxValueBytes)
 	def(&c.MaxCommandBytes, 12<<20)
 }
 

@@ -12,8 +12,9 @@
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
 // layout), valuecache.go (the read cache of engine values), disk.go (a
 // full disk: proposals refused, refused round writes held or written from
-// stored's reserve), localnet.go (LocalNetwork, the fault-injecting
-// in-process transport for tests).
+// stored's reserve). The tests' doubles live in test files:
+// localnet_test.go (LocalNetwork, the fault-injecting in-process
+// transport, and testConfig's fast timers).
 //
 // Concurrency: a Replica's raft state (mu) is touched only by scheduler
 // rounds, one round at a time; API callers hand work in through the inbox

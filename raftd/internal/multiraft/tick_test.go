@@ -22,7 +22,7 @@ func TestBootstrapStaggerAndTickCoalescing(t *testing.T) {
 		ranges  uint32
 	}{{perTick: 100, ranges: 4}, {perTick: 2, ranges: 5}, {perTick: 1, ranges: 3}} {
 		net := NewLocalNetwork(1)
-		cfg := TestConfig()
+		cfg := testConfig()
 		cfg.BootstrapCampaignsPerTick = tc.perTick
 		s, err := NewStore(cfg, Deps{NodeID: 1, Addr: "node-1", Engine: storage.NewMem(), Transport: net.Transport(1),
 			Clock: hlc.NewClock(hlc.Config{}), Logger: daemontest.Logger(t, slog.LevelWarn)})

@@ -6,29 +6,19 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
 
-// CF names a column family; the values match storepb.ColumnFamily.
-type CF uint8
+// CF names a column family: stored's own (storeclient.CF, the
+// storepb.ColumnFamily enum), so that the two cannot drift apart.
+type CF = storeclient.CF
 
 // Column families.
 const (
-	Local CF = 1
-	Raft  CF = 2
-	Data  CF = 3
+	Local = storeclient.Local
+	Raft  = storeclient.Raft
+	Data  = storeclient.Data
 )
-
-func (c CF) String() string {
-	switch c {
-	case Local:
-		return "local"
-	case Raft:
-		return "raft"
-	case Data:
-		return "data"
-	}
-	return "unknown"
-}
 
 // OpKind is the kind of a write operation.
 type OpKind uint8

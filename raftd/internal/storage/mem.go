@@ -39,6 +39,7 @@ func NewMem() *Mem {
 	return m
 }
 
+// validCF refuses a column family stored does not have.
 func validCF(cf CF) error {
 	if cf < Local || cf > Data {
 		return fmt.Errorf("storage: unknown column family %d", cf)

@@ -22,16 +22,9 @@ type Stored struct {
 // NewStored returns an Engine calling stored through c.
 func NewStored(c *storeclient.Client) *Stored { return &Stored{c: c} }
 
+// storeCF checks cf before a call.
 func storeCF(cf CF) (storeclient.CF, error) {
-	switch cf {
-	case Local:
-		return storeclient.Local, nil
-	case Raft:
-		return storeclient.Raft, nil
-	case Data:
-		return storeclient.Data, nil
-	}
-	return 0, fmt.Errorf("storage: unknown column family %d", cf)
+	return cf, validCF(cf)
 }
 
 // Write implements Engine.

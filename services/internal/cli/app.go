@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 
@@ -15,9 +13,9 @@ import (
 
 // Exit codes of the pleiades command.
 const (
-	ExitOK     = 0
-	ExitFailed = 1
-	ExitUsage  = 2
+	ExitOK     = config.ExitOK
+	ExitFailed = config.ExitFailed
+	ExitUsage  = config.ExitUsage
 )
 
 // commands lists the command groups, in help order. Each group lives in
@@ -39,6 +37,7 @@ func commands(env *env) []*cli.Command {
 		rangesCommand(env),
 		workflowsCommand(env),
 		eventsCommand(env),
+		versionCommand(env),
 	}
 }
 
@@ -66,46 +65,8 @@ func NewApp(ctx context.Context, stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
-// Run runs the pleiades command line args and returns the exit code.
+// Run runs the pleiades command line args and returns the exit code (see
+// config.Run: 0 done, 1 the command ran and failed, 2 bad usage).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	app := NewApp(ctx, stdout, stderr)
-	if err := app.RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "pleiades: %v\n", err)
-		var re runError
-		if errors.As(err, &re) {
-			return ExitFailed
-		}
-		// Flag parsing, --config loading and usagef errors.
-		return ExitUsage
-	}
-	return ExitOK
-}
-
-// runError marks a failure of a command that parsed fine: exit 1. Every
-// other error is a bad command line: exit 2.
-type runError struct{ error }
-
-func (e runError) Unwrap() error { return e.error }
-
-// action wraps a command's action so that its failures exit 1, except
-// usage errors (usagef, *config.FlagError), which exit 2.
-func action(f func(c *cli.Context) error) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		err := f(c)
-		var ue usageError
-		var fe *config.FlagError
-		if err == nil || errors.As(err, &ue) || errors.As(err, &fe) {
-			return err
-		}
-		return runError{err}
-	}
-}
-
-// usageError marks a bad command line.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
+	return config.Run(ctx, NewApp(ctx, stdout, stderr), args)
 }

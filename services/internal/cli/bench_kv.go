@@ -8,7 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/services/internal/bench/kv"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func benchKVCommand(e *env) *cli.Command {
@@ -25,7 +26,7 @@ func benchKVCommand(e *env) *cli.Command {
 			"shared/tools/etcd-baseline.sh runs the same workloads against etcd. --output json prints\n" +
 			"one object with requests_per_sec, p50_ms, p99_ms, p999_ms and errors.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
+			addrFlag("raftd", hostPort(spec("raftd").busPort), "raftd bus `ADDRS`, comma separated"),
 			certsDirFlag(),
 			&cli.IntFlag{Name: "conns", Value: 1, Usage: "client endpoints (each with its own connections)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent requesters"},
@@ -39,9 +40,9 @@ func benchKVCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "op", Value: "put", Usage: "workload: put or get"},
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "get consistency: linearizable or stale"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "bound on the whole run"},
-			outputFlag(),
+			output.Flag(),
 		},
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -61,14 +62,14 @@ func benchKVCommand(e *env) *cli.Command {
 				KeySize: c.Int("key-size"), ValSize: c.Int("val-size"), SequentialKeys: c.Bool("sequential-keys"),
 				KeySpace: c.Int("key-space-size"), Op: c.String("op"), Consistency: cons, Ranges: c.Int("ranges"), Replicas: c.Int("replicas")}
 			if c.IsSet("consistency") && o.Op != "get" {
-				return usagef("--consistency applies to --op get only")
+				return config.Usagef("--consistency applies to --op get only")
 			}
 			for _, n := range []struct {
 				flag string
 				v    int
 			}{{"conns", o.Conns}, {"clients", o.Clients}, {"total", o.Total}, {"key-size", o.KeySize}, {"replicas", o.Replicas}} {
 				if n.v < 1 {
-					return usagef("invalid value %d for flag --%s: want 1 or more", n.v, n.flag)
+					return config.Usagef("invalid value %d for flag --%s: want 1 or more", n.v, n.flag)
 				}
 			}
 			for _, n := range []struct {
@@ -76,29 +77,29 @@ func benchKVCommand(e *env) *cli.Command {
 				v    int
 			}{{"val-size", o.ValSize}, {"key-space-size", o.KeySpace}, {"ranges", o.Ranges}} {
 				if n.v < 0 {
-					return usagef("invalid value %d for flag --%s: want 0 or more", n.v, n.flag)
+					return config.Usagef("invalid value %d for flag --%s: want 0 or more", n.v, n.flag)
 				}
 			}
 			if err := o.Validate(); err != nil {
-				return usagef("%v", err)
+				return config.Usagef("%v", err)
 			}
-			certsDir := certsDir(c)
-			tc, err := tlsutil.Load(certsDir)
+			certs := pickCerts(c, o.Addrs)
+			tc, err := certs.load()
 			if err != nil {
-				return fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+				return err
 			}
 			o.TLS = tc
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
 			res, err := kv.Run(ctx, o)
 			if err != nil {
-				return initHint(err)
+				return certs.explain(err, o.Addrs)
 			}
 			if f == "json" {
-				return printJSON(e.stdout, res)
+				return output.PrintJSON(e.stdout, res)
 			}
 			return printBenchKV(e, res)
-		}),
+		},
 	}
 }
 
@@ -112,11 +113,11 @@ func printBenchKV(e *env, r kv.Result) error {
 	if r.InitNote != "" {
 		fmt.Fprintf(e.stdout, "init: %s\n", r.InitNote)
 	}
-	t := newTable(e.stdout, "REQ/S", "MEAN", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS", "DURATION")
+	t := output.NewTable(e.stdout, "REQ/S", "MEAN", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS", "DURATION")
 	msf := func(v float64) string { return fmt.Sprintf("%.2fms", v) }
-	t.row(fmt.Sprintf("%.0f", r.RequestsPerSec), msf(r.MeanMs), msf(r.P50Ms), msf(r.P90Ms), msf(r.P99Ms), msf(r.P999Ms), msf(r.MaxMs),
+	t.Row(fmt.Sprintf("%.0f", r.RequestsPerSec), msf(r.MeanMs), msf(r.P50Ms), msf(r.P90Ms), msf(r.P99Ms), msf(r.P999Ms), msf(r.MaxMs),
 		fmt.Sprint(r.Errors), r.Duration)
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if r.FirstError != "" {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/services/internal/bench/msg"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func benchMsgCommand(e *env) *cli.Command {
@@ -45,20 +46,20 @@ func benchMsgCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "js-count", Value: 20000, Usage: "JetStream messages published with a window"},
 			&cli.IntFlag{Name: "js-window", Value: 256, Usage: "JetStream acknowledgements outstanding"},
 			&cli.IntFlag{Name: "js-sync-count", Value: 2000, Usage: "JetStream messages published one at a time"},
-			outputFlag(),
+			output.Flag(),
 		}, natsFlags()...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
 			}
 			for _, n := range []string{"size", "count", "latency-count", "rounds", "js-replicas", "js-count", "js-window"} {
 				if c.Int(n) < 1 {
-					return usagef("invalid value %d for flag --%s: want 1 or more", c.Int(n), n)
+					return config.Usagef("invalid value %d for flag --%s: want 1 or more", c.Int(n), n)
 				}
 			}
 			if c.Int("size") < 8 {
-				return usagef("invalid value %d for flag --size: want 8 or more", c.Int("size"))
+				return config.Usagef("invalid value %d for flag --size: want 8 or more", c.Int("size"))
 			}
 			client, err := natsOptions(c, "pleiades bench msg")
 			if err != nil {
@@ -110,14 +111,14 @@ func benchMsgCommand(e *env) *cli.Command {
 				out.JetStream = &jr
 			}
 			if f == "json" {
-				return printJSON(e.stdout, out)
+				return output.PrintJSON(e.stdout, out)
 			}
-			t := newTable(e.stdout, "ROUND", "TARGET", "MSGS/S", "MB/S", "P50 µs", "P99 µs", "MAX µs")
+			t := output.NewTable(e.stdout, "ROUND", "TARGET", "MSGS/S", "MB/S", "P50 µs", "P99 µs", "MAX µs")
 			for _, r := range out.Rounds {
-				t.row(strconv.Itoa(r.Round), r.Target, fmt.Sprintf("%.0f", r.MsgsPerSec), fmt.Sprintf("%.1f", r.MBPerSec),
+				t.Row(strconv.Itoa(r.Round), r.Target, fmt.Sprintf("%.0f", r.MsgsPerSec), fmt.Sprintf("%.1f", r.MBPerSec),
 					fmt.Sprintf("%.0f", r.LatencyP50Us), fmt.Sprintf("%.0f", r.LatencyP99Us), fmt.Sprintf("%.0f", r.LatencyMaxUs))
 			}
-			if err := t.flush(); err != nil {
+			if err := t.Flush(); err != nil {
 				return err
 			}
 			for _, s := range out.Medians {
@@ -128,7 +129,7 @@ func benchMsgCommand(e *env) *cli.Command {
 					j.Replicas, j.AckedPerSec, j.Window, j.SyncPerSec, j.SyncP99Us)
 			}
 			return nil
-		}),
+		},
 	}
 }
 
@@ -176,10 +177,11 @@ func (o *benchMsgOutput) summarize(msgdTarget string) {
 }
 
 // startBaseline starts n plain nats-servers routed together, each a child
-// process (`pleiades bench nats-server`), killed when ctx ends, and
-// returns their client URLs once they accept connections.
+// process (the nats-baseline command, beside the pleiades binary), killed
+// when ctx ends, and returns their client URLs once they accept
+// connections.
 func startBaseline(ctx context.Context, n int) ([]string, error) {
-	self, err := os.Executable()
+	self, err := toolPath("nats-baseline")
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +199,7 @@ func startBaseline(ctx context.Context, n int) ([]string, error) {
 	}
 	var urls []string
 	for i := range n {
-		args := []string{"bench", "nats-server", "--port", strconv.Itoa(ports[i])}
+		args := []string{"--port", strconv.Itoa(ports[i])}
 		if n > 1 {
 			var routes []string
 			for j := range n {
@@ -240,32 +242,4 @@ func freeTCPPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// benchNATSServerCommand is the baseline server benchMsgCommand starts.
-func benchNATSServerCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:   "nats-server",
-		Usage:  "run a plain nats-server (the baseline of bench msg)",
-		Hidden: true,
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "port", Usage: "client `PORT`"},
-			&cli.IntFlag{Name: "cluster-port", Usage: "route `PORT` (0: no routes)"},
-			&cli.StringFlag{Name: "routes", Usage: "comma-separated route `ADDRS`"},
-		},
-		Action: action(func(c *cli.Context) error {
-			if c.Int("port") < 1 {
-				return usagef("--port is required")
-			}
-			var routes []string
-			if r := c.String("routes"); r != "" {
-				routes = strings.Split(r, ",")
-			}
-			err := msg.Serve(e.ctx, loopback, c.Int("port"), c.Int("cluster-port"), routes)
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		}),
-	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/services/internal/bench/workflows"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func benchWorkflowsCommand(e *env) *cli.Command {
@@ -26,7 +27,7 @@ func benchWorkflowsCommand(e *env) *cli.Command {
 			"through the first workflowd and reads its resident memory (from --admin-addr) once they\n" +
 			"are parked, then completes them.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(spec("workflowd").busPort), Usage: "workflowd bus `ADDRS`, comma separated"},
+			addrFlag("workflowd", hostPort(spec("workflowd").busPort), "workflowd bus `ADDRS`, comma separated"),
 			&cli.StringFlag{Name: "admin-addr", Value: hostPort(spec("workflowd").adminPort), Usage: "the first workflowd's admin `ADDR` (memory)"},
 			&cli.StringFlag{Name: "raft-addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated (KV comparison)"},
 			certsDirFlag(),
@@ -35,9 +36,9 @@ func benchWorkflowsCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "kv-total", Usage: "puts of each KV comparison (default 10 per instance)"},
 			&cli.IntFlag{Name: "waiting", Usage: "waiting instances for the memory measurement (0: skip)"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "bound on the whole run"},
-			outputFlag(),
+			output.Flag(),
 		},
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -58,34 +59,34 @@ func benchWorkflowsCommand(e *env) *cli.Command {
 			for _, s := range strings.Split(c.String("concurrency"), ",") {
 				n, err := strconv.Atoi(strings.TrimSpace(s))
 				if err != nil {
-					return usagef("invalid value %q for flag --concurrency: %v", s, err)
+					return config.Usagef("invalid value %q for flag --concurrency: %v", s, err)
 				}
 				o.Concurrency = append(o.Concurrency, n)
 			}
 			if err := o.Validate(); err != nil {
-				return usagef("%v", err)
+				return config.Usagef("%v", err)
 			}
-			dir := certsDir(c)
-			if o.TLS, err = tlsutil.Load(dir); err != nil {
-				return fmt.Errorf("load certificates from %s (--certs-dir): %w", dir, err)
+			certs := pickCerts(c, append(append([]string{}, wf...), raft...))
+			if o.TLS, err = certs.load(); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
 			res, err := workflows.Run(ctx, o)
 			if err != nil {
-				return initHint(err)
+				return certs.explain(err, wf)
 			}
 			if f == "json" {
-				return printJSON(e.stdout, res)
+				return output.PrintJSON(e.stdout, res)
 			}
 			fmt.Fprintf(e.stdout, "%d-step workflow, %d instances per level\n", workflows.StepsPerInstance, o.Instances)
-			t := newTable(e.stdout, "STARTERS", "STARTED/S", "DONE/S", "STEPS/S", "STEP P50", "STEP P99", "INSTANCE P50", "KV PUTS/S", "STEPS/PUTS", "ERRORS")
+			t := output.NewTable(e.stdout, "STARTERS", "STARTED/S", "DONE/S", "STEPS/S", "STEP P50", "STEP P99", "INSTANCE P50", "KV PUTS/S", "STEPS/PUTS", "ERRORS")
 			for _, l := range res.Levels {
-				t.row(strconv.Itoa(l.Starters), fmt.Sprintf("%.1f", l.StartedPerSec), fmt.Sprintf("%.1f", l.CompletedPerSec), fmt.Sprintf("%.0f", l.StepsPerSec),
+				t.Row(strconv.Itoa(l.Starters), fmt.Sprintf("%.1f", l.StartedPerSec), fmt.Sprintf("%.1f", l.CompletedPerSec), fmt.Sprintf("%.0f", l.StepsPerSec),
 					fmt.Sprintf("%.2fms", l.StepToStepP50Ms), fmt.Sprintf("%.2fms", l.StepToStepP99Ms), fmt.Sprintf("%.1fms", l.InstanceP50Ms),
 					fmt.Sprintf("%.0f", l.KVPutsPerSec), fmt.Sprintf("%.0f%%", l.StepsToPutsPercent), strconv.Itoa(l.Errors))
 			}
-			if err := t.flush(); err != nil {
+			if err := t.Flush(); err != nil {
 				return err
 			}
 			if res.Waiting > 0 {
@@ -93,6 +94,6 @@ func benchWorkflowsCommand(e *env) *cli.Command {
 					res.Waiting, res.WaitingStartS, res.WaitingRSSMiB, res.BaselineRSSMiB, res.WaitingDrainS)
 			}
 			return nil
-		}),
+		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -20,9 +21,9 @@ func certCommand(e *env) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "certs-dir", Required: true, Usage: "`DIR` for ca.crt and ca.key (keep ca.key private)"},
 					keepExistingFlag(),
-					outputFlag(),
+					output.Flag(),
 				},
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					if _, err := format(c); err != nil {
 						return err
 					}
@@ -32,7 +33,7 @@ func certCommand(e *env) *cli.Command {
 						return err
 					}
 					return report(e, c, map[string]string{"ca_dir": dir, "ca_cert": dir + "/" + tlsutil.CACert, "kept": strconv.FormatBool(kept)})
-				}),
+				},
 			},
 			{
 				Name:  "create-node",
@@ -43,9 +44,9 @@ func certCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "name", Required: true, Usage: "the certificate's common `NAME`, e.g. the host name"},
 					&cli.StringSliceFlag{Name: "hosts", Usage: "IP addresses or DNS names the certificate is valid for: every address the node is advertised at"},
 					keepExistingFlag(),
-					outputFlag(),
+					output.Flag(),
 				},
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					if _, err := format(c); err != nil {
 						return err
 					}
@@ -55,7 +56,7 @@ func certCommand(e *env) *cli.Command {
 						return err
 					}
 					return report(e, c, map[string]string{"certs_dir": out, "name": c.String("name"), "kept": strconv.FormatBool(kept)})
-				}),
+				},
 			},
 		},
 	}
@@ -64,13 +65,13 @@ func certCommand(e *env) *cli.Command {
 // report prints a small result as JSON or as key: value lines.
 func report(e *env, c *cli.Context, kv map[string]string) error {
 	if c.String("output") == "json" {
-		return printJSON(e.stdout, kv)
+		return output.PrintJSON(e.stdout, kv)
 	}
-	t := newTable(e.stdout, "KEY", "VALUE")
+	t := output.NewTable(e.stdout, "KEY", "VALUE")
 	for _, k := range sortedKeys(kv) {
-		t.row(k, kv[k])
+		t.Row(k, kv[k])
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return fmt.Errorf("print: %w", err)
 	}
 	return nil

@@ -32,7 +32,7 @@ func TestNodeChildren(t *testing.T) {
 	for _, c := range ch {
 		names = append(names, c.Name)
 	}
-	want := []string{"node2/stored", "node2/clockd", "node2/gossipd", "node2/raftd", "node2/workflowd", "node2/msgd"}
+	want := []string{"node2/stored", "node2/gossipd", "node2/clockd", "node2/raftd", "node2/workflowd", "node2/msgd"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("children = %v; want %v", names, want)
 	}
@@ -106,9 +106,12 @@ func TestDevNodes(t *testing.T) {
 			t.Errorf("node %d id changed: %d -> %d", i+1, nodes[i].nodeID, again[i].nodeID)
 		}
 	}
-	cl := clusterFile(root, "127.0.0.1:7500", nodes)
+	cl := clusterFile("127.0.0.1:7500", nodes)
 	if got := cl.Nodes[1].Daemons["raftd"]; got.Bus != "127.0.0.1:7412" || got.Admin != "127.0.0.1:7512" {
 		t.Errorf("cluster node2 raftd = %+v", got)
+	}
+	if cl.Nodes[1].CertsDir != nodes[1].certsDir || cl.SupervisorPID != os.Getpid() {
+		t.Errorf("cluster node2 certs %q, supervisor pid %d; want %q and this process", cl.Nodes[1].CertsDir, cl.SupervisorPID, nodes[1].certsDir)
 	}
 	if got := cl.Nodes[2].Daemons["msgd"]; got.NATS != "127.0.0.1:4242" || got.NATSCluster != "127.0.0.1:6242" {
 		t.Errorf("cluster node3 msgd = %+v; want NATS 4242, routes 6242", got)
@@ -233,9 +236,9 @@ func TestStatusFromSupervisor(t *testing.T) {
 
 func TestStatusWithoutSupervisor(t *testing.T) {
 	// Nothing listens on this port; status falls back to probing and says so.
-	code, stdout, _ := run(t, "status", "--addr", "127.0.0.1:1", "--output", "json", "--timeout", "2s")
-	if code != 0 {
-		t.Fatalf("exit %d", code)
+	code, stdout, stderr := run(t, "status", "--addr", "127.0.0.1:1", "--output", "json", "--timeout", "2s")
+	if code != ExitFailed || !strings.Contains(stderr, "no supervisor at 127.0.0.1:1") || !strings.Contains(stderr, "hint:") {
+		t.Fatalf("exit %d, stderr %q; want 1 saying no supervisor answered, with a hint", code, stderr)
 	}
 	var got statusView
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
@@ -248,4 +251,62 @@ func TestStatusWithoutSupervisor(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// TestAddrEnvPerDaemon: PLEIADES_<DAEMON>_ADDR aims the commands that call
+// that daemon, and only them (PLEIADES_ADDR used to mean raftd for kv,
+// gossipd for members, clockd for clock...).
+func TestAddrEnvPerDaemon(t *testing.T) {
+	certs := filepath.Join(t.TempDir(), "certs")
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PLEIADES_RAFT_ADDR", "127.0.0.1:2")
+	t.Setenv("PLEIADES_GOSSIP_ADDR", "127.0.0.1:3")
+	t.Setenv("PLEIADES_CLOCK_ADDR", "127.0.0.1:4")
+	t.Setenv("PLEIADES_STORED_ADDR", "127.0.0.1:5")
+	t.Setenv("PLEIADES_ADDR", "127.0.0.1:6")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kv", "get", "--certs-dir", certs, "k"}, "127.0.0.1:2"},
+		{[]string{"ranges", "--certs-dir", certs}, "127.0.0.1:2"},
+		{[]string{"members", "--certs-dir", certs}, "127.0.0.1:3"},
+		{[]string{"clock", "--certs-dir", certs}, "127.0.0.1:4"},
+		{[]string{"store", "stats", "--certs-dir", certs}, "127.0.0.1:5"},
+	} {
+		_, _, errOut := run(t, tt.args...)
+		if !strings.Contains(errOut, "nothing listens at "+tt.want) {
+			t.Errorf("%q: %q; want a call to %s", tt.args, errOut, tt.want)
+		}
+	}
+}
+
+// TestUsageErrorsSayWhatIsAccepted: a mistyped command, flag or value is
+// named as typed, with what is accepted, and exits 2.
+func TestUsageErrorsSayWhatIsAccepted(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, deploy, dev, events, health, init, kv, members, ranges, status, store, up, version`},
+		{[]string{"kv", "frob"}, `unknown command "frob" for ` + "`pleiades kv`" + `; commands: cas, del, get, put, scan`},
+		{[]string{"kv", "get", "--bogus", "k"}, "unknown flag --bogus for `pleiades kv get` (see `pleiades kv get --help`)"},
+		{[]string{"kv", "get", "--timeout", "abc", "k"}, `invalid value "abc" for flag --timeout: want a duration such as 500ms, 5s or 1m30s`},
+		{[]string{"kv", "scan", "--limit", "many"}, `invalid value "many" for flag --limit: want a whole number`},
+		{[]string{"members", "--all=maybe"}, `invalid value "maybe" for flag --all: want true or false`},
+	} {
+		code, _, stderr := run(t, tt.args...)
+		if code != ExitUsage || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%q: exit %d, %q; want %d and %q", tt.args, code, stderr, ExitUsage, tt.want)
+		}
+	}
+	code, stdout, stderr := run(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "pleiades ") {
+		t.Errorf("version: exit %d, %q %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := run(t, "version", "-o", "json"); code != 0 || !strings.Contains(stdout, `"version"`) {
+		t.Errorf("version -o json: exit %d, %q", code, stdout)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 )
 
@@ -30,21 +31,21 @@ func clockCommand(e *env) *cli.Command {
 			"  pleiades clock -o json | jq '.[] | select(.self | not) | [.peer, .offset_ns]'\n" +
 			"  pleiades clock -o json | jq '.[0].healthy'",
 		Flags: daemonFlags("clockd"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
 			defer dc.cancel()
-			view, err := fetchClock(dc.ctx, dc.certsDir, dc.addr)
+			view, err := fetchClock(dc.ctx, dc.certs, dc.addr)
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			if dc.format == "json" {
-				return printJSON(e.stdout, view.jsonRows())
+				return output.PrintJSON(e.stdout, view.jsonRows())
 			}
 			return printClock(e.stdout, view)
-		}),
+		},
 	}
 }
 
@@ -82,7 +83,7 @@ type clockPeerView struct {
 type clockJSONRow struct {
 	Peer          string `json:"peer"`
 	Self          bool   `json:"self"`
-	NodeID        uint64 `json:"node_id,omitempty"`
+	NodeID        uint64 `json:"node_id,omitempty,string"`
 	OffsetNs      int64  `json:"offset_ns"`
 	RTTNs         int64  `json:"rtt_ns"`
 	UncertaintyNs int64  `json:"uncertainty_ns"`
@@ -121,8 +122,8 @@ func (v clockView) jsonRows() []clockJSONRow {
 }
 
 // fetchClock asks the clockd at addr for its status and offsets.
-func fetchClock(ctx context.Context, certsDir, addr string) (v clockView, err error) {
-	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
+func fetchClock(ctx context.Context, certs certsChoice, addr string) (v clockView, err error) {
+	err = withBus(ctx, certs, addr, func(b *bus.Bus) error {
 		cl := clockclient.New(b, addr)
 		st, err := cl.Status(ctx)
 		if err != nil {
@@ -181,14 +182,14 @@ func printClock(w io.Writer, v clockView) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	t := newTable(w, "PEER", "NODE", "OFFSET", "RTT", "UNCERTAINTY", "LAST PROBE", "ERROR")
+	t := output.NewTable(w, "PEER", "NODE", "OFFSET", "RTT", "UNCERTAINTY", "LAST PROBE", "ERROR")
 	for _, p := range v.Peers {
 		node := "-"
 		if p.NodeID != 0 {
 			node = strconv.FormatUint(p.NodeID, 10)
 		}
-		t.row(p.Peer, node, time.Duration(p.OffsetNs).String(), time.Duration(p.RTTNs).String(),
+		t.Row(p.Peer, node, time.Duration(p.OffsetNs).String(), time.Duration(p.RTTNs).String(),
 			"±"+time.Duration(p.UncertaintyNs).String(), dash(p.LastProbe), dash(p.Error))
 	}
-	return t.flush()
+	return t.Flush()
 }

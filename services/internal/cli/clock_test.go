@@ -62,7 +62,7 @@ func TestClockJSON(t *testing.T) {
 	type row struct {
 		Peer           string  `json:"peer"`
 		Self           *bool   `json:"self"`
-		NodeID         uint64  `json:"node_id"`
+		NodeID         uint64  `json:"node_id,string"`
 		OffsetNs       *int64  `json:"offset_ns"`
 		RTTNs          *int64  `json:"rtt_ns"`
 		UncertaintyNs  *int64  `json:"uncertainty_ns"`

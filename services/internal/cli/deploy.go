@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pleiades-db/pleiades/shared/config"
 )
 
 // maxComposeHosts bounds `deploy compose --hosts`: host k's admin ports
@@ -34,31 +36,31 @@ func deployCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "tag", Value: "${PLEIADES_VERSION:-latest}", Usage: "image `TAG` (the default lets PLEIADES_VERSION choose)"},
 					&cli.StringFlag{Name: "subnet", Usage: "IPv4 `CIDR` (/24 or wider) of the cluster network: host k gets its 10+k-th address and is advertised at it rather than at its name, so the cluster is reachable from outside the network (the docker host on Linux)"},
 				},
-				Action: action(func(c *cli.Context) error {
+				Action: func(c *cli.Context) error {
 					if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 						return err
 					}
 					n := c.Int("hosts")
 					if n < 1 || n > maxComposeHosts {
-						return usagef("invalid value %d for flag --hosts: want 1..%d", n, maxComposeHosts)
+						return config.Usagef("invalid value %d for flag --hosts: want 1..%d", n, maxComposeHosts)
 					}
 					tag := c.String("tag")
 					if tag == "" || strings.ContainsAny(tag, " \t\n\"'") {
-						return usagef("invalid value %q for flag --tag", tag)
+						return config.Usagef("invalid value %q for flag --tag", tag)
 					}
 					cs := composeSpec{hosts: n, publishAdmin: c.Bool("publish-admin"), tag: tag}
 					if sub := c.String("subnet"); sub != "" {
 						p, err := netip.ParsePrefix(sub)
 						if err != nil || !p.Addr().Is4() || p.Bits() > 24 || p.Masked() != p {
-							return usagef("invalid value %q for flag --subnet: want an IPv4 network of /24 or wider, e.g. 172.28.5.0/24", sub)
+							return config.Usagef("invalid value %q for flag --subnet: want an IPv4 network of /24 or wider, e.g. 172.28.5.0/24", sub)
 						}
 						if n+10 > 250 {
-							return usagef("--subnet takes at most 240 hosts")
+							return config.Usagef("--subnet takes at most 240 hosts")
 						}
 						cs.subnet = p
 					}
 					return writeCompose(e.stdout, cs)
-				}),
+				},
 			},
 		},
 	}

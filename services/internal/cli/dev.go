@@ -15,6 +15,7 @@ import (
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
@@ -32,20 +33,20 @@ func devCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "port-offset", Usage: "added to every node's ports (to run beside another cluster)"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
 			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons on each node (default all: " + strings.Join(daemonNames(), ",") + ")"},
-			outputFlag(),
+			output.Flag(),
 		}, supervisorFlags()...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
 			}
 			count := c.Int("nodes")
 			if count < 1 || count > maxDevNodes {
-				return usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
+				return config.Usagef("invalid value %d for flag --nodes: want 1..%d", count, maxDevNodes)
 			}
 			base := c.Int("port-offset")
 			if base < 0 || base > 20000 {
-				return usagef("invalid value %d for flag --port-offset: want 0..20000", base)
+				return config.Usagef("invalid value %d for flag --port-offset: want 0..20000", base)
 			}
 			if err := checkSupervisorFlags(c); err != nil {
 				return err
@@ -54,11 +55,11 @@ func devCommand(e *env) *cli.Command {
 			if adminAddr == "" {
 				adminAddr = hostPort(supervisorAdminPort + base)
 			} else if err := config.ValidateAddr(adminAddr); err != nil {
-				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
+				return config.Usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
 			root, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
-				return usagef("invalid value for flag --data-dir: %v", err)
+				return config.Usagef("invalid value for flag --data-dir: %v", err)
 			}
 			bin, err := binDir(c)
 			if err != nil {
@@ -71,7 +72,7 @@ func devCommand(e *env) *cli.Command {
 			only := map[string]bool{}
 			for _, d := range splitList(c.StringSlice("daemons")) {
 				if !isDaemon(d) {
-					return usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
+					return config.Usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
 				}
 				only[d] = true
 			}
@@ -82,27 +83,24 @@ func devCommand(e *env) *cli.Command {
 			for i := range nodes {
 				nodes[i].only = only
 			}
-			cl := clusterFile(root, adminAddr, nodes)
-			b, err := json.MarshalIndent(cl, "", "  ")
-			if err != nil {
+			cl := clusterFile(adminAddr, nodes)
+			if err := writeClusterFile(filepath.Join(root, clusterFileName), cl); err != nil {
 				return err
-			}
-			if err := os.WriteFile(filepath.Join(root, "cluster.json"), append(b, '\n'), 0o644); err != nil {
-				return fmt.Errorf("write cluster.json: %w", err)
 			}
 			var children []supervisor.Child
 			for _, n := range nodes {
 				children = append(children, n.children()...)
 			}
-			return supervise(e.ctx, c, log, children, adminAddr, func() {
+			log.Info("daemon logs go to <data-dir>/nodeK/logs/<daemon>.log", slog.String("dir", filepath.Join(root, "node*", "logs")))
+			return supervise(e.ctx, c, log, children, adminAddr, 0, func() {
 				log.Info("cluster ready", slog.Int("nodes", count), slog.String("cluster_file", filepath.Join(root, "cluster.json")))
 				if f == "json" {
-					_ = printJSON(e.stdout, cl)
+					_ = output.PrintJSON(e.stdout, cl)
 					return
 				}
 				printCluster(e, cl)
 			})
-		}),
+		},
 	}
 }
 
@@ -149,17 +147,24 @@ func devNodes(root string, count, base int, bin, logFormat string) ([]node, erro
 	return nodes, nil
 }
 
-// cluster is the JSON of cluster.json.
+// cluster is the JSON of cluster.json (pleiades dev) and node.json
+// (pleiades up): what a supervisor runs. The CLI reads it to pick the
+// certificates of the cluster it talks to (pickCerts).
 type cluster struct {
-	SupervisorAdmin string        `json:"supervisor_admin"`
-	Nodes           []clusterNode `json:"nodes"`
+	SupervisorAdmin string `json:"supervisor_admin"`
+	// SupervisorPID is the process id of the supervisor that wrote the
+	// file, to tell a running cluster from a stopped one.
+	SupervisorPID int           `json:"supervisor_pid"`
+	Nodes         []clusterNode `json:"nodes"`
 }
 
 type clusterNode struct {
-	Node    int                      `json:"node"`
-	NodeID  uint64                   `json:"node_id"`
-	DataDir string                   `json:"data_dir"`
-	Daemons map[string]daemonAddress `json:"daemons"`
+	// Node is the node's number in a dev cluster (omitted for up).
+	Node     int                      `json:"node,omitempty"`
+	NodeID   uint64                   `json:"node_id,string"`
+	DataDir  string                   `json:"data_dir"`
+	CertsDir string                   `json:"certs_dir"`
+	Daemons  map[string]daemonAddress `json:"daemons"`
 }
 
 type daemonAddress struct {
@@ -170,10 +175,10 @@ type daemonAddress struct {
 	NATSCluster string `json:"nats_cluster,omitempty"`
 }
 
-func clusterFile(root, adminAddr string, nodes []node) cluster {
-	cl := cluster{SupervisorAdmin: adminAddr}
+func clusterFile(adminAddr string, nodes []node) cluster {
+	cl := cluster{SupervisorAdmin: adminAddr, SupervisorPID: os.Getpid()}
 	for _, n := range nodes {
-		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, Daemons: map[string]daemonAddress{}}
+		cn := clusterNode{Node: n.index, NodeID: n.nodeID, DataDir: n.dataDir, CertsDir: n.certsDir, Daemons: map[string]daemonAddress{}}
 		for _, d := range daemonOrder {
 			a := daemonAddress{Bus: n.busAddr(d.name), Admin: n.adminAddr(d.name)}
 			if d.name == "msgd" {
@@ -186,15 +191,32 @@ func clusterFile(root, adminAddr string, nodes []node) cluster {
 	return cl
 }
 
+// writeClusterFile writes cl to path (atomically: a reader never sees half
+// a file).
+func writeClusterFile(path string, cl cluster) error {
+	b, err := json.MarshalIndent(cl, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 func printCluster(e *env, cl cluster) {
-	t := newTable(e.stdout, "NODE", "DAEMON", "BUS", "ADMIN")
+	t := output.NewTable(e.stdout, "NODE", "DAEMON", "BUS", "ADMIN")
 	for _, n := range cl.Nodes {
 		for _, d := range daemonNames() {
 			a := n.Daemons[d]
-			t.row(strconv.Itoa(n.Node), d, a.Bus, a.Admin)
+			t.Row(strconv.Itoa(n.Node), d, a.Bus, a.Admin)
 		}
 	}
-	_ = t.flush()
+	_ = t.Flush()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -9,8 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/events"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 // defaultNATSURL is node 1's msgd (`make run`, `make dev`).
@@ -35,10 +36,16 @@ func natsOptions(c *cli.Context, name string) ([]nats.Option, error) {
 		opts = append(opts, nats.UserInfo(u, c.String("nats-password")))
 	}
 	if c.Bool("nats-tls") {
-		dir := certsDir(c)
-		tc, err := tlsutil.Load(dir)
+		var addrs []string
+		for _, u := range strings.Split(c.String("nats-url"), ",") {
+			if i := strings.Index(u, "://"); i >= 0 {
+				u = u[i+3:]
+			}
+			addrs = append(addrs, strings.TrimSpace(u))
+		}
+		tc, err := pickCerts(c, addrs).load()
 		if err != nil {
-			return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", dir, err)
+			return nil, err
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
@@ -59,9 +66,9 @@ func eventsCommand(e *env) *cli.Command {
 			&cli.StringSliceFlag{Name: "subject", Value: cli.NewStringSlice(events.SubjectAll), Usage: "`SUBJECT` to follow (repeatable)"},
 			&cli.IntFlag{Name: "count", Usage: "exit after `N` events (0: never)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after `DURATION` (0: never)"},
-			outputFlag(),
+			output.Flag(),
 		}, natsFlags()...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -69,11 +76,11 @@ func eventsCommand(e *env) *cli.Command {
 			subjects := c.StringSlice("subject")
 			for _, s := range subjects {
 				if s != events.SubjectAll && !strings.HasPrefix(s, events.Prefix+".") {
-					return usagef("invalid value %q for flag --subject: events are under %s", s, events.SubjectAll)
+					return config.Usagef("invalid value %q for flag --subject: events are under %s", s, events.SubjectAll)
 				}
 			}
 			if c.Int("count") < 0 || c.Duration("timeout") < 0 {
-				return usagef("--count and --timeout must not be negative")
+				return config.Usagef("--count and --timeout must not be negative")
 			}
 			opts, err := natsOptions(c, "pleiades events")
 			if err != nil {
@@ -110,7 +117,7 @@ func eventsCommand(e *env) *cli.Command {
 				}
 			}
 			return nil
-		}),
+		},
 	}
 }
 

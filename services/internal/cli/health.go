@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func healthCommand(e *env) *cli.Command {
@@ -26,9 +27,9 @@ func healthCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "admin-addr", Usage: "admin endpoint `ADDRS` (default: the six daemons' default ones on this host)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
+			output.Flag(),
 		},
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -51,7 +52,7 @@ func healthCommand(e *env) *cli.Command {
 			defer cancel()
 			rows := fetchHealth(ctx, addrs)
 			if f == "json" {
-				err = printJSON(e.stdout, rows)
+				err = output.PrintJSON(e.stdout, rows)
 			} else {
 				err = printHealth(e, rows)
 			}
@@ -68,7 +69,7 @@ func healthCommand(e *env) *cli.Command {
 				return fmt.Errorf("not ready: %s", strings.Join(bad, ", "))
 			}
 			return nil
-		}),
+		},
 	}
 }
 
@@ -110,7 +111,7 @@ func fetchHealth(ctx context.Context, addrs []string) []healthRow {
 }
 
 func printHealth(e *env, rows []healthRow) error {
-	t := newTable(e.stdout, "ADMIN", "DAEMON", "NODE", "VERSION", "READY", "ADDRESSES", "ERROR")
+	t := output.NewTable(e.stdout, "ADMIN", "DAEMON", "NODE", "VERSION", "READY", "ADDRESSES", "ERROR")
 	for _, r := range rows {
 		daemonName, node, ver, addrs := "-", "-", "-", "-"
 		if r.Status != nil {
@@ -121,7 +122,7 @@ func printHealth(e *env, rows []healthRow) error {
 			}
 			addrs = dash(strings.Join(parts, " "))
 		}
-		t.row(r.Addr, daemonName, node, ver, strconv.FormatBool(r.Ready), addrs, dash(r.Error))
+		t.Row(r.Addr, daemonName, node, ver, strconv.FormatBool(r.Ready), addrs, dash(r.Error))
 	}
-	return t.flush()
+	return t.Flush()
 }

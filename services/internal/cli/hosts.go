@@ -51,17 +51,17 @@ func hostAddrsFrom(c *cli.Context) (hostAddrs, error) {
 	h := hostAddrs{listen: c.String("listen-host"), advertise: c.String("advertise-host"), admin: c.String("admin-host")}
 	for _, f := range []struct{ flag, v string }{{"listen-host", h.listen}, {"admin-host", h.admin}} {
 		if net.ParseIP(f.v) == nil {
-			return h, usagef("invalid value %q for flag --%s: want an IP address of this host (0.0.0.0 for all)", f.v, f.flag)
+			return h, config.Usagef("invalid value %q for flag --%s: want an IP address of this host (0.0.0.0 for all)", f.v, f.flag)
 		}
 	}
 	if h.advertise == "" {
 		if net.ParseIP(h.listen).IsUnspecified() {
-			return h, usagef("--listen-host %s is a wildcard: give --advertise-host, the IP or DNS name other hosts reach this node at", h.listen)
+			return h, config.Usagef("--listen-host %s is a wildcard: give --advertise-host, the IP or DNS name other hosts reach this node at", h.listen)
 		}
 		h.advertise = h.listen
 	}
 	if err := config.ValidateAdvertiseAddr(net.JoinHostPort(h.advertise, "1")); err != nil {
-		return h, usagef("invalid value %q for flag --advertise-host: %v", h.advertise, err)
+		return h, config.Usagef("invalid value %q for flag --advertise-host: %v", h.advertise, err)
 	}
 	var err error
 	if h.bus, err = daemonAddrs(c, "daemon-bus-addr", config.ValidateAddr); err != nil {
@@ -75,11 +75,11 @@ func hostAddrsFrom(c *cli.Context) (hostAddrs, error) {
 	}
 	if a, ok := h.bus["stored"]; ok {
 		if ip := net.ParseIP(hostOf(a)); ip == nil || !ip.IsLoopback() {
-			return h, usagef("invalid value %q for flag --daemon-bus-addr: stored serves its own host only: give a loopback address", "stored="+a)
+			return h, config.Usagef("invalid value %q for flag --daemon-bus-addr: stored serves its own host only: give a loopback address", "stored="+a)
 		}
 	}
 	if _, ok := h.advertiseAddr["stored"]; ok {
-		return h, usagef("invalid flag --daemon-advertise-addr stored=...: stored serves its own host only and is never advertised")
+		return h, config.Usagef("invalid flag --daemon-advertise-addr stored=...: stored serves its own host only and is never advertised")
 	}
 	return h, nil
 }
@@ -91,12 +91,12 @@ func daemonAddrs(c *cli.Context, flag string, check func(string) error) (map[str
 		name, addr, ok := strings.Cut(v, "=")
 		switch {
 		case !ok:
-			return nil, usagef("invalid value %q for flag --%s: want NAME=HOST:PORT", v, flag)
+			return nil, config.Usagef("invalid value %q for flag --%s: want NAME=HOST:PORT", v, flag)
 		case !isDaemon(name):
-			return nil, usagef("invalid value %q for flag --%s: known daemons are %s", v, flag, strings.Join(daemonNames(), ", "))
+			return nil, config.Usagef("invalid value %q for flag --%s: known daemons are %s", v, flag, strings.Join(daemonNames(), ", "))
 		}
 		if err := check(addr); err != nil {
-			return nil, usagef("invalid value %q for flag --%s: %v", v, flag, err)
+			return nil, config.Usagef("invalid value %q for flag --%s: %v", v, flag, err)
 		}
 		out[name] = addr
 	}

@@ -9,7 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func initCommand(e *env) *cli.Command {
@@ -28,7 +30,7 @@ func initCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range (fewer when fewer nodes exist); the server's default when unset"},
 			&cli.IntFlag{Name: "min-nodes", Usage: "wait (within --timeout) until at least `N` nodes are live before laying out a new cluster"},
 		),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
 			}
@@ -43,7 +45,7 @@ func initCommand(e *env) *cli.Command {
 			defer s.close()
 			res, err := s.cl.Init(s.ctx, o)
 			if err != nil {
-				return err
+				return s.explain(err)
 			}
 			view := initView{AlreadyInitialized: res.AlreadyInitialized, LayoutDiffers: res.LayoutDiffers, Ranges: []rangeDescView{}}
 			for _, d := range res.Descriptors {
@@ -53,7 +55,7 @@ func initCommand(e *env) *cli.Command {
 				view.Ranges = append(view.Ranges, r)
 			}
 			if s.format == "json" {
-				if err := printJSON(e.stdout, view); err != nil {
+				if err := output.PrintJSON(e.stdout, view); err != nil {
 					return err
 				}
 				return layoutErr(view.LayoutDiffers)
@@ -63,19 +65,29 @@ func initCommand(e *env) *cli.Command {
 			} else {
 				fmt.Fprintf(e.stdout, "cluster initialized: %d ranges\n", len(view.Ranges))
 			}
-			t := newTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
+			var ids []uint64
+			for _, r := range view.Ranges {
+				for _, d := range r.Replicas {
+					ids = append(ids, d.NodeID)
+				}
+			}
+			names := newNodeNames(ids...)
+			if l := names.legend(); l != "" {
+				fmt.Fprintln(e.stdout, l)
+			}
+			t := output.NewTable(e.stdout, "RANGE", "SPAN", "GEN", "REPLICAS")
 			for _, r := range view.Ranges {
 				var reps []string
 				for _, d := range r.Replicas {
-					reps = append(reps, fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID))
+					reps = append(reps, fmt.Sprintf("%s/r%d", names.name(d.NodeID), d.ReplicaID))
 				}
-				t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
+				t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ",")))
 			}
-			if err := t.flush(); err != nil {
+			if err := t.Flush(); err != nil {
 				return err
 			}
 			return layoutErr(view.LayoutDiffers)
-		}),
+		},
 	}
 }
 
@@ -99,7 +111,7 @@ type initView struct {
 
 // rangeDescView is one range descriptor.
 type rangeDescView struct {
-	RangeID       uint64            `json:"range_id"`
+	RangeID       uint64            `json:"range_id,string"`
 	StartKey      string            `json:"start_key"`
 	StartEncoding string            `json:"start_key_encoding,omitempty"`
 	EndKey        string            `json:"end_key"`
@@ -114,26 +126,26 @@ type rangeDescView struct {
 func initOptions(c *cli.Context) (kvclient.InitOptions, error) {
 	var o kvclient.InitOptions
 	if c.IsSet("split-points") && c.IsSet("initial-ranges") {
-		return o, usagef("give --split-points or --initial-ranges, not both")
+		return o, config.Usagef("give --split-points or --initial-ranges, not both")
 	}
 	o.InitialRanges, o.ReplicationFactor = c.Int("initial-ranges"), c.Int("replicas")
 	if o.InitialRanges < 0 || o.InitialRanges > 256 {
-		return o, usagef("invalid value %d for flag --initial-ranges: want 1 to 256 (one-byte boundaries)", o.InitialRanges)
+		return o, config.Usagef("invalid value %d for flag --initial-ranges: want 1 to 256 (one-byte boundaries)", o.InitialRanges)
 	}
 	if o.ReplicationFactor < 1 {
-		return o, usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
+		return o, config.Usagef("invalid value %d for flag --replicas: want 1 or more", o.ReplicationFactor)
 	}
 	if o.MinNodes = c.Int("min-nodes"); o.MinNodes < 0 {
-		return o, usagef("invalid value %d for flag --min-nodes: want 0 or more", o.MinNodes)
+		return o, config.Usagef("invalid value %d for flag --min-nodes: want 0 or more", o.MinNodes)
 	}
 	if raw := c.String("split-points"); raw != "" {
 		seen := map[string]bool{}
 		for _, p := range strings.Split(raw, ",") {
 			if err := checkKeyArg("a split point", p); err != nil {
-				return o, usagef("invalid value %q for flag --split-points: %v", raw, err)
+				return o, config.Usagef("invalid value %q for flag --split-points: %v", raw, err)
 			}
 			if seen[p] {
-				return o, usagef("invalid value %q for flag --split-points: %q given twice", raw, p)
+				return o, config.Usagef("invalid value %q for flag --split-points: %q given twice", raw, p)
 			}
 			seen[p] = true
 			o.SplitPoints = append(o.SplitPoints, []byte(p))

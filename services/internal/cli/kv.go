@@ -20,7 +20,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
-	"github.com/pleiades-db/pleiades/shared/tlsutil"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func kvCommand(e *env) *cli.Command {
@@ -42,9 +42,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"}),
-				Action: action(func(c *cli.Context) error {
-					return initHint(kvGet(e, c))
-				}),
+				Action: func(c *cli.Context) error {
+					return kvGet(e, c)
+				},
 			},
 			{
 				Name:      "put",
@@ -52,9 +52,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY [VALUE]",
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the bytes of `FILE` as the value (- for standard input), as they are (no --encoding)"}),
-				Action: action(func(c *cli.Context) error {
-					return initHint(kvPut(e, c))
-				}),
+				Action: func(c *cli.Context) error {
+					return kvPut(e, c)
+				},
 			},
 			{
 				Name:      "del",
@@ -62,9 +62,9 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), encodingFlag(),
 					&cli.StringFlag{Name: "end", Usage: "delete the span [KEY, `END`) instead of KEY"}),
-				Action: action(func(c *cli.Context) error {
-					return initHint(kvDel(e, c))
-				}),
+				Action: func(c *cli.Context) error {
+					return kvDel(e, c)
+				},
 			},
 			{
 				Name:  "scan",
@@ -76,9 +76,9 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "reverse", Usage: "descending key order"},
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
 				),
-				Action: action(func(c *cli.Context) error {
-					return initHint(kvScan(e, c))
-				}),
+				Action: func(c *cli.Context) error {
+					return kvScan(e, c)
+				},
 			},
 			{
 				Name:      "cas",
@@ -89,9 +89,9 @@ func kvCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "expect-absent", Usage: "require the key not to exist"},
 					&cli.BoolFlag{Name: "delete", Usage: "delete the key on success instead of writing NEW_VALUE"},
 				),
-				Action: action(func(c *cli.Context) error {
-					return initHint(kvCAS(e, c))
-				}),
+				Action: func(c *cli.Context) error {
+					return kvCAS(e, c)
+				},
 			},
 		},
 	}
@@ -109,10 +109,10 @@ func initHint(err error) error {
 // kvFlags are the connection flags of every command that talks to raftd.
 func kvFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "addr", Value: hostPort(spec("raftd").busPort), Usage: "raftd bus `ADDRS`, comma separated"},
+		addrFlag("raftd", hostPort(spec("raftd").busPort), "raftd bus `ADDRS`, comma separated"),
 		certsDirFlag(),
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "bound on the whole command, retries included"},
-		outputFlag(),
+		output.Flag(),
 	}
 }
 
@@ -120,24 +120,14 @@ func consistencyFlag() cli.Flag {
 	return &cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "read consistency: linearizable or stale"}
 }
 
-// addrList reads and checks a comma separated --addr.
+// addrList reads and checks a comma separated address list flag that
+// needs at least one address.
 func addrList(c *cli.Context, flag string) ([]string, error) {
-	raw := c.String(flag)
-	var addrs []string
-	for _, a := range strings.Split(raw, ",") {
-		a = strings.TrimSpace(a)
-		if a == "" {
-			continue
-		}
-		if err := config.ValidateAddr(a); err != nil {
-			return nil, &config.FlagError{Flag: flag, Value: raw, Err: err}
-		}
-		addrs = append(addrs, a)
+	addrs, err := config.AddrList(c, flag)
+	if err == nil && len(addrs) == 0 {
+		err = &config.FlagError{Flag: flag, Value: c.String(flag), Err: errors.New("no address")}
 	}
-	if len(addrs) == 0 {
-		return nil, &config.FlagError{Flag: flag, Value: raw, Err: errors.New("no address")}
-	}
-	return addrs, nil
+	return addrs, err
 }
 
 // consistency reads and checks --consistency.
@@ -145,7 +135,7 @@ func consistency(c *cli.Context) (kvclient.Consistency, error) {
 	v := c.String("consistency")
 	cons, err := kvclient.ParseConsistency(v)
 	if err != nil {
-		return 0, usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
+		return 0, config.Usagef("invalid value %q for flag --consistency: want linearizable or stale", v)
 	}
 	return cons, nil
 }
@@ -163,10 +153,10 @@ func keyArg(enc byteEncoding, what, raw string) ([]byte, error) {
 // checkKeyArg refuses keys raftd would refuse, before any call.
 func checkKeyArg(what, k string) error {
 	if k == "" {
-		return usagef("%s must not be empty", what)
+		return config.Usagef("%s must not be empty", what)
 	}
 	if k[0] == 0 {
-		return usagef("%s must not begin with a 0x00 byte (system keys)", what)
+		return config.Usagef("%s must not begin with a 0x00 byte (system keys)", what)
 	}
 	return nil
 }
@@ -183,13 +173,13 @@ func posArgs(c *cli.Context, lo, hi int, usage string) ([]string, error) {
 		for _, f := range c.Command.Flags {
 			for _, n := range f.Names() {
 				if n == name {
-					return nil, usagef("%s: flag %s comes after the arguments; give flags first", c.Command.FullName(), arg)
+					return nil, config.Usagef("%s: flag %s comes after the arguments; give flags first", c.Command.FullName(), arg)
 				}
 			}
 		}
 	}
 	if len(a) < lo || len(a) > hi {
-		return nil, usagef("%s: want %s, got %d argument(s)", c.Command.FullName(), usage, len(a))
+		return nil, config.Usagef("%s: want %s, got %d argument(s)", c.Command.FullName(), usage, len(a))
 	}
 	return a, nil
 }
@@ -200,8 +190,13 @@ type kvSession struct {
 	format string
 	ctx    context.Context
 	cl     *kvclient.Client
+	certs  certsChoice
+	addrs  []string
 	close  func()
 }
+
+// explain adds the hint of a failed call (see certsChoice.explain).
+func (s *kvSession) explain(err error) error { return s.certs.explain(err, s.addrs) }
 
 // openKV checks the common flags and starts a client; flag checks happen
 // before anything is dialed.
@@ -214,10 +209,10 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	certsDir := certsDir(c)
-	tc, err := tlsutil.Load(certsDir)
+	certs := pickCerts(c, addrs)
+	tc, err := certs.load()
 	if err != nil {
-		return nil, fmt.Errorf("load certificates from %s (--certs-dir): %w", certsDir, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 	cl, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: tc})
@@ -225,7 +220,7 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 		cancel()
 		return nil, err
 	}
-	return &kvSession{format: f, ctx: ctx, cl: cl, close: func() {
+	return &kvSession{format: f, ctx: ctx, cl: cl, certs: certs, addrs: addrs, close: func() {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer scancel()
 		_ = cl.Close(sctx)
@@ -262,7 +257,7 @@ func tsString(ts hlc.Timestamp) string {
 	return ts.String()
 }
 
-func kvGet(e *env, c *cli.Context) error {
+func kvGet(e *env, c *cli.Context) (err error) {
 	a, err := posArgs(c, 1, 1, "KEY")
 	if err != nil {
 		return err
@@ -284,6 +279,7 @@ func kvGet(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	v, found, err := s.cl.Get(s.ctx, key, kvclient.WithConsistency(cons))
 	if err != nil {
 		return err
@@ -294,27 +290,27 @@ func kvGet(e *env, c *cli.Context) error {
 	if s.format == "json" {
 		view := newKVView(enc, key, v.Value, v.Timestamp)
 		view.Found = &found
-		if err := printJSON(e.stdout, view); err != nil {
+		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if found {
-		t := newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
-		t.row(enc.show(key), enc.show(v.Value), tsString(v.Timestamp))
-		if err := t.flush(); err != nil {
+		t := output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
+		t.Row(enc.brief(key), enc.brief(v.Value), tsString(v.Timestamp))
+		if err := t.Flush(); err != nil {
 			return err
 		}
 	}
 	if !found {
 		shown := strconv.Quote(string(key))
 		if enc != encText {
-			shown = enc.show(key)
+			shown = enc.brief(key)
 		}
 		return fmt.Errorf("key %s not found", shown)
 	}
 	return nil
 }
 
-func kvPut(e *env, c *cli.Context) error {
+func kvPut(e *env, c *cli.Context) (err error) {
 	file := c.String("value-file")
 	n := 2
 	if file != "" {
@@ -346,14 +342,15 @@ func kvPut(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	ts, err := s.cl.Put(s.ctx, key, value)
 	if err != nil {
 		return err
 	}
 	if s.format == "json" {
-		return printJSON(e.stdout, newKVView(enc, key, nil, ts))
+		return output.PrintJSON(e.stdout, newKVView(enc, key, nil, ts))
 	}
-	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), ts)
+	_, err = fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.brief(key), ts)
 	return err
 }
 
@@ -366,7 +363,7 @@ type delView struct {
 	Deleted     uint64 `json:"deleted"`
 }
 
-func kvDel(e *env, c *cli.Context) error {
+func kvDel(e *env, c *cli.Context) (err error) {
 	a, err := posArgs(c, 1, 1, "KEY")
 	if err != nil {
 		return err
@@ -385,13 +382,14 @@ func kvDel(e *env, c *cli.Context) error {
 	}
 	span := c.IsSet("end")
 	if span && len(end) > 0 && bytes.Compare(end, key) <= 0 {
-		return usagef("--end %s must sort after KEY %s", enc.show(end), enc.show(key))
+		return config.Usagef("--end %s must sort after KEY %s", enc.brief(end), enc.brief(key))
 	}
 	s, err := openKV(e, c)
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	var view delView
 	view.Key, view.KeyEncoding = enc.forJSON(key)
 	if len(end) > 0 {
@@ -410,7 +408,7 @@ func kvDel(e *env, c *cli.Context) error {
 		return err
 	}
 	if s.format == "json" {
-		return printJSON(e.stdout, view)
+		return output.PrintJSON(e.stdout, view)
 	}
 	_, err = fmt.Fprintf(e.stdout, "deleted %d\n", view.Deleted)
 	return err
@@ -424,7 +422,7 @@ type scanView struct {
 	More bool `json:"more,omitempty"`
 }
 
-func kvScan(e *env, c *cli.Context) error {
+func kvScan(e *env, c *cli.Context) (err error) {
 	if _, err := posArgs(c, 0, 0, "no arguments (use --start and --end)"); err != nil {
 		return err
 	}
@@ -441,14 +439,14 @@ func kvScan(e *env, c *cli.Context) error {
 		return err
 	}
 	if len(start) > 0 && start[0] == 0 || len(end) > 0 && end[0] == 0 {
-		return usagef("--start and --end must not begin with a 0x00 byte (system keys)")
+		return config.Usagef("--start and --end must not begin with a 0x00 byte (system keys)")
 	}
 	if len(start) > 0 && len(end) > 0 && bytes.Compare(start, end) >= 0 {
-		return usagef("--start %s must sort before --end %s", enc.show(start), enc.show(end))
+		return config.Usagef("--start %s must sort before --end %s", enc.brief(start), enc.brief(end))
 	}
 	limit := c.Int("limit")
 	if limit < 0 {
-		return usagef("invalid value %d for flag --limit: want 0 (all) or more", limit)
+		return config.Usagef("invalid value %d for flag --limit: want 0 (all) or more", limit)
 	}
 	cons, err := consistency(c)
 	if err != nil {
@@ -459,6 +457,7 @@ func kvScan(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
@@ -476,22 +475,22 @@ func kvScan(e *env, c *cli.Context) error {
 	}
 	view.Count = len(view.KVs)
 	if s.format == "json" {
-		return printJSON(e.stdout, view)
+		return output.PrintJSON(e.stdout, view)
 	}
-	var t *table
+	var t *output.TableWriter
 	if opts.KeysOnly {
-		t = newTable(e.stdout, "KEY")
+		t = output.NewTable(e.stdout, "KEY")
 	} else {
-		t = newTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
+		t = output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
 	}
 	for _, kv := range kvs {
 		if opts.KeysOnly {
-			t.row(enc.show(kv.Key))
+			t.Row(enc.brief(kv.Key))
 		} else {
-			t.row(enc.show(kv.Key), enc.show(kv.Value), tsString(kv.Timestamp))
+			t.Row(enc.brief(kv.Key), enc.brief(kv.Value), tsString(kv.Timestamp))
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if view.More {
@@ -509,10 +508,9 @@ type casView struct {
 	Current     *kvView `json:"current,omitempty"`
 }
 
-func kvCAS(e *env, c *cli.Context) error {
+func kvCAS(e *env, c *cli.Context) (err error) {
 	del := c.Bool("delete")
 	var a []string
-	var err error
 	if del {
 		a, err = posArgs(c, 1, 1, "KEY (no NEW_VALUE with --delete)")
 	} else {
@@ -531,10 +529,10 @@ func kvCAS(e *env, c *cli.Context) error {
 	}
 	expect, absent := c.IsSet("expect"), c.Bool("expect-absent")
 	if expect == absent {
-		return usagef("kv cas: give exactly one of --expect VALUE and --expect-absent")
+		return config.Usagef("kv cas: give exactly one of --expect VALUE and --expect-absent")
 	}
 	if del && absent {
-		return usagef("kv cas: --delete with --expect-absent deletes nothing")
+		return config.Usagef("kv cas: --delete with --expect-absent deletes nothing")
 	}
 	x := kvclient.CAS{Key: key, ExpectAbsent: absent, Delete: del}
 	if x.Expected, err = enc.decode("--expect", c.String("expect")); err != nil {
@@ -550,6 +548,7 @@ func kvCAS(e *env, c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	defer func() { err = s.explain(err) }()
 	res, err := s.cl.CompareAndSwap(s.ctx, x)
 	if err != nil {
 		return err
@@ -561,13 +560,17 @@ func kvCAS(e *env, c *cli.Context) error {
 		view.Current = &cur
 	}
 	if s.format == "json" {
-		if err := printJSON(e.stdout, view); err != nil {
+		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}
 	} else if res.Succeeded {
-		fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.show(key), res.Timestamp)
+		if del {
+			fmt.Fprintf(e.stdout, "deleted %s at %s\n", enc.brief(key), res.Timestamp)
+		} else {
+			fmt.Fprintf(e.stdout, "OK %s at %s\n", enc.brief(key), res.Timestamp)
+		}
 	} else if res.CurrentFound {
-		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", enc.show(res.Current.Value), tsString(res.Current.Timestamp))
+		fmt.Fprintf(e.stdout, "FAILED: current value %s (at %s)\n", enc.brief(res.Current.Value), tsString(res.Current.Timestamp))
 	} else {
 		fmt.Fprintln(e.stdout, "FAILED: key absent")
 	}
@@ -601,7 +604,7 @@ func encodingOf(c *cli.Context) (byteEncoding, error) {
 	case encText, encHex, encBase64:
 		return e, nil
 	default:
-		return "", usagef("invalid value %q for flag --encoding: want text, hex or base64", e)
+		return "", config.Usagef("invalid value %q for flag --encoding: want text, hex or base64", e)
 	}
 }
 
@@ -621,9 +624,26 @@ func (e byteEncoding) decode(what, s string) ([]byte, error) {
 		return []byte(s), nil
 	}
 	if err != nil {
-		return nil, usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
+		return nil, config.Usagef("%s %q is not valid %s (--encoding %s): %v", what, s, e, e, err)
 	}
 	return b, nil
+}
+
+// tableBytes bounds what a table or a one-line message shows of one key or
+// value: a longer one is cut there and followed by its size. JSON output
+// and --value-file keep every byte.
+const tableBytes = 64
+
+// brief is show for tables and messages: at most tableBytes characters of
+// the shown form, then "…" and the size in bytes when cut (a 100 KB value
+// printed a 523 KB line, and kv scan padded every row to the widest).
+func (e byteEncoding) brief(b []byte) string {
+	s := e.show(b)
+	if utf8.RuneCountInString(s) <= tableBytes {
+		return s
+	}
+	r := []rune(s)
+	return fmt.Sprintf("%s… (%s)", string(r[:tableBytes]), byteSize(uint64(len(b))))
 }
 
 // show formats b for a table: hex or base64, or with text the bytes as is
@@ -683,7 +703,7 @@ func readValueFile(e *env, path string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, usagef("--value-file: %v", err)
+		return nil, config.Usagef("--value-file: %v", err)
 	}
 	return b, nil
 }

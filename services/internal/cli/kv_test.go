@@ -112,7 +112,9 @@ func TestKVCommands(t *testing.T) {
 		t.Errorf("failing cas: exit %d %q %q", code, out, errOut)
 	}
 	runOK(t, kv("cas", "--expect-absent", "fresh", "new")...)
-	runOK(t, kv("cas", "--expect", "new", "--delete", "fresh")...)
+	if out := runOK(t, kv("cas", "--expect", "new", "--delete", "fresh")...); !strings.HasPrefix(out, "deleted fresh at ") {
+		t.Errorf("cas --delete printed %q; want it to say it deleted", out)
+	}
 	if _, ok := fc.Value("fresh"); ok {
 		t.Error("cas --delete left the key")
 	}
@@ -194,9 +196,12 @@ func TestKVUsageErrors(t *testing.T) {
 	if code != ExitFailed || !strings.Contains(errOut, "--certs-dir") {
 		t.Errorf("missing certs: exit %d %q; want 1 naming --certs-dir", code, errOut)
 	}
-	code, _, errOut = run(t, "kv", "put", "--addr", "127.0.0.1:1", "--certs-dir", conn[3], "--timeout", "300ms", "a", "b")
-	if code != ExitFailed || !strings.Contains(errOut, "deadline") {
-		t.Errorf("no raftd: exit %d %q; want 1 after the deadline", code, errOut)
+	// Nothing listens: the command fails at once (well before its 1m
+	// timeout, which would say "deadline") with a hint.
+	code, _, errOut = run(t, "kv", "put", "--addr", "127.0.0.1:1", "--certs-dir", conn[3], "--timeout", "1m", "a", "b")
+	if code != ExitFailed || !strings.Contains(errOut, "no raftd listening") || !strings.Contains(errOut, "hint: nothing listens at 127.0.0.1:1") ||
+		!strings.Contains(errOut, "pleiades status") || strings.Contains(errOut, "deadline") {
+		t.Errorf("no raftd: exit %d %q; want 1 at once, with a hint", code, errOut)
 	}
 	if fc.Len() != 0 {
 		t.Errorf("bad command lines wrote %d keys", fc.Len())
@@ -209,10 +214,12 @@ func TestInitAndRanges(t *testing.T) {
 	var v struct {
 		AlreadyInitialized bool `json:"already_initialized"`
 		Ranges             []struct {
-			RangeID  uint64                    `json:"range_id"`
-			StartKey string                    `json:"start_key"`
-			EndKey   string                    `json:"end_key"`
-			Replicas []struct{ NodeID uint64 } `json:"replicas"`
+			RangeID  uint64 `json:"range_id,string"`
+			StartKey string `json:"start_key"`
+			EndKey   string `json:"end_key"`
+			Replicas []struct {
+				NodeID uint64 `json:"node_id,string"`
+			} `json:"replicas"`
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
@@ -245,15 +252,15 @@ func TestInitAndRanges(t *testing.T) {
 
 	out = runOK(t, append([]string{"ranges", "--output", "json"}, conn...)...)
 	var rv struct {
-		NodeID   uint64 `json:"node_id"`
+		NodeID   uint64 `json:"node_id,string"`
 		Replicas []struct {
-			RangeID   uint64 `json:"range_id"`
+			RangeID   uint64 `json:"range_id,string"`
 			RaftState string `json:"raft_state"`
 			Term      uint64
 			LogBytes  uint64 `json:"log_bytes"`
 			Quiesced  bool
 			Followers []struct {
-				ReplicaID uint64 `json:"replica_id"`
+				ReplicaID uint64 `json:"replica_id,string"`
 				Match     uint64
 				State     string
 			}
@@ -459,5 +466,42 @@ func TestKVValueFile(t *testing.T) {
 	}
 	if _, ok := fc.Value("k"); ok {
 		t.Error("a refused put wrote k")
+	}
+}
+
+// TestLargeValuesInTables: tables show a bounded prefix of a large value
+// with its size (a 100 KB value printed a 523 KB line, and scan padded
+// every row to it); JSON and --value-file keep every byte.
+func TestLargeValuesInTables(t *testing.T) {
+	_, conn := fakeRaftd(t, kvclienttest.Options{})
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+	big := strings.Repeat("0123456789", 10240) // 102,400 bytes
+	file := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(file, []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, kv("put", "--value-file", file, "big")...)
+	runOK(t, kv("put", "small", "v")...)
+	for _, args := range [][]string{kv("get", "big"), kv("scan")} {
+		out := runOK(t, args...)
+		if !strings.Contains(out, "… (100.0 KiB)") {
+			t.Errorf("%q lacks the cut value's size:\n%.300s", args, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if len(line) > 200 {
+				t.Errorf("%q: a line of %d bytes: %.120s...", args, len(line), line)
+			}
+		}
+	}
+	var v struct{ Value string }
+	if err := json.Unmarshal([]byte(runOK(t, kv("get", "-o", "json", "big")...)), &v); err != nil || v.Value != big {
+		t.Errorf("json value of %d bytes (%v); want all %d", len(v.Value), err, len(big))
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	runOK(t, kv("get", "--value-file", out, "big")...)
+	if b, err := os.ReadFile(out); err != nil || string(b) != big {
+		t.Errorf("--value-file holds %d bytes (%v); want all %d", len(b), err, len(big))
 	}
 }

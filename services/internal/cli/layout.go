@@ -26,11 +26,14 @@ type daemonSpec struct {
 	adminPort int
 }
 
-// daemons lists a node's daemons in start order; they stop in reverse.
+// daemonOrder lists a node's daemons in start order; they stop in
+// reverse. gossipd comes before clockd, which publishes its address there
+// and follows the membership: stopped first, clockd no longer sees its
+// gossipd go (a WARN at every shutdown).
 var daemonOrder = []daemonSpec{
 	{"stored", 7401, 7501},
-	{"clockd", 7404, 7504},
 	{"gossipd", 7403, 7503},
+	{"clockd", 7404, 7504},
 	{"raftd", 7402, 7502},
 	{"workflowd", 7405, 7505},
 	{"msgd", 7406, 7506},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/gossipclient"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 )
 
@@ -25,20 +26,20 @@ func membersCommand(e *env) *cli.Command {
 			"--output json prints one object per member with \"state\" (alive, suspect, dead, left)\n" +
 			"and \"coordinate\".",
 		Flags: daemonFlags("gossipd", &cli.BoolFlag{Name: "all", Value: true, Usage: "include dead and left members"}),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
 			defer dc.cancel()
-			views, err := fetchMembers(dc.ctx, dc.certsDir, dc.addr, c.Bool("all"))
+			views, err := fetchMembers(dc.ctx, dc.certs, dc.addr, c.Bool("all"))
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			if dc.format == "json" {
-				return printJSON(e.stdout, views)
+				return output.PrintJSON(e.stdout, views)
 			}
-			t := newTable(e.stdout, "NODE", "STATE", "INC", "ADDR", "DAEMONS", "LABELS", "COORD ERR", "RTT")
+			t := output.NewTable(e.stdout, "NODE", "STATE", "INC", "ADDR", "DAEMONS", "LABELS", "COORD ERR", "RTT")
 			for _, v := range views {
 				cerr, rtt := "-", "-"
 				if v.Coordinate != nil {
@@ -51,17 +52,17 @@ func membersCommand(e *env) *cli.Command {
 				if v.Self {
 					self = "*"
 				}
-				t.row(fmt.Sprintf("%d%s", v.NodeID, self), v.State, strconv.FormatUint(v.Incarnation, 10), v.Addr,
+				t.Row(fmt.Sprintf("%d%s", v.NodeID, self), v.State, strconv.FormatUint(v.Incarnation, 10), v.Addr,
 					joinMap(v.Addresses), joinMap(v.Labels), cerr, rtt)
 			}
-			return t.flush()
-		}),
+			return t.Flush()
+		},
 	}
 }
 
 // memberView is one member as `members` prints it.
 type memberView struct {
-	NodeID         uint64             `json:"node_id"`
+	NodeID         uint64             `json:"node_id,string"`
 	Self           bool               `json:"self,omitempty"`
 	State          string             `json:"state"`
 	Incarnation    uint64             `json:"incarnation"`
@@ -113,8 +114,8 @@ func joinMap(m map[string]string) string {
 
 // fetchMembers asks the gossipd at addr for its members and the estimated
 // RTT to each.
-func fetchMembers(ctx context.Context, certsDir, addr string, all bool) (views []memberView, err error) {
-	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
+func fetchMembers(ctx context.Context, certs certsChoice, addr string, all bool) (views []memberView, err error) {
+	err = withBus(ctx, certs, addr, func(b *bus.Bus) error {
 		cl := gossipclient.New(b, addr)
 		ms, self, err := cl.Members(ctx, all)
 		if err != nil {

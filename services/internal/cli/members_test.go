@@ -62,7 +62,7 @@ func TestMembersJSONAndTable(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	var v []struct {
-		NodeID     uint64           `json:"node_id"`
+		NodeID     uint64           `json:"node_id,string"`
 		State      string           `json:"state"`
 		Coordinate *json.RawMessage `json:"coordinate"`
 		RTT        *int64           `json:"estimated_rtt_ns"`
@@ -84,6 +84,26 @@ func TestMembersJSONAndTable(t *testing.T) {
 	for _, want := range []string{"1*", "suspect", "left", "zone=a", "raftd=127.0.0.1:7402", "2ms"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestNothingListening: every command that calls a daemon fails at once
+// (not at its one-minute timeout) when nothing listens at --addr, with a
+// hint pointing at `pleiades status`.
+func TestNothingListening(t *testing.T) {
+	certs := filepath.Join(t.TempDir(), "certs")
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"members"}, {"clock"}, {"store", "stats"}, {"ranges"}, {"init"}, {"kv", "get"}} {
+		args := append(append([]string{}, cmd...), "--addr", "127.0.0.1:1", "--certs-dir", certs, "--timeout", "1m")
+		if cmd[0] == "kv" {
+			args = append(args, "k")
+		}
+		code, _, errOut := run(t, args...)
+		if code != ExitFailed || !strings.Contains(errOut, "hint: nothing listens at 127.0.0.1:1") || strings.Contains(errOut, "deadline") {
+			t.Errorf("%q: exit %d, %q; want 1 at once with a hint", args, code, errOut)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -20,7 +21,7 @@ func rangesCommand(e *env) *cli.Command {
 			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
 			"one object with node_id and \"replicas\".",
 		Flags: kvFlags(),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
 			}
@@ -32,38 +33,38 @@ func rangesCommand(e *env) *cli.Command {
 			addr := s.cl.Addrs()[0]
 			resp, err := s.cl.Ranges(s.ctx, addr)
 			if err != nil {
-				return err
+				return s.explain(err)
 			}
 			view := makeRangesView(addr, resp)
 			if s.format == "json" {
-				return printJSON(e.stdout, view)
+				return output.PrintJSON(e.stdout, view)
 			}
 			return printRanges(e, view)
-		}),
+		},
 	}
 }
 
 // rangesView is what `ranges` prints.
 type rangesView struct {
 	Addr     string        `json:"addr"`
-	NodeID   uint64        `json:"node_id"`
+	NodeID   uint64        `json:"node_id,string"`
 	Replicas []replicaView `json:"replicas"`
 }
 
 // replicaView is one local replica.
 type replicaView struct {
-	RangeID         uint64            `json:"range_id"`
+	RangeID         uint64            `json:"range_id,string"`
 	StartKey        string            `json:"start_key"`
 	StartEncoding   string            `json:"start_key_encoding,omitempty"`
 	EndKey          string            `json:"end_key"`
 	EndEncoding     string            `json:"end_key_encoding,omitempty"`
 	Generation      uint64            `json:"generation"`
 	Replicas        []replicaDescView `json:"replicas"`
-	ReplicaID       uint64            `json:"replica_id"`
+	ReplicaID       uint64            `json:"replica_id,string"`
 	RaftState       string            `json:"raft_state"`
 	Term            uint64            `json:"term"`
-	LeaderNodeID    uint64            `json:"leader_node_id"`
-	LeaderReplicaID uint64            `json:"leader_replica_id"`
+	LeaderNodeID    uint64            `json:"leader_node_id,string"`
+	LeaderReplicaID uint64            `json:"leader_replica_id,string"`
 	CommitIndex     uint64            `json:"commit_index"`
 	AppliedIndex    uint64            `json:"applied_index"`
 	FirstIndex      uint64            `json:"first_index"`
@@ -80,7 +81,7 @@ type replicaView struct {
 
 // followerView is a leader's view of one follower's log.
 type followerView struct {
-	ReplicaID    uint64 `json:"replica_id"`
+	ReplicaID    uint64 `json:"replica_id,string"`
 	Match        uint64 `json:"match"`
 	Next         uint64 `json:"next"`
 	State        string `json:"state"`
@@ -89,8 +90,8 @@ type followerView struct {
 
 // replicaDescView is one replica of a range descriptor.
 type replicaDescView struct {
-	NodeID    uint64 `json:"node_id"`
-	ReplicaID uint64 `json:"replica_id"`
+	NodeID    uint64 `json:"node_id,string"`
+	ReplicaID uint64 `json:"replica_id,string"`
 	Type      string `json:"type"`
 }
 
@@ -155,26 +156,37 @@ func printRanges(e *env, v rangesView) error {
 	if len(v.Replicas) == 0 {
 		return nil
 	}
-	t := newTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
+	ids := []uint64{v.NodeID}
+	for _, r := range v.Replicas {
+		ids = append(ids, r.LeaderNodeID)
+		for _, d := range r.Replicas {
+			ids = append(ids, d.NodeID)
+		}
+	}
+	names := newNodeNames(ids...)
+	if l := names.legend(); l != "" {
+		fmt.Fprintln(e.stdout, l)
+	}
+	t := output.NewTable(e.stdout, "RANGE", "SPAN", "REPLICA", "STATE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "QUIESCED", "LEASE", "REPLICAS")
 	for _, r := range v.Replicas {
 		leader := "-"
 		if r.LeaderNodeID != 0 {
-			leader = fmt.Sprintf("n%d/r%d", r.LeaderNodeID, r.LeaderReplicaID)
+			leader = fmt.Sprintf("%s/r%d", names.name(r.LeaderNodeID), r.LeaderReplicaID)
 		}
 		var reps []string
 		for _, d := range r.Replicas {
-			s := fmt.Sprintf("n%d/r%d", d.NodeID, d.ReplicaID)
+			s := fmt.Sprintf("%s/r%d", names.name(d.NodeID), d.ReplicaID)
 			if d.Type == "learner" {
 				s += "(l)"
 			}
 			s += r.lag(d.ReplicaID)
 			reps = append(reps, s)
 		}
-		t.row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
+		t.Row(strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.ReplicaID, 10),
 			r.RaftState, strconv.FormatUint(r.Term, 10), leader, strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10),
 			fmt.Sprintf("%d entries, %s", r.LogEntries, byteSize(r.LogBytes)), yesNo(r.Quiesced), yesNo(r.LeaseValid), dash(strings.Join(reps, ",")))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 // lag annotates a follower on a leader's row: "(snap)" while a snapshot

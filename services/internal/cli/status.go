@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/output"
 )
 
 func statusCommand(e *env) *cli.Command {
@@ -23,13 +25,14 @@ func statusCommand(e *env) *cli.Command {
 		Name:  "status",
 		Usage: "show each daemon of a node: state, pid, restarts, readiness, addresses",
 		Description: "Asks the node's supervisor (`pleiades up`) at --addr. When no supervisor answers, it\n" +
-			"probes each daemon's default admin endpoint instead (pid and restarts are then unknown).",
+			"probes each daemon's default admin endpoint instead (pid and restarts are then unknown),\n" +
+			"prints what it found, and exits 1.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: hostPort(supervisorAdminPort), Usage: "the supervisor's admin `ADDR`"},
+			addrFlag("supervisor", hostPort(supervisorAdminPort), "the supervisor's admin `ADDR`"),
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the whole command"},
-			outputFlag(),
+			output.Flag(),
 		},
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -37,16 +40,20 @@ func statusCommand(e *env) *cli.Command {
 			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
 			defer cancel()
 			view, err := fetchDaemons(ctx, c.String("addr"))
+			var noSupervisor error
 			if err != nil {
 				view = probeDaemons(ctx)
 				view.Supervisor = ""
 				view.Note = fmt.Sprintf("no supervisor at %s (%v); probed default admin endpoints", c.String("addr"), err)
+				noSupervisor = fmt.Errorf("no supervisor at %s: %w\nhint: `make run` (pleiades up) starts a node, `make dev` (pleiades dev) a local cluster; --addr names another supervisor's admin address", c.String("addr"), err)
 			}
 			if f == "json" {
-				return printJSON(e.stdout, view)
+				err = output.PrintJSON(e.stdout, view)
+			} else {
+				err = printStatus(e.stdout, view)
 			}
-			return printStatus(e.stdout, view)
-		}),
+			return errors.Join(noSupervisor, err)
+		},
 	}
 }
 
@@ -116,7 +123,7 @@ func printStatus(w io.Writer, v statusView) error {
 	if v.Note != "" {
 		fmt.Fprintln(w, v.Note)
 	}
-	t := newTable(w, "DAEMON", "STATE", "PID", "RESTARTS", "READY", "BUS", "ADMIN", "LAST EXIT")
+	t := output.NewTable(w, "DAEMON", "STATE", "PID", "RESTARTS", "READY", "BUS", "ADMIN", "LAST EXIT")
 	for _, d := range v.Daemons {
 		pid, restarts := "-", "-"
 		if v.Supervisor != "" {
@@ -125,9 +132,9 @@ func printStatus(w io.Writer, v statusView) error {
 				pid = strconv.Itoa(d.PID)
 			}
 		}
-		t.row(d.Name, string(d.State), pid, restarts, strconv.FormatBool(d.Ready), dash(d.BusAddr), d.AdminAddr, dash(d.LastExit))
+		t.Row(d.Name, string(d.State), pid, restarts, strconv.FormatBool(d.Ready), dash(d.BusAddr), d.AdminAddr, dash(d.LastExit))
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	// A ready daemon serving with a limitation (stored on a full disk

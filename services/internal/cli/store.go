@@ -10,6 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/output"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
@@ -31,32 +33,33 @@ func storeStatsCommand(e *env) *cli.Command {
 		Description: "Calls Stats on the stored at --addr over the bus (mutual TLS with the node certificate\n" +
 			"in --certs-dir). The table shows the database path, the block cache, write and WAL sync\n" +
 			"counters (sync writes per WAL sync is the group commit factor), open snapshots and ingests,\n" +
-			"write stalls, the key and value limits, and one row per column family. --output json\n" +
+			"write stalls, stored's own key and value limits (the KV's are lower: 64 KiB keys, 8 MiB values),\n" +
+			"and one row per column family. --output json\n" +
 			"prints one object with the same fields in snake_case (bytes as integers) and\n" +
 			"\"column_families\": one object per column family.",
 		Flags: daemonFlags("stored"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			dc, err := newDaemonCall(e, c)
 			if err != nil {
 				return err
 			}
 			defer dc.cancel()
-			st, err := fetchStoreStats(dc.ctx, dc.certsDir, dc.addr)
+			st, err := fetchStoreStats(dc.ctx, dc.certs, dc.addr)
 			if err != nil {
-				return err
+				return dc.explain(err)
 			}
 			v := makeStoreStatsView(dc.addr, st)
 			if dc.format == "json" {
-				return printJSON(e.stdout, v)
+				return output.PrintJSON(e.stdout, v)
 			}
 			return printStoreStats(e.stdout, v)
-		}),
+		},
 	}
 }
 
 // fetchStoreStats calls Stats on the stored at addr.
-func fetchStoreStats(ctx context.Context, certsDir, addr string) (st *storepb.StatsResponse, err error) {
-	err = withBus(ctx, certsDir, addr, func(b *bus.Bus) error {
+func fetchStoreStats(ctx context.Context, certs certsChoice, addr string) (st *storepb.StatsResponse, err error) {
+	err = withBus(ctx, certs, addr, func(b *bus.Bus) error {
 		st, err = storeclient.New(b, addr).Stats(ctx)
 		if err != nil {
 			return fmt.Errorf("stored at %s: %w", addr, err)
@@ -164,7 +167,8 @@ func printStoreStats(w io.Writer, v storeStatsView) error {
 	}
 	fmt.Fprintf(w, "write stalls  %v in total; writes stopped now: %s\n", time.Duration(v.WriteStallMicros)*time.Microsecond, stopped)
 	fmt.Fprintf(w, "open          %d snapshots, %d ingests\n", v.OpenSnapshots, v.OpenIngests)
-	fmt.Fprintf(w, "limits        key %s, value %s\n", humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes))
+	fmt.Fprintf(w, "limits        key %s, value %s: stored's own, for any daemon's writes; the KV (raftd) takes keys up to %s and values up to %s\n",
+		humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes), humanBytes(kvpb.MaxKeyBytes), humanBytes(kvpb.MaxValueBytes))
 	ballast := "none"
 	switch {
 	case v.Disk.BallastBytes > 0 && v.Disk.BallastPresent:
@@ -177,12 +181,12 @@ func printStoreStats(w io.Writer, v storeStatsView) error {
 		fmt.Fprintf(w, "              WRITES REFUSED: %s\n", v.Disk.Condition)
 	}
 	fmt.Fprintln(w)
-	t := newTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
+	t := output.NewTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
 	for _, cf := range v.ColumnFamilies {
-		t.row(cf.Name, strconv.FormatUint(cf.EstimatedKeys, 10), humanBytes(cf.LiveDataBytes), humanBytes(cf.SSTBytes),
+		t.Row(cf.Name, strconv.FormatUint(cf.EstimatedKeys, 10), humanBytes(cf.LiveDataBytes), humanBytes(cf.SSTBytes),
 			humanBytes(cf.MemtableBytes), strconv.FormatUint(cf.L0Files, 10), humanBytes(cf.PendingCompactionBytes))
 	}
-	return t.flush()
+	return t.Flush()
 }
 
 // humanBytes formats n bytes with a binary unit: 512 B, 1.5 KiB, 64.0 MiB.

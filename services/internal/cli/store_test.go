@@ -68,7 +68,7 @@ func TestStoreStatsTable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"/var/lib/pleiades/stored/db", "12.0 MiB of 64.0 MiB, hit rate 97.5%", "400 sync, 50 WAL syncs, 8.00 sync writes per WAL sync",
-		"1.5ms in total", "1 snapshots, 2 ingests", "key 64.0 KiB, value 16.0 MiB", "PENDING COMPACTION", "5.0 GiB", "3.0 MiB",
+		"1.5ms in total", "1 snapshots, 2 ingests", "key 64.0 KiB, value 16.0 MiB: stored's own", "the KV (raftd) takes keys up to 64.0 KiB and values up to 8.0 MiB", "PENDING COMPACTION", "5.0 GiB", "3.0 MiB",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

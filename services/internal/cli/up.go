@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
@@ -30,7 +32,7 @@ import (
 // supervisor would otherwise refuse later, naming the flag.
 func checkSupervisorFlags(c *cli.Context) error {
 	if d := c.Duration("timer-slack"); d < 0 || d > supervisor.MaxTimerSlack {
-		return usagef("invalid value %v for flag --timer-slack: want 0 to %v", d, supervisor.MaxTimerSlack)
+		return config.Usagef("invalid value %v for flag --timer-slack: want 0 to %v", d, supervisor.MaxTimerSlack)
 	}
 	return nil
 }
@@ -51,7 +53,7 @@ func upCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "up",
 		Usage: "run one node's daemons, supervised, in the foreground",
-		Description: "Starts stored, clockd, gossipd, raftd, workflowd and msgd in that order, each once the\n" +
+		Description: "Starts stored, gossipd, clockd, raftd, workflowd and msgd in that order, each once the\n" +
 			"previous answers /readyz; restarts a daemon that dies (with backoff); SIGTERM or Ctrl-C\n" +
 			"stops them in reverse order. The supervisor's own admin endpoint lists the daemons.\n\n" +
 			"On a real host: --listen-host 0.0.0.0 --advertise-host <this host's IP or name> --join <another\n" +
@@ -66,17 +68,17 @@ func upCommand(e *env) *cli.Command {
 			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons (default all: " + strings.Join(daemonNames(), ",") + ")"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
 		}, append(hostFlags(), supervisorFlags()...)...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			offset := c.Int("port-offset")
 			if offset < 0 || offset > 20000 {
-				return usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
+				return config.Usagef("invalid value %d for flag --port-offset: want 0..20000", offset)
 			}
 			if err := checkSupervisorFlags(c); err != nil {
 				return err
 			}
 			dataDir, err := filepath.Abs(c.String("data-dir"))
 			if err != nil {
-				return usagef("invalid value for flag --data-dir: %v", err)
+				return config.Usagef("invalid value for flag --data-dir: %v", err)
 			}
 			certsDir := c.String("certs-dir")
 			if certsDir == "" {
@@ -85,14 +87,14 @@ func upCommand(e *env) *cli.Command {
 			only := map[string]bool{}
 			for _, d := range splitList(c.StringSlice("daemons")) {
 				if !isDaemon(d) {
-					return usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
+					return config.Usagef("invalid value %q for flag --daemons: known daemons are %s", d, strings.Join(daemonNames(), ", "))
 				}
 				only[d] = true
 			}
 			join := splitList(c.StringSlice("join"))
 			for _, a := range join {
 				if err := config.ValidateAddr(a); err != nil {
-					return usagef("invalid value %q for flag --join: %v", a, err)
+					return config.Usagef("invalid value %q for flag --join: %v", a, err)
 				}
 			}
 			hosts, err := hostAddrsFrom(c)
@@ -103,7 +105,7 @@ func upCommand(e *env) *cli.Command {
 			if adminAddr == "" {
 				adminAddr = net.JoinHostPort(hosts.admin, strconv.Itoa(supervisorAdminPort+offset))
 			} else if err := config.ValidateAddr(adminAddr); err != nil {
-				return usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
+				return config.Usagef("invalid value %q for flag --admin-addr: %v", adminAddr, err)
 			}
 			binDir, err := binDir(c)
 			if err != nil {
@@ -137,10 +139,15 @@ func upCommand(e *env) *cli.Command {
 				}
 			}
 			n := node{dataDir: dataDir, certsDir: certsDir, nodeID: id, offset: offset, binDir: binDir, join: join, only: only, logFormat: c.String("log-format"), hosts: hosts}
-			return supervise(e.ctx, c, log, n.children(), adminAddr, func() {
-				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id))
+			if err := writeClusterFile(filepath.Join(dataDir, nodeFileName), clusterFile(adminAddr, []node{n})); err != nil {
+				return err
+			}
+			log.Info("daemon logs go to <data-dir>/logs/<daemon>.log", slog.String("dir", filepath.Join(dataDir, "logs")))
+			return supervise(e.ctx, c, log, n.children(), adminAddr, id, func() {
+				log.Info("node ready", slog.String("data_dir", dataDir), slog.String("admin_addr", adminAddr), slog.Uint64("node_id", id),
+					slog.String("logs", filepath.Join(dataDir, "logs")))
 			})
-		}),
+		},
 	}
 }
 
@@ -184,7 +191,7 @@ func binDir(c *cli.Context) (string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return "", usagef("--bin-dir %s lacks %s (run `make build`)", dir, strings.Join(missing, ", "))
+		return "", config.Usagef("--bin-dir %s lacks %s (run `make build`)", dir, strings.Join(missing, ", "))
 	}
 	return dir, nil
 }
@@ -192,31 +199,35 @@ func binDir(c *cli.Context) (string, error) {
 func newLogger(e *env, c *cli.Context) (*slog.Logger, error) {
 	level, err := config.ParseLevel(c.String("log-level"))
 	if err != nil {
-		return nil, usagef("invalid value for flag --log-level: %v", err)
+		return nil, config.Usagef("invalid value for flag --log-level: %v", err)
 	}
 	log, err := logkey.New(e.stderr, c.String("log-format"), level)
 	if err != nil {
-		return nil, usagef("invalid value for flag --log-format: %v", err)
+		return nil, config.Usagef("invalid value for flag --log-format: %v", err)
 	}
 	return log.With(slog.String("component", "supervisor")), nil
 }
 
 // supervise runs children under a supervisor with its admin endpoint at
 // adminAddr until ctx ends or SIGTERM/SIGINT arrives; SIGHUP is forwarded
-// to the children.
-func supervise(ctx context.Context, c *cli.Context, log *slog.Logger, children []supervisor.Child, adminAddr string, onReady func()) error {
+// to the children. nodeID is the node the supervisor runs (0 for a dev
+// cluster of several), reported on /v1/status. The admin endpoint's
+// /metrics has the daemons' readiness, states, restarts and exits.
+func supervise(ctx context.Context, c *cli.Context, log *slog.Logger, children []supervisor.Child, adminAddr string, nodeID uint64, onReady func()) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sup, err := supervisor.New(supervisor.Config{
 		Children:     children,
 		ReadyTimeout: c.Duration("ready-timeout"),
 		StopGrace:    c.Duration("stop-grace"),
 		TimerSlack:   c.Duration("timer-slack"),
-	}, supervisor.Deps{Logger: log})
+	}, supervisor.Deps{Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Addr: adminAddr}, admin.Deps{Logger: log}, admin.Info{Daemon: "supervisor", Version: version.String()})
+	adm, err := admin.New(admin.Config{Addr: adminAddr}, admin.Deps{Logger: log, Gatherer: reg}, admin.Info{Daemon: "supervisor", NodeID: nodeID, Version: version.String()})
 	if err != nil {
 		return err
 	}

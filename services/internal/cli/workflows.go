@@ -15,6 +15,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
@@ -42,9 +44,9 @@ func withWorkflows(e *env, c *cli.Context, fn func(dc *daemonCall, wc *workflowc
 		return err
 	}
 	defer dc.cancel()
-	return withBus(dc.ctx, dc.certsDir, dc.addr, func(b *bus.Bus) error {
+	return dc.explain(withBus(dc.ctx, dc.certs, dc.addr, func(b *bus.Bus) error {
 		return fn(dc, workflowclient.New(b, dc.addr))
-	})
+	}))
 }
 
 func readInput(e *env, name string) ([]byte, error) {
@@ -60,9 +62,9 @@ func wfDefine(e *env) *cli.Command {
 		Usage:     "register a definition document (YAML or JSON; - for standard input)",
 		ArgsUsage: "FILE",
 		Flags:     daemonFlags("workflowd"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("workflows define: want one FILE")
+				return config.Usagef("workflows define: want one FILE")
 			}
 			doc, err := readInput(e, c.Args().First())
 			if err != nil {
@@ -74,7 +76,7 @@ func wfDefine(e *env) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, map[string]any{"id": r.GetId(), "version": r.GetVersion(), "unchanged": r.GetUnchanged()})
+					return output.PrintJSON(e.stdout, map[string]any{"id": r.GetId(), "version": r.GetVersion(), "unchanged": r.GetUnchanged()})
 				}
 				what := "defined"
 				if r.GetUnchanged() {
@@ -83,7 +85,7 @@ func wfDefine(e *env) *cli.Command {
 				fmt.Fprintf(e.stdout, "%s %s v%d\n", what, r.GetId(), r.GetVersion())
 				return nil
 			})
-		}),
+		},
 	}
 }
 
@@ -92,22 +94,22 @@ func wfDefinitions(e *env) *cli.Command {
 		Name:  "definitions",
 		Usage: "list the registered definitions",
 		Flags: daemonFlags("workflowd"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			return withWorkflows(e, c, func(dc *daemonCall, wc *workflowclient.Client) error {
 				defs, err := wc.Definitions(dc.ctx)
 				if err != nil {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, defs)
+					return output.PrintJSON(e.stdout, defs)
 				}
-				t := newTable(e.stdout, "ID", "VERSION", "SOURCE", "STEPS", "DESCRIPTION")
+				t := output.NewTable(e.stdout, "ID", "VERSION", "SOURCE", "STEPS", "DESCRIPTION")
 				for _, d := range defs {
-					t.row(d.GetId(), strconv.Itoa(int(d.GetVersion())), d.GetSource(), strconv.Itoa(int(d.GetSteps())), d.GetDescription())
+					t.Row(d.GetId(), strconv.Itoa(int(d.GetVersion())), d.GetSource(), strconv.Itoa(int(d.GetSteps())), d.GetDescription())
 				}
-				return t.flush()
+				return t.Flush()
 			})
-		}),
+		},
 	}
 }
 
@@ -117,7 +119,7 @@ func parseStatus(s string) (workflowpb.Status, error) {
 	}
 	v, ok := workflowpb.Status_value["STATUS_"+strings.ToUpper(s)]
 	if !ok || v == 0 {
-		return 0, usagef("unknown status %q (running, suspended, completed, terminated, failed, compensated)", s)
+		return 0, config.Usagef("unknown status %q (running, suspended, completed, terminated, failed, compensated)", s)
 	}
 	return workflowpb.Status(v), nil
 }
@@ -144,7 +146,7 @@ func wfList(e *env) *cli.Command {
 			&cli.IntFlag{Name: "limit", Value: 100, Usage: "instances per page"},
 			&cli.StringFlag{Name: "page", Usage: "continue from a previous page's `TOKEN`"},
 		),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			st, err := parseStatus(c.String("status"))
 			if err != nil {
 				return err
@@ -159,13 +161,13 @@ func wfList(e *env) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, r)
+					return output.PrintJSON(e.stdout, r)
 				}
-				t := newTable(e.stdout, "ID", "DEFINITION", "VERSION", "STATUS", "CREATED", "ENDED")
+				t := output.NewTable(e.stdout, "ID", "DEFINITION", "VERSION", "STATUS", "CREATED", "ENDED")
 				for _, s := range r.GetInstances() {
-					t.row(s.GetId(), s.GetDefinition(), strconv.Itoa(int(s.GetVersion())), statusText(s.GetStatus()), nanos(s.GetCreatedUnixNano()), nanos(s.GetEndedUnixNano()))
+					t.Row(s.GetId(), s.GetDefinition(), strconv.Itoa(int(s.GetVersion())), statusText(s.GetStatus()), nanos(s.GetCreatedUnixNano()), nanos(s.GetEndedUnixNano()))
 				}
-				if err := t.flush(); err != nil {
+				if err := t.Flush(); err != nil {
 					return err
 				}
 				if r.GetNextPageToken() != "" {
@@ -173,7 +175,7 @@ func wfList(e *env) *cli.Command {
 				}
 				return nil
 			})
-		}),
+		},
 	}
 }
 
@@ -183,9 +185,9 @@ func wfShow(e *env) *cli.Command {
 		Usage:     "show an instance: status, data, what it waits for, recent steps",
 		ArgsUsage: "ID",
 		Flags:     daemonFlags("workflowd"),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("workflows show: want one instance ID")
+				return config.Usagef("workflows show: want one instance ID")
 			}
 			return withWorkflows(e, c, func(dc *daemonCall, wc *workflowclient.Client) error {
 				in, err := wc.Get(dc.ctx, c.Args().First())
@@ -193,7 +195,7 @@ func wfShow(e *env) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, in)
+					return output.PrintJSON(e.stdout, in)
 				}
 				var data bytes.Buffer
 				if json.Indent(&data, in.GetData(), "  ", "  ") != nil {
@@ -230,14 +232,14 @@ func wfShow(e *env) *cli.Command {
 					return nil
 				}
 				fmt.Fprintln(w, "history:")
-				t := newTable(w, "  STEP", "OUTCOME", "ATTEMPT", "EPOCH", "TOOK", "ERROR")
+				t := output.NewTable(w, "  STEP", "OUTCOME", "ATTEMPT", "EPOCH", "TOOK", "ERROR")
 				for _, h := range in.GetHistory() {
-					t.row("  "+h.GetStep(), h.GetOutcome(), strconv.Itoa(int(h.GetAttempt())), strconv.FormatUint(h.GetEpoch(), 10),
+					t.Row("  "+h.GetStep(), h.GetOutcome(), strconv.Itoa(int(h.GetAttempt())), strconv.FormatUint(h.GetEpoch(), 10),
 						time.Duration(h.GetEndedUnixNano()-h.GetStartedUnixNano()).String(), h.GetError())
 				}
-				return t.flush()
+				return t.Flush()
 			})
-		}),
+		},
 	}
 }
 
@@ -252,14 +254,14 @@ func wfStart(e *env) *cli.Command {
 			&cli.StringFlag{Name: "data-file", Usage: "initial data from a `FILE` (- for standard input)"},
 			&cli.StringFlag{Name: "idempotency-key", Usage: "a `KEY` making the start idempotent"},
 		),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("workflows start: want one DEFINITION")
+				return config.Usagef("workflows start: want one DEFINITION")
 			}
 			data := []byte(c.String("data"))
 			if f := c.String("data-file"); f != "" {
 				if len(data) > 0 {
-					return usagef("give --data or --data-file, not both")
+					return config.Usagef("give --data or --data-file, not both")
 				}
 				var err error
 				if data, err = readInput(e, f); err != nil {
@@ -272,7 +274,7 @@ func wfStart(e *env) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, r)
+					return output.PrintJSON(e.stdout, r)
 				}
 				note := ""
 				if r.GetExisting() {
@@ -281,7 +283,7 @@ func wfStart(e *env) *cli.Command {
 				fmt.Fprintf(e.stdout, "%s%s\n", r.GetInstanceId(), note)
 				return nil
 			})
-		}),
+		},
 	}
 }
 
@@ -295,9 +297,9 @@ func wfControl(e *env, op, usage string) *cli.Command {
 		Usage:     usage,
 		ArgsUsage: "ID",
 		Flags:     daemonFlags("workflowd", extra...),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("workflows %s: want one instance ID", op)
+				return config.Usagef("workflows %s: want one instance ID", op)
 			}
 			id := c.Args().First()
 			return withWorkflows(e, c, func(dc *daemonCall, wc *workflowclient.Client) error {
@@ -315,7 +317,7 @@ func wfControl(e *env, op, usage string) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, map[string]string{"id": id, "status": statusText(st)})
+					return output.PrintJSON(e.stdout, map[string]string{"id": id, "status": statusText(st)})
 				}
 				if st == workflowpb.Status_STATUS_RUNNING {
 					fmt.Fprintf(e.stdout, "%s: %s requested (its owner applies it after the step in flight)\n", id, op)
@@ -324,7 +326,7 @@ func wfControl(e *env, op, usage string) *cli.Command {
 				}
 				return nil
 			})
-		}),
+		},
 	}
 }
 
@@ -339,9 +341,9 @@ func wfEvent(e *env) *cli.Command {
 			&cli.StringFlag{Name: "instance", Usage: "address one instance `ID`: refused when it does not exist or has finished"},
 			&cli.TimestampFlag{Name: "effective", Layout: time.RFC3339, Usage: "the event's time (RFC 3339; default now)"},
 		),
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("workflows event: want one event NAME")
+				return config.Usagef("workflows event: want one event NAME")
 			}
 			req := &workflowpb.PublishEventRequest{Name: c.Args().First(), Key: c.String("key"), Data: []byte(c.String("data")), InstanceId: c.String("instance")}
 			if t := c.Timestamp("effective"); t != nil {
@@ -353,12 +355,12 @@ func wfEvent(e *env) *cli.Command {
 					return err
 				}
 				if dc.format == "json" {
-					return printJSON(e.stdout, r)
+					return output.PrintJSON(e.stdout, r)
 				}
 				fmt.Fprintf(e.stdout, "event %s published; %d waiting instance(s) woken\n", r.GetEventId(), r.GetWoken())
 				return nil
 			})
-		}),
+		},
 	}
 }
 
@@ -378,7 +380,7 @@ func wfWatch(e *env) *cli.Command {
 		Name:  "watch",
 		Usage: "stream the lifecycle events of the instances the workflowd at --addr runs",
 		Flags: flags,
-		Action: action(func(c *cli.Context) error {
+		Action: func(c *cli.Context) error {
 			f, err := format(c)
 			if err != nil {
 				return err
@@ -388,7 +390,7 @@ func wfWatch(e *env) *cli.Command {
 				ctx, cancel = context.WithTimeout(ctx, d)
 			}
 			defer cancel()
-			return withBus(ctx, certsDir(c), c.String("addr"), func(b *bus.Bus) error {
+			return withBus(ctx, pickCerts(c, []string{c.String("addr")}), c.String("addr"), func(b *bus.Bus) error {
 				s, err := workflowclient.New(b, c.String("addr")).Subscribe(ctx, &workflowpb.SubscribeRequest{InstanceId: c.String("instance"), Definition: c.String("definition"), Types: splitList(c.StringSlice("type"))})
 				if err != nil {
 					return err
@@ -417,6 +419,6 @@ func wfWatch(e *env) *cli.Command {
 					fmt.Fprintln(e.stdout, line)
 				}
 			})
-		}),
+		},
 	}
 }

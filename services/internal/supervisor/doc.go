@@ -5,10 +5,10 @@
 // 200 on its admin /readyz before the next starts, so a daemon always finds
 // the ones it depends on (stored before raftd, and so on). A child that
 // exits while the supervisor runs is restarted after an exponential backoff
-// (BackoffMin doubling up to BackoffMax, reset once a run lasted
-// StableAfter); every restart is logged and counted in Status. When the
-// supervisor's context ends it stops the children in reverse order: SIGTERM,
-// then SIGKILL once StopGrace has passed.
+// (BackoffMin doubling up to BackoffMax, jittered by shared/backoff, reset
+// once a run lasted StableAfter); every restart is logged and counted in
+// Status. When the supervisor's context ends it stops the children in
+// reverse order: SIGTERM, then SIGKILL once StopGrace has passed.
 //
 // No child outlives the supervisor: each runs in its own process group with
 // the Linux parent-death signal set to SIGKILL, so even a supervisor killed

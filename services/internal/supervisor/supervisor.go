@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pleiades-db/pleiades/shared/admin"
+	"github.com/pleiades-db/pleiades/shared/backoff"
 )
 
 // Child describes one daemon process.
@@ -109,6 +112,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// slowStop is how long a child may take to stop after SIGTERM before the
+// supervisor logs that it is still waiting for it.
+const slowStop = time.Second
+
 // MaxTimerSlack bounds Config.TimerSlack: the daemons' own timers (raft
 // ticks, QUIC loss detection) run at millisecond scale.
 const MaxTimerSlack = 100 * time.Millisecond
@@ -119,6 +126,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// HTTPClient polls /readyz; nil means a client with a 2s timeout.
 	HTTPClient *http.Client
+	// Registerer receives the supervisor's metrics (see Collector); nil
+	// registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // State is a child's lifecycle state.
@@ -144,9 +154,12 @@ type ChildStatus struct {
 	Ready     bool      `json:"ready"`
 	LastExit  string    `json:"last_exit,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
-	BusAddr   string    `json:"bus_addr,omitempty"`
-	AdminAddr string    `json:"admin_addr"`
-	Detail    string    `json:"detail,omitempty"`
+	// Exits counts the times the child exited or could not be started
+	// while it was meant to run (its restarts follow them).
+	Exits     int    `json:"exits"`
+	BusAddr   string `json:"bus_addr,omitempty"`
+	AdminAddr string `json:"admin_addr"`
+	Detail    string `json:"detail,omitempty"`
 	// Conditions are the failing conditions of a ready daemon, one per
 	// line as /readyz lists them ("disk degraded: disk full on node 1
 	// ..."): it serves, with that limitation.
@@ -170,8 +183,11 @@ type proc struct {
 		st       ChildStatus
 		cmd      *exec.Cmd
 		stopping bool
+		// exits counts unwanted exits by kind (see exitKind).
+		exits map[string]int
 	}
 	started chan struct{} // closed after the first start attempt
+	ready   chan struct{} // closed when a poll first finds it ready
 	exited  chan struct{} // closed when the manage goroutine returns
 	stop    chan struct{} // closed to ask the manage goroutine to stop
 }
@@ -191,9 +207,15 @@ func New(cfg Config, deps Deps) (*Supervisor, error) {
 	}
 	s := &Supervisor{cfg: cfg, log: deps.Logger, client: client}
 	for _, ch := range cfg.Children {
-		p := &proc{child: ch, started: make(chan struct{}), exited: make(chan struct{}), stop: make(chan struct{})}
+		p := &proc{child: ch, started: make(chan struct{}), ready: make(chan struct{}), exited: make(chan struct{}), stop: make(chan struct{})}
 		p.mu.st = ChildStatus{Name: ch.Name, State: StatePending, BusAddr: ch.BusAddr, AdminAddr: ch.AdminAddr}
+		p.mu.exits = map[string]int{}
 		s.procs = append(s.procs, p)
+	}
+	if deps.Registerer != nil {
+		if err := deps.Registerer.Register(collector{s}); err != nil {
+			return nil, fmt.Errorf("supervisor: register metrics: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -268,26 +290,26 @@ func (s *Supervisor) Run(ctx context.Context, onReady func()) error {
 	return nil
 }
 
-// waitReady polls p's /readyz until 200, ctx's end or ReadyTimeout.
+// waitReady waits until p's manage goroutine, the only one that polls
+// p's /readyz (two pollers of one endpoint made Go's HTTP client dial
+// spare connections, which held the endpoint's shutdown), first finds it
+// ready, or ctx's end or ReadyTimeout.
 func (s *Supervisor) waitReady(ctx context.Context, p *proc) error {
 	deadline := time.NewTimer(s.cfg.ReadyTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(s.cfg.PollInterval)
-	defer tick.Stop()
-	var last string
-	for {
-		ok, detail := s.poll(ctx, p)
-		if ok {
-			return nil
+	select {
+	case <-p.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-deadline.C:
+		p.mu.Lock()
+		last := p.mu.st.Detail
+		if last == "" {
+			last = string(p.mu.st.State)
 		}
-		last = detail
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("supervisor: %s not ready after %v: %s (log: %s)", p.child.Name, s.cfg.ReadyTimeout, last, p.child.LogFile)
-		case <-tick.C:
-		}
+		p.mu.Unlock()
+		return fmt.Errorf("supervisor: %s not ready after %v: %s (log: %s)", p.child.Name, s.cfg.ReadyTimeout, last, p.child.LogFile)
 	}
 }
 
@@ -310,6 +332,11 @@ func (s *Supervisor) poll(ctx context.Context, p *proc) (bool, string) {
 			p.mu.st.State = StateReady
 			if !was {
 				s.log.Info("daemon ready", slog.String("daemon", p.child.Name), slog.Int("pid", p.mu.st.PID))
+			}
+			select {
+			case <-p.ready:
+			default:
+				close(p.ready)
 			}
 		} else {
 			p.mu.st.State = StateStarting
@@ -339,17 +366,20 @@ func (s *Supervisor) manage(p *proc) {
 	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
 	defer close(p.exited)
 	log := s.log.With(slog.String("daemon", p.child.Name))
-	backoff := s.cfg.BackoffMin
+	retry := backoff.New(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	first := true
 	for {
 		cmd, err := s.start(p)
+		var wait time.Duration
 		if first {
 			close(p.started)
 			first = false
 		}
 		if err != nil {
-			log.Error("start failed", slog.Any("err", err))
+			wait = retry.Next()
+			log.Error("start failed", slog.Any("err", err), slog.Duration("backoff", wait))
 			p.set(func(st *ChildStatus) { st.State = StateFailed; st.LastExit = err.Error(); st.Ready = false })
+			p.countExit(exitStartFailed)
 		} else {
 			log.Info("daemon started", slog.Int("pid", cmd.Process.Pid))
 			began := time.Now()
@@ -358,11 +388,11 @@ func (s *Supervisor) manage(p *proc) {
 			pollEvery := s.cfg.PollInterval
 			tick := time.NewTicker(pollEvery)
 			var werr error
-		wait:
+		running:
 			for {
 				select {
 				case werr = <-done:
-					break wait
+					break running
 				case <-tick.C:
 					s.poll(context.Background(), p)
 					if p.isReady() && pollEvery == s.cfg.PollInterval {
@@ -378,22 +408,47 @@ func (s *Supervisor) manage(p *proc) {
 			tick.Stop()
 			exit := describeExit(werr, cmd)
 			if time.Since(began) >= s.cfg.StableAfter {
-				backoff = s.cfg.BackoffMin
+				retry.Reset()
 			}
-			log.Warn("daemon exited; restarting", slog.String("exit", exit), slog.Duration("backoff", backoff))
+			wait = retry.Next()
+			log.Warn("daemon exited; restarting", slog.String("exit", exit), slog.Duration("backoff", wait))
 			p.set(func(st *ChildStatus) {
 				st.State, st.PID, st.Ready, st.LastExit = StateBackoff, 0, false, exit
 			})
+			p.countExit(exitKind(cmd))
 		}
 		select {
 		case <-p.stop:
 			p.set(func(st *ChildStatus) { st.State = StateStopped })
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, s.cfg.BackoffMax)
 		p.set(func(st *ChildStatus) { st.Restarts++ })
 	}
+}
+
+// The kinds of an unwanted exit, the kind label of
+// pleiades_supervisor_daemon_exits_total.
+const (
+	exitStartFailed = "start_failed" // the process could not be started
+	exitCode        = "exit"         // it exited by itself
+	exitSignal      = "signal"       // a signal killed it
+)
+
+// exitKind classifies how cmd's process ended.
+func exitKind(cmd *exec.Cmd) string {
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return exitSignal
+	}
+	return exitCode
+}
+
+// countExit records an unwanted exit of kind.
+func (p *proc) countExit(kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.exits[kind]++
+	p.mu.st.Exits++
 }
 
 func (p *proc) set(f func(*ChildStatus)) {
@@ -444,19 +499,31 @@ func (s *Supervisor) start(p *proc) (*exec.Cmd, error) {
 // terminate stops a running child: SIGTERM, then SIGKILL after StopGrace.
 func (s *Supervisor) terminate(p *proc, cmd *exec.Cmd, done <-chan error, log *slog.Logger) {
 	p.set(func(st *ChildStatus) { st.State, st.Ready = StateStopping, false })
+	began := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	grace := time.NewTimer(s.cfg.StopGrace)
 	defer grace.Stop()
+	slow := time.NewTimer(slowStop)
+	defer slow.Stop()
 	var werr error
-	select {
-	case werr = <-done:
-	case <-grace.C:
-		log.Warn("daemon did not stop in time; killing", slog.Duration("grace", s.cfg.StopGrace))
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		werr = <-done
+wait:
+	for {
+		select {
+		case werr = <-done:
+			break wait
+		case <-slow.C:
+			// The daemon's own log says what its stop waits for.
+			log.Warn("daemon still stopping", slog.Int("pid", cmd.Process.Pid), slog.Duration("after", slowStop),
+				slog.Duration("kill_after", s.cfg.StopGrace), slog.String("log", p.child.LogFile))
+		case <-grace.C:
+			log.Warn("daemon did not stop in time; killing", slog.Duration("grace", s.cfg.StopGrace))
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			werr = <-done
+			break wait
+		}
 	}
 	exit := describeExit(werr, cmd)
-	log.Info("daemon stopped", slog.String("exit", exit))
+	log.Info("daemon stopped", slog.String("exit", exit), slog.Duration("took", time.Since(began)))
 	p.set(func(st *ChildStatus) { st.State, st.PID, st.LastExit = StateStopped, 0, exit })
 }
 

@@ -16,6 +16,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
+	"github.com/pleiades-db/pleiades/shared/eventually"
 )
 
 // The test binary doubles as the fake daemon: with FAKE_CHILD set it runs
@@ -29,7 +34,9 @@ func TestMain(m *testing.M) {
 }
 
 // fakeChild serves /readyz on FAKE_ADMIN after FAKE_READY_DELAY, records
-// "start NAME", "ready NAME" and "stop NAME" lines in FAKE_EVENTS, exits 0
+// "start NAME", "ready NAME", "stop NAME" and, with FAKE_RECORD_CONNS and
+// FAKE_RECORD_POLLS, "conn NAME" per connection and "poll NAME" per
+// /readyz lines in FAKE_EVENTS, exits 0
 // on SIGTERM unless FAKE_IGNORE_TERM is set.
 func fakeChild() {
 	name, events := os.Getenv("FAKE_CHILD"), os.Getenv("FAKE_EVENTS")
@@ -48,6 +55,9 @@ func fakeChild() {
 	readyAt := time.Now().Add(delay)
 	var once sync.Once
 	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("FAKE_RECORD_POLLS") != "" {
+			record("poll")
+		}
 		if time.Now().Before(readyAt) || os.Getenv("FAKE_NEVER_READY") != "" {
 			http.Error(w, "warming up", http.StatusServiceUnavailable)
 			return
@@ -59,7 +69,12 @@ func fakeChild() {
 	if err != nil {
 		os.Exit(4)
 	}
-	go http.Serve(ln, nil)
+	srv := &http.Server{ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew && os.Getenv("FAKE_RECORD_CONNS") != "" {
+			record("conn")
+		}
+	}}
+	go srv.Serve(ln)
 	for range sigs {
 		if os.Getenv("FAKE_IGNORE_TERM") != "" {
 			continue
@@ -156,17 +171,6 @@ func runReady(t *testing.T, s *Supervisor) (stop func() error) {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestStartOrderReadinessAndReverseStop(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events")
@@ -205,25 +209,47 @@ func TestStartOrderReadinessAndReverseStop(t *testing.T) {
 func TestRestartWithBackoff(t *testing.T) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events")
-	s, err := New(testConfig(fake(t, "a", events)), Deps{Logger: logger(t)})
+	reg := prometheus.NewRegistry()
+	s, err := New(testConfig(fake(t, "a", events)), Deps{Logger: logger(t), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready, stop := run(t, s)
 	<-ready
+	for name, want := range map[string]float64{
+		`pleiades_supervisor_daemon_ready{daemon="a"}`:                     1,
+		`pleiades_supervisor_daemon_state{daemon="a",state="ready"}`:       1,
+		`pleiades_supervisor_daemon_state{daemon="a",state="starting"}`:    0,
+		`pleiades_supervisor_daemon_restarts_total{daemon="a"}`:            0,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="signal"}`: 0,
+	} {
+		if got := metric(t, reg, name); got != want {
+			t.Errorf("%s = %v before any kill; want %v", name, got, want)
+		}
+	}
 	for kill := 1; kill <= 2; kill++ {
 		pid := s.Status()[0].PID
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "restart", func() bool {
+		eventually.True(t, 15*time.Second, "restart", func() bool {
 			st := s.Status()[0]
 			return st.Restarts == kill && st.Ready && st.PID != pid
 		})
 	}
 	st := s.Status()[0]
-	if !strings.Contains(st.LastExit, "killed") {
-		t.Errorf("LastExit = %q; want the kill recorded", st.LastExit)
+	if !strings.Contains(st.LastExit, "killed") || st.Exits != 2 {
+		t.Errorf("LastExit = %q, exits %d; want the kills recorded", st.LastExit, st.Exits)
+	}
+	for name, want := range map[string]float64{
+		`pleiades_supervisor_daemon_ready{daemon="a"}`:                     1,
+		`pleiades_supervisor_daemon_restarts_total{daemon="a"}`:            2,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="signal"}`: 2,
+		`pleiades_supervisor_daemon_exits_total{daemon="a",kind="exit"}`:   0,
+	} {
+		if got := metric(t, reg, name); got != want {
+			t.Errorf("%s = %v after two kills; want %v", name, got, want)
+		}
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -296,6 +322,95 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: New = %v; want error containing %q", tt.name, err, tt.wantErr)
 		}
 	}
+}
+
+// TestOnePollerPerChild: a child's /readyz is polled by one goroutine, on
+// one kept-alive connection. Two pollers (start-up's wait and the child's
+// manager) made Go's HTTP client dial spare connections that carried no
+// request, and an HTTP server's shutdown waits up to five seconds for such
+// a connection: a 3-node dev cluster took 5-10 s to stop.
+func TestOnePollerPerChild(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "a", events, "FAKE_READY_DELAY=300ms", "FAKE_RECORD_POLLS=1", "FAKE_RECORD_CONNS=1"))
+	cfg.PollInterval = 20 * time.Millisecond
+	s, err := New(cfg, Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	// A few more polls once ready (every 10 poll intervals).
+	polls := func() int {
+		b, _ := os.ReadFile(events)
+		_, after, _ := strings.Cut(string(b), "ready a\n")
+		return strings.Count(after, "poll a\n")
+	}
+	eventually.True(t, 10*time.Second, "three more polls", func() bool { return polls() >= 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "conn a\n"); n != 1 {
+		t.Errorf("%d connections to the child's admin endpoint; want 1:\n%s", n, b)
+	}
+}
+
+// TestSlowStopLogged: a child that takes longer than a second to stop is
+// named in a log line while the supervisor waits.
+func TestSlowStopLogged(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events")
+	cfg := testConfig(fake(t, "stubborn", events, "FAKE_IGNORE_TERM=1"))
+	cfg.StopGrace = 1500 * time.Millisecond
+	var logs daemontest.Buffer
+	s, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := run(t, s)
+	<-ready
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, `msg="daemon still stopping" daemon=stubborn`) {
+		t.Errorf("no log of the slow stop:\n%s", l)
+	}
+}
+
+// metric returns the value of the series named like
+// `name{label="value",...}` (labels in name order) in reg, failing t when
+// there is none.
+func metric(t *testing.T, reg *prometheus.Registry, series string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := mf.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			if name != series {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }
 
 func TestDegraded(t *testing.T) {

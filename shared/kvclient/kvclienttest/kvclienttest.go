@@ -1,5 +1,5 @@
-// Package clienttest runs an in-memory stand-in for a raftd cluster on
-// real bus endpoints, for tests of package client and its callers (the
+// Package kvclienttest runs an in-memory stand-in for a raftd cluster on
+// real bus endpoints, for tests of package kvclient and its callers (the
 // pleiades kv, ranges, init and bench commands).
 //
 // A Cluster has Nodes bus endpoints serving raftd's KV protocol

@@ -51,6 +51,10 @@ const (
 	Code_UNIMPLEMENTED Code = 10
 	// RESOURCE_EXHAUSTED means a limit (frame size, queue, quota) was hit.
 	Code_RESOURCE_EXHAUSTED Code = 11
+	// UNAUTHENTICATED means the two ends could not authenticate each other:
+	// the TLS handshake failed (a certificate of another cluster CA, an
+	// expired one, none). Retrying with the same certificates will not help.
+	Code_UNAUTHENTICATED Code = 12
 )
 
 // Enum value maps for Code.
@@ -68,6 +72,7 @@ var (
 		9:  "CANCELED",
 		10: "UNIMPLEMENTED",
 		11: "RESOURCE_EXHAUSTED",
+		12: "UNAUTHENTICATED",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -82,6 +87,7 @@ var (
 		"CANCELED":            9,
 		"UNIMPLEMENTED":       10,
 		"RESOURCE_EXHAUSTED":  11,
+		"UNAUTHENTICATED":     12,
 	}
 )
 
@@ -393,7 +399,7 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\acall_id\x18\a \x01(\x06R\x06callId\";\n" +
 	"\x05Batch\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1a\n" +
-	"\bmessages\x18\x02 \x03(\fR\bmessages*\xdf\x01\n" +
+	"\bmessages\x18\x02 \x03(\fR\bmessages*\xf4\x01\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x01\x12\r\n" +
@@ -408,7 +414,8 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\bCANCELED\x10\t\x12\x11\n" +
 	"\rUNIMPLEMENTED\x10\n" +
 	"\x12\x16\n" +
-	"\x12RESOURCE_EXHAUSTED\x10\vB4Z2github.com/pleiades-db/pleiades/shared/proto/buspbb\x06proto3"
+	"\x12RESOURCE_EXHAUSTED\x10\v\x12\x13\n" +
+	"\x0fUNAUTHENTICATED\x10\fB4Z2github.com/pleiades-db/pleiades/shared/proto/buspbb\x06proto3"
 
 var (
 	file_buspb_bus_proto_rawDescOnce sync.Once

@@ -15,9 +15,11 @@
 // fails with InvalidArgument.
 //
 // User keys must be non-empty, must not begin with 0x00 (system keys) and
-// are at most 64 KiB; values at most 16 MiB (server configurable). A
-// request whose header sets system may use keys under a daemon system
-// prefix instead (see Header.system).
+// are at most 64 KiB; values at most 8 MiB (raftd's defaults, configurable
+// in its Config; kvpb.MaxKeyBytes and kvpb.MaxValueBytes, which the Go
+// client checks before sending). A request over a limit fails with
+// InvalidArgument. A request whose header sets system may use keys under
+// a daemon system prefix instead (see Header.system).
 
 package kvpb
 
