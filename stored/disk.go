@@ -292,9 +292,12 @@ func resolveSize(cfg int64, total uint64, auto func(uint64) uint64) uint64 {
 	return uint64(cfg)
 }
 
-// setLocked records a verdict, logs a change and publishes it.
+// setLocked records a verdict, logs a change and publishes it. The free
+// space reported is the one decided on: avail less the writes admitted
+// since the periodic check.
 func (m *diskMonitor) setLocked(v diskVerdict, avail, total uint64, present bool) {
 	old := m.mu.st
+	avail -= min(avail, m.mu.written)
 	st := &storepb.DiskStatus{
 		NodeId: m.nodeID, Full: v.full, ReserveFull: v.reserveFull, FreeBytes: avail, TotalBytes: total,
 		FloorBytes: m.mu.floor, BallastBytes: m.mu.ballast, BallastPresent: present,
@@ -426,7 +429,7 @@ func (m *diskMonitor) noSpace(err error) error {
 	}
 	m.mu.rocks, m.mu.rocksAt = "RocksDB: "+err.Error(), m.now()
 	st := m.mu.st
-	m.setLocked(diskVerdict{full: true, reserveFull: true}, st.GetFreeBytes(), st.GetTotalBytes(), st.GetBallastPresent())
+	m.setLocked(diskVerdict{full: true, reserveFull: true}, m.mu.avail, st.GetTotalBytes(), st.GetBallastPresent())
 	m.kickLoop()
 	return m.refusalLocked()
 }

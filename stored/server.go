@@ -101,7 +101,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.snaps.init(cfg.MaxSnapshots, seed, func(sn *engine.Snapshot) { sn.Release() })
 	s.ingests.init(cfg.MaxIngests, seed, func(in *ingest) { in.close() })
 	s.stages.init(cfg.MaxStagedWrites, seed, func(st *staged) { st.close() })
-	s.disk = newDiskMonitor(cfg, deps.NodeID, deps.StatFS, s.log, s.now)
+	s.disk = newDiskMonitor(cfg, deps.NodeID, deps.StatFS, s.log, time.Now) // not the lease clock
 	s.metrics = newMetrics(s)
 	if deps.Registerer != nil {
 		if err := s.metrics.register(deps.Registerer); err != nil {

@@ -168,12 +168,17 @@ func TestDiskFullNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := getBody(t, "http://"+st.AdminAddr+"/readyz"); code != 200 || !strings.Contains(body, "[!]disk degraded: disk full on node") {
-		t.Errorf("stored /readyz = %d %q; want 200 naming the full disk", code, body)
-	}
-	if got := metric(t, st.AdminAddr, "pleiades_stored_disk_full"); got != 1 {
-		t.Errorf("pleiades_stored_disk_full = %v; want 1", got)
-	}
+	// stored reads the free space every 100ms: the filler's share shows
+	// within a check or two.
+	eventually.NoError(t, 10*time.Second, "stored naming the full disk", func() error {
+		if code, body := getBody(t, "http://"+st.AdminAddr+"/readyz"); code != 200 || !strings.Contains(body, "[!]disk degraded: disk full on node") {
+			return fmt.Errorf("stored /readyz = %d %q; want 200 naming the full disk", code, body)
+		}
+		if got := metric(t, st.AdminAddr, "pleiades_stored_disk_full"); got != 1 {
+			return fmt.Errorf("pleiades_stored_disk_full = %v; want 1", got)
+		}
+		return nil
+	})
 	// The supervisor polls a ready daemon's /readyz every second.
 	eventually.NoError(t, 10*time.Second, "pleiades status naming the full disk", func() error {
 		out, err := pleiades(t, "status", "--addr", c.sup)

@@ -64,6 +64,11 @@ type diskState struct {
 		refusedUntil, reserveRefusedUntil time.Time
 		// reason describes the last refusal.
 		reason string
+		// retries are held works taken again because heldRetry passed,
+		// not because the disk was reported to have room: they are
+		// written whatever the disk is believed to be (the belief may be
+		// stale).
+		retries map[*readyWork]struct{}
 	}
 }
 
@@ -193,12 +198,30 @@ func (r *Replica) takeHeld(now time.Time) (w *readyWork, holding bool) {
 		return nil, false
 	}
 	full, reserveFull, _ := r.s.diskFull(now)
-	if (h.reserve && reserveFull || !h.reserve && full) && now.Sub(h.tried) < heldRetry {
-		return nil, true
+	if refused := h.reserve && reserveFull || !h.reserve && full; refused {
+		if now.Sub(h.tried) < heldRetry {
+			return nil, true
+		}
+		r.s.disk.mu.Lock()
+		if r.s.disk.mu.retries == nil {
+			r.s.disk.mu.retries = map[*readyWork]struct{}{}
+		}
+		r.s.disk.mu.retries[h.w] = struct{}{}
+		r.s.disk.mu.Unlock()
 	}
 	r.held.Store(nil)
 	r.s.metrics.heldReplicas.Add(-1)
 	return h.w, true
+}
+
+// takeRetries returns (and forgets) the held works taken again because
+// heldRetry passed.
+func (s *Store) takeRetries() map[*readyWork]struct{} {
+	s.disk.mu.Lock()
+	defer s.disk.mu.Unlock()
+	r := s.disk.mu.retries
+	s.disk.mu.retries = nil
+	return r
 }
 
 // hold keeps w for a later round.
@@ -216,11 +239,13 @@ func (r *Replica) hold(w *readyWork, now time.Time) {
 func (s *Store) writeWorks(reps []*Replica, works []*readyWork) error {
 	now := time.Now()
 	full, reserveFull, _ := s.diskFull(now)
+	retries := s.takeRetries()
 	var normal, reserve []int
 	for i, w := range works {
+		_, retry := retries[w]
 		switch {
 		case w == nil || len(w.ops) == 0:
-		case !full:
+		case !full || retry:
 			normal = append(normal, i)
 		case reserveEligible(w) && !reserveFull:
 			reserve = append(reserve, i)

@@ -294,3 +294,32 @@ func TestRestartOnFullDisk(t *testing.T) {
 	})
 	c.noFatal(t)
 }
+
+// A held write is tried again every heldRetry even while stored's last
+// status still says full (its stream broken, say): the follower catches up
+// once its disk has room, whatever the stale status.
+func TestHeldRetriedDespiteStaleStatus(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.leaderOf(2)
+	f := c.ids[0]
+	if f == leader {
+		f = c.ids[1]
+	}
+	c.disks[f].full.Store(true)
+	c.store(f).SetDiskStatus(fullStatus(f, true)) // and never again
+	if err := c.put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the full follower to hold a write", func() bool { return c.store(f).Stats().HeldReplicas > 0 })
+	c.disks[f].full.Store(false)
+	waitFor(t, 10*time.Second, "the follower to catch up", func() bool {
+		v, ok := c.staleGet(f, "k")
+		return ok && v == "v"
+	})
+	c.noFatal(t)
+}
