@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
 
 all: build
 
@@ -19,6 +19,10 @@ build: deps
 ## test: deps, verify, vet, standalone module builds, go test -race everywhere
 test: deps
 	@./scripts/test.sh
+
+## test-fulldisk: the full-disk suite, e2e faults on a full follower included (root mounts tmpfs; figures in its log)
+test-fulldisk: deps
+	@./scripts/test-fulldisk.sh
 
 ## verify: gofmt, tidy go.mod files, module boundaries (seconds; part of test)
 verify:

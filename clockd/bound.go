@@ -27,7 +27,8 @@ type BoundStore interface {
 const BoundKey = "clockd/wall-bound"
 
 // StoreBound keeps the bound in the node's stored: key BoundKey of the
-// `local` column family, written with a synced batch.
+// `local` column family, written with a synced reserve write (one that
+// goes through on a full disk).
 type StoreBound struct {
 	c      *storeclient.Client
 	legacy BoundStore
@@ -73,7 +74,10 @@ func (s *StoreBound) SaveBound(ctx context.Context, wallNs int64) error {
 	}
 	var b storeclient.Batch
 	b.Put(storeclient.Local, []byte(BoundKey), binary.BigEndian.AppendUint64(nil, uint64(wallNs)))
-	if _, err := s.c.Write(ctx, &b, true); err != nil {
+	// A reserve write: the clock must keep going when the disk is full
+	// (stored refuses ordinary writes then, and its reserve holds these
+	// few bytes a second).
+	if _, err := s.c.WriteReserve(ctx, &b, true); err != nil {
 		return fmt.Errorf("clockd: save bound in stored: %w", err)
 	}
 	return nil

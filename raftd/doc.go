@@ -120,7 +120,9 @@
 // the old state, whose applied index and sessions match the old data,
 // stands. So the applied index
 // never claims data the engine lacks, nor the reverse. A failure of (1) or
-// (2) while running stops the store, like a failed round write.
+// (2) while running stops the store, like a failed round write (one
+// refused for want of space excepted: (1) is a reserve write, and stored
+// lets (2), whose data is staged already, use its reserve too).
 //
 // # Peers
 //
@@ -302,6 +304,42 @@
 // dropped before it is proposed (pleiades_raftd_proposals_dropped_total).
 // An entry already in the log may still commit after its caller gave up:
 // sessions make the caller's retry of it safe.
+//
+// # A full disk
+//
+// stored refuses ordinary writes once its disk is below its free-space
+// floor (ResourceExhausted, reason disk_full) and takes reserve writes
+// down to half of it (see package stored). raftd follows stored's
+// WatchDisk stream (disksync.go), and also learns from refusals:
+//
+//   - a leader on a full node refuses writes at once with
+//     ResourceExhausted, reason kvpb.ReasonDiskFull, naming the node and
+//     its free space ("kv: disk full on node 3 (free 30.0 MiB of 320.0
+//     MiB, floor 48.0 MiB ...)"); the client does not retry it. Nothing of
+//     such a write happened. Linearizable and stale reads go on (they
+//     write nothing), on every node.
+//   - a round write refused for want of space is not fatal. The ranges
+//     this node leads write what they proposed before the refusal, and
+//     every range writes its hard state, votes and applied index, from
+//     stored's reserve. A follower's appends of user data are held: the
+//     replica sits out holding its Ready (nothing of it is sent: no
+//     append acknowledgement, vote or heartbeat answer, since nothing not
+//     durable is ever acknowledged), its timers stopped, so it neither
+//     campaigns nor disturbs the range; a quorum of the other replicas
+//     keeps committing. The held write is retried as soon as stored
+//     reports room (and every second); raft then catches the replica up,
+//     by appends or by a snapshot if the leader truncated its log past it.
+//   - the incarnation written at start, log truncations and snapshot
+//     markers are reserve writes: raftd starts, and keeps its logs short,
+//     on a full disk.
+//
+// A range whose leader's reserve is exhausted too (another process took
+// the disk below half the floor) holds that leader's writes as well; on
+// several nodes the other replicas elect a new leader once its heartbeats
+// stop, on one node its reads wait for the space. The "disk" readiness
+// condition (raftd stays ready), pleiades_raftd_disk_full,
+// pleiades_raftd_disk_refusals_total and pleiades_raftd_replicas_held show
+// the state.
 //
 // # Range events
 //

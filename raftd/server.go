@@ -211,6 +211,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		initSem: make(chan struct{}, 1), adoptInBackground: true, clock: hlc.NewClock(hlc.Config{MaxOffset: maxOffset})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
+	deps.Admin.AddCondition(DiskCondition, s.diskCondition)
 	deps.Admin.SetAddress("stored", cfg.StoredAddr)
 	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
 	deps.Admin.SetAddress("clock", cfg.ClockAddr)
@@ -382,6 +383,9 @@ func (s *Server) run(eng storage.Engine) {
 		}
 	})
 	s.tasks.Go(func() { s.syncClock(st) })
+	if s.cfg.StoredAddr != "" {
+		s.tasks.Go(func() { s.watchDisk(st) })
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -831,6 +835,16 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			func() float64 {
 				return float64(s.transportStat(func(t *busTransport) uint64 { return t.sendErrors.Load() }))
 			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_disk_full", Help: "1 while the node's disk is full: writes to the ranges led here are refused."}, func() float64 {
+			if st := s.store(); st != nil && st.DiskFull() != "" {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_disk_refusals_total", Help: "Round writes stored refused for want of disk space."},
+			stat(func(x multiraft.Stats) uint64 { return x.DiskRefusals })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas_held", Help: "Replicas holding a write their node's full disk refused: they sit out (and fall behind) until it has room."},
+			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))

@@ -48,6 +48,26 @@ type Config struct {
 	// MaxScanBytes caps a Scan page's bytes, and a StreamRange chunk's.
 	// Default 4 MiB (under the bus frame limit of 16 MiB).
 	MaxScanBytes int
+	// MinFreeBytes is the free-space floor of the filesystem holding Dir:
+	// below it (less the ballast file while it is missing) writes are
+	// refused with ResourceExhausted (reason disk_full), before RocksDB
+	// runs out of room for its flushes and compactions; reserve writes
+	// (WriteRequest.reserve) go on down to half of it. AutoSize: 2% of
+	// the filesystem, at least 64 MiB, at most 2 GiB and at most a
+	// quarter of it. 0 turns the floor off (only RocksDB's own
+	// out-of-space errors refuse writes). Default AutoSize.
+	MinFreeBytes int64
+	// BallastBytes is the size of the ballast file, Dir/ballast: space
+	// stored holds and gives back when the floor is reached (or an
+	// operator deletes the file), so RocksDB and the raft layer's small
+	// writes have room to recover; it is re-created once the space is
+	// back. AutoSize: 1% of the filesystem, at most 1 GiB. 0: no
+	// ballast. Default AutoSize.
+	BallastBytes int64
+	// DiskCheckInterval is how often the free space is read (statfs);
+	// writes admitted in between count against it, so a burst is refused
+	// before the next read. Default 100ms.
+	DiskCheckInterval time.Duration
 }
 
 // DefaultConfig returns the production configuration (Dir still to set).
@@ -64,6 +84,10 @@ func DefaultConfig() Config {
 		ReapInterval:     time.Second,
 		MaxScanLimit:     10000,
 		MaxScanBytes:     4 << 20,
+
+		MinFreeBytes:      AutoSize,
+		BallastBytes:      AutoSize,
+		DiskCheckInterval: 100 * time.Millisecond,
 	}
 }
 
@@ -90,6 +114,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stored: MaxScanLimit %d is under 1", c.MaxScanLimit)
 	case c.MaxScanBytes < 1<<10:
 		return fmt.Errorf("stored: MaxScanBytes %d is under 1 KiB", c.MaxScanBytes)
+	case c.MinFreeBytes < AutoSize:
+		return fmt.Errorf("stored: MinFreeBytes %d must be a size or AutoSize (-1)", c.MinFreeBytes)
+	case c.BallastBytes < AutoSize:
+		return fmt.Errorf("stored: BallastBytes %d must be a size or AutoSize (-1)", c.BallastBytes)
+	case c.DiskCheckInterval <= 0:
+		return fmt.Errorf("stored: DiskCheckInterval %v is not positive", c.DiskCheckInterval)
 	}
 	if err := c.Engine.Validate(); err != nil {
 		return fmt.Errorf("stored: %w", err)

@@ -54,6 +54,8 @@
 //     RocksDB checkpoint in a new directory; a relative name goes under
 //     <Dir>/checkpoints) and Stats.
 //
+// Server streams: StreamRange (below) and WatchDisk (see Disk space).
+//
 // Packed forms: Write may carry its operations, Scan and StreamRange their
 // entries and IngestRange its chunks as one bytes field in storepb's packed
 // encodings (storepb.AppendPut, NextOp, AppendPacked, NextPacked) instead
@@ -85,9 +87,67 @@
 // MiB by default, so values near MaxValueBytes need smaller neighbours)
 // is refused by the bus with CodeResourceExhausted before stored sees it.
 //
+// # Disk space
+//
+// A goroutine of the server reads the free space of Dir's filesystem
+// (statfs f_bavail) every Config.DiskCheckInterval (100ms), and a write
+// reads it again first when the last read is over a millisecond old and
+// the free space is within twice the floor; writes admitted since the
+// last periodic read count against it (RocksDB preallocates its log, so
+// statfs moves in steps). The policy (disk.go, decide):
+//
+//   - below the floor, Config.MinFreeBytes (by default 2% of the
+//     filesystem, at least 64 MiB, at most 2 GiB and at most a quarter of
+//     it), Write, staged writes and IngestRange fail at once with
+//     RESOURCE_EXHAUSTED, reason storepb.ReasonDiskFull, "stored: disk
+//     full on node N (free X of Y, floor Z ...)", and change nothing. The
+//     floor is checked before RocksDB runs short: its flushes and
+//     compactions need room, and it preallocates its files. Reads, scans,
+//     snapshots and streams go on.
+//   - reserve writes (WriteRequest.reserve: raft hard state and votes,
+//     log truncation, start-up records, clockd's bound) go on down to half
+//     the floor; an IngestRange's last frame, whose data is staged in a
+//     file already, counts as one.
+//   - the ballast file, Dir/ballast (Config.BallastBytes, by default 1% of
+//     the filesystem up to 1 GiB, allocated with fallocate), is released
+//     when the floor is reached, with a log line, so RocksDB's flushes and
+//     compactions (which may win space back) and the reserve writes have
+//     room; an operator may delete it too, to the same end. A missing
+//     ballast counts as used: writes resume once the free space less the
+//     ballast is back above the floor plus an eighth (so releasing it
+//     never lets writes in by itself, and they do not flap), and the
+//     ballast is re-created first. The first check runs before RocksDB
+//     opens: on a full disk the ballast makes room for the open.
+//   - RocksDB's own out-of-space errors (a floor too low, or another
+//     process taking the last bytes) give the same refusal and refuse
+//     reserve writes too, for at least a second and until a check finds
+//     room; RocksDB recovers by itself (it retries every 5 seconds).
+//   - writes are accepted again, with no restart, once space returns
+//     (files deleted, the filesystem grown, compactions).
+//
+// HAZARD: Debian's librocksdb has assertions on: a write to RocksDB's
+// write-ahead log or LOG file that fails for want of space leaves that
+// file's writer failed, and the next use of it aborts the process. The
+// floor and the reserve keep RocksDB's own writes clear of a full disk,
+// and RocksDB's LOG is at "fatal" (engine.Options.InfoLogLevel), where it
+// logs nothing on its way through one; only another process filling the
+// disk faster than the per-write check can still bring that about (the
+// supervisor then restarts stored; every acknowledged write is in the
+// synced log).
+//
+// The state is the "disk" condition of readiness (stored stays ready:
+// it serves reads; /readyz lists "[!]disk degraded: disk full on node
+// ..."), the disk section of /v1/store and of Stats (pleiades store
+// stats), the pleiades_stored_disk_* metrics, and the WatchDisk stream
+// (the current storepb.DiskStatus, then each change of full, reserve_full
+// or the ballast), which raftd follows to refuse proposals and msgd
+// publishes as disk.space events.
+//
 // # Observability
 //
-// /metrics carries pleiades_stored_request_duration_seconds{method} and,
+// /metrics carries pleiades_stored_request_duration_seconds{method}, the
+// disk gauges (free, total and floor bytes, full, reserve_full, ballast
+// held) and pleiades_stored_disk_refusals_total{class} and,
 // read from RocksDB at each scrape, memtable, SST and key estimates, L0
 // files and pending compaction bytes per family, block cache usage,
 // capacity, hits, misses and hit ratio, write stall time and the

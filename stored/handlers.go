@@ -56,6 +56,9 @@ func unary[Req any, Resp proto.Message, PReq interface {
 			return zero, errUnavailable
 		}
 		resp, err := h(ctx, e, req)
+		if errors.Is(err, engine.ErrNoSpace) {
+			err = s.disk.noSpace(err)
+		}
 		return resp, wireErr(err)
 	})
 }
@@ -81,6 +84,12 @@ func (s *Server) register(b *bus.Bus) {
 			return errUnavailable
 		}
 		return wireErr(s.streamRange(ctx, e, req, send))
+	})
+	bus.HandleStream(b, wire.ProtoStore, storeclient.MethodWatchDisk, func(ctx context.Context, _ *storepb.WatchDiskRequest, send func(*storepb.DiskStatus) error) error {
+		if s.eng.Load() == nil {
+			return errUnavailable
+		}
+		return s.disk.watch(ctx, s.stopc, send)
 	})
 }
 
@@ -218,6 +227,14 @@ func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRe
 	if len(req.Ops) > 0 && len(req.PackedOps) > 0 {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: write: both ops and packed_ops are set")
 	}
+	if !req.Abort {
+		if err := s.disk.admit(req.Reserve, writeBytes(req)); err != nil {
+			if req.StageId != 0 {
+				s.stages.remove(req.StageId) // refused, the staged write ends
+			}
+			return nil, err
+		}
+	}
 	if req.Stage || req.StageId != 0 || req.Abort {
 		return s.stagedWrite(e, req)
 	}
@@ -232,6 +249,18 @@ func (s *Server) write(_ context.Context, e *engine.Engine, req *storepb.WriteRe
 		return nil, err
 	}
 	return &storepb.WriteResponse{Sequence: seq}, nil
+}
+
+// writeBytes is about what req's operations add to the database.
+func writeBytes(req *storepb.WriteRequest) int {
+	if len(req.PackedOps) > 0 {
+		return len(req.PackedOps)
+	}
+	n := 0
+	for _, op := range req.Ops {
+		n += proto.Size(op)
+	}
+	return n
 }
 
 // fillWrite adds req's operations to b; on an error b is left unusable
@@ -408,6 +437,22 @@ func (in *ingest) close() {
 }
 
 func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+	if !req.Abort {
+		// The entries are staged in a file on the same disk. The done
+		// frame, whose ingest moves that file in and needs no room of its
+		// own, may use the reserve: a session staged before the disk
+		// filled still completes.
+		size := len(req.Packed)
+		for _, kv := range req.Kvs {
+			size += len(kv.Key) + len(kv.Value)
+		}
+		if err := s.disk.admit(req.Done, size); err != nil {
+			if req.IngestId != 0 && !req.Done {
+				s.ingests.remove(req.IngestId) // the session cannot go on
+			}
+			return nil, err
+		}
+	}
 	if req.IngestId == 0 {
 		return s.beginIngest(e, req)
 	}
@@ -590,6 +635,7 @@ func (s *Server) stats(_ context.Context, e *engine.Engine, _ *storepb.StatsRequ
 		WriteStallMicros:        st.WriteStallMicros,
 		MaxKeyBytes:             uint64(st.MaxKeyBytes),
 		MaxValueBytes:           uint64(st.MaxValueBytes),
+		Disk:                    proto.Clone(s.disk.status()).(*storepb.DiskStatus),
 	}
 	for _, c := range st.CFs {
 		resp.ColumnFamilies = append(resp.ColumnFamilies, &storepb.ColumnFamilyStats{

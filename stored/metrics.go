@@ -17,6 +17,8 @@ type metrics struct {
 	cacheHitRatio, stallSeconds, stopped         *prometheus.Desc
 	writes, syncWrites, walSyncs                 *prometheus.Desc
 	snapshots, ingests                           *prometheus.Desc
+	diskFree, diskTotal, diskFloor, diskFull     *prometheus.Desc
+	diskReserveFull, ballast, diskRefusals       *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -47,6 +49,14 @@ func newMetrics(s *Server) *metrics {
 		walSyncs:      d("wal_syncs_total", "WAL fsyncs; sync writes per fsync is the group commit factor."),
 		snapshots:     d("open_snapshots", "Snapshots open on the bus."),
 		ingests:       d("open_ingests", "IngestRange sessions in progress."),
+
+		diskFree:        d("disk_free_bytes", "Free space of the database's filesystem available to stored (statfs f_bavail), as of the last check."),
+		diskTotal:       d("disk_total_bytes", "Size of the database's filesystem."),
+		diskFloor:       d("disk_floor_bytes", "Free-space floor below which writes are refused."),
+		diskFull:        d("disk_full", "1 while writes are refused for want of disk space (the free space less a missing ballast is under the floor, or RocksDB is out of space)."),
+		diskReserveFull: d("disk_reserve_full", "1 while even reserve writes (raft votes and hard state, truncation) are refused."),
+		ballast:         d("disk_ballast_bytes", "Bytes held by the ballast file now (0 when released or not configured)."),
+		diskRefusals:    d("disk_refusals_total", "Writes refused for want of disk space, by class (normal, reserve).", "class"),
 	}
 }
 
@@ -58,7 +68,8 @@ func (m *metrics) register(r prometheus.Registerer) error {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.memtable, m.sst, m.keys, m.l0, m.pending, m.cacheUsage, m.cacheCap,
 		m.cacheHits, m.cacheMisses, m.cacheHitRatio, m.stallSeconds, m.stopped, m.writes, m.syncWrites,
-		m.walSyncs, m.snapshots, m.ingests} {
+		m.walSyncs, m.snapshots, m.ingests, m.diskFree, m.diskTotal, m.diskFloor, m.diskFull, m.diskReserveFull,
+		m.ballast, m.diskRefusals} {
 		ch <- d
 	}
 }
@@ -74,6 +85,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(m.snapshots, float64(m.s.snaps.len()))
 	gauge(m.ingests, float64(m.s.ingests.len()))
+	m.collectDisk(gauge, ch)
 	e := m.s.eng.Load()
 	if e == nil {
 		return
@@ -104,4 +116,27 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.writes, float64(st.Writes))
 	counter(m.syncWrites, float64(st.SyncWrites))
 	counter(m.walSyncs, float64(st.WALSyncs))
+}
+
+// collectDisk reports the disk monitor's view.
+func (m *metrics) collectDisk(gauge func(*prometheus.Desc, float64, ...string), ch chan<- prometheus.Metric) {
+	d := m.s.disk.status()
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	gauge(m.diskFree, float64(d.GetFreeBytes()))
+	gauge(m.diskTotal, float64(d.GetTotalBytes()))
+	gauge(m.diskFloor, float64(d.GetFloorBytes()))
+	gauge(m.diskFull, b(d.GetFull()))
+	gauge(m.diskReserveFull, b(d.GetReserveFull()))
+	held := 0.0
+	if d.GetBallastPresent() {
+		held = float64(d.GetBallastBytes())
+	}
+	gauge(m.ballast, held)
+	ch <- prometheus.MustNewConstMetric(m.diskRefusals, prometheus.CounterValue, float64(m.s.disk.refusals.Load()), "normal")
+	ch <- prometheus.MustNewConstMetric(m.diskRefusals, prometheus.CounterValue, float64(m.s.disk.reserveRefusals.Load()), "reserve")
 }

@@ -29,6 +29,10 @@ const (
 // ReadyCheck is the name of the readiness check the server registers.
 const ReadyCheck = Name
 
+// DiskCondition is the name of the readiness condition that fails (the
+// daemon stays ready) while writes are refused for want of disk space.
+const DiskCondition = "disk"
+
 // Deps are the server's injected dependencies.
 type Deps struct {
 	// Logger is the daemon's logger. Required.
@@ -41,6 +45,11 @@ type Deps struct {
 	Admin *admin.Server
 	// Now is the clock of leases; nil means time.Now.
 	Now func() time.Time
+	// NodeID is the node's id, named in disk-full errors; 0 if unknown.
+	NodeID uint64
+	// StatFS reads the free space of Config.Dir's filesystem; nil means
+	// statfs(2).
+	StatFS StatFS
 }
 
 // Server is the stored daemon: the engine served on the bus.
@@ -51,6 +60,7 @@ type Server struct {
 	ready   chan struct{}
 	errc    chan error
 	metrics *metrics
+	disk    *diskMonitor
 
 	// eng is the open engine between Start and Stop, nil otherwise;
 	// handlers load it once per call.
@@ -91,6 +101,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.snaps.init(cfg.MaxSnapshots, seed, func(sn *engine.Snapshot) { sn.Release() })
 	s.ingests.init(cfg.MaxIngests, seed, func(in *ingest) { in.close() })
 	s.stages.init(cfg.MaxStagedWrites, seed, func(st *staged) { st.close() })
+	s.disk = newDiskMonitor(cfg, deps.NodeID, deps.StatFS, s.log, time.Now) // not the lease clock
 	s.metrics = newMetrics(s)
 	if deps.Registerer != nil {
 		if err := s.metrics.register(deps.Registerer); err != nil {
@@ -99,6 +110,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.register(deps.Bus)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
+	deps.Admin.AddCondition(DiskCondition, s.disk.condition)
 	deps.Admin.Handle("/v1/store", admin.JSON(func(*http.Request) (any, error) { return s.Status() }))
 	return s, nil
 }
@@ -126,14 +138,22 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.mu.started || s.mu.stopped {
 		return errors.New("stored: already started or stopped")
 	}
+	// The first disk check runs before RocksDB opens: on a full disk it
+	// releases the ballast, which gives the open (a new WAL, manifest
+	// and options file) its room.
+	s.disk.start()
 	e, err := engine.Open(s.cfg.DBDir(), s.cfg.Engine)
 	if err != nil {
 		return fmt.Errorf("stored: %w", err)
 	}
 	s.eng.Store(e)
 	s.mu.started = true
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.reapLoop()
+	go func() {
+		defer s.wg.Done()
+		s.disk.loop(s.stopc)
+	}()
 	close(s.ready)
 	s.log.Info("stored server started", slog.String("db", s.cfg.DBDir()))
 	return nil

@@ -35,6 +35,9 @@ func testConfig(dir string) stored.Config {
 	c.Engine.MaxValueBytes = 1024
 	c.Engine.MaxBatchBytes = 64 << 10
 	c.ReapInterval = 5 * time.Millisecond
+	// Small sizes: the auto floor and ballast of the machine's disk would
+	// be up to 2 GiB and 1 GiB.
+	c.MinFreeBytes, c.BallastBytes = 1<<20, 1<<20
 	return c
 }
 

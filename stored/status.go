@@ -2,6 +2,7 @@ package stored
 
 import (
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 )
 
 // Status is the /v1/store view: the database path, sizes per column
@@ -22,6 +23,53 @@ type Status struct {
 	WriteStopped         bool    `json:"write_stopped"`
 	MaxKeyBytes          int     `json:"max_key_bytes"`
 	MaxValueBytes        int     `json:"max_value_bytes"`
+	// Disk is the free space of the database's filesystem and whether
+	// writes are refused.
+	Disk DiskStatus `json:"disk"`
+}
+
+// DiskStatus is the /v1/store view of the disk (storepb.DiskStatus).
+type DiskStatus struct {
+	// Full is true while writes are refused; Condition then says why.
+	Full        bool   `json:"full"`
+	ReserveFull bool   `json:"reserve_full"`
+	Condition   string `json:"condition,omitempty"`
+	FreeBytes   uint64 `json:"free_bytes"`
+	TotalBytes  uint64 `json:"total_bytes"`
+	FloorBytes  uint64 `json:"floor_bytes"`
+	// BallastBytes is the ballast's size; BallastPresent whether its file
+	// is on disk.
+	BallastBytes   uint64 `json:"ballast_bytes"`
+	BallastPresent bool   `json:"ballast_present"`
+	BallastPath    string `json:"ballast_path,omitempty"`
+	// Refusals and ReserveRefusals count the writes refused since start.
+	Refusals        uint64 `json:"refusals"`
+	ReserveRefusals uint64 `json:"reserve_refusals"`
+}
+
+func (s *Server) diskStatus() DiskStatus {
+	d := s.disk.status()
+	out := DiskStatus{
+		Full: d.GetFull(), ReserveFull: d.GetReserveFull(), FreeBytes: d.GetFreeBytes(), TotalBytes: d.GetTotalBytes(),
+		FloorBytes: d.GetFloorBytes(), BallastBytes: d.GetBallastBytes(), BallastPresent: d.GetBallastPresent(),
+		Refusals: s.disk.refusals.Load(), ReserveRefusals: s.disk.reserveRefusals.Load(),
+	}
+	if d.GetBallastBytes() > 0 {
+		out.BallastPath = s.disk.ballastPath
+	}
+	if d.GetFull() {
+		out.Condition = describeFull(d)
+	}
+	return out
+}
+
+// describeFull says why writes are refused.
+func describeFull(d *storepb.DiskStatus) string {
+	msg := d.Describe()
+	if d.GetReason() != "" {
+		msg += "; " + d.GetReason()
+	}
+	return msg
 }
 
 // CFStatus is one column family's sizes.
@@ -50,6 +98,7 @@ func (s *Server) Status() (*Status, error) {
 		OpenSnapshots: s.snaps.len(), OpenIngests: s.ingests.len(),
 		BlockCacheUsageBytes: st.BlockCacheUsage, BlockCacheHitRate: st.HitRate(),
 		WriteStopped: st.WriteStopped, MaxKeyBytes: st.MaxKeyBytes, MaxValueBytes: st.MaxValueBytes,
+		Disk: s.diskStatus(),
 	}
 	for _, c := range st.CFs {
 		out.ColumnFamilies = append(out.ColumnFamilies, CFStatus{

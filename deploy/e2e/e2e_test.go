@@ -145,6 +145,8 @@ type daemonStatus struct {
 	Restarts  int    `json:"restarts"`
 	Ready     bool   `json:"ready"`
 	AdminAddr string `json:"admin_addr"`
+	// Conditions are the failing conditions of a ready daemon.
+	Conditions string `json:"conditions"`
 }
 
 type statusView struct {

@@ -19,6 +19,8 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/clockpb"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -45,6 +47,7 @@ func (s *Server) sources() []source {
 		{"member", s.cfg.GossipAddr, s.followMembers},
 		{"clock", s.cfg.ClockAddr, streamOf(s, wire.ProtoClock, clockclient.MethodWatchHealth, &clockpb.WatchHealthRequest{}, s.clockEvents)},
 		{"range", s.cfg.RaftAddr, streamOf(s, wire.ProtoKV, kvclient.MethodWatchRanges, &kvpb.WatchRangesRequest{}, s.rangeEvents)},
+		{"disk", s.cfg.StoreAddr, streamOf(s, wire.ProtoStore, storeclient.MethodWatchDisk, &storepb.WatchDiskRequest{}, s.diskEvents)},
 	}
 }
 
@@ -253,6 +256,35 @@ func (s *Server) clockEvents(h *clockpb.Health) []*events.Event {
 			Healthy: h.GetHealthy(), Reason: h.GetReason(),
 			PeersReachable: int(h.GetPeersReachable()), PeersFar: int(h.GetPeersFar()),
 		},
+	}}
+}
+
+// diskEvents converts one of stored's disk statuses (the current one
+// first, then each change).
+func (s *Server) diskEvents(d *storepb.DiskStatus) []*events.Event {
+	at := time.Unix(0, d.GetSinceUnixNano())
+	if d.GetSinceUnixNano() == 0 {
+		at = time.Now()
+	}
+	node := d.GetNodeId()
+	if node == 0 {
+		node = s.d.NodeID
+	}
+	e := &events.Disk{
+		Full: d.GetFull(), ReserveFull: d.GetReserveFull(), FreeBytes: d.GetFreeBytes(), TotalBytes: d.GetTotalBytes(),
+		FloorBytes: d.GetFloorBytes(), BallastBytes: d.GetBallastBytes(), BallastPresent: d.GetBallastPresent(),
+	}
+	if d.GetFull() {
+		e.Reason = d.Describe()
+		if d.GetReason() != "" {
+			e.Reason += "; " + d.GetReason()
+		}
+	}
+	return []*events.Event{{
+		// One id per state: a status published again (msgd reconnecting)
+		// repeats its id.
+		ID:   fmt.Sprintf("%s.%d.%d.%t.%t.%t", events.DiskSpace, node, d.GetSinceUnixNano(), d.GetFull(), d.GetReserveFull(), d.GetBallastPresent()),
+		Type: events.DiskSpace, Time: at.UTC(), NodeID: node, Disk: e,
 	}}
 }
 

@@ -3,6 +3,7 @@ package msgd_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -80,6 +83,7 @@ func TestEventBridge(t *testing.T) {
 	m := newMembership()
 	clockAddr, clockCh := fakeStream[clockpb.WatchHealthRequest, *clockpb.Health](t, wire.ProtoClock, clockclient.MethodWatchHealth)
 	raftAddr, raftCh := fakeStream[kvpb.WatchRangesRequest, *kvpb.RangeEvent](t, wire.ProtoKV, kvclient.MethodWatchRanges)
+	storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
 	var nodes []*node
 	for i := range 2 {
 		c := common(t)
@@ -87,7 +91,7 @@ func TestEventBridge(t *testing.T) {
 		cfg := testConfig()
 		cfg.GossipAddr = m.gossipd(t, c.NodeID)
 		if i == 1 {
-			cfg.ClockAddr, cfg.RaftAddr = clockAddr, raftAddr
+			cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr = clockAddr, raftAddr, storeAddr
 		}
 		nodes = append(nodes, startNode(t, c, cfg))
 	}
@@ -146,5 +150,11 @@ func TestEventBridge(t *testing.T) {
 	if le.Range.RangeID != 7 || le.Range.LeaderNodeID != 202 || le.Range.PreviousLeaderNodeID != 201 || len(le.Range.Replicas) != 2 ||
 		subj != "pleiades.events.range.leader.7" || le.ID != "range.leader.7.9" {
 		t.Errorf("leader event %+v on %s", le.Range, subj)
+	}
+	diskCh <- &storepb.DiskStatus{NodeId: 202, Full: true, FreeBytes: 30 << 20, TotalBytes: 1 << 30, FloorBytes: 64 << 20, BallastBytes: 8 << 20, SinceUnixNano: 1_700_000_000_000_000_000}
+	de, subj := nextEvent(t, sub, events.DiskSpace)
+	if !de.Disk.Full || de.Disk.FreeBytes != 30<<20 || de.NodeID != 202 || subj != "pleiades.events.disk.space.202" ||
+		!strings.HasPrefix(de.Disk.Reason, "disk full on node 202 (free 30.0 MiB of 1.0 GiB") || !de.Time.Equal(time.Unix(0, 1_700_000_000_000_000_000)) {
+		t.Errorf("disk event %+v at %v on %s", de.Disk, de.Time, subj)
 	}
 }

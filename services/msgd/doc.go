@@ -84,7 +84,8 @@
 // concerned), clockd's WatchHealth (the node's clock health verdicts),
 // raftd's WatchRanges (a replica of this node won its range's
 // leadership; a replica was created here; a conf change, from the
-// leader). Each source is one entry of Server.sources; a broken stream is
+// leader), stored's WatchDisk (disk.space: writes refused for want of
+// disk space, or accepted again; --store-addr). Each source is one entry of Server.sources; a broken stream is
 // reopened with backoff (100ms doubling to 5s). Workflow lifecycle events
 // join as one more entry once workflowd serves a Subscribe stream. Events
 // are core NATS messages: at most once, to the subscribers present;

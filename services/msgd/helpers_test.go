@@ -42,7 +42,7 @@ func common(t *testing.T) config.Common {
 func testConfig() msgd.Config {
 	cfg := msgd.DefaultConfig()
 	cfg.NATSPort, cfg.NATSClusterPort = 0, 0
-	cfg.GossipAddr, cfg.ClockAddr, cfg.RaftAddr = "", "", ""
+	cfg.GossipAddr, cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr = "", "", "", ""
 	cfg.RefreshInterval = 200 * time.Millisecond
 	return cfg
 }

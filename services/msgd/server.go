@@ -30,6 +30,7 @@ const (
 	DefaultGossipAddr      = "127.0.0.1:7403"
 	DefaultClockAddr       = "127.0.0.1:7404"
 	DefaultRaftAddr        = "127.0.0.1:7402"
+	DefaultStoreAddr       = "127.0.0.1:7401"
 	DefaultNATSHost        = "127.0.0.1"
 	DefaultNATSPort        = 4222
 	DefaultNATSClusterPort = 6222
@@ -93,6 +94,10 @@ type Config struct {
 	// RaftAddr is the bus address of the node's raftd, whose range events
 	// are bridged; "" turns them off. Default 127.0.0.1:7402.
 	RaftAddr string
+	// StoreAddr is the bus address of the node's stored, whose disk
+	// status becomes disk events; "" turns them off. Default
+	// 127.0.0.1:7401.
+	StoreAddr string
 	// DataDir is msgd's own directory; JetStream stores under
 	// DataDir/jetstream. Required.
 	DataDir string
@@ -121,6 +126,7 @@ func DefaultConfig() Config {
 	return Config{
 		NATSHost: DefaultNATSHost, NATSPort: DefaultNATSPort, NATSClusterPort: DefaultNATSClusterPort,
 		ClusterName: DefaultClusterName, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr, RaftAddr: DefaultRaftAddr,
+		StoreAddr: DefaultStoreAddr,
 		ClientTLS: ClientTLSOff, MaxPayload: DefaultMaxPayload, JetStream: true,
 		JetStreamMaxMemory: DefaultJetStreamMaxMemory, JetStreamMaxStore: DefaultJetStreamMaxStore,
 		RefreshInterval: 5 * time.Second,
@@ -166,7 +172,7 @@ func (c Config) Validate() error {
 			return &FieldError{Field: "Routes", Err: fmt.Errorf("%q: %w", r, err)}
 		}
 	}
-	for name, a := range map[string]string{"GossipAddr": c.GossipAddr, "ClockAddr": c.ClockAddr, "RaftAddr": c.RaftAddr} {
+	for name, a := range map[string]string{"GossipAddr": c.GossipAddr, "ClockAddr": c.ClockAddr, "RaftAddr": c.RaftAddr, "StoreAddr": c.StoreAddr} {
 		if a == "" {
 			continue
 		}
@@ -297,7 +303,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.opts = opts
 	s.metrics = newMetrics(deps.Registerer)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
-	for k, a := range map[string]string{"gossip": cfg.GossipAddr, "clock": cfg.ClockAddr, "raft": cfg.RaftAddr} {
+	for k, a := range map[string]string{"gossip": cfg.GossipAddr, "clock": cfg.ClockAddr, "raft": cfg.RaftAddr, "stored": cfg.StoreAddr} {
 		if a != "" {
 			deps.Admin.SetAddress(k, a)
 		}

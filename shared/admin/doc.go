@@ -4,13 +4,16 @@
 //
 //	/healthz       200 "ok" when every health check passes, else 503 naming the failures
 //	/readyz        the same for readiness checks; ?verbose lists every check,
-//	               ?exclude=name (repeatable) skips one
+//	               ?exclude=name (repeatable) skips one; a failing condition
+//	               is listed as "[!]name degraded: ..." and leaves it 200
 //	/metrics       the daemon's own Prometheus registry (Deps.Gatherer)
 //	/debug/pprof/  the runtime profiles
 //	/v1/status     JSON: daemon, node_id, version, uptime_seconds, started_at,
-//	               addresses, ready, checks
+//	               addresses, ready, degraded, checks
 //
-// Daemons register their checks (AddReadyCheck, AddHealthCheck), the
+// Daemons register their checks (AddReadyCheck, AddHealthCheck), their
+// conditions (AddCondition: a failure degrades the daemon, which keeps
+// serving and stays ready, like stored refusing writes on a full disk), the
 // addresses they bound (SetAddress) and their own /v1/... views (Handle,
 // usually with JSON). [Server.Status] is the typed status used by both the
 // HTTP view and the bus Status method, so the two never disagree.

@@ -19,13 +19,16 @@ type Status struct {
 	StartedAt     time.Time         `json:"started_at"`
 	Addresses     map[string]string `json:"addresses"`
 	Ready         bool              `json:"ready"`
-	Checks        map[string]Check  `json:"checks"`
+	// Degraded is true when a condition fails (see Server.AddCondition).
+	Degraded bool             `json:"degraded,omitempty"`
+	Checks   map[string]Check `json:"checks"`
 }
 
-// Check is the JSON shape of one readiness check's outcome.
+// Check is the JSON shape of one readiness check's or condition's outcome.
 type Check struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	OK       bool   `json:"ok"`
+	Error    string `json:"error,omitempty"`
+	Degraded bool   `json:"degraded,omitempty"`
 }
 
 // StatusJSON converts the protobuf status to its JSON shape.
@@ -38,13 +41,14 @@ func StatusJSON(st *adminpb.Status) Status {
 		StartedAt:     time.Unix(0, st.GetStartedAtUnixNano()).UTC(),
 		Addresses:     st.GetAddresses(),
 		Ready:         st.GetReady(),
+		Degraded:      st.GetDegraded(),
 		Checks:        make(map[string]Check, len(st.GetChecks())),
 	}
 	if out.Addresses == nil {
 		out.Addresses = map[string]string{}
 	}
 	for name, c := range st.GetChecks() {
-		out.Checks[name] = Check{OK: c.GetOk(), Error: c.GetError()}
+		out.Checks[name] = Check{OK: c.GetOk(), Error: c.GetError(), Degraded: c.GetDegraded()}
 	}
 	return out
 }

@@ -82,6 +82,10 @@ type Server struct {
 		inflight map[*http.Request]time.Time
 		// conns are the open connections and their states.
 		conns map[net.Conn]connState
+
+		// conditions are readiness checks whose failure degrades the
+		// daemon without making it unready (AddCondition).
+		conditions map[string]CheckFunc
 	}
 }
 
@@ -110,13 +114,14 @@ func New(cfg Config, deps Deps, info Info) (*Server, error) {
 	}
 	s.mu.ready = map[string]CheckFunc{}
 	s.mu.health = map[string]CheckFunc{}
+	s.mu.conditions = map[string]CheckFunc{}
 	s.mu.addresses = map[string]string{}
 	s.mu.inflight = map[*http.Request]time.Time{}
 	s.mu.conns = map[net.Conn]connState{}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 
-	s.mux.Handle("/healthz", s.checksHandler("healthz", func() map[string]CheckFunc { return s.checks(false) }))
-	s.mux.Handle("/readyz", s.checksHandler("readyz", func() map[string]CheckFunc { return s.checks(true) }))
+	s.mux.Handle("/healthz", s.checksHandler("healthz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(false), nil }))
+	s.mux.Handle("/readyz", s.checksHandler("readyz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(true), s.conditions() }))
 	s.mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -138,6 +143,26 @@ func (s *Server) AddReadyCheck(name string, check CheckFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.ready[name] = check
+}
+
+// AddCondition registers (or replaces) a condition: a check whose failure
+// degrades the daemon without making it unready. The daemon still serves,
+// with a limitation the error names (stored refusing writes on a full
+// disk, while reads go on), so supervisors and load balancers keep it in
+// service. /readyz still answers 200, listing each failing condition as a
+// "[!]name degraded: error" line; /v1/status reports it in checks (ok
+// false, degraded true) and sets degraded. A name used by a readiness
+// check must not be reused for a condition.
+func (s *Server) AddCondition(name string, check CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.conditions[name] = check
+}
+
+func (s *Server) conditions() map[string]CheckFunc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.mu.conditions)
 }
 
 // AddHealthCheck registers (or replaces) a liveness check.
@@ -220,9 +245,11 @@ func (s *Server) Ready(ctx context.Context) (bool, map[string]error) {
 	return len(failed) == 0, failed
 }
 
-// Status runs the readiness checks and returns the daemon's status.
+// Status runs the readiness checks and conditions and returns the
+// daemon's status.
 func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 	res := s.runChecks(ctx, s.checks(true))
+	conds := s.runChecks(ctx, s.conditions())
 	s.mu.Lock()
 	addrs := maps.Clone(s.mu.addresses)
 	s.mu.Unlock()
@@ -244,27 +271,44 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 		}
 		st.Checks[name] = c
 	}
+	for name, err := range conds {
+		c := &adminpb.Check{Ok: err == nil}
+		if err != nil {
+			c.Error, c.Degraded = err.Error(), true
+			st.Degraded = true
+		}
+		st.Checks[name] = c
+	}
 	return st, nil
 }
 
-// checksHandler serves /healthz or /readyz.
-func (s *Server) checksHandler(what string, get func() map[string]CheckFunc) http.Handler {
+// checksHandler serves /healthz or /readyz: get returns the checks, whose
+// failure fails the answer, and the conditions, whose failure is listed
+// only (see AddCondition).
+func (s *Server) checksHandler(what string, get func() (checks, conditions map[string]CheckFunc)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		_, verbose := q["verbose"]
-		checks := get()
+		checks, conds := get()
 		for _, name := range q["exclude"] {
 			delete(checks, name)
+			delete(conds, name)
 		}
-		res := s.runChecks(r.Context(), checks)
+		all := maps.Clone(checks)
+		maps.Copy(all, conds)
+		res := s.runChecks(r.Context(), all)
 		names := slices.Sorted(maps.Keys(res))
 		var body []byte
 		failed := false
 		for _, name := range names {
-			if err := res[name]; err != nil {
+			_, cond := conds[name]
+			switch err := res[name]; {
+			case err != nil && cond:
+				body = fmt.Appendf(body, "[!]%s degraded: %v\n", name, err)
+			case err != nil:
 				failed = true
 				body = fmt.Appendf(body, "[-]%s failed: %v\n", name, err)
-			} else if verbose {
+			case verbose:
 				body = fmt.Appendf(body, "[+]%s ok\n", name)
 			}
 		}

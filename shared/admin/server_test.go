@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +143,54 @@ func TestStatus(t *testing.T) {
 	}
 	if pst.Ready || pst.Checks["raft"].GetError() != "no leader" || !pst.Checks["bus"].GetOk() {
 		t.Errorf("Status() = %v; want not ready with raft failing", pst)
+	}
+}
+
+// A failing condition leaves the daemon ready but degraded, in /readyz,
+// /v1/status and Status; once it passes, nothing of it remains.
+func TestConditions(t *testing.T) {
+	s := startServer(t, nil)
+	s.AddReadyCheck("store", func(context.Context) error { return nil })
+	var full atomic.Bool
+	full.Store(true)
+	s.AddCondition("disk", func(context.Context) error {
+		if full.Load() {
+			return errors.New("disk full on node 12")
+		}
+		return nil
+	})
+	for _, tt := range []struct {
+		path     string
+		full     bool
+		wantCode int
+		want     string
+	}{
+		{"/readyz", true, 200, "[!]disk degraded: disk full on node 12\nok\n"},
+		{"/readyz?exclude=disk", true, 200, "ok\n"},
+		{"/readyz", false, 200, "ok\n"},
+		{"/readyz?verbose", false, 200, "[+]disk ok\n[+]store ok\nok\n"},
+	} {
+		full.Store(tt.full)
+		if code, body := get(t, s, tt.path); code != tt.wantCode || body != tt.want {
+			t.Errorf("GET %s (full %v) = %d %q; want %d %q", tt.path, tt.full, code, body, tt.wantCode, tt.want)
+		}
+	}
+	full.Store(true)
+	_, body := get(t, s, "/v1/status")
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+	if want := (Check{Error: "disk full on node 12", Degraded: true}); !st.Ready || !st.Degraded || st.Checks["disk"] != want {
+		t.Errorf("/v1/status = %+v; want ready, degraded, disk %+v", st, want)
+	}
+	full.Store(false)
+	pst, err := s.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pst.GetReady() || pst.GetDegraded() || !pst.GetChecks()["disk"].GetOk() {
+		t.Errorf("Status() = %v; want ready, not degraded", pst)
 	}
 }
 

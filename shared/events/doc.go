@@ -10,8 +10,8 @@
 //
 //	pleiades.events.<source>.<kind>.<id>
 //
-// where <source>.<kind> is the event's Type and <id> the node id (member
-// and clock events) or the range id (range events) it is about, in
+// where <source>.<kind> is the event's Type and <id> the node id (member,
+// clock and disk events) or the range id (range events) it is about, in
 // decimal:
 //
 //	subject                                  type             from
@@ -24,6 +24,7 @@
 //	pleiades.events.range.leader.<range>    range.leader     raftd: a replica won the range's leadership
 //	pleiades.events.range.replica.<range>   range.replica    raftd: a replica of the range was created on a node
 //	pleiades.events.range.conf.<range>      range.conf       raftd: the range's voters/learners changed
+//	pleiades.events.disk.space.<node>       disk.space       stored: writes refused for want of space, or accepted again
 //
 // Subscribe to pleiades.events.> for everything, pleiades.events.member.>
 // for membership, pleiades.events.*.*.7 for what concerns node (or range) 7.
@@ -31,8 +32,8 @@
 // # Schema
 //
 // The payload is one JSON object (Event): the envelope fields v, id, type,
-// time, reporter and node_id, plus exactly one of member, clock or range
-// carrying the details. schema.json in this directory is the JSON Schema
+// time, reporter and node_id, plus exactly one of member, clock, range or
+// disk carrying the details. schema.json in this directory is the JSON Schema
 // (draft 2020-12) of the same object. Fields are only ever added within a
 // version; consumers must ignore fields they do not know.
 //
@@ -43,7 +44,7 @@
 // (for instance a membership change while two msgd disagree on which of
 // them reports membership); both copies carry the same id, so a consumer
 // that cares deduplicates on it. Each msgd bridges the events of its own
-// node's daemons (clockd, raftd); membership, which every gossipd sees,
+// node's daemons (clockd, raftd, stored); membership, which every gossipd sees,
 // is published by one msgd: the live member with the lowest node id whose
 // msgd advertises a route, other than the member the event is about.
 package events

@@ -30,10 +30,11 @@ const (
 	RangeLeader   = "range.leader"
 	RangeReplica  = "range.replica"
 	RangeConf     = "range.conf"
+	DiskSpace     = "disk.space"
 )
 
 // Types lists every event type of this version.
-var Types = []string{MemberJoin, MemberUpdate, MemberSuspect, MemberDead, MemberLeave, ClockHealth, RangeLeader, RangeReplica, RangeConf}
+var Types = []string{MemberJoin, MemberUpdate, MemberSuspect, MemberDead, MemberLeave, ClockHealth, RangeLeader, RangeReplica, RangeConf, DiskSpace}
 
 // Event is one cluster event as published (JSON).
 type Event struct {
@@ -58,6 +59,31 @@ type Event struct {
 	Clock *Clock `json:"clock,omitempty"`
 	// Range details range.* events.
 	Range *Range `json:"range,omitempty"`
+	// Disk details disk.* events.
+	Disk *Disk `json:"disk,omitempty"`
+}
+
+// Disk is stored's verdict on its node's disk space (disk.space): sent
+// when writes start or stop being refused, when the reserve runs out or
+// returns, when the ballast goes or comes back.
+type Disk struct {
+	// Full is true while the node refuses writes for want of space
+	// (reads are served).
+	Full bool `json:"full"`
+	// ReserveFull is true while even the small writes raft needs for
+	// safety are refused (a follower then answers nothing).
+	ReserveFull bool `json:"reserve_full"`
+	// Reason explains a full disk: "disk full on node 3 (free ...)".
+	Reason string `json:"reason,omitempty"`
+	// FreeBytes and TotalBytes are the filesystem's free space (available
+	// to stored) and size; FloorBytes the free-space floor.
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+	FloorBytes uint64 `json:"floor_bytes"`
+	// BallastBytes is the ballast file's size (0: none); BallastPresent
+	// whether it is on disk (released on a full disk).
+	BallastBytes   uint64 `json:"ballast_bytes"`
+	BallastPresent bool   `json:"ballast_present"`
 }
 
 // Member is a member as gossipd saw it at the event.
@@ -156,12 +182,12 @@ func (e *Event) Validate() error {
 		return errors.New("events: id, time, reporter and node_id are required")
 	}
 	details := 0
-	for _, set := range []bool{e.Member != nil, e.Clock != nil, e.Range != nil} {
+	for _, set := range []bool{e.Member != nil, e.Clock != nil, e.Range != nil, e.Disk != nil} {
 		if set {
 			details++
 		}
 	}
-	want := map[string]bool{"member": e.Member != nil, "clock": e.Clock != nil, "range": e.Range != nil}
+	want := map[string]bool{"member": e.Member != nil, "clock": e.Clock != nil, "range": e.Range != nil, "disk": e.Disk != nil}
 	if details != 1 || !want[e.Source()] {
 		return fmt.Errorf("events: a %s event carries exactly its %q details", e.Type, e.Source())
 	}

@@ -25,6 +25,7 @@ func TestSubjectAndRoundTrip(t *testing.T) {
 		{sample(), "pleiades.events.member.dead.7"},
 		{events.Event{V: 1, ID: "c", Type: events.ClockHealth, Time: time.Now(), Reporter: 2, NodeID: 2, Clock: &events.Clock{Healthy: true}}, "pleiades.events.clock.health.2"},
 		{events.Event{V: 1, ID: "r", Type: events.RangeLeader, Time: time.Now(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 12, LeaderNodeID: 2}}, "pleiades.events.range.leader.12"},
+		{events.Event{V: 1, ID: "d", Type: events.DiskSpace, Time: time.Now(), Reporter: 3, NodeID: 3, Disk: &events.Disk{Full: true, Reason: "disk full on node 3"}}, "pleiades.events.disk.space.3"},
 	}
 	for _, tt := range tests {
 		if got := tt.ev.Subject(); got != tt.want {
@@ -56,6 +57,7 @@ func TestValidate(t *testing.T) {
 		{"no details", func(e *events.Event) { e.Member = nil }},
 		{"wrong details", func(e *events.Event) { e.Member, e.Clock = nil, &events.Clock{} }},
 		{"two details", func(e *events.Event) { e.Clock = &events.Clock{} }},
+		{"disk details on a member event", func(e *events.Event) { e.Member, e.Disk = nil, &events.Disk{} }},
 	}
 	ok := sample()
 	if err := ok.Validate(); err != nil {
@@ -109,6 +111,7 @@ func TestSchemaMatchesTypes(t *testing.T) {
 	check("clock", reflect.TypeFor[events.Clock](), s.Defs["clock"].Properties)
 	check("range", reflect.TypeFor[events.Range](), s.Defs["range"].Properties)
 	check("replica", reflect.TypeFor[events.Replica](), s.Defs["replica"].Properties)
+	check("disk", reflect.TypeFor[events.Disk](), s.Defs["disk"].Properties)
 	var typ struct {
 		Enum []string `json:"enum"`
 	}
@@ -124,6 +127,7 @@ func FuzzDecode(f *testing.F) {
 	b, _ := json.Marshal(sample())
 	f.Add(b)
 	f.Add([]byte(`{"v":1,"id":"x","type":"clock.health","time":"2024-01-01T00:00:00Z","reporter":1,"node_id":1,"clock":{"healthy":false}}`))
+	f.Add([]byte(`{"v":1,"id":"d","type":"disk.space","time":"2024-01-01T00:00:00Z","reporter":3,"node_id":3,"disk":{"full":true,"reason":"disk full on node 3"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := events.Decode(b)
 		if err != nil {

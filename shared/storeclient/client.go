@@ -28,6 +28,7 @@ const (
 	MethodCompact         = "Compact"
 	MethodCheckpoint      = "Checkpoint"
 	MethodStats           = "Stats"
+	MethodWatchDisk       = "WatchDisk"
 )
 
 // CF names a column family.
@@ -256,9 +257,22 @@ func (it *Iterator) Err() error { return it.err }
 // last part (WriteRequest.stage); atomicity and durability are the same.
 // A single operation must still fit one frame.
 func (c *Client) Write(ctx context.Context, b *Batch, sync bool) (uint64, error) {
+	return c.write(ctx, b, sync, false)
+}
+
+// WriteReserve writes b like Write, but may use the space stored keeps
+// below its free-space floor (WriteRequest.reserve): for the small writes
+// that must go through while ordinary writes are refused because the disk
+// is full (raft votes and hard state, log truncation, start-up records,
+// the clock bound). It is refused too once even that reserve is used up.
+func (c *Client) WriteReserve(ctx context.Context, b *Batch, sync bool) (uint64, error) {
+	return c.write(ctx, b, sync, true)
+}
+
+func (c *Client) write(ctx context.Context, b *Batch, sync, reserve bool) (uint64, error) {
 	limit := c.writePartBytes()
 	if len(b.packed) <= limit {
-		req := storepb.WriteRequest{PackedOps: b.packed, Sync: sync}
+		req := storepb.WriteRequest{PackedOps: b.packed, Sync: sync, Reserve: reserve}
 		var resp storepb.WriteResponse
 		if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
 			return 0, err
@@ -272,7 +286,7 @@ func (c *Client) Write(ctx context.Context, b *Batch, sync bool) (uint64, error)
 	var id uint64
 	for i, part := range parts {
 		last := i == len(parts)-1
-		req := storepb.WriteRequest{PackedOps: part, Stage: !last, StageId: id, Sync: sync && last}
+		req := storepb.WriteRequest{PackedOps: part, Stage: !last, StageId: id, Sync: sync && last, Reserve: reserve}
 		var resp storepb.WriteResponse
 		if err := c.call(ctx, MethodWrite, &req, &resp); err != nil {
 			if id != 0 && !last {
@@ -558,3 +572,29 @@ func (c *Client) Stats(ctx context.Context) (*storepb.StatsResponse, error) {
 	}
 	return &resp, nil
 }
+
+// DiskStream is a WatchDisk subscription.
+type DiskStream struct{ s *bus.ClientStream }
+
+// WatchDisk subscribes to stored's disk status: the current one first,
+// then one each time writes start or stop being refused, the reserve runs
+// out or returns, or the ballast file goes or comes back.
+func (c *Client) WatchDisk(ctx context.Context) (*DiskStream, error) {
+	s, err := c.b.Stream(ctx, c.addr, wire.ProtoStore, MethodWatchDisk, &storepb.WatchDiskRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("storeclient: WatchDisk: %w", err)
+	}
+	return &DiskStream{s: s}, nil
+}
+
+// Recv returns the next status; io.EOF when stored ends the stream.
+func (d *DiskStream) Recv() (*storepb.DiskStatus, error) {
+	var m storepb.DiskStatus
+	if err := d.s.Recv(&m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Close ends the subscription.
+func (d *DiskStream) Close() error { return d.s.Close() }

@@ -35,8 +35,17 @@
 // reuse; results returned by the client are owned by the caller. A Client is safe for concurrent use; a Batch, an
 // Iterator and an Ingest are not.
 //
+// A full disk: stored refuses writes and ingests below its free-space
+// floor with bus.ErrResourceExhausted, reason storepb.ReasonDiskFull
+// (nothing changed; it may succeed once space returns). WriteReserve
+// writes the small records safety and recovery need (raft votes and hard
+// state, truncation, the clock bound) from the space stored keeps below
+// the floor. WatchDisk follows stored's disk status: the current one,
+// then each change.
+//
 // Errors are wrapped *bus.Error values: test them with errors.Is against
 // bus.ErrInvalidArgument (bad input, nothing changed),
 // bus.ErrFailedPrecondition (unknown or expired snapshot or ingest
-// session), bus.ErrUnavailable and so on.
+// session), bus.ErrResourceExhausted (disk full, see above),
+// bus.ErrUnavailable and so on.
 package storeclient

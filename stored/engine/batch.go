@@ -201,7 +201,7 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 	defer e.closeMu.RUnlock()
 	if sync {
 		if err := e.syncer.commit(b.rep); err != nil {
-			return 0, err
+			return 0, noSpace(err)
 		}
 	} else {
 		if err := e.syncer.failed(); err != nil {
@@ -211,7 +211,7 @@ func (e *Engine) Write(b *Batch, sync bool) (uint64, error) {
 		err := e.db.Write(e.woAsync, wb)
 		wb.Destroy()
 		if err != nil {
-			return 0, fmt.Errorf("engine: write: %w", err)
+			return 0, noSpace(fmt.Errorf("engine: write: %w", err))
 		}
 	}
 	e.writes.Add(1)

@@ -59,6 +59,12 @@
 // at a released snapshot fail with ErrReleased; every call after Close
 // with ErrClosed.
 //
+// A write, flush or ingest that fails because the filesystem is full
+// wraps ErrNoSpace (RocksDB reports it as text: "IO error: No space left
+// on device"); RocksDB then refuses writes until it has recovered by
+// itself, which it retries every 5 seconds. stored keeps its writes clear
+// of that (see package stored, Disk space).
+//
 // # Tuning
 //
 // DefaultOptions suits a small machine: a 128 MiB LRU block cache shared
@@ -66,7 +72,10 @@
 // bloom filters at 10 bits per key, 16 KiB blocks, 32 MiB memtables (3 per
 // family), dynamic level sizes with no compression on L0-L1, lz4 on L2-L4
 // and zstd below, 2 background jobs, incremental file syncs (1 MiB, WAL
-// 512 KiB) and a 256 MiB WAL cap. stored exposes each as a flag. Writers
+// 512 KiB), a 256 MiB WAL cap and RocksDB's LOG at "fatal" (see
+// Options.InfoLogLevel: Debian's build, assertions on, defaults to a line
+// per WAL sync, and aborts on a LOG write after one failed for want of
+// space). stored exposes each as a flag. Writers
 // queued in RocksDB's write thread block instead of spinning (adaptive
 // yield off): with a few cores and many writers, spinning steals the CPU
 // the group's leader needs.

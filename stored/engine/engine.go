@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/linxGnu/grocksdb"
 )
@@ -52,7 +54,22 @@ var (
 	ErrClosed = errors.New("engine: closed")
 	// ErrReleased is returned for a read at a released snapshot.
 	ErrReleased = errors.New("engine: snapshot released")
+	// ErrNoSpace marks a write, flush or ingest that failed because the
+	// filesystem is full (RocksDB's IO error NoSpace, ENOSPC). Nothing of
+	// the failed write was done. RocksDB refuses every write after one
+	// until it has recovered by itself, which it tries every 5 seconds;
+	// reads go on.
+	ErrNoSpace = errors.New("engine: no space left on device")
 )
+
+// noSpace wraps ErrNoSpace into err when err says the disk is full; the C
+// API gives RocksDB's status as text only.
+func noSpace(err error) error {
+	if err != nil && !errors.Is(err, ErrNoSpace) && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "No space left on device")) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
@@ -63,6 +80,14 @@ var compressionTypes = map[string]grocksdb.CompressionType{
 	"snappy": grocksdb.SnappyCompression,
 	"lz4":    grocksdb.LZ4Compression,
 	"zstd":   grocksdb.ZSTDCompression,
+}
+
+var infoLogLevels = map[string]grocksdb.InfoLogLevel{
+	"debug": grocksdb.DebugInfoLogLevel,
+	"info":  grocksdb.InfoInfoLogLevel,
+	"warn":  grocksdb.WarnInfoLogLevel,
+	"error": grocksdb.ErrorInfoLogLevel,
+	"fatal": grocksdb.FatalInfoLogLevel,
 }
 
 // numLevels is RocksDB's default level count.
@@ -144,6 +169,8 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.dbOpts.SetMaxLogFileSize(16 << 20)
 	e.dbOpts.EnableStatistics()
 	e.dbOpts.SetStatsDumpPeriodSec(0)
+	// RocksDB's own LOG file (in dir): see Options.InfoLogLevel.
+	e.dbOpts.SetInfoLogLevel(infoLogLevels[opts.InfoLogLevel])
 	// A torn last WAL record (a crash mid-write) is dropped; every record
 	// before it is replayed, so a batch is recovered whole or not at all.
 	e.dbOpts.SetWALRecoveryMode(grocksdb.PointInTimeRecovery)

@@ -46,7 +46,7 @@ func (e *Engine) NewIngester(span Span) (*Ingester, error) {
 	}
 	f, err := os.CreateTemp(e.ingestDir(), "span-*.sst")
 	if err != nil {
-		return nil, fmt.Errorf("engine: ingest: %w", err)
+		return nil, noSpace(fmt.Errorf("engine: ingest: %w", err))
 	}
 	path := f.Name()
 	_ = f.Close()
@@ -81,7 +81,7 @@ func (in *Ingester) Put(key, value []byte) error {
 		return invalidf("ingest: key %q not above the previous %q", key, in.last)
 	}
 	if err := in.w.Put(key, value); err != nil {
-		return fmt.Errorf("engine: ingest: %w", err)
+		return noSpace(fmt.Errorf("engine: ingest: %w", err))
 	}
 	in.last = append(in.last[:0], key...)
 	return nil
@@ -96,7 +96,7 @@ func (in *Ingester) Ingest() (uint64, error) {
 	}
 	in.done = true
 	if err := in.w.Finish(); err != nil {
-		return 0, fmt.Errorf("engine: ingest: finish %s: %w", in.path, err)
+		return 0, noSpace(fmt.Errorf("engine: ingest: finish %s: %w", in.path, err))
 	}
 	e := in.e
 	if err := e.enter(); err != nil {
@@ -107,7 +107,7 @@ func (in *Ingester) Ingest() (uint64, error) {
 	defer opts.Destroy()
 	opts.SetMoveFiles(true)
 	if err := e.db.IngestExternalFileCF(e.cfs[in.span.CF], []string{in.path}, opts); err != nil {
-		return 0, fmt.Errorf("engine: ingest %s: %w", in.path, err)
+		return 0, noSpace(fmt.Errorf("engine: ingest %s: %w", in.path, err))
 	}
 	e.writes.Add(1)
 	return e.db.GetLatestSequenceNumber(), nil

@@ -46,6 +46,16 @@ type Options struct {
 	// MaxBatchBytes is the largest write batch accepted (keys and values
 	// of every operation). Default 64 MiB.
 	MaxBatchBytes int
+	// InfoLogLevel is the level of RocksDB's own LOG file in the
+	// database directory: "debug", "info", "warn", "error" or "fatal".
+	// Default "fatal" (RocksDB writes next to nothing there).
+	//
+	// HAZARD: Debian's librocksdb is built with assertions on (and then
+	// defaults to "debug": a line per WAL sync). A write to the LOG that
+	// fails for want of space marks its file writer failed, and the next
+	// line logged then aborts the process on an assertion; at "fatal",
+	// RocksDB logs nothing on its way through a full disk.
+	InfoLogLevel string
 	// Knobs holds test hooks; nil in production.
 	Knobs *Knobs
 }
@@ -74,6 +84,7 @@ func DefaultOptions() Options {
 		MaxKeyBytes:       64 << 10,
 		MaxValueBytes:     16 << 20,
 		MaxBatchBytes:     64 << 20,
+		InfoLogLevel:      "fatal",
 	}
 }
 
@@ -102,6 +113,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("engine: MaxValueBytes %d is negative", o.MaxValueBytes)
 	case o.MaxBatchBytes < o.MaxKeyBytes:
 		return fmt.Errorf("engine: MaxBatchBytes %d is under MaxKeyBytes", o.MaxBatchBytes)
+	}
+	if _, ok := infoLogLevels[o.InfoLogLevel]; !ok {
+		return fmt.Errorf("engine: InfoLogLevel %q is not one of debug, info, warn, error, fatal", o.InfoLogLevel)
 	}
 	for i, c := range o.Compression {
 		if _, ok := compressionTypes[c]; !ok {

@@ -38,6 +38,10 @@ type testCluster struct {
 	// skew is added to every node's physical clock (nanoseconds): tests
 	// move the cluster's time forward with it.
 	skew atomic.Int64
+
+	// disks wrap the engines: each can be made to refuse writes as a full
+	// disk does (disk_test.go).
+	disks map[uint64]*fullEngine
 }
 
 func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {
@@ -46,12 +50,13 @@ func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Co
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c := &testCluster{t: t, cfg: cfg, net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{},
+	c := &testCluster{t: t, cfg: cfg, net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{}, disks: map[uint64]*fullEngine{},
 		stores: map[uint64]*Store{}, clocks: map[uint64]*hlc.Clock{}, log: daemontest.Logger(t, slog.LevelWarn)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		c.ids = append(c.ids, id)
 		c.engines[id] = storage.NewMem()
+		c.disks[id] = &fullEngine{Engine: c.engines[id]}
 		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond, Physical: func() int64 { return time.Now().UnixNano() + c.skew.Load() }})
 		c.start(id)
 	}
@@ -71,7 +76,7 @@ func (c *testCluster) addr(id uint64) string { return fmt.Sprintf("node-%d", id)
 
 func (c *testCluster) start(id uint64) {
 	c.t.Helper()
-	s, err := NewStore(c.cfg, Deps{NodeID: id, Addr: c.addr(id), Engine: c.engines[id], Transport: c.net.Transport(id),
+	s, err := NewStore(c.cfg, Deps{NodeID: id, Addr: c.addr(id), Engine: c.disks[id], Transport: c.net.Transport(id),
 		Forwarder: c.net.Forwarder(id), Clock: c.clocks[id], Logger: c.log.With(slog.Uint64("node", id))})
 	if err != nil {
 		c.t.Fatal(err)

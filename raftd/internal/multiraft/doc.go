@@ -11,9 +11,11 @@
 // (raft.Storage over the engine with an entry cache), outbox.go (per-node
 // batching and heartbeat coalescing), kv.go (the kvpb methods: routing,
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
-// layout), valuecache.go (the read cache of engine values). The tests'
-// doubles live in test files: localnet_test.go (LocalNetwork, the
-// fault-injecting in-process transport, and testConfig's fast timers).
+// layout), valuecache.go (the read cache of engine values), disk.go (a
+// full disk: proposals refused, refused round writes held or written from
+// stored's reserve). The tests' doubles live in test files:
+// localnet_test.go (LocalNetwork, the fault-injecting in-process
+// transport, and testConfig's fast timers).
 //
 // Concurrency: a Replica's raft state (mu) is touched only by scheduler
 // rounds, one round at a time; API callers hand work in through the inbox
@@ -24,5 +26,7 @@
 // Errors: NotLeaderError from a replica that does not lead; the KV methods
 // return bus errors (InvalidArgument for bad input, NotLeader with the
 // leader's address as hint, Unavailable for "retry later, nothing done",
-// DeadlineExceeded when a forwarded request's outcome is unknown).
+// ResourceExhausted with reason disk_full for a write refused because the
+// leader's disk is full (nothing done), DeadlineExceeded when a forwarded
+// request's outcome is unknown).
 package multiraft

@@ -124,6 +124,9 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 	}
 	r := s.Replica(desc.GetRangeId())
 	if r != nil && (r.IsLeader() || (!write && h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE)) {
+		if err := s.diskFullErr(); write && err != nil {
+			return target{}, err // this node leads, and its disk is full
+		}
 		return target{r: r, desc: desc}, nil
 	}
 	leader := uint64(0)

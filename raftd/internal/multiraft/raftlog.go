@@ -257,7 +257,9 @@ func (l *raftLog) truncateOps(index uint64) ([]storage.Op, error) {
 		return nil, err
 	}
 	ops := []storage.Op{
-		storage.DeleteRange(storage.Raft, storage.LogKey(l.rangeID, l.trunc.GetIndex()+1), storage.LogKey(l.rangeID, index+1)),
+		// From the log's start, not the last truncation: entries a
+		// truncation refused for want of space left go too.
+		storage.DeleteRange(storage.Raft, storage.LogKey(l.rangeID, 0), storage.LogKey(l.rangeID, index+1)),
 		storage.Put(storage.Raft, storage.TruncatedStateKey(l.rangeID), b),
 	}
 	removed := index - l.trunc.GetIndex()

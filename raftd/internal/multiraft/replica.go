@@ -137,6 +137,9 @@ type Replica struct {
 	install atomic.Pointer[snapInstall]
 	// sessionCount and sessionBytes mirror mu.sessions for metrics.
 	sessionCount, sessionBytes atomic.Int64
+	// held is a work whose write was refused for want of space; the
+	// replica sits the rounds out until it is written (disk.go).
+	held atomic.Pointer[heldWork]
 
 	in struct {
 		sync.Mutex
@@ -385,6 +388,9 @@ func (r *Replica) unquiesceLocked() {
 // the log writes for the round's synced batch. A leader's messages go to
 // out at once (sent before its own write, as raft allows).
 func (r *Replica) phase1(out *outbox) (*readyWork, error) {
+	if w, holding := r.takeHeld(time.Now()); holding {
+		return w, nil // written in this round if due; nothing else meanwhile
+	}
 	if in := r.install.Load(); in != nil {
 		if !in.finished.Load() {
 			return nil, nil // the inbox waits for the install
@@ -467,6 +473,13 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		}
 		delete(r.mu.snapSending, rep.to)
 		rn.ReportSnapshot(rep.to, st)
+	}
+	if err := r.s.diskFullErr(); err != nil && len(props) > 0 {
+		// Not proposed: the node's disk is full (disk.go).
+		for _, p := range props {
+			p.done <- proposalResult{err: err}
+		}
+		props = nil
 	}
 	if len(props) > 0 {
 		r.unquiesceLocked()
@@ -884,7 +897,11 @@ func (r *Replica) maybeTruncateLocked() error {
 	}
 	ctx, cancel := r.s.storageCtx()
 	defer cancel()
-	if err := r.s.d.Engine.Write(ctx, ops, false); err != nil {
+	// Truncation frees space: it may use the reserve of a full disk, and
+	// one refused waits for the next (which deletes from the log's start).
+	if err := r.s.d.Engine.WriteReserve(ctx, ops, false); storage.IsDiskFull(err) {
+		r.log.Debug("log truncation refused for want of space", slog.Any("error", err))
+	} else if err != nil {
 		return fmt.Errorf("multiraft: truncate log of range %d: %w", r.rangeID, err)
 	}
 	return nil

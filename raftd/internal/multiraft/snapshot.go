@@ -67,7 +67,9 @@ import (
 // not, the ingest never happened and the marker is deleted, leaving the
 // old, consistent state. Either way the applied index recorded is the
 // one the data is at. A failure of step 1 or 2 while running is fatal
-// for the store, like any failed round write; a restart recovers as
+// for the store, like any failed round write (the marker is a reserve
+// write, and stored takes the ingest's last frame from its reserve, so a
+// full disk does not fail them); a restart recovers as
 // above.
 
 // snapshotIdleTimeout drops a partly received snapshot without news.
@@ -204,13 +206,14 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 	ctx, cancel := context.WithTimeout(r.s.ctx, 10*r.s.cfg.StorageTimeout)
 	defer cancel()
 	mk := storage.SnapshotMarkerKey(r.rangeID)
-	ops := []storage.Op{storage.Put(storage.Raft, mk, marker)}
-	sstart, send := storage.StagedSessionSpan(r.rangeID)
-	ops = append(ops, storage.DeleteRange(storage.Raft, sstart, send))
-	for _, rec := range ps.sessions {
-		ops = append(ops, storage.Put(storage.Raft, storage.StagedSessionKey(r.rangeID, rec.id), rec.value))
-	}
-	if err := r.s.d.Engine.Write(ctx, ops, true); err != nil {
+	// The marker is small, and the data it stands for is staged already:
+	// a reserve write, so an install under way completes on a full disk.
+	// The snapshot's client session records are staged in the same write
+	// (the marker must never be without them); they are usually a few KiB
+	// (about the clients' writes in flight), at most the range's session
+	// limits.
+	ops := append(stagedSessionsOps(r.rangeID, ps.sessions), storage.Put(storage.Raft, mk, marker))
+	if err := r.s.d.Engine.WriteReserve(ctx, ops, true); err != nil {
 		r.s.abortIngest(ps)
 		return fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
@@ -256,6 +259,17 @@ func (r *Replica) installOpsLocked(snap *raftpb.Snapshot, ps *inboundSnapshot) (
 	r.desc.Store(ps.desc)
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
+}
+
+// stagedSessionsOps stages recs, a snapshot's client session records,
+// replacing any staged before.
+func stagedSessionsOps(rangeID uint64, recs []sessionRecord) []storage.Op {
+	start, end := storage.StagedSessionSpan(rangeID)
+	ops := []storage.Op{storage.DeleteRange(storage.Raft, start, end)}
+	for _, rec := range recs {
+		ops = append(ops, storage.Put(storage.Raft, storage.StagedSessionKey(rangeID, rec.id), rec.value))
+	}
+	return ops
 }
 
 // replaceSessionsOps replaces a range's client session records with recs
@@ -613,7 +627,7 @@ func (s *Store) recoverSnapshotInstall(ctx context.Context, rangeID uint64) erro
 			storage.Put(storage.Raft, storage.AppliedStateKey(rangeID), ab),
 			storage.Put(storage.Local, storage.ReplicaKey(rangeID), db))
 	}
-	if err := eng.Write(ctx, ops, true); err != nil {
+	if err := eng.WriteReserve(ctx, ops, true); err != nil {
 		return err
 	}
 	if installed {

@@ -106,6 +106,8 @@ type Store struct {
 	}
 	// events fans range events out to WatchRanges streams (events.go).
 	events rangeEvents
+	// disk is what the store knows of its node's disk (disk.go).
+	disk diskState
 }
 
 type storeMetrics struct {
@@ -118,6 +120,10 @@ type storeMetrics struct {
 	proposalsDropped                            atomic.Uint64
 	sessionRepeats, sessionRefusals             atomic.Uint64
 	sessionsForgotten                           atomic.Uint64
+	// diskRefusals counts round writes refused for want of space;
+	// heldReplicas the replicas holding one (disk.go).
+	diskRefusals atomic.Uint64
+	heldReplicas atomic.Int64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -246,7 +252,8 @@ func (s *Store) load(ctx context.Context) error {
 		inc = int64(binary.BigEndian.Uint64(v))
 	}
 	inc++
-	if err := eng.Write(ctx, []storage.Op{storage.Put(storage.Local, storage.IncarnationKey, binary.BigEndian.AppendUint64(nil, uint64(inc)))}, true); err != nil {
+	// A reserve write: raftd starts, and serves reads, on a full disk.
+	if err := eng.WriteReserve(ctx, []storage.Op{storage.Put(storage.Local, storage.IncarnationKey, binary.BigEndian.AppendUint64(nil, uint64(inc)))}, true); err != nil {
 		return fmt.Errorf("multiraft: persist incarnation: %w", err)
 	}
 	s.incarnation = inc
@@ -599,29 +606,10 @@ func (s *Store) round(ids []uint64) error {
 		return err
 	}
 	early.flush()
-	var ops []storage.Op
-	var size uint64
-	sync := false
-	for _, w := range works {
-		if w == nil {
-			continue
-		}
-		n := opsBytes(w.ops)
-		if len(ops) > 0 && size+n > s.cfg.MaxRoundWriteBytes {
-			// Cut between ranges: each range's writes stay atomic.
-			if err := s.writeRound(ops, sync, len(reps)); err != nil {
-				return err
-			}
-			ops, size, sync = nil, 0, false
-		}
-		ops = append(ops, w.ops...)
-		size += n
-		sync = sync || w.sync
-	}
-	if len(ops) > 0 {
-		if err := s.writeRound(ops, sync, len(reps)); err != nil {
-			return err
-		}
+	// A write refused for want of space holds its replicas' works (they
+	// sit the next rounds out) instead of failing the round (disk.go).
+	if err := s.writeWorks(reps, works); err != nil {
+		return err
 	}
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
@@ -632,12 +620,17 @@ func (s *Store) round(ids []uint64) error {
 	return errors.Join(errs...)
 }
 
-// writeRound writes ops of a round (of ranges ranges) to the engine.
-func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int) error {
+// writeRound writes ops of a round (of ranges ranges) to the engine, as
+// a reserve write if asked.
+func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool) error {
 	ctx, cancel := s.storageCtx()
 	defer cancel()
 	start := time.Now()
-	err := s.d.Engine.Write(ctx, ops, sync)
+	write := s.d.Engine.Write
+	if reserve {
+		write = s.d.Engine.WriteReserve
+	}
+	err := write(ctx, ops, sync)
 	s.metrics.writeNanos.Add(uint64(time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("multiraft: log write of %d ranges: %w", ranges, err)
@@ -772,6 +765,10 @@ type Stats struct {
 	// replica's apply, followers' included.
 	Sessions, SessionBytes                             int64
 	SessionRepeats, SessionRefusals, SessionsForgotten uint64
+	// DiskRefusals counts round writes stored refused for want of space;
+	// HeldReplicas is how many replicas hold a write until it has room.
+	DiskRefusals uint64
+	HeldReplicas int64
 }
 
 // Stats returns scheduler counters.
@@ -786,7 +783,8 @@ func (s *Store) Stats() Stats {
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
-		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load()}
+		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
+		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()

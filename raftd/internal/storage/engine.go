@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 )
 
@@ -69,6 +71,13 @@ type KV struct {
 	Key, Value []byte
 }
 
+// IsDiskFull reports whether err is an engine's refusal of a write for
+// want of disk space (stored's ResourceExhausted with reason disk_full):
+// nothing was written, and the write may succeed once space returns.
+func IsDiskFull(err error) bool {
+	return bus.CodeOf(err) == bus.CodeResourceExhausted && bus.ReasonOf(err) == storepb.ReasonDiskFull
+}
+
 // ErrClosed is returned by an engine after Close.
 var ErrClosed = errors.New("storage: engine closed")
 
@@ -77,8 +86,15 @@ var ErrClosed = errors.New("storage: engine closed")
 // later read. With sync, the write and every earlier write are durable when
 // Write returns.
 type Engine interface {
-	// Write applies ops atomically.
+	// Write applies ops atomically. On a full disk it fails with an
+	// error IsDiskFull reports, having written nothing.
 	Write(ctx context.Context, ops []Op, sync bool) error
+	// WriteReserve applies ops like Write, but may use the space the
+	// engine keeps below its free-space floor: for the small writes that
+	// safety and recovery need while ordinary writes are refused (hard
+	// state and votes, log truncation, start-up records). It fails like
+	// Write once even that reserve is used up.
+	WriteReserve(ctx context.Context, ops []Op, sync bool) error
 	// Get reads one key.
 	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
 	// Scan reads [start, end) as opts asks. A nil end means unbounded.

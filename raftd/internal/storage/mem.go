@@ -47,6 +47,12 @@ func validCF(cf CF) error {
 	return nil
 }
 
+// WriteReserve implements Engine: Mem has no free-space floor, so it is
+// Write.
+func (m *Mem) WriteReserve(ctx context.Context, ops []Op, sync bool) error {
+	return m.Write(ctx, ops, sync)
+}
+
 // Write implements Engine.
 func (m *Mem) Write(ctx context.Context, ops []Op, sync bool) error {
 	for _, op := range ops {

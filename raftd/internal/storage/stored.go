@@ -29,6 +29,15 @@ func storeCF(cf CF) (storeclient.CF, error) {
 
 // Write implements Engine.
 func (s *Stored) Write(ctx context.Context, ops []Op, sync bool) error {
+	return s.write(ctx, ops, sync, false)
+}
+
+// WriteReserve implements Engine with stored's reserve writes.
+func (s *Stored) WriteReserve(ctx context.Context, ops []Op, sync bool) error {
+	return s.write(ctx, ops, sync, true)
+}
+
+func (s *Stored) write(ctx context.Context, ops []Op, sync, reserve bool) error {
 	b, _ := s.batches.Get().(*storeclient.Batch)
 	if b == nil {
 		b = new(storeclient.Batch)
@@ -57,7 +66,11 @@ func (s *Stored) Write(ctx context.Context, ops []Op, sync bool) error {
 			return fmt.Errorf("storage: unknown op kind %d", op.Kind)
 		}
 	}
-	if _, err := s.c.Write(ctx, b, sync); err != nil {
+	write := s.c.Write
+	if reserve {
+		write = s.c.WriteReserve
+	}
+	if _, err := write(ctx, b, sync); err != nil {
 		return fmt.Errorf("storage: stored write of %d ops: %w", len(ops), err)
 	}
 	return nil

@@ -197,7 +197,8 @@ func TestUsageErrors(t *testing.T) {
 
 func TestStatusFromSupervisor(t *testing.T) {
 	view := daemonsView{Daemons: []supervisor.ChildStatus{
-		{Name: "stored", State: supervisor.StateReady, PID: 100, Ready: true, AdminAddr: "127.0.0.1:7501", BusAddr: "127.0.0.1:7401"},
+		{Name: "stored", State: supervisor.StateReady, PID: 100, Ready: true, AdminAddr: "127.0.0.1:7501", BusAddr: "127.0.0.1:7401",
+			Conditions: "disk degraded: disk full on node 1 (free 20.0 MiB of 200.0 MiB, floor 50.0 MiB, ballast released)"},
 		{Name: "raftd", State: supervisor.StateBackoff, Restarts: 3, AdminAddr: "127.0.0.1:7502", LastExit: "signal: killed"},
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +226,8 @@ func TestStatusFromSupervisor(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("table exit %d", code)
 	}
-	for _, want := range []string{"DAEMON", "stored", "ready", "100", "raftd", "backoff", "signal: killed"} {
+	for _, want := range []string{"DAEMON", "stored", "ready", "100", "raftd", "backoff", "signal: killed",
+		"\nstored: disk degraded: disk full on node 1 (free 20.0 MiB of 200.0 MiB"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}

@@ -278,7 +278,7 @@ func writeComposeDaemon(cw *composeWriter, cs composeSpec, image func(string) st
 		deps = []string{"raftd", "gossipd"}
 	case "msgd":
 		env = append(env, [2]string{"PLEIADES_GOSSIP_ADDR", loop("gossipd")}, [2]string{"PLEIADES_CLOCK_ADDR", loop("clockd")},
-			[2]string{"PLEIADES_RAFT_ADDR", loop("raftd")}, [2]string{"PLEIADES_NATS_HOST", "0.0.0.0"},
+			[2]string{"PLEIADES_RAFT_ADDR", loop("raftd")}, [2]string{"PLEIADES_STORE_ADDR", loop("stored")}, [2]string{"PLEIADES_NATS_HOST", "0.0.0.0"},
 			[2]string{"PLEIADES_NATS_ADVERTISE_HOST", cs.advertised(k)})
 		deps = []string{"gossipd"}
 	}

@@ -159,6 +159,11 @@ func eventDetails(ev *events.Event) string {
 		default:
 			return fmt.Sprintf("range %d: replica on n%d; replicas %s", r.RangeID, ev.NodeID, strings.Join(reps, ","))
 		}
+	case ev.Disk != nil:
+		if ev.Disk.Full {
+			return "WRITES REFUSED: " + ev.Disk.Reason
+		}
+		return fmt.Sprintf("room: %s free of %s, floor %s", humanBytes(ev.Disk.FreeBytes), humanBytes(ev.Disk.TotalBytes), humanBytes(ev.Disk.FloorBytes))
 	}
 	return ""
 }

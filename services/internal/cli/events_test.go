@@ -82,3 +82,20 @@ func TestEventsCommand(t *testing.T) {
 		t.Errorf("unreachable msgd exit %d; want %d", code, ExitFailed)
 	}
 }
+
+func TestEventDetails(t *testing.T) {
+	for _, tt := range []struct {
+		ev   events.Event
+		want string
+	}{
+		{events.Event{Type: events.DiskSpace, NodeID: 3, Disk: &events.Disk{Full: true, Reason: "disk full on node 3 (free 30.0 MiB of 320.0 MiB, floor 48.0 MiB)"}},
+			"WRITES REFUSED: disk full on node 3 (free 30.0 MiB of 320.0 MiB, floor 48.0 MiB)"},
+		{events.Event{Type: events.DiskSpace, NodeID: 3, Disk: &events.Disk{FreeBytes: 300 << 20, TotalBytes: 320 << 20, FloorBytes: 48 << 20}},
+			"room: 300.0 MiB free of 320.0 MiB, floor 48.0 MiB"},
+		{events.Event{Type: events.ClockHealth, NodeID: 2, Clock: &events.Clock{Healthy: true, PeersReachable: 2}}, "healthy (2 peers reachable, 0 far)"},
+	} {
+		if got := eventDetails(&tt.ev); got != tt.want {
+			t.Errorf("eventDetails(%s) = %q; want %q", tt.ev.Type, got, tt.want)
+		}
+	}
+}

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -94,6 +97,13 @@ func probeDaemons(ctx context.Context) statusView {
 		st := supervisor.ChildStatus{Name: d.name, AdminAddr: n.adminAddr(d.name), BusAddr: n.busAddr(d.name), State: "down"}
 		if s, err := admin.FetchStatus(ctx, nil, st.AdminAddr); err == nil {
 			st.Ready = s.Ready
+			var conds []string
+			for _, name := range slices.Sorted(maps.Keys(s.Checks)) {
+				if c := s.Checks[name]; c.Degraded {
+					conds = append(conds, name+" degraded: "+c.Error)
+				}
+			}
+			st.Conditions = strings.Join(conds, "\n")
 			st.State = supervisor.StateStarting
 			if s.Ready {
 				st.State = supervisor.StateReady
@@ -124,7 +134,19 @@ func printStatus(w io.Writer, v statusView) error {
 		}
 		t.Row(d.Name, string(d.State), pid, restarts, strconv.FormatBool(d.Ready), dash(d.BusAddr), d.AdminAddr, dash(d.LastExit))
 	}
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	// A ready daemon serving with a limitation (stored on a full disk
+	// refuses writes, serves reads) says so under the table.
+	for _, d := range v.Daemons {
+		for _, c := range strings.Split(d.Conditions, "\n") {
+			if c != "" {
+				fmt.Fprintf(w, "%s: %s\n", d.Name, c)
+			}
+		}
+	}
+	return nil
 }
 
 func dash(s string) string {

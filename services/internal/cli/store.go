@@ -89,6 +89,21 @@ type storeStatsView struct {
 	MaxKeyBytes             uint64        `json:"max_key_bytes"`
 	MaxValueBytes           uint64        `json:"max_value_bytes"`
 	ColumnFamilies          []storeCFView `json:"column_families"`
+	// Disk is the database filesystem's space and whether writes are
+	// refused (storepb.DiskStatus).
+	Disk storeDiskView `json:"disk"`
+}
+
+// storeDiskView is the disk part of storeStatsView.
+type storeDiskView struct {
+	Full           bool   `json:"full"`
+	ReserveFull    bool   `json:"reserve_full"`
+	Condition      string `json:"condition,omitempty"`
+	FreeBytes      uint64 `json:"free_bytes"`
+	TotalBytes     uint64 `json:"total_bytes"`
+	FloorBytes     uint64 `json:"floor_bytes"`
+	BallastBytes   uint64 `json:"ballast_bytes"`
+	BallastPresent bool   `json:"ballast_present"`
 }
 
 // storeCFView is one column family of storeStatsView.
@@ -112,6 +127,16 @@ func makeStoreStatsView(addr string, st *storepb.StatsResponse) storeStatsView {
 		WriteStopped: st.GetWriteStopped(), WriteStallMicros: st.GetWriteStallMicros(),
 		MaxKeyBytes: st.GetMaxKeyBytes(), MaxValueBytes: st.GetMaxValueBytes(),
 		ColumnFamilies: []storeCFView{},
+	}
+	if d := st.GetDisk(); d != nil {
+		v.Disk = storeDiskView{Full: d.GetFull(), ReserveFull: d.GetReserveFull(), FreeBytes: d.GetFreeBytes(), TotalBytes: d.GetTotalBytes(),
+			FloorBytes: d.GetFloorBytes(), BallastBytes: d.GetBallastBytes(), BallastPresent: d.GetBallastPresent()}
+		if d.GetFull() {
+			v.Disk.Condition = d.Describe()
+			if d.GetReason() != "" {
+				v.Disk.Condition += "; " + d.GetReason()
+			}
+		}
 	}
 	if v.WALSyncs > 0 {
 		v.SyncWritesPerWALSync = float64(v.SyncWrites) / float64(v.WALSyncs)
@@ -144,6 +169,17 @@ func printStoreStats(w io.Writer, v storeStatsView) error {
 	fmt.Fprintf(w, "open          %d snapshots, %d ingests\n", v.OpenSnapshots, v.OpenIngests)
 	fmt.Fprintf(w, "limits        key %s, value %s: stored's own, for any daemon's writes; the KV (raftd) takes keys up to %s and values up to %s\n",
 		humanBytes(v.MaxKeyBytes), humanBytes(v.MaxValueBytes), humanBytes(kvpb.MaxKeyBytes), humanBytes(kvpb.MaxValueBytes))
+	ballast := "none"
+	switch {
+	case v.Disk.BallastBytes > 0 && v.Disk.BallastPresent:
+		ballast = humanBytes(v.Disk.BallastBytes)
+	case v.Disk.BallastBytes > 0:
+		ballast = humanBytes(v.Disk.BallastBytes) + " (released)"
+	}
+	fmt.Fprintf(w, "disk          free %s of %s, floor %s, ballast %s\n", humanBytes(v.Disk.FreeBytes), humanBytes(v.Disk.TotalBytes), humanBytes(v.Disk.FloorBytes), ballast)
+	if v.Disk.Full {
+		fmt.Fprintf(w, "              WRITES REFUSED: %s\n", v.Disk.Condition)
+	}
 	fmt.Fprintln(w)
 	t := output.NewTable(w, "CF", "KEYS (EST)", "LIVE DATA", "SST", "MEMTABLE", "L0 FILES", "PENDING COMPACTION")
 	for _, cf := range v.ColumnFamilies {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -159,6 +160,10 @@ type ChildStatus struct {
 	BusAddr   string `json:"bus_addr,omitempty"`
 	AdminAddr string `json:"admin_addr"`
 	Detail    string `json:"detail,omitempty"`
+	// Conditions are the failing conditions of a ready daemon, one per
+	// line as /readyz lists them ("disk degraded: disk full on node 1
+	// ..."): it serves, with that limitation.
+	Conditions string `json:"conditions,omitempty"`
 }
 
 // Supervisor runs children; see the package doc.
@@ -322,6 +327,7 @@ func (s *Supervisor) poll(ctx context.Context, p *proc) (bool, string) {
 		was := p.mu.st.Ready
 		p.mu.st.Ready = ok
 		p.mu.st.Detail = ""
+		p.mu.st.Conditions = degraded(detail)
 		if ok {
 			p.mu.st.State = StateReady
 			if !was {
@@ -338,6 +344,18 @@ func (s *Supervisor) poll(ctx context.Context, p *proc) (bool, string) {
 		}
 	}
 	return ok, detail
+}
+
+// degraded returns the failing conditions of a /readyz answer, one per
+// line without their "[!]" mark.
+func degraded(body string) string {
+	var out []string
+	for _, line := range strings.Split(body, "\n") {
+		if c, ok := strings.CutPrefix(line, "[!]"); ok {
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // manage owns one child for the supervisor's lifetime: it starts it,

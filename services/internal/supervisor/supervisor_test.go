@@ -412,3 +412,16 @@ func metric(t *testing.T, reg *prometheus.Registry, series string) float64 {
 	t.Fatalf("no series %s", series)
 	return 0
 }
+
+func TestDegraded(t *testing.T) {
+	for _, tt := range []struct{ body, want string }{
+		{"ok\n", ""},
+		{"[+]stored ok\n[+]disk ok\nok\n", ""},
+		{"[!]disk degraded: disk full on node 1 (free 1 B)\nok\n", "disk degraded: disk full on node 1 (free 1 B)"},
+		{"[!]a degraded: x\n[-]b failed: y\n[!]c degraded: z\nreadyz check failed\n", "a degraded: x\nc degraded: z"},
+	} {
+		if got := degraded(tt.body); got != tt.want {
+			t.Errorf("degraded(%q) = %q; want %q", tt.body, got, tt.want)
+		}
+	}
+}

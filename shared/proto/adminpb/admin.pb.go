@@ -61,13 +61,16 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_adminpb_admin_proto_rawDescGZIP(), []int{0}
 }
 
-// Check is the outcome of one readiness check.
+// Check is the outcome of one readiness check or condition.
 type Check struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ok is true when the check passed.
 	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
 	// error is the check's failure message; empty when ok.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// degraded is true for a failed condition: the daemon serves, with the
+	// limitation error names (a full disk refusing writes), and stays ready.
+	Degraded      bool `protobuf:"varint,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +119,13 @@ func (x *Check) GetError() string {
 	return ""
 }
 
+func (x *Check) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
 // Status describes one running daemon.
 type Status struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -133,8 +143,11 @@ type Status struct {
 	Addresses map[string]string `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ready is true when every readiness check passed.
 	Ready bool `protobuf:"varint,7,opt,name=ready,proto3" json:"ready,omitempty"`
-	// checks maps each readiness check's name to its outcome.
-	Checks        map[string]*Check `protobuf:"bytes,8,rep,name=checks,proto3" json:"checks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// checks maps each readiness check's and condition's name to its
+	// outcome.
+	Checks map[string]*Check `protobuf:"bytes,8,rep,name=checks,proto3" json:"checks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// degraded is true when a condition fails (see Check.degraded).
+	Degraded      bool `protobuf:"varint,9,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,15 +238,23 @@ func (x *Status) GetChecks() map[string]*Check {
 	return nil
 }
 
+func (x *Status) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
 var File_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x13adminpb/admin.proto\x12\x11pleiades.admin.v1\"\x0f\n" +
-	"\rStatusRequest\"-\n" +
+	"\rStatusRequest\"I\n" +
 	"\x05Check\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xdb\x03\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1a\n" +
+	"\bdegraded\x18\x03 \x01(\bR\bdegraded\"\xf7\x03\n" +
 	"\x06Status\x12\x16\n" +
 	"\x06daemon\x18\x01 \x01(\tR\x06daemon\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x18\n" +
@@ -242,7 +263,8 @@ const file_adminpb_admin_proto_rawDesc = "" +
 	"\x14started_at_unix_nano\x18\x05 \x01(\x03R\x11startedAtUnixNano\x12F\n" +
 	"\taddresses\x18\x06 \x03(\v2(.pleiades.admin.v1.Status.AddressesEntryR\taddresses\x12\x14\n" +
 	"\x05ready\x18\a \x01(\bR\x05ready\x12=\n" +
-	"\x06checks\x18\b \x03(\v2%.pleiades.admin.v1.Status.ChecksEntryR\x06checks\x1a<\n" +
+	"\x06checks\x18\b \x03(\v2%.pleiades.admin.v1.Status.ChecksEntryR\x06checks\x12\x1a\n" +
+	"\bdegraded\x18\t \x01(\bR\bdegraded\x1a<\n" +
 	"\x0eAddressesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aS\n" +

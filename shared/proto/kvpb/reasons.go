@@ -21,4 +21,9 @@ const (
 	// answers per session or bytes are reached, with no session idle long
 	// enough to forget). The write changed nothing.
 	ReasonSessionsFull = "sessions_full"
+	// ReasonDiskFull comes with code ResourceExhausted when the disk of
+	// the node leading the range is full (or below its stored's free-space
+	// floor): the write was not proposed, so nothing of it happened; reads
+	// are still served. It succeeds again once space returns.
+	ReasonDiskFull = "disk_full"
 )

@@ -7,14 +7,16 @@
 // Package pleiades.store.v1 is stored's bus protocol (wire.ProtoStore).
 // Unary methods: Get, MultiGet, Scan, Write, OpenSnapshot, ReleaseSnapshot,
 // IngestRange, ApproximateSize, Compact, Checkpoint, Stats. Server streams:
-// StreamRange. The bus has no client-to-server stream, so IngestRange is a
+// StreamRange, WatchDisk. The bus has no client-to-server stream, so IngestRange is a
 // session of unary calls, one IngestRangeRequest frame each (see below).
 //
 // Errors: a malformed request (unknown column family, empty key, key or
 // value over the server's limits, start > end, a key outside its span)
 // fails with INVALID_ARGUMENT; an unknown, released or expired snapshot or
-// ingest session with FAILED_PRECONDITION. A failed Write or IngestRange
-// changes nothing.
+// ingest session with FAILED_PRECONDITION. A Write or IngestRange refused
+// because the disk is full (or below stored's free-space floor) fails with
+// RESOURCE_EXHAUSTED and reason "disk_full" (storepb.ReasonDiskFull). A
+// failed Write or IngestRange changes nothing.
 //
 // Every key lives in one column family: local, raft or data. Spans are
 // half-open [start, end); an empty end means "to the end of the family".
@@ -875,7 +877,13 @@ type WriteRequest struct {
 	Stage   bool   `protobuf:"varint,4,opt,name=stage,proto3" json:"stage,omitempty"`
 	StageId uint64 `protobuf:"varint,5,opt,name=stage_id,json=stageId,proto3" json:"stage_id,omitempty"`
 	// abort drops the staged write stage_id unwritten (no operations).
-	Abort         bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	// reserve lets the write use the space stored keeps below its
+	// free-space floor (down to half the floor): for the small writes that
+	// safety and recovery need while ordinary writes are refused (raft hard
+	// state and votes, log truncation, start-up records, the clock bound).
+	// Without it a write is refused below the floor.
+	Reserve       bool `protobuf:"varint,7,opt,name=reserve,proto3" json:"reserve,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -948,6 +956,13 @@ func (x *WriteRequest) GetStageId() uint64 {
 func (x *WriteRequest) GetAbort() bool {
 	if x != nil {
 		return x.Abort
+	}
+	return false
+}
+
+func (x *WriteRequest) GetReserve() bool {
+	if x != nil {
+		return x.Reserve
 	}
 	return false
 }
@@ -1926,8 +1941,11 @@ type StatsResponse struct {
 	// block cache counters.
 	BlockCacheHits   uint64 `protobuf:"varint,15,opt,name=block_cache_hits,json=blockCacheHits,proto3" json:"block_cache_hits,omitempty"`
 	BlockCacheMisses uint64 `protobuf:"varint,16,opt,name=block_cache_misses,json=blockCacheMisses,proto3" json:"block_cache_misses,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// disk is the free space of the database's filesystem and whether
+	// writes are refused.
+	Disk          *DiskStatus `protobuf:"bytes,17,opt,name=disk,proto3" json:"disk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -2072,6 +2090,190 @@ func (x *StatsResponse) GetBlockCacheMisses() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetDisk() *DiskStatus {
+	if x != nil {
+		return x.Disk
+	}
+	return nil
+}
+
+// DiskStatus is stored's view of its filesystem's free space.
+type DiskStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node stored runs on.
+	NodeId uint64 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// full is true while ordinary writes are refused: the free space, less
+	// the ballast file still to be created, is below floor_bytes.
+	Full bool `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
+	// reserve_full is true while even reserve writes are refused (free
+	// space below half the floor, or RocksDB itself out of space).
+	ReserveFull bool `protobuf:"varint,3,opt,name=reserve_full,json=reserveFull,proto3" json:"reserve_full,omitempty"`
+	// free_bytes is the space available to stored (statfs f_bavail), as of
+	// the last check; total_bytes the filesystem's size.
+	FreeBytes  uint64 `protobuf:"varint,4,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	TotalBytes uint64 `protobuf:"varint,5,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// floor_bytes is the free-space floor below which writes are refused.
+	FloorBytes uint64 `protobuf:"varint,6,opt,name=floor_bytes,json=floorBytes,proto3" json:"floor_bytes,omitempty"`
+	// ballast_bytes is the ballast file's configured size (0: none);
+	// ballast_present says whether it is on disk now.
+	BallastBytes   uint64 `protobuf:"varint,7,opt,name=ballast_bytes,json=ballastBytes,proto3" json:"ballast_bytes,omitempty"`
+	BallastPresent bool   `protobuf:"varint,8,opt,name=ballast_present,json=ballastPresent,proto3" json:"ballast_present,omitempty"`
+	// since_unix_nano is when full last changed.
+	SinceUnixNano int64 `protobuf:"varint,9,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// reason explains a full disk ("disk full on node 1 (free ...)"), or
+	// names RocksDB's out-of-space error; empty when not full.
+	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// path is the database directory whose filesystem is watched.
+	Path          string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskStatus) Reset() {
+	*x = DiskStatus{}
+	mi := &file_storepb_store_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskStatus) ProtoMessage() {}
+
+func (x *DiskStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_storepb_store_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
+func (*DiskStatus) Descriptor() ([]byte, []int) {
+	return file_storepb_store_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DiskStatus) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *DiskStatus) GetReserveFull() bool {
+	if x != nil {
+		return x.ReserveFull
+	}
+	return false
+}
+
+func (x *DiskStatus) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetFloorBytes() uint64 {
+	if x != nil {
+		return x.FloorBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetBallastBytes() uint64 {
+	if x != nil {
+		return x.BallastBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetBallastPresent() bool {
+	if x != nil {
+		return x.BallastPresent
+	}
+	return false
+}
+
+func (x *DiskStatus) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DiskStatus) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// WatchDiskRequest opens a WatchDisk stream: the current DiskStatus first,
+// then one each time full, reserve_full or the ballast changes.
+type WatchDiskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchDiskRequest) Reset() {
+	*x = WatchDiskRequest{}
+	mi := &file_storepb_store_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchDiskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchDiskRequest) ProtoMessage() {}
+
+func (x *WatchDiskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storepb_store_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchDiskRequest.ProtoReflect.Descriptor instead.
+func (*WatchDiskRequest) Descriptor() ([]byte, []int) {
+	return file_storepb_store_proto_rawDescGZIP(), []int{32}
+}
+
 var File_storepb_store_proto protoreflect.FileDescriptor
 
 const file_storepb_store_proto_rawDesc = "" +
@@ -2128,7 +2330,7 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x02cf\x18\x01 \x01(\x0e2\x1f.pleiades.store.v1.ColumnFamilyR\x02cf\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\":\n" +
 	"\vDeleteRange\x12+\n" +
-	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"\xb1\x01\n" +
+	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"\xcb\x01\n" +
 	"\fWriteRequest\x12'\n" +
 	"\x03ops\x18\x01 \x03(\v2\x15.pleiades.store.v1.OpR\x03ops\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\bR\x04sync\x12\x1d\n" +
@@ -2136,7 +2338,8 @@ const file_storepb_store_proto_rawDesc = "" +
 	"packed_ops\x18\x03 \x01(\fR\tpackedOps\x12\x14\n" +
 	"\x05stage\x18\x04 \x01(\bR\x05stage\x12\x19\n" +
 	"\bstage_id\x18\x05 \x01(\x04R\astageId\x12\x14\n" +
-	"\x05abort\x18\x06 \x01(\bR\x05abort\"F\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x18\n" +
+	"\areserve\x18\a \x01(\bR\areserve\"F\n" +
 	"\rWriteResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x19\n" +
 	"\bstage_id\x18\x02 \x01(\x04R\astageId\"0\n" +
@@ -2195,7 +2398,7 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\tsst_bytes\x18\x04 \x01(\x04R\bsstBytes\x12%\n" +
 	"\x0ememtable_bytes\x18\x05 \x01(\x04R\rmemtableBytes\x12\x19\n" +
 	"\bl0_files\x18\x06 \x01(\x04R\al0Files\x128\n" +
-	"\x18pending_compaction_bytes\x18\a \x01(\x04R\x16pendingCompactionBytes\"\xae\x05\n" +
+	"\x18pending_compaction_bytes\x18\a \x01(\x04R\x16pendingCompactionBytes\"\xe1\x05\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12M\n" +
 	"\x0fcolumn_families\x18\x02 \x03(\v2$.pleiades.store.v1.ColumnFamilyStatsR\x0ecolumnFamilies\x125\n" +
@@ -2214,7 +2417,26 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\fopen_ingests\x18\r \x01(\x04R\vopenIngests\x12,\n" +
 	"\x12write_stall_micros\x18\x0e \x01(\x04R\x10writeStallMicros\x12(\n" +
 	"\x10block_cache_hits\x18\x0f \x01(\x04R\x0eblockCacheHits\x12,\n" +
-	"\x12block_cache_misses\x18\x10 \x01(\x04R\x10blockCacheMisses*v\n" +
+	"\x12block_cache_misses\x18\x10 \x01(\x04R\x10blockCacheMisses\x121\n" +
+	"\x04disk\x18\x11 \x01(\v2\x1d.pleiades.store.v1.DiskStatusR\x04disk\"\xdf\x02\n" +
+	"\n" +
+	"DiskStatus\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\x12!\n" +
+	"\freserve_full\x18\x03 \x01(\bR\vreserveFull\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x04 \x01(\x04R\tfreeBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x05 \x01(\x04R\n" +
+	"totalBytes\x12\x1f\n" +
+	"\vfloor_bytes\x18\x06 \x01(\x04R\n" +
+	"floorBytes\x12#\n" +
+	"\rballast_bytes\x18\a \x01(\x04R\fballastBytes\x12'\n" +
+	"\x0fballast_present\x18\b \x01(\bR\x0eballastPresent\x12&\n" +
+	"\x0fsince_unix_nano\x18\t \x01(\x03R\rsinceUnixNano\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x12\x12\n" +
+	"\x04path\x18\v \x01(\tR\x04path\"\x12\n" +
+	"\x10WatchDiskRequest*v\n" +
 	"\fColumnFamily\x12\x1d\n" +
 	"\x19COLUMN_FAMILY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13COLUMN_FAMILY_LOCAL\x10\x01\x12\x16\n" +
@@ -2234,7 +2456,7 @@ func file_storepb_store_proto_rawDescGZIP() []byte {
 }
 
 var file_storepb_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_storepb_store_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_storepb_store_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_storepb_store_proto_goTypes = []any{
 	(ColumnFamily)(0),               // 0: pleiades.store.v1.ColumnFamily
 	(*Span)(nil),                    // 1: pleiades.store.v1.Span
@@ -2268,6 +2490,8 @@ var file_storepb_store_proto_goTypes = []any{
 	(*StatsRequest)(nil),            // 29: pleiades.store.v1.StatsRequest
 	(*ColumnFamilyStats)(nil),       // 30: pleiades.store.v1.ColumnFamilyStats
 	(*StatsResponse)(nil),           // 31: pleiades.store.v1.StatsResponse
+	(*DiskStatus)(nil),              // 32: pleiades.store.v1.DiskStatus
+	(*WatchDiskRequest)(nil),        // 33: pleiades.store.v1.WatchDiskRequest
 }
 var file_storepb_store_proto_depIdxs = []int32{
 	0,  // 0: pleiades.store.v1.Span.cf:type_name -> pleiades.store.v1.ColumnFamily
@@ -2290,11 +2514,12 @@ var file_storepb_store_proto_depIdxs = []int32{
 	1,  // 17: pleiades.store.v1.ApproximateSizeRequest.span:type_name -> pleiades.store.v1.Span
 	1,  // 18: pleiades.store.v1.CompactRequest.span:type_name -> pleiades.store.v1.Span
 	30, // 19: pleiades.store.v1.StatsResponse.column_families:type_name -> pleiades.store.v1.ColumnFamilyStats
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	32, // 20: pleiades.store.v1.StatsResponse.disk:type_name -> pleiades.store.v1.DiskStatus
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_storepb_store_proto_init() }
@@ -2313,7 +2538,7 @@ func file_storepb_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storepb_store_proto_rawDesc), len(file_storepb_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

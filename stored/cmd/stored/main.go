@@ -39,11 +39,15 @@ func spec() daemon.Spec {
 			&cli.IntFlag{Name: "max-key-bytes", Value: e.MaxKeyBytes, Usage: "largest key accepted"},
 			&cli.IntFlag{Name: "max-value-bytes", Value: e.MaxValueBytes, Usage: "largest value accepted"},
 			&cli.IntFlag{Name: "max-batch-bytes", Value: e.MaxBatchBytes, Usage: "largest write batch accepted"},
+			&cli.StringFlag{Name: "rocksdb-log-level", Value: e.InfoLogLevel, Usage: "level of RocksDB's LOG file in the database directory: debug, info, warn, error, fatal (above fatal, a full disk can make RocksDB's logger abort the process)"},
 			&cli.DurationFlag{Name: "snapshot-lease", Value: def.SnapshotLease, Usage: "default snapshot lease, renewed by each read"},
 			&cli.DurationFlag{Name: "max-snapshot-lease", Value: def.MaxSnapshotLease, Usage: "longest snapshot or ingest lease a caller may ask for"},
 			&cli.IntFlag{Name: "max-snapshots", Value: def.MaxSnapshots, Usage: "snapshots open at once"},
 			&cli.IntFlag{Name: "max-ingests", Value: def.MaxIngests, Usage: "IngestRange sessions open at once"},
 			&cli.IntFlag{Name: "max-ingest-bytes", Value: def.MaxIngestBytes, Usage: "bytes one IngestRange session may stage in memory"},
+			&cli.Int64Flag{Name: "min-free-bytes", Value: def.MinFreeBytes, Usage: "free-space floor: writes are refused below it (-1 = 2% of the disk, 64 MiB to 2 GiB; 0 = off)"},
+			&cli.Int64Flag{Name: "ballast-bytes", Value: def.BallastBytes, Usage: "ballast file released when the floor is reached, or deleted by hand, to give a full disk room (-1 = 1% of the disk, at most 1 GiB; 0 = none)"},
+			&cli.DurationFlag{Name: "disk-check-interval", Value: def.DiskCheckInterval, Usage: "how often the free space is read"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			if err := checkLocal(rt.Common()); err != nil {
@@ -53,7 +57,7 @@ func spec() daemon.Spec {
 			if err != nil {
 				return nil, err
 			}
-			return stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+			return stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 		},
 	}
 }
@@ -91,11 +95,15 @@ func configFrom(c *cli.Context, dir string) (stored.Config, error) {
 	e.MaxKeyBytes = c.Int("max-key-bytes")
 	e.MaxValueBytes = c.Int("max-value-bytes")
 	e.MaxBatchBytes = c.Int("max-batch-bytes")
+	e.InfoLogLevel = c.String("rocksdb-log-level")
 	cfg.SnapshotLease = c.Duration("snapshot-lease")
 	cfg.MaxSnapshotLease = c.Duration("max-snapshot-lease")
 	cfg.MaxSnapshots = c.Int("max-snapshots")
 	cfg.MaxIngests = c.Int("max-ingests")
 	cfg.MaxIngestBytes = c.Int("max-ingest-bytes")
+	cfg.MinFreeBytes = c.Int64("min-free-bytes")
+	cfg.BallastBytes = c.Int64("ballast-bytes")
+	cfg.DiskCheckInterval = c.Duration("disk-check-interval")
 	// Check each flag alone against the defaults, so the error names it.
 	for _, f := range []struct {
 		flag string
@@ -112,11 +120,15 @@ func configFrom(c *cli.Context, dir string) (stored.Config, error) {
 		{"max-key-bytes", func(d *stored.Config) { d.Engine.MaxKeyBytes = e.MaxKeyBytes }},
 		{"max-value-bytes", func(d *stored.Config) { d.Engine.MaxValueBytes = e.MaxValueBytes }},
 		{"max-batch-bytes", func(d *stored.Config) { d.Engine.MaxBatchBytes = e.MaxBatchBytes }},
+		{"rocksdb-log-level", func(d *stored.Config) { d.Engine.InfoLogLevel = e.InfoLogLevel }},
 		{"snapshot-lease", func(d *stored.Config) { d.SnapshotLease = cfg.SnapshotLease }},
 		{"max-snapshot-lease", func(d *stored.Config) { d.MaxSnapshotLease = cfg.MaxSnapshotLease }},
 		{"max-snapshots", func(d *stored.Config) { d.MaxSnapshots = cfg.MaxSnapshots }},
 		{"max-ingests", func(d *stored.Config) { d.MaxIngests = cfg.MaxIngests }},
 		{"max-ingest-bytes", func(d *stored.Config) { d.MaxIngestBytes = cfg.MaxIngestBytes }},
+		{"min-free-bytes", func(d *stored.Config) { d.MinFreeBytes = cfg.MinFreeBytes }},
+		{"ballast-bytes", func(d *stored.Config) { d.BallastBytes = cfg.BallastBytes }},
+		{"disk-check-interval", func(d *stored.Config) { d.DiskCheckInterval = cfg.DiskCheckInterval }},
 	} {
 		d := stored.DefaultConfig()
 		d.Dir = dir
