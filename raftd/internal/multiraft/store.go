@@ -667,6 +667,13 @@ func (s *Store) tickLoop() {
 			return
 		}
 		s.ticks.Add(1)
+		if s.metrics.heldReplicas.Load() > 0 && s.ticks.Load()%uint64(max(1, heldRetry/s.cfg.TickInterval)) == 0 {
+			// A replica holding a refused write sits the rounds out and
+			// takes no tick, so nothing else would schedule it while
+			// stored's last status still says full: try it every
+			// heldRetry (takeHeld decides whether it is due).
+			s.enqueueHeld()
+		}
 		live := s.liveNodes()
 		for _, r := range s.Replicas() {
 			if r.tick(live) {
