@@ -1021,6 +1021,9 @@ type Op struct {
 	//	*Op_Delete
 	//	*Op_Cas
 	//	*Op_DeleteRange
+	//	*Op_Split
+	//	*Op_MetaUpdate
+	//	*Op_AllocRangeId
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1099,6 +1102,33 @@ func (x *Op) GetDeleteRange() *kvpb.DeleteRangeRequest {
 	return nil
 }
 
+func (x *Op) GetSplit() *SplitTrigger {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Split); ok {
+			return x.Split
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetMetaUpdate() *MetaUpdate {
+	if x != nil {
+		if x, ok := x.Op.(*Op_MetaUpdate); ok {
+			return x.MetaUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetAllocRangeId() *AllocRangeID {
+	if x != nil {
+		if x, ok := x.Op.(*Op_AllocRangeId); ok {
+			return x.AllocRangeId
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1119,6 +1149,19 @@ type Op_DeleteRange struct {
 	DeleteRange *kvpb.DeleteRangeRequest `protobuf:"bytes,4,opt,name=delete_range,json=deleteRange,proto3,oneof"`
 }
 
+type Op_Split struct {
+	// Range administration (a command holding one carries no other op).
+	Split *SplitTrigger `protobuf:"bytes,10,opt,name=split,proto3,oneof"`
+}
+
+type Op_MetaUpdate struct {
+	MetaUpdate *MetaUpdate `protobuf:"bytes,11,opt,name=meta_update,json=metaUpdate,proto3,oneof"`
+}
+
+type Op_AllocRangeId struct {
+	AllocRangeId *AllocRangeID `protobuf:"bytes,12,opt,name=alloc_range_id,json=allocRangeId,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -1126,6 +1169,151 @@ func (*Op_Delete) isOp_Op() {}
 func (*Op_Cas) isOp_Op() {}
 
 func (*Op_DeleteRange) isOp_Op() {}
+
+func (*Op_Split) isOp_Op() {}
+
+func (*Op_MetaUpdate) isOp_Op() {}
+
+func (*Op_AllocRangeId) isOp_Op() {}
+
+// SplitTrigger splits the range: it applies only while the range's
+// descriptor is still left's with left's generation minus one and the
+// same start key; the range then takes left's descriptor and every replica
+// creates right's range (same nodes) from the range's state.
+type SplitTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *kvpb.RangeDescriptor  `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitTrigger) Reset() {
+	*x = SplitTrigger{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitTrigger) ProtoMessage() {}
+
+func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
+func (*SplitTrigger) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SplitTrigger) GetLeft() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitTrigger) GetRight() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+// MetaUpdate records descriptors in the meta range (see
+// kv.UpdateMetaRequest).
+type MetaUpdate struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Descriptors   []*kvpb.RangeDescriptor `protobuf:"bytes,1,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetaUpdate) Reset() {
+	*x = MetaUpdate{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetaUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetaUpdate) ProtoMessage() {}
+
+func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetaUpdate.ProtoReflect.Descriptor instead.
+func (*MetaUpdate) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MetaUpdate) GetDescriptors() []*kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
+// AllocRangeID allocates a range id from the meta range's counter.
+type AllocRangeID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocRangeID) Reset() {
+	*x = AllocRangeID{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocRangeID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocRangeID) ProtoMessage() {}
+
+func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocRangeID.ProtoReflect.Descriptor instead.
+func (*AllocRangeID) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
+}
 
 // Command is the payload of a normal raft entry: an atomic group of
 // mutations on one range, written at timestamp (or later).
@@ -1146,7 +1334,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1346,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1359,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1296,13 +1484,25 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\fSessionEntry\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\fR\x05state\"\xf7\x01\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"\xc1\x03\n" +
 	"\x02Op\x12.\n" +
 	"\x03put\x18\x01 \x01(\v2\x1a.pleiades.kv.v1.PutRequestH\x00R\x03put\x127\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1d.pleiades.kv.v1.DeleteRequestH\x00R\x06delete\x129\n" +
 	"\x03cas\x18\x03 \x01(\v2%.pleiades.kv.v1.CompareAndSwapRequestH\x00R\x03cas\x12G\n" +
-	"\fdelete_range\x18\x04 \x01(\v2\".pleiades.kv.v1.DeleteRangeRequestH\x00R\vdeleteRangeB\x04\n" +
-	"\x02op\"\xee\x01\n" +
+	"\fdelete_range\x18\x04 \x01(\v2\".pleiades.kv.v1.DeleteRangeRequestH\x00R\vdeleteRange\x129\n" +
+	"\x05split\x18\n" +
+	" \x01(\v2!.pleiades.raftmsg.v1.SplitTriggerH\x00R\x05split\x12B\n" +
+	"\vmeta_update\x18\v \x01(\v2\x1f.pleiades.raftmsg.v1.MetaUpdateH\x00R\n" +
+	"metaUpdate\x12I\n" +
+	"\x0ealloc_range_id\x18\f \x01(\v2!.pleiades.raftmsg.v1.AllocRangeIDH\x00R\fallocRangeIdB\x04\n" +
+	"\x02op\"z\n" +
+	"\fSplitTrigger\x123\n" +
+	"\x04left\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x04left\x125\n" +
+	"\x05right\x18\x02 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x05right\"O\n" +
+	"\n" +
+	"MetaUpdate\x12A\n" +
+	"\vdescriptors\x18\x01 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0e\n" +
+	"\fAllocRangeID\"\xee\x01\n" +
 	"\aCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
@@ -1323,7 +1523,7 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
@@ -1340,47 +1540,56 @@ var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*SessionResponse)(nil),            // 12: pleiades.raftmsg.v1.SessionResponse
 	(*SessionEntry)(nil),               // 13: pleiades.raftmsg.v1.SessionEntry
 	(*Op)(nil),                         // 14: pleiades.raftmsg.v1.Op
-	(*Command)(nil),                    // 15: pleiades.raftmsg.v1.Command
-	nil,                                // 16: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 17: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 18: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 19: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 20: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 21: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 22: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 23: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 24: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 25: pleiades.kv.v1.Session
+	(*SplitTrigger)(nil),               // 15: pleiades.raftmsg.v1.SplitTrigger
+	(*MetaUpdate)(nil),                 // 16: pleiades.raftmsg.v1.MetaUpdate
+	(*AllocRangeID)(nil),               // 17: pleiades.raftmsg.v1.AllocRangeID
+	(*Command)(nil),                    // 18: pleiades.raftmsg.v1.Command
+	nil,                                // 19: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 20: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 21: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 22: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 23: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 24: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 25: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 26: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 27: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 28: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	17, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	18, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	20, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	21, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
 	10, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
 	13, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
 	7,  // 7: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	18, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	16, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	19, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	19, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	19, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	21, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	19, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	22, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	22, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	22, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
 	12, // 13: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	19, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	20, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	21, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	22, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	23, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	24, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	19, // 20: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	14, // 21: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	25, // 22: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	22, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	23, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	24, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	25, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	26, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	27, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	15, // 20: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
+	16, // 21: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
+	17, // 22: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
+	21, // 23: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	21, // 24: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	21, // 25: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 26: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	14, // 27: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	28, // 28: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1393,6 +1602,9 @@ func file_raftmsgpb_raftmsg_proto_init() {
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
 		(*Op_DeleteRange)(nil),
+		(*Op_Split)(nil),
+		(*Op_MetaUpdate)(nil),
+		(*Op_AllocRangeId)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1400,7 +1612,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
