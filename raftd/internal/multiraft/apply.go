@@ -236,6 +236,14 @@ func (r *Replica) applyCommandLocked(a *applier, cmd *raftmsgpb.Command) (res *R
 	}
 	r.mu.applied.MaxTimestamp = ts.Proto()
 	_, _ = r.s.d.Clock.Update(ts)
+	if op := adminOp(cmd); op != nil {
+		return r.applyAdminLocked(a, op, ts)
+	}
+	if err := r.checkCommandLocked(cmd); err != nil {
+		// Routed here before a split moved its keys: nothing done, the
+		// caller routes it again.
+		return nil, err, nil
+	}
 	r.maybeSweepSessionsLocked(a, ts)
 	if cmd.GetSession() == nil {
 		res, err := r.evalLocked(a, cmd, ts)
@@ -269,7 +277,7 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestam
 			return res, nil
 		}
 	}
-	desc := r.desc.Load()
+	desc := r.mu.desc
 	for i, op := range cmd.GetOps() {
 		switch {
 		case op.GetPut() != nil:

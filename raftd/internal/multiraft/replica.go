@@ -140,6 +140,9 @@ type Replica struct {
 	// held is a work whose write was refused for want of space; the
 	// replica sits the rounds out until it is written (disk.go).
 	held atomic.Pointer[heldWork]
+	// metaGen is the highest generation of this range known to be
+	// recorded in the meta range (meta reconciliation).
+	metaGen atomic.Uint64
 
 	in struct {
 		sync.Mutex
@@ -155,6 +158,13 @@ type Replica struct {
 		sync.Mutex
 		rn           *raft.RawNode
 		replicaID    uint64
+		// desc is the descriptor as of the last applied entry (apply
+		// checks commands against it); the published one (Replica.desc)
+		// follows once the round's write is durable.
+		desc *kvpb.RangeDescriptor
+		// splits are splits applied by the current round, completed
+		// after its write (finishSplitsLocked).
+		splits []pendingSplit
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
 		sessions     *sessionTable
@@ -281,6 +291,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		return nil, fmt.Errorf("multiraft: raft for range %d: %w", r.rangeID, err)
 	}
 	r.mu.rn = rn
+	r.mu.desc = desc
 	r.mu.replicaID = me.GetReplicaId()
 	r.mu.log = l
 	r.mu.applied = applied
@@ -596,6 +607,11 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 			b.index = rs.Index
 			r.extendLeaseLocked(b)
 			r.mu.readsReady = append(r.mu.readsReady, b)
+		}
+	}
+	if len(r.mu.splits) > 0 {
+		if err := r.finishSplitsLocked(); err != nil {
+			return err
 		}
 	}
 	rn.Advance(rd)

@@ -257,6 +257,7 @@ func (r *Replica) installOpsLocked(snap *raftpb.Snapshot, ps *inboundSnapshot) (
 	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
 	r.desc.Store(ps.desc)
+	r.mu.desc = ps.desc
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
 }

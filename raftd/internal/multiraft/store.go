@@ -124,6 +124,8 @@ type storeMetrics struct {
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
 	heldReplicas atomic.Int64
+	// splits counts splits applied by local replicas.
+	splits atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -304,13 +306,18 @@ func (s *Store) addReplicas(rs []*Replica) {
 		s.mu.replicas[r.rangeID] = r
 		s.mu.sorted = append(s.mu.sorted, r)
 	}
-	sort.Slice(s.mu.sorted, func(i, j int) bool {
-		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
-	})
+	s.sortLocked()
 	s.mu.Unlock()
 	for _, r := range rs {
 		s.enqueue(r.rangeID)
 	}
+}
+
+// sortLocked orders the routing table by start key.
+func (s *Store) sortLocked() {
+	sort.Slice(s.mu.sorted, func(i, j int) bool {
+		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
+	})
 }
 
 // Replica returns the local replica of a range, or nil.
@@ -776,6 +783,9 @@ type Stats struct {
 	// HeldReplicas is how many replicas hold a write until it has room.
 	DiskRefusals uint64
 	HeldReplicas int64
+	// Splits counts splits applied by local replicas (every replica of
+	// a range counts its own).
+	Splits uint64
 }
 
 // Stats returns scheduler counters.
@@ -791,7 +801,8 @@ func (s *Store) Stats() Stats {
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
-		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load()}
+		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
+		Splits: s.metrics.splits.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()

@@ -146,6 +146,11 @@ func MetaSpan() (start, end []byte) {
 	return append([]byte(nil), MetaPrefix...), e
 }
 
+// RangeIDCounterKey is the data key, in the meta range's span but outside
+// MetaSpan, of the last range id allocated (8 bytes big-endian in the value
+// envelope).
+var RangeIDCounterKey = []byte{0x00, 'r', 'a', 'n', 'g', 'e', '-', 'i', 'd'}
+
 // Value envelope: version byte, 12-byte HLC timestamp, value bytes.
 const envelopeVersion = 1
 

@@ -26,4 +26,11 @@ const (
 	// floor): the write was not proposed, so nothing of it happened; reads
 	// are still served. It succeeds again once space returns.
 	ReasonDiskFull = "disk_full"
+	// ReasonRangeKeyMismatch comes with code FailedPrecondition when a
+	// request reached a range that no longer holds its keys (the range
+	// split, or the header's range_id and generation are stale). Nothing
+	// was done. The error's detail (bus.DetailOf) is a DescriptorsResponse
+	// with the current descriptors the node knows for the keys: refresh
+	// those entries of a range cache and send again.
+	ReasonRangeKeyMismatch = "range_key_mismatch"
 )
