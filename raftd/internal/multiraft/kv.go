@@ -459,7 +459,7 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 			return nil, s.forward(ctx, t, method, fwd(), resp)
 		}
 		res, err := t.r.Propose(ctx, ops, h.GetSession())
-		if true || !isMismatch(err) || attempt == maxMismatchRetries { // BREAK
+		if !isMismatch(err) || attempt == maxMismatchRetries {
 			return res, s.wireErr(err)
 		}
 		// A split moved the keys after routing: nothing was done, and
