@@ -262,6 +262,9 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodBatch, (*multiraft.Store).Batch)
 	kvHandler(s, multiraft.MethodDescriptors, (*multiraft.Store).Descriptors)
 	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
+	kvHandler(s, multiraft.MethodAdminSplit, (*multiraft.Store).AdminSplit)
+	kvHandler(s, multiraft.MethodTransferLeader, (*multiraft.Store).TransferLeader)
+	kvHandler(s, multiraft.MethodUpdateMeta, (*multiraft.Store).UpdateMeta)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
@@ -845,6 +848,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.DiskRefusals })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas_held", Help: "Replicas holding a write their node's full disk refused: they sit out (and fall behind) until it has room."},
 			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_splits_total", Help: "Range splits applied by the local replicas (each replica of a range counts its own)."},
+			stat(func(x multiraft.Stats) uint64 { return x.Splits })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))

@@ -147,3 +147,32 @@ func (c *Client) Descriptors(ctx context.Context, start, end []byte) (*kvpb.Desc
 	c.observeClock(timestamp(resp.GetNow()), true)
 	return &resp, nil
 }
+
+// Range administration methods of raftd (wire.ProtoKV).
+const (
+	MethodAdminSplit     = "AdminSplit"
+	MethodTransferLeader = "TransferLeader"
+)
+
+// AdminSplit splits the range holding key at key: the range keeps the
+// keys before it and a new range, on the same replicas, takes the rest.
+// It returns both sides' descriptors. A key at a range's start, a system
+// key or an empty one is refused (InvalidArgument); a retry of a split
+// that applied although its answer was lost gets that refusal too.
+func (c *Client) AdminSplit(ctx context.Context, key []byte) (left, right *kvpb.RangeDescriptor, err error) {
+	h := &kvpb.Header{}
+	var resp kvpb.AdminSplitResponse
+	if err := c.invoke(ctx, MethodAdminSplit, route{key: key, slow: true}, h, &kvpb.AdminSplitRequest{Header: h, Key: key}, &resp); err != nil {
+		return nil, nil, err
+	}
+	c.cache.install(&kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{resp.GetLeft(), resp.GetRight()}})
+	return resp.GetLeft(), resp.GetRight(), nil
+}
+
+// TransferLeader moves the leadership of a range to its voter on node,
+// returning once that node leads it.
+func (c *Client) TransferLeader(ctx context.Context, rangeID, node uint64) error {
+	h := &kvpb.Header{}
+	var resp kvpb.TransferLeaderResponse
+	return c.invoke(ctx, MethodTransferLeader, route{any: true, slow: true}, h, &kvpb.TransferLeaderRequest{Header: h, RangeId: rangeID, NodeId: node}, &resp)
+}

@@ -479,7 +479,8 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 			}
 		}
 		if desc == nil {
-			return nil, bus.Errorf(bus.CodeNotFound, "kv: no range %d", req.GetRangeId())
+			// Meta here may trail a split that just made it: retry.
+			return nil, bus.Errorf(bus.CodeUnavailable, "kv: range %d is not known on node %d", req.GetRangeId(), s.d.NodeID)
 		}
 	}
 	target := replicaOf(desc, req.GetNodeId())

@@ -87,6 +87,7 @@ type Cluster struct {
 		stalled     map[int]bool
 		calls       map[callKey]int
 		forwarded   int
+		mismatches  int
 		writes      uint64
 	}
 }
@@ -212,6 +213,40 @@ func (c *Cluster) Forwarded() int {
 	return c.mu.forwarded
 }
 
+// Split splits the user range holding key at key, as raftd's AdminSplit
+// does: the range keeps [start, key), a new range led by node leader
+// takes [key, end), and both take the next generation. Requests naming
+// the old range (Header.range_id) are refused with RangeKeyMismatch from
+// then on.
+func (c *Cluster) Split(key []byte, leader int) *kvpb.RangeDescriptor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next uint64
+	for _, r := range c.mu.ranges {
+		next = max(next, r.GetRangeId())
+	}
+	for i, r := range c.mu.ranges {
+		if !bytes.Equal(c.rangeLocked(key).GetStartKey(), r.GetStartKey()) || bytes.Equal(key, r.GetStartKey()) {
+			continue
+		}
+		left := proto.Clone(r).(*kvpb.RangeDescriptor)
+		left.EndKey, left.Generation = bytes.Clone(key), r.GetGeneration()+1
+		right := proto.Clone(r).(*kvpb.RangeDescriptor)
+		right.RangeId, right.StartKey, right.Generation = next+1, bytes.Clone(key), left.GetGeneration()
+		c.mu.ranges = append(c.mu.ranges[:i], append([]*kvpb.RangeDescriptor{left, right}, c.mu.ranges[i+1:]...)...)
+		c.mu.leaders[right.GetRangeId()] = leader
+		return right
+	}
+	return nil
+}
+
+// Mismatches counts the requests refused with RangeKeyMismatch.
+func (c *Cluster) Mismatches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.mismatches
+}
+
 // Value returns the stored value of key.
 func (c *Cluster) Value(key string) (string, bool) {
 	c.mu.Lock()
@@ -288,6 +323,26 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 			return bus.Errorf(bus.CodeInvalidArgument, "batch spans ranges %d and %d", rng.GetRangeId(), r.GetRangeId())
 		}
 		rng = r
+	}
+	if id := h.GetRangeId(); id != 0 && rng != metaRange && (rng.GetRangeId() != id || rng.GetGeneration() > h.GetGeneration()) {
+		// As raftd: a request routed by a range that split since is
+		// refused with the current descriptor of its key's range.
+		c.mu.mismatches++
+		dr := &kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{rng},
+			Leaders: map[uint64]string{rng.GetRangeId(): c.addrs[c.mu.leaders[rng.GetRangeId()]]}}
+		for _, r := range c.mu.ranges {
+			if r.GetRangeId() == id && id != rng.GetRangeId() {
+				// The named range too, as raftd adds it when it holds it.
+				dr.Descriptors = append(dr.Descriptors, r)
+				dr.Leaders[id] = c.addrs[c.mu.leaders[id]]
+			}
+		}
+		detail, err := proto.Marshal(dr)
+		if err != nil {
+			return err
+		}
+		return bus.WithDetail(bus.CodeFailedPrecondition, kvpb.ReasonRangeKeyMismatch, detail,
+			"clienttest: key in range %d generation %d, not range %d generation %d", rng.GetRangeId(), rng.GetGeneration(), id, h.GetGeneration())
 	}
 	if h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE {
 		return nil
