@@ -156,15 +156,15 @@ type Replica struct {
 	}
 	mu struct {
 		sync.Mutex
-		rn           *raft.RawNode
-		replicaID    uint64
+		rn        *raft.RawNode
+		replicaID uint64
 		// desc is the descriptor as of the last applied entry (apply
 		// checks commands against it); the published one (Replica.desc)
 		// follows once the round's write is durable.
 		desc *kvpb.RangeDescriptor
 		// splits are splits applied by the current round, completed
 		// after its write (finishSplitsLocked).
-		splits []pendingSplit
+		splits       []pendingSplit
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
 		sessions     *sessionTable
