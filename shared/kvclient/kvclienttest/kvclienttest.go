@@ -221,6 +221,13 @@ func (c *Cluster) Forwarded() int {
 func (c *Cluster) Split(key []byte, leader int) *kvpb.RangeDescriptor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	_, right := c.splitLocked(key, leader)
+	return right
+}
+
+// splitLocked splits the range holding key at key (nil, nil: key is a
+// range's start or outside the user ranges).
+func (c *Cluster) splitLocked(key []byte, leader int) (left, right *kvpb.RangeDescriptor) {
 	var next uint64
 	for _, r := range c.mu.ranges {
 		next = max(next, r.GetRangeId())
@@ -229,15 +236,15 @@ func (c *Cluster) Split(key []byte, leader int) *kvpb.RangeDescriptor {
 		if !bytes.Equal(c.rangeLocked(key).GetStartKey(), r.GetStartKey()) || bytes.Equal(key, r.GetStartKey()) {
 			continue
 		}
-		left := proto.Clone(r).(*kvpb.RangeDescriptor)
+		left = proto.Clone(r).(*kvpb.RangeDescriptor)
 		left.EndKey, left.Generation = bytes.Clone(key), r.GetGeneration()+1
-		right := proto.Clone(r).(*kvpb.RangeDescriptor)
+		right = proto.Clone(r).(*kvpb.RangeDescriptor)
 		right.RangeId, right.StartKey, right.Generation = next+1, bytes.Clone(key), left.GetGeneration()
 		c.mu.ranges = append(c.mu.ranges[:i], append([]*kvpb.RangeDescriptor{left, right}, c.mu.ranges[i+1:]...)...)
 		c.mu.leaders[right.GetRangeId()] = leader
-		return right
+		return left, right
 	}
-	return nil
+	return nil, nil
 }
 
 // Mismatches counts the requests refused with RangeKeyMismatch.
@@ -432,6 +439,34 @@ func write[Req any, Resp proto.Message, PReq interface {
 }
 
 func (c *Cluster) register(b *bus.Bus, node int) {
+	unary(c, b, node, kvclient.MethodAdminSplit, func(r *kvpb.AdminSplitRequest) (*kvpb.AdminSplitResponse, error) {
+		if !c.mu.initialized {
+			return nil, errNotInitialized
+		}
+		if err := checkKey(nil, r.GetKey()); err != nil {
+			return nil, err
+		}
+		left, right := c.splitLocked(r.GetKey(), c.mu.leaders[c.rangeLocked(r.GetKey()).GetRangeId()])
+		if right == nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: %q is already a range's start", r.GetKey())
+		}
+		return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
+	})
+	unary(c, b, node, kvclient.MethodTransferLeader, func(r *kvpb.TransferLeaderRequest) (*kvpb.TransferLeaderResponse, error) {
+		for _, d := range c.mu.ranges {
+			if d.GetRangeId() != r.GetRangeId() {
+				continue
+			}
+			for _, rep := range d.GetReplicas() {
+				if rep.GetNodeId() == r.GetNodeId() {
+					c.mu.leaders[d.GetRangeId()] = int(r.GetNodeId()) - 1
+					return &kvpb.TransferLeaderResponse{}, nil
+				}
+			}
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: range %d has no replica on node %d", r.GetRangeId(), r.GetNodeId())
+		}
+		return nil, bus.Errorf(bus.CodeNotFound, "clienttest: no range %d", r.GetRangeId())
+	})
 	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
