@@ -204,8 +204,9 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
-			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
-			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
+			if err := r.applyConfChangeLocked(a, cc, e.GetIndex()); err != nil {
+				return nil, nil, err
+			}
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}

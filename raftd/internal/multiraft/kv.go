@@ -65,6 +65,10 @@ func (s *Store) HandleKV(ctx context.Context, method string, req proto.Message) 
 		return call(ctx, req, s.TransferLeader)
 	case MethodUpdateMeta:
 		return call(ctx, req, s.UpdateMeta)
+	case MethodChangeReplicas:
+		return call(ctx, req, s.ChangeReplicas)
+	case MethodCreateReplica:
+		return call(ctx, req, s.CreateReplica)
 	}
 	return nil, bus.Errorf(bus.CodeUnimplemented, "kv: unknown method %q", method)
 }
@@ -132,6 +136,9 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 		return target{}, err
 	}
 	r := s.Replica(desc.GetRangeId())
+	if r != nil && r.applied.Load() == 0 {
+		r = nil // created empty, waiting for its snapshot: serves nothing
+	}
 	if r != nil && (r.IsLeader() || (!write && h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE)) {
 		if err := s.diskFullErr(); write && err != nil {
 			return target{}, err // this node leads, and its disk is full

@@ -140,6 +140,8 @@ type Replica struct {
 	// held is a work whose write was refused for want of space; the
 	// replica sits the rounds out until it is written (disk.go).
 	held atomic.Pointer[heldWork]
+	// destroyed is set once the replica is removed from this node.
+	destroyed atomic.Bool
 	// metaGen is the highest generation of this range known to be
 	// recorded in the meta range (meta reconciliation).
 	metaGen atomic.Uint64
@@ -164,7 +166,10 @@ type Replica struct {
 		desc *kvpb.RangeDescriptor
 		// splits are splits applied by the current round, completed
 		// after its write (finishSplitsLocked).
-		splits       []pendingSplit
+		splits []pendingSplit
+		// removed: an applied conf change removed this replica; it is
+		// destroyed after the round's write.
+		removed bool
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
 		sessions     *sessionTable
@@ -195,18 +200,6 @@ func replicaOf(d *kvpb.RangeDescriptor, node uint64) *kvpb.ReplicaDescriptor {
 		}
 	}
 	return nil
-}
-
-func confStateOf(d *kvpb.RangeDescriptor) *raftpb.ConfState {
-	cs := &raftpb.ConfState{}
-	for _, r := range d.GetReplicas() {
-		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
-			cs.Learners = append(cs.Learners, r.GetReplicaId())
-		} else {
-			cs.Voters = append(cs.Voters, r.GetReplicaId())
-		}
-	}
-	return cs
 }
 
 // bootstrapOps writes the initial raft state of a new replica: an empty
@@ -248,10 +241,6 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		return nil, fmt.Errorf("multiraft: recover snapshot install of range %d: %w", r.rangeID, err)
 	}
 	r.desc.Store(desc)
-	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.EntryCacheBytes, s.cfg.StorageTimeout)
-	if err != nil {
-		return nil, err
-	}
 	applied := &raftmsgpb.AppliedState{}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
 	v, ok, err := s.d.Engine.Get(ctx, storage.Raft, storage.AppliedStateKey(r.rangeID))
@@ -263,6 +252,16 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		if err := proto.Unmarshal(v, applied); err != nil {
 			return nil, fmt.Errorf("multiraft: decode applied state of range %d: %w", r.rangeID, err)
 		}
+	}
+	// A replica created empty for a snapshot (CreateReplica) has no
+	// state yet: no configuration until the snapshot brings one.
+	cs := confStateOf(desc)
+	if !ok {
+		cs = &raftpb.ConfState{}
+	}
+	l, err := loadRaftLog(s.d.Engine, r.rangeID, cs, s.cfg.EntryCacheEntries, s.cfg.EntryCacheBytes, s.cfg.StorageTimeout)
+	if err != nil {
+		return nil, err
 	}
 	l.applied, l.appliedTerm = applied.GetIndex(), applied.GetTerm()
 	sessions, err := loadSessions(s, r.rangeID)
@@ -399,6 +398,9 @@ func (r *Replica) unquiesceLocked() {
 // the log writes for the round's synced batch. A leader's messages go to
 // out at once (sent before its own write, as raft allows).
 func (r *Replica) phase1(out *outbox) (*readyWork, error) {
+	if r.destroyed.Load() {
+		return nil, nil
+	}
 	if w, holding := r.takeHeld(time.Now()); holding {
 		return w, nil // written in this round if due; nothing else meanwhile
 	}
@@ -615,6 +617,10 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 		}
 	}
 	rn.Advance(rd)
+	if r.mu.removed {
+		r.s.goAsync(func() { r.s.destroyReplica(r, "removed from its range") })
+		return nil
+	}
 	r.serveReadsLocked()
 	st := rn.BasicStatus()
 	r.noteLeadershipLocked(st)

@@ -124,8 +124,10 @@ type storeMetrics struct {
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
 	heldReplicas atomic.Int64
-	// splits counts splits applied by local replicas.
-	splits atomic.Uint64
+	// splits counts splits applied by local replicas; replicaChanges the
+	// conf changes that changed a local replica's descriptor; replicasGCd
+	// the replicas this node destroyed.
+	splits, replicaChanges, replicasGCd atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -182,9 +184,10 @@ func (s *Store) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runLoop()
 	go s.tickLoop()
+	go s.gcLoop()
 	return nil
 }
 
@@ -286,6 +289,14 @@ func (s *Store) load(ctx context.Context) error {
 		desc := &kvpb.RangeDescriptor{}
 		if err := proto.Unmarshal(kv.Value, desc); err != nil {
 			return fmt.Errorf("multiraft: decode descriptor: %w", err)
+		}
+		if replicaOf(desc, s.d.NodeID) == nil {
+			// Removed by a conf change applied before a crash that came
+			// before its destruction: finish it.
+			if err := s.destroyState(ctx, desc, 0, true); err != nil {
+				return fmt.Errorf("multiraft: destroy removed replica of range %d: %w", desc.GetRangeId(), err)
+			}
+			continue
 		}
 		r, err := newReplica(s, desc, false, 0)
 		if err != nil {
@@ -786,6 +797,10 @@ type Stats struct {
 	// Splits counts splits applied by local replicas (every replica of
 	// a range counts its own).
 	Splits uint64
+	// ReplicaChanges counts applied conf changes that changed a local
+	// replica's descriptor; ReplicasRemoved the local replicas destroyed
+	// (removed from their range, found gone from meta).
+	ReplicaChanges, ReplicasRemoved uint64
 }
 
 // Stats returns scheduler counters.
@@ -802,7 +817,7 @@ func (s *Store) Stats() Stats {
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
 		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
-		Splits: s.metrics.splits.Load()}
+		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()

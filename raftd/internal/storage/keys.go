@@ -119,6 +119,12 @@ func ReplicaKey(rangeID uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), replicaPrefix...), rangeID)
 }
 
+// TombstoneKey is the local CF key of the tombstone of a range whose
+// replica this node removed (raftmsgpb.Tombstone).
+func TombstoneKey(rangeID uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("tombstone/"), rangeID)
+}
+
 // ReplicaSpan is the local CF span of every ReplicaKey.
 func ReplicaSpan() (start, end []byte) {
 	e := append([]byte(nil), replicaPrefix...)

@@ -96,6 +96,11 @@ type ReplicaType int32
 const (
 	ReplicaType_REPLICA_TYPE_VOTER   ReplicaType = 0
 	ReplicaType_REPLICA_TYPE_LEARNER ReplicaType = 1
+	// In a joint configuration (a change of several voters at once): a
+	// voter of the incoming configuration only (being added), and a voter
+	// of the outgoing configuration only (being removed).
+	ReplicaType_REPLICA_TYPE_VOTER_INCOMING ReplicaType = 2
+	ReplicaType_REPLICA_TYPE_VOTER_OUTGOING ReplicaType = 3
 )
 
 // Enum value maps for ReplicaType.
@@ -103,10 +108,14 @@ var (
 	ReplicaType_name = map[int32]string{
 		0: "REPLICA_TYPE_VOTER",
 		1: "REPLICA_TYPE_LEARNER",
+		2: "REPLICA_TYPE_VOTER_INCOMING",
+		3: "REPLICA_TYPE_VOTER_OUTGOING",
 	}
 	ReplicaType_value = map[string]int32{
-		"REPLICA_TYPE_VOTER":   0,
-		"REPLICA_TYPE_LEARNER": 1,
+		"REPLICA_TYPE_VOTER":          0,
+		"REPLICA_TYPE_LEARNER":        1,
+		"REPLICA_TYPE_VOTER_INCOMING": 2,
+		"REPLICA_TYPE_VOTER_OUTGOING": 3,
 	}
 )
 
@@ -2442,6 +2451,134 @@ func (x *UpdateMetaResponse) GetRangeId() uint64 {
 	return 0
 }
 
+// ChangeReplicasRequest changes the replicas of range_id: each node of add
+// gets a new replica (a learner, sent a snapshot, then promoted to voter
+// unless learners), each node of remove loses its replica. Adding one and
+// removing one together replaces a voter through a joint configuration.
+// The range's leader must not be among remove (move its leadership
+// first), and at least one voter must remain.
+type ChangeReplicasRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	RangeId uint64                 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Add     []uint64               `protobuf:"varint,3,rep,packed,name=add,proto3" json:"add,omitempty"`
+	Remove  []uint64               `protobuf:"varint,4,rep,packed,name=remove,proto3" json:"remove,omitempty"`
+	// learners keeps the added replicas as learners (non-voting replicas
+	// that serve stale reads).
+	Learners      bool `protobuf:"varint,5,opt,name=learners,proto3" json:"learners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ChangeReplicasRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetAdd() []uint64 {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetRemove() []uint64 {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetLearners() bool {
+	if x != nil {
+		return x.Learners
+	}
+	return false
+}
+
+type ChangeReplicasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasResponse) Reset() {
+	*x = ChangeReplicasResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasResponse) ProtoMessage() {}
+
+func (x *ChangeReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
@@ -2615,13 +2752,25 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\x12$\n" +
 	"\x0ealloc_range_id\x18\x03 \x01(\bR\fallocRangeId\"/\n" +
 	"\x12UpdateMetaResponse\x12\x19\n" +
-	"\brange_id\x18\x01 \x01(\x04R\arangeId*P\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\xa8\x01\n" +
+	"\x15ChangeReplicasRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12\x10\n" +
+	"\x03add\x18\x03 \x03(\x04R\x03add\x12\x16\n" +
+	"\x06remove\x18\x04 \x03(\x04R\x06remove\x12\x1a\n" +
+	"\blearners\x18\x05 \x01(\bR\blearners\"Y\n" +
+	"\x16ChangeReplicasResponse\x12?\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
+	"descriptor*P\n" +
 	"\x0fReadConsistency\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x00\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_STALE\x10\x01*?\n" +
+	"\x16READ_CONSISTENCY_STALE\x10\x01*\x81\x01\n" +
 	"\vReplicaType\x12\x16\n" +
 	"\x12REPLICA_TYPE_VOTER\x10\x00\x12\x18\n" +
-	"\x14REPLICA_TYPE_LEARNER\x10\x01B3Z1github.com/pleiades-db/pleiades/shared/proto/kvpbb\x06proto3"
+	"\x14REPLICA_TYPE_LEARNER\x10\x01\x12\x1f\n" +
+	"\x1bREPLICA_TYPE_VOTER_INCOMING\x10\x02\x12\x1f\n" +
+	"\x1bREPLICA_TYPE_VOTER_OUTGOING\x10\x03B3Z1github.com/pleiades-db/pleiades/shared/proto/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2636,7 +2785,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),           // 0: pleiades.kv.v1.ReadConsistency
 	(ReplicaType)(0),               // 1: pleiades.kv.v1.ReplicaType
@@ -2675,31 +2824,33 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*TransferLeaderResponse)(nil), // 34: pleiades.kv.v1.TransferLeaderResponse
 	(*UpdateMetaRequest)(nil),      // 35: pleiades.kv.v1.UpdateMetaRequest
 	(*UpdateMetaResponse)(nil),     // 36: pleiades.kv.v1.UpdateMetaResponse
-	nil,                            // 37: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	(*hlcpb.Timestamp)(nil),        // 38: pleiades.hlc.v1.Timestamp
+	(*ChangeReplicasRequest)(nil),  // 37: pleiades.kv.v1.ChangeReplicasRequest
+	(*ChangeReplicasResponse)(nil), // 38: pleiades.kv.v1.ChangeReplicasResponse
+	nil,                            // 39: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	(*hlcpb.Timestamp)(nil),        // 40: pleiades.hlc.v1.Timestamp
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
 	3,  // 1: pleiades.kv.v1.Header.session:type_name -> pleiades.kv.v1.Session
-	38, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	4,  // 3: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
 	2,  // 4: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
 	4,  // 5: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
 	2,  // 6: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	38, // 7: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 7: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	2,  // 8: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 9: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
 	5,  // 10: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
 	2,  // 11: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 12: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
 	4,  // 13: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	38, // 14: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 14: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	8,  // 15: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
 	10, // 16: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
 	16, // 17: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
 	2,  // 18: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
 	18, // 19: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	38, // 20: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 20: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	1,  // 21: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
 	21, // 22: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
 	22, // 23: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
@@ -2708,19 +2859,21 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	26, // 26: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
 	2,  // 27: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
 	22, // 28: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	37, // 29: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	38, // 30: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	39, // 29: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	40, // 30: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
 	2,  // 31: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
 	22, // 32: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
 	22, // 33: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
 	2,  // 34: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 35: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
 	22, // 36: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	2,  // 37: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 38: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2739,7 +2892,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,9 @@
 //     exchange between peers.
 //   - "Bootstrap" (unary): BootstrapRequest -> BootstrapResponse, creates
 //     the initial replicas of a new cluster on one node.
+//   - "CreateReplica" (unary): CreateReplicaRequest -> CreateReplicaResponse,
+//     creates an empty replica that a snapshot from its range's leader
+//     then fills (a replica being added).
 //
 // Raft messages travel as marshalled go.etcd.io/raft/v3/raftpb.Message
 // bytes, so this file does not depend on raft's proto.
@@ -1404,6 +1407,137 @@ func (x *Command) GetSession() *kvpb.Session {
 	return nil
 }
 
+// CreateReplicaRequest asks a node to create an empty replica of a range
+// whose descriptor names it (a learner being added); the range's leader
+// then sends it a snapshot. Refused when the node holds a tombstone of the
+// range at or above the replica's id, or a replica whose span overlaps.
+type CreateReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaRequest) Reset() {
+	*x = CreateReplicaRequest{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaRequest) ProtoMessage() {}
+
+func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
+func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateReplicaRequest) GetDescriptor_() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+type CreateReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaResponse) Reset() {
+	*x = CreateReplicaResponse{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaResponse) ProtoMessage() {}
+
+func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
+func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
+}
+
+// Tombstone records that a node removed its replica of a range (local
+// column family): no replica of the range with an id below
+// next_replica_id is created there again.
+type Tombstone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NextReplicaId uint64                 `protobuf:"varint,1,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tombstone) Reset() {
+	*x = Tombstone{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tombstone) ProtoMessage() {}
+
+func (x *Tombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
+func (*Tombstone) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Tombstone) GetNextReplicaId() uint64 {
+	if x != nil {
+		return x.NextReplicaId
+	}
+	return 0
+}
+
 var File_raftmsgpb_raftmsg_proto protoreflect.FileDescriptor
 
 const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
@@ -1509,7 +1643,14 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12)\n" +
 	"\x03ops\x18\x05 \x03(\v2\x17.pleiades.raftmsg.v1.OpR\x03ops\x121\n" +
-	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asessionB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
+	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"W\n" +
+	"\x14CreateReplicaRequest\x12?\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
+	"descriptor\"\x17\n" +
+	"\x15CreateReplicaResponse\"3\n" +
+	"\tTombstone\x12&\n" +
+	"\x0fnext_replica_id\x18\x01 \x01(\x04R\rnextReplicaIdB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
 
 var (
 	file_raftmsgpb_raftmsg_proto_rawDescOnce sync.Once
@@ -1523,7 +1664,7 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
@@ -1544,52 +1685,56 @@ var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*MetaUpdate)(nil),                 // 16: pleiades.raftmsg.v1.MetaUpdate
 	(*AllocRangeID)(nil),               // 17: pleiades.raftmsg.v1.AllocRangeID
 	(*Command)(nil),                    // 18: pleiades.raftmsg.v1.Command
-	nil,                                // 19: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 20: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 21: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 22: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 23: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 24: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 25: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 26: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 27: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 28: pleiades.kv.v1.Session
+	(*CreateReplicaRequest)(nil),       // 19: pleiades.raftmsg.v1.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),      // 20: pleiades.raftmsg.v1.CreateReplicaResponse
+	(*Tombstone)(nil),                  // 21: pleiades.raftmsg.v1.Tombstone
+	nil,                                // 22: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 23: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 24: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 25: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 26: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 27: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 28: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 29: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 30: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 31: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	20, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	21, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	23, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	24, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
 	10, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
 	13, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
 	7,  // 7: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	21, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	19, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	22, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	22, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	22, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	24, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	25, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
 	12, // 13: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	22, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	23, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	24, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	25, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	26, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	27, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	25, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	27, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	28, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	29, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	30, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
 	15, // 20: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
 	16, // 21: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
 	17, // 22: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
-	21, // 23: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
-	21, // 24: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
-	21, // 25: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 26: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	24, // 23: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	24, // 24: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	24, // 25: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 26: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	14, // 27: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	28, // 28: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	31, // 28: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	24, // 29: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1612,7 +1757,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
