@@ -265,6 +265,8 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodAdminSplit, (*multiraft.Store).AdminSplit)
 	kvHandler(s, multiraft.MethodTransferLeader, (*multiraft.Store).TransferLeader)
 	kvHandler(s, multiraft.MethodUpdateMeta, (*multiraft.Store).UpdateMeta)
+	kvHandler(s, multiraft.MethodChangeReplicas, (*multiraft.Store).ChangeReplicas)
+	kvHandler(s, multiraft.MethodCreateReplica, (*multiraft.Store).CreateReplica)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
@@ -850,6 +852,10 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_splits_total", Help: "Range splits applied by the local replicas (each replica of a range counts its own)."},
 			stat(func(x multiraft.Stats) uint64 { return x.Splits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replica_changes_total", Help: "Conf changes that changed a local replica's descriptor (replicas added, promoted, removed; each replica counts its own)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ReplicaChanges })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replicas_removed_total", Help: "Local replicas destroyed: removed from their range (at apply, or found so in meta by replica GC)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ReplicasRemoved })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))

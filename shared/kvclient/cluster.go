@@ -152,7 +152,31 @@ func (c *Client) Descriptors(ctx context.Context, start, end []byte) (*kvpb.Desc
 const (
 	MethodAdminSplit     = "AdminSplit"
 	MethodTransferLeader = "TransferLeader"
+	MethodChangeReplicas = "ChangeReplicas"
 )
+
+// ReplicaChange names the nodes of a replica change: one to add, one to
+// remove, or one of each (a replacement).
+type ReplicaChange struct {
+	Add, Remove []uint64
+	// Learners keeps an added replica a learner (non-voting).
+	Learners bool
+}
+
+// ChangeReplicas changes a range's replicas at its leader: an added
+// replica starts as a learner, receives a snapshot and is promoted to
+// voter once caught up; a replacement goes through a joint
+// configuration. It returns the range's descriptor after the change.
+func (c *Client) ChangeReplicas(ctx context.Context, rangeID uint64, ch ReplicaChange) (*kvpb.RangeDescriptor, error) {
+	h := &kvpb.Header{}
+	var resp kvpb.ChangeReplicasResponse
+	req := &kvpb.ChangeReplicasRequest{Header: h, RangeId: rangeID, Add: ch.Add, Remove: ch.Remove, Learners: ch.Learners}
+	if err := c.invoke(ctx, MethodChangeReplicas, route{any: true, slow: true}, h, req, &resp); err != nil {
+		return nil, err
+	}
+	c.cache.install(&kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{resp.GetDescriptor_()}})
+	return resp.GetDescriptor_(), nil
+}
 
 // AdminSplit splits the range holding key at key: the range keeps the
 // keys before it and a new range, on the same replicas, takes the rest.

@@ -169,7 +169,7 @@ type Replica struct {
 		splits []pendingSplit
 		// removed: an applied conf change removed this replica; it is
 		// destroyed after the round's write.
-		removed bool
+		removed      bool
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
 		sessions     *sessionTable

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/output"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
@@ -16,13 +17,13 @@ import (
 func rangeCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "range",
-		Usage: "administer ranges: split one at a key, move a range's leadership",
+		Usage: "administer ranges: split one at a key, add, remove or replace replicas, move leadership",
 		Subcommands: []*cli.Command{
 			rangeSplitCommand(e),
 			{
 				Name:        "replicas",
 				Usage:       "change where a range's replicas are and which leads",
-				Subcommands: []*cli.Command{rangeTransferCommand(e)},
+				Subcommands: []*cli.Command{rangeAddCommand(e), rangeRemoveCommand(e), rangeTransferCommand(e)},
 			},
 		},
 	}
@@ -70,6 +71,84 @@ func rangeSplitCommand(e *env) *cli.Command {
 	}
 }
 
+// rangeNodeArgs reads the RANGE NODE arguments.
+func rangeNodeArgs(c *cli.Context) (rangeID, node uint64, err error) {
+	args, err := posArgs(c, 2, 2, "RANGE NODE")
+	if err != nil {
+		return 0, 0, err
+	}
+	rangeID, err = strconv.ParseUint(args[0], 10, 64)
+	if err != nil || rangeID == 0 {
+		return 0, 0, config.Usagef("RANGE %q is not a range id", args[0])
+	}
+	node, err = strconv.ParseUint(args[1], 10, 64)
+	if err != nil || node == 0 {
+		return 0, 0, config.Usagef("NODE %q is not a node id", args[1])
+	}
+	return rangeID, node, nil
+}
+
+func rangeAddCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "add a replica of RANGE on NODE (optionally replacing another)",
+		ArgsUsage: "RANGE NODE",
+		Description: "The range's leader creates the replica on NODE as a learner, which receives a snapshot;\n" +
+			"once caught up it becomes a voter (unless --learner). With --replace OLD the voter on\n" +
+			"OLD leaves in the same change (a joint configuration). Prints the range's descriptor.",
+		Flags: append(kvFlags(),
+			&cli.Uint64Flag{Name: "replace", Usage: "remove the replica on node `OLD` in the same change"},
+			&cli.BoolFlag{Name: "learner", Usage: "keep the new replica a learner (non-voting, serves stale reads)"}),
+		Action: func(c *cli.Context) error {
+			rangeID, node, err := rangeNodeArgs(c)
+			if err != nil {
+				return err
+			}
+			ch := kvclient.ReplicaChange{Add: []uint64{node}, Learners: c.Bool("learner")}
+			if old := c.Uint64("replace"); old != 0 {
+				ch.Remove = []uint64{old}
+			}
+			return changeReplicas(e, c, rangeID, ch)
+		},
+	}
+}
+
+func rangeRemoveCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "remove",
+		Usage:     "remove the replica of RANGE on NODE",
+		ArgsUsage: "RANGE NODE",
+		Description: "The range's leader removes the replica; its node destroys it (replica GC). The leader's\n" +
+			"own replica cannot be removed: move the leadership first (transfer-leader), and the\n" +
+			"last voter cannot be removed. Prints the range's descriptor.",
+		Flags: kvFlags(),
+		Action: func(c *cli.Context) error {
+			rangeID, node, err := rangeNodeArgs(c)
+			if err != nil {
+				return err
+			}
+			return changeReplicas(e, c, rangeID, kvclient.ReplicaChange{Remove: []uint64{node}})
+		},
+	}
+}
+
+func changeReplicas(e *env, c *cli.Context, rangeID uint64, ch kvclient.ReplicaChange) error {
+	s, err := openKV(e, c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	d, err := s.cl.ChangeReplicas(s.ctx, rangeID, ch)
+	if err != nil {
+		return s.explain(err)
+	}
+	v := descView(d)
+	if s.format == "json" {
+		return output.PrintJSON(e.stdout, v)
+	}
+	return printDescs(e, []rangeDescView{v}, nil)
+}
+
 func rangeTransferCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "transfer-leader",
@@ -79,17 +158,9 @@ func rangeTransferCommand(e *env) *cli.Command {
 			"`pleiades ranges --all` lists them) and waits until that replica leads.",
 		Flags: kvFlags(),
 		Action: func(c *cli.Context) error {
-			args, err := posArgs(c, 2, 2, "RANGE NODE")
+			rangeID, node, err := rangeNodeArgs(c)
 			if err != nil {
 				return err
-			}
-			rangeID, err := strconv.ParseUint(args[0], 10, 64)
-			if err != nil || rangeID == 0 {
-				return config.Usagef("RANGE %q is not a range id", args[0])
-			}
-			node, err := strconv.ParseUint(args[1], 10, 64)
-			if err != nil || node == 0 {
-				return config.Usagef("NODE %q is not a node id", args[1])
 			}
 			s, err := openKV(e, c)
 			if err != nil {
@@ -100,7 +171,7 @@ func rangeTransferCommand(e *env) *cli.Command {
 				return s.explain(err)
 			}
 			if s.format == "json" {
-				return output.PrintJSON(e.stdout, map[string]string{"range_id": args[0], "leader_node_id": args[1]})
+				return output.PrintJSON(e.stdout, map[string]string{"range_id": strconv.FormatUint(rangeID, 10), "leader_node_id": strconv.FormatUint(node, 10)})
 			}
 			fmt.Fprintf(e.stdout, "range %d is led by node %d\n", rangeID, node)
 			return nil

@@ -39,6 +39,18 @@ func TestRangeSplitTransferAndAll(t *testing.T) {
 	if !strings.Contains(out, "3 ranges") || !strings.Contains(out, "[t, +∞)") || !strings.Contains(out, "LEADER") {
 		t.Fatalf("ranges --all:\n%s", out)
 	}
+	out = runOK(t, append([]string{"range", "replicas", "remove", "--output", "json"}, append(conn, "4", "3")...)...)
+	if !strings.Contains(out, `"generation": 3`) || strings.Contains(out, `"node_id": "3"`) {
+		t.Fatalf("replicas remove:\n%s", out)
+	}
+	out = runOK(t, append([]string{"range", "replicas", "add", "--learner"}, append(conn, "4", "3")...)...)
+	if !strings.Contains(out, "(l)") {
+		t.Fatalf("replicas add --learner:\n%s", out)
+	}
+	code, _, errOut = run(t, append([]string{"range", "replicas", "add"}, append(conn, "4", "9")...)...)
+	if code != ExitFailed || !strings.Contains(errOut, "not a known node") {
+		t.Fatalf("add on an unknown node: exit %d %q", code, errOut)
+	}
 	out = runOK(t, append([]string{"range", "replicas", "transfer-leader"}, append(conn, "4", "2")...)...)
 	if !strings.Contains(out, "range 4 is led by node 2") {
 		t.Fatalf("transfer-leader:\n%s", out)

@@ -452,6 +452,34 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
 	})
+	unary(c, b, node, kvclient.MethodChangeReplicas, func(r *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
+		for _, d := range c.mu.ranges {
+			if d.GetRangeId() != r.GetRangeId() {
+				continue
+			}
+			for _, n := range r.GetAdd() {
+				if n == 0 || int(n) > c.opts.Nodes {
+					return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: node %d is not a known node", n)
+				}
+				typ := kvpb.ReplicaType_REPLICA_TYPE_VOTER
+				if r.GetLearners() {
+					typ = kvpb.ReplicaType_REPLICA_TYPE_LEARNER
+				}
+				d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: n, ReplicaId: d.GetNextReplicaId(), Type: typ})
+				d.NextReplicaId++
+			}
+			for _, n := range r.GetRemove() {
+				i := slices.IndexFunc(d.Replicas, func(x *kvpb.ReplicaDescriptor) bool { return x.GetNodeId() == n })
+				if i < 0 {
+					return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: range %d has no replica on node %d", d.GetRangeId(), n)
+				}
+				d.Replicas = slices.Delete(d.Replicas, i, i+1)
+			}
+			d.Generation++
+			return &kvpb.ChangeReplicasResponse{Descriptor_: d}, nil
+		}
+		return nil, bus.Errorf(bus.CodeNotFound, "clienttest: no range %d", r.GetRangeId())
+	})
 	unary(c, b, node, kvclient.MethodTransferLeader, func(r *kvpb.TransferLeaderRequest) (*kvpb.TransferLeaderResponse, error) {
 		for _, d := range c.mu.ranges {
 			if d.GetRangeId() != r.GetRangeId() {
