@@ -150,8 +150,11 @@ func (r *Replica) applyConfChangeLocked(a *applier, cc *raftpb.ConfChangeV2, ind
 		a.ops = append(a.ops, storage.Put(storage.Local, storage.ReplicaKey(r.rangeID), b))
 		r.mu.desc = nd
 		// Membership (not the span) changed: messages to added replicas
-		// need their nodes now.
-		r.desc.Store(nd)
+		// need their nodes now. (A split applied earlier in the round
+		// publishes both once the round is written.)
+		if len(r.mu.splits) == 0 {
+			r.desc.Store(nd)
+		}
 		r.s.metrics.replicaChanges.Add(1)
 		if replicaOf(nd, r.s.d.NodeID) == nil {
 			r.mu.removed = true
@@ -179,7 +182,14 @@ func (s *Store) CreateReplica(ctx context.Context, req *raftmsgpb.CreateReplicaR
 		if om := replicaOf(old.Descriptor(), s.d.NodeID); om != nil && om.GetReplicaId() == me.GetReplicaId() {
 			return &raftmsgpb.CreateReplicaResponse{}, nil // created already
 		}
-		return nil, bus.Errorf(bus.CodeFailedPrecondition, "kv: node %d holds another replica of range %d", s.d.NodeID, d.GetRangeId())
+		if replicaOfID(d, old.mu.replicaID) != nil || old.Descriptor().GetGeneration() >= d.GetGeneration() {
+			return nil, bus.Errorf(bus.CodeFailedPrecondition, "kv: node %d holds another replica of range %d", s.d.NodeID, d.GetRangeId())
+		}
+		// A newer descriptor without the old replica: it was removed (and
+		// replica GC has not destroyed it yet), or it is an empty replica
+		// of an earlier attempt whose conf change never applied.
+		s.destroyReplica(old, "replaced by a newer replica of its range")
+		s.mu.Lock()
 	}
 	for _, o := range s.mu.sorted {
 		od := o.Descriptor()
@@ -282,15 +292,22 @@ func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequ
 		}
 	}
 	var add, remove *kvpb.ReplicaDescriptor
+	resume := false
 	if len(req.GetAdd()) == 1 {
 		n := req.GetAdd()[0]
-		if replicaOf(cur, n) != nil {
+		if ex := replicaOf(cur, n); ex != nil && ex.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER && !req.GetLearners() {
+			// A change that stopped after adding the learner (its leader
+			// failed): go on from there.
+			add, resume = ex, true
+		} else if ex != nil {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d already has a replica on node %d", cur.GetRangeId(), n)
 		}
 		if n == 0 || s.NodeAddr(n) == "" {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: node %d is not a known node of the cluster", n)
 		}
-		add = &kvpb.ReplicaDescriptor{NodeId: n, ReplicaId: max(cur.GetNextReplicaId(), 1), Type: kvpb.ReplicaType_REPLICA_TYPE_LEARNER}
+		if !resume {
+			add = &kvpb.ReplicaDescriptor{NodeId: n, ReplicaId: max(cur.GetNextReplicaId(), 1), Type: kvpb.ReplicaType_REPLICA_TYPE_LEARNER}
+		}
 		if !req.GetLearners() {
 			voters++
 		}
@@ -300,9 +317,6 @@ func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequ
 		if remove = replicaOf(cur, n); remove == nil {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d has no replica on node %d", cur.GetRangeId(), n)
 		}
-		if n == s.d.NodeID {
-			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: node %d leads range %d: move its leadership first (range replicas transfer-leader)", n, cur.GetRangeId())
-		}
 		if remove.GetType() == kvpb.ReplicaType_REPLICA_TYPE_VOTER {
 			voters--
 		}
@@ -310,7 +324,28 @@ func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequ
 	if voters < 1 {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d would have no voter left", cur.GetRangeId())
 	}
-	if add != nil {
+	if remove != nil && remove.GetNodeId() == s.d.NodeID {
+		// The leader leaves: hand the leadership to another voter first,
+		// which then makes the change.
+		var to uint64
+		for _, rd := range cur.GetReplicas() {
+			if rd.GetNodeId() != s.d.NodeID && rd.GetType() == kvpb.ReplicaType_REPLICA_TYPE_VOTER && s.nodeLive(rd.GetNodeId()) {
+				to = rd.GetNodeId()
+				break
+			}
+		}
+		if to == 0 {
+			return nil, bus.Errorf(bus.CodeUnavailable, "kv: range %d: no live voter to take the leadership from node %d", cur.GetRangeId(), s.d.NodeID)
+		}
+		if _, err := s.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: cur.GetRangeId(), NodeId: to}); err != nil {
+			return nil, err
+		}
+		fr := proto.Clone(req).(*kvpb.ChangeReplicasRequest)
+		fr.Header = forwardedHeader(req.GetHeader())
+		resp := &kvpb.ChangeReplicasResponse{}
+		return resp, s.forward(ctx, target{desc: cur, node: to}, MethodChangeReplicas, fr, resp)
+	}
+	if add != nil && !resume {
 		learner := proto.Clone(cur).(*kvpb.RangeDescriptor)
 		learner.Replicas = append(learner.Replicas, add)
 		learner.NextReplicaId = add.GetReplicaId() + 1
@@ -334,6 +369,10 @@ func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequ
 			cancel()
 			s.recordMeta(ctx, r)
 			return nil, fmt.Errorf("kv: range %d: the new replica on node %d did not catch up (removed again: %v): %w", cur.GetRangeId(), add.GetNodeId(), rerr, err)
+		}
+	} else if resume {
+		if err := r.waitCaughtUp(ctx, add.GetReplicaId()); err != nil {
+			return nil, err
 		}
 	}
 	var changes []*raftpb.ConfChangeSingle

@@ -138,8 +138,11 @@ func (c *testCluster) checkDescriptors(t *testing.T, ctx context.Context, d *kvp
 	t.Helper()
 	waitFor(t, 10*time.Second, "every replica and meta to agree on the descriptor", func() bool {
 		for _, rd := range d.GetReplicas() {
-			r := c.store(rd.GetNodeId()).Replica(d.GetRangeId())
-			if r == nil || r.Descriptor().GetGeneration() != d.GetGeneration() {
+			s := c.store(rd.GetNodeId())
+			if s == nil {
+				return false
+			}
+			if r := s.Replica(d.GetRangeId()); r == nil || r.Descriptor().GetGeneration() != d.GetGeneration() {
 				return false
 			}
 		}
@@ -172,7 +175,7 @@ func TestReplicaChangesBadInput(t *testing.T) {
 		req  *kvpb.ChangeReplicasRequest
 		want string
 	}{
-		{"remove the last voter", &kvpb.ChangeReplicasRequest{RangeId: 2, Remove: []uint64{only}}, "leads range"},
+		{"remove the last voter", &kvpb.ChangeReplicasRequest{RangeId: 2, Remove: []uint64{only}}, "no voter left"},
 		{"unknown node", &kvpb.ChangeReplicasRequest{RangeId: 2, Add: []uint64{99}}, "not a known node"},
 		{"existing replica", &kvpb.ChangeReplicasRequest{RangeId: 2, Add: []uint64{only}}, "already has a replica"},
 		{"remove a non-replica", &kvpb.ChangeReplicasRequest{RangeId: 2, Remove: []uint64{other}}, "has no replica on node"},
@@ -187,4 +190,132 @@ func TestReplicaChangesBadInput(t *testing.T) {
 	if got := c.store(only).Replica(2).Descriptor(); got.GetGeneration() != d.GetGeneration() || len(got.GetReplicas()) != 1 {
 		t.Fatalf("refused changes changed the descriptor: %v", got)
 	}
+}
+
+// TestReplicaChangesLinearizable records gets and puts from concurrent
+// clients while a range's replicas are added, removed and replaced, its
+// leadership moves, its leader is crashed in the middle of a conf change,
+// and a split races with the changes; the history is checked with
+// porcupine.
+func TestReplicaChangesLinearizable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault run")
+	}
+	c := newTestCluster(t, 5, &kvpb.InitRequest{ReplicationFactor: 3})
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "x"); err != nil {
+		t.Fatal(err)
+	}
+	h, stop, wait := c.recordHistory(ctx, []string{"a1", "b2", "m1", "x9"}, 6)
+	desc := func() *kvpb.RangeDescriptor {
+		for _, id := range c.ids {
+			if s := c.store(id); s != nil {
+				if r := s.Replica(2); r != nil && r.IsLeader() {
+					return r.Descriptor()
+				}
+			}
+		}
+		return nil
+	}
+	var d *kvpb.RangeDescriptor
+	waitFor(t, 10*time.Second, "a leader of range 2", func() bool { d = desc(); return d != nil })
+	outside := func(d *kvpb.RangeDescriptor) []uint64 {
+		var out []uint64
+		for _, id := range c.ids {
+			if replicaOf(d, id) == nil {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	notLeader := func(d *kvpb.RangeDescriptor) uint64 {
+		l := c.leaderOf(2)
+		for _, r := range d.GetReplicas() {
+			if r.GetNodeId() != l {
+				return r.GetNodeId()
+			}
+		}
+		return 0
+	}
+	step := func(what string, req *kvpb.ChangeReplicasRequest) {
+		t.Helper()
+		time.Sleep(100 * time.Millisecond)
+		nd, err := c.changeReplicas(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		d = nd
+	}
+	step("add", &kvpb.ChangeReplicasRequest{RangeId: 2, Add: outside(d)[:1]})
+	step("remove", &kvpb.ChangeReplicasRequest{RangeId: 2, Remove: []uint64{notLeader(d)}})
+	step("replace", &kvpb.ChangeReplicasRequest{RangeId: 2, Add: outside(d)[:1], Remove: []uint64{notLeader(d)}})
+	// A split races with the next change.
+	splitDone := make(chan error, 1)
+	go func() {
+		_, err := c.split(ctx, "m")
+		splitDone <- err
+	}()
+	// The leader crashes while a replacement is under way; the change is
+	// retried (or finished) under the next leader.
+	leader := c.leaderOf(2)
+	add, rem := outside(d)[0], notLeader(d)
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		time.Sleep(20 * time.Millisecond)
+		c.crash(leader)
+		time.Sleep(300 * time.Millisecond)
+		c.start(leader)
+	}()
+	for i := 0; ; i++ {
+		var nd *kvpb.RangeDescriptor
+		var err error
+		if s := c.store(c.ids[i%len(c.ids)]); s != nil {
+			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			var resp *kvpb.ChangeReplicasResponse
+			resp, err = s.ChangeReplicas(actx, &kvpb.ChangeReplicasRequest{RangeId: 2, Add: []uint64{add}, Remove: []uint64{rem}})
+			acancel()
+			nd = resp.GetDescriptor_()
+		} else {
+			continue
+		}
+		if err == nil {
+			d = nd
+			break
+		}
+		// A retry after the first attempt applied finds it done.
+		if cur := desc(); cur != nil && replicaOf(cur, add) != nil && replicaOf(cur, rem) == nil {
+			d = cur
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("replace under a crash: %v", err)
+		}
+		t.Logf("replace attempt: %v", err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := <-splitDone; err != nil {
+		t.Fatalf("split racing the changes: %v", err)
+	}
+	<-restarted
+	waitFor(t, 10*time.Second, "the range to leave its joint configuration", func() bool {
+		cur := desc()
+		if cur == nil {
+			return false
+		}
+		for _, r := range cur.GetReplicas() {
+			if r.GetType() != kvpb.ReplicaType_REPLICA_TYPE_VOTER {
+				return false
+			}
+		}
+		d = cur
+		return len(cur.GetReplicas()) == 3
+	})
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wait()
+	checkHistory(t, h)
+	c.checkDescriptors(t, ctx, d)
+	checkCover(t, c.metaDescs(ctx, c.ids[0]))
 }

@@ -99,14 +99,20 @@ func (s *Store) gcLoop() {
 // gcOnce destroys the local replicas that a newer descriptor of their
 // range in the meta range no longer names (their replica id is never
 // reused, so a replica re-added here is another one and stays).
+//
+// It also reconciles the meta range with the ranges this node leads: a
+// descriptor newer than meta's record (its update was lost with a failed
+// leader, say) is recorded again.
 func (s *Store) gcOnce() {
-	var cands []*Replica
+	var cands, leading []*Replica
 	for _, r := range s.Replicas() {
 		if !r.IsLeader() {
 			cands = append(cands, r)
+		} else if r.Descriptor().GetGeneration() > r.metaGen.Load() {
+			leading = append(leading, r)
 		}
 	}
-	if len(cands) == 0 || !s.Initialized() {
+	if len(cands)+len(leading) == 0 || !s.Initialized() {
 		return
 	}
 	ctx, cancel := s.storageCtx()
@@ -119,6 +125,18 @@ func (s *Store) gcOnce() {
 	byID := make(map[uint64]*kvpb.RangeDescriptor, len(descs))
 	for _, d := range descs {
 		byID[d.GetRangeId()] = d
+	}
+	for _, r := range leading {
+		d := r.Descriptor()
+		if md := byID[r.rangeID]; md != nil && md.GetGeneration() >= d.GetGeneration() {
+			r.metaGen.Store(md.GetGeneration())
+			continue
+		}
+		if _, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, Descriptors: []*kvpb.RangeDescriptor{d}}); err != nil {
+			s.log.Debug("meta reconciliation failed", slog.Uint64("range", r.rangeID), slog.Any("error", err))
+			continue
+		}
+		r.metaGen.Store(d.GetGeneration())
 	}
 	for _, r := range cands {
 		md := byID[r.rangeID]

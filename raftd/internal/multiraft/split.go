@@ -260,7 +260,9 @@ func (r *Replica) finishSplitsLocked() error {
 		// may vote at once; the one on the left's leader's node campaigns.
 		nr.campaignOnTick = sp.leader
 		r.s.mu.Lock()
-		r.desc.Store(sp.left)
+		// The descriptor as of the round's last applied entry (a conf
+		// change after the split in the same round included).
+		r.desc.Store(r.mu.desc)
 		r.s.mu.replicas[nr.rangeID] = nr
 		r.s.mu.sorted = append(r.s.mu.sorted, nr)
 		r.s.sortLocked()
@@ -424,19 +426,34 @@ func (s *Store) AdminSplit(ctx context.Context, req *kvpb.AdminSplitRequest) (*k
 	if err != nil {
 		return nil, fmt.Errorf("kv: allocate a range id: %w", err)
 	}
-	left := proto.Clone(cur).(*kvpb.RangeDescriptor)
-	left.EndKey = bytes.Clone(key)
-	left.Generation++
-	right := proto.Clone(cur).(*kvpb.RangeDescriptor)
-	right.RangeId = alloc.GetRangeId()
-	right.StartKey = bytes.Clone(key)
-	right.Generation = left.Generation
-	trigger := &raftmsgpb.SplitTrigger{Left: left, Right: right}
-	if err := validSplit(cur, trigger); err != nil {
-		return nil, err
-	}
-	if _, err := t.r.Propose(ctx, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Split{Split: trigger}}}, nil); err != nil {
-		return nil, s.wireErr(err)
+	var left, right *kvpb.RangeDescriptor
+	for attempt := 0; ; attempt++ {
+		left = proto.Clone(cur).(*kvpb.RangeDescriptor)
+		left.EndKey = bytes.Clone(key)
+		left.Generation++
+		right = proto.Clone(cur).(*kvpb.RangeDescriptor)
+		right.RangeId = alloc.GetRangeId()
+		right.StartKey = bytes.Clone(key)
+		right.Generation = left.Generation
+		trigger := &raftmsgpb.SplitTrigger{Left: left, Right: right}
+		if err := validSplit(cur, trigger); err != nil {
+			return nil, err
+		}
+		_, err := t.r.Propose(ctx, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Split{Split: trigger}}}, nil)
+		if err == nil {
+			break
+		}
+		if !isMismatch(err) || attempt == maxMismatchRetries {
+			return nil, s.wireErr(err)
+		}
+		// A replica change (or another split) applied first: build the
+		// split again on the range as it is now.
+		if err := t.r.waitDescPast(ctx, cur.GetGeneration()); err != nil {
+			return nil, err
+		}
+		if cur = t.r.Descriptor(); !spanContains(cur, key) || bytes.Equal(cur.GetStartKey(), key) {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d changed under the split: %q is no longer strictly inside it", cur.GetRangeId(), key)
+		}
 	}
 	// The split is applied (the proposal is answered at apply); the meta
 	// range learns both sides in one command. Should this fail, the
@@ -508,10 +525,17 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 		return &kvpb.TransferLeaderResponse{}, nil
 	}
 	r.transferLeader(target.GetReplicaId())
-	// Wait until another replica leads (or the caller gives up).
+	// Wait until the target leads (or the caller gives up). Raft gives a
+	// transfer up after an election timeout (the target was behind, say):
+	// ask again then, while this replica still leads.
+	again := time.Now().Add(time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval)
 	for {
 		if r.LeaderNode() == req.GetNodeId() {
 			return &kvpb.TransferLeaderResponse{}, nil
+		}
+		if time.Now().After(again) && r.IsLeader() {
+			r.transferLeader(target.GetReplicaId())
+			again = time.Now().Add(time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval)
 		}
 		select {
 		case <-ctx.Done():
