@@ -88,13 +88,17 @@ type Config struct {
 	// that serves reads without a stored round trip. Default 64 MiB;
 	// negative disables it.
 	ValueCacheBytes int
+	// SplitBytes splits a range this node leads once its data grows past
+	// it, at its middle key. Default 512 MiB; negative: no automatic
+	// splits.
+	SplitBytes int64
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20}
+		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20}
 }
 
 // Validate reports the first invalid field.
@@ -425,6 +429,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.ValueCacheBytes != 0 {
 		mc.ValueCacheBytes = s.cfg.ValueCacheBytes
+	}
+	if s.cfg.SplitBytes != 0 {
+		mc.SplitBytes = s.cfg.SplitBytes
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks
@@ -852,6 +859,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_splits_total", Help: "Range splits applied by the local replicas (each replica of a range counts its own)."},
 			stat(func(x multiraft.Stats) uint64 { return x.Splits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_auto_splits_total", Help: "Splits this node started because a range it leads outgrew --split-bytes."},
+			stat(func(x multiraft.Stats) uint64 { return x.AutoSplits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replica_changes_total", Help: "Conf changes that changed a local replica's descriptor (replicas added, promoted, removed; each replica counts its own)."},
 			stat(func(x multiraft.Stats) uint64 { return x.ReplicaChanges })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replicas_removed_total", Help: "Local replicas destroyed: removed from their range (at apply, or found so in meta by replica GC)."},

@@ -87,6 +87,7 @@ func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
 }
 
 func (a *applier) put(key, value []byte, ts hlc.Timestamp) {
+	a.r.written.Add(int64(len(key) + len(value)))
 	a.ops = append(a.ops, storage.Put(storage.Data, key, storage.EncodeValue(ts, value)))
 	a.overlay[string(key)] = overlayVal{value: value, ts: ts}
 }

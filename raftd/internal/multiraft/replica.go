@@ -140,6 +140,9 @@ type Replica struct {
 	// held is a work whose write was refused for want of space; the
 	// replica sits the rounds out until it is written (disk.go).
 	held atomic.Pointer[heldWork]
+	// written counts the user bytes applied since the range was last
+	// measured for a split by size (autosplit.go).
+	written atomic.Int64
 	// destroyed is set once the replica is removed from this node.
 	destroyed atomic.Bool
 	// metaGen is the highest generation of this range known to be
@@ -308,6 +311,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		r.noVotesUntil = time.Now().Add(s.leaseDuration())
 	}
 	r.applied.Store(applied.GetIndex())
+	r.written.Store(s.cfg.SplitBytes) // measured once at first
 	// The first replica of a new range campaigns on its first tick, by
 	// when the other nodes have bootstrapped too (a vote request to a node
 	// without the replica is lost, costing a whole election timeout).

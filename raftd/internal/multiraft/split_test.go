@@ -405,3 +405,52 @@ func (c *testCluster) recordHistory(ctx context.Context, keys []string, clients 
 	}
 	return h, stop, wg.Wait
 }
+
+// TestSplitBySize writes sequential keys into one range with a small
+// SplitBytes: leaders split it by size, at the middle, as it grows; every
+// key stays readable and meta tiles the keyspace.
+func TestSplitBySize(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SplitBytes = 32 << 10 })
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	value := string(bytes.Repeat([]byte("v"), 1000))
+	for i := range 200 {
+		if err := c.put(ctx, fmt.Sprintf("k%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No range keeps much more than the threshold (64 keys of 1 KB).
+	biggest := func() int {
+		most := 0
+		for _, d := range c.metaDescs(ctx, 1)[1:] {
+			var resp *kvpb.ScanResponse
+			if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+				var err error
+				resp, err = s.Scan(ctx, &kvpb.ScanRequest{Start: d.GetStartKey(), End: d.GetEndKey(), KeysOnly: true, Limit: 1000})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			most = max(most, len(resp.GetKvs()))
+		}
+		return most
+	}
+	waitFor(t, 20*time.Second, "the range to split by size until every range is below 64 KB", func() bool { return biggest() <= 64 })
+	descs := c.metaDescs(ctx, 1)
+	checkCover(t, descs)
+	if len(descs) < 5 {
+		t.Fatalf("%d ranges after writing 200 KB with splits at 32 KiB", len(descs))
+	}
+	var auto uint64
+	for _, id := range c.ids {
+		auto += c.store(id).Stats().AutoSplits
+	}
+	if auto == 0 {
+		t.Fatal("no split counted as automatic")
+	}
+	for i := range 200 {
+		if v, ok, err := c.get(ctx, fmt.Sprintf("k%04d", i)); err != nil || !ok || v != value {
+			t.Fatalf("k%04d after automatic splits: %v %v", i, ok, err)
+		}
+	}
+}

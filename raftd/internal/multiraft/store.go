@@ -128,6 +128,8 @@ type storeMetrics struct {
 	// conf changes that changed a local replica's descriptor; replicasGCd
 	// the replicas this node destroyed.
 	splits, replicaChanges, replicasGCd atomic.Uint64
+	// autoSplits counts the splits this node's leaders started by size.
+	autoSplits atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -184,10 +186,11 @@ func (s *Store) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.runLoop()
 	go s.tickLoop()
 	go s.gcLoop()
+	go s.splitLoop()
 	return nil
 }
 
@@ -801,6 +804,9 @@ type Stats struct {
 	// replica's descriptor; ReplicasRemoved the local replicas destroyed
 	// (removed from their range, found gone from meta).
 	ReplicaChanges, ReplicasRemoved uint64
+	// AutoSplits counts the splits this node started because a range it
+	// leads outgrew SplitBytes.
+	AutoSplits uint64
 }
 
 // Stats returns scheduler counters.
@@ -817,7 +823,8 @@ func (s *Store) Stats() Stats {
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
 		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
-		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load()}
+		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load(),
+		AutoSplits: s.metrics.autoSplits.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()
