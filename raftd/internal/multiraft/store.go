@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
@@ -722,17 +723,44 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	if b.GetFromAddr() != "" && s.NodeAddr(b.GetFromNode()) != b.GetFromAddr() {
 		s.SetNodeAddr(b.GetFromNode(), b.GetFromAddr())
 	}
+	var unknown *raftmsgpb.MessageBatch
+	answer := func() *raftmsgpb.MessageBatch {
+		if unknown == nil {
+			unknown = &raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: b.GetFromNode(), FromAddr: s.d.Addr}
+		}
+		return unknown
+	}
 	for _, m := range b.GetMessages() {
+		msg, err := decodeMessage(m.GetMessage())
+		if err != nil {
+			continue
+		}
 		if r := s.Replica(m.GetRangeId()); r != nil {
-			if msg, err := decodeMessage(m.GetMessage()); err == nil {
-				r.deliver(inMsg{msg: msg})
+			r.deliver(inMsg{msg: msg})
+		} else if msg.GetType() == raftpb.MsgApp && s.Initialized() {
+			// A range this node does not hold (yet): reject the append
+			// as an empty log would, so the leader sends a snapshot,
+			// whose first chunk creates the replica (HandleSnapshot).
+			resp := &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: proto.Uint64(msg.GetTo()), To: proto.Uint64(msg.GetFrom()),
+				Term: proto.Uint64(msg.GetTerm()), Index: proto.Uint64(msg.GetIndex()), Reject: proto.Bool(true), RejectHint: proto.Uint64(0), LogTerm: proto.Uint64(0)}
+			if rb, err := proto.Marshal(resp); err == nil {
+				a := answer()
+				a.Messages = append(a.Messages, &raftmsgpb.RaftMessage{RangeId: m.GetRangeId(), Message: rb})
 			}
 		}
 	}
 	for _, h := range b.GetHeartbeats() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, false), quiesce: h.GetQuiesce()})
+		} else if s.Initialized() && !h.GetQuiesce() {
+			// Answered, so that the leader probes with an append (above).
+			a := answer()
+			a.HeartbeatResponses = append(a.HeartbeatResponses, &raftmsgpb.Heartbeat{RangeId: h.GetRangeId(), FromReplica: h.GetToReplica(),
+				ToReplica: h.GetFromReplica(), Term: h.GetTerm()})
 		}
+	}
+	if unknown != nil {
+		s.send(unknown)
 	}
 	for _, h := range b.GetHeartbeatResponses() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
