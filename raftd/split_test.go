@@ -58,18 +58,19 @@ func (c *busCluster) init(t *testing.T, ctx context.Context, req *kvpb.InitReque
 }
 
 // TestClientFollowsSplits writes and reads through the Go client (default
-// retries, a range cache) while ranges split under it and leaderships
-// move, and checks the history with porcupine. A client whose cache holds
+// retries, a range cache) while ranges split under it, a range's replicas
+// are replaced, added and removed, and leaderships move, and checks the
+// history with porcupine. A client whose cache holds
 // a range from before a split is answered RangeKeyMismatch with the
 // current descriptors and goes on from them.
 func TestClientFollowsSplits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load run")
 	}
-	c := newBusCluster(t, 3)
+	c := newBusCluster(t, 4)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	c.init(t, ctx, &kvpb.InitRequest{})
+	c.init(t, ctx, &kvpb.InitRequest{ReplicationFactor: 3})
 	admin := c.kvClient(t)
 	if _, err := admin.Put(ctx, []byte("warm"), []byte("x")); err != nil {
 		t.Fatal(err)
@@ -125,6 +126,39 @@ func TestClientFollowsSplits(t *testing.T) {
 			t.Fatalf("split at %q: %v", key, err)
 		}
 		rights = append(rights, right)
+		if i == 1 {
+			// Move the new range to the node without a replica of it
+			// (replacing one voter through a joint configuration), then
+			// add a learner back and remove it.
+			var spare, old uint64
+			for _, rt := range c.rts {
+				found := false
+				for _, rd := range right.GetReplicas() {
+					found = found || rd.GetNodeId() == rt.NodeID
+				}
+				if !found {
+					spare = rt.NodeID
+				}
+			}
+			old = right.GetReplicas()[1].GetNodeId()
+			d, err := admin.ChangeReplicas(ctx, right.GetRangeId(), kvclient.ReplicaChange{Add: []uint64{spare}, Remove: []uint64{old}})
+			if err != nil {
+				t.Fatalf("replace node %d with %d in range %d: %v", old, spare, right.GetRangeId(), err)
+			}
+			if len(d.GetReplicas()) != 3 || d.GetGeneration() <= right.GetGeneration() {
+				t.Fatalf("after the replacement: %v", d)
+			}
+			if d, err = admin.ChangeReplicas(ctx, right.GetRangeId(), kvclient.ReplicaChange{Add: []uint64{old}, Learners: true}); err != nil || len(d.GetReplicas()) != 4 {
+				t.Fatalf("add a learner: %v, %v", d, err)
+			}
+			if d, err = admin.ChangeReplicas(ctx, right.GetRangeId(), kvclient.ReplicaChange{Remove: []uint64{old}}); err != nil || len(d.GetReplicas()) != 3 {
+				t.Fatalf("remove the learner: %v, %v", d, err)
+			}
+			// Adding a replica on a node that does not exist is refused.
+			if _, err := admin.ChangeReplicas(ctx, right.GetRangeId(), kvclient.ReplicaChange{Add: []uint64{12345}}); !errors.Is(err, bus.ErrInvalidArgument) {
+				t.Errorf("add on an unknown node = %v; want InvalidArgument", err)
+			}
+		}
 		if i == 2 {
 			// Move the new range's leadership to another voter.
 			to := right.GetReplicas()[len(right.GetReplicas())-1].GetNodeId()
