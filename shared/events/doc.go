@@ -1,5 +1,5 @@
 // Package events defines the cluster events msgd publishes on NATS: their
-// subjects and their JSON schema (version 1). It holds no NATS code, so
+// subjects and their JSON schema (version 2). It holds no NATS code, so
 // the daemons that produce the underlying bus streams, msgd that bridges
 // them and the CLI that tails them (`pleiades events`) share one
 // definition.
@@ -35,7 +35,11 @@
 // time, reporter and node_id, plus exactly one of member, clock, range or
 // disk carrying the details. schema.json in this directory is the JSON Schema
 // (draft 2020-12) of the same object. Fields are only ever added within a
-// version; consumers must ignore fields they do not know.
+// version; consumers must ignore fields they do not know. Every id (node,
+// range, replica, in voters and learners too) is a decimal string, as
+// protobuf's JSON mapping writes 64-bit integers: node ids are random
+// 64-bit numbers, which JavaScript and jq would round as JSON numbers.
+// Version 1 wrote them as numbers.
 //
 // # Delivery
 //

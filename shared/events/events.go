@@ -10,7 +10,7 @@ import (
 )
 
 // Version is the schema version of Event this package writes.
-const Version = 1
+const Version = 2
 
 // Prefix is the subject prefix of every event; SubjectAll matches them
 // all.
@@ -48,11 +48,11 @@ type Event struct {
 	// Time is when the source daemon observed the change (UTC).
 	Time time.Time `json:"time"`
 	// Reporter is the node id of the msgd that published the event.
-	Reporter uint64 `json:"reporter"`
+	Reporter uint64 `json:"reporter,string"`
 	// NodeID is the node the event is about: the member (member.*), the
 	// node whose clock it judges (clock.*), the node whose replica it
 	// concerns (range.*).
-	NodeID uint64 `json:"node_id"`
+	NodeID uint64 `json:"node_id,string"`
 	// Member details member.* events.
 	Member *Member `json:"member,omitempty"`
 	// Clock details clock.* events.
@@ -117,7 +117,7 @@ type Clock struct {
 // Range describes a range event.
 type Range struct {
 	// RangeID is the range.
-	RangeID uint64 `json:"range_id"`
+	RangeID uint64 `json:"range_id,string"`
 	// StartKey and EndKey are the range's span (base64 in JSON; an empty
 	// EndKey is the end of the keyspace).
 	StartKey []byte `json:"start_key"`
@@ -127,22 +127,54 @@ type Range struct {
 	// Term is the raft term of the reporting replica.
 	Term uint64 `json:"term,omitempty"`
 	// LeaderNodeID is the leader's node (range.leader, range.conf).
-	LeaderNodeID uint64 `json:"leader_node_id,omitempty"`
+	LeaderNodeID uint64 `json:"leader_node_id,omitempty,string"`
 	// PreviousLeaderNodeID is the leader before (range.leader; 0 if
 	// none was known).
-	PreviousLeaderNodeID uint64 `json:"previous_leader_node_id,omitempty"`
+	PreviousLeaderNodeID uint64 `json:"previous_leader_node_id,omitempty,string"`
 	// Replicas are the range's replicas per its descriptor.
 	Replicas []Replica `json:"replicas"`
 	// Voters and Learners are the replica ids of the new configuration
 	// (range.conf).
-	Voters   []uint64 `json:"voters,omitempty"`
-	Learners []uint64 `json:"learners,omitempty"`
+	Voters   IDs `json:"voters,omitempty"`
+	Learners IDs `json:"learners,omitempty"`
+}
+
+// IDs is a list of ids, written in JSON as decimal strings (as every id
+// of an event is: node ids are 64-bit and would lose their low digits in
+// JavaScript and jq as numbers).
+type IDs []uint64
+
+// MarshalJSON writes the ids as strings.
+func (ids IDs) MarshalJSON() ([]byte, error) {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON reads ids written as strings.
+func (ids *IDs) UnmarshalJSON(b []byte) error {
+	var s []string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	out := make(IDs, len(s))
+	for i, v := range s {
+		id, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("id %q: %w", v, err)
+		}
+		out[i] = id
+	}
+	*ids = out
+	return nil
 }
 
 // Replica is one replica of a range.
 type Replica struct {
-	NodeID    uint64 `json:"node_id"`
-	ReplicaID uint64 `json:"replica_id"`
+	NodeID    uint64 `json:"node_id,string"`
+	ReplicaID uint64 `json:"replica_id,string"`
 	// Learner is true for a non-voting replica.
 	Learner bool `json:"learner,omitempty"`
 }

@@ -34,9 +34,9 @@ func TestEventsCommand(t *testing.T) {
 	}
 	defer pub.Close()
 	evs := []events.Event{
-		{V: 1, ID: "a", Type: events.MemberDead, Time: time.Now().UTC(), Reporter: 1, NodeID: 3, Member: &events.Member{State: "dead", Addr: "x"}},
-		{V: 1, ID: "b", Type: events.RangeLeader, Time: time.Now().UTC(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 5, LeaderNodeID: 2, Term: 7}},
-		{V: 1, ID: "c", Type: events.MemberJoin, Time: time.Now().UTC(), Reporter: 1, NodeID: 4, Member: &events.Member{State: "alive", Addr: "y"}},
+		{V: events.Version, ID: "a", Type: events.MemberDead, Time: time.Now().UTC(), Reporter: 1, NodeID: 3, Member: &events.Member{State: "dead", Addr: "x"}},
+		{V: events.Version, ID: "b", Type: events.RangeLeader, Time: time.Now().UTC(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 5, LeaderNodeID: 2, Term: 7}},
+		{V: events.Version, ID: "c", Type: events.MemberJoin, Time: time.Now().UTC(), Reporter: 1, NodeID: 4, Member: &events.Member{State: "alive", Addr: "y"}},
 	}
 	var (
 		wg           sync.WaitGroup
