@@ -45,8 +45,16 @@
 // Cost on the meta range: every step is one raft proposal on range 1 (a
 // 10-step instance makes about 12 writes: its start, one per step with the
 // last one folded into its end, and its end), next to the range
-// descriptors; a meta snapshot carries the workflow keys; instances and
-// events are kept after they finish (there is no purge yet). Workflow
+// descriptors; a meta snapshot carries the workflow keys. Finished
+// instances (record, revision, list entry, idempotency key) are deleted
+// Retention after their end and published events EventRetention after
+// their effective time (both 7 days by default, --retention and
+// --event-retention; negative keeps them for ever): every workflowd looks
+// every PurgeInterval (10m) and deletes at most 1,000 instances and 10,000
+// events a round, one small batch at a time (metric
+// pleiades_workflowd_purged_total). A wait reached after its event was
+// purged no longer finds it; a Start with a purged instance's idempotency
+// key makes a new instance. Workflow
 // state competes with descriptor lookups; giving it a range of its own
 // (a split at 0x00 "wf/") is later work.
 //

@@ -30,6 +30,8 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "poll-interval", Value: def.PollInterval, Usage: "how often the runnable and timer indexes are scanned (precision of parked timers)"},
 			&cli.IntFlag{Name: "max-running", Value: def.MaxRunning, Usage: "instances run at once"},
 			&cli.IntFlag{Name: "history", Value: def.HistoryLen, Usage: "recent step records each instance keeps (each costs bytes on every step's write)"},
+			&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "how long a finished instance is kept after its end (then deleted, idempotency key too; negative: for ever)"},
+			&cli.DurationFlag{Name: "event-retention", Value: def.EventRetention, Usage: "how long a published event is kept after its effective time (negative: for ever)"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -52,6 +54,8 @@ func spec() daemon.Spec {
 			cfg.MaxRunning = c.Int("max-running")
 			cfg.MaxClockOffset = c.Duration("max-clock-offset")
 			cfg.HistoryLen = c.Int("history")
+			cfg.Retention = c.Duration("retention")
+			cfg.EventRetention = c.Duration("event-retention")
 			if err := cfg.Validate(); err != nil {
 				return nil, &config.FlagError{Flag: "instance-lease, poll-interval or max-running", Err: err}
 			}
