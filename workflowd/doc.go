@@ -112,6 +112,12 @@
 // step duration, step retries and failures, lease takeovers, leases lost,
 // events published, status transitions.
 //
+// Built-in HTTP steps connect only to addresses outside Config.HTTPDeny
+// (--http-deny; by default loopback, unspecified and link-local, so a
+// defined document cannot read the host's admin endpoints or a cloud
+// metadata service), checked on the resolved address of every connection,
+// redirects included; no proxy is used.
+//
 // HAZARDS: any bus peer holding a cluster certificate may set
 // kvpb.Header.system today (limiting it to daemon certificates is the
 // certificate-role issue's work). A Subscribe sees only the instances of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,13 +79,19 @@ type Config struct {
 	// PurgeInterval: how often finished instances and old events are
 	// looked for. Default 10m.
 	PurgeInterval time.Duration
+	// HTTPDeny are the networks built-in HTTP steps may not connect to
+	// (checked on the resolved address of every connection, redirects
+	// included). Default DefaultHTTPDeny (loopback, unspecified,
+	// link-local); empty allows every address.
+	HTTPDeny []netip.Prefix
 }
 
 // DefaultConfig returns the production configuration (NodeID unset).
 func DefaultConfig() Config {
 	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
 		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16,
-		Retention: 7 * 24 * time.Hour, EventRetention: 7 * 24 * time.Hour, PurgeInterval: 10 * time.Minute}
+		Retention: 7 * 24 * time.Hour, EventRetention: 7 * 24 * time.Hour, PurgeInterval: 10 * time.Minute,
+		HTTPDeny: DefaultHTTPDeny()}
 }
 
 // Validate reports the first invalid field.
@@ -183,7 +190,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.eng, err = engine.New(engine.Config{NodeID: cfg.NodeID, LeaseDuration: cfg.LeaseDuration, PollInterval: cfg.PollInterval,
 		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset, HistoryLen: cfg.HistoryLen,
 		Retention: cfg.Retention, EventRetention: cfg.EventRetention, PurgeInterval: cfg.PurgeInterval},
-		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
+		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, HTTP: egressClient(cfg.HTTPDeny, 30*time.Second), Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
 	if err != nil {
 		return nil, fmt.Errorf("workflowd: %w", err)
 	}

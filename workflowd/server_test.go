@@ -32,7 +32,7 @@ type fixture struct {
 
 // newFixture starts a fake KV cluster, a workflowd on it with fast timers
 // and a client of its host API.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*workflowd.Config)) *fixture {
 	t.Helper()
 	ca := daemontest.CA(t)
 	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1, CA: ca})
@@ -40,6 +40,9 @@ func newFixture(t *testing.T) *fixture {
 	cfg := workflowd.DefaultConfig()
 	cfg.RaftAddrs, cfg.NodeID = fc.Addrs(), rt.NodeID
 	cfg.LeaseDuration, cfg.PollInterval, cfg.CountsInterval = time.Second, 20*time.Millisecond, 50*time.Millisecond
+	for _, o := range opts {
+		o(&cfg)
+	}
 	srv, err := workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 	if err != nil {
 		t.Fatal(err)
