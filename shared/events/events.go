@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Version is the schema version of Event this package writes.
@@ -31,10 +32,23 @@ const (
 	RangeReplica  = "range.replica"
 	RangeConf     = "range.conf"
 	DiskSpace     = "disk.space"
+
+	WorkflowStarted       = "workflow.started"
+	WorkflowStepStarted   = "workflow.step_started"
+	WorkflowStepCompleted = "workflow.step_completed"
+	WorkflowStepFailed    = "workflow.step_failed"
+	WorkflowSuspended     = "workflow.suspended"
+	WorkflowResumed       = "workflow.resumed"
+	WorkflowCompleted     = "workflow.completed"
+	WorkflowTerminated    = "workflow.terminated"
+	WorkflowFailed        = "workflow.failed"
+	WorkflowCompensated   = "workflow.compensated"
 )
 
 // Types lists every event type of this version.
-var Types = []string{MemberJoin, MemberUpdate, MemberSuspect, MemberDead, MemberLeave, ClockHealth, RangeLeader, RangeReplica, RangeConf, DiskSpace}
+var Types = []string{MemberJoin, MemberUpdate, MemberSuspect, MemberDead, MemberLeave, ClockHealth, RangeLeader, RangeReplica, RangeConf, DiskSpace,
+	WorkflowStarted, WorkflowStepStarted, WorkflowStepCompleted, WorkflowStepFailed, WorkflowSuspended, WorkflowResumed,
+	WorkflowCompleted, WorkflowTerminated, WorkflowFailed, WorkflowCompensated}
 
 // Event is one cluster event as published (JSON).
 type Event struct {
@@ -51,7 +65,8 @@ type Event struct {
 	Reporter uint64 `json:"reporter,string"`
 	// NodeID is the node the event is about: the member (member.*), the
 	// node whose clock it judges (clock.*), the node whose replica it
-	// concerns (range.*).
+	// concerns (range.*), whose disk (disk.*), whose workflowd runs the
+	// instance (workflow.*).
 	NodeID uint64 `json:"node_id,string"`
 	// Member details member.* events.
 	Member *Member `json:"member,omitempty"`
@@ -61,6 +76,27 @@ type Event struct {
 	Range *Range `json:"range,omitempty"`
 	// Disk details disk.* events.
 	Disk *Disk `json:"disk,omitempty"`
+	// Workflow details workflow.* events.
+	Workflow *Workflow `json:"workflow,omitempty"`
+}
+
+// Workflow is a workflow instance's lifecycle event, as the workflowd
+// running it emitted it.
+type Workflow struct {
+	// InstanceID is the instance.
+	InstanceID string `json:"instance_id"`
+	// Definition and Version name the definition it runs.
+	Definition string `json:"definition"`
+	Version    uint32 `json:"version"`
+	// Step is the step's name (step_* events); Pointer the execution
+	// pointer (thread) it ran on; Attempt its attempt (from 1).
+	Step    string `json:"step,omitempty"`
+	Pointer uint32 `json:"pointer,omitempty"`
+	Attempt uint32 `json:"attempt,omitempty"`
+	// Error is the failure (step_failed, failed, terminated's reason).
+	Error string `json:"error,omitempty"`
+	// Epoch is the instance's ownership epoch at the event.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // Disk is stored's verdict on its node's disk space (disk.space): sent
@@ -193,9 +229,29 @@ func (e *Event) subjectID() uint64 {
 	return e.NodeID
 }
 
-// Subject is the NATS subject the event is published on.
+// Subject is the NATS subject the event is published on: the node or
+// range id last, or for workflow events the definition id (characters a
+// NATS token may not hold, '.', '*', '>' and white space, as '_').
 func (e *Event) Subject() string {
+	if e.Workflow != nil {
+		return Prefix + "." + e.Type + "." + Token(e.Workflow.Definition)
+	}
 	return Prefix + "." + e.Type + "." + strconv.FormatUint(e.subjectID(), 10)
+}
+
+// Token makes s one NATS subject token: '.', '*', '>' and white space
+// become '_'; "" becomes "_".
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == '*' || r == '>' || unicode.IsSpace(r):
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // Validate reports the first way e breaks the schema.
@@ -214,12 +270,12 @@ func (e *Event) Validate() error {
 		return errors.New("events: id, time, reporter and node_id are required")
 	}
 	details := 0
-	for _, set := range []bool{e.Member != nil, e.Clock != nil, e.Range != nil, e.Disk != nil} {
+	for _, set := range []bool{e.Member != nil, e.Clock != nil, e.Range != nil, e.Disk != nil, e.Workflow != nil} {
 		if set {
 			details++
 		}
 	}
-	want := map[string]bool{"member": e.Member != nil, "clock": e.Clock != nil, "range": e.Range != nil, "disk": e.Disk != nil}
+	want := map[string]bool{"member": e.Member != nil, "clock": e.Clock != nil, "range": e.Range != nil, "disk": e.Disk != nil, "workflow": e.Workflow != nil}
 	if details != 1 || !want[e.Source()] {
 		return fmt.Errorf("events: a %s event carries exactly its %q details", e.Type, e.Source())
 	}

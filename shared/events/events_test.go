@@ -25,6 +25,8 @@ func TestSubjectAndRoundTrip(t *testing.T) {
 		{sample(), "pleiades.events.member.dead.7"},
 		{events.Event{V: events.Version, ID: "c", Type: events.ClockHealth, Time: time.Now(), Reporter: 2, NodeID: 2, Clock: &events.Clock{Healthy: true}}, "pleiades.events.clock.health.2"},
 		{events.Event{V: events.Version, ID: "r", Type: events.RangeLeader, Time: time.Now(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 12, LeaderNodeID: 2}}, "pleiades.events.range.leader.12"},
+		{events.Event{V: events.Version, ID: "w", Type: events.WorkflowStepFailed, Time: time.Now(), Reporter: 3, NodeID: 3,
+			Workflow: &events.Workflow{InstanceID: "i1", Definition: "billing.v2 monthly", Version: 2, Step: "charge", Attempt: 2, Error: "declined"}}, "pleiades.events.workflow.step_failed.billing_v2_monthly"},
 		{events.Event{V: events.Version, ID: "d", Type: events.DiskSpace, Time: time.Now(), Reporter: 3, NodeID: 3, Disk: &events.Disk{Full: true, Reason: "disk full on node 3"}}, "pleiades.events.disk.space.3"},
 	}
 	for _, tt := range tests {
@@ -94,6 +96,7 @@ func TestValidate(t *testing.T) {
 		{"wrong details", func(e *events.Event) { e.Member, e.Clock = nil, &events.Clock{} }},
 		{"two details", func(e *events.Event) { e.Clock = &events.Clock{} }},
 		{"disk details on a member event", func(e *events.Event) { e.Member, e.Disk = nil, &events.Disk{} }},
+		{"workflow details on a member event", func(e *events.Event) { e.Member, e.Workflow = nil, &events.Workflow{} }},
 	}
 	ok := sample()
 	if err := ok.Validate(); err != nil {
@@ -148,6 +151,7 @@ func TestSchemaMatchesTypes(t *testing.T) {
 	check("range", reflect.TypeFor[events.Range](), s.Defs["range"].Properties)
 	check("replica", reflect.TypeFor[events.Replica](), s.Defs["replica"].Properties)
 	check("disk", reflect.TypeFor[events.Disk](), s.Defs["disk"].Properties)
+	check("workflow", reflect.TypeFor[events.Workflow](), s.Defs["workflow"].Properties)
 	var typ struct {
 		Enum []string `json:"enum"`
 	}

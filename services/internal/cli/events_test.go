@@ -93,6 +93,9 @@ func TestEventDetails(t *testing.T) {
 		{events.Event{Type: events.DiskSpace, NodeID: 3, Disk: &events.Disk{FreeBytes: 300 << 20, TotalBytes: 320 << 20, FloorBytes: 48 << 20}},
 			"room: 300.0 MiB free of 320.0 MiB, floor 48.0 MiB"},
 		{events.Event{Type: events.ClockHealth, NodeID: 2, Clock: &events.Clock{Healthy: true, PeersReachable: 2}}, "healthy (2 peers reachable, 0 far)"},
+		{events.Event{Type: events.WorkflowStepFailed, NodeID: 2, Workflow: &events.Workflow{InstanceID: "18ab", Definition: "billing", Version: 3, Step: "charge", Attempt: 2, Error: "declined"}},
+			"18ab (billing v3) step charge attempt 2: declined"},
+		{events.Event{Type: events.WorkflowCompleted, NodeID: 2, Workflow: &events.Workflow{InstanceID: "18ab", Definition: "billing", Version: 3}}, "18ab (billing v3)"},
 	} {
 		if got := eventDetails(&tt.ev); got != tt.want {
 			t.Errorf("eventDetails(%s) = %q; want %q", tt.ev.Type, got, tt.want)

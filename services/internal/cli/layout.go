@@ -162,7 +162,7 @@ func (n node) daemonArgs(d string) []string {
 	case "workflowd":
 		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":
-		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"), "--store-addr", n.localBus("stored"),
+		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"), "--store-addr", n.localBus("stored"), "--workflow-addr", n.localBus("workflowd"),
 			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}, n.hosts.natsArgs()...)
 	}
 	return nil
