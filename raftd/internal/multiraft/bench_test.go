@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -145,4 +147,79 @@ func BenchmarkIdleRanges(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/s")
 	b.ReportMetric(float64(c.store(1).Stats().Rounds-rounds0)/2, "rounds/s")
 	b.ReportMetric(float64(replicas), "replicas")
+}
+
+// BenchmarkPutLatencyDuringSplit measures put latency at 64 clients on one
+// range, steady and while the range splits (one split every 20 ms at a
+// key among those written, so the writes land on both sides), on the
+// in-memory engine: what a split adds to the tail (p50, p99 in
+// microseconds).
+func BenchmarkPutLatencyDuringSplit(b *testing.B) {
+	for _, splitting := range []bool{false, true} {
+		b.Run(fmt.Sprintf("splitting=%v", splitting), func(b *testing.B) {
+			c, _ := benchCluster(b, 1)
+			value := make([]byte, 256)
+			ctx := context.Background()
+			stop := make(chan struct{})
+			splitDone := make(chan int)
+			go func() {
+				n := 0
+				defer func() { splitDone <- n }()
+				if !splitting {
+					return
+				}
+				t := time.NewTicker(20 * time.Millisecond)
+				defer t.Stop()
+				for i := 1; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
+					// Keys "k" + 7 digits: split at ever finer points.
+					key := fmt.Sprintf("k%07d", (i*7919)%1000000)
+					if _, err := c.split(ctx, key); err == nil {
+						n++
+					}
+				}
+			}()
+			var seq atomic.Uint64
+			lat := make([][]time.Duration, 64)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N/64 + 1
+			for w := range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range per {
+						key := []byte(fmt.Sprintf("k%07d", seq.Add(1)*104729%1000000))
+						t0 := time.Now()
+						if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+							_, err := s.Put(ctx, &kvpb.PutRequest{Key: key, Value: value})
+							return err
+						}); err != nil {
+							b.Error(err)
+							return
+						}
+						lat[w] = append(lat[w], time.Since(t0))
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(stop)
+			splits := <-splitDone
+			var all []time.Duration
+			for _, l := range lat {
+				all = append(all, l...)
+			}
+			slices.Sort(all)
+			if len(all) > 0 {
+				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			}
+			b.ReportMetric(float64(splits), "splits")
+		})
+	}
 }

@@ -489,7 +489,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		return err
 	}
 	r := s.Replica(c.GetRangeId())
-	if r == nil && isStart && replicaOf(c.GetRangeDescriptor(), s.d.NodeID) != nil {
+	if r == nil && isStart && s.hosting.Load() && replicaOf(c.GetRangeDescriptor(), s.d.NodeID) != nil {
 		// A range this node is a replica of but does not hold (created by
 		// a split this node has not applied, or added while it was
 		// away): an empty replica takes the snapshot, unless a tombstone

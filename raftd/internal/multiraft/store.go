@@ -88,6 +88,11 @@ type Store struct {
 		in map[snapKey]*inboundSnapshot
 	}
 	snapSeq atomic.Uint64
+	// hosting is set once the store holds its cluster's replicas (loaded
+	// at start, or bootstrapped): only then does it answer for ranges it
+	// does not hold (HandleBatch), which a bootstrap in progress would
+	// otherwise race.
+	hosting atomic.Bool
 	vcache  *valueCache
 	// leasesOff suspends lease reads (SuspendLeases).
 	leasesOff atomic.Bool
@@ -309,6 +314,9 @@ func (s *Store) load(ctx context.Context) error {
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	if s.Initialized() {
+		s.hosting.Store(true)
+	}
 	s.log.Info("replicas loaded", slog.Int("replicas", len(kvs)))
 	return nil
 }
@@ -524,6 +532,7 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	s.hosting.Store(true)
 	s.noteReplicasAdded(rs)
 	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
 	return false, nil
@@ -737,7 +746,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 		}
 		if r := s.Replica(m.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: msg})
-		} else if msg.GetType() == raftpb.MsgApp && s.Initialized() {
+		} else if msg.GetType() == raftpb.MsgApp && s.hosting.Load() {
 			// A range this node does not hold (yet): reject the append
 			// as an empty log would, so the leader sends a snapshot,
 			// whose first chunk creates the replica (HandleSnapshot).
@@ -752,7 +761,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	for _, h := range b.GetHeartbeats() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, false), quiesce: h.GetQuiesce()})
-		} else if s.Initialized() && !h.GetQuiesce() {
+		} else if s.hosting.Load() && !h.GetQuiesce() {
 			// Answered, so that the leader probes with an append (above).
 			a := answer()
 			a.HeartbeatResponses = append(a.HeartbeatResponses, &raftmsgpb.Heartbeat{RangeId: h.GetRangeId(), FromReplica: h.GetToReplica(),
