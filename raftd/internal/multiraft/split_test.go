@@ -295,9 +295,32 @@ func TestSplitLinearizable(t *testing.T) {
 	}
 	keys := []string{"a1", "a7", "m1", "m7", "t1", "z1"}
 	h, stop, wait := c.recordHistory(ctx, keys, 6)
+	restarted := make(chan struct{})
 	for i, key := range []string{"m", "t", "a5", "m5", "z"} {
 		time.Sleep(150 * time.Millisecond)
+		if i == 4 {
+			// kill -9 of the splitting range's leader while the split is
+			// under way: before or after the trigger applies, the split
+			// happens once or not at all, and a retry finishes it.
+			victim := c.leaderOf(rangeOf(c, key))
+			go func() {
+				defer close(restarted)
+				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+				c.crash(victim)
+				time.Sleep(200 * time.Millisecond)
+				c.start(victim)
+			}()
+		}
 		resp, err := c.split(ctx, key)
+		for err != nil && i == 4 && ctx.Err() == nil {
+			// Refused as done already, or cut by the crash: look.
+			if d := c.descOf(rangeOf(c, key)); d != nil && bytes.Equal(d.GetStartKey(), []byte(key)) {
+				resp, err = &kvpb.AdminSplitResponse{Right: d, Left: d}, nil
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+			resp, err = c.split(ctx, key)
+		}
 		if err != nil {
 			t.Fatalf("split at %q: %v", key, err)
 		}
@@ -325,9 +348,11 @@ func TestSplitLinearizable(t *testing.T) {
 			}
 		}
 	}
+	<-restarted
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wait()
+	waitFor(t, 10*time.Second, "meta to list the 7 ranges", func() bool { return len(c.metaDescs(ctx, 1)) == 7 })
 	checkCover(t, c.metaDescs(ctx, 1))
 	checkHistory(t, h)
 }
@@ -453,4 +478,29 @@ func TestSplitBySize(t *testing.T) {
 			t.Fatalf("k%04d after automatic splits: %v %v", i, ok, err)
 		}
 	}
+}
+
+// rangeOf returns the id of the range holding key, as a live node's
+// replicas know it (0: none found).
+func rangeOf(c *testCluster, key string) uint64 {
+	for _, id := range c.ids {
+		if s := c.store(id); s != nil {
+			if r := s.ReplicaForKey([]byte(key)); r != nil {
+				return r.rangeID
+			}
+		}
+	}
+	return 0
+}
+
+// descOf returns the descriptor of rangeID held by its leader, or nil.
+func (c *testCluster) descOf(rangeID uint64) *kvpb.RangeDescriptor {
+	for _, id := range c.ids {
+		if s := c.store(id); s != nil {
+			if r := s.Replica(rangeID); r != nil && r.IsLeader() {
+				return r.Descriptor()
+			}
+		}
+	}
+	return nil
 }
