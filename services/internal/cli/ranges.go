@@ -109,8 +109,13 @@ func replicaDescs(d *kvpb.RangeDescriptor) []replicaDescView {
 	out := []replicaDescView{}
 	for _, r := range d.GetReplicas() {
 		typ := "voter"
-		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+		switch r.GetType() {
+		case kvpb.ReplicaType_REPLICA_TYPE_LEARNER:
 			typ = "learner"
+		case kvpb.ReplicaType_REPLICA_TYPE_VOTER_INCOMING:
+			typ = "voter-incoming"
+		case kvpb.ReplicaType_REPLICA_TYPE_VOTER_OUTGOING:
+			typ = "voter-outgoing"
 		}
 		out = append(out, replicaDescView{NodeID: r.GetNodeId(), ReplicaID: r.GetReplicaId(), Type: typ})
 	}
