@@ -399,6 +399,10 @@
 // once after start): keys-only scans, whose byte budget counts the
 // values, find the key at half the size and whether as much again
 // follows; if so it splits there (pleiades_raftd_auto_splits_total).
+// By load: a leader counts the requests it serves per range and keeps a
+// uniform sample of 64 of their keys per SplitCheckInterval; a range that
+// served more than SplitQPS a second (--split-qps, default 2500) splits
+// at the sample's median key (pleiades_raftd_load_splits_total).
 //
 // # Replica changes
 //
@@ -449,7 +453,7 @@
 //
 // # Not yet
 //
-// Splits by load, merges of small neighbours, rebalancing (workflowd's
+// Merges of small neighbours, rebalancing (workflowd's
 // job, over ChangeReplicas), size and load per range in `pleiades ranges
 // --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). Accounting: a
 // DeleteRange that a split cuts counts the keys of the part applied

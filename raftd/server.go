@@ -92,13 +92,17 @@ type Config struct {
 	// it, at its middle key. Default 512 MiB; negative: no automatic
 	// splits.
 	SplitBytes int64
+	// SplitQPS splits a range this node leads once it serves more
+	// requests a second than this, at the median of the keys requested.
+	// Default 2500; negative: no splits by load.
+	SplitQPS float64
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20}
+		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20, SplitQPS: 2500}
 }
 
 // Validate reports the first invalid field.
@@ -432,6 +436,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.SplitBytes != 0 {
 		mc.SplitBytes = s.cfg.SplitBytes
+	}
+	if s.cfg.SplitQPS != 0 {
+		mc.SplitQPS = s.cfg.SplitQPS
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks
@@ -859,8 +866,10 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_splits_total", Help: "Range splits applied by the local replicas (each replica of a range counts its own)."},
 			stat(func(x multiraft.Stats) uint64 { return x.Splits })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_auto_splits_total", Help: "Splits this node started because a range it leads outgrew --split-bytes."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_auto_splits_total", Help: "Splits this node started because a range it leads outgrew --split-bytes or --split-qps."},
 			stat(func(x multiraft.Stats) uint64 { return x.AutoSplits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_load_splits_total", Help: "Splits this node started because a range it leads served more than --split-qps requests a second."},
+			stat(func(x multiraft.Stats) uint64 { return x.LoadSplits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replica_changes_total", Help: "Conf changes that changed a local replica's descriptor (replicas added, promoted, removed; each replica counts its own)."},
 			stat(func(x multiraft.Stats) uint64 { return x.ReplicaChanges })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replicas_removed_total", Help: "Local replicas destroyed: removed from their range (at apply, or found so in meta by replica GC)."},

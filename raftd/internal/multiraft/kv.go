@@ -143,6 +143,9 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 		if err := s.diskFullErr(); write && err != nil {
 			return target{}, err // this node leads, and its disk is full
 		}
+		if r.IsLeader() {
+			r.noteRequest(key)
+		}
 		return target{r: r, desc: desc}, nil
 	}
 	leader := uint64(0)

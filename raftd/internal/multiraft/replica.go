@@ -143,6 +143,9 @@ type Replica struct {
 	// written counts the user bytes applied since the range was last
 	// measured for a split by size (autosplit.go).
 	written atomic.Int64
+	// load counts and samples the requests a leader serves (splits by
+	// load, autosplit.go).
+	load loadStats
 	// destroyed is set once the replica is removed from this node.
 	destroyed atomic.Bool
 	// metaGen is the highest generation of this range known to be

@@ -504,3 +504,42 @@ func (c *testCluster) descOf(rangeID uint64) *kvpb.RangeDescriptor {
 	}
 	return nil
 }
+
+// TestSplitByLoad sends a steady stream of reads and writes over keys a to
+// z to one range with a low SplitQPS: its leader splits it at the median
+// of the keys it sampled, and the data stays whole.
+func TestSplitByLoad(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SplitQPS = 200 })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var loads uint64
+	for i := 0; loads == 0 && ctx.Err() == nil; i++ {
+		key := fmt.Sprintf("%c%03d", 'a'+i%26, i%100)
+		if err := c.put(ctx, key, "v"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.get(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			loads = 0
+			for _, id := range c.ids {
+				loads += c.store(id).Stats().LoadSplits
+			}
+		}
+	}
+	if loads == 0 {
+		t.Fatalf("no split by load: %v", ctx.Err())
+	}
+	checkCover(t, c.metaDescs(ctx, 1))
+	waitFor(t, 10*time.Second, "meta to show the split", func() bool { return len(c.metaDescs(ctx, 1)) >= 3 })
+	// The split key came from the keys requested: strictly inside a..z.
+	for _, d := range c.metaDescs(ctx, 1)[2:] {
+		if k := d.GetStartKey(); len(k) == 0 || k[0] < 'a' || k[0] > 'z' {
+			t.Fatalf("split by load at %q, outside the keys requested", k)
+		}
+	}
+	if v, ok, err := c.get(ctx, "a000"); err != nil || !ok || v != "v" {
+		t.Fatalf("a000 after a split by load: %q %v %v", v, ok, err)
+	}
+}

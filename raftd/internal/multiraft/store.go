@@ -134,8 +134,9 @@ type storeMetrics struct {
 	// conf changes that changed a local replica's descriptor; replicasGCd
 	// the replicas this node destroyed.
 	splits, replicaChanges, replicasGCd atomic.Uint64
-	// autoSplits counts the splits this node's leaders started by size.
-	autoSplits atomic.Uint64
+	// autoSplits counts the splits this node's leaders started by size or
+	// load; loadSplits those by load.
+	autoSplits, loadSplits atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -842,8 +843,8 @@ type Stats struct {
 	// (removed from their range, found gone from meta).
 	ReplicaChanges, ReplicasRemoved uint64
 	// AutoSplits counts the splits this node started because a range it
-	// leads outgrew SplitBytes.
-	AutoSplits uint64
+	// leads outgrew SplitBytes or SplitQPS; LoadSplits those by load.
+	AutoSplits, LoadSplits uint64
 }
 
 // Stats returns scheduler counters.
@@ -861,7 +862,7 @@ func (s *Store) Stats() Stats {
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
 		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
 		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load(),
-		AutoSplits: s.metrics.autoSplits.Load()}
+		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()
