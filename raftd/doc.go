@@ -401,8 +401,9 @@
 // follows; if so it splits there (pleiades_raftd_auto_splits_total).
 // By load: a leader counts the requests it serves per range and keeps a
 // uniform sample of 64 of their keys per SplitCheckInterval; a range that
-// served more than SplitQPS a second (--split-qps, default 2500) splits
-// at the sample's median key (pleiades_raftd_load_splits_total).
+// served more than SplitQPS a second (--split-qps; off by default until
+// ranges are rebalanced) splits at the sample's median key
+// (pleiades_raftd_load_splits_total).
 //
 // # Replica changes
 //

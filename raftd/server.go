@@ -94,7 +94,8 @@ type Config struct {
 	SplitBytes int64
 	// SplitQPS splits a range this node leads once it serves more
 	// requests a second than this, at the median of the keys requested.
-	// Default 2500; negative: no splits by load.
+	// Default 0: no splits by load (they are opt-in until ranges are
+	// rebalanced; 2500 is CockroachDB's figure).
 	SplitQPS float64
 }
 
@@ -102,7 +103,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20, SplitQPS: 2500}
+		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20}
 }
 
 // Validate reports the first invalid field.

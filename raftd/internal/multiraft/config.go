@@ -103,8 +103,8 @@ type Config struct {
 	SplitBytes int64
 	// SplitQPS splits a range whose leader serves more requests per
 	// second than this (measured over a SplitCheckInterval) at the median
-	// of a sample of the keys requested. Default 2500; negative: no
-	// splits by load.
+	// of a sample of the keys requested. Default (0) or negative: no
+	// splits by load (CockroachDB splits at 2500).
 	SplitQPS float64
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
 	// 64 KiB and 8 MiB (a raft entry travels in one bus frame, at most
@@ -204,9 +204,6 @@ func (c *Config) fill() {
 	}
 	if c.SplitBytes == 0 {
 		c.SplitBytes = 512 << 20
-	}
-	if c.SplitQPS == 0 {
-		c.SplitQPS = 2500
 	}
 	def(&c.MaxKeyBytes, kvpb.MaxKeyBytes)
 	def(&c.MaxValueBytes, kvpb.MaxValueBytes)
