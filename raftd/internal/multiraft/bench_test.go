@@ -150,22 +150,25 @@ func BenchmarkIdleRanges(b *testing.B) {
 }
 
 // BenchmarkPutLatencyDuringSplit measures put latency at 64 clients on one
-// range, steady and while the range splits (one split every 20 ms at a
-// key among those written, so the writes land on both sides), on the
-// in-memory engine: what a split adds to the tail (p50, p99 in
-// microseconds).
+// range (3 replicas of 4 nodes), steady, while the range splits (one
+// split every 20 ms at a key among those written, so the writes land on
+// both sides), and while a replica is added and removed in turn (a
+// learner, its snapshot, its promotion, its removal), on the in-memory
+// engine: what each adds to the tail (p50 and p99 in microseconds).
 func BenchmarkPutLatencyDuringSplit(b *testing.B) {
-	for _, splitting := range []bool{false, true} {
-		b.Run(fmt.Sprintf("splitting=%v", splitting), func(b *testing.B) {
-			c, _ := benchCluster(b, 1)
+	for _, mode := range []string{"steady", "split", "replica-add"} {
+		b.Run("during="+mode, func(b *testing.B) {
+			c := newTestCluster(b, 4, nil)
+			descs := c.bootstrap(&kvpb.InitRequest{ReplicationFactor: 3})
+			c.waitLeaders(descs)
 			value := make([]byte, 256)
 			ctx := context.Background()
 			stop := make(chan struct{})
-			splitDone := make(chan int)
+			changesDone := make(chan int)
 			go func() {
 				n := 0
-				defer func() { splitDone <- n }()
-				if !splitting {
+				defer func() { changesDone <- n }()
+				if mode == "steady" {
 					return
 				}
 				t := time.NewTicker(20 * time.Millisecond)
@@ -176,9 +179,35 @@ func BenchmarkPutLatencyDuringSplit(b *testing.B) {
 						return
 					case <-t.C:
 					}
-					// Keys "k" + 7 digits: split at ever finer points.
-					key := fmt.Sprintf("k%07d", (i*7919)%1000000)
-					if _, err := c.split(ctx, key); err == nil {
+					var err error
+					if mode == "split" {
+						// Keys "k" + 7 digits: split at ever finer points.
+						_, err = c.split(ctx, fmt.Sprintf("k%07d", (i*7919)%1000000))
+					} else {
+						var d *kvpb.RangeDescriptor
+						if l := c.leaderOf(2); l != 0 {
+							d = c.store(l).Replica(2).Descriptor()
+						}
+						if d == nil {
+							continue
+						}
+						req := &kvpb.ChangeReplicasRequest{RangeId: 2}
+						if len(d.GetReplicas()) == 3 {
+							for _, id := range c.ids {
+								if replicaOf(d, id) == nil {
+									req.Add = []uint64{id}
+								}
+							}
+						} else {
+							for _, r := range d.GetReplicas() {
+								if r.GetNodeId() != c.leaderOf(2) {
+									req.Remove = []uint64{r.GetNodeId()}
+								}
+							}
+						}
+						_, err = c.changeReplicas(ctx, req)
+					}
+					if err == nil {
 						n++
 					}
 				}
@@ -209,7 +238,7 @@ func BenchmarkPutLatencyDuringSplit(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			close(stop)
-			splits := <-splitDone
+			changes := <-changesDone
 			var all []time.Duration
 			for _, l := range lat {
 				all = append(all, l...)
@@ -219,7 +248,7 @@ func BenchmarkPutLatencyDuringSplit(b *testing.B) {
 				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 			}
-			b.ReportMetric(float64(splits), "splits")
+			b.ReportMetric(float64(changes), "changes")
 		})
 	}
 }
