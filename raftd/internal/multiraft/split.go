@@ -500,8 +500,8 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 			return nil, bus.Errorf(bus.CodeUnavailable, "kv: range %d is not known on node %d", req.GetRangeId(), s.d.NodeID)
 		}
 	}
-	target := replicaOf(desc, req.GetNodeId())
-	if target == nil || target.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+	to := replicaOf(desc, req.GetNodeId())
+	if to == nil || to.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d has no voter on node %d", req.GetRangeId(), req.GetNodeId())
 	}
 	if r == nil || !r.IsLeader() {
@@ -519,12 +519,12 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 		resp := &kvpb.TransferLeaderResponse{}
 		fr := proto.Clone(req).(*kvpb.TransferLeaderRequest)
 		fr.Header = forwardedHeader(h)
-		return resp, s.forward(ctx, target0(desc, leader), MethodTransferLeader, fr, resp)
+		return resp, s.forward(ctx, target{desc: desc, node: leader}, MethodTransferLeader, fr, resp)
 	}
 	if req.GetNodeId() == s.d.NodeID {
 		return &kvpb.TransferLeaderResponse{}, nil
 	}
-	r.transferLeader(target.GetReplicaId())
+	r.transferLeader(to.GetReplicaId())
 	// Wait until the target leads (or the caller gives up). Raft gives a
 	// transfer up after an election timeout (the target was behind, say):
 	// ask again then, while this replica still leads.
@@ -534,7 +534,7 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 			return &kvpb.TransferLeaderResponse{}, nil
 		}
 		if time.Now().After(again) && r.IsLeader() {
-			r.transferLeader(target.GetReplicaId())
+			r.transferLeader(to.GetReplicaId())
 			again = time.Now().Add(time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval)
 		}
 		select {
@@ -546,8 +546,6 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 		}
 	}
 }
-
-func target0(desc *kvpb.RangeDescriptor, node uint64) target { return target{desc: desc, node: node} }
 
 // transferLeader asks raft to hand the leadership to replica id.
 func (r *Replica) transferLeader(id uint64) {
