@@ -394,11 +394,13 @@
 // descriptor. Meta and the meta range itself never split.
 //
 // By size: every SplitCheckInterval (10s) a leader measures each user
-// range whose applied writes since its last measure could have taken it
-// past SplitBytes (--split-bytes, default 512 MiB; every range is measured
-// once after start): keys-only scans, whose byte budget counts the
-// values, find the key at half the size and whether as much again
-// follows; if so it splits there (pleiades_raftd_auto_splits_total).
+// range whose last measured size plus the bytes applied since (an
+// estimate: overwrites and deletes count as growth) reach SplitBytes
+// (--split-bytes, default 512 MiB; every range is measured once after
+// start): it reads the range's keys and values a page (4 MiB) at a time,
+// at most SplitBytes of them; past it, the range splits at the key where
+// the first half of SplitBytes ended (pleiades_raftd_auto_splits_total).
+// A range far larger splits again at its next check.
 // By load: a leader counts the requests it serves per range and keeps a
 // uniform sample of 64 of their keys per SplitCheckInterval; a range that
 // served more than SplitQPS a second (--split-qps; off by default until

@@ -14,7 +14,7 @@ import (
 )
 
 // splitLoop splits, every SplitCheckInterval, the user ranges this node
-// leads whose data grew past SplitBytes, at their middle key, and those
+// leads whose data grew past SplitBytes, at the end of its first half, and those
 // that served more than SplitQPS requests a second, at the median of the
 // keys requested.
 func (s *Store) splitLoop() {
@@ -35,10 +35,16 @@ func (s *Store) splitLoop() {
 				return
 			}
 			byLoad := r.loadSplitKey(s.cfg.SplitQPS, s.cfg.SplitCheckInterval)
-			// A range is measured once its writes since the last
-			// measure could have taken it past the threshold (at first,
-			// every range is).
-			bySize := s.cfg.SplitBytes > 0 && r.written.Load() >= s.cfg.SplitBytes/8
+			// A range's size is measured when its last measure plus the
+			// bytes written since (an estimate: overwrites and deletes
+			// count as growth) reach the threshold; at first every range
+			// is measured once (sizeEst starts at -1).
+			est := r.sizeEst.Load()
+			if est >= 0 {
+				est += r.written.Swap(0)
+				r.sizeEst.Store(est)
+			}
+			bySize := s.cfg.SplitBytes > 0 && (est < 0 || est >= s.cfg.SplitBytes)
 			if r.rangeID == MetaRangeID || !r.IsLeader() || (!bySize && byLoad == nil) {
 				continue
 			}
@@ -46,7 +52,11 @@ func (s *Store) splitLoop() {
 			key, err := byLoad, error(nil)
 			if key == nil {
 				r.written.Store(0)
-				key, err = s.splitKeyBySize(ctx, r.Descriptor())
+				var size int64
+				key, size, err = s.splitKeyBySize(ctx, r.Descriptor())
+				if err == nil {
+					r.sizeEst.Store(size)
+				}
 			}
 			if err == nil && key != nil {
 				_, err = s.AdminSplit(ctx, &kvpb.AdminSplitRequest{Header: &kvpb.Header{}, Key: key})
@@ -65,32 +75,47 @@ func (s *Store) splitLoop() {
 	}
 }
 
-// splitKeyBySize returns the key that halves d's data by size when it
-// holds more than SplitBytes (nil otherwise): keys-only scans, whose
-// byte budget counts the values too, find the middle and whether as much
-// again follows.
-func (s *Store) splitKeyBySize(ctx context.Context, d *kvpb.RangeDescriptor) ([]byte, error) {
-	half := int(min(s.cfg.SplitBytes/2, 1<<30))
-	start, end := clipSpan(nil, nil, d)
-	first, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{KeysOnly: true, MaxBytes: half})
-	if err != nil || len(first) == 0 {
-		return nil, err
+// sizePage bounds one page of a size measure.
+const sizePage = 4 << 20
+
+// splitKeyBySize measures d's data (keys and values as stored, read a
+// page at a time) up to SplitBytes: past it, it returns the key at which
+// the first half of SplitBytes ended (the right side starts there), else
+// nil. size is what it read (all of the range's data when below the
+// threshold).
+func (s *Store) splitKeyBySize(ctx context.Context, d *kvpb.RangeDescriptor) (key []byte, size int64, err error) {
+	half := s.cfg.SplitBytes / 2
+	from, end := clipSpan(nil, nil, d)
+	for {
+		kvs, err := s.d.Engine.Scan(ctx, storage.Data, from, end, storage.ScanOptions{Limit: 4096, MaxBytes: sizePage})
+		if err != nil {
+			return nil, size, err
+		}
+		for _, kv := range kvs {
+			if size >= half && key == nil {
+				key = bytes.Clone(kv.Key)
+			}
+			size += int64(len(kv.Key) + len(kv.Value))
+			if size > s.cfg.SplitBytes && key != nil {
+				if !spanContains(d, key) || bytes.Equal(key, d.GetStartKey()) || key[0] == 0x00 || bytes.HasPrefix(key, []byte{0xff, 0xff}) {
+					return nil, size, nil
+				}
+				return key, size, nil
+			}
+		}
+		if len(kvs) == 0 || (len(kvs) < 4096 && pageBytes(kvs) < sizePage) {
+			return nil, size, nil
+		}
+		from = append(bytes.Clone(kvs[len(kvs)-1].Key), 0)
 	}
-	mid := first[len(first)-1].Key
-	rest, err := s.d.Engine.Scan(ctx, storage.Data, append(bytes.Clone(mid), 0), end, storage.ScanOptions{KeysOnly: true, MaxBytes: half})
-	if err != nil || len(rest) == 0 {
-		return nil, err
+}
+
+func pageBytes(kvs []storage.KV) int {
+	n := 0
+	for _, kv := range kvs {
+		n += len(kv.Key) + len(kv.Value)
 	}
-	more, err := s.d.Engine.Scan(ctx, storage.Data, append(bytes.Clone(rest[len(rest)-1].Key), 0), end, storage.ScanOptions{KeysOnly: true, Limit: 1})
-	if err != nil || len(more) == 0 {
-		return nil, err // the second half ended below its budget
-	}
-	// The right side starts after the middle key.
-	key := rest[0].Key
-	if !spanContains(d, key) || bytes.Equal(key, d.GetStartKey()) || key[0] == 0x00 || bytes.HasPrefix(key, []byte{0xff, 0xff}) {
-		return nil, nil
-	}
-	return bytes.Clone(key), nil
+	return n
 }
 
 // loadSample is how many of a window's requested keys a leader keeps

@@ -143,6 +143,9 @@ type Replica struct {
 	// written counts the user bytes applied since the range was last
 	// measured for a split by size (autosplit.go).
 	written atomic.Int64
+	// sizeEst is the range's data size as last measured plus what was
+	// written since, or -1 before the first measure (autosplit.go).
+	sizeEst atomic.Int64
 	// load counts and samples the requests a leader serves (splits by
 	// load, autosplit.go).
 	load loadStats
@@ -314,7 +317,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		r.noVotesUntil = time.Now().Add(s.leaseDuration())
 	}
 	r.applied.Store(applied.GetIndex())
-	r.written.Store(s.cfg.SplitBytes) // measured once at first
+	r.sizeEst.Store(-1) // measured once at first
 	// The first replica of a new range campaigns on its first tick, by
 	// when the other nodes have bootstrapped too (a vote request to a node
 	// without the replica is lost, costing a whole election timeout).
