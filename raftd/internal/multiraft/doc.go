@@ -12,7 +12,8 @@
 // batching and heartbeat coalescing), kv.go (the kvpb methods: routing,
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
 // layout), split.go (splits, meta updates, range id allocation,
-// RangeKeyMismatch, leader transfer), autosplit.go (splits by size),
+// RangeKeyMismatch, leader transfer), autosplit.go (splits by size and
+// load),
 // confchange.go (replica changes: learners, promotion, joint
 // configurations, empty replicas for snapshots), gc.go (replica GC,
 // tombstones, meta reconciliation), valuecache.go (the read cache of
