@@ -13,13 +13,11 @@
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
 // layout), split.go (splits, meta updates, range id allocation,
 // RangeKeyMismatch, leader transfer), autosplit.go (splits by size and
-// load),
-// confchange.go (replica changes: learners, promotion, joint
+// load), confchange.go (replica changes: learners, promotion, joint
 // configurations, empty replicas for snapshots), gc.go (replica GC,
 // tombstones, meta reconciliation), valuecache.go (the read cache of
-// engine values), disk.go (a
-// full disk: proposals refused, refused round writes held or written from
-// stored's reserve). The tests' doubles live in test files:
+// engine values), disk.go (a full disk: proposals refused, refused round
+// writes held or written from stored's reserve). The tests' doubles live in test files:
 // localnet_test.go (LocalNetwork, the fault-injecting in-process
 // transport, and testConfig's fast timers).
 //
