@@ -87,6 +87,12 @@ type Store struct {
 		sync.Mutex
 		in map[snapKey]*inboundSnapshot
 	}
+	// unknown is when raft traffic of each range this node does not hold
+	// was first seen (answerUnknown).
+	unknown struct {
+		sync.Mutex
+		seen map[uint64]time.Time
+	}
 	snapSeq atomic.Uint64
 	// hosting is set once the store holds its cluster's replicas (loaded
 	// at start, or bootstrapped): only then does it answer for ranges it
@@ -747,7 +753,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 		}
 		if r := s.Replica(m.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: msg})
-		} else if msg.GetType() == raftpb.MsgApp && s.hosting.Load() {
+		} else if msg.GetType() == raftpb.MsgApp && s.answerUnknown(m.GetRangeId()) {
 			// A range this node does not hold (yet): reject the append
 			// as an empty log would, so the leader sends a snapshot,
 			// whose first chunk creates the replica (HandleSnapshot).
@@ -762,7 +768,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	for _, h := range b.GetHeartbeats() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, false), quiesce: h.GetQuiesce()})
-		} else if s.hosting.Load() && !h.GetQuiesce() {
+		} else if !h.GetQuiesce() && s.answerUnknown(h.GetRangeId()) {
 			// Answered, so that the leader probes with an append (above).
 			a := answer()
 			a.HeartbeatResponses = append(a.HeartbeatResponses, &raftmsgpb.Heartbeat{RangeId: h.GetRangeId(), FromReplica: h.GetToReplica(),
@@ -777,6 +783,31 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, true)})
 		}
 	}
+}
+
+// answerUnknown reports whether to answer the raft traffic of a range this
+// node does not hold, so that its leader sends a snapshot that creates
+// it: once the store hosts its replicas, and only after an election
+// timeout of such traffic. A split this node has yet to apply creates the
+// range from local state meanwhile, without a snapshot.
+func (s *Store) answerUnknown(rangeID uint64) bool {
+	if !s.hosting.Load() {
+		return false
+	}
+	now := time.Now()
+	wait := time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
+	s.unknown.Lock()
+	defer s.unknown.Unlock()
+	if s.unknown.seen == nil || len(s.unknown.seen) > 100000 {
+		s.unknown.seen = map[uint64]time.Time{}
+	}
+	first, ok := s.unknown.seen[rangeID]
+	if !ok || now.Sub(first) > 10*wait+time.Minute {
+		// New, or an entry from long ago (the range came and went).
+		s.unknown.seen[rangeID] = now
+		return false
+	}
+	return now.Sub(first) >= wait
 }
 
 // SuspendLeases turns lease reads off (linearizable reads then take a
