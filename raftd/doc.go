@@ -432,9 +432,11 @@
 // asks raft to hand leadership over, again every election timeout until
 // the target leads.
 //
-// A node holding no replica of a range answers the range's appends with
-// a rejection (as an empty log would) and its heartbeats, so that its
-// leader sends a snapshot: its first chunk creates the replica when its
+// A node holding no replica of a range answers, once that range's
+// traffic has lasted an election timeout (time for a split it is about to
+// apply to create it locally), the range's appends with a rejection (as
+// an empty log would) and its heartbeats, so that its leader sends a
+// snapshot: its first chunk creates the replica when its
 // descriptor names the node (a split this node missed, an add while it
 // was away). A replica that missed a split installs a snapshot of the
 // narrower span.
