@@ -120,6 +120,8 @@ type storeMetrics struct {
 	proposalsDropped                            atomic.Uint64
 	sessionRepeats, sessionRefusals             atomic.Uint64
 	sessionsForgotten                           atomic.Uint64
+	// versionsCollected counts the versions collection removed (mvcc.go).
+	versionsCollected atomic.Uint64
 	// diskRefusals counts round writes refused for want of space;
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
@@ -183,6 +185,7 @@ func (s *Store) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.runLoop()
 	go s.tickLoop()
+	s.startVersionGC()
 	return nil
 }
 

@@ -315,9 +315,17 @@ func (x *Session) GetIssuedNanos() int64 {
 
 // Value is a stored value with the HLC timestamp of the write that made it.
 type Value struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
-	Timestamp     *hlcpb.Timestamp       `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Value []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// timestamp is the HLC timestamp of the write that made this version
+	// (the key's modify timestamp).
+	Timestamp *hlcpb.Timestamp `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// create_timestamp is the timestamp of the write that created the key
+	// (its first write since it was last absent); set by Get.
+	CreateTimestamp *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=create_timestamp,json=createTimestamp,proto3" json:"create_timestamp,omitempty"`
+	// version counts the writes of the key since it was created (1 for the
+	// creating write); set by Get.
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +372,20 @@ func (x *Value) GetTimestamp() *hlcpb.Timestamp {
 		return x.Timestamp
 	}
 	return nil
+}
+
+func (x *Value) GetCreateTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.CreateTimestamp
+	}
+	return nil
+}
+
+func (x *Value) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type KeyValue struct {
@@ -419,9 +441,16 @@ func (x *KeyValue) GetValue() *Value {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Key    []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// read_at, when set, reads the key as of that HLC timestamp: the newest
+	// version written at or before it. A timestamp older than the range's
+	// version retention window fails with FailedPrecondition, reason
+	// "compacted" (ReasonCompacted); one above the range's last applied
+	// write is read once the range has applied up to it (a linearizable read
+	// sees every write acknowledged before it).
+	ReadAt        *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +495,13 @@ func (x *GetRequest) GetHeader() *Header {
 func (x *GetRequest) GetKey() []byte {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+func (x *GetRequest) GetReadAt() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ReadAt
 	}
 	return nil
 }
@@ -2118,17 +2154,20 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
 	"\rfirst_unacked\x18\x03 \x01(\x04R\ffirstUnacked\x12!\n" +
-	"\fissued_nanos\x18\x04 \x01(\x03R\vissuedNanos\"W\n" +
+	"\fissued_nanos\x18\x04 \x01(\x03R\vissuedNanos\"\xb8\x01\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x128\n" +
-	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"I\n" +
+	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12E\n" +
+	"\x10create_timestamp\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fcreateTimestamp\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\"I\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"N\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"\x83\x01\n" +
 	"\n" +
 	"GetRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\"P\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x123\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"P\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"d\n" +
@@ -2314,39 +2353,41 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
 	3,  // 1: pleiades.kv.v1.Header.session:type_name -> pleiades.kv.v1.Session
 	32, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 3: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
-	2,  // 4: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 5: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
-	2,  // 6: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	32, // 7: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 8: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 9: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	5,  // 10: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
-	2,  // 11: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 12: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 13: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	32, // 14: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	8,  // 15: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
-	10, // 16: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	16, // 17: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	2,  // 18: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
-	18, // 19: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	32, // 20: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	1,  // 21: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
-	21, // 22: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
-	22, // 23: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 24: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	27, // 25: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
-	26, // 26: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 27: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 28: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	31, // 29: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	32, // 30: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 3: pleiades.kv.v1.Value.create_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 4: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
+	2,  // 5: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
+	32, // 6: pleiades.kv.v1.GetRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 7: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
+	2,  // 8: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
+	32, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 10: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 11: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
+	5,  // 12: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
+	2,  // 13: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 14: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 15: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
+	32, // 16: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	8,  // 17: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
+	10, // 18: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	16, // 19: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	2,  // 20: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
+	18, // 21: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
+	32, // 22: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	1,  // 23: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
+	21, // 24: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
+	22, // 25: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 26: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 27: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	26, // 28: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 29: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 30: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	31, // 31: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	32, // 32: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
