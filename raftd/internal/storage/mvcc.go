@@ -85,7 +85,7 @@ func DecodeRecord(b []byte) (m Meta, value []byte, deleted bool, err error) {
 			return Meta{}, nil, false, fmt.Errorf("%w: create timestamp: %w", ErrBadEnvelope, err)
 		}
 		n, k := binary.Uvarint(rest[hlc.EncodedLen:])
-		if k <= 0 || n == 0 {
+		if k <= 0 || n == 0 || k != uvarintLen(n) {
 			return Meta{}, nil, false, fmt.Errorf("%w: bad version count", ErrBadEnvelope)
 		}
 		if ts.Less(created) {
@@ -94,6 +94,11 @@ func DecodeRecord(b []byte) (m Meta, value []byte, deleted bool, err error) {
 		return Meta{Mod: ts, Create: created, Version: n}, rest[hlc.EncodedLen+k:], false, nil
 	}
 	return Meta{}, nil, false, fmt.Errorf("%w: kind %d", ErrBadEnvelope, b[0])
+}
+
+func uvarintLen(n uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], n)
 }
 
 // Versions family keys: the user key escaped (each 0x00 byte becomes

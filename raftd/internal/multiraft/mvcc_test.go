@@ -1,0 +1,320 @@
+package multiraft
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// putTS writes key and returns the write's timestamp.
+func (c *testCluster) putTS(ctx context.Context, key, value string) hlc.Timestamp {
+	c.t.Helper()
+	var resp *kvpb.PutResponse
+	err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		var err error
+		resp, err = s.Put(ctx, &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)})
+		return err
+	})
+	if err != nil {
+		c.t.Fatalf("put %s: %v", key, err)
+	}
+	ts, err := hlc.FromProto(resp.GetTimestamp())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ts
+}
+
+// getAt reads key as of ts through Get (ts zero: the latest).
+func (c *testCluster) getAt(ctx context.Context, key string, ts hlc.Timestamp) (*kvpb.GetResponse, error) {
+	req := &kvpb.GetRequest{Key: []byte(key)}
+	if !ts.IsZero() {
+		req.ReadAt = ts.Proto()
+	}
+	var resp *kvpb.GetResponse
+	err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		var err error
+		resp, err = s.Get(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// versionsOf is the versions family of range 2 in a node's engine.
+func (c *testCluster) versionsOf(id uint64) []storage.KV {
+	s := c.store(id)
+	if s == nil {
+		c.t.Fatalf("node %d is down", id)
+	}
+	start, end := clipSpan(nil, nil, s.Replica(2).desc.Load())
+	vstart, vend := storage.VersionSpan(start, end)
+	kvs, err := c.engines[id].Scan(context.Background(), storage.Versions, vstart, vend, storage.ScanOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return kvs
+}
+
+func before(ts hlc.Timestamp) hlc.Timestamp {
+	if ts.Logical > 0 {
+		return hlc.Timestamp{WallTime: ts.WallTime, Logical: ts.Logical - 1}
+	}
+	return hlc.Timestamp{WallTime: ts.WallTime - 1, Logical: 1 << 30}
+}
+
+// TestVersionsReadAtAndMeta writes, overwrites, deletes and re-creates
+// keys and reads them as of every timestamp in between: each read finds
+// the version written at or before it, with the key's create timestamp
+// and version count; every replica holds the same versions.
+func TestVersionsReadAtAndMeta(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.VersionRetention = time.Hour })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ts1 := c.putTS(ctx, "k", "v1")
+	ts2 := c.putTS(ctx, "k", "v2")
+	ts3 := c.putTS(ctx, "k", "v3")
+	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte("k")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gone := c.putTS(ctx, "other", "x") // after the delete
+	ts5 := c.putTS(ctx, "k", "v5")
+	a1 := c.putTS(ctx, "m1", "a")
+	c.putTS(ctx, "m2", "b")
+	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Start: []byte("m"), End: []byte("n")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	afterRange := c.putTS(ctx, "other", "y")
+
+	for _, tc := range []struct {
+		name    string
+		key     string
+		at      hlc.Timestamp
+		found   bool
+		value   string
+		created hlc.Timestamp
+		version uint64
+	}{
+		{"latest after re-creation", "k", hlc.Timestamp{}, true, "v5", ts5, 1},
+		{"before the first write", "k", before(ts1), false, "", hlc.Timestamp{}, 0},
+		{"at the first write", "k", ts1, true, "v1", ts1, 1},
+		{"between first and second", "k", before(ts2), true, "v1", ts1, 1},
+		{"at the second", "k", ts2, true, "v2", ts1, 2},
+		{"at the third", "k", ts3, true, "v3", ts1, 3},
+		{"after the delete", "k", gone, false, "", hlc.Timestamp{}, 0},
+		{"just before re-creation", "k", before(ts5), false, "", hlc.Timestamp{}, 0},
+		{"at re-creation", "k", ts5, true, "v5", ts5, 1},
+		{"in the future", "k", hlc.Timestamp{WallTime: ts5.WallTime + int64(time.Minute)}, true, "v5", ts5, 1},
+		{"before a range delete", "m1", a1.Next(), true, "a", a1, 1},
+		{"after a range delete", "m1", afterRange, false, "", hlc.Timestamp{}, 0},
+		{"latest after a range delete", "m2", hlc.Timestamp{}, false, "", hlc.Timestamp{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := c.getAt(ctx, tc.key, tc.at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetFound() != tc.found || string(resp.GetValue().GetValue()) != tc.value {
+				t.Fatalf("Get(%s at %v) = %v; want found %v value %q", tc.key, tc.at, resp, tc.found, tc.value)
+			}
+			if !tc.found {
+				return
+			}
+			created, _ := hlc.FromProto(resp.GetValue().GetCreateTimestamp())
+			if created != tc.created || resp.GetValue().GetVersion() != tc.version {
+				t.Errorf("Get(%s at %v) created %v version %d; want %v, %d", tc.key, tc.at, created, resp.GetValue().GetVersion(), tc.created, tc.version)
+			}
+		})
+	}
+
+	// A timestamp older than the retention window is refused.
+	old := hlc.Timestamp{WallTime: ts1.WallTime - int64(2*time.Hour)}
+	_, err := c.getAt(ctx, "k", old)
+	if bus.CodeOf(err) != bus.CodeFailedPrecondition || bus.ReasonOf(err) != kvpb.ReasonCompacted {
+		t.Errorf("Get at %v (2h ago, retention 1h) = %v; want FailedPrecondition %q", old, err, kvpb.ReasonCompacted)
+	}
+
+	// Versions are written at the apply timestamp: every replica holds the
+	// same ones.
+	waitFor(t, 10*time.Second, "every replica to hold the same versions", func() bool {
+		want := c.versionsOf(c.ids[0])
+		for _, id := range c.ids[1:] {
+			if !reflect.DeepEqual(want, c.versionsOf(id)) {
+				return false
+			}
+		}
+		// k: 3 puts, a tombstone, a put; other: 2; m1, m2: a put and a
+		// tombstone each.
+		return len(want) == 5+2+2+2
+	})
+}
+
+// TestVersionGCKeepsWhatReadsNeed runs random writes, deletes and range
+// deletes over a few keys while time moves on, records what reads at
+// every timestamp inside the retention window return, collects old
+// versions (in pages smaller than a key's versions), and checks every
+// such read returns the same, that the collection removed versions, and
+// that at most one version per key is left below the threshold.
+func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
+	const retention = time.Minute
+	c := newTestCluster(t, 1, &kvpb.InitRequest{}, func(cfg *Config) {
+		cfg.VersionRetention = retention
+		cfg.VersionGCInterval = -1
+		cfg.VersionGCPageEntries = 3
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(7, 18))
+	keys := []string{"a", "a\x00", "a\x00b", "b", "c", "d\xff"}
+	for round := range 12 {
+		for i := range 4 {
+			k := keys[rng.IntN(len(keys))]
+			switch n := rng.IntN(10); {
+			case n < 6:
+				c.putTS(ctx, k, fmt.Sprintf("%s-%d-%d", k, round, i))
+			case n < 9:
+				if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+					_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte(k)})
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+					_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Start: []byte("a\x00"), End: []byte("c")})
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		c.skew.Add(int64(10 * time.Second))
+	}
+	s := c.store(1)
+	// Every version timestamp in the window (and just before each), and
+	// the horizon itself, are the timestamps worth reading at.
+	horizon := s.readHorizon()
+	horizon.WallTime += int64(time.Second) // the horizon moves on while the test reads
+	ats := []hlc.Timestamp{horizon}
+	all := c.versionsOf(1)
+	for _, kv := range all {
+		_, ts, err := storage.DecodeVersionKey(kv.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ts.Less(horizon) {
+			ats = append(ats, ts, before(ts))
+		}
+	}
+	read := func() map[string]*kvpb.GetResponse {
+		out := map[string]*kvpb.GetResponse{}
+		for _, k := range keys {
+			for _, at := range ats {
+				if at.Less(horizon) {
+					continue
+				}
+				resp, err := c.getAt(ctx, k, at)
+				if err != nil {
+					t.Fatalf("Get(%q at %v): %v", k, at, err)
+				}
+				out[fmt.Sprintf("%q@%v", k, at)] = resp
+			}
+		}
+		return out
+	}
+	want := read()
+	removed, err := s.collectVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := read()
+	for k, w := range want {
+		if g := got[k]; !proto.Equal(g, w) {
+			t.Errorf("read %s: %v before collection, %v after", k, w, g)
+		}
+	}
+	left := c.versionsOf(1)
+	if removed == 0 || len(left) != len(all)-removed {
+		t.Fatalf("collection removed %d of %d versions; %d are left", removed, len(all), len(left))
+	}
+	thr := s.gcThreshold()
+	old := map[string]int{}
+	for _, kv := range left {
+		k, ts, err := storage.DecodeVersionKey(kv.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !thr.Less(ts) {
+			old[string(k)]++
+			if _, _, deleted, _ := storage.DecodeRecord(kv.Value); deleted {
+				t.Errorf("a tombstone of %q at %v below the threshold %v is left", k, ts, thr)
+			}
+		}
+	}
+	for k, n := range old {
+		if n > 1 {
+			t.Errorf("%d versions of %q below the threshold are left; want at most 1", n, k)
+		}
+	}
+	// A second collection finds nothing more.
+	if n, err := s.collectVersions(ctx); err != nil || n != 0 {
+		t.Errorf("second collection removed %d, %v; want 0", n, err)
+	}
+	t.Logf("%d versions, %d collected, %d reads checked", len(all), removed, len(want))
+}
+
+// TestSnapshotCarriesVersions has a follower catch up by a snapshot after
+// overwrites and deletes, and checks it then holds the same versions and
+// key metadata as the others, and serves reads at a timestamp from them.
+func TestSnapshotCarriesVersions(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SnapshotChunkBytes = 256 })
+	lagger, _ := laggingFollower(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	first := c.putTS(ctx, "k0001", "overwritten")
+	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte("k0002")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.net.Heal()
+	waitFor(t, 10*time.Second, "the snapshot install to be recorded", func() bool {
+		return c.store(lagger).Stats().SnapshotsApplied > 0
+	})
+	c.waitSameData(lagger)
+	waitFor(t, 10*time.Second, "the follower to hold the same versions", func() bool {
+		mine := c.versionsOf(lagger)
+		for _, o := range c.ids {
+			if o != lagger && !reflect.DeepEqual(mine, c.versionsOf(o)) {
+				return false
+			}
+		}
+		return len(mine) > 0
+	})
+	// The follower serves a read at a timestamp from them.
+	s := c.store(lagger)
+	v, ok, err := s.readAt(ctx, []byte("k0001"), before(first))
+	if err != nil || !ok || string(v.GetValue()) != "value-1" {
+		t.Errorf("follower k0001 before the overwrite = %v, %v, %v; want value-1", v, ok, err)
+	}
+	v, ok, err = s.readValue(ctx, []byte("k0001"))
+	if err != nil || !ok || v.GetVersion() != 2 {
+		t.Errorf("follower k0001 = %v, %v, %v; want version 2", v, ok, err)
+	}
+}
