@@ -264,6 +264,7 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
+	s.registerWatch()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
 		if st := s.store(); st != nil {
 			for _, b := range batch {

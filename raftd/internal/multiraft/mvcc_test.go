@@ -65,13 +65,6 @@ func (c *testCluster) versionsOf(id uint64) []storage.KV {
 	return kvs
 }
 
-func before(ts hlc.Timestamp) hlc.Timestamp {
-	if ts.Logical > 0 {
-		return hlc.Timestamp{WallTime: ts.WallTime, Logical: ts.Logical - 1}
-	}
-	return hlc.Timestamp{WallTime: ts.WallTime - 1, Logical: 1 << 30}
-}
-
 // TestVersionsReadAtAndMeta writes, overwrites, deletes and re-creates
 // keys and reads them as of every timestamp in between: each read finds
 // the version written at or before it, with the key's create timestamp

@@ -230,6 +230,7 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 	err = ps.ingest.Finish(ctx)
 	// The span's data changed (or may have) outside the rounds' writes.
 	r.s.vcache.clear()
+	r.s.cutWatches(r.rangeID, "a snapshot was installed")
 	if err != nil {
 		return fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
 	}

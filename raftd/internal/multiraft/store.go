@@ -106,6 +106,8 @@ type Store struct {
 	}
 	// events fans range events out to WatchRanges streams (events.go).
 	events rangeEvents
+	// watches are the open Watch streams (watch.go).
+	watches watchHub
 	// disk is what the store knows of its node's disk (disk.go).
 	disk diskState
 }
@@ -645,6 +647,7 @@ func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool
 	// The value cache follows the engine before phase2 publishes any
 	// applied index.
 	s.vcache.applyWrite(ops)
+	s.publishWatches(ops)
 	return nil
 }
 

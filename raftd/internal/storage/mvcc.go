@@ -190,3 +190,11 @@ func DecodeVersionKey(b []byte) (key []byte, ts hlc.Timestamp, err error) {
 	}
 	return nil, hlc.Timestamp{}, fmt.Errorf("%w: %x has no terminator", ErrBadVersionKey, b)
 }
+
+// AppliedStateRange returns the range id of an AppliedStateKey.
+func AppliedStateRange(key []byte) (uint64, bool) {
+	if len(key) != 10 || key[0] != raftPrefix || key[9] != suffixApplied {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key[1:9]), true
+}
