@@ -83,19 +83,20 @@ type Cluster struct {
 		sync.Mutex
 		initialized bool
 		data        map[string]*kvpb.Value
+		ranges      []*kvpb.RangeDescriptor // user ranges, ordered
+		leaders     map[uint64]int          // range id to node index
+		inject      map[callKey][]error
+		lose        map[callKey]int
+		answers     map[answerKey]proto.Message
+		stalled     map[int]bool
+		calls       map[callKey]int
+		forwarded   int
+		writes      uint64
+
 		// history holds every version of each key, oldest first (a
 		// tombstone is a Value without value or version), for reads at a
 		// timestamp.
-		history   map[string][]*kvpb.Value
-		ranges    []*kvpb.RangeDescriptor // user ranges, ordered
-		leaders   map[uint64]int          // range id to node index
-		inject    map[callKey][]error
-		lose      map[callKey]int
-		answers   map[answerKey]proto.Message
-		stalled   map[int]bool
-		calls     map[callKey]int
-		forwarded int
-		writes    uint64
+		history map[string][]*kvpb.Value
 	}
 }
 
