@@ -26,7 +26,7 @@ import (
 func kvCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "kv",
-		Usage: "read and write keys: get, put, del, scan, cas",
+		Usage: "read and write keys: get, put, del, scan, cas, watch",
 		Description: "Each subcommand calls the raftd(s) at --addr over the bus (mutual TLS with the node\n" +
 			"certificate in --certs-dir) through the Go client, which finds range leaders and retries\n" +
 			"on Unavailable / NotLeader until --timeout. Values are printed with the HLC timestamp\n" +
@@ -94,6 +94,7 @@ func kvCommand(e *env) *cli.Command {
 					return kvCAS(e, c)
 				},
 			},
+			kvWatchCommand(e),
 		},
 	}
 }
@@ -215,7 +216,10 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+	ctx, cancel := context.WithCancel(e.ctx)
+	if d := c.Duration("timeout"); d > 0 {
+		ctx, cancel = context.WithTimeout(e.ctx, d)
+	}
 	cl, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: tc})
 	if err != nil {
 		cancel()

@@ -82,3 +82,50 @@ func TestKVGetAt(t *testing.T) {
 		t.Errorf("get --at soon: exit %d, %q; want a flag error", code, errOut)
 	}
 }
+
+// TestKVWatch replays the changes under a prefix from a timestamp: puts
+// and deletes, in order, with previous values; keys outside the prefix
+// are left out.
+func TestKVWatch(t *testing.T) {
+	_, conn := fakeRaftd(t, kvclienttest.Options{})
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+	var first struct{ Timestamp string }
+	if err := json.Unmarshal([]byte(runOK(t, kv("put", "--output", "json", "p/a", "1")...)), &first); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, kv("put", "p/a", "2")...)
+	runOK(t, kv("put", "q", "outside")...)
+	runOK(t, kv("del", "p/a")...)
+	runOK(t, kv("put", "p/b", "3")...)
+	out := runOK(t, kv("watch", "--output", "json", "--prefix", "--prev-value", "--from", first.Timestamp, "--timeout", "300ms", "p/")...)
+	dec := json.NewDecoder(strings.NewReader(out))
+	var got []string
+	for dec.More() {
+		var v struct {
+			Op, Key, Value string
+			PrevValue      *string `json:"prev_value"`
+		}
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("watch output %q: %v", out, err)
+		}
+		s := v.Op + " " + v.Key + " " + v.Value
+		if v.PrevValue != nil {
+			s += " was " + *v.PrevValue
+		}
+		got = append(got, s)
+	}
+	want := []string{"put p/a 2 was 1", "delete p/a  was 2", "put p/b 3"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("watch = %q; want %q", got, want)
+	}
+	out = runOK(t, kv("watch", "--from", first.Timestamp, "--timeout", "300ms", "--resolved", "p/b")...)
+	if !strings.Contains(out, "PUT p/b 3") || !strings.Contains(out, "RESOLVED ") || strings.Contains(out, "p/a") {
+		t.Errorf("watch p/b (text) = %q; want its put and checkpoints only", out)
+	}
+	code, _, errOut := run(t, kv("watch", "--from", "-48h", "--timeout", "2s", "p/")...)
+	if code == 0 || !strings.Contains(errOut, "retention") {
+		t.Errorf("watch --from -48h: exit %d, %q; want a compacted error", code, errOut)
+	}
+}

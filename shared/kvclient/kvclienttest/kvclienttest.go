@@ -419,6 +419,7 @@ func write[Req any, Resp proto.Message, PReq interface {
 }
 
 func (c *Cluster) register(b *bus.Bus, node int) {
+	c.registerWatch(b)
 	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
