@@ -6,7 +6,8 @@
 
 // Package pleiades.kv.v1 is raftd's client protocol (wire.ProtoKV), served
 // by every raftd. Unary methods: Get, Put, Delete, Scan, DeleteRange,
-// CompareAndSwap, Batch, Init, Ranges, Descriptors.
+// CompareAndSwap, Batch, Init, Ranges, Descriptors. Server streams: Watch
+// (WatchRequest), WatchRanges.
 //
 // A raftd that does not hold the lease of the key's range forwards the
 // request to the leader, unless the header sets no_forward: then it answers
