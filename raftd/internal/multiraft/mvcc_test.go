@@ -2,9 +2,11 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,23 +159,16 @@ func TestVersionsReadAtAndMeta(t *testing.T) {
 	})
 }
 
-// TestVersionGCKeepsWhatReadsNeed runs random writes, deletes and range
-// deletes over a few keys while time moves on, records what reads at
-// every timestamp inside the retention window return, collects old
-// versions (in pages smaller than a key's versions), and checks every
-// such read returns the same, that the collection removed versions, and
-// that at most one version per key is left below the threshold.
-func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
-	const retention = time.Minute
-	c := newTestCluster(t, 1, &kvpb.InitRequest{}, func(cfg *Config) {
-		cfg.VersionRetention = retention
-		cfg.VersionGCInterval = -1
-		cfg.VersionGCPageEntries = 3
-	})
+// versionHistory runs random writes, deletes and range deletes over a
+// few keys (around the version key escape) while time moves on, then
+// returns the keys and the timestamps inside the retention window worth
+// reading at (each version's, just before each, and the horizon).
+func versionHistory(t *testing.T, c *testCluster, seed uint64) (keys []string, ats []hlc.Timestamp) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	rng := rand.New(rand.NewPCG(7, 18))
-	keys := []string{"a", "a\x00", "a\x00b", "b", "c", "d\xff"}
+	rng := rand.New(rand.NewPCG(seed, 18))
+	keys = []string{"a", "a\x00", "a\x00b", "b", "c", "d\xff"}
 	for round := range 12 {
 		for i := range 4 {
 			k := keys[rng.IntN(len(keys))]
@@ -198,14 +193,10 @@ func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
 		}
 		c.skew.Add(int64(10 * time.Second))
 	}
-	s := c.store(1)
-	// Every version timestamp in the window (and just before each), and
-	// the horizon itself, are the timestamps worth reading at.
-	horizon := s.readHorizon()
+	horizon := c.store(1).readHorizon()
 	horizon.WallTime += int64(time.Second) // the horizon moves on while the test reads
-	ats := []hlc.Timestamp{horizon}
-	all := c.versionsOf(1)
-	for _, kv := range all {
+	ats = []hlc.Timestamp{horizon}
+	for _, kv := range c.versionsOf(1) {
 		_, ts, err := storage.DecodeVersionKey(kv.Key)
 		if err != nil {
 			t.Fatal(err)
@@ -214,33 +205,58 @@ func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
 			ats = append(ats, ts, before(ts))
 		}
 	}
-	read := func() map[string]*kvpb.GetResponse {
-		out := map[string]*kvpb.GetResponse{}
-		for _, k := range keys {
-			for _, at := range ats {
-				if at.Less(horizon) {
-					continue
-				}
-				resp, err := c.getAt(ctx, k, at)
-				if err != nil {
-					t.Fatalf("Get(%q at %v): %v", k, at, err)
-				}
-				out[fmt.Sprintf("%q@%v", k, at)] = resp
+	return keys, ats
+}
+
+// readsAt reads every key at every timestamp.
+func (c *testCluster) readsAt(t *testing.T, keys []string, ats []hlc.Timestamp) map[string]*kvpb.GetResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out := map[string]*kvpb.GetResponse{}
+	for _, k := range keys {
+		for _, at := range ats {
+			resp, err := c.getAt(ctx, k, at)
+			if err != nil {
+				t.Fatalf("Get(%q at %v): %v", k, at, err)
 			}
+			out[fmt.Sprintf("%q@%v", k, at)] = resp
 		}
-		return out
 	}
-	want := read()
-	removed, err := s.collectVersions(ctx)
+	return out
+}
+
+func sameReads(t *testing.T, when string, want, got map[string]*kvpb.GetResponse) {
+	t.Helper()
+	for k, w := range want {
+		if g := got[k]; !proto.Equal(g, w) {
+			t.Errorf("%s: read %s: %v before collection, %v after", when, k, w, g)
+		}
+	}
+}
+
+func gcConfig(cfg *Config) {
+	cfg.VersionRetention = time.Minute
+	cfg.VersionGCInterval = -1
+	cfg.VersionGCPageEntries = 3
+}
+
+// TestVersionGCKeepsWhatReadsNeed records what reads at every timestamp
+// inside the retention window return, collects old versions (in pages
+// smaller than a key's versions), and checks every such read returns the
+// same, that the collection removed versions, and that at most one
+// version per key is left below the threshold, none a tombstone.
+func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
+	c := newTestCluster(t, 1, &kvpb.InitRequest{}, gcConfig)
+	keys, ats := versionHistory(t, c, 7)
+	s := c.store(1)
+	all := c.versionsOf(1)
+	want := c.readsAt(t, keys, ats)
+	removed, err := s.collectVersions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := read()
-	for k, w := range want {
-		if g := got[k]; !proto.Equal(g, w) {
-			t.Errorf("read %s: %v before collection, %v after", k, w, g)
-		}
-	}
+	sameReads(t, "after collection", want, c.readsAt(t, keys, ats))
 	left := c.versionsOf(1)
 	if removed == 0 || len(left) != len(all)-removed {
 		t.Fatalf("collection removed %d of %d versions; %d are left", removed, len(all), len(left))
@@ -265,10 +281,61 @@ func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
 		}
 	}
 	// A second collection finds nothing more.
-	if n, err := s.collectVersions(ctx); err != nil || n != 0 {
+	if n, err := s.collectVersions(t.Context()); err != nil || n != 0 {
 		t.Errorf("second collection removed %d, %v; want 0", n, err)
 	}
 	t.Logf("%d versions, %d collected, %d reads checked", len(all), removed, len(want))
+}
+
+// gcCutEngine lets through only the next allowed collection writes (all
+// deletes of versions) and refuses the others: what a crash of stored
+// mid-collection keeps is such a prefix of its writes.
+type gcCutEngine struct {
+	storage.Engine
+	allowed atomic.Int64
+}
+
+func (e *gcCutEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
+	gc := len(ops) > 0
+	for _, op := range ops {
+		gc = gc && op.CF == storage.Versions && op.Kind == storage.OpDelete
+	}
+	if gc && e.allowed.Add(-1) < 0 {
+		return errors.New("stored killed (test)")
+	}
+	return e.Engine.Write(ctx, ops, sync)
+}
+
+// TestVersionGCInterruptedAtEveryPage stops the collection after each of
+// its writes in turn (as a kill -9 of stored mid-collection would, its
+// writes being atomic) and checks that reads inside the window are the
+// same at every point, and once the collection completes.
+func TestVersionGCInterruptedAtEveryPage(t *testing.T) {
+	c := newTestCluster(t, 1, &kvpb.InitRequest{}, gcConfig)
+	keys, ats := versionHistory(t, c, 11)
+	cut := &gcCutEngine{Engine: c.disks[1].Engine}
+	c.stop(1)
+	c.disks[1].Engine = cut
+	c.start(1)
+	s := c.store(1)
+	want := c.readsAt(t, keys, ats)
+	pages := 0
+	for ; pages < 100; pages++ {
+		cut.allowed.Store(1)
+		_, err := s.collectVersions(t.Context())
+		sameReads(t, fmt.Sprintf("after %d collection writes", pages+1), want, c.readsAt(t, keys, ats))
+		if err == nil {
+			break
+		}
+	}
+	if pages < 2 {
+		t.Fatalf("the collection took %d writes; want several to cut it between", pages+1)
+	}
+	cut.allowed.Store(1 << 30)
+	if n, err := s.collectVersions(t.Context()); err != nil || n != 0 {
+		t.Errorf("collection after the interrupted ones removed %d, %v; want 0", n, err)
+	}
+	t.Logf("collection cut after each of %d writes", pages+1)
 }
 
 // TestSnapshotCarriesVersions has a follower catch up by a snapshot after
