@@ -18,13 +18,29 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
+// sessWriter writes through one client session, so that c.do's retries
+// of a write that timed out apply once (a late first attempt would add a
+// version the tests do not expect).
+type sessWriter struct {
+	c   *testCluster
+	seq uint64
+}
+
+// header is the header of the next write (every earlier one answered).
+func (w *sessWriter) header() *kvpb.Header {
+	w.seq++
+	return hdr(session(0x5a, w.seq, w.seq, w.c.now()))
+}
+
 // putTS writes key and returns the write's timestamp.
-func (c *testCluster) putTS(ctx context.Context, key, value string) hlc.Timestamp {
+func (w *sessWriter) putTS(ctx context.Context, key, value string) hlc.Timestamp {
+	c := w.c
 	c.t.Helper()
+	h := w.header()
 	var resp *kvpb.PutResponse
 	err := c.do(ctx, func(ctx context.Context, s *Store) error {
 		var err error
-		resp, err = s.Put(ctx, &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)})
+		resp, err = s.Put(ctx, &kvpb.PutRequest{Header: h, Key: []byte(key), Value: []byte(value)})
 		return err
 	})
 	if err != nil {
@@ -35,6 +51,30 @@ func (c *testCluster) putTS(ctx context.Context, key, value string) hlc.Timestam
 		c.t.Fatal(err)
 	}
 	return ts
+}
+
+// del deletes key.
+func (w *sessWriter) del(ctx context.Context, key string) {
+	w.c.t.Helper()
+	h := w.header()
+	if err := w.c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.Delete(ctx, &kvpb.DeleteRequest{Header: h, Key: []byte(key)})
+		return err
+	}); err != nil {
+		w.c.t.Fatalf("delete %q: %v", key, err)
+	}
+}
+
+// delRange deletes [start, end).
+func (w *sessWriter) delRange(ctx context.Context, start, end string) {
+	w.c.t.Helper()
+	h := w.header()
+	if err := w.c.do(ctx, func(ctx context.Context, s *Store) error {
+		_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Header: h, Start: []byte(start), End: []byte(end)})
+		return err
+	}); err != nil {
+		w.c.t.Fatalf("delete [%q, %q): %v", start, end, err)
+	}
 }
 
 // getAt reads key as of ts through Get (ts zero: the latest).
@@ -75,26 +115,17 @@ func TestVersionsReadAtAndMeta(t *testing.T) {
 	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.VersionRetention = time.Hour })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	ts1 := c.putTS(ctx, "k", "v1")
-	ts2 := c.putTS(ctx, "k", "v2")
-	ts3 := c.putTS(ctx, "k", "v3")
-	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-		_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte("k")})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	gone := c.putTS(ctx, "other", "x") // after the delete
-	ts5 := c.putTS(ctx, "k", "v5")
-	a1 := c.putTS(ctx, "m1", "a")
-	c.putTS(ctx, "m2", "b")
-	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-		_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Start: []byte("m"), End: []byte("n")})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	afterRange := c.putTS(ctx, "other", "y")
+	w := &sessWriter{c: c}
+	ts1 := w.putTS(ctx, "k", "v1")
+	ts2 := w.putTS(ctx, "k", "v2")
+	ts3 := w.putTS(ctx, "k", "v3")
+	w.del(ctx, "k")
+	gone := w.putTS(ctx, "other", "x") // after the delete
+	ts5 := w.putTS(ctx, "k", "v5")
+	a1 := w.putTS(ctx, "m1", "a")
+	w.putTS(ctx, "m2", "b")
+	w.delRange(ctx, "m", "n")
+	afterRange := w.putTS(ctx, "other", "y")
 
 	for _, tc := range []struct {
 		name    string
@@ -168,27 +199,18 @@ func versionHistory(t *testing.T, c *testCluster, seed uint64) (keys []string, a
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(seed, 18))
+	w := &sessWriter{c: c}
 	keys = []string{"a", "a\x00", "a\x00b", "b", "c", "d\xff"}
 	for round := range 12 {
 		for i := range 4 {
 			k := keys[rng.IntN(len(keys))]
 			switch n := rng.IntN(10); {
 			case n < 6:
-				c.putTS(ctx, k, fmt.Sprintf("%s-%d-%d", k, round, i))
+				w.putTS(ctx, k, fmt.Sprintf("%s-%d-%d", k, round, i))
 			case n < 9:
-				if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-					_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte(k)})
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
+				w.del(ctx, k)
 			default:
-				if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-					_, err := s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Start: []byte("a\x00"), End: []byte("c")})
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
+				w.delRange(ctx, "a\x00", "c")
 			}
 		}
 		c.skew.Add(int64(10 * time.Second))
@@ -346,13 +368,9 @@ func TestSnapshotCarriesVersions(t *testing.T) {
 	lagger, _ := laggingFollower(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	first := c.putTS(ctx, "k0001", "overwritten")
-	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-		_, err := s.Delete(ctx, &kvpb.DeleteRequest{Key: []byte("k0002")})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w := &sessWriter{c: c}
+	first := w.putTS(ctx, "k0001", "overwritten")
+	w.del(ctx, "k0002")
 	c.net.Heal()
 	waitFor(t, 10*time.Second, "the snapshot install to be recorded", func() bool {
 		return c.store(lagger).Stats().SnapshotsApplied > 0
