@@ -215,6 +215,11 @@ func versionHistory(t *testing.T, c *testCluster, seed uint64) (keys []string, a
 		}
 		c.skew.Add(int64(10 * time.Second))
 	}
+	// Writes are answered before the round writes them; a linearizable
+	// read waits until they are in the engine.
+	if _, err := c.getAt(ctx, keys[0], hlc.Timestamp{}); err != nil {
+		t.Fatal(err)
+	}
 	horizon := c.store(1).readHorizon()
 	horizon.WallTime += int64(time.Second) // the horizon moves on while the test reads
 	ats = []hlc.Timestamp{horizon}
@@ -281,6 +286,17 @@ func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
 	sameReads(t, "after collection", want, c.readsAt(t, keys, ats))
 	left := c.versionsOf(1)
 	if removed == 0 || len(left) != len(all)-removed {
+		had := map[string]bool{}
+		for _, kv := range all {
+			had[string(kv.Key)] = true
+		}
+		for _, kv := range left {
+			if !had[string(kv.Key)] {
+				k, ts, _ := storage.DecodeVersionKey(kv.Key)
+				m, v, del, _ := storage.DecodeRecord(kv.Value)
+				t.Logf("new version %q@%v: %+v %q deleted %v", k, ts, m, v, del)
+			}
+		}
 		t.Fatalf("collection removed %d of %d versions; %d are left", removed, len(all), len(left))
 	}
 	thr := s.gcThreshold()
