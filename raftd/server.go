@@ -97,6 +97,11 @@ type Config struct {
 	// Default 0: no splits by load (they are opt-in until ranges are
 	// rebalanced; 2500 is CockroachDB's figure).
 	SplitQPS float64
+	// VersionRetention is how long superseded versions stay readable
+	// (reads at a timestamp, watches from a timestamp); older ones are
+	// collected in the background. Every node of a cluster should use the
+	// same. Default 4 hours.
+	VersionRetention time.Duration
 }
 
 // DefaultConfig returns the production configuration.
@@ -278,6 +283,7 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodCreateReplica, (*multiraft.Store).CreateReplica)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
+	s.registerWatch()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
 		if st := s.store(); st != nil {
 			for _, b := range batch {
@@ -440,6 +446,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.SplitQPS != 0 {
 		mc.SplitQPS = s.cfg.SplitQPS
+	}
+	if s.cfg.VersionRetention > 0 {
+		mc.VersionRetention = s.cfg.VersionRetention
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks

@@ -46,7 +46,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	s.log.Info("replica destroyed", slog.Uint64("range", r.rangeID), slog.Uint64("replica", id), slog.String("why", why))
 }
 
-// destroyState deletes a replica's state and data (its data only when it
+// destroyState deletes a replica's state and data (its data and versions only when it
 // had any and no other local replica holds part of its span) and writes
 // its tombstone, in one synced write.
 func (s *Store) destroyState(ctx context.Context, d *kvpb.RangeDescriptor, replicaID uint64, withData bool) error {
@@ -69,7 +69,8 @@ func (s *Store) destroyState(ctx context.Context, d *kvpb.RangeDescriptor, repli
 		}
 		if !overlap {
 			start, end := clipSpan(nil, nil, d)
-			ops = append(ops, storage.DeleteRange(storage.Data, start, end))
+			vstart, vend := storage.VersionSpan(start, end)
+			ops = append(ops, storage.DeleteRange(storage.Data, start, end), storage.DeleteRange(storage.Versions, vstart, vend))
 		}
 	}
 	// It frees space: it may use a full disk's reserve.

@@ -296,7 +296,9 @@ func (r *Replica) applyMetaUpdateLocked(a *applier, u *raftmsgpb.MetaUpdate, ts 
 		if err != nil {
 			return err
 		}
-		a.put(key, b, ts)
+		if err := a.put(key, b, ts); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -345,7 +347,9 @@ func (r *Replica) allocRangeIDLocked(a *applier, ts hlc.Timestamp) (uint64, erro
 			}
 		}
 	}
-	a.put(storage.RangeIDCounterKey, binary.BigEndian.AppendUint64(nil, last+1), ts)
+	if err := a.put(storage.RangeIDCounterKey, binary.BigEndian.AppendUint64(nil, last+1), ts); err != nil {
+		return 0, err
+	}
 	return last + 1, nil
 }
 

@@ -33,4 +33,8 @@ const (
 	// with the current descriptors the node knows for the keys: refresh
 	// those entries of a range cache and send again.
 	ReasonRangeKeyMismatch = "range_key_mismatch"
+	// ReasonCompacted comes with code FailedPrecondition for a read at a
+	// timestamp (GetRequest.read_at) older than the range's version
+	// retention window: the versions it needs may have been collected.
+	ReasonCompacted = "compacted"
 )

@@ -301,7 +301,11 @@ type SnapshotChunk struct {
 	Applied *AppliedState `protobuf:"bytes,8,opt,name=applied,proto3" json:"applied,omitempty"`
 	// sessions are records of the range's client sessions (SessionEntry):
 	// after the data chunks, before the last.
-	Sessions      []*SessionEntry `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*SessionEntry `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// versions are versions column family entries (raftd's MVCC history) of
+	// the range's span, as stored: after the data chunks, before the
+	// sessions.
+	Versions      []*VersionEntry `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +403,67 @@ func (x *SnapshotChunk) GetSessions() []*SessionEntry {
 	return nil
 }
 
+func (x *SnapshotChunk) GetVersions() []*VersionEntry {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// VersionEntry is one entry of the versions column family, key and value as
+// raftd's storage package encodes them.
+type VersionEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionEntry) Reset() {
+	*x = VersionEntry{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionEntry) ProtoMessage() {}
+
+func (x *VersionEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionEntry.ProtoReflect.Descriptor instead.
+func (*VersionEntry) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VersionEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *VersionEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 type SnapshotAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -407,7 +472,7 @@ type SnapshotAck struct {
 
 func (x *SnapshotAck) Reset() {
 	*x = SnapshotAck{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +484,7 @@ func (x *SnapshotAck) String() string {
 func (*SnapshotAck) ProtoMessage() {}
 
 func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +497,7 @@ func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
 func (*SnapshotAck) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
 }
 
 type HelloRequest struct {
@@ -449,7 +514,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +526,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +539,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HelloRequest) GetNodeId() uint64 {
@@ -513,7 +578,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +590,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +603,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HelloResponse) GetNodeId() uint64 {
@@ -582,7 +647,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +659,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +672,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BootstrapRequest) GetDescriptors() []*kvpb.RangeDescriptor {
@@ -633,7 +698,7 @@ type BootstrapResponse struct {
 
 func (x *BootstrapResponse) Reset() {
 	*x = BootstrapResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +710,7 @@ func (x *BootstrapResponse) String() string {
 func (*BootstrapResponse) ProtoMessage() {}
 
 func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +723,7 @@ func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BootstrapResponse) GetAlreadyInitialized() bool {
@@ -679,7 +744,7 @@ type TruncatedState struct {
 
 func (x *TruncatedState) Reset() {
 	*x = TruncatedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +756,7 @@ func (x *TruncatedState) String() string {
 func (*TruncatedState) ProtoMessage() {}
 
 func (x *TruncatedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +769,7 @@ func (x *TruncatedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedState.ProtoReflect.Descriptor instead.
 func (*TruncatedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TruncatedState) GetIndex() uint64 {
@@ -738,7 +803,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +815,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +828,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -812,7 +877,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +889,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +902,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionState) GetLastActive() *hlcpb.Timestamp {
@@ -883,7 +948,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +960,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +973,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionResponse) GetSeq() uint64 {
@@ -973,7 +1038,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1050,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1063,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionEntry) GetSessionId() []byte {
@@ -1034,7 +1099,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1111,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1124,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1193,7 +1258,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1270,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1283,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SplitTrigger) GetLeft() *kvpb.RangeDescriptor {
@@ -1246,7 +1311,7 @@ type MetaUpdate struct {
 
 func (x *MetaUpdate) Reset() {
 	*x = MetaUpdate{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1323,7 @@ func (x *MetaUpdate) String() string {
 func (*MetaUpdate) ProtoMessage() {}
 
 func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1336,7 @@ func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaUpdate.ProtoReflect.Descriptor instead.
 func (*MetaUpdate) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetaUpdate) GetDescriptors() []*kvpb.RangeDescriptor {
@@ -1290,7 +1355,7 @@ type AllocRangeID struct {
 
 func (x *AllocRangeID) Reset() {
 	*x = AllocRangeID{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1367,7 @@ func (x *AllocRangeID) String() string {
 func (*AllocRangeID) ProtoMessage() {}
 
 func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1380,7 @@ func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocRangeID.ProtoReflect.Descriptor instead.
 func (*AllocRangeID) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
 }
 
 // Command is the payload of a normal raft entry: an atomic group of
@@ -1337,7 +1402,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1414,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1427,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1420,7 +1485,7 @@ type CreateReplicaRequest struct {
 
 func (x *CreateReplicaRequest) Reset() {
 	*x = CreateReplicaRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1497,7 @@ func (x *CreateReplicaRequest) String() string {
 func (*CreateReplicaRequest) ProtoMessage() {}
 
 func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1510,7 @@ func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
 func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateReplicaRequest) GetDescriptor_() *kvpb.RangeDescriptor {
@@ -1463,7 +1528,7 @@ type CreateReplicaResponse struct {
 
 func (x *CreateReplicaResponse) Reset() {
 	*x = CreateReplicaResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1540,7 @@ func (x *CreateReplicaResponse) String() string {
 func (*CreateReplicaResponse) ProtoMessage() {}
 
 func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1553,7 @@ func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
 func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
 }
 
 // Tombstone records that a node removed its replica of a range (local
@@ -1503,7 +1568,7 @@ type Tombstone struct {
 
 func (x *Tombstone) Reset() {
 	*x = Tombstone{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1580,7 @@ func (x *Tombstone) String() string {
 func (*Tombstone) ProtoMessage() {}
 
 func (x *Tombstone) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1593,7 @@ func (x *Tombstone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
 func (*Tombstone) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Tombstone) GetNextReplicaId() uint64 {
@@ -1563,7 +1628,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"heartbeats\x18\x04 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\n" +
 	"heartbeats\x12O\n" +
 	"\x13heartbeat_responses\x18\x05 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\x12heartbeatResponses\x12\x1b\n" +
-	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\x8a\x03\n" +
+	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\xc9\x03\n" +
 	"\rSnapshotChunk\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\x12\x19\n" +
@@ -1574,7 +1639,12 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\fR\amessage\x12J\n" +
 	"\x10range_descriptor\x18\a \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x0frangeDescriptor\x12;\n" +
 	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\x12=\n" +
-	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\"\r\n" +
+	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\x12=\n" +
+	"\bversions\x18\n" +
+	" \x03(\v2!.pleiades.raftmsg.v1.VersionEntryR\bversions\"6\n" +
+	"\fVersionEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\r\n" +
 	"\vSnapshotAck\"b\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -1664,77 +1734,79 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
 	(*MessageBatch)(nil),               // 2: pleiades.raftmsg.v1.MessageBatch
 	(*SnapshotChunk)(nil),              // 3: pleiades.raftmsg.v1.SnapshotChunk
-	(*SnapshotAck)(nil),                // 4: pleiades.raftmsg.v1.SnapshotAck
-	(*HelloRequest)(nil),               // 5: pleiades.raftmsg.v1.HelloRequest
-	(*HelloResponse)(nil),              // 6: pleiades.raftmsg.v1.HelloResponse
-	(*BootstrapRequest)(nil),           // 7: pleiades.raftmsg.v1.BootstrapRequest
-	(*BootstrapResponse)(nil),          // 8: pleiades.raftmsg.v1.BootstrapResponse
-	(*TruncatedState)(nil),             // 9: pleiades.raftmsg.v1.TruncatedState
-	(*AppliedState)(nil),               // 10: pleiades.raftmsg.v1.AppliedState
-	(*SessionState)(nil),               // 11: pleiades.raftmsg.v1.SessionState
-	(*SessionResponse)(nil),            // 12: pleiades.raftmsg.v1.SessionResponse
-	(*SessionEntry)(nil),               // 13: pleiades.raftmsg.v1.SessionEntry
-	(*Op)(nil),                         // 14: pleiades.raftmsg.v1.Op
-	(*SplitTrigger)(nil),               // 15: pleiades.raftmsg.v1.SplitTrigger
-	(*MetaUpdate)(nil),                 // 16: pleiades.raftmsg.v1.MetaUpdate
-	(*AllocRangeID)(nil),               // 17: pleiades.raftmsg.v1.AllocRangeID
-	(*Command)(nil),                    // 18: pleiades.raftmsg.v1.Command
-	(*CreateReplicaRequest)(nil),       // 19: pleiades.raftmsg.v1.CreateReplicaRequest
-	(*CreateReplicaResponse)(nil),      // 20: pleiades.raftmsg.v1.CreateReplicaResponse
-	(*Tombstone)(nil),                  // 21: pleiades.raftmsg.v1.Tombstone
-	nil,                                // 22: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 23: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 24: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 25: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 26: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 27: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 28: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 29: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 30: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 31: pleiades.kv.v1.Session
+	(*VersionEntry)(nil),               // 4: pleiades.raftmsg.v1.VersionEntry
+	(*SnapshotAck)(nil),                // 5: pleiades.raftmsg.v1.SnapshotAck
+	(*HelloRequest)(nil),               // 6: pleiades.raftmsg.v1.HelloRequest
+	(*HelloResponse)(nil),              // 7: pleiades.raftmsg.v1.HelloResponse
+	(*BootstrapRequest)(nil),           // 8: pleiades.raftmsg.v1.BootstrapRequest
+	(*BootstrapResponse)(nil),          // 9: pleiades.raftmsg.v1.BootstrapResponse
+	(*TruncatedState)(nil),             // 10: pleiades.raftmsg.v1.TruncatedState
+	(*AppliedState)(nil),               // 11: pleiades.raftmsg.v1.AppliedState
+	(*SessionState)(nil),               // 12: pleiades.raftmsg.v1.SessionState
+	(*SessionResponse)(nil),            // 13: pleiades.raftmsg.v1.SessionResponse
+	(*SessionEntry)(nil),               // 14: pleiades.raftmsg.v1.SessionEntry
+	(*Op)(nil),                         // 15: pleiades.raftmsg.v1.Op
+	(*SplitTrigger)(nil),               // 16: pleiades.raftmsg.v1.SplitTrigger
+	(*MetaUpdate)(nil),                 // 17: pleiades.raftmsg.v1.MetaUpdate
+	(*AllocRangeID)(nil),               // 18: pleiades.raftmsg.v1.AllocRangeID
+	(*Command)(nil),                    // 19: pleiades.raftmsg.v1.Command
+	(*CreateReplicaRequest)(nil),       // 20: pleiades.raftmsg.v1.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),      // 21: pleiades.raftmsg.v1.CreateReplicaResponse
+	(*Tombstone)(nil),                  // 22: pleiades.raftmsg.v1.Tombstone
+	nil,                                // 23: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 24: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 25: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 26: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 27: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 28: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 29: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 30: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 31: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 32: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	23, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	24, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	10, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
-	13, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
-	7,  // 7: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	24, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	25, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	25, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	25, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
-	12, // 13: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	25, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	26, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	27, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	28, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	29, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	30, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	15, // 20: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
-	16, // 21: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
-	17, // 22: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
-	24, // 23: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
-	24, // 24: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
-	24, // 25: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	25, // 26: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	14, // 27: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	31, // 28: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	24, // 29: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	24, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	25, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
+	14, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
+	4,  // 7: pleiades.raftmsg.v1.SnapshotChunk.versions:type_name -> pleiades.raftmsg.v1.VersionEntry
+	8,  // 8: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
+	25, // 9: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	23, // 10: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	26, // 11: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 12: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 13: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	13, // 14: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
+	26, // 15: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	27, // 16: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	28, // 17: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	29, // 18: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	30, // 19: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	31, // 20: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	16, // 21: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
+	17, // 22: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
+	18, // 23: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
+	25, // 24: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 25: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 26: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	26, // 27: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	15, // 28: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	32, // 29: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	25, // 30: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1742,7 +1814,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 	if File_raftmsgpb_raftmsg_proto != nil {
 		return
 	}
-	file_raftmsgpb_raftmsg_proto_msgTypes[14].OneofWrappers = []any{
+	file_raftmsgpb_raftmsg_proto_msgTypes[15].OneofWrappers = []any{
 		(*Op_Put)(nil),
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
@@ -1757,7 +1829,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
