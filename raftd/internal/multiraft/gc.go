@@ -32,6 +32,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	s.mu.Unlock()
 	r.destroyed.Store(true)
 	r.failAll(&NotLeaderError{RangeID: r.rangeID})
+	s.cutWatches(r.rangeID, "the replica was removed from this node")
 	r.mu.Lock()
 	id := r.mu.replicaID
 	initialized := r.mu.applied.GetIndex() > 0

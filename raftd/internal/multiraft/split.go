@@ -269,6 +269,7 @@ func (r *Replica) finishSplitsLocked() error {
 		r.s.mu.Unlock()
 		r.s.enqueue(nr.rangeID)
 		r.s.noteReplicasAdded([]*Replica{nr})
+		r.s.cutSplitWatches(sp.left, sp.right)
 		r.log.Info("range split", slog.Uint64("right", nr.rangeID), slog.String("key", fmt.Sprintf("%q", sp.right.GetStartKey())),
 			slog.Uint64("generation", sp.left.GetGeneration()))
 	}
