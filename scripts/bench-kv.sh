@@ -12,7 +12,8 @@
 # ETCD=1 first runs ../shared/tools/etcd-baseline.sh quick (etcd v3.6.8
 # built from the Go module proxy on first use; ETCD_BASELINE_DIR as that
 # tool takes it; ETCD_TOOL its path): the workloads and totals here are its own. Needs `make
-# build` first (BIN overrides ./bin; PORT_OFFSET the dev cluster's ports).
+# build` first (BIN overrides ./bin; PORT_OFFSET the dev cluster's ports;
+# WORKLOADS a subset of "put1 put64 getl gets" to run).
 #
 #   scripts/bench-kv.sh [RANGES...]        e.g. scripts/bench-kv.sh 1 16 256
 . "$(dirname "$0")/lib.sh"
@@ -59,6 +60,7 @@ fi
 run() {
   local r=$1 name=$2 key=$3 n=$4 json d0 c0 t0 d1 c1 t1
   shift 4
+  [[ " ${WORKLOADS:-put1 put64 getl gets} " == *" $key "* ]] || return 0
   printf '%-26s ' "$name"
   d0=$(udp_datagrams) c0=$(ctx_switches) t0=$(cpu_ticks)
   json=$("$bin/pleiades" bench kv "${cli[@]}" "$@" -o json)

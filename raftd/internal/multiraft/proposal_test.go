@@ -331,3 +331,89 @@ func TestDeleteRangeInOnePass(t *testing.T) {
 		t.Errorf("keys from m: %v; want [m6]", got)
 	}
 }
+
+// TestLateMessagesRideNextRound checks that a node whose leaders sent
+// before a round's write, with the next round due at once, sends that
+// round's late messages (acknowledgements of appends) in the next round's
+// early frames, and that a node leading no range sends them at once (no
+// acknowledgement of its waits for a round of its own).
+func TestLateMessagesRideNextRound(t *testing.T) {
+	load := func(t *testing.T, ctx context.Context, c *testCluster, descs []*kvpb.RangeDescriptor) {
+		t.Helper()
+		errs := make(chan error, 16)
+		for w := range 16 {
+			go func() {
+				var err error
+				for i := range 40 {
+					d := descs[1+(w+i)%(len(descs)-1)]
+					key := fmt.Sprintf("%s%02d-%03d", d.GetStartKey(), w, i)
+					if err = c.put(ctx, key, "v"); err != nil {
+						break
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range 16 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, ok, err := c.get(ctx, fmt.Sprintf("%s%02d-%03d", descs[1].GetStartKey(), 0, 0)); err != nil || !ok || v != "v" {
+			t.Fatalf("a put read back: %q, %v, %v", v, ok, err)
+		}
+	}
+	t.Run("leaders on every node", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		c := newTestCluster(t, 3, nil)
+		descs := c.bootstrap(&kvpb.InitRequest{InitialRanges: 6})
+		c.waitLeaders(descs)
+		led := map[uint64][]uint64{}
+		for _, d := range descs[1:] {
+			n := c.leaderOf(d.GetRangeId())
+			led[n] = append(led[n], d.GetRangeId())
+		}
+		for _, id := range c.ids {
+			if len(led[id]) > 0 {
+				continue
+			}
+			for from, ids := range led {
+				if len(ids) > 1 {
+					c.transferLeader(ids[0], from, id)
+					led[from], led[id] = ids[1:], ids[:1]
+					waitFor(t, 10*time.Second, "the leadership transfer", func() bool { return c.leaderOf(ids[0]) == id })
+					break
+				}
+			}
+		}
+		load(t, ctx, c, descs)
+		var carried uint64
+		for _, id := range c.ids {
+			carried += c.store(id).Stats().CarriedRounds
+		}
+		if carried == 0 {
+			t.Error("no round's late messages rode with the next round's, with leaders on every node under load")
+		}
+	})
+	t.Run("a node leading nothing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		c := newTestCluster(t, 3, nil)
+		descs := c.bootstrap(&kvpb.InitRequest{})
+		c.waitLeaders(descs)
+		var idle uint64
+		for _, id := range c.ids {
+			if id != c.leaderOf(descs[0].GetRangeId()) && id != c.leaderOf(descs[1].GetRangeId()) {
+				idle = id
+			}
+		}
+		load(t, ctx, c, descs)
+		if c.leaderOf(descs[0].GetRangeId()) == idle || c.leaderOf(descs[1].GetRangeId()) == idle {
+			t.Skip("leadership moved")
+		}
+		if n := c.store(idle).Stats().CarriedRounds; n != 0 {
+			t.Errorf("node %d, leading nothing, held its late messages for the next round %d times; want none", idle, n)
+		}
+	})
+}
