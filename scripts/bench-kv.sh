@@ -5,7 +5,9 @@
 # with 1 and 64 clients and linearizable and stale gets with 64 clients,
 # prints one line per workload with what the whole machine spent per
 # operation while it ran (UDP datagrams, context switches, CPU: the
-# counters of scripts/per-op.sh), and stops the cluster. With more than one
+# counters of scripts/per-op.sh) and the CPU of the cluster's own processes
+# per operation (the benchmark client not included; robust to other load on
+# the machine), and stops the cluster. With more than one
 # range count, or with ETCD=1, it ends with a table of the put figures and
 # their ratios to the first range count (and to etcd's).
 #
@@ -51,9 +53,20 @@ for line in sys.stdin:
     m = re.match(r"(put 1 client|put 64 clients)\s+Requests/sec:\s+([\d.]+).*? 99% in ([\d.]+) secs", line)
     if m:
         name = "put1" if m.group(1) == "put 1 client" else "put64"
-        print("etcd\t%s\t%s\t%.2f\t\t\t" % (name, m.group(2), float(m.group(3)) * 1000))
+        print("etcd\t%s\t%s\t%.2f\t\t\t\t" % (name, m.group(2), float(m.group(3)) * 1000))
 ' >>"$results"
 fi
+
+# cluster_ticks prints the CPU ticks the dev cluster's processes (the
+# supervisor and its daemons) have used: their share of the machine's,
+# whatever else runs on it.
+cluster_ticks() {
+  local p t=0
+  for p in "$dev" $(pgrep -P "$dev"); do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 
 # run R NAME KEY N ARGS...: one workload of N operations, printed and kept
 # in the results (KEY names it there).
@@ -62,19 +75,19 @@ run() {
   shift 4
   [[ " ${WORKLOADS:-put1 put64 getl gets} " == *" $key "* ]] || return 0
   printf '%-26s ' "$name"
-  d0=$(udp_datagrams) c0=$(ctx_switches) t0=$(cpu_ticks)
+  d0=$(udp_datagrams) c0=$(ctx_switches) t0=$(cpu_ticks) k0=$(cluster_ticks)
   json=$("$bin/pleiades" bench kv "${cli[@]}" "$@" -o json)
-  d1=$(udp_datagrams) c1=$(ctx_switches) t1=$(cpu_ticks)
+  d1=$(udp_datagrams) c1=$(ctx_switches) t1=$(cpu_ticks) k1=$(cluster_ticks)
   printf '%s\n' "$json" | python3 -c '
 import json, sys
-r, key, n, d, c, t, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), *map(int, sys.argv[4:8])
+r, key, n, d, c, t, k, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), *map(int, sys.argv[4:9])
 j = json.load(sys.stdin)
-cpu = t * 1000 / hz / n
-print("%8.0f/s  p50 %6.1f ms  p99 %6.1f ms  p99.9 %6.1f ms  errors %d | per op: %.2f datagrams, %.1f switches, %.3f ms CPU"
-      % (j["requests_per_sec"], j["p50_ms"], j["p99_ms"], j["p999_ms"], j["errors"], d / n, c / n, cpu), flush=True)
+cpu, kcpu = t * 1000 / hz / n, k * 1000 / hz / n
+print("%8.0f/s  p50 %6.1f ms  p99 %6.1f ms  p99.9 %6.1f ms  errors %d | per op: %.2f datagrams, %.1f switches, %.3f ms CPU (cluster %.3f)"
+      % (j["requests_per_sec"], j["p50_ms"], j["p99_ms"], j["p999_ms"], j["errors"], d / n, c / n, cpu, kcpu), flush=True)
 with open(sys.argv[-1], "a") as f:
-    f.write("%s\t%s\t%.1f\t%.2f\t%.3f\t%.2f\t%d\n" % (r, key, j["requests_per_sec"], j["p99_ms"], cpu, d / n, j["errors"]))
-' "$r" "$key" "$n" "$((d1 - d0))" "$((c1 - c0))" "$((t1 - t0))" "$(getconf CLK_TCK)" "$results"
+    f.write("%s\t%s\t%.1f\t%.2f\t%.3f\t%.2f\t%d\t%.3f\n" % (r, key, j["requests_per_sec"], j["p99_ms"], cpu, d / n, j["errors"], kcpu))
+' "$r" "$key" "$n" "$((d1 - d0))" "$((c1 - c0))" "$((t1 - t0))" "$((k1 - k0))" "$(getconf CLK_TCK)" "$results"
 }
 
 for ranges in "$@"; do
@@ -107,7 +120,7 @@ fig = {(r[0], r[1]): r for r in rows}
 def num(r, i):
     return float(r[i]) if r and r[i] else None
 print()
-print("%-10s %-16s %9s %8s %10s %10s %12s %12s" % ("ranges", "put", "req/s", "p99 ms", "CPU ms/op", "dgrams/op", "x first", "CPU x first"))
+print("%-10s %-16s %9s %8s %10s %12s %10s %12s %12s" % ("ranges", "put", "req/s", "p99 ms", "CPU ms/op", "cluster CPU", "dgrams/op", "x first", "cluster CPU x"))
 for who in dict.fromkeys(r[0] for r in rows):
     for key, label in (("put1", "1 client"), ("put64", "64 clients")):
         r = fig.get((who, key))
@@ -115,10 +128,10 @@ for who in dict.fromkeys(r[0] for r in rows):
             continue
         b = fig.get((base, key)) if who != "etcd" else None
         ratio = "%.2fx" % (num(r, 2) / num(b, 2)) if b else ""
-        cpu = num(r, 4)
-        cratio = "%.2fx" % (cpu / num(b, 4)) if b and cpu else ""
-        print("%-10s %-16s %9.0f %8.2f %10s %10s %12s %12s" % (who, label, num(r, 2), num(r, 3),
-              "%.3f" % cpu if cpu else "", r[5] or "", ratio, cratio))
+        cpu, kcpu = num(r, 4), num(r, 7) if len(r) > 7 else None
+        cratio = "%.2fx" % (kcpu / num(b, 7)) if b and kcpu else ""
+        print("%-10s %-16s %9.0f %8.2f %10s %12s %10s %12s %12s" % (who, label, num(r, 2), num(r, 3),
+              "%.3f" % cpu if cpu else "", "%.3f" % kcpu if kcpu else "", r[5] or "", ratio, cratio))
 e1, p1 = fig.get(("etcd", "put1")), fig.get((base, "put1"))
 if e1 and p1:
     print("\nput, 1 client, %s range(s) against etcd: %.2fx (p99 %.2f against %.2f ms)" % (base, num(p1, 2) / num(e1, 2), num(p1, 3), num(e1, 3)))

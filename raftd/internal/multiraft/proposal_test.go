@@ -174,9 +174,25 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 		msg(replicating, raftpb.MsgHeartbeat, 0, 0),
 		msg(probed, raftpb.MsgApp, commit, 0), // a probe
 	})
-	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 1 {
-		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 1", apps, hbs)
+	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 0 {
+		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 0 (it was sent entries since its last heartbeat)", apps, hbs)
 	}
+	// Heartbeats: the next one due goes (no entries sent since the one
+	// left out), so does one carrying a read's context, and so does one
+	// to a follower that is not replicated to, entries or not.
+	hb := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
+	readHB := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
+	readHB.Context = []byte("read-id1")
+	out = newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{hb, msg(replicating, raftpb.MsgApp, match+1, 1), readHB,
+		msg(probed, raftpb.MsgApp, commit, 1), msg(probed, raftpb.MsgHeartbeat, 0, 0)})
+	if _, hbs := sent(out, replicating); hbs != 2 {
+		t.Errorf("to the replicating follower: %d heartbeats; want 2 (the one due after one was left out, the read's)", hbs)
+	}
+	if _, hbs := sent(out, probed); hbs != 1 {
+		t.Errorf("to the probed follower: %d heartbeats; want 1", hbs)
+	}
+	r.mu.appended = nil
 	if apps, _ := sent(out, probed); len(apps) != 1 {
 		t.Errorf("to the probed follower: appends %v; want its empty probe", apps)
 	}
