@@ -3,11 +3,14 @@ package msgd_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
@@ -20,8 +23,10 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
+	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
 
 // fakeStream serves one server-stream method that sends what the test
@@ -75,7 +80,7 @@ func nextEvent(t *testing.T, sub *nats.Subscription, typ string) (*events.Event,
 	return nil, ""
 }
 
-// TestEventBridge: membership, clock health and range events from the
+// TestEventBridge: membership, clock health, range, disk and workflow events from the
 // node's daemons arrive on their subjects under pleiades.events.>, as
 // valid JSON; membership is reported once, by the msgd with the lowest
 // node id.
@@ -84,6 +89,7 @@ func TestEventBridge(t *testing.T) {
 	clockAddr, clockCh := fakeStream[clockpb.WatchHealthRequest, *clockpb.Health](t, wire.ProtoClock, clockclient.MethodWatchHealth)
 	raftAddr, raftCh := fakeStream[kvpb.WatchRangesRequest, *kvpb.RangeEvent](t, wire.ProtoKV, kvclient.MethodWatchRanges)
 	storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
+	workflowAddr, wfCh := fakeStream[workflowpb.SubscribeRequest, *workflowpb.LifecycleEvent](t, wire.ProtoWorkflow, workflowclient.MethodSubscribe)
 	var nodes []*node
 	for i := range 2 {
 		c := common(t)
@@ -91,7 +97,7 @@ func TestEventBridge(t *testing.T) {
 		cfg := testConfig()
 		cfg.GossipAddr = m.gossipd(t, c.NodeID)
 		if i == 1 {
-			cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr = clockAddr, raftAddr, storeAddr
+			cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr, cfg.WorkflowAddr = clockAddr, raftAddr, storeAddr, workflowAddr
 		}
 		nodes = append(nodes, startNode(t, c, cfg))
 	}
@@ -156,5 +162,88 @@ func TestEventBridge(t *testing.T) {
 	if !de.Disk.Full || de.Disk.FreeBytes != 30<<20 || de.NodeID != 202 || subj != "pleiades.events.disk.space.202" ||
 		!strings.HasPrefix(de.Disk.Reason, "disk full on node 202 (free 30.0 MiB of 1.0 GiB") || !de.Time.Equal(time.Unix(0, 1_700_000_000_000_000_000)) {
 		t.Errorf("disk event %+v at %v on %s", de.Disk, de.Time, subj)
+	}
+	wfCh <- &workflowpb.LifecycleEvent{Type: "whatever"} // unknown types are left out
+	wfCh <- &workflowpb.LifecycleEvent{Type: "step_failed", InstanceId: "18ab", Definition: "billing.monthly", Version: 3, Step: "charge", Pointer: 4,
+		Attempt: 2, Error: "card declined", TimeUnixNano: 1_700_000_000_000_000_001, Node: 202, Epoch: 5}
+	we, subj := nextEvent(t, sub, events.WorkflowStepFailed)
+	if w := we.Workflow; w.InstanceID != "18ab" || w.Definition != "billing.monthly" || w.Version != 3 || w.Step != "charge" || w.Attempt != 2 ||
+		w.Error != "card declined" || w.Epoch != 5 || we.NodeID != 202 || subj != "pleiades.events.workflow.step_failed.billing_monthly" {
+		t.Errorf("workflow event %+v on %s", w, subj)
+	}
+}
+
+// TestEventsStream: msgd keeps the events in the JetStream stream
+// events.Stream (with auth too: the bridge may keep it), one copy per
+// occurrence however often it is published, readable by a consumer that
+// came later.
+func TestEventsStream(t *testing.T) {
+	for _, withAuth := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auth=%v", withAuth), func(t *testing.T) {
+			storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
+			cfg := testConfig()
+			cfg.NoCluster, cfg.StoreAddr, cfg.RefreshInterval = true, storeAddr, 100*time.Millisecond
+			var opts []nats.Option
+			if withAuth {
+				auth := filepath.Join(t.TempDir(), "auth.conf")
+				if err := os.WriteFile(auth, []byte(`authorization { users = [ {user: app, password: s3cret} ] }`), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg.AuthFile = auth
+				opts = append(opts, nats.UserInfo("app", "s3cret"))
+			}
+			n := startNode(t, common(t), cfg)
+			js, err := jetstream.New(connect(t, n, opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			var st jetstream.Stream
+			eventually(t, 20*time.Second, "the events stream", func() (err error) {
+				st, err = js.Stream(ctx, events.Stream)
+				return err
+			})
+			if c := st.CachedInfo().Config; c.Replicas != 1 || c.MaxAge != 24*time.Hour || len(c.Subjects) != 1 || c.Subjects[0] != events.SubjectAll {
+				t.Errorf("stream config: replicas %d, max age %v, subjects %v", c.Replicas, c.MaxAge, c.Subjects)
+			}
+			full := &storepb.DiskStatus{NodeId: 7, Full: true, FreeBytes: 1, TotalBytes: 2, SinceUnixNano: 1_700_000_000_000_000_000}
+			diskCh <- full
+			diskCh <- proto.Clone(full).(*storepb.DiskStatus) // the same occurrence again
+			diskCh <- &storepb.DiskStatus{NodeId: 7, FreeBytes: 2, TotalBytes: 2, SinceUnixNano: 1_700_000_000_000_000_001}
+			var msgs uint64
+			eventually(t, 20*time.Second, "two events stored", func() error {
+				info, err := st.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if msgs = info.State.Msgs; msgs < 2 {
+					return fmt.Errorf("%d messages", msgs)
+				}
+				return nil
+			})
+			time.Sleep(200 * time.Millisecond) // a duplicate would have landed by now
+			cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch, err := cons.FetchNoWait(10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var full2 []bool
+			for m := range batch.Messages() {
+				e, err := events.Decode(m.Data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Headers().Get(nats.MsgIdHdr) != e.ID {
+					t.Errorf("message id %q; want the event's %q", m.Headers().Get(nats.MsgIdHdr), e.ID)
+				}
+				full2 = append(full2, e.Disk.Full)
+			}
+			if fmt.Sprint(full2) != "[true false]" {
+				t.Errorf("stored events full=%v; want [true false] (one copy of the repeated one)", full2)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/services/msgd"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/events"
 )
 
 func main() { daemon.Main(spec()) }
@@ -38,12 +39,15 @@ func spec() daemon.Spec {
 			&cli.StringFlag{Name: "clock-addr", Value: d.ClockAddr, Usage: "bus `ADDR` of the node's clockd: clock health events (empty: none)"},
 			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, Usage: "bus `ADDR` of the node's raftd: range events (empty: none)"},
 			&cli.StringFlag{Name: "store-addr", Value: d.StoreAddr, Usage: "bus `ADDR` of the node's stored: disk space events (empty: none)"},
+			&cli.StringFlag{Name: "workflow-addr", Value: d.WorkflowAddr, Usage: "bus `ADDR` of the node's workflowd: workflow lifecycle events (empty: none)"},
 			&cli.StringFlag{Name: "nats-client-tls", Value: d.ClientTLS, Usage: "client TLS: off, on (node certificate), verify (and client certificates from the cluster CA)"},
 			&cli.StringFlag{Name: "nats-auth-file", Usage: "NATS configuration `FILE` whose authorization block (users, nkeys) authenticates clients"},
 			&cli.IntFlag{Name: "nats-max-payload", Value: int(d.MaxPayload), Usage: "largest message in `BYTES`"},
 			&cli.BoolFlag{Name: "jetstream", Value: d.JetStream, Usage: "run JetStream (file storage under <data-dir>/msgd/jetstream)"},
 			&cli.Int64Flag{Name: "jetstream-max-memory", Value: d.JetStreamMaxMemory, Usage: "`BYTES` of memory-backed stream data"},
 			&cli.Int64Flag{Name: "jetstream-max-store", Value: d.JetStreamMaxStore, Usage: "`BYTES` of file-backed stream data"},
+			&cli.DurationFlag{Name: "events-max-age", Value: d.EventsMaxAge, Usage: "how long the cluster's events are kept in the JetStream stream " + events.Stream + " (0: no stream)"},
+			&cli.Int64Flag{Name: "events-max-bytes", Value: d.EventsMaxBytes, Usage: "`BYTES` of that stream (oldest events dropped first)"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := msgd.DefaultConfig()
@@ -63,7 +67,7 @@ func spec() daemon.Spec {
 			if cfg.Routes, err = addrList(c, "routes"); err != nil {
 				return nil, err
 			}
-			for flag, dst := range map[string]*string{"gossip-addr": &cfg.GossipAddr, "clock-addr": &cfg.ClockAddr, "raft-addr": &cfg.RaftAddr, "store-addr": &cfg.StoreAddr} {
+			for flag, dst := range map[string]*string{"gossip-addr": &cfg.GossipAddr, "clock-addr": &cfg.ClockAddr, "raft-addr": &cfg.RaftAddr, "store-addr": &cfg.StoreAddr, "workflow-addr": &cfg.WorkflowAddr} {
 				if *dst, err = optionalAddr(c, flag); err != nil {
 					return nil, err
 				}
@@ -74,6 +78,8 @@ func spec() daemon.Spec {
 			cfg.JetStream = c.Bool("jetstream")
 			cfg.JetStreamMaxMemory = c.Int64("jetstream-max-memory")
 			cfg.JetStreamMaxStore = c.Int64("jetstream-max-store")
+			cfg.EventsMaxAge = c.Duration("events-max-age")
+			cfg.EventsMaxBytes = c.Int64("events-max-bytes")
 			if err := cfg.Validate(); err != nil {
 				var fe *msgd.FieldError
 				if errors.As(err, &fe) && flags[fe.Field] != "" {
@@ -90,9 +96,10 @@ func spec() daemon.Spec {
 var flags = map[string]string{
 	"NATSHost": "nats-host", "NATSPort": "nats-port", "NATSClusterPort": "nats-cluster-port",
 	"AdvertiseHost": "nats-advertise-host", "ClusterName": "nats-cluster-name", "Routes": "routes",
-	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr", "StoreAddr": "store-addr",
+	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr", "StoreAddr": "store-addr", "WorkflowAddr": "workflow-addr",
 	"ClientTLS": "nats-client-tls", "MaxPayload": "nats-max-payload",
 	"JetStreamMaxMemory": "jetstream-max-memory", "JetStreamMaxStore": "jetstream-max-store",
+	"EventsMaxAge": "events-max-age", "EventsMaxBytes": "events-max-bytes",
 }
 
 // optionalAddr reads an address flag that may be empty.
