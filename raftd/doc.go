@@ -79,7 +79,12 @@
 // Raft traffic uses wire.ProtoRaft (shared/proto/raftmsgpb): every message
 // of one round for one node goes in one MessageBatch on the bus's
 // long-lived one-way stream; heartbeats and their responses are coalesced
-// into compact Heartbeat records. Each peer has its own bounded queue and
+// into compact Heartbeat records. A round sends twice (its leaders'
+// appends before its write, the rest after); when this node's leaders sent
+// before the write and the next round is due at once, the messages of
+// after the write (acknowledgements of appends, mostly) wait for the next
+// round's first send and go in its frames, so that with leaders of many
+// ranges on every node a round costs each peer one frame, not two. Each peer has its own bounded queue and
 // sender goroutine, so a slow or dead peer only drops its own batches.
 // The appends without entries raft sends each follower it replicates to
 // whenever the commit index moves are not sent: followers learn the index

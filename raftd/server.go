@@ -822,6 +822,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_write_seconds_total", Help: "Time scheduler rounds spent waiting on their engine writes."},
 			statf(func(x multiraft.Stats) float64 { return x.WriteSeconds })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_carried_rounds_total", Help: "Rounds whose late raft messages went out in the next round's frames."},
+			stat(func(x multiraft.Stats) uint64 { return x.CarriedRounds })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},

@@ -28,7 +28,7 @@ func benchCluster(b *testing.B, ranges uint32) (*testCluster, []*kvpb.RangeDescr
 // the in-memory engine: the cost of raft, scheduling and apply without
 // disk or network.
 func BenchmarkPut(b *testing.B) {
-	for _, ranges := range []uint32{1, 16} {
+	for _, ranges := range []uint32{1, 16, 256} {
 		b.Run(fmt.Sprintf("ranges=%d", ranges), func(b *testing.B) {
 			c, descs := benchCluster(b, ranges)
 			value := make([]byte, 256)

@@ -199,6 +199,9 @@ type Replica struct {
 		// heartbeatResps are the replicas whose heartbeat responses were
 		// stepped since the last Ready's messages went out (see sendLocked).
 		heartbeatResps map[uint64]bool
+		// appended are the followers sent an append with entries since
+		// their last heartbeat was due (see sendLocked).
+		appended map[uint64]bool
 	}
 }
 
@@ -729,16 +732,41 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 		// answer to a heartbeat response, so that a follower whose
 		// appends were lost rejects it and is caught up. Followers apply
 		// up to a tick later; reads are served by leaders.
-		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && !r.mu.heartbeatResps[m.GetTo()] {
+		isReplicating := func(id uint64) bool {
 			if replicating == nil {
 				replicating = map[uint64]bool{}
 				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 					replicating[id] = pr.State == tracker.StateReplicate
 				})
 			}
-			if replicating[m.GetTo()] {
+			return replicating[id]
+		}
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && !r.mu.heartbeatResps[m.GetTo()] && isReplicating(m.GetTo()) {
+			continue
+		}
+		// Nor a heartbeat (without a read's context) to a follower being
+		// replicated to that was sent an append with entries since its
+		// last heartbeat was due: the append reset its election timer and
+		// carried the commit index, and its answer tells the leader it is
+		// there (CheckQuorum). Under load every range's leader would
+		// otherwise send each follower a heartbeat every tick and get an
+		// answer, each a pass of the range on both nodes: at 255 busy
+		// ranges most of the work of a put. When the appends stop, the
+		// heartbeats are back from the next one due. Heartbeats that
+		// confirm leadership for reads (ReadIndex, lease renewal) go.
+		switch {
+		case m.GetType() == raftpb.MsgApp && len(m.GetEntries()) > 0:
+			if r.mu.appended == nil {
+				r.mu.appended = map[uint64]bool{}
+			}
+			r.mu.appended[m.GetTo()] = true
+		case m.GetType() == raftpb.MsgHeartbeat && len(m.GetContext()) == 0 && r.mu.appended[m.GetTo()]:
+			r.mu.appended[m.GetTo()] = false
+			if isReplicating(m.GetTo()) {
 				continue
 			}
+		case m.GetType() == raftpb.MsgHeartbeat:
+			delete(r.mu.appended, m.GetTo())
 		}
 		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
 			out.add(node, r.rangeID, m, false)

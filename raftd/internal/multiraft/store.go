@@ -59,8 +59,11 @@ type Store struct {
 	cancel context.CancelFunc
 	wake   chan struct{}
 	tasks  chan func()
-	wg     sync.WaitGroup
-	fatal  chan error
+	// carried holds a round's late messages for the next round's early
+	// frames (round); only the scheduler goroutine touches it.
+	carried *outbox
+	wg      sync.WaitGroup
+	fatal   chan error
 
 	sched struct {
 		sync.Mutex
@@ -126,6 +129,7 @@ type Store struct {
 
 type storeMetrics struct {
 	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
+	carriedRounds                               atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
 	snapshotsSent, snapshotsApplied             atomic.Uint64
@@ -643,11 +647,18 @@ func (s *Store) round(ids []uint64) error {
 	s.metrics.rangesProcessed.Add(uint64(len(reps)))
 	works := make([]*readyWork, len(reps))
 	early, late := newOutbox(s), newOutbox(s)
+	if s.carried != nil {
+		// The previous round's late messages go first, in this round's
+		// early frames (see below).
+		early, s.carried = s.carried, nil
+	}
 	errs := make([]error, len(reps))
+	carried := early.peerMessages()
 	s.parallel(len(reps), func(i int) { works[i], errs[i] = reps[i].phase1(early) })
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	leading := early.peerMessages() > carried
 	early.flush()
 	// A write refused for want of space holds its replicas' works (they
 	// sit the next rounds out) instead of failing the round (disk.go).
@@ -659,8 +670,28 @@ func (s *Store) round(ids []uint64) error {
 			errs[i] = reps[i].phase2(works[i], late)
 		}
 	})
+	if leading && s.hasPending() {
+		// This node leads ranges that sent before the write, and the
+		// next round starts at once: its late messages (acknowledgements
+		// of appends, mostly) ride in that round's early frames, sent
+		// after its phase1, rather than in frames of their own. With the
+		// leaders of many ranges on every node, each round would
+		// otherwise send every peer two frames, and each frame its own
+		// packets and acknowledgements. The messages wait for the next
+		// round's phase1 (no write in between); their order holds.
+		s.carried = late
+		s.metrics.carriedRounds.Add(1)
+		return errors.Join(errs...)
+	}
 	late.flush()
 	return errors.Join(errs...)
+}
+
+// hasPending reports whether ranges wait for the next round.
+func (s *Store) hasPending() bool {
+	s.sched.Lock()
+	defer s.sched.Unlock()
+	return len(s.sched.pending) > 0
 }
 
 // writeRound writes ops of a round (of ranges ranges) to the engine, as
@@ -840,6 +871,9 @@ type Stats struct {
 	// WriteSeconds is the time rounds spent waiting on them.
 	Rounds, Writes, SyncWrites, RangesProcessed uint64
 	WriteSeconds                                float64
+	// CarriedRounds counts rounds whose late messages went out with the
+	// next round's early ones (Store.round).
+	CarriedRounds uint64
 	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
 	ValueCacheHits, ValueCacheMisses uint64
 	// InboxDrops counts raft messages dropped on a full replica inbox.
@@ -891,7 +925,7 @@ func (s *Store) Stats() Stats {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
-		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
