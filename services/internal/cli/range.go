@@ -37,7 +37,8 @@ func rangeSplitCommand(e *env) *cli.Command {
 		Description: "The range keeps the keys before KEY; a new range on the same replicas takes KEY and\n" +
 			"the rest. Every replica applies the split at the same point of the range's log, the\n" +
 			"meta range records both sides, and both take the next generation. KEY must be a user\n" +
-			"key strictly inside a range (not at its start). Prints both sides.",
+			"key inside a user range; a KEY that already starts one (a retried split that applied,\n" +
+			"or any existing boundary) changes nothing. Prints both sides.",
 		Flags: append(kvFlags(), encodingFlag()),
 		Action: func(c *cli.Context) error {
 			args, err := posArgs(c, 1, 1, "KEY")

@@ -2175,7 +2175,10 @@ func (x *DescriptorsResponse) GetNow() *hlcpb.Timestamp {
 
 // AdminSplitRequest splits the range holding key at key: the range keeps
 // [start, key) and a new range, on the same replicas, takes [key, end).
-// key must lie strictly inside a user range (not at its start).
+// key must lie inside a user range; a key that already starts one (a
+// retried split whose first answer was lost, or any existing boundary
+// between user ranges) changes nothing and answers the ranges on either
+// side of it.
 type AdminSplitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
