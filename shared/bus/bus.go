@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -79,6 +80,8 @@ type Bus struct {
 	// handlers and dgram are written only before Start.
 	handlers map[hkey]*handler
 	dgram    [256]func(Peer, []byte)
+	rules    map[wire.Protocol]Rules
+	denyLog  denyLogger
 
 	mu       sync.Mutex
 	started  bool
@@ -117,6 +120,9 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	}
 	if cfg.TLS == nil {
 		return nil, errors.New("bus: Config.TLS is required")
+	}
+	if cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert || cfg.TLS.ClientCAs == nil {
+		return nil, errors.New("bus: Config.TLS must require and verify client certificates (ClientAuth RequireAndVerifyClientCert, ClientCAs set): authorization relies on the caller's certificate")
 	}
 	if deps.Logger == nil {
 		return nil, errors.New("bus: Deps.Logger is required")
@@ -179,6 +185,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 			MaxConnectionReceiveWindow:     64 << 20,
 		},
 		handlers: make(map[hkey]*handler),
+		rules:    make(map[wire.Protocol]Rules),
 		running:  make(map[hkey]int),
 		drained:  make(chan struct{}),
 		peers:    make(map[string]*peerSet),
@@ -371,6 +378,9 @@ type Peer struct {
 	Addr string
 	// Name is the common name of the peer's certificate.
 	Name string
+	// Role is the role the peer's certificate carries (KindNone when it
+	// names none or an unreadable one).
+	Role tlsutil.Role
 }
 
 type peerKey struct{}
@@ -399,6 +409,9 @@ func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return nil, Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
 		}
+		if err := b.authorize(ctx, p, method, req); err != nil {
+			return nil, err
+		}
 		resp, err := h(ctx, req)
 		if err != nil {
 			return nil, err
@@ -416,6 +429,9 @@ func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
 		}
+		if err := b.authorize(ctx, p, method, req); err != nil {
+			return err
+		}
 		return h(ctx, req, func(r Resp) error { return send(r) })
 	}})
 }
@@ -429,6 +445,9 @@ func HandleBatch[Msg any, PMsg message[Msg]](b *Bus, p wire.Protocol, method str
 			m := PMsg(new(Msg))
 			if err := proto.Unmarshal(raw, m); err != nil {
 				return fmt.Errorf("decode %T: %w", m, err)
+			}
+			if err := b.permit(p, method, from, m); err != nil {
+				return err
 			}
 			batch[i] = m
 		}

@@ -63,13 +63,13 @@ type Runtime struct {
 // when c.Dev is set, loads TLS from c.CertsDir, and creates the bus and
 // the admin server.
 func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, error) {
-	id, err := LoadOrCreateNodeID(c.DataDir, c.NodeID)
-	if err != nil {
-		return nil, fmt.Errorf("node id: %w", err)
-	}
-	c.NodeID = id
 	if c.Dev {
-		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts(c)); err != nil {
+		id, err := LoadOrCreateNodeID(c.DataDir, c.NodeID)
+		if err != nil {
+			return nil, fmt.Errorf("node id: %w", err)
+		}
+		c.NodeID = id
+		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts(c), id); err != nil {
 			return nil, fmt.Errorf("dev certificates in %s: %w", c.CertsDir, err)
 		}
 	}
@@ -82,6 +82,20 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 		return nil, fmt.Errorf("certificate in %s does not match the advertised address: %w", c.CertsDir, err)
 	}
 	return NewRuntimeWithTLS(name, c, tc, logger)
+}
+
+// certNodeID returns the node id tc's certificate carries; it must be a
+// node certificate.
+func certNodeID(tc *tls.Config) (uint64, error) {
+	r, err := tlsutil.RoleOfConfig(tc)
+	if err != nil {
+		return 0, err
+	}
+	if r.Kind != tlsutil.KindNode {
+		return 0, fmt.Errorf("the certificate's role is %s, not node: issue this host's with `pleiades cert create-node` "+
+			"(a certificate made before roles existed carries none; issue it again)", r)
+	}
+	return r.NodeID, nil
 }
 
 // devHosts lists the host names a dev certificate carries: loopback, the
@@ -98,7 +112,9 @@ func devHosts(c config.Common) []string {
 }
 
 // NewRuntimeWithTLS is NewRuntime with a ready TLS configuration (tests use
-// an in-memory CA). c.NodeID must be set, or is loaded from c.DataDir.
+// an in-memory CA). Its certificate must be a node certificate; the node id
+// is the one it carries, which must agree with c.NodeID when set and with
+// the one recorded in c.DataDir (recorded there when missing).
 func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slog.Logger) (*Runtime, error) {
 	if name == "" {
 		return nil, errors.New("daemon: empty name")
@@ -106,13 +122,18 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	if logger == nil {
 		return nil, errors.New("daemon: nil logger")
 	}
-	if c.NodeID == 0 {
-		id, err := LoadOrCreateNodeID(c.DataDir, 0)
-		if err != nil {
-			return nil, fmt.Errorf("node id: %w", err)
-		}
-		c.NodeID = id
+	certID, err := certNodeID(tc)
+	if err != nil {
+		return nil, err
 	}
+	if c.NodeID != 0 && c.NodeID != certID {
+		return nil, fmt.Errorf("node id %d differs from node id %d of the certificate: issue this node's with `pleiades cert create-node --node-id %d`", c.NodeID, certID, c.NodeID)
+	}
+	id, err := LoadOrCreateNodeID(c.DataDir, certID)
+	if err != nil {
+		return nil, fmt.Errorf("node id: %w (the certificate carries node %d: issue one for this data dir's node with `pleiades cert create-node --node-id <id>`)", err, certID)
+	}
+	c.NodeID = id
 	dir := filepath.Join(c.DataDir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)

@@ -1,7 +1,6 @@
 package tlsutil
 
 import (
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,12 +27,36 @@ func CreateCA(dir string) error {
 	return nil
 }
 
-// CreateNode issues a node certificate for name and hosts (IP addresses or
-// DNS names, besides ServerName) with the CA in caDir, and writes node.crt,
-// node.key and a copy of ca.crt (never the CA key) to outDir.
-func CreateNode(caDir, outDir, name string, hosts []string) error {
+// CreateNode issues a node certificate for name, hosts (IP addresses or
+// DNS names, besides ServerName) and node id (0: a random one) with the CA
+// in caDir, and writes node.crt, node.key and a copy of ca.crt (never the
+// CA key) to outDir. It returns the node id the certificate carries.
+func CreateNode(caDir, outDir, name string, hosts []string, nodeID uint64) (uint64, error) {
 	if name == "" {
-		return fmt.Errorf("tlsutil: node name is empty")
+		return 0, fmt.Errorf("tlsutil: node name is empty")
+	}
+	if nodeID == 0 {
+		nodeID = randomNodeID()
+	}
+	return nodeID, createLeaf(caDir, outDir, name, hosts, NodeRole(nodeID))
+}
+
+// CreateClient issues a client (application) certificate for name with
+// the CA in caDir, limited to keys under prefixes (none: every key), and
+// writes client.crt, client.key and a copy of ca.crt to outDir.
+func CreateClient(caDir, outDir, name string, prefixes [][]byte) error {
+	return createLeaf(caDir, outDir, name, nil, ClientRole(prefixes...))
+}
+
+// CreateAdmin issues an admin (operator) certificate for name with the CA
+// in caDir, and writes admin.crt, admin.key and a copy of ca.crt to outDir.
+func CreateAdmin(caDir, outDir, name string) error {
+	return createLeaf(caDir, outDir, name, nil, AdminRole())
+}
+
+func createLeaf(caDir, outDir, name string, hosts []string, r Role) error {
+	if name == "" {
+		return fmt.Errorf("tlsutil: certificate name is empty")
 	}
 	a, err := loadAuthority(caDir)
 	if err != nil {
@@ -42,18 +65,7 @@ func CreateNode(caDir, outDir, name string, hosts []string) error {
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
 		return fmt.Errorf("tlsutil: create %s: %w", outDir, err)
 	}
-	der, key, err := a.issue(name, hosts)
-	if err != nil {
-		return fmt.Errorf("tlsutil: %w", err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("tlsutil: marshal node key: %w", err)
-	}
-	if err := writePEM(filepath.Join(outDir, NodeKey), "EC PRIVATE KEY", kb, 0o600); err != nil {
-		return fmt.Errorf("tlsutil: %w", err)
-	}
-	if err := writePEM(filepath.Join(outDir, NodeCert), "CERTIFICATE", der, 0o644); err != nil {
+	if err := a.writeLeaf(outDir, name, hosts, r); err != nil {
 		return fmt.Errorf("tlsutil: %w", err)
 	}
 	if filepath.Clean(caDir) != filepath.Clean(outDir) {

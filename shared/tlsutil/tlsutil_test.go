@@ -104,7 +104,7 @@ func TestCreateCAAndNode(t *testing.T) {
 	}
 	n1, n2 := filepath.Join(dir, "n1"), filepath.Join(dir, "n2")
 	for _, out := range []string{n1, n2} {
-		if err := CreateNode(caDir, out, filepath.Base(out), []string{"127.0.0.1", "localhost"}); err != nil {
+		if _, err := CreateNode(caDir, out, filepath.Base(out), []string{"127.0.0.1", "localhost"}, 0); err != nil {
 			t.Fatalf("CreateNode(%s): %v", out, err)
 		}
 		if _, err := os.Stat(filepath.Join(out, CAKey)); !errors.Is(err, os.ErrNotExist) {
@@ -129,10 +129,10 @@ func TestCreateCAAndNode(t *testing.T) {
 	if serr, cerr := handshake(t, c1, c2); serr != nil || cerr != nil {
 		t.Fatalf("handshake between nodes of one CA: server %v, client %v", serr, cerr)
 	}
-	if err := CreateNode(filepath.Join(dir, "missing"), n1, "n", nil); err == nil {
+	if _, err := CreateNode(filepath.Join(dir, "missing"), n1, "n", nil, 0); err == nil {
 		t.Fatal("CreateNode with a missing CA succeeded")
 	}
-	if err := CreateNode(caDir, n1, "", nil); err == nil {
+	if _, err := CreateNode(caDir, n1, "", nil, 0); err == nil {
 		t.Fatal("CreateNode with an empty name succeeded")
 	}
 }
@@ -145,7 +145,7 @@ func TestEnsureDevConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- EnsureDev(dir, "node", []string{"127.0.0.1"})
+			errs <- EnsureDev(dir, "node", []string{"127.0.0.1"}, 1)
 		}()
 	}
 	wg.Wait()
@@ -159,7 +159,7 @@ func TestEnsureDevConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureDev(dir, "node", nil); err != nil {
+	if err := EnsureDev(dir, "node", nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, NodeCert))
@@ -180,7 +180,7 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(dir); err == nil {
 		t.Fatal("Load of an empty dir succeeded")
 	}
-	if err := EnsureDev(dir, "n", nil); err != nil {
+	if err := EnsureDev(dir, "n", nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, CACert), []byte("garbage"), 0o644); err != nil {

@@ -258,7 +258,7 @@ func TestMain(m *testing.M) {
 // gossipd for members, clockd for clock...).
 func TestAddrEnvPerDaemon(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PLEIADES_RAFT_ADDR", "127.0.0.1:2")
