@@ -28,6 +28,14 @@ import (
 // admin.CallStatus.
 const StatusMethod = admin.StatusMethod
 
+// adminRules authorizes the runtime's methods on wire.ProtoAdmin: a
+// daemon's status is for the operators and the cluster's own daemons.
+func adminRules() bus.Rules {
+	return bus.Rules{
+		StatusMethod: {Roles: bus.Nodes | bus.Admins},
+	}
+}
+
 // Runtime is what every daemon runs on: identity, logger, metrics
 // registry, bus endpoint and admin server. Build registers its handlers,
 // checks and views on Bus and Admin before the runtime starts.
@@ -165,6 +173,7 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	bus.HandleUnary(b, wire.ProtoAdmin, StatusMethod, func(ctx context.Context, _ *adminpb.StatusRequest) (*adminpb.Status, error) {
 		return adm.Status(ctx)
 	})
+	b.Authorize(wire.ProtoAdmin, adminRules())
 	adm.AddReadyCheck("bus", rt.busReady)
 	return rt, nil
 }

@@ -86,6 +86,16 @@ func NewRuntimeWithCA(t testing.TB, name string, ca Issuer, c config.Common) *da
 	return rt
 }
 
+// NewSameNodeRuntime returns a started runtime for daemon name on the
+// node of rt (its node id, its own data dir), signed by the shared test
+// CA: a daemon of the same host, e.g. to call rt's stored.
+func NewSameNodeRuntime(t testing.TB, name string, rt *daemon.Runtime) *daemon.Runtime {
+	t.Helper()
+	c := Common(t)
+	c.NodeID = rt.NodeID
+	return NewRuntimeWithCA(t, name, CA(t), c)
+}
+
 // NewUnstartedRuntime builds the runtime without starting it, so that a
 // test can register handlers first; it is still stopped at cleanup. Its
 // node certificate carries the node id of c (or of c.DataDir).
