@@ -61,8 +61,9 @@ func (b *Bus) Authorize(p wire.Protocol, rules Rules) {
 	b.rules[p] = rules
 }
 
-// Methods returns the methods registered on protocol p, sorted (for the
-// tests that check every one has a rule).
+// Methods returns the methods registered on protocol p, sorted, with
+// "datagram" when p has a datagram handler (for the tests that check
+// every one has a rule).
 func (b *Bus) Methods(p wire.Protocol) []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -72,9 +73,15 @@ func (b *Bus) Methods(p wire.Protocol) []string {
 			out = append(out, k.method)
 		}
 	}
+	if b.dgram[p] != nil {
+		out = append(out, DatagramMethod)
+	}
 	slices.Sort(out)
 	return out
 }
+
+// DatagramMethod is the name a protocol's rules give its datagrams.
+const DatagramMethod = "datagram"
 
 // Rules returns the rules installed for protocol p (nil: none).
 func (b *Bus) Rules(p wire.Protocol) Rules {
@@ -84,23 +91,50 @@ func (b *Bus) Rules(p wire.Protocol) Rules {
 }
 
 // permit decides whether peer may call method on p with req (nil for a
-// check before decoding).
+// datagram); a refusal is counted and logged.
 func (b *Bus) permit(p wire.Protocol, method string, peer Peer, req proto.Message) error {
+	if why := b.decide(p, method, peer, req); why != "" {
+		return b.deny(p, method, peer, why)
+	}
+	return nil
+}
+
+// decide returns why peer may not call method on p with req, "" if it may.
+func (b *Bus) decide(p wire.Protocol, method string, peer Peer, req proto.Message) string {
 	rule := defaultRule
 	if rules := b.rules[p]; rules != nil {
 		r, ok := rules[method]
 		if !ok {
-			return b.deny(p, method, peer, "the method has no authorization rule")
+			return "the method has no authorization rule"
 		}
 		rule = r
 	}
 	if !rule.Roles.Has(peer.Role.Kind) {
-		return b.deny(p, method, peer, "its role may not call it")
+		return "its role may not call it"
 	}
 	if rule.Check != nil {
 		if err := rule.Check(peer, req); err != nil {
-			return b.deny(p, method, peer, err.Error())
+			return err.Error()
 		}
+	}
+	return ""
+}
+
+// Permitted decides, as the handler of method on p would, whether peer
+// may call it with req (nil: the method's empty request), without
+// counting or logging: the per-protocol tests check every registered
+// method's rule with it. It returns nil or the PermissionDenied error.
+func (b *Bus) Permitted(p wire.Protocol, method string, peer Peer, req proto.Message) error {
+	if req == nil {
+		b.mu.Lock()
+		h := b.handlers[hkey{p, method}]
+		b.mu.Unlock()
+		if h != nil {
+			req = h.newReq()
+		}
+	}
+	if why := b.decide(p, method, peer, req); why != "" {
+		return PermissionDenied(p, method, peer.Role, why)
 	}
 	return nil
 }

@@ -404,7 +404,7 @@ type message[T any] interface {
 // handler's ctx carries the caller's deadline and is cancelled if the
 // caller gives up. Its error is mapped with CodeOf.
 func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(context.Context, PReq) (Resp, error)) {
-	b.register(p, method, &handler{kind: kindUnary, unary: func(ctx context.Context, payload []byte) (proto.Message, error) {
+	b.register(p, method, &handler{kind: kindUnary, newReq: func() proto.Message { return PReq(new(Req)) }, unary: func(ctx context.Context, payload []byte) (proto.Message, error) {
 		req := PReq(new(Req))
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return nil, Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
@@ -424,7 +424,7 @@ func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.
 // calls send for each response; returning ends the stream (with the error's
 // code if non-nil). send fails once the caller has gone away.
 func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, req PReq, send func(Resp) error) error) {
-	b.register(p, method, &handler{kind: kindStream, stream: func(ctx context.Context, payload []byte, send func(proto.Message) error) error {
+	b.register(p, method, &handler{kind: kindStream, newReq: func() proto.Message { return PReq(new(Req)) }, stream: func(ctx context.Context, payload []byte, send func(proto.Message) error) error {
 		req := PReq(new(Req))
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
@@ -439,7 +439,7 @@ func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire
 // HandleBatch registers h for one-way batches of method on p. Batches from
 // one peer arrive in the order sent, one h call at a time per stream.
 func HandleBatch[Msg any, PMsg message[Msg]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, from Peer, batch []PMsg)) {
-	b.register(p, method, &handler{kind: kindBatch, batch: func(ctx context.Context, from Peer, msgs [][]byte) error {
+	b.register(p, method, &handler{kind: kindBatch, newReq: func() proto.Message { return PMsg(new(Msg)) }, batch: func(ctx context.Context, from Peer, msgs [][]byte) error {
 		batch := make([]PMsg, len(msgs))
 		for i, raw := range msgs {
 			m := PMsg(new(Msg))

@@ -399,7 +399,7 @@ func (b *Bus) serveDatagrams(c *quic.Conn, slot *peerConn) {
 			continue
 		}
 		if h := b.dgram[p]; h != nil {
-			if b.permit(p, "datagram", *peer, nil) != nil {
+			if b.permit(p, DatagramMethod, *peer, nil) != nil {
 				continue
 			}
 			h(*peer, payload)
