@@ -94,9 +94,18 @@ func serial() *big.Int {
 // valid as client and server and carries ServerName and hosts (IPs or DNS
 // names); client and admin certificates are valid as clients only.
 func (a *authority) issue(name string, hosts []string, r Role) (der []byte, key *ecdsa.PrivateKey, err error) {
-	u, err := r.URI()
-	if err != nil {
-		return nil, nil, err
+	return a.issueUntil(name, hosts, r, time.Now().Add(validity))
+}
+
+// issueUntil is issue with the certificate's end of validity.
+func (a *authority) issueUntil(name string, hosts []string, r Role, notAfter time.Time) (der []byte, key *ecdsa.PrivateKey, err error) {
+	var uris []*url.URL
+	if r.Kind != KindNone { // KindNone: a certificate as issued before roles (tests)
+		u, err := r.URI()
+		if err != nil {
+			return nil, nil, err
+		}
+		uris = append(uris, u)
 	}
 	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -105,13 +114,13 @@ func (a *authority) issue(name string, hosts []string, r Role) (der []byte, key 
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validity),
+		NotBefore:    notBefore(notAfter),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
+		URIs:         uris,
 	}
-	if r.Kind == KindNode {
+	if r.Kind == KindNode || r.Kind == KindNone {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 		tmpl.DNSNames = []string{ServerName}
 		for _, h := range hosts {
@@ -178,6 +187,26 @@ func (c *TestCA) Config(name string) (*tls.Config, error) {
 // configuration.
 func (c *TestCA) Issue(name string, r Role) (*tls.Config, error) {
 	der, key, err := c.a.issue(name, []string{"localhost", "127.0.0.1", "::1"}, r)
+	if err != nil {
+		return nil, err
+	}
+	return config(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, c.a.cert), nil
+}
+
+// notBefore is an hour ago (for clock skew), or earlier still for a
+// certificate that ends before that.
+func notBefore(notAfter time.Time) time.Time {
+	nb := time.Now().Add(-time.Hour)
+	if notAfter.Before(nb) {
+		return notAfter.Add(-time.Hour)
+	}
+	return nb
+}
+
+// IssueUntil is Issue with the certificate's end of validity (in the
+// past: an expired certificate).
+func (c *TestCA) IssueUntil(name string, r Role, notAfter time.Time) (*tls.Config, error) {
+	der, key, err := c.a.issueUntil(name, []string{"localhost", "127.0.0.1", "::1"}, r, notAfter)
 	if err != nil {
 		return nil, err
 	}
