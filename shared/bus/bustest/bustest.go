@@ -10,6 +10,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
@@ -92,4 +93,30 @@ func CheckRules(t testing.TB, b *bus.Bus, p wire.Protocol, self uint64, want map
 			}
 		}
 	}
+}
+
+// Denied returns pleiades_bus_denied_total{protocol,method,role} of g (0
+// when absent).
+func Denied(t testing.TB, g prometheus.Gatherer, protocol, method, role string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"protocol": protocol, "method": method, "role": role}
+	for _, mf := range mfs {
+		if mf.GetName() != "pleiades_bus_denied_total" {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if want[lp.GetName()] != lp.GetValue() {
+					continue metric
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
