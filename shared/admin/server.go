@@ -73,6 +73,7 @@ type Server struct {
 		ready     map[string]CheckFunc
 		health    map[string]CheckFunc
 		addresses map[string]string
+		notAfter  func() time.Time
 		srv       *http.Server
 		ln        net.Listener
 		done      chan struct{} // closed when Serve returns
@@ -172,6 +173,14 @@ func (s *Server) AddHealthCheck(name string, check CheckFunc) {
 	s.mu.health[name] = check
 }
 
+// SetCertNotAfter sets how Status learns the end of validity of the
+// daemon's certificate.
+func (s *Server) SetCertNotAfter(f func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.notAfter = f
+}
+
 // SetAddress records a bound address under name ("bus", "nats", ...) for
 // the status. The admin address itself is recorded by Start.
 func (s *Server) SetAddress(name, addr string) {
@@ -252,6 +261,7 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 	conds := s.runChecks(ctx, s.conditions())
 	s.mu.Lock()
 	addrs := maps.Clone(s.mu.addresses)
+	notAfter := s.mu.notAfter
 	s.mu.Unlock()
 	st := &adminpb.Status{
 		Daemon:            s.info.Daemon,
@@ -262,6 +272,11 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 		Addresses:         addrs,
 		Ready:             true,
 		Checks:            make(map[string]*adminpb.Check, len(res)),
+	}
+	if notAfter != nil {
+		if t := notAfter(); !t.IsZero() {
+			st.CertNotAfterUnix = t.Unix()
+		}
 	}
 	for name, err := range res {
 		c := &adminpb.Check{Ok: err == nil}

@@ -60,7 +60,14 @@ type Runtime struct {
 	TLS *tls.Config
 
 	common config.Common
-	mu     struct {
+	// reloader reloads the node certificate from CertsDir (nil for a
+	// runtime built from a ready TLS configuration).
+	reloader *tlsutil.Reloader
+	// watchStop ends the certificate files' watcher; watchDone is closed
+	// when it has returned.
+	watchStop func()
+	watchDone chan struct{}
+	mu        struct {
 		sync.Mutex
 		started, stopped bool
 	}
@@ -81,7 +88,7 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 			return nil, fmt.Errorf("dev certificates in %s: %w", c.CertsDir, err)
 		}
 	}
-	tc, err := tlsutil.Load(c.CertsDir)
+	reloader, tc, err := tlsutil.NewReloader(c.CertsDir, tlsutil.KindNode)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS from %s: %w (create the cluster CA once with `pleiades cert create-ca`, "+
 			"then this host's certificate with `pleiades cert create-node --hosts <advertised host>`; or --dev for a throwaway one)", c.CertsDir, err)
@@ -89,7 +96,12 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 	if err := checkCertificate(c, tc); err != nil {
 		return nil, fmt.Errorf("certificate in %s does not match the advertised address: %w", c.CertsDir, err)
 	}
-	return NewRuntimeWithTLS(name, c, tc, logger)
+	rt, err := NewRuntimeWithTLS(name, c, tc, logger)
+	if err != nil {
+		return nil, err
+	}
+	rt.reloader = reloader
+	return rt, nil
 }
 
 // certNodeID returns the node id tc's certificate carries; it must be a
@@ -170,6 +182,9 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 		Name: name, NodeID: c.NodeID, DataDir: dir, Logger: log,
 		Registry: reg, Bus: b, Admin: adm, TLS: tc, common: c,
 	}
+	if err := rt.watchExpiry(reg); err != nil {
+		return nil, err
+	}
 	bus.HandleUnary(b, wire.ProtoAdmin, StatusMethod, func(ctx context.Context, _ *adminpb.StatusRequest) (*adminpb.Status, error) {
 		return adm.Status(ctx)
 	})
@@ -213,6 +228,15 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("start admin: %w", err)
 	}
 	rt.mu.started = true
+	if rt.reloader != nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		rt.watchStop, rt.watchDone = cancel, make(chan struct{})
+		go func() { // owned by Stop, which cancels and waits
+			defer close(rt.watchDone)
+			rt.reloader.Watch(wctx, certWatchInterval, rt.Logger)
+		}()
+	}
+	rt.warnExpiry()
 	rt.Logger.Info("started",
 		slog.String("bus_addr", rt.Bus.Addr().String()),
 		slog.String("admin_addr", rt.Admin.Addr().String()),
@@ -238,6 +262,10 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	rt.mu.Unlock()
 	if !started {
 		return nil
+	}
+	if rt.watchStop != nil {
+		rt.watchStop()
+		<-rt.watchDone
 	}
 	var errs []error
 	if err := rt.Bus.Stop(ctx); err != nil {

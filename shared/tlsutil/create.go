@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // CreateCA creates a new cluster CA in dir (ca.crt and ca.key). It refuses
@@ -38,23 +39,33 @@ func CreateNode(caDir, outDir, name string, hosts []string, nodeID uint64) (uint
 	if nodeID == 0 {
 		nodeID = randomNodeID()
 	}
-	return nodeID, createLeaf(caDir, outDir, name, hosts, NodeRole(nodeID))
+	return nodeID, CreateLeaf(caDir, outDir, name, hosts, NodeRole(nodeID), time.Now().Add(LeafValidity))
 }
+
+// LeafValidity is how long the certificates CreateNode, CreateClient and
+// CreateAdmin issue are valid; rotate them before (daemons warn 30 days
+// ahead, and reload a rotated certificate without a restart).
+const LeafValidity = 365 * 24 * time.Hour
 
 // CreateClient issues a client (application) certificate for name with
 // the CA in caDir, limited to keys under prefixes (none: every key), and
 // writes client.crt, client.key and a copy of ca.crt to outDir.
 func CreateClient(caDir, outDir, name string, prefixes [][]byte) error {
-	return createLeaf(caDir, outDir, name, nil, ClientRole(prefixes...))
+	return CreateLeaf(caDir, outDir, name, nil, ClientRole(prefixes...), time.Now().Add(LeafValidity))
 }
 
 // CreateAdmin issues an admin (operator) certificate for name with the CA
 // in caDir, and writes admin.crt, admin.key and a copy of ca.crt to outDir.
 func CreateAdmin(caDir, outDir, name string) error {
-	return createLeaf(caDir, outDir, name, nil, AdminRole())
+	return CreateLeaf(caDir, outDir, name, nil, AdminRole(), time.Now().Add(LeafValidity))
 }
 
-func createLeaf(caDir, outDir, name string, hosts []string, r Role) error {
+// CreateLeaf issues a certificate of role r for name (and hosts, for a
+// node), valid until notAfter, with the CA in caDir, and writes it, its key
+// (0600) and a copy of ca.crt (never the CA key) to outDir under the file
+// names of r's kind. Files appear by rename, complete, so a daemon
+// watching them never reads half of one.
+func CreateLeaf(caDir, outDir, name string, hosts []string, r Role, notAfter time.Time) error {
 	if name == "" {
 		return fmt.Errorf("tlsutil: certificate name is empty")
 	}
@@ -65,7 +76,7 @@ func createLeaf(caDir, outDir, name string, hosts []string, r Role) error {
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
 		return fmt.Errorf("tlsutil: create %s: %w", outDir, err)
 	}
-	if err := a.writeLeaf(outDir, name, hosts, r); err != nil {
+	if err := a.writeLeaf(outDir, name, hosts, r, notAfter); err != nil {
 		return fmt.Errorf("tlsutil: %w", err)
 	}
 	if filepath.Clean(caDir) != filepath.Clean(outDir) {

@@ -260,12 +260,12 @@ func EnsureDev(dir, name string, hosts []string, nodeID uint64) error {
 		return err
 	}
 	if !nodeOK {
-		if err := a.writeLeaf(dir, name, hosts, NodeRole(nodeID)); err != nil {
+		if err := a.writeLeaf(dir, name, hosts, NodeRole(nodeID), time.Now().Add(validity)); err != nil {
 			return err
 		}
 	}
 	if !adminOK {
-		if err := a.writeLeaf(dir, "admin", nil, AdminRole()); err != nil {
+		if err := a.writeLeaf(dir, "admin", nil, AdminRole(), time.Now().Add(validity)); err != nil {
 			return err
 		}
 	}
@@ -288,8 +288,8 @@ func hasRole(dir, certFile string, r Role) bool {
 
 // writeLeaf issues a certificate of role r and writes it with its key
 // (mode 0600) to dir, under the file names of r's kind.
-func (a *authority) writeLeaf(dir, name string, hosts []string, r Role) error {
-	der, key, err := a.issue(name, hosts, r)
+func (a *authority) writeLeaf(dir, name string, hosts []string, r Role, notAfter time.Time) error {
+	der, key, err := a.issueUntil(name, hosts, r, notAfter)
 	if err != nil {
 		return err
 	}
