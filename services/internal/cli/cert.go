@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -86,6 +87,34 @@ func certCommand(e *env) *cli.Command {
 				},
 			},
 			{
+				Name: "rotate",
+				Usage: "issue a fresh certificate in place of the one in --certs-dir: same name, hosts and role " +
+					"(node id, prefixes), new key and validity; the daemons using the directory present it to new " +
+					"connections within seconds (or at once on SIGHUP), without a restart or dropping live ones",
+				Description: "Steps: 1. `pleiades cert rotate --ca-dir CA --certs-dir DIR` on each host (node.crt; " +
+					"--kind client or admin for those); 2. nothing else: daemons reload when the files change " +
+					"(`systemctl reload pleiades.target` or `kill -HUP` makes it immediate). `pleiades status` warns " +
+					"30 days before a certificate ends; pleiades_tls_certificate_expiry_timestamp_seconds has the date. " +
+					"A new CA is not a rotation: it needs every certificate reissued and a restart.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` holding ca.crt and ca.key"},
+					&cli.StringFlag{Name: "certs-dir", Required: true, Usage: "`DIR` holding the certificate to replace"},
+					&cli.StringFlag{Name: "kind", Value: "node", Usage: "which certificate of the directory: node, client or admin"},
+					daysFlag(),
+					output.Flag(),
+				},
+				Action: func(c *cli.Context) error {
+					if _, err := format(c); err != nil {
+						return err
+					}
+					notAfter, err := rotate(c.String("ca-dir"), c.String("certs-dir"), c.String("kind"), c.Int("days"))
+					if err != nil {
+						return err
+					}
+					return report(e, c, map[string]string{"certs_dir": c.String("certs-dir"), "kind": c.String("kind"), "not_after": notAfter.UTC().Format(time.RFC3339)})
+				},
+			},
+			{
 				Name:  "create-admin",
 				Usage: "issue an admin (operator) certificate into --out-dir: init, ranges, status, store maintenance; the CLI uses it when the directory holds one",
 				Flags: []cli.Flag{
@@ -107,6 +136,59 @@ func certCommand(e *env) *cli.Command {
 			},
 		},
 	}
+}
+
+// daysFlag is the validity of the certificate a command issues.
+func daysFlag() cli.Flag {
+	return &cli.IntFlag{Name: "days", Value: int(tlsutil.LeafValidity / (24 * time.Hour)), Usage: "the certificate's validity in `DAYS`"}
+}
+
+// rotate reissues the certificate of kind in dir with the CA in caDir:
+// same name, hosts and role, new key, valid for days.
+func rotate(caDir, dir, kind string, days int) (time.Time, error) {
+	var k tlsutil.Kind
+	switch kind {
+	case "node":
+		k = tlsutil.KindNode
+	case "client":
+		k = tlsutil.KindClient
+	case "admin":
+		k = tlsutil.KindAdmin
+	default:
+		return time.Time{}, fmt.Errorf("--kind %q: want node, client or admin", kind)
+	}
+	if days <= 0 {
+		return time.Time{}, fmt.Errorf("--days %d: want a positive number", days)
+	}
+	tc, err := tlsutil.LoadKind(dir, k)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the certificate to rotate: %w", err)
+	}
+	leaf, err := tlsutil.Leaf(tc)
+	if err != nil {
+		return time.Time{}, err
+	}
+	role, err := tlsutil.RoleOf(leaf)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if role.Kind != k {
+		return time.Time{}, fmt.Errorf("the %s certificate in %s has role %s: issue it anew with `pleiades cert create-%s`", kind, dir, role, kind)
+	}
+	var hosts []string
+	for _, h := range leaf.DNSNames {
+		if h != tlsutil.ServerName {
+			hosts = append(hosts, h)
+		}
+	}
+	for _, ip := range leaf.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	notAfter := time.Now().Add(time.Duration(days) * 24 * time.Hour)
+	if err := tlsutil.CreateLeaf(caDir, dir, leaf.Subject.CommonName, hosts, role, notAfter); err != nil {
+		return time.Time{}, err
+	}
+	return notAfter, nil
 }
 
 // report prints a small result as JSON or as key: value lines.
