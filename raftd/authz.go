@@ -49,7 +49,8 @@ func raftRules() bus.Rules {
 }
 
 // checkSender refuses a raft message, snapshot chunk or hello whose sender
-// is not the node of the caller's certificate.
+// is not the node of the caller's certificate (a hello naming no node is
+// a probe of the callee and records nothing).
 func checkSender(peer bus.Peer, req proto.Message) error {
 	var from uint64
 	switch m := req.(type) {
@@ -58,6 +59,9 @@ func checkSender(peer bus.Peer, req proto.Message) error {
 	case *raftmsgpb.SnapshotChunk:
 		from = m.GetFromNode()
 	case *raftmsgpb.HelloRequest:
+		if m.GetNodeId() == 0 {
+			return nil // a probe: it records no address
+		}
 		from = m.GetNodeId()
 	default:
 		return fmt.Errorf("unexpected request %T", req)

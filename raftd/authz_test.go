@@ -62,6 +62,13 @@ func TestAuthorizationTables(t *testing.T) {
 		"Hello":     {Allow: nodes, ReqFor: func(r tlsutil.Role) proto.Message { return &raftmsgpb.HelloRequest{NodeId: self(r)} }},
 		"Bootstrap": {Allow: nodes},
 	})
+	// A hello naming no node is a probe (it records no address).
+	bustest.CheckRules(t, rt.Bus, wire.ProtoRaft, rt.NodeID, map[string]bustest.Want{
+		"Raft":      {Allow: nil},
+		"Snapshot":  {Allow: nil},
+		"Hello":     {Allow: nodes, Req: &raftmsgpb.HelloRequest{Addr: "192.0.2.1:7402"}},
+		"Bootstrap": {Allow: nodes},
+	})
 	// A sender claiming another node than its certificate's is refused.
 	forged := func(tlsutil.Role) uint64 { return rt.NodeID + 7 }
 	bustest.CheckRules(t, rt.Bus, wire.ProtoRaft, rt.NodeID, map[string]bustest.Want{

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,4 +89,28 @@ func (rt *Runtime) warnExpiry() {
 	if err := expiryProblem(rt.CertNotAfter(), time.Now()); err != nil {
 		rt.Logger.Warn("certificate expiring", slog.String("problem", err.Error()))
 	}
+}
+
+// readToken reads the admin bearer token from path ("" without one); the
+// file must not be readable by group or others.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return "", fmt.Errorf("admin token file %s has mode %04o: group or others may read it; `chmod 600 %s`", path, m, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin token file %s is empty", path)
+	}
+	return tok, nil
 }

@@ -172,7 +172,11 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	adm, err := admin.New(admin.Config{Addr: c.AdminAddr},
+	token, err := readToken(c.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Pprof: c.Pprof, Token: token},
 		admin.Deps{Logger: log.With(logkey.Component, logkey.CompAdmin), Gatherer: reg},
 		admin.Info{Daemon: name, NodeID: c.NodeID, Version: version.String()})
 	if err != nil {

@@ -138,7 +138,7 @@ func devNodes(root string, count, base int, bin, logFormat string) ([]node, erro
 				return nil, err
 			}
 		}
-		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: base + nodePortStride*(k-1), binDir: bin, logFormat: logFormat})
+		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: base + nodePortStride*(k-1), binDir: bin, logFormat: logFormat, pprof: true})
 	}
 	for i := range nodes {
 		for j, o := range nodes {
