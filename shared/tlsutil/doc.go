@@ -35,11 +35,13 @@
 //
 // CreateCA, CreateNode, CreateClient, CreateAdmin and CreateLeaf are what
 // `pleiades cert` runs. EnsureDev is the development shortcut (--dev,
-// `pleiades up --dev`): it creates whatever is missing in one directory,
-// the CA key included, issues the node certificate again when it does not
-// carry the node's id, adds an admin certificate for the CLI, and is safe
-// when several daemons of one node start at once. `pleiades dev` keeps its
-// CA in a directory of its own. NewTestCA gives tests an in-memory CA.
+// `pleiades up --dev`): it creates whatever is missing in one directory
+// from a dev CA kept beside it (DevCADir: the CA key is never in a node's
+// certificates directory; `pleiades dev` keeps its CA in a directory of its
+// own too), issues the node certificate again when it does not carry the
+// node's id, adds an admin certificate for the CLI, and is safe when
+// several daemons of one node start at once. NewTestCA gives tests an
+// in-memory CA.
 //
 // # Rotation
 //

@@ -165,10 +165,14 @@ func NewTestCA() (*TestCA, error) {
 	return &TestCA{a: a}, nil
 }
 
-// LoadTestCA is a TestCA with the CA of dir (ca.crt, ca.key), e.g. to issue
-// certificates of a dev cluster in tests.
+// LoadTestCA is a TestCA with the CA of dir (ca.crt, ca.key), or of the
+// dev CA of certificates directory dir, e.g. to issue certificates of a
+// dev cluster in tests.
 func LoadTestCA(dir string) (*TestCA, error) {
 	a, err := loadAuthority(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		a, err = loadAuthority(DevCADir(dir))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -223,13 +227,19 @@ func randomNodeID() uint64 {
 	}
 }
 
-// EnsureDev creates, in dir, a CA, a node certificate for name, hosts and
-// node id, and an admin certificate (for the CLI), when they are missing;
-// existing files are kept, except a node certificate that does not carry
-// this node id (one issued before roles, or for another node), which is
-// issued again. Several processes may call it at once for the same dir: an
-// exclusive lock on dir/.lock serialises them, and files appear by rename,
-// complete. It is the development shortcut: it keeps the CA key in dir.
+// DevCADir is where EnsureDev keeps the dev CA of the certificates
+// directory dir: a sibling, dev-ca, so that dir never holds the CA key.
+func DevCADir(dir string) string { return filepath.Join(filepath.Dir(filepath.Clean(dir)), "dev-ca") }
+
+// EnsureDev creates, in dir, a node certificate for name, hosts and node
+// id and an admin certificate (for the CLI), signed by a dev CA kept in
+// DevCADir(dir) (created when missing; a CA key left in dir by an older
+// version moves there), with a copy of ca.crt in dir. Existing files are
+// kept, except a node certificate that does not carry this node id (one
+// issued before roles, or for another node), which is issued again.
+// Several processes may call it at once for the same dir: an exclusive
+// lock on dir/.lock serialises them, and files appear by rename,
+// complete. It is the development shortcut behind --dev.
 func EnsureDev(dir, name string, hosts []string, nodeID uint64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -244,19 +254,28 @@ func EnsureDev(dir, name string, hosts []string, nodeID uint64) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
+	caDir := DevCADir(dir)
+	if err := moveDevCA(dir, caDir); err != nil {
+		return err
+	}
 	nodeOK := exists(filepath.Join(dir, CACert)) && hasRole(dir, NodeCert, NodeRole(nodeID))
 	adminOK := exists(filepath.Join(dir, AdminCert)) && exists(filepath.Join(dir, AdminKey))
-	if nodeOK && (adminOK || !exists(filepath.Join(dir, CAKey))) {
-		return nil
+	if nodeOK && (adminOK || !exists(filepath.Join(caDir, CAKey))) {
+		return nil // complete, or certificates from `pleiades cert` (no CA key here)
 	}
-	a, err := loadAuthority(dir)
+	a, err := loadAuthority(caDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		if a, err = newAuthority(); err == nil {
-			err = writeAuthority(dir, a)
+		if err = os.MkdirAll(caDir, 0o700); err == nil {
+			if a, err = newAuthority(); err == nil {
+				err = writeAuthority(caDir, a)
+			}
 		}
 		nodeOK, adminOK = false, false
 	}
 	if err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(dir, CACert), "CERTIFICATE", a.der, 0o644); err != nil {
 		return err
 	}
 	if !nodeOK {
@@ -268,6 +287,28 @@ func EnsureDev(dir, name string, hosts []string, nodeID uint64) error {
 		if err := a.writeLeaf(dir, "admin", nil, AdminRole(), time.Now().Add(validity)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// moveDevCA moves a CA key that an older EnsureDev left in dir to caDir.
+func moveDevCA(dir, caDir string) error {
+	key := filepath.Join(dir, CAKey)
+	if !exists(key) || exists(filepath.Join(caDir, CAKey)) {
+		return nil
+	}
+	a, err := loadAuthority(dir)
+	if err != nil {
+		return fmt.Errorf("move the dev CA out of %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(caDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", caDir, err)
+	}
+	if err := writeAuthority(caDir, a); err != nil {
+		return err
+	}
+	if err := os.Remove(key); err != nil {
+		return fmt.Errorf("move the dev CA out of %s: %w", dir, err)
 	}
 	return nil
 }
