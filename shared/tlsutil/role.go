@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
 // Kind is the role a certificate grants its holder.
@@ -221,7 +223,7 @@ func (r Role) AllowsSpan(start, end []byte) bool {
 		if !bytes.HasPrefix(start, p) {
 			continue
 		}
-		lim := prefixEnd(p)
+		lim := kvpb.PrefixEnd(p)
 		if lim == nil {
 			return true // the prefix is all 0xff: every key from it on
 		}
@@ -230,17 +232,4 @@ func (r Role) AllowsSpan(start, end []byte) bool {
 		}
 	}
 	return false
-}
-
-// prefixEnd is the first key after every key that starts with p, nil if
-// there is none.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
 }
