@@ -45,8 +45,16 @@
 // Cost on the meta range: every step is one raft proposal on range 1 (a
 // 10-step instance makes about 12 writes: its start, one per step with the
 // last one folded into its end, and its end), next to the range
-// descriptors; a meta snapshot carries the workflow keys; instances and
-// events are kept after they finish (there is no purge yet). Workflow
+// descriptors; a meta snapshot carries the workflow keys. Finished
+// instances (record, revision, list entry, idempotency key) are deleted
+// Retention after their end and published events EventRetention after
+// their effective time (both 7 days by default, --retention and
+// --event-retention; negative keeps them for ever): every workflowd looks
+// every PurgeInterval (10m) and deletes at most 1,000 instances and 10,000
+// events a round, one small batch at a time (metric
+// pleiades_workflowd_purged_total). A wait reached after its event was
+// purged no longer finds it; a Start with a purged instance's idempotency
+// key makes a new instance. Workflow
 // state competes with descriptor lookups; giving it a range of its own
 // (a split at 0x00 "wf/") is later work.
 //
@@ -103,6 +111,12 @@
 // CountsInterval), instances owned, instances started, steps completed,
 // step duration, step retries and failures, lease takeovers, leases lost,
 // events published, status transitions.
+//
+// Built-in HTTP steps connect only to addresses outside Config.HTTPDeny
+// (--http-deny; by default loopback, unspecified and link-local, so a
+// defined document cannot read the host's admin endpoints or a cloud
+// metadata service), checked on the resolved address of every connection,
+// redirects included; no proxy is used.
 //
 // HAZARDS: any bus peer holding a cluster certificate may set
 // kvpb.Header.system today (limiting it to daemon certificates is the

@@ -7,10 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
+	"github.com/pleiades-db/pleiades/workflowd"
 )
 
 // TestDocumentControlFlow runs a document definition of each control-flow
@@ -194,7 +196,9 @@ steps:
 // TestDocumentEventsHTTPAndSubWorkflow: wait, publish, http and workflow
 // steps.
 func TestDocumentEventsHTTPAndSubWorkflow(t *testing.T) {
-	f := newFixture(t)
+	// The test's HTTP server is on loopback, which HTTP steps may not
+	// reach by default.
+	f := newFixture(t, func(c *workflowd.Config) { c.HTTPDeny = nil })
 	var mu sync.Mutex
 	var keys []string
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -250,6 +254,55 @@ steps:
 	defer mu.Unlock()
 	if len(keys) != 3 || keys[0] == "" || keys[1] != keys[2] || keys[0] == keys[1] {
 		t.Errorf("idempotency keys %q; want one for the charge, the same for both attempts of the failing call", keys)
+	}
+}
+
+// TestHTTPStepEgress: by default an HTTP step may not reach the host's own
+// addresses (loopback: the daemons' admin endpoints) nor link-local ones
+// (cloud metadata), by address or by a name resolving to one; the step
+// fails with the reason and the server is never called.
+func TestHTTPStepEgress(t *testing.T) {
+	f := newFixture(t)
+	var calls atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer hs.Close()
+	port := hs.URL[strings.LastIndex(hs.URL, ":")+1:]
+	for i, url := range []string{hs.URL, "http://localhost:" + port, "http://169.254.169.254/latest/meta-data/"} {
+		id := fmt.Sprintf("egress%d", i)
+		f.define(fmt.Sprintf(`
+id: %s
+version: 1
+on_error: {behavior: terminate}
+steps:
+  - http: {url: '%q'}
+`, id, url))
+		in := f.wait(f.start(id, `{}`), workflowpb.Status_STATUS_FAILED)
+		if !strings.Contains(in.GetError(), "denied network") {
+			t.Errorf("%s: error %q; want the egress refusal", url, in.GetError())
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the loopback server was called %d times", n)
+	}
+}
+
+func TestParseNets(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want string
+		err  bool
+	}{
+		{"", "[]", false},
+		{"none", "[]", false},
+		{"10.0.0.0/8, 192.168.1.7 ,fd00::/8", "[10.0.0.0/8 192.168.1.7/32 fd00::/8]", false},
+		{"10.1.2.3/8", "[10.0.0.0/8]", false},
+		{"10.0.0.0/33", "", true},
+		{"example.com", "", true},
+	} {
+		got, err := workflowd.ParseNets(tt.in)
+		if (err != nil) != tt.err || (!tt.err && fmt.Sprint(got) != tt.want) {
+			t.Errorf("ParseNets(%q) = %v, %v; want %s (error %v)", tt.in, got, err, tt.want, tt.err)
+		}
 	}
 }
 

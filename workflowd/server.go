@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,12 +69,29 @@ type Config struct {
 	// HistoryLen is how many recent step records an instance keeps (in
 	// its record, so each costs bytes on every step's write). Default 16.
 	HistoryLen int
+	// Retention: how long a finished instance is kept after its end
+	// before it is deleted (with its idempotency key). Negative: for
+	// ever. Default 7 days.
+	Retention time.Duration
+	// EventRetention: how long a published event is kept after its
+	// effective time. Negative: for ever. Default 7 days.
+	EventRetention time.Duration
+	// PurgeInterval: how often finished instances and old events are
+	// looked for. Default 10m.
+	PurgeInterval time.Duration
+	// HTTPDeny are the networks built-in HTTP steps may not connect to
+	// (checked on the resolved address of every connection, redirects
+	// included). Default DefaultHTTPDeny (loopback, unspecified,
+	// link-local); empty allows every address.
+	HTTPDeny []netip.Prefix
 }
 
 // DefaultConfig returns the production configuration (NodeID unset).
 func DefaultConfig() Config {
 	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
-		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16}
+		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16,
+		Retention: 7 * 24 * time.Hour, EventRetention: 7 * 24 * time.Hour, PurgeInterval: 10 * time.Minute,
+		HTTPDeny: DefaultHTTPDeny()}
 }
 
 // Validate reports the first invalid field.
@@ -98,6 +116,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("workflowd: PollInterval %v must be positive and at most LeaseDuration", c.PollInterval)
 	case c.MaxRunning < 1:
 		return fmt.Errorf("workflowd: MaxRunning %d is below 1", c.MaxRunning)
+	case c.Retention == 0 || c.EventRetention == 0:
+		return fmt.Errorf("workflowd: a Retention or EventRetention of 0 would delete at once: give a duration, or a negative one to keep for ever")
+	case c.PurgeInterval <= 0:
+		return fmt.Errorf("workflowd: PurgeInterval %v must be positive", c.PurgeInterval)
 	case c.CountsInterval <= 0:
 		return fmt.Errorf("workflowd: CountsInterval %v must be positive", c.CountsInterval)
 	case c.MaxClockOffset < 0:
@@ -166,8 +188,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.m = engine.NewMetrics(deps.Registerer)
 	s.eng, err = engine.New(engine.Config{NodeID: cfg.NodeID, LeaseDuration: cfg.LeaseDuration, PollInterval: cfg.PollInterval,
-		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset, HistoryLen: cfg.HistoryLen},
-		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
+		MaxRunning: cfg.MaxRunning, ClockSkew: cfg.MaxClockOffset, HistoryLen: cfg.HistoryLen,
+		Retention: cfg.Retention, EventRetention: cfg.EventRetention, PurgeInterval: cfg.PurgeInterval},
+		engine.Deps{KV: s.kv, UserKV: document.KV{C: s.userKV}, HTTP: egressClient(cfg.HTTPDeny, 30*time.Second), Logger: deps.Logger, Metrics: s.m, Documents: document.Compile, Knobs: deps.Knobs})
 	if err != nil {
 		return nil, fmt.Errorf("workflowd: %w", err)
 	}

@@ -15,9 +15,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
 	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
-	"github.com/pleiades-db/pleiades/shared/proto/adminpb"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
-	"github.com/pleiades-db/pleiades/shared/wire"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 	"github.com/pleiades-db/pleiades/workflowd"
 )
@@ -34,7 +32,7 @@ type fixture struct {
 
 // newFixture starts a fake KV cluster, a workflowd on it with fast timers
 // and a client of its host API.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*workflowd.Config)) *fixture {
 	t.Helper()
 	ca := daemontest.CA(t)
 	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1, CA: ca})
@@ -42,6 +40,9 @@ func newFixture(t *testing.T) *fixture {
 	cfg := workflowd.DefaultConfig()
 	cfg.RaftAddrs, cfg.NodeID = fc.Addrs(), rt.NodeID
 	cfg.LeaseDuration, cfg.PollInterval, cfg.CountsInterval = time.Second, 20*time.Millisecond, 50*time.Millisecond
+	for _, o := range opts {
+		o(&cfg)
+	}
 	srv, err := workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,9 @@ func data(t *testing.T, in *workflowpb.Instance) map[string]any {
 	return m
 }
 
-func TestServeStatusAndReady(t *testing.T) {
+// TestLifecycle: workflowd goes through what every daemon's server must
+// (daemontest.CheckLifecycle), serving its workflows view once ready.
+func TestLifecycle(t *testing.T) {
 	ca := daemontest.CA(t)
 	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 1, CA: ca})
 	rt := daemontest.NewUnstartedRuntime(t, workflowd.Name, ca, daemontest.Common(t))
@@ -117,32 +120,8 @@ func TestServeStatusAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if ok, _ := rt.Admin.Ready(ctx); ok {
-		t.Error("ready before start")
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	<-srv.Ready()
-	client := daemontest.NewRuntimeWithCA(t, "client", ca, daemontest.Common(t))
-	var st adminpb.Status
-	if err := client.Bus.Call(ctx, rt.Bus.Addr().String(), wire.ProtoAdmin, "Status", &adminpb.StatusRequest{}, &st); err != nil {
-		t.Fatalf("bus Status: %v", err)
-	}
-	if st.GetDaemon() != workflowd.Name || !st.GetReady() || !st.GetChecks()[workflowd.ReadyCheck].GetOk() {
-		t.Errorf("Status = %v; want workflowd ready", &st)
-	}
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, failed := rt.Admin.Ready(ctx); ok || failed[workflowd.ReadyCheck] == nil {
-		t.Errorf("after Stop: ready=%v failed=%v; want the workflowd check failing", ok, failed)
-	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: workflowd.ReadyCheck,
+		Admin: map[string][]string{"/v1/workflows": {"counts"}, "/metrics": {"pleiades_workflowd_instances_started_total"}}})
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -422,9 +422,10 @@ func TestDevCluster(t *testing.T) {
 		ids[n.NodeID] = true
 		for _, d := range daemons {
 			a := n.Daemons[d]
-			if err := readyz(a.Admin); err != nil {
-				t.Errorf("node %d %s: %v", n.Node, d, err)
-			}
+			// msgd's readiness includes its routes to the live peers it
+			// knows: a peer it learns of after the supervisor saw it ready
+			// makes it unready until the route is up.
+			eventually.NoError(t, 15*time.Second, fmt.Sprintf("node %d %s ready", n.Node, d), func() error { return readyz(a.Admin) })
 		}
 	}
 	if len(ids) != 3 {

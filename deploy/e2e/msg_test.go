@@ -248,6 +248,30 @@ func TestMsgCluster(t *testing.T) {
 	t.Logf("range %d: leader n%d -> n%d (term %d)", rangeID, oldLeader, change.NodeID, change.Range.Term)
 	c.waitRestarted(t, fmt.Sprintf("node%d/raftd", leader), victim.PID)
 
+	// Workflow events: an instance run by node 2's workflowd, bridged by
+	// node 2's msgd.
+	doc := filepath.Join(t.TempDir(), "greet.yaml")
+	if err := os.WriteFile(doc, []byte("id: e2e.greet\nversion: 1\nsteps:\n  - name: hello\n    set: {greeting: '\"hi \" + data.who'}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wfAddr, certs := fmt.Sprintf("127.0.0.1:%d", 7405+c.offset+10), filepath.Join(c.dir, "node2", "certs")
+	if out, err := pleiades(t, "workflows", "define", "--addr", wfAddr, "--certs-dir", certs, doc); err != nil {
+		t.Fatalf("workflows define: %v: %s", err, out)
+	}
+	out, err := pleiades(t, "workflows", "start", "--addr", wfAddr, "--certs-dir", certs, "--data", `{"who": "e2e"}`, "e2e.greet")
+	if err != nil {
+		t.Fatalf("workflows start: %v: %s", err, out)
+	}
+	instance := strings.TrimSpace(out)
+	for _, typ := range []string{events.WorkflowStarted, events.WorkflowStepCompleted, events.WorkflowCompleted} {
+		e := evs.wait(t, 30*time.Second, typ+" of "+instance, func(e *events.Event) bool {
+			return e.Type == typ && e.Workflow.InstanceID == instance
+		})
+		if e.Workflow.Definition != "e2e.greet" || e.Workflow.Version != 1 || !strings.HasSuffix(e.Subject(), ".e2e_greet") {
+			t.Errorf("%s event %+v on %s", typ, e.Workflow, e.Subject())
+		}
+	}
+
 	// JetStream R3 through the loss and return of one msgd.
 	js1, _ := jetstream.New(nc1)
 	var stream jetstream.Stream

@@ -20,8 +20,10 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
+	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
 
 // source is one daemon stream msgd bridges to NATS. Adding a source is one
@@ -38,16 +40,14 @@ type source struct {
 	follow func(ctx context.Context, addr string, emit func(*events.Event)) error
 }
 
-// sources lists the bridged streams. Workflow lifecycle events join here
-// once workflowd serves its Subscribe stream, as
-//
-//	{"workflow", s.cfg.WorkflowAddr, streamOf(s, wire.ProtoWorkflow, "Subscribe", &workflowpb.SubscribeRequest{}, s.workflowEvents)},
+// sources lists the bridged streams.
 func (s *Server) sources() []source {
 	return []source{
 		{"member", s.cfg.GossipAddr, s.followMembers},
 		{"clock", s.cfg.ClockAddr, streamOf(s, wire.ProtoClock, clockclient.MethodWatchHealth, &clockpb.WatchHealthRequest{}, s.clockEvents)},
 		{"range", s.cfg.RaftAddr, streamOf(s, wire.ProtoKV, kvclient.MethodWatchRanges, &kvpb.WatchRangesRequest{}, s.rangeEvents)},
 		{"disk", s.cfg.StoreAddr, streamOf(s, wire.ProtoStore, storeclient.MethodWatchDisk, &storepb.WatchDiskRequest{}, s.diskEvents)},
+		{"workflow", s.cfg.WorkflowAddr, streamOf(s, wire.ProtoWorkflow, workflowclient.MethodSubscribe, &workflowpb.SubscribeRequest{}, s.workflowEvents)},
 	}
 }
 
@@ -319,4 +319,39 @@ func (s *Server) rangeEvents(ev *kvpb.RangeEvent) []*events.Event {
 		node = s.d.NodeID
 	}
 	return []*events.Event{{ID: id, Type: typ, Time: at.UTC(), NodeID: node, Range: r}}
+}
+
+// workflowKinds maps workflowd's lifecycle event types to event types.
+var workflowKinds = map[string]string{
+	"started": events.WorkflowStarted, "step_started": events.WorkflowStepStarted, "step_completed": events.WorkflowStepCompleted,
+	"step_failed": events.WorkflowStepFailed, "suspended": events.WorkflowSuspended, "resumed": events.WorkflowResumed,
+	"completed": events.WorkflowCompleted, "terminated": events.WorkflowTerminated, "failed": events.WorkflowFailed,
+	"compensated": events.WorkflowCompensated,
+}
+
+// workflowEvents converts one lifecycle event of an instance the node's
+// workflowd runs; types it does not know are left out.
+func (s *Server) workflowEvents(ev *workflowpb.LifecycleEvent) []*events.Event {
+	typ, ok := workflowKinds[ev.GetType()]
+	if !ok {
+		return nil
+	}
+	at := time.Unix(0, ev.GetTimeUnixNano())
+	if ev.GetTimeUnixNano() == 0 {
+		at = time.Now()
+	}
+	node := ev.GetNode()
+	if node == 0 {
+		node = s.d.NodeID
+	}
+	return []*events.Event{{
+		ID:     fmt.Sprintf("%s.%s.%d.%d.%d.%d", typ, ev.GetInstanceId(), ev.GetEpoch(), ev.GetPointer(), ev.GetAttempt(), ev.GetTimeUnixNano()),
+		Type:   typ,
+		Time:   at.UTC(),
+		NodeID: node,
+		Workflow: &events.Workflow{
+			InstanceID: ev.GetInstanceId(), Definition: ev.GetDefinition(), Version: ev.GetVersion(), Step: ev.GetStep(),
+			Pointer: ev.GetPointer(), Attempt: ev.GetAttempt(), Error: ev.GetError(), Epoch: ev.GetEpoch(),
+		},
+	}}
 }

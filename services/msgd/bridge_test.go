@@ -20,8 +20,10 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
+	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
 	"github.com/pleiades-db/pleiades/shared/wire"
+	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
 
 // fakeStream serves one server-stream method that sends what the test
@@ -75,7 +77,7 @@ func nextEvent(t *testing.T, sub *nats.Subscription, typ string) (*events.Event,
 	return nil, ""
 }
 
-// TestEventBridge: membership, clock health and range events from the
+// TestEventBridge: membership, clock health, range, disk and workflow events from the
 // node's daemons arrive on their subjects under pleiades.events.>, as
 // valid JSON; membership is reported once, by the msgd with the lowest
 // node id.
@@ -84,6 +86,7 @@ func TestEventBridge(t *testing.T) {
 	clockAddr, clockCh := fakeStream[clockpb.WatchHealthRequest, *clockpb.Health](t, wire.ProtoClock, clockclient.MethodWatchHealth)
 	raftAddr, raftCh := fakeStream[kvpb.WatchRangesRequest, *kvpb.RangeEvent](t, wire.ProtoKV, kvclient.MethodWatchRanges)
 	storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
+	workflowAddr, wfCh := fakeStream[workflowpb.SubscribeRequest, *workflowpb.LifecycleEvent](t, wire.ProtoWorkflow, workflowclient.MethodSubscribe)
 	var nodes []*node
 	for i := range 2 {
 		c := common(t)
@@ -91,7 +94,7 @@ func TestEventBridge(t *testing.T) {
 		cfg := testConfig()
 		cfg.GossipAddr = m.gossipd(t, c.NodeID)
 		if i == 1 {
-			cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr = clockAddr, raftAddr, storeAddr
+			cfg.ClockAddr, cfg.RaftAddr, cfg.StoreAddr, cfg.WorkflowAddr = clockAddr, raftAddr, storeAddr, workflowAddr
 		}
 		nodes = append(nodes, startNode(t, c, cfg))
 	}
@@ -156,5 +159,13 @@ func TestEventBridge(t *testing.T) {
 	if !de.Disk.Full || de.Disk.FreeBytes != 30<<20 || de.NodeID != 202 || subj != "pleiades.events.disk.space.202" ||
 		!strings.HasPrefix(de.Disk.Reason, "disk full on node 202 (free 30.0 MiB of 1.0 GiB") || !de.Time.Equal(time.Unix(0, 1_700_000_000_000_000_000)) {
 		t.Errorf("disk event %+v at %v on %s", de.Disk, de.Time, subj)
+	}
+	wfCh <- &workflowpb.LifecycleEvent{Type: "whatever"} // unknown types are left out
+	wfCh <- &workflowpb.LifecycleEvent{Type: "step_failed", InstanceId: "18ab", Definition: "billing.monthly", Version: 3, Step: "charge", Pointer: 4,
+		Attempt: 2, Error: "card declined", TimeUnixNano: 1_700_000_000_000_000_001, Node: 202, Epoch: 5}
+	we, subj := nextEvent(t, sub, events.WorkflowStepFailed)
+	if w := we.Workflow; w.InstanceID != "18ab" || w.Definition != "billing.monthly" || w.Version != 3 || w.Step != "charge" || w.Attempt != 2 ||
+		w.Error != "card declined" || w.Epoch != 5 || we.NodeID != 202 || subj != "pleiades.events.workflow.step_failed.billing_monthly" {
+		t.Errorf("workflow event %+v on %s", w, subj)
 	}
 }

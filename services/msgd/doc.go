@@ -85,9 +85,11 @@
 // raftd's WatchRanges (a replica of this node won its range's
 // leadership; a replica was created here; a conf change, from the
 // leader), stored's WatchDisk (disk.space: writes refused for want of
-// disk space, or accepted again; --store-addr). Each source is one entry of Server.sources; a broken stream is
-// reopened with backoff (100ms doubling to 5s). Workflow lifecycle events
-// join as one more entry once workflowd serves a Subscribe stream. Events
+// disk space, or accepted again; --store-addr), workflowd's Subscribe
+// (workflow.*: lifecycle events of the instances the node's workflowd
+// runs, subject pleiades.events.workflow.<kind>.<definition>;
+// --workflow-addr). Each source is one entry of Server.sources; a broken
+// stream is reopened with backoff (100ms doubling to 5s). Events
 // are core NATS messages: at most once, to the subscribers present;
 // duplicates carry the same id. With AuthFile set, the bridge connects
 // in process with a generated nkey allowed to publish pleiades.events.>

@@ -31,6 +31,7 @@ const (
 	DefaultClockAddr       = "127.0.0.1:7404"
 	DefaultRaftAddr        = "127.0.0.1:7402"
 	DefaultStoreAddr       = "127.0.0.1:7401"
+	DefaultWorkflowAddr    = "127.0.0.1:7405"
 	DefaultNATSHost        = "127.0.0.1"
 	DefaultNATSPort        = 4222
 	DefaultNATSClusterPort = 6222
@@ -98,6 +99,10 @@ type Config struct {
 	// status becomes disk events; "" turns them off. Default
 	// 127.0.0.1:7401.
 	StoreAddr string
+	// WorkflowAddr is the bus address of the node's workflowd, whose
+	// instances' lifecycle events become workflow events; "" turns them
+	// off. Default 127.0.0.1:7405.
+	WorkflowAddr string
 	// DataDir is msgd's own directory; JetStream stores under
 	// DataDir/jetstream. Required.
 	DataDir string
@@ -126,7 +131,7 @@ func DefaultConfig() Config {
 	return Config{
 		NATSHost: DefaultNATSHost, NATSPort: DefaultNATSPort, NATSClusterPort: DefaultNATSClusterPort,
 		ClusterName: DefaultClusterName, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr, RaftAddr: DefaultRaftAddr,
-		StoreAddr: DefaultStoreAddr,
+		StoreAddr: DefaultStoreAddr, WorkflowAddr: DefaultWorkflowAddr,
 		ClientTLS: ClientTLSOff, MaxPayload: DefaultMaxPayload, JetStream: true,
 		JetStreamMaxMemory: DefaultJetStreamMaxMemory, JetStreamMaxStore: DefaultJetStreamMaxStore,
 		RefreshInterval: 5 * time.Second,
@@ -172,7 +177,7 @@ func (c Config) Validate() error {
 			return &FieldError{Field: "Routes", Err: fmt.Errorf("%q: %w", r, err)}
 		}
 	}
-	for name, a := range map[string]string{"GossipAddr": c.GossipAddr, "ClockAddr": c.ClockAddr, "RaftAddr": c.RaftAddr, "StoreAddr": c.StoreAddr} {
+	for name, a := range map[string]string{"GossipAddr": c.GossipAddr, "ClockAddr": c.ClockAddr, "RaftAddr": c.RaftAddr, "StoreAddr": c.StoreAddr, "WorkflowAddr": c.WorkflowAddr} {
 		if a == "" {
 			continue
 		}
@@ -303,7 +308,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.opts = opts
 	s.metrics = newMetrics(deps.Registerer)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
-	for k, a := range map[string]string{"gossip": cfg.GossipAddr, "clock": cfg.ClockAddr, "raft": cfg.RaftAddr, "stored": cfg.StoreAddr} {
+	for k, a := range map[string]string{"gossip": cfg.GossipAddr, "clock": cfg.ClockAddr, "raft": cfg.RaftAddr, "stored": cfg.StoreAddr, "workflow": cfg.WorkflowAddr} {
 		if a != "" {
 			deps.Admin.SetAddress(k, a)
 		}

@@ -282,3 +282,18 @@ func TestJetStreamStandalone(t *testing.T) {
 		t.Fatalf("after restart: %v, %v; want 20 messages", info, err)
 	}
 }
+
+// TestLifecycle: msgd goes through what every daemon's server must
+// (daemontest.CheckLifecycle), with NATS's monitoring under its admin
+// endpoint once ready.
+func TestLifecycle(t *testing.T) {
+	rt := daemontest.NewUnstartedRuntime(t, msgd.Name, daemontest.CA(t), common(t))
+	cfg := testConfig()
+	cfg.DataDir = rt.DataDir
+	srv, err := msgd.New(cfg, msgd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, TLS: rt.TLS, NodeID: rt.NodeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: msgd.ReadyCheck,
+		Admin: map[string][]string{"/v1/nats/varz": {"server_name", "max_payload"}}})
+}

@@ -1,5 +1,5 @@
 // Package events defines the cluster events msgd publishes on NATS: their
-// subjects and their JSON schema (version 1). It holds no NATS code, so
+// subjects and their JSON schema (version 2). It holds no NATS code, so
 // the daemons that produce the underlying bus streams, msgd that bridges
 // them and the CLI that tails them (`pleiades events`) share one
 // definition.
@@ -25,6 +25,11 @@
 //	pleiades.events.range.replica.<range>   range.replica    raftd: a replica of the range was created on a node
 //	pleiades.events.range.conf.<range>      range.conf       raftd: the range's voters/learners changed
 //	pleiades.events.disk.space.<node>       disk.space       stored: writes refused for want of space, or accepted again
+//	pleiades.events.workflow.<kind>.<def>   workflow.<kind>  workflowd: an instance of definition <def> started, a step
+//	                                                         started, completed or failed, the instance was suspended,
+//	                                                         resumed, completed, terminated, failed or compensated
+//
+// (<def> is the definition id with '.', '*', '>' and white space as '_'.)
 //
 // Subscribe to pleiades.events.> for everything, pleiades.events.member.>
 // for membership, pleiades.events.*.*.7 for what concerns node (or range) 7.
@@ -32,10 +37,14 @@
 // # Schema
 //
 // The payload is one JSON object (Event): the envelope fields v, id, type,
-// time, reporter and node_id, plus exactly one of member, clock, range or
-// disk carrying the details. schema.json in this directory is the JSON Schema
+// time, reporter and node_id, plus exactly one of member, clock, range,
+// disk or workflow carrying the details. schema.json in this directory is the JSON Schema
 // (draft 2020-12) of the same object. Fields are only ever added within a
-// version; consumers must ignore fields they do not know.
+// version; consumers must ignore fields they do not know. Every id (node,
+// range, replica, in voters and learners too) is a decimal string, as
+// protobuf's JSON mapping writes 64-bit integers: node ids are random
+// 64-bit numbers, which JavaScript and jq would round as JSON numbers.
+// Version 1 wrote them as numbers.
 //
 // # Delivery
 //

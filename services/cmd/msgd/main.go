@@ -38,6 +38,7 @@ func spec() daemon.Spec {
 			&cli.StringFlag{Name: "clock-addr", Value: d.ClockAddr, Usage: "bus `ADDR` of the node's clockd: clock health events (empty: none)"},
 			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, Usage: "bus `ADDR` of the node's raftd: range events (empty: none)"},
 			&cli.StringFlag{Name: "store-addr", Value: d.StoreAddr, Usage: "bus `ADDR` of the node's stored: disk space events (empty: none)"},
+			&cli.StringFlag{Name: "workflow-addr", Value: d.WorkflowAddr, Usage: "bus `ADDR` of the node's workflowd: workflow lifecycle events (empty: none)"},
 			&cli.StringFlag{Name: "nats-client-tls", Value: d.ClientTLS, Usage: "client TLS: off, on (node certificate), verify (and client certificates from the cluster CA)"},
 			&cli.StringFlag{Name: "nats-auth-file", Usage: "NATS configuration `FILE` whose authorization block (users, nkeys) authenticates clients"},
 			&cli.IntFlag{Name: "nats-max-payload", Value: int(d.MaxPayload), Usage: "largest message in `BYTES`"},
@@ -63,7 +64,7 @@ func spec() daemon.Spec {
 			if cfg.Routes, err = addrList(c, "routes"); err != nil {
 				return nil, err
 			}
-			for flag, dst := range map[string]*string{"gossip-addr": &cfg.GossipAddr, "clock-addr": &cfg.ClockAddr, "raft-addr": &cfg.RaftAddr, "store-addr": &cfg.StoreAddr} {
+			for flag, dst := range map[string]*string{"gossip-addr": &cfg.GossipAddr, "clock-addr": &cfg.ClockAddr, "raft-addr": &cfg.RaftAddr, "store-addr": &cfg.StoreAddr, "workflow-addr": &cfg.WorkflowAddr} {
 				if *dst, err = optionalAddr(c, flag); err != nil {
 					return nil, err
 				}
@@ -90,7 +91,7 @@ func spec() daemon.Spec {
 var flags = map[string]string{
 	"NATSHost": "nats-host", "NATSPort": "nats-port", "NATSClusterPort": "nats-cluster-port",
 	"AdvertiseHost": "nats-advertise-host", "ClusterName": "nats-cluster-name", "Routes": "routes",
-	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr", "StoreAddr": "store-addr",
+	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr", "StoreAddr": "store-addr", "WorkflowAddr": "workflow-addr",
 	"ClientTLS": "nats-client-tls", "MaxPayload": "nats-max-payload",
 	"JetStreamMaxMemory": "jetstream-max-memory", "JetStreamMaxStore": "jetstream-max-store",
 }

@@ -66,6 +66,15 @@ func TestNodeChildren(t *testing.T) {
 			}
 		}
 	}
+	// dev's small ballast reaches stored; without one stored keeps its default.
+	n.ballast = "67108864"
+	if args := strings.Join(n.children()[0].Args, " "); !strings.Contains(args, "--ballast-bytes 67108864") {
+		t.Errorf("stored args %q lack the ballast", args)
+	}
+	n.ballast = ""
+	if args := strings.Join(n.children()[0].Args, " "); strings.Contains(args, "--ballast-bytes") {
+		t.Errorf("stored args %q name a ballast nobody asked for", args)
+	}
 	only := node{only: map[string]bool{"stored": true, "raftd": true}}
 	if got := len(only.children()); got != 2 {
 		t.Errorf("--daemons stored,raftd gives %d children; want 2", got)
@@ -226,6 +235,7 @@ func TestUsageErrors(t *testing.T) {
 		{"up", "--daemons", "stored,nosuchd", "--bin-dir", "/nonexistent"},
 		{"up", "--port-offset", "-5"},
 		{"up", "--join", "nohost", "--bin-dir", "/nonexistent"},
+		{"dev", "--ballast-bytes", "-5", "--bin-dir", "/nonexistent"},
 	} {
 		if code, _, stderr := run(t, args...); code != ExitUsage {
 			t.Errorf("%q exit %d; want %d (%s)", args, code, ExitUsage, stderr)

@@ -19,6 +19,10 @@ import (
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
+// devBallastBytes is a dev node's ballast: room enough for a full disk's
+// recovery on a laptop, not the 1 GiB per node of stored's default.
+const devBallastBytes = 64 << 20
+
 func devCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
@@ -32,6 +36,7 @@ func devCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "./data/dev", Usage: "`DIR` holding every node's data dir"},
 			&cli.IntFlag{Name: "port-offset", Usage: "added to every node's ports (to run beside another cluster)"},
 			&cli.StringFlag{Name: "admin-addr", Usage: "the supervisor's admin `ADDR` (default 127.0.0.1:7500 plus the port offset)"},
+			&cli.Int64Flag{Name: "ballast-bytes", Value: devBallastBytes, Usage: "each node's stored ballast file (-1: stored's own default, 1% of the disk up to 1 GiB; 0: none)"},
 			&cli.StringSliceFlag{Name: "daemons", Usage: "run only these daemons on each node (default all: " + strings.Join(daemonNames(), ",") + ")"},
 			output.Flag(),
 		}, supervisorFlags()...),
@@ -47,6 +52,10 @@ func devCommand(e *env) *cli.Command {
 			base := c.Int("port-offset")
 			if base < 0 || base > 20000 {
 				return config.Usagef("invalid value %d for flag --port-offset: want 0..20000", base)
+			}
+			ballast := c.Int64("ballast-bytes")
+			if ballast < -1 {
+				return config.Usagef("invalid value %d for flag --ballast-bytes: want -1, 0 or a size in bytes", ballast)
 			}
 			if err := checkSupervisorFlags(c); err != nil {
 				return err
@@ -82,6 +91,7 @@ func devCommand(e *env) *cli.Command {
 			}
 			for i := range nodes {
 				nodes[i].only = only
+				nodes[i].ballast = strconv.FormatInt(ballast, 10)
 			}
 			cl := clusterFile(adminAddr, nodes)
 			if err := writeClusterFile(filepath.Join(root, clusterFileName), cl); err != nil {

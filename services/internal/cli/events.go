@@ -159,6 +159,19 @@ func eventDetails(ev *events.Event) string {
 		default:
 			return fmt.Sprintf("range %d: replica on n%d; replicas %s", r.RangeID, ev.NodeID, strings.Join(reps, ","))
 		}
+	case ev.Workflow != nil:
+		w := ev.Workflow
+		d := fmt.Sprintf("%s (%s v%d)", w.InstanceID, w.Definition, w.Version)
+		if w.Step != "" {
+			d += fmt.Sprintf(" step %s", w.Step)
+			if w.Attempt > 1 {
+				d += fmt.Sprintf(" attempt %d", w.Attempt)
+			}
+		}
+		if w.Error != "" {
+			d += ": " + w.Error
+		}
+		return d
 	case ev.Disk != nil:
 		if ev.Disk.Full {
 			return "WRITES REFUSED: " + ev.Disk.Reason

@@ -34,9 +34,9 @@ func TestEventsCommand(t *testing.T) {
 	}
 	defer pub.Close()
 	evs := []events.Event{
-		{V: 1, ID: "a", Type: events.MemberDead, Time: time.Now().UTC(), Reporter: 1, NodeID: 3, Member: &events.Member{State: "dead", Addr: "x"}},
-		{V: 1, ID: "b", Type: events.RangeLeader, Time: time.Now().UTC(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 5, LeaderNodeID: 2, Term: 7}},
-		{V: 1, ID: "c", Type: events.MemberJoin, Time: time.Now().UTC(), Reporter: 1, NodeID: 4, Member: &events.Member{State: "alive", Addr: "y"}},
+		{V: events.Version, ID: "a", Type: events.MemberDead, Time: time.Now().UTC(), Reporter: 1, NodeID: 3, Member: &events.Member{State: "dead", Addr: "x"}},
+		{V: events.Version, ID: "b", Type: events.RangeLeader, Time: time.Now().UTC(), Reporter: 2, NodeID: 2, Range: &events.Range{RangeID: 5, LeaderNodeID: 2, Term: 7}},
+		{V: events.Version, ID: "c", Type: events.MemberJoin, Time: time.Now().UTC(), Reporter: 1, NodeID: 4, Member: &events.Member{State: "alive", Addr: "y"}},
 	}
 	var (
 		wg           sync.WaitGroup
@@ -93,6 +93,9 @@ func TestEventDetails(t *testing.T) {
 		{events.Event{Type: events.DiskSpace, NodeID: 3, Disk: &events.Disk{FreeBytes: 300 << 20, TotalBytes: 320 << 20, FloorBytes: 48 << 20}},
 			"room: 300.0 MiB free of 320.0 MiB, floor 48.0 MiB"},
 		{events.Event{Type: events.ClockHealth, NodeID: 2, Clock: &events.Clock{Healthy: true, PeersReachable: 2}}, "healthy (2 peers reachable, 0 far)"},
+		{events.Event{Type: events.WorkflowStepFailed, NodeID: 2, Workflow: &events.Workflow{InstanceID: "18ab", Definition: "billing", Version: 3, Step: "charge", Attempt: 2, Error: "declined"}},
+			"18ab (billing v3) step charge attempt 2: declined"},
+		{events.Event{Type: events.WorkflowCompleted, NodeID: 2, Workflow: &events.Workflow{InstanceID: "18ab", Definition: "billing", Version: 3}}, "18ab (billing v3)"},
 	} {
 		if got := eventDetails(&tt.ev); got != tt.want {
 			t.Errorf("eventDetails(%s) = %q; want %q", tt.ev.Type, got, tt.want)

@@ -70,6 +70,9 @@ type node struct {
 	// pprof serves /debug/pprof/ on every daemon's admin endpoint (dev
 	// clusters, for profiling benchmarks).
 	pprof bool
+	// ballast, if set, is stored's --ballast-bytes (dev keeps it small:
+	// a node of a laptop's cluster need not hold 1 GiB back).
+	ballast string
 }
 
 func hostPort(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
@@ -152,6 +155,10 @@ func (n node) daemonArgs(d string) []string {
 		return []string{flag, strings.Join(addrs, ",")}
 	}
 	switch d {
+	case "stored":
+		if n.ballast != "" {
+			return []string{"--ballast-bytes", n.ballast}
+		}
 	case "clockd":
 		return append([]string{"--stored-addr", n.localBus("stored"), "--gossip-addr", n.localBus("gossipd")}, list("--peers", n.clockPeers)...)
 	case "gossipd":
@@ -161,7 +168,7 @@ func (n node) daemonArgs(d string) []string {
 	case "workflowd":
 		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":
-		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"), "--store-addr", n.localBus("stored"),
+		return append([]string{"--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd"), "--raft-addr", n.localBus("raftd"), "--store-addr", n.localBus("stored"), "--workflow-addr", n.localBus("workflowd"),
 			"--nats-port", strconv.Itoa(n.natsPort()), "--nats-cluster-port", strconv.Itoa(n.natsClusterPort())}, n.hosts.natsArgs()...)
 	}
 	return nil

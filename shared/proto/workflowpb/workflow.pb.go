@@ -1429,8 +1429,8 @@ func (x *SubscribeRequest) GetTypes() []string {
 	return nil
 }
 
-// LifecycleEvent is one lifecycle event. Stable: msgd bridges it to NATS
-// subjects "workflows.<definition>.<type>" with this message as payload.
+// LifecycleEvent is one lifecycle event. msgd bridges them to NATS as
+// pleiades.events.workflow.<type>.<definition> (package shared/events).
 type LifecycleEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is one of: "started", "step_started", "step_completed",

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -30,6 +31,9 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "poll-interval", Value: def.PollInterval, Usage: "how often the runnable and timer indexes are scanned (precision of parked timers)"},
 			&cli.IntFlag{Name: "max-running", Value: def.MaxRunning, Usage: "instances run at once"},
 			&cli.IntFlag{Name: "history", Value: def.HistoryLen, Usage: "recent step records each instance keeps (each costs bytes on every step's write)"},
+			&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "how long a finished instance is kept after its end (then deleted, idempotency key too; negative: for ever)"},
+			&cli.DurationFlag{Name: "event-retention", Value: def.EventRetention, Usage: "how long a published event is kept after its effective time (negative: for ever)"},
+			&cli.StringFlag{Name: "http-deny", Value: netsString(def.HTTPDeny), Usage: "networks (comma-separated CIDR prefixes or addresses) built-in HTTP steps may not connect to; \"none\" allows every address"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -52,10 +56,24 @@ func spec() daemon.Spec {
 			cfg.MaxRunning = c.Int("max-running")
 			cfg.MaxClockOffset = c.Duration("max-clock-offset")
 			cfg.HistoryLen = c.Int("history")
+			cfg.Retention = c.Duration("retention")
+			cfg.EventRetention = c.Duration("event-retention")
+			if cfg.HTTPDeny, err = workflowd.ParseNets(c.String("http-deny")); err != nil {
+				return nil, &config.FlagError{Flag: "http-deny", Err: err}
+			}
 			if err := cfg.Validate(); err != nil {
-				return nil, &config.FlagError{Flag: "instance-lease, poll-interval or max-running", Err: err}
+				return nil, &config.FlagError{Flag: "instance-lease, poll-interval, max-running, retention or event-retention", Err: err}
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},
 	}
+}
+
+// netsString lists prefixes as the --http-deny flag takes them.
+func netsString(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }

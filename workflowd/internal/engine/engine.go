@@ -46,6 +46,18 @@ type Config struct {
 	// ClockSkew is added to a lease's end before another owner takes it
 	// (the cluster's max clock offset). Default 500ms.
 	ClockSkew time.Duration
+	// Retention is how long a finished instance (completed, terminated,
+	// failed, compensated) is kept after its end; then it is deleted with
+	// its index entries and idempotency key (a Start with that key makes
+	// a new instance). Negative: kept for ever. Default 7 days.
+	Retention time.Duration
+	// EventRetention is how long a published event is kept after its
+	// effective time; a wait reached later no longer finds it. Negative:
+	// kept for ever. Default 7 days.
+	EventRetention time.Duration
+	// PurgeInterval is how often finished instances and old events are
+	// looked for. Default 10m.
+	PurgeInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +70,9 @@ func (c Config) withDefaults() Config {
 	def(&c.PollInterval, time.Second)
 	def(&c.HoldFor, 2*time.Second)
 	def(&c.ClockSkew, 500*time.Millisecond)
+	def(&c.Retention, 7*24*time.Hour)
+	def(&c.EventRetention, 7*24*time.Hour)
+	def(&c.PurgeInterval, 10*time.Minute)
 	if c.MaxRunning == 0 {
 		c.MaxRunning = 1024
 	}
@@ -199,7 +214,8 @@ func (e *Engine) Register(d *flow.Def) error {
 	return nil
 }
 
-// StartWorkers starts the pollers of the runnable and timer indexes.
+// StartWorkers starts the pollers of the runnable and timer indexes and
+// the purger of finished instances and old events.
 func (e *Engine) StartWorkers() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -207,10 +223,14 @@ func (e *Engine) StartWorkers() {
 		return
 	}
 	e.mu.started = true
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.pollLoop()
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.purgeLoop()
 	}()
 }
 

@@ -116,6 +116,7 @@ type Metrics struct {
 	dropped     prometheus.Counter
 	owned       prometheus.Gauge
 	finished    *prometheus.CounterVec
+	purged      *prometheus.CounterVec
 	// Instances is set by the server from the list index.
 	Instances *prometheus.GaugeVec
 
@@ -136,10 +137,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pleiades_workflowd_lifecycle_events_dropped_total", Help: "Lifecycle events dropped for a slow subscriber."}),
 		owned:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "pleiades_workflowd_instances_owned", Help: "Instances this workflowd runs now (leased)."}),
 		finished:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pleiades_workflowd_transitions_total", Help: "Instance status transitions made by this workflowd."}, []string{"to"}),
+		purged:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pleiades_workflowd_purged_total", Help: "Finished instances (kind=instance) and old events (kind=event) deleted after their retention."}, []string{"kind"}),
 		Instances:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pleiades_workflowd_instances", Help: "Instances in the cluster by status (from the list index, refreshed periodically)."}, []string{"status"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.started, m.steps, m.stepLatency, m.retries, m.failures, m.takeovers, m.fenced, m.events, m.dropped, m.owned, m.finished, m.Instances} {
+		for _, c := range []prometheus.Collector{m.started, m.steps, m.stepLatency, m.retries, m.failures, m.takeovers, m.fenced, m.events, m.dropped, m.owned, m.finished, m.purged, m.Instances} {
 			reg.MustRegister(c)
 		}
 	}
