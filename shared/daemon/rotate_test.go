@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,5 +196,49 @@ func TestExpiringCertificateCondition(t *testing.T) {
 	}
 	if got != float64(end.Unix()) {
 		t.Errorf("expiry metric %v; want %d", got, end.Unix())
+	}
+}
+
+// TestAdminTokenFile: a readable token file is refused; with a private
+// one, /metrics wants the token.
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := daemontest.Common(t)
+	c.AdminTokenFile = tok
+	tc, err := daemontest.CA(t).Issue("d", tlsutil.NodeRole(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.NewRuntimeWithTLS("d", c, tc, daemontest.Logger(t, slog.LevelDebug)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("NewRuntime with a world-readable token file: %v; want refused", err)
+	}
+	if err := os.Chmod(tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := daemon.NewRuntimeWithTLS("d", c, tc, daemontest.Logger(t, slog.LevelDebug))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Stop(context.Background()) })
+	for auth, want := range map[string]int{"": http.StatusUnauthorized, "Bearer s3cret": http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+rt.Admin.Addr().String()+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /metrics with %q = %d; want %d", auth, resp.StatusCode, want)
+		}
 	}
 }
