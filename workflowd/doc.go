@@ -121,7 +121,8 @@
 // HAZARDS: any bus peer holding a cluster certificate may set
 // kvpb.Header.system today (limiting it to daemon certificates is the
 // certificate-role issue's work). A Subscribe sees only the instances of
-// the workflowd it is sent to. A step body that ignores its context keeps
+// the workflowd it is sent to (msgd bridges every node's to NATS:
+// pleiades.events.workflow.> is the cluster-wide view). A step body that ignores its context keeps
 // its instance from stopping or being compensated until it returns.
 // The built-in cluster lifecycle workflows (re-replication, decommission,
 // rebalancing, driven by gossipd) are still to come.

@@ -1,7 +1,6 @@
 package workflowd
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -71,7 +70,7 @@ func egressClient(deny []netip.Prefix, timeout time.Duration) *http.Client {
 	}}
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialContext:         func(ctx context.Context, network, addr string) (net.Conn, error) { return d.DialContext(ctx, network, addr) },
+		DialContext:         d.DialContext,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        64,
 		IdleConnTimeout:     90 * time.Second,

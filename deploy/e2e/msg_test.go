@@ -248,6 +248,25 @@ func TestMsgCluster(t *testing.T) {
 	t.Logf("range %d: leader n%d -> n%d (term %d)", rangeID, oldLeader, change.NodeID, change.Range.Term)
 	c.waitRestarted(t, fmt.Sprintf("node%d/raftd", leader), victim.PID)
 
+	// The events are kept in JetStream (one replica per msgd, up to 3): a
+	// consumer that comes later replays them.
+	eventually.NoError(t, 60*time.Second, "the events stream with 3 replicas", func() error {
+		js, err := jetstream.New(nc1)
+		if err != nil {
+			return err
+		}
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		defer scancel()
+		st, err := js.Stream(sctx, events.Stream)
+		if err != nil {
+			return err
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			return fmt.Errorf("%d replicas", r)
+		}
+		return nil
+	})
+
 	// Workflow events: an instance run by node 2's workflowd, bridged by
 	// node 2's msgd.
 	doc := filepath.Join(t.TempDir(), "greet.yaml")
@@ -270,6 +289,11 @@ func TestMsgCluster(t *testing.T) {
 		if e.Workflow.Definition != "e2e.greet" || e.Workflow.Version != 1 || !strings.HasSuffix(e.Subject(), ".e2e_greet") {
 			t.Errorf("%s event %+v on %s", typ, e.Workflow, e.Subject())
 		}
+	}
+	replay, err := pleiades(t, "events", "--nats-url", "nats://"+ns[0].nats, "--since", "10m", "--count", "1", "--timeout", "30s",
+		"--subject", events.Prefix+"."+events.WorkflowCompleted+".e2e_greet", "-o", "json")
+	if err != nil || !strings.Contains(replay, instance) {
+		t.Errorf("events --since: %v: %s; want the completed event of %s", err, replay, instance)
 	}
 
 	// JetStream R3 through the loss and return of one msgd.

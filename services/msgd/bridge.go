@@ -106,6 +106,9 @@ func (s *Server) startBridge(ctx context.Context, ns *natsserver.Server) error {
 		}
 		s.wg.Go(func() { s.bridgeLoop(ctx, nc, src) })
 	}
+	if s.cfg.JetStream && s.cfg.EventsMaxAge > 0 {
+		s.wg.Go(func() { s.eventsStreamLoop(ctx, nc) })
+	}
 	return nil
 }
 
@@ -121,7 +124,11 @@ func (s *Server) bridgeLoop(ctx context.Context, nc *nats.Conn, src source) {
 			log.Error("event not encodable", slog.Any("err", err))
 			return
 		}
-		if err := nc.Publish(e.Subject(), b); err != nil {
+		m := &nats.Msg{Subject: e.Subject(), Data: b, Header: nats.Header{}}
+		// The events stream keeps one copy of an occurrence published
+		// twice (the same id), within its duplicate window.
+		m.Header.Set(nats.MsgIdHdr, e.ID)
+		if err := nc.PublishMsg(m); err != nil {
 			log.Debug("event not published", slog.String("subject", e.Subject()), slog.Any("err", err))
 			return
 		}

@@ -3,11 +3,14 @@ package msgd_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
@@ -167,5 +170,80 @@ func TestEventBridge(t *testing.T) {
 	if w := we.Workflow; w.InstanceID != "18ab" || w.Definition != "billing.monthly" || w.Version != 3 || w.Step != "charge" || w.Attempt != 2 ||
 		w.Error != "card declined" || w.Epoch != 5 || we.NodeID != 202 || subj != "pleiades.events.workflow.step_failed.billing_monthly" {
 		t.Errorf("workflow event %+v on %s", w, subj)
+	}
+}
+
+// TestEventsStream: msgd keeps the events in the JetStream stream
+// events.Stream (with auth too: the bridge may keep it), one copy per
+// occurrence however often it is published, readable by a consumer that
+// came later.
+func TestEventsStream(t *testing.T) {
+	for _, withAuth := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auth=%v", withAuth), func(t *testing.T) {
+			storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
+			cfg := testConfig()
+			cfg.NoCluster, cfg.StoreAddr, cfg.RefreshInterval = true, storeAddr, 100*time.Millisecond
+			var opts []nats.Option
+			if withAuth {
+				auth := filepath.Join(t.TempDir(), "auth.conf")
+				if err := os.WriteFile(auth, []byte(`authorization { users = [ {user: app, password: s3cret} ] }`), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg.AuthFile = auth
+				opts = append(opts, nats.UserInfo("app", "s3cret"))
+			}
+			n := startNode(t, common(t), cfg)
+			js, err := jetstream.New(connect(t, n, opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			var st jetstream.Stream
+			eventually(t, 20*time.Second, "the events stream", func() (err error) {
+				st, err = js.Stream(ctx, events.Stream)
+				return err
+			})
+			if c := st.CachedInfo().Config; c.Replicas != 1 || c.MaxAge != 24*time.Hour || len(c.Subjects) != 1 || c.Subjects[0] != events.SubjectAll {
+				t.Errorf("stream config: replicas %d, max age %v, subjects %v", c.Replicas, c.MaxAge, c.Subjects)
+			}
+			full := &storepb.DiskStatus{NodeId: 7, Full: true, FreeBytes: 1, TotalBytes: 2, SinceUnixNano: 1_700_000_000_000_000_000}
+			diskCh <- full
+			diskCh <- proto.Clone(full).(*storepb.DiskStatus) // the same occurrence again
+			diskCh <- &storepb.DiskStatus{NodeId: 7, FreeBytes: 2, TotalBytes: 2, SinceUnixNano: 1_700_000_000_000_000_001}
+			var msgs uint64
+			eventually(t, 20*time.Second, "two events stored", func() error {
+				info, err := st.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if msgs = info.State.Msgs; msgs < 2 {
+					return fmt.Errorf("%d messages", msgs)
+				}
+				return nil
+			})
+			time.Sleep(200 * time.Millisecond) // a duplicate would have landed by now
+			cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch, err := cons.FetchNoWait(10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var full2 []bool
+			for m := range batch.Messages() {
+				e, err := events.Decode(m.Data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Headers().Get(nats.MsgIdHdr) != e.ID {
+					t.Errorf("message id %q; want the event's %q", m.Headers().Get(nats.MsgIdHdr), e.ID)
+				}
+				full2 = append(full2, e.Disk.Full)
+			}
+			if fmt.Sprint(full2) != "[true false]" {
+				t.Errorf("stored events full=%v; want [true false] (one copy of the repeated one)", full2)
+			}
+		})
 	}
 }

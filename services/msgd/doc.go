@@ -90,8 +90,14 @@
 // runs, subject pleiades.events.workflow.<kind>.<definition>;
 // --workflow-addr). Each source is one entry of Server.sources; a broken
 // stream is reopened with backoff (100ms doubling to 5s). Events
-// are core NATS messages: at most once, to the subscribers present;
-// duplicates carry the same id. With AuthFile set, the bridge connects
+// are core NATS messages (at most once, to the subscribers present;
+// duplicates carry the same id) and, with JetStream, are also kept in the
+// stream PLEIADES_EVENTS (shared/events.Stream; file storage, replicas up
+// to 3 as msgd join and never lowered, EventsMaxAge 24h, EventsMaxBytes
+// 256 MiB): each is published with its id as Nats-Msg-Id, so the stream
+// keeps one copy of an occurrence published twice; `pleiades events
+// --since` replays it. Events published before JetStream answers (a
+// clustered msgd waits for a quorum of its meta group) are not kept. With AuthFile set, the bridge connects
 // in process with a generated nkey allowed to publish pleiades.events.>
 // only.
 //

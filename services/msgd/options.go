@@ -27,7 +27,7 @@ type authConfig struct {
 	noAuthUser  string
 	authTimeout float64
 	// bridge is the event bridge's own nkey, allowed to publish events
-	// only.
+	// and to keep the events stream only.
 	bridge nkeys.KeyPair
 }
 
@@ -131,9 +131,12 @@ func (s *Server) options(routes []string) (*natsserver.Options, error) {
 		}
 		o.Nkeys = append(append([]*natsserver.NkeyUser(nil), a.nkeys...), &natsserver.NkeyUser{
 			Nkey: pub,
+			// Events, and the JetStream API calls that keep the events
+			// stream (answered on the bridge's inbox).
 			Permissions: &natsserver.Permissions{
-				Publish:   &natsserver.SubjectPermission{Allow: []string{events.SubjectAll}},
-				Subscribe: &natsserver.SubjectPermission{Deny: []string{">"}},
+				Publish: &natsserver.SubjectPermission{Allow: []string{events.SubjectAll,
+					"$JS.API.INFO", "$JS.API.STREAM.INFO." + events.Stream, "$JS.API.STREAM.CREATE." + events.Stream, "$JS.API.STREAM.UPDATE." + events.Stream}},
+				Subscribe: &natsserver.SubjectPermission{Allow: []string{"_INBOX.>"}},
 			},
 		})
 	}

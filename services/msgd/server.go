@@ -124,6 +124,13 @@ type Config struct {
 	// RefreshInterval is how often the membership is re-read even without
 	// an event. Default 5s.
 	RefreshInterval time.Duration
+	// EventsMaxAge is how long the cluster's events are kept in the
+	// JetStream stream events.Stream (with JetStream on); 0 keeps no
+	// stream. Default 24h.
+	EventsMaxAge time.Duration
+	// EventsMaxBytes bounds that stream (oldest events dropped first).
+	// Default 256 MiB.
+	EventsMaxBytes int64
 }
 
 // DefaultConfig returns the production configuration.
@@ -135,6 +142,7 @@ func DefaultConfig() Config {
 		ClientTLS: ClientTLSOff, MaxPayload: DefaultMaxPayload, JetStream: true,
 		JetStreamMaxMemory: DefaultJetStreamMaxMemory, JetStreamMaxStore: DefaultJetStreamMaxStore,
 		RefreshInterval: 5 * time.Second,
+		EventsMaxAge:    24 * time.Hour, EventsMaxBytes: 256 << 20,
 	}
 }
 
@@ -201,6 +209,12 @@ func (c Config) Validate() error {
 	}
 	if c.JetStreamMaxStore < 0 {
 		return fieldErr("JetStreamMaxStore", "%d is negative", c.JetStreamMaxStore)
+	}
+	if c.EventsMaxAge < 0 {
+		return fieldErr("EventsMaxAge", "%v is negative (0 keeps no events stream)", c.EventsMaxAge)
+	}
+	if c.EventsMaxBytes <= 0 && c.EventsMaxAge > 0 {
+		return fieldErr("EventsMaxBytes", "%d must be positive", c.EventsMaxBytes)
 	}
 	if c.RefreshInterval <= 0 {
 		return fieldErr("RefreshInterval", "%v must be positive", c.RefreshInterval)

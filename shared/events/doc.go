@@ -52,8 +52,12 @@
 // when they are published. The same occurrence may be published twice
 // (for instance a membership change while two msgd disagree on which of
 // them reports membership); both copies carry the same id, so a consumer
-// that cares deduplicates on it. Each msgd bridges the events of its own
-// node's daemons (clockd, raftd, stored); membership, which every gossipd sees,
+// that cares deduplicates on it. With JetStream, msgd also keeps them in
+// the stream Stream (PLEIADES_EVENTS, 24h by default), one copy per id
+// (Nats-Msg-Id), for consumers that read a past window (`pleiades events
+// --since 1h`) or must not miss one while away. Each msgd bridges the
+// events of its own node's daemons (clockd, raftd, stored, workflowd);
+// membership, which every gossipd sees,
 // is published by one msgd: the live member with the lowest node id whose
 // msgd advertises a route, other than the member the event is about.
 package events

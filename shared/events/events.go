@@ -20,6 +20,12 @@ const (
 	SubjectAll = Prefix + ".>"
 )
 
+// Stream is the JetStream stream in which msgd keeps the events (when
+// JetStream runs), so a consumer can read those of a past window; a
+// message's Nats-Msg-Id header is its event's ID, so the stream keeps one
+// copy of an occurrence published twice.
+const Stream = "PLEIADES_EVENTS"
+
 // Event types (Event.Type), "<source>.<kind>".
 const (
 	MemberJoin    = "member.join"

@@ -14,6 +14,7 @@ import (
 	"github.com/pleiades-db/pleiades/services/msgd"
 	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/daemon"
+	"github.com/pleiades-db/pleiades/shared/events"
 )
 
 func main() { daemon.Main(spec()) }
@@ -45,6 +46,8 @@ func spec() daemon.Spec {
 			&cli.BoolFlag{Name: "jetstream", Value: d.JetStream, Usage: "run JetStream (file storage under <data-dir>/msgd/jetstream)"},
 			&cli.Int64Flag{Name: "jetstream-max-memory", Value: d.JetStreamMaxMemory, Usage: "`BYTES` of memory-backed stream data"},
 			&cli.Int64Flag{Name: "jetstream-max-store", Value: d.JetStreamMaxStore, Usage: "`BYTES` of file-backed stream data"},
+			&cli.DurationFlag{Name: "events-max-age", Value: d.EventsMaxAge, Usage: "how long the cluster's events are kept in the JetStream stream " + events.Stream + " (0: no stream)"},
+			&cli.Int64Flag{Name: "events-max-bytes", Value: d.EventsMaxBytes, Usage: "`BYTES` of that stream (oldest events dropped first)"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := msgd.DefaultConfig()
@@ -75,6 +78,8 @@ func spec() daemon.Spec {
 			cfg.JetStream = c.Bool("jetstream")
 			cfg.JetStreamMaxMemory = c.Int64("jetstream-max-memory")
 			cfg.JetStreamMaxStore = c.Int64("jetstream-max-store")
+			cfg.EventsMaxAge = c.Duration("events-max-age")
+			cfg.EventsMaxBytes = c.Int64("events-max-bytes")
 			if err := cfg.Validate(); err != nil {
 				var fe *msgd.FieldError
 				if errors.As(err, &fe) && flags[fe.Field] != "" {
@@ -94,6 +99,7 @@ var flags = map[string]string{
 	"GossipAddr": "gossip-addr", "ClockAddr": "clock-addr", "RaftAddr": "raft-addr", "StoreAddr": "store-addr", "WorkflowAddr": "workflow-addr",
 	"ClientTLS": "nats-client-tls", "MaxPayload": "nats-max-payload",
 	"JetStreamMaxMemory": "jetstream-max-memory", "JetStreamMaxStore": "jetstream-max-store",
+	"EventsMaxAge": "events-max-age", "EventsMaxBytes": "events-max-bytes",
 }
 
 // optionalAddr reads an address flag that may be empty.

@@ -20,6 +20,7 @@ func TestBadFlags(t *testing.T) {
 		daemontest.BadFlag{Args: []string{"--nats-port", "70000"}, Flag: "nats-port"},
 		daemontest.BadFlag{Args: []string{"--gossip-addr", "gossipd"}, Flag: "gossip-addr"},
 		daemontest.BadFlag{Args: []string{"--routes", "a:1,b"}, Flag: "routes"},
+		daemontest.BadFlag{Args: []string{"--events-max-age", "-1h"}, Flag: "events-max-age"},
 		daemontest.BadFlag{Args: []string{"--nats-client-tls", "maybe"}, Flag: "nats-client-tls"},
 		daemontest.BadFlag{Args: []string{"--nats-host", "localhost"}, Flag: "nats-host"},
 		daemontest.BadFlag{Args: []string{"--nats-port", "5000", "--nats-cluster-port", "5000"}, Flag: "nats-cluster-port"},

@@ -236,6 +236,7 @@ func TestUsageErrors(t *testing.T) {
 		{"up", "--port-offset", "-5"},
 		{"up", "--join", "nohost", "--bin-dir", "/nonexistent"},
 		{"dev", "--ballast-bytes", "-5", "--bin-dir", "/nonexistent"},
+		{"events", "--since", "yesterday"},
 	} {
 		if code, _, stderr := run(t, args...); code != ExitUsage {
 			t.Errorf("%q exit %d; want %d (%s)", args, code, ExitUsage, stderr)

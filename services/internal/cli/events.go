@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/pleiades-db/pleiades/shared/config"
@@ -61,11 +63,14 @@ func eventsCommand(e *env) *cli.Command {
 			"one line per event, or with --output json the event's JSON, one per line. --subject\n" +
 			"narrows the subscription (repeatable, wildcards allowed, e.g. pleiades.events.member.>\n" +
 			"or pleiades.events.range.leader.*). Runs until Ctrl-C, or until --count events arrived;\n" +
-			"with --timeout, exits 1 if they did not arrive in time.",
+			"with --timeout, exits 1 if they did not arrive in time. With --since, the events kept in\n" +
+			"msgd's JetStream stream " + events.Stream + " from that time (a duration ago or an RFC 3339\n" +
+			"time) come first, then the new ones as they are stored.",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "subject", Value: cli.NewStringSlice(events.SubjectAll), Usage: "`SUBJECT` to follow (repeatable)"},
 			&cli.IntFlag{Name: "count", Usage: "exit after `N` events (0: never)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after `DURATION` (0: never)"},
+			&cli.StringFlag{Name: "since", Usage: "replay the kept events from `WHEN` (a duration ago, e.g. 1h, or an RFC 3339 time) before the new ones"},
 			output.Flag(),
 		}, natsFlags()...),
 		Action: func(c *cli.Context) error {
@@ -82,6 +87,14 @@ func eventsCommand(e *env) *cli.Command {
 			if c.Int("count") < 0 || c.Duration("timeout") < 0 {
 				return config.Usagef("--count and --timeout must not be negative")
 			}
+			var since time.Time
+			if v := c.String("since"); v != "" {
+				if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+					since = time.Now().Add(-d)
+				} else if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+					return config.Usagef("invalid value %q for flag --since: want a duration ago (1h) or an RFC 3339 time", v)
+				}
+			}
 			opts, err := natsOptions(c, "pleiades events")
 			if err != nil {
 				return err
@@ -92,13 +105,21 @@ func eventsCommand(e *env) *cli.Command {
 			}
 			defer nc.Close()
 			msgs := make(chan *nats.Msg, 1024)
-			for _, s := range subjects {
-				if _, err := nc.ChanSubscribe(s, msgs); err != nil {
-					return fmt.Errorf("subscribe to %q: %w", s, err)
+			if since.IsZero() {
+				for _, s := range subjects {
+					if _, err := nc.ChanSubscribe(s, msgs); err != nil {
+						return fmt.Errorf("subscribe to %q: %w", s, err)
+					}
 				}
-			}
-			if err := nc.Flush(); err != nil {
-				return fmt.Errorf("subscribe: %w", err)
+				if err := nc.Flush(); err != nil {
+					return fmt.Errorf("subscribe: %w", err)
+				}
+			} else {
+				stop, err := replayEvents(e.ctx, nc, subjects, since, msgs)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			var timeout <-chan time.Time
 			if d := c.Duration("timeout"); d > 0 {
@@ -119,6 +140,38 @@ func eventsCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// replayEvents feeds msgs from the events stream, from since on, through
+// an ordered consumer (the stored events, then each new one); stop ends
+// it.
+func replayEvents(ctx context.Context, nc *nats.Conn, subjects []string, since time.Time, msgs chan<- *nats.Msg) (stop func(), err error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	filter := subjects
+	if len(filter) == 1 && filter[0] == events.SubjectAll {
+		filter = nil
+	}
+	cons, err := js.OrderedConsumer(cctx, events.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filter, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the events kept in %s (msgd with JetStream; msgd --events-max-age): %w", events.Stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- &nats.Msg{Subject: m.Subject(), Data: m.Data()}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the events kept in %s: %w", events.Stream, err)
+	}
+	return cc.Stop, nil
 }
 
 // printEvent writes one event: its JSON as published (json), or a line.
