@@ -61,8 +61,16 @@
 // id (a client session's record, see Exactly-once writes) | d + session
 // id (a snapshot's session records, staged during its install).
 // Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
-// Data CF: the user key itself; values are storage.EncodeValue envelopes
-// (version byte, 12-byte HLC timestamp, value). Each log keeps its hot tail
+// Data CF: the user key itself, holding the key's latest record
+// (storage.EncodeRecord: modify and create timestamps, version count,
+// value; the older storage.EncodeValue envelope is still read). Versions
+// CF: every version of every key, storage.VersionKey(key, ts) -> the
+// record or a tombstone, written in the same write as the latest record;
+// reads at a timestamp (GetRequest.read_at) take the newest version at or
+// before it, versions older than Config.VersionRetention (default 4h) are
+// collected in the background, and snapshots carry a range's versions
+// with its data (see internal/storage's package doc for the encoding and
+// why it sorts right). Each log keeps its hot tail
 // in memory (EntryCacheEntries, at most EntryCacheBytes of entry data).
 //
 // # Transport
@@ -353,6 +361,15 @@
 // the state.
 //
 // # Range events
+//
+// Watch (server stream on wire.ProtoKV, kvpb.WatchRequest ->
+// kvpb.WatchResponse) streams the changes to a span of one range from its
+// leader: a replay of the versions after a timestamp within the retention
+// window, then the live changes as the rounds write them, and
+// resolved-timestamp checkpoints (an idle watched range gets an empty
+// command per checkpoint interval to move its resolved timestamp on);
+// see internal/multiraft/watch.go. The Go client's Watch opens one stream
+// per range and resumes from the last checkpoint.
 //
 // WatchRanges (server stream on wire.ProtoKV, kvpb.RangeEvent) reports this
 // node's replicas' changes as they happen: a replica here won its range's

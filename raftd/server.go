@@ -88,6 +88,11 @@ type Config struct {
 	// that serves reads without a stored round trip. Default 64 MiB;
 	// negative disables it.
 	ValueCacheBytes int
+	// VersionRetention is how long superseded versions stay readable
+	// (reads at a timestamp, watches from a timestamp); older ones are
+	// collected in the background. Every node of a cluster should use the
+	// same. Default 4 hours.
+	VersionRetention time.Duration
 }
 
 // DefaultConfig returns the production configuration.
@@ -268,6 +273,7 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
+	s.registerWatch()
 	bus.HandleBatch(s.d.Bus, wire.ProtoRaft, methodRaft, func(ctx context.Context, from bus.Peer, batch []*raftmsgpb.MessageBatch) {
 		if st := s.store(); st != nil {
 			for _, b := range batch {
@@ -424,6 +430,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.ValueCacheBytes != 0 {
 		mc.ValueCacheBytes = s.cfg.ValueCacheBytes
+	}
+	if s.cfg.VersionRetention > 0 {
+		mc.VersionRetention = s.cfg.VersionRetention
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks

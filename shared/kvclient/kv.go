@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
@@ -51,8 +52,17 @@ func (c Consistency) proto() kvpb.ReadConsistency {
 
 // Value is a stored value and the HLC timestamp of the write that made it.
 type Value struct {
-	Value     []byte
+	Value []byte
+	// Timestamp is the HLC timestamp of the write that made this version
+	// (the key's modify timestamp).
 	Timestamp hlc.Timestamp
+	// CreateTimestamp is the timestamp of the write that created the key
+	// (its first write since it was last absent); zero from a server
+	// that keeps no versions.
+	CreateTimestamp hlc.Timestamp
+	// Version counts the key's writes since it was created (1 for the
+	// creating write); 0 from a server that keeps no versions.
+	Version uint64
 }
 
 // KeyValue is one entry of a scan. Value is nil for keys-only scans.
@@ -65,7 +75,24 @@ type KeyValue struct {
 // ReadOption changes how a read is served.
 type ReadOption func(*readOptions)
 
-type readOptions struct{ consistency Consistency }
+type readOptions struct {
+	consistency Consistency
+	at          hlc.Timestamp
+}
+
+// ReadAt reads as of ts (Get only): the newest version of the key written
+// at or before ts, within the cluster's version retention window (a few
+// hours by default). A timestamp older than the window fails with an
+// error IsCompacted reports.
+func ReadAt(ts hlc.Timestamp) ReadOption {
+	return func(o *readOptions) { o.at = ts }
+}
+
+// IsCompacted reports whether err refuses a read at (or a watch from) a
+// timestamp older than the version retention window.
+func IsCompacted(err error) bool {
+	return bus.CodeOf(err) == bus.CodeFailedPrecondition && bus.ReasonOf(err) == kvpb.ReasonCompacted
+}
 
 // WithConsistency sets a read's consistency (default Linearizable).
 func WithConsistency(c Consistency) ReadOption {
@@ -109,14 +136,19 @@ func timestamp(p *hlcpb.Timestamp) hlc.Timestamp {
 func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (v Value, found bool, err error) {
 	o := readOpts(opts)
 	h := &kvpb.Header{ReadConsistency: o.consistency.proto()}
+	req := &kvpb.GetRequest{Header: h, Key: key}
+	if !o.at.IsZero() {
+		req.ReadAt = o.at.Proto()
+	}
 	var resp kvpb.GetResponse
-	if err := c.invoke(ctx, MethodGet, readRoute(key, o.consistency), h, &kvpb.GetRequest{Header: h, Key: key}, &resp); err != nil {
+	if err := c.invoke(ctx, MethodGet, readRoute(key, o.consistency), h, req, &resp); err != nil {
 		return Value{}, false, err
 	}
 	if !resp.GetFound() {
 		return Value{}, false, nil
 	}
-	return Value{Value: resp.GetValue().GetValue(), Timestamp: timestamp(resp.GetValue().GetTimestamp())}, true, nil
+	rv := resp.GetValue()
+	return Value{Value: rv.GetValue(), Timestamp: timestamp(rv.GetTimestamp()), CreateTimestamp: timestamp(rv.GetCreateTimestamp()), Version: rv.GetVersion()}, true, nil
 }
 
 // Put writes value under key and returns the write's HLC timestamp.

@@ -39,6 +39,8 @@ const (
 	Local = storepb.ColumnFamily_COLUMN_FAMILY_LOCAL
 	Raft  = storepb.ColumnFamily_COLUMN_FAMILY_RAFT
 	Data  = storepb.ColumnFamily_COLUMN_FAMILY_DATA
+	// Versions holds the versions of range data (raftd's MVCC history).
+	Versions = storepb.ColumnFamily_COLUMN_FAMILY_VERSIONS
 )
 
 // Span is the half-open key interval [Start, End) of one column family.

@@ -25,11 +25,14 @@ const (
 	Raft CF = 2
 	// Data holds every range's data.
 	Data CF = 3
+	// Versions holds the versions of every range's data (raftd's MVCC
+	// history).
+	Versions CF = 4
 )
 
 // cfNames are the RocksDB names, indexed by CF; RocksDB also requires the
 // "default" family, which the engine opens and never uses.
-var cfNames = [...]string{0: "default", Local: "local", Raft: "raft", Data: "data"}
+var cfNames = [...]string{0: "default", Local: "local", Raft: "raft", Data: "data", Versions: "versions"}
 
 // String returns the family's RocksDB name.
 func (cf CF) String() string {
@@ -39,10 +42,10 @@ func (cf CF) String() string {
 	return fmt.Sprintf("cf(%d)", int32(cf))
 }
 
-func (cf CF) valid() bool { return cf >= Local && cf <= Data }
+func (cf CF) valid() bool { return cf >= Local && cf <= Versions }
 
 // CFs lists the engine's column families.
-func CFs() []CF { return []CF{Local, Raft, Data} }
+func CFs() []CF { return []CF{Local, Raft, Data, Versions} }
 
 // Errors of the engine. Every refusal wraps one of them, so a caller maps
 // it to a wire code with errors.Is.

@@ -131,7 +131,7 @@ func TestReadValidation(t *testing.T) {
 	}{
 		{"get empty key", func() error { _, _, err := e.Get(engine.Data, nil, nil); return err }},
 		{"get long key", func() error { _, _, err := e.Get(engine.Data, long, nil); return err }},
-		{"get unknown cf", func() error { _, _, err := e.Get(4, []byte("a"), nil); return err }},
+		{"get unknown cf", func() error { _, _, err := e.Get(99, []byte("a"), nil); return err }},
 		{"multiget empty key", func() error { _, _, err := e.MultiGet(engine.Data, [][]byte{[]byte("a"), nil}, nil); return err }},
 		{"scan start > end", func() error {
 			_, err := e.Scan(engine.Span{CF: engine.Data, Start: []byte("b"), End: []byte("a")}, engine.ScanOptions{})

@@ -31,6 +31,7 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "tick-interval", Value: 100 * time.Millisecond, Usage: "raft tick `DURATION`"},
 			&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "raft election timeout in ticks"},
 			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
+			&cli.DurationFlag{Name: "version-retention", Value: 4 * time.Hour, Usage: "how long superseded versions stay readable by reads at a timestamp and watches (the same on every node)"},
 			&cli.IntFlag{Name: "value-cache-bytes", Value: 64 << 20, Usage: "bytes of recently written and read values kept to serve reads without a stored round trip (negative: off)"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -53,6 +54,9 @@ func spec() daemon.Spec {
 			cfg.TickInterval = c.Duration("tick-interval")
 			cfg.ElectionTicks = c.Int("election-ticks")
 			cfg.MaxOffset = c.Duration("max-offset")
+			if cfg.VersionRetention = c.Duration("version-retention"); cfg.VersionRetention <= 0 {
+				return nil, &config.FlagError{Flag: "version-retention", Value: cfg.VersionRetention.String(), Err: errors.New("want a positive duration")}
+			}
 			if cfg.ValueCacheBytes = c.Int("value-cache-bytes"); cfg.ValueCacheBytes == 0 {
 				return nil, &config.FlagError{Flag: "value-cache-bytes", Value: "0", Err: errors.New("want a positive size, or negative to turn the cache off")}
 			}

@@ -3,7 +3,6 @@ package multiraft
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -33,7 +32,7 @@ type Result struct {
 
 type overlayVal struct {
 	value   []byte
-	ts      hlc.Timestamp
+	meta    storage.Meta
 	deleted bool
 }
 
@@ -49,6 +48,10 @@ type applier struct {
 	cleared []clearedSpan
 	// sessions tracks the pass's client session writes.
 	sessions sessionOps
+	// pre are the engine records of keys the pass writes, read in one
+	// MultiGet before it (prefetch; nil: absent); the overlay and cleared
+	// spans take precedence.
+	pre map[string][]byte
 }
 
 type clearedSpan struct{ start, end []byte } // nil end: unbounded
@@ -67,44 +70,77 @@ func (a *applier) inCleared(key []byte) bool {
 }
 
 func (a *applier) get(key []byte) ([]byte, hlc.Timestamp, bool, error) {
+	v, m, found, err := a.getRecord(key)
+	return v, m.Mod, found, err
+}
+
+// getRecord reads key's latest value and Meta as the pass sees them.
+func (a *applier) getRecord(key []byte) ([]byte, storage.Meta, bool, error) {
 	if v, ok := a.overlay[string(key)]; ok {
-		return v.value, v.ts, !v.deleted, nil
+		return v.value, v.meta, !v.deleted, nil
 	}
 	if a.inCleared(key) {
-		return nil, hlc.Timestamp{}, false, nil
+		return nil, storage.Meta{}, false, nil
 	}
-	ctx, cancel := a.r.s.storageCtx()
-	defer cancel()
-	b, ok, err := a.r.s.cachedGet(ctx, key)
-	if err != nil || !ok {
-		return nil, hlc.Timestamp{}, false, err
+	b, ok := a.pre[string(key)]
+	if !ok {
+		ctx, cancel := a.r.s.storageCtx()
+		defer cancel()
+		var err error
+		if b, ok, err = a.r.s.cachedGet(ctx, key); err != nil {
+			return nil, storage.Meta{}, false, err
+		}
+		if !ok {
+			b = nil
+		}
 	}
-	ts, v, err := storage.DecodeValue(b)
+	if b == nil {
+		return nil, storage.Meta{}, false, nil
+	}
+	m, v, deleted, err := storage.DecodeRecord(b)
+	if err == nil && deleted {
+		err = fmt.Errorf("%w: a tombstone in the data family", storage.ErrBadEnvelope)
+	}
 	if err != nil {
-		return nil, hlc.Timestamp{}, false, fmt.Errorf("key %q: %w", key, err)
+		return nil, storage.Meta{}, false, fmt.Errorf("key %q: %w", key, err)
 	}
-	return v, ts, true, nil
+	return v, m, true, nil
 }
 
-func (a *applier) put(key, value []byte, ts hlc.Timestamp) {
-	a.ops = append(a.ops, storage.Put(storage.Data, key, storage.EncodeValue(ts, value)))
-	a.overlay[string(key)] = overlayVal{value: value, ts: ts}
+// put writes key's new latest record and its version at ts.
+func (a *applier) put(key, value []byte, ts hlc.Timestamp) error {
+	_, prev, found, err := a.getRecord(key)
+	if err != nil {
+		return err
+	}
+	m := prev.Next(ts, found)
+	rec := storage.EncodeRecord(m, value)
+	a.ops = append(a.ops, storage.Put(storage.Data, key, rec), storage.Put(storage.Versions, storage.VersionKey(key, ts), rec))
+	a.overlay[string(key)] = overlayVal{value: value, meta: m}
+	return nil
 }
 
-func (a *applier) del(key []byte) {
-	a.ops = append(a.ops, storage.Delete(storage.Data, key))
+// del removes key's latest record and writes a tombstone version at ts.
+func (a *applier) del(key []byte, ts hlc.Timestamp) {
+	a.ops = append(a.ops, storage.Delete(storage.Data, key), storage.Put(storage.Versions, storage.VersionKey(key, ts), storage.EncodeTombstone(ts)))
 	a.overlay[string(key)] = overlayVal{deleted: true}
 }
 
 // delRange deletes [start, end) (nil end: unbounded) with one range
-// delete, not a delete per key (a batch of those could outgrow what
-// stored takes in one write), and returns how many live keys it removed.
-func (a *applier) delRange(start, end []byte) (int, error) {
-	n, err := a.countLive(start, end)
+// delete of the latest records, not a delete per key (a batch of those
+// could outgrow what stored takes in one write), writes a tombstone
+// version at ts for each live key, and returns how many it removed.
+func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
+	keys, err := a.liveKeys(start, end)
 	if err != nil {
 		return 0, err
 	}
+	n := len(keys)
 	a.ops = append(a.ops, storage.DeleteRange(storage.Data, start, end))
+	tomb := storage.EncodeTombstone(ts)
+	for _, k := range keys {
+		a.ops = append(a.ops, storage.Put(storage.Versions, storage.VersionKey(k, ts), tomb))
+	}
 	sp := clearedSpan{start: start, end: end}
 	for k := range a.overlay {
 		if sp.contains([]byte(k)) {
@@ -118,10 +154,10 @@ func (a *applier) delRange(start, end []byte) (int, error) {
 // countPage is how many keys countLive reads at a time.
 const countPage = 10000
 
-// countLive counts the live keys of [start, end) (nil end: unbounded) as
+// liveKeys lists the live keys of [start, end) (nil end: unbounded) as
 // the pass sees them: the engine's keys merged with the pass's own writes.
-func (a *applier) countLive(start, end []byte) (int, error) {
-	n := 0
+func (a *applier) liveKeys(start, end []byte) ([][]byte, error) {
+	var keys [][]byte
 	for from := start; ; {
 		// Keys only, a page at a time: a span of many keys costs no
 		// more memory than a page.
@@ -129,11 +165,11 @@ func (a *applier) countLive(start, end []byte) (int, error) {
 		kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, from, end, storage.ScanOptions{Limit: countPage, KeysOnly: true})
 		cancel()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, kv := range kvs {
 			if _, ok := a.overlay[string(kv.Key)]; !ok && !a.inCleared(kv.Key) {
-				n++
+				keys = append(keys, kv.Key)
 			}
 		}
 		if len(kvs) < countPage {
@@ -144,10 +180,10 @@ func (a *applier) countLive(start, end []byte) (int, error) {
 	sp := clearedSpan{start: start, end: end}
 	for k, v := range a.overlay {
 		if !v.deleted && sp.contains([]byte(k)) {
-			n++
+			keys = append(keys, []byte(k))
 		}
 	}
-	return n, nil
+	return keys, nil
 }
 
 type doneProposal struct {
@@ -165,19 +201,22 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		return nil, nil, nil
 	}
 	a := &applier{r: r, overlay: map[string]overlayVal{}}
+	cmds, err := r.decodeCommands(ents)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.prefetch(cmds); err != nil {
+		return nil, nil, err
+	}
 	var done []doneProposal
-	for _, e := range ents {
+	for i, e := range ents {
 		if e.GetIndex() <= r.mu.applied.GetIndex() {
 			continue
 		}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if len(e.GetData()) == 0 {
-				break
-			}
-			cmd := &raftmsgpb.Command{}
-			if err := proto.Unmarshal(e.GetData(), cmd); err != nil {
-				r.log.Error("undecodable command skipped", slog.Uint64("index", e.GetIndex()), slog.Any("error", err))
+			cmd := cmds[i]
+			if cmd == nil {
 				break
 			}
 			res, refusal, err := r.applyCommandLocked(a, cmd)
@@ -273,26 +312,36 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestam
 	for i, op := range cmd.GetOps() {
 		switch {
 		case op.GetPut() != nil:
-			a.put(op.GetPut().GetKey(), op.GetPut().GetValue(), ts)
+			if err := a.put(op.GetPut().GetKey(), op.GetPut().GetValue(), ts); err != nil {
+				return nil, err
+			}
 		case op.GetDelete() != nil:
 			_, _, found, err := a.get(op.GetDelete().GetKey())
 			if err != nil {
 				return nil, err
 			}
 			if found {
-				a.del(op.GetDelete().GetKey())
+				a.del(op.GetDelete().GetKey(), ts)
 				res.Deleted[i] = true
 			}
 		case op.GetCas() != nil:
 			c := op.GetCas()
 			if c.GetDelete() {
-				a.del(c.GetKey())
-			} else {
-				a.put(c.GetKey(), c.GetNewValue(), ts)
+				// A compare-and-delete of an absent key (expect_absent)
+				// leaves no tombstone: nothing was there to delete.
+				_, _, found, err := a.get(c.GetKey())
+				if err != nil {
+					return nil, err
+				}
+				if found {
+					a.del(c.GetKey(), ts)
+				}
+			} else if err := a.put(c.GetKey(), c.GetNewValue(), ts); err != nil {
+				return nil, err
 			}
 		case op.GetDeleteRange() != nil:
 			start, end := clipSpan(op.GetDeleteRange().GetStart(), op.GetDeleteRange().GetEnd(), desc)
-			n, err := a.delRange(start, end)
+			n, err := a.delRange(start, end, ts)
 			if err != nil {
 				return nil, err
 			}

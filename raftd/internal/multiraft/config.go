@@ -124,6 +124,21 @@ type Config struct {
 	// session has been idle for 2*SessionMaxAge to make room, is refused
 	// with ResourceExhausted. Defaults 10,000, 32 MiB and 8,192.
 	MaxSessions, MaxSessionBytes, MaxSessionAnswers int
+
+	// Versions (mvcc.go): every write keeps a version at its timestamp.
+	// VersionRetention is how long a superseded version stays readable
+	// (reads at a timestamp older than now minus this fail "compacted").
+	// Default 4 hours.
+	VersionRetention time.Duration
+	// VersionGCInterval is how often the versions older than the
+	// retention window are collected. Default 1 minute; negative
+	// disables collection.
+	VersionGCInterval time.Duration
+	// VersionGCPageEntries is how many versions one collection step reads
+	// before it writes its deletions and pauses (as long as the step
+	// took), so collection takes at most about half of stored's time.
+	// Default 1000.
+	VersionGCPageEntries int
 }
 
 // DefaultConfig returns the production configuration.
@@ -172,6 +187,7 @@ func (c *Config) fill() {
 	def(&c.EntryCacheEntries, 256)
 	def(&c.EntryCacheBytes, 4<<20)
 	def(&c.ValueCacheBytes, 64<<20)
+	c.fillVersions()
 	def(&c.MaxInboxMessages, 4096)
 	def64(&c.LogTruncateEntries, 1000)
 	def64(&c.LogKeepEntries, 200)

@@ -13,7 +13,10 @@
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
 // layout), valuecache.go (the read cache of engine values), disk.go (a
 // full disk: proposals refused, refused round writes held or written from
-// stored's reserve). The tests' doubles live in test files:
+// stored's reserve), mvccapply.go and mvcc.go (versions: the apply's
+// prefetch of the records it builds on, reads at a timestamp, the
+// background collection of old versions), watch.go (Watch streams fed by
+// the rounds' writes). The tests' doubles live in test files:
 // localnet_test.go (LocalNetwork, the fault-injecting in-process
 // transport, and testConfig's fast timers).
 //

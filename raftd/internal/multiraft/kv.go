@@ -13,6 +13,7 @@ import (
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -317,11 +318,14 @@ func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, e
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	ts, v, err := storage.DecodeValue(b)
-	if err != nil {
-		return nil, false, err
+	m, v, deleted, err := storage.DecodeRecord(b)
+	if err == nil && deleted {
+		err = fmt.Errorf("%w: a tombstone in the data family", storage.ErrBadEnvelope)
 	}
-	return &kvpb.Value{Value: v, Timestamp: ts.Proto()}, true, nil
+	if err != nil {
+		return nil, false, fmt.Errorf("key %q: %w", key, err)
+	}
+	return valueOf(m, v), true, nil
 }
 
 // cachedGet returns key's engine value, through the value cache.
@@ -359,7 +363,17 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
 		return nil, err
 	}
-	v, ok, err := s.readValue(ctx, req.GetKey())
+	var v *kvpb.Value
+	var ok bool
+	if at := req.GetReadAt(); at != nil {
+		ts, terr := hlc.FromProto(at)
+		if terr != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: read_at: %v", terr)
+		}
+		v, ok, err = s.readAt(ctx, req.GetKey(), ts)
+	} else {
+		v, ok, err = s.readValue(ctx, req.GetKey())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -801,11 +815,14 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	out := make([]*kvpb.KeyValue, 0, len(kvs))
 	for _, kv := range kvs {
 		read += len(kv.Key) + len(kv.Value)
-		ts, v, err := storage.DecodeValue(kv.Value)
-		if err != nil {
-			return nil, 0, false, err
+		m, v, deleted, err := storage.DecodeRecord(kv.Value)
+		if err == nil && deleted {
+			err = fmt.Errorf("%w: a tombstone in the data family", storage.ErrBadEnvelope)
 		}
-		val := &kvpb.Value{Timestamp: ts.Proto()}
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("key %q: %w", kv.Key, err)
+		}
+		val := valueOf(m, nil)
 		if !req.GetKeysOnly() {
 			val.Value = v
 		}

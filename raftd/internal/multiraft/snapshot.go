@@ -82,8 +82,10 @@ type inboundSnapshot struct {
 
 	// mu serializes the chunks of one session and guards what follows
 	// until the session is handed to its replica.
-	mu         sync.Mutex
-	ingest     storage.Ingest
+	mu     sync.Mutex
+	ingest storage.Ingest
+	// vingest replaces the span's versions (the versions family).
+	vingest    storage.Ingest
 	digest     hash.Hash
 	start, end []byte
 
@@ -218,9 +220,17 @@ func (r *Replica) ingestSnapshot(snap *raftpb.Snapshot, ps *inboundSnapshot) err
 		return fmt.Errorf("range %d snapshot %d marker: %w", r.rangeID, idx, err)
 	}
 	r.s.hook(r.rangeID, "marker")
+	// The versions first: once the data is in (what recovery checks by
+	// its digest), they are too.
+	if err := ps.vingest.Finish(ctx); err != nil {
+		r.s.abortIngest(ps)
+		return fmt.Errorf("range %d snapshot %d versions ingest: %w", r.rangeID, idx, err)
+	}
+	ps.vingest = nil
 	err = ps.ingest.Finish(ctx)
 	// The span's data changed (or may have) outside the rounds' writes.
 	r.s.vcache.clear()
+	r.s.cutWatches(r.rangeID, "a snapshot was installed")
 	if err != nil {
 		return fmt.Errorf("range %d snapshot %d ingest: %w", r.rangeID, idx, err)
 	}
@@ -295,15 +305,17 @@ func (r *Replica) dropPendingSnapsLocked() {
 // abortIngest drops a snapshot's ingest session (stored would also expire
 // it).
 func (s *Store) abortIngest(sn *inboundSnapshot) {
-	in := sn.ingest
-	sn.ingest = nil
-	if in == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.StorageTimeout)
-	defer cancel()
-	if err := in.Abort(ctx); err != nil {
-		s.log.Debug("snapshot ingest abort failed", slog.Any("error", err))
+	ins := []storage.Ingest{sn.ingest, sn.vingest}
+	sn.ingest, sn.vingest = nil, nil
+	for _, in := range ins {
+		if in == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.StorageTimeout)
+		if err := in.Abort(ctx); err != nil {
+			s.log.Debug("snapshot ingest abort failed", slog.Any("error", err))
+		}
+		cancel()
 	}
 }
 
@@ -391,11 +403,25 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 	err = snap.StreamRange(ctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
 		c := &raftmsgpb.SnapshotChunk{Kvs: make([]*kvpb.KeyValue, 0, len(kvs))}
 		for _, kv := range kvs {
-			ts, v, err := storage.DecodeValue(kv.Value)
+			m, v, deleted, err := storage.DecodeRecord(kv.Value)
+			if err == nil && deleted {
+				err = storage.ErrBadEnvelope
+			}
 			if err != nil {
 				return fmt.Errorf("range %d key %q: %w", r.rangeID, kv.Key, err)
 			}
-			c.Kvs = append(c.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: &kvpb.Value{Value: v, Timestamp: ts.Proto()}})
+			c.Kvs = append(c.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: valueOf(m, v)})
+		}
+		return send(c)
+	})
+	if err != nil {
+		return err
+	}
+	vstart, vend := storage.VersionSpan(start, end)
+	err = snap.StreamRange(ctx, storage.Versions, vstart, vend, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+		c := &raftmsgpb.SnapshotChunk{Versions: make([]*raftmsgpb.VersionEntry, 0, len(kvs))}
+		for _, kv := range kvs {
+			c.Versions = append(c.Versions, &raftmsgpb.VersionEntry{Key: kv.Key, Value: kv.Value})
 		}
 		return send(c)
 	})
@@ -490,17 +516,38 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 			return fail(err)
 		}
 		sn.ingest, sn.digest = in, sha256.New()
+		vstart, vend := storage.VersionSpan(sn.start, sn.end)
+		if sn.vingest, err = s.d.Engine.IngestRange(ctx, storage.Versions, vstart, vend); err != nil {
+			return fail(err)
+		}
 	}
-	if sn.ingest == nil {
+	if sn.ingest == nil || sn.vingest == nil {
 		return fail(fmt.Errorf("multiraft: snapshot %d from node %d was dropped", c.GetSnapshotId(), c.GetFromNode()))
 	}
 	if len(c.GetKvs()) > 0 {
 		kvs := make([]storage.KV, len(c.GetKvs()))
 		for i, kv := range c.GetKvs() {
-			kvs[i] = storage.KV{Key: kv.GetKey(), Value: storage.EncodeValue(tsOf(kv.GetValue()), kv.GetValue().GetValue())}
+			rec, err := recordOf(kv.GetValue())
+			if err != nil {
+				return fail(fmt.Errorf("multiraft: snapshot of range %d key %q: %w", c.GetRangeId(), kv.GetKey(), err))
+			}
+			kvs[i] = storage.KV{Key: kv.GetKey(), Value: rec}
 			hashKV(sn.digest, kvs[i].Key, kvs[i].Value)
 		}
 		if err := sn.ingest.Add(ctx, kvs...); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.GetVersions()) > 0 {
+		vstart, vend := storage.VersionSpan(sn.start, sn.end)
+		kvs := make([]storage.KV, len(c.GetVersions()))
+		for i, e := range c.GetVersions() {
+			if err := checkVersionEntry(e.GetKey(), e.GetValue(), vstart, vend); err != nil {
+				return fail(fmt.Errorf("multiraft: snapshot of range %d: %w", c.GetRangeId(), err))
+			}
+			kvs[i] = storage.KV{Key: e.GetKey(), Value: e.GetValue()}
+		}
+		if err := sn.vingest.Add(ctx, kvs...); err != nil {
 			return fail(err)
 		}
 	}

@@ -106,6 +106,8 @@ type Store struct {
 	}
 	// events fans range events out to WatchRanges streams (events.go).
 	events rangeEvents
+	// watches are the open Watch streams (watch.go).
+	watches watchHub
 	// disk is what the store knows of its node's disk (disk.go).
 	disk diskState
 }
@@ -120,6 +122,8 @@ type storeMetrics struct {
 	proposalsDropped                            atomic.Uint64
 	sessionRepeats, sessionRefusals             atomic.Uint64
 	sessionsForgotten                           atomic.Uint64
+	// versionsCollected counts the versions collection removed (mvcc.go).
+	versionsCollected atomic.Uint64
 	// diskRefusals counts round writes refused for want of space;
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
@@ -183,6 +187,7 @@ func (s *Store) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.runLoop()
 	go s.tickLoop()
+	s.startVersionGC()
 	return nil
 }
 
@@ -642,6 +647,7 @@ func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool
 	// The value cache follows the engine before phase2 publishes any
 	// applied index.
 	s.vcache.applyWrite(ops)
+	s.publishWatches(ops)
 	return nil
 }
 

@@ -18,6 +18,8 @@ const (
 	Local = storeclient.Local
 	Raft  = storeclient.Raft
 	Data  = storeclient.Data
+	// Versions holds the versions of range data (see VersionKey).
+	Versions = storeclient.Versions
 )
 
 // OpKind is the kind of a write operation.
@@ -97,6 +99,9 @@ type Engine interface {
 	WriteReserve(ctx context.Context, ops []Op, sync bool) error
 	// Get reads one key.
 	Get(ctx context.Context, cf CF, key []byte) (value []byte, found bool, err error)
+	// MultiGet reads keys at one point in time: values[i] and found[i]
+	// are keys[i]'s.
+	MultiGet(ctx context.Context, cf CF, keys [][]byte) (values [][]byte, found []bool, err error)
 	// Scan reads [start, end) as opts asks. A nil end means unbounded.
 	Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error)
 	// OpenSnapshot opens a consistent view of the whole engine, held until

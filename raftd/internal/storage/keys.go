@@ -146,13 +146,15 @@ func MetaSpan() (start, end []byte) {
 	return append([]byte(nil), MetaPrefix...), e
 }
 
-// Value envelope: version byte, 12-byte HLC timestamp, value bytes.
-const envelopeVersion = 1
+// Value envelope (Data family values): see EncodeRecord; EncodeValue
+// writes the first version of the envelope, still read.
+const envelopeVersion = recordV1
 
 // ErrBadEnvelope is returned for values that are not a valid envelope.
 var ErrBadEnvelope = errors.New("storage: bad value envelope")
 
-// EncodeValue wraps a value with the HLC timestamp of its write.
+// EncodeValue wraps a value with the HLC timestamp of its write, in the
+// envelope's first version (no create timestamp or version count).
 func EncodeValue(ts hlc.Timestamp, value []byte) []byte {
 	b := make([]byte, 0, 1+hlc.EncodedLen+len(value))
 	b = append(b, envelopeVersion)
@@ -160,14 +162,15 @@ func EncodeValue(ts hlc.Timestamp, value []byte) []byte {
 	return append(b, value...)
 }
 
-// DecodeValue unwraps an EncodeValue envelope. The value aliases b.
+// DecodeValue unwraps a live record (EncodeRecord or EncodeValue): its
+// modify timestamp and value, which aliases b.
 func DecodeValue(b []byte) (hlc.Timestamp, []byte, error) {
-	if len(b) < 1+hlc.EncodedLen || b[0] != envelopeVersion {
-		return hlc.Timestamp{}, nil, ErrBadEnvelope
-	}
-	ts, err := hlc.DecodeBytes(b[1 : 1+hlc.EncodedLen])
+	m, v, deleted, err := DecodeRecord(b)
 	if err != nil {
-		return hlc.Timestamp{}, nil, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		return hlc.Timestamp{}, nil, err
 	}
-	return ts, b[1+hlc.EncodedLen:], nil
+	if deleted {
+		return hlc.Timestamp{}, nil, fmt.Errorf("%w: a tombstone", ErrBadEnvelope)
+	}
+	return m.Mod, v, nil
 }

@@ -32,7 +32,7 @@ func NewMem() *Mem {
 	m := &Mem{}
 	m.mu.cur = map[CF]*btree.BTreeG[item]{}
 	m.mu.durable = map[CF]*btree.BTreeG[item]{}
-	for _, cf := range []CF{Local, Raft, Data} {
+	for _, cf := range []CF{Local, Raft, Data, Versions} {
 		m.mu.cur[cf] = btree.NewG(16, less)
 		m.mu.durable[cf] = m.mu.cur[cf].Clone()
 	}
@@ -41,7 +41,7 @@ func NewMem() *Mem {
 
 // validCF refuses a column family stored does not have.
 func validCF(cf CF) error {
-	if cf < Local || cf > Data {
+	if cf < Local || cf > Versions {
 		return fmt.Errorf("storage: unknown column family %d", cf)
 	}
 	return nil
@@ -112,6 +112,22 @@ func (m *Mem) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) 
 		return nil, false, nil
 	}
 	return bytes.Clone(it.value), true, nil
+}
+
+// MultiGet implements Engine.
+func (m *Mem) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([][]byte, []bool, error) {
+	if err := validCF(cf); err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		if it, ok := m.mu.cur[cf].Get(item{key: k}); ok {
+			values[i], found[i] = bytes.Clone(it.value), true
+		}
+	}
+	return values, found, nil
 }
 
 // Scan implements Engine.

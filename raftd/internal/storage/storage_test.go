@@ -129,7 +129,15 @@ func FuzzDecodeValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if again := EncodeValue(ts, v); !bytes.Equal(again, b) {
+		m, v2, _, err := DecodeRecord(b)
+		if err != nil || m.Mod != ts || !bytes.Equal(v, v2) {
+			t.Fatalf("DecodeValue(%x) = %v, %q; DecodeRecord = %+v, %q, %v", b, ts, v, m, v2, err)
+		}
+		again := EncodeValue(ts, v)
+		if b[0] != envelopeVersion {
+			again = EncodeRecord(m, v)
+		}
+		if !bytes.Equal(again, b) {
 			t.Fatalf("re-encode %x != %x", again, b)
 		}
 	})

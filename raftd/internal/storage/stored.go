@@ -89,6 +89,30 @@ func (s *Stored) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, erro
 	return v, ok, nil
 }
 
+// multiGetKeys bounds the keys of one stored MultiGet call.
+const multiGetKeys = 512
+
+// MultiGet implements Engine, multiGetKeys keys a call.
+func (s *Stored) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([][]byte, []bool, error) {
+	scf, err := storeCF(cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	values, found := make([][]byte, 0, len(keys)), make([]bool, 0, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), multiGetKeys)
+		res, err := s.c.MultiGet(ctx, scf, keys[:n])
+		if err != nil {
+			return nil, nil, fmt.Errorf("storage: stored multiget: %w", err)
+		}
+		for _, r := range res {
+			values, found = append(values, r.Value), append(found, r.Found)
+		}
+		keys = keys[n:]
+	}
+	return values, found, nil
+}
+
 // Scan implements Engine, paging through stored as needed.
 func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error) {
 	scf, err := storeCF(cf)

@@ -26,7 +26,7 @@ import (
 func kvCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "kv",
-		Usage: "read and write keys: get, put, del, scan, cas",
+		Usage: "read and write keys: get, put, del, scan, cas, watch",
 		Description: "Each subcommand calls the raftd(s) at --addr over the bus (mutual TLS with the node\n" +
 			"certificate in --certs-dir) through the Go client, which finds range leaders and retries\n" +
 			"on Unavailable / NotLeader until --timeout. Values are printed with the HLC timestamp\n" +
@@ -41,7 +41,8 @@ func kvCommand(e *env) *cli.Command {
 				Usage:     "read one key (printed, or its value written to --value-file)",
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
-					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"}),
+					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"},
+					atFlag()),
 				Action: func(c *cli.Context) error {
 					return kvGet(e, c)
 				},
@@ -93,6 +94,7 @@ func kvCommand(e *env) *cli.Command {
 					return kvCAS(e, c)
 				},
 			},
+			kvWatchCommand(e),
 		},
 	}
 }
@@ -214,7 +216,10 @@ func openKV(e *env, c *cli.Context) (*kvSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+	ctx, cancel := context.WithCancel(e.ctx)
+	if d := c.Duration("timeout"); d > 0 {
+		ctx, cancel = context.WithTimeout(e.ctx, d)
+	}
 	cl, err := kvclient.New(ctx, kvclient.Config{Addrs: addrs, TLS: tc})
 	if err != nil {
 		cancel()
@@ -238,6 +243,10 @@ type kvView struct {
 	Value         string `json:"value,omitempty"`
 	ValueEncoding string `json:"value_encoding,omitempty"`
 	Timestamp     string `json:"timestamp,omitempty"`
+	// CreateTimestamp and Version: the key's create timestamp and count
+	// of writes since (get); Timestamp is its modify timestamp.
+	CreateTimestamp string `json:"create_timestamp,omitempty"`
+	Version         uint64 `json:"version,omitempty"`
 }
 
 // newKVView builds the JSON view of key and, unless value is nil, value.
@@ -274,13 +283,21 @@ func kvGet(e *env, c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	opts := []kvclient.ReadOption{kvclient.WithConsistency(cons)}
+	if at := c.String("at"); at != "" {
+		ts, err := parseAt(at, time.Now())
+		if err != nil {
+			return &config.FlagError{Flag: "at", Value: at, Err: err}
+		}
+		opts = append(opts, kvclient.ReadAt(ts))
+	}
 	s, err := openKV(e, c)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	defer func() { err = s.explain(err) }()
-	v, found, err := s.cl.Get(s.ctx, key, kvclient.WithConsistency(cons))
+	v, found, err := s.cl.Get(s.ctx, key, opts...)
 	if err != nil {
 		return err
 	}
@@ -290,6 +307,7 @@ func kvGet(e *env, c *cli.Context) (err error) {
 	if s.format == "json" {
 		view := newKVView(enc, key, v.Value, v.Timestamp)
 		view.Found = &found
+		view.CreateTimestamp, view.Version = tsString(v.CreateTimestamp), v.Version
 		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}

@@ -46,6 +46,10 @@ var errNotInitialized = bus.WithReason(bus.CodeUnavailable, kvpb.ReasonNotInitia
 // (beginning with 0x00) belong to the meta range.
 var userStart = []byte{0x01}
 
+// VersionRetention is the fake's version retention window (raftd's
+// default): a read at a timestamp older than this fails "compacted".
+const VersionRetention = 4 * time.Hour
+
 // Options configure a Cluster.
 type Options struct {
 	// Nodes is the number of raftd endpoints. Default 3.
@@ -88,6 +92,11 @@ type Cluster struct {
 		calls       map[callKey]int
 		forwarded   int
 		writes      uint64
+
+		// history holds every version of each key, oldest first (a
+		// tombstone is a Value without value or version), for reads at a
+		// timestamp.
+		history map[string][]*kvpb.Value
 	}
 }
 
@@ -117,6 +126,7 @@ func Start(tb testing.TB, o Options) *Cluster {
 	c := &Cluster{opts: o, clock: hlc.NewClock(hlc.Config{MaxOffset: 500 * time.Millisecond}), done: make(chan struct{})}
 	c.mu.stalled = make(map[int]bool)
 	c.mu.data = make(map[string]*kvpb.Value)
+	c.mu.history = make(map[string][]*kvpb.Value)
 	c.mu.leaders = make(map[uint64]int)
 	c.mu.inject = make(map[callKey][]error)
 	c.mu.lose = make(map[callKey]int)
@@ -308,10 +318,42 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 }
 
 func (c *Cluster) writeLocked(key, value []byte) *kvpb.Value {
-	v := &kvpb.Value{Value: bytes.Clone(value), Timestamp: c.clock.Now().Proto()}
-	c.mu.data[string(key)] = v
+	v := c.setLocked(key, value, c.clock.Now())
 	c.mu.writes++
 	return v
+}
+
+// setLocked writes key at ts, keeping the version, its create timestamp
+// and version count as raftd does.
+func (c *Cluster) setLocked(key, value []byte, ts hlc.Timestamp) *kvpb.Value {
+	v := &kvpb.Value{Value: bytes.Clone(value), Timestamp: ts.Proto(), CreateTimestamp: ts.Proto(), Version: 1}
+	if prev, ok := c.mu.data[string(key)]; ok {
+		v.CreateTimestamp, v.Version = prev.GetCreateTimestamp(), prev.GetVersion()+1
+	}
+	c.mu.data[string(key)] = v
+	c.mu.history[string(key)] = append(c.mu.history[string(key)], v)
+	return v
+}
+
+// deleteLocked deletes key at ts, leaving a tombstone version.
+func (c *Cluster) deleteLocked(key string, ts hlc.Timestamp) {
+	if _, ok := c.mu.data[key]; !ok {
+		return
+	}
+	delete(c.mu.data, key)
+	c.mu.history[key] = append(c.mu.history[key], &kvpb.Value{Timestamp: ts.Proto()})
+}
+
+// readAtLocked is key's newest version at or before ts.
+func (c *Cluster) readAtLocked(key string, ts hlc.Timestamp) (*kvpb.Value, bool) {
+	h := c.mu.history[key]
+	for i := len(h) - 1; i >= 0; i-- {
+		vts, _ := hlc.FromProto(h[i].GetTimestamp())
+		if !ts.Less(vts) {
+			return h[i], h[i].GetVersion() > 0
+		}
+	}
+	return nil, false
 }
 
 // unary registers one method of node that runs f under the lock, after
@@ -377,11 +419,25 @@ func write[Req any, Resp proto.Message, PReq interface {
 }
 
 func (c *Cluster) register(b *bus.Bus, node int) {
+	c.registerWatch(b)
 	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {
 			return nil, err
 		}
 		v, ok := c.mu.data[string(r.GetKey())]
+		if r.GetReadAt() != nil {
+			ts, err := hlc.FromProto(r.GetReadAt())
+			if err != nil {
+				return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: read_at: %v", err)
+			}
+			if ts.WallTime < c.clock.Now().WallTime-int64(VersionRetention) {
+				return nil, bus.WithReason(bus.CodeFailedPrecondition, kvpb.ReasonCompacted, "clienttest: read at %v is older than the retention window", ts)
+			}
+			v, ok = c.readAtLocked(string(r.GetKey()), ts)
+			if !ok {
+				v = nil
+			}
+		}
 		return &kvpb.GetResponse{Found: ok, Value: v}, nil
 	})
 	write(c, b, node, kvclient.MethodPut, func(r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
@@ -395,7 +451,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 			return nil, err
 		}
 		_, ok := c.mu.data[string(r.GetKey())]
-		delete(c.mu.data, string(r.GetKey()))
+		c.deleteLocked(string(r.GetKey()), c.clock.Now())
 		return &kvpb.DeleteResponse{Deleted: ok}, nil
 	})
 	write(c, b, node, kvclient.MethodCompareAndSwap, func(r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
@@ -438,9 +494,9 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		for _, op := range r.GetOps() {
 			switch {
 			case op.GetPut() != nil:
-				c.mu.data[string(op.GetPut().GetKey())] = &kvpb.Value{Value: op.GetPut().GetValue(), Timestamp: ts.Proto()}
+				c.setLocked(op.GetPut().GetKey(), op.GetPut().GetValue(), ts)
 			case op.GetDelete() != nil:
-				delete(c.mu.data, string(op.GetDelete().GetKey()))
+				c.deleteLocked(string(op.GetDelete().GetKey()), ts)
 			default:
 				c.casApplyLocked(op.GetCas())
 			}
@@ -460,8 +516,9 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		}
 		var n uint64
 		start, end := spanLocked(r.GetHeader(), r.GetStart(), r.GetEnd())
+		ts := c.clock.Now()
 		for _, k := range c.keysLocked(start, end) {
-			delete(c.mu.data, k)
+			c.deleteLocked(k, ts)
 			n++
 		}
 		return &kvpb.DeleteRangeResponse{Deleted: n}, nil
@@ -503,9 +560,10 @@ func (c *Cluster) casFailsLocked(r *kvpb.CompareAndSwapRequest) (*kvpb.Value, bo
 
 func (c *Cluster) casApplyLocked(r *kvpb.CompareAndSwapRequest) *kvpb.Value {
 	if r.GetDelete() {
-		delete(c.mu.data, string(r.GetKey()))
+		ts := c.clock.Now()
+		c.deleteLocked(string(r.GetKey()), ts)
 		c.mu.writes++
-		return &kvpb.Value{Timestamp: c.clock.Now().Proto()}
+		return &kvpb.Value{Timestamp: ts.Proto()}
 	}
 	return c.writeLocked(r.GetKey(), r.GetNewValue())
 }

@@ -6,7 +6,8 @@
 
 // Package pleiades.kv.v1 is raftd's client protocol (wire.ProtoKV), served
 // by every raftd. Unary methods: Get, Put, Delete, Scan, DeleteRange,
-// CompareAndSwap, Batch, Init, Ranges, Descriptors.
+// CompareAndSwap, Batch, Init, Ranges, Descriptors. Server streams: Watch
+// (WatchRequest), WatchRanges.
 //
 // A raftd that does not hold the lease of the key's range forwards the
 // request to the leader, unless the header sets no_forward: then it answers
@@ -315,9 +316,17 @@ func (x *Session) GetIssuedNanos() int64 {
 
 // Value is a stored value with the HLC timestamp of the write that made it.
 type Value struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
-	Timestamp     *hlcpb.Timestamp       `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Value []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// timestamp is the HLC timestamp of the write that made this version
+	// (the key's modify timestamp).
+	Timestamp *hlcpb.Timestamp `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// create_timestamp is the timestamp of the write that created the key
+	// (its first write since it was last absent); set by Get.
+	CreateTimestamp *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=create_timestamp,json=createTimestamp,proto3" json:"create_timestamp,omitempty"`
+	// version counts the writes of the key since it was created (1 for the
+	// creating write); set by Get.
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +373,20 @@ func (x *Value) GetTimestamp() *hlcpb.Timestamp {
 		return x.Timestamp
 	}
 	return nil
+}
+
+func (x *Value) GetCreateTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.CreateTimestamp
+	}
+	return nil
+}
+
+func (x *Value) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type KeyValue struct {
@@ -419,9 +442,16 @@ func (x *KeyValue) GetValue() *Value {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Key    []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// read_at, when set, reads the key as of that HLC timestamp: the newest
+	// version written at or before it. A timestamp older than the range's
+	// version retention window fails with FailedPrecondition, reason
+	// "compacted" (ReasonCompacted); one above the range's last applied
+	// write is read once the range has applied up to it (a linearizable read
+	// sees every write acknowledged before it).
+	ReadAt        *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +496,13 @@ func (x *GetRequest) GetHeader() *Header {
 func (x *GetRequest) GetKey() []byte {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+func (x *GetRequest) GetReadAt() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ReadAt
 	}
 	return nil
 }
@@ -2102,6 +2139,253 @@ func (x *DescriptorsResponse) GetNow() *hlcpb.Timestamp {
 	return nil
 }
 
+// WatchRequest opens a Watch (server stream on wire.ProtoKV: WatchRequest
+// -> WatchResponse) of the changes to [start, end) within one range,
+// served by the range's leader (NotLeader with a hint elsewhere; the
+// stream ends with NotLeader when leadership moves, and the watcher
+// resumes from its last checkpoint at the new leader). Spans over several
+// ranges take one stream per range (the Go client's Watch does this).
+type WatchRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// start and end bound the keys watched; end must be set and within the
+	// range holding start.
+	Start []byte `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End   []byte `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// from, when set, replays every change after it (exclusive) from the
+	// range's versions before the live changes: it must be within the
+	// version retention window, else the stream fails with
+	// FailedPrecondition, reason "compacted". Unset: changes after the
+	// stream opens.
+	From *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// prev_value adds each change's previous value.
+	PrevValue bool `protobuf:"varint,5,opt,name=prev_value,json=prevValue,proto3" json:"prev_value,omitempty"`
+	// checkpoint_millis is the interval of resolved-timestamp checkpoints
+	// (0: 200ms).
+	CheckpointMillis uint32 `protobuf:"varint,6,opt,name=checkpoint_millis,json=checkpointMillis,proto3" json:"checkpoint_millis,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WatchRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetEnd() []byte {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetFrom() *hlcpb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPrevValue() bool {
+	if x != nil {
+		return x.PrevValue
+	}
+	return false
+}
+
+func (x *WatchRequest) GetCheckpointMillis() uint32 {
+	if x != nil {
+		return x.CheckpointMillis
+	}
+	return 0
+}
+
+// WatchEvent is one change of one key.
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// value is the value written (with its timestamps and version count);
+	// unset when the change deleted the key.
+	Value   *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Deleted bool   `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// prev_value is the value before the change (WatchRequest.prev_value;
+	// unset when the key was absent).
+	PrevValue     *Value           `protobuf:"bytes,4,opt,name=prev_value,json=prevValue,proto3" json:"prev_value,omitempty"`
+	Timestamp     *hlcpb.Timestamp `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WatchEvent) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *WatchEvent) GetPrevValue() *Value {
+	if x != nil {
+		return x.PrevValue
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+// WatchResponse carries changes, in timestamp order for each key (a
+// replay from WatchRequest.from comes key by key; live changes in the
+// range's apply order), all changes of one command in one response; or a
+// checkpoint: resolved set, every change at or below it has been sent.
+type WatchResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Events   []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Resolved *hlcpb.Timestamp       `protobuf:"bytes,2,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	// range_id is the range watched (on the first response and
+	// checkpoints).
+	RangeId       uint64 `protobuf:"varint,3,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetResolved() *hlcpb.Timestamp {
+	if x != nil {
+		return x.Resolved
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
 var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
@@ -2118,17 +2402,20 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
 	"\rfirst_unacked\x18\x03 \x01(\x04R\ffirstUnacked\x12!\n" +
-	"\fissued_nanos\x18\x04 \x01(\x03R\vissuedNanos\"W\n" +
+	"\fissued_nanos\x18\x04 \x01(\x03R\vissuedNanos\"\xb8\x01\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x128\n" +
-	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"I\n" +
+	"\ttimestamp\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12E\n" +
+	"\x10create_timestamp\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fcreateTimestamp\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\"I\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"N\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"\x83\x01\n" +
 	"\n" +
 	"GetRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\"P\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x123\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"P\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"d\n" +
@@ -2253,7 +2540,27 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x03now\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x03now\x1a:\n" +
 	"\fLeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*P\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\fWatchRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\fR\x03end\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x04from\x12\x1d\n" +
+	"\n" +
+	"prev_value\x18\x05 \x01(\bR\tprevValue\x12+\n" +
+	"\x11checkpoint_millis\x18\x06 \x01(\rR\x10checkpointMillis\"\xd5\x01\n" +
+	"\n" +
+	"WatchEvent\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12+\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x124\n" +
+	"\n" +
+	"prev_value\x18\x04 \x01(\v2\x15.pleiades.kv.v1.ValueR\tprevValue\x128\n" +
+	"\ttimestamp\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\"\x96\x01\n" +
+	"\rWatchResponse\x122\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.pleiades.kv.v1.WatchEventR\x06events\x126\n" +
+	"\bresolved\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\bresolved\x12\x19\n" +
+	"\brange_id\x18\x03 \x01(\x04R\arangeId*P\n" +
 	"\x0fReadConsistency\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x00\x12\x1a\n" +
 	"\x16READ_CONSISTENCY_STALE\x10\x01*?\n" +
@@ -2274,7 +2581,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),           // 0: pleiades.kv.v1.ReadConsistency
 	(ReplicaType)(0),               // 1: pleiades.kv.v1.ReplicaType
@@ -2307,46 +2614,58 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*RangesResponse)(nil),         // 28: pleiades.kv.v1.RangesResponse
 	(*DescriptorsRequest)(nil),     // 29: pleiades.kv.v1.DescriptorsRequest
 	(*DescriptorsResponse)(nil),    // 30: pleiades.kv.v1.DescriptorsResponse
-	nil,                            // 31: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	(*hlcpb.Timestamp)(nil),        // 32: pleiades.hlc.v1.Timestamp
+	(*WatchRequest)(nil),           // 31: pleiades.kv.v1.WatchRequest
+	(*WatchEvent)(nil),             // 32: pleiades.kv.v1.WatchEvent
+	(*WatchResponse)(nil),          // 33: pleiades.kv.v1.WatchResponse
+	nil,                            // 34: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	(*hlcpb.Timestamp)(nil),        // 35: pleiades.hlc.v1.Timestamp
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
 	3,  // 1: pleiades.kv.v1.Header.session:type_name -> pleiades.kv.v1.Session
-	32, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 3: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
-	2,  // 4: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 5: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
-	2,  // 6: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	32, // 7: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 8: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 9: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	5,  // 10: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
-	2,  // 11: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 12: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 13: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	32, // 14: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	8,  // 15: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
-	10, // 16: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	16, // 17: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	2,  // 18: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
-	18, // 19: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	32, // 20: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	1,  // 21: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
-	21, // 22: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
-	22, // 23: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 24: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	27, // 25: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
-	26, // 26: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 27: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 28: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	31, // 29: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	32, // 30: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	35, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	35, // 3: pleiades.kv.v1.Value.create_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 4: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
+	2,  // 5: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
+	35, // 6: pleiades.kv.v1.GetRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 7: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
+	2,  // 8: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
+	35, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 10: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 11: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
+	5,  // 12: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
+	2,  // 13: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 14: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 15: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
+	35, // 16: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	8,  // 17: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
+	10, // 18: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	16, // 19: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	2,  // 20: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
+	18, // 21: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
+	35, // 22: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	1,  // 23: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
+	21, // 24: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
+	22, // 25: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 26: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 27: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	26, // 28: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 29: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 30: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	34, // 31: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	35, // 32: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 33: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
+	35, // 34: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 35: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
+	4,  // 36: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
+	35, // 37: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	32, // 38: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
+	35, // 39: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2365,7 +2684,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

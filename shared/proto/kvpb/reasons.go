@@ -26,4 +26,8 @@ const (
 	// floor): the write was not proposed, so nothing of it happened; reads
 	// are still served. It succeeds again once space returns.
 	ReasonDiskFull = "disk_full"
+	// ReasonCompacted comes with code FailedPrecondition for a read at a
+	// timestamp (GetRequest.read_at) older than the range's version
+	// retention window: the versions it needs may have been collected.
+	ReasonCompacted = "compacted"
 )

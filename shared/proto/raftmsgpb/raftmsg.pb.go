@@ -298,7 +298,11 @@ type SnapshotChunk struct {
 	Applied *AppliedState `protobuf:"bytes,8,opt,name=applied,proto3" json:"applied,omitempty"`
 	// sessions are records of the range's client sessions (SessionEntry):
 	// after the data chunks, before the last.
-	Sessions      []*SessionEntry `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*SessionEntry `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// versions are versions column family entries (raftd's MVCC history) of
+	// the range's span, as stored: after the data chunks, before the
+	// sessions.
+	Versions      []*VersionEntry `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,6 +400,67 @@ func (x *SnapshotChunk) GetSessions() []*SessionEntry {
 	return nil
 }
 
+func (x *SnapshotChunk) GetVersions() []*VersionEntry {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// VersionEntry is one entry of the versions column family, key and value as
+// raftd's storage package encodes them.
+type VersionEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionEntry) Reset() {
+	*x = VersionEntry{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionEntry) ProtoMessage() {}
+
+func (x *VersionEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionEntry.ProtoReflect.Descriptor instead.
+func (*VersionEntry) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VersionEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *VersionEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 type SnapshotAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -404,7 +469,7 @@ type SnapshotAck struct {
 
 func (x *SnapshotAck) Reset() {
 	*x = SnapshotAck{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +481,7 @@ func (x *SnapshotAck) String() string {
 func (*SnapshotAck) ProtoMessage() {}
 
 func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +494,7 @@ func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
 func (*SnapshotAck) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
 }
 
 type HelloRequest struct {
@@ -446,7 +511,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +523,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +536,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HelloRequest) GetNodeId() uint64 {
@@ -510,7 +575,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +587,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +600,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HelloResponse) GetNodeId() uint64 {
@@ -579,7 +644,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +656,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +669,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BootstrapRequest) GetDescriptors() []*kvpb.RangeDescriptor {
@@ -630,7 +695,7 @@ type BootstrapResponse struct {
 
 func (x *BootstrapResponse) Reset() {
 	*x = BootstrapResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +707,7 @@ func (x *BootstrapResponse) String() string {
 func (*BootstrapResponse) ProtoMessage() {}
 
 func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +720,7 @@ func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BootstrapResponse) GetAlreadyInitialized() bool {
@@ -676,7 +741,7 @@ type TruncatedState struct {
 
 func (x *TruncatedState) Reset() {
 	*x = TruncatedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +753,7 @@ func (x *TruncatedState) String() string {
 func (*TruncatedState) ProtoMessage() {}
 
 func (x *TruncatedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +766,7 @@ func (x *TruncatedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedState.ProtoReflect.Descriptor instead.
 func (*TruncatedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TruncatedState) GetIndex() uint64 {
@@ -735,7 +800,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +812,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +825,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -809,7 +874,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +886,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +899,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionState) GetLastActive() *hlcpb.Timestamp {
@@ -880,7 +945,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +957,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +970,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionResponse) GetSeq() uint64 {
@@ -970,7 +1035,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1047,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1060,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionEntry) GetSessionId() []byte {
@@ -1028,7 +1093,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1105,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1118,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1146,7 +1211,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1223,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1236,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1241,7 +1306,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"heartbeats\x18\x04 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\n" +
 	"heartbeats\x12O\n" +
 	"\x13heartbeat_responses\x18\x05 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\x12heartbeatResponses\x12\x1b\n" +
-	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\x8a\x03\n" +
+	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\xc9\x03\n" +
 	"\rSnapshotChunk\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\x12\x19\n" +
@@ -1252,7 +1317,12 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\fR\amessage\x12J\n" +
 	"\x10range_descriptor\x18\a \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x0frangeDescriptor\x12;\n" +
 	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\x12=\n" +
-	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\"\r\n" +
+	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\x12=\n" +
+	"\bversions\x18\n" +
+	" \x03(\v2!.pleiades.raftmsg.v1.VersionEntryR\bversions\"6\n" +
+	"\fVersionEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\r\n" +
 	"\vSnapshotAck\"b\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -1323,64 +1393,66 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
 	(*MessageBatch)(nil),               // 2: pleiades.raftmsg.v1.MessageBatch
 	(*SnapshotChunk)(nil),              // 3: pleiades.raftmsg.v1.SnapshotChunk
-	(*SnapshotAck)(nil),                // 4: pleiades.raftmsg.v1.SnapshotAck
-	(*HelloRequest)(nil),               // 5: pleiades.raftmsg.v1.HelloRequest
-	(*HelloResponse)(nil),              // 6: pleiades.raftmsg.v1.HelloResponse
-	(*BootstrapRequest)(nil),           // 7: pleiades.raftmsg.v1.BootstrapRequest
-	(*BootstrapResponse)(nil),          // 8: pleiades.raftmsg.v1.BootstrapResponse
-	(*TruncatedState)(nil),             // 9: pleiades.raftmsg.v1.TruncatedState
-	(*AppliedState)(nil),               // 10: pleiades.raftmsg.v1.AppliedState
-	(*SessionState)(nil),               // 11: pleiades.raftmsg.v1.SessionState
-	(*SessionResponse)(nil),            // 12: pleiades.raftmsg.v1.SessionResponse
-	(*SessionEntry)(nil),               // 13: pleiades.raftmsg.v1.SessionEntry
-	(*Op)(nil),                         // 14: pleiades.raftmsg.v1.Op
-	(*Command)(nil),                    // 15: pleiades.raftmsg.v1.Command
-	nil,                                // 16: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 17: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 18: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 19: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 20: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 21: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 22: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 23: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 24: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 25: pleiades.kv.v1.Session
+	(*VersionEntry)(nil),               // 4: pleiades.raftmsg.v1.VersionEntry
+	(*SnapshotAck)(nil),                // 5: pleiades.raftmsg.v1.SnapshotAck
+	(*HelloRequest)(nil),               // 6: pleiades.raftmsg.v1.HelloRequest
+	(*HelloResponse)(nil),              // 7: pleiades.raftmsg.v1.HelloResponse
+	(*BootstrapRequest)(nil),           // 8: pleiades.raftmsg.v1.BootstrapRequest
+	(*BootstrapResponse)(nil),          // 9: pleiades.raftmsg.v1.BootstrapResponse
+	(*TruncatedState)(nil),             // 10: pleiades.raftmsg.v1.TruncatedState
+	(*AppliedState)(nil),               // 11: pleiades.raftmsg.v1.AppliedState
+	(*SessionState)(nil),               // 12: pleiades.raftmsg.v1.SessionState
+	(*SessionResponse)(nil),            // 13: pleiades.raftmsg.v1.SessionResponse
+	(*SessionEntry)(nil),               // 14: pleiades.raftmsg.v1.SessionEntry
+	(*Op)(nil),                         // 15: pleiades.raftmsg.v1.Op
+	(*Command)(nil),                    // 16: pleiades.raftmsg.v1.Command
+	nil,                                // 17: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 18: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 19: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 20: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 21: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 22: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 23: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 24: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 25: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 26: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	17, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	18, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	10, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
-	13, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
-	7,  // 7: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	18, // 8: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	16, // 9: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	19, // 10: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	19, // 11: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	19, // 12: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
-	12, // 13: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	19, // 14: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	20, // 15: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	21, // 16: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	22, // 17: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	23, // 18: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	24, // 19: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	19, // 20: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	14, // 21: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	25, // 22: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	18, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	19, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
+	14, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
+	4,  // 7: pleiades.raftmsg.v1.SnapshotChunk.versions:type_name -> pleiades.raftmsg.v1.VersionEntry
+	8,  // 8: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
+	19, // 9: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	17, // 10: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	20, // 11: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	20, // 12: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	20, // 13: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	13, // 14: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
+	20, // 15: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	21, // 16: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	22, // 17: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	23, // 18: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	24, // 19: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	25, // 20: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	20, // 21: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	15, // 22: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	26, // 23: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1388,7 +1460,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 	if File_raftmsgpb_raftmsg_proto != nil {
 		return
 	}
-	file_raftmsgpb_raftmsg_proto_msgTypes[14].OneofWrappers = []any{
+	file_raftmsgpb_raftmsg_proto_msgTypes[15].OneofWrappers = []any{
 		(*Op_Put)(nil),
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
@@ -1400,7 +1472,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

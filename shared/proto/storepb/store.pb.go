@@ -49,6 +49,8 @@ const (
 	ColumnFamily_COLUMN_FAMILY_RAFT ColumnFamily = 2
 	// data holds range data.
 	ColumnFamily_COLUMN_FAMILY_DATA ColumnFamily = 3
+	// versions holds the versions of range data (raftd's MVCC history).
+	ColumnFamily_COLUMN_FAMILY_VERSIONS ColumnFamily = 4
 )
 
 // Enum value maps for ColumnFamily.
@@ -58,12 +60,14 @@ var (
 		1: "COLUMN_FAMILY_LOCAL",
 		2: "COLUMN_FAMILY_RAFT",
 		3: "COLUMN_FAMILY_DATA",
+		4: "COLUMN_FAMILY_VERSIONS",
 	}
 	ColumnFamily_value = map[string]int32{
 		"COLUMN_FAMILY_UNSPECIFIED": 0,
 		"COLUMN_FAMILY_LOCAL":       1,
 		"COLUMN_FAMILY_RAFT":        2,
 		"COLUMN_FAMILY_DATA":        3,
+		"COLUMN_FAMILY_VERSIONS":    4,
 	}
 )
 
@@ -2436,12 +2440,13 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x12\n" +
 	"\x04path\x18\v \x01(\tR\x04path\"\x12\n" +
-	"\x10WatchDiskRequest*v\n" +
+	"\x10WatchDiskRequest*\x92\x01\n" +
 	"\fColumnFamily\x12\x1d\n" +
 	"\x19COLUMN_FAMILY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13COLUMN_FAMILY_LOCAL\x10\x01\x12\x16\n" +
 	"\x12COLUMN_FAMILY_RAFT\x10\x02\x12\x16\n" +
-	"\x12COLUMN_FAMILY_DATA\x10\x03B6Z4github.com/pleiades-db/pleiades/shared/proto/storepbb\x06proto3"
+	"\x12COLUMN_FAMILY_DATA\x10\x03\x12\x1a\n" +
+	"\x16COLUMN_FAMILY_VERSIONS\x10\x04B6Z4github.com/pleiades-db/pleiades/shared/proto/storepbb\x06proto3"
 
 var (
 	file_storepb_store_proto_rawDescOnce sync.Once
