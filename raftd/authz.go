@@ -14,7 +14,8 @@ import (
 )
 
 // kvRules authorizes raftd's KV protocol. Reads and writes are for
-// applications (client certificates, limited to their key prefixes), the
+// applications (client certificates, limited to their key prefixes; a
+// Watch's span too), the
 // cluster's daemons (node certificates: workflowd, msgd, a forwarding
 // raftd) and operators; system keys (Header.system) for daemons alone.
 // Descriptors (where the ranges are) is routing for any of them; the
@@ -30,6 +31,7 @@ func kvRules() bus.Rules {
 		multiraft.MethodCompareAndSwap: {Roles: data, Check: checkKV},
 		multiraft.MethodBatch:          {Roles: data, Check: checkKV},
 		multiraft.MethodDescriptors:    {Roles: data, Check: checkKV},
+		MethodWatch:                    {Roles: data, Check: checkKV},
 		multiraft.MethodRanges:         {Roles: bus.Nodes | bus.Admins},
 		MethodWatchRanges:              {Roles: bus.Nodes | bus.Admins},
 		MethodInit:                     {Roles: bus.Admins | bus.Nodes},
@@ -103,6 +105,8 @@ func checkKV(peer bus.Peer, req proto.Message) error {
 	case *kvpb.ScanRequest:
 		return span(m.GetStart(), m.GetEnd())
 	case *kvpb.DeleteRangeRequest:
+		return span(m.GetStart(), m.GetEnd())
+	case *kvpb.WatchRequest:
 		return span(m.GetStart(), m.GetEnd())
 	case *kvpb.BatchRequest:
 		for _, op := range m.GetOps() {

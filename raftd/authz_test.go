@@ -35,6 +35,7 @@ func TestAuthorizationTables(t *testing.T) {
 		"CompareAndSwap": {Allow: data},
 		"Batch":          {Allow: data, Req: &kvpb.BatchRequest{Ops: []*kvpb.BatchOp{{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte("k")}}}}}},
 		"Descriptors":    {Allow: data},
+		"Watch":          {Allow: data, Req: &kvpb.WatchRequest{Start: []byte("a"), End: []byte("b")}},
 		"Ranges":         {Allow: ops},
 		"WatchRanges":    {Allow: ops},
 		"Init":           {Allow: ops},
@@ -49,6 +50,7 @@ func TestAuthorizationTables(t *testing.T) {
 		"CompareAndSwap": {Allow: []string{bustest.Node, bustest.OtherNode}, Req: &kvpb.CompareAndSwapRequest{Header: &kvpb.Header{System: true}}},
 		"Batch":          {Allow: []string{bustest.Node, bustest.OtherNode}, Req: &kvpb.BatchRequest{Header: &kvpb.Header{System: true}}},
 		"Descriptors":    {Allow: []string{bustest.Node, bustest.OtherNode}, Req: &kvpb.DescriptorsRequest{Header: &kvpb.Header{System: true}}},
+		"Watch":          {Allow: []string{bustest.Node, bustest.OtherNode}, Req: &kvpb.WatchRequest{Header: &kvpb.Header{System: true}}},
 		"Ranges":         {Allow: ops},
 		"WatchRanges":    {Allow: ops},
 		"Init":           {Allow: ops},
@@ -116,6 +118,8 @@ func TestClientPrefixes(t *testing.T) {
 		{"Batch", &kvpb.BatchRequest{Ops: []*kvpb.BatchOp{put("app/1"), put("app/2")}}, true},
 		{"Batch", &kvpb.BatchRequest{Ops: []*kvpb.BatchOp{put("app/1"), put("nope")}}, false},
 		{"Descriptors", &kvpb.DescriptorsRequest{}, true},
+		{"Watch", &kvpb.WatchRequest{Start: []byte("app/a"), End: []byte("app/b")}, true},
+		{"Watch", &kvpb.WatchRequest{Start: []byte("app/a"), End: []byte("b")}, false},
 	} {
 		err := rt.Bus.Permitted(wire.ProtoKV, tt.method, busPeer(limited), tt.req)
 		if (err == nil) != tt.ok {

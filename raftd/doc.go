@@ -163,10 +163,10 @@
 //
 // Authorization (authz.go, reviewed in one place): on wire.ProtoKV the
 // data methods (Get, Put, Delete, Scan, DeleteRange, CompareAndSwap,
-// Batch) and Descriptors are open to node, client and admin
+// Batch), Watch and Descriptors are open to node, client and admin
 // certificates; a client certificate limited to key prefixes may touch
-// only keys under them (a Scan's or DeleteRange's whole span, every op of
-// a Batch); system keys are for node certificates. Ranges, WatchRanges
+// only keys under them (a Scan's, DeleteRange's or Watch's whole span,
+// every op of a Batch); system keys are for node certificates. Ranges, WatchRanges
 // and Init are for nodes and admins. On wire.ProtoRaft every method is
 // for node certificates, and Raft batches, Snapshot chunks and Hello must
 // name the caller's own node id as their sender (a hello naming no node
