@@ -18,8 +18,12 @@ import (
 // Watch's span too), the
 // cluster's daemons (node certificates: workflowd, msgd, a forwarding
 // raftd) and operators; system keys (Header.system) for daemons alone.
-// Descriptors (where the ranges are) is routing for any of them; the
-// replica table, the range events and Init are for daemons and operators.
+// Descriptors (where the ranges are) is routing for any of them; Watch
+// streams data changes to the same callers as reads; the replica table,
+// the range events, Init and the range operations (splits, replica
+// changes, leader transfers) are for daemons (which also forward them to
+// the range's leader) and operators; UpdateMeta and CreateReplica are
+// raftd's own, node to node.
 func kvRules() bus.Rules {
 	data := bus.Nodes | bus.Clients | bus.Admins
 	return bus.Rules{
@@ -35,6 +39,11 @@ func kvRules() bus.Rules {
 		multiraft.MethodRanges:         {Roles: bus.Nodes | bus.Admins},
 		MethodWatchRanges:              {Roles: bus.Nodes | bus.Admins},
 		MethodInit:                     {Roles: bus.Admins | bus.Nodes},
+		multiraft.MethodAdminSplit:     {Roles: bus.Admins | bus.Nodes},
+		multiraft.MethodTransferLeader: {Roles: bus.Admins | bus.Nodes},
+		multiraft.MethodChangeReplicas: {Roles: bus.Admins | bus.Nodes},
+		multiraft.MethodUpdateMeta:     {Roles: bus.Nodes},
+		multiraft.MethodCreateReplica:  {Roles: bus.Nodes},
 	}
 }
 

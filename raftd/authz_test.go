@@ -26,6 +26,7 @@ func TestAuthorizationTables(t *testing.T) {
 	}
 	data := []string{bustest.Node, bustest.OtherNode, bustest.Client, bustest.Admin}
 	ops := []string{bustest.Node, bustest.OtherNode, bustest.Admin}
+	nodes := []string{bustest.Node, bustest.OtherNode}
 	bustest.CheckRules(t, rt.Bus, wire.ProtoKV, rt.NodeID, map[string]bustest.Want{
 		"Get":            {Allow: data},
 		"Put":            {Allow: data},
@@ -39,6 +40,11 @@ func TestAuthorizationTables(t *testing.T) {
 		"Ranges":         {Allow: ops},
 		"WatchRanges":    {Allow: ops},
 		"Init":           {Allow: ops},
+		"AdminSplit":     {Allow: ops},
+		"TransferLeader": {Allow: ops},
+		"ChangeReplicas": {Allow: ops},
+		"UpdateMeta":     {Allow: nodes},
+		"CreateReplica":  {Allow: nodes},
 	})
 	// System keys: daemons only.
 	bustest.CheckRules(t, rt.Bus, wire.ProtoKV, rt.NodeID, map[string]bustest.Want{
@@ -54,10 +60,14 @@ func TestAuthorizationTables(t *testing.T) {
 		"Ranges":         {Allow: ops},
 		"WatchRanges":    {Allow: ops},
 		"Init":           {Allow: ops},
+		"AdminSplit":     {Allow: ops},
+		"TransferLeader": {Allow: ops},
+		"ChangeReplicas": {Allow: ops},
+		"UpdateMeta":     {Allow: nodes},
+		"CreateReplica":  {Allow: nodes},
 	})
 	// Raft traffic: nodes only, each speaking for itself.
 	self := func(r tlsutil.Role) uint64 { return r.NodeID }
-	nodes := []string{bustest.Node, bustest.OtherNode}
 	bustest.CheckRules(t, rt.Bus, wire.ProtoRaft, rt.NodeID, map[string]bustest.Want{
 		"Raft":      {Allow: nodes, ReqFor: func(r tlsutil.Role) proto.Message { return &raftmsgpb.MessageBatch{FromNode: self(r)} }},
 		"Snapshot":  {Allow: nodes, ReqFor: func(r tlsutil.Role) proto.Message { return &raftmsgpb.SnapshotChunk{FromNode: self(r)} }},
