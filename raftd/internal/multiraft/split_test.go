@@ -290,6 +290,25 @@ func TestAdminSplitIdempotent(t *testing.T) {
 			t.Fatalf("node %d counts %d splits, want 1", id, st.Splits)
 		}
 	}
+	// Ranges gives each range's size on its leader: [g, m) holds the
+	// only user data (the meta range holds the descriptors).
+	if err := c.put(ctx, "h", "a value of some size"); err != nil {
+		t.Fatal(err)
+	}
+	mid := first.GetRight().GetRangeId()
+	waitFor(t, 5*time.Second, "a leader for the middle range", func() bool { return c.leaderOf(mid) != 0 })
+	for _, id := range c.ids {
+		resp, err := c.store(id).Ranges(ctx, &kvpb.RangesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.GetReplicas() {
+			rid, leader := r.GetDescriptor_().GetRangeId(), r.GetRaftState() == "leader"
+			if want := leader && (rid == mid || rid == MetaRangeID); (r.GetApproximateBytes() > 0) != want {
+				t.Fatalf("node %d range %d (leader %v) approximate bytes %d", id, rid, leader, r.GetApproximateBytes())
+			}
+		}
+	}
 }
 
 // TestSplitRestart splits, crashes every node and checks both sides come

@@ -235,6 +235,9 @@ type allRangeView struct {
 	// LeaderAddr is the raftd address of the range's leader, as the
 	// answering node knows it ("" unknown).
 	LeaderAddr string `json:"leader_addr,omitempty"`
+	// Size is the leader's estimate of the range's bytes on disk
+	// (absent when no leader answered).
+	Size *uint64 `json:"size,omitempty"`
 }
 
 func printAllRanges(e *env, s *kvSession) error {
@@ -242,12 +245,36 @@ func printAllRanges(e *env, s *kvSession) error {
 	if err != nil {
 		return s.explain(err)
 	}
+	// Each range's size comes from its leader: one Ranges call per
+	// leader address; a leader that does not answer leaves its ranges'
+	// sizes out.
+	sizes := map[uint64]uint64{}
+	asked := map[string]bool{}
+	for _, addr := range resp.GetLeaders() {
+		if addr == "" || asked[addr] {
+			continue
+		}
+		asked[addr] = true
+		rr, err := s.cl.Ranges(s.ctx, addr)
+		if err != nil {
+			continue
+		}
+		for _, r := range rr.GetReplicas() {
+			if r.GetRaftState() == "leader" {
+				sizes[r.GetDescriptor_().GetRangeId()] = r.GetApproximateBytes()
+			}
+		}
+	}
 	v := allRangesView{Ranges: []allRangeView{}}
 	var descs []rangeDescView
 	for _, d := range resp.GetDescriptors() {
 		dv := descView(d)
 		descs = append(descs, dv)
-		v.Ranges = append(v.Ranges, allRangeView{rangeDescView: dv, LeaderAddr: resp.GetLeaders()[d.GetRangeId()]})
+		rv := allRangeView{rangeDescView: dv, LeaderAddr: resp.GetLeaders()[d.GetRangeId()]}
+		if n, ok := sizes[d.GetRangeId()]; ok {
+			rv.Size = &n
+		}
+		v.Ranges = append(v.Ranges, rv)
 	}
 	if s.format == "json" {
 		return output.PrintJSON(e.stdout, v)

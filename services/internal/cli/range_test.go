@@ -19,14 +19,16 @@ func TestRangeSplitTransferAndAll(t *testing.T) {
 	if again := runOK(t, append([]string{"range", "split"}, append(conn, "t")...)...); again != out {
 		t.Fatalf("split retried at a range start:\n%s\nfirst:\n%s", again, out)
 	}
+	runOK(t, append(append([]string{"kv", "put"}, conn...), "n", "in the middle range")...)
 	out = runOK(t, append([]string{"ranges", "--all", "--output", "json"}, conn...)...)
 	var v struct {
 		Ranges []struct {
-			RangeID    uint64 `json:"range_id,string"`
-			StartKey   string `json:"start_key"`
-			EndKey     string `json:"end_key"`
-			Generation uint64 `json:"generation"`
-			LeaderAddr string `json:"leader_addr"`
+			RangeID    uint64  `json:"range_id,string"`
+			StartKey   string  `json:"start_key"`
+			EndKey     string  `json:"end_key"`
+			Generation uint64  `json:"generation"`
+			LeaderAddr string  `json:"leader_addr"`
+			Size       *uint64 `json:"size"`
 		} `json:"ranges"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
@@ -34,6 +36,12 @@ func TestRangeSplitTransferAndAll(t *testing.T) {
 	}
 	if len(v.Ranges) != 3 || v.Ranges[2].StartKey != "t" || v.Ranges[2].Generation != 2 || v.Ranges[1].EndKey != "t" || v.Ranges[2].LeaderAddr == "" {
 		t.Fatalf("ranges --all = %+v", v)
+	}
+	// Sizes come from each range's leader: only [m, t) holds data.
+	for i, want := range []bool{false, true, false} {
+		if sz := v.Ranges[i].Size; sz == nil || (*sz > 0) != want {
+			t.Fatalf("range %d size = %v; want it known and non-zero %v\n%s", v.Ranges[i].RangeID, sz, want, out)
+		}
 	}
 	out = runOK(t, append([]string{"ranges", "--all"}, conn...)...)
 	if !strings.Contains(out, "3 ranges") || !strings.Contains(out, "[t, +∞)") || !strings.Contains(out, "LEADER") {

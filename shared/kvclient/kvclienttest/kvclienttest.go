@@ -858,6 +858,12 @@ func (c *Cluster) rangesLocked(node int) *kvpb.RangesResponse {
 			LogBytes: 100 * last, Quiesced: c.mu.writes == 0, LeaseValid: leader == node,
 		}
 		if leader == node {
+			// The leader's size estimate: the keys and values it holds.
+			for k, v := range c.mu.data {
+				if c.rangeLocked([]byte(k)) == d {
+					rs.ApproximateBytes += uint64(len(k) + proto.Size(v))
+				}
+			}
 			// The leader's view of its followers: the last listed replica
 			// trails by 3 entries, the others are caught up.
 			reps := d.GetReplicas()
