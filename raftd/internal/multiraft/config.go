@@ -136,8 +136,9 @@ type Config struct {
 	VersionGCInterval time.Duration
 	// VersionGCPageEntries is how many versions one collection step reads
 	// before it writes its deletions and pauses (as long as the step
-	// took), so collection takes at most about half of stored's time.
-	// Default 1000.
+	// took), so collection takes at most about half of stored's time;
+	// a scan at a timestamp reads the versions family in pages of as
+	// many. Default 1000.
 	VersionGCPageEntries int
 }
 

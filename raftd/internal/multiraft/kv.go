@@ -678,6 +678,15 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 	if err := s.checkSpan(start, end); err != nil {
 		return nil, err
 	}
+	if at := req.GetReadAt(); at != nil {
+		ts, err := hlc.FromProto(at)
+		if err != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: read_at: %v", err)
+		}
+		if h := s.readHorizon(); ts.Less(h) {
+			return nil, errCompacted(ts, h)
+		}
+	}
 	limit := int(req.GetLimit())
 	if limit == 0 {
 		limit = DefaultScanLimit
@@ -795,7 +804,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	}
 	if t.r == nil {
 		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(),
-			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes)}
+			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes), ReadAt: req.GetReadAt()}
 		resp := &kvpb.ScanResponse{}
 		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
 			return nil, 0, false, err
@@ -807,6 +816,13 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	}
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
 		return nil, 0, false, err
+	}
+	if at := req.GetReadAt(); at != nil {
+		ts, err := hlc.FromProto(at) // checked by Scan
+		if err != nil {
+			return nil, 0, false, err
+		}
+		return s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
 	}
 	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
 	if err != nil {

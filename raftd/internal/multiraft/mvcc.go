@@ -278,3 +278,93 @@ func (s *Store) collectSpan(ctx context.Context, vstart, vend []byte, thr hlc.Ti
 		}
 	}
 }
+
+// scanAt reads up to limit keys of [start, end) as of ts from the
+// versions family: for each key its newest version at or before ts,
+// skipped when that is a tombstone or there is none. The page ends with
+// the entry that brings the keys and values returned to maxBytes (values
+// count even for keys only); read is their size and full reports that
+// the page ended at the limit or the bytes. It reads every version of the
+// keys it passes, VersionGCPageEntries at a time.
+func (s *Store) scanAt(ctx context.Context, start, end []byte, ts hlc.Timestamp, reverse, keysOnly bool, limit, maxBytes int) (out []*kvpb.KeyValue, read int, full bool, _ error) {
+	vstart, vend := storage.VersionSpan(start, end)
+	// emit adds key's version rec (a tombstone adds nothing) and reports
+	// whether the page is full.
+	emit := func(key, rec []byte) (bool, error) {
+		m, v, deleted, err := storage.DecodeRecord(rec)
+		if err != nil {
+			return false, fmt.Errorf("key %q version: %w", key, err)
+		}
+		if deleted {
+			return false, nil
+		}
+		read += len(key) + len(v)
+		val := valueOf(m, nil)
+		if !keysOnly {
+			val.Value = v
+		}
+		out = append(out, &kvpb.KeyValue{Key: key, Value: val})
+		return len(out) >= limit || read >= maxBytes, nil
+	}
+	var (
+		cur  []byte // the user key whose versions are being read
+		done bool   // forward: cur's answer was found
+		cand []byte // reverse: cur's newest version at or before ts so far
+	)
+	for {
+		kvs, err := s.d.Engine.Scan(ctx, storage.Versions, vstart, vend, storage.ScanOptions{Limit: s.cfg.VersionGCPageEntries, MaxBytes: 4 << 20, Reverse: reverse})
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if len(kvs) == 0 {
+			// The span is read (a short page may be cut by bytes, so
+			// only an empty one ends it).
+			if reverse && cand != nil {
+				f, err := emit(cur, cand)
+				return out, read, f, err
+			}
+			return out, read, false, nil
+		}
+		for _, kv := range kvs {
+			uk, vts, err := storage.DecodeVersionKey(kv.Key)
+			if err != nil {
+				return nil, 0, false, err
+			}
+			if !bytes.Equal(uk, cur) {
+				if reverse && cand != nil {
+					if f, err := emit(cur, cand); err != nil || f {
+						return out, read, f, err
+					}
+				}
+				cur, done, cand = uk, false, nil
+			}
+			if ts.Less(vts) {
+				continue
+			}
+			if reverse {
+				// Oldest first: the last one at or before ts wins.
+				cand = kv.Value
+				continue
+			}
+			if done {
+				continue
+			}
+			done = true
+			if f, err := emit(uk, kv.Value); err != nil || f {
+				return out, read, f, err
+			}
+		}
+		last := kvs[len(kvs)-1].Key
+		if reverse {
+			vend = last
+			continue
+		}
+		vstart = append(bytes.Clone(last), 0)
+		if done {
+			// Skip cur's older versions.
+			if e := storage.VersionKeyEnd(cur); bytes.Compare(e, vstart) > 0 {
+				vstart = e
+			}
+		}
+	}
+}
