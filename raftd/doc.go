@@ -34,7 +34,12 @@
 // waiting for the next; a round's write over MaxRoundWriteBytes (32 MiB)
 // goes to stored as several batches cut between ranges; and stored takes a
 // batch over one bus frame in parts, staged and written as one. So many
-// large values at once never make a write stored must refuse.
+// large values at once never make a write stored must refuse. Nor does a
+// DeleteRange of many keys: its data is one range delete, and its
+// tombstone versions (about 50 bytes a key) beyond DeleteRangeBatchBytes
+// (8 MiB) are written ahead of the round's write in batches of that size
+// (idempotent: a crash between has the committed command apply again at
+// the same timestamp and write the same ones; see applier.delRange).
 //
 // Ticks and first elections: the ticker gives each unquiesced replica at
 // most one pending tick; a replica whose last tick no round has taken yet

@@ -140,6 +140,12 @@ type Config struct {
 	// a scan at a timestamp reads the versions family in pages of as
 	// many. Default 1000.
 	VersionGCPageEntries int
+	// DeleteRangeBatchBytes: the tombstone versions a DeleteRange writes
+	// beyond this go to the engine ahead of the round's write, in
+	// batches of about this size, so a range delete of any number of
+	// keys never makes a write stored refuses (see applier.delRange).
+	// Default 8 MiB.
+	DeleteRangeBatchBytes uint64
 }
 
 // DefaultConfig returns the production configuration.
@@ -185,6 +191,7 @@ func (c *Config) fill() {
 	def64(&c.MaxCommittedSizePerReady, 8<<20)
 	def64(&c.MaxRangeRoundBytes, 8<<20)
 	def64(&c.MaxRoundWriteBytes, 32<<20)
+	def64(&c.DeleteRangeBatchBytes, 8<<20)
 	def(&c.EntryCacheEntries, 256)
 	def(&c.EntryCacheBytes, 4<<20)
 	def(&c.ValueCacheBytes, 64<<20)

@@ -1,0 +1,196 @@
+package multiraft
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// batchLimitEngine refuses writes over limit bytes, as stored refuses a
+// batch over its MaxBatchBytes, and records the largest it took.
+type batchLimitEngine struct {
+	storage.Engine
+	limit   uint64
+	largest atomic.Uint64
+}
+
+func (e *batchLimitEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
+	n := opsBytes(ops)
+	if n > e.limit {
+		return fmt.Errorf("batch of %d bytes over the limit of %d (test)", n, e.limit)
+	}
+	for {
+		l := e.largest.Load()
+		if n <= l || e.largest.CompareAndSwap(l, n) {
+			break
+		}
+	}
+	return e.Engine.Write(ctx, ops, sync)
+}
+
+// TestDeleteRangeOfManyKeys range-deletes many more keys than one engine
+// write may carry tombstones for (an engine that refuses larger writes,
+// as stored does, scaled down): the delete applies, counts every key,
+// leaves none live, writes a tombstone for each, and scans at a
+// timestamp before and after it find every key and none.
+func TestDeleteRangeOfManyKeys(t *testing.T) {
+	const keys = 20000
+	c := newTestCluster(t, 1, nil, func(cfg *Config) {
+		cfg.DeleteRangeBatchBytes = 16 << 10
+		cfg.MaxRoundWriteBytes = 64 << 10
+		cfg.VersionGCInterval = -1
+	})
+	lim := &batchLimitEngine{Engine: c.disks[1].Engine, limit: 256 << 10}
+	c.stop(1)
+	c.disks[1].Engine = lim
+	c.start(1)
+	c.bootstrap(&kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	w := &sessWriter{c: c}
+	for i := 0; i < keys; i += 500 {
+		req := &kvpb.BatchRequest{Header: w.header()}
+		for j := i; j < i+500; j++ {
+			req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
+		}
+		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+			_, err := s.Batch(ctx, req)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.store(1).d.Clock.Now()
+	h := w.header()
+	var resp *kvpb.DeleteRangeResponse
+	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+		var err error
+		resp, err = s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Header: h, Start: []byte("key-"), End: []byte("key-~")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetDeleted() != keys {
+		t.Errorf("DeleteRange deleted %d; want %d", resp.GetDeleted(), keys)
+	}
+	after := c.store(1).d.Clock.Now()
+	for _, tc := range []struct {
+		name string
+		at   hlc.Timestamp
+		want int
+	}{
+		{"latest", hlc.Timestamp{}, 0},
+		{"before the delete", before, keys},
+		{"after the delete", after, 0},
+	} {
+		req := &kvpb.ScanRequest{Start: []byte("key-"), End: []byte("key-~"), KeysOnly: true, Limit: 5000}
+		if !tc.at.IsZero() {
+			req.ReadAt = tc.at.Proto()
+		}
+		got, err := c.scanPages(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != tc.want {
+			t.Errorf("scan %s found %d keys; want %d", tc.name, len(got), tc.want)
+		}
+	}
+	tombs := 0
+	for _, kv := range c.versionsOf(1) {
+		if _, _, deleted, _ := storage.DecodeRecord(kv.Value); deleted {
+			tombs++
+		}
+	}
+	if tombs != keys {
+		t.Errorf("%d tombstones; want %d", tombs, keys)
+	}
+	t.Logf("largest write %d bytes (limit %d)", lim.largest.Load(), lim.limit)
+}
+
+// failRangeDeleteEngine refuses, while armed, every write that carries a
+// range delete of the data family: the round's write of a DeleteRange
+// fails after its tombstones were written ahead, as a kill of stored
+// between them would leave it.
+type failRangeDeleteEngine struct {
+	storage.Engine
+	armed atomic.Bool
+}
+
+func (e *failRangeDeleteEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
+	for _, op := range ops {
+		if e.armed.Load() && op.CF == storage.Data && op.Kind == storage.OpDeleteRange {
+			return fmt.Errorf("stored killed (test)")
+		}
+	}
+	return e.Engine.Write(ctx, ops, sync)
+}
+
+// TestDeleteRangeCutAfterTombstones fails the round's write of a range
+// delete after its tombstones were written ahead, restarts the node, and
+// checks the delete then completes: every key gone, one tombstone each,
+// none twice, and the keys readable as of before it.
+func TestDeleteRangeCutAfterTombstones(t *testing.T) {
+	const keys = 3000
+	c := newTestCluster(t, 1, nil, func(cfg *Config) {
+		cfg.DeleteRangeBatchBytes = 8 << 10
+		cfg.VersionGCInterval = -1
+	})
+	cut := &failRangeDeleteEngine{Engine: c.disks[1].Engine}
+	c.stop(1)
+	c.disks[1].Engine = cut
+	c.start(1)
+	c.bootstrap(&kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	w := &sessWriter{c: c}
+	for i := 0; i < keys; i += 500 {
+		req := &kvpb.BatchRequest{Header: w.header()}
+		for j := i; j < i+500; j++ {
+			req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
+		}
+		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+			_, err := s.Batch(ctx, req)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.store(1).d.Clock.Now()
+	cut.armed.Store(true)
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	// The answer may come (a committed command's is final) or not.
+	_, _ = c.store(1).DeleteRange(dctx, &kvpb.DeleteRangeRequest{Header: w.header(), Start: []byte("key-"), End: []byte("key-~")})
+	dcancel()
+	tombs := func() int {
+		n := 0
+		for _, kv := range c.versionsOf(1) {
+			if _, _, deleted, _ := storage.DecodeRecord(kv.Value); deleted {
+				n++
+			}
+		}
+		return n
+	}
+	if n := tombs(); n == 0 || n >= keys {
+		t.Fatalf("%d tombstones written ahead; want some, not all %d", n, keys)
+	}
+	c.stop(1)
+	cut.armed.Store(false)
+	c.start(1)
+	waitFor(t, 30*time.Second, "the range delete to apply after the restart", func() bool {
+		got, err := c.scanPages(ctx, &kvpb.ScanRequest{Start: []byte("key-"), End: []byte("key-~"), KeysOnly: true})
+		return err == nil && len(got) == 0
+	})
+	if n := tombs(); n != keys {
+		t.Errorf("%d tombstones after the restart; want %d", n, keys)
+	}
+	got, err := c.scanPages(ctx, &kvpb.ScanRequest{Start: []byte("key-"), End: []byte("key-~"), KeysOnly: true, ReadAt: before.Proto()})
+	if err != nil || len(got) != keys {
+		t.Errorf("scan before the delete found %d keys, %v; want %d", len(got), err, keys)
+	}
+}
