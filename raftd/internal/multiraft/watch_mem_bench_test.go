@@ -1,0 +1,71 @@
+package multiraft
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
+)
+
+// BenchmarkIdleWatchers measures what 10,000 idle watches of distinct
+// keys cost one store: the live heap and goroutines they add, per
+// watcher, past their first checkpoint (the Watch call's goroutine, its
+// hub entry, channel and checkpoint ticker; not the bus stream serving
+// it, which BenchmarkIdleWatchers in deploy/integration includes).
+//
+//	go test ./raftd/internal/multiraft/ -run '^$' -bench BenchmarkIdleWatchers -benchtime 1x
+func BenchmarkIdleWatchers(b *testing.B) {
+	const watchers = 10000
+	c := newTestCluster(b, 1, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+	defer cancel()
+	if err := c.put(ctx, "w", "x"); err != nil {
+		b.Fatal(err)
+	}
+	s := c.store(1)
+	heap := func() (uint64, int) {
+		var ms runtime.MemStats
+		for range 3 {
+			runtime.GC()
+		}
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc, runtime.NumGoroutine()
+	}
+	for b.Loop() {
+		wctx, wcancel := context.WithCancel(ctx)
+		heap0, g0 := heap()
+		var ready, wg sync.WaitGroup
+		for i := range watchers {
+			ready.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := []byte(fmt.Sprintf("w/%05d", i))
+				req := &kvpb.WatchRequest{Start: key, End: append(key, 0), CheckpointMillis: 1000}
+				first := true
+				err := s.Watch(wctx, req, func(*kvpb.WatchResponse) error {
+					if first {
+						first = false
+						ready.Done()
+					}
+					return nil
+				})
+				if first {
+					b.Errorf("watch %d: %v", i, err)
+					ready.Done()
+				}
+			}()
+		}
+		ready.Wait()
+		time.Sleep(2 * time.Second) // idle: past a few checkpoints
+		heap1, g1 := heap()
+		wcancel()
+		wg.Wait()
+		b.ReportMetric(float64(int64(heap1)-int64(heap0))/watchers, "heap-bytes/watcher")
+		b.ReportMetric(float64(g1-g0)/watchers, "goroutines/watcher")
+	}
+}
