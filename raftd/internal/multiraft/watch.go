@@ -60,9 +60,40 @@ type keyWatcher struct {
 	// after filters the live changes: those at or below it were replayed
 	// (or precede the watch).
 	after hlc.Timestamp
-	ch    chan []*kvpb.WatchEvent
+	// queue holds the published batches not sent yet, at most
+	// watchBuffer, and ready a token while it is not empty: an idle
+	// watcher holds no buffer (a channel of watchBuffer batches cost
+	// 24 KiB each).
+	mu    sync.Mutex
+	queue [][]*kvpb.WatchEvent
+	ready chan struct{}
 	lost  chan struct{} // closed when cut off; err tells why
 	err   error
+}
+
+// push queues a published batch; false when watchBuffer are queued.
+func (w *keyWatcher) push(evs []*kvpb.WatchEvent) bool {
+	w.mu.Lock()
+	if len(w.queue) >= watchBuffer {
+		w.mu.Unlock()
+		return false
+	}
+	w.queue = append(w.queue, evs)
+	w.mu.Unlock()
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the queued batches, oldest first, and empties the queue.
+func (w *keyWatcher) take() [][]*kvpb.WatchEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	return q
 }
 
 // watchHub fans the rounds' changes out to the store's watchers.
@@ -172,9 +203,7 @@ func (s *Store) publishWatches(ops []storage.Op) {
 			if len(mine) == 0 {
 				continue
 			}
-			select {
-			case w.ch <- mine:
-			default:
+			if !w.push(mine) {
 				h.cutLocked(w, bus.Errorf(bus.CodeUnavailable, "kv: watcher fell %d batches behind; resume from the last checkpoint", watchBuffer))
 			}
 		}
@@ -215,7 +244,7 @@ func (s *Store) registerWatch(ctx context.Context, r *Replica, start, end []byte
 			R, _ = hlc.FromProto(a.GetMaxTimestamp())
 		}
 	}
-	w := &keyWatcher{rangeID: r.rangeID, start: start, end: end, after: R, ch: make(chan []*kvpb.WatchEvent, watchBuffer), lost: make(chan struct{})}
+	w := &keyWatcher{rangeID: r.rangeID, start: start, end: end, after: R, ready: make(chan struct{}, 1), lost: make(chan struct{})}
 	if h.byRange == nil {
 		h.byRange, h.resolved, h.closed = map[uint64]map[*keyWatcher]struct{}{}, map[uint64]hlc.Timestamp{}, map[uint64]time.Time{}
 	}
@@ -319,9 +348,11 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 			return bus.Errorf(bus.CodeUnavailable, "kv: node stopping")
 		case <-w.lost:
 			return w.err
-		case evs := <-w.ch:
-			if err := deliver(evs); err != nil {
-				return err
+		case <-w.ready:
+			for _, evs := range w.take() {
+				if err := deliver(evs); err != nil {
+					return err
+				}
 			}
 		case <-tick.C:
 			if !r.IsLeader() {
@@ -329,14 +360,9 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 			}
 			res := s.resolvedOf(r.rangeID)
 			// Everything published by then is queued: send it first.
-			for drained := false; !drained; {
-				select {
-				case evs := <-w.ch:
-					if err := deliver(evs); err != nil {
-						return err
-					}
-				default:
-					drained = true
+			for _, evs := range w.take() {
+				if err := deliver(evs); err != nil {
+					return err
 				}
 			}
 			if sent.Less(res) {
