@@ -69,3 +69,44 @@ func BenchmarkIdleWatchers(b *testing.B) {
 		b.ReportMetric(float64(g1-g0)/watchers, "goroutines/watcher")
 	}
 }
+
+// TestWatcherFallingBehindIsCut has a watcher take nothing after its
+// first checkpoint while more than watchBuffer changes are published:
+// its watch ends with Unavailable, telling it to resume.
+func TestWatcherFallingBehindIsCut(t *testing.T) {
+	c := newTestCluster(t, 1, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := c.put(ctx, "k", "0"); err != nil {
+		t.Fatal(err)
+	}
+	s := c.store(1)
+	first, stuck := make(chan struct{}), make(chan struct{})
+	defer close(stuck)
+	done := make(chan error, 1)
+	go func() {
+		calls := 0
+		done <- s.Watch(ctx, &kvpb.WatchRequest{Start: []byte("k"), End: []byte("k\x00"), CheckpointMillis: 50}, func(*kvpb.WatchResponse) error {
+			if calls++; calls == 1 {
+				close(first)
+				return nil
+			}
+			<-stuck // the watcher takes nothing more
+			return nil
+		})
+	}()
+	<-first
+	for i := range watchBuffer + 10 {
+		if err := c.put(ctx, "k", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("watch ended after %d puts: %v", i, err)
+		default:
+		}
+	}
+	// The watch is cut (lost) but its goroutine is stuck in send: the
+	// hub has dropped it.
+	waitFor(t, 10*time.Second, "the watcher to be cut off", func() bool { return s.watches.count.Load() == 0 })
+}
