@@ -72,10 +72,12 @@
 // CF: every version of every key, storage.VersionKey(key, ts) -> the
 // record or a tombstone, written in the same write as the latest record;
 // reads at a timestamp (GetRequest.read_at) take the newest version at or
-// before it; scans at a timestamp (ScanRequest.read_at) walk the versions
-// family, a page of VersionGCPageEntries at a time, taking each key's
-// newest version at or before it (a tombstone leaves the key out), so
-// they read every version of the keys they pass; versions older than Config.VersionRetention (default 4h) are
+// before it (the latest record when it is not newer, which also serves
+// keys written before versions were kept); scans at a timestamp
+// (ScanRequest.read_at) walk the data and versions families side by
+// side, a page of VersionGCPageEntries at a time, taking for each key
+// what such a read would (a tombstone leaves the key out), so they read
+// every version of the keys they pass; versions older than Config.VersionRetention (default 4h) are
 // collected in the background, and snapshots carry a range's versions
 // with its data (see internal/storage's package doc for the encoding and
 // why it sorts right). Each log keeps its hot tail

@@ -781,9 +781,7 @@ type ScanRequest struct {
 	// newest version written at or before it (a key deleted then is
 	// absent), with the same paging, limits, order and keys_only as a scan
 	// of the latest values. A timestamp older than the version retention
-	// window fails with FailedPrecondition, reason "compacted". Keys whose
-	// last write predates the versions family (it keeps none of theirs)
-	// are not seen.
+	// window fails with FailedPrecondition, reason "compacted".
 	ReadAt        *hlcpb.Timestamp `protobuf:"bytes,8,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
