@@ -15,7 +15,7 @@ import (
 // BenchmarkIdleWatchers measures the memory of idle watchers: 10,000
 // watches of distinct keys on a one-node in-process raftd (in-memory
 // engine, real bus), through one client, each past its first checkpoint
-// and then idle. It reports the live heap and the goroutines they add,
+// and then idle. It reports the live heap, goroutine stacks and goroutines they add,
 // per watcher: the raftd's side (stream, watch hub entry, checkpoint
 // ticker) and the client's (stream, resume state, and the goroutine
 // blocked in each Watch call) together, since both run in this process.
@@ -43,17 +43,17 @@ func BenchmarkIdleWatchers(b *testing.B) {
 	if _, err := c.Put(ctx, []byte("w"), []byte("x")); err != nil {
 		b.Fatal(err)
 	}
-	heap := func() (uint64, int) {
+	heap := func() (uint64, uint64, int) {
 		var ms runtime.MemStats
 		for range 3 {
 			runtime.GC()
 		}
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc, runtime.NumGoroutine()
+		return ms.HeapAlloc, ms.StackInuse, runtime.NumGoroutine()
 	}
 	for b.Loop() {
 		wctx, wcancel := context.WithCancel(ctx)
-		heap0, g0 := heap()
+		heap0, stack0, g0 := heap()
 		var ready, wg sync.WaitGroup
 		for i := range watchers {
 			ready.Add(1)
@@ -75,10 +75,11 @@ func BenchmarkIdleWatchers(b *testing.B) {
 		}
 		ready.Wait()
 		time.Sleep(2 * time.Second) // idle: past a few checkpoints
-		heap1, g1 := heap()
+		heap1, stack1, g1 := heap()
 		wcancel()
 		wg.Wait()
 		b.ReportMetric(float64(int64(heap1)-int64(heap0))/watchers, "heap-bytes/watcher")
+		b.ReportMetric(float64(int64(stack1)-int64(stack0))/watchers, "stack-bytes/watcher")
 		b.ReportMetric(float64(g1-g0)/watchers, "goroutines/watcher")
 	}
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // BenchmarkIdleWatchers measures what 10,000 idle watches of distinct
-// keys cost one store: the live heap and goroutines they add, per
-// watcher, past their first checkpoint (the Watch call's goroutine, its
+// keys cost one store: the live heap, goroutine stacks and goroutines they
+// add, per watcher, past their first checkpoint (the Watch call's goroutine, its
 // hub entry, channel and checkpoint ticker; not the bus stream serving
 // it, which BenchmarkIdleWatchers in deploy/integration includes).
 //
@@ -27,17 +27,17 @@ func BenchmarkIdleWatchers(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := c.store(1)
-	heap := func() (uint64, int) {
+	heap := func() (uint64, uint64, int) {
 		var ms runtime.MemStats
 		for range 3 {
 			runtime.GC()
 		}
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc, runtime.NumGoroutine()
+		return ms.HeapAlloc, ms.StackInuse, runtime.NumGoroutine()
 	}
 	for b.Loop() {
 		wctx, wcancel := context.WithCancel(ctx)
-		heap0, g0 := heap()
+		heap0, stack0, g0 := heap()
 		var ready, wg sync.WaitGroup
 		for i := range watchers {
 			ready.Add(1)
@@ -62,10 +62,11 @@ func BenchmarkIdleWatchers(b *testing.B) {
 		}
 		ready.Wait()
 		time.Sleep(2 * time.Second) // idle: past a few checkpoints
-		heap1, g1 := heap()
+		heap1, stack1, g1 := heap()
 		wcancel()
 		wg.Wait()
 		b.ReportMetric(float64(int64(heap1)-int64(heap0))/watchers, "heap-bytes/watcher")
+		b.ReportMetric(float64(int64(stack1)-int64(stack0))/watchers, "stack-bytes/watcher")
 		b.ReportMetric(float64(g1-g0)/watchers, "goroutines/watcher")
 	}
 }
