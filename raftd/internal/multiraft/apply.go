@@ -52,6 +52,9 @@ type applier struct {
 	// MultiGet before it (prefetch; nil: absent); the overlay and cleared
 	// spans take precedence.
 	pre map[string][]byte
+	// ahead are the tombstones written ahead of the round's write (see
+	// delRange), published to the watches with that write.
+	ahead []storage.Op
 }
 
 type clearedSpan struct{ start, end []byte } // nil end: unbounded
@@ -145,7 +148,9 @@ func (a *applier) del(key []byte, ts hlc.Timestamp) {
 // (which take the latest record when it is not newer) and everything
 // published to readers show the state before the command; only a scan
 // at a timestamp at or after ts, which no applied write has reached yet,
-// may see the committed delete early.
+// may see the committed delete early. The watches get the tombstones
+// written ahead with the round's write (readyWork.ahead), in timestamp
+// order with its changes.
 func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
 	tomb := storage.EncodeTombstone(ts)
 	var (
@@ -164,6 +169,7 @@ func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
 		if err := a.r.s.writeAhead(batch); err != nil {
 			return err
 		}
+		a.ahead = append(a.ahead, batch...)
 		batch, size = nil, 0
 		return nil
 	})
@@ -183,7 +189,10 @@ func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
 }
 
 // writeAhead writes tombstone versions of a range delete ahead of the
-// round's write (see delRange) and hands them to the watches.
+// round's write (see delRange). They reach the watches with that write,
+// not before: a watch that starts between them would otherwise miss
+// them (its live changes start above the range's resolved timestamp,
+// which the command's has not reached).
 func (s *Store) writeAhead(ops []storage.Op) error {
 	ctx, cancel := s.storageCtx()
 	defer cancel()
@@ -191,7 +200,6 @@ func (s *Store) writeAhead(ops []storage.Op) error {
 		return fmt.Errorf("multiraft: range delete tombstones: %w", err)
 	}
 	s.metrics.writes.Add(1)
-	s.publishWatches(ops)
 	return nil
 }
 
@@ -243,18 +251,20 @@ type doneProposal struct {
 
 // applyLocked applies committed entries in order, in memory: it returns
 // the writes (data, client sessions and the applied state, to go in the
-// round's batch) and the proposals to answer once that batch is durable.
-func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposal, error) {
+// round's batch), the tombstones it wrote ahead of that batch (to
+// publish with it) and the proposals to answer once that batch is
+// durable.
+func (r *Replica) applyLocked(ents []*raftpb.Entry) (_ []storage.Op, ahead []storage.Op, _ []doneProposal, _ error) {
 	if len(ents) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	a := &applier{r: r, overlay: map[string]overlayVal{}}
 	cmds, err := r.decodeCommands(ents)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := a.prefetch(cmds); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var done []doneProposal
 	for i, e := range ents {
@@ -269,7 +279,7 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 			}
 			res, refusal, err := r.applyCommandLocked(a, cmd)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			// The proposer answers its caller; a copy of the command
 			// applied again (a re-proposal) finds no one waiting.
@@ -282,14 +292,14 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
 			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
 			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
@@ -297,15 +307,15 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}
 	if err := r.flushSessionsLocked(a); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	b, err := proto.Marshal(r.mu.applied)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
 	r.mu.log.applied, r.mu.log.appliedTerm = r.mu.applied.GetIndex(), r.mu.applied.GetTerm()
-	return ops, done, nil
+	return ops, a.ahead, done, nil
 }
 
 // applyCommandLocked applies one command at a timestamp above every

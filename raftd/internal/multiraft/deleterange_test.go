@@ -3,6 +3,7 @@ package multiraft
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +68,31 @@ func TestDeleteRangeOfManyKeys(t *testing.T) {
 		}
 	}
 	before := c.store(1).d.Clock.Now()
+	// A watch of the span takes every tombstone, those written ahead
+	// included, once each.
+	var mu sync.Mutex
+	deletes := map[string]int{}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	watching, watched := make(chan struct{}), make(chan error, 1)
+	go func() {
+		first := true
+		watched <- c.store(1).Watch(wctx, &kvpb.WatchRequest{Start: []byte("key-"), End: []byte("key-~"), CheckpointMillis: 20}, func(r *kvpb.WatchResponse) error {
+			if first {
+				first = false
+				close(watching)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ev := range r.GetEvents() {
+				if ev.GetDeleted() {
+					deletes[string(ev.GetKey())]++
+				}
+			}
+			return nil
+		})
+	}()
+	<-watching
 	h := w.header()
 	var resp *kvpb.DeleteRangeResponse
 	if err := c.do(ctx, func(ctx context.Context, s *Store) error {
@@ -109,6 +135,18 @@ func TestDeleteRangeOfManyKeys(t *testing.T) {
 	}
 	if tombs != keys {
 		t.Errorf("%d tombstones; want %d", tombs, keys)
+	}
+	waitFor(t, 10*time.Second, "the watch to take every tombstone", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(deletes) == keys
+	})
+	wcancel()
+	<-watched
+	for k, n := range deletes {
+		if n != 1 {
+			t.Errorf("the watch took %d deletes of %s; want 1", n, k)
+		}
 	}
 	t.Logf("largest write %d bytes (limit %d)", lim.largest.Load(), lim.limit)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,8 +141,10 @@ func (h *watchHub) cutLocked(w *keyWatcher, err error) {
 	close(w.lost)
 }
 
-// publish hands the hub an engine write that returned.
-func (s *Store) publishWatches(ops []storage.Op) {
+// publish hands the hub an engine write that returned. ordered: ops
+// hold each key's versions in timestamp order; otherwise (tombstones
+// written ahead come first) the events are sorted by timestamp.
+func (s *Store) publishWatches(ops []storage.Op, ordered bool) {
 	h := &s.watches
 	if h.count.Load() == 0 {
 		return
@@ -180,6 +183,11 @@ func (s *Store) publishWatches(ops []storage.Op) {
 			ts, _ := hlc.FromProto(a.GetMaxTimestamp())
 			maxes = append(maxes, applied{id, ts})
 		}
+	}
+	if !ordered {
+		slices.SortStableFunc(events, func(a, b *kvpb.WatchEvent) int {
+			return tsOfEvent(a).Compare(tsOfEvent(b))
+		})
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -480,4 +488,9 @@ func (s *Store) replayWatch(ctx context.Context, req *kvpb.WatchRequest, from, t
 		return send(&kvpb.WatchResponse{Events: out})
 	}
 	return nil
+}
+
+func tsOfEvent(ev *kvpb.WatchEvent) hlc.Timestamp {
+	ts, _ := hlc.FromProto(ev.GetTimestamp())
+	return ts
 }
