@@ -232,3 +232,52 @@ func TestDeleteRangeCutAfterTombstones(t *testing.T) {
 		t.Errorf("scan before the delete found %d keys, %v; want %d", len(got), err, keys)
 	}
 }
+
+// BenchmarkDeleteRangeOfAMillionKeys range-deletes a million keys through
+// an engine that refuses writes over stored's MaxBatchBytes (64 MiB),
+// with the default DeleteRangeBatchBytes, and reports the largest write
+// it made and the time of the delete.
+//
+//	go test ./raftd/internal/multiraft/ -run '^$' -bench BenchmarkDeleteRangeOfAMillionKeys -benchtime 1x
+func BenchmarkDeleteRangeOfAMillionKeys(b *testing.B) {
+	const keys = 1000000
+	c := newTestCluster(b, 1, nil, func(cfg *Config) { cfg.VersionGCInterval = -1 })
+	lim := &batchLimitEngine{Engine: c.disks[1].Engine, limit: 64 << 20}
+	c.stop(1)
+	c.disks[1].Engine = lim
+	c.start(1)
+	c.bootstrap(&kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	for b.Loop() {
+		b.StopTimer()
+		w := &sessWriter{c: c}
+		for i := 0; i < keys; i += 2000 {
+			req := &kvpb.BatchRequest{Header: w.header()}
+			for j := i; j < i+2000; j++ {
+				req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
+			}
+			if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+				_, err := s.Batch(ctx, req)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		lim.largest.Store(0)
+		b.StartTimer()
+		h := w.header()
+		var resp *kvpb.DeleteRangeResponse
+		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+			var err error
+			resp, err = s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Header: h, Start: []byte("key-"), End: []byte("key-~")})
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if resp.GetDeleted() != keys {
+			b.Fatalf("DeleteRange deleted %d; want %d", resp.GetDeleted(), keys)
+		}
+	}
+	b.ReportMetric(float64(lim.largest.Load()), "largest-write-bytes")
+}
