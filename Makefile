@@ -45,7 +45,7 @@ proto:
 bench: deps
 	@./scripts/bench.sh
 
-## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster (RANGES=1)
+## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster per range count, with per-op CPU and the ratio table (RANGES="1 16 256", ETCD=1 runs etcd first)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
 

@@ -65,7 +65,8 @@
 // (entries) | s (snapshot install in progress, see below) | c + session
 // id (a client session's record, see Exactly-once writes) | d + session
 // id (a snapshot's session records, staged during its install).
-// Local CF: replica/<range id> (descriptor of each local replica), bootstrap.
+// Local CF: replica/<range id> (descriptor of each local replica),
+// tombstone/<range id> (a destroyed replica's, see Replica GC), bootstrap.
 // Data CF: the user key itself, holding the key's latest record
 // (storage.EncodeRecord: modify and create timestamps, version count,
 // value; the older storage.EncodeValue envelope is still read). Versions
@@ -88,7 +89,12 @@
 // Raft traffic uses wire.ProtoRaft (shared/proto/raftmsgpb): every message
 // of one round for one node goes in one MessageBatch on the bus's
 // long-lived one-way stream; heartbeats and their responses are coalesced
-// into compact Heartbeat records. Each peer has its own bounded queue and
+// into compact Heartbeat records. A round sends twice (its leaders'
+// appends before its write, the rest after); when this node's leaders sent
+// before the write and the next round is due at once, the messages of
+// after the write (acknowledgements of appends, mostly) wait for the next
+// round's first send and go in its frames, so that with leaders of many
+// ranges on every node a round costs each peer one frame, not two. Each peer has its own bounded queue and
 // sender goroutine, so a slow or dead peer only drops its own batches.
 // The appends without entries raft sends each follower it replicates to
 // whenever the commit index moves are not sent: followers learn the index
@@ -377,8 +383,117 @@
 // rounds publish without blocking; a reader more than 256 events behind
 // is cut off with Unavailable. msgd bridges the stream to NATS.
 //
+// # Splits
+//
+// AdminSplit (kvpb, `pleiades range split KEY`) runs at the leader of the
+// range holding KEY: it allocates a range id from the meta range's counter
+// (storage.RangeIDCounterKey, an AllocRangeID command on range 1) and
+// proposes a SplitTrigger on the range: the left descriptor (span cut at
+// KEY, generation + 1) and the right one (new id, [KEY, end), the same
+// replicas and generation). It applies, at the same log position on every
+// replica, only while the range is still at the left's generation minus
+// one (else it is refused and AdminSplit builds it again on the current
+// descriptor). The apply writes, in the round's batch: the left
+// descriptor, and the right range's initial state (raft state as a
+// bootstrapped range's, the left's highest write timestamp and last
+// session sweep, a copy of every client session record, its descriptor).
+// Data needs no copy: the data column family is keyed by user key. Once
+// the round's write is durable, the left's new descriptor is published
+// and the right replica registered under one routing lock, so no key is
+// routed to neither; the right replica on the left leader's node
+// campaigns at once. AdminSplit then records both descriptors in meta in
+// one MetaUpdate command (a record is replaced unless it is newer: a
+// higher generation), and answers once this node routes to the right
+// range. A leader whose descriptor is newer than meta's record (the
+// update was lost with a failed node) records it again (reconciliation
+// in the replica GC loop, every ReplicaGCInterval).
+//
+// Commands that reach the left range after the split applied but whose
+// keys it no longer holds (routed before) are refused at apply, before
+// their session is consulted, with FailedPrecondition, reason
+// kvpb.ReasonRangeKeyMismatch, and the current descriptor in the error's
+// detail (bus.Error.Detail, a DescriptorsResponse): nothing is done, and
+// raftd routes them again (up to 3 times) before the caller sees it. A
+// read checks after its barrier that its range still holds the key (the
+// barrier may have applied a split whose right side's writes it does not
+// cover); a Scan clips each part to the serving range after its barrier
+// and continues from that range's end; DeleteRange looks a part's range
+// up again when refused. A header naming a range (kvpb.Header.range_id
+// and generation, which the Go client sets from its cache) that the
+// serving node knows split or changed since gets RangeKeyMismatch with the
+// key's range and the named one, which the client installs in place of
+// its stale entries and sends again at once: no reload of every
+// descriptor. Meta and the meta range itself never split.
+//
+// By size: every SplitCheckInterval (10s) a leader measures each user
+// range whose last measured size plus the bytes applied since (an
+// estimate: overwrites and deletes count as growth) reach SplitBytes
+// (--split-bytes, default 512 MiB; every range is measured once after
+// start): it reads the range's keys and values a page (4 MiB) at a time,
+// at most SplitBytes of them; past it, the range splits at the key where
+// the first half of SplitBytes ended (pleiades_raftd_auto_splits_total).
+// A range far larger splits again at its next check.
+// By load: a leader counts the requests it serves per range and keeps a
+// uniform sample of 64 of their keys per SplitCheckInterval; a range that
+// served more than SplitQPS a second (--split-qps; off by default until
+// ranges are rebalanced) splits at the sample's median key
+// (pleiades_raftd_load_splits_total).
+//
+// # Replica changes
+//
+// ChangeReplicas (`pleiades range replicas add|remove`) runs at the
+// range's leader, one node to add, one to remove, or one of each. An
+// added replica: the leader has its node create an empty replica
+// (CreateReplica: no raft state, refused over a tombstone or an
+// overlapping replica), proposes a ConfChangeV2 adding it as a learner,
+// waits until raft's progress shows it caught up (an empty log rejects
+// the leader's appends, so raft sends it a snapshot through the snapshot
+// machinery above), then promotes it to voter (unless learners are
+// asked). Removing a voter is one simple change; a replacement adds and
+// removes in one joint configuration (ConfChangeTransitionJointImplicit),
+// which raft leaves by itself. Every conf change updates the descriptor
+// where it applies, computed from the change alone (its context names
+// the nodes of added replicas), in the same batch: replica types
+// VOTER_INCOMING and VOTER_OUTGOING record a joint configuration, so a
+// restart rebuilds raft's configuration from the descriptor; the
+// generation moves with every change; meta records the result. A learner
+// that does not catch up is removed again; a change whose leader failed
+// after adding its learner is finished by a retry; the leader's own
+// replica is removed by handing its leadership to another live voter
+// first; the last voter cannot go. TransferLeader (`transfer-leader`)
+// asks raft to hand leadership over, again every election timeout until
+// the target leads.
+//
+// A node holding no replica of a range answers, once that range's
+// traffic has lasted an election timeout (time for a split it is about to
+// apply to create it locally), the range's appends with a rejection (as
+// an empty log would) and its heartbeats, so that its leader sends a
+// snapshot: its first chunk creates the replica when its
+// descriptor names the node (a split this node missed, an add while it
+// was away). A replica that missed a split installs a snapshot of the
+// narrower span.
+//
+// # Replica GC
+//
+// A replica removed by a conf change it applies is destroyed after the
+// round's write; one that never learns of its removal is found by the GC
+// loop (every ReplicaGCInterval, 10s): a replica that does not lead, whose
+// range's meta descriptor is newer and no longer names its replica id, is
+// destroyed. Destroying deletes its raft state, descriptor and data span
+// and writes a tombstone (local key tombstone/<range id>, the range's
+// next replica id) in one synced write: no replica of the range with a
+// lower id is created here again. A replica re-added later gets a new id
+// (replica ids are never reused), so GC and tombstones never touch it.
+// pleiades_raftd_splits_total, pleiades_raftd_replica_changes_total,
+// pleiades_raftd_replicas_removed_total and the snapshot counters show
+// the activity.
+//
 // # Not yet
 //
-// Replica changes and splits, replica GC, AsyncStorageWrites (tried: see
-// BENCHMARKS.md). See BENCHMARKS.md for figures.
+// Merges of small neighbours, rebalancing (workflowd's
+// job, over ChangeReplicas), size and load per range in `pleiades ranges
+// --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). Accounting: a
+// DeleteRange that a split cuts counts the keys of the part applied
+// before the split on both sides when retried. See BENCHMARKS.md for
+// figures.
 package raftd

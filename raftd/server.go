@@ -88,6 +88,15 @@ type Config struct {
 	// that serves reads without a stored round trip. Default 64 MiB;
 	// negative disables it.
 	ValueCacheBytes int
+	// SplitBytes splits a range this node leads once its data grows past
+	// it, at its middle key. Default 512 MiB; negative: no automatic
+	// splits.
+	SplitBytes int64
+	// SplitQPS splits a range this node leads once it serves more
+	// requests a second than this, at the median of the keys requested.
+	// Default 0: no splits by load (they are opt-in until ranges are
+	// rebalanced; 2500 is CockroachDB's figure).
+	SplitQPS float64
 	// VersionRetention is how long superseded versions stay readable
 	// (reads at a timestamp, watches from a timestamp); older ones are
 	// collected in the background. Every node of a cluster should use the
@@ -99,7 +108,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{StoredAddr: DefaultStoredAddr, GossipAddr: DefaultGossipAddr, ClockAddr: DefaultClockAddr,
 		TickInterval: 100 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, MaxOffset: 500 * time.Millisecond,
-		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20}
+		MaxKeyBytes: kvpb.MaxKeyBytes, MaxValueBytes: kvpb.MaxValueBytes, ValueCacheBytes: 64 << 20, SplitBytes: 512 << 20}
 }
 
 // Validate reports the first invalid field.
@@ -267,6 +276,11 @@ func (s *Server) registerHandlers() {
 	kvHandler(s, multiraft.MethodBatch, (*multiraft.Store).Batch)
 	kvHandler(s, multiraft.MethodDescriptors, (*multiraft.Store).Descriptors)
 	kvHandler(s, multiraft.MethodRanges, (*multiraft.Store).Ranges)
+	kvHandler(s, multiraft.MethodAdminSplit, (*multiraft.Store).AdminSplit)
+	kvHandler(s, multiraft.MethodTransferLeader, (*multiraft.Store).TransferLeader)
+	kvHandler(s, multiraft.MethodUpdateMeta, (*multiraft.Store).UpdateMeta)
+	kvHandler(s, multiraft.MethodChangeReplicas, (*multiraft.Store).ChangeReplicas)
+	kvHandler(s, multiraft.MethodCreateReplica, (*multiraft.Store).CreateReplica)
 	bus.HandleUnary(s.d.Bus, wire.ProtoKV, MethodInit, s.Init)
 	s.registerEvents()
 	s.registerWatch()
@@ -426,6 +440,12 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.ValueCacheBytes != 0 {
 		mc.ValueCacheBytes = s.cfg.ValueCacheBytes
+	}
+	if s.cfg.SplitBytes != 0 {
+		mc.SplitBytes = s.cfg.SplitBytes
+	}
+	if s.cfg.SplitQPS != 0 {
+		mc.SplitQPS = s.cfg.SplitQPS
 	}
 	if s.cfg.VersionRetention > 0 {
 		mc.VersionRetention = s.cfg.VersionRetention
@@ -802,6 +822,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.SyncWrites })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_log_write_seconds_total", Help: "Time scheduler rounds spent waiting on their engine writes."},
 			statf(func(x multiraft.Stats) float64 { return x.WriteSeconds })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_carried_rounds_total", Help: "Rounds whose late raft messages went out in the next round's frames."},
+			stat(func(x multiraft.Stats) uint64 { return x.CarriedRounds })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},
@@ -854,6 +876,16 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.DiskRefusals })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas_held", Help: "Replicas holding a write their node's full disk refused: they sit out (and fall behind) until it has room."},
 			statf(func(x multiraft.Stats) float64 { return float64(x.HeldReplicas) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_splits_total", Help: "Range splits applied by the local replicas (each replica of a range counts its own)."},
+			stat(func(x multiraft.Stats) uint64 { return x.Splits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_auto_splits_total", Help: "Splits this node started because a range it leads outgrew --split-bytes or --split-qps."},
+			stat(func(x multiraft.Stats) uint64 { return x.AutoSplits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_load_splits_total", Help: "Splits this node started because a range it leads served more than --split-qps requests a second."},
+			stat(func(x multiraft.Stats) uint64 { return x.LoadSplits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replica_changes_total", Help: "Conf changes that changed a local replica's descriptor (replicas added, promoted, removed; each replica counts its own)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ReplicaChanges })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replicas_removed_total", Help: "Local replicas destroyed: removed from their range (at apply, or found so in meta by replica GC)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ReplicasRemoved })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))

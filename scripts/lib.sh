@@ -41,3 +41,9 @@ step() {
   fi
   return "$rc"
 }
+
+# Machine counters for per-operation figures (scripts/per-op.sh,
+# scripts/bench-kv.sh): UDP datagrams sent, context switches, CPU ticks.
+udp_datagrams() { awk '/^Udp:/ { if (hdr) { print $5 } else { hdr = 1 } }' /proc/net/snmp; }
+ctx_switches() { awk '/^ctxt/ { print $2 }' /proc/stat; }
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8 }' /proc/stat; }

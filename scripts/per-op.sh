@@ -14,12 +14,9 @@ if [ $# -lt 2 ] || ! [[ $1 =~ ^[1-9][0-9]*$ ]]; then
 fi
 n=$1
 shift
-dgrams() { awk '/^Udp:/ { if (hdr) { print $5 } else { hdr = 1 } }' /proc/net/snmp; }
-switches() { awk '/^ctxt/ { print $2 }' /proc/stat; }
-ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8 }' /proc/stat; }
-d0=$(dgrams) c0=$(switches) t0=$(ticks)
+d0=$(udp_datagrams) c0=$(ctx_switches) t0=$(cpu_ticks)
 "$@"
-d1=$(dgrams) c1=$(switches) t1=$(ticks)
+d1=$(udp_datagrams) c1=$(ctx_switches) t1=$(cpu_ticks)
 hz=$(getconf CLK_TCK)
 awk -v n="$n" -v d="$((d1 - d0))" -v c="$((c1 - c0))" -v t="$((t1 - t0))" -v hz="$hz" \
   'BEGIN { printf "per op: %.2f UDP datagrams, %.1f context switches, %.3f ms CPU\n", d / n, c / n, t * 1000 / hz / n }'

@@ -38,7 +38,8 @@ type linearizableFault struct {
 // election timeout, then continued; (2) killed with SIGKILL and restarted
 // by the supervisor; (3) cut off one way: it stops hearing the other
 // raftds while they still hear it (iptables on loopback; skipped without
-// it). Each history, closed by a read of every key, must be linearizable
+// it); (4) killed with SIGKILL while the range splits between the
+// clients' keys. Each history, closed by a read of every key, must be linearizable
 // per key (porcupine: a register with compare-and-swap), and writers of
 // fresh keys beside them must lose no acknowledged write. Before writes
 // carried client sessions, a write retried after a timed-out attempt was
@@ -73,6 +74,57 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 			}
 			t.Logf("SIGKILL node %d raftd (pid %d)", leader, d.PID)
 			c.waitRestarted(t, d.Name, d.PID)
+		}},
+		{"split-kill", func(t *testing.T, c *devCluster, leader int) {
+			// The clients' range splits between their keys while the
+			// raftd leading it is killed: before or after the trigger
+			// applies, the split happens once or not at all, a retry
+			// finishes it, and the clients follow the new ranges.
+			cl := c.client(t, 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			key := []byte("lin-split-kill/k4")
+			d := c.raftd(t, leader)
+			first := make(chan error, 1)
+			go func() {
+				_, _, err := cl.AdminSplit(ctx, key)
+				first <- err
+			}()
+			time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
+			if err := syscall.Kill(d.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("split at %q; SIGKILL node %d raftd (pid %d)", key, leader, d.PID)
+			c.waitRestarted(t, d.Name, d.PID)
+			err := <-first
+			for err != nil && !strings.Contains(err.Error(), "already the start") {
+				t.Logf("split attempt: %v", err)
+				if ctx.Err() != nil {
+					t.Fatalf("split under a kill: %v", err)
+				}
+				time.Sleep(200 * time.Millisecond)
+				_, _, err = cl.AdminSplit(ctx, key)
+			}
+			// Meta records the split (at once, or, when the killed node
+			// was to record it, by the next leader's reconciliation
+			// within raftd's replica GC interval of 10 s); a node's meta
+			// replica may also still be replaying its log.
+			eventually.NoError(t, 30*time.Second, "meta to record the split", func() error {
+				descs, err := cl.Descriptors(ctx, nil, nil)
+				if err != nil {
+					return err
+				}
+				starts := 0
+				for _, d := range descs.GetDescriptors() {
+					if string(d.GetStartKey()) == string(key) {
+						starts++
+					}
+				}
+				if starts != 1 {
+					return fmt.Errorf("%d ranges start at the split key: %v", starts, descs.GetDescriptors())
+				}
+				return nil
+			})
 		}},
 		{"partition", func(t *testing.T, c *devCluster, leader int) {
 			p := newLoopbackPartition(t)

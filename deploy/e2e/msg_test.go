@@ -261,8 +261,19 @@ func TestMsgCluster(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if r := st.CachedInfo().Config.Replicas; r != 3 {
+		info := st.CachedInfo()
+		if r := info.Config.Replicas; r != 3 {
 			return fmt.Errorf("%d replicas", r)
+		}
+		// Raised from fewer replicas, the stream takes new messages once
+		// its group has a leader and both followers caught up.
+		if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return fmt.Errorf("stream group %+v", info.Cluster)
+		}
+		for _, p := range info.Cluster.Replicas {
+			if !p.Current {
+				return fmt.Errorf("replica %s not current", p.Name)
+			}
 		}
 		return nil
 	})
@@ -290,7 +301,7 @@ func TestMsgCluster(t *testing.T) {
 			t.Errorf("%s event %+v on %s", typ, e.Workflow, e.Subject())
 		}
 	}
-	replay, err := pleiades(t, "events", "--nats-url", "nats://"+ns[0].nats, "--since", "10m", "--count", "1", "--timeout", "30s",
+	replay, err := pleiades(t, "events", "--nats-url", "nats://"+ns[0].nats, "--since", "10m", "--count", "1", "--timeout", "15s",
 		"--subject", events.Prefix+"."+events.WorkflowCompleted+".e2e_greet", "-o", "json")
 	if err != nil || !strings.Contains(replay, instance) {
 		t.Errorf("events --since: %v: %s; want the completed event of %s", err, replay, instance)

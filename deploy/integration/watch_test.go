@@ -103,8 +103,8 @@ func checkWatch(t *testing.T, name string, events []kvclient.WatchEvent, puts []
 	}
 }
 
-// TestWatchAgainstRaftd writes and deletes keys of two ranges while the
-// leader of one stops, under three watchers: one from before the first
+// TestWatchAgainstRaftd writes and deletes keys of two ranges while one
+// splits and the leader of one stops, under three watchers: one from before the first
 // write, one live from the start, and one that disconnects and resumes
 // from its last checkpoint; each must have been delivered every
 // acknowledged change once, in order per key, with its value.
@@ -205,6 +205,14 @@ func TestWatchAgainstRaftd(t *testing.T) {
 		write(1, i)
 	}
 	watch(&flap, kvclient.WatchOptions{From: from, CheckpointInterval: 50 * time.Millisecond}, wctx)
+	// Split the first user range under the watches: each watcher follows
+	// both sides from its last checkpoint.
+	if _, _, err := c.AdminSplit(ctx, []byte("c")); err != nil {
+		t.Fatalf("AdminSplit(c): %v", err)
+	}
+	for i := range 20 {
+		write(4, i)
+	}
 	// Stop the leader of the first user range; its watch streams move to
 	// the new leader.
 	rs, err := c.Descriptors(ctx, []byte("b"), []byte("c"))

@@ -97,7 +97,8 @@
 // 256 MiB): each is published with its id as Nats-Msg-Id, so the stream
 // keeps one copy of an occurrence published twice; `pleiades events
 // --since` replays it. Events published before JetStream answers (a
-// clustered msgd waits for a quorum of its meta group) are not kept. With AuthFile set, the bridge connects
+// clustered msgd waits for a quorum of its meta group) or while the
+// stream's group changes (its replicas raised) may not be kept. With AuthFile set, the bridge connects
 // in process with a generated nkey allowed to publish pleiades.events.>
 // only.
 //

@@ -138,19 +138,21 @@ func TestErrorCodes(t *testing.T) {
 		text     string
 		hint     string
 		reason   string
+		detail   string
 	}{
-		{"invalid", bus.Errorf(bus.CodeInvalidArgument, "key is empty"), bus.CodeInvalidArgument, bus.ErrInvalidArgument, "bus: invalid argument: key is empty", "", ""},
-		{"notfound", bus.Errorf(bus.CodeNotFound, "x"), bus.CodeNotFound, bus.ErrNotFound, "bus: not found: x", "", ""},
-		{"wrapped", wrapped, bus.CodeNotFound, bus.ErrNotFound, `bus: not found: stored: get k: key "k"`, "", ""},
-		{"exists", bus.Errorf(bus.CodeAlreadyExists, "y"), bus.CodeAlreadyExists, bus.ErrAlreadyExists, "bus: already exists: y", "", ""},
-		{"precondition", bus.Errorf(bus.CodeFailedPrecondition, "z"), bus.CodeFailedPrecondition, bus.ErrFailedPrecondition, "bus: failed precondition: z", "", ""},
-		{"unavailable", bus.Errorf(bus.CodeUnavailable, "later"), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: later", "", ""},
-		{"notleader", bus.NotLeader("10.0.0.1:7402"), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader (leader 10.0.0.1:7402)", "10.0.0.1:7402", ""},
-		{"notleader-nohint", bus.NotLeader(""), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader", "", ""},
-		{"plain", errors.New("boom"), bus.CodeInternal, bus.ErrInternal, "bus: internal: boom", "", ""},
-		{"ctx", fmt.Errorf("wait: %w", context.DeadlineExceeded), bus.CodeDeadlineExceeded, bus.ErrDeadlineExceeded, "bus: deadline exceeded: wait: context deadline exceeded", "", ""},
-		{"reason", bus.WithReason(bus.CodeUnavailable, "warming_up", "not yet"), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: not yet", "", "warming_up"},
-		{"wrapped-reason", fmt.Errorf("kv: %w", bus.WithReason(bus.CodeUnavailable, "warming_up", "not yet")), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: kv: not yet", "", "warming_up"},
+		{"invalid", bus.Errorf(bus.CodeInvalidArgument, "key is empty"), bus.CodeInvalidArgument, bus.ErrInvalidArgument, "bus: invalid argument: key is empty", "", "", ""},
+		{"notfound", bus.Errorf(bus.CodeNotFound, "x"), bus.CodeNotFound, bus.ErrNotFound, "bus: not found: x", "", "", ""},
+		{"wrapped", wrapped, bus.CodeNotFound, bus.ErrNotFound, `bus: not found: stored: get k: key "k"`, "", "", ""},
+		{"exists", bus.Errorf(bus.CodeAlreadyExists, "y"), bus.CodeAlreadyExists, bus.ErrAlreadyExists, "bus: already exists: y", "", "", ""},
+		{"precondition", bus.Errorf(bus.CodeFailedPrecondition, "z"), bus.CodeFailedPrecondition, bus.ErrFailedPrecondition, "bus: failed precondition: z", "", "", ""},
+		{"unavailable", bus.Errorf(bus.CodeUnavailable, "later"), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: later", "", "", ""},
+		{"notleader", bus.NotLeader("10.0.0.1:7402"), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader (leader 10.0.0.1:7402)", "10.0.0.1:7402", "", ""},
+		{"notleader-nohint", bus.NotLeader(""), bus.CodeNotLeader, bus.ErrNotLeader, "bus: not leader", "", "", ""},
+		{"plain", errors.New("boom"), bus.CodeInternal, bus.ErrInternal, "bus: internal: boom", "", "", ""},
+		{"ctx", fmt.Errorf("wait: %w", context.DeadlineExceeded), bus.CodeDeadlineExceeded, bus.ErrDeadlineExceeded, "bus: deadline exceeded: wait: context deadline exceeded", "", "", ""},
+		{"reason", bus.WithReason(bus.CodeUnavailable, "warming_up", "not yet"), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: not yet", "", "warming_up", ""},
+		{"wrapped-reason", fmt.Errorf("kv: %w", bus.WithReason(bus.CodeUnavailable, "warming_up", "not yet")), bus.CodeUnavailable, bus.ErrUnavailable, "bus: unavailable: kv: not yet", "", "warming_up", ""},
+		{"detail", fmt.Errorf("kv: %w", bus.WithDetail(bus.CodeFailedPrecondition, "moved", []byte("\x00descs"), "stale")), bus.CodeFailedPrecondition, bus.ErrFailedPrecondition, "bus: failed precondition: kv: stale", "", "moved", "\x00descs"},
 	}
 	for _, c := range cases {
 		bus.HandleUnary(srv, wire.ProtoStore, c.name, func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
@@ -174,6 +176,9 @@ func TestErrorCodes(t *testing.T) {
 			}
 			if bus.ReasonOf(err) != c.reason {
 				t.Fatalf("reason = %q, want %q", bus.ReasonOf(err), c.reason)
+			}
+			if string(bus.DetailOf(err)) != c.detail {
+				t.Fatalf("detail = %q, want %q", bus.DetailOf(err), c.detail)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ const (
 	fRespPay   = 4 // Response.payload
 	fEnd       = 5 // Response.end
 	fReason    = 6 // Response.reason
+	fDetail    = 8 // Response.detail
 	fBatchMsgs = 2 // Batch.messages
 
 	// The fields of calls streams.
@@ -160,6 +162,10 @@ func appendResponse(b []byte, e Error, m proto.Message, end bool) ([]byte, error
 		b = protowire.AppendTag(b, fReason, protowire.BytesType)
 		b = protowire.AppendString(b, e.Reason)
 	}
+	if len(e.Detail) > 0 {
+		b = protowire.AppendTag(b, fDetail, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.Detail)
+	}
 	return b, nil
 }
 
@@ -272,6 +278,7 @@ type response struct {
 	message string
 	hint    string
 	reason  string
+	detail  []byte
 	payload []byte
 	end     bool
 	callID  uint64
@@ -291,6 +298,9 @@ func decodeResponse(b []byte) (response, error) {
 		if num == fRespCallID && typ != protowire.Fixed64Type {
 			return wrongType(num)
 		}
+		if num == fDetail && typ != protowire.BytesType {
+			return wrongType(num)
+		}
 		switch num {
 		case fCode:
 			r.code = Code(int32(v))
@@ -300,6 +310,8 @@ func decodeResponse(b []byte) (response, error) {
 			r.hint = string(data)
 		case fReason:
 			r.reason = string(data)
+		case fDetail:
+			r.detail = bytes.Clone(data) // the error outlives the frame
 		case fRespPay:
 			r.payload = data
 		case fEnd:

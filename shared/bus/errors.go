@@ -51,6 +51,10 @@ type Error struct {
 	// example kvpb.ReasonNotInitialized), where the message is for humans;
 	// empty when the code says it all.
 	Reason string
+	// Detail is the failure's machine-readable detail, defined by the
+	// protocol with its Reason (kv: range_key_mismatch carries a
+	// kvpb.DescriptorsResponse); nil when there is none.
+	Detail []byte
 }
 
 // Error implements error.
@@ -144,6 +148,21 @@ func ReasonOf(err error) string {
 	return ""
 }
 
+// WithDetail returns an *Error with the given code, reason and detail and
+// a formatted message.
+func WithDetail(code Code, reason string, detail []byte, format string, args ...any) error {
+	return &Error{Code: code, Reason: reason, Detail: detail, Message: fmt.Sprintf(format, args...)}
+}
+
+// DetailOf returns the detail carried by err (see Error.Detail), if any.
+func DetailOf(err error) []byte {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return nil
+}
+
 // NotLeader returns a CodeNotLeader error naming the leader's address (empty if unknown).
 func NotLeader(hint string) error {
 	return &Error{Code: CodeNotLeader, LeaderHint: hint}
@@ -212,7 +231,7 @@ func toWireKeepReason(err error) Error {
 			msg = strings.TrimSuffix(strings.Replace(msg, inner, "", 1), ": ")
 		}
 	}
-	return Error{Code: e.Code, Message: msg, LeaderHint: e.LeaderHint, Reason: e.Reason}
+	return Error{Code: e.Code, Message: msg, LeaderHint: e.LeaderHint, Reason: e.Reason, Detail: e.Detail}
 }
 
 // fromWire rebuilds a caller-side error from a Response's fields.
@@ -220,5 +239,5 @@ func fromWire(r response) error {
 	if r.code == CodeOK {
 		return nil
 	}
-	return &Error{Code: r.code, Message: r.message, LeaderHint: r.hint, Reason: r.reason}
+	return &Error{Code: r.code, Message: r.message, LeaderHint: r.hint, Reason: r.reason, Detail: r.detail}
 }

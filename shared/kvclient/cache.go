@@ -47,6 +47,12 @@ func (r cachedRange) contains(key []byte) bool {
 
 // lookup returns the range holding key and its leader ("" if unknown).
 func (rc *rangeCache) lookup(key []byte) (id uint64, leader string, ok bool) {
+	r, leader, ok := rc.lookupRange(key)
+	return r.id, leader, ok
+}
+
+// lookupRange returns the cached range holding key and its leader.
+func (rc *rangeCache) lookupRange(key []byte) (cachedRange, string, bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rs := rc.mu.ranges
@@ -55,9 +61,9 @@ func (rc *rangeCache) lookup(key []byte) (id uint64, leader string, ok bool) {
 		return len(rs[i].end) == 0 || bytes.Compare(rs[i].end, key) > 0
 	})
 	if i == len(rs) || !rs[i].contains(key) {
-		return 0, "", false
+		return cachedRange{}, "", false
 	}
-	return rs[i].id, rc.mu.leaders[rs[i].id], true
+	return rs[i], rc.mu.leaders[rs[i].id], true
 }
 
 // setLeader records addr as the leader of range id.

@@ -184,6 +184,15 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		addr, rangeID, noForward := c.pick(r, hint, avoid)
 		if h != nil {
 			h.NoForward = noForward
+			// A point operation names the range (and generation) it was
+			// routed by: a node that knows it split or changed answers
+			// with the current descriptors instead of serving it.
+			h.RangeId, h.Generation = 0, 0
+			if r.pointOp && r.key != nil {
+				if cr, _, ok := c.cache.lookupRange(r.key); ok {
+					h.RangeId, h.Generation = cr.id, cr.generation
+				}
+			}
 		}
 		r.w.refresh()
 		var err error
@@ -222,12 +231,22 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 		}
 		lastErr = fmt.Errorf("%s: %w", addr, err)
 		code := bus.CodeOf(err)
+		if mismatch(err) {
+			// The range split or moved: nothing was done. The answer
+			// carries the current descriptors; cache them and go again
+			// at once (a few times in a row, then with backoff).
+			if c.learnMismatch(err) && hops < c.cfg.MaxHintHops {
+				hops++
+				hint, avoid = "", ""
+				continue
+			}
+		}
 		if code == bus.CodeDeadlineExceeded {
 			// The attempt's own timeout expired (the caller's context has
 			// not): the node may be dead. Avoid it for a while.
 			c.markSuspect(addr)
 		}
-		if !retryable(code) {
+		if !retryable(code) && !mismatch(err) {
 			return fmt.Errorf("client: %s at %s: %w", method, addr, err)
 		}
 		if notInitialized(err) && r.addr == "" {
@@ -347,6 +366,29 @@ func (c *Client) hedgedCall(ctx context.Context, addr, method string, timeout ti
 		return r.addr, nil
 	}
 	return addr, errA
+}
+
+// mismatch reports whether err is a node's RangeKeyMismatch: the request
+// reached a range that no longer holds its keys, and nothing was done.
+func mismatch(err error) bool {
+	return bus.CodeOf(err) == bus.CodeFailedPrecondition && bus.ReasonOf(err) == kvpb.ReasonRangeKeyMismatch
+}
+
+// learnMismatch installs the descriptors a RangeKeyMismatch carries into
+// the range cache (replacing the entries they overlap); it reports
+// whether there were any.
+func (c *Client) learnMismatch(err error) bool {
+	d := bus.DetailOf(err)
+	if len(d) == 0 {
+		return false
+	}
+	var resp kvpb.DescriptorsResponse
+	if proto.Unmarshal(d, &resp) != nil || len(resp.GetDescriptors()) == 0 {
+		return false
+	}
+	c.cache.install(&resp)
+	c.cfg.Logger.Debug("client: range cache refreshed from a range key mismatch", "ranges", len(resp.GetDescriptors()))
+	return true
 }
 
 // retryable reports whether a failed attempt is worth another: the node is

@@ -147,3 +147,56 @@ func (c *Client) Descriptors(ctx context.Context, start, end []byte) (*kvpb.Desc
 	c.observeClock(timestamp(resp.GetNow()), true)
 	return &resp, nil
 }
+
+// Range administration methods of raftd (wire.ProtoKV).
+const (
+	MethodAdminSplit     = "AdminSplit"
+	MethodTransferLeader = "TransferLeader"
+	MethodChangeReplicas = "ChangeReplicas"
+)
+
+// ReplicaChange names the nodes of a replica change: one to add, one to
+// remove, or one of each (a replacement).
+type ReplicaChange struct {
+	Add, Remove []uint64
+	// Learners keeps an added replica a learner (non-voting).
+	Learners bool
+}
+
+// ChangeReplicas changes a range's replicas at its leader: an added
+// replica starts as a learner, receives a snapshot and is promoted to
+// voter once caught up; a replacement goes through a joint
+// configuration. It returns the range's descriptor after the change.
+func (c *Client) ChangeReplicas(ctx context.Context, rangeID uint64, ch ReplicaChange) (*kvpb.RangeDescriptor, error) {
+	h := &kvpb.Header{}
+	var resp kvpb.ChangeReplicasResponse
+	req := &kvpb.ChangeReplicasRequest{Header: h, RangeId: rangeID, Add: ch.Add, Remove: ch.Remove, Learners: ch.Learners}
+	if err := c.invoke(ctx, MethodChangeReplicas, route{any: true, slow: true}, h, req, &resp); err != nil {
+		return nil, err
+	}
+	c.cache.install(&kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{resp.GetDescriptor_()}})
+	return resp.GetDescriptor_(), nil
+}
+
+// AdminSplit splits the range holding key at key: the range keeps the
+// keys before it and a new range, on the same replicas, takes the rest.
+// It returns both sides' descriptors. A key at a range's start, a system
+// key or an empty one is refused (InvalidArgument); a retry of a split
+// that applied although its answer was lost gets that refusal too.
+func (c *Client) AdminSplit(ctx context.Context, key []byte) (left, right *kvpb.RangeDescriptor, err error) {
+	h := &kvpb.Header{}
+	var resp kvpb.AdminSplitResponse
+	if err := c.invoke(ctx, MethodAdminSplit, route{key: key, slow: true}, h, &kvpb.AdminSplitRequest{Header: h, Key: key}, &resp); err != nil {
+		return nil, nil, err
+	}
+	c.cache.install(&kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{resp.GetLeft(), resp.GetRight()}})
+	return resp.GetLeft(), resp.GetRight(), nil
+}
+
+// TransferLeader moves the leadership of a range to its voter on node,
+// returning once that node leads it.
+func (c *Client) TransferLeader(ctx context.Context, rangeID, node uint64) error {
+	h := &kvpb.Header{}
+	var resp kvpb.TransferLeaderResponse
+	return c.invoke(ctx, MethodTransferLeader, route{any: true, slow: true}, h, &kvpb.TransferLeaderRequest{Header: h, RangeId: rangeID, NodeId: node}, &resp)
+}

@@ -34,7 +34,14 @@
 // Config.DescriptorsEvery) and sends point requests (Get, Put, Delete,
 // CompareAndSwap, Batch) straight to the leader with Header.no_forward set.
 // A NotLeader answer's hint (the leader's raftd address) updates the cache
-// and is followed at once, up to Config.MaxHintHops in a row. When it knows
+// and is followed at once, up to Config.MaxHintHops in a row. Point
+// requests also carry the cached range id and generation
+// (Header.range_id): a node that knows the range split or changed since
+// answers RangeKeyMismatch (FailedPrecondition, reason
+// kvpb.ReasonRangeKeyMismatch) with the current descriptors, which replace
+// the stale cache entries (no reload of every descriptor); the request goes
+// again at once, within the same MaxHintHops. AdminSplit, ChangeReplicas
+// and TransferLeader administer ranges (raftd's, over the bus). When it knows
 // no leader, or the server lacks Descriptors, it sends to the configured
 // addresses round robin and lets the node forward. Stale reads (Get and
 // Scan with Stale) need no leader: they go to the first configured address

@@ -63,7 +63,9 @@ type WatchResponse struct {
 // arguments). It opens one stream per range of the span at the range's
 // leader; a stream that ends (leader change, node down, a watcher too
 // slow) is reopened from its last checkpoint, so every change is
-// delivered once. The ranges of the span are those when Watch starts.
+// delivered once. A range that splits under a watch is followed: its
+// stream ends with a RangeKeyMismatch and each side is watched from the
+// last checkpoint.
 func (c *Client) Watch(ctx context.Context, start, end []byte, o WatchOptions, fn func(WatchResponse) error) error {
 	if len(end) == 0 {
 		end = append(bytes.Clone(start), 0)
@@ -71,9 +73,31 @@ func (c *Client) Watch(ctx context.Context, start, end []byte, o WatchOptions, f
 	if bytes.Compare(end, start) <= 0 {
 		return fmt.Errorf("client: watch end %q is not after start %q", end, start)
 	}
-	descs, err := c.Descriptors(ctx, start, end)
-	if err != nil {
-		return fmt.Errorf("client: watch: %w", err)
+	return c.watchSpans(ctx, start, end, o, map[string]hlc.Timestamp{}, false, fn)
+}
+
+// watchSpans watches [start, end) with one watchRange per range of the
+// span, delivering their changes and, as checkpoints, the lowest of their
+// resolved timestamps. seen holds the keys' latest change delivered since
+// o.From (each range's watch takes its keys' entries). split: a range's
+// stream ended because the span is no longer one range's, so the
+// descriptors are read again until they show it (the node answering may
+// not know of the split yet).
+func (c *Client) watchSpans(ctx context.Context, start, end []byte, o WatchOptions, seen map[string]hlc.Timestamp, split bool, fn func(WatchResponse) error) error {
+	var descs *kvpb.DescriptorsResponse
+	for attempt := 0; ; attempt++ {
+		var err error
+		if descs, err = c.Descriptors(ctx, start, end); err != nil {
+			return fmt.Errorf("client: watch: %w", err)
+		}
+		if !split || len(descs.GetDescriptors()) != 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.backoff(attempt)):
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -106,7 +130,13 @@ func (c *Client) Watch(ctx context.Context, start, end []byte, o WatchOptions, f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.watchRange(ctx, sp[0], sp[1], o, func(r WatchResponse) error {
+			mine := map[string]hlc.Timestamp{}
+			for k, ts := range seen {
+				if k >= string(sp[0]) && k < string(sp[1]) {
+					mine[k] = ts
+				}
+			}
+			err := c.watchRange(ctx, sp[0], sp[1], o, mine, func(r WatchResponse) error {
 				select {
 				case out <- item{idx: i, resp: r}:
 					return nil
@@ -160,12 +190,11 @@ func (c *Client) Watch(ctx context.Context, start, end []byte, o WatchOptions, f
 
 // watchRange watches [start, end) of one range, reopening its stream from
 // the last checkpoint until ctx ends or the watch fails for good.
-func (c *Client) watchRange(ctx context.Context, start, end []byte, o WatchOptions, deliver func(WatchResponse) error) error {
+func (c *Client) watchRange(ctx context.Context, start, end []byte, o WatchOptions, seen map[string]hlc.Timestamp, deliver func(WatchResponse) error) error {
 	from := o.From
 	// seen holds the keys' latest change delivered since the last
 	// checkpoint: a stream reopened from the checkpoint repeats them
 	// (a replay comes key by key, not in timestamp order).
-	seen := map[string]hlc.Timestamp{}
 	hint, avoid := "", ""
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
@@ -192,6 +221,13 @@ func (c *Client) watchRange(ctx context.Context, start, end []byte, o WatchOptio
 		case errors.Is(err, errDelivery):
 			return err
 		case err == nil || errors.Is(err, io.EOF):
+		case mismatch(err):
+			// The range split (or the span was never one range's): watch
+			// each range of the span from the last checkpoint, the changes
+			// delivered since then still filtered out.
+			c.learnMismatch(err)
+			o.From = from
+			return c.watchSpans(ctx, start, end, o, seen, true, deliver)
 		case bus.CodeOf(err) == bus.CodeNotLeader:
 			hint = bus.LeaderHint(err)
 			if hint == "" {

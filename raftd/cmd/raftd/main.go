@@ -33,6 +33,8 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
 			&cli.DurationFlag{Name: "version-retention", Value: 4 * time.Hour, Usage: "how long superseded versions stay readable by reads at a timestamp and watches (the same on every node)"},
 			&cli.IntFlag{Name: "value-cache-bytes", Value: 64 << 20, Usage: "bytes of recently written and read values kept to serve reads without a stored round trip (negative: off)"},
+			&cli.Float64Flag{Name: "split-qps", Usage: "split a range this node leads once it serves more than `N` requests a second, at the median of the keys requested (0: no splits by load)"},
+			&cli.Int64Flag{Name: "split-bytes", Value: 512 << 20, Usage: "split a range this node leads once its data grows past `BYTES`, at its middle key (negative: no automatic splits)"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			cfg := raftd.DefaultConfig()
@@ -59,6 +61,12 @@ func spec() daemon.Spec {
 			}
 			if cfg.ValueCacheBytes = c.Int("value-cache-bytes"); cfg.ValueCacheBytes == 0 {
 				return nil, &config.FlagError{Flag: "value-cache-bytes", Value: "0", Err: errors.New("want a positive size, or negative to turn the cache off")}
+			}
+			if cfg.SplitQPS = c.Float64("split-qps"); cfg.SplitQPS < 0 {
+				return nil, &config.FlagError{Flag: "split-qps", Value: fmt.Sprint(cfg.SplitQPS), Err: errors.New("want a positive rate, or 0 for no splits by load")}
+			}
+			if cfg.SplitBytes = c.Int64("split-bytes"); cfg.SplitBytes == 0 {
+				return nil, &config.FlagError{Flag: "split-bytes", Value: "0", Err: errors.New("want a positive size, or negative for no automatic splits")}
 			}
 			if err := cfg.Validate(); err != nil {
 				return nil, &config.FlagError{Flag: "election-ticks", Value: fmt.Sprint(cfg.ElectionTicks), Err: err}

@@ -118,6 +118,7 @@ func (a *applier) put(key, value []byte, ts hlc.Timestamp) error {
 	}
 	m := prev.Next(ts, found)
 	rec := storage.EncodeRecord(m, value)
+	a.r.written.Add(int64(len(key) + len(value)))
 	a.ops = append(a.ops, storage.Put(storage.Data, key, rec), storage.Put(storage.Versions, storage.VersionKey(key, ts), rec))
 	a.overlay[string(key)] = overlayVal{value: value, meta: m}
 	return nil
@@ -301,8 +302,9 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) (_ []storage.Op, ahead []sto
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return nil, nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
-			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
-			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
+			if err := r.applyConfChangeLocked(a, cc, e.GetIndex()); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}
@@ -333,6 +335,14 @@ func (r *Replica) applyCommandLocked(a *applier, cmd *raftmsgpb.Command) (res *R
 	}
 	r.mu.applied.MaxTimestamp = ts.Proto()
 	_, _ = r.s.d.Clock.Update(ts)
+	if op := adminOp(cmd); op != nil {
+		return r.applyAdminLocked(a, op, ts)
+	}
+	if err := r.checkCommandLocked(cmd); err != nil {
+		// Routed here before a split moved its keys: nothing done, the
+		// caller routes it again.
+		return nil, err, nil
+	}
 	r.maybeSweepSessionsLocked(a, ts)
 	if cmd.GetSession() == nil {
 		res, err := r.evalLocked(a, cmd, ts)
@@ -366,7 +376,7 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestam
 			return res, nil
 		}
 	}
-	desc := r.desc.Load()
+	desc := r.mu.desc
 	for i, op := range cmd.GetOps() {
 		switch {
 		case op.GetPut() != nil:

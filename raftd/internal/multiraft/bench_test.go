@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,7 +28,7 @@ func benchCluster(b *testing.B, ranges uint32) (*testCluster, []*kvpb.RangeDescr
 // the in-memory engine: the cost of raft, scheduling and apply without
 // disk or network.
 func BenchmarkPut(b *testing.B) {
-	for _, ranges := range []uint32{1, 16} {
+	for _, ranges := range []uint32{1, 16, 256} {
 		b.Run(fmt.Sprintf("ranges=%d", ranges), func(b *testing.B) {
 			c, descs := benchCluster(b, ranges)
 			value := make([]byte, 256)
@@ -145,4 +147,108 @@ func BenchmarkIdleRanges(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/s")
 	b.ReportMetric(float64(c.store(1).Stats().Rounds-rounds0)/2, "rounds/s")
 	b.ReportMetric(float64(replicas), "replicas")
+}
+
+// BenchmarkPutLatencyDuringSplit measures put latency at 64 clients on one
+// range (3 replicas of 4 nodes), steady, while the range splits (one
+// split every 20 ms at a key among those written, so the writes land on
+// both sides), and while a replica is added and removed in turn (a
+// learner, its snapshot, its promotion, its removal), on the in-memory
+// engine: what each adds to the tail (p50 and p99 in microseconds).
+func BenchmarkPutLatencyDuringSplit(b *testing.B) {
+	for _, mode := range []string{"steady", "split", "replica-add"} {
+		b.Run("during="+mode, func(b *testing.B) {
+			c := newTestCluster(b, 4, nil)
+			descs := c.bootstrap(&kvpb.InitRequest{ReplicationFactor: 3})
+			c.waitLeaders(descs)
+			value := make([]byte, 256)
+			ctx := context.Background()
+			stop := make(chan struct{})
+			changesDone := make(chan int)
+			go func() {
+				n := 0
+				defer func() { changesDone <- n }()
+				if mode == "steady" {
+					return
+				}
+				t := time.NewTicker(20 * time.Millisecond)
+				defer t.Stop()
+				for i := 1; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
+					var err error
+					if mode == "split" {
+						// Keys "k" + 7 digits: split at ever finer points.
+						_, err = c.split(ctx, fmt.Sprintf("k%07d", (i*7919)%1000000))
+					} else {
+						var d *kvpb.RangeDescriptor
+						if l := c.leaderOf(2); l != 0 {
+							d = c.store(l).Replica(2).Descriptor()
+						}
+						if d == nil {
+							continue
+						}
+						req := &kvpb.ChangeReplicasRequest{RangeId: 2}
+						if len(d.GetReplicas()) == 3 {
+							for _, id := range c.ids {
+								if replicaOf(d, id) == nil {
+									req.Add = []uint64{id}
+								}
+							}
+						} else {
+							for _, r := range d.GetReplicas() {
+								if r.GetNodeId() != c.leaderOf(2) {
+									req.Remove = []uint64{r.GetNodeId()}
+								}
+							}
+						}
+						_, err = c.changeReplicas(ctx, req)
+					}
+					if err == nil {
+						n++
+					}
+				}
+			}()
+			var seq atomic.Uint64
+			lat := make([][]time.Duration, 64)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N/64 + 1
+			for w := range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range per {
+						key := []byte(fmt.Sprintf("k%07d", seq.Add(1)*104729%1000000))
+						t0 := time.Now()
+						if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+							_, err := s.Put(ctx, &kvpb.PutRequest{Key: key, Value: value})
+							return err
+						}); err != nil {
+							b.Error(err)
+							return
+						}
+						lat[w] = append(lat[w], time.Since(t0))
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(stop)
+			changes := <-changesDone
+			var all []time.Duration
+			for _, l := range lat {
+				all = append(all, l...)
+			}
+			slices.Sort(all)
+			if len(all) > 0 {
+				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			}
+			b.ReportMetric(float64(changes), "changes")
+		})
+	}
 }

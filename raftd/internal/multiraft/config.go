@@ -90,6 +90,22 @@ type Config struct {
 	ValueCacheBytes int
 	// SnapshotChunkBytes is the target size of a snapshot chunk. Default 1 MiB.
 	SnapshotChunkBytes int
+	// ReplicaGCInterval is how often replicas that do not lead are checked
+	// against the meta range: one its range's newer descriptor no longer
+	// names is destroyed (replica GC). Default 10s.
+	ReplicaGCInterval time.Duration
+	// SplitCheckInterval is how often leaders look for ranges past
+	// SplitBytes. Default 10s.
+	SplitCheckInterval time.Duration
+	// SplitBytes splits a range whose data (keys and values, as stored)
+	// grows past it, at its middle key. Default 512 MiB; negative: no
+	// automatic splits.
+	SplitBytes int64
+	// SplitQPS splits a range whose leader serves more requests per
+	// second than this (measured over a SplitCheckInterval) at the median
+	// of a sample of the keys requested. Default (0) or negative: no
+	// splits by load (CockroachDB splits at 2500).
+	SplitQPS float64
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
 	// 64 KiB and 8 MiB (a raft entry travels in one bus frame, at most
 	// 16 MiB).
@@ -204,6 +220,15 @@ func (c *Config) fill() {
 	def(&c.LivenessPingTicks, max(1, c.ElectionTicks/3))
 	def(&c.BootstrapCampaignsPerTick, 1000)
 	def(&c.SnapshotChunkBytes, 1<<20)
+	if c.ReplicaGCInterval == 0 {
+		c.ReplicaGCInterval = 10 * time.Second
+	}
+	if c.SplitCheckInterval == 0 {
+		c.SplitCheckInterval = 10 * time.Second
+	}
+	if c.SplitBytes == 0 {
+		c.SplitBytes = 512 << 20
+	}
 	def(&c.MaxKeyBytes, kvpb.MaxKeyBytes)
 	def(&c.MaxValueBytes, kvpb.MaxValueBytes)
 	def(&c.MaxCommandBytes, 12<<20)

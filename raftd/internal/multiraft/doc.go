@@ -11,12 +11,17 @@
 // (raft.Storage over the engine with an entry cache), outbox.go (per-node
 // batching and heartbeat coalescing), kv.go (the kvpb methods: routing,
 // forwarding, cross-range Scan and DeleteRange), plan.go (initial range
-// layout), valuecache.go (the read cache of engine values), disk.go (a
-// full disk: proposals refused, refused round writes held or written from
-// stored's reserve), mvccapply.go and mvcc.go (versions: the apply's
-// prefetch of the records it builds on, reads at a timestamp, the
-// background collection of old versions), watch.go (Watch streams fed by
-// the rounds' writes). The tests' doubles live in test files:
+// layout), split.go (splits, meta updates, range id allocation,
+// RangeKeyMismatch, leader transfer), autosplit.go (splits by size and
+// load), confchange.go (replica changes: learners, promotion, joint
+// configurations, empty replicas for snapshots), gc.go (replica GC,
+// tombstones, meta reconciliation), valuecache.go (the read cache of
+// engine values), disk.go (a full disk: proposals refused, refused round
+// writes held or written from stored's reserve), mvccapply.go and mvcc.go
+// (versions: the apply's prefetch of the records it builds on, reads at a
+// timestamp, the background collection of old versions), watch.go (Watch
+// streams fed by the rounds' writes). The tests' doubles live in test
+// files:
 // localnet_test.go (LocalNetwork, the fault-injecting in-process
 // transport, and testConfig's fast timers).
 //
@@ -30,6 +35,8 @@
 // return bus errors (InvalidArgument for bad input, NotLeader with the
 // leader's address as hint, Unavailable for "retry later, nothing done",
 // ResourceExhausted with reason disk_full for a write refused because the
-// leader's disk is full (nothing done), DeadlineExceeded when a forwarded
-// request's outcome is unknown).
+// leader's disk is full (nothing done), FailedPrecondition with reason
+// range_key_mismatch and the current descriptors as detail for a request
+// whose range split or changed (nothing done), DeadlineExceeded when a
+// forwarded request's outcome is unknown).
 package multiraft

@@ -60,6 +60,16 @@ func (s *Store) HandleKV(ctx context.Context, method string, req proto.Message) 
 		return call(ctx, req, s.Descriptors)
 	case MethodRanges:
 		return call(ctx, req, s.Ranges)
+	case MethodAdminSplit:
+		return call(ctx, req, s.AdminSplit)
+	case MethodTransferLeader:
+		return call(ctx, req, s.TransferLeader)
+	case MethodUpdateMeta:
+		return call(ctx, req, s.UpdateMeta)
+	case MethodChangeReplicas:
+		return call(ctx, req, s.ChangeReplicas)
+	case MethodCreateReplica:
+		return call(ctx, req, s.CreateReplica)
 	}
 	return nil, bus.Errorf(bus.CodeUnimplemented, "kv: unknown method %q", method)
 }
@@ -123,10 +133,19 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 	if err != nil {
 		return target{}, err
 	}
+	if err := s.checkHeaderRange(key, h, desc); err != nil {
+		return target{}, err
+	}
 	r := s.Replica(desc.GetRangeId())
+	if r != nil && r.applied.Load() == 0 {
+		r = nil // created empty, waiting for its snapshot: serves nothing
+	}
 	if r != nil && (r.IsLeader() || (!write && h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE)) {
 		if err := s.diskFullErr(); write && err != nil {
 			return target{}, err // this node leads, and its disk is full
+		}
+		if r.IsLeader() {
+			r.noteRequest(key)
 		}
 		return target{r: r, desc: desc}, nil
 	}
@@ -350,21 +369,37 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 	if err := s.checkKey(req.GetHeader(), req.GetKey()); err != nil {
 		return nil, err
 	}
-	t, err := s.route(ctx, req.GetKey(), req.GetHeader(), false)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		t, err := s.route(ctx, req.GetKey(), req.GetHeader(), false)
+		if err != nil {
+			return nil, err
+		}
+		if t.r == nil {
+			resp := &kvpb.GetResponse{}
+			fr := proto.Clone(req).(*kvpb.GetRequest)
+			fr.Header = forwardedHeader(req.GetHeader())
+			return resp, s.forward(ctx, t, MethodGet, fr, resp)
+		}
+		if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
+			return nil, err
+		}
+		// The barrier may have applied a split that moved the key: the
+		// range that holds it now serves it (its writes are not behind
+		// this range's barrier).
+		if err := t.r.stillHolds(ctx, req.GetKey(), t.desc); err != nil {
+			if attempt < maxMismatchRetries {
+				continue
+			}
+			return nil, err
+		}
+		return s.getLocal(ctx, req)
 	}
-	if t.r == nil {
-		resp := &kvpb.GetResponse{}
-		fr := proto.Clone(req).(*kvpb.GetRequest)
-		fr.Header = forwardedHeader(req.GetHeader())
-		return resp, s.forward(ctx, t, MethodGet, fr, resp)
-	}
-	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
-		return nil, err
-	}
+}
+
+func (s *Store) getLocal(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 	var v *kvpb.Value
 	var ok bool
+	var err error
 	if at := req.GetReadAt(); at != nil {
 		ts, terr := hlc.FromProto(at)
 		if terr != nil {
@@ -440,15 +475,25 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 	if size > s.cfg.MaxCommandBytes {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: command of %d bytes exceeds %d", size, s.cfg.MaxCommandBytes)
 	}
-	t, err := s.route(ctx, key, h, true)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		t, err := s.route(ctx, key, h, true)
+		if err != nil {
+			return nil, err
+		}
+		if t.r == nil {
+			return nil, s.forward(ctx, t, method, fwd(), resp)
+		}
+		res, err := t.r.Propose(ctx, ops, h.GetSession())
+		if !isMismatch(err) || attempt == maxMismatchRetries {
+			return res, s.wireErr(err)
+		}
+		// A split moved the keys after routing: nothing was done, and
+		// the command's session lets it be sent again. Route again once
+		// this node publishes the split.
+		if err := t.r.waitDescPast(ctx, t.desc.GetGeneration()); err != nil {
+			return nil, err
+		}
 	}
-	if t.r == nil {
-		return nil, s.forward(ctx, t, method, fwd(), resp)
-	}
-	res, err := t.r.Propose(ctx, ops, h.GetSession())
-	return res, s.wireErr(err)
 }
 
 // Put writes one key.
@@ -644,7 +689,7 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 	}
 	defer release()
 	total := &kvpb.DeleteRangeResponse{}
-	for cur := start; ; {
+	for cur, mismatches := start, 0; ; {
 		desc, err := s.lookup(ctx, cur)
 		if err != nil {
 			return total, err
@@ -653,9 +698,16 @@ func (s *Store) DeleteRange(ctx context.Context, req *kvpb.DeleteRangeRequest) (
 		fwd := func() proto.Message { return &kvpb.DeleteRangeRequest{Header: forwardedHeader(h), Start: cs, End: ce} }
 		resp := &kvpb.DeleteRangeResponse{}
 		res, err := s.proposeOn(ctx, cur, h, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Start: cs, End: ce}}}}, MethodDeleteRange, fwd, resp)
+		if isMismatch(err) && mismatches < maxMismatchRetries {
+			// The range split after the lookup: nothing of this part was
+			// done; look its range up again.
+			mismatches++
+			continue
+		}
 		if err != nil {
 			return total, err
 		}
+		mismatches = 0
 		if res != nil {
 			total.Deleted += res.Count
 		} else {
@@ -705,7 +757,7 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 	} else {
 		cur = start
 	}
-	for {
+	for mismatches := 0; ; {
 		var desc *kvpb.RangeDescriptor
 		var err error
 		if req.GetReverse() {
@@ -722,10 +774,17 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 		} else if len(cur) > 0 {
 			cs, ce = clipSpan(start, cur, desc)
 		}
-		kvs, read, full, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs), max(budget-size, 1))
+		kvs, read, full, used, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs), max(budget-size, 1))
+		if isMismatch(err) && mismatches < maxMismatchRetries {
+			// A split moved this part: look its range up again.
+			mismatches++
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
+		mismatches = 0
+		desc = used
 		out.Kvs = append(out.Kvs, kvs...)
 		size += read
 		if full && len(out.Kvs) > 0 {
@@ -790,7 +849,13 @@ func (s *Store) allDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, er
 // (values count even for keys only). read is their size; full reports
 // that the page ended there, at the limit or the bytes, so the range may
 // hold more.
-func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit, maxBytes int) (_ []*kvpb.KeyValue, read int, full bool, _ error) {
+//
+// A local range serves the part of [start, end) it holds once its read
+// barrier passed: a split applied meanwhile narrows it (used is the
+// descriptor that served, whose bounds the caller continues from), or
+// refuses with RangeKeyMismatch when it no longer holds the part's first
+// key.
+func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit, maxBytes int) (_ []*kvpb.KeyValue, read int, full bool, used *kvpb.RangeDescriptor, _ error) {
 	key := start
 	if req.GetReverse() {
 		key = desc.GetStartKey()
@@ -800,33 +865,43 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	}
 	t, err := s.route(ctx, key, req.GetHeader(), false)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, false, nil, err
 	}
 	if t.r == nil {
 		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(),
 			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes), ReadAt: req.GetReadAt()}
 		resp := &kvpb.ScanResponse{}
 		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
-			return nil, 0, false, err
+			return nil, 0, false, nil, err
 		}
 		for _, kv := range resp.GetKvs() {
 			read += len(kv.GetKey()) + len(kv.GetValue().GetValue())
 		}
-		return resp.GetKvs(), read, resp.GetResumeKey() != nil, nil
+		return resp.GetKvs(), read, resp.GetResumeKey() != nil, desc, nil
 	}
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
-		return nil, 0, false, err
+		return nil, 0, false, nil, err
 	}
+	if err := t.r.stillHolds(ctx, key, t.desc); err != nil {
+		return nil, 0, false, nil, err
+	}
+	used = t.r.applyDesc()
+	if req.GetReverse() && len(used.GetEndKey()) > 0 && (len(end) == 0 || bytes.Compare(end, used.GetEndKey()) > 0) {
+		// Going backwards the part's end comes first, and a split moved it.
+		return nil, 0, false, nil, errRangeKeyMismatch([]*kvpb.RangeDescriptor{used}, nil, "kv: range %d no longer holds the keys before %q", used.GetRangeId(), end)
+	}
+	start, end = clipSpan(start, end, used)
 	if at := req.GetReadAt(); at != nil {
 		ts, err := hlc.FromProto(at) // checked by Scan
 		if err != nil {
-			return nil, 0, false, err
+			return nil, 0, false, nil, err
 		}
-		return s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+		kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+		return kvs, read, full, used, err
 	}
 	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, false, nil, err
 	}
 	out := make([]*kvpb.KeyValue, 0, len(kvs))
 	for _, kv := range kvs {
@@ -836,7 +911,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 			err = fmt.Errorf("%w: a tombstone in the data family", storage.ErrBadEnvelope)
 		}
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("key %q: %w", kv.Key, err)
+			return nil, 0, false, nil, fmt.Errorf("key %q: %w", kv.Key, err)
 		}
 		val := valueOf(m, nil)
 		if !req.GetKeysOnly() {
@@ -844,7 +919,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		}
 		out = append(out, &kvpb.KeyValue{Key: kv.Key, Value: val})
 	}
-	return out, read, len(kvs) >= limit || read >= maxBytes, nil
+	return out, read, len(kvs) >= limit || read >= maxBytes, used, nil
 }
 
 // Descriptors returns the descriptors overlapping [start, end) and the
@@ -882,4 +957,43 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 		out.Replicas = append(out.Replicas, r.Status())
 	}
 	return out, nil
+}
+
+// waitDescPast waits, briefly, until this replica publishes a descriptor
+// newer than generation gen (a split this node applied is published once
+// its round's write is durable, just after its proposals are answered).
+func (r *Replica) waitDescPast(ctx context.Context, gen uint64) error {
+	for i := 0; r.desc.Load().GetGeneration() <= gen && i < 100; i++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.s.stopc:
+			return ErrStopped
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// stillHolds checks, after a read barrier, that the replica still holds
+// key; when a split applied meanwhile moved it, it waits for the split to
+// be published and returns RangeKeyMismatch.
+func (r *Replica) stillHolds(ctx context.Context, key []byte, routed *kvpb.RangeDescriptor) error {
+	r.mu.Lock()
+	d := r.mu.desc
+	r.mu.Unlock()
+	if spanContains(d, key) {
+		return nil
+	}
+	if err := r.waitDescPast(ctx, routed.GetGeneration()); err != nil {
+		return err
+	}
+	return errRangeKeyMismatch([]*kvpb.RangeDescriptor{d}, nil, "kv: range %d no longer holds key %q", r.rangeID, key)
+}
+
+// applyDesc returns the descriptor as of the last applied entry.
+func (r *Replica) applyDesc() *kvpb.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.desc
 }

@@ -16,7 +16,8 @@ import (
 // testConfig returns fast timers for in-process tests.
 func testConfig() Config {
 	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
-		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4}
+		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4, ReplicaGCInterval: 100 * time.Millisecond,
+		SplitCheckInterval: 50 * time.Millisecond, SplitBytes: -1}
 	c.fill()
 	return c
 }

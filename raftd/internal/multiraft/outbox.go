@@ -16,6 +16,8 @@ type outbox struct {
 	s  *Store
 	mu sync.Mutex
 	m  map[uint64]*raftmsgpb.MessageBatch
+	// toPeers counts the messages added for other nodes.
+	toPeers int
 }
 
 func newOutbox(s *Store) *outbox { return &outbox{s: s, m: map[uint64]*raftmsgpb.MessageBatch{}} }
@@ -47,6 +49,9 @@ func (o *outbox) add(node, rangeID uint64, msg *raftpb.Message, quiesce bool) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if node != o.s.d.NodeID {
+		o.toPeers++
+	}
 	b := o.batch(node)
 	switch {
 	case rm != nil:
@@ -56,6 +61,13 @@ func (o *outbox) add(node, rangeID uint64, msg *raftpb.Message, quiesce bool) {
 	default:
 		b.HeartbeatResponses = append(b.HeartbeatResponses, hb)
 	}
+}
+
+// peerMessages is how many messages for other nodes were added to o.
+func (o *outbox) peerMessages() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.toPeers
 }
 
 func (o *outbox) flush() {

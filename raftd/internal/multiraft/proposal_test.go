@@ -174,9 +174,25 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 		msg(replicating, raftpb.MsgHeartbeat, 0, 0),
 		msg(probed, raftpb.MsgApp, commit, 0), // a probe
 	})
-	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 1 {
-		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 1", apps, hbs)
+	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 0 {
+		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 0 (it was sent entries since its last heartbeat)", apps, hbs)
 	}
+	// Heartbeats: the next one due goes (no entries sent since the one
+	// left out), so does one carrying a read's context, and so does one
+	// to a follower that is not replicated to, entries or not.
+	hb := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
+	readHB := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
+	readHB.Context = []byte("read-id1")
+	out = newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{hb, msg(replicating, raftpb.MsgApp, match+1, 1), readHB,
+		msg(probed, raftpb.MsgApp, commit, 1), msg(probed, raftpb.MsgHeartbeat, 0, 0)})
+	if _, hbs := sent(out, replicating); hbs != 2 {
+		t.Errorf("to the replicating follower: %d heartbeats; want 2 (the one due after one was left out, the read's)", hbs)
+	}
+	if _, hbs := sent(out, probed); hbs != 1 {
+		t.Errorf("to the probed follower: %d heartbeats; want 1", hbs)
+	}
+	r.mu.appended = nil
 	if apps, _ := sent(out, probed); len(apps) != 1 {
 		t.Errorf("to the probed follower: appends %v; want its empty probe", apps)
 	}
@@ -330,4 +346,90 @@ func TestDeleteRangeInOnePass(t *testing.T) {
 	if fmt.Sprint(got) != "[m6]" {
 		t.Errorf("keys from m: %v; want [m6]", got)
 	}
+}
+
+// TestLateMessagesRideNextRound checks that a node whose leaders sent
+// before a round's write, with the next round due at once, sends that
+// round's late messages (acknowledgements of appends) in the next round's
+// early frames, and that a node leading no range sends them at once (no
+// acknowledgement of its waits for a round of its own).
+func TestLateMessagesRideNextRound(t *testing.T) {
+	load := func(t *testing.T, ctx context.Context, c *testCluster, descs []*kvpb.RangeDescriptor) {
+		t.Helper()
+		errs := make(chan error, 16)
+		for w := range 16 {
+			go func() {
+				var err error
+				for i := range 40 {
+					d := descs[1+(w+i)%(len(descs)-1)]
+					key := fmt.Sprintf("%s%02d-%03d", d.GetStartKey(), w, i)
+					if err = c.put(ctx, key, "v"); err != nil {
+						break
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range 16 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, ok, err := c.get(ctx, fmt.Sprintf("%s%02d-%03d", descs[1].GetStartKey(), 0, 0)); err != nil || !ok || v != "v" {
+			t.Fatalf("a put read back: %q, %v, %v", v, ok, err)
+		}
+	}
+	t.Run("leaders on every node", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		c := newTestCluster(t, 3, nil)
+		descs := c.bootstrap(&kvpb.InitRequest{InitialRanges: 6})
+		c.waitLeaders(descs)
+		led := map[uint64][]uint64{}
+		for _, d := range descs[1:] {
+			n := c.leaderOf(d.GetRangeId())
+			led[n] = append(led[n], d.GetRangeId())
+		}
+		for _, id := range c.ids {
+			if len(led[id]) > 0 {
+				continue
+			}
+			for from, ids := range led {
+				if len(ids) > 1 {
+					c.transferLeader(ids[0], from, id)
+					led[from], led[id] = ids[1:], ids[:1]
+					waitFor(t, 10*time.Second, "the leadership transfer", func() bool { return c.leaderOf(ids[0]) == id })
+					break
+				}
+			}
+		}
+		load(t, ctx, c, descs)
+		var carried uint64
+		for _, id := range c.ids {
+			carried += c.store(id).Stats().CarriedRounds
+		}
+		if carried == 0 {
+			t.Error("no round's late messages rode with the next round's, with leaders on every node under load")
+		}
+	})
+	t.Run("a node leading nothing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		c := newTestCluster(t, 3, nil)
+		descs := c.bootstrap(&kvpb.InitRequest{})
+		c.waitLeaders(descs)
+		var idle uint64
+		for _, id := range c.ids {
+			if id != c.leaderOf(descs[0].GetRangeId()) && id != c.leaderOf(descs[1].GetRangeId()) {
+				idle = id
+			}
+		}
+		load(t, ctx, c, descs)
+		if c.leaderOf(descs[0].GetRangeId()) == idle || c.leaderOf(descs[1].GetRangeId()) == idle {
+			t.Skip("leadership moved")
+		}
+		if n := c.store(idle).Stats().CarriedRounds; n != 0 {
+			t.Errorf("node %d, leading nothing, held its late messages for the next round %d times; want none", idle, n)
+		}
+	})
 }

@@ -143,6 +143,20 @@ type Replica struct {
 	// held is a work whose write was refused for want of space; the
 	// replica sits the rounds out until it is written (disk.go).
 	held atomic.Pointer[heldWork]
+	// written counts the user bytes applied since the range was last
+	// measured for a split by size (autosplit.go).
+	written atomic.Int64
+	// sizeEst is the range's data size as last measured plus what was
+	// written since, or -1 before the first measure (autosplit.go).
+	sizeEst atomic.Int64
+	// load counts and samples the requests a leader serves (splits by
+	// load, autosplit.go).
+	load loadStats
+	// destroyed is set once the replica is removed from this node.
+	destroyed atomic.Bool
+	// metaGen is the highest generation of this range known to be
+	// recorded in the meta range (meta reconciliation).
+	metaGen atomic.Uint64
 
 	in struct {
 		sync.Mutex
@@ -156,8 +170,18 @@ type Replica struct {
 	}
 	mu struct {
 		sync.Mutex
-		rn           *raft.RawNode
-		replicaID    uint64
+		rn        *raft.RawNode
+		replicaID uint64
+		// desc is the descriptor as of the last applied entry (apply
+		// checks commands against it); the published one (Replica.desc)
+		// follows once the round's write is durable.
+		desc *kvpb.RangeDescriptor
+		// splits are splits applied by the current round, completed
+		// after its write (finishSplitsLocked).
+		splits []pendingSplit
+		// removed: an applied conf change removed this replica; it is
+		// destroyed after the round's write.
+		removed      bool
 		log          *raftLog
 		applied      *raftmsgpb.AppliedState
 		sessions     *sessionTable
@@ -178,6 +202,9 @@ type Replica struct {
 		// heartbeatResps are the replicas whose heartbeat responses were
 		// stepped since the last Ready's messages went out (see sendLocked).
 		heartbeatResps map[uint64]bool
+		// appended are the followers sent an append with entries since
+		// their last heartbeat was due (see sendLocked).
+		appended map[uint64]bool
 	}
 }
 
@@ -188,18 +215,6 @@ func replicaOf(d *kvpb.RangeDescriptor, node uint64) *kvpb.ReplicaDescriptor {
 		}
 	}
 	return nil
-}
-
-func confStateOf(d *kvpb.RangeDescriptor) *raftpb.ConfState {
-	cs := &raftpb.ConfState{}
-	for _, r := range d.GetReplicas() {
-		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
-			cs.Learners = append(cs.Learners, r.GetReplicaId())
-		} else {
-			cs.Voters = append(cs.Voters, r.GetReplicaId())
-		}
-	}
-	return cs
 }
 
 // bootstrapOps writes the initial raft state of a new replica: an empty
@@ -241,10 +256,6 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		return nil, fmt.Errorf("multiraft: recover snapshot install of range %d: %w", r.rangeID, err)
 	}
 	r.desc.Store(desc)
-	l, err := loadRaftLog(s.d.Engine, r.rangeID, confStateOf(desc), s.cfg.EntryCacheEntries, s.cfg.EntryCacheBytes, s.cfg.StorageTimeout)
-	if err != nil {
-		return nil, err
-	}
 	applied := &raftmsgpb.AppliedState{}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
 	v, ok, err := s.d.Engine.Get(ctx, storage.Raft, storage.AppliedStateKey(r.rangeID))
@@ -256,6 +267,16 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		if err := proto.Unmarshal(v, applied); err != nil {
 			return nil, fmt.Errorf("multiraft: decode applied state of range %d: %w", r.rangeID, err)
 		}
+	}
+	// A replica created empty for a snapshot (CreateReplica) has no
+	// state yet: no configuration until the snapshot brings one.
+	cs := confStateOf(desc)
+	if !ok {
+		cs = &raftpb.ConfState{}
+	}
+	l, err := loadRaftLog(s.d.Engine, r.rangeID, cs, s.cfg.EntryCacheEntries, s.cfg.EntryCacheBytes, s.cfg.StorageTimeout)
+	if err != nil {
+		return nil, err
 	}
 	l.applied, l.appliedTerm = applied.GetIndex(), applied.GetTerm()
 	sessions, err := loadSessions(s, r.rangeID)
@@ -284,6 +305,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		return nil, fmt.Errorf("multiraft: raft for range %d: %w", r.rangeID, err)
 	}
 	r.mu.rn = rn
+	r.mu.desc = desc
 	r.mu.replicaID = me.GetReplicaId()
 	r.mu.log = l
 	r.mu.applied = applied
@@ -301,6 +323,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		r.noVotesUntil = time.Now().Add(s.leaseDuration())
 	}
 	r.applied.Store(applied.GetIndex())
+	r.sizeEst.Store(-1) // measured once at first
 	// The first replica of a new range campaigns on its first tick, by
 	// when the other nodes have bootstrapped too (a vote request to a node
 	// without the replica is lost, costing a whole election timeout).
@@ -391,6 +414,9 @@ func (r *Replica) unquiesceLocked() {
 // the log writes for the round's synced batch. A leader's messages go to
 // out at once (sent before its own write, as raft allows).
 func (r *Replica) phase1(out *outbox) (*readyWork, error) {
+	if r.destroyed.Load() {
+		return nil, nil
+	}
 	if w, holding := r.takeHeld(time.Now()); holding {
 		return w, nil // written in this round if due; nothing else meanwhile
 	}
@@ -602,7 +628,16 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 			r.mu.readsReady = append(r.mu.readsReady, b)
 		}
 	}
+	if len(r.mu.splits) > 0 {
+		if err := r.finishSplitsLocked(); err != nil {
+			return err
+		}
+	}
 	rn.Advance(rd)
+	if r.mu.removed {
+		r.s.goAsync(func() { r.s.destroyReplica(r, "removed from its range") })
+		return nil
+	}
 	r.serveReadsLocked()
 	st := rn.BasicStatus()
 	r.noteLeadershipLocked(st)
@@ -701,16 +736,41 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 		// answer to a heartbeat response, so that a follower whose
 		// appends were lost rejects it and is caught up. Followers apply
 		// up to a tick later; reads are served by leaders.
-		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && !r.mu.heartbeatResps[m.GetTo()] {
+		isReplicating := func(id uint64) bool {
 			if replicating == nil {
 				replicating = map[uint64]bool{}
 				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 					replicating[id] = pr.State == tracker.StateReplicate
 				})
 			}
-			if replicating[m.GetTo()] {
+			return replicating[id]
+		}
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && !r.mu.heartbeatResps[m.GetTo()] && isReplicating(m.GetTo()) {
+			continue
+		}
+		// Nor a heartbeat (without a read's context) to a follower being
+		// replicated to that was sent an append with entries since its
+		// last heartbeat was due: the append reset its election timer and
+		// carried the commit index, and its answer tells the leader it is
+		// there (CheckQuorum). Under load every range's leader would
+		// otherwise send each follower a heartbeat every tick and get an
+		// answer, each a pass of the range on both nodes: at 255 busy
+		// ranges most of the work of a put. When the appends stop, the
+		// heartbeats are back from the next one due. Heartbeats that
+		// confirm leadership for reads (ReadIndex, lease renewal) go.
+		switch {
+		case m.GetType() == raftpb.MsgApp && len(m.GetEntries()) > 0:
+			if r.mu.appended == nil {
+				r.mu.appended = map[uint64]bool{}
+			}
+			r.mu.appended[m.GetTo()] = true
+		case m.GetType() == raftpb.MsgHeartbeat && len(m.GetContext()) == 0 && r.mu.appended[m.GetTo()]:
+			r.mu.appended[m.GetTo()] = false
+			if isReplicating(m.GetTo()) {
 				continue
 			}
+		case m.GetType() == raftpb.MsgHeartbeat:
+			delete(r.mu.appended, m.GetTo())
 		}
 		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
 			out.add(node, r.rangeID, m, false)

@@ -52,7 +52,10 @@ func (c *testCluster) scanPages(ctx context.Context, req *kvpb.ScanRequest) ([]*
 // the limit and by bytes: each finds exactly what reads of each key at
 // that timestamp find, in key order.
 func TestScanAt(t *testing.T) {
-	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("b")}}, gcConfig)
+	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("b")}}, func(cfg *Config) {
+		gcConfig(cfg)
+		cfg.VersionRetention = time.Hour // every version of the history in the window
+	})
 	keys, _ := versionHistory(t, c, 11)
 	slices.Sort(keys)
 	// Every version's timestamp (in both ranges) inside the window, and

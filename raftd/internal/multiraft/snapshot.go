@@ -145,6 +145,19 @@ func decodeMarker(b []byte) (digest []byte, applied *raftmsgpb.AppliedState, des
 	return digest, applied, desc, nil
 }
 
+// snapSpanOK reports whether a replica spanning local may install a
+// snapshot spanning snap: the same span, or a part of it from the same
+// start (the replica missed a split that the snapshot's state includes;
+// the rest of its old span is the right range's, whose own replica or
+// snapshot replaces that data here).
+func snapSpanOK(local, snap *kvpb.RangeDescriptor) bool {
+	if sameSpan(local, snap) {
+		return true
+	}
+	return bytes.Equal(local.GetStartKey(), snap.GetStartKey()) && len(snap.GetEndKey()) > 0 &&
+		(len(local.GetEndKey()) == 0 || bytes.Compare(snap.GetEndKey(), local.GetEndKey()) <= 0)
+}
+
 func sameSpan(a, b *kvpb.RangeDescriptor) bool {
 	return bytes.Equal(a.GetStartKey(), b.GetStartKey()) && bytes.Equal(a.GetEndKey(), b.GetEndKey())
 }
@@ -267,6 +280,7 @@ func (r *Replica) installOpsLocked(snap *raftpb.Snapshot, ps *inboundSnapshot) (
 	r.mu.log.applied, r.mu.log.appliedTerm = idx, term
 	r.mu.log.cs = snap.GetMetadata().GetConfState()
 	r.desc.Store(ps.desc)
+	r.mu.desc = ps.desc
 	r.s.metrics.snapshotsApplied.Add(1)
 	return ops, nil
 }
@@ -501,16 +515,26 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		return err
 	}
 	r := s.Replica(c.GetRangeId())
+	if r == nil && isStart && s.hosting.Load() && replicaOf(c.GetRangeDescriptor(), s.d.NodeID) != nil {
+		// A range this node is a replica of but does not hold (created by
+		// a split this node has not applied, or added while it was
+		// away): an empty replica takes the snapshot, unless a tombstone
+		// or an overlapping replica forbids it.
+		if _, err := s.CreateReplica(ctx, &raftmsgpb.CreateReplicaRequest{Descriptor_: c.GetRangeDescriptor()}); err != nil {
+			return fail(err)
+		}
+		r = s.Replica(c.GetRangeId())
+	}
 	if r == nil {
 		return fail(fmt.Errorf("multiraft: no replica of range %d", c.GetRangeId()))
 	}
 	if isStart {
 		local := r.desc.Load()
-		if !sameSpan(local, c.GetRangeDescriptor()) {
+		if !snapSpanOK(local, c.GetRangeDescriptor()) {
 			return fail(fmt.Errorf("multiraft: snapshot of range %d has span [%q, %q), replica has [%q, %q)", r.rangeID,
 				c.GetRangeDescriptor().GetStartKey(), c.GetRangeDescriptor().GetEndKey(), local.GetStartKey(), local.GetEndKey()))
 		}
-		sn.start, sn.end = clipSpan(nil, nil, local)
+		sn.start, sn.end = clipSpan(nil, nil, c.GetRangeDescriptor())
 		in, err := s.d.Engine.IngestRange(ctx, storage.Data, sn.start, sn.end)
 		if err != nil {
 			return fail(err)
@@ -573,7 +597,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 	if err != nil || msg.GetType() != raftpb.MsgSnap {
 		return fail(fmt.Errorf("multiraft: snapshot of range %d without a MsgSnap", c.GetRangeId()))
 	}
-	if c.GetApplied() == nil || !sameSpan(c.GetRangeDescriptor(), r.desc.Load()) {
+	if c.GetApplied() == nil || !snapSpanOK(r.desc.Load(), c.GetRangeDescriptor()) {
 		return fail(fmt.Errorf("multiraft: snapshot of range %d without applied state or with another span", c.GetRangeId()))
 	}
 	sn.desc, sn.applied, sn.msg = c.GetRangeDescriptor(), c.GetApplied(), msg

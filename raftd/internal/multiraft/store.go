@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
@@ -58,8 +59,11 @@ type Store struct {
 	cancel context.CancelFunc
 	wake   chan struct{}
 	tasks  chan func()
-	wg     sync.WaitGroup
-	fatal  chan error
+	// carried holds a round's late messages for the next round's early
+	// frames (round); only the scheduler goroutine touches it.
+	carried *outbox
+	wg      sync.WaitGroup
+	fatal   chan error
 
 	sched struct {
 		sync.Mutex
@@ -86,7 +90,18 @@ type Store struct {
 		sync.Mutex
 		in map[snapKey]*inboundSnapshot
 	}
+	// unknown is when raft traffic of each range this node does not hold
+	// was first seen (answerUnknown).
+	unknown struct {
+		sync.Mutex
+		seen map[uint64]time.Time
+	}
 	snapSeq atomic.Uint64
+	// hosting is set once the store holds its cluster's replicas (loaded
+	// at start, or bootstrapped): only then does it answer for ranges it
+	// does not hold (HandleBatch), which a bootstrap in progress would
+	// otherwise race.
+	hosting atomic.Bool
 	vcache  *valueCache
 	// leasesOff suspends lease reads (SuspendLeases).
 	leasesOff atomic.Bool
@@ -114,6 +129,7 @@ type Store struct {
 
 type storeMetrics struct {
 	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
+	carriedRounds                               atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
 	snapshotsSent, snapshotsApplied             atomic.Uint64
@@ -128,6 +144,13 @@ type storeMetrics struct {
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
 	heldReplicas atomic.Int64
+	// splits counts splits applied by local replicas; replicaChanges the
+	// conf changes that changed a local replica's descriptor; replicasGCd
+	// the replicas this node destroyed.
+	splits, replicaChanges, replicasGCd atomic.Uint64
+	// autoSplits counts the splits this node's leaders started by size or
+	// load; loadSplits those by load.
+	autoSplits, loadSplits atomic.Uint64
 }
 
 // NewStore validates its inputs and returns an unstarted store.
@@ -184,9 +207,11 @@ func (s *Store) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(2)
+	s.wg.Add(4)
 	go s.runLoop()
 	go s.tickLoop()
+	go s.gcLoop()
+	go s.splitLoop()
 	s.startVersionGC()
 	return nil
 }
@@ -290,6 +315,14 @@ func (s *Store) load(ctx context.Context) error {
 		if err := proto.Unmarshal(kv.Value, desc); err != nil {
 			return fmt.Errorf("multiraft: decode descriptor: %w", err)
 		}
+		if replicaOf(desc, s.d.NodeID) == nil {
+			// Removed by a conf change applied before a crash that came
+			// before its destruction: finish it.
+			if err := s.destroyState(ctx, desc, 0, true); err != nil {
+				return fmt.Errorf("multiraft: destroy removed replica of range %d: %w", desc.GetRangeId(), err)
+			}
+			continue
+		}
 		r, err := newReplica(s, desc, false, 0)
 		if err != nil {
 			return err
@@ -297,6 +330,9 @@ func (s *Store) load(ctx context.Context) error {
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	if s.Initialized() {
+		s.hosting.Store(true)
+	}
 	s.log.Info("replicas loaded", slog.Int("replicas", len(kvs)))
 	return nil
 }
@@ -309,13 +345,18 @@ func (s *Store) addReplicas(rs []*Replica) {
 		s.mu.replicas[r.rangeID] = r
 		s.mu.sorted = append(s.mu.sorted, r)
 	}
-	sort.Slice(s.mu.sorted, func(i, j int) bool {
-		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
-	})
+	s.sortLocked()
 	s.mu.Unlock()
 	for _, r := range rs {
 		s.enqueue(r.rangeID)
 	}
+}
+
+// sortLocked orders the routing table by start key.
+func (s *Store) sortLocked() {
+	sort.Slice(s.mu.sorted, func(i, j int) bool {
+		return bytes.Compare(s.mu.sorted[i].startKey(), s.mu.sorted[j].startKey()) < 0
+	})
 }
 
 // Replica returns the local replica of a range, or nil.
@@ -507,6 +548,7 @@ func (s *Store) Bootstrap(ctx context.Context, req *raftmsgpb.BootstrapRequest) 
 		rs = append(rs, r)
 	}
 	s.addReplicas(rs)
+	s.hosting.Store(true)
 	s.noteReplicasAdded(rs)
 	s.log.Info("bootstrapped", slog.Int("replicas", len(mine)))
 	return false, nil
@@ -605,11 +647,18 @@ func (s *Store) round(ids []uint64) error {
 	s.metrics.rangesProcessed.Add(uint64(len(reps)))
 	works := make([]*readyWork, len(reps))
 	early, late := newOutbox(s), newOutbox(s)
+	if s.carried != nil {
+		// The previous round's late messages go first, in this round's
+		// early frames (see below).
+		early, s.carried = s.carried, nil
+	}
 	errs := make([]error, len(reps))
+	carried := early.peerMessages()
 	s.parallel(len(reps), func(i int) { works[i], errs[i] = reps[i].phase1(early) })
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	leading := early.peerMessages() > carried
 	early.flush()
 	// A write refused for want of space holds its replicas' works (they
 	// sit the next rounds out) instead of failing the round (disk.go).
@@ -621,8 +670,28 @@ func (s *Store) round(ids []uint64) error {
 			errs[i] = reps[i].phase2(works[i], late)
 		}
 	})
+	if leading && s.hasPending() {
+		// This node leads ranges that sent before the write, and the
+		// next round starts at once: its late messages (acknowledgements
+		// of appends, mostly) ride in that round's early frames, sent
+		// after its phase1, rather than in frames of their own. With the
+		// leaders of many ranges on every node, each round would
+		// otherwise send every peer two frames, and each frame its own
+		// packets and acknowledgements. The messages wait for the next
+		// round's phase1 (no write in between); their order holds.
+		s.carried = late
+		s.metrics.carriedRounds.Add(1)
+		return errors.Join(errs...)
+	}
 	late.flush()
 	return errors.Join(errs...)
+}
+
+// hasPending reports whether ranges wait for the next round.
+func (s *Store) hasPending() bool {
+	s.sched.Lock()
+	defer s.sched.Unlock()
+	return len(s.sched.pending) > 0
 }
 
 // writeRound writes ops of a round (of ranges ranges) to the engine, as
@@ -712,23 +781,75 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 	if b.GetFromAddr() != "" && s.NodeAddr(b.GetFromNode()) != b.GetFromAddr() {
 		s.SetNodeAddr(b.GetFromNode(), b.GetFromAddr())
 	}
+	var unknown *raftmsgpb.MessageBatch
+	answer := func() *raftmsgpb.MessageBatch {
+		if unknown == nil {
+			unknown = &raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: b.GetFromNode(), FromAddr: s.d.Addr}
+		}
+		return unknown
+	}
 	for _, m := range b.GetMessages() {
+		msg, err := decodeMessage(m.GetMessage())
+		if err != nil {
+			continue
+		}
 		if r := s.Replica(m.GetRangeId()); r != nil {
-			if msg, err := decodeMessage(m.GetMessage()); err == nil {
-				r.deliver(inMsg{msg: msg})
+			r.deliver(inMsg{msg: msg})
+		} else if msg.GetType() == raftpb.MsgApp && s.answerUnknown(m.GetRangeId()) {
+			// A range this node does not hold (yet): reject the append
+			// as an empty log would, so the leader sends a snapshot,
+			// whose first chunk creates the replica (HandleSnapshot).
+			resp := &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: proto.Uint64(msg.GetTo()), To: proto.Uint64(msg.GetFrom()),
+				Term: proto.Uint64(msg.GetTerm()), Index: proto.Uint64(msg.GetIndex()), Reject: proto.Bool(true), RejectHint: proto.Uint64(0), LogTerm: proto.Uint64(0)}
+			if rb, err := proto.Marshal(resp); err == nil {
+				a := answer()
+				a.Messages = append(a.Messages, &raftmsgpb.RaftMessage{RangeId: m.GetRangeId(), Message: rb})
 			}
 		}
 	}
 	for _, h := range b.GetHeartbeats() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, false), quiesce: h.GetQuiesce()})
+		} else if !h.GetQuiesce() && s.answerUnknown(h.GetRangeId()) {
+			// Answered, so that the leader probes with an append (above).
+			a := answer()
+			a.HeartbeatResponses = append(a.HeartbeatResponses, &raftmsgpb.Heartbeat{RangeId: h.GetRangeId(), FromReplica: h.GetToReplica(),
+				ToReplica: h.GetFromReplica(), Term: h.GetTerm()})
 		}
+	}
+	if unknown != nil {
+		s.send(unknown)
 	}
 	for _, h := range b.GetHeartbeatResponses() {
 		if r := s.Replica(h.GetRangeId()); r != nil {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, true)})
 		}
 	}
+}
+
+// answerUnknown reports whether to answer the raft traffic of a range this
+// node does not hold, so that its leader sends a snapshot that creates
+// it: once the store hosts its replicas, and only after an election
+// timeout of such traffic. A split this node has yet to apply creates the
+// range from local state meanwhile, without a snapshot.
+func (s *Store) answerUnknown(rangeID uint64) bool {
+	if !s.hosting.Load() {
+		return false
+	}
+	now := time.Now()
+	wait := time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
+	s.unknown.Lock()
+	defer s.unknown.Unlock()
+	if s.unknown.seen == nil || len(s.unknown.seen) > 100000 {
+		s.unknown.seen = map[uint64]time.Time{}
+	}
+	first, ok := s.unknown.seen[rangeID]
+	if !ok || now.Sub(first) > 10*wait+time.Minute {
+		// New, or an entry from long ago (the range came and went).
+		s.unknown.seen[rangeID] = now
+		return false
+	}
+	return now.Sub(first) >= wait
 }
 
 // SuspendLeases turns lease reads off (linearizable reads then take a
@@ -755,6 +876,9 @@ type Stats struct {
 	// WriteSeconds is the time rounds spent waiting on them.
 	Rounds, Writes, SyncWrites, RangesProcessed uint64
 	WriteSeconds                                float64
+	// CarriedRounds counts rounds whose late messages went out with the
+	// next round's early ones (Store.round).
+	CarriedRounds uint64
 	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
 	ValueCacheHits, ValueCacheMisses uint64
 	// InboxDrops counts raft messages dropped on a full replica inbox.
@@ -787,6 +911,16 @@ type Stats struct {
 	// HeldReplicas is how many replicas hold a write until it has room.
 	DiskRefusals uint64
 	HeldReplicas int64
+	// Splits counts splits applied by local replicas (every replica of
+	// a range counts its own).
+	Splits uint64
+	// ReplicaChanges counts applied conf changes that changed a local
+	// replica's descriptor; ReplicasRemoved the local replicas destroyed
+	// (removed from their range, found gone from meta).
+	ReplicaChanges, ReplicasRemoved uint64
+	// AutoSplits counts the splits this node started because a range it
+	// leads outgrew SplitBytes or SplitQPS; LoadSplits those by load.
+	AutoSplits, LoadSplits uint64
 }
 
 // Stats returns scheduler counters.
@@ -796,13 +930,15 @@ func (s *Store) Stats() Stats {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
-		Rounds: s.metrics.rounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
-		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load()}
+		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
+		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load(),
+		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()

@@ -232,6 +232,39 @@ func (s *Store) cutWatches(rangeID uint64, why string) {
 	}
 }
 
+// cutSplitWatches ends the watches of a range that split whose span
+// reaches past its new end (left): the keys from there on are the right
+// range's, whose resolved timestamp is its own. Their error is a
+// RangeKeyMismatch carrying both sides, so that the watcher resumes each
+// range on its own from its last checkpoint.
+func (s *Store) cutSplitWatches(left, right *kvpb.RangeDescriptor) {
+	h := &s.watches
+	if h.count.Load() == 0 {
+		return
+	}
+	err := errRangeKeyMismatch([]*kvpb.RangeDescriptor{left, right}, nil, "kv: watch of range %d ended: the range split at %q", left.GetRangeId(), right.GetStartKey())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.byRange[left.GetRangeId()] {
+		if bytes.Compare(w.end, left.GetEndKey()) > 0 {
+			h.cutLocked(w, err)
+		}
+	}
+}
+
+// localDescriptors returns the descriptors of the local replicas
+// overlapping [start, end) (for a RangeKeyMismatch's detail).
+func (s *Store) localDescriptors(start, end []byte) []*kvpb.RangeDescriptor {
+	var out []*kvpb.RangeDescriptor
+	for _, r := range s.Replicas() {
+		d := r.Descriptor()
+		if (len(d.GetEndKey()) == 0 || bytes.Compare(start, d.GetEndKey()) < 0) && bytes.Compare(d.GetStartKey(), end) < 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // registerWatch adds a watcher of [start, end) of r and returns the
 // range's resolved timestamp at that point (see Watches above).
 func (s *Store) registerWatch(ctx context.Context, r *Replica, start, end []byte) (*keyWatcher, hlc.Timestamp, error) {
@@ -307,7 +340,9 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 		return err
 	}
 	if len(desc.GetEndKey()) > 0 && bytes.Compare(end, desc.GetEndKey()) > 0 {
-		return bus.Errorf(bus.CodeInvalidArgument, "kv: watch [%q, %q) spans ranges: range %d ends at %q", start, end, desc.GetRangeId(), desc.GetEndKey())
+		// The watcher's ranges changed (a split): it watches each range of
+		// its span on its own from its last checkpoint.
+		return errRangeKeyMismatch(s.localDescriptors(start, end), nil, "kv: watch [%q, %q) spans ranges: range %d ends at %q", start, end, desc.GetRangeId(), desc.GetEndKey())
 	}
 	r := s.Replica(desc.GetRangeId())
 	if r == nil || !r.IsLeader() {

@@ -119,6 +119,12 @@ func ReplicaKey(rangeID uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), replicaPrefix...), rangeID)
 }
 
+// TombstoneKey is the local CF key of the tombstone of a range whose
+// replica this node removed (raftmsgpb.Tombstone).
+func TombstoneKey(rangeID uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("tombstone/"), rangeID)
+}
+
 // ReplicaSpan is the local CF span of every ReplicaKey.
 func ReplicaSpan() (start, end []byte) {
 	e := append([]byte(nil), replicaPrefix...)
@@ -145,6 +151,11 @@ func MetaSpan() (start, end []byte) {
 	e[len(e)-1]++
 	return append([]byte(nil), MetaPrefix...), e
 }
+
+// RangeIDCounterKey is the data key, in the meta range's span but outside
+// MetaSpan, of the last range id allocated (8 bytes big-endian in the value
+// envelope).
+var RangeIDCounterKey = []byte{0x00, 'r', 'a', 'n', 'g', 'e', '-', 'i', 'd'}
 
 // Value envelope (Data family values): see EncodeRecord; EncodeValue
 // writes the first version of the envelope, still read.

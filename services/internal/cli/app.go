@@ -35,6 +35,7 @@ func commands(env *env) []*cli.Command {
 		initCommand(env),
 		kvCommand(env),
 		rangesCommand(env),
+		rangeCommand(env),
 		workflowsCommand(env),
 		eventsCommand(env),
 		versionCommand(env),

@@ -20,8 +20,10 @@ func rangesCommand(e *env) *cli.Command {
 			"and replica ids, commit and applied indexes, the log's entries and bytes, whether the\n" +
 			"range is quiesced and whether this replica holds a valid lease. --output json prints\n" +
 			"one object with node_id and \"replicas\", which also give the client sessions each\n" +
-			"replica remembers for exactly-once writes (sessions, session_bytes).",
-		Flags: kvFlags(),
+			"replica remembers for exactly-once writes (sessions, session_bytes).\n" +
+			"With --all it lists every range of the cluster instead, as the meta range records them:\n" +
+			"span, generation, replicas and the leader's raftd address as the answering node knows it.",
+		Flags: append(kvFlags(), &cli.BoolFlag{Name: "all", Usage: "list every range of the cluster from the meta range: span, generation, replicas, leader"}),
 		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
@@ -31,6 +33,9 @@ func rangesCommand(e *env) *cli.Command {
 				return err
 			}
 			defer s.close()
+			if c.Bool("all") {
+				return printAllRanges(e, s)
+			}
 			addr := s.cl.Addrs()[0]
 			resp, err := s.cl.Ranges(s.ctx, addr)
 			if err != nil {
@@ -104,8 +109,13 @@ func replicaDescs(d *kvpb.RangeDescriptor) []replicaDescView {
 	out := []replicaDescView{}
 	for _, r := range d.GetReplicas() {
 		typ := "voter"
-		if r.GetType() == kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+		switch r.GetType() {
+		case kvpb.ReplicaType_REPLICA_TYPE_LEARNER:
 			typ = "learner"
+		case kvpb.ReplicaType_REPLICA_TYPE_VOTER_INCOMING:
+			typ = "voter-incoming"
+		case kvpb.ReplicaType_REPLICA_TYPE_VOTER_OUTGOING:
+			typ = "voter-outgoing"
 		}
 		out = append(out, replicaDescView{NodeID: r.GetNodeId(), ReplicaID: r.GetReplicaId(), Type: typ})
 	}

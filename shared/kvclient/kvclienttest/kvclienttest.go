@@ -91,6 +91,7 @@ type Cluster struct {
 		stalled     map[int]bool
 		calls       map[callKey]int
 		forwarded   int
+		mismatches  int
 		writes      uint64
 
 		// history holds every version of each key, oldest first (a
@@ -222,6 +223,47 @@ func (c *Cluster) Forwarded() int {
 	return c.mu.forwarded
 }
 
+// Split splits the user range holding key at key, as raftd's AdminSplit
+// does: the range keeps [start, key), a new range led by node leader
+// takes [key, end), and both take the next generation. Requests naming
+// the old range (Header.range_id) are refused with RangeKeyMismatch from
+// then on.
+func (c *Cluster) Split(key []byte, leader int) *kvpb.RangeDescriptor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, right := c.splitLocked(key, leader)
+	return right
+}
+
+// splitLocked splits the range holding key at key (nil, nil: key is a
+// range's start or outside the user ranges).
+func (c *Cluster) splitLocked(key []byte, leader int) (left, right *kvpb.RangeDescriptor) {
+	var next uint64
+	for _, r := range c.mu.ranges {
+		next = max(next, r.GetRangeId())
+	}
+	for i, r := range c.mu.ranges {
+		if !bytes.Equal(c.rangeLocked(key).GetStartKey(), r.GetStartKey()) || bytes.Equal(key, r.GetStartKey()) {
+			continue
+		}
+		left = proto.Clone(r).(*kvpb.RangeDescriptor)
+		left.EndKey, left.Generation = bytes.Clone(key), r.GetGeneration()+1
+		right = proto.Clone(r).(*kvpb.RangeDescriptor)
+		right.RangeId, right.StartKey, right.Generation = next+1, bytes.Clone(key), left.GetGeneration()
+		c.mu.ranges = append(c.mu.ranges[:i], append([]*kvpb.RangeDescriptor{left, right}, c.mu.ranges[i+1:]...)...)
+		c.mu.leaders[right.GetRangeId()] = leader
+		return left, right
+	}
+	return nil, nil
+}
+
+// Mismatches counts the requests refused with RangeKeyMismatch.
+func (c *Cluster) Mismatches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.mismatches
+}
+
 // Value returns the stored value of key.
 func (c *Cluster) Value(key string) (string, bool) {
 	c.mu.Lock()
@@ -298,6 +340,26 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 			return bus.Errorf(bus.CodeInvalidArgument, "batch spans ranges %d and %d", rng.GetRangeId(), r.GetRangeId())
 		}
 		rng = r
+	}
+	if id := h.GetRangeId(); id != 0 && rng != metaRange && (rng.GetRangeId() != id || rng.GetGeneration() > h.GetGeneration()) {
+		// As raftd: a request routed by a range that split since is
+		// refused with the current descriptor of its key's range.
+		c.mu.mismatches++
+		dr := &kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{rng},
+			Leaders: map[uint64]string{rng.GetRangeId(): c.addrs[c.mu.leaders[rng.GetRangeId()]]}}
+		for _, r := range c.mu.ranges {
+			if r.GetRangeId() == id && id != rng.GetRangeId() {
+				// The named range too, as raftd adds it when it holds it.
+				dr.Descriptors = append(dr.Descriptors, r)
+				dr.Leaders[id] = c.addrs[c.mu.leaders[id]]
+			}
+		}
+		detail, err := proto.Marshal(dr)
+		if err != nil {
+			return err
+		}
+		return bus.WithDetail(bus.CodeFailedPrecondition, kvpb.ReasonRangeKeyMismatch, detail,
+			"clienttest: key in range %d generation %d, not range %d generation %d", rng.GetRangeId(), rng.GetGeneration(), id, h.GetGeneration())
 	}
 	if h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE {
 		return nil
@@ -419,6 +481,62 @@ func write[Req any, Resp proto.Message, PReq interface {
 }
 
 func (c *Cluster) register(b *bus.Bus, node int) {
+	unary(c, b, node, kvclient.MethodAdminSplit, func(r *kvpb.AdminSplitRequest) (*kvpb.AdminSplitResponse, error) {
+		if !c.mu.initialized {
+			return nil, errNotInitialized
+		}
+		if err := checkKey(nil, r.GetKey()); err != nil {
+			return nil, err
+		}
+		left, right := c.splitLocked(r.GetKey(), c.mu.leaders[c.rangeLocked(r.GetKey()).GetRangeId()])
+		if right == nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: %q is already a range's start", r.GetKey())
+		}
+		return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
+	})
+	unary(c, b, node, kvclient.MethodChangeReplicas, func(r *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
+		for _, d := range c.mu.ranges {
+			if d.GetRangeId() != r.GetRangeId() {
+				continue
+			}
+			for _, n := range r.GetAdd() {
+				if n == 0 || int(n) > c.opts.Nodes {
+					return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: node %d is not a known node", n)
+				}
+				typ := kvpb.ReplicaType_REPLICA_TYPE_VOTER
+				if r.GetLearners() {
+					typ = kvpb.ReplicaType_REPLICA_TYPE_LEARNER
+				}
+				d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: n, ReplicaId: d.GetNextReplicaId(), Type: typ})
+				d.NextReplicaId++
+			}
+			for _, n := range r.GetRemove() {
+				i := slices.IndexFunc(d.Replicas, func(x *kvpb.ReplicaDescriptor) bool { return x.GetNodeId() == n })
+				if i < 0 {
+					return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: range %d has no replica on node %d", d.GetRangeId(), n)
+				}
+				d.Replicas = slices.Delete(d.Replicas, i, i+1)
+			}
+			d.Generation++
+			return &kvpb.ChangeReplicasResponse{Descriptor_: d}, nil
+		}
+		return nil, bus.Errorf(bus.CodeNotFound, "clienttest: no range %d", r.GetRangeId())
+	})
+	unary(c, b, node, kvclient.MethodTransferLeader, func(r *kvpb.TransferLeaderRequest) (*kvpb.TransferLeaderResponse, error) {
+		for _, d := range c.mu.ranges {
+			if d.GetRangeId() != r.GetRangeId() {
+				continue
+			}
+			for _, rep := range d.GetReplicas() {
+				if rep.GetNodeId() == r.GetNodeId() {
+					c.mu.leaders[d.GetRangeId()] = int(r.GetNodeId()) - 1
+					return &kvpb.TransferLeaderResponse{}, nil
+				}
+			}
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: range %d has no replica on node %d", r.GetRangeId(), r.GetNodeId())
+		}
+		return nil, bus.Errorf(bus.CodeNotFound, "clienttest: no range %d", r.GetRangeId())
+	})
 	c.registerWatch(b)
 	unary(c, b, node, kvclient.MethodGet, func(r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 		if err := c.routeLocked(node, r.GetHeader(), r.GetKey()); err != nil {

@@ -236,7 +236,11 @@ type Response struct {
 	// define their reasons (kv: "not_initialized").
 	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	// call_id is the Request's call_id on a calls stream.
-	CallId        uint64 `protobuf:"fixed64,7,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	CallId uint64 `protobuf:"fixed64,7,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// detail is a failure's machine-readable detail, defined by the
+	// protocol with its reason (kv: range_key_mismatch carries a
+	// DescriptorsResponse).
+	Detail        []byte `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +324,13 @@ func (x *Response) GetCallId() uint64 {
 	return 0
 }
 
+func (x *Response) GetDetail() []byte {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
 // Batch is one frame of a one-way stream: messages for one method, applied
 // in order by the receiver. Nothing is sent back.
 type Batch struct {
@@ -387,7 +398,7 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x17\n" +
 	"\acall_id\x18\x04 \x01(\x06R\x06callId\x12\x1a\n" +
 	"\bprotocol\x18\x05 \x01(\rR\bprotocol\x12\x16\n" +
-	"\x06cancel\x18\x06 \x01(\bR\x06cancel\"\xcd\x01\n" +
+	"\x06cancel\x18\x06 \x01(\bR\x06cancel\"\xe5\x01\n" +
 	"\bResponse\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.pleiades.bus.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -396,7 +407,8 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x10\n" +
 	"\x03end\x18\x05 \x01(\bR\x03end\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x17\n" +
-	"\acall_id\x18\a \x01(\x06R\x06callId\";\n" +
+	"\acall_id\x18\a \x01(\x06R\x06callId\x12\x16\n" +
+	"\x06detail\x18\b \x01(\fR\x06detail\";\n" +
 	"\x05Batch\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages*\xf4\x01\n" +

@@ -6,8 +6,9 @@
 
 // Package pleiades.kv.v1 is raftd's client protocol (wire.ProtoKV), served
 // by every raftd. Unary methods: Get, Put, Delete, Scan, DeleteRange,
-// CompareAndSwap, Batch, Init, Ranges, Descriptors. Server streams: Watch
-// (WatchRequest), WatchRanges.
+// CompareAndSwap, Batch, Init, Ranges, Descriptors, AdminSplit,
+// TransferLeader; UpdateMeta is raftd's own (node to node). Server
+// streams: Watch (WatchRequest), WatchRanges.
 //
 // A raftd that does not hold the lease of the key's range forwards the
 // request to the leader, unless the header sets no_forward: then it answers
@@ -96,6 +97,11 @@ type ReplicaType int32
 const (
 	ReplicaType_REPLICA_TYPE_VOTER   ReplicaType = 0
 	ReplicaType_REPLICA_TYPE_LEARNER ReplicaType = 1
+	// In a joint configuration (a change of several voters at once): a
+	// voter of the incoming configuration only (being added), and a voter
+	// of the outgoing configuration only (being removed).
+	ReplicaType_REPLICA_TYPE_VOTER_INCOMING ReplicaType = 2
+	ReplicaType_REPLICA_TYPE_VOTER_OUTGOING ReplicaType = 3
 )
 
 // Enum value maps for ReplicaType.
@@ -103,10 +109,14 @@ var (
 	ReplicaType_name = map[int32]string{
 		0: "REPLICA_TYPE_VOTER",
 		1: "REPLICA_TYPE_LEARNER",
+		2: "REPLICA_TYPE_VOTER_INCOMING",
+		3: "REPLICA_TYPE_VOTER_OUTGOING",
 	}
 	ReplicaType_value = map[string]int32{
-		"REPLICA_TYPE_VOTER":   0,
-		"REPLICA_TYPE_LEARNER": 1,
+		"REPLICA_TYPE_VOTER":          0,
+		"REPLICA_TYPE_LEARNER":        1,
+		"REPLICA_TYPE_VOTER_INCOMING": 2,
+		"REPLICA_TYPE_VOTER_OUTGOING": 3,
 	}
 )
 
@@ -159,7 +169,17 @@ type Header struct {
 	// A write without one gets a session of the raftd that receives it, so
 	// raftd's own re-proposals and forwards apply once, but a caller's
 	// retry is then a new write.
-	Session       *Session `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	Session *Session `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	// range_id and generation, when range_id is set, name the range (and
+	// its descriptor's generation) the caller's range cache holds for the
+	// request's key. A raftd whose replica for the key is another range or
+	// another generation refuses the request before doing anything, with
+	// FailedPrecondition, reason range_key_mismatch, and the current
+	// descriptors (a DescriptorsResponse in the error's detail) so the
+	// caller refreshes just those entries. Unset: the request is routed by
+	// key alone.
+	RangeId       uint64 `protobuf:"varint,10,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Generation    uint64 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +247,20 @@ func (x *Header) GetSession() *Session {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *Header) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *Header) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // Session identifies one write of a client session. Each range remembers,
@@ -2152,6 +2186,449 @@ func (x *DescriptorsResponse) GetNow() *hlcpb.Timestamp {
 	return nil
 }
 
+// AdminSplitRequest splits the range holding key at key: the range keeps
+// [start, key) and a new range, on the same replicas, takes [key, end).
+// key must lie strictly inside a user range (not at its start).
+type AdminSplitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSplitRequest) Reset() {
+	*x = AdminSplitRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSplitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSplitRequest) ProtoMessage() {}
+
+func (x *AdminSplitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSplitRequest.ProtoReflect.Descriptor instead.
+func (*AdminSplitRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AdminSplitRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AdminSplitRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// AdminSplitResponse holds both sides' descriptors after the split.
+type AdminSplitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSplitResponse) Reset() {
+	*x = AdminSplitResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSplitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSplitResponse) ProtoMessage() {}
+
+func (x *AdminSplitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSplitResponse.ProtoReflect.Descriptor instead.
+func (*AdminSplitResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *AdminSplitResponse) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *AdminSplitResponse) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+// TransferLeaderRequest moves the leadership of range_id to its replica on
+// node_id (which must be a voter of the range).
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	RangeId       uint64                 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	NodeId        uint64                 `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TransferLeaderRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{32}
+}
+
+// UpdateMetaRequest is raftd's own request to the meta range's leader:
+// record descriptors in the meta range (each replaces the record at its
+// end key unless that record is newer: a higher generation), and with
+// alloc_range_id, allocate a new range id.
+type UpdateMetaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Descriptors   []*RangeDescriptor     `protobuf:"bytes,2,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	AllocRangeId  bool                   `protobuf:"varint,3,opt,name=alloc_range_id,json=allocRangeId,proto3" json:"alloc_range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMetaRequest) Reset() {
+	*x = UpdateMetaRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMetaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMetaRequest) ProtoMessage() {}
+
+func (x *UpdateMetaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMetaRequest.ProtoReflect.Descriptor instead.
+func (*UpdateMetaRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UpdateMetaRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UpdateMetaRequest) GetDescriptors() []*RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
+func (x *UpdateMetaRequest) GetAllocRangeId() bool {
+	if x != nil {
+		return x.AllocRangeId
+	}
+	return false
+}
+
+type UpdateMetaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// range_id is the range id allocated (alloc_range_id).
+	RangeId       uint64 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMetaResponse) Reset() {
+	*x = UpdateMetaResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMetaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMetaResponse) ProtoMessage() {}
+
+func (x *UpdateMetaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMetaResponse.ProtoReflect.Descriptor instead.
+func (*UpdateMetaResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UpdateMetaResponse) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+// ChangeReplicasRequest changes the replicas of range_id: each node of add
+// gets a new replica (a learner, sent a snapshot, then promoted to voter
+// unless learners), each node of remove loses its replica. Adding one and
+// removing one together replaces a voter through a joint configuration.
+// The range's leader must not be among remove (move its leadership
+// first), and at least one voter must remain.
+type ChangeReplicasRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	RangeId uint64                 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Add     []uint64               `protobuf:"varint,3,rep,packed,name=add,proto3" json:"add,omitempty"`
+	Remove  []uint64               `protobuf:"varint,4,rep,packed,name=remove,proto3" json:"remove,omitempty"`
+	// learners keeps the added replicas as learners (non-voting replicas
+	// that serve stale reads).
+	Learners      bool `protobuf:"varint,5,opt,name=learners,proto3" json:"learners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ChangeReplicasRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetAdd() []uint64 {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetRemove() []uint64 {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *ChangeReplicasRequest) GetLearners() bool {
+	if x != nil {
+		return x.Learners
+	}
+	return false
+}
+
+type ChangeReplicasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasResponse) Reset() {
+	*x = ChangeReplicasResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasResponse) ProtoMessage() {}
+
+func (x *ChangeReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 // WatchRequest opens a Watch (server stream on wire.ProtoKV: WatchRequest
 // -> WatchResponse) of the changes to [start, end) within one range,
 // served by the range's leader (NotLeader with a hint elsewhere; the
@@ -2182,7 +2659,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[29]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2671,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[29]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2684,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchRequest) GetHeader() *Header {
@@ -2270,7 +2747,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_kvpb_kv_proto_msgTypes[30]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2759,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[30]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2772,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchEvent) GetKey() []byte {
@@ -2350,7 +2827,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[31]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2839,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[31]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2852,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchResponse) GetEvents() []*WatchEvent {
@@ -2403,14 +2880,19 @@ var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xdc\x01\n" +
+	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\x97\x02\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
 	"\x10read_consistency\x18\x02 \x01(\x0e2\x1f.pleiades.kv.v1.ReadConsistencyR\x0freadConsistency\x12\x1c\n" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x16\n" +
 	"\x06system\x18\x04 \x01(\bR\x06system\x121\n" +
-	"\asession\x18\x05 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"s\n" +
+	"\asession\x18\x05 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\x12\x19\n" +
+	"\brange_id\x18\n" +
+	" \x01(\x04R\arangeId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\v \x01(\x04R\n" +
+	"generation\"s\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
@@ -2554,7 +3036,34 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x03now\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x03now\x1a:\n" +
 	"\fLeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
+	"\x11AdminSplitRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"\x80\x01\n" +
+	"\x12AdminSplitResponse\x123\n" +
+	"\x04left\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x04left\x125\n" +
+	"\x05right\x18\x02 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x05right\"{\n" +
+	"\x15TransferLeaderRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\x04R\x06nodeId\"\x18\n" +
+	"\x16TransferLeaderResponse\"\xac\x01\n" +
+	"\x11UpdateMetaRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12A\n" +
+	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\x12$\n" +
+	"\x0ealloc_range_id\x18\x03 \x01(\bR\fallocRangeId\"/\n" +
+	"\x12UpdateMetaResponse\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\xa8\x01\n" +
+	"\x15ChangeReplicasRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12\x10\n" +
+	"\x03add\x18\x03 \x03(\x04R\x03add\x12\x16\n" +
+	"\x06remove\x18\x04 \x03(\x04R\x06remove\x12\x1a\n" +
+	"\blearners\x18\x05 \x01(\bR\blearners\"Y\n" +
+	"\x16ChangeReplicasResponse\x12?\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
+	"descriptor\"\xe2\x01\n" +
 	"\fWatchRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
@@ -2577,10 +3086,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\brange_id\x18\x03 \x01(\x04R\arangeId*P\n" +
 	"\x0fReadConsistency\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x00\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_STALE\x10\x01*?\n" +
+	"\x16READ_CONSISTENCY_STALE\x10\x01*\x81\x01\n" +
 	"\vReplicaType\x12\x16\n" +
 	"\x12REPLICA_TYPE_VOTER\x10\x00\x12\x18\n" +
-	"\x14REPLICA_TYPE_LEARNER\x10\x01B3Z1github.com/pleiades-db/pleiades/shared/proto/kvpbb\x06proto3"
+	"\x14REPLICA_TYPE_LEARNER\x10\x01\x12\x1f\n" +
+	"\x1bREPLICA_TYPE_VOTER_INCOMING\x10\x02\x12\x1f\n" +
+	"\x1bREPLICA_TYPE_VOTER_OUTGOING\x10\x03B3Z1github.com/pleiades-db/pleiades/shared/proto/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2595,7 +3106,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),           // 0: pleiades.kv.v1.ReadConsistency
 	(ReplicaType)(0),               // 1: pleiades.kv.v1.ReplicaType
@@ -2628,37 +3139,45 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*RangesResponse)(nil),         // 28: pleiades.kv.v1.RangesResponse
 	(*DescriptorsRequest)(nil),     // 29: pleiades.kv.v1.DescriptorsRequest
 	(*DescriptorsResponse)(nil),    // 30: pleiades.kv.v1.DescriptorsResponse
-	(*WatchRequest)(nil),           // 31: pleiades.kv.v1.WatchRequest
-	(*WatchEvent)(nil),             // 32: pleiades.kv.v1.WatchEvent
-	(*WatchResponse)(nil),          // 33: pleiades.kv.v1.WatchResponse
-	nil,                            // 34: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	(*hlcpb.Timestamp)(nil),        // 35: pleiades.hlc.v1.Timestamp
+	(*AdminSplitRequest)(nil),      // 31: pleiades.kv.v1.AdminSplitRequest
+	(*AdminSplitResponse)(nil),     // 32: pleiades.kv.v1.AdminSplitResponse
+	(*TransferLeaderRequest)(nil),  // 33: pleiades.kv.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 34: pleiades.kv.v1.TransferLeaderResponse
+	(*UpdateMetaRequest)(nil),      // 35: pleiades.kv.v1.UpdateMetaRequest
+	(*UpdateMetaResponse)(nil),     // 36: pleiades.kv.v1.UpdateMetaResponse
+	(*ChangeReplicasRequest)(nil),  // 37: pleiades.kv.v1.ChangeReplicasRequest
+	(*ChangeReplicasResponse)(nil), // 38: pleiades.kv.v1.ChangeReplicasResponse
+	(*WatchRequest)(nil),           // 39: pleiades.kv.v1.WatchRequest
+	(*WatchEvent)(nil),             // 40: pleiades.kv.v1.WatchEvent
+	(*WatchResponse)(nil),          // 41: pleiades.kv.v1.WatchResponse
+	nil,                            // 42: pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	(*hlcpb.Timestamp)(nil),        // 43: pleiades.hlc.v1.Timestamp
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: pleiades.kv.v1.Header.read_consistency:type_name -> pleiades.kv.v1.ReadConsistency
 	3,  // 1: pleiades.kv.v1.Header.session:type_name -> pleiades.kv.v1.Session
-	35, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	35, // 3: pleiades.kv.v1.Value.create_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 2: pleiades.kv.v1.Value.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 3: pleiades.kv.v1.Value.create_timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	4,  // 4: pleiades.kv.v1.KeyValue.value:type_name -> pleiades.kv.v1.Value
 	2,  // 5: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
-	35, // 6: pleiades.kv.v1.GetRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 6: pleiades.kv.v1.GetRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
 	4,  // 7: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
 	2,  // 8: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	35, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	2,  // 10: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 11: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	35, // 12: pleiades.kv.v1.ScanRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 12: pleiades.kv.v1.ScanRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
 	5,  // 13: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
 	2,  // 14: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 15: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
 	4,  // 16: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	35, // 17: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 17: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	8,  // 18: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
 	10, // 19: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
 	16, // 20: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
 	2,  // 21: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
 	18, // 22: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	35, // 23: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	43, // 23: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	1,  // 24: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
 	21, // 25: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
 	22, // 26: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
@@ -2667,20 +3186,28 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	26, // 29: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
 	2,  // 30: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
 	22, // 31: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	34, // 32: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	35, // 33: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 34: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
-	35, // 35: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 36: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
-	4,  // 37: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
-	35, // 38: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	32, // 39: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
-	35, // 40: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	42, // 32: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	43, // 33: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 34: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 35: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 36: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 37: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 38: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 39: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 40: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 41: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 42: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
+	43, // 43: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 44: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
+	4,  // 45: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
+	43, // 46: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 47: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
+	43, // 48: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2699,7 +3226,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

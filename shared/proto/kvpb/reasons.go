@@ -26,6 +26,13 @@ const (
 	// floor): the write was not proposed, so nothing of it happened; reads
 	// are still served. It succeeds again once space returns.
 	ReasonDiskFull = "disk_full"
+	// ReasonRangeKeyMismatch comes with code FailedPrecondition when a
+	// request reached a range that no longer holds its keys (the range
+	// split, or the header's range_id and generation are stale). Nothing
+	// was done. The error's detail (bus.DetailOf) is a DescriptorsResponse
+	// with the current descriptors the node knows for the keys: refresh
+	// those entries of a range cache and send again.
+	ReasonRangeKeyMismatch = "range_key_mismatch"
 	// ReasonCompacted comes with code FailedPrecondition for a read at a
 	// timestamp (GetRequest.read_at) older than the range's version
 	// retention window: the versions it needs may have been collected.

@@ -21,6 +21,9 @@
 //     exchange between peers.
 //   - "Bootstrap" (unary): BootstrapRequest -> BootstrapResponse, creates
 //     the initial replicas of a new cluster on one node.
+//   - "CreateReplica" (unary): CreateReplicaRequest -> CreateReplicaResponse,
+//     creates an empty replica that a snapshot from its range's leader
+//     then fills (a replica being added).
 //
 // Raft messages travel as marshalled go.etcd.io/raft/v3/raftpb.Message
 // bytes, so this file does not depend on raft's proto.
@@ -1086,6 +1089,9 @@ type Op struct {
 	//	*Op_Delete
 	//	*Op_Cas
 	//	*Op_DeleteRange
+	//	*Op_Split
+	//	*Op_MetaUpdate
+	//	*Op_AllocRangeId
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1164,6 +1170,33 @@ func (x *Op) GetDeleteRange() *kvpb.DeleteRangeRequest {
 	return nil
 }
 
+func (x *Op) GetSplit() *SplitTrigger {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Split); ok {
+			return x.Split
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetMetaUpdate() *MetaUpdate {
+	if x != nil {
+		if x, ok := x.Op.(*Op_MetaUpdate); ok {
+			return x.MetaUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetAllocRangeId() *AllocRangeID {
+	if x != nil {
+		if x, ok := x.Op.(*Op_AllocRangeId); ok {
+			return x.AllocRangeId
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1184,6 +1217,19 @@ type Op_DeleteRange struct {
 	DeleteRange *kvpb.DeleteRangeRequest `protobuf:"bytes,4,opt,name=delete_range,json=deleteRange,proto3,oneof"`
 }
 
+type Op_Split struct {
+	// Range administration (a command holding one carries no other op).
+	Split *SplitTrigger `protobuf:"bytes,10,opt,name=split,proto3,oneof"`
+}
+
+type Op_MetaUpdate struct {
+	MetaUpdate *MetaUpdate `protobuf:"bytes,11,opt,name=meta_update,json=metaUpdate,proto3,oneof"`
+}
+
+type Op_AllocRangeId struct {
+	AllocRangeId *AllocRangeID `protobuf:"bytes,12,opt,name=alloc_range_id,json=allocRangeId,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -1191,6 +1237,151 @@ func (*Op_Delete) isOp_Op() {}
 func (*Op_Cas) isOp_Op() {}
 
 func (*Op_DeleteRange) isOp_Op() {}
+
+func (*Op_Split) isOp_Op() {}
+
+func (*Op_MetaUpdate) isOp_Op() {}
+
+func (*Op_AllocRangeId) isOp_Op() {}
+
+// SplitTrigger splits the range: it applies only while the range's
+// descriptor is still left's with left's generation minus one and the
+// same start key; the range then takes left's descriptor and every replica
+// creates right's range (same nodes) from the range's state.
+type SplitTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *kvpb.RangeDescriptor  `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitTrigger) Reset() {
+	*x = SplitTrigger{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitTrigger) ProtoMessage() {}
+
+func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
+func (*SplitTrigger) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SplitTrigger) GetLeft() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitTrigger) GetRight() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+// MetaUpdate records descriptors in the meta range (see
+// kv.UpdateMetaRequest).
+type MetaUpdate struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Descriptors   []*kvpb.RangeDescriptor `protobuf:"bytes,1,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetaUpdate) Reset() {
+	*x = MetaUpdate{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetaUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetaUpdate) ProtoMessage() {}
+
+func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetaUpdate.ProtoReflect.Descriptor instead.
+func (*MetaUpdate) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MetaUpdate) GetDescriptors() []*kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
+// AllocRangeID allocates a range id from the meta range's counter.
+type AllocRangeID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocRangeID) Reset() {
+	*x = AllocRangeID{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocRangeID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocRangeID) ProtoMessage() {}
+
+func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocRangeID.ProtoReflect.Descriptor instead.
+func (*AllocRangeID) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
+}
 
 // Command is the payload of a normal raft entry: an atomic group of
 // mutations on one range, written at timestamp (or later).
@@ -1211,7 +1402,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1414,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1427,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1279,6 +1470,137 @@ func (x *Command) GetSession() *kvpb.Session {
 		return x.Session
 	}
 	return nil
+}
+
+// CreateReplicaRequest asks a node to create an empty replica of a range
+// whose descriptor names it (a learner being added); the range's leader
+// then sends it a snapshot. Refused when the node holds a tombstone of the
+// range at or above the replica's id, or a replica whose span overlaps.
+type CreateReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaRequest) Reset() {
+	*x = CreateReplicaRequest{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaRequest) ProtoMessage() {}
+
+func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
+func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CreateReplicaRequest) GetDescriptor_() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+type CreateReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaResponse) Reset() {
+	*x = CreateReplicaResponse{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaResponse) ProtoMessage() {}
+
+func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
+func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
+}
+
+// Tombstone records that a node removed its replica of a range (local
+// column family): no replica of the range with an id below
+// next_replica_id is created there again.
+type Tombstone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NextReplicaId uint64                 `protobuf:"varint,1,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tombstone) Reset() {
+	*x = Tombstone{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tombstone) ProtoMessage() {}
+
+func (x *Tombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
+func (*Tombstone) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Tombstone) GetNextReplicaId() uint64 {
+	if x != nil {
+		return x.NextReplicaId
+	}
+	return 0
 }
 
 var File_raftmsgpb_raftmsg_proto protoreflect.FileDescriptor
@@ -1366,20 +1688,39 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\fSessionEntry\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\fR\x05state\"\xf7\x01\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"\xc1\x03\n" +
 	"\x02Op\x12.\n" +
 	"\x03put\x18\x01 \x01(\v2\x1a.pleiades.kv.v1.PutRequestH\x00R\x03put\x127\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1d.pleiades.kv.v1.DeleteRequestH\x00R\x06delete\x129\n" +
 	"\x03cas\x18\x03 \x01(\v2%.pleiades.kv.v1.CompareAndSwapRequestH\x00R\x03cas\x12G\n" +
-	"\fdelete_range\x18\x04 \x01(\v2\".pleiades.kv.v1.DeleteRangeRequestH\x00R\vdeleteRangeB\x04\n" +
-	"\x02op\"\xee\x01\n" +
+	"\fdelete_range\x18\x04 \x01(\v2\".pleiades.kv.v1.DeleteRangeRequestH\x00R\vdeleteRange\x129\n" +
+	"\x05split\x18\n" +
+	" \x01(\v2!.pleiades.raftmsg.v1.SplitTriggerH\x00R\x05split\x12B\n" +
+	"\vmeta_update\x18\v \x01(\v2\x1f.pleiades.raftmsg.v1.MetaUpdateH\x00R\n" +
+	"metaUpdate\x12I\n" +
+	"\x0ealloc_range_id\x18\f \x01(\v2!.pleiades.raftmsg.v1.AllocRangeIDH\x00R\fallocRangeIdB\x04\n" +
+	"\x02op\"z\n" +
+	"\fSplitTrigger\x123\n" +
+	"\x04left\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x04left\x125\n" +
+	"\x05right\x18\x02 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\x05right\"O\n" +
+	"\n" +
+	"MetaUpdate\x12A\n" +
+	"\vdescriptors\x18\x01 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0e\n" +
+	"\fAllocRangeID\"\xee\x01\n" +
 	"\aCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12)\n" +
 	"\x03ops\x18\x05 \x03(\v2\x17.pleiades.raftmsg.v1.OpR\x03ops\x121\n" +
-	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asessionB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
+	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"W\n" +
+	"\x14CreateReplicaRequest\x12?\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
+	"descriptor\"\x17\n" +
+	"\x15CreateReplicaResponse\"3\n" +
+	"\tTombstone\x12&\n" +
+	"\x0fnext_replica_id\x18\x01 \x01(\x04R\rnextReplicaIdB8Z6github.com/pleiades-db/pleiades/shared/proto/raftmsgpbb\x06proto3"
 
 var (
 	file_raftmsgpb_raftmsg_proto_rawDescOnce sync.Once
@@ -1393,7 +1734,7 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
@@ -1411,48 +1752,61 @@ var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*SessionResponse)(nil),            // 13: pleiades.raftmsg.v1.SessionResponse
 	(*SessionEntry)(nil),               // 14: pleiades.raftmsg.v1.SessionEntry
 	(*Op)(nil),                         // 15: pleiades.raftmsg.v1.Op
-	(*Command)(nil),                    // 16: pleiades.raftmsg.v1.Command
-	nil,                                // 17: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 18: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 19: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 20: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 21: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 22: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 23: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 24: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 25: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 26: pleiades.kv.v1.Session
+	(*SplitTrigger)(nil),               // 16: pleiades.raftmsg.v1.SplitTrigger
+	(*MetaUpdate)(nil),                 // 17: pleiades.raftmsg.v1.MetaUpdate
+	(*AllocRangeID)(nil),               // 18: pleiades.raftmsg.v1.AllocRangeID
+	(*Command)(nil),                    // 19: pleiades.raftmsg.v1.Command
+	(*CreateReplicaRequest)(nil),       // 20: pleiades.raftmsg.v1.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),      // 21: pleiades.raftmsg.v1.CreateReplicaResponse
+	(*Tombstone)(nil),                  // 22: pleiades.raftmsg.v1.Tombstone
+	nil,                                // 23: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*kvpb.KeyValue)(nil),              // 24: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 25: pleiades.kv.v1.RangeDescriptor
+	(*hlcpb.Timestamp)(nil),            // 26: pleiades.hlc.v1.Timestamp
+	(*kvpb.Value)(nil),                 // 27: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 28: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 29: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 30: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 31: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 32: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	18, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	19, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	24, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	25, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
 	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
 	14, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
 	4,  // 7: pleiades.raftmsg.v1.SnapshotChunk.versions:type_name -> pleiades.raftmsg.v1.VersionEntry
 	8,  // 8: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	19, // 9: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	17, // 10: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	20, // 11: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	20, // 12: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	20, // 13: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 9: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	23, // 10: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	26, // 11: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 12: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 13: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
 	13, // 14: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	20, // 15: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	21, // 16: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	22, // 17: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	23, // 18: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	24, // 19: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	25, // 20: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	20, // 21: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	15, // 22: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	26, // 23: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 15: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	27, // 16: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	28, // 17: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	29, // 18: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	30, // 19: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	31, // 20: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	16, // 21: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
+	17, // 22: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
+	18, // 23: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
+	25, // 24: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 25: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 26: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	26, // 27: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	15, // 28: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	32, // 29: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	25, // 30: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1465,6 +1819,9 @@ func file_raftmsgpb_raftmsg_proto_init() {
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
 		(*Op_DeleteRange)(nil),
+		(*Op_Split)(nil),
+		(*Op_MetaUpdate)(nil),
+		(*Op_AllocRangeId)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1472,7 +1829,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
