@@ -14,8 +14,10 @@ import (
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
-// register installs the clock protocol on the bus.
+// register installs the clock protocol on the bus; its authorization is
+// rules (authz.go).
 func (s *Server) register() {
+	s.bus.Authorize(wire.ProtoClock, rules())
 	bus.HandleUnary(s.bus, wire.ProtoClock, clockclient.MethodNow, func(ctx context.Context, _ *clockpb.NowRequest) (*clockpb.NowResponse, error) {
 		ts, err := s.Now(ctx)
 		if err != nil {

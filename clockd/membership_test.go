@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pleiades-db/pleiades/clockd"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
@@ -60,7 +62,9 @@ func newFakeGossip(t *testing.T, selfID uint64) *fakeGossip {
 			if !r.GetIncludeDead() && m.GetState() == gossippb.MemberState_MEMBER_STATE_DEAD {
 				continue
 			}
-			resp.Members = append(resp.Members, m)
+			// A copy: the answer is marshalled after the lock is released,
+			// while set and setUp may change the member.
+			resp.Members = append(resp.Members, proto.Clone(m).(*gossippb.Member))
 		}
 		return resp, nil
 	})

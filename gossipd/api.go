@@ -50,8 +50,11 @@ func (s *Server) members(includeDead bool) (*gossippb.MembersResponse, error) {
 	return resp, nil
 }
 
+// registerHandlers installs the gossip protocol; its authorization is
+// rules (authz.go).
 func (s *Server) registerHandlers() {
 	b, p := s.deps.Bus, wire.ProtoGossip
+	b.Authorize(p, rules())
 	b.HandleDatagram(p, func(_ bus.Peer, payload []byte) {
 		if e := s.engine(); e != nil {
 			e.Receive(payload)

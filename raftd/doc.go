@@ -174,9 +174,20 @@
 // is one, and a system Scan or DeleteRange stays inside its prefix. Those
 // keys live in the meta range, so every workflow step is a proposal on
 // range 1 next to descriptor reads and writes (about one per step, see
-// workflowd's doc), and a meta snapshot carries them. Any bus peer holding
-// a cluster certificate may set system today; limiting it to daemon
-// certificates is the certificate-role issue's work.
+// workflowd's doc), and a meta snapshot carries them. Only node
+// certificates may set system (see Authorization below).
+//
+// Authorization (authz.go, reviewed in one place): on wire.ProtoKV the
+// data methods (Get, Put, Delete, Scan, DeleteRange, CompareAndSwap,
+// Batch), Watch and Descriptors are open to node, client and admin
+// certificates; a client certificate limited to key prefixes may touch
+// only keys under them (a Scan's, DeleteRange's or Watch's whole span,
+// every op of a Batch); system keys are for node certificates. Ranges, WatchRanges
+// and Init are for nodes and admins. On wire.ProtoRaft every method is
+// for node certificates, and Raft batches, Snapshot chunks and Hello must
+// name the caller's own node id as their sender (a hello naming no node
+// is a probe and records nothing), so one node can neither speak for
+// another nor overwrite its address.
 //
 // Init (kvpb.InitRequest, method "Init" on
 // wire.ProtoKV) asks every peer raftd (below) for its node id (Hello),

@@ -266,7 +266,11 @@ func kvHandler[Req any, Resp proto.Message, PReq interface {
 	})
 }
 
+// registerHandlers registers raftd's handlers; their authorization is
+// kvRules and raftRules (authz.go).
 func (s *Server) registerHandlers() {
+	s.d.Bus.Authorize(wire.ProtoKV, kvRules())
+	s.d.Bus.Authorize(wire.ProtoRaft, raftRules())
 	kvHandler(s, multiraft.MethodGet, (*multiraft.Store).Get)
 	kvHandler(s, multiraft.MethodPut, (*multiraft.Store).Put)
 	kvHandler(s, multiraft.MethodDelete, (*multiraft.Store).Delete)

@@ -61,8 +61,10 @@ func (f *fakeFS) statfs(string) (avail, total uint64, err error) {
 // decides (nil: the real one).
 func startDiskNode(t *testing.T, cfg stored.Config, statfs stored.StatFS) (*node, string) {
 	t.Helper()
-	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
-	srv, err := stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: 7, StatFS: statfs})
+	c := daemontest.Common(t)
+	c.NodeID = 7
+	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), c)
+	srv, err := stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID, StatFS: statfs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func startDiskNode(t *testing.T, cfg stored.Config, statfs stored.StatFS) (*node
 		}
 		http.DefaultClient.CloseIdleConnections()
 	})
-	client := daemontest.NewRuntime(t, "client")
+	client := daemontest.NewSameNodeRuntime(t, "client", rt)
 	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String())}, rt.Admin.Addr().String()
 }
 

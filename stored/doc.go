@@ -52,7 +52,14 @@
 //     (its file removed), and files a crash left are removed at start.
 //   - ApproximateSize (SST bytes of a span), Compact, Checkpoint (a
 //     RocksDB checkpoint in a new directory; a relative name goes under
-//     <Dir>/checkpoints) and Stats.
+//     <Dir>/checkpoints, an absolute one must lie under <Dir>, outside
+//     <Dir>/db) and Stats.
+//
+// Authorization (authz.go): the engine serves the daemons of its own host
+// alone, i.e. node certificates carrying this node's id (Deps.NodeID);
+// ApproximateSize, Compact, Checkpoint, Stats and WatchDisk also admin
+// certificates. Everything else is refused with PermissionDenied,
+// whatever address stored is bound to.
 //
 // Server streams: StreamRange (below) and WatchDisk (see Disk space).
 //

@@ -63,7 +63,10 @@ func unary[Req any, Resp proto.Message, PReq interface {
 	})
 }
 
+// register registers stored's handlers; their authorization is rules
+// (authz.go).
 func (s *Server) register(b *bus.Bus) {
+	b.Authorize(wire.ProtoStore, s.rules())
 	unary(s, b, storeclient.MethodGet, s.get)
 	unary(s, b, storeclient.MethodMultiGet, s.multiGet)
 	unary(s, b, storeclient.MethodScan, s.scan)
@@ -593,6 +596,12 @@ func (s *Server) compact(_ context.Context, e *engine.Engine, req *storepb.Compa
 	return &storepb.CompactResponse{}, e.Compact(spanOf(req.Span))
 }
 
+// within reports whether path lies strictly inside dir (both absolute).
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), path)
+	return err == nil && rel != "." && filepath.IsLocal(rel)
+}
+
 func (s *Server) checkpoint(_ context.Context, e *engine.Engine, req *storepb.CheckpointRequest) (*storepb.CheckpointResponse, error) {
 	dir := req.Dir
 	switch {
@@ -600,6 +609,9 @@ func (s *Server) checkpoint(_ context.Context, e *engine.Engine, req *storepb.Ch
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: checkpoint: empty directory")
 	case filepath.IsAbs(dir):
 		dir = filepath.Clean(dir)
+		if !within(s.cfg.Dir, dir) || dir == filepath.Clean(s.cfg.DBDir()) || within(s.cfg.DBDir(), dir) {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "stored: checkpoint: %s is not under the data dir %s (outside its db)", dir, s.cfg.Dir)
+		}
 	case filepath.IsLocal(dir):
 		dir = filepath.Join(s.cfg.CheckpointDir(), dir)
 	default:

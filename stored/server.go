@@ -45,7 +45,9 @@ type Deps struct {
 	Admin *admin.Server
 	// Now is the clock of leases; nil means time.Now.
 	Now func() time.Time
-	// NodeID is the node's id, named in disk-full errors; 0 if unknown.
+	// NodeID is the node's id: only daemons with a node certificate of
+	// this id may use the engine (see rules), and disk-full errors name
+	// it. Required.
 	NodeID uint64
 	// StatFS reads the free space of Config.Dir's filesystem; nil means
 	// statfs(2).
@@ -56,6 +58,7 @@ type Deps struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	nodeID  uint64
 	now     func() time.Time
 	ready   chan struct{}
 	errc    chan error
@@ -87,6 +90,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if deps.NodeID == 0 {
+		return nil, errors.New("stored: Deps.NodeID is required")
+	}
 	if deps.Logger == nil || deps.Bus == nil || deps.Admin == nil {
 		return nil, errors.New("stored: Deps.Logger, Bus and Admin are required")
 	}
@@ -108,6 +114,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("stored: register metrics: %w", err)
 		}
 	}
+	s.nodeID = deps.NodeID
 	s.register(deps.Bus)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.AddCondition(DiskCondition, s.disk.condition)

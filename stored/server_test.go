@@ -58,7 +58,7 @@ type node struct {
 func startNode(t testing.TB, cfg stored.Config, clock *fakeClock) *node {
 	t.Helper()
 	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
-	deps := stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin}
+	deps := stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID}
 	if clock != nil {
 		deps.Now = clock.Now
 	}
@@ -80,7 +80,7 @@ func startNode(t testing.TB, cfg stored.Config, clock *fakeClock) *node {
 			t.Error(err)
 		}
 	})
-	client := daemontest.NewRuntime(t, "client")
+	client := daemontest.NewSameNodeRuntime(t, "client", rt)
 	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String())}
 }
 
@@ -120,7 +120,7 @@ func mustWrite(t *testing.T, c *storeclient.Client, sync bool, fill func(b *stor
 func TestServeStatusAndReady(t *testing.T) {
 	rt := daemontest.NewUnstartedRuntime(t, stored.Name, daemontest.CA(t), daemontest.Common(t))
 	cfg := testConfig(t.TempDir())
-	srv, err := stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
+	srv, err := stored.New(cfg, stored.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -775,6 +775,7 @@ func TestStagedWrites(t *testing.T) {
 	// A client whose frames hold 64 KiB writes in parts of 32 KiB.
 	cc := daemontest.Common(t)
 	cc.MaxFrameSize = 64 << 10
+	cc.NodeID = n.rt.NodeID
 	small := storeclient.New(daemontest.NewRuntimeWithCA(t, "small", daemontest.CA(t), cc).Bus, n.c.Addr())
 	ctx := ctxT(t)
 

@@ -118,9 +118,10 @@
 // metadata service), checked on the resolved address of every connection,
 // redirects included; no proxy is used.
 //
-// HAZARDS: any bus peer holding a cluster certificate may set
-// kvpb.Header.system today (limiting it to daemon certificates is the
-// certificate-role issue's work). A Subscribe sees only the instances of
+// HAZARDS: kvpb.Header.system is for node certificates only (raftd
+// refuses it to client and admin ones), so workflowd's state is out of
+// applications' reach; any client certificate may call every workflow
+// method (see authz.go). A Subscribe sees only the instances of
 // the workflowd it is sent to (msgd bridges every node's to NATS:
 // pleiades.events.workflow.> is the cluster-wide view). A step body that ignores its context keeps
 // its instance from stopping or being compensated until it returns.

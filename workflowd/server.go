@@ -318,8 +318,11 @@ func wireErr(err error) error {
 	return err
 }
 
+// register installs the workflow protocol on b; its authorization is
+// rules (authz.go).
 func (s *Server) register(b *bus.Bus) {
 	p := wire.ProtoWorkflow
+	b.Authorize(p, rules())
 	bus.HandleUnary(b, p, workflowclient.MethodDefine, func(ctx context.Context, req *workflowpb.DefineRequest) (*workflowpb.DefineResponse, error) {
 		d, unchanged, err := s.eng.Define(ctx, req.GetDocument())
 		if err != nil {

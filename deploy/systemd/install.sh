@@ -53,7 +53,8 @@ Installed. Next, on this host:
   1. edit /etc/pleiades/pleiades.env: NODE_ADVERTISE_HOST (this host's IP or name), PLEIADES_JOIN (other hosts' :7403)
   2. certificates: once per cluster `pleiades cert create-ca --certs-dir CA` (keep CA private), then per host
      `pleiades cert create-node --ca-dir CA --out-dir /etc/pleiades/certs --name $(hostname) --hosts <advertised host>`
-     and `chgrp -R pleiades /etc/pleiades/certs && chmod 0640 /etc/pleiades/certs/node.key`
+     (and `pleiades cert create-admin --ca-dir CA --out-dir <the CLI's certs dir>` for init and status),
+     then `chown -R pleiades:pleiades /etc/pleiades/certs` (keys stay 0600: daemons refuse readable ones)
   3. systemctl enable --now pleiades.target      (on every host; gossipd is ready once it joined one seed)
   4. once, from any host: pleiades init --addr <a host>:7402 --certs-dir /etc/pleiades/certs --min-nodes <hosts>
   5. systemctl status 'pleiades-*'; pleiades health

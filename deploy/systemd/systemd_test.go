@@ -60,6 +60,13 @@ func TestInstallAndVerify(t *testing.T) {
 	if out, err := exec.Command("cp", "-r", sys, filepath.Join(root, "usr", "lib", "systemd")+"/").CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v\n%s", sys, err, out)
 	}
+	// ExecReload's kill(1), as on the hosts.
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "/bin/kill", filepath.Join(root, "bin", "kill")).CombinedOutput(); err != nil {
+		t.Fatalf("copy kill: %v\n%s", err, out)
+	}
 	args := []string{"verify", "--man=no", "--generators=no", "--root=" + root, filepath.Join(units, "pleiades.target")}
 	for _, d := range daemons {
 		args = append(args, filepath.Join(units, "pleiades-"+d+".service"))

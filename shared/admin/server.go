@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,12 @@ type Config struct {
 	Addr string
 	// CheckTimeout bounds each health or readiness check. Default 2s.
 	CheckTimeout time.Duration
+	// Pprof serves /debug/pprof/ (the runtime profiles); off by default.
+	Pprof bool
+	// Token, when set, is the bearer token /metrics, /v1/... and
+	// /debug/pprof/ require ("Authorization: Bearer <token>"); /healthz
+	// and /readyz stay open for probes.
+	Token string
 }
 
 // Deps are the server's injected dependencies.
@@ -73,6 +80,7 @@ type Server struct {
 		ready     map[string]CheckFunc
 		health    map[string]CheckFunc
 		addresses map[string]string
+		notAfter  func() time.Time
 		srv       *http.Server
 		ln        net.Listener
 		done      chan struct{} // closed when Serve returns
@@ -122,13 +130,15 @@ func New(cfg Config, deps Deps, info Info) (*Server, error) {
 
 	s.mux.Handle("/healthz", s.checksHandler("healthz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(false), nil }))
 	s.mux.Handle("/readyz", s.checksHandler("readyz", func() (map[string]CheckFunc, map[string]CheckFunc) { return s.checks(true), s.conditions() }))
-	s.mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
-	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.Handle("/v1/status", JSON(func(r *http.Request) (any, error) {
+	s.mux.Handle("/metrics", s.guard(promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})))
+	if cfg.Pprof {
+		s.mux.Handle("/debug/pprof/", s.guard(http.HandlerFunc(pprof.Index)))
+		s.mux.Handle("/debug/pprof/cmdline", s.guard(http.HandlerFunc(pprof.Cmdline)))
+		s.mux.Handle("/debug/pprof/profile", s.guard(http.HandlerFunc(pprof.Profile)))
+		s.mux.Handle("/debug/pprof/symbol", s.guard(http.HandlerFunc(pprof.Symbol)))
+		s.mux.Handle("/debug/pprof/trace", s.guard(http.HandlerFunc(pprof.Trace)))
+	}
+	s.Handle("/v1/status", JSON(func(r *http.Request) (any, error) {
 		st, err := s.Status(r.Context())
 		if err != nil {
 			return nil, err
@@ -172,6 +182,14 @@ func (s *Server) AddHealthCheck(name string, check CheckFunc) {
 	s.mu.health[name] = check
 }
 
+// SetCertNotAfter sets how Status learns the end of validity of the
+// daemon's certificate.
+func (s *Server) SetCertNotAfter(f func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.notAfter = f
+}
+
 // SetAddress records a bound address under name ("bus", "nats", ...) for
 // the status. The admin address itself is recorded by Start.
 func (s *Server) SetAddress(name, addr string) {
@@ -183,7 +201,7 @@ func (s *Server) SetAddress(name, addr string) {
 // Handle mounts h at pattern (net/http.ServeMux syntax), for a daemon's
 // own /v1/... views. It panics if pattern is already taken, like ServeMux.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, h)
+	s.mux.Handle(pattern, s.guard(h))
 }
 
 // Handler returns the server's routes, e.g. for httptest.
@@ -252,6 +270,7 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 	conds := s.runChecks(ctx, s.conditions())
 	s.mu.Lock()
 	addrs := maps.Clone(s.mu.addresses)
+	notAfter := s.mu.notAfter
 	s.mu.Unlock()
 	st := &adminpb.Status{
 		Daemon:            s.info.Daemon,
@@ -262,6 +281,11 @@ func (s *Server) Status(ctx context.Context) (*adminpb.Status, error) {
 		Addresses:         addrs,
 		Ready:             true,
 		Checks:            make(map[string]*adminpb.Check, len(res)),
+	}
+	if notAfter != nil {
+		if t := notAfter(); !t.IsZero() {
+			st.CertNotAfterUnix = t.Unix()
+		}
 	}
 	for name, err := range res {
 		c := &adminpb.Check{Ok: err == nil}
@@ -339,6 +363,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.mu.ln = ln
 	s.mu.addresses["admin"] = ln.Addr().String()
+	if !loopbackOnly(ln.Addr()) {
+		s.log.Warn("admin endpoint listens beyond loopback: anyone who reaches it reads /metrics and /v1/...; "+
+			"bind it to 127.0.0.1 or set a bearer token (--admin-token-file)",
+			slog.String("addr", ln.Addr().String()), slog.Bool("token", s.cfg.Token != ""))
+	}
 	s.mu.srv = &http.Server{
 		Handler:           s.track(s.mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -510,4 +539,26 @@ wait:
 	}
 	<-done
 	return err
+}
+
+// guard requires the bearer token on h when one is configured.
+func (s *Server) guard(h http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pleiades"`)
+			http.Error(w, "admin endpoint: bearer token required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackOnly reports whether a is a loopback address.
+func loopbackOnly(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

@@ -34,7 +34,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 // startServer starts a server on 127.0.0.1:0 and stops it at cleanup.
 func startServer(t *testing.T, reg *prometheus.Registry) *Server {
 	t.Helper()
-	s, err := New(Config{Addr: "127.0.0.1:0", CheckTimeout: 200 * time.Millisecond},
+	return startServerWith(t, reg, Config{Addr: "127.0.0.1:0", CheckTimeout: 200 * time.Millisecond, Pprof: true})
+}
+
+func startServerWith(t *testing.T, reg *prometheus.Registry, cfg Config) *Server {
+	t.Helper()
+	s, err := New(cfg,
 		Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Gatherer: reg},
 		Info{Daemon: "testd", NodeID: 12, Version: "v1.2.3"})
 	if err != nil {
@@ -419,5 +424,49 @@ func TestStopClosesUnusedConnections(t *testing.T) {
 	}
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Error("the unused connection is still open after Stop")
+	}
+}
+
+// TestPprofOffAndToken: without Pprof there is no /debug/pprof/; with a
+// token, /metrics, /v1/... and /debug/pprof/ want it and the probes do
+// not.
+func TestPprofOffAndToken(t *testing.T) {
+	off := startServerWith(t, prometheus.NewRegistry(), Config{Addr: "127.0.0.1:0"})
+	if code, _ := get(t, off, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ without Pprof = %d; want 404", code)
+	}
+	s := startServerWith(t, prometheus.NewRegistry(), Config{Addr: "127.0.0.1:0", Pprof: true, Token: "s3cret"})
+	s.Handle("/v1/things", JSON(func(*http.Request) (any, error) { return 1, nil }))
+	for _, tt := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/metrics", "Bearer nope", http.StatusUnauthorized},
+		{"/metrics", "Bearer s3cret", http.StatusOK},
+		{"/v1/status", "", http.StatusUnauthorized},
+		{"/v1/status", "Bearer s3cret", http.StatusOK},
+		{"/v1/things", "s3cret", http.StatusUnauthorized},
+		{"/v1/things", "Bearer s3cret", http.StatusOK},
+		{"/debug/pprof/", "", http.StatusUnauthorized},
+		{"/debug/pprof/", "Bearer s3cret", http.StatusOK},
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+	} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+s.Addr().String()+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET %s with %q = %d; want %d", tt.path, tt.auth, resp.StatusCode, tt.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -79,6 +80,8 @@ type Bus struct {
 	// handlers and dgram are written only before Start.
 	handlers map[hkey]*handler
 	dgram    [256]func(Peer, []byte)
+	rules    map[wire.Protocol]Rules
+	denyLog  denyLogger
 
 	mu       sync.Mutex
 	started  bool
@@ -117,6 +120,9 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	}
 	if cfg.TLS == nil {
 		return nil, errors.New("bus: Config.TLS is required")
+	}
+	if cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert || cfg.TLS.ClientCAs == nil {
+		return nil, errors.New("bus: Config.TLS must require and verify client certificates (ClientAuth RequireAndVerifyClientCert, ClientCAs set): authorization relies on the caller's certificate")
 	}
 	if deps.Logger == nil {
 		return nil, errors.New("bus: Deps.Logger is required")
@@ -179,6 +185,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 			MaxConnectionReceiveWindow:     64 << 20,
 		},
 		handlers: make(map[hkey]*handler),
+		rules:    make(map[wire.Protocol]Rules),
 		running:  make(map[hkey]int),
 		drained:  make(chan struct{}),
 		peers:    make(map[string]*peerSet),
@@ -371,6 +378,9 @@ type Peer struct {
 	Addr string
 	// Name is the common name of the peer's certificate.
 	Name string
+	// Role is the role the peer's certificate carries (KindNone when it
+	// names none or an unreadable one).
+	Role tlsutil.Role
 }
 
 type peerKey struct{}
@@ -394,10 +404,13 @@ type message[T any] interface {
 // handler's ctx carries the caller's deadline and is cancelled if the
 // caller gives up. Its error is mapped with CodeOf.
 func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(context.Context, PReq) (Resp, error)) {
-	b.register(p, method, &handler{kind: kindUnary, unary: func(ctx context.Context, payload []byte) (proto.Message, error) {
+	b.register(p, method, &handler{kind: kindUnary, newReq: func() proto.Message { return PReq(new(Req)) }, unary: func(ctx context.Context, payload []byte) (proto.Message, error) {
 		req := PReq(new(Req))
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return nil, Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
+		}
+		if err := b.authorize(ctx, p, method, req); err != nil {
+			return nil, err
 		}
 		resp, err := h(ctx, req)
 		if err != nil {
@@ -411,10 +424,13 @@ func HandleUnary[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.
 // calls send for each response; returning ends the stream (with the error's
 // code if non-nil). send fails once the caller has gone away.
 func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, req PReq, send func(Resp) error) error) {
-	b.register(p, method, &handler{kind: kindStream, stream: func(ctx context.Context, payload []byte, send func(proto.Message) error) error {
+	b.register(p, method, &handler{kind: kindStream, newReq: func() proto.Message { return PReq(new(Req)) }, stream: func(ctx context.Context, payload []byte, send func(proto.Message) error) error {
 		req := PReq(new(Req))
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return Errorf(CodeInvalidArgument, "decode %T: %v", req, err)
+		}
+		if err := b.authorize(ctx, p, method, req); err != nil {
+			return err
 		}
 		return h(ctx, req, func(r Resp) error { return send(r) })
 	}})
@@ -423,12 +439,15 @@ func HandleStream[Req any, Resp proto.Message, PReq message[Req]](b *Bus, p wire
 // HandleBatch registers h for one-way batches of method on p. Batches from
 // one peer arrive in the order sent, one h call at a time per stream.
 func HandleBatch[Msg any, PMsg message[Msg]](b *Bus, p wire.Protocol, method string, h func(ctx context.Context, from Peer, batch []PMsg)) {
-	b.register(p, method, &handler{kind: kindBatch, batch: func(ctx context.Context, from Peer, msgs [][]byte) error {
+	b.register(p, method, &handler{kind: kindBatch, newReq: func() proto.Message { return PMsg(new(Msg)) }, batch: func(ctx context.Context, from Peer, msgs [][]byte) error {
 		batch := make([]PMsg, len(msgs))
 		for i, raw := range msgs {
 			m := PMsg(new(Msg))
 			if err := proto.Unmarshal(raw, m); err != nil {
 				return fmt.Errorf("decode %T: %w", m, err)
+			}
+			if err := b.permit(p, method, from, m); err != nil {
+				return err
 			}
 			batch[i] = m
 		}

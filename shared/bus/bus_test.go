@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -717,20 +718,23 @@ func TestNewValidates(t *testing.T) {
 		cfg  bus.Config
 		deps bus.Deps
 	}{
-		"no addr":   {bus.Config{TLS: &tls.Config{}}, bus.Deps{Logger: log}},
-		"no tls":    {bus.Config{ListenAddr: ":0"}, bus.Deps{Logger: log}},
-		"no logger": {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{}},
-		"negative":  {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}, MaxFrameSize: -1}, bus.Deps{Logger: log}},
+		"no addr":                          {bus.Config{TLS: &tls.Config{}}, bus.Deps{Logger: log}},
+		"no tls":                           {bus.Config{ListenAddr: ":0"}, bus.Deps{Logger: log}},
+		"no logger":                        {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{}},
+		"negative":                         {bus.Config{ListenAddr: ":0", TLS: &tls.Config{}, MaxFrameSize: -1}, bus.Deps{Logger: log}},
+		"client certificates not required": {bus.Config{ListenAddr: ":0", TLS: &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: x509.NewCertPool()}}, bus.Deps{Logger: log}},
+		"no client CAs":                    {bus.Config{ListenAddr: ":0", TLS: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}}, bus.Deps{Logger: log}},
 	} {
 		if _, err := bus.New(c.cfg, c.deps); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{Logger: log, Registerer: reg}); err != nil {
+	verified := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: x509.NewCertPool()}
+	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: verified}, bus.Deps{Logger: log, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: &tls.Config{}}, bus.Deps{Logger: log, Registerer: reg}); err == nil {
+	if _, err := bus.New(bus.Config{ListenAddr: ":0", TLS: verified}, bus.Deps{Logger: log, Registerer: reg}); err == nil {
 		t.Fatal("second Bus on one registry succeeded")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/pleiades-db/pleiades/shared/backoff"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
@@ -356,6 +357,9 @@ func peerOf(c *quic.Conn) *Peer {
 	p := &Peer{Addr: c.RemoteAddr().String()}
 	if certs := c.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		p.Name = certs[0].Subject.CommonName
+		if r, err := tlsutil.RoleOf(certs[0]); err == nil {
+			p.Role = r
+		}
 	}
 	return p
 }
@@ -395,6 +399,9 @@ func (b *Bus) serveDatagrams(c *quic.Conn, slot *peerConn) {
 			continue
 		}
 		if h := b.dgram[p]; h != nil {
+			if b.permit(p, DatagramMethod, *peer, nil) != nil {
+				continue
+			}
 			h(*peer, payload)
 		} else {
 			b.log.Debug("bus: dropped datagram for unhandled protocol", "peer", peer.Addr, "protocol", p.String())

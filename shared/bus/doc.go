@@ -161,6 +161,28 @@
 // handler never runs: nobody waits for that work, and a write done then
 // could surprise a caller that has retried it meanwhile.
 //
+// # Authorization
+//
+// New refuses a TLS configuration that does not require and verify client
+// certificates: every call's authorization rests on the caller's
+// certificate, whose role (tlsutil.Role: node with its id, client with
+// its key prefixes, admin, or none) is in Peer.Role. A daemon installs
+// one table per protocol with Authorize (Rules: method → Rule, the role
+// kinds allowed and an optional Check of the caller and the decoded
+// request), declared next to the registration of that protocol's
+// handlers. The bus applies it after decoding and before the handler, for
+// unary calls, server streams, every message of a batch and datagrams
+// (method "datagram"). A method of a protocol with a table but without a
+// rule is refused to everyone; a protocol without a table (test doubles)
+// is open to node and admin certificates. A refusal is a
+// CodePermissionDenied error (PermissionDenied: the method and the role
+// in its message, reason "permission_denied"; a refused batch drops its
+// stream, a refused datagram is dropped), counted in
+// pleiades_bus_denied_total{protocol,method,role} and logged at warn, at
+// most once per 5s with the number of refusals not logged. Methods and
+// Permitted let a test check a protocol's table against its registered
+// methods (see package bustest).
+//
 // # Errors
 //
 // Handlers return *Error values (Errorf, WithReason, NotLeader, the
@@ -192,7 +214,8 @@
 // pleiades_bus_handled_total{protocol,method,code} and
 // pleiades_bus_handler_duration_seconds{protocol,method} (handler side),
 // pleiades_bus_sent_bytes_total, pleiades_bus_received_bytes_total,
-// pleiades_bus_connections, pleiades_bus_calls_streams (served) and
-// pleiades_bus_dials_total{result}. One Bus per
+// pleiades_bus_connections, pleiades_bus_calls_streams (served),
+// pleiades_bus_dials_total{result} and
+// pleiades_bus_denied_total{protocol,method,role}. One Bus per
 // registry.
 package bus

@@ -27,6 +27,7 @@ const (
 	CodeUnimplemented      = buspb.Code_UNIMPLEMENTED
 	CodeResourceExhausted  = buspb.Code_RESOURCE_EXHAUSTED
 	CodeUnauthenticated    = buspb.Code_UNAUTHENTICATED
+	CodePermissionDenied   = buspb.Code_PERMISSION_DENIED
 )
 
 // ReasonNoListener comes with CodeUnavailable when nothing listens at the
@@ -108,6 +109,8 @@ func codeName(c Code) string {
 		return "resource exhausted"
 	case CodeUnauthenticated:
 		return "unauthenticated"
+	case CodePermissionDenied:
+		return "permission denied"
 	}
 	return fmt.Sprintf("code(%d)", int32(c))
 }
@@ -126,6 +129,7 @@ var (
 	ErrUnimplemented      = &Error{Code: CodeUnimplemented}
 	ErrResourceExhausted  = &Error{Code: CodeResourceExhausted}
 	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
+	ErrPermissionDenied   = &Error{Code: CodePermissionDenied}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.

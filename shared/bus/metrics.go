@@ -21,6 +21,7 @@ type metrics struct {
 	dials      *prometheus.CounterVec
 	idleCloses prometheus.Counter
 	callsSrv   prometheus.Gauge
+	denied     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,11 +57,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		callsSrv: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pleiades_bus_calls_streams", Help: "Calls streams served: one per connection on which a peer makes unary calls.",
 		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pleiades_bus_denied_total", Help: "Calls, batches and datagrams refused by authorization, by protocol, method and the caller's role.",
+		}, []string{"protocol", "method", "role"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv} {
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv, m.denied} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

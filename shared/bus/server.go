@@ -27,7 +27,9 @@ type hkey struct {
 }
 
 type handler struct {
-	kind   handlerKind
+	kind handlerKind
+	// newReq returns an empty request (batch: message) of the method.
+	newReq func() proto.Message
 	unary  func(ctx context.Context, payload []byte) (proto.Message, error)
 	stream func(ctx context.Context, payload []byte, send func(proto.Message) error) error
 	batch  func(ctx context.Context, from Peer, msgs [][]byte) error

@@ -19,6 +19,8 @@ const (
 	FlagDataDir         = "data-dir"
 	FlagBusAddr         = "bus-addr"
 	FlagAdminAddr       = "admin-addr"
+	FlagAdminTokenFile  = "admin-token-file"
+	FlagPprof           = "pprof"
 	FlagAdvertiseAddr   = "advertise-addr"
 	FlagCertsDir        = "certs-dir"
 	FlagDev             = "dev"
@@ -51,6 +53,13 @@ type Common struct {
 	BusAddr string
 	// AdminAddr is the TCP address of the daemon's HTTP admin endpoint.
 	AdminAddr string
+	// AdminTokenFile, when set, holds the bearer token the admin
+	// endpoint requires on /metrics, /v1/... and /debug/pprof/ (the file
+	// must not be readable by group or others).
+	AdminTokenFile string
+	// Pprof serves /debug/pprof/ on the admin endpoint (off by default:
+	// profiles reveal memory contents).
+	Pprof bool
 	// AdvertiseAddr is the bus address other hosts reach this daemon at,
 	// published in gossip metadata. Empty means the bound bus address,
 	// unless that is a wildcard (0.0.0.0, ::), which is never advertised.
@@ -79,6 +88,8 @@ func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
 		&cli.StringFlag{Name: FlagDataDir, Value: DefaultDataDir, Usage: "node data directory, shared by the node's daemons"},
 		&cli.StringFlag{Name: FlagBusAddr, Value: defaultBusAddr, Usage: "UDP `ADDR` of the QUIC bus endpoint"},
 		&cli.StringFlag{Name: FlagAdminAddr, Value: defaultAdminAddr, Usage: "TCP `ADDR` of the HTTP admin endpoint"},
+		&cli.StringFlag{Name: FlagAdminTokenFile, Usage: "`FILE` holding a bearer token the admin endpoint requires on /metrics, /v1/... and /debug/pprof/ (mode 0600)"},
+		&cli.BoolFlag{Name: FlagPprof, Usage: "serve /debug/pprof/ on the admin endpoint"},
 		&cli.StringFlag{Name: FlagAdvertiseAddr, Usage: "bus `ADDR` other hosts reach this daemon at (default: --bus-addr unless it is a wildcard); the node certificate must be valid for its host"},
 		&cli.StringFlag{Name: FlagCertsDir, Usage: "directory with ca.crt, node.crt, node.key (default: <data-dir>/certs)"},
 		&cli.BoolFlag{Name: FlagDev, Usage: "create a CA and node certificate in the certs dir when missing"},
@@ -115,6 +126,8 @@ func CommonFrom(c *cli.Context) (Common, error) {
 		DataDir:         c.String(FlagDataDir),
 		BusAddr:         c.String(FlagBusAddr),
 		AdminAddr:       c.String(FlagAdminAddr),
+		AdminTokenFile:  c.String(FlagAdminTokenFile),
+		Pprof:           c.Bool(FlagPprof),
 		AdvertiseAddr:   c.String(FlagAdvertiseAddr),
 		CertsDir:        c.String(FlagCertsDir),
 		Dev:             c.Bool(FlagDev),

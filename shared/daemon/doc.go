@@ -49,10 +49,29 @@
 // (adminpb.StatusRequest → adminpb.Status), the same value as the admin
 // endpoint's /v1/status, and registers the readiness check "bus".
 //
-// Node identity: --node-id, or the decimal uint64 in <data-dir>/node-id,
-// created with a random non-zero value on first start. Creation is atomic
-// (write a temporary file, then hard-link it into place), so daemons of one
-// node starting together agree on a single id.
+// Node identity: the node id the node certificate carries (its role
+// pleiades://node/<id>, see package tlsutil), recorded in
+// <data-dir>/node-id on first start; --node-id and an existing node-id
+// file must agree with it, else start-up fails naming the command that
+// issues a matching certificate. With --dev the id comes first (--node-id,
+// the file, or a random one) and the dev certificate is issued for it.
+// Creation of the file is atomic (write a temporary file, then hard-link
+// it into place), so daemons of one node starting together agree on a
+// single id.
+//
+// Certificates: the runtime reloads the node certificate and key from
+// the certificates directory on SIGHUP and when the files change (checked
+// every 5s); new connections get the new one, live ones keep theirs (see
+// tlsutil.Reloader). A reload that would change the role or that finds an
+// expired certificate keeps the current one. The end of validity is the
+// metric pleiades_tls_certificate_expiry_timestamp_seconds, the field
+// cert_not_after_unix of the status, and, within 30 days (ExpiryWarning),
+// the failed condition "certificate" (listed by /readyz and `pleiades
+// status`) and a warning in the log.
+//
+// Admin endpoint: --pprof serves /debug/pprof/; --admin-token-file names
+// a file (mode 0600) with the bearer token the endpoint then requires on
+// /metrics and /v1/... (see package admin).
 //
 // Package daemontest starts in-process runtimes for tests.
 package daemon

@@ -117,7 +117,7 @@ func TestProcessAdvertiseCertificate(t *testing.T) {
 	if err := tlsutil.CreateCA(caDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := tlsutil.CreateNode(caDir, certs, "host1", []string{"10.0.0.5", "host1.example"}); err != nil {
+	if _, err := tlsutil.CreateNode(caDir, certs, "host1", []string{"10.0.0.5", "host1.example"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	base := []string{"--data-dir", filepath.Join(dir, "data"), "--certs-dir", certs, "--log-format", "json"}

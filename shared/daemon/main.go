@@ -240,10 +240,16 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, ntf notifier, stderr 
 		}
 	}
 
+	// SIGHUP reloads the node certificate (a rotation; see ReloadTLS).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
 	for {
 		select {
+		case <-hup:
+			rt.ReloadTLS("SIGHUP")
 		case <-ctx.Done():
 			log.Info("stopping", slog.String("reason", "signal"))
 			return stopAll("signal", nil)

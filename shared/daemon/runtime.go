@@ -28,6 +28,14 @@ import (
 // admin.CallStatus.
 const StatusMethod = admin.StatusMethod
 
+// adminRules authorizes the runtime's methods on wire.ProtoAdmin: a
+// daemon's status is for the operators and the cluster's own daemons.
+func adminRules() bus.Rules {
+	return bus.Rules{
+		StatusMethod: {Roles: bus.Nodes | bus.Admins},
+	}
+}
+
 // Runtime is what every daemon runs on: identity, logger, metrics
 // registry, bus endpoint and admin server. Build registers its handlers,
 // checks and views on Bus and Admin before the runtime starts.
@@ -52,7 +60,14 @@ type Runtime struct {
 	TLS *tls.Config
 
 	common config.Common
-	mu     struct {
+	// reloader reloads the node certificate from CertsDir (nil for a
+	// runtime built from a ready TLS configuration).
+	reloader *tlsutil.Reloader
+	// watchStop ends the certificate files' watcher; watchDone is closed
+	// when it has returned.
+	watchStop func()
+	watchDone chan struct{}
+	mu        struct {
 		sync.Mutex
 		started, stopped bool
 	}
@@ -63,17 +78,17 @@ type Runtime struct {
 // when c.Dev is set, loads TLS from c.CertsDir, and creates the bus and
 // the admin server.
 func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, error) {
-	id, err := LoadOrCreateNodeID(c.DataDir, c.NodeID)
-	if err != nil {
-		return nil, fmt.Errorf("node id: %w", err)
-	}
-	c.NodeID = id
 	if c.Dev {
-		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts(c)); err != nil {
+		id, err := LoadOrCreateNodeID(c.DataDir, c.NodeID)
+		if err != nil {
+			return nil, fmt.Errorf("node id: %w", err)
+		}
+		c.NodeID = id
+		if err := tlsutil.EnsureDev(c.CertsDir, fmt.Sprintf("node-%d", id), devHosts(c), id); err != nil {
 			return nil, fmt.Errorf("dev certificates in %s: %w", c.CertsDir, err)
 		}
 	}
-	tc, err := tlsutil.Load(c.CertsDir)
+	reloader, tc, err := tlsutil.NewReloader(c.CertsDir, tlsutil.KindNode)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS from %s: %w (create the cluster CA once with `pleiades cert create-ca`, "+
 			"then this host's certificate with `pleiades cert create-node --hosts <advertised host>`; or --dev for a throwaway one)", c.CertsDir, err)
@@ -81,7 +96,26 @@ func NewRuntime(name string, c config.Common, logger *slog.Logger) (*Runtime, er
 	if err := checkCertificate(c, tc); err != nil {
 		return nil, fmt.Errorf("certificate in %s does not match the advertised address: %w", c.CertsDir, err)
 	}
-	return NewRuntimeWithTLS(name, c, tc, logger)
+	rt, err := NewRuntimeWithTLS(name, c, tc, logger)
+	if err != nil {
+		return nil, err
+	}
+	rt.reloader = reloader
+	return rt, nil
+}
+
+// certNodeID returns the node id tc's certificate carries; it must be a
+// node certificate.
+func certNodeID(tc *tls.Config) (uint64, error) {
+	r, err := tlsutil.RoleOfConfig(tc)
+	if err != nil {
+		return 0, err
+	}
+	if r.Kind != tlsutil.KindNode {
+		return 0, fmt.Errorf("the certificate's role is %s, not node: issue this host's with `pleiades cert create-node` "+
+			"(a certificate made before roles existed carries none; issue it again)", r)
+	}
+	return r.NodeID, nil
 }
 
 // devHosts lists the host names a dev certificate carries: loopback, the
@@ -98,7 +132,9 @@ func devHosts(c config.Common) []string {
 }
 
 // NewRuntimeWithTLS is NewRuntime with a ready TLS configuration (tests use
-// an in-memory CA). c.NodeID must be set, or is loaded from c.DataDir.
+// an in-memory CA). Its certificate must be a node certificate; the node id
+// is the one it carries, which must agree with c.NodeID when set and with
+// the one recorded in c.DataDir (recorded there when missing).
 func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slog.Logger) (*Runtime, error) {
 	if name == "" {
 		return nil, errors.New("daemon: empty name")
@@ -106,13 +142,18 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	if logger == nil {
 		return nil, errors.New("daemon: nil logger")
 	}
-	if c.NodeID == 0 {
-		id, err := LoadOrCreateNodeID(c.DataDir, 0)
-		if err != nil {
-			return nil, fmt.Errorf("node id: %w", err)
-		}
-		c.NodeID = id
+	certID, err := certNodeID(tc)
+	if err != nil {
+		return nil, err
 	}
+	if c.NodeID != 0 && c.NodeID != certID {
+		return nil, fmt.Errorf("node id %d differs from node id %d of the certificate: issue this node's with `pleiades cert create-node --node-id %d`", c.NodeID, certID, c.NodeID)
+	}
+	id, err := LoadOrCreateNodeID(c.DataDir, certID)
+	if err != nil {
+		return nil, fmt.Errorf("node id: %w (the certificate carries node %d: issue one for this data dir's node with `pleiades cert create-node --node-id <id>`)", err, certID)
+	}
+	c.NodeID = id
 	dir := filepath.Join(c.DataDir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
@@ -131,7 +172,11 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	adm, err := admin.New(admin.Config{Addr: c.AdminAddr},
+	token, err := readToken(c.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Pprof: c.Pprof, Token: token},
 		admin.Deps{Logger: log.With(logkey.Component, logkey.CompAdmin), Gatherer: reg},
 		admin.Info{Daemon: name, NodeID: c.NodeID, Version: version.String()})
 	if err != nil {
@@ -141,9 +186,13 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 		Name: name, NodeID: c.NodeID, DataDir: dir, Logger: log,
 		Registry: reg, Bus: b, Admin: adm, TLS: tc, common: c,
 	}
+	if err := rt.watchExpiry(reg); err != nil {
+		return nil, err
+	}
 	bus.HandleUnary(b, wire.ProtoAdmin, StatusMethod, func(ctx context.Context, _ *adminpb.StatusRequest) (*adminpb.Status, error) {
 		return adm.Status(ctx)
 	})
+	b.Authorize(wire.ProtoAdmin, adminRules())
 	adm.AddReadyCheck("bus", rt.busReady)
 	return rt, nil
 }
@@ -183,6 +232,15 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("start admin: %w", err)
 	}
 	rt.mu.started = true
+	if rt.reloader != nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		rt.watchStop, rt.watchDone = cancel, make(chan struct{})
+		go func() { // owned by Stop, which cancels and waits
+			defer close(rt.watchDone)
+			rt.reloader.Watch(wctx, certWatchInterval, rt.Logger)
+		}()
+	}
+	rt.warnExpiry()
 	rt.Logger.Info("started",
 		slog.String("bus_addr", rt.Bus.Addr().String()),
 		slog.String("admin_addr", rt.Admin.Addr().String()),
@@ -208,6 +266,10 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	rt.mu.Unlock()
 	if !started {
 		return nil
+	}
+	if rt.watchStop != nil {
+		rt.watchStop()
+		<-rt.watchDone
 	}
 	var errs []error
 	if err := rt.Bus.Stop(ctx); err != nil {

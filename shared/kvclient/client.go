@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	tc := cfg.TLS
 	if tc == nil {
 		var err error
-		if tc, err = tlsutil.Load(cfg.CertsDir); err != nil {
+		if tc, err = tlsutil.LoadFirst(cfg.CertsDir, tlsutil.KindClient, tlsutil.KindAdmin, tlsutil.KindNode); err != nil {
 			return nil, fmt.Errorf("client: load certificates from %s: %w", cfg.CertsDir, err)
 		}
 	}

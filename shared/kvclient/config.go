@@ -44,7 +44,9 @@ type Config struct {
 	// (node certificate and cluster CA). Used when Bus is nil; when TLS is
 	// also nil, it is loaded from CertsDir.
 	TLS *tls.Config
-	// CertsDir holds node.crt, node.key and ca.crt (see package tlsutil).
+	// CertsDir holds ca.crt and the client's certificate: client.crt
+	// (an application's, see `pleiades cert create-client`), else
+	// admin.crt, else node.crt, with its key (see package tlsutil).
 	// Used when Bus and TLS are nil.
 	CertsDir string
 	// ListenAddr is the UDP address of the client's own endpoint. Default

@@ -38,6 +38,9 @@ func CheckHost(tc *tls.Config, host string) error {
 	return nil
 }
 
+// Leaf returns the certificate tc presents (its first).
+func Leaf(tc *tls.Config) (*x509.Certificate, error) { return leafOf(tc) }
+
 func leafOf(tc *tls.Config) (*x509.Certificate, error) {
 	if tc == nil || len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
 		return nil, errors.New("tlsutil: no node certificate")

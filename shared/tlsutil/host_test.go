@@ -13,7 +13,7 @@ func TestCheckHost(t *testing.T) {
 	if err := CreateCA(caDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := CreateNode(caDir, out, "host1", []string{"10.0.0.5", "host1.example", "fd00::5"}); err != nil {
+	if _, err := CreateNode(caDir, out, "host1", []string{"10.0.0.5", "host1.example", "fd00::5"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	tc, err := Load(out)

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -25,11 +26,27 @@ const ServerName = "node.pleiades"
 
 // File names in a certificates directory.
 const (
-	CACert   = "ca.crt"
-	CAKey    = "ca.key"
-	NodeCert = "node.crt"
-	NodeKey  = "node.key"
+	CACert     = "ca.crt"
+	CAKey      = "ca.key"
+	NodeCert   = "node.crt"
+	NodeKey    = "node.key"
+	ClientCert = "client.crt"
+	ClientKey  = "client.key"
+	AdminCert  = "admin.crt"
+	AdminKey   = "admin.key"
 )
+
+// Files returns the certificate and key file names of a role kind in a
+// certificates directory.
+func Files(k Kind) (cert, key string) {
+	switch k {
+	case KindClient:
+		return ClientCert, ClientKey
+	case KindAdmin:
+		return AdminCert, AdminKey
+	}
+	return NodeCert, NodeKey
+}
 
 const validity = 10 * 365 * 24 * time.Hour
 
@@ -73,32 +90,50 @@ func serial() *big.Int {
 	return n
 }
 
-// issue signs a node certificate for name, valid as client and server,
-// carrying ServerName and hosts (IPs or DNS names).
-func (a *authority) issue(name string, hosts []string) (der []byte, key *ecdsa.PrivateKey, err error) {
+// issue signs a certificate for name with role r. A node certificate is
+// valid as client and server and carries ServerName and hosts (IPs or DNS
+// names); client and admin certificates are valid as clients only.
+func (a *authority) issue(name string, hosts []string, r Role) (der []byte, key *ecdsa.PrivateKey, err error) {
+	return a.issueUntil(name, hosts, r, time.Now().Add(validity))
+}
+
+// issueUntil is issue with the certificate's end of validity.
+func (a *authority) issueUntil(name string, hosts []string, r Role, notAfter time.Time) (der []byte, key *ecdsa.PrivateKey, err error) {
+	var uris []*url.URL
+	if r.Kind != KindNone { // KindNone: a certificate as issued before roles (tests)
+		u, err := r.URI()
+		if err != nil {
+			return nil, nil, err
+		}
+		uris = append(uris, u)
+	}
 	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("generate node key: %w", err)
+		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validity),
+		NotBefore:    notBefore(notAfter),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{ServerName},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:         uris,
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
+	if r.Kind == KindNode || r.Kind == KindNone {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		tmpl.DNSNames = []string{ServerName}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else if h != "" {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
 		}
 	}
 	der, err = x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create node certificate: %w", err)
+		return nil, nil, fmt.Errorf("create %s certificate: %w", r.Kind, err)
 	}
 	return der, key, nil
 }
@@ -130,21 +165,82 @@ func NewTestCA() (*TestCA, error) {
 	return &TestCA{a: a}, nil
 }
 
-// Config issues a node certificate for name (valid for ServerName,
-// localhost and the loopback addresses) and returns its TLS configuration.
+// LoadTestCA is a TestCA with the CA of dir (ca.crt, ca.key), or of the
+// dev CA of certificates directory dir, e.g. to issue certificates of a
+// dev cluster in tests.
+func LoadTestCA(dir string) (*TestCA, error) {
+	a, err := loadAuthority(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		a, err = loadAuthority(DevCADir(dir))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &TestCA{a: a}, nil
+}
+
+// Config issues a node certificate for name with a random node id (valid
+// for ServerName, localhost and the loopback addresses) and returns its
+// TLS configuration.
 func (c *TestCA) Config(name string) (*tls.Config, error) {
-	der, key, err := c.a.issue(name, []string{"localhost", "127.0.0.1", "::1"})
+	return c.Issue(name, NodeRole(randomNodeID()))
+}
+
+// Issue issues a certificate for name with role r (a node's valid for
+// ServerName, localhost and the loopback addresses) and returns its TLS
+// configuration.
+func (c *TestCA) Issue(name string, r Role) (*tls.Config, error) {
+	der, key, err := c.a.issue(name, []string{"localhost", "127.0.0.1", "::1"}, r)
 	if err != nil {
 		return nil, err
 	}
 	return config(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, c.a.cert), nil
 }
 
-// EnsureDev creates, in dir, a CA and a node certificate for name and
-// hosts when they are missing; existing files are kept. Several processes
-// may call it at once for the same dir: an exclusive lock on dir/.lock
-// serialises them, and files appear by rename, complete.
-func EnsureDev(dir, name string, hosts []string) error {
+// notBefore is an hour ago (for clock skew), or earlier still for a
+// certificate that ends before that.
+func notBefore(notAfter time.Time) time.Time {
+	nb := time.Now().Add(-time.Hour)
+	if notAfter.Before(nb) {
+		return notAfter.Add(-time.Hour)
+	}
+	return nb
+}
+
+// IssueUntil is Issue with the certificate's end of validity (in the
+// past: an expired certificate).
+func (c *TestCA) IssueUntil(name string, r Role, notAfter time.Time) (*tls.Config, error) {
+	der, key, err := c.a.issueUntil(name, []string{"localhost", "127.0.0.1", "::1"}, r, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	return config(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, c.a.cert), nil
+}
+
+// randomNodeID is a random non-zero node id below 2^63.
+func randomNodeID() uint64 {
+	for {
+		n := serial().Uint64() >> 1
+		if n != 0 {
+			return n
+		}
+	}
+}
+
+// DevCADir is where EnsureDev keeps the dev CA of the certificates
+// directory dir: a sibling, dev-ca, so that dir never holds the CA key.
+func DevCADir(dir string) string { return filepath.Join(filepath.Dir(filepath.Clean(dir)), "dev-ca") }
+
+// EnsureDev creates, in dir, a node certificate for name, hosts and node
+// id and an admin certificate (for the CLI), signed by a dev CA kept in
+// DevCADir(dir) (created when missing; a CA key left in dir by an older
+// version moves there), with a copy of ca.crt in dir. Existing files are
+// kept, except a node certificate that does not carry this node id (one
+// issued before roles, or for another node), which is issued again.
+// Several processes may call it at once for the same dir: an exclusive
+// lock on dir/.lock serialises them, and files appear by rename,
+// complete. It is the development shortcut behind --dev.
+func EnsureDev(dir, name string, hosts []string, nodeID uint64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -158,30 +254,95 @@ func EnsureDev(dir, name string, hosts []string) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
-	if exists(filepath.Join(dir, NodeCert)) && exists(filepath.Join(dir, NodeKey)) && exists(filepath.Join(dir, CACert)) {
-		return nil
+	caDir := DevCADir(dir)
+	if err := moveDevCA(dir, caDir); err != nil {
+		return err
 	}
-	a, err := loadAuthority(dir)
+	nodeOK := exists(filepath.Join(dir, CACert)) && hasRole(dir, NodeCert, NodeRole(nodeID))
+	adminOK := exists(filepath.Join(dir, AdminCert)) && exists(filepath.Join(dir, AdminKey))
+	if nodeOK && (adminOK || !exists(filepath.Join(caDir, CAKey))) {
+		return nil // complete, or certificates from `pleiades cert` (no CA key here)
+	}
+	a, err := loadAuthority(caDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		if a, err = newAuthority(); err == nil {
-			err = writeAuthority(dir, a)
+		if err = os.MkdirAll(caDir, 0o700); err == nil {
+			if a, err = newAuthority(); err == nil {
+				err = writeAuthority(caDir, a)
+			}
 		}
+		nodeOK, adminOK = false, false
 	}
 	if err != nil {
 		return err
 	}
-	der, key, err := a.issue(name, hosts)
+	if err := writePEM(filepath.Join(dir, CACert), "CERTIFICATE", a.der, 0o644); err != nil {
+		return err
+	}
+	if !nodeOK {
+		if err := a.writeLeaf(dir, name, hosts, NodeRole(nodeID), time.Now().Add(validity)); err != nil {
+			return err
+		}
+	}
+	if !adminOK {
+		if err := a.writeLeaf(dir, "admin", nil, AdminRole(), time.Now().Add(validity)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveDevCA moves a CA key that an older EnsureDev left in dir to caDir.
+func moveDevCA(dir, caDir string) error {
+	key := filepath.Join(dir, CAKey)
+	if !exists(key) || exists(filepath.Join(caDir, CAKey)) {
+		return nil
+	}
+	a, err := loadAuthority(dir)
+	if err != nil {
+		return fmt.Errorf("move the dev CA out of %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(caDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", caDir, err)
+	}
+	if err := writeAuthority(caDir, a); err != nil {
+		return err
+	}
+	if err := os.Remove(key); err != nil {
+		return fmt.Errorf("move the dev CA out of %s: %w", dir, err)
+	}
+	return nil
+}
+
+// hasRole reports whether dir/certFile is readable and carries role r.
+func hasRole(dir, certFile string, r Role) bool {
+	b, err := readPEM(filepath.Join(dir, certFile), "CERTIFICATE")
+	if err != nil {
+		return false
+	}
+	c, err := x509.ParseCertificate(b)
+	if err != nil {
+		return false
+	}
+	have, err := RoleOf(c)
+	return err == nil && have.String() == r.String()
+}
+
+// writeLeaf issues a certificate of role r and writes it with its key
+// (mode 0600) to dir, under the file names of r's kind.
+func (a *authority) writeLeaf(dir, name string, hosts []string, r Role, notAfter time.Time) error {
+	der, key, err := a.issueUntil(name, hosts, r, notAfter)
 	if err != nil {
 		return err
 	}
 	kb, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("marshal node key: %w", err)
+		return fmt.Errorf("marshal %s key: %w", r.Kind, err)
 	}
-	if err := writePEM(filepath.Join(dir, NodeKey), "EC PRIVATE KEY", kb, 0o600); err != nil {
+	certFile, keyFile := Files(r.Kind)
+	if err := writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", kb, 0o600); err != nil {
 		return err
 	}
-	return writePEM(filepath.Join(dir, NodeCert), "CERTIFICATE", der, 0o644)
+	return writePEM(filepath.Join(dir, certFile), "CERTIFICATE", der, 0o644)
 }
 
 func exists(p string) bool {
@@ -258,10 +419,19 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 
 // Load reads dir/node.crt, dir/node.key and dir/ca.crt into a mutual TLS
 // 1.3 configuration usable for both listening and dialing.
-func Load(dir string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, NodeCert), filepath.Join(dir, NodeKey))
+func Load(dir string) (*tls.Config, error) { return LoadKind(dir, KindNode) }
+
+// LoadKind is Load for the certificate of role kind k in dir (node.crt,
+// client.crt or admin.crt, with its key). The key file must not be
+// readable by group or others.
+func LoadKind(dir string, k Kind) (*tls.Config, error) {
+	certFile, keyFile := Files(k)
+	if err := checkKeyMode(filepath.Join(dir, keyFile)); err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	if err != nil {
-		return nil, fmt.Errorf("load node certificate: %w", err)
+		return nil, fmt.Errorf("load %s certificate: %w", k, err)
 	}
 	cb, err := readPEM(filepath.Join(dir, CACert), "CERTIFICATE")
 	if err != nil {
@@ -272,4 +442,38 @@ func Load(dir string) (*tls.Config, error) {
 		return nil, fmt.Errorf("parse %s: %w", CACert, err)
 	}
 	return config(cert, ca), nil
+}
+
+// LoadFirst loads the first certificate of the kinds, in order, whose
+// certificate file dir holds (e.g. admin, then node for the CLI). With
+// none there, it loads the last kind, whose error names the file.
+func LoadFirst(dir string, kinds ...Kind) (*tls.Config, error) {
+	for i, k := range kinds {
+		certFile, _ := Files(k)
+		if i == len(kinds)-1 || exists(filepath.Join(dir, certFile)) {
+			return LoadKind(dir, k)
+		}
+	}
+	return nil, errors.New("tlsutil: no certificate kind given")
+}
+
+// checkKeyMode refuses a private key file that group or others may read.
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("load key: %w", err)
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("tlsutil: key file %s has mode %04o: group or others may read it; `chmod 600 %s`", path, m, path)
+	}
+	return nil
+}
+
+// RoleOfConfig returns the role of tc's own certificate.
+func RoleOfConfig(tc *tls.Config) (Role, error) {
+	leaf, err := leafOf(tc)
+	if err != nil {
+		return Role{}, err
+	}
+	return RoleOf(leaf)
 }

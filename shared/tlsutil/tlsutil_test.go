@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // handshake runs a TLS handshake between a server and a client config over
@@ -104,7 +105,7 @@ func TestCreateCAAndNode(t *testing.T) {
 	}
 	n1, n2 := filepath.Join(dir, "n1"), filepath.Join(dir, "n2")
 	for _, out := range []string{n1, n2} {
-		if err := CreateNode(caDir, out, filepath.Base(out), []string{"127.0.0.1", "localhost"}); err != nil {
+		if _, err := CreateNode(caDir, out, filepath.Base(out), []string{"127.0.0.1", "localhost"}, 0); err != nil {
 			t.Fatalf("CreateNode(%s): %v", out, err)
 		}
 		if _, err := os.Stat(filepath.Join(out, CAKey)); !errors.Is(err, os.ErrNotExist) {
@@ -129,10 +130,10 @@ func TestCreateCAAndNode(t *testing.T) {
 	if serr, cerr := handshake(t, c1, c2); serr != nil || cerr != nil {
 		t.Fatalf("handshake between nodes of one CA: server %v, client %v", serr, cerr)
 	}
-	if err := CreateNode(filepath.Join(dir, "missing"), n1, "n", nil); err == nil {
+	if _, err := CreateNode(filepath.Join(dir, "missing"), n1, "n", nil, 0); err == nil {
 		t.Fatal("CreateNode with a missing CA succeeded")
 	}
-	if err := CreateNode(caDir, n1, "", nil); err == nil {
+	if _, err := CreateNode(caDir, n1, "", nil, 0); err == nil {
 		t.Fatal("CreateNode with an empty name succeeded")
 	}
 }
@@ -145,7 +146,7 @@ func TestEnsureDevConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- EnsureDev(dir, "node", []string{"127.0.0.1"})
+			errs <- EnsureDev(dir, "node", []string{"127.0.0.1"}, 1)
 		}()
 	}
 	wg.Wait()
@@ -159,7 +160,7 @@ func TestEnsureDevConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureDev(dir, "node", nil); err != nil {
+	if err := EnsureDev(dir, "node", nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, NodeCert))
@@ -173,6 +174,67 @@ func TestEnsureDevConcurrent(t *testing.T) {
 	if serr, cerr := handshake(t, c, c); serr != nil || cerr != nil {
 		t.Fatalf("handshake: server %v, client %v", serr, cerr)
 	}
+	if exists(filepath.Join(dir, CAKey)) || !exists(filepath.Join(DevCADir(dir), CAKey)) {
+		t.Error("the dev CA key is in the certificates directory, not beside it")
+	}
+}
+
+// TestEnsureDevRoles: the node certificate carries the node id (issued
+// again for another id, as for one from before roles), an admin
+// certificate comes with it, and a CA key an older version left in the
+// directory moves out.
+func TestEnsureDevRoles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	// The layout of an older version: CA key and a role-less node
+	// certificate in the directory.
+	a, err := newAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAuthority(dir, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.writeLeaf(dir, "old", nil, Role{}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureDev(dir, "node-5", []string{"127.0.0.1"}, 5); err != nil {
+		t.Fatal(err)
+	}
+	if exists(filepath.Join(dir, CAKey)) {
+		t.Error("the CA key stayed in the certificates directory")
+	}
+	for k, want := range map[Kind]string{KindNode: "node 5", KindAdmin: "admin"} {
+		tc, err := LoadKind(dir, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := RoleOfConfig(tc); r.String() != want {
+			t.Errorf("%s certificate role %s; want %s", k, r, want)
+		}
+		if serr, cerr := handshake(t, mustLoad(t, dir), tc); cerr != nil || serr != nil {
+			t.Errorf("%s certificate not of the same CA as before: %v %v", k, serr, cerr)
+		}
+	}
+	if err := EnsureDev(dir, "node-6", nil, 6); err != nil {
+		t.Fatal(err)
+	}
+	if tc, _ := Load(dir); tc != nil {
+		if r, _ := RoleOfConfig(tc); r.String() != "node 6" {
+			t.Errorf("after EnsureDev for node 6 the node certificate is of %s", r)
+		}
+	}
+}
+
+func mustLoad(t *testing.T, dir string) *tls.Config {
+	t.Helper()
+	tc, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tc
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -180,7 +242,7 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(dir); err == nil {
 		t.Fatal("Load of an empty dir succeeded")
 	}
-	if err := EnsureDev(dir, "n", nil); err != nil {
+	if err := EnsureDev(dir, "n", nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, CACert), []byte("garbage"), 0o644); err != nil {

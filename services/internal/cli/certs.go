@@ -26,7 +26,7 @@ import (
 func certsDirFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name: "certs-dir",
-		Usage: "`DIR` of the node certificate (node.crt, node.key, ca.crt); default: the certificates of the " +
+		Usage: "`DIR` of the certificates (ca.crt and admin.crt, else client.crt, else node.crt, with its key); default: the certificates of the " +
 			"node that ./data/dev/cluster.json (`make dev`) or ./data/node.json (`make run`) lists at --addr",
 	}
 }
@@ -173,7 +173,7 @@ func without(s []string, x string) []string {
 // load loads the chosen certificates; the error names the directory and
 // why it was chosen.
 func (cc certsChoice) load() (*tls.Config, error) {
-	tc, err := tlsutil.Load(cc.dir)
+	tc, err := tlsutil.LoadFirst(cc.dir, tlsutil.KindAdmin, tlsutil.KindClient, tlsutil.KindNode)
 	if err != nil {
 		return nil, fmt.Errorf("load certificates from %s (%s): %w\nhint: give the certificates of the cluster with --certs-dir%s", cc.dir, cc.why, err, cc.suggest())
 	}
@@ -198,6 +198,8 @@ func (cc certsChoice) explain(err error, addrs []string) error {
 	}
 	where := strings.Join(addrs, ",")
 	switch {
+	case errors.Is(err, bus.ErrPermissionDenied):
+		return fmt.Errorf("%w\nhint: the certificates in %s (%s) may not do this: admin commands need an admin certificate (admin.crt, from `pleiades cert create-admin --out-dir %s`)", err, cc.dir, cc.why, cc.dir)
 	case errors.Is(err, bus.ErrUnauthenticated):
 		return fmt.Errorf("%w\nhint: the certificates in %s (%s) are not of the cluster at %s; give its certificates with --certs-dir%s", err, cc.dir, cc.why, where, cc.suggest())
 	case bus.ReasonOf(err) == bus.ReasonNoListener:

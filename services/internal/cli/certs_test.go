@@ -113,11 +113,11 @@ func TestPickCerts(t *testing.T) {
 // timeout) with a hint naming the directory it used and what to try.
 func TestCertsOfTheClusterAtAddr(t *testing.T) {
 	t.Chdir(t.TempDir())
-	if err := tlsutil.EnsureDev(filepath.Join("data", "certs"), "node-run", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(filepath.Join("data", "certs"), "node-run", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	devCerts := filepath.Join("data", "dev", "node1", "certs")
-	if err := tlsutil.EnsureDev(devCerts, "node-dev", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(devCerts, "node-dev", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	fc := kvclienttest.Start(t, kvclienttest.Options{CA: devCA(devCerts)})

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
 	"github.com/pleiades-db/pleiades/shared/tlsutil"
@@ -175,6 +176,54 @@ func TestCertCommands(t *testing.T) {
 	if code, _, _ := run(t, "cert", "create-node", "--ca-dir", filepath.Join(dir, "nope"), "--out-dir", out, "--name", "x"); code != ExitFailed {
 		t.Errorf("create-node without CA exit %d; want 1", code)
 	}
+	if code, stdout, stderr := run(t, "cert", "create-node", "--ca-dir", ca, "--out-dir", filepath.Join(dir, "n7"), "--name", "n7", "--node-id", "7", "--output", "json"); code != 0 || !strings.Contains(stdout, `"node_id": "7"`) {
+		t.Errorf("create-node --node-id 7: exit %d, %s %s", code, stdout, stderr)
+	}
+
+	// Roles: a client limited to prefixes, an admin; the CLI prefers admin.crt.
+	if code, _, stderr := run(t, "cert", "create-client", "--ca-dir", ca, "--out-dir", out, "--name", "app", "--prefix", "app/", "--prefix", "tmp/"); code != 0 {
+		t.Fatalf("create-client exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := run(t, "cert", "create-admin", "--ca-dir", ca, "--out-dir", out); code != 0 {
+		t.Fatalf("create-admin exit %d: %s", code, stderr)
+	}
+	for k, want := range map[tlsutil.Kind]string{tlsutil.KindClient: `client (prefixes "app/", "tmp/")`, tlsutil.KindAdmin: "admin"} {
+		tc, err := tlsutil.LoadKind(out, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := tlsutil.RoleOfConfig(tc); err != nil || r.String() != want {
+			t.Errorf("%s certificate role %v, %v; want %s", k, r, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, tlsutil.CAKey)); err == nil {
+		t.Error("the CA key was copied to a certificates directory")
+	}
+
+	// Rotation keeps the name, hosts and role, with a new key and validity.
+	before, err := tlsutil.LoadKind(out, tlsutil.KindNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t, "cert", "rotate", "--ca-dir", ca, "--certs-dir", out, "--days", "90", "--output", "json")
+	if code != 0 {
+		t.Fatalf("rotate exit %d: %s", code, stderr)
+	}
+	after, err := tlsutil.LoadKind(out, tlsutil.KindNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, _ := tlsutil.Leaf(before)
+	al, _ := tlsutil.Leaf(after)
+	br, _ := tlsutil.RoleOf(bl)
+	ar, _ := tlsutil.RoleOf(al)
+	if ar.String() != br.String() || al.Subject.CommonName != "n1" || tlsutil.CheckHost(after, "localhost") != nil || tlsutil.CheckHost(after, "127.0.0.1") != nil ||
+		bytes.Equal(al.Raw, bl.Raw) || al.NotAfter.Sub(time.Now()) > 91*24*time.Hour {
+		t.Errorf("rotated certificate %s %v until %v (%s); want n1 %v, same hosts, 90 days", al.Subject.CommonName, ar, al.NotAfter, stdout, br)
+	}
+	if code, _, _ := run(t, "cert", "rotate", "--ca-dir", ca, "--certs-dir", out, "--kind", "bogus"); code != ExitFailed {
+		t.Errorf("rotate --kind bogus exit %d; want %d", code, ExitFailed)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -269,7 +318,7 @@ func TestMain(m *testing.M) {
 // gossipd for members, clockd for clock...).
 func TestAddrEnvPerDaemon(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PLEIADES_RAFT_ADDR", "127.0.0.1:2")

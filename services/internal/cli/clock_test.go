@@ -21,7 +21,7 @@ import (
 // certificates in certsDir, as a clockd of that node would.
 func fakeClockd(t *testing.T, certsDir string, healthy bool) string {
 	t.Helper()
-	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	tc, err := tlsutil.Load(certsDir)
@@ -137,7 +137,7 @@ func TestClockTableUnhealthy(t *testing.T) {
 
 func TestClockErrors(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, errOut := run(t, "clock", "--addr", "clockd", "--certs-dir", certs); code != ExitUsage || !strings.Contains(errOut, "--addr") {

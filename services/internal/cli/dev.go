@@ -135,12 +135,20 @@ func devNodes(root string, count, base int, bin, logFormat string) ([]node, erro
 			return nil, err
 		}
 		certs := filepath.Join(dir, "certs")
-		if _, err := os.Stat(filepath.Join(certs, tlsutil.NodeCert)); os.IsNotExist(err) {
-			if err := tlsutil.CreateNode(caDir, certs, "node-"+strconv.FormatUint(id, 10), []string{loopback, "localhost"}); err != nil {
+		// A certificate from before roles (or of another node id) is
+		// issued again; each node's directory also gets an admin
+		// certificate for the CLI. The CA key stays in caDir.
+		if have, err := certNodeID(certs); err != nil || have != id {
+			if _, err := tlsutil.CreateNode(caDir, certs, "node-"+strconv.FormatUint(id, 10), []string{loopback, "localhost"}, id); err != nil {
 				return nil, err
 			}
 		}
-		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: base + nodePortStride*(k-1), binDir: bin, logFormat: logFormat})
+		if _, err := os.Stat(filepath.Join(certs, tlsutil.AdminCert)); os.IsNotExist(err) {
+			if err := tlsutil.CreateAdmin(caDir, certs, "admin"); err != nil {
+				return nil, err
+			}
+		}
+		nodes = append(nodes, node{index: k, dataDir: dir, certsDir: certs, nodeID: id, offset: base + nodePortStride*(k-1), binDir: bin, logFormat: logFormat, pprof: true})
 	}
 	for i := range nodes {
 		for j, o := range nodes {

@@ -117,7 +117,7 @@ func TestUpNeedsCertificates(t *testing.T) {
 			if err := tlsutil.CreateCA(caDir); err != nil {
 				t.Fatal(err)
 			}
-			if err := tlsutil.CreateNode(caDir, certs, "host1", []string{"10.0.0.6"}); err != nil {
+			if _, err := tlsutil.CreateNode(caDir, certs, "host1", []string{"10.0.0.6"}, 0); err != nil {
 				t.Fatal(err)
 			}
 		}, nil, []string{"not for \"10.0.0.5\"", "create-node --hosts 10.0.0.5"}},

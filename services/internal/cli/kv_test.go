@@ -19,12 +19,20 @@ type devCA string
 
 func (d devCA) Config(string) (*tls.Config, error) { return tlsutil.Load(string(d)) }
 
+func (d devCA) Issue(name string, r tlsutil.Role) (*tls.Config, error) {
+	ca, err := tlsutil.LoadTestCA(string(d))
+	if err != nil {
+		return nil, err
+	}
+	return ca.Issue(name, r)
+}
+
 // fakeRaftd starts a fake raftd cluster with dev certificates in a fresh
 // certs dir and returns it with the flags that reach it.
 func fakeRaftd(t *testing.T, o kvclienttest.Options) (*kvclienttest.Cluster, []string) {
 	t.Helper()
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	o.CA = devCA(certs)

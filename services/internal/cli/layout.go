@@ -67,6 +67,9 @@ type node struct {
 	logFormat string
 	// hosts are the listen, advertised and admin hosts (zero: loopback).
 	hosts hostAddrs
+	// pprof serves /debug/pprof/ on every daemon's admin endpoint (dev
+	// clusters, for profiling benchmarks).
+	pprof bool
 	// ballast, if set, is stored's --ballast-bytes (dev keeps it small:
 	// a node of a laptop's cluster need not hold 1 GiB back).
 	ballast string
@@ -111,6 +114,9 @@ func (n node) children() []supervisor.Child {
 		}
 		if n.logFormat != "" {
 			args = append(args, "--log-format", n.logFormat)
+		}
+		if n.pprof {
+			args = append(args, "--pprof")
 		}
 		args = append(args, n.daemonArgs(d.name)...)
 		name := d.name

@@ -20,7 +20,7 @@ import (
 // certificates in certsDir.
 func fakeGossipd(t *testing.T, certsDir string) string {
 	t.Helper()
-	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	tc, err := tlsutil.Load(certsDir)
@@ -93,7 +93,7 @@ func TestMembersJSONAndTable(t *testing.T) {
 // hint pointing at `pleiades status`.
 func TestNothingListening(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, cmd := range [][]string{{"members"}, {"clock"}, {"store", "stats"}, {"ranges"}, {"init"}, {"kv", "get"}} {

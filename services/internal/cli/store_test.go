@@ -20,7 +20,7 @@ import (
 // certsDir.
 func fakeStoredStats(t *testing.T, certsDir string, st *storepb.StatsResponse) string {
 	t.Helper()
-	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certsDir, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	tc, err := tlsutil.Load(certsDir)
@@ -119,7 +119,7 @@ func TestStoreStatsJSON(t *testing.T) {
 
 func TestStoreStatsErrors(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")
-	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}); err != nil {
+	if err := tlsutil.EnsureDev(certs, "node-1", []string{"127.0.0.1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {

@@ -124,12 +124,20 @@ func upCommand(e *env) *cli.Command {
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("create data dir: %w", err)
 			}
-			id, err := daemon.LoadOrCreateNodeID(dataDir, 0)
+			// The node id is the one the node certificate carries; a dev
+			// certificate is issued for the data dir's.
+			var want uint64
+			if !c.Bool("dev") {
+				if want, err = certNodeID(certsDir); err != nil {
+					return err
+				}
+			}
+			id, err := daemon.LoadOrCreateNodeID(dataDir, want)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w (the certificate in %s is for node %d; issue one for this data dir's node with `pleiades cert create-node --node-id <id>`)", err, certsDir, want)
 			}
 			if c.Bool("dev") {
-				if err := tlsutil.EnsureDev(certsDir, "node-"+strconv.FormatUint(id, 10), append([]string{loopback, "localhost"}, hosts.advertisedHosts()...)); err != nil {
+				if err := tlsutil.EnsureDev(certsDir, "node-"+strconv.FormatUint(id, 10), append([]string{loopback, "localhost"}, hosts.advertisedHosts()...), id); err != nil {
 					return fmt.Errorf("dev certificates: %w", err)
 				}
 				// Certificates kept from an earlier run may lack a new

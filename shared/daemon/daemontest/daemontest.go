@@ -21,8 +21,11 @@ import (
 
 // Issuer issues TLS configurations signed by one CA.
 type Issuer interface {
-	// Config returns a mutual TLS configuration for a node named name.
+	// Config returns a mutual TLS configuration for a node named name,
+	// with a random node id.
 	Config(name string) (*tls.Config, error)
+	// Issue returns a mutual TLS configuration for name with role r.
+	Issue(name string, r tlsutil.Role) (*tls.Config, error)
 }
 
 // sharedCA is the CA of every runtime NewRuntime starts in one test binary.
@@ -83,11 +86,27 @@ func NewRuntimeWithCA(t testing.TB, name string, ca Issuer, c config.Common) *da
 	return rt
 }
 
+// NewSameNodeRuntime returns a started runtime for daemon name on the
+// node of rt (its node id, its own data dir), signed by the shared test
+// CA: a daemon of the same host, e.g. to call rt's stored.
+func NewSameNodeRuntime(t testing.TB, name string, rt *daemon.Runtime) *daemon.Runtime {
+	t.Helper()
+	c := Common(t)
+	c.NodeID = rt.NodeID
+	return NewRuntimeWithCA(t, name, CA(t), c)
+}
+
 // NewUnstartedRuntime builds the runtime without starting it, so that a
-// test can register handlers first; it is still stopped at cleanup.
+// test can register handlers first; it is still stopped at cleanup. Its
+// node certificate carries the node id of c (or of c.DataDir).
 func NewUnstartedRuntime(t testing.TB, name string, ca Issuer, c config.Common) *daemon.Runtime {
 	t.Helper()
-	tc, err := ca.Config(name)
+	id, err := daemon.LoadOrCreateNodeID(c.DataDir, c.NodeID)
+	if err != nil {
+		t.Fatalf("daemontest: node id for %s: %v", name, err)
+	}
+	c.NodeID = id
+	tc, err := ca.Issue(name, tlsutil.NodeRole(id))
 	if err != nil {
 		t.Fatalf("daemontest: TLS config for %s: %v", name, err)
 	}

@@ -55,7 +55,7 @@ func CheckLifecycle(t testing.TB, l Lifecycle) {
 	if err := rt.Start(ctx); err != nil {
 		t.Fatalf("%s: start runtime: %v", rt.Name, err)
 	}
-	client := NewRuntime(t, "client")
+	client := NewSameNodeRuntime(t, "client", rt)
 	if l.RuntimeStarted != nil {
 		l.RuntimeStarted(ctx, client)
 	}

@@ -147,9 +147,12 @@ type Status struct {
 	// outcome.
 	Checks map[string]*Check `protobuf:"bytes,8,rep,name=checks,proto3" json:"checks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// degraded is true when a condition fails (see Check.degraded).
-	Degraded      bool `protobuf:"varint,9,opt,name=degraded,proto3" json:"degraded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Degraded bool `protobuf:"varint,9,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// cert_not_after_unix is the end of validity of the node certificate
+	// the daemon presents, Unix seconds (0: unknown).
+	CertNotAfterUnix int64 `protobuf:"varint,10,opt,name=cert_not_after_unix,json=certNotAfterUnix,proto3" json:"cert_not_after_unix,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Status) Reset() {
@@ -245,6 +248,13 @@ func (x *Status) GetDegraded() bool {
 	return false
 }
 
+func (x *Status) GetCertNotAfterUnix() int64 {
+	if x != nil {
+		return x.CertNotAfterUnix
+	}
+	return 0
+}
+
 var File_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_adminpb_admin_proto_rawDesc = "" +
@@ -254,7 +264,7 @@ const file_adminpb_admin_proto_rawDesc = "" +
 	"\x05Check\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1a\n" +
-	"\bdegraded\x18\x03 \x01(\bR\bdegraded\"\xf7\x03\n" +
+	"\bdegraded\x18\x03 \x01(\bR\bdegraded\"\xa6\x04\n" +
 	"\x06Status\x12\x16\n" +
 	"\x06daemon\x18\x01 \x01(\tR\x06daemon\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x18\n" +
@@ -264,7 +274,9 @@ const file_adminpb_admin_proto_rawDesc = "" +
 	"\taddresses\x18\x06 \x03(\v2(.pleiades.admin.v1.Status.AddressesEntryR\taddresses\x12\x14\n" +
 	"\x05ready\x18\a \x01(\bR\x05ready\x12=\n" +
 	"\x06checks\x18\b \x03(\v2%.pleiades.admin.v1.Status.ChecksEntryR\x06checks\x12\x1a\n" +
-	"\bdegraded\x18\t \x01(\bR\bdegraded\x1a<\n" +
+	"\bdegraded\x18\t \x01(\bR\bdegraded\x12-\n" +
+	"\x13cert_not_after_unix\x18\n" +
+	" \x01(\x03R\x10certNotAfterUnix\x1a<\n" +
 	"\x0eAddressesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aS\n" +

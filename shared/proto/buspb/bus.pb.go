@@ -55,6 +55,11 @@ const (
 	// the TLS handshake failed (a certificate of another cluster CA, an
 	// expired one, none). Retrying with the same certificates will not help.
 	Code_UNAUTHENTICATED Code = 12
+	// PERMISSION_DENIED means the caller's certificate is of the cluster but
+	// its role (node, client, admin; see package tlsutil) may not call the
+	// method, or not with these arguments (a key outside a client's
+	// prefixes, a raft message claiming another node as its sender).
+	Code_PERMISSION_DENIED Code = 13
 )
 
 // Enum value maps for Code.
@@ -73,6 +78,7 @@ var (
 		10: "UNIMPLEMENTED",
 		11: "RESOURCE_EXHAUSTED",
 		12: "UNAUTHENTICATED",
+		13: "PERMISSION_DENIED",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -88,6 +94,7 @@ var (
 		"UNIMPLEMENTED":       10,
 		"RESOURCE_EXHAUSTED":  11,
 		"UNAUTHENTICATED":     12,
+		"PERMISSION_DENIED":   13,
 	}
 )
 
@@ -411,7 +418,7 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\x06detail\x18\b \x01(\fR\x06detail\";\n" +
 	"\x05Batch\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1a\n" +
-	"\bmessages\x18\x02 \x03(\fR\bmessages*\xf4\x01\n" +
+	"\bmessages\x18\x02 \x03(\fR\bmessages*\x8b\x02\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x01\x12\r\n" +
@@ -427,7 +434,8 @@ const file_buspb_bus_proto_rawDesc = "" +
 	"\rUNIMPLEMENTED\x10\n" +
 	"\x12\x16\n" +
 	"\x12RESOURCE_EXHAUSTED\x10\v\x12\x13\n" +
-	"\x0fUNAUTHENTICATED\x10\fB4Z2github.com/pleiades-db/pleiades/shared/proto/buspbb\x06proto3"
+	"\x0fUNAUTHENTICATED\x10\f\x12\x15\n" +
+	"\x11PERMISSION_DENIED\x10\rB4Z2github.com/pleiades-db/pleiades/shared/proto/buspbb\x06proto3"
 
 var (
 	file_buspb_bus_proto_rawDescOnce sync.Once

@@ -161,8 +161,8 @@ type Header struct {
 	// Without it, keys beginning with 0x00 are refused; with it, a 0x00 key
 	// outside those prefixes (the meta prefix 0x00 "meta/" included) is
 	// refused as well, and a Scan or DeleteRange must stay inside one
-	// prefix. Any bus peer may set it today (the cluster CA is the trust
-	// boundary); limiting it to daemon certificates is later work.
+	// prefix. Only callers with a node certificate may set it (raftd
+	// refuses it to client and admin certificates).
 	System bool `protobuf:"varint,4,opt,name=system,proto3" json:"system,omitempty"`
 	// session makes a write (Put, Delete, DeleteRange, CompareAndSwap,
 	// Batch) apply at most once however often it is sent; reads ignore it.

@@ -756,7 +756,7 @@ func startStored(ctx context.Context, dir string, log *slog.Logger) (*tempStored
 	}
 	cfg := stored.DefaultConfig()
 	cfg.Dir = filepath.Join(dir, stored.Name)
-	srv, err := stored.New(cfg, stored.Deps{Logger: log, Bus: rt.Bus, Admin: rt.Admin})
+	srv, err := stored.New(cfg, stored.Deps{Logger: log, Bus: rt.Bus, Admin: rt.Admin, NodeID: rt.NodeID})
 	if err != nil {
 		return nil, err
 	}
