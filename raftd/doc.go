@@ -34,7 +34,12 @@
 // waiting for the next; a round's write over MaxRoundWriteBytes (32 MiB)
 // goes to stored as several batches cut between ranges; and stored takes a
 // batch over one bus frame in parts, staged and written as one. So many
-// large values at once never make a write stored must refuse.
+// large values at once never make a write stored must refuse. Nor does a
+// DeleteRange of many keys: its data is one range delete, and its
+// tombstone versions (about 50 bytes a key) beyond DeleteRangeBatchBytes
+// (8 MiB) are written ahead of the round's write in batches of that size
+// (idempotent: a crash between has the committed command apply again at
+// the same timestamp and write the same ones; see applier.delRange).
 //
 // Ticks and first elections: the ticker gives each unquiesced replica at
 // most one pending tick; a replica whose last tick no round has taken yet
@@ -68,7 +73,12 @@
 // CF: every version of every key, storage.VersionKey(key, ts) -> the
 // record or a tombstone, written in the same write as the latest record;
 // reads at a timestamp (GetRequest.read_at) take the newest version at or
-// before it, versions older than Config.VersionRetention (default 4h) are
+// before it (the latest record when it is not newer, which also serves
+// keys written before versions were kept); scans at a timestamp
+// (ScanRequest.read_at) walk the data and versions families side by
+// side, a page of VersionGCPageEntries at a time, taking for each key
+// what such a read would (a tombstone leaves the key out), so they read
+// every version of the keys they pass; versions older than Config.VersionRetention (default 4h) are
 // collected in the background, and snapshots carry a range's versions
 // with its data (see internal/storage's package doc for the encoding and
 // why it sorts right). Each log keeps its hot tail

@@ -80,7 +80,7 @@ type readOptions struct {
 	at          hlc.Timestamp
 }
 
-// ReadAt reads as of ts (Get only): the newest version of the key written
+// ReadAt reads as of ts (Get; a Scan takes ScanOptions.ReadAt): the newest version of the key written
 // at or before ts, within the cluster's version retention window (a few
 // hours by default). A timestamp older than the window fails with an
 // error IsCompacted reports.

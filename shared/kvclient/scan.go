@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -22,6 +23,12 @@ type ScanOptions struct {
 	KeysOnly bool
 	// Consistency of every page (default Linearizable).
 	Consistency Consistency
+	// ReadAt, when set, scans as of that timestamp: each key's newest
+	// version written at or before it (a key deleted then is left out),
+	// within the cluster's version retention window (an older timestamp
+	// fails with an error IsCompacted reports). Every page reads at the
+	// same timestamp, so such a scan is one consistent view.
+	ReadAt hlc.Timestamp
 }
 
 // Iterator walks the entries of a Scan, fetching one page at a time:
@@ -34,7 +41,7 @@ type ScanOptions struct {
 //	if err := it.Err(); err != nil { ... }
 //
 // Each page is read at its own time: a scan over many pages is not one
-// snapshot. An Iterator is not safe for concurrent use.
+// snapshot, unless ScanOptions.ReadAt names its timestamp. An Iterator is not safe for concurrent use.
 type Iterator struct {
 	c          *Client
 	ctx        context.Context
@@ -99,6 +106,9 @@ func (it *Iterator) fetch() {
 	}
 	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto()}
 	req := &kvpb.ScanRequest{Header: h, Start: it.start, End: it.end, Limit: uint32(limit), Reverse: it.opts.Reverse, KeysOnly: it.opts.KeysOnly}
+	if !it.opts.ReadAt.IsZero() {
+		req.ReadAt = it.opts.ReadAt.Proto()
+	}
 	r := route{key: it.start, slow: true}
 	switch {
 	case it.opts.Consistency == Stale:

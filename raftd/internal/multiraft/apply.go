@@ -52,6 +52,9 @@ type applier struct {
 	// MultiGet before it (prefetch; nil: absent); the overlay and cleared
 	// spans take precedence.
 	pre map[string][]byte
+	// ahead are the tombstones written ahead of the round's write (see
+	// delRange), published to the watches with that write.
+	ahead []storage.Op
 }
 
 type clearedSpan struct{ start, end []byte } // nil end: unbounded
@@ -131,17 +134,51 @@ func (a *applier) del(key []byte, ts hlc.Timestamp) {
 // delete of the latest records, not a delete per key (a batch of those
 // could outgrow what stored takes in one write), writes a tombstone
 // version at ts for each live key, and returns how many it removed.
+//
+// The tombstones of many keys would outgrow a write too (about 50 bytes
+// a key: a million keys pass stored's 64 MiB batch limit), so once they
+// reach DeleteRangeBatchBytes they are written ahead of the round's
+// write, in batches of about that size (writeAhead), and the rest go in
+// the round's write with the range delete and the applied index. A crash
+// between leaves tombstones at ts in the versions family of keys still
+// live, with the applied index before the command: the command is
+// committed, and applying it again after the restart (from the same
+// data, at the same timestamp, which the applied state fixes) writes the
+// same tombstones. Until then the latest records and the applied index
+// are unchanged, so reads of the latest values, reads at a timestamp
+// (which take the latest record when it is not newer) and everything
+// published to readers show the state before the command; only a scan
+// at a timestamp at or after ts, which no applied write has reached yet,
+// may see the committed delete early. The watches get the tombstones
+// written ahead with the round's write (readyWork.ahead), in timestamp
+// order with its changes.
 func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
-	keys, err := a.liveKeys(start, end)
+	tomb := storage.EncodeTombstone(ts)
+	var (
+		n     int
+		batch []storage.Op
+		size  uint64
+	)
+	err := a.liveKeys(start, end, func(k []byte) error {
+		op := storage.Put(storage.Versions, storage.VersionKey(k, ts), tomb)
+		batch = append(batch, op)
+		n++
+		size += uint64(len(op.Key)+len(op.Value)) + 8
+		if size < a.r.s.cfg.DeleteRangeBatchBytes {
+			return nil
+		}
+		if err := a.r.s.writeAhead(batch); err != nil {
+			return err
+		}
+		a.ahead = append(a.ahead, batch...)
+		batch, size = nil, 0
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	n := len(keys)
 	a.ops = append(a.ops, storage.DeleteRange(storage.Data, start, end))
-	tomb := storage.EncodeTombstone(ts)
-	for _, k := range keys {
-		a.ops = append(a.ops, storage.Put(storage.Versions, storage.VersionKey(k, ts), tomb))
-	}
+	a.ops = append(a.ops, batch...)
 	sp := clearedSpan{start: start, end: end}
 	for k := range a.overlay {
 		if sp.contains([]byte(k)) {
@@ -152,13 +189,28 @@ func (a *applier) delRange(start, end []byte, ts hlc.Timestamp) (int, error) {
 	return n, nil
 }
 
-// countPage is how many keys countLive reads at a time.
+// writeAhead writes tombstone versions of a range delete ahead of the
+// round's write (see delRange). They reach the watches with that write,
+// not before: a watch that starts between them would otherwise miss
+// them (its live changes start above the range's resolved timestamp,
+// which the command's has not reached).
+func (s *Store) writeAhead(ops []storage.Op) error {
+	ctx, cancel := s.storageCtx()
+	defer cancel()
+	if err := s.d.Engine.Write(ctx, ops, false); err != nil {
+		return fmt.Errorf("multiraft: range delete tombstones: %w", err)
+	}
+	s.metrics.writes.Add(1)
+	return nil
+}
+
+// countPage is how many keys liveKeys reads at a time.
 const countPage = 10000
 
-// liveKeys lists the live keys of [start, end) (nil end: unbounded) as
-// the pass sees them: the engine's keys merged with the pass's own writes.
-func (a *applier) liveKeys(start, end []byte) ([][]byte, error) {
-	var keys [][]byte
+// liveKeys calls f with each live key of [start, end) (nil end:
+// unbounded) as the pass sees them: the engine's keys merged with the
+// pass's own writes.
+func (a *applier) liveKeys(start, end []byte, f func([]byte) error) error {
 	for from := start; ; {
 		// Keys only, a page at a time: a span of many keys costs no
 		// more memory than a page.
@@ -166,11 +218,13 @@ func (a *applier) liveKeys(start, end []byte) ([][]byte, error) {
 		kvs, err := a.r.s.d.Engine.Scan(ctx, storage.Data, from, end, storage.ScanOptions{Limit: countPage, KeysOnly: true})
 		cancel()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, kv := range kvs {
 			if _, ok := a.overlay[string(kv.Key)]; !ok && !a.inCleared(kv.Key) {
-				keys = append(keys, kv.Key)
+				if err := f(kv.Key); err != nil {
+					return err
+				}
 			}
 		}
 		if len(kvs) < countPage {
@@ -181,10 +235,12 @@ func (a *applier) liveKeys(start, end []byte) ([][]byte, error) {
 	sp := clearedSpan{start: start, end: end}
 	for k, v := range a.overlay {
 		if !v.deleted && sp.contains([]byte(k)) {
-			keys = append(keys, []byte(k))
+			if err := f([]byte(k)); err != nil {
+				return err
+			}
 		}
 	}
-	return keys, nil
+	return nil
 }
 
 type doneProposal struct {
@@ -196,18 +252,20 @@ type doneProposal struct {
 
 // applyLocked applies committed entries in order, in memory: it returns
 // the writes (data, client sessions and the applied state, to go in the
-// round's batch) and the proposals to answer once that batch is durable.
-func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposal, error) {
+// round's batch), the tombstones it wrote ahead of that batch (to
+// publish with it) and the proposals to answer once that batch is
+// durable.
+func (r *Replica) applyLocked(ents []*raftpb.Entry) (_ []storage.Op, ahead []storage.Op, _ []doneProposal, _ error) {
 	if len(ents) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	a := &applier{r: r, overlay: map[string]overlayVal{}}
 	cmds, err := r.decodeCommands(ents)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := a.prefetch(cmds); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var done []doneProposal
 	for i, e := range ents {
@@ -222,7 +280,7 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 			}
 			res, refusal, err := r.applyCommandLocked(a, cmd)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			// The proposer answers its caller; a copy of the command
 			// applied again (a re-proposal) finds no one waiting.
@@ -235,31 +293,31 @@ func (r *Replica) applyLocked(ents []*raftpb.Entry) ([]storage.Op, []doneProposa
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			r.mu.log.cs = r.mu.rn.ApplyConfChange(cc)
 			r.noteConfChangeLocked(r.mu.log.cs, e.GetIndex())
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
+				return nil, nil, nil, fmt.Errorf("multiraft: decode conf change: %w", err)
 			}
 			if err := r.applyConfChangeLocked(a, cc, e.GetIndex()); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		r.mu.applied.Index, r.mu.applied.Term = e.GetIndex(), e.GetTerm()
 	}
 	if err := r.flushSessionsLocked(a); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	b, err := proto.Marshal(r.mu.applied)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ops := append(a.ops, storage.Put(storage.Raft, storage.AppliedStateKey(r.rangeID), b))
 	r.mu.log.applied, r.mu.log.appliedTerm = r.mu.applied.GetIndex(), r.mu.applied.GetTerm()
-	return ops, done, nil
+	return ops, a.ahead, done, nil
 }
 
 // applyCommandLocked applies one command at a timestamp above every

@@ -152,9 +152,16 @@ type Config struct {
 	VersionGCInterval time.Duration
 	// VersionGCPageEntries is how many versions one collection step reads
 	// before it writes its deletions and pauses (as long as the step
-	// took), so collection takes at most about half of stored's time.
-	// Default 1000.
+	// took), so collection takes at most about half of stored's time;
+	// a scan at a timestamp reads the versions family in pages of as
+	// many. Default 1000.
 	VersionGCPageEntries int
+	// DeleteRangeBatchBytes: the tombstone versions a DeleteRange writes
+	// beyond this go to the engine ahead of the round's write, in
+	// batches of about this size, so a range delete of any number of
+	// keys never makes a write stored refuses (see applier.delRange).
+	// Default 8 MiB.
+	DeleteRangeBatchBytes uint64
 }
 
 // DefaultConfig returns the production configuration.
@@ -200,6 +207,7 @@ func (c *Config) fill() {
 	def64(&c.MaxCommittedSizePerReady, 8<<20)
 	def64(&c.MaxRangeRoundBytes, 8<<20)
 	def64(&c.MaxRoundWriteBytes, 32<<20)
+	def64(&c.DeleteRangeBatchBytes, 8<<20)
 	def(&c.EntryCacheEntries, 256)
 	def(&c.EntryCacheBytes, 4<<20)
 	def(&c.ValueCacheBytes, 64<<20)

@@ -284,7 +284,7 @@ func (s *Store) writeWorks(reps []*Replica, works []*readyWork) error {
 // batch (a range's writes never cut), and returns those whose batch was
 // refused for want of space.
 func (s *Store) writeBatches(works []*readyWork, idx []int, reserve bool, ranges int) (refused []int, err error) {
-	var ops []storage.Op
+	var ops, ahead []storage.Op
 	var batch []int
 	var size uint64
 	sync := false
@@ -292,7 +292,7 @@ func (s *Store) writeBatches(works []*readyWork, idx []int, reserve bool, ranges
 		if len(ops) == 0 {
 			return nil
 		}
-		err := s.writeRound(ops, sync, ranges, reserve)
+		err := s.writeRound(ops, ahead, sync, ranges, reserve)
 		switch {
 		case storage.IsDiskFull(err):
 			s.noteRefusal(err, reserve)
@@ -300,7 +300,7 @@ func (s *Store) writeBatches(works []*readyWork, idx []int, reserve bool, ranges
 		case err != nil:
 			return err
 		}
-		ops, batch, size, sync = nil, nil, 0, false
+		ops, ahead, batch, size, sync = nil, nil, nil, 0, false
 		return nil
 	}
 	for _, i := range idx {
@@ -313,6 +313,7 @@ func (s *Store) writeBatches(works []*readyWork, idx []int, reserve bool, ranges
 			}
 		}
 		ops = append(ops, w.ops...)
+		ahead = append(ahead, w.ahead...)
 		batch = append(batch, i)
 		size += n
 		sync = sync || w.sync

@@ -731,6 +731,15 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 	if err := s.checkSpan(start, end); err != nil {
 		return nil, err
 	}
+	if at := req.GetReadAt(); at != nil {
+		ts, err := hlc.FromProto(at)
+		if err != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: read_at: %v", err)
+		}
+		if h := s.readHorizon(); ts.Less(h) {
+			return nil, errCompacted(ts, h)
+		}
+	}
 	limit := int(req.GetLimit())
 	if limit == 0 {
 		limit = DefaultScanLimit
@@ -861,7 +870,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 	}
 	if t.r == nil {
 		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(),
-			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes)}
+			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes), ReadAt: req.GetReadAt()}
 		resp := &kvpb.ScanResponse{}
 		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
 			return nil, 0, false, nil, err
@@ -883,6 +892,14 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		return nil, 0, false, nil, errRangeKeyMismatch([]*kvpb.RangeDescriptor{used}, nil, "kv: range %d no longer holds the keys before %q", used.GetRangeId(), end)
 	}
 	start, end = clipSpan(start, end, used)
+	if at := req.GetReadAt(); at != nil {
+		ts, err := hlc.FromProto(at) // checked by Scan
+		if err != nil {
+			return nil, 0, false, nil, err
+		}
+		kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+		return kvs, read, full, used, err
+	}
 	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
 	if err != nil {
 		return nil, 0, false, nil, err

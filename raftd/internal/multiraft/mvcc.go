@@ -278,3 +278,139 @@ func (s *Store) collectSpan(ctx context.Context, vstart, vend []byte, thr hlc.Ti
 		}
 	}
 }
+
+// scanAt reads up to limit keys of [start, end) as of ts: for each key
+// the latest record (data family) when it is not newer than ts, as
+// readAt does (this also finds keys last written before versions were
+// kept), else its newest version at or before ts (versions family); a
+// tombstone or no version leaves the key out. The page ends with the
+// entry that brings the keys and values returned to maxBytes (values
+// count even for keys only); read is their size and full reports that
+// the page ended at the limit or the bytes. It reads both families side
+// by side, VersionGCPageEntries at a time, so it reads every version of
+// the keys it passes.
+func (s *Store) scanAt(ctx context.Context, start, end []byte, ts hlc.Timestamp, reverse, keysOnly bool, limit, maxBytes int) (out []*kvpb.KeyValue, read int, full bool, _ error) {
+	vstart, vend := storage.VersionSpan(start, end)
+	vc := &famCursor{s: s, cf: storage.Versions, start: vstart, end: vend, reverse: reverse}
+	dc := &famCursor{s: s, cf: storage.Data, start: start, end: end, reverse: reverse}
+	for {
+		v, err := vc.peek(ctx)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		d, err := dc.peek(ctx)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if v == nil && d == nil {
+			return out, read, false, nil
+		}
+		// The next user key in scan order.
+		var uk []byte
+		if v != nil {
+			if uk, _, err = storage.DecodeVersionKey(v.Key); err != nil {
+				return nil, 0, false, err
+			}
+		}
+		if d != nil && (v == nil || (bytes.Compare(d.Key, uk) < 0) != reverse) {
+			uk = d.Key
+		}
+		var rec []byte
+		if d != nil && bytes.Equal(d.Key, uk) {
+			m, _, _, err := storage.DecodeRecord(d.Value)
+			if err != nil {
+				return nil, 0, false, fmt.Errorf("key %q: %w", uk, err)
+			}
+			if !ts.Less(m.Mod) {
+				rec = d.Value
+			}
+			dc.next()
+		}
+		// uk's versions: newest first going forward, oldest first going
+		// backwards.
+		var cand []byte
+		for {
+			v, err := vc.peek(ctx)
+			if err != nil {
+				return nil, 0, false, err
+			}
+			if v == nil {
+				break
+			}
+			k, vts, err := storage.DecodeVersionKey(v.Key)
+			if err != nil {
+				return nil, 0, false, err
+			}
+			if !bytes.Equal(k, uk) {
+				break
+			}
+			if !ts.Less(vts) && (reverse || cand == nil) {
+				cand = v.Value
+			}
+			vc.next()
+		}
+		if rec == nil {
+			rec = cand
+		}
+		if rec == nil {
+			continue
+		}
+		m, val, deleted, err := storage.DecodeRecord(rec)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("key %q version: %w", uk, err)
+		}
+		if deleted {
+			continue
+		}
+		read += len(uk) + len(val)
+		kv := &kvpb.KeyValue{Key: uk, Value: valueOf(m, nil)}
+		if !keysOnly {
+			kv.Value.Value = val
+		}
+		out = append(out, kv)
+		if len(out) >= limit || read >= maxBytes {
+			return out, read, true, nil
+		}
+	}
+}
+
+// famCursor walks [start, end) of one column family in order (or
+// reverse), a page of VersionGCPageEntries at a time.
+type famCursor struct {
+	s          *Store
+	cf         storage.CF
+	start, end []byte
+	reverse    bool
+	page       []storage.KV
+	pos        int
+	done       bool
+}
+
+// peek returns the current entry, nil at the end of the span.
+func (c *famCursor) peek(ctx context.Context) (*storage.KV, error) {
+	for c.pos >= len(c.page) {
+		if c.done {
+			return nil, nil
+		}
+		kvs, err := c.s.d.Engine.Scan(ctx, c.cf, c.start, c.end, storage.ScanOptions{Limit: c.s.cfg.VersionGCPageEntries, MaxBytes: 4 << 20, Reverse: c.reverse})
+		if err != nil {
+			return nil, err
+		}
+		// Only an empty page ends the span (a short one may be cut by
+		// bytes).
+		if len(kvs) == 0 {
+			c.done = true
+			return nil, nil
+		}
+		c.page, c.pos = kvs, 0
+		last := kvs[len(kvs)-1].Key
+		if c.reverse {
+			c.end = last
+		} else {
+			c.start = append(bytes.Clone(last), 0)
+		}
+	}
+	return &c.page[c.pos], nil
+}
+
+func (c *famCursor) next() { c.pos++ }

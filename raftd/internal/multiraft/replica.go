@@ -104,8 +104,11 @@ type snapReport struct {
 }
 
 type readyWork struct {
-	rd        raft.Ready
-	ops       []storage.Op
+	rd  raft.Ready
+	ops []storage.Op
+	// ahead were written before ops (a range delete's tombstones) and
+	// are published to the watches with them.
+	ahead     []storage.Op
 	sync      bool
 	sentEarly bool
 	done      []doneProposal
@@ -577,11 +580,12 @@ func (r *Replica) readyWorkLocked(out *outbox, rd raft.Ready, snapOps []storage.
 	// durable (or not) atomically with the entries, and are published and
 	// answered in phase2, once written. (Snapshots for followers are sent
 	// above, before this changes the applied index.)
-	aops, done, err := r.applyLocked(rd.CommittedEntries)
+	aops, ahead, done, err := r.applyLocked(rd.CommittedEntries)
 	if err != nil {
 		return nil, err
 	}
 	w.ops = append(w.ops, aops...)
+	w.ahead = ahead
 	// The commands are committed (durable on a quorum) and applying them
 	// is deterministic, so their results are final: answer now, before
 	// the round's write. Reads still wait for the published applied index

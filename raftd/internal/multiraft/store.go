@@ -696,7 +696,7 @@ func (s *Store) hasPending() bool {
 
 // writeRound writes ops of a round (of ranges ranges) to the engine, as
 // a reserve write if asked.
-func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool) error {
+func (s *Store) writeRound(ops, ahead []storage.Op, sync bool, ranges int, reserve bool) error {
 	ctx, cancel := s.storageCtx()
 	defer cancel()
 	start := time.Now()
@@ -716,7 +716,12 @@ func (s *Store) writeRound(ops []storage.Op, sync bool, ranges int, reserve bool
 	// The value cache follows the engine before phase2 publishes any
 	// applied index.
 	s.vcache.applyWrite(ops)
-	s.publishWatches(ops)
+	if len(ahead) > 0 {
+		// Written earlier, published now (see writeAhead).
+		s.publishWatches(append(ahead[:len(ahead):len(ahead)], ops...), false)
+	} else {
+		s.publishWatches(ops, true)
+	}
 	return nil
 }
 

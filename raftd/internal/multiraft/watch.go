@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,9 +61,40 @@ type keyWatcher struct {
 	// after filters the live changes: those at or below it were replayed
 	// (or precede the watch).
 	after hlc.Timestamp
-	ch    chan []*kvpb.WatchEvent
+	// queue holds the published batches not sent yet, at most
+	// watchBuffer, and ready a token while it is not empty: an idle
+	// watcher holds no buffer (a channel of watchBuffer batches cost
+	// 24 KiB each).
+	mu    sync.Mutex
+	queue [][]*kvpb.WatchEvent
+	ready chan struct{}
 	lost  chan struct{} // closed when cut off; err tells why
 	err   error
+}
+
+// push queues a published batch; false when watchBuffer are queued.
+func (w *keyWatcher) push(evs []*kvpb.WatchEvent) bool {
+	w.mu.Lock()
+	if len(w.queue) >= watchBuffer {
+		w.mu.Unlock()
+		return false
+	}
+	w.queue = append(w.queue, evs)
+	w.mu.Unlock()
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the queued batches, oldest first, and empties the queue.
+func (w *keyWatcher) take() [][]*kvpb.WatchEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	return q
 }
 
 // watchHub fans the rounds' changes out to the store's watchers.
@@ -109,8 +141,10 @@ func (h *watchHub) cutLocked(w *keyWatcher, err error) {
 	close(w.lost)
 }
 
-// publish hands the hub an engine write that returned.
-func (s *Store) publishWatches(ops []storage.Op) {
+// publish hands the hub an engine write that returned. ordered: ops
+// hold each key's versions in timestamp order; otherwise (tombstones
+// written ahead come first) the events are sorted by timestamp.
+func (s *Store) publishWatches(ops []storage.Op, ordered bool) {
 	h := &s.watches
 	if h.count.Load() == 0 {
 		return
@@ -150,6 +184,11 @@ func (s *Store) publishWatches(ops []storage.Op) {
 			maxes = append(maxes, applied{id, ts})
 		}
 	}
+	if !ordered {
+		slices.SortStableFunc(events, func(a, b *kvpb.WatchEvent) int {
+			return tsOfEvent(a).Compare(tsOfEvent(b))
+		})
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range maxes {
@@ -172,9 +211,7 @@ func (s *Store) publishWatches(ops []storage.Op) {
 			if len(mine) == 0 {
 				continue
 			}
-			select {
-			case w.ch <- mine:
-			default:
+			if !w.push(mine) {
 				h.cutLocked(w, bus.Errorf(bus.CodeUnavailable, "kv: watcher fell %d batches behind; resume from the last checkpoint", watchBuffer))
 			}
 		}
@@ -248,7 +285,7 @@ func (s *Store) registerWatch(ctx context.Context, r *Replica, start, end []byte
 			R, _ = hlc.FromProto(a.GetMaxTimestamp())
 		}
 	}
-	w := &keyWatcher{rangeID: r.rangeID, start: start, end: end, after: R, ch: make(chan []*kvpb.WatchEvent, watchBuffer), lost: make(chan struct{})}
+	w := &keyWatcher{rangeID: r.rangeID, start: start, end: end, after: R, ready: make(chan struct{}, 1), lost: make(chan struct{})}
 	if h.byRange == nil {
 		h.byRange, h.resolved, h.closed = map[uint64]map[*keyWatcher]struct{}{}, map[uint64]hlc.Timestamp{}, map[uint64]time.Time{}
 	}
@@ -354,9 +391,11 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 			return bus.Errorf(bus.CodeUnavailable, "kv: node stopping")
 		case <-w.lost:
 			return w.err
-		case evs := <-w.ch:
-			if err := deliver(evs); err != nil {
-				return err
+		case <-w.ready:
+			for _, evs := range w.take() {
+				if err := deliver(evs); err != nil {
+					return err
+				}
 			}
 		case <-tick.C:
 			if !r.IsLeader() {
@@ -364,14 +403,9 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 			}
 			res := s.resolvedOf(r.rangeID)
 			// Everything published by then is queued: send it first.
-			for drained := false; !drained; {
-				select {
-				case evs := <-w.ch:
-					if err := deliver(evs); err != nil {
-						return err
-					}
-				default:
-					drained = true
+			for _, evs := range w.take() {
+				if err := deliver(evs); err != nil {
+					return err
 				}
 			}
 			if sent.Less(res) {
@@ -489,4 +523,9 @@ func (s *Store) replayWatch(ctx context.Context, req *kvpb.WatchRequest, from, t
 		return send(&kvpb.WatchResponse{Events: out})
 	}
 	return nil
+}
+
+func tsOfEvent(ev *kvpb.WatchEvent) hlc.Timestamp {
+	ts, _ := hlc.FromProto(ev.GetTimestamp())
+	return ts
 }

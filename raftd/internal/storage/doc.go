@@ -23,6 +23,9 @@
 //     1 created at their timestamp.
 //   - Versions, VersionKey(key, ts) -> the same record, or for a delete
 //     (a DeleteRange: one per live key) EncodeTombstone: kind 3 and ts.
+//     (A DeleteRange of many keys writes its tombstones in several
+//     writes, ahead of the one that deletes the Data entries: see
+//     raftd's doc.)
 //
 // VersionKey(key, ts) is escape(key) + 0x00 0x01 + ^ts, where escape
 // writes each 0x00 byte of key as 0x00 0xff, and ^ts is ts's 12-byte

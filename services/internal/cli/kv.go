@@ -76,6 +76,7 @@ func kvCommand(e *env) *cli.Command {
 					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most `N` entries; 0 for all"},
 					&cli.BoolFlag{Name: "reverse", Usage: "descending key order"},
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
+					atFlag(),
 				),
 				Action: func(c *cli.Context) error {
 					return kvScan(e, c)
@@ -470,13 +471,18 @@ func kvScan(e *env, c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
+	if at := c.String("at"); at != "" {
+		if opts.ReadAt, err = parseAt(at, time.Now()); err != nil {
+			return &config.FlagError{Flag: "at", Value: at, Err: err}
+		}
+	}
 	s, err := openKV(e, c)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	defer func() { err = s.explain(err) }()
-	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,49 @@ func TestKVGetAt(t *testing.T) {
 	code, _, errOut = run(t, kv("get", "--at", "soon", "alpha")...)
 	if code == 0 || !strings.Contains(errOut, "--at") {
 		t.Errorf("get --at soon: exit %d, %q; want a flag error", code, errOut)
+	}
+}
+
+// TestKVScanAt scans as of the timestamp of a past write: the keys and
+// values of that time, in the table and in JSON, and a compacted error
+// for a timestamp older than the retention window.
+func TestKVScanAt(t *testing.T) {
+	_, conn := fakeRaftd(t, kvclienttest.Options{})
+	kv := func(sub string, args ...string) []string {
+		return append(append([]string{"kv", sub}, conn...), args...)
+	}
+	runOK(t, kv("put", "alpha", "one")...)
+	var then struct{ Timestamp string }
+	if err := json.Unmarshal([]byte(runOK(t, kv("put", "--output", "json", "beta", "b1")...)), &then); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, kv("put", "alpha", "two")...)
+	runOK(t, kv("del", "beta")...)
+	runOK(t, kv("put", "gamma", "g1")...)
+	type entry struct{ Key, Value string }
+	for _, tc := range []struct {
+		args []string
+		want []entry
+	}{
+		{nil, []entry{{"alpha", "two"}, {"gamma", "g1"}}},
+		{[]string{"--at", then.Timestamp}, []entry{{"alpha", "one"}, {"beta", "b1"}}},
+		{[]string{"--at", then.Timestamp, "--reverse"}, []entry{{"beta", "b1"}, {"alpha", "one"}}},
+	} {
+		var got struct{ KVs []entry }
+		out := runOK(t, kv("scan", append([]string{"--output", "json"}, tc.args...)...)...)
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("scan %q: %q: %v", tc.args, out, err)
+		}
+		if !slices.Equal(got.KVs, tc.want) {
+			t.Errorf("scan %q = %v; want %v", tc.args, got.KVs, tc.want)
+		}
+	}
+	if out := runOK(t, kv("scan", "--at", then.Timestamp)...); !strings.Contains(out, "b1") || strings.Contains(out, "gamma") {
+		t.Errorf("scan --at (table) = %q; want beta and not gamma", out)
+	}
+	code, _, errOut := run(t, kv("scan", "--at", "-48h")...)
+	if code == 0 || !strings.Contains(errOut, "retention") {
+		t.Errorf("scan --at -48h: exit %d, %q; want a compacted error", code, errOut)
 	}
 }
 

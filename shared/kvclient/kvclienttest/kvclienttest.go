@@ -633,7 +633,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		if !c.mu.initialized {
 			return nil, errNotInitialized
 		}
-		return c.scanLocked(r), nil
+		return c.scanLocked(r)
 	})
 	write(c, b, node, kvclient.MethodDeleteRange, func(r *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
 		if !c.mu.initialized {
@@ -695,8 +695,13 @@ func (c *Cluster) casApplyLocked(r *kvpb.CompareAndSwapRequest) *kvpb.Value {
 
 // keysLocked returns the stored keys in [start, end), sorted.
 func (c *Cluster) keysLocked(start, end []byte) []string {
+	return keysIn(c.mu.data, start, end)
+}
+
+// keysIn lists the keys of data in [start, end), sorted.
+func keysIn(data map[string]*kvpb.Value, start, end []byte) []string {
 	var ks []string
-	for k := range c.mu.data {
+	for k := range data {
 		if k >= string(start) && (len(end) == 0 || k < string(end)) {
 			ks = append(ks, k)
 		}
@@ -707,21 +712,43 @@ func (c *Cluster) keysLocked(start, end []byte) []string {
 
 // scanLocked serves one page; a page never crosses a range boundary, as
 // a real raftd's may not.
-func (c *Cluster) scanLocked(r *kvpb.ScanRequest) *kvpb.ScanResponse {
+// A scan at a timestamp reads the keys' values then.
+func (c *Cluster) scanLocked(r *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
 	limit := int(r.GetLimit())
 	if limit == 0 {
 		limit = c.opts.PageSize
 	}
 	start, end := spanLocked(r.GetHeader(), r.GetStart(), r.GetEnd())
-	ks := c.keysLocked(start, end)
+	data := c.mu.data
+	if r.GetReadAt() != nil {
+		ts, err := hlc.FromProto(r.GetReadAt())
+		if err != nil {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: read_at: %v", err)
+		}
+		if ts.WallTime < c.clock.Now().WallTime-int64(VersionRetention) {
+			return nil, bus.WithReason(bus.CodeFailedPrecondition, kvpb.ReasonCompacted, "clienttest: scan at %v is older than the retention window", ts)
+		}
+		data = map[string]*kvpb.Value{}
+		for k := range c.mu.history {
+			if v, ok := c.readAtLocked(k, ts); ok {
+				data[k] = v
+			}
+		}
+	}
+	return c.scanPageLocked(r, data, start, end, limit), nil
+}
+
+// scanPageLocked serves one page of [start, end) of data.
+func (c *Cluster) scanPageLocked(r *kvpb.ScanRequest, data map[string]*kvpb.Value, start, end []byte, limit int) *kvpb.ScanResponse {
+	ks := keysIn(data, start, end)
 	resp := &kvpb.ScanResponse{}
 	if len(ks) == 0 {
 		return resp
 	}
 	add := func(k string) {
-		kv := &kvpb.KeyValue{Key: []byte(k), Value: c.mu.data[k]}
+		kv := &kvpb.KeyValue{Key: []byte(k), Value: data[k]}
 		if r.GetKeysOnly() {
-			kv.Value = &kvpb.Value{Timestamp: c.mu.data[k].GetTimestamp()}
+			kv.Value = &kvpb.Value{Timestamp: data[k].GetTimestamp()}
 		}
 		resp.Kvs = append(resp.Kvs, kv)
 	}

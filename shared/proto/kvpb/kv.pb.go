@@ -810,7 +810,13 @@ type ScanRequest struct {
 	// max_bytes caps the page's keys and values: the page ends with the
 	// entry that reaches it (at least one entry). 0 means the server
 	// default (4 MiB); more than the default is taken as the default.
-	MaxBytes      uint32 `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes uint32 `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// read_at, when set, scans as of that HLC timestamp: for each key the
+	// newest version written at or before it (a key deleted then is
+	// absent), with the same paging, limits, order and keys_only as a scan
+	// of the latest values. A timestamp older than the version retention
+	// window fails with FailedPrecondition, reason "compacted".
+	ReadAt        *hlcpb.Timestamp `protobuf:"bytes,8,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -892,6 +898,13 @@ func (x *ScanRequest) GetMaxBytes() uint32 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *ScanRequest) GetReadAt() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
 }
 
 type ScanResponse struct {
@@ -2926,7 +2939,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\bR\adeleted\"\xcf\x01\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"\x84\x02\n" +
 	"\vScanRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
@@ -2934,7 +2947,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x18\n" +
 	"\areverse\x18\x05 \x01(\bR\areverse\x12\x1b\n" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1b\n" +
-	"\tmax_bytes\x18\a \x01(\rR\bmaxBytes\"Y\n" +
+	"\tmax_bytes\x18\a \x01(\rR\bmaxBytes\x123\n" +
+	"\aread_at\x18\b \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"Y\n" +
 	"\fScanResponse\x12*\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x18.pleiades.kv.v1.KeyValueR\x03kvs\x12\x1d\n" +
 	"\n" +
@@ -3167,47 +3181,48 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	43, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
 	2,  // 10: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
 	2,  // 11: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	5,  // 12: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
-	2,  // 13: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 14: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 15: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	43, // 16: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	8,  // 17: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
-	10, // 18: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	16, // 19: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	2,  // 20: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
-	18, // 21: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	43, // 22: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	1,  // 23: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
-	21, // 24: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
-	22, // 25: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 26: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	27, // 27: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
-	26, // 28: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 29: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 30: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	42, // 31: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	43, // 32: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 33: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 34: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 35: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 36: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 37: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 38: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 39: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 40: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 41: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
-	43, // 42: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 43: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
-	4,  // 44: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
-	43, // 45: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	40, // 46: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
-	43, // 47: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	43, // 12: pleiades.kv.v1.ScanRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	5,  // 13: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
+	2,  // 14: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 15: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 16: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
+	43, // 17: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	8,  // 18: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
+	10, // 19: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	16, // 20: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	2,  // 21: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
+	18, // 22: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
+	43, // 23: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	1,  // 24: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
+	21, // 25: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
+	22, // 26: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 27: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 28: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	26, // 29: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 30: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 31: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	42, // 32: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	43, // 33: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 34: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 35: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 36: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 37: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 38: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 39: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 40: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 41: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 42: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
+	43, // 43: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 44: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
+	4,  // 45: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
+	43, // 46: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 47: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
+	43, // 48: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
