@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -954,7 +955,18 @@ func (s *Store) Descriptors(ctx context.Context, req *kvpb.DescriptorsRequest) (
 func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.RangesResponse, error) {
 	out := &kvpb.RangesResponse{NodeId: s.d.NodeID}
 	for _, r := range s.Replicas() {
-		out.Replicas = append(out.Replicas, r.Status())
+		st := r.Status()
+		if r.IsLeader() {
+			// The leader's estimate of the range's size; left 0 when
+			// the engine cannot tell (the rest of the answer holds).
+			start, end := clipSpan(nil, nil, st.GetDescriptor_())
+			if n, err := s.d.Engine.ApproximateSize(ctx, storage.Data, start, end); err == nil {
+				st.ApproximateBytes = n
+			} else {
+				s.log.Debug("approximate size of a range", slog.Uint64("range", r.rangeID), slog.Any("error", err))
+			}
+		}
+		out.Replicas = append(out.Replicas, st)
 	}
 	return out, nil
 }

@@ -425,7 +425,7 @@ func (s *Store) AdminSplit(ctx context.Context, req *kvpb.AdminSplitRequest) (*k
 	}
 	cur := t.r.Descriptor()
 	if bytes.Equal(cur.GetStartKey(), key) {
-		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: %q is already the start of range %d", key, cur.GetRangeId())
+		return s.splitDone(ctx, key)
 	}
 	alloc, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, AllocRangeId: true})
 	if err != nil {
@@ -456,7 +456,11 @@ func (s *Store) AdminSplit(ctx context.Context, req *kvpb.AdminSplitRequest) (*k
 		if err := t.r.waitDescPast(ctx, cur.GetGeneration()); err != nil {
 			return nil, err
 		}
-		if cur = t.r.Descriptor(); !spanContains(cur, key) || bytes.Equal(cur.GetStartKey(), key) {
+		if cur = t.r.Descriptor(); bytes.Equal(cur.GetEndKey(), key) {
+			// Another split at key applied first.
+			return s.splitDone(ctx, key)
+		}
+		if !spanContains(cur, key) || bytes.Equal(cur.GetStartKey(), key) {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: range %d changed under the split: %q is no longer strictly inside it", cur.GetRangeId(), key)
 		}
 	}
@@ -480,6 +484,42 @@ func (s *Store) AdminSplit(ctx context.Context, req *kvpb.AdminSplitRequest) (*k
 	}
 	if nr := s.Replica(right.GetRangeId()); nr != nil {
 		nr.metaGen.Store(right.GetGeneration())
+	}
+	return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
+}
+
+// splitDone answers a split at key, the start of range right already:
+// the retry of a split whose first answer was lost finds it applied. A
+// boundary made otherwise (an initial split point, a split at that key by
+// another caller) looks the same, so splitting at any existing boundary
+// between user ranges succeeds and changes nothing, answering the
+// ranges on either side as they are now. The first user range's start
+// borders the meta range, which never splits: a split there is refused.
+func (s *Store) splitDone(ctx context.Context, key []byte) (*kvpb.AdminSplitResponse, error) {
+	var left, right *kvpb.RangeDescriptor
+	find := func(descs []*kvpb.RangeDescriptor) {
+		for _, d := range descs {
+			if bytes.Equal(d.GetEndKey(), key) {
+				left = d
+			}
+			if bytes.Equal(d.GetStartKey(), key) {
+				right = d
+			}
+		}
+	}
+	var local []*kvpb.RangeDescriptor
+	for _, r := range s.Replicas() {
+		local = append(local, r.Descriptor())
+	}
+	if find(local); left == nil || right == nil {
+		descs, err := s.allDescriptors(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kv: find the ranges around %q: %w", key, err)
+		}
+		find(descs)
+	}
+	if left == nil || right == nil || left.GetRangeId() == MetaRangeID {
+		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: %q is not a boundary between user ranges", key)
 	}
 	return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
 }

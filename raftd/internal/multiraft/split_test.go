@@ -221,7 +221,7 @@ func TestAdminSplitBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := c.metaDescs(ctx, 1)
-	for _, key := range []string{"m", "\x01", "", "\x00meta/x", "\xff\xff\x01"} {
+	for _, key := range []string{"\x01", "", "\x00meta/x", "\xff\xff\x01"} {
 		_, err := c.split(ctx, key)
 		if !errors.Is(err, bus.ErrInvalidArgument) {
 			t.Errorf("split at %q = %v; want InvalidArgument", key, err)
@@ -234,6 +234,81 @@ func TestAdminSplitBadInput(t *testing.T) {
 	for _, id := range c.ids {
 		if n := len(c.store(id).Replicas()); n != 3 {
 			t.Fatalf("node %d has %d replicas after refused splits, want 3", id, n)
+		}
+	}
+}
+
+// TestAdminSplitIdempotent splits twice at one key, as a client retrying
+// a split whose answer was lost does: the second answers the same
+// descriptors and changes nothing. A split at an initial split point is
+// the same no-op.
+func TestAdminSplitIdempotent(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{SplitPoints: [][]byte{[]byte("m")}})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	first, err := c.split(ctx, "g")
+	if err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	// Every node applied it, so any node may serve the retry.
+	waitFor(t, 5*time.Second, "both sides on every node", func() bool {
+		for _, id := range c.ids {
+			l, r := c.store(id).Replica(first.GetLeft().GetRangeId()), c.store(id).Replica(first.GetRight().GetRangeId())
+			if l == nil || r == nil || !proto.Equal(l.Descriptor(), first.GetLeft()) || !proto.Equal(r.Descriptor(), first.GetRight()) {
+				return false
+			}
+		}
+		return true
+	})
+	before := c.metaDescs(ctx, 1)
+	again, err := c.split(ctx, "g")
+	if err != nil {
+		t.Fatalf("retried split: %v", err)
+	}
+	if !proto.Equal(again.GetLeft(), first.GetLeft()) || !proto.Equal(again.GetRight(), first.GetRight()) {
+		t.Fatalf("retried split answered %v / %v; first answered %v / %v", again.GetLeft(), again.GetRight(), first.GetLeft(), first.GetRight())
+	}
+	atM, err := c.split(ctx, "m")
+	if err != nil {
+		t.Fatalf("split at the initial split point: %v", err)
+	}
+	if string(atM.GetLeft().GetEndKey()) != "m" || string(atM.GetRight().GetStartKey()) != "m" || atM.GetLeft().GetRangeId() != first.GetRight().GetRangeId() {
+		t.Fatalf("split at an existing boundary answered %v / %v", atM.GetLeft(), atM.GetRight())
+	}
+	after := c.metaDescs(ctx, 2)
+	if len(after) != len(before) {
+		t.Fatalf("no-op splits changed meta: %v -> %v", before, after)
+	}
+	for i := range after {
+		if !proto.Equal(after[i], before[i]) {
+			t.Fatalf("no-op splits changed meta: %v -> %v", before[i], after[i])
+		}
+	}
+	for _, id := range c.ids {
+		if n := len(c.store(id).Replicas()); n != len(before) {
+			t.Fatalf("node %d has %d replicas after no-op splits, want %d", id, n, len(before))
+		}
+		if st := c.store(id).Stats(); st.Splits != 1 {
+			t.Fatalf("node %d counts %d splits, want 1", id, st.Splits)
+		}
+	}
+	// Ranges gives each range's size on its leader: [g, m) holds the
+	// only user data (the meta range holds the descriptors).
+	if err := c.put(ctx, "h", "a value of some size"); err != nil {
+		t.Fatal(err)
+	}
+	mid := first.GetRight().GetRangeId()
+	waitFor(t, 5*time.Second, "a leader for the middle range", func() bool { return c.leaderOf(mid) != 0 })
+	for _, id := range c.ids {
+		resp, err := c.store(id).Ranges(ctx, &kvpb.RangesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.GetReplicas() {
+			rid, leader := r.GetDescriptor_().GetRangeId(), r.GetRaftState() == "leader"
+			if want := leader && (rid == mid || rid == MetaRangeID); (r.GetApproximateBytes() > 0) != want {
+				t.Fatalf("node %d range %d (leader %v) approximate bytes %d", id, rid, leader, r.GetApproximateBytes())
+			}
 		}
 	}
 }

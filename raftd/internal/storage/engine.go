@@ -104,6 +104,9 @@ type Engine interface {
 	MultiGet(ctx context.Context, cf CF, keys [][]byte) (values [][]byte, found []bool, err error)
 	// Scan reads [start, end) as opts asks. A nil end means unbounded.
 	Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error)
+	// ApproximateSize estimates the bytes [start, end) of cf (nil end:
+	// unbounded) takes on disk: cheap, without reading the span.
+	ApproximateSize(ctx context.Context, cf CF, start, end []byte) (uint64, error)
 	// OpenSnapshot opens a consistent view of the whole engine, held until
 	// Release.
 	OpenSnapshot(ctx context.Context) (Snapshot, error)

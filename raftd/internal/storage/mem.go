@@ -130,6 +130,27 @@ func (m *Mem) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([][]byte, []b
 	return values, found, nil
 }
 
+// ApproximateSize implements Engine: the keys and values in the span.
+func (m *Mem) ApproximateSize(ctx context.Context, cf CF, start, end []byte) (uint64, error) {
+	if err := validCF(cf); err != nil {
+		return 0, err
+	}
+	if end != nil && bytes.Compare(start, end) > 0 {
+		return 0, fmt.Errorf("storage: span start %q after its end %q", start, end)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n uint64
+	m.mu.cur[cf].AscendGreaterOrEqual(item{key: start}, func(it item) bool {
+		if end != nil && bytes.Compare(it.key, end) >= 0 {
+			return false
+		}
+		n += uint64(len(it.key) + len(it.value))
+		return true
+	})
+	return n, nil
+}
+
 // Scan implements Engine.
 func (m *Mem) Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error) {
 	limit, maxBytes, reverse := opts.Limit, opts.MaxBytes, opts.Reverse

@@ -113,6 +113,19 @@ func (s *Stored) MultiGet(ctx context.Context, cf CF, keys [][]byte) ([][]byte, 
 	return values, found, nil
 }
 
+// ApproximateSize implements Engine with stored's estimate.
+func (s *Stored) ApproximateSize(ctx context.Context, cf CF, start, end []byte) (uint64, error) {
+	scf, err := storeCF(cf)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.c.ApproximateSize(ctx, storeclient.Span{CF: scf, Start: start, End: end})
+	if err != nil {
+		return 0, fmt.Errorf("storage: stored approximate size: %w", err)
+	}
+	return n, nil
+}
+
 // Scan implements Engine, paging through stored as needed.
 func (s *Stored) Scan(ctx context.Context, cf CF, start, end []byte, opts ScanOptions) ([]KV, error) {
 	scf, err := storeCF(cf)

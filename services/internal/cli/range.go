@@ -37,7 +37,8 @@ func rangeSplitCommand(e *env) *cli.Command {
 		Description: "The range keeps the keys before KEY; a new range on the same replicas takes KEY and\n" +
 			"the rest. Every replica applies the split at the same point of the range's log, the\n" +
 			"meta range records both sides, and both take the next generation. KEY must be a user\n" +
-			"key strictly inside a range (not at its start). Prints both sides.",
+			"key inside a user range; a KEY that already starts one (a retried split that applied,\n" +
+			"or any existing boundary) changes nothing. Prints both sides.",
 		Flags: append(kvFlags(), encodingFlag()),
 		Action: func(c *cli.Context) error {
 			args, err := posArgs(c, 1, 1, "KEY")
@@ -234,6 +235,9 @@ type allRangeView struct {
 	// LeaderAddr is the raftd address of the range's leader, as the
 	// answering node knows it ("" unknown).
 	LeaderAddr string `json:"leader_addr,omitempty"`
+	// Size is the leader's estimate of the range's bytes on disk
+	// (absent when no leader answered).
+	Size *uint64 `json:"size,omitempty"`
 }
 
 func printAllRanges(e *env, s *kvSession) error {
@@ -241,12 +245,36 @@ func printAllRanges(e *env, s *kvSession) error {
 	if err != nil {
 		return s.explain(err)
 	}
+	// Each range's size comes from its leader: one Ranges call per
+	// leader address; a leader that does not answer leaves its ranges'
+	// sizes out.
+	sizes := map[uint64]uint64{}
+	asked := map[string]bool{}
+	for _, addr := range resp.GetLeaders() {
+		if addr == "" || asked[addr] {
+			continue
+		}
+		asked[addr] = true
+		rr, err := s.cl.Ranges(s.ctx, addr)
+		if err != nil {
+			continue
+		}
+		for _, r := range rr.GetReplicas() {
+			if r.GetRaftState() == "leader" {
+				sizes[r.GetDescriptor_().GetRangeId()] = r.GetApproximateBytes()
+			}
+		}
+	}
 	v := allRangesView{Ranges: []allRangeView{}}
 	var descs []rangeDescView
 	for _, d := range resp.GetDescriptors() {
 		dv := descView(d)
 		descs = append(descs, dv)
-		v.Ranges = append(v.Ranges, allRangeView{rangeDescView: dv, LeaderAddr: resp.GetLeaders()[d.GetRangeId()]})
+		rv := allRangeView{rangeDescView: dv, LeaderAddr: resp.GetLeaders()[d.GetRangeId()]}
+		if n, ok := sizes[d.GetRangeId()]; ok {
+			rv.Size = &n
+		}
+		v.Ranges = append(v.Ranges, rv)
 	}
 	if s.format == "json" {
 		return output.PrintJSON(e.stdout, v)

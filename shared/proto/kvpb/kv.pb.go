@@ -1777,10 +1777,14 @@ type ReplicaStatus struct {
 	Followers []*FollowerProgress `protobuf:"bytes,14,rep,name=followers,proto3" json:"followers,omitempty"`
 	// sessions is the number of client sessions the range remembers;
 	// session_bytes the size of their records (answers kept for retries).
-	Sessions      uint64 `protobuf:"varint,15,opt,name=sessions,proto3" json:"sessions,omitempty"`
-	SessionBytes  uint64 `protobuf:"varint,16,opt,name=session_bytes,json=sessionBytes,proto3" json:"session_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sessions     uint64 `protobuf:"varint,15,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	SessionBytes uint64 `protobuf:"varint,16,opt,name=session_bytes,json=sessionBytes,proto3" json:"session_bytes,omitempty"`
+	// approximate_bytes is, on a leader, the storage engine's estimate of
+	// the range's data on disk (0 on other replicas, or when the engine
+	// could not tell).
+	ApproximateBytes uint64 `protobuf:"varint,17,opt,name=approximate_bytes,json=approximateBytes,proto3" json:"approximate_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -1921,6 +1925,13 @@ func (x *ReplicaStatus) GetSessions() uint64 {
 func (x *ReplicaStatus) GetSessionBytes() uint64 {
 	if x != nil {
 		return x.SessionBytes
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetApproximateBytes() uint64 {
+	if x != nil {
+		return x.ApproximateBytes
 	}
 	return 0
 }
@@ -2188,7 +2199,10 @@ func (x *DescriptorsResponse) GetNow() *hlcpb.Timestamp {
 
 // AdminSplitRequest splits the range holding key at key: the range keeps
 // [start, key) and a new range, on the same replicas, takes [key, end).
-// key must lie strictly inside a user range (not at its start).
+// key must lie inside a user range; a key that already starts one (a
+// retried split whose first answer was lost, or any existing boundary
+// between user ranges) changes nothing and answers the ranges on either
+// side of it.
 type AdminSplitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2990,7 +3004,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\fInitResponse\x12/\n" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\x12A\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0f\n" +
-	"\rRangesRequest\"\xd7\x04\n" +
+	"\rRangesRequest\"\x84\x05\n" +
 	"\rReplicaStatus\x12?\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
@@ -3015,7 +3029,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"leaseValid\x12>\n" +
 	"\tfollowers\x18\x0e \x03(\v2 .pleiades.kv.v1.FollowerProgressR\tfollowers\x12\x1a\n" +
 	"\bsessions\x18\x0f \x01(\x04R\bsessions\x12#\n" +
-	"\rsession_bytes\x18\x10 \x01(\x04R\fsessionBytes\"\x96\x01\n" +
+	"\rsession_bytes\x18\x10 \x01(\x04R\fsessionBytes\x12+\n" +
+	"\x11approximate_bytes\x18\x11 \x01(\x04R\x10approximateBytes\"\x96\x01\n" +
 	"\x10FollowerProgress\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x14\n" +
