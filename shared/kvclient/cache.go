@@ -2,6 +2,7 @@ package kvclient
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -139,42 +140,60 @@ func (rc *rangeCache) installRespLocked(resp *kvpb.DescriptorsResponse) {
 }
 
 // installLocked replaces the cached ranges overlapping the given
-// descriptors with them.
+// descriptors (one answer's: they do not overlap each other) with them.
+// Only the window of cached ranges between the lowest start and the
+// highest end of the descriptors is looked at and rewritten, so a
+// mismatch's two or three descriptors cost a binary search and a copy of
+// the cache's tail, not a pass over every range and a sort of them all.
 func (rc *rangeCache) installLocked(descs []*kvpb.RangeDescriptor) {
 	if len(descs) == 0 {
 		return
 	}
 	fresh := make([]cachedRange, 0, len(descs))
+	ids := make(map[uint64]bool, len(descs))
 	for _, d := range descs {
 		fresh = append(fresh, cachedRange{id: d.GetRangeId(), start: d.GetStartKey(), end: d.GetEndKey(), generation: d.GetGeneration()})
+		ids[d.GetRangeId()] = true
 	}
-	kept := rc.mu.ranges[:0:0]
-	for _, old := range rc.mu.ranges {
-		overlaps := false
-		for _, f := range fresh {
-			if spansOverlap(old.start, old.end, f.start, f.end) {
-				overlaps = true
-				break
-			}
+	byStart := func(a, b cachedRange) int { return bytes.Compare(a.start, b.start) }
+	slices.SortFunc(fresh, byStart)
+	rs := rc.mu.ranges
+	// Cached ranges before lo end at or before every fresh start; those
+	// from hi on start at or after every fresh end.
+	minStart := fresh[0].start
+	lo := sort.Search(len(rs), func(i int) bool { return len(rs[i].end) == 0 || bytes.Compare(rs[i].end, minStart) > 0 })
+	hi := len(rs)
+	var maxEnd []byte
+	bounded := true
+	for _, f := range fresh {
+		if len(f.end) == 0 {
+			bounded = false
+			break
 		}
+		if bytes.Compare(f.end, maxEnd) > 0 {
+			maxEnd = f.end
+		}
+	}
+	if bounded {
+		hi = sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].start, maxEnd) >= 0 })
+	}
+	hi = max(hi, lo)
+	merged := make([]cachedRange, 0, hi-lo+len(fresh))
+	j := 0 // the first fresh range that may overlap the cached one at hand
+	for _, old := range rs[lo:hi] {
+		for j < len(fresh) && len(fresh[j].end) != 0 && bytes.Compare(fresh[j].end, old.start) <= 0 {
+			j++
+		}
+		overlaps := j < len(fresh) && spansOverlap(old.start, old.end, fresh[j].start, fresh[j].end)
 		if !overlaps {
-			kept = append(kept, old)
-		} else if !containsID(fresh, old.id) {
+			merged = append(merged, old)
+		} else if !ids[old.id] {
 			delete(rc.mu.leaders, old.id)
 		}
 	}
-	all := append(kept, fresh...)
-	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].start, all[j].start) < 0 })
-	rc.mu.ranges = all
-}
-
-func containsID(rs []cachedRange, id uint64) bool {
-	for _, r := range rs {
-		if r.id == id {
-			return true
-		}
-	}
-	return false
+	merged = append(merged, fresh...)
+	slices.SortFunc(merged, byStart)
+	rc.mu.ranges = slices.Replace(rs, lo, hi, merged...)
 }
 
 // spansOverlap reports whether [s1, e1) and [s2, e2) intersect; an empty
