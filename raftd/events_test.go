@@ -109,6 +109,18 @@ func TestWatchRanges(t *testing.T) {
 		if ev.GetPreviousLeaderNodeId() != c.rts[old].NodeID {
 			t.Errorf("new leader event %v; want previous leader %d", ev, c.rts[old].NodeID)
 		}
+		// A watcher that comes later is told first of the leaderships
+		// held now (won while it was away), with their term.
+		late := watchRanges(t, ctx, c, i)
+		select {
+		case first := <-late:
+			if first.GetType() != kvpb.RangeEventType_RANGE_EVENT_TYPE_LEADER || first.GetRangeId() != 1 || first.GetTerm() != ev.GetTerm() ||
+				first.GetLeaderNodeId() != c.rts[i].NodeID {
+				t.Errorf("a late watcher's first event %v; want the meta range's leadership at term %d", first, ev.GetTerm())
+			}
+		case <-ctx.Done():
+			t.Fatal("a late watcher was not told of the leaderships held")
+		}
 		break
 	}
 }

@@ -239,11 +239,16 @@ func TestMsgCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	killedAt := time.Now()
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// Another node wins the range (previous leader: the killed one), or
+	// the restarted raftd wins it back before the others' election
+	// timeout: its msgd is told when its stream reconnects.
 	change := evs.wait(t, 60*time.Second, "range.leader after the leader's raftd died", func(e *events.Event) bool {
-		return e.Type == events.RangeLeader && e.Range.RangeID == rangeID && e.Range.PreviousLeaderNodeID == oldLeader && e.NodeID != oldLeader
+		return e.Type == events.RangeLeader && e.Range.RangeID == rangeID && e.Time.After(killedAt) &&
+			(e.NodeID != oldLeader && e.Range.PreviousLeaderNodeID == oldLeader || e.NodeID == oldLeader)
 	})
 	t.Logf("range %d: leader n%d -> n%d (term %d)", rangeID, oldLeader, change.NodeID, change.Range.Term)
 	c.waitRestarted(t, fmt.Sprintf("node%d/raftd", leader), victim.PID)

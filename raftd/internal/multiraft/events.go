@@ -79,11 +79,22 @@ func (e *rangeEvents) remove(w *rangeWatcher) {
 var ErrWatchBehind = errors.New("multiraft: range event watcher fell behind")
 
 // WatchRanges sends this node's range events (see kvpb.RangeEventType) as
-// they happen until ctx ends, the store stops (nil) or send fails. A
-// reader that falls behind gets ErrWatchBehind.
+// they happen until ctx ends, the store stops (nil) or send fails. It
+// starts with a leader event for each range this node leads now (term as
+// of then, no previous leader): leaderships won while nobody watched —
+// a raftd restarted before its watcher reconnected — are not lost; a
+// reader that keys events by range and term sees a repeat as the same
+// occurrence. A reader that falls behind gets ErrWatchBehind.
 func (s *Store) WatchRanges(ctx context.Context, send func(*kvpb.RangeEvent) error) error {
 	w := s.events.add()
 	defer s.events.remove(w)
+	for _, r := range s.Replicas() {
+		if ev := r.leaderEvent(); ev != nil {
+			if err := send(ev); err != nil {
+				return err
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,6 +129,25 @@ func (r *Replica) noteLeadershipLocked(st raft.BasicStatus) {
 		Term: st.GetTerm(), LeaderNodeId: r.s.d.NodeID, PreviousLeaderNodeId: prev,
 		Descriptor_: proto.Clone(r.desc.Load()).(*kvpb.RangeDescriptor), UnixNano: time.Now().UnixNano(),
 	})
+}
+
+// leaderEvent is a leader event of the replica's current leadership, nil
+// when it does not lead.
+func (r *Replica) leaderEvent() *kvpb.RangeEvent {
+	if !r.IsLeader() {
+		return nil
+	}
+	r.mu.Lock()
+	st := r.mu.rn.BasicStatus()
+	r.mu.Unlock()
+	if st.RaftState != raft.StateLeader {
+		return nil
+	}
+	return &kvpb.RangeEvent{
+		Type: kvpb.RangeEventType_RANGE_EVENT_TYPE_LEADER, RangeId: r.rangeID, NodeId: r.s.d.NodeID,
+		Term: st.GetTerm(), LeaderNodeId: r.s.d.NodeID,
+		Descriptor_: proto.Clone(r.desc.Load()).(*kvpb.RangeDescriptor), UnixNano: time.Now().UnixNano(),
+	}
 }
 
 // noteConfChangeLocked reports a conf change applied at index, when this
