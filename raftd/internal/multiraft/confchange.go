@@ -482,7 +482,8 @@ func (r *Replica) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2
 }
 
 // waitCaughtUp waits until the leader's view of replica id says it holds
-// the log up to the commit index at the call (after its snapshot).
+// the log up to the commit index at the call (after its snapshot), for at
+// most 30 election timeouts after the end of the last snapshot sent to it.
 func (r *Replica) waitCaughtUp(ctx context.Context, id uint64) error {
 	r.mu.Lock()
 	target := r.mu.rn.BasicStatus().GetCommit()
@@ -500,7 +501,14 @@ func (r *Replica) waitCaughtUp(ctx context.Context, id uint64) error {
 				match, state = pr.Match, pr.State
 			}
 		})
+		sending := r.mu.snapSending[id]
 		r.mu.Unlock()
+		if sending {
+			// A snapshot is streaming to it (a large range takes long;
+			// each chunk has a deadline of its own): the wait starts
+			// over.
+			limit = time.After(30 * time.Duration(r.s.cfg.ElectionTicks) * r.s.cfg.TickInterval)
+		}
 		if match >= target && state == tracker.StateReplicate {
 			return nil
 		}
