@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-ranges bench-workflows e2e-faults clean verify images compose e2e-docker
 
 all: build
 
@@ -48,6 +48,11 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster per range count, with per-op CPU and the ratio table (RANGES="1 16 256", ETCD=1 runs etcd first)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## bench-ranges: a replica added to a 1 GiB range next to cp -r and dd on the same disk (MIB=1024), then puts with automatic splits off and on (PUTS=200000, SPLIT_MIB=4, ROUNDS=2)
+bench-ranges: build
+	@./scripts/bench-ranges.sh add $(or $(MIB),1024)
+	@./scripts/bench-ranges.sh split $(or $(PUTS),200000)
 
 ## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
 e2e-faults: deps
