@@ -112,15 +112,22 @@ type readyWork struct {
 	sync      bool
 	sentEarly bool
 	done      []doneProposal
+	// fetch are the keys the appended entries' writes will read when
+	// applied and the value cache lacks (Store.prefetch).
+	fetch [][]byte
 }
 
 // Replica is this node's replica of one range: a RawNode, its log and its
 // state machine. All raft state is guarded by mu and touched only by the
 // store's scheduler rounds; callers hand work in through the inbox.
 type Replica struct {
-	s       *Store
-	rangeID uint64
-	log     *slog.Logger
+	s *Store
+	// fetching is the last prefetch that read keys of this replica's
+	// appended entries (Store.prefetch); its apply waits for it if it
+	// needs one of them.
+	fetching atomic.Pointer[cacheRead]
+	rangeID  uint64
+	log      *slog.Logger
 
 	noVotesUntil   time.Time
 	campaignOnTick bool
@@ -565,6 +572,11 @@ func (r *Replica) readyWorkLocked(out *outbox, rd raft.Ready, snapOps []storage.
 		return nil, err
 	}
 	w.ops = append(w.ops, ops...)
+	var applying uint64
+	if n := len(rd.CommittedEntries); n > 0 {
+		applying = rd.CommittedEntries[n-1].GetIndex()
+	}
+	w.fetch = r.s.fetchKeys(rd.Entries, applying)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		op, err := r.mu.log.hardStateOp(rd.HardState)
 		if err != nil {
