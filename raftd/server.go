@@ -832,6 +832,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.PrefetchReads })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_apply_reads_total", Help: "Engine reads made on the apply path (records the prefetch did not bring)."},
 			stat(func(x multiraft.Stats) uint64 { return x.ApplyReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ticks_skipped_total", Help: "Follower ticks skipped because the follower heard from its leader since the tick before."},
+			stat(func(x multiraft.Stats) uint64 { return x.TicksSkipped })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},
