@@ -119,6 +119,47 @@ func (s *Store) prefetch(reps []*Replica, works []*readyWork) {
 	}
 }
 
+// prefetchInboxes reads, in one engine MultiGet before the round's
+// phase1, the records for the entries that wait in the ranges' inboxes
+// with their commit: a follower that learns of the commit with the
+// entries (the one the leader did not wait for, or one catching up)
+// applies them in the pass that appends them, before any prefetch after
+// a write could bring them, and would read for each range on its own.
+func (s *Store) prefetchInboxes(reps []*Replica) {
+	if s.vcache == nil {
+		return
+	}
+	var ents []*raftpb.Entry
+	for _, r := range reps {
+		applied := r.applied.Load()
+		r.in.Lock()
+		for _, m := range r.in.msgs {
+			if m.msg.GetType() != raftpb.MsgApp {
+				continue
+			}
+			for _, e := range m.msg.GetEntries() {
+				if e.GetIndex() > applied && e.GetIndex() <= m.msg.GetCommit() {
+					ents = append(ents, e)
+				}
+			}
+		}
+		r.in.Unlock()
+	}
+	keys := s.fetchKeys(ents, 0)
+	if len(keys) < 2 {
+		return // one key: the apply's own read costs the same
+	}
+	s.metrics.prefetchReads.Add(1)
+	rd := s.vcache.startRead(keys)
+	ctx, cancel := s.storageCtx()
+	defer cancel()
+	values, found, err := s.d.Engine.MultiGet(ctx, storage.Data, keys)
+	if err != nil && !s.stopping() {
+		s.log.Debug("prefetch failed; the apply reads for itself", slog.Any("error", err))
+	}
+	s.vcache.finishRead(rd, keys, values, found, err)
+}
+
 // prefetch reads, in one engine MultiGet, the latest records of the keys
 // the commands write that the value cache does not hold: a put builds on
 // its key's record (create timestamp and version count), and reading

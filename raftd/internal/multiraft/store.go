@@ -656,6 +656,7 @@ func (s *Store) round(ids []uint64) error {
 	}
 	errs := make([]error, len(reps))
 	carried := early.peerMessages()
+	s.prefetchInboxes(reps)
 	s.parallel(len(reps), func(i int) { works[i], errs[i] = reps[i].phase1(early) })
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -884,7 +885,8 @@ type Stats struct {
 	CarriedRounds uint64
 	// PrefetchReads counts the engine reads a round started for the
 	// records its appended entries' writes will build on (one MultiGet a
-	// round, off the apply path); ApplyReads the engine reads an apply
+	// round, off the apply path; or before its phase1, for the entries
+	// that arrived with their commit); ApplyReads the engine reads an apply
 	// pass still made itself (a Get or MultiGet on its path).
 	PrefetchReads, ApplyReads uint64
 	// TicksSkipped counts the ticks of followers that had heard from
