@@ -100,9 +100,18 @@ func (s *Store) prefetch(reps []*Replica, works []*readyWork) {
 		return
 	}
 	rd := s.vcache.startRead(keys)
+	var fetching []*Replica
 	for i, w := range works {
 		if w != nil && len(w.fetch) > 0 {
 			reps[i].fetching.Store(rd)
+			fetching = append(fetching, reps[i])
+		}
+	}
+	// Once the read has filled the cache there is nothing to wait for:
+	// the replicas let go of it (an idle range keeps no keys).
+	release := func() {
+		for _, r := range fetching {
+			r.fetching.CompareAndSwap(rd, nil)
 		}
 	}
 	s.metrics.prefetchReads.Add(1)
@@ -114,8 +123,10 @@ func (s *Store) prefetch(reps []*Replica, works []*readyWork) {
 			s.log.Debug("prefetch failed; the apply reads for itself", slog.Any("error", err))
 		}
 		s.vcache.finishRead(rd, keys, values, found, err)
+		release()
 	}) {
 		s.vcache.finishRead(rd, nil, nil, nil, context.Canceled)
+		release()
 	}
 }
 

@@ -68,6 +68,15 @@ func TestAppliesFindPrefetchedRecords(t *testing.T) {
 				value, l1-l0, a1-a0, n, n/4, n+n/4)
 		}
 	}
+	// Done reads are let go of: an idle replica keeps none.
+	waitFor(t, 10*time.Second, "every replica to let go of its prefetch", func() bool {
+		for _, id := range c.ids {
+			if c.store(id).Replica(2).fetching.Load() != nil {
+				return false
+			}
+		}
+		return true
+	})
 	for _, id := range c.ids {
 		for i := range n {
 			key := fmt.Sprintf("p%02d", i)
