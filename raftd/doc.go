@@ -429,7 +429,10 @@
 // barrier may have applied a split whose right side's writes it does not
 // cover); a Scan clips each part to the serving range after its barrier
 // and continues from that range's end; DeleteRange looks a part's range
-// up again when refused. A header naming a range (kvpb.Header.range_id
+// up again when refused, and a retry of one that applied before a split
+// counts each key once (the session answer's count stays with the side
+// holding the start of the span it covered; the other side's copy counts
+// 0). A header naming a range (kvpb.Header.range_id
 // and generation, which the Go client sets from its cache) that the
 // serving node knows split or changed since gets RangeKeyMismatch with the
 // key's range and the named one, which the client installs in place of
@@ -503,8 +506,6 @@
 //
 // Merges of small neighbours, rebalancing (workflowd's
 // job, over ChangeReplicas), size and load per range in `pleiades ranges
-// --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). Accounting: a
-// DeleteRange that a split cuts counts the keys of the part applied
-// before the split on both sides when retried. See BENCHMARKS.md for
+// --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). See BENCHMARKS.md for
 // figures.
 package raftd
