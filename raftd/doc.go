@@ -419,6 +419,16 @@
 // update was lost with a failed node) records it again (reconciliation
 // in the replica GC loop, every ReplicaGCInterval).
 //
+// Descriptors answers from the meta range's leader after its read
+// barrier (lease or ReadIndex), so that its answer holds every split and
+// replica change recorded before the call; a node that does not lead meta
+// forwards to it. A header with read_consistency STALE gets the answering
+// node's meta replica as it is (a paused or cut-off node answers its
+// past): the client's cache refreshes and clock readings ask for that,
+// and so do routing and replica GC inside raftd, which a stale descriptor
+// cannot mislead (a wrong route is refused with RangeKeyMismatch; GC acts
+// only on a newer descriptor).
+//
 // Commands that reach the left range after the split applied but whose
 // keys it no longer holds (routed before) are refused at apply, before
 // their session is consulted, with FailedPrecondition, reason
