@@ -28,6 +28,9 @@ type Result struct {
 	Deleted []bool
 	// Count is the number of keys a DeleteRange removed.
 	Count uint64
+	// CountFrom is where the span Count covers starts (see
+	// splitSessionCounts).
+	CountFrom []byte
 }
 
 type overlayVal struct {
@@ -412,6 +415,9 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestam
 			n, err := a.delRange(start, end, ts)
 			if err != nil {
 				return nil, err
+			}
+			if res.CountFrom == nil {
+				res.CountFrom = start
 			}
 			res.Count += uint64(n)
 		}
