@@ -1052,6 +1052,7 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 			} else {
 				s.log.Debug("approximate size of a range", slog.Uint64("range", r.rangeID), slog.Any("error", err))
 			}
+			st.RequestsPerSec = r.RequestsPerSec()
 		}
 		out.Replicas = append(out.Replicas, st)
 	}

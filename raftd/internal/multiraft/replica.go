@@ -166,6 +166,9 @@ type Replica struct {
 	// load counts and samples the requests a leader serves (splits by
 	// load, autosplit.go).
 	load loadStats
+	// meter counts the requests it serves as leader per second
+	// (ReplicaStatus.requests_per_sec).
+	meter loadMeter
 	// destroyed is set once the replica is removed from this node.
 	destroyed atomic.Bool
 	// metaGen is the highest generation of this range known to be
