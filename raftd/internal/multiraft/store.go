@@ -140,8 +140,11 @@ type storeMetrics struct {
 	proposalsDropped                            atomic.Uint64
 	sessionRepeats, sessionRefusals             atomic.Uint64
 	sessionsForgotten                           atomic.Uint64
-	// versionsCollected counts the versions collection removed (mvcc.go).
-	versionsCollected atomic.Uint64
+	// versionsCollected counts the versions collection removed (mvcc.go);
+	// versionGCRounds its completed rounds; versionGCRunning is 1 during
+	// one.
+	versionsCollected, versionGCRounds atomic.Uint64
+	versionGCRunning                   atomic.Int64
 	// diskRefusals counts round writes refused for want of space;
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
@@ -934,6 +937,11 @@ type Stats struct {
 	// AutoSplits counts the splits this node started because a range it
 	// leads outgrew SplitBytes or SplitQPS; LoadSplits those by load.
 	AutoSplits, LoadSplits uint64
+	// VersionsCollected counts the versions version collection removed;
+	// VersionGCRounds its rounds completed over every local replica;
+	// VersionGCRunning is 1 while a round runs.
+	VersionsCollected, VersionGCRounds uint64
+	VersionGCRunning                   int64
 }
 
 // Stats returns scheduler counters.
@@ -951,7 +959,8 @@ func (s *Store) Stats() Stats {
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
 		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
 		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load(),
-		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load()}
+		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load(),
+		VersionsCollected: s.metrics.versionsCollected.Load(), VersionGCRounds: s.metrics.versionGCRounds.Load(), VersionGCRunning: s.metrics.versionGCRunning.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()
