@@ -93,7 +93,7 @@ func (a *applier) getRecord(key []byte) ([]byte, storage.Meta, bool, error) {
 		ctx, cancel := a.r.s.storageCtx()
 		defer cancel()
 		var err error
-		if b, ok, err = a.r.s.cachedGet(ctx, key); err != nil {
+		if b, ok, err = a.r.s.cachedGetCounted(ctx, key, &a.r.s.metrics.applyReads); err != nil {
 			return nil, storage.Meta{}, false, err
 		}
 		if !ok {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -414,8 +415,17 @@ func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, e
 
 // cachedGet returns key's engine value, through the value cache.
 func (s *Store) cachedGet(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return s.cachedGetCounted(ctx, key, nil)
+}
+
+// cachedGetCounted is cachedGet, adding one to reads (if not nil) when
+// it reads the engine.
+func (s *Store) cachedGetCounted(ctx context.Context, key []byte, reads *atomic.Uint64) ([]byte, bool, error) {
 	if b, found, hit := s.vcache.get(key); hit {
 		return b, found, nil
+	}
+	if reads != nil {
+		reads.Add(1)
 	}
 	var epoch uint64
 	if s.vcache != nil {
@@ -1042,6 +1052,7 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 			} else {
 				s.log.Debug("approximate size of a range", slog.Uint64("range", r.rangeID), slog.Any("error", err))
 			}
+			st.RequestsPerSec = r.RequestsPerSec()
 		}
 		out.Replicas = append(out.Replicas, st)
 	}
