@@ -129,6 +129,10 @@ type Replica struct {
 	rangeID  uint64
 	log      *slog.Logger
 
+	// created is when this replica was created or loaded here (replica
+	// GC gives an empty one emptyReplicaGrace from then to get its
+	// snapshot).
+	created        time.Time
 	noVotesUntil   time.Time
 	campaignOnTick bool
 	// holdTicks is how many store ticks a newly bootstrapped replica lets
@@ -265,7 +269,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 	if me == nil {
 		return nil, fmt.Errorf("multiraft: range %d has no replica on node %d", desc.GetRangeId(), s.d.NodeID)
 	}
-	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId()))}
+	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId())), created: time.Now()}
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*s.cfg.StorageTimeout)
 	err := s.recoverSnapshotInstall(rctx, r.rangeID)
 	rcancel()
