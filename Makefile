@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-watch bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
 
 all: build
 
@@ -48,6 +48,10 @@ bench: deps
 ## bench-kv: etcd-shaped put/get workloads on a fresh 3-node local cluster per range count, with per-op CPU and the ratio table (RANGES="1 16 256", ETCD=1 runs etcd first)
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
+
+## bench-watch: watch event latency (1 and 1,000 watchers), put at 64 clients and memory per idle raftd watcher on a fresh 3-node cluster per round (ROUNDS=2; ETCD=1 alternates rounds with etcd v3.6.8)
+bench-watch: build
+	@./scripts/bench-watch.sh $(or $(ROUNDS),2)
 
 ## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
 e2e-faults: deps
