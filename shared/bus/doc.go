@@ -39,13 +39,6 @@
 // that peer fail fast with the dial's error; a dead connection is dropped
 // and the next call redials.
 //
-// Flow control is fixed at 256 KiB per connection and 128 KiB per stream
-// (connWindow, streamWindow): quic-go drops received packets beyond 256
-// queued per connection, which the sender takes for loss, and larger
-// windows let 64 concurrent 64 KiB calls overrun that queue. A stream
-// whose reader does not read (a slow subscriber) holds at most half the
-// connection's window.
-//
 // # Failed dials
 //
 // A dial fails in one of three ways, which callers can tell apart:
