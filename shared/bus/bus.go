@@ -62,20 +62,6 @@ type Deps struct {
 	Registerer prometheus.Registerer
 }
 
-// receiveWindow is the flow-control window of every connection (and of
-// each of its streams), fixed: a peer may have at most this much stream
-// data in flight to a connection before it reads. quic-go queues at most
-// 256 received packets per connection for the connection's goroutine
-// (protocol.MaxConnUnprocessedPackets, a constant) and drops the rest as
-// "dos_prevention"; a drop looks like loss to the sender, whose congestion
-// controller halves its window and waits out a loss timer. With 16 MiB
-// windows, 64 concurrent 64 KiB calls on two busy cores lost 2-6% of
-// their packets that way (p99 100-390 ms); 256 KiB is ~190 full packets,
-// so stream data alone can never fill the queue. The cost is a cap of
-// receiveWindow per round trip per connection: ~1 GB/s at 0.25 ms, ~5 MB/s
-// at 50 ms (the bus keeps connsPerPeer connections per peer).
-const receiveWindow = 256 << 10
-
 // preambleTimeout bounds how long an accepted stream may take to send its
 // preamble and first frame.
 const preambleTimeout = 5 * time.Second
@@ -193,10 +179,10 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 			EnableDatagrams:                true,
 			MaxIncomingStreams:             1 << 12,
 			MaxIncomingUniStreams:          -1,
-			InitialStreamReceiveWindow:     receiveWindow,
-			MaxStreamReceiveWindow:         receiveWindow,
-			InitialConnectionReceiveWindow: receiveWindow,
-			MaxConnectionReceiveWindow:     receiveWindow,
+			InitialStreamReceiveWindow:     1 << 20,
+			MaxStreamReceiveWindow:         8 << 20,
+			InitialConnectionReceiveWindow: 16 << 20,
+			MaxConnectionReceiveWindow:     64 << 20,
 		},
 		handlers: make(map[hkey]*handler),
 		rules:    make(map[wire.Protocol]Rules),
