@@ -109,6 +109,15 @@ func TestReplicaAddRollback(t *testing.T) {
 			defer cancel()
 			c, before, spare := rangeOnThreeOfFour(t, ctx)
 			c.net.RefuseSnapshots(spare, true)
+			sent := func() (n uint64) {
+				for _, id := range c.ids {
+					if s := c.store(id); s != nil {
+						n += s.Stats().SnapshotsSent
+					}
+				}
+				return n
+			}
+			sentBefore, addStart := sent(), time.Now()
 			added := make(chan error, 1)
 			go func() {
 				_, err := c.addAtLeader(ctx, spare)
@@ -126,6 +135,13 @@ func TestReplicaAddRollback(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "did not catch up") || !strings.Contains(err.Error(), "removed again: <nil>") {
 				t.Fatalf("add of a node that cannot catch up = %v; want it to fail and be rolled back", err)
 			}
+			// Failed sends back off (snapRetryMin doubling to
+			// snapRetryMax) rather than streaming again at every probe.
+			took, n := time.Since(addStart), sent()-sentBefore
+			if limit := uint64(took/snapRetryMax) + 10; n > limit {
+				t.Errorf("%d snapshot sends in the %v the add took; want at most %d (backoff)", n, took.Round(time.Millisecond), limit)
+			}
+			t.Logf("%d snapshot sends in %v", n, took.Round(time.Millisecond))
 			d := c.checkConfAgrees(t)
 			if replicaOf(d, spare) != nil || len(d.GetReplicas()) != 3 || d.GetGeneration() != before.GetGeneration()+2 {
 				t.Fatalf("after the rollback: %v; want the three voters of %v, two generations later", d, before)
