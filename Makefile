@@ -58,9 +58,9 @@ bench-ranges: build
 bench-watch: build
 	@./scripts/bench-watch.sh $(or $(ROUNDS),2)
 
-## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
+## e2e-faults: the KV linearizability fault tests (pause, kill, one-way partition of a leader; splits and replica changes under kill and pause) 5 rounds over (ROUNDS=5)
 e2e-faults: deps
-	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run TestKVLinearizableUnderFaults -count=1 -v -timeout 60m
+	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run 'TestKVLinearizableUnderFaults|TestKVReplicaChangesUnderFaults' -count=1 -v -timeout 90m
 
 ## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
 bench-workflows: build

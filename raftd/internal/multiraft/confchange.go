@@ -246,6 +246,13 @@ func (s *Store) checkTombstone(ctx context.Context, rangeID, id uint64) error {
 // configuration for a replacement. Each step updates the descriptor
 // where it applies; the meta range records the result.
 func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
+	resp, err := s.changeReplicas(ctx, req)
+	// A leadership lost half way is NotLeader (retried by clients), not
+	// an internal error.
+	return resp, s.wireErr(err)
+}
+
+func (s *Store) changeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
 	if len(req.GetAdd()) > 1 || len(req.GetRemove()) > 1 || len(req.GetAdd())+len(req.GetRemove()) == 0 {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: change replicas: give one node to add, one to remove, or one of each (have %d and %d)", len(req.GetAdd()), len(req.GetRemove()))
 	}

@@ -342,7 +342,9 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 		return
 	}
 	node := r.nodeOfReplica(to)
-	if node == 0 {
+	if f := r.mu.snapFails[to]; node == 0 || (f != nil && time.Now().Before(f.retryAt)) {
+		// Unknown node, or the last sends failed: raft probes again
+		// after a heartbeat interval; the send waits out its backoff.
 		r.mu.rn.ReportSnapshot(to, raft.SnapshotFailure)
 		return
 	}
@@ -352,10 +354,10 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 	if !r.s.goAsync(func() {
 		err := r.streamSnapshot(r.s.ctx, node, msg)
 		if err != nil {
-			r.log.Warn("snapshot send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+			err = fmt.Errorf("to node %d: %w", node, err)
 		}
 		r.in.Lock()
-		r.in.reports = append(r.in.reports, snapReport{to: to, ok: err == nil})
+		r.in.reports = append(r.in.reports, snapReport{to: to, err: err})
 		r.in.Unlock()
 		r.s.enqueue(r.rangeID)
 	}) {
