@@ -138,12 +138,19 @@ type route struct {
 	// slow bounds attempts by SlowAttemptTimeout instead of
 	// AttemptTimeout.
 	slow bool
+	// long bounds attempts by ctx alone (a replica add, whose snapshot
+	// takes as long as the range's data takes to copy).
+	long bool
 	// hedge allows a second attempt on another node after HedgeAfter
 	// (idempotent reads only).
 	hedge bool
 	// w is the write the call makes (its session), or nil.
 	w *write
 }
+
+// longAttemptTimeout bounds an attempt of a long call whose context has
+// no deadline.
+const longAttemptTimeout = 24 * time.Hour
 
 // invoke calls method with req until it succeeds, fails with an error not
 // worth retrying, MaxAttempts is reached or ctx ends. h, when not nil, is
@@ -172,6 +179,12 @@ func (c *Client) invoke(ctx context.Context, method string, r route, h *kvpb.Hea
 	timeout := c.cfg.AttemptTimeout
 	if r.slow {
 		timeout = c.cfg.SlowAttemptTimeout
+	}
+	if r.long {
+		timeout = longAttemptTimeout
+		if d, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(d), c.cfg.SlowAttemptTimeout)
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		if r.key != nil && !r.any && r.addr == "" && hint == "" {

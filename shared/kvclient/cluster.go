@@ -172,11 +172,14 @@ type ReplicaChange struct {
 // replica starts as a learner, receives a snapshot and is promoted to
 // voter once caught up; a replacement goes through a joint
 // configuration. It returns the range's descriptor after the change.
+// Its attempt is bounded by ctx alone (not SlowAttemptTimeout): the
+// snapshot of a big range takes as long as its data takes to copy, and a
+// change whose caller gives up is rolled back by the leader.
 func (c *Client) ChangeReplicas(ctx context.Context, rangeID uint64, ch ReplicaChange) (*kvpb.RangeDescriptor, error) {
 	h := &kvpb.Header{}
 	var resp kvpb.ChangeReplicasResponse
 	req := &kvpb.ChangeReplicasRequest{Header: h, RangeId: rangeID, Add: ch.Add, Remove: ch.Remove, Learners: ch.Learners}
-	if err := c.invoke(ctx, MethodChangeReplicas, route{any: true, slow: true}, h, req, &resp); err != nil {
+	if err := c.invoke(ctx, MethodChangeReplicas, route{any: true, long: true}, h, req, &resp); err != nil {
 		return nil, err
 	}
 	c.cache.install(&kvpb.DescriptorsResponse{Descriptors: []*kvpb.RangeDescriptor{resp.GetDescriptor_()}})

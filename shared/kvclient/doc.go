@@ -84,7 +84,10 @@
 // fails over after about that long. Calls whose work grows with the data or
 // the cluster (Init, DeleteRange, Scan pages, Ranges, larger point
 // requests) get Config.SlowAttemptTimeout (default 10s), so that slow but
-// healthy calls are not cut and retried. A node whose attempt timed out is
+// healthy calls are not cut and retried. ChangeReplicas is bounded by its
+// context alone: adding a replica streams the range's data to the new
+// node, as long as that takes (a leader that dies meanwhile ends the
+// attempt when its connection does). A node whose attempt timed out is
 // suspect for Config.SuspectFor: the client skips cached leaderships and
 // NotLeader hints naming it, passes it over in round robin while another
 // node is not suspect, and reloads descriptors to learn the new leader, so

@@ -1,7 +1,10 @@
 package kvclient_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/kvclient/kvclienttest"
@@ -55,5 +58,38 @@ func TestClientFollowsSplit(t *testing.T) {
 	}
 	if got := fc.Calls(2, kvclient.MethodPut) - putsOn2; got < 3 {
 		t.Errorf("node 2, the new range's leader, got %d of the 3 puts on it", got)
+	}
+}
+
+// TestChangeReplicasOutlastsSlowAttempts: a replica add takes as long as
+// its snapshot, past SlowAttemptTimeout: its one attempt is bounded by
+// the caller's context only, so it is neither cut nor retried (a retry
+// found the replica being added and was refused); the context still
+// ends it.
+func TestChangeReplicasOutlastsSlowAttempts(t *testing.T) {
+	fc := kvclienttest.Start(t, kvclienttest.Options{Nodes: 4})
+	c := newClient(t, fc, func(cfg *kvclient.Config) { cfg.SlowAttemptTimeout = 100 * time.Millisecond })
+	fc.Delay(kvclient.MethodChangeReplicas, 400*time.Millisecond)
+	calls := func() (n int) {
+		for i := range fc.Addrs() {
+			n += fc.Calls(i, kvclient.MethodChangeReplicas)
+		}
+		return n
+	}
+	id := fc.RangeIDs()[0]
+	d, err := c.ChangeReplicas(ctxT(t), id, kvclient.ReplicaChange{Add: []uint64{4}})
+	if err != nil {
+		t.Fatalf("ChangeReplicas slower than SlowAttemptTimeout: %v", err)
+	}
+	if len(d.GetReplicas()) == 0 || d.GetReplicas()[len(d.GetReplicas())-1].GetNodeId() != 4 {
+		t.Errorf("descriptor %v; want a replica on node 4", d)
+	}
+	if n := calls(); n != 1 {
+		t.Errorf("%d attempts; want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+	defer cancel()
+	if _, err := c.ChangeReplicas(ctx, id, kvclient.ReplicaChange{Remove: []uint64{4}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("ChangeReplicas past its context's deadline: %v; want %v", err, context.DeadlineExceeded)
 	}
 }

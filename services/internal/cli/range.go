@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -89,6 +90,18 @@ func rangeNodeArgs(c *cli.Context) (rangeID, node uint64, err error) {
 	return rangeID, node, nil
 }
 
+// kvFlagsWithTimeout is kvFlags with another default --timeout, for
+// commands whose work grows with a range's data.
+func kvFlagsWithTimeout(d time.Duration) []cli.Flag {
+	fs := kvFlags()
+	for i, f := range fs {
+		if df, ok := f.(*cli.DurationFlag); ok && df.Name == "timeout" {
+			fs[i] = &cli.DurationFlag{Name: "timeout", Value: d, Usage: df.Usage}
+		}
+	}
+	return fs
+}
+
 func rangeAddCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "add",
@@ -96,8 +109,10 @@ func rangeAddCommand(e *env) *cli.Command {
 		ArgsUsage: "RANGE NODE",
 		Description: "The range's leader creates the replica on NODE as a learner, which receives a snapshot;\n" +
 			"once caught up it becomes a voter (unless --learner). With --replace OLD the voter on\n" +
-			"OLD leaves in the same change (a joint configuration). Prints the range's descriptor.",
-		Flags: append(kvFlags(),
+			"OLD leaves in the same change (a joint configuration). Prints the range's descriptor.\n" +
+			"The snapshot streams the range's data to NODE: --timeout (default 30m) bounds it; a\n" +
+			"change that runs out of time is rolled back.",
+		Flags: append(kvFlagsWithTimeout(30*time.Minute),
 			&cli.Uint64Flag{Name: "replace", Usage: "remove the replica on node `OLD` in the same change"},
 			&cli.BoolFlag{Name: "learner", Usage: "keep the new replica a learner (non-voting, serves stale reads)"}),
 		Action: func(c *cli.Context) error {

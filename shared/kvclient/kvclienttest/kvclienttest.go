@@ -89,6 +89,7 @@ type Cluster struct {
 		lose        map[callKey]int
 		answers     map[answerKey]proto.Message
 		stalled     map[int]bool
+		delays      map[string]time.Duration
 		calls       map[callKey]int
 		forwarded   int
 		mismatches  int
@@ -211,6 +212,18 @@ func (c *Cluster) Stall(node int, stalled bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mu.stalled[node] = stalled
+}
+
+// Delay makes every node take d before serving method (a replica add
+// streaming a big snapshot, say); 0 removes the delay. The caller's
+// context still ends the call.
+func (c *Cluster) Delay(method string, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.delays == nil {
+		c.mu.delays = map[string]time.Duration{}
+	}
+	c.mu.delays[method] = d
 }
 
 // Calls returns how many calls of method node received.
@@ -433,6 +446,16 @@ func unary[Req any, Resp proto.Message, PReq interface {
 }](c *Cluster, b *bus.Bus, node int, method string, f func(PReq) (Resp, error)) {
 	bus.HandleUnary(b, wire.ProtoKV, method, func(ctx context.Context, req PReq) (Resp, error) {
 		c.mu.Lock()
+		if d := c.mu.delays[method]; d > 0 {
+			c.mu.Unlock()
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				var zero Resp
+				return zero, ctx.Err()
+			}
+			c.mu.Lock()
+		}
 		if c.mu.stalled[node] {
 			c.mu.calls[callKey{node, method}]++
 			c.mu.Unlock()
