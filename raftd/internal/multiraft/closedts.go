@@ -115,12 +115,11 @@ func (s *Store) closedTarget() hlc.Timestamp {
 }
 
 // commandClosedLocked is the closed timestamp a command built now
-// carries: the target, and never below what the side channel promised.
+// carries: the target, and never below what this replica promised on the
+// side channel or took from it (a new leader writes above every closed
+// timestamp it has heard of, whatever its clock says).
 func (r *Replica) commandClosedLocked(target hlc.Timestamp) hlc.Timestamp {
-	if target.Less(r.mu.closedPub) {
-		return r.mu.closedPub
-	}
-	return target
+	return maxTS(maxTS(target, r.mu.closedPub), r.cts.get())
 }
 
 // closeSideLocked is one side-channel promise of a leader holding its
@@ -134,8 +133,7 @@ func (r *Replica) closeSideLocked(target hlc.Timestamp, now time.Time) (p sidePr
 		return sidePromise{}, false
 	}
 	if !r.leaseHeldLocked(st, now) {
-		want := time.Unix(0, r.closedWant.Load())
-		if now.Sub(want) < 4*r.s.cfg.ClosedTimestampLag && len(r.mu.readsIssued) == 0 {
+		if r.wantedWithin(now, 4*r.s.cfg.ClosedTimestampLag) && len(r.mu.readsIssued) == 0 {
 			r.issueReadLocked(nil)
 			r.s.enqueue(r.rangeID)
 		}
@@ -177,8 +175,16 @@ func (s *Store) publishClosed() {
 	target := s.closedTarget()
 	now := time.Now()
 	byNode := map[uint64][]*raftmsgpb.ClosedTimestamp{}
+	wanted := map[uint64][]uint64{}
 	for _, r := range s.Replicas() {
-		if !r.isLeader.Load() || r.destroyed.Load() {
+		if r.destroyed.Load() {
+			continue
+		}
+		if !r.isLeader.Load() {
+			// A reader here wants it: tell the leader.
+			if l := r.leaderNode.Load(); l != 0 && l != s.d.NodeID && r.wantedWithin(now, 4*s.cfg.ClosedTimestampLag) {
+				wanted[l] = append(wanted[l], r.rangeID)
+			}
 			continue
 		}
 		r.mu.Lock()
@@ -197,12 +203,28 @@ func (s *Store) publishClosed() {
 		}
 	}
 	for node, cts := range byNode {
-		s.send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr, Closed: cts})
+		s.send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr, Closed: cts, ClosedWanted: wanted[node]})
+		delete(wanted, node)
+	}
+	for node, ids := range wanted {
+		s.send(&raftmsgpb.MessageBatch{FromNode: s.d.NodeID, ToNode: node, FromAddr: s.d.Addr, ClosedWanted: ids})
 	}
 }
 
-// noteClosed takes the side-channel promises of an inbound batch.
-func (s *Store) noteClosed(cts []*raftmsgpb.ClosedTimestamp) {
+// wantedWithin reports whether a reader or watcher wanted the closed
+// timestamp within d of now.
+func (r *Replica) wantedWithin(now time.Time, d time.Duration) bool {
+	return now.Sub(time.Unix(0, r.closedWant.Load())) < d
+}
+
+// noteClosed takes the side-channel promises of an inbound batch, and
+// the wants of its sender's readers.
+func (s *Store) noteClosed(cts []*raftmsgpb.ClosedTimestamp, wanted []uint64) {
+	for _, id := range wanted {
+		if r := s.Replica(id); r != nil {
+			r.wantClosed()
+		}
+	}
 	for _, c := range cts {
 		r := s.Replica(c.GetRangeId())
 		if r == nil {

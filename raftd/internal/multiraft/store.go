@@ -830,7 +830,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, true)})
 		}
 	}
-	s.noteClosed(b.GetClosed())
+	s.noteClosed(b.GetClosed(), b.GetClosedWanted())
 }
 
 // answerUnknown reports whether to answer the raft traffic of a range this

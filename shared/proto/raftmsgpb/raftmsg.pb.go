@@ -210,7 +210,11 @@ type MessageBatch struct {
 	// closed are the closed timestamps of ranges the sender leads, for the
 	// replicas the receiver holds (sent every closed timestamp interval,
 	// not with each round).
-	Closed        []*ClosedTimestamp `protobuf:"bytes,7,rep,name=closed,proto3" json:"closed,omitempty"`
+	Closed []*ClosedTimestamp `protobuf:"bytes,7,rep,name=closed,proto3" json:"closed,omitempty"`
+	// closed_wanted are ranges the receiver leads whose closed timestamp
+	// a reader on the sender wants to move on (the leader then keeps its
+	// lease, which its side-channel promises need).
+	ClosedWanted  []uint64 `protobuf:"varint,8,rep,packed,name=closed_wanted,json=closedWanted,proto3" json:"closed_wanted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,6 +294,13 @@ func (x *MessageBatch) GetFromAddr() string {
 func (x *MessageBatch) GetClosed() []*ClosedTimestamp {
 	if x != nil {
 		return x.Closed
+	}
+	return nil
+}
+
+func (x *MessageBatch) GetClosedWanted() []uint64 {
+	if x != nil {
+		return x.ClosedWanted
 	}
 	return nil
 }
@@ -1722,7 +1733,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\fR\acontext\x12\x18\n" +
-	"\aquiesce\x18\a \x01(\bR\aquiesce\"\xee\x02\n" +
+	"\aquiesce\x18\a \x01(\bR\aquiesce\"\x93\x03\n" +
 	"\fMessageBatch\x12\x1b\n" +
 	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x12\x17\n" +
 	"\ato_node\x18\x02 \x01(\x04R\x06toNode\x12<\n" +
@@ -1732,7 +1743,8 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"heartbeats\x12O\n" +
 	"\x13heartbeat_responses\x18\x05 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\x12heartbeatResponses\x12\x1b\n" +
 	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\x12<\n" +
-	"\x06closed\x18\a \x03(\v2$.pleiades.raftmsg.v1.ClosedTimestampR\x06closed\"\x8a\x01\n" +
+	"\x06closed\x18\a \x03(\v2$.pleiades.raftmsg.v1.ClosedTimestampR\x06closed\x12#\n" +
+	"\rclosed_wanted\x18\b \x03(\x04R\fclosedWanted\"\x8a\x01\n" +
 	"\x0fClosedTimestamp\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x122\n" +
 	"\x06closed\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06closed\x12\x14\n" +
