@@ -384,3 +384,55 @@ func TestClosedStatePromotion(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchCheckpointsFollowClosedTimestamps: a watch of a range nobody
+// writes to gets checkpoints that move on past its last write, with no
+// command applied meanwhile.
+func TestWatchCheckpointsFollowClosedTimestamps(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.getValue(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vts, _ := hlc.FromProto(v.GetTimestamp())
+	rid := rangeOf(c, "k")
+	var leader uint64
+	waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leaderOf(rid); return leader != 0 })
+	r := c.store(leader).Replica(rid)
+	applied := r.applied.Load()
+	want := hlc.Timestamp{WallTime: vts.WallTime + 3*int64(c.cfg.ClosedTimestampLag)}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	var (
+		mu       sync.Mutex
+		resolved hlc.Timestamp
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.store(leader).Watch(wctx, &kvpb.WatchRequest{Start: []byte("a"), End: []byte("z"), CheckpointMillis: 20}, func(resp *kvpb.WatchResponse) error {
+			if ts, err := hlc.FromProto(resp.GetResolved()); err == nil && resp.GetResolved() != nil {
+				mu.Lock()
+				resolved = ts
+				mu.Unlock()
+			}
+			return nil
+		})
+	}()
+	waitFor(t, 30*time.Second, "a checkpoint well past the last write", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return want.Less(resolved)
+	})
+	wcancel()
+	if err := <-done; err != nil && ctx.Err() == nil && wctx.Err() == nil {
+		t.Fatal(err)
+	}
+	if now := r.applied.Load(); now != applied {
+		t.Errorf("applied index moved from %d to %d: the checkpoints took commands", applied, now)
+	}
+}
