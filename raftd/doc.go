@@ -435,6 +435,16 @@
 // update was lost with a failed node) records it again (reconciliation
 // in the replica GC loop, every ReplicaGCInterval).
 //
+// Descriptors answers from the meta range's leader after its read
+// barrier (lease or ReadIndex), so that its answer holds every split and
+// replica change recorded before the call; a node that does not lead meta
+// forwards to it. A header with read_consistency STALE gets the answering
+// node's meta replica as it is (a paused or cut-off node answers its
+// past): the client's cache refreshes and clock readings ask for that,
+// and so do routing and replica GC inside raftd, which a stale descriptor
+// cannot mislead (a wrong route is refused with RangeKeyMismatch; GC acts
+// only on a newer descriptor).
+//
 // Commands that reach the left range after the split applied but whose
 // keys it no longer holds (routed before) are refused at apply, before
 // their session is consulted, with FailedPrecondition, reason
@@ -445,7 +455,10 @@
 // barrier may have applied a split whose right side's writes it does not
 // cover); a Scan clips each part to the serving range after its barrier
 // and continues from that range's end; DeleteRange looks a part's range
-// up again when refused. A header naming a range (kvpb.Header.range_id
+// up again when refused, and a retry of one that applied before a split
+// counts each key once (the session answer's count stays with the side
+// holding the start of the span it covered; the other side's copy counts
+// 0). A header naming a range (kvpb.Header.range_id
 // and generation, which the Go client sets from its cache) that the
 // serving node knows split or changed since gets RangeKeyMismatch with the
 // key's range and the named one, which the client installs in place of
@@ -519,8 +532,6 @@
 //
 // Merges of small neighbours, rebalancing (workflowd's
 // job, over ChangeReplicas), size and load per range in `pleiades ranges
-// --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). Accounting: a
-// DeleteRange that a split cuts counts the keys of the part applied
-// before the split on both sides when retried. See BENCHMARKS.md for
+// --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). See BENCHMARKS.md for
 // figures.
 package raftd

@@ -106,6 +106,9 @@ type Config struct {
 	// collected in the background. Every node of a cluster should use the
 	// same. Default 4 hours.
 	VersionRetention time.Duration
+	// VersionGCInterval is how often the versions older than the
+	// retention window are collected. Default 1 minute; negative: never.
+	VersionGCInterval time.Duration
 }
 
 // DefaultConfig returns the production configuration.
@@ -460,6 +463,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 	}
 	if s.cfg.VersionRetention > 0 {
 		mc.VersionRetention = s.cfg.VersionRetention
+	}
+	if s.cfg.VersionGCInterval != 0 {
+		mc.VersionGCInterval = s.cfg.VersionGCInterval
 	}
 	if s.cfg.HeartbeatTicks > 0 {
 		mc.HeartbeatTicks = s.cfg.HeartbeatTicks
@@ -835,6 +841,12 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			statf(func(x multiraft.Stats) float64 { return x.WriteSeconds })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_carried_rounds_total", Help: "Rounds whose late raft messages went out in the next round's frames."},
 			stat(func(x multiraft.Stats) uint64 { return x.CarriedRounds })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_prefetch_reads_total", Help: "Engine reads started after a round's write for the records its appended entries will build on when applied."},
+			stat(func(x multiraft.Stats) uint64 { return x.PrefetchReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_apply_reads_total", Help: "Engine reads made on the apply path (records the prefetch did not bring)."},
+			stat(func(x multiraft.Stats) uint64 { return x.ApplyReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ticks_skipped_total", Help: "Follower ticks skipped because the follower heard from its leader since the tick before."},
+			stat(func(x multiraft.Stats) uint64 { return x.TicksSkipped })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ranges_processed_total", Help: "Ranges processed over all rounds."},
 			stat(func(x multiraft.Stats) uint64 { return x.RangesProcessed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_inbox_dropped_messages_total", Help: "Raft messages dropped because a replica's inbox was full (raft retransmits)."},
@@ -899,6 +911,12 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.ReplicaChanges })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_replicas_removed_total", Help: "Local replicas destroyed: removed from their range (at apply, or found so in meta by replica GC)."},
 			stat(func(x multiraft.Stats) uint64 { return x.ReplicasRemoved })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_versions_collected_total", Help: "Superseded versions older than the retention window that version collection removed."},
+			stat(func(x multiraft.Stats) uint64 { return x.VersionsCollected })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_version_gc_rounds_total", Help: "Version collection rounds completed over every local replica (every --version-gc-interval)."},
+			stat(func(x multiraft.Stats) uint64 { return x.VersionGCRounds })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_version_gc_running", Help: "1 while a version collection round runs."},
+			statf(func(x multiraft.Stats) float64 { return float64(x.VersionGCRunning) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pleiades_raftd_replicas", Help: "Replicas hosted by this node."}, func() float64 {
 			if st := s.store(); st != nil {
 				return float64(len(st.Replicas()))

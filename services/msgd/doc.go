@@ -17,7 +17,10 @@
 // certificates from the cluster CA (verify). AuthFile is a NATS
 // configuration file whose authorization block lists users (plain or
 // bcrypt passwords) and nkeys with NATS permissions; a token or accounts
-// are refused. The server is named ServerName(node id), "node-<id>",
+// are refused. SIGHUP (Server.Reload) re-reads the file and gives NATS
+// the new users through a configuration reload: removed users' live
+// connections are closed; a file that fails to load keeps the current
+// users. The server is named ServerName(node id), "node-<id>",
 // stable across restarts as JetStream requires; the cluster is named
 // ClusterName ("pleiades").
 //

@@ -204,3 +204,49 @@ func (l *natsLogger) failed() string {
 	defer l.mu.Unlock()
 	return l.fatal
 }
+
+// Reload re-reads the auth file (on SIGHUP: daemon.Reloader) and gives
+// NATS its users and nkeys through a configuration reload: clients
+// connect with the new credentials at once, and NATS closes connections
+// whose user is gone. A file that fails to load keeps the current users
+// in force; the event bridge keeps its own key.
+func (s *Server) Reload(why string) {
+	if s.cfg.AuthFile == "" {
+		return
+	}
+	if err := s.reloadAuth(); err != nil {
+		s.metrics.reloadErrors.Inc()
+		s.log.Warn("auth file not reloaded; the current users stay in force", slog.String("reason", why), slog.Any("err", err))
+		return
+	}
+	s.log.Info("auth file reloaded", slog.String("reason", why), slog.String("file", s.cfg.AuthFile))
+}
+
+func (s *Server) reloadAuth() error {
+	a, err := loadAuth(s.cfg.AuthFile)
+	if err != nil {
+		return err
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	ns := s.nats()
+	if ns == nil {
+		return errors.New("msgd: not running")
+	}
+	prev := s.auth
+	a.bridge = prev.bridge
+	s.auth = a
+	s.mu.Lock()
+	routes := s.mu.applied
+	s.mu.Unlock()
+	o, err := s.options(routes)
+	if err == nil {
+		s.metrics.reloads.Inc()
+		err = ns.ReloadOptions(o)
+	}
+	if err != nil {
+		s.auth = prev
+		return fmt.Errorf("msgd: reload NATS options: %w", err)
+	}
+	return nil
+}

@@ -297,3 +297,47 @@ func TestLifecycle(t *testing.T) {
 	daemontest.CheckLifecycle(t, daemontest.Lifecycle{Runtime: rt, Service: srv, ReadyCheck: msgd.ReadyCheck,
 		Admin: map[string][]string{"/v1/nats/varz": {"server_name", "max_payload"}}})
 }
+
+// TestAuthReload: Reload (SIGHUP's) takes a changed auth file without a
+// restart — a new user connects, a removed one is refused and its live
+// connection closed — and a broken file keeps the users in force.
+func TestAuthReload(t *testing.T) {
+	dir := t.TempDir()
+	auth := filepath.Join(dir, "auth.conf")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(auth, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`authorization { users = [ {user: alice, password: a1} ] }`)
+	cfg := testConfig()
+	cfg.AuthFile = auth
+	n := startNode(t, common(t), cfg)
+
+	if _, err := nats.Connect(n.url(t), nats.UserInfo("bob", "b2")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("bob before the reload: %v; want %v", err, nats.ErrAuthorization)
+	}
+	alice := connect(t, n, nats.UserInfo("alice", "a1"), nats.NoReconnect())
+
+	write(`authorization { users = [ {user: bob, password: b2} ] }`)
+	n.srv.Reload("test")
+	bob := connect(t, n, nats.UserInfo("bob", "b2"))
+	if err := bob.Publish("x", []byte("y")); err != nil {
+		t.Fatalf("bob after the reload: %v", err)
+	}
+	if _, err := nats.Connect(n.url(t), nats.UserInfo("alice", "a1")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("alice after her removal: %v; want %v", err, nats.ErrAuthorization)
+	}
+	eventually(t, 10*time.Second, "alice's live connection closed", func() error {
+		if !alice.IsClosed() {
+			return errors.New("still open")
+		}
+		return nil
+	})
+
+	// A broken file changes nothing.
+	write(`authorization { token = "t" }`)
+	n.srv.Reload("test")
+	connect(t, n, nats.UserInfo("bob", "b2"))
+}

@@ -47,6 +47,14 @@ type Service interface {
 	Err() <-chan error
 }
 
+// Reloader is implemented by a Service that re-reads files of its own
+// (an authorization file, say) on SIGHUP, after the node certificate.
+// Reload logs what it did; a file that fails to load keeps the previous
+// configuration in force.
+type Reloader interface {
+	Reload(why string)
+}
+
 // Spec describes a daemon binary to Main.
 type Spec struct {
 	// Name is the binary's and daemon's name, e.g. "raftd".
@@ -250,6 +258,9 @@ func serve(ctx context.Context, c *cli.Context, spec Spec, ntf notifier, stderr 
 		select {
 		case <-hup:
 			rt.ReloadTLS("SIGHUP")
+			if r, ok := svc.(Reloader); ok {
+				r.Reload("SIGHUP")
+			}
 		case <-ctx.Done():
 			log.Info("stopping", slog.String("reason", "signal"))
 			return stopAll("signal", nil)

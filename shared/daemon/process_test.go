@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,12 +35,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// idleService does nothing until stopped.
-type idleService struct{}
+// idleService does nothing until stopped; it logs its reloads.
+type idleService struct{ log *slog.Logger }
 
 func (idleService) Start(context.Context) error { return nil }
 func (idleService) Stop(context.Context) error  { return nil }
 func (idleService) Err() <-chan error           { return nil }
+func (s idleService) Reload(why string)         { s.log.Info("service reloaded", slog.String("reason", why)) }
 
 // childSpec is a tiny daemon with one flag of its own, shown on /v1/greeting.
 func childSpec() daemon.Spec {
@@ -50,7 +52,7 @@ func childSpec() daemon.Spec {
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
 			g := c.String("greeting")
 			rt.Admin.Handle("/v1/greeting", admin.JSON(func(*http.Request) (any, error) { return g, nil }))
-			return idleService{}, nil
+			return idleService{log: rt.Logger}, nil
 		},
 	}
 }
@@ -186,6 +188,28 @@ func TestProcessSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(c.output(), `"msg":"stopped"`) {
 		t.Errorf("no stopped log:\n%s", c.output())
+	}
+}
+
+// TestProcessSIGHUP: SIGHUP reloads a service that implements
+// daemon.Reloader (msgd's auth file, say) and the daemon keeps running.
+func TestProcessSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startChild(t, nil, "--dev", "--data-dir", t.TempDir(), "--log-format", "json", "--shutdown-timeout", "5s")
+	c.waitMsg(t, "ready")
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.waitMsg(t, "service reloaded"); m["reason"] != "SIGHUP" {
+		t.Errorf("reload reason %v; want SIGHUP", m["reason"])
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.wait(t, 10*time.Second); code != daemon.ExitOK {
+		t.Fatalf("exit status %d after SIGHUP then SIGTERM; want 0:\n%s", code, c.output())
 	}
 }
 

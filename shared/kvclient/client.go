@@ -506,7 +506,9 @@ func (c *Client) maybeRefresh(ctx context.Context) {
 	}
 	var resp kvpb.DescriptorsResponse
 	addr := c.roundRobin("")
-	err := c.callOnce(ctx, addr, MethodDescriptors, c.cfg.AttemptTimeout, &kvpb.DescriptorsRequest{Header: &kvpb.Header{}}, &resp)
+	// Hints for routing, refused when wrong: any node's copy of meta.
+	stale := &kvpb.Header{ReadConsistency: kvpb.ReadConsistency_READ_CONSISTENCY_STALE}
+	err := c.callOnce(ctx, addr, MethodDescriptors, c.cfg.AttemptTimeout, &kvpb.DescriptorsRequest{Header: stale}, &resp)
 	switch {
 	case err == nil:
 		c.cache.endRefresh(&resp, false)

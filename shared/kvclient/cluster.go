@@ -136,9 +136,14 @@ func (c *Client) Ranges(ctx context.Context, addr string) (*kvpb.RangesResponse,
 
 // Descriptors returns the descriptors of the ranges overlapping
 // [start, end) and the leaders the answering node knows (range id to
-// raftd address). It also refreshes the client's range cache.
-func (c *Client) Descriptors(ctx context.Context, start, end []byte) (*kvpb.DescriptorsResponse, error) {
-	h := &kvpb.Header{}
+// raftd address). It also refreshes the client's range cache. The
+// descriptors are linearizable: read at the meta range's leader, they
+// hold every split and replica change done before the call.
+// WithConsistency(Stale) takes them from any node's copy of the meta
+// range as it is: faster, and available without a meta leader, but
+// possibly behind.
+func (c *Client) Descriptors(ctx context.Context, start, end []byte, opts ...ReadOption) (*kvpb.DescriptorsResponse, error) {
+	h := &kvpb.Header{ReadConsistency: readOpts(opts).consistency.proto()}
 	var resp kvpb.DescriptorsResponse
 	if err := c.invoke(ctx, MethodDescriptors, route{any: true}, h, &kvpb.DescriptorsRequest{Header: h, Start: start, End: end}, &resp); err != nil {
 		return nil, err

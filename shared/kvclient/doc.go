@@ -31,7 +31,9 @@
 // forwards it. The client avoids that hop when it can. It loads range
 // descriptors and known leaders from the Descriptors method (lazily, on a
 // key whose range or leader it does not know, at most once per
-// Config.DescriptorsEvery) and sends point requests (Get, Put, Delete,
+// Config.DescriptorsEvery; a stale read of any node's copy of the meta
+// range, as are the clock readings below, while Client.Descriptors is
+// linearizable unless asked otherwise) and sends point requests (Get, Put, Delete,
 // CompareAndSwap, Batch) straight to the leader with Header.no_forward set.
 // A NotLeader answer's hint (the leader's raftd address) updates the cache
 // and is followed at once, up to Config.MaxHintHops in a row. Point

@@ -131,7 +131,8 @@ func (c *Client) issueTime(ctx context.Context) (int64, bool, error) {
 		done := make(chan struct{})
 		c.sess.reading = done
 		c.sess.mu.Unlock()
-		_, err := c.Descriptors(ctx, nil, nil)
+		// Only the clock is wanted: any node's copy of meta will do.
+		_, err := c.Descriptors(ctx, nil, nil, WithConsistency(Stale))
 		unsupported := errors.Is(err, bus.ErrUnimplemented)
 		if unsupported {
 			c.descriptorsUnsupported()

@@ -126,6 +126,9 @@ func (c *Client) watchSpans(ctx context.Context, start, end []byte, o WatchOptio
 	if len(spans) == 0 {
 		return fmt.Errorf("client: watch: no range holds [%q, %q)", start, end)
 	}
+	if len(spans) == 1 {
+		return c.watchOne(ctx, spans[0][0], spans[0][1], o, seen, fn)
+	}
 	for i, sp := range spans {
 		wg.Add(1)
 		go func() {
@@ -186,6 +189,34 @@ func (c *Client) watchSpans(ctx context.Context, start, end []byte, o WatchOptio
 			}
 		}
 	}
+}
+
+// watchOne watches a span of one range from the calling goroutine: what
+// its stream receives goes to fn without the hop through watchSpans'
+// merge of several ranges (one goroutine switch less per event on the
+// common watch of one key). Checkpoints are passed on only when they
+// move forward, as watchSpans does.
+func (c *Client) watchOne(ctx context.Context, start, end []byte, o WatchOptions, seen map[string]hlc.Timestamp, fn func(WatchResponse) error) error {
+	var (
+		sent  hlc.Timestamp
+		fnErr error
+	)
+	err := c.watchRange(ctx, start, end, o, seen, func(r WatchResponse) error {
+		if len(r.Events) > 0 {
+			if fnErr = fn(WatchResponse{Events: r.Events}); fnErr != nil {
+				return fnErr
+			}
+		}
+		if !r.Resolved.IsZero() && sent.Less(r.Resolved) {
+			sent = r.Resolved
+			fnErr = fn(WatchResponse{Resolved: r.Resolved})
+		}
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
 }
 
 // watchRange watches [start, end) of one range, reopening its stream from

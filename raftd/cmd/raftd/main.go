@@ -33,6 +33,7 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
 			&cli.DurationFlag{Name: "closed-timestamp-lag", Value: 3 * time.Second, Usage: "how far behind its clock a leader closes timestamps: follower reads and watch checkpoints trail by about this much (more than twice --max-offset)"},
 			&cli.DurationFlag{Name: "version-retention", Value: 4 * time.Hour, Usage: "how long superseded versions stay readable by reads at a timestamp and watches (the same on every node)"},
+			&cli.DurationFlag{Name: "version-gc-interval", Value: time.Minute, Usage: "how often the versions older than --version-retention are collected (negative: never)"},
 			&cli.IntFlag{Name: "value-cache-bytes", Value: 64 << 20, Usage: "bytes of recently written and read values kept to serve reads without a stored round trip (negative: off)"},
 			&cli.Float64Flag{Name: "split-qps", Usage: "split a range this node leads once it serves more than `N` requests a second, at the median of the keys requested (0: no splits by load)"},
 			&cli.Int64Flag{Name: "split-bytes", Value: 512 << 20, Usage: "split a range this node leads once its data grows past `BYTES`, at its middle key (negative: no automatic splits)"},
@@ -62,6 +63,9 @@ func spec() daemon.Spec {
 			}
 			if cfg.VersionRetention = c.Duration("version-retention"); cfg.VersionRetention <= 0 {
 				return nil, &config.FlagError{Flag: "version-retention", Value: cfg.VersionRetention.String(), Err: errors.New("want a positive duration")}
+			}
+			if cfg.VersionGCInterval = c.Duration("version-gc-interval"); cfg.VersionGCInterval == 0 {
+				return nil, &config.FlagError{Flag: "version-gc-interval", Value: "0s", Err: errors.New("want a positive duration, or negative to never collect")}
 			}
 			if cfg.ValueCacheBytes = c.Int("value-cache-bytes"); cfg.ValueCacheBytes == 0 {
 				return nil, &config.FlagError{Flag: "value-cache-bytes", Value: "0", Err: errors.New("want a positive size, or negative to turn the cache off")}

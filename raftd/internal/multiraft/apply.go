@@ -28,6 +28,9 @@ type Result struct {
 	Deleted []bool
 	// Count is the number of keys a DeleteRange removed.
 	Count uint64
+	// CountFrom is where the span Count covers starts (see
+	// splitSessionCounts).
+	CountFrom []byte
 }
 
 type overlayVal struct {
@@ -90,7 +93,7 @@ func (a *applier) getRecord(key []byte) ([]byte, storage.Meta, bool, error) {
 		ctx, cancel := a.r.s.storageCtx()
 		defer cancel()
 		var err error
-		if b, ok, err = a.r.s.cachedGet(ctx, key); err != nil {
+		if b, ok, err = a.r.s.cachedGetCounted(ctx, key, &a.r.s.metrics.applyReads); err != nil {
 			return nil, storage.Meta{}, false, err
 		}
 		if !ok {
@@ -420,6 +423,9 @@ func (r *Replica) evalLocked(a *applier, cmd *raftmsgpb.Command, ts hlc.Timestam
 			n, err := a.delRange(start, end, ts)
 			if err != nil {
 				return nil, err
+			}
+			if res.CountFrom == nil {
+				res.CountFrom = start
 			}
 			res.Count += uint64(n)
 		}

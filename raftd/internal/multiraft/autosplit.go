@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
@@ -131,8 +132,54 @@ type loadStats struct {
 	rng    *rand.Rand
 }
 
-// noteRequest counts a request for key served by this replica (leader).
+// loadWindow is how many whole seconds a leader's request rate spans
+// (ReplicaStatus.requests_per_sec).
+const loadWindow = 10
+
+// loadMeter counts requests per second of the clock in a ring of
+// loadWindow+1 slots (the seconds of the window and the current one),
+// without locks: a slot is claimed for its second by a compare-and-swap
+// of its second, then zeroed. A request counted by another goroutine
+// between the two can be lost; the rate is an estimate.
+type loadMeter struct {
+	slots [loadWindow + 1]struct {
+		sec atomic.Int64
+		n   atomic.Uint64
+	}
+}
+
+// add counts one request at now.
+func (m *loadMeter) add(now time.Time) {
+	sec := now.Unix()
+	s := &m.slots[sec%int64(len(m.slots))]
+	if old := s.sec.Load(); old != sec && s.sec.CompareAndSwap(old, sec) {
+		s.n.Store(0)
+	}
+	s.n.Add(1)
+}
+
+// rate returns the requests per second over the loadWindow whole seconds
+// before now's.
+func (m *loadMeter) rate(now time.Time) float64 {
+	cur := now.Unix()
+	var n uint64
+	for i := range m.slots {
+		s := &m.slots[i]
+		if sec := s.sec.Load(); sec < cur && sec >= cur-loadWindow {
+			n += s.n.Load()
+		}
+	}
+	return float64(n) / loadWindow
+}
+
+// RequestsPerSec returns the key requests this replica served as leader
+// per second over the last loadWindow whole seconds.
+func (r *Replica) RequestsPerSec() float64 { return r.meter.rate(time.Now()) }
+
+// noteRequest counts a request for key served by this replica (leader):
+// in its request rate, and, with splits by load, in the window's load.
 func (r *Replica) noteRequest(key []byte) {
+	r.meter.add(time.Now())
 	if r.s.cfg.SplitQPS <= 0 {
 		return
 	}

@@ -147,9 +147,14 @@ func retryable(err error) bool {
 
 // do runs f against live nodes in turn until it succeeds or fails for good.
 func (c *testCluster) do(ctx context.Context, f func(ctx context.Context, s *Store) error) error {
+	return c.doOn(ctx, c.ids, f)
+}
+
+// doOn is do on the nodes ids only.
+func (c *testCluster) doOn(ctx context.Context, ids []uint64, f func(ctx context.Context, s *Store) error) error {
 	var err error
 	for i := 0; ; i++ {
-		id := c.ids[i%len(c.ids)]
+		id := ids[i%len(ids)]
 		s := c.store(id)
 		if s == nil {
 			continue

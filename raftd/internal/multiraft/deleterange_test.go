@@ -281,3 +281,67 @@ func BenchmarkDeleteRangeOfAMillionKeys(b *testing.B) {
 	}
 	b.ReportMetric(float64(lim.largest.Load()), "largest-write-bytes")
 }
+
+// TestDeleteRangeRetryAfterSplitCountsOnce: a DeleteRange whose answer
+// was lost is retried (same session write) after its range split, once
+// and twice, and after a split inside its span: every retry answers the
+// count of the first attempt, nothing more is deleted, and writes after
+// it stand. Before each side of a split kept the whole count, a retry
+// visiting both added it once per side.
+func TestDeleteRangeRetryAfterSplitCountsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		start, end string
+		splits     []string
+		want       uint64
+	}{
+		{"span across the split", "k00", "k20", []string{"k10"}, 20},
+		{"span starting right of the split", "k12", "k20", []string{"k10"}, 8},
+		{"span ending left of the split", "k02", "k07", []string{"k10"}, 5},
+		{"two splits inside the span", "k03", "", []string{"k10", "k15"}, 17},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, 3, &kvpb.InitRequest{})
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			for i := range 20 {
+				if err := c.put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sess := session(9, 1, 1, c.now())
+			del := func() (uint64, error) {
+				var resp *kvpb.DeleteRangeResponse
+				err := c.do(ctx, func(ctx context.Context, s *Store) error {
+					var err error
+					resp, err = s.DeleteRange(ctx, &kvpb.DeleteRangeRequest{Header: hdr(sess), Start: []byte(tc.start), End: []byte(tc.end)})
+					return err
+				})
+				return resp.GetDeleted(), err
+			}
+			first, err := del()
+			if err != nil || first != tc.want {
+				t.Fatalf("DeleteRange = %d, %v; want %d", first, err, tc.want)
+			}
+			// Written after the delete: a retry that applied again would
+			// delete it.
+			if err := c.put(ctx, tc.start, "after"); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range tc.splits {
+				if _, err := c.split(ctx, k); err != nil {
+					t.Fatalf("split at %s: %v", k, err)
+				}
+				for range 2 {
+					n, err := del()
+					if err != nil || n != first {
+						t.Fatalf("retry after the split at %s = %d, %v; want the first count %d", k, n, err, first)
+					}
+				}
+			}
+			if v, _, err := c.get(ctx, tc.start); err != nil || v != "after" {
+				t.Fatalf("%s = %q, %v after the retries; want the write after the delete", tc.start, v, err)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -198,27 +199,14 @@ func (s *Store) lookup(ctx context.Context, key []byte) (*kvpb.RangeDescriptor, 
 }
 
 // metaDescriptors reads every descriptor: from the local meta replica, or
-// from a node that has one.
+// from a node that has one. Both may be behind (a paused or cut-off
+// node's meta replica serves its past): for routing, where a stale
+// descriptor is refused (RangeKeyMismatch) and looked up again, and for
+// replica GC, which acts only on a newer descriptor. Clients get
+// linearizableDescriptors unless they ask for stale reads.
 func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
 	if s.Replica(MetaRangeID) != nil {
-		start, end := storage.MetaSpan()
-		kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{})
-		if err != nil {
-			return nil, err
-		}
-		out := make([]*kvpb.RangeDescriptor, 0, len(kvs))
-		for _, kv := range kvs {
-			_, v, err := storage.DecodeValue(kv.Value)
-			if err != nil {
-				return nil, err
-			}
-			d := &kvpb.RangeDescriptor{}
-			if err := proto.Unmarshal(v, d); err != nil {
-				return nil, fmt.Errorf("kv: decode descriptor: %w", err)
-			}
-			out = append(out, d)
-		}
-		return out, nil
+		return s.localMetaDescriptors(ctx)
 	}
 	var lastErr error = bus.Errorf(bus.CodeUnavailable, "kv: no node with the meta range known")
 	for node := range s.Nodes() {
@@ -226,7 +214,84 @@ func (s *Store) metaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, e
 			continue
 		}
 		resp := &kvpb.DescriptorsResponse{}
-		if err := s.d.Forwarder.Forward(ctx, node, MethodDescriptors, &kvpb.DescriptorsRequest{Header: &kvpb.Header{Forwarded: true}}, resp); err != nil {
+		req := &kvpb.DescriptorsRequest{Header: &kvpb.Header{Forwarded: true, ReadConsistency: kvpb.ReadConsistency_READ_CONSISTENCY_STALE}}
+		if err := s.d.Forwarder.Forward(ctx, node, MethodDescriptors, req, resp); err != nil {
+			lastErr = err
+			continue
+		}
+		return resp.GetDescriptors(), nil
+	}
+	return nil, lastErr
+}
+
+// localMetaDescriptors reads every descriptor from the local meta
+// replica's state, as applied.
+func (s *Store) localMetaDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, error) {
+	start, end := storage.MetaSpan()
+	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*kvpb.RangeDescriptor, 0, len(kvs))
+	for _, kv := range kvs {
+		_, v, err := storage.DecodeValue(kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		d := &kvpb.RangeDescriptor{}
+		if err := proto.Unmarshal(v, d); err != nil {
+			return nil, fmt.Errorf("kv: decode descriptor: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// linearizableDescriptors reads every descriptor at the meta range's
+// leader, after its read barrier (a lease, or ReadIndex): the answer
+// holds every split and replica change recorded in meta before the
+// call. A node that does not lead meta forwards to the leader it knows,
+// then to the other nodes (those without a meta replica refuse with
+// Unavailable, those that do not lead it with NotLeader and their hint,
+// which forward follows).
+func (s *Store) linearizableDescriptors(ctx context.Context, h *kvpb.Header) ([]*kvpb.RangeDescriptor, error) {
+	if !s.Initialized() {
+		return nil, bus.WithReason(bus.CodeUnavailable, kvpb.ReasonNotInitialized, "kv: cluster not initialized")
+	}
+	r := s.Replica(MetaRangeID)
+	if r != nil && r.IsLeader() && r.applied.Load() > 0 {
+		if err := s.wireErr(r.ReadBarrier(ctx)); err != nil {
+			return nil, err
+		}
+		return s.localMetaDescriptors(ctx)
+	}
+	var leader uint64
+	if r != nil {
+		leader = r.LeaderNode()
+	}
+	if h.GetForwarded() {
+		if r == nil {
+			return nil, bus.Errorf(bus.CodeUnavailable, "kv: no meta replica on this node")
+		}
+		return nil, bus.NotLeader(s.NodeAddr(leader))
+	}
+	var nodes []uint64
+	if leader != 0 && leader != s.d.NodeID {
+		nodes = append(nodes, leader)
+	}
+	for node := range s.Nodes() {
+		if node != s.d.NodeID && node != leader {
+			nodes = append(nodes, node)
+		}
+	}
+	var lastErr error = bus.Errorf(bus.CodeUnavailable, "kv: no node with the meta range known")
+	fr := &kvpb.DescriptorsRequest{Header: forwardedHeader(h)}
+	for _, node := range nodes {
+		if !s.nodeLive(node) {
+			continue
+		}
+		resp := &kvpb.DescriptorsResponse{}
+		if err := s.forward(ctx, target{node: node}, MethodDescriptors, fr, resp); err != nil {
 			lastErr = err
 			continue
 		}
@@ -351,8 +416,17 @@ func (s *Store) readValue(ctx context.Context, key []byte) (*kvpb.Value, bool, e
 
 // cachedGet returns key's engine value, through the value cache.
 func (s *Store) cachedGet(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return s.cachedGetCounted(ctx, key, nil)
+}
+
+// cachedGetCounted is cachedGet, adding one to reads (if not nil) when
+// it reads the engine.
+func (s *Store) cachedGetCounted(ctx context.Context, key []byte, reads *atomic.Uint64) ([]byte, bool, error) {
 	if b, found, hit := s.vcache.get(key); hit {
 		return b, found, nil
+	}
+	if reads != nil {
+		reads.Add(1)
 	}
 	var epoch uint64
 	if s.vcache != nil {
@@ -1031,12 +1105,25 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 }
 
 // Descriptors returns the descriptors overlapping [start, end) and the
-// leaders this node knows.
+// leaders this node knows. They are linearizable (read at the meta
+// range's leader after its read barrier) unless the header asks for a
+// stale read: then this node's meta replica answers as it is (or, without
+// one, any node's), faster and without the meta leader, but possibly
+// without the latest splits and replica changes.
 func (s *Store) Descriptors(ctx context.Context, req *kvpb.DescriptorsRequest) (*kvpb.DescriptorsResponse, error) {
-	if req.GetHeader().GetForwarded() && s.Replica(MetaRangeID) == nil {
-		return nil, bus.Errorf(bus.CodeUnavailable, "kv: no meta replica on this node")
+	h := req.GetHeader()
+	var (
+		descs []*kvpb.RangeDescriptor
+		err   error
+	)
+	if h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE {
+		if h.GetForwarded() && s.Replica(MetaRangeID) == nil {
+			return nil, bus.Errorf(bus.CodeUnavailable, "kv: no meta replica on this node")
+		}
+		descs, err = s.allDescriptors(ctx)
+	} else {
+		descs, err = s.linearizableDescriptors(ctx, h)
 	}
-	descs, err := s.allDescriptors(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -1072,6 +1159,7 @@ func (s *Store) Ranges(ctx context.Context, _ *kvpb.RangesRequest) (*kvpb.Ranges
 			} else {
 				s.log.Debug("approximate size of a range", slog.Uint64("range", r.rangeID), slog.Any("error", err))
 			}
+			st.RequestsPerSec = r.RequestsPerSec()
 		}
 		out.Replicas = append(out.Replicas, st)
 	}

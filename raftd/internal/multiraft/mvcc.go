@@ -187,6 +187,8 @@ func (s *Store) startVersionGC() {
 // a time, pausing after each page as long as it took. It returns how many
 // it removed.
 func (s *Store) collectVersions(ctx context.Context) (int, error) {
+	s.metrics.versionGCRunning.Store(1)
+	defer s.metrics.versionGCRunning.Store(0)
 	thr := s.gcThreshold()
 	total := 0
 	for _, r := range s.Replicas() {
@@ -198,7 +200,7 @@ func (s *Store) collectVersions(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("range %d: %w", r.rangeID, err)
 		}
 	}
-	s.metrics.versionsCollected.Add(uint64(total))
+	s.metrics.versionGCRounds.Add(1)
 	return total, nil
 }
 
@@ -266,6 +268,7 @@ func (s *Store) collectSpan(ctx context.Context, vstart, vend []byte, thr hlc.Ti
 				return removed, err
 			}
 			removed += len(ops)
+			s.metrics.versionsCollected.Add(uint64(len(ops)))
 		}
 		if last {
 			return removed, nil

@@ -284,6 +284,10 @@ func TestVersionGCKeepsWhatReadsNeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameReads(t, "after collection", want, c.readsAt(t, keys, ats))
+	if st := s.Stats(); st.VersionsCollected != uint64(removed) || st.VersionGCRounds != 1 || st.VersionGCRunning != 0 {
+		t.Errorf("stats: %d versions collected in %d rounds (running %d); want %d in 1 (running 0)",
+			st.VersionsCollected, st.VersionGCRounds, st.VersionGCRunning, removed)
+	}
 	left := c.versionsOf(1)
 	if removed == 0 || len(left) != len(all)-removed {
 		had := map[string]bool{}

@@ -113,26 +113,40 @@ type readyWork struct {
 	sync      bool
 	sentEarly bool
 	done      []doneProposal
+	// fetch are the keys the appended entries' writes will read when
+	// applied and the value cache lacks (Store.prefetch).
+	fetch [][]byte
 }
 
 // Replica is this node's replica of one range: a RawNode, its log and its
 // state machine. All raft state is guarded by mu and touched only by the
 // store's scheduler rounds; callers hand work in through the inbox.
 type Replica struct {
-	s       *Store
-	rangeID uint64
-	log     *slog.Logger
+	s *Store
+	// fetching is the last prefetch that read keys of this replica's
+	// appended entries (Store.prefetch); its apply waits for it if it
+	// needs one of them.
+	fetching atomic.Pointer[cacheRead]
+	rangeID  uint64
+	log      *slog.Logger
 
 	noVotesUntil   time.Time
 	campaignOnTick bool
 	// holdTicks is how many store ticks a newly bootstrapped replica lets
 	// pass before its raft timers start (staggered first campaigns, see
 	// Config.BootstrapCampaignsPerTick). Only the ticker touches it.
-	holdTicks  int
-	desc       atomic.Pointer[kvpb.RangeDescriptor]
-	quiesced   atomic.Bool
-	isLeader   atomic.Bool
-	leaderNode atomic.Uint64
+	holdTicks int
+	desc      atomic.Pointer[kvpb.RangeDescriptor]
+	quiesced  atomic.Bool
+	isLeader  atomic.Bool
+	// heardLeader is set by a round that stepped an append or heartbeat
+	// from the range's leader, and taken by the next tick; tickSkippable
+	// tells whether the replica's last round left it a follower with
+	// nothing a tick would time out (proposals, reads, a campaign). Such
+	// a tick is skipped (see tick).
+	heardLeader, tickSkippable atomic.Bool
+	ticksSkipped               atomic.Uint64
+	leaderNode                 atomic.Uint64
 	// lastLeader is the last non-zero leader node seen (events.go).
 	lastLeader atomic.Uint64
 	applied    atomic.Uint64
@@ -153,6 +167,9 @@ type Replica struct {
 	// load counts and samples the requests a leader serves (splits by
 	// load, autosplit.go).
 	load loadStats
+	// meter counts the requests it serves as leader per second
+	// (ReplicaStatus.requests_per_sec).
+	meter loadMeter
 	// destroyed is set once the replica is removed from this node.
 	destroyed atomic.Bool
 	// metaGen is the highest generation of this range known to be
@@ -407,6 +424,17 @@ func (r *Replica) tick(live map[uint64]bool) bool {
 		r.in.Unlock()
 		return true
 	}
+	if r.heardLeader.Swap(false) && r.tickSkippable.Load() {
+		// A follower that heard from its leader since the last tick: the
+		// append or heartbeat restarted its election timer, so this tick
+		// would only cost the replica a pass of its own (with many busy
+		// ranges, most of a follower's passes). Its timer runs at most a
+		// tick behind for it, which makes it refuse votes a little
+		// longer: the safe side for leases.
+		r.s.metrics.ticksSkipped.Add(1)
+		r.ticksSkipped.Add(1)
+		return false
+	}
 	r.in.Lock()
 	r.in.ticks = 1
 	r.in.Unlock()
@@ -474,7 +502,7 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		}
 		r.mu.pendingSnaps[idx] = sn
 	}
-	var appended uint64
+	var appended, heardFrom uint64
 	for i, m := range msgs {
 		if m.msg.GetType() == raftpb.MsgApp {
 			// At most MaxRangeRoundBytes of appended entries per round
@@ -501,6 +529,9 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 			r.mu.heartbeatResps[m.msg.GetFrom()] = true
 		}
 		_ = rn.Step(m.msg)
+		if t := m.msg.GetType(); t == raftpb.MsgApp || t == raftpb.MsgHeartbeat {
+			heardFrom = m.msg.GetFrom()
+		}
 		if m.quiesce {
 			r.maybeQuiesceFollowerLocked(m.msg)
 		}
@@ -547,6 +578,14 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 		r.mu.ticks++
 		r.onTickLocked()
 	}
+	if st := rn.BasicStatus(); st.RaftState == raft.StateFollower {
+		r.tickSkippable.Store(len(r.mu.pending) == 0 && len(r.mu.readsIssued) == 0 && !r.campaignOnTick)
+		if heardFrom != 0 && heardFrom == st.Lead {
+			r.heardLeader.Store(true)
+		}
+	} else {
+		r.tickSkippable.Store(false)
+	}
 	if !rn.HasReady() {
 		r.maybeQuiesceLeaderLocked(out)
 		return nil, nil
@@ -575,6 +614,11 @@ func (r *Replica) readyWorkLocked(out *outbox, rd raft.Ready, snapOps []storage.
 		return nil, err
 	}
 	w.ops = append(w.ops, ops...)
+	var applying uint64
+	if n := len(rd.CommittedEntries); n > 0 {
+		applying = rd.CommittedEntries[n-1].GetIndex()
+	}
+	w.fetch = r.s.fetchKeys(rd.Entries, applying)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		op, err := r.mu.log.hardStateOp(rd.HardState)
 		if err != nil {

@@ -246,6 +246,10 @@ func answerOf(seq uint64, res *Result) sessionAnswer {
 		b = protowire.AppendTag(b, 7, protowire.VarintType)
 		b = protowire.AppendVarint(b, seq)
 	}
+	if res.Count != 0 && len(res.CountFrom) > 0 {
+		b = protowire.AppendTag(b, 8, protowire.BytesType)
+		b = protowire.AppendBytes(b, res.CountFrom)
+	}
 	return sessionAnswer{seq: seq, enc: b}
 }
 
@@ -269,6 +273,9 @@ func appendTimestamp(b []byte, num protowire.Number, ts hlc.Timestamp) []byte {
 // responseOf is the SessionResponse of res, seq's result.
 func responseOf(seq uint64, res *Result) *raftmsgpb.SessionResponse {
 	a := &raftmsgpb.SessionResponse{Seq: seq, Timestamp: res.Timestamp.Proto(), Failed: !res.Succeeded, Current: res.Current, Count: res.Count}
+	if res.Count != 0 && len(res.CountFrom) > 0 {
+		a.CountFrom = res.CountFrom
+	}
 	if !res.Succeeded {
 		a.FailedOp = uint32(res.FailedOp)
 	}
@@ -288,7 +295,7 @@ func resultOf(ans sessionAnswer, n int) (*Result, error) {
 	}
 	ts, _ := hlc.FromProto(a.GetTimestamp())
 	res := &Result{Timestamp: ts, Succeeded: !a.GetFailed(), FailedOp: int(a.GetFailedOp()), Current: a.GetCurrent(),
-		Deleted: make([]bool, n), Count: a.GetCount()}
+		Deleted: make([]bool, n), Count: a.GetCount(), CountFrom: a.GetCountFrom()}
 	for _, i := range a.GetDeleted() {
 		if int(i) < n {
 			res.Deleted[i] = true
@@ -519,4 +526,83 @@ func sessionRecordsOf(rangeID uint64, kvs []storage.KV) ([]sessionRecord, error)
 		recs = append(recs, sessionRecord{id: id, value: kv.Value})
 	}
 	return recs, nil
+}
+
+// splitCounts returns the session's answers for the right side of a split
+// at key, and keeps the left side's in s: a DeleteRange's count stays on
+// the side holding the start of the span it covers (count_from) and is 0
+// on the other. A retry of the DeleteRange visits both sides, so it counts
+// each deleted key once, as the first attempt did; copied whole to both
+// sides, the count was added once per side. Answers without a count are
+// the same on both sides. changed says whether s's answers changed, and
+// grew by how many bytes its size did.
+func (s *clientSession) splitCounts(key []byte) (right []sessionAnswer, changed bool, grew int, err error) {
+	left, right := s.answers, s.answers
+	rightCopied := false
+	for i, a := range s.answers {
+		count, from, err := answerCount(a.enc)
+		if err != nil {
+			return nil, false, 0, fmt.Errorf("session answer %d: %w", a.seq, err)
+		}
+		if count == 0 {
+			continue
+		}
+		zero, err := withoutCount(a)
+		if err != nil {
+			return nil, false, 0, err
+		}
+		if bytes.Compare(from, key) >= 0 {
+			if !changed {
+				left, changed = slices.Clone(s.answers), true
+			}
+			left[i] = zero
+			grew += zero.size() - a.size()
+			continue
+		}
+		if !rightCopied {
+			right, rightCopied = slices.Clone(s.answers), true
+		}
+		right[i] = zero
+	}
+	s.answers = left
+	s.bytes += grew
+	return right, changed, grew, nil
+}
+
+// answerCount reads an encoded answer's count and count_from.
+func answerCount(enc []byte) (count uint64, from []byte, err error) {
+	for len(enc) > 0 {
+		num, typ, n := protowire.ConsumeTag(enc)
+		if n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		enc = enc[n:]
+		switch {
+		case num == 6 && typ == protowire.VarintType:
+			count, n = protowire.ConsumeVarint(enc)
+		case num == 8 && typ == protowire.BytesType:
+			from, n = protowire.ConsumeBytes(enc)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, enc)
+		}
+		if n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		enc = enc[n:]
+	}
+	return count, from, nil
+}
+
+// withoutCount returns a with its count (and count_from) removed.
+func withoutCount(a sessionAnswer) (sessionAnswer, error) {
+	m := &raftmsgpb.SessionResponse{}
+	if err := proto.Unmarshal(a.enc, m); err != nil {
+		return sessionAnswer{}, fmt.Errorf("session answer %d: %w", a.seq, err)
+	}
+	m.Count, m.CountFrom = 0, nil
+	enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return sessionAnswer{}, err
+	}
+	return sessionAnswer{seq: a.seq, enc: enc}, nil
 }

@@ -110,6 +110,7 @@ func TestSessionRecordEncoding(t *testing.T) {
 		{Timestamp: hlc.Timestamp{WallTime: 10}, Current: &kvpb.Value{Timestamp: hlc.Timestamp{WallTime: 3, Logical: -1}.Proto()}},
 		{Timestamp: hlc.Timestamp{}, Succeeded: true},
 		{Timestamp: hlc.Timestamp{WallTime: 9}, Succeeded: true, Count: 12},
+		{Timestamp: hlc.Timestamp{WallTime: 11}, Succeeded: true, Count: 5, CountFrom: []byte("k10")},
 	} {
 		seq := uint64(4 + len(s.answers))
 		a := answerOf(seq, res)
@@ -122,7 +123,7 @@ func TestSessionRecordEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if back.Timestamp != res.Timestamp || back.Succeeded != res.Succeeded || back.Count != res.Count || back.FailedOp != res.FailedOp ||
+		if back.Timestamp != res.Timestamp || back.Succeeded != res.Succeeded || back.Count != res.Count || !bytes.Equal(back.CountFrom, res.CountFrom) || back.FailedOp != res.FailedOp ||
 			!proto.Equal(back.Current, res.Current) || (len(res.Deleted) == 2 && back.Deleted[1] != res.Deleted[1]) {
 			t.Errorf("answer %d decodes to %+v; want %+v", seq, back, res)
 		}

@@ -220,9 +220,20 @@ func (r *Replica) applySplitLocked(a *applier, t *raftmsgpb.SplitTrigger) (refus
 		}
 	}
 	// Every session record goes to both sides: a session's next write may
-	// go to either.
+	// go to either. A DeleteRange's count stays with one side only
+	// (splitCounts).
 	for id, cs := range r.mu.sessions.m {
-		ops = append(ops, storage.Put(storage.Raft, storage.SessionKey(right.GetRangeId(), id[:]), cs.appendRecord(nil)))
+		rightAnswers, changed, grew, err := cs.splitCounts(right.GetStartKey())
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			r.mu.sessions.bytes += grew
+			a.touchSession(id)
+		}
+		rc := *cs
+		rc.answers = rightAnswers
+		ops = append(ops, storage.Put(storage.Raft, storage.SessionKey(right.GetRangeId(), id[:]), rc.appendRecord(nil)))
 	}
 	lb, err := proto.Marshal(left)
 	if err != nil {

@@ -130,6 +130,8 @@ type Store struct {
 type storeMetrics struct {
 	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
 	carriedRounds                               atomic.Uint64
+	prefetchReads, applyReads                   atomic.Uint64
+	ticksSkipped                                atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
 	closedReads                                 atomic.Uint64
@@ -139,8 +141,11 @@ type storeMetrics struct {
 	proposalsDropped                            atomic.Uint64
 	sessionRepeats, sessionRefusals             atomic.Uint64
 	sessionsForgotten                           atomic.Uint64
-	// versionsCollected counts the versions collection removed (mvcc.go).
-	versionsCollected atomic.Uint64
+	// versionsCollected counts the versions collection removed (mvcc.go);
+	// versionGCRounds its completed rounds; versionGCRunning is 1 during
+	// one.
+	versionsCollected, versionGCRounds atomic.Uint64
+	versionGCRunning                   atomic.Int64
 	// diskRefusals counts round writes refused for want of space;
 	// heldReplicas the replicas holding one (disk.go).
 	diskRefusals atomic.Uint64
@@ -659,6 +664,7 @@ func (s *Store) round(ids []uint64) error {
 	}
 	errs := make([]error, len(reps))
 	carried := early.peerMessages()
+	s.prefetchInboxes(reps)
 	s.parallel(len(reps), func(i int) { works[i], errs[i] = reps[i].phase1(early) })
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -670,6 +676,7 @@ func (s *Store) round(ids []uint64) error {
 	if err := s.writeWorks(reps, works); err != nil {
 		return err
 	}
+	s.prefetch(reps, works)
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
 			errs[i] = reps[i].phase2(works[i], late)
@@ -885,6 +892,15 @@ type Stats struct {
 	// CarriedRounds counts rounds whose late messages went out with the
 	// next round's early ones (Store.round).
 	CarriedRounds uint64
+	// PrefetchReads counts the engine reads a round started for the
+	// records its appended entries' writes will build on (one MultiGet a
+	// round, off the apply path; or before its phase1, for the entries
+	// that arrived with their commit); ApplyReads the engine reads an apply
+	// pass still made itself (a Get or MultiGet on its path).
+	PrefetchReads, ApplyReads uint64
+	// TicksSkipped counts the ticks of followers that had heard from
+	// their leader since the tick before (Replica.tick).
+	TicksSkipped uint64
 	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
 	ValueCacheHits, ValueCacheMisses uint64
 	// InboxDrops counts raft messages dropped on a full replica inbox.
@@ -929,6 +945,11 @@ type Stats struct {
 	// AutoSplits counts the splits this node started because a range it
 	// leads outgrew SplitBytes or SplitQPS; LoadSplits those by load.
 	AutoSplits, LoadSplits uint64
+	// VersionsCollected counts the versions version collection removed;
+	// VersionGCRounds its rounds completed over every local replica;
+	// VersionGCRunning is 1 while a round runs.
+	VersionsCollected, VersionGCRounds uint64
+	VersionGCRunning                   int64
 }
 
 // Stats returns scheduler counters.
@@ -938,7 +959,7 @@ func (s *Store) Stats() Stats {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
-		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ClosedReads: s.metrics.closedReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
@@ -946,7 +967,8 @@ func (s *Store) Stats() Stats {
 		SessionRepeats: s.metrics.sessionRepeats.Load(), SessionRefusals: s.metrics.sessionRefusals.Load(), SessionsForgotten: s.metrics.sessionsForgotten.Load(),
 		DiskRefusals: s.metrics.diskRefusals.Load(), HeldReplicas: s.metrics.heldReplicas.Load(),
 		Splits: s.metrics.splits.Load(), ReplicaChanges: s.metrics.replicaChanges.Load(), ReplicasRemoved: s.metrics.replicasGCd.Load(),
-		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load()}
+		AutoSplits: s.metrics.autoSplits.Load(), LoadSplits: s.metrics.loadSplits.Load(),
+		VersionsCollected: s.metrics.versionsCollected.Load(), VersionGCRounds: s.metrics.versionGCRounds.Load(), VersionGCRunning: s.metrics.versionGCRunning.Load()}
 	for _, r := range s.Replicas() {
 		st.Sessions += r.sessionCount.Load()
 		st.SessionBytes += r.sessionBytes.Load()

@@ -76,3 +76,40 @@ func TestStaggeredBootstrapElects(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFollowersSkipTicksWhileHearingFromLeader checks that followers
+// that hear from their leader skip their ticks (the leader never does),
+// and that once the leader is gone they tick again and elect another.
+func TestFollowersSkipTicksWhileHearingFromLeader(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "x"); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.leaderOf(2)
+	skipped := map[uint64]uint64{}
+	for _, id := range c.ids {
+		skipped[id] = c.store(id).Replica(2).ticksSkipped.Load()
+	}
+	// Writes for 30 ticks or more: appends and heartbeats keep coming.
+	for i := 0; c.store(leader).ticks.Load() < 30 || i < 10; i++ {
+		if err := c.put(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range c.ids {
+		n := c.store(id).Replica(2).ticksSkipped.Load() - skipped[id]
+		switch {
+		case id == leader && n != 0:
+			t.Errorf("leader node %d skipped %d ticks; want none", id, n)
+		case id != leader && n == 0:
+			t.Errorf("follower node %d skipped no tick while hearing from its leader", id)
+		}
+	}
+	c.stop(leader)
+	waitFor(t, 10*time.Second, "a follower to take over the range", func() bool {
+		l := c.leaderOf(2)
+		return l != 0 && l != leader
+	})
+}

@@ -32,6 +32,9 @@ type valueCache struct {
 	mu    sync.RWMutex
 	m     map[string][]byte
 	bytes int
+	// reads are the prefetches in flight (startRead): a data write to
+	// one of their keys marks it stale, so their fill skips it.
+	reads map[*cacheRead]struct{}
 
 	hits, misses atomic.Uint64
 }
@@ -103,6 +106,89 @@ func (c *valueCache) setLocked(k string, v []byte) {
 	}
 }
 
+// cacheRead is a read of several keys that fills the cache when it
+// returns, whatever other data writes completed meanwhile: only the keys
+// such a write touched are left out (fill, by contrast, gives up on any
+// write since its epoch, which under a steady write load is most of them).
+type cacheRead struct {
+	// want is the set of keys read; fixed once started, read without the
+	// cache's lock.
+	want map[string]struct{}
+	// done is closed when the read has filled the cache (or failed).
+	done chan struct{}
+	// stale are the keys written since the read started, all whether
+	// the cache was cleared; both under the cache's lock.
+	stale map[string]struct{}
+	all   bool
+}
+
+// startRead registers a read of keys; finishRead must follow.
+func (c *valueCache) startRead(keys [][]byte) *cacheRead {
+	rd := &cacheRead{want: make(map[string]struct{}, len(keys)), done: make(chan struct{})}
+	for _, k := range keys {
+		rd.want[string(k)] = struct{}{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reads == nil {
+		c.reads = map[*cacheRead]struct{}{}
+	}
+	c.reads[rd] = struct{}{}
+	return rd
+}
+
+// finishRead fills the cache with what rd found (values[i] and found[i]
+// for keys[i]; none if err), except the keys written since it started,
+// and closes rd.done.
+func (c *valueCache) finishRead(rd *cacheRead, keys, values [][]byte, found []bool, err error) {
+	defer close(rd.done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.reads, rd)
+	if err != nil || rd.all {
+		return
+	}
+	for i, k := range keys {
+		if _, stale := rd.stale[string(k)]; stale {
+			continue
+		}
+		v := values[i]
+		if !found[i] {
+			v = nil
+		} else {
+			v = bytes.Clone(v)
+		}
+		c.setLocked(string(k), v)
+	}
+}
+
+// staleLocked marks key written for the reads in flight that want it.
+func (c *valueCache) staleLocked(key []byte) {
+	for rd := range c.reads {
+		if _, ok := rd.want[string(key)]; ok {
+			if rd.stale == nil {
+				rd.stale = map[string]struct{}{}
+			}
+			rd.stale[string(key)] = struct{}{}
+		}
+	}
+}
+
+// staleSpanLocked marks the keys of [start, end) (nil end: unbounded)
+// written for the reads in flight.
+func (c *valueCache) staleSpanLocked(start, end []byte) {
+	for rd := range c.reads {
+		for k := range rd.want {
+			if k >= string(start) && (end == nil || k < string(end)) {
+				if rd.stale == nil {
+					rd.stale = map[string]struct{}{}
+				}
+				rd.stale[k] = struct{}{}
+			}
+		}
+	}
+}
+
 // applyWrite brings the cache in line with an engine write that has
 // returned: written keys take their new values (a write makes a key hot),
 // deleted keys that were cached become absent, a deleted span is dropped.
@@ -129,12 +215,15 @@ func (c *valueCache) applyWrite(ops []storage.Op) {
 		}
 		switch op.Kind {
 		case storage.OpPut:
+			c.staleLocked(op.Key)
 			c.setLocked(string(op.Key), bytes.Clone(op.Value))
 		case storage.OpDelete:
+			c.staleLocked(op.Key)
 			if _, ok := c.m[string(op.Key)]; ok {
 				c.setLocked(string(op.Key), nil)
 			}
 		case storage.OpDeleteRange:
+			c.staleSpanLocked(op.Key, op.End)
 			for k, v := range c.m {
 				if k >= string(op.Key) && (op.End == nil || k < string(op.End)) {
 					delete(c.m, k)
@@ -155,4 +244,7 @@ func (c *valueCache) clear() {
 	c.epoch.Add(1)
 	clear(c.m)
 	c.bytes = 0
+	for rd := range c.reads {
+		rd.all = true
+	}
 }

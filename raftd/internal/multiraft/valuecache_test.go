@@ -1,6 +1,7 @@
 package multiraft
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -61,6 +62,58 @@ func TestValueCache(t *testing.T) {
 				epoch := c.epoch.Load()
 				c.clear()
 				c.fill(epoch, []byte("b"), []byte("old"), true)
+			}, key: "a"},
+			{key: "b"},
+		}},
+		{"a started read fills every key no write touched meanwhile, absence too", []step{
+			{do: func(c *valueCache) {
+				keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+				rd := c.startRead(keys)
+				c.applyWrite([]storage.Op{storage.Put(storage.Data, []byte("x"), []byte("other"))})
+				c.finishRead(rd, keys, [][]byte{[]byte("1"), nil, []byte("3")}, []bool{true, false, true}, nil)
+			}, key: "a", wantHit: true, wantFound: true, wantValue: "1"},
+			{key: "b", wantHit: true},
+			{key: "c", wantHit: true, wantFound: true, wantValue: "3"},
+		}},
+		{"a started read leaves out a key put meanwhile", []step{
+			{do: func(c *valueCache) {
+				keys := [][]byte{[]byte("a"), []byte("b")}
+				rd := c.startRead(keys)
+				c.applyWrite([]storage.Op{storage.Put(storage.Data, []byte("a"), []byte("new"))})
+				c.finishRead(rd, keys, [][]byte{[]byte("stale"), []byte("2")}, []bool{true, true}, nil)
+			}, key: "a", wantHit: true, wantFound: true, wantValue: "new"},
+			{key: "b", wantHit: true, wantFound: true, wantValue: "2"},
+		}},
+		{"a started read leaves out a key deleted meanwhile", []step{
+			{do: func(c *valueCache) {
+				keys := [][]byte{[]byte("a")}
+				rd := c.startRead(keys)
+				c.applyWrite([]storage.Op{storage.Delete(storage.Data, []byte("a"))})
+				c.finishRead(rd, keys, [][]byte{[]byte("stale")}, []bool{true}, nil)
+			}, key: "a"},
+		}},
+		{"a started read leaves out the keys of a span deleted meanwhile", []step{
+			{do: func(c *valueCache) {
+				keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+				rd := c.startRead(keys)
+				c.applyWrite([]storage.Op{storage.DeleteRange(storage.Data, []byte("b"), []byte("c"))})
+				c.finishRead(rd, keys, [][]byte{[]byte("1"), []byte("stale"), []byte("3")}, []bool{true, true, true}, nil)
+			}, key: "b"},
+			{key: "a", wantHit: true, wantFound: true, wantValue: "1"},
+			{key: "c", wantHit: true, wantFound: true, wantValue: "3"},
+		}},
+		{"a started read fills nothing after a clear, nor after its error", []step{
+			{do: func(c *valueCache) {
+				keys := [][]byte{[]byte("a")}
+				rd := c.startRead(keys)
+				c.clear()
+				c.finishRead(rd, keys, [][]byte{[]byte("stale")}, []bool{true}, nil)
+				rd = c.startRead([][]byte{[]byte("b")})
+				c.finishRead(rd, nil, nil, nil, context.Canceled)
+				if len(c.reads) != 0 {
+					panic("reads still registered")
+				}
+				<-rd.done
 			}, key: "a"},
 			{key: "b"},
 		}},

@@ -24,6 +24,7 @@ func benchCommand(e *env) *cli.Command {
 			benchKVCommand(e),
 			benchMsgCommand(e),
 			benchToolCommand(e, "store", "stored-bench", "compare stored over the bus with its engine in-process"),
+			benchWatchCommand(e),
 			benchWorkflowsCommand(e),
 		},
 	}

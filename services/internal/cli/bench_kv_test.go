@@ -59,3 +59,35 @@ func TestBenchKVUsageErrors(t *testing.T) {
 		t.Errorf("refused runs wrote %d keys", fc.Len())
 	}
 }
+
+func TestBenchWatch(t *testing.T) {
+	fc, conn := fakeRaftd(t, kvclienttest.Options{})
+	out := runOK(t, append(append([]string{"bench", "watch"}, conn...), "--streams", "2", "--watchers-per-stream", "3",
+		"--put-total", "20", "--put-rate", "200", "--output", "json")...)
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	if r["watchers"] != 6.0 || r["events"] != 120.0 || r["missing"] != 0.0 || r["p99_ms"] == nil || r["puts_per_sec"].(float64) <= 0 {
+		t.Errorf("result = %s", out)
+	}
+	if fc.Len() != 1 {
+		t.Errorf("fake holds %d keys; want 1", fc.Len())
+	}
+	out = runOK(t, append(append([]string{"bench", "watch"}, conn...), "--streams", "1", "--watchers-per-stream", "1", "--put-total", "5")...)
+	for _, want := range []string{"1 watchers", "5 puts at 100/s", "EVENTS", "P99.9", "MISSING"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, extra := range [][]string{{"--streams", "0"}, {"--put-rate", "-5"}, {"--val-size", "-1"}, {"--drain", "0s"},
+		{"--streams", "1000", "--watchers-per-stream", "1000"}, {"extra"}} {
+		code, _, errOut := run(t, append(append([]string{"bench", "watch"}, conn...), extra...)...)
+		if code != ExitUsage {
+			t.Errorf("%q: exit %d; want %d (%s)", extra, code, ExitUsage, errOut)
+		}
+	}
+	if fc.Len() != 2 {
+		t.Errorf("the fake holds %d keys after two runs and the refused ones; want 2", fc.Len())
+	}
+}

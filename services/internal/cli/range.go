@@ -67,7 +67,7 @@ func rangeSplitCommand(e *env) *cli.Command {
 				return output.PrintJSON(e.stdout, map[string]rangeDescView{"left": view[0], "right": view[1]})
 			}
 			fmt.Fprintf(e.stdout, "range %d split at %s\n", left.GetRangeId(), enc.brief(key))
-			return printDescs(e, view, nil)
+			return printDescs(e, view, nil, nil)
 		},
 	}
 }
@@ -147,7 +147,7 @@ func changeReplicas(e *env, c *cli.Context, rangeID uint64, ch kvclient.ReplicaC
 	if s.format == "json" {
 		return output.PrintJSON(e.stdout, v)
 	}
-	return printDescs(e, []rangeDescView{v}, nil)
+	return printDescs(e, []rangeDescView{v}, nil, nil)
 }
 
 func rangeTransferCommand(e *env) *cli.Command {
@@ -189,8 +189,10 @@ func descView(d *kvpb.RangeDescriptor) rangeDescView {
 }
 
 // printDescs prints ranges as a table, with each one's leader's raftd
-// address when leaders (range id to address) is not nil.
-func printDescs(e *env, ranges []rangeDescView, leaders map[uint64]string) error {
+// address when leaders (range id to address) is not nil, and its size
+// and load as its leader reports them when loads is not nil (range id to
+// report; "-" for a range whose leader did not answer).
+func printDescs(e *env, ranges []rangeDescView, leaders map[uint64]string, loads map[uint64]leaderLoad) error {
 	var ids []uint64
 	for _, r := range ranges {
 		for _, d := range r.Replicas {
@@ -205,6 +207,9 @@ func printDescs(e *env, ranges []rangeDescView, leaders map[uint64]string) error
 	if leaders != nil {
 		cols = append(cols, "LEADER")
 	}
+	if loads != nil {
+		cols = append(cols, "SIZE", "REQ/S")
+	}
 	t := output.NewTable(e.stdout, cols...)
 	for _, r := range ranges {
 		var reps []string
@@ -218,6 +223,13 @@ func printDescs(e *env, ranges []rangeDescView, leaders map[uint64]string) error
 		row := []string{strconv.FormatUint(r.RangeID, 10), spanString(r.start, r.end), strconv.FormatUint(r.Generation, 10), dash(strings.Join(reps, ","))}
 		if leaders != nil {
 			row = append(row, dash(leaders[r.RangeID]))
+		}
+		if loads != nil {
+			if l, ok := loads[r.RangeID]; ok {
+				row = append(row, humanBytes(l.size), strconv.FormatFloat(l.rate, 'f', 1, 64))
+			} else {
+				row = append(row, "-", "-")
+			}
 		}
 		t.Row(row...)
 	}
@@ -238,6 +250,15 @@ type allRangeView struct {
 	// Size is the leader's estimate of the range's bytes on disk
 	// (absent when no leader answered).
 	Size *uint64 `json:"size,omitempty"`
+	// RequestsPerSec is the key requests the leader served per second
+	// over the last 10 seconds (absent when no leader answered).
+	RequestsPerSec *float64 `json:"requests_per_sec,omitempty"`
+}
+
+// leaderLoad is what a range's leader reports of its size and load.
+type leaderLoad struct {
+	size uint64
+	rate float64
 }
 
 func printAllRanges(e *env, s *kvSession) error {
@@ -245,10 +266,10 @@ func printAllRanges(e *env, s *kvSession) error {
 	if err != nil {
 		return s.explain(err)
 	}
-	// Each range's size comes from its leader: one Ranges call per
-	// leader address; a leader that does not answer leaves its ranges'
-	// sizes out.
-	sizes := map[uint64]uint64{}
+	// Each range's size and load come from its leader: one Ranges call
+	// per leader address; a leader that does not answer leaves its
+	// ranges' out.
+	loads := map[uint64]leaderLoad{}
 	asked := map[string]bool{}
 	for _, addr := range resp.GetLeaders() {
 		if addr == "" || asked[addr] {
@@ -261,7 +282,7 @@ func printAllRanges(e *env, s *kvSession) error {
 		}
 		for _, r := range rr.GetReplicas() {
 			if r.GetRaftState() == "leader" {
-				sizes[r.GetDescriptor_().GetRangeId()] = r.GetApproximateBytes()
+				loads[r.GetDescriptor_().GetRangeId()] = leaderLoad{size: r.GetApproximateBytes(), rate: r.GetRequestsPerSec()}
 			}
 		}
 	}
@@ -271,8 +292,8 @@ func printAllRanges(e *env, s *kvSession) error {
 		dv := descView(d)
 		descs = append(descs, dv)
 		rv := allRangeView{rangeDescView: dv, LeaderAddr: resp.GetLeaders()[d.GetRangeId()]}
-		if n, ok := sizes[d.GetRangeId()]; ok {
-			rv.Size = &n
+		if l, ok := loads[d.GetRangeId()]; ok {
+			rv.Size, rv.RequestsPerSec = &l.size, &l.rate
 		}
 		v.Ranges = append(v.Ranges, rv)
 	}
@@ -280,5 +301,5 @@ func printAllRanges(e *env, s *kvSession) error {
 		return output.PrintJSON(e.stdout, v)
 	}
 	fmt.Fprintf(e.stdout, "%d ranges\n", len(descs))
-	return printDescs(e, descs, resp.GetLeaders())
+	return printDescs(e, descs, resp.GetLeaders(), loads)
 }

@@ -22,10 +22,12 @@ func rangesCommand(e *env) *cli.Command {
 			"one object with node_id and \"replicas\", which also give the client sessions each\n" +
 			"replica remembers for exactly-once writes (sessions, session_bytes).\n" +
 			"With --all it lists every range of the cluster instead, as the meta range records them:\n" +
-			"span, generation, replicas and the leader's raftd address as the answering node knows it;\n" +
-			"--output json adds each range's size (bytes on disk, the leader's storage estimate; absent\n" +
-			"when its leader does not answer).",
-		Flags: append(kvFlags(), &cli.BoolFlag{Name: "all", Usage: "list every range of the cluster from the meta range: span, generation, replicas, leader"}),
+			"span, generation, replicas, the leader's raftd address as the answering node knows it,\n" +
+			"and what the leader reports of the range: its size (SIZE, bytes on disk, the storage\n" +
+			"engine's estimate) and load (REQ/S, the key requests it served per second over the last\n" +
+			"10 seconds); \"-\" (absent in --output json: size, requests_per_sec) when the leader does\n" +
+			"not answer.",
+		Flags: append(kvFlags(), &cli.BoolFlag{Name: "all", Usage: "list every range of the cluster from the meta range: span, generation, replicas, leader, size, load"}),
 		Action: func(c *cli.Context) error {
 			if _, err := posArgs(c, 0, 0, "no arguments"); err != nil {
 				return err

@@ -93,6 +93,10 @@ type Cluster struct {
 		forwarded   int
 		mismatches  int
 		writes      uint64
+		// served counts the point requests each range's leader served
+		// (range id to count); Ranges reports it as the leader's
+		// requests_per_sec, as if they all came in the last second.
+		served map[uint64]uint64
 
 		// history holds every version of each key, oldest first (a
 		// tombstone is a Value without value or version), for reads at a
@@ -129,6 +133,7 @@ func Start(tb testing.TB, o Options) *Cluster {
 	c.mu.data = make(map[string]*kvpb.Value)
 	c.mu.history = make(map[string][]*kvpb.Value)
 	c.mu.leaders = make(map[uint64]int)
+	c.mu.served = make(map[uint64]uint64)
 	c.mu.inject = make(map[callKey][]error)
 	c.mu.lose = make(map[callKey]int)
 	c.mu.answers = make(map[answerKey]proto.Message)
@@ -366,6 +371,7 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 	}
 	leader := c.mu.leaders[rng.GetRangeId()]
 	if leader == node {
+		c.mu.served[rng.GetRangeId()]++
 		return nil
 	}
 	if h.GetNoForward() {
@@ -376,6 +382,7 @@ func (c *Cluster) routeLocked(node int, h *kvpb.Header, keys ...[]byte) error {
 		return bus.NotLeader(hint)
 	}
 	c.mu.forwarded++
+	c.mu.served[rng.GetRangeId()]++
 	return nil
 }
 
@@ -891,6 +898,7 @@ func (c *Cluster) rangesLocked(node int) *kvpb.RangesResponse {
 					rs.ApproximateBytes += uint64(len(k) + proto.Size(v))
 				}
 			}
+			rs.RequestsPerSec = float64(c.mu.served[d.GetRangeId()])
 			// The leader's view of its followers: the last listed replica
 			// trails by 3 entries, the others are caught up.
 			reps := d.GetReplicas()

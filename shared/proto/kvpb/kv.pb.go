@@ -1820,8 +1820,12 @@ type ReplicaStatus struct {
 	// the range's data on disk (0 on other replicas, or when the engine
 	// could not tell).
 	ApproximateBytes uint64 `protobuf:"varint,17,opt,name=approximate_bytes,json=approximateBytes,proto3" json:"approximate_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// requests_per_sec is, on a leader, the key requests (reads and
+	// writes) it served per second over the last 10 whole seconds (0 on
+	// other replicas).
+	RequestsPerSec float64 `protobuf:"fixed64,18,opt,name=requests_per_sec,json=requestsPerSec,proto3" json:"requests_per_sec,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -1969,6 +1973,13 @@ func (x *ReplicaStatus) GetSessionBytes() uint64 {
 func (x *ReplicaStatus) GetApproximateBytes() uint64 {
 	if x != nil {
 		return x.ApproximateBytes
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetRequestsPerSec() float64 {
+	if x != nil {
+		return x.RequestsPerSec
 	}
 	return 0
 }
@@ -3044,7 +3055,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\fInitResponse\x12/\n" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\x12A\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0f\n" +
-	"\rRangesRequest\"\x84\x05\n" +
+	"\rRangesRequest\"\xae\x05\n" +
 	"\rReplicaStatus\x12?\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
@@ -3070,7 +3081,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\tfollowers\x18\x0e \x03(\v2 .pleiades.kv.v1.FollowerProgressR\tfollowers\x12\x1a\n" +
 	"\bsessions\x18\x0f \x01(\x04R\bsessions\x12#\n" +
 	"\rsession_bytes\x18\x10 \x01(\x04R\fsessionBytes\x12+\n" +
-	"\x11approximate_bytes\x18\x11 \x01(\x04R\x10approximateBytes\"\x96\x01\n" +
+	"\x11approximate_bytes\x18\x11 \x01(\x04R\x10approximateBytes\x12(\n" +
+	"\x10requests_per_sec\x18\x12 \x01(\x01R\x0erequestsPerSec\"\x96\x01\n" +
 	"\x10FollowerProgress\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x14\n" +

@@ -1045,7 +1045,11 @@ type SessionResponse struct {
 	// deleted lists the ops whose delete removed a key.
 	Deleted []uint32 `protobuf:"varint,5,rep,packed,name=deleted,proto3" json:"deleted,omitempty"`
 	// count is the number of keys a DeleteRange removed.
-	Count         uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// count_from is where the span the count covers starts. A split keeps
+	// the count on the side holding it and counts 0 on the other, so that
+	// a retry of the DeleteRange, which visits both, counts each key once.
+	CountFrom     []byte `protobuf:"bytes,8,opt,name=count_from,json=countFrom,proto3" json:"count_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1127,6 +1131,13 @@ func (x *SessionResponse) GetCount() uint64 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *SessionResponse) GetCountFrom() []byte {
+	if x != nil {
+		return x.CountFrom
+	}
+	return nil
 }
 
 // SessionEntry is the record of one client session of a range in a
@@ -1798,7 +1809,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\vlast_active\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\n" +
 	"lastActive\x12#\n" +
 	"\rfirst_unacked\x18\x02 \x01(\x04R\ffirstUnacked\x12>\n" +
-	"\aanswers\x18\x03 \x03(\v2$.pleiades.raftmsg.v1.SessionResponseR\aanswers\"\xf3\x01\n" +
+	"\aanswers\x18\x03 \x03(\v2$.pleiades.raftmsg.v1.SessionResponseR\aanswers\"\x92\x02\n" +
 	"\x0fSessionResponse\x12\x10\n" +
 	"\x03seq\x18\a \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12\x16\n" +
@@ -1806,7 +1817,9 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\tfailed_op\x18\x03 \x01(\rR\bfailedOp\x12/\n" +
 	"\acurrent\x18\x04 \x01(\v2\x15.pleiades.kv.v1.ValueR\acurrent\x12\x18\n" +
 	"\adeleted\x18\x05 \x03(\rR\adeleted\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\x04R\x05count\"C\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\x12\x1d\n" +
+	"\n" +
+	"count_from\x18\b \x01(\fR\tcountFrom\"C\n" +
 	"\fSessionEntry\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x14\n" +

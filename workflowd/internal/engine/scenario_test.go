@@ -485,8 +485,25 @@ func TestRetry(t *testing.T) {
 	})
 }
 
-func gated(gate chan struct{}) func(context.Context, *workflow.Context, *counter) error {
+func waitEntered(t *testing.T, entered chan struct{}) {
+	t.Helper()
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gated step did not begin")
+	}
+}
+
+// gated is a step that waits for gate; entered (if not nil, buffered)
+// is told each time the step begins.
+func gated(gate, entered chan struct{}) func(context.Context, *workflow.Context, *counter) error {
 	return func(ctx context.Context, _ *workflow.Context, d *counter) error {
+		if entered != nil {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+		}
 		select {
 		case <-gate:
 			d.Log = append(d.Log, "gated")
@@ -528,11 +545,13 @@ func TestSuspendResume(t *testing.T) {
 	t.Run("while running", func(t *testing.T) {
 		gate := make(chan struct{})
 		b := workflow.New[counter]("busy", 1)
-		b.Then("busy", gated(gate)).Then("after", logStep("after"))
+		entered := make(chan struct{}, 1)
+		b.Then("busy", gated(gate, entered)).Then("after", logStep("after"))
 		if err := e.Register(b.MustBuild().Compiled()); err != nil {
 			t.Fatal(err)
 		}
 		id := start(t, e, "busy", `{}`)
+		waitEntered(t, entered) // the request must come while the step runs
 		// Owned and mid-step: the request waits for the owner.
 		if st, err := e.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_RUNNING {
 			t.Fatalf("suspend of an owned instance = %v, %v; want accepted, still running", st, err)
@@ -550,12 +569,14 @@ func TestSuspendResume(t *testing.T) {
 	t.Run("from another workflowd", func(t *testing.T) {
 		gate := make(chan struct{})
 		b := workflow.New[counter]("busy2", 1)
-		b.Then("busy", gated(gate)).Then("after", logStep("after"))
+		entered := make(chan struct{}, 1)
+		b.Then("busy", gated(gate, entered)).Then("after", logStep("after"))
 		if err := e.Register(b.MustBuild().Compiled()); err != nil {
 			t.Fatal(err)
 		}
 		other := v.engine(2, nil)
 		id := start(t, e, "busy2", `{}`)
+		waitEntered(t, entered)
 		// The owner is not told: it finds the request when it writes
 		// the busy step's result, and applies it before the next step.
 		if st, err := other.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_RUNNING {
@@ -573,7 +594,7 @@ func TestTerminate(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	b := workflow.New[counter]("term", 1)
-	b.Then("stuck", gated(gate)).Then("after", logStep("after"))
+	b.Then("stuck", gated(gate, nil)).Then("after", logStep("after"))
 	b2 := workflow.New[counter]("termwait", 1)
 	b2.WaitFor("never", "never", func(*counter) string { return "k" })
 	e := v.engine(1, []*workflow.Definition{b.MustBuild(), b2.MustBuild()})

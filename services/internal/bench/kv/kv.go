@@ -22,6 +22,10 @@
 // its range cache (untimed), so the figures are of steady traffic, not of
 // QUIC and TLS handshakes: the first requests of 16 fresh clients used to
 // take ~150 ms and set p99.9 of a one-second run.
+//
+// RunWatch (watch.go) is `pleiades bench watch`: etcd's `benchmark
+// watch-latency`, the latency from a put's acknowledgement to its
+// delivery to N watchers of the key.
 package kv
 
 import (
