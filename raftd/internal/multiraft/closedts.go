@@ -133,7 +133,21 @@ func (r *Replica) closeSideLocked(target hlc.Timestamp, now time.Time) (p sidePr
 		return sidePromise{}, false
 	}
 	if !r.leaseHeldLocked(st, now) {
-		if r.wantedWithin(now, 4*r.s.cfg.ClosedTimestampLag) && len(r.mu.readsIssued) == 0 {
+		switch {
+		case !r.wantedWithin(now, 4*r.s.cfg.ClosedTimestampLag):
+		case r.s.leaseDuration() == 0:
+			// No leases (DisableLeaseReads, or timers too short for
+			// one): the log carries the closed timestamp, in an empty
+			// command, one at a time.
+			if c := r.mu.closingProp; c == nil || len(c.done) > 0 {
+				p := &proposal{ts: r.s.d.Clock.Now(), done: make(chan proposalResult, 1)}
+				r.mu.closingProp = p
+				r.in.Lock()
+				r.in.props = append(r.in.props, p)
+				r.in.Unlock()
+				r.s.enqueue(r.rangeID)
+			}
+		case len(r.mu.readsIssued) == 0:
 			r.issueReadLocked(nil)
 			r.s.enqueue(r.rangeID)
 		}

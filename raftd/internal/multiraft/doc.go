@@ -89,7 +89,9 @@
 // nothing on the side channel; a replica asked for a bounded-staleness
 // read or a watch marks the range wanted, a follower tells the leader so
 // (MessageBatch.closed_wanted), and a leader of a wanted range renews its
-// lease with a ReadIndex round. Splits: the new range's applied state
+// lease with a ReadIndex round; with no leases at all (DisableLeaseReads,
+// or timers too short for one), it proposes an empty command instead,
+// whose closed timestamp the log carries. Splits: the new range's applied state
 // starts with the left side's log-closed timestamp and highest write
 // timestamp; its commands come after the split command, which its leader
 // built carrying its promises (or, pending when a later promise was made,

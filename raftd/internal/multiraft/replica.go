@@ -220,6 +220,9 @@ type Replica struct {
 		leaseExpiry   time.Time
 		leaseTerm     uint64
 		lastLeaseRead time.Time
+		// closingProp is the last empty command proposed to close a
+		// timestamp in the log when leases are off (closedts.go).
+		closingProp *proposal
 		// closedPub is the highest closed timestamp this replica promised
 		// on the side channel as leader; the commands it builds carry at
 		// least it (closedts.go).
