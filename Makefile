@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DATA ?= ./data
 NODES ?= 3
 
-.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-msg bench-workflows e2e-faults clean verify images compose e2e-docker
+.PHONY: all deps build test test-fulldisk run dev proto bench bench-kv bench-watch bench-msg bench-ranges bench-workflows e2e-faults clean verify images compose e2e-docker
 
 all: build
 
@@ -49,9 +49,18 @@ bench: deps
 bench-kv: build
 	@./scripts/bench-kv.sh $(or $(RANGES),1)
 
-## e2e-faults: the KV linearizability fault test (pause, kill, one-way partition of a leader) 5 rounds over (ROUNDS=5)
+## bench-ranges: a replica added to a 1 GiB range next to cp -r and dd on the same disk (MIB=1024), then puts with automatic splits off and on (PUTS=200000, SPLIT_MIB=4, ROUNDS=2)
+bench-ranges: build
+	@./scripts/bench-ranges.sh add $(or $(MIB),1024)
+	@./scripts/bench-ranges.sh split $(or $(PUTS),200000)
+
+## bench-watch: watch event latency (1 and 1,000 watchers), put at 64 clients and memory per idle raftd watcher on a fresh 3-node cluster per round (ROUNDS=2; ETCD=1 alternates rounds with etcd v3.6.8)
+bench-watch: build
+	@./scripts/bench-watch.sh $(or $(ROUNDS),2)
+
+## e2e-faults: the KV linearizability fault tests (pause, kill, one-way partition of a leader; splits and replica changes under kill and pause) 5 rounds over (ROUNDS=5)
 e2e-faults: deps
-	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run TestKVLinearizableUnderFaults -count=1 -v -timeout 60m
+	@PLEIADES_E2E_FAULT_ROUNDS=$(or $(ROUNDS),5) go test ./deploy/e2e/ -run 'TestKVLinearizableUnderFaults|TestKVReplicaChangesUnderFaults' -count=1 -v -timeout 90m
 
 ## bench-workflows: workflowd steps/s and latency next to KV puts on a fresh 3-node cluster (INSTANCES=1000, WAITING=0)
 bench-workflows: build

@@ -524,6 +524,14 @@
 // next replica id) in one synced write: no replica of the range with a
 // lower id is created here again. A replica re-added later gets a new id
 // (replica ids are never reused), so GC and tombstones never touch it.
+// An empty replica (created for an add, never given its snapshot) that
+// meta's descriptor does not name is destroyed once it is older than 60
+// election timeouts (twice what the adding leader waits before it rolls
+// the add back) and the range's leader confirms that its descriptor does
+// not name it either: with a tombstone when that descriptor allocated its
+// id (the add applied, then was rolled back), without one when no conf
+// change naming it ever applied (the leader failed first), so that the
+// add's retry, which allocates the same id, can create it again.
 // pleiades_raftd_splits_total, pleiades_raftd_replica_changes_total,
 // pleiades_raftd_replicas_removed_total and the snapshot counters show
 // the activity.

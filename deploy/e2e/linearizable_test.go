@@ -38,13 +38,13 @@ type linearizableFault struct {
 // election timeout, then continued; (2) killed with SIGKILL and restarted
 // by the supervisor; (3) cut off one way: it stops hearing the other
 // raftds while they still hear it (iptables on loopback; skipped without
-// it); (4) killed with SIGKILL while the range splits between the
-// clients' keys. Each history, closed by a read of every key, must be linearizable
+// it); (4) killed with SIGKILL, and (5) frozen with SIGSTOP, while the
+// range splits between the clients' keys. Each history, closed by a read of every key, must be linearizable
 // per key (porcupine: a register with compare-and-swap), and writers of
 // fresh keys beside them must lose no acknowledged write. Before writes
 // carried client sessions, a write retried after a timed-out attempt was
 // applied twice and each of the three broke linearizability.
-// PLEIADES_E2E_FAULT_ROUNDS=N runs the three N times on the same cluster
+// PLEIADES_E2E_FAULT_ROUNDS=N runs them N times on the same cluster
 // (make e2e-faults runs 5).
 func TestKVLinearizableUnderFaults(t *testing.T) {
 	if testing.Short() {
@@ -56,17 +56,7 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 	defer cancel()
 	mustInit(t, ctx, admin, kvclient.InitOptions{})
 	faults := []linearizableFault{
-		{"pause", func(t *testing.T, c *devCluster, leader int) {
-			d := c.raftd(t, leader)
-			if err := syscall.Kill(d.PID, syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("SIGSTOP node %d raftd (pid %d) for %v", leader, d.PID, faultTime)
-			time.Sleep(faultTime)
-			if err := syscall.Kill(d.PID, syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"pause", func(t *testing.T, c *devCluster, leader int) { c.pause(t, leader, faultTime) }},
 		{"kill", func(t *testing.T, c *devCluster, leader int) {
 			d := c.raftd(t, leader)
 			if err := syscall.Kill(d.PID, syscall.SIGKILL); err != nil {
@@ -80,52 +70,20 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 			// raftd leading it is killed: before or after the trigger
 			// applies, the split happens once or not at all, a retry
 			// finishes it, and the clients follow the new ranges.
-			cl := c.client(t, 5*time.Second)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			key := []byte("lin-split-kill/k4")
-			d := c.raftd(t, leader)
-			first := make(chan error, 1)
-			go func() {
-				_, _, err := cl.AdminSplit(ctx, key)
-				first <- err
-			}()
-			time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
-			if err := syscall.Kill(d.PID, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("split at %q; SIGKILL node %d raftd (pid %d)", key, leader, d.PID)
-			c.waitRestarted(t, d.Name, d.PID)
-			err := <-first
-			// A retry after the first attempt applied succeeds too.
-			for err != nil {
-				t.Logf("split attempt: %v", err)
-				if ctx.Err() != nil {
-					t.Fatalf("split under a kill: %v", err)
+			c.splitUnder(t, []byte("lin-split-kill/k4"), func() {
+				d := c.raftd(t, leader)
+				if err := syscall.Kill(d.PID, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
 				}
-				time.Sleep(200 * time.Millisecond)
-				_, _, err = cl.AdminSplit(ctx, key)
-			}
-			// Meta records the split (at once, or, when the killed node
-			// was to record it, by the next leader's reconciliation
-			// within raftd's replica GC interval of 10 s); a node's meta
-			// replica may also still be replaying its log.
-			eventually.NoError(t, 30*time.Second, "meta to record the split", func() error {
-				descs, err := cl.Descriptors(ctx, nil, nil)
-				if err != nil {
-					return err
-				}
-				starts := 0
-				for _, d := range descs.GetDescriptors() {
-					if string(d.GetStartKey()) == string(key) {
-						starts++
-					}
-				}
-				if starts != 1 {
-					return fmt.Errorf("%d ranges start at the split key: %v", starts, descs.GetDescriptors())
-				}
-				return nil
+				t.Logf("SIGKILL node %d raftd (pid %d)", leader, d.PID)
+				c.waitRestarted(t, d.Name, d.PID)
 			})
+		}},
+		{"split-stop", func(t *testing.T, c *devCluster, leader int) {
+			// The same with the leader frozen (SIGSTOP) past the election
+			// timeout, then continued: it wakes up a deposed leader with
+			// the split maybe proposed, maybe applied.
+			c.splitUnder(t, []byte("lin-split-stop/k4"), func() { c.pause(t, leader, faultTime) })
 		}},
 		{"partition", func(t *testing.T, c *devCluster, leader int) {
 			p := newLoopbackPartition(t)
@@ -139,6 +97,12 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 			p.heal(t)
 		}},
 	}
+	runFaults(t, c, admin, faults)
+}
+
+// runFaults runs runLinearizable around each fault, once, or
+// PLEIADES_E2E_FAULT_ROUNDS times over.
+func runFaults(t *testing.T, c *devCluster, admin *kvclient.Client, faults []linearizableFault) {
 	rounds := 1
 	if v := os.Getenv("PLEIADES_E2E_FAULT_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -161,6 +125,71 @@ func TestKVLinearizableUnderFaults(t *testing.T) {
 // faultTime is how long a pause or partition lasts: five election
 // timeouts, so the other nodes elect a new leader meanwhile.
 const faultTime = 5 * electionTimeout
+
+// pause freezes node's raftd with SIGSTOP for d, then continues it.
+func (c *devCluster) pause(t *testing.T, node int, d time.Duration) {
+	t.Helper()
+	r := c.raftd(t, node)
+	if err := syscall.Kill(r.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Continued even when the test fails meanwhile.
+	cont := func() { _ = syscall.Kill(r.PID, syscall.SIGCONT) }
+	t.Cleanup(cont)
+	t.Logf("SIGSTOP node %d raftd (pid %d) for %v", node, r.PID, d)
+	time.Sleep(d)
+	if err := syscall.Kill(r.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// splitUnder splits the range holding key at key with fault injected a
+// few milliseconds after the split was sent, retries the split until it
+// succeeds (a retry of one that applied answers as the split did), and
+// waits until meta records it once.
+func (c *devCluster) splitUnder(t *testing.T, key []byte, fault func()) {
+	t.Helper()
+	cl := c.client(t, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := cl.AdminSplit(ctx, key)
+		first <- err
+	}()
+	time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
+	t.Logf("split at %q", key)
+	fault()
+	err := <-first
+	for err != nil {
+		t.Logf("split attempt: %v", err)
+		if ctx.Err() != nil {
+			t.Fatalf("split under a fault: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		_, _, err = cl.AdminSplit(ctx, key)
+	}
+	// Meta records the split (at once, or, when the faulty node was to
+	// record it, by the next leader's reconciliation within raftd's
+	// replica GC interval of 10 s); a node's meta replica may also still
+	// be replaying its log.
+	eventually.NoError(t, 30*time.Second, "meta to record the split", func() error {
+		descs, err := cl.Descriptors(ctx, nil, nil)
+		if err != nil {
+			return err
+		}
+		starts := 0
+		for _, d := range descs.GetDescriptors() {
+			if string(d.GetStartKey()) == string(key) {
+				starts++
+			}
+		}
+		if starts != 1 {
+			return fmt.Errorf("%d ranges start at the split key: %v", starts, descs.GetDescriptors())
+		}
+		return nil
+	})
+}
 
 // raftd returns the supervisor's view of node's raftd.
 func (c *devCluster) raftd(t *testing.T, node int) daemonStatus {

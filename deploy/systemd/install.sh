@@ -2,7 +2,8 @@
 # Installs a Pleiades node under systemd: the daemon binaries and the
 # pleiades CLI into /usr/local/bin, the units into /etc/systemd/system, the
 # node's settings into /etc/pleiades/pleiades.env (an existing one is kept),
-# and the system user pleiades that runs the daemons.
+# the UDP buffer limits of the bus into /etc/sysctl.d/90-pleiades.conf, and
+# the system user pleiades that runs the daemons.
 #
 #   deploy/systemd/install.sh [--bin-dir DIR] [--root DIR]
 #
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --bin-dir) bin=$2; shift 2 ;;
     --root) root=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +35,8 @@ for d in $daemons; do
   install -m 0644 "$here/pleiades-$d.service" "$root/etc/systemd/system/pleiades-$d.service"
 done
 install -m 0644 "$here/pleiades.target" "$root/etc/systemd/system/pleiades.target"
+install -d -m 0755 "$root/etc/sysctl.d"
+install -m 0644 "$here/90-pleiades.conf" "$root/etc/sysctl.d/90-pleiades.conf"
 install -d -m 0750 "$root/etc/pleiades"
 if [ ! -e "$root/etc/pleiades/pleiades.env" ]; then
   install -m 0640 "$here/pleiades.env" "$root/etc/pleiades/pleiades.env"
@@ -48,6 +51,7 @@ if ! id pleiades >/dev/null 2>&1; then
 fi
 chgrp pleiades /etc/pleiades /etc/pleiades/pleiades.env
 systemctl daemon-reload
+sysctl --load /etc/sysctl.d/90-pleiades.conf >/dev/null || echo "install: could not apply /etc/sysctl.d/90-pleiades.conf now (it applies at boot)" >&2
 cat <<'NEXT'
 Installed. Next, on this host:
   1. edit /etc/pleiades/pleiades.env: NODE_ADVERTISE_HOST (this host's IP or name), PLEIADES_JOIN (other hosts' :7403)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -168,6 +169,34 @@ func TestUnitShape(t *testing.T) {
 			}
 		} else if !strings.HasPrefix(bus, "${NODE_LISTEN_HOST}:") || !slices.Contains(exec, "--advertise-addr") {
 			t.Errorf("%s: ExecStart %v; want the listen host and an advertised address", name, exec)
+		}
+	}
+}
+
+// TestInstallSysctl: install.sh installs the bus's UDP buffer limits into
+// sysctl.d, at least the 7 MiB quic-go asks for (a daemon not run as root
+// gets no more than these maxima).
+func TestInstallSysctl(t *testing.T) {
+	root := install(t)
+	conf, err := os.ReadFile(filepath.Join(root, "etc", "sysctl.d", "90-pleiades.conf"))
+	if err != nil {
+		t.Fatalf("install.sh did not install the sysctl file: %v", err)
+	}
+	for _, key := range []string{"net.core.rmem_max", "net.core.wmem_max"} {
+		var found bool
+		for line := range strings.Lines(string(conf)) {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || strings.TrimSpace(k) != key {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 7<<20 {
+				t.Errorf("%s = %q, want at least %d", key, strings.TrimSpace(v), 7<<20)
+			}
+			found = true
+		}
+		if !found {
+			t.Errorf("sysctl file sets no %s", key)
 		}
 	}
 }

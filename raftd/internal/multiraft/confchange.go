@@ -246,6 +246,13 @@ func (s *Store) checkTombstone(ctx context.Context, rangeID, id uint64) error {
 // configuration for a replacement. Each step updates the descriptor
 // where it applies; the meta range records the result.
 func (s *Store) ChangeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
+	resp, err := s.changeReplicas(ctx, req)
+	// A leadership lost half way is NotLeader (retried by clients), not
+	// an internal error.
+	return resp, s.wireErr(err)
+}
+
+func (s *Store) changeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
 	if len(req.GetAdd()) > 1 || len(req.GetRemove()) > 1 || len(req.GetAdd())+len(req.GetRemove()) == 0 {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: change replicas: give one node to add, one to remove, or one of each (have %d and %d)", len(req.GetAdd()), len(req.GetRemove()))
 	}
@@ -482,7 +489,8 @@ func (r *Replica) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2
 }
 
 // waitCaughtUp waits until the leader's view of replica id says it holds
-// the log up to the commit index at the call (after its snapshot).
+// the log up to the commit index at the call (after its snapshot), for at
+// most 30 election timeouts after the end of the last snapshot sent to it.
 func (r *Replica) waitCaughtUp(ctx context.Context, id uint64) error {
 	r.mu.Lock()
 	target := r.mu.rn.BasicStatus().GetCommit()
@@ -500,7 +508,14 @@ func (r *Replica) waitCaughtUp(ctx context.Context, id uint64) error {
 				match, state = pr.Match, pr.State
 			}
 		})
+		sending := r.mu.snapSending[id]
 		r.mu.Unlock()
+		if sending {
+			// A snapshot is streaming to it (a large range takes long;
+			// each chunk has a deadline of its own): the wait starts
+			// over.
+			limit = time.After(30 * time.Duration(r.s.cfg.ElectionTicks) * r.s.cfg.TickInterval)
+		}
 		if match >= target && state == tracker.StateReplicate {
 			return nil
 		}

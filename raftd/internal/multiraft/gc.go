@@ -2,12 +2,15 @@ package multiraft
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -17,6 +20,13 @@ import (
 // tombstone so that no replica of the range with its id (or a lower one)
 // is created here again. A replica re-added later has a higher id.
 func (s *Store) destroyReplica(r *Replica, why string) {
+	s.destroy(r, why, true)
+}
+
+// destroy is destroyReplica; without tombstone, the replica's id may be
+// created here again (for an empty replica whose id no applied
+// configuration ever held: the retry of its add reuses it).
+func (s *Store) destroy(r *Replica, why string, tombstone bool) {
 	s.mu.Lock()
 	if s.mu.replicas[r.rangeID] != r {
 		s.mu.Unlock()
@@ -39,7 +49,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	r.mu.Unlock()
 	ctx, cancel := s.storageCtx()
 	defer cancel()
-	if err := s.destroyState(ctx, r.Descriptor(), id, initialized); err != nil {
+	if err := s.destroyState(ctx, r.Descriptor(), id, initialized, tombstone); err != nil {
 		s.log.Error("replica destroy failed", slog.Uint64("range", r.rangeID), slog.Any("error", err))
 		return
 	}
@@ -49,17 +59,19 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 
 // destroyState deletes a replica's state and data (its data and versions only when it
 // had any and no other local replica holds part of its span) and writes
-// its tombstone, in one synced write.
-func (s *Store) destroyState(ctx context.Context, d *kvpb.RangeDescriptor, replicaID uint64, withData bool) error {
-	tb, err := proto.Marshal(&raftmsgpb.Tombstone{NextReplicaId: max(replicaID+1, d.GetNextReplicaId())})
-	if err != nil {
-		return err
-	}
+// its tombstone (when asked), in one synced write.
+func (s *Store) destroyState(ctx context.Context, d *kvpb.RangeDescriptor, replicaID uint64, withData, tombstone bool) error {
 	rs, re := storage.RangeRaftSpan(d.GetRangeId())
 	ops := []storage.Op{
 		storage.DeleteRange(storage.Raft, rs, re),
 		storage.Delete(storage.Local, storage.ReplicaKey(d.GetRangeId())),
-		storage.Put(storage.Local, storage.TombstoneKey(d.GetRangeId()), tb),
+	}
+	if tombstone {
+		tb, err := proto.Marshal(&raftmsgpb.Tombstone{NextReplicaId: max(replicaID+1, d.GetNextReplicaId())})
+		if err != nil {
+			return err
+		}
+		ops = append(ops, storage.Put(storage.Local, storage.TombstoneKey(d.GetRangeId()), tb))
 	}
 	if withData {
 		overlap := false
@@ -142,6 +154,10 @@ func (s *Store) gcOnce() {
 	}
 	for _, r := range cands {
 		md := byID[r.rangeID]
+		if md != nil && r.applied.Load() == 0 && replicaOfID(md, r.replicaID()) == nil && time.Since(r.created) > s.emptyReplicaGrace() {
+			s.gcEmpty(ctx, r, md)
+			continue
+		}
 		if md == nil || md.GetGeneration() <= r.Descriptor().GetGeneration() {
 			continue
 		}
@@ -149,4 +165,77 @@ func (s *Store) gcOnce() {
 			s.destroyReplica(r, "its range's descriptor no longer names it")
 		}
 	}
+}
+
+// emptyReplicaGrace is how long an empty replica (created for an add,
+// waiting for its snapshot) is left alone by replica GC: twice as long as
+// the leader adding it waits for it to catch up before it rolls the add
+// back (waitCaughtUp).
+func (s *Store) emptyReplicaGrace() time.Duration {
+	return 60 * time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
+}
+
+// replicaID returns the replica's id.
+func (r *Replica) replicaID() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.replicaID
+}
+
+// gcEmpty destroys r, an empty replica past its grace that meta's
+// descriptor md of its range does not name, once the range's leader
+// confirms that its descriptor does not name it either (meta may lag a
+// change in progress). Its add failed: its node died, or its leader,
+// before the conf change applied, or the add was rolled back. When the
+// leader's descriptor never allocated r's id (next_replica_id at or below
+// it: no conf change naming it ever applied), r goes without a tombstone,
+// so that the add's retry, which allocates the same id, can create it
+// again; otherwise it gets one, as every removed replica.
+func (s *Store) gcEmpty(ctx context.Context, r *Replica, md *kvpb.RangeDescriptor) {
+	id := r.replicaID()
+	ld, err := s.leaderDescriptor(ctx, md)
+	if err != nil {
+		s.log.Debug("replica GC: the range's leader is unknown", slog.Uint64("range", r.rangeID), slog.Any("error", err))
+		return
+	}
+	if replicaOfID(ld, id) != nil {
+		return // the add applied: its snapshot is on its way
+	}
+	if ld.GetNextReplicaId() <= id {
+		s.destroy(r, "empty replica of an add whose conf change never applied", false)
+		return
+	}
+	s.destroy(r, "empty replica of an add rolled back or removed", true)
+}
+
+// leaderDescriptor asks the nodes of md's replicas for the range's
+// descriptor as its leader with the highest term has it.
+func (s *Store) leaderDescriptor(ctx context.Context, md *kvpb.RangeDescriptor) (*kvpb.RangeDescriptor, error) {
+	if s.d.Forwarder == nil {
+		return nil, bus.Errorf(bus.CodeUnavailable, "kv: no forwarder")
+	}
+	var (
+		best *kvpb.RangeDescriptor
+		term uint64
+		errs []error
+	)
+	for _, rd := range md.GetReplicas() {
+		if rd.GetNodeId() == s.d.NodeID || !s.nodeLive(rd.GetNodeId()) {
+			continue
+		}
+		resp := &kvpb.RangesResponse{}
+		if err := s.d.Forwarder.Forward(ctx, rd.GetNodeId(), MethodRanges, &kvpb.RangesRequest{}, resp); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, st := range resp.GetReplicas() {
+			if st.GetDescriptor_().GetRangeId() == md.GetRangeId() && st.GetRaftState() == "leader" && st.GetTerm() >= term {
+				best, term = st.GetDescriptor_(), st.GetTerm()
+			}
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no leader of range %d answered: %w", md.GetRangeId(), errors.Join(errs...))
+	}
+	return best, nil
 }

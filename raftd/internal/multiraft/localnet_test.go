@@ -31,19 +31,21 @@ type LocalNetwork struct {
 	mu      sync.Mutex
 	stores  map[uint64]*Store
 	blocked map[[2]uint64]bool
-	loss    float64
-	delay   time.Duration
-	rng     *rand.Rand
-	links   map[[2]uint64]chan *raftmsgpb.MessageBatch
-	stopc   chan struct{}
-	wg      sync.WaitGroup
-	closed  bool
-	dropped atomic.Uint64
+	// refuseSnaps are the nodes whose snapshots fail (RefuseSnapshots).
+	refuseSnaps map[uint64]bool
+	loss        float64
+	delay       time.Duration
+	rng         *rand.Rand
+	links       map[[2]uint64]chan *raftmsgpb.MessageBatch
+	stopc       chan struct{}
+	wg          sync.WaitGroup
+	closed      bool
+	dropped     atomic.Uint64
 }
 
 // NewLocalNetwork returns an empty network; seed makes loss reproducible.
 func NewLocalNetwork(seed uint64) *LocalNetwork {
-	return &LocalNetwork{stores: map[uint64]*Store{}, blocked: map[[2]uint64]bool{},
+	return &LocalNetwork{stores: map[uint64]*Store{}, blocked: map[[2]uint64]bool{}, refuseSnaps: map[uint64]bool{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), links: map[[2]uint64]chan *raftmsgpb.MessageBatch{}, stopc: make(chan struct{})}
 }
 
@@ -70,6 +72,15 @@ func (n *LocalNetwork) SetBlocked(from, to uint64, blocked bool) {
 	} else {
 		delete(n.blocked, [2]uint64{from, to})
 	}
+}
+
+// RefuseSnapshots makes (or stops making) every snapshot sent to node
+// fail, as a node whose disk cannot take one refuses it; its other
+// traffic passes.
+func (n *LocalNetwork) RefuseSnapshots(node uint64, refuse bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.refuseSnaps[node] = refuse
 }
 
 // Isolate cuts node off from every other node, both ways.
@@ -199,6 +210,12 @@ func (t localTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raf
 	s, ok := t.n.pass(t.from, to)
 	if !ok {
 		return bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
+	}
+	t.n.mu.Lock()
+	refused := t.n.refuseSnaps[to]
+	t.n.mu.Unlock()
+	if refused {
+		return bus.Errorf(bus.CodeResourceExhausted, "node %d refuses snapshots (test)", to)
 	}
 	return s.HandleSnapshot(ctx, proto.Clone(c).(*raftmsgpb.SnapshotChunk))
 }

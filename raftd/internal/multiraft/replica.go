@@ -100,8 +100,45 @@ type readBatch struct {
 }
 
 type snapReport struct {
-	to uint64
-	ok bool
+	to  uint64
+	err error
+}
+
+// snapFailures is the record of a replica's failed snapshot sends: the
+// next is not tried before retryAt (doubling from snapRetryMin up to
+// snapRetryMax), and a warning is logged at most every snapWarnEvery.
+type snapFailures struct {
+	n       int
+	retryAt time.Time
+	warned  time.Time
+}
+
+const (
+	snapRetryMin  = 50 * time.Millisecond
+	snapRetryMax  = 2 * time.Second
+	snapWarnEvery = 10 * time.Second
+)
+
+// noteSnapFailedLocked records a failed send to replica to and logs it
+// (a warning the first time and at most every snapWarnEvery, else debug).
+func (r *Replica) noteSnapFailedLocked(to uint64, err error, now time.Time) {
+	f := r.mu.snapFails[to]
+	if f == nil {
+		f = &snapFailures{}
+		r.mu.snapFails[to] = f
+	}
+	f.n++
+	wait := snapRetryMax
+	if f.n <= 6 {
+		wait = min(snapRetryMin<<(f.n-1), snapRetryMax)
+	}
+	f.retryAt = now.Add(wait)
+	lvl := slog.LevelDebug
+	if now.Sub(f.warned) >= snapWarnEvery {
+		lvl, f.warned = slog.LevelWarn, now
+	}
+	r.log.Log(context.Background(), lvl, "snapshot send failed", slog.Uint64("to_replica", to),
+		slog.Int("failures", f.n), slog.Duration("retry_in", wait), slog.Any("error", err))
 }
 
 type readyWork struct {
@@ -130,6 +167,10 @@ type Replica struct {
 	rangeID  uint64
 	log      *slog.Logger
 
+	// created is when this replica was created or loaded here (replica
+	// GC gives an empty one emptyReplicaGrace from then to get its
+	// snapshot).
+	created        time.Time
 	noVotesUntil   time.Time
 	campaignOnTick bool
 	// holdTicks is how many store ticks a newly bootstrapped replica lets
@@ -228,6 +269,7 @@ type Replica struct {
 		// least it (closedts.go).
 		closedPub   hlc.Timestamp
 		snapSending map[uint64]bool
+		snapFails   map[uint64]*snapFailures
 		// heartbeatResps are the replicas whose heartbeat responses were
 		// stepped since the last Ready's messages went out (see sendLocked).
 		heartbeatResps map[uint64]bool
@@ -277,7 +319,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 	if me == nil {
 		return nil, fmt.Errorf("multiraft: range %d has no replica on node %d", desc.GetRangeId(), s.d.NodeID)
 	}
-	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId()))}
+	r := &Replica{s: s, rangeID: desc.GetRangeId(), log: s.log.With(slog.Uint64("range", desc.GetRangeId())), created: time.Now()}
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*s.cfg.StorageTimeout)
 	err := s.recoverSnapshotInstall(rctx, r.rangeID)
 	rcancel()
@@ -344,6 +386,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 	r.mu.pending = map[uint64]*proposal{}
 	r.mu.readsIssued = map[uint64]*readBatch{}
 	r.mu.snapSending = map[uint64]bool{}
+	r.mu.snapFails = map[uint64]*snapFailures{}
 	r.mu.pendingSnaps = map[uint64]*inboundSnapshot{}
 	if !bootstrap {
 		// A restarted replica may have acknowledged heartbeats that back a
@@ -541,8 +584,11 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 	}
 	for _, rep := range reports {
 		st := raft.SnapshotFinish
-		if !rep.ok {
+		if rep.err != nil {
 			st = raft.SnapshotFailure
+			r.noteSnapFailedLocked(rep.to, rep.err, time.Now())
+		} else {
+			delete(r.mu.snapFails, rep.to)
 		}
 		delete(r.mu.snapSending, rep.to)
 		rn.ReportSnapshot(rep.to, st)

@@ -30,7 +30,8 @@ import (
 // at that applied index; the MsgSnap's metadata is set to it (raft copes
 // with an index other than the one it asked for). The range's data span
 // is streamed (StreamRange) in chunks of about SnapshotChunkBytes, each
-// sent and acknowledged before the next is read: a start chunk (range
+// sent and acknowledged before the next is sent (a goroutine of the send
+// reads and decodes up to snapshotReadAhead chunks ahead): a start chunk (range
 // descriptor set, not done), data chunks, chunks of the range's client
 // session records (raft CF, from the same engine snapshot), and a done
 // chunk carrying the MsgSnap, descriptor and applied state. The outcome
@@ -341,7 +342,9 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 		return
 	}
 	node := r.nodeOfReplica(to)
-	if node == 0 {
+	if f := r.mu.snapFails[to]; node == 0 || (f != nil && time.Now().Before(f.retryAt)) {
+		// Unknown node, or the last sends failed: raft probes again
+		// after a heartbeat interval; the send waits out its backoff.
 		r.mu.rn.ReportSnapshot(to, raft.SnapshotFailure)
 		return
 	}
@@ -351,10 +354,10 @@ func (r *Replica) sendSnapshotLocked(m *raftpb.Message) {
 	if !r.s.goAsync(func() {
 		err := r.streamSnapshot(r.s.ctx, node, msg)
 		if err != nil {
-			r.log.Warn("snapshot send failed", slog.Uint64("to_node", node), slog.Any("error", err))
+			err = fmt.Errorf("to node %d: %w", node, err)
 		}
 		r.in.Lock()
-		r.in.reports = append(r.in.reports, snapReport{to: to, ok: err == nil})
+		r.in.reports = append(r.in.reports, snapReport{to: to, err: err})
 		r.in.Unlock()
 		r.s.enqueue(r.rangeID)
 	}) {
@@ -413,8 +416,51 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 	if err := send(&raftmsgpb.SnapshotChunk{RangeDescriptor: desc}); err != nil {
 		return err
 	}
+	// The chunks are read from the engine (and decoded) by a goroutine of
+	// this call, up to snapshotReadAhead of them ahead of the one being
+	// sent, so that reading overlaps with the round trip of the sends.
+	rctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan *raftmsgpb.SnapshotChunk, snapshotReadAhead)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(chunks)
+		readErr <- r.readSnapshotChunks(rctx, snap, desc, func(c *raftmsgpb.SnapshotChunk) error {
+			select {
+			case chunks <- c:
+				return nil
+			case <-rctx.Done():
+				return rctx.Err()
+			}
+		})
+	}()
+	var sendErr error
+	for c := range chunks {
+		if sendErr = send(c); sendErr != nil {
+			break
+		}
+	}
+	cancel()
+	for range chunks { // the reader stops at its next chunk
+	}
+	if err := <-readErr; sendErr == nil && err != nil {
+		return err
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	return send(&raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied})
+}
+
+// snapshotReadAhead is how many chunks a snapshot's sender reads ahead of
+// the one it sends.
+const snapshotReadAhead = 4
+
+// readSnapshotChunks reads, from the engine snapshot snap, the chunks of
+// the range desc's snapshot between its start and done chunks: its data,
+// its versions, its client session records; emit takes each.
+func (r *Replica) readSnapshotChunks(ctx context.Context, snap storage.Snapshot, desc *kvpb.RangeDescriptor, emit func(*raftmsgpb.SnapshotChunk) error) error {
 	start, end := clipSpan(nil, nil, desc)
-	err = snap.StreamRange(ctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+	err := snap.StreamRange(ctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
 		c := &raftmsgpb.SnapshotChunk{Kvs: make([]*kvpb.KeyValue, 0, len(kvs))}
 		for _, kv := range kvs {
 			m, v, deleted, err := storage.DecodeRecord(kv.Value)
@@ -426,7 +472,7 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 			}
 			c.Kvs = append(c.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: valueOf(m, v)})
 		}
-		return send(c)
+		return emit(c)
 	})
 	if err != nil {
 		return err
@@ -437,27 +483,23 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 		for _, kv := range kvs {
 			c.Versions = append(c.Versions, &raftmsgpb.VersionEntry{Key: kv.Key, Value: kv.Value})
 		}
-		return send(c)
+		return emit(c)
 	})
 	if err != nil {
 		return err
 	}
-	sstart, send2 := storage.SessionSpan(r.rangeID)
-	err = snap.StreamRange(ctx, storage.Raft, sstart, send2, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+	sstart, send := storage.SessionSpan(r.rangeID)
+	return snap.StreamRange(ctx, storage.Raft, sstart, send, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
 		recs, err := sessionRecordsOf(r.rangeID, kvs)
 		if err != nil {
 			return err
 		}
-		c := &raftmsgpb.SnapshotChunk{Sessions: make([]*raftmsgpb.SessionEntry, 0, len(recs))}
+		sc := &raftmsgpb.SnapshotChunk{Sessions: make([]*raftmsgpb.SessionEntry, 0, len(recs))}
 		for _, rec := range recs {
-			c.Sessions = append(c.Sessions, &raftmsgpb.SessionEntry{SessionId: rec.id, State: rec.value})
+			sc.Sessions = append(sc.Sessions, &raftmsgpb.SessionEntry{SessionId: rec.id, State: rec.value})
 		}
-		return send(c)
+		return emit(sc)
 	})
-	if err != nil {
-		return err
-	}
-	return send(&raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied})
 }
 
 // HandleSnapshot receives one snapshot chunk. A start chunk (descriptor

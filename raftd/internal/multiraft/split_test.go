@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -618,5 +619,44 @@ func TestSplitByLoad(t *testing.T) {
 	}
 	if v, ok, err := c.get(ctx, "a000"); err != nil || !ok || v != "v" {
 		t.Fatalf("a000 after a split by load: %q %v %v", v, ok, err)
+	}
+}
+
+// TestValidSplitBadInput: a split trigger whose key is outside the range,
+// at either of its ends, or built on another generation or range id is
+// refused; the well-formed one is taken. (AdminSplit routes a key to the
+// range holding it, so a key outside reaches validSplit only when the
+// range changed under the split; apply checks again.)
+func TestValidSplitBadInput(t *testing.T) {
+	cur := &kvpb.RangeDescriptor{RangeId: 4, StartKey: []byte("b"), EndKey: []byte("m"), Generation: 3}
+	trigger := func(key string, f func(l, r *kvpb.RangeDescriptor)) *raftmsgpb.SplitTrigger {
+		l := &kvpb.RangeDescriptor{RangeId: 4, StartKey: []byte("b"), EndKey: []byte(key), Generation: 4}
+		r := &kvpb.RangeDescriptor{RangeId: 9, StartKey: []byte(key), EndKey: []byte("m"), Generation: 4}
+		if f != nil {
+			f(l, r)
+		}
+		return &raftmsgpb.SplitTrigger{Left: l, Right: r}
+	}
+	for _, tc := range []struct {
+		name string
+		t    *raftmsgpb.SplitTrigger
+		want string // "" for accepted
+	}{
+		{"inside", trigger("f", nil), ""},
+		{"before the range", trigger("a", nil), "not strictly inside"},
+		{"after the range", trigger("q", nil), "not strictly inside"},
+		{"at its start", trigger("b", nil), "not strictly inside"},
+		{"at its end", trigger("m", nil), "not strictly inside"},
+		{"older generation", trigger("f", func(l, r *kvpb.RangeDescriptor) { l.Generation, r.Generation = 3, 3 }), "generation"},
+		{"right side's end moved", trigger("f", func(_, r *kvpb.RangeDescriptor) { r.EndKey = []byte("z") }), "malformed"},
+		{"same range id on both sides", trigger("f", func(_, r *kvpb.RangeDescriptor) { r.RangeId = 4 }), "malformed"},
+	} {
+		err := validSplit(cur, tc.t)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
 	}
 }

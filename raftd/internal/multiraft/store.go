@@ -328,7 +328,7 @@ func (s *Store) load(ctx context.Context) error {
 		if replicaOf(desc, s.d.NodeID) == nil {
 			// Removed by a conf change applied before a crash that came
 			// before its destruction: finish it.
-			if err := s.destroyState(ctx, desc, 0, true); err != nil {
+			if err := s.destroyState(ctx, desc, 0, true, true); err != nil {
 				return fmt.Errorf("multiraft: destroy removed replica of range %d: %w", desc.GetRangeId(), err)
 			}
 			continue

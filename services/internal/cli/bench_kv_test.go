@@ -80,7 +80,7 @@ func TestBenchWatch(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, extra := range [][]string{{"--streams", "0"}, {"--put-rate", "-5"}, {"--val-size", "-1"}, {"--drain", "0s"},
+	for _, extra := range [][]string{{"--streams", "0"}, {"--put-rate", "-5"}, {"--val-size", "-1"}, {"--drain", "0s"}, {"--hold", "-1s"},
 		{"--streams", "1000", "--watchers-per-stream", "1000"}, {"extra"}} {
 		code, _, errOut := run(t, append(append([]string{"bench", "watch"}, conn...), extra...)...)
 		if code != ExitUsage {

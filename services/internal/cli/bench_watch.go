@@ -22,6 +22,7 @@ func benchWatchCommand(e *env) *cli.Command {
 			"answer. Reports the puts' rate and latency, and the latency of every (put, watcher) event\n" +
 			"from the put's acknowledgement to its delivery (a delivery before the acknowledgement\n" +
 			"counts 0): p50, p90, p99, p99.9, and the deliveries missing --drain after the last put.\n" +
+			"--hold keeps the watchers idle that long before the first put, to measure their memory.\n" +
 			"The same flags as etcd's `benchmark watch-latency`; --output json prints one object.",
 		Flags: []cli.Flag{
 			addrFlag("raftd", hostPort(spec("raftd").busPort), "raftd bus `ADDRS`, comma separated"),
@@ -34,6 +35,7 @@ func benchWatchCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "key-size", Value: 32, Usage: "key size in bytes"},
 			&cli.IntFlag{Name: "val-size", Value: 32, Usage: "value size in bytes"},
 			&cli.BoolFlag{Name: "prevkv", Usage: "ask each watch for previous values"},
+			&cli.DurationFlag{Name: "hold", Usage: "keep the watchers open and idle for `DURATION` before the first put (to measure their memory)"},
 			&cli.DurationFlag{Name: "drain", Value: 30 * time.Second, Usage: "wait at most `DURATION` for the last deliveries"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "bound on the whole run"},
 			output.Flag(),
@@ -52,7 +54,7 @@ func benchWatchCommand(e *env) *cli.Command {
 			}
 			o := kv.WatchOptions{Addrs: addrs, Conns: c.Int("conns"), Streams: c.Int("streams"), WatchersPerStream: c.Int("watchers-per-stream"),
 				PutTotal: c.Int("put-total"), PutRate: c.Int("put-rate"), KeySize: c.Int("key-size"), ValSize: c.Int("val-size"),
-				PrevValue: c.Bool("prevkv"), Drain: c.Duration("drain")}
+				PrevValue: c.Bool("prevkv"), Drain: c.Duration("drain"), Hold: c.Duration("hold")}
 			for _, n := range []struct {
 				flag string
 				v    int
@@ -67,6 +69,9 @@ func benchWatchCommand(e *env) *cli.Command {
 			}
 			if o.Drain <= 0 {
 				return config.Usagef("invalid value %v for flag --drain: want a positive duration", o.Drain)
+			}
+			if o.Hold < 0 {
+				return config.Usagef("invalid value %v for flag --hold: want 0 or more", o.Hold)
 			}
 			if err := o.Validate(); err != nil {
 				return config.Usagef("%v", err)

@@ -46,6 +46,10 @@ type WatchOptions struct {
 	// Drain bounds the wait for the last deliveries after the last put.
 	// Default 30s.
 	Drain time.Duration
+	// Hold keeps the watchers open and idle this long once they are
+	// ready, before the first put (to measure what idle watchers cost
+	// the servers). Default 0.
+	Hold time.Duration
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 }
@@ -60,6 +64,7 @@ type WatchResult struct {
 	KeySize    int     `json:"key_size"`
 	ValSize    int     `json:"val_size"`
 	SetupSec   float64 `json:"setup_s"`
+	HoldSec    float64 `json:"hold_s,omitempty"`
 	Duration   string  `json:"duration"`
 	PutsPerSec float64 `json:"puts_per_sec"`
 	PutP50Ms   float64 `json:"put_p50_ms"`
@@ -116,8 +121,8 @@ func (o WatchOptions) Validate() error {
 		return fmt.Errorf("bench watch: key size %d outside 1..65536", o.KeySize)
 	case o.ValSize < 0:
 		return errors.New("bench watch: negative value size")
-	case o.Drain < 0:
-		return errors.New("bench watch: negative drain")
+	case o.Drain < 0 || o.Hold < 0:
+		return errors.New("bench watch: negative drain or hold")
 	}
 	return nil
 }
@@ -135,7 +140,7 @@ func RunWatch(ctx context.Context, o WatchOptions) (WatchResult, error) {
 		return WatchResult{}, errors.New("bench watch: no TLS configuration")
 	}
 	watchers := o.Streams * o.WatchersPerStream
-	res := WatchResult{Watchers: watchers, Conns: o.Conns, PutTotal: o.PutTotal, PutRate: o.PutRate, KeySize: o.KeySize, ValSize: o.ValSize}
+	res := WatchResult{Watchers: watchers, Conns: o.Conns, PutTotal: o.PutTotal, PutRate: o.PutRate, KeySize: o.KeySize, ValSize: o.ValSize, HoldSec: o.Hold.Seconds()}
 	clients := make([]*kvclient.Client, 0, o.Conns+1)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -227,6 +232,13 @@ func RunWatch(ctx context.Context, o WatchOptions) (WatchResult, error) {
 	}
 	res.SetupSec = time.Since(base).Seconds()
 	o.Logger.Info("bench watch: watchers ready", "watchers", watchers, "setup", time.Since(base))
+	if o.Hold > 0 {
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("bench watch: holding the watchers: %w", ctx.Err())
+		case <-time.After(o.Hold):
+		}
+	}
 
 	// The puts, at PutRate a second (a put that falls behind the
 	// schedule is sent at once, as etcd's token bucket of PutRate does).

@@ -57,6 +57,7 @@ func TestValidateWatch(t *testing.T) {
 		{func(o *WatchOptions) { o.KeySize = 1 << 20 }, "key size"},
 		{func(o *WatchOptions) { o.ValSize = -1 }, "value size"},
 		{func(o *WatchOptions) { o.TLS = nil }, "TLS"},
+		{func(o *WatchOptions) { o.Hold = -time.Second }, "hold"},
 	} {
 		o := base
 		tt.mod(&o)
