@@ -382,9 +382,25 @@
 // kvpb.WatchResponse) streams the changes to a span of one range from its
 // leader: a replay of the versions after a timestamp within the retention
 // window, then the live changes as the rounds write them, and
-// resolved-timestamp checkpoints (an idle watched range gets an empty
-// command per checkpoint interval to move its resolved timestamp on);
-// see internal/multiraft/watch.go. The Go client's Watch opens one stream
+// resolved-timestamp checkpoints (an idle watched range's resolved
+// timestamp follows its closed timestamp, about --closed-timestamp-lag
+// behind the clock, with no command); see internal/multiraft/watch.go.
+//
+// # Closed timestamps and bounded-staleness reads
+//
+// Each range's leader closes timestamps --closed-timestamp-lag (3s, more
+// than twice --max-offset) behind its clock: in every command it builds
+// (the apply lifts writes above the log's closed timestamp) and, for idle
+// ranges, every 200ms on a side channel to the other replicas, tagged
+// with the applied index and term a replica must reach first. A Get or
+// Scan with Header.max_staleness_nanos is served by the receiving node's
+// replica, leader or not, at its closed timestamp when that is within
+// the bound (or at read_at when covered), and the response's read_at
+// names it; otherwise the leader serves it (at its own closed timestamp,
+// or linearizably). The argument for why no write ever lands at or below
+// a closed timestamp, across leader changes, lease lapses and splits, is
+// in internal/multiraft's doc.go. pleiades_raftd_closed_reads_total counts
+// the reads served so. The Go client's Watch opens one stream
 // per range and resumes from the last checkpoint.
 //
 // WatchRanges (server stream on wire.ProtoKV, kvpb.RangeEvent) reports this

@@ -81,6 +81,10 @@ type Config struct {
 	// MaxOffset is the largest clock offset tolerated between nodes.
 	// Default 500ms.
 	MaxOffset time.Duration
+	// ClosedTimestampLag is how far behind its clock a leader closes
+	// timestamps (follower reads and watch checkpoints trail by about
+	// this much); more than twice MaxOffset. Default (0) 3s.
+	ClosedTimestampLag time.Duration
 	// MaxKeyBytes and MaxValueBytes bound user keys and values. Defaults
 	// 64 KiB and 8 MiB (below the 16 MiB bus frame an entry travels in).
 	MaxKeyBytes, MaxValueBytes int
@@ -444,6 +448,9 @@ func (s *Server) openStore(eng storage.Engine) (*multiraft.Store, error) {
 		mc.ElectionTicks = s.cfg.ElectionTicks
 		mc.ReproposeTicks, mc.QuiesceAfterTicks = 2*mc.ElectionTicks, max(2, mc.ElectionTicks/2)
 		mc.LivenessPingTicks = max(1, mc.ElectionTicks/3)
+	}
+	if s.cfg.ClosedTimestampLag > 0 {
+		mc.ClosedTimestampLag = s.cfg.ClosedTimestampLag
 	}
 	if s.cfg.ValueCacheBytes != 0 {
 		mc.ValueCacheBytes = s.cfg.ValueCacheBytes
@@ -866,6 +873,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.ValueCacheMisses })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_lease_reads_total", Help: "Linearizable reads served under the leader lease."},
 			stat(func(x multiraft.Stats) uint64 { return x.LeaseReads })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_closed_reads_total", Help: "Bounded-staleness reads served at a replica's closed timestamp."},
+			stat(func(x multiraft.Stats) uint64 { return x.ClosedReads })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_read_index_reads_total", Help: "Linearizable reads that took a ReadIndex round."},
 			stat(func(x multiraft.Stats) uint64 { return x.ReadIndexReads })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_snapshots_sent_total", Help: "Range snapshots sent to lagging followers."},

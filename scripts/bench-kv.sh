@@ -15,7 +15,8 @@
 # built from the Go module proxy on first use; ETCD_BASELINE_DIR as that
 # tool takes it; ETCD_TOOL its path): the workloads and totals here are its own. Needs `make
 # build` first (BIN overrides ./bin; PORT_OFFSET the dev cluster's ports;
-# WORKLOADS a subset of "put1 put64 getl gets" to run).
+# WORKLOADS a subset of "put1 put64 getl gets getf" to run; getf is a
+# bounded-staleness get, served by the first address's replica).
 #
 #   scripts/bench-kv.sh [RANGES...]        e.g. scripts/bench-kv.sh 1 16 256
 . "$(dirname "$0")/lib.sh"
@@ -73,7 +74,7 @@ cluster_ticks() {
 run() {
   local r=$1 name=$2 key=$3 n=$4 json d0 c0 t0 d1 c1 t1
   shift 4
-  [[ " ${WORKLOADS:-put1 put64 getl gets} " == *" $key "* ]] || return 0
+  [[ " ${WORKLOADS:-put1 put64 getl gets getf} " == *" $key "* ]] || return 0
   printf '%-26s ' "$name"
   d0=$(udp_datagrams) c0=$(ctx_switches) t0=$(cpu_ticks) k0=$(cluster_ticks)
   json=$("$bin/pleiades" bench kv "${cli[@]}" "$@" -o json)
@@ -108,6 +109,7 @@ for ranges in "$@"; do
   run "$ranges" "put, 64 clients" put64 50000 --conns 16 --clients 64 --total 50000 --val-size 256 --sequential-keys
   run "$ranges" "get linearizable, 64" getl 50000 --conns 16 --clients 64 --total 50000 --op get
   run "$ranges" "get stale, 64" gets 50000 --conns 16 --clients 64 --total 50000 --op get --consistency stale
+  run "$ranges" "get max-staleness 5s, 64" getf 50000 --conns 16 --clients 64 --total 50000 --op get --max-staleness 5s
   stop_cluster
 done
 

@@ -407,3 +407,34 @@ func TestConfigAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMaxStalenessBadInput: a negative or huge bound, or one with Stale,
+// is refused before anything is sent.
+func TestMaxStalenessBadInput(t *testing.T) {
+	fc := kvclienttest.Start(t, kvclienttest.Options{})
+	c := newClient(t, fc, nil)
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		d    time.Duration
+		cons kvclient.Consistency
+	}{
+		{"negative", -5 * time.Second, kvclient.Linearizable},
+		{"huge", kvclient.MaxStalenessLimit + time.Second, kvclient.Linearizable},
+		{"with stale", 5 * time.Second, kvclient.Stale},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := c.Get(ctx, []byte("k"), kvclient.MaxStaleness(tc.d), kvclient.WithConsistency(tc.cons)); err == nil {
+				t.Error("Get accepted it")
+			}
+			if _, err := c.Scan(ctx, []byte("a"), nil, kvclient.ScanOptions{MaxStaleness: tc.d, Consistency: tc.cons}).Collect(); err == nil {
+				t.Error("Scan accepted it")
+			}
+			for node := range 3 {
+				if n := fc.Calls(node, kvclient.MethodGet) + fc.Calls(node, kvclient.MethodScan); n != 0 {
+					t.Errorf("node %d got %d calls", node, n)
+				}
+			}
+		})
+	}
+}

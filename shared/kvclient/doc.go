@@ -49,7 +49,13 @@
 // Scan with Stale) need no leader: they go to the first configured address
 // that is not suspect, so list the nearest node first; spreading clients
 // over the nodes is then a matter of giving them different first
-// addresses.
+// addresses. Bounded-staleness reads (MaxStaleness, ScanOptions.
+// MaxStaleness) go the same way, but are exact: the node's replica serves
+// them at its closed timestamp, where no write can still land, and the
+// value is the key's value at that timestamp (ServedAt, Iterator.ReadAt);
+// a node that cannot serve one sends it to the range's leader. Stale reads
+// are cheaper (no timestamp to wait for) but may miss any recent write and
+// name no timestamp; prefer MaxStaleness.
 //
 // Unavailable, NotLeader without a hint and an attempt that times out are
 // retried on another node after a jittered exponential backoff

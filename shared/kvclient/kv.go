@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/hlc"
@@ -78,6 +79,47 @@ type ReadOption func(*readOptions)
 type readOptions struct {
 	consistency Consistency
 	at          hlc.Timestamp
+	staleness   time.Duration
+	servedAt    *hlc.Timestamp
+}
+
+// MaxStalenessLimit bounds MaxStaleness (kvpb: raftd refuses more).
+const MaxStalenessLimit = 24 * time.Hour
+
+// MaxStaleness makes a read (Get; a Scan takes ScanOptions.MaxStaleness)
+// a bounded-staleness read: the nearest node (the first configured address
+// that is not suspect) serves it from its replica, leader or not, at the
+// replica's closed timestamp when that is at most d old (raftd closes
+// timestamps about 3s behind its clock, so d below that falls back to the
+// leader), with no round to the leader. The value is exactly the key's
+// value at that timestamp, which ServedAt reports; a node whose replica
+// cannot serve it sends it to the leader, which serves it the same way or
+// linearizably (ServedAt then zero). With ReadAt, a replica serves it at
+// that timestamp once its closed timestamp reaches it. d must be positive
+// and at most MaxStalenessLimit, and excludes Stale.
+func MaxStaleness(d time.Duration) ReadOption {
+	return func(o *readOptions) { o.staleness = d }
+}
+
+// ServedAt stores in *ts the timestamp a bounded-staleness read was
+// served at (zero when the leader served it linearizably).
+func ServedAt(ts *hlc.Timestamp) ReadOption {
+	return func(o *readOptions) { o.servedAt = ts }
+}
+
+// checkStaleness validates a bound (0: none) against c.
+func checkStaleness(d time.Duration, c Consistency) error {
+	switch {
+	case d == 0:
+		return nil
+	case d < 0:
+		return fmt.Errorf("client: max staleness %v is negative", d)
+	case d > MaxStalenessLimit:
+		return fmt.Errorf("client: max staleness %v exceeds %v", d, MaxStalenessLimit)
+	case c == Stale:
+		return errors.New("client: max staleness and stale consistency are exclusive")
+	}
+	return nil
 }
 
 // ReadAt reads as of ts (Get; a Scan takes ScanOptions.ReadAt): the newest version of the key written
@@ -135,14 +177,24 @@ func timestamp(p *hlcpb.Timestamp) hlc.Timestamp {
 // Get reads key. found is false when the key does not exist.
 func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (v Value, found bool, err error) {
 	o := readOpts(opts)
-	h := &kvpb.Header{ReadConsistency: o.consistency.proto()}
+	if err := checkStaleness(o.staleness, o.consistency); err != nil {
+		return Value{}, false, err
+	}
+	h := &kvpb.Header{ReadConsistency: o.consistency.proto(), MaxStalenessNanos: int64(o.staleness)}
 	req := &kvpb.GetRequest{Header: h, Key: key}
 	if !o.at.IsZero() {
 		req.ReadAt = o.at.Proto()
 	}
+	rt := readRoute(key, o.consistency)
+	if o.staleness > 0 {
+		rt = route{near: true, hedge: true}
+	}
 	var resp kvpb.GetResponse
-	if err := c.invoke(ctx, MethodGet, readRoute(key, o.consistency), h, req, &resp); err != nil {
+	if err := c.invoke(ctx, MethodGet, rt, h, req, &resp); err != nil {
 		return Value{}, false, err
+	}
+	if o.servedAt != nil {
+		*o.servedAt = timestamp(resp.GetReadAt())
 	}
 	if !resp.GetFound() {
 		return Value{}, false, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
@@ -29,6 +30,12 @@ type ScanOptions struct {
 	// fails with an error IsCompacted reports). Every page reads at the
 	// same timestamp, so such a scan is one consistent view.
 	ReadAt hlc.Timestamp
+	// MaxStaleness makes the scan a bounded-staleness read (see the
+	// MaxStaleness read option): the nearest node serves its first page at
+	// its replica's closed timestamp when at most this old, and every
+	// later page reads at that same timestamp (Iterator.ReadAt), so the
+	// scan is one consistent view.
+	MaxStaleness time.Duration
 }
 
 // Iterator walks the entries of a Scan, fetching one page at a time:
@@ -53,7 +60,13 @@ type Iterator struct {
 	returned   int
 	done       bool
 	err        error
+	servedAt   hlc.Timestamp
 }
+
+// ReadAt returns the timestamp a bounded-staleness scan was served at
+// (ScanOptions.MaxStaleness), once its first page was fetched; zero when
+// the leader served it linearizably or it is not such a scan.
+func (it *Iterator) ReadAt() hlc.Timestamp { return it.servedAt }
 
 // Scan returns an iterator over [start, end) (end empty: to the end of the
 // keyspace), across ranges. Nothing is fetched until the first Next.
@@ -61,6 +74,9 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, opts ScanOptions) 
 	it := &Iterator{c: c, ctx: ctx, start: start, end: end, opts: opts}
 	if opts.Limit < 0 || opts.PageSize < 0 {
 		it.err, it.done = fmt.Errorf("client: Scan: negative limit or page size"), true
+	}
+	if err := checkStaleness(opts.MaxStaleness, opts.Consistency); err != nil {
+		it.err, it.done = err, true
 	}
 	if len(end) > 0 && bytes.Compare(start, end) >= 0 {
 		it.done = true
@@ -104,13 +120,15 @@ func (it *Iterator) fetch() {
 			limit = rest
 		}
 	}
-	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto()}
+	h := &kvpb.Header{ReadConsistency: it.opts.Consistency.proto(), MaxStalenessNanos: int64(it.opts.MaxStaleness)}
 	req := &kvpb.ScanRequest{Header: h, Start: it.start, End: it.end, Limit: uint32(limit), Reverse: it.opts.Reverse, KeysOnly: it.opts.KeysOnly}
 	if !it.opts.ReadAt.IsZero() {
 		req.ReadAt = it.opts.ReadAt.Proto()
 	}
 	r := route{key: it.start, slow: true}
 	switch {
+	case it.opts.MaxStaleness > 0:
+		r = route{near: true, slow: true}
 	case it.opts.Consistency == Stale:
 		r = route{near: true, slow: true}
 	case it.opts.Reverse:
@@ -122,6 +140,10 @@ func (it *Iterator) fetch() {
 		return
 	}
 	it.page, it.pos = resp.GetKvs(), 0
+	if at := timestamp(resp.GetReadAt()); !at.IsZero() && it.opts.ReadAt.IsZero() {
+		// Later pages read where the first was served.
+		it.opts.ReadAt, it.servedAt = at, at
+	}
 	resume := resp.GetResumeKey()
 	if len(resume) == 0 {
 		it.done = true

@@ -31,6 +31,7 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "tick-interval", Value: 100 * time.Millisecond, Usage: "raft tick `DURATION`"},
 			&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "raft election timeout in ticks"},
 			&cli.DurationFlag{Name: "max-offset", Value: 500 * time.Millisecond, Usage: "largest tolerated clock offset between nodes"},
+			&cli.DurationFlag{Name: "closed-timestamp-lag", Value: 3 * time.Second, Usage: "how far behind its clock a leader closes timestamps: follower reads and watch checkpoints trail by about this much (more than twice --max-offset)"},
 			&cli.DurationFlag{Name: "version-retention", Value: 4 * time.Hour, Usage: "how long superseded versions stay readable by reads at a timestamp and watches (the same on every node)"},
 			&cli.DurationFlag{Name: "version-gc-interval", Value: time.Minute, Usage: "how often the versions older than --version-retention are collected (negative: never)"},
 			&cli.IntFlag{Name: "value-cache-bytes", Value: 64 << 20, Usage: "bytes of recently written and read values kept to serve reads without a stored round trip (negative: off)"},
@@ -57,6 +58,9 @@ func spec() daemon.Spec {
 			cfg.TickInterval = c.Duration("tick-interval")
 			cfg.ElectionTicks = c.Int("election-ticks")
 			cfg.MaxOffset = c.Duration("max-offset")
+			if cfg.ClosedTimestampLag = c.Duration("closed-timestamp-lag"); cfg.ClosedTimestampLag <= 2*cfg.MaxOffset {
+				return nil, &config.FlagError{Flag: "closed-timestamp-lag", Value: cfg.ClosedTimestampLag.String(), Err: fmt.Errorf("want more than twice --max-offset (%v)", cfg.MaxOffset)}
+			}
 			if cfg.VersionRetention = c.Duration("version-retention"); cfg.VersionRetention <= 0 {
 				return nil, &config.FlagError{Flag: "version-retention", Value: cfg.VersionRetention.String(), Err: errors.New("want a positive duration")}
 			}

@@ -332,9 +332,17 @@ func (r *Replica) applyCommandLocked(a *applier, cmd *raftmsgpb.Command) (res *R
 	if err != nil {
 		ts = hlc.Timestamp{}
 	}
-	maxTS, _ := hlc.FromProto(r.mu.applied.GetMaxTimestamp())
-	if !maxTS.Less(ts) {
-		ts = maxTS.Next()
+	// Above every earlier write and above the closed timestamp: the
+	// log's, raised to the one this command carries.
+	floor, _ := hlc.FromProto(r.mu.applied.GetMaxTimestamp())
+	closed, _ := hlc.FromProto(r.mu.applied.GetClosedTimestamp())
+	if c, err := hlc.FromProto(cmd.GetClosedTimestamp()); err == nil && closed.Less(c) {
+		closed = c
+		r.mu.applied.ClosedTimestamp = c.Proto()
+	}
+	floor = maxTS(floor, closed)
+	if !floor.Less(ts) {
+		ts = floor.Next()
 	}
 	r.mu.applied.MaxTimestamp = ts.Proto()
 	_, _ = r.s.d.Clock.Update(ts)

@@ -36,8 +36,9 @@ type testCluster struct {
 	clocks  map[uint64]*hlc.Clock
 	log     *slog.Logger
 	// skew is added to every node's physical clock (nanoseconds): tests
-	// move the cluster's time forward with it.
-	skew atomic.Int64
+	// move the cluster's time forward with it; nodeSkew to one node's.
+	skew     atomic.Int64
+	nodeSkew map[uint64]*atomic.Int64
 
 	// disks wrap the engines: each can be made to refuse writes as a full
 	// disk does (disk_test.go).
@@ -51,13 +52,15 @@ func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Co
 		o(&cfg)
 	}
 	c := &testCluster{t: t, cfg: cfg, net: NewLocalNetwork(1), engines: map[uint64]*storage.Mem{}, disks: map[uint64]*fullEngine{},
-		stores: map[uint64]*Store{}, clocks: map[uint64]*hlc.Clock{}, log: daemontest.Logger(t, slog.LevelWarn)}
+		stores: map[uint64]*Store{}, clocks: map[uint64]*hlc.Clock{}, nodeSkew: map[uint64]*atomic.Int64{}, log: daemontest.Logger(t, slog.LevelWarn)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		c.ids = append(c.ids, id)
 		c.engines[id] = storage.NewMem()
 		c.disks[id] = &fullEngine{Engine: c.engines[id]}
-		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond, Physical: func() int64 { return time.Now().UnixNano() + c.skew.Load() }})
+		own := &atomic.Int64{}
+		c.nodeSkew[id] = own
+		c.clocks[id] = hlc.NewClock(hlc.Config{MaxOffset: 20 * time.Millisecond, Physical: func() int64 { return time.Now().UnixNano() + c.skew.Load() + own.Load() }})
 		c.start(id)
 	}
 	t.Cleanup(func() {

@@ -121,6 +121,15 @@ type Config struct {
 	// StorageTimeout bounds one storage call made on behalf of raft.
 	// Default 10s.
 	StorageTimeout time.Duration
+	// ClosedTimestampLag is how far behind its clock a leader closes
+	// timestamps (see Closed timestamps in doc.go): a write proposed with
+	// a timestamp that old is applied above it instead. It must exceed
+	// twice the clock's MaxOffset (checked by NewStore). Default 3s.
+	ClosedTimestampLag time.Duration
+	// ClosedTimestampInterval is how often a leader sends the closed
+	// timestamps of the ranges it leads to their other replicas. Default
+	// 200ms.
+	ClosedTimestampInterval time.Duration
 
 	// Client sessions (session.go). These decide what a command does at
 	// apply, so every node of a cluster must use the same values; raftd
@@ -188,6 +197,12 @@ func (c *Config) fill() {
 	if c.StorageTimeout == 0 {
 		c.StorageTimeout = 10 * time.Second
 	}
+	if c.ClosedTimestampLag == 0 {
+		c.ClosedTimestampLag = 3 * time.Second
+	}
+	if c.ClosedTimestampInterval == 0 {
+		c.ClosedTimestampInterval = 200 * time.Millisecond
+	}
 	if c.SessionMaxAge == 0 {
 		c.SessionMaxAge = time.Minute
 	}
@@ -247,6 +262,8 @@ func (c Config) Validate() error {
 		return errors.New("multiraft: Workers must be positive")
 	case c.BootstrapCampaignsPerTick < 0:
 		return errors.New("multiraft: BootstrapCampaignsPerTick must be positive")
+	case c.ClosedTimestampLag < 0 || c.ClosedTimestampInterval < 0:
+		return errors.New("multiraft: ClosedTimestampLag and ClosedTimestampInterval must be positive")
 	case c.SessionMaxAge < 0 || c.SessionIdle < 0 || c.MaxSessions < 0 || c.MaxSessionBytes < 0 || c.MaxSessionAnswers < 0:
 		return errors.New("multiraft: session limits must be positive")
 	}

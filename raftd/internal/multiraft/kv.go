@@ -16,6 +16,7 @@ import (
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/proto/hlcpb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -439,10 +440,87 @@ func (s *Store) cachedGetCounted(ctx context.Context, key []byte, reads *atomic.
 	return b, ok, nil
 }
 
+// MaxStaleness bounds Header.max_staleness_nanos.
+const MaxStaleness = 24 * time.Hour
+
+// staleness returns a read's max staleness (0: none), or InvalidArgument.
+func staleness(h *kvpb.Header) (time.Duration, error) {
+	n := time.Duration(h.GetMaxStalenessNanos())
+	switch {
+	case n == 0:
+		return 0, nil
+	case n < 0:
+		return 0, bus.Errorf(bus.CodeInvalidArgument, "kv: max staleness %v is negative", n)
+	case n > MaxStaleness:
+		return 0, bus.Errorf(bus.CodeInvalidArgument, "kv: max staleness %v exceeds %v", n, MaxStaleness)
+	case h.GetReadConsistency() == kvpb.ReadConsistency_READ_CONSISTENCY_STALE:
+		return 0, bus.Errorf(bus.CodeInvalidArgument, "kv: max staleness and stale consistency are exclusive")
+	}
+	return n, nil
+}
+
+// closedRead picks the local replica and timestamp that serve a
+// bounded-staleness read of key (span: of [key, end), end empty: to the
+// end of the keyspace):
+// at read_at (at, nil if unset) when the replica's closed timestamp
+// covers it, else at the closed timestamp when it is within bound of the
+// clock. ok is false when no local replica may serve it.
+func (s *Store) closedRead(key, end []byte, span bool, at *hlcpb.Timestamp, bound time.Duration) (r *Replica, ts hlc.Timestamp, ok bool, err error) {
+	r = s.ReplicaForKey(key)
+	if r == nil || r.applied.Load() == 0 {
+		return nil, hlc.Timestamp{}, false, nil
+	}
+	r.wantClosed()
+	closed := r.ClosedTimestamp()
+	if at != nil {
+		if ts, err = hlc.FromProto(at); err != nil {
+			return nil, hlc.Timestamp{}, false, bus.Errorf(bus.CodeInvalidArgument, "kv: read_at: %v", err)
+		}
+		if closed.Less(ts) {
+			return nil, hlc.Timestamp{}, false, nil
+		}
+	} else {
+		if closed.IsZero() || closed.WallTime < s.d.Clock.Now().WallTime-int64(bound) {
+			return nil, hlc.Timestamp{}, false, nil
+		}
+		ts = closed
+	}
+	// The closed timestamp is the range's as of its applied state: the
+	// key must still be the range's there (a split hands later writes of
+	// its keys to the new range, which closes its own timestamps).
+	d := r.applyDesc()
+	if !spanContains(d, key) || (span && len(d.GetEndKey()) > 0 && (len(end) == 0 || bytes.Compare(end, d.GetEndKey()) > 0)) {
+		return nil, hlc.Timestamp{}, false, nil
+	}
+	if hz := s.readHorizon(); ts.Less(hz) {
+		return nil, hlc.Timestamp{}, false, errCompacted(ts, hz)
+	}
+	s.metrics.closedReads.Add(1)
+	return r, ts, true, nil
+}
+
 // Get reads one key.
 func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetResponse, error) {
 	if err := s.checkKey(req.GetHeader(), req.GetKey()); err != nil {
 		return nil, err
+	}
+	bound, err := staleness(req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	if bound > 0 {
+		if _, ts, ok, err := s.closedRead(req.GetKey(), nil, false, req.GetReadAt(), bound); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			v, found, err := s.readAt(ctx, req.GetKey(), ts)
+			if err != nil {
+				return nil, err
+			}
+			return &kvpb.GetResponse{Found: found, Value: v, ReadAt: ts.Proto()}, nil
+		}
+		// Not here: the leader serves it (at its closed timestamp, or
+		// linearizably).
 	}
 	for attempt := 0; ; attempt++ {
 		t, err := s.route(ctx, req.GetKey(), req.GetHeader(), false)
@@ -814,6 +892,9 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 			return nil, errCompacted(ts, h)
 		}
 	}
+	if _, err := staleness(req.GetHeader()); err != nil {
+		return nil, err
+	}
 	limit := int(req.GetLimit())
 	if limit == 0 {
 		limit = DefaultScanLimit
@@ -849,7 +930,7 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 		} else if len(cur) > 0 {
 			cs, ce = clipSpan(start, cur, desc)
 		}
-		kvs, read, full, used, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs), max(budget-size, 1))
+		kvs, read, full, used, servedAt, err := s.scanRange(ctx, req, desc, cs, ce, limit-len(out.Kvs), max(budget-size, 1))
 		if isMismatch(err) && mismatches < maxMismatchRetries {
 			// A split moved this part: look its range up again.
 			mismatches++
@@ -860,6 +941,15 @@ func (s *Store) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResp
 		}
 		mismatches = 0
 		desc = used
+		if servedAt != nil && req.GetReadAt() == nil {
+			// A bounded-staleness page: its other ranges read at the
+			// timestamp the first one was served at.
+			out.ReadAt = servedAt
+			req = proto.CloneOf(req)
+			req.ReadAt = servedAt
+		} else if servedAt != nil {
+			out.ReadAt = servedAt
+		}
 		out.Kvs = append(out.Kvs, kvs...)
 		size += read
 		if full && len(out.Kvs) > 0 {
@@ -930,7 +1020,12 @@ func (s *Store) allDescriptors(ctx context.Context) ([]*kvpb.RangeDescriptor, er
 // descriptor that served, whose bounds the caller continues from), or
 // refuses with RangeKeyMismatch when it no longer holds the part's first
 // key.
-func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit, maxBytes int) (_ []*kvpb.KeyValue, read int, full bool, used *kvpb.RangeDescriptor, _ error) {
+//
+// A bounded-staleness scan (Header.max_staleness_nanos) is served by the
+// local replica at its closed timestamp when it may (closedRead; the
+// whole part must be the range's), else by the leader; servedAt is the
+// timestamp such a read was served at.
+func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb.RangeDescriptor, start, end []byte, limit, maxBytes int) (_ []*kvpb.KeyValue, read int, full bool, used *kvpb.RangeDescriptor, servedAt *hlcpb.Timestamp, _ error) {
 	key := start
 	if req.GetReverse() {
 		key = desc.GetStartKey()
@@ -938,45 +1033,57 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 			key = start
 		}
 	}
+	if bound, _ := staleness(req.GetHeader()); bound > 0 {
+		r, ts, ok, err := s.closedRead(key, end, true, req.GetReadAt(), bound)
+		if err != nil {
+			return nil, 0, false, nil, nil, err
+		}
+		if ok {
+			used = r.applyDesc()
+			start, end = clipSpan(start, end, used)
+			kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+			return kvs, read, full, used, ts.Proto(), err
+		}
+	}
 	t, err := s.route(ctx, key, req.GetHeader(), false)
 	if err != nil {
-		return nil, 0, false, nil, err
+		return nil, 0, false, nil, nil, err
 	}
 	if t.r == nil {
 		sub := &kvpb.ScanRequest{Header: forwardedHeader(req.GetHeader()), Start: start, End: end, Limit: uint32(limit), Reverse: req.GetReverse(),
 			KeysOnly: req.GetKeysOnly(), MaxBytes: uint32(maxBytes), ReadAt: req.GetReadAt()}
 		resp := &kvpb.ScanResponse{}
 		if err := s.forward(ctx, t, MethodScan, sub, resp); err != nil {
-			return nil, 0, false, nil, err
+			return nil, 0, false, nil, nil, err
 		}
 		for _, kv := range resp.GetKvs() {
 			read += len(kv.GetKey()) + len(kv.GetValue().GetValue())
 		}
-		return resp.GetKvs(), read, resp.GetResumeKey() != nil, desc, nil
+		return resp.GetKvs(), read, resp.GetResumeKey() != nil, desc, resp.GetReadAt(), nil
 	}
 	if err := s.readBarrier(ctx, t.r, req.GetHeader()); err != nil {
-		return nil, 0, false, nil, err
+		return nil, 0, false, nil, nil, err
 	}
 	if err := t.r.stillHolds(ctx, key, t.desc); err != nil {
-		return nil, 0, false, nil, err
+		return nil, 0, false, nil, nil, err
 	}
 	used = t.r.applyDesc()
 	if req.GetReverse() && len(used.GetEndKey()) > 0 && (len(end) == 0 || bytes.Compare(end, used.GetEndKey()) > 0) {
 		// Going backwards the part's end comes first, and a split moved it.
-		return nil, 0, false, nil, errRangeKeyMismatch([]*kvpb.RangeDescriptor{used}, nil, "kv: range %d no longer holds the keys before %q", used.GetRangeId(), end)
+		return nil, 0, false, nil, nil, errRangeKeyMismatch([]*kvpb.RangeDescriptor{used}, nil, "kv: range %d no longer holds the keys before %q", used.GetRangeId(), end)
 	}
 	start, end = clipSpan(start, end, used)
 	if at := req.GetReadAt(); at != nil {
 		ts, err := hlc.FromProto(at) // checked by Scan
 		if err != nil {
-			return nil, 0, false, nil, err
+			return nil, 0, false, nil, nil, err
 		}
 		kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
-		return kvs, read, full, used, err
+		return kvs, read, full, used, nil, err
 	}
 	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
 	if err != nil {
-		return nil, 0, false, nil, err
+		return nil, 0, false, nil, nil, err
 	}
 	out := make([]*kvpb.KeyValue, 0, len(kvs))
 	for _, kv := range kvs {
@@ -986,7 +1093,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 			err = fmt.Errorf("%w: a tombstone in the data family", storage.ErrBadEnvelope)
 		}
 		if err != nil {
-			return nil, 0, false, nil, fmt.Errorf("key %q: %w", kv.Key, err)
+			return nil, 0, false, nil, nil, fmt.Errorf("key %q: %w", kv.Key, err)
 		}
 		val := valueOf(m, nil)
 		if !req.GetKeysOnly() {
@@ -994,7 +1101,7 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		}
 		out = append(out, &kvpb.KeyValue{Key: kv.Key, Value: val})
 	}
-	return out, read, len(kvs) >= limit || read >= maxBytes, used, nil
+	return out, read, len(kvs) >= limit || read >= maxBytes, used, nil, nil
 }
 
 // Descriptors returns the descriptors overlapping [start, end) and the

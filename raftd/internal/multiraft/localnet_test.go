@@ -17,7 +17,8 @@ import (
 func testConfig() Config {
 	c := Config{TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1, Workers: 4,
 		LogTruncateEntries: 50, LogKeepEntries: 20, EntryCacheEntries: 4, ReplicaGCInterval: 100 * time.Millisecond,
-		SplitCheckInterval: 50 * time.Millisecond, SplitBytes: -1}
+		SplitCheckInterval: 50 * time.Millisecond, SplitBytes: -1,
+		ClosedTimestampLag: 300 * time.Millisecond, ClosedTimestampInterval: 50 * time.Millisecond}
 	c.fill()
 	return c
 }

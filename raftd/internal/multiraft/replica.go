@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
@@ -215,6 +216,10 @@ type Replica struct {
 	// metaGen is the highest generation of this range known to be
 	// recorded in the meta range (meta reconciliation).
 	metaGen atomic.Uint64
+	// cts is the published closed timestamp, closedWant when a reader or
+	// watcher last wanted it to move on (closedts.go).
+	cts        closedState
+	closedWant atomic.Int64
 
 	in struct {
 		sync.Mutex
@@ -256,8 +261,15 @@ type Replica struct {
 		leaseExpiry   time.Time
 		leaseTerm     uint64
 		lastLeaseRead time.Time
-		snapSending   map[uint64]bool
-		snapFails     map[uint64]*snapFailures
+		// closingProp is the last empty command proposed to close a
+		// timestamp in the log when leases are off (closedts.go).
+		closingProp *proposal
+		// closedPub is the highest closed timestamp this replica promised
+		// on the side channel as leader; the commands it builds carry at
+		// least it (closedts.go).
+		closedPub   hlc.Timestamp
+		snapSending map[uint64]bool
+		snapFails   map[uint64]*snapFailures
 		// heartbeatResps are the replicas whose heartbeat responses were
 		// stepped since the last Ready's messages went out (see sendLocked).
 		heartbeatResps map[uint64]bool
@@ -383,6 +395,7 @@ func newReplica(s *Store, desc *kvpb.RangeDescriptor, bootstrap bool, holdTicks 
 		r.noVotesUntil = time.Now().Add(s.leaseDuration())
 	}
 	r.applied.Store(applied.GetIndex())
+	r.publishClosedLocked()
 	r.sizeEst.Store(-1) // measured once at first
 	// The first replica of a new range campaigns on its first tick, by
 	// when the other nodes have bootstrapped too (a vote request to a node
@@ -706,6 +719,7 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 		r.mu.idleTicks = 0
 	}
 	r.applied.Store(r.mu.applied.GetIndex())
+	r.publishClosedLocked()
 	for _, rs := range rd.ReadStates {
 		if len(rs.RequestCtx) != 8 {
 			continue
@@ -873,6 +887,15 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 func (r *Replica) proposeLocked(props []*proposal) {
 	ents := make([]*raftpb.Entry, 0, len(props))
 	var size uint64
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		// Only a leader builds commands: one built elsewhere would reach
+		// the leader's log without its closed timestamp (closedts.go).
+		for _, p := range props {
+			p.done <- proposalResult{err: &NotLeaderError{RangeID: r.rangeID, LeaderNode: r.leaderNode.Load()}}
+		}
+		return
+	}
+	closed := r.commandClosedLocked(r.s.closedTarget()).Proto()
 	for i, p := range props {
 		if size >= r.s.cfg.MaxRangeRoundBytes {
 			// The rest waits for the next round (a round's write stays
@@ -889,7 +912,7 @@ func (r *Replica) proposeLocked(props []*proposal) {
 		}
 		r.mu.nextSeq++
 		p.seq = r.mu.nextSeq
-		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops, Session: p.session}
+		cmd := &raftmsgpb.Command{NodeId: r.s.d.NodeID, Incarnation: r.s.incarnation, Seq: p.seq, Timestamp: p.ts.Proto(), Ops: p.ops, Session: p.session, ClosedTimestamp: closed}
 		b, err := proto.Marshal(cmd)
 		if err != nil {
 			p.done <- proposalResult{err: err}
@@ -940,9 +963,20 @@ func entriesBytes(ents []*raftpb.Entry) uint64 {
 func (r *Replica) onTickLocked() {
 	r.mu.idleTicks++
 	var reproposed uint64
+	leader := r.mu.rn.BasicStatus().RaftState == raft.StateLeader
 	for seq, p := range r.mu.pending {
 		if p.callerGone() {
 			delete(r.mu.pending, seq)
+			continue
+		}
+		if !leader && r.mu.ticks-p.proposedAt >= uint64(r.s.cfg.ReproposeTicks) {
+			// Only the leader that built a command proposes it again (a
+			// copy forwarded from here would reach the new leader's log
+			// below its closed timestamp). It may still commit: its
+			// outcome is unknown, and the caller's retry applies once
+			// through its session.
+			delete(r.mu.pending, seq)
+			p.done <- proposalResult{err: bus.Errorf(bus.CodeDeadlineExceeded, "kv: range %d: this replica stopped leading with the command in flight; its outcome is unknown", r.rangeID)}
 			continue
 		}
 		// At most MaxRangeRoundBytes again per tick; the rest are due
@@ -956,7 +990,6 @@ func (r *Replica) onTickLocked() {
 	if len(r.mu.pending) > 0 {
 		r.mu.idleTicks = 0
 	}
-	leader := r.mu.rn.BasicStatus().RaftState == raft.StateLeader
 	if d := r.s.leaseDuration(); leader && d > 0 && len(r.mu.readsIssued) == 0 {
 		// Keep the lease of a range being read from: renew it when half
 		// of it is left, riding on the next heartbeat.
@@ -1283,3 +1316,10 @@ func (l raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
 func (l raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
 func (l raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
 func (l raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+
+// publishClosedLocked publishes the closed timestamp of the applied state
+// the round made durable.
+func (r *Replica) publishClosedLocked() {
+	c, _ := hlc.FromProto(r.mu.applied.GetClosedTimestamp())
+	r.cts.publish(r.mu.applied.GetIndex(), r.mu.applied.GetTerm(), c)
+}

@@ -209,7 +209,8 @@ func (r *Replica) applySplitLocked(a *applier, t *raftmsgpb.SplitTrigger) (refus
 	// highest write timestamp and last sweep, so that apply timestamps
 	// never go back on either side.
 	ab, err := proto.Marshal(&raftmsgpb.AppliedState{Index: initialIndex, Term: initialTerm,
-		MaxTimestamp: r.mu.applied.GetMaxTimestamp(), SessionsSweptAt: r.mu.applied.GetSessionsSweptAt()})
+		MaxTimestamp: r.mu.applied.GetMaxTimestamp(), SessionsSweptAt: r.mu.applied.GetSessionsSweptAt(),
+		ClosedTimestamp: r.mu.applied.GetClosedTimestamp()})
 	if err != nil {
 		return nil, err
 	}

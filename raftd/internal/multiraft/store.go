@@ -134,6 +134,7 @@ type storeMetrics struct {
 	ticksSkipped                                atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
+	closedReads                                 atomic.Uint64
 	snapshotsSent, snapshotsApplied             atomic.Uint64
 	snapshotChunksRecv, snapshotsRecov          atomic.Uint64
 	proposals, proposalBatches                  atomic.Uint64
@@ -166,6 +167,9 @@ func NewStore(cfg Config, d Deps) (*Store, error) {
 	cfg.fill()
 	if d.NodeID == 0 || d.Engine == nil || d.Transport == nil || d.Clock == nil || d.Logger == nil {
 		return nil, errors.New("multiraft: Deps.NodeID, Engine, Transport, Clock and Logger are required")
+	}
+	if off := d.Clock.MaxOffset(); cfg.ClosedTimestampLag <= 2*off {
+		return nil, fmt.Errorf("multiraft: ClosedTimestampLag %v must exceed twice the clock's MaxOffset %v", cfg.ClosedTimestampLag, off)
 	}
 	s := &Store{cfg: cfg, d: d, log: d.Logger,
 		stopc: make(chan struct{}), wake: make(chan struct{}, 1), tasks: make(chan func()), fatal: make(chan error, 1)}
@@ -212,7 +216,8 @@ func (s *Store) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go s.closedLoop()
 	go s.runLoop()
 	go s.tickLoop()
 	go s.gcLoop()
@@ -832,6 +837,7 @@ func (s *Store) HandleBatch(b *raftmsgpb.MessageBatch) {
 			r.deliver(inMsg{msg: heartbeatToMsg(h, true)})
 		}
 	}
+	s.noteClosed(b.GetClosed(), b.GetClosedWanted())
 }
 
 // answerUnknown reports whether to answer the raft traffic of a range this
@@ -899,8 +905,10 @@ type Stats struct {
 	ValueCacheHits, ValueCacheMisses uint64
 	// InboxDrops counts raft messages dropped on a full replica inbox.
 	InboxDrops uint64
-	// LeaseReads and ReadIndexReads count linearizable reads by path.
-	LeaseReads, ReadIndexReads uint64
+	// LeaseReads and ReadIndexReads count linearizable reads by path;
+	// ClosedReads the bounded-staleness reads a replica served at its
+	// closed timestamp.
+	LeaseReads, ReadIndexReads, ClosedReads uint64
 	// SnapshotsSent and SnapshotsApplied count range snapshots.
 	SnapshotsSent, SnapshotsApplied uint64
 	// SnapshotChunksReceived counts snapshot chunks taken in;
@@ -952,7 +960,7 @@ func (s *Store) Stats() Stats {
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
 		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
-		LeaseReads: s.metrics.leaseReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
+		LeaseReads: s.metrics.leaseReads.Load(), ClosedReads: s.metrics.closedReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
 		Proposals: s.metrics.proposals.Load(), ProposalBatches: s.metrics.proposalBatches.Load(), ProposalsDropped: s.metrics.proposalsDropped.Load(),

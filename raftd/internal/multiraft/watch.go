@@ -102,26 +102,9 @@ type watchHub struct {
 	count   atomic.Int64
 	mu      sync.Mutex
 	byRange map[uint64]map[*keyWatcher]struct{}
-	// resolved is each watched range's published maximum timestamp.
+	// resolved is each watched range's published maximum timestamp (or
+	// its closed timestamp, when later).
 	resolved map[uint64]hlc.Timestamp
-	// closed is when each watched range last had an empty command
-	// proposed to move its resolved timestamp on (see closeDue).
-	closed map[uint64]time.Time
-}
-
-// closeDue reports whether an idle watched range is due an empty command
-// (at most one per interval per range, whatever its watchers): with no
-// closed timestamps yet, a range's resolved timestamp moves on only with
-// an applied command.
-func (h *watchHub) closeDue(rangeID uint64, every time.Duration) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	if now.Sub(h.closed[rangeID]) < every {
-		return false
-	}
-	h.closed[rangeID] = now
-	return true
 }
 
 func (h *watchHub) cutLocked(w *keyWatcher, err error) {
@@ -133,7 +116,6 @@ func (h *watchHub) cutLocked(w *keyWatcher, err error) {
 		if len(m) == 0 {
 			delete(h.byRange, w.rangeID)
 			delete(h.resolved, w.rangeID)
-			delete(h.closed, w.rangeID)
 		}
 	}
 	h.count.Add(-1)
@@ -181,7 +163,8 @@ func (s *Store) publishWatches(ops []storage.Op, ordered bool) {
 				continue
 			}
 			ts, _ := hlc.FromProto(a.GetMaxTimestamp())
-			maxes = append(maxes, applied{id, ts})
+			closed, _ := hlc.FromProto(a.GetClosedTimestamp())
+			maxes = append(maxes, applied{id, maxTS(ts, closed)})
 		}
 	}
 	if !ordered {
@@ -283,11 +266,17 @@ func (s *Store) registerWatch(ctx context.Context, r *Replica, start, end []byte
 				return nil, hlc.Timestamp{}, fmt.Errorf("range %d applied state: %w", r.rangeID, err)
 			}
 			R, _ = hlc.FromProto(a.GetMaxTimestamp())
+			closed, _ := hlc.FromProto(a.GetClosedTimestamp())
+			R = maxTS(R, closed)
 		}
 	}
+	// Every change at or below the closed timestamp is published (its
+	// applied index was, after its write), and every change published is
+	// at or below R.
+	R = maxTS(R, r.ClosedTimestamp())
 	w := &keyWatcher{rangeID: r.rangeID, start: start, end: end, after: R, ready: make(chan struct{}, 1), lost: make(chan struct{})}
 	if h.byRange == nil {
-		h.byRange, h.resolved, h.closed = map[uint64]map[*keyWatcher]struct{}{}, map[uint64]hlc.Timestamp{}, map[uint64]time.Time{}
+		h.byRange, h.resolved = map[uint64]map[*keyWatcher]struct{}{}, map[uint64]hlc.Timestamp{}
 	}
 	if h.byRange[r.rangeID] == nil {
 		h.byRange[r.rangeID] = map[*keyWatcher]struct{}{}
@@ -352,6 +341,7 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 		}
 		return bus.NotLeader(s.NodeAddr(leader))
 	}
+	r.wantClosed()
 	w, R, err := s.registerWatch(ctx, r, bytes.Clone(start), bytes.Clone(end))
 	if err != nil {
 		return err
@@ -401,7 +391,10 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 			if !r.IsLeader() {
 				return bus.NotLeader(s.NodeAddr(r.LeaderNode()))
 			}
-			res := s.resolvedOf(r.rangeID)
+			r.wantClosed()
+			// The closed timestamp moves an idle range's resolved
+			// timestamp on: every change at or below it was published.
+			res := maxTS(s.resolvedOf(r.rangeID), r.ClosedTimestamp())
 			// Everything published by then is queued: send it first.
 			for _, evs := range w.take() {
 				if err := deliver(evs); err != nil {
@@ -413,12 +406,6 @@ func (s *Store) Watch(ctx context.Context, req *kvpb.WatchRequest, send func(*kv
 					return err
 				}
 				sent = res
-			} else if s.watches.closeDue(r.rangeID, every) {
-				// Idle: an empty command moves the resolved timestamp on
-				// (the next tick sends it).
-				pctx, cancel := context.WithTimeout(ctx, max(every, 100*time.Millisecond))
-				_, _ = r.Propose(pctx, nil, nil)
-				cancel()
 			}
 		}
 	}

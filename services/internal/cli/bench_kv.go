@@ -39,6 +39,7 @@ func benchKVCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas per range when --ranges initializes"},
 			&cli.StringFlag{Name: "op", Value: "put", Usage: "workload: put or get"},
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "get consistency: linearizable or stale"},
+			maxStalenessFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "bound on the whole run"},
 			output.Flag(),
 		},
@@ -63,6 +64,12 @@ func benchKVCommand(e *env) *cli.Command {
 				KeySpace: c.Int("key-space-size"), Op: c.String("op"), Consistency: cons, Ranges: c.Int("ranges"), Replicas: c.Int("replicas")}
 			if c.IsSet("consistency") && o.Op != "get" {
 				return config.Usagef("--consistency applies to --op get only")
+			}
+			if o.MaxStaleness, err = maxStaleness(c, cons); err != nil {
+				return err
+			}
+			if o.MaxStaleness > 0 && o.Op != "get" {
+				return config.Usagef("--max-staleness applies to --op get only")
 			}
 			for _, n := range []struct {
 				flag string

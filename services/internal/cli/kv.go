@@ -42,7 +42,7 @@ func kvCommand(e *env) *cli.Command {
 				ArgsUsage: "KEY",
 				Flags: append(kvFlags(), consistencyFlag(), encodingFlag(),
 					&cli.StringFlag{Name: "value-file", Usage: "write the value's bytes, as they are, to `FILE` (- for standard output) instead of printing the entry"},
-					atFlag()),
+					atFlag(), maxStalenessFlag()),
 				Action: func(c *cli.Context) error {
 					return kvGet(e, c)
 				},
@@ -76,7 +76,7 @@ func kvCommand(e *env) *cli.Command {
 					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most `N` entries; 0 for all"},
 					&cli.BoolFlag{Name: "reverse", Usage: "descending key order"},
 					&cli.BoolFlag{Name: "keys-only", Usage: "print keys without values"},
-					atFlag(),
+					atFlag(), maxStalenessFlag(),
 				),
 				Action: func(c *cli.Context) error {
 					return kvScan(e, c)
@@ -248,6 +248,8 @@ type kvView struct {
 	// of writes since (get); Timestamp is its modify timestamp.
 	CreateTimestamp string `json:"create_timestamp,omitempty"`
 	Version         uint64 `json:"version,omitempty"`
+	// ReadAt is the timestamp a --max-staleness get was served at.
+	ReadAt string `json:"read_at,omitempty"`
 }
 
 // newKVView builds the JSON view of key and, unless value is nil, value.
@@ -284,7 +286,15 @@ func kvGet(e *env, c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	stale, err := maxStaleness(c, cons)
+	if err != nil {
+		return err
+	}
+	var servedAt hlc.Timestamp
 	opts := []kvclient.ReadOption{kvclient.WithConsistency(cons)}
+	if stale > 0 {
+		opts = append(opts, kvclient.MaxStaleness(stale), kvclient.ServedAt(&servedAt))
+	}
 	if at := c.String("at"); at != "" {
 		ts, err := parseAt(at, time.Now())
 		if err != nil {
@@ -309,15 +319,19 @@ func kvGet(e *env, c *cli.Context) (err error) {
 		view := newKVView(enc, key, v.Value, v.Timestamp)
 		view.Found = &found
 		view.CreateTimestamp, view.Version = tsString(v.CreateTimestamp), v.Version
+		view.ReadAt = tsString(servedAt)
 		if err := output.PrintJSON(e.stdout, view); err != nil {
 			return err
 		}
-	} else if found {
-		t := output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
-		t.Row(enc.brief(key), enc.brief(v.Value), tsString(v.Timestamp))
-		if err := t.Flush(); err != nil {
-			return err
+	} else {
+		if found {
+			t := output.NewTable(e.stdout, "KEY", "VALUE", "TIMESTAMP")
+			t.Row(enc.brief(key), enc.brief(v.Value), tsString(v.Timestamp))
+			if err := t.Flush(); err != nil {
+				return err
+			}
 		}
+		printReadAt(e, stale, servedAt)
 	}
 	if !found {
 		shown := strconv.Quote(string(key))
@@ -439,6 +453,8 @@ type scanView struct {
 	Count int      `json:"count"`
 	// More is set when --limit cut the scan short.
 	More bool `json:"more,omitempty"`
+	// ReadAt is the timestamp a --max-staleness scan was served at.
+	ReadAt string `json:"read_at,omitempty"`
 }
 
 func kvScan(e *env, c *cli.Context) (err error) {
@@ -471,7 +487,11 @@ func kvScan(e *env, c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons}
+	stale, err := maxStaleness(c, cons)
+	if err != nil {
+		return err
+	}
+	opts := kvclient.ScanOptions{Reverse: c.Bool("reverse"), KeysOnly: c.Bool("keys-only"), Consistency: cons, MaxStaleness: stale}
 	if at := c.String("at"); at != "" {
 		if opts.ReadAt, err = parseAt(at, time.Now()); err != nil {
 			return &config.FlagError{Flag: "at", Value: at, Err: err}
@@ -486,11 +506,12 @@ func kvScan(e *env, c *cli.Context) (err error) {
 	if limit > 0 {
 		opts.Limit = limit + 1 // one more tells whether the limit cut the scan
 	}
-	kvs, err := s.cl.Scan(s.ctx, start, end, opts).Collect()
+	it := s.cl.Scan(s.ctx, start, end, opts)
+	kvs, err := it.Collect()
 	if err != nil {
 		return err
 	}
-	view := scanView{KVs: []kvView{}}
+	view := scanView{KVs: []kvView{}, ReadAt: tsString(it.ReadAt())}
 	if limit > 0 && len(kvs) > limit {
 		kvs, view.More = kvs[:limit], true
 	}
@@ -520,7 +541,20 @@ func kvScan(e *env, c *cli.Context) (err error) {
 	if view.More {
 		_, err = fmt.Fprintf(e.stdout, "(%d shown; more past --limit)\n", view.Count)
 	}
+	printReadAt(e, opts.MaxStaleness, it.ReadAt())
 	return err
+}
+
+// printReadAt tells, on standard error, where a --max-staleness read was
+// served.
+func printReadAt(e *env, stale time.Duration, at hlc.Timestamp) {
+	switch {
+	case stale == 0:
+	case at.IsZero():
+		fmt.Fprintln(e.stderr, "read linearizably by the leader (no replica's closed timestamp was within --max-staleness)")
+	default:
+		fmt.Fprintf(e.stderr, "read at %s (%v ago)\n", at, time.Since(time.Unix(0, at.WallTime)).Round(time.Millisecond))
+	}
 }
 
 // casView is what `kv cas` prints.

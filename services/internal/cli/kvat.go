@@ -8,7 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pleiades-db/pleiades/shared/config"
 	"github.com/pleiades-db/pleiades/shared/hlc"
+	"github.com/pleiades-db/pleiades/shared/kvclient"
 )
 
 // atFlag is kv get's --at: read as of a past timestamp.
@@ -46,4 +48,29 @@ func wallTS(t time.Time) (hlc.Timestamp, error) {
 		return hlc.Timestamp{}, fmt.Errorf("%v is before 1970", t)
 	}
 	return hlc.Timestamp{WallTime: t.UnixNano(), Logical: 1<<31 - 1}, nil
+}
+
+// maxStalenessFlag is --max-staleness of kv get and scan.
+func maxStalenessFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "max-staleness", Usage: "bounded-staleness read: served by the nearest node's replica (leader or not) " +
+		"at its closed timestamp when at most `DURATION` old (the cluster closes timestamps about 3s behind now), exactly as the data was then; " +
+		"otherwise by the leader. The timestamp read at is printed"}
+}
+
+// maxStaleness reads and checks --max-staleness (0: not set) against the
+// read consistency.
+func maxStaleness(c *cli.Context, cons kvclient.Consistency) (time.Duration, error) {
+	d := c.Duration("max-staleness")
+	if !c.IsSet("max-staleness") {
+		return 0, nil
+	}
+	switch {
+	case d <= 0:
+		return 0, config.Usagef("invalid value %v for flag --max-staleness: want a positive duration", d)
+	case d > kvclient.MaxStalenessLimit:
+		return 0, config.Usagef("invalid value %v for flag --max-staleness: want at most %v", d, kvclient.MaxStalenessLimit)
+	case cons == kvclient.Stale:
+		return 0, config.Usagef("--max-staleness and --consistency stale are exclusive: a bounded-staleness read replaces a stale one")
+	}
+	return d, nil
 }

@@ -178,10 +178,19 @@ type Header struct {
 	// descriptors (a DescriptorsResponse in the error's detail) so the
 	// caller refreshes just those entries. Unset: the request is routed by
 	// key alone.
-	RangeId       uint64 `protobuf:"varint,10,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Generation    uint64 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RangeId    uint64 `protobuf:"varint,10,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Generation uint64 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
+	// max_staleness_nanos, above 0, makes a Get or Scan a bounded-staleness
+	// read: any replica whose closed timestamp is at most that far behind its
+	// clock serves it at that closed timestamp (or, with read_at, any replica
+	// whose closed timestamp is at or after read_at serves it there), with no
+	// round to the leader; the response's read_at names the timestamp. Other
+	// replicas send it to the leader, which serves it the same way or, when
+	// its own closed timestamp is too old, linearizably (read_at then unset).
+	// Negative, above a day, or with read_consistency STALE: InvalidArgument.
+	MaxStalenessNanos int64 `protobuf:"varint,12,opt,name=max_staleness_nanos,json=maxStalenessNanos,proto3" json:"max_staleness_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Header) Reset() {
@@ -259,6 +268,13 @@ func (x *Header) GetRangeId() uint64 {
 func (x *Header) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *Header) GetMaxStalenessNanos() int64 {
+	if x != nil {
+		return x.MaxStalenessNanos
 	}
 	return 0
 }
@@ -542,9 +558,12 @@ func (x *GetRequest) GetReadAt() *hlcpb.Timestamp {
 }
 
 type GetResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
-	Value         *Value                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Found bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Value *Value                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// read_at is the timestamp a bounded-staleness read was served at
+	// (Header.max_staleness_nanos); unset for other reads.
+	ReadAt        *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -589,6 +608,13 @@ func (x *GetResponse) GetFound() bool {
 func (x *GetResponse) GetValue() *Value {
 	if x != nil {
 		return x.Value
+	}
+	return nil
+}
+
+func (x *GetResponse) GetReadAt() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ReadAt
 	}
 	return nil
 }
@@ -910,6 +936,10 @@ func (x *ScanRequest) GetReadAt() *hlcpb.Timestamp {
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kvs   []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	// read_at is the timestamp a bounded-staleness scan was served at
+	// (Header.max_staleness_nanos): every range of the page read at it.
+	// Unset for other scans.
+	ReadAt *hlcpb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	// resume_key, when set, continues the scan: the next forward request's
 	// start, or the next reverse request's end.
 	ResumeKey     []byte `protobuf:"bytes,2,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
@@ -950,6 +980,13 @@ func (*ScanResponse) Descriptor() ([]byte, []int) {
 func (x *ScanResponse) GetKvs() []*KeyValue {
 	if x != nil {
 		return x.Kvs
+	}
+	return nil
+}
+
+func (x *ScanResponse) GetReadAt() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ReadAt
 	}
 	return nil
 }
@@ -2905,7 +2942,7 @@ var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\x97\x02\n" +
+	"\rkvpb/kv.proto\x12\x0epleiades.kv.v1\x1a\x0fhlcpb/hlc.proto\"\xc7\x02\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"no_forward\x18\x01 \x01(\bR\tnoForward\x12J\n" +
@@ -2917,7 +2954,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	" \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\v \x01(\x04R\n" +
-	"generation\"s\n" +
+	"generation\x12.\n" +
+	"\x13max_staleness_nanos\x18\f \x01(\x03R\x11maxStalenessNanos\"s\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
@@ -2935,10 +2973,11 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"GetRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x123\n" +
-	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"P\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"\x85\x01\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\"d\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.pleiades.kv.v1.ValueR\x05value\x123\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"d\n" +
 	"\n" +
 	"PutRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.pleiades.kv.v1.HeaderR\x06header\x12\x10\n" +
@@ -2959,9 +2998,10 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\areverse\x18\x05 \x01(\bR\areverse\x12\x1b\n" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1b\n" +
 	"\tmax_bytes\x18\a \x01(\rR\bmaxBytes\x123\n" +
-	"\aread_at\x18\b \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"Y\n" +
+	"\aread_at\x18\b \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\"\x8e\x01\n" +
 	"\fScanResponse\x12*\n" +
-	"\x03kvs\x18\x01 \x03(\v2\x18.pleiades.kv.v1.KeyValueR\x03kvs\x12\x1d\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x18.pleiades.kv.v1.KeyValueR\x03kvs\x123\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06readAt\x12\x1d\n" +
 	"\n" +
 	"resume_key\x18\x02 \x01(\fR\tresumeKey\"l\n" +
 	"\x12DeleteRangeRequest\x12.\n" +
@@ -3189,52 +3229,54 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	2,  // 5: pleiades.kv.v1.GetRequest.header:type_name -> pleiades.kv.v1.Header
 	43, // 6: pleiades.kv.v1.GetRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
 	4,  // 7: pleiades.kv.v1.GetResponse.value:type_name -> pleiades.kv.v1.Value
-	2,  // 8: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
-	43, // 9: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 10: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 11: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
-	43, // 12: pleiades.kv.v1.ScanRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
-	5,  // 13: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
-	2,  // 14: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 15: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
-	4,  // 16: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
-	43, // 17: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	8,  // 18: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
-	10, // 19: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	16, // 20: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	2,  // 21: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
-	18, // 22: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
-	43, // 23: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	1,  // 24: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
-	21, // 25: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
-	22, // 26: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 27: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	27, // 28: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
-	26, // 29: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
-	2,  // 30: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 31: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	42, // 32: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
-	43, // 33: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
-	2,  // 34: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 35: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
-	22, // 36: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 37: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
-	2,  // 38: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 39: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 40: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
-	22, // 41: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	2,  // 42: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
-	43, // 43: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
-	4,  // 44: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
-	4,  // 45: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
-	43, // 46: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	40, // 47: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
-	43, // 48: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	43, // 8: pleiades.kv.v1.GetResponse.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 9: pleiades.kv.v1.PutRequest.header:type_name -> pleiades.kv.v1.Header
+	43, // 10: pleiades.kv.v1.PutResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 11: pleiades.kv.v1.DeleteRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 12: pleiades.kv.v1.ScanRequest.header:type_name -> pleiades.kv.v1.Header
+	43, // 13: pleiades.kv.v1.ScanRequest.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	5,  // 14: pleiades.kv.v1.ScanResponse.kvs:type_name -> pleiades.kv.v1.KeyValue
+	43, // 15: pleiades.kv.v1.ScanResponse.read_at:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 16: pleiades.kv.v1.DeleteRangeRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 17: pleiades.kv.v1.CompareAndSwapRequest.header:type_name -> pleiades.kv.v1.Header
+	4,  // 18: pleiades.kv.v1.CompareAndSwapResponse.current:type_name -> pleiades.kv.v1.Value
+	43, // 19: pleiades.kv.v1.CompareAndSwapResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	8,  // 20: pleiades.kv.v1.BatchOp.put:type_name -> pleiades.kv.v1.PutRequest
+	10, // 21: pleiades.kv.v1.BatchOp.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	16, // 22: pleiades.kv.v1.BatchOp.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	2,  // 23: pleiades.kv.v1.BatchRequest.header:type_name -> pleiades.kv.v1.Header
+	18, // 24: pleiades.kv.v1.BatchRequest.ops:type_name -> pleiades.kv.v1.BatchOp
+	43, // 25: pleiades.kv.v1.BatchResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	1,  // 26: pleiades.kv.v1.ReplicaDescriptor.type:type_name -> pleiades.kv.v1.ReplicaType
+	21, // 27: pleiades.kv.v1.RangeDescriptor.replicas:type_name -> pleiades.kv.v1.ReplicaDescriptor
+	22, // 28: pleiades.kv.v1.InitResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 29: pleiades.kv.v1.ReplicaStatus.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 30: pleiades.kv.v1.ReplicaStatus.followers:type_name -> pleiades.kv.v1.FollowerProgress
+	26, // 31: pleiades.kv.v1.RangesResponse.replicas:type_name -> pleiades.kv.v1.ReplicaStatus
+	2,  // 32: pleiades.kv.v1.DescriptorsRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 33: pleiades.kv.v1.DescriptorsResponse.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	42, // 34: pleiades.kv.v1.DescriptorsResponse.leaders:type_name -> pleiades.kv.v1.DescriptorsResponse.LeadersEntry
+	43, // 35: pleiades.kv.v1.DescriptorsResponse.now:type_name -> pleiades.hlc.v1.Timestamp
+	2,  // 36: pleiades.kv.v1.AdminSplitRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 37: pleiades.kv.v1.AdminSplitResponse.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	22, // 38: pleiades.kv.v1.AdminSplitResponse.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 39: pleiades.kv.v1.TransferLeaderRequest.header:type_name -> pleiades.kv.v1.Header
+	2,  // 40: pleiades.kv.v1.UpdateMetaRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 41: pleiades.kv.v1.UpdateMetaRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 42: pleiades.kv.v1.ChangeReplicasRequest.header:type_name -> pleiades.kv.v1.Header
+	22, // 43: pleiades.kv.v1.ChangeReplicasResponse.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	2,  // 44: pleiades.kv.v1.WatchRequest.header:type_name -> pleiades.kv.v1.Header
+	43, // 45: pleiades.kv.v1.WatchRequest.from:type_name -> pleiades.hlc.v1.Timestamp
+	4,  // 46: pleiades.kv.v1.WatchEvent.value:type_name -> pleiades.kv.v1.Value
+	4,  // 47: pleiades.kv.v1.WatchEvent.prev_value:type_name -> pleiades.kv.v1.Value
+	43, // 48: pleiades.kv.v1.WatchEvent.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	40, // 49: pleiades.kv.v1.WatchResponse.events:type_name -> pleiades.kv.v1.WatchEvent
+	43, // 50: pleiades.kv.v1.WatchResponse.resolved:type_name -> pleiades.hlc.v1.Timestamp
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }

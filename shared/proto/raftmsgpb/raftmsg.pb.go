@@ -206,7 +206,15 @@ type MessageBatch struct {
 	Heartbeats         []*Heartbeat           `protobuf:"bytes,4,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
 	HeartbeatResponses []*Heartbeat           `protobuf:"bytes,5,rep,name=heartbeat_responses,json=heartbeatResponses,proto3" json:"heartbeat_responses,omitempty"`
 	// from_addr is the sender's raftd bus address.
-	FromAddr      string `protobuf:"bytes,6,opt,name=from_addr,json=fromAddr,proto3" json:"from_addr,omitempty"`
+	FromAddr string `protobuf:"bytes,6,opt,name=from_addr,json=fromAddr,proto3" json:"from_addr,omitempty"`
+	// closed are the closed timestamps of ranges the sender leads, for the
+	// replicas the receiver holds (sent every closed timestamp interval,
+	// not with each round).
+	Closed []*ClosedTimestamp `protobuf:"bytes,7,rep,name=closed,proto3" json:"closed,omitempty"`
+	// closed_wanted are ranges the receiver leads whose closed timestamp
+	// a reader on the sender wants to move on (the leader then keeps its
+	// lease, which its side-channel promises need).
+	ClosedWanted  []uint64 `protobuf:"varint,8,rep,packed,name=closed_wanted,json=closedWanted,proto3" json:"closed_wanted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +291,92 @@ func (x *MessageBatch) GetFromAddr() string {
 	return ""
 }
 
+func (x *MessageBatch) GetClosed() []*ClosedTimestamp {
+	if x != nil {
+		return x.Closed
+	}
+	return nil
+}
+
+func (x *MessageBatch) GetClosedWanted() []uint64 {
+	if x != nil {
+		return x.ClosedWanted
+	}
+	return nil
+}
+
+// ClosedTimestamp is a leader's promise, outside the log, that no command
+// of range_id after log index will apply at or below closed. It holds on a
+// replica whose last applied entry is at or after index and of term term
+// (raftd's multiraft package documents why).
+type ClosedTimestamp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Closed        *hlcpb.Timestamp       `protobuf:"bytes,2,opt,name=closed,proto3" json:"closed,omitempty"`
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosedTimestamp) Reset() {
+	*x = ClosedTimestamp{}
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosedTimestamp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosedTimestamp) ProtoMessage() {}
+
+func (x *ClosedTimestamp) ProtoReflect() protoreflect.Message {
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosedTimestamp.ProtoReflect.Descriptor instead.
+func (*ClosedTimestamp) Descriptor() ([]byte, []int) {
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClosedTimestamp) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ClosedTimestamp) GetClosed() *hlcpb.Timestamp {
+	if x != nil {
+		return x.Closed
+	}
+	return nil
+}
+
+func (x *ClosedTimestamp) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ClosedTimestamp) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 // SnapshotChunk is one piece of a range snapshot.
 type SnapshotChunk struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -312,7 +406,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[3]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +418,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[3]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +431,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{3}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotChunk) GetSnapshotId() uint64 {
@@ -422,7 +516,7 @@ type VersionEntry struct {
 
 func (x *VersionEntry) Reset() {
 	*x = VersionEntry{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +528,7 @@ func (x *VersionEntry) String() string {
 func (*VersionEntry) ProtoMessage() {}
 
 func (x *VersionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[4]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +541,7 @@ func (x *VersionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionEntry.ProtoReflect.Descriptor instead.
 func (*VersionEntry) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{4}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VersionEntry) GetKey() []byte {
@@ -472,7 +566,7 @@ type SnapshotAck struct {
 
 func (x *SnapshotAck) Reset() {
 	*x = SnapshotAck{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +578,7 @@ func (x *SnapshotAck) String() string {
 func (*SnapshotAck) ProtoMessage() {}
 
 func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[5]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +591,7 @@ func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
 func (*SnapshotAck) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{5}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
 }
 
 type HelloRequest struct {
@@ -514,7 +608,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +620,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[6]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +633,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HelloRequest) GetNodeId() uint64 {
@@ -578,7 +672,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +684,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[7]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +697,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{7}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HelloResponse) GetNodeId() uint64 {
@@ -647,7 +741,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +753,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[8]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +766,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{8}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BootstrapRequest) GetDescriptors() []*kvpb.RangeDescriptor {
@@ -698,7 +792,7 @@ type BootstrapResponse struct {
 
 func (x *BootstrapResponse) Reset() {
 	*x = BootstrapResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +804,7 @@ func (x *BootstrapResponse) String() string {
 func (*BootstrapResponse) ProtoMessage() {}
 
 func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[9]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +817,7 @@ func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{9}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BootstrapResponse) GetAlreadyInitialized() bool {
@@ -744,7 +838,7 @@ type TruncatedState struct {
 
 func (x *TruncatedState) Reset() {
 	*x = TruncatedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +850,7 @@ func (x *TruncatedState) String() string {
 func (*TruncatedState) ProtoMessage() {}
 
 func (x *TruncatedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[10]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +863,7 @@ func (x *TruncatedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedState.ProtoReflect.Descriptor instead.
 func (*TruncatedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{10}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TruncatedState) GetIndex() uint64 {
@@ -797,13 +891,16 @@ type AppliedState struct {
 	// sessions_swept_at is the apply timestamp of the last sweep of idle
 	// client sessions.
 	SessionsSweptAt *hlcpb.Timestamp `protobuf:"bytes,5,opt,name=sessions_swept_at,json=sessionsSweptAt,proto3" json:"sessions_swept_at,omitempty"`
+	// closed_timestamp is the highest closed timestamp of the commands
+	// applied: no later command applies at or below it.
+	ClosedTimestamp *hlcpb.Timestamp `protobuf:"bytes,6,opt,name=closed_timestamp,json=closedTimestamp,proto3" json:"closed_timestamp,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +912,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[11]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +925,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{11}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -859,6 +956,13 @@ func (x *AppliedState) GetSessionsSweptAt() *hlcpb.Timestamp {
 	return nil
 }
 
+func (x *AppliedState) GetClosedTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ClosedTimestamp
+	}
+	return nil
+}
+
 // SessionState is the record of one client session of a range (raft CF,
 // storage.SessionKey), rewritten when one of its writes applies.
 type SessionState struct {
@@ -877,7 +981,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +993,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[12]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1006,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{12}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionState) GetLastActive() *hlcpb.Timestamp {
@@ -952,7 +1056,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1068,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[13]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1081,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{13}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionResponse) GetSeq() uint64 {
@@ -1049,7 +1153,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1165,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[14]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1178,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{14}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionEntry) GetSessionId() []byte {
@@ -1110,7 +1214,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1226,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[15]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1239,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{15}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1269,7 +1373,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1385,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[16]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1398,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{16}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SplitTrigger) GetLeft() *kvpb.RangeDescriptor {
@@ -1322,7 +1426,7 @@ type MetaUpdate struct {
 
 func (x *MetaUpdate) Reset() {
 	*x = MetaUpdate{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1438,7 @@ func (x *MetaUpdate) String() string {
 func (*MetaUpdate) ProtoMessage() {}
 
 func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[17]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1451,7 @@ func (x *MetaUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaUpdate.ProtoReflect.Descriptor instead.
 func (*MetaUpdate) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{17}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MetaUpdate) GetDescriptors() []*kvpb.RangeDescriptor {
@@ -1366,7 +1470,7 @@ type AllocRangeID struct {
 
 func (x *AllocRangeID) Reset() {
 	*x = AllocRangeID{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1482,7 @@ func (x *AllocRangeID) String() string {
 func (*AllocRangeID) ProtoMessage() {}
 
 func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[18]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1495,7 @@ func (x *AllocRangeID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocRangeID.ProtoReflect.Descriptor instead.
 func (*AllocRangeID) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{18}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
 }
 
 // Command is the payload of a normal raft entry: an atomic group of
@@ -1406,14 +1510,17 @@ type Command struct {
 	Timestamp   *hlcpb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	Ops         []*Op            `protobuf:"bytes,5,rep,name=ops,proto3" json:"ops,omitempty"`
 	// session makes the command apply at most once (see kv.Session).
-	Session       *kvpb.Session `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Session *kvpb.Session `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	// closed_timestamp is the proposer's closed timestamp: the command, and
+	// every command after it in the log, applies above it.
+	ClosedTimestamp *hlcpb.Timestamp `protobuf:"bytes,7,opt,name=closed_timestamp,json=closedTimestamp,proto3" json:"closed_timestamp,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1532,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[19]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1545,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{19}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Command) GetNodeId() uint64 {
@@ -1483,6 +1590,13 @@ func (x *Command) GetSession() *kvpb.Session {
 	return nil
 }
 
+func (x *Command) GetClosedTimestamp() *hlcpb.Timestamp {
+	if x != nil {
+		return x.ClosedTimestamp
+	}
+	return nil
+}
+
 // CreateReplicaRequest asks a node to create an empty replica of a range
 // whose descriptor names it (a learner being added); the range's leader
 // then sends it a snapshot. Refused when the node holds a tombstone of the
@@ -1496,7 +1610,7 @@ type CreateReplicaRequest struct {
 
 func (x *CreateReplicaRequest) Reset() {
 	*x = CreateReplicaRequest{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1622,7 @@ func (x *CreateReplicaRequest) String() string {
 func (*CreateReplicaRequest) ProtoMessage() {}
 
 func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[20]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1635,7 @@ func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
 func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{20}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateReplicaRequest) GetDescriptor_() *kvpb.RangeDescriptor {
@@ -1539,7 +1653,7 @@ type CreateReplicaResponse struct {
 
 func (x *CreateReplicaResponse) Reset() {
 	*x = CreateReplicaResponse{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1665,7 @@ func (x *CreateReplicaResponse) String() string {
 func (*CreateReplicaResponse) ProtoMessage() {}
 
 func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[21]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1678,7 @@ func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
 func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{21}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{22}
 }
 
 // Tombstone records that a node removed its replica of a range (local
@@ -1579,7 +1693,7 @@ type Tombstone struct {
 
 func (x *Tombstone) Reset() {
 	*x = Tombstone{}
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1705,7 @@ func (x *Tombstone) String() string {
 func (*Tombstone) ProtoMessage() {}
 
 func (x *Tombstone) ProtoReflect() protoreflect.Message {
-	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[22]
+	mi := &file_raftmsgpb_raftmsg_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1718,7 @@ func (x *Tombstone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
 func (*Tombstone) Descriptor() ([]byte, []int) {
-	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{22}
+	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Tombstone) GetNextReplicaId() uint64 {
@@ -1630,7 +1744,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\fR\acontext\x12\x18\n" +
-	"\aquiesce\x18\a \x01(\bR\aquiesce\"\xb0\x02\n" +
+	"\aquiesce\x18\a \x01(\bR\aquiesce\"\x93\x03\n" +
 	"\fMessageBatch\x12\x1b\n" +
 	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x12\x17\n" +
 	"\ato_node\x18\x02 \x01(\x04R\x06toNode\x12<\n" +
@@ -1639,7 +1753,14 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"heartbeats\x18\x04 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\n" +
 	"heartbeats\x12O\n" +
 	"\x13heartbeat_responses\x18\x05 \x03(\v2\x1e.pleiades.raftmsg.v1.HeartbeatR\x12heartbeatResponses\x12\x1b\n" +
-	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\"\xc9\x03\n" +
+	"\tfrom_addr\x18\x06 \x01(\tR\bfromAddr\x12<\n" +
+	"\x06closed\x18\a \x03(\v2$.pleiades.raftmsg.v1.ClosedTimestampR\x06closed\x12#\n" +
+	"\rclosed_wanted\x18\b \x03(\x04R\fclosedWanted\"\x8a\x01\n" +
+	"\x0fClosedTimestamp\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x122\n" +
+	"\x06closed\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06closed\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\"\xc9\x03\n" +
 	"\rSnapshotChunk\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\x12\x19\n" +
@@ -1677,12 +1798,13 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\x13already_initialized\x18\x01 \x01(\bR\x12alreadyInitialized\":\n" +
 	"\x0eTruncatedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"\xc7\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"\x8e\x02\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12?\n" +
 	"\rmax_timestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\fmaxTimestamp\x12F\n" +
-	"\x11sessions_swept_at\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fsessionsSweptAtJ\x04\b\x03\x10\x04\"\xb0\x01\n" +
+	"\x11sessions_swept_at\x18\x05 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fsessionsSweptAt\x12E\n" +
+	"\x10closed_timestamp\x18\x06 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fclosedTimestampJ\x04\b\x03\x10\x04\"\xb0\x01\n" +
 	"\fSessionState\x12;\n" +
 	"\vlast_active\x18\x01 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\n" +
 	"lastActive\x12#\n" +
@@ -1719,14 +1841,15 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\n" +
 	"MetaUpdate\x12A\n" +
 	"\vdescriptors\x18\x01 \x03(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\vdescriptors\"\x0e\n" +
-	"\fAllocRangeID\"\xee\x01\n" +
+	"\fAllocRangeID\"\xb5\x02\n" +
 	"\aCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\ttimestamp\x12)\n" +
 	"\x03ops\x18\x05 \x03(\v2\x17.pleiades.raftmsg.v1.OpR\x03ops\x121\n" +
-	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\"W\n" +
+	"\asession\x18\x06 \x01(\v2\x17.pleiades.kv.v1.SessionR\asession\x12E\n" +
+	"\x10closed_timestamp\x18\a \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x0fclosedTimestamp\"W\n" +
 	"\x14CreateReplicaRequest\x12?\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1f.pleiades.kv.v1.RangeDescriptorR\n" +
@@ -1747,79 +1870,84 @@ func file_raftmsgpb_raftmsg_proto_rawDescGZIP() []byte {
 	return file_raftmsgpb_raftmsg_proto_rawDescData
 }
 
-var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_raftmsgpb_raftmsg_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_raftmsgpb_raftmsg_proto_goTypes = []any{
 	(*RaftMessage)(nil),                // 0: pleiades.raftmsg.v1.RaftMessage
 	(*Heartbeat)(nil),                  // 1: pleiades.raftmsg.v1.Heartbeat
 	(*MessageBatch)(nil),               // 2: pleiades.raftmsg.v1.MessageBatch
-	(*SnapshotChunk)(nil),              // 3: pleiades.raftmsg.v1.SnapshotChunk
-	(*VersionEntry)(nil),               // 4: pleiades.raftmsg.v1.VersionEntry
-	(*SnapshotAck)(nil),                // 5: pleiades.raftmsg.v1.SnapshotAck
-	(*HelloRequest)(nil),               // 6: pleiades.raftmsg.v1.HelloRequest
-	(*HelloResponse)(nil),              // 7: pleiades.raftmsg.v1.HelloResponse
-	(*BootstrapRequest)(nil),           // 8: pleiades.raftmsg.v1.BootstrapRequest
-	(*BootstrapResponse)(nil),          // 9: pleiades.raftmsg.v1.BootstrapResponse
-	(*TruncatedState)(nil),             // 10: pleiades.raftmsg.v1.TruncatedState
-	(*AppliedState)(nil),               // 11: pleiades.raftmsg.v1.AppliedState
-	(*SessionState)(nil),               // 12: pleiades.raftmsg.v1.SessionState
-	(*SessionResponse)(nil),            // 13: pleiades.raftmsg.v1.SessionResponse
-	(*SessionEntry)(nil),               // 14: pleiades.raftmsg.v1.SessionEntry
-	(*Op)(nil),                         // 15: pleiades.raftmsg.v1.Op
-	(*SplitTrigger)(nil),               // 16: pleiades.raftmsg.v1.SplitTrigger
-	(*MetaUpdate)(nil),                 // 17: pleiades.raftmsg.v1.MetaUpdate
-	(*AllocRangeID)(nil),               // 18: pleiades.raftmsg.v1.AllocRangeID
-	(*Command)(nil),                    // 19: pleiades.raftmsg.v1.Command
-	(*CreateReplicaRequest)(nil),       // 20: pleiades.raftmsg.v1.CreateReplicaRequest
-	(*CreateReplicaResponse)(nil),      // 21: pleiades.raftmsg.v1.CreateReplicaResponse
-	(*Tombstone)(nil),                  // 22: pleiades.raftmsg.v1.Tombstone
-	nil,                                // 23: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	(*kvpb.KeyValue)(nil),              // 24: pleiades.kv.v1.KeyValue
-	(*kvpb.RangeDescriptor)(nil),       // 25: pleiades.kv.v1.RangeDescriptor
-	(*hlcpb.Timestamp)(nil),            // 26: pleiades.hlc.v1.Timestamp
-	(*kvpb.Value)(nil),                 // 27: pleiades.kv.v1.Value
-	(*kvpb.PutRequest)(nil),            // 28: pleiades.kv.v1.PutRequest
-	(*kvpb.DeleteRequest)(nil),         // 29: pleiades.kv.v1.DeleteRequest
-	(*kvpb.CompareAndSwapRequest)(nil), // 30: pleiades.kv.v1.CompareAndSwapRequest
-	(*kvpb.DeleteRangeRequest)(nil),    // 31: pleiades.kv.v1.DeleteRangeRequest
-	(*kvpb.Session)(nil),               // 32: pleiades.kv.v1.Session
+	(*ClosedTimestamp)(nil),            // 3: pleiades.raftmsg.v1.ClosedTimestamp
+	(*SnapshotChunk)(nil),              // 4: pleiades.raftmsg.v1.SnapshotChunk
+	(*VersionEntry)(nil),               // 5: pleiades.raftmsg.v1.VersionEntry
+	(*SnapshotAck)(nil),                // 6: pleiades.raftmsg.v1.SnapshotAck
+	(*HelloRequest)(nil),               // 7: pleiades.raftmsg.v1.HelloRequest
+	(*HelloResponse)(nil),              // 8: pleiades.raftmsg.v1.HelloResponse
+	(*BootstrapRequest)(nil),           // 9: pleiades.raftmsg.v1.BootstrapRequest
+	(*BootstrapResponse)(nil),          // 10: pleiades.raftmsg.v1.BootstrapResponse
+	(*TruncatedState)(nil),             // 11: pleiades.raftmsg.v1.TruncatedState
+	(*AppliedState)(nil),               // 12: pleiades.raftmsg.v1.AppliedState
+	(*SessionState)(nil),               // 13: pleiades.raftmsg.v1.SessionState
+	(*SessionResponse)(nil),            // 14: pleiades.raftmsg.v1.SessionResponse
+	(*SessionEntry)(nil),               // 15: pleiades.raftmsg.v1.SessionEntry
+	(*Op)(nil),                         // 16: pleiades.raftmsg.v1.Op
+	(*SplitTrigger)(nil),               // 17: pleiades.raftmsg.v1.SplitTrigger
+	(*MetaUpdate)(nil),                 // 18: pleiades.raftmsg.v1.MetaUpdate
+	(*AllocRangeID)(nil),               // 19: pleiades.raftmsg.v1.AllocRangeID
+	(*Command)(nil),                    // 20: pleiades.raftmsg.v1.Command
+	(*CreateReplicaRequest)(nil),       // 21: pleiades.raftmsg.v1.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),      // 22: pleiades.raftmsg.v1.CreateReplicaResponse
+	(*Tombstone)(nil),                  // 23: pleiades.raftmsg.v1.Tombstone
+	nil,                                // 24: pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	(*hlcpb.Timestamp)(nil),            // 25: pleiades.hlc.v1.Timestamp
+	(*kvpb.KeyValue)(nil),              // 26: pleiades.kv.v1.KeyValue
+	(*kvpb.RangeDescriptor)(nil),       // 27: pleiades.kv.v1.RangeDescriptor
+	(*kvpb.Value)(nil),                 // 28: pleiades.kv.v1.Value
+	(*kvpb.PutRequest)(nil),            // 29: pleiades.kv.v1.PutRequest
+	(*kvpb.DeleteRequest)(nil),         // 30: pleiades.kv.v1.DeleteRequest
+	(*kvpb.CompareAndSwapRequest)(nil), // 31: pleiades.kv.v1.CompareAndSwapRequest
+	(*kvpb.DeleteRangeRequest)(nil),    // 32: pleiades.kv.v1.DeleteRangeRequest
+	(*kvpb.Session)(nil),               // 33: pleiades.kv.v1.Session
 }
 var file_raftmsgpb_raftmsg_proto_depIdxs = []int32{
 	0,  // 0: pleiades.raftmsg.v1.MessageBatch.messages:type_name -> pleiades.raftmsg.v1.RaftMessage
 	1,  // 1: pleiades.raftmsg.v1.MessageBatch.heartbeats:type_name -> pleiades.raftmsg.v1.Heartbeat
 	1,  // 2: pleiades.raftmsg.v1.MessageBatch.heartbeat_responses:type_name -> pleiades.raftmsg.v1.Heartbeat
-	24, // 3: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
-	25, // 4: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	11, // 5: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
-	14, // 6: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
-	4,  // 7: pleiades.raftmsg.v1.SnapshotChunk.versions:type_name -> pleiades.raftmsg.v1.VersionEntry
-	8,  // 8: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
-	25, // 9: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	23, // 10: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
-	26, // 11: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	26, // 12: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
-	26, // 13: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
-	13, // 14: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
-	26, // 15: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	27, // 16: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
-	28, // 17: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
-	29, // 18: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
-	30, // 19: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
-	31, // 20: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
-	16, // 21: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
-	17, // 22: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
-	18, // 23: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
-	25, // 24: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
-	25, // 25: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
-	25, // 26: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
-	26, // 27: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
-	15, // 28: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
-	32, // 29: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
-	25, // 30: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	3,  // 3: pleiades.raftmsg.v1.MessageBatch.closed:type_name -> pleiades.raftmsg.v1.ClosedTimestamp
+	25, // 4: pleiades.raftmsg.v1.ClosedTimestamp.closed:type_name -> pleiades.hlc.v1.Timestamp
+	26, // 5: pleiades.raftmsg.v1.SnapshotChunk.kvs:type_name -> pleiades.kv.v1.KeyValue
+	27, // 6: pleiades.raftmsg.v1.SnapshotChunk.range_descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	12, // 7: pleiades.raftmsg.v1.SnapshotChunk.applied:type_name -> pleiades.raftmsg.v1.AppliedState
+	15, // 8: pleiades.raftmsg.v1.SnapshotChunk.sessions:type_name -> pleiades.raftmsg.v1.SessionEntry
+	5,  // 9: pleiades.raftmsg.v1.SnapshotChunk.versions:type_name -> pleiades.raftmsg.v1.VersionEntry
+	9,  // 10: pleiades.raftmsg.v1.HelloResponse.bootstrap:type_name -> pleiades.raftmsg.v1.BootstrapRequest
+	27, // 11: pleiades.raftmsg.v1.BootstrapRequest.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	24, // 12: pleiades.raftmsg.v1.BootstrapRequest.nodes:type_name -> pleiades.raftmsg.v1.BootstrapRequest.NodesEntry
+	25, // 13: pleiades.raftmsg.v1.AppliedState.max_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 14: pleiades.raftmsg.v1.AppliedState.sessions_swept_at:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 15: pleiades.raftmsg.v1.AppliedState.closed_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	25, // 16: pleiades.raftmsg.v1.SessionState.last_active:type_name -> pleiades.hlc.v1.Timestamp
+	14, // 17: pleiades.raftmsg.v1.SessionState.answers:type_name -> pleiades.raftmsg.v1.SessionResponse
+	25, // 18: pleiades.raftmsg.v1.SessionResponse.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	28, // 19: pleiades.raftmsg.v1.SessionResponse.current:type_name -> pleiades.kv.v1.Value
+	29, // 20: pleiades.raftmsg.v1.Op.put:type_name -> pleiades.kv.v1.PutRequest
+	30, // 21: pleiades.raftmsg.v1.Op.delete:type_name -> pleiades.kv.v1.DeleteRequest
+	31, // 22: pleiades.raftmsg.v1.Op.cas:type_name -> pleiades.kv.v1.CompareAndSwapRequest
+	32, // 23: pleiades.raftmsg.v1.Op.delete_range:type_name -> pleiades.kv.v1.DeleteRangeRequest
+	17, // 24: pleiades.raftmsg.v1.Op.split:type_name -> pleiades.raftmsg.v1.SplitTrigger
+	18, // 25: pleiades.raftmsg.v1.Op.meta_update:type_name -> pleiades.raftmsg.v1.MetaUpdate
+	19, // 26: pleiades.raftmsg.v1.Op.alloc_range_id:type_name -> pleiades.raftmsg.v1.AllocRangeID
+	27, // 27: pleiades.raftmsg.v1.SplitTrigger.left:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 28: pleiades.raftmsg.v1.SplitTrigger.right:type_name -> pleiades.kv.v1.RangeDescriptor
+	27, // 29: pleiades.raftmsg.v1.MetaUpdate.descriptors:type_name -> pleiades.kv.v1.RangeDescriptor
+	25, // 30: pleiades.raftmsg.v1.Command.timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	16, // 31: pleiades.raftmsg.v1.Command.ops:type_name -> pleiades.raftmsg.v1.Op
+	33, // 32: pleiades.raftmsg.v1.Command.session:type_name -> pleiades.kv.v1.Session
+	25, // 33: pleiades.raftmsg.v1.Command.closed_timestamp:type_name -> pleiades.hlc.v1.Timestamp
+	27, // 34: pleiades.raftmsg.v1.CreateReplicaRequest.descriptor:type_name -> pleiades.kv.v1.RangeDescriptor
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_raftmsgpb_raftmsg_proto_init() }
@@ -1827,7 +1955,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 	if File_raftmsgpb_raftmsg_proto != nil {
 		return
 	}
-	file_raftmsgpb_raftmsg_proto_msgTypes[15].OneofWrappers = []any{
+	file_raftmsgpb_raftmsg_proto_msgTypes[16].OneofWrappers = []any{
 		(*Op_Put)(nil),
 		(*Op_Delete)(nil),
 		(*Op_Cas)(nil),
@@ -1842,7 +1970,7 @@ func file_raftmsgpb_raftmsg_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftmsgpb_raftmsg_proto_rawDesc), len(file_raftmsgpb_raftmsg_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

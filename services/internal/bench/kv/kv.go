@@ -67,6 +67,9 @@ type Options struct {
 	Op string
 	// Consistency of gets.
 	Consistency kvclient.Consistency
+	// MaxStaleness, above 0, makes gets bounded-staleness reads
+	// (kvclient.MaxStaleness).
+	MaxStaleness time.Duration
 	// Ranges, when above 0, first calls Init with that many initial
 	// ranges (a no-op on an initialized cluster) and Replicas replicas.
 	Ranges, Replicas int
@@ -187,6 +190,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res := Result{Op: o.Op, Conns: o.Conns, Clients: o.Clients, Total: o.Total, KeySize: o.KeySize, ValSize: o.ValSize, KeySpace: o.KeySpace, Ranges: o.Ranges}
 	if o.Op == "get" {
 		res.Consistency = o.Consistency.String()
+		if o.MaxStaleness > 0 {
+			res.Consistency = "max-staleness " + o.MaxStaleness.String()
+		}
 	}
 	clients := make([]*kvclient.Client, 0, o.Conns)
 	defer func() {
@@ -264,7 +270,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				if o.Op == "put" {
 					_, err = c.Put(ctx, k, val)
 				} else {
-					_, _, err = c.Get(ctx, k, kvclient.WithConsistency(o.Consistency))
+					_, _, err = c.Get(ctx, k, kvclient.WithConsistency(o.Consistency), kvclient.MaxStaleness(o.MaxStaleness))
 				}
 				if err != nil {
 					nerr++
