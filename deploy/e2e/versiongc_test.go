@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +23,27 @@ import (
 // endpoint (0 for one it does not export).
 func metricsOf(t *testing.T, admin string, names ...string) map[string]float64 {
 	t.Helper()
+	m, err := tryMetricsOf(admin, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// tryMetricsOf is metricsOf for a daemon that may be restarting.
+func tryMetricsOf(admin string, names ...string) (map[string]float64, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/metrics: %d %v", admin, resp.StatusCode, err)
+	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(get(t, admin, "/metrics")))
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) != 2 {
@@ -31,13 +53,13 @@ func metricsOf(t *testing.T, admin string, names ...string) map[string]float64 {
 			if f[0] == n {
 				v, err := strconv.ParseFloat(f[1], 64)
 				if err != nil {
-					t.Fatalf("metric %s: %v", n, err)
+					return nil, fmt.Errorf("metric %s: %w", n, err)
 				}
 				out[n] = v
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 const (
@@ -171,11 +193,28 @@ func TestVersionGCSurvivesStoredKill9(t *testing.T) {
 	}
 	fault(1, "SIGKILL", func(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) })
 	c.waitRestarted(t, "node1/stored", stored1.PID)
-	raftd1, err := c.daemon(t, "node1/raftd")
-	if err != nil {
-		t.Fatal(err)
+	// Its stored's death may take node 1's raftd down too (a write
+	// deadline; the supervisor restarts it): follow whichever one runs.
+	var (
+		raftd1 daemonStatus
+		after  map[string]float64
+	)
+	baseline := func() error {
+		d, err := c.daemon(t, "node1/raftd")
+		if err != nil {
+			return err
+		}
+		if !d.Ready || d.PID == 0 {
+			return fmt.Errorf("node 1's raftd: %+v", d)
+		}
+		m, err := tryMetricsOf(d.AdminAddr, gcRounds, gcCollected)
+		if err != nil {
+			return err
+		}
+		raftd1, after = d, m
+		return nil
 	}
-	after := metricsOf(t, raftd1.AdminAddr, gcRounds, gcCollected)
+	eventually.NoError(t, 60*time.Second, "node 1's raftd answers after its stored's restart", baseline)
 	fault(2, "SIGSTOP", func(pid int) error {
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			return err
@@ -187,9 +226,15 @@ func TestVersionGCSurvivesStoredKill9(t *testing.T) {
 	// removing versions.
 	eventually.NoError(t, 60*time.Second, "node 1 completes a collection round after the kill", func() error {
 		if d, err := c.daemon(t, "node1/raftd"); err != nil || d.PID != raftd1.PID {
-			return fmt.Errorf("node 1's raftd restarted (%v): counters start over", err)
+			if err := baseline(); err != nil {
+				return err
+			}
+			return fmt.Errorf("node 1's raftd restarted: its counters start over")
 		}
-		m := metricsOf(t, raftd1.AdminAddr, gcRounds, gcCollected)
+		m, err := tryMetricsOf(raftd1.AdminAddr, gcRounds, gcCollected)
+		if err != nil {
+			return err
+		}
 		if m[gcRounds] < after[gcRounds]+2 || m[gcCollected] <= after[gcCollected] {
 			return fmt.Errorf("rounds %v -> %v, collected %v -> %v", after[gcRounds], m[gcRounds], after[gcCollected], m[gcCollected])
 		}

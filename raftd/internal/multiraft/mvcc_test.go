@@ -221,7 +221,7 @@ func versionHistory(t *testing.T, c *testCluster, seed uint64) (keys []string, a
 		t.Fatal(err)
 	}
 	horizon := c.store(1).readHorizon()
-	horizon.WallTime += int64(time.Second) // the horizon moves on while the test reads
+	horizon.WallTime += int64(5 * time.Second) // the horizon moves on while the test reads (slowly, under -race and load)
 	ats = []hlc.Timestamp{horizon}
 	for _, kv := range c.versionsOf(1) {
 		_, ts, err := storage.DecodeVersionKey(kv.Key)

@@ -36,11 +36,19 @@ func (c *testCluster) split(ctx context.Context, key string) (*kvpb.AdminSplitRe
 // metaDescs reads the meta range's descriptors through node id.
 func (c *testCluster) metaDescs(ctx context.Context, id uint64) []*kvpb.RangeDescriptor {
 	c.t.Helper()
-	resp, err := c.store(id).Descriptors(ctx, &kvpb.DescriptorsRequest{})
-	if err != nil {
-		c.t.Fatalf("Descriptors on node %d: %v", id, err)
+	// Linearizable, as clients read them: while the meta range elects a
+	// leader (after a restart, say) the node answers "not leader"; wait
+	// for one, as the client's retries do.
+	for {
+		resp, err := c.store(id).Descriptors(ctx, &kvpb.DescriptorsRequest{})
+		if err == nil {
+			return resp.GetDescriptors()
+		}
+		if !errors.Is(err, bus.ErrNotLeader) || ctx.Err() != nil {
+			c.t.Fatalf("Descriptors on node %d: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return resp.GetDescriptors()
 }
 
 // checkCover fails unless descs cover the keyspace exactly once, in order.
@@ -300,18 +308,31 @@ func TestAdminSplitIdempotent(t *testing.T) {
 	}
 	mid := first.GetRight().GetRangeId()
 	waitFor(t, 5*time.Second, "a leader for the middle range", func() bool { return c.leaderOf(mid) != 0 })
-	for _, id := range c.ids {
-		resp, err := c.store(id).Ranges(ctx, &kvpb.RangesRequest{})
-		if err != nil {
-			t.Fatal(err)
+	// A leader elected since the put may not have applied it yet: wait
+	// for every answer to agree.
+	var wrong string
+	defer func() {
+		if t.Failed() && wrong != "" {
+			t.Log("last disagreement:", wrong)
 		}
-		for _, r := range resp.GetReplicas() {
-			rid, leader := r.GetDescriptor_().GetRangeId(), r.GetRaftState() == "leader"
-			if want := leader && (rid == mid || rid == MetaRangeID); (r.GetApproximateBytes() > 0) != want {
-				t.Fatalf("node %d range %d (leader %v) approximate bytes %d", id, rid, leader, r.GetApproximateBytes())
+	}()
+	waitFor(t, 10*time.Second, "sizes on the leaders of the ranges holding data only", func() bool {
+		wrong = ""
+		for _, id := range c.ids {
+			resp, err := c.store(id).Ranges(ctx, &kvpb.RangesRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range resp.GetReplicas() {
+				rid, leader := r.GetDescriptor_().GetRangeId(), r.GetRaftState() == "leader"
+				if want := leader && (rid == mid || rid == MetaRangeID); (r.GetApproximateBytes() > 0) != want {
+					wrong = fmt.Sprintf("node %d range %d (leader %v) approximate bytes %d", id, rid, leader, r.GetApproximateBytes())
+					return false
+				}
 			}
 		}
-	}
+		return true
+	})
 }
 
 // TestSplitRestart splits, crashes every node and checks both sides come
