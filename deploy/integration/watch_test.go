@@ -145,20 +145,23 @@ func TestWatchAgainstRaftd(t *testing.T) {
 	)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer func() { wcancel(); wg.Wait() }()
-	watch := func(l *watchLog, o kvclient.WatchOptions, cctx context.Context) {
+	watch := func(l *watchLog, o kvclient.WatchOptions, cctx context.Context) (done chan struct{}) {
 		wg.Add(1)
+		done = make(chan struct{})
 		go func() {
 			defer wg.Done()
+			defer close(done)
 			err := newClient().Watch(cctx, []byte(start), []byte(end), o, l.add)
 			if err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("Watch: %v", err)
 			}
 		}()
+		return done
 	}
 	watch(&replay, kvclient.WatchOptions{From: origin, PrevValue: true, CheckpointInterval: 50 * time.Millisecond}, wctx)
 	watch(&live, kvclient.WatchOptions{CheckpointInterval: 50 * time.Millisecond}, wctx)
 	fctx, fcancel := context.WithCancel(wctx)
-	watch(&flap, kvclient.WatchOptions{From: origin, CheckpointInterval: 50 * time.Millisecond}, fctx)
+	flapDone := watch(&flap, kvclient.WatchOptions{From: origin, CheckpointInterval: 50 * time.Millisecond}, fctx)
 	// The live watcher opens before the first write: wait for its first
 	// checkpoint.
 	deadline := time.Now().Add(20 * time.Second)
@@ -198,6 +201,7 @@ func TestWatchAgainstRaftd(t *testing.T) {
 	// The flapping watcher goes away and comes back from its last
 	// checkpoint.
 	fcancel()
+	<-flapDone // no event of the first watch may come after the trim
 	flap.trimAfterResolved()
 	from := flap.resolvedAt()
 	if from.IsZero() {
