@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -90,22 +91,8 @@ func benchKVCommand(e *env) *cli.Command {
 			if err := o.Validate(); err != nil {
 				return config.Usagef("%v", err)
 			}
-			certs := pickCerts(c, o.Addrs)
-			tc, err := certs.load()
-			if err != nil {
-				return err
-			}
-			o.TLS = tc
-			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-			defer cancel()
-			res, err := kv.Run(ctx, o)
-			if err != nil {
-				return certs.explain(err, o.Addrs)
-			}
-			if f == "json" {
-				return output.PrintJSON(e.stdout, res)
-			}
-			return printBenchKV(e, res)
+			return runBench(e, c, f, o.Addrs, &o.TLS, func(ctx context.Context) (kv.Result, error) { return kv.Run(ctx, o) },
+				func(res kv.Result) error { return printBenchKV(e, res) })
 		},
 	}
 }
@@ -131,4 +118,26 @@ func printBenchKV(e *env, r kv.Result) error {
 		fmt.Fprintf(e.stdout, "first error: %s\n", r.FirstError)
 	}
 	return nil
+}
+
+// runBench is the common end of the bench commands: the client
+// certificates of the cluster at addrs into *tlsOut, the run bounded by
+// --timeout, its result as JSON (format "json") or printed by show.
+func runBench[R any](e *env, c *cli.Context, format string, addrs []string, tlsOut **tls.Config, run func(context.Context) (R, error), show func(R) error) error {
+	certs := pickCerts(c, addrs)
+	tc, err := certs.load()
+	if err != nil {
+		return err
+	}
+	*tlsOut = tc
+	ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
+	defer cancel()
+	res, err := run(ctx)
+	if err != nil {
+		return certs.explain(err, addrs)
+	}
+	if format == "json" {
+		return output.PrintJSON(e.stdout, res)
+	}
+	return show(res)
 }

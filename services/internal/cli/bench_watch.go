@@ -76,22 +76,8 @@ func benchWatchCommand(e *env) *cli.Command {
 			if err := o.Validate(); err != nil {
 				return config.Usagef("%v", err)
 			}
-			certs := pickCerts(c, o.Addrs)
-			tc, err := certs.load()
-			if err != nil {
-				return err
-			}
-			o.TLS = tc
-			ctx, cancel := context.WithTimeout(e.ctx, c.Duration("timeout"))
-			defer cancel()
-			res, err := kv.RunWatch(ctx, o)
-			if err != nil {
-				return certs.explain(err, o.Addrs)
-			}
-			if f == "json" {
-				return output.PrintJSON(e.stdout, res)
-			}
-			return printBenchWatch(e, res)
+			return runBench(e, c, f, o.Addrs, &o.TLS, func(ctx context.Context) (kv.WatchResult, error) { return kv.RunWatch(ctx, o) },
+				func(res kv.WatchResult) error { return printBenchWatch(e, res) })
 		},
 	}
 }
