@@ -270,24 +270,7 @@ func TestFollowerReadsMatchHistoryUnderFaults(t *testing.T) {
 	// Lost and late messages leave followers behind the leader's promises.
 	c.net.SetLoss(0.03)
 	c.net.SetDelay(2 * time.Millisecond)
-	rng := rand.New(rand.NewPCG(5, 5))
-	for round := range 6 {
-		time.Sleep(400 * time.Millisecond)
-		victim := c.leaderOf(uint64(2 + rng.IntN(2)))
-		if victim == 0 {
-			victim = c.ids[round%3]
-		}
-		switch round % 2 {
-		case 0:
-			c.net.Isolate(victim, c.ids)
-			time.Sleep(400 * time.Millisecond)
-			c.net.Heal()
-		case 1:
-			c.crash(victim)
-			time.Sleep(300 * time.Millisecond)
-			c.start(victim)
-		}
-	}
+	c.isolateOrCrashLeaders(6, 5, 400*time.Millisecond, 400*time.Millisecond, 300*time.Millisecond)
 	time.Sleep(400 * time.Millisecond)
 	close(stop)
 	wg.Wait()
