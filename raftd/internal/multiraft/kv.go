@@ -155,6 +155,14 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 	leader := uint64(0)
 	if r != nil {
 		leader = r.LeaderNode()
+		if et := s.cfg.TickInterval * time.Duration(s.cfg.ElectionTicks); leader == 0 && time.Since(r.created) < 3*et && r.waitLeader(ctx, et) {
+			// A range just made by a split (or loaded by a restart)
+			// elects within an election timeout: hold the request for
+			// that long rather than send the client into its back-off.
+			// An older range without a leader lost it: fail fast, the
+			// client looks elsewhere.
+			return s.route(ctx, key, h, write)
+		}
 	}
 	if h.GetNoForward() || h.GetForwarded() {
 		return target{}, bus.NotLeader(s.NodeAddr(leader))
@@ -1203,4 +1211,17 @@ func (r *Replica) applyDesc() *kvpb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.desc
+}
+
+// waitLeader waits up to max (and ctx) for the replica to know a leader;
+// it reports whether one is known.
+func (r *Replica) waitLeader(ctx context.Context, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for r.LeaderNode() == 0 && !r.IsLeader() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
