@@ -55,18 +55,7 @@ func TestDeleteRangeOfManyKeys(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	w := &sessWriter{c: c}
-	for i := 0; i < keys; i += 500 {
-		req := &kvpb.BatchRequest{Header: w.header()}
-		for j := i; j < i+500; j++ {
-			req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
-		}
-		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-			_, err := s.Batch(ctx, req)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loadKeys(t, ctx, c, w, keys, 500)
 	before := c.store(1).d.Clock.Now()
 	// A watch of the span takes every tombstone, those written ahead
 	// included, once each.
@@ -187,18 +176,7 @@ func TestDeleteRangeCutAfterTombstones(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	w := &sessWriter{c: c}
-	for i := 0; i < keys; i += 500 {
-		req := &kvpb.BatchRequest{Header: w.header()}
-		for j := i; j < i+500; j++ {
-			req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
-		}
-		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-			_, err := s.Batch(ctx, req)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loadKeys(t, ctx, c, w, keys, 500)
 	before := c.store(1).d.Clock.Now()
 	cut.armed.Store(true)
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -252,18 +230,7 @@ func BenchmarkDeleteRangeOfAMillionKeys(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		w := &sessWriter{c: c}
-		for i := 0; i < keys; i += 2000 {
-			req := &kvpb.BatchRequest{Header: w.header()}
-			for j := i; j < i+2000; j++ {
-				req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
-			}
-			if err := c.do(ctx, func(ctx context.Context, s *Store) error {
-				_, err := s.Batch(ctx, req)
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
+		loadKeys(b, ctx, c, w, keys, 2000)
 		lim.largest.Store(0)
 		b.StartTimer()
 		h := w.header()
@@ -343,5 +310,23 @@ func TestDeleteRangeRetryAfterSplitCountsOnce(t *testing.T) {
 				t.Fatalf("%s = %q, %v after the retries; want the write after the delete", tc.start, v, err)
 			}
 		})
+	}
+}
+
+// loadKeys writes key-00000000 .. key-<n-1> (value "v") in batches of
+// per, through w's session.
+func loadKeys(t testing.TB, ctx context.Context, c *testCluster, w *sessWriter, n, per int) {
+	t.Helper()
+	for i := 0; i < n; i += per {
+		req := &kvpb.BatchRequest{Header: w.header()}
+		for j := i; j < min(i+per, n); j++ {
+			req.Ops = append(req.Ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: []byte(fmt.Sprintf("key-%08d", j)), Value: []byte("v")}}})
+		}
+		if err := c.do(ctx, func(ctx context.Context, s *Store) error {
+			_, err := s.Batch(ctx, req)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
