@@ -102,15 +102,21 @@
 // Stop cancels sends in flight and the store's storage calls rather than
 // waiting for their timeouts, and returns when its context ends.
 // Snapshots travel apart from the raft stream as SnapshotChunk unary
-// calls, one chunk in flight: the sender opens an engine snapshot
+// calls: the sender opens an engine snapshot
 // (stored's OpenSnapshot), reads the applied state and descriptor recorded
 // in it, sets the MsgSnap's index and term to that applied state, and
 // streams the range's data from the same snapshot (StreamRange, chunks of
 // about SnapshotChunkBytes): a start chunk (descriptor, not done), data
 // chunks, chunks of the range's client session records (from the same
-// engine snapshot), a done chunk (MsgSnap, descriptor, applied state). The
+// engine snapshot), a done chunk (MsgSnap, descriptor, applied state).
+// The receiver's answer to the start chunk offers a window
+// (SnapshotAck.window, 4): the sender then numbers the chunks after it
+// (seq, from 1) and keeps up to that many in flight, each on a QUIC
+// stream of its own, and the receiver takes them in seq order, refusing
+// a repeat, a gap or a chunk beyond the window (which drops the
+// session); a receiver that offers none gets one chunk at a time. The
 // receiver adds each data chunk to an IngestRange session over its data
-// span, so neither side holds the data in memory; it keeps the session
+// span, so neither side holds more than a few chunks in memory; it keeps the session
 // records (bounded by the sessions' limits) to install them. The outcome
 // is always reported to raft. Every LivenessPingTicks ticks (default ElectionTicks/3) each node
 // pings (empty batch) every known node it sent nothing to meanwhile; that
