@@ -589,6 +589,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		}
+		if ctx.Err() != nil { // a send failed while a slot was free
+			break
+		}
 		seq++
 		c.Seq = seq
 		wg.Add(1)

@@ -58,9 +58,9 @@ func TestSnapshotChunksTakenInOrder(t *testing.T) {
 
 // TestSnapshotSendFailsMidStream fails the send of one chunk in the
 // middle of the first snapshot (a sender that dies, a connection that
-// breaks): the chunks after it, in flight, are refused, nothing is
-// installed from that attempt, and a later snapshot brings the follower
-// up to date.
+// breaks): the sender gives that snapshot up, and a later one brings the
+// follower up to date. (That a dropped session writes nothing is
+// TestSnapshotChunkStreamRefused's.)
 func TestSnapshotSendFailsMidStream(t *testing.T) {
 	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SnapshotChunkBytes = 128 })
 	lagger, _ := laggingFollower(t, c)
@@ -71,19 +71,13 @@ func TestSnapshotSendFailsMidStream(t *testing.T) {
 		}
 		return nil
 	})
-	before := c.dataOf(lagger)
 	c.net.Heal()
 	waitFor(t, 10*time.Second, "a chunk send to fail", failed.Load)
-	if got := c.dataOf(lagger); !reflect.DeepEqual(got, before) {
-		t.Errorf("the follower's data changed after a failed snapshot: %d entries, had %d", len(got), len(before))
-	}
 	waitFor(t, 20*time.Second, "a later snapshot to be installed", func() bool {
 		return c.store(lagger).Stats().SnapshotsApplied > 0
 	})
 	c.waitSameData(lagger)
-	if c.hasMarker(lagger, 2) {
-		waitFor(t, 10*time.Second, "the snapshot marker removed", func() bool { return !c.hasMarker(lagger, 2) })
-	}
+	waitFor(t, 10*time.Second, "the snapshot marker removed", func() bool { return !c.hasMarker(lagger, 2) })
 }
 
 // snapshotChunksOf reads the chunks of range 2's snapshot from node id's
