@@ -1,13 +1,22 @@
 package workflowd
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/pleiades-db/pleiades/shared/bus"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
 
 // rules authorizes workflowd's protocol: workflows are for applications
-// (client certificates), the cluster's daemons and operators alike.
-// Client key prefixes limit KV keys, not workflow names.
+// (client certificates), the cluster's daemons and operators alike. A
+// client certificate's key prefixes limit workflow names as they limit
+// keys: it defines, starts, reads, lists, controls and subscribes to
+// definitions (and their instances) whose id lies under one of its
+// prefixes, and publishes events whose name does; a definition it stores
+// keeps those prefixes for its steps (flow.Def's KeyPrefixes). The
+// handlers check these (they need the instance's definition).
 func rules() bus.Rules {
 	all := bus.Rule{Roles: bus.Nodes | bus.Clients | bus.Admins}
 	return bus.Rules{
@@ -22,4 +31,36 @@ func rules() bus.Rules {
 		workflowclient.MethodPublishEvent: all,
 		workflowclient.MethodSubscribe:    all,
 	}
+}
+
+// callerScope is the role whose key prefixes limit the caller: its
+// certificate's client role, or no limit (nodes, operators, and callers
+// without a certificate role on an in-process bus).
+func callerScope(ctx context.Context) tlsutil.Role {
+	if peer, ok := bus.PeerFromContext(ctx); ok && peer.Role.Kind == tlsutil.KindClient {
+		return peer.Role
+	}
+	return tlsutil.ClientRole()
+}
+
+// allowDefinition refuses a definition id outside the caller's prefixes.
+func allowDefinition(ctx context.Context, def string) error {
+	if sc := callerScope(ctx); !sc.AllowsKey([]byte(def)) {
+		return &bus.Error{Code: bus.CodePermissionDenied, Reason: bus.ReasonPermissionDenied,
+			Message: fmt.Sprintf("workflow: definition %q is outside the certificate's key prefixes (%s)", def, sc)}
+	}
+	return nil
+}
+
+// allowInstance refuses an instance whose definition lies outside the
+// caller's prefixes.
+func (s *Server) allowInstance(ctx context.Context, id string) error {
+	if len(callerScope(ctx).Prefixes) == 0 {
+		return nil
+	}
+	rec, err := s.eng.Get(ctx, id)
+	if err != nil {
+		return wireErr(err)
+	}
+	return allowDefinition(ctx, rec.GetDefinition())
 }

@@ -121,7 +121,10 @@
 // HAZARDS: kvpb.Header.system is for node certificates only (raftd
 // refuses it to client and admin ones), so workflowd's state is out of
 // applications' reach; any client certificate may call every workflow
-// method (see authz.go). A Subscribe sees only the instances of
+// method, but one limited to key prefixes only for the definitions (and
+// their instances, and event names) under them, and the documents it
+// defines keep those prefixes: their kv, publish and workflow steps are
+// refused outside them (see authz.go, flow.Def's KeyPrefixes). A Subscribe sees only the instances of
 // the workflowd it is sent to (msgd bridges every node's to NATS:
 // pleiades.events.workflow.> is the cluster-wide view). A step body that ignores its context keeps
 // its instance from stopping or being compensated until it returns.
