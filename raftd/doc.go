@@ -538,8 +538,9 @@
 //
 // # Not yet
 //
-// Merges of small neighbours, rebalancing (workflowd's
-// job, over ChangeReplicas), size and load per range in `pleiades ranges
+// Merges of small neighbours, rebalancing by size or load (workflowd
+// replaces dead nodes' replicas, decommissions and balances replica counts,
+// over ChangeReplicas), size and load per range in `pleiades ranges
 // --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). See BENCHMARKS.md for
 // figures.
 package raftd

@@ -324,3 +324,45 @@ func TestDecommission(t *testing.T) {
 		t.Errorf("layout %s, %d decommissions after the refusal; want %s, 1", got, len(f.instances("pleiades.decommission")), before)
 	}
 }
+
+// TestRebalance: ranges on nodes 1-3 of four (2, 2, 2, 0 replicas); with
+// rebalancing on and a threshold of 1, one replica moves to node 4, and
+// no further one once the counts differ by 1 at most. Off (the default),
+// nothing moves.
+func TestRebalance(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		want     string
+		moves    int
+	}{
+		{"off", 0, "2:1,2,3 3:1,2,3", 0},
+		{"on", 100 * time.Millisecond, "2:1,2,4 3:1,2,3", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newLCFixture(t, 4, 2, newMembership(1, 2, 3, 4), func(c *workflowd.Config) {
+				c.RebalanceInterval, c.RebalanceThreshold = tc.interval, 1
+			})
+			eventually.NoError(t, 10*time.Second, "layout", func() error {
+				if got := f.layout(); got != tc.want {
+					return fmt.Errorf("layout %s; want %s", got, tc.want)
+				}
+				return nil
+			})
+			time.Sleep(time.Second) // ten rebalancing rounds
+			if got := f.layout(); got != tc.want {
+				t.Errorf("layout %s after a second; want %s", got, tc.want)
+			}
+			list := f.instances("pleiades.rebalance")
+			if len(list) != tc.moves {
+				t.Fatalf("%d rebalancing instances; want %d", len(list), tc.moves)
+			}
+			for _, s := range list {
+				in, err := f.wfs[0].Get(t.Context(), s.GetId())
+				if err != nil || in.GetStatus() != workflowpb.Status_STATUS_COMPLETED || !strings.Contains(string(in.GetData()), `"outcome":"moved"`) {
+					t.Errorf("instance %v (%v): %s", in.GetStatus(), err, in.GetData())
+				}
+			}
+		})
+	}
+}

@@ -45,11 +45,22 @@ func nodeList(e *env) *cli.Command {
 					}
 					return output.PrintJSON(e.stdout, views)
 				}
+				ids := make([]uint64, len(nodes))
+				for i, n := range nodes {
+					ids[i] = n.GetNodeId()
+				}
+				names := newNodeNames(ids...)
 				t := output.NewTable(e.stdout, "NODE", "MEMBERSHIP", "REPLICAS", "LIFECYCLE", "WORKFLOW")
 				for _, n := range nodes {
-					t.Row(strconv.FormatUint(n.GetNodeId(), 10), n.GetMembership(), strconv.Itoa(int(n.GetReplicas())), dash(n.GetLifecycle()), dash(n.GetInstanceId()))
+					t.Row(names.name(n.GetNodeId()), n.GetMembership(), strconv.Itoa(int(n.GetReplicas())), dash(n.GetLifecycle()), dash(n.GetInstanceId()))
 				}
-				return t.Flush()
+				if err := t.Flush(); err != nil {
+					return err
+				}
+				if l := names.legend(); l != "" {
+					fmt.Fprintln(e.stdout, l)
+				}
+				return nil
 			})
 		},
 	}
