@@ -62,12 +62,14 @@ type lcFixture struct {
 	mem *membership
 	kv  *kvclient.Client
 	wfs []*workflowclient.Client
+	// srvs are the workflowds by node id.
+	srvs map[uint64]*workflowd.Server
 }
 
 func newLCFixture(t *testing.T, nodes, workflowds int, mem *membership, opts ...func(*workflowd.Config)) *lcFixture {
 	t.Helper()
 	ca := daemontest.CA(t)
-	f := &lcFixture{t: t, mem: mem, fc: kvclienttest.Start(t, kvclienttest.Options{Nodes: nodes, CA: ca, SplitPoints: [][]byte{[]byte("m")}})}
+	f := &lcFixture{t: t, mem: mem, srvs: map[uint64]*workflowd.Server{}, fc: kvclienttest.Start(t, kvclienttest.Options{Nodes: nodes, CA: ca, SplitPoints: [][]byte{[]byte("m")}})}
 	client := daemontest.NewRuntimeWithCA(t, "client", ca, daemontest.Common(t))
 	for range workflowds {
 		rt := daemontest.NewUnstartedRuntime(t, workflowd.Name, ca, daemontest.Common(t))
@@ -96,6 +98,7 @@ func newLCFixture(t *testing.T, nodes, workflowds int, mem *membership, opts ...
 			}
 		})
 		f.wfs = append(f.wfs, workflowclient.New(client.Bus, rt.Bus.Addr().String()))
+		f.srvs[rt.NodeID] = srv
 	}
 	var err error
 	f.kv, err = kvclient.New(t.Context(), kvclient.Config{Addrs: f.fc.Addrs(), Bus: client.Bus})
@@ -365,4 +368,60 @@ func TestRebalance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReReplicationResumedElsewhere: the workflowd running the
+// re-replication stops half way (replica changes are slowed down); the
+// other takes the instance over and finishes it, every range ending on
+// three replicas without node 2.
+func TestReReplicationResumedElsewhere(t *testing.T) {
+	f := newLCFixture(t, 5, 2, newMembership(1, 2, 3, 4, 5))
+	f.fc.Delay(kvclient.MethodChangeReplicas, 400*time.Millisecond)
+	f.mem.set(2, gossippb.MemberState_MEMBER_STATE_DEAD)
+	var in *workflowpb.Instance
+	eventually.NoError(t, 10*time.Second, "re-replication under way", func() error {
+		list := f.instances("pleiades.rereplicate")
+		if len(list) != 1 {
+			return fmt.Errorf("%d instances", len(list))
+		}
+		var err error
+		if in, err = f.wfs[0].Get(t.Context(), list[0].GetId()); err != nil {
+			return err
+		}
+		if in.GetOwner() == 0 || in.GetStepsCompleted() < 1 {
+			return fmt.Errorf("owner %d, %d steps", in.GetOwner(), in.GetStepsCompleted())
+		}
+		return nil
+	})
+	owner := in.GetOwner()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.srvs[owner].Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stopped the owner (node %d) after %d steps", owner, in.GetStepsCompleted())
+	eventually.NoError(t, 20*time.Second, "finished by the other workflowd", func() error {
+		list := f.instances("pleiades.rereplicate")
+		if len(list) != 1 {
+			return fmt.Errorf("%d instances", len(list))
+		}
+		for _, d := range f.descs() {
+			for _, r := range d.GetReplicas() {
+				if r.GetNodeId() == 2 || len(d.GetReplicas()) != 3 {
+					return fmt.Errorf("layout %s", f.layout())
+				}
+			}
+		}
+		cur, err := f.wfs[0].Get(t.Context(), in.GetId())
+		if err != nil {
+			cur, err = f.wfs[1].Get(t.Context(), in.GetId())
+		}
+		if err != nil || cur.GetStatus() != workflowpb.Status_STATUS_COMPLETED {
+			return fmt.Errorf("%v, %v", cur.GetStatus(), err)
+		}
+		if last := cur.GetHistory()[len(cur.GetHistory())-1]; last.GetEpoch() < 2 {
+			return fmt.Errorf("last step under epoch %d; want a takeover", last.GetEpoch())
+		}
+		return nil
+	})
 }
