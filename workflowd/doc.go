@@ -128,8 +128,8 @@
 // range at a time, the replicas of a node gossip has seen dead for
 // DeadNodeTimeout (--dead-node-timeout, 5m), one instance per dead node
 // cluster-wide; pleiades.decommission (bus method Decommission, `pleiades
-// node decommission`) moves every replica off a live node and marks it
-// decommissioned; pleiades.rebalance moves one replica from the fullest
+// node decommission`; Cancel true terminates it and clears the mark)
+// moves every replica off a node and marks it decommissioned; pleiades.rebalance moves one replica from the fullest
 // live node to the emptiest every RebalanceInterval (off by default) when
 // their replica counts differ by more than RebalanceThreshold. Each is an
 // ordinary instance (listed, shown, resumed by another workflowd after a

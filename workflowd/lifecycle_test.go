@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -421,6 +422,66 @@ func TestReReplicationResumedElsewhere(t *testing.T) {
 		}
 		if last := cur.GetHistory()[len(cur.GetHistory())-1]; last.GetEpoch() < 2 {
 			return fmt.Errorf("last step under epoch %d; want a takeover", last.GetEpoch())
+		}
+		return nil
+	})
+}
+
+// TestDecommissionCancel: a decommission cancelled half way is
+// terminated, the node takes replicas again (Nodes shows no lifecycle
+// state), a second cancel is refused, and a new decommission starts a new
+// instance that finishes the job.
+func TestDecommissionCancel(t *testing.T) {
+	f := newLCFixture(t, 5, 1, newMembership(1, 2, 3, 4, 5))
+	ctx := t.Context()
+	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not being decommissioned") {
+		t.Errorf("cancel with no decommission = %v; want refused", err)
+	}
+	f.fc.Delay(kvclient.MethodChangeReplicas, 500*time.Millisecond)
+	first, err := f.wfs[0].Decommission(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 10*time.Second, "first replica moved", func() error {
+		in, err := f.wfs[0].Get(ctx, first.GetInstanceId())
+		if err != nil || instanceData(t, in)["moved"] != 1.0 {
+			return fmt.Errorf("%v: %s", err, in.GetData())
+		}
+		return nil
+	})
+	if id, err := f.wfs[0].CancelDecommission(ctx, 1); err != nil || id != first.GetInstanceId() {
+		t.Fatalf("cancel = %q, %v; want %s", id, err, first.GetInstanceId())
+	}
+	f.wait(first.GetInstanceId(), workflowpb.Status_STATUS_TERMINATED)
+	nodes, err := f.wfs[0].Nodes(ctx)
+	if err != nil || nodes[0].GetNodeId() != 1 || nodes[0].GetLifecycle() != "" || nodes[0].GetReplicas() != 1 {
+		t.Errorf("nodes after the cancel: %v, %v; want node 1 with 1 replica and no lifecycle state", nodes, err)
+	}
+	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) {
+		t.Errorf("second cancel = %v; want refused", err)
+	}
+	second, err := f.wfs[0].Decommission(ctx, 1)
+	if err != nil || second.GetExisting() || second.GetInstanceId() == first.GetInstanceId() {
+		t.Fatalf("decommission after the cancel = %v, %v; want a new instance", second, err)
+	}
+	f.wait(second.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)
+	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "already decommissioned") {
+		t.Errorf("cancel of a finished decommission = %v; want refused", err)
+	}
+	for _, d := range f.descs() {
+		if replicaOn := slices.ContainsFunc(d.GetReplicas(), func(r *kvpb.ReplicaDescriptor) bool { return r.GetNodeId() == 1 }); replicaOn || len(d.GetReplicas()) != 3 {
+			t.Errorf("range %d: %v after the decommission", d.GetRangeId(), d.GetReplicas())
+		}
+	}
+}
+
+// wait polls instance id until it has status want.
+func (f *lcFixture) wait(id string, want workflowpb.Status) {
+	f.t.Helper()
+	eventually.NoError(f.t, 20*time.Second, "instance "+id+" "+want.String(), func() error {
+		in, err := f.wfs[0].Get(f.t.Context(), id)
+		if err != nil || in.GetStatus() != want {
+			return fmt.Errorf("%v %q, %v", in.GetStatus(), in.GetError(), err)
 		}
 		return nil
 	})

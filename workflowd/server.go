@@ -423,6 +423,13 @@ func (s *Server) register(b *bus.Bus) {
 		return &workflowpb.PublishEventResponse{EventId: id, Woken: uint32(woken)}, nil
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodDecommission, func(ctx context.Context, req *workflowpb.DecommissionRequest) (*workflowpb.DecommissionResponse, error) {
+		if req.GetCancel() {
+			id, err := s.lc.CancelDecommission(ctx, req.GetNodeId())
+			if err != nil {
+				return nil, wireErr(err)
+			}
+			return &workflowpb.DecommissionResponse{InstanceId: id, Existing: true}, nil
+		}
 		id, existing, err := s.lc.Decommission(ctx, req.GetNodeId())
 		if err != nil {
 			return nil, wireErr(err)
@@ -540,6 +547,11 @@ type engineStarter struct{ e *engine.Engine }
 func (a engineStarter) Start(ctx context.Context, def string, data []byte, idem string) (string, bool, error) {
 	id, _, existing, err := a.e.Start(ctx, def, engine.StartOptions{Data: data, IdempotencyKey: idem})
 	return id, existing, err
+}
+
+func (a engineStarter) Terminate(ctx context.Context, id, reason string) error {
+	_, err := a.e.Control(ctx, id, "terminate", reason)
+	return err
 }
 
 func (a engineStarter) Status(ctx context.Context, id string) (workflowpb.Status, error) {

@@ -161,6 +161,17 @@ func (c *Client) Decommission(ctx context.Context, nodeID uint64) (*workflowpb.D
 	return &resp, c.call(ctx, MethodDecommission, &workflowpb.DecommissionRequest{NodeId: nodeID}, &resp)
 }
 
+// CancelDecommission stops a node's decommission under way (its
+// workflow is terminated; the replicas moved off stay moved) and returns
+// its instance id. Refused when none is under way.
+func (c *Client) CancelDecommission(ctx context.Context, nodeID uint64) (string, error) {
+	var resp workflowpb.DecommissionResponse
+	if err := c.call(ctx, MethodDecommission, &workflowpb.DecommissionRequest{NodeId: nodeID, Cancel: true}, &resp); err != nil {
+		return "", err
+	}
+	return resp.GetInstanceId(), nil
+}
+
 // Nodes lists the cluster's nodes as the lifecycle workflows see them:
 // membership, replicas named by descriptors, decommission state.
 func (c *Client) Nodes(ctx context.Context) ([]*workflowpb.NodeLifecycle, error) {

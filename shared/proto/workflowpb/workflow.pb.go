@@ -2271,7 +2271,11 @@ func (x *DefinitionRecord) GetDefinedUnixNano() int64 {
 type DecommissionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node_id is the node to decommission. Required.
-	NodeId        uint64 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId uint64 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// cancel stops the node's decommission under way instead: its workflow
+	// is terminated and the node may take replicas again (those moved off
+	// it stay where they are). Refused when none is under way.
+	Cancel        bool `protobuf:"varint,2,opt,name=cancel,proto3" json:"cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2311,6 +2315,13 @@ func (x *DecommissionRequest) GetNodeId() uint64 {
 		return x.NodeId
 	}
 	return 0
+}
+
+func (x *DecommissionRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
 }
 
 type DecommissionResponse struct {
@@ -2738,9 +2749,10 @@ const file_workflowpb_workflow_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
 	"\bdocument\x18\x03 \x01(\fR\bdocument\x12*\n" +
-	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano\".\n" +
+	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano\"F\n" +
 	"\x13DecommissionRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"S\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x16\n" +
+	"\x06cancel\x18\x02 \x01(\bR\x06cancel\"S\n" +
 	"\x14DecommissionResponse\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x1a\n" +

@@ -66,6 +66,8 @@ type Engine interface {
 	Start(ctx context.Context, def string, data []byte, idem string) (id string, existing bool, err error)
 	// Status returns an instance's status (NotFound once purged).
 	Status(ctx context.Context, id string) (workflowpb.Status, error)
+	// Terminate terminates an instance.
+	Terminate(ctx context.Context, id, reason string) error
 }
 
 // Config tunes the lifecycle workflows.
@@ -147,7 +149,9 @@ func deadKey(id uint64) []byte { return lcKey("lc/dead/" + strconv.FormatUint(id
 
 func lcKey(s string) []byte { return append(append([]byte(nil), kvpb.WorkflowPrefix...), s...) }
 
-// nodeState is the record at NodeKey.
+// nodeState is the record at NodeKey. A cancelled decommission leaves
+// State empty and Instance naming it (the next one's idempotency key
+// follows it).
 type nodeState struct {
 	State    string `json:"state"`
 	Instance string `json:"instance,omitempty"`
@@ -387,8 +391,9 @@ func (m *Manager) Decommission(ctx context.Context, node uint64) (string, bool, 
 	if err != nil {
 		return "", false, err
 	}
-	if st := v.states[node]; st.State != "" {
-		return st.Instance, true, nil
+	prev := v.states[node]
+	if prev.State != "" {
+		return prev.Instance, true, nil
 	}
 	if v.members[node] == nil && v.counts[node] == 0 {
 		known := make([]uint64, 0, len(v.members))
@@ -412,7 +417,7 @@ func (m *Manager) Decommission(ctx context.Context, node uint64) (string, bool, 
 	if err != nil {
 		return "", false, err
 	}
-	id, existing, err := m.eng.Start(ctx, DefDecommission, data, DefDecommission+"/"+strconv.FormatUint(node, 10))
+	id, existing, err := m.eng.Start(ctx, DefDecommission, data, fmt.Sprintf("%s/%d/after/%s", DefDecommission, node, prev.Instance))
 	if err != nil {
 		return "", false, fmt.Errorf("start decommission of node %d: %w", node, err)
 	}
@@ -423,6 +428,50 @@ func (m *Manager) Decommission(ctx context.Context, node uint64) (string, bool, 
 	}
 	m.log.Info("decommission started", slog.Uint64("target_node", node), slog.String("instance", id))
 	return id, existing, nil
+}
+
+// CancelDecommission stops the decommission of node under way: its
+// instance is terminated and the node may take replicas again; the
+// replicas already moved stay where they are. A node not being
+// decommissioned, or already decommissioned, is refused.
+func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, error) {
+	if node == 0 {
+		return "", fmt.Errorf("%w: node id 0", ErrInvalid)
+	}
+	cur, found, err := m.kv.Get(ctx, NodeKey(node))
+	if err != nil {
+		return "", fmt.Errorf("read node %d state: %w", node, err)
+	}
+	var st nodeState
+	if found {
+		if err := json.Unmarshal(cur.Value, &st); err != nil {
+			return "", fmt.Errorf("node %d state: %w", node, err)
+		}
+	}
+	switch st.State {
+	case "":
+		return "", fmt.Errorf("%w: node %d is not being decommissioned", ErrPrecondition, node)
+	case StateDecommissioned:
+		return "", fmt.Errorf("%w: node %d is already decommissioned", ErrPrecondition, node)
+	}
+	if err := m.eng.Terminate(ctx, st.Instance, "decommission cancelled"); err != nil && !errors.Is(err, ErrNotFound) {
+		if s, serr := m.eng.Status(ctx, st.Instance); serr != nil || !finished(s) {
+			return "", fmt.Errorf("terminate decommission %s of node %d: %w", st.Instance, node, err)
+		}
+	}
+	raw, err := json.Marshal(nodeState{Instance: st.Instance, Since: m.now().UnixNano()})
+	if err != nil {
+		return "", err
+	}
+	res, err := m.kv.CompareAndSwap(ctx, kvclient.CAS{Key: NodeKey(node), Expected: cur.Value, NewValue: raw})
+	if err != nil {
+		return "", fmt.Errorf("write node %d state: %w", node, err)
+	}
+	if !res.Succeeded {
+		return "", fmt.Errorf("%w: node %d's state changed meanwhile; look again (pleiades node list)", ErrPrecondition, node)
+	}
+	m.log.Info("decommission cancelled", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	return st.Instance, nil
 }
 
 // ---------------------------------------------------------------------------
