@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -181,6 +182,32 @@ func TestReReplicationHostKilled(t *testing.T) {
 		return nil
 	})
 
+	live := hosts[(victim+1)%len(hosts)]
+	wc := workflowClient(t, live.certs, "127.0.0.1:"+live.port(7405))
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		list, err := wc.List(context.Background(), &workflowpb.ListRequest{})
+		t.Logf("workflow instances: %v (%v)", list, err)
+		for _, s := range list.GetInstances() {
+			in, err := wc.Get(context.Background(), s.GetId())
+			t.Logf("instance %s: %v (%v)", s.GetId(), in, err)
+		}
+		for i, n := range hosts {
+			for _, d := range []string{"workflowd", "raftd"} {
+				b, _ := os.ReadFile(filepath.Join(n.dir, "logs", d+".log"))
+				lines := strings.Split(string(b), "\n")
+				var keep []string
+				for _, l := range lines {
+					if !strings.Contains(l, "level=DEBUG") {
+						keep = append(keep, l)
+					}
+				}
+				t.Logf("host %d %s log (last 60 lines):\n%s", i+1, d, strings.Join(keep[max(0, len(keep)-60):], "\n"))
+			}
+		}
+	})
 	eventually.NoError(t, 120*time.Second, "every range on three voters of live nodes", func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -201,8 +228,6 @@ func TestReReplicationHostKilled(t *testing.T) {
 	t.Logf("%d writes acknowledged, %d failed (outcome unknown)", a, errs)
 	verify(t, cl, "rerepl", acked, unknown, nil)
 
-	live := hosts[(victim+1)%len(hosts)]
-	wc := workflowClient(t, live.certs, "127.0.0.1:"+live.port(7405))
 	list, err := wc.List(ctx, &workflowpb.ListRequest{Definition: "pleiades.rereplicate"})
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +289,7 @@ func TestDecommission(t *testing.T) {
 		return nil
 	})
 	began := time.Now()
-	out, err := pleiades(t, "node", "decommission", "--addr", wf, "--certs-dir", certs, "--wait", "--timeout", "90s", strconv.FormatUint(vid, 10))
+	out, err := pleiadesWithin(t, 100*time.Second, "node", "decommission", "--addr", wf, "--certs-dir", certs, "--wait", "--timeout", "90s", strconv.FormatUint(vid, 10))
 	if err != nil {
 		t.Fatalf("decommission: %v", err)
 	}

@@ -79,7 +79,9 @@ func (m *Manager) moveDefinition(id, reason string) *workflow.Definition {
 			return m.setNodeState(ctx, d.Node, nodeState{State: StateDecommissioned, Instance: c.InstanceID})
 		})
 	}
-	b.DefaultErrorPolicy(workflow.RetryPolicy(m.cfg.RetryInterval, 2, 0, workflow.Suspend))
+	// A step error is a failure to reach the KV (its own failures go to
+	// Waiting): retry for ever, at most a minute apart.
+	b.DefaultErrorPolicy(workflow.ErrorPolicy{Behavior: workflow.Retry, Interval: m.cfg.RetryInterval, Backoff: 2, MaxInterval: time.Minute})
 	return b.MustBuild()
 }
 
