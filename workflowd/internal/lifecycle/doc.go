@@ -29,7 +29,10 @@
 // "wf/lc/node/<node>" (placement leaves it out, re-replication leaves it
 // to the decommission), moves every replica off it with the same step
 // (raftd hands the leadership of a range the node leads to another voter
-// before removing it), then marks it decommissioned.
+// before removing it), then marks it decommissioned. CancelDecommission
+// terminates a decommission under way and clears the mark (the record
+// keeps the instance id, which the next decommission's idempotency key
+// follows); the replicas already moved stay where they are.
 //
 // Rebalancing (pleiades.rebalance, when RebalanceInterval is set): every
 // RebalanceInterval, when no node is being replaced or decommissioned and
