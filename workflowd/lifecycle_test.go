@@ -19,6 +19,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 	"github.com/pleiades-db/pleiades/workflowd"
 )
@@ -449,6 +450,14 @@ func TestDecommissionCancel(t *testing.T) {
 		}
 		return nil
 	})
+	// An application may not stop it.
+	app := clientRoleClient(t, f.wfs[0].Addr())
+	for _, op := range []func(context.Context, string) (workflowpb.Status, error){app.Suspend,
+		func(ctx context.Context, id string) (workflowpb.Status, error) { return app.Terminate(ctx, id, "") }} {
+		if _, err := op(ctx, first.GetInstanceId()); !errors.Is(err, bus.ErrPermissionDenied) {
+			t.Errorf("control of the decommission with a client certificate = %v; want permission denied", err)
+		}
+	}
 	if id, err := f.wfs[0].CancelDecommission(ctx, 1); err != nil || id != first.GetInstanceId() {
 		t.Fatalf("cancel = %q, %v; want %s", id, err, first.GetInstanceId())
 	}
@@ -485,4 +494,27 @@ func (f *lcFixture) wait(id string, want workflowpb.Status) {
 		}
 		return nil
 	})
+}
+
+// clientRoleClient returns a workflow client calling addr with a client
+// (application) certificate.
+func clientRoleClient(t *testing.T, addr string) *workflowclient.Client {
+	t.Helper()
+	tc, err := daemontest.CA(t).Issue("app", tlsutil.ClientRole())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.New(bus.Config{ListenAddr: "127.0.0.1:0", TLS: tc}, bus.Deps{Logger: daemontest.Logger(t, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Stop(ctx)
+	})
+	return workflowclient.New(b, addr)
 }
