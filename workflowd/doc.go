@@ -141,8 +141,12 @@
 // HAZARDS: kvpb.Header.system is for node certificates only (raftd
 // refuses it to client and admin ones), so workflowd's state is out of
 // applications' reach; any client certificate may call every workflow
-// method (see authz.go) except the lifecycle's: Decommission and Nodes
-// take admin and node certificates, Start refuses the definitions under
+// method, but one limited to key prefixes only for the definitions (and
+// their instances, and event names) under them, and the documents it
+// defines keep those prefixes: their kv, publish and workflow steps are
+// refused outside them (see authz.go, flow.Def's KeyPrefixes). The
+// lifecycle's methods are the exception: Decommission and Nodes take
+// admin and node certificates, Start refuses the definitions under
 // "pleiades." to everyone, and Suspend, Resume and Terminate of their
 // instances refuse client certificates. A Subscribe sees only the instances of
 // the workflowd it is sent to (msgd bridges every node's to NATS:

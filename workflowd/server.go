@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,6 +350,8 @@ func wireErr(err error) error {
 		return bus.Errorf(bus.CodeInvalidArgument, "%v", err)
 	case errors.Is(err, engine.ErrPrecondition), errors.Is(err, lifecycle.ErrPrecondition):
 		return bus.Errorf(bus.CodeFailedPrecondition, "%v", err)
+	case errors.Is(err, engine.ErrDenied):
+		return &bus.Error{Code: bus.CodePermissionDenied, Reason: bus.ReasonPermissionDenied, Message: err.Error()}
 	}
 	return err
 }
@@ -359,7 +362,7 @@ func (s *Server) register(b *bus.Bus) {
 	p := wire.ProtoWorkflow
 	b.Authorize(p, rules())
 	bus.HandleUnary(b, p, workflowclient.MethodDefine, func(ctx context.Context, req *workflowpb.DefineRequest) (*workflowpb.DefineResponse, error) {
-		d, unchanged, err := s.eng.Define(ctx, req.GetDocument())
+		d, unchanged, err := s.eng.Define(ctx, req.GetDocument(), callerScope(ctx).Prefixes)
 		if err != nil {
 			return nil, wireErr(err)
 		}
@@ -367,11 +370,16 @@ func (s *Server) register(b *bus.Bus) {
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodDefinitions, func(ctx context.Context, _ *workflowpb.DefinitionsRequest) (*workflowpb.DefinitionsResponse, error) {
 		defs, err := s.eng.Definitions(ctx)
+		sc := callerScope(ctx)
+		defs = slices.DeleteFunc(defs, func(d *workflowpb.DefinitionInfo) bool { return !sc.AllowsKey([]byte(d.GetId())) })
 		return &workflowpb.DefinitionsResponse{Definitions: defs}, wireErr(err)
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodStart, func(ctx context.Context, req *workflowpb.StartRequest) (*workflowpb.StartResponse, error) {
 		if strings.HasPrefix(req.GetDefinition(), lifecycle.Reserved) {
 			return nil, bus.Errorf(bus.CodeInvalidArgument, "definition %q is one of the cluster's own lifecycle workflows: workflowd starts them (pleiades node decommission for a decommission)", req.GetDefinition())
+		}
+		if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+			return nil, err
 		}
 		id, ver, existing, err := s.eng.Start(ctx, req.GetDefinition(), engine.StartOptions{Version: req.GetVersion(), Data: req.GetData(), IdempotencyKey: req.GetIdempotencyKey()})
 		if err != nil {
@@ -384,11 +392,22 @@ func (s *Server) register(b *bus.Bus) {
 		if err != nil {
 			return nil, wireErr(err)
 		}
+		if err := allowDefinition(ctx, rec.GetDefinition()); err != nil {
+			return nil, err
+		}
 		v := View(rec)
 		v.ActiveSteps = s.eng.ActiveSteps(ctx, rec)
 		return v, nil
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodList, func(ctx context.Context, req *workflowpb.ListRequest) (*workflowpb.ListResponse, error) {
+		sc := callerScope(ctx)
+		if req.GetDefinition() != "" {
+			if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+				return nil, err
+			}
+		} else if len(sc.Prefixes) > 0 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "workflow: a client limited to key prefixes lists one definition's instances (set the definition)")
+		}
 		list, next, err := s.eng.List(ctx, engine.ListFilter{Status: req.GetStatus(), Definition: req.GetDefinition(),
 			CreatedAfter: req.GetCreatedAfterUnixNano(), Before: req.GetCreatedBeforeUnixNano(), Limit: int(req.GetLimit()), PageToken: req.GetPageToken()})
 		if err != nil {
@@ -399,6 +418,9 @@ func (s *Server) register(b *bus.Bus) {
 	control := func(op string) func(context.Context, *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
 		return func(ctx context.Context, req *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
 			if err := s.authorizeLifecycle(ctx, p, op, req.GetInstanceId()); err != nil {
+				return nil, err
+			}
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
 				return nil, err
 			}
 			st, err := s.eng.Control(ctx, req.GetInstanceId(), op, req.GetReason())
@@ -412,6 +434,15 @@ func (s *Server) register(b *bus.Bus) {
 	bus.HandleUnary(b, p, workflowclient.MethodResume, control("resume"))
 	bus.HandleUnary(b, p, workflowclient.MethodTerminate, control("terminate"))
 	bus.HandleUnary(b, p, workflowclient.MethodPublishEvent, func(ctx context.Context, req *workflowpb.PublishEventRequest) (*workflowpb.PublishEventResponse, error) {
+		if !callerScope(ctx).AllowsKey([]byte(req.GetName())) {
+			return nil, &bus.Error{Code: bus.CodePermissionDenied, Reason: bus.ReasonPermissionDenied,
+				Message: fmt.Sprintf("workflow: event %q is outside the certificate's key prefixes", req.GetName())}
+		}
+		if req.GetInstanceId() != "" {
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
+				return nil, err
+			}
+		}
 		var at time.Time
 		if req.GetEffectiveUnixNano() != 0 {
 			at = time.Unix(0, req.GetEffectiveUnixNano())
@@ -444,6 +475,18 @@ func (s *Server) register(b *bus.Bus) {
 		return &workflowpb.NodesResponse{Nodes: nodes}, nil
 	})
 	bus.HandleStream(b, p, workflowclient.MethodSubscribe, func(ctx context.Context, req *workflowpb.SubscribeRequest, send func(*workflowpb.LifecycleEvent) error) error {
+		switch {
+		case req.GetInstanceId() != "":
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
+				return err
+			}
+		case req.GetDefinition() != "":
+			if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+				return err
+			}
+		case len(callerScope(ctx).Prefixes) > 0:
+			return bus.Errorf(bus.CodeInvalidArgument, "workflow: a client limited to key prefixes subscribes to one definition or instance")
+		}
 		sub := s.eng.Subscribe(req.GetInstanceId(), req.GetDefinition(), req.GetTypes(), 1024)
 		defer sub.Close()
 		for {

@@ -27,6 +27,9 @@ type fixture struct {
 	srv   *workflowd.Server
 	c     *workflowclient.Client
 	admin string
+	addr  string   // workflowd's bus address
+	cb    *bus.Bus // the unlimited client's bus
+	ca    daemontest.Issuer
 	fc    *kvclienttest.Cluster
 }
 
@@ -62,7 +65,8 @@ func newFixture(t *testing.T, opts ...func(*workflowd.Config)) *fixture {
 		}
 	})
 	client := daemontest.NewRuntimeWithCA(t, "client", ca, daemontest.Common(t))
-	return &fixture{t: t, srv: srv, c: workflowclient.New(client.Bus, rt.Bus.Addr().String()), admin: rt.Admin.Addr().String(), fc: fc}
+	return &fixture{t: t, srv: srv, c: workflowclient.New(client.Bus, rt.Bus.Addr().String()), admin: rt.Admin.Addr().String(),
+		addr: rt.Bus.Addr().String(), cb: client.Bus, ca: ca, fc: fc}
 }
 
 func (f *fixture) define(doc string) {

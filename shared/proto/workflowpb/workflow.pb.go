@@ -2204,8 +2204,13 @@ type DefinitionRecord struct {
 	Version         uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Document        []byte                 `protobuf:"bytes,3,opt,name=document,proto3" json:"document,omitempty"`
 	DefinedUnixNano int64                  `protobuf:"varint,4,opt,name=defined_unix_nano,json=definedUnixNano,proto3" json:"defined_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// key_prefixes are the key prefixes of the client certificate that
+	// defined it (none: every key): its kv steps touch only keys under them,
+	// its publish steps only events and its workflow steps only definitions
+	// named under them.
+	KeyPrefixes   [][]byte `protobuf:"bytes,5,rep,name=key_prefixes,json=keyPrefixes,proto3" json:"key_prefixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DefinitionRecord) Reset() {
@@ -2264,6 +2269,13 @@ func (x *DefinitionRecord) GetDefinedUnixNano() int64 {
 		return x.DefinedUnixNano
 	}
 	return 0
+}
+
+func (x *DefinitionRecord) GetKeyPrefixes() [][]byte {
+	if x != nil {
+		return x.KeyPrefixes
+	}
+	return nil
 }
 
 // DecommissionRequest asks for a node's replicas to be moved off it
@@ -2744,12 +2756,13 @@ const file_workflowpb_workflow_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12.\n" +
-	"\x13effective_unix_nano\x18\x05 \x01(\x03R\x11effectiveUnixNano\"\x84\x01\n" +
+	"\x13effective_unix_nano\x18\x05 \x01(\x03R\x11effectiveUnixNano\"\xa7\x01\n" +
 	"\x10DefinitionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
 	"\bdocument\x18\x03 \x01(\fR\bdocument\x12*\n" +
-	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano\"F\n" +
+	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano\x12!\n" +
+	"\fkey_prefixes\x18\x05 \x03(\fR\vkeyPrefixes\"F\n" +
 	"\x13DecommissionRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x16\n" +
 	"\x06cancel\x18\x02 \x01(\bR\x06cancel\"S\n" +
