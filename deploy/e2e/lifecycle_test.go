@@ -274,10 +274,12 @@ func TestDecommission(t *testing.T) {
 	if _, err := replicated(ctx, cl, 3); err != nil {
 		t.Fatal(err)
 	}
-	victim, rangeID, err := c.leaderOf(cl, []byte("m"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var victim int
+	var rangeID uint64
+	eventually.NoError(t, 30*time.Second, "a leader of the range of m", func() (err error) {
+		victim, rangeID, err = c.leaderOf(cl, []byte("m"))
+		return err
+	})
 	vid := c.nodes[victim-1].NodeID
 	t.Logf("decommissioning node %d (%d), leader of range %d", victim, vid, rangeID)
 
