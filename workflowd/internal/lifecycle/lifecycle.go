@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/logkey"
 	"github.com/pleiades-db/pleiades/shared/proto/gossippb"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
@@ -493,12 +494,12 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := m.checkDead(ctx); err != nil && ctx.Err() == nil {
-			m.log.Debug("lifecycle: dead node check", slog.Any("error", err))
+			m.log.Debug("lifecycle: dead node check", slog.Any(logkey.Err, err))
 		}
 		if m.cfg.RebalanceInterval > 0 && m.now().Sub(lastRebalance) >= m.cfg.RebalanceInterval {
 			lastRebalance = m.now()
 			if err := m.startRebalance(ctx); err != nil && ctx.Err() == nil {
-				m.log.Debug("lifecycle: rebalance", slog.Any("error", err))
+				m.log.Debug("lifecycle: rebalance", slog.Any(logkey.Err, err))
 			}
 		}
 	}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/pleiades-db/pleiades/shared/kvclient"
+	"github.com/pleiades-db/pleiades/shared/logkey"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/workflowd/workflow"
 )
@@ -278,7 +279,8 @@ func (m *Manager) startRebalance(ctx context.Context) error {
 		return fmt.Errorf("record rebalancing: %w", err)
 	}
 	if !existing {
-		m.log.Info("rebalancing: moving one replica", "range", rangeID, "from_node", strconv.FormatUint(from, 10), "to_node", strconv.FormatUint(to, 10), "instance", id)
+		m.log.Info("rebalancing: moving one replica", slog.Uint64(logkey.Range, rangeID), slog.Uint64("from_node", from), slog.Uint64("to_node", to),
+			slog.String("instance", id))
 	}
 	return nil
 }
