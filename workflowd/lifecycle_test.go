@@ -64,14 +64,15 @@ type lcFixture struct {
 	mem *membership
 	kv  *kvclient.Client
 	wfs []*workflowclient.Client
-	// srvs are the workflowds by node id.
-	srvs map[uint64]*workflowd.Server
+	// srvs are the workflowds by node id, byNode their clients.
+	srvs   map[uint64]*workflowd.Server
+	byNode map[uint64]*workflowclient.Client
 }
 
 func newLCFixture(t *testing.T, nodes, workflowds int, mem *membership, opts ...func(*workflowd.Config)) *lcFixture {
 	t.Helper()
 	ca := daemontest.CA(t)
-	f := &lcFixture{t: t, mem: mem, srvs: map[uint64]*workflowd.Server{}, fc: kvclienttest.Start(t, kvclienttest.Options{Nodes: nodes, CA: ca, SplitPoints: [][]byte{[]byte("m")}})}
+	f := &lcFixture{t: t, mem: mem, srvs: map[uint64]*workflowd.Server{}, byNode: map[uint64]*workflowclient.Client{}, fc: kvclienttest.Start(t, kvclienttest.Options{Nodes: nodes, CA: ca, SplitPoints: [][]byte{[]byte("m")}})}
 	client := daemontest.NewRuntimeWithCA(t, "client", ca, daemontest.Common(t))
 	for range workflowds {
 		rt := daemontest.NewUnstartedRuntime(t, workflowd.Name, ca, daemontest.Common(t))
@@ -100,7 +101,7 @@ func newLCFixture(t *testing.T, nodes, workflowds int, mem *membership, opts ...
 			}
 		})
 		f.wfs = append(f.wfs, workflowclient.New(client.Bus, rt.Bus.Addr().String()))
-		f.srvs[rt.NodeID] = srv
+		f.srvs[rt.NodeID], f.byNode[rt.NodeID] = srv, f.wfs[len(f.wfs)-1]
 	}
 	var err error
 	f.kv, err = kvclient.New(t.Context(), kvclient.Config{Addrs: f.fc.Addrs(), Bus: client.Bus})
@@ -207,12 +208,12 @@ func TestReReplication(t *testing.T) {
 // TestReReplicationNodeBack: a node dead for less than the timeout makes
 // no change.
 func TestReReplicationNodeBack(t *testing.T) {
-	f := newLCFixture(t, 4, 1, newMembership(1, 2, 3, 4), func(c *workflowd.Config) { c.DeadNodeTimeout = 800 * time.Millisecond })
+	f := newLCFixture(t, 4, 1, newMembership(1, 2, 3, 4), func(c *workflowd.Config) { c.DeadNodeTimeout = 2 * time.Second })
 	before := f.layout()
 	f.mem.set(2, gossippb.MemberState_MEMBER_STATE_DEAD)
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	f.mem.set(2, gossippb.MemberState_MEMBER_STATE_ALIVE)
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // past the timeout, had the node stayed dead
 	if got := f.layout(); got != before {
 		t.Errorf("layout %s after node 2 came back; want %s", got, before)
 	}
@@ -402,10 +403,14 @@ func TestReReplicationResumedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("stopped the owner (node %d) after %d steps", owner, in.GetStepsCompleted())
+	other := f.wfs[0]
+	if f.byNode[owner] == f.wfs[0] {
+		other = f.wfs[1]
+	}
 	eventually.NoError(t, 20*time.Second, "finished by the other workflowd", func() error {
-		list := f.instances("pleiades.rereplicate")
-		if len(list) != 1 {
-			return fmt.Errorf("%d instances", len(list))
+		list, err := other.List(t.Context(), &workflowpb.ListRequest{Definition: "pleiades.rereplicate"})
+		if err != nil || len(list.GetInstances()) != 1 {
+			return fmt.Errorf("%v, %v", list, err)
 		}
 		for _, d := range f.descs() {
 			for _, r := range d.GetReplicas() {
@@ -414,10 +419,7 @@ func TestReReplicationResumedElsewhere(t *testing.T) {
 				}
 			}
 		}
-		cur, err := f.wfs[0].Get(t.Context(), in.GetId())
-		if err != nil {
-			cur, err = f.wfs[1].Get(t.Context(), in.GetId())
-		}
+		cur, err := other.Get(t.Context(), in.GetId())
 		if err != nil || cur.GetStatus() != workflowpb.Status_STATUS_COMPLETED {
 			return fmt.Errorf("%v, %v", cur.GetStatus(), err)
 		}
