@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -362,18 +363,8 @@ func (m *Manager) Nodes(ctx context.Context) ([]*workflowpb.NodeLifecycle, error
 		out = append(out, &workflowpb.NodeLifecycle{NodeId: id, Membership: MembershipName(v.members[id]), Replicas: uint32(v.counts[id]),
 			Lifecycle: st.State, InstanceId: st.Instance})
 	}
-	slices.SortFunc(out, func(a, b *workflowpb.NodeLifecycle) int { return compareUint(a.GetNodeId(), b.GetNodeId()) })
+	slices.SortFunc(out, func(a, b *workflowpb.NodeLifecycle) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 	return out, nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ---------------------------------------------------------------------------
