@@ -259,8 +259,13 @@ steps:
 		t.Errorf("List = %v, %v; want the one instance", all, err)
 	}
 	defs, err := f.c.Definitions(ctx)
-	if err != nil || len(defs) != 1 || defs[0].GetId() != "order" || defs[0].GetSteps() != 3 {
-		t.Errorf("Definitions = %v, %v", defs, err)
+	var ids []string
+	for _, d := range defs {
+		ids = append(ids, d.GetId())
+	}
+	// The defined document, and the built-in lifecycle workflows.
+	if want := "order pleiades.decommission pleiades.rebalance pleiades.rereplicate"; err != nil || strings.Join(ids, " ") != want || defs[0].GetSteps() != 3 {
+		t.Errorf("Definitions = %v, %v; want %s", defs, err, want)
 	}
 
 	// The admin view.
