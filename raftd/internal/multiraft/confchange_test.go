@@ -317,7 +317,7 @@ func TestReplicaChangesLinearizable(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wait()
-	checkHistory(t, h)
+	c.checkHistory(t, h)
 	c.checkDescriptors(t, ctx, d)
 	checkCover(t, c.metaDescs(ctx, c.ids[0]))
 }
