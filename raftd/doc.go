@@ -524,6 +524,13 @@
 // next replica id) in one synced write: no replica of the range with a
 // lower id is created here again. A replica re-added later gets a new id
 // (replica ids are never reused), so GC and tombstones never touch it.
+// A leader can apply its own removal (the replica a replacement removes
+// may be elected before the joint configuration is left): it steps down
+// and is destroyed with writes in flight that the other replicas may
+// hold in their logs and the next leader commit, so those writes are
+// answered DeadlineExceeded (outcome unknown; the client's retry applies
+// once through its session), never NotLeader or Unavailable, which say
+// nothing was done.
 // An empty replica (created for an add, never given its snapshot) that
 // meta's descriptor does not name is destroyed once it is older than 60
 // election timeouts (twice what the adding leader waits before it rolls

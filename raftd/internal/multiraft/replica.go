@@ -1094,8 +1094,11 @@ func (r *Replica) maybeTruncateLocked() error {
 	return nil
 }
 
-// failAll fails every waiting proposal and read.
-func (r *Replica) failAll(err error) {
+// failAll fails every waiting proposal and read with err, but the
+// proposals already proposed with proposedErr: those may still commit
+// (another replica holds them in its log, and the range's next leader
+// commits them), so they must not be answered as refused.
+func (r *Replica) failAll(err, proposedErr error) {
 	r.in.Lock()
 	props, reads := r.in.props, r.in.reads
 	r.in.props, r.in.reads = nil, nil
@@ -1106,7 +1109,7 @@ func (r *Replica) failAll(err error) {
 		p.done <- proposalResult{err: err}
 	}
 	for _, p := range r.mu.pending {
-		p.done <- proposalResult{err: err}
+		p.done <- proposalResult{err: proposedErr}
 	}
 	clear(r.mu.pending)
 	for _, rr := range reads {

@@ -244,7 +244,7 @@ func (s *Store) Stop() {
 	s.cancel()
 	s.wg.Wait()
 	for _, r := range reps {
-		r.failAll(ErrStopped)
+		r.failAll(ErrStopped, ErrStopped)
 	}
 }
 
