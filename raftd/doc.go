@@ -530,7 +530,11 @@
 // hold in their logs and the next leader commit, so those writes are
 // answered DeadlineExceeded (outcome unknown; the client's retry applies
 // once through its session), never NotLeader or Unavailable, which say
-// nothing was done.
+// nothing was done. A read that passed its barrier (or picked a
+// follower's closed timestamp) reads the engine and then checks that its
+// replica was not destroyed meanwhile (destroying marks the replica
+// before it deletes its data): one that was answers Unavailable rather
+// than what is left of its data, keys that read as absent.
 // An empty replica (created for an add, never given its snapshot) that
 // meta's descriptor does not name is destroyed once it is older than 60
 // election timeouts (twice what the adding leader waits before it rolls

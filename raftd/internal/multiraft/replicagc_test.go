@@ -2,6 +2,7 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -228,5 +230,81 @@ func TestEmptyReplicaGC(t *testing.T) {
 	time.Sleep(5 * c.cfg.ReplicaGCInterval)
 	if c.store(spare).Replica(3) == nil {
 		t.Fatal("replica GC destroyed a replica its range's descriptor names")
+	}
+}
+
+// TestReadFromDestroyedReplica: a replica destroyed (removed from its
+// range, its data deleted) between a read's barrier and its read of the
+// engine does not answer the read: the key, written long before, would
+// read as absent.
+func TestReadFromDestroyedReplica(t *testing.T) {
+	get := func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error) {
+		resp, err := s.Get(ctx, &kvpb.GetRequest{Key: []byte("k"), Header: h})
+		return string(resp.GetValue().GetValue()), resp.GetFound(), err
+	}
+	scan := func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error) {
+		resp, err := s.Scan(ctx, &kvpb.ScanRequest{Start: []byte("k"), End: []byte("k\x00"), Header: h})
+		if len(resp.GetKvs()) == 0 {
+			return "", false, err
+		}
+		return string(resp.GetKvs()[0].GetValue().GetValue()), true, err
+	}
+	for _, tc := range []struct {
+		name      string
+		leader    bool // read at the leader (else at a follower)
+		staleness time.Duration
+		read      func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error)
+	}{
+		{"linearizable get at the leader", true, 0, get},
+		{"bounded-staleness get at a follower", false, 10 * time.Second, get},
+		{"linearizable scan at the leader", true, 0, scan},
+		{"bounded-staleness scan at a follower", false, 10 * time.Second, scan},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, 3, &kvpb.InitRequest{})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := c.put(ctx, "k", "v1"); err != nil {
+				t.Fatal(err)
+			}
+			rangeID := rangeOf(c, "k")
+			var leader uint64
+			waitFor(t, 10*time.Second, "a leader of the range of k", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+			node := leader
+			if !tc.leader {
+				node = c.ids[0]
+				if node == leader {
+					node = c.ids[1]
+				}
+			}
+			s := c.store(node)
+			h := &kvpb.Header{MaxStalenessNanos: int64(tc.staleness), NoForward: true}
+			waitFor(t, 10*time.Second, "the node to serve k itself", func() bool {
+				v, _, err := tc.read(ctx, s, h)
+				return err == nil && v == "v1"
+			})
+			fired := 0
+			hook := func(id uint64, stage string) {
+				if id != rangeID || stage != "read" {
+					return
+				}
+				fired++
+				if r := s.Replica(rangeID); r != nil {
+					s.destroyReplica(r, "removed from its range")
+				}
+			}
+			s.testHook.Store(&hook)
+			v, found, err := tc.read(ctx, s, h)
+			s.testHook.Store(nil)
+			if fired != 1 {
+				t.Fatalf("the read hook ran %d times; want 1 (the read was not served by node %d)", fired, node)
+			}
+			if err == nil && (!found || v != "v1") {
+				t.Fatalf("read at a replica destroyed under it: found %v, %q; want v1 or an error", found, v)
+			}
+			if err != nil && !errors.Is(err, bus.ErrUnavailable) {
+				t.Fatalf("read at a replica destroyed under it: %v; want Unavailable (retry elsewhere)", err)
+			}
+		})
 	}
 }
