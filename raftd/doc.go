@@ -524,6 +524,10 @@
 // next replica id) in one synced write: no replica of the range with a
 // lower id is created here again. A replica re-added later gets a new id
 // (replica ids are never reused), so GC and tombstones never touch it.
+// A replica steps only the raft messages addressed to its own id: the
+// leader's last heartbeats to a removed replica may arrive after its
+// node re-created the range under a new id, and their commit index (the
+// old replica's) is past the new, empty log.
 // A leader can apply its own removal (the replica a replacement removes
 // may be elected before the joint configuration is left): it steps down
 // and is destroyed with writes in flight that the other replicas may

@@ -308,3 +308,54 @@ func TestReadFromDestroyedReplica(t *testing.T) {
 		})
 	}
 }
+
+// TestRecreatedReplicaIgnoresOldReplicaTraffic: a node whose replica of a
+// range is replaced by a newer, empty one (re-added after its removal)
+// may still get raft traffic the leader sent to the old replica id, a
+// heartbeat carrying the commit index the old replica had reached among
+// it. The new replica drops it: stepped into its empty log, that commit
+// index made raft panic (tocommit out of range) and took the node down.
+func TestRecreatedReplicaIgnoresOldReplicaTraffic(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	rangeID := rangeOf(c, "k")
+	var leader uint64
+	waitFor(t, 10*time.Second, "a leader of the range of k", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+	node := c.ids[0]
+	if node == leader {
+		node = c.ids[1]
+	}
+	// The descriptor of a removal of node's replica and its re-add under
+	// a new id, which the leader has not applied: it still sends the old
+	// replica heartbeats, with the commit index that replica holds.
+	d := proto.Clone(c.store(leader).Replica(rangeID).Descriptor()).(*kvpb.RangeDescriptor)
+	me := replicaOf(d, node)
+	old := me.GetReplicaId()
+	me.ReplicaId, me.Type = d.GetNextReplicaId(), kvpb.ReplicaType_REPLICA_TYPE_LEARNER
+	d.NextReplicaId++
+	d.Generation++
+	if _, err := c.store(node).CreateReplica(ctx, &raftmsgpb.CreateReplicaRequest{Descriptor_: d}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.store(node).Replica(rangeID)
+	if r == nil || r.replicaID() == old {
+		t.Fatalf("node %d holds replica %v of range %d; want a new empty one", node, r, rangeID)
+	}
+	// Writes keep the range awake: its leader heartbeats the old replica.
+	for i := range 20 {
+		if err := c.put(ctx, "k", fmt.Sprintf("v%d", i+2)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(c.cfg.TickInterval)
+	}
+	r.mu.Lock()
+	st := r.mu.rn.BasicStatus()
+	r.mu.Unlock()
+	if st.GetCommit() != 0 || st.GetTerm() != 0 {
+		t.Fatalf("the new empty replica %d took traffic meant for replica %d: term %d, commit %d", r.replicaID(), old, st.GetTerm(), st.GetCommit())
+	}
+}
