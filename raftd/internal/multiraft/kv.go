@@ -664,6 +664,13 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 			return nil, s.forward(ctx, t, method, fwd(), resp)
 		}
 		res, err := t.r.Propose(ctx, ops, h.GetSession())
+		if errors.Is(err, ErrStopped) {
+			// The command may be in the other replicas' logs, and commit
+			// there: its outcome is unknown (Unavailable, which wireErr
+			// makes of ErrStopped, says nothing was done). The caller's
+			// retry applies once through its session.
+			return nil, fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeDeadlineExceeded, "kv: range %d: node %d stopped with the write in flight; its outcome is unknown", t.r.rangeID, s.d.NodeID), err)
+		}
 		if !isMismatch(err) || attempt == maxMismatchRetries {
 			return res, s.wireErr(err)
 		}
