@@ -433,7 +433,11 @@
 // higher generation), and answers once this node routes to the right
 // range. A leader whose descriptor is newer than meta's record (the
 // update was lost with a failed node) records it again (reconciliation
-// in the replica GC loop, every ReplicaGCInterval).
+// in the replica GC loop, every ReplicaGCInterval). A split at an existing
+// boundary between user ranges (the retry of one whose answer was lost)
+// answers the ranges on either side; when the range before it is known
+// neither locally nor in meta yet (that update lost, this node removed
+// from it since), Unavailable: retry.
 //
 // Descriptors answers from the meta range's leader after its read
 // barrier (lease or ReadIndex), so that its answer holds every split and

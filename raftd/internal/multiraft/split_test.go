@@ -722,3 +722,68 @@ func TestValidSplitBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitRetryBeforeMetaKnowsTheLeftSide: the retry of a split whose
+// meta update was lost (its leader crashed), answered by the right
+// side's leader on a node that no longer holds the left side (removed
+// from it since) before the meta range learns the new left descriptor,
+// is told to retry (Unavailable), not that the key is no boundary
+// (InvalidArgument, which a client does not retry): the split applied.
+func TestSplitRetryBeforeMetaKnowsTheLeftSide(t *testing.T) {
+	// No meta reconciliation during the test: meta keeps the range as
+	// it was before the split.
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.ReplicaGCInterval = time.Hour })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "x"); err != nil {
+		t.Fatal(err)
+	}
+	rangeID := rangeOf(c, "m")
+	var leader uint64
+	waitFor(t, 10*time.Second, "a leader of the range of m", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+	s := c.store(leader)
+	r := s.Replica(rangeID)
+	// The split as AdminSplit makes it, without its meta update.
+	alloc, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, AllocRangeId: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := r.Descriptor()
+	left := proto.Clone(cur).(*kvpb.RangeDescriptor)
+	left.EndKey = []byte("m")
+	left.Generation++
+	right := proto.Clone(cur).(*kvpb.RangeDescriptor)
+	right.RangeId, right.StartKey, right.Generation = alloc.GetRangeId(), []byte("m"), left.GetGeneration()
+	if _, err := r.Propose(ctx, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Split{Split: &raftmsgpb.SplitTrigger{Left: left, Right: right}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Another node leads the right side and loses its left replica.
+	node := c.ids[0]
+	if node == leader {
+		node = c.ids[1]
+	}
+	waitFor(t, 10*time.Second, "the right side on the other node", func() bool { return c.store(node).Replica(right.GetRangeId()) != nil })
+	waitFor(t, 10*time.Second, "the other node to lead the right side", func() bool {
+		if c.leaderOf(right.GetRangeId()) == node {
+			return true
+		}
+		tctx, tcancel := context.WithTimeout(ctx, time.Second)
+		defer tcancel()
+		_, _ = c.store(node).TransferLeader(tctx, &kvpb.TransferLeaderRequest{RangeId: right.GetRangeId(), NodeId: node})
+		return c.leaderOf(right.GetRangeId()) == node
+	})
+	ns := c.store(node)
+	ns.destroyReplica(ns.Replica(rangeID), "removed from its range")
+	_, err = ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+	if code := bus.CodeOf(err); code != bus.CodeUnavailable {
+		t.Fatalf("split retry before meta knows its left side: %v (code %v); want Unavailable (retry)", err, code)
+	}
+	// Once meta learns both sides, the retry finds the split done.
+	if _, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, Descriptors: []*kvpb.RangeDescriptor{left, right}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+	if err != nil || resp.GetLeft().GetRangeId() != rangeID || resp.GetRight().GetRangeId() != right.GetRangeId() {
+		t.Fatalf("split retry once meta knows both sides: %v, %v; want ranges %d and %d", resp, err, rangeID, right.GetRangeId())
+	}
+}
