@@ -267,7 +267,7 @@ func sameSpan(a, b *kvpb.RangeDescriptor) bool {
 }
 
 func (s *Store) hook(rangeID uint64, stage string) {
-	if f := s.snapshotHook.Load(); f != nil {
+	if f := s.testHook.Load(); f != nil {
 		(*f)(rangeID, stage)
 	}
 }
