@@ -205,7 +205,18 @@ func TestReplicaChangesLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault run")
 	}
+	// A 2 ms network delay makes the races of a replace with a leader
+	// crash common: the removed replica elected and destroyed with writes
+	// in flight, heartbeats to a removed replica reaching its successor, a
+	// split retried before meta knows it.
+	for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
+		t.Run("delay="+delay.String(), func(t *testing.T) { replicaChangesLinearizable(t, delay) })
+	}
+}
+
+func replicaChangesLinearizable(t *testing.T, delay time.Duration) {
 	c := newTestCluster(t, 5, &kvpb.InitRequest{ReplicationFactor: 3})
+	c.net.SetDelay(delay)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	if err := c.put(ctx, "warm", "x"); err != nil {

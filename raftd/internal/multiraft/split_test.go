@@ -782,7 +782,13 @@ func TestSplitRetryBeforeMetaKnowsTheLeftSide(t *testing.T) {
 	if _, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, Descriptors: []*kvpb.RangeDescriptor{left, right}}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+	// (The node may apply meta's update a moment later: it answers
+	// Unavailable until then, and clients retry.)
+	var resp *kvpb.AdminSplitResponse
+	waitFor(t, 10*time.Second, "the retry to find the split done", func() bool {
+		resp, err = ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+		return bus.CodeOf(err) != bus.CodeUnavailable
+	})
 	if err != nil || resp.GetLeft().GetRangeId() != rangeID || resp.GetRight().GetRangeId() != right.GetRangeId() {
 		t.Fatalf("split retry once meta knows both sides: %v, %v; want ranges %d and %d", resp, err, rangeID, right.GetRangeId())
 	}
