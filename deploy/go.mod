@@ -21,6 +21,7 @@ require (
 	github.com/nats-io/nats.go v1.56.0
 	github.com/pleiades-db/pleiades/raftd v0.0.0
 	github.com/pleiades-db/pleiades/shared v0.0.0
+	github.com/pleiades-db/pleiades/workflowd v0.0.0
 	golang.org/x/mod v0.37.0
 )
 
@@ -29,6 +30,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/expr-lang/expr v1.17.8 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect

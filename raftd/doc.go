@@ -207,7 +207,12 @@
 // The KV protocol (kvpb) is served by every node: a request is served by
 // the local leader of the key's range, forwarded to the leader otherwise,
 // or answered NotLeader with the leader's raftd bus address when the
-// header sets no_forward (or the request was already forwarded). Writes
+// header sets no_forward (or the request was already forwarded). A node
+// without a replica of the range (or without a known leader) forwards to
+// the first live replica its descriptor lists, which passes it on to the
+// leader it knows (NotLeader hints are followed), so a dead node listed
+// first does not cut the range off from the nodes that hold none of it
+// (ChangeReplicas and TransferLeader route the same way). Writes
 // are proposals that carry a client session and apply at most once (see
 // Exactly-once writes); the proposal's (node, incarnation, sequence) only
 // tells the proposer which caller to answer. Writes are stamped with the
@@ -538,8 +543,9 @@
 //
 // # Not yet
 //
-// Merges of small neighbours, rebalancing (workflowd's
-// job, over ChangeReplicas), size and load per range in `pleiades ranges
+// Merges of small neighbours, rebalancing by size or load (workflowd
+// replaces dead nodes' replicas, decommissions and balances replica counts,
+// over ChangeReplicas), size and load per range in `pleiades ranges
 // --all`, AsyncStorageWrites (tried: see BENCHMARKS.md). See BENCHMARKS.md for
 // figures.
 package raftd

@@ -4,7 +4,7 @@
 set -u
 bin=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 dir=$(mktemp -d)
-offset=3500
+offset=${OFFSET:-3500}
 "$bin/pleiades" dev --bin-dir "$bin" --nodes 3 --data-dir "$dir" --port-offset "$offset" >"$dir/dev.log" 2>&1 &
 dev=$!
 trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT

@@ -19,8 +19,10 @@ func TestAuthorizationTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := bustest.Want{Allow: []string{bustest.Node, bustest.OtherNode, bustest.Client, bustest.Admin}}
+	operators := bustest.Want{Allow: []string{bustest.Node, bustest.OtherNode, bustest.Admin}}
 	bustest.CheckRules(t, rt.Bus, wire.ProtoWorkflow, rt.NodeID, map[string]bustest.Want{
 		"Define": all, "Definitions": all, "Start": all, "Get": all, "List": all,
 		"Suspend": all, "Resume": all, "Terminate": all, "PublishEvent": all, "Subscribe": all,
+		"Decommission": operators, "Nodes": operators,
 	})
 }

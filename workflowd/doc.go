@@ -41,6 +41,9 @@
 //	wf/ls/<status>/<id>        summaries for List
 //	wf/idem/<key>              Start idempotency keys
 //	wf/def/<id>\0<version>     definition documents
+//	wf/lc/node/<node>          a node's lifecycle state (decommissioning, decommissioned)
+//	wf/lc/dead/<node>          the latest re-replication instance of a node
+//	wf/lc/rebalance            the latest rebalancing instance
 //
 // Cost on the meta range: every step is one raft proposal on range 1 (a
 // 10-step instance makes about 12 writes: its start, one per step with the
@@ -118,13 +121,35 @@
 // metadata service), checked on the resolved address of every connection,
 // redirects included; no proxy is used.
 //
+// # Cluster lifecycle
+//
+// Built-in Go definitions (internal/lifecycle) keep the cluster
+// replicated without an operator: pleiades.rereplicate replaces, one
+// range at a time, the replicas of a node gossip has seen dead for
+// DeadNodeTimeout (--dead-node-timeout, 5m), one instance per dead node
+// cluster-wide; pleiades.decommission (bus method Decommission, `pleiades
+// node decommission`; Cancel true terminates it and clears the mark)
+// moves every replica off a node and marks it decommissioned; pleiades.rebalance moves one replica from the fullest
+// live node to the emptiest every RebalanceInterval (off by default) when
+// their replica counts differ by more than RebalanceThreshold. Each is an
+// ordinary instance (listed, shown, resumed by another workflowd after a
+// crash); each step re-reads the range descriptors, so a step run again
+// finds its work done. Nodes (bus method) lists the nodes with their
+// gossip state, replicas and lifecycle state. Every workflowd runs the
+// watcher (Deps.Membership, by default its node's gossipd).
+//
 // HAZARDS: kvpb.Header.system is for node certificates only (raftd
 // refuses it to client and admin ones), so workflowd's state is out of
 // applications' reach; any client certificate may call every workflow
-// method (see authz.go). A Subscribe sees only the instances of
+// method, but one limited to key prefixes only for the definitions (and
+// their instances, and event names) under them, and the documents it
+// defines keep those prefixes: their kv, publish and workflow steps are
+// refused outside them (see authz.go, flow.Def's KeyPrefixes). The
+// lifecycle's methods are the exception: Decommission and Nodes take
+// admin and node certificates, Start refuses the definitions under
+// "pleiades." to everyone, and Suspend, Resume and Terminate of their
+// instances refuse client certificates. A Subscribe sees only the instances of
 // the workflowd it is sent to (msgd bridges every node's to NATS:
 // pleiades.events.workflow.> is the cluster-wide view). A step body that ignores its context keeps
 // its instance from stopping or being compensated until it returns.
-// The built-in cluster lifecycle workflows (re-replication, decommission,
-// rebalancing, driven by gossipd) are still to come.
 package workflowd

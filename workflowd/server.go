@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +18,14 @@ import (
 	"github.com/pleiades-db/pleiades/shared/admin"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/config"
+	"github.com/pleiades-db/pleiades/shared/gossipclient"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/wire"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 	"github.com/pleiades-db/pleiades/workflowd/internal/document"
 	"github.com/pleiades-db/pleiades/workflowd/internal/engine"
+	"github.com/pleiades-db/pleiades/workflowd/internal/lifecycle"
 	"github.com/pleiades-db/pleiades/workflowd/workflow"
 )
 
@@ -45,9 +48,8 @@ type Config struct {
 	// RaftAddrs are bus addresses of raftds (the KV holding workflow
 	// state); the node's own first. Default 127.0.0.1:7402.
 	RaftAddrs []string
-	// GossipAddr is the bus address of the node's gossipd (membership
-	// events, for the lifecycle workflows to come). Default
-	// 127.0.0.1:7403.
+	// GossipAddr is the bus address of the node's gossipd (membership,
+	// for the lifecycle workflows). Default 127.0.0.1:7403.
 	GossipAddr string
 	// NodeID identifies this workflowd as an instance owner. Required
 	// (the daemon runtime's node id).
@@ -84,6 +86,19 @@ type Config struct {
 	// included). Default DefaultHTTPDeny (loopback, unspecified,
 	// link-local); empty allows every address.
 	HTTPDeny []netip.Prefix
+	// DeadNodeTimeout: how long a node must stay dead in gossip before
+	// the re-replication workflow replaces its replicas. Default 5m.
+	DeadNodeTimeout time.Duration
+	// LifecycleRetry: how long a lifecycle workflow that cannot move a
+	// replica (no live node to take it, a failed change) waits before it
+	// tries again. Default 5s.
+	LifecycleRetry time.Duration
+	// RebalanceInterval: how often replica counts are compared for
+	// rebalancing; 0 turns rebalancing off. Default 0.
+	RebalanceInterval time.Duration
+	// RebalanceThreshold: a replica moves when the fullest and the
+	// emptiest live node differ by more replicas than this. Default 2.
+	RebalanceThreshold int
 }
 
 // DefaultConfig returns the production configuration (NodeID unset).
@@ -91,7 +106,7 @@ func DefaultConfig() Config {
 	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
 		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16,
 		Retention: 7 * 24 * time.Hour, EventRetention: 7 * 24 * time.Hour, PurgeInterval: 10 * time.Minute,
-		HTTPDeny: DefaultHTTPDeny()}
+		HTTPDeny: DefaultHTTPDeny(), DeadNodeTimeout: 5 * time.Minute, LifecycleRetry: 5 * time.Second, RebalanceThreshold: 2}
 }
 
 // Validate reports the first invalid field.
@@ -126,6 +141,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("workflowd: MaxClockOffset %v is negative", c.MaxClockOffset)
 	case c.HistoryLen < 0:
 		return fmt.Errorf("workflowd: HistoryLen %d is negative", c.HistoryLen)
+	case c.DeadNodeTimeout <= 0:
+		return fmt.Errorf("workflowd: DeadNodeTimeout %v must be positive", c.DeadNodeTimeout)
+	case c.LifecycleRetry <= 0:
+		return fmt.Errorf("workflowd: LifecycleRetry %v must be positive", c.LifecycleRetry)
+	case c.RebalanceInterval < 0 || c.RebalanceThreshold < 1:
+		return fmt.Errorf("workflowd: RebalanceInterval %v must not be negative and RebalanceThreshold %d must be at least 1", c.RebalanceInterval, c.RebalanceThreshold)
 	}
 	return nil
 }
@@ -143,6 +164,9 @@ type Deps struct {
 	Admin *admin.Server
 	// Definitions are Go definitions to register (see package workflow).
 	Definitions []*workflow.Definition
+	// Membership is where the lifecycle workflows read gossip
+	// membership; nil: the gossipd at Config.GossipAddr.
+	Membership lifecycle.Membership
 	// Knobs are test hooks; nil in production.
 	Knobs *engine.Knobs
 }
@@ -155,6 +179,7 @@ type Server struct {
 	kv     *kvclient.Client
 	userKV *kvclient.Client
 	m      *engine.Metrics
+	lc     *lifecycle.Manager
 	ready  chan struct{}
 	errc   chan error
 	cancel context.CancelFunc
@@ -194,7 +219,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workflowd: %w", err)
 	}
-	for _, d := range deps.Definitions {
+	mem := deps.Membership
+	if mem == nil {
+		mem = gossipclient.New(deps.Bus, cfg.GossipAddr)
+	}
+	s.lc = lifecycle.New(lifecycle.Config{DeadNodeTimeout: cfg.DeadNodeTimeout, RetryInterval: cfg.LifecycleRetry,
+		RebalanceInterval: cfg.RebalanceInterval, RebalanceThreshold: cfg.RebalanceThreshold}, s.kv, mem, engineStarter{s.eng}, deps.Logger)
+	for _, d := range append(s.lc.Definitions(), deps.Definitions...) {
 		if err := s.eng.Register(d.Compiled()); err != nil {
 			return nil, fmt.Errorf("workflowd: %w", err)
 		}
@@ -235,13 +266,18 @@ func (s *Server) Start(ctx context.Context) error {
 	s.eng.StartWorkers()
 	cctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.countLoop(cctx)
 	}()
+	go func() {
+		defer s.wg.Done()
+		s.lc.Run(cctx)
+	}()
 	close(s.ready)
-	s.log.Info("workflow server started", slog.Any("raft_addrs", s.cfg.RaftAddrs), slog.Duration("lease", s.cfg.LeaseDuration))
+	s.log.Info("workflow server started", slog.Any("raft_addrs", s.cfg.RaftAddrs), slog.Duration("lease", s.cfg.LeaseDuration),
+		slog.Duration("dead_node_timeout", s.cfg.DeadNodeTimeout))
 	return nil
 }
 
@@ -308,12 +344,14 @@ func wireErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, engine.ErrNotFound), errors.Is(err, lifecycle.ErrNotFound):
 		return bus.Errorf(bus.CodeNotFound, "%v", err)
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, engine.ErrInvalid), errors.Is(err, lifecycle.ErrInvalid):
 		return bus.Errorf(bus.CodeInvalidArgument, "%v", err)
-	case errors.Is(err, engine.ErrPrecondition):
+	case errors.Is(err, engine.ErrPrecondition), errors.Is(err, lifecycle.ErrPrecondition):
 		return bus.Errorf(bus.CodeFailedPrecondition, "%v", err)
+	case errors.Is(err, engine.ErrDenied):
+		return &bus.Error{Code: bus.CodePermissionDenied, Reason: bus.ReasonPermissionDenied, Message: err.Error()}
 	}
 	return err
 }
@@ -324,7 +362,7 @@ func (s *Server) register(b *bus.Bus) {
 	p := wire.ProtoWorkflow
 	b.Authorize(p, rules())
 	bus.HandleUnary(b, p, workflowclient.MethodDefine, func(ctx context.Context, req *workflowpb.DefineRequest) (*workflowpb.DefineResponse, error) {
-		d, unchanged, err := s.eng.Define(ctx, req.GetDocument())
+		d, unchanged, err := s.eng.Define(ctx, req.GetDocument(), callerScope(ctx).Prefixes)
 		if err != nil {
 			return nil, wireErr(err)
 		}
@@ -332,9 +370,17 @@ func (s *Server) register(b *bus.Bus) {
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodDefinitions, func(ctx context.Context, _ *workflowpb.DefinitionsRequest) (*workflowpb.DefinitionsResponse, error) {
 		defs, err := s.eng.Definitions(ctx)
+		sc := callerScope(ctx)
+		defs = slices.DeleteFunc(defs, func(d *workflowpb.DefinitionInfo) bool { return !sc.AllowsKey([]byte(d.GetId())) })
 		return &workflowpb.DefinitionsResponse{Definitions: defs}, wireErr(err)
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodStart, func(ctx context.Context, req *workflowpb.StartRequest) (*workflowpb.StartResponse, error) {
+		if strings.HasPrefix(req.GetDefinition(), lifecycle.Reserved) {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "definition %q is one of the cluster's own lifecycle workflows: workflowd starts them (pleiades node decommission for a decommission)", req.GetDefinition())
+		}
+		if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+			return nil, err
+		}
 		id, ver, existing, err := s.eng.Start(ctx, req.GetDefinition(), engine.StartOptions{Version: req.GetVersion(), Data: req.GetData(), IdempotencyKey: req.GetIdempotencyKey()})
 		if err != nil {
 			return nil, wireErr(err)
@@ -346,11 +392,22 @@ func (s *Server) register(b *bus.Bus) {
 		if err != nil {
 			return nil, wireErr(err)
 		}
+		if err := allowDefinition(ctx, rec.GetDefinition()); err != nil {
+			return nil, err
+		}
 		v := View(rec)
 		v.ActiveSteps = s.eng.ActiveSteps(ctx, rec)
 		return v, nil
 	})
 	bus.HandleUnary(b, p, workflowclient.MethodList, func(ctx context.Context, req *workflowpb.ListRequest) (*workflowpb.ListResponse, error) {
+		sc := callerScope(ctx)
+		if req.GetDefinition() != "" {
+			if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+				return nil, err
+			}
+		} else if len(sc.Prefixes) > 0 {
+			return nil, bus.Errorf(bus.CodeInvalidArgument, "workflow: a client limited to key prefixes lists one definition's instances (set the definition)")
+		}
 		list, next, err := s.eng.List(ctx, engine.ListFilter{Status: req.GetStatus(), Definition: req.GetDefinition(),
 			CreatedAfter: req.GetCreatedAfterUnixNano(), Before: req.GetCreatedBeforeUnixNano(), Limit: int(req.GetLimit()), PageToken: req.GetPageToken()})
 		if err != nil {
@@ -360,6 +417,12 @@ func (s *Server) register(b *bus.Bus) {
 	})
 	control := func(op string) func(context.Context, *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
 		return func(ctx context.Context, req *workflowpb.ControlRequest) (*workflowpb.ControlResponse, error) {
+			if err := s.authorizeLifecycle(ctx, p, op, req.GetInstanceId()); err != nil {
+				return nil, err
+			}
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
+				return nil, err
+			}
 			st, err := s.eng.Control(ctx, req.GetInstanceId(), op, req.GetReason())
 			if err != nil {
 				return nil, wireErr(err)
@@ -371,6 +434,15 @@ func (s *Server) register(b *bus.Bus) {
 	bus.HandleUnary(b, p, workflowclient.MethodResume, control("resume"))
 	bus.HandleUnary(b, p, workflowclient.MethodTerminate, control("terminate"))
 	bus.HandleUnary(b, p, workflowclient.MethodPublishEvent, func(ctx context.Context, req *workflowpb.PublishEventRequest) (*workflowpb.PublishEventResponse, error) {
+		if !callerScope(ctx).AllowsKey([]byte(req.GetName())) {
+			return nil, &bus.Error{Code: bus.CodePermissionDenied, Reason: bus.ReasonPermissionDenied,
+				Message: fmt.Sprintf("workflow: event %q is outside the certificate's key prefixes", req.GetName())}
+		}
+		if req.GetInstanceId() != "" {
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
+				return nil, err
+			}
+		}
 		var at time.Time
 		if req.GetEffectiveUnixNano() != 0 {
 			at = time.Unix(0, req.GetEffectiveUnixNano())
@@ -381,7 +453,40 @@ func (s *Server) register(b *bus.Bus) {
 		}
 		return &workflowpb.PublishEventResponse{EventId: id, Woken: uint32(woken)}, nil
 	})
+	bus.HandleUnary(b, p, workflowclient.MethodDecommission, func(ctx context.Context, req *workflowpb.DecommissionRequest) (*workflowpb.DecommissionResponse, error) {
+		if req.GetCancel() {
+			id, err := s.lc.CancelDecommission(ctx, req.GetNodeId())
+			if err != nil {
+				return nil, wireErr(err)
+			}
+			return &workflowpb.DecommissionResponse{InstanceId: id, Existing: true}, nil
+		}
+		id, existing, err := s.lc.Decommission(ctx, req.GetNodeId())
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.DecommissionResponse{InstanceId: id, Existing: existing}, nil
+	})
+	bus.HandleUnary(b, p, workflowclient.MethodNodes, func(ctx context.Context, _ *workflowpb.NodesRequest) (*workflowpb.NodesResponse, error) {
+		nodes, err := s.lc.Nodes(ctx)
+		if err != nil {
+			return nil, wireErr(err)
+		}
+		return &workflowpb.NodesResponse{Nodes: nodes}, nil
+	})
 	bus.HandleStream(b, p, workflowclient.MethodSubscribe, func(ctx context.Context, req *workflowpb.SubscribeRequest, send func(*workflowpb.LifecycleEvent) error) error {
+		switch {
+		case req.GetInstanceId() != "":
+			if err := s.allowInstance(ctx, req.GetInstanceId()); err != nil {
+				return err
+			}
+		case req.GetDefinition() != "":
+			if err := allowDefinition(ctx, req.GetDefinition()); err != nil {
+				return err
+			}
+		case len(callerScope(ctx).Prefixes) > 0:
+			return bus.Errorf(bus.CodeInvalidArgument, "workflow: a client limited to key prefixes subscribes to one definition or instance")
+		}
 		sub := s.eng.Subscribe(req.GetInstanceId(), req.GetDefinition(), req.GetTypes(), 1024)
 		defer sub.Close()
 		for {
@@ -477,4 +582,25 @@ func (s *Server) instanceView(r *http.Request) (any, error) {
 	v := View(rec)
 	v.ActiveSteps = s.eng.ActiveSteps(r.Context(), rec)
 	return v, nil
+}
+
+// engineStarter adapts the engine to lifecycle.Engine.
+type engineStarter struct{ e *engine.Engine }
+
+func (a engineStarter) Start(ctx context.Context, def string, data []byte, idem string) (string, bool, error) {
+	id, _, existing, err := a.e.Start(ctx, def, engine.StartOptions{Data: data, IdempotencyKey: idem})
+	return id, existing, err
+}
+
+func (a engineStarter) Terminate(ctx context.Context, id, reason string) error {
+	_, err := a.e.Control(ctx, id, "terminate", reason)
+	return err
+}
+
+func (a engineStarter) Status(ctx context.Context, id string) (workflowpb.Status, error) {
+	rec, err := a.e.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return rec.GetStatus(), nil
 }

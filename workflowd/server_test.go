@@ -27,6 +27,9 @@ type fixture struct {
 	srv   *workflowd.Server
 	c     *workflowclient.Client
 	admin string
+	addr  string   // workflowd's bus address
+	cb    *bus.Bus // the unlimited client's bus
+	ca    daemontest.Issuer
 	fc    *kvclienttest.Cluster
 }
 
@@ -62,7 +65,8 @@ func newFixture(t *testing.T, opts ...func(*workflowd.Config)) *fixture {
 		}
 	})
 	client := daemontest.NewRuntimeWithCA(t, "client", ca, daemontest.Common(t))
-	return &fixture{t: t, srv: srv, c: workflowclient.New(client.Bus, rt.Bus.Addr().String()), admin: rt.Admin.Addr().String(), fc: fc}
+	return &fixture{t: t, srv: srv, c: workflowclient.New(client.Bus, rt.Bus.Addr().String()), admin: rt.Admin.Addr().String(),
+		addr: rt.Bus.Addr().String(), cb: client.Bus, ca: ca, fc: fc}
 }
 
 func (f *fixture) define(doc string) {
@@ -255,8 +259,13 @@ steps:
 		t.Errorf("List = %v, %v; want the one instance", all, err)
 	}
 	defs, err := f.c.Definitions(ctx)
-	if err != nil || len(defs) != 1 || defs[0].GetId() != "order" || defs[0].GetSteps() != 3 {
-		t.Errorf("Definitions = %v, %v", defs, err)
+	var ids []string
+	for _, d := range defs {
+		ids = append(ids, d.GetId())
+	}
+	// The defined document, and the built-in lifecycle workflows.
+	if want := "order pleiades.decommission pleiades.rebalance pleiades.rereplicate"; err != nil || strings.Join(ids, " ") != want || defs[0].GetSteps() != 3 {
+		t.Errorf("Definitions = %v, %v; want %s", defs, err, want)
 	}
 
 	// The admin view.

@@ -13,6 +13,10 @@
 // checks with porcupine that the Go client's default retries stay
 // linearizable while a range's leader is paused, killed or cut off one way
 // (iptables rules on loopback ports, when run as root); `make e2e-faults`
-// repeats it (PLEIADES_E2E_FAULT_ROUNDS). The fault suite across
+// repeats it (PLEIADES_E2E_FAULT_ROUNDS). TestReReplicationHostKilled
+// kills one of four hosts with SIGKILL and waits for workflowd to put its
+// replicas back on the others (PLEIADES_DEAD_NODE_TIMEOUT=2s in the
+// daemons' environment); TestDecommission drives `pleiades node
+// decommission`. The fault suite across
 // containers is deploy/e2edocker (`make e2e-docker`).
 package e2e

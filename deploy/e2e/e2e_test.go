@@ -127,7 +127,13 @@ func start(t *testing.T, args ...string) *proc {
 // pleiades runs a short CLI command and returns its stdout.
 func pleiades(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	return pleiadesWithin(t, 20*time.Second, args...)
+}
+
+// pleiadesWithin is pleiades for a command that may take up to limit.
+func pleiadesWithin(t *testing.T, limit time.Duration, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pleiades"), args...)
 	var out, errb bytes.Buffer

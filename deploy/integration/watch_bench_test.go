@@ -51,6 +51,12 @@ func benchWatchLatency(b *testing.B, watchers int) {
 	recv := make([][]time.Time, watchers) // watcher -> put seq -> delivery
 	var ready sync.WaitGroup
 	var wg sync.WaitGroup
+	// lastSeen closes once every watcher received the last put; recv is
+	// read only after wg.Wait, when the watchers have stopped writing it.
+	var last sync.WaitGroup
+	last.Add(watchers)
+	lastSeen := make(chan struct{})
+	go func() { last.Wait(); close(lastSeen) }()
 	wc := newClient() // the watchers share one client (one connection per node)
 	for w := range watchers {
 		recv[w] = make([]time.Time, n)
@@ -58,7 +64,7 @@ func benchWatchLatency(b *testing.B, watchers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			first := true
+			first, gotLast := true, false
 			_ = wc.Watch(ctx, key, nil, kvclient.WatchOptions{}, func(r kvclient.WatchResponse) error {
 				now := time.Now()
 				if first && !r.Resolved.IsZero() {
@@ -68,12 +74,19 @@ func benchWatchLatency(b *testing.B, watchers int) {
 				for _, ev := range r.Events {
 					if i, err := strconv.Atoi(string(ev.Value.Value)); err == nil && i < n {
 						recv[w][i] = now
+						if i == n-1 && !gotLast {
+							gotLast = true
+							last.Done()
+						}
 					}
 				}
 				return nil
 			})
 			if first {
 				ready.Done()
+			}
+			if !gotLast {
+				last.Done()
 			}
 		}()
 	}
@@ -87,18 +100,9 @@ func benchWatchLatency(b *testing.B, watchers int) {
 		acked[i] = time.Now()
 	}
 	// Let the last deliveries arrive.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for w := range watchers {
-			if recv[w][n-1].IsZero() {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-lastSeen:
+	case <-time.After(10 * time.Second):
 	}
 	b.StopTimer()
 	cancel()

@@ -41,6 +41,10 @@ const (
 	MethodTerminate    = "Terminate"
 	MethodPublishEvent = "PublishEvent"
 	MethodSubscribe    = "Subscribe"
+	// MethodDecommission and MethodNodes are the cluster lifecycle's
+	// admin methods (admin and node certificates only).
+	MethodDecommission = "Decommission"
+	MethodNodes        = "Nodes"
 )
 
 // Client calls one workflowd.
@@ -147,3 +151,33 @@ func (s *Stream) Recv() (*workflowpb.LifecycleEvent, error) {
 
 // Close ends the subscription.
 func (s *Stream) Close() error { return s.s.Close() }
+
+// Decommission starts moving every replica off a node (the built-in
+// decommission workflow), or returns the decommission already under way.
+// An unknown node, or one whose removal would leave fewer live nodes than
+// a range has replicas, is refused and nothing changes.
+func (c *Client) Decommission(ctx context.Context, nodeID uint64) (*workflowpb.DecommissionResponse, error) {
+	var resp workflowpb.DecommissionResponse
+	return &resp, c.call(ctx, MethodDecommission, &workflowpb.DecommissionRequest{NodeId: nodeID}, &resp)
+}
+
+// CancelDecommission stops a node's decommission under way (its
+// workflow is terminated; the replicas moved off stay moved) and returns
+// its instance id. Refused when none is under way.
+func (c *Client) CancelDecommission(ctx context.Context, nodeID uint64) (string, error) {
+	var resp workflowpb.DecommissionResponse
+	if err := c.call(ctx, MethodDecommission, &workflowpb.DecommissionRequest{NodeId: nodeID, Cancel: true}, &resp); err != nil {
+		return "", err
+	}
+	return resp.GetInstanceId(), nil
+}
+
+// Nodes lists the cluster's nodes as the lifecycle workflows see them:
+// membership, replicas named by descriptors, decommission state.
+func (c *Client) Nodes(ctx context.Context) ([]*workflowpb.NodeLifecycle, error) {
+	var resp workflowpb.NodesResponse
+	if err := c.call(ctx, MethodNodes, &workflowpb.NodesRequest{}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.GetNodes(), nil
+}

@@ -271,15 +271,15 @@ func (s *Store) changeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequ
 		if desc == nil {
 			return nil, bus.Errorf(bus.CodeUnavailable, "kv: range %d is not known on node %d", req.GetRangeId(), s.d.NodeID)
 		}
-		if req.GetHeader().GetForwarded() {
-			return nil, bus.NotLeader("")
-		}
 		leader := uint64(0)
 		if r != nil {
 			leader = r.LeaderNode()
 		}
+		if req.GetHeader().GetForwarded() {
+			return nil, bus.NotLeader(s.NodeAddr(leader)) // forward follows the hint
+		}
 		if leader == 0 || leader == s.d.NodeID {
-			leader = desc.GetReplicas()[0].GetNodeId()
+			leader = s.forwardNode(desc)
 		}
 		resp := &kvpb.ChangeReplicasResponse{}
 		fr := proto.Clone(req).(*kvpb.ChangeReplicasRequest)

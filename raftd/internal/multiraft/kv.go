@@ -171,12 +171,7 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 		if r != nil {
 			return target{}, bus.Errorf(bus.CodeUnavailable, "kv: range %d has no leader yet", desc.GetRangeId())
 		}
-		for _, rd := range desc.GetReplicas() {
-			if rd.GetNodeId() != s.d.NodeID {
-				leader = rd.GetNodeId()
-				break
-			}
-		}
+		leader = s.forwardNode(desc)
 	}
 	if !s.nodeLive(leader) {
 		// Its pings stopped: forwarding would wait for a dial timeout.
@@ -184,6 +179,30 @@ func (s *Store) route(ctx context.Context, key []byte, h *kvpb.Header, write boo
 		return target{}, bus.Errorf(bus.CodeUnavailable, "kv: range %d: leader node %d is not responding", desc.GetRangeId(), leader)
 	}
 	return target{desc: desc, node: leader}, nil
+}
+
+// forwardNode picks where a request for a range this node knows no
+// leader of goes: the first replica on another node that is live (a
+// follower answers with the leader it knows, which forward follows), else
+// the first on another node; 0 when there is none. Not simply the first:
+// once that node is dead, until the range's replicas change (which takes
+// this very forwarding when the meta range is not local), every request
+// would fail.
+func (s *Store) forwardNode(desc *kvpb.RangeDescriptor) uint64 {
+	var first uint64
+	for _, rd := range desc.GetReplicas() {
+		n := rd.GetNodeId()
+		if n == s.d.NodeID {
+			continue
+		}
+		if s.nodeLive(n) {
+			return n
+		}
+		if first == 0 {
+			first = n
+		}
+	}
+	return first
 }
 
 // lookup returns the descriptor of the range holding key.

@@ -563,15 +563,15 @@ func (s *Store) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequ
 	}
 	if r == nil || !r.IsLeader() {
 		h := req.GetHeader()
-		if h.GetForwarded() {
-			return nil, bus.NotLeader("")
-		}
 		leader := uint64(0)
 		if r != nil {
 			leader = r.LeaderNode()
 		}
+		if h.GetForwarded() {
+			return nil, bus.NotLeader(s.NodeAddr(leader)) // forward follows the hint
+		}
 		if leader == 0 || leader == s.d.NodeID {
-			leader = desc.GetReplicas()[0].GetNodeId()
+			leader = s.forwardNode(desc)
 		}
 		resp := &kvpb.TransferLeaderResponse{}
 		fr := proto.Clone(req).(*kvpb.TransferLeaderRequest)

@@ -37,6 +37,7 @@ func commands(env *env) []*cli.Command {
 		rangesCommand(env),
 		rangeCommand(env),
 		workflowsCommand(env),
+		nodeCommand(env),
 		eventsCommand(env),
 		versionCommand(env),
 	}

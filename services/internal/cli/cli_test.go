@@ -350,7 +350,7 @@ func TestUsageErrorsSayWhatIsAccepted(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, deploy, dev, events, health, init, kv, members, range, ranges, status, store, up, version`},
+		{[]string{"frob"}, `unknown command "frob" for ` + "`pleiades`" + `; commands: bench, cert, clock, deploy, dev, events, health, init, kv, members, node, range, ranges, status, store, up, version`},
 		{[]string{"kv", "frob"}, `unknown command "frob" for ` + "`pleiades kv`" + `; commands: cas, del, get, put, scan`},
 		{[]string{"kv", "get", "--bogus", "k"}, "unknown flag --bogus for `pleiades kv get` (see `pleiades kv get --help`)"},
 		{[]string{"kv", "get", "--timeout", "abc", "k"}, `invalid value "abc" for flag --timeout: want a duration such as 500ms, 5s or 1m30s`},

@@ -532,10 +532,13 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 		return &kvpb.AdminSplitResponse{Left: left, Right: right}, nil
 	})
 	unary(c, b, node, kvclient.MethodChangeReplicas, func(r *kvpb.ChangeReplicasRequest) (*kvpb.ChangeReplicasResponse, error) {
-		for _, d := range c.mu.ranges {
-			if d.GetRangeId() != r.GetRangeId() {
+		for i, cur := range c.mu.ranges {
+			if cur.GetRangeId() != r.GetRangeId() {
 				continue
 			}
+			// Copy on write: answers already handed out (being encoded
+			// outside the lock) keep the descriptor they hold.
+			d := proto.Clone(cur).(*kvpb.RangeDescriptor)
 			for _, n := range r.GetAdd() {
 				if n == 0 || int(n) > c.opts.Nodes {
 					return nil, bus.Errorf(bus.CodeInvalidArgument, "clienttest: node %d is not a known node", n)
@@ -555,6 +558,7 @@ func (c *Cluster) register(b *bus.Bus, node int) {
 				d.Replicas = slices.Delete(d.Replicas, i, i+1)
 			}
 			d.Generation++
+			c.mu.ranges[i] = d
 			return &kvpb.ChangeReplicasResponse{Descriptor_: d}, nil
 		}
 		return nil, bus.Errorf(bus.CodeNotFound, "clienttest: no range %d", r.GetRangeId())

@@ -2204,8 +2204,13 @@ type DefinitionRecord struct {
 	Version         uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Document        []byte                 `protobuf:"bytes,3,opt,name=document,proto3" json:"document,omitempty"`
 	DefinedUnixNano int64                  `protobuf:"varint,4,opt,name=defined_unix_nano,json=definedUnixNano,proto3" json:"defined_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// key_prefixes are the key prefixes of the client certificate that
+	// defined it (none: every key): its kv steps touch only keys under them,
+	// its publish steps only events and its workflow steps only definitions
+	// named under them.
+	KeyPrefixes   [][]byte `protobuf:"bytes,5,rep,name=key_prefixes,json=keyPrefixes,proto3" json:"key_prefixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DefinitionRecord) Reset() {
@@ -2264,6 +2269,290 @@ func (x *DefinitionRecord) GetDefinedUnixNano() int64 {
 		return x.DefinedUnixNano
 	}
 	return 0
+}
+
+func (x *DefinitionRecord) GetKeyPrefixes() [][]byte {
+	if x != nil {
+		return x.KeyPrefixes
+	}
+	return nil
+}
+
+// DecommissionRequest asks for a node's replicas to be moved off it
+// (method Decommission; admin and node certificates only).
+type DecommissionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node to decommission. Required.
+	NodeId uint64 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// cancel stops the node's decommission under way instead: its workflow
+	// is terminated and the node may take replicas again (those moved off
+	// it stay where they are). Refused when none is under way.
+	Cancel        bool `protobuf:"varint,2,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionRequest) Reset() {
+	*x = DecommissionRequest{}
+	mi := &file_workflowpb_workflow_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionRequest) ProtoMessage() {}
+
+func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workflowpb_workflow_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionRequest) Descriptor() ([]byte, []int) {
+	return file_workflowpb_workflow_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DecommissionRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *DecommissionRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type DecommissionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instance_id is the decommission workflow's instance.
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// existing is true when a decommission of the node was already under
+	// way (or done): its instance is returned and nothing new starts.
+	Existing      bool `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionResponse) Reset() {
+	*x = DecommissionResponse{}
+	mi := &file_workflowpb_workflow_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionResponse) ProtoMessage() {}
+
+func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_workflowpb_workflow_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionResponse) Descriptor() ([]byte, []int) {
+	return file_workflowpb_workflow_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DecommissionResponse) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *DecommissionResponse) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+// NodesRequest lists the cluster's nodes as the lifecycle workflows see
+// them (method Nodes).
+type NodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesRequest) Reset() {
+	*x = NodesRequest{}
+	mi := &file_workflowpb_workflow_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesRequest) ProtoMessage() {}
+
+func (x *NodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workflowpb_workflow_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
+func (*NodesRequest) Descriptor() ([]byte, []int) {
+	return file_workflowpb_workflow_proto_rawDescGZIP(), []int{26}
+}
+
+// NodeLifecycle is one node of NodesResponse.
+type NodeLifecycle struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// membership is the node's gossip state: alive, suspect, dead, left,
+	// or absent (named by a range descriptor, unknown to gossip).
+	Membership string `protobuf:"bytes,2,opt,name=membership,proto3" json:"membership,omitempty"`
+	// replicas is the number of range replicas its descriptors name.
+	Replicas uint32 `protobuf:"varint,3,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// lifecycle is "", "decommissioning" or "decommissioned".
+	Lifecycle string `protobuf:"bytes,4,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// instance_id is the lifecycle workflow acting on the node, if any.
+	InstanceId    string `protobuf:"bytes,5,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLifecycle) Reset() {
+	*x = NodeLifecycle{}
+	mi := &file_workflowpb_workflow_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLifecycle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLifecycle) ProtoMessage() {}
+
+func (x *NodeLifecycle) ProtoReflect() protoreflect.Message {
+	mi := &file_workflowpb_workflow_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLifecycle.ProtoReflect.Descriptor instead.
+func (*NodeLifecycle) Descriptor() ([]byte, []int) {
+	return file_workflowpb_workflow_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NodeLifecycle) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeLifecycle) GetMembership() string {
+	if x != nil {
+		return x.Membership
+	}
+	return ""
+}
+
+func (x *NodeLifecycle) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *NodeLifecycle) GetLifecycle() string {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return ""
+}
+
+func (x *NodeLifecycle) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+type NodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeLifecycle       `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesResponse) Reset() {
+	*x = NodesResponse{}
+	mi := &file_workflowpb_workflow_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesResponse) ProtoMessage() {}
+
+func (x *NodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_workflowpb_workflow_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
+func (*NodesResponse) Descriptor() ([]byte, []int) {
+	return file_workflowpb_workflow_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *NodesResponse) GetNodes() []*NodeLifecycle {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
 }
 
 var File_workflowpb_workflow_proto protoreflect.FileDescriptor
@@ -2467,12 +2756,32 @@ const file_workflowpb_workflow_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12.\n" +
-	"\x13effective_unix_nano\x18\x05 \x01(\x03R\x11effectiveUnixNano\"\x84\x01\n" +
+	"\x13effective_unix_nano\x18\x05 \x01(\x03R\x11effectiveUnixNano\"\xa7\x01\n" +
 	"\x10DefinitionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
 	"\bdocument\x18\x03 \x01(\fR\bdocument\x12*\n" +
-	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano*\xa2\x01\n" +
+	"\x11defined_unix_nano\x18\x04 \x01(\x03R\x0fdefinedUnixNano\x12!\n" +
+	"\fkey_prefixes\x18\x05 \x03(\fR\vkeyPrefixes\"F\n" +
+	"\x13DecommissionRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x16\n" +
+	"\x06cancel\x18\x02 \x01(\bR\x06cancel\"S\n" +
+	"\x14DecommissionResponse\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"\x0e\n" +
+	"\fNodesRequest\"\xa3\x01\n" +
+	"\rNodeLifecycle\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1e\n" +
+	"\n" +
+	"membership\x18\x02 \x01(\tR\n" +
+	"membership\x12\x1a\n" +
+	"\breplicas\x18\x03 \x01(\rR\breplicas\x12\x1c\n" +
+	"\tlifecycle\x18\x04 \x01(\tR\tlifecycle\x12\x1f\n" +
+	"\vinstance_id\x18\x05 \x01(\tR\n" +
+	"instanceId\"J\n" +
+	"\rNodesResponse\x129\n" +
+	"\x05nodes\x18\x01 \x03(\v2#.pleiades.workflow.v1.NodeLifecycleR\x05nodes*\xa2\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x01\x12\x14\n" +
@@ -2502,7 +2811,7 @@ func file_workflowpb_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_workflowpb_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_workflowpb_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_workflowpb_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_workflowpb_workflow_proto_goTypes = []any{
 	(Status)(0),                  // 0: pleiades.workflow.v1.Status
 	(PointerState)(0),            // 1: pleiades.workflow.v1.PointerState
@@ -2530,7 +2839,12 @@ var file_workflowpb_workflow_proto_goTypes = []any{
 	(*InstanceRecord)(nil),       // 23: pleiades.workflow.v1.InstanceRecord
 	(*EventRecord)(nil),          // 24: pleiades.workflow.v1.EventRecord
 	(*DefinitionRecord)(nil),     // 25: pleiades.workflow.v1.DefinitionRecord
-	nil,                          // 26: pleiades.workflow.v1.InstanceRecord.ConsumedEntry
+	(*DecommissionRequest)(nil),  // 26: pleiades.workflow.v1.DecommissionRequest
+	(*DecommissionResponse)(nil), // 27: pleiades.workflow.v1.DecommissionResponse
+	(*NodesRequest)(nil),         // 28: pleiades.workflow.v1.NodesRequest
+	(*NodeLifecycle)(nil),        // 29: pleiades.workflow.v1.NodeLifecycle
+	(*NodesResponse)(nil),        // 30: pleiades.workflow.v1.NodesResponse
+	nil,                          // 31: pleiades.workflow.v1.InstanceRecord.ConsumedEntry
 }
 var file_workflowpb_workflow_proto_depIdxs = []int32{
 	5,  // 0: pleiades.workflow.v1.DefinitionsResponse.definitions:type_name -> pleiades.workflow.v1.DefinitionInfo
@@ -2546,13 +2860,14 @@ var file_workflowpb_workflow_proto_depIdxs = []int32{
 	0,  // 10: pleiades.workflow.v1.InstanceRecord.status:type_name -> pleiades.workflow.v1.Status
 	22, // 11: pleiades.workflow.v1.InstanceRecord.pointers:type_name -> pleiades.workflow.v1.Pointer
 	10, // 12: pleiades.workflow.v1.InstanceRecord.history:type_name -> pleiades.workflow.v1.StepRecord
-	26, // 13: pleiades.workflow.v1.InstanceRecord.consumed:type_name -> pleiades.workflow.v1.InstanceRecord.ConsumedEntry
+	31, // 13: pleiades.workflow.v1.InstanceRecord.consumed:type_name -> pleiades.workflow.v1.InstanceRecord.ConsumedEntry
 	21, // 14: pleiades.workflow.v1.InstanceRecord.comp_log:type_name -> pleiades.workflow.v1.CompEntry
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	29, // 15: pleiades.workflow.v1.NodesResponse.nodes:type_name -> pleiades.workflow.v1.NodeLifecycle
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_workflowpb_workflow_proto_init() }
@@ -2566,7 +2881,7 @@ func file_workflowpb_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workflowpb_workflow_proto_rawDesc), len(file_workflowpb_workflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

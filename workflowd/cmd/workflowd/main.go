@@ -34,6 +34,10 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "how long a finished instance is kept after its end (then deleted, idempotency key too; negative: for ever)"},
 			&cli.DurationFlag{Name: "event-retention", Value: def.EventRetention, Usage: "how long a published event is kept after its effective time (negative: for ever)"},
 			&cli.StringFlag{Name: "http-deny", Value: netsString(def.HTTPDeny), Usage: "networks (comma-separated CIDR prefixes or addresses) built-in HTTP steps may not connect to; \"none\" allows every address"},
+			&cli.DurationFlag{Name: "dead-node-timeout", Value: def.DeadNodeTimeout, Usage: "how long a node must stay dead in gossip before its replicas are replaced on other nodes"},
+			&cli.DurationFlag{Name: "lifecycle-retry", Value: def.LifecycleRetry, Usage: "how long a lifecycle workflow that cannot move a replica waits before it tries again"},
+			&cli.DurationFlag{Name: "rebalance-interval", Value: def.RebalanceInterval, Usage: "how often replica counts are compared to move one replica from the fullest node to the emptiest (0: no rebalancing)"},
+			&cli.IntFlag{Name: "rebalance-threshold", Value: def.RebalanceThreshold, Usage: "a replica moves when the fullest and the emptiest live node differ by more replicas than this"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -58,11 +62,15 @@ func spec() daemon.Spec {
 			cfg.HistoryLen = c.Int("history")
 			cfg.Retention = c.Duration("retention")
 			cfg.EventRetention = c.Duration("event-retention")
+			cfg.DeadNodeTimeout = c.Duration("dead-node-timeout")
+			cfg.LifecycleRetry = c.Duration("lifecycle-retry")
+			cfg.RebalanceInterval = c.Duration("rebalance-interval")
+			cfg.RebalanceThreshold = c.Int("rebalance-threshold")
 			if cfg.HTTPDeny, err = workflowd.ParseNets(c.String("http-deny")); err != nil {
 				return nil, &config.FlagError{Flag: "http-deny", Err: err}
 			}
 			if err := cfg.Validate(); err != nil {
-				return nil, &config.FlagError{Flag: "instance-lease, poll-interval, max-running, retention or event-retention", Err: err}
+				return nil, &config.FlagError{Flag: "instance-lease, poll-interval, max-running, retention, event-retention, dead-node-timeout, lifecycle-retry, rebalance-interval or rebalance-threshold", Err: err}
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},

@@ -21,6 +21,8 @@ func TestBadFlags(t *testing.T) {
 		daemontest.BadFlag{Args: []string{"--instance-lease", "1ms"}, Flag: "instance-lease"},
 		daemontest.BadFlag{Args: []string{"--http-deny", "10.0.0.0/99"}, Flag: "http-deny"},
 		daemontest.BadFlag{Args: []string{"--retention", "0s"}, Flag: "retention"},
+		daemontest.BadFlag{Args: []string{"--dead-node-timeout", "0s"}, Flag: "dead-node-timeout"},
+		daemontest.BadFlag{Args: []string{"--rebalance-threshold", "0"}, Flag: "rebalance-threshold"},
 	)
 }
 

@@ -122,6 +122,8 @@ var (
 	ErrInvalid      = errors.New("workflow: invalid argument")
 	ErrPrecondition = errors.New("workflow: failed precondition")
 	ErrStopped      = errors.New("workflow: engine stopped")
+	// ErrDenied refuses what lies outside the caller's key prefixes.
+	ErrDenied = errors.New("workflow: permission denied")
 )
 
 // Engine runs workflow instances stored in the KV.
@@ -350,6 +352,7 @@ func (e *Engine) definition(ctx context.Context, id string, version uint32) (*fl
 	if err != nil {
 		return nil, fmt.Errorf("stored definition %q v%d: %w", id, rec.GetVersion(), err)
 	}
+	d.KeyPrefixes = rec.GetKeyPrefixes()
 	e.mu.Lock()
 	if version == 0 {
 		e.mu.latest[id] = latestDef{version: d.Version, at: e.now()}
@@ -370,8 +373,11 @@ func (e *Engine) definition(ctx context.Context, id string, version uint32) (*fl
 
 // Define compiles and stores a definition document. The same document
 // stored again is a no-op (unchanged); a different one under a stored id
-// and version is refused (versions are immutable).
-func (e *Engine) Define(ctx context.Context, doc []byte) (*flow.Def, bool, error) {
+// and version is refused (versions are immutable). prefixes are the
+// definer's key prefixes (none: no limit): the definition's id must lie
+// under one of them, and they limit what its steps touch (flow.Def's
+// KeyPrefixes).
+func (e *Engine) Define(ctx context.Context, doc []byte, prefixes [][]byte) (*flow.Def, bool, error) {
 	if e.docs == nil {
 		return nil, false, fmt.Errorf("%w: this workflowd takes no definition documents", ErrInvalid)
 	}
@@ -379,13 +385,17 @@ func (e *Engine) Define(ctx context.Context, doc []byte) (*flow.Def, bool, error
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	d.KeyPrefixes = prefixes
+	if !d.Allows([]byte(d.ID)) {
+		return nil, false, fmt.Errorf("%w: definition id %q is outside the certificate's key prefixes", ErrDenied, d.ID)
+	}
 	e.mu.Lock()
 	goDef := e.mu.defs[d.ID][d.Version]
 	e.mu.Unlock()
 	if goDef != nil && goDef.Source == "go" {
 		return nil, false, fmt.Errorf("%w: definition %q v%d is built into workflowd", ErrPrecondition, d.ID, d.Version)
 	}
-	rec := &workflowpb.DefinitionRecord{Id: d.ID, Version: d.Version, Document: doc, DefinedUnixNano: e.now().UnixNano()}
+	rec := &workflowpb.DefinitionRecord{Id: d.ID, Version: d.Version, Document: doc, DefinedUnixNano: e.now().UnixNano(), KeyPrefixes: prefixes}
 	b, err := proto.Marshal(rec)
 	if err != nil {
 		return nil, false, err

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -94,13 +95,68 @@ func (e *Engine) publish(ctx context.Context, name, key string, data []byte) err
 	return err
 }
 
-// services adapts the engine to flow.Services.
-type services struct{ e *Engine }
+// services adapts the engine to flow.Services for the steps of def,
+// within its key prefixes.
+type services struct {
+	e   *Engine
+	def *flow.Def
+}
 
-func (s services) KV() flow.KV        { return s.e.userKV }
+func (s services) KV() flow.KV {
+	if s.e.userKV == nil || len(s.def.KeyPrefixes) == 0 {
+		return s.e.userKV
+	}
+	return scopedKV{kv: s.e.userKV, def: s.def}
+}
+
 func (s services) HTTP() *http.Client { return s.e.http }
+
 func (s services) PublishEvent(ctx context.Context, name, key string, data []byte) error {
+	if !s.def.Allows([]byte(name)) {
+		return fmt.Errorf("%w: event %q is outside definition %q's key prefixes", ErrDenied, name, s.def.ID)
+	}
 	return s.e.publish(ctx, name, key, data)
+}
+
+// scopedKV is the user KV limited to a definition's key prefixes.
+type scopedKV struct {
+	kv  flow.KV
+	def *flow.Def
+}
+
+func (k scopedKV) check(key []byte) error {
+	if !k.def.Allows(key) {
+		return fmt.Errorf("%w: key %q is outside definition %q's key prefixes", ErrDenied, key, k.def.ID)
+	}
+	return nil
+}
+
+func (k scopedKV) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := k.check(key); err != nil {
+		return nil, false, err
+	}
+	return k.kv.Get(ctx, key)
+}
+
+func (k scopedKV) Put(ctx context.Context, key, value []byte) error {
+	if err := k.check(key); err != nil {
+		return err
+	}
+	return k.kv.Put(ctx, key, value)
+}
+
+func (k scopedKV) Delete(ctx context.Context, key []byte) (bool, error) {
+	if err := k.check(key); err != nil {
+		return false, err
+	}
+	return k.kv.Delete(ctx, key)
+}
+
+func (k scopedKV) CompareAndSwap(ctx context.Context, key []byte, expectAbsent bool, expected, value []byte) (bool, error) {
+	if err := k.check(key); err != nil {
+		return false, err
+	}
+	return k.kv.CompareAndSwap(ctx, key, expectAbsent, expected, value)
 }
 
 // Metrics are the engine's Prometheus metrics.

@@ -346,7 +346,7 @@ func (r *runner) nextWake() int64 {
 func (r *runner) stepContext(p *workflowpb.Pointer, s *flow.Step, now time.Time) *flow.Context {
 	return &flow.Context{InstanceID: r.id, Definition: r.def.ID, Version: r.def.Version, Step: s.Name, Pointer: p.GetId(),
 		Attempt: int(p.GetAttempt()) + 1, IdempotencyKey: r.id + "/" + strconv.FormatUint(uint64(p.GetId()), 10),
-		Item: p.GetItem(), Index: int(p.GetIndex()), Epoch: r.epoch, Now: now, Services: services{r.e}}
+		Item: p.GetItem(), Index: int(p.GetIndex()), Epoch: r.epoch, Now: now, Services: services{e: r.e, def: r.def}}
 }
 
 // ---------------------------------------------------------------------------
@@ -514,6 +514,9 @@ func (r *runner) start(ctx context.Context, p *workflowpb.Pointer, s *flow.Step,
 		def, ver, input, err := s.Sub(c, r.data)
 		if err != nil {
 			return fail(fmt.Errorf("sub-workflow input: %w", err))
+		}
+		if !r.def.Allows([]byte(def)) {
+			return fail(fmt.Errorf("%w: sub-workflow %q is outside definition %q's key prefixes", ErrDenied, def, r.def.ID))
 		}
 		child, _, _, err := r.e.Start(ctx, def, StartOptions{Version: ver, Data: input, IdempotencyKey: "sub/" + c.IdempotencyKey, ParentID: r.id, ParentPointer: p.GetId()})
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 // Kind is a step's kind.
@@ -280,6 +282,17 @@ type Def struct {
 	Codec Codec
 	// Source is "go" or "document".
 	Source string
+	// KeyPrefixes are the key prefixes of the client certificate that
+	// defined a document (none: no limit): its built-in kv steps touch
+	// only keys under one of them, its publish steps only such event
+	// names and its workflow steps only such definitions.
+	KeyPrefixes [][]byte
+}
+
+// Allows reports whether name (a key, an event name or a definition id)
+// lies under one of the definition's key prefixes.
+func (d *Def) Allows(name []byte) bool {
+	return tlsutil.ClientRole(d.KeyPrefixes...).AllowsKey(name)
 }
 
 // Policy returns the error policy of step s.

@@ -68,7 +68,8 @@ type Options struct {
 	// Consistency of gets.
 	Consistency kvclient.Consistency
 	// MaxStaleness, above 0, makes gets bounded-staleness reads
-	// (kvclient.MaxStaleness).
+	// (kvclient.MaxStaleness); the timed gets start that long after the
+	// key space was written.
 	MaxStaleness time.Duration
 	// Ranges, when above 0, first calls Init with that many initial
 	// ranges (a no-op on an initialized cluster) and Replicas replicas.
@@ -235,6 +236,19 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Op == "get" {
 		if err := warm(ctx, clients, o, val); err != nil {
 			return res, err
+		}
+		// Bounded-staleness gets measure reads of data older than their
+		// bound, as a follower serves them from its newest versions:
+		// right after the warm writes, every read would look up an older
+		// version in stored instead (the keys' newest write is above the
+		// range's closed timestamp).
+		if o.MaxStaleness > 0 {
+			o.Logger.Info("bench kv: waiting out the staleness bound after the warm writes", "wait", o.MaxStaleness)
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(o.MaxStaleness):
+			}
 		}
 	}
 
