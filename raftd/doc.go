@@ -102,15 +102,21 @@
 // Stop cancels sends in flight and the store's storage calls rather than
 // waiting for their timeouts, and returns when its context ends.
 // Snapshots travel apart from the raft stream as SnapshotChunk unary
-// calls, one chunk in flight: the sender opens an engine snapshot
+// calls: the sender opens an engine snapshot
 // (stored's OpenSnapshot), reads the applied state and descriptor recorded
 // in it, sets the MsgSnap's index and term to that applied state, and
 // streams the range's data from the same snapshot (StreamRange, chunks of
 // about SnapshotChunkBytes): a start chunk (descriptor, not done), data
 // chunks, chunks of the range's client session records (from the same
-// engine snapshot), a done chunk (MsgSnap, descriptor, applied state). The
+// engine snapshot), a done chunk (MsgSnap, descriptor, applied state).
+// The receiver's answer to the start chunk offers a window
+// (SnapshotAck.window, 4): the sender then numbers the chunks after it
+// (seq, from 1) and keeps up to that many in flight, each on a QUIC
+// stream of its own, and the receiver takes them in seq order, refusing
+// a repeat, a gap or a chunk beyond the window (which drops the
+// session); a receiver that offers none gets one chunk at a time. The
 // receiver adds each data chunk to an IngestRange session over its data
-// span, so neither side holds the data in memory; it keeps the session
+// span, so neither side holds more than a few chunks in memory; it keeps the session
 // records (bounded by the sessions' limits) to install them. The outcome
 // is always reported to raft. Every LivenessPingTicks ticks (default ElectionTicks/3) each node
 // pings (empty batch) every known node it sent nothing to meanwhile; that
@@ -438,7 +444,11 @@
 // higher generation), and answers once this node routes to the right
 // range. A leader whose descriptor is newer than meta's record (the
 // update was lost with a failed node) records it again (reconciliation
-// in the replica GC loop, every ReplicaGCInterval).
+// in the replica GC loop, every ReplicaGCInterval). A split at an existing
+// boundary between user ranges (the retry of one whose answer was lost)
+// answers the ranges on either side; when the range before it is known
+// neither locally nor in meta yet (that update lost, this node removed
+// from it since), Unavailable: retry.
 //
 // Descriptors answers from the meta range's leader after its read
 // barrier (lease or ReadIndex), so that its answer holds every split and
@@ -529,6 +539,21 @@
 // next replica id) in one synced write: no replica of the range with a
 // lower id is created here again. A replica re-added later gets a new id
 // (replica ids are never reused), so GC and tombstones never touch it.
+// A replica steps only the raft messages addressed to its own id: the
+// leader's last heartbeats to a removed replica may arrive after its
+// node re-created the range under a new id, and their commit index (the
+// old replica's) is past the new, empty log.
+// A leader can apply its own removal (the replica a replacement removes
+// may be elected before the joint configuration is left): it steps down
+// and is destroyed with writes in flight that the other replicas may
+// hold in their logs and the next leader commit, so those writes are
+// answered DeadlineExceeded (outcome unknown; the client's retry applies
+// once through its session), never NotLeader or Unavailable, which say
+// nothing was done. A read that passed its barrier (or picked a
+// follower's closed timestamp) reads the engine and then checks that its
+// replica was not destroyed meanwhile (destroying marks the replica
+// before it deletes its data): one that was answers Unavailable rather
+// than what is left of its data, keys that read as absent.
 // An empty replica (created for an add, never given its snapshot) that
 // meta's descriptor does not name is destroyed once it is older than 60
 // election timeouts (twice what the adding leader waits before it rolls

@@ -307,7 +307,7 @@ func (s *Server) registerHandlers() {
 		if st == nil {
 			return nil, errNotStarted
 		}
-		return &raftmsgpb.SnapshotAck{}, st.HandleSnapshot(ctx, c)
+		return st.HandleSnapshot(ctx, c)
 	})
 	bus.HandleUnary(s.d.Bus, wire.ProtoRaft, methodHello, func(ctx context.Context, req *raftmsgpb.HelloRequest) (*raftmsgpb.HelloResponse, error) {
 		st := s.store()

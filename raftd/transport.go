@@ -176,18 +176,22 @@ func splitBatch(b *raftmsgpb.MessageBatch, budget int) ([]*raftmsgpb.MessageBatc
 }
 
 // SendSnapshotChunk sends one snapshot chunk as a unary call (apart from
-// the raft stream) and waits for the receiver's acknowledgement, so a
-// snapshot has at most one chunk in flight.
-func (t *busTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error {
+// the raft stream; a chunk above 64 KiB has a QUIC stream of its own)
+// and waits for the receiver's acknowledgement.
+func (t *busTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 	addr := t.addrOf(to)
 	if addr == "" {
-		return bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
+		return nil, bus.Errorf(bus.CodeUnavailable, "raftd: no address for node %d", to)
 	}
-	return t.b.Call(ctx, addr, wire.ProtoRaft, methodSnapshot, c, &raftmsgpb.SnapshotAck{})
+	ack := &raftmsgpb.SnapshotAck{}
+	if err := t.b.Call(ctx, addr, wire.ProtoRaft, methodSnapshot, c, ack); err != nil {
+		return nil, err
+	}
+	return ack, nil
 }
 
 func (t *busTransport) close() {

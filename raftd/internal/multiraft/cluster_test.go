@@ -43,6 +43,15 @@ type testCluster struct {
 	// disks wrap the engines: each can be made to refuse writes as a full
 	// disk does (disk_test.go).
 	disks map[uint64]*fullEngine
+
+	// refused records, for a failed linearizability check, the puts of
+	// recordHistory refused as not applied (value -> what happened) and
+	// the values its gets returned.
+	refused struct {
+		sync.Mutex
+		puts map[string]string
+		read map[string]bool
+	}
 }
 
 func newTestCluster(t testing.TB, n int, req *kvpb.InitRequest, opts ...func(*Config)) *testCluster {

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
@@ -317,7 +321,71 @@ func TestReplicaChangesLinearizable(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wait()
-	checkHistory(t, h)
+	c.checkHistory(t, h)
 	c.checkDescriptors(t, ctx, d)
 	checkCover(t, c.metaDescs(ctx, c.ids[0]))
+}
+
+// TestLeaderRemovedWithWritesInFlight: a leader that applies its own
+// removal (as the replica a replacement removes does when it is elected
+// before the joint configuration is left) steps down and is destroyed
+// with writes in flight. Those appended after the removal reached the
+// other replicas' logs, and the next leader commits them: their callers
+// must hear "outcome unknown", never NotLeader or Unavailable (nothing
+// done), so no value that a put was refused with is ever read.
+func TestLeaderRemovedWithWritesInFlight(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	// Appends take a while to be answered: writes keep coming after the
+	// removal, and some are in flight when the leader applies it.
+	c.net.SetDelay(2 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "k", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	rangeID := rangeOf(c, "k")
+	var leader uint64
+	waitFor(t, 10*time.Second, "a leader of the range of k", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+	s := c.store(leader)
+	r := s.Replica(rangeID)
+	var mu sync.Mutex
+	refused := map[string]error{}
+	var wg sync.WaitGroup
+	for client := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !r.destroyed.Load(); i++ {
+				v := fmt.Sprintf("c%d-%d", client, i)
+				actx, acancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				_, err := s.Put(actx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte(v)})
+				acancel()
+				if errors.Is(err, bus.ErrNotLeader) || errors.Is(err, bus.ErrUnavailable) {
+					mu.Lock()
+					refused[v] = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	r.mu.Lock()
+	self := r.mu.replicaID
+	r.mu.Unlock()
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(self)}}}
+	if _, err := r.proposeConfChange(ctx, cc, nil, func(d *kvpb.RangeDescriptor) bool { return replicaOf(d, leader) == nil }); err != nil {
+		t.Fatalf("remove the leader's replica: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the removed leader's replica to be destroyed", r.destroyed.Load)
+	wg.Wait()
+	v, _, err := c.get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if why, ok := refused[v]; ok {
+		t.Fatalf("k reads %q, written by a put answered %v (nothing done)", v, why)
+	}
 }

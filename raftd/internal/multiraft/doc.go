@@ -108,5 +108,7 @@
 // leader's disk is full (nothing done), FailedPrecondition with reason
 // range_key_mismatch and the current descriptors as detail for a request
 // whose range split or changed (nothing done), DeadlineExceeded when a
-// forwarded request's outcome is unknown).
+// request's outcome is unknown: a forwarded request whose answer was
+// lost, a write in flight at a replica that stopped leading, was
+// destroyed, or whose node stopped).
 package multiraft

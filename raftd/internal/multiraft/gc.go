@@ -41,7 +41,11 @@ func (s *Store) destroy(r *Replica, why string, tombstone bool) {
 	}
 	s.mu.Unlock()
 	r.destroyed.Store(true)
-	r.failAll(&NotLeaderError{RangeID: r.rangeID})
+	// A proposal it made may be in the logs of the range's other replicas
+	// (this one was removed, or found gone from meta, after appending it),
+	// and commit there: its outcome is unknown. The caller's retry
+	// applies once through its session.
+	r.failAll(&NotLeaderError{RangeID: r.rangeID}, bus.Errorf(bus.CodeDeadlineExceeded, "kv: range %d: the replica was removed from node %d with the command in flight; its outcome is unknown", r.rangeID, s.d.NodeID))
 	s.cutWatches(r.rangeID, "the replica was removed from this node")
 	r.mu.Lock()
 	id := r.mu.replicaID

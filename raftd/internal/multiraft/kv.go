@@ -290,7 +290,14 @@ func (s *Store) linearizableDescriptors(ctx context.Context, h *kvpb.Header) ([]
 		if err := s.wireErr(r.ReadBarrier(ctx)); err != nil {
 			return nil, err
 		}
-		return s.localMetaDescriptors(ctx)
+		descs, err := s.localMetaDescriptors(ctx)
+		if err == nil {
+			err = r.goneErr()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return descs, nil
 	}
 	var leader uint64
 	if r != nil {
@@ -536,11 +543,15 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 		return nil, err
 	}
 	if bound > 0 {
-		if _, ts, ok, err := s.closedRead(req.GetKey(), nil, false, req.GetReadAt(), bound); err != nil || ok {
+		if r, ts, ok, err := s.closedRead(req.GetKey(), nil, false, req.GetReadAt(), bound); err != nil || ok {
 			if err != nil {
 				return nil, err
 			}
+			s.hook(r.rangeID, "read")
 			v, found, err := s.readAt(ctx, req.GetKey(), ts)
+			if err == nil {
+				err = r.goneErr()
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -572,7 +583,15 @@ func (s *Store) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetRespons
 			}
 			return nil, err
 		}
-		return s.getLocal(ctx, req)
+		s.hook(t.r.rangeID, "read")
+		resp, err := s.getLocal(ctx, req)
+		if err == nil {
+			err = t.r.goneErr()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 }
 
@@ -664,6 +683,13 @@ func (s *Store) proposeOn(ctx context.Context, key []byte, h *kvpb.Header, ops [
 			return nil, s.forward(ctx, t, method, fwd(), resp)
 		}
 		res, err := t.r.Propose(ctx, ops, h.GetSession())
+		if errors.Is(err, ErrStopped) {
+			// The command may be in the other replicas' logs, and commit
+			// there: its outcome is unknown (Unavailable, which wireErr
+			// makes of ErrStopped, says nothing was done). The caller's
+			// retry applies once through its session.
+			return nil, fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeDeadlineExceeded, "kv: range %d: node %d stopped with the write in flight; its outcome is unknown", t.r.rangeID, s.d.NodeID), err)
+		}
 		if !isMismatch(err) || attempt == maxMismatchRetries {
 			return res, s.wireErr(err)
 		}
@@ -1068,7 +1094,11 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		if ok {
 			used = r.applyDesc()
 			start, end = clipSpan(start, end, used)
+			s.hook(r.rangeID, "read")
 			kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+			if err == nil {
+				err = r.goneErr()
+			}
 			return kvs, read, full, used, ts.Proto(), err
 		}
 	}
@@ -1100,15 +1130,22 @@ func (s *Store) scanRange(ctx context.Context, req *kvpb.ScanRequest, desc *kvpb
 		return nil, 0, false, nil, nil, errRangeKeyMismatch([]*kvpb.RangeDescriptor{used}, nil, "kv: range %d no longer holds the keys before %q", used.GetRangeId(), end)
 	}
 	start, end = clipSpan(start, end, used)
+	s.hook(t.r.rangeID, "read")
 	if at := req.GetReadAt(); at != nil {
 		ts, err := hlc.FromProto(at) // checked by Scan
 		if err != nil {
 			return nil, 0, false, nil, nil, err
 		}
 		kvs, read, full, err := s.scanAt(ctx, start, end, ts, req.GetReverse(), req.GetKeysOnly(), limit, maxBytes)
+		if err == nil {
+			err = t.r.goneErr()
+		}
 		return kvs, read, full, used, nil, err
 	}
 	kvs, err := s.d.Engine.Scan(ctx, storage.Data, start, end, storage.ScanOptions{Limit: limit, MaxBytes: maxBytes, Reverse: req.GetReverse()})
+	if err == nil {
+		err = t.r.goneErr()
+	}
 	if err != nil {
 		return nil, 0, false, nil, nil, err
 	}
@@ -1223,6 +1260,18 @@ func (r *Replica) stillHolds(ctx context.Context, key []byte, routed *kvpb.Range
 		return err
 	}
 	return errRangeKeyMismatch([]*kvpb.RangeDescriptor{d}, nil, "kv: range %d no longer holds key %q", r.rangeID, key)
+}
+
+// goneErr is Unavailable when the replica was destroyed (removed from
+// this node): a local read checks it after reading the engine, as the
+// destroy may have deleted the replica's data under the read. Destroy
+// marks the replica before it deletes anything, so a read that finds it
+// still there afterwards read the replica's data.
+func (r *Replica) goneErr() error {
+	if r.destroyed.Load() {
+		return bus.Errorf(bus.CodeUnavailable, "kv: range %d: the replica was removed from node %d during the read; retry", r.rangeID, r.s.d.NodeID)
+	}
+	return nil
 }
 
 // applyDesc returns the descriptor as of the last applied entry.

@@ -32,7 +32,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wait()
-	checkHistory(t, h)
+	c.checkHistory(t, h)
 }
 
 // isolateOrCrashLeaders runs rounds of faults, each after a pause: the

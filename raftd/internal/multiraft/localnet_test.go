@@ -33,14 +33,17 @@ type LocalNetwork struct {
 	blocked map[[2]uint64]bool
 	// refuseSnaps are the nodes whose snapshots fail (RefuseSnapshots).
 	refuseSnaps map[uint64]bool
-	loss        float64
-	delay       time.Duration
-	rng         *rand.Rand
-	links       map[[2]uint64]chan *raftmsgpb.MessageBatch
-	stopc       chan struct{}
-	wg          sync.WaitGroup
-	closed      bool
-	dropped     atomic.Uint64
+	// snapHook, if set, sees (and may change, delay or fail) every
+	// snapshot chunk before it is delivered.
+	snapHook func(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error
+	loss     float64
+	delay    time.Duration
+	rng      *rand.Rand
+	links    map[[2]uint64]chan *raftmsgpb.MessageBatch
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+	closed   bool
+	dropped  atomic.Uint64
 }
 
 // NewLocalNetwork returns an empty network; seed makes loss reproducible.
@@ -81,6 +84,15 @@ func (n *LocalNetwork) RefuseSnapshots(node uint64, refuse bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.refuseSnaps[node] = refuse
+}
+
+// SetSnapshotHook sets a function that sees every snapshot chunk (a
+// copy) before it is delivered: it may change or delay it, or fail its
+// send with an error (nil: none).
+func (n *LocalNetwork) SetSnapshotHook(f func(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.snapHook = f
 }
 
 // Isolate cuts node off from every other node, both ways.
@@ -206,18 +218,24 @@ func (t localTransport) Send(b *raftmsgpb.MessageBatch) {
 	}
 }
 
-func (t localTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) error {
+func (t localTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {
 	s, ok := t.n.pass(t.from, to)
 	if !ok {
-		return bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
+		return nil, bus.Errorf(bus.CodeUnavailable, "node %d unreachable", to)
 	}
 	t.n.mu.Lock()
-	refused := t.n.refuseSnaps[to]
+	refused, hook := t.n.refuseSnaps[to], t.n.snapHook
 	t.n.mu.Unlock()
 	if refused {
-		return bus.Errorf(bus.CodeResourceExhausted, "node %d refuses snapshots (test)", to)
+		return nil, bus.Errorf(bus.CodeResourceExhausted, "node %d refuses snapshots (test)", to)
 	}
-	return s.HandleSnapshot(ctx, proto.Clone(c).(*raftmsgpb.SnapshotChunk))
+	c = proto.Clone(c).(*raftmsgpb.SnapshotChunk)
+	if hook != nil {
+		if err := hook(ctx, to, c); err != nil {
+			return nil, err
+		}
+	}
+	return s.HandleSnapshot(ctx, c)
 }
 
 func (t localTransport) Forward(ctx context.Context, to uint64, method string, req, resp proto.Message) error {

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -432,4 +433,58 @@ func TestLateMessagesRideNextRound(t *testing.T) {
 			t.Errorf("node %d, leading nothing, held its late messages for the next round %d times; want none", idle, n)
 		}
 	})
+}
+
+// TestStoppedLeaderAnswersWritesInFlightUnknown: a leader that stops with
+// a write in the other replicas' logs but not yet committed answers it
+// DeadlineExceeded (outcome unknown), not Unavailable, which says nothing
+// was done (over the wire, nothing else tells the two apart): the next
+// leader commits it.
+func TestStoppedLeaderAnswersWritesInFlightUnknown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, s, r := warmUserRange(t, ctx)
+	leader := s.d.NodeID
+	lastIndex := func(r *Replica) uint64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		i, _ := r.mu.log.LastIndex()
+		return i
+	}
+	before := lastIndex(r)
+	// The followers take the leader's appends but their answers are
+	// lost: the write reaches their logs and does not commit.
+	var followers []uint64
+	for _, id := range c.ids {
+		if id != leader {
+			followers = append(followers, id)
+			c.net.SetBlocked(id, leader, true)
+		}
+	}
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, &kvpb.PutRequest{Key: []byte("warm"), Value: []byte("v2")})
+		putErr <- err
+	}()
+	waitFor(t, 5*time.Second, "the write to reach the followers' logs", func() bool {
+		last := lastIndex(r)
+		if last <= before {
+			return false
+		}
+		for _, id := range followers {
+			if lastIndex(c.store(id).Replica(r.rangeID)) < last {
+				return false
+			}
+		}
+		return true
+	})
+	c.stop(leader)
+	err := <-putErr
+	if code := bus.CodeOf(err); code != bus.CodeDeadlineExceeded {
+		t.Fatalf("write in flight at a stopping leader answered %v (code %v); want DeadlineExceeded (outcome unknown)", err, code)
+	}
+	c.net.Heal()
+	if v, ok, err := c.get(ctx, "warm"); err != nil || !ok || v != "v2" {
+		t.Fatalf("warm after the stopped leader's write: %q %v %v; want v2 (committed by the next leader)", v, ok, err)
+	}
 }

@@ -550,6 +550,14 @@ func (r *Replica) phase1(out *outbox) (*readyWork, error) {
 	}
 	var appended, heardFrom uint64
 	for i, m := range msgs {
+		if m.msg.GetTo() != r.mu.replicaID {
+			// Sent to another replica of the range on this node: the one
+			// this replaced (removed, then re-added under a new id), or
+			// the one that replaces it. Its heartbeat's commit index is
+			// that replica's, which raft would take as this log's (and
+			// panic when past its end).
+			continue
+		}
 		if m.msg.GetType() == raftpb.MsgApp {
 			// At most MaxRangeRoundBytes of appended entries per round
 			// (at least one append): the rest waits for the next.
@@ -1094,8 +1102,11 @@ func (r *Replica) maybeTruncateLocked() error {
 	return nil
 }
 
-// failAll fails every waiting proposal and read.
-func (r *Replica) failAll(err error) {
+// failAll fails every waiting proposal and read with err, but the
+// proposals already proposed with proposedErr: those may still commit
+// (another replica holds them in its log, and the range's next leader
+// commits them), so they must not be answered as refused.
+func (r *Replica) failAll(err, proposedErr error) {
 	r.in.Lock()
 	props, reads := r.in.props, r.in.reads
 	r.in.props, r.in.reads = nil, nil
@@ -1106,7 +1117,7 @@ func (r *Replica) failAll(err error) {
 		p.done <- proposalResult{err: err}
 	}
 	for _, p := range r.mu.pending {
-		p.done <- proposalResult{err: err}
+		p.done <- proposalResult{err: proposedErr}
 	}
 	clear(r.mu.pending)
 	for _, rr := range reads {
@@ -1312,10 +1323,17 @@ func (l raftLogger) Warning(v ...any)            { l.log(slog.LevelWarn, v...) }
 func (l raftLogger) Warningf(f string, v ...any) { l.logf(slog.LevelWarn, f, v...) }
 func (l raftLogger) Error(v ...any)              { l.log(slog.LevelError, v...) }
 func (l raftLogger) Errorf(f string, v ...any)   { l.logf(slog.LevelError, f, v...) }
-func (l raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
-func (l raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
-func (l raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
-func (l raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Fatal(v ...any)              { l.panic(fmt.Sprint(v...)) }
+func (l raftLogger) Fatalf(f string, v ...any)   { l.panic(fmt.Sprintf(f, v...)) }
+func (l raftLogger) Panic(v ...any)              { l.panic(fmt.Sprint(v...)) }
+func (l raftLogger) Panicf(f string, v ...any)   { l.panic(fmt.Sprintf(f, v...)) }
+
+// panic logs msg with the replica's attributes (node, range, replica),
+// which the panic's message lacks, then panics with it.
+func (l raftLogger) panic(msg string) {
+	l.l.Error("raft panics", slog.String("error", msg))
+	panic(msg)
+}
 
 // publishClosedLocked publishes the closed timestamp of the applied state
 // the round made durable.

@@ -2,6 +2,7 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -228,5 +230,132 @@ func TestEmptyReplicaGC(t *testing.T) {
 	time.Sleep(5 * c.cfg.ReplicaGCInterval)
 	if c.store(spare).Replica(3) == nil {
 		t.Fatal("replica GC destroyed a replica its range's descriptor names")
+	}
+}
+
+// TestReadFromDestroyedReplica: a replica destroyed (removed from its
+// range, its data deleted) between a read's barrier and its read of the
+// engine does not answer the read: the key, written long before, would
+// read as absent.
+func TestReadFromDestroyedReplica(t *testing.T) {
+	get := func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error) {
+		resp, err := s.Get(ctx, &kvpb.GetRequest{Key: []byte("k"), Header: h})
+		return string(resp.GetValue().GetValue()), resp.GetFound(), err
+	}
+	scan := func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error) {
+		resp, err := s.Scan(ctx, &kvpb.ScanRequest{Start: []byte("k"), End: []byte("k\x00"), Header: h})
+		if len(resp.GetKvs()) == 0 {
+			return "", false, err
+		}
+		return string(resp.GetKvs()[0].GetValue().GetValue()), true, err
+	}
+	for _, tc := range []struct {
+		name      string
+		leader    bool // read at the leader (else at a follower)
+		staleness time.Duration
+		read      func(ctx context.Context, s *Store, h *kvpb.Header) (string, bool, error)
+	}{
+		{"linearizable get at the leader", true, 0, get},
+		{"bounded-staleness get at a follower", false, 10 * time.Second, get},
+		{"linearizable scan at the leader", true, 0, scan},
+		{"bounded-staleness scan at a follower", false, 10 * time.Second, scan},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, 3, &kvpb.InitRequest{})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := c.put(ctx, "k", "v1"); err != nil {
+				t.Fatal(err)
+			}
+			rangeID := rangeOf(c, "k")
+			var leader uint64
+			waitFor(t, 10*time.Second, "a leader of the range of k", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+			node := leader
+			if !tc.leader {
+				node = c.ids[0]
+				if node == leader {
+					node = c.ids[1]
+				}
+			}
+			s := c.store(node)
+			h := &kvpb.Header{MaxStalenessNanos: int64(tc.staleness), NoForward: true}
+			waitFor(t, 10*time.Second, "the node to serve k itself", func() bool {
+				v, _, err := tc.read(ctx, s, h)
+				return err == nil && v == "v1"
+			})
+			fired := 0
+			hook := func(id uint64, stage string) {
+				if id != rangeID || stage != "read" {
+					return
+				}
+				fired++
+				if r := s.Replica(rangeID); r != nil {
+					s.destroyReplica(r, "removed from its range")
+				}
+			}
+			s.testHook.Store(&hook)
+			v, found, err := tc.read(ctx, s, h)
+			s.testHook.Store(nil)
+			if fired != 1 {
+				t.Fatalf("the read hook ran %d times; want 1 (the read was not served by node %d)", fired, node)
+			}
+			if err == nil && (!found || v != "v1") {
+				t.Fatalf("read at a replica destroyed under it: found %v, %q; want v1 or an error", found, v)
+			}
+			if err != nil && !errors.Is(err, bus.ErrUnavailable) {
+				t.Fatalf("read at a replica destroyed under it: %v; want Unavailable (retry elsewhere)", err)
+			}
+		})
+	}
+}
+
+// TestRecreatedReplicaIgnoresOldReplicaTraffic: a node whose replica of a
+// range is replaced by a newer, empty one (re-added after its removal)
+// may still get raft traffic the leader sent to the old replica id, a
+// heartbeat carrying the commit index the old replica had reached among
+// it. The new replica drops it: stepped into its empty log, that commit
+// index made raft panic (tocommit out of range) and took the node down.
+func TestRecreatedReplicaIgnoresOldReplicaTraffic(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	rangeID := rangeOf(c, "k")
+	var leader uint64
+	waitFor(t, 10*time.Second, "a leader of the range of k", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+	node := c.ids[0]
+	if node == leader {
+		node = c.ids[1]
+	}
+	// The descriptor of a removal of node's replica and its re-add under
+	// a new id, which the leader has not applied: it still sends the old
+	// replica heartbeats, with the commit index that replica holds.
+	d := proto.Clone(c.store(leader).Replica(rangeID).Descriptor()).(*kvpb.RangeDescriptor)
+	me := replicaOf(d, node)
+	old := me.GetReplicaId()
+	me.ReplicaId, me.Type = d.GetNextReplicaId(), kvpb.ReplicaType_REPLICA_TYPE_LEARNER
+	d.NextReplicaId++
+	d.Generation++
+	if _, err := c.store(node).CreateReplica(ctx, &raftmsgpb.CreateReplicaRequest{Descriptor_: d}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.store(node).Replica(rangeID)
+	if r == nil || r.replicaID() == old {
+		t.Fatalf("node %d holds replica %v of range %d; want a new empty one", node, r, rangeID)
+	}
+	// Writes keep the range awake: its leader heartbeats the old replica.
+	for i := range 20 {
+		if err := c.put(ctx, "k", fmt.Sprintf("v%d", i+2)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(c.cfg.TickInterval)
+	}
+	r.mu.Lock()
+	st := r.mu.rn.BasicStatus()
+	r.mu.Unlock()
+	if st.GetCommit() != 0 || st.GetTerm() != 0 {
+		t.Fatalf("the new empty replica %d took traffic meant for replica %d: term %d, commit %d", r.replicaID(), old, st.GetTerm(), st.GetCommit())
 	}
 }

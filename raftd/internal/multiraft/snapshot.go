@@ -29,16 +29,32 @@ import (
 // it, so the data streamed from the same snapshot is exactly the state
 // at that applied index; the MsgSnap's metadata is set to it (raft copes
 // with an index other than the one it asked for). The range's data span
-// is streamed (StreamRange) in chunks of about SnapshotChunkBytes, each
-// sent and acknowledged before the next is sent (a goroutine of the send
-// reads and decodes up to snapshotReadAhead chunks ahead): a start chunk (range
-// descriptor set, not done), data chunks, chunks of the range's client
-// session records (raft CF, from the same engine snapshot), and a done
-// chunk carrying the MsgSnap, descriptor and applied state. The outcome
-// always reaches raft (ReportSnapshot).
+// is streamed (StreamRange) in chunks of about SnapshotChunkBytes (a
+// goroutine of the send reads and decodes up to snapshotReadAhead chunks
+// ahead): a start chunk (range descriptor set, not done), data chunks,
+// chunks of the range's client session records (raft CF, from the same
+// engine snapshot), and a done chunk carrying the MsgSnap, descriptor and
+// applied state. The start chunk is acknowledged first; its answer's
+// window (snapshotWindow) lets the sender number the chunks after it
+// (seq 1, 2, ..., the done chunk last, sent once all others are
+// acknowledged) and keep that many in flight, so the transfer of the next
+// chunks overlaps with the receiver adding one to its ingest session; a
+// receiver that offers no window gets them one at a time, unnumbered.
+// The outcome always reaches raft (ReportSnapshot).
+//
+// Memory: a sender holds at most snapshotReadAhead decoded chunks and
+// snapshotWindow chunks in flight (with their encodings), so about
+// 2*(4+4)*SnapshotChunkBytes = 16 MiB per snapshot sent at the default
+// chunk size; a receiver holds at most snapshotWindow chunks per inbound
+// snapshot (chunks further ahead are refused) plus its ingest session's
+// buffer (1 MiB), about 10 MiB per snapshot received.
 //
 // Receiving: the start chunk opens an engine IngestRange session over
-// the local replica's data span; each chunk's entries are added to it
+// the local replica's data span; numbered chunks wait for the ones
+// before them (awaitTurn), and a repeat, a chunk beyond the window, a
+// mix of numbered and unnumbered chunks or a chunk that waited past its
+// sender's deadline (a gap) ends the session, as a bad entry does, with
+// nothing written; each chunk's entries are added to it
 // (nothing is written yet; memory is bounded by the session's buffer),
 // and a digest of the entries is kept. The client session records are
 // kept in memory (checked by decodeSessionRecords; bounded by the
@@ -98,7 +114,94 @@ type inboundSnapshot struct {
 	sessions     []sessionRecord
 	sessionBytes int
 	sessionTable *sessionTable
+
+	// seqMu guards the order of numbered chunks (SnapshotChunk.seq): next
+	// is the seq to take next; turn is closed (and replaced) whenever
+	// next moves or the session ends (ended), waking the chunks that wait
+	// for their turn. unnumbered: the sender sends one chunk at a time.
+	seqMu      sync.Mutex
+	next       uint64
+	turn       chan struct{}
+	ended      bool
+	unnumbered bool
 }
+
+func newInboundSnapshot(now time.Time) *inboundSnapshot {
+	sn := &inboundSnapshot{next: 1, turn: make(chan struct{})}
+	sn.last.Store(now.UnixNano())
+	return sn
+}
+
+// awaitTurn waits until the chunk numbered seq (0: unnumbered) is the one
+// the session takes next. A chunk below the next one, or a window or more
+// ahead of it, or an unnumbered chunk in a numbered session (or the
+// reverse), is refused; so is every chunk once the session ended.
+func (sn *inboundSnapshot) awaitTurn(ctx context.Context, seq uint64) error {
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
+	for {
+		sn.seqMu.Lock()
+		next, turn, ended, unnumbered := sn.next, sn.turn, sn.ended, sn.unnumbered
+		if !ended && seq == 0 && next == 1 {
+			sn.unnumbered, unnumbered = true, true
+		}
+		sn.seqMu.Unlock()
+		switch {
+		case ended:
+			return errSnapshotDropped
+		case seq == 0 && !unnumbered, seq != 0 && unnumbered:
+			return errors.New("numbered and unnumbered chunks mixed")
+		case seq == 0 || seq == next:
+			return nil
+		case seq < next:
+			return fmt.Errorf("chunk %d received again (next %d)", seq, next)
+		case seq >= next+snapshotWindow:
+			return fmt.Errorf("chunk %d beyond the window (next %d, window %d)", seq, next, snapshotWindow)
+		}
+		if idle == nil {
+			idle = time.NewTimer(snapshotIdleTimeout)
+		}
+		select {
+		case <-turn:
+		case <-idle.C:
+			return fmt.Errorf("chunk %d: chunk %d did not come", seq, next)
+		case <-ctx.Done():
+			return fmt.Errorf("chunk %d waiting for chunk %d: %w", seq, next, ctx.Err())
+		}
+	}
+}
+
+// took moves the session past the numbered chunk it took.
+func (sn *inboundSnapshot) took(seq uint64) {
+	if seq == 0 {
+		return
+	}
+	sn.seqMu.Lock()
+	if !sn.ended && sn.next == seq {
+		sn.next++
+		close(sn.turn)
+		sn.turn = make(chan struct{})
+	}
+	sn.seqMu.Unlock()
+}
+
+// endTurns ends the session's order: every chunk waiting for its turn, and
+// every later one, is refused.
+func (sn *inboundSnapshot) endTurns() {
+	sn.seqMu.Lock()
+	if !sn.ended {
+		sn.ended = true
+		close(sn.turn)
+	}
+	sn.seqMu.Unlock()
+}
+
+// errSnapshotDropped refuses a chunk of a snapshot session that ended.
+var errSnapshotDropped = errors.New("the snapshot was dropped")
 
 // hashKV adds one data entry to a snapshot digest.
 func hashKV(h hash.Hash, key, value []byte) {
@@ -164,7 +267,7 @@ func sameSpan(a, b *kvpb.RangeDescriptor) bool {
 }
 
 func (s *Store) hook(rangeID uint64, stage string) {
-	if f := s.snapshotHook.Load(); f != nil {
+	if f := s.testHook.Load(); f != nil {
 		(*f)(rangeID, stage)
 	}
 }
@@ -407,19 +510,21 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 		return err
 	}
 	id := r.s.snapSeq.Add(1)
-	send := func(c *raftmsgpb.SnapshotChunk) error {
+	send := func(ctx context.Context, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {
 		c.SnapshotId, c.RangeId, c.FromNode = id, r.rangeID, r.s.d.NodeID
 		sctx, cancel := context.WithTimeout(ctx, 10*r.s.cfg.StorageTimeout)
 		defer cancel()
 		return r.s.d.Transport.SendSnapshotChunk(sctx, node, c)
 	}
-	if err := send(&raftmsgpb.SnapshotChunk{RangeDescriptor: desc}); err != nil {
+	ack, err := send(ctx, &raftmsgpb.SnapshotChunk{RangeDescriptor: desc})
+	if err != nil {
 		return err
 	}
 	// The chunks are read from the engine (and decoded) by a goroutine of
-	// this call, up to snapshotReadAhead of them ahead of the one being
-	// sent, so that reading overlaps with the round trip of the sends.
+	// this call, up to snapshotReadAhead of them ahead of the ones being
+	// sent, so that reading overlaps with the sends.
 	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	chunks := make(chan *raftmsgpb.SnapshotChunk, snapshotReadAhead)
 	readErr := make(chan error, 1)
 	go func() {
@@ -433,12 +538,8 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 			}
 		})
 	}()
-	var sendErr error
-	for c := range chunks {
-		if sendErr = send(c); sendErr != nil {
-			break
-		}
-	}
+	window := min(int(ack.GetWindow()), snapshotWindow)
+	seq, sendErr := sendSnapshotChunks(rctx, window, chunks, send)
 	cancel()
 	for range chunks { // the reader stops at its next chunk
 	}
@@ -448,8 +549,77 @@ func (r *Replica) streamSnapshot(ctx context.Context, node uint64, msg *raftpb.M
 	if sendErr != nil {
 		return sendErr
 	}
-	return send(&raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied})
+	done := &raftmsgpb.SnapshotChunk{Done: true, Message: msgBytes, RangeDescriptor: desc, Applied: applied}
+	if window > 1 {
+		done.Seq = seq + 1
+	}
+	_, err = send(ctx, done)
+	return err
 }
+
+// sendSnapshotChunks sends the chunks until the channel closes or a send
+// fails: one at a time, unnumbered, if window is at most 1, else numbered
+// from 1 with up to window of them in flight (each send on a goroutine of
+// this call, all waited for). It returns the last seq used and the first
+// error; after an error, the sends in flight are cancelled and the
+// chunks left unread.
+func sendSnapshotChunks(ctx context.Context, window int, chunks <-chan *raftmsgpb.SnapshotChunk,
+	send func(context.Context, *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error)) (uint64, error) {
+	if window <= 1 {
+		for c := range chunks {
+			if _, err := send(ctx, c); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		seq      uint64
+	)
+	slots := make(chan struct{}, window)
+loop:
+	for c := range chunks {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		if ctx.Err() != nil { // a send failed while a slot was free
+			break
+		}
+		seq++
+		c.Seq = seq
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if _, err := send(ctx, c); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return seq, firstErr
+}
+
+// snapshotWindow is how many numbered chunks of one snapshot a receiver
+// takes in flight (SnapshotAck.window) and a sender keeps in flight: the
+// transfer of the next chunks overlaps with the receiver adding one to
+// its ingest session.
+const snapshotWindow = 4
 
 // snapshotReadAhead is how many chunks a snapshot's sender reads ahead of
 // the one it sends.
@@ -507,7 +677,7 @@ func (r *Replica) readSnapshotChunks(ctx context.Context, snap storage.Snapshot,
 // span; every chunk's entries go into it; the done chunk hands the
 // session and the MsgSnap to the replica, which installs both in its next
 // round (see Snapshots above).
-func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) error {
+func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {
 	s.metrics.snapshotChunksRecv.Add(1)
 	k := snapKey{c.GetFromNode(), c.GetSnapshotId()}
 	isStart := c.GetRangeDescriptor() != nil && !c.GetDone()
@@ -528,34 +698,52 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		}
 	}
 	if isStart {
-		sn = &inboundSnapshot{}
-		sn.last.Store(now.UnixNano()) // before others can see it, or they would expire it
+		if c.GetSeq() != 0 {
+			s.snaps.Unlock()
+			return nil, fmt.Errorf("multiraft: start chunk of snapshot %d from node %d numbered %d", c.GetSnapshotId(), c.GetFromNode(), c.GetSeq())
+		}
+		sn = newInboundSnapshot(now) // last set before others can see it, or they would expire it
 		sn.mu.Lock()
 		s.snaps.in[k] = sn
 	}
 	s.snaps.Unlock()
 	for _, o := range stale {
+		o.endTurns()
 		o.mu.Lock()
 		s.abortIngest(o)
 		o.mu.Unlock()
 	}
 	if sn == nil {
-		return fmt.Errorf("multiraft: chunk of unknown snapshot %d from node %d", c.GetSnapshotId(), c.GetFromNode())
+		return nil, fmt.Errorf("multiraft: chunk of unknown snapshot %d from node %d", c.GetSnapshotId(), c.GetFromNode())
 	}
-	if !isStart {
-		sn.mu.Lock()
-	}
-	defer sn.mu.Unlock()
-	sn.last.Store(now.UnixNano())
-	fail := func(err error) error {
+	fail := func(err error) (*raftmsgpb.SnapshotAck, error) {
+		sn.endTurns()
 		s.snaps.Lock()
 		if s.snaps.in[k] == sn {
 			delete(s.snaps.in, k)
 		}
 		s.snaps.Unlock()
 		s.abortIngest(sn)
-		return err
+		return nil, err
 	}
+	if !isStart {
+		// Numbered chunks may arrive out of order (several in flight):
+		// each waits for the ones before it.
+		if err := sn.awaitTurn(ctx, c.GetSeq()); err != nil {
+			err = fmt.Errorf("multiraft: snapshot %d from node %d: %w", c.GetSnapshotId(), c.GetFromNode(), err)
+			if errors.Is(err, errSnapshotDropped) {
+				return nil, err
+			}
+			sn.mu.Lock()
+			defer sn.mu.Unlock()
+			return fail(err)
+		}
+		sn.mu.Lock()
+		defer sn.took(c.GetSeq())
+	}
+	defer sn.mu.Unlock()
+	sn.last.Store(now.UnixNano())
+	ack := &raftmsgpb.SnapshotAck{}
 	r := s.Replica(c.GetRangeId())
 	if r == nil && isStart && s.hosting.Load() && replicaOf(c.GetRangeDescriptor(), s.d.NodeID) != nil {
 		// A range this node is a replica of but does not hold (created by
@@ -586,6 +774,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		if sn.vingest, err = s.d.Engine.IngestRange(ctx, storage.Versions, vstart, vend); err != nil {
 			return fail(err)
 		}
+		ack.Window = snapshotWindow
 	}
 	if sn.ingest == nil || sn.vingest == nil {
 		return fail(fmt.Errorf("multiraft: snapshot %d from node %d was dropped", c.GetSnapshotId(), c.GetFromNode()))
@@ -625,7 +814,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 		return fail(fmt.Errorf("multiraft: snapshot of range %d carries over %d bytes of client sessions", c.GetRangeId(), limit))
 	}
 	if !c.GetDone() {
-		return nil
+		return ack, nil
 	}
 	st, err := decodeSessionRecords(sn.sessions)
 	if err != nil {
@@ -648,7 +837,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, c *raftmsgpb.SnapshotChunk) 
 	r.in.msgs = append(r.in.msgs, inMsg{msg: msg})
 	r.in.Unlock()
 	s.enqueue(r.rangeID)
-	return nil
+	return ack, nil
 }
 
 // recoverSnapshotInstall finishes or rolls back a snapshot install that a

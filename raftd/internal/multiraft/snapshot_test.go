@@ -175,7 +175,7 @@ func TestSnapshotInstallCrash(t *testing.T) {
 					}
 				}
 			}
-			c.store(lagger).snapshotHook.Store(&hook)
+			c.store(lagger).testHook.Store(&hook)
 			c.net.Heal()
 			select {
 			case <-hit:
@@ -263,7 +263,7 @@ func TestSnapshotInstallOffTheRounds(t *testing.T) {
 			<-release
 		}
 	}
-	c.store(lagger).snapshotHook.Store(&hook)
+	c.store(lagger).testHook.Store(&hook)
 	c.net.Heal()
 	select {
 	case <-reached:

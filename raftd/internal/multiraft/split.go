@@ -507,6 +507,8 @@ func (s *Store) AdminSplit(ctx context.Context, req *kvpb.AdminSplitRequest) (*k
 // between user ranges succeeds and changes nothing, answering the
 // ranges on either side as they are now. The first user range's start
 // borders the meta range, which never splits: a split there is refused.
+// A range that starts at key with the one before it not known yet (here
+// or in meta) answers Unavailable: the caller retries.
 func (s *Store) splitDone(ctx context.Context, key []byte) (*kvpb.AdminSplitResponse, error) {
 	var left, right *kvpb.RangeDescriptor
 	find := func(descs []*kvpb.RangeDescriptor) {
@@ -529,6 +531,12 @@ func (s *Store) splitDone(ctx context.Context, key []byte) (*kvpb.AdminSplitResp
 			return nil, fmt.Errorf("kv: find the ranges around %q: %w", key, err)
 		}
 		find(descs)
+	}
+	if left == nil && right != nil {
+		// A range starts at key, so one ends there, which neither this
+		// node (it no longer holds it) nor meta (its update after the
+		// split was lost; reconciliation records it) knows yet.
+		return nil, bus.Errorf(bus.CodeUnavailable, "kv: range %d starts at %q; the range before it is not known here yet, retry", right.GetRangeId(), key)
 	}
 	if left == nil || right == nil || left.GetRangeId() == MetaRangeID {
 		return nil, bus.Errorf(bus.CodeInvalidArgument, "kv: %q is not a boundary between user ranges", key)

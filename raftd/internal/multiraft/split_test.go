@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -453,12 +455,15 @@ func TestSplitLinearizable(t *testing.T) {
 	wait()
 	waitFor(t, 10*time.Second, "meta to list the 7 ranges", func() bool { return len(c.metaDescs(ctx, 1)) == 7 })
 	checkCover(t, c.metaDescs(ctx, 1))
-	checkHistory(t, h)
+	c.checkHistory(t, h)
 }
 
-// checkHistory fails unless h is big enough to mean something and
-// linearizable.
-func checkHistory(t *testing.T, h *kvclienttest.History) {
+// checkHistory fails unless h (recorded by c.recordHistory) is big
+// enough to mean something and linearizable. On a violation it logs each
+// bad key's operations, the puts refused with an error taken as "nothing
+// applied" whose value a get returned anyway, and the path of an HTML
+// visualization of the check.
+func (c *testCluster) checkHistory(t *testing.T, h *kvclienttest.History) {
 	t.Helper()
 	gets, puts, _, unknown := h.Counts()
 	t.Logf("history: %d puts (%d of unknown outcome), %d gets", puts, unknown, gets)
@@ -470,15 +475,40 @@ func checkHistory(t *testing.T, h *kvclienttest.History) {
 	case porcupine.Unknown:
 		t.Log("linearizability check timed out (no violation found)")
 	default:
+		for _, key := range bad {
+			var sb strings.Builder
+			if err := h.Dump(&sb, key); err == nil {
+				t.Logf("operations on %s:\n%s", key, sb.String())
+			}
+		}
+		c.refused.Lock()
+		for v, why := range c.refused.puts {
+			if c.refused.read[v] {
+				t.Logf("a get returned %q, written by a put refused (not in the history): %s", v, why)
+			}
+		}
+		c.refused.Unlock()
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("pleiades-%s-%d.html", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()))
+		if err := h.Visualize(path, 30*time.Second); err != nil {
+			t.Logf("visualize the history: %v", err)
+		} else {
+			t.Logf("history visualization: %s", path)
+		}
 		t.Fatalf("history is not linearizable (%s) on keys %v", res, bad)
 	}
 }
 
 // recordHistory runs clients doing gets and puts of keys through random
-// nodes until stop is closed (then call wait), recording what they saw.
+// nodes until stop is closed (then call wait), recording what they saw
+// (and, in c.refused, the puts refused as not applied and the values
+// gets returned, for checkHistory's post-mortem).
 func (c *testCluster) recordHistory(ctx context.Context, keys []string, clients int) (h *kvclienttest.History, stop chan struct{}, wait func()) {
 	h = kvclienttest.NewHistory()
+	start := time.Now() // the history's start, within microseconds
 	stop = make(chan struct{})
+	c.refused.Lock()
+	c.refused.puts, c.refused.read = map[string]string{}, map[string]bool{}
+	c.refused.Unlock()
 	var wg sync.WaitGroup
 	for client := range clients {
 		wg.Add(1)
@@ -517,11 +547,22 @@ func (c *testCluster) recordHistory(ctx context.Context, keys []string, clients 
 					// Refused before proposing, or refused at apply
 					// because a split moved the key: nothing applied.
 					definite := (errors.Is(err, bus.ErrUnavailable) || errors.Is(err, bus.ErrNotLeader) || isMismatch(err)) && !errors.Is(err, ErrStopped)
+					if op.Kind == kvclienttest.OpPut && definite {
+						c.refused.Lock()
+						c.refused.puts[op.Value] = fmt.Sprintf("put(%s, %q) at node %d, %dus..%dus into the history: %v",
+							op.Key, op.Value, s.d.NodeID, call.Sub(start).Microseconds(), ret.Sub(start).Microseconds(), err)
+						c.refused.Unlock()
+					}
 					if op.Kind == kvclienttest.OpGet || definite {
 						time.Sleep(2 * time.Millisecond)
 						continue
 					}
 					out.Unknown = true
+				}
+				if op.Kind == kvclienttest.OpGet && out.Found {
+					c.refused.Lock()
+					c.refused.read[out.Value] = true
+					c.refused.Unlock()
 				}
 				h.Add(client, op, out, call, ret)
 			}
@@ -679,5 +720,70 @@ func TestValidSplitBadInput(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestSplitRetryBeforeMetaKnowsTheLeftSide: the retry of a split whose
+// meta update was lost (its leader crashed), answered by the right
+// side's leader on a node that no longer holds the left side (removed
+// from it since) before the meta range learns the new left descriptor,
+// is told to retry (Unavailable), not that the key is no boundary
+// (InvalidArgument, which a client does not retry): the split applied.
+func TestSplitRetryBeforeMetaKnowsTheLeftSide(t *testing.T) {
+	// No meta reconciliation during the test: meta keeps the range as
+	// it was before the split.
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.ReplicaGCInterval = time.Hour })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "x"); err != nil {
+		t.Fatal(err)
+	}
+	rangeID := rangeOf(c, "m")
+	var leader uint64
+	waitFor(t, 10*time.Second, "a leader of the range of m", func() bool { leader = c.leaderOf(rangeID); return leader != 0 })
+	s := c.store(leader)
+	r := s.Replica(rangeID)
+	// The split as AdminSplit makes it, without its meta update.
+	alloc, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, AllocRangeId: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := r.Descriptor()
+	left := proto.Clone(cur).(*kvpb.RangeDescriptor)
+	left.EndKey = []byte("m")
+	left.Generation++
+	right := proto.Clone(cur).(*kvpb.RangeDescriptor)
+	right.RangeId, right.StartKey, right.Generation = alloc.GetRangeId(), []byte("m"), left.GetGeneration()
+	if _, err := r.Propose(ctx, []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Split{Split: &raftmsgpb.SplitTrigger{Left: left, Right: right}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Another node leads the right side and loses its left replica.
+	node := c.ids[0]
+	if node == leader {
+		node = c.ids[1]
+	}
+	waitFor(t, 10*time.Second, "the right side on the other node", func() bool { return c.store(node).Replica(right.GetRangeId()) != nil })
+	waitFor(t, 10*time.Second, "the other node to lead the right side", func() bool {
+		if c.leaderOf(right.GetRangeId()) == node {
+			return true
+		}
+		tctx, tcancel := context.WithTimeout(ctx, time.Second)
+		defer tcancel()
+		_, _ = c.store(node).TransferLeader(tctx, &kvpb.TransferLeaderRequest{RangeId: right.GetRangeId(), NodeId: node})
+		return c.leaderOf(right.GetRangeId()) == node
+	})
+	ns := c.store(node)
+	ns.destroyReplica(ns.Replica(rangeID), "removed from its range")
+	_, err = ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+	if code := bus.CodeOf(err); code != bus.CodeUnavailable {
+		t.Fatalf("split retry before meta knows its left side: %v (code %v); want Unavailable (retry)", err, code)
+	}
+	// Once meta learns both sides, the retry finds the split done.
+	if _, err := s.metaCommand(ctx, &kvpb.UpdateMetaRequest{Header: &kvpb.Header{}, Descriptors: []*kvpb.RangeDescriptor{left, right}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ns.AdminSplit(ctx, &kvpb.AdminSplitRequest{Key: []byte("m"), Header: &kvpb.Header{NoForward: true}})
+	if err != nil || resp.GetLeft().GetRangeId() != rangeID || resp.GetRight().GetRangeId() != right.GetRangeId() {
+		t.Fatalf("split retry once meta knows both sides: %v, %v; want ranges %d and %d", resp, err, rangeID, right.GetRangeId())
 	}
 }

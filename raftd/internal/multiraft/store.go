@@ -105,11 +105,12 @@ type Store struct {
 	vcache  *valueCache
 	// leasesOff suspends lease reads (SuspendLeases).
 	leasesOff atomic.Bool
-	// snapshotHook, set by tests, runs at each step of a snapshot install
-	// (stage "marker", then "ingest") with the replica's lock held.
-	snapshotHook atomic.Pointer[func(rangeID uint64, stage string)]
-	ticks        atomic.Uint64
-	metrics      storeMetrics
+	// testHook, set by tests, runs at each step of a snapshot install
+	// (stage "marker", then "ingest") with the replica's lock held, and
+	// before a local read of the engine (stage "read", no lock held).
+	testHook atomic.Pointer[func(rangeID uint64, stage string)]
+	ticks    atomic.Uint64
+	metrics  storeMetrics
 	// proxy is the client session of this run of raftd given to the
 	// writes that come without one (writeHeader); a new one starts when
 	// the current one's seqs run proxyWindow past its first write in
@@ -244,7 +245,7 @@ func (s *Store) Stop() {
 	s.cancel()
 	s.wg.Wait()
 	for _, r := range reps {
-		r.failAll(ErrStopped)
+		r.failAll(ErrStopped, ErrStopped)
 	}
 }
 

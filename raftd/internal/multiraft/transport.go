@@ -15,9 +15,10 @@ type Transport interface {
 	// Send queues one batch for batch.ToNode.
 	Send(batch *raftmsgpb.MessageBatch)
 	// SendSnapshotChunk delivers one chunk of a snapshot to node to and
-	// returns once the receiver accepted it (Store.HandleSnapshot
-	// returned). A snapshot's chunks are sent one at a time, in order.
-	SendSnapshotChunk(ctx context.Context, to uint64, chunk *raftmsgpb.SnapshotChunk) error
+	// returns the receiver's answer once it accepted it
+	// (Store.HandleSnapshot returned). Several chunks of a snapshot may be
+	// in flight (numbered; see SnapshotAck.window).
+	SendSnapshotChunk(ctx context.Context, to uint64, chunk *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error)
 }
 
 // Forwarder sends a KV request to another node's raftd (method is a kvpb

@@ -399,7 +399,13 @@ type SnapshotChunk struct {
 	// versions are versions column family entries (raftd's MVCC history) of
 	// the range's span, as stored: after the data chunks, before the
 	// sessions.
-	Versions      []*VersionEntry `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`
+	Versions []*VersionEntry `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`
+	// seq numbers the chunks after the start chunk, the done chunk
+	// included, from 1, when the receiver's answer to the start chunk
+	// offered a window (SnapshotAck.window): the sender then has up to that
+	// many chunks in flight and the receiver takes them in seq order,
+	// refusing a gap. 0: the sender sends one chunk at a time.
+	Seq           uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,6 +510,13 @@ func (x *SnapshotChunk) GetVersions() []*VersionEntry {
 	return nil
 }
 
+func (x *SnapshotChunk) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // VersionEntry is one entry of the versions column family, key and value as
 // raftd's storage package encodes them.
 type VersionEntry struct {
@@ -559,7 +572,10 @@ func (x *VersionEntry) GetValue() []byte {
 }
 
 type SnapshotAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// window (answer to a start chunk): how many numbered chunks (seq) the
+	// receiver takes in flight; 0: one at a time, unnumbered.
+	Window        uint32 `protobuf:"varint,1,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -592,6 +608,13 @@ func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
 func (*SnapshotAck) Descriptor() ([]byte, []int) {
 	return file_raftmsgpb_raftmsg_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SnapshotAck) GetWindow() uint32 {
+	if x != nil {
+		return x.Window
+	}
+	return 0
 }
 
 type HelloRequest struct {
@@ -1760,7 +1783,7 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x122\n" +
 	"\x06closed\x18\x02 \x01(\v2\x1a.pleiades.hlc.v1.TimestampR\x06closed\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x04 \x01(\x04R\x04term\"\xc9\x03\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\"\xdb\x03\n" +
 	"\rSnapshotChunk\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\x04R\n" +
 	"snapshotId\x12\x19\n" +
@@ -1773,11 +1796,13 @@ const file_raftmsgpb_raftmsg_proto_rawDesc = "" +
 	"\aapplied\x18\b \x01(\v2!.pleiades.raftmsg.v1.AppliedStateR\aapplied\x12=\n" +
 	"\bsessions\x18\t \x03(\v2!.pleiades.raftmsg.v1.SessionEntryR\bsessions\x12=\n" +
 	"\bversions\x18\n" +
-	" \x03(\v2!.pleiades.raftmsg.v1.VersionEntryR\bversions\"6\n" +
+	" \x03(\v2!.pleiades.raftmsg.v1.VersionEntryR\bversions\x12\x10\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\"6\n" +
 	"\fVersionEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\r\n" +
-	"\vSnapshotAck\"b\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"%\n" +
+	"\vSnapshotAck\x12\x16\n" +
+	"\x06window\x18\x01 \x01(\rR\x06window\"b\n" +
 	"\fHelloRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12%\n" +
