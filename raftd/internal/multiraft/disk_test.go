@@ -27,6 +27,17 @@ type fullEngine struct {
 	// fillOn, when set, fills the disk at the first write whose values
 	// hold it (that write is refused).
 	fillOn atomic.Pointer[[]byte]
+	// onWrite and onMultiGet, when set, see each write and each MultiGet
+	// before it runs.
+	onWrite    atomic.Pointer[func(ops []storage.Op)]
+	onMultiGet atomic.Pointer[func(cf storage.CF, keys [][]byte)]
+}
+
+func (e *fullEngine) MultiGet(ctx context.Context, cf storage.CF, keys [][]byte) ([][]byte, []bool, error) {
+	if f := e.onMultiGet.Load(); f != nil {
+		(*f)(cf, keys)
+	}
+	return e.Engine.MultiGet(ctx, cf, keys)
 }
 
 func (e *fullEngine) refusal() error {
@@ -35,6 +46,9 @@ func (e *fullEngine) refusal() error {
 }
 
 func (e *fullEngine) Write(ctx context.Context, ops []storage.Op, sync bool) error {
+	if f := e.onWrite.Load(); f != nil {
+		(*f)(ops)
+	}
 	if b := e.fillOn.Load(); b != nil {
 		for _, op := range ops {
 			if bytes.Contains(op.Value, *b) {

@@ -19,7 +19,7 @@
 // engine values), disk.go (a full disk: proposals refused, refused round
 // writes held or written from stored's reserve), mvccapply.go and mvcc.go
 // (versions: the records a write builds on, read into the value cache
-// after the round that appended it, one MultiGet for the round's ranges,
+// while the round that appends it writes, one MultiGet for the round's ranges,
 // so its apply a round later finds them without a stored round trip;
 // reads at a timestamp, the background collection of old versions), watch.go (Watch
 // streams fed by the rounds' writes), closedts.go (closed timestamps: the

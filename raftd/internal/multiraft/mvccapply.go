@@ -80,12 +80,13 @@ func (s *Store) fetchKeys(ents []*raftpb.Entry, applying uint64) [][]byte {
 	return keys
 }
 
-// prefetch starts one engine read of the keys the round's written works
-// appended entries for (readyWork.fetch), filling the value cache when
-// it returns. Those entries apply in a later round, after the entries'
-// followers acknowledged them (leader) or the commit reached this node
-// (follower): the read overlaps that wait instead of sitting on the
-// apply's path. A data write that lands meanwhile leaves out the keys
+// prefetch starts one engine read of the keys the round's works append
+// entries for (readyWork.fetch), filling the value cache when it
+// returns. It starts before the round's write, so it runs alongside it.
+// Those entries apply in a later round, after the entries' followers
+// acknowledged them (leader) or the commit reached this node
+// (follower): the read overlaps the write and that wait instead of
+// sitting on the apply's path. A data write that lands meanwhile leaves out the keys
 // it touched (valueCache.startRead), so the cache never takes a record
 // older than the engine's; what the read did not bring, the apply reads
 // itself.

@@ -1,11 +1,15 @@
 package multiraft
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
@@ -136,5 +140,59 @@ func TestCatchUpFindsPrefetchedRecords(t *testing.T) {
 		if err != nil || !ok || string(v.GetValue()) != "v1" || v.GetVersion() != 2 {
 			t.Errorf("follower's %s = %v, %v, %v; want v1, version 2", key, v, ok, err)
 		}
+	}
+}
+
+// TestPrefetchOverlapsTheAppendWrite checks that the read of the record
+// an appended entry builds on starts before the write of the round that
+// appends it returns, so that it runs alongside the write: the leader's
+// write of the entry for a new key waits for a MultiGet of that key (at
+// most 3 s; a prefetch started after the write never comes in time).
+func TestPrefetchOverlapsTheAppendWrite(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.put(ctx, "warm", "x"); err != nil {
+		t.Fatal(err)
+	}
+	e := c.disks[c.leaderOf(2)]
+	key := []byte("overlapping")
+	read := make(chan struct{})
+	var once sync.Once
+	onMultiGet := func(cf storage.CF, keys [][]byte) {
+		for _, k := range keys {
+			if cf == storage.Data && bytes.Contains(k, key) {
+				once.Do(func() { close(read) })
+			}
+		}
+	}
+	// 1: the write of the entry saw the read start; 2: it did not.
+	var seen atomic.Int32
+	onWrite := func(ops []storage.Op) {
+		for _, op := range ops {
+			if op.CF != storage.Raft || !bytes.Contains(op.Value, key) {
+				continue
+			}
+			select {
+			case <-read:
+				seen.CompareAndSwap(0, 1)
+			case <-time.After(3 * time.Second):
+				seen.CompareAndSwap(0, 2)
+			}
+			return
+		}
+	}
+	e.onMultiGet.Store(&onMultiGet)
+	e.onWrite.Store(&onWrite)
+	defer e.onWrite.Store(nil)
+	defer e.onMultiGet.Store(nil)
+	if err := c.put(ctx, string(key), "v"); err != nil {
+		t.Fatal(err)
+	}
+	// (Without the read, the blocked write costs the leader its
+	// leadership, and the put may be answered by another node first.)
+	waitFor(t, 10*time.Second, "the leader to write the entry", func() bool { return seen.Load() != 0 })
+	if seen.Load() == 2 {
+		t.Fatal("the leader's write of the entry returned before any read of the key's record started")
 	}
 }

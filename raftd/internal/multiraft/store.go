@@ -672,12 +672,16 @@ func (s *Store) round(ids []uint64) error {
 	}
 	leading := early.peerMessages() > carried
 	early.flush()
+	// The records the appended entries build on are read while the
+	// round's write is in flight, not after it: at one client the
+	// leader's apply otherwise waited for a read started only once its
+	// own append was durable (mvccapply.go).
+	s.prefetch(reps, works)
 	// A write refused for want of space holds its replicas' works (they
 	// sit the next rounds out) instead of failing the round (disk.go).
 	if err := s.writeWorks(reps, works); err != nil {
 		return err
 	}
-	s.prefetch(reps, works)
 	s.parallel(len(reps), func(i int) {
 		if works[i] != nil {
 			errs[i] = reps[i].phase2(works[i], late)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Counts what the three raftds of a fresh local cluster do per put: starts
+# `pleiades dev --nodes 3` with RANGES user ranges, writes TOTAL/4 puts
+# untimed, then TOTAL puts with CLIENTS requesters over CONNS client
+# endpoints, and prints the put rate and, per put, every counter of the
+# raftds' /metrics (summed over the three nodes) among the scheduler's
+# (rounds, ranges processed, log writes and their seconds, carried rounds,
+# prefetch and apply reads, skipped ticks, proposals) and the bus calls
+# (counts and seconds by method). With PROFILE_SECONDS, each raftd's CPU
+# profile of that many seconds from the start of the timed puts goes to
+# PROFILE_DIR (default .), as raftd-cpu-<ranges>-<clients>-<node>.pb.gz.
+# Needs `make build` first (BIN overrides ./bin; PORT_OFFSET the cluster's
+# ports, default 3600).
+#
+#   scripts/raftd-counts.sh RANGES CLIENTS CONNS TOTAL
+#   PROFILE_SECONDS=5 scripts/raftd-counts.sh 16 64 16 30000
+. "$(dirname "$0")/lib.sh"
+if [ $# -ne 4 ]; then
+  echo "usage: $0 RANGES CLIENTS CONNS TOTAL" >&2
+  exit 2
+fi
+for n in "$@"; do
+  if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: $0 RANGES CLIENTS CONNS TOTAL  (positive numbers)" >&2
+    exit 2
+  fi
+done
+ranges=$1 clients=$2 conns=$3 total=$4
+bin=${BIN:-$ROOT/bin}
+off=${PORT_OFFSET:-3600}
+prof=${PROFILE_SECONDS:-0}
+pdir=${PROFILE_DIR:-.}
+dir=$(mktemp -d)
+"$bin/pleiades" dev --bin-dir "$bin" --nodes 3 --data-dir "$dir" --port-offset "$off" >"$dir/dev.log" 2>&1 &
+dev=$!
+trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
+b=$((7400 + off))
+addrs="127.0.0.1:$((b + 2)),127.0.0.1:$((b + 12)),127.0.0.1:$((b + 22))"
+cli=(--certs-dir "$dir/node1/certs" --addr "$addrs")
+for _ in $(seq 1 120); do
+  [ -f "$dir/node1/certs/ca.crt" ] && "$bin/pleiades" ranges "${cli[@]}" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+"$bin/pleiades" init "${cli[@]}" --initial-ranges "$ranges" >/dev/null
+sleep 3
+bench=(bench kv "${cli[@]}" --conns "$conns" --clients "$clients" --val-size 256 --sequential-keys -o json)
+"$bin/pleiades" "${bench[@]}" --total $((total / 4)) >/dev/null
+# raftd's admin port is 7502 plus the node's offset (10 apart).
+scrape() {
+  for k in 0 1 2; do curl -s "http://127.0.0.1:$((7502 + off + 10 * k))/metrics"; done |
+    grep -v '^#' | awk '{ a[$1] += $2 } END { for (k in a) print k, a[k] }' | sort
+}
+scrape >"$dir/m0"
+pids=
+if [ "$prof" != 0 ]; then
+  for k in 0 1 2; do
+    curl -s -o "$pdir/raftd-cpu-$ranges-$clients-$((k + 1)).pb.gz" "http://127.0.0.1:$((7502 + off + 10 * k))/debug/pprof/profile?seconds=$prof" &
+    pids="$pids $!"
+  done
+fi
+"$bin/pleiades" "${bench[@]}" --total "$total" |
+  python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.0f puts/s  p50 %.2f ms  p99 %.2f ms  errors %d" % (j["requests_per_sec"], j["p50_ms"], j["p99_ms"], j["errors"]))'
+[ -z "$pids" ] || wait $pids
+scrape >"$dir/m1"
+echo "per put, summed over the three raftds:"
+join "$dir/m0" "$dir/m1" | awk -v n="$total" '{ d = $3 - $2
+  if (d > 0 && ($1 ~ /raftd_(scheduler|log_|carried|prefetch|apply_reads|ticks_skipped|ranges_processed|proposal)/ || $1 ~ /bus_call_duration_seconds_(count|sum)/))
+    printf "  %-100s %10.4f\n", $1, d / n }'
