@@ -46,6 +46,13 @@ func (m *membership) set(id uint64, st gossippb.MemberState) {
 		Metadata: &gossippb.Metadata{Addresses: map[string]string{"raftd": fmt.Sprintf("127.0.0.1:%d", 7000+id)}}}
 }
 
+// forget drops a member, as a gossipd restarted after it died does.
+func (m *membership) forget(id uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.members, id)
+}
+
 func (m *membership) Members(context.Context, bool) ([]*gossippb.Member, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -200,6 +207,28 @@ func TestReReplication(t *testing.T) {
 	// Still one instance: the finished one is not started again while the
 	// dead node holds nothing.
 	time.Sleep(500 * time.Millisecond)
+	if n := len(f.instances("pleiades.rereplicate")); n != 1 {
+		t.Errorf("%d re-replication instances; want 1", n)
+	}
+}
+
+// TestReReplicationForgottenNode: a node the descriptors name that gossip
+// does not list at all (its gossipd restarted after the node died) is
+// replaced once it has been missing for the timeout, not before.
+func TestReReplicationForgottenNode(t *testing.T) {
+	f := newLCFixture(t, 4, 1, newMembership(1, 2, 3, 4), func(c *workflowd.Config) { c.DeadNodeTimeout = 2 * time.Second })
+	before := f.layout()
+	f.mem.forget(2)
+	time.Sleep(time.Second)
+	if got := f.layout(); got != before {
+		t.Errorf("layout %s one second after node 2 went missing; want %s until the timeout", got, before)
+	}
+	eventually.NoError(t, 20*time.Second, "node 2's replicas replaced", func() error {
+		if got, want := f.layout(), "2:1,3,4 3:1,3,4"; got != want {
+			return fmt.Errorf("layout %s; want %s", got, want)
+		}
+		return nil
+	})
 	if n := len(f.instances("pleiades.rereplicate")); n != 1 {
 		t.Errorf("%d re-replication instances; want 1", n)
 	}

@@ -41,7 +41,9 @@
 // more than RebalanceThreshold; one instance at a time, keyed as above.
 //
 // HAZARDS: liveness is each workflowd's own gossip view; a gossipd that
-// restarted forgets members that died before, so a node dead before every
-// gossipd restarted is not replaced. Replica counts are the only balance
-// criterion (no sizes, no load, no locality).
+// restarted forgets members that died before, so a node the descriptors
+// name that the view does not list at all also counts as dead once it has
+// been missing for DeadNodeTimeout (timed from when this workflowd first
+// saw it missing: a workflowd restart starts the wait again). Replica
+// counts are the only balance criterion (no sizes, no load, no locality).
 package lifecycle

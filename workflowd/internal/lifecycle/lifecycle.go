@@ -126,12 +126,16 @@ type Manager struct {
 	log  *slog.Logger
 	now  func() time.Time
 	defs []*workflow.Definition
+	// unknownSince is when Run first saw descriptors name a node that
+	// gossip does not list at all (a gossipd restarted after the node
+	// died forgets it); Run's goroutine alone uses it.
+	unknownSince map[uint64]time.Time
 }
 
 // New returns a manager; Definitions must be registered with the engine
 // before Run.
 func New(cfg Config, kv KV, mem Membership, eng Engine, log *slog.Logger) *Manager {
-	m := &Manager{cfg: cfg.withDefaults(), kv: kv, mem: mem, eng: eng, log: log, now: time.Now}
+	m := &Manager{cfg: cfg.withDefaults(), kv: kv, mem: mem, eng: eng, log: log, now: time.Now, unknownSince: map[uint64]time.Time{}}
 	m.defs = []*workflow.Definition{m.moveDefinition(DefReReplicate, reasonDead), m.moveDefinition(DefDecommission, reasonDecommission),
 		m.rebalanceDefinition()}
 	return m
@@ -506,26 +510,41 @@ func deadFor(mb *gossippb.Member, now time.Time) time.Duration {
 	return 0
 }
 
-// checkDead starts the re-replication of the nodes dead for long enough.
+// checkDead starts the re-replication of the nodes dead for long enough:
+// those gossip has seen dead or left for DeadNodeTimeout, and those the
+// descriptors name that gossip has not listed at all for as long (its
+// gossipd restarted after they died, or never met them).
 func (m *Manager) checkDead(ctx context.Context) error {
-	ms, _, err := m.mem.Members(ctx, true)
-	if err != nil {
-		return fmt.Errorf("read gossip members: %w", err)
-	}
-	now := m.now()
-	var dead []uint64
-	for _, mb := range ms {
-		if deadFor(mb, now) >= m.cfg.DeadNodeTimeout {
-			dead = append(dead, mb.GetNodeId())
-		}
-	}
-	if len(dead) == 0 {
-		return nil
-	}
 	v, err := m.look(ctx)
 	if err != nil {
 		return err
 	}
+	now := m.now()
+	var dead []uint64
+	for _, mb := range v.members {
+		if deadFor(mb, now) >= m.cfg.DeadNodeTimeout {
+			dead = append(dead, mb.GetNodeId())
+		}
+	}
+	for id := range m.unknownSince {
+		if v.members[id] != nil || v.counts[id] == 0 {
+			delete(m.unknownSince, id)
+		}
+	}
+	for id := range v.counts {
+		if v.members[id] != nil {
+			continue
+		}
+		since, ok := m.unknownSince[id]
+		if !ok {
+			m.unknownSince[id] = now
+			continue
+		}
+		if now.Sub(since) >= m.cfg.DeadNodeTimeout {
+			dead = append(dead, id)
+		}
+	}
+	slices.Sort(dead)
 	var errs []error
 	for _, id := range dead {
 		if v.counts[id] == 0 || v.states[id].State != "" || v.alive(id) {
