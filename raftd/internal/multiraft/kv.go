@@ -1284,12 +1284,32 @@ func (r *Replica) applyDesc() *kvpb.RangeDescriptor {
 // waitLeader waits up to max (and ctx) for the replica to know a leader;
 // it reports whether one is known.
 func (r *Replica) waitLeader(ctx context.Context, max time.Duration) bool {
-	deadline := time.Now().Add(max)
-	for r.LeaderNode() == 0 && !r.IsLeader() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+	known := func() bool { return r.LeaderNode() != 0 || r.IsLeader() }
+	if known() {
+		return true
+	}
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	for {
+		r.leaderSeenMu.Lock()
+		if r.leaderSeen == nil {
+			r.leaderSeen = make(chan struct{})
+		}
+		seen := r.leaderSeen
+		r.leaderSeenMu.Unlock()
+		// A leader learnt before the channel was registered closed none.
+		if known() {
+			return true
+		}
+		select {
+		case <-seen:
+			if known() {
+				return true
+			}
+		case <-timer.C:
+			return known()
+		case <-ctx.Done():
 			return false
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
-	return true
 }

@@ -188,6 +188,10 @@ type Replica struct {
 	heardLeader, tickSkippable atomic.Bool
 	ticksSkipped               atomic.Uint64
 	leaderNode                 atomic.Uint64
+	// leaderSeen, when not nil, is closed (and cleared) as the replica
+	// learns a leader: waitLeader's wake-up.
+	leaderSeenMu sync.Mutex
+	leaderSeen   chan struct{}
 	// lastLeader is the last non-zero leader node seen (events.go).
 	lastLeader atomic.Uint64
 	applied    atomic.Uint64
@@ -754,7 +758,7 @@ func (r *Replica) phase2(w *readyWork, out *outbox) error {
 	st := rn.BasicStatus()
 	r.noteLeadershipLocked(st)
 	r.isLeader.Store(st.RaftState == raft.StateLeader)
-	r.leaderNode.Store(r.nodeOfReplica(st.Lead))
+	r.setLeaderNode(r.nodeOfReplica(st.Lead))
 	if err := r.maybeTruncateLocked(); err != nil {
 		return err
 	}
@@ -1340,4 +1344,18 @@ func (l raftLogger) panic(msg string) {
 func (r *Replica) publishClosedLocked() {
 	c, _ := hlc.FromProto(r.mu.applied.GetClosedTimestamp())
 	r.cts.publish(r.mu.applied.GetIndex(), r.mu.applied.GetTerm(), c)
+}
+
+// setLeaderNode records the leader's node (0: none known) and wakes the
+// waitLeader calls when a leader becomes known.
+func (r *Replica) setLeaderNode(ln uint64) {
+	if r.leaderNode.Swap(ln) != 0 || ln == 0 {
+		return
+	}
+	r.leaderSeenMu.Lock()
+	if r.leaderSeen != nil {
+		close(r.leaderSeen)
+		r.leaderSeen = nil
+	}
+	r.leaderSeenMu.Unlock()
 }

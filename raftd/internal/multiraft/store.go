@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pleiades-db/pleiades/raftd/internal/storage"
+	"github.com/pleiades-db/pleiades/shared/daemon"
 	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
@@ -63,7 +64,10 @@ type Store struct {
 	// frames (round); only the scheduler goroutine touches it.
 	carried *outbox
 	wg      sync.WaitGroup
-	fatal   chan error
+	// async owns the goroutines goAsync starts (snapshot sends, replica
+	// destruction, ...): closed by Stop, which waits for them.
+	async daemon.Tasks
+	fatal chan error
 
 	sched struct {
 		sync.Mutex
@@ -236,6 +240,7 @@ func (s *Store) Stop() {
 		return
 	}
 	s.mu.stopped = true
+	s.async.Close()
 	reps := make([]*Replica, 0, len(s.mu.replicas))
 	for _, r := range s.mu.replicas {
 		reps = append(reps, r)
@@ -244,6 +249,7 @@ func (s *Store) Stop() {
 	close(s.stopc)
 	s.cancel()
 	s.wg.Wait()
+	_ = s.async.Wait(context.Background()) // they end with s.ctx and stopc
 	for _, r := range reps {
 		r.failAll(ErrStopped, ErrStopped)
 	}
@@ -266,20 +272,9 @@ func (s *Store) stopping() bool {
 	}
 }
 
-// goAsync runs f on a goroutine owned by the store.
-func (s *Store) goAsync(f func()) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.mu.stopped {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-	return true
-}
+// goAsync runs f on a goroutine owned by the store (Stop waits for it);
+// false, running nothing, once the store is stopping.
+func (s *Store) goAsync(f func()) bool { return s.async.Go(f) }
 
 func (s *Store) load(ctx context.Context) error {
 	eng := s.d.Engine
