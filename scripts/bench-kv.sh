@@ -93,17 +93,7 @@ with open(sys.argv[-1], "a") as f:
 
 for ranges in "$@"; do
   dir=$(mktemp -d)
-  "$bin/pleiades" dev --bin-dir "$bin" --nodes 3 --data-dir "$dir" --port-offset "$offset" >"$dir/dev.log" 2>&1 &
-  dev=$!
-  b=$((7400 + offset))
-  addrs="127.0.0.1:$((b + 2)),127.0.0.1:$((b + 12)),127.0.0.1:$((b + 22))"
-  cli=(--certs-dir "$dir/node1/certs" --addr "$addrs")
-  for _ in $(seq 1 120); do
-    [ -f "$dir/node1/certs/ca.crt" ] && "$bin/pleiades" ranges "${cli[@]}" >/dev/null 2>&1 && break
-    sleep 0.5
-  done
-  "$bin/pleiades" init "${cli[@]}" --initial-ranges "$ranges" >/dev/null
-  sleep 3
+  start_dev "$bin" "$dir" "$offset" "$ranges"
   log "3 nodes, $ranges user range(s), load average $(cut -d' ' -f1 /proc/loadavg)"
   run "$ranges" "put, 1 client" put1 5000 --conns 1 --clients 1 --total 5000 --val-size 256 --sequential-keys
   run "$ranges" "put, 64 clients" put64 50000 --conns 16 --clients 64 --total 50000 --val-size 256 --sequential-keys

@@ -47,3 +47,23 @@ step() {
 udp_datagrams() { awk '/^Udp:/ { if (hdr) { print $5 } else { hdr = 1 } }' /proc/net/snmp; }
 ctx_switches() { awk '/^ctxt/ { print $2 }' /proc/stat; }
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8 }' /proc/stat; }
+
+# start_dev BIN DIR OFFSET RANGES starts a 3-node `pleiades dev` of BIN's
+# binaries over DIR on port offset OFFSET (its log in DIR/dev.log), waits
+# for its raftds, initializes it with RANGES user ranges and leaves it 3 s
+# to elect. It sets dev (the supervisor's pid: the caller stops it), addrs
+# (the raftds' bus addresses, comma-separated) and cli (the CLI's
+# --certs-dir and --addr for them).
+start_dev() {
+  "$1/pleiades" dev --bin-dir "$1" --nodes 3 --data-dir "$2" --port-offset "$3" >"$2/dev.log" 2>&1 &
+  dev=$!
+  local b=$((7400 + $3))
+  addrs="127.0.0.1:$((b + 2)),127.0.0.1:$((b + 12)),127.0.0.1:$((b + 22))"
+  cli=(--certs-dir "$2/node1/certs" --addr "$addrs")
+  for _ in $(seq 1 120); do
+    [ -f "$2/node1/certs/ca.crt" ] && "$1/pleiades" ranges "${cli[@]}" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  "$1/pleiades" init "${cli[@]}" --initial-ranges "$4" >/dev/null
+  sleep 3
+}

@@ -31,18 +31,9 @@ off=${PORT_OFFSET:-3600}
 prof=${PROFILE_SECONDS:-0}
 pdir=${PROFILE_DIR:-.}
 dir=$(mktemp -d)
-"$bin/pleiades" dev --bin-dir "$bin" --nodes 3 --data-dir "$dir" --port-offset "$off" >"$dir/dev.log" 2>&1 &
-dev=$!
-trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
-b=$((7400 + off))
-addrs="127.0.0.1:$((b + 2)),127.0.0.1:$((b + 12)),127.0.0.1:$((b + 22))"
-cli=(--certs-dir "$dir/node1/certs" --addr "$addrs")
-for _ in $(seq 1 120); do
-  [ -f "$dir/node1/certs/ca.crt" ] && "$bin/pleiades" ranges "${cli[@]}" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-"$bin/pleiades" init "${cli[@]}" --initial-ranges "$ranges" >/dev/null
-sleep 3
+dev=
+trap '[ -z "$dev" ] || { kill -TERM "$dev" 2>/dev/null; wait "$dev" 2>/dev/null; }; rm -rf "$dir"' EXIT
+start_dev "$bin" "$dir" "$off" "$ranges"
 bench=(bench kv "${cli[@]}" --conns "$conns" --clients "$clients" --val-size 256 --sequential-keys -o json)
 "$bin/pleiades" "${bench[@]}" --total $((total / 4)) >/dev/null
 # raftd's admin port is 7502 plus the node's offset (10 apart).

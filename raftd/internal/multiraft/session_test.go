@@ -69,6 +69,15 @@ func (c *testCluster) sessionsOf(id uint64) []storage.KV {
 // memory is what its engine holds.
 func (c *testCluster) checkSessionsLoaded(id uint64) {
 	c.t.Helper()
+	if diff := c.sessionsLoadedDiff(id); diff != "" {
+		c.t.Fatal(diff)
+	}
+}
+
+// sessionsLoadedDiff says how node id's session table of range 2 in
+// memory differs from what its engine holds ("": it does not).
+func (c *testCluster) sessionsLoadedDiff(id uint64) string {
+	c.t.Helper()
 	r := c.store(id).Replica(2)
 	r.mu.Lock()
 	recs, err := r.mu.sessions.records()
@@ -86,11 +95,12 @@ func (c *testCluster) checkSessionsLoaded(id uint64) {
 		c.t.Fatal(err)
 	}
 	if !reflect.DeepEqual(recordsOf(c.t, loaded), recs) {
-		c.t.Fatalf("node %d: %d session records in memory differ from the %d in the engine", id, len(recs), len(want))
+		return fmt.Sprintf("node %d: %d session records in memory differ from the %d in the engine", id, len(recs), len(want))
 	}
 	if total != loaded.bytes {
-		c.t.Errorf("node %d: session table counts %d bytes; loaded from the engine, %d", id, total, loaded.bytes)
+		return fmt.Sprintf("node %d: session table counts %d bytes; loaded from the engine, %d", id, total, loaded.bytes)
 	}
+	return ""
 }
 
 func recordsOf(t testing.TB, tab *sessionTable) []sessionRecord {
@@ -106,6 +116,8 @@ func recordsOf(t testing.TB, tab *sessionTable) []sessionRecord {
 // every other node's (and there are some).
 func (c *testCluster) waitSameSessions(id uint64) {
 	c.t.Helper()
+	// Memory and engine agree once the last apply's write is in (the
+	// table changes at apply, the engine with the round's write).
 	waitFor(c.t, 10*time.Second, fmt.Sprintf("node %d to hold the same client sessions as the others", id), func() bool {
 		mine := c.sessionsOf(id)
 		for _, o := range c.ids {
@@ -113,9 +125,8 @@ func (c *testCluster) waitSameSessions(id uint64) {
 				return false
 			}
 		}
-		return len(mine) > 0
+		return len(mine) > 0 && c.sessionsLoadedDiff(id) == ""
 	})
-	c.checkSessionsLoaded(id)
 }
 
 func wantReason(t *testing.T, err error, code bus.Code, reason string) {
