@@ -188,22 +188,33 @@ func (m *Manager) nodeStates(ctx context.Context) (map[uint64]nodeState, error) 
 	return out, nil
 }
 
+// nodeStateOf reads node id's state record: the state (zero when there
+// is none), the raw record to compare-and-swap against, and whether one
+// exists.
+func (m *Manager) nodeStateOf(ctx context.Context, id uint64) (nodeState, kvclient.Value, bool, error) {
+	var st nodeState
+	cur, found, err := m.kv.Get(ctx, NodeKey(id))
+	if err != nil {
+		return st, cur, false, fmt.Errorf("read node %d state: %w", id, err)
+	}
+	if found {
+		if err := json.Unmarshal(cur.Value, &st); err != nil {
+			return st, cur, false, fmt.Errorf("node %d state: %w", id, err)
+		}
+	}
+	return st, cur, found, nil
+}
+
 // setNodeState writes a node's state unless it already has it; a
 // decommissioned node is never made decommissioning again.
 func (m *Manager) setNodeState(ctx context.Context, id uint64, st nodeState) error {
 	for {
-		cur, found, err := m.kv.Get(ctx, NodeKey(id))
+		old, cur, found, err := m.nodeStateOf(ctx, id)
 		if err != nil {
-			return fmt.Errorf("read node %d state: %w", id, err)
+			return err
 		}
-		var old nodeState
-		if found {
-			if err := json.Unmarshal(cur.Value, &old); err != nil {
-				return fmt.Errorf("node %d state: %w", id, err)
-			}
-			if old.State == st.State || old.State == StateDecommissioned {
-				return nil
-			}
+		if found && (old.State == st.State || old.State == StateDecommissioned) {
+			return nil
 		}
 		st.Since = m.now().UnixNano()
 		raw, err := json.Marshal(st)
@@ -434,15 +445,9 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 	if node == 0 {
 		return "", fmt.Errorf("%w: node id 0", ErrInvalid)
 	}
-	cur, found, err := m.kv.Get(ctx, NodeKey(node))
+	st, cur, _, err := m.nodeStateOf(ctx, node)
 	if err != nil {
-		return "", fmt.Errorf("read node %d state: %w", node, err)
-	}
-	var st nodeState
-	if found {
-		if err := json.Unmarshal(cur.Value, &st); err != nil {
-			return "", fmt.Errorf("node %d state: %w", node, err)
-		}
+		return "", err
 	}
 	switch st.State {
 	case "":
