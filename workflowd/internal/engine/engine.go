@@ -670,6 +670,7 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 		resume = key(nsList, b)
 	}
 	var out []*workflowpb.InstanceSummary
+	seen := map[string]int{}
 	for _, st := range statuses {
 		start, end := span(key(nsList, []byte{byte(st), '/'}))
 		if f.CreatedAfter > 0 {
@@ -703,6 +704,15 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 			if f.Definition != "" && s.GetDefinition() != f.Definition {
 				continue
 			}
+			// Each status is its own scan: an instance that changed
+			// status between two of them is listed under both. Keep
+			// the later one (a status later in listOrder is the newer:
+			// terminal statuses come last).
+			if i, ok := seen[s.GetId()]; ok {
+				out[i] = s
+				continue
+			}
+			seen[s.GetId()] = len(out)
 			out = append(out, s)
 		}
 		if err := it.Err(); err != nil {

@@ -579,6 +579,16 @@ func (m *Manager) startReReplicate(ctx context.Context, node uint64) error {
 		if err == nil && !finished(st) {
 			return nil
 		}
+		// The caller's view may predate the previous instance's last
+		// move: look again, after seeing it finished, before starting
+		// another.
+		v, err := m.look(ctx)
+		if err != nil {
+			return err
+		}
+		if v.counts[node] == 0 || v.states[node].State != "" || v.alive(node) {
+			return nil
+		}
 	}
 	data, err := json.Marshal(moveData{Node: node, Reason: reasonDead})
 	if err != nil {
