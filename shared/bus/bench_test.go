@@ -25,7 +25,8 @@ import (
 // same protobuf messages: a length-prefixed request/response server, one TCP
 // connection per concurrent caller (TCP has no multiplexing); "tls" is the
 // same over TLS 1.3 with the bus's certificates, to tell the cost of the
-// encryption from that of QUIC's packets.
+// encryption from that of QUIC's packets; "bus-local" is the bus calling
+// over the server's local (Unix domain) socket.
 //
 //	go test ./bus/ -run '^$' -bench . -benchtime 2s
 
@@ -82,9 +83,19 @@ func runUnary(b *testing.B, conc int, newCaller func() caller, size int) {
 func BenchmarkUnary(b *testing.B) {
 	srv := newBus(b, "srv")
 	echo(srv)
+	path := socketPath(b)
+	if err := srv.ListenLocal(path); err != nil {
+		b.Fatal(err)
+	}
 	addr := start(b, srv)
 	cli := newBus(b, "cli")
 	start(b, cli)
+	// cliLocal calls srv over its local socket.
+	cliLocal := newBus(b, "cli")
+	start(b, cliLocal)
+	if err := cliLocal.AddLocalPeer(addr, path); err != nil {
+		b.Fatal(err)
+	}
 	tcp := startTCPEcho(b, nil)
 	srvTLS := tlsConfig(b, "srv")
 	srvTLS.MinVersion = tls.VersionTLS13
@@ -98,6 +109,13 @@ func BenchmarkUnary(b *testing.B) {
 				runUnary(b, conc, func() caller {
 					return func(ctx context.Context, req, resp *wrapperspb.BytesValue) error {
 						return cli.Call(ctx, addr, wire.ProtoKV, "Echo", req, resp)
+					}
+				}, size)
+			})
+			b.Run(fmt.Sprintf("bus-local/size=%d/conc=%d", size, conc), func(b *testing.B) {
+				runUnary(b, conc, func() caller {
+					return func(ctx context.Context, req, resp *wrapperspb.BytesValue) error {
+						return cliLocal.Call(ctx, addr, wire.ProtoKV, "Echo", req, resp)
 					}
 				}, size)
 			})

@@ -103,6 +103,10 @@ type Bus struct {
 	accepted        map[string]*quic.Conn // latest accepted connection by remote address
 	batches         map[batchKey]*batchStream
 	callsSrv        map[*callsServer]struct{} // served calls streams, for Stop
+	localPath       string                    // ListenLocal's socket, "" for none
+	localLn         *net.UnixListener
+	localConns      map[net.Conn]struct{} // local socket connections, dialed and accepted
+	local           map[string]*localPeer // peers' local sockets by bus address
 	udp             *net.UDPConn
 	tr              *quic.Transport
 	ln              *quic.Listener
@@ -193,6 +197,9 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		accepted: make(map[string]*quic.Conn),
 		batches:  make(map[batchKey]*batchStream),
 		callsSrv: make(map[*callsServer]struct{}),
+
+		localConns: make(map[net.Conn]struct{}),
+		local:      make(map[string]*localPeer),
 	}, nil
 }
 
@@ -246,11 +253,18 @@ func (b *Bus) Start(ctx context.Context) error {
 	b.udp, b.tr, b.ln = udp, tr, ln
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.stopBegun, b.cancelStopBegun = context.WithCancel(b.ctx)
+	if err := b.startLocal(); err != nil {
+		b.cancel()
+		_ = ln.Close()
+		_ = tr.Close()
+		_ = udp.Close()
+		return err
+	}
 	b.started = true
 	b.wg.Add(2)
 	go b.acceptLoop()
 	go b.reapLoop()
-	b.log.Info("bus started", "addr", udp.LocalAddr().String())
+	b.log.Info("bus started", "addr", udp.LocalAddr().String(), "local_socket", b.localPath)
 	return nil
 }
 
@@ -321,6 +335,7 @@ drain:
 	for _, c := range conns {
 		_ = c.CloseWithError(connCodeStopping, "bus stopping")
 	}
+	b.closeLocal()
 	_ = b.ln.Close()
 	_ = b.tr.Close()
 	_ = b.udp.Close()

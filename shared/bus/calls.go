@@ -32,7 +32,10 @@ var errCallsClosed = errors.New("calls stream closed")
 // what others queued meanwhile; the others return at once. Queued frames
 // go out together, in one Write, usually one packet.
 type frameWriter struct {
-	str     io.WriteCloser // a *quic.Stream; its Close ends the send side
+	str     interface {
+		io.Writer
+		closeSend() // ends the send side after what was written
+	}
 	mu      sync.Mutex
 	pending []byte
 	spare   []byte
@@ -90,7 +93,7 @@ func (w *frameWriter) write(frame []byte) error {
 		if len(w.pending) == 0 {
 			w.writing = false
 			if w.closing {
-				_ = w.str.Close()
+				w.str.closeSend()
 			}
 			w.mu.Unlock()
 			return nil
@@ -107,7 +110,7 @@ func (w *frameWriter) closeSend() {
 	}
 	w.closing = true
 	if !w.writing && w.err == nil {
-		_ = w.str.Close()
+		w.str.closeSend()
 	}
 }
 
@@ -122,8 +125,8 @@ type callResult struct {
 // callsClient is the caller's end of the calls stream of one connection.
 type callsClient struct {
 	b    *Bus
-	conn *quic.Conn
-	str  *quic.Stream
+	conn *quic.Conn // nil on a local socket
+	str  callsConn
 	w    frameWriter
 
 	mu    sync.Mutex
@@ -154,8 +157,7 @@ func (p *peerConn) calls(b *Bus, conn *quic.Conn) *callsClient {
 	if err != nil {
 		return nil
 	}
-	cc := &callsClient{b: b, conn: conn, str: str, calls: make(map[uint64]chan callResult)}
-	cc.w.str = str
+	cc := newCallsClient(b, conn, quicCalls{str})
 	if !b.track(cc.readLoop) {
 		str.CancelWrite(streamCodeStopping)
 		str.CancelRead(streamCodeStopping)
@@ -172,6 +174,12 @@ func (p *peerConn) calls(b *Bus, conn *quic.Conn) *callsClient {
 	return cc
 }
 
+func newCallsClient(b *Bus, conn *quic.Conn, str callsConn) *callsClient {
+	cc := &callsClient{b: b, conn: conn, str: str, calls: make(map[uint64]chan callResult)}
+	cc.w.str = str
+	return cc
+}
+
 func (cc *callsClient) usable() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
@@ -180,6 +188,7 @@ func (cc *callsClient) usable() bool {
 
 // readLoop hands each response to its caller until the stream ends.
 func (cc *callsClient) readLoop() {
+	defer cc.str.release()
 	fr := frameReader{r: cc.str, max: cc.b.maxSize}
 	defer fr.release()
 	for {
@@ -239,8 +248,7 @@ func (cc *callsClient) fail(err error) {
 		cc.w.closeSend()
 		return
 	}
-	cc.str.CancelWrite(streamCodeCanceled)
-	cc.str.CancelRead(streamCodeCanceled)
+	cc.str.reset(streamCodeCanceled)
 }
 
 // do sends the request frame (from appendCallRequest, the call_id at idOff)
@@ -309,6 +317,15 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 	if err := b.checkOpen(); err != nil {
 		return true, err
 	}
+	if cc, lslot := b.localCallsTo(ctx, addr); cc != nil {
+		res, err := cc.do(ctx, out, idOff)
+		lslot.release()
+		if !errors.Is(err, errCallsRefused) {
+			b.m.localCalls.Inc()
+			return true, b.callAnswer(ctx, addr, p, method, res, err, resp)
+		}
+		// A peer that does not serve calls on its socket: QUIC.
+	}
 	slot := b.peer(addr, true)
 	slot.acquire()
 	defer slot.release()
@@ -327,22 +344,28 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 		slot.mu.Unlock()
 		return false, nil
 	}
+	return true, b.callAnswer(ctx, addr, p, method, res, err, resp)
+}
+
+// callAnswer turns the result of a call on a calls stream into the
+// call's error, decoding the payload into resp.
+func (b *Bus) callAnswer(ctx context.Context, addr string, p wire.Protocol, method string, res callResult, err error, resp proto.Message) error {
 	if err != nil {
-		return true, streamErr(ctx, fmt.Sprintf("%s/%s on %s", p, method, addr), err)
+		return streamErr(ctx, fmt.Sprintf("%s/%s on %s", p, method, addr), err)
 	}
 	defer putBuf(res.buf)
 	if res.r.code != CodeOK {
-		return true, fromWire(res.r)
+		return fromWire(res.r)
 	}
 	if err := proto.Unmarshal(res.r.payload, resp); err != nil {
-		return true, Errorf(CodeInternal, "%s/%s on %s: decode %T: %v", p, method, addr, resp, err)
+		return Errorf(CodeInternal, "%s/%s on %s: decode %T: %v", p, method, addr, resp, err)
 	}
-	return true, nil
+	return nil
 }
 
 // callsServer is the handler side of one calls stream.
 type callsServer struct {
-	str  *quic.Stream
+	str  callsConn
 	w    frameWriter
 	done chan struct{} // closed when the reader has stopped
 
@@ -353,11 +376,11 @@ type callsServer struct {
 // serveCalls reads the Requests of a calls stream and runs each on a
 // goroutine of its own; responses go back on the stream in the order they
 // finish. It returns when the caller ends the stream or it fails.
-func (b *Bus) serveCalls(peer *Peer, str *quic.Stream) {
+func (b *Bus) serveCalls(peer *Peer, str callsConn) {
 	sc := &callsServer{str: str, done: make(chan struct{}), running: make(map[uint64]context.CancelFunc)}
 	sc.w.str = str
 	if !b.addCalls(sc) {
-		b.reject(str, peer, streamCodeStopping, CodeUnavailable, "bus stopping")
+		str.refuse(b, peer, streamCodeStopping, CodeUnavailable, "bus stopping")
 		return
 	}
 	defer b.removeCalls(sc)
@@ -492,8 +515,7 @@ func (sc *callsServer) end(code quic.StreamErrorCode) {
 		sc.w.closeSend()
 		return
 	}
-	sc.str.CancelRead(code)
-	sc.str.CancelWrite(code)
+	sc.str.reset(code)
 }
 
 // addCalls tracks a calls stream for Stop; it fails once Stop has begun.

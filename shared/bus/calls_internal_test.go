@@ -21,7 +21,7 @@ func (c *countingStream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *countingStream) Close() error { return nil }
+func (c *countingStream) closeSend() {}
 
 // TestFrameWriterCoalesces: frames of goroutines that become ready together
 // go out in one Write, not one each.

@@ -118,17 +118,28 @@ func (b *Bus) peer(addr string, any bool) *peerConn {
 	b.mu.Lock()
 	ps := b.peers[addr]
 	if ps == nil {
-		ps = &peerSet{epoch: time.Now()}
-		for i := range ps.slots {
-			ps.slots[i].addr = addr
-			ps.slots[i].set = ps
-		}
+		ps = newPeerSet(addr)
 		b.peers[addr] = ps
 	}
 	b.mu.Unlock()
 	if !any {
 		return &ps.slots[0]
 	}
+	return ps.pick()
+}
+
+func newPeerSet(addr string) *peerSet {
+	ps := &peerSet{epoch: time.Now()}
+	for i := range ps.slots {
+		ps.slots[i].addr = addr
+		ps.slots[i].set = ps
+	}
+	return ps
+}
+
+// pick returns the slot for a call: the first, or the least loaded once
+// the first is busy.
+func (ps *peerSet) pick() *peerConn {
 	// The least loaded slot, lowest first, once the first has spreadAt
 	// calls in flight: a lightly used peer keeps all calls on one warm
 	// connection.
@@ -354,8 +365,14 @@ func (b *Bus) sharedConn(addr string) *quic.Conn {
 }
 
 func peerOf(c *quic.Conn) *Peer {
-	p := &Peer{Addr: c.RemoteAddr().String()}
-	if certs := c.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+	return peerFromTLS(c.RemoteAddr().String(), c.ConnectionState().TLS)
+}
+
+// peerFromTLS describes the peer at addr by the verified certificate of
+// its TLS handshake: the same for QUIC connections and local sockets.
+func peerFromTLS(addr string, st tls.ConnectionState) *Peer {
+	p := &Peer{Addr: addr}
+	if certs := st.PeerCertificates; len(certs) > 0 {
 		p.Name = certs[0].Subject.CommonName
 		if r, err := tlsutil.RoleOf(certs[0]); err == nil {
 			p.Role = r

@@ -22,6 +22,7 @@ type metrics struct {
 	idleCloses prometheus.Counter
 	callsSrv   prometheus.Gauge
 	denied     *prometheus.CounterVec
+	localCalls prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,11 +61,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pleiades_bus_denied_total", Help: "Calls, batches and datagrams refused by authorization, by protocol, method and the caller's role.",
 		}, []string{"protocol", "method", "role"}),
+		localCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pleiades_bus_local_calls_total", Help: "Unary calls made over a peer's local (Unix domain) socket instead of QUIC.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv, m.denied} {
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv, m.denied, m.localCalls} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

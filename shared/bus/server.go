@@ -79,7 +79,7 @@ func (b *Bus) serveStream(c *quic.Conn, peer *Peer, str *quic.Stream) {
 	}
 	if p == wire.ProtoCalls {
 		_ = str.SetReadDeadline(time.Time{})
-		b.serveCalls(peer, str)
+		b.serveCalls(peer, quicCalls{str})
 		return
 	}
 	fr := frameReader{r: str, max: b.maxSize}
