@@ -389,7 +389,8 @@ func (b *Bus) exitHandler(p wire.Protocol, method string) {
 // Peer describes the remote end of a call as seen by a handler.
 type Peer struct {
 	// Addr is the peer's UDP address; because each daemon dials from its
-	// listening socket, it is also the address to call it back on.
+	// listening socket, it is also the address to call it back on. For a
+	// call over a local socket it is "unix:" and the socket's path.
 	Addr string
 	// Name is the common name of the peer's certificate.
 	Name string

@@ -32,7 +32,7 @@ var errCallsClosed = errors.New("calls stream closed")
 // what others queued meanwhile; the others return at once. Queued frames
 // go out together, in one Write, usually one packet.
 type frameWriter struct {
-	str     interface {
+	str interface {
 		io.Writer
 		closeSend() // ends the send side after what was written
 	}

@@ -161,6 +161,45 @@
 // handler never runs: nobody waits for that work, and a write done then
 // could surprise a caller that has retried it meanwhile.
 //
+// # Local sockets
+//
+// Two daemons of one host (raftd and its stored) can skip QUIC for their
+// unary calls. The callee's ListenLocal names a Unix domain socket that
+// Start listens on (mode 0600, in a directory the daemon owns; a stale
+// socket file is replaced, a file that is not a socket or a socket
+// another process answers on fails Start; Stop removes it). The caller's
+// AddLocalPeer says that the bus address addr is also reachable at that
+// path. A unary call to addr then goes over the socket: a calls stream
+// (above; same frames, call ids, cancel frames, combining writer) on a
+// TLS 1.3 connection with the bus's own TLS configuration and ALPN, so
+// the handler's Peer (Name, Role) comes from the verified certificate as
+// on QUIC and authorization is unchanged; Peer.Addr is "unix:" and the
+// socket path (not an address to call back on). Requests over 64 KiB,
+// server streams, batches and datagrams stay on QUIC.
+//
+// Why: a QUIC call crosses quic-go's send, transport read and connection
+// loops on both sides, each a goroutine handoff; on raftd's synced
+// 100-op log write to stored these handoffs cost about 0.37 ms of
+// scheduler delay per call. On the socket a call crosses the caller's
+// writer, the server's reader, the handler and back: see
+// shared/BENCHMARKS.md ("Local sockets") for the figures.
+//
+// The caller keeps up to connsPerPeer connections per socket, picked as
+// QUIC connections are (the first until spreadAt calls are in flight on
+// it), each dialed on first use (single flight). When the socket cannot
+// be reached (the peer is down, or runs a build without it) the call
+// takes QUIC at once and the socket is tried again after the redial
+// backoff (RedialBackoffMin doubling to RedialBackoffMax); the first
+// failure is logged at warn. A socket connection stays open until it
+// fails or a bus stops: it costs one goroutine on each side and no
+// packets while unused, so the idle reaper leaves it alone.
+//
+// A Unix socket has no stream reset: where QUIC resets a calls stream (a
+// malformed frame, one over MaxFrameSize) the socket connection is
+// closed, and its calls fail with CodeUnavailable; the next call dials
+// again. Draining on Stop is as for QUIC calls streams: the server's
+// close_notify after the queued answers, then the caller's.
+//
 // # Authorization
 //
 // New refuses a TLS configuration that does not require and verify client
@@ -215,7 +254,8 @@
 // pleiades_bus_handler_duration_seconds{protocol,method} (handler side),
 // pleiades_bus_sent_bytes_total, pleiades_bus_received_bytes_total,
 // pleiades_bus_connections, pleiades_bus_calls_streams (served),
-// pleiades_bus_dials_total{result} and
-// pleiades_bus_denied_total{protocol,method,role}. One Bus per
-// registry.
+// pleiades_bus_dials_total{result} (local socket dials included),
+// pleiades_bus_denied_total{protocol,method,role} and
+// pleiades_bus_local_calls_total (unary calls made over a local socket).
+// One Bus per registry.
 package bus
