@@ -55,6 +55,14 @@ type Config struct {
 	// everything on exit (tests and demos only).
 	// Default 127.0.0.1:7401.
 	StoredAddr string
+	// StoredSocket is the path of the local (Unix domain) socket that
+	// the stored at StoredAddr also listens on (stored --local-socket,
+	// by default <data-dir>/stored/stored.sock). The calls to stored
+	// (raft log writes and reads, range data) then go over it, skipping
+	// QUIC's goroutine handoffs; while it cannot be reached they take
+	// QUIC (see "Local sockets" in package bus). Needs StoredAddr.
+	// Default "": QUIC only.
+	StoredSocket string
 	// GossipAddr is the bus address of the node's gossipd (who is alive,
 	// where); optional at start-up.
 	// Default 127.0.0.1:7403.
@@ -124,6 +132,9 @@ func (c Config) Validate() error {
 		if err := config.ValidateAddr(c.StoredAddr); err != nil {
 			return fmt.Errorf("raftd: StoredAddr %q: %w", c.StoredAddr, err)
 		}
+	}
+	if c.StoredSocket != "" && c.StoredAddr == "" {
+		return fmt.Errorf("raftd: StoredSocket %q without a StoredAddr", c.StoredSocket)
 	}
 	if c.GossipAddr != "" {
 		if err := config.ValidateAddr(c.GossipAddr); err != nil {
@@ -234,6 +245,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.AddCondition(DiskCondition, s.diskCondition)
 	deps.Admin.SetAddress("stored", cfg.StoredAddr)
+	if cfg.StoredSocket != "" && deps.Engine == nil {
+		if err := deps.Bus.AddLocalPeer(cfg.StoredAddr, cfg.StoredSocket); err != nil {
+			return nil, fmt.Errorf("raftd: %w", err)
+		}
+		deps.Admin.SetAddress("stored_socket", cfg.StoredSocket)
+	}
 	deps.Admin.SetAddress("gossip", cfg.GossipAddr)
 	deps.Admin.SetAddress("clock", cfg.ClockAddr)
 	deps.Admin.Handle("/v1/ranges", admin.JSON(func(r *http.Request) (any, error) {

@@ -23,58 +23,76 @@ func benchNode(b *testing.B) *node {
 	return startNode(b, cfg, nil)
 }
 
+// localBenchNode is benchNode with the client calling over stored's local
+// socket.
+func localBenchNode(b *testing.B) *node {
+	cfg := stored.DefaultConfig()
+	cfg.Dir = b.TempDir()
+	cfg.LocalSocket = shortSocket(b)
+	return startNode(b, cfg, nil)
+}
+
 // BenchmarkBusSyncBatch writes sync batches of 100 x 100 B values from
-// conc goroutines over the bus.
+// conc goroutines over the bus: QUIC ("conc=N"), or stored's local socket
+// ("local/conc=N").
 func BenchmarkBusSyncBatch(b *testing.B) {
-	for _, conc := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
-			n := benchNode(b)
-			ctx := ctxT(b)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			errs := make(chan error, conc)
-			val := make([]byte, 100)
-			b.ResetTimer()
-			start := time.Now()
-			for w := 0; w < conc; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var batch storeclient.Batch
-					keys := make([]byte, 12*100)
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						batch.Reset()
-						for j := 0; j < 100; j++ {
-							k := keys[12*j : 12*j+12]
-							binary.BigEndian.PutUint64(k, uint64(i))
-							binary.BigEndian.PutUint32(k[8:], uint32(j))
-							batch.Put(storeclient.Raft, k, val)
-						}
-						if _, err := n.c.Write(ctx, &batch, true); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
+	for _, local := range []bool{false, true} {
+		for _, conc := range []int{1, 16, 64} {
+			name := fmt.Sprintf("conc=%d", conc)
+			newNode := benchNode
+			if local {
+				name, newNode = "local/"+name, localBenchNode
 			}
-			wg.Wait()
-			b.StopTimer()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "batches/s")
-			st, err := n.c.Stats(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(st.WalSyncs)/float64(st.SyncWrites), "fsyncs/batch")
-		})
+			b.Run(name, func(b *testing.B) { benchSyncBatch(b, newNode(b), conc) })
+		}
 	}
+}
+
+func benchSyncBatch(b *testing.B, n *node, conc int) {
+	ctx := ctxT(b)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	val := make([]byte, 100)
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch storeclient.Batch
+			keys := make([]byte, 12*100)
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				batch.Reset()
+				for j := 0; j < 100; j++ {
+					k := keys[12*j : 12*j+12]
+					binary.BigEndian.PutUint64(k, uint64(i))
+					binary.BigEndian.PutUint32(k[8:], uint32(j))
+					batch.Put(storeclient.Raft, k, val)
+				}
+				if _, err := n.c.Write(ctx, &batch, true); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "batches/s")
+	st, err := n.c.Stats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(st.WalSyncs)/float64(st.SyncWrites), "fsyncs/batch")
 }
 
 const benchKeys = 10000

@@ -64,6 +64,12 @@ type Config struct {
 	// back. AutoSize: 1% of the filesystem, at most 1 GiB. 0: no
 	// ballast. Default AutoSize.
 	BallastBytes int64
+	// LocalSocket is the Unix domain socket stored also serves its bus
+	// calls on, for the daemons of its host (raftd's --stored-socket): a
+	// relative path is under Dir. Calls over it skip QUIC's goroutine
+	// handoffs (see "Local sockets" in package bus). Default "": none
+	// (the stored command's --local-socket defaults to DefaultLocalSocket).
+	LocalSocket string
 	// DiskCheckInterval is how often the free space is read (statfs);
 	// writes admitted in between count against it, so a burst is refused
 	// before the next read. Default 100ms.
@@ -125,6 +131,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stored: %w", err)
 	}
 	return nil
+}
+
+// DefaultLocalSocket is the stored command's local socket, under Dir.
+const DefaultLocalSocket = "stored.sock"
+
+// SocketPath returns the local socket's path, "" for none.
+func (c Config) SocketPath() string {
+	if c.LocalSocket == "" || filepath.IsAbs(c.LocalSocket) {
+		return c.LocalSocket
+	}
+	return filepath.Join(c.Dir, c.LocalSocket)
 }
 
 // DBDir returns the database directory, Dir/db.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +116,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.nodeID = deps.NodeID
+	switch p := cfg.SocketPath(); {
+	case p == "":
+	case len(p) > bus.MaxSocketPath && !filepath.IsAbs(cfg.LocalSocket):
+		// Under a deep data dir: the daemons still talk over QUIC.
+		s.log.Warn("stored: no local socket: its path is too long for a Unix socket; give --local-socket a shorter absolute path",
+			slog.String("path", p), slog.Int("limit", bus.MaxSocketPath))
+	default:
+		if err := deps.Bus.ListenLocal(p); err != nil {
+			return nil, fmt.Errorf("stored: local socket: %w", err)
+		}
+	}
 	s.register(deps.Bus)
 	deps.Admin.AddReadyCheck(ReadyCheck, s.readyCheck)
 	deps.Admin.AddCondition(DiskCondition, s.disk.condition)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ type node struct {
 	rt  *daemon.Runtime
 	srv *stored.Server
 	c   *storeclient.Client
+	cli *daemon.Runtime // c's runtime
 }
 
 // startNode starts a stored server on its own runtime and returns it with
@@ -81,7 +83,12 @@ func startNode(t testing.TB, cfg stored.Config, clock *fakeClock) *node {
 		}
 	})
 	client := daemontest.NewSameNodeRuntime(t, "client", rt)
-	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String())}
+	if p := rt.Bus.LocalPath(); p != "" {
+		if err := client.Bus.AddLocalPeer(rt.Bus.Addr().String(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &node{rt: rt, srv: srv, c: storeclient.New(client.Bus, rt.Bus.Addr().String()), cli: client}
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -873,4 +880,72 @@ func TestStagedWrites(t *testing.T) {
 	if got := dump(t, n.c); got != before {
 		t.Errorf("after staged writes not completed the store holds\n%s\nwant\n%s", got, before)
 	}
+}
+
+// shortSocket returns a socket path in a fresh directory short enough for
+// a Unix socket (t.TempDir's names grow with the test's name).
+func shortSocket(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "stored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "stored.sock")
+}
+
+// TestLocalSocket: with Config.LocalSocket stored serves its calls on a
+// Unix socket too, and a client that knows it writes over it.
+func TestLocalSocket(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.LocalSocket = shortSocket(t)
+	n := startNode(t, cfg, nil)
+	if got := n.rt.Bus.LocalPath(); got != cfg.LocalSocket {
+		t.Fatalf("bus local socket %q, want %q", got, cfg.LocalSocket)
+	}
+	local := func() float64 {
+		mfs, err := n.cli.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "pleiades_bus_local_calls_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no pleiades_bus_local_calls_total")
+		return 0
+	}
+	before := local()
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Raft, []byte("log1"), []byte("entry")) })
+	if got := local(); got != before+1 {
+		t.Fatalf("local calls %v after a synced write, want %v", got, before+1)
+	}
+	v, found, err := n.c.Get(ctxT(t), storeclient.Raft, []byte("log1"))
+	if err != nil || !found || string(v) != "entry" {
+		t.Fatalf("Get = %q, %v, %v", v, found, err)
+	}
+	if got := local(); got != before+2 {
+		t.Fatalf("local calls %v after a get, want %v", got, before+2)
+	}
+}
+
+// TestLocalSocketPath: a relative LocalSocket is under Dir; one too long
+// for a Unix socket under a deep Dir leaves stored on QUIC only.
+func TestLocalSocketPath(t *testing.T) {
+	c := stored.Config{Dir: "/data/stored", LocalSocket: stored.DefaultLocalSocket}
+	if got := c.SocketPath(); got != "/data/stored/stored.sock" {
+		t.Fatalf("SocketPath = %q", got)
+	}
+	if got := (stored.Config{Dir: "/d", LocalSocket: "/run/s.sock"}).SocketPath(); got != "/run/s.sock" {
+		t.Fatalf("absolute SocketPath = %q", got)
+	}
+	deep := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	cfg := testConfig(deep)
+	cfg.LocalSocket = stored.DefaultLocalSocket
+	n := startNode(t, cfg, nil)
+	if p := n.rt.Bus.LocalPath(); p != "" {
+		t.Fatalf("local socket %q under a deep dir", p)
+	}
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Raft, []byte("k"), []byte("v")) })
 }

@@ -20,9 +20,9 @@ import (
 // a calls stream over TLS on a Unix domain socket (see "Local sockets" in
 // doc.go): one goroutine handoff per direction instead of quic-go's loops.
 
-// maxSocketPath is the longest Unix socket path Linux accepts (108 bytes
-// with the terminating NUL).
-const maxSocketPath = 107
+// MaxSocketPath is the longest local socket path, in bytes: Linux takes
+// 108 with the terminating NUL.
+const MaxSocketPath = 107
 
 // callsConn is what a calls stream runs on: a QUIC stream (quicCalls) or
 // a TLS connection on a local socket (localConn).
@@ -102,8 +102,8 @@ func (b *Bus) ListenLocal(path string) error {
 	if path == "" {
 		return errors.New("bus: empty local socket path")
 	}
-	if len(path) > maxSocketPath {
-		return fmt.Errorf("bus: local socket path %q is %d bytes, over the limit of %d: give a shorter one", path, len(path), maxSocketPath)
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("bus: local socket path %q is %d bytes, over the limit of %d: give a shorter one", path, len(path), MaxSocketPath)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -131,8 +131,8 @@ func (b *Bus) AddLocalPeer(addr, path string) error {
 	if addr == "" {
 		return errors.New("bus: AddLocalPeer: empty address")
 	}
-	if len(path) > maxSocketPath {
-		return fmt.Errorf("bus: local socket path %q of %s is %d bytes, over the limit of %d", path, addr, len(path), maxSocketPath)
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("bus: local socket path %q of %s is %d bytes, over the limit of %d", path, addr, len(path), MaxSocketPath)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -25,6 +25,7 @@ func spec() daemon.Spec {
 		DefaultAdminAddr: raftd.DefaultAdminAddr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "stored-addr", Value: raftd.DefaultStoredAddr, Usage: "bus `ADDR` of the node's stored (empty: a volatile in-memory engine, for tests only)"},
+			&cli.StringFlag{Name: "stored-socket", Usage: "`PATH` of the Unix socket the node's stored also listens on (stored --local-socket, by default <data-dir>/stored/stored.sock): calls to stored go over it, falling back to --stored-addr while it cannot be reached (empty: --stored-addr only)"},
 			&cli.StringFlag{Name: "gossip-addr", Value: raftd.DefaultGossipAddr, Usage: "bus `ADDR` of the node's gossipd (empty: none)"},
 			&cli.StringFlag{Name: "clock-addr", Value: raftd.DefaultClockAddr, Usage: "bus `ADDR` of the node's clockd"},
 			&cli.StringSliceFlag{Name: "peers", Usage: "comma-separated bus `ADDRS` of peer raftds, besides those gossipd's members publish"},
@@ -44,6 +45,7 @@ func spec() daemon.Spec {
 			if cfg.StoredAddr, err = config.OptionalAddr(c, "stored-addr"); err != nil {
 				return nil, err
 			}
+			cfg.StoredSocket = c.String("stored-socket")
 			if cfg.GossipAddr, err = config.OptionalAddr(c, "gossip-addr"); err != nil {
 				return nil, err
 			}

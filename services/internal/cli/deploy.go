@@ -270,8 +270,9 @@ func writeComposeDaemon(cw *composeWriter, cs composeSpec, image func(string) st
 			env = append(env, [2]string{"PLEIADES_JOIN", strings.Join(seeds, ",")})
 		}
 	case "raftd":
-		env = append(env, [2]string{"PLEIADES_STORED_ADDR", loop("stored")}, [2]string{"PLEIADES_GOSSIP_ADDR", loop("gossipd")},
-			[2]string{"PLEIADES_CLOCK_ADDR", loop("clockd")})
+		// stored's default local socket, on the data volume both mount.
+		env = append(env, [2]string{"PLEIADES_STORED_ADDR", loop("stored")}, [2]string{"PLEIADES_STORED_SOCKET", "/data/stored/stored.sock"},
+			[2]string{"PLEIADES_GOSSIP_ADDR", loop("gossipd")}, [2]string{"PLEIADES_CLOCK_ADDR", loop("clockd")})
 		deps = []string{"stored", "clockd", "gossipd"}
 	case "workflowd":
 		env = append(env, [2]string{"PLEIADES_RAFT_ADDR", loop("raftd")}, [2]string{"PLEIADES_GOSSIP_ADDR", loop("gossipd")})

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pleiades-db/pleiades/services/internal/supervisor"
+	"github.com/pleiades-db/pleiades/shared/bus"
 )
 
 // Default ports of node 1 (README's ports table). Node k of `dev` adds
@@ -164,7 +165,14 @@ func (n node) daemonArgs(d string) []string {
 	case "gossipd":
 		return list("--join", n.join)
 	case "raftd":
-		return append([]string{"--stored-addr", n.localBus("stored"), "--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd")}, list("--peers", n.raftPeers)...)
+		args := []string{"--stored-addr", n.localBus("stored"), "--gossip-addr", n.localBus("gossipd"), "--clock-addr", n.localBus("clockd")}
+		// The stored this supervisor starts listens on its default local
+		// socket (stored --local-socket), unless the data dir is too deep
+		// for a Unix socket path (it logs that and skips it).
+		if sock := filepath.Join(n.dataDir, "stored", "stored.sock"); (len(n.only) == 0 || n.only["stored"]) && len(sock) <= bus.MaxSocketPath {
+			args = append(args, "--stored-socket", sock)
+		}
+		return append(args, list("--peers", n.raftPeers)...)
 	case "workflowd":
 		return []string{"--raft-addr", n.localBus("raftd"), "--gossip-addr", n.localBus("gossipd")}
 	case "msgd":

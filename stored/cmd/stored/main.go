@@ -47,6 +47,7 @@ func spec() daemon.Spec {
 			&cli.IntFlag{Name: "max-ingest-bytes", Value: def.MaxIngestBytes, Usage: "bytes one IngestRange session may stage in memory"},
 			&cli.Int64Flag{Name: "min-free-bytes", Value: def.MinFreeBytes, Usage: "free-space floor: writes are refused below it (-1 = 2% of the disk, 64 MiB to 2 GiB; 0 = off)"},
 			&cli.Int64Flag{Name: "ballast-bytes", Value: def.BallastBytes, Usage: "ballast file released when the floor is reached, or deleted by hand, to give a full disk room (-1 = 1% of the disk, at most 1 GiB; 0 = none)"},
+			&cli.StringFlag{Name: "local-socket", Value: stored.DefaultLocalSocket, Usage: "Unix socket `PATH` for the calls of this host's daemons (raftd --stored-socket), relative to <data-dir>/stored; empty: none"},
 			&cli.DurationFlag{Name: "disk-check-interval", Value: def.DiskCheckInterval, Usage: "how often the free space is read"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -104,6 +105,7 @@ func configFrom(c *cli.Context, dir string) (stored.Config, error) {
 	cfg.MinFreeBytes = c.Int64("min-free-bytes")
 	cfg.BallastBytes = c.Int64("ballast-bytes")
 	cfg.DiskCheckInterval = c.Duration("disk-check-interval")
+	cfg.LocalSocket = c.String("local-socket")
 	// Check each flag alone against the defaults, so the error names it.
 	for _, f := range []struct {
 		flag string
