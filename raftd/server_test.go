@@ -42,6 +42,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad stored", func(c *raftd.Config) { c.StoredAddr = "stored" }, false},
 		{"bad peer", func(c *raftd.Config) { c.Peers = []string{"raftd:x"} }, false},
 		{"no stored", func(c *raftd.Config) { c.StoredAddr = "" }, true},
+		{"stored socket", func(c *raftd.Config) { c.StoredSocket = "/data/stored/stored.sock" }, true},
+		{"stored socket without stored", func(c *raftd.Config) { c.StoredAddr, c.StoredSocket = "", "/data/stored/stored.sock" }, false},
 		{"heartbeat above election", func(c *raftd.Config) { c.HeartbeatTicks = 10 }, false},
 		{"negative tick", func(c *raftd.Config) { c.TickInterval = -1 }, false},
 		{"advertise", func(c *raftd.Config) { c.AdvertiseAddr = "host1:7402" }, true},

@@ -267,6 +267,13 @@ func TestUpNode(t *testing.T) {
 	if err := readyz(sup); err != nil {
 		t.Errorf("supervisor: %v", err)
 	}
+	// raftd calls its stored over stored's local socket, not QUIC.
+	if _, err := os.Stat(filepath.Join(dataDir, "stored", "stored.sock")); err != nil {
+		t.Errorf("stored's local socket: %v", err)
+	}
+	eventually.True(t, 30*time.Second, "raftd calling stored over the local socket", func() bool {
+		return metric(t, v.Daemons[3].AdminAddr, "pleiades_bus_local_calls_total") > 0
+	})
 
 	// kill -9 raftd: the supervisor restarts it.
 	victim := v.Daemons[3]

@@ -11,7 +11,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHelp(t *testing.T) {
-	daemontest.CheckHelp(t, spec(), "--stored-addr", "--gossip-addr", "--clock-addr", "--peers", "PLEIADES_CLOCK_ADDR")
+	daemontest.CheckHelp(t, spec(), "--stored-addr", "--stored-socket", "--gossip-addr", "--clock-addr", "--peers", "PLEIADES_CLOCK_ADDR")
 }
 
 func TestBadFlags(t *testing.T) {

@@ -48,7 +48,7 @@ func TestNodeChildren(t *testing.T) {
 		{"stored", "127.0.0.1:7411", "127.0.0.1:7511", []string{"--node-id 42", "--data-dir /d/node2", "--certs-dir /d/node2/certs"}},
 		{"clockd", "127.0.0.1:7414", "127.0.0.1:7514", []string{"--stored-addr 127.0.0.1:7411", "--gossip-addr 127.0.0.1:7413", "--peers 127.0.0.1:7404"}},
 		{"gossipd", "127.0.0.1:7413", "127.0.0.1:7513", []string{"--join 127.0.0.1:7403"}},
-		{"raftd", "127.0.0.1:7412", "127.0.0.1:7512", []string{"--clock-addr 127.0.0.1:7414", "--peers 127.0.0.1:7402,127.0.0.1:7422"}},
+		{"raftd", "127.0.0.1:7412", "127.0.0.1:7512", []string{"--clock-addr 127.0.0.1:7414", "--peers 127.0.0.1:7402,127.0.0.1:7422", "--stored-socket /d/node2/stored/stored.sock"}},
 		{"workflowd", "127.0.0.1:7415", "127.0.0.1:7515", []string{"--raft-addr 127.0.0.1:7412"}},
 		{"msgd", "127.0.0.1:7416", "127.0.0.1:7516", []string{"--nats-port 4232", "--nats-cluster-port 6232", "--gossip-addr 127.0.0.1:7413", "--clock-addr 127.0.0.1:7414", "--raft-addr 127.0.0.1:7412"}},
 	} {
@@ -78,6 +78,22 @@ func TestNodeChildren(t *testing.T) {
 	only := node{only: map[string]bool{"stored": true, "raftd": true}}
 	if got := len(only.children()); got != 2 {
 		t.Errorf("--daemons stored,raftd gives %d children; want 2", got)
+	}
+	// raftd names stored's local socket only when this supervisor starts
+	// stored and the path fits a Unix socket.
+	for _, tt := range []struct {
+		n    node
+		want bool
+	}{
+		{node{dataDir: "/d", only: map[string]bool{"raftd": true}}, false},
+		{node{dataDir: "/" + strings.Repeat("d", 100)}, false},
+		{node{dataDir: "/d"}, true},
+	} {
+		for _, c := range tt.n.children() {
+			if strings.HasSuffix(c.Name, "raftd") && strings.Contains(strings.Join(c.Args, " "), "--stored-socket") != tt.want {
+				t.Errorf("data dir %.20s, daemons %v: raftd args %q; want --stored-socket: %v", tt.n.dataDir, tt.n.only, c.Args, tt.want)
+			}
+		}
 	}
 }
 

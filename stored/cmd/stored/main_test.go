@@ -11,7 +11,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHelp(t *testing.T) {
-	daemontest.CheckHelp(t, spec(), "--block-cache-bytes", "PLEIADES_BLOCK_CACHE_BYTES", "--max-key-bytes", "65536", "--compression")
+	daemontest.CheckHelp(t, spec(), "--block-cache-bytes", "PLEIADES_BLOCK_CACHE_BYTES", "--max-key-bytes", "65536", "--compression", "--local-socket", "stored.sock")
 }
 
 func TestBadFlags(t *testing.T) {
