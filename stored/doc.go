@@ -5,6 +5,10 @@
 // (data), served on the bus as protocol wire.ProtoStore. Its bus endpoint
 // binds loopback only: stored serves the daemons of its own host (the
 // stored command refuses any other --bus-addr, and --advertise-addr).
+// With Config.LocalSocket (the stored command's --local-socket, default
+// <data-dir>/stored/stored.sock) it serves the same calls on a Unix
+// domain socket too, which raftd's --stored-socket names: a call over it
+// skips QUIC's goroutine handoffs (see "Local sockets" in package bus).
 // Callers use package shared/storeclient.
 //
 // # Layout and lifecycle
