@@ -261,7 +261,12 @@ type Server struct {
 	log  *slog.Logger
 	opts *natsserver.Options // the options the server started with
 	auth *authConfig
-	tls  tlsConfigs
+	// bridge is the event bridge's identity when clients authenticate
+	// (auth or certAuth set), else nil.
+	bridge *bridgeAuth
+	// certAuth authenticates clients by certificate (Config.certClients).
+	certAuth *certAuth
+	tls      tlsConfigs
 	// reloadMu serializes NATS reloads (routes, JetStream).
 	reloadMu sync.Mutex
 	metrics  *metrics
@@ -302,6 +307,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 		s.auth = a
+	}
+	if s.auth != nil || cfg.certClients() {
+		b, err := newBridgeAuth()
+		if err != nil {
+			return nil, err
+		}
+		s.bridge = b
+	}
+	if cfg.certClients() {
+		s.certAuth = &certAuth{bridge: s.bridge.pub, perms: s.bridge.perms}
 	}
 	// Ports 0 are resolved now: the route list holds this msgd's own
 	// route address from the start.
