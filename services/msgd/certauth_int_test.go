@@ -33,20 +33,6 @@ func issue(t *testing.T, name string, r tlsutil.Role) *tls.Config {
 	return tc
 }
 
-// address returns the address n's status lists under key.
-func address(t *testing.T, n *node, key string) string {
-	t.Helper()
-	st, err := n.rt.Admin.Status(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := st.GetAddresses()[key]
-	if a == "" {
-		t.Fatalf("no %s address in %v", key, st.GetAddresses())
-	}
-	return a
-}
-
 // routeGreeting dials the route listener at addr as a NATS route does
 // (TLS with the certificate of tc) and returns the first line the server
 // sends (a route's INFO), or the error that ends the connection first.
@@ -72,7 +58,7 @@ func TestRoutesNodeCertificatesOnly(t *testing.T) {
 	cfg := testConfig()
 	cfg.JetStream = false
 	a := startNode(t, common(t), cfg)
-	route := address(t, a, "nats-cluster")
+	route := a.address(t, "nats-cluster")
 
 	for _, tt := range []struct {
 		name string

@@ -56,7 +56,10 @@ const (
 	// certificate (verify it with the cluster CA).
 	ClientTLSOn = "on"
 	// ClientTLSVerify: as on, and clients must present a certificate
-	// signed by the cluster CA.
+	// signed by the cluster CA with a role (node, admin or client); without
+	// an AuthFile the role sets the client's permissions (see the package
+	// documentation: a client certificate's key prefixes limit its
+	// subjects).
 	ClientTLSVerify = "verify"
 )
 
@@ -107,11 +110,13 @@ type Config struct {
 	// DataDir/jetstream. Required.
 	DataDir string
 	// ClientTLS is off, on or verify (see the ClientTLS constants).
-	// Default off. Routes always use mutual TLS from the cluster CA.
+	// Default off. Routes always use mutual TLS from the cluster CA, with
+	// node certificates only.
 	ClientTLS string
 	// AuthFile is a NATS configuration file whose authorization block
-	// (users, nkeys, token, no_auth_user, timeout) authenticates clients;
-	// "" lets every client in. Default "".
+	// (users, nkeys, no_auth_user, timeout) authenticates clients and
+	// sets their permissions; "" lets every client in (under ClientTLS
+	// verify: as its certificate's role allows). Default "".
 	AuthFile string
 	// MaxPayload is the largest message accepted, in bytes. Default 1 MiB.
 	MaxPayload int32
