@@ -481,28 +481,63 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 // Run watches membership until ctx ends: every CheckInterval it starts
 // the re-replication of each node dead or left for DeadNodeTimeout that
 // descriptors still name, and (every RebalanceInterval) a rebalancing
-// round. Errors (no cluster yet, gossipd restarting) are logged at debug
-// level and retried at the next tick.
+// round. Errors (no cluster yet, gossipd restarting) are retried at the
+// next tick; they are logged at debug level until they have lasted
+// failingWarnAfter, then at warn level (again every failingWarnEvery),
+// and the recovery of a check that warned is logged.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.CheckInterval)
 	defer t.Stop()
 	var lastRebalance time.Time
+	var dead, rebalance failing
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := m.checkDead(ctx); err != nil && ctx.Err() == nil {
-			m.log.Debug("lifecycle: dead node check", slog.Any(logkey.Err, err))
+		if err := m.checkDead(ctx); ctx.Err() == nil {
+			dead.report(m.log, "lifecycle: dead node check", err, m.now())
 		}
 		if m.cfg.RebalanceInterval > 0 && m.now().Sub(lastRebalance) >= m.cfg.RebalanceInterval {
 			lastRebalance = m.now()
-			if err := m.startRebalance(ctx); err != nil && ctx.Err() == nil {
-				m.log.Debug("lifecycle: rebalance", slog.Any(logkey.Err, err))
+			if err := m.startRebalance(ctx); ctx.Err() == nil {
+				rebalance.report(m.log, "lifecycle: rebalance", err, m.now())
 			}
 		}
 	}
+}
+
+// How long a periodic check may keep failing before it is logged at warn
+// level, and how often it is logged again while it still fails.
+const (
+	failingWarnAfter = time.Minute
+	failingWarnEvery = 10 * time.Minute
+)
+
+// failing tracks the errors of one periodic check for its log lines.
+type failing struct {
+	since, warned time.Time // first failure of the current run; last warning
+}
+
+// report logs the outcome of one run of the check named what.
+func (f *failing) report(log *slog.Logger, what string, err error, now time.Time) {
+	if err == nil {
+		if !f.warned.IsZero() {
+			log.Info(what+" succeeds again", slog.Duration("failed_for", now.Sub(f.since)))
+		}
+		*f = failing{}
+		return
+	}
+	if f.since.IsZero() {
+		f.since = now
+	}
+	if now.Sub(f.since) < failingWarnAfter || (!f.warned.IsZero() && now.Sub(f.warned) < failingWarnEvery) {
+		log.Debug(what, slog.Any(logkey.Err, err))
+		return
+	}
+	f.warned = now
+	log.Warn(what+" keeps failing", slog.Duration("failing_for", now.Sub(f.since)), slog.Any(logkey.Err, err))
 }
 
 // deadFor returns how long gossip has seen the member dead or left (0
