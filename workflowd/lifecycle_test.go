@@ -462,7 +462,8 @@ func TestReReplicationResumedElsewhere(t *testing.T) {
 // TestDecommissionCancel: a decommission cancelled half way is
 // terminated, the node takes replicas again (Nodes shows no lifecycle
 // state), a second cancel is refused, and a new decommission starts a new
-// instance that finishes the job.
+// instance that finishes the job; cancelling that finished one puts the
+// node back in service.
 func TestDecommissionCancel(t *testing.T) {
 	f := newLCFixture(t, 5, 1, newMembership(1, 2, 3, 4, 5))
 	ctx := t.Context()
@@ -505,14 +506,28 @@ func TestDecommissionCancel(t *testing.T) {
 		t.Fatalf("decommission after the cancel = %v, %v; want a new instance", second, err)
 	}
 	f.wait(second.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)
-	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "already decommissioned") {
-		t.Errorf("cancel of a finished decommission = %v; want refused", err)
-	}
 	for _, d := range f.descs() {
 		if replicaOn := slices.ContainsFunc(d.GetReplicas(), func(r *kvpb.ReplicaDescriptor) bool { return r.GetNodeId() == 1 }); replicaOn || len(d.GetReplicas()) != 3 {
 			t.Errorf("range %d: %v after the decommission", d.GetRangeId(), d.GetReplicas())
 		}
 	}
+	// Cancelling a finished decommission puts the node back in service;
+	// a third decommission is a new instance again.
+	if id, err := f.wfs[0].CancelDecommission(ctx, 1); err != nil || id != second.GetInstanceId() {
+		t.Fatalf("cancel of a finished decommission = %q, %v; want %s", id, err, second.GetInstanceId())
+	}
+	nodes, err = f.wfs[0].Nodes(ctx)
+	if err != nil || nodes[0].GetNodeId() != 1 || nodes[0].GetLifecycle() != "" {
+		t.Errorf("nodes after the node came back: %v, %v; want node 1 with no lifecycle state", nodes, err)
+	}
+	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not being decommissioned") {
+		t.Errorf("cancel of a node back in service = %v; want refused", err)
+	}
+	third, err := f.wfs[0].Decommission(ctx, 1)
+	if err != nil || third.GetExisting() || third.GetInstanceId() == second.GetInstanceId() {
+		t.Fatalf("decommission of the node back in service = %v, %v; want a new instance", third, err)
+	}
+	f.wait(third.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)
 }
 
 // wait polls instance id until it has status want.

@@ -32,7 +32,9 @@
 // before removing it), then marks it decommissioned. CancelDecommission
 // terminates a decommission under way and clears the mark (the record
 // keeps the instance id, which the next decommission's idempotency key
-// follows); the replicas already moved stay where they are.
+// follows); the replicas already moved stay where they are. On a node
+// already decommissioned it clears the mark, so the node is back in
+// service.
 //
 // Rebalancing (pleiades.rebalance, when RebalanceInterval is set): every
 // RebalanceInterval, when no node is being replaced or decommissioned and

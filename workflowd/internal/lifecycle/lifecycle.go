@@ -439,8 +439,10 @@ func (m *Manager) Decommission(ctx context.Context, node uint64) (string, bool, 
 
 // CancelDecommission stops the decommission of node under way: its
 // instance is terminated and the node may take replicas again; the
-// replicas already moved stay where they are. A node not being
-// decommissioned, or already decommissioned, is refused.
+// replicas already moved stay where they are. For a node already
+// decommissioned it clears the mark: the node is back in service (it
+// takes replicas again once alive). A node with no decommission is
+// refused.
 func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, error) {
 	if node == 0 {
 		return "", fmt.Errorf("%w: node id 0", ErrInvalid)
@@ -452,8 +454,6 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 	switch st.State {
 	case "":
 		return "", fmt.Errorf("%w: node %d is not being decommissioned", ErrPrecondition, node)
-	case StateDecommissioned:
-		return "", fmt.Errorf("%w: node %d is already decommissioned", ErrPrecondition, node)
 	}
 	if err := m.eng.Terminate(ctx, st.Instance, "decommission cancelled"); err != nil && !errors.Is(err, ErrNotFound) {
 		if s, serr := m.eng.Status(ctx, st.Instance); serr != nil || !finished(s) {
@@ -471,7 +471,11 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 	if !res.Succeeded {
 		return "", fmt.Errorf("%w: node %d's state changed meanwhile; look again (pleiades node list)", ErrPrecondition, node)
 	}
-	m.log.Info("decommission cancelled", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	if st.State == StateDecommissioned {
+		m.log.Info("decommissioned node back in service", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	} else {
+		m.log.Info("decommission cancelled", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	}
 	return st.Instance, nil
 }
 
