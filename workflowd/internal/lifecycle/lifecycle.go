@@ -93,6 +93,9 @@ type Config struct {
 	// fullest and the emptiest live node above which one replica moves.
 	// Default 2.
 	RebalanceThreshold int
+	// MoveConcurrency: how many ranges a re-replication or decommission
+	// moves at once (each a replica change with its snapshot). Default 4.
+	MoveConcurrency int
 }
 
 // withDefaults fills the zero fields.
@@ -111,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RebalanceThreshold <= 0 {
 		c.RebalanceThreshold = 2
+	}
+	if c.MoveConcurrency <= 0 {
+		c.MoveConcurrency = 4
 	}
 	return c
 }

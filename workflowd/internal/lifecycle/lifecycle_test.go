@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		if c.DeadNodeTimeout != tc.deadAfter || c.CheckInterval != tc.check {
 			t.Errorf("%+v: dead after %v, check every %v; want %v, %v", tc.in, c.DeadNodeTimeout, c.CheckInterval, tc.deadAfter, tc.check)
 		}
-		if c.RetryInterval != 5*time.Second || c.ChangeTimeout != 5*time.Minute || c.RebalanceThreshold != 2 || c.RebalanceInterval != 0 {
+		if c.RetryInterval != 5*time.Second || c.ChangeTimeout != 5*time.Minute || c.RebalanceThreshold != 2 || c.RebalanceInterval != 0 || c.MoveConcurrency != 4 {
 			t.Errorf("%+v: defaults %+v", tc.in, c)
 		}
 	}
