@@ -370,13 +370,13 @@ func peerOf(c *quic.Conn) *Peer {
 
 // peerFromTLS describes the peer at addr by the verified certificate of
 // its TLS handshake: the same for QUIC connections and local sockets.
-func peerFromTLS(addr string, st tls.ConnectionState) *Peer {
+func peerFromTLS(addr string, cs tls.ConnectionState) *Peer {
 	p := &Peer{Addr: addr}
-	if certs := st.PeerCertificates; len(certs) > 0 {
-		p.Name = certs[0].Subject.CommonName
-		if r, err := tlsutil.RoleOf(certs[0]); err == nil {
-			p.Role = r
-		}
+	if len(cs.PeerCertificates) > 0 {
+		p.Name = cs.PeerCertificates[0].Subject.CommonName
+	}
+	if r, err := tlsutil.PeerRole(cs); err == nil {
+		p.Role = r
 	}
 	return p
 }
