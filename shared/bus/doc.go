@@ -181,8 +181,11 @@
 // loops on both sides, each a goroutine handoff; on raftd's synced
 // 100-op log write to stored these handoffs cost about 0.37 ms of
 // scheduler delay per call. On the socket a call crosses the caller's
-// writer, the server's reader, the handler and back: see
-// shared/BENCHMARKS.md ("Local sockets") for the figures.
+// writer, the server's reader, the handler and back. Small calls ran
+// 1.1-2x the rate of QUIC's, stored's synced batch at one caller went
+// from 0.76 to 0.59 ms and raftd's put at one client from 349 to 408 per
+// second (shared/BENCHMARKS.md, run of 2026-12-07, night; raftd/
+// BENCHMARKS.md, "Local socket to stored").
 //
 // The caller keeps up to connsPerPeer connections per socket, picked as
 // QUIC connections are (the first until spreadAt calls are in flight on
