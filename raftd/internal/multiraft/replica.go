@@ -883,12 +883,16 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 		case m.GetType() == raftpb.MsgHeartbeat && len(m.GetContext()) == 0 && r.mu.appended[m.GetTo()]:
 			r.mu.appended[m.GetTo()] = false
 			if isReplicating(m.GetTo()) {
+				r.s.metrics.heartbeatsSkipped.Add(1)
 				continue
 			}
 		case m.GetType() == raftpb.MsgHeartbeat:
 			delete(r.mu.appended, m.GetTo())
 		}
 		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
+			if m.GetType() == raftpb.MsgHeartbeat {
+				r.s.metrics.heartbeatsSent.Add(1)
+			}
 			out.add(node, r.rangeID, m, false)
 		}
 	}
