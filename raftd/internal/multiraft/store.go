@@ -884,6 +884,14 @@ func (s *Store) leaseDuration() time.Duration {
 	return d
 }
 
+// heartbeatQuietTicks is how long after an append with entries a leader
+// sends its follower no heartbeat (Replica.sendLocked): a third of the
+// election timeout, and at least one heartbeat interval more than the
+// interval itself, so that an append skips at least the next heartbeat.
+func (s *Store) heartbeatQuietTicks() uint64 {
+	return uint64(max(s.cfg.HeartbeatTicks+1, s.cfg.ElectionTicks/3))
+}
+
 // Stats are scheduler counters.
 type Stats struct {
 	// Writes counts the rounds' engine writes, SyncWrites those synced;
