@@ -119,6 +119,10 @@ func newLCFixture(t *testing.T, nodes, workflowds int, mem *membership, opts ...
 	return f
 }
 
+// oneMoveAtATime makes the lifecycle workflows move one range per step,
+// for tests that stop them half way.
+func oneMoveAtATime(c *workflowd.Config) { c.MoveConcurrency = 1 }
+
 // descs returns the user ranges' descriptors.
 func (f *lcFixture) descs() []*kvpb.RangeDescriptor {
 	f.t.Helper()
@@ -133,6 +137,16 @@ func (f *lcFixture) descs() []*kvpb.RangeDescriptor {
 		}
 	}
 	return out
+}
+
+// allDescs returns every range's descriptor, the meta range's too.
+func (f *lcFixture) allDescs() []*kvpb.RangeDescriptor {
+	f.t.Helper()
+	resp, err := f.kv.Descriptors(f.t.Context(), nil, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp.GetDescriptors()
 }
 
 // layout is "range: nodes" of every user range, e.g. "2:1,2,3 3:1,2,3".
@@ -402,12 +416,71 @@ func TestRebalance(t *testing.T) {
 	}
 }
 
+// TestReReplicationMoveConcurrency: the re-replication moves up to
+// MoveConcurrency ranges per step: one at a time, each range takes a
+// step of its own; with room for all, one step moves them all (and the
+// next finds nothing left). Each range's replica goes to a different
+// node when it can (the targets of one step count each other).
+func TestReReplicationMoveConcurrency(t *testing.T) {
+	for _, conc := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) {
+			f := newLCFixture(t, 6, 1, newMembership(1, 2, 3, 4, 5, 6), func(c *workflowd.Config) { c.MoveConcurrency = conc })
+			held := 0
+			for _, d := range f.allDescs() {
+				if slices.ContainsFunc(d.GetReplicas(), func(r *kvpb.ReplicaDescriptor) bool { return r.GetNodeId() == 2 }) {
+					held++
+				}
+			}
+			f.mem.set(2, gossippb.MemberState_MEMBER_STATE_DEAD)
+			var in *workflowpb.Instance
+			eventually.NoError(t, 20*time.Second, "re-replication done", func() error {
+				list := f.instances("pleiades.rereplicate")
+				if len(list) != 1 {
+					return fmt.Errorf("%d instances", len(list))
+				}
+				var err error
+				if in, err = f.wfs[0].Get(t.Context(), list[0].GetId()); err != nil || in.GetStatus() != workflowpb.Status_STATUS_COMPLETED {
+					return fmt.Errorf("%v, %v", in.GetStatus(), err)
+				}
+				return nil
+			})
+			steps := 0
+			for _, h := range in.GetHistory() {
+				if h.GetStep() == "move one" && h.GetOutcome() == "completed" {
+					steps++
+				}
+			}
+			want := held + 1
+			if conc >= held {
+				want = 2
+			}
+			if steps != want {
+				t.Errorf("%d move steps for %d ranges; want %d (history %v)", steps, held, want, in.GetHistory())
+			}
+			targets := map[uint64]bool{}
+			for _, d := range f.allDescs() {
+				for _, r := range d.GetReplicas() {
+					if r.GetNodeId() == 2 {
+						t.Errorf("range %d still has a replica on node 2", d.GetRangeId())
+					}
+					if r.GetNodeId() > 3 {
+						targets[r.GetNodeId()] = true
+					}
+				}
+			}
+			if len(targets) != held {
+				t.Errorf("replicas moved to nodes %v; want %d different nodes", targets, held)
+			}
+		})
+	}
+}
+
 // TestReReplicationResumedElsewhere: the workflowd running the
 // re-replication stops half way (replica changes are slowed down); the
 // other takes the instance over and finishes it, every range ending on
 // three replicas without node 2.
 func TestReReplicationResumedElsewhere(t *testing.T) {
-	f := newLCFixture(t, 5, 2, newMembership(1, 2, 3, 4, 5))
+	f := newLCFixture(t, 5, 2, newMembership(1, 2, 3, 4, 5), oneMoveAtATime)
 	f.fc.Delay(kvclient.MethodChangeReplicas, 400*time.Millisecond)
 	f.mem.set(2, gossippb.MemberState_MEMBER_STATE_DEAD)
 	var in *workflowpb.Instance
@@ -462,9 +535,10 @@ func TestReReplicationResumedElsewhere(t *testing.T) {
 // TestDecommissionCancel: a decommission cancelled half way is
 // terminated, the node takes replicas again (Nodes shows no lifecycle
 // state), a second cancel is refused, and a new decommission starts a new
-// instance that finishes the job.
+// instance that finishes the job; cancelling that finished one puts the
+// node back in service.
 func TestDecommissionCancel(t *testing.T) {
-	f := newLCFixture(t, 5, 1, newMembership(1, 2, 3, 4, 5))
+	f := newLCFixture(t, 5, 1, newMembership(1, 2, 3, 4, 5), oneMoveAtATime)
 	ctx := t.Context()
 	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not being decommissioned") {
 		t.Errorf("cancel with no decommission = %v; want refused", err)
@@ -505,14 +579,28 @@ func TestDecommissionCancel(t *testing.T) {
 		t.Fatalf("decommission after the cancel = %v, %v; want a new instance", second, err)
 	}
 	f.wait(second.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)
-	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "already decommissioned") {
-		t.Errorf("cancel of a finished decommission = %v; want refused", err)
-	}
 	for _, d := range f.descs() {
 		if replicaOn := slices.ContainsFunc(d.GetReplicas(), func(r *kvpb.ReplicaDescriptor) bool { return r.GetNodeId() == 1 }); replicaOn || len(d.GetReplicas()) != 3 {
 			t.Errorf("range %d: %v after the decommission", d.GetRangeId(), d.GetReplicas())
 		}
 	}
+	// Cancelling a finished decommission puts the node back in service;
+	// a third decommission is a new instance again.
+	if id, err := f.wfs[0].CancelDecommission(ctx, 1); err != nil || id != second.GetInstanceId() {
+		t.Fatalf("cancel of a finished decommission = %q, %v; want %s", id, err, second.GetInstanceId())
+	}
+	nodes, err = f.wfs[0].Nodes(ctx)
+	if err != nil || nodes[0].GetNodeId() != 1 || nodes[0].GetLifecycle() != "" {
+		t.Errorf("nodes after the node came back: %v, %v; want node 1 with no lifecycle state", nodes, err)
+	}
+	if _, err := f.wfs[0].CancelDecommission(ctx, 1); !errors.Is(err, bus.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not being decommissioned") {
+		t.Errorf("cancel of a node back in service = %v; want refused", err)
+	}
+	third, err := f.wfs[0].Decommission(ctx, 1)
+	if err != nil || third.GetExisting() || third.GetInstanceId() == second.GetInstanceId() {
+		t.Fatalf("decommission of the node back in service = %v, %v; want a new instance", third, err)
+	}
+	f.wait(third.GetInstanceId(), workflowpb.Status_STATUS_COMPLETED)
 }
 
 // wait polls instance id until it has status want.

@@ -99,6 +99,9 @@ type Config struct {
 	// RebalanceThreshold: a replica moves when the fullest and the
 	// emptiest live node differ by more replicas than this. Default 2.
 	RebalanceThreshold int
+	// MoveConcurrency: how many ranges a re-replication or decommission
+	// moves at once (each a replica change sending a snapshot). Default 4.
+	MoveConcurrency int
 }
 
 // DefaultConfig returns the production configuration (NodeID unset).
@@ -106,7 +109,7 @@ func DefaultConfig() Config {
 	return Config{RaftAddrs: []string{DefaultRaftAddr}, GossipAddr: DefaultGossipAddr, LeaseDuration: 10 * time.Second,
 		PollInterval: time.Second, MaxRunning: 1024, CountsInterval: 30 * time.Second, MaxClockOffset: 500 * time.Millisecond, HistoryLen: 16,
 		Retention: 7 * 24 * time.Hour, EventRetention: 7 * 24 * time.Hour, PurgeInterval: 10 * time.Minute,
-		HTTPDeny: DefaultHTTPDeny(), DeadNodeTimeout: 5 * time.Minute, LifecycleRetry: 5 * time.Second, RebalanceThreshold: 2}
+		HTTPDeny: DefaultHTTPDeny(), DeadNodeTimeout: 5 * time.Minute, LifecycleRetry: 5 * time.Second, RebalanceThreshold: 2, MoveConcurrency: 4}
 }
 
 // Validate reports the first invalid field.
@@ -147,6 +150,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("workflowd: LifecycleRetry %v must be positive", c.LifecycleRetry)
 	case c.RebalanceInterval < 0 || c.RebalanceThreshold < 1:
 		return fmt.Errorf("workflowd: RebalanceInterval %v must not be negative and RebalanceThreshold %d must be at least 1", c.RebalanceInterval, c.RebalanceThreshold)
+	case c.MoveConcurrency < 1:
+		return fmt.Errorf("workflowd: MoveConcurrency %d is below 1", c.MoveConcurrency)
 	}
 	return nil
 }
@@ -224,7 +229,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		mem = gossipclient.New(deps.Bus, cfg.GossipAddr)
 	}
 	s.lc = lifecycle.New(lifecycle.Config{DeadNodeTimeout: cfg.DeadNodeTimeout, RetryInterval: cfg.LifecycleRetry,
-		RebalanceInterval: cfg.RebalanceInterval, RebalanceThreshold: cfg.RebalanceThreshold}, s.kv, mem, engineStarter{s.eng}, deps.Logger)
+		RebalanceInterval: cfg.RebalanceInterval, RebalanceThreshold: cfg.RebalanceThreshold, MoveConcurrency: cfg.MoveConcurrency}, s.kv, mem, engineStarter{s.eng}, deps.Logger)
 	for _, d := range append(s.lc.Definitions(), deps.Definitions...) {
 		if err := s.eng.Register(d.Compiled()); err != nil {
 			return nil, fmt.Errorf("workflowd: %w", err)

@@ -84,13 +84,8 @@ func streamOf[Ev any, PEv interface {
 // one goroutine per source; they stop with ctx.
 func (s *Server) startBridge(ctx context.Context, ns *natsserver.Server) error {
 	opts := []nats.Option{nats.InProcessServer(ns), nats.Name("msgd-events"), nats.MaxReconnects(-1)}
-	if s.auth != nil {
-		kp := s.auth.bridge
-		pub, err := kp.PublicKey()
-		if err != nil {
-			return err
-		}
-		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	if s.bridge != nil {
+		opts = append(opts, nats.Nkey(s.bridge.pub, s.bridge.key.Sign))
 	}
 	nc, err := nats.Connect("", opts...)
 	if err != nil {

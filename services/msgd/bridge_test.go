@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/services/msgd"
 	"github.com/pleiades-db/pleiades/shared/bus"
 	"github.com/pleiades-db/pleiades/shared/clockclient"
 	"github.com/pleiades-db/pleiades/shared/daemon/daemontest"
@@ -25,6 +26,7 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/storepb"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/shared/storeclient"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 	"github.com/pleiades-db/pleiades/shared/wire"
 	"github.com/pleiades-db/pleiades/shared/workflowclient"
 )
@@ -174,23 +176,27 @@ func TestEventBridge(t *testing.T) {
 }
 
 // TestEventsStream: msgd keeps the events in the JetStream stream
-// events.Stream (with auth too: the bridge may keep it), one copy per
-// occurrence however often it is published, readable by a consumer that
-// came later.
+// events.Stream (with an auth file or client certificates too: the
+// bridge may keep it), one copy per occurrence however often it is
+// published, readable by a consumer that came later.
 func TestEventsStream(t *testing.T) {
-	for _, withAuth := range []bool{false, true} {
-		t.Run(fmt.Sprintf("auth=%v", withAuth), func(t *testing.T) {
+	for _, auth := range []string{"none", "file", "certificates"} {
+		t.Run("auth="+auth, func(t *testing.T) {
 			storeAddr, diskCh := fakeStream[storepb.WatchDiskRequest, *storepb.DiskStatus](t, wire.ProtoStore, storeclient.MethodWatchDisk)
 			cfg := testConfig()
 			cfg.NoCluster, cfg.StoreAddr, cfg.RefreshInterval = true, storeAddr, 100*time.Millisecond
 			var opts []nats.Option
-			if withAuth {
+			switch auth {
+			case "file":
 				auth := filepath.Join(t.TempDir(), "auth.conf")
 				if err := os.WriteFile(auth, []byte(`authorization { users = [ {user: app, password: s3cret} ] }`), 0o600); err != nil {
 					t.Fatal(err)
 				}
 				cfg.AuthFile = auth
 				opts = append(opts, nats.UserInfo("app", "s3cret"))
+			case "certificates":
+				cfg.ClientTLS = msgd.ClientTLSVerify
+				opts = append(opts, nats.Secure(issue(t, "app", tlsutil.ClientRole())))
 			}
 			n := startNode(t, common(t), cfg)
 			js, err := jetstream.New(connect(t, n, opts...))

@@ -11,18 +11,53 @@
 // Clients connect to NATSHost:NATSPort (default 127.0.0.1:4222), other
 // msgd to NATSHost:NATSClusterPort (6222). Routes always use mutual TLS
 // with the node's certificate from the cluster CA (Deps.TLS, the bus's),
-// so only nodes of the cluster can route. Clients use plain TCP, TLS with
-// the node certificate (ClientTLS on: verify the server with the cluster
-// CA, server name node.pleiades or the host's address) or TLS with client
-// certificates from the cluster CA (verify). AuthFile is a NATS
-// configuration file whose authorization block lists users (plain or
-// bcrypt passwords) and nkeys with NATS permissions; a token or accounts
-// are refused. SIGHUP (Server.Reload) re-reads the file and gives NATS
-// the new users through a configuration reload: removed users' live
-// connections are closed; a file that fails to load keeps the current
-// users. The server is named ServerName(node id), "node-<id>",
-// stable across restarts as JetStream requires; the cluster is named
-// ClusterName ("pleiades").
+// and take node certificates only: a client, admin or role-less
+// certificate of the same CA fails the route's TLS handshake, whichever
+// side dials (tlsutil.RequirePeer, reading the role as the bus does), so
+// only the cluster's nodes can route and see or inject its traffic.
+// Clients use plain TCP, TLS with the node certificate (ClientTLS on:
+// verify the server with the cluster CA, server name node.pleiades or the
+// host's address) or TLS with client certificates from the cluster CA
+// (verify): node, admin and client certificates, not one without a role.
+//
+// Under verify without an AuthFile, the certificate's role is the
+// client's identity and sets its NATS permissions (the user NATS reports
+// is the certificate's common name):
+//
+//   - node and admin certificates may do everything;
+//   - a client certificate without key prefixes may do everything but
+//     publish the cluster's events (pleiades.events.>, msgd's alone);
+//   - a client certificate limited to key prefixes may publish and
+//     subscribe on the subjects of its prefixes, subscribe to its reply
+//     inboxes _INBOX.<subject>.> (nats.go: CustomInboxPrefix
+//     "_INBOX.<subject>"; the default inbox _INBOX.<random> is refused,
+//     as it would see every client's replies), and answer the requests it
+//     receives (one reply each, within two minutes: NATS's
+//     allow_responses). Nothing else: no JetStream API, no cluster events,
+//     no other application's subjects.
+//
+// A key prefix is mapped to subjects by reading '/' as the subjects'
+// token separator '.': a prefix ending in '/' allows every subject below
+// it ("app1/" → "app1.>", "app1/orders/" → "app1.orders.>"); one without
+// allows that subject and those below it ("app1" → "app1" and "app1.>";
+// not "app1x", which the key prefix covers but a NATS permission cannot
+// name). A prefix with an empty segment, a '.', '*', '>', a space or
+// control character, or invalid UTF-8, or whose first segment starts
+// with '$' (JetStream, system) or '_' (inboxes) or is "pleiades" (the
+// cluster's events), maps to no subjects; a client whose prefixes all map
+// to none connects and can only answer requests. So the same certificate
+// limits an application alike in the KV, in workflowd and on NATS.
+//
+// AuthFile is a NATS configuration file whose authorization block lists
+// users (plain or bcrypt passwords) and nkeys with NATS permissions; a
+// token or accounts are refused. With an AuthFile, its users and their
+// permissions decide what a connection may do, certificates or not (under
+// verify a client still needs a certificate with a role). SIGHUP
+// (Server.Reload) re-reads the file and gives NATS the new users through
+// a configuration reload: removed users' live connections are closed; a
+// file that fails to load keeps the current users. The server is named
+// ServerName(node id), "node-<id>", stable across restarts as JetStream
+// requires; the cluster is named ClusterName ("pleiades").
 //
 // # Routes from gossip
 //
@@ -101,9 +136,10 @@
 // keeps one copy of an occurrence published twice; `pleiades events
 // --since` replays it. Events published before JetStream answers (a
 // clustered msgd waits for a quorum of its meta group) or while the
-// stream's group changes (its replicas raised) may not be kept. With AuthFile set, the bridge connects
-// in process with a generated nkey allowed to publish pleiades.events.>
-// only.
+// stream's group changes (its replicas raised) may not be kept. When
+// clients authenticate (an AuthFile, or certificates under verify), the
+// bridge connects in process with an nkey made at start, allowed to
+// publish pleiades.events.> and keep the events stream only.
 //
 // # Concurrency
 //

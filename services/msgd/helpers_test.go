@@ -83,15 +83,21 @@ func (n *node) stop(t *testing.T) {
 // url is the node's NATS client URL, read from its status.
 func (n *node) url(t *testing.T) string {
 	t.Helper()
+	return "nats://" + n.address(t, "nats")
+}
+
+// address returns the address n's status lists under key.
+func (n *node) address(t *testing.T, key string) string {
+	t.Helper()
 	st, err := n.rt.Admin.Status(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := st.GetAddresses()["nats"]
+	a := st.GetAddresses()[key]
 	if a == "" {
-		t.Fatalf("no nats address in %v", st.GetAddresses())
+		t.Fatalf("no %s address in %v", key, st.GetAddresses())
 	}
-	return "nats://" + a
+	return a
 }
 
 // connect opens a nats.go connection to n, closed at cleanup.

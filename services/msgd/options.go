@@ -14,21 +14,19 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/pleiades-db/pleiades/shared/events"
+	"github.com/pleiades-db/pleiades/shared/tlsutil"
 )
 
 // tlsTimeout bounds a TLS handshake with a client or a route, in seconds.
 const tlsTimeout = 2
 
 // authConfig is what msgd takes from the auth file: NATS's own users and
-// nkeys, plus the internal user of the event bridge.
+// nkeys.
 type authConfig struct {
 	users       []*natsserver.User
 	nkeys       []*natsserver.NkeyUser
 	noAuthUser  string
 	authTimeout float64
-	// bridge is the event bridge's own nkey, allowed to publish events
-	// and to keep the events stream only.
-	bridge nkeys.KeyPair
 }
 
 // loadAuth reads the authorization block of a NATS configuration file.
@@ -53,13 +51,40 @@ func loadAuth(path string) (*authConfig, error) {
 	if len(a.users) == 0 && len(a.nkeys) == 0 {
 		return nil, fmt.Errorf("msgd: auth file %s: no users or nkeys in its authorization block", path)
 	}
+	return a, nil
+}
+
+// bridgeAuth is the event bridge's own identity when clients must
+// authenticate (an auth file, or certificates under ClientTLS verify):
+// an nkey made at New, allowed to publish events and to keep the events
+// stream only.
+type bridgeAuth struct {
+	key   nkeys.KeyPair
+	pub   string
+	perms *natsserver.Permissions
+}
+
+func newBridgeAuth() (*bridgeAuth, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, fmt.Errorf("msgd: bridge nkey: %w", err)
 	}
-	a.bridge = kp
-	return a, nil
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("msgd: bridge nkey: %w", err)
+	}
+	return &bridgeAuth{key: kp, pub: pub, perms: &natsserver.Permissions{
+		// Events, and the JetStream API calls that keep the events
+		// stream (answered on the bridge's inbox).
+		Publish: &natsserver.SubjectPermission{Allow: []string{events.SubjectAll,
+			"$JS.API.INFO", "$JS.API.STREAM.INFO." + events.Stream, "$JS.API.STREAM.CREATE." + events.Stream, "$JS.API.STREAM.UPDATE." + events.Stream}},
+		Subscribe: &natsserver.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}}, nil
 }
+
+// certClients reports whether client certificates' roles authenticate
+// NATS clients: ClientTLS verify without an auth file.
+func (c Config) certClients() bool { return c.ClientTLS == ClientTLSVerify && c.AuthFile == "" }
 
 // routeURLs turns host:port route addresses into NATS route URLs.
 func routeURLs(addrs []string) ([]*url.URL, error) {
@@ -76,7 +101,10 @@ func routeURLs(addrs []string) ([]*url.URL, error) {
 
 // tlsConfigs derives, once, the route and client TLS configurations from
 // the node's; the same pointers go into every reload so that NATS sees no
-// TLS change.
+// TLS change. Routes take node certificates only (a client or admin
+// certificate of the cluster CA is refused in the handshake, either way);
+// clients under verify take node, admin and client certificates, not one
+// without a role.
 type tlsConfigs struct {
 	once          sync.Once
 	route, client *tls.Config
@@ -86,11 +114,13 @@ func (s *Server) tlsFor() (route, client *tls.Config) {
 	s.tls.once.Do(func() {
 		s.tls.route = s.d.TLS.Clone()
 		s.tls.route.ClientAuth = tls.RequireAndVerifyClientCert
+		s.tls.route.VerifyConnection = tlsutil.RequirePeer(tlsutil.KindNode)
 		if s.cfg.ClientTLS != ClientTLSOff {
 			c := s.d.TLS.Clone()
 			c.ClientAuth = tls.NoClientCert
 			if s.cfg.ClientTLS == ClientTLSVerify {
 				c.ClientAuth = tls.RequireAndVerifyClientCert
+				c.VerifyConnection = tlsutil.RequirePeer(tlsutil.KindNode, tlsutil.KindAdmin, tlsutil.KindClient)
 			}
 			s.tls.client = c
 		}
@@ -125,20 +155,12 @@ func (s *Server) options(routes []string) (*natsserver.Options, error) {
 	if a := s.auth; a != nil {
 		o.Users = a.users
 		o.NoAuthUser, o.AuthTimeout = a.noAuthUser, a.authTimeout
-		pub, err := a.bridge.PublicKey()
-		if err != nil {
-			return nil, err
-		}
-		o.Nkeys = append(append([]*natsserver.NkeyUser(nil), a.nkeys...), &natsserver.NkeyUser{
-			Nkey: pub,
-			// Events, and the JetStream API calls that keep the events
-			// stream (answered on the bridge's inbox).
-			Permissions: &natsserver.Permissions{
-				Publish: &natsserver.SubjectPermission{Allow: []string{events.SubjectAll,
-					"$JS.API.INFO", "$JS.API.STREAM.INFO." + events.Stream, "$JS.API.STREAM.CREATE." + events.Stream, "$JS.API.STREAM.UPDATE." + events.Stream}},
-				Subscribe: &natsserver.SubjectPermission{Allow: []string{"_INBOX.>"}},
-			},
-		})
+		o.Nkeys = append(append([]*natsserver.NkeyUser(nil), a.nkeys...), &natsserver.NkeyUser{Nkey: s.bridge.pub, Permissions: s.bridge.perms})
+	}
+	if s.certAuth != nil {
+		// The nonce the bridge signs (NATS sends one to every client only
+		// when it has nkey users of its own).
+		o.CustomClientAuthentication, o.AlwaysEnableNonce = s.certAuth, true
 	}
 	if !c.NoCluster {
 		o.Cluster = natsserver.ClusterOpts{
@@ -209,7 +231,8 @@ func (l *natsLogger) failed() string {
 // NATS its users and nkeys through a configuration reload: clients
 // connect with the new credentials at once, and NATS closes connections
 // whose user is gone. A file that fails to load keeps the current users
-// in force; the event bridge keeps its own key.
+// in force; the event bridge keeps its own key. Certificates under
+// ClientTLS verify without an auth file have nothing to re-read.
 func (s *Server) Reload(why string) {
 	if s.cfg.AuthFile == "" {
 		return
@@ -234,7 +257,6 @@ func (s *Server) reloadAuth() error {
 		return errors.New("msgd: not running")
 	}
 	prev := s.auth
-	a.bridge = prev.bridge
 	s.auth = a
 	s.mu.Lock()
 	routes := s.mu.applied

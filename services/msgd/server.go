@@ -56,7 +56,10 @@ const (
 	// certificate (verify it with the cluster CA).
 	ClientTLSOn = "on"
 	// ClientTLSVerify: as on, and clients must present a certificate
-	// signed by the cluster CA.
+	// signed by the cluster CA with a role (node, admin or client); without
+	// an AuthFile the role sets the client's permissions (see the package
+	// documentation: a client certificate's key prefixes limit its
+	// subjects).
 	ClientTLSVerify = "verify"
 )
 
@@ -107,11 +110,13 @@ type Config struct {
 	// DataDir/jetstream. Required.
 	DataDir string
 	// ClientTLS is off, on or verify (see the ClientTLS constants).
-	// Default off. Routes always use mutual TLS from the cluster CA.
+	// Default off. Routes always use mutual TLS from the cluster CA, with
+	// node certificates only.
 	ClientTLS string
 	// AuthFile is a NATS configuration file whose authorization block
-	// (users, nkeys, token, no_auth_user, timeout) authenticates clients;
-	// "" lets every client in. Default "".
+	// (users, nkeys, no_auth_user, timeout) authenticates clients and
+	// sets their permissions; "" lets every client in (under ClientTLS
+	// verify: as its certificate's role allows). Default "".
 	AuthFile string
 	// MaxPayload is the largest message accepted, in bytes. Default 1 MiB.
 	MaxPayload int32
@@ -261,7 +266,12 @@ type Server struct {
 	log  *slog.Logger
 	opts *natsserver.Options // the options the server started with
 	auth *authConfig
-	tls  tlsConfigs
+	// bridge is the event bridge's identity when clients authenticate
+	// (auth or certAuth set), else nil.
+	bridge *bridgeAuth
+	// certAuth authenticates clients by certificate (Config.certClients).
+	certAuth *certAuth
+	tls      tlsConfigs
 	// reloadMu serializes NATS reloads (routes, JetStream).
 	reloadMu sync.Mutex
 	metrics  *metrics
@@ -302,6 +312,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 		s.auth = a
+	}
+	if s.auth != nil || cfg.certClients() {
+		b, err := newBridgeAuth()
+		if err != nil {
+			return nil, err
+		}
+		s.bridge = b
+	}
+	if cfg.certClients() {
+		s.certAuth = &certAuth{bridge: s.bridge.pub, perms: s.bridge.perms}
 	}
 	// Ports 0 are resolved now: the route list holds this msgd's own
 	// route address from the start.

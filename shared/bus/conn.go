@@ -355,11 +355,12 @@ func (b *Bus) sharedConn(addr string) *quic.Conn {
 
 func peerOf(c *quic.Conn) *Peer {
 	p := &Peer{Addr: c.RemoteAddr().String()}
-	if certs := c.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
-		p.Name = certs[0].Subject.CommonName
-		if r, err := tlsutil.RoleOf(certs[0]); err == nil {
-			p.Role = r
-		}
+	cs := c.ConnectionState().TLS
+	if len(cs.PeerCertificates) > 0 {
+		p.Name = cs.PeerCertificates[0].Subject.CommonName
+	}
+	if r, err := tlsutil.PeerRole(cs); err == nil {
+		p.Role = r
 	}
 	return p
 }

@@ -16,7 +16,10 @@
 // A certificate without such a URI (issued before roles existed) has
 // KindNone and may call nothing; one with two is unreadable and treated
 // alike. What each role may call is decided per bus method by the daemons'
-// tables (bus.Rules), not here. Only node certificates are valid as TLS
+// tables (bus.Rules), not here. PeerRole reads the role of a connection's
+// peer (the bus and msgd's NATS alike); RequirePeer makes a TLS
+// configuration refuse, in the handshake, peers of other kinds (msgd's
+// NATS routes: nodes only). Only node certificates are valid as TLS
 // servers (they carry ServerName); client and admin certificates
 // authenticate callers only.
 //

@@ -2,6 +2,7 @@ package tlsutil
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -196,6 +197,51 @@ func RoleOf(c *x509.Certificate) (Role, error) {
 		found = true
 	}
 	return r, nil
+}
+
+// PeerRole returns the role of the certificate a TLS peer presented (its
+// leaf, PeerCertificates[0]): KindNone when it presented none. It is how
+// every listener of the cluster (the bus, msgd's NATS) tells nodes,
+// clients and operators apart.
+func PeerRole(cs tls.ConnectionState) (Role, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return Role{}, nil
+	}
+	return RoleOf(cs.PeerCertificates[0])
+}
+
+// RequirePeer returns a tls.Config VerifyConnection function that fails
+// the handshake unless the peer's certificate carries a role of one of
+// kinds (a certificate without a role, or with an unreadable one, is
+// refused too). It adds to the chain's verification against the cluster
+// CA, which the configuration must still do (ClientCAs and
+// RequireAndVerifyClientCert on a listener, RootCAs when dialing); used
+// on both sides of a connection it checks each side's peer.
+func RequirePeer(kinds ...Kind) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		r, err := PeerRole(cs)
+		if err != nil {
+			return fmt.Errorf("tlsutil: peer certificate: %w", err)
+		}
+		for _, k := range kinds {
+			if r.Kind == k {
+				return nil
+			}
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tlsutil: the peer presented no certificate")
+		}
+		return fmt.Errorf("tlsutil: peer certificate %q has role %s; want %s", cs.PeerCertificates[0].Subject.CommonName, r, kindList(kinds))
+	}
+}
+
+// kindList names kinds for an error: "node", "node or client".
+func kindList(kinds []Kind) string {
+	ns := make([]string, len(kinds))
+	for i, k := range kinds {
+		ns[i] = k.String()
+	}
+	return strings.Join(ns, " or ")
 }
 
 // AllowsKey reports whether the role may touch key: every key unless it

@@ -2,6 +2,7 @@ package tlsutil
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"net/url"
 	"os"
@@ -157,3 +158,62 @@ func mode(t *testing.T, path string) os.FileMode {
 }
 
 func chmod(path string, m os.FileMode) error { return os.Chmod(path, m) }
+
+// TestRequirePeer: a listener with RequirePeer(KindNode) completes the
+// handshake with node certificates of its CA only; client, admin and
+// role-less certificates of the same CA fail it.
+func TestRequirePeer(t *testing.T) {
+	ca, err := NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.Issue("n1", NodeRole(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.VerifyConnection = RequirePeer(KindNode)
+	for _, tt := range []struct {
+		role Role
+		ok   bool
+	}{
+		{NodeRole(2), true},
+		{ClientRole(), false},
+		{ClientRole([]byte("app/")), false},
+		{AdminRole(), false},
+		{Role{}, false},
+	} {
+		cl, err := ca.Issue("peer", tt.role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serr, cerr := handshake(t, srv, cl)
+		if tt.ok && (serr != nil || cerr != nil) {
+			t.Errorf("%v: handshake %v / %v; want accepted", tt.role, serr, cerr)
+		}
+		if !tt.ok && serr == nil {
+			t.Errorf("%v: the listener accepted the handshake; want refused", tt.role)
+		}
+	}
+	// The peer's check applies when dialing too: a node dialing a
+	// listener that presents a node certificate passes.
+	dialer, err := ca.Issue("n3", NodeRole(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer.VerifyConnection = RequirePeer(KindNode)
+	if serr, cerr := handshake(t, srv, dialer); serr != nil || cerr != nil {
+		t.Errorf("node to node with checks on both sides: %v / %v", serr, cerr)
+	}
+	// A listener whose certificate passes the chain's checks but names no
+	// node role (one issued before roles) is refused by the dialer's.
+	noRole, err := ca.Issue("old", Role{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cerr := handshake(t, noRole, dialer); cerr == nil {
+		t.Error("dialing a listener with a certificate without a role succeeded; want refused")
+	}
+	if _, err := PeerRole(tls.ConnectionState{}); err != nil {
+		t.Errorf("PeerRole without certificates: %v", err)
+	}
+}

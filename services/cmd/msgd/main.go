@@ -40,7 +40,7 @@ func spec() daemon.Spec {
 			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, Usage: "bus `ADDR` of the node's raftd: range events (empty: none)"},
 			&cli.StringFlag{Name: "store-addr", Value: d.StoreAddr, Usage: "bus `ADDR` of the node's stored: disk space events (empty: none)"},
 			&cli.StringFlag{Name: "workflow-addr", Value: d.WorkflowAddr, Usage: "bus `ADDR` of the node's workflowd: workflow lifecycle events (empty: none)"},
-			&cli.StringFlag{Name: "nats-client-tls", Value: d.ClientTLS, Usage: "client TLS: off, on (node certificate), verify (and client certificates from the cluster CA)"},
+			&cli.StringFlag{Name: "nats-client-tls", Value: d.ClientTLS, Usage: "client TLS: off, on (node certificate), verify (and client certificates from the cluster CA, whose role sets their permissions unless --nats-auth-file: a client certificate's key prefixes limit its subjects)"},
 			&cli.StringFlag{Name: "nats-auth-file", Usage: "NATS configuration `FILE` whose authorization block (users, nkeys) authenticates clients"},
 			&cli.IntFlag{Name: "nats-max-payload", Value: int(d.MaxPayload), Usage: "largest message in `BYTES`"},
 			&cli.BoolFlag{Name: "jetstream", Value: d.JetStream, Usage: "run JetStream (file storage under <data-dir>/msgd/jetstream)"},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -113,6 +114,11 @@ func eventsCommand(e *env) *cli.Command {
 				}
 				if err := nc.Flush(); err != nil {
 					return fmt.Errorf("subscribe: %w", err)
+				}
+				// NATS answers a refused subscription before the flush's
+				// PONG: its refusal is known now.
+				if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+					return fmt.Errorf("subscribe: %w (a client certificate limited to key prefixes may not read the cluster's events: use an admin, node or unlimited client certificate)", err)
 				}
 			} else {
 				stop, err := replayEvents(e.ctx, nc, subjects, since, msgs)

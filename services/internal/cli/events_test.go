@@ -83,6 +83,31 @@ func TestEventsCommand(t *testing.T) {
 	}
 }
 
+// TestEventsRefused: a connection NATS does not allow to subscribe to
+// the events (a client certificate limited to key prefixes, here a user
+// with permissions) fails at once with NATS's refusal, instead of
+// waiting for events that never come.
+func TestEventsRefused(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoSigs: true, NoLog: true,
+		Users: []*natsserver.User{{Username: "app", Password: "pw", Permissions: &natsserver.Permissions{
+			Subscribe: &natsserver.SubjectPermission{Allow: []string{"app.>"}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	code, _, serr := run(t, "events", "--nats-url", ns.ClientURL(), "--nats-user", "app", "--nats-password", "pw", "--timeout", "30s")
+	if code != ExitFailed || !strings.Contains(serr, "Permissions Violation for Subscription") {
+		t.Errorf("events without permission: exit %d, %q; want %d and NATS's refusal", code, serr, ExitFailed)
+	}
+}
+
 func TestEventDetails(t *testing.T) {
 	for _, tt := range []struct {
 		ev   events.Event

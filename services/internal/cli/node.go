@@ -106,11 +106,11 @@ func resolveNode(arg string, nodes []*workflowpb.NodeLifecycle) (uint64, error) 
 func nodeDecommission(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "decommission",
-		Usage:     "move every replica off a node, then mark it decommissioned (a workflow: see `workflows show`); --cancel stops it",
+		Usage:     "move every replica off a node, then mark it decommissioned (a workflow: see `workflows show`); --cancel stops it, or puts a decommissioned node back in service",
 		ArgsUsage: "NODE-ID",
 		Flags: daemonFlags("workflowd",
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the node holds no replica (bounded by --timeout)"},
-			&cli.BoolFlag{Name: "cancel", Usage: "stop the node's decommission under way instead (the replicas moved off it stay moved)"}),
+			&cli.BoolFlag{Name: "cancel", Usage: "stop the node's decommission under way instead (the replicas moved off it stay moved), or clear a finished one's mark so the node takes replicas again"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return config.Usagef("node decommission: want one NODE-ID")
@@ -132,7 +132,7 @@ func nodeDecommission(e *env) *cli.Command {
 					if dc.format == "json" {
 						return output.PrintJSON(e.stdout, map[string]any{"node_id": strconv.FormatUint(node, 10), "instance_id": id, "cancelled": true})
 					}
-					fmt.Fprintf(e.stdout, "decommission of node %d cancelled: workflow %s terminated\n", node, id)
+					fmt.Fprintf(e.stdout, "decommission of node %d cancelled (workflow %s): the node takes replicas again\n", node, id)
 					return nil
 				}
 				r, err := wc.Decommission(dc.ctx, node)

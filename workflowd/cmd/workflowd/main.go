@@ -38,6 +38,7 @@ func spec() daemon.Spec {
 			&cli.DurationFlag{Name: "lifecycle-retry", Value: def.LifecycleRetry, Usage: "how long a lifecycle workflow that cannot move a replica waits before it tries again"},
 			&cli.DurationFlag{Name: "rebalance-interval", Value: def.RebalanceInterval, Usage: "how often replica counts are compared to move one replica from the fullest node to the emptiest (0: no rebalancing)"},
 			&cli.IntFlag{Name: "rebalance-threshold", Value: def.RebalanceThreshold, Usage: "a replica moves when the fullest and the emptiest live node differ by more replicas than this"},
+			&cli.IntFlag{Name: "move-concurrency", Value: def.MoveConcurrency, Usage: "how many ranges a re-replication or decommission moves at once"},
 			&cli.DurationFlag{Name: "max-clock-offset", Value: def.MaxClockOffset, Usage: "the cluster's max clock offset, added to a lease before another owner takes it"},
 		},
 		Build: func(c *cli.Context, rt *daemon.Runtime) (daemon.Service, error) {
@@ -66,11 +67,12 @@ func spec() daemon.Spec {
 			cfg.LifecycleRetry = c.Duration("lifecycle-retry")
 			cfg.RebalanceInterval = c.Duration("rebalance-interval")
 			cfg.RebalanceThreshold = c.Int("rebalance-threshold")
+			cfg.MoveConcurrency = c.Int("move-concurrency")
 			if cfg.HTTPDeny, err = workflowd.ParseNets(c.String("http-deny")); err != nil {
 				return nil, &config.FlagError{Flag: "http-deny", Err: err}
 			}
 			if err := cfg.Validate(); err != nil {
-				return nil, &config.FlagError{Flag: "instance-lease, poll-interval, max-running, retention, event-retention, dead-node-timeout, lifecycle-retry, rebalance-interval or rebalance-threshold", Err: err}
+				return nil, &config.FlagError{Flag: "instance-lease, poll-interval, max-running, retention, event-retention, dead-node-timeout, lifecycle-retry, rebalance-interval, rebalance-threshold or move-concurrency", Err: err}
 			}
 			return workflowd.New(cfg, workflowd.Deps{Logger: rt.Logger, Registerer: rt.Registry, Bus: rt.Bus, Admin: rt.Admin})
 		},

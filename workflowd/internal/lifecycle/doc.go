@@ -10,13 +10,14 @@
 // "pleiades.rereplicate/<node>/after/<previous id>", the same on every
 // workflowd, so the engine starts it once. The instance loops over one
 // step, "move one": it re-reads the descriptors (linearizable), takes the
-// first range naming the node and replaces that replica with one on a
-// live node that holds none of the range — a learner left there by an
-// interrupted change first, else the node with the fewest replicas — by
-// one ChangeReplicas call (raftd adds a learner, waits for its snapshot,
-// then promotes it and removes the dead replica in one joint
-// configuration). A step that runs again after a crash or a takeover
-// finds its range moved and goes on. When no live node can take a
+// first MoveConcurrency ranges naming the node and replaces each one's
+// replica with one on a live node that holds none of the range — a
+// learner left there by an interrupted change first, else the node with
+// the fewest replicas, counting the step's other moves — by one
+// ChangeReplicas call each, run at once (raftd adds a learner, waits for
+// its snapshot, then promotes it and removes the dead replica in one
+// joint configuration). A step that runs again after a crash or a
+// takeover finds its ranges moved and goes on. When no live node can take a
 // replica (three nodes, one dead) or a change fails, the data's "waiting"
 // field says why and the instance retries RetryInterval later. A node
 // that comes back alive ends the instance; one that comes back before the
@@ -32,7 +33,9 @@
 // before removing it), then marks it decommissioned. CancelDecommission
 // terminates a decommission under way and clears the mark (the record
 // keeps the instance id, which the next decommission's idempotency key
-// follows); the replicas already moved stay where they are.
+// follows); the replicas already moved stay where they are. On a node
+// already decommissioned it clears the mark, so the node is back in
+// service.
 //
 // Rebalancing (pleiades.rebalance, when RebalanceInterval is set): every
 // RebalanceInterval, when no node is being replaced or decommissioned and

@@ -93,6 +93,9 @@ type Config struct {
 	// fullest and the emptiest live node above which one replica moves.
 	// Default 2.
 	RebalanceThreshold int
+	// MoveConcurrency: how many ranges a re-replication or decommission
+	// moves at once (each a replica change with its snapshot). Default 4.
+	MoveConcurrency int
 }
 
 // withDefaults fills the zero fields.
@@ -111,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RebalanceThreshold <= 0 {
 		c.RebalanceThreshold = 2
+	}
+	if c.MoveConcurrency <= 0 {
+		c.MoveConcurrency = 4
 	}
 	return c
 }
@@ -439,8 +445,10 @@ func (m *Manager) Decommission(ctx context.Context, node uint64) (string, bool, 
 
 // CancelDecommission stops the decommission of node under way: its
 // instance is terminated and the node may take replicas again; the
-// replicas already moved stay where they are. A node not being
-// decommissioned, or already decommissioned, is refused.
+// replicas already moved stay where they are. For a node already
+// decommissioned it clears the mark: the node is back in service (it
+// takes replicas again once alive). A node with no decommission is
+// refused.
 func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, error) {
 	if node == 0 {
 		return "", fmt.Errorf("%w: node id 0", ErrInvalid)
@@ -452,8 +460,6 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 	switch st.State {
 	case "":
 		return "", fmt.Errorf("%w: node %d is not being decommissioned", ErrPrecondition, node)
-	case StateDecommissioned:
-		return "", fmt.Errorf("%w: node %d is already decommissioned", ErrPrecondition, node)
 	}
 	if err := m.eng.Terminate(ctx, st.Instance, "decommission cancelled"); err != nil && !errors.Is(err, ErrNotFound) {
 		if s, serr := m.eng.Status(ctx, st.Instance); serr != nil || !finished(s) {
@@ -471,7 +477,11 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 	if !res.Succeeded {
 		return "", fmt.Errorf("%w: node %d's state changed meanwhile; look again (pleiades node list)", ErrPrecondition, node)
 	}
-	m.log.Info("decommission cancelled", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	if st.State == StateDecommissioned {
+		m.log.Info("decommissioned node back in service", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	} else {
+		m.log.Info("decommission cancelled", slog.Uint64("target_node", node), slog.String("instance", st.Instance))
+	}
 	return st.Instance, nil
 }
 
@@ -481,28 +491,63 @@ func (m *Manager) CancelDecommission(ctx context.Context, node uint64) (string, 
 // Run watches membership until ctx ends: every CheckInterval it starts
 // the re-replication of each node dead or left for DeadNodeTimeout that
 // descriptors still name, and (every RebalanceInterval) a rebalancing
-// round. Errors (no cluster yet, gossipd restarting) are logged at debug
-// level and retried at the next tick.
+// round. Errors (no cluster yet, gossipd restarting) are retried at the
+// next tick; they are logged at debug level until they have lasted
+// failingWarnAfter, then at warn level (again every failingWarnEvery),
+// and the recovery of a check that warned is logged.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.CheckInterval)
 	defer t.Stop()
 	var lastRebalance time.Time
+	var dead, rebalance failing
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := m.checkDead(ctx); err != nil && ctx.Err() == nil {
-			m.log.Debug("lifecycle: dead node check", slog.Any(logkey.Err, err))
+		if err := m.checkDead(ctx); ctx.Err() == nil {
+			dead.report(m.log, "lifecycle: dead node check", err, m.now())
 		}
 		if m.cfg.RebalanceInterval > 0 && m.now().Sub(lastRebalance) >= m.cfg.RebalanceInterval {
 			lastRebalance = m.now()
-			if err := m.startRebalance(ctx); err != nil && ctx.Err() == nil {
-				m.log.Debug("lifecycle: rebalance", slog.Any(logkey.Err, err))
+			if err := m.startRebalance(ctx); ctx.Err() == nil {
+				rebalance.report(m.log, "lifecycle: rebalance", err, m.now())
 			}
 		}
 	}
+}
+
+// How long a periodic check may keep failing before it is logged at warn
+// level, and how often it is logged again while it still fails.
+const (
+	failingWarnAfter = time.Minute
+	failingWarnEvery = 10 * time.Minute
+)
+
+// failing tracks the errors of one periodic check for its log lines.
+type failing struct {
+	since, warned time.Time // first failure of the current run; last warning
+}
+
+// report logs the outcome of one run of the check named what.
+func (f *failing) report(log *slog.Logger, what string, err error, now time.Time) {
+	if err == nil {
+		if !f.warned.IsZero() {
+			log.Info(what+" succeeds again", slog.Duration("failed_for", now.Sub(f.since)))
+		}
+		*f = failing{}
+		return
+	}
+	if f.since.IsZero() {
+		f.since = now
+	}
+	if now.Sub(f.since) < failingWarnAfter || (!f.warned.IsZero() && now.Sub(f.warned) < failingWarnEvery) {
+		log.Debug(what, slog.Any(logkey.Err, err))
+		return
+	}
+	f.warned = now
+	log.Warn(what+" keeps failing", slog.Duration("failing_for", now.Sub(f.since)), slog.Any(logkey.Err, err))
 }
 
 // deadFor returns how long gossip has seen the member dead or left (0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/pleiades-db/pleiades/shared/kvclient"
@@ -86,11 +87,13 @@ func (m *Manager) moveDefinition(id, reason string) *workflow.Definition {
 	return b.MustBuild()
 }
 
-// moveOne moves one replica off d.Node (add a replica on another node,
-// which is promoted to voter once caught up, and remove the node's, in
-// one joint configuration), or finds nothing left to move (Done), or
-// says why it cannot now (Waiting). Failures of the cluster are recorded
-// in Waiting rather than returned: the loop tries again.
+// moveOne moves replicas off d.Node, up to MoveConcurrency ranges at
+// once (for each: add a replica on another node, which is promoted to
+// voter once caught up, and remove the node's, in one joint
+// configuration), or finds nothing left to move (Done), or says why it
+// cannot now (Waiting). Failures of the cluster are recorded in Waiting
+// rather than returned: the loop tries again, at once while some move
+// succeeded, after RetryInterval when none did.
 func (m *Manager) moveOne(ctx context.Context, _ *workflow.Context, d *moveData) error {
 	v, err := m.look(ctx)
 	if err != nil {
@@ -105,40 +108,72 @@ func (m *Manager) moveOne(ctx context.Context, _ *workflow.Context, d *moveData)
 		d.Done, d.Outcome, d.Waiting = true, fmt.Sprintf("node %d is %s: its decommission moves its replicas", d.Node, v.states[d.Node].State), ""
 		return nil
 	}
-	var rd *kvpb.RangeDescriptor
-	for _, desc := range v.descs {
-		if replicaOn(desc, d.Node) != nil {
-			rd = desc
-			break
-		}
+	type plan struct {
+		rangeID uint64
+		ch      kvclient.ReplicaChange
+		move    string
+		err     error
 	}
-	if rd == nil {
+	var plans []*plan
+	var stuck string
+	held := 0
+	for _, rd := range v.descs {
+		r := replicaOn(rd, d.Node)
+		if r == nil {
+			continue
+		}
+		held++
+		if len(plans) == m.cfg.MoveConcurrency {
+			continue
+		}
+		p := &plan{rangeID: rd.GetRangeId(), ch: kvclient.ReplicaChange{Remove: []uint64{d.Node}},
+			move: fmt.Sprintf("range %d: node %d removed (a learner)", rd.GetRangeId(), d.Node)}
+		if r.GetType() != kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
+			to := v.target(rd, d.Node)
+			if to == 0 {
+				if stuck == "" {
+					stuck = fmt.Sprintf("range %d: no live node can take node %d's replica (live nodes that may take replicas: %s; the range has %d replicas)",
+						rd.GetRangeId(), d.Node, nodeList(v.usableNodes()), len(rd.GetReplicas()))
+				}
+				continue
+			}
+			v.counts[to]++ // the next range's target sees this one's
+			p.ch.Add = []uint64{to}
+			p.move = fmt.Sprintf("range %d: node %d -> node %d", rd.GetRangeId(), d.Node, to)
+		}
+		plans = append(plans, p)
+	}
+	if held == 0 {
 		d.Done, d.Waiting = true, ""
 		d.Outcome = fmt.Sprintf("node %d holds no replica: %d moved", d.Node, d.Moved)
 		return nil
 	}
-	ch := kvclient.ReplicaChange{Remove: []uint64{d.Node}}
-	move := fmt.Sprintf("range %d: node %d removed (a learner)", rd.GetRangeId(), d.Node)
-	if replicaOn(rd, d.Node).GetType() != kvpb.ReplicaType_REPLICA_TYPE_LEARNER {
-		to := v.target(rd, d.Node)
-		if to == 0 {
-			d.wait("range %d: no live node can take node %d's replica (live nodes that may take replicas: %s; the range has %d replicas)",
-				rd.GetRangeId(), d.Node, nodeList(v.usableNodes()), len(rd.GetReplicas()))
-			return nil
-		}
-		ch.Add = []uint64{to}
-		move = fmt.Sprintf("range %d: node %d -> node %d", rd.GetRangeId(), d.Node, to)
+	var wg sync.WaitGroup
+	for _, p := range plans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.ChangeTimeout)
+			defer cancel()
+			_, p.err = m.kv.ChangeReplicas(cctx, p.rangeID, p.ch)
+		}()
 	}
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.ChangeTimeout)
-	defer cancel()
-	if _, err := m.kv.ChangeReplicas(cctx, rd.GetRangeId(), ch); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		d.wait("%s: %v", move, err)
-		return nil
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	d.record(move)
+	moved := false
+	for _, p := range plans {
+		if p.err == nil {
+			d.record(p.move)
+			moved = true
+		} else if stuck == "" {
+			stuck = fmt.Sprintf("%s: %v", p.move, p.err)
+		}
+	}
+	if !moved {
+		d.wait("%s", stuck)
+	}
 	return nil
 }
 
