@@ -105,7 +105,9 @@ func proposalsOfARound(t *testing.T, ctx context.Context, roundCap uint64, value
 // every follower each time the commit index moves; the follower learns the
 // index from the next append or heartbeat instead), and that every other
 // append goes: with entries, empty to a follower it probes, and empty in
-// answer to a heartbeat response (raft's recovery of lost appends).
+// answer to a heartbeat response (raft's recovery of lost appends). Nor a
+// heartbeat to a follower it replicates to that was sent entries within
+// heartbeatQuietTicks, and every other heartbeat goes.
 func TestCommitOnlyAppendsNotSent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -176,11 +178,27 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 		msg(probed, raftpb.MsgApp, commit, 0), // a probe
 	})
 	if apps, hbs := sent(out, replicating); fmt.Sprint(apps) != "[MsgApp@0+1]" || hbs != 0 {
-		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 0 (it was sent entries since its last heartbeat)", apps, hbs)
+		t.Errorf("to the replicating follower: appends %v (anchor above its match + entries), %d heartbeats; want [MsgApp@0+1], 0 (it was sent entries in this Ready)", apps, hbs)
 	}
-	// Heartbeats: the next one due goes (no entries sent since the one
-	// left out), so does one carrying a read's context, and so does one
-	// to a follower that is not replicated to, entries or not.
+	// The heartbeats due within heartbeatQuietTicks of those entries are
+	// left out too; the first one due after goes, and so do one carrying
+	// a read's context and one to a follower that is not replicated to,
+	// entries or not. (Moving the replica's tick count forward only makes
+	// its pending work due earlier.)
+	quiet := s.heartbeatQuietTicks()
+	if quiet < 3 {
+		t.Fatalf("heartbeatQuietTicks %d with ElectionTicks %d; want 3 or more", quiet, s.cfg.ElectionTicks)
+	}
+	base := r.mu.ticks
+	for k := uint64(1); k < quiet; k++ {
+		r.mu.ticks = base + k
+		out = newOutbox(s)
+		r.sendLocked(out, []*raftpb.Message{msg(replicating, raftpb.MsgHeartbeat, 0, 0)})
+		if _, hbs := sent(out, replicating); hbs != 0 {
+			t.Errorf("%d ticks after entries went: %d heartbeats; want 0 (within %d ticks)", k, hbs, quiet)
+		}
+	}
+	r.mu.ticks = base + quiet
 	hb := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
 	readHB := msg(replicating, raftpb.MsgHeartbeat, 0, 0)
 	readHB.Context = []byte("read-id1")
@@ -188,15 +206,22 @@ func TestCommitOnlyAppendsNotSent(t *testing.T) {
 	r.sendLocked(out, []*raftpb.Message{hb, msg(replicating, raftpb.MsgApp, match+1, 1), readHB,
 		msg(probed, raftpb.MsgApp, commit, 1), msg(probed, raftpb.MsgHeartbeat, 0, 0)})
 	if _, hbs := sent(out, replicating); hbs != 2 {
-		t.Errorf("to the replicating follower: %d heartbeats; want 2 (the one due after one was left out, the read's)", hbs)
+		t.Errorf("to the replicating follower, %d ticks after entries went: %d heartbeats; want 2 (the one due, the read's)", quiet, hbs)
 	}
 	if _, hbs := sent(out, probed); hbs != 1 {
 		t.Errorf("to the probed follower: %d heartbeats; want 1", hbs)
 	}
-	r.mu.appended = nil
 	if apps, _ := sent(out, probed); len(apps) != 1 {
 		t.Errorf("to the probed follower: appends %v; want its empty probe", apps)
 	}
+	// Entries went again with that heartbeat: the next one due is left out.
+	r.mu.ticks = base + quiet + 1
+	out = newOutbox(s)
+	r.sendLocked(out, []*raftpb.Message{msg(replicating, raftpb.MsgHeartbeat, 0, 0)})
+	if _, hbs := sent(out, replicating); hbs != 0 {
+		t.Errorf("a tick after entries went again: %d heartbeats; want 0", hbs)
+	}
+	r.mu.appendedAt = nil
 
 	// A heartbeat response from the follower was stepped: raft's empty
 	// append in answer goes (once).

@@ -277,9 +277,9 @@ type Replica struct {
 		// heartbeatResps are the replicas whose heartbeat responses were
 		// stepped since the last Ready's messages went out (see sendLocked).
 		heartbeatResps map[uint64]bool
-		// appended are the followers sent an append with entries since
-		// their last heartbeat was due (see sendLocked).
-		appended map[uint64]bool
+		// appendedAt is, for each follower sent an append with entries,
+		// the tick (ticks) of the last one (see sendLocked).
+		appendedAt map[uint64]uint64
 	}
 }
 
@@ -865,30 +865,36 @@ func (r *Replica) sendLocked(out *outbox, msgs []*raftpb.Message) {
 			continue
 		}
 		// Nor a heartbeat (without a read's context) to a follower being
-		// replicated to that was sent an append with entries since its
-		// last heartbeat was due: the append reset its election timer and
-		// carried the commit index, and its answer tells the leader it is
-		// there (CheckQuorum). Under load every range's leader would
-		// otherwise send each follower a heartbeat every tick and get an
-		// answer, each a pass of the range on both nodes: at 255 busy
-		// ranges most of the work of a put. When the appends stop, the
-		// heartbeats are back from the next one due. Heartbeats that
-		// confirm leadership for reads (ReadIndex, lease renewal) go.
+		// replicated to that was sent an append with entries within the
+		// last heartbeatQuietTicks ticks: the append reset its election
+		// timer and carried the commit index, and its answer tells the
+		// leader it is there (CheckQuorum). Under load every range's
+		// leader would otherwise send each follower a heartbeat every tick
+		// or two and get an answer, each a pass of the range on both
+		// nodes: at 255 ranges, each taking a put every tick or two, a
+		// third of the passes of a put. A follower so hears from its
+		// leader at least every heartbeatQuietTicks ticks, well within its
+		// election timeout, and learns the commit index of its last
+		// entries at most that late (reads are served by leaders, or at a
+		// closed timestamp). When the appends stop, the heartbeats are
+		// back within heartbeatQuietTicks. Heartbeats that confirm
+		// leadership for reads (ReadIndex, lease renewal) go.
 		switch {
 		case m.GetType() == raftpb.MsgApp && len(m.GetEntries()) > 0:
-			if r.mu.appended == nil {
-				r.mu.appended = map[uint64]bool{}
+			if r.mu.appendedAt == nil {
+				r.mu.appendedAt = map[uint64]uint64{}
 			}
-			r.mu.appended[m.GetTo()] = true
-		case m.GetType() == raftpb.MsgHeartbeat && len(m.GetContext()) == 0 && r.mu.appended[m.GetTo()]:
-			r.mu.appended[m.GetTo()] = false
-			if isReplicating(m.GetTo()) {
+			r.mu.appendedAt[m.GetTo()] = r.mu.ticks
+		case m.GetType() == raftpb.MsgHeartbeat && len(m.GetContext()) == 0:
+			if at, ok := r.mu.appendedAt[m.GetTo()]; ok && r.mu.ticks-at < r.s.heartbeatQuietTicks() && isReplicating(m.GetTo()) {
+				r.s.metrics.heartbeatsSkipped.Add(1)
 				continue
 			}
-		case m.GetType() == raftpb.MsgHeartbeat:
-			delete(r.mu.appended, m.GetTo())
 		}
 		if node := r.nodeOfReplica(m.GetTo()); node != 0 {
+			if m.GetType() == raftpb.MsgHeartbeat {
+				r.s.metrics.heartbeatsSent.Add(1)
+			}
 			out.add(node, r.rangeID, m, false)
 		}
 	}

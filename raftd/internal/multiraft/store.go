@@ -137,6 +137,7 @@ type storeMetrics struct {
 	carriedRounds                               atomic.Uint64
 	prefetchReads, applyReads                   atomic.Uint64
 	ticksSkipped                                atomic.Uint64
+	heartbeatsSent, heartbeatsSkipped           atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
 	closedReads                                 atomic.Uint64
@@ -883,6 +884,14 @@ func (s *Store) leaseDuration() time.Duration {
 	return d
 }
 
+// heartbeatQuietTicks is how long after an append with entries a leader
+// sends its follower no heartbeat (Replica.sendLocked): a third of the
+// election timeout, and at least one heartbeat interval more than the
+// interval itself, so that an append skips at least the next heartbeat.
+func (s *Store) heartbeatQuietTicks() uint64 {
+	return uint64(max(s.cfg.HeartbeatTicks+1, s.cfg.ElectionTicks/3))
+}
+
 // Stats are scheduler counters.
 type Stats struct {
 	// Writes counts the rounds' engine writes, SyncWrites those synced;
@@ -901,6 +910,10 @@ type Stats struct {
 	// TicksSkipped counts the ticks of followers that had heard from
 	// their leader since the tick before (Replica.tick).
 	TicksSkipped uint64
+	// HeartbeatsSent counts the heartbeats leaders sent to followers;
+	// HeartbeatsSkipped those left out because the follower was sent
+	// entries lately (Replica.sendLocked).
+	HeartbeatsSent, HeartbeatsSkipped uint64
 	// ValueCacheHits and ValueCacheMisses count reads of the value cache.
 	ValueCacheHits, ValueCacheMisses uint64
 	// InboxDrops counts raft messages dropped on a full replica inbox.
@@ -959,7 +972,7 @@ func (s *Store) Stats() Stats {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
-		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), HeartbeatsSent: s.metrics.heartbeatsSent.Load(), HeartbeatsSkipped: s.metrics.heartbeatsSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ClosedReads: s.metrics.closedReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
