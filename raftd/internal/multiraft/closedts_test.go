@@ -2,6 +2,7 @@ package multiraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -272,19 +273,28 @@ func TestFollowerReadsMatchHistoryUnderFaults(t *testing.T) {
 	c.net.SetDelay(2 * time.Millisecond)
 	c.isolateOrCrashLeaders(6, 5, 400*time.Millisecond, 400*time.Millisecond, 300*time.Millisecond)
 	time.Sleep(400 * time.Millisecond)
+	// Enough traffic to check: on a loaded machine the faults may leave
+	// few writes acknowledged; the clients go on (faults healed) until
+	// there are.
+	traffic := func() (acked, read int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ws := range writes {
+			acked += len(ws)
+		}
+		return acked, len(reads)
+	}
+	waitFor(t, 60*time.Second, "50 acknowledged writes and 100 reads to check", func() bool {
+		acked, read := traffic()
+		return acked >= 50 && read >= 100
+	})
 	close(stop)
 	wg.Wait()
 
+	acked, _ := traffic()
 	mu.Lock()
 	defer mu.Unlock()
-	acked := 0
-	for _, ws := range writes {
-		acked += len(ws)
-	}
 	t.Logf("%d acknowledged writes, %d bounded-staleness reads", acked, len(reads))
-	if len(reads) < 100 || acked < 50 {
-		t.Fatalf("too little traffic to check: %d reads, %d writes", len(reads), acked)
-	}
 	for _, r := range reads {
 		if r.at.Less(r.vts) {
 			t.Fatalf("node %d read %s at %v: a version of %v", r.node, r.key, r.at, r.vts)
@@ -370,7 +380,11 @@ func TestClosedStatePromotion(t *testing.T) {
 
 // TestWatchCheckpointsFollowClosedTimestamps: a watch of a range nobody
 // writes to gets checkpoints that move on past its last write, with no
-// command applied meanwhile.
+// command applied meanwhile. A watch is served by the range's leader and
+// ends when it loses leadership (a client watches again at the new one):
+// an election under load (the test cluster's election timeout is 100ms)
+// ends it, and the new term's first entry is a command applied; the
+// test then watches again at the new leader.
 func TestWatchCheckpointsFollowClosedTimestamps(t *testing.T) {
 	c := newTestCluster(t, 3, &kvpb.InitRequest{})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -384,38 +398,67 @@ func TestWatchCheckpointsFollowClosedTimestamps(t *testing.T) {
 	}
 	vts, _ := hlc.FromProto(v.GetTimestamp())
 	rid := rangeOf(c, "k")
-	var leader uint64
-	waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leaderOf(rid); return leader != 0 })
-	r := c.store(leader).Replica(rid)
-	applied := r.applied.Load()
 	want := hlc.Timestamp{WallTime: vts.WallTime + 3*int64(c.cfg.ClosedTimestampLag)}
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	var (
-		mu       sync.Mutex
-		resolved hlc.Timestamp
-	)
-	done := make(chan error, 1)
-	go func() {
-		done <- c.store(leader).Watch(wctx, &kvpb.WatchRequest{Start: []byte("a"), End: []byte("z"), CheckpointMillis: 20}, func(resp *kvpb.WatchResponse) error {
-			if ts, err := hlc.FromProto(resp.GetResolved()); err == nil && resp.GetResolved() != nil {
-				mu.Lock()
-				resolved = ts
-				mu.Unlock()
+	// watch watches at the leader until a checkpoint passes want; it
+	// returns false when the leadership moved meanwhile.
+	watch := func() bool {
+		var leader uint64
+		waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leaderOf(rid); return leader != 0 })
+		r := c.store(leader).Replica(rid)
+		term, applied := r.Status().GetTerm(), r.applied.Load()
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		var (
+			mu       sync.Mutex
+			resolved hlc.Timestamp
+		)
+		done := make(chan error, 1)
+		go func() {
+			done <- c.store(leader).Watch(wctx, &kvpb.WatchRequest{Start: []byte("a"), End: []byte("z"), CheckpointMillis: 20}, func(resp *kvpb.WatchResponse) error {
+				if ts, err := hlc.FromProto(resp.GetResolved()); err == nil && resp.GetResolved() != nil {
+					mu.Lock()
+					resolved = ts
+					mu.Unlock()
+				}
+				return nil
+			})
+		}()
+		var ended error
+		passed := false
+		waitFor(t, 30*time.Second, "a checkpoint well past the last write", func() bool {
+			select {
+			case ended = <-done:
+				return true
+			default:
 			}
-			return nil
+			mu.Lock()
+			defer mu.Unlock()
+			passed = want.Less(resolved)
+			return passed
 		})
-	}()
-	waitFor(t, 30*time.Second, "a checkpoint well past the last write", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return want.Less(resolved)
-	})
-	wcancel()
-	if err := <-done; err != nil && ctx.Err() == nil && wctx.Err() == nil {
-		t.Fatal(err)
+		if !passed {
+			if errors.Is(ended, bus.ErrNotLeader) {
+				t.Logf("watch at node %d ended: %v: watching again", leader, ended)
+				return false
+			}
+			t.Fatalf("watch at node %d ended before a checkpoint past %v: %v", leader, want, ended)
+		}
+		wcancel()
+		if err := <-done; err != nil && ctx.Err() == nil && wctx.Err() == nil {
+			t.Fatal(err)
+		}
+		if r.Status().GetTerm() != term || !r.IsLeader() {
+			t.Logf("node %d lost the leadership during the watch: watching again", leader)
+			return false
+		}
+		if now := r.applied.Load(); now != applied {
+			t.Errorf("applied index moved from %d to %d in term %d: the checkpoints took commands", applied, now, term)
+		}
+		return true
 	}
-	if now := r.applied.Load(); now != applied {
-		t.Errorf("applied index moved from %d to %d: the checkpoints took commands", applied, now)
+	for attempt := 1; !watch(); attempt++ {
+		if attempt == 10 {
+			t.Fatal("the leadership moved during each of 10 watches")
+		}
 	}
 }

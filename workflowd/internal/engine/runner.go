@@ -161,7 +161,9 @@ func (r *runner) loop(ctx context.Context) bool {
 				return r.park(ctx)
 			}
 		default:
-			r.advance(ctx)
+			if !r.suspendPending() {
+				r.advance(ctx)
+			}
 			if r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && len(r.st.GetPointers()) == 0 && len(r.inflight) == 0 {
 				r.st.Status = workflowpb.Status_STATUS_COMPLETED
 				continue
@@ -932,7 +934,7 @@ func (r *runner) mergeRequest() {
 
 func (r *runner) applyRequest() {
 	req := r.st.GetRequested()
-	if req == "" {
+	if req == "" || r.suspendPending() {
 		return
 	}
 	r.st.Requested = ""
@@ -959,6 +961,13 @@ func (r *runner) applyRequest() {
 		}
 	}
 	r.st.RequestedReason = ""
+}
+
+// suspendPending reports whether a suspend request waits for the steps
+// in flight: it applies once they have finished (their results written
+// with the suspension), and no further step starts meanwhile.
+func (r *runner) suspendPending() bool {
+	return r.st.GetRequested() == "suspend" && r.st.GetStatus() == workflowpb.Status_STATUS_RUNNING && len(r.inflight) > 0
 }
 
 // refresh reads the record after a kick: a control request may be there.

@@ -589,6 +589,75 @@ func TestSuspendResume(t *testing.T) {
 	})
 }
 
+// TestSuspendAfterStepInFlight: a suspend request for an instance whose
+// step is running applies once the step has finished: until then the
+// record says running (the request pending), then the step's result is
+// written with the suspension and the next step waits for a resume;
+// whether the owner is told (the request made through it) or finds the
+// request at a lease renewal (made through another workflowd).
+func TestSuspendAfterStepInFlight(t *testing.T) {
+	for _, via := range []string{"owner", "another workflowd"} {
+		t.Run(via, func(t *testing.T) {
+			v := newEnv(t)
+			ctx := t.Context()
+			gate := make(chan struct{})
+			entered := make(chan struct{}, 1)
+			b := workflow.New[counter]("busy", 1)
+			b.Then("busy", gated(gate, entered)).Then("after", logStep("after"))
+			renewed := make(chan struct{}, 16)
+			e := v.engine(1, []*workflow.Definition{b.MustBuild()}, func(_ *engine.Config, d *engine.Deps) {
+				d.Knobs = &engine.Knobs{BeforeRenew: func(string) {
+					select {
+					case renewed <- struct{}{}:
+					default:
+					}
+				}}
+			})
+			ctl := e
+			if via != "owner" {
+				ctl = v.engine(2, nil)
+			}
+			id := start(t, e, "busy", `{}`)
+			waitEntered(t, entered)
+			if st, err := ctl.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_RUNNING {
+				t.Fatalf("suspend of an instance mid-step = %v, %v; want accepted, still running", st, err)
+			}
+			// Two lease renewals after the request: the first finds it
+			// when made elsewhere (the owner was told at once otherwise).
+			for len(renewed) > 0 {
+				<-renewed
+			}
+			for range 2 {
+				select {
+				case <-renewed:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no lease renewal while the step runs")
+				}
+			}
+			rec, err := e.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.GetStatus() != workflowpb.Status_STATUS_RUNNING || rec.GetRequested() != "suspend" || rec.GetStepsCompleted() != 0 {
+				t.Errorf("while the step runs: %v, request %q, %d steps done; want running, suspend pending, none done",
+					rec.GetStatus(), rec.GetRequested(), rec.GetStepsCompleted())
+			}
+			close(gate)
+			rec = waitStatus(t, e, id, workflowpb.Status_STATUS_SUSPENDED)
+			if d := decode(t, rec); !slices.Equal(d.Log, []string{"gated"}) || rec.GetStepsCompleted() != 1 || rec.GetRequested() != "" {
+				t.Errorf("suspended with log %v, %d steps done, request %q; want the busy step done, after not run, no request",
+					d.Log, rec.GetStepsCompleted(), rec.GetRequested())
+			}
+			if _, err := e.Control(ctx, id, "resume", ""); err != nil {
+				t.Fatal(err)
+			}
+			if d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"gated", "after"}) {
+				t.Errorf("log %v after resume; want gated, after", d.Log)
+			}
+		})
+	}
+}
+
 func TestTerminate(t *testing.T) {
 	v := newEnv(t)
 	gate := make(chan struct{})
