@@ -513,3 +513,50 @@ func TestStoppedLeaderAnswersWritesInFlightUnknown(t *testing.T) {
 		t.Fatalf("warm after the stopped leader's write: %q %v %v; want v2 (committed by the next leader)", v, ok, err)
 	}
 }
+
+// TestAbandonedProposalKeepsClosedBelow: a leader's command whose caller
+// gave up stays tracked until it applies, so the side-channel closed
+// timestamp stays below it (a follower would otherwise serve reads at a
+// timestamp above a write that applies after); once applied, it is
+// forgotten and the promise may pass it.
+func TestAbandonedProposalKeepsClosedBelow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, s, r := warmUserRange(t, ctx)
+	if _, _, err := c.get(ctx, "warm"); err != nil { // a lease read: the leader holds its lease
+		t.Fatal(err)
+	}
+	put := &kvpb.PutRequest{Key: []byte("abandoned"), Value: []byte("v")}
+	p := &proposal{ops: []*raftmsgpb.Op{{Op: &raftmsgpb.Op_Put{Put: put}}}, ts: s.d.Clock.Now(), done: make(chan proposalResult, 1)}
+	r.mu.Lock()
+	r.proposeLocked([]*proposal{p})
+	if r.mu.pending[p.seq] != p {
+		r.mu.Unlock()
+		t.Fatal("the command was not proposed")
+	}
+	p.abandoned.Store(true) // its caller gives up
+	r.onTickLocked()
+	promise, ok := r.closeSideLocked(s.d.Clock.Now(), time.Now())
+	r.mu.Unlock()
+	s.enqueue(r.rangeID)
+	if !ok {
+		t.Fatal("the leader made no side-channel promise (no lease?)")
+	}
+	if !promise.ts.Less(p.ts) {
+		t.Errorf("side-channel promise %v with an abandoned command at %v in flight; want below it", promise.ts, p.ts)
+	}
+	waitFor(t, 10*time.Second, "the abandoned command applied and forgotten", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.mu.pending[p.seq] == nil
+	})
+	if v, found, err := c.get(ctx, "abandoned"); err != nil || !found || v != "v" {
+		t.Errorf("get abandoned = %q, %v, %v; want v", v, found, err)
+	}
+	r.mu.Lock()
+	after, ok := r.closeSideLocked(s.d.Clock.Now(), time.Now())
+	r.mu.Unlock()
+	if !ok || !p.ts.Less(after.ts) {
+		t.Errorf("promise after the command applied: %v, %v; want above %v", after.ts, ok, p.ts)
+	}
+}

@@ -983,10 +983,17 @@ func (r *Replica) onTickLocked() {
 	var reproposed uint64
 	leader := r.mu.rn.BasicStatus().RaftState == raft.StateLeader
 	for seq, p := range r.mu.pending {
-		if p.callerGone() {
+		if p.callerGone() && !leader {
 			delete(r.mu.pending, seq)
 			continue
 		}
+		// A leader keeps a command whose caller gave up until it applies:
+		// it is in the log (or proposed again below) and may still
+		// commit at its timestamp, which its side-channel closed
+		// timestamps must stay below (closeSideLocked); forgetting it
+		// let a follower serve a read at a timestamp above a write that
+		// applied after. A replica that stops leading needs no lease
+		// promises kept: a new lease comes after its log is applied.
 		if !leader && r.mu.ticks-p.proposedAt >= uint64(r.s.cfg.ReproposeTicks) {
 			// Only the leader that built a command proposes it again (a
 			// copy forwarded from here would reach the new leader's log
