@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,8 +106,8 @@ type Bus struct {
 	callsSrv        map[*callsServer]struct{} // served calls streams, for Stop
 	localPath       string                    // ListenLocal's socket, "" for none
 	localLn         *net.UnixListener
-	localConns      map[net.Conn]struct{} // local socket connections, dialed and accepted
-	local           map[string]*localPeer // peers' local sockets by bus address
+	localConns      map[net.Conn]struct{}                 // local socket connections, dialed and accepted
+	local           atomic.Pointer[map[string]*localPeer] // peers' local sockets by bus address (copy on write)
 	udp             *net.UDPConn
 	tr              *quic.Transport
 	ln              *quic.Listener
@@ -199,7 +200,6 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		callsSrv: make(map[*callsServer]struct{}),
 
 		localConns: make(map[net.Conn]struct{}),
-		local:      make(map[string]*localPeer),
 	}, nil
 }
 

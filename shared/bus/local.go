@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"time"
@@ -136,11 +137,17 @@ func (b *Bus) AddLocalPeer(addr, path string) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if path == "" {
-		delete(b.local, addr)
-		return nil
+	// Copy on write: every call reads the map without a lock.
+	next := make(map[string]*localPeer)
+	if cur := b.local.Load(); cur != nil {
+		maps.Copy(next, *cur)
 	}
-	b.local[addr] = &localPeer{path: path, set: newPeerSet(addr)}
+	if path == "" {
+		delete(next, addr)
+	} else {
+		next[addr] = &localPeer{path: path, set: newPeerSet(addr)}
+	}
+	b.local.Store(&next)
 	return nil
 }
 
@@ -289,9 +296,11 @@ func (b *Bus) closeLocal() {
 // its local socket, with its slot acquired (the caller releases it), or
 // nil when addr has no local socket or it cannot be reached now.
 func (b *Bus) localCallsTo(ctx context.Context, addr string) (*callsClient, *peerConn) {
-	b.mu.Lock()
-	lp := b.local[addr]
-	b.mu.Unlock()
+	peers := b.local.Load()
+	if peers == nil {
+		return nil, nil
+	}
+	lp := (*peers)[addr]
 	if lp == nil {
 		return nil, nil
 	}

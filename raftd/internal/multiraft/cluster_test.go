@@ -161,6 +161,11 @@ func (c *testCluster) do(ctx context.Context, f func(ctx context.Context, s *Sto
 
 // doOn is do on the nodes ids only.
 func (c *testCluster) doOn(ctx context.Context, ids []uint64, f func(ctx context.Context, s *Store) error) error {
+	return c.doWithin(ctx, ids, 20*c.cfg.TickInterval, f)
+}
+
+// doWithin is doOn with each attempt bounded by attempt.
+func (c *testCluster) doWithin(ctx context.Context, ids []uint64, attempt time.Duration, f func(ctx context.Context, s *Store) error) error {
 	var err error
 	for i := 0; ; i++ {
 		id := ids[i%len(ids)]
@@ -168,7 +173,7 @@ func (c *testCluster) doOn(ctx context.Context, ids []uint64, f func(ctx context
 		if s == nil {
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, 20*c.cfg.TickInterval)
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		err = f(actx, s)
 		cancel()
 		if err == nil || !retryable(err) {

@@ -16,30 +16,19 @@ import (
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 )
 
-// changeReplicas runs ChangeReplicas through any node, retrying what a
-// client retries.
 // changeReplicas makes a replica change as the Go client does, retried on
 // another node after a retryable error; each attempt may take 5s, not
 // do's 20 ticks: a learner's snapshot under -race on a loaded machine
 // can take longer, and the retry of a change that applied is refused as
 // invalid ("already has a replica").
 func (c *testCluster) changeReplicas(ctx context.Context, req *kvpb.ChangeReplicasRequest) (*kvpb.RangeDescriptor, error) {
-	for i := 0; ; i++ {
-		s := c.store(c.ids[i%len(c.ids)])
-		if s == nil {
-			continue
-		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := s.ChangeReplicas(actx, req)
-		cancel()
-		if err == nil || !retryable(err) {
-			return resp.GetDescriptor_(), err
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (last error %v)", ctx.Err(), err)
-		}
-		time.Sleep(c.cfg.TickInterval)
-	}
+	var resp *kvpb.ChangeReplicasResponse
+	err := c.doWithin(ctx, c.ids, 5*time.Second, func(ctx context.Context, s *Store) error {
+		var err error
+		resp, err = s.ChangeReplicas(ctx, req)
+		return err
+	})
+	return resp.GetDescriptor_(), err
 }
 
 func nodesOf(d *kvpb.RangeDescriptor) map[uint64]kvpb.ReplicaType {
