@@ -53,6 +53,11 @@ type Config struct {
 	// RedialBackoffMin and RedialBackoffMax bound the wait before redialing
 	// a peer whose last dial failed. Defaults 50ms and 5s.
 	RedialBackoffMin, RedialBackoffMax time.Duration
+	// DisableTCP turns off the TCP listener that Start binds at
+	// ListenAddr's address and port beside the UDP socket, and the sending
+	// of large requests over TCP (see "Large calls over TCP" in doc.go):
+	// every call then takes QUIC (or a local socket). Default false.
+	DisableTCP bool
 }
 
 // Deps are the bus's injected dependencies.
@@ -106,8 +111,10 @@ type Bus struct {
 	callsSrv        map[*callsServer]struct{} // served calls streams, for Stop
 	localPath       string                    // ListenLocal's socket, "" for none
 	localLn         *net.UnixListener
-	localConns      map[net.Conn]struct{}                 // local socket connections, dialed and accepted
-	local           atomic.Pointer[map[string]*localPeer] // peers' local sockets by bus address (copy on write)
+	tcpLn           *net.TCPListener                     // beside the UDP socket, unless Config.DisableTCP
+	sockConns       map[net.Conn]struct{}                // socket connections (Unix and TCP), dialed and accepted
+	local           atomic.Pointer[map[string]*sockPeer] // peers' local sockets by bus address (copy on write)
+	bulk            map[string]*sockPeer                 // pools for large requests, by sockPeer.name
 	udp             *net.UDPConn
 	tr              *quic.Transport
 	ln              *quic.Listener
@@ -199,7 +206,8 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		batches:  make(map[batchKey]*batchStream),
 		callsSrv: make(map[*callsServer]struct{}),
 
-		localConns: make(map[net.Conn]struct{}),
+		sockConns: make(map[net.Conn]struct{}),
+		bulk:      make(map[string]*sockPeer),
 	}, nil
 }
 
@@ -239,15 +247,21 @@ func (b *Bus) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bus: listen address %q: %w", b.cfg.ListenAddr, err)
 	}
-	udp, err := net.ListenUDP("udp", ua)
+	udp, tln, err := b.bind(ua)
 	if err != nil {
-		return fmt.Errorf("bus: bind %s: %w", b.cfg.ListenAddr, err)
+		return err
+	}
+	closeTCP := func() {
+		if tln != nil {
+			_ = tln.Close()
+		}
 	}
 	tr := &quic.Transport{Conn: udp, StatelessResetKey: resetKey(b.cfg.TLS)}
 	ln, err := tr.Listen(b.srvTLS, b.qconf)
 	if err != nil {
 		_ = tr.Close()
 		_ = udp.Close()
+		closeTCP()
 		return fmt.Errorf("bus: listen %s: %w", b.cfg.ListenAddr, err)
 	}
 	b.udp, b.tr, b.ln = udp, tr, ln
@@ -258,13 +272,15 @@ func (b *Bus) Start(ctx context.Context) error {
 		_ = ln.Close()
 		_ = tr.Close()
 		_ = udp.Close()
+		closeTCP()
 		return err
 	}
 	b.started = true
 	b.wg.Add(2)
 	go b.acceptLoop()
 	go b.reapLoop()
-	b.log.Info("bus started", "addr", udp.LocalAddr().String(), "local_socket", b.localPath)
+	b.startTCP(tln)
+	b.log.Info("bus started", "addr", udp.LocalAddr().String(), "tcp", tln != nil, "local_socket", b.localPath)
 	return nil
 }
 
@@ -335,7 +351,7 @@ drain:
 	for _, c := range conns {
 		_ = c.CloseWithError(connCodeStopping, "bus stopping")
 	}
-	b.closeLocal()
+	b.closeSocks()
 	_ = b.ln.Close()
 	_ = b.tr.Close()
 	_ = b.udp.Close()
@@ -390,7 +406,9 @@ func (b *Bus) exitHandler(p wire.Protocol, method string) {
 type Peer struct {
 	// Addr is the peer's UDP address; because each daemon dials from its
 	// listening socket, it is also the address to call it back on. For a
-	// call over a local socket it is "unix:" and the socket's path.
+	// call over a local socket it is "unix:" and the socket's path; over
+	// TCP (a large request) "tcp:" and the caller's TCP address, whose port
+	// is not its bus port. Neither is an address to call back on.
 	Addr string
 	// Name is the common name of the peer's certificate.
 	Name string

@@ -19,9 +19,11 @@ import (
 // stream (see "Calls streams" in doc.go): no stream is opened, tracked and
 // retired per call, and the frames of concurrent calls share packets.
 
-// maxCallsRequest is the largest Request body sent on a calls stream;
-// a larger one gets a stream of its own, so that it neither delays the
-// small calls behind it nor, if the peer refuses its size, fails them.
+// maxCallsRequest is the largest Request body sent on a shared calls
+// stream; a larger one goes on a connection for large requests (TCP, or
+// the peer's local socket), or else on a QUIC stream of its own, so that
+// it neither delays the small calls behind it nor, if the peer refuses
+// its size, fails them.
 const maxCallsRequest = 64 << 10
 
 // errCallsClosed is the error of a write after closeSend.
@@ -125,7 +127,7 @@ type callResult struct {
 // callsClient is the caller's end of the calls stream of one connection.
 type callsClient struct {
 	b    *Bus
-	conn *quic.Conn // nil on a local socket
+	conn *quic.Conn // nil on a socket
 	str  callsConn
 	w    frameWriter
 
@@ -311,11 +313,16 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 	if err := endFrame(out, off, b.maxSize); err != nil {
 		return true, Errorf(CodeResourceExhausted, "%s/%s request: %v", p, method, err)
 	}
-	if len(out)-wire.FrameHeaderLen > maxCallsRequest {
-		return false, nil // encoded once more by streamCall; rare
-	}
 	if err := b.checkOpen(); err != nil {
 		return true, err
+	}
+	if len(out)-wire.FrameHeaderLen > maxCallsRequest {
+		// Over a socket of its own; else, encoded once more by streamCall.
+		res, ok, err := b.callBulk(ctx, addr, out, idOff)
+		if !ok {
+			return false, nil
+		}
+		return true, b.callAnswer(ctx, addr, p, method, res, err, resp)
 	}
 	if cc, lslot := b.localCallsTo(ctx, addr); cc != nil {
 		res, err := cc.do(ctx, out, idOff)

@@ -139,13 +139,15 @@ func newPeerSet(addr string) *peerSet {
 
 // pick returns the slot for a call: the first, or the least loaded once
 // the first is busy.
-func (ps *peerSet) pick() *peerConn {
-	// The least loaded slot, lowest first, once the first has spreadAt
-	// calls in flight: a lightly used peer keeps all calls on one warm
-	// connection.
+func (ps *peerSet) pick() *peerConn { return ps.pickAt(spreadAt) }
+
+// pickAt returns the first slot while it has fewer than spread uses in
+// flight, else the least loaded one, lowest first: a lightly used peer
+// keeps all calls on one warm connection.
+func (ps *peerSet) pickAt(spread int32) *peerConn {
 	best := &ps.slots[0]
 	bn := best.inflight.Load()
-	for i := 1; i < connsPerPeer && bn >= spreadAt; i++ {
+	for i := 1; i < connsPerPeer && bn >= spread; i++ {
 		if n := ps.slots[i].inflight.Load(); n < bn {
 			best, bn = &ps.slots[i], n
 		}
@@ -480,4 +482,5 @@ func (b *Bus) reapIdle() {
 		b.m.idleCloses.Inc()
 		_ = c.CloseWithError(connCodeIdle, "idle")
 	}
+	b.reapIdleBulk()
 }

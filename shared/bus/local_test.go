@@ -60,8 +60,9 @@ func localCalls(t *testing.T, reg *prometheus.Registry) float64 {
 }
 
 // TestLocalCalls: unary calls to a peer with a local socket go over it,
-// except requests over 64 KiB; the handler sees the caller's certificate;
-// the socket is mode 0600 and is removed by Stop.
+// requests over 64 KiB too (on connections of their own); the handler
+// sees the caller's certificate; the socket is mode 0600 and is removed
+// by Stop.
 func TestLocalCalls(t *testing.T) {
 	srv, addr, path := localServer(t)
 	fi, err := os.Stat(path)
@@ -89,9 +90,7 @@ func TestLocalCalls(t *testing.T) {
 		if string(out.Value) != string(in) {
 			t.Fatalf("echo of %d bytes came back as %d bytes", size, len(out.Value))
 		}
-		if size < 64<<10 {
-			local++
-		}
+		local++
 		if got := localCalls(t, reg); got != float64(local) {
 			t.Fatalf("after %d bytes: %v local calls, want %d", size, got, local)
 		}
@@ -347,7 +346,8 @@ func rawLocal(t *testing.T, path string, p wire.Protocol) *tls.Conn {
 }
 
 // TestLocalMalformedFrame: on the socket a frame without a call id ends
-// the connection; the server keeps serving new ones. A preamble naming
+// the connection, after a Response saying so; the server keeps serving
+// new ones. A preamble naming
 // another protocol is refused with InvalidArgument.
 func TestLocalMalformedFrame(t *testing.T) {
 	srv, addr, path := localServer(t)
@@ -359,9 +359,7 @@ func TestLocalMalformedFrame(t *testing.T) {
 	if _, err := c.Write(wire.AppendFrame(nil, body)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := io.Copy(io.Discard, c); n != 0 || err != nil && !errors.Is(err, io.EOF) && !isClosed(err) {
-		t.Fatalf("after a frame without call id: read %d bytes, %v; want the connection closed", n, err)
-	}
+	expectRefusal(t, c, bus.CodeInternal, "protocol error")
 
 	c = rawLocal(t, path, wire.ProtoKV)
 	var r buspb.Response
@@ -384,6 +382,23 @@ func TestLocalMalformedFrame(t *testing.T) {
 		t.Fatal("call did not go over the socket")
 	}
 	_ = srv
+}
+
+// expectRefusal reads from a raw calls stream on a socket a Response
+// failing the stream itself (call id 0) with code and a message holding
+// reason, then the end of the connection.
+func expectRefusal(t *testing.T, c net.Conn, code bus.Code, reason string) {
+	t.Helper()
+	var r buspb.Response
+	if err := wire.NewReader(c, wire.DefaultMaxFrameSize).ReadMessage(&r); err != nil {
+		t.Fatalf("want a Response saying why the connection ends: %v", err)
+	}
+	if r.GetCallId() != 0 || bus.Code(r.GetCode()) != code || !strings.Contains(r.GetMessage(), reason) {
+		t.Fatalf("got call %d %v %q, want call 0 %v naming %q", r.GetCallId(), bus.Code(r.GetCode()), r.GetMessage(), code, reason)
+	}
+	if n, err := io.Copy(io.Discard, c); n != 0 || err != nil && !errors.Is(err, io.EOF) && !isClosed(err) {
+		t.Fatalf("after the refusal: read %d bytes, %v; want the connection closed", n, err)
+	}
 }
 
 func isClosed(err error) bool {

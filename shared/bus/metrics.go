@@ -23,6 +23,7 @@ type metrics struct {
 	callsSrv   prometheus.Gauge
 	denied     *prometheus.CounterVec
 	localCalls prometheus.Counter
+	tcpCalls   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,11 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		localCalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pleiades_bus_local_calls_total", Help: "Unary calls made over a peer's local (Unix domain) socket instead of QUIC.",
 		}),
+		tcpCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pleiades_bus_tcp_calls_total", Help: "Unary calls with a large request made over TCP instead of QUIC.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv, m.denied, m.localCalls} {
+	for _, c := range []prometheus.Collector{m.calls, m.callDur, m.handled, m.handledDur, m.sent, m.received, m.conns, m.dials, m.idleCloses, m.callsSrv, m.denied, m.localCalls, m.tcpCalls} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

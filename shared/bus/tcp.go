@@ -1,0 +1,152 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Large calls over TCP (see "Large calls over TCP" in doc.go): a unary
+// call whose request is over maxCallsRequest goes on a calls stream over
+// TLS 1.3 on TCP to the peer's bus address (or on its local socket, if it
+// has one), on connections of their own, instead of a QUIC stream.
+
+// bindAttempts is how many UDP ports a bus with port 0 tries before it
+// gives up finding one whose TCP port is free too.
+const bindAttempts = 16
+
+// bulkSpreadAt is the pick threshold of the connections for large
+// requests: a call goes on the first connection with no call in flight,
+// or the least loaded one. A 1 MiB frame takes a while to write, and a
+// frame queued behind it waits for all of it: each concurrent large call
+// gets a connection of its own while there are free ones (up to
+// connsPerPeer).
+const bulkSpreadAt = 1
+
+// bind binds the UDP socket at ua and, unless Config.DisableTCP, a TCP
+// listener at the same address and port. With port 0 it tries other
+// ports until both are free.
+func (b *Bus) bind(ua *net.UDPAddr) (*net.UDPConn, *net.TCPListener, error) {
+	for attempt := 1; ; attempt++ {
+		udp, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bus: bind %s: %w", b.cfg.ListenAddr, err)
+		}
+		if b.cfg.DisableTCP {
+			return udp, nil, nil
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ua.IP, Port: port, Zone: ua.Zone})
+		if err == nil {
+			return udp, tln, nil
+		}
+		_ = udp.Close()
+		if ua.Port != 0 || attempt == bindAttempts {
+			return nil, nil, fmt.Errorf("bus: bind TCP on the port of %s, for large calls (Config.DisableTCP turns TCP off): %w", b.cfg.ListenAddr, err)
+		}
+	}
+}
+
+// startTCP serves calls streams on tln (nil: TCP is off); b.mu is held.
+func (b *Bus) startTCP(tln *net.TCPListener) {
+	if tln == nil {
+		return
+	}
+	b.tcpLn = tln
+	b.wg.Add(1)
+	go b.sockAcceptLoop(tln, func(c net.Conn) string { return "tcp:" + c.RemoteAddr().String() })
+}
+
+// TCPAddr returns the address of the TCP listener beside the UDP socket,
+// nil when Config.DisableTCP or before Start.
+func (b *Bus) TCPAddr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tcpLn == nil {
+		return nil
+	}
+	return b.tcpLn.Addr()
+}
+
+// bulkPeer returns the pool for large requests to addr: its local socket
+// if AddLocalPeer named one, else TCP to addr; nil when TCP is off and
+// addr has no local socket.
+func (b *Bus) bulkPeer(addr string) *sockPeer {
+	network, address := "tcp", addr
+	if lp := b.localPeer(addr); lp != nil {
+		network, address = lp.network, lp.address
+	} else if b.cfg.DisableTCP {
+		return nil
+	}
+	key := network + ":" + address
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sp := b.bulk[key]
+	if sp == nil {
+		sp = newSockPeer(addr, network, address)
+		b.bulk[key] = sp
+	}
+	return sp
+}
+
+// reapIdleBulk closes the connections for large requests that no call
+// has used for IdleTimeout (a call's slot is acquired before it looks at
+// the slot's stream, as for QUIC connections in reapIdle). Closing sends
+// close_notify; the peer answers with its own and both sides close.
+func (b *Bus) reapIdleBulk() {
+	b.mu.Lock()
+	sets := make([]*peerSet, 0, len(b.bulk))
+	for _, sp := range b.bulk {
+		sets = append(sets, sp.set)
+	}
+	b.mu.Unlock()
+	idle := int64(b.cfg.IdleTimeout)
+	type idleConn struct {
+		addr string
+		cc   *callsClient
+	}
+	var closing []idleConn
+	for _, ps := range sets {
+		for i := range ps.slots {
+			p := &ps.slots[i]
+			p.mu.Lock()
+			if p.cc != nil && p.inflight.Load() == 0 && ps.now()-p.lastUsed.Load() >= idle {
+				closing = append(closing, idleConn{p.addr, p.cc})
+				p.cc = nil
+			}
+			p.mu.Unlock()
+		}
+	}
+	for _, c := range closing {
+		b.log.Debug("bus: closing idle socket connection", "peer", c.addr, "idle_timeout", b.cfg.IdleTimeout)
+		b.m.idleCloses.Inc()
+		c.cc.fail(Errorf(CodeUnavailable, "idle"))
+	}
+}
+
+// callBulk makes a unary call with a large request (the frame out, its
+// call id at idOff) on a socket connection to addr. ok is false if it
+// was not sent: TCP is off, or the socket cannot be reached now, or the
+// peer does not serve calls there; the call then takes QUIC.
+func (b *Bus) callBulk(ctx context.Context, addr string, out []byte, idOff int) (res callResult, ok bool, err error) {
+	sp := b.bulkPeer(addr)
+	if sp == nil {
+		return callResult{}, false, nil
+	}
+	cc, slot := sp.callsTo(ctx, b, bulkSpreadAt)
+	if cc == nil {
+		return callResult{}, false, nil
+	}
+	res, err = cc.do(ctx, out, idOff)
+	slot.release()
+	if errors.Is(err, errCallsRefused) {
+		return callResult{}, false, nil
+	}
+	if sp.network == "unix" {
+		b.m.localCalls.Inc()
+	} else {
+		b.m.tcpCalls.Inc()
+	}
+	return res, true, err
+}
