@@ -26,7 +26,9 @@ import (
 // connection per concurrent caller (TCP has no multiplexing); "tls" is the
 // same over TLS 1.3 with the bus's certificates, to tell the cost of the
 // encryption from that of QUIC's packets; "bus-local" is the bus calling
-// over the server's local (Unix domain) socket.
+// over the server's local (Unix domain) socket. "bus" sends requests over
+// 64 KiB over TCP (the default), "bus-quic" is a caller with TCP off,
+// every call on QUIC.
 //
 //	go test ./bus/ -run '^$' -bench . -benchtime 2s
 
@@ -90,6 +92,8 @@ func BenchmarkUnary(b *testing.B) {
 	addr := start(b, srv)
 	cli := newBus(b, "cli")
 	start(b, cli)
+	cliQUIC := newBus(b, "cli", func(c *bus.Config) { c.DisableTCP = true })
+	start(b, cliQUIC)
 	// cliLocal calls srv over its local socket.
 	cliLocal := newBus(b, "cli")
 	start(b, cliLocal)
@@ -109,6 +113,13 @@ func BenchmarkUnary(b *testing.B) {
 				runUnary(b, conc, func() caller {
 					return func(ctx context.Context, req, resp *wrapperspb.BytesValue) error {
 						return cli.Call(ctx, addr, wire.ProtoKV, "Echo", req, resp)
+					}
+				}, size)
+			})
+			b.Run(fmt.Sprintf("bus-quic/size=%d/conc=%d", size, conc), func(b *testing.B) {
+				runUnary(b, conc, func() caller {
+					return func(ctx context.Context, req, resp *wrapperspb.BytesValue) error {
+						return cliQUIC.Call(ctx, addr, wire.ProtoKV, "Echo", req, resp)
 					}
 				}, size)
 			})

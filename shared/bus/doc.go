@@ -4,7 +4,9 @@
 // # Endpoint
 //
 // A Bus owns one UDP socket and one quic.Transport, used both to accept
-// connections and to dial peers, so a peer's source address is also the
+// connections and to dial peers (and, unless Config.DisableTCP, a TCP
+// listener on the same address and port for large calls: see "Large
+// calls over TCP"), so a peer's source address is also the
 // address to call it back on (Peer.Addr). TLS comes from Config.TLS (see
 // package tlsutil): both sides present a certificate of the cluster CA and
 // negotiate ALPN "pleiades/1". Client session tickets are cached per peer
@@ -95,9 +97,10 @@
 //
 //   - Unary: the caller sends a Request (method, deadline, payload) and
 //     reads one Response (code, message, leader hint, reason, payload), on
-//     the calls stream of the connection (below). A request over 64 KiB, or
-//     any request to a peer that refused calls streams, opens a stream of
-//     its own instead: Request, Response, then the caller closes its side,
+//     the calls stream of the connection (below). A request over 64 KiB
+//     goes over TCP (see "Large calls over TCP"); one that cannot, or any
+//     request to a peer that refused calls streams, opens a stream of its
+//     own instead: Request, Response, then the caller closes its side,
 //     which tells the handler the answer arrived.
 //   - Server stream: a Request, then Responses; the last has end set and
 //     carries the handler's error code, if any.
@@ -174,8 +177,10 @@
 // TLS 1.3 connection with the bus's own TLS configuration and ALPN, so
 // the handler's Peer (Name, Role) comes from the verified certificate as
 // on QUIC and authorization is unchanged; Peer.Addr is "unix:" and the
-// socket path (not an address to call back on). Requests over 64 KiB,
-// server streams, batches and datagrams stay on QUIC.
+// socket path (not an address to call back on). Requests over 64 KiB go
+// over the socket too, on connections of their own (see "Large calls over
+// TCP": the same pool, with the socket in place of TCP); server streams,
+// batches and datagrams stay on QUIC.
 //
 // Why: a QUIC call crosses quic-go's send, transport read and connection
 // loops on both sides, each a goroutine handoff; on raftd's synced
@@ -198,10 +203,66 @@
 // packets while unused, so the idle reaper leaves it alone.
 //
 // A Unix socket has no stream reset: where QUIC resets a calls stream (a
-// malformed frame, one over MaxFrameSize) the socket connection is
-// closed, and its calls fail with CodeUnavailable; the next call dials
-// again. Draining on Stop is as for QUIC calls streams: the server's
+// malformed frame, one over MaxFrameSize) the server writes a Response
+// with call id 0 and the code a QUIC caller would get (CodeInternal,
+// CodeResourceExhausted), then closes the connection; every call waiting
+// on it fails with that error, the next call dials again. Draining on Stop is as for QUIC calls streams: the server's
 // close_notify after the queued answers, then the caller's.
+//
+// # Large calls over TCP
+//
+// TCP on the same port carries large calls. Start binds, beside the UDP
+// socket, a TCP listener at the same address and port (with port 0 it
+// looks for a port free for both; a fixed port whose TCP side is taken
+// fails Start, naming Config.DisableTCP). A unary call whose encoded
+// request is over 64 KiB (maxCallsRequest) goes on a calls stream (above;
+// the same frames and code as a local socket's) over TLS 1.3 on TCP to
+// the peer's bus address, with the bus's TLS configuration and ALPN: the
+// handler's Peer (Name, Role) comes from the verified certificate and
+// authorization is unchanged; Peer.Addr is "tcp:" and the caller's TCP
+// address, not an address to call back on. To a peer with a local socket
+// (AddLocalPeer) these calls take the socket instead of TCP. Smaller
+// requests, server streams, batches and datagrams stay on QUIC: only the
+// request's size is known before the call, so a small request with a
+// large answer (a read) stays on QUIC too.
+//
+// Why: quic-go's packets are at most 1,452 bytes whatever the path's MTU,
+// and each is packed, sealed, sent, acknowledged and received on its own;
+// a 64 KiB call is ~46 packets each way. On loopback, 64 KiB calls at
+// concurrency 64 ran at 0.16-0.23x of plain TCP over QUIC, and TLS 1.3 on
+// TCP with the same certificates at ~0.57x (raftd/BENCHMARKS.md, "64 KiB
+// bus calls" and "Eleventh stop: bulk calls over TCP", with the figures
+// of this path). Snapshots are the bulk users: their 1 MiB chunks travel
+// as unary calls, leader raftd to learner raftd over TCP and learner
+// raftd to its stored over the local socket. 64 KiB is the threshold
+// because below it QUIC's calls stream already shares packets among
+// concurrent calls and does no worse than TLS on TCP (4 KiB at
+// concurrency 64: see the benchmarks), and a small call on a connection of
+// its own would give up that sharing.
+//
+// The caller keeps up to connsPerPeer TCP connections per peer, separate
+// from the small calls', each dialed on first use (single flight); a call
+// takes the first with no call in flight, else the least loaded
+// (bulkSpreadAt), so concurrent large calls do not queue behind each
+// other's frames. When the peer's TCP cannot be reached (a peer with TCP
+// off or of an older build, a firewall, another process on the port) the
+// call takes a QUIC stream of its own at once, and TCP is tried again
+// after the redial backoff (RedialBackoffMin doubling to
+// RedialBackoffMax); the first failure is logged at warn. HAZARD: a
+// firewall that drops TCP (rather than refusing it) makes the call that
+// dials wait up to DialTimeout before it takes QUIC, once per backoff
+// period; set Config.DisableTCP on such networks. A TCP connection no
+// call has used for IdleTimeout is closed as QUIC connections are
+// (close_notify both ways, pleiades_bus_idle_closes_total), and the next
+// large call redials, resuming the TLS session (tickets are kept per
+// peer and transport). Config.DisableTCP turns off both the listener and
+// sending over TCP.
+//
+// Malformed frames and frames over MaxFrameSize end the TCP connection as
+// on a local socket (a Response with call id 0 and the error, then the
+// close), failing the calls waiting on that connection; other connections
+// keep serving. A caller never sends a frame over its own MaxFrameSize;
+// peers are expected to share the limit.
 //
 // # Authorization
 //
@@ -257,8 +318,9 @@
 // pleiades_bus_handler_duration_seconds{protocol,method} (handler side),
 // pleiades_bus_sent_bytes_total, pleiades_bus_received_bytes_total,
 // pleiades_bus_connections, pleiades_bus_calls_streams (served),
-// pleiades_bus_dials_total{result} (local socket dials included),
-// pleiades_bus_denied_total{protocol,method,role} and
-// pleiades_bus_local_calls_total (unary calls made over a local socket).
+// pleiades_bus_dials_total{result} (local socket and TCP dials included),
+// pleiades_bus_denied_total{protocol,method,role},
+// pleiades_bus_local_calls_total (unary calls made over a local socket)
+// and pleiades_bus_tcp_calls_total (large unary calls made over TCP).
 // One Bus per registry.
 package bus

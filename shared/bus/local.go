@@ -51,9 +51,10 @@ func (b *Bus) LocalPath() string {
 
 // AddLocalPeer says that the daemon at bus address addr also listens on
 // the Unix socket at path (its ListenLocal). Unary calls to addr then go
-// over that socket, except requests over 64 KiB; server streams, batches
-// and datagrams stay on QUIC. When the socket cannot be reached, calls
-// take QUIC and the socket is tried again after the redial backoff.
+// over that socket (requests over 64 KiB on connections of their own, in
+// place of TCP); server streams, batches and datagrams stay on QUIC. When
+// the socket cannot be reached, calls take QUIC and the socket is tried
+// again after the redial backoff.
 // path "" removes addr's socket. Safe to call at any time.
 func (b *Bus) AddLocalPeer(addr, path string) error {
 	if addr == "" {

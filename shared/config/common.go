@@ -25,6 +25,7 @@ const (
 	FlagCertsDir        = "certs-dir"
 	FlagDev             = "dev"
 	FlagMaxFrameSize    = "max-frame-size"
+	FlagBusTCP          = "bus-tcp"
 	FlagLogFormat       = "log-format"
 	FlagLogLevel        = "log-level"
 	FlagShutdownTimeout = "shutdown-timeout"
@@ -71,6 +72,9 @@ type Common struct {
 	Dev bool
 	// MaxFrameSize bounds every bus frame, in bytes. Default 16 MiB.
 	MaxFrameSize int
+	// NoBusTCP turns off the bus's TCP listener on the bus port and its
+	// sending of large calls over TCP (--bus-tcp=false; bus.Config.DisableTCP).
+	NoBusTCP bool
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string
 	// LogLevel is the minimum level logged. Default info.
@@ -94,6 +98,7 @@ func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
 		&cli.StringFlag{Name: FlagCertsDir, Usage: "directory with ca.crt, node.crt, node.key (default: <data-dir>/certs)"},
 		&cli.BoolFlag{Name: FlagDev, Usage: "create a CA and node certificate in the certs dir when missing"},
 		&cli.IntFlag{Name: FlagMaxFrameSize, Value: DefaultMaxFrameSize, Usage: "largest bus frame, in bytes"},
+		&cli.BoolFlag{Name: FlagBusTCP, Value: true, Usage: "listen on TCP at the bus port too and send calls with requests over 64 KiB over TCP (false: all on QUIC, e.g. where a firewall drops TCP)"},
 		&cli.StringFlag{Name: FlagLogFormat, Value: DefaultLogFormat, Usage: "log format: text or json"},
 		&cli.StringFlag{Name: FlagLogLevel, Value: DefaultLogLevel, Usage: "minimum log level: debug, info, warn or error"},
 		&cli.DurationFlag{Name: FlagShutdownTimeout, Value: DefaultShutdownTimeout, Usage: "bound on a graceful stop"},
@@ -132,6 +137,7 @@ func CommonFrom(c *cli.Context) (Common, error) {
 		CertsDir:        c.String(FlagCertsDir),
 		Dev:             c.Bool(FlagDev),
 		MaxFrameSize:    c.Int(FlagMaxFrameSize),
+		NoBusTCP:        !c.Bool(FlagBusTCP),
 		LogFormat:       c.String(FlagLogFormat),
 		ShutdownTimeout: c.Duration(FlagShutdownTimeout),
 	}

@@ -96,10 +96,10 @@ peers = ["c:3"]
 	}{
 		{
 			name: "env",
-			env:  map[string]string{"PLEIADES_NODE_ID": "7", "PLEIADES_DATA_DIR": "/tmp/env", "PLEIADES_PROBE_INTERVAL": "2s", "PLEIADES_LOG_LEVEL": "warn"},
+			env:  map[string]string{"PLEIADES_NODE_ID": "7", "PLEIADES_DATA_DIR": "/tmp/env", "PLEIADES_PROBE_INTERVAL": "2s", "PLEIADES_LOG_LEVEL": "warn", "PLEIADES_BUS_TCP": "false"},
 			check: func(t *testing.T, r result) {
-				if r.common.NodeID != 7 || r.common.DataDir != "/tmp/env" || r.probe != 2*time.Second || r.common.LogLevel != slog.LevelWarn {
-					t.Errorf("got %+v probe %v; want node 7, /tmp/env, 2s, warn", r.common, r.probe)
+				if r.common.NodeID != 7 || r.common.DataDir != "/tmp/env" || r.probe != 2*time.Second || r.common.LogLevel != slog.LevelWarn || !r.common.NoBusTCP {
+					t.Errorf("got %+v probe %v; want node 7, /tmp/env, 2s, warn, no bus TCP", r.common, r.probe)
 				}
 				if r.common.CertsDir != "/tmp/env/certs" {
 					t.Errorf("CertsDir = %q; want /tmp/env/certs", r.common.CertsDir)

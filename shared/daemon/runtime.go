@@ -167,7 +167,7 @@ func NewRuntimeWithTLS(name string, c config.Common, tc *tls.Config, logger *slo
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("register process collector: %w", err)
 	}
-	b, err := bus.New(bus.Config{ListenAddr: c.BusAddr, TLS: tc, MaxFrameSize: c.MaxFrameSize},
+	b, err := bus.New(bus.Config{ListenAddr: c.BusAddr, TLS: tc, MaxFrameSize: c.MaxFrameSize, DisableTCP: c.NoBusTCP},
 		bus.Deps{Logger: log.With(logkey.Component, logkey.CompBus), Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
