@@ -111,8 +111,10 @@
 // engine snapshot), a done chunk (MsgSnap, descriptor, applied state).
 // The receiver's answer to the start chunk offers a window
 // (SnapshotAck.window, 4): the sender then numbers the chunks after it
-// (seq, from 1) and keeps up to that many in flight, each on a QUIC
-// stream of its own, and the receiver takes them in seq order, refusing
+// (seq, from 1) and keeps up to that many in flight, each a unary call
+// over the bus's TCP path for large requests (a QUIC stream of its own
+// while TCP cannot be reached; the receiver adds them to its stored's
+// ingest over the local socket), and the receiver takes them in seq order, refusing
 // a repeat, a gap or a chunk beyond the window (which drops the
 // session); a receiver that offers none gets one chunk at a time. The
 // receiver adds each data chunk to an IngestRange session over its data
