@@ -357,7 +357,8 @@ func linearizableClient(ctx context.Context, cl *kvclient.Client, id int, keys [
 	}
 }
 
-// loopbackPartition drops UDP datagrams between loopback ports with
+// loopbackPartition drops UDP datagrams between loopback ports (and refuses
+// the buses' TCP at them) with
 // iptables rules of its own, removed by heal (and at the test's end).
 type loopbackPartition struct {
 	tag   string
@@ -380,7 +381,9 @@ func newLoopbackPartition(t *testing.T) *loopbackPartition {
 }
 
 // drop drops the datagrams from the UDP address from to the UDP address to
-// (both on loopback): a one-way cut.
+// (both on loopback): a one-way cut. The buses' TCP for large calls is
+// refused (reset) at both ports, so those calls take QUIC too and obey
+// the cut: a TCP connection's ports do not name its two buses.
 func (p *loopbackPartition) drop(t *testing.T, from, to string) {
 	t.Helper()
 	port := func(a string) string {
@@ -390,11 +393,16 @@ func (p *loopbackPartition) drop(t *testing.T, from, to string) {
 		}
 		return pt
 	}
-	rule := []string{"INPUT", "-i", "lo", "-p", "udp", "--sport", port(from), "--dport", port(to), "-m", "comment", "--comment", p.tag, "-j", "DROP"}
-	if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
-		t.Skipf("iptables cannot add a rule: %v: %s", err, out)
+	for _, rule := range [][]string{
+		{"INPUT", "-i", "lo", "-p", "udp", "--sport", port(from), "--dport", port(to), "-m", "comment", "--comment", p.tag, "-j", "DROP"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", port(to), "-m", "comment", "--comment", p.tag, "-j", "REJECT", "--reject-with", "tcp-reset"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--sport", port(from), "-m", "comment", "--comment", p.tag, "-j", "REJECT", "--reject-with", "tcp-reset"},
+	} {
+		if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+			t.Skipf("iptables cannot add a rule: %v: %s", err, out)
+		}
+		p.rules = append(p.rules, rule)
 	}
-	p.rules = append(p.rules, rule)
 }
 
 // heal removes the partition's rules.
