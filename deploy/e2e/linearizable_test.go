@@ -357,9 +357,9 @@ func linearizableClient(ctx context.Context, cl *kvclient.Client, id int, keys [
 	}
 }
 
-// loopbackPartition drops UDP datagrams between loopback ports (and refuses
-// the buses' TCP at them) with
-// iptables rules of its own, removed by heal (and at the test's end).
+// loopbackPartition drops UDP datagrams between loopback ports (and
+// refuses the buses' TCP at them) with iptables rules of its own, removed
+// by heal (and at the test's end).
 type loopbackPartition struct {
 	tag   string
 	rules [][]string
