@@ -384,7 +384,9 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("no stored address: running on a volatile in-memory engine; nothing survives a restart")
 		eng = storage.NewMem()
 	} else if eng == nil {
-		eng = storage.NewStored(storeclient.New(s.d.Bus, s.cfg.StoredAddr))
+		// With the local socket, snapshots are read with Scan calls,
+		// which take it, rather than streams, which stay on QUIC.
+		eng = storage.NewStored(storeclient.New(s.d.Bus, s.cfg.StoredAddr), s.cfg.StoredSocket != "")
 	}
 	s.tasks.Go(func() { s.run(eng) })
 	if s.cfg.GossipAddr != "" {

@@ -949,3 +949,78 @@ func TestLocalSocketPath(t *testing.T) {
 	}
 	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Raft, []byte("k"), []byte("v")) })
 }
+
+// TestScanRangeOverLocalSocket: a snapshot's ScanRange yields what its
+// StreamRange yields (same entries, chunks of the same bound, nothing
+// written after the snapshot), each chunk a unary call over the local
+// socket.
+func TestScanRangeOverLocalSocket(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.LocalSocket = shortSocket(t)
+	n := startNode(t, cfg, nil)
+	ctx := ctxT(t)
+	span := storeclient.Span{CF: storeclient.Data, Start: []byte("b"), End: []byte("m")}
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) {
+		b.Put(storeclient.Data, []byte("a"), []byte("outside"))
+		b.Put(storeclient.Data, []byte("m"), []byte("outside (end is exclusive)"))
+		for i := range 300 {
+			b.Put(storeclient.Data, fmt.Appendf(nil, "b%04d", i), bytes.Repeat([]byte{byte(i)}, i%50))
+		}
+		b.Put(storeclient.Data, []byte("b"), nil)
+	})
+	snap, err := n.c.OpenSnapshot(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release(ctx)
+	mustWrite(t, n.c, true, func(b *storeclient.Batch) { b.Put(storeclient.Data, []byte("c-late"), []byte("x")) })
+	local := func() float64 {
+		mfs, err := n.cli.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "pleiades_bus_local_calls_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no pleiades_bus_local_calls_total")
+		return 0
+	}
+	const chunkBytes = 512
+	collect := func(read func(context.Context, storeclient.Span, int, func([]storeclient.KV) error) error) (string, int) {
+		var sb strings.Builder
+		chunks := 0
+		if err := read(ctx, span, chunkBytes, func(kvs []storeclient.KV) error {
+			chunks++
+			size := 0
+			for _, kv := range kvs {
+				fmt.Fprintf(&sb, "%x=%x\n", kv.Key, kv.Value)
+				size += len(kv.Key) + len(kv.Value)
+			}
+			if len(kvs) > 1 && size > chunkBytes+64 {
+				t.Errorf("chunk of %d entries and %d bytes, over the bound of %d", len(kvs), size, chunkBytes)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return sb.String(), chunks
+	}
+	want, _ := collect(snap.StreamRange)
+	before := local()
+	got, chunks := collect(snap.ScanRange)
+	if got != want {
+		t.Fatalf("ScanRange yielded\n%s\nStreamRange\n%s", got, want)
+	}
+	if strings.Count(got, "\n") != 301 || chunks < 10 {
+		t.Fatalf("%d entries in %d chunks; want 301 in at least 10", strings.Count(got, "\n"), chunks)
+	}
+	if calls := local() - before; calls != float64(chunks) {
+		t.Fatalf("%v local calls for %d chunks", calls, chunks)
+	}
+	stop := errors.New("stop")
+	if err := snap.ScanRange(ctx, span, chunkBytes, func([]storeclient.KV) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("ScanRange with fn failing: %v, want fn's error", err)
+	}
+}

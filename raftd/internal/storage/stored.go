@@ -13,14 +13,21 @@ import (
 // Stored is the production Engine: the node's stored over the bus.
 type Stored struct {
 	c *storeclient.Client
+	// scanSnapshots reads a snapshot's ranges with Scan calls.
+	scanSnapshots bool
 	// batches recycles the write buffers: the rounds' writes are tens of
 	// KiB each, and growing a fresh one per write was a large share of
 	// raftd's allocation.
 	batches sync.Pool
 }
 
-// NewStored returns an Engine calling stored through c.
-func NewStored(c *storeclient.Client) *Stored { return &Stored{c: c} }
+// NewStored returns an Engine calling stored through c. scanSnapshots
+// makes a snapshot's StreamRange read its chunks with Scan calls
+// (storeclient's ScanRange) instead of a server stream: for a bus with a
+// local socket to stored, which unary calls take and streams do not.
+func NewStored(c *storeclient.Client, scanSnapshots bool) *Stored {
+	return &Stored{c: c, scanSnapshots: scanSnapshots}
+}
 
 // storeCF checks cf before a call.
 func storeCF(cf CF) (storeclient.CF, error) {
@@ -166,10 +173,13 @@ func (s *Stored) OpenSnapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: stored snapshot: %w", err)
 	}
-	return storedSnapshot{sn}, nil
+	return storedSnapshot{sn: sn, scan: s.scanSnapshots}, nil
 }
 
-type storedSnapshot struct{ sn *storeclient.Snapshot }
+type storedSnapshot struct {
+	sn   *storeclient.Snapshot
+	scan bool // StreamRange reads with ScanRange
+}
 
 func (s storedSnapshot) Get(ctx context.Context, cf CF, key []byte) ([]byte, bool, error) {
 	scf, err := storeCF(cf)
@@ -188,7 +198,11 @@ func (s storedSnapshot) StreamRange(ctx context.Context, cf CF, start, end []byt
 	if err != nil {
 		return err
 	}
-	err = s.sn.StreamRange(ctx, storeclient.Span{CF: scf, Start: start, End: end}, chunkBytes, func(chunk []storeclient.KV) error {
+	read := s.sn.StreamRange
+	if s.scan {
+		read = s.sn.ScanRange
+	}
+	err = read(ctx, storeclient.Span{CF: scf, Start: start, End: end}, chunkBytes, func(chunk []storeclient.KV) error {
 		kvs := make([]KV, 0, len(chunk))
 		for _, kv := range chunk {
 			kvs = append(kvs, KV{Key: kv.Key, Value: kv.Value})
