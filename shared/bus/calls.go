@@ -341,13 +341,16 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 	if err := b.checkOpen(); err != nil {
 		return true, err
 	}
-	if len(out)-wire.FrameHeaderLen > maxCallsRequest {
-		// Over a socket of its own; else, encoded once more by streamCall.
+	if size := len(out) - wire.FrameHeaderLen; size > b.bulkMin {
+		// Over a socket of its own; else, if too large for the shared
+		// calls stream, encoded once more by streamCall.
 		res, ok, err := b.callBulk(ctx, addr, out, idOff)
-		if !ok {
+		if ok {
+			return true, b.callAnswer(ctx, addr, p, method, res, err, resp)
+		}
+		if size > maxCallsRequest {
 			return false, nil
 		}
-		return true, b.callAnswer(ctx, addr, p, method, res, err, resp)
 	}
 	if cc, lslot := b.localCallsTo(ctx, addr); cc != nil {
 		res, err := cc.do(ctx, out, idOff)
