@@ -176,7 +176,7 @@ func splitBatch(b *raftmsgpb.MessageBatch, budget int) ([]*raftmsgpb.MessageBatc
 }
 
 // SendSnapshotChunk sends one snapshot chunk as a unary call (apart from
-// the raft stream; a chunk above 64 KiB goes over the bus's TCP path, or
+// the raft stream; a chunk above 16 KiB goes over the bus's TCP path, or
 // a QUIC stream of its own while the peer's TCP cannot be reached) and
 // waits for the receiver's acknowledgement.
 func (t *busTransport) SendSnapshotChunk(ctx context.Context, to uint64, c *raftmsgpb.SnapshotChunk) (*raftmsgpb.SnapshotAck, error) {

@@ -14,9 +14,9 @@ import (
 	"github.com/pleiades-db/pleiades/shared/wire"
 )
 
-// BenchmarkTCPThreshold measures unary calls of sizes around the TCP
-// threshold (64 KiB) with every request on QUIC's calls stream ("quic")
-// and every request over TCP ("tcp", bulkMin 0): the threshold belongs
+// BenchmarkTCPThreshold measures unary calls of sizes up to 64 KiB with
+// every request on QUIC's calls stream ("quic", tcpMin 64 KiB) and every
+// request over TCP ("tcp", tcpMin 0): the threshold (tcpCallMin) belongs
 // where TCP starts to win.
 //
 //	go test ./bus/ -run '^$' -bench BenchmarkTCPThreshold -benchtime 2s
@@ -45,7 +45,7 @@ func BenchmarkTCPThreshold(b *testing.B) {
 	}
 	addr := srv.Addr().String()
 	cli := map[string]*Bus{"quic": newBench("cli"), "tcp": newBench("cli")}
-	cli["tcp"].bulkMin = 0
+	cli["quic"].tcpMin, cli["tcp"].tcpMin = maxCallsRequest, 0
 	for _, c := range cli {
 		if err := c.Start(ctx); err != nil {
 			b.Fatal(err)

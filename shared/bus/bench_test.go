@@ -27,7 +27,7 @@ import (
 // same over TLS 1.3 with the bus's certificates, to tell the cost of the
 // encryption from that of QUIC's packets; "bus-local" is the bus calling
 // over the server's local (Unix domain) socket. "bus" sends requests over
-// 64 KiB over TCP (the default), "bus-quic" is a caller with TCP off,
+// 16 KiB over TCP (the default), "bus-quic" is a caller with TCP off,
 // every call on QUIC.
 //
 //	go test ./bus/ -run '^$' -bench . -benchtime 2s

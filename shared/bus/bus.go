@@ -82,11 +82,9 @@ type Bus struct {
 	srvTLS  *tls.Config
 	cliTLS  *tls.Config
 	maxSize int
-	// bulkMin is the request size above which a unary call goes over TCP
-	// (or a local socket's connections for large requests):
-	// maxCallsRequest, lowered only by benchmarks that look for the best
-	// threshold.
-	bulkMin int
+	// tcpMin is the request size above which a unary call goes over TCP:
+	// tcpCallMin, changed only by the benchmark that compares thresholds.
+	tcpMin int
 
 	// handlers and dgram are written only before Start.
 	handlers map[hkey]*handler
@@ -189,7 +187,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 		srvTLS:  srv,
 		cliTLS:  cli,
 		maxSize: cfg.MaxFrameSize,
-		bulkMin: maxCallsRequest,
+		tcpMin:  tcpCallMin,
 		qconf: &quic.Config{
 			HandshakeIdleTimeout:           cfg.DialTimeout,
 			MaxIdleTimeout:                 cfg.IdleTimeout,

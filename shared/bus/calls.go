@@ -341,9 +341,15 @@ func (b *Bus) callOnCalls(ctx context.Context, addr string, p wire.Protocol, met
 	if err := b.checkOpen(); err != nil {
 		return true, err
 	}
-	if size := len(out) - wire.FrameHeaderLen; size > b.bulkMin {
-		// Over a socket of its own; else, if too large for the shared
-		// calls stream, encoded once more by streamCall.
+	// Over TCP above tcpMin; to a peer with a local socket, over that
+	// socket's connections for large requests above maxCallsRequest. If
+	// that cannot be, the shared calls stream, or for a request too large
+	// for it a stream of its own (encoded once more by streamCall).
+	bulkAt := b.tcpMin
+	if b.localPeer(addr) != nil {
+		bulkAt = maxCallsRequest
+	}
+	if size := len(out) - wire.FrameHeaderLen; size > bulkAt {
 		res, ok, err := b.callBulk(ctx, addr, out, idOff)
 		if ok {
 			return true, b.callAnswer(ctx, addr, p, method, res, err, resp)

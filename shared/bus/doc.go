@@ -97,8 +97,9 @@
 //
 //   - Unary: the caller sends a Request (method, deadline, payload) and
 //     reads one Response (code, message, leader hint, reason, payload), on
-//     the calls stream of the connection (below). A request over 64 KiB
-//     goes over TCP (see "Large calls over TCP"); one that cannot, or any
+//     the calls stream of the connection (below). A request over 16 KiB
+//     goes over TCP (see "Large calls over TCP"); one over 64 KiB that
+//     cannot, or any
 //     request to a peer that refused calls streams, opens a stream of its
 //     own instead: Request, Response, then the caller closes its side,
 //     which tells the handler the answer arrived.
@@ -215,16 +216,18 @@
 // socket, a TCP listener at the same address and port (with port 0 it
 // looks for a port free for both; a fixed port whose TCP side is taken
 // fails Start, naming Config.DisableTCP). A unary call whose encoded
-// request is over 64 KiB (maxCallsRequest) goes on a calls stream (above;
+// request is over 16 KiB (tcpCallMin) goes on a calls stream (above;
 // the same frames and code as a local socket's) over TLS 1.3 on TCP to
 // the peer's bus address, with the bus's TLS configuration and ALPN: the
 // handler's Peer (Name, Role) comes from the verified certificate and
 // authorization is unchanged; Peer.Addr is "tcp:" and the caller's TCP
 // address, not an address to call back on. To a peer with a local socket
-// (AddLocalPeer) these calls take the socket instead of TCP. Smaller
-// requests, server streams, batches and datagrams stay on QUIC: only the
-// request's size is known before the call, so a small request with a
-// large answer (a read) stays on QUIC too.
+// (AddLocalPeer) calls take the socket instead: those over 64 KiB on
+// connections of their own. Smaller requests, server streams, batches
+// and datagrams stay on QUIC: only the request's size is known before
+// the call, so a small request with a large answer (a read) stays on
+// QUIC too (storeclient's ScanRange reads a snapshot with such calls
+// where a local socket carries them).
 //
 // Why: quic-go's packets are at most 1,452 bytes whatever the path's MTU,
 // and each is packed, sealed, sent, acknowledged and received on its own;
@@ -234,11 +237,11 @@
 // bus calls" and "Eleventh stop: bulk calls over TCP", with the figures
 // of this path). Snapshots are the bulk users: their 1 MiB chunks travel
 // as unary calls, leader raftd to learner raftd over TCP and learner
-// raftd to its stored over the local socket. 64 KiB is the threshold
-// because below it QUIC's calls stream already shares packets among
-// concurrent calls and does no worse than TLS on TCP (4 KiB at
-// concurrency 64: see the benchmarks), and a small call on a connection of
-// its own would give up that sharing.
+// raftd to its stored over the local socket. The threshold: TCP ran
+// 1.8-2.4x the calls of QUIC's calls stream from 4 KiB to 60 KiB, at
+// concurrency 1 and 64 (BenchmarkTCPThreshold); 16 KiB is a first step,
+// leaving on QUIC the bulk of the cluster's calls, whose behaviour over
+// TCP on a real network (loss, partitions) was not measured.
 //
 // The caller keeps up to connsPerPeer TCP connections per peer, separate
 // from the small calls', each dialed on first use (single flight); a call

@@ -8,9 +8,20 @@ import (
 )
 
 // Large calls over TCP (see "Large calls over TCP" in doc.go): a unary
-// call whose request is over maxCallsRequest goes on a calls stream over
-// TLS 1.3 on TCP to the peer's bus address (or on its local socket, if it
-// has one), on connections of their own, instead of a QUIC stream.
+// call whose request is over tcpCallMin goes on a calls stream over TLS
+// 1.3 on TCP to the peer's bus address, on connections of their own,
+// instead of QUIC; to a peer with a local socket, a request over
+// maxCallsRequest takes that socket's connections for large requests.
+
+// tcpCallMin is the request size above which a unary call goes over
+// TCP. BenchmarkTCPThreshold on loopback: TCP ran 1.8-2.4x the calls of
+// QUIC's calls stream at every size from 4 KiB to 60 KiB, at concurrency
+// 1 and 64 (raftd/BENCHMARKS.md, "Eleventh stop"). 16 KiB is a step
+// towards that, not the end: below it is most of the cluster's call
+// traffic (reads, puts of small values, stored's small writes), whose
+// behaviour on TCP under loss and partitions of a real network was not
+// measured; lowering it is this constant.
+const tcpCallMin = 16 << 10
 
 // bindAttempts is how many UDP ports a bus with port 0 tries before it
 // gives up finding one whose TCP port is free too.

@@ -98,7 +98,7 @@ func CommonFlags(defaultBusAddr, defaultAdminAddr string) []cli.Flag {
 		&cli.StringFlag{Name: FlagCertsDir, Usage: "directory with ca.crt, node.crt, node.key (default: <data-dir>/certs)"},
 		&cli.BoolFlag{Name: FlagDev, Usage: "create a CA and node certificate in the certs dir when missing"},
 		&cli.IntFlag{Name: FlagMaxFrameSize, Value: DefaultMaxFrameSize, Usage: "largest bus frame, in bytes"},
-		&cli.BoolFlag{Name: FlagBusTCP, Value: true, Usage: "listen on TCP at the bus port too and send calls with requests over 64 KiB over TCP (false: all on QUIC, e.g. where a firewall drops TCP)"},
+		&cli.BoolFlag{Name: FlagBusTCP, Value: true, Usage: "listen on TCP at the bus port too and send calls with requests over 16 KiB over TCP (false: all on QUIC, e.g. where a firewall drops TCP)"},
 		&cli.StringFlag{Name: FlagLogFormat, Value: DefaultLogFormat, Usage: "log format: text or json"},
 		&cli.StringFlag{Name: FlagLogLevel, Value: DefaultLogLevel, Usage: "minimum log level: debug, info, warn or error"},
 		&cli.DurationFlag{Name: FlagShutdownTimeout, Value: DefaultShutdownTimeout, Usage: "bound on a graceful stop"},
