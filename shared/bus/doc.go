@@ -238,7 +238,7 @@
 // of this path). Snapshots are the bulk users: their 1 MiB chunks travel
 // as unary calls, leader raftd to learner raftd over TCP and learner
 // raftd to its stored over the local socket. The threshold: TCP ran
-// 1.8-2.4x the calls of QUIC's calls stream from 4 KiB to 60 KiB, at
+// 1.75-3.5x the calls of QUIC's calls stream from 4 KiB to 60 KiB, at
 // concurrency 1 and 64 (BenchmarkTCPThreshold); 16 KiB is a first step,
 // leaving on QUIC the bulk of the cluster's calls, whose behaviour over
 // TCP on a real network (loss, partitions) was not measured.

@@ -14,9 +14,9 @@ import (
 // maxCallsRequest takes that socket's connections for large requests.
 
 // tcpCallMin is the request size above which a unary call goes over
-// TCP. BenchmarkTCPThreshold on loopback: TCP ran 1.8-2.4x the calls of
-// QUIC's calls stream at every size from 4 KiB to 60 KiB, at concurrency
-// 1 and 64 (raftd/BENCHMARKS.md, "Eleventh stop"). 16 KiB is a step
+// TCP. BenchmarkTCPThreshold on loopback: TCP ran 1.75-3.5x the calls
+// of QUIC's calls stream (medians of 3 runs) at every size from 4 KiB to
+// 60 KiB, at concurrency 1 and 64 (raftd/BENCHMARKS.md, "Eleventh stop"). 16 KiB is a step
 // towards that, not the end: below it is most of the cluster's call
 // traffic (reads, puts of small values, stored's small writes), whose
 // behaviour on TCP under loss and partitions of a real network was not
