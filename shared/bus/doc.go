@@ -214,8 +214,9 @@
 //
 // TCP on the same port carries large calls. Start binds, beside the UDP
 // socket, a TCP listener at the same address and port (with port 0 it
-// looks for a port free for both; a fixed port whose TCP side is taken
-// fails Start, naming Config.DisableTCP). A unary call whose encoded
+// looks for a port free for both; when the TCP port is taken, the bus
+// runs without TCP and logs it at warn: its peers' large calls take
+// QUIC). A unary call whose encoded
 // request is over 16 KiB (tcpCallMin) goes on a calls stream (above;
 // the same frames and code as a local socket's) over TLS 1.3 on TCP to
 // the peer's bus address, with the bus's TLS configuration and ALPN: the

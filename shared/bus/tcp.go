@@ -37,7 +37,9 @@ const bulkSpreadAt = 1
 
 // bind binds the UDP socket at ua and, unless Config.DisableTCP, a TCP
 // listener at the same address and port. With port 0 it tries other
-// ports until both are free.
+// ports until both are free. When the TCP port stays taken (by another
+// process, or by a connection's local port) the bus runs without TCP,
+// logging it: its peers' large calls take QUIC.
 func (b *Bus) bind(ua *net.UDPAddr) (*net.UDPConn, *net.TCPListener, error) {
 	for attempt := 1; ; attempt++ {
 		udp, err := net.ListenUDP("udp", ua)
@@ -52,10 +54,12 @@ func (b *Bus) bind(ua *net.UDPAddr) (*net.UDPConn, *net.TCPListener, error) {
 		if err == nil {
 			return udp, tln, nil
 		}
-		_ = udp.Close()
 		if ua.Port != 0 || attempt == bindAttempts {
-			return nil, nil, fmt.Errorf("bus: bind TCP on the port of %s, for large calls (Config.DisableTCP turns TCP off): %w", b.cfg.ListenAddr, err)
+			b.log.Warn("bus: no TCP listener on the bus port; peers' large calls to this bus take QUIC (Config.DisableTCP, --bus-tcp=false, turns TCP off)",
+				"addr", udp.LocalAddr().String(), "err", err)
+			return udp, nil, nil
 		}
+		_ = udp.Close()
 	}
 }
 

@@ -363,7 +363,7 @@ func TestTCPBadFrames(t *testing.T) {
 }
 
 // TestTCPBindPortTaken: a bus on a fixed port whose TCP side is taken
-// fails Start naming the way out; with DisableTCP it starts.
+// starts without TCP; a peer's large calls to it take QUIC and succeed.
 func TestTCPBindPortTaken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -376,12 +376,20 @@ func TestTCPBindPortTaken(t *testing.T) {
 		t.Skipf("UDP port of %s taken: %v", addr, err)
 	}
 	_ = pc.Close()
-	b := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
-	if err := b.Start(ctxT(t)); err == nil || !strings.Contains(err.Error(), "DisableTCP") {
-		t.Fatalf("Start with the TCP port taken: %v, want an error naming DisableTCP", err)
+	srv := newBus(t, "srv", func(c *bus.Config) { c.ListenAddr = addr })
+	echo(srv)
+	if err := srv.Start(ctxT(t)); err != nil {
+		t.Fatalf("Start with the TCP port taken: %v", err)
 	}
-	b = newBus(t, "srv", func(c *bus.Config) { c.ListenAddr, c.DisableTCP = addr, true })
-	if err := b.Start(ctxT(t)); err != nil {
+	if srv.TCPAddr() != nil {
+		t.Fatalf("TCP listener at %v on a taken port", srv.TCPAddr())
+	}
+	cli, reg := newBusReg(t, "cli")
+	start(t, cli)
+	if err := cli.Call(ctxT(t), addr, wire.ProtoKV, "Echo", wrapperspb.Bytes(make([]byte, 100<<10)), &wrapperspb.BytesValue{}); err != nil {
 		t.Fatal(err)
+	}
+	if got := tcpCalls(t, reg); got != 0 {
+		t.Fatalf("%v TCP calls to a listener that is not a bus", got)
 	}
 }
