@@ -50,3 +50,35 @@ func TestFrameWriterCoalesces(t *testing.T) {
 	}
 	t.Logf("%d frames in %d writes", n, cs.writes)
 }
+
+// sliceStream records the slices written to it.
+type sliceStream struct{ writes [][]byte }
+
+func (s *sliceStream) Write(p []byte) (int, error) {
+	s.writes = append(s.writes, p)
+	return len(p), nil
+}
+
+func (s *sliceStream) closeSend() {}
+
+// TestFrameWriterLargeFrameAsIs: a large frame with no write in progress
+// reaches the stream as it is, not copied; small frames are queued.
+func TestFrameWriterLargeFrameAsIs(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		asIs bool
+	}{{maxCallsRequest + 1, true}, {1 << 20, true}, {100, false}} {
+		s := &sliceStream{}
+		w := frameWriter{str: s}
+		frame := make([]byte, tt.size)
+		if err := w.write(frame); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.writes) != 1 || len(s.writes[0]) != tt.size {
+			t.Fatalf("%d bytes: writes %d", tt.size, len(s.writes))
+		}
+		if same := &s.writes[0][0] == &frame[0]; same != tt.asIs {
+			t.Fatalf("%d bytes: written as it is %v, want %v", tt.size, same, tt.asIs)
+		}
+	}
+}
