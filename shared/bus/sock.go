@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -76,11 +77,29 @@ func (s sockConn) closeSend() { _ = s.tls.CloseWrite() }
 func (s sockConn) reset(code quic.StreamErrorCode) {
 	switch code {
 	case streamCodeTooLarge:
-		s.tell(CodeResourceExhausted, "refused by the peer: frame too large")
+		s.linger(CodeResourceExhausted, "refused by the peer: frame too large")
 	case streamCodeProtocol:
-		s.tell(CodeInternal, "refused by the peer: protocol error")
+		s.linger(CodeInternal, "refused by the peer: protocol error")
 	}
 	s.b.dropSock(s.raw)
+}
+
+// lingerTimeout bounds how long a refused connection's reader drains
+// what the peer still sends before the connection closes.
+const lingerTimeout = time.Second
+
+// linger tells the peer why its connection ends (tell), sends
+// close_notify, then reads and drops what the peer still sends until it
+// closes or lingerTimeout passes. Closing a TCP socket with unread data
+// resets the connection, and the reset can reach the peer before the
+// reason does (the peer of an oversized frame is still writing it).
+func (s sockConn) linger(code Code, reason string) {
+	if !s.tell(code, reason) {
+		return
+	}
+	_ = s.tls.CloseWrite()
+	_ = s.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.Copy(io.Discard, s.raw)
 }
 
 func (s sockConn) refuse(b *Bus, peer *Peer, _ quic.StreamErrorCode, code Code, reason string) {
