@@ -864,6 +864,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 			stat(func(x multiraft.Stats) uint64 { return x.ApplyReads })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ticks_skipped_total", Help: "Follower ticks skipped because the follower heard from its leader since the tick before."},
 			stat(func(x multiraft.Stats) uint64 { return x.TicksSkipped })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_ticks_deferred_total", Help: "Leader ticks left for the range's next pass because it had traffic since the tick before."},
+			stat(func(x multiraft.Stats) uint64 { return x.TicksDeferred })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_heartbeats_sent_total", Help: "Heartbeats leaders sent to followers (quiesce heartbeats not included)."},
 			stat(func(x multiraft.Stats) uint64 { return x.HeartbeatsSent })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pleiades_raftd_heartbeats_skipped_total", Help: "Heartbeats left out because the follower was sent entries lately."},

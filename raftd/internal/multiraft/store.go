@@ -136,7 +136,7 @@ type storeMetrics struct {
 	rounds, writes, syncWrites, rangesProcessed atomic.Uint64
 	carriedRounds                               atomic.Uint64
 	prefetchReads, applyReads                   atomic.Uint64
-	ticksSkipped                                atomic.Uint64
+	ticksSkipped, ticksDeferred                 atomic.Uint64
 	heartbeatsSent, heartbeatsSkipped           atomic.Uint64
 	writeNanos, inboxDrops                      atomic.Uint64
 	leaseReads, readIndexReads                  atomic.Uint64
@@ -910,6 +910,9 @@ type Stats struct {
 	// TicksSkipped counts the ticks of followers that had heard from
 	// their leader since the tick before (Replica.tick).
 	TicksSkipped uint64
+	// TicksDeferred counts the ticks of leaders with traffic that were
+	// left for their next pass to take (Replica.tick).
+	TicksDeferred uint64
 	// HeartbeatsSent counts the heartbeats leaders sent to followers;
 	// HeartbeatsSkipped those left out because the follower was sent
 	// entries lately (Replica.sendLocked).
@@ -972,7 +975,7 @@ func (s *Store) Stats() Stats {
 		hits, misses = s.vcache.hits.Load(), s.vcache.misses.Load()
 	}
 	st := Stats{ValueCacheHits: hits, ValueCacheMisses: misses, InboxDrops: s.metrics.inboxDrops.Load(),
-		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), HeartbeatsSent: s.metrics.heartbeatsSent.Load(), HeartbeatsSkipped: s.metrics.heartbeatsSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
+		Rounds: s.metrics.rounds.Load(), CarriedRounds: s.metrics.carriedRounds.Load(), PrefetchReads: s.metrics.prefetchReads.Load(), ApplyReads: s.metrics.applyReads.Load(), TicksSkipped: s.metrics.ticksSkipped.Load(), TicksDeferred: s.metrics.ticksDeferred.Load(), HeartbeatsSent: s.metrics.heartbeatsSent.Load(), HeartbeatsSkipped: s.metrics.heartbeatsSkipped.Load(), Writes: s.metrics.writes.Load(), WriteSeconds: float64(s.metrics.writeNanos.Load()) / 1e9, SyncWrites: s.metrics.syncWrites.Load(), RangesProcessed: s.metrics.rangesProcessed.Load(),
 		LeaseReads: s.metrics.leaseReads.Load(), ClosedReads: s.metrics.closedReads.Load(), ReadIndexReads: s.metrics.readIndexReads.Load(),
 		SnapshotsSent: s.metrics.snapshotsSent.Load(), SnapshotsApplied: s.metrics.snapshotsApplied.Load(),
 		SnapshotChunksReceived: s.metrics.snapshotChunksRecv.Load(), SnapshotsRecovered: s.metrics.snapshotsRecov.Load(),
