@@ -669,8 +669,7 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 		}
 		resume = key(nsList, b)
 	}
-	var out []*workflowpb.InstanceSummary
-	seen := map[string]int{}
+	var found newest[*workflowpb.InstanceSummary]
 	for _, st := range statuses {
 		start, end := span(key(nsList, []byte{byte(st), '/'}))
 		if f.CreatedAfter > 0 {
@@ -694,8 +693,8 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{PageSize: f.Limit + 1})
 		for it.Next() {
 			kv := it.KV()
-			if len(out) == f.Limit {
-				return out, hex.EncodeToString(kv.Key[len(key(nsList)):]), nil
+			if len(found.out) == f.Limit {
+				return found.out, hex.EncodeToString(kv.Key[len(key(nsList)):]), nil
 			}
 			s := &workflowpb.InstanceSummary{}
 			if err := proto.Unmarshal(kv.Value, s); err != nil {
@@ -704,37 +703,66 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 			if f.Definition != "" && s.GetDefinition() != f.Definition {
 				continue
 			}
-			// Each status is its own scan: an instance that changed
-			// status between two of them is listed under both. Keep
-			// the later one (a status later in listOrder is the newer:
-			// terminal statuses come last).
-			if i, ok := seen[s.GetId()]; ok {
-				out[i] = s
-				continue
-			}
-			seen[s.GetId()] = len(out)
-			out = append(out, s)
+			found.add(s.GetId(), st, s)
 		}
 		if err := it.Err(); err != nil {
 			return nil, "", err
 		}
 	}
-	return out, "", nil
+	return found.out, "", nil
+}
+
+// newest keeps one entry per instance across the list index's status
+// scans (List, Counts). Each status is its own scan, so an instance whose
+// status changed between two of them is found under both; the scans run
+// one after another in listOrder, so the later find has the newer status,
+// and it replaces the earlier entry in place. Only instances found under
+// a status that can still change are remembered: a finished instance
+// keeps its status (and its one list entry) until it is purged, so the
+// memory goes to live instances only.
+type newest[T any] struct {
+	out []T
+	// slot holds the index in out of each instance last found running
+	// or suspended.
+	slot map[string]int
+}
+
+// add records v, found for instance id under status st.
+func (n *newest[T]) add(id string, st workflowpb.Status, v T) {
+	if i, ok := n.slot[id]; ok {
+		n.out[i] = v
+		if terminal(st) {
+			delete(n.slot, id)
+		}
+		return
+	}
+	if !terminal(st) {
+		if n.slot == nil {
+			n.slot = map[string]int{}
+		}
+		n.slot[id] = len(n.out)
+	}
+	n.out = append(n.out, v)
 }
 
 // Counts returns the number of instances by status (a keys-only scan of
-// the list index).
+// the list index), each instance counted once, under its newer status
+// when it changed during the scans.
 func (e *Engine) Counts(ctx context.Context) (map[workflowpb.Status]int, error) {
-	out := map[workflowpb.Status]int{}
+	var found newest[workflowpb.Status]
 	for _, st := range listOrder {
 		start, end := span(key(nsList, []byte{byte(st), '/'}))
 		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{KeysOnly: true, PageSize: 1000})
 		for it.Next() {
-			out[st]++
+			found.add(idFromKey(it.KV().Key, start), st, st)
 		}
 		if err := it.Err(); err != nil {
 			return nil, err
 		}
+	}
+	out := map[workflowpb.Status]int{}
+	for _, st := range found.out {
+		out[st]++
 	}
 	return out, nil
 }
