@@ -742,6 +742,10 @@ func pageToken(k []byte, at hlc.Timestamp) string {
 	return hex.EncodeToString(k) + "@" + hex.EncodeToString(at.AppendBytes(nil))
 }
 
+// maxTokenAhead is how far ahead of this host's clock a page token's
+// timestamp may be: above any clock offset the cluster tolerates.
+const maxTokenAhead = time.Minute
+
 // parsePageToken decodes a pageToken; at is zero for a token without one.
 func parsePageToken(tok string) (k []byte, at hlc.Timestamp, err error) {
 	ks, ats, hasAt := strings.Cut(tok, "@")
@@ -756,6 +760,12 @@ func parsePageToken(tok string) (k []byte, at hlc.Timestamp, err error) {
 		}
 		if err != nil || at.IsZero() {
 			return nil, hlc.Timestamp{}, fmt.Errorf("%w: bad page token", ErrInvalid)
+		}
+		// A token is made from a write's timestamp: one far ahead of this
+		// host's clock was not made here, and a read at it would not be
+		// one snapshot (writes still to come would land below it).
+		if time.Unix(0, at.WallTime).After(time.Now().Add(maxTokenAhead)) {
+			return nil, hlc.Timestamp{}, fmt.Errorf("%w: bad page token (its timestamp is in the future)", ErrInvalid)
 		}
 	}
 	return k, at, nil

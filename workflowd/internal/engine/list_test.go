@@ -256,6 +256,7 @@ func TestListPageTokens(t *testing.T) {
 		{k + "@", engine.ErrInvalid},
 		{k + "@0102", engine.ErrInvalid},
 		{k + "@" + hex.EncodeToString(hlc.Timestamp{}.AppendBytes(nil)), engine.ErrInvalid},
+		{k + "@" + hex.EncodeToString(hlc.Timestamp{WallTime: time.Now().Add(time.Hour).UnixNano()}.AppendBytes(nil)), engine.ErrInvalid},
 	} {
 		list, next, err := e.List(t.Context(), engine.ListFilter{Limit: 1, PageToken: tc.token})
 		if !errors.Is(err, tc.want) || list != nil || next != "" {
