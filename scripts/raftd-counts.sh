@@ -5,7 +5,7 @@
 # endpoints, and prints the put rate and, per put, every counter of the
 # raftds' /metrics (summed over the three nodes) among the scheduler's
 # (rounds, ranges processed, log writes and their seconds, carried rounds,
-# prefetch and apply reads, skipped ticks, heartbeats sent and skipped,
+# prefetch and apply reads, skipped and deferred ticks, heartbeats sent and skipped,
 # proposals) and the bus calls
 # (counts and seconds by method), and the CPU each kind of process of the
 # cluster (raftd, stored, ...; summed over the nodes) spent per put. With PROFILE_SECONDS, the CPU profiles
@@ -70,7 +70,7 @@ scrape >"$dir/m1"
 cpu >"$dir/c1"
 echo "per put, summed over the three raftds:"
 join "$dir/m0" "$dir/m1" | awk -v n="$total" '{ d = $3 - $2
-  if (d > 0 && ($1 ~ /raftd_(scheduler|log_|carried|prefetch|apply_reads|ticks_skipped|heartbeats|ranges_processed|proposal)/ || $1 ~ /bus_call_duration_seconds_(count|sum)/))
+  if (d > 0 && ($1 ~ /raftd_(scheduler|log_|carried|prefetch|apply_reads|ticks_(skipped|deferred)|heartbeats|ranges_processed|proposal)/ || $1 ~ /bus_call_duration_seconds_(count|sum)/))
     printf "  %-100s %10.4f\n", $1, d / n }'
 echo "CPU per put (ms), by process, summed over the nodes:"
 join "$dir/c0" "$dir/c1" | awk -v n="$total" -v hz="$(getconf CLK_TCK)" '{ split($1, a, "-"); c[a[1]] += $3 - $2 }

@@ -41,6 +41,8 @@
 //	wf/ls/<status>/<id>        summaries for List
 //	wf/idem/<key>              Start idempotency keys
 //	wf/def/<id>\0<version>     definition documents
+//	wf/snap                    written by every List (first page) and Counts call:
+//	                           its timestamp is the snapshot the call reads at
 //	wf/lc/node/<node>          a node's lifecycle state (decommissioning, decommissioned)
 //	wf/lc/dead/<node>          the latest re-replication instance of a node
 //	wf/lc/rebalance            the latest rebalancing instance
@@ -48,7 +50,9 @@
 // Cost on the meta range: every step is one raft proposal on range 1 (a
 // 10-step instance makes about 12 writes: its start, one per step with the
 // last one folded into its end, and its end), next to the range
-// descriptors; a meta snapshot carries the workflow keys. Finished
+// descriptors; a meta snapshot carries the workflow keys. A List (its
+// first page) or Counts (each workflowd's gauge, every CountsInterval)
+// adds one small write, of wf/snap, whose timestamp it reads at. Finished
 // instances (record, revision, list entry, idempotency key) are deleted
 // Retention after their end and published events EventRetention after
 // their effective time (both 7 days by default, --retention and
@@ -103,8 +107,11 @@
 // The bus protocol wire.ProtoWorkflow (shared/proto/workflowpb; Go client
 // shared/workflowclient): Define, Definitions, Start (optional
 // idempotency key), Get, List (by status, definition, creation time,
-// paged), Suspend, Resume, Terminate, PublishEvent (optionally addressed
-// to one instance: refused when it has finished), and Subscribe, a stream
+// paged; each listing is one snapshot of the list index, its pages
+// included: the page token carries the snapshot's timestamp and expires
+// with the KV's version retention, a few hours), Suspend, Resume,
+// Terminate, PublishEvent (optionally addressed to one instance: refused
+// when it has finished), and Subscribe, a stream
 // of LifecycleEvent (started, step_started, step_completed, step_failed,
 // suspended, resumed, completed, terminated, failed, compensated) of the
 // instances this workflowd runs. The admin endpoint serves /v1/workflows

@@ -6,9 +6,10 @@
 // reads through every host, then injects faults one after another while a
 // load through the Go client (shared/kvclient, default retries) records a
 // history: docker kill of a host's raftd, docker kill of every container
-// of a host, a host cut off with docker network disconnect, a host frozen
-// with docker pause. After each fault the host must serve again and catch
-// up. The history is checked per key for linearizability (porcupine) and
+// of a host (started again with one docker-compose start of its services,
+// which follows their depends_on), a host cut off with docker network
+// disconnect, a host frozen with docker pause. After each fault the host
+// must serve again and catch up. The history is checked per key for linearizability (porcupine) and
 // for lost acknowledged writes. Figures (cold start, stalls, recovery)
 // are logged.
 //

@@ -3,6 +3,7 @@
 package e2edocker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -56,8 +57,9 @@ type figure struct {
 	// stall is the longest time without an acknowledged write from the
 	// fault until the host caught up.
 	stall time.Duration
-	// heal is how long the heal itself took (a whole host restarts in
-	// order, each daemon once those it needs are healthy).
+	// heal is how long the heal itself took (a whole host restarts with
+	// one docker-compose start: each daemon once those it needs are
+	// healthy).
 	heal time.Duration
 	// served is the time from the heal (restart, reconnect, unpause)
 	// until the host's raftd answered a linearizable read.
@@ -148,12 +150,16 @@ func TestFaultsAcrossContainers(t *testing.T) {
 		inject func(ctx context.Context, k int) error
 		hold   time.Duration
 		heal   func(ctx context.Context, k int) error
+		// restarted are the services the heal starts again: when each
+		// started and was healthy is logged.
+		restarted func(k int) []string
 	}{
 		{"docker kill raftd", func(ctx context.Context, k int) error { return c.kill(ctx, fmt.Sprintf("host%d-raftd", k)) }, killDown,
-			func(ctx context.Context, k int) error { return c.start(ctx, fmt.Sprintf("host%d-raftd", k)) }},
-		{"docker kill every container of a host", c.killHost, killDown, c.startHost},
-		{"docker network disconnect", c.disconnect, cutFor, c.connect},
-		{"docker pause", c.pause, frozenFor, c.unpause},
+			func(ctx context.Context, k int) error { return c.start(ctx, fmt.Sprintf("host%d-raftd", k)) },
+			func(k int) []string { return []string{fmt.Sprintf("host%d-raftd", k)} }},
+		{"docker kill every container of a host", c.killHost, killDown, c.startHost, func(k int) []string { return hostServices(k)[1:] }},
+		{"docker network disconnect", c.disconnect, cutFor, c.connect, nil},
+		{"docker pause", c.pause, frozenFor, c.unpause, nil},
 	}
 	var figures []figure
 	for i, f := range faults {
@@ -164,6 +170,12 @@ func TestFaultsAcrossContainers(t *testing.T) {
 			t.Fatalf("before %s: %v", f.name, err)
 		}
 		t.Logf("%s: host%d (leader of the load's range)", f.name, victim)
+		var watched func(time.Time, ...string) string
+		if f.restarted != nil {
+			if watched, err = c.startWatch(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
 		injected := time.Now()
 		if err := f.inject(ctx, victim); err != nil {
 			t.Fatalf("%s host%d: %v", f.name, victim, err)
@@ -189,6 +201,9 @@ func TestFaultsAcrossContainers(t *testing.T) {
 		figures = append(figures, fig)
 		t.Logf("%s host%d: writes stalled at most %v; the heal took %v, the host served %v and caught up %v after it began",
 			f.name, victim, fig.stall.Round(time.Millisecond), fig.heal.Round(time.Millisecond), fig.served.Round(time.Millisecond), fig.caughtUp.Round(time.Millisecond))
+		if watched != nil {
+			t.Logf("%s host%d, from the heal: %s", f.name, victim, watched(healed, f.restarted(victim)...))
+		}
 	}
 	time.Sleep(settle)
 	ld.halt()
@@ -584,47 +599,80 @@ func (c *cluster) killHost(ctx context.Context, k int) error {
 	return nil
 }
 
-// startHost starts host k's containers again as its init system would:
-// the namespace holder, then each daemon once those it needs are healthy.
+// startHost starts host k's containers again as an operator would: one
+// docker-compose start of the host's services, which starts each once
+// those it depends on (depends_on) are started or healthy, in parallel
+// where they allow it, and returns once the last has started.
 func (c *cluster) startHost(ctx context.Context, k int) error {
-	h := fmt.Sprintf("host%d", k)
-	for _, step := range [][]string{{""}, {"stored", "gossipd"}, {"clockd"}, {"raftd", "msgd"}, {"workflowd"}} {
-		for _, d := range step {
-			svc := h
-			if d != "" {
-				svc += "-" + d
-			}
-			if err := c.start(ctx, svc); err != nil {
-				return err
-			}
-		}
-		for _, d := range step {
-			if d == "" {
-				continue
-			}
-			if err := c.waitService(ctx, h+"-"+d); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := c.compose(ctx, append([]string{"start"}, hostServices(k)...)...)
+	return err
 }
 
-// waitService waits until a service's container is healthy.
-func (c *cluster) waitService(ctx context.Context, svc string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		st, err := c.state(ctx, svc)
-		if err == nil && st == "running healthy" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %s %v", svc, st, err)
-		case <-time.After(200 * time.Millisecond):
-		}
+// startWatch records when the project's containers start and turn
+// healthy (docker events, one process streaming them, no polling) until
+// the returned stop, which describes it for services from since.
+func (c *cluster) startWatch(ctx context.Context) (stop func(since time.Time, services ...string) string, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	cmd := exec.CommandContext(ctx, "docker", "events", "--filter", "label=com.docker.compose.project="+c.project,
+		"--filter", "event=start", "--filter", "event=health_status",
+		"--format", `{{.TimeNano}}|{{.Action}}|{{index .Actor.Attributes "com.docker.compose.service"}}`)
+	out, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
 	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("docker events: %w", err)
+	}
+	type event struct {
+		at      time.Time
+		action  string
+		service string
+	}
+	var events []event
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.SplitN(sc.Text(), "|", 3)
+			if ns, err := strconv.ParseInt(f[0], 10, 64); err == nil && len(f) == 3 {
+				events = append(events, event{time.Unix(0, ns), f[1], f[2]})
+			}
+		}
+	}()
+	return func(since time.Time, services ...string) string {
+		cancel()
+		<-done
+		_ = cmd.Wait()
+		var desc []string
+		for _, svc := range services {
+			var started, healthy time.Time
+			for _, e := range events {
+				switch {
+				case e.service != svc || e.at.Before(since):
+				case e.action == "start" && started.IsZero():
+					started = e.at
+				case e.action == "health_status: healthy" && !started.IsZero() && healthy.IsZero():
+					healthy = e.at
+				}
+			}
+			d := svc + " started " + offset(since, started)
+			if !healthy.IsZero() {
+				d += ", healthy " + offset(since, healthy)
+			}
+			desc = append(desc, d)
+		}
+		return strings.Join(desc, "; ")
+	}, nil
+}
+
+// offset is t's time after since, "-" for none.
+func offset(since, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Sub(since).Round(time.Millisecond).String()
 }
 
 // disconnect cuts host k off the cluster network.

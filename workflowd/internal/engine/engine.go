@@ -12,11 +12,13 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/shared/hlc"
 	"github.com/pleiades-db/pleiades/shared/kvclient"
 	"github.com/pleiades-db/pleiades/shared/proto/workflowpb"
 	"github.com/pleiades-db/pleiades/workflowd/internal/flow"
@@ -648,7 +650,17 @@ var listOrder = []workflowpb.Status{workflowpb.Status_STATUS_RUNNING, workflowpb
 	workflowpb.Status_STATUS_TERMINATED, workflowpb.Status_STATUS_FAILED, workflowpb.Status_STATUS_COMPENSATED}
 
 // List pages through the list index: by status (in listOrder when none
-// is asked), then by id (creation time).
+// is asked), then by id (creation time). Every scan of a call, one per
+// status, reads at one snapshot (snapshot), so the page is the index as
+// it was at one moment: an instance whose status changes during the call
+// is listed once, under its status at that moment. The next page's token
+// carries that snapshot's timestamp, so the pages of one listing are one
+// snapshot too: an instance is on exactly one of them, however its status
+// changes in between (its status then is the one shown, however old). A
+// token older than the KV's version retention window (a few hours) is
+// refused with ErrPrecondition: list again from the first page. A token
+// without a timestamp (made by an older workflowd) pages on from a new
+// snapshot.
 func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.InstanceSummary, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -661,16 +673,24 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 		}
 		statuses = []workflowpb.Status{f.Status}
 	}
-	var resume []byte
+	var (
+		resume []byte
+		at     hlc.Timestamp
+	)
 	if f.PageToken != "" {
-		b, err := hex.DecodeString(f.PageToken)
-		if err != nil || len(b) < 2 {
-			return nil, "", fmt.Errorf("%w: bad page token", ErrInvalid)
+		k, ts, err := parsePageToken(f.PageToken)
+		if err != nil {
+			return nil, "", err
 		}
-		resume = key(nsList, b)
+		resume, at = key(nsList, k), ts
+	}
+	if at.IsZero() {
+		var err error
+		if at, err = e.snapshot(ctx); err != nil {
+			return nil, "", err
+		}
 	}
 	var out []*workflowpb.InstanceSummary
-	seen := map[string]int{}
 	for _, st := range statuses {
 		start, end := span(key(nsList, []byte{byte(st), '/'}))
 		if f.CreatedAfter > 0 {
@@ -691,11 +711,11 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 				start = resume
 			}
 		}
-		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{PageSize: f.Limit + 1})
+		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{PageSize: f.Limit + 1, ReadAt: at})
 		for it.Next() {
 			kv := it.KV()
 			if len(out) == f.Limit {
-				return out, hex.EncodeToString(kv.Key[len(key(nsList)):]), nil
+				return out, pageToken(kv.Key[len(key(nsList)):], at), nil
 			}
 			s := &workflowpb.InstanceSummary{}
 			if err := proto.Unmarshal(kv.Value, s); err != nil {
@@ -704,31 +724,84 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*workflowpb.Instance
 			if f.Definition != "" && s.GetDefinition() != f.Definition {
 				continue
 			}
-			// Each status is its own scan: an instance that changed
-			// status between two of them is listed under both. Keep
-			// the later one (a status later in listOrder is the newer:
-			// terminal statuses come last).
-			if i, ok := seen[s.GetId()]; ok {
-				out[i] = s
-				continue
-			}
-			seen[s.GetId()] = len(out)
 			out = append(out, s)
 		}
 		if err := it.Err(); err != nil {
+			if kvclient.IsCompacted(err) && f.PageToken != "" {
+				return nil, "", fmt.Errorf("%w: page token expired (its snapshot is older than the KV's version retention); list again from the first page: %w", ErrPrecondition, err)
+			}
 			return nil, "", err
 		}
 	}
 	return out, "", nil
 }
 
+// pageToken is List's next page token: the list key (after "ls/") to go
+// on from, in hex, and "@" the snapshot's timestamp (hlc bytes, hex).
+func pageToken(k []byte, at hlc.Timestamp) string {
+	return hex.EncodeToString(k) + "@" + hex.EncodeToString(at.AppendBytes(nil))
+}
+
+// maxTokenAhead is how far ahead of this host's clock a page token's
+// timestamp may be: above any clock offset the cluster tolerates.
+const maxTokenAhead = time.Minute
+
+// parsePageToken decodes a pageToken; at is zero for a token without one.
+func parsePageToken(tok string) (k []byte, at hlc.Timestamp, err error) {
+	ks, ats, hasAt := strings.Cut(tok, "@")
+	k, err = hex.DecodeString(ks)
+	if err != nil || len(k) < 2 {
+		return nil, hlc.Timestamp{}, fmt.Errorf("%w: bad page token", ErrInvalid)
+	}
+	if hasAt {
+		b, err := hex.DecodeString(ats)
+		if err == nil {
+			at, err = hlc.DecodeBytes(b)
+		}
+		if err != nil || at.IsZero() {
+			return nil, hlc.Timestamp{}, fmt.Errorf("%w: bad page token", ErrInvalid)
+		}
+		// A token is made from a write's timestamp: one far ahead of this
+		// host's clock was not made here, and a read at it would not be
+		// one snapshot (writes still to come would land below it).
+		if time.Unix(0, at.WallTime).After(time.Now().Add(maxTokenAhead)) {
+			return nil, hlc.Timestamp{}, fmt.Errorf("%w: bad page token (its timestamp is in the future)", ErrInvalid)
+		}
+	}
+	return k, at, nil
+}
+
+// snapshot returns a timestamp to read the list index at, as it is now:
+// that of a write of the snapshot key. Every workflow key is in the meta
+// range, whose writes apply in log order at rising timestamps (each above
+// every earlier one), so every write acknowledged before this one is at
+// or below it and every later one above it: reads at it see exactly the
+// state after this write, however long after it they run (within the
+// version retention window). A timestamp from a clock would not do: a
+// write in flight, or from a leader whose clock is behind, may still
+// land below it, and one read at it before that write and one after
+// would then disagree. The cost is one small write per List (first page)
+// and Counts call.
+func (e *Engine) snapshot(ctx context.Context) (hlc.Timestamp, error) {
+	ts, err := e.kv.Put(ctx, key(nsSnap), binary.BigEndian.AppendUint64(nil, e.cfg.NodeID))
+	if err != nil {
+		return hlc.Timestamp{}, fmt.Errorf("list snapshot: %w", err)
+	}
+	return ts, nil
+}
+
 // Counts returns the number of instances by status (a keys-only scan of
-// the list index).
+// the list index), all read at one snapshot (see List): each instance is
+// counted once, under its status at that moment.
 func (e *Engine) Counts(ctx context.Context) (map[workflowpb.Status]int, error) {
+	at, err := e.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := map[workflowpb.Status]int{}
 	for _, st := range listOrder {
 		start, end := span(key(nsList, []byte{byte(st), '/'}))
-		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{KeysOnly: true, PageSize: 1000})
+		it := e.kv.Scan(ctx, start, end, kvclient.ScanOptions{KeysOnly: true, PageSize: 1000, ReadAt: at})
 		for it.Next() {
 			out[st]++
 		}

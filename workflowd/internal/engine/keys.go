@@ -37,6 +37,7 @@ type KV interface {
 //	ls/<status 1B>/<id>            InstanceSummary, for List
 //	idem/<key>                     instance id started with that key
 //	def/<id>\0<version 4B>         DefinitionRecord
+//	snap                           written by List and Counts: they read the list index at its timestamp
 const (
 	nsInstance = "i/"
 	nsFence    = "f/"
@@ -47,6 +48,7 @@ const (
 	nsList     = "ls/"
 	nsIdem     = "idem/"
 	nsDef      = "def/"
+	nsSnap     = "snap"
 )
 
 func key(ns string, parts ...[]byte) []byte {
