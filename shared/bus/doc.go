@@ -262,6 +262,15 @@
 // peer and transport). Config.DisableTCP turns off both the listener and
 // sending over TCP.
 //
+// A peer that goes away without closing (its host down, a network that
+// drops its packets) is found as on QUIC, where a connection closes after
+// IdleTimeout without a packet: both ends of a TCP connection send
+// keep-alive probes every KeepAlivePeriod once it is idle and drop it
+// after about IdleTimeout of them unanswered, and TCP_USER_TIMEOUT
+// (Linux) closes it when data sent stays unacknowledged for IdleTimeout,
+// instead of the kernel's retransmissions for a quarter of an hour. The
+// calls on it fail and the next large call dials again.
+//
 // Malformed frames and frames over MaxFrameSize end the TCP connection as
 // on a local socket (a Response with call id 0 and the error, then the
 // close), failing the calls waiting on that connection; other connections

@@ -228,6 +228,7 @@ func (b *Bus) dialSock(ctx context.Context, addr string, sp *sockPeer) (*callsCl
 		b.m.dials.WithLabelValues("error").Inc()
 		return nil, err
 	}
+	b.tuneTCP(raw)
 	if !b.trackSock(raw, false) {
 		_ = raw.Close()
 		return nil, Errorf(CodeUnavailable, "bus stopping")
@@ -275,6 +276,7 @@ func (b *Bus) sockAcceptLoop(ln net.Listener, peerAddr func(net.Conn) string) {
 			}
 			continue
 		}
+		b.tuneTCP(raw)
 		if !b.trackSock(raw, true) {
 			_ = raw.Close()
 			return

@@ -165,3 +165,28 @@ func (b *Bus) callBulk(ctx context.Context, addr string, out []byte, idOff int) 
 	}
 	return res, true, err
 }
+
+// tuneTCP gives a TCP connection of the bus the dead-peer detection of
+// its QUIC connections, which close after IdleTimeout without a packet
+// from the peer: keep-alive probes every KeepAlivePeriod once it is idle,
+// the connection dropped after about IdleTimeout of probes unanswered,
+// and TCP_USER_TIMEOUT at IdleTimeout for data sent but not acknowledged
+// (keep-alives do not run then, and the kernel would otherwise retransmit
+// for a quarter of an hour). A peer whose host went away or a network
+// that silently drops its packets so fails the calls on the connection
+// and the next call dials again, instead of every large call to it
+// queueing on a connection that cannot deliver. Other connections (Unix
+// sockets) are left as they are.
+func (b *Bus) tuneTCP(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	probes := max(1, int(b.cfg.IdleTimeout/b.cfg.KeepAlivePeriod))
+	if err := tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: b.cfg.KeepAlivePeriod, Interval: b.cfg.KeepAlivePeriod, Count: probes}); err != nil {
+		b.log.Debug("bus: TCP keep-alive", "peer", c.RemoteAddr().String(), "err", err)
+	}
+	if err := setUserTimeout(tc, b.cfg.IdleTimeout); err != nil {
+		b.log.Debug("bus: TCP user timeout", "peer", c.RemoteAddr().String(), "err", err)
+	}
+}
