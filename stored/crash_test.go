@@ -88,13 +88,16 @@ func TestCrashKeepsEveryAcknowledgedBatchWhole(t *testing.T) {
 
 	// An acknowledged ingest and an acknowledged staged write (a batch
 	// over half a frame, sent in parts) must survive the kill; an ingest
-	// left unfinished must leave nothing, not even its file.
+	// left unfinished must leave nothing, not even its file. The finished
+	// ingest is several chunks of 1 MiB (64 KiB values), so stored's
+	// window has more than one in flight.
+	ingested := bytes.Repeat([]byte("ingested"), 8<<10)
 	in, err := c.IngestRange(ctx, storeclient.Span{CF: storeclient.Data, Start: []byte("i/"), End: []byte("i0")}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for j := range 100 {
-		if err := in.Add(ctx, storeclient.KV{Key: fmt.Appendf(nil, "i/%03d", j), Value: []byte("ingested")}); err != nil {
+		if err := in.Add(ctx, storeclient.KV{Key: fmt.Appendf(nil, "i/%03d", j), Value: ingested}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +205,7 @@ func TestCrashKeepsEveryAcknowledgedBatchWhole(t *testing.T) {
 		want   func(kvs []storeclient.KV) bool
 	}{
 		{"i/", func(kvs []storeclient.KV) bool {
-			return len(kvs) == 100 && string(kvs[99].Key) == "i/099" && string(kvs[0].Value) == "ingested"
+			return len(kvs) == 100 && string(kvs[99].Key) == "i/099" && bytes.Equal(kvs[0].Value, ingested) && bytes.Equal(kvs[99].Value, ingested)
 		}},
 		{"u/", func(kvs []storeclient.KV) bool { return len(kvs) == 0 }},
 		{"s/", func(kvs []storeclient.KV) bool {

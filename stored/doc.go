@@ -45,7 +45,11 @@
 //   - IngestRange: the bus has no client-to-server stream, so a range
 //     ingest is a session of unary calls. The first frame names the span
 //     and gets an ingest id; chunk frames carry entries in strictly
-//     ascending key order within the span, numbered 1, 2, ...; entries
+//     ascending key order within the span, numbered 1, 2, ...; the
+//     answer to the first frame offers a window (4): a chunk up to 3
+//     ahead of the next one waits for the ones before it (so a client
+//     may have 4 in flight), one further ahead is refused, and one whose
+//     turn has not come when its caller gives up is refused; entries
 //     are staged in an SST file beside the database (engine.Ingester: the
 //     span's deletion, then the entries), so a range of any size is
 //     bounded by the disk, not by memory (Config.MaxIngestBytes per

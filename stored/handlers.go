@@ -428,7 +428,17 @@ type ingest struct {
 	keys   uint64
 	bytes  uint64
 	closed bool
+	// turn is closed, and replaced, whenever seq moves or the session
+	// closes: it wakes the chunks waiting for the ones before them.
+	turn chan struct{}
 }
+
+// ingestWindow is how many chunks of a session a client may have in
+// flight (IngestRangeResponse.window): a chunk up to ingestWindow-1 ahead
+// of the next one waits for its turn, so the transfer of the next chunks
+// overlaps with staging one. Memory: that many chunks (each at most the
+// bus's frame limit) per session.
+const ingestWindow = 4
 
 func (in *ingest) close() {
 	in.mu.Lock()
@@ -436,10 +446,32 @@ func (in *ingest) close() {
 	if !in.closed {
 		in.closed = true
 		in.w.Close()
+		close(in.turn)
 	}
 }
 
-func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+// awaitTurn waits until chunk seq is the next one the session takes, or
+// refuses it: a chunk that is not ahead of the next one, or that is a
+// window or more ahead, is left to addChunk's refusal at once; a chunk
+// whose turn does not come before ctx ends (a chunk before it was lost
+// or refused) is refused.
+func (in *ingest) awaitTurn(ctx context.Context, seq uint64) error {
+	for {
+		in.mu.Lock()
+		next, turn, closed := in.seq+1, in.turn, in.closed
+		in.mu.Unlock()
+		if closed || seq <= next || seq >= next+ingestWindow {
+			return nil
+		}
+		select {
+		case <-turn:
+		case <-ctx.Done():
+			return bus.Errorf(bus.CodeFailedPrecondition, "stored: ingest chunk %d: chunk %d did not come: %v", seq, next, ctx.Err())
+		}
+	}
+}
+
+func (s *Server) ingestRange(ctx context.Context, e *engine.Engine, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
 	if !req.Abort {
 		// The entries are staged in a file on the same disk. The done
 		// frame, whose ingest moves that file in and needs no room of its
@@ -466,6 +498,9 @@ func (s *Server) ingestRange(_ context.Context, e *engine.Engine, req *storepb.I
 	if req.Abort {
 		s.ingests.remove(req.IngestId)
 		return &storepb.IngestRangeResponse{IngestId: req.IngestId}, nil
+	}
+	if err := in.awaitTurn(ctx, req.Seq); err != nil {
+		return nil, err
 	}
 	resp, finish, err := in.addChunk(e, req, s.cfg.MaxIngestBytes)
 	if err != nil || !finish {
@@ -495,13 +530,13 @@ func (s *Server) beginIngest(e *engine.Engine, req *storepb.IngestRangeRequest) 
 	if err != nil {
 		return nil, err
 	}
-	in := &ingest{span: span, w: w}
+	in := &ingest{span: span, w: w, turn: make(chan struct{})}
 	id, _, err := s.ingests.add(in, leaseFor(req.LeaseMs, s.cfg.IngestLease, s.cfg.MaxSnapshotLease), s.now())
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	return &storepb.IngestRangeResponse{IngestId: id}, nil
+	return &storepb.IngestRangeResponse{IngestId: id, Window: ingestWindow}, nil
 }
 
 // addChunk validates the frame's entries whole, then stages them; an
@@ -548,11 +583,14 @@ func (in *ingest) addChunk(e *engine.Engine, req *storepb.IngestRangeRequest, ma
 				// unusable (part of the chunk is in its file).
 				in.closed = true
 				in.w.Close()
+				close(in.turn)
 				return nil, false, fmt.Errorf("stored: ingest staging: %w", err)
 			}
 		}
 		in.seq, in.last, in.bytes = req.Seq, bytes.Clone(last), size
 		in.keys += uint64(len(entries))
+		close(in.turn)
+		in.turn = make(chan struct{})
 	}
 	return &storepb.IngestRangeResponse{IngestId: req.IngestId, Keys: in.keys, Bytes: in.bytes}, req.Done, nil
 }

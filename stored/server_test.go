@@ -540,7 +540,9 @@ func TestIngestRefusals(t *testing.T) {
 		{"begin without span", &storepb.IngestRangeRequest{}, bus.ErrInvalidArgument},
 		{"unknown session", &storepb.IngestRangeRequest{IngestId: id + 1000, Seq: 1}, bus.ErrFailedPrecondition},
 		{"replayed chunk", &storepb.IngestRangeRequest{IngestId: id, Seq: 1, Kvs: []*storepb.KeyValue{kv("e")}}, bus.ErrFailedPrecondition},
-		{"skipped chunk", &storepb.IngestRangeRequest{IngestId: id, Seq: 3, Kvs: []*storepb.KeyValue{kv("e")}}, bus.ErrFailedPrecondition},
+		// A chunk up to 3 ahead of the next waits for its turn
+		// (TestIngestChunksInFlight); one 4 or more ahead is refused.
+		{"skipped chunk", &storepb.IngestRangeRequest{IngestId: id, Seq: 6, Kvs: []*storepb.KeyValue{kv("e")}}, bus.ErrFailedPrecondition},
 		{"key below previous", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e"), kv("d")}}, bus.ErrInvalidArgument},
 		{"key repeated", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("d")}}, bus.ErrInvalidArgument},
 		{"key outside span", &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("e"), kv("z")}}, bus.ErrInvalidArgument},
@@ -594,6 +596,100 @@ func TestIngestRefusals(t *testing.T) {
 	}
 	if got := dump(t, n.c); got != after {
 		t.Errorf("aborted or expired sessions wrote:\n%s\nwant\n%s", got, after)
+	}
+}
+
+// TestIngestChunksInFlight sends an ingest session's chunks out of order
+// within the window the server offers: each waits for the ones before it
+// and the span ends as if they came in order; a chunk whose predecessor
+// never comes is refused when its caller gives up, and the session goes
+// on; the client's Add keeps chunks in flight and Finish waits for them.
+func TestIngestChunksInFlight(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()), nil)
+	ctx := ctxT(t)
+	span := storeclient.Span{CF: storeclient.Data, Start: []byte("b"), End: []byte("m")}
+	call := func(ctx context.Context, req *storepb.IngestRangeRequest) (*storepb.IngestRangeResponse, error) {
+		var resp storepb.IngestRangeResponse
+		err := n.rt.Bus.Call(ctx, n.rt.Bus.Addr().String(), wire.ProtoStore, storeclient.MethodIngestRange, req, &resp)
+		return &resp, err
+	}
+	kv := func(k string) *storepb.KeyValue { return &storepb.KeyValue{Key: []byte(k), Value: []byte("v" + k)} }
+	begin, err := call(ctx, &storepb.IngestRangeRequest{Span: &storepb.Span{Cf: storeclient.Data, Start: span.Start, End: span.End}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if begin.Window != 4 {
+		t.Fatalf("window %d; want 4", begin.Window)
+	}
+	id := begin.IngestId
+	// A gap: chunk 2 waits for chunk 1 until its caller gives up.
+	gctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = call(gctx, &storepb.IngestRangeRequest{IngestId: id, Seq: 2, Kvs: []*storepb.KeyValue{kv("d")}})
+	cancel()
+	if err == nil {
+		t.Fatal("chunk 2 before chunk 1 was taken")
+	}
+	// Chunks 4, 3, 2, 1 sent in that order, each once the one before
+	// waits: all are taken, in seq order.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i, seq := range []uint64{4, 3, 2, 1} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = call(ctx, &storepb.IngestRangeRequest{IngestId: id, Seq: seq, Kvs: []*storepb.KeyValue{kv(fmt.Sprintf("c%d", seq))}})
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("chunk %d: %v", 4-i, err)
+		}
+	}
+	resp, err := call(ctx, &storepb.IngestRangeRequest{IngestId: id, Done: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Keys != 4 {
+		t.Errorf("finished with %d keys; want 4", resp.Keys)
+	}
+	if got, want := dump(t, n.c), "COLUMN_FAMILY_DATA/c1=vc1\nCOLUMN_FAMILY_DATA/c2=vc2\nCOLUMN_FAMILY_DATA/c3=vc3\nCOLUMN_FAMILY_DATA/c4=vc4\n"; !strings.HasSuffix(got, want) {
+		t.Errorf("after ingest:\n%s\nwant\n%s", got, want)
+	}
+
+	// The client: many chunks, up to 4 in flight, then Finish.
+	in, err := n.c.IngestRange(ctx, span, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := bytes.Repeat([]byte("x"), 1000)
+	const keys = 5000 // 5 MB: several chunks of 1 MiB
+	for i := range keys {
+		if err := in.Add(ctx, storeclient.KV{Key: []byte(fmt.Sprintf("d%05d", i)), Value: val}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := in.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Keys != keys {
+		t.Errorf("client ingest finished with %d keys; want %d", res.Keys, keys)
+	}
+	it := n.c.Iterator(span, storeclient.ScanOptions{})
+	got := 0
+	for it.Next(ctx) {
+		if want := fmt.Sprintf("d%05d", got); string(it.KV().Key) != want || !bytes.Equal(it.KV().Value, val) {
+			t.Fatalf("entry %d: key %q; want %q with the value", got, it.KV().Key, want)
+		}
+		got++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got != keys {
+		t.Errorf("span after the client's ingest: %d keys; want %d", got, keys)
 	}
 }
 

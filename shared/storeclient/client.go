@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -477,6 +478,11 @@ func (c *Client) streamRange(ctx context.Context, snap uint64, span Span, chunkB
 
 // Ingest is an IngestRange session: the entries added replace span
 // atomically at Finish. It is not safe for concurrent use.
+//
+// When the server offers a window (IngestRangeResponse.window), Add sends
+// its chunks without waiting for their answers, up to that many in
+// flight (each on a goroutine of the session, all waited for by Finish
+// and Abort); a failure is returned by a later Add, or by Finish.
 type Ingest struct {
 	c       *Client
 	id, seq uint64
@@ -485,6 +491,18 @@ type Ingest struct {
 	keys    uint64
 	bytes   uint64
 	done    bool
+
+	// Chunks in flight (window > 1): slots holds one token per chunk in
+	// flight; wg counts their goroutines; err is the first failure; the
+	// sends run under actx (cancelled by Abort and after a failure),
+	// each within the deadline of the Add that sent it.
+	window  int
+	slots   chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	actx    context.Context
+	acancel context.CancelFunc
 }
 
 // IngestResult summarises a finished ingest.
@@ -497,6 +515,14 @@ type IngestResult struct {
 // DefaultIngestChunkBytes is the size at which Ingest.Add sends a chunk.
 const DefaultIngestChunkBytes = 1 << 20
 
+// ingestChunkTimeout bounds a chunk in flight sent by an Add whose
+// context has no deadline.
+const ingestChunkTimeout = time.Minute
+
+// maxIngestWindow bounds the chunks in flight of one session, whatever
+// the server offers: memory is about that many chunks.
+const maxIngestWindow = 4
+
 // IngestRange begins a session that will replace span (whose End must be
 // set). lease bounds how long the session may stay idle on the server; 0
 // means the server default.
@@ -508,7 +534,12 @@ func (c *Client) IngestRange(ctx context.Context, span Span, lease time.Duration
 	if err := c.call(ctx, MethodIngestRange, &storepb.IngestRangeRequest{Span: span.proto(), LeaseMs: uint32(lease / time.Millisecond)}, &resp); err != nil {
 		return nil, err
 	}
-	return &Ingest{c: c, id: resp.IngestId, chunk: DefaultIngestChunkBytes}, nil
+	in := &Ingest{c: c, id: resp.IngestId, chunk: DefaultIngestChunkBytes, window: min(int(resp.Window), maxIngestWindow)}
+	if in.window > 1 {
+		in.slots = make(chan struct{}, in.window)
+		in.actx, in.acancel = context.WithCancel(context.Background())
+	}
+	return in, nil
 }
 
 // ID returns the session's server-side id.
@@ -524,12 +555,74 @@ func (in *Ingest) Add(ctx context.Context, kvs ...KV) error {
 	for _, kv := range kvs {
 		in.pending = storepb.AppendPacked(in.pending, kv.Key, kv.Value)
 		if len(in.pending) >= in.chunk {
+			if in.window > 1 {
+				if err := in.sendAsync(ctx); err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := in.send(ctx, false); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// failed returns the first failure of a chunk in flight.
+func (in *Ingest) failed() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.err
+}
+
+// sendAsync sends the pending chunk on a goroutine of the session once
+// fewer than window chunks are in flight.
+func (in *Ingest) sendAsync(ctx context.Context) error {
+	if err := in.failed(); err != nil {
+		in.done = true
+		return err
+	}
+	select {
+	case in.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	in.seq++
+	req := &storepb.IngestRangeRequest{IngestId: in.id, Seq: in.seq, Packed: in.pending}
+	in.pending = make([]byte, 0, cap(in.pending))
+	// The chunk outlives this Add's context (an Add returns before its
+	// answer) but not its deadline (or ingestChunkTimeout).
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(ingestChunkTimeout)
+	}
+	cctx, cancel := context.WithDeadline(in.actx, d)
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		defer func() { <-in.slots }()
+		defer cancel()
+		var resp storepb.IngestRangeResponse
+		if err := in.c.call(cctx, MethodIngestRange, req, &resp); err != nil {
+			in.mu.Lock()
+			if in.err == nil {
+				in.err = err
+			}
+			in.mu.Unlock()
+			in.acancel() // the chunks after it cannot be taken
+		}
+	}()
+	return nil
+}
+
+// drain waits for the chunks in flight and returns the first failure.
+func (in *Ingest) drain() error {
+	if in.window <= 1 {
+		return nil
+	}
+	in.wg.Wait()
+	return in.failed()
 }
 
 func (in *Ingest) send(ctx context.Context, done bool) (*storepb.IngestRangeResponse, error) {
@@ -554,8 +647,15 @@ func (in *Ingest) Finish(ctx context.Context) (IngestResult, error) {
 	if in.done {
 		return IngestResult{}, errors.New("storeclient: IngestRange: session ended")
 	}
+	if err := in.drain(); err != nil {
+		in.done = true
+		return IngestResult{}, err
+	}
 	resp, err := in.send(ctx, true)
 	in.done = true
+	if in.acancel != nil {
+		in.acancel()
+	}
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -565,6 +665,10 @@ func (in *Ingest) Finish(ctx context.Context) (IngestResult, error) {
 // Abort drops the session; nothing is written. Aborting an ended session
 // does nothing.
 func (in *Ingest) Abort(ctx context.Context) error {
+	if in.acancel != nil {
+		in.acancel()
+		in.wg.Wait()
+	}
 	if in.done {
 		return nil
 	}

@@ -20,6 +20,9 @@
 // and IngestRange atomically replaces a span with streamed entries: Begin
 // an Ingest, Add entries in ascending key order, Finish. Nothing is
 // written before Finish, and Finish replaces the span in one synced batch.
+// Add sends a chunk per MiB; when stored offers a window, up to 4 chunks
+// are in flight (stored takes them in order), and a chunk's failure is
+// returned by a later Add or by Finish.
 //
 // Write takes a batch of any size up to stored's batch limit: one larger
 // than half a bus frame (at most WritePartBytes a part) goes in parts that

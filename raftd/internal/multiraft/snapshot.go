@@ -46,8 +46,9 @@ import (
 // snapshotWindow chunks in flight (with their encodings), so about
 // 2*(4+4)*SnapshotChunkBytes = 16 MiB per snapshot sent at the default
 // chunk size; a receiver holds at most snapshotWindow chunks per inbound
-// snapshot (chunks further ahead are refused) plus its ingest session's
-// buffer (1 MiB), about 10 MiB per snapshot received.
+// snapshot (chunks further ahead are refused) plus its ingest sessions'
+// buffers (stored's client: 1 MiB being filled and up to 4 chunks of
+// 1 MiB in flight to stored), about 16 MiB per snapshot received.
 //
 // Receiving: the start chunk opens an engine IngestRange session over
 // the local replica's data span; numbered chunks wait for the ones

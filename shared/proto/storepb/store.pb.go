@@ -1365,7 +1365,8 @@ type IngestRangeRequest struct {
 	Done  bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
 	// ingest_id names the session; 0 begins a new one.
 	IngestId uint64 `protobuf:"varint,4,opt,name=ingest_id,json=ingestId,proto3" json:"ingest_id,omitempty"`
-	// seq numbers chunks from 1.
+	// seq numbers chunks from 1. A chunk up to window - 1 ahead of the next
+	// one waits for the ones before it (see IngestRangeResponse.window).
 	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	// abort drops the session.
 	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
@@ -1472,7 +1473,11 @@ type IngestRangeResponse struct {
 	Bytes    uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	IngestId uint64                 `protobuf:"varint,3,opt,name=ingest_id,json=ingestId,proto3" json:"ingest_id,omitempty"`
 	// sequence is RocksDB's sequence number after the final write (done only).
-	Sequence      uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// window (answer to the frame that begins a session): how many chunks
+	// the client may have in flight; the server takes them in seq order. 0
+	// or 1: one at a time.
+	Window        uint32 `protobuf:"varint,5,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1531,6 +1536,13 @@ func (x *IngestRangeResponse) GetIngestId() uint64 {
 func (x *IngestRangeResponse) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
+	}
+	return 0
+}
+
+func (x *IngestRangeResponse) GetWindow() uint32 {
+	if x != nil {
+		return x.Window
 	}
 	return 0
 }
@@ -2377,12 +2389,13 @@ const file_storepb_store_proto_rawDesc = "" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x19\n" +
 	"\blease_ms\x18\a \x01(\rR\aleaseMs\x12\x16\n" +
-	"\x06packed\x18\b \x01(\fR\x06packed\"x\n" +
+	"\x06packed\x18\b \x01(\fR\x06packed\"\x90\x01\n" +
 	"\x13IngestRangeResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1b\n" +
 	"\tingest_id\x18\x03 \x01(\x04R\bingestId\x12\x1a\n" +
-	"\bsequence\x18\x04 \x01(\x04R\bsequence\"E\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12\x16\n" +
+	"\x06window\x18\x05 \x01(\rR\x06window\"E\n" +
 	"\x16ApproximateSizeRequest\x12+\n" +
 	"\x04span\x18\x01 \x01(\v2\x17.pleiades.store.v1.SpanR\x04span\"/\n" +
 	"\x17ApproximateSizeResponse\x12\x14\n" +
