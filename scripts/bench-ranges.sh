@@ -8,6 +8,10 @@
 #
 # PROFILE_DIR=DIR (add) saves CPU profiles of the daemons the snapshot
 # passes through, taken while it streams.
+# HOPS=1 (add) prints, per daemon of the leader's node and the new
+# replica's, the bus calls made and handled during the learner's add
+# (count, mean duration and total seconds by method, from /metrics
+# before and after): the time of each hop of the snapshot's chunks.
 #
 # add: a 4-node cluster with one user range on 3 of them, automatic splits
 # off; MIB MiB of 1 MiB values are loaded into the range (sequential keys,
@@ -73,6 +77,49 @@ print("%s\t%s\t%s" % (r["range_id"], ",".join(x["node_id"] for x in r["replicas"
 # mbps BYTES SECONDS prints BYTES/SECONDS in MB/s (10^6 bytes).
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / s / 1e6 }'; }
 
+# hops_scrape LEADER_DIR NODE TAG saves /metrics of the raftd and stored
+# of the leader's node and node NODE in $dir/hops/ROLE-DAEMON.TAG.
+hops_scrape() {
+  mkdir -p "$dir/hops"
+  local name url
+  while read -r name url; do
+    curl -s -o "$dir/hops/$name.$3" "$url"
+  done < <(python3 - "$dir/cluster.json" "$1" "$2" <<'PY'
+import json, sys
+for n in json.load(open(sys.argv[1]))["nodes"]:
+    role = "leader" if n["data_dir"] == sys.argv[2] else "new" if n["node_id"] == sys.argv[3] else ""
+    if role:
+        for d in ("raftd", "stored"):
+            print("%s-%s http://%s/metrics" % (role, d, n["daemons"][d]["admin"]))
+PY
+)
+}
+
+# hops_print prints the calls made and handled between the two scrapes.
+hops_print() {
+  python3 - "$dir/hops" <<'PY'
+import collections, os, re, sys
+d = sys.argv[1]
+pat = re.compile(r'^pleiades_bus_(call|handler)_duration_seconds_(sum|count)\{(.*)\} (\S+)$')
+def read(path):
+    m = collections.defaultdict(float)
+    for line in open(path):
+        g = pat.match(line.strip())
+        if g:
+            labels = dict(kv.split("=", 1) for kv in re.findall(r'\w+="[^"]*"', g.group(3)))
+            key = (g.group(1), labels["protocol"].strip('"'), labels["method"].strip('"'))
+            m[key + (g.group(2),)] = float(g.group(4))
+    return m
+for name in sorted({f.rsplit(".", 1)[0] for f in os.listdir(d)}):
+    a, b = read(os.path.join(d, name + ".before")), read(os.path.join(d, name + ".after"))
+    for k in sorted({k[:3] for k in b}):
+        n = b.get(k + ("count",), 0) - a.get(k + ("count",), 0)
+        s = b.get(k + ("sum",), 0) - a.get(k + ("sum",), 0)
+        if n >= 10:
+            print("hops: %-13s %-7s %-6s %-18s %6d calls, mean %7.2f ms, total %6.2f s" % (name, "made" if k[0] == "call" else "handled", k[1], k[2], n, 1000 * s / n, s))
+PY
+}
+
 bench_add() {
   local mib=${1:-1024} id nodes leader all node t0 t1 t2 learner promote bytes ldir src
   [[ $mib =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 add [MIB]" >&2; exit 2; }
@@ -119,9 +166,11 @@ PY
       curl -s -o "$PROFILE_DIR/$name.pprof" "$url" &
     done <"$dir/profiles"
   fi
+  [ -z "${HOPS:-}" ] || hops_scrape "$ldir" "$node" before
   t0=$(now)
   "$bin/pleiades" range replicas add "${cli[@]}" --learner --timeout 30m "$id" "$node" >/dev/null
   t1=$(now)
+  [ -z "${HOPS:-}" ] || { hops_scrape "$ldir" "$node" after; hops_print; }
   "$bin/pleiades" range replicas add "${cli[@]}" --timeout 30m "$id" "$node" >/dev/null
   t2=$(now)
   learner=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
