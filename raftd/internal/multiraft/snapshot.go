@@ -627,11 +627,50 @@ const snapshotWindow = 4
 const snapshotReadAhead = 4
 
 // readSnapshotChunks reads, from the engine snapshot snap, the chunks of
-// the range desc's snapshot between its start and done chunks: its data,
-// its versions, its client session records; emit takes each.
+// the range desc's snapshot between its start and done chunks: its data
+// and its versions, read at the same time (two chains of reads from the
+// engine, each one chunk at a time: a receiver adds data and version
+// chunks to separate ingest sessions, so only the order within each
+// matters), then its client session records; emit takes each, one at a
+// time.
 func (r *Replica) readSnapshotChunks(ctx context.Context, snap storage.Snapshot, desc *kvpb.RangeDescriptor, emit func(*raftmsgpb.SnapshotChunk) error) error {
 	start, end := clipSpan(nil, nil, desc)
-	err := snap.StreamRange(ctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+	var emitMu sync.Mutex
+	emitOne := func(c *raftmsgpb.SnapshotChunk) error {
+		emitMu.Lock()
+		defer emitMu.Unlock()
+		return emit(c)
+	}
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		firstMu sync.Mutex
+		first   error
+	)
+	fail := func(err error) { // keeps the first failure, stops both chains
+		firstMu.Lock()
+		if first == nil {
+			first = err
+		}
+		firstMu.Unlock()
+		cancel()
+	}
+	vdone := make(chan struct{})
+	go func() { // waited for below
+		defer close(vdone)
+		vstart, vend := storage.VersionSpan(start, end)
+		err := snap.StreamRange(vctx, storage.Versions, vstart, vend, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
+			c := &raftmsgpb.SnapshotChunk{Versions: make([]*raftmsgpb.VersionEntry, 0, len(kvs))}
+			for _, kv := range kvs {
+				c.Versions = append(c.Versions, &raftmsgpb.VersionEntry{Key: kv.Key, Value: kv.Value})
+			}
+			return emitOne(c)
+		})
+		if err != nil {
+			fail(err)
+		}
+	}()
+	err := snap.StreamRange(vctx, storage.Data, start, end, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
 		c := &raftmsgpb.SnapshotChunk{Kvs: make([]*kvpb.KeyValue, 0, len(kvs))}
 		for _, kv := range kvs {
 			m, v, deleted, err := storage.DecodeRecord(kv.Value)
@@ -643,21 +682,14 @@ func (r *Replica) readSnapshotChunks(ctx context.Context, snap storage.Snapshot,
 			}
 			c.Kvs = append(c.Kvs, &kvpb.KeyValue{Key: kv.Key, Value: valueOf(m, v)})
 		}
-		return emit(c)
+		return emitOne(c)
 	})
 	if err != nil {
-		return err
+		fail(err)
 	}
-	vstart, vend := storage.VersionSpan(start, end)
-	err = snap.StreamRange(ctx, storage.Versions, vstart, vend, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {
-		c := &raftmsgpb.SnapshotChunk{Versions: make([]*raftmsgpb.VersionEntry, 0, len(kvs))}
-		for _, kv := range kvs {
-			c.Versions = append(c.Versions, &raftmsgpb.VersionEntry{Key: kv.Key, Value: kv.Value})
-		}
-		return emit(c)
-	})
-	if err != nil {
-		return err
+	<-vdone
+	if first != nil {
+		return first
 	}
 	sstart, send := storage.SessionSpan(r.rangeID)
 	return snap.StreamRange(ctx, storage.Raft, sstart, send, r.s.cfg.SnapshotChunkBytes, func(kvs []storage.KV) error {

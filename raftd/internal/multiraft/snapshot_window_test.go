@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pleiades-db/pleiades/raftd/internal/storage"
 	"github.com/pleiades-db/pleiades/shared/proto/kvpb"
 	"github.com/pleiades-db/pleiades/shared/proto/raftmsgpb"
 )
@@ -225,5 +226,133 @@ func TestSnapshotChunkStreamRefused(t *testing.T) {
 	}
 	if st.Stats().SnapshotsApplied != 0 {
 		t.Errorf("%d snapshots applied", st.Stats().SnapshotsApplied)
+	}
+}
+
+// bothChainsSnapshot is an engine snapshot whose data and versions reads
+// each wait, before reading, for the other to be in flight too (or for
+// wait to pass): it records whether the two were in flight together.
+type bothChainsSnapshot struct {
+	storage.Snapshot
+	wait     time.Duration
+	inflight atomic.Int32 // data and versions reads in flight
+	together atomic.Bool
+}
+
+func (s *bothChainsSnapshot) StreamRange(ctx context.Context, cf storage.CF, start, end []byte, chunkBytes int, fn func([]storage.KV) error) error {
+	if cf == storage.Data || cf == storage.Versions {
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		for deadline := time.Now().Add(s.wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if s.inflight.Load() == 2 {
+				s.together.Store(true)
+				break
+			}
+		}
+	}
+	return s.Snapshot.StreamRange(ctx, cf, start, end, chunkBytes, fn)
+}
+
+// TestSnapshotReadsDataAndVersionsTogether: a sender reads a snapshot's
+// data and versions from its engine at the same time (two reads in
+// flight), and the chunks keep each one's order: the data chunks are
+// those of a read of the data alone, in order, the same for the versions.
+func TestSnapshotReadsDataAndVersionsTogether(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SnapshotChunkBytes = 256 })
+	laggingFollower(t, c) // writes enough for several chunks of each
+	_, ref := snapshotChunksOf(t, c, c.leaderOf(2))
+	ctx := t.Context()
+	r := c.store(c.leaderOf(2)).Replica(2)
+	snap, err := c.engines[c.leaderOf(2)].OpenSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = snap.Release(ctx) }()
+	both := &bothChainsSnapshot{Snapshot: snap, wait: 3 * time.Second}
+	var got []*raftmsgpb.SnapshotChunk
+	if err := r.readSnapshotChunks(ctx, both, r.desc.Load(), func(ch *raftmsgpb.SnapshotChunk) error {
+		got = append(got, ch)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !both.together.Load() {
+		t.Error("the data and versions reads were not in flight together")
+	}
+	split := func(chs []*raftmsgpb.SnapshotChunk) (data, versions, sessions []*raftmsgpb.SnapshotChunk) {
+		for _, ch := range chs {
+			switch {
+			case len(ch.GetKvs()) > 0:
+				data = append(data, ch)
+			case len(ch.GetVersions()) > 0:
+				versions = append(versions, ch)
+			default:
+				sessions = append(sessions, ch)
+			}
+		}
+		return data, versions, sessions
+	}
+	gd, gv, gs := split(got)
+	sd, sv, ss := split(ref)
+	if len(sd) < 2 || len(sv) < 2 {
+		t.Fatalf("%d data and %d version chunks; want at least 2 of each", len(sd), len(sv))
+	}
+	for _, tt := range []struct {
+		name      string
+		got, want []*raftmsgpb.SnapshotChunk
+	}{{"data", gd, sd}, {"versions", gv, sv}, {"sessions", gs, ss}} {
+		if len(tt.got) != len(tt.want) {
+			t.Fatalf("%s: %d chunks; want %d", tt.name, len(tt.got), len(tt.want))
+		}
+		for i := range tt.got {
+			if !proto.Equal(tt.got[i], tt.want[i]) {
+				t.Fatalf("%s chunk %d differs from a read of its own", tt.name, i)
+			}
+		}
+	}
+}
+
+// failingSnapshot fails its reads of one column family.
+type failingSnapshot struct {
+	storage.Snapshot
+	cf storage.CF
+}
+
+var errReadTest = errors.New("read failed (test)")
+
+func (s failingSnapshot) StreamRange(ctx context.Context, cf storage.CF, start, end []byte, chunkBytes int, fn func([]storage.KV) error) error {
+	if cf == s.cf {
+		return errReadTest
+	}
+	return s.Snapshot.StreamRange(ctx, cf, start, end, chunkBytes, fn)
+}
+
+// TestSnapshotReadFailure: a failed read of either the data or the
+// versions ends the snapshot's read with that failure (not the other
+// read's cancellation) and emits no session chunk.
+func TestSnapshotReadFailure(t *testing.T) {
+	c := newTestCluster(t, 3, &kvpb.InitRequest{}, func(cfg *Config) { cfg.SnapshotChunkBytes = 256 })
+	laggingFollower(t, c)
+	ctx := t.Context()
+	r := c.store(c.leaderOf(2)).Replica(2)
+	snap, err := c.engines[c.leaderOf(2)].OpenSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = snap.Release(ctx) }()
+	for _, cf := range []storage.CF{storage.Data, storage.Versions} {
+		sessions := 0
+		err := r.readSnapshotChunks(ctx, failingSnapshot{snap, cf}, r.desc.Load(), func(ch *raftmsgpb.SnapshotChunk) error {
+			if len(ch.GetKvs()) == 0 && len(ch.GetVersions()) == 0 {
+				sessions++
+			}
+			return nil
+		})
+		if !errors.Is(err, errReadTest) {
+			t.Errorf("cf %v failing: %v; want its failure", cf, err)
+		}
+		if sessions != 0 {
+			t.Errorf("cf %v failing: %d session chunks emitted", cf, sessions)
+		}
 	}
 }
