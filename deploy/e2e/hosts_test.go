@@ -69,7 +69,9 @@ func TestNodesOnHosts(t *testing.T) {
 	}
 	nodes := make([]*hostNode, 3)
 	for i := range nodes {
-		n := &hostNode{dir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)), offset: 4100 + 100*i}
+		// Offsets 200 apart: one 93 to 105 apart would put a node's bus
+		// ports (UDP and TCP) on another's admin ports (TCP).
+		n := &hostNode{dir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)), offset: 4100 + 200*i}
 		n.certs = filepath.Join(n.dir, "certs")
 		if _, err := pleiades(t, "cert", "create-node", "--ca-dir", ca, "--out-dir", n.certs, "--name", fmt.Sprintf("host%d", i+1), "--hosts", "127.0.0.1"); err != nil {
 			t.Fatal(err)
@@ -134,7 +136,7 @@ func TestNodesOnHosts(t *testing.T) {
 	// Node 2 comes back on other ports (same data, same node id).
 	moved := nodes[1]
 	moved.stop(t)
-	moved.offset = 4400
+	moved.offset = 4700
 	moved.up(t, seeds(moved))
 	// A write through node 1 reaches it: its own applied state (a stale
 	// read, served by the first address that answers) holds the value.
