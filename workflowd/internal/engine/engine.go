@@ -116,6 +116,9 @@ type Knobs struct {
 	BeforePersist func(id string)
 	// BeforeRenew runs before every lease renewal.
 	BeforeRenew func(id string)
+	// BeforeDropIndex runs when a claim found a stopped instance in the
+	// runnable or timer index, before it drops the stale entries.
+	BeforeDropIndex func(id string)
 }
 
 // Sentinel errors, mapped to bus codes by the server.
@@ -1116,12 +1119,20 @@ func (e *Engine) tryClaim(ctx context.Context, id string) {
 		}
 		now := e.now()
 		if rec.GetStatus() != workflowpb.Status_STATUS_RUNNING && rec.GetRequested() == "" {
-			// Stale index entries of a stopped instance.
-			b := kvclient.NewBatch().Delete(runKey(id))
+			// Stale index entries of a stopped instance, dropped only if
+			// the record is still the one read: a resume written since
+			// has put the runnable entry back, and it must stay.
+			if e.knobs.BeforeDropIndex != nil {
+				e.knobs.BeforeDropIndex(id)
+			}
+			rev := fenceValue(rec.GetRevision())
+			b := kvclient.NewBatch().CompareAndSwap(kvclient.CAS{Key: fenceKey(id), Expected: rev, NewValue: rev}).Delete(runKey(id))
 			if rec.GetDueUnixNano() != 0 {
 				b.Delete(dueKey(rec.GetDueUnixNano(), id))
 			}
-			_, _ = e.kv.Batch(ctx, b)
+			if res, err := e.kv.Batch(ctx, b); err == nil && !res.Succeeded {
+				continue // changed meanwhile: look again
+			}
 			return
 		}
 		// Our own node's claim is ours to take back: no runner of this

@@ -40,11 +40,15 @@ type runner struct {
 	// in held).
 	exclusive uint32
 	held      []taskResult
-	kickc     chan struct{}
-	results   chan taskResult
-	tasks     sync.WaitGroup
-	fenced    atomic.Bool
-	epoch     uint64
+	// consumed is the control request applied since the last write: the
+	// stored record still carries it until the next write succeeds, and
+	// it must not be taken again from there.
+	consumed string
+	kickc    chan struct{}
+	results  chan taskResult
+	tasks    sync.WaitGroup
+	fenced   atomic.Bool
+	epoch    uint64
 
 	mu struct {
 		sync.Mutex
@@ -927,9 +931,18 @@ func (r *runner) mergeRequest() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.fresh {
-		r.st.Requested, r.st.RequestedReason = r.mu.requested, r.mu.reason
+		r.takeRequest(r.mu.requested, r.mu.reason)
 		r.mu.fresh = false
 	}
+}
+
+// takeRequest adopts the control request found in the stored record,
+// unless it is the one already applied and not yet written.
+func (r *runner) takeRequest(req, reason string) {
+	if req != "" && req == r.consumed {
+		return
+	}
+	r.st.Requested, r.st.RequestedReason = req, reason
 }
 
 func (r *runner) applyRequest() {
@@ -938,6 +951,7 @@ func (r *runner) applyRequest() {
 		return
 	}
 	r.st.Requested = ""
+	r.consumed = req
 	r.dirty = true
 	switch req {
 	case "suspend":
@@ -987,6 +1001,11 @@ func (r *runner) refresh(ctx context.Context) {
 	}
 	if cur.GetEpoch() != r.epoch || cur.GetOwner() != r.e.cfg.NodeID {
 		r.lostLocked(cur)
+		return
+	}
+	if cur.GetRevision() <= r.mu.savedRev {
+		// Read before a renewal that wrote meanwhile: older than what
+		// this runner knows.
 		return
 	}
 	r.mu.savedRaw, r.mu.savedRev, r.mu.lease = v.Value, cur.GetRevision(), cur.GetLeaseUnixNano()
@@ -1085,7 +1104,7 @@ func (r *runner) persist(ctx context.Context, extra func(*kvclient.Batch), relea
 		}
 		// Same epoch: a control request was written; merge it and retry.
 		r.mu.savedRaw, r.mu.savedRev = cur.Value, rec.GetRevision()
-		r.st.Requested, r.st.RequestedReason = rec.GetRequested(), rec.GetRequestedReason()
+		r.takeRequest(rec.GetRequested(), rec.GetRequestedReason())
 		if err != nil && attempt >= 10 {
 			return false
 		}
@@ -1109,6 +1128,7 @@ func (r *runner) saved(raw []byte) {
 	r.mu.savedRaw, r.mu.savedRev, r.mu.savedStatus = raw, r.st.GetRevision(), r.st.GetStatus()
 	r.mu.fresh = false
 	r.dirty = false
+	r.consumed = ""
 }
 
 func (r *runner) sleep(ctx context.Context, attempt int) {
@@ -1233,7 +1253,14 @@ func (r *runner) park(ctx context.Context) bool {
 	sort.Strings(newSubs)
 	r.st.DueUnixNano, r.st.Subscriptions = wake, newSubs
 	ok := r.persist(ctx, func(b *kvclient.Batch) {
-		b.Delete(runKey(r.id))
+		// A control request that came during this write (it is merged
+		// into the record) is applied by whoever claims the instance:
+		// it stays runnable.
+		if r.st.GetRequested() != "" {
+			b.Put(runKey(r.id), nil)
+		} else {
+			b.Delete(runKey(r.id))
+		}
 		if oldDue != 0 && oldDue != wake {
 			b.Delete(dueKey(oldDue, r.id))
 		}
@@ -1260,6 +1287,10 @@ func (r *runner) park(ctx context.Context) bool {
 	if !ok {
 		r.st.DueUnixNano, r.st.Subscriptions = oldDue, oldSubs
 		return false
+	}
+	if r.st.GetRequested() != "" {
+		r.reclaim = true
+		return true
 	}
 	// An event published while we were writing found no subscription:
 	// look once more, now that the subscriptions are written.

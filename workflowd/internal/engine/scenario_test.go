@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -653,6 +654,170 @@ func TestSuspendAfterStepInFlight(t *testing.T) {
 			}
 			if d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"gated", "after"}) {
 				t.Errorf("log %v after resume; want gated, after", d.Log)
+			}
+		})
+	}
+}
+
+// TestResumeRacesStaleIndexDrop: a claim that finds a suspended instance
+// in the runnable index drops the stale entry; a resume written between
+// its read and that drop keeps the entry, and the instance runs.
+func TestResumeRacesStaleIndexDrop(t *testing.T) {
+	v := newEnv(t)
+	ctx := t.Context()
+	b := workflow.New[counter]("pause", 1)
+	b.WaitFor("go", "go", func(*counter) string { return "k" }).Then("after", logStep("after"))
+	resumeAt := make(chan *engine.Engine, 1)
+	resumed := make(chan error, 1)
+	var id string
+	e := v.engine(1, []*workflow.Definition{b.MustBuild()}, func(_ *engine.Config, d *engine.Deps) {
+		d.Knobs = &engine.Knobs{BeforeDropIndex: func(got string) {
+			select {
+			case e := <-resumeAt:
+				_, err := e.Control(ctx, got, "resume", "")
+				resumed <- err
+			default:
+			}
+		}}
+	})
+	id = start(t, e, "pause", `{}`)
+	waitFor(t, "parked", func() bool { rec, _ := e.Get(ctx, id); return rec.GetOwner() == 0 && len(rec.GetSubscriptions()) == 1 })
+	if st, err := e.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_SUSPENDED {
+		t.Fatalf("suspend = %v, %v", st, err)
+	}
+	// The event makes the suspended instance runnable; the claim that
+	// follows finds it suspended, and the resume comes just then.
+	resumeAt <- e
+	if _, _, err := e.PublishEvent(ctx, "go", "k", nil, time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-resumed:
+		if err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no claim found the suspended instance")
+	}
+	if d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"after"}) {
+		t.Errorf("log %v; want after", d.Log)
+	}
+}
+
+// TestControlDuringOwnerWrite: a control request written while the owner
+// writes the instance is neither lost nor applied twice.
+func TestControlDuringOwnerWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// control runs before an owner's write, given the stored record;
+		// it reports whether it made its request.
+		control func(ctx context.Context, e, other *engine.Engine, rec *workflowpb.InstanceRecord) bool
+	}{
+		// The suspend already applied is requested again (through another
+		// workflowd) just before the step's result is written with it.
+		{"suspend again", func(ctx context.Context, _, other *engine.Engine, rec *workflowpb.InstanceRecord) bool {
+			if rec.GetStatus() != workflowpb.Status_STATUS_RUNNING || rec.GetRequested() != "suspend" {
+				return false
+			}
+			_, err := other.Control(ctx, rec.GetId(), "suspend", "")
+			return err == nil
+		}},
+		// The resume comes between the write of the suspension and the
+		// parking of the instance.
+		{"resume while parking", func(ctx context.Context, e, _ *engine.Engine, rec *workflowpb.InstanceRecord) bool {
+			if rec.GetStatus() != workflowpb.Status_STATUS_SUSPENDED || rec.GetOwner() == 0 {
+				return false
+			}
+			_, err := e.Control(ctx, rec.GetId(), "resume", "")
+			return err == nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newEnv(t)
+			ctx := t.Context()
+			gate := make(chan struct{})
+			entered := make(chan struct{}, 1)
+			b := workflow.New[counter]("busy", 1)
+			b.Then("busy", gated(gate, entered)).Then("after", logStep("after"))
+			renewed := make(chan struct{}, 16)
+			done := make(chan struct{})
+			var h struct {
+				sync.Mutex
+				e, other *engine.Engine // set: the control is armed
+				bad      []string       // suspended records still requesting a suspend
+			}
+			e := v.engine(1, []*workflow.Definition{b.MustBuild()}, func(_ *engine.Config, d *engine.Deps) {
+				d.Knobs = &engine.Knobs{
+					BeforeRenew: func(string) {
+						select {
+						case renewed <- struct{}{}:
+						default:
+						}
+					},
+					BeforePersist: func(id string) {
+						h.Lock()
+						defer h.Unlock()
+						if h.other == nil {
+							return
+						}
+						rec, err := h.other.Get(ctx, id)
+						if err != nil {
+							return
+						}
+						if rec.GetStatus() == workflowpb.Status_STATUS_SUSPENDED && rec.GetRequested() == "suspend" {
+							h.bad = append(h.bad, rec.String())
+						}
+						if h.e != nil && tc.control(ctx, h.e, h.other, rec) {
+							h.e = nil
+							close(done)
+						}
+					},
+				}
+			})
+			other := v.engine(2, nil)
+			id := start(t, e, "busy", `{}`)
+			waitEntered(t, entered)
+			if st, err := other.Control(ctx, id, "suspend", ""); err != nil || st != workflowpb.Status_STATUS_RUNNING {
+				t.Fatalf("suspend mid-step = %v, %v; want accepted, still running", st, err)
+			}
+			// The owner learns of the request at a renewal.
+			for len(renewed) > 0 {
+				<-renewed
+			}
+			for range 2 {
+				select {
+				case <-renewed:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no lease renewal while the step runs")
+				}
+			}
+			h.Lock()
+			h.e, h.other = e, other
+			h.Unlock()
+			close(gate)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the control request was never made")
+			}
+			if tc.name == "suspend again" {
+				rec := waitStatus(t, e, id, workflowpb.Status_STATUS_SUSPENDED)
+				waitFor(t, "parked", func() bool { rec, _ = e.Get(ctx, id); return rec.GetOwner() == 0 })
+				if rec.GetStatus() != workflowpb.Status_STATUS_SUSPENDED || rec.GetRequested() != "" || rec.GetStepsCompleted() != 1 {
+					t.Errorf("parked: %v, request %q, %d steps done; want suspended, no request, 1 step done",
+						rec.GetStatus(), rec.GetRequested(), rec.GetStepsCompleted())
+				}
+				if _, err := e.Control(ctx, id, "resume", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d := decode(t, waitStatus(t, e, id, workflowpb.Status_STATUS_COMPLETED)); !slices.Equal(d.Log, []string{"gated", "after"}) {
+				t.Errorf("log %v; want gated, after", d.Log)
+			}
+			h.Lock()
+			defer h.Unlock()
+			for _, r := range h.bad {
+				t.Errorf("suspended record still requests a suspend: %s", r)
 			}
 		})
 	}
