@@ -110,17 +110,35 @@ const (
 // statusChangeCases are instances whose status changes between List's or
 // Counts' scans of two statuses: each is found once, under its status
 // when the call began (setup, if any, runs before it).
-var statusChangeCases = []struct {
+type statusChangeCase struct {
 	name    string
 	setup   []change
 	changes []change
 	want    workflowpb.Status
-}{
+}
+
+var statusChangeCases = []statusChangeCase{
 	{"nothing changes", nil, nil, running},
 	{"completes after the running scan", nil, []change{{suspended, "publish", completed}}, running},
 	{"suspended after the running scan", nil, []change{{suspended, "suspend", suspended}}, running},
 	{"suspended, then terminated", nil, []change{{suspended, "suspend", suspended}, {terminated, "terminate", terminated}}, running},
 	{"resumed after the running scan", []change{{op: "suspend", then: suspended}}, []change{{suspended, "resume", running}}, suspended},
+}
+
+// armedStatusChange parks an instance, applies tc's setup and arms the
+// scan hook that makes tc's changes between the status scans; ran checks
+// that they all happened.
+func armedStatusChange(t *testing.T, tc statusChangeCase) (e *engine.Engine, id string, ran func()) {
+	t.Helper()
+	v := newEnv(t)
+	hk := &scanHookKV{Client: v.kv}
+	ran = hookChanges(t, hk, &e, &id, tc.changes)
+	e, id = parkedWait(t, v, hk)
+	for _, c := range tc.setup {
+		c.apply(t, e, id)
+	}
+	hk.armed.Store(true)
+	return e, id, ran
 }
 
 // TestListStatusChangeDuringList: an instance whose status changes
@@ -129,16 +147,7 @@ var statusChangeCases = []struct {
 func TestListStatusChangeDuringList(t *testing.T) {
 	for _, tc := range statusChangeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := newEnv(t)
-			var e *engine.Engine
-			var id string
-			hk := &scanHookKV{Client: v.kv}
-			ran := hookChanges(t, hk, &e, &id, tc.changes)
-			e, id = parkedWait(t, v, hk)
-			for _, c := range tc.setup {
-				c.apply(t, e, id)
-			}
-			hk.armed.Store(true)
+			e, id, ran := armedStatusChange(t, tc)
 			list, next, err := e.List(t.Context(), engine.ListFilter{Definition: "wait"})
 			if err != nil {
 				t.Fatal(err)
@@ -157,16 +166,7 @@ func TestListStatusChangeDuringList(t *testing.T) {
 func TestCountsStatusChangeDuringCounts(t *testing.T) {
 	for _, tc := range statusChangeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := newEnv(t)
-			var e *engine.Engine
-			var id string
-			hk := &scanHookKV{Client: v.kv}
-			ran := hookChanges(t, hk, &e, &id, tc.changes)
-			e, id = parkedWait(t, v, hk)
-			for _, c := range tc.setup {
-				c.apply(t, e, id)
-			}
-			hk.armed.Store(true)
+			e, _, ran := armedStatusChange(t, tc)
 			got, err := e.Counts(t.Context())
 			if err != nil {
 				t.Fatal(err)

@@ -590,6 +590,22 @@ func TestSuspendResume(t *testing.T) {
 	})
 }
 
+// waitRenewals drops the renewals signalled so far on renewed, then
+// waits for n more.
+func waitRenewals(t *testing.T, renewed <-chan struct{}, n int) {
+	t.Helper()
+	for len(renewed) > 0 {
+		<-renewed
+	}
+	for range n {
+		select {
+		case <-renewed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no lease renewal while the step runs")
+		}
+	}
+}
+
 // TestSuspendAfterStepInFlight: a suspend request for an instance whose
 // step is running applies once the step has finished: until then the
 // record says running (the request pending), then the step's result is
@@ -625,16 +641,7 @@ func TestSuspendAfterStepInFlight(t *testing.T) {
 			}
 			// Two lease renewals after the request: the first finds it
 			// when made elsewhere (the owner was told at once otherwise).
-			for len(renewed) > 0 {
-				<-renewed
-			}
-			for range 2 {
-				select {
-				case <-renewed:
-				case <-time.After(30 * time.Second):
-					t.Fatal("no lease renewal while the step runs")
-				}
-			}
+			waitRenewals(t, renewed, 2)
 			rec, err := e.Get(ctx, id)
 			if err != nil {
 				t.Fatal(err)
@@ -781,16 +788,7 @@ func TestControlDuringOwnerWrite(t *testing.T) {
 				t.Fatalf("suspend mid-step = %v, %v; want accepted, still running", st, err)
 			}
 			// The owner learns of the request at a renewal.
-			for len(renewed) > 0 {
-				<-renewed
-			}
-			for range 2 {
-				select {
-				case <-renewed:
-				case <-time.After(30 * time.Second):
-					t.Fatal("no lease renewal while the step runs")
-				}
-			}
+			waitRenewals(t, renewed, 2)
 			h.Lock()
 			h.e, h.other = e, other
 			h.Unlock()
